@@ -1,0 +1,301 @@
+import assert from "node:assert/strict";
+import {
+  base64url,
+  type CryptoKey,
+  errors,
+  exportJWK,
+  exportSPKI,
+  generateKeyPair,
+  type JWTPayload,
+  SignJWT,
+} from "jose";
+import { signDevToken } from "./sign.ts";
+import {
+  AuthError,
+  type AuthErrorCode,
+  createTokenVerifier,
+  tokenFromRequest,
+  type TokenVerifier,
+  type VerifierOptions,
+} from "./verifier.ts";
+
+const SECRET = "test-secret-that-is-at-least-32-bytes-long";
+const rsa = await generateKeyPair("RS256");
+const ec = await generateKeyPair("ES256");
+const rsaPem = await exportSPKI(rsa.publicKey);
+const ecPem = await exportSPKI(ec.publicKey);
+
+function nowSeconds(): number {
+  return Math.floor(Date.now() / 1000);
+}
+
+async function sign(
+  payload: JWTPayload,
+  key: CryptoKey | Uint8Array,
+  header: { alg: string; kid?: string } = { alg: "HS256" },
+): Promise<string> {
+  return await new SignJWT(payload).setProtectedHeader(header).sign(key);
+}
+
+function hsSign(payload: JWTPayload, secret = SECRET): Promise<string> {
+  return sign(payload, new TextEncoder().encode(secret));
+}
+
+function hsVerifier(options: Omit<VerifierOptions, "key"> = {}): Promise<TokenVerifier> {
+  return createTokenVerifier({ key: { kind: "secret", secret: SECRET }, ...options });
+}
+
+async function assertRefused(promise: Promise<unknown>, code: AuthErrorCode): Promise<AuthError> {
+  let refused: AuthError | undefined;
+  await assert.rejects(promise, (error: unknown) => {
+    assert.ok(error instanceof AuthError, `expected AuthError, got ${error}`);
+    assert.equal(error.code, code);
+    refused = error;
+    return true;
+  });
+  assert.ok(refused);
+  return refused;
+}
+
+Deno.test("verify() accepts a valid HS256 token and turns a numeric user_id into a string", async () => {
+  const exp = nowSeconds() + 600;
+  const verifier = await hsVerifier();
+  const principal = await verifier.verify(await hsSign({ user_id: 42, sub: "ignored", exp }));
+  assert.deepEqual(principal, { userId: "42", expiresAt: exp * 1000 });
+});
+
+Deno.test("verify() falls back to sub when the token has no user_id", async () => {
+  const verifier = await hsVerifier();
+  const principal = await verifier.verify(await hsSign({ sub: "u-7", exp: nowSeconds() + 60 }));
+  assert.equal(principal.userId, "u-7");
+});
+
+Deno.test("verify() reads the configured userClaim instead of user_id or sub", async () => {
+  const verifier = await hsVerifier({ userClaim: "uid" });
+  const token = await hsSign({ uid: "custom", user_id: "1", sub: "2", exp: nowSeconds() + 60 });
+  assert.equal((await verifier.verify(token)).userId, "custom");
+});
+
+Deno.test("verify() accepts a token signed by signDevToken() with issuer and audience", async () => {
+  const verifier = await hsVerifier({ issuer: "chat-auth", audience: "chat" });
+  const token = await signDevToken(SECRET, "99", { issuer: "chat-auth", audience: "chat" });
+  assert.equal((await verifier.verify(token)).userId, "99");
+});
+
+Deno.test("verify() accepts a token expired by less than the clock tolerance", async () => {
+  const verifier = await hsVerifier({ clockToleranceSeconds: 30 });
+  const token = await hsSign({ user_id: "1", exp: nowSeconds() - 10 });
+  assert.equal((await verifier.verify(token)).userId, "1");
+});
+
+Deno.test("verify() refuses a missing, empty, unsafe or non-scalar user id as invalid", async () => {
+  const verifier = await hsVerifier();
+  const exp = nowSeconds() + 60;
+  for (
+    const claims of [
+      { exp },
+      { user_id: "", exp },
+      { user_id: null, sub: "fallback-not-used", exp },
+      { user_id: { id: 1 }, exp },
+      { user_id: 1.5, exp },
+      { user_id: 2 ** 53, exp },
+    ]
+  ) {
+    await assertRefused(verifier.verify(await hsSign(claims)), "invalid");
+  }
+});
+
+Deno.test("verify() refuses an empty token as missing", async () => {
+  const verifier = await hsVerifier();
+  await assertRefused(verifier.verify(""), "missing");
+});
+
+Deno.test("verify() refuses an unsigned alg none token", async () => {
+  const verifier = await hsVerifier();
+  const encode = (part: object) => base64url.encode(JSON.stringify(part));
+  const token = `${encode({ alg: "none", typ: "JWT" })}.${
+    encode({ user_id: "1", exp: nowSeconds() + 60 })
+  }.`;
+  const error = await assertRefused(verifier.verify(token), "invalid");
+  assert.ok(error.cause instanceof errors.JOSEError);
+});
+
+Deno.test("verify() refuses a token signed with another secret and chains the jose error", async () => {
+  const verifier = await hsVerifier();
+  const token = await hsSign(
+    { user_id: "1", exp: nowSeconds() + 60 },
+    "another-secret-that-is-also-32-bytes-long",
+  );
+  const error = await assertRefused(verifier.verify(token), "invalid");
+  assert.ok(error.cause instanceof errors.JWSSignatureVerificationFailed);
+});
+
+Deno.test("verify() refuses an expired token with code expired", async () => {
+  const verifier = await hsVerifier();
+  const token = await hsSign({ user_id: "1", exp: nowSeconds() - 60 });
+  const error = await assertRefused(verifier.verify(token), "expired");
+  assert.ok(error.cause instanceof errors.JWTExpired);
+});
+
+Deno.test("verify() refuses a token without exp", async () => {
+  const verifier = await hsVerifier();
+  await assertRefused(verifier.verify(await hsSign({ user_id: "1" })), "invalid");
+});
+
+Deno.test("verify() refuses a token whose nbf is in the future", async () => {
+  const verifier = await hsVerifier();
+  const token = await hsSign({ user_id: "1", nbf: nowSeconds() + 3600, exp: nowSeconds() + 7200 });
+  await assertRefused(verifier.verify(token), "invalid");
+});
+
+Deno.test("verify() refuses a wrong or missing issuer when one is configured", async () => {
+  const verifier = await hsVerifier({ issuer: "chat-auth" });
+  const exp = nowSeconds() + 60;
+  await assertRefused(
+    verifier.verify(await hsSign({ user_id: "1", iss: "other", exp })),
+    "invalid",
+  );
+  await assertRefused(verifier.verify(await hsSign({ user_id: "1", exp })), "invalid");
+});
+
+Deno.test("verify() refuses a wrong or missing audience when one is configured", async () => {
+  const verifier = await hsVerifier({ audience: "chat" });
+  const exp = nowSeconds() + 60;
+  await assertRefused(
+    verifier.verify(await hsSign({ user_id: "1", aud: "admin", exp })),
+    "invalid",
+  );
+  await assertRefused(verifier.verify(await hsSign({ user_id: "1", exp })), "invalid");
+});
+
+Deno.test("verify() refuses a token longer than maxTokenLength before parsing it", async () => {
+  const verifier = await hsVerifier();
+  const huge = await hsSign({ user_id: "1", exp: nowSeconds() + 60, pad: "x".repeat(9000) });
+  const error = await assertRefused(verifier.verify(huge), "invalid");
+  assert.equal(error.cause, undefined);
+
+  const small = await hsVerifier({ maxTokenLength: 20 });
+  await assertRefused(small.verify(await signDevToken(SECRET, "1")), "invalid");
+});
+
+Deno.test("verify() refuses a garbage string as invalid", async () => {
+  const verifier = await hsVerifier();
+  for (const garbage of ["not-a-jwt", "a.b.c", "....", "eyJ.eyJ.sig"]) {
+    await assertRefused(verifier.verify(garbage), "invalid");
+  }
+});
+
+Deno.test("an RS256 verifier refuses a token HMAC-signed with its own public key PEM", async () => {
+  const verifier = await createTokenVerifier({ key: { kind: "public_key", pem: rsaPem } });
+  const forged = await hsSign({ user_id: "1", exp: nowSeconds() + 60 }, rsaPem);
+  const error = await assertRefused(verifier.verify(forged), "invalid");
+  assert.ok(error.cause instanceof errors.JOSEAlgNotAllowed);
+});
+
+Deno.test("a public key verifier accepts RS256 for an RSA PEM and ES256 for a P-256 PEM", async () => {
+  const claims = { user_id: "5", exp: nowSeconds() + 60 };
+  const rsaVerifier = await createTokenVerifier({ key: { kind: "public_key", pem: rsaPem } });
+  const ecVerifier = await createTokenVerifier({ key: { kind: "public_key", pem: ecPem } });
+  const rsToken = await sign(claims, rsa.privateKey, { alg: "RS256" });
+  const esToken = await sign(claims, ec.privateKey, { alg: "ES256" });
+  assert.equal((await rsaVerifier.verify(rsToken)).userId, "5");
+  assert.equal((await ecVerifier.verify(esToken)).userId, "5");
+});
+
+Deno.test("a public key verifier refuses the other asymmetric algorithm and HS256", async () => {
+  const claims = { user_id: "5", exp: nowSeconds() + 60 };
+  const rsaVerifier = await createTokenVerifier({ key: { kind: "public_key", pem: rsaPem } });
+  const ecVerifier = await createTokenVerifier({ key: { kind: "public_key", pem: ecPem } });
+  const rsToken = await sign(claims, rsa.privateKey, { alg: "RS256" });
+  const esToken = await sign(claims, ec.privateKey, { alg: "ES256" });
+  await assertRefused(ecVerifier.verify(rsToken), "invalid");
+  await assertRefused(rsaVerifier.verify(esToken), "invalid");
+  await assertRefused(rsaVerifier.verify(await hsSign(claims)), "invalid");
+});
+
+Deno.test("a JWKS verifier accepts RS256 and ES256 tokens whose key is in the served set", async () => {
+  const jwks = {
+    keys: [
+      { ...await exportJWK(rsa.publicKey), kid: "rsa-1", alg: "RS256", use: "sig" },
+      { ...await exportJWK(ec.publicKey), kid: "ec-1", alg: "ES256", use: "sig" },
+    ],
+  };
+  await using server = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen: () => {} },
+    () => Response.json(jwks),
+  );
+  const url = `http://127.0.0.1:${server.addr.port}/.well-known/jwks.json`;
+  const verifier = await createTokenVerifier({ key: { kind: "jwks", url } });
+  const claims = { user_id: "8", exp: nowSeconds() + 60 };
+
+  const rsToken = await sign(claims, rsa.privateKey, { alg: "RS256", kid: "rsa-1" });
+  const esToken = await sign(claims, ec.privateKey, { alg: "ES256", kid: "ec-1" });
+  assert.equal((await verifier.verify(rsToken)).userId, "8");
+  assert.equal((await verifier.verify(esToken)).userId, "8");
+
+  const stranger = await generateKeyPair("RS256");
+  const strangerToken = await sign(claims, stranger.privateKey, { alg: "RS256", kid: "rsa-2" });
+  const error = await assertRefused(verifier.verify(strangerToken), "invalid");
+  assert.ok(error.cause instanceof errors.JWKSNoMatchingKey);
+  await assertRefused(verifier.verify(await hsSign(claims)), "invalid");
+});
+
+Deno.test("createTokenVerifier() throws on an HS256 secret shorter than 32 bytes", async () => {
+  await assert.rejects(
+    createTokenVerifier({ key: { kind: "secret", secret: "too-short" } }),
+    (error: unknown) =>
+      error instanceof Error && !(error instanceof AuthError) && /32 bytes/.test(error.message),
+  );
+});
+
+Deno.test("createTokenVerifier() throws on a PEM that is neither RSA nor EC P-256", async () => {
+  const p384 = await generateKeyPair("ES384");
+  for (const pem of [await exportSPKI(p384.publicKey), "not a pem"]) {
+    await assert.rejects(
+      createTokenVerifier({ key: { kind: "public_key", pem } }),
+      /RSA or EC P-256/,
+    );
+  }
+});
+
+Deno.test("createTokenVerifier() throws on a JWKS URL that is not http(s)", async () => {
+  await assert.rejects(
+    createTokenVerifier({ key: { kind: "jwks", url: "file:///etc/jwks.json" } }),
+    /http\(s\)/,
+  );
+  await assert.rejects(
+    createTokenVerifier({ key: { kind: "jwks", url: "not a url" } }),
+    /not a valid URL/,
+  );
+});
+
+Deno.test("tokenFromRequest() reads the token query parameter", () => {
+  const request = new Request("http://chat.test/v1/ws/chats/?token=abc.def.ghi");
+  assert.equal(tokenFromRequest(request), "abc.def.ghi");
+});
+
+Deno.test("tokenFromRequest() reads a Bearer header with any scheme case", () => {
+  for (const scheme of ["Bearer", "bearer", "BEARER"]) {
+    const request = new Request("http://chat.test/v1/ws/chats/", {
+      headers: { authorization: `${scheme} abc.def.ghi` },
+    });
+    assert.equal(tokenFromRequest(request), "abc.def.ghi");
+  }
+});
+
+Deno.test("tokenFromRequest() prefers the query parameter over the header", () => {
+  const request = new Request("http://chat.test/v1/ws/chats/?token=from-query", {
+    headers: { authorization: "Bearer from-header" },
+  });
+  assert.equal(tokenFromRequest(request), "from-query");
+});
+
+Deno.test("tokenFromRequest() returns null when neither query nor Bearer header has a token", () => {
+  const requests = [
+    new Request("http://chat.test/v1/ws/chats/"),
+    new Request("http://chat.test/v1/ws/chats/?token="),
+    new Request("http://chat.test/", { headers: { authorization: "Basic dXNlcjpwYXNz" } }),
+    new Request("http://chat.test/", { headers: { authorization: "Bearer " } }),
+  ];
+  for (const request of requests) assert.equal(tokenFromRequest(request), null);
+});

@@ -1,0 +1,174 @@
+import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { ChatError } from "../chat/errors.ts";
+import type { Bus } from "./bus.ts";
+import { assertPublishSubject, createLocalRouter } from "./local_router.ts";
+
+/** Options of {@link createNatsBus}. */
+export interface NatsBusOptions {
+  /** One server URL, or several separated by commas. */
+  servers: string;
+  /** The connection name shown in NATS monitoring. */
+  name?: string;
+  /**
+   * Called after the connection came back. Payloads published meanwhile by other instances
+   * are lost to this one, so listeners should resynchronise from the store.
+   */
+  onReconnect?: () => void;
+  /**
+   * Told of every failure that is not thrown: a ChatError `unavailable` when NATS refused or
+   * lost something, `internal` when a handler threw. Defaults to `reportError`.
+   */
+  onError?: (error: unknown) => void;
+}
+
+/** Between reconnect attempts; short, because while disconnected remote payloads are lost. */
+const RECONNECT_WAIT_MS = 1_000;
+/** The longest `check()` waits for the server to answer. */
+const CHECK_TIMEOUT_MS = 2_000;
+
+/**
+ * Connects to NATS and returns the bus over it. Rejects with a ChatError `unavailable` when
+ * the first connection fails; afterwards it reconnects forever and never throws from
+ * `publish` for transport reasons (see `onError`). `publish` throws a plain Error on a subject
+ * with wildcards, `subscribe` on an invalid pattern.
+ */
+export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
+  const onError = options.onError ?? reportError;
+  let nc: NatsConnection;
+  try {
+    nc = await connect({
+      servers: options.servers.split(",").map((server) => server.trim()),
+      ...(options.name === undefined ? {} : { name: options.name }),
+      // publish has already handed the payload to local handlers.
+      noEcho: true,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: RECONNECT_WAIT_MS,
+    });
+  } catch (cause) {
+    throw new ChatError("unavailable", `cannot connect to NATS at ${options.servers}`, { cause });
+  }
+  const connection = nc;
+  const router = createLocalRouter({ onError });
+  const remote = new Map<string, Subscription>();
+  const watching = watchStatus(connection, options.onReconnect, onError);
+  let closing: Promise<void> | undefined;
+
+  function subscribeRemote(pattern: string): void {
+    try {
+      const subscription = connection.subscribe(pattern, {
+        callback(error, msg) {
+          if (error) {
+            onError(new ChatError("unavailable", `NATS ended ${pattern}`, { cause: error }));
+            return;
+          }
+          // Only this pattern's handlers: an overlapping pattern has its own NATS subscription.
+          router.deliver(pattern, msg.subject, plain(msg.data));
+        },
+      });
+      remote.set(pattern, subscription);
+    } catch (cause) {
+      // Closed or draining: local handlers still work, the rest of the cluster is out of reach.
+      onError(new ChatError("unavailable", `cannot subscribe to ${pattern} on NATS`, { cause }));
+    }
+  }
+
+  function unsubscribeRemote(pattern: string): void {
+    const subscription = remote.get(pattern);
+    remote.delete(pattern);
+    try {
+      subscription?.unsubscribe();
+    } catch (cause) {
+      onError(new ChatError("unavailable", `cannot unsubscribe ${pattern} on NATS`, { cause }));
+    }
+  }
+
+  return {
+    publish(subject, payload) {
+      assertPublishSubject(subject);
+      // NATS first: a publish made by a handler then reaches other instances after this one.
+      try {
+        connection.publish(subject, payload);
+      } catch (cause) {
+        onError(new ChatError("unavailable", `cannot publish on ${subject} to NATS`, { cause }));
+      }
+      router.dispatch(subject, payload);
+    },
+    subscribe(subject, handler) {
+      const entry = router.add(subject, handler);
+      if (entry.first) subscribeRemote(subject);
+      return () => {
+        if (entry.remove().last) unsubscribeRemote(subject);
+      };
+    },
+    check(signal) {
+      return answers(connection, signal);
+    },
+    close() {
+      closing ??= (async () => {
+        try {
+          // Drains subscriptions and what was published; resolves at once if already closed.
+          await connection[Symbol.asyncDispose]();
+        } catch (cause) {
+          onError(new ChatError("unavailable", "NATS did not drain cleanly", { cause }));
+          await connection.close();
+        }
+        await watching;
+      })();
+      return closing;
+    },
+  };
+}
+
+/** Reports status changes until the connection closes, which ends the iterator. */
+async function watchStatus(
+  nc: NatsConnection,
+  onReconnect: (() => void) | undefined,
+  onError: (error: unknown) => void,
+): Promise<void> {
+  try {
+    for await (const status of nc.status()) {
+      try {
+        switch (status.type) {
+          case "reconnect":
+            onReconnect?.();
+            break;
+          case "error":
+            onError(
+              new ChatError("unavailable", "NATS reported an error", { cause: status.error }),
+            );
+            break;
+          default:
+            // Disconnects, pings and cluster updates need no action: the client reconnects.
+            break;
+        }
+      } catch (failure) {
+        // A throwing listener must not stop the loop, or reconnects would go unreported.
+        reportError(failure);
+      }
+    }
+  } catch (cause) {
+    // close() awaits this loop, so it must settle without rejecting.
+    onError(new ChatError("unavailable", "NATS status stream failed", { cause }));
+  }
+}
+
+/** True when the server answers a flush before the deadline or the signal. */
+async function answers(nc: NatsConnection, signal: AbortSignal | undefined): Promise<boolean> {
+  if (nc.isClosed() || signal?.aborted) return false;
+  const { promise: givenUp, resolve: giveUp } = Promise.withResolvers<false>();
+  const timer = setTimeout(() => giveUp(false), CHECK_TIMEOUT_MS);
+  const onAbort = () => giveUp(false);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    // race() also handles a late rejection of the flush (e.g. when the connection closes).
+    return await Promise.race([nc.flush().then(() => true, () => false), givenUp]);
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+/** The Node transport hands out Buffer views; handlers get a plain Uint8Array, as in memory. */
+function plain(data: Uint8Array): Uint8Array {
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}

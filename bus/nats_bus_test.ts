@@ -1,0 +1,124 @@
+import assert from "node:assert/strict";
+import { createNatsBus } from "./nats_bus.ts";
+
+// What only the NATS bus does: survive a dropped connection. The drop is made by a TCP proxy
+// in front of the shared server, so no server has to be stopped.
+
+const natsUrl = new URL(Deno.env.get("NATS_URL") ?? "nats://127.0.0.1:4222");
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Forwards TCP to NATS until `cut()` drops every connection; still accepts new ones after. */
+function createProxy(target: { hostname: string; port: number }) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<Deno.Conn>();
+  const pipes: Promise<void>[] = [];
+  const pipe = async (from: Deno.Conn, to: Deno.Conn) => {
+    try {
+      await from.readable.pipeTo(to.writable);
+    } catch {
+      // Expected when cut() closes either side mid-copy.
+    }
+  };
+  const accepting = (async () => {
+    for await (const client of listener) {
+      const server = await Deno.connect(target);
+      conns.add(client).add(server);
+      pipes.push(pipe(client, server), pipe(server, client));
+    }
+  })();
+  const cut = () => {
+    for (const conn of conns) {
+      try {
+        conn.close();
+      } catch {
+        // Already closed by its pipe ending.
+      }
+    }
+    conns.clear();
+  };
+  return {
+    url: `nats://127.0.0.1:${listener.addr.port}`,
+    cut,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      cut();
+      await accepting;
+      await Promise.all(pipes);
+    },
+  };
+}
+
+/** Resolves with `promise`, or rejects once `ms` have passed without it. */
+async function within<T>(promise: Promise<T>, what: string, ms = 10_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test("NATS bus: after the connection drops it reconnects, tells onReconnect, and receives again", async () => {
+  await using proxy = createProxy({
+    hostname: natsUrl.hostname,
+    port: Number(natsUrl.port || 4222),
+  });
+  const reconnected = Promise.withResolvers<void>();
+  const errors: unknown[] = [];
+  await using dropped = {
+    bus: await createNatsBus({
+      servers: proxy.url,
+      onReconnect: () => reconnected.resolve(),
+      onError: (error) => errors.push(error),
+    }),
+    [Symbol.asyncDispose]() {
+      return this.bus.close();
+    },
+  };
+  await using other = {
+    bus: await createNatsBus({ servers: natsUrl.href }),
+    [Symbol.asyncDispose]() {
+      return this.bus.close();
+    },
+  };
+  const subject = `test.${crypto.randomUUID().replaceAll("-", "")}.chat.x`;
+  const received: string[] = [];
+  const arrived = Promise.withResolvers<void>();
+  dropped.bus.subscribe(subject, (payload) => {
+    received.push(decoder.decode(payload));
+    if (received.includes("remote")) arrived.resolve();
+  });
+  assert.equal(await dropped.bus.check(), true);
+
+  proxy.cut();
+  // While the connection is down publish neither throws nor skips local handlers.
+  dropped.bus.publish(subject, encoder.encode("local"));
+  assert.deepEqual(received, ["local"]);
+
+  await within(reconnected.promise, "reconnect");
+  // The client subscribes again on reconnect; the flush proves the server has it.
+  assert.equal(await dropped.bus.check(), true);
+  other.bus.publish(subject, encoder.encode("remote"));
+  await within(arrived.promise, "payload after reconnect");
+  assert.deepEqual(received, ["local", "remote"]);
+  assert.deepEqual(errors, []);
+});
+
+Deno.test("NATS bus: check() is false once the caller's signal aborts", async () => {
+  const bus = await createNatsBus({ servers: natsUrl.href });
+  try {
+    const controller = new AbortController();
+    const answer = bus.check(controller.signal);
+    // Aborts before the server's answer can arrive, which needs a turn of the event loop.
+    controller.abort();
+    assert.equal(await answer, false);
+    assert.equal(await bus.check(AbortSignal.abort()), false);
+    assert.equal(await bus.check(), true);
+  } finally {
+    await bus.close();
+  }
+});

@@ -1,0 +1,247 @@
+import {
+  type ChatEnvelope,
+  chatEnvelopeSchema,
+  type UserEvent,
+  userEventSchema,
+} from "./events.ts";
+import type { ChatStore, EventBus, Subjects } from "./ports.ts";
+import { toClientMessage } from "./types.ts";
+
+/** One event of a chat as this instance received it; its wire text is made once for all sockets. */
+export interface Delivery {
+  readonly envelope: ChatEnvelope;
+  /** The frame as JSON, serialised on first use and shared by every socket. */
+  readonly text: string;
+}
+
+export type ChatListener = (delivery: Delivery) => void;
+export type UserListener = (event: UserEvent) => void;
+
+export interface FeedOptions {
+  /** How long an out-of-order message waits for the ones before it before they are read from the store. */
+  gapWaitMs?: number;
+  onError?: (error: unknown, context: string) => void;
+}
+
+interface ChatEntry {
+  listeners: Set<ChatListener>;
+  /** seq of the last chat_message delivered; null until the baseline is read. */
+  lastSeq: number | null;
+  ready: Promise<void>;
+  /** Messages that arrived ahead of a gap, by seq. */
+  ahead: Map<number, Delivery>;
+  /** Events that arrived before the baseline was known. */
+  early: Delivery[];
+  gapTimer: ReturnType<typeof setTimeout> | undefined;
+  unsubscribe: () => void;
+}
+
+/**
+ * This instance's view of the bus: one bus subscription per chat however many sockets want
+ * it, with chat messages released strictly in seq order. A message that arrives after a gap
+ * waits briefly for the missing ones, which are then read from the store (persist, then
+ * publish: the store always has them).
+ */
+export function createChatFeed(
+  deps: { bus: EventBus; store: ChatStore; subjects: Subjects },
+  options: FeedOptions = {},
+) {
+  const { bus, store, subjects } = deps;
+  const gapWaitMs = options.gapWaitMs ?? 100;
+  const onError = options.onError ?? (() => {});
+  const chats = new Map<string, ChatEntry>();
+  const decoder = new TextDecoder();
+
+  function deliver(entry: ChatEntry, delivery: Delivery) {
+    for (const listener of entry.listeners) {
+      try {
+        listener(delivery);
+      } catch (error) {
+        onError(error, "chat listener");
+      }
+    }
+  }
+
+  function release(chatId: string, entry: ChatEntry, delivery: Delivery) {
+    const frame = delivery.envelope.frame;
+    if (frame.type !== "chat_message") return deliver(entry, delivery);
+    const lastSeq = entry.lastSeq!;
+    const seq = frame.message.seq;
+    if (seq <= lastSeq) return; // already delivered (or in the store before we joined)
+    if (seq > lastSeq + 1) {
+      entry.ahead.set(seq, delivery);
+      entry.gapTimer ??= setTimeout(() => fillGap(chatId, entry), gapWaitMs);
+      return;
+    }
+    entry.lastSeq = seq;
+    deliver(entry, delivery);
+    drainAhead(entry);
+  }
+
+  function drainAhead(entry: ChatEntry) {
+    let next = entry.ahead.get(entry.lastSeq! + 1);
+    while (next) {
+      entry.ahead.delete(entry.lastSeq! + 1);
+      entry.lastSeq! += 1;
+      deliver(entry, next);
+      next = entry.ahead.get(entry.lastSeq! + 1);
+    }
+    if (entry.ahead.size === 0 && entry.gapTimer !== undefined) {
+      clearTimeout(entry.gapTimer);
+      entry.gapTimer = undefined;
+    }
+  }
+
+  async function fillGap(chatId: string, entry: ChatEntry) {
+    entry.gapTimer = undefined;
+    if (chats.get(chatId) !== entry || entry.ahead.size === 0) return;
+    const firstAhead = Math.min(...entry.ahead.keys());
+    const sample = entry.ahead.get(firstAhead)!.envelope;
+    try {
+      const missing = await store.messagesBetween(chatId, entry.lastSeq! + 1, firstAhead - 1);
+      if (chats.get(chatId) !== entry) return;
+      for (const stored of missing) {
+        if (stored.seq !== entry.lastSeq! + 1) break;
+        entry.lastSeq = stored.seq;
+        deliver(
+          entry,
+          createDelivery({
+            chat: sample.chat,
+            audience: { to: "all" },
+            frame: { type: "chat_message", chat_id: chatId, message: toClientMessage(stored) },
+            sent_at: sample.sent_at,
+          }),
+        );
+      }
+    } catch (error) {
+      onError(error, "gap fill");
+    }
+    drainAhead(entry);
+    if (entry.ahead.size > 0 && chats.get(chatId) === entry) {
+      entry.gapTimer ??= setTimeout(() => fillGap(chatId, entry), gapWaitMs);
+    }
+  }
+
+  function decode(payload: Uint8Array, context: string): unknown {
+    try {
+      return JSON.parse(decoder.decode(payload));
+    } catch (error) {
+      onError(error, context);
+      return undefined;
+    }
+  }
+
+  function onPayload(chatId: string, payload: Uint8Array) {
+    const entry = chats.get(chatId);
+    if (!entry) return;
+    // Validated on receipt too: instances of different versions share the bus.
+    const parsed = chatEnvelopeSchema.safeParse(decode(payload, "chat event"));
+    if (!parsed.success) return onError(parsed.error, "chat event");
+    const delivery = createDelivery(parsed.data);
+    if (entry.lastSeq === null) entry.early.push(delivery);
+    else release(chatId, entry, delivery);
+  }
+
+  async function openChats(chatIds: readonly string[]) {
+    const fresh: Array<[string, ChatEntry]> = [];
+    let settle!: { resolve: () => void; reject: (error: unknown) => void };
+    const ready = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
+    ready.catch(() => {}); // awaited below; also by later joiners
+    for (const chatId of chatIds) {
+      if (chats.has(chatId)) continue;
+      const entry: ChatEntry = {
+        listeners: new Set(),
+        lastSeq: null,
+        ready,
+        ahead: new Map(),
+        early: [],
+        gapTimer: undefined,
+        unsubscribe: () => {},
+      };
+      chats.set(chatId, entry);
+      entry.unsubscribe = bus.subscribe(
+        subjects.chat(chatId),
+        (payload) => onPayload(chatId, payload),
+      );
+      fresh.push([chatId, entry]);
+    }
+    if (fresh.length === 0) return settle.resolve();
+    try {
+      // Subscribed (and confirmed) first, then read: nothing committed in between is missed.
+      // A bus that does not answer in time only delays its own events: gaps fill from the store.
+      await bus.check(AbortSignal.timeout(1_000));
+      const lastSeqs = await store.lastSeqs(fresh.map(([chatId]) => chatId));
+      for (const [chatId, entry] of fresh) {
+        entry.lastSeq = lastSeqs.get(chatId) ?? 0;
+        const early = entry.early.splice(0);
+        for (const delivery of early) release(chatId, entry, delivery);
+      }
+      settle.resolve();
+    } catch (error) {
+      for (const [chatId, entry] of fresh) {
+        if (entry.listeners.size === 0) close(chatId, entry);
+      }
+      settle.reject(error);
+      throw error;
+    }
+  }
+
+  function close(chatId: string, entry: ChatEntry) {
+    entry.unsubscribe();
+    if (entry.gapTimer !== undefined) clearTimeout(entry.gapTimer);
+    chats.delete(chatId);
+  }
+
+  return {
+    /**
+     * Starts delivering the chats' events to `listener`; resolves once each chat's position
+     * is known, so every message committed after that is delivered. Returns the leave.
+     */
+    async join(chatIds: readonly string[], listener: ChatListener): Promise<() => void> {
+      await openChats(chatIds);
+      const entries = chatIds.map((chatId) => [chatId, chats.get(chatId)!] as const);
+      for (const [, entry] of entries) entry.listeners.add(listener);
+      try {
+        await Promise.all(entries.map(([, entry]) => entry.ready));
+      } catch (error) {
+        leave(entries, listener);
+        throw error;
+      }
+      return () => leave(entries, listener);
+    },
+
+    /** Delivers the user-level events (new chats, disconnects) of `userId`. */
+    onUser(userId: string, listener: UserListener): () => void {
+      return bus.subscribe(subjects.user(userId), (payload) => {
+        const parsed = userEventSchema.safeParse(decode(payload, "user event"));
+        if (!parsed.success) return onError(parsed.error, "user event");
+        listener(parsed.data);
+      });
+    },
+
+    /** Chats this instance currently follows (for metrics and tests). */
+    get size(): number {
+      return chats.size;
+    },
+  };
+
+  function leave(entries: ReadonlyArray<readonly [string, ChatEntry]>, listener: ChatListener) {
+    for (const [chatId, entry] of entries) {
+      entry.listeners.delete(listener);
+      if (entry.listeners.size === 0 && chats.get(chatId) === entry) close(chatId, entry);
+    }
+  }
+}
+
+export type ChatFeed = ReturnType<typeof createChatFeed>;
+
+/** Wraps an envelope so that its frame is serialised at most once. */
+export function createDelivery(envelope: ChatEnvelope): Delivery {
+  let text: string | undefined;
+  return {
+    envelope,
+    get text() {
+      return text ??= JSON.stringify(envelope.frame);
+    },
+  };
+}

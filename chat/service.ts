@@ -1,0 +1,395 @@
+import { ChatError } from "./errors.ts";
+import type { Audience, ChatFrame, UserEvent } from "./events.ts";
+import type { ChatStore, EventBus, HistoryQuery, Page, Subjects } from "./ports.ts";
+import {
+  type Ban,
+  type Chat,
+  type ChatSummary,
+  type MediaType,
+  type Membership,
+  type Message,
+  type Side,
+  type StoredMessage,
+  toClientMessage,
+  type VendorMember,
+  type VendorRole,
+} from "./types.ts";
+
+/** How many unread messages the `unread_messages` frame carries. */
+export const UNREAD_PREVIEW_LIMIT = 50;
+/** How many chats one `chats` frame carries. */
+export const CHAT_LIST_LIMIT = 50;
+
+/** Someone acting in a chat they are a participant of. */
+export interface Actor {
+  user_id: string;
+  membership: Membership;
+}
+
+export type MediaInput = { base64: string } | { media_id: string };
+
+export interface SendMessageInput {
+  receiver_id: string;
+  media_type: MediaType;
+  /** Trimmed text for `text` messages. */
+  content: string | null;
+  media: MediaInput | null;
+  client_id: string | null;
+}
+
+export interface ChatServiceDeps {
+  store: ChatStore;
+  bus: EventBus;
+  subjects: Subjects;
+  /** Milliseconds since the epoch. */
+  now: () => number;
+}
+
+export interface ModeratorInput {
+  moderator_id: string;
+  reason: string;
+}
+
+/**
+ * The chat domain: every rule of the contract, shared by the WebSocket and admin planes.
+ * Writes are persisted, then published; errors are ChatError.
+ */
+export function createChatService(deps: ChatServiceDeps) {
+  const { store, bus, subjects, now } = deps;
+  const encoder = new TextEncoder();
+
+  function publishChat(chat: Chat, audience: Audience, frame: ChatFrame) {
+    const envelope = {
+      chat: { user_id: chat.user_id, vendor_id: chat.vendor_id },
+      audience,
+      frame,
+      sent_at: now(),
+    };
+    bus.publish(subjects.chat(chat.id), encoder.encode(JSON.stringify(envelope)));
+  }
+
+  function publishUser(userId: string, event: UserEvent) {
+    bus.publish(subjects.user(userId), encoder.encode(JSON.stringify(event)));
+  }
+
+  async function unreadFor(chat: Chat, side: Side) {
+    const snapshot = await store.unread(chat.id, side, UNREAD_PREVIEW_LIMIT);
+    return {
+      chat_id: chat.id,
+      count: snapshot.count,
+      messages: snapshot.messages.map(toClientMessage),
+    };
+  }
+
+  async function messageInChat(actor: Actor, messageId: string): Promise<StoredMessage> {
+    const message = await store.getMessage(messageId);
+    // someone else's message id reads as unknown
+    if (!message || message.chat_id !== actor.membership.chat.id || message.deleted) {
+      throw new ChatError("not_found", "no such message in this chat");
+    }
+    return message;
+  }
+
+  function ownMessage(actor: Actor, message: StoredMessage) {
+    if (message.sender_id !== actor.user_id) {
+      throw new ChatError("forbidden", "only the sender may change a message");
+    }
+  }
+
+  async function receiverSideOk(chat: Chat, senderSide: Side, receiverId: string) {
+    if (senderSide === "vendor") return receiverId === chat.user_id;
+    if (receiverId === chat.vendor_id) return true;
+    return receiverId !== chat.user_id && await store.isVendorMember(chat.vendor_id, receiverId);
+  }
+
+  async function refuseBanned(userId: string) {
+    if (await store.activeBan(userId)) throw new ChatError("forbidden", "banned");
+  }
+
+  async function tombstone(message: StoredMessage, deletedBy: string) {
+    const result = await store.deleteMessage(message.id, deletedBy);
+    if (!result) throw new ChatError("not_found", "no such message");
+    if (result.changed) {
+      const chat = await store.getChat(message.chat_id);
+      if (chat) {
+        publishChat(chat, { to: "all" }, {
+          type: "message_deleted",
+          chat_id: chat.id,
+          message_id: message.id,
+          seq: message.seq,
+          deleted_by: deletedBy,
+          deleted_at: result.message.deleted_at!,
+        });
+      }
+    }
+    return result.message;
+  }
+
+  return {
+    /** The user's membership of a chat; `forbidden` when unknown, not a participant or banned. */
+    async joinChat(userId: string, chatId: string): Promise<Membership> {
+      const [membership] = await Promise.all([
+        store.membership(chatId, userId),
+        refuseBanned(userId),
+      ]);
+      if (!membership) throw new ChatError("forbidden", "not a participant of this chat");
+      return membership;
+    },
+
+    /** Every chat of the user, and the vendors they act for; `forbidden` when banned. */
+    async joinAllChats(userId: string): Promise<{ chats: Membership[]; vendors: string[] }> {
+      const [chats, vendors] = await Promise.all([
+        store.chatsOf(userId),
+        store.vendorsOf(userId),
+        refuseBanned(userId),
+      ]);
+      return { chats, vendors };
+    },
+
+    /** The user's side in one chat they may see (used on `/v1/ws/chats/`). */
+    async membership(userId: string, chatId: string): Promise<Membership> {
+      const membership = await store.membership(chatId, userId);
+      if (!membership) throw new ChatError("forbidden", "not a participant of this chat");
+      return membership;
+    },
+
+    async history(chat: Chat, query: HistoryQuery): Promise<Page<Message>> {
+      const page = await store.history(chat.id, query);
+      return { items: page.items.map(toClientMessage), has_more: page.has_more };
+    },
+
+    unread(membership: Membership) {
+      return unreadFor(membership.chat, membership.side);
+    },
+
+    async listChats(userId: string, before?: string): Promise<Page<ChatSummary>> {
+      return await store.listChatsOf(
+        userId,
+        before === undefined ? { limit: CHAT_LIST_LIMIT } : { before, limit: CHAT_LIST_LIMIT },
+      );
+    },
+
+    /**
+     * Stores a message, then tells every participant and pushes the receiver side's unread.
+     * A repeated `client_id` returns the first message and tells no one again.
+     * Errors: invalid_payload (receiver not on the other side), forbidden (banned),
+     * unsupported_media, unavailable.
+     */
+    async sendMessage(
+      actor: Actor,
+      input: SendMessageInput,
+    ): Promise<{ message: Message; duplicate: boolean }> {
+      const { chat, side } = actor.membership;
+      if (!(await receiverSideOk(chat, side, input.receiver_id))) {
+        throw new ChatError("invalid_payload", "receiver is not on the other side of this chat", {
+          issues: [{ path: "receiver_id", message: "must be on the other side of this chat" }],
+        });
+      }
+      if (input.media_type !== "text" || input.media !== null) {
+        throw new ChatError("unsupported_media", "media messages are not accepted yet");
+      }
+      const { message: stored, duplicate } = await store.insertMessage({
+        chat_id: chat.id,
+        sender_id: actor.user_id,
+        sender_side: side,
+        receiver_id: input.receiver_id,
+        media_type: input.media_type,
+        content: input.content,
+        media_id: null,
+        client_id: input.client_id,
+      });
+      const message = toClientMessage(stored);
+      if (!duplicate) {
+        publishChat(chat, { to: "all" }, { type: "chat_message", chat_id: chat.id, message });
+        const receiverSide: Side = side === "customer" ? "vendor" : "customer";
+        const unread = await unreadFor(chat, receiverSide);
+        publishChat(chat, { to: "side", side: receiverSide }, {
+          type: "unread_messages",
+          ...unread,
+        });
+      }
+      return { message, duplicate };
+    },
+
+    /** Marks a message read. Errors: not_found, forbidden (the reader's own side sent it). */
+    async readMessage(actor: Actor, messageId: string): Promise<void> {
+      const { chat, side } = actor.membership;
+      const result = await store.markRead(chat.id, messageId, side);
+      if (!result) throw new ChatError("not_found", "no such message in this chat");
+      if (result.message.sender_side === side) {
+        throw new ChatError("forbidden", "only the receiver's side may mark a message read");
+      }
+      if (!result.changed) return;
+      publishChat(chat, { to: "all" }, {
+        type: "message_read",
+        chat_id: chat.id,
+        message_id: messageId,
+        seq: result.message.seq,
+        reader_id: actor.user_id,
+        read_at: result.message.read_at!,
+      });
+    },
+
+    /** Marks every message addressed to the reader's side up to `seq` read. */
+    async readUpTo(actor: Actor, seq: number): Promise<{ count: number }> {
+      const { chat, side } = actor.membership;
+      const { count, read_at } = await store.markReadUpTo(chat.id, side, seq);
+      if (count > 0) {
+        publishChat(chat, { to: "all" }, {
+          type: "messages_read",
+          chat_id: chat.id,
+          reader_id: actor.user_id,
+          up_to_seq: seq,
+          count,
+          read_at,
+        });
+      }
+      return { count };
+    },
+
+    /** Tombstones the actor's own message. Errors: not_found, forbidden. */
+    async deleteMessage(actor: Actor, messageId: string): Promise<void> {
+      const message = await messageInChat(actor, messageId);
+      ownMessage(actor, message);
+      await tombstone(message, actor.user_id);
+    },
+
+    /** Edits the actor's own text message. Errors: not_found, forbidden, failed_precondition. */
+    async editMessage(actor: Actor, messageId: string, content: string): Promise<Message> {
+      const message = await messageInChat(actor, messageId);
+      ownMessage(actor, message);
+      if (message.media_type !== "text") {
+        throw new ChatError("failed_precondition", "only text messages can be edited", {
+          issues: [{ path: "message_id", message: "only text messages can be edited" }],
+        });
+      }
+      const edited = await store.editMessage(messageId, content);
+      if (!edited) throw new ChatError("not_found", "no such message in this chat");
+      const { chat } = actor.membership;
+      const client = toClientMessage(edited);
+      publishChat(chat, { to: "all" }, {
+        type: "message_edited",
+        chat_id: chat.id,
+        message: client,
+      });
+      return client;
+    },
+
+    /** Tells the other participants' sockets; never stored. */
+    typing(actor: Actor, isTyping: boolean): void {
+      const { chat } = actor.membership;
+      publishChat(chat, { to: "others", user_id: actor.user_id }, {
+        type: "typing",
+        chat_id: chat.id,
+        user_id: actor.user_id,
+        is_typing: isTyping,
+      });
+    },
+
+    // --- the admin plane ---
+
+    /** The chat of the pair, created if new; participants' chat lists learn of it live. */
+    async createChat(userId: string, vendorId: string): Promise<Chat> {
+      if (userId === vendorId) {
+        throw new ChatError("invalid_payload", "a chat needs two different people", {
+          issues: [{ path: "vendor_id", message: "must differ from user_id" }],
+        });
+      }
+      const { chat, created } = await store.createChat(userId, vendorId);
+      if (created) {
+        publishUser(userId, { type: "chat_created", chat });
+        publishUser(vendorId, { type: "chat_created", chat });
+      }
+      return chat;
+    },
+
+    async getChat(chatId: string): Promise<Chat> {
+      const chat = await store.getChat(chatId);
+      if (!chat) throw new ChatError("not_found", "no such chat");
+      return chat;
+    },
+
+    addVendorMember(vendorId: string, userId: string, role: VendorRole): Promise<VendorMember> {
+      return store.addVendorMember(vendorId, userId, role);
+    },
+
+    /** Removes a member; their open sockets lose the vendor's chats at once. */
+    async removeVendorMember(vendorId: string, userId: string): Promise<void> {
+      if (!(await store.removeVendorMember(vendorId, userId))) {
+        throw new ChatError("not_found", "no such vendor member");
+      }
+      publishUser(userId, { type: "membership_revoked", vendor_id: vendorId, user_id: userId });
+    },
+
+    listVendorMembers(vendorId: string): Promise<VendorMember[]> {
+      return store.listVendorMembers(vendorId);
+    },
+
+    async getMessage(messageId: string): Promise<StoredMessage> {
+      const message = await store.getMessage(messageId);
+      if (!message) throw new ChatError("not_found", "no such message");
+      return message;
+    },
+
+    /** A moderator's delete: tombstone, audit, and `message_deleted` to live sockets. */
+    async moderateDeleteMessage(messageId: string, by: ModeratorInput): Promise<StoredMessage> {
+      const message = await store.getMessage(messageId);
+      if (!message) throw new ChatError("not_found", "no such message");
+      const deleted = message.deleted ? message : await tombstone(message, by.moderator_id);
+      await store.recordModeration({
+        action: "delete_message",
+        moderator_id: by.moderator_id,
+        target_user_id: message.sender_id,
+        target_message_id: message.id,
+        reason: by.reason,
+      });
+      return deleted;
+    },
+
+    /** Bans a user (0 seconds: until lifted) and closes their sockets everywhere. */
+    async banUser(userId: string, durationSeconds: number, by: ModeratorInput): Promise<Ban> {
+      const ban = await store.ban({
+        user_id: userId,
+        moderator_id: by.moderator_id,
+        reason: by.reason,
+        expires_at: durationSeconds > 0
+          ? new Date(now() + durationSeconds * 1000).toISOString()
+          : null,
+      });
+      await store.recordModeration({
+        action: "ban_user",
+        moderator_id: by.moderator_id,
+        target_user_id: userId,
+        target_message_id: null,
+        reason: by.reason,
+      });
+      publishUser(userId, { type: "disconnect", user_id: userId, reason: "banned" });
+      return ban;
+    },
+
+    async unbanUser(userId: string, by: ModeratorInput): Promise<void> {
+      if (!(await store.unban(userId))) throw new ChatError("not_found", "no ban for this user");
+      await store.recordModeration({
+        action: "unban_user",
+        moderator_id: by.moderator_id,
+        target_user_id: userId,
+        target_message_id: null,
+        reason: by.reason,
+      });
+    },
+
+    /** Closes every socket of the user on every instance (4408). */
+    async disconnectUser(userId: string, by: ModeratorInput): Promise<void> {
+      await store.recordModeration({
+        action: "disconnect_user",
+        moderator_id: by.moderator_id,
+        target_user_id: userId,
+        target_message_id: null,
+        reason: by.reason,
+      });
+      publishUser(userId, { type: "disconnect", user_id: userId, reason: "operator" });
+    },
+  };
+}
+
+export type ChatService = ReturnType<typeof createChatService>;

@@ -1,0 +1,383 @@
+import type { Sql } from "postgres";
+import { ChatError } from "../chat/errors.ts";
+import type { ChatStore, InsertedMessage, NewMessage, Page } from "../chat/ports.ts";
+import {
+  type ChatSummary,
+  type Membership,
+  type Side,
+  sideOf,
+  type StoredMessage,
+  toClientMessage,
+} from "../chat/types.ts";
+import { withErrorTranslation } from "./errors.ts";
+import {
+  type BanRow,
+  type ChatRow,
+  type MemberRow,
+  type MessageRow,
+  type ModerationRow,
+  toBan,
+  toChat,
+  toMember,
+  toModerationAction,
+  toStoredMessage,
+} from "./rows.ts";
+
+/** Thrown inside a transaction to roll it back when a `client_id` was seen before. */
+class DuplicateClientId extends Error {}
+
+type ChatListRow = ChatRow & MessageColumns & { unread: number };
+/** The last message, joined to a chat row with an `m_` prefix. */
+type MessageColumns = { [K in keyof MessageRow as `m_${K}`]: MessageRow[K] | null };
+
+/** The chat store over postgres.js; every query is a tagged template (parameterised). */
+export function createPostgresStore(sql: Sql): ChatStore {
+  const unreadColumn = (side: Side) => side === "customer" ? "customer_unread" : "vendor_unread";
+
+  async function sidesOf(userId: string, rows: Array<ChatRow & { is_member: boolean }>) {
+    const memberships: Membership[] = [];
+    for (const row of rows) {
+      const side = sideOf(row, userId, row.is_member);
+      if (side) memberships.push({ chat: toChat(row), side });
+    }
+    return await Promise.resolve(memberships);
+  }
+
+  const store: ChatStore = {
+    async createChat(userId, vendorId) {
+      const inserted = await sql<ChatRow[]>`
+        insert into chats (user_id, vendor_id) values (${userId}, ${vendorId})
+        on conflict (user_id, vendor_id) do nothing
+        returning id, user_id, vendor_id, last_seq, created_at, updated_at`;
+      if (inserted[0]) return { chat: toChat(inserted[0]), created: true };
+      const [existing] = await sql<ChatRow[]>`
+        select id, user_id, vendor_id, last_seq, created_at, updated_at
+        from chats where user_id = ${userId} and vendor_id = ${vendorId}`;
+      if (!existing) throw new ChatError("internal", "chat vanished after a conflict");
+      return { chat: toChat(existing), created: false };
+    },
+
+    async getChat(chatId) {
+      const [row] = await sql<ChatRow[]>`
+        select id, user_id, vendor_id, last_seq, created_at, updated_at
+        from chats where id = ${chatId}`;
+      return row ? toChat(row) : null;
+    },
+
+    async membership(chatId, userId) {
+      const rows = await sql<Array<ChatRow & { is_member: boolean }>>`
+        select c.id, c.user_id, c.vendor_id, c.last_seq, c.created_at, c.updated_at,
+               exists (select 1 from vendor_members vm
+                       where vm.vendor_id = c.vendor_id and vm.user_id = ${userId}) as is_member
+        from chats c where c.id = ${chatId}`;
+      const [membership] = await sidesOf(userId, rows);
+      return membership ?? null;
+    },
+
+    async chatsOf(userId) {
+      const rows = await sql<Array<ChatRow & { is_member: boolean }>>`
+        select c.id, c.user_id, c.vendor_id, c.last_seq, c.created_at, c.updated_at,
+               c.vendor_id <> ${userId} and c.user_id <> ${userId} as is_member
+        from chats c
+        where c.user_id = ${userId} or c.vendor_id = ${userId}
+           or c.vendor_id in (select vendor_id from vendor_members where user_id = ${userId})`;
+      return await sidesOf(userId, rows);
+    },
+
+    async vendorsOf(userId) {
+      const rows = await sql<Array<{ vendor_id: string }>>`
+        select vendor_id from vendor_members where user_id = ${userId}`;
+      return rows.map((row) => row.vendor_id);
+    },
+
+    async isVendorMember(vendorId, userId) {
+      const rows = await sql`
+        select 1 from vendor_members where vendor_id = ${vendorId} and user_id = ${userId}`;
+      return rows.length > 0;
+    },
+
+    async listChatsOf(userId, { before, limit }) {
+      const page = (cursor: { before?: string; at?: string }, take: number) =>
+        sql<ChatListRow[]>`
+        with mine as (
+          select id from chats where user_id = ${userId}
+          union select id from chats where vendor_id = ${userId}
+          union select c.id from chats c
+            join vendor_members vm on vm.vendor_id = c.vendor_id and vm.user_id = ${userId}
+        )
+        select c.id, c.user_id, c.vendor_id, c.last_seq, c.created_at, c.updated_at,
+               case when c.user_id = ${userId} then c.customer_unread
+                    else c.vendor_unread end as unread,
+               m.id as m_id, m.chat_id as m_chat_id, m.seq as m_seq, m.sender_id as m_sender_id,
+               m.sender_side as m_sender_side, m.receiver_id as m_receiver_id,
+               m.media_type as m_media_type, m.content as m_content, m.media_id as m_media_id,
+               m.client_id as m_client_id, m.is_read as m_is_read, m.read_at as m_read_at,
+               m.edited_at as m_edited_at, m.deleted_at as m_deleted_at,
+               m.deleted_by as m_deleted_by, m.created_at as m_created_at,
+               m.updated_at as m_updated_at
+        from chats c
+        left join messages m on m.chat_id = c.id and m.seq = c.last_seq
+        where c.id in (select id from mine)
+          ${cursor.before ? sql`and c.updated_at < ${cursor.before}` : sql``}
+          ${cursor.at ? sql`and c.updated_at = ${cursor.at}` : sql``}
+        order by c.updated_at desc, c.id desc
+        limit ${take}`;
+
+      const rows = await page(before === undefined ? {} : { before }, limit + 1);
+      let has_more = rows.length > limit;
+      let items = rows.slice(0, limit);
+      // A page never ends inside a run of equal updated_at, so `before` never skips a chat.
+      const last = items.at(-1);
+      const next = rows[limit];
+      if (last && next && last.updated_at.getTime() === next.updated_at.getTime()) {
+        const at = last.updated_at.toISOString();
+        const tied = await page({ at }, 10_000);
+        items = [...items.filter((row) => row.updated_at.getTime() !== last.updated_at.getTime())];
+        items.push(...tied);
+        const [older] = await page({ before: at }, 1);
+        has_more = older !== undefined;
+      }
+      return { items: items.map(toSummary), has_more };
+    },
+
+    async lastSeqs(chatIds) {
+      if (chatIds.length === 0) return new Map();
+      const rows = await sql<Array<{ id: string; last_seq: number }>>`
+        select id, last_seq from chats where id = any(${chatIds as string[]}::uuid[])`;
+      return new Map(rows.map((row) => [row.id, row.last_seq]));
+    },
+
+    async insertMessage(message: NewMessage): Promise<InsertedMessage> {
+      try {
+        return await sql.begin(async (tx) => {
+          // The chat row lock orders writers of one chat: seq is gapless, chats never wait
+          // on each other.
+          const [chat] = await tx<Array<{ last_seq: number }>>`
+            update chats set
+              last_seq = last_seq + 1,
+              updated_at = date_trunc('milliseconds', now()),
+              customer_unread = customer_unread + ${message.sender_side === "vendor" ? 1 : 0},
+              vendor_unread = vendor_unread + ${message.sender_side === "customer" ? 1 : 0}
+            where id = ${message.chat_id}
+              and not exists (select 1 from bans b where b.user_id = ${message.sender_id}
+                              and (b.expires_at is null or b.expires_at > now()))
+            returning last_seq`;
+          if (!chat) throw new ChatError("forbidden", "you may not send to this chat");
+          const [row] = await tx<MessageRow[]>`
+            insert into messages (chat_id, seq, sender_id, sender_side, receiver_id, media_type,
+                                  content, media_id, client_id, created_at, updated_at)
+            values (${message.chat_id}, ${chat.last_seq}, ${message.sender_id},
+                    ${message.sender_side}, ${message.receiver_id}, ${message.media_type},
+                    ${message.content}, ${message.media_id}, ${message.client_id},
+                    date_trunc('milliseconds', now()), date_trunc('milliseconds', now()))
+            on conflict (chat_id, sender_id, client_id) do nothing
+            returning *`;
+          if (!row) throw new DuplicateClientId();
+          return { message: toStoredMessage(row), duplicate: false };
+        });
+      } catch (error) {
+        if (!(error instanceof DuplicateClientId)) throw error;
+        const [row] = await sql<MessageRow[]>`
+          select * from messages where chat_id = ${message.chat_id}
+            and sender_id = ${message.sender_id} and client_id = ${message.client_id}`;
+        if (!row) throw new ChatError("internal", "duplicate client_id without a message");
+        return { message: toStoredMessage(row), duplicate: true };
+      }
+    },
+
+    async history(chatId, { limit, before_seq, after_seq }) {
+      const rows = after_seq !== undefined
+        ? await sql<MessageRow[]>`
+            select * from messages where chat_id = ${chatId} and seq > ${after_seq}
+              ${before_seq !== undefined ? sql`and seq < ${before_seq}` : sql``}
+            order by seq asc limit ${limit + 1}`
+        : await sql<MessageRow[]>`
+            select * from messages where chat_id = ${chatId}
+              ${before_seq !== undefined ? sql`and seq < ${before_seq}` : sql``}
+            order by seq desc limit ${limit + 1}`;
+      const has_more = rows.length > limit;
+      const page = rows.slice(0, limit);
+      if (after_seq === undefined) page.reverse();
+      return { items: page.map(toStoredMessage), has_more } satisfies Page<StoredMessage>;
+    },
+
+    async messagesBetween(chatId, fromSeq, toSeq) {
+      const rows = await sql<MessageRow[]>`
+        select * from messages where chat_id = ${chatId} and seq between ${fromSeq} and ${toSeq}
+        order by seq asc`;
+      return rows.map(toStoredMessage);
+    },
+
+    async unread(chatId, side, limit) {
+      const [counts] = await sql<Array<{ count: number }>>`
+        select ${sql(unreadColumn(side))} as count from chats where id = ${chatId}`;
+      const rows = await sql<MessageRow[]>`
+        select * from messages
+        where chat_id = ${chatId} and sender_side <> ${side} and not is_read and deleted_at is null
+        order by seq desc limit ${limit}`;
+      return { count: counts?.count ?? 0, messages: rows.reverse().map(toStoredMessage) };
+    },
+
+    async getMessage(messageId) {
+      const [row] = await sql<MessageRow[]>`select * from messages where id = ${messageId}`;
+      return row ? toStoredMessage(row) : null;
+    },
+
+    async markRead(chatId, messageId, readerSide) {
+      const [row] = await sql<MessageRow[]>`
+        with updated as (
+          update messages set is_read = true, read_at = date_trunc('milliseconds', now()), updated_at = date_trunc('milliseconds', now())
+          where id = ${messageId} and chat_id = ${chatId} and sender_side <> ${readerSide}
+            and not is_read and deleted_at is null
+          returning *
+        ), counter as (
+          update chats set
+            customer_unread = customer_unread - (select count(*) from updated
+                                                 where sender_side = 'vendor'),
+            vendor_unread = vendor_unread - (select count(*) from updated
+                                             where sender_side = 'customer')
+          where id = ${chatId} and exists (select 1 from updated)
+        )
+        select * from updated`;
+      if (row) return { message: toStoredMessage(row), changed: true };
+      const [current] = await sql<MessageRow[]>`
+        select * from messages where id = ${messageId} and chat_id = ${chatId}
+          and deleted_at is null`;
+      return current ? { message: toStoredMessage(current), changed: false } : null;
+    },
+
+    async markReadUpTo(chatId, readerSide, seq) {
+      const [result] = await sql<Array<{ count: number; read_at: Date }>>`
+        with updated as (
+          update messages set is_read = true, read_at = date_trunc('milliseconds', now()), updated_at = date_trunc('milliseconds', now())
+          where chat_id = ${chatId} and sender_side <> ${readerSide} and seq <= ${seq}
+            and not is_read and deleted_at is null
+          returning 1
+        ), counter as (
+          update chats set ${sql(unreadColumn(readerSide))} =
+            ${sql(unreadColumn(readerSide))} - (select count(*) from updated)
+          where id = ${chatId}
+        )
+        select (select count(*) from updated)::int as count, date_trunc('milliseconds', now()) as read_at`;
+      return { count: result?.count ?? 0, read_at: (result?.read_at ?? new Date()).toISOString() };
+    },
+
+    async deleteMessage(messageId, deletedBy) {
+      const [row] = await sql<MessageRow[]>`
+        with updated as (
+          update messages set deleted_at = date_trunc('milliseconds', now()), deleted_by = ${deletedBy},
+                              updated_at = date_trunc('milliseconds', now())
+          where id = ${messageId} and deleted_at is null
+          returning *
+        ), counter as (
+          update chats set
+            customer_unread = customer_unread - (select count(*) from updated
+                                                 where sender_side = 'vendor' and not is_read),
+            vendor_unread = vendor_unread - (select count(*) from updated
+                                             where sender_side = 'customer' and not is_read)
+          where id = (select chat_id from updated)
+        )
+        select * from updated`;
+      if (row) return { message: toStoredMessage(row), changed: true };
+      const current = await store.getMessage(messageId);
+      return current ? { message: current, changed: false } : null;
+    },
+
+    async editMessage(messageId, content) {
+      const [row] = await sql<MessageRow[]>`
+        update messages set content = ${content}, edited_at = date_trunc('milliseconds', now()), updated_at = date_trunc('milliseconds', now())
+        where id = ${messageId} and deleted_at is null and media_type = 'text'
+        returning *`;
+      return row ? toStoredMessage(row) : null;
+    },
+
+    async addVendorMember(vendorId, userId, role) {
+      const [row] = await sql<MemberRow[]>`
+        insert into vendor_members (vendor_id, user_id, role) values (${vendorId}, ${userId}, ${role})
+        on conflict (vendor_id, user_id) do update set role = excluded.role
+        returning vendor_id, user_id, role, created_at`;
+      return toMember(row!);
+    },
+
+    async removeVendorMember(vendorId, userId) {
+      const rows = await sql`
+        delete from vendor_members where vendor_id = ${vendorId} and user_id = ${userId}
+        returning 1`;
+      return rows.length > 0;
+    },
+
+    async listVendorMembers(vendorId) {
+      const rows = await sql<MemberRow[]>`
+        select vendor_id, user_id, role, created_at from vendor_members
+        where vendor_id = ${vendorId} order by created_at, user_id`;
+      return rows.map(toMember);
+    },
+
+    async activeBan(userId) {
+      const [row] = await sql<BanRow[]>`
+        select * from bans where user_id = ${userId}
+          and (expires_at is null or expires_at > now())`;
+      return row ? toBan(row) : null;
+    },
+
+    async ban({ user_id, moderator_id, reason, expires_at }) {
+      const [row] = await sql<BanRow[]>`
+        insert into bans (user_id, moderator_id, reason, expires_at)
+        values (${user_id}, ${moderator_id}, ${reason}, ${expires_at})
+        on conflict (user_id) do update set moderator_id = excluded.moderator_id,
+          reason = excluded.reason, expires_at = excluded.expires_at, created_at = now()
+        returning *`;
+      return toBan(row!);
+    },
+
+    async unban(userId) {
+      const rows = await sql`delete from bans where user_id = ${userId} returning 1`;
+      return rows.length > 0;
+    },
+
+    async recordModeration(action) {
+      const [row] = await sql<ModerationRow[]>`
+        insert into moderation_actions (action, moderator_id, target_user_id,
+                                        target_message_id, reason)
+        values (${action.action}, ${action.moderator_id}, ${action.target_user_id},
+                ${action.target_message_id}, ${action.reason})
+        returning *`;
+      return toModerationAction(row!);
+    },
+
+    async check(signal) {
+      const query = sql`select 1`.execute();
+      const aborted = new Promise<never>((_, reject) => {
+        signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
+      });
+      try {
+        await Promise.race([query, aborted]);
+        return true;
+      } catch {
+        query.cancel();
+        return false;
+      }
+    },
+  };
+  return withErrorTranslation(store);
+}
+
+function toSummary(row: ChatListRow): ChatSummary {
+  const last = row.m_id === null ? null : toStoredMessage(unprefix(row));
+  return {
+    chat_id: row.id,
+    user_id: row.user_id,
+    vendor_id: row.vendor_id,
+    last_message: last ? toClientMessage(last) : null,
+    unread_count: row.unread,
+    updated_at: row.updated_at.toISOString(),
+  };
+}
+
+function unprefix(row: ChatListRow): MessageRow {
+  const message: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(row)) {
+    if (key.startsWith("m_")) message[key.slice(2)] = value;
+  }
+  return message as unknown as MessageRow;
+}

@@ -1,0 +1,47 @@
+/**
+ * `deno task dev`: the service on its embedded defaults (PGlite under .dev/, in-process
+ * fan-out), with a development JWT secret and admin token generated once and kept in
+ * .dev/secrets.json (never in the repository), a sample chat, and ready-to-use tokens.
+ */
+import { signDevToken } from "./auth/sign.ts";
+import { loadConfig } from "./config.ts";
+import { startService } from "./main.ts";
+import { devSecrets } from "./dev/secrets.ts";
+
+const secrets = await devSecrets();
+const config = loadConfig({
+  JWT_SECRET: secrets.JWT_SECRET,
+  GRPC_ADMIN_TOKEN: secrets.GRPC_ADMIN_TOKEN,
+  ...Deno.env.toObject(),
+});
+const service = await startService(config);
+const customer = "customer-1";
+const vendor = "vendor-1";
+const chat = await service.chat.createChat(customer, vendor);
+const ttl = 24 * 3600;
+const [customerToken, vendorToken] = await Promise.all([
+  signDevToken(config.JWT_SECRET ?? secrets.JWT_SECRET, customer, { ttlSeconds: ttl }),
+  signDevToken(config.JWT_SECRET ?? secrets.JWT_SECRET, vendor, { ttlSeconds: ttl }),
+]);
+const base = `ws://localhost:${service.port}`;
+console.log(`
+chat service (development) on http://localhost:${service.port}
+  database: ${config.DATABASE_URL ? "DATABASE_URL" : `embedded PGlite in ${config.DATA_DIR}`}
+  fan-out:  ${config.NATS_URL ? "NATS" : "in-process"}
+  secrets:  .dev/secrets.json (development only)
+
+sample chat ${chat.id} between ${customer} (customer) and ${vendor} (vendor)
+  ${customer}: ${base}/v1/ws/chat/${chat.id}/?token=${customerToken}
+  ${vendor}:   ${base}/v1/ws/chat/${chat.id}/?token=${vendorToken}
+  all chats of ${customer}: ${base}/v1/ws/chats/?token=${customerToken}
+
+try: {"action":"send_message","receiver_id":"${vendor}","media_type":"text","content":"hi","request_id":"1"}
+more tokens: deno task token <user_id>
+`);
+
+const stop = async () => {
+  await service.close();
+  Deno.exit(0);
+};
+Deno.addSignalListener("SIGINT", stop);
+Deno.addSignalListener("SIGTERM", stop);

@@ -1,0 +1,106 @@
+import { signDevToken } from "../../auth/sign.ts";
+import { loadConfig } from "../../config.ts";
+import { type RunningService, startService } from "../../main.ts";
+import { freshDatabase } from "./database.ts";
+import { TestSocket } from "./ws_client.ts";
+
+export const TEST_NATS_URL = Deno.env.get("TEST_NATS_URL") ?? "nats://127.0.0.1:4222";
+
+/** One running instance as a test sees it. */
+export interface TestInstance {
+  service: RunningService;
+  httpUrl: string;
+  wsUrl: string;
+}
+
+/**
+ * A cluster for one test: a fresh database, its own NATS subject prefix (so parallel tests
+ * never hear each other) and one or more real service instances.
+ */
+export interface TestCluster extends AsyncDisposable {
+  instances: TestInstance[];
+  /** The first instance. */
+  main: TestInstance;
+  secret: string;
+  databaseUrl: string;
+  token(userId: string, ttlSeconds?: number): Promise<string>;
+  /** Opens a socket on `/v1/ws/chat/{chatId}/` of an instance (default: the first). */
+  openChat(userId: string, chatId: string, instance?: number): Promise<TestSocket>;
+  openChats(userId: string, instance?: number): Promise<TestSocket>;
+  startInstance(env?: Record<string, string>): Promise<TestInstance>;
+}
+
+export async function startCluster(
+  options: { instances?: number; nats?: boolean; env?: Record<string, string> } = {},
+): Promise<TestCluster> {
+  const database = await freshDatabase();
+  const secret = crypto.randomUUID() + crypto.randomUUID();
+  const prefix = `t${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+  const instances: TestInstance[] = [];
+  const sockets: TestSocket[] = [];
+
+  async function startInstance(env: Record<string, string> = {}): Promise<TestInstance> {
+    const config = loadConfig({
+      PORT: "0",
+      HOST: "127.0.0.1",
+      GRPC_ENABLED: "0",
+      DATABASE_URL: database.url,
+      DATABASE_POOL_SIZE: "4",
+      JWT_SECRET: secret,
+      NATS_SUBJECT_PREFIX: prefix,
+      ...(options.nats === false ? {} : { NATS_URL: TEST_NATS_URL }),
+      ...options.env,
+      ...env,
+    });
+    const service = await startService(config);
+    const instance = {
+      service,
+      httpUrl: `http://127.0.0.1:${service.port}`,
+      wsUrl: `ws://127.0.0.1:${service.port}`,
+    };
+    instances.push(instance);
+    return instance;
+  }
+
+  try {
+    for (let index = 0; index < (options.instances ?? 1); index++) await startInstance();
+  } catch (error) {
+    for (const instance of instances) await instance.service.close();
+    await database[Symbol.asyncDispose]();
+    throw error;
+  }
+
+  const token = (userId: string, ttlSeconds?: number) =>
+    signDevToken(secret, userId, ttlSeconds === undefined ? {} : { ttlSeconds });
+
+  return {
+    instances,
+    get main() {
+      return instances[0]!;
+    },
+    secret,
+    databaseUrl: database.url,
+    token,
+    startInstance,
+    async openChat(userId, chatId, instance = 0) {
+      const socket = await TestSocket.open(`${instances[instance]!.wsUrl}/v1/ws/chat/${chatId}/`, {
+        token: await token(userId),
+      });
+      sockets.push(socket);
+      return socket;
+    },
+    async openChats(userId, instance = 0) {
+      const socket = await TestSocket.open(`${instances[instance]!.wsUrl}/v1/ws/chats/`, {
+        token: await token(userId),
+      });
+      sockets.push(socket);
+      return socket;
+    },
+    async [Symbol.asyncDispose]() {
+      for (const socket of sockets) socket.close();
+      await Promise.all(sockets.map((socket) => socket.closed));
+      for (const instance of instances) await instance.service.close();
+      await database[Symbol.asyncDispose]();
+    },
+  };
+}

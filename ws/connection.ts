@@ -1,0 +1,336 @@
+import type { Principal } from "../auth/verifier.ts";
+import { ChatError } from "../chat/errors.ts";
+import type { UserEvent } from "../chat/events.ts";
+import type { ChatFeed, Delivery } from "../chat/feed.ts";
+import type { Actor, ChatService } from "../chat/service.ts";
+import type { Membership } from "../chat/types.ts";
+import { CloseCode, closeCodeFor, type ErrorFrame, toErrorFrame } from "./errors.ts";
+import { type ClientFrame, isFrameProblem, parseClientFrame } from "./frames.ts";
+
+/** Which endpoint the socket came in on. */
+export type Endpoint = { kind: "chat"; chatId: string } | { kind: "chats" };
+
+export interface ConnectionDeps {
+  service: ChatService;
+  feed: ChatFeed;
+  maxFrameBytes: number;
+  now: () => number;
+  onError: (error: unknown, context: string) => void;
+  onClose: (connection: Connection) => void;
+}
+
+type Outcome = { reply?: unknown } | undefined;
+
+/**
+ * One socket's state: who it is, which chats it sees, and the order of its frames. Frames
+ * from the client are handled one at a time, in arrival order; timers and subscriptions
+ * belong to the connection and end with it.
+ */
+export class Connection {
+  readonly userId: string;
+  readonly endpoint: Endpoint;
+  /** The chats this socket sees, with the user's side in each. */
+  readonly memberships = new Map<string, Membership>();
+  #socket: WebSocket;
+  #deps: ConnectionDeps;
+  #queue: Promise<void>;
+  #ready = false;
+  #closed = false;
+  /** Live events that arrived while the first frames were being prepared. */
+  #early: Delivery[] = [];
+  /** Highest seq sent on the single-chat endpoint: the first page and live events overlap. */
+  #lastSeqSent = 0;
+  #expiryTimer: ReturnType<typeof setTimeout> | undefined;
+  #cleanups: Array<() => void> = [];
+
+  constructor(socket: WebSocket, principal: Principal, endpoint: Endpoint, deps: ConnectionDeps) {
+    this.#socket = socket;
+    this.userId = principal.userId;
+    this.endpoint = endpoint;
+    this.#deps = deps;
+    const untilExpiry = principal.expiresAt - deps.now();
+    this.#expiryTimer = setTimeout(
+      () => this.close(CloseCode.tokenInvalid, "token expired"),
+      Math.max(0, Math.min(untilExpiry, 2_147_483_647)),
+    );
+    socket.onmessage = (event) => this.#receive(event.data);
+    socket.onclose = () => this.#dispose();
+    socket.onerror = () => {};
+    this.#queue = this.#start();
+  }
+
+  /** Closes the socket with a contract close code; idempotent. */
+  close(code: number, reason: string): void {
+    if (this.#closed) return;
+    this.#dispose();
+    try {
+      this.#socket.close(code, reason);
+    } catch {
+      // already closing
+    }
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  async #start(): Promise<void> {
+    const { service, feed } = this.#deps;
+    try {
+      this.#cleanups.push(feed.onUser(this.userId, (event) => this.#onUserEvent(event)));
+      if (this.endpoint.kind === "chat") {
+        const membership = await service.joinChat(this.userId, this.endpoint.chatId);
+        this.memberships.set(membership.chat.id, membership);
+        await this.#follow([membership.chat.id]);
+        const page = await service.history(membership.chat, { limit: 50 });
+        this.#lastSeqSent = page.items.at(-1)?.seq ?? 0;
+        this.#send({
+          type: "latest_chat",
+          chat_id: membership.chat.id,
+          messages: page.items,
+          has_more: page.has_more,
+        });
+        this.#send({ type: "unread_messages", ...(await service.unread(membership)) });
+      } else {
+        const { chats, vendors } = await service.joinAllChats(this.userId);
+        for (const membership of chats) this.memberships.set(membership.chat.id, membership);
+        // Members of a vendor hear of the vendor's new chats on the vendor's subject.
+        for (const vendorId of vendors) {
+          this.#cleanups.push(feed.onUser(vendorId, (event) => this.#onUserEvent(event)));
+        }
+        await this.#follow(chats.map((membership) => membership.chat.id));
+        const page = await service.listChats(this.userId);
+        this.#send({ type: "chats", chats: page.items, has_more: page.has_more });
+      }
+      this.#ready = true;
+      for (const delivery of this.#early.splice(0)) this.#deliver(delivery);
+    } catch (error) {
+      if (!(error instanceof ChatError) || error.code === "internal") {
+        this.#deps.onError(error, "connect");
+      }
+      this.close(closeCodeFor(error), error instanceof ChatError ? error.code : "internal");
+    }
+  }
+
+  async #follow(chatIds: string[]): Promise<void> {
+    if (this.#closed || chatIds.length === 0) return;
+    const leave = await this.#deps.feed.join(chatIds, (delivery) => this.#deliver(delivery));
+    if (this.#closed) return leave();
+    this.#cleanups.push(leave);
+  }
+
+  #deliver(delivery: Delivery): void {
+    if (this.#closed) return;
+    const { audience, frame } = delivery.envelope;
+    const membership = this.memberships.get(frame.chat_id);
+    if (!membership) return;
+    if (audience.to === "side" && audience.side !== membership.side) return;
+    if (audience.to === "others" && audience.user_id === this.userId) return;
+    if (!this.#ready) {
+      this.#early.push(delivery);
+      return;
+    }
+    if (frame.type === "chat_message" && this.endpoint.kind === "chat") {
+      if (frame.message.seq <= this.#lastSeqSent) return;
+      this.#lastSeqSent = frame.message.seq;
+    }
+    this.#sendText(delivery.text);
+  }
+
+  #onUserEvent(event: UserEvent): void {
+    switch (event.type) {
+      case "disconnect":
+        if (event.user_id !== this.userId) return;
+        if (event.reason === "banned") this.close(CloseCode.forbidden, "banned");
+        else this.close(CloseCode.operatorDisconnect, "disconnected by an operator");
+        return;
+      case "chat_created":
+        if (this.endpoint.kind !== "chats") return;
+        this.#queue = this.#queue.then(() => this.#adoptChat(event.chat.id));
+        return;
+      case "membership_revoked":
+        if (event.user_id !== this.userId) return;
+        this.#dropVendor(event.vendor_id);
+        return;
+    }
+  }
+
+  async #adoptChat(chatId: string): Promise<void> {
+    if (this.#closed || this.memberships.has(chatId)) return;
+    try {
+      const membership = await this.#deps.service.membership(this.userId, chatId);
+      this.memberships.set(chatId, membership);
+      await this.#follow([chatId]);
+    } catch (error) {
+      this.#deps.onError(error, "adopt new chat");
+    }
+  }
+
+  #dropVendor(vendorId: string): void {
+    for (const [chatId, membership] of this.memberships) {
+      const { chat, side } = membership;
+      if (chat.vendor_id !== vendorId || side !== "vendor" || this.userId === vendorId) continue;
+      if (this.endpoint.kind === "chat") {
+        return this.close(CloseCode.forbidden, "no longer a member");
+      }
+      this.memberships.delete(chatId);
+    }
+  }
+
+  #receive(data: unknown): void {
+    if (this.#closed) return;
+    if (typeof data !== "string") {
+      const size = data instanceof ArrayBuffer ? data.byteLength : 0;
+      if (size > this.#deps.maxFrameBytes) {
+        return this.close(CloseCode.frameTooLarge, "frame too large");
+      }
+      return this.#send(
+        {
+          type: "error",
+          code: "invalid_frame",
+          message: "binary frames are not accepted",
+        } satisfies ErrorFrame,
+      );
+    }
+    // UTF-16 length bounds the UTF-8 size from below, times three from above
+    if (data.length > this.#deps.maxFrameBytes) {
+      return this.close(CloseCode.frameTooLarge, "frame too large");
+    }
+    const frame = parseClientFrame(data);
+    if (isFrameProblem(frame)) {
+      const { code, ...rest } = frame;
+      return this.#send({ type: "error", code, ...rest } satisfies ErrorFrame);
+    }
+    this.#queue = this.#queue.then(() => this.#handle(frame));
+  }
+
+  async #handle(frame: ClientFrame): Promise<void> {
+    if (this.#closed) return;
+    try {
+      const outcome = await this.#dispatch(frame);
+      if (frame.request_id !== undefined && frame.action !== "ping") {
+        this.#send({
+          type: "ack",
+          request_id: frame.request_id,
+          action: frame.action,
+          ...(outcome?.reply === undefined ? {} : { message: outcome.reply }),
+        });
+      }
+    } catch (error) {
+      if (!(error instanceof ChatError) || error.code === "internal") {
+        this.#deps.onError(error, `action ${frame.action}`);
+      }
+      this.#send(toErrorFrame(error, { request_id: frame.request_id, action: frame.action }));
+    }
+  }
+
+  async #actor(chatId: string | undefined): Promise<Actor> {
+    if (this.endpoint.kind === "chat") {
+      return { user_id: this.userId, membership: this.memberships.get(this.endpoint.chatId)! };
+    }
+    if (chatId === undefined) {
+      throw new ChatError("invalid_payload", "chat_id is required on this endpoint", {
+        issues: [{ path: "chat_id", message: "required" }],
+      });
+    }
+    const known = this.memberships.get(chatId);
+    if (known) return { user_id: this.userId, membership: known };
+    // a chat may have been created a moment ago; the store is the truth
+    const membership = await this.#deps.service.membership(this.userId, chatId);
+    return { user_id: this.userId, membership };
+  }
+
+  async #dispatch(frame: ClientFrame): Promise<Outcome> {
+    const { service } = this.#deps;
+    switch (frame.action) {
+      case "ping":
+        return;
+      case "list_chats": {
+        if (this.endpoint.kind !== "chats") {
+          throw new ChatError("invalid_payload", "list_chats is for /v1/ws/chats/");
+        }
+        const page = await service.listChats(this.userId, frame.before);
+        this.#send({ type: "chats", chats: page.items, has_more: page.has_more });
+        return;
+      }
+      case "load_latest_chat": {
+        const actor = await this.#actor(frame.chat_id);
+        const page = await service.history(actor.membership.chat, {
+          limit: frame.limit,
+          ...(frame.before_seq === undefined ? {} : { before_seq: frame.before_seq }),
+          ...(frame.after_seq === undefined ? {} : { after_seq: frame.after_seq }),
+        });
+        this.#send({
+          type: "latest_chat",
+          chat_id: actor.membership.chat.id,
+          messages: page.items,
+          has_more: page.has_more,
+        });
+        return;
+      }
+      case "send_message": {
+        const actor = await this.#actor(frame.chat_id);
+        const base64 = frame.image ?? frame.audio ?? frame.video;
+        const { message } = await service.sendMessage(actor, {
+          receiver_id: frame.receiver_id,
+          media_type: frame.media_type,
+          content: frame.content ?? null,
+          media: base64 !== undefined
+            ? { base64 }
+            : frame.media_id !== undefined
+            ? { media_id: frame.media_id }
+            : null,
+          client_id: frame.client_id ?? null,
+        });
+        return { reply: message };
+      }
+      case "read_message":
+        await service.readMessage(await this.#actor(frame.chat_id), frame.message_id);
+        return;
+      case "read_up_to":
+        await service.readUpTo(await this.#actor(frame.chat_id), frame.seq);
+        return;
+      case "delete_message":
+        await service.deleteMessage(await this.#actor(frame.chat_id), frame.message_id);
+        return;
+      case "edit_message": {
+        const message = await service.editMessage(
+          await this.#actor(frame.chat_id),
+          frame.message_id,
+          frame.content,
+        );
+        return { reply: message };
+      }
+      case "unread_message": {
+        const actor = await this.#actor(frame.chat_id);
+        this.#send({ type: "unread_messages", ...(await service.unread(actor.membership)) });
+        return;
+      }
+      case "typing":
+        service.typing(await this.#actor(frame.chat_id), frame.is_typing);
+        return;
+    }
+  }
+
+  #send(frame: unknown): void {
+    this.#sendText(JSON.stringify(frame));
+  }
+
+  #sendText(text: string): void {
+    if (this.#closed || this.#socket.readyState !== WebSocket.OPEN) return;
+    try {
+      this.#socket.send(text);
+    } catch (error) {
+      this.#deps.onError(error, "send");
+    }
+  }
+
+  #dispose(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#expiryTimer);
+    for (const cleanup of this.#cleanups.splice(0)) cleanup();
+    this.#early = [];
+    this.#deps.onClose(this);
+  }
+}

@@ -1,0 +1,130 @@
+import { z } from "zod";
+import { mediaTypeSchema } from "../chat/types.ts";
+
+/** Client frames (protocol.md "Frames from the client"). Unknown fields are ignored. */
+
+const requestId = z.string().min(1).max(64).optional();
+const chatId = z.uuid().optional();
+const id = z.uuid();
+const seq = z.number().int().min(0).max(2_147_483_647);
+const text = z.string().transform((value) => value.trim()).pipe(z.string().min(1).max(4000));
+const base64 = z.string().min(1);
+
+const common = { request_id: requestId, chat_id: chatId };
+
+export const clientFrameSchemas = {
+  ping: z.object({ ...common, action: z.literal("ping") }),
+  load_latest_chat: z.object({
+    ...common,
+    action: z.literal("load_latest_chat"),
+    limit: z.number().int().min(1).max(100).default(50),
+    before_seq: seq.min(1).optional(),
+    after_seq: seq.optional(),
+  }),
+  send_message: z.object({
+    ...common,
+    action: z.literal("send_message"),
+    receiver_id: z.union([z.string().min(1).max(256), z.number().int().transform(String)]),
+    media_type: mediaTypeSchema,
+    content: text.optional(),
+    image: base64.optional(),
+    audio: base64.optional(),
+    video: base64.optional(),
+    /** An id from `POST /v1/media`, in place of base64. */
+    media_id: id.optional(),
+    client_id: z.string().min(1).max(128).optional(),
+  }).superRefine((frame, ctx) => {
+    const bodies = (["content", "image", "audio", "video", "media_id"] as const)
+      .filter((field) => frame[field] !== undefined);
+    const expected = frame.media_type === "text" ? "content" : frame.media_type;
+    const fits = bodies.length === 1 &&
+      (bodies[0] === expected || (bodies[0] === "media_id" && frame.media_type !== "text"));
+    if (!fits) {
+      ctx.addIssue({
+        code: "custom",
+        path: [expected],
+        message: `exactly one of content/image/audio/video (or media_id), matching media_type`,
+      });
+    }
+  }),
+  read_message: z.object({ ...common, action: z.literal("read_message"), message_id: id }),
+  read_up_to: z.object({ ...common, action: z.literal("read_up_to"), seq }),
+  delete_message: z.object({ ...common, action: z.literal("delete_message"), message_id: id }),
+  edit_message: z.object({
+    ...common,
+    action: z.literal("edit_message"),
+    message_id: id,
+    content: text,
+  }),
+  unread_message: z.object({ ...common, action: z.literal("unread_message") }),
+  typing: z.object({ ...common, action: z.literal("typing"), is_typing: z.boolean() }),
+  list_chats: z.object({
+    ...common,
+    action: z.literal("list_chats"),
+    before: z.iso.datetime({ offset: true }).optional(),
+  }),
+} as const;
+
+export type Action = keyof typeof clientFrameSchemas;
+export type ClientFrame = { [A in Action]: z.output<(typeof clientFrameSchemas)[A]> }[Action];
+
+export const actions = Object.keys(clientFrameSchemas) as Action[];
+
+const isAction = (value: string): value is Action => Object.hasOwn(clientFrameSchemas, value);
+
+/** Why a frame could not be read; `request_id`/`action` are echoed when they could be read. */
+export interface FrameProblem {
+  code: "invalid_json" | "invalid_frame" | "unknown_action" | "invalid_payload";
+  message: string;
+  request_id?: string;
+  action?: string;
+  issues?: Array<{ path: string; message: string }>;
+}
+
+/** Reads one text frame; never throws. */
+export function parseClientFrame(text: string): ClientFrame | FrameProblem {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return { code: "invalid_json", message: "frame is not valid JSON" };
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return { code: "invalid_frame", message: "frame must be a JSON object" };
+  }
+  const record = value as Record<string, unknown>;
+  const echo: Pick<FrameProblem, "request_id" | "action"> = {};
+  const requestIdValue = requestId.safeParse(record.request_id);
+  if (requestIdValue.success && requestIdValue.data !== undefined) {
+    echo.request_id = requestIdValue.data;
+  }
+  if (typeof record.action !== "string") {
+    return {
+      code: "invalid_payload",
+      message: "frame needs an action",
+      ...echo,
+      issues: [{ path: "action", message: "required string" }],
+    };
+  }
+  if (!isAction(record.action)) {
+    return { code: "unknown_action", message: "unknown action", ...echo };
+  }
+  echo.action = record.action;
+  const parsed = clientFrameSchemas[record.action].safeParse(record);
+  if (!parsed.success) {
+    return {
+      code: "invalid_payload",
+      message: "invalid fields",
+      ...echo,
+      issues: parsed.error.issues.map((issue) => ({
+        path: issue.path.map(String).join("."),
+        message: issue.message,
+      })),
+    };
+  }
+  return parsed.data as ClientFrame;
+}
+
+export function isFrameProblem(value: ClientFrame | FrameProblem): value is FrameProblem {
+  return "code" in value;
+}
