@@ -1,0 +1,304 @@
+import type { Sql } from "postgres";
+import { ChatError } from "../chat/errors.ts";
+import { STORE_TIMEOUT_MS, UNSTORABLE_TEXT_CODES } from "./errors.ts";
+import type { InsertedMessage, NewMessage, UnreadSnapshot } from "../chat/ports.ts";
+import type { Side, StoredMessage } from "../chat/types.ts";
+import { MESSAGE_COLUMNS, type MessageRow, toStoredMessage } from "./rows.ts";
+
+/** How many unread messages a snapshot carries (the contract's preview). */
+export const UNREAD_WINDOW = 50;
+const MAX_BATCH = 500;
+/** Chat sides whose unread window is remembered; least recently used go first. */
+const MAX_CACHED_WINDOWS = 2_000;
+
+interface Pending {
+  message: NewMessage;
+  resolve: (result: InsertedMessage) => void;
+  reject: (error: unknown) => void;
+  /** performance.now() after which the sender has been answered `unavailable`. */
+  expiresAt: number;
+}
+
+/** An unread window as of one database state of its chat. */
+interface Window {
+  /** The chat's unread_epoch and last_seq the window is exact for. */
+  epoch: number;
+  lastSeq: number;
+  messages: StoredMessage[];
+}
+
+type BatchRow = MessageRow & {
+  ord: number;
+  duplicate: boolean;
+  base: number | null;
+  epoch: number | null;
+  customer_unread: number | null;
+  vendor_unread: number | null;
+};
+
+const receiverSideOf = (sender: Side): Side => sender === "customer" ? "vendor" : "customer";
+
+/**
+ * Group commit: messages arriving while a batch is being written go together into the next
+ * one, one statement and one commit for all of them. Per chat, seq is taken in arrival order
+ * under the chat's row lock. Each result carries the receiver side's unread snapshot, kept
+ * from a per-chat window that is re-read only when something other than this writer's own
+ * inserts changed it (tracked by the chat's last_seq and unread_epoch).
+ */
+export function createMessageWriter(
+  sql: Sql,
+  insertOne: (message: NewMessage) => Promise<InsertedMessage>,
+  unreadOf: (chatId: string, side: Side) => Promise<UnreadSnapshot>,
+) {
+  let queue: Pending[] = [];
+  let writing = false;
+  const windows = new Map<string, Window>();
+
+  function remember(key: string, window: Window) {
+    windows.delete(key);
+    windows.set(key, window);
+    if (windows.size > MAX_CACHED_WINDOWS) windows.delete(windows.keys().next().value!);
+  }
+
+  async function writeBatch(batch: Pending[]): Promise<void> {
+    // the same client_id twice in one batch: the first one writes, the others repeat it
+    const firstByKey = new Map<string, number>();
+    const followers = new Map<number, number[]>();
+    const unique: Pending[] = [];
+    batch.forEach((item, position) => {
+      const { chat_id, sender_id, client_id } = item.message;
+      const key = client_id === null ? null : `${chat_id}\u0000${sender_id}\u0000${client_id}`;
+      const first = key === null ? undefined : firstByKey.get(key);
+      if (first !== undefined) {
+        // followers are positions in the batch, where they are answered from below
+        followers.set(first, [...(followers.get(first) ?? []), position]);
+        return;
+      }
+      if (key !== null) firstByKey.set(key, unique.length);
+      unique.push(item);
+    });
+    const column = <K extends keyof NewMessage>(key: K) => unique.map((item) => item.message[key]);
+
+    const { rows, windowRows, staleList } = await sql.begin(async (tx) => {
+      const rows = await tx<BatchRow[]>`
+        with input as (
+          select * from unnest(
+            ${column("chat_id") as string[]}::uuid[], ${column("sender_id") as string[]}::text[],
+            ${column("sender_side") as string[]}::text[], ${column(
+        "receiver_id",
+      ) as string[]}::text[],
+            ${column("media_type") as string[]}::text[], ${column("content") as string[]}::text[],
+            ${column("media_id") as string[]}::uuid[], ${column("client_id") as string[]}::text[]
+          ) with ordinality as t(chat_id, sender_id, sender_side, receiver_id, media_type, content,
+                                 media_id, client_id, ord)
+        ), existing as (
+          select i.ord, ${tx(MESSAGE_COLUMNS.map((column) => `m.${column}`))} from input i
+          join messages m on m.chat_id = i.chat_id and m.sender_id = i.sender_id
+                         and m.client_id = i.client_id
+        ), fresh as (
+          select i.* from input i
+          where not exists (select 1 from existing e where e.ord = i.ord)
+            and not exists (select 1 from bans b where b.user_id = i.sender_id
+                            and (b.expires_at is null or b.expires_at > now()))
+        ), counts as (
+          select chat_id, count(*)::int as n,
+                 count(*) filter (where sender_side = 'vendor')::int as to_customer,
+                 count(*) filter (where sender_side = 'customer')::int as to_vendor
+          from fresh group by chat_id
+        ), bumped as (
+          update chats c set
+            last_seq = c.last_seq + k.n,
+            updated_at = date_trunc('milliseconds', now()),
+            customer_unread = c.customer_unread + k.to_customer,
+            vendor_unread = c.vendor_unread + k.to_vendor
+          from counts k where c.id = k.chat_id
+          returning c.id, c.last_seq - k.n as base, c.unread_epoch as epoch,
+                    c.customer_unread, c.vendor_unread
+        ), numbered as (
+          select f.*, b.base, b.epoch, b.customer_unread, b.vendor_unread,
+                 (b.base + row_number() over (partition by f.chat_id order by f.ord))::int as seq
+          from fresh f join bumped b on b.id = f.chat_id
+        ), inserted as (
+          insert into messages (chat_id, seq, sender_id, sender_side, receiver_id, media_type,
+                                content, media_id, client_id, created_at, updated_at)
+          select chat_id, seq, sender_id, sender_side, receiver_id, media_type, content, media_id,
+                 client_id, date_trunc('milliseconds', now()), date_trunc('milliseconds', now())
+          from numbered order by ord
+          returning ${tx(MESSAGE_COLUMNS)}
+        )
+        select ${
+        tx(MESSAGE_COLUMNS.map((column) => `m.${column}`))
+      }, n.ord::int as ord, false as duplicate, n.base, n.epoch, n.customer_unread,
+               n.vendor_unread
+        from numbered n join inserted m on m.chat_id = n.chat_id and m.seq = n.seq
+        union all
+        select ${tx(MESSAGE_COLUMNS.map((column) => `e.${column}`))},
+               e.ord::int, true, null, null, null, null
+        from existing e`;
+
+      // windows that are not exact any more are re-read in the same snapshot
+      const stale = new Map<string, { chatId: string; side: Side }>();
+      const perChat = new Map<string, BatchRow[]>();
+      for (const row of rows) {
+        if (row.duplicate) continue;
+        const list = perChat.get(row.chat_id) ?? [];
+        list.push(row);
+        perChat.set(row.chat_id, list);
+      }
+      for (const [chatId, list] of perChat) {
+        const first = list[0]!;
+        for (const side of new Set(list.map((row) => receiverSideOf(row.sender_side)))) {
+          const window = windows.get(`${chatId}:${side}`);
+          if (!window || window.epoch !== first.epoch || window.lastSeq !== first.base) {
+            stale.set(`${chatId}:${side}`, { chatId, side });
+          }
+        }
+      }
+      const staleList = [...stale.values()];
+      const windowRows = staleList.length === 0 ? [] : await tx<Array<MessageRow & { side: Side }>>`
+        select s.side, ${tx(MESSAGE_COLUMNS.map((column) => `m.${column}`))} from unnest(
+          ${staleList.map((item) => item.chatId)}::uuid[],
+          ${staleList.map((item) => item.side)}::text[]
+        ) as s(chat_id, side)
+        cross join lateral (
+          select ${tx(MESSAGE_COLUMNS)} from messages
+          where chat_id = s.chat_id and sender_side <> s.side and not is_read and deleted_at is null
+          order by seq desc limit ${UNREAD_WINDOW}
+        ) m`;
+      return { rows, windowRows, staleList };
+    });
+
+    // rebuild the windows read above, then add this batch's messages to the exact ones
+    const staleKeys = new Set(staleList.map((item) => `${item.chatId}:${item.side}`));
+    const reread = new Map<string, StoredMessage[]>();
+    for (const row of windowRows) {
+      const key = `${row.chat_id}:${row.side}`;
+      const list = reread.get(key) ?? [];
+      list.push(toStoredMessage(row));
+      reread.set(key, list);
+    }
+    const results = new Map<number, InsertedMessage>();
+    const byChat = new Map<string, BatchRow[]>();
+    for (const row of rows.sort((a, b) => a.ord - b.ord)) {
+      if (row.duplicate) {
+        results.set(row.ord, {
+          message: toStoredMessage(row),
+          duplicate: true,
+          receiver_unread: null,
+        });
+        continue;
+      }
+      const list = byChat.get(row.chat_id) ?? [];
+      list.push(row);
+      byChat.set(row.chat_id, list);
+    }
+    for (const [chatId, list] of byChat) {
+      const last = list[list.length - 1]!;
+      const lastSeq = last.base! + list.length;
+      const stored = list.map((row) => toStoredMessage(row));
+      const receiving = new Set(list.map((row) => receiverSideOf(row.sender_side)));
+      // A side that received nothing in this batch keeps an exact window exact: only the
+      // chat's seq moved on.
+      for (const side of ["customer", "vendor"] as const) {
+        const window = windows.get(`${chatId}:${side}`);
+        if (receiving.has(side) || !window) continue;
+        if (window.epoch === last.epoch && window.lastSeq === last.base) window.lastSeq = lastSeq;
+      }
+      for (const side of receiving) {
+        const key = `${chatId}:${side}`;
+        let messages: StoredMessage[];
+        if (staleKeys.has(key)) {
+          // read in the same snapshot, after this batch's inserts; newest first
+          messages = (reread.get(key) ?? []).reverse();
+        } else {
+          const added = stored.filter((message) => receiverSideOf(message.sender_side) === side);
+          messages = [...windows.get(key)!.messages, ...added].slice(-UNREAD_WINDOW);
+        }
+        remember(key, { epoch: last.epoch!, lastSeq, messages });
+        const count = side === "customer" ? last.customer_unread! : last.vendor_unread!;
+        list.forEach((row, index) => {
+          if (receiverSideOf(row.sender_side) !== side) return;
+          results.set(row.ord, {
+            message: stored[index]!,
+            duplicate: false,
+            receiver_unread: { count, messages },
+          });
+        });
+      }
+    }
+    unique.forEach((item, index) => {
+      const result = results.get(index + 1);
+      if (result) item.resolve(result);
+      else item.reject(new ChatError("forbidden", "you may not send to this chat"));
+      for (const follower of followers.get(index) ?? []) {
+        const repeated = batch[follower]!;
+        if (result) repeated.resolve({ ...result, duplicate: true, receiver_unread: null });
+        else repeated.reject(new ChatError("forbidden", "you may not send to this chat"));
+      }
+    });
+  }
+
+  async function drain(): Promise<void> {
+    writing = true;
+    try {
+      while (queue.length > 0) {
+        // Messages that waited behind a batch the database never answered have been answered
+        // `unavailable` already (see STORE_TIMEOUT_MS); writing them now would store what the
+        // sender was told failed, so they are dropped and the sender's retry stores them.
+        const now = performance.now();
+        for (const item of queue) {
+          if (item.expiresAt <= now) item.reject(new ChatError("unavailable", "write timed out"));
+        }
+        queue = queue.filter((item) => item.expiresAt > now);
+        const batch = queue.slice(0, MAX_BATCH);
+        queue = queue.slice(batch.length);
+        if (batch.length === 0) break;
+        try {
+          await writeBatch(batch);
+        } catch (error) {
+          const code = errorCode(error);
+          if (code !== "23505" && !UNSTORABLE_TEXT_CODES.has(code)) {
+            for (const item of batch) item.reject(error);
+            continue;
+          }
+          // another instance wrote one of these client_ids a moment ago, or one message has
+          // text the database refuses: one at a time, so only that one fails
+          for (const item of batch) {
+            try {
+              const result = await insertOne(item.message);
+              if (result.duplicate) item.resolve(result);
+              else {
+                const side = receiverSideOf(item.message.sender_side);
+                windows.delete(`${item.message.chat_id}:${side}`);
+                item.resolve({
+                  ...result,
+                  receiver_unread: await unreadOf(item.message.chat_id, side),
+                });
+              }
+            } catch (failure) {
+              item.reject(failure);
+            }
+          }
+        }
+      }
+    } finally {
+      writing = false;
+    }
+  }
+
+  return {
+    /** Stores a message with the next seq of its chat. `forbidden` when the sender is banned. */
+    insert(message: NewMessage): Promise<InsertedMessage> {
+      return new Promise((resolve, reject) => {
+        queue.push({ message, resolve, reject, expiresAt: performance.now() + STORE_TIMEOUT_MS });
+        if (!writing) void drain();
+      });
+    },
+  };
+}
+
+function errorCode(error: unknown): string {
+  return typeof error === "object" && error !== null && "code" in error
+    ? String((error as { code: unknown }).code)
+    : "";
+}

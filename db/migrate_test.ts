@@ -1,0 +1,47 @@
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import { TEST_DATABASE_URL } from "../tests/support/database.ts";
+import { migrate, readMigrations } from "./migrate.ts";
+
+async function emptyDatabase() {
+  const name = `chat_m_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
+  const admin = postgres(TEST_DATABASE_URL, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create database ${name}`);
+  await admin.end();
+  const url = new URL(TEST_DATABASE_URL);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async [Symbol.asyncDispose]() {
+      const cleanup = postgres(TEST_DATABASE_URL, { max: 1, onnotice: () => {} });
+      await cleanup.unsafe(`drop database if exists ${name} with (force)`);
+      await cleanup.end();
+    },
+  };
+}
+
+Deno.test("migrate() applies each migration once when two instances start together", async () => {
+  await using database = await emptyDatabase();
+  const first = postgres(database.url, { max: 1, onnotice: () => {} });
+  const second = postgres(database.url, { max: 1, onnotice: () => {} });
+  try {
+    const [a, b] = await Promise.all([migrate(first), migrate(second)]);
+    const all = (await readMigrations()).map((m) => m.version);
+    assert.deepEqual([...a, ...b].sort((x, y) => x - y), all);
+    const rows = await first<{ version: number }[]>`
+      select version from schema_migrations order by version`;
+    assert.deepEqual(rows.map((row) => row.version), all);
+    assert.deepEqual(await migrate(first), []);
+  } finally {
+    await first.end();
+    await second.end();
+  }
+});
+
+Deno.test("readMigrations() returns the migration files in version order", async () => {
+  const migrations = await readMigrations();
+  assert.ok(migrations.length > 0);
+  const versions = migrations.map((m) => m.version);
+  assert.deepEqual(versions, [...versions].sort((x, y) => x - y));
+  assert.equal(new Set(versions).size, versions.length);
+});

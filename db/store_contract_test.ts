@@ -1,0 +1,218 @@
+/**
+ * One contract for the chat store, run on a real PostgreSQL and on the embedded PGlite that
+ * `deno task dev` uses, so the development default never drifts from production.
+ */
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import { ChatError } from "../chat/errors.ts";
+import type { ChatStore, InsertedMessage, NewMessage } from "../chat/ports.ts";
+import type { Chat, Side } from "../chat/types.ts";
+import { freshDatabase } from "../tests/support/database.ts";
+import { startEmbeddedPostgres } from "./embedded.ts";
+import { migrate } from "./migrate.ts";
+import { createPostgresStore } from "./postgres_store.ts";
+
+interface Backend {
+  name: string;
+  open(): Promise<{ store: ChatStore } & AsyncDisposable>;
+}
+
+const backends: Backend[] = [
+  {
+    name: "PostgreSQL",
+    async open() {
+      const database = await freshDatabase();
+      const sql = postgres(database.url, { max: 4, onnotice: () => {} });
+      return {
+        store: createPostgresStore(sql),
+        async [Symbol.asyncDispose]() {
+          await sql.end();
+          await database[Symbol.asyncDispose]();
+        },
+      };
+    },
+  },
+  {
+    name: "embedded PGlite",
+    async open() {
+      const embedded = await startEmbeddedPostgres("memory://");
+      const sql = postgres(embedded.url, { max: 4, onnotice: () => {} });
+      await migrate(sql);
+      return {
+        store: createPostgresStore(sql),
+        async [Symbol.asyncDispose]() {
+          await sql.end();
+          await embedded.close();
+        },
+      };
+    },
+  },
+];
+
+const text = (chat: Chat, content: string, extra: Partial<NewMessage> = {}): NewMessage => ({
+  chat_id: chat.id,
+  sender_id: chat.user_id,
+  sender_side: "customer",
+  receiver_id: chat.vendor_id,
+  media_type: "text",
+  content,
+  media_id: null,
+  client_id: null,
+  ...extra,
+});
+
+for (const backend of backends) {
+  Deno.test(`${backend.name}: concurrent sends get gapless seqs per chat`, async () => {
+    await using db = await backend.open();
+    const a = (await db.store.createChat("ca", "va")).chat;
+    const b = (await db.store.createChat("cb", "vb")).chat;
+    const results = await Promise.all(
+      Array.from({ length: 60 }, (_, i) => db.store.insertMessage(text(i % 2 ? a : b, `m${i}`))),
+    );
+    for (const chat of [a, b]) {
+      const seqs = results.filter((r) => r.message.chat_id === chat.id).map((r) => r.message.seq);
+      assert.deepEqual(seqs.sort((x, y) => x - y), Array.from({ length: 30 }, (_, i) => i + 1));
+    }
+    assert.equal((await db.store.getChat(a.id))?.last_seq, 30);
+  });
+
+  Deno.test(`${backend.name}: a repeated client_id writes one message`, async () => {
+    await using db = await backend.open();
+    const chat = (await db.store.createChat("c", "v")).chat;
+    const [first, second] = await Promise.all([
+      db.store.insertMessage(text(chat, "once", { client_id: "k1" })),
+      db.store.insertMessage(text(chat, "once", { client_id: "k1" })),
+    ]);
+    assert.equal(first!.message.id, second!.message.id);
+    assert.deepEqual([first!.duplicate, second!.duplicate].sort(), [false, true]);
+    const third = await db.store.insertMessage(text(chat, "once", { client_id: "k1" }));
+    assert.equal(third.duplicate, true);
+    assert.equal(third.message.id, first!.message.id);
+    const next = await db.store.insertMessage(text(chat, "next"));
+    assert.equal(next.message.seq, 2, "a duplicate takes no seq");
+  });
+
+  Deno.test(`${backend.name}: unread counts follow sends, reads and deletes`, async () => {
+    await using db = await backend.open();
+    const chat = (await db.store.createChat("c", "v")).chat;
+    const sent = [];
+    for (let i = 0; i < 4; i++) sent.push(await db.store.insertMessage(text(chat, `m${i}`)));
+    assert.equal(sent[3]!.receiver_unread?.count, 4);
+    assert.deepEqual(sent[3]!.receiver_unread?.messages.map((m) => m.seq), [1, 2, 3, 4]);
+    assert.equal((await db.store.unread(chat.id, "vendor", 50)).count, 4);
+    assert.equal((await db.store.unread(chat.id, "customer", 50)).count, 0);
+
+    const own = await db.store.markRead(chat.id, sent[0]!.message.id, "customer");
+    assert.equal(own?.changed, false, "the sender's side cannot mark it");
+    const read = await db.store.markRead(chat.id, sent[0]!.message.id, "vendor");
+    assert.equal(read?.changed, true);
+    assert.equal((await db.store.markRead(chat.id, sent[0]!.message.id, "vendor"))?.changed, false);
+    await db.store.deleteMessage(sent[1]!.message.id, chat.user_id);
+    const after = await db.store.insertMessage(text(chat, "m4"));
+    assert.equal(after.receiver_unread?.count, 3);
+    assert.deepEqual(after.receiver_unread?.messages.map((m) => m.seq), [3, 4, 5]);
+    assert.deepEqual(await db.store.markReadUpTo(chat.id, "vendor", 4).then((r) => r.count), 2);
+    const unread = await db.store.unread(chat.id, "vendor", 50);
+    assert.equal(unread.count, 1);
+    assert.deepEqual(unread.messages.map((m) => m.seq), [5]);
+  });
+
+  Deno.test(`${backend.name}: each send's unread snapshot equals a fresh read`, async () => {
+    await using db = await backend.open();
+    const chat = (await db.store.createChat("c", "v")).chat;
+    const fromVendor = { sender_id: "v", sender_side: "vendor" as const, receiver_id: "c" };
+    const matchesFreshRead = async (result: InsertedMessage, side: Side) => {
+      const fresh = await db.store.unread(chat.id, side, 50);
+      assert.equal(result.receiver_unread?.count, fresh.count);
+      assert.deepEqual(
+        result.receiver_unread?.messages.map((m) => m.id),
+        fresh.messages.map((m) => m.id),
+      );
+    };
+    for (let round = 0; round < 6; round++) {
+      // both directions, alone and batched, with a read now and then in between
+      const [first, , third] = await Promise.all([
+        db.store.insertMessage(text(chat, `c${round}`)),
+        db.store.insertMessage(text(chat, `v${round}`, fromVendor)),
+        db.store.insertMessage(text(chat, `c${round}b`)),
+      ]);
+      await matchesFreshRead(third!, "vendor");
+      if (round % 2 === 1) await db.store.markRead(chat.id, first!.message.id, "vendor");
+      await matchesFreshRead(
+        await db.store.insertMessage(text(chat, `v${round}b`, fromVendor)),
+        "customer",
+      );
+      await matchesFreshRead(await db.store.insertMessage(text(chat, `c${round}c`)), "vendor");
+    }
+  });
+
+  Deno.test(`${backend.name}: a banned sender's message is refused`, async () => {
+    await using db = await backend.open();
+    const chat = (await db.store.createChat("c", "v")).chat;
+    await db.store.ban({ user_id: "c", moderator_id: "mod", reason: "spam", expires_at: null });
+    await assert.rejects(
+      db.store.insertMessage(text(chat, "hi")),
+      (error) => error instanceof ChatError && error.code === "forbidden",
+    );
+    assert.equal((await db.store.getChat(chat.id))?.last_seq, 0);
+    await db.store.unban("c");
+    assert.equal((await db.store.insertMessage(text(chat, "hi"))).message.seq, 1);
+  });
+
+  Deno.test(`${backend.name}: history pages back and forward by seq`, async () => {
+    await using db = await backend.open();
+    const chat = (await db.store.createChat("c", "v")).chat;
+    for (let i = 1; i <= 7; i++) await db.store.insertMessage(text(chat, `m${i}`));
+    const latest = await db.store.history(chat.id, { limit: 3 });
+    assert.deepEqual(latest.items.map((m) => m.seq), [5, 6, 7]);
+    assert.equal(latest.has_more, true);
+    const older = await db.store.history(chat.id, { limit: 3, before_seq: 5 });
+    assert.deepEqual(older.items.map((m) => m.seq), [2, 3, 4]);
+    const oldest = await db.store.history(chat.id, { limit: 3, before_seq: 2 });
+    assert.deepEqual([oldest.items.map((m) => m.seq), oldest.has_more], [[1], false]);
+    const newer = await db.store.history(chat.id, { limit: 3, after_seq: 2 });
+    assert.deepEqual([newer.items.map((m) => m.seq), newer.has_more], [[3, 4, 5], true]);
+  });
+
+  Deno.test(`${backend.name}: strings with SQL in them are stored as they are`, async () => {
+    await using db = await backend.open();
+    const evil = "'); drop table messages; -- \u0000".replace("\u0000", "\u0001");
+    const chat = (await db.store.createChat(evil, "v'--")).chat;
+    const sent = await db.store.insertMessage(text(chat, evil));
+    assert.equal((await db.store.getMessage(sent.message.id))?.content, evil);
+    assert.equal((await db.store.membership(chat.id, evil))?.side, "customer");
+  });
+
+  Deno.test(`${backend.name}: vendor members act on the vendor side`, async () => {
+    await using db = await backend.open();
+    const chat = (await db.store.createChat("c", "v")).chat;
+    assert.equal(await db.store.membership(chat.id, "agent"), null);
+    await db.store.addVendorMember("v", "agent", "agent");
+    assert.equal((await db.store.membership(chat.id, "agent"))?.side, "vendor");
+    assert.deepEqual((await db.store.chatsOf("agent")).map((m) => m.chat.id), [chat.id]);
+    assert.equal(await db.store.removeVendorMember("v", "agent"), true);
+    assert.equal(await db.store.membership(chat.id, "agent"), null);
+  });
+
+  Deno.test(`${backend.name}: the chat list pages by activity without skipping ties`, async () => {
+    await using db = await backend.open();
+    const ids = [];
+    for (let i = 0; i < 7; i++) ids.push((await db.store.createChat("c", `v${i}`)).chat.id);
+    const seen: string[] = [];
+    let before: string | undefined;
+    for (;;) {
+      const page = await db.store.listChatsOf(
+        "c",
+        before === undefined ? { limit: 2 } : {
+          before,
+          limit: 2,
+        },
+      );
+      seen.push(...page.items.map((item) => item.chat_id));
+      if (!page.has_more) break;
+      before = page.items.at(-1)!.updated_at;
+    }
+    assert.deepEqual([...seen].sort(), [...ids].sort());
+    assert.equal(new Set(seen).size, ids.length);
+  });
+}
