@@ -1,0 +1,73 @@
+import assert from "node:assert/strict";
+import { startCluster } from "./support/service.ts";
+import { TestSocket } from "./support/ws_client.ts";
+
+Deno.test("a socket over its rate gets rate_limited, and one that keeps flooding is closed 4429", async () => {
+  await using cluster = await startCluster({
+    nats: false,
+    env: { WS_RATE_PER_SECOND: "0.001", WS_RATE_BURST: "3", WS_FLOOD_LIMIT: "5" },
+  });
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  await using alice = await cluster.openChat("alice", chat.id);
+  await alice.nextOfType("unread_messages");
+  for (let i = 0; i < 3; i++) alice.send({ action: "ping" });
+  const refused = await alice.request({ action: "ping" });
+  assert.equal(refused.type, "error");
+  assert.equal(refused.code, "rate_limited");
+  // strikes 2 to 5: the fifth refused frame in a row closes the socket. (Deno drops, rather
+  // than closes cleanly, a socket whose peer sends on after the server's close frame, so the
+  // test stops at the limit to see the close code.)
+  for (let i = 0; i < 4; i++) alice.send({ action: "ping" });
+  assert.equal((await alice.closed).code, 4429);
+});
+
+Deno.test("a user over the socket limit is closed 4429, others are not", async () => {
+  await using cluster = await startCluster({ nats: false, env: { WS_MAX_SOCKETS_PER_USER: "2" } });
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  const first = await cluster.openChat("alice", chat.id);
+  const second = await cluster.openChat("alice", chat.id);
+  await first.nextOfType("unread_messages");
+  await second.nextOfType("unread_messages");
+  const third = await cluster.openChat("alice", chat.id);
+  assert.equal((await third.closed).code, 4429);
+  const vendor = await cluster.openChat("acme", chat.id);
+  await vendor.nextOfType("latest_chat");
+  second.close();
+  await second.closed;
+  const again = await cluster.openChat("alice", chat.id);
+  await again.nextOfType("latest_chat");
+});
+
+Deno.test("a frame over the maximum closes the socket with 1009", async () => {
+  await using cluster = await startCluster({ nats: false, env: { MAX_FRAME_BYTES: "1000" } });
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  await using alice = await cluster.openChat("alice", chat.id);
+  await alice.nextOfType("unread_messages");
+  const ok = await alice.request({
+    action: "send_message",
+    receiver_id: "acme",
+    media_type: "text",
+    content: "x".repeat(500),
+  });
+  assert.equal(ok.type, "ack");
+  alice.send({
+    action: "send_message",
+    receiver_id: "acme",
+    media_type: "text",
+    content: "x".repeat(2000),
+  });
+  assert.equal((await alice.closed).code, 1009);
+});
+
+Deno.test("a socket from an origin not allowed is refused at the upgrade", async () => {
+  await using cluster = await startCluster({
+    nats: false,
+    env: { ALLOWED_ORIGINS: "https://shop.example" },
+  });
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  const token = await cluster.token("alice");
+  const url = `${cluster.main.wsUrl}/v1/ws/chat/${chat.id}/`;
+  await assert.rejects(TestSocket.open(url, { token, origin: "https://evil.example" }));
+  await using allowed = await TestSocket.open(url, { token, origin: "https://shop.example" });
+  await allowed.nextOfType("latest_chat");
+});
