@@ -1,0 +1,78 @@
+import { type ChatEnvelope, chatEnvelopeSchema } from "../chat/events.ts";
+import type { EventBus } from "../chat/ports.ts";
+import { EVENT_FRAME_TYPES } from "./convert.ts";
+
+export type EnvelopeListener = (envelope: ChatEnvelope) => void;
+
+/**
+ * Chat events from the bus for WatchEvents streams: one bus subscription per subject however
+ * many streams follow it, each payload read and validated once for all of them (instances of
+ * different versions share the bus). Frames that are not admin events are skipped unread.
+ * Listeners run synchronously inside the bus delivery, so they must only queue.
+ */
+export function createEventHub(deps: {
+  bus: EventBus;
+  onError: (error: unknown, context: string) => void;
+}) {
+  const { bus, onError } = deps;
+  const topics = new Map<string, { listeners: Set<EnvelopeListener>; unsubscribe: () => void }>();
+  const decoder = new TextDecoder();
+
+  function read(payload: Uint8Array): ChatEnvelope | null {
+    let json: unknown;
+    try {
+      json = JSON.parse(decoder.decode(payload));
+    } catch (error) {
+      onError(error, "watch event");
+      return null;
+    }
+    const type = typeof json === "object" && json !== null && "frame" in json &&
+        typeof json.frame === "object" && json.frame !== null && "type" in json.frame
+      ? json.frame.type
+      : undefined;
+    if (typeof type === "string" && !EVENT_FRAME_TYPES.has(type)) return null;
+    const parsed = chatEnvelopeSchema.safeParse(json);
+    if (!parsed.success) {
+      onError(parsed.error, "watch event");
+      return null;
+    }
+    return parsed.data;
+  }
+
+  return {
+    /** Calls `listener` with every admin event published on `subject`; returns the leave. */
+    subscribe(subject: string, listener: EnvelopeListener): () => void {
+      let topic = topics.get(subject);
+      if (!topic) {
+        const listeners = new Set<EnvelopeListener>();
+        const unsubscribe = bus.subscribe(subject, (payload) => {
+          const envelope = read(payload);
+          if (!envelope) return;
+          for (const each of [...listeners]) {
+            try {
+              each(envelope);
+            } catch (error) {
+              onError(error, "watch listener");
+            }
+          }
+        });
+        topic = { listeners, unsubscribe };
+        topics.set(subject, topic);
+      }
+      const joined = topic;
+      joined.listeners.add(listener);
+      return () => {
+        if (!joined.listeners.delete(listener) || joined.listeners.size > 0) return;
+        if (topics.get(subject) === joined) topics.delete(subject);
+        joined.unsubscribe();
+      };
+    },
+
+    /** Subjects followed now (for tests). */
+    get size(): number {
+      return topics.size;
+    },
+  };
+}
+
+export type EventHub = ReturnType<typeof createEventHub>;

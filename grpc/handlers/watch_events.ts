@@ -1,0 +1,86 @@
+import { Metadata, type ServerWritableStream, status as Status } from "@grpc/grpc-js";
+import { z } from "zod";
+import type { ChatEnvelope } from "../../chat/events.ts";
+import type { EventBus, Subjects } from "../../chat/ports.ts";
+import type { ChatService } from "../../chat/service.ts";
+import { type ProtoChatEvent, toChatEvent } from "../convert.ts";
+import type { EventHub } from "../event_hub.ts";
+import { createEventSink, type EventSink } from "../event_sink.ts";
+import { optionalUserId, optionalUuid, parseRequest } from "../requests.ts";
+
+/** Events a stream may fall behind by before it is ended. */
+export const DEFAULT_WATCH_BUFFER = 1_000;
+
+const watchEventsRequest = z.object({ chat_id: optionalUuid, user_id: optionalUserId });
+type WatchFilter = z.output<typeof watchEventsRequest>;
+
+export interface WatchDeps {
+  service: ChatService;
+  hub: EventHub;
+  bus: EventBus;
+  subjects: Subjects;
+}
+
+function concerns(filter: WatchFilter, envelope: ChatEnvelope, event: ProtoChatEvent): boolean {
+  if (filter.chat_id !== undefined && event.chat_id !== filter.chat_id) return false;
+  if (filter.user_id === undefined) return true;
+  return envelope.chat.user_id === filter.user_id || envelope.chat.vendor_id === filter.user_id ||
+    event.user_id === filter.user_id;
+}
+
+/**
+ * WatchEvents: live chat events from every instance. One chat's events come from that chat's
+ * bus subject, all chats' from the wildcard. Response headers go out once the subscription is
+ * in force, so a client that waits for them misses nothing published afterwards.
+ */
+export function createWatchEvents(deps: WatchDeps, options: { maxBuffered?: number } = {}) {
+  const maxBuffered = options.maxBuffered ?? DEFAULT_WATCH_BUFFER;
+  const open = new Set<EventSink<ProtoChatEvent>>();
+  let closed = false;
+  const shuttingDown = {
+    code: Status.UNAVAILABLE,
+    details: "the server is shutting down; watch again",
+  };
+
+  return {
+    /** Serves one call. Rejects (before streaming) with ChatError: invalid_payload, not_found. */
+    async WatchEvents(call: ServerWritableStream<unknown, ProtoChatEvent>): Promise<void> {
+      const filter = parseRequest(watchEventsRequest, call.request);
+      if (filter.chat_id !== undefined) await deps.service.getChat(filter.chat_id);
+      if (call.cancelled) return;
+      let leave = () => {};
+      const sink = createEventSink<ProtoChatEvent>(call, {
+        maxBuffered,
+        onEnd: () => {
+          leave();
+          open.delete(sink);
+        },
+      });
+      // a call that was still looking up its chat when the server began to close
+      if (closed) return sink.end(shuttingDown);
+      open.add(sink);
+      call.on("cancelled", () => sink.abandon());
+      const subject = filter.chat_id === undefined
+        ? deps.subjects.allChats
+        : deps.subjects.chat(filter.chat_id);
+      leave = deps.hub.subscribe(subject, (envelope) => {
+        const event = toChatEvent(envelope.frame);
+        if (event && concerns(filter, envelope, event)) sink.push(event);
+      });
+      // A round trip to the bus: the subscription is now in force on every instance's side.
+      await deps.bus.check(AbortSignal.timeout(2_000));
+      if (!sink.ended) call.sendMetadata(new Metadata());
+    },
+
+    /** Ends every open stream with UNAVAILABLE (shutdown: watch again elsewhere). */
+    closeAll(): void {
+      closed = true;
+      for (const sink of [...open]) sink.end(shuttingDown);
+    },
+
+    /** Open streams on this instance. */
+    get size(): number {
+      return open.size;
+    },
+  };
+}

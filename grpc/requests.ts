@@ -1,0 +1,105 @@
+import { z } from "zod";
+import { ChatError, toFieldIssues } from "../chat/errors.ts";
+import type { PageTokens } from "./page_token.ts";
+
+/** Request fields as the admin plane reads them; every failure names its field. */
+
+export const DEFAULT_PAGE_SIZE = 50;
+export const MAX_PAGE_SIZE = 500;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** The earliest and latest instants a google.protobuf.Timestamp may hold. */
+const MIN_SECONDS = -62_135_596_800;
+const MAX_SECONDS = 253_402_300_799;
+
+/** A user id or other opaque id: required. */
+export const userId = z.string().trim().min(1, "is required").max(200, "is too long");
+
+/** A chat or message id: required, and a UUID. */
+export const uuid = z.string().trim().min(1, "is required").regex(UUID, "must be a UUID");
+
+/** An optional filter: the empty string means "any". */
+export const optionalUserId = z.string().trim().max(200, "is too long")
+  .transform((value) => value === "" ? undefined : value);
+
+export const optionalUuid = z.string().trim()
+  .refine((value) => value === "" || UUID.test(value), "must be a UUID")
+  .transform((value) => value === "" ? undefined : value);
+
+/** A moderator's id and reason: both go to the audit log, so both are required. */
+export const moderator = {
+  moderator_id: userId,
+  reason: z.string().trim().min(1, "is required").max(1000, "is too long"),
+};
+
+/** 0 is the default; more than the maximum is read as the maximum. */
+export const pageSize = z.number().int().min(0, "must not be negative")
+  .transform((value) => value === 0 ? DEFAULT_PAGE_SIZE : Math.min(value, MAX_PAGE_SIZE));
+
+export const pageToken = z.string().max(4096, "is not a page token of this service");
+
+/** An optional google.protobuf.Timestamp, as an ISO-8601 string. */
+export const optionalTimestamp = z
+  .object({
+    seconds: z.number().int().min(MIN_SECONDS, "is out of range").max(
+      MAX_SECONDS,
+      "is out of range",
+    ),
+    nanos: z.number().int().min(0, "is out of range").max(999_999_999, "is out of range"),
+  })
+  .nullable()
+  .transform((value) =>
+    value === null
+      ? undefined
+      : new Date(value.seconds * 1000 + Math.floor(value.nanos / 1_000_000)).toISOString()
+  );
+
+/** Parses a request; ChatError `invalid_payload` naming every bad field. */
+export function parseRequest<T extends z.ZodType>(schema: T, request: unknown): z.output<T> {
+  const parsed = schema.safeParse(request);
+  if (!parsed.success) {
+    throw new ChatError("invalid_payload", "invalid request", {
+      issues: toFieldIssues(parsed.error.issues),
+    });
+  }
+  return parsed.data;
+}
+
+/** The object without its undefined properties (for exactOptionalPropertyTypes). */
+export function defined<T extends object>(
+  value: T,
+): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  return Object.fromEntries(
+    Object.entries(value).filter(([, field]) => field !== undefined),
+  ) as { [K in keyof T]?: Exclude<T[K], undefined> };
+}
+
+/**
+ * The cursor of a page token for `method` with these filters, or undefined for the first
+ * page. ChatError `invalid_payload` (field `page_token`) for any token it cannot honour.
+ */
+export function readCursor<T extends z.ZodType>(
+  tokens: PageTokens,
+  request: { method: string; filters: unknown; token: string },
+  schema: T,
+): z.output<T> | undefined {
+  if (request.token === "") return undefined;
+  const parsed = schema.safeParse(tokens.read(request.method, request.filters, request.token));
+  if (!parsed.success) {
+    throw new ChatError("invalid_payload", "invalid page token", {
+      issues: [{ path: "page_token", message: "is not a page token of this service" }],
+    });
+  }
+  return parsed.data;
+}
+
+/** The token of the page after `next`, or "" on the last page. */
+export function nextPageToken(
+  tokens: PageTokens,
+  request: { method: string; filters: unknown },
+  next: unknown,
+): string {
+  return next === null ? "" : tokens.issue(request.method, request.filters, next);
+}
+
+export const timeCursor = z.object({ at: z.string().max(64), key: z.string().max(200) });

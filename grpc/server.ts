@@ -1,0 +1,186 @@
+import * as grpc from "@grpc/grpc-js";
+import type { PackageDefinition, ServiceDefinition } from "@grpc/proto-loader";
+import { ReflectionService } from "@grpc/reflection";
+import type { AdminStore, EventBus, Subjects } from "../chat/ports.ts";
+import type { ChatService } from "../chat/service.ts";
+import { createTokenCheck } from "./auth.ts";
+import { createEventHub } from "./event_hub.ts";
+import { createChatHandlers } from "./handlers/chats.ts";
+import { createMemberHandlers } from "./handlers/members.ts";
+import { createMessageHandlers } from "./handlers/messages.ts";
+import { createModerationHandlers } from "./handlers/moderation.ts";
+import { createStatsHandlers } from "./handlers/stats.ts";
+import { createWatchEvents } from "./handlers/watch_events.ts";
+import { createHealthReporter, type ReadinessSource } from "./health.ts";
+import { createPageTokens } from "./page_token.ts";
+import { startTlsFront, type TlsFront } from "./tls_front.ts";
+import { ADMIN_SERVICE, loadAdminProto } from "./proto.ts";
+import { isServerFault, toCallStatus, unauthenticated } from "./status.ts";
+
+export interface GrpcDeps {
+  service: ChatService;
+  /** The admin plane's lists and search. */
+  queries: AdminStore;
+  /** WatchEvents follows chat events on the bus. */
+  bus: EventBus;
+  subjects: Subjects;
+  /** Health follows it. */
+  readiness: ReadinessSource;
+  /** Open WebSocket connections of this instance (GetStats). */
+  activeConnections: () => number;
+  instanceId: string;
+  onError: (error: unknown, context: string) => void;
+}
+
+export interface GrpcOptions {
+  host: string;
+  /** 0: any free port (see `port` of the result). */
+  port: number;
+  /** Required: the plane never runs without it. */
+  adminToken: string;
+  /** PEM text, or a path to a PEM file, for each; unset: plaintext. */
+  tls?: { cert: string; key: string };
+  /** WatchEvents: events a stream may fall behind by before it is ended. */
+  watchBuffer?: number;
+  /** How long `close` lets calls finish before cutting them. */
+  shutdownTimeoutMs?: number;
+}
+
+export interface GrpcServer {
+  /** The port actually bound. */
+  port: number;
+  /** Open WatchEvents streams. */
+  readonly watchStreams: number;
+  /**
+   * Health turns NOT_SERVING, watch streams end with UNAVAILABLE, calls in flight may finish
+   * (up to `shutdownTimeoutMs`, or until `deadline` aborts), then the rest are cut.
+   */
+  close(deadline?: AbortSignal): Promise<void>;
+}
+
+function serviceDefinition(definition: PackageDefinition, name: string): ServiceDefinition {
+  const service = definition[name];
+  if (!service || "format" in service) throw new Error(`${name} is not a service of the proto`);
+  return service;
+}
+
+/** PEM text as it is, or the text of the PEM file it names. */
+async function pem(value: string): Promise<string> {
+  return value.includes("-----BEGIN") ? value : await Deno.readTextFile(value);
+}
+
+/**
+ * Starts the gRPC admin plane (chat.admin.v1.ChatAdmin, grpc.health.v1.Health, server
+ * reflection) beside the WebSocket plane: both call the same domain service, share the
+ * database and the bus, and never call each other. Every ChatAdmin call is authenticated here;
+ * every error becomes a status in `toCallStatus`. Throws a plain Error without an admin token.
+ */
+export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Promise<GrpcServer> {
+  const authorized = createTokenCheck(options.adminToken);
+  const definition = await loadAdminProto();
+  const handlerDeps = {
+    service: deps.service,
+    queries: deps.queries,
+    tokens: createPageTokens(options.adminToken),
+  };
+  const unary: Record<string, (request: unknown) => Promise<object>> = {
+    ...createChatHandlers(handlerDeps),
+    ...createMemberHandlers(handlerDeps),
+    ...createMessageHandlers(handlerDeps),
+    ...createModerationHandlers(handlerDeps),
+    ...createStatsHandlers(deps),
+  };
+  const watch = createWatchEvents(
+    { ...deps, hub: createEventHub(deps) },
+    options.watchBuffer === undefined ? {} : { maxBuffered: options.watchBuffer },
+  );
+
+  const implementation: grpc.UntypedServiceImplementation = {};
+  for (const [name, handler] of Object.entries(unary)) {
+    implementation[name] = ((call, callback) => {
+      if (!authorized(call.metadata)) return callback(unauthenticated());
+      handler(call.request).then(
+        (reply) => callback(null, reply),
+        (error) => {
+          if (isServerFault(error)) deps.onError(error, `grpc ${name}`);
+          callback(toCallStatus(error));
+        },
+      );
+    }) satisfies grpc.handleUnaryCall<unknown, object>;
+  }
+  implementation.WatchEvents = ((call) => {
+    if (!authorized(call.metadata)) return void call.emit("error", unauthenticated());
+    watch.WatchEvents(call).catch((error) => {
+      if (isServerFault(error)) deps.onError(error, "grpc WatchEvents");
+      call.emit("error", toCallStatus(error));
+    });
+  }) satisfies grpc.handleServerStreamingCall<unknown, never>;
+
+  const health = createHealthReporter(deps.readiness);
+  const server = new grpc.Server();
+  server.addService(serviceDefinition(definition, ADMIN_SERVICE), implementation);
+  health.health.addToServer(server);
+  new ReflectionService(definition).addToServer(server);
+
+  const tls = options.tls
+    ? { cert: await pem(options.tls.cert), key: await pem(options.tls.key) }
+    : undefined;
+  await health.start();
+  let port: number;
+  let front: TlsFront | undefined;
+  try {
+    const host = options.host.includes(":") ? `[${options.host}]` : options.host;
+    // With TLS, grpc-js listens in plaintext on loopback behind the TLS front (tls_front.ts).
+    const address = tls ? "127.0.0.1:0" : `${host}:${options.port}`;
+    port = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(
+        address,
+        grpc.ServerCredentials.createInsecure(),
+        (error, bound) => error ? reject(error) : resolve(bound),
+      );
+    });
+    if (tls) {
+      front = startTlsFront({
+        ...tls,
+        host: options.host,
+        port: options.port,
+        upstreamPort: port,
+        onError: deps.onError,
+      });
+      port = front.port;
+    }
+  } catch (error) {
+    health.stop();
+    server.forceShutdown();
+    throw error;
+  }
+
+  let closing: Promise<void> | undefined;
+  return {
+    port,
+    get watchStreams() {
+      return watch.size;
+    },
+    close(deadline) {
+      return closing ??= (async () => {
+        health.stop();
+        watch.closeAll();
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            clearTimeout(timer);
+            deadline?.removeEventListener("abort", force);
+            resolve();
+          };
+          const force = () => {
+            server.forceShutdown();
+            done();
+          };
+          const timer = setTimeout(force, options.shutdownTimeoutMs ?? 5_000);
+          deadline?.addEventListener("abort", force, { once: true });
+          server.tryShutdown(done);
+        });
+        await front?.close();
+      })();
+    },
+  };
+}

@@ -1,0 +1,139 @@
+import { type ClientReadableStream, status as Status } from "@grpc/grpc-js";
+import assert from "node:assert/strict";
+import { createMemoryBus } from "../bus/memory_bus.ts";
+import { createSubjects } from "../bus/subjects.ts";
+import type { AdminStore } from "../chat/ports.ts";
+import type { ChatService } from "../chat/service.ts";
+import { createAdminClient, type Reply } from "../tests/support/admin_client.ts";
+import { within } from "../tests/support/wait.ts";
+import type { ReadinessSource } from "./health.ts";
+import { type GrpcServer, startGrpcServer } from "./server.ts";
+
+const TOKEN = "server-test-admin-token";
+
+/** Readiness whose answer the test sets. */
+function fakeReadiness(ready: boolean) {
+  const listeners = new Set<(report: { ready: boolean }) => void>();
+  const source: ReadinessSource = {
+    check: () => Promise.resolve({ ready }),
+    subscribe(listener) {
+      listeners.add(listener);
+      listener({ ready });
+      return () => listeners.delete(listener);
+    },
+  };
+  return {
+    source,
+    set(next: boolean) {
+      ready = next;
+      for (const listener of listeners) listener({ ready });
+    },
+  };
+}
+
+const unused = () => Promise.reject(new Error("not used by this test"));
+const queries: AdminStore = {
+  listChats: unused,
+  listMessages: unused,
+  searchMessages: unused,
+  listBans: unused,
+  listModerationActions: unused,
+  stats: () => Promise.resolve({ chats: 3, messages: 9 }),
+};
+
+async function start(readiness: ReadinessSource, adminToken = TOKEN): Promise<GrpcServer> {
+  return await startGrpcServer({
+    // WatchEvents without a chat and GetStats never reach the domain service
+    service: {} as ChatService,
+    queries,
+    bus: createMemoryBus(),
+    subjects: createSubjects("server-test"),
+    readiness,
+    activeConnections: () => 4,
+    instanceId: "instance-1",
+    onError: (error) => {
+      throw error;
+    },
+  }, { host: "127.0.0.1", port: 0, adminToken, shutdownTimeoutMs: 2_000 });
+}
+
+function ended(stream: ClientReadableStream<Reply>) {
+  stream.on("error", () => {});
+  return within(
+    new Promise<{ code: number }>((resolve) => stream.on("status", resolve)),
+    5_000,
+    "the end of the stream",
+  );
+}
+
+Deno.test("startGrpcServer refuses to start without an admin token", async () => {
+  await assert.rejects(start(fakeReadiness(true).source, ""), /GRPC_ADMIN_TOKEN/);
+});
+
+Deno.test("health follows readiness: SERVING, NOT_SERVING, and NOT_SERVING after close", async () => {
+  const readiness = fakeReadiness(true);
+  const server = await start(readiness.source);
+  using client = await createAdminClient(`127.0.0.1:${server.port}`, { token: null });
+  try {
+    assert.equal(await client.health(), "SERVING");
+    readiness.set(false);
+    assert.equal(await client.health("chat.admin.v1.ChatAdmin"), "NOT_SERVING");
+    readiness.set(true);
+    assert.equal(await client.health(), "SERVING");
+  } finally {
+    // the client goes first: a GOAWAY on a live client session can crash Deno's nghttp2
+    // (denoland/deno#36788)
+    client.close();
+    await server.close();
+  }
+});
+
+Deno.test("GetStats answers from the store and this instance", async () => {
+  const server = await start(fakeReadiness(true).source);
+  using client = await createAdminClient(`127.0.0.1:${server.port}`, { token: TOKEN });
+  try {
+    assert.deepEqual(await client.call("GetStats"), {
+      chats: 3,
+      messages: 9,
+      active_connections: 4,
+      instance_id: "instance-1",
+    });
+  } finally {
+    // the client goes first: a GOAWAY on a live client session can crash Deno's nghttp2
+    // (denoland/deno#36788)
+    client.close();
+    await server.close();
+  }
+});
+
+Deno.test("a cancelled WatchEvents stream is let go of at once", async () => {
+  const server = await start(fakeReadiness(true).source);
+  using client = await createAdminClient(`127.0.0.1:${server.port}`, { token: TOKEN });
+  try {
+    const stream = client.watch({});
+    const status = ended(stream);
+    await within(new Promise((resolve) => stream.once("metadata", resolve)), 5_000, "headers");
+    assert.equal(server.watchStreams, 1);
+    stream.cancel();
+    assert.equal((await status).code, Status.CANCELLED);
+    // a call after the cancel on the same connection: the server has read the cancel by then
+    await client.call("GetStats");
+    assert.equal(server.watchStreams, 0);
+  } finally {
+    // the client goes first: a GOAWAY on a live client session can crash Deno's nghttp2
+    // (denoland/deno#36788)
+    client.close();
+    await server.close();
+  }
+});
+
+Deno.test("close ends open WatchEvents streams with UNAVAILABLE", async () => {
+  const server = await start(fakeReadiness(true).source);
+  using client = await createAdminClient(`127.0.0.1:${server.port}`, { token: TOKEN });
+  const stream = client.watch({});
+  const status = ended(stream);
+  await within(new Promise((resolve) => stream.once("metadata", resolve)), 5_000, "headers");
+  await server.close();
+  assert.equal((await status).code, Status.UNAVAILABLE);
+  assert.equal(server.watchStreams, 0);
+});

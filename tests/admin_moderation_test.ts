@@ -1,0 +1,179 @@
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import { failure, type Reply, Status } from "./support/admin_client.ts";
+import { startCluster, type TestCluster } from "./support/service.ts";
+import { joinAllChats, joinChat, sendText } from "./support/steps.ts";
+
+const by = { moderator_id: "mod-1", reason: "spam" };
+
+/** Opens a socket on the second instance and returns the code the server closes it with. */
+async function refusedConnection(cluster: TestCluster, userId: string, chatId: string) {
+  const socket = await cluster.openChat(userId, chatId, 1);
+  return (await socket.closed).code;
+}
+
+Deno.test("DeleteMessage tombstones, tells sockets on every instance and is audited", async () => {
+  await using cluster = await startCluster({ grpc: true, instances: 2 });
+  const admin = await cluster.admin(0);
+  const chat = await admin.call("CreateChat", { user_id: "alice", vendor_id: "acme" });
+  await using alice = await joinChat(cluster, "alice", chat.id, 0);
+  await using vendor = await joinChat(cluster, "acme", chat.id, 1);
+  const sent = await sendText(alice, "acme", "buy cheap watches");
+  await vendor.nextOfType("chat_message");
+
+  const deleted = await admin.call("DeleteMessage", { message_id: sent.id, ...by });
+  assert.equal(deleted.deleted, true);
+  assert.equal(deleted.deleted_by, "mod-1");
+  assert.equal(deleted.content, "buy cheap watches");
+  for (const socket of [vendor, alice]) {
+    const event = await socket.nextOfType("message_deleted");
+    assert.equal(event.message_id, sent.id);
+    assert.equal(event.deleted_by, "mod-1");
+    assert.equal(event.seq, 1);
+  }
+  const history = await vendor.request({ action: "load_latest_chat" });
+  assert.equal(history.type, "ack");
+  const page = vendor.pending("latest_chat").at(-1)!;
+  assert.equal(page.messages[0].deleted, true);
+  assert.equal(page.messages[0].content, null);
+
+  const [action] = (await admin.call("ListModerationActions", {})).actions;
+  assert.equal(action.action, "MODERATION_ACTION_TYPE_DELETE_MESSAGE");
+  assert.equal(action.moderator_id, "mod-1");
+  assert.equal(action.target_user_id, "alice");
+  assert.equal(action.target_message_id, sent.id);
+  assert.equal(action.reason, "spam");
+  assert.ok(Math.abs(action.created_at.seconds * 1000 - Date.now()) < 60_000);
+});
+
+Deno.test("BanUser closes the user's sockets everywhere with 4403 and refuses them until UnbanUser", async () => {
+  await using cluster = await startCluster({ grpc: true, instances: 2 });
+  const admin = await cluster.admin(0);
+  const chat = await admin.call("CreateChat", { user_id: "alice", vendor_id: "acme" });
+  const chatSocket = await joinChat(cluster, "alice", chat.id, 1);
+  const chatsSocket = await joinAllChats(cluster, "alice", 1);
+  await using vendor = await joinChat(cluster, "acme", chat.id, 1);
+
+  const ban = await admin.call("BanUser", { user_id: "alice", ...by, duration_seconds: 0 });
+  assert.equal(ban.user_id, "alice");
+  assert.equal(ban.moderator_id, "mod-1");
+  assert.equal(ban.expires_at, null);
+  assert.equal((await chatSocket.closed).code, 4403);
+  assert.equal((await chatsSocket.closed).code, 4403);
+  assert.equal(await refusedConnection(cluster, "alice", chat.id), 4403);
+  // the other side of the chat stays connected
+  await sendText(vendor, "alice", "still here");
+  const bans = (await admin.call("ListBans", {})).bans;
+  assert.deepEqual(bans.map((each: Reply) => each.user_id), ["alice"]);
+
+  await admin.call("UnbanUser", { user_id: "alice", moderator_id: "mod-2", reason: "appeal" });
+  await using back = await joinChat(cluster, "alice", chat.id, 1);
+  await sendText(back, "acme", "thanks");
+  assert.deepEqual((await admin.call("ListBans", {})).bans, []);
+  const actions = (await admin.call("ListModerationActions", { target_user_id: "alice" })).actions;
+  assert.deepEqual(actions.map((each: Reply) => [each.action, each.moderator_id, each.reason]), [
+    ["MODERATION_ACTION_TYPE_UNBAN_USER", "mod-2", "appeal"],
+    ["MODERATION_ACTION_TYPE_BAN_USER", "mod-1", "spam"],
+  ]);
+});
+
+Deno.test("a ban with a duration lets the user back once it has run out", async () => {
+  await using cluster = await startCluster({ grpc: true, instances: 2 });
+  const admin = await cluster.admin(0);
+  const chat = await admin.call("CreateChat", { user_id: "alice", vendor_id: "acme" });
+  const ban = await admin.call("BanUser", { user_id: "alice", ...by, duration_seconds: 3600 });
+  assert.equal(ban.expires_at.seconds - ban.created_at.seconds, 3600);
+  assert.equal(await refusedConnection(cluster, "alice", chat.id), 4403);
+
+  // an hour passes
+  const sql = postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} });
+  try {
+    await sql`update bans set expires_at = now() - interval '1 second' where user_id = 'alice'`;
+  } finally {
+    await sql.end();
+  }
+  await using back = await joinChat(cluster, "alice", chat.id, 1);
+  await sendText(back, "acme", "hello again");
+  assert.deepEqual((await admin.call("ListBans", {})).bans, []);
+});
+
+Deno.test("DisconnectUser closes the user's sockets on every instance with 4408", async () => {
+  await using cluster = await startCluster({ grpc: true, instances: 2 });
+  const admin = await cluster.admin(0);
+  const chat = await admin.call("CreateChat", { user_id: "alice", vendor_id: "acme" });
+  const first = await joinChat(cluster, "alice", chat.id, 0);
+  const second = await joinAllChats(cluster, "alice", 1);
+  await using vendor = await joinChat(cluster, "acme", chat.id, 1);
+  await admin.call("DisconnectUser", { user_id: "alice", ...by });
+  assert.equal((await first.closed).code, 4408);
+  assert.equal((await second.closed).code, 4408);
+  // not a ban: the user may come straight back, and the vendor never left
+  await using back = await joinChat(cluster, "alice", chat.id, 1);
+  await sendText(back, "acme", "reconnected");
+  await vendor.nextOfType("chat_message");
+  const [action] = (await admin.call("ListModerationActions", { moderator_id: "mod-1" })).actions;
+  assert.equal(action.action, "MODERATION_ACTION_TYPE_DISCONNECT_USER");
+  assert.equal(action.target_user_id, "alice");
+  assert.equal(action.target_message_id, "");
+});
+
+Deno.test("moderation calls need a moderator and a reason, and known targets", async () => {
+  await using cluster = await startCluster({ grpc: true });
+  const admin = await cluster.admin();
+  const cases: Array<[string, object, number, RegExp]> = [
+    ["BanUser", { user_id: "alice", reason: "x" }, Status.INVALID_ARGUMENT, /^moderator_id: /],
+    ["BanUser", { user_id: "alice", moderator_id: "m" }, Status.INVALID_ARGUMENT, /^reason: /],
+    [
+      "BanUser",
+      { user_id: "alice", ...by, duration_seconds: -5 },
+      Status.INVALID_ARGUMENT,
+      /^duration_seconds: /,
+    ],
+    ["DisconnectUser", { ...by }, Status.INVALID_ARGUMENT, /^user_id: is required$/],
+    ["DeleteMessage", { message_id: crypto.randomUUID(), ...by }, Status.NOT_FOUND, /./],
+    ["UnbanUser", { user_id: "nobody", ...by }, Status.NOT_FOUND, /./],
+  ];
+  for (const [method, request, code, details] of cases) {
+    const error = await failure(admin.call(method, request));
+    assert.equal(error.code, code, `${method} ${JSON.stringify(request)}: ${error.details}`);
+    assert.match(error.details, details);
+  }
+  assert.deepEqual((await admin.call("ListModerationActions", {})).actions, []);
+});
+
+Deno.test("ListModerationActions filters by moderator and target and pages to the last page", async () => {
+  await using cluster = await startCluster({ grpc: true });
+  const admin = await cluster.admin();
+  for (const user of ["u1", "u2", "u3"]) {
+    await admin.call("DisconnectUser", { user_id: user, moderator_id: "mod-a", reason: "r" });
+    await admin.call("DisconnectUser", { user_id: user, moderator_id: "mod-b", reason: "r" });
+  }
+  const pages = await admin.pages("ListModerationActions", { page_size: 4 }, "actions");
+  assert.deepEqual(pages.map((page) => page.length), [4, 2]);
+  assert.deepEqual(
+    pages.flat().map((action) => `${action.moderator_id}:${action.target_user_id}`),
+    ["mod-b:u3", "mod-a:u3", "mod-b:u2", "mod-a:u2", "mod-b:u1", "mod-a:u1"],
+  );
+  const modA = await admin.pages(
+    "ListModerationActions",
+    { moderator_id: "mod-a", page_size: 2 },
+    "actions",
+  );
+  assert.deepEqual(modA.flat().map((action) => action.target_user_id), ["u3", "u2", "u1"]);
+  const both = await admin.call("ListModerationActions", {
+    moderator_id: "mod-b",
+    target_user_id: "u2",
+  });
+  assert.equal(both.actions.length, 1);
+  assert.equal(both.next_page_token, "");
+});
+
+Deno.test("ListBans pages the bans in force, newest first", async () => {
+  await using cluster = await startCluster({ grpc: true });
+  const admin = await cluster.admin();
+  for (const user of ["u1", "u2", "u3"]) {
+    await admin.call("BanUser", { user_id: user, ...by, duration_seconds: 600 });
+  }
+  const pages = await admin.pages("ListBans", { page_size: 2 }, "bans");
+  assert.deepEqual(pages.map((page) => page.map((ban) => ban.user_id)), [["u3", "u2"], ["u1"]]);
+});

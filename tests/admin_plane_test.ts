@@ -1,0 +1,171 @@
+import assert from "node:assert/strict";
+import { ConfigError, loadConfig } from "../config.ts";
+import { createAdminClient, failure, type Reply, Status } from "./support/admin_client.ts";
+import { readFileDescriptor } from "../grpc/file_descriptors.ts";
+import { startCluster } from "./support/service.ts";
+import { joinChat, seedMessages } from "./support/steps.ts";
+
+const RPCS = [
+  "CreateChat",
+  "GetChat",
+  "ListChats",
+  "AddVendorMember",
+  "RemoveVendorMember",
+  "ListVendorMembers",
+  "GetMessage",
+  "ListMessages",
+  "SearchMessages",
+  "DeleteMessage",
+  "BanUser",
+  "UnbanUser",
+  "ListBans",
+  "DisconnectUser",
+  "ListModerationActions",
+  "WatchEvents",
+  "GetStats",
+];
+
+Deno.test("every ChatAdmin call without the right bearer token is UNAUTHENTICATED", async () => {
+  await using cluster = await startCluster({ grpc: true });
+  const admin = await cluster.admin();
+  const wrong = [
+    { token: null },
+    { token: "wrong-token-of-some-length" },
+    { token: `${cluster.adminToken}x` },
+    { authorization: `Basic ${cluster.adminToken}` },
+    { authorization: cluster.adminToken },
+  ];
+  for (const options of wrong) {
+    for (const method of RPCS.filter((name) => name !== "WatchEvents")) {
+      const error = await failure(admin.call(method, {}, options));
+      assert.equal(error.code, Status.UNAUTHENTICATED, `${method} ${JSON.stringify(options)}`);
+    }
+  }
+  // nothing was done: the audit log and the chats are empty
+  assert.deepEqual((await admin.call("ListChats")).chats, []);
+  assert.deepEqual((await admin.call("ListModerationActions")).actions, []);
+  // the scheme is case-insensitive (RFC 6750)
+  const stats = await admin.call("GetStats", {}, { authorization: `bearer ${cluster.adminToken}` });
+  assert.equal(stats.instance_id, cluster.main.service.instanceId);
+});
+
+Deno.test("health answers SERVING without a token while the database and NATS answer", async () => {
+  await using cluster = await startCluster({ grpc: true });
+  const anonymous = await cluster.admin(0, { token: null });
+  assert.equal(await anonymous.health(), "SERVING");
+  assert.equal(await anonymous.health("chat.admin.v1.ChatAdmin"), "SERVING");
+  const unknown = await failure(anonymous.health("no.such.Service"));
+  assert.equal(unknown.code, Status.NOT_FOUND);
+});
+
+Deno.test("server reflection describes ChatAdmin and health, so tools need no proto file", async () => {
+  await using cluster = await startCluster({ grpc: true });
+  const anonymous = await cluster.admin(0, { token: null });
+  const [list, file] = await anonymous.reflect([
+    { list_services: "" },
+    { file_containing_symbol: "chat.admin.v1.ChatAdmin" },
+  ]);
+  const services = list!.list_services_response.service.map((each: Reply) => each.name);
+  for (const name of ["chat.admin.v1.ChatAdmin", "grpc.health.v1.Health"]) {
+    assert.ok(services.includes(name), `${name} in ${services}`);
+  }
+  // as grpcurl does: the file of the service, then every file it imports, by name
+  const files = new Map<string, ReturnType<typeof readFileDescriptor>>();
+  const add = (reply: Reply) => {
+    assert.ok(reply.file_descriptor_response, JSON.stringify(reply.error_response));
+    for (const bytes of reply.file_descriptor_response.file_descriptor_proto) {
+      const summary = readFileDescriptor(bytes);
+      files.set(summary.name, summary);
+    }
+  };
+  add(file!);
+  const admin = [...files.values()].find((each) => each.package === "chat.admin.v1")!;
+  assert.deepEqual(admin.services.map((each) => each.name), ["ChatAdmin"]);
+  assert.deepEqual(admin.services[0]!.methods, RPCS);
+  const missing = admin.dependencies.filter((name) => !files.has(name));
+  for (
+    const reply of await anonymous.reflect(missing.map((name) => ({ file_by_filename: name })))
+  ) {
+    add(reply);
+  }
+  // the admin file declares the file that defines google.protobuf.Timestamp
+  const imported = admin.dependencies.map((name) => files.get(name)!);
+  assert.deepEqual(imported.map((each) => each.package), ["google.protobuf"]);
+});
+
+Deno.test("GetStats counts chats and messages, and this instance's connections", async () => {
+  await using cluster = await startCluster({ grpc: true, instances: 2 });
+  const [first, second] = [await cluster.admin(0), await cluster.admin(1)];
+  const chat = await first.call("CreateChat", { user_id: "alice", vendor_id: "acme" });
+  await first.call("CreateChat", { user_id: "bob", vendor_id: "acme" });
+  await seedMessages(cluster, chat.id, { from: "alice", to: "acme", count: 3 });
+  await using _alice = await joinChat(cluster, "alice", chat.id, 0);
+  await using _vendor = await joinChat(cluster, "acme", chat.id, 0);
+  const stats = await first.call("GetStats");
+  assert.deepEqual(stats, {
+    chats: 2,
+    messages: 3,
+    active_connections: 2,
+    instance_id: cluster.instances[0]!.service.instanceId,
+  });
+  const other = await second.call("GetStats");
+  assert.equal(other.active_connections, 0);
+  assert.equal(other.instance_id, cluster.instances[1]!.service.instanceId);
+});
+
+Deno.test("the admin plane refuses to run without GRPC_ADMIN_TOKEN and can be turned off", async () => {
+  assert.throws(
+    () => loadConfig({ JWT_SECRET: "x".repeat(32), GRPC_ENABLED: "1" }),
+    (error: unknown) => error instanceof ConfigError && /GRPC_ADMIN_TOKEN/.test(error.message),
+  );
+  await using cluster = await startCluster();
+  assert.equal(cluster.main.service.grpcPort, null);
+  assert.equal(cluster.main.grpcAddress, null);
+});
+
+Deno.test("the admin plane speaks TLS with GRPC_TLS_CERT and GRPC_TLS_KEY", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { success, stderr } = await new Deno.Command("openssl", {
+      args: [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost",
+        "-addext",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        "-keyout",
+        `${dir}/key.pem`,
+        "-out",
+        `${dir}/cert.pem`,
+      ],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assert.ok(success, new TextDecoder().decode(stderr));
+    await using cluster = await startCluster({
+      grpc: true,
+      env: { GRPC_TLS_CERT: `${dir}/cert.pem`, GRPC_TLS_KEY: `${dir}/key.pem` },
+    });
+    const address = cluster.main.grpcAddress!;
+    using secure = await createAdminClient(address, {
+      token: cluster.adminToken,
+      // node's TLS takes no IP address as the server name
+      tls: { ca: await Deno.readFile(`${dir}/cert.pem`), serverName: "localhost" },
+    });
+    const stats = await secure.call("GetStats");
+    assert.equal(stats.instance_id, cluster.main.service.instanceId);
+    using plain = await createAdminClient(address, { token: cluster.adminToken });
+    const error = await failure(plain.call("GetStats"));
+    assert.equal(error.code, Status.UNAVAILABLE);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
