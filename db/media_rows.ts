@@ -1,0 +1,61 @@
+import type { Sql } from "postgres";
+import type { NewMedia } from "../chat/ports.ts";
+import type { MediaEntry, MediaKind, MediaRecord } from "../chat/types.ts";
+import { iso } from "./rows.ts";
+
+/** The media queries of the chat store: rows of `media`, with their blob's type and size. */
+
+interface MediaRow {
+  id: string;
+  chat_id: string;
+  uploader_id: string;
+  media_type: MediaKind;
+  sha256: string;
+  mime_type: string;
+  /** bigint arrives as text */
+  size: string;
+  created_at: Date;
+}
+
+function toMediaRecord(row: MediaRow): MediaRecord {
+  return {
+    id: row.id,
+    chat_id: row.chat_id,
+    uploader_id: row.uploader_id,
+    media_type: row.media_type,
+    sha256: row.sha256,
+    mime_type: row.mime_type,
+    size: Number(row.size),
+    created_at: iso(row.created_at),
+  };
+}
+
+/** Records a file sent in a chat; its blob joins the catalogue the first time it is seen. */
+export async function insertMedia(sql: Sql, media: NewMedia): Promise<MediaRecord> {
+  const [row] = await sql<MediaRow[]>`
+    with blob as (
+      insert into media_blobs (sha256, mime_type, size)
+      values (decode(${media.sha256}, 'hex'), ${media.mime_type}, ${media.size})
+      on conflict (sha256) do nothing
+    )
+    insert into media (chat_id, uploader_id, media_type, sha256)
+    values (${media.chat_id}, ${media.uploader_id}, ${media.media_type},
+            decode(${media.sha256}, 'hex'))
+    returning id, chat_id, uploader_id, media_type, encode(sha256, 'hex') as sha256,
+              ${media.mime_type}::text as mime_type, ${media.size}::bigint as size, created_at`;
+  return toMediaRecord(row!);
+}
+
+/** A media row, its blob's type and size, and whether messages carry it. */
+export async function selectMedia(sql: Sql, mediaId: string): Promise<MediaEntry | null> {
+  const [row] = await sql<Array<MediaRow & { usage: MediaEntry["usage"] }>>`
+    select m.id, m.chat_id, m.uploader_id, m.media_type, encode(m.sha256, 'hex') as sha256,
+           b.mime_type, b.size, m.created_at,
+           case when exists (select 1 from messages
+                             where media_id = m.id and deleted_at is null) then 'live'
+                when exists (select 1 from messages where media_id = m.id) then 'deleted'
+                else 'unsent' end as usage
+    from media m join media_blobs b on b.sha256 = m.sha256
+    where m.id = ${mediaId}`;
+  return row ? { ...toMediaRecord(row), usage: row.usage } : null;
+}

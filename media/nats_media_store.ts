@@ -1,0 +1,199 @@
+import { jetstreamManager } from "@nats-io/jetstream";
+import { Base64UrlPaddedCodec, Objm, StorageType } from "@nats-io/obj";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { MediaError } from "./errors.ts";
+import { inspect } from "./ingest.ts";
+import type { ByteRange, MediaStore } from "./store.ts";
+
+export interface NatsMediaStoreOptions {
+  /** One server URL, or several separated by commas. */
+  servers: string;
+  /** The object store bucket ([-\w]+); made on first use. */
+  bucket: string;
+  /** The connection name shown in NATS monitoring. */
+  name?: string;
+  /** Default `file`; `memory` loses the media when the server restarts. */
+  storage?: "file" | "memory";
+}
+
+/** One chunk message of the object store; NATS's default payload limit is 1 MiB. */
+export const NATS_CHUNK_BYTES = 128 * 1024;
+const CHECK_TIMEOUT_MS = 2_000;
+
+/**
+ * Media bytes in a NATS JetStream object store (`@nats-io/obj`), one object per file named by
+ * its SHA-256 hex, for deployments that keep blobs out of the database. It has a connection of
+ * its own, so moving files never queues chat events behind a chunk.
+ *
+ * A file is written as `upload.<uuid>` and renamed to its SHA-256 when complete (or dropped,
+ * when that file is stored already). Reads fetch one chunk per request with JetStream direct
+ * get, so a slow reader holds one chunk; the object store's own `get()` pushes the whole
+ * object as fast as NATS sends it. A range read still fetches the chunks before the range
+ * (the chunks of an object are not at computable stream positions) but does not keep them.
+ * Rejects with MediaError `unavailable` when NATS cannot be reached at first.
+ */
+export async function createNatsMediaStore(options: NatsMediaStoreOptions): Promise<MediaStore> {
+  let nc: NatsConnection;
+  try {
+    nc = await connect({
+      servers: options.servers.split(",").map((server) => server.trim()),
+      ...(options.name === undefined ? {} : { name: options.name }),
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 1_000,
+    });
+  } catch (cause) {
+    throw new MediaError("unavailable", `cannot connect to NATS at ${options.servers}`, { cause });
+  }
+  const connection = nc;
+  const { bucket } = options;
+  const stream = `OBJ_${bucket}`;
+  let objects;
+  let jsm;
+  try {
+    objects = await new Objm(connection).create(bucket, {
+      storage: options.storage === "memory" ? StorageType.Memory : StorageType.File,
+    });
+    jsm = await jetstreamManager(connection);
+  } catch (cause) {
+    await connection.close();
+    throw new MediaError("unavailable", `cannot open the object store ${bucket}`, { cause });
+  }
+  const store = objects;
+  const manager = jsm;
+
+  async function stored(sha256: string) {
+    const info = await store.info(sha256);
+    return info && !info.deleted ? info : null;
+  }
+
+  /** Deletes an object and its deletion marker: upload names are used once. */
+  async function discard(name: string): Promise<void> {
+    await store.delete(name);
+    await manager.streams.purge(stream, {
+      filter: `$O.${bucket}.M.${Base64UrlPaddedCodec.encode(name)}`,
+    });
+  }
+
+  function read(
+    info: { nuid: string; size: number },
+    range: ByteRange | undefined,
+  ): ReadableStream<Uint8Array> {
+    const subject = `$O.${bucket}.C.${info.nuid}`;
+    const start = range?.start ?? 0;
+    const end = Math.min(range?.end ?? info.size - 1, info.size - 1);
+    let nextSeq: number | undefined;
+    let offset = 0;
+    return new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        try {
+          while (offset <= end) {
+            const message = await manager.direct.getMessage(
+              stream,
+              nextSeq === undefined ? { next_by_subj: subject } : {
+                seq: nextSeq,
+                next_by_subj: subject,
+              },
+            );
+            if (!message) throw new MediaError("not_found", "a chunk of the object is missing");
+            nextSeq = message.seq + 1;
+            const chunkStart = offset;
+            offset += message.data.length;
+            if (offset <= start) continue;
+            controller.enqueue(
+              message.data.subarray(Math.max(0, start - chunkStart), end - chunkStart + 1),
+            );
+            if (offset > end) controller.close();
+            return;
+          }
+          controller.close();
+        } catch (cause) {
+          controller.error(translate(cause));
+        }
+      },
+    }, { highWaterMark: 1 });
+  }
+
+  return {
+    async put(source, ingest) {
+      const upload = `upload.${crypto.randomUUID()}`;
+      const inspection = inspect(source, { ...ingest, chunkBytes: NATS_CHUNK_BYTES });
+      // the object store hands back what our stream threw; that is not NATS failing
+      let refusal: { error: unknown } | undefined;
+      async function* chunks() {
+        try {
+          yield* inspection.chunks;
+        } catch (error) {
+          refusal = { error };
+          throw error;
+        }
+      }
+      try {
+        // on a failing source the object store purges the chunks it wrote
+        await store.put(
+          { name: upload, options: { max_chunk_size: NATS_CHUNK_BYTES } },
+          ReadableStream.from(chunks()),
+        );
+        const blob = inspection.result();
+        if (await stored(blob.sha256)) {
+          await discard(upload);
+          return blob;
+        }
+        try {
+          await store.update(upload, { name: blob.sha256 });
+        } catch (error) {
+          // the same file, finished a moment ago by another upload: keep that one
+          if (!(await stored(blob.sha256))) throw error;
+          await discard(upload);
+        }
+        return blob;
+      } catch (error) {
+        throw refusal ? refusal.error : translate(error);
+      }
+    },
+
+    async open(sha256, range) {
+      try {
+        const info = await stored(sha256);
+        return info ? read(info, range) : null;
+      } catch (error) {
+        throw translate(error);
+      }
+    },
+
+    async exists(sha256) {
+      try {
+        return (await stored(sha256)) !== null;
+      } catch (error) {
+        throw translate(error);
+      }
+    },
+
+    async check(signal) {
+      if (connection.isClosed() || signal?.aborted) return false;
+      const { promise: givenUp, resolve: giveUp } = Promise.withResolvers<false>();
+      const timer = setTimeout(() => giveUp(false), CHECK_TIMEOUT_MS);
+      const onAbort = () => giveUp(false);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      try {
+        return await Promise.race([connection.flush().then(() => true, () => false), givenUp]);
+      } finally {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+      }
+    },
+
+    async close() {
+      try {
+        await connection.drain();
+      } catch {
+        await connection.close();
+      }
+    },
+  };
+}
+
+/** Anything NATS threw is the store being out of reach; the source's MediaErrors pass. */
+function translate(error: unknown): MediaError {
+  if (error instanceof MediaError) return error;
+  return new MediaError("unavailable", "the media store is unavailable, retry", { cause: error });
+}

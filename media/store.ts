@@ -1,0 +1,34 @@
+import type { IngestOptions, MediaSource, StoredBlob } from "./ingest.ts";
+
+export type { IngestOptions, MediaSource, StoredBlob } from "./ingest.ts";
+
+/** Bytes `start` to `end` of a file, both included (as in HTTP `Range`). */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+/**
+ * Where media bytes live, named by their SHA-256 so that a file sent twice is stored once.
+ * It knows files, not chats: who sent what where is the chat store's business.
+ * Errors are MediaError.
+ */
+export interface MediaStore {
+  /**
+   * Reads `source` once, checking its type and size (see `inspect`), and stores it unless a
+   * blob with the same SHA-256 is already there; nothing is kept of a refused or broken file.
+   * Errors: `unsupported_type`, `too_large`, `unavailable`; a failing source's own error.
+   */
+  put(source: MediaSource, options: IngestOptions): Promise<StoredBlob>;
+  /**
+   * The bytes of a blob, or of `range` of them, read as the stream is pulled (a slow reader
+   * holds a chunk, not the file). Null when there is no such blob. `range` must lie within it.
+   * Errors: `unavailable` (also from the stream).
+   */
+  open(sha256: string, range?: ByteRange): Promise<ReadableStream<Uint8Array> | null>;
+  exists(sha256: string): Promise<boolean>;
+  /** True while the backend answers. */
+  check(signal?: AbortSignal): Promise<boolean>;
+  /** Releases what the store opened itself (not a connection it was given). */
+  close(): Promise<void>;
+}
