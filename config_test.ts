@@ -1,0 +1,60 @@
+import assert from "node:assert/strict";
+import { ConfigError, loadConfig, redactConfig } from "./config.ts";
+
+const valid = {
+  DATABASE_URL: "postgres://chat:hunter2@db.internal:5432/chat",
+  NATS_URL: "nats://user:natspass@nats.internal:4222",
+  JWT_SECRET: "0123456789abcdef0123456789abcdef",
+  GRPC_ADMIN_TOKEN: "admin-token-0123456789",
+};
+
+Deno.test("loadConfig names the variable of a wrong value in one line", () => {
+  const cases: Array<[Record<string, string>, string]> = [
+    [{ PORT: "eighty" }, "PORT"],
+    [{ DATABASE_URL: "mysql://db/chat" }, "DATABASE_URL"],
+    [{ LOG_LEVEL: "loud" }, "LOG_LEVEL"],
+    [{ JWT_SECRET: "short" }, "JWT_SECRET"],
+    [{ SHUTDOWN_TIMEOUT_SECONDS: "-1" }, "SHUTDOWN_TIMEOUT_SECONDS"],
+  ];
+  for (const [change, variable] of cases) {
+    assert.throws(
+      () => loadConfig({ ...valid, ...change }),
+      (error: unknown) =>
+        error instanceof ConfigError && error.message.includes(`${variable}:`) &&
+        !error.message.includes("\n"),
+      variable,
+    );
+  }
+});
+
+Deno.test("loadConfig names the variable that is missing", () => {
+  const { JWT_SECRET: _, ...noKey } = valid;
+  assert.throws(() => loadConfig(noKey), /JWT_SECRET: set exactly one of/);
+  const { GRPC_ADMIN_TOKEN: __, ...noToken } = valid;
+  assert.throws(() => loadConfig(noToken), /GRPC_ADMIN_TOKEN: required/);
+});
+
+Deno.test("loadConfig takes an empty value as unset", () => {
+  const config = loadConfig({ ...valid, PORT: "", LOG_LEVEL: "" });
+  assert.equal(config.PORT, 8000);
+  assert.equal(config.LOG_LEVEL, "info");
+});
+
+Deno.test("redactConfig masks secrets and the passwords in URLs", () => {
+  const shown = JSON.stringify(redactConfig(loadConfig(valid)));
+  for (const secret of ["hunter2", "natspass", valid.JWT_SECRET, valid.GRPC_ADMIN_TOKEN]) {
+    assert.ok(!shown.includes(secret), `${secret} leaked: ${shown}`);
+  }
+  assert.match(shown, /db\.internal:5432/);
+  assert.match(shown, /"JWT_SECRET":"\[redacted\]"/);
+});
+
+Deno.test("redactConfig masks a NATS token given as the user, in every URL of a list", () => {
+  const config = loadConfig({
+    ...valid,
+    NATS_URL: "nats://s3cr3t-token@nats-a:4222,nats://s3cr3t-token@nats-b:4222",
+  });
+  const shown = String(redactConfig(config).NATS_URL);
+  assert.ok(!shown.includes("s3cr3t-token"), shown);
+  assert.match(shown, /nats-a:4222.*nats-b:4222/);
+});

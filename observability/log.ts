@@ -1,0 +1,92 @@
+import {
+  configure,
+  getJsonLinesFormatter,
+  getLogger,
+  type Logger,
+  reset,
+  type Sink,
+} from "@logtape/logtape";
+
+/** The levels `LOG_LEVEL` accepts, in logtape's names. */
+export type LogLevelSetting = "debug" | "info" | "warning" | "error";
+
+/** Every logger of the service sits under this category, so one setting governs them all. */
+const ROOT = "chat";
+
+/**
+ * The logger of one part of the service: `logger("ws")` is the category `chat.ws`. Safe to
+ * call before logging is configured; lines are dropped until it is (tests run quiet).
+ */
+export function logger(...category: string[]): Logger {
+  return getLogger([ROOT, ...category]);
+}
+
+export interface LoggingOptions {
+  /** Where the bytes of each line go; defaults to standard output, written synchronously. */
+  write?: (bytes: Uint8Array) => void;
+}
+
+/**
+ * Sends every line of the service, as one JSON object per line with its properties at the
+ * top level, to standard output. Writes are synchronous, so nothing logged before an exit
+ * is lost. Returns the undo (for tests).
+ */
+export async function configureLogging(
+  level: LogLevelSetting,
+  options: LoggingOptions = {},
+): Promise<AsyncDisposable> {
+  await configure({
+    reset: true,
+    sinks: { jsonl: jsonLinesSink(options.write ?? writeStdout) },
+    loggers: [
+      { category: [ROOT], sinks: ["jsonl"], lowestLevel: level },
+      // logtape's own diagnostics: only when something is wrong with logging itself
+      { category: ["logtape", "meta"], sinks: ["jsonl"], lowestLevel: "warning" },
+    ],
+  });
+  return { [Symbol.asyncDispose]: () => reset() };
+}
+
+function jsonLinesSink(write: (bytes: Uint8Array) => void): Sink {
+  const format = getJsonLinesFormatter({ properties: "flatten", message: "rendered" });
+  const encoder = new TextEncoder();
+  return (record) => write(encoder.encode(format(record)));
+}
+
+function writeStdout(bytes: Uint8Array): void {
+  let written = 0;
+  while (written < bytes.length) written += Deno.stdout.writeSync(bytes.subarray(written));
+}
+
+/**
+ * The loggable part of an error and its causes: name, code and message. Never the other
+ * properties, which for postgres.js errors include the query and its parameters (message
+ * content), nor the text of a JSON syntax error, which quotes its input.
+ */
+export function errorFields(error: unknown): { error: ErrorSummary; causes?: ErrorSummary[] } {
+  const chain: ErrorSummary[] = [];
+  let current: unknown = error;
+  while (current !== undefined && current !== null && chain.length < 5) {
+    chain.push(summarise(current));
+    current = current instanceof Error ? current.cause : undefined;
+  }
+  const [first, ...causes] = chain;
+  return causes.length > 0 ? { error: first!, causes } : { error: first! };
+}
+
+export interface ErrorSummary {
+  name: string;
+  message: string;
+  code?: string;
+}
+
+function summarise(error: unknown): ErrorSummary {
+  if (!(error instanceof Error)) return { name: typeof error, message: "(not an Error)" };
+  const code = "code" in error && (typeof error.code === "string" || typeof error.code === "number")
+    ? String(error.code)
+    : undefined;
+  const message = error instanceof SyntaxError
+    ? "(withheld: it may quote its input)"
+    : error.message;
+  return code === undefined ? { name: error.name, message } : { name: error.name, message, code };
+}

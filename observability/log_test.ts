@@ -1,0 +1,71 @@
+import assert from "node:assert/strict";
+import { configureLogging, errorFields, logger } from "./log.ts";
+
+/** Captures what the sink writes, as parsed lines. */
+function capture() {
+  const decoder = new TextDecoder();
+  let text = "";
+  return {
+    write: (bytes: Uint8Array) => {
+      text += decoder.decode(bytes);
+    },
+    get lines() {
+      return text.split("\n").filter(Boolean).map((line) => JSON.parse(line));
+    },
+    get text() {
+      return text;
+    },
+  };
+}
+
+Deno.test("configureLogging writes one JSON object per line, properties at the top level", async () => {
+  const out = capture();
+  await using _logging = await configureLogging("info", { write: out.write });
+  logger("ws").with({ connection_id: "c-1" }).info("socket opened", { endpoint: "chat" });
+  assert.equal(out.lines.length, 1);
+  const [line] = out.lines;
+  assert.equal(line.level, "INFO");
+  assert.equal(line.logger, "chat.ws");
+  assert.equal(line.message, "socket opened");
+  assert.equal(line.connection_id, "c-1");
+  assert.equal(line.endpoint, "chat");
+  assert.ok(!Number.isNaN(Date.parse(line["@timestamp"])));
+});
+
+Deno.test("configureLogging drops lines below LOG_LEVEL", async () => {
+  const out = capture();
+  await using _logging = await configureLogging("warning", { write: out.write });
+  logger().info("not shown");
+  logger().debug("not shown either");
+  logger().warn("shown");
+  assert.deepEqual(out.lines.map((line) => line.message), ["shown"]);
+});
+
+Deno.test("errorFields keeps names, codes and messages down the cause chain, never other properties", () => {
+  const postgresError = Object.assign(new Error("duplicate key value"), {
+    name: "PostgresError",
+    code: "23505",
+    query: "insert into messages (content) values ($1)",
+    parameters: ["the message text"],
+  });
+  const error = new Error("the database is unavailable", { cause: postgresError });
+  const fields = errorFields(error);
+  assert.deepEqual(fields, {
+    error: { name: "Error", message: "the database is unavailable" },
+    causes: [{ name: "PostgresError", message: "duplicate key value", code: "23505" }],
+  });
+  assert.ok(!JSON.stringify(fields).includes("the message text"));
+  assert.ok(!JSON.stringify(fields).includes("insert into"));
+});
+
+Deno.test("errorFields withholds the text of a JSON syntax error, which quotes its input", () => {
+  let syntaxError: unknown;
+  try {
+    JSON.parse("secret words");
+  } catch (error) {
+    syntaxError = error;
+  }
+  const fields = errorFields(syntaxError);
+  assert.equal(fields.error.name, "SyntaxError");
+  assert.ok(!JSON.stringify(fields).includes("secret"));
+});

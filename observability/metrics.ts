@@ -1,0 +1,129 @@
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+
+/**
+ * Every instrument of one service instance, on a registry of its own: two instances in one
+ * process (tests) never share a counter. Layers receive the few instruments they feed (see
+ * {@link SocketMetrics}, {@link StoreMetrics}); only the composition root sees all of them.
+ */
+export interface Metrics {
+  readonly registry: Registry;
+  /** The `content-type` of {@link Metrics.text}. */
+  readonly contentType: string;
+  /** Open WebSockets, by `endpoint` (`chat`, `chats`). */
+  readonly openSockets: Gauge<"endpoint">;
+  /** Messages written to the store (repeats of a `client_id` are not), by `media_type`. */
+  readonly messagesStored: Counter<"media_type">;
+  /** Chat events written to a socket, by frame `type`. */
+  readonly eventsDelivered: Counter<"type">;
+  /** Client actions handled, by `action` and `outcome` (`ok` or the error code sent). */
+  readonly actions: Counter<"action" | "outcome">;
+  /** `error` frames sent, by `code`, including frames that never became an action. */
+  readonly errors: Counter<"code">;
+  /** From the publisher's `envelope.sent_at` to the socket send, in seconds. */
+  readonly fanoutLatency: Histogram;
+  /** One store operation (a query or a transaction), by `operation` and `outcome`. */
+  readonly dbQueryDuration: Histogram<"operation" | "outcome">;
+  /** Times the NATS connection came back after a loss. */
+  readonly natsReconnects: Counter;
+  /** The Prometheus text exposition of every instrument. */
+  text(): Promise<string>;
+}
+
+/** What the WebSocket plane feeds. */
+export type SocketMetrics = Pick<
+  Metrics,
+  "openSockets" | "eventsDelivered" | "actions" | "errors" | "fanoutLatency"
+>;
+
+/** What the store feeds. */
+export type StoreMetrics = Pick<Metrics, "dbQueryDuration" | "messagesStored">;
+
+/** Seconds; fan-out is a few milliseconds on one instance, tens across NATS. */
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+/**
+ * Creates the instruments on a fresh registry. Nothing runs in the background: event-loop
+ * lag and memory are sampled when `/metrics` is scraped.
+ */
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  const registers = [registry];
+
+  new Gauge({
+    name: "chat_event_loop_lag_seconds",
+    help: "How late a zero-delay timer fires, sampled at scrape time",
+    registers,
+    async collect() {
+      const start = performance.now();
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      this.set((performance.now() - start) / 1000);
+    },
+  });
+  new Gauge({
+    name: "chat_process_memory_bytes",
+    help: "Process memory by kind (rss, heap_total, heap_used, external)",
+    labelNames: ["kind"] as const,
+    registers,
+    collect() {
+      const usage = Deno.memoryUsage();
+      this.set({ kind: "rss" }, usage.rss);
+      this.set({ kind: "heap_total" }, usage.heapTotal);
+      this.set({ kind: "heap_used" }, usage.heapUsed);
+      this.set({ kind: "external" }, usage.external);
+    },
+  });
+
+  return {
+    registry,
+    contentType: registry.contentType,
+    openSockets: new Gauge({
+      name: "chat_ws_open_sockets",
+      help: "Open WebSockets by endpoint",
+      labelNames: ["endpoint"] as const,
+      registers,
+    }),
+    messagesStored: new Counter({
+      name: "chat_messages_stored_total",
+      help: "Messages written to the database",
+      labelNames: ["media_type"] as const,
+      registers,
+    }),
+    eventsDelivered: new Counter({
+      name: "chat_events_delivered_total",
+      help: "Chat events written to a socket, by frame type",
+      labelNames: ["type"] as const,
+      registers,
+    }),
+    actions: new Counter({
+      name: "chat_ws_actions_total",
+      help: "Client actions handled, by action and outcome (ok or the error code)",
+      labelNames: ["action", "outcome"] as const,
+      registers,
+    }),
+    errors: new Counter({
+      name: "chat_ws_errors_total",
+      help: "Error frames sent to clients, by code",
+      labelNames: ["code"] as const,
+      registers,
+    }),
+    fanoutLatency: new Histogram({
+      name: "chat_fanout_latency_seconds",
+      help: "From envelope.sent_at at the publisher to the socket send",
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    dbQueryDuration: new Histogram({
+      name: "chat_db_query_duration_seconds",
+      help: "Duration of one store operation (a query or a transaction)",
+      labelNames: ["operation", "outcome"] as const,
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    natsReconnects: new Counter({
+      name: "chat_nats_reconnects_total",
+      help: "Times the NATS connection was re-established",
+      registers,
+    }),
+    text: () => registry.metrics(),
+  };
+}

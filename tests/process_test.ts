@@ -1,0 +1,217 @@
+import assert from "node:assert/strict";
+import { signDevToken } from "../auth/sign.ts";
+import { createAdminClient } from "./support/admin_client.ts";
+import { freshDatabase } from "./support/database.ts";
+import { dockerHealthcheck } from "./support/dockerfile.ts";
+import { startNatsServer } from "./support/nats_server.ts";
+import {
+  createChatIn,
+  metricsOf,
+  runServiceProcess,
+  sample,
+  serviceEnvironment,
+  serviceLines,
+  startServiceProcess,
+} from "./support/service_process.ts";
+import { REPO_ROOT } from "./support/service_process.ts";
+import { startTcpProxy } from "./support/tcp_proxy.ts";
+import { within } from "./support/wait.ts";
+import { TestSocket } from "./support/ws_client.ts";
+
+/** Runs the Dockerfile's HEALTHCHECK command against `port`; its exit code. */
+async function runHealthcheck(port: number): Promise<number> {
+  const [command, ...args] = await dockerHealthcheck();
+  const { code } = await new Deno.Command(command!, {
+    args,
+    cwd: REPO_ROOT,
+    env: { PORT: String(port) },
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  return code;
+}
+
+async function readyz(httpUrl: string) {
+  const response = await fetch(`${httpUrl}/readyz`);
+  return { status: response.status, body: await response.json() };
+}
+
+Deno.test("deno task start, with the container's permissions, serves health, readiness and metrics, and the HEALTHCHECK follows it", async () => {
+  await using database = await freshDatabase();
+  await using nats = await startNatsServer();
+  const env = serviceEnvironment({ databaseUrl: database.url, natsUrl: nats.url });
+  await using service = await startServiceProcess(env);
+
+  const health = await fetch(`${service.httpUrl}/healthz`);
+  assert.equal(health.status, 200);
+  await health.body?.cancel();
+  assert.deepEqual(await readyz(service.httpUrl), {
+    status: 200,
+    body: { ready: true, checks: { database: true, nats: true } },
+  });
+  const metrics = await fetch(`${service.httpUrl}/metrics`);
+  assert.equal(metrics.status, 200);
+  assert.match(metrics.headers.get("content-type") ?? "", /^text\/plain/);
+  const text = await metrics.text();
+  assert.match(text, /^chat_process_memory_bytes\{kind="rss"\} [1-9]/m);
+  assert.match(text, /^chat_event_loop_lag_seconds \d/m);
+
+  const starting = service.logs().find((line) => line.message === "starting");
+  assert.equal(starting?.config.JWT_SECRET, "[redacted]");
+  assert.equal(starting?.config.GRPC_ADMIN_TOKEN, "[redacted]");
+  for (const secret of [env.JWT_SECRET!, env.GRPC_ADMIN_TOKEN!]) {
+    assert.ok(!service.lines.some((line) => line.includes(secret)), "a secret was logged");
+  }
+
+  assert.equal(await runHealthcheck(service.port), 0);
+  service.kill("SIGTERM");
+  assert.equal((await within(service.status, 10_000, "the service to exit")).code, 0);
+  assert.equal(await runHealthcheck(service.port), 1);
+});
+
+Deno.test("/readyz and gRPC health answer not ready naming NATS while it is stopped, and ready once the service reconnected", async () => {
+  await using database = await freshDatabase();
+  await using nats = await startNatsServer();
+  const env = serviceEnvironment({ databaseUrl: database.url, natsUrl: nats.url });
+  await using service = await startServiceProcess(env);
+  using admin = await createAdminClient(`127.0.0.1:${env.GRPC_PORT}`, { token: null });
+  assert.equal((await readyz(service.httpUrl)).status, 200);
+  assert.equal(await admin.health(), "SERVING");
+
+  await nats.stop();
+  assert.deepEqual(await readyz(service.httpUrl), {
+    status: 503,
+    body: { ready: false, checks: { database: true, nats: false }, reason: "not answering: nats" },
+  });
+  // the gRPC health service follows the same readiness, told of each change
+  assert.equal(await admin.health(), "NOT_SERVING");
+  assert.equal(await admin.health("chat.admin.v1.ChatAdmin"), "NOT_SERVING");
+
+  await nats.start();
+  await service.waitForLog(
+    (line) => line.message === "reconnected to NATS",
+    "the reconnect",
+    15_000,
+  );
+  assert.equal((await readyz(service.httpUrl)).status, 200);
+  assert.equal(await admin.health(), "SERVING");
+  assert.equal(sample(await metricsOf(service), "chat_nats_reconnects_total"), 1);
+});
+
+Deno.test("/readyz answers 503 naming the database while its connections are cut, and 200 once restored", async () => {
+  await using database = await freshDatabase();
+  const target = new URL(database.url);
+  await using proxy = startTcpProxy({
+    hostname: target.hostname,
+    port: Number(target.port) || 5432,
+  });
+  const proxied = new URL(database.url);
+  proxied.hostname = "127.0.0.1";
+  proxied.port = String(proxy.port);
+  await using service = await startServiceProcess(
+    serviceEnvironment({ databaseUrl: proxied.toString() }),
+  );
+  assert.deepEqual(await readyz(service.httpUrl), {
+    status: 200,
+    body: { ready: true, checks: { database: true } },
+  });
+
+  await proxy.cut();
+  assert.deepEqual(await readyz(service.httpUrl), {
+    status: 503,
+    body: { ready: false, checks: { database: false }, reason: "not answering: database" },
+  });
+  const health = await fetch(`${service.httpUrl}/healthz`);
+  assert.equal(health.status, 200, "a database that is away does not make the process unhealthy");
+  await health.body?.cancel();
+
+  proxy.restore();
+  assert.equal((await readyz(service.httpUrl)).status, 200);
+});
+
+Deno.test("metrics move as messages are sent, and socket log lines carry a connection id but no token or content", async () => {
+  await using database = await freshDatabase();
+  await using nats = await startNatsServer();
+  const env = serviceEnvironment({ databaseUrl: database.url, natsUrl: nats.url });
+  await using service = await startServiceProcess(env);
+  const chatId = await createChatIn(database.url, "alice", "acme");
+  const aliceToken = await signDevToken(env.JWT_SECRET!, "alice");
+  const acmeToken = await signDevToken(env.JWT_SECRET!, "acme");
+  const content = "the content that must never reach a log";
+
+  {
+    await using alice = await TestSocket.open(`${service.wsUrl}/v1/ws/chat/${chatId}/`, {
+      token: aliceToken,
+    });
+    await using acme = await TestSocket.open(`${service.wsUrl}/v1/ws/chat/${chatId}/`, {
+      token: acmeToken,
+    });
+    await alice.nextOfType("unread_messages");
+    await acme.nextOfType("unread_messages");
+    const before = await metricsOf(service);
+    assert.equal(sample(before, 'chat_ws_open_sockets{endpoint="chat"}'), 2);
+    assert.equal(sample(before, 'chat_messages_stored_total{media_type="text"}'), 0);
+
+    const ack = await alice.request({
+      action: "send_message",
+      receiver_id: "acme",
+      media_type: "text",
+      content,
+    });
+    assert.equal(ack.type, "ack");
+    await acme.nextOfType("chat_message");
+    await alice.nextOfType("chat_message");
+    alice.send("{not json");
+    await alice.next((frame) => frame.code === "invalid_json", "the invalid_json error");
+
+    const after = await metricsOf(service);
+    assert.equal(sample(after, 'chat_messages_stored_total{media_type="text"}'), 1);
+    assert.equal(sample(after, 'chat_events_delivered_total{type="chat_message"}'), 2);
+    assert.equal(sample(after, 'chat_ws_actions_total{action="send_message",outcome="ok"}'), 1);
+    assert.equal(sample(after, 'chat_ws_errors_total{code="invalid_json"}'), 1);
+    assert.ok(sample(after, "chat_fanout_latency_seconds_count") >= 2);
+    assert.ok(
+      sample(
+        after,
+        'chat_db_query_duration_seconds_count{operation="insertMessage",outcome="ok"}',
+      ) >=
+        1,
+    );
+  }
+  await service.waitForLog(
+    () => service.logs().filter((line) => line.message === "socket closed").length === 2,
+    "both sockets to close",
+  );
+  assert.equal(sample(await metricsOf(service), 'chat_ws_open_sockets{endpoint="chat"}'), 0);
+
+  const socketLines = service.logs().filter((line) => line.logger === "chat.ws");
+  assert.ok(socketLines.length >= 4, "opened and closed, for each socket");
+  for (const line of socketLines) assert.ok(line.connection_id, JSON.stringify(line));
+  for (const text of [aliceToken, acmeToken, content]) {
+    assert.ok(!service.lines.some((line) => line.includes(text)), `logged: ${text}`);
+  }
+});
+
+Deno.test("a wrong or missing setting stops deno task start with one line naming the variable", async () => {
+  const env = serviceEnvironment({ databaseUrl: "postgres://postgres@127.0.0.1:1/unused" });
+  const { DATABASE_URL: _, ...withoutDatabase } = env;
+  const { JWT_SECRET: __, ...withoutKey } = env;
+  const cases: Array<[Record<string, string>, string]> = [
+    [{ ...env, JWT_SECRET: "too short" }, "JWT_SECRET"],
+    [withoutKey, "JWT_SECRET"],
+    [{ ...env, DATABASE_URL: "mysql://db/chat" }, "DATABASE_URL"],
+    [withoutDatabase, "DATABASE_URL"],
+    [{ ...env, LOG_LEVEL: "loud" }, "LOG_LEVEL"],
+    [{ ...env, GRPC_PORT: "eighty" }, "GRPC_PORT"],
+  ];
+  const runs = await Promise.all(cases.map(([caseEnv]) => runServiceProcess(caseEnv)));
+  runs.forEach(({ code, lines }, index) => {
+    const variable = cases[index]![1];
+    const printed = serviceLines(lines);
+    assert.equal(code, 78, `${variable}: exit code\n${lines.join("\n")}`);
+    assert.equal(printed.length, 1, `${variable}: one line\n${printed.join("\n")}`);
+    const line = JSON.parse(printed[0]!);
+    assert.equal(line.level, "FATAL");
+    assert.match(line.message, new RegExp(`^invalid configuration: ${variable}: `));
+  });
+});
