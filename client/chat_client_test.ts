@@ -1,0 +1,366 @@
+import assert from "node:assert/strict";
+import { openClient } from "../tests/support/client_events.ts";
+import { startCluster } from "../tests/support/service.ts";
+import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
+import { ClientClosedError, createChatClient, RequestError, RequestTimeoutError } from "./mod.ts";
+
+const range = (from: number, to: number) =>
+  Array.from({ length: to - from + 1 }, (_, index) => from + index);
+
+Deno.test("request() resolves send_message with the stored message, which reaches the other side", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await openClient(cluster, "cust-1", { chatId: chat.id });
+  await using vendor = await openClient(cluster, "vend-1", { chatId: chat.id });
+  const [page] = await Promise.all([
+    customer.events.next("latest_chat"),
+    vendor.client.ready(),
+  ]);
+  assert.deepEqual(page.messages, []);
+
+  const message = await customer.client.request({
+    action: "send_message",
+    receiver_id: "vend-1",
+    media_type: "text",
+    content: " hello ",
+  });
+  assert.equal(message.seq, 1);
+  assert.equal(message.content, "hello");
+  assert.ok(message.client_id, "the client gives every send a client_id");
+  const received = await vendor.events.next("chat_message");
+  assert.deepEqual(received, { type: "chat_message", chat_id: chat.id, message });
+  const unread = await vendor.events.next("unread_messages", (frame) => frame.count === 1);
+  assert.equal(unread.messages[0]?.id, message.id);
+  assert.deepEqual(customer.events.all("invalid_frame"), [], "every frame fits the schemas");
+  assert.deepEqual(vendor.events.all("invalid_frame"), []);
+});
+
+Deno.test("request() resolves each action with its answer: a page, unread counts, the edited message", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await openClient(cluster, "cust-1", { chatId: chat.id });
+  await using vendor = await openClient(cluster, "vend-1", { chatId: chat.id });
+  const send = (content: string) =>
+    customer.client.request({
+      action: "send_message",
+      receiver_id: "vend-1",
+      media_type: "text",
+      content,
+    });
+  const first = await send("one");
+  await send("two");
+
+  const page = await vendor.client.request({ action: "load_latest_chat", after_seq: 1 });
+  assert.deepEqual(page.messages.map((message) => message.content), ["two"]);
+  assert.equal(page.has_more, false);
+  const unread = await vendor.client.request({ action: "unread_message" });
+  assert.equal(unread.count, 2);
+  const edited = await customer.client.request({
+    action: "edit_message",
+    message_id: first.id,
+    content: "one, edited",
+  });
+  assert.equal(edited.content, "one, edited");
+  assert.equal(
+    (await vendor.events.next("message_edited")).message.content,
+    "one, edited",
+  );
+  await vendor.client.request({ action: "read_up_to", seq: 2 });
+  assert.equal((await customer.events.next("messages_read")).up_to_seq, 2);
+  assert.equal(vendor.events.all("latest_chat").length, 1, "answers are not events");
+});
+
+Deno.test("request() rejects with the server's error code, and with the schema's before sending", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await openClient(cluster, "cust-1", { chatId: chat.id });
+
+  await assert.rejects(
+    customer.client.request({
+      action: "edit_message",
+      message_id: crypto.randomUUID(),
+      content: "no such message",
+    }),
+    (error) => error instanceof RequestError && error.code === "not_found",
+  );
+  await assert.rejects(
+    customer.client.request({ action: "send_message", receiver_id: "vend-1", media_type: "text" }),
+    (error) =>
+      error instanceof RequestError && error.code === "invalid_payload" &&
+      error.issues.some((issue) => issue.path === "content"),
+  );
+  // the socket serves on after both
+  const message = await customer.client.request({
+    action: "send_message",
+    receiver_id: "vend-1",
+    media_type: "text",
+    content: "still here",
+  });
+  assert.equal(message.seq, 1);
+  assert.deepEqual(customer.events.all("error"), [], "errors went to their requests");
+});
+
+Deno.test("a request that gets no reply rejects with RequestTimeoutError after its timeout", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using proxy = startTcpProxy({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  await using customer = await openClient(cluster, "cust-1", {
+    chatId: chat.id,
+    url: `http://127.0.0.1:${proxy.port}`,
+  });
+  await customer.client.ready();
+  proxy.stall();
+  const started = performance.now();
+  await assert.rejects(
+    customer.client.request({ action: "read_up_to", seq: 0 }, { timeoutMs: 300 }),
+    (error) => error instanceof RequestTimeoutError && error.action === "read_up_to",
+  );
+  assert.ok(performance.now() - started >= 290, "not before its timeout");
+  proxy.restore();
+});
+
+Deno.test("the client reconnects after the server restarts with 1012, and carries on", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  const port = cluster.main.service.port;
+  await using customer = await openClient(cluster, "cust-1", { chatId: chat.id });
+  await customer.client.request({
+    action: "send_message",
+    receiver_id: "vend-1",
+    media_type: "text",
+    content: "before",
+  });
+
+  await cluster.main.service.close();
+  const reconnecting = await customer.events.next("status", (s) => s.state === "reconnecting");
+  assert.equal(reconnecting.code, 1012);
+  // asked while away: it waits for the next connection
+  const away = customer.client.request({
+    action: "send_message",
+    receiver_id: "vend-1",
+    media_type: "text",
+    content: "while away",
+  });
+  // a new instance where the old one was, as a rolling restart does
+  await cluster.startInstance({ PORT: String(port) });
+  await customer.events.next("status", (status) => status.state === "open");
+  assert.equal((await away).seq, 2);
+  const after = await customer.client.request({
+    action: "send_message",
+    receiver_id: "vend-1",
+    media_type: "text",
+    content: "after",
+  });
+  assert.equal(after.seq, 3);
+  assert.deepEqual(await customer.events.seqs(chat.id, 3), [1, 2, 3]);
+  assert.equal(customer.client.stats.reconnects, 1);
+  assert.equal(customer.events.all("latest_chat").length, 1, "the first page only");
+});
+
+Deno.test("the client does not reconnect after 4401: requests and ready() reject", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  let sockets = 0;
+  await using client = createChatClient({
+    url: cluster.main.httpUrl,
+    token: await cluster.token("cust-1", -60),
+    chatId: chat.id,
+    webSocket: (url) => {
+      sockets++;
+      return new WebSocket(url);
+    },
+  });
+  const pending = client.request({ action: "unread_message" });
+  await assert.rejects(
+    client.ready(),
+    (error) => error instanceof ClientClosedError && error.code === 4401,
+  );
+  await assert.rejects(pending, ClientClosedError);
+  assert.equal(client.status.state, "closed");
+  assert.equal(sockets, 1, "one socket, no second attempt");
+});
+
+Deno.test("the client does not reconnect after 4403 (a chat the user is not in)", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  let sockets = 0;
+  await using client = createChatClient({
+    url: cluster.main.httpUrl,
+    token: await cluster.token("stranger"),
+    chatId: chat.id,
+    webSocket: (url) => {
+      sockets++;
+      return new WebSocket(url);
+    },
+  });
+  await assert.rejects(
+    client.ready(),
+    (error) => error instanceof ClientClosedError && error.code === 4403,
+  );
+  assert.deepEqual(
+    { state: client.status.state, code: client.status.code, sockets },
+    { state: "closed", code: 4403, sockets: 1 },
+  );
+});
+
+Deno.test("after a lost connection, chat_message gives every missed message once and in order", async () => {
+  // more missed messages than the first page holds, sent faster than the default rate limit
+  await using cluster = await startCluster({ env: { WS_RATE_BURST: "200" } });
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using proxy = startTcpProxy({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  await using customer = await openClient(cluster, "cust-1", {
+    chatId: chat.id,
+    url: `http://127.0.0.1:${proxy.port}`,
+  });
+  await using vendor = await openClient(cluster, "vend-1", { chatId: chat.id });
+  const send = (content: string) =>
+    vendor.client.request({
+      action: "send_message",
+      receiver_id: "cust-1",
+      media_type: "text",
+      content,
+    });
+  await send("before the cut");
+  assert.deepEqual(await customer.events.seqs(chat.id, 1), [1]);
+
+  await proxy.cut();
+  const lost = await customer.events.next("status", (status) => status.state === "reconnecting");
+  assert.equal(lost.code, 1006);
+  for (const n of range(2, 71)) await send(`missed ${n}`);
+  proxy.restore();
+
+  assert.deepEqual(await customer.events.seqs(chat.id, 71), range(1, 71));
+  await send("live again");
+  assert.deepEqual(await customer.events.seqs(chat.id, 72), range(1, 72));
+  const contents = customer.events.all("chat_message").map((frame) => frame.message.content);
+  assert.equal(contents[70], "missed 71");
+  assert.equal(customer.client.stats.reconnects, 1);
+  assert.ok(customer.client.stats.gapsFilled >= 1, "the page after reconnecting left a gap");
+});
+
+Deno.test("a message that arrives after a gap waits while the client fetches the missing one", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  /** A socket that loses the chat_message of seq 2 on the way, as a faulty network might. */
+  class LossySocket extends WebSocket {
+    override get onmessage(): WebSocket["onmessage"] {
+      return super.onmessage;
+    }
+    override set onmessage(handler: WebSocket["onmessage"]) {
+      super.onmessage = (event: MessageEvent) => {
+        const frame = JSON.parse(event.data);
+        if (frame.type === "chat_message" && frame.message.seq === 2) return;
+        handler?.call(this, event);
+      };
+    }
+  }
+  await using customer = await openClient(cluster, "cust-1", {
+    chatId: chat.id,
+    webSocket: (url) => new LossySocket(url),
+  });
+  await using vendor = await openClient(cluster, "vend-1", { chatId: chat.id });
+  await customer.client.ready();
+  for (const content of ["one", "two", "three"]) {
+    await vendor.client.request({
+      action: "send_message",
+      receiver_id: "cust-1",
+      media_type: "text",
+      content,
+    });
+  }
+  assert.deepEqual(await customer.events.seqs(chat.id, 3), [1, 2, 3]);
+  assert.deepEqual(
+    customer.events.all("chat_message").map((frame) => frame.message.content),
+    ["one", "two", "three"],
+  );
+  assert.equal(customer.client.stats.gapsFilled, 1);
+  assert.equal(customer.client.stats.reconnects, 0, "filled without reconnecting");
+});
+
+Deno.test("a send whose ack was lost is written again with the same client_id: one message", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using proxy = startTcpProxy({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  await using customer = await openClient(cluster, "cust-1", {
+    chatId: chat.id,
+    url: `http://127.0.0.1:${proxy.port}`,
+  });
+  await using vendor = await openClient(cluster, "vend-1", { chatId: chat.id });
+  await Promise.all([customer.client.ready(), vendor.client.ready()]);
+
+  proxy.stall("downstream");
+  const sending = customer.client.request({
+    action: "send_message",
+    receiver_id: "vend-1",
+    media_type: "text",
+    content: "only once",
+  });
+  // stored and broadcast: the vendor has it, the customer's ack is held back
+  const heard = await vendor.events.next("chat_message");
+  await proxy.cut();
+  await customer.events.next("status", (status) => status.state === "reconnecting");
+  proxy.restore();
+
+  const message = await sending;
+  assert.equal(message.id, heard.message.id);
+  assert.equal(message.client_id, heard.message.client_id);
+  assert.equal(customer.client.stats.resent, 1);
+  const history = await vendor.client.request({ action: "load_latest_chat" });
+  assert.deepEqual(history.messages.map((stored) => stored.content), ["only once"]);
+  // the customer's own copy came once, through the gap fill after reconnecting
+  assert.deepEqual(await customer.events.seqs(chat.id, 1), [1]);
+  assert.equal(vendor.events.all("chat_message").length, 1);
+});
+
+Deno.test("a client of /v1/ws/chats/ fills what it missed in each chat after a reconnect", async () => {
+  await using cluster = await startCluster();
+  const service = cluster.main.service.chat;
+  const first = await service.createChat("cust-1", "vend-1");
+  const second = await service.createChat("cust-1", "vend-2");
+  await using proxy = startTcpProxy({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  await using customer = await openClient(cluster, "cust-1", {
+    url: `http://127.0.0.1:${proxy.port}`,
+  });
+  await using one = await openClient(cluster, "vend-1", { chatId: first.id });
+  await using two = await openClient(cluster, "vend-2", { chatId: second.id });
+  const chats = await customer.events.next("chats");
+  assert.equal(chats.chats.length, 2);
+  const say = (from: typeof one, receiver: string, content: string) =>
+    from.client.request({
+      action: "send_message",
+      receiver_id: receiver,
+      media_type: "text",
+      content,
+    });
+  await say(one, "cust-1", "a1");
+  assert.deepEqual(await customer.events.seqs(first.id, 1), [1]);
+
+  await proxy.cut();
+  await customer.events.next("status", (status) => status.state === "reconnecting");
+  await say(one, "cust-1", "a2");
+  await say(two, "cust-1", "b1");
+  await say(two, "cust-1", "b2");
+  proxy.restore();
+
+  assert.deepEqual(await customer.events.seqs(first.id, 2), [1, 2]);
+  assert.deepEqual(await customer.events.seqs(second.id, 2), [1, 2]);
+  await customer.client.request({ action: "read_up_to", chat_id: second.id, seq: 2 });
+  assert.equal(customer.events.all("chats").length, 2, "a chats frame at each connection");
+});
+
+Deno.test("close() while the first connection is being made leaves nothing open", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  const client = createChatClient({
+    url: cluster.main.httpUrl,
+    token: () => cluster.token("cust-1"),
+    chatId: chat.id,
+  });
+  const ready = client.ready();
+  await client.close();
+  await assert.rejects(ready, (error) => error instanceof ClientClosedError && error.code === 1000);
+  await assert.rejects(
+    client.request({ action: "unread_message" }),
+    ClientClosedError,
+  );
+});

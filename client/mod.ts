@@ -1,0 +1,35 @@
+/**
+ * The chat service's client library: typed actions and events (from the contract's zod
+ * schemas), promises for requests, reconnection with backoff, gap filling and an outbox.
+ * No server code: it runs in Deno and, bundled, in browsers.
+ *
+ * ```ts
+ * const client = createChatClient({ url: "http://localhost:8000", token, chatId });
+ * client.on("chat_message", ({ message }) => console.log(message.seq, message.content));
+ * await client.request({ action: "send_message", receiver_id, media_type: "text", content: "hi" });
+ * await client.close();
+ * ```
+ */
+export { type ChatClient, type ChatClientOptions, createChatClient } from "./chat_client.ts";
+export { socketUrl } from "./socket_url.ts";
+export { backoffDelay, type BackoffOptions } from "./backoff.ts";
+export { reconnectsAfter } from "./close_policy.ts";
+export {
+  ClientClosedError,
+  ConnectionLostError,
+  RequestError,
+  RequestTimeoutError,
+} from "./errors.ts";
+export type { RequestOptions } from "./requests.ts";
+export type * from "./types.ts";
+export type {
+  Action,
+  ActionFrame,
+  ChatSummary,
+  MediaType,
+  Message,
+  ServerFrame,
+  ServerFrameOf,
+  WireErrorCode,
+} from "../protocol/mod.ts";
+export { CloseCode } from "../protocol/mod.ts";

@@ -1,0 +1,222 @@
+import type { Action, ServerFrame, ServerFrameOf } from "../protocol/mod.ts";
+import { ConnectionLostError, RequestError, RequestTimeoutError } from "./errors.ts";
+
+/** What answers each action besides its `ack`. */
+type ReplyKind = "none" | "ack" | "message" | "latest_chat" | "chats" | "unread_messages";
+
+const replies: { [A in Action]: ReplyKind } = {
+  ping: "none",
+  load_latest_chat: "latest_chat",
+  send_message: "message",
+  read_message: "ack",
+  read_up_to: "ack",
+  delete_message: "ack",
+  edit_message: "message",
+  unread_message: "unread_messages",
+  typing: "ack",
+  list_chats: "chats",
+};
+
+interface Pending {
+  requestId: string;
+  action: Action;
+  text: string;
+  chatId: string | undefined;
+  clientId: string | undefined;
+  reply: ReplyKind;
+  timeoutMs: number;
+  /** The frame that answered it (`latest_chat`, `chats`, `unread_messages`), before its ack. */
+  answer: ServerFrame | undefined;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  settle(outcome: { value: unknown } | { error: unknown }): void;
+}
+
+export interface RequestOptions {
+  /** How long the request waits for its reply once written (default: the client's). */
+  timeoutMs?: number;
+  /** Gives up on the request (it rejects with the signal's reason). */
+  signal?: AbortSignal;
+}
+
+/**
+ * The requests of one client: waiting to be written, then in flight until their reply. A
+ * `send_message` is the outbox: a lost connection puts it back in the queue, to be written
+ * again (same `client_id`) on the next one. Timers run only while a request is in flight.
+ */
+export function createRequests(deps: {
+  /** Writes a frame; false when there is no open socket (the request then waits). */
+  write: (text: string) => boolean;
+  timeoutMs: number;
+}) {
+  const queue: Pending[] = [];
+  const inflight = new Map<string, Pending>();
+  let counter = 0;
+  const prefix = randomId().slice(0, 8);
+
+  function remove(pending: Pending) {
+    clearTimeout(pending.timer);
+    inflight.delete(pending.requestId);
+    const index = queue.indexOf(pending);
+    if (index >= 0) queue.splice(index, 1);
+  }
+
+  function write(pending: Pending): boolean {
+    if (!deps.write(pending.text)) return false;
+    if (pending.reply === "none") {
+      pending.settle({ value: undefined });
+      return true;
+    }
+    inflight.set(pending.requestId, pending);
+    pending.timer = setTimeout(() => {
+      pending.settle({
+        error: new RequestTimeoutError(pending.action, pending.timeoutMs, pending.clientId),
+      });
+    }, pending.timeoutMs);
+    return true;
+  }
+
+  function resolveAck(pending: Pending, frame: ServerFrameOf<"ack">): unknown {
+    switch (pending.reply) {
+      case "none":
+      case "ack":
+        return undefined;
+      case "message":
+        if (!frame.message) throw new Error(`${pending.action}: ack without the message`);
+        return frame.message;
+      case "latest_chat":
+      case "chats":
+      case "unread_messages":
+        if (pending.answer?.type !== pending.reply) {
+          throw new Error(`${pending.action}: ack without ${pending.reply}`);
+        }
+        return pending.answer;
+    }
+  }
+
+  return {
+    /** Queues a frame with a fresh request_id; it is written at once when a socket is open. */
+    add(
+      frame: {
+        action: Action;
+        chat_id?: string | undefined;
+        client_id?: string | undefined;
+        [field: string]: unknown;
+      },
+      options: RequestOptions = {},
+    ): Promise<unknown> {
+      if (options.signal?.aborted) return Promise.reject(options.signal.reason);
+      const { promise, resolve, reject } = Promise.withResolvers<unknown>();
+      const requestId = `${prefix}-${++counter}`;
+      const onAbort = () => pending.settle({ error: options.signal?.reason });
+      const pending: Pending = {
+        requestId,
+        action: frame.action,
+        text: JSON.stringify({ ...frame, request_id: requestId }),
+        chatId: frame.chat_id,
+        clientId: frame.client_id,
+        reply: replies[frame.action],
+        timeoutMs: options.timeoutMs ?? deps.timeoutMs,
+        answer: undefined,
+        timer: undefined,
+        settle(outcome) {
+          remove(pending);
+          options.signal?.removeEventListener("abort", onAbort);
+          if ("error" in outcome) reject(outcome.error);
+          else resolve(outcome.value);
+        },
+      };
+      options.signal?.addEventListener("abort", onAbort, { once: true });
+      if (queue.length > 0 || !write(pending)) queue.push(pending);
+      return promise;
+    },
+
+    /** Writes what waits, in order, while the socket takes it. */
+    flush(): void {
+      while (queue.length > 0) {
+        const pending = queue[0]!;
+        if (!write(pending)) return;
+        if (queue[0] === pending) queue.shift();
+      }
+    },
+
+    /** Settles the request an ack is for; false when none waits for it. */
+    ack(frame: ServerFrameOf<"ack">): boolean {
+      const pending = inflight.get(frame.request_id);
+      if (!pending) return false;
+      try {
+        pending.settle({ value: resolveAck(pending, frame) });
+      } catch (error) {
+        pending.settle({ error });
+      }
+      return true;
+    },
+
+    /** Rejects the request an error frame is for; false when none waits for it. */
+    error(frame: ServerFrameOf<"error">): boolean {
+      const pending = frame.request_id === undefined ? undefined : inflight.get(frame.request_id);
+      if (!pending) return false;
+      pending.settle({ error: new RequestError(frame, pending.action) });
+      return true;
+    },
+
+    /**
+     * Notes a frame that may answer a request in flight. True when it did and is not for
+     * anyone else: a `latest_chat` or `chats` goes to the oldest request waiting for one (a
+     * socket handles frames in order); an `unread_messages` answers every request of its chat
+     * but is also the news everyone gets, so it is never kept back.
+     */
+    answer(frame: ServerFrameOf<"latest_chat" | "chats" | "unread_messages">): boolean {
+      for (const pending of inflight.values()) {
+        if (pending.reply !== frame.type) continue;
+        if (frame.type === "unread_messages") {
+          if (pending.chatId === undefined || pending.chatId === frame.chat_id) {
+            pending.answer = frame;
+          }
+          continue;
+        }
+        if (pending.answer) continue;
+        pending.answer = frame;
+        return true;
+      }
+      return false;
+    },
+
+    /**
+     * The socket is gone: sends in flight go back to the front of the queue (the outbox),
+     * everything else in flight is rejected. Returns the sends put back.
+     */
+    lost(): Array<{ text: string; reject: (error: unknown) => void }> {
+      const requeued: Pending[] = [];
+      for (const pending of [...inflight.values()]) {
+        clearTimeout(pending.timer);
+        inflight.delete(pending.requestId);
+        pending.answer = undefined;
+        if (pending.action === "send_message") requeued.push(pending);
+        else pending.settle({ error: new ConnectionLostError(pending.action) });
+      }
+      queue.unshift(...requeued);
+      return requeued.map((pending) => ({
+        text: pending.text,
+        reject: (error: unknown) => pending.settle({ error }),
+      }));
+    },
+
+    /** Rejects everything, queued or in flight. */
+    rejectAll(error: unknown): void {
+      for (const pending of [...inflight.values(), ...queue]) pending.settle({ error });
+    },
+
+    /** Requests not yet settled. */
+    get size(): number {
+      return queue.length + inflight.size;
+    },
+  };
+}
+
+export type Requests = ReturnType<typeof createRequests>;
+
+/** A random hex id; crypto.randomUUID needs a secure context, getRandomValues does not. */
+export function randomId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}

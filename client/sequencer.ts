@@ -1,0 +1,72 @@
+import type { Message } from "../protocol/mod.ts";
+
+/**
+ * One chat's messages released in `seq` order, each once: a message already released is
+ * dropped, one that arrives after a gap waits until the gap is filled (the chat's `seq` has
+ * no gaps, so a gap always means messages not yet seen).
+ */
+export interface Sequencer {
+  /** The highest `seq` released, or null before the first page or message says where to start. */
+  readonly last: number | null;
+  /** True while messages wait behind a gap: the ones from `last + 1` need fetching. */
+  readonly hasGap: boolean;
+  /** Messages dropped as already released. */
+  readonly duplicates: number;
+  /** Messages up to `seq` are history the application already has; only ever moves forward. */
+  startAfter(seq: number): void;
+  /** Takes a message; returns every message that can now be released, in order. */
+  accept(message: Message): Message[];
+  /** Gives up on the gap (the store had nothing to fill it): releases what waits, in order. */
+  skipGap(): Message[];
+}
+
+export function createSequencer(): Sequencer {
+  let last: number | null = null;
+  let duplicates = 0;
+  const waiting = new Map<number, Message>();
+
+  function release(): Message[] {
+    const out: Message[] = [];
+    if (last === null) return out;
+    for (let next = waiting.get(last + 1); next; next = waiting.get(last + 1)) {
+      waiting.delete(next.seq);
+      out.push(next);
+      last = next.seq;
+    }
+    return out;
+  }
+
+  return {
+    get last() {
+      return last;
+    },
+    get hasGap() {
+      return waiting.size > 0;
+    },
+    get duplicates() {
+      return duplicates;
+    },
+    startAfter(seq) {
+      if (last !== null && seq <= last) return;
+      last = seq;
+      for (const waitingSeq of waiting.keys()) {
+        if (waitingSeq <= seq) waiting.delete(waitingSeq);
+      }
+    },
+    accept(message) {
+      if ((last !== null && message.seq <= last) || waiting.has(message.seq)) {
+        duplicates++;
+        return [];
+      }
+      waiting.set(message.seq, message);
+      return release();
+    },
+    skipGap() {
+      const out = [...waiting.values()].sort((a, b) => a.seq - b.seq);
+      waiting.clear();
+      const top = out.at(-1);
+      if (top) last = top.seq;
+      return out;
+    },
+  };
+}

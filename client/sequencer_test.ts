@@ -1,0 +1,67 @@
+import assert from "node:assert/strict";
+import type { Message } from "../protocol/mod.ts";
+import { createSequencer } from "./sequencer.ts";
+
+const at = "2026-01-01T00:00:00.000Z";
+const message = (seq: number): Message => ({
+  id: `m${seq}`,
+  chat_id: "c",
+  seq,
+  sender_id: "a",
+  receiver_id: "b",
+  media_type: "text",
+  content: `#${seq}`,
+  media_url: null,
+  is_read: false,
+  read_at: null,
+  edited_at: null,
+  deleted: false,
+  created_at: at,
+  updated_at: at,
+  client_id: null,
+});
+const seqs = (messages: Message[]) => messages.map((item) => item.seq);
+
+Deno.test("a sequencer releases messages in seq order and holds those after a gap", () => {
+  const sequencer = createSequencer();
+  sequencer.startAfter(2);
+  assert.deepEqual(seqs(sequencer.accept(message(3))), [3]);
+  assert.deepEqual(seqs(sequencer.accept(message(5))), []);
+  assert.equal(sequencer.hasGap, true);
+  assert.deepEqual(seqs(sequencer.accept(message(6))), []);
+  assert.deepEqual(seqs(sequencer.accept(message(4))), [4, 5, 6]);
+  assert.equal(sequencer.hasGap, false);
+  assert.equal(sequencer.last, 6);
+});
+
+Deno.test("a sequencer drops what it released or holds already, and history before its start", () => {
+  const sequencer = createSequencer();
+  sequencer.startAfter(10);
+  assert.deepEqual(seqs(sequencer.accept(message(9))), []);
+  assert.deepEqual(seqs(sequencer.accept(message(11))), [11]);
+  assert.deepEqual(seqs(sequencer.accept(message(11))), []);
+  assert.deepEqual(seqs(sequencer.accept(message(13))), []);
+  assert.deepEqual(seqs(sequencer.accept(message(13))), []);
+  assert.equal(sequencer.duplicates, 3);
+});
+
+Deno.test("a sequencer's skipGap() releases what waits, in order", () => {
+  const sequencer = createSequencer();
+  sequencer.startAfter(0);
+  sequencer.accept(message(4));
+  sequencer.accept(message(3));
+  assert.deepEqual(seqs(sequencer.skipGap()), [3, 4]);
+  assert.equal(sequencer.last, 4);
+  assert.deepEqual(seqs(sequencer.accept(message(2))), [], "behind the skip: dropped");
+});
+
+Deno.test("a sequencer's startAfter() only moves forward, dropping what it passes", () => {
+  const sequencer = createSequencer();
+  sequencer.startAfter(5);
+  sequencer.accept(message(7));
+  sequencer.startAfter(3);
+  assert.equal(sequencer.last, 5);
+  sequencer.startAfter(7);
+  assert.equal(sequencer.hasGap, false);
+  assert.deepEqual(seqs(sequencer.accept(message(8))), [8]);
+});

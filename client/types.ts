@@ -1,0 +1,77 @@
+import type {
+  Action,
+  ActionFrame,
+  Message,
+  ServerFrameOf,
+  ServerFrameType,
+} from "../protocol/mod.ts";
+
+/** Server frames by name, as the contract's schemas give them. */
+export type LatestChatFrame = ServerFrameOf<"latest_chat">;
+export type ChatsFrame = ServerFrameOf<"chats">;
+export type UnreadMessagesFrame = ServerFrameOf<"unread_messages">;
+export type ErrorFrame = ServerFrameOf<"error">;
+
+/** A frame for `request()`: the action's fields as the server's schema takes them. */
+export type ActionInput<A extends Action> = Omit<ActionFrame<A>, "request_id">;
+
+/** What the promise of each action resolves with. */
+export type ActionResults = {
+  [A in Action]: A extends "send_message" | "edit_message" ? Message
+    : A extends "load_latest_chat" ? LatestChatFrame
+    : A extends "list_chats" ? ChatsFrame
+    : A extends "unread_message" ? UnreadMessagesFrame
+    : void;
+};
+
+/**
+ * `connecting`: the first connection is being made; `open`: connected and the first frames
+ * arrived; `reconnecting`: waiting `retryInMs` before the next attempt, or making it;
+ * `closed`: stopped for good (`code` says why).
+ */
+export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
+
+export interface ConnectionStatus {
+  state: ConnectionState;
+  /** Failed attempts since the last connection that opened. */
+  attempt: number;
+  /** The close code that ended the last connection. */
+  code?: number;
+  reason?: string;
+  /** When reconnecting: the delay before the next attempt. */
+  retryInMs?: number;
+}
+
+/** Server frames passed on to the application as they are. */
+type Forwarded = Exclude<ServerFrameType, "ack" | "error" | "latest_chat" | "chats">;
+
+/**
+ * The events of a client. `chat_message` comes once per message and in `seq` order within a
+ * chat, including messages fetched after a reconnect or a gap. `latest_chat` is the first
+ * page at the first connection only (later ones feed `chat_message`); `chats` comes at every
+ * connection to `/v1/ws/chats/`. `error` is an error frame no request waits for;
+ * `invalid_frame` a frame that does not match the contract (it is dropped).
+ */
+export type ChatClientEvents =
+  & { [T in Forwarded]: ServerFrameOf<T> }
+  & {
+    latest_chat: LatestChatFrame;
+    chats: ChatsFrame;
+    error: ErrorFrame;
+    invalid_frame: { text: string; problem: string };
+    status: ConnectionStatus;
+  };
+
+export type ChatClientEvent = keyof ChatClientEvents;
+
+/** What the client has done to keep the application's view whole. */
+export interface ClientStats {
+  /** Connections that opened after the first. */
+  reconnects: number;
+  /** Messages dropped because the application already had them. */
+  duplicates: number;
+  /** Gaps in `seq` filled from the store with `after_seq`. */
+  gapsFilled: number;
+  /** Sends written again after a lost connection (same `client_id`). */
+  resent: number;
+}

@@ -1,0 +1,73 @@
+import { bundleDemo } from "./bundle.ts";
+
+/** Files of the page, by the path they are served at. */
+const FILES: Record<string, { file: string; type: string }> = {
+  "/": { file: "index.html", type: "text/html; charset=utf-8" },
+  "/demo/style.css": { file: "style.css", type: "text/css; charset=utf-8" },
+};
+const SCRIPT_PATH = "/demo/app.js";
+
+const HEADERS = {
+  "cache-control": "no-cache",
+  "x-content-type-options": "nosniff",
+  // the page talks to its own origin only; images come from /v1/media/
+  "content-security-policy":
+    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'",
+};
+
+/** The page's routes, in the manner of the media routes: ws/server.ts asks, then hands over. */
+export interface DemoRoutes {
+  handles(pathname: string): boolean;
+  handle(request: Request, url: URL): Promise<Response>;
+}
+
+/**
+ * The demo chat page (DEMO_PAGE=1): `/`, its stylesheet, and its script, bundled with the
+ * client library on first request and kept. A page that cannot be built (as under `deno task
+ * start`, which may not run `deno bundle` or read demo/) answers 503 saying so.
+ */
+export function createDemoRoutes(
+  deps: { onError: (error: unknown, context: string) => void },
+): DemoRoutes {
+  let script: Promise<string> | undefined;
+
+  async function file(name: string): Promise<Uint8Array<ArrayBuffer>> {
+    return await Deno.readFile(new URL(name, import.meta.url));
+  }
+
+  function unavailable(error: unknown): Response {
+    deps.onError(error, "demo page");
+    return new Response("the demo page could not be built; run it with `deno task dev`\n", {
+      status: 503,
+    });
+  }
+
+  return {
+    handles: (pathname) => pathname === SCRIPT_PATH || Object.hasOwn(FILES, pathname),
+    async handle(request, url) {
+      if (request.method !== "GET" && request.method !== "HEAD") {
+        return new Response("method not allowed\n", { status: 405, headers: { allow: "GET" } });
+      }
+      let body: string | Uint8Array<ArrayBuffer>;
+      let type: string;
+      try {
+        if (url.pathname === SCRIPT_PATH) {
+          script ??= bundleDemo().catch((error) => {
+            script = undefined;
+            throw error;
+          });
+          body = await script;
+          type = "text/javascript; charset=utf-8";
+        } else {
+          const entry = FILES[url.pathname]!;
+          body = await file(entry.file);
+          type = entry.type;
+        }
+      } catch (error) {
+        return unavailable(error);
+      }
+      const headers = { ...HEADERS, "content-type": type };
+      return new Response(request.method === "HEAD" ? null : body, { headers });
+    },
+  };
+}

@@ -1,0 +1,72 @@
+import assert from "node:assert/strict";
+import { createChatClient } from "../client/mod.ts";
+import { startCluster } from "../tests/support/service.ts";
+import { within } from "../tests/support/wait.ts";
+import { DEMO, seedDemo } from "./seed.ts";
+
+Deno.test("seedDemo() makes vendors with members, chats and a conversation, and adds nothing when run again", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const service = cluster.main.service.chat;
+  const first = await seedDemo(service);
+  const again = await seedDemo(service);
+  assert.deepEqual(again.chats.map((chat) => chat.id), first.chats.map((chat) => chat.id));
+  assert.deepEqual(
+    first.chats.map((chat) => [chat.user_id, chat.vendor_id]),
+    DEMO.chats.map(([customer, vendor]) => [customer, vendor]),
+  );
+  assert.ok(first.users.includes("acme-agent") && first.users.includes("bob"));
+
+  const opening = first.chats[0]!;
+  const history = await service.history(opening, { limit: 10 });
+  assert.deepEqual(
+    history.items.map((message) => [message.sender_id, message.content]),
+    DEMO.conversation.map(([sender, content]) => [sender, content]),
+  );
+  // a member acts for the vendor: acme's agent sees both of acme's chats
+  const { chats } = await service.joinAllChats("acme-agent");
+  assert.deepEqual(
+    chats.map((membership) => [membership.chat.vendor_id, membership.side]),
+    [["acme-store", "vendor"], ["acme-store", "vendor"]],
+  );
+});
+
+Deno.test("`deno task seed` seeds the configured database and prints a working page link per user", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const { code, stdout, stderr } = await within(
+    new Deno.Command(Deno.execPath(), {
+      args: ["task", "--quiet", "seed"],
+      cwd: new URL("../", import.meta.url),
+      env: { DATABASE_URL: cluster.databaseUrl, JWT_SECRET: cluster.secret, NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output(),
+    60_000,
+    "deno task seed",
+  );
+  const out = new TextDecoder().decode(stdout);
+  assert.equal(code, 0, new TextDecoder().decode(stderr));
+  assert.match(out, /^seeded 3 chats:/m);
+  const links = new Map(
+    [...out.matchAll(/^ {2}(\S+) +http:\/\/localhost:8000\/#token=(\S+)$/gm)].map((match) => [
+      match[1]!,
+      match[2]!,
+    ]),
+  );
+  assert.deepEqual([...links.keys()].sort(), [
+    "acme-agent",
+    "acme-owner",
+    "acme-store",
+    "alice",
+    "bike-agent",
+    "bike-shop",
+    "bob",
+  ]);
+  // alice's token opens her chats on the service
+  await using alice = createChatClient({
+    url: cluster.main.httpUrl,
+    token: links.get("alice")!,
+  });
+  const { promise, resolve } = Promise.withResolvers<number>();
+  alice.on("chats", (frame) => resolve(frame.chats.length));
+  assert.equal(await within(promise, 5_000, "alice's chats"), 2);
+});

@@ -1,0 +1,144 @@
+import assert from "node:assert/strict";
+import { chromium, type Page } from "playwright-core";
+import { startCluster } from "./support/service.ts";
+
+/**
+ * The demo page (DEMO_PAGE=1) in a real headless Chromium: two pages, a customer and a vendor,
+ * chat with each other through the client library bundled for browsers. CI installs Debian's
+ * `chromium` (.ci/run); without it (and without CHROMIUM_PATH) the test is skipped, saying so.
+ * Screenshots of both pages are left in tests/artifacts/. (`deno task test` ignores reads of
+ * /proc/sys/fs/binfmt_misc/WSLInterop: playwright-core probes it for WSL when it loads, and
+ * Deno would want --allow-all for it.)
+ */
+
+const CHROMIUM_FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-background-networking",
+];
+const ARTIFACTS = new URL("./artifacts/", import.meta.url);
+
+function findChromium(): string | null {
+  const candidates = [
+    Deno.env.get("CHROMIUM_PATH"),
+    "/usr/bin/chromium",
+    "/usr/bin/chromium-browser",
+    "/usr/bin/google-chrome",
+  ];
+  for (const path of candidates) {
+    if (!path) continue;
+    try {
+      if (Deno.statSync(path).isFile) return path;
+    } catch {
+      // not there
+    }
+  }
+  return null;
+}
+
+const chromiumPath = findChromium();
+if (chromiumPath === null) {
+  console.warn(
+    "%ctests/browser_test.ts is SKIPPED: no Chromium at /usr/bin/chromium (or CHROMIUM_PATH); " +
+      "`apt-get install -y chromium` to run it",
+    "color: yellow",
+  );
+}
+
+/** The list row of a chat. */
+const row = (chatId: string) => `#chat-list li[data-chat-id="${chatId}"]`;
+
+/** Waits until the message with `seq` is on the page; `extra` narrows it (a class, a child). */
+async function message(page: Page, seq: number, extra = "") {
+  return await page.waitForSelector(`#messages li[data-seq="${seq}"]${extra}`);
+}
+
+Deno.test({
+  name:
+    "two browser pages chat on the demo page: unread counts, typing, text, read marks, an image and a deletion",
+  ignore: chromiumPath === null,
+  async fn() {
+    await using cluster = await startCluster({ env: { DEMO_PAGE: "1" } });
+    const chat = await cluster.main.service.chat.createChat("alice", "acme");
+    const [aliceToken, acmeToken] = await Promise.all([
+      cluster.token("alice"),
+      cluster.token("acme"),
+    ]);
+    const browser = await chromium.launch({
+      executablePath: chromiumPath!,
+      args: CHROMIUM_FLAGS,
+    });
+    const pageErrors: string[] = [];
+    try {
+      const open = async () => {
+        const page = await (await browser.newContext({ viewport: { width: 900, height: 600 } }))
+          .newPage();
+        page.setDefaultTimeout(15_000);
+        page.on("pageerror", (error) => pageErrors.push(String(error)));
+        return page;
+      };
+      const [alice, acme] = await Promise.all([open(), open()]);
+
+      // alice follows a link with her token; acme pastes his
+      await alice.goto(`${cluster.main.httpUrl}/#token=${aliceToken}`);
+      await acme.goto(`${cluster.main.httpUrl}/`);
+      await acme.fill("#token-input", acmeToken);
+      await acme.click("#token-form button[type=submit]");
+      await Promise.all([alice.waitForSelector(row(chat.id)), acme.waitForSelector(row(chat.id))]);
+      assert.equal(await alice.textContent("#who"), "signed in as alice");
+      assert.equal(await alice.getAttribute("#connection", "data-state"), "open");
+
+      // alice writes while acme has not opened the chat: acme's list counts it unread
+      await alice.click(row(chat.id));
+      await alice.fill("#text", "Hello, is the kettle in stock?");
+      await alice.press("#text", "Enter");
+      await message(alice, 1, ".mine");
+      await acme.waitForSelector(`${row(chat.id)} .badge[data-unread="1"]`);
+      assert.equal(
+        await acme.textContent(`${row(chat.id)} .preview`),
+        "Hello, is the kettle in stock?",
+      );
+
+      // acme opens it: the message is read, alice sees the mark, acme's count drops to 0
+      await acme.click(row(chat.id));
+      assert.match((await (await message(acme, 1, ".theirs")).textContent()) ?? "", /kettle/);
+      await message(alice, 1, " .read-mark[data-read='true']");
+      await acme.waitForSelector(`${row(chat.id)} .badge[data-unread="0"]`, { state: "attached" });
+
+      // acme types: alice sees it; then the reply arrives live
+      await acme.fill("#text", "Yes");
+      // (selectors only: the page's CSP forbids the eval behind string page functions)
+      await alice.waitForSelector('#typing:text-is("acme is typing…")');
+      await acme.fill("#text", "Yes, three left.");
+      await acme.press("#text", "Enter");
+      const reply = await message(alice, 2, ".theirs");
+      assert.match((await reply.textContent()) ?? "", /Yes, three left\./);
+      await alice.waitForSelector("#typing:empty");
+
+      // alice sends an image; acme's page shows it, fetched from /v1/media/ with the token
+      await alice.setInputFiles(
+        "#image",
+        new URL("./fixtures/image.png", import.meta.url).pathname,
+      );
+      await message(acme, 3, ' img[data-loaded="true"]');
+      assert.match(
+        (await acme.getAttribute('li[data-seq="3"] img', "src")) ?? "",
+        /^\/v1\/media\/.+\?token=/,
+      );
+
+      // alice deletes her first message: it is gone from both pages
+      await alice.click('#messages li[data-seq="1"] button.delete');
+      await message(acme, 1, ".deleted");
+      await message(alice, 1, ".deleted");
+      assert.equal(await acme.textContent('#messages li[data-seq="1"] .body'), "message deleted");
+
+      await Deno.mkdir(ARTIFACTS, { recursive: true });
+      await alice.screenshot({ path: new URL("browser-alice.png", ARTIFACTS).pathname });
+      await acme.screenshot({ path: new URL("browser-acme.png", ARTIFACTS).pathname });
+      assert.deepEqual(pageErrors, [], "no script errors on either page");
+    } finally {
+      await browser.close();
+    }
+  },
+});
