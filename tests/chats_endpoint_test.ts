@@ -1,0 +1,291 @@
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import { startCluster } from "./support/service.ts";
+import {
+  acked,
+  askUnread,
+  joinAllChats,
+  joinChat,
+  messageWithSeq,
+  refused,
+  sendText,
+} from "./support/steps.ts";
+import type { Frame, TestSocket } from "./support/ws_client.ts";
+
+/** `list_chats`; resolves with the `chats` frame it brings. */
+async function listChats(socket: TestSocket, before?: string): Promise<Frame> {
+  await acked(socket, { action: "list_chats", ...(before === undefined ? {} : { before }) });
+  return await socket.nextOfType("chats");
+}
+
+Deno.test("chats lists newest activity first with last_message and this user's unread_count", async () => {
+  await using cluster = await startCluster();
+  const service = cluster.main.service.chat;
+  const quiet = await service.createChat("cust-1", "vend-quiet");
+  const older = await service.createChat("cust-1", "vend-older");
+  const newer = await service.createChat("cust-1", "vend-newer");
+  await service.createChat("someone-else", "vend-newer");
+  await using inOlder = await joinChat(cluster, "vend-older", older.id);
+  await using inNewer = await joinChat(cluster, "cust-1", newer.id);
+  await sendText(inOlder, "cust-1", "from older 1");
+  const olderLast = await sendText(inOlder, "cust-1", "from older 2");
+  const newerLast = await sendText(inNewer, "vend-newer", "to newer");
+
+  await using all = await cluster.openChats("cust-1");
+  const frame = await all.nextOfType("chats");
+  assert.equal(frame.has_more, false);
+  const rows = frame.chats;
+  assert.deepEqual(
+    rows.map((row: Frame) => row.chat_id).toSorted(),
+    [
+      quiet.id,
+      older.id,
+      newer.id,
+    ].toSorted(),
+  );
+  const byId = new Map<string, Frame>(rows.map((row: Frame) => [row.chat_id, row]));
+  assert.deepEqual(byId.get(newer.id), {
+    chat_id: newer.id,
+    user_id: "cust-1",
+    vendor_id: "vend-newer",
+    last_message: newerLast,
+    unread_count: 0,
+    updated_at: newerLast.created_at,
+  });
+  assert.deepEqual(byId.get(older.id), {
+    chat_id: older.id,
+    user_id: "cust-1",
+    vendor_id: "vend-older",
+    last_message: olderLast,
+    unread_count: 2,
+    updated_at: olderLast.created_at,
+  });
+  const quietRow = byId.get(quiet.id)!;
+  assert.equal(quietRow.last_message, null);
+  assert.equal(quietRow.unread_count, 0);
+  // newest activity first: a chat's activity is its last message, or its creation
+  const times = rows.map((row: Frame) => Date.parse(row.updated_at));
+  assert.deepEqual(times, times.toSorted((a: number, b: number) => b - a));
+  assert.ok(Date.parse(quietRow.updated_at) <= Date.parse(olderLast.created_at));
+  assert.ok(Date.parse(olderLast.created_at) <= Date.parse(newerLast.created_at));
+  assert.equal(rows[0].chat_id, newer.id);
+});
+
+Deno.test("the vendor side sees its own unread_count, a member sees the vendor's chats", async () => {
+  await using cluster = await startCluster();
+  const service = cluster.main.service.chat;
+  const chat = await service.createChat("cust-1", "vend-1");
+  await service.createChat("cust-2", "vend-2");
+  await service.addVendorMember("vend-1", "agent-1", "agent");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await sendText(customer, "vend-1", "one");
+  await sendText(customer, "agent-1", "two");
+  for (const userId of ["vend-1", "agent-1"]) {
+    await using all = await cluster.openChats(userId);
+    const { chats } = await all.nextOfType("chats");
+    assert.equal(chats.length, 1, userId);
+    assert.equal(chats[0].chat_id, chat.id);
+    assert.equal(chats[0].unread_count, 2);
+    assert.equal(chats[0].last_message.content, "two");
+  }
+  await using customerAll = await cluster.openChats("cust-1");
+  assert.equal((await customerAll.nextOfType("chats")).chats[0].unread_count, 0);
+});
+
+Deno.test("more than 50 chats page with has_more and the before cursor, each chat once", async () => {
+  await using cluster = await startCluster();
+  const service = cluster.main.service.chat;
+  const created = new Set<string>();
+  for (let index = 0; index < 57; index++) {
+    created.add((await service.createChat("cust-1", `vend-${index}`)).id);
+  }
+  // activity in a few of them moves those to the front
+  const active = [...created].slice(0, 3);
+  for (const chatId of active) {
+    await using socket = await joinChat(cluster, "cust-1", chatId);
+    await sendText(socket, (await service.getChat(chatId)).vendor_id, "bump");
+  }
+
+  await using all = await cluster.openChats("cust-1");
+  const pages = [await all.nextOfType("chats")];
+  while (pages.at(-1)!.has_more) {
+    assert.ok(pages.length < 10, "paging does not end");
+    pages.push(await listChats(all, pages.at(-1)!.chats.at(-1).updated_at));
+  }
+  assert.ok(pages.length >= 2);
+  const rows = pages.flatMap((page) => page.chats);
+  const ids = rows.map((row: Frame) => row.chat_id);
+  assert.equal(new Set(ids).size, ids.length, "no chat twice");
+  assert.deepEqual(new Set(ids), created);
+  const times = rows.map((row: Frame) => Date.parse(row.updated_at));
+  assert.deepEqual(times, times.toSorted((a, b) => b - a));
+  assert.deepEqual(new Set(ids.slice(0, 3)), new Set(active));
+});
+
+Deno.test("chats imported in one transaction, sharing one updated_at, page each once", async () => {
+  await using cluster = await startCluster();
+  const service = cluster.main.service.chat;
+  const created = new Set<string>();
+  for (let index = 0; index < 54; index++) {
+    created.add((await service.createChat("cust-1", `vend-${index}`)).id);
+  }
+  const newest = await service.createChat("cust-1", "vend-newest");
+  // what a bulk import (or Django's microsecond timestamps) leaves behind
+  const sql = postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} });
+  try {
+    await sql`update chats set updated_at = '2026-01-01T10:00:00.123456Z' where id <> ${newest.id}`;
+    await sql`update chats set updated_at = '2026-01-01T10:00:00.500001Z' where id = ${newest.id}`;
+  } finally {
+    await sql.end();
+  }
+
+  await using all = await cluster.openChats("cust-1");
+  const pages = [await all.nextOfType("chats")];
+  while (pages.at(-1)!.has_more) {
+    assert.ok(pages.length < 10, "paging does not end");
+    const cursor = pages.at(-1)!.chats.at(-1)?.updated_at;
+    assert.ok(cursor, `a page with has_more but no chats: ${JSON.stringify(pages.at(-1))}`);
+    pages.push(await listChats(all, cursor));
+  }
+  const ids = pages.flatMap((page) => page.chats.map((row: Frame) => row.chat_id));
+  assert.equal(ids[0], newest.id);
+  assert.equal(new Set(ids).size, ids.length, "no chat twice");
+  assert.deepEqual(new Set(ids), new Set([...created, newest.id]));
+});
+
+Deno.test("list_chats with before returns only chats with older activity", async () => {
+  await using cluster = await startCluster();
+  const service = cluster.main.service.chat;
+  const first = await service.createChat("cust-1", "vend-1");
+  const second = await service.createChat("cust-1", "vend-2");
+  await using inFirst = await joinChat(cluster, "cust-1", first.id);
+  const bump = await sendText(inFirst, "vend-1", "bump");
+  await using all = await joinAllChats(cluster, "cust-1");
+  const older = await listChats(all, bump.created_at);
+  assert.deepEqual(older.chats.map((row: Frame) => row.chat_id), [second.id]);
+  assert.equal(older.has_more, false);
+  const none = await listChats(all, "2000-01-01T00:00:00.000Z");
+  assert.deepEqual(none, { type: "chats", chats: [], has_more: false });
+});
+
+Deno.test("every chat action works on /v1/ws/chats/ with chat_id", async () => {
+  await using cluster = await startCluster();
+  const service = cluster.main.service.chat;
+  const chat = await service.createChat("cust-1", "vend-1");
+  await service.createChat("cust-1", "vend-2");
+  await using customer = await joinAllChats(cluster, "cust-1");
+  await using vendor = await joinAllChats(cluster, "vend-1");
+  const chat_id = chat.id;
+
+  const sent = await sendText(customer, "vend-1", "hello", { chat_id });
+  assert.equal(sent.chat_id, chat_id);
+  assert.equal((await vendor.nextOfType("chat_message")).message.id, sent.id);
+  assert.equal((await vendor.nextOfType("unread_messages")).count, 1);
+  assert.equal((await askUnread(vendor, chat_id)).count, 1);
+
+  await acked(vendor, { action: "typing", chat_id, is_typing: true });
+  assert.equal((await customer.nextOfType("typing")).chat_id, chat_id);
+
+  await acked(vendor, { action: "read_message", chat_id, message_id: sent.id });
+  assert.equal((await customer.nextOfType("message_read")).message_id, sent.id);
+
+  const second = await sendText(customer, "vend-1", "again", { chat_id });
+  await acked(vendor, { action: "read_up_to", chat_id, seq: second.seq });
+  assert.equal((await customer.nextOfType("messages_read")).count, 1);
+
+  const edited = await acked(customer, {
+    action: "edit_message",
+    chat_id,
+    message_id: second.id,
+    content: "again, edited",
+  });
+  assert.equal(edited.message.content, "again, edited");
+  assert.equal((await vendor.nextOfType("message_edited")).message.content, "again, edited");
+
+  await acked(customer, { action: "delete_message", chat_id, message_id: sent.id });
+  assert.equal((await vendor.nextOfType("message_deleted")).message_id, sent.id);
+
+  await acked(vendor, { action: "load_latest_chat", chat_id });
+  const page = await vendor.nextOfType("latest_chat");
+  assert.deepEqual(
+    page.messages.map((message: Frame) => [message.deleted, message.content, message.is_read]),
+    [[true, null, true], [false, "again, edited", true]],
+  );
+});
+
+Deno.test("on /v1/ws/chats/ every action but ping needs chat_id", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  const sent = await sendText(customer, "vend-1", "hi");
+  await using all = await joinAllChats(cluster, "vend-1");
+  const frames = [
+    { action: "load_latest_chat" },
+    { action: "send_message", receiver_id: "cust-1", media_type: "text", content: "x" },
+    { action: "read_message", message_id: sent.id },
+    { action: "read_up_to", seq: 1 },
+    { action: "delete_message", message_id: sent.id },
+    { action: "edit_message", message_id: sent.id, content: "x" },
+    { action: "unread_message" },
+    { action: "typing", is_typing: true },
+  ];
+  for (const frame of frames) {
+    const error = await refused(all, frame, "invalid_payload");
+    assert.equal(error.action, frame.action);
+    assert.deepEqual(error.issues, [{ path: "chat_id", message: error.issues[0].message }]);
+  }
+  all.send({ action: "ping" });
+  await askUnread(all, chat.id);
+  await acked(customer, { action: "load_latest_chat" });
+  const page = await customer.nextOfType("latest_chat");
+  assert.deepEqual(page.messages.map((message: Frame) => [message.content, message.is_read]), [
+    ["hi", false],
+  ]);
+});
+
+Deno.test("list_chats belongs to /v1/ws/chats/ and is refused on a single chat", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  const error = await refused(customer, { action: "list_chats" }, "invalid_payload");
+  assert.equal(error.action, "list_chats");
+  assert.deepEqual(customer.pending("chats"), []);
+});
+
+Deno.test("a /v1/ws/chats/ socket hears of a chat created after it connected", async () => {
+  await using cluster = await startCluster();
+  await using customerAll = await joinAllChats(cluster, "cust-1");
+  await using vendorAll = await joinAllChats(cluster, "vend-new");
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-new");
+
+  await using vendor = await joinChat(cluster, "vend-new", chat.id);
+  const sent = await sendText(vendor, "cust-1", "welcome");
+  assert.deepEqual((await customerAll.nextOfType("chat_message")).message, sent);
+  assert.deepEqual((await customerAll.nextOfType("unread_messages")).messages, [sent]);
+  assert.deepEqual((await vendorAll.nextOfType("chat_message")).message, sent);
+
+  const reply = await sendText(customerAll, "vend-new", "thanks", { chat_id: chat.id });
+  assert.deepEqual((await messageWithSeq(vendor, reply.seq)).message, reply);
+  assert.deepEqual((await vendorAll.nextOfType("chat_message")).message, reply);
+  const listed = await listChats(customerAll);
+  assert.deepEqual(listed.chats.map((row: Frame) => row.chat_id), [chat.id]);
+});
+
+Deno.test("a vendor member's /v1/ws/chats/ socket hears of the vendor's new chats", async () => {
+  await using cluster = await startCluster();
+  const service = cluster.main.service.chat;
+  await service.addVendorMember("vend-1", "agent-1", "agent");
+  await using agentAll = await joinAllChats(cluster, "agent-1");
+  const chat = await service.createChat("cust-new", "vend-1");
+
+  await using customer = await joinChat(cluster, "cust-new", chat.id);
+  const sent = await sendText(customer, "vend-1", "is anyone there?");
+  assert.deepEqual((await agentAll.nextOfType("chat_message")).message, sent);
+  const unread = await agentAll.nextOfType("unread_messages");
+  assert.equal(unread.chat_id, chat.id);
+  assert.equal(unread.count, 1);
+
+  const reply = await sendText(agentAll, "cust-new", "yes", { chat_id: chat.id });
+  assert.equal(reply.sender_id, "agent-1");
+  assert.deepEqual((await messageWithSeq(customer, reply.seq)).message, reply);
+});

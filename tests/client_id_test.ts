@@ -1,0 +1,91 @@
+import assert from "node:assert/strict";
+import { startCluster } from "./support/service.ts";
+import {
+  framesBetween,
+  joinAllChats,
+  joinChat,
+  messageWithSeq,
+  sendText,
+} from "./support/steps.ts";
+
+Deno.test("the same client_id twice acks the same message twice and broadcasts it once", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await using vendor = await joinChat(cluster, "vend-1", chat.id);
+  await using vendorAll = await joinAllChats(cluster, "vend-1");
+  const vendorMark = vendor.frames.length;
+  const vendorAllMark = vendorAll.frames.length;
+
+  const first = await sendText(customer, "vend-1", "pay now", { client_id: "retry-1" });
+  const second = await sendText(customer, "vend-1", "pay now", { client_id: "retry-1" });
+  assert.deepEqual(second, first);
+  assert.equal(first.client_id, "retry-1");
+
+  // barrier: the next message must be the next chat_message seen, with the next seq
+  const next = await sendText(customer, "vend-1", "after the retry");
+  assert.equal(next.seq, first.seq + 1);
+  for (const [socket, mark] of [[vendor, vendorMark], [vendorAll, vendorAllMark]] as const) {
+    const barrier = await messageWithSeq(socket, next.seq);
+    const between = framesBetween(socket, mark, barrier);
+    assert.deepEqual(
+      between.map((frame) => [frame.type, frame.message?.id ?? frame.count]),
+      [["chat_message", first.id], ["unread_messages", 1]],
+    );
+  }
+  await using again = await cluster.openChat("vend-1", chat.id);
+  const history = await again.nextOfType("latest_chat");
+  assert.deepEqual(history.messages.map((message: { seq: number }) => message.seq), [1, 2]);
+  assert.equal((await again.nextOfType("unread_messages")).count, 2);
+});
+
+Deno.test("a retried client_id returns the first message even when the content differs", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  const first = await sendText(customer, "vend-1", "original", { client_id: "c-7" });
+  const retried = await sendText(customer, "vend-1", "changed on retry", { client_id: "c-7" });
+  assert.equal(retried.id, first.id);
+  assert.equal(retried.content, "original");
+});
+
+Deno.test("a retry from another socket of the sender is deduplicated too", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await using customerAll = await joinAllChats(cluster, "cust-1");
+  const first = await sendText(customer, "vend-1", "once", { client_id: "dup" });
+  const fromOther = await sendText(customerAll, "vend-1", "once", {
+    client_id: "dup",
+    chat_id: chat.id,
+  });
+  assert.equal(fromOther.id, first.id);
+});
+
+Deno.test("the same client_id from another sender or in another chat is a new message", async () => {
+  await using cluster = await startCluster();
+  const service = cluster.main.service.chat;
+  const chat = await service.createChat("cust-1", "vend-1");
+  const otherChat = await service.createChat("cust-1", "vend-2");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await using vendor = await joinChat(cluster, "vend-1", chat.id);
+  await using customerElsewhere = await joinChat(cluster, "cust-1", otherChat.id);
+  const a = await sendText(customer, "vend-1", "a", { client_id: "same" });
+  const b = await sendText(vendor, "cust-1", "b", { client_id: "same" });
+  const c = await sendText(customerElsewhere, "vend-2", "c", { client_id: "same" });
+  assert.equal(new Set([a.id, b.id, c.id]).size, 3);
+  assert.deepEqual([a.seq, b.seq, c.seq], [1, 2, 1]);
+});
+
+Deno.test("concurrent sends with one client_id make one message", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  const sockets = [];
+  for (let index = 0; index < 6; index++) sockets.push(await joinChat(cluster, "cust-1", chat.id));
+  const acks = await Promise.all(
+    sockets.map((socket) => sendText(socket, "vend-1", "racing", { client_id: "race" })),
+  );
+  assert.equal(new Set(acks.map((message) => message.id)).size, 1);
+  const next = await sendText(sockets[0]!, "vend-1", "after the race");
+  assert.equal(next.seq, 2);
+});

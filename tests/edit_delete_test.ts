@@ -1,0 +1,164 @@
+import assert from "node:assert/strict";
+import { startCluster } from "./support/service.ts";
+import { acked, askUnread, joinAllChats, joinChat, refused, sendText } from "./support/steps.ts";
+import type { Frame } from "./support/ws_client.ts";
+
+const isoUtc = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
+
+Deno.test("delete_message by the sender tells every socket with message_deleted", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await using customerAll = await joinAllChats(cluster, "cust-1");
+  await using vendor = await joinChat(cluster, "vend-1", chat.id);
+  await using vendorAll = await joinAllChats(cluster, "vend-1");
+  await sendText(customer, "vend-1", "keep");
+  const doomed = await sendText(customer, "vend-1", "regret");
+
+  await acked(customer, { action: "delete_message", message_id: doomed.id });
+  const events = [];
+  for (const socket of [customer, customerAll, vendor, vendorAll]) {
+    events.push(await socket.nextOfType("message_deleted"));
+  }
+  const deletedAt = events[0]!.deleted_at;
+  assert.match(deletedAt, isoUtc);
+  for (const event of events) {
+    assert.deepEqual(event, {
+      type: "message_deleted",
+      chat_id: chat.id,
+      message_id: doomed.id,
+      seq: 2,
+      deleted_by: "cust-1",
+      deleted_at: deletedAt,
+    });
+  }
+});
+
+Deno.test("a deleted message stays in history as a tombstone without content", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await sendText(customer, "vend-1", "before");
+  const doomed = await sendText(customer, "vend-1", "secret");
+  await sendText(customer, "vend-1", "after");
+  await acked(customer, { action: "delete_message", message_id: doomed.id });
+
+  await using vendor = await cluster.openChat("vend-1", chat.id);
+  const page = await vendor.nextOfType("latest_chat");
+  assert.deepEqual(
+    page.messages.map((message: Frame) => [message.seq, message.content, message.deleted]),
+    [[1, "before", false], [2, null, true], [3, "after", false]],
+  );
+  const tombstone = page.messages[1];
+  assert.equal(tombstone.id, doomed.id);
+  assert.equal(tombstone.media_url, null);
+  assert.equal(tombstone.sender_id, "cust-1");
+  assert.ok(!JSON.stringify(vendor.frames).includes("secret"), "the content never reappears");
+
+  const unread = await vendor.nextOfType("unread_messages");
+  assert.equal(unread.count, 2, "a deleted message is no longer unread");
+  assert.deepEqual(unread.messages.map((message: Frame) => message.content), ["before", "after"]);
+});
+
+Deno.test("a chat whose last message was deleted lists it as a tombstone", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  const doomed = await sendText(customer, "vend-1", "secret");
+  await acked(customer, { action: "delete_message", message_id: doomed.id });
+  await using vendorAll = await cluster.openChats("vend-1");
+  const { chats } = await vendorAll.nextOfType("chats");
+  assert.equal(chats[0].last_message.id, doomed.id);
+  assert.equal(chats[0].last_message.deleted, true);
+  assert.equal(chats[0].last_message.content, null);
+  assert.equal(chats[0].unread_count, 0);
+});
+
+Deno.test("only the sender may delete a message; anyone else is forbidden", async () => {
+  await using cluster = await startCluster();
+  const service = cluster.main.service.chat;
+  const chat = await service.createChat("cust-1", "vend-1");
+  await service.addVendorMember("vend-1", "agent-1", "agent");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await using vendor = await joinChat(cluster, "vend-1", chat.id);
+  await using agent = await joinChat(cluster, "agent-1", chat.id);
+  const fromCustomer = await sendText(customer, "vend-1", "customer's");
+  const fromVendor = await sendText(vendor, "cust-1", "vendor's");
+
+  await refused(vendor, { action: "delete_message", message_id: fromCustomer.id }, "forbidden");
+  await refused(agent, { action: "delete_message", message_id: fromVendor.id }, "forbidden");
+  await refused(customer, { action: "delete_message", message_id: fromVendor.id }, "forbidden");
+  await acked(customer, { action: "load_latest_chat" });
+  const page = await customer.nextOfType("latest_chat");
+  assert.deepEqual(page.messages.map((message: Frame) => message.deleted), [false, false]);
+});
+
+Deno.test("edit_message by the sender tells every socket with message_edited and sets edited_at", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await using customerAll = await joinAllChats(cluster, "cust-1");
+  await using vendor = await joinChat(cluster, "vend-1", chat.id);
+  await using vendorAll = await joinAllChats(cluster, "vend-1");
+  const original = await sendText(customer, "vend-1", "helo");
+
+  const ack = await acked(customer, {
+    action: "edit_message",
+    message_id: original.id,
+    content: "  hello  ",
+  });
+  const edited = ack.message;
+  assert.equal(edited.id, original.id);
+  assert.equal(edited.seq, original.seq);
+  assert.equal(edited.content, "hello");
+  assert.match(edited.edited_at, isoUtc);
+  assert.equal(edited.created_at, original.created_at);
+  for (const socket of [customer, customerAll, vendor, vendorAll]) {
+    const event = await socket.nextOfType("message_edited");
+    assert.deepEqual(event, { type: "message_edited", chat_id: chat.id, message: edited });
+  }
+
+  await using again = await cluster.openChat("vend-1", chat.id);
+  const [stored] = (await again.nextOfType("latest_chat")).messages;
+  assert.equal(stored.content, "hello");
+  assert.equal(stored.edited_at, edited.edited_at);
+});
+
+Deno.test("only the sender may edit a message; a member may not edit the vendor's", async () => {
+  await using cluster = await startCluster();
+  const service = cluster.main.service.chat;
+  const chat = await service.createChat("cust-1", "vend-1");
+  await service.addVendorMember("vend-1", "agent-1", "agent");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await using vendor = await joinChat(cluster, "vend-1", chat.id);
+  await using agent = await joinChat(cluster, "agent-1", chat.id);
+  const fromCustomer = await sendText(customer, "vend-1", "customer's");
+  const fromVendor = await sendText(vendor, "cust-1", "vendor's");
+
+  const edit = (message_id: string) => ({ action: "edit_message", message_id, content: "x" });
+  await refused(vendor, edit(fromCustomer.id), "forbidden");
+  await refused(customer, edit(fromVendor.id), "forbidden");
+  await refused(agent, edit(fromVendor.id), "forbidden");
+  await acked(customer, { action: "load_latest_chat" });
+  const page = await customer.nextOfType("latest_chat");
+  assert.deepEqual(
+    page.messages.map((message: Frame) => [message.content, message.edited_at]),
+    [["customer's", null], ["vendor's", null]],
+  );
+});
+
+Deno.test("a deleted message can be neither edited nor read", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await using vendor = await joinChat(cluster, "vend-1", chat.id);
+  const doomed = await sendText(customer, "vend-1", "gone");
+  await acked(customer, { action: "delete_message", message_id: doomed.id });
+  await refused(
+    customer,
+    { action: "edit_message", message_id: doomed.id, content: "back" },
+    "not_found",
+  );
+  await refused(vendor, { action: "read_message", message_id: doomed.id }, "not_found");
+  assert.equal((await askUnread(vendor)).count, 0);
+});

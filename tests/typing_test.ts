@@ -1,0 +1,84 @@
+import assert from "node:assert/strict";
+import { startCluster } from "./support/service.ts";
+import {
+  acked,
+  framesBetween,
+  joinAllChats,
+  joinChat,
+  messageWithSeq,
+  sendText,
+} from "./support/steps.ts";
+
+Deno.test("typing reaches the other participants' sockets on both endpoints", async () => {
+  await using cluster = await startCluster();
+  const service = cluster.main.service.chat;
+  const chat = await service.createChat("cust-1", "vend-1");
+  await service.addVendorMember("vend-1", "agent-1", "agent");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await using vendor = await joinChat(cluster, "vend-1", chat.id);
+  await using vendorAll = await joinAllChats(cluster, "vend-1");
+  await using agent = await joinChat(cluster, "agent-1", chat.id);
+  await using agentAll = await joinAllChats(cluster, "agent-1");
+
+  await acked(customer, { action: "typing", is_typing: true });
+  for (const socket of [vendor, vendorAll, agent, agentAll]) {
+    assert.deepEqual(await socket.nextOfType("typing"), {
+      type: "typing",
+      chat_id: chat.id,
+      user_id: "cust-1",
+      is_typing: true,
+    });
+  }
+  await acked(customer, { action: "typing", is_typing: false });
+  for (const socket of [vendor, vendorAll, agent, agentAll]) {
+    assert.equal((await socket.nextOfType("typing")).is_typing, false);
+  }
+});
+
+Deno.test("typing never reaches the typer's own sockets, on either endpoint", async () => {
+  await using cluster = await startCluster();
+  const service = cluster.main.service.chat;
+  const chat = await service.createChat("cust-1", "vend-1");
+  await service.addVendorMember("vend-1", "agent-1", "agent");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await using vendor = await joinChat(cluster, "vend-1", chat.id);
+  await using vendorAgain = await joinChat(cluster, "vend-1", chat.id);
+  await using vendorAll = await joinAllChats(cluster, "vend-1");
+  await using agent = await joinChat(cluster, "agent-1", chat.id);
+  const own = [vendor, vendorAgain, vendorAll];
+  const marks = own.map((socket) => socket.frames.length);
+
+  await acked(vendor, { action: "typing", is_typing: true });
+  await acked(vendorAll, { action: "typing", chat_id: chat.id, is_typing: true });
+  assert.equal(
+    (await agent.nextOfType("typing")).user_id,
+    "vend-1",
+    "a member is another participant",
+  );
+  assert.equal((await customer.nextOfType("typing")).user_id, "vend-1");
+  assert.equal((await customer.nextOfType("typing")).user_id, "vend-1");
+
+  // barrier: a message sent after the typing reaches every socket after it
+  const barrier = await sendText(customer, "vend-1", "barrier");
+  for (const [index, socket] of own.entries()) {
+    const seen = framesBetween(socket, marks[index]!, await messageWithSeq(socket, barrier.seq));
+    assert.ok(
+      !seen.some((frame) => frame.type === "typing"),
+      `the typer's socket ${index} got ${JSON.stringify(seen)}`,
+    );
+  }
+});
+
+Deno.test("typing is never stored", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await using vendor = await joinChat(cluster, "vend-1", chat.id);
+  await acked(customer, { action: "typing", is_typing: true });
+  await vendor.nextOfType("typing");
+  await using again = await cluster.openChat("vend-1", chat.id);
+  assert.deepEqual((await again.nextOfType("latest_chat")).messages, []);
+  assert.equal((await again.nextOfType("unread_messages")).count, 0);
+  const { chats } = await (await cluster.openChats("vend-1")).nextOfType("chats");
+  assert.equal(chats[0].last_message, null);
+});

@@ -1,0 +1,162 @@
+import assert from "node:assert/strict";
+import { startCluster } from "./support/service.ts";
+import {
+  acked,
+  askUnread,
+  joinAllChats,
+  joinChat,
+  messageWithSeq,
+  refused,
+  sendText,
+} from "./support/steps.ts";
+import { within } from "./support/wait.ts";
+import type { Frame } from "./support/ws_client.ts";
+
+Deno.test("a vendor member connects to the vendor's chat and gets its history and unread", async () => {
+  await using cluster = await startCluster();
+  const service = cluster.main.service.chat;
+  const chat = await service.createChat("cust-1", "vend-1");
+  await service.addVendorMember("vend-1", "agent-1", "agent");
+  {
+    await using customer = await joinChat(cluster, "cust-1", chat.id);
+    await sendText(customer, "vend-1", "hello vendor");
+  }
+  await using agent = await cluster.openChat("agent-1", chat.id);
+  const latest = await agent.nextOfType("latest_chat");
+  assert.deepEqual(latest.messages.map((message: Frame) => message.content), ["hello vendor"]);
+  const unread = await agent.nextOfType("unread_messages");
+  assert.equal(unread.count, 1);
+});
+
+Deno.test("a vendor member receives the customer's messages and answers for the vendor", async () => {
+  await using cluster = await startCluster();
+  const service = cluster.main.service.chat;
+  const chat = await service.createChat("cust-1", "vend-1");
+  await service.addVendorMember("vend-1", "owner-1", "owner");
+  await service.addVendorMember("vend-1", "agent-1", "agent");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await using vendor = await joinChat(cluster, "vend-1", chat.id);
+  await using owner = await joinChat(cluster, "owner-1", chat.id);
+  await using agent = await joinChat(cluster, "agent-1", chat.id);
+
+  const question = await sendText(customer, "agent-1", "for the agent");
+  for (const socket of [vendor, owner, agent]) {
+    assert.deepEqual((await socket.nextOfType("chat_message")).message, question);
+    assert.deepEqual((await socket.nextOfType("unread_messages")).messages, [question]);
+  }
+  const answer = await sendText(agent, "cust-1", "the agent answers");
+  assert.equal(answer.sender_id, "agent-1");
+  assert.deepEqual((await messageWithSeq(customer, answer.seq)).message, answer);
+  assert.deepEqual((await customer.nextOfType("unread_messages")).messages, [answer]);
+  await acked(owner, { action: "read_message", message_id: question.id });
+  assert.equal((await customer.nextOfType("message_read")).reader_id, "owner-1");
+  assert.equal((await askUnread(vendor)).count, 0);
+});
+
+Deno.test("a vendor member may not send to the vendor or another member", async () => {
+  await using cluster = await startCluster();
+  const service = cluster.main.service.chat;
+  const chat = await service.createChat("cust-1", "vend-1");
+  await service.addVendorMember("vend-1", "agent-1", "agent");
+  await service.addVendorMember("vend-1", "agent-2", "agent");
+  await using agent = await joinChat(cluster, "agent-1", chat.id);
+  for (const receiver of ["vend-1", "agent-2", "agent-1", "stranger"]) {
+    await refused(agent, {
+      action: "send_message",
+      receiver_id: receiver,
+      media_type: "text",
+      content: "internal note",
+    }, "invalid_payload");
+  }
+});
+
+Deno.test("a vendor member cannot connect to another vendor's chats", async () => {
+  await using cluster = await startCluster();
+  const service = cluster.main.service.chat;
+  const other = await service.createChat("cust-1", "vend-2");
+  await service.addVendorMember("vend-1", "agent-1", "agent");
+  await using socket = await cluster.openChat("agent-1", other.id);
+  assert.equal((await within(socket.closed, 5_000, "the close")).code, 4403);
+  await using all = await cluster.openChats("agent-1");
+  assert.deepEqual((await all.nextOfType("chats")).chats, []);
+});
+
+Deno.test("removing a vendor member closes their chat socket with 4403 and keeps them out", async () => {
+  await using cluster = await startCluster();
+  const service = cluster.main.service.chat;
+  const chat = await service.createChat("cust-1", "vend-1");
+  await service.addVendorMember("vend-1", "agent-1", "agent");
+  await service.addVendorMember("vend-1", "agent-2", "agent");
+  await using agent = await joinChat(cluster, "agent-1", chat.id);
+  await using colleague = await joinChat(cluster, "agent-2", chat.id);
+  await using vendor = await joinChat(cluster, "vend-1", chat.id);
+
+  await service.removeVendorMember("vend-1", "agent-1");
+  assert.equal((await within(agent.closed, 5_000, "the member's socket to close")).code, 4403);
+  await using again = await cluster.openChat("agent-1", chat.id);
+  assert.equal((await within(again.closed, 5_000, "the close")).code, 4403);
+
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await refused(customer, {
+    action: "send_message",
+    receiver_id: "agent-1",
+    media_type: "text",
+    content: "to a former member",
+  }, "invalid_payload");
+  const sent = await sendText(customer, "agent-2", "still here?");
+  assert.equal((await colleague.nextOfType("chat_message")).message.id, sent.id);
+  assert.equal((await vendor.nextOfType("chat_message")).message.id, sent.id);
+});
+
+Deno.test("a removed member's chats socket loses the vendor's chats but keeps its own", async () => {
+  await using cluster = await startCluster();
+  const service = cluster.main.service.chat;
+  const vendorChat = await service.createChat("cust-1", "vend-1");
+  const ownChat = await service.createChat("agent-1", "vend-2");
+  await service.addVendorMember("vend-1", "agent-1", "agent");
+  await using agentAll = await joinAllChats(cluster, "agent-1");
+  await using customer = await joinChat(cluster, "cust-1", vendorChat.id);
+  await using shop = await joinChat(cluster, "vend-2", ownChat.id);
+
+  await service.removeVendorMember("vend-1", "agent-1");
+  const mark = agentAll.frames.length;
+  await sendText(customer, "vend-1", "not for the former member");
+  await refused(agentAll, {
+    action: "send_message",
+    chat_id: vendorChat.id,
+    receiver_id: "cust-1",
+    media_type: "text",
+    content: "still acting for the vendor",
+  }, "forbidden");
+  const barrier = await sendText(shop, "agent-1", "your own chat still works");
+  const seen = await agentAll.next(
+    (frame) => frame.type === "chat_message" && frame.message.id === barrier.id,
+    "the barrier message",
+  );
+  const before = agentAll.frames.slice(mark, agentAll.frames.indexOf(seen));
+  assert.deepEqual(before.map((frame) => frame.type), ["error"]);
+  const listed = await acked(agentAll, { action: "list_chats" });
+  assert.equal(listed.type, "ack");
+  const { chats } = await agentAll.nextOfType("chats");
+  assert.deepEqual(chats.map((row: Frame) => row.chat_id), [ownChat.id]);
+});
+
+Deno.test("a member added while connected gets the vendor's chats on the open chats socket", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("buyer", "store");
+  await using agent = await cluster.openChats("new-agent");
+  assert.deepEqual((await agent.nextOfType("chats")).chats, []);
+  await cluster.main.service.chat.addVendorMember("store", "new-agent", "agent");
+  const refreshed = await agent.nextOfType("chats");
+  assert.deepEqual(refreshed.chats.map((row: { chat_id: string }) => row.chat_id), [chat.id]);
+  await using buyer = await cluster.openChat("buyer", chat.id);
+  await buyer.nextOfType("unread_messages");
+  await buyer.request({
+    action: "send_message",
+    receiver_id: "store",
+    media_type: "text",
+    content: "hello",
+  });
+  const received = await agent.nextOfType("chat_message");
+  assert.equal(received.message.content, "hello");
+});
