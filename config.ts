@@ -7,6 +7,17 @@ const bytes = z.coerce.number().int().positive();
 const flag = z.enum(["0", "1", "true", "false"]).transform((value) =>
   value === "1" || value === "true"
 );
+const MiB = 1024 * 1024;
+/** Deno itself drops a WebSocket message over 64 MiB, without a close code. */
+export const MAX_WEBSOCKET_MESSAGE_BYTES = 64 * MiB;
+
+/**
+ * A frame limit that fits the base64 of a `mediaBytes` file (4/3 of it, rounded up to MiB)
+ * and 2 MiB for the rest of the frame, within Deno's own limit: 36 MiB for 25 MiB.
+ */
+export function frameBytesFor(mediaBytes: number): number {
+  return Math.min(MAX_WEBSOCKET_MESSAGE_BYTES, Math.ceil(mediaBytes * 4 / 3 / MiB) * MiB + 2 * MiB);
+}
 
 const settings = z.object({
   PORT: port.default(8000),
@@ -17,6 +28,8 @@ const settings = z.object({
   GRPC_ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   GRPC_TLS_CERT: optionalText,
   GRPC_TLS_KEY: optionalText,
+  /** Events a WatchEvents stream may fall behind by before it is ended (RESOURCE_EXHAUSTED). */
+  GRPC_WATCH_BUFFER: z.coerce.number().int().min(1).max(1_000_000).default(1000),
   /** Unset: an embedded PostgreSQL (PGlite) under DATA_DIR, for development. */
   DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).optional(),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(20),
@@ -24,6 +37,14 @@ const settings = z.object({
   /** Unset: in-process fan-out, one instance only. */
   NATS_URL: optionalText,
   NATS_SUBJECT_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/).default("chat"),
+  /** Where media bytes live: PostgreSQL (media_chunks) or a NATS JetStream object store. */
+  MEDIA_BACKEND: z.enum(["postgres", "nats"]).default("postgres"),
+  /** The object store bucket when MEDIA_BACKEND=nats. */
+  MEDIA_NATS_BUCKET: z.string().regex(/^[-\w]+$/).default("chat_media"),
+  /** Largest decoded file of each kind; larger ones are refused before anything is stored. */
+  MEDIA_MAX_IMAGE_BYTES: bytes.default(10 * MiB),
+  MEDIA_MAX_AUDIO_BYTES: bytes.default(25 * MiB),
+  MEDIA_MAX_VIDEO_BYTES: bytes.default(25 * MiB),
   JWT_SECRET: z.string().min(32, "must be at least 32 bytes").optional(),
   JWT_PUBLIC_KEY: optionalText,
   JWT_JWKS_URL: z.url({ protocol: /^https?$/ }).optional(),
@@ -35,15 +56,37 @@ const settings = z.object({
     value ? value.split(",").map((origin) => origin.trim()).filter(Boolean) : []
   ),
   LOG_LEVEL: z.enum(["debug", "info", "warning", "error"]).default("info"),
-  /** Largest client frame; larger ones close the socket with 1009. */
-  MAX_FRAME_BYTES: bytes.default(36 * 1024 * 1024),
+  /** Serves the demo chat page at `/` (on in `deno task dev`; `start` cannot build it). */
+  DEMO_PAGE: flag.default(false),
+  /**
+   * Largest client frame; larger ones close the socket with 1009. Default: `frameBytesFor`
+   * the largest media limit, so that base64 media fits. Files whose base64 does not fit go
+   * through `POST /v1/media`.
+   */
+  MAX_FRAME_BYTES: bytes.max(MAX_WEBSOCKET_MESSAGE_BYTES).optional(),
   /** Sockets that answer no ping within this are closed. */
   WS_IDLE_TIMEOUT_SECONDS: seconds.default(60),
+  /** Client frames a socket may send per second, and how many it may save up. */
+  WS_RATE_PER_SECOND: z.coerce.number().positive().default(20),
+  WS_RATE_BURST: z.coerce.number().int().positive().default(40),
+  /** Refused frames in a row after which a flooding socket is closed with 4429. */
+  WS_FLOOD_LIMIT: z.coerce.number().int().positive().default(100),
+  /** Open sockets one user may hold on one instance; more are closed with 4429. */
+  WS_MAX_SOCKETS_PER_USER: z.coerce.number().int().positive().default(20),
+  /** Bytes waiting to be sent to one socket before it counts as a slow reader and is closed. */
+  WS_MAX_BUFFERED_BYTES: bytes.default(16 * 1024 * 1024),
   SHUTDOWN_TIMEOUT_SECONDS: seconds.default(10),
 });
 
 /** Every setting of the service, read from the environment and nowhere else. */
 export const configSchema = settings.superRefine((config, ctx) => {
+  if (config.MEDIA_BACKEND === "nats" && !config.NATS_URL) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["MEDIA_BACKEND"],
+      message: "MEDIA_BACKEND=nats needs NATS_URL",
+    });
+  }
   const keys = [config.JWT_SECRET, config.JWT_PUBLIC_KEY, config.JWT_JWKS_URL].filter(Boolean);
   if (keys.length !== 1) {
     ctx.addIssue({
@@ -66,7 +109,16 @@ export const configSchema = settings.superRefine((config, ctx) => {
       message: "GRPC_TLS_CERT and GRPC_TLS_KEY go together",
     });
   }
-});
+}).transform((config) => ({
+  ...config,
+  MAX_FRAME_BYTES: config.MAX_FRAME_BYTES ?? frameBytesFor(
+    Math.max(
+      config.MEDIA_MAX_IMAGE_BYTES,
+      config.MEDIA_MAX_AUDIO_BYTES,
+      config.MEDIA_MAX_VIDEO_BYTES,
+    ),
+  ),
+}));
 
 export type Config = z.infer<typeof configSchema>;
 
@@ -75,8 +127,19 @@ export class ConfigError extends Error {
   override readonly name = "ConfigError";
 }
 
+/** The names of every setting: all the service reads of the environment. */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(settings.shape);
+
+/**
+ * The settings' variables and nothing else, so that `--allow-env` can list exactly them
+ * (`Deno.env.toObject()` would need access to the whole environment).
+ */
+function readEnvironment(): Record<string, string | undefined> {
+  return Object.fromEntries(CONFIG_VARIABLES.map((name) => [name, Deno.env.get(name)]));
+}
+
 /** Reads and validates the configuration; throws ConfigError naming the first bad variable. */
-export function loadConfig(env: Record<string, string | undefined> = Deno.env.toObject()): Config {
+export function loadConfig(env: Record<string, string | undefined> = readEnvironment()): Config {
   const present = Object.fromEntries(
     Object.entries(env).filter(([, value]) => value !== undefined && value !== ""),
   );
@@ -111,18 +174,24 @@ export function redactConfig(config: Config): Record<string, unknown> {
   for (const [key, value] of Object.entries(config)) {
     if (value === undefined) continue;
     if (SECRET_KEYS.has(key)) shown[key] = "[redacted]";
-    else if (key === "DATABASE_URL" || key === "NATS_URL") shown[key] = redactUrl(String(value));
+    else if (key === "DATABASE_URL") shown[key] = redactUrls(String(value), false);
+    else if (key === "NATS_URL") shown[key] = redactUrls(String(value), true);
     else shown[key] = value;
   }
   return shown;
 }
 
-function redactUrl(value: string): string {
-  try {
-    const url = new URL(value);
-    if (url.password) url.password = "redacted";
-    return url.toString();
-  } catch {
-    return "[unparseable]";
-  }
+/** Each URL of a comma-separated list with its password masked. */
+function redactUrls(value: string, tokenAsUser: boolean): string {
+  return value.split(",").map((part) => {
+    try {
+      const url = new URL(part.trim());
+      if (url.password) url.password = "redacted";
+      // nats://<token>@host: a user without a password is a token
+      else if (tokenAsUser && url.username) url.username = "redacted";
+      return url.toString();
+    } catch {
+      return "[unparseable]";
+    }
+  }).join(",");
 }

@@ -7,13 +7,16 @@ import { signDevToken } from "./auth/sign.ts";
 import { loadConfig } from "./config.ts";
 import { startService } from "./main.ts";
 import { devSecrets } from "./dev/secrets.ts";
+import { configureLogging } from "./observability/log.ts";
 
 const secrets = await devSecrets();
 const config = loadConfig({
   JWT_SECRET: secrets.JWT_SECRET,
   GRPC_ADMIN_TOKEN: secrets.GRPC_ADMIN_TOKEN,
+  DEMO_PAGE: "1",
   ...Deno.env.toObject(),
 });
+await configureLogging(config.LOG_LEVEL);
 const service = await startService(config);
 const customer = "customer-1";
 const vendor = "vendor-1";
@@ -29,6 +32,11 @@ chat service (development) on http://localhost:${service.port}
   database: ${config.DATABASE_URL ? "DATABASE_URL" : `embedded PGlite in ${config.DATA_DIR}`}
   fan-out:  ${config.NATS_URL ? "NATS" : "in-process"}
   secrets:  .dev/secrets.json (development only)
+  gRPC:     ${
+  service.grpcPort === null
+    ? "off (GRPC_ENABLED=0)"
+    : `localhost:${service.grpcPort} (token: GRPC_ADMIN_TOKEN in .dev/secrets.json)`
+}
 
 sample chat ${chat.id} between ${customer} (customer) and ${vendor} (vendor)
   ${customer}: ${base}/v1/ws/chat/${chat.id}/?token=${customerToken}
@@ -36,8 +44,16 @@ sample chat ${chat.id} between ${customer} (customer) and ${vendor} (vendor)
   all chats of ${customer}: ${base}/v1/ws/chats/?token=${customerToken}
 
 try: {"action":"send_message","receiver_id":"${vendor}","media_type":"text","content":"hi","request_id":"1"}
-more tokens: deno task token <user_id>
-`);
+more tokens: deno task token <user_id>; demo users and chats: deno task seed
+${
+  config.DEMO_PAGE
+    ? `
+demo page (open each link in a tab of its own and chat with yourself):
+  ${customer}: http://localhost:${service.port}/#token=${customerToken}
+  ${vendor}:   http://localhost:${service.port}/#token=${vendorToken}
+`
+    : ""
+}`);
 
 const stop = async () => {
   await service.close();

@@ -4,20 +4,34 @@ import type { Bus } from "./bus/bus.ts";
 import { createMemoryBus } from "./bus/memory_bus.ts";
 import { createNatsBus } from "./bus/nats_bus.ts";
 import { createSubjects } from "./bus/subjects.ts";
-import { createChatFeed } from "./chat/feed.ts";
+import { ChatError } from "./chat/errors.ts";
+import { type ChatFeed, createChatFeed } from "./chat/feed.ts";
 import { type ChatService, createChatService } from "./chat/service.ts";
 import { type Config, ConfigError, loadConfig, redactConfig } from "./config.ts";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "./db/embedded.ts";
 import { migrate } from "./db/migrate.ts";
+import { createAdminStore } from "./db/admin_store.ts";
 import { createPostgresStore } from "./db/postgres_store.ts";
+import { withStoreMetrics } from "./db/store_metrics.ts";
+import { createMediaPort } from "./media/media_port.ts";
+import { createNatsMediaStore } from "./media/nats_media_store.ts";
+import { createPostgresMediaStore } from "./media/postgres_media_store.ts";
+import { configureLogging, errorFields, logger } from "./observability/log.ts";
+import { createMetrics } from "./observability/metrics.ts";
+import { createReadiness, type Readiness } from "./observability/readiness.ts";
+import { startGrpcServer } from "./grpc/server.ts";
 import { createHttpHandler } from "./ws/server.ts";
 
 export interface RunningService {
   /** The HTTP/WebSocket port actually bound. */
   port: number;
+  /** The gRPC admin port actually bound; null when GRPC_ENABLED=0. */
+  grpcPort: number | null;
   instanceId: string;
   /** The domain service, for in-process tools (development seed, tests). */
   chat: ChatService;
+  /** Whether this instance should get traffic; the gRPC health service follows it. */
+  readiness: Readiness;
   /** Graceful shutdown: sockets get 1012, writes finish, the bus drains, the pool ends. */
   close(): Promise<void>;
 }
@@ -30,13 +44,27 @@ function jwtKey(config: Config): JwtKeyConfig {
   return { kind: "jwks", url: config.JWT_JWKS_URL! };
 }
 
-function logError(error: unknown, context: string) {
-  const detail = error instanceof Error
-    ? { error: error.name, message: error.message, cause: String(error.cause ?? "") }
-    : { error: String(error) };
-  console.error(
-    JSON.stringify({ level: "error", at: new Date().toISOString(), context, ...detail }),
-  );
+/** Every failure that is reported rather than thrown ends here, as one log line. */
+function logError(error: unknown, context: string, fields: Record<string, unknown> = {}) {
+  const properties = { context, ...fields, ...errorFields(error) };
+  // a dependency that is away for a moment is a warning; the rest is a fault
+  // `context` is always one of our own words, never input
+  if (error instanceof ChatError && error.retryable) logger().warn(context, properties);
+  else logger().error(`${context} failed`, properties);
+}
+
+/** Resolves with `work`, or when `deadline` aborts first (the work is then abandoned). */
+async function untilDeadline(work: Promise<void>, deadline: AbortSignal, what: string) {
+  const { promise: aborted, resolve } = Promise.withResolvers<"aborted">();
+  const onAbort = () => resolve("aborted");
+  if (deadline.aborted) onAbort();
+  deadline.addEventListener("abort", onAbort, { once: true });
+  try {
+    const outcome = await Promise.race([work.then(() => "done" as const), aborted]);
+    if (outcome === "aborted") logger().warn(`${what} did not finish before the deadline`);
+  } finally {
+    deadline.removeEventListener("abort", onAbort);
+  }
 }
 
 /**
@@ -45,10 +73,19 @@ function logError(error: unknown, context: string) {
  */
 export async function startService(config: Config): Promise<RunningService> {
   const instanceId = crypto.randomUUID();
-  const cleanup: Array<() => Promise<void>> = [];
+  /**
+   * Each step waits for its work until the deadline, then forces. The deadline comes a little
+   * before SHUTDOWN_TIMEOUT_SECONDS: what is cut then still needs a moment to close (close
+   * frames, the database pool), and all of it must be over within the timeout.
+   */
+  const cleanup: Array<(deadline: AbortSignal) => Promise<void>> = [];
+  let deadlineAt = 0;
   const closeAll = async () => {
+    const timeoutMs = config.SHUTDOWN_TIMEOUT_SECONDS * 1000;
+    deadlineAt = Date.now() + timeoutMs;
+    const deadline = AbortSignal.timeout(timeoutMs - Math.min(1_000, timeoutMs / 2));
     for (const step of cleanup.splice(0).reverse()) {
-      await step().catch((error) => logError(error, "shutdown"));
+      await step(deadline).catch((error) => logError(error, "shutdown"));
     }
   };
   try {
@@ -60,29 +97,63 @@ export async function startService(config: Config): Promise<RunningService> {
     const sql = postgres(config.DATABASE_URL ?? embedded!.url, {
       max: embedded ? 4 : config.DATABASE_POOL_SIZE,
       connect_timeout: 5,
+      // postgres.js waits up to 20 s (3^retries / 100) before reconnecting once the database
+      // has refused a few times; queries wait for that, so an outage of a minute would make
+      // sends hang instead of answering `unavailable`, and recovery lag behind the database.
+      // At most a second between attempts (with jitter) keeps both short.
+      backoff: (retries: number) => (0.5 + Math.random() / 2) * Math.min(0.05 * 2 ** retries, 1),
       idle_timeout: 60,
       onnotice: () => {},
       connection: { application_name: `chat-${instanceId.slice(0, 8)}` },
     });
-    cleanup.push(() => sql.end({ timeout: config.SHUTDOWN_TIMEOUT_SECONDS }));
+    // queries still running get what is left of the deadline, then their connections end
+    // (an unfinished transaction rolls back: nothing is half-written)
+    cleanup.push(() => sql.end({ timeout: Math.max(0.1, (deadlineAt - Date.now()) / 1000) }));
+    const metrics = createMetrics();
     await migrate(sql);
-    const store = createPostgresStore(sql);
+    const store = withStoreMetrics(createPostgresStore(sql), metrics);
 
     let bus: Bus;
+    // assigned below, after the bus it reads from; `onReconnect` may run before that
+    // deno-lint-ignore prefer-const
+    let feed: ChatFeed | undefined;
     if (config.NATS_URL) {
       bus = await createNatsBus({
         servers: config.NATS_URL,
         name: `chat-${instanceId.slice(0, 8)}`,
         onError: (error) => logError(error, "nats"),
+        onReconnect: () => {
+          metrics.natsReconnects.inc();
+          logger("bus").info("reconnected to NATS");
+          // what other instances published meanwhile is in the store
+          feed?.catchUp().catch((error) => logError(error, "catch up after reconnect"));
+        },
       });
     } else {
       bus = createMemoryBus();
     }
-    cleanup.push(() => bus.close());
+    // publishes of writes that finished during the shutdown go out before the connection ends
+    cleanup.push((deadline) => untilDeadline(bus.close(), deadline, "NATS drain"));
     const subjects = createSubjects(config.NATS_SUBJECT_PREFIX);
     const now = () => Date.now();
-    const service = createChatService({ store, bus, subjects, now });
-    const feed = createChatFeed({ bus, store, subjects }, { onError: logError });
+    feed = createChatFeed({ bus, store, subjects }, { onError: logError });
+    const mediaStore = config.MEDIA_BACKEND === "nats"
+      ? await createNatsMediaStore({
+        servers: config.NATS_URL!,
+        bucket: config.MEDIA_NATS_BUCKET,
+        name: `chat-media-${instanceId.slice(0, 8)}`,
+      })
+      // PGlite's socket server has no COPY FROM STDIN
+      : createPostgresMediaStore(sql, { copy: embedded === undefined });
+    cleanup.push(() => mediaStore.close());
+    const media = createMediaPort(mediaStore, {
+      limits: {
+        image: config.MEDIA_MAX_IMAGE_BYTES,
+        audio: config.MEDIA_MAX_AUDIO_BYTES,
+        video: config.MEDIA_MAX_VIDEO_BYTES,
+      },
+    });
+    const service = createChatService({ store, events: feed, now, media });
     const verifier = await createTokenVerifier({
       key: jwtKey(config),
       ...(config.JWT_ISSUER ? { issuer: config.JWT_ISSUER } : {}),
@@ -90,19 +161,36 @@ export async function startService(config: Config): Promise<RunningService> {
       ...(config.JWT_USER_CLAIM ? { userClaim: config.JWT_USER_CLAIM } : {}),
     });
 
-    const readiness = async () => {
-      const signal = AbortSignal.timeout(2_000);
-      const [database, nats] = await Promise.all([store.check(signal), bus.check(signal)]);
-      const checks: Record<string, boolean> = { database };
-      if (config.NATS_URL) checks.nats = nats;
-      return { ready: Object.values(checks).every(Boolean), checks };
-    };
+    const readiness = createReadiness({
+      database: (signal) => store.check(signal),
+      ...(config.NATS_URL ? { nats: (signal: AbortSignal) => bus.check(signal) } : {}),
+      ...(config.MEDIA_BACKEND === "nats"
+        ? { media: (signal: AbortSignal) => mediaStore.check(signal) }
+        : {}),
+    });
     const http = createHttpHandler(
-      { service, feed, verifier, readiness, now, onError: logError },
+      {
+        service,
+        feed,
+        verifier,
+        readiness: readiness.check,
+        metrics: metrics.text,
+        instruments: metrics,
+        now,
+        onError: logError,
+      },
       {
         maxFrameBytes: config.MAX_FRAME_BYTES,
         idleTimeoutSeconds: config.WS_IDLE_TIMEOUT_SECONDS,
+        limits: {
+          ratePerSecond: config.WS_RATE_PER_SECOND,
+          rateBurst: config.WS_RATE_BURST,
+          floodLimit: config.WS_FLOOD_LIMIT,
+          maxBufferedBytes: config.WS_MAX_BUFFERED_BYTES,
+        },
+        maxSocketsPerUser: config.WS_MAX_SOCKETS_PER_USER,
         allowedOrigins: config.ALLOWED_ORIGINS,
+        demoPage: config.DEMO_PAGE,
       },
     );
     const server = Deno.serve({
@@ -110,15 +198,44 @@ export async function startService(config: Config): Promise<RunningService> {
       port: config.PORT,
       onListen: () => {},
     }, http.fetch);
-    cleanup.push(async () => {
-      http.closeAll();
-      await server.shutdown();
+    cleanup.push(async (deadline) => {
+      await http.shutdown(deadline);
+      await untilDeadline(server.shutdown(), deadline, "HTTP server shutdown");
     });
+    let grpcPort: number | null = null;
+    if (config.GRPC_ENABLED) {
+      const admin = await startGrpcServer({
+        service,
+        queries: createAdminStore(sql),
+        bus,
+        subjects,
+        readiness,
+        activeConnections: () => http.connectionCount,
+        instanceId,
+        onError: logError,
+      }, {
+        host: config.HOST,
+        port: config.GRPC_PORT,
+        adminToken: config.GRPC_ADMIN_TOKEN ?? "",
+        ...(config.GRPC_TLS_CERT && config.GRPC_TLS_KEY
+          ? { tls: { cert: config.GRPC_TLS_CERT, key: config.GRPC_TLS_KEY } }
+          : {}),
+        watchBuffer: config.GRPC_WATCH_BUFFER,
+        shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_SECONDS * 1000,
+      });
+      cleanup.push((deadline) => admin.close(deadline));
+      grpcPort = admin.port;
+    }
+    // Pushed last so that it runs first: the load balancer and the gRPC health service hear
+    // "shutting down" before anything stops.
+    cleanup.push(() => Promise.resolve(readiness.close()));
 
     return {
       port: server.addr.port,
+      grpcPort,
       instanceId,
       chat: service,
+      readiness,
       close: closeAll,
     };
   } catch (error) {
@@ -128,24 +245,57 @@ export async function startService(config: Config): Promise<RunningService> {
 }
 
 if (import.meta.main) {
+  // configured before the configuration is read, so that a bad one is reported as a log line
+  await configureLogging("info");
+  const log = logger();
   let config: Config;
   try {
     config = loadConfig();
+    refuseEmbeddedDatabase(config);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    console.error(error.message);
+    log.fatal(error.message);
     Deno.exit(78);
   }
-  console.log(JSON.stringify({ level: "info", message: "starting", config: redactConfig(config) }));
-  const service = await startService(config);
-  console.log(JSON.stringify({ level: "info", message: "listening", port: service.port }));
+  await configureLogging(config.LOG_LEVEL);
+  log.info("starting", { config: redactConfig(config) });
+  let service: RunningService;
+  try {
+    service = await startService(config);
+  } catch (error) {
+    log.fatal("could not start", errorFields(error));
+    Deno.exit(1);
+  }
+  log.info("listening", { port: service.port, instance_id: service.instanceId, pid: Deno.pid });
   let stopping = false;
-  const stop = async () => {
+  const stop = async (signal: Deno.Signal) => {
     if (stopping) return;
     stopping = true;
+    log.info("shutting down", { signal });
+    // Every step forces itself at the deadline; this only guards against one that hangs anyway.
+    const backstop = setTimeout(() => {
+      log.error("shutdown overran its deadline; exiting");
+      Deno.exit(1);
+    }, config.SHUTDOWN_TIMEOUT_SECONDS * 1000 + 2_000);
     await service.close();
+    clearTimeout(backstop);
+    log.info("stopped");
     Deno.exit(0);
   };
-  Deno.addSignalListener("SIGTERM", stop);
-  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
+  Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
+}
+
+/**
+ * Without DATABASE_URL the service would run the embedded development database, which needs
+ * write access that `deno task start` (the container) does not grant: say so plainly.
+ */
+function refuseEmbeddedDatabase(config: Config) {
+  if (config.DATABASE_URL) return;
+  const write = Deno.permissions.querySync({ name: "write", path: config.DATA_DIR });
+  if (write.state !== "granted") {
+    throw new ConfigError(
+      "invalid configuration: DATABASE_URL: required (the embedded database is for `deno task dev`)",
+    );
+  }
 }

@@ -68,7 +68,9 @@ const PEM_ALGORITHMS = ["RS256", "ES256"] as const;
 /** jose refuses RS256 keys below this at verify time; we refuse them at creation instead. */
 const MIN_RSA_MODULUS_BITS = 2048;
 
-type VerificationKey = Uint8Array | CryptoKey | JWTVerifyGetKey;
+/** jose's key type, named through jose: it is node's CryptoKey once @types/node is loaded (grpc). */
+type PublicKey = Awaited<ReturnType<typeof importSPKI>>;
+type VerificationKey = Uint8Array | PublicKey | JWTVerifyGetKey;
 
 interface ResolvedKey {
   key: VerificationKey;
@@ -150,7 +152,7 @@ async function resolveKey(config: JwtKeyConfig): Promise<ResolvedKey> {
 async function importPublicKey(pem: string): Promise<ResolvedKey> {
   const failures: unknown[] = [];
   for (const alg of PEM_ALGORITHMS) {
-    let key: CryptoKey;
+    let key: PublicKey;
     try {
       key = await importSPKI(pem.trim(), alg);
     } catch (error) {

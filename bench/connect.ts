@@ -1,3 +1,4 @@
+import { type ChatClient, createChatClient } from "../client/mod.ts";
 import { type BenchChat, tokenFor } from "./setup.ts";
 import { summarize, type Summary } from "./stats.ts";
 
@@ -12,32 +13,24 @@ export async function measureConnect(
   const times: number[] = [];
   for (let i = 0; i < samples; i++) {
     const start = performance.now();
-    const socket = new WebSocket(`${wsBase}/v1/ws/chat/${chat.id}/?token=${token}`);
-    await new Promise<void>((resolve, reject) => {
-      socket.onmessage = (event) => {
-        if (String(event.data).startsWith(`{"type":"latest_chat"`)) {
-          times.push(performance.now() - start);
-          resolve();
-        }
-      };
-      socket.onclose = (event) => reject(new Error(`closed ${event.code}`));
-    });
-    const closed = new Promise((resolve) => (socket.onclose = resolve));
-    socket.close();
-    await closed;
+    const client = createChatClient({ url: wsBase, token, chatId: chat.id });
+    // ready: the first frame, `latest_chat`, is in
+    await client.ready();
+    times.push(performance.now() - start);
+    await client.close();
   }
   return summarize(times);
 }
 
-/** Opens `count` sockets that then sit idle; returns them for the caller to close. */
+/** Opens `count` clients that then sit idle; returns them for the caller to close. */
 export async function openIdleSockets(
   wsBase: string,
   secret: string,
   chats: BenchChat[],
   count: number,
   onProgress?: (line: string) => void,
-): Promise<WebSocket[]> {
-  const sockets: WebSocket[] = [];
+): Promise<ChatClient[]> {
+  const clients: ChatClient[] = [];
   const tokens = new Map<string, string>();
   for (let i = 0; i < count; i += 100) {
     const batch = await Promise.all(
@@ -46,19 +39,13 @@ export async function openIdleSockets(
         const user = (i + j) % 2 === 0 ? chat.customer : chat.vendor;
         const token = tokens.get(user) ?? await tokenFor(secret, user);
         tokens.set(user, token);
-        const socket = new WebSocket(`${wsBase}/v1/ws/chat/${chat.id}/?token=${token}`);
-        await new Promise<void>((resolve, reject) => {
-          socket.onmessage = (event) => {
-            if (String(event.data).startsWith(`{"type":"unread_messages"`)) resolve();
-          };
-          socket.onclose = (event) => reject(new Error(`closed ${event.code}`));
-        });
-        socket.onmessage = null;
-        return socket;
+        const client = createChatClient({ url: wsBase, token, chatId: chat.id });
+        await client.ready();
+        return client;
       }),
     );
-    sockets.push(...batch);
-    if ((i / 100) % 10 === 0) onProgress?.(`  ${sockets.length} idle sockets open`);
+    clients.push(...batch);
+    if ((i / 100) % 10 === 0) onProgress?.(`  ${clients.length} idle sockets open`);
   }
-  return sockets;
+  return clients;
 }

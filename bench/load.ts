@@ -1,3 +1,4 @@
+import { type ChatClient, createChatClient } from "../client/mod.ts";
 import { type BenchChat, tokenFor } from "./setup.ts";
 import { summarize, type Summary } from "./stats.ts";
 
@@ -23,7 +24,9 @@ export interface LoadResult {
   storedPerSecond: number;
   deliveredPerSecond: number;
   lost: number;
+  /** Messages the clients dropped as already seen (the service sent them twice). */
   duplicates: number;
+  /** seq gaps the clients had to fill from the store (the service skipped or reordered). */
   outOfOrder: number;
   errors: number;
   latencyMs: Summary;
@@ -31,11 +34,8 @@ export interface LoadResult {
 }
 
 interface Side {
-  socket: WebSocket;
+  client: ChatClient;
   userId: string;
-  /** seq of the last chat_message this socket saw. */
-  lastSeq: number;
-  seen: Set<string>;
 }
 
 interface Pair {
@@ -44,65 +44,46 @@ interface Pair {
   vendor: Side;
 }
 
-const isType = (text: string, type: string) => text.startsWith(`{"type":"${type}"`);
-
-/** Drives chats with both sides connected over real WebSockets; sends alternate sides. */
+/**
+ * Drives chats with both sides connected through the client library (client/), over real
+ * WebSockets; sends alternate sides. The clients release messages once and in order, so what
+ * the service got wrong shows in their counts of duplicates and filled gaps.
+ */
 export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const sentAt = new Map<string, number>();
   const latencies: number[] = [];
   const ackTimes: number[] = [];
-  let sent = 0, stored = 0, delivered = 0, duplicates = 0, outOfOrder = 0, errors = 0;
+  let sent = 0, stored = 0, delivered = 0, errors = 0, readErrors = 0;
   let inFlight = 0;
   let wake: (() => void) | undefined;
   let counter = 0;
 
   async function open(chat: BenchChat, userId: string): Promise<Side> {
-    const token = await tokenFor(options.secret, userId);
-    const socket = new WebSocket(`${options.wsBase}/v1/ws/chat/${chat.id}/?token=${token}`);
-    const side: Side = { socket, userId, lastSeq: 0, seen: new Set() };
-    await new Promise<void>((resolve, reject) => {
-      socket.onmessage = (event) => {
-        if (isType(event.data, "unread_messages")) resolve();
-      };
-      socket.onerror = () => reject(new Error("socket error"));
-      socket.onclose = (event) => reject(new Error(`closed ${event.code}`));
+    const client = createChatClient({
+      url: options.wsBase,
+      token: await tokenFor(options.secret, userId),
+      chatId: chat.id,
+      // a service under load may answer late; late is measured, not an error
+      timeoutMs: 120_000,
     });
-    return side;
+    await client.ready();
+    return { client, userId };
   }
 
-  function receive(pair: Pair, me: Side, other: Side, text: string) {
-    if (isType(text, "unread_messages") || isType(text, "message_read")) return;
-    const frame = JSON.parse(text);
-    if (frame.type === "chat_message") {
-      const message = frame.message;
-      if (message.seq <= me.lastSeq) {
-        if (me.seen.has(message.id)) duplicates++;
-        else outOfOrder++;
-      } else if (message.seq !== me.lastSeq + 1) outOfOrder++;
-      me.lastSeq = Math.max(me.lastSeq, message.seq);
-      me.seen.add(message.id);
-      if (message.sender_id === other.userId) {
-        const start = sentAt.get(message.client_id);
-        if (start !== undefined) {
-          latencies.push(performance.now() - start);
-          delivered++;
-        }
-        if (options.markRead) {
-          me.socket.send(JSON.stringify({ action: "read_message", message_id: message.id }));
-        }
+  function listen(me: Side, other: Side) {
+    me.client.on("chat_message", ({ message }) => {
+      if (message.sender_id !== other.userId) return;
+      const start = message.client_id === null ? undefined : sentAt.get(message.client_id);
+      if (start !== undefined) {
+        latencies.push(performance.now() - start);
+        delivered++;
       }
-    } else if (frame.type === "ack") {
-      stored++;
-      inFlight--;
-      const start = sentAt.get(frame.request_id);
-      if (start !== undefined) ackTimes.push(performance.now() - start);
-      wake?.();
-    } else if (frame.type === "error") {
-      errors++;
-      inFlight--;
-      wake?.();
-    }
-    void pair;
+      if (options.markRead) {
+        me.client.request({ action: "read_message", message_id: message.id }).catch(() => {
+          readErrors++;
+        });
+      }
+    });
   }
 
   const pairs: Pair[] = [];
@@ -119,9 +100,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     );
   }
   for (const pair of pairs) {
-    pair.customer.socket.onmessage = (event) =>
-      receive(pair, pair.customer, pair.vendor, event.data);
-    pair.vendor.socket.onmessage = (event) => receive(pair, pair.vendor, pair.customer, event.data);
+    listen(pair.customer, pair.vendor);
+    listen(pair.vendor, pair.customer);
   }
 
   function sendOne() {
@@ -131,17 +111,26 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     const from = fromCustomer ? pair.customer : pair.vendor;
     const to = fromCustomer ? pair.vendor : pair.customer;
     const id = `m${counter}`;
-    sentAt.set(id, performance.now());
+    const start = performance.now();
+    sentAt.set(id, start);
     sent++;
     inFlight++;
-    from.socket.send(JSON.stringify({
+    from.client.request({
       action: "send_message",
-      request_id: id,
       client_id: id,
       receiver_id: to.userId,
       media_type: "text",
       content: `benchmark message ${counter} with some words in it`,
-    }));
+    }).then(
+      () => {
+        stored++;
+        ackTimes.push(performance.now() - start);
+      },
+      () => errors++,
+    ).finally(() => {
+      inFlight--;
+      wake?.();
+    });
   }
 
   const started = performance.now();
@@ -179,10 +168,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     clearInterval(progress);
   }
   const elapsed = (endAt - started) / 1000;
-  for (const pair of pairs) {
-    pair.customer.socket.close();
-    pair.vendor.socket.close();
-  }
+  const clients = pairs.flatMap((pair) => [pair.customer.client, pair.vendor.client]);
+  const duplicates = clients.reduce((sum, client) => sum + client.stats.duplicates, 0);
+  const outOfOrder = clients.reduce((sum, client) => sum + client.stats.gapsFilled, 0);
+  await Promise.all(clients.map((client) => client.close()));
   return {
     mode: options.rate ? `open loop ${options.rate}/s` : `closed loop ${options.concurrency}`,
     sent,
@@ -193,7 +182,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     lost: stored - delivered,
     duplicates,
     outOfOrder,
-    errors,
+    errors: errors + readErrors,
     latencyMs: summarize(latencies),
     ackMs: summarize(ackTimes),
   };

@@ -136,7 +136,7 @@ try {
         perSocketKiB: Math.round(((after - before) / sockets.length / 1024) * 10) / 10,
       };
       log(`idle: ${JSON.stringify(results.idle)}`);
-      for (const socket of sockets) socket.close();
+      await Promise.all(sockets.map((client) => client.close()));
     }
   }
 } finally {

@@ -75,6 +75,7 @@ export const userEventSchema = z.discriminatedUnion("type", [
     user_id: z.string(),
     reason: z.enum(["banned", "operator"]),
   }),
+  z.object({ type: z.literal("membership_added"), vendor_id: z.string(), user_id: z.string() }),
   z.object({ type: z.literal("membership_revoked"), vendor_id: z.string(), user_id: z.string() }),
 ]);
 export type UserEvent = z.infer<typeof userEventSchema>;

@@ -51,6 +51,9 @@ export function createChatFeed(
   const onError = options.onError ?? (() => {});
   const chats = new Map<string, ChatEntry>();
   const decoder = new TextDecoder();
+  const encoder = new TextEncoder();
+  /** The event this instance is publishing right now: the bus hands it back synchronously. */
+  let publishing: { payload: Uint8Array; delivery: Delivery } | undefined;
 
   function deliver(entry: ChatEntry, delivery: Delivery) {
     for (const listener of entry.listeners) {
@@ -134,10 +137,15 @@ export function createChatFeed(
   function onPayload(chatId: string, payload: Uint8Array) {
     const entry = chats.get(chatId);
     if (!entry) return;
-    // Validated on receipt too: instances of different versions share the bus.
-    const parsed = chatEnvelopeSchema.safeParse(decode(payload, "chat event"));
-    if (!parsed.success) return onError(parsed.error, "chat event");
-    const delivery = createDelivery(parsed.data);
+    let delivery: Delivery;
+    if (publishing?.payload === payload) {
+      delivery = publishing.delivery; // our own event: no need to read it back
+    } else {
+      // Validated on receipt: instances of different versions share the bus.
+      const parsed = chatEnvelopeSchema.safeParse(decode(payload, "chat event"));
+      if (!parsed.success) return onError(parsed.error, "chat event");
+      delivery = createDelivery(parsed.data);
+    }
     if (entry.lastSeq === null) entry.early.push(delivery);
     else release(chatId, entry, delivery);
   }
@@ -194,6 +202,29 @@ export function createChatFeed(
 
   return {
     /**
+     * Publishes a chat event to every instance; this instance's sockets get it at once. The
+     * frame is serialised once, for the bus and for every local socket.
+     */
+    publishChat(chatId: string, envelope: ChatEnvelope, frameText?: string): void {
+      const text = frameText ?? JSON.stringify(envelope.frame);
+      const payload = encoder.encode(
+        `{"chat":${JSON.stringify(envelope.chat)},"audience":${
+          JSON.stringify(envelope.audience)
+        },"sent_at":${envelope.sent_at},"frame":${text}}`,
+      );
+      publishing = { payload, delivery: createDelivery(envelope, text) };
+      try {
+        bus.publish(subjects.chat(chatId), payload);
+      } finally {
+        publishing = undefined;
+      }
+    },
+
+    publishUser(userId: string, event: UserEvent): void {
+      bus.publish(subjects.user(userId), encoder.encode(JSON.stringify(event)));
+    },
+
+    /**
      * Starts delivering the chats' events to `listener`; resolves once each chat's position
      * is known, so every message committed after that is delivered. Returns the leave.
      */
@@ -219,6 +250,37 @@ export function createChatFeed(
       });
     },
 
+    /**
+     * Delivers from the store what the bus may have lost (after a reconnect): every followed
+     * chat whose stored last seq is ahead of what this instance delivered.
+     */
+    async catchUp(): Promise<void> {
+      const followed = [...chats].filter(([, entry]) => entry.lastSeq !== null);
+      if (followed.length === 0) return;
+      const lastSeqs = await store.lastSeqs(followed.map(([chatId]) => chatId));
+      for (const [chatId, entry] of followed) {
+        const stored = lastSeqs.get(chatId) ?? 0;
+        if (chats.get(chatId) !== entry || stored <= entry.lastSeq!) continue;
+        const missing = await store.messagesBetween(chatId, entry.lastSeq! + 1, stored);
+        for (const message of missing) {
+          if (chats.get(chatId) !== entry || message.seq !== entry.lastSeq! + 1) break;
+          entry.lastSeq = message.seq;
+          const chat = await store.getChat(chatId);
+          if (!chat) break;
+          deliver(
+            entry,
+            createDelivery({
+              chat: { user_id: chat.user_id, vendor_id: chat.vendor_id },
+              audience: { to: "all" },
+              frame: { type: "chat_message", chat_id: chatId, message: toClientMessage(message) },
+              sent_at: Date.parse(message.created_at),
+            }),
+          );
+        }
+        drainAhead(entry);
+      }
+    },
+
     /** Chats this instance currently follows (for metrics and tests). */
     get size(): number {
       return chats.size;
@@ -236,8 +298,8 @@ export function createChatFeed(
 export type ChatFeed = ReturnType<typeof createChatFeed>;
 
 /** Wraps an envelope so that its frame is serialised at most once. */
-export function createDelivery(envelope: ChatEnvelope): Delivery {
-  let text: string | undefined;
+export function createDelivery(envelope: ChatEnvelope, frameText?: string): Delivery {
+  let text = frameText;
   return {
     envelope,
     get text() {

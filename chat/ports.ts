@@ -1,7 +1,11 @@
+import type { ChatEnvelope, UserEvent } from "./events.ts";
 import type {
   Ban,
   Chat,
   ChatSummary,
+  MediaEntry,
+  MediaKind,
+  MediaRecord,
   MediaType,
   Membership,
   ModerationAction,
@@ -19,6 +23,13 @@ export interface EventBus {
   subscribe(subject: string, handler: (payload: Uint8Array, subject: string) => void): () => void;
   /** Round trip to the transport: subscriptions made before it are in force after it. */
   check(signal?: AbortSignal): Promise<boolean>;
+}
+
+/** Where the domain sends its events (chat/feed.ts implements it over the bus). */
+export interface EventPublisher {
+  /** `frameText`, when given, is the frame already serialised (saves doing it again). */
+  publishChat(chatId: string, envelope: ChatEnvelope, frameText?: string): void;
+  publishUser(userId: string, event: UserEvent): void;
 }
 
 /** Bus subject names (bus/subjects.ts implements it). */
@@ -43,6 +54,8 @@ export interface InsertedMessage {
   message: StoredMessage;
   /** True when `client_id` matched an earlier message: nothing was written. */
   duplicate: boolean;
+  /** The receiver side's unread right after the write; null for a duplicate. */
+  receiver_unread: UnreadSnapshot | null;
 }
 
 export interface HistoryQuery {
@@ -119,6 +132,127 @@ export interface ChatStore {
   unban(userId: string): Promise<boolean>;
   recordModeration(action: Omit<ModerationAction, "id" | "created_at">): Promise<ModerationAction>;
 
+  /** Records a stored file as sent in a chat (and its blob in the catalogue, once). */
+  createMedia(media: NewMedia): Promise<MediaRecord>;
+  /** A media row with its usage by messages; null when unknown. */
+  getMedia(mediaId: string): Promise<MediaEntry | null>;
+
   /** True while the database answers. */
   check(signal?: AbortSignal): Promise<boolean>;
+}
+
+/** Where the next page of a keyset-paged list starts; null on the last page. */
+export interface KeysetPage<T, C> {
+  items: T[];
+  next: C | null;
+}
+
+/** A position in a list ordered by (created_at desc, key desc); `at` is exact to the microsecond. */
+export interface TimeCursor {
+  at: string;
+  key: string;
+}
+
+/** A position in a search result: (rank desc, created_at desc, id desc). */
+export interface SearchCursor extends TimeCursor {
+  rank: number;
+}
+
+export interface ChatsQuery {
+  user_id?: string;
+  vendor_id?: string;
+  limit: number;
+  after?: TimeCursor;
+}
+
+export interface MessagesQuery {
+  chat_id: string;
+  include_deleted: boolean;
+  limit: number;
+  /** Messages with a lower seq (newest first). */
+  before_seq?: number;
+}
+
+export interface SearchQuery {
+  /** User words, read by `websearch_to_tsquery`. */
+  text: string;
+  chat_id?: string;
+  sender_id?: string;
+  /** Inclusive lower bound, ISO-8601. */
+  created_after?: string;
+  /** Exclusive upper bound, ISO-8601. */
+  created_before?: string;
+  include_deleted: boolean;
+  limit: number;
+  after?: SearchCursor;
+}
+
+export interface ModerationQuery {
+  moderator_id?: string;
+  target_user_id?: string;
+  limit: number;
+  after?: TimeCursor;
+}
+
+/**
+ * The admin plane's read side: lists and search the WebSocket plane never needs, paged by
+ * keyset. Errors are ChatError: `unavailable` when the database does not answer,
+ * `invalid_payload` (path `query`) when a search has no words to look for.
+ */
+export interface AdminStore {
+  /** Chats, newest first. */
+  listChats(query: ChatsQuery): Promise<KeysetPage<Chat, TimeCursor>>;
+  /** Messages of one chat, newest first. */
+  listMessages(query: MessagesQuery): Promise<KeysetPage<StoredMessage, number>>;
+  /** Full-text search, best match first, then newest first. */
+  searchMessages(query: SearchQuery): Promise<KeysetPage<StoredMessage, SearchCursor>>;
+  /** Bans in force, newest first. */
+  listBans(query: { limit: number; after?: TimeCursor }): Promise<KeysetPage<Ban, TimeCursor>>;
+  /** The moderation audit log, newest first. */
+  listModerationActions(
+    query: ModerationQuery,
+  ): Promise<KeysetPage<ModerationAction, TimeCursor>>;
+  /** Totals over the whole database. */
+  stats(): Promise<{ chats: number; messages: number }>;
+}
+
+export interface NewMedia {
+  chat_id: string;
+  uploader_id: string;
+  media_type: MediaKind;
+  sha256: string;
+  mime_type: string;
+  size: number;
+}
+
+/** A file as sent: base64 from a frame, or the body of an upload with its declared length. */
+export type MediaBody =
+  | { base64: string }
+  | { stream: ReadableStream<Uint8Array>; length: number | null };
+
+/** Bytes `start` to `end` of a file, both included (as in HTTP `Range`). */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+/** A file in the media store, named by its content. */
+export interface StoredBlob {
+  sha256: string;
+  /** Detected from the magic bytes, never the sender's word. */
+  mime: string;
+  size: number;
+  kind: MediaKind;
+}
+
+/** Media bytes (media/media_port.ts implements it over a media store). Errors are ChatError. */
+export interface MediaPort {
+  /**
+   * Checks a file's size (before anything is stored) and its type by its magic bytes against
+   * `kind` (null: any accepted kind, read from the bytes), then stores it once per content.
+   * Errors: invalid_payload (broken base64), payload_too_large, unsupported_media, unavailable.
+   */
+  ingest(body: MediaBody, kind: MediaKind | null): Promise<StoredBlob>;
+  /** The bytes of a stored file, or a range of them, streamed. Errors: not_found, unavailable. */
+  open(sha256: string, range: ByteRange | null): Promise<ReadableStream<Uint8Array>>;
 }

@@ -1,10 +1,21 @@
 import { ChatError } from "./errors.ts";
 import type { Audience, ChatFrame, UserEvent } from "./events.ts";
-import type { ChatStore, EventBus, HistoryQuery, Page, Subjects } from "./ports.ts";
+import { createChatMedia } from "./media.ts";
+import type {
+  ByteRange,
+  ChatStore,
+  EventPublisher,
+  HistoryQuery,
+  MediaBody,
+  MediaPort,
+  Page,
+} from "./ports.ts";
 import {
   type Ban,
   type Chat,
   type ChatSummary,
+  type MediaKind,
+  type MediaRecord,
   type MediaType,
   type Membership,
   type Message,
@@ -39,8 +50,9 @@ export interface SendMessageInput {
 
 export interface ChatServiceDeps {
   store: ChatStore;
-  bus: EventBus;
-  subjects: Subjects;
+  events: EventPublisher;
+  /** Media bytes: checked, stored once, streamed back. */
+  media: MediaPort;
   /** Milliseconds since the epoch. */
   now: () => number;
 }
@@ -55,21 +67,32 @@ export interface ModeratorInput {
  * Writes are persisted, then published; errors are ChatError.
  */
 export function createChatService(deps: ChatServiceDeps) {
-  const { store, bus, subjects, now } = deps;
-  const encoder = new TextEncoder();
+  const { store, events, now } = deps;
+  const chatMedia = createChatMedia({ store, media: deps.media });
 
-  function publishChat(chat: Chat, audience: Audience, frame: ChatFrame) {
+  function publishChat(chat: Chat, audience: Audience, frame: ChatFrame, frameText?: string) {
     const envelope = {
       chat: { user_id: chat.user_id, vendor_id: chat.vendor_id },
       audience,
       frame,
       sent_at: now(),
     };
-    bus.publish(subjects.chat(chat.id), encoder.encode(JSON.stringify(envelope)));
+    events.publishChat(chat.id, envelope, frameText);
   }
 
   function publishUser(userId: string, event: UserEvent) {
-    bus.publish(subjects.user(userId), encoder.encode(JSON.stringify(event)));
+    events.publishUser(userId, event);
+  }
+
+  /** A stored message's client JSON, made once: the unread preview repeats the same ones. */
+  const clientJson = new WeakMap<StoredMessage, string>();
+  function jsonOf(stored: StoredMessage): string {
+    let text = clientJson.get(stored);
+    if (text === undefined) {
+      text = JSON.stringify(toClientMessage(stored));
+      clientJson.set(stored, text);
+    }
+    return text;
   }
 
   async function unreadFor(chat: Chat, side: Side) {
@@ -172,8 +195,9 @@ export function createChatService(deps: ChatServiceDeps) {
     /**
      * Stores a message, then tells every participant and pushes the receiver side's unread.
      * A repeated `client_id` returns the first message and tells no one again.
-     * Errors: invalid_payload (receiver not on the other side), forbidden (banned),
-     * unsupported_media, unavailable.
+     * Media is checked and stored first (see createChatMedia's forMessage).
+     * Errors: invalid_payload (receiver not on the other side, broken base64), forbidden
+     * (banned), not_found (media_id), payload_too_large, unsupported_media, unavailable.
      */
     async sendMessage(
       actor: Actor,
@@ -185,30 +209,61 @@ export function createChatService(deps: ChatServiceDeps) {
           issues: [{ path: "receiver_id", message: "must be on the other side of this chat" }],
         });
       }
-      if (input.media_type !== "text" || input.media !== null) {
-        throw new ChatError("unsupported_media", "media messages are not accepted yet");
-      }
-      const { message: stored, duplicate } = await store.insertMessage({
+      const mediaId = await chatMedia.forMessage(actor, input.media_type, input.media);
+      const { message: stored, duplicate, receiver_unread } = await store.insertMessage({
         chat_id: chat.id,
         sender_id: actor.user_id,
         sender_side: side,
         receiver_id: input.receiver_id,
         media_type: input.media_type,
         content: input.content,
-        media_id: null,
+        media_id: mediaId,
         client_id: input.client_id,
       });
       const message = toClientMessage(stored);
       if (!duplicate) {
-        publishChat(chat, { to: "all" }, { type: "chat_message", chat_id: chat.id, message });
+        const chatId = JSON.stringify(chat.id);
+        publishChat(
+          chat,
+          { to: "all" },
+          { type: "chat_message", chat_id: chat.id, message },
+          `{"type":"chat_message","chat_id":${chatId},"message":${jsonOf(stored)}}`,
+        );
         const receiverSide: Side = side === "customer" ? "vendor" : "customer";
-        const unread = await unreadFor(chat, receiverSide);
-        publishChat(chat, { to: "side", side: receiverSide }, {
-          type: "unread_messages",
-          ...unread,
-        });
+        const unread = receiver_unread ??
+          await store.unread(chat.id, receiverSide, UNREAD_PREVIEW_LIMIT);
+        publishChat(
+          chat,
+          { to: "side", side: receiverSide },
+          {
+            type: "unread_messages",
+            chat_id: chat.id,
+            count: unread.count,
+            // Only the text below goes on the wire (it holds the client form of each message),
+            // so the stored objects stand in here rather than fifty fresh copies per push.
+            messages: unread.messages,
+          },
+          `{"type":"unread_messages","chat_id":${chatId},"count":${unread.count},"messages":[${
+            unread.messages.map(jsonOf).join(",")
+          }]}`,
+        );
       }
       return { message, duplicate };
+    },
+
+    /** Stores a file for a later `send_message` with `media_id` (`POST /v1/media`). */
+    uploadMedia(actor: Actor, kind: MediaKind | null, body: MediaBody): Promise<MediaRecord> {
+      return chatMedia.upload(actor, kind, body);
+    },
+
+    /** Media the user may fetch (`GET /v1/media/{id}`); `not_found` otherwise. */
+    findMedia(userId: string, mediaId: string): Promise<MediaRecord> {
+      return chatMedia.find(userId, mediaId);
+    },
+
+    /** The bytes of media from `findMedia`, all or a range, streamed. */
+    openMedia(media: MediaRecord, range: ByteRange | null): Promise<ReadableStream<Uint8Array>> {
+      return chatMedia.open(media, range);
     },
 
     /** Marks a message read. Errors: not_found, forbidden (the reader's own side sent it). */
@@ -309,8 +364,15 @@ export function createChatService(deps: ChatServiceDeps) {
       return chat;
     },
 
-    addVendorMember(vendorId: string, userId: string, role: VendorRole): Promise<VendorMember> {
-      return store.addVendorMember(vendorId, userId, role);
+    /** Adds (or re-roles) a member; their open chat-list sockets take in the vendor's chats. */
+    async addVendorMember(
+      vendorId: string,
+      userId: string,
+      role: VendorRole,
+    ): Promise<VendorMember> {
+      const member = await store.addVendorMember(vendorId, userId, role);
+      publishUser(userId, { type: "membership_added", vendor_id: vendorId, user_id: userId });
+      return member;
     },
 
     /** Removes a member; their open sockets lose the vendor's chats at once. */

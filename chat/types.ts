@@ -6,6 +6,8 @@ export type Side = z.infer<typeof sideSchema>;
 
 export const mediaTypeSchema = z.enum(["text", "image", "audio", "video"]);
 export type MediaType = z.infer<typeof mediaTypeSchema>;
+/** The media types that carry a file. */
+export type MediaKind = Exclude<MediaType, "text">;
 
 export const vendorRoleSchema = z.enum(["owner", "agent"]);
 export type VendorRole = z.infer<typeof vendorRoleSchema>;
@@ -83,6 +85,26 @@ export interface ModerationAction {
   target_message_id: string | null;
   reason: string;
   created_at: string;
+}
+
+/** A file sent in a chat: the bytes are stored once per SHA-256, this row once per sending. */
+export interface MediaRecord {
+  id: string;
+  chat_id: string;
+  uploader_id: string;
+  media_type: MediaKind;
+  /** SHA-256 of the bytes, lower-case hex: the key of the blob in the media store. */
+  sha256: string;
+  /** Detected from the magic bytes when it was stored. */
+  mime_type: string;
+  size: number;
+  created_at: string;
+}
+
+/** A media row and how messages carry it, which decides who may fetch it. */
+export interface MediaEntry extends MediaRecord {
+  /** `live`: on a message not deleted; `deleted`: only on deleted ones; `unsent`: on none yet. */
+  usage: "live" | "deleted" | "unsent";
 }
 
 /** What a connected user is to one chat. */

@@ -14,6 +14,9 @@ const CONNECTION_CODES = new Set([
   "EHOSTUNREACH",
 ]);
 
+/** character_not_in_repertoire, untranslatable_character: text the database refuses. */
+export const UNSTORABLE_TEXT_CODES: ReadonlySet<string> = new Set(["22021", "22P05"]);
+
 /** Turns whatever postgres.js threw into a ChatError; the query text never reaches a client. */
 export function translateDatabaseError(error: unknown): ChatError {
   if (error instanceof ChatError) return error;
@@ -30,19 +33,52 @@ export function translateDatabaseError(error: unknown): ChatError {
   if (code === "22P02" || code === "23503") {
     return new ChatError("not_found", "not found", { cause: error });
   }
+  // text PostgreSQL cannot store, which of a JavaScript string can only be NUL (U+0000)
+  if (UNSTORABLE_TEXT_CODES.has(code)) {
+    return new ChatError("invalid_payload", "text must not contain NUL characters", {
+      cause: error,
+    });
+  }
   return new ChatError("internal", "internal error", { cause: error });
 }
 
-/** Wraps every method of a store so that only ChatErrors leave it. */
-export function withErrorTranslation<T extends object>(store: T): T {
+/**
+ * The longest a store call may take before its caller is answered `unavailable`. Every store
+ * call is an indexed query or a short transaction (milliseconds), so this only fires when the
+ * database does not answer at all: a connection whose packets are dropped (a partition, a
+ * hung server) is never closed by postgres.js, and its queries would otherwise hang for as
+ * long as the kernel keeps retransmitting (many minutes). The same bound as connect_timeout.
+ */
+export const STORE_TIMEOUT_MS = 5_000;
+
+/**
+ * Wraps every method of a store so that only ChatErrors leave it, and no call takes longer
+ * than `timeoutMs` (default {@link STORE_TIMEOUT_MS}): past it the caller gets `unavailable`
+ * and the abandoned query ends on its own. Its outcome is then unknown to the caller, as with
+ * any reply lost with its connection; a retried send with the same `client_id` settles it.
+ */
+export function withErrorTranslation<T extends object>(
+  store: T,
+  options: { timeoutMs?: number } = {},
+): T {
+  const timeoutMs = options.timeoutMs ?? STORE_TIMEOUT_MS;
   const wrapped: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(store)) {
     wrapped[name] = typeof value === "function"
       ? async (...args: unknown[]) => {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const timedOut = new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new ChatError("unavailable", "the database did not answer in time")),
+            timeoutMs,
+          );
+        });
         try {
-          return await value.apply(store, args);
+          return await Promise.race([value.apply(store, args), timedOut]);
         } catch (error) {
           throw translateDatabaseError(error);
+        } finally {
+          clearTimeout(timer);
         }
       }
       : value;

@@ -10,10 +10,13 @@ import {
   toClientMessage,
 } from "../chat/types.ts";
 import { withErrorTranslation } from "./errors.ts";
+import { insertMedia, selectMedia } from "./media_rows.ts";
+import { createMessageWriter, UNREAD_WINDOW } from "./message_writer.ts";
 import {
   type BanRow,
   type ChatRow,
   type MemberRow,
+  MESSAGE_COLUMNS,
   type MessageRow,
   type ModerationRow,
   toBan,
@@ -41,6 +44,45 @@ export function createPostgresStore(sql: Sql): ChatStore {
       if (side) memberships.push({ chat: toChat(row), side });
     }
     return await Promise.resolve(memberships);
+  }
+
+  /** One message in its own transaction: the careful path when a batch meets a conflict. */
+  async function insertSingle(message: NewMessage): Promise<InsertedMessage> {
+    try {
+      return await sql.begin(async (tx) => {
+        // The chat row lock orders writers of one chat: seq is gapless, chats never wait
+        // on each other.
+        const [chat] = await tx<Array<{ last_seq: number }>>`
+          update chats set
+            last_seq = last_seq + 1,
+            updated_at = date_trunc('milliseconds', now()),
+            customer_unread = customer_unread + ${message.sender_side === "vendor" ? 1 : 0},
+            vendor_unread = vendor_unread + ${message.sender_side === "customer" ? 1 : 0}
+          where id = ${message.chat_id}
+            and not exists (select 1 from bans b where b.user_id = ${message.sender_id}
+                            and (b.expires_at is null or b.expires_at > now()))
+          returning last_seq`;
+        if (!chat) throw new ChatError("forbidden", "you may not send to this chat");
+        const [row] = await tx<MessageRow[]>`
+          insert into messages (chat_id, seq, sender_id, sender_side, receiver_id, media_type,
+                                content, media_id, client_id, created_at, updated_at)
+          values (${message.chat_id}, ${chat.last_seq}, ${message.sender_id},
+                  ${message.sender_side}, ${message.receiver_id}, ${message.media_type},
+                  ${message.content}, ${message.media_id}, ${message.client_id},
+                  date_trunc('milliseconds', now()), date_trunc('milliseconds', now()))
+          on conflict (chat_id, sender_id, client_id) do nothing
+          returning ${tx(MESSAGE_COLUMNS)}`;
+        if (!row) throw new DuplicateClientId();
+        return { message: toStoredMessage(row), duplicate: false, receiver_unread: null };
+      });
+    } catch (error) {
+      if (!(error instanceof DuplicateClientId)) throw error;
+      const [row] = await sql<MessageRow[]>`
+        select ${sql(MESSAGE_COLUMNS)} from messages where chat_id = ${message.chat_id}
+          and sender_id = ${message.sender_id} and client_id = ${message.client_id}`;
+      if (!row) throw new ChatError("internal", "duplicate client_id without a message");
+      return { message: toStoredMessage(row), duplicate: true, receiver_unread: null };
+    }
   }
 
   const store: ChatStore = {
@@ -97,6 +139,9 @@ export function createPostgresStore(sql: Sql): ChatStore {
     },
 
     async listChatsOf(userId, { before, limit }) {
+      // Cursors compare at the millisecond precision clients see; imported rows may carry
+      // microseconds, which `before` and `at` would otherwise skip.
+      const activity = sql`date_trunc('milliseconds', c.updated_at)`;
       const page = (cursor: { before?: string; at?: string }, take: number) =>
         sql<ChatListRow[]>`
         with mine as (
@@ -118,8 +163,8 @@ export function createPostgresStore(sql: Sql): ChatStore {
         from chats c
         left join messages m on m.chat_id = c.id and m.seq = c.last_seq
         where c.id in (select id from mine)
-          ${cursor.before ? sql`and c.updated_at < ${cursor.before}` : sql``}
-          ${cursor.at ? sql`and c.updated_at = ${cursor.at}` : sql``}
+          ${cursor.before ? sql`and ${activity} < ${cursor.before}` : sql``}
+          ${cursor.at ? sql`and ${activity} = ${cursor.at}` : sql``}
         order by c.updated_at desc, c.id desc
         limit ${take}`;
 
@@ -147,52 +192,20 @@ export function createPostgresStore(sql: Sql): ChatStore {
       return new Map(rows.map((row) => [row.id, row.last_seq]));
     },
 
-    async insertMessage(message: NewMessage): Promise<InsertedMessage> {
-      try {
-        return await sql.begin(async (tx) => {
-          // The chat row lock orders writers of one chat: seq is gapless, chats never wait
-          // on each other.
-          const [chat] = await tx<Array<{ last_seq: number }>>`
-            update chats set
-              last_seq = last_seq + 1,
-              updated_at = date_trunc('milliseconds', now()),
-              customer_unread = customer_unread + ${message.sender_side === "vendor" ? 1 : 0},
-              vendor_unread = vendor_unread + ${message.sender_side === "customer" ? 1 : 0}
-            where id = ${message.chat_id}
-              and not exists (select 1 from bans b where b.user_id = ${message.sender_id}
-                              and (b.expires_at is null or b.expires_at > now()))
-            returning last_seq`;
-          if (!chat) throw new ChatError("forbidden", "you may not send to this chat");
-          const [row] = await tx<MessageRow[]>`
-            insert into messages (chat_id, seq, sender_id, sender_side, receiver_id, media_type,
-                                  content, media_id, client_id, created_at, updated_at)
-            values (${message.chat_id}, ${chat.last_seq}, ${message.sender_id},
-                    ${message.sender_side}, ${message.receiver_id}, ${message.media_type},
-                    ${message.content}, ${message.media_id}, ${message.client_id},
-                    date_trunc('milliseconds', now()), date_trunc('milliseconds', now()))
-            on conflict (chat_id, sender_id, client_id) do nothing
-            returning *`;
-          if (!row) throw new DuplicateClientId();
-          return { message: toStoredMessage(row), duplicate: false };
-        });
-      } catch (error) {
-        if (!(error instanceof DuplicateClientId)) throw error;
-        const [row] = await sql<MessageRow[]>`
-          select * from messages where chat_id = ${message.chat_id}
-            and sender_id = ${message.sender_id} and client_id = ${message.client_id}`;
-        if (!row) throw new ChatError("internal", "duplicate client_id without a message");
-        return { message: toStoredMessage(row), duplicate: true };
-      }
+    insertMessage(message: NewMessage): Promise<InsertedMessage> {
+      return writer.insert(message);
     },
 
     async history(chatId, { limit, before_seq, after_seq }) {
       const rows = after_seq !== undefined
         ? await sql<MessageRow[]>`
-            select * from messages where chat_id = ${chatId} and seq > ${after_seq}
+            select ${
+          sql(MESSAGE_COLUMNS)
+        } from messages where chat_id = ${chatId} and seq > ${after_seq}
               ${before_seq !== undefined ? sql`and seq < ${before_seq}` : sql``}
             order by seq asc limit ${limit + 1}`
         : await sql<MessageRow[]>`
-            select * from messages where chat_id = ${chatId}
+            select ${sql(MESSAGE_COLUMNS)} from messages where chat_id = ${chatId}
               ${before_seq !== undefined ? sql`and seq < ${before_seq}` : sql``}
             order by seq desc limit ${limit + 1}`;
       const has_more = rows.length > limit;
@@ -203,7 +216,9 @@ export function createPostgresStore(sql: Sql): ChatStore {
 
     async messagesBetween(chatId, fromSeq, toSeq) {
       const rows = await sql<MessageRow[]>`
-        select * from messages where chat_id = ${chatId} and seq between ${fromSeq} and ${toSeq}
+        select ${
+        sql(MESSAGE_COLUMNS)
+      } from messages where chat_id = ${chatId} and seq between ${fromSeq} and ${toSeq}
         order by seq asc`;
       return rows.map(toStoredMessage);
     },
@@ -212,14 +227,16 @@ export function createPostgresStore(sql: Sql): ChatStore {
       const [counts] = await sql<Array<{ count: number }>>`
         select ${sql(unreadColumn(side))} as count from chats where id = ${chatId}`;
       const rows = await sql<MessageRow[]>`
-        select * from messages
+        select ${sql(MESSAGE_COLUMNS)} from messages
         where chat_id = ${chatId} and sender_side <> ${side} and not is_read and deleted_at is null
         order by seq desc limit ${limit}`;
       return { count: counts?.count ?? 0, messages: rows.reverse().map(toStoredMessage) };
     },
 
     async getMessage(messageId) {
-      const [row] = await sql<MessageRow[]>`select * from messages where id = ${messageId}`;
+      const [row] = await sql<MessageRow[]>`select ${
+        sql(MESSAGE_COLUMNS)
+      } from messages where id = ${messageId}`;
       return row ? toStoredMessage(row) : null;
     },
 
@@ -229,19 +246,20 @@ export function createPostgresStore(sql: Sql): ChatStore {
           update messages set is_read = true, read_at = date_trunc('milliseconds', now()), updated_at = date_trunc('milliseconds', now())
           where id = ${messageId} and chat_id = ${chatId} and sender_side <> ${readerSide}
             and not is_read and deleted_at is null
-          returning *
+          returning ${sql(MESSAGE_COLUMNS)}
         ), counter as (
           update chats set
             customer_unread = customer_unread - (select count(*) from updated
                                                  where sender_side = 'vendor'),
             vendor_unread = vendor_unread - (select count(*) from updated
-                                             where sender_side = 'customer')
+                                             where sender_side = 'customer'),
+            unread_epoch = unread_epoch + 1
           where id = ${chatId} and exists (select 1 from updated)
         )
         select * from updated`;
       if (row) return { message: toStoredMessage(row), changed: true };
       const [current] = await sql<MessageRow[]>`
-        select * from messages where id = ${messageId} and chat_id = ${chatId}
+        select ${sql(MESSAGE_COLUMNS)} from messages where id = ${messageId} and chat_id = ${chatId}
           and deleted_at is null`;
       return current ? { message: toStoredMessage(current), changed: false } : null;
     },
@@ -255,8 +273,9 @@ export function createPostgresStore(sql: Sql): ChatStore {
           returning 1
         ), counter as (
           update chats set ${sql(unreadColumn(readerSide))} =
-            ${sql(unreadColumn(readerSide))} - (select count(*) from updated)
-          where id = ${chatId}
+            ${sql(unreadColumn(readerSide))} - (select count(*) from updated),
+            unread_epoch = unread_epoch + 1
+          where id = ${chatId} and exists (select 1 from updated)
         )
         select (select count(*) from updated)::int as count, date_trunc('milliseconds', now()) as read_at`;
       return { count: result?.count ?? 0, read_at: (result?.read_at ?? new Date()).toISOString() };
@@ -268,13 +287,14 @@ export function createPostgresStore(sql: Sql): ChatStore {
           update messages set deleted_at = date_trunc('milliseconds', now()), deleted_by = ${deletedBy},
                               updated_at = date_trunc('milliseconds', now())
           where id = ${messageId} and deleted_at is null
-          returning *
+          returning ${sql(MESSAGE_COLUMNS)}
         ), counter as (
           update chats set
             customer_unread = customer_unread - (select count(*) from updated
                                                  where sender_side = 'vendor' and not is_read),
             vendor_unread = vendor_unread - (select count(*) from updated
-                                             where sender_side = 'customer' and not is_read)
+                                             where sender_side = 'customer' and not is_read),
+            unread_epoch = unread_epoch + 1
           where id = (select chat_id from updated)
         )
         select * from updated`;
@@ -285,9 +305,16 @@ export function createPostgresStore(sql: Sql): ChatStore {
 
     async editMessage(messageId, content) {
       const [row] = await sql<MessageRow[]>`
-        update messages set content = ${content}, edited_at = date_trunc('milliseconds', now()), updated_at = date_trunc('milliseconds', now())
-        where id = ${messageId} and deleted_at is null and media_type = 'text'
-        returning *`;
+        with updated as (
+          update messages set content = ${content}, edited_at = date_trunc('milliseconds', now()),
+                              updated_at = date_trunc('milliseconds', now())
+          where id = ${messageId} and deleted_at is null and media_type = 'text'
+          returning ${sql(MESSAGE_COLUMNS)}
+        ), bump as (
+          update chats set unread_epoch = unread_epoch + 1
+          where id = (select chat_id from updated)
+        )
+        select * from updated`;
       return row ? toStoredMessage(row) : null;
     },
 
@@ -345,6 +372,14 @@ export function createPostgresStore(sql: Sql): ChatStore {
       return toModerationAction(row!);
     },
 
+    createMedia(media) {
+      return insertMedia(sql, media);
+    },
+
+    getMedia(mediaId) {
+      return selectMedia(sql, mediaId);
+    },
+
     async check(signal) {
       const query = sql`select 1`.execute();
       const aborted = new Promise<never>((_, reject) => {
@@ -359,6 +394,11 @@ export function createPostgresStore(sql: Sql): ChatStore {
       }
     },
   };
+  const writer = createMessageWriter(
+    sql,
+    insertSingle,
+    (chatId, side) => store.unread(chatId, side, UNREAD_WINDOW),
+  );
   return withErrorTranslation(store);
 }
 

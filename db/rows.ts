@@ -40,6 +40,30 @@ export interface MessageRow {
   updated_at: Date;
 }
 
+/**
+ * The columns of a message row, for queries that must not select `*`: the row also holds the
+ * search vector (migration 0002), which only the search query reads.
+ */
+export const MESSAGE_COLUMNS = [
+  "id",
+  "chat_id",
+  "seq",
+  "sender_id",
+  "sender_side",
+  "receiver_id",
+  "media_type",
+  "content",
+  "media_id",
+  "client_id",
+  "is_read",
+  "read_at",
+  "edited_at",
+  "deleted_at",
+  "deleted_by",
+  "created_at",
+  "updated_at",
+] as const satisfies ReadonlyArray<keyof MessageRow>;
+
 export interface MemberRow {
   vendor_id: string;
   user_id: string;

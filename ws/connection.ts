@@ -4,19 +4,34 @@ import type { UserEvent } from "../chat/events.ts";
 import type { ChatFeed, Delivery } from "../chat/feed.ts";
 import type { Actor, ChatService } from "../chat/service.ts";
 import type { Membership } from "../chat/types.ts";
+import type { SocketMetrics } from "../observability/metrics.ts";
 import { CloseCode, closeCodeFor, type ErrorFrame, toErrorFrame } from "./errors.ts";
 import { type ClientFrame, isFrameProblem, parseClientFrame } from "./frames.ts";
+import { createTokenBucket, type TokenBucket } from "./token_bucket.ts";
 
 /** Which endpoint the socket came in on. */
 export type Endpoint = { kind: "chat"; chatId: string } | { kind: "chats" };
+
+/** What one socket may do before it is refused or closed. */
+export interface ConnectionLimits {
+  ratePerSecond: number;
+  rateBurst: number;
+  /** Refused frames in a row before the socket is closed with 4429. */
+  floodLimit: number;
+  /** Bytes queued for a socket before it counts as a slow reader and is closed. */
+  maxBufferedBytes: number;
+}
 
 export interface ConnectionDeps {
   service: ChatService;
   feed: ChatFeed;
   maxFrameBytes: number;
+  limits: ConnectionLimits;
   now: () => number;
   onError: (error: unknown, context: string) => void;
   onClose: (connection: Connection) => void;
+  /** Instruments this socket feeds; absent: nothing is measured. */
+  instruments?: SocketMetrics;
 }
 
 type Outcome = { reply?: unknown } | undefined;
@@ -36,24 +51,34 @@ export class Connection {
   #queue: Promise<void>;
   #ready = false;
   #closed = false;
+  /** Set by shutdown(): frames not yet started are dropped, unacknowledged. */
+  #stopping = false;
   /** Live events that arrived while the first frames were being prepared. */
   #early: Delivery[] = [];
   /** Highest seq sent on the single-chat endpoint: the first page and live events overlap. */
   #lastSeqSent = 0;
   #expiryTimer: ReturnType<typeof setTimeout> | undefined;
   #cleanups: Array<() => void> = [];
+  #bucket: TokenBucket;
+  /** Frames refused in a row by the rate limit. */
+  #strikes = 0;
 
   constructor(socket: WebSocket, principal: Principal, endpoint: Endpoint, deps: ConnectionDeps) {
     this.#socket = socket;
     this.userId = principal.userId;
     this.endpoint = endpoint;
     this.#deps = deps;
+    this.#bucket = createTokenBucket({
+      rate: deps.limits.ratePerSecond,
+      burst: deps.limits.rateBurst,
+      now: deps.now,
+    });
     const untilExpiry = principal.expiresAt - deps.now();
     this.#expiryTimer = setTimeout(
       () => this.close(CloseCode.tokenInvalid, "token expired"),
       Math.max(0, Math.min(untilExpiry, 2_147_483_647)),
     );
-    socket.onmessage = (event) => this.#receive(event.data);
+    socket.onmessage = (event) => this.receive(event.data);
     socket.onclose = () => this.#dispose();
     socket.onerror = () => {};
     this.#queue = this.#start();
@@ -68,6 +93,21 @@ export class Connection {
     } catch {
       // already closing
     }
+  }
+
+  /**
+   * Closes for a server shutdown: frames not yet started are dropped (never acknowledged, so
+   * the client sends them again), the one being handled finishes and is acknowledged, then
+   * the socket closes with `code`. Resolves when the close handshake is over.
+   */
+  async shutdown(code: number, reason: string): Promise<void> {
+    this.#stopping = true;
+    const { promise: closed, resolve } = Promise.withResolvers<void>();
+    this.#socket.addEventListener("close", () => resolve(), { once: true });
+    if (this.#socket.readyState === WebSocket.CLOSED) resolve();
+    await this.#queue;
+    this.close(code, reason);
+    await closed;
   }
 
   get closed(): boolean {
@@ -134,7 +174,16 @@ export class Connection {
       if (frame.message.seq <= this.#lastSeqSent) return;
       this.#lastSeqSent = frame.message.seq;
     }
-    this.#sendText(delivery.text);
+    if (this.#sendText(delivery.text)) this.#delivered(delivery);
+  }
+
+  #delivered(delivery: Delivery): void {
+    const instruments = this.#deps.instruments;
+    if (!instruments) return;
+    instruments.eventsDelivered.inc({ type: delivery.envelope.frame.type });
+    // publisher's clock: another instance's may be slightly ahead
+    const latencyMs = Math.max(0, this.#deps.now() - delivery.envelope.sent_at);
+    instruments.fanoutLatency.observe(latencyMs / 1000);
   }
 
   #onUserEvent(event: UserEvent): void {
@@ -147,6 +196,10 @@ export class Connection {
       case "chat_created":
         if (this.endpoint.kind !== "chats") return;
         this.#queue = this.#queue.then(() => this.#adoptChat(event.chat.id));
+        return;
+      case "membership_added":
+        if (event.user_id !== this.userId || this.endpoint.kind !== "chats") return;
+        this.#queue = this.#queue.then(() => this.#adoptVendor(event.vendor_id));
         return;
       case "membership_revoked":
         if (event.user_id !== this.userId) return;
@@ -166,6 +219,22 @@ export class Connection {
     }
   }
 
+  async #adoptVendor(vendorId: string): Promise<void> {
+    if (this.#closed) return;
+    try {
+      this.#cleanups.push(this.#deps.feed.onUser(vendorId, (event) => this.#onUserEvent(event)));
+      const { chats } = await this.#deps.service.joinAllChats(this.userId);
+      const fresh = chats.filter((membership) => !this.memberships.has(membership.chat.id));
+      for (const membership of fresh) this.memberships.set(membership.chat.id, membership);
+      await this.#follow(fresh.map((membership) => membership.chat.id));
+      // the list changed under the client: send it again, as on connect
+      const page = await this.#deps.service.listChats(this.userId);
+      this.#send({ type: "chats", chats: page.items, has_more: page.has_more });
+    } catch (error) {
+      this.#deps.onError(error, "adopt vendor chats");
+    }
+  }
+
   #dropVendor(vendorId: string): void {
     for (const [chatId, membership] of this.memberships) {
       const { chat, side } = membership;
@@ -177,13 +246,17 @@ export class Connection {
     }
   }
 
-  #receive(data: unknown): void {
-    if (this.#closed) return;
+  /** One frame from the client (also the ones that arrived before this connection existed). */
+  receive(data: unknown): void {
+    if (this.#closed || this.#stopping) return;
     if (typeof data !== "string") {
       const size = data instanceof ArrayBuffer ? data.byteLength : 0;
       if (size > this.#deps.maxFrameBytes) {
         return this.close(CloseCode.frameTooLarge, "frame too large");
       }
+      // counted like any frame: a flood of binary frames is refused and closed like text ones
+      if (this.#overRate({})) return;
+      this.#deps.instruments?.errors.inc({ code: "invalid_frame" });
       return this.#send(
         {
           type: "error",
@@ -197,17 +270,47 @@ export class Connection {
       return this.close(CloseCode.frameTooLarge, "frame too large");
     }
     const frame = parseClientFrame(data);
+    if (this.#overRate(frame)) return;
     if (isFrameProblem(frame)) {
       const { code, ...rest } = frame;
+      this.#deps.instruments?.errors.inc({ code });
       return this.#send({ type: "error", code, ...rest } satisfies ErrorFrame);
     }
     this.#queue = this.#queue.then(() => this.#handle(frame));
   }
 
+  /**
+   * Takes a token for one client frame. Without one the frame is refused with `rate_limited`
+   * (echoing what could be read of it), and the socket closed with 4429 once `floodLimit`
+   * frames in a row were refused; true when refused.
+   */
+  #overRate(frame: { request_id?: string | undefined; action?: string | undefined }): boolean {
+    if (this.#bucket.take()) {
+      this.#strikes = 0;
+      return false;
+    }
+    if (++this.#strikes >= this.#deps.limits.floodLimit) {
+      this.close(CloseCode.tooMany, "flooding");
+      return true;
+    }
+    this.#deps.instruments?.errors.inc({ code: "rate_limited" });
+    this.#send(
+      {
+        type: "error",
+        code: "rate_limited",
+        message: "too many frames, slow down",
+        ...(frame.request_id === undefined ? {} : { request_id: frame.request_id }),
+        ...(frame.action === undefined ? {} : { action: frame.action }),
+      } satisfies ErrorFrame,
+    );
+    return true;
+  }
+
   async #handle(frame: ClientFrame): Promise<void> {
-    if (this.#closed) return;
+    if (this.#closed || this.#stopping) return;
     try {
       const outcome = await this.#dispatch(frame);
+      this.#deps.instruments?.actions.inc({ action: frame.action, outcome: "ok" });
       if (frame.request_id !== undefined && frame.action !== "ping") {
         this.#send({
           type: "ack",
@@ -220,7 +323,10 @@ export class Connection {
       if (!(error instanceof ChatError) || error.code === "internal") {
         this.#deps.onError(error, `action ${frame.action}`);
       }
-      this.#send(toErrorFrame(error, { request_id: frame.request_id, action: frame.action }));
+      const reply = toErrorFrame(error, { request_id: frame.request_id, action: frame.action });
+      this.#deps.instruments?.actions.inc({ action: frame.action, outcome: reply.code });
+      this.#deps.instruments?.errors.inc({ code: reply.code });
+      this.#send(reply);
     }
   }
 
@@ -316,12 +422,21 @@ export class Connection {
     this.#sendText(JSON.stringify(frame));
   }
 
-  #sendText(text: string): void {
-    if (this.#closed || this.#socket.readyState !== WebSocket.OPEN) return;
+  /** True when the text was handed to the socket. */
+  #sendText(text: string): boolean {
+    if (this.#closed || this.#socket.readyState !== WebSocket.OPEN) return false;
+    // A reader that cannot keep up is let go rather than buffered without bound; it
+    // reconnects and fills the gap with after_seq.
+    if (this.#socket.bufferedAmount > this.#deps.limits.maxBufferedBytes) {
+      this.close(CloseCode.tryAgainLater, "slow consumer");
+      return false;
+    }
     try {
       this.#socket.send(text);
+      return true;
     } catch (error) {
       this.#deps.onError(error, "send");
+      return false;
     }
   }
 

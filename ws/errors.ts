@@ -1,4 +1,5 @@
 import { ChatError, type ChatErrorCode } from "../chat/errors.ts";
+import { CloseCode } from "../protocol/close_codes.ts";
 
 /** Error codes of the `error` frame (protocol.md "Errors and close codes"). */
 export type WireErrorCode =
@@ -14,17 +15,8 @@ export type WireErrorCode =
   | "unavailable"
   | "internal";
 
-/** Close codes of the WebSocket plane. */
-export const CloseCode = {
-  tokenInvalid: 4401,
-  forbidden: 4403,
-  operatorDisconnect: 4408,
-  tooMany: 4429,
-  frameTooLarge: 1009,
-  internal: 1011,
-  restarting: 1012,
-  tryAgainLater: 1013,
-} as const;
+/** Close codes of the WebSocket plane: part of the contract module clients share. */
+export { CloseCode };
 
 export interface ErrorFrame {
   type: "error";
@@ -87,5 +79,30 @@ export function closeCodeFor(error: unknown): number {
     case "unsupported_media":
     case "internal":
       return CloseCode.internal;
+  }
+}
+
+/** The HTTP status of a ChatError on the HTTP routes (media); foreign errors are 500. */
+export function httpStatusFor(error: unknown): number {
+  if (!(error instanceof ChatError)) return 500;
+  switch (error.code) {
+    case "invalid_payload":
+      return 400;
+    case "not_found":
+      return 404;
+    case "forbidden":
+      return 403;
+    case "failed_precondition":
+      return 409;
+    case "payload_too_large":
+      return 413;
+    case "unsupported_media":
+      return 415;
+    case "rate_limited":
+      return 429;
+    case "unavailable":
+      return 503;
+    case "internal":
+      return 500;
   }
 }

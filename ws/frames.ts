@@ -7,7 +7,11 @@ const requestId = z.string().min(1).max(64).optional();
 const chatId = z.uuid().optional();
 const id = z.uuid();
 const seq = z.number().int().min(0).max(2_147_483_647);
-const text = z.string().transform((value) => value.trim()).pipe(z.string().min(1).max(4000));
+/** PostgreSQL text cannot hold U+0000: refused here, naming the field, rather than at the store. */
+const storable = z.string().refine((value) => !value.includes("\u0000"), {
+  message: "must not contain NUL characters",
+});
+const text = storable.transform((value) => value.trim()).pipe(z.string().min(1).max(4000));
 const base64 = z.string().min(1);
 
 const common = { request_id: requestId, chat_id: chatId };
@@ -24,7 +28,7 @@ export const clientFrameSchemas = {
   send_message: z.object({
     ...common,
     action: z.literal("send_message"),
-    receiver_id: z.union([z.string().min(1).max(256), z.number().int().transform(String)]),
+    receiver_id: z.union([storable.min(1).max(256), z.number().int().transform(String)]),
     media_type: mediaTypeSchema,
     content: text.optional(),
     image: base64.optional(),
@@ -32,7 +36,7 @@ export const clientFrameSchemas = {
     video: base64.optional(),
     /** An id from `POST /v1/media`, in place of base64. */
     media_id: id.optional(),
-    client_id: z.string().min(1).max(128).optional(),
+    client_id: storable.min(1).max(128).optional(),
   }).superRefine((frame, ctx) => {
     const bodies = (["content", "image", "audio", "video", "media_id"] as const)
       .filter((field) => frame[field] !== undefined);

@@ -1,8 +1,12 @@
 import { AuthError, tokenFromRequest, type TokenVerifier } from "../auth/verifier.ts";
 import type { ChatFeed } from "../chat/feed.ts";
 import type { ChatService } from "../chat/service.ts";
+import { logger } from "../observability/log.ts";
+import type { SocketMetrics } from "../observability/metrics.ts";
 import { CloseCode } from "./errors.ts";
-import { Connection, type Endpoint } from "./connection.ts";
+import { Connection, type ConnectionLimits, type Endpoint } from "./connection.ts";
+import { createMediaRoutes } from "./media_routes.ts";
+import { createDemoRoutes } from "../demo/routes.ts";
 
 export interface ReadinessReport {
   ready: boolean;
@@ -17,14 +21,21 @@ export interface HttpDeps {
   /** Prometheus text; absent: 404. */
   metrics?: () => Promise<string>;
   now: () => number;
-  onError: (error: unknown, context: string) => void;
+  /** Told of failures; `fields` carry the `connection_id` when one socket is concerned. */
+  onError: (error: unknown, context: string, fields?: Record<string, unknown>) => void;
+  /** Instruments the sockets feed; absent: nothing is measured. */
+  instruments?: SocketMetrics;
 }
 
 export interface HttpOptions {
   maxFrameBytes: number;
   idleTimeoutSeconds: number;
+  limits: ConnectionLimits;
+  maxSocketsPerUser: number;
   /** Origins allowed to open sockets; empty: any. */
   allowedOrigins: readonly string[];
+  /** Serves the demo chat page at `/` (DEMO_PAGE). */
+  demoPage?: boolean;
 }
 
 const CHAT_PATH = /^\/v1\/ws\/chat\/([^/]+)\/?$/;
@@ -36,10 +47,25 @@ const CHATS_PATH = /^\/v1\/ws\/chats\/?$/;
  */
 export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
   const connections = new Set<Connection>();
+  /** Open sockets per user on this instance. */
+  const perUser = new Map<string, number>();
+  const countUser = (userId: string, delta: number) => {
+    const count = (perUser.get(userId) ?? 0) + delta;
+    if (count > 0) perUser.set(userId, count);
+    else perUser.delete(userId);
+  };
+  const media = createMediaRoutes(deps, options);
+  const demo = options.demoPage ? createDemoRoutes(deps) : null;
+  const log = logger("ws");
+  /** Set by shutdown(): no new sockets. */
+  let draining = false;
+  /** Settles when the socket's close handshake is over. */
+  const socketClosed = new WeakMap<Connection, Promise<void>>();
 
   function endpointOf(pathname: string): Endpoint | null {
     const chat = CHAT_PATH.exec(pathname);
-    if (chat) return { kind: "chat", chatId: decodeURIComponent(chat[1]!) };
+    // a uuid's canonical form is lower case, the form memberships and events carry
+    if (chat) return { kind: "chat", chatId: decodeSegment(chat[1]!).toLowerCase() };
     if (CHATS_PATH.test(pathname)) return { kind: "chats" };
     return null;
   }
@@ -47,6 +73,12 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
   function upgrade(request: Request, endpoint: Endpoint): Response {
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       return new Response("expected a WebSocket upgrade\n", { status: 426 });
+    }
+    if (draining) {
+      return new Response("shutting down, reconnect\n", {
+        status: 503,
+        headers: { "retry-after": "1" },
+      });
     }
     const origin = request.headers.get("origin");
     if (origin && options.allowedOrigins.length > 0 && !options.allowedOrigins.includes(origin)) {
@@ -61,26 +93,60 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
     const { socket, response } = Deno.upgradeWebSocket(request, {
       idleTimeout: options.idleTimeoutSeconds,
     });
+    // Every line about this socket carries its id; never the token or frame contents.
+    const connectionId = crypto.randomUUID();
+    const socketLog = log.with({ connection_id: connectionId });
+    const { promise: closed, resolve: onClosed } = Promise.withResolvers<void>();
+    socket.addEventListener("close", (event) => {
+      socketLog.debug("socket closed", { code: event.code });
+      onClosed();
+    });
+    // Frames a client sends before its token is checked wait here, in order, for the connection.
+    const early: unknown[] = [];
+    socket.onmessage = (event) => early.push(event.data);
     socket.onopen = async () => {
       let verified;
       try {
         verified = await principal;
       } catch {
+        socketLog.debug("socket refused: invalid token");
         return socket.close(CloseCode.tokenInvalid, "invalid token");
       }
+      if (draining) return socket.close(CloseCode.restarting, "server shutting down");
       // an unknown chat id of the wrong shape is as unknown as any other
       if (endpoint.kind === "chat" && !isUuid(endpoint.chatId)) {
         return socket.close(CloseCode.forbidden, "forbidden");
       }
+      if ((perUser.get(verified.userId) ?? 0) >= options.maxSocketsPerUser) {
+        return socket.close(CloseCode.tooMany, "too many connections");
+      }
+      countUser(verified.userId, 1);
       const connection = new Connection(socket, verified, endpoint, {
         service: deps.service,
         feed: deps.feed,
         maxFrameBytes: options.maxFrameBytes,
+        limits: options.limits,
         now: deps.now,
-        onError: deps.onError,
-        onClose: (closed) => connections.delete(closed),
+        onError: (error, context) => deps.onError(error, context, { connection_id: connectionId }),
+        onClose: (closed) => {
+          countUser(closed.userId, -1);
+          if (connections.delete(closed)) {
+            deps.instruments?.openSockets.dec({ endpoint: endpoint.kind });
+          }
+        },
+        ...(deps.instruments ? { instruments: deps.instruments } : {}),
       });
-      if (!connection.closed) connections.add(connection);
+      if (!connection.closed) {
+        connections.add(connection);
+        socketClosed.set(connection, closed);
+        deps.instruments?.openSockets.inc({ endpoint: endpoint.kind });
+        socketLog.debug("socket opened", {
+          endpoint: endpoint.kind,
+          user_id: verified.userId,
+          ...(endpoint.kind === "chat" ? { chat_id: endpoint.chatId } : {}),
+        });
+      }
+      for (const data of early.splice(0)) connection.receive(data);
     };
     return response;
   }
@@ -89,6 +155,8 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
     const url = new URL(request.url);
     const endpoint = endpointOf(url.pathname);
     if (endpoint) return upgrade(request, endpoint);
+    if (media.handles(url.pathname)) return await media.handle(request, url);
+    if (demo?.handles(url.pathname)) return await demo.handle(request, url);
     switch (url.pathname) {
       case "/healthz":
         return new Response("ok\n");
@@ -119,6 +187,39 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
     get connectionCount(): number {
       return connections.size;
     },
+    /**
+     * Stops the WebSocket plane gracefully: new sockets are refused (503), each open socket
+     * finishes the frame it is handling (so its ack goes out) and is closed with 1012.
+     * Resolves when every socket has closed; when `signal` aborts first, closes the rest at
+     * once, without waiting for the frames they are handling, and gives their clients a moment
+     * to answer the close.
+     */
+    async shutdown(signal?: AbortSignal): Promise<void> {
+      draining = true;
+      const closing = Promise.all(
+        [...connections].map((connection) =>
+          connection.shutdown(CloseCode.restarting, "server shutting down")
+        ),
+      );
+      const { promise: aborted, resolve } = Promise.withResolvers<void>();
+      const onAbort = () => resolve();
+      if (signal?.aborted) resolve();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      try {
+        await Promise.race([closing, aborted]);
+      } finally {
+        signal?.removeEventListener("abort", onAbort);
+      }
+      const remaining = [...connections];
+      for (const connection of remaining) {
+        connection.close(CloseCode.restarting, "server shutting down");
+      }
+      // the close frames must be out before the server stops, or clients see 1001 instead
+      await settledWithin(
+        remaining.map((connection) => socketClosed.get(connection)),
+        CLOSE_GRACE_MS,
+      );
+    },
     /** Tells every socket to reconnect elsewhere (1012). */
     closeAll(code: number = CloseCode.restarting, reason = "server shutting down"): void {
       for (const connection of [...connections]) connection.close(code, reason);
@@ -127,6 +228,28 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
 }
 
 export type HttpHandler = ReturnType<typeof createHttpHandler>;
+
+/** How long a forced shutdown waits for clients to answer the close frames it sent. */
+const CLOSE_GRACE_MS = 500;
+
+async function settledWithin(promises: Array<Promise<void> | undefined>, ms: number) {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const elapsed = new Promise<void>((resolve) => timer = setTimeout(resolve, ms));
+  try {
+    await Promise.race([Promise.all(promises), elapsed]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A malformed escape leaves the segment as it is: an id no chat has. */
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const isUuid = (value: string) => UUID.test(value);

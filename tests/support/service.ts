@@ -1,6 +1,7 @@
 import { signDevToken } from "../../auth/sign.ts";
 import { loadConfig } from "../../config.ts";
 import { type RunningService, startService } from "../../main.ts";
+import { type AdminClient, createAdminClient } from "./admin_client.ts";
 import { freshDatabase } from "./database.ts";
 import { TestSocket } from "./ws_client.ts";
 
@@ -11,6 +12,8 @@ export interface TestInstance {
   service: RunningService;
   httpUrl: string;
   wsUrl: string;
+  /** host:port of the gRPC admin plane; null unless the cluster was started with `grpc`. */
+  grpcAddress: string | null;
 }
 
 /**
@@ -28,16 +31,28 @@ export interface TestCluster extends AsyncDisposable {
   openChat(userId: string, chatId: string, instance?: number): Promise<TestSocket>;
   openChats(userId: string, instance?: number): Promise<TestSocket>;
   startInstance(env?: Record<string, string>): Promise<TestInstance>;
+  /** The GRPC_ADMIN_TOKEN of every instance (with `grpc`). */
+  adminToken: string;
+  /** A gRPC admin client of an instance (default: the first), closed with the cluster. */
+  admin(instance?: number, options?: { token?: string | null }): Promise<AdminClient>;
 }
 
 export async function startCluster(
-  options: { instances?: number; nats?: boolean; env?: Record<string, string> } = {},
+  options: {
+    instances?: number;
+    nats?: boolean;
+    env?: Record<string, string>;
+    /** Runs the gRPC admin plane on a free port of each instance. */
+    grpc?: boolean;
+  } = {},
 ): Promise<TestCluster> {
   const database = await freshDatabase();
   const secret = crypto.randomUUID() + crypto.randomUUID();
   const prefix = `t${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
   const instances: TestInstance[] = [];
   const sockets: TestSocket[] = [];
+  const adminToken = `admin-${crypto.randomUUID()}`;
+  const clients: AdminClient[] = [];
 
   async function startInstance(env: Record<string, string> = {}): Promise<TestInstance> {
     const config = loadConfig({
@@ -49,6 +64,7 @@ export async function startCluster(
       JWT_SECRET: secret,
       NATS_SUBJECT_PREFIX: prefix,
       ...(options.nats === false ? {} : { NATS_URL: TEST_NATS_URL }),
+      ...(options.grpc ? { GRPC_ENABLED: "1", GRPC_PORT: "0", GRPC_ADMIN_TOKEN: adminToken } : {}),
       ...options.env,
       ...env,
     });
@@ -57,6 +73,7 @@ export async function startCluster(
       service,
       httpUrl: `http://127.0.0.1:${service.port}`,
       wsUrl: `ws://127.0.0.1:${service.port}`,
+      grpcAddress: service.grpcPort === null ? null : `127.0.0.1:${service.grpcPort}`,
     };
     instances.push(instance);
     return instance;
@@ -82,6 +99,16 @@ export async function startCluster(
     databaseUrl: database.url,
     token,
     startInstance,
+    adminToken,
+    async admin(instance = 0, clientOptions = {}) {
+      const address = instances[instance]!.grpcAddress;
+      if (address === null) throw new Error("start the cluster with { grpc: true }");
+      const client = await createAdminClient(address, {
+        token: clientOptions.token === undefined ? adminToken : clientOptions.token,
+      });
+      clients.push(client);
+      return client;
+    },
     async openChat(userId, chatId, instance = 0) {
       const socket = await TestSocket.open(`${instances[instance]!.wsUrl}/v1/ws/chat/${chatId}/`, {
         token: await token(userId),
@@ -97,6 +124,7 @@ export async function startCluster(
       return socket;
     },
     async [Symbol.asyncDispose]() {
+      for (const client of clients) client.close();
       for (const socket of sockets) socket.close();
       await Promise.all(sockets.map((socket) => socket.closed));
       for (const instance of instances) await instance.service.close();
