@@ -65,6 +65,10 @@ if (values.start) {
     DATABASE_URL: databaseUrl,
     NATS_URL: values["nats-url"],
     JWT_SECRET: secret,
+    // the load comes from a few sockets far faster than any person types
+    WS_RATE_PER_SECOND: "100000",
+    WS_RATE_BURST: "100000",
+    WS_MAX_SOCKETS_PER_USER: "100000",
     ...Deno.env.toObject(),
   });
   wsBase = service.baseUrl.replace(/^http/, "ws");

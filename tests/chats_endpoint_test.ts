@@ -289,3 +289,25 @@ Deno.test("a vendor member's /v1/ws/chats/ socket hears of the vendor's new chat
   assert.equal(reply.sender_id, "agent-1");
   assert.deepEqual((await messageWithSeq(customer, reply.seq)).message, reply);
 });
+
+Deno.test("a message sent the instant a chat is created reaches an open chats socket once", async () => {
+  await using cluster = await startCluster();
+  await using watcher = await cluster.openChats("quick-vendor");
+  await watcher.nextOfType("chats");
+  const { chat: service } = cluster.main.service;
+  const chat = await service.createChat("quick-buyer", "quick-vendor");
+  // no await between creation and the sends: the socket is still taking the chat in
+  const membership = { chat, side: "customer" as const };
+  const actor = { user_id: "quick-buyer", membership };
+  const input = { receiver_id: "quick-vendor", media_type: "text" as const, media: null };
+  await Promise.all([
+    service.sendMessage(actor, { ...input, content: "one", client_id: "q1" }),
+    service.sendMessage(actor, { ...input, content: "two", client_id: "q2" }),
+  ]);
+  const first = await watcher.nextOfType("chat_message");
+  const second = await watcher.nextOfType("chat_message");
+  assert.deepEqual([first.message.seq, second.message.seq], [1, 2]);
+  // a barrier: a later message arrives next, so neither of the first two came twice
+  await service.sendMessage(actor, { ...input, content: "three", client_id: "q3" });
+  assert.equal((await watcher.nextOfType("chat_message")).message.seq, 3);
+});

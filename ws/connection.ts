@@ -53,10 +53,15 @@ export class Connection {
   #closed = false;
   /** Set by shutdown(): frames not yet started are dropped, unacknowledged. */
   #stopping = false;
+  /** Live events of chats being taken in after connect, held until their history is out. */
+  #adopting = new Map<string, Delivery[]>();
   /** Live events that arrived while the first frames were being prepared. */
   #early: Delivery[] = [];
-  /** Highest seq sent on the single-chat endpoint: the first page and live events overlap. */
-  #lastSeqSent = 0;
+  /**
+   * Highest seq sent per chat where a page from the store and live events overlap (the first
+   * page on the single-chat endpoint, the history of a chat taken in later).
+   */
+  #lastSeqSent = new Map<string, number>();
   #expiryTimer: ReturnType<typeof setTimeout> | undefined;
   #cleanups: Array<() => void> = [];
   #bucket: TokenBucket;
@@ -123,7 +128,7 @@ export class Connection {
         this.memberships.set(membership.chat.id, membership);
         await this.#follow([membership.chat.id]);
         const page = await service.history(membership.chat, { limit: 50 });
-        this.#lastSeqSent = page.items.at(-1)?.seq ?? 0;
+        this.#lastSeqSent.set(membership.chat.id, page.items.at(-1)?.seq ?? 0);
         this.#send({
           type: "latest_chat",
           chat_id: membership.chat.id,
@@ -170,9 +175,17 @@ export class Connection {
       this.#early.push(delivery);
       return;
     }
-    if (frame.type === "chat_message" && this.endpoint.kind === "chat") {
-      if (frame.message.seq <= this.#lastSeqSent) return;
-      this.#lastSeqSent = frame.message.seq;
+    const adopting = this.#adopting.get(frame.chat_id);
+    if (adopting) {
+      adopting.push(delivery);
+      return;
+    }
+    if (frame.type === "chat_message") {
+      const sent = this.#lastSeqSent.get(frame.chat_id);
+      if (sent !== undefined) {
+        if (frame.message.seq <= sent) return;
+        this.#lastSeqSent.set(frame.chat_id, frame.message.seq);
+      }
     }
     if (this.#sendText(delivery.text)) this.#delivered(delivery);
   }
@@ -208,14 +221,34 @@ export class Connection {
     }
   }
 
+  /**
+   * Takes in a chat created after this socket connected. Messages sent to it before the
+   * socket followed it come from the store; live events wait until they are out, and the
+   * ones those already covered are dropped.
+   */
   async #adoptChat(chatId: string): Promise<void> {
     if (this.#closed || this.memberships.has(chatId)) return;
+    const held: Delivery[] = [];
+    this.#adopting.set(chatId, held);
     try {
       const membership = await this.#deps.service.membership(this.userId, chatId);
       this.memberships.set(chatId, membership);
       await this.#follow([chatId]);
+      const page = await this.#deps.service.history(membership.chat, {
+        limit: 100,
+        after_seq: 0,
+      });
+      for (const message of page.items) {
+        this.#send({ type: "chat_message", chat_id: chatId, message });
+      }
+      // live events of messages the page already had are dropped, now and later
+      this.#lastSeqSent.set(chatId, page.items.at(-1)?.seq ?? 0);
+      this.#adopting.delete(chatId);
+      for (const delivery of held) this.#deliver(delivery);
     } catch (error) {
       this.#deps.onError(error, "adopt new chat");
+    } finally {
+      this.#adopting.delete(chatId);
     }
   }
 
