@@ -11,6 +11,14 @@ const MAX_BATCH = 500;
 /** Chat sides whose unread window is remembered; least recently used go first. */
 const MAX_CACHED_WINDOWS = 2_000;
 
+/** Batches written at the same time, each by its own connection. */
+const LANES = 2;
+
+interface Lane {
+  queue: Pending[];
+  writing: boolean;
+}
+
 interface Pending {
   message: NewMessage;
   resolve: (result: InsertedMessage) => void;
@@ -50,8 +58,11 @@ export function createMessageWriter(
   insertOne: (message: NewMessage) => Promise<InsertedMessage>,
   unreadOf: (chatId: string, side: Side) => Promise<UnreadSnapshot>,
 ) {
-  let queue: Pending[] = [];
-  let writing = false;
+  // Chats are spread over a few lanes, each writing one batch at a time: the database works
+  // on one batch while the results of another are being handed out. A chat stays in its lane,
+  // so its messages are written in arrival order.
+  const lanes: Lane[] = Array.from({ length: LANES }, () => ({ queue: [], writing: false }));
+  const laneOf = (chatId: string) => lanes[Number.parseInt(chatId.slice(0, 8), 16) % LANES]!;
   const windows = new Map<string, Window>();
 
   function remember(key: string, window: Window) {
@@ -238,20 +249,20 @@ export function createMessageWriter(
     });
   }
 
-  async function drain(): Promise<void> {
-    writing = true;
+  async function drain(lane: Lane): Promise<void> {
+    lane.writing = true;
     try {
-      while (queue.length > 0) {
+      while (lane.queue.length > 0) {
         // Messages that waited behind a batch the database never answered have been answered
         // `unavailable` already (see STORE_TIMEOUT_MS); writing them now would store what the
         // sender was told failed, so they are dropped and the sender's retry stores them.
         const now = performance.now();
-        for (const item of queue) {
+        for (const item of lane.queue) {
           if (item.expiresAt <= now) item.reject(new ChatError("unavailable", "write timed out"));
         }
-        queue = queue.filter((item) => item.expiresAt > now);
-        const batch = queue.slice(0, MAX_BATCH);
-        queue = queue.slice(batch.length);
+        lane.queue = lane.queue.filter((item) => item.expiresAt > now);
+        const batch = lane.queue.slice(0, MAX_BATCH);
+        lane.queue = lane.queue.slice(batch.length);
         if (batch.length === 0) break;
         try {
           await writeBatch(batch);
@@ -282,7 +293,7 @@ export function createMessageWriter(
         }
       }
     } finally {
-      writing = false;
+      lane.writing = false;
     }
   }
 
@@ -290,8 +301,14 @@ export function createMessageWriter(
     /** Stores a message with the next seq of its chat. `forbidden` when the sender is banned. */
     insert(message: NewMessage): Promise<InsertedMessage> {
       return new Promise((resolve, reject) => {
-        queue.push({ message, resolve, reject, expiresAt: performance.now() + STORE_TIMEOUT_MS });
-        if (!writing) void drain();
+        const lane = laneOf(message.chat_id);
+        lane.queue.push({
+          message,
+          resolve,
+          reject,
+          expiresAt: performance.now() + STORE_TIMEOUT_MS,
+        });
+        if (!lane.writing) void drain(lane);
       });
     },
   };

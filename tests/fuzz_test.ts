@@ -6,66 +6,12 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { z } from "zod";
-import { chatFrameSchema } from "../chat/events.ts";
-import { messageSchema } from "../chat/types.ts";
+import { serverFrameSchema } from "../protocol/server_frames.ts";
+import { actions } from "../ws/frames.ts";
 import { startCluster } from "./support/service.ts";
 import type { Frame } from "./support/ws_client.ts";
 
 const RUNS = Number(Deno.env.get("FUZZ_RUNS") ?? "60");
-
-const errorCodes = z.enum([
-  "invalid_json",
-  "invalid_frame",
-  "unknown_action",
-  "invalid_payload",
-  "not_found",
-  "forbidden",
-  "payload_too_large",
-  "unsupported_media",
-  "rate_limited",
-  "unavailable",
-  "internal",
-]);
-
-/** Every frame the server may send (protocol.md "Frames from the server"). */
-const serverFrameSchema = z.union([
-  chatFrameSchema,
-  z.object({
-    type: z.literal("latest_chat"),
-    chat_id: z.string(),
-    messages: z.array(messageSchema),
-    has_more: z.boolean(),
-  }).strict(),
-  z.object({ type: z.literal("chats"), chats: z.array(z.unknown()), has_more: z.boolean() }),
-  z.object({
-    type: z.literal("ack"),
-    request_id: z.string(),
-    action: z.string(),
-    message: messageSchema.optional(),
-  }).strict(),
-  z.object({
-    type: z.literal("error"),
-    code: errorCodes,
-    message: z.string(),
-    request_id: z.string().optional(),
-    action: z.string().optional(),
-    issues: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
-  }).strict(),
-]);
-
-const actions = [
-  "ping",
-  "load_latest_chat",
-  "send_message",
-  "read_message",
-  "read_up_to",
-  "delete_message",
-  "edit_message",
-  "unread_message",
-  "typing",
-  "list_chats",
-];
 
 /** Frames shaped like the contract's, with hostile values in every field. */
 const hostileValue = fc.oneof(
