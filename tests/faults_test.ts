@@ -1,0 +1,315 @@
+/**
+ * Fault tests: PostgreSQL cut, stalled and restored under a running service, and NATS stopped
+ * and started again between two instances. The database is reached through the tests' TCP
+ * proxy (support/tcp_proxy.ts, in the manner of toxiproxy); NATS is a private `nats-server`.
+ * With FAULT_FIGURES=1 the measured times are printed.
+ */
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import { failure, Status } from "./support/admin_client.ts";
+import { startNatsServer } from "./support/nats_server.ts";
+import { sample } from "./support/service_process.ts";
+import { startCluster, type TestCluster } from "./support/service.ts";
+import { joinChat, messageWithSeq, refused, sendText } from "./support/steps.ts";
+import { startTcpProxy } from "./support/tcp_proxy.ts";
+import type { Frame, TestSocket } from "./support/ws_client.ts";
+
+function report(line: string) {
+  if (Deno.env.get("FAULT_FIGURES") === "1") console.log(`[figures] ${line}`);
+}
+
+const settings = {
+  // a handful of frames: the rate limit is not under test
+  WS_RATE_PER_SECOND: "100000",
+  WS_RATE_BURST: "100000",
+  // After a lost connection postgres.js's `end()` waits for the shutdown deadline (a quirk of
+  // the library under Deno's node:net); a short deadline keeps these tests short.
+  SHUTDOWN_TIMEOUT_SECONDS: "1",
+};
+
+/** A cluster whose one instance reaches its database through a proxy the test controls. */
+async function clusterBehindProxy(options: { grpc?: boolean } = {}) {
+  const cluster = await startCluster({
+    instances: 0,
+    nats: false,
+    env: settings,
+    ...(options.grpc ? { grpc: true } : {}),
+  });
+  const target = new URL(cluster.databaseUrl);
+  const proxy = startTcpProxy({ hostname: target.hostname, port: Number(target.port) || 5432 });
+  const proxied = new URL(cluster.databaseUrl);
+  proxied.hostname = "127.0.0.1";
+  proxied.port = String(proxy.port);
+  try {
+    await cluster.startInstance({ DATABASE_URL: proxied.toString() });
+  } catch (error) {
+    await cluster[Symbol.asyncDispose]();
+    await proxy[Symbol.asyncDispose]();
+    throw error;
+  }
+  return {
+    cluster,
+    proxy,
+    async [Symbol.asyncDispose]() {
+      proxy.restore();
+      await cluster[Symbol.asyncDispose]();
+      await proxy[Symbol.asyncDispose]();
+    },
+  };
+}
+
+async function readyz(cluster: TestCluster, instance = 0) {
+  const response = await fetch(`${cluster.instances[instance]!.httpUrl}/readyz`);
+  return { status: response.status, body: await response.json() };
+}
+
+async function metric(cluster: TestCluster, instance: number, series: string) {
+  const response = await fetch(`${cluster.instances[instance]!.httpUrl}/metrics`);
+  return sample(await response.text(), series);
+}
+
+/** Runs `work`; its result and how long it took, in ms. */
+async function timed<T>(work: () => Promise<T>): Promise<[T, number]> {
+  const start = performance.now();
+  const result = await work();
+  return [result, Math.round(performance.now() - start)];
+}
+
+function textTo(receiverId: string, content: string, extra: Frame = {}): Frame {
+  return { action: "send_message", receiver_id: receiverId, media_type: "text", content, ...extra };
+}
+
+/** Sends a frame and waits up to `ms` for its ack or error (longer than `request` would). */
+function reply(socket: TestSocket, frame: Frame, ms: number): Promise<Frame> {
+  const request_id = crypto.randomUUID();
+  socket.send({ ...frame, request_id });
+  return socket.next(
+    (candidate) =>
+      (candidate.type === "ack" || candidate.type === "error") &&
+      candidate.request_id === request_id,
+    `the reply to ${frame.action}`,
+    ms,
+  );
+}
+
+async function rowsByClientId(databaseUrl: string, chatId: string) {
+  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  try {
+    const rows = await sql<Array<{ client_id: string; count: number }>>`
+      select client_id, count(*)::int as count from messages
+      where chat_id = ${chatId} and client_id is not null
+      group by client_id order by client_id`;
+    return [...rows];
+  } finally {
+    await sql.end();
+  }
+}
+
+Deno.test("with PostgreSQL cut, every action answers unavailable at once, /readyz is 503, and the service recovers by itself", async () => {
+  await using setup = await clusterBehindProxy({ grpc: true });
+  const { cluster, proxy } = setup;
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  await using alice = await joinChat(cluster, "alice", chat.id);
+  await using acme = await joinChat(cluster, "acme", chat.id);
+  const first = await sendText(alice, "acme", "before the cut");
+  await acme.nextOfType("chat_message");
+  const admin = await cluster.admin();
+
+  await proxy.cut();
+  const [error, unavailableMs] = await timed(() =>
+    refused(alice, textTo("acme", "during the cut", { client_id: "c-1" }), "unavailable")
+  );
+  assert.equal(error.action, "send_message");
+  assert.ok(unavailableMs < 2_500, `answered after ${unavailableMs} ms`);
+  report(`PostgreSQL cut: send_message answered unavailable after ${unavailableMs} ms`);
+  const others: Frame[] = [
+    { action: "load_latest_chat" },
+    { action: "unread_message" },
+    { action: "read_message", message_id: first.id },
+    { action: "read_up_to", seq: 1 },
+    { action: "edit_message", message_id: first.id, content: "changed" },
+    { action: "delete_message", message_id: first.id },
+  ];
+  for (const frame of others) await refused(acme, frame, "unavailable");
+  // many in a row: the driver's reconnect backoff must not grow into a hang
+  for (let n = 0; n < 20; n++) {
+    const [, ms] = await timed(() => refused(alice, textTo("acme", `retry ${n}`), "unavailable"));
+    assert.ok(ms < 2_500, `attempt ${n} answered after ${ms} ms`);
+  }
+  const rpc = await failure(admin.call("GetChat", { chat_id: chat.id }));
+  assert.equal(rpc.code, Status.UNAVAILABLE);
+  const media = await fetch(`${cluster.main.httpUrl}/v1/media/${crypto.randomUUID()}`, {
+    headers: { authorization: `Bearer ${await cluster.token("alice")}` },
+  });
+  assert.equal(media.status, 503);
+  await media.body?.cancel();
+  assert.deepEqual(await readyz(cluster), {
+    status: 503,
+    body: { ready: false, checks: { database: false }, reason: "not answering: database" },
+  });
+  const health = await fetch(`${cluster.main.httpUrl}/healthz`);
+  assert.equal(health.status, 200, "the process is alive; only readiness fails");
+  await health.body?.cancel();
+  const late = await cluster.openChat("acme", chat.id);
+  assert.equal((await late.closed).code, 1013, "a socket that cannot be set up is told to retry");
+
+  proxy.restore();
+  const restoredAt = performance.now();
+  // the first query may still meet a connection that died with the cut: retry as a client would
+  let retried: Frame | undefined;
+  for (let attempt = 0; attempt < 5 && !retried; attempt++) {
+    const answer = await alice.request(textTo("acme", "during the cut", { client_id: "c-1" }));
+    if (answer.type === "ack") retried = answer.message;
+    else assert.equal(answer.code, "unavailable");
+  }
+  report(
+    `PostgreSQL restored: the retried send was acknowledged after ${
+      Math.round(performance.now() - restoredAt)
+    } ms`,
+  );
+  assert.equal(retried?.seq, 2, "nothing sent during the cut was stored");
+  assert.equal((await acme.nextOfType("chat_message")).message.id, retried.id);
+  assert.equal((await readyz(cluster)).status, 200);
+  assert.equal((await admin.call("GetChat", { chat_id: chat.id })).id, chat.id);
+  await using again = await joinChat(cluster, "acme", chat.id);
+  assert.equal((await acme.request({ action: "read_up_to", seq: 2 })).type, "ack");
+  assert.equal((await again.nextOfType("messages_read")).count, 2);
+});
+
+Deno.test("with PostgreSQL stalled, sends answer unavailable within the store timeout and retries store each message once", async () => {
+  await using setup = await clusterBehindProxy();
+  const { cluster, proxy } = setup;
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  await using alice = await joinChat(cluster, "alice", chat.id);
+  await using acme = await joinChat(cluster, "acme", chat.id);
+  await sendText(alice, "acme", "before the stall");
+  for (const socket of [alice, acme]) await messageWithSeq(socket, 1);
+
+  // packets dropped, connections open: nothing closes, nothing answers
+  proxy.stall();
+  const inFlight = reply(alice, textTo("acme", "in flight", { client_id: "s-1" }), 15_000);
+  await proxy.held();
+  // from another socket (one socket's frames are handled one at a time): waits behind the first
+  const queued = reply(acme, textTo("alice", "queued", { client_id: "s-2" }), 15_000);
+  const [[first, second], unavailableMs] = await timed(() => Promise.all([inFlight, queued]));
+  report(`PostgreSQL stalled: both sends answered unavailable after ${unavailableMs} ms`);
+  assert.equal(first.code, "unavailable");
+  assert.equal(second.code, "unavailable");
+  assert.ok(unavailableMs < 7_000, `answered after ${unavailableMs} ms`);
+
+  proxy.restore();
+  // The write in flight reaches the database after all (its outcome was unknown to the
+  // sender); the queued one was dropped. Retried with their client_ids, each is stored once.
+  const [[retriedFirst, retriedSecond], recoveryMs] = await timed(() =>
+    Promise.all([
+      sendText(alice, "acme", "in flight", { client_id: "s-1" }),
+      sendText(acme, "alice", "queued", { client_id: "s-2" }),
+    ])
+  );
+  report(`PostgreSQL un-stalled: both retries were acknowledged after ${recoveryMs} ms`);
+  assert.deepEqual([retriedFirst.seq, retriedSecond.seq], [2, 3]);
+  for (const socket of [alice, acme]) {
+    for (const seq of [2, 3]) await messageWithSeq(socket, seq);
+    assert.deepEqual(socket.pending("chat_message"), [], "each message arrived once");
+  }
+  assert.deepEqual(await rowsByClientId(cluster.databaseUrl, chat.id), [
+    { client_id: "s-1", count: 1 },
+    { client_id: "s-2", count: 1 },
+  ]);
+});
+
+Deno.test("with NATS away, the sending instance's sockets still get every message, and another instance's catch up in seq order once NATS is back", async () => {
+  await using nats = await startNatsServer();
+  await using cluster = await startCluster({
+    instances: 2,
+    env: { ...settings, NATS_URL: nats.url },
+  });
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  await using alice = await joinChat(cluster, "alice", chat.id, 0);
+  await using aliceTablet = await joinChat(cluster, "alice", chat.id, 0);
+  await using acme = await joinChat(cluster, "acme", chat.id, 1);
+  await sendText(alice, "acme", "m1");
+  await messageWithSeq(acme, 1);
+  await messageWithSeq(aliceTablet, 1);
+
+  await nats.stop();
+  const missed = 20;
+  for (let n = 2; n <= missed + 1; n++) await sendText(alice, "acme", `m${n}`);
+  for (let seq = 2; seq <= missed + 1; seq++) {
+    assert.equal((await aliceTablet.nextOfType("chat_message")).message.seq, seq);
+  }
+  for (const instance of [0, 1]) {
+    const { status, body } = await readyz(cluster, instance);
+    assert.equal(status, 503);
+    assert.equal(body.reason, "not answering: nats");
+  }
+
+  const restartedAt = performance.now();
+  await nats.start();
+  const caughtUp: number[] = [];
+  for (let n = 0; n < missed; n++) {
+    caughtUp.push((await acme.nextOfType("chat_message", 15_000)).message.seq);
+  }
+  report(
+    `NATS restarted: the other instance's socket had all ${missed} missed messages ${
+      Math.round(performance.now() - restartedAt)
+    } ms later`,
+  );
+  assert.deepEqual(caughtUp, Array.from({ length: missed }, (_, index) => index + 2));
+
+  // both ways across instances again (so both have reconnected), and the store agrees with
+  // what the socket saw
+  await sendText(alice, "acme", "after");
+  await messageWithSeq(acme, missed + 2);
+  await sendText(acme, "alice", "reply");
+  await messageWithSeq(alice, missed + 3);
+  await messageWithSeq(acme, missed + 3);
+  for (const instance of [0, 1]) {
+    assert.equal(await metric(cluster, instance, "chat_nats_reconnects_total"), 1);
+    assert.equal((await readyz(cluster, instance)).status, 200);
+  }
+  assert.equal((await acme.request({ action: "load_latest_chat", after_seq: 0 })).type, "ack");
+  const page = await acme.nextOfType("latest_chat");
+  assert.deepEqual(
+    page.messages.map((message: Frame) => message.seq),
+    Array.from({ length: missed + 3 }, (_, index) => index + 1),
+  );
+  assert.deepEqual(acme.pending("chat_message"), [], "no message reached the socket twice");
+});
+
+Deno.test("an instance cut off from NATS while the others publish catches its sockets up from the store on reconnect", async () => {
+  await using nats = await startNatsServer();
+  const target = new URL(nats.url);
+  await using proxy = startTcpProxy({ hostname: target.hostname, port: Number(target.port) });
+  await using cluster = await startCluster({ instances: 0, env: settings });
+  await cluster.startInstance({ NATS_URL: nats.url });
+  await cluster.startInstance({ NATS_URL: `nats://127.0.0.1:${proxy.port}` });
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  await using alice = await joinChat(cluster, "alice", chat.id, 0);
+  await using acme = await joinChat(cluster, "acme", chat.id, 1);
+  await sendText(alice, "acme", "m1");
+  await messageWithSeq(acme, 1);
+
+  // Only the second instance loses NATS: the first publishes on, and what it publishes
+  // meanwhile never reaches the second through the bus.
+  await proxy.cut();
+  const missed = 10;
+  for (let n = 2; n <= missed + 1; n++) await sendText(alice, "acme", `m${n}`);
+  assert.equal((await readyz(cluster, 1)).status, 503);
+  assert.equal((await readyz(cluster, 0)).status, 200);
+
+  const restoredAt = performance.now();
+  proxy.restore();
+  for (let seq = 2; seq <= missed + 1; seq++) {
+    assert.equal((await acme.nextOfType("chat_message", 15_000)).message.seq, seq);
+  }
+  report(
+    `NATS cut to one instance: its socket had the ${missed} messages from the store ${
+      Math.round(performance.now() - restoredAt)
+    } ms after the cut was restored`,
+  );
+  assert.equal(await metric(cluster, 1, "chat_nats_reconnects_total"), 1);
+  await sendText(alice, "acme", "after");
+  await messageWithSeq(acme, missed + 2);
+  assert.deepEqual(acme.pending("chat_message"), [], "no message reached the socket twice");
+});
