@@ -23,6 +23,13 @@ export interface NatsBusOptions {
 
 /** Between reconnect attempts; short, because while disconnected remote payloads are lost. */
 const RECONNECT_WAIT_MS = 1_000;
+/**
+ * nats.js writes what was published in one task together, unless the pending bytes pass its
+ * (undocumented) `pendingLimit`, 32 KiB by default; unread pushes are tens of KiB each, so at
+ * that limit nearly every publish became a write of its own.
+ */
+const writeCoalescing = { pendingLimit: 1024 * 1024 };
+
 /** The longest `check()` waits for the server to answer. */
 const CHECK_TIMEOUT_MS = 2_000;
 
@@ -43,6 +50,7 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
       noEcho: true,
       maxReconnectAttempts: -1,
       reconnectTimeWait: RECONNECT_WAIT_MS,
+      ...writeCoalescing,
     });
   } catch (cause) {
     throw new ChatError("unavailable", `cannot connect to NATS at ${options.servers}`, { cause });
