@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { startCluster } from "./support/service.ts";
+import { within } from "./support/wait.ts";
 import { TestSocket } from "./support/ws_client.ts";
 
 Deno.test("a socket over its rate gets rate_limited, and one that keeps flooding is closed 4429", async () => {
@@ -70,4 +71,71 @@ Deno.test("a socket from an origin not allowed is refused at the upgrade", async
   await assert.rejects(TestSocket.open(url, { token, origin: "https://evil.example" }));
   await using allowed = await TestSocket.open(url, { token, origin: "https://shop.example" });
   await allowed.nextOfType("latest_chat");
+});
+
+/** Open sockets of an instance, from its own metrics. */
+async function openSockets(httpUrl: string): Promise<number> {
+  const text = await (await fetch(`${httpUrl}/metrics`)).text();
+  let total = 0;
+  for (const line of text.split("\n")) {
+    if (line.startsWith("chat_ws_open_sockets{")) total += Number(line.split(" ").at(-1));
+  }
+  return total;
+}
+
+Deno.test("a reader that stops reading is closed with 1013 instead of buffering without bound", async () => {
+  await using cluster = await startCluster({
+    nats: false,
+    env: {
+      WS_MAX_BUFFERED_BYTES: "65536",
+      WS_RATE_PER_SECOND: "100000",
+      WS_RATE_BURST: "100000",
+    },
+  });
+  const chat = await cluster.main.service.chat.createChat("talker", "sleeper");
+  // a client that completes the handshake and then never reads again
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  const token = await cluster.token("sleeper");
+  await conn.write(new TextEncoder().encode(
+    `GET /v1/ws/chat/${chat.id}/?token=${token} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n` +
+      `Connection: Upgrade\r\nSec-WebSocket-Key: ${btoa("0123456789abcdef")}\r\n` +
+      "Sec-WebSocket-Version: 13\r\n\r\n",
+  ));
+  await using talker = await cluster.openChat("talker", chat.id);
+  await talker.nextOfType("unread_messages");
+  assert.equal(await openSockets(cluster.main.httpUrl), 2);
+  // every message sends the sleeper a chat_message and an unread push of up to 50 messages
+  let sent = 0;
+  while (await openSockets(cluster.main.httpUrl) === 2) {
+    assert.ok(++sent <= 2_000, "the slow reader was never let go");
+    const ack = await talker.request({
+      action: "send_message",
+      receiver_id: "sleeper",
+      media_type: "text",
+      content: "x".repeat(3_000),
+    });
+    assert.equal(ack.type, "ack");
+  }
+  // the talker was not held up; once the sleeper reads again, its stream ends in a 1013 close
+  const reader = conn.readable.getReader();
+  const closeFrame = (async () => {
+    let tail = new Uint8Array(0);
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return false;
+      const joined = new Uint8Array(tail.length + value.length);
+      joined.set(tail);
+      joined.set(value, tail.length);
+      // a server frame: 0x88 (FIN, close), length, then the code 1013 = 0x03f5
+      for (let i = 0; i + 3 < joined.length; i++) {
+        if (joined[i] === 0x88 && joined[i + 2] === 0x03 && joined[i + 3] === 0xf5) return true;
+      }
+      tail = joined.slice(-4);
+    }
+  })();
+  try {
+    assert.equal(await within(closeFrame, 10_000, "the close frame"), true);
+  } finally {
+    await reader.cancel();
+  }
 });
