@@ -125,8 +125,10 @@ export async function startService(config: Config): Promise<RunningService> {
         onReconnect: () => {
           metrics.natsReconnects.inc();
           logger("bus").info("reconnected to NATS");
-          // what other instances published meanwhile is in the store
+          // what other instances published meanwhile is in the store; what this one published
+          // meanwhile, the others learn of from each chat's newest message sent again
           feed?.catchUp().catch((error) => logError(error, "catch up after reconnect"));
+          feed?.republishRecent();
         },
       });
     } else {

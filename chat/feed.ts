@@ -23,6 +23,10 @@ export interface FeedOptions {
   onError?: (error: unknown, context: string) => void;
 }
 
+/** How far back republishRecent() looks: longer than a NATS reconnect takes. */
+const RECENT_MS = 120_000;
+const MAX_RECENT = 50_000;
+
 interface ChatEntry {
   listeners: Set<ChatListener>;
   /** seq of the last chat_message delivered; null until the baseline is read. */
@@ -52,6 +56,17 @@ export function createChatFeed(
   const chats = new Map<string, ChatEntry>();
   const decoder = new TextDecoder();
   const encoder = new TextEncoder();
+  /** Each chat's newest message as this instance published it, for republishRecent(). */
+  const recent = new Map<string, { payload: Uint8Array; at: number }>();
+  function rememberNewest(chatId: string, payload: Uint8Array) {
+    recent.delete(chatId);
+    recent.set(chatId, { payload, at: Date.now() });
+    // oldest first: drop what is past the window, and never keep more than a bound
+    for (const [oldest, entry] of recent) {
+      if (recent.size <= MAX_RECENT && entry.at >= Date.now() - RECENT_MS) break;
+      recent.delete(oldest);
+    }
+  }
   /** The event this instance is publishing right now: the bus hands it back synchronously. */
   let publishing: { payload: Uint8Array; delivery: Delivery } | undefined;
 
@@ -217,6 +232,21 @@ export function createChatFeed(
         bus.publish(subjects.chat(chatId), payload);
       } finally {
         publishing = undefined;
+      }
+      if (envelope.frame.type === "chat_message") rememberNewest(chatId, payload);
+    },
+
+    /**
+     * After this instance's bus came back: what it published while away never reached the
+     * others (the NATS client drops its buffer when it redials). Sending each recently active
+     * chat's newest message again lets every other instance see the gap and read the missing
+     * messages from the store; where nothing is missing it is a duplicate, and dropped.
+     */
+    republishRecent(): void {
+      const since = Date.now() - RECENT_MS;
+      for (const [chatId, { payload, at }] of recent) {
+        if (at < since) recent.delete(chatId);
+        else bus.publish(subjects.chat(chatId), payload);
       }
     },
 
