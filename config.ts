@@ -75,7 +75,7 @@ const settings = z.object({
   WS_MAX_SOCKETS_PER_USER: z.coerce.number().int().positive().default(20),
   /** Bytes waiting to be sent to one socket before it counts as a slow reader and is closed. */
   WS_MAX_BUFFERED_BYTES: bytes.default(16 * 1024 * 1024),
-  SHUTDOWN_TIMEOUT_SECONDS: seconds.default(10),
+  SHUTDOWN_TIMEOUT: seconds.default(10),
 });
 
 /** Every setting of the service, read from the environment and nowhere else. */

@@ -14,7 +14,7 @@ Deno.test("loadConfig names the variable of a wrong value in one line", () => {
     [{ DATABASE_URL: "mysql://db/chat" }, "DATABASE_URL"],
     [{ LOG_LEVEL: "loud" }, "LOG_LEVEL"],
     [{ JWT_SECRET: "short" }, "JWT_SECRET"],
-    [{ SHUTDOWN_TIMEOUT_SECONDS: "-1" }, "SHUTDOWN_TIMEOUT_SECONDS"],
+    [{ SHUTDOWN_TIMEOUT: "-1" }, "SHUTDOWN_TIMEOUT"],
   ];
   for (const [change, variable] of cases) {
     assert.throws(

@@ -75,13 +75,13 @@ export async function startService(config: Config): Promise<RunningService> {
   const instanceId = crypto.randomUUID();
   /**
    * Each step waits for its work until the deadline, then forces. The deadline comes a little
-   * before SHUTDOWN_TIMEOUT_SECONDS: what is cut then still needs a moment to close (close
+   * before SHUTDOWN_TIMEOUT: what is cut then still needs a moment to close (close
    * frames, the database pool), and all of it must be over within the timeout.
    */
   const cleanup: Array<(deadline: AbortSignal) => Promise<void>> = [];
   let deadlineAt = 0;
   const closeAll = async () => {
-    const timeoutMs = config.SHUTDOWN_TIMEOUT_SECONDS * 1000;
+    const timeoutMs = config.SHUTDOWN_TIMEOUT * 1000;
     deadlineAt = Date.now() + timeoutMs;
     const deadline = AbortSignal.timeout(timeoutMs - Math.min(1_000, timeoutMs / 2));
     for (const step of cleanup.splice(0).reverse()) {
@@ -223,7 +223,7 @@ export async function startService(config: Config): Promise<RunningService> {
           ? { tls: { cert: config.GRPC_TLS_CERT, key: config.GRPC_TLS_KEY } }
           : {}),
         watchBuffer: config.GRPC_WATCH_BUFFER,
-        shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_SECONDS * 1000,
+        shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT * 1000,
       });
       cleanup.push((deadline) => admin.close(deadline));
       grpcPort = admin.port;
@@ -278,7 +278,7 @@ if (import.meta.main) {
     const backstop = setTimeout(() => {
       log.error("shutdown overran its deadline; exiting");
       Deno.exit(1);
-    }, config.SHUTDOWN_TIMEOUT_SECONDS * 1000 + 2_000);
+    }, config.SHUTDOWN_TIMEOUT * 1000 + 2_000);
     await service.close();
     clearTimeout(backstop);
     log.info("stopped");

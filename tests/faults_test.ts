@@ -24,7 +24,7 @@ const settings = {
   WS_RATE_BURST: "100000",
   // After a lost connection postgres.js's `end()` waits for the shutdown deadline (a quirk of
   // the library under Deno's node:net); a short deadline keeps these tests short.
-  SHUTDOWN_TIMEOUT_SECONDS: "1",
+  SHUTDOWN_TIMEOUT: "1",
 };
 
 /** A cluster whose one instance reaches its database through a proxy the test controls. */

@@ -13,7 +13,7 @@ import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { within } from "./support/wait.ts";
 import { TestSocket } from "./support/ws_client.ts";
 
-const SHUTDOWN_TIMEOUT_SECONDS = 5;
+const SHUTDOWN_TIMEOUT = 5;
 
 interface Acked {
   id: string;
@@ -94,7 +94,7 @@ async function stopUnderLoad(signal: Deno.Signal, chatCount: number, target: num
   await using nats = await startNatsServer();
   const env: Record<string, string> = {
     ...serviceEnvironment({ databaseUrl: database.url, natsUrl: nats.url }),
-    SHUTDOWN_TIMEOUT_SECONDS: String(SHUTDOWN_TIMEOUT_SECONDS),
+    SHUTDOWN_TIMEOUT: String(SHUTDOWN_TIMEOUT),
     // the load is the point here, not the per-socket rate limit
     WS_RATE_PER_SECOND: "100000",
     WS_RATE_BURST: "100000",
@@ -115,11 +115,11 @@ async function stopUnderLoad(signal: Deno.Signal, chatCount: number, target: num
 
     const signalledAt = performance.now();
     service.kill(signal);
-    const status = await within(service.status, (SHUTDOWN_TIMEOUT_SECONDS + 3) * 1000, "the exit");
+    const status = await within(service.status, (SHUTDOWN_TIMEOUT + 3) * 1000, "the exit");
     const elapsedMs = performance.now() - signalledAt;
     assert.equal(status.code, 0);
     assert.ok(
-      elapsedMs < SHUTDOWN_TIMEOUT_SECONDS * 1000 + 1_000,
+      elapsedMs < SHUTDOWN_TIMEOUT * 1000 + 1_000,
       `exited after ${Math.round(elapsedMs)} ms`,
     );
 
@@ -164,7 +164,7 @@ Deno.test("SIGINT stops the service the same way", async () => {
   await stopUnderLoad("SIGINT", 1, 10);
 });
 
-Deno.test("a write that hangs past SHUTDOWN_TIMEOUT_SECONDS is cut: sockets get 1012, the process exits 0 in time, nothing is half-written", async () => {
+Deno.test("a write that hangs past SHUTDOWN_TIMEOUT is cut: sockets get 1012, the process exits 0 in time, nothing is half-written", async () => {
   await using database = await freshDatabase();
   const target = new URL(database.url);
   await using proxy = startTcpProxy({
@@ -177,7 +177,7 @@ Deno.test("a write that hangs past SHUTDOWN_TIMEOUT_SECONDS is cut: sockets get 
   const timeoutSeconds = 2;
   const env: Record<string, string> = {
     ...serviceEnvironment({ databaseUrl: proxied.toString() }),
-    SHUTDOWN_TIMEOUT_SECONDS: String(timeoutSeconds),
+    SHUTDOWN_TIMEOUT: String(timeoutSeconds),
     // no gRPC health poller: the only query the stalled database sees is the test's write
     GRPC_ENABLED: "0",
   };

@@ -194,7 +194,7 @@ export function serviceEnvironment(
     GRPC_PORT: String(freePort()),
     GRPC_ADMIN_TOKEN: crypto.randomUUID(),
     LOG_LEVEL: "debug",
-    SHUTDOWN_TIMEOUT_SECONDS: "5",
+    SHUTDOWN_TIMEOUT: "5",
     ...(options.natsUrl === undefined ? {} : { NATS_URL: options.natsUrl }),
   };
 }
