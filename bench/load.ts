@@ -1,4 +1,4 @@
-import { type ChatClient, ClientClosedError, createChatClient } from "../client/mod.ts";
+import { Participant } from "./participant.ts";
 import { type BenchChat, tokenFor } from "./setup.ts";
 import { summarize, type Summary } from "./stats.ts";
 
@@ -26,15 +26,17 @@ export interface LoadResult {
   lost: number;
   /** Messages the clients dropped as already seen (the service sent them twice). */
   duplicates: number;
-  /** seq gaps the clients had to fill from the store (the service skipped or reordered). */
+  /** Messages that came after a seq gap or behind a later one (the service skipped or reordered). */
   outOfOrder: number;
+  /** `unread_messages` frames the receivers got (one per message delivered, by the contract). */
+  unreadPushes: number;
   errors: number;
   latencyMs: Summary;
   ackMs: Summary;
 }
 
 interface Side {
-  client: ChatClient;
+  client: Participant;
   userId: string;
 }
 
@@ -45,45 +47,34 @@ interface Pair {
 }
 
 /**
- * Drives chats with both sides connected through the client library (client/), over real
- * WebSockets; sends alternate sides. The clients release messages once and in order, so what
- * the service got wrong shows in their counts of duplicates and filled gaps.
+ * Drives chats with both sides connected over real WebSockets (a lean participant, see
+ * participant.ts); sends alternate sides. Each socket checks the seq of every message it gets,
+ * so what the service got wrong shows in the counts of duplicates and out-of-order messages.
  */
 export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const sentAt = new Map<string, number>();
   const latencies: number[] = [];
   const ackTimes: number[] = [];
-  let sent = 0, stored = 0, delivered = 0, errors = 0, readErrors = 0;
+  let sent = 0, stored = 0, delivered = 0, errors = 0;
   let inFlight = 0;
   let wake: (() => void) | undefined;
   let counter = 0;
 
   async function open(chat: BenchChat, userId: string): Promise<Side> {
-    const client = createChatClient({
-      url: options.wsBase,
-      token: await tokenFor(options.secret, userId),
-      chatId: chat.id,
-      // a service under load may answer late; late is measured, not an error
-      timeoutMs: 120_000,
-    });
-    await client.ready();
-    return { client, userId };
+    const token = await tokenFor(options.secret, userId);
+    return { client: await Participant.open(options.wsBase, chat.id, token), userId };
   }
 
   function listen(me: Side, other: Side) {
-    me.client.on("chat_message", ({ message }) => {
+    me.client.onMessage((message) => {
       if (message.sender_id !== other.userId) return;
       const start = message.client_id === null ? undefined : sentAt.get(message.client_id);
       if (start !== undefined) {
         latencies.push(performance.now() - start);
         delivered++;
       }
-      if (options.markRead) {
-        me.client.request({ action: "read_message", message_id: message.id }).catch((error) => {
-          // reads still in flight when the run ends are cut by close(): not the service's error
-          if (!(error instanceof ClientClosedError)) readErrors++;
-        });
-      }
+      // a failed read comes back as an error frame, counted by the participant
+      if (options.markRead) me.client.send({ action: "read_message", message_id: message.id });
     });
   }
 
@@ -118,6 +109,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     inFlight++;
     from.client.request({
       action: "send_message",
+      request_id: id,
       client_id: id,
       receiver_id: to.userId,
       media_type: "text",
@@ -170,8 +162,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   }
   const elapsed = (endAt - started) / 1000;
   const clients = pairs.flatMap((pair) => [pair.customer.client, pair.vendor.client]);
-  const duplicates = clients.reduce((sum, client) => sum + client.stats.duplicates, 0);
-  const outOfOrder = clients.reduce((sum, client) => sum + client.stats.gapsFilled, 0);
+  const total = (count: (client: Participant) => number) =>
+    clients.reduce((sum, client) => sum + count(client), 0);
   await Promise.all(clients.map((client) => client.close()));
   return {
     mode: options.rate ? `open loop ${options.rate}/s` : `closed loop ${options.concurrency}`,
@@ -181,9 +173,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     storedPerSecond: Math.round(stored / elapsed),
     deliveredPerSecond: Math.round(delivered / elapsed),
     lost: stored - delivered,
-    duplicates,
-    outOfOrder,
-    errors: errors + readErrors,
+    duplicates: total((client) => client.stats.duplicates),
+    outOfOrder: total((client) => client.stats.outOfOrder),
+    unreadPushes: total((client) => client.stats.unreadPushes),
+    errors: errors + total((client) => client.stats.errors),
     latencyMs: summarize(latencies),
     ackMs: summarize(ackTimes),
   };

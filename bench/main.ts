@@ -178,6 +178,7 @@ function printTable(r: Record<string, unknown>) {
       `${name}: lost, duplicated, out of order, errors`,
       `${x.lost}, ${x.duplicates}, ${x.outOfOrder}, ${x.errors}`,
     ]);
+    rows.push([`${name}: unread pushes received`, String(x.unreadPushes)]);
   }
   const connect = r.connectMs as Record<string, { p50: number; p99: number }> | undefined;
   for (const [key, value] of Object.entries(connect ?? {})) {
