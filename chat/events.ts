@@ -1,11 +1,11 @@
 import { z } from "zod";
-import { chatSchema, messageSchema, sideSchema } from "./types.ts";
+import { chatSchema, messageSchema, sideSchema, UNREAD_PREVIEW_LIMIT } from "./types.ts";
 
 const isoTime = z.iso.datetime({ offset: true });
 
 /**
  * Events of one chat, in their wire form: each is sent to sockets exactly as it is here,
- * serialised once per instance.
+ * serialised once per instance. (The unread push is not among them: see `unread` below.)
  */
 export const chatFrameSchema = z.discriminatedUnion("type", [
   z.object({ type: z.literal("chat_message"), chat_id: z.string(), message: messageSchema }),
@@ -40,12 +40,6 @@ export const chatFrameSchema = z.discriminatedUnion("type", [
     user_id: z.string(),
     is_typing: z.boolean(),
   }),
-  z.object({
-    type: z.literal("unread_messages"),
-    chat_id: z.string(),
-    count: z.number().int().nonnegative(),
-    messages: z.array(messageSchema),
-  }),
 ]);
 export type ChatFrame = z.infer<typeof chatFrameSchema>;
 
@@ -57,11 +51,27 @@ export const audienceSchema = z.discriminatedUnion("to", [
 ]);
 export type Audience = z.infer<typeof audienceSchema>;
 
+/**
+ * The receiver side's unread messages right after a new message: what the contract's
+ * `unread_messages` push carries, with the messages named by seq. Every instance following
+ * the chat has seen them as `chat_message` events (or reads them from the store), so the
+ * push, tens of KiB with each message, never travels on the bus.
+ */
+export const unreadSummarySchema = z.object({
+  side: sideSchema,
+  count: z.number().int().nonnegative(),
+  /** Oldest first, at most the preview's limit. */
+  seqs: z.array(z.number().int().positive()).max(UNREAD_PREVIEW_LIMIT),
+});
+export type UnreadSummary = z.infer<typeof unreadSummarySchema>;
+
 /** What travels on a chat's bus subject. */
 export const chatEnvelopeSchema = z.object({
   chat: z.object({ user_id: z.string(), vendor_id: z.string() }),
   audience: audienceSchema,
   frame: chatFrameSchema,
+  /** On a `chat_message`: the push owed to the receiver's side once it is delivered. */
+  unread: unreadSummarySchema.optional(),
   /** Publisher's clock (ms since epoch), for the fan-out latency figure. */
   sent_at: z.number(),
 });

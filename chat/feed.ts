@@ -1,17 +1,31 @@
 import {
   type ChatEnvelope,
   chatEnvelopeSchema,
+  type ChatFrame,
   type UserEvent,
   userEventSchema,
 } from "./events.ts";
-import type { ChatStore, EventBus, Subjects } from "./ports.ts";
-import { toClientMessage } from "./types.ts";
+import type { ChatStore, EventBus, SerialisedEvent, Subjects } from "./ports.ts";
+import { type Side, toClientMessage, UNREAD_PREVIEW_LIMIT } from "./types.ts";
+
+/** The `unread_messages` push as the feed hands it to sockets: its messages are in the text. */
+export interface UnreadPushFrame {
+  type: "unread_messages";
+  chat_id: string;
+  count: number;
+}
+
+export type DeliveredEnvelope = Omit<ChatEnvelope, "frame"> & {
+  frame: ChatFrame | UnreadPushFrame;
+};
 
 /** One event of a chat as this instance received it; its wire text is made once for all sockets. */
 export interface Delivery {
-  readonly envelope: ChatEnvelope;
+  readonly envelope: DeliveredEnvelope;
   /** The frame as JSON, serialised on first use and shared by every socket. */
   readonly text: string;
+  /** This instance published it: the client JSON of the messages `envelope.unread` names. */
+  readonly unreadMessages?: readonly string[] | undefined;
 }
 
 export type ChatListener = (delivery: Delivery) => void;
@@ -26,6 +40,16 @@ export interface FeedOptions {
 /** How far back republishRecent() looks: longer than a NATS reconnect takes. */
 const RECENT_MS = 120_000;
 const MAX_RECENT = 50_000;
+/** Chat sides whose last unread push is remembered; least recently pushed go first. */
+const MAX_UNREAD_WINDOWS = 2_000;
+
+/** The messages of a chat side's last unread push, kept to make the next one from. */
+interface UnreadWindow {
+  /** Client JSON by seq. */
+  json: Map<number, string>;
+  /** Pushes begun: one read from the store is dropped when a later one went out first. */
+  pushes: number;
+}
 
 interface ChatEntry {
   listeners: Set<ChatListener>;
@@ -69,8 +93,9 @@ export function createChatFeed(
   }
   /** The event this instance is publishing right now: the bus hands it back synchronously. */
   let publishing: { payload: Uint8Array; delivery: Delivery } | undefined;
+  const unreadWindows = new Map<string, UnreadWindow>();
 
-  function deliver(entry: ChatEntry, delivery: Delivery) {
+  function deliver(chatId: string, entry: ChatEntry, delivery: Delivery) {
     for (const listener of entry.listeners) {
       try {
         listener(delivery);
@@ -78,11 +103,61 @@ export function createChatFeed(
         onError(error, "chat listener");
       }
     }
+    const { frame } = delivery.envelope;
+    if (frame.type === "chat_message") pushUnread(chatId, entry, delivery);
+    else if (frame.type === "message_edited") {
+      // the next push must show the new text (a deleted one simply is not named again)
+      for (const side of ["customer", "vendor"] as const) {
+        const window = unreadWindows.get(`${chatId}:${side}`);
+        if (window?.json.has(frame.message.seq)) {
+          window.json.set(frame.message.seq, JSON.stringify(frame.message));
+        }
+      }
+    }
+  }
+
+  /**
+   * The contract's `unread_messages` push that follows a new message, to the receiver's side.
+   * The messages it names come from the publisher when this instance published it, else from
+   * the chat side's previous push and the new message itself; failing that, from the store.
+   */
+  function pushUnread(chatId: string, entry: ChatEntry, delivery: Delivery) {
+    const { envelope } = delivery;
+    const { unread, frame } = envelope;
+    if (!unread || frame.type !== "chat_message") return;
+    const key = `${chatId}:${unread.side}`;
+    const window = unreadWindows.get(key) ?? { json: new Map<number, string>(), pushes: 0 };
+    unreadWindows.delete(key);
+    unreadWindows.set(key, window);
+    if (unreadWindows.size > MAX_UNREAD_WINDOWS) {
+      unreadWindows.delete(unreadWindows.keys().next().value!);
+    }
+    const push = ++window.pushes;
+    const known = delivery.unreadMessages ??
+      unread.seqs.map((seq) =>
+        seq === frame.message.seq ? JSON.stringify(frame.message) : window.json.get(seq)
+      );
+    const send = (seqs: readonly number[], count: number, messages: readonly string[]) => {
+      window.json = new Map(seqs.map((seq, index) => [seq, messages[index]!]));
+      deliver(chatId, entry, unreadDelivery(chatId, envelope, unread.side, count, messages));
+    };
+    if (known.every((json) => json !== undefined)) {
+      return send(unread.seqs, unread.count, known as string[]);
+    }
+    // Not all known here (this instance joined late, or a deletion brought an older one in).
+    store.unread(chatId, unread.side, UNREAD_PREVIEW_LIMIT).then((snapshot) => {
+      if (chats.get(chatId) !== entry || window.pushes !== push) return; // a later one went out
+      send(
+        snapshot.messages.map((message) => message.seq),
+        snapshot.count,
+        snapshot.messages.map((message) => JSON.stringify(toClientMessage(message))),
+      );
+    }, (error) => onError(error, "unread push"));
   }
 
   function release(chatId: string, entry: ChatEntry, delivery: Delivery) {
     const frame = delivery.envelope.frame;
-    if (frame.type !== "chat_message") return deliver(entry, delivery);
+    if (frame.type !== "chat_message") return deliver(chatId, entry, delivery);
     const lastSeq = entry.lastSeq!;
     const seq = frame.message.seq;
     if (seq <= lastSeq) return; // already delivered (or in the store before we joined)
@@ -92,16 +167,16 @@ export function createChatFeed(
       return;
     }
     entry.lastSeq = seq;
-    deliver(entry, delivery);
-    drainAhead(entry);
+    deliver(chatId, entry, delivery);
+    drainAhead(chatId, entry);
   }
 
-  function drainAhead(entry: ChatEntry) {
+  function drainAhead(chatId: string, entry: ChatEntry) {
     let next = entry.ahead.get(entry.lastSeq! + 1);
     while (next) {
       entry.ahead.delete(entry.lastSeq! + 1);
       entry.lastSeq! += 1;
-      deliver(entry, next);
+      deliver(chatId, entry, next);
       next = entry.ahead.get(entry.lastSeq! + 1);
     }
     if (entry.ahead.size === 0 && entry.gapTimer !== undefined) {
@@ -122,6 +197,7 @@ export function createChatFeed(
         if (stored.seq !== entry.lastSeq! + 1) break;
         entry.lastSeq = stored.seq;
         deliver(
+          chatId,
           entry,
           createDelivery({
             chat: sample.chat,
@@ -134,7 +210,7 @@ export function createChatFeed(
     } catch (error) {
       onError(error, "gap fill");
     }
-    drainAhead(entry);
+    drainAhead(chatId, entry);
     if (entry.ahead.size > 0 && chats.get(chatId) === entry) {
       entry.gapTimer ??= setTimeout(() => fillGap(chatId, entry), gapWaitMs);
     }
@@ -213,6 +289,8 @@ export function createChatFeed(
     entry.unsubscribe();
     if (entry.gapTimer !== undefined) clearTimeout(entry.gapTimer);
     chats.delete(chatId);
+    unreadWindows.delete(`${chatId}:customer`);
+    unreadWindows.delete(`${chatId}:vendor`);
   }
 
   return {
@@ -220,14 +298,20 @@ export function createChatFeed(
      * Publishes a chat event to every instance; this instance's sockets get it at once. The
      * frame is serialised once, for the bus and for every local socket.
      */
-    publishChat(chatId: string, envelope: ChatEnvelope, frameText?: string): void {
-      const text = frameText ?? JSON.stringify(envelope.frame);
+    publishChat(chatId: string, envelope: ChatEnvelope, serialised: SerialisedEvent = {}): void {
+      const text = serialised.frame ?? JSON.stringify(envelope.frame);
+      const unread = envelope.unread === undefined
+        ? ""
+        : `"unread":${JSON.stringify(envelope.unread)},`;
       const payload = encoder.encode(
         `{"chat":${JSON.stringify(envelope.chat)},"audience":${
           JSON.stringify(envelope.audience)
-        },"sent_at":${envelope.sent_at},"frame":${text}}`,
+        },"sent_at":${envelope.sent_at},${unread}"frame":${text}}`,
       );
-      publishing = { payload, delivery: createDelivery(envelope, text) };
+      publishing = {
+        payload,
+        delivery: createDelivery(envelope, text, serialised.unreadMessages),
+      };
       try {
         bus.publish(subjects.chat(chatId), payload);
       } finally {
@@ -298,6 +382,7 @@ export function createChatFeed(
           const chat = await store.getChat(chatId);
           if (!chat) break;
           deliver(
+            chatId,
             entry,
             createDelivery({
               chat: { user_id: chat.user_id, vendor_id: chat.vendor_id },
@@ -307,7 +392,7 @@ export function createChatFeed(
             }),
           );
         }
-        drainAhead(entry);
+        drainAhead(chatId, entry);
       }
     },
 
@@ -328,12 +413,38 @@ export function createChatFeed(
 export type ChatFeed = ReturnType<typeof createChatFeed>;
 
 /** Wraps an envelope so that its frame is serialised at most once. */
-export function createDelivery(envelope: ChatEnvelope, frameText?: string): Delivery {
+export function createDelivery(
+  envelope: ChatEnvelope,
+  frameText?: string,
+  unreadMessages?: readonly string[],
+): Delivery {
   let text = frameText;
   return {
     envelope,
     get text() {
       return text ??= JSON.stringify(envelope.frame);
     },
+    unreadMessages,
+  };
+}
+
+/** The receiver side's `unread_messages` push after `message` (see pushUnread). */
+function unreadDelivery(
+  chatId: string,
+  message: DeliveredEnvelope,
+  side: Side,
+  count: number,
+  messages: readonly string[],
+): Delivery {
+  return {
+    envelope: {
+      chat: message.chat,
+      audience: { to: "side", side },
+      frame: { type: "unread_messages", chat_id: chatId, count },
+      sent_at: message.sent_at,
+    },
+    text: `{"type":"unread_messages","chat_id":${
+      JSON.stringify(chatId)
+    },"count":${count},"messages":[${messages.join(",")}]}`,
   };
 }

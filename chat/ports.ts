@@ -26,9 +26,16 @@ export interface EventBus {
 }
 
 /** Where the domain sends its events (chat/feed.ts implements it over the bus). */
+/** Parts of an event its publisher has serialised already, so they are not serialised again. */
+export interface SerialisedEvent {
+  /** The frame. */
+  frame?: string;
+  /** With `envelope.unread`: the client JSON of each message it names, in the same order. */
+  unreadMessages?: readonly string[];
+}
+
 export interface EventPublisher {
-  /** `frameText`, when given, is the frame already serialised (saves doing it again). */
-  publishChat(chatId: string, envelope: ChatEnvelope, frameText?: string): void;
+  publishChat(chatId: string, envelope: ChatEnvelope, serialised?: SerialisedEvent): void;
   publishUser(userId: string, event: UserEvent): void;
 }
 

@@ -22,12 +22,11 @@ import {
   type Side,
   type StoredMessage,
   toClientMessage,
+  UNREAD_PREVIEW_LIMIT,
   type VendorMember,
   type VendorRole,
 } from "./types.ts";
 
-/** How many unread messages the `unread_messages` frame carries. */
-export const UNREAD_PREVIEW_LIMIT = 50;
 /** How many chats one `chats` frame carries. */
 export const CHAT_LIST_LIMIT = 50;
 
@@ -70,14 +69,13 @@ export function createChatService(deps: ChatServiceDeps) {
   const { store, events, now } = deps;
   const chatMedia = createChatMedia({ store, media: deps.media });
 
-  function publishChat(chat: Chat, audience: Audience, frame: ChatFrame, frameText?: string) {
-    const envelope = {
+  function publishChat(chat: Chat, audience: Audience, frame: ChatFrame) {
+    events.publishChat(chat.id, {
       chat: { user_id: chat.user_id, vendor_id: chat.vendor_id },
       audience,
       frame,
       sent_at: now(),
-    };
-    events.publishChat(chat.id, envelope, frameText);
+    });
   }
 
   function publishUser(userId: string, event: UserEvent) {
@@ -222,31 +220,25 @@ export function createChatService(deps: ChatServiceDeps) {
       });
       const message = toClientMessage(stored);
       if (!duplicate) {
-        const chatId = JSON.stringify(chat.id);
-        publishChat(
-          chat,
-          { to: "all" },
-          { type: "chat_message", chat_id: chat.id, message },
-          `{"type":"chat_message","chat_id":${chatId},"message":${jsonOf(stored)}}`,
-        );
         const receiverSide: Side = side === "customer" ? "vendor" : "customer";
         const unread = receiver_unread ??
           await store.unread(chat.id, receiverSide, UNREAD_PREVIEW_LIMIT);
-        publishChat(
-          chat,
-          { to: "side", side: receiverSide },
-          {
-            type: "unread_messages",
-            chat_id: chat.id,
+        events.publishChat(chat.id, {
+          chat: { user_id: chat.user_id, vendor_id: chat.vendor_id },
+          audience: { to: "all" },
+          frame: { type: "chat_message", chat_id: chat.id, message },
+          sent_at: now(),
+          unread: {
+            side: receiverSide,
             count: unread.count,
-            // Only the text below goes on the wire (it holds the client form of each message),
-            // so the stored objects stand in here rather than fifty fresh copies per push.
-            messages: unread.messages,
+            seqs: unread.messages.map((unreadMessage) => unreadMessage.seq),
           },
-          `{"type":"unread_messages","chat_id":${chatId},"count":${unread.count},"messages":[${
-            unread.messages.map(jsonOf).join(",")
-          }]}`,
-        );
+        }, {
+          frame: `{"type":"chat_message","chat_id":${JSON.stringify(chat.id)},"message":${
+            jsonOf(stored)
+          }}`,
+          unreadMessages: unread.messages.map(jsonOf),
+        });
       }
       return { message, duplicate };
     },

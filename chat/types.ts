@@ -9,6 +9,9 @@ export type MediaType = z.infer<typeof mediaTypeSchema>;
 /** The media types that carry a file. */
 export type MediaKind = Exclude<MediaType, "text">;
 
+/** How many messages the `unread_messages` push carries: the newest unread, by the contract. */
+export const UNREAD_PREVIEW_LIMIT = 50;
+
 export const vendorRoleSchema = z.enum(["owner", "agent"]);
 export type VendorRole = z.infer<typeof vendorRoleSchema>;
 

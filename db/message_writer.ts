@@ -2,11 +2,9 @@ import type { Sql } from "postgres";
 import { ChatError } from "../chat/errors.ts";
 import { STORE_TIMEOUT_MS, UNSTORABLE_TEXT_CODES } from "./errors.ts";
 import type { InsertedMessage, NewMessage, UnreadSnapshot } from "../chat/ports.ts";
-import type { Side, StoredMessage } from "../chat/types.ts";
+import { type Side, type StoredMessage, UNREAD_PREVIEW_LIMIT } from "../chat/types.ts";
 import { MESSAGE_COLUMNS, type MessageRow, toStoredMessage } from "./rows.ts";
 
-/** How many unread messages a snapshot carries (the contract's preview). */
-export const UNREAD_WINDOW = 50;
 const MAX_BATCH = 500;
 /** Chat sides whose unread window is remembered; least recently used go first. */
 const MAX_CACHED_WINDOWS = 2_000;
@@ -174,7 +172,7 @@ export function createMessageWriter(
         cross join lateral (
           select ${tx(MESSAGE_COLUMNS)} from messages
           where chat_id = s.chat_id and sender_side <> s.side and not is_read and deleted_at is null
-          order by seq desc limit ${UNREAD_WINDOW}
+          order by seq desc limit ${UNREAD_PREVIEW_LIMIT}
         ) m`;
       return { rows, windowRows, staleList };
     });
@@ -223,7 +221,7 @@ export function createMessageWriter(
           messages = (reread.get(key) ?? []).reverse();
         } else {
           const added = stored.filter((message) => receiverSideOf(message.sender_side) === side);
-          messages = [...windows.get(key)!.messages, ...added].slice(-UNREAD_WINDOW);
+          messages = [...windows.get(key)!.messages, ...added].slice(-UNREAD_PREVIEW_LIMIT);
         }
         remember(key, { epoch: last.epoch!, lastSeq, messages });
         const count = side === "customer" ? last.customer_unread! : last.vendor_unread!;

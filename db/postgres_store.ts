@@ -8,10 +8,11 @@ import {
   sideOf,
   type StoredMessage,
   toClientMessage,
+  UNREAD_PREVIEW_LIMIT,
 } from "../chat/types.ts";
 import { withErrorTranslation } from "./errors.ts";
 import { insertMedia, selectMedia } from "./media_rows.ts";
-import { createMessageWriter, UNREAD_WINDOW } from "./message_writer.ts";
+import { createMessageWriter } from "./message_writer.ts";
 import {
   type BanRow,
   type ChatRow,
@@ -397,7 +398,7 @@ export function createPostgresStore(sql: Sql): ChatStore {
   const writer = createMessageWriter(
     sql,
     insertSingle,
-    (chatId, side) => store.unread(chatId, side, UNREAD_WINDOW),
+    (chatId, side) => store.unread(chatId, side, UNREAD_PREVIEW_LIMIT),
   );
   return withErrorTranslation(store);
 }

@@ -210,7 +210,6 @@ export function toChatEvent(frame: ChatFrame): ProtoChatEvent | null {
         count: 0,
       };
     case "typing":
-    case "unread_messages":
       return null;
   }
 }

@@ -5,7 +5,8 @@ import { actions } from "../ws/frames.ts";
 
 /**
  * Frames from the server (protocol.md "Frames from the server"): the events of a chat as the
- * service publishes them (`chatFrameSchema`), plus the frames one socket gets for itself.
+ * service publishes them (`chatFrameSchema`), the unread push, and the frames one socket gets
+ * for itself.
  * Clients validate what they receive with these; the JSON Schema and AsyncAPI documents are
  * generated from them.
  */
@@ -57,6 +58,16 @@ export const chatsFrameSchema = z.object({
   has_more: z.boolean(),
 });
 
+/** The user's unread messages of a chat: asked for, and pushed after each new message. */
+export const unreadMessagesFrameSchema = z.object({
+  type: z.literal("unread_messages"),
+  chat_id: z.string(),
+  /** All unread for this user. */
+  count: z.number().int().nonnegative(),
+  /** The newest up to 50, oldest first. */
+  messages: z.array(messageSchema),
+});
+
 /** The action with this `request_id` succeeded. */
 export const ackFrameSchema = z.object({
   type: z.literal("ack"),
@@ -81,6 +92,7 @@ export const serverFrameSchema = z.discriminatedUnion("type", [
   latestChatFrameSchema,
   chatsFrameSchema,
   ...chatFrameSchema.options,
+  unreadMessagesFrameSchema,
   ackFrameSchema,
   errorFrameSchema,
 ]);

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { startCluster } from "./support/service.ts";
 import {
   acked,
+  askUnread,
   joinAllChats,
   joinChat,
   messageWithSeq,
@@ -27,6 +28,59 @@ Deno.test("two instances exchange messages both ways through NATS", async () => 
   const answer = await sendText(vendor, "cust-1", "right here");
   assert.deepEqual((await messageWithSeq(customer, 2)).message, answer);
   assert.deepEqual((await customer.nextOfType("unread_messages")).messages, [answer]);
+});
+
+Deno.test("the unread push on another instance holds what the store holds: joined late, past 50, after edits, deletions and reads", async () => {
+  // one customer socket sends some sixty messages in a row
+  await using cluster = await startCluster({ instances: 2, env: { WS_RATE_BURST: "100" } });
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await joinChat(cluster, "cust-1", chat.id, 0);
+  const send = (content: string) => sendText(customer, "vend-1", content);
+  // sent before the vendor's instance follows the chat: its first push reads the store
+  for (let index = 1; index <= 3; index++) await send(`early ${index}`);
+  await using vendor = await joinChat(cluster, "vend-1", chat.id, 1);
+  /** The push on the vendor's socket (instance 1) after message `seq`, checked against the store. */
+  const pushAfter = async (seq: number) => {
+    const push = await vendor.next(
+      (frame) => frame.type === "unread_messages" && frame.messages.at(-1)?.seq === seq,
+      `the unread push after seq ${seq}`,
+    );
+    assert.deepEqual(push, await askUnread(vendor));
+    return push;
+  };
+  const seqsOf = (push: Frame) => push.messages.map((message: Frame) => message.seq);
+
+  await send("late 4");
+  assert.deepEqual(seqsOf(await pushAfter(4)), [1, 2, 3, 4]);
+  for (let index = 5; index <= 55; index++) await send(`message ${index}`);
+  const full = await pushAfter(55);
+  assert.equal(full.count, 55);
+  assert.deepEqual(seqsOf(full), range(6, 55));
+
+  const fortieth = full.messages.find((message: Frame) => message.seq === 40);
+  await acked(customer, { action: "edit_message", message_id: fortieth.id, content: "edited" });
+  await vendor.nextOfType("message_edited");
+  await send("after the edit");
+  const edited = await pushAfter(56);
+  assert.equal(edited.messages.find((message: Frame) => message.seq === 40).content, "edited");
+
+  // two deletions and one new message: the window reaches back past what instance 1 has seen
+  for (const seq of [30, 31]) {
+    const message = edited.messages.find((candidate: Frame) => candidate.seq === seq);
+    await acked(customer, { action: "delete_message", message_id: message.id });
+    await vendor.nextOfType("message_deleted");
+  }
+  await send("after the deletions");
+  const afterDeletions = await pushAfter(57);
+  assert.equal(afterDeletions.count, 55);
+  assert.deepEqual(seqsOf(afterDeletions), [...range(6, 29), ...range(32, 57)]);
+
+  await acked(vendor, { action: "read_up_to", seq: 20 });
+  await customer.nextOfType("messages_read");
+  await send("after the read");
+  const afterRead = await pushAfter(58);
+  assert.equal(afterRead.count, 36);
+  assert.deepEqual(seqsOf(afterRead), [...range(21, 29), ...range(32, 58)].slice(-50));
 });
 
 Deno.test("200 concurrent messages from both sides reach every socket on both instances once, in seq order", async () => {
