@@ -5,7 +5,7 @@ import { withErrorTranslation } from "./errors.ts";
 import {
   type BanRow,
   type ChatRow,
-  MESSAGE_COLUMNS,
+  messageColumns,
   type MessageRow,
   type ModerationRow,
   toBan,
@@ -41,8 +41,6 @@ function keysetPage<Row, Item, Cursor>(
  * query is a tagged template (parameterised), user words included.
  */
 export function createAdminStore(sql: Sql): AdminStore {
-  const messageColumns = sql([...MESSAGE_COLUMNS]);
-
   const store: AdminStore = {
     async listChats({ user_id, vendor_id, limit, after }) {
       const rows = await sql<Keyed<ChatRow>[]>`
@@ -69,7 +67,7 @@ export function createAdminStore(sql: Sql): AdminStore {
 
     async listMessages({ chat_id, include_deleted, limit, before_seq }) {
       const rows = await sql<MessageRow[]>`
-        select ${messageColumns} from messages
+        select ${messageColumns(sql)} from messages
         where chat_id = ${chat_id}
           ${include_deleted ? sql`` : sql`and deleted_at is null`}
           ${before_seq === undefined ? sql`` : sql`and seq < ${before_seq}`}
@@ -91,7 +89,7 @@ export function createAdminStore(sql: Sql): AdminStore {
         await tx`set local plan_cache_mode = force_custom_plan`;
         return await tx<Keyed<MessageRow & { rank: number }>[]>`
         with q as (select websearch_to_tsquery(${SEARCH_CONFIG}::regconfig, ${text}) as query)
-        select ${messageColumns}, rank, cursor_at from (
+        select ${messageColumns(sql)}, rank, cursor_at from (
           select m.*, ts_rank(m.search_vector, q.query, 1) as rank,
                  m.created_at::text as cursor_at
           from messages m cross join q

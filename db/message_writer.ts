@@ -3,7 +3,7 @@ import { ChatError } from "../chat/errors.ts";
 import { STORE_TIMEOUT_MS, UNSTORABLE_TEXT_CODES } from "./errors.ts";
 import type { InsertedMessage, NewMessage, UnreadSnapshot } from "../chat/ports.ts";
 import { type Side, type StoredMessage, UNREAD_PREVIEW_LIMIT } from "../chat/types.ts";
-import { MESSAGE_COLUMNS, type MessageRow, toStoredMessage } from "./rows.ts";
+import { messageColumns, type MessageRow, toStoredMessage } from "./rows.ts";
 
 const MAX_BATCH = 500;
 /** Chat sides whose unread window is remembered; least recently used go first. */
@@ -101,7 +101,7 @@ export function createMessageWriter(
           ) with ordinality as t(chat_id, sender_id, sender_side, receiver_id, media_type, content,
                                  media_id, client_id, ord)
         ), existing as (
-          select i.ord, ${tx(MESSAGE_COLUMNS.map((column) => `m.${column}`))} from input i
+          select i.ord, ${messageColumns(tx, "m")} from input i
           join messages m on m.chat_id = i.chat_id and m.sender_id = i.sender_id
                          and m.client_id = i.client_id
         ), fresh as (
@@ -133,15 +133,15 @@ export function createMessageWriter(
           select chat_id, seq, sender_id, sender_side, receiver_id, media_type, content, media_id,
                  client_id, date_trunc('milliseconds', now()), date_trunc('milliseconds', now())
           from numbered order by ord
-          returning ${tx(MESSAGE_COLUMNS)}
+          returning ${messageColumns(tx)}
         )
         select ${
-        tx(MESSAGE_COLUMNS.map((column) => `m.${column}`))
+        messageColumns(tx, "m")
       }, n.ord::int as ord, false as duplicate, n.base, n.epoch, n.customer_unread,
                n.vendor_unread
         from numbered n join inserted m on m.chat_id = n.chat_id and m.seq = n.seq
         union all
-        select ${tx(MESSAGE_COLUMNS.map((column) => `e.${column}`))},
+        select ${messageColumns(tx, "e")},
                e.ord::int, true, null, null, null, null
         from existing e`;
 
@@ -165,12 +165,12 @@ export function createMessageWriter(
       }
       const staleList = [...stale.values()];
       const windowRows = staleList.length === 0 ? [] : await tx<Array<MessageRow & { side: Side }>>`
-        select s.side, ${tx(MESSAGE_COLUMNS.map((column) => `m.${column}`))} from unnest(
+        select s.side, ${messageColumns(tx, "m")} from unnest(
           ${staleList.map((item) => item.chatId)}::uuid[],
           ${staleList.map((item) => item.side)}::text[]
         ) as s(chat_id, side)
         cross join lateral (
-          select ${tx(MESSAGE_COLUMNS)} from messages
+          select ${messageColumns(tx)} from messages
           where chat_id = s.chat_id and sender_side <> s.side and not is_read and deleted_at is null
           order by seq desc limit ${UNREAD_PREVIEW_LIMIT}
         ) m`;

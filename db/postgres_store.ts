@@ -17,7 +17,7 @@ import {
   type BanRow,
   type ChatRow,
   type MemberRow,
-  MESSAGE_COLUMNS,
+  messageColumns,
   type MessageRow,
   type ModerationRow,
   toBan,
@@ -72,14 +72,14 @@ export function createPostgresStore(sql: Sql): ChatStore {
                   ${message.content}, ${message.media_id}, ${message.client_id},
                   date_trunc('milliseconds', now()), date_trunc('milliseconds', now()))
           on conflict (chat_id, sender_id, client_id) do nothing
-          returning ${tx(MESSAGE_COLUMNS)}`;
+          returning ${messageColumns(tx)}`;
         if (!row) throw new DuplicateClientId();
         return { message: toStoredMessage(row), duplicate: false, receiver_unread: null };
       });
     } catch (error) {
       if (!(error instanceof DuplicateClientId)) throw error;
       const [row] = await sql<MessageRow[]>`
-        select ${sql(MESSAGE_COLUMNS)} from messages where chat_id = ${message.chat_id}
+        select ${messageColumns(sql)} from messages where chat_id = ${message.chat_id}
           and sender_id = ${message.sender_id} and client_id = ${message.client_id}`;
       if (!row) throw new ChatError("internal", "duplicate client_id without a message");
       return { message: toStoredMessage(row), duplicate: true, receiver_unread: null };
@@ -201,12 +201,12 @@ export function createPostgresStore(sql: Sql): ChatStore {
       const rows = after_seq !== undefined
         ? await sql<MessageRow[]>`
             select ${
-          sql(MESSAGE_COLUMNS)
+          messageColumns(sql)
         } from messages where chat_id = ${chatId} and seq > ${after_seq}
               ${before_seq !== undefined ? sql`and seq < ${before_seq}` : sql``}
             order by seq asc limit ${limit + 1}`
         : await sql<MessageRow[]>`
-            select ${sql(MESSAGE_COLUMNS)} from messages where chat_id = ${chatId}
+            select ${messageColumns(sql)} from messages where chat_id = ${chatId}
               ${before_seq !== undefined ? sql`and seq < ${before_seq}` : sql``}
             order by seq desc limit ${limit + 1}`;
       const has_more = rows.length > limit;
@@ -218,7 +218,7 @@ export function createPostgresStore(sql: Sql): ChatStore {
     async messagesBetween(chatId, fromSeq, toSeq) {
       const rows = await sql<MessageRow[]>`
         select ${
-        sql(MESSAGE_COLUMNS)
+        messageColumns(sql)
       } from messages where chat_id = ${chatId} and seq between ${fromSeq} and ${toSeq}
         order by seq asc`;
       return rows.map(toStoredMessage);
@@ -228,7 +228,7 @@ export function createPostgresStore(sql: Sql): ChatStore {
       const [counts] = await sql<Array<{ count: number }>>`
         select ${sql(unreadColumn(side))} as count from chats where id = ${chatId}`;
       const rows = await sql<MessageRow[]>`
-        select ${sql(MESSAGE_COLUMNS)} from messages
+        select ${messageColumns(sql)} from messages
         where chat_id = ${chatId} and sender_side <> ${side} and not is_read and deleted_at is null
         order by seq desc limit ${limit}`;
       return { count: counts?.count ?? 0, messages: rows.reverse().map(toStoredMessage) };
@@ -236,7 +236,7 @@ export function createPostgresStore(sql: Sql): ChatStore {
 
     async getMessage(messageId) {
       const [row] = await sql<MessageRow[]>`select ${
-        sql(MESSAGE_COLUMNS)
+        messageColumns(sql)
       } from messages where id = ${messageId}`;
       return row ? toStoredMessage(row) : null;
     },
@@ -247,7 +247,7 @@ export function createPostgresStore(sql: Sql): ChatStore {
           update messages set is_read = true, read_at = date_trunc('milliseconds', now()), updated_at = date_trunc('milliseconds', now())
           where id = ${messageId} and chat_id = ${chatId} and sender_side <> ${readerSide}
             and not is_read and deleted_at is null
-          returning ${sql(MESSAGE_COLUMNS)}
+          returning ${messageColumns(sql)}
         ), counter as (
           update chats set
             customer_unread = customer_unread - (select count(*) from updated
@@ -260,7 +260,7 @@ export function createPostgresStore(sql: Sql): ChatStore {
         select * from updated`;
       if (row) return { message: toStoredMessage(row), changed: true };
       const [current] = await sql<MessageRow[]>`
-        select ${sql(MESSAGE_COLUMNS)} from messages where id = ${messageId} and chat_id = ${chatId}
+        select ${messageColumns(sql)} from messages where id = ${messageId} and chat_id = ${chatId}
           and deleted_at is null`;
       return current ? { message: toStoredMessage(current), changed: false } : null;
     },
@@ -288,7 +288,7 @@ export function createPostgresStore(sql: Sql): ChatStore {
           update messages set deleted_at = date_trunc('milliseconds', now()), deleted_by = ${deletedBy},
                               updated_at = date_trunc('milliseconds', now())
           where id = ${messageId} and deleted_at is null
-          returning ${sql(MESSAGE_COLUMNS)}
+          returning ${messageColumns(sql)}
         ), counter as (
           update chats set
             customer_unread = customer_unread - (select count(*) from updated
@@ -310,7 +310,7 @@ export function createPostgresStore(sql: Sql): ChatStore {
           update messages set content = ${content}, edited_at = date_trunc('milliseconds', now()),
                               updated_at = date_trunc('milliseconds', now())
           where id = ${messageId} and deleted_at is null and media_type = 'text'
-          returning ${sql(MESSAGE_COLUMNS)}
+          returning ${messageColumns(sql)}
         ), bump as (
           update chats set unread_epoch = unread_epoch + 1
           where id = (select chat_id from updated)
