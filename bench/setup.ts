@@ -73,7 +73,7 @@ export async function seedHistory(databaseUrl: string, chat: BenchChat, count: n
     await sql`update chats set last_seq = ${count},
                 customer_unread = 5, vendor_unread = 5 where id = ${chat.id}`;
     // what autovacuum would have done by the time a chat has this much history
-    await sql`analyze messages`;
+    await sql`vacuum analyze messages`;
   } finally {
     await sql.end();
   }
