@@ -25,6 +25,14 @@ interface Pending {
   expiresAt: number;
 }
 
+/** A chat's unread state as a read mark left it (see noteRead). */
+export interface ChatAfterRead {
+  epoch: number;
+  lastSeq: number;
+  customerUnread: number;
+  vendorUnread: number;
+}
+
 /** An unread window as of one database state of its chat. */
 interface Window {
   /** The chat's unread_epoch and last_seq the window is exact for. */
@@ -296,6 +304,28 @@ export function createMessageWriter(
   }
 
   return {
+    /**
+     * Read marks committed through this store: `after` is the chat as that statement left it,
+     * `wasRead` tells the messages it marked. It bumped the chat's unread_epoch, which would
+     * have both windows of the chat read again at its next message; when nothing else changed
+     * the chat in between, they are kept exact instead, less what was read, as long as each
+     * still holds every one of its side's newest unread.
+     */
+    noteRead(chatId: string, after: ChatAfterRead, wasRead: (message: StoredMessage) => boolean) {
+      for (const side of ["customer", "vendor"] as const) {
+        const key = `${chatId}:${side}`;
+        const window = windows.get(key);
+        if (!window || window.epoch !== after.epoch - 1 || window.lastSeq !== after.lastSeq) {
+          continue; // stale already, or another change came between: read again when needed
+        }
+        const unread = side === "customer" ? after.customerUnread : after.vendorUnread;
+        const remaining = window.messages.filter((message) => !wasRead(message));
+        if (remaining.length === Math.min(unread, UNREAD_PREVIEW_LIMIT)) {
+          remember(key, { epoch: after.epoch, lastSeq: after.lastSeq, messages: remaining });
+        }
+      }
+    },
+
     /** Stores a message with the next seq of its chat. `forbidden` when the sender is banned. */
     insert(message: NewMessage): Promise<InsertedMessage> {
       return new Promise((resolve, reject) => {

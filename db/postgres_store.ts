@@ -12,7 +12,7 @@ import {
 } from "../chat/types.ts";
 import { withErrorTranslation } from "./errors.ts";
 import { insertMedia, selectMedia } from "./media_rows.ts";
-import { createMessageWriter } from "./message_writer.ts";
+import { type ChatAfterRead, createMessageWriter } from "./message_writer.ts";
 import {
   type BanRow,
   type ChatRow,
@@ -36,8 +36,6 @@ type MessageColumns = { [K in keyof MessageRow as `m_${K}`]: MessageRow[K] | nul
 
 /** The chat store over postgres.js; every query is a tagged template (parameterised). */
 export function createPostgresStore(sql: Sql): ChatStore {
-  const unreadColumn = (side: Side) => side === "customer" ? "customer_unread" : "vendor_unread";
-
   async function sidesOf(userId: string, rows: Array<ChatRow & { is_member: boolean }>) {
     const memberships: Membership[] = [];
     for (const row of rows) {
@@ -226,7 +224,7 @@ export function createPostgresStore(sql: Sql): ChatStore {
 
     async unread(chatId, side, limit) {
       const [counts] = await sql<Array<{ count: number }>>`
-        select ${sql(unreadColumn(side))} as count from chats where id = ${chatId}`;
+        select ${unreadColumn(sql, side)} as count from chats where id = ${chatId}`;
       const rows = await sql<MessageRow[]>`
         select ${messageColumns(sql)} from messages
         where chat_id = ${chatId} and sender_side <> ${side} and not is_read and deleted_at is null
@@ -242,7 +240,7 @@ export function createPostgresStore(sql: Sql): ChatStore {
     },
 
     async markRead(chatId, messageId, readerSide) {
-      const [row] = await sql<MessageRow[]>`
+      const [row] = await sql<Array<MessageRow & ChatAfterRead>>`
         with updated as (
           update messages set is_read = true, read_at = date_trunc('milliseconds', now()), updated_at = date_trunc('milliseconds', now())
           where id = ${messageId} and chat_id = ${chatId} and sender_side <> ${readerSide}
@@ -256,9 +254,13 @@ export function createPostgresStore(sql: Sql): ChatStore {
                                              where sender_side = 'customer'),
             unread_epoch = unread_epoch + 1
           where id = ${chatId} and exists (select 1 from updated)
+          returning ${chatAfterRead(sql)}
         )
-        select * from updated`;
-      if (row) return { message: toStoredMessage(row), changed: true };
+        select * from updated, counter`;
+      if (row) {
+        writer.noteRead(chatId, row, (message) => message.id === messageId);
+        return { message: toStoredMessage(row), changed: true };
+      }
       const [current] = await sql<MessageRow[]>`
         select ${messageColumns(sql)} from messages where id = ${messageId} and chat_id = ${chatId}
           and deleted_at is null`;
@@ -266,19 +268,30 @@ export function createPostgresStore(sql: Sql): ChatStore {
     },
 
     async markReadUpTo(chatId, readerSide, seq) {
-      const [result] = await sql<Array<{ count: number; read_at: Date }>>`
+      const [result] = await sql<
+        Array<{ count: number; read_at: Date; after: ChatAfterRead | null }>
+      >`
         with updated as (
           update messages set is_read = true, read_at = date_trunc('milliseconds', now()), updated_at = date_trunc('milliseconds', now())
           where chat_id = ${chatId} and sender_side <> ${readerSide} and seq <= ${seq}
             and not is_read and deleted_at is null
           returning 1
         ), counter as (
-          update chats set ${sql(unreadColumn(readerSide))} =
-            ${sql(unreadColumn(readerSide))} - (select count(*) from updated),
+          update chats set ${unreadColumn(sql, readerSide)} =
+            ${unreadColumn(sql, readerSide)} - (select count(*) from updated),
             unread_epoch = unread_epoch + 1
           where id = ${chatId} and exists (select 1 from updated)
+          returning ${chatAfterRead(sql)}
         )
-        select (select count(*) from updated)::int as count, date_trunc('milliseconds', now()) as read_at`;
+        select (select count(*) from updated)::int as count, date_trunc('milliseconds', now()) as read_at,
+               (select row_to_json(counter) from counter) as after`;
+      if (result?.after) {
+        writer.noteRead(
+          chatId,
+          result.after,
+          (message) => message.sender_side !== readerSide && message.seq <= seq,
+        );
+      }
       return { count: result?.count ?? 0, read_at: (result?.read_at ?? new Date()).toISOString() };
     },
 
@@ -401,6 +414,17 @@ export function createPostgresStore(sql: Sql): ChatStore {
     (chatId, side) => store.unread(chatId, side, UNREAD_PREVIEW_LIMIT),
   );
   return withErrorTranslation(store);
+}
+
+/** The chat's unread counter of a side, as SQL text (a constant: no helper regexes). */
+function unreadColumn(sql: Sql, side: Side) {
+  return sql.unsafe(side === "customer" ? "customer_unread" : "vendor_unread");
+}
+
+/** The columns of ChatAfterRead, for RETURNING after an update of `chats`. */
+function chatAfterRead(sql: Sql) {
+  return sql.unsafe(`unread_epoch as "epoch", last_seq as "lastSeq",
+    customer_unread as "customerUnread", vendor_unread as "vendorUnread"`);
 }
 
 function toSummary(row: ChatListRow): ChatSummary {

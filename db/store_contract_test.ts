@@ -146,6 +146,37 @@ for (const backend of backends) {
     }
   });
 
+  Deno.test(`${backend.name}: after reads, past the preview's 50, each send's unread snapshot equals a fresh read`, async () => {
+    await using db = await backend.open();
+    const chat = (await db.store.createChat("c", "v")).chat;
+    const fromVendor = { sender_id: "v", sender_side: "vendor" as const, receiver_id: "c" };
+    let seed = 7;
+    const pick = (n: number) => (seed = (seed * 48271) % 2147483647) % n;
+    const toVendor: InsertedMessage[] = [];
+    for (let index = 0; index < 60; index++) {
+      toVendor.push(await db.store.insertMessage(text(chat, `m${index}`)));
+    }
+    for (let step = 0; step < 40; step++) {
+      // one or two reads of a message anywhere (inside the newest 50 or older), now and then
+      // of a range
+      for (let read = 0; read <= step % 2; read++) {
+        const target = toVendor[pick(toVendor.length)]!.message;
+        if (step % 7 === 6) await db.store.markReadUpTo(chat.id, "vendor", target.seq);
+        else await db.store.markRead(chat.id, target.id, "vendor");
+      }
+      if (step % 5 === 0) await db.store.insertMessage(text(chat, `v${step}`, fromVendor));
+      const sent = await db.store.insertMessage(text(chat, `c${step}`));
+      toVendor.push(sent);
+      const fresh = await db.store.unread(chat.id, "vendor", 50);
+      assert.equal(sent.receiver_unread?.count, fresh.count, `count at step ${step}`);
+      assert.deepEqual(
+        sent.receiver_unread?.messages.map((m) => m.seq),
+        fresh.messages.map((m) => m.seq),
+        `messages at step ${step}`,
+      );
+    }
+  });
+
   Deno.test(`${backend.name}: a banned sender's message is refused`, async () => {
     await using db = await backend.open();
     const chat = (await db.store.createChat("c", "v")).chat;
