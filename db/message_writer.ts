@@ -3,6 +3,7 @@ import { ChatError } from "../chat/errors.ts";
 import { STORE_TIMEOUT_MS, UNSTORABLE_TEXT_CODES } from "./errors.ts";
 import type { InsertedMessage, NewMessage, UnreadSnapshot } from "../chat/ports.ts";
 import { type Side, type StoredMessage, UNREAD_PREVIEW_LIMIT } from "../chat/types.ts";
+import { type ChatAfterRead, markReadBatch, type ReadMark, type ReadRow } from "./read_batch.ts";
 import { messageColumns, type MessageRow, toStoredMessage } from "./rows.ts";
 
 const MAX_BATCH = 500;
@@ -14,6 +15,8 @@ const LANES = 2;
 
 interface Lane {
   queue: Pending[];
+  /** Read marks, written in the same transaction as the next batch of messages. */
+  reads: PendingRead[];
   writing: boolean;
 }
 
@@ -25,13 +28,15 @@ interface Pending {
   expiresAt: number;
 }
 
-/** A chat's unread state as a read mark left it (see noteRead). */
-export interface ChatAfterRead {
-  epoch: number;
-  lastSeq: number;
-  customerUnread: number;
-  vendorUnread: number;
+interface PendingRead {
+  mark: ReadMark;
+  resolve: (result: ReadResult) => void;
+  reject: (error: unknown) => void;
+  expiresAt: number;
 }
+
+/** What `markRead` answers: the message and whether this mark changed it; null: unknown. */
+export type ReadResult = { message: StoredMessage; changed: boolean } | null;
 
 /** An unread window as of one database state of its chat. */
 interface Window {
@@ -63,11 +68,15 @@ export function createMessageWriter(
   sql: Sql,
   insertOne: (message: NewMessage) => Promise<InsertedMessage>,
   unreadOf: (chatId: string, side: Side) => Promise<UnreadSnapshot>,
+  readOne: (mark: ReadMark) => Promise<ReadResult>,
 ) {
   // Chats are spread over a few lanes, each writing one batch at a time: the database works
   // on one batch while the results of another are being handed out. A chat stays in its lane,
   // so its messages are written in arrival order.
-  const lanes: Lane[] = Array.from({ length: LANES }, () => ({ queue: [], writing: false }));
+  const lanes: Lane[] = Array.from(
+    { length: LANES },
+    () => ({ queue: [], reads: [], writing: false }),
+  );
   const laneOf = (chatId: string) => lanes[Number.parseInt(chatId.slice(0, 8), 16) % LANES]!;
   const windows = new Map<string, Window>();
 
@@ -77,7 +86,7 @@ export function createMessageWriter(
     if (windows.size > MAX_CACHED_WINDOWS) windows.delete(windows.keys().next().value!);
   }
 
-  async function writeBatch(batch: Pending[]): Promise<void> {
+  async function writeBatch(batch: Pending[], reads: PendingRead[]): Promise<void> {
     // the same client_id twice in one batch: the first one writes, the others repeat it
     const firstByKey = new Map<string, number>();
     const followers = new Map<number, number[]>();
@@ -96,8 +105,21 @@ export function createMessageWriter(
     });
     const column = <K extends keyof NewMessage>(key: K) => unique.map((item) => item.message[key]);
 
-    const { rows, windowRows, staleList } = await sql.begin(async (tx) => {
-      const rows = await tx<BatchRow[]>`
+    // Read marks first, then messages: rows of `messages`, then of `chats`, the order every
+    // other statement that touches both takes, so that none of them can deadlock with a batch.
+    const readWindows = new Map<string, Window | null>();
+    const { rows, windowRows, staleList, readRows } = await sql.begin(async (tx) => {
+      const readRows = reads.length === 0
+        ? []
+        : await markReadBatch(tx, reads.map((item) => item.mark));
+      for (const [chatId, { after, ids }] of marksByChat(readRows)) {
+        for (const entry of windowsAfterRead(chatId, after, (m) => ids.has(m.id))) {
+          readWindows.set(...entry);
+        }
+      }
+      const windowOf = (key: string) =>
+        readWindows.has(key) ? readWindows.get(key) : windows.get(key);
+      const rows = unique.length === 0 ? [] : await tx<BatchRow[]>`
         with input as (
           select * from unnest(
             ${column("chat_id") as string[]}::uuid[], ${column("sender_id") as string[]}::text[],
@@ -165,7 +187,7 @@ export function createMessageWriter(
       for (const [chatId, list] of perChat) {
         const first = list[0]!;
         for (const side of new Set(list.map((row) => receiverSideOf(row.sender_side)))) {
-          const window = windows.get(`${chatId}:${side}`);
+          const window = windowOf(`${chatId}:${side}`);
           if (!window || window.epoch !== first.epoch || window.lastSeq !== first.base) {
             stale.set(`${chatId}:${side}`, { chatId, side });
           }
@@ -182,8 +204,9 @@ export function createMessageWriter(
           where chat_id = s.chat_id and sender_side <> s.side and not is_read and deleted_at is null
           order by seq desc limit ${UNREAD_PREVIEW_LIMIT}
         ) m`;
-      return { rows, windowRows, staleList };
+      return { rows, windowRows, staleList, readRows };
     });
+    applyWindows(readWindows);
 
     // rebuild the windows read above, then add this batch's messages to the exact ones
     const staleKeys = new Set(staleList.map((item) => `${item.chatId}:${item.side}`));
@@ -253,49 +276,79 @@ export function createMessageWriter(
         else repeated.reject(new ChatError("forbidden", "you may not send to this chat"));
       }
     });
+    settleReads(reads, readRows);
+  }
+
+  /** Answers each read mark; a message marked twice in the batch was changed by the first. */
+  function settleReads(reads: PendingRead[], rows: readonly ReadRow[]) {
+    const byOrd = new Map(rows.map((row) => [row.ord, row]));
+    const answered = new Set<string>();
+    reads.forEach((item, index) => {
+      const row = byOrd.get(index + 1);
+      if (!row) return item.resolve(null);
+      const changed = row.changed && !answered.has(row.id);
+      if (changed) answered.add(row.id);
+      item.resolve({ message: toStoredMessage(row), changed });
+    });
+  }
+
+  /**
+   * The windows of a chat after read marks (`after`: the chat as their statement left it,
+   * `wasRead`: the messages it marked). The marks bumped the chat's unread_epoch, which would
+   * have both windows read again at the chat's next message; when nothing else changed the
+   * chat in between, each is kept exact instead, less what was read, as long as it still holds
+   * every one of its side's newest unread. Null: the window must be read again.
+   */
+  function windowsAfterRead(
+    chatId: string,
+    after: ChatAfterRead,
+    wasRead: (message: StoredMessage) => boolean,
+  ): Map<string, Window | null> {
+    const result = new Map<string, Window | null>();
+    for (const side of ["customer", "vendor"] as const) {
+      const key = `${chatId}:${side}`;
+      const window = windows.get(key);
+      if (!window) continue;
+      const unread = side === "customer" ? after.customerUnread : after.vendorUnread;
+      const remaining = window.messages.filter((message) => !wasRead(message));
+      const exact = window.epoch === after.epoch - 1 && window.lastSeq === after.lastSeq &&
+        remaining.length === Math.min(unread, UNREAD_PREVIEW_LIMIT);
+      result.set(
+        key,
+        exact ? { epoch: after.epoch, lastSeq: after.lastSeq, messages: remaining } : null,
+      );
+    }
+    return result;
+  }
+
+  function applyWindows(changed: ReadonlyMap<string, Window | null>): void {
+    for (const [key, window] of changed) {
+      if (window) remember(key, window);
+      else windows.delete(key);
+    }
   }
 
   async function drain(lane: Lane): Promise<void> {
     lane.writing = true;
     try {
-      while (lane.queue.length > 0) {
-        // Messages that waited behind a batch the database never answered have been answered
-        // `unavailable` already (see STORE_TIMEOUT_MS); writing them now would store what the
-        // sender was told failed, so they are dropped and the sender's retry stores them.
+      for (;;) {
+        // What waited behind a batch the database never answered has been answered
+        // `unavailable` already (see STORE_TIMEOUT_MS); writing it now would store what the
+        // sender was told failed, so it is dropped and the sender's retry stores it.
         const now = performance.now();
-        for (const item of lane.queue) {
+        for (const item of [...lane.queue, ...lane.reads]) {
           if (item.expiresAt <= now) item.reject(new ChatError("unavailable", "write timed out"));
         }
         lane.queue = lane.queue.filter((item) => item.expiresAt > now);
-        const batch = lane.queue.slice(0, MAX_BATCH);
-        lane.queue = lane.queue.slice(batch.length);
-        if (batch.length === 0) break;
+        lane.reads = lane.reads.filter((item) => item.expiresAt > now);
+        const batch = lane.queue.splice(0, MAX_BATCH);
+        const reads = lane.reads.splice(0, MAX_BATCH);
+        if (batch.length === 0 && reads.length === 0) break;
         try {
-          await writeBatch(batch);
+          await writeBatch(batch, reads);
         } catch (error) {
-          const code = errorCode(error);
-          if (code !== "23505" && !UNSTORABLE_TEXT_CODES.has(code)) {
-            for (const item of batch) item.reject(error);
-            continue;
-          }
-          // another instance wrote one of these client_ids a moment ago, or one message has
-          // text the database refuses: one at a time, so only that one fails
-          for (const item of batch) {
-            try {
-              const result = await insertOne(item.message);
-              if (result.duplicate) item.resolve(result);
-              else {
-                const side = receiverSideOf(item.message.sender_side);
-                windows.delete(`${item.message.chat_id}:${side}`);
-                item.resolve({
-                  ...result,
-                  receiver_unread: await unreadOf(item.message.chat_id, side),
-                });
-              }
-            } catch (failure) {
-              item.reject(failure);
-            }
-          }
+          await writeOneByOne(batch, error);
+          for (const item of reads) await readOne(item.mark).then(item.resolve, item.reject);
         }
       }
     } finally {
@@ -303,43 +356,76 @@ export function createMessageWriter(
     }
   }
 
-  return {
-    /**
-     * Read marks committed through this store: `after` is the chat as that statement left it,
-     * `wasRead` tells the messages it marked. It bumped the chat's unread_epoch, which would
-     * have both windows of the chat read again at its next message; when nothing else changed
-     * the chat in between, they are kept exact instead, less what was read, as long as each
-     * still holds every one of its side's newest unread.
-     */
-    noteRead(chatId: string, after: ChatAfterRead, wasRead: (message: StoredMessage) => boolean) {
-      for (const side of ["customer", "vendor"] as const) {
-        const key = `${chatId}:${side}`;
-        const window = windows.get(key);
-        if (!window || window.epoch !== after.epoch - 1 || window.lastSeq !== after.lastSeq) {
-          continue; // stale already, or another change came between: read again when needed
+  /** After a batch failed: its messages alone, so that only the one at fault fails. */
+  async function writeOneByOne(batch: Pending[], error: unknown): Promise<void> {
+    const code = errorCode(error);
+    if (code !== "23505" && !UNSTORABLE_TEXT_CODES.has(code)) {
+      for (const item of batch) item.reject(error);
+      return;
+    }
+    // another instance wrote one of these client_ids a moment ago, or one message has
+    // text the database refuses
+    for (const item of batch) {
+      try {
+        const result = await insertOne(item.message);
+        if (result.duplicate) item.resolve(result);
+        else {
+          const side = receiverSideOf(item.message.sender_side);
+          windows.delete(`${item.message.chat_id}:${side}`);
+          item.resolve({
+            ...result,
+            receiver_unread: await unreadOf(item.message.chat_id, side),
+          });
         }
-        const unread = side === "customer" ? after.customerUnread : after.vendorUnread;
-        const remaining = window.messages.filter((message) => !wasRead(message));
-        if (remaining.length === Math.min(unread, UNREAD_PREVIEW_LIMIT)) {
-          remember(key, { epoch: after.epoch, lastSeq: after.lastSeq, messages: remaining });
-        }
+      } catch (failure) {
+        item.reject(failure);
       }
+    }
+  }
+
+  function enqueue(chatId: string, add: (lane: Lane) => void): void {
+    const lane = laneOf(chatId);
+    add(lane);
+    if (!lane.writing) void drain(lane);
+  }
+
+  return {
+    /** Read marks committed outside a batch: see windowsAfterRead. */
+    noteRead(chatId: string, after: ChatAfterRead, wasRead: (message: StoredMessage) => boolean) {
+      applyWindows(windowsAfterRead(chatId, after, wasRead));
     },
 
     /** Stores a message with the next seq of its chat. `forbidden` when the sender is banned. */
     insert(message: NewMessage): Promise<InsertedMessage> {
       return new Promise((resolve, reject) => {
-        const lane = laneOf(message.chat_id);
-        lane.queue.push({
-          message,
-          resolve,
-          reject,
-          expiresAt: performance.now() + STORE_TIMEOUT_MS,
-        });
-        if (!lane.writing) void drain(lane);
+        const expiresAt = performance.now() + STORE_TIMEOUT_MS;
+        enqueue(
+          message.chat_id,
+          (lane) => lane.queue.push({ message, resolve, reject, expiresAt }),
+        );
+      });
+    },
+
+    /** Marks a message read, in the chat's next batch (see markReadBatch). */
+    read(mark: ReadMark): Promise<ReadResult> {
+      return new Promise((resolve, reject) => {
+        const expiresAt = performance.now() + STORE_TIMEOUT_MS;
+        enqueue(mark.chat_id, (lane) => lane.reads.push({ mark, resolve, reject, expiresAt }));
       });
     },
   };
+}
+
+/** The chats a batch's read marks changed: how each was left, and the messages marked. */
+function marksByChat(rows: readonly ReadRow[]) {
+  const byChat = new Map<string, { after: ChatAfterRead; ids: Set<string> }>();
+  for (const row of rows) {
+    if (!row.changed) continue;
+    const chat = byChat.get(row.chat_id);
+    if (chat) chat.ids.add(row.id);
+    else byChat.set(row.chat_id, { after: row, ids: new Set([row.id]) });
+  }
+  return byChat;
 }
 
 function errorCode(error: unknown): string {

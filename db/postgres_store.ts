@@ -12,7 +12,8 @@ import {
 } from "../chat/types.ts";
 import { withErrorTranslation } from "./errors.ts";
 import { insertMedia, selectMedia } from "./media_rows.ts";
-import { type ChatAfterRead, createMessageWriter } from "./message_writer.ts";
+import { createMessageWriter, type ReadResult } from "./message_writer.ts";
+import type { ChatAfterRead, ReadMark } from "./read_batch.ts";
 import {
   type BanRow,
   type ChatRow,
@@ -36,6 +37,36 @@ type MessageColumns = { [K in keyof MessageRow as `m_${K}`]: MessageRow[K] | nul
 
 /** The chat store over postgres.js; every query is a tagged template (parameterised). */
 export function createPostgresStore(sql: Sql): ChatStore {
+  /** One read mark in a statement of its own: when the batch it was in failed. */
+  async function markReadAlone(mark: ReadMark): Promise<ReadResult> {
+    const { chat_id: chatId, message_id: messageId, reader_side: readerSide } = mark;
+    const [row] = await sql<Array<MessageRow & ChatAfterRead>>`
+      with updated as (
+        update messages set is_read = true, read_at = date_trunc('milliseconds', now()), updated_at = date_trunc('milliseconds', now())
+        where id = ${messageId} and chat_id = ${chatId} and sender_side <> ${readerSide}
+          and not is_read and deleted_at is null
+        returning ${messageColumns(sql)}
+      ), counter as (
+        update chats set
+          customer_unread = customer_unread - (select count(*) from updated
+                                               where sender_side = 'vendor'),
+          vendor_unread = vendor_unread - (select count(*) from updated
+                                           where sender_side = 'customer'),
+          unread_epoch = unread_epoch + 1
+        where id = ${chatId} and exists (select 1 from updated)
+        returning ${chatAfterRead(sql)}
+      )
+      select * from updated, counter`;
+    if (row) {
+      writer.noteRead(chatId, row, (message) => message.id === messageId);
+      return { message: toStoredMessage(row), changed: true };
+    }
+    const [current] = await sql<MessageRow[]>`
+      select ${messageColumns(sql)} from messages where id = ${messageId} and chat_id = ${chatId}
+        and deleted_at is null`;
+    return current ? { message: toStoredMessage(current), changed: false } : null;
+  }
+
   async function sidesOf(userId: string, rows: Array<ChatRow & { is_member: boolean }>) {
     const memberships: Membership[] = [];
     for (const row of rows) {
@@ -239,32 +270,8 @@ export function createPostgresStore(sql: Sql): ChatStore {
       return row ? toStoredMessage(row) : null;
     },
 
-    async markRead(chatId, messageId, readerSide) {
-      const [row] = await sql<Array<MessageRow & ChatAfterRead>>`
-        with updated as (
-          update messages set is_read = true, read_at = date_trunc('milliseconds', now()), updated_at = date_trunc('milliseconds', now())
-          where id = ${messageId} and chat_id = ${chatId} and sender_side <> ${readerSide}
-            and not is_read and deleted_at is null
-          returning ${messageColumns(sql)}
-        ), counter as (
-          update chats set
-            customer_unread = customer_unread - (select count(*) from updated
-                                                 where sender_side = 'vendor'),
-            vendor_unread = vendor_unread - (select count(*) from updated
-                                             where sender_side = 'customer'),
-            unread_epoch = unread_epoch + 1
-          where id = ${chatId} and exists (select 1 from updated)
-          returning ${chatAfterRead(sql)}
-        )
-        select * from updated, counter`;
-      if (row) {
-        writer.noteRead(chatId, row, (message) => message.id === messageId);
-        return { message: toStoredMessage(row), changed: true };
-      }
-      const [current] = await sql<MessageRow[]>`
-        select ${messageColumns(sql)} from messages where id = ${messageId} and chat_id = ${chatId}
-          and deleted_at is null`;
-      return current ? { message: toStoredMessage(current), changed: false } : null;
+    markRead(chatId, messageId, readerSide) {
+      return writer.read({ chat_id: chatId, message_id: messageId, reader_side: readerSide });
     },
 
     async markReadUpTo(chatId, readerSide, seq) {
@@ -412,6 +419,7 @@ export function createPostgresStore(sql: Sql): ChatStore {
     sql,
     insertSingle,
     (chatId, side) => store.unread(chatId, side, UNREAD_PREVIEW_LIMIT),
+    markReadAlone,
   );
   return withErrorTranslation(store);
 }

@@ -71,7 +71,10 @@ export const MESSAGE_COLUMNS = [
  * regular expressions over the query text before it at every use: measurable on the path of
  * every message. The names are constants of this file, never input.
  */
-export function messageColumns(sql: Pick<Sql, "unsafe">, alias?: "m" | "e"): PendingQuery<Row[]> {
+export function messageColumns(
+  sql: Pick<Sql, "unsafe">,
+  alias?: "m" | "e" | "u",
+): PendingQuery<Row[]> {
   const prefix = alias === undefined ? "" : `${alias}.`;
   return sql.unsafe(MESSAGE_COLUMNS.map((column) => prefix + column).join(", "));
 }

@@ -177,6 +177,36 @@ for (const backend of backends) {
     }
   });
 
+  Deno.test(`${backend.name}: sends, read marks, reads up to a seq and deletions at once all succeed and add up`, async () => {
+    await using db = await backend.open();
+    const chat = (await db.store.createChat("c", "v")).chat;
+    const fromVendor = { sender_id: "v", sender_side: "vendor" as const, receiver_id: "c" };
+    const first = [];
+    for (let index = 0; index < 20; index++) {
+      first.push(await db.store.insertMessage(text(chat, `m${index}`)));
+    }
+    // group commits of sends and read marks run beside single statements on the same rows
+    const results = await Promise.allSettled([
+      ...first.slice(0, 10).map((sent) => db.store.markRead(chat.id, sent.message.id, "vendor")),
+      db.store.markReadUpTo(chat.id, "vendor", 15),
+      db.store.deleteMessage(first[17]!.message.id, "c"),
+      ...Array.from({ length: 10 }, (_, index) => db.store.insertMessage(text(chat, `n${index}`))),
+      ...Array.from(
+        { length: 10 },
+        (_, index) => db.store.insertMessage(text(chat, `v${index}`, fromVendor)),
+      ),
+    ]);
+    assert.deepEqual(results.filter((result) => result.status === "rejected"), []);
+    const fresh = await db.store.unread(chat.id, "vendor", 50);
+    // 30 sent to the vendor side: 1..15 read, 18 deleted
+    assert.equal(fresh.count, 14);
+    assert.deepEqual(
+      fresh.messages.map((message) => message.content),
+      ["m15", "m16", "m18", "m19", ...Array.from({ length: 10 }, (_, index) => `n${index}`)],
+    );
+    assert.equal((await db.store.unread(chat.id, "customer", 50)).count, 10);
+  });
+
   Deno.test(`${backend.name}: a banned sender's message is refused`, async () => {
     await using db = await backend.open();
     const chat = (await db.store.createChat("c", "v")).chat;

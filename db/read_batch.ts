@@ -1,0 +1,70 @@
+import type { TransactionSql } from "postgres";
+import type { Side } from "../chat/types.ts";
+import { messageColumns, type MessageRow } from "./rows.ts";
+
+/** One `read_message`: the reader's side marks a message of the chat read. */
+export interface ReadMark {
+  chat_id: string;
+  message_id: string;
+  reader_side: Side;
+}
+
+/** The chat's unread state as a read statement left it. */
+export interface ChatAfterRead {
+  epoch: number;
+  lastSeq: number;
+  customerUnread: number;
+  vendorUnread: number;
+}
+
+/** A mark's message: changed (and how it left the chat) or as it already was. */
+export type ReadRow =
+  & MessageRow
+  & { ord: number; changed: boolean }
+  & (
+    | ({ changed: true } & ChatAfterRead)
+    | { changed: false }
+  );
+
+/**
+ * Marks a batch of messages read in one statement (the writer's group commit, in the same
+ * transaction as its inserts). Each chat's counters drop by what was marked and its
+ * unread_epoch rises once. Rows come back by `ord` (1-based position in `marks`); a mark
+ * whose message is unknown, in another chat or deleted has none. A message marked twice in
+ * the batch comes back changed twice: the caller answers the first.
+ */
+export function markReadBatch(sql: TransactionSql, marks: readonly ReadMark[]) {
+  return sql<ReadRow[]>`
+    with input as (
+      select * from unnest(
+        ${marks.map((mark) => mark.message_id)}::uuid[],
+        ${marks.map((mark) => mark.chat_id)}::uuid[],
+        ${marks.map((mark) => mark.reader_side)}::text[]
+      ) with ordinality as t(message_id, chat_id, reader_side, ord)
+    ), updated as (
+      update messages m set is_read = true, read_at = date_trunc('milliseconds', now()),
+                            updated_at = date_trunc('milliseconds', now())
+      from input i
+      where m.id = i.message_id and m.chat_id = i.chat_id and m.sender_side <> i.reader_side
+        and not m.is_read and m.deleted_at is null
+      returning ${messageColumns(sql, "m")}
+    ), counts as (
+      select chat_id, count(*) filter (where sender_side = 'vendor')::int as to_customer,
+             count(*) filter (where sender_side = 'customer')::int as to_vendor
+      from updated group by chat_id
+    ), counter as (
+      update chats c set customer_unread = c.customer_unread - k.to_customer,
+                         vendor_unread = c.vendor_unread - k.to_vendor,
+                         unread_epoch = c.unread_epoch + 1
+      from counts k where c.id = k.chat_id
+      returning c.id, c.unread_epoch as "epoch", c.last_seq as "lastSeq",
+                c.customer_unread as "customerUnread", c.vendor_unread as "vendorUnread"
+    )
+    select i.ord::int as ord, true as changed, ${messageColumns(sql, "u")},
+           k."epoch", k."lastSeq", k."customerUnread", k."vendorUnread"
+    from input i join updated u on u.id = i.message_id join counter k on k.id = u.chat_id
+    union all
+    select i.ord::int, false, ${messageColumns(sql, "m")}, null, null, null, null
+    from input i join messages m on m.id = i.message_id and m.chat_id = i.chat_id
+    where m.deleted_at is null and not exists (select 1 from updated u where u.id = i.message_id)`;
+}
