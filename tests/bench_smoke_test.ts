@@ -1,0 +1,40 @@
+/**
+ * Keeps `deno task bench` working: a few seconds of every scenario on a few chats, through the
+ * service it starts itself. Speed is not judged here (benchmarks are scripts); that it runs,
+ * counts and loses nothing is.
+ */
+import assert from "node:assert/strict";
+
+Deno.test("deno task bench --start --smoke runs every scenario and loses nothing", async () => {
+  const out = await Deno.makeTempFile({ suffix: ".json" });
+  try {
+    const run = await new Deno.Command(Deno.execPath(), {
+      args: ["task", "bench", "--start", "--smoke", "--out", out],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const printed = new TextDecoder().decode(run.stdout);
+    assert.equal(run.code, 0, new TextDecoder().decode(run.stderr) + printed);
+    assert.match(printed, /load: stored\/s, delivered\/s/);
+    const results = JSON.parse(await Deno.readTextFile(out));
+    assert.ok(results.rawInsertsPerSecond > 0, "pgbench gave no rate");
+    for (const scenario of ["load", "read"]) {
+      const result = results[scenario];
+      assert.ok(result.stored > 0, `${scenario}: nothing stored`);
+      assert.equal(result.delivered, result.stored, `${scenario}: delivered`);
+      assert.deepEqual(
+        [result.lost, result.duplicates, result.outOfOrder, result.errors],
+        [0, 0, 0, 0],
+        `${scenario}: lost, duplicated, out of order, errors`,
+      );
+      // the contract pushes the receiver's unread after every message
+      assert.ok(result.unreadPushes >= result.delivered, `${scenario}: unread pushes`);
+      assert.ok(result.storedRatioToRaw > 0);
+    }
+    assert.deepEqual(Object.keys(results.connectMs), ["history100", "history1000"]);
+    assert.equal(results.idle.sockets, 200);
+    assert.ok(results.idle.perSocketKiB > 0);
+  } finally {
+    await Deno.remove(out);
+  }
+});
