@@ -6,7 +6,8 @@ import {
   userEventSchema,
 } from "./events.ts";
 import type { ChatStore, EventBus, SerialisedEvent, Subjects } from "./ports.ts";
-import { type Side, toClientMessage, UNREAD_PREVIEW_LIMIT } from "./types.ts";
+import { toClientMessage } from "./types.ts";
+import { createUnreadPushes } from "./unread_push.ts";
 
 /** The `unread_messages` push as the feed hands it to sockets: its messages are in the text. */
 export interface UnreadPushFrame {
@@ -40,17 +41,6 @@ export interface FeedOptions {
 /** How far back republishRecent() looks: longer than a NATS reconnect takes. */
 const RECENT_MS = 120_000;
 const MAX_RECENT = 50_000;
-/** Chat sides whose last unread push is remembered; least recently pushed go first. */
-const MAX_UNREAD_WINDOWS = 2_000;
-
-/** The messages of a chat side's last unread push, kept to make the next one from. */
-interface UnreadWindow {
-  /** Client JSON by seq. */
-  json: Map<number, string>;
-  /** Pushes begun: one read from the store is dropped when a later one went out first. */
-  pushes: number;
-}
-
 interface ChatEntry {
   listeners: Set<ChatListener>;
   /** seq of the last chat_message delivered; null until the baseline is read. */
@@ -93,7 +83,7 @@ export function createChatFeed(
   }
   /** The event this instance is publishing right now: the bus hands it back synchronously. */
   let publishing: { payload: Uint8Array; delivery: Delivery } | undefined;
-  const unreadWindows = new Map<string, UnreadWindow>();
+  const unreadPushes = createUnreadPushes({ store, onError });
 
   function deliver(chatId: string, entry: ChatEntry, delivery: Delivery) {
     for (const listener of entry.listeners) {
@@ -104,55 +94,14 @@ export function createChatFeed(
       }
     }
     const { frame } = delivery.envelope;
-    if (frame.type === "chat_message") pushUnread(chatId, entry, delivery);
-    else if (frame.type === "message_edited") {
-      // the next push must show the new text (a deleted one simply is not named again)
-      for (const side of ["customer", "vendor"] as const) {
-        const window = unreadWindows.get(`${chatId}:${side}`);
-        if (window?.json.has(frame.message.seq)) {
-          window.json.set(frame.message.seq, JSON.stringify(frame.message));
-        }
-      }
-    }
-  }
-
-  /**
-   * The contract's `unread_messages` push that follows a new message, to the receiver's side.
-   * The messages it names come from the publisher when this instance published it, else from
-   * the chat side's previous push and the new message itself; failing that, from the store.
-   */
-  function pushUnread(chatId: string, entry: ChatEntry, delivery: Delivery) {
-    const { envelope } = delivery;
-    const { unread, frame } = envelope;
-    if (!unread || frame.type !== "chat_message") return;
-    const key = `${chatId}:${unread.side}`;
-    const window = unreadWindows.get(key) ?? { json: new Map<number, string>(), pushes: 0 };
-    unreadWindows.delete(key);
-    unreadWindows.set(key, window);
-    if (unreadWindows.size > MAX_UNREAD_WINDOWS) {
-      unreadWindows.delete(unreadWindows.keys().next().value!);
-    }
-    const push = ++window.pushes;
-    const known = delivery.unreadMessages ??
-      unread.seqs.map((seq) =>
-        seq === frame.message.seq ? JSON.stringify(frame.message) : window.json.get(seq)
+    if (frame.type === "chat_message") {
+      unreadPushes.after(
+        chatId,
+        delivery,
+        (push) => deliver(chatId, entry, push),
+        () => chats.get(chatId) === entry,
       );
-    const send = (seqs: readonly number[], count: number, messages: readonly string[]) => {
-      window.json = new Map(seqs.map((seq, index) => [seq, messages[index]!]));
-      deliver(chatId, entry, unreadDelivery(chatId, envelope, unread.side, count, messages));
-    };
-    if (known.every((json) => json !== undefined)) {
-      return send(unread.seqs, unread.count, known as string[]);
-    }
-    // Not all known here (this instance joined late, or a deletion brought an older one in).
-    store.unread(chatId, unread.side, UNREAD_PREVIEW_LIMIT).then((snapshot) => {
-      if (chats.get(chatId) !== entry || window.pushes !== push) return; // a later one went out
-      send(
-        snapshot.messages.map((message) => message.seq),
-        snapshot.count,
-        snapshot.messages.map((message) => JSON.stringify(toClientMessage(message))),
-      );
-    }, (error) => onError(error, "unread push"));
+    } else if (frame.type === "message_edited") unreadPushes.edited(chatId, frame.message);
   }
 
   function release(chatId: string, entry: ChatEntry, delivery: Delivery) {
@@ -289,8 +238,7 @@ export function createChatFeed(
     entry.unsubscribe();
     if (entry.gapTimer !== undefined) clearTimeout(entry.gapTimer);
     chats.delete(chatId);
-    unreadWindows.delete(`${chatId}:customer`);
-    unreadWindows.delete(`${chatId}:vendor`);
+    unreadPushes.forget(chatId);
   }
 
   return {
@@ -425,26 +373,5 @@ export function createDelivery(
       return text ??= JSON.stringify(envelope.frame);
     },
     unreadMessages,
-  };
-}
-
-/** The receiver side's `unread_messages` push after `message` (see pushUnread). */
-function unreadDelivery(
-  chatId: string,
-  message: DeliveredEnvelope,
-  side: Side,
-  count: number,
-  messages: readonly string[],
-): Delivery {
-  return {
-    envelope: {
-      chat: message.chat,
-      audience: { to: "side", side },
-      frame: { type: "unread_messages", chat_id: chatId, count },
-      sent_at: message.sent_at,
-    },
-    text: `{"type":"unread_messages","chat_id":${
-      JSON.stringify(chatId)
-    },"count":${count},"messages":[${messages.join(",")}]}`,
   };
 }

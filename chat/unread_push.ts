@@ -1,0 +1,111 @@
+import type { DeliveredEnvelope, Delivery } from "./feed.ts";
+import type { ChatStore } from "./ports.ts";
+import { type Message, type Side, toClientMessage, UNREAD_PREVIEW_LIMIT } from "./types.ts";
+
+/** Chat sides whose last unread push is remembered; least recently pushed go first. */
+const MAX_UNREAD_WINDOWS = 2_000;
+
+/** The messages of a chat side's last unread push, kept to make the next one from. */
+interface UnreadWindow {
+  /** Client JSON by seq. */
+  json: Map<number, string>;
+  /** Pushes begun: one read from the store is dropped when a later one went out first. */
+  pushes: number;
+}
+
+/**
+ * The contract's `unread_messages` push that follows each new message, to the receiver's side,
+ * made on every instance that follows the chat: the bus carries only the seqs of its messages
+ * (see `unreadSummarySchema`). The messages come from the publisher when this instance
+ * published it, else from the chat side's previous push and the new message itself; failing
+ * that (this instance joined late, or a deletion brought an older one in), from the store.
+ */
+export function createUnreadPushes(deps: {
+  store: ChatStore;
+  onError: (error: unknown, context: string) => void;
+}) {
+  const { store, onError } = deps;
+  const windows = new Map<string, UnreadWindow>();
+
+  function windowOf(key: string): UnreadWindow {
+    const window = windows.get(key) ?? { json: new Map<number, string>(), pushes: 0 };
+    windows.delete(key);
+    windows.set(key, window);
+    if (windows.size > MAX_UNREAD_WINDOWS) windows.delete(windows.keys().next().value!);
+    return window;
+  }
+
+  return {
+    /**
+     * The push owed after `message` (a `chat_message` delivery with `unread`), handed to `send`:
+     * at once, or once read from the store if by then `stillFollowed()` and no later push of
+     * that side went out first.
+     */
+    after(
+      chatId: string,
+      message: Delivery,
+      send: (push: Delivery) => void,
+      stillFollowed: () => boolean,
+    ): void {
+      const { envelope } = message;
+      const { unread, frame } = envelope;
+      if (!unread || frame.type !== "chat_message") return;
+      const window = windowOf(`${chatId}:${unread.side}`);
+      const push = ++window.pushes;
+      const pushWith = (seqs: readonly number[], count: number, messages: readonly string[]) => {
+        window.json = new Map(seqs.map((seq, index) => [seq, messages[index]!]));
+        send(unreadDelivery(chatId, envelope, unread.side, count, messages));
+      };
+      const known = message.unreadMessages ??
+        unread.seqs.map((seq) =>
+          seq === frame.message.seq ? JSON.stringify(frame.message) : window.json.get(seq)
+        );
+      if (known.every((json) => json !== undefined)) {
+        return pushWith(unread.seqs, unread.count, known as string[]);
+      }
+      store.unread(chatId, unread.side, UNREAD_PREVIEW_LIMIT).then((snapshot) => {
+        if (!stillFollowed() || window.pushes !== push) return; // a later one went out
+        pushWith(
+          snapshot.messages.map((stored) => stored.seq),
+          snapshot.count,
+          snapshot.messages.map((stored) => JSON.stringify(toClientMessage(stored))),
+        );
+      }, (error) => onError(error, "unread push"));
+    },
+
+    /** A message was edited: the next push shows its new text (a deleted one is not named). */
+    edited(chatId: string, message: Message): void {
+      for (const side of ["customer", "vendor"] as const) {
+        const window = windows.get(`${chatId}:${side}`);
+        if (window?.json.has(message.seq)) window.json.set(message.seq, JSON.stringify(message));
+      }
+    },
+
+    /** This instance no longer follows the chat. */
+    forget(chatId: string): void {
+      windows.delete(`${chatId}:customer`);
+      windows.delete(`${chatId}:vendor`);
+    },
+  };
+}
+
+/** The receiver side's `unread_messages` push after `message`. */
+function unreadDelivery(
+  chatId: string,
+  message: DeliveredEnvelope,
+  side: Side,
+  count: number,
+  messages: readonly string[],
+): Delivery {
+  return {
+    envelope: {
+      chat: message.chat,
+      audience: { to: "side", side },
+      frame: { type: "unread_messages", chat_id: chatId, count },
+      sent_at: message.sent_at,
+    },
+    text: `{"type":"unread_messages","chat_id":${
+      JSON.stringify(chatId)
+    },"count":${count},"messages":[${messages.join(",")}]}`,
+  };
+}
