@@ -3,12 +3,12 @@ import { ChatError } from "../chat/errors.ts";
 import { STORE_TIMEOUT_MS, UNSTORABLE_TEXT_CODES } from "./errors.ts";
 import type { InsertedMessage, NewMessage, UnreadSnapshot } from "../chat/ports.ts";
 import { type Side, type StoredMessage, UNREAD_PREVIEW_LIMIT } from "../chat/types.ts";
+import { type BatchRow, insertMessageBatch } from "./insert_batch.ts";
 import { type ChatAfterRead, markReadBatch, type ReadMark, type ReadRow } from "./read_batch.ts";
-import { messageColumns, type MessageRow, toStoredMessage } from "./rows.ts";
+import { toStoredMessage } from "./rows.ts";
+import { createUnreadWindows, readUnreadWindows, type UnreadWindow } from "./unread_windows.ts";
 
 const MAX_BATCH = 500;
-/** Chat sides whose unread window is remembered; least recently used go first. */
-const MAX_CACHED_WINDOWS = 2_000;
 
 /** Batches written at the same time, each by its own connection. */
 const LANES = 2;
@@ -38,23 +38,6 @@ interface PendingRead {
 /** What `markRead` answers: the message and whether this mark changed it; null: unknown. */
 export type ReadResult = { message: StoredMessage; changed: boolean } | null;
 
-/** An unread window as of one database state of its chat. */
-interface Window {
-  /** The chat's unread_epoch and last_seq the window is exact for. */
-  epoch: number;
-  lastSeq: number;
-  messages: StoredMessage[];
-}
-
-type BatchRow = MessageRow & {
-  ord: number;
-  duplicate: boolean;
-  base: number | null;
-  epoch: number | null;
-  customer_unread: number | null;
-  vendor_unread: number | null;
-};
-
 const receiverSideOf = (sender: Side): Side => sender === "customer" ? "vendor" : "customer";
 
 /**
@@ -78,13 +61,7 @@ export function createMessageWriter(
     () => ({ queue: [], reads: [], writing: false }),
   );
   const laneOf = (chatId: string) => lanes[Number.parseInt(chatId.slice(0, 8), 16) % LANES]!;
-  const windows = new Map<string, Window>();
-
-  function remember(key: string, window: Window) {
-    windows.delete(key);
-    windows.set(key, window);
-    if (windows.size > MAX_CACHED_WINDOWS) windows.delete(windows.keys().next().value!);
-  }
+  const windows = createUnreadWindows();
 
   async function writeBatch(batch: Pending[], reads: PendingRead[]): Promise<void> {
     // the same client_id twice in one batch: the first one writes, the others repeat it
@@ -103,77 +80,24 @@ export function createMessageWriter(
       if (key !== null) firstByKey.set(key, unique.length);
       unique.push(item);
     });
-    const column = <K extends keyof NewMessage>(key: K) => unique.map((item) => item.message[key]);
 
     // Read marks first, then messages: rows of `messages`, then of `chats`, the order every
     // other statement that touches both takes, so that none of them can deadlock with a batch.
-    const readWindows = new Map<string, Window | null>();
-    const { rows, windowRows, staleList, readRows } = await sql.begin(async (tx) => {
+    const readWindows = new Map<string, UnreadWindow | null>();
+    const { rows, reread, staleList, readRows } = await sql.begin(async (tx) => {
       const readRows = reads.length === 0
         ? []
         : await markReadBatch(tx, reads.map((item) => item.mark));
       for (const [chatId, { after, ids }] of marksByChat(readRows)) {
-        for (const entry of windowsAfterRead(chatId, after, (m) => ids.has(m.id))) {
+        for (const entry of windows.afterRead(chatId, after, (m) => ids.has(m.id))) {
           readWindows.set(...entry);
         }
       }
       const windowOf = (key: string) =>
         readWindows.has(key) ? readWindows.get(key) : windows.get(key);
-      const rows = unique.length === 0 ? [] : await tx<BatchRow[]>`
-        with input as (
-          select * from unnest(
-            ${column("chat_id") as string[]}::uuid[], ${column("sender_id") as string[]}::text[],
-            ${column("sender_side") as string[]}::text[], ${column(
-        "receiver_id",
-      ) as string[]}::text[],
-            ${column("media_type") as string[]}::text[], ${column("content") as string[]}::text[],
-            ${column("media_id") as string[]}::uuid[], ${column("client_id") as string[]}::text[]
-          ) with ordinality as t(chat_id, sender_id, sender_side, receiver_id, media_type, content,
-                                 media_id, client_id, ord)
-        ), existing as (
-          select i.ord, ${messageColumns(tx, "m")} from input i
-          join messages m on m.chat_id = i.chat_id and m.sender_id = i.sender_id
-                         and m.client_id = i.client_id
-        ), fresh as (
-          select i.* from input i
-          where not exists (select 1 from existing e where e.ord = i.ord)
-            and not exists (select 1 from bans b where b.user_id = i.sender_id
-                            and (b.expires_at is null or b.expires_at > now()))
-        ), counts as (
-          select chat_id, count(*)::int as n,
-                 count(*) filter (where sender_side = 'vendor')::int as to_customer,
-                 count(*) filter (where sender_side = 'customer')::int as to_vendor
-          from fresh group by chat_id
-        ), bumped as (
-          update chats c set
-            last_seq = c.last_seq + k.n,
-            updated_at = date_trunc('milliseconds', now()),
-            customer_unread = c.customer_unread + k.to_customer,
-            vendor_unread = c.vendor_unread + k.to_vendor
-          from counts k where c.id = k.chat_id
-          returning c.id, c.last_seq - k.n as base, c.unread_epoch as epoch,
-                    c.customer_unread, c.vendor_unread
-        ), numbered as (
-          select f.*, b.base, b.epoch, b.customer_unread, b.vendor_unread,
-                 (b.base + row_number() over (partition by f.chat_id order by f.ord))::int as seq
-          from fresh f join bumped b on b.id = f.chat_id
-        ), inserted as (
-          insert into messages (chat_id, seq, sender_id, sender_side, receiver_id, media_type,
-                                content, media_id, client_id, created_at, updated_at)
-          select chat_id, seq, sender_id, sender_side, receiver_id, media_type, content, media_id,
-                 client_id, date_trunc('milliseconds', now()), date_trunc('milliseconds', now())
-          from numbered order by ord
-          returning ${messageColumns(tx)}
-        )
-        select ${
-        messageColumns(tx, "m")
-      }, n.ord::int as ord, false as duplicate, n.base, n.epoch, n.customer_unread,
-               n.vendor_unread
-        from numbered n join inserted m on m.chat_id = n.chat_id and m.seq = n.seq
-        union all
-        select ${messageColumns(tx, "e")},
-               e.ord::int, true, null, null, null, null
-        from existing e`;
+      const rows = unique.length === 0
+        ? []
+        : await insertMessageBatch(tx, unique.map((item) => item.message));
 
       // windows that are not exact any more are re-read in the same snapshot
       const stale = new Map<string, { chatId: string; side: Side }>();
@@ -194,29 +118,13 @@ export function createMessageWriter(
         }
       }
       const staleList = [...stale.values()];
-      const windowRows = staleList.length === 0 ? [] : await tx<Array<MessageRow & { side: Side }>>`
-        select s.side, ${messageColumns(tx, "m")} from unnest(
-          ${staleList.map((item) => item.chatId)}::uuid[],
-          ${staleList.map((item) => item.side)}::text[]
-        ) as s(chat_id, side)
-        cross join lateral (
-          select ${messageColumns(tx)} from messages
-          where chat_id = s.chat_id and sender_side <> s.side and not is_read and deleted_at is null
-          order by seq desc limit ${UNREAD_PREVIEW_LIMIT}
-        ) m`;
-      return { rows, windowRows, staleList, readRows };
+      const reread = staleList.length === 0 ? new Map() : await readUnreadWindows(tx, staleList);
+      return { rows, reread, staleList, readRows };
     });
-    applyWindows(readWindows);
+    windows.apply(readWindows);
 
     // rebuild the windows read above, then add this batch's messages to the exact ones
     const staleKeys = new Set(staleList.map((item) => `${item.chatId}:${item.side}`));
-    const reread = new Map<string, StoredMessage[]>();
-    for (const row of windowRows) {
-      const key = `${row.chat_id}:${row.side}`;
-      const list = reread.get(key) ?? [];
-      list.push(toStoredMessage(row));
-      reread.set(key, list);
-    }
     const results = new Map<number, InsertedMessage>();
     const byChat = new Map<string, BatchRow[]>();
     for (const row of rows.sort((a, b) => a.ord - b.ord)) {
@@ -248,13 +156,13 @@ export function createMessageWriter(
         const key = `${chatId}:${side}`;
         let messages: StoredMessage[];
         if (staleKeys.has(key)) {
-          // read in the same snapshot, after this batch's inserts; newest first
-          messages = (reread.get(key) ?? []).reverse();
+          // read in the same snapshot, after this batch's inserts
+          messages = reread.get(key) ?? [];
         } else {
           const added = stored.filter((message) => receiverSideOf(message.sender_side) === side);
           messages = [...windows.get(key)!.messages, ...added].slice(-UNREAD_PREVIEW_LIMIT);
         }
-        remember(key, { epoch: last.epoch!, lastSeq, messages });
+        windows.remember(key, { epoch: last.epoch!, lastSeq, messages });
         const count = side === "customer" ? last.customer_unread! : last.vendor_unread!;
         list.forEach((row, index) => {
           if (receiverSideOf(row.sender_side) !== side) return;
@@ -290,42 +198,6 @@ export function createMessageWriter(
       if (changed) answered.add(row.id);
       item.resolve({ message: toStoredMessage(row), changed });
     });
-  }
-
-  /**
-   * The windows of a chat after read marks (`after`: the chat as their statement left it,
-   * `wasRead`: the messages it marked). The marks bumped the chat's unread_epoch, which would
-   * have both windows read again at the chat's next message; when nothing else changed the
-   * chat in between, each is kept exact instead, less what was read, as long as it still holds
-   * every one of its side's newest unread. Null: the window must be read again.
-   */
-  function windowsAfterRead(
-    chatId: string,
-    after: ChatAfterRead,
-    wasRead: (message: StoredMessage) => boolean,
-  ): Map<string, Window | null> {
-    const result = new Map<string, Window | null>();
-    for (const side of ["customer", "vendor"] as const) {
-      const key = `${chatId}:${side}`;
-      const window = windows.get(key);
-      if (!window) continue;
-      const unread = side === "customer" ? after.customerUnread : after.vendorUnread;
-      const remaining = window.messages.filter((message) => !wasRead(message));
-      const exact = window.epoch === after.epoch - 1 && window.lastSeq === after.lastSeq &&
-        remaining.length === Math.min(unread, UNREAD_PREVIEW_LIMIT);
-      result.set(
-        key,
-        exact ? { epoch: after.epoch, lastSeq: after.lastSeq, messages: remaining } : null,
-      );
-    }
-    return result;
-  }
-
-  function applyWindows(changed: ReadonlyMap<string, Window | null>): void {
-    for (const [key, window] of changed) {
-      if (window) remember(key, window);
-      else windows.delete(key);
-    }
   }
 
   async function drain(lane: Lane): Promise<void> {
@@ -371,7 +243,7 @@ export function createMessageWriter(
         if (result.duplicate) item.resolve(result);
         else {
           const side = receiverSideOf(item.message.sender_side);
-          windows.delete(`${item.message.chat_id}:${side}`);
+          windows.forget(`${item.message.chat_id}:${side}`);
           item.resolve({
             ...result,
             receiver_unread: await unreadOf(item.message.chat_id, side),
@@ -390,9 +262,9 @@ export function createMessageWriter(
   }
 
   return {
-    /** Read marks committed outside a batch: see windowsAfterRead. */
+    /** Read marks committed outside a batch: see UnreadWindows.afterRead. */
     noteRead(chatId: string, after: ChatAfterRead, wasRead: (message: StoredMessage) => boolean) {
-      applyWindows(windowsAfterRead(chatId, after, wasRead));
+      windows.apply(windows.afterRead(chatId, after, wasRead));
     },
 
     /** Stores a message with the next seq of its chat. `forbidden` when the sender is banned. */

@@ -1,0 +1,99 @@
+import type { TransactionSql } from "postgres";
+import { type Side, type StoredMessage, UNREAD_PREVIEW_LIMIT } from "../chat/types.ts";
+import type { ChatAfterRead } from "./read_batch.ts";
+import { messageColumns, type MessageRow, toStoredMessage } from "./rows.ts";
+
+/** Chat sides whose unread window is remembered; least recently used go first. */
+const MAX_CACHED_WINDOWS = 2_000;
+
+/** A chat side's newest unread messages (oldest first) as of one database state of its chat. */
+export interface UnreadWindow {
+  /** The chat's unread_epoch and last_seq the window is exact for. */
+  epoch: number;
+  lastSeq: number;
+  messages: StoredMessage[];
+}
+
+/**
+ * The message writer's unread windows by `chatId:side`: what the `unread_messages` push
+ * carries, kept in memory so that a message does not read it again. A window is trusted only
+ * for the unread_epoch and last_seq it records; the chat's row tells when it is stale.
+ */
+export function createUnreadWindows() {
+  const windows = new Map<string, UnreadWindow>();
+
+  function remember(key: string, window: UnreadWindow): void {
+    windows.delete(key);
+    windows.set(key, window);
+    if (windows.size > MAX_CACHED_WINDOWS) windows.delete(windows.keys().next().value!);
+  }
+
+  return {
+    get: (key: string): UnreadWindow | undefined => windows.get(key),
+    remember,
+    forget: (key: string): void => void windows.delete(key),
+
+    /**
+     * The windows of a chat after read marks (`after`: the chat as their statement left it,
+     * `wasRead`: the messages it marked). The marks bumped the chat's unread_epoch, which would
+     * have both windows read again at the chat's next message; when nothing else changed the
+     * chat in between, each is kept exact instead, less what was read, as long as it still
+     * holds every one of its side's newest unread. Null: the window must be read again.
+     */
+    afterRead(
+      chatId: string,
+      after: ChatAfterRead,
+      wasRead: (message: StoredMessage) => boolean,
+    ): Map<string, UnreadWindow | null> {
+      const result = new Map<string, UnreadWindow | null>();
+      for (const side of ["customer", "vendor"] as const) {
+        const key = `${chatId}:${side}`;
+        const window = windows.get(key);
+        if (!window) continue;
+        const unread = side === "customer" ? after.customerUnread : after.vendorUnread;
+        const remaining = window.messages.filter((message) => !wasRead(message));
+        const exact = window.epoch === after.epoch - 1 && window.lastSeq === after.lastSeq &&
+          remaining.length === Math.min(unread, UNREAD_PREVIEW_LIMIT);
+        result.set(
+          key,
+          exact ? { epoch: after.epoch, lastSeq: after.lastSeq, messages: remaining } : null,
+        );
+      }
+      return result;
+    },
+
+    /** Keeps what afterRead worked out (once its statement has committed). */
+    apply(changed: ReadonlyMap<string, UnreadWindow | null>): void {
+      for (const [key, window] of changed) {
+        if (window) remember(key, window);
+        else windows.delete(key);
+      }
+    },
+  };
+}
+
+/** Reads the newest unread of each chat side, oldest first, by `chatId:side`. */
+export async function readUnreadWindows(
+  sql: TransactionSql,
+  sides: ReadonlyArray<{ chatId: string; side: Side }>,
+): Promise<Map<string, StoredMessage[]>> {
+  const rows = await sql<Array<MessageRow & { side: Side }>>`
+    select s.side, ${messageColumns(sql, "m")} from unnest(
+      ${sides.map((item) => item.chatId)}::uuid[],
+      ${sides.map((item) => item.side)}::text[]
+    ) as s(chat_id, side)
+    cross join lateral (
+      select ${messageColumns(sql)} from messages
+      where chat_id = s.chat_id and sender_side <> s.side and not is_read and deleted_at is null
+      order by seq desc limit ${UNREAD_PREVIEW_LIMIT}
+    ) m`;
+  const windows = new Map<string, StoredMessage[]>();
+  // rows come newest first within each side
+  for (const row of rows.toReversed()) {
+    const key = `${row.chat_id}:${row.side}`;
+    const list = windows.get(key) ?? [];
+    list.push(toStoredMessage(row));
+    windows.set(key, list);
+  }
+  return windows;
+}
