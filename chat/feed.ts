@@ -95,12 +95,10 @@ export function createChatFeed(
     }
     const { frame } = delivery.envelope;
     if (frame.type === "chat_message") {
-      unreadPushes.after(
-        chatId,
-        delivery,
-        (push) => deliver(chatId, entry, push),
-        () => chats.get(chatId) === entry,
-      );
+      unreadPushes.after(chatId, delivery, {
+        send: (push) => deliver(chatId, entry, push),
+        stillFollowed: () => chats.get(chatId) === entry,
+      });
     } else if (frame.type === "message_edited") unreadPushes.edited(chatId, frame.message);
   }
 
@@ -258,7 +256,7 @@ export function createChatFeed(
       );
       publishing = {
         payload,
-        delivery: createDelivery(envelope, text, serialised.unreadMessages),
+        delivery: createDelivery(envelope, { ...serialised, frame: text }),
       };
       try {
         bus.publish(subjects.chat(chatId), payload);
@@ -361,17 +359,13 @@ export function createChatFeed(
 export type ChatFeed = ReturnType<typeof createChatFeed>;
 
 /** Wraps an envelope so that its frame is serialised at most once. */
-export function createDelivery(
-  envelope: ChatEnvelope,
-  frameText?: string,
-  unreadMessages?: readonly string[],
-): Delivery {
-  let text = frameText;
+export function createDelivery(envelope: ChatEnvelope, serialised: SerialisedEvent = {}): Delivery {
+  let text = serialised.frame;
   return {
     envelope,
     get text() {
       return text ??= JSON.stringify(envelope.frame);
     },
-    unreadMessages,
+    unreadMessages: serialised.unreadMessages,
   };
 }

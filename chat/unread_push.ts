@@ -37,15 +37,14 @@ export function createUnreadPushes(deps: {
 
   return {
     /**
-     * The push owed after `message` (a `chat_message` delivery with `unread`), handed to `send`:
-     * at once, or once read from the store if by then `stillFollowed()` and no later push of
-     * that side went out first.
+     * The push owed after `message` (a `chat_message` delivery with `unread`), handed to
+     * `to.send`: at once, or once read from the store if by then `to.stillFollowed()` and no
+     * later push of that side went out first.
      */
     after(
       chatId: string,
       message: Delivery,
-      send: (push: Delivery) => void,
-      stillFollowed: () => boolean,
+      to: { send: (push: Delivery) => void; stillFollowed: () => boolean },
     ): void {
       const { envelope } = message;
       const { unread, frame } = envelope;
@@ -54,7 +53,7 @@ export function createUnreadPushes(deps: {
       const push = ++window.pushes;
       const pushWith = (seqs: readonly number[], count: number, messages: readonly string[]) => {
         window.json = new Map(seqs.map((seq, index) => [seq, messages[index]!]));
-        send(unreadDelivery(chatId, envelope, unread.side, count, messages));
+        to.send(unreadDelivery(envelope, { chatId, side: unread.side, count, messages }));
       };
       const known = message.unreadMessages ??
         unread.seqs.map((seq) =>
@@ -64,7 +63,7 @@ export function createUnreadPushes(deps: {
         return pushWith(unread.seqs, unread.count, known as string[]);
       }
       store.unread(chatId, unread.side, UNREAD_PREVIEW_LIMIT).then((snapshot) => {
-        if (!stillFollowed() || window.pushes !== push) return; // a later one went out
+        if (!to.stillFollowed() || window.pushes !== push) return; // a later one went out
         pushWith(
           snapshot.messages.map((stored) => stored.seq),
           snapshot.count,
@@ -91,12 +90,10 @@ export function createUnreadPushes(deps: {
 
 /** The receiver side's `unread_messages` push after `message`. */
 function unreadDelivery(
-  chatId: string,
   message: DeliveredEnvelope,
-  side: Side,
-  count: number,
-  messages: readonly string[],
+  push: { chatId: string; side: Side; count: number; messages: readonly string[] },
 ): Delivery {
+  const { chatId, side, count, messages } = push;
   return {
     envelope: {
       chat: message.chat,

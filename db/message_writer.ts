@@ -6,7 +6,12 @@ import { type Side, type StoredMessage, UNREAD_PREVIEW_LIMIT } from "../chat/typ
 import { type BatchRow, insertMessageBatch } from "./insert_batch.ts";
 import { type ChatAfterRead, markReadBatch, type ReadMark, type ReadRow } from "./read_batch.ts";
 import { toStoredMessage } from "./rows.ts";
-import { createUnreadWindows, readUnreadWindows, type UnreadWindow } from "./unread_windows.ts";
+import {
+  createUnreadWindows,
+  type ReadsCommitted,
+  readUnreadWindows,
+  type UnreadWindow,
+} from "./unread_windows.ts";
 
 const MAX_BATCH = 500;
 
@@ -40,19 +45,22 @@ export type ReadResult = { message: StoredMessage; changed: boolean } | null;
 
 const receiverSideOf = (sender: Side): Side => sender === "customer" ? "vendor" : "customer";
 
+/** The store's one-at-a-time operations, for what a failed batch held. */
+export interface WriterFallbacks {
+  insertOne: (message: NewMessage) => Promise<InsertedMessage>;
+  unreadOf: (chatId: string, side: Side) => Promise<UnreadSnapshot>;
+  readOne: (mark: ReadMark) => Promise<ReadResult>;
+}
+
 /**
- * Group commit: messages arriving while a batch is being written go together into the next
- * one, one statement and one commit for all of them. Per chat, seq is taken in arrival order
+ * Group commit: messages and read marks arriving while a batch is being written go together
+ * into the next one, one transaction for all of them. Per chat, seq is taken in arrival order
  * under the chat's row lock. Each result carries the receiver side's unread snapshot, kept
- * from a per-chat window that is re-read only when something other than this writer's own
- * inserts changed it (tracked by the chat's last_seq and unread_epoch).
+ * from a per-chat window that follows this writer's own inserts and reads and is read again
+ * only when something else changed it (tracked by the chat's last_seq and unread_epoch).
  */
-export function createMessageWriter(
-  sql: Sql,
-  insertOne: (message: NewMessage) => Promise<InsertedMessage>,
-  unreadOf: (chatId: string, side: Side) => Promise<UnreadSnapshot>,
-  readOne: (mark: ReadMark) => Promise<ReadResult>,
-) {
+export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
+  const { insertOne, unreadOf, readOne } = fallbacks;
   // Chats are spread over a few lanes, each writing one batch at a time: the database works
   // on one batch while the results of another are being handed out. A chat stays in its lane,
   // so its messages are written in arrival order.
@@ -89,7 +97,7 @@ export function createMessageWriter(
         ? []
         : await markReadBatch(tx, reads.map((item) => item.mark));
       for (const [chatId, { after, ids }] of marksByChat(readRows)) {
-        for (const entry of windows.afterRead(chatId, after, (m) => ids.has(m.id))) {
+        for (const entry of windows.afterRead(chatId, { after, wasRead: (m) => ids.has(m.id) })) {
           readWindows.set(...entry);
         }
       }
@@ -263,8 +271,8 @@ export function createMessageWriter(
 
   return {
     /** Read marks committed outside a batch: see UnreadWindows.afterRead. */
-    noteRead(chatId: string, after: ChatAfterRead, wasRead: (message: StoredMessage) => boolean) {
-      windows.apply(windows.afterRead(chatId, after, wasRead));
+    noteRead(chatId: string, reads: ReadsCommitted) {
+      windows.apply(windows.afterRead(chatId, reads));
     },
 
     /** Stores a message with the next seq of its chat. `forbidden` when the sender is banned. */

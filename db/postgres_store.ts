@@ -58,7 +58,7 @@ export function createPostgresStore(sql: Sql): ChatStore {
       )
       select * from updated, counter`;
     if (row) {
-      writer.noteRead(chatId, row, (message) => message.id === messageId);
+      writer.noteRead(chatId, { after: row, wasRead: (message) => message.id === messageId });
       return { message: toStoredMessage(row), changed: true };
     }
     const [current] = await sql<MessageRow[]>`
@@ -293,11 +293,10 @@ export function createPostgresStore(sql: Sql): ChatStore {
         select (select count(*) from updated)::int as count, date_trunc('milliseconds', now()) as read_at,
                (select row_to_json(counter) from counter) as after`;
       if (result?.after) {
-        writer.noteRead(
-          chatId,
-          result.after,
-          (message) => message.sender_side !== readerSide && message.seq <= seq,
-        );
+        writer.noteRead(chatId, {
+          after: result.after,
+          wasRead: (message) => message.sender_side !== readerSide && message.seq <= seq,
+        });
       }
       return { count: result?.count ?? 0, read_at: (result?.read_at ?? new Date()).toISOString() };
     },
@@ -415,12 +414,11 @@ export function createPostgresStore(sql: Sql): ChatStore {
       }
     },
   };
-  const writer = createMessageWriter(
-    sql,
-    insertSingle,
-    (chatId, side) => store.unread(chatId, side, UNREAD_PREVIEW_LIMIT),
-    markReadAlone,
-  );
+  const writer = createMessageWriter(sql, {
+    insertOne: insertSingle,
+    unreadOf: (chatId, side) => store.unread(chatId, side, UNREAD_PREVIEW_LIMIT),
+    readOne: markReadAlone,
+  });
   return withErrorTranslation(store);
 }
 

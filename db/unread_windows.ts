@@ -14,6 +14,12 @@ export interface UnreadWindow {
   messages: StoredMessage[];
 }
 
+/** Read marks as committed: the chat as their statement left it, and what they marked. */
+export interface ReadsCommitted {
+  after: ChatAfterRead;
+  wasRead: (message: StoredMessage) => boolean;
+}
+
 /**
  * The message writer's unread windows by `chatId:side`: what the `unread_messages` push
  * carries, kept in memory so that a message does not read it again. A window is trusted only
@@ -34,17 +40,13 @@ export function createUnreadWindows() {
     forget: (key: string): void => void windows.delete(key),
 
     /**
-     * The windows of a chat after read marks (`after`: the chat as their statement left it,
-     * `wasRead`: the messages it marked). The marks bumped the chat's unread_epoch, which would
+     * The windows of a chat after read marks. The marks bumped the chat's unread_epoch, which would
      * have both windows read again at the chat's next message; when nothing else changed the
      * chat in between, each is kept exact instead, less what was read, as long as it still
      * holds every one of its side's newest unread. Null: the window must be read again.
      */
-    afterRead(
-      chatId: string,
-      after: ChatAfterRead,
-      wasRead: (message: StoredMessage) => boolean,
-    ): Map<string, UnreadWindow | null> {
+    afterRead(chatId: string, reads: ReadsCommitted): Map<string, UnreadWindow | null> {
+      const { after, wasRead } = reads;
       const result = new Map<string, UnreadWindow | null>();
       for (const side of ["customer", "vendor"] as const) {
         const key = `${chatId}:${side}`;
