@@ -1,3 +1,4 @@
+import { createAdminOperations } from "./admin_operations.ts";
 import { ChatError } from "./errors.ts";
 import type { Audience, ChatFrame, UserEvent } from "./events.ts";
 import { createChatMedia } from "./media.ts";
@@ -11,7 +12,6 @@ import type {
   Page,
 } from "./ports.ts";
 import {
-  type Ban,
   type Chat,
   type ChatSummary,
   type MediaKind,
@@ -23,8 +23,6 @@ import {
   type StoredMessage,
   toClientMessage,
   UNREAD_PREVIEW_LIMIT,
-  type VendorMember,
-  type VendorRole,
 } from "./types.ts";
 
 /** How many chats one `chats` frame carries. */
@@ -56,13 +54,9 @@ export interface ChatServiceDeps {
   now: () => number;
 }
 
-export interface ModeratorInput {
-  moderator_id: string;
-  reason: string;
-}
-
 /**
- * The chat domain: every rule of the contract, shared by the WebSocket and admin planes.
+ * The chat domain: every rule of the contract, shared by the WebSocket and admin planes
+ * (what only the admin plane does is in admin_operations.ts, spread in below).
  * Writes are persisted, then published; errors are ChatError.
  */
 export function createChatService(deps: ChatServiceDeps) {
@@ -333,116 +327,7 @@ export function createChatService(deps: ChatServiceDeps) {
       });
     },
 
-    // --- the admin plane ---
-
-    /** The chat of the pair, created if new; participants' chat lists learn of it live. */
-    async createChat(userId: string, vendorId: string): Promise<Chat> {
-      if (userId === vendorId) {
-        throw new ChatError("invalid_payload", "a chat needs two different people", {
-          issues: [{ path: "vendor_id", message: "must differ from user_id" }],
-        });
-      }
-      const { chat, created } = await store.createChat(userId, vendorId);
-      if (created) {
-        publishUser(userId, { type: "chat_created", chat });
-        publishUser(vendorId, { type: "chat_created", chat });
-      }
-      return chat;
-    },
-
-    async getChat(chatId: string): Promise<Chat> {
-      const chat = await store.getChat(chatId);
-      if (!chat) throw new ChatError("not_found", "no such chat");
-      return chat;
-    },
-
-    /** Adds (or re-roles) a member; their open chat-list sockets take in the vendor's chats. */
-    async addVendorMember(
-      vendorId: string,
-      userId: string,
-      role: VendorRole,
-    ): Promise<VendorMember> {
-      const member = await store.addVendorMember(vendorId, userId, role);
-      publishUser(userId, { type: "membership_added", vendor_id: vendorId, user_id: userId });
-      return member;
-    },
-
-    /** Removes a member; their open sockets lose the vendor's chats at once. */
-    async removeVendorMember(vendorId: string, userId: string): Promise<void> {
-      if (!(await store.removeVendorMember(vendorId, userId))) {
-        throw new ChatError("not_found", "no such vendor member");
-      }
-      publishUser(userId, { type: "membership_revoked", vendor_id: vendorId, user_id: userId });
-    },
-
-    listVendorMembers(vendorId: string): Promise<VendorMember[]> {
-      return store.listVendorMembers(vendorId);
-    },
-
-    async getMessage(messageId: string): Promise<StoredMessage> {
-      const message = await store.getMessage(messageId);
-      if (!message) throw new ChatError("not_found", "no such message");
-      return message;
-    },
-
-    /** A moderator's delete: tombstone, audit, and `message_deleted` to live sockets. */
-    async moderateDeleteMessage(messageId: string, by: ModeratorInput): Promise<StoredMessage> {
-      const message = await store.getMessage(messageId);
-      if (!message) throw new ChatError("not_found", "no such message");
-      const deleted = message.deleted ? message : await tombstone(message, by.moderator_id);
-      await store.recordModeration({
-        action: "delete_message",
-        moderator_id: by.moderator_id,
-        target_user_id: message.sender_id,
-        target_message_id: message.id,
-        reason: by.reason,
-      });
-      return deleted;
-    },
-
-    /** Bans a user (0 seconds: until lifted) and closes their sockets everywhere. */
-    async banUser(userId: string, durationSeconds: number, by: ModeratorInput): Promise<Ban> {
-      const ban = await store.ban({
-        user_id: userId,
-        moderator_id: by.moderator_id,
-        reason: by.reason,
-        expires_at: durationSeconds > 0
-          ? new Date(now() + durationSeconds * 1000).toISOString()
-          : null,
-      });
-      await store.recordModeration({
-        action: "ban_user",
-        moderator_id: by.moderator_id,
-        target_user_id: userId,
-        target_message_id: null,
-        reason: by.reason,
-      });
-      publishUser(userId, { type: "disconnect", user_id: userId, reason: "banned" });
-      return ban;
-    },
-
-    async unbanUser(userId: string, by: ModeratorInput): Promise<void> {
-      if (!(await store.unban(userId))) throw new ChatError("not_found", "no ban for this user");
-      await store.recordModeration({
-        action: "unban_user",
-        moderator_id: by.moderator_id,
-        target_user_id: userId,
-        target_message_id: null,
-        reason: by.reason,
-      });
-    },
-
-    /** Closes every socket of the user on every instance (4408). */
-    async disconnectUser(userId: string, by: ModeratorInput): Promise<void> {
-      await store.recordModeration({
-        action: "disconnect_user",
-        moderator_id: by.moderator_id,
-        target_user_id: userId,
-        target_message_id: null,
-        reason: by.reason,
-      });
-      publishUser(userId, { type: "disconnect", user_id: userId, reason: "operator" });
-    },
+    ...createAdminOperations({ store, now, publishUser, tombstone }),
   };
 }
 
