@@ -6,6 +6,7 @@ import type { Actor, ChatService } from "../chat/service.ts";
 import type { Membership } from "../chat/types.ts";
 import type { SocketMetrics } from "../observability/metrics.ts";
 import { CloseCode, closeCodeFor, type ErrorFrame, toErrorFrame } from "./errors.ts";
+import { runAction } from "./actions.ts";
 import { type ClientFrame, isFrameProblem, parseClientFrame } from "./frames.ts";
 import { createTokenBucket, type TokenBucket } from "./token_bucket.ts";
 
@@ -33,8 +34,6 @@ export interface ConnectionDeps {
   /** Instruments this socket feeds; absent: nothing is measured. */
   instruments?: SocketMetrics;
 }
-
-type Outcome = { reply?: unknown } | undefined;
 
 /**
  * One socket's state: who it is, which chats it sees, and the order of its frames. Frames
@@ -342,7 +341,13 @@ export class Connection {
   async #handle(frame: ClientFrame): Promise<void> {
     if (this.#closed || this.#stopping) return;
     try {
-      const outcome = await this.#dispatch(frame);
+      const outcome = await runAction(frame, {
+        service: this.#deps.service,
+        userId: this.userId,
+        endpoint: this.endpoint,
+        actorIn: (chatId) => this.#actor(chatId),
+        send: (reply) => this.#send(reply),
+      });
       this.#deps.instruments?.actions.inc({ action: frame.action, outcome: "ok" });
       if (frame.request_id !== undefined && frame.action !== "ping") {
         this.#send({
@@ -377,78 +382,6 @@ export class Connection {
     // a chat may have been created a moment ago; the store is the truth
     const membership = await this.#deps.service.membership(this.userId, chatId);
     return { user_id: this.userId, membership };
-  }
-
-  async #dispatch(frame: ClientFrame): Promise<Outcome> {
-    const { service } = this.#deps;
-    switch (frame.action) {
-      case "ping":
-        return;
-      case "list_chats": {
-        if (this.endpoint.kind !== "chats") {
-          throw new ChatError("invalid_payload", "list_chats is for /v1/ws/chats/");
-        }
-        const page = await service.listChats(this.userId, frame.before);
-        this.#send({ type: "chats", chats: page.items, has_more: page.has_more });
-        return;
-      }
-      case "load_latest_chat": {
-        const actor = await this.#actor(frame.chat_id);
-        const page = await service.history(actor.membership.chat, {
-          limit: frame.limit,
-          ...(frame.before_seq === undefined ? {} : { before_seq: frame.before_seq }),
-          ...(frame.after_seq === undefined ? {} : { after_seq: frame.after_seq }),
-        });
-        this.#send({
-          type: "latest_chat",
-          chat_id: actor.membership.chat.id,
-          messages: page.items,
-          has_more: page.has_more,
-        });
-        return;
-      }
-      case "send_message": {
-        const actor = await this.#actor(frame.chat_id);
-        const base64 = frame.image ?? frame.audio ?? frame.video;
-        const { message } = await service.sendMessage(actor, {
-          receiver_id: frame.receiver_id,
-          media_type: frame.media_type,
-          content: frame.content ?? null,
-          media: base64 !== undefined
-            ? { base64 }
-            : frame.media_id !== undefined
-            ? { media_id: frame.media_id }
-            : null,
-          client_id: frame.client_id ?? null,
-        });
-        return { reply: message };
-      }
-      case "read_message":
-        await service.readMessage(await this.#actor(frame.chat_id), frame.message_id);
-        return;
-      case "read_up_to":
-        await service.readUpTo(await this.#actor(frame.chat_id), frame.seq);
-        return;
-      case "delete_message":
-        await service.deleteMessage(await this.#actor(frame.chat_id), frame.message_id);
-        return;
-      case "edit_message": {
-        const message = await service.editMessage(
-          await this.#actor(frame.chat_id),
-          frame.message_id,
-          frame.content,
-        );
-        return { reply: message };
-      }
-      case "unread_message": {
-        const actor = await this.#actor(frame.chat_id);
-        this.#send({ type: "unread_messages", ...(await service.unread(actor.membership)) });
-        return;
-      }
-      case "typing":
-        service.typing(await this.#actor(frame.chat_id), frame.is_typing);
-        return;
-    }
   }
 
   #send(frame: unknown): void {

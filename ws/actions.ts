@@ -1,0 +1,96 @@
+import { ChatError } from "../chat/errors.ts";
+import type { Actor, ChatService } from "../chat/service.ts";
+import type { ServerFrame } from "../protocol/mod.ts";
+import type { Endpoint } from "./connection.ts";
+import type { ClientFrame } from "./frames.ts";
+
+/** What an action answers its `ack` with: the message, for `send_message` and `edit_message`. */
+export type Outcome = { reply?: unknown } | undefined;
+
+/** What an action needs of its socket. */
+export interface ActionContext {
+  service: ChatService;
+  userId: string;
+  endpoint: Endpoint;
+  /** The user acting in a chat of this socket (`chat_id` on `/v1/ws/chats/`). */
+  actorIn: (chatId: string | undefined) => Promise<Actor>;
+  /** A frame to this socket only. */
+  send: (frame: ServerFrame) => void;
+}
+
+/**
+ * One client action, as protocol.md's table says: the service does it, and frames for this
+ * socket alone (`latest_chat`, `chats`, `unread_messages`) go out through `send`. Errors are
+ * ChatError, answered by the caller.
+ */
+export async function runAction(frame: ClientFrame, context: ActionContext): Promise<Outcome> {
+  const { service, userId, endpoint, actorIn, send } = context;
+  switch (frame.action) {
+    case "ping":
+      return;
+    case "list_chats": {
+      if (endpoint.kind !== "chats") {
+        throw new ChatError("invalid_payload", "list_chats is for /v1/ws/chats/");
+      }
+      const page = await service.listChats(userId, frame.before);
+      send({ type: "chats", chats: page.items, has_more: page.has_more });
+      return;
+    }
+    case "load_latest_chat": {
+      const actor = await actorIn(frame.chat_id);
+      const page = await service.history(actor.membership.chat, {
+        limit: frame.limit,
+        ...(frame.before_seq === undefined ? {} : { before_seq: frame.before_seq }),
+        ...(frame.after_seq === undefined ? {} : { after_seq: frame.after_seq }),
+      });
+      send({
+        type: "latest_chat",
+        chat_id: actor.membership.chat.id,
+        messages: page.items,
+        has_more: page.has_more,
+      });
+      return;
+    }
+    case "send_message": {
+      const actor = await actorIn(frame.chat_id);
+      const base64 = frame.image ?? frame.audio ?? frame.video;
+      const { message } = await service.sendMessage(actor, {
+        receiver_id: frame.receiver_id,
+        media_type: frame.media_type,
+        content: frame.content ?? null,
+        media: base64 !== undefined
+          ? { base64 }
+          : frame.media_id !== undefined
+          ? { media_id: frame.media_id }
+          : null,
+        client_id: frame.client_id ?? null,
+      });
+      return { reply: message };
+    }
+    case "read_message":
+      await service.readMessage(await actorIn(frame.chat_id), frame.message_id);
+      return;
+    case "read_up_to":
+      await service.readUpTo(await actorIn(frame.chat_id), frame.seq);
+      return;
+    case "delete_message":
+      await service.deleteMessage(await actorIn(frame.chat_id), frame.message_id);
+      return;
+    case "edit_message": {
+      const message = await service.editMessage(
+        await actorIn(frame.chat_id),
+        frame.message_id,
+        frame.content,
+      );
+      return { reply: message };
+    }
+    case "unread_message": {
+      const actor = await actorIn(frame.chat_id);
+      send({ type: "unread_messages", ...(await service.unread(actor.membership)) });
+      return;
+    }
+    case "typing":
+      service.typing(await actorIn(frame.chat_id), frame.is_typing);
+      return;
+  }
+}
