@@ -15,6 +15,18 @@ import {
 
 const MAX_BATCH = 500;
 
+/**
+ * Why a batch may fail for one of its parts, so that each is tried alone: another instance
+ * wrote one of its client_ids a moment ago (23505), one message has text the database refuses,
+ * or the batch and another transaction waited on each other (over a client_id, or read marks
+ * of the same messages in another order) and the database failed the batch (40P01).
+ */
+const RETRY_ONE_BY_ONE: ReadonlySet<string> = new Set([
+  "23505",
+  "40P01",
+  ...UNSTORABLE_TEXT_CODES,
+]);
+
 /** Batches written at the same time, each by its own connection. */
 const LANES = 2;
 
@@ -238,13 +250,10 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
 
   /** After a batch failed: its messages alone, so that only the one at fault fails. */
   async function writeOneByOne(batch: Pending[], error: unknown): Promise<void> {
-    const code = errorCode(error);
-    if (code !== "23505" && !UNSTORABLE_TEXT_CODES.has(code)) {
+    if (!RETRY_ONE_BY_ONE.has(errorCode(error))) {
       for (const item of batch) item.reject(error);
       return;
     }
-    // another instance wrote one of these client_ids a moment ago, or one message has
-    // text the database refuses
     for (const item of batch) {
       try {
         const result = await insertOne(item.message);
