@@ -61,7 +61,6 @@ const receiverSideOf = (sender: Side): Side => sender === "customer" ? "vendor" 
 export interface WriterFallbacks {
   insertOne: (message: NewMessage) => Promise<InsertedMessage>;
   unreadOf: (chatId: string, side: Side) => Promise<UnreadSnapshot>;
-  readOne: (mark: ReadMark) => Promise<ReadResult>;
 }
 
 /**
@@ -72,7 +71,7 @@ export interface WriterFallbacks {
  * only when something else changed it (tracked by the chat's last_seq and unread_epoch).
  */
 export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
-  const { insertOne, unreadOf, readOne } = fallbacks;
+  const { insertOne, unreadOf } = fallbacks;
   // Chats are spread over a few lanes, each writing one batch at a time: the database works
   // on one batch while the results of another are being handed out. A chat stays in its lane,
   // so its messages are written in arrival order.
@@ -240,7 +239,8 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
           await writeBatch(batch, reads);
         } catch (error) {
           await writeOneByOne(batch, error);
-          for (const item of reads) await readOne(item.mark).then(item.resolve, item.reject);
+          // each mark in a transaction of its own, so that only a failing one fails
+          for (const item of reads) await writeBatch([], [item]).catch(item.reject);
         }
       }
     } finally {

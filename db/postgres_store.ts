@@ -12,8 +12,8 @@ import {
 } from "../chat/types.ts";
 import { withErrorTranslation } from "./errors.ts";
 import { insertMedia, selectMedia } from "./media_rows.ts";
-import { createMessageWriter, type ReadResult } from "./message_writer.ts";
-import type { ChatAfterRead, ReadMark } from "./read_batch.ts";
+import { createMessageWriter } from "./message_writer.ts";
+import { type ChatAfterRead, chatAfterRead } from "./read_batch.ts";
 import {
   type BanRow,
   type ChatRow,
@@ -37,36 +37,6 @@ type MessageColumns = { [K in keyof MessageRow as `m_${K}`]: MessageRow[K] | nul
 
 /** The chat store over postgres.js; every query is a tagged template (parameterised). */
 export function createPostgresStore(sql: Sql): ChatStore {
-  /** One read mark in a statement of its own: when the batch it was in failed. */
-  async function markReadAlone(mark: ReadMark): Promise<ReadResult> {
-    const { chat_id: chatId, message_id: messageId, reader_side: readerSide } = mark;
-    const [row] = await sql<Array<MessageRow & ChatAfterRead>>`
-      with updated as (
-        update messages set is_read = true, read_at = date_trunc('milliseconds', now()), updated_at = date_trunc('milliseconds', now())
-        where id = ${messageId} and chat_id = ${chatId} and sender_side <> ${readerSide}
-          and not is_read and deleted_at is null
-        returning ${messageColumns(sql)}
-      ), counter as (
-        update chats set
-          customer_unread = customer_unread - (select count(*) from updated
-                                               where sender_side = 'vendor'),
-          vendor_unread = vendor_unread - (select count(*) from updated
-                                           where sender_side = 'customer'),
-          unread_epoch = unread_epoch + 1
-        where id = ${chatId} and exists (select 1 from updated)
-        returning ${chatAfterRead(sql)}
-      )
-      select * from updated, counter`;
-    if (row) {
-      writer.noteRead(chatId, { after: row, wasRead: (message) => message.id === messageId });
-      return { message: toStoredMessage(row), changed: true };
-    }
-    const [current] = await sql<MessageRow[]>`
-      select ${messageColumns(sql)} from messages where id = ${messageId} and chat_id = ${chatId}
-        and deleted_at is null`;
-    return current ? { message: toStoredMessage(current), changed: false } : null;
-  }
-
   async function sidesOf(userId: string, rows: Array<ChatRow & { is_member: boolean }>) {
     const memberships: Membership[] = [];
     for (const row of rows) {
@@ -417,7 +387,6 @@ export function createPostgresStore(sql: Sql): ChatStore {
   const writer = createMessageWriter(sql, {
     insertOne: insertSingle,
     unreadOf: (chatId, side) => store.unread(chatId, side, UNREAD_PREVIEW_LIMIT),
-    readOne: markReadAlone,
   });
   return withErrorTranslation(store);
 }
@@ -425,12 +394,6 @@ export function createPostgresStore(sql: Sql): ChatStore {
 /** The chat's unread counter of a side, as SQL text (a constant: no helper regexes). */
 function unreadColumn(sql: Sql, side: Side) {
   return sql.unsafe(side === "customer" ? "customer_unread" : "vendor_unread");
-}
-
-/** The columns of ChatAfterRead, for RETURNING after an update of `chats`. */
-function chatAfterRead(sql: Sql) {
-  return sql.unsafe(`unread_epoch as "epoch", last_seq as "lastSeq",
-    customer_unread as "customerUnread", vendor_unread as "vendorUnread"`);
 }
 
 function toSummary(row: ChatListRow): ChatSummary {

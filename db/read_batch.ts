@@ -17,6 +17,13 @@ export interface ChatAfterRead {
   vendorUnread: number;
 }
 
+/** The columns of ChatAfterRead, for RETURNING after an update of `chats` (aliased `alias`). */
+export function chatAfterRead(sql: Pick<TransactionSql, "unsafe">, alias?: "c") {
+  const prefix = alias === undefined ? "" : `${alias}.`;
+  return sql.unsafe(`${prefix}unread_epoch as "epoch", ${prefix}last_seq as "lastSeq",
+    ${prefix}customer_unread as "customerUnread", ${prefix}vendor_unread as "vendorUnread"`);
+}
+
 /** A mark's message: changed (and how it left the chat) or as it already was. */
 export type ReadRow =
   & MessageRow
@@ -57,8 +64,7 @@ export function markReadBatch(sql: TransactionSql, marks: readonly ReadMark[]) {
                          vendor_unread = c.vendor_unread - k.to_vendor,
                          unread_epoch = c.unread_epoch + 1
       from counts k where c.id = k.chat_id
-      returning c.id, c.unread_epoch as "epoch", c.last_seq as "lastSeq",
-                c.customer_unread as "customerUnread", c.vendor_unread as "vendorUnread"
+      returning c.id, ${chatAfterRead(sql, "c")}
     )
     select i.ord::int as ord, true as changed, ${messageColumns(sql, "u")},
            k."epoch", k."lastSeq", k."customerUnread", k."vendorUnread"
