@@ -41,6 +41,7 @@ export interface FeedOptions {
 /** How far back republishRecent() looks: longer than a NATS reconnect takes. */
 const RECENT_MS = 120_000;
 const MAX_RECENT = 50_000;
+
 interface ChatEntry {
   listeners: Set<ChatListener>;
   /** seq of the last chat_message delivered; null until the baseline is read. */

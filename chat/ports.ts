@@ -25,7 +25,6 @@ export interface EventBus {
   check(signal?: AbortSignal): Promise<boolean>;
 }
 
-/** Where the domain sends its events (chat/feed.ts implements it over the bus). */
 /** Parts of an event its publisher has serialised already, so they are not serialised again. */
 export interface SerialisedEvent {
   /** The frame. */
@@ -34,6 +33,7 @@ export interface SerialisedEvent {
   unreadMessages?: readonly string[];
 }
 
+/** Where the domain sends its events (chat/feed.ts implements it over the bus). */
 export interface EventPublisher {
   publishChat(chatId: string, envelope: ChatEnvelope, serialised?: SerialisedEvent): void;
   publishUser(userId: string, event: UserEvent): void;

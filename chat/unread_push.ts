@@ -7,8 +7,9 @@ const MAX_UNREAD_WINDOWS = 2_000;
 
 /** The messages of a chat side's last unread push, kept to make the next one from. */
 interface UnreadWindow {
-  /** Client JSON by seq. */
-  json: Map<number, string>;
+  seqs: readonly number[];
+  /** Client JSON of each, in the same order. */
+  messages: readonly string[];
   /** Pushes begun: one read from the store is dropped when a later one went out first. */
   pushes: number;
 }
@@ -28,7 +29,7 @@ export function createUnreadPushes(deps: {
   const windows = new Map<string, UnreadWindow>();
 
   function windowOf(key: string): UnreadWindow {
-    const window = windows.get(key) ?? { json: new Map<number, string>(), pushes: 0 };
+    const window = windows.get(key) ?? { seqs: [], messages: [], pushes: 0 };
     windows.delete(key);
     windows.set(key, window);
     if (windows.size > MAX_UNREAD_WINDOWS) windows.delete(windows.keys().next().value!);
@@ -52,13 +53,11 @@ export function createUnreadPushes(deps: {
       const window = windowOf(`${chatId}:${unread.side}`);
       const push = ++window.pushes;
       const pushWith = (seqs: readonly number[], count: number, messages: readonly string[]) => {
-        window.json = new Map(seqs.map((seq, index) => [seq, messages[index]!]));
+        window.seqs = seqs;
+        window.messages = messages;
         to.send(unreadDelivery(envelope, { chatId, side: unread.side, count, messages }));
       };
-      const known = message.unreadMessages ??
-        unread.seqs.map((seq) =>
-          seq === frame.message.seq ? JSON.stringify(frame.message) : window.json.get(seq)
-        );
+      const known = message.unreadMessages ?? fromPrevious(window, unread.seqs, frame.message);
       if (known.every((json) => json !== undefined)) {
         return pushWith(unread.seqs, unread.count, known as string[]);
       }
@@ -76,7 +75,10 @@ export function createUnreadPushes(deps: {
     edited(chatId: string, message: Message): void {
       for (const side of ["customer", "vendor"] as const) {
         const window = windows.get(`${chatId}:${side}`);
-        if (window?.json.has(message.seq)) window.json.set(message.seq, JSON.stringify(message));
+        const index = window?.seqs.indexOf(message.seq) ?? -1;
+        if (window && index >= 0) {
+          window.messages = window.messages.with(index, JSON.stringify(message));
+        }
       }
     },
 
@@ -86,6 +88,12 @@ export function createUnreadPushes(deps: {
       windows.delete(`${chatId}:vendor`);
     },
   };
+}
+
+/** The messages `seqs` names from the previous push and the new message; undefined: unseen. */
+function fromPrevious(window: UnreadWindow, seqs: readonly number[], newest: Message) {
+  const previous = new Map(window.seqs.map((seq, index) => [seq, window.messages[index]!]));
+  return seqs.map((seq) => seq === newest.seq ? JSON.stringify(newest) : previous.get(seq));
 }
 
 /** The receiver side's `unread_messages` push after `message`. */
