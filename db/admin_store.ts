@@ -1,4 +1,5 @@
 import type { Sql } from "postgres";
+import { transaction } from "./transactions.ts";
 import { ChatError } from "../chat/errors.ts";
 import type { AdminStore, KeysetPage, TimeCursor } from "../chat/ports.ts";
 import { withErrorTranslation } from "./errors.ts";
@@ -85,7 +86,7 @@ export function createAdminStore(sql: Sql): AdminStore {
       // A custom plan every time: a generic plan cannot see how common the words are, and
       // would intersect the GIN index with the chat filter even for a word in most messages
       // (25 ms) where reading the chat's rows and testing each is 0.05 ms.
-      const rows = await sql.begin(async (tx) => {
+      const rows = await transaction(sql, async (tx) => {
         await tx`set local plan_cache_mode = force_custom_plan`;
         return await tx<Keyed<MessageRow & { rank: number }>[]>`
         with q as (select websearch_to_tsquery(${SEARCH_CONFIG}::regconfig, ${text}) as query)

@@ -17,16 +17,25 @@ const CONNECTION_CODES = new Set([
 /** character_not_in_repertoire, untranslatable_character: text the database refuses. */
 export const UNSTORABLE_TEXT_CODES: ReadonlySet<string> = new Set(["22021", "22P05"]);
 
+/** The code of a postgres.js error: SQLSTATE, or its own code for a connection; "" if none. */
+export function errorCode(error: unknown): string {
+  return typeof error === "object" && error !== null && "code" in error
+    ? String((error as { code: unknown }).code)
+    : "";
+}
+
+/** A connection that could not be made, was lost, or that the server is ending. */
+export function isConnectionFailure(error: unknown): boolean {
+  const code = errorCode(error);
+  return CONNECTION_CODES.has(code) || code.startsWith("08") || code === "57P01" ||
+    code === "57P03" || code === "53300";
+}
+
 /** Turns whatever postgres.js threw into a ChatError; the query text never reaches a client. */
 export function translateDatabaseError(error: unknown): ChatError {
   if (error instanceof ChatError) return error;
-  const code = typeof error === "object" && error !== null && "code" in error
-    ? String((error as { code: unknown }).code)
-    : "";
-  if (
-    CONNECTION_CODES.has(code) || code.startsWith("08") || code === "57P01" ||
-    code === "57P03" || code === "53300"
-  ) {
+  const code = errorCode(error);
+  if (isConnectionFailure(error)) {
     return new ChatError("unavailable", "the database is unavailable, retry", { cause: error });
   }
   // malformed ids and dangling references read as "no such thing"

@@ -1,4 +1,4 @@
-import type { TransactionSql } from "postgres";
+import type { Sql } from "postgres";
 import type { NewMessage } from "../chat/ports.ts";
 import { messageColumns, type MessageRow } from "./rows.ts";
 
@@ -20,7 +20,7 @@ export type BatchRow = MessageRow & {
  * `ord` (1-based position in `messages`) and, for new ones, the chat as the statement left
  * it: seq before the batch (`base`), unread_epoch and the unread counters.
  */
-export function insertMessageBatch(sql: TransactionSql, messages: readonly NewMessage[]) {
+export function insertMessageBatch(sql: Sql, messages: readonly NewMessage[]) {
   const column = (key: keyof NewMessage) => messages.map((message) => message[key]) as string[];
   return sql<BatchRow[]>`
     with input as (

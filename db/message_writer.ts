@@ -1,11 +1,12 @@
 import type { Sql } from "postgres";
 import { ChatError } from "../chat/errors.ts";
-import { STORE_TIMEOUT_MS, UNSTORABLE_TEXT_CODES } from "./errors.ts";
+import { errorCode, STORE_TIMEOUT_MS, UNSTORABLE_TEXT_CODES } from "./errors.ts";
 import type { InsertedMessage, NewMessage, UnreadSnapshot } from "../chat/ports.ts";
 import { type Side, type StoredMessage, UNREAD_PREVIEW_LIMIT } from "../chat/types.ts";
 import { type BatchRow, insertMessageBatch } from "./insert_batch.ts";
 import { type ChatAfterRead, markReadBatch, type ReadMark, type ReadRow } from "./read_batch.ts";
 import { toStoredMessage } from "./rows.ts";
+import { createTransactionChain } from "./transactions.ts";
 import {
   createUnreadWindows,
   type ReadsCommitted,
@@ -82,7 +83,11 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
   const laneOf = (chatId: string) => lanes[Number.parseInt(chatId.slice(0, 8), 16) % LANES]!;
   const windows = createUnreadWindows();
 
-  async function writeBatch(batch: Pending[], reads: PendingRead[]): Promise<void> {
+  async function writeBatch(
+    batch: Pending[],
+    reads: PendingRead[],
+    transaction: <T>(work: (tx: Sql) => Promise<T>) => Promise<T>,
+  ): Promise<void> {
     // the same client_id twice in one batch: the first one writes, the others repeat it
     const firstByKey = new Map<string, number>();
     const followers = new Map<number, number[]>();
@@ -103,7 +108,7 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
     // Read marks first, then messages: rows of `messages`, then of `chats`, the order every
     // other statement that touches both takes, so that none of them can deadlock with a batch.
     const readWindows = new Map<string, UnreadWindow | null>();
-    const { rows, reread, staleList, readRows } = await sql.begin(async (tx) => {
+    const { rows, reread, staleList, readRows } = await transaction(async (tx) => {
       const readRows = reads.length === 0
         ? []
         : await markReadBatch(tx, reads.map((item) => item.mark));
@@ -221,6 +226,10 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
 
   async function drain(lane: Lane): Promise<void> {
     lane.writing = true;
+    // bounded like every store call, so that a connection that never answers cannot stall the lane
+    const chain = createTransactionChain(sql, { timeoutMs: STORE_TIMEOUT_MS });
+    const more = () => lane.queue.length > 0 || lane.reads.length > 0;
+    const transaction = <T>(work: (tx: Sql) => Promise<T>) => chain.run(work, more);
     try {
       for (;;) {
         // What waited behind a batch the database never answered has been answered
@@ -236,15 +245,17 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
         const reads = lane.reads.splice(0, MAX_BATCH);
         if (batch.length === 0 && reads.length === 0) break;
         try {
-          await writeBatch(batch, reads);
+          await writeBatch(batch, reads, transaction);
         } catch (error) {
           await writeOneByOne(batch, error);
           // each mark in a transaction of its own, so that only a failing one fails
-          for (const item of reads) await writeBatch([], [item]).catch(item.reject);
+          for (const item of reads) await writeBatch([], [item], transaction).catch(item.reject);
         }
       }
     } finally {
+      // a new drain may start at once, on a connection of its own
       lane.writing = false;
+      await chain.release();
     }
   }
 
@@ -315,10 +326,4 @@ function marksByChat(rows: readonly ReadRow[]) {
     else byChat.set(row.chat_id, { after: row, ids: new Set([row.id]) });
   }
   return byChat;
-}
-
-function errorCode(error: unknown): string {
-  return typeof error === "object" && error !== null && "code" in error
-    ? String((error as { code: unknown }).code)
-    : "";
 }

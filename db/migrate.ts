@@ -1,4 +1,5 @@
 import type { Sql } from "postgres";
+import { transaction } from "./transactions.ts";
 
 const migrationsDir = new URL("./migrations/", import.meta.url);
 
@@ -33,7 +34,7 @@ export async function readMigrations(dir: URL = migrationsDir): Promise<Migratio
  */
 export async function migrate(sql: Sql, migrations?: Migration[]): Promise<number[]> {
   const all = migrations ?? await readMigrations();
-  return await sql.begin(async (tx) => {
+  return await transaction(sql, async (tx) => {
     await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`;
     await tx`
       create table if not exists schema_migrations (

@@ -1,4 +1,5 @@
 import type { Sql } from "postgres";
+import { transaction } from "./transactions.ts";
 import { ChatError } from "../chat/errors.ts";
 import type { ChatStore, InsertedMessage, NewMessage, Page } from "../chat/ports.ts";
 import {
@@ -49,7 +50,7 @@ export function createPostgresStore(sql: Sql): ChatStore {
   /** One message in its own transaction: the careful path when a batch meets a conflict. */
   async function insertSingle(message: NewMessage): Promise<InsertedMessage> {
     try {
-      return await sql.begin(async (tx) => {
+      return await transaction(sql, async (tx) => {
         // The chat row lock orders writers of one chat: seq is gapless, chats never wait
         // on each other.
         const [chat] = await tx<Array<{ last_seq: number }>>`

@@ -1,4 +1,4 @@
-import type { TransactionSql } from "postgres";
+import type { Sql } from "postgres";
 import type { Side } from "../chat/types.ts";
 import { messageColumns, type MessageRow } from "./rows.ts";
 
@@ -18,7 +18,7 @@ export interface ChatAfterRead {
 }
 
 /** The columns of ChatAfterRead, for RETURNING after an update of `chats` (aliased `alias`). */
-export function chatAfterRead(sql: Pick<TransactionSql, "unsafe">, alias?: "c") {
+export function chatAfterRead(sql: Pick<Sql, "unsafe">, alias?: "c") {
   const prefix = alias === undefined ? "" : `${alias}.`;
   return sql.unsafe(`${prefix}unread_epoch as "epoch", ${prefix}last_seq as "lastSeq",
     ${prefix}customer_unread as "customerUnread", ${prefix}vendor_unread as "vendorUnread"`);
@@ -40,7 +40,7 @@ export type ReadRow =
  * whose message is unknown, in another chat or deleted has none. A message marked twice in
  * the batch comes back changed twice: the caller answers the first.
  */
-export function markReadBatch(sql: TransactionSql, marks: readonly ReadMark[]) {
+export function markReadBatch(sql: Sql, marks: readonly ReadMark[]) {
   return sql<ReadRow[]>`
     with input as (
       select * from unnest(

@@ -1,4 +1,4 @@
-import type { TransactionSql } from "postgres";
+import type { Sql } from "postgres";
 import { type Side, type StoredMessage, UNREAD_PREVIEW_LIMIT } from "../chat/types.ts";
 import type { ChatAfterRead } from "./read_batch.ts";
 import { messageColumns, type MessageRow, toStoredMessage } from "./rows.ts";
@@ -76,7 +76,7 @@ export function createUnreadWindows() {
 
 /** Reads the newest unread of each chat side, oldest first, by `chatId:side`. */
 export async function readUnreadWindows(
-  sql: TransactionSql,
+  sql: Sql,
   sides: ReadonlyArray<{ chatId: string; side: Side }>,
 ): Promise<Map<string, StoredMessage[]>> {
   const rows = await sql<Array<MessageRow & { side: Side }>>`
