@@ -6,7 +6,7 @@ import { type Side, type StoredMessage, UNREAD_PREVIEW_LIMIT } from "../chat/typ
 import { type BatchRow, insertMessageBatch } from "./insert_batch.ts";
 import { type ChatAfterRead, markReadBatch, type ReadMark, type ReadRow } from "./read_batch.ts";
 import { toStoredMessage } from "./rows.ts";
-import { createTransactionChain } from "./transactions.ts";
+import { transaction } from "./transactions.ts";
 import {
   createUnreadWindows,
   type ReadsCommitted,
@@ -86,7 +86,7 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
   async function writeBatch(
     batch: Pending[],
     reads: PendingRead[],
-    transaction: <T>(work: (tx: Sql) => Promise<T>) => Promise<T>,
+    inTransaction: <T>(work: (tx: Sql) => Promise<T>) => Promise<T>,
   ): Promise<void> {
     // the same client_id twice in one batch: the first one writes, the others repeat it
     const firstByKey = new Map<string, number>();
@@ -108,7 +108,7 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
     // Read marks first, then messages: rows of `messages`, then of `chats`, the order every
     // other statement that touches both takes, so that none of them can deadlock with a batch.
     const readWindows = new Map<string, UnreadWindow | null>();
-    const { rows, reread, staleList, readRows } = await transaction(async (tx) => {
+    const { rows, reread, staleList, readRows } = await inTransaction(async (tx) => {
       const readRows = reads.length === 0
         ? []
         : await markReadBatch(tx, reads.map((item) => item.mark));
@@ -227,9 +227,8 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
   async function drain(lane: Lane): Promise<void> {
     lane.writing = true;
     // bounded like every store call, so that a connection that never answers cannot stall the lane
-    const chain = createTransactionChain(sql, { timeoutMs: STORE_TIMEOUT_MS });
-    const more = () => lane.queue.length > 0 || lane.reads.length > 0;
-    const transaction = <T>(work: (tx: Sql) => Promise<T>) => chain.run(work, more);
+    const inTransaction = <T>(work: (tx: Sql) => Promise<T>) =>
+      transaction(sql, work, { timeoutMs: STORE_TIMEOUT_MS });
     try {
       for (;;) {
         // What waited behind a batch the database never answered has been answered
@@ -245,17 +244,15 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
         const reads = lane.reads.splice(0, MAX_BATCH);
         if (batch.length === 0 && reads.length === 0) break;
         try {
-          await writeBatch(batch, reads, transaction);
+          await writeBatch(batch, reads, inTransaction);
         } catch (error) {
           await writeOneByOne(batch, error);
           // each mark in a transaction of its own, so that only a failing one fails
-          for (const item of reads) await writeBatch([], [item], transaction).catch(item.reject);
+          for (const item of reads) await writeBatch([], [item], inTransaction).catch(item.reject);
         }
       }
     } finally {
-      // a new drain may start at once, on a connection of its own
       lane.writing = false;
-      await chain.release();
     }
   }
 
