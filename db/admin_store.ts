@@ -1,5 +1,4 @@
 import type { Sql } from "postgres";
-import { transaction } from "./transactions.ts";
 import { ChatError } from "../chat/errors.ts";
 import type { AdminStore, KeysetPage, TimeCursor } from "../chat/ports.ts";
 import { withErrorTranslation } from "./errors.ts";
@@ -14,6 +13,7 @@ import {
   toModerationAction,
   toStoredMessage,
 } from "./rows.ts";
+import { transaction } from "./transactions.ts";
 
 /** The text search configuration of migration 0002; queries must use the same one. */
 const SEARCH_CONFIG = "simple";

@@ -75,22 +75,36 @@ export function withErrorTranslation<T extends object>(
   for (const [name, value] of Object.entries(store)) {
     wrapped[name] = typeof value === "function"
       ? async (...args: unknown[]) => {
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const timedOut = new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new ChatError("unavailable", "the database did not answer in time")),
-            timeoutMs,
-          );
-        });
         try {
-          return await Promise.race([value.apply(store, args), timedOut]);
+          return await answerWithin(value.apply(store, args), timeoutMs);
         } catch (error) {
           throw translateDatabaseError(error);
-        } finally {
-          clearTimeout(timer);
         }
       }
       : value;
   }
   return wrapped as T;
+}
+
+/**
+ * `work`'s outcome, or `unavailable` once `timeoutMs` have passed, when `onTimeout` runs first.
+ * The work itself goes on: what it does later is for the caller to have arranged.
+ */
+export async function answerWithin<T>(
+  work: Promise<T>,
+  timeoutMs: number,
+  onTimeout?: () => void,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      onTimeout?.();
+      reject(new ChatError("unavailable", "the database did not answer in time"));
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([work, timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -83,11 +83,11 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
   const laneOf = (chatId: string) => lanes[Number.parseInt(chatId.slice(0, 8), 16) % LANES]!;
   const windows = createUnreadWindows();
 
-  async function writeBatch(
-    batch: Pending[],
-    reads: PendingRead[],
-    inTransaction: <T>(work: (tx: Sql) => Promise<T>) => Promise<T>,
-  ): Promise<void> {
+  // bounded like every store call, so that a connection that never answers cannot stall a lane
+  const inTransaction = <T>(work: (tx: Sql) => Promise<T>) =>
+    transaction(sql, work, { timeoutMs: STORE_TIMEOUT_MS });
+
+  async function writeBatch(batch: Pending[], reads: PendingRead[]): Promise<void> {
     // the same client_id twice in one batch: the first one writes, the others repeat it
     const firstByKey = new Map<string, number>();
     const followers = new Map<number, number[]>();
@@ -226,9 +226,6 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
 
   async function drain(lane: Lane): Promise<void> {
     lane.writing = true;
-    // bounded like every store call, so that a connection that never answers cannot stall the lane
-    const inTransaction = <T>(work: (tx: Sql) => Promise<T>) =>
-      transaction(sql, work, { timeoutMs: STORE_TIMEOUT_MS });
     try {
       for (;;) {
         // What waited behind a batch the database never answered has been answered
@@ -244,11 +241,11 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
         const reads = lane.reads.splice(0, MAX_BATCH);
         if (batch.length === 0 && reads.length === 0) break;
         try {
-          await writeBatch(batch, reads, inTransaction);
+          await writeBatch(batch, reads);
         } catch (error) {
           await writeOneByOne(batch, error);
           // each mark in a transaction of its own, so that only a failing one fails
-          for (const item of reads) await writeBatch([], [item], inTransaction).catch(item.reject);
+          for (const item of reads) await writeBatch([], [item]).catch(item.reject);
         }
       }
     } finally {

@@ -1,5 +1,4 @@
 import type { Sql } from "postgres";
-import { transaction } from "./transactions.ts";
 import { ChatError } from "../chat/errors.ts";
 import type { ChatStore, InsertedMessage, NewMessage, Page } from "../chat/ports.ts";
 import {
@@ -28,6 +27,7 @@ import {
   toModerationAction,
   toStoredMessage,
 } from "./rows.ts";
+import { transaction } from "./transactions.ts";
 
 /** Thrown inside a transaction to roll it back when a `client_id` was seen before. */
 class DuplicateClientId extends Error {}

@@ -1,6 +1,5 @@
 import postgres, { type Sql } from "postgres";
-import { ChatError } from "../chat/errors.ts";
-import { isConnectionFailure } from "./errors.ts";
+import { answerWithin, isConnectionFailure } from "./errors.ts";
 
 /**
  * Transactions on a reserved connection instead of `sql.begin`: when a connection is lost in the
@@ -41,20 +40,9 @@ export async function transaction<T>(
       throw error;
     }
   })();
-  if (options.timeoutMs === undefined) return await attempt;
-  attempt.catch(() => {});
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timedOut = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      givenUp = true;
-      reject(new ChatError("unavailable", "the database did not answer in time"));
-    }, options.timeoutMs);
-  });
-  try {
-    return await Promise.race([attempt, timedOut]);
-  } finally {
-    clearTimeout(timer);
-  }
+  return options.timeoutMs === undefined
+    ? await attempt
+    : await answerWithin(attempt, options.timeoutMs, () => givenUp = true);
 }
 
 /** Whether the connection is still there after `error`: not when it was lost or is ending. */
