@@ -42,6 +42,12 @@ function keysetPage<Row, Item, Cursor>(
  * query is a tagged template (parameterised), user words included.
  */
 export function createAdminStore(sql: Sql): AdminStore {
+  /** The rows past `after` in newest-first order of (created_at, id). */
+  const olderThan = (after: TimeCursor | undefined) =>
+    after === undefined
+      ? sql``
+      : sql`and (created_at, id) < (${after.at}::timestamptz, ${after.key}::uuid)`;
+
   const store: AdminStore = {
     async listChats({ user_id, vendor_id, limit, after }) {
       const rows = await sql<Keyed<ChatRow>[]>`
@@ -51,11 +57,7 @@ export function createAdminStore(sql: Sql): AdminStore {
         where true
           ${user_id === undefined ? sql`` : sql`and user_id = ${user_id}`}
           ${vendor_id === undefined ? sql`` : sql`and vendor_id = ${vendor_id}`}
-          ${
-        after === undefined
-          ? sql``
-          : sql`and (created_at, id) < (${after.at}::timestamptz, ${after.key}::uuid)`
-      }
+          ${olderThan(after)}
         order by created_at desc, id desc
         limit ${limit + 1}`;
       return keysetPage(
@@ -163,11 +165,7 @@ export function createAdminStore(sql: Sql): AdminStore {
         where true
           ${moderator_id === undefined ? sql`` : sql`and moderator_id = ${moderator_id}`}
           ${target_user_id === undefined ? sql`` : sql`and target_user_id = ${target_user_id}`}
-          ${
-        after === undefined
-          ? sql``
-          : sql`and (created_at, id) < (${after.at}::timestamptz, ${after.key}::uuid)`
-      }
+          ${olderThan(after)}
         order by created_at desc, id desc
         limit ${limit + 1}`;
       return keysetPage(
