@@ -19,6 +19,12 @@ export type BatchRow = MessageRow & {
  * message (`duplicate`); a banned sender's message is not written and has no row. Rows carry
  * `ord` (1-based position in `messages`) and, for new ones, the chat as the statement left
  * it: seq before the batch (`base`), unread_epoch and the unread counters.
+ *
+ * PostgreSQL keeps one plan for this prepared statement, made from the statistics of the first
+ * executions: on a young database the messages table looks tiny then, and a join with it is
+ * planned as a scan of the whole table, which grows with every message until autovacuum next
+ * analyzes it (25,000 rows: 11 ms a batch). A lateral lookup with `limit 1` is planned per
+ * message against the unique index whatever the statistics say.
  */
 export function insertMessageBatch(sql: Sql, messages: readonly NewMessage[]) {
   const column = (key: keyof NewMessage) => messages.map((message) => message[key]) as string[];
@@ -32,9 +38,12 @@ export function insertMessageBatch(sql: Sql, messages: readonly NewMessage[]) {
       ) with ordinality as t(chat_id, sender_id, sender_side, receiver_id, media_type, content,
                              media_id, client_id, ord)
     ), existing as (
-      select i.ord, ${messageColumns(sql, "m")} from input i
-      join messages m on m.chat_id = i.chat_id and m.sender_id = i.sender_id
-                     and m.client_id = i.client_id
+      -- a lookup per message, never a scan: see the note above
+      select i.ord, m.* from input i cross join lateral (
+        select ${messageColumns(sql)} from messages
+        where chat_id = i.chat_id and sender_id = i.sender_id and client_id = i.client_id
+        limit 1
+      ) m
     ), fresh as (
       select i.* from input i
       where not exists (select 1 from existing e where e.ord = i.ord)

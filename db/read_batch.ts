@@ -48,12 +48,19 @@ export function markReadBatch(sql: Sql, marks: readonly ReadMark[]) {
         ${marks.map((mark) => mark.chat_id)}::uuid[],
         ${marks.map((mark) => mark.reader_side)}::text[]
       ) with ordinality as t(message_id, chat_id, reader_side, ord)
+    ), found as (
+      select i.ord, i.reader_side, x.* from input i cross join lateral (
+        select ${messageColumns(sql)} from messages where id = i.message_id limit 1
+      ) x
+      where x.chat_id = i.chat_id and x.deleted_at is null
     ), updated as (
+      -- by primary key only; "is not true" rather than "not is_read", which would let the
+      -- planner reach the rows through the index of every unread message instead
       update messages m set is_read = true, read_at = date_trunc('milliseconds', now()),
                             updated_at = date_trunc('milliseconds', now())
-      from input i
-      where m.id = i.message_id and m.chat_id = i.chat_id and m.sender_side <> i.reader_side
-        and not m.is_read and m.deleted_at is null
+      from found f
+      where m.id = f.id and m.sender_side <> f.reader_side and m.is_read is not true
+        and m.deleted_at is null
       returning ${messageColumns(sql, "m")}
     ), counts as (
       select chat_id, count(*) filter (where sender_side = 'vendor')::int as to_customer,
@@ -70,7 +77,6 @@ export function markReadBatch(sql: Sql, marks: readonly ReadMark[]) {
            k."epoch", k."lastSeq", k."customerUnread", k."vendorUnread"
     from input i join updated u on u.id = i.message_id join counter k on k.id = u.chat_id
     union all
-    select i.ord::int, false, ${messageColumns(sql, "m")}, null, null, null, null
-    from input i join messages m on m.id = i.message_id and m.chat_id = i.chat_id
-    where m.deleted_at is null and not exists (select 1 from updated u where u.id = i.message_id)`;
+    select f.ord::int, false, ${messageColumns(sql, "f")}, null, null, null, null
+    from found f where not exists (select 1 from updated u where u.id = f.id)`;
 }

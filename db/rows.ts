@@ -73,7 +73,7 @@ export const MESSAGE_COLUMNS = [
  */
 export function messageColumns(
   sql: Pick<Sql, "unsafe">,
-  alias?: "m" | "e" | "u",
+  alias?: "m" | "e" | "u" | "f",
 ): PendingQuery<Row[]> {
   const prefix = alias === undefined ? "" : `${alias}.`;
   return sql.unsafe(MESSAGE_COLUMNS.map((column) => prefix + column).join(", "));

@@ -1,0 +1,101 @@
+import assert from "node:assert/strict";
+import postgres, { type Sql } from "postgres";
+import type { NewMessage } from "../chat/ports.ts";
+import { freshDatabase } from "../tests/support/database.ts";
+import { insertMessageBatch } from "./insert_batch.ts";
+import { markReadBatch } from "./read_batch.ts";
+
+// PostgreSQL plans a prepared statement from the statistics of its first executions and keeps
+// that plan. On a young database the messages table looks small then, and a join with it gets
+// planned as a scan of the whole table, which costs more with every message stored until
+// autovacuum next analyzes it. The group commit's statements must look messages up by index
+// whatever the statistics were when they were planned.
+
+/** Sequential scans of `messages` by the statements `work` runs, on one connection. */
+async function messageScansOf(sql: Sql, work: (tx: Sql) => Promise<unknown>): Promise<number> {
+  const reserved = await sql.reserve();
+  try {
+    // the view also counts what this connection did before and has not yet reported
+    const scans = async () => {
+      const [row] = await reserved<[{ seq_scan: number }]>`
+        select seq_scan::int from pg_stat_xact_user_tables where relname = 'messages'`;
+      return row!.seq_scan;
+    };
+    await reserved`begin`;
+    const before = await scans();
+    await work(reserved);
+    const after = await scans();
+    await reserved`rollback`;
+    return after - before;
+  } finally {
+    reserved.release();
+  }
+}
+
+async function youngDatabaseWithMessages(sql: Sql) {
+  const chats = await sql<Array<{ id: string }>>`
+    insert into chats (user_id, vendor_id)
+    select 'customer-' || n, 'vendor-' || n from generate_series(1, 10) n
+    returning id`;
+  const message = (chatIndex: number, n: number): NewMessage => ({
+    chat_id: chats[chatIndex]!.id,
+    sender_id: `customer-${chatIndex + 1}`,
+    sender_side: "customer",
+    receiver_id: `vendor-${chatIndex + 1}`,
+    media_type: "text",
+    content: `message ${n}`,
+    media_id: null,
+    client_id: `client-${n}`,
+  });
+  // more executions than PostgreSQL makes custom plans for, each through the prepared statement
+  for (let n = 0; n < 40; n++) {
+    await insertMessageBatch(sql, chats.map((_, chatIndex) => message(chatIndex, n)));
+  }
+  return { chats, message };
+}
+
+Deno.test("the group commit's insert looks client_ids up by index, however small the table was when it was planned", async () => {
+  await using database = await freshDatabase();
+  // one connection: the statement prepared above is the one measured
+  const sql = postgres(database.url, { max: 1, onnotice: () => {} });
+  try {
+    const { chats, message } = await youngDatabaseWithMessages(sql);
+    const scans = await messageScansOf(sql, async (tx) => {
+      for (let n = 40; n < 50; n++) {
+        const rows = await insertMessageBatch(tx, [
+          ...chats.map((_, chatIndex) => message(chatIndex, n)),
+          message(0, 3), // a client_id used before: found, not written again
+        ]);
+        assert.equal(rows.filter((row) => row.duplicate).length, 1);
+      }
+    });
+    assert.equal(scans, 0);
+  } finally {
+    await sql.end();
+  }
+});
+
+Deno.test("the group commit's read marks look messages up by index, however small the table was when they were planned", async () => {
+  await using database = await freshDatabase();
+  const sql = postgres(database.url, { max: 1, onnotice: () => {} });
+  try {
+    await youngDatabaseWithMessages(sql);
+    const messages = await sql<Array<{ id: string; chat_id: string }>>`
+      select id, chat_id from messages order by chat_id, seq`;
+    const mark = (index: number) => ({
+      chat_id: messages[index]!.chat_id,
+      message_id: messages[index]!.id,
+      reader_side: "vendor" as const,
+    });
+    for (let n = 0; n < 20; n++) await markReadBatch(sql, [mark(2 * n), mark(2 * n + 1)]);
+    const scans = await messageScansOf(sql, async (tx) => {
+      for (let n = 20; n < 30; n++) {
+        const rows = await markReadBatch(tx, [mark(2 * n), mark(2 * n + 1), mark(0)]);
+        assert.deepEqual(rows.map((row) => row.changed).sort(), [false, true, true]);
+      }
+    });
+    assert.equal(scans, 0);
+  } finally {
+    await sql.end();
+  }
+});
