@@ -19,6 +19,7 @@ import {
   type MediaType,
   type Membership,
   type Message,
+  otherSide,
   type Side,
   type StoredMessage,
   toClientMessage,
@@ -214,7 +215,7 @@ export function createChatService(deps: ChatServiceDeps) {
       });
       const message = toClientMessage(stored);
       if (!duplicate) {
-        const receiverSide: Side = side === "customer" ? "vendor" : "customer";
+        const receiverSide = otherSide(side);
         const unread = receiver_unread ??
           await store.unread(chat.id, receiverSide, UNREAD_PREVIEW_LIMIT);
         events.publishChat(chat.id, {

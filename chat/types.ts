@@ -4,6 +4,9 @@ import { z } from "zod";
 export const sideSchema = z.enum(["customer", "vendor"]);
 export type Side = z.infer<typeof sideSchema>;
 
+/** The side across the chat: the receiver of a message `side` sends, the sender of what it reads. */
+export const otherSide = (side: Side): Side => side === "customer" ? "vendor" : "customer";
+
 export const mediaTypeSchema = z.enum(["text", "image", "audio", "video"]);
 export type MediaType = z.infer<typeof mediaTypeSchema>;
 /** The media types that carry a file. */

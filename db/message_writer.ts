@@ -2,7 +2,7 @@ import type { Sql } from "postgres";
 import { ChatError } from "../chat/errors.ts";
 import { errorCode, STORE_TIMEOUT_MS, UNSTORABLE_TEXT_CODES } from "./errors.ts";
 import type { InsertedMessage, NewMessage, UnreadSnapshot } from "../chat/ports.ts";
-import { type Side, type StoredMessage, UNREAD_PREVIEW_LIMIT } from "../chat/types.ts";
+import { otherSide, type Side, type StoredMessage, UNREAD_PREVIEW_LIMIT } from "../chat/types.ts";
 import { type BatchRow, insertMessageBatch } from "./insert_batch.ts";
 import { type ChatAfterRead, markReadBatch, type ReadMark, type ReadRow } from "./read_batch.ts";
 import { toStoredMessage } from "./rows.ts";
@@ -55,8 +55,6 @@ interface PendingRead {
 
 /** What `markRead` answers: the message and whether this mark changed it; null: unknown. */
 export type ReadResult = { message: StoredMessage; changed: boolean } | null;
-
-const receiverSideOf = (sender: Side): Side => sender === "customer" ? "vendor" : "customer";
 
 /** The store's one-at-a-time operations, for what a failed batch held. */
 export interface WriterFallbacks {
@@ -134,7 +132,7 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
       }
       for (const [chatId, list] of perChat) {
         const first = list[0]!;
-        for (const side of new Set(list.map((row) => receiverSideOf(row.sender_side)))) {
+        for (const side of new Set(list.map((row) => otherSide(row.sender_side)))) {
           const window = windowOf(`${chatId}:${side}`);
           if (!window || window.epoch !== first.epoch || window.lastSeq !== first.base) {
             stale.set(`${chatId}:${side}`, { chatId, side });
@@ -168,7 +166,7 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
       const last = list[list.length - 1]!;
       const lastSeq = last.base! + list.length;
       const stored = list.map((row) => toStoredMessage(row));
-      const receiving = new Set(list.map((row) => receiverSideOf(row.sender_side)));
+      const receiving = new Set(list.map((row) => otherSide(row.sender_side)));
       // A side that received nothing in this batch keeps an exact window exact: only the
       // chat's seq moved on.
       for (const side of ["customer", "vendor"] as const) {
@@ -183,13 +181,13 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
           // read in the same snapshot, after this batch's inserts
           messages = reread.get(key) ?? [];
         } else {
-          const added = stored.filter((message) => receiverSideOf(message.sender_side) === side);
+          const added = stored.filter((message) => otherSide(message.sender_side) === side);
           messages = [...windows.get(key)!.messages, ...added].slice(-UNREAD_PREVIEW_LIMIT);
         }
         windows.remember(key, { epoch: last.epoch!, lastSeq, messages });
         const count = side === "customer" ? last.customer_unread! : last.vendor_unread!;
         list.forEach((row, index) => {
-          if (receiverSideOf(row.sender_side) !== side) return;
+          if (otherSide(row.sender_side) !== side) return;
           results.set(row.ord, {
             message: stored[index]!,
             duplicate: false,
@@ -264,7 +262,7 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
         const result = await insertOne(item.message);
         if (result.duplicate) item.resolve(result);
         else {
-          const side = receiverSideOf(item.message.sender_side);
+          const side = otherSide(item.message.sender_side);
           windows.forget(`${item.message.chat_id}:${side}`);
           item.resolve({
             ...result,

@@ -4,6 +4,7 @@ import type { ChatStore, InsertedMessage, NewMessage, Page } from "../chat/ports
 import {
   type ChatSummary,
   type Membership,
+  otherSide,
   type Side,
   sideOf,
   type StoredMessage,
@@ -229,7 +230,8 @@ export function createPostgresStore(sql: Sql): ChatStore {
         select ${unreadColumn(sql, side)} as count from chats where id = ${chatId}`;
       const rows = await sql<MessageRow[]>`
         select ${messageColumns(sql)} from messages
-        where chat_id = ${chatId} and sender_side <> ${side} and not is_read and deleted_at is null
+        where chat_id = ${chatId} and sender_side = ${otherSide(side)} and not is_read
+          and deleted_at is null
         order by seq desc limit ${limit}`;
       return { count: counts?.count ?? 0, messages: rows.reverse().map(toStoredMessage) };
     },
@@ -251,7 +253,7 @@ export function createPostgresStore(sql: Sql): ChatStore {
       >`
         with updated as (
           update messages set is_read = true, read_at = date_trunc('milliseconds', now()), updated_at = date_trunc('milliseconds', now())
-          where chat_id = ${chatId} and sender_side <> ${readerSide} and seq <= ${seq}
+          where chat_id = ${chatId} and sender_side = ${otherSide(readerSide)} and seq <= ${seq}
             and not is_read and deleted_at is null
           returning 1
         ), counter as (

@@ -3,7 +3,9 @@ import postgres, { type Sql } from "postgres";
 import type { NewMessage } from "../chat/ports.ts";
 import { freshDatabase } from "../tests/support/database.ts";
 import { insertMessageBatch } from "./insert_batch.ts";
+import { createPostgresStore } from "./postgres_store.ts";
 import { markReadBatch } from "./read_batch.ts";
+import { readUnreadWindows } from "./unread_windows.ts";
 
 // PostgreSQL plans a prepared statement from the statistics of its first executions and keeps
 // that plan. On a young database the messages table looks small then, and a join with it gets
@@ -11,25 +13,34 @@ import { markReadBatch } from "./read_batch.ts";
 // autovacuum next analyzes it. The group commit's statements must look messages up by index
 // whatever the statistics were when they were planned.
 
-/** Sequential scans of `messages` by the statements `work` runs, on one connection. */
-async function messageScansOf(sql: Sql, work: (tx: Sql) => Promise<unknown>): Promise<number> {
+/** How the statements `work` runs on one connection read `messages`. */
+async function messageReadsOf(sql: Sql, work: (tx: Sql) => Promise<unknown>) {
   const reserved = await sql.reserve();
   try {
     // the view also counts what this connection did before and has not yet reported
-    const scans = async () => {
-      const [row] = await reserved<[{ seq_scan: number }]>`
-        select seq_scan::int from pg_stat_xact_user_tables where relname = 'messages'`;
-      return row!.seq_scan;
+    const reads = async () => {
+      const [row] = await reserved<[{ seq_scan: number; idx_tup_fetch: number }]>`
+        select seq_scan::int, idx_tup_fetch::int from pg_stat_xact_user_tables
+        where relname = 'messages'`;
+      return row!;
     };
     await reserved`begin`;
-    const before = await scans();
+    const before = await reads();
     await work(reserved);
-    const after = await scans();
+    const after = await reads();
     await reserved`rollback`;
-    return after - before;
+    return {
+      seqScans: after.seq_scan - before.seq_scan,
+      rowsFetchedByIndex: after.idx_tup_fetch - before.idx_tup_fetch,
+    };
   } finally {
     reserved.release();
   }
+}
+
+/** Sequential scans of `messages` by the statements `work` runs, on one connection. */
+async function messageScansOf(sql: Sql, work: (tx: Sql) => Promise<unknown>): Promise<number> {
+  return (await messageReadsOf(sql, work)).seqScans;
 }
 
 async function youngDatabaseWithMessages(sql: Sql) {
@@ -95,6 +106,57 @@ Deno.test("the group commit's read marks look messages up by index, however smal
       }
     });
     assert.equal(scans, 0);
+  } finally {
+    await sql.end();
+  }
+});
+
+Deno.test("a side's unread are read from the unread index, not by walking the chat's read history", async () => {
+  await using database = await freshDatabase();
+  const sql = postgres(database.url, { max: 1, onnotice: () => {} });
+  try {
+    const [chat] = await sql<[{ id: string }]>`
+      insert into chats (user_id, vendor_id) values ('alice', 'acme') returning id`;
+    // 5,000 messages, sides alternating, all read but the newest ten
+    await sql`
+      insert into messages (chat_id, seq, sender_id, sender_side, receiver_id, media_type, content,
+                            is_read)
+      select ${chat!.id}, n, case when n % 2 = 0 then 'alice' else 'acme' end,
+             case when n % 2 = 0 then 'customer' else 'vendor' end,
+             case when n % 2 = 0 then 'acme' else 'alice' end, 'text', 'message ' || n,
+             n <= 4990
+      from generate_series(1, 5000) n`;
+    await sql`update chats set last_seq = 5000, customer_unread = 5, vendor_unread = 5`;
+    // elsewhere most messages are unread, as statistics taken under load say: reading this
+    // chat backwards by seq would then look like a short walk to the planner
+    await sql`
+      with others as (
+        insert into chats (user_id, vendor_id)
+        select 'customer-' || n, 'vendor-' || n from generate_series(1, 20) n returning id
+      )
+      insert into messages (chat_id, seq, sender_id, sender_side, receiver_id, media_type, content)
+      select o.id, n, 'x', case when n % 2 = 0 then 'customer' else 'vendor' end, 'y', 'text', 'm'
+      from others o, generate_series(1, 2000) n`;
+    await sql`analyze messages`;
+    const store = (tx: Sql) => createPostgresStore(tx);
+    const reads = await messageReadsOf(sql, async (tx) => {
+      const unread = await store(tx).unread(chat!.id, "customer", 50);
+      assert.deepEqual(unread.messages.map((message) => message.seq), [
+        4991,
+        4993,
+        4995,
+        4997,
+        4999,
+      ]);
+      const windows = await readUnreadWindows(tx, [{ chatId: chat!.id, side: "vendor" }]);
+      assert.deepEqual(
+        windows.get(`${chat!.id}:vendor`)?.map((message) => message.seq),
+        [4992, 4994, 4996, 4998, 5000],
+      );
+    });
+    assert.deepEqual(reads.seqScans, 0);
+    // the five unread of each side, not the 4,990 read ones
+    assert.equal(reads.rowsFetchedByIndex, 10);
   } finally {
     await sql.end();
   }

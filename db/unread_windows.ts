@@ -1,5 +1,5 @@
 import type { Sql } from "postgres";
-import { type Side, type StoredMessage, UNREAD_PREVIEW_LIMIT } from "../chat/types.ts";
+import { otherSide, type Side, type StoredMessage, UNREAD_PREVIEW_LIMIT } from "../chat/types.ts";
 import type { ChatAfterRead } from "./read_batch.ts";
 import { messageColumns, type MessageRow, toStoredMessage } from "./rows.ts";
 
@@ -82,11 +82,13 @@ export async function readUnreadWindows(
   const rows = await sql<Array<MessageRow & { side: Side }>>`
     select s.side, ${messageColumns(sql, "m")} from unnest(
       ${sides.map((item) => item.chatId)}::uuid[],
-      ${sides.map((item) => item.side)}::text[]
-    ) as s(chat_id, side)
+      ${sides.map((item) => item.side)}::text[],
+      ${sides.map((item) => otherSide(item.side))}::text[]
+    ) as s(chat_id, side, sender_side)
     cross join lateral (
       select ${messageColumns(sql)} from messages
-      where chat_id = s.chat_id and sender_side <> s.side and not is_read and deleted_at is null
+      where chat_id = s.chat_id and sender_side = s.sender_side and not is_read
+        and deleted_at is null
       order by seq desc limit ${UNREAD_PREVIEW_LIMIT}
     ) m`;
   const windows = new Map<string, StoredMessage[]>();
