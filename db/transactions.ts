@@ -7,20 +7,27 @@ import { answerWithin, isConnectionFailure } from "./errors.ts";
  * which throws outside any promise and ends the process (porsager/postgres#1208). Here nothing
  * more is sent on a connection once it failed; postgres.js reconnects it for the pool.
  *
- * With `timeoutMs` the caller is answered `unavailable` after that long: a connection lost
- * between two of postgres.js's socket events can leave a query unanswered forever. The
- * transaction is then rolled back if it ever answers (or, if its commit was already on its way,
- * its outcome stays unknown to the caller, as with any answer lost with its connection).
+ * With `timeoutMs` the caller is answered `unavailable` after that long, waiting for a connection
+ * included: a connection lost between two of postgres.js's socket events can leave a query, or a
+ * reservation, unanswered forever. The transaction is then rolled back if it ever answers (or, if
+ * its commit was already on its way, its outcome stays unknown to the caller, as with any answer
+ * lost with its connection).
  */
 export async function transaction<T>(
   sql: Sql,
   work: (tx: Sql) => Promise<T>,
   options: { timeoutMs?: number } = {},
 ): Promise<T> {
-  const reserved = await sql.reserve();
   let givenUp = false;
   let open = false;
   const attempt = (async () => {
+    // inside the time limit too: postgres.js can leave a reservation waiting forever when the
+    // connection it was to get is lost, and a writer lane would wait with it
+    const reserved = await sql.reserve();
+    if (givenUp) {
+      reserved.release();
+      throw new Error("the transaction waited too long for a connection and was given up");
+    }
     try {
       await reserved.unsafe("begin");
       open = true;

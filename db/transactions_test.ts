@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import postgres, { type Sql } from "postgres";
 import { freshDatabase } from "../tests/support/database.ts";
+import { within } from "../tests/support/wait.ts";
 import { transaction } from "./transactions.ts";
 
 async function withTable(test: (sql: Sql, observer: Sql) => Promise<void>): Promise<void> {
@@ -82,4 +83,33 @@ Deno.test("a transaction past its time fails at once, and is rolled back when it
     assert.deepEqual(await notes(observer), [2], "the late transaction was rolled back");
     assert.equal(await inTransaction(observer), 0, "no connection is left in a transaction");
   });
+});
+
+Deno.test("a transaction that waits past its time for a connection fails, and gives the connection back when it comes", async () => {
+  await using database = await freshDatabase();
+  const sql = postgres(database.url, { max: 1, onnotice: () => {} });
+  // the pool's one connection is taken, as a lost reservation would leave it
+  const holder = await sql.reserve();
+  let held = true;
+  try {
+    const started = performance.now();
+    const outcome = await within(
+      transaction(sql, (tx) => tx`select 1`, { timeoutMs: 200 }).then(
+        () => "committed",
+        (error: { code?: string }) => error.code,
+      ),
+      2_000,
+      "the transaction to give up while the connection is taken",
+    );
+    assert.equal(outcome, "unavailable");
+    assert.ok(performance.now() - started < 450, "failed while the connection was still taken");
+    holder.release();
+    held = false;
+    // the late reservation was released at once: the one connection serves the next query
+    const [row] = await sql<[{ answer: number }]>`select 42 as answer`;
+    assert.equal(row!.answer, 42);
+  } finally {
+    if (held) holder.release();
+    await sql.end({ timeout: 1 });
+  }
 });
