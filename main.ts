@@ -11,6 +11,7 @@ import { type Config, ConfigError, loadConfig, redactConfig } from "./config.ts"
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "./db/embedded.ts";
 import { migrate } from "./db/migrate.ts";
 import { createAdminStore } from "./db/admin_store.ts";
+import { reportLostConnectionRejections, translateDatabaseError } from "./db/errors.ts";
 import { createPostgresStore } from "./db/postgres_store.ts";
 import { withStoreMetrics } from "./db/store_metrics.ts";
 import { createMediaPort } from "./media/media_port.ts";
@@ -94,6 +95,9 @@ export async function startService(config: Config): Promise<RunningService> {
       embedded = await startEmbeddedPostgres(config.DATA_DIR);
       cleanup.push(() => embedded!.close());
     }
+    reportLostConnectionRejections((error) =>
+      logError(translateDatabaseError(error), "database connection lost in the background")
+    );
     const sql = postgres(config.DATABASE_URL ?? embedded!.url, {
       max: embedded ? 4 : config.DATABASE_POOL_SIZE,
       connect_timeout: 5,

@@ -31,6 +31,26 @@ export function isConnectionFailure(error: unknown): boolean {
     code === "57P03" || code === "53300";
 }
 
+let reportingLostConnections = false;
+
+/**
+ * postgres.js 3.4.9 reads the array types of every new connection in a promise nobody waits for
+ * (`fetchArrayTypes`, started from its ReadyForQuery handler). When PostgreSQL ends that
+ * connection meanwhile (a restart, a failover, `pg_terminate_backend`), the rejection is
+ * unhandled, and Deno ends the process on it. A lost connection is the pool's to reconnect:
+ * such rejections go to `report` instead. Every other unhandled rejection still ends the
+ * process. Installed once per process.
+ */
+export function reportLostConnectionRejections(report: (error: unknown) => void): void {
+  if (reportingLostConnections) return;
+  reportingLostConnections = true;
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    if (!isConnectionFailure(event.reason)) return;
+    event.preventDefault();
+    report(event.reason);
+  });
+}
+
 /** Turns whatever postgres.js threw into a ChatError; the query text never reaches a client. */
 export function translateDatabaseError(error: unknown): ChatError {
   if (error instanceof ChatError) return error;
