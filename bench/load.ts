@@ -23,6 +23,10 @@ export interface LoadResult {
   delivered: number;
   storedPerSecond: number;
   deliveredPerSecond: number;
+  /**
+   * Acknowledged messages that never reached the other side. A send answered with an error may
+   * still have been stored and delivered: it counts in `delivered`, never against this.
+   */
   lost: number;
   /** Messages the clients dropped as already seen (the service sent them twice). */
   duplicates: number;
@@ -53,6 +57,8 @@ interface Pair {
  */
 export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const sentAt = new Map<string, number>();
+  const acknowledged: string[] = [];
+  const deliveredIds = new Set<string>();
   const latencies: number[] = [];
   const ackTimes: number[] = [];
   let sent = 0, stored = 0, delivered = 0, errors = 0;
@@ -72,6 +78,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       if (start !== undefined) {
         latencies.push(performance.now() - start);
         delivered++;
+        deliveredIds.add(message.client_id!);
       }
       // a failed read comes back as an error frame, counted by the participant
       if (options.markRead) me.client.send({ action: "read_message", message_id: message.id });
@@ -117,6 +124,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     }).then(
       () => {
         stored++;
+        acknowledged.push(id);
         ackTimes.push(performance.now() - start);
       },
       () => errors++,
@@ -172,7 +180,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     delivered,
     storedPerSecond: Math.round(stored / elapsed),
     deliveredPerSecond: Math.round(delivered / elapsed),
-    lost: stored - delivered,
+    lost: acknowledged.filter((id) => !deliveredIds.has(id)).length,
     duplicates: total((client) => client.stats.duplicates),
     outOfOrder: total((client) => client.stats.outOfOrder),
     unreadPushes: total((client) => client.stats.unreadPushes),
