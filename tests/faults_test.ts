@@ -79,19 +79,6 @@ function textTo(receiverId: string, content: string, extra: Frame = {}): Frame {
   return { action: "send_message", receiver_id: receiverId, media_type: "text", content, ...extra };
 }
 
-/** Sends a frame and waits up to `ms` for its ack or error (longer than `request` would). */
-function reply(socket: TestSocket, frame: Frame, ms: number): Promise<Frame> {
-  const request_id = crypto.randomUUID();
-  socket.send({ ...frame, request_id });
-  return socket.next(
-    (candidate) =>
-      (candidate.type === "ack" || candidate.type === "error") &&
-      candidate.request_id === request_id,
-    `the reply to ${frame.action}`,
-    ms,
-  );
-}
-
 async function rowsByClientId(databaseUrl: string, chatId: string) {
   const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
   try {
@@ -187,10 +174,10 @@ Deno.test("with PostgreSQL stalled, sends answer unavailable within the store ti
 
   // packets dropped, connections open: nothing closes, nothing answers
   proxy.stall();
-  const inFlight = reply(alice, textTo("acme", "in flight", { client_id: "s-1" }), 15_000);
+  const inFlight = alice.request(textTo("acme", "in flight", { client_id: "s-1" }), 15_000);
   await proxy.held();
   // from another socket (one socket's frames are handled one at a time): waits behind the first
-  const queued = reply(acme, textTo("alice", "queued", { client_id: "s-2" }), 15_000);
+  const queued = acme.request(textTo("alice", "queued", { client_id: "s-2" }), 15_000);
   const [[first, second], unavailableMs] = await timed(() => Promise.all([inFlight, queued]));
   report(`PostgreSQL stalled: both sends answered unavailable after ${unavailableMs} ms`);
   assert.equal(first.code, "unavailable");

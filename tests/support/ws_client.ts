@@ -103,14 +103,18 @@ export class TestSocket implements AsyncDisposable {
     return this.next((frame) => frame.type === type, `a ${type} frame`, ms);
   }
 
-  /** Sends an action with a fresh request_id; resolves with its `ack` or `error` frame. */
-  async request(frame: Frame): Promise<Frame> {
+  /**
+   * Sends an action with a fresh request_id; resolves with its `ack` or `error` frame, waiting
+   * up to `ms` for it (past the store's 5 s timeout where a test needs that).
+   */
+  async request(frame: Frame, ms?: number): Promise<Frame> {
     const request_id = frame.request_id ?? `r${++this.#requests}`;
     this.send({ ...frame, request_id });
     return await this.next(
       (reply) =>
         (reply.type === "ack" || reply.type === "error") && reply.request_id === request_id,
       `the reply to ${frame.action} ${request_id}`,
+      ms,
     );
   }
 
