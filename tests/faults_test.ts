@@ -12,7 +12,7 @@ import { sample } from "./support/service_process.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
 import { joinChat, messageWithSeq, refused, sendText } from "./support/steps.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
-import type { Frame, TestSocket } from "./support/ws_client.ts";
+import type { Frame } from "./support/ws_client.ts";
 
 function report(line: string) {
   if (Deno.env.get("FAULT_FIGURES") === "1") console.log(`[figures] ${line}`);
