@@ -39,6 +39,17 @@ async function messageReadsOf(sql: Sql, work: (tx: Sql) => Promise<unknown>) {
   }
 }
 
+/** A fresh database through one connection: the statements prepared on it are the ones measured. */
+async function onOneConnection(test: (sql: Sql) => Promise<void>): Promise<void> {
+  await using database = await freshDatabase();
+  const sql = postgres(database.url, { max: 1, onnotice: () => {} });
+  try {
+    await test(sql);
+  } finally {
+    await sql.end();
+  }
+}
+
 async function youngDatabaseWithMessages(sql: Sql) {
   const chats = await sql<Array<{ id: string }>>`
     insert into chats (user_id, vendor_id)
@@ -61,11 +72,8 @@ async function youngDatabaseWithMessages(sql: Sql) {
   return { chats, message };
 }
 
-Deno.test("the group commit's insert looks client_ids up by index, however small the table was when it was planned", async () => {
-  await using database = await freshDatabase();
-  // one connection: the statement prepared above is the one measured
-  const sql = postgres(database.url, { max: 1, onnotice: () => {} });
-  try {
+Deno.test("the group commit's insert looks client_ids up by index, however small the table was when it was planned", () =>
+  onOneConnection(async (sql) => {
     const { chats, message } = await youngDatabaseWithMessages(sql);
     const { seqScans } = await messageReadsOf(sql, async (tx) => {
       for (let n = 40; n < 50; n++) {
@@ -77,15 +85,10 @@ Deno.test("the group commit's insert looks client_ids up by index, however small
       }
     });
     assert.equal(seqScans, 0);
-  } finally {
-    await sql.end();
-  }
-});
+  }));
 
-Deno.test("the group commit's read marks look messages up by index, however small the table was when they were planned", async () => {
-  await using database = await freshDatabase();
-  const sql = postgres(database.url, { max: 1, onnotice: () => {} });
-  try {
+Deno.test("the group commit's read marks look messages up by index, however small the table was when they were planned", () =>
+  onOneConnection(async (sql) => {
     await youngDatabaseWithMessages(sql);
     const messages = await sql<Array<{ id: string; chat_id: string }>>`
       select id, chat_id from messages order by chat_id, seq`;
@@ -102,15 +105,10 @@ Deno.test("the group commit's read marks look messages up by index, however smal
       }
     });
     assert.equal(seqScans, 0);
-  } finally {
-    await sql.end();
-  }
-});
+  }));
 
-Deno.test("a side's unread are read from the unread index, not by walking the chat's read history", async () => {
-  await using database = await freshDatabase();
-  const sql = postgres(database.url, { max: 1, onnotice: () => {} });
-  try {
+Deno.test("a side's unread are read from the unread index, not by walking the chat's read history", () =>
+  onOneConnection(async (sql) => {
     const [chat] = await sql<[{ id: string }]>`
       insert into chats (user_id, vendor_id) values ('alice', 'acme') returning id`;
     // 5,000 messages, sides alternating, all read but the newest ten
@@ -152,7 +150,4 @@ Deno.test("a side's unread are read from the unread index, not by walking the ch
     assert.equal(reads.seqScans, 0);
     // the five unread of each side, not the 4,990 read ones
     assert.equal(reads.rowsFetchedByIndex, 10);
-  } finally {
-    await sql.end();
-  }
-});
+  }));
