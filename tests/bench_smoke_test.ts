@@ -5,18 +5,27 @@
  */
 import assert from "node:assert/strict";
 
-Deno.test("deno task bench --start --smoke runs every scenario and loses nothing", async () => {
+/** Runs `deno task bench --start --smoke` on `scenarios`; what it printed and its JSON. */
+async function smokeRun(scenarios: string) {
   const out = await Deno.makeTempFile({ suffix: ".json" });
   try {
     const run = await new Deno.Command(Deno.execPath(), {
-      args: ["task", "bench", "--start", "--smoke", "--out", out],
+      args: ["task", "bench", "--start", "--smoke", "--scenarios", scenarios, "--out", out],
       stdout: "piped",
       stderr: "piped",
     }).output();
     const printed = new TextDecoder().decode(run.stdout);
     assert.equal(run.code, 0, new TextDecoder().decode(run.stderr) + printed);
+    return { printed, results: JSON.parse(await Deno.readTextFile(out)) };
+  } finally {
+    await Deno.remove(out);
+  }
+}
+
+Deno.test("deno task bench --start --smoke runs every scenario and loses nothing", async () => {
+  {
+    const { printed, results } = await smokeRun("raw,load,read,connect,history");
     assert.match(printed, /load: stored\/s, delivered\/s/);
-    const results = JSON.parse(await Deno.readTextFile(out));
     assert.ok(results.rawInsertsPerSecond > 0, "pgbench gave no rate");
     for (const scenario of ["load", "read"]) {
       const result = results[scenario];
@@ -32,9 +41,12 @@ Deno.test("deno task bench --start --smoke runs every scenario and loses nothing
       assert.ok(result.storedRatioToRaw > 0);
     }
     assert.deepEqual(Object.keys(results.connectMs), ["history100", "history1000"]);
+  }
+  {
+    // on a service of its own: after the load scenarios the heap gives back more than 200 idle
+    // sockets take, and the difference can come out below zero
+    const { results } = await smokeRun("idle");
     assert.equal(results.idle.sockets, 200);
     assert.ok(results.idle.perSocketKiB > 0);
-  } finally {
-    await Deno.remove(out);
   }
 });
