@@ -7,6 +7,12 @@ export interface LoadOptions {
   secret: string;
   chats: BenchChat[];
   seconds: number;
+  /**
+   * Seconds of the same load before the measured ones: their messages are checked like the
+   * others (lost, duplicated, out of order) but count in no rate or latency, so that the
+   * figures are the service's steady state, not its first compilations and prepared statements.
+   */
+  warmupSeconds: number;
   /** Open loop: messages per second in total. */
   rate?: number;
   /** Closed loop: messages in flight in total. */
@@ -21,6 +27,7 @@ export interface LoadResult {
   sent: number;
   stored: number;
   delivered: number;
+  /** Rates and latencies leave out the warm-up's messages; the counts below take in all. */
   storedPerSecond: number;
   deliveredPerSecond: number;
   /**
@@ -56,12 +63,15 @@ interface Pair {
  * so what the service got wrong shows in the counts of duplicates and out-of-order messages.
  */
 export async function runLoad(options: LoadOptions): Promise<LoadResult> {
+  /** When each message was sent; the warm-up's are kept apart, out of the figures. */
   const sentAt = new Map<string, number>();
+  const warmupIds = new Set<string>();
   const acknowledged: string[] = [];
   const deliveredIds = new Set<string>();
   const latencies: number[] = [];
   const ackTimes: number[] = [];
   let sent = 0, stored = 0, delivered = 0, errors = 0;
+  let storedMeasured = 0, deliveredMeasured = 0;
   let inFlight = 0;
   let wake: (() => void) | undefined;
   let counter = 0;
@@ -76,9 +86,12 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       if (message.sender_id !== other.userId) return;
       const start = message.client_id === null ? undefined : sentAt.get(message.client_id);
       if (start !== undefined) {
-        latencies.push(performance.now() - start);
         delivered++;
         deliveredIds.add(message.client_id!);
+        if (!warmupIds.has(message.client_id!)) {
+          latencies.push(performance.now() - start);
+          deliveredMeasured++;
+        }
       }
       // a failed read comes back as an error frame, counted by the participant
       if (options.markRead) me.client.send({ action: "read_message", message_id: message.id });
@@ -112,6 +125,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     const id = `m${counter}`;
     const start = performance.now();
     sentAt.set(id, start);
+    const warmup = start < measuredFrom;
+    if (warmup) warmupIds.add(id);
     sent++;
     inFlight++;
     from.client.request({
@@ -125,6 +140,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       () => {
         stored++;
         acknowledged.push(id);
+        if (warmup) return;
+        storedMeasured++;
         ackTimes.push(performance.now() - start);
       },
       () => errors++,
@@ -135,7 +152,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   }
 
   const started = performance.now();
-  const endAt = started + options.seconds * 1000;
+  const measuredFrom = started + options.warmupSeconds * 1000;
+  const endAt = measuredFrom + options.seconds * 1000;
   const progress = setInterval(() => {
     const elapsed = (performance.now() - started) / 1000;
     options.onProgress?.(
@@ -168,18 +186,20 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   } finally {
     clearInterval(progress);
   }
-  const elapsed = (endAt - started) / 1000;
+  const elapsed = (endAt - measuredFrom) / 1000;
   const clients = pairs.flatMap((pair) => [pair.customer.client, pair.vendor.client]);
   const total = (count: (client: Participant) => number) =>
     clients.reduce((sum, client) => sum + count(client), 0);
   await Promise.all(clients.map((client) => client.close()));
   return {
-    mode: options.rate ? `open loop ${options.rate}/s` : `closed loop ${options.concurrency}`,
+    mode: `${options.rate ? `open loop ${options.rate}/s` : `closed loop ${options.concurrency}`}${
+      options.warmupSeconds > 0 ? `, after ${options.warmupSeconds} s of warm-up` : ""
+    }`,
     sent,
     stored,
     delivered,
-    storedPerSecond: Math.round(stored / elapsed),
-    deliveredPerSecond: Math.round(delivered / elapsed),
+    storedPerSecond: Math.round(storedMeasured / elapsed),
+    deliveredPerSecond: Math.round(deliveredMeasured / elapsed),
     lost: acknowledged.filter((id) => !deliveredIds.has(id)).length,
     duplicates: total((client) => client.stats.duplicates),
     outOfOrder: total((client) => client.stats.outOfOrder),

@@ -4,7 +4,7 @@
  *   deno task bench --start                    start the service (a subprocess), run everything
  *   deno task bench --url ws://host:8000 --database-url postgres://... --secret ...
  *   options: --scenarios load,read,connect,history,idle,raw  --chats 200  --seconds 10
- *            --rate 5000 | --concurrency 200  --idle 10000  --smoke  --out file.json
+ *            --rate 5000 | --concurrency 200  --warmup 1  --idle 10000  --smoke  --out file.json
  *
  * It starts nothing unless told to (--start). Figures are printed as a table and written as
  * JSON (bench/results/ by default); each rate is also given as a ratio to the raw PostgreSQL
@@ -33,6 +33,7 @@ const { values } = parseArgs({
     scenarios: { type: "string", default: "raw,load,read,connect,history,idle" },
     chats: { type: "string", default: "200" },
     seconds: { type: "string", default: "10" },
+    warmup: { type: "string", default: "1" },
     rate: { type: "string" },
     concurrency: { type: "string" },
     idle: { type: "string", default: "10000" },
@@ -45,6 +46,7 @@ const smoke = values.smoke;
 const scenarios = new Set(values.scenarios.split(","));
 const chatCount = smoke ? 4 : Number(values.chats);
 const seconds = smoke ? 2 : Number(values.seconds);
+const warmupSeconds = smoke ? 0 : Number(values.warmup);
 const log = (line: string) => console.error(line);
 const results: Record<string, unknown> = {
   machine: { cores: navigator.hardwareConcurrency, memoryGiB: await memoryGiB() },
@@ -90,7 +92,7 @@ try {
   const load = async (name: string, markRead: boolean) => {
     const chats = await createChats(databaseUrl!, chatCount, `${name}${Date.now()}`);
     log(
-      `${name}: ${chats.length} chats, ${seconds} s, ${
+      `${name}: ${chats.length} chats, ${warmupSeconds} s warm-up + ${seconds} s, ${
         values.rate ? `${values.rate}/s open loop` : `closed loop ${values.concurrency ?? 200}`
       }${markRead ? ", receiver marks each read" : ""}`,
     );
@@ -99,6 +101,7 @@ try {
       secret: secret!,
       chats,
       seconds,
+      warmupSeconds,
       ...(values.rate ? { rate: Number(values.rate) } : {
         concurrency: Number(values.concurrency ?? (smoke ? 8 : 200)),
       }),
