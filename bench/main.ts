@@ -46,7 +46,7 @@ const smoke = values.smoke;
 const scenarios = new Set(values.scenarios.split(","));
 const chatCount = smoke ? 4 : Number(values.chats);
 const seconds = smoke ? 2 : Number(values.seconds);
-const warmupSeconds = smoke ? 0 : Number(values.warmup);
+const warmupSeconds = smoke ? 0.5 : Number(values.warmup);
 const log = (line: string) => console.error(line);
 const results: Record<string, unknown> = {
   machine: { cores: navigator.hardwareConcurrency, memoryGiB: await memoryGiB() },
