@@ -90,10 +90,17 @@ export function createUnreadPushes(deps: {
   };
 }
 
-/** The messages `seqs` names from the previous push and the new message; undefined: unseen. */
+/**
+ * The messages `seqs` names from the previous push and the new message; undefined: unseen.
+ * Both lists are oldest first, so one walk along the previous push finds them (no map per push).
+ */
 function fromPrevious(window: UnreadWindow, seqs: readonly number[], newest: Message) {
-  const previous = new Map(window.seqs.map((seq, index) => [seq, window.messages[index]!]));
-  return seqs.map((seq) => seq === newest.seq ? JSON.stringify(newest) : previous.get(seq));
+  let at = 0;
+  return seqs.map((seq) => {
+    if (seq === newest.seq) return JSON.stringify(newest);
+    while (at < window.seqs.length && window.seqs[at]! < seq) at++;
+    return window.seqs[at] === seq ? window.messages[at] : undefined;
+  });
 }
 
 /** The receiver side's `unread_messages` push after `message`. */
