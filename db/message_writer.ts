@@ -1,6 +1,6 @@
 import type { Sql } from "postgres";
 import { ChatError } from "../chat/errors.ts";
-import { errorCode, STORE_TIMEOUT_MS, UNSTORABLE_TEXT_CODES } from "./errors.ts";
+import { answerWithin, errorCode, STORE_TIMEOUT_MS, UNSTORABLE_TEXT_CODES } from "./errors.ts";
 import type { InsertedMessage, NewMessage, UnreadSnapshot } from "../chat/ports.ts";
 import { otherSide, type Side, type StoredMessage, UNREAD_PREVIEW_LIMIT } from "../chat/types.ts";
 import { type BatchRow, insertMessageBatch } from "./insert_batch.ts";
@@ -11,6 +11,7 @@ import {
   createUnreadWindows,
   type ReadsCommitted,
   readUnreadWindows,
+  type UnreadState,
   type UnreadWindow,
 } from "./unread_windows.ts";
 
@@ -51,6 +52,11 @@ interface PendingRead {
   resolve: (result: ReadResult) => void;
   reject: (error: unknown) => void;
   expiresAt: number;
+}
+
+/** A batch's insert statement while it runs, to cancel it when the batch is given up on. */
+interface RunningQuery {
+  query?: { cancel(): void };
 }
 
 /** What `markRead` answers: the message and whether this mark changed it; null: unknown. */
@@ -103,50 +109,26 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
       unique.push(item);
     });
 
-    // Read marks first, then messages: rows of `messages`, then of `chats`, the order every
-    // other statement that touches both takes, so that none of them can deadlock with a batch.
+    // Messages alone are one statement, atomic on its own: one round trip instead of three.
+    // With read marks it is a transaction, read marks first, then messages: rows of `messages`,
+    // then of `chats`, the order every other statement that touches both takes, so that none
+    // of them can deadlock with a batch.
     const readWindows = new Map<string, UnreadWindow | null>();
-    const { rows, reread, staleList, readRows } = await inTransaction(async (tx) => {
-      const readRows = reads.length === 0
-        ? []
-        : await markReadBatch(tx, reads.map((item) => item.mark));
-      for (const [chatId, { after, ids }] of marksByChat(readRows)) {
-        for (const entry of windows.afterRead(chatId, { after, wasRead: (m) => ids.has(m.id) })) {
-          readWindows.set(...entry);
-        }
-      }
-      const windowOf = (key: string) =>
-        readWindows.has(key) ? readWindows.get(key) : windows.get(key);
-      const rows = unique.length === 0
-        ? []
-        : await insertMessageBatch(tx, unique.map((item) => item.message));
-
-      // windows that are not exact any more are re-read in the same snapshot
-      const stale = new Map<string, { chatId: string; side: Side }>();
-      const perChat = new Map<string, BatchRow[]>();
-      for (const row of rows) {
-        if (row.duplicate) continue;
-        const list = perChat.get(row.chat_id) ?? [];
-        list.push(row);
-        perChat.set(row.chat_id, list);
-      }
-      for (const [chatId, list] of perChat) {
-        const first = list[0]!;
-        for (const side of new Set(list.map((row) => otherSide(row.sender_side)))) {
-          const window = windowOf(`${chatId}:${side}`);
-          if (!window || window.epoch !== first.epoch || window.lastSeq !== first.base) {
-            stale.set(`${chatId}:${side}`, { chatId, side });
+    let readRows: ReadRow[] = [];
+    const { rows, reread } = reads.length === 0
+      ? await writeMessagesAlone(unique)
+      : await inTransaction(async (tx) => {
+        readRows = await markReadBatch(tx, reads.map((item) => item.mark));
+        for (const [chatId, { after, ids }] of marksByChat(readRows)) {
+          for (const entry of windows.afterRead(chatId, { after, wasRead: (m) => ids.has(m.id) })) {
+            readWindows.set(...entry);
           }
         }
-      }
-      const staleList = [...stale.values()];
-      const reread = staleList.length === 0 ? new Map() : await readUnreadWindows(tx, staleList);
-      return { rows, reread, staleList, readRows };
-    });
+        return await writeMessages(tx, unique, readWindows);
+      });
     windows.apply(readWindows);
 
-    // rebuild the windows read above, then add this batch's messages to the exact ones
-    const staleKeys = new Set(staleList.map((item) => `${item.chatId}:${item.side}`));
+    // keep the windows read again above, and add this batch's messages to the exact ones
     const results = new Map<number, InsertedMessage>();
     const byChat = new Map<string, BatchRow[]>();
     for (const row of rows.sort((a, b) => a.ord - b.ord)) {
@@ -176,22 +158,24 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
       }
       for (const side of receiving) {
         const key = `${chatId}:${side}`;
-        let messages: StoredMessage[];
-        if (staleKeys.has(key)) {
-          // read in the same snapshot, after this batch's inserts
-          messages = reread.get(key) ?? [];
+        const state = reread.get(key);
+        let unread: UnreadSnapshot;
+        if (state) {
+          windows.remember(key, state);
+          unread = { count: state.count, messages: state.messages };
         } else {
           const added = stored.filter((message) => otherSide(message.sender_side) === side);
-          messages = [...windows.get(key)!.messages, ...added].slice(-UNREAD_PREVIEW_LIMIT);
+          const messages = [...windows.get(key)!.messages, ...added].slice(-UNREAD_PREVIEW_LIMIT);
+          windows.remember(key, { epoch: last.epoch!, lastSeq, messages });
+          const count = side === "customer" ? last.customer_unread! : last.vendor_unread!;
+          unread = { count, messages };
         }
-        windows.remember(key, { epoch: last.epoch!, lastSeq, messages });
-        const count = side === "customer" ? last.customer_unread! : last.vendor_unread!;
         list.forEach((row, index) => {
           if (otherSide(row.sender_side) !== side) return;
           results.set(row.ord, {
             message: stored[index]!,
             duplicate: false,
-            receiver_unread: { count, messages },
+            receiver_unread: unread,
           });
         });
       }
@@ -207,6 +191,62 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
       }
     });
     settleReads(reads, readRows);
+  }
+
+  /**
+   * Writes a batch's messages, then reads again the unread windows of the sides they went to
+   * whose window was not exact for the chat as the batch found it.
+   */
+  async function writeMessages(
+    database: Sql,
+    unique: readonly Pending[],
+    readWindows: ReadonlyMap<string, UnreadWindow | null>,
+    running: RunningQuery = {},
+  ): Promise<{ rows: BatchRow[]; reread: Map<string, UnreadState> }> {
+    let rows: BatchRow[] = [];
+    if (unique.length > 0) {
+      const insert = insertMessageBatch(database, unique.map((item) => item.message));
+      running.query = insert;
+      rows = await insert;
+    }
+    const windowOf = (key: string) =>
+      readWindows.has(key) ? readWindows.get(key) : windows.get(key);
+    const stale = new Map<string, { chatId: string; side: Side }>();
+    const perChat = new Map<string, BatchRow[]>();
+    for (const row of rows) {
+      if (row.duplicate) continue;
+      const list = perChat.get(row.chat_id) ?? [];
+      list.push(row);
+      perChat.set(row.chat_id, list);
+    }
+    for (const [chatId, list] of perChat) {
+      const first = list[0]!;
+      for (const side of new Set(list.map((row) => otherSide(row.sender_side)))) {
+        const window = windowOf(`${chatId}:${side}`);
+        if (!window || window.epoch !== first.epoch || window.lastSeq !== first.base) {
+          stale.set(`${chatId}:${side}`, { chatId, side });
+        }
+      }
+    }
+    // In a transaction this read sees the chat as the batch left it. After a batch of its
+    // own it may see later changes too; each window comes with the chat state it is exact for.
+    const reread = stale.size === 0
+      ? new Map()
+      : await readUnreadWindows(database, [...stale.values()]);
+    return { rows, reread };
+  }
+
+  /**
+   * Messages without read marks: no transaction. Bounded like every store call; a statement
+   * given up on is cancelled, so that what the senders were told failed is not stored after.
+   */
+  async function writeMessagesAlone(unique: readonly Pending[]) {
+    const running: RunningQuery = {};
+    return await answerWithin(
+      writeMessages(sql, unique, new Map(), running),
+      STORE_TIMEOUT_MS,
+      () => running.query?.cancel(),
+    );
   }
 
   /** Answers each read mark; a message marked twice in the batch was changed by the first. */

@@ -1,10 +1,28 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { ChatError } from "../chat/errors.ts";
-import type { NewMessage } from "../chat/ports.ts";
+import type { ChatStore, NewMessage } from "../chat/ports.ts";
+import type { Chat } from "../chat/types.ts";
 import { freshDatabase } from "../tests/support/database.ts";
 import { within } from "../tests/support/wait.ts";
+import { STORE_TIMEOUT_MS } from "./errors.ts";
 import { createPostgresStore } from "./postgres_store.ts";
+
+/** A text message from alice, the customer, to acme in `chatId`. */
+const fromAlice = (
+  chatId: string,
+  content: string,
+  clientId: string | null = null,
+): NewMessage => ({
+  chat_id: chatId,
+  sender_id: "alice",
+  sender_side: "customer",
+  receiver_id: "acme",
+  media_type: "text",
+  content,
+  media_id: null,
+  client_id: clientId,
+});
 
 Deno.test("a message the database refuses fails alone, not the group commit it was written with", async () => {
   await using database = await freshDatabase();
@@ -12,16 +30,7 @@ Deno.test("a message the database refuses fails alone, not the group commit it w
   try {
     const store = createPostgresStore(sql);
     const { chat } = await store.createChat("alice", "acme");
-    const message = (content: string): NewMessage => ({
-      chat_id: chat.id,
-      sender_id: "alice",
-      sender_side: "customer",
-      receiver_id: "acme",
-      media_type: "text",
-      content,
-      media_id: null,
-      client_id: null,
-    });
+    const message = (content: string) => fromAlice(chat.id, content);
     // the first starts a batch; the other two wait for it and are written together
     const results = await Promise.allSettled([
       store.insertMessage(message("before")),
@@ -45,41 +54,99 @@ Deno.test("a message the database refuses fails alone, not the group commit it w
 });
 
 Deno.test("a batch the database fails to break a deadlock is tried again message by message, not failed", async () => {
+  await withOtherTransaction(async ({ sql, store, chat, transaction }) => {
+    // Another writer (an instance, say) has written alice's client_id "k" and not committed.
+    // The batch takes the chat's row, then waits on that message; the other then wants the
+    // chat's row: each waits on the other. The other looks for deadlocks later, so the
+    // database fails the batch.
+    await transaction`set local deadlock_timeout = '10s'`;
+    await transaction`
+      insert into messages (chat_id, seq, sender_id, sender_side, receiver_id, media_type,
+                            content, client_id)
+      values (${chat.id}, 1000, 'alice', 'customer', 'acme', 'text', 'theirs', 'k')`;
+    const sent = store.insertMessage(fromAlice(chat.id, "mine", "k"));
+    sent.catch(() => {}); // awaited below
+    await within(waitForLockWait(sql), 5_000, "the batch to wait for the other's message");
+    await transaction`update chats set updated_at = now() where id = ${chat.id}`;
+    await transaction`commit`;
+    const result = await within(sent, 10_000, "the message");
+    assert.equal(result.duplicate, true, "client_id k was written by the other");
+    assert.equal(result.message.content, "theirs");
+  });
+});
+
+Deno.test("two instances writing one chat: each send's unread snapshot equals a fresh read", async () => {
+  await using database = await freshDatabase();
+  const pools = [0, 1].map(() => postgres(database.url, { max: 2, onnotice: () => {} }));
+  try {
+    // each instance's remembered windows go stale whenever the other one writes or reads
+    const [first, second] = pools.map((sql) => createPostgresStore(sql)) as [
+      ChatStore,
+      ChatStore,
+    ];
+    const { chat } = await first.createChat("alice", "acme");
+    const toAcme = (content: string) => fromAlice(chat.id, content);
+    for (let step = 0; step < 24; step++) {
+      const store = step % 3 === 0 ? first : second;
+      const sent = await store.insertMessage(toAcme(`m${step}`));
+      if (step % 4 === 3) await first.markRead(chat.id, sent.message.id, "vendor");
+      if (step % 5 === 4) await second.markReadUpTo(chat.id, "vendor", sent.message.seq - 2);
+      const fresh = await first.unread(chat.id, "vendor", 50);
+      const next = await store.insertMessage(toAcme(`n${step}`));
+      assert.equal(next.receiver_unread?.count, fresh.count + 1, `count at step ${step}`);
+      assert.deepEqual(
+        next.receiver_unread?.messages.map((message) => message.seq),
+        [...fresh.messages.map((message) => message.seq), next.message.seq].slice(-50),
+        `messages at step ${step}`,
+      );
+    }
+  } finally {
+    await Promise.all(pools.map((sql) => sql.end()));
+  }
+});
+
+Deno.test("a batch given up on is not stored when the database answers later", async () => {
+  await withOtherTransaction(async ({ sql, store, chat, transaction }) => {
+    // the other transaction holds the chat's row past the store's time limit
+    await transaction`update chats set updated_at = now() where id = ${chat.id}`;
+    const sent = store.insertMessage(fromAlice(chat.id, "too late", "late"));
+    sent.catch(() => {}); // awaited below
+    await within(waitForLockWait(sql), 5_000, "the batch to wait for the chat's row");
+    await assert.rejects(
+      within(sent, STORE_TIMEOUT_MS + 2_000, "the send's answer"),
+      (error) => error instanceof ChatError && error.code === "unavailable",
+    );
+    await transaction`commit`;
+    // a moment for a statement that was not cancelled to finish
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const [{ count }] = await sql<[{ count: number }]>`
+      select count(*)::int as count from messages where chat_id = ${chat.id}`;
+    assert.equal(count, 0, "the message the sender was told failed is not stored");
+    const retried = await store.insertMessage(fromAlice(chat.id, "too late", "late"));
+    assert.equal(retried.duplicate, false);
+    assert.equal(retried.message.seq, 1);
+  });
+});
+
+/** A store on a fresh database with alice's chat with acme, and another connection's open transaction. */
+async function withOtherTransaction(
+  test: (setup: {
+    sql: postgres.Sql;
+    store: ChatStore;
+    chat: Chat;
+    transaction: postgres.ReservedSql;
+  }) => Promise<void>,
+): Promise<void> {
   await using database = await freshDatabase();
   const sql = postgres(database.url, { max: 4, onnotice: () => {} });
   const other = postgres(database.url, { max: 1, onnotice: () => {} });
   try {
     const store = createPostgresStore(sql);
     const { chat } = await store.createChat("alice", "acme");
-    // Another writer (an instance, say) has written alice's client_id "k" and not committed.
-    // The batch takes the chat's row, then waits on that message; the other then wants the
-    // chat's row: each waits on the other. The other looks for deadlocks later, so the
-    // database fails the batch.
     const transaction = await other.reserve();
     try {
       await transaction`begin`;
-      await transaction`set local deadlock_timeout = '10s'`;
-      await transaction`
-        insert into messages (chat_id, seq, sender_id, sender_side, receiver_id, media_type,
-                              content, client_id)
-        values (${chat.id}, 1000, 'alice', 'customer', 'acme', 'text', 'theirs', 'k')`;
-      const sent = store.insertMessage({
-        chat_id: chat.id,
-        sender_id: "alice",
-        sender_side: "customer",
-        receiver_id: "acme",
-        media_type: "text",
-        content: "mine",
-        media_id: null,
-        client_id: "k",
-      });
-      sent.catch(() => {}); // awaited below
-      await within(waitForLockWait(sql), 5_000, "the batch to wait for the other's message");
-      await transaction`update chats set updated_at = now() where id = ${chat.id}`;
-      await transaction`commit`;
-      const result = await within(sent, 10_000, "the message");
-      assert.equal(result.duplicate, true, "client_id k was written by the other");
-      assert.equal(result.message.content, "theirs");
+      await test({ sql, store, chat, transaction });
     } finally {
       transaction.release();
     }
@@ -87,7 +154,7 @@ Deno.test("a batch the database fails to break a deadlock is tried again message
     await other.end();
     await sql.end();
   }
-});
+}
 
 /** Resolves once some session of the database waits for a row lock. */
 async function waitForLockWait(sql: postgres.Sql): Promise<void> {

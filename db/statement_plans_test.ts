@@ -143,7 +143,7 @@ Deno.test("a side's unread are read from the unread index, not by walking the ch
       ]);
       const windows = await readUnreadWindows(tx, [{ chatId: chat!.id, side: "vendor" }]);
       assert.deepEqual(
-        windows.get(`${chat!.id}:vendor`)?.map((message) => message.seq),
+        windows.get(`${chat!.id}:vendor`)?.messages.map((message) => message.seq),
         [4992, 4994, 4996, 4998, 5000],
       );
     });

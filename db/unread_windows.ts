@@ -74,30 +74,52 @@ export function createUnreadWindows() {
   };
 }
 
-/** Reads the newest unread of each chat side, oldest first, by `chatId:side`. */
+/** A chat side's unread as one snapshot of the database shows it. */
+export interface UnreadState extends UnreadWindow {
+  /** All of the side's unread, as the chat's counter has it. */
+  count: number;
+}
+
+/**
+ * Reads each chat side's newest unread, oldest first, by `chatId:side`, with the chat's
+ * unread_epoch, last_seq and the side's unread counter of the same snapshot, which the window
+ * is exact for.
+ */
 export async function readUnreadWindows(
   sql: Sql,
   sides: ReadonlyArray<{ chatId: string; side: Side }>,
-): Promise<Map<string, StoredMessage[]>> {
-  const rows = await sql<Array<MessageRow & { side: Side }>>`
-    select s.side, ${messageColumns(sql, "m")} from unnest(
+): Promise<Map<string, UnreadState>> {
+  const rows = await sql<
+    Array<
+      & { side: Side; window_chat_id: string; epoch: number; last_seq: number; unread: number }
+      & (MessageRow | { [column in keyof MessageRow]: null })
+    >
+  >`
+    select s.side, s.chat_id as window_chat_id, c.unread_epoch as epoch, c.last_seq,
+           case s.side when 'customer' then c.customer_unread else c.vendor_unread end as unread,
+           ${messageColumns(sql, "m")}
+    from unnest(
       ${sides.map((item) => item.chatId)}::uuid[],
       ${sides.map((item) => item.side)}::text[],
       ${sides.map((item) => otherSide(item.side))}::text[]
     ) as s(chat_id, side, sender_side)
-    cross join lateral (
+    join chats c on c.id = s.chat_id
+    left join lateral (
       select ${messageColumns(sql)} from messages
       where chat_id = s.chat_id and sender_side = s.sender_side and not is_read
         and deleted_at is null
       order by seq desc limit ${UNREAD_PREVIEW_LIMIT}
-    ) m`;
-  const windows = new Map<string, StoredMessage[]>();
-  // rows come newest first within each side
-  for (const row of rows.toReversed()) {
-    const key = `${row.chat_id}:${row.side}`;
-    const list = windows.get(key) ?? [];
-    list.push(toStoredMessage(row));
-    windows.set(key, list);
+    ) m on true`;
+  const states = new Map<string, UnreadState>();
+  for (const row of rows) {
+    const key = `${row.window_chat_id}:${row.side}`;
+    let state = states.get(key);
+    if (!state) {
+      state = { epoch: row.epoch, lastSeq: row.last_seq, count: row.unread, messages: [] };
+      states.set(key, state);
+    }
+    if (row.id !== null) state.messages.push(toStoredMessage(row));
   }
-  return windows;
+  for (const state of states.values()) state.messages.sort((a, b) => a.seq - b.seq);
+  return states;
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { signDevToken } from "../auth/sign.ts";
+import { createPostgresStore } from "../db/postgres_store.ts";
 import { freshDatabase } from "./support/database.ts";
 import { startNatsServer } from "./support/nats_server.ts";
 import {
@@ -164,7 +165,7 @@ Deno.test("SIGINT stops the service the same way", async () => {
   await stopUnderLoad("SIGINT", 1, 10);
 });
 
-Deno.test("a write that hangs past SHUTDOWN_TIMEOUT is cut: sockets get 1012, the process exits 0 in time, nothing is half-written", async () => {
+Deno.test("a write that hangs past SHUTDOWN_TIMEOUT is cut: sockets get 1012, the process exits 0 in time, nothing is half-written or written twice", async () => {
   await using database = await freshDatabase();
   const target = new URL(database.url);
   await using proxy = startTcpProxy({
@@ -196,7 +197,14 @@ Deno.test("a write that hangs past SHUTDOWN_TIMEOUT is cut: sockets get 1012, th
   assert.equal(first.type, "ack");
 
   proxy.stall();
-  alice.send({ action: "send_message", receiver_id: "acme", media_type: "text", content: "hangs" });
+  const hanging = {
+    action: "send_message",
+    receiver_id: "acme",
+    media_type: "text",
+    content: "hangs",
+    client_id: "h-1",
+  } as const;
+  alice.send(hanging);
   await within(proxy.held(), 5_000, "the write to reach the stalled database");
   const signalledAt = performance.now();
   service.kill("SIGTERM");
@@ -209,16 +217,37 @@ Deno.test("a write that hangs past SHUTDOWN_TIMEOUT is cut: sockets get 1012, th
   assert.equal((await within(alice.closed, 1_000, "the socket to close")).code, 1012);
   assert.ok(service.logs().some((line) => /did not finish before the deadline/.test(line.message)));
 
+  // The batch's statement was on its way when the process was cut; restored, the network
+  // delivers it and the database may store it, unannounced and unacknowledged, as with any
+  // answer lost with its connection. The client's retry with its client_id settles it: stored
+  // once, whichever of the two reaches the database first.
   proxy.restore();
-  const sql = postgres(database.url, { max: 1, onnotice: () => {} });
+  const sql = postgres(database.url, { max: 2, onnotice: () => {} });
   try {
+    const retried = await createPostgresStore(sql).insertMessage({
+      chat_id: chatId,
+      sender_id: "alice",
+      sender_side: "customer",
+      receiver_id: hanging.receiver_id,
+      media_type: hanging.media_type,
+      content: hanging.content,
+      media_id: null,
+      client_id: hanging.client_id,
+    });
+    assert.equal(retried.message.seq, 2);
+    // long enough for the delivered statement to have run, if it came second
+    await new Promise((resolve) => setTimeout(resolve, 300));
     const rows = await sql<Array<{ seq: number; content: string }>>`
       select seq, content from messages where chat_id = ${chatId} order by seq`;
-    assert.deepEqual(rows.map((row) => row.seq), [1], "only the acknowledged message is stored");
+    assert.deepEqual(
+      rows.map((row) => [row.seq, row.content]),
+      [[1, "stored"], [2, "hangs"]],
+      "each message stored once, seqs without a gap",
+    );
     const [chat] = await sql<
-      [{ last_seq: number }]
-    >`select last_seq from chats where id = ${chatId}`;
-    assert.equal(chat!.last_seq, 1);
+      [{ last_seq: number; vendor_unread: number }]
+    >`select last_seq, vendor_unread from chats where id = ${chatId}`;
+    assert.deepEqual(chat, { last_seq: 2, vendor_unread: 2 }, "the chat's counters agree");
   } finally {
     await sql.end();
   }
