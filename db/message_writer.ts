@@ -1,4 +1,4 @@
-import type { Sql } from "postgres";
+import type { PendingQuery, Row, Sql } from "postgres";
 import { ChatError } from "../chat/errors.ts";
 import { answerWithin, errorCode, STORE_TIMEOUT_MS, UNSTORABLE_TEXT_CODES } from "./errors.ts";
 import type { InsertedMessage, NewMessage, UnreadSnapshot } from "../chat/ports.ts";
@@ -6,13 +6,11 @@ import { otherSide, type Side, type StoredMessage, UNREAD_PREVIEW_LIMIT } from "
 import { type BatchRow, insertMessageBatch } from "./insert_batch.ts";
 import { type ChatAfterRead, markReadBatch, type ReadMark, type ReadRow } from "./read_batch.ts";
 import { toStoredMessage } from "./rows.ts";
-import { transaction } from "./transactions.ts";
 import {
   createUnreadWindows,
   type ReadsCommitted,
   readUnreadWindows,
   type UnreadState,
-  type UnreadWindow,
 } from "./unread_windows.ts";
 
 const MAX_BATCH = 500;
@@ -34,7 +32,7 @@ const LANES = 2;
 
 interface Lane {
   queue: Pending[];
-  /** Read marks, written in the same transaction as the next batch of messages. */
+  /** Read marks, written in one statement before the next batch of messages. */
   reads: PendingRead[];
   writing: boolean;
 }
@@ -54,11 +52,6 @@ interface PendingRead {
   expiresAt: number;
 }
 
-/** A batch's insert statement while it runs, to cancel it when the batch is given up on. */
-interface RunningQuery {
-  query?: { cancel(): void };
-}
-
 /** What `markRead` answers: the message and whether this mark changed it; null: unknown. */
 export type ReadResult = { message: StoredMessage; changed: boolean } | null;
 
@@ -69,8 +62,9 @@ export interface WriterFallbacks {
 }
 
 /**
- * Group commit: messages and read marks arriving while a batch is being written go together
- * into the next one, one transaction for all of them. Per chat, seq is taken in arrival order
+ * Group commit: messages arriving while a batch is being written go together into the next
+ * one, a single statement committed on its own; read marks likewise, in a statement before
+ * it. Per chat, seq is taken in arrival order
  * under the chat's row lock. Each result carries the receiver side's unread snapshot, kept
  * from a per-chat window that follows this writer's own inserts and reads and is read again
  * only when something else changed it (tracked by the chat's last_seq and unread_epoch).
@@ -87,11 +81,7 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
   const laneOf = (chatId: string) => lanes[Number.parseInt(chatId.slice(0, 8), 16) % LANES]!;
   const windows = createUnreadWindows();
 
-  // bounded like every store call, so that a connection that never answers cannot stall a lane
-  const inTransaction = <T>(work: (tx: Sql) => Promise<T>) =>
-    transaction(sql, work, { timeoutMs: STORE_TIMEOUT_MS });
-
-  async function writeBatch(batch: Pending[], reads: PendingRead[]): Promise<void> {
+  async function writeMessages(batch: Pending[]): Promise<void> {
     // the same client_id twice in one batch: the first one writes, the others repeat it
     const firstByKey = new Map<string, number>();
     const followers = new Map<number, number[]>();
@@ -109,24 +99,7 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
       unique.push(item);
     });
 
-    // Messages alone are one statement, atomic on its own: one round trip instead of three.
-    // With read marks it is a transaction, read marks first, then messages: rows of `messages`,
-    // then of `chats`, the order every other statement that touches both takes, so that none
-    // of them can deadlock with a batch.
-    const readWindows = new Map<string, UnreadWindow | null>();
-    let readRows: ReadRow[] = [];
-    const { rows, reread } = reads.length === 0
-      ? await writeMessagesAlone(unique)
-      : await inTransaction(async (tx) => {
-        readRows = await markReadBatch(tx, reads.map((item) => item.mark));
-        for (const [chatId, { after, ids }] of marksByChat(readRows)) {
-          for (const entry of windows.afterRead(chatId, { after, wasRead: (m) => ids.has(m.id) })) {
-            readWindows.set(...entry);
-          }
-        }
-        return await writeMessages(tx, unique, readWindows);
-      });
-    windows.apply(readWindows);
+    const { rows, reread } = await insertMessages(unique);
 
     // keep the windows read again above, and add this batch's messages to the exact ones
     const results = new Map<number, InsertedMessage>();
@@ -190,27 +163,37 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
         else repeated.reject(new ChatError("forbidden", "you may not send to this chat"));
       }
     });
-    settleReads(reads, readRows);
+  }
+
+  /**
+   * Marks a batch of messages read, then answers each mark; a message marked twice in the
+   * batch was changed by the first.
+   */
+  async function writeReads(reads: PendingRead[]): Promise<void> {
+    const rows = await bounded(markReadBatch(sql, reads.map((item) => item.mark)));
+    for (const [chatId, { after, ids }] of marksByChat(rows)) {
+      windows.apply(windows.afterRead(chatId, { after, wasRead: (m) => ids.has(m.id) }));
+    }
+    const byOrd = new Map(rows.map((row) => [row.ord, row]));
+    const answered = new Set<string>();
+    reads.forEach((item, index) => {
+      const row = byOrd.get(index + 1);
+      if (!row) return item.resolve(null);
+      const changed = row.changed && !answered.has(row.id);
+      if (changed) answered.add(row.id);
+      item.resolve({ message: toStoredMessage(row), changed });
+    });
   }
 
   /**
    * Writes a batch's messages, then reads again the unread windows of the sides they went to
-   * whose window was not exact for the chat as the batch found it.
+   * whose window was not exact for the chat as the batch found it. That read may see later
+   * changes too: each window comes with the chat state it is exact for.
    */
-  async function writeMessages(
-    database: Sql,
+  async function insertMessages(
     unique: readonly Pending[],
-    readWindows: ReadonlyMap<string, UnreadWindow | null>,
-    running: RunningQuery = {},
   ): Promise<{ rows: BatchRow[]; reread: Map<string, UnreadState> }> {
-    let rows: BatchRow[] = [];
-    if (unique.length > 0) {
-      const insert = insertMessageBatch(database, unique.map((item) => item.message));
-      running.query = insert;
-      rows = await insert;
-    }
-    const windowOf = (key: string) =>
-      readWindows.has(key) ? readWindows.get(key) : windows.get(key);
+    const rows = await bounded(insertMessageBatch(sql, unique.map((item) => item.message)));
     const stale = new Map<string, { chatId: string; side: Side }>();
     const perChat = new Map<string, BatchRow[]>();
     for (const row of rows) {
@@ -222,44 +205,16 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
     for (const [chatId, list] of perChat) {
       const first = list[0]!;
       for (const side of new Set(list.map((row) => otherSide(row.sender_side)))) {
-        const window = windowOf(`${chatId}:${side}`);
+        const window = windows.get(`${chatId}:${side}`);
         if (!window || window.epoch !== first.epoch || window.lastSeq !== first.base) {
           stale.set(`${chatId}:${side}`, { chatId, side });
         }
       }
     }
-    // In a transaction this read sees the chat as the batch left it. After a batch of its
-    // own it may see later changes too; each window comes with the chat state it is exact for.
     const reread = stale.size === 0
       ? new Map()
-      : await readUnreadWindows(database, [...stale.values()]);
+      : await answerWithin(readUnreadWindows(sql, [...stale.values()]), STORE_TIMEOUT_MS);
     return { rows, reread };
-  }
-
-  /**
-   * Messages without read marks: no transaction. Bounded like every store call; a statement
-   * given up on is cancelled, so that what the senders were told failed is not stored after.
-   */
-  async function writeMessagesAlone(unique: readonly Pending[]) {
-    const running: RunningQuery = {};
-    return await answerWithin(
-      writeMessages(sql, unique, new Map(), running),
-      STORE_TIMEOUT_MS,
-      () => running.query?.cancel(),
-    );
-  }
-
-  /** Answers each read mark; a message marked twice in the batch was changed by the first. */
-  function settleReads(reads: PendingRead[], rows: readonly ReadRow[]) {
-    const byOrd = new Map(rows.map((row) => [row.ord, row]));
-    const answered = new Set<string>();
-    reads.forEach((item, index) => {
-      const row = byOrd.get(index + 1);
-      if (!row) return item.resolve(null);
-      const changed = row.changed && !answered.has(row.id);
-      if (changed) answered.add(row.id);
-      item.resolve({ message: toStoredMessage(row), changed });
-    });
   }
 
   async function drain(lane: Lane): Promise<void> {
@@ -278,12 +233,16 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
         const batch = lane.queue.splice(0, MAX_BATCH);
         const reads = lane.reads.splice(0, MAX_BATCH);
         if (batch.length === 0 && reads.length === 0) break;
-        try {
-          await writeBatch(batch, reads);
-        } catch (error) {
-          await writeOneByOne(batch, error);
-          // each mark in a transaction of its own, so that only a failing one fails
-          for (const item of reads) await writeBatch([], [item]).catch(item.reject);
+        // Each batch is one statement, committed on its own: one round trip. Marks first, as
+        // they came before the messages waiting behind them.
+        if (reads.length > 0) {
+          await writeReads(reads).catch(async () => {
+            // each mark alone, so that only a failing one fails
+            for (const item of reads) await writeReads([item]).catch(item.reject);
+          });
+        }
+        if (batch.length > 0) {
+          await writeMessages(batch).catch((error) => writeOneByOne(batch, error));
         }
       }
     } finally {
@@ -358,4 +317,13 @@ function marksByChat(rows: readonly ReadRow[]) {
     else byChat.set(row.chat_id, { after: row, ids: new Set([row.id]) });
   }
   return byChat;
+}
+
+/**
+ * A statement bounded like every store call, so that a connection that never answers cannot
+ * stall a lane. Past the limit it is cancelled: what the caller was told failed is not done
+ * after (unless its answer was already on its way).
+ */
+function bounded<T extends readonly Row[]>(query: PendingQuery<T>): Promise<T> {
+  return answerWithin(query, STORE_TIMEOUT_MS, () => query.cancel());
 }
