@@ -18,10 +18,13 @@ const MAX_BATCH = 500;
 /**
  * Why a batch may fail for one of its parts, so that each is tried alone: another instance
  * wrote one of its client_ids a moment ago (23505), one message has text the database refuses,
- * or the batch and another transaction waited on each other (over a client_id, or read marks
- * of the same messages in another order) and the database failed the batch (40P01).
+ * one id is malformed (22P02; the edge refuses those already), or the batch and another
+ * transaction waited on each other (over a client_id, or read marks of the same messages in
+ * another order) and the database failed the batch (40P01). Other failures (the database away
+ * or too slow) would only fail again, each after as long.
  */
 const RETRY_ONE_BY_ONE: ReadonlySet<string> = new Set([
+  "22P02",
   "23505",
   "40P01",
   ...UNSTORABLE_TEXT_CODES,
@@ -63,9 +66,8 @@ export interface WriterFallbacks {
 
 /**
  * Group commit: messages arriving while a batch is being written go together into the next
- * one, a single statement committed on its own; read marks likewise, in a statement before
- * it. Per chat, seq is taken in arrival order
- * under the chat's row lock. Each result carries the receiver side's unread snapshot, kept
+ * one, a single statement committed on its own; read marks likewise, in a statement before it.
+ * Per chat, seq is taken in arrival order under the chat's row lock. Each result carries the receiver side's unread snapshot, kept
  * from a per-chat window that follows this writer's own inserts and reads and is read again
  * only when something else changed it (tracked by the chat's last_seq and unread_epoch).
  */
@@ -132,10 +134,14 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
       for (const side of receiving) {
         const key = `${chatId}:${side}`;
         const state = reread.get(key);
-        let unread: UnreadSnapshot;
+        let unread: UnreadSnapshot | null;
         if (state) {
           windows.remember(key, state);
           unread = { count: state.count, messages: state.messages };
+        } else if (state === null) {
+          // the messages are stored: they are answered, and the caller reads the snapshot
+          windows.forget(key);
+          unread = null;
         } else {
           const added = stored.filter((message) => otherSide(message.sender_side) === side);
           const messages = [...windows.get(key)!.messages, ...added].slice(-UNREAD_PREVIEW_LIMIT);
@@ -192,7 +198,7 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
    */
   async function insertMessages(
     unique: readonly Pending[],
-  ): Promise<{ rows: BatchRow[]; reread: Map<string, UnreadState> }> {
+  ): Promise<{ rows: BatchRow[]; reread: Map<string, UnreadState | null> }> {
     const rows = await bounded(insertMessageBatch(sql, unique.map((item) => item.message)));
     const stale = new Map<string, { chatId: string; side: Side }>();
     const perChat = new Map<string, BatchRow[]>();
@@ -211,10 +217,14 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
         }
       }
     }
-    const reread = stale.size === 0
-      ? new Map()
-      : await answerWithin(readUnreadWindows(sql, [...stale.values()]), STORE_TIMEOUT_MS);
-    return { rows, reread };
+    if (stale.size === 0) return { rows, reread: new Map() };
+    try {
+      const reread = readUnreadWindows(sql, [...stale.values()]);
+      return { rows, reread: await answerWithin(reread, STORE_TIMEOUT_MS) };
+    } catch {
+      // null: not known (the statement has committed, so its messages are answered anyway)
+      return { rows, reread: new Map([...stale.keys()].map((key) => [key, null])) };
+    }
   }
 
   async function drain(lane: Lane): Promise<void> {
@@ -236,7 +246,11 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
         // Each batch is one statement, committed on its own: one round trip. Marks first, as
         // they came before the messages waiting behind them.
         if (reads.length > 0) {
-          await writeReads(reads).catch(async () => {
+          await writeReads(reads).catch(async (error) => {
+            if (!RETRY_ONE_BY_ONE.has(errorCode(error))) {
+              for (const item of reads) item.reject(error);
+              return;
+            }
             // each mark alone, so that only a failing one fails
             for (const item of reads) await writeReads([item]).catch(item.reject);
           });
