@@ -251,10 +251,17 @@ export function createPostgresStore(sql: Sql): ChatStore {
       const [result] = await sql<
         Array<{ count: number; read_at: Date; after: ChatAfterRead | null }>
       >`
-        with updated as (
-          update messages set is_read = true, read_at = date_trunc('milliseconds', now()), updated_at = date_trunc('milliseconds', now())
+        with marked as materialized (
+          -- locked in id order, as a batch of read marks locks them (see markReadBatch)
+          select id from messages
           where chat_id = ${chatId} and sender_side = ${otherSide(readerSide)} and seq <= ${seq}
             and not is_read and deleted_at is null
+          order by id for update
+        ), updated as (
+          -- by primary key whatever the statistics: a join with marked is planned as a scan of
+          -- the whole table when many messages are marked
+          update messages set is_read = true, read_at = date_trunc('milliseconds', now()), updated_at = date_trunc('milliseconds', now())
+          where id = any(array(select id from marked))
           returning 1
         ), counter as (
           update chats set ${unreadColumn(sql, readerSide)} =

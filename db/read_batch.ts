@@ -48,8 +48,11 @@ export function markReadBatch(sql: Sql, marks: readonly ReadMark[]) {
         ${marks.map((mark) => mark.reader_side)}::text[]
       ) with ordinality as t(message_id, chat_id, reader_side, ord)
     ), found as (
-      select i.ord, i.reader_side, x.* from input i cross join lateral (
-        select ${messageColumns(sql)} from messages where id = i.message_id limit 1
+      -- each message locked in id order, as read_up_to locks them: in any two orders two
+      -- statements could each hold a message the other waits for
+      select i.ord, i.reader_side, x.* from (select * from input order by message_id) i
+      cross join lateral (
+        select ${messageColumns(sql)} from messages where id = i.message_id limit 1 for update
       ) x
       where x.chat_id = i.chat_id and x.deleted_at is null
     ), updated as (
