@@ -11,6 +11,7 @@ import {
   type ReadsCommitted,
   readUnreadWindows,
   type UnreadState,
+  type UnreadWindow,
 } from "./unread_windows.ts";
 
 const MAX_BATCH = 500;
@@ -101,7 +102,7 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
       unique.push(item);
     });
 
-    const { rows, reread } = await insertMessages(unique);
+    const { rows, exact, reread } = await insertMessages(unique);
 
     // keep the windows read again above, and add this batch's messages to the exact ones
     const results = new Map<number, InsertedMessage>();
@@ -144,7 +145,8 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
           unread = null;
         } else {
           const added = stored.filter((message) => otherSide(message.sender_side) === side);
-          const messages = [...windows.get(key)!.messages, ...added].slice(-UNREAD_PREVIEW_LIMIT);
+          // every receiving side is either read again or was exact when the batch was written
+          const messages = [...exact.get(key)!.messages, ...added].slice(-UNREAD_PREVIEW_LIMIT);
           windows.remember(key, { epoch: last.epoch!, lastSeq, messages });
           const count = side === "customer" ? last.customer_unread! : last.vendor_unread!;
           unread = { count, messages };
@@ -194,12 +196,16 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
   /**
    * Writes a batch's messages, then reads again the unread windows of the sides they went to
    * whose window was not exact for the chat as the batch found it. That read may see later
-   * changes too: each window comes with the chat state it is exact for.
+   * changes too: each window comes with the chat state it is exact for. The exact ones are
+   * returned as they were: a read up to a seq may replace or drop them meanwhile.
    */
-  async function insertMessages(
-    unique: readonly Pending[],
-  ): Promise<{ rows: BatchRow[]; reread: Map<string, UnreadState | null> }> {
+  async function insertMessages(unique: readonly Pending[]): Promise<{
+    rows: BatchRow[];
+    exact: Map<string, UnreadWindow>;
+    reread: Map<string, UnreadState | null>;
+  }> {
     const rows = await bounded(insertMessageBatch(sql, unique.map((item) => item.message)));
+    const exact = new Map<string, UnreadWindow>();
     const stale = new Map<string, { chatId: string; side: Side }>();
     const perChat = new Map<string, BatchRow[]>();
     for (const row of rows) {
@@ -212,18 +218,18 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
       const first = list[0]!;
       for (const side of new Set(list.map((row) => otherSide(row.sender_side)))) {
         const window = windows.get(`${chatId}:${side}`);
-        if (!window || window.epoch !== first.epoch || window.lastSeq !== first.base) {
-          stale.set(`${chatId}:${side}`, { chatId, side });
-        }
+        if (window && window.epoch === first.epoch && window.lastSeq === first.base) {
+          exact.set(`${chatId}:${side}`, window);
+        } else stale.set(`${chatId}:${side}`, { chatId, side });
       }
     }
-    if (stale.size === 0) return { rows, reread: new Map() };
+    if (stale.size === 0) return { rows, exact, reread: new Map() };
     try {
       const reread = readUnreadWindows(sql, [...stale.values()]);
-      return { rows, reread: await answerWithin(reread, STORE_TIMEOUT_MS) };
+      return { rows, exact, reread: await answerWithin(reread, STORE_TIMEOUT_MS) };
     } catch {
       // null: not known (the statement has committed, so its messages are answered anyway)
-      return { rows, reread: new Map([...stale.keys()].map((key) => [key, null])) };
+      return { rows, exact, reread: new Map([...stale.keys()].map((key) => [key, null])) };
     }
   }
 
