@@ -128,6 +128,97 @@ Deno.test("a batch given up on is not stored when the database answers later", a
   });
 });
 
+Deno.test("two instances sending, marking read, reading up to a seq and deleting at once keep seqs, counters and snapshots exact", async () => {
+  await using database = await freshDatabase();
+  const pools = [0, 1].map(() => postgres(database.url, { max: 3, onnotice: () => {} }));
+  try {
+    const stores = pools.map((sql) => createPostgresStore(sql));
+    const chats: Chat[] = [];
+    for (let index = 0; index < 4; index++) {
+      chats.push((await stores[0]!.createChat(`customer-${index}`, `vendor-${index}`)).chat);
+    }
+    const messageIn = (
+      chat: Chat,
+      fromVendor: boolean,
+      content: string,
+      clientId: string | null,
+    ) => ({
+      chat_id: chat.id,
+      sender_id: fromVendor ? chat.vendor_id : chat.user_id,
+      sender_side: fromVendor ? "vendor" as const : "customer" as const,
+      receiver_id: fromVendor ? chat.user_id : chat.vendor_id,
+      media_type: "text" as const,
+      content,
+      media_id: null,
+      client_id: clientId,
+    });
+    let seed = 11;
+    const pick = (n: number) => (seed = (seed * 48271) % 2147483647) % n;
+    const sent: Array<{ chat: Chat; id: string; seq: number; fromVendor: boolean }> = [];
+    for (let round = 0; round < 60; round++) {
+      // forty operations at once, on either instance, on four chats
+      const operations: Promise<unknown>[] = [];
+      for (let index = 0; index < 40; index++) {
+        const store = stores[pick(2)]!;
+        const chat = chats[pick(chats.length)]!;
+        const kind = pick(10);
+        if (kind < 6 || sent.length < 5) {
+          const fromVendor = pick(2) === 1;
+          // now and then a client_id sent before, maybe by the other instance at the same time
+          const clientId = pick(4) === 0 ? `again-${pick(20)}` : null;
+          operations.push(
+            store.insertMessage(messageIn(chat, fromVendor, `${round}.${index}`, clientId)).then(
+              ({ message, duplicate }) => {
+                if (!duplicate) sent.push({ chat, id: message.id, seq: message.seq, fromVendor });
+              },
+            ),
+          );
+          continue;
+        }
+        const target = sent[pick(sent.length)]!;
+        const reader = target.fromVendor ? "customer" : "vendor";
+        const sender = target.fromVendor ? target.chat.vendor_id : target.chat.user_id;
+        if (kind < 8) operations.push(store.markRead(target.chat.id, target.id, reader));
+        else if (kind < 9) operations.push(store.markReadUpTo(target.chat.id, reader, target.seq));
+        else operations.push(store.deleteMessage(target.id, sender));
+      }
+      const failed = (await Promise.allSettled(operations)).filter((r) => r.status === "rejected");
+      assert.deepEqual(failed, [], `round ${round}`);
+      const counted = await pools[0]!`
+        select c.last_seq, c.customer_unread, c.vendor_unread,
+          (select count(*)::int from messages m where m.chat_id = c.id) as stored,
+          (select coalesce(max(seq), 0) from messages m where m.chat_id = c.id) as max_seq,
+          (select count(*)::int from messages m where m.chat_id = c.id and sender_side = 'vendor'
+             and not is_read and deleted_at is null) as unread_by_customer,
+          (select count(*)::int from messages m where m.chat_id = c.id and sender_side = 'customer'
+             and not is_read and deleted_at is null) as unread_by_vendor
+        from chats c`;
+      for (const chat of counted) {
+        assert.equal(chat.last_seq, chat.stored, `round ${round}: seqs without a gap`);
+        assert.equal(chat.max_seq, chat.stored, `round ${round}: seqs without a gap`);
+        assert.equal(chat.customer_unread, chat.unread_by_customer, `round ${round}`);
+        assert.equal(chat.vendor_unread, chat.unread_by_vendor, `round ${round}`);
+      }
+      // each instance's next snapshot is a fresh read plus the new message
+      for (const chat of chats) {
+        for (const store of stores) {
+          const fresh = await store.unread(chat.id, "vendor", 50);
+          const next = await store.insertMessage(messageIn(chat, false, "probe", null));
+          sent.push({ chat, id: next.message.id, seq: next.message.seq, fromVendor: false });
+          assert.equal(next.receiver_unread?.count, fresh.count + 1, `round ${round}`);
+          assert.deepEqual(
+            next.receiver_unread?.messages.map((message) => message.seq),
+            [...fresh.messages.map((message) => message.seq), next.message.seq].slice(-50),
+            `round ${round}`,
+          );
+        }
+      }
+    }
+  } finally {
+    await Promise.all(pools.map((sql) => sql.end()));
+  }
+});
+
 /** A store on a fresh database with alice's chat with acme, and another connection's open transaction. */
 async function withOtherTransaction(
   test: (setup: {
