@@ -68,9 +68,10 @@ export interface WriterFallbacks {
 /**
  * Group commit: messages arriving while a batch is being written go together into the next
  * one, a single statement committed on its own; read marks likewise, in a statement before it.
- * Per chat, seq is taken in arrival order under the chat's row lock. Each result carries the receiver side's unread snapshot, kept
- * from a per-chat window that follows this writer's own inserts and reads and is read again
- * only when something else changed it (tracked by the chat's last_seq and unread_epoch).
+ * Per chat, seq is taken in arrival order under the chat's row lock. Each result carries the
+ * receiver side's unread snapshot, kept from a per-chat window that follows this writer's own
+ * inserts and reads and is read again only when something else changed it (tracked by the
+ * chat's last_seq and unread_epoch).
  */
 export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
   const { insertOne, unreadOf } = fallbacks;
@@ -104,7 +105,7 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
 
     const { rows, exact, reread } = await insertMessages(unique);
 
-    // keep the windows read again above, and add this batch's messages to the exact ones
+    // keep the windows read again, and add this batch's messages to the exact ones
     const results = new Map<number, InsertedMessage>();
     const byChat = new Map<string, BatchRow[]>();
     for (const row of rows.sort((a, b) => a.ord - b.ord)) {
