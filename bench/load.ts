@@ -63,9 +63,8 @@ interface Pair {
  * so what the service got wrong shows in the counts of duplicates and out-of-order messages.
  */
 export async function runLoad(options: LoadOptions): Promise<LoadResult> {
-  /** When each message was sent; the warm-up's are kept apart, out of the figures. */
+  /** When each message was sent; those sent before `measuredFrom` are the warm-up's. */
   const sentAt = new Map<string, number>();
-  const warmupIds = new Set<string>();
   const acknowledged: string[] = [];
   const deliveredIds = new Set<string>();
   const latencies: number[] = [];
@@ -88,7 +87,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       if (start !== undefined) {
         delivered++;
         deliveredIds.add(message.client_id!);
-        if (!warmupIds.has(message.client_id!)) {
+        if (start >= measuredFrom) {
           latencies.push(performance.now() - start);
           deliveredMeasured++;
         }
@@ -126,7 +125,6 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     const start = performance.now();
     sentAt.set(id, start);
     const warmup = start < measuredFrom;
-    if (warmup) warmupIds.add(id);
     sent++;
     inFlight++;
     from.client.request({

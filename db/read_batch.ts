@@ -34,10 +34,11 @@ export type ReadRow =
   );
 
 /**
- * Marks a batch of messages read in one statement (the writer's group commit of read marks). Each chat's counters drop by what was marked and its
- * unread_epoch rises once. Rows come back by `ord` (1-based position in `marks`); a mark
- * whose message is unknown, in another chat or deleted has none. A message marked twice in
- * the batch comes back changed twice: the caller answers the first.
+ * Marks a batch of messages read in one statement (the writer's group commit of read marks).
+ * Each chat's counters drop by what was marked and its unread_epoch rises once. Rows come back
+ * by `ord` (1-based position in `marks`); a mark whose message is unknown, in another chat or
+ * deleted has none. A message marked twice in the batch comes back changed twice: the caller
+ * answers the first.
  */
 export function markReadBatch(sql: Sql, marks: readonly ReadMark[]) {
   return sql<ReadRow[]>`
