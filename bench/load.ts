@@ -1,3 +1,4 @@
+import { type CpuReading, type CpuUse, cpuUse } from "./cpu.ts";
 import { Participant } from "./participant.ts";
 import { type BenchChat, tokenFor } from "./setup.ts";
 import { summarize, type Summary } from "./stats.ts";
@@ -20,6 +21,8 @@ export interface LoadOptions {
   /** The receiver marks each message read as it arrives. */
   markRead: boolean;
   onProgress?: (line: string) => void;
+  /** Read as the measured seconds begin and as they end: the CPU their messages took. */
+  readCpu?: () => Promise<CpuReading>;
 }
 
 export interface LoadResult {
@@ -44,6 +47,8 @@ export interface LoadResult {
   errors: number;
   latencyMs: Summary;
   ackMs: Summary;
+  /** With `readCpu`: the CPU the measured seconds took. */
+  cpu?: CpuUse;
 }
 
 interface Side {
@@ -152,6 +157,16 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const started = performance.now();
   const measuredFrom = started + options.warmupSeconds * 1000;
   const endAt = measuredFrom + options.seconds * 1000;
+  let windowBegun = false;
+  let sentBeforeWindow = 0;
+  let cpuAtBegin: CpuReading | undefined;
+  let cpu: CpuUse | undefined;
+  const beginWindowWhenDue = async () => {
+    if (windowBegun || performance.now() < measuredFrom) return;
+    windowBegun = true;
+    sentBeforeWindow = sent;
+    cpuAtBegin = await options.readCpu?.();
+  };
   const progress = setInterval(() => {
     const elapsed = (performance.now() - started) / 1000;
     options.onProgress?.(
@@ -165,6 +180,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       // open loop: a schedule by the clock, whatever the service does
       const perMs = options.rate / 1000;
       while (performance.now() < endAt) {
+        await beginWindowWhenDue();
         const due = Math.floor((performance.now() - started) * perMs);
         while (sent < due) sendOne();
         await new Promise((resolve) => setTimeout(resolve, 1));
@@ -172,10 +188,14 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     } else {
       const concurrency = options.concurrency ?? 100;
       while (performance.now() < endAt) {
+        await beginWindowWhenDue();
         while (inFlight < concurrency) sendOne();
         await new Promise<void>((resolve) => (wake = resolve));
       }
     }
+    const cpuAtEnd = await options.readCpu?.();
+    // per message sent in the window: at a steady rate as many are handled while it lasts
+    if (cpuAtBegin && cpuAtEnd) cpu = cpuUse(cpuAtBegin, cpuAtEnd, sent - sentBeforeWindow);
     // let the last ones land
     const drainUntil = performance.now() + 10_000;
     while ((stored + errors < sent || delivered < stored) && performance.now() < drainUntil) {
@@ -205,5 +225,6 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     errors: errors + total((client) => client.stats.errors),
     latencyMs: summarize(latencies),
     ackMs: summarize(ackTimes),
+    ...(cpu ? { cpu } : {}),
   };
 }

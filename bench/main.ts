@@ -2,16 +2,18 @@
  * `deno task bench`: the chat service under load over real WebSockets.
  *
  *   deno task bench --start                    start the service (a subprocess), run everything
- *   deno task bench --url ws://host:8000 --database-url postgres://... --secret ...
+ *   deno task bench --url ws://host:8000 --database-url postgres://... --secret ... [--pid N]
  *   options: --scenarios load,read,connect,history,idle,raw  --chats 200  --seconds 10
  *            --rate 5000 | --concurrency 200  --warmup 1  --idle 10000  --smoke  --out file.json
  *
  * It starts nothing unless told to (--start). Figures are printed as a table and written as
  * JSON (bench/results/ by default); each rate is also given as a ratio to the raw PostgreSQL
- * single-row insert rate measured in the same run.
+ * single-row insert rate measured in the same run, and the load scenarios' CPU time per message
+ * (the service's, PostgreSQL's when it runs on this machine) beside how busy the machine was.
  */
 import { parseArgs } from "node:util";
 import { measureConnect, openIdleSockets } from "./connect.ts";
+import { readCpu } from "./cpu.ts";
 import { type LoadResult, runLoad } from "./load.ts";
 import { rawInsertRate } from "./pgbench.ts";
 import { type ServiceProcess, startServiceProcess } from "./service_process.ts";
@@ -30,6 +32,8 @@ const { values } = parseArgs({
     },
     "nats-url": { type: "string", default: Deno.env.get("NATS_URL") ?? "nats://127.0.0.1:4222" },
     secret: { type: "string" },
+    // with --url: the service's process id, for its CPU time (--start knows it)
+    pid: { type: "string" },
     scenarios: { type: "string", default: "raw,load,read,connect,history,idle" },
     chats: { type: "string", default: "200" },
     seconds: { type: "string", default: "10" },
@@ -107,6 +111,7 @@ try {
       }),
       markRead,
       onProgress: log,
+      readCpu: () => readCpu(service?.pid ?? (values.pid ? Number(values.pid) : null)),
     });
     results[name] = { ...result, storedRatioToRaw: ratio(result.storedPerSecond) };
   };
@@ -182,6 +187,14 @@ function printTable(r: Record<string, unknown>) {
       `${x.lost}, ${x.duplicates}, ${x.outOfOrder}, ${x.errors}`,
     ]);
     rows.push([`${name}: unread pushes received`, String(x.unreadPushes)]);
+    if (x.cpu) {
+      rows.push([
+        `${name}: CPU ms per 1,000 messages: service, PostgreSQL`,
+        `${
+          x.cpu.serviceMsPerThousand ?? "? (give --pid)"
+        }, ${x.cpu.postgresMsPerThousand}; machine ${x.cpu.machineBusyPercent} % busy`,
+      ]);
+    }
   }
   const connect = r.connectMs as Record<string, { p50: number; p99: number }> | undefined;
   for (const [key, value] of Object.entries(connect ?? {})) {

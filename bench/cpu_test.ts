@@ -1,0 +1,24 @@
+import assert from "node:assert/strict";
+import { cpuUse, readCpu } from "./cpu.ts";
+
+Deno.test("readCpu() reads this process's CPU time and the machine's", async () => {
+  // spin a little, so that this process has used at least a tick
+  const until = performance.now() + 30;
+  while (performance.now() < until) Math.sqrt(Math.random());
+  const reading = await readCpu(Deno.pid);
+  assert.ok(reading.service !== null && reading.service > 0, `service ${reading.service}`);
+  assert.ok(reading.machineTotal > reading.machineBusy && reading.machineBusy > 0);
+  assert.equal((await readCpu(null)).service, null);
+});
+
+Deno.test("cpuUse() gives milliseconds per 1,000 messages and the machine's busy share", () => {
+  const from = { service: 10, postgres: 4, machineBusy: 100, machineTotal: 200 };
+  const to = { service: 13, postgres: 5.5, machineBusy: 115, machineTotal: 220 };
+  assert.deepEqual(cpuUse(from, to, 6_000), {
+    serviceMsPerThousand: 500,
+    postgresMsPerThousand: 250,
+    machineBusyPercent: 75,
+  });
+  assert.equal(cpuUse({ ...from, service: null }, to, 6_000).serviceMsPerThousand, null);
+  assert.equal(cpuUse(from, to, 0).postgresMsPerThousand, 0);
+});
