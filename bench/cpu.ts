@@ -7,10 +7,14 @@
 /** Linux reports process times in USER_HZ ticks, 100 a second on every architecture it runs. */
 const TICKS_PER_SECOND = 100;
 
-/** CPU seconds used so far. `service` is null without a pid; `postgres` sums its local processes. */
+/**
+ * CPU seconds used so far. `service` is null without a pid; `postgres` sums its local processes;
+ * `loadGenerator` is this process, whose participants make the load.
+ */
 export interface CpuReading {
   service: number | null;
   postgres: number;
+  loadGenerator: number;
   /** The machine as a whole (/proc/stat): busy and total, over every core. */
   machineBusy: number;
   machineTotal: number;
@@ -20,6 +24,7 @@ export interface CpuReading {
 export interface CpuUse {
   serviceMsPerThousand: number | null;
   postgresMsPerThousand: number;
+  loadGeneratorMsPerThousand: number;
   machineBusyPercent: number;
 }
 
@@ -33,7 +38,7 @@ export async function readCpu(servicePid: number | null): Promise<CpuReading> {
     stdout: "piped",
     stderr: "null",
   }).output();
-  let machineBusy = 0, machineTotal = 0, postgres = 0;
+  let machineBusy = 0, machineTotal = 0, postgres = 0, loadGenerator = 0;
   let service: number | null = null;
   for (const line of new TextDecoder().decode(output.stdout).split("\n")) {
     if (line.startsWith("cpu ")) {
@@ -47,8 +52,9 @@ export async function readCpu(servicePid: number | null): Promise<CpuReading> {
     if (!process) continue;
     if (process.command === "postgres") postgres += process.seconds;
     if (process.pid === servicePid) service = process.seconds;
+    if (process.pid === Deno.pid) loadGenerator = process.seconds;
   }
-  return { service, postgres, machineBusy, machineTotal };
+  return { service, postgres, loadGenerator, machineBusy, machineTotal };
 }
 
 /** The CPU used from `from` to `to` for `messages` messages. */
@@ -60,6 +66,7 @@ export function cpuUse(from: CpuReading, to: CpuReading, messages: number): CpuU
       ? null
       : perThousand(to.service - from.service),
     postgresMsPerThousand: perThousand(to.postgres - from.postgres),
+    loadGeneratorMsPerThousand: perThousand(to.loadGenerator - from.loadGenerator),
     machineBusyPercent: Math.round(
       (100 * (to.machineBusy - from.machineBusy)) / (to.machineTotal - from.machineTotal || 1),
     ),

@@ -8,15 +8,24 @@ Deno.test("readCpu() reads this process's CPU time and the machine's", async () 
   const reading = await readCpu(Deno.pid);
   assert.ok(reading.service !== null && reading.service > 0, `service ${reading.service}`);
   assert.ok(reading.machineTotal > reading.machineBusy && reading.machineBusy > 0);
+  // the bench's own process makes the load
+  assert.equal(reading.loadGenerator, reading.service);
   assert.equal((await readCpu(null)).service, null);
 });
 
 Deno.test("cpuUse() gives milliseconds per 1,000 messages and the machine's busy share", () => {
-  const from = { service: 10, postgres: 4, machineBusy: 100, machineTotal: 200 };
-  const to = { service: 13, postgres: 5.5, machineBusy: 115, machineTotal: 220 };
+  const from = { service: 10, postgres: 4, loadGenerator: 1, machineBusy: 100, machineTotal: 200 };
+  const to = {
+    service: 13,
+    postgres: 5.5,
+    loadGenerator: 2.2,
+    machineBusy: 115,
+    machineTotal: 220,
+  };
   assert.deepEqual(cpuUse(from, to, 6_000), {
     serviceMsPerThousand: 500,
     postgresMsPerThousand: 250,
+    loadGeneratorMsPerThousand: 200,
     machineBusyPercent: 75,
   });
   assert.equal(cpuUse({ ...from, service: null }, to, 6_000).serviceMsPerThousand, null);

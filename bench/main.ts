@@ -188,11 +188,12 @@ function printTable(r: Record<string, unknown>) {
     ]);
     rows.push([`${name}: unread pushes received`, String(x.unreadPushes)]);
     if (x.cpu) {
+      const { serviceMsPerThousand, postgresMsPerThousand, loadGeneratorMsPerThousand } = x.cpu;
       rows.push([
-        `${name}: CPU ms per 1,000 messages: service, PostgreSQL`,
+        `${name}: CPU ms per 1,000 messages: service, PostgreSQL, load`,
         `${
-          x.cpu.serviceMsPerThousand ?? "? (give --pid)"
-        }, ${x.cpu.postgresMsPerThousand}; machine ${x.cpu.machineBusyPercent} % busy`,
+          serviceMsPerThousand ?? "? (give --pid)"
+        }, ${postgresMsPerThousand}, ${loadGeneratorMsPerThousand}; machine ${x.cpu.machineBusyPercent} % busy`,
       ]);
     }
   }

@@ -26,7 +26,10 @@ Deno.test("deno task bench --start --smoke runs every scenario and loses nothing
   {
     const { printed, results } = await smokeRun("raw,load,read,connect,history");
     assert.match(printed, /load: stored\/s, delivered\/s/);
-    assert.match(printed, /load: CPU ms per 1,000 messages: service, PostgreSQL +\d+, \d+;/);
+    assert.match(
+      printed,
+      /load: CPU ms per 1,000 messages: service, PostgreSQL, load +\d+, \d+, \d+;/,
+    );
     assert.ok(results.rawInsertsPerSecond > 0, "pgbench gave no rate");
     for (const scenario of ["load", "read"]) {
       const result = results[scenario];
@@ -40,9 +43,11 @@ Deno.test("deno task bench --start --smoke runs every scenario and loses nothing
       // the contract pushes the receiver's unread after every message
       assert.ok(result.unreadPushes >= result.delivered, `${scenario}: unread pushes`);
       assert.ok(result.storedRatioToRaw > 0);
-      // the CPU of the measured seconds: the service's (started by the bench) and PostgreSQL's
+      // the CPU of the measured seconds: the service's (started by the bench), PostgreSQL's and
+      // the load generator's
       assert.ok(result.cpu.serviceMsPerThousand > 0, `${scenario}: service CPU`);
       assert.ok(result.cpu.postgresMsPerThousand > 0, `${scenario}: PostgreSQL CPU`);
+      assert.ok(result.cpu.loadGeneratorMsPerThousand > 0, `${scenario}: load generator CPU`);
       assert.ok(result.cpu.machineBusyPercent > 0 && result.cpu.machineBusyPercent <= 100);
       // the half second of warm-up is delivered and checked, but timed in no figure
       assert.ok(
