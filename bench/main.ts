@@ -8,8 +8,9 @@
  *
  * It starts nothing unless told to (--start). Figures are printed as a table and written as
  * JSON (bench/results/ by default); each rate is also given as a ratio to the raw PostgreSQL
- * single-row insert rate measured in the same run, and the load scenarios' CPU time per message
- * (the service's, PostgreSQL's when it runs on this machine) beside how busy the machine was.
+ * single-row insert rate measured in the same run. The load scenarios also give their CPU time
+ * per message (the service's, PostgreSQL's when it runs on this machine, the load generator's)
+ * beside how busy the machine was.
  */
 import { parseArgs } from "node:util";
 import { measureConnect, openIdleSockets } from "./connect.ts";
