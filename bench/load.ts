@@ -157,13 +157,12 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const started = performance.now();
   const measuredFrom = started + options.warmupSeconds * 1000;
   const endAt = measuredFrom + options.seconds * 1000;
-  let windowBegun = false;
-  let sentBeforeWindow = 0;
+  /** Messages sent before the measured seconds; undefined until they begin. */
+  let sentBeforeWindow: number | undefined;
   let cpuAtBegin: CpuReading | undefined;
   let cpu: CpuUse | undefined;
   const beginWindowWhenDue = async () => {
-    if (windowBegun || performance.now() < measuredFrom) return;
-    windowBegun = true;
+    if (sentBeforeWindow !== undefined || performance.now() < measuredFrom) return;
     sentBeforeWindow = sent;
     cpuAtBegin = await options.readCpu?.();
   };
@@ -195,7 +194,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     }
     const cpuAtEnd = await options.readCpu?.();
     // per message sent in the window: at a steady rate as many are handled while it lasts
-    if (cpuAtBegin && cpuAtEnd) cpu = cpuUse(cpuAtBegin, cpuAtEnd, sent - sentBeforeWindow);
+    if (cpuAtBegin && cpuAtEnd) cpu = cpuUse(cpuAtBegin, cpuAtEnd, sent - sentBeforeWindow!);
     // let the last ones land
     const drainUntil = performance.now() + 10_000;
     while ((stored + errors < sent || delivered < stored) && performance.now() < drainUntil) {
