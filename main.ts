@@ -12,6 +12,7 @@ import { type EmbeddedPostgres, startEmbeddedPostgres } from "./db/embedded.ts";
 import { migrate } from "./db/migrate.ts";
 import { createAdminStore } from "./db/admin_store.ts";
 import { reportLostConnectionRejections, translateDatabaseError } from "./db/errors.ts";
+import { WRITER_LANES } from "./db/message_writer.ts";
 import { createPostgresStore } from "./db/postgres_store.ts";
 import { withStoreMetrics } from "./db/store_metrics.ts";
 import { createMediaPort } from "./media/media_port.ts";
@@ -98,24 +99,30 @@ export async function startService(config: Config): Promise<RunningService> {
     reportLostConnectionRejections((error) =>
       logError(translateDatabaseError(error), "database connection lost in the background")
     );
-    const sql = postgres(config.DATABASE_URL ?? embedded!.url, {
-      max: embedded ? 4 : config.DATABASE_POOL_SIZE,
-      connect_timeout: 5,
-      // postgres.js waits up to 20 s (3^retries / 100) before reconnecting once the database
-      // has refused a few times; queries wait for that, so an outage of a minute would make
-      // sends hang instead of answering `unavailable`, and recovery lag behind the database.
-      // At most a second between attempts (with jitter) keeps both short.
-      backoff: (retries: number) => (0.5 + Math.random() / 2) * Math.min(0.05 * 2 ** retries, 1),
-      idle_timeout: 60,
-      onnotice: () => {},
-      connection: { application_name: `chat-${instanceId.slice(0, 8)}` },
-    });
-    // queries still running get what is left of the deadline, then their connections end
-    // (an unfinished transaction rolls back: nothing is half-written)
-    cleanup.push(() => sql.end({ timeout: Math.max(0.1, (deadlineAt - Date.now()) / 1000) }));
+    const connect = (max: number) =>
+      postgres(config.DATABASE_URL ?? embedded!.url, {
+        max,
+        connect_timeout: 5,
+        // postgres.js waits up to 20 s (3^retries / 100) before reconnecting once the database
+        // has refused a few times; queries wait for that, so an outage of a minute would make
+        // sends hang instead of answering `unavailable`, and recovery lag behind the database.
+        // At most a second between attempts (with jitter) keeps both short.
+        backoff: (retries: number) => (0.5 + Math.random() / 2) * Math.min(0.05 * 2 ** retries, 1),
+        idle_timeout: 60,
+        onnotice: () => {},
+        connection: { application_name: `chat-${instanceId.slice(0, 8)}` },
+      });
+    const sql = connect(embedded ? 4 : config.DATABASE_POOL_SIZE);
+    // The message writer's own connections, one per lane (see createPostgresStore).
+    const writerSql = connect(WRITER_LANES);
+    for (const pool of [sql, writerSql]) {
+      // queries still running get what is left of the deadline, then their connections end
+      // (an unfinished transaction rolls back: nothing is half-written)
+      cleanup.push(() => pool.end({ timeout: Math.max(0.1, (deadlineAt - Date.now()) / 1000) }));
+    }
     const metrics = createMetrics();
     await migrate(sql);
-    const store = withStoreMetrics(createPostgresStore(sql), metrics);
+    const store = withStoreMetrics(createPostgresStore(sql, writerSql), metrics);
 
     let bus: Bus;
     // assigned below, after the bus it reads from; `onReconnect` may run before that

@@ -32,7 +32,7 @@ const RETRY_ONE_BY_ONE: ReadonlySet<string> = new Set([
 ]);
 
 /** Batches written at the same time, each by its own connection. */
-const LANES = 2;
+export const WRITER_LANES = 2;
 
 interface Lane {
   queue: Pending[];
@@ -79,10 +79,10 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
   // on one batch while the results of another are being handed out. A chat stays in its lane,
   // so its messages are written in arrival order.
   const lanes: Lane[] = Array.from(
-    { length: LANES },
+    { length: WRITER_LANES },
     () => ({ queue: [], reads: [], writing: false }),
   );
-  const laneOf = (chatId: string) => lanes[Number.parseInt(chatId.slice(0, 8), 16) % LANES]!;
+  const laneOf = (chatId: string) => lanes[Number.parseInt(chatId.slice(0, 8), 16) % WRITER_LANES]!;
   const windows = createUnreadWindows();
 
   async function writeMessages(batch: Pending[]): Promise<void> {

@@ -53,6 +53,32 @@ Deno.test("a message the database refuses fails alone, not the group commit it w
   }
 });
 
+Deno.test("messages and read marks are written over the writer's own connections, not the pool", async () => {
+  await using database = await freshDatabase();
+  const statements = { pool: [] as string[], writer: [] as string[] };
+  const connect = (name: keyof typeof statements) =>
+    postgres(database.url, {
+      max: 2,
+      onnotice: () => {},
+      debug: (_connection, query) => statements[name].push(query),
+    });
+  const sql = connect("pool");
+  const writerSql = connect("writer");
+  try {
+    const store = createPostgresStore(sql, writerSql);
+    const { chat } = await store.createChat("alice", "acme");
+    const { message } = await store.insertMessage(fromAlice(chat.id, "hello"));
+    const read = await store.markRead(chat.id, message.id, "vendor");
+    assert.equal(read?.changed, true);
+    const writes = (name: keyof typeof statements) =>
+      statements[name].filter((query) => /insert into messages|update messages/.test(query));
+    assert.equal(writes("writer").length, 2, "the batch and the read mark");
+    assert.deepEqual(writes("pool"), []);
+  } finally {
+    await Promise.all([sql.end(), writerSql.end()]);
+  }
+});
+
 Deno.test("a batch the database fails to break a deadlock is tried again message by message, not failed", async () => {
   await withOtherTransaction(async ({ sql, store, chat, transaction }) => {
     // Another writer (an instance, say) has written alice's client_id "k" and not committed.

@@ -37,8 +37,14 @@ type ChatListRow = ChatRow & MessageColumns & { unread: number };
 /** The last message, joined to a chat row with an `m_` prefix. */
 type MessageColumns = { [K in keyof MessageRow as `m_${K}`]: MessageRow[K] | null };
 
-/** The chat store over postgres.js; every query is a tagged template (parameterised). */
-export function createPostgresStore(sql: Sql): ChatStore {
+/**
+ * The chat store over postgres.js; every query is a tagged template (parameterised).
+ * `writerSql` is for the message writer: main.ts gives it connections of its own, one per lane
+ * (`WRITER_LANES`). From a shared pool each batch goes to the connection idle longest, a
+ * different backend each time; with two kept busy, PostgreSQL took 22 – 33 % less CPU per
+ * message (BENCHMARKS.md, "Seventh session").
+ */
+export function createPostgresStore(sql: Sql, writerSql: Sql = sql): ChatStore {
   async function sidesOf(userId: string, rows: Array<ChatRow & { is_member: boolean }>) {
     const memberships: Membership[] = [];
     for (const row of rows) {
@@ -394,7 +400,7 @@ export function createPostgresStore(sql: Sql): ChatStore {
       }
     },
   };
-  const writer = createMessageWriter(sql, {
+  const writer = createMessageWriter(writerSql, {
     insertOne: insertSingle,
     unreadOf: (chatId, side) => store.unread(chatId, side, UNREAD_PREVIEW_LIMIT),
   });
