@@ -190,11 +190,11 @@ function printTable(r: Record<string, unknown>) {
     rows.push([`${name}: unread pushes received`, String(x.unreadPushes)]);
     if (x.cpu) {
       const { serviceMsPerThousand, postgresMsPerThousand, loadGeneratorMsPerThousand } = x.cpu;
+      const service = serviceMsPerThousand ?? "? (give --pid)";
       rows.push([
         `${name}: CPU ms per 1,000 messages: service, PostgreSQL, load`,
-        `${
-          serviceMsPerThousand ?? "? (give --pid)"
-        }, ${postgresMsPerThousand}, ${loadGeneratorMsPerThousand}; machine ${x.cpu.machineBusyPercent} % busy`,
+        `${service}, ${postgresMsPerThousand}, ${loadGeneratorMsPerThousand}; ` +
+        `machine ${x.cpu.machineBusyPercent} % busy`,
       ]);
     }
   }
