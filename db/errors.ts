@@ -110,21 +110,99 @@ export function withErrorTranslation<T extends object>(
  * `work`'s outcome, or `unavailable` once `timeoutMs` have passed, when `onTimeout` runs first.
  * The work itself goes on: what it does later is for the caller to have arranged.
  */
-export async function answerWithin<T>(
+export function answerWithin<T>(
   work: Promise<T>,
   timeoutMs: number,
   onTimeout?: () => void,
 ): Promise<T> {
+  let deadlines = deadlinesByTimeout.get(timeoutMs);
+  if (!deadlines) deadlinesByTimeout.set(timeoutMs, deadlines = createDeadlines(timeoutMs));
+  return deadlines.bound(work, onTimeout);
+}
+
+const deadlinesByTimeout = new Map<number, ReturnType<typeof createDeadlines>>();
+
+interface BoundCall {
+  dueAt: number;
+  settled: boolean;
+  expire: () => void;
+}
+
+/**
+ * Calls bounded by the same `timeoutMs`, under one timer: each is due `timeoutMs` after it
+ * began, so they fall due in the order they began, and the timer only ever waits for the oldest
+ * call still open. Every message is a store call, and a timer and a promise race of its own
+ * were about 6 % of all the service allocated per message (heap sampling at 1,000 messages /s).
+ */
+function createDeadlines(timeoutMs: number) {
+  /** Oldest first; those before `head` are done with. */
+  let calls: BoundCall[] = [];
+  let head = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const timedOut = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      onTimeout?.();
-      reject(new ChatError("unavailable", "the database did not answer in time"));
-    }, timeoutMs);
-  });
-  try {
-    return await Promise.race([work, timedOut]);
-  } finally {
-    clearTimeout(timer);
+
+  function dropSettled(): void {
+    while (head < calls.length && calls[head]!.settled) head++;
+    if (head === calls.length) {
+      calls.length = 0;
+      head = 0;
+      // nothing open: no timer may keep the process (or a test) waiting
+      clearTimeout(timer);
+      timer = undefined;
+    } else if (head >= 1024 && head * 2 >= calls.length) {
+      calls = calls.slice(head);
+      head = 0;
+    }
   }
+
+  function expireDue(): void {
+    timer = undefined;
+    const now = performance.now();
+    while (head < calls.length && calls[head]!.dueAt <= now) {
+      try {
+        calls[head++]!.expire();
+      } catch (error) {
+        // a failing onTimeout must not leave the calls behind it without a deadline
+        reportError(error);
+      }
+    }
+    dropSettled();
+    arm();
+  }
+
+  function arm(): void {
+    if (timer !== undefined || head === calls.length) return;
+    timer = setTimeout(expireDue, Math.max(0, calls[head]!.dueAt - performance.now()));
+  }
+
+  return {
+    bound<T>(work: Promise<T>, onTimeout?: () => void): Promise<T> {
+      return new Promise<T>((resolve, reject) => {
+        const call: BoundCall = {
+          dueAt: performance.now() + timeoutMs,
+          settled: false,
+          expire() {
+            if (call.settled) return;
+            call.settled = true;
+            reject(new ChatError("unavailable", "the database did not answer in time"));
+            onTimeout?.();
+          },
+        };
+        calls.push(call);
+        arm();
+        const settle = () => {
+          call.settled = true;
+          if (calls[head] === call) dropSettled();
+        };
+        work.then((value) => {
+          if (call.settled) return;
+          settle();
+          resolve(value);
+        }, (error) => {
+          if (call.settled) return;
+          settle();
+          reject(error);
+        });
+      });
+    },
+  };
 }

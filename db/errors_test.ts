@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { ChatError } from "../chat/errors.ts";
+import { answerWithin } from "./errors.ts";
 
 /** Runs `code` in a Deno process of its own (an unhandled rejection ends a process). */
 async function runAlone(code: string) {
@@ -39,4 +41,48 @@ Deno.test("any other unhandled rejection still ends the process", async () => {
   assert.notEqual(code, 0);
   assert.equal(stdout, "");
   assert.match(stderr, /Uncaught \(in promise\) Error: a bug/);
+});
+
+const unavailable = (error: unknown) => error instanceof ChatError && error.code === "unavailable";
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+Deno.test("answerWithin passes on what the work answers, and answers unavailable for what runs out of time", async () => {
+  const timedOut: string[] = [];
+  const never = new Promise<never>(() => {});
+  const failure = new Error("refused");
+  const first = answerWithin(never, 80, () => timedOut.push("first"));
+  const quick = answerWithin(Promise.resolve("quick"), 80, () => timedOut.push("quick"));
+  const failing = assert.rejects(
+    answerWithin(Promise.reject(failure), 80, () => timedOut.push("failing")),
+    (error) => error === failure,
+  );
+  await sleep(40);
+  const second = answerWithin(never, 80, () => timedOut.push("second"));
+  assert.equal(await quick, "quick");
+  await failing;
+  const started = performance.now();
+  await assert.rejects(first, unavailable);
+  assert.deepEqual(timedOut, ["first"]);
+  await assert.rejects(second, unavailable);
+  // the second began 40 ms after the first, so it ran out about 40 ms later
+  assert.ok(performance.now() - started >= 30, "the second call was given its own full time");
+  assert.deepEqual(timedOut, ["first", "second"]);
+});
+
+Deno.test("answerWithin: a call that settles after an older one still open is answered at once", async () => {
+  let finish!: (value: string) => void;
+  const older = answerWithin(new Promise<never>(() => {}), 100);
+  const newer = answerWithin(new Promise<string>((resolve) => finish = resolve), 100);
+  finish("done");
+  assert.equal(await newer, "done");
+  await assert.rejects(older, unavailable);
+  // and no timer is left behind once every call is settled: the test's sanitizer checks that
+});
+
+Deno.test("answerWithin: a late answer after the time ran out changes nothing", async () => {
+  let finish!: (value: string) => void;
+  const call = answerWithin(new Promise<string>((resolve) => finish = resolve), 20);
+  await assert.rejects(call, unavailable);
+  finish("too late");
+  await sleep(5);
 });
