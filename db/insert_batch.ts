@@ -1,24 +1,55 @@
 import type { Sql } from "postgres";
 import type { NewMessage } from "../chat/ports.ts";
-import { messageColumns, type MessageRow } from "./rows.ts";
+import type { StoredMessage } from "../chat/types.ts";
+import {
+  iso,
+  mediaUrl,
+  MESSAGE_COLUMNS,
+  messageColumns,
+  type MessageRow,
+  toStoredMessage,
+} from "./rows.ts";
 
-/** A row of insertMessageBatch: a message written now, or the one its client_id wrote before. */
-export type BatchRow = MessageRow & {
+/** What the database assigns a message as it is written; the rest is as the writer gave it. */
+const ASSIGNED = ["id", "seq", "created_at"] as const satisfies ReadonlyArray<keyof MessageRow>;
+type Assigned = typeof ASSIGNED[number];
+
+/** A row of insertMessageBatch, by `ord` (1-based position in the batch's messages). */
+export type BatchRow = WrittenRow | DuplicateRow;
+
+/**
+ * A message written now: what the database assigned it, and its chat as the statement left it:
+ * seq before the batch (`base`), unread_epoch and the unread counters. The other columns are
+ * null: the writer has them from its input, and reading back a dozen strings per message
+ * (most of them the same for every message of a chat) costs more than the insert.
+ */
+export type WrittenRow =
+  & Pick<MessageRow, Assigned>
+  & { [column in Exclude<keyof MessageRow, Assigned>]: null }
+  & {
+    ord: number;
+    duplicate: false;
+    base: number;
+    epoch: number;
+    customer_unread: number;
+    vendor_unread: number;
+  };
+
+/** The message a client_id wrote before, whole. */
+export type DuplicateRow = MessageRow & {
   ord: number;
-  duplicate: boolean;
-  base: number | null;
-  epoch: number | null;
-  customer_unread: number | null;
-  vendor_unread: number | null;
+  duplicate: true;
+  base: null;
+  epoch: null;
+  customer_unread: null;
+  vendor_unread: null;
 };
 
 /**
  * Writes a batch of messages in one statement (the writer's group commit). Per chat, seq is
  * taken in the batch's order under the chat's row lock, and the chat's counters rise; a
  * client_id the sender used before in the chat writes nothing and comes back as the earlier
- * message (`duplicate`); a banned sender's message is not written and has no row. Rows carry
- * `ord` (1-based position in `messages`) and, for new ones, the chat as the statement left
- * it: seq before the batch (`base`), unread_epoch and the unread counters.
+ * message (`duplicate`); a banned sender's message is not written and has no row.
  *
  * PostgreSQL keeps one plan for this prepared statement, made from the statistics of the first
  * executions: on a young database the messages table looks tiny then, and a join with it is
@@ -73,12 +104,51 @@ export function insertMessageBatch(sql: Sql, messages: readonly NewMessage[]) {
       select chat_id, seq, sender_id, sender_side, receiver_id, media_type, content, media_id,
              client_id, date_trunc('milliseconds', now()), date_trunc('milliseconds', now())
       from numbered order by ord
-      returning ${messageColumns(sql)}
+      returning id, chat_id, seq, created_at
     )
     select n.ord::int as ord, false as duplicate, n.base, n.epoch, n.customer_unread,
-           n.vendor_unread, ${messageColumns(sql, "m")}
+           n.vendor_unread, ${assignedColumns(sql)}
     from numbered n join inserted m on m.chat_id = n.chat_id and m.seq = n.seq
     union all
     select e.ord::int, true, null, null, null, null, ${messageColumns(sql, "e")}
     from existing e`;
+}
+
+/** The message columns of the rows written now: those the database assigned, the rest null. */
+function assignedColumns(sql: Pick<Sql, "unsafe">) {
+  const assigned: ReadonlySet<string> = new Set(ASSIGNED);
+  return sql.unsafe(
+    MESSAGE_COLUMNS.map((column) => assigned.has(column) ? `m.${column}` : `null as ${column}`)
+      .join(", "),
+  );
+}
+
+/**
+ * The message a row of the batch stands for: a duplicate's as stored, a new one's from the input
+ * it was written from and what the database assigned (as the statement above writes it).
+ */
+export function batchMessage(row: BatchRow, input: NewMessage): StoredMessage {
+  if (row.duplicate) return toStoredMessage(row);
+  const createdAt = iso(row.created_at);
+  return {
+    id: row.id,
+    chat_id: input.chat_id,
+    seq: row.seq,
+    sender_id: input.sender_id,
+    sender_side: input.sender_side,
+    receiver_id: input.receiver_id,
+    media_type: input.media_type,
+    content: input.content,
+    media_id: input.media_id,
+    media_url: input.media_id ? mediaUrl(input.media_id) : null,
+    client_id: input.client_id,
+    is_read: false,
+    read_at: null,
+    edited_at: null,
+    deleted: false,
+    deleted_at: null,
+    deleted_by: null,
+    created_at: createdAt,
+    updated_at: createdAt,
+  };
 }

@@ -3,7 +3,7 @@ import { ChatError } from "../chat/errors.ts";
 import { answerWithin, errorCode, STORE_TIMEOUT_MS, UNSTORABLE_TEXT_CODES } from "./errors.ts";
 import type { InsertedMessage, NewMessage, UnreadSnapshot } from "../chat/ports.ts";
 import { otherSide, type Side, type StoredMessage, UNREAD_PREVIEW_LIMIT } from "../chat/types.ts";
-import { type BatchRow, insertMessageBatch } from "./insert_batch.ts";
+import { batchMessage, insertMessageBatch } from "./insert_batch.ts";
 import { type ChatAfterRead, markReadBatch, type ReadMark, type ReadRow } from "./read_batch.ts";
 import { toStoredMessage } from "./rows.ts";
 import {
@@ -56,6 +56,20 @@ interface PendingRead {
   expiresAt: number;
 }
 
+/** A message of a batch as written, and for a new one its chat as the statement left it. */
+type Written =
+  | { ord: number; message: StoredMessage; duplicate: true }
+  | {
+    ord: number;
+    message: StoredMessage;
+    duplicate: false;
+    /** The chat's seq before the batch. */
+    base: number;
+    epoch: number;
+    customerUnread: number;
+    vendorUnread: number;
+  };
+
 /** What `markRead` answers: the message and whether this mark changed it; null: unknown. */
 export type ReadResult = { message: StoredMessage; changed: boolean } | null;
 
@@ -103,29 +117,25 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
       unique.push(item);
     });
 
-    const { rows, exact, reread } = await insertMessages(unique);
+    const { written, exact, reread } = await insertMessages(unique);
 
     // keep the windows read again, and add this batch's messages to the exact ones
     const results = new Map<number, InsertedMessage>();
-    const byChat = new Map<string, BatchRow[]>();
-    for (const row of rows.sort((a, b) => a.ord - b.ord)) {
+    const byChat = new Map<string, Array<Extract<Written, { duplicate: false }>>>();
+    for (const row of written.sort((a, b) => a.ord - b.ord)) {
       if (row.duplicate) {
-        results.set(row.ord, {
-          message: toStoredMessage(row),
-          duplicate: true,
-          receiver_unread: null,
-        });
+        results.set(row.ord, { message: row.message, duplicate: true, receiver_unread: null });
         continue;
       }
-      const list = byChat.get(row.chat_id) ?? [];
+      const list = byChat.get(row.message.chat_id) ?? [];
       list.push(row);
-      byChat.set(row.chat_id, list);
+      byChat.set(row.message.chat_id, list);
     }
     for (const [chatId, list] of byChat) {
       const last = list[list.length - 1]!;
-      const lastSeq = last.base! + list.length;
-      const stored = list.map((row) => toStoredMessage(row));
-      const receiving = new Set(list.map((row) => otherSide(row.sender_side)));
+      const lastSeq = last.base + list.length;
+      const stored = list.map((row) => row.message);
+      const receiving = new Set(list.map((row) => otherSide(row.message.sender_side)));
       // A side that received nothing in this batch keeps an exact window exact: only the
       // chat's seq moved on.
       for (const side of ["customer", "vendor"] as const) {
@@ -148,12 +158,12 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
           const added = stored.filter((message) => otherSide(message.sender_side) === side);
           // every receiving side is either read again or was exact when the batch was written
           const messages = [...exact.get(key)!.messages, ...added].slice(-UNREAD_PREVIEW_LIMIT);
-          windows.remember(key, { epoch: last.epoch!, lastSeq, messages });
-          const count = side === "customer" ? last.customer_unread! : last.vendor_unread!;
+          windows.remember(key, { epoch: last.epoch, lastSeq, messages });
+          const count = side === "customer" ? last.customerUnread : last.vendorUnread;
           unread = { count, messages };
         }
         list.forEach((row, index) => {
-          if (otherSide(row.sender_side) !== side) return;
+          if (otherSide(row.message.sender_side) !== side) return;
           results.set(row.ord, {
             message: stored[index]!,
             duplicate: false,
@@ -201,36 +211,48 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
    * returned as they were: a read up to a seq may replace or drop them meanwhile.
    */
   async function insertMessages(unique: readonly Pending[]): Promise<{
-    rows: BatchRow[];
+    written: Written[];
     exact: Map<string, UnreadWindow>;
     reread: Map<string, UnreadState | null>;
   }> {
     const rows = await bounded(insertMessageBatch(sql, unique.map((item) => item.message)));
+    const written = rows.map((row): Written => {
+      const message = batchMessage(row, unique[row.ord - 1]!.message);
+      return row.duplicate ? { ord: row.ord, message, duplicate: true } : {
+        ord: row.ord,
+        message,
+        duplicate: false,
+        base: row.base,
+        epoch: row.epoch,
+        customerUnread: row.customer_unread,
+        vendorUnread: row.vendor_unread,
+      };
+    });
     const exact = new Map<string, UnreadWindow>();
     const stale = new Map<string, { chatId: string; side: Side }>();
-    const perChat = new Map<string, BatchRow[]>();
-    for (const row of rows) {
+    const perChat = new Map<string, Array<Extract<Written, { duplicate: false }>>>();
+    for (const row of written) {
       if (row.duplicate) continue;
-      const list = perChat.get(row.chat_id) ?? [];
+      const list = perChat.get(row.message.chat_id) ?? [];
       list.push(row);
-      perChat.set(row.chat_id, list);
+      perChat.set(row.message.chat_id, list);
     }
     for (const [chatId, list] of perChat) {
       const first = list[0]!;
-      for (const side of new Set(list.map((row) => otherSide(row.sender_side)))) {
+      for (const side of new Set(list.map((row) => otherSide(row.message.sender_side)))) {
         const window = windows.get(`${chatId}:${side}`);
         if (window && window.epoch === first.epoch && window.lastSeq === first.base) {
           exact.set(`${chatId}:${side}`, window);
         } else stale.set(`${chatId}:${side}`, { chatId, side });
       }
     }
-    if (stale.size === 0) return { rows, exact, reread: new Map() };
+    if (stale.size === 0) return { written, exact, reread: new Map() };
     try {
       const reread = readUnreadWindows(sql, [...stale.values()]);
-      return { rows, exact, reread: await answerWithin(reread, STORE_TIMEOUT_MS) };
+      return { written, exact, reread: await answerWithin(reread, STORE_TIMEOUT_MS) };
     } catch {
       // null: not known (the statement has committed, so its messages are answered anyway)
-      return { rows, exact, reread: new Map([...stale.keys()].map((key) => [key, null])) };
+      return { written, exact, reread: new Map([...stale.keys()].map((key) => [key, null])) };
     }
   }
 

@@ -92,6 +92,42 @@ for (const backend of backends) {
     assert.equal(next.message.seq, 2, "a duplicate takes no seq");
   });
 
+  Deno.test(`${backend.name}: a send answers with the message exactly as stored`, async () => {
+    await using db = await backend.open();
+    const chat = (await db.store.createChat("c", "v")).chat;
+    const media = await db.store.createMedia({
+      chat_id: chat.id,
+      uploader_id: "v",
+      media_type: "image",
+      sha256: "ab".repeat(32),
+      mime_type: "image/png",
+      size: 68,
+    });
+    const fromVendor = { sender_id: "v", sender_side: "vendor" as const, receiver_id: "c" };
+    // alone, and several in one batch, both sides, text and media, with and without client_id
+    const sent = [
+      await db.store.insertMessage(text(chat, "alone", { client_id: "k1" })),
+      ...await Promise.all([
+        db.store.insertMessage(text(chat, "  spaced\u00a0ünïcode 🙂  ")),
+        db.store.insertMessage(
+          text(chat, null as unknown as string, {
+            ...fromVendor,
+            media_type: "image",
+            media_id: media.id,
+          }),
+        ),
+        db.store.insertMessage(text(chat, "again", { client_id: "k1" })),
+        db.store.insertMessage(text(chat, "reply", { ...fromVendor, client_id: "k2" })),
+      ]),
+    ];
+    assert.deepEqual(sent.map((result) => result.duplicate), [false, false, false, true, false]);
+    for (const result of sent) {
+      assert.deepEqual(result.message, await db.store.getMessage(result.message.id));
+    }
+    const last = sent.at(-1)!;
+    assert.deepEqual(last.receiver_unread, await db.store.unread(chat.id, "customer", 50));
+  });
+
   Deno.test(`${backend.name}: unread counts follow sends, reads and deletes`, async () => {
     await using db = await backend.open();
     const chat = (await db.store.createChat("c", "v")).chat;
