@@ -134,14 +134,14 @@ export function batchMessage(row: BatchRow, input: NewMessage): StoredMessage {
     id: row.id,
     chat_id: input.chat_id,
     seq: row.seq,
-    sender_id: input.sender_id,
+    sender_id: asStored(input.sender_id),
     sender_side: input.sender_side,
-    receiver_id: input.receiver_id,
+    receiver_id: asStored(input.receiver_id),
     media_type: input.media_type,
-    content: input.content,
+    content: input.content === null ? null : asStored(input.content),
     media_id: input.media_id,
     media_url: input.media_id ? mediaUrl(input.media_id) : null,
-    client_id: input.client_id,
+    client_id: input.client_id === null ? null : asStored(input.client_id),
     is_read: false,
     read_at: null,
     edited_at: null,
@@ -151,4 +151,13 @@ export function batchMessage(row: BatchRow, input: NewMessage): StoredMessage {
     created_at: createdAt,
     updated_at: createdAt,
   };
+}
+
+/**
+ * Text as the database holds it once written: the UTF-8 encoding of a parameter turns a lone
+ * surrogate (which a JSON escape can carry) into U+FFFD, as `toWellFormed` does. One-byte
+ * strings, which cannot hold one, come back as they are, without a copy.
+ */
+function asStored(text: string): string {
+  return text.toWellFormed();
 }
