@@ -124,8 +124,11 @@ const deadlinesByTimeout = new Map<number, ReturnType<typeof createDeadlines>>()
 
 interface BoundCall {
   dueAt: number;
-  settled: boolean;
-  expire: () => void;
+  /**
+   * Dropped once the call is settled: a settled call waits in the queue until the calls before
+   * it are settled too, and must not keep its work (a query and its rows) alive meanwhile.
+   */
+  pending: { reject: (error: unknown) => void; onTimeout: (() => void) | undefined } | undefined;
 }
 
 /**
@@ -141,7 +144,7 @@ function createDeadlines(timeoutMs: number) {
   let timer: ReturnType<typeof setTimeout> | undefined;
 
   function dropSettled(): void {
-    while (head < calls.length && calls[head]!.settled) head++;
+    while (head < calls.length && calls[head]!.pending === undefined) head++;
     if (head === calls.length) {
       calls.length = 0;
       head = 0;
@@ -158,8 +161,13 @@ function createDeadlines(timeoutMs: number) {
     timer = undefined;
     const now = performance.now();
     while (head < calls.length && calls[head]!.dueAt <= now) {
+      const call = calls[head++]!;
+      const { pending } = call;
+      if (pending === undefined) continue;
+      call.pending = undefined;
       try {
-        calls[head++]!.expire();
+        pending.reject(new ChatError("unavailable", "the database did not answer in time"));
+        pending.onTimeout?.();
       } catch (error) {
         // a failing onTimeout must not leave the calls behind it without a deadline
         reportError(error);
@@ -179,28 +187,21 @@ function createDeadlines(timeoutMs: number) {
       return new Promise<T>((resolve, reject) => {
         const call: BoundCall = {
           dueAt: performance.now() + timeoutMs,
-          settled: false,
-          expire() {
-            if (call.settled) return;
-            call.settled = true;
-            reject(new ChatError("unavailable", "the database did not answer in time"));
-            onTimeout?.();
-          },
+          pending: { reject, onTimeout },
         };
         calls.push(call);
         arm();
+        /** False when the time ran out first. */
         const settle = () => {
-          call.settled = true;
+          if (call.pending === undefined) return false;
+          call.pending = undefined;
           if (calls[head] === call) dropSettled();
+          return true;
         };
         work.then((value) => {
-          if (call.settled) return;
-          settle();
-          resolve(value);
+          if (settle()) resolve(value);
         }, (error) => {
-          if (call.settled) return;
-          settle();
-          reject(error);
+          if (settle()) reject(error);
         });
       });
     },
