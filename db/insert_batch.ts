@@ -21,7 +21,7 @@ export type BatchRow = WrittenRow | DuplicateRow;
  * A message written now: what the database assigned it, and its chat as the statement left it:
  * seq before the batch (`base`), unread_epoch and the unread counters. The other columns are
  * null: the writer has them from its input, and reading back a dozen strings per message
- * (most of them the same for every message of a chat) costs more than the insert.
+ * (most of them the same for every message of a chat) would be parsing and memory for nothing.
  */
 export type WrittenRow =
   & Pick<MessageRow, Assigned>

@@ -57,18 +57,18 @@ interface PendingRead {
 }
 
 /** A message of a batch as written, and for a new one its chat as the statement left it. */
-type Written =
-  | { ord: number; message: StoredMessage; duplicate: true }
-  | {
-    ord: number;
-    message: StoredMessage;
-    duplicate: false;
-    /** The chat's seq before the batch. */
-    base: number;
-    epoch: number;
-    customerUnread: number;
-    vendorUnread: number;
-  };
+type Written = { ord: number; message: StoredMessage; duplicate: true } | NewlyWritten;
+
+interface NewlyWritten {
+  ord: number;
+  message: StoredMessage;
+  duplicate: false;
+  /** The chat's seq before the batch. */
+  base: number;
+  epoch: number;
+  customerUnread: number;
+  vendorUnread: number;
+}
 
 /** What `markRead` answers: the message and whether this mark changed it; null: unknown. */
 export type ReadResult = { message: StoredMessage; changed: boolean } | null;
@@ -117,19 +117,14 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
       unique.push(item);
     });
 
-    const { written, exact, reread } = await insertMessages(unique);
+    const { written, byChat, exact, reread } = await insertMessages(unique);
 
     // keep the windows read again, and add this batch's messages to the exact ones
     const results = new Map<number, InsertedMessage>();
-    const byChat = new Map<string, Array<Extract<Written, { duplicate: false }>>>();
-    for (const row of written.sort((a, b) => a.ord - b.ord)) {
+    for (const row of written) {
       if (row.duplicate) {
         results.set(row.ord, { message: row.message, duplicate: true, receiver_unread: null });
-        continue;
       }
-      const list = byChat.get(row.message.chat_id) ?? [];
-      list.push(row);
-      byChat.set(row.message.chat_id, list);
     }
     for (const [chatId, list] of byChat) {
       const last = list[list.length - 1]!;
@@ -212,6 +207,8 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
    */
   async function insertMessages(unique: readonly Pending[]): Promise<{
     written: Written[];
+    /** The new messages by chat, in the batch's order. */
+    byChat: Map<string, NewlyWritten[]>;
     exact: Map<string, UnreadWindow>;
     reread: Map<string, UnreadState | null>;
   }> {
@@ -227,17 +224,17 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
         customerUnread: row.customer_unread,
         vendorUnread: row.vendor_unread,
       };
-    });
+    }).sort((a, b) => a.ord - b.ord);
     const exact = new Map<string, UnreadWindow>();
     const stale = new Map<string, { chatId: string; side: Side }>();
-    const perChat = new Map<string, Array<Extract<Written, { duplicate: false }>>>();
+    const byChat = new Map<string, NewlyWritten[]>();
     for (const row of written) {
       if (row.duplicate) continue;
-      const list = perChat.get(row.message.chat_id) ?? [];
+      const list = byChat.get(row.message.chat_id) ?? [];
       list.push(row);
-      perChat.set(row.message.chat_id, list);
+      byChat.set(row.message.chat_id, list);
     }
-    for (const [chatId, list] of perChat) {
+    for (const [chatId, list] of byChat) {
       const first = list[0]!;
       for (const side of new Set(list.map((row) => otherSide(row.message.sender_side)))) {
         const window = windows.get(`${chatId}:${side}`);
@@ -246,13 +243,14 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
         } else stale.set(`${chatId}:${side}`, { chatId, side });
       }
     }
-    if (stale.size === 0) return { written, exact, reread: new Map() };
+    if (stale.size === 0) return { written, byChat, exact, reread: new Map() };
     try {
       const reread = readUnreadWindows(sql, [...stale.values()]);
-      return { written, exact, reread: await answerWithin(reread, STORE_TIMEOUT_MS) };
+      return { written, byChat, exact, reread: await answerWithin(reread, STORE_TIMEOUT_MS) };
     } catch {
       // null: not known (the statement has committed, so its messages are answered anyway)
-      return { written, exact, reread: new Map([...stale.keys()].map((key) => [key, null])) };
+      const unknown = new Map([...stale.keys()].map((key) => [key, null]));
+      return { written, byChat, exact, reread: unknown };
     }
   }
 
