@@ -56,13 +56,10 @@ interface PendingRead {
   expiresAt: number;
 }
 
-/** A message of a batch as written, and for a new one its chat as the statement left it. */
-type Written = { ord: number; message: StoredMessage; duplicate: true } | NewlyWritten;
-
+/** A new message of a batch as written, with its chat as the statement left it. */
 interface NewlyWritten {
   ord: number;
   message: StoredMessage;
-  duplicate: false;
   /** The chat's seq before the batch. */
   base: number;
   epoch: number;
@@ -117,19 +114,16 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
       unique.push(item);
     });
 
-    const { written, byChat, exact, reread } = await insertMessages(unique);
+    const { duplicates, byChat, exact, reread } = await insertMessages(unique);
 
     // keep the windows read again, and add this batch's messages to the exact ones
     const results = new Map<number, InsertedMessage>();
-    for (const row of written) {
-      if (row.duplicate) {
-        results.set(row.ord, { message: row.message, duplicate: true, receiver_unread: null });
-      }
+    for (const { ord, message } of duplicates) {
+      results.set(ord, { message, duplicate: true, receiver_unread: null });
     }
     for (const [chatId, list] of byChat) {
       const last = list[list.length - 1]!;
       const lastSeq = last.base + list.length;
-      const stored = list.map((row) => row.message);
       const receiving = new Set(list.map((row) => otherSide(row.message.sender_side)));
       // A side that received nothing in this batch keeps an exact window exact: only the
       // chat's seq moved on.
@@ -150,21 +144,18 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
           windows.forget(key);
           unread = null;
         } else {
-          const added = stored.filter((message) => otherSide(message.sender_side) === side);
+          const added = list.map((row) => row.message)
+            .filter((message) => otherSide(message.sender_side) === side);
           // every receiving side is either read again or was exact when the batch was written
           const messages = [...exact.get(key)!.messages, ...added].slice(-UNREAD_PREVIEW_LIMIT);
           windows.remember(key, { epoch: last.epoch, lastSeq, messages });
           const count = side === "customer" ? last.customerUnread : last.vendorUnread;
           unread = { count, messages };
         }
-        list.forEach((row, index) => {
-          if (otherSide(row.message.sender_side) !== side) return;
-          results.set(row.ord, {
-            message: stored[index]!,
-            duplicate: false,
-            receiver_unread: unread,
-          });
-        });
+        for (const row of list) {
+          if (otherSide(row.message.sender_side) !== side) continue;
+          results.set(row.ord, { message: row.message, duplicate: false, receiver_unread: unread });
+        }
       }
     }
     unique.forEach((item, index) => {
@@ -206,34 +197,35 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
    * returned as they were: a read up to a seq may replace or drop them meanwhile.
    */
   async function insertMessages(unique: readonly Pending[]): Promise<{
-    written: Written[];
+    /** Messages whose client_id wrote one before: that one, whole. */
+    duplicates: Array<{ ord: number; message: StoredMessage }>;
     /** The new messages by chat, in the batch's order. */
     byChat: Map<string, NewlyWritten[]>;
     exact: Map<string, UnreadWindow>;
     reread: Map<string, UnreadState | null>;
   }> {
     const rows = await bounded(insertMessageBatch(sql, unique.map((item) => item.message)));
-    const written = rows.map((row): Written => {
+    const duplicates: Array<{ ord: number; message: StoredMessage }> = [];
+    const byChat = new Map<string, NewlyWritten[]>();
+    for (const row of rows.sort((a, b) => a.ord - b.ord)) {
       const message = batchMessage(row, unique[row.ord - 1]!.message);
-      return row.duplicate ? { ord: row.ord, message, duplicate: true } : {
+      if (row.duplicate) {
+        duplicates.push({ ord: row.ord, message });
+        continue;
+      }
+      const list = byChat.get(message.chat_id) ?? [];
+      list.push({
         ord: row.ord,
         message,
-        duplicate: false,
         base: row.base,
         epoch: row.epoch,
         customerUnread: row.customer_unread,
         vendorUnread: row.vendor_unread,
-      };
-    }).sort((a, b) => a.ord - b.ord);
+      });
+      byChat.set(message.chat_id, list);
+    }
     const exact = new Map<string, UnreadWindow>();
     const stale = new Map<string, { chatId: string; side: Side }>();
-    const byChat = new Map<string, NewlyWritten[]>();
-    for (const row of written) {
-      if (row.duplicate) continue;
-      const list = byChat.get(row.message.chat_id) ?? [];
-      list.push(row);
-      byChat.set(row.message.chat_id, list);
-    }
     for (const [chatId, list] of byChat) {
       const first = list[0]!;
       for (const side of new Set(list.map((row) => otherSide(row.message.sender_side)))) {
@@ -243,14 +235,14 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
         } else stale.set(`${chatId}:${side}`, { chatId, side });
       }
     }
-    if (stale.size === 0) return { written, byChat, exact, reread: new Map() };
+    if (stale.size === 0) return { duplicates, byChat, exact, reread: new Map() };
     try {
       const reread = readUnreadWindows(sql, [...stale.values()]);
-      return { written, byChat, exact, reread: await answerWithin(reread, STORE_TIMEOUT_MS) };
+      return { duplicates, byChat, exact, reread: await answerWithin(reread, STORE_TIMEOUT_MS) };
     } catch {
       // null: not known (the statement has committed, so its messages are answered anyway)
       const unknown = new Map([...stale.keys()].map((key) => [key, null]));
-      return { written, byChat, exact, reread: unknown };
+      return { duplicates, byChat, exact, reread: unknown };
     }
   }
 
