@@ -5,7 +5,7 @@ import {
   iso,
   mediaUrl,
   MESSAGE_COLUMNS,
-  messageColumns,
+  messageColumnList,
   type MessageRow,
   toStoredMessage,
 } from "./rows.ts";
@@ -51,77 +51,88 @@ export type DuplicateRow = MessageRow & {
  * client_id the sender used before in the chat writes nothing and comes back as the earlier
  * message (`duplicate`); a banned sender's message is not written and has no row.
  *
+ * The statement's text is a constant (INSERT_BATCH): built from a template at every batch, it
+ * made a query object for each column list and a fresh 3 kB string to look the prepared
+ * statement up by, work and garbage on the path of every message.
+ */
+export function insertMessageBatch(sql: Pick<Sql, "unsafe">, messages: readonly NewMessage[]) {
+  const column = (key: keyof NewMessage) => messages.map((message) => message[key]) as string[];
+  return sql.unsafe<BatchRow[]>(INSERT_BATCH, [
+    column("chat_id"),
+    column("sender_id"),
+    column("sender_side"),
+    column("receiver_id"),
+    column("media_type"),
+    column("content"),
+    column("media_id"),
+    column("client_id"),
+  ], { prepare: true });
+}
+
+/** The message columns of the rows written now: those the database assigned, the rest null. */
+const ASSIGNED_COLUMNS = MESSAGE_COLUMNS
+  .map((column) =>
+    (ASSIGNED as readonly string[]).includes(column) ? `m.${column}` : `null as ${column}`
+  )
+  .join(", ");
+
+/**
  * PostgreSQL keeps one plan for this prepared statement, made from the statistics of the first
  * executions: on a young database the messages table looks tiny then, and a join with it is
  * planned as a scan of the whole table, which grows with every message until autovacuum next
  * analyzes it (25,000 rows: 11 ms a batch). A lateral lookup with `limit 1` is planned per
  * message against the unique index whatever the statistics say.
  */
-export function insertMessageBatch(sql: Sql, messages: readonly NewMessage[]) {
-  const column = (key: keyof NewMessage) => messages.map((message) => message[key]) as string[];
-  return sql<BatchRow[]>`
-    with input as (
-      select * from unnest(
-        ${column("chat_id")}::uuid[], ${column("sender_id")}::text[],
-        ${column("sender_side")}::text[], ${column("receiver_id")}::text[],
-        ${column("media_type")}::text[], ${column("content")}::text[],
-        ${column("media_id")}::uuid[], ${column("client_id")}::text[]
-      ) with ordinality as t(chat_id, sender_id, sender_side, receiver_id, media_type, content,
-                             media_id, client_id, ord)
-    ), existing as (
-      -- a lookup per message, never a scan: see the note above
-      select i.ord, m.* from input i cross join lateral (
-        select ${messageColumns(sql)} from messages
-        where chat_id = i.chat_id and sender_id = i.sender_id and client_id = i.client_id
-        limit 1
-      ) m
-    ), fresh as (
-      select i.* from input i
-      where not exists (select 1 from existing e where e.ord = i.ord)
-        and not exists (select 1 from bans b where b.user_id = i.sender_id
-                        and (b.expires_at is null or b.expires_at > now()))
-    ), counts as (
-      select chat_id, count(*)::int as n,
-             count(*) filter (where sender_side = 'vendor')::int as to_customer,
-             count(*) filter (where sender_side = 'customer')::int as to_vendor
-      from fresh group by chat_id
-    ), bumped as (
-      update chats c set
-        last_seq = c.last_seq + k.n,
-        updated_at = date_trunc('milliseconds', now()),
-        customer_unread = c.customer_unread + k.to_customer,
-        vendor_unread = c.vendor_unread + k.to_vendor
-      from counts k where c.id = k.chat_id
-      returning c.id, c.last_seq - k.n as base, c.unread_epoch as epoch,
-                c.customer_unread, c.vendor_unread
-    ), numbered as (
-      select f.*, b.base, b.epoch, b.customer_unread, b.vendor_unread,
-             (b.base + row_number() over (partition by f.chat_id order by f.ord))::int as seq
-      from fresh f join bumped b on b.id = f.chat_id
-    ), inserted as (
-      insert into messages (chat_id, seq, sender_id, sender_side, receiver_id, media_type,
-                            content, media_id, client_id, created_at, updated_at)
-      select chat_id, seq, sender_id, sender_side, receiver_id, media_type, content, media_id,
-             client_id, date_trunc('milliseconds', now()), date_trunc('milliseconds', now())
-      from numbered order by ord
-      returning id, chat_id, seq, created_at
-    )
-    select n.ord::int as ord, false as duplicate, n.base, n.epoch, n.customer_unread,
-           n.vendor_unread, ${assignedColumns(sql)}
-    from numbered n join inserted m on m.chat_id = n.chat_id and m.seq = n.seq
-    union all
-    select e.ord::int, true, null, null, null, null, ${messageColumns(sql, "e")}
-    from existing e`;
-}
-
-/** The message columns of the rows written now: those the database assigned, the rest null. */
-function assignedColumns(sql: Pick<Sql, "unsafe">) {
-  const assigned: ReadonlySet<string> = new Set(ASSIGNED);
-  return sql.unsafe(
-    MESSAGE_COLUMNS.map((column) => assigned.has(column) ? `m.${column}` : `null as ${column}`)
-      .join(", "),
-  );
-}
+const INSERT_BATCH = `
+  with input as (
+    select * from unnest(
+      $1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::uuid[], $8::text[]
+    ) with ordinality as t(chat_id, sender_id, sender_side, receiver_id, media_type, content,
+                           media_id, client_id, ord)
+  ), existing as (
+    -- a lookup per message, never a scan: see the note above
+    select i.ord, m.* from input i cross join lateral (
+      select ${messageColumnList()} from messages
+      where chat_id = i.chat_id and sender_id = i.sender_id and client_id = i.client_id
+      limit 1
+    ) m
+  ), fresh as (
+    select i.* from input i
+    where not exists (select 1 from existing e where e.ord = i.ord)
+      and not exists (select 1 from bans b where b.user_id = i.sender_id
+                      and (b.expires_at is null or b.expires_at > now()))
+  ), counts as (
+    select chat_id, count(*)::int as n,
+           count(*) filter (where sender_side = 'vendor')::int as to_customer,
+           count(*) filter (where sender_side = 'customer')::int as to_vendor
+    from fresh group by chat_id
+  ), bumped as (
+    update chats c set
+      last_seq = c.last_seq + k.n,
+      updated_at = date_trunc('milliseconds', now()),
+      customer_unread = c.customer_unread + k.to_customer,
+      vendor_unread = c.vendor_unread + k.to_vendor
+    from counts k where c.id = k.chat_id
+    returning c.id, c.last_seq - k.n as base, c.unread_epoch as epoch,
+              c.customer_unread, c.vendor_unread
+  ), numbered as (
+    select f.*, b.base, b.epoch, b.customer_unread, b.vendor_unread,
+           (b.base + row_number() over (partition by f.chat_id order by f.ord))::int as seq
+    from fresh f join bumped b on b.id = f.chat_id
+  ), inserted as (
+    insert into messages (chat_id, seq, sender_id, sender_side, receiver_id, media_type,
+                          content, media_id, client_id, created_at, updated_at)
+    select chat_id, seq, sender_id, sender_side, receiver_id, media_type, content, media_id,
+           client_id, date_trunc('milliseconds', now()), date_trunc('milliseconds', now())
+    from numbered order by ord
+    returning id, chat_id, seq, created_at
+  )
+  select n.ord::int as ord, false as duplicate, n.base, n.epoch, n.customer_unread,
+         n.vendor_unread, ${ASSIGNED_COLUMNS}
+  from numbered n join inserted m on m.chat_id = n.chat_id and m.seq = n.seq
+  union all
+  select e.ord::int, true, null, null, null, null, ${messageColumnList("e")}
+  from existing e`;
 
 /**
  * The message a row of the batch stands for: a duplicate's as stored, a new one's from the input

@@ -73,10 +73,17 @@ export const MESSAGE_COLUMNS = [
  */
 export function messageColumns(
   sql: Pick<Sql, "unsafe">,
-  alias?: "m" | "e" | "u" | "f",
+  alias?: MessageAlias,
 ): PendingQuery<Row[]> {
+  return sql.unsafe(messageColumnList(alias));
+}
+
+type MessageAlias = "m" | "e" | "u" | "f";
+
+/** MESSAGE_COLUMNS as text, for statements whose text is a constant (see messageColumns). */
+export function messageColumnList(alias?: MessageAlias): string {
   const prefix = alias === undefined ? "" : `${alias}.`;
-  return sql.unsafe(MESSAGE_COLUMNS.map((column) => prefix + column).join(", "));
+  return MESSAGE_COLUMNS.map((column) => prefix + column).join(", ");
 }
 
 export interface MemberRow {
