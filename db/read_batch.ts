@@ -1,6 +1,6 @@
 import type { Sql } from "postgres";
 import type { Side } from "../chat/types.ts";
-import { messageColumns, type MessageRow } from "./rows.ts";
+import { messageColumnList, type MessageRow } from "./rows.ts";
 
 /** One `read_message`: the reader's side marks a message of the chat read. */
 export interface ReadMark {
@@ -17,11 +17,16 @@ export interface ChatAfterRead {
   vendorUnread: number;
 }
 
-/** The columns of ChatAfterRead, for RETURNING after an update of `chats` (aliased `alias`). */
-export function chatAfterRead(sql: Pick<Sql, "unsafe">, alias?: "c") {
+/** The columns of ChatAfterRead, for RETURNING after an update of `chats`. */
+export function chatAfterRead(sql: Pick<Sql, "unsafe">) {
+  return sql.unsafe(chatAfterReadList());
+}
+
+/** The same as text, each prefixed with `alias.` when one is given. */
+function chatAfterReadList(alias?: "c"): string {
   const prefix = alias === undefined ? "" : `${alias}.`;
-  return sql.unsafe(`${prefix}unread_epoch as "epoch", ${prefix}last_seq as "lastSeq",
-    ${prefix}customer_unread as "customerUnread", ${prefix}vendor_unread as "vendorUnread"`);
+  return `${prefix}unread_epoch as "epoch", ${prefix}last_seq as "lastSeq",
+    ${prefix}customer_unread as "customerUnread", ${prefix}vendor_unread as "vendorUnread"`;
 }
 
 /** A mark's message: changed (and how it left the chat) or as it already was. */
@@ -40,46 +45,50 @@ export type ReadRow =
  * deleted has none. A message marked twice in the batch comes back changed twice: the caller
  * answers the first.
  */
-export function markReadBatch(sql: Sql, marks: readonly ReadMark[]) {
-  return sql<ReadRow[]>`
-    with input as (
-      select * from unnest(
-        ${marks.map((mark) => mark.message_id)}::uuid[],
-        ${marks.map((mark) => mark.chat_id)}::uuid[],
-        ${marks.map((mark) => mark.reader_side)}::text[]
-      ) with ordinality as t(message_id, chat_id, reader_side, ord)
-    ), found as (
-      -- each message locked in id order, as read_up_to locks them: in any two orders two
-      -- statements could each hold a message the other waits for
-      select i.ord, i.reader_side, x.* from (select * from input order by message_id) i
-      cross join lateral (
-        select ${messageColumns(sql)} from messages where id = i.message_id limit 1 for update
-      ) x
-      where x.chat_id = i.chat_id and x.deleted_at is null
-    ), updated as (
-      -- by primary key only; "is not true" rather than "not is_read", which would let the
-      -- planner reach the rows through the index of every unread message instead
-      update messages m set is_read = true, read_at = date_trunc('milliseconds', now()),
-                            updated_at = date_trunc('milliseconds', now())
-      from found f
-      where m.id = f.id and m.sender_side <> f.reader_side and m.is_read is not true
-        and m.deleted_at is null
-      returning ${messageColumns(sql, "m")}
-    ), counts as (
-      select chat_id, count(*) filter (where sender_side = 'vendor')::int as to_customer,
-             count(*) filter (where sender_side = 'customer')::int as to_vendor
-      from updated group by chat_id
-    ), counter as (
-      update chats c set customer_unread = c.customer_unread - k.to_customer,
-                         vendor_unread = c.vendor_unread - k.to_vendor,
-                         unread_epoch = c.unread_epoch + 1
-      from counts k where c.id = k.chat_id
-      returning c.id, ${chatAfterRead(sql, "c")}
-    )
-    select i.ord::int as ord, true as changed, ${messageColumns(sql, "u")},
-           k."epoch", k."lastSeq", k."customerUnread", k."vendorUnread"
-    from input i join updated u on u.id = i.message_id join counter k on k.id = u.chat_id
-    union all
-    select f.ord::int, false, ${messageColumns(sql, "f")}, null, null, null, null
-    from found f where not exists (select 1 from updated u where u.id = f.id)`;
+export function markReadBatch(sql: Pick<Sql, "unsafe">, marks: readonly ReadMark[]) {
+  return sql.unsafe<ReadRow[]>(MARK_READ_BATCH, [
+    marks.map((mark) => mark.message_id),
+    marks.map((mark) => mark.chat_id),
+    marks.map((mark) => mark.reader_side),
+  ], { prepare: true });
 }
+
+/** markReadBatch's statement: its text is a constant, as the message batch's (see there). */
+const MARK_READ_BATCH = `
+  with input as (
+    select * from unnest($1::uuid[], $2::uuid[], $3::text[])
+      with ordinality as t(message_id, chat_id, reader_side, ord)
+  ), found as (
+    -- each message locked in id order, as read_up_to locks them: in any two orders two
+    -- statements could each hold a message the other waits for
+    select i.ord, i.reader_side, x.* from (select * from input order by message_id) i
+    cross join lateral (
+      select ${messageColumnList()} from messages where id = i.message_id limit 1 for update
+    ) x
+    where x.chat_id = i.chat_id and x.deleted_at is null
+  ), updated as (
+    -- by primary key only; "is not true" rather than "not is_read", which would let the
+    -- planner reach the rows through the index of every unread message instead
+    update messages m set is_read = true, read_at = date_trunc('milliseconds', now()),
+                          updated_at = date_trunc('milliseconds', now())
+    from found f
+    where m.id = f.id and m.sender_side <> f.reader_side and m.is_read is not true
+      and m.deleted_at is null
+    returning ${messageColumnList("m")}
+  ), counts as (
+    select chat_id, count(*) filter (where sender_side = 'vendor')::int as to_customer,
+           count(*) filter (where sender_side = 'customer')::int as to_vendor
+    from updated group by chat_id
+  ), counter as (
+    update chats c set customer_unread = c.customer_unread - k.to_customer,
+                       vendor_unread = c.vendor_unread - k.to_vendor,
+                       unread_epoch = c.unread_epoch + 1
+    from counts k where c.id = k.chat_id
+    returning c.id, ${chatAfterReadList("c")}
+  )
+  select i.ord::int as ord, true as changed, ${messageColumnList("u")},
+         k."epoch", k."lastSeq", k."customerUnread", k."vendorUnread"
+  from input i join updated u on u.id = i.message_id join counter k on k.id = u.chat_id
+  union all
+  select f.ord::int, false, ${messageColumnList("f")}, null, null, null, null
+  from found f where not exists (select 1 from updated u where u.id = f.id)`;
