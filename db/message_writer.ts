@@ -3,7 +3,12 @@ import { ChatError } from "../chat/errors.ts";
 import { answerWithin, errorCode, STORE_TIMEOUT_MS, UNSTORABLE_TEXT_CODES } from "./errors.ts";
 import type { InsertedMessage, NewMessage, UnreadSnapshot } from "../chat/ports.ts";
 import { otherSide, type Side, type StoredMessage, UNREAD_PREVIEW_LIMIT } from "../chat/types.ts";
-import { batchMessage, insertMessageBatch } from "./insert_batch.ts";
+import {
+  batchMessage,
+  type DuplicateRow,
+  insertMessageBatch,
+  readMessageRows,
+} from "./insert_batch.ts";
 import { type ChatAfterRead, markReadBatch, type ReadMark, type ReadRow } from "./read_batch.ts";
 import { toStoredMessage } from "./rows.ts";
 import {
@@ -117,9 +122,14 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
     const { duplicates, byChat, exact, reread } = await insertMessages(unique);
 
     // keep the windows read again, and add this batch's messages to the exact ones
-    const results = new Map<number, InsertedMessage>();
+    const results = new Map<number, InsertedMessage | ChatError>();
     for (const { ord, message } of duplicates) {
-      results.set(ord, { message, duplicate: true, receiver_unread: null });
+      results.set(
+        ord,
+        message
+          ? { message, duplicate: true, receiver_unread: null }
+          : new ChatError("unavailable", "the message sent before could not be read"),
+      );
     }
     for (const [chatId, list] of byChat) {
       const last = list[list.length - 1]!;
@@ -159,13 +169,16 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
       }
     }
     unique.forEach((item, index) => {
-      const result = results.get(index + 1);
-      if (result) item.resolve(result);
-      else item.reject(new ChatError("forbidden", "you may not send to this chat"));
-      for (const follower of followers.get(index) ?? []) {
-        const repeated = batch[follower]!;
-        if (result) repeated.resolve({ ...result, duplicate: true, receiver_unread: null });
-        else repeated.reject(new ChatError("forbidden", "you may not send to this chat"));
+      const result = results.get(index + 1) ??
+        new ChatError("forbidden", "you may not send to this chat");
+      const repeats = (followers.get(index) ?? []).map((follower) => batch[follower]!);
+      if (result instanceof ChatError) {
+        for (const failed of [item, ...repeats]) failed.reject(result);
+        return;
+      }
+      item.resolve(result);
+      for (const repeated of repeats) {
+        repeated.resolve({ ...result, duplicate: true, receiver_unread: null });
       }
     });
   }
@@ -197,22 +210,22 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
    * returned as they were: a read up to a seq may replace or drop them meanwhile.
    */
   async function insertMessages(unique: readonly Pending[]): Promise<{
-    /** Messages whose client_id wrote one before: that one, whole. */
-    duplicates: Array<{ ord: number; message: StoredMessage }>;
+    /** Messages whose client_id wrote one before: that one, whole; null: it could not be read. */
+    duplicates: Array<{ ord: number; message: StoredMessage | null }>;
     /** The new messages by chat, in the batch's order. */
     byChat: Map<string, NewlyWritten[]>;
     exact: Map<string, UnreadWindow>;
     reread: Map<string, UnreadState | null>;
   }> {
     const rows = await bounded(insertMessageBatch(sql, unique.map((item) => item.message)));
-    const duplicates: Array<{ ord: number; message: StoredMessage }> = [];
+    const duplicateRows: DuplicateRow[] = [];
     const byChat = new Map<string, NewlyWritten[]>();
     for (const row of rows.sort((a, b) => a.ord - b.ord)) {
-      const message = batchMessage(row, unique[row.ord - 1]!.message);
       if (row.duplicate) {
-        duplicates.push({ ord: row.ord, message });
+        duplicateRows.push(row);
         continue;
       }
+      const message = batchMessage(row, unique[row.ord - 1]!.message);
       const list = byChat.get(message.chat_id) ?? [];
       list.push({
         ord: row.ord,
@@ -224,6 +237,7 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
       });
       byChat.set(message.chat_id, list);
     }
+    const duplicates = await readDuplicates(duplicateRows);
     const exact = new Map<string, UnreadWindow>();
     const stale = new Map<string, { chatId: string; side: Side }>();
     for (const [chatId, list] of byChat) {
@@ -244,6 +258,20 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
       const unknown = new Map([...stale.keys()].map((key) => [key, null]));
       return { duplicates, byChat, exact, reread: unknown };
     }
+  }
+
+  /**
+   * The earlier messages of a batch's duplicates, read whole. They are rare (a client sending
+   * again what it was not answered), and their senders, all with a client_id, may send again:
+   * a failed read fails only them.
+   */
+  async function readDuplicates(rows: readonly DuplicateRow[]) {
+    if (rows.length === 0) return [];
+    const stored = await bounded(readMessageRows(sql, rows.map((row) => row.id))).then(
+      (read) => new Map(read.map((row) => [row.id, toStoredMessage(row)])),
+      () => new Map<string, StoredMessage>(),
+    );
+    return rows.map((row) => ({ ord: row.ord, message: stored.get(row.id) ?? null }));
   }
 
   async function drain(lane: Lane): Promise<void> {
