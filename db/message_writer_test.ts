@@ -53,6 +53,32 @@ Deno.test("a message the database refuses fails alone, not the group commit it w
   }
 });
 
+Deno.test("a statement that failed after sending rows leaves the writer's next batches read right", async () => {
+  await using database = await freshDatabase();
+  const sql = postgres(database.url, { max: 2, onnotice: () => {} });
+  // one connection for both lanes: the failure and the batches after it share it
+  const writerSql = postgres(database.url, { max: 1, onnotice: () => {} });
+  // rows 1 and 2, then division by zero: postgres.js keeps counting from there
+  const failAfterTwoRows = () =>
+    assert.rejects(writerSql`select 1 / (3 - g) as v from generate_series(1, 5) as g`);
+  try {
+    const store = createPostgresStore(sql, writerSql);
+    const { chat } = await store.createChat("alice", "acme");
+    await failAfterTwoRows();
+    const sent = await store.insertMessage(fromAlice(chat.id, "after a failure", "k1"));
+    assert.deepEqual(
+      [sent.duplicate, sent.message.seq, sent.message.content, sent.receiver_unread?.count],
+      [false, 1, "after a failure", 1],
+    );
+    await failAfterTwoRows();
+    const again = await store.insertMessage(fromAlice(chat.id, "after a failure", "k1"));
+    assert.equal(again.duplicate, true);
+    assert.deepEqual(again.message, sent.message);
+  } finally {
+    await Promise.all([sql.end(), writerSql.end()]);
+  }
+});
+
 Deno.test("messages and read marks are written over the writer's own connections, not the pool", async () => {
   await using database = await freshDatabase();
   const statements = { pool: [] as string[], writer: [] as string[] };
