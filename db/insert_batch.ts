@@ -13,8 +13,8 @@ export type BatchRow = WrittenRow | DuplicateRow;
  * A message written now: what the database assigned it, and its chat as the statement left it:
  * seq before the batch (`base`), unread_epoch and the unread counters. The writer has the rest
  * from its input: reading back a dozen strings per message (most of them the same for every
- * message of a chat) would be parsing and memory for nothing, and a row of twenty columns is a
- * dictionary-mode object to postgres.js, 1.4 kB instead of 0.2.
+ * message of a chat) would be parsing and memory for nothing, and a row of twenty columns or more
+ * is a dictionary-mode object to postgres.js, 1.4 kB instead of 0.2.
  */
 export type WrittenRow = Pick<MessageRow, Assigned> & {
   ord: number;
