@@ -25,7 +25,7 @@ export type WrittenRow = Pick<MessageRow, Assigned> & {
   vendor_unread: number;
 };
 
-/** A message whose client_id wrote one before: that one's id, seq and time (see readMessages). */
+/** A message whose client_id wrote one before: that one's id, seq and time (readMessageRows). */
 export type DuplicateRow = Pick<MessageRow, Assigned> & {
   ord: number;
   duplicate: true;

@@ -78,7 +78,7 @@ export function messageColumns(
   return sql.unsafe(messageColumnList(alias));
 }
 
-type MessageAlias = "m" | "e" | "u" | "f";
+type MessageAlias = "m" | "u" | "f";
 
 /** MESSAGE_COLUMNS as text, for statements whose text is a constant (see messageColumns). */
 export function messageColumnList(alias?: MessageAlias): string {
