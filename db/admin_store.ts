@@ -14,6 +14,7 @@ import {
   toStoredMessage,
 } from "./rows.ts";
 import { transaction } from "./transactions.ts";
+import { withWholeResults } from "./whole_results.ts";
 
 /** The text search configuration of migration 0002; queries must use the same one. */
 const SEARCH_CONFIG = "simple";
@@ -41,7 +42,8 @@ function keysetPage<Row, Item, Cursor>(
  * that never changes for a row, so pages neither skip nor repeat rows while others write; every
  * query is a tagged template (parameterised), user words included.
  */
-export function createAdminStore(sql: Sql): AdminStore {
+export function createAdminStore(pool: Sql): AdminStore {
+  const sql = withWholeResults(pool);
   /** The rows past `after` in newest-first order of (created_at, id). */
   const olderThan = (after: TimeCursor | undefined) =>
     after === undefined

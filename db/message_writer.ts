@@ -10,7 +10,7 @@ import {
   readMessageRows,
 } from "./insert_batch.ts";
 import { type ChatAfterRead, markReadBatch, type ReadMark, type ReadRow } from "./read_batch.ts";
-import { presentRows, toStoredMessage } from "./rows.ts";
+import { toStoredMessage } from "./rows.ts";
 import {
   createUnreadWindows,
   type ReadsCommitted,
@@ -383,8 +383,8 @@ function marksByChat(rows: readonly ReadRow[]) {
 /**
  * A statement bounded like every store call, so that a connection that never answers cannot
  * stall a lane. Past the limit it is cancelled: what the caller was told failed is not done
- * after (unless its answer was already on its way). Its rows come without holes (presentRows).
+ * after (unless its answer was already on its way).
  */
-function bounded<T extends Row>(query: PendingQuery<T[]>): Promise<T[]> {
-  return answerWithin(query.then(presentRows), STORE_TIMEOUT_MS, () => query.cancel());
+function bounded<T extends readonly Row[]>(query: PendingQuery<T>): Promise<T> {
+  return answerWithin(query, STORE_TIMEOUT_MS, () => query.cancel());
 }

@@ -15,6 +15,7 @@ import { withErrorTranslation } from "./errors.ts";
 import { insertMedia, selectMedia } from "./media_rows.ts";
 import { createMessageWriter } from "./message_writer.ts";
 import { type ChatAfterRead, chatAfterRead } from "./read_batch.ts";
+import { withWholeResults } from "./whole_results.ts";
 import {
   type BanRow,
   type ChatRow,
@@ -44,7 +45,9 @@ type MessageColumns = { [K in keyof MessageRow as `m_${K}`]: MessageRow[K] | nul
  * different backend each time; with two kept busy, PostgreSQL took 22 – 33 % less CPU per
  * message (BENCHMARKS.md, "Seventh session").
  */
-export function createPostgresStore(sql: Sql, writerSql: Sql = sql): ChatStore {
+export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStore {
+  const sql = withWholeResults(pool);
+  const writerSql = writerPool === pool ? sql : withWholeResults(writerPool);
   async function sidesOf(userId: string, rows: Array<ChatRow & { is_member: boolean }>) {
     const memberships: Membership[] = [];
     for (const row of rows) {

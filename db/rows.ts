@@ -111,16 +111,6 @@ export interface ModerationRow {
   created_at: Date;
 }
 
-/**
- * A result's rows without holes. postgres.js 3.4 resets its count of a result's rows only when a
- * statement completes: after one that failed having sent rows (cancelled, its connection ended,
- * an error in a later row), the next result on that connection starts with as many holes, its
- * own rows all there after them (porsager/postgres#1119, #1181, open in 3.4.10).
- */
-export function presentRows<T>(rows: readonly T[]): T[] {
-  return rows.filter((row) => row !== undefined);
-}
-
 export const iso = (time: Date): string => time.toISOString();
 export const isoOrNull = (time: Date | null): string | null => time ? time.toISOString() : null;
 

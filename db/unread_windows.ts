@@ -1,7 +1,7 @@
 import type { Sql } from "postgres";
 import { otherSide, type Side, type StoredMessage, UNREAD_PREVIEW_LIMIT } from "../chat/types.ts";
 import type { ChatAfterRead } from "./read_batch.ts";
-import { messageColumns, type MessageRow, presentRows, toStoredMessage } from "./rows.ts";
+import { messageColumns, type MessageRow, toStoredMessage } from "./rows.ts";
 
 /** Chat sides whose unread window is remembered; least recently used go first. */
 const MAX_CACHED_WINDOWS = 2_000;
@@ -111,7 +111,7 @@ export async function readUnreadWindows(
       order by seq desc limit ${UNREAD_PREVIEW_LIMIT}
     ) m on true`;
   const states = new Map<string, UnreadState>();
-  for (const row of presentRows(rows)) {
+  for (const row of rows) {
     const key = `${row.window_chat_id}:${row.side}`;
     let state = states.get(key);
     if (!state) {
