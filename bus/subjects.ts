@@ -6,6 +6,8 @@ export interface Subjects {
   user(userId: string): string;
   /** Every chat's events, for listeners that follow them all. */
   readonly allChats: string;
+  /** Every user's events: one subscription per instance, routed to sockets in memory. */
+  readonly allUsers: string;
 }
 
 const prefixShape = /^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$/;
@@ -26,6 +28,7 @@ export function createSubjects(prefix: string): Subjects {
     chat: (chatId) => `${prefix}.chat.${token(chatId)}`,
     user: (userId) => `${prefix}.user.${token(userId)}`,
     allChats: `${prefix}.chat.*`,
+    allUsers: `${prefix}.user.*`,
   };
 }
 

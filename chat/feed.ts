@@ -73,6 +73,14 @@ export function createChatFeed(
   const encoder = new TextEncoder();
   /** Each chat's newest message as this instance published it, for republishRecent(). */
   const recent = new Map<string, { payload: Uint8Array; at: number }>();
+  /**
+   * User-event listeners by the user's subject. User events (new chats, membership changes,
+   * disconnects) are rare, so one bus subscription takes every user's while any listener is
+   * here: a subscription per user cost about a kilobyte per socket and a SUB and UNSUB for NATS
+   * at every connect and close.
+   */
+  const userListeners = new Map<string, Set<UserListener>>();
+  let unsubscribeUsers: (() => void) | undefined;
   function rememberNewest(chatId: string, payload: Uint8Array) {
     recent.delete(chatId);
     recent.set(chatId, { payload, at: Date.now() });
@@ -170,6 +178,21 @@ export function createChatFeed(
     } catch (error) {
       onError(error, context);
       return undefined;
+    }
+  }
+
+  function deliverUserEvent(payload: Uint8Array, subject: string) {
+    const listeners = userListeners.get(subject);
+    if (!listeners) return;
+    const parsed = userEventSchema.safeParse(decode(payload, "user event"));
+    if (!parsed.success) return onError(parsed.error, "user event");
+    // a copy: a listener that one of these adds starts with the next event, not this one
+    for (const listener of [...listeners]) {
+      try {
+        listener(parsed.data);
+      } catch (error) {
+        onError(error, "user listener");
+      }
     }
   }
 
@@ -304,11 +327,19 @@ export function createChatFeed(
 
     /** Delivers the user-level events (new chats, disconnects) of `userId`. */
     onUser(userId: string, listener: UserListener): () => void {
-      return bus.subscribe(subjects.user(userId), (payload) => {
-        const parsed = userEventSchema.safeParse(decode(payload, "user event"));
-        if (!parsed.success) return onError(parsed.error, "user event");
-        listener(parsed.data);
-      });
+      const subject = subjects.user(userId);
+      let listeners = userListeners.get(subject);
+      if (!listeners) userListeners.set(subject, listeners = new Set());
+      const own = listeners;
+      own.add(listener);
+      unsubscribeUsers ??= bus.subscribe(subjects.allUsers, deliverUserEvent);
+      return () => {
+        if (!own.delete(listener) || own.size > 0) return;
+        userListeners.delete(subject);
+        if (userListeners.size > 0) return;
+        unsubscribeUsers?.();
+        unsubscribeUsers = undefined;
+      };
     },
 
     /**

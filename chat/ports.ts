@@ -44,6 +44,7 @@ export interface Subjects {
   chat(chatId: string): string;
   user(userId: string): string;
   readonly allChats: string;
+  readonly allUsers: string;
 }
 
 export interface NewMessage {

@@ -1,0 +1,75 @@
+import assert from "node:assert/strict";
+import type { Bus } from "../bus/bus.ts";
+import { createMemoryBus } from "../bus/memory_bus.ts";
+import { createSubjects } from "../bus/subjects.ts";
+import type { UserEvent } from "./events.ts";
+import { createChatFeed } from "./feed.ts";
+import type { ChatStore } from "./ports.ts";
+
+/** The in-process bus, with the subscriptions it holds counted by subject. */
+function countingBus(): { bus: Bus; held: Map<string, number> } {
+  const inner = createMemoryBus();
+  const held = new Map<string, number>();
+  return {
+    held,
+    bus: {
+      ...inner,
+      subscribe(subject, handler) {
+        held.set(subject, (held.get(subject) ?? 0) + 1);
+        const unsubscribe = inner.subscribe(subject, handler);
+        return () => {
+          held.set(subject, held.get(subject)! - 1);
+          unsubscribe();
+        };
+      },
+    },
+  };
+}
+
+Deno.test("user listeners share one bus subscription and each hears only its own user", () => {
+  const { bus, held } = countingBus();
+  const subjects = createSubjects("test");
+  // user events never touch the store
+  const feed = createChatFeed({ bus, store: {} as ChatStore, subjects });
+  const heard: Array<[string, UserEvent]> = [];
+  const leaveAlice = feed.onUser("alice", (event) => heard.push(["alice", event]));
+  const leaveAliceAgain = feed.onUser("alice", (event) => heard.push(["alice 2", event]));
+  const leaveBob = feed.onUser("bob", (event) => heard.push(["bob", event]));
+  assert.deepEqual([...held], [[subjects.allUsers, 1]]);
+
+  const ban: UserEvent = { type: "disconnect", user_id: "alice", reason: "banned" };
+  feed.publishUser("alice", ban);
+  assert.deepEqual(heard, [["alice", ban], ["alice 2", ban]]);
+
+  leaveAlice();
+  leaveAlice();
+  leaveBob();
+  assert.equal(held.get(subjects.allUsers), 1, "alice's second socket still listens");
+  feed.publishUser("bob", { type: "disconnect", user_id: "bob", reason: "operator" });
+  assert.equal(heard.length, 2, "bob left");
+
+  leaveAliceAgain();
+  assert.equal(held.get(subjects.allUsers), 0, "the last listener gave the subscription up");
+  const later: UserEvent[] = [];
+  feed.onUser("alice", (event) => later.push(event));
+  feed.publishUser("alice", ban);
+  assert.deepEqual(later, [ban]);
+  assert.equal(held.get(subjects.allUsers), 1);
+});
+
+Deno.test("a user listener that throws is reported and the others still hear the event", () => {
+  const { bus } = countingBus();
+  const errors: string[] = [];
+  const feed = createChatFeed({ bus, store: {} as ChatStore, subjects: createSubjects("test") }, {
+    onError: (_error, context) => errors.push(context),
+  });
+  const heard: UserEvent[] = [];
+  feed.onUser("alice", () => {
+    throw new Error("listener broke");
+  });
+  feed.onUser("alice", (event) => heard.push(event));
+  const event: UserEvent = { type: "membership_revoked", vendor_id: "v1", user_id: "alice" };
+  feed.publishUser("alice", event);
+  assert.deepEqual(heard, [event]);
+  assert.deepEqual(errors, ["user listener"]);
+});
