@@ -52,8 +52,11 @@ export class Connection {
   #closed = false;
   /** Set by shutdown(): frames not yet started are dropped, unacknowledged. */
   #stopping = false;
-  /** Live events of chats being taken in after connect, held until their history is out. */
-  #adopting = new Map<string, Delivery[]>();
+  /**
+   * Live events of chats being taken in after connect, held until their history is out. Made
+   * on first use: only a chats socket that is told of a new chat needs it.
+   */
+  #adopting: Map<string, Delivery[]> | undefined;
   /** Live events that arrived while the first frames were being prepared. */
   #early: Delivery[] = [];
   /**
@@ -84,7 +87,6 @@ export class Connection {
     );
     socket.onmessage = (event) => this.receive(event.data);
     socket.onclose = () => this.#dispose();
-    socket.onerror = () => {};
     this.#queue = this.#start();
   }
 
@@ -174,7 +176,7 @@ export class Connection {
       this.#early.push(delivery);
       return;
     }
-    const adopting = this.#adopting.get(frame.chat_id);
+    const adopting = this.#adopting?.get(frame.chat_id);
     if (adopting) {
       adopting.push(delivery);
       return;
@@ -228,7 +230,8 @@ export class Connection {
   async #adoptChat(chatId: string): Promise<void> {
     if (this.#closed || this.memberships.has(chatId)) return;
     const held: Delivery[] = [];
-    this.#adopting.set(chatId, held);
+    const adopting = this.#adopting ??= new Map();
+    adopting.set(chatId, held);
     try {
       const membership = await this.#deps.service.membership(this.userId, chatId);
       this.memberships.set(chatId, membership);
@@ -242,12 +245,12 @@ export class Connection {
       }
       // live events of messages the page already had are dropped, now and later
       this.#lastSeqSent.set(chatId, page.items.at(-1)?.seq ?? 0);
-      this.#adopting.delete(chatId);
+      adopting.delete(chatId);
       for (const delivery of held) this.#deliver(delivery);
     } catch (error) {
       this.#deps.onError(error, "adopt new chat");
     } finally {
-      this.#adopting.delete(chatId);
+      adopting.delete(chatId);
     }
   }
 

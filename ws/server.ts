@@ -105,6 +105,8 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
     const early: unknown[] = [];
     socket.onmessage = (event) => early.push(event.data);
     socket.onopen = async () => {
+      // runs once: its listener need not stay with the socket for its whole life
+      socket.onopen = null;
       let verified;
       try {
         verified = await principal;
