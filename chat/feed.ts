@@ -328,13 +328,11 @@ export function createChatFeed(
     /** Delivers the user-level events (new chats, disconnects) of `userId`. */
     onUser(userId: string, listener: UserListener): () => void {
       const subject = subjects.user(userId);
-      let listeners = userListeners.get(subject);
-      if (!listeners) userListeners.set(subject, listeners = new Set());
-      const own = listeners;
-      own.add(listener);
+      const listeners = userListeners.get(subject) ?? new Set<UserListener>();
+      userListeners.set(subject, listeners.add(listener));
       unsubscribeUsers ??= bus.subscribe(subjects.allUsers, deliverUserEvent);
       return () => {
-        if (!own.delete(listener) || own.size > 0) return;
+        if (!listeners.delete(listener) || listeners.size > 0) return;
         userListeners.delete(subject);
         if (userListeners.size > 0) return;
         unsubscribeUsers?.();
