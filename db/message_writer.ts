@@ -1,6 +1,6 @@
-import type { PendingQuery, Row, Sql } from "postgres";
+import type { Sql } from "postgres";
 import { ChatError } from "../chat/errors.ts";
-import { answerWithin, errorCode, STORE_TIMEOUT_MS, UNSTORABLE_TEXT_CODES } from "./errors.ts";
+import { errorCode, STORE_TIMEOUT_MS, UNSTORABLE_TEXT_CODES } from "./errors.ts";
 import type { InsertedMessage, NewMessage, UnreadSnapshot } from "../chat/ports.ts";
 import { otherSide, type Side, type StoredMessage, UNREAD_PREVIEW_LIMIT } from "../chat/types.ts";
 import {
@@ -36,6 +36,21 @@ const RETRY_ONE_BY_ONE: ReadonlySet<string> = new Set([
   ...UNSTORABLE_TEXT_CODES,
 ]);
 
+/**
+ * How long the database has to end a statement the writer cancelled before the writer gives up
+ * on it, and answers its senders `unavailable` with its outcome unknown.
+ */
+const CANCEL_WAIT_MS = 500;
+
+/**
+ * How long before a sender's STORE_TIMEOUT_MS runs out the writer cancels the statement that
+ * holds its message (or stops waiting to start it). The writer answers once the database said
+ * how the statement ended: a sender told `unavailable` is never stored later, and one whose
+ * statement committed just before the cancel is answered with its message. Twice the wait, so
+ * that the writer has answered before STORE_TIMEOUT_MS does.
+ */
+const CANCEL_AHEAD_MS = 2 * CANCEL_WAIT_MS;
+
 /** Batches written at the same time, each by its own connection. */
 export const WRITER_LANES = 2;
 
@@ -50,7 +65,7 @@ interface Pending {
   message: NewMessage;
   resolve: (result: InsertedMessage) => void;
   reject: (error: unknown) => void;
-  /** performance.now() after which the sender has been answered `unavailable`. */
+  /** performance.now() after which it is not written, and its batch's statement is cancelled. */
   expiresAt: number;
 }
 
@@ -188,7 +203,8 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
    * batch was changed by the first.
    */
   async function writeReads(reads: PendingRead[]): Promise<void> {
-    const rows = await bounded(markReadBatch(sql, reads.map((item) => item.mark)));
+    const query = markReadBatch(sql, reads.map((item) => item.mark));
+    const rows = await bounded(query, reads[0]!.expiresAt, () => query.cancel());
     for (const [chatId, { after, ids }] of marksByChat(rows)) {
       windows.apply(windows.afterRead(chatId, { after, wasRead: (m) => ids.has(m.id) }));
     }
@@ -217,7 +233,10 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
     exact: Map<string, UnreadWindow>;
     reread: Map<string, UnreadState | null>;
   }> {
-    const rows = await bounded(insertMessageBatch(sql, unique.map((item) => item.message)));
+    // the oldest message is the first: the batch is cancelled when its time is up
+    const cancelAt = unique[0]!.expiresAt;
+    const query = insertMessageBatch(sql, unique.map((item) => item.message));
+    const rows = await bounded(query, cancelAt, () => query.cancel());
     const duplicateRows: DuplicateRow[] = [];
     const byChat = new Map<string, NewlyWritten[]>();
     for (const row of rows.sort((a, b) => a.ord - b.ord)) {
@@ -237,7 +256,7 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
       });
       byChat.set(message.chat_id, list);
     }
-    const duplicates = await readDuplicates(duplicateRows);
+    const duplicates = await readDuplicates(duplicateRows, cancelAt);
     const exact = new Map<string, UnreadWindow>();
     const stale = new Map<string, { chatId: string; side: Side }>();
     for (const [chatId, list] of byChat) {
@@ -250,12 +269,14 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
       }
     }
     if (stale.size === 0) return { duplicates, byChat, exact, reread: new Map() };
+    // null: not known (the statement has committed, so its messages are answered anyway)
+    const unknown = new Map([...stale.keys()].map((key) => [key, null]));
+    // past the time, a read would answer the senders only after STORE_TIMEOUT_MS had
+    if (performance.now() >= cancelAt) return { duplicates, byChat, exact, reread: unknown };
     try {
-      const reread = readUnreadWindows(sql, [...stale.values()]);
-      return { duplicates, byChat, exact, reread: await answerWithin(reread, STORE_TIMEOUT_MS) };
+      const reread = await bounded(readUnreadWindows(sql, [...stale.values()]), cancelAt);
+      return { duplicates, byChat, exact, reread };
     } catch {
-      // null: not known (the statement has committed, so its messages are answered anyway)
-      const unknown = new Map([...stale.keys()].map((key) => [key, null]));
       return { duplicates, byChat, exact, reread: unknown };
     }
   }
@@ -265,9 +286,10 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
    * again what it was not answered), and their senders, all with a client_id, may send again:
    * a failed read fails only them.
    */
-  async function readDuplicates(rows: readonly DuplicateRow[]) {
+  async function readDuplicates(rows: readonly DuplicateRow[], cancelAt: number) {
     if (rows.length === 0) return [];
-    const stored = await bounded(readMessageRows(sql, rows.map((row) => row.id))).then(
+    const query = readMessageRows(sql, rows.map((row) => row.id));
+    const stored = await bounded(query, cancelAt, () => query.cancel()).then(
       (read) => new Map(read.map((row) => [row.id, toStoredMessage(row)])),
       () => new Map<string, StoredMessage>(),
     );
@@ -278,12 +300,12 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
     lane.writing = true;
     try {
       for (;;) {
-        // What waited behind a batch the database never answered has been answered
-        // `unavailable` already (see STORE_TIMEOUT_MS); writing it now would store what the
-        // sender was told failed, so it is dropped and the sender's retry stores it.
+        // What waited past its time behind a batch the database was slow to answer is answered
+        // `unavailable` and dropped, not written after its sender was told it failed: the
+        // sender's retry stores it.
         const now = performance.now();
         for (const item of [...lane.queue, ...lane.reads]) {
-          if (item.expiresAt <= now) item.reject(new ChatError("unavailable", "write timed out"));
+          if (item.expiresAt <= now) item.reject(timedOut());
         }
         lane.queue = lane.queue.filter((item) => item.expiresAt > now);
         lane.reads = lane.reads.filter((item) => item.expiresAt > now);
@@ -318,6 +340,10 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
       return;
     }
     for (const item of batch) {
+      if (item.expiresAt <= performance.now()) {
+        item.reject(timedOut());
+        continue;
+      }
       try {
         const result = await insertOne(item.message);
         if (result.duplicate) item.resolve(result);
@@ -350,7 +376,7 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
     /** Stores a message with the next seq of its chat. `forbidden` when the sender is banned. */
     insert(message: NewMessage): Promise<InsertedMessage> {
       return new Promise((resolve, reject) => {
-        const expiresAt = performance.now() + STORE_TIMEOUT_MS;
+        const expiresAt = performance.now() + STORE_TIMEOUT_MS - CANCEL_AHEAD_MS;
         enqueue(
           message.chat_id,
           (lane) => lane.queue.push({ message, resolve, reject, expiresAt }),
@@ -361,7 +387,7 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
     /** Marks a message read, in the chat's next batch (see markReadBatch). */
     read(mark: ReadMark): Promise<ReadResult> {
       return new Promise((resolve, reject) => {
-        const expiresAt = performance.now() + STORE_TIMEOUT_MS;
+        const expiresAt = performance.now() + STORE_TIMEOUT_MS - CANCEL_AHEAD_MS;
         enqueue(mark.chat_id, (lane) => lane.reads.push({ mark, resolve, reject, expiresAt }));
       });
     },
@@ -381,10 +407,32 @@ function marksByChat(rows: readonly ReadRow[]) {
 }
 
 /**
- * A statement bounded like every store call, so that a connection that never answers cannot
- * stall a lane. Past the limit it is cancelled: what the caller was told failed is not done
- * after (unless its answer was already on its way).
+ * The writer's work, answered once it ended: at `cancelAt` (a performance.now() time) it is
+ * cancelled if it can be, and `unavailable` CANCEL_WAIT_MS later if it has not ended by then (a
+ * connection that never answers must not stall a lane). A statement the cancel ended is
+ * `unavailable` too; one that ended otherwise is answered as it ended.
  */
-function bounded<T extends readonly Row[]>(query: PendingQuery<T>): Promise<T> {
-  return answerWithin(query, STORE_TIMEOUT_MS, () => query.cancel());
+function bounded<T>(work: Promise<T>, cancelAt: number, cancel?: () => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let cancelled = false;
+    let timer = setTimeout(() => {
+      cancelled = true;
+      cancel?.();
+      timer = setTimeout(() => reject(timedOut()), CANCEL_WAIT_MS);
+    }, Math.max(0, cancelAt - performance.now()));
+    work.then((value) => {
+      clearTimeout(timer);
+      resolve(value);
+    }, (error) => {
+      clearTimeout(timer);
+      reject(cancelled && errorCode(error) === QUERY_CANCELED ? timedOut(error) : error);
+    });
+  });
+}
+
+/** SQLSTATE of a statement ended by a cancel request. */
+const QUERY_CANCELED = "57014";
+
+function timedOut(cause?: unknown): ChatError {
+  return new ChatError("unavailable", "the database did not answer in time", { cause });
 }

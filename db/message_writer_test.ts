@@ -168,6 +168,11 @@ Deno.test("a batch given up on is not stored when the database answers later", a
       within(sent, STORE_TIMEOUT_MS + 2_000, "the send's answer"),
       (error) => error instanceof ChatError && error.code === "unavailable",
     );
+    // answered only once the statement has ended: nothing is left to store it later
+    const [stillWaiting] = await sql`
+      select 1 from pg_stat_activity
+      where datname = current_database() and wait_event_type = 'Lock'`;
+    assert.equal(stillWaiting, undefined, "the batch's statement still waits for the chat's row");
     await transaction`commit`;
     // a moment for a statement that was not cancelled to finish
     await new Promise((resolve) => setTimeout(resolve, 200));
