@@ -1,4 +1,3 @@
-import type { Principal } from "../auth/verifier.ts";
 import { ChatError } from "../chat/errors.ts";
 import type { UserEvent } from "../chat/events.ts";
 import type { ChatFeed, Delivery } from "../chat/feed.ts";
@@ -37,8 +36,8 @@ export interface ConnectionDeps {
 
 /**
  * One socket's state: who it is, which chats it sees, and the order of its frames. Frames
- * from the client are handled one at a time, in arrival order; timers and subscriptions
- * belong to the connection and end with it.
+ * from the client are handled one at a time, in arrival order; subscriptions belong to the
+ * connection and end with it. When its token expires is the server's to watch.
  */
 export class Connection {
   readonly userId: string;
@@ -64,15 +63,14 @@ export class Connection {
    * page on the single-chat endpoint, the history of a chat taken in later).
    */
   #lastSeqSent = new Map<string, number>();
-  #expiryTimer: ReturnType<typeof setTimeout> | undefined;
   #cleanups: Array<() => void> = [];
   #bucket: TokenBucket;
   /** Frames refused in a row by the rate limit. */
   #strikes = 0;
 
-  constructor(socket: WebSocket, principal: Principal, endpoint: Endpoint, deps: ConnectionDeps) {
+  constructor(socket: WebSocket, userId: string, endpoint: Endpoint, deps: ConnectionDeps) {
     this.#socket = socket;
-    this.userId = principal.userId;
+    this.userId = userId;
     this.endpoint = endpoint;
     this.#deps = deps;
     this.#bucket = createTokenBucket({
@@ -80,11 +78,6 @@ export class Connection {
       burst: deps.limits.rateBurst,
       now: deps.now,
     });
-    const untilExpiry = principal.expiresAt - deps.now();
-    this.#expiryTimer = setTimeout(
-      () => this.close(CloseCode.tokenInvalid, "token expired"),
-      Math.max(0, Math.min(untilExpiry, 2_147_483_647)),
-    );
     socket.onmessage = (event) => this.receive(event.data);
     socket.onclose = () => this.#dispose();
     this.#queue = this.#start();
@@ -412,7 +405,6 @@ export class Connection {
   #dispose(): void {
     if (this.#closed) return;
     this.#closed = true;
-    clearTimeout(this.#expiryTimer);
     for (const cleanup of this.#cleanups.splice(0)) cleanup();
     this.#early = [];
     this.#deps.onClose(this);

@@ -5,6 +5,7 @@ import { logger } from "../observability/log.ts";
 import type { SocketMetrics } from "../observability/metrics.ts";
 import { CloseCode } from "./errors.ts";
 import { Connection, type ConnectionLimits, type Endpoint } from "./connection.ts";
+import { createExpirySchedule } from "./expiry_schedule.ts";
 import { createMediaRoutes } from "./media_routes.ts";
 import { createDemoRoutes } from "../demo/routes.ts";
 
@@ -54,6 +55,11 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
     if (count > 0) perUser.set(userId, count);
     else perUser.delete(userId);
   };
+  /** Every open socket, by when its token expires. */
+  const tokenExpiries = createExpirySchedule<Connection>(
+    (connection) => connection.close(CloseCode.tokenInvalid, "token expired"),
+    { now: deps.now },
+  );
   const media = createMediaRoutes(deps, options);
   const demo = options.demoPage ? createDemoRoutes(deps) : null;
   const log = logger("ws");
@@ -123,7 +129,7 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
         return socket.close(CloseCode.tooMany, "too many connections");
       }
       countUser(verified.userId, 1);
-      const connection = new Connection(socket, verified, endpoint, {
+      const connection = new Connection(socket, verified.userId, endpoint, {
         service: deps.service,
         feed: deps.feed,
         maxFrameBytes: options.maxFrameBytes,
@@ -131,6 +137,7 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
         now: deps.now,
         onError: (error, context) => deps.onError(error, context, { connection_id: connectionId }),
         onClose: (closed) => {
+          tokenExpiries.delete(closed, verified.expiresAt);
           countUser(closed.userId, -1);
           if (connections.delete(closed)) {
             deps.instruments?.openSockets.dec({ endpoint: endpoint.kind });
@@ -140,6 +147,7 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
       });
       if (!connection.closed) {
         connections.add(connection);
+        tokenExpiries.add(connection, verified.expiresAt);
         socketClosed.set(connection, closed);
         deps.instruments?.openSockets.inc({ endpoint: endpoint.kind });
         socketLog.debug("socket opened", {
