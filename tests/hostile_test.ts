@@ -123,6 +123,63 @@ Deno.test("forged, expired, early, misaddressed and oversized tokens are closed 
   assert.equal(await openSockets(cluster), 1, "refused sockets leave nothing behind");
 });
 
+Deno.test("sockets their clients close while the token is still being checked leave no socket or slot behind", async () => {
+  const { privateKey, publicKey } = await generateKeyPair("RS256", { extractable: true });
+  const jwk = { ...(await exportJWK(publicKey)), alg: "RS256", kid: "k1", use: "sig" };
+  // the key set is held back until every client has closed: the checks wait for it
+  const { promise: keysReleased, resolve: releaseKeys } = Promise.withResolvers<void>();
+  let keyRequests = 0;
+  await using keyServer = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async () => {
+      keyRequests++;
+      await keysReleased;
+      return Response.json({ keys: [jwk] });
+    },
+  );
+  await using cluster = await startCluster({
+    nats: false,
+    env: {
+      JWT_SECRET: "",
+      JWT_JWKS_URL: `http://127.0.0.1:${keyServer.addr.port}/jwks.json`,
+      WS_MAX_SOCKETS_PER_USER: "2",
+    },
+  });
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  const tokenOf = (user: string) =>
+    new SignJWT({ user_id: user, exp: Math.floor(Date.now() / 1000) + 3600 })
+      .setProtectedHeader({ alg: "RS256", kid: "k1" })
+      .sign(privateKey);
+  const aliceUrl = `${cluster.main.wsUrl}/v1/ws/chat/${chat.id}/?token=${await tokenOf("alice")}`;
+  await within(
+    Promise.all(Array.from({ length: 5 }, () =>
+      new Promise<void>((resolve) => {
+        const socket = new WebSocket(aliceUrl);
+        socket.onopen = () => socket.close();
+        socket.onclose = () => resolve();
+      }))),
+    5_000,
+    "the clients' closes",
+  );
+  assert.ok(keyRequests >= 1, "the token checks were waiting for the key set");
+  releaseKeys();
+  // acme's check comes after alice's five: once acme is served, theirs have finished
+  await using acme = await TestSocket.open(`${cluster.main.wsUrl}/v1/ws/chat/${chat.id}/`, {
+    token: await tokenOf("acme"),
+  });
+  await acme.nextOfType("unread_messages");
+  assert.equal(await openSockets(cluster), 1, "only acme's socket is open");
+  // alice's two places are free
+  for (let index = 0; index < 2; index++) {
+    await using alice = await TestSocket.open(aliceUrl);
+    await alice.nextOfType("unread_messages");
+  }
+  await using first = await TestSocket.open(aliceUrl);
+  await using second = await TestSocket.open(aliceUrl);
+  await first.nextOfType("unread_messages");
+  await second.nextOfType("unread_messages");
+});
+
 Deno.test("NUL, SQL, escapes and lone surrogates in every string field get a contract answer, never internal, and storable text is stored verbatim", async () => {
   await using cluster = await startCluster({
     nats: false,

@@ -80,6 +80,12 @@ export class Connection {
     });
     socket.onmessage = (event) => this.receive(event.data);
     socket.onclose = () => this.#dispose();
+    if (socket.readyState === WebSocket.CLOSED) {
+      // closed by its client while the token was being checked: its close event has passed
+      this.#dispose();
+      this.#queue = Promise.resolve();
+      return;
+    }
     this.#queue = this.#start();
   }
 
@@ -116,7 +122,7 @@ export class Connection {
   async #start(): Promise<void> {
     const { service, feed } = this.#deps;
     try {
-      this.#cleanups.push(feed.onUser(this.userId, (event) => this.#onUserEvent(event)));
+      this.#hold(feed.onUser(this.userId, (event) => this.#onUserEvent(event)));
       if (this.endpoint.kind === "chat") {
         const membership = await service.joinChat(this.userId, this.endpoint.chatId);
         this.memberships.set(membership.chat.id, membership);
@@ -135,7 +141,7 @@ export class Connection {
         for (const membership of chats) this.memberships.set(membership.chat.id, membership);
         // Members of a vendor hear of the vendor's new chats on the vendor's subject.
         for (const vendorId of vendors) {
-          this.#cleanups.push(feed.onUser(vendorId, (event) => this.#onUserEvent(event)));
+          this.#hold(feed.onUser(vendorId, (event) => this.#onUserEvent(event)));
         }
         await this.#follow(chats.map((membership) => membership.chat.id));
         const page = await service.listChats(this.userId);
@@ -153,9 +159,7 @@ export class Connection {
 
   async #follow(chatIds: string[]): Promise<void> {
     if (this.#closed || chatIds.length === 0) return;
-    const leave = await this.#deps.feed.join(chatIds, (delivery) => this.#deliver(delivery));
-    if (this.#closed) return leave();
-    this.#cleanups.push(leave);
+    this.#hold(await this.#deps.feed.join(chatIds, (delivery) => this.#deliver(delivery)));
   }
 
   #deliver(delivery: Delivery): void {
@@ -250,7 +254,7 @@ export class Connection {
   async #adoptVendor(vendorId: string): Promise<void> {
     if (this.#closed) return;
     try {
-      this.#cleanups.push(this.#deps.feed.onUser(vendorId, (event) => this.#onUserEvent(event)));
+      this.#hold(this.#deps.feed.onUser(vendorId, (event) => this.#onUserEvent(event)));
       const { chats } = await this.#deps.service.joinAllChats(this.userId);
       const fresh = chats.filter((membership) => !this.memberships.has(membership.chat.id));
       for (const membership of fresh) this.memberships.set(membership.chat.id, membership);
@@ -400,6 +404,12 @@ export class Connection {
       this.#deps.onError(error, "send");
       return false;
     }
+  }
+
+  /** Keeps `cleanup` for the close; runs it now if the connection closed meanwhile. */
+  #hold(cleanup: () => void): void {
+    if (this.#closed) cleanup();
+    else this.#cleanups.push(cleanup);
   }
 
   #dispose(): void {
