@@ -1,3 +1,4 @@
+import type { Principal } from "../auth/verifier.ts";
 import { ChatError } from "../chat/errors.ts";
 import type { UserEvent } from "../chat/events.ts";
 import type { ChatFeed, Delivery } from "../chat/feed.ts";
@@ -22,15 +23,20 @@ export interface ConnectionLimits {
   maxBufferedBytes: number;
 }
 
+/** The code reserved for a close whose code is not known here (1005, RFC 6455 7.4.1). */
+const NO_STATUS_RECEIVED = 1005;
+
+/** What every socket of a server shares: one object for all, nothing held per socket. */
 export interface ConnectionDeps {
   service: ChatService;
   feed: ChatFeed;
   maxFrameBytes: number;
   limits: ConnectionLimits;
   now: () => number;
-  onError: (error: unknown, context: string) => void;
-  onClose: (connection: Connection) => void;
-  /** Instruments this socket feeds; absent: nothing is measured. */
+  onError: (error: unknown, context: string, connection: Connection) => void;
+  /** The connection is done: no more frames either way. `code`: the close code, as sent or received. */
+  onClose: (connection: Connection, code: number) => void;
+  /** Instruments the sockets feed; absent: nothing is measured. */
   instruments?: SocketMetrics;
 }
 
@@ -40,7 +46,11 @@ export interface ConnectionDeps {
  * connection and end with it. When its token expires is the server's to watch.
  */
 export class Connection {
+  /** Names the socket in log lines (never the token). */
+  readonly id: string;
   readonly userId: string;
+  /** When the token the socket was opened with expires (ms since the epoch). */
+  readonly tokenExpiresAt: number;
   readonly endpoint: Endpoint;
   /** The chats this socket sees, with the user's side in each. */
   readonly memberships = new Map<string, Membership>();
@@ -68,9 +78,17 @@ export class Connection {
   /** Frames refused in a row by the rate limit. */
   #strikes = 0;
 
-  constructor(socket: WebSocket, userId: string, endpoint: Endpoint, deps: ConnectionDeps) {
+  constructor(
+    socket: WebSocket,
+    id: string,
+    principal: Principal,
+    endpoint: Endpoint,
+    deps: ConnectionDeps,
+  ) {
     this.#socket = socket;
-    this.userId = userId;
+    this.id = id;
+    this.userId = principal.userId;
+    this.tokenExpiresAt = principal.expiresAt;
     this.endpoint = endpoint;
     this.#deps = deps;
     this.#bucket = createTokenBucket({
@@ -79,10 +97,10 @@ export class Connection {
       now: deps.now,
     });
     socket.onmessage = (event) => this.receive(event.data);
-    socket.onclose = () => this.#dispose();
+    socket.onclose = (event) => this.#dispose(event.code);
     if (socket.readyState === WebSocket.CLOSED) {
       // closed by its client while the token was being checked: its close event has passed
-      this.#dispose();
+      this.#dispose(NO_STATUS_RECEIVED);
       this.#queue = Promise.resolve();
       return;
     }
@@ -92,7 +110,7 @@ export class Connection {
   /** Closes the socket with a contract close code; idempotent. */
   close(code: number, reason: string): void {
     if (this.#closed) return;
-    this.#dispose();
+    this.#dispose(code);
     try {
       this.#socket.close(code, reason);
     } catch {
@@ -107,12 +125,18 @@ export class Connection {
    */
   async shutdown(code: number, reason: string): Promise<void> {
     this.#stopping = true;
-    const { promise: closed, resolve } = Promise.withResolvers<void>();
-    this.#socket.addEventListener("close", () => resolve(), { once: true });
-    if (this.#socket.readyState === WebSocket.CLOSED) resolve();
+    const closed = this.handshakeClosed();
     await this.#queue;
     this.close(code, reason);
     await closed;
+  }
+
+  /** Settles when the socket's close handshake is over (at once if it is). */
+  handshakeClosed(): Promise<void> {
+    if (this.#socket.readyState === WebSocket.CLOSED) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#socket.addEventListener("close", () => resolve(), { once: true });
+    });
   }
 
   get closed(): boolean {
@@ -151,7 +175,7 @@ export class Connection {
       for (const delivery of this.#early.splice(0)) this.#deliver(delivery);
     } catch (error) {
       if (!(error instanceof ChatError) || error.code === "internal") {
-        this.#deps.onError(error, "connect");
+        this.#deps.onError(error, "connect", this);
       }
       this.close(closeCodeFor(error), error instanceof ChatError ? error.code : "internal");
     }
@@ -245,7 +269,7 @@ export class Connection {
       adopting.delete(chatId);
       for (const delivery of held) this.#deliver(delivery);
     } catch (error) {
-      this.#deps.onError(error, "adopt new chat");
+      this.#deps.onError(error, "adopt new chat", this);
     } finally {
       adopting.delete(chatId);
     }
@@ -263,7 +287,7 @@ export class Connection {
       const page = await this.#deps.service.listChats(this.userId);
       this.#send({ type: "chats", chats: page.items, has_more: page.has_more });
     } catch (error) {
-      this.#deps.onError(error, "adopt vendor chats");
+      this.#deps.onError(error, "adopt vendor chats", this);
     }
   }
 
@@ -359,7 +383,7 @@ export class Connection {
       }
     } catch (error) {
       if (!(error instanceof ChatError) || error.code === "internal") {
-        this.#deps.onError(error, `action ${frame.action}`);
+        this.#deps.onError(error, `action ${frame.action}`, this);
       }
       const reply = toErrorFrame(error, { request_id: frame.request_id, action: frame.action });
       this.#deps.instruments?.actions.inc({ action: frame.action, outcome: reply.code });
@@ -401,7 +425,7 @@ export class Connection {
       this.#socket.send(text);
       return true;
     } catch (error) {
-      this.#deps.onError(error, "send");
+      this.#deps.onError(error, "send", this);
       return false;
     }
   }
@@ -412,11 +436,11 @@ export class Connection {
     else this.#cleanups.push(cleanup);
   }
 
-  #dispose(): void {
+  #dispose(code: number): void {
     if (this.#closed) return;
     this.#closed = true;
     for (const cleanup of this.#cleanups.splice(0)) cleanup();
     this.#early = [];
-    this.#deps.onClose(this);
+    this.#deps.onClose(this, code);
   }
 }

@@ -4,7 +4,12 @@ import type { ChatService } from "../chat/service.ts";
 import { logger } from "../observability/log.ts";
 import type { SocketMetrics } from "../observability/metrics.ts";
 import { CloseCode } from "./errors.ts";
-import { Connection, type ConnectionLimits, type Endpoint } from "./connection.ts";
+import {
+  Connection,
+  type ConnectionDeps,
+  type ConnectionLimits,
+  type Endpoint,
+} from "./connection.ts";
 import { createExpirySchedule } from "./expiry_schedule.ts";
 import { createMediaRoutes } from "./media_routes.ts";
 import { createDemoRoutes } from "../demo/routes.ts";
@@ -65,8 +70,26 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
   const log = logger("ws");
   /** Set by shutdown(): no new sockets. */
   let draining = false;
-  /** Settles when the socket's close handshake is over. */
-  const socketClosed = new WeakMap<Connection, Promise<void>>();
+  // One object for every socket: closures made per socket would hold its handshake's state
+  // (the token's promise, the early frames) for as long as the socket is open.
+  const connectionDeps: ConnectionDeps = {
+    service: deps.service,
+    feed: deps.feed,
+    maxFrameBytes: options.maxFrameBytes,
+    limits: options.limits,
+    now: deps.now,
+    onError: (error, context, connection) =>
+      deps.onError(error, context, { connection_id: connection.id }),
+    onClose: (connection, code) => {
+      log.debug("socket closed", { connection_id: connection.id, code });
+      tokenExpiries.delete(connection, connection.tokenExpiresAt);
+      countUser(connection.userId, -1);
+      if (connections.delete(connection)) {
+        deps.instruments?.openSockets.dec({ endpoint: connection.endpoint.kind });
+      }
+    },
+    ...(deps.instruments ? { instruments: deps.instruments } : {}),
+  };
 
   function endpointOf(pathname: string): Endpoint | null {
     const chat = CHAT_PATH.exec(pathname);
@@ -101,12 +124,6 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
     });
     // Every line about this socket carries its id; never the token or frame contents.
     const connectionId = crypto.randomUUID();
-    const socketLog = log.with({ connection_id: connectionId });
-    const { promise: closed, resolve: onClosed } = Promise.withResolvers<void>();
-    socket.addEventListener("close", (event) => {
-      socketLog.debug("socket closed", { code: event.code });
-      onClosed();
-    });
     // Frames a client sends before its token is checked wait here, in order, for the connection.
     const early: unknown[] = [];
     socket.onmessage = (event) => early.push(event.data);
@@ -117,7 +134,7 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
       try {
         verified = await principal;
       } catch {
-        socketLog.debug("socket refused: invalid token");
+        log.debug("socket refused: invalid token", { connection_id: connectionId });
         return socket.close(CloseCode.tokenInvalid, "invalid token");
       }
       if (draining) return socket.close(CloseCode.restarting, "server shutting down");
@@ -129,28 +146,13 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
         return socket.close(CloseCode.tooMany, "too many connections");
       }
       countUser(verified.userId, 1);
-      const connection = new Connection(socket, verified.userId, endpoint, {
-        service: deps.service,
-        feed: deps.feed,
-        maxFrameBytes: options.maxFrameBytes,
-        limits: options.limits,
-        now: deps.now,
-        onError: (error, context) => deps.onError(error, context, { connection_id: connectionId }),
-        onClose: (closed) => {
-          tokenExpiries.delete(closed, verified.expiresAt);
-          countUser(closed.userId, -1);
-          if (connections.delete(closed)) {
-            deps.instruments?.openSockets.dec({ endpoint: endpoint.kind });
-          }
-        },
-        ...(deps.instruments ? { instruments: deps.instruments } : {}),
-      });
+      const connection = new Connection(socket, connectionId, verified, endpoint, connectionDeps);
       if (!connection.closed) {
         connections.add(connection);
-        tokenExpiries.add(connection, verified.expiresAt);
-        socketClosed.set(connection, closed);
+        tokenExpiries.add(connection, connection.tokenExpiresAt);
         deps.instruments?.openSockets.inc({ endpoint: endpoint.kind });
-        socketLog.debug("socket opened", {
+        log.debug("socket opened", {
+          connection_id: connectionId,
           endpoint: endpoint.kind,
           user_id: verified.userId,
           ...(endpoint.kind === "chat" ? { chat_id: endpoint.chatId } : {}),
@@ -226,7 +228,7 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
       }
       // the close frames must be out before the server stops, or clients see 1001 instead
       await settledWithin(
-        remaining.map((connection) => socketClosed.get(connection)),
+        remaining.map((connection) => connection.handshakeClosed()),
         CLOSE_GRACE_MS,
       );
     },
@@ -242,7 +244,7 @@ export type HttpHandler = ReturnType<typeof createHttpHandler>;
 /** How long a forced shutdown waits for clients to answer the close frames it sent. */
 const CLOSE_GRACE_MS = 500;
 
-async function settledWithin(promises: Array<Promise<void> | undefined>, ms: number) {
+async function settledWithin(promises: Array<Promise<void>>, ms: number) {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const elapsed = new Promise<void>((resolve) => timer = setTimeout(resolve, ms));
   try {
