@@ -1,10 +1,8 @@
 /**
  * `deno task bench`: the chat service under load over real WebSockets.
  *
- *   deno task bench --start                    start the service (a subprocess), run everything
- *   deno task bench --url ws://host:8000 --database-url postgres://... --secret ... [--pid N]
- *   options: --scenarios load,read,connect,history,idle,raw  --chats 200  --seconds 10
- *            --rate 5000 | --concurrency 200  --warmup 1  --idle 10000  --smoke  --out file.json
+ *   deno task bench --start      start the service (a subprocess), run everything
+ *   deno task bench --help       every option (USAGE below)
  *
  * It starts nothing unless told to (--start). Figures are printed as a table and written as
  * JSON (bench/results/ by default); each rate is also given as a ratio to the raw PostgreSQL
@@ -20,32 +18,60 @@ import { rawInsertRate } from "./pgbench.ts";
 import { type ServiceProcess, startServiceProcess } from "./service_process.ts";
 import { createBenchDatabase, createChats, dropBenchDatabase, seedHistory } from "./setup.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    start: { type: "boolean", default: false },
-    url: { type: "string" },
-    "database-url": { type: "string" },
-    "admin-database-url": {
-      type: "string",
-      default: Deno.env.get("BENCH_ADMIN_DATABASE_URL") ??
-        "postgres://postgres@127.0.0.1:5432/postgres",
-    },
-    "nats-url": { type: "string", default: Deno.env.get("NATS_URL") ?? "nats://127.0.0.1:4222" },
-    secret: { type: "string" },
-    // with --url: the service's process id, for its CPU time (--start knows it)
-    pid: { type: "string" },
-    scenarios: { type: "string", default: "raw,load,read,connect,history,idle" },
-    chats: { type: "string", default: "200" },
-    seconds: { type: "string", default: "10" },
-    warmup: { type: "string", default: "1" },
-    rate: { type: "string" },
-    concurrency: { type: "string" },
-    idle: { type: "string", default: "10000" },
-    smoke: { type: "boolean", default: false },
-    out: { type: "string" },
+const USAGE = `usage: deno task bench --start [options]
+       deno task bench --url ws://host:8000 --database-url postgres://... --secret ... [--pid N] [options]
+options: --scenarios raw,load,read,connect,history,idle  --chats 200  --seconds 10  --warmup 1
+         --rate 5000 | --concurrency 200  --idle 10000  --smoke  --out file.json
+         --admin-database-url postgres://...  --nats-url nats://...`;
+
+/** The command line, or the usage and exit code 2 when it is not one this script takes. */
+function commandLine() {
+  try {
+    return parseArgs({ args: Deno.args, options: OPTIONS }).values;
+  } catch (error) {
+    console.error(`${error instanceof Error ? error.message : error}\n${USAGE}`);
+    Deno.exit(2);
+  }
+}
+
+const OPTIONS = {
+  start: { type: "boolean", default: false },
+  url: { type: "string" },
+  "database-url": { type: "string" },
+  "admin-database-url": {
+    type: "string",
+    default: Deno.env.get("BENCH_ADMIN_DATABASE_URL") ??
+      "postgres://postgres@127.0.0.1:5432/postgres",
   },
-});
+  "nats-url": { type: "string", default: Deno.env.get("NATS_URL") ?? "nats://127.0.0.1:4222" },
+  secret: { type: "string" },
+  // with --url: the service's process id, for its CPU time (--start knows it)
+  pid: { type: "string" },
+  scenarios: { type: "string", default: "raw,load,read,connect,history,idle" },
+  chats: { type: "string", default: "200" },
+  seconds: { type: "string", default: "10" },
+  warmup: { type: "string", default: "1" },
+  rate: { type: "string" },
+  concurrency: { type: "string" },
+  idle: { type: "string", default: "10000" },
+  smoke: { type: "boolean", default: false },
+  out: { type: "string" },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
+const values = commandLine();
+if (values.help) {
+  console.log(USAGE);
+  Deno.exit(0);
+}
+for (const name of ["chats", "seconds", "warmup", "rate", "concurrency", "idle"] as const) {
+  const value = values[name];
+  if (value === undefined || Number(value) > 0 || (name === "warmup" && Number(value) === 0)) {
+    continue;
+  }
+  console.error(`--${name} must be a positive number, not "${value}"\n${USAGE}`);
+  Deno.exit(2);
+}
 
 const smoke = values.smoke;
 const scenarios = new Set(values.scenarios.split(","));

@@ -65,3 +65,30 @@ Deno.test("deno task bench --start --smoke runs every scenario and loses nothing
     assert.ok(results.idle.perSocketKiB > 0);
   }
 });
+
+Deno.test("deno task bench answers --help with its usage, and a wrong option with the usage and code 2", async () => {
+  const bench = (...args: string[]) =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["task", "-q", "bench", ...args],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  const help = await bench("--help");
+  assert.equal(help.code, 0, decode(help.stderr));
+  assert.match(decode(help.stdout), /^usage: deno task bench --start/);
+  for (
+    const [args, said] of [
+      [["--no-such-option"], /Unknown option '--no-such-option'/],
+      [["--chats", "many"], /--chats must be a positive number, not "many"/],
+      [["--rate", "0"], /--rate must be a positive number, not "0"/],
+    ] as const
+  ) {
+    const wrong = await bench(...args);
+    const stderr = decode(wrong.stderr);
+    assert.equal(wrong.code, 2, `${args.join(" ")}: ${stderr}`);
+    assert.match(stderr, said);
+    assert.match(stderr, /usage: deno task bench/);
+    assert.doesNotMatch(stderr, /Uncaught/);
+  }
+});
