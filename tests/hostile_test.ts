@@ -123,26 +123,26 @@ Deno.test("forged, expired, early, misaddressed and oversized tokens are closed 
   assert.equal(await openSockets(cluster), 1, "refused sockets leave nothing behind");
 });
 
-Deno.test("sockets their clients close while the token is still being checked leave no socket or slot behind", async () => {
+/**
+ * A cluster whose tokens are checked against a JWKS the test serves and holds back until
+ * `releaseKeys()`: every token check waits for it meanwhile.
+ */
+async function clusterWithHeldKeys(env: Record<string, string> = {}) {
   const { privateKey, publicKey } = await generateKeyPair("RS256", { extractable: true });
   const jwk = { ...(await exportJWK(publicKey)), alg: "RS256", kid: "k1", use: "sig" };
-  // the key set is held back until every client has closed: the checks wait for it
   const { promise: keysReleased, resolve: releaseKeys } = Promise.withResolvers<void>();
   let keyRequests = 0;
-  await using keyServer = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen() {} },
-    async () => {
-      keyRequests++;
-      await keysReleased;
-      return Response.json({ keys: [jwk] });
-    },
-  );
-  await using cluster = await startCluster({
+  const keyServer = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async () => {
+    keyRequests++;
+    await keysReleased;
+    return Response.json({ keys: [jwk] });
+  });
+  const cluster = await startCluster({
     nats: false,
     env: {
       JWT_SECRET: "",
       JWT_JWKS_URL: `http://127.0.0.1:${keyServer.addr.port}/jwks.json`,
-      WS_MAX_SOCKETS_PER_USER: "2",
+      ...env,
     },
   });
   const chat = await cluster.main.service.chat.createChat("alice", "acme");
@@ -150,34 +150,88 @@ Deno.test("sockets their clients close while the token is still being checked le
     new SignJWT({ user_id: user, exp: Math.floor(Date.now() / 1000) + 3600 })
       .setProtectedHeader({ alg: "RS256", kid: "k1" })
       .sign(privateKey);
-  const aliceUrl = `${cluster.main.wsUrl}/v1/ws/chat/${chat.id}/?token=${await tokenOf("alice")}`;
+  return {
+    cluster,
+    chatUrl: async (user: string) =>
+      `${cluster.main.wsUrl}/v1/ws/chat/${chat.id}/?token=${await tokenOf(user)}`,
+    /** How often the key set was asked for. */
+    keyRequests: () => keyRequests,
+    releaseKeys,
+    async [Symbol.asyncDispose]() {
+      releaseKeys();
+      await cluster[Symbol.asyncDispose]();
+      await keyServer.shutdown();
+    },
+  };
+}
+
+/** Opens a bare socket; resolves once it is open. */
+function openBare(url: string): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(url);
+    socket.onopen = () => resolve(socket);
+    socket.onerror = () => reject(new Error(`could not open ${url}`));
+  });
+}
+
+Deno.test("sockets their clients close while the token is still being checked leave no socket or slot behind", async () => {
+  await using held = await clusterWithHeldKeys({ WS_MAX_SOCKETS_PER_USER: "2" });
+  const aliceUrl = await held.chatUrl("alice");
   await within(
-    Promise.all(Array.from({ length: 5 }, () =>
-      new Promise<void>((resolve) => {
-        const socket = new WebSocket(aliceUrl);
-        socket.onopen = () => socket.close();
-        socket.onclose = () => resolve();
-      }))),
+    Promise.all(Array.from({ length: 5 }, async () => {
+      const socket = await openBare(aliceUrl);
+      const closed = new Promise((resolve) => socket.onclose = resolve);
+      socket.close();
+      await closed;
+    })),
     5_000,
     "the clients' closes",
   );
-  assert.ok(keyRequests >= 1, "the token checks were waiting for the key set");
-  releaseKeys();
+  assert.ok(held.keyRequests() >= 1, "the token checks were waiting for the key set");
+  held.releaseKeys();
   // acme's check comes after alice's five: once acme is served, theirs have finished
-  await using acme = await TestSocket.open(`${cluster.main.wsUrl}/v1/ws/chat/${chat.id}/`, {
-    token: await tokenOf("acme"),
-  });
+  await using acme = await TestSocket.open(await held.chatUrl("acme"));
   await acme.nextOfType("unread_messages");
-  assert.equal(await openSockets(cluster), 1, "only acme's socket is open");
-  // alice's two places are free
-  for (let index = 0; index < 2; index++) {
-    await using alice = await TestSocket.open(aliceUrl);
-    await alice.nextOfType("unread_messages");
-  }
+  assert.equal(await openSockets(held.cluster), 1, "only acme's socket is open");
+  // both of alice's places are free
   await using first = await TestSocket.open(aliceUrl);
   await using second = await TestSocket.open(aliceUrl);
   await first.nextOfType("unread_messages");
   await second.nextOfType("unread_messages");
+});
+
+Deno.test("frames sent before the token is checked are bounded: a flood is closed 4429 and an oversized frame 1009 at once", async () => {
+  await using held = await clusterWithHeldKeys({
+    WS_RATE_BURST: "2",
+    WS_FLOOD_LIMIT: "3",
+    MAX_FRAME_BYTES: "65536",
+  });
+  const aliceUrl = await held.chatUrl("alice");
+  const closeCode = (socket: WebSocket) =>
+    within(
+      new Promise<number>((resolve) => socket.onclose = (event) => resolve(event.code)),
+      5_000,
+      "the close, with the key set still held back",
+    );
+  // the connection would take two frames, refuse three, and close: the sixth is over the line
+  const flooding = await openBare(aliceUrl);
+  const flooded = closeCode(flooding);
+  for (let index = 0; index < 6; index++) flooding.send(JSON.stringify({ action: "ping" }));
+  assert.equal(await flooded, 4429);
+  const oversized = await openBare(aliceUrl);
+  const tooLarge = closeCode(oversized);
+  oversized.send(JSON.stringify({ action: "ping", padding: "x".repeat(70_000) }));
+  assert.equal(await tooLarge, 1009);
+  assert.ok(held.keyRequests() >= 1, "the token checks were waiting for the key set");
+  // a socket that stays within the bounds is served once its token is checked
+  const patient = await openBare(aliceUrl);
+  patient.send(JSON.stringify({ action: "ping" }));
+  const first = new Promise<string>((resolve) =>
+    patient.onmessage = (event) => resolve(event.data)
+  );
+  held.releaseKeys();
+  assert.match(await within(first, 5_000, "latest_chat"), /^\{"type":"latest_chat"/);
+  patient.close();
 });
 
 Deno.test("NUL, SQL, escapes and lone surrogates in every string field get a contract answer, never internal, and storable text is stored verbatim", async () => {

@@ -26,6 +26,25 @@ export interface ConnectionLimits {
 /** The code reserved for a close whose code is not known here (1005, RFC 6455 7.4.1). */
 const NO_STATUS_RECEIVED = 1005;
 
+/** Whether a client frame is over `maxFrameBytes`. */
+export function overFrameLimit(data: unknown, maxFrameBytes: number): boolean {
+  // UTF-16 length bounds the UTF-8 size from below, times three from above
+  const size = typeof data === "string"
+    ? data.length
+    : data instanceof ArrayBuffer
+    ? data.byteLength
+    : 0;
+  return size > maxFrameBytes;
+}
+
+/**
+ * Frames a socket may send before its token is checked: no more than a connection takes before
+ * it closes the socket for flooding (a burst, then `floodLimit` refused in a row).
+ */
+export function earlyFrameLimit(limits: ConnectionLimits): number {
+  return limits.rateBurst + limits.floodLimit;
+}
+
 /** What every socket of a server shares: one object for all, nothing held per socket. */
 export interface ConnectionDeps {
   service: ChatService;
@@ -305,11 +324,10 @@ export class Connection {
   /** One frame from the client (also the ones that arrived before this connection existed). */
   receive(data: unknown): void {
     if (this.#closed || this.#stopping) return;
+    if (overFrameLimit(data, this.#deps.maxFrameBytes)) {
+      return this.close(CloseCode.frameTooLarge, "frame too large");
+    }
     if (typeof data !== "string") {
-      const size = data instanceof ArrayBuffer ? data.byteLength : 0;
-      if (size > this.#deps.maxFrameBytes) {
-        return this.close(CloseCode.frameTooLarge, "frame too large");
-      }
       // counted like any frame: a flood of binary frames is refused and closed like text ones
       if (this.#overRate({})) return;
       this.#deps.instruments?.errors.inc({ code: "invalid_frame" });
@@ -320,10 +338,6 @@ export class Connection {
           message: "binary frames are not accepted",
         } satisfies ErrorFrame,
       );
-    }
-    // UTF-16 length bounds the UTF-8 size from below, times three from above
-    if (data.length > this.#deps.maxFrameBytes) {
-      return this.close(CloseCode.frameTooLarge, "frame too large");
     }
     const frame = parseClientFrame(data);
     if (this.#overRate(frame)) return;

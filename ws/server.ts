@@ -8,7 +8,9 @@ import {
   Connection,
   type ConnectionDeps,
   type ConnectionLimits,
+  earlyFrameLimit,
   type Endpoint,
+  overFrameLimit,
 } from "./connection.ts";
 import { createExpirySchedule } from "./expiry_schedule.ts";
 import { createMediaRoutes } from "./media_routes.ts";
@@ -124,9 +126,22 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
     });
     // Every line about this socket carries its id; never the token or frame contents.
     const connectionId = crypto.randomUUID();
-    // Frames a client sends before its token is checked wait here, in order, for the connection.
+    // Frames a client sends before its token is checked wait here, in order, for the connection,
+    // within the bounds the connection would hold them to.
     const early: unknown[] = [];
-    socket.onmessage = (event) => early.push(event.data);
+    const refuse = (code: number, reason: string) => {
+      socket.onmessage = null;
+      socket.close(code, reason);
+    };
+    socket.onmessage = (event) => {
+      if (overFrameLimit(event.data, options.maxFrameBytes)) {
+        return refuse(CloseCode.frameTooLarge, "frame too large");
+      }
+      if (early.length >= earlyFrameLimit(options.limits)) {
+        return refuse(CloseCode.tooMany, "flooding");
+      }
+      early.push(event.data);
+    };
     socket.onopen = async () => {
       // runs once: its listener need not stay with the socket for its whole life
       socket.onopen = null;
