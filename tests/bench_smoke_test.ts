@@ -92,3 +92,19 @@ Deno.test("deno task bench answers --help with its usage, and a wrong option wit
     assert.doesNotMatch(stderr, /Uncaught/);
   }
 });
+
+Deno.test("deno task bench:heap measures the heap the service holds per idle socket", async () => {
+  const run = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "-q", "bench:heap", "--sockets", "200"],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const printed = new TextDecoder().decode(run.stdout);
+  assert.equal(run.code, 0, new TextDecoder().decode(run.stderr) + printed);
+  const perSocket = /JS heap per idle socket: (-?\d+) bytes \(200 sockets on 100 chats/.exec(
+    printed,
+  );
+  assert.ok(perSocket, printed);
+  // a socket holds kilobytes; far less would mean the sockets were not open when measured
+  assert.ok(Number(perSocket[1]) > 1_000, printed);
+});
