@@ -8,15 +8,13 @@ import type { SocketMetrics } from "../observability/metrics.ts";
 import { CloseCode, closeCodeFor, type ErrorFrame, toErrorFrame } from "./errors.ts";
 import { runAction } from "./actions.ts";
 import { type ClientFrame, isFrameProblem, parseClientFrame } from "./frames.ts";
-import { createTokenBucket, type TokenBucket } from "./token_bucket.ts";
+import { type BucketLimits, TokenBucket } from "./token_bucket.ts";
 
 /** Which endpoint the socket came in on. */
 export type Endpoint = { kind: "chat"; chatId: string } | { kind: "chats" };
 
 /** What one socket may do before it is refused or closed. */
-export interface ConnectionLimits {
-  ratePerSecond: number;
-  rateBurst: number;
+export interface ConnectionLimits extends BucketLimits {
   /** Refused frames in a row before the socket is closed with 4429. */
   floodLimit: number;
   /** Bytes queued for a socket before it counts as a slow reader and is closed. */
@@ -110,11 +108,7 @@ export class Connection {
     this.tokenExpiresAt = principal.expiresAt;
     this.endpoint = endpoint;
     this.#deps = deps;
-    this.#bucket = createTokenBucket({
-      rate: deps.limits.ratePerSecond,
-      burst: deps.limits.rateBurst,
-      now: deps.now,
-    });
+    this.#bucket = new TokenBucket(deps.limits, deps.now);
     socket.onmessage = (event) => this.receive(event.data);
     socket.onclose = (event) => this.#dispose(event.code);
     if (socket.readyState === WebSocket.CLOSED) {

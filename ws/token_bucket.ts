@@ -1,18 +1,37 @@
-/** A token bucket: `rate` tokens a second, at most `burst` saved up. No timers: refilled on use. */
-export function createTokenBucket(options: { rate: number; burst: number; now: () => number }) {
-  let tokens = options.burst;
-  let last = options.now();
-  return {
-    /** Takes one token; false when the bucket is empty. */
-    take(): boolean {
-      const now = options.now();
-      tokens = Math.min(options.burst, tokens + ((now - last) / 1000) * options.rate);
-      last = now;
-      if (tokens < 1) return false;
-      tokens -= 1;
-      return true;
-    },
-  };
+/** How fast a bucket refills and how much it saves up; one object shared by many buckets. */
+export interface BucketLimits {
+  /** Tokens a second. */
+  ratePerSecond: number;
+  /** The most tokens saved up. */
+  rateBurst: number;
 }
 
-export type TokenBucket = ReturnType<typeof createTokenBucket>;
+/**
+ * A token bucket: no timers, refilled on use. A class with its limits and clock shared, not a
+ * closure: every open socket has one, and a closure, its context and an options object each
+ * were that much more per socket.
+ */
+export class TokenBucket {
+  readonly #limits: BucketLimits;
+  readonly #now: () => number;
+  #tokens: number;
+  #last: number;
+
+  constructor(limits: BucketLimits, now: () => number) {
+    this.#limits = limits;
+    this.#now = now;
+    this.#tokens = limits.rateBurst;
+    this.#last = now();
+  }
+
+  /** Takes one token; false when the bucket is empty. */
+  take(): boolean {
+    const now = this.#now();
+    const { ratePerSecond, rateBurst } = this.#limits;
+    this.#tokens = Math.min(rateBurst, this.#tokens + ((now - this.#last) / 1000) * ratePerSecond);
+    this.#last = now;
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+}

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { createTokenBucket } from "./token_bucket.ts";
+import { TokenBucket } from "./token_bucket.ts";
 
-Deno.test("createTokenBucket() allows a burst, then the rate", () => {
+Deno.test("TokenBucket allows a burst, then the rate", () => {
   let now = 0;
-  const bucket = createTokenBucket({ rate: 10, burst: 3, now: () => now });
+  const bucket = new TokenBucket({ ratePerSecond: 10, rateBurst: 3 }, () => now);
   assert.deepEqual([bucket.take(), bucket.take(), bucket.take(), bucket.take()], [
     true,
     true,
