@@ -51,7 +51,7 @@ export interface ConnectionDeps {
   limits: ConnectionLimits;
   now: () => number;
   onError: (error: unknown, context: string, connection: Connection) => void;
-  /** The connection is done: no more frames either way. `code`: the close code, as sent or received. */
+  /** The connection is done, no more frames either way; `code` as sent or received. */
   onClose: (connection: Connection, code: number) => void;
   /** Instruments the sockets feed; absent: nothing is measured. */
   instruments?: SocketMetrics;

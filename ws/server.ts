@@ -129,7 +129,9 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
     // Frames a client sends before its token is checked wait here, in order, for the connection,
     // within the bounds the connection would hold them to.
     const early: unknown[] = [];
+    /** Closes a socket that never gets a connection; `reason` is always our own words. */
     const refuse = (code: number, reason: string) => {
+      log.debug("socket refused", { connection_id: connectionId, code, reason });
       socket.onmessage = null;
       socket.close(code, reason);
     };
@@ -149,16 +151,15 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
       try {
         verified = await principal;
       } catch {
-        log.debug("socket refused: invalid token", { connection_id: connectionId });
-        return socket.close(CloseCode.tokenInvalid, "invalid token");
+        return refuse(CloseCode.tokenInvalid, "invalid token");
       }
-      if (draining) return socket.close(CloseCode.restarting, "server shutting down");
+      if (draining) return refuse(CloseCode.restarting, "server shutting down");
       // an unknown chat id of the wrong shape is as unknown as any other
       if (endpoint.kind === "chat" && !isUuid(endpoint.chatId)) {
-        return socket.close(CloseCode.forbidden, "forbidden");
+        return refuse(CloseCode.forbidden, "forbidden");
       }
       if ((perUser.get(verified.userId) ?? 0) >= options.maxSocketsPerUser) {
-        return socket.close(CloseCode.tooMany, "too many connections");
+        return refuse(CloseCode.tooMany, "too many connections");
       }
       countUser(verified.userId, 1);
       const connection = new Connection(socket, connectionId, verified, endpoint, connectionDeps);
