@@ -12,18 +12,19 @@ import { parseArgs } from "node:util";
 import { socketUrl } from "../client/mod.ts";
 import { loadConfig } from "../config.ts";
 import { startService } from "../main.ts";
-import { createBenchDatabase, createChats, dropBenchDatabase, tokenFor } from "./setup.ts";
+import {
+  createBenchDatabase,
+  createChats,
+  dropBenchDatabase,
+  localServiceOptions,
+  tokenFor,
+} from "./setup.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
   options: {
     sockets: { type: "string", default: "2000" },
-    "admin-database-url": {
-      type: "string",
-      default: Deno.env.get("BENCH_ADMIN_DATABASE_URL") ??
-        "postgres://postgres@127.0.0.1:5432/postgres",
-    },
-    "nats-url": { type: "string", default: Deno.env.get("NATS_URL") ?? "nats://127.0.0.1:4222" },
+    ...localServiceOptions,
   },
 });
 const gc = (globalThis as { gc?: () => void }).gc;

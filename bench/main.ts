@@ -16,7 +16,13 @@ import { readCpu } from "./cpu.ts";
 import { type LoadResult, runLoad } from "./load.ts";
 import { rawInsertRate } from "./pgbench.ts";
 import { type ServiceProcess, startServiceProcess } from "./service_process.ts";
-import { createBenchDatabase, createChats, dropBenchDatabase, seedHistory } from "./setup.ts";
+import {
+  createBenchDatabase,
+  createChats,
+  dropBenchDatabase,
+  localServiceOptions,
+  seedHistory,
+} from "./setup.ts";
 
 const USAGE = `usage: deno task bench --start [options]
        deno task bench --url ws://host:8000 --database-url postgres://... --secret ... [--pid N] [options]
@@ -38,12 +44,7 @@ const OPTIONS = {
   start: { type: "boolean", default: false },
   url: { type: "string" },
   "database-url": { type: "string" },
-  "admin-database-url": {
-    type: "string",
-    default: Deno.env.get("BENCH_ADMIN_DATABASE_URL") ??
-      "postgres://postgres@127.0.0.1:5432/postgres",
-  },
-  "nats-url": { type: "string", default: Deno.env.get("NATS_URL") ?? "nats://127.0.0.1:4222" },
+  ...localServiceOptions,
   secret: { type: "string" },
   // with --url: the service's process id, for its CPU time (--start knows it)
   pid: { type: "string" },

@@ -21,6 +21,7 @@ import {
   createBenchDatabase,
   createChats,
   dropBenchDatabase,
+  localServiceOptions,
   tokenFor,
 } from "./setup.ts";
 
@@ -31,12 +32,7 @@ const { values } = parseArgs({
     mib: { type: "string", default: "20" },
     backend: { type: "string", default: "postgres" },
     modes: { type: "string", default: "base64,post,get" },
-    "admin-database-url": {
-      type: "string",
-      default: Deno.env.get("BENCH_ADMIN_DATABASE_URL") ??
-        "postgres://postgres@127.0.0.1:5432/postgres",
-    },
-    "nats-url": { type: "string", default: Deno.env.get("NATS_URL") ?? "nats://127.0.0.1:4222" },
+    ...localServiceOptions,
     out: { type: "string" },
   },
 });

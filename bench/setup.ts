@@ -9,6 +9,16 @@ export interface BenchChat {
   vendor: string;
 }
 
+/** The options of every bench script for the PostgreSQL and NATS it runs against. */
+export const localServiceOptions = {
+  "admin-database-url": {
+    type: "string",
+    default: Deno.env.get("BENCH_ADMIN_DATABASE_URL") ??
+      "postgres://postgres@127.0.0.1:5432/postgres",
+  },
+  "nats-url": { type: "string", default: Deno.env.get("NATS_URL") ?? "nats://127.0.0.1:4222" },
+} as const;
+
 export async function createBenchDatabase(adminUrl: string): Promise<string> {
   const name = `chat_bench_${Date.now()}`;
   const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });

@@ -21,6 +21,7 @@ import {
   createBenchDatabase,
   createChats,
   dropBenchDatabase,
+  localServiceOptions,
   tokenFor,
 } from "./setup.ts";
 
@@ -33,12 +34,7 @@ const { values } = parseArgs({
     churn: { type: "string", default: "10" },
     sample: { type: "string", default: "10" },
     warmup: { type: "string", default: "60" },
-    "admin-database-url": {
-      type: "string",
-      default: Deno.env.get("BENCH_ADMIN_DATABASE_URL") ??
-        "postgres://postgres@127.0.0.1:5432/postgres",
-    },
-    "nats-url": { type: "string", default: Deno.env.get("NATS_URL") ?? "nats://127.0.0.1:4222" },
+    ...localServiceOptions,
     out: { type: "string" },
   },
 });
