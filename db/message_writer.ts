@@ -54,6 +54,10 @@ const CANCEL_AHEAD_MS = 2 * CANCEL_WAIT_MS;
 /** Batches written at the same time, each by its own connection. */
 export const WRITER_LANES = 2;
 
+/** The lane a chat's messages and read marks are written in, always the same one. */
+export const writerLaneOf = (chatId: string): number =>
+  Number.parseInt(chatId.slice(0, 8), 16) % WRITER_LANES;
+
 interface Lane {
   queue: Pending[];
   /** Read marks, written in one statement before the next batch of messages. */
@@ -92,7 +96,8 @@ export type ReadResult = { message: StoredMessage; changed: boolean } | null;
 
 /** The store's one-at-a-time operations, for what a failed batch held. */
 export interface WriterFallbacks {
-  insertOne: (message: NewMessage) => Promise<InsertedMessage>;
+  /** Once `signal` aborts, answers `unavailable` and never commits. */
+  insertOne: (message: NewMessage, signal: AbortSignal) => Promise<InsertedMessage>;
   unreadOf: (chatId: string, side: Side) => Promise<UnreadSnapshot>;
 }
 
@@ -113,7 +118,7 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
     { length: WRITER_LANES },
     () => ({ queue: [], reads: [], writing: false }),
   );
-  const laneOf = (chatId: string) => lanes[Number.parseInt(chatId.slice(0, 8), 16) % WRITER_LANES]!;
+  const laneOf = (chatId: string) => lanes[writerLaneOf(chatId)]!;
   const windows = createUnreadWindows();
 
   async function writeMessages(batch: Pending[]): Promise<void> {
@@ -345,7 +350,14 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
         continue;
       }
       try {
-        const result = await insertOne(item.message);
+        // given up at the item's time like a batch, so that it is not stored after its sender
+        // was answered
+        const giveUp = new AbortController();
+        const result = await bounded(
+          insertOne(item.message, giveUp.signal),
+          item.expiresAt,
+          () => giveUp.abort(),
+        );
         if (result.duplicate) item.resolve(result);
         else {
           const side = otherSide(item.message.sender_side);

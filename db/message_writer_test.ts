@@ -6,6 +6,7 @@ import type { Chat } from "../chat/types.ts";
 import { freshDatabase } from "../tests/support/database.ts";
 import { within } from "../tests/support/wait.ts";
 import { STORE_TIMEOUT_MS } from "./errors.ts";
+import { writerLaneOf } from "./message_writer.ts";
 import { createPostgresStore } from "./postgres_store.ts";
 
 /** A text message from alice, the customer, to acme in `chatId`. */
@@ -182,6 +183,46 @@ Deno.test("a batch given up on is not stored when the database answers later", a
     const retried = await store.insertMessage(fromAlice(chat.id, "too late", "late"));
     assert.equal(retried.duplicate, false);
     assert.equal(retried.message.seq, 1);
+  });
+});
+
+Deno.test("a message tried alone after its batch failed is not stored once its sender was answered", async () => {
+  await withOtherTransaction(async ({ sql, store, chat, transaction }) => {
+    // a second chat written in the same lane, whose row is free
+    let free: Chat | undefined;
+    for (let index = 0; !free && index < 40; index++) {
+      const { chat: candidate } = await store.createChat(`customer-${index}`, "acme");
+      if (writerLaneOf(candidate.id) === writerLaneOf(chat.id)) free = candidate;
+    }
+    assert.ok(free, "no chat in the same lane");
+    const inFree = (content: string): NewMessage => ({
+      ...fromAlice(free.id, content),
+      sender_id: free.user_id,
+    });
+    // the other transaction holds the first chat's row past the store's time limit
+    await transaction`update chats set updated_at = now() where id = ${chat.id}`;
+    // the first is written alone; the other two wait for it and go in one batch, which the
+    // database refuses for the NUL, so that each is tried alone
+    const [first, refused, late] = [
+      store.insertMessage(inFree("first")),
+      store.insertMessage(inFree("nul \u0000 inside")),
+      store.insertMessage(fromAlice(chat.id, "too late", "late")),
+    ];
+    late.catch(() => {}); // awaited below
+    assert.equal((await first).message.seq, 1);
+    await assert.rejects(refused, (error) => error instanceof ChatError);
+    await assert.rejects(
+      within(late, STORE_TIMEOUT_MS + 2_000, "the late send's answer"),
+      (error) => error instanceof ChatError && error.code === "unavailable",
+    );
+    await transaction`commit`;
+    // had the lone insert committed once the row was free, this would be its duplicate
+    const retried = await store.insertMessage(fromAlice(chat.id, "too late", "late"));
+    assert.equal(retried.duplicate, false, "the message the sender was told failed was stored");
+    assert.equal(retried.message.seq, 1);
+    const [{ count }] = await sql<[{ count: number }]>`
+      select count(*)::int as count from messages where chat_id = ${chat.id}`;
+    assert.equal(count, 1);
   });
 });
 

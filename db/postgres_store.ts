@@ -58,7 +58,7 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
   }
 
   /** One message in its own transaction: the careful path when a batch meets a conflict. */
-  async function insertSingle(message: NewMessage): Promise<InsertedMessage> {
+  async function insertSingle(message: NewMessage, signal: AbortSignal): Promise<InsertedMessage> {
     try {
       return await transaction(sql, async (tx) => {
         // The chat row lock orders writers of one chat: seq is gapless, chats never wait
@@ -85,7 +85,7 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
           returning ${messageColumns(tx)}`;
         if (!row) throw new DuplicateClientId();
         return { message: toStoredMessage(row), duplicate: false, receiver_unread: null };
-      });
+      }, { signal });
     } catch (error) {
       if (!(error instanceof DuplicateClientId)) throw error;
       const [row] = await sql<MessageRow[]>`

@@ -1,5 +1,6 @@
 import postgres, { type Sql } from "postgres";
-import { answerWithin, isConnectionFailure } from "./errors.ts";
+import { ChatError } from "../chat/errors.ts";
+import { isConnectionFailure } from "./errors.ts";
 
 /**
  * Transactions on a reserved connection instead of `sql.begin`: when a connection is lost in the
@@ -7,7 +8,7 @@ import { answerWithin, isConnectionFailure } from "./errors.ts";
  * which throws outside any promise and ends the process (porsager/postgres#1208). Here nothing
  * more is sent on a connection once it failed; postgres.js reconnects it for the pool.
  *
- * With `timeoutMs` the caller is answered `unavailable` after that long, waiting for a connection
+ * Once `signal` aborts, the caller is answered `unavailable` at once, waiting for a connection
  * included: a connection lost between two of postgres.js's socket events can leave a query, or a
  * reservation, unanswered forever. The transaction is then rolled back if it ever answers (or, if
  * its commit was already on its way, its outcome stays unknown to the caller, as with any answer
@@ -16,15 +17,16 @@ import { answerWithin, isConnectionFailure } from "./errors.ts";
 export async function transaction<T>(
   sql: Sql,
   work: (tx: Sql) => Promise<T>,
-  options: { timeoutMs?: number } = {},
+  options: { signal?: AbortSignal } = {},
 ): Promise<T> {
-  let givenUp = false;
+  const { signal } = options;
+  const givenUp = () => signal?.aborted === true;
   let open = false;
   const attempt = (async () => {
     // inside the time limit too: postgres.js can leave a reservation waiting forever when the
     // connection it was to get is lost, and a writer lane would wait with it
     const reserved = await sql.reserve();
-    if (givenUp) {
+    if (givenUp()) {
       reserved.release();
       throw new Error("the transaction waited too long for a connection and was given up");
     }
@@ -32,7 +34,7 @@ export async function transaction<T>(
       await reserved.unsafe("begin");
       open = true;
       const result = await work(reserved);
-      if (givenUp) throw new Error("the transaction took too long and was given up");
+      if (givenUp()) throw new Error("the transaction took too long and was given up");
       await reserved.unsafe("commit");
       open = false;
       reserved.release();
@@ -47,9 +49,14 @@ export async function transaction<T>(
       throw error;
     }
   })();
-  return options.timeoutMs === undefined
-    ? await attempt
-    : await answerWithin(attempt, options.timeoutMs, () => givenUp = true);
+  if (signal === undefined) return await attempt;
+  return await new Promise<T>((resolve, reject) => {
+    const giveUp = () =>
+      reject(new ChatError("unavailable", "the database did not answer in time"));
+    if (signal.aborted) giveUp();
+    else signal.addEventListener("abort", giveUp, { once: true });
+    attempt.then(resolve, reject).finally(() => signal.removeEventListener("abort", giveUp));
+  });
 }
 
 /** Whether the connection is still there after `error`: not when it was lost or is ending. */

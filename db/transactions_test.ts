@@ -63,7 +63,7 @@ Deno.test("a connection lost while a transaction's statement runs fails that tra
   });
 });
 
-Deno.test("a transaction past its time fails at once, and is rolled back when it answers", async () => {
+Deno.test("a transaction given up fails at once, and is rolled back when it answers", async () => {
   await withTable(async (sql, observer) => {
     let workDone!: () => void;
     const done = new Promise<void>((resolve) => workDone = resolve);
@@ -73,7 +73,7 @@ Deno.test("a transaction past its time fails at once, and is rolled back when it
         await tx`insert into notes values (1)`;
         await tx`select pg_sleep(0.5)`;
         workDone();
-      }, { timeoutMs: 200 }),
+      }, { signal: AbortSignal.timeout(200) }),
       (error: { code?: string }) => error.code === "unavailable",
     );
     assert.ok(performance.now() - started < 450, "failed before the work ended");
@@ -85,7 +85,7 @@ Deno.test("a transaction past its time fails at once, and is rolled back when it
   });
 });
 
-Deno.test("a transaction that waits past its time for a connection fails, and gives the connection back when it comes", async () => {
+Deno.test("a transaction given up while it waits for a connection fails, and gives the connection back when it comes", async () => {
   await using database = await freshDatabase();
   const sql = postgres(database.url, { max: 1, onnotice: () => {} });
   // the pool's one connection is taken, as a lost reservation would leave it
@@ -94,7 +94,7 @@ Deno.test("a transaction that waits past its time for a connection fails, and gi
   try {
     const started = performance.now();
     const outcome = await within(
-      transaction(sql, (tx) => tx`select 1`, { timeoutMs: 200 }).then(
+      transaction(sql, (tx) => tx`select 1`, { signal: AbortSignal.timeout(200) }).then(
         () => "committed",
         (error: { code?: string }) => error.code,
       ),
