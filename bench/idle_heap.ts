@@ -8,10 +8,10 @@
  *
  *   deno task bench:heap [--sockets 2000]
  */
-import { parseArgs } from "node:util";
 import { socketUrl } from "../client/mod.ts";
 import { loadConfig } from "../config.ts";
 import { startService } from "../main.ts";
+import { commandLine } from "./command_line.ts";
 import {
   createBenchDatabase,
   createChats,
@@ -20,17 +20,20 @@ import {
   tokenFor,
 } from "./setup.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    sockets: { type: "string", default: "2000" },
-    ...localServiceOptions,
-  },
-});
+const USAGE = `usage: deno task bench:heap [--sockets 2000]
+         [--admin-database-url postgres://...] [--nats-url nats://...]`;
+
+const values = commandLine(USAGE, {
+  sockets: { type: "string", default: "2000" },
+  ...localServiceOptions,
+}, { positive: ["sockets"] });
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error("run with --v8-flags=--expose-gc (deno task bench:heap does)");
 const socketCount = Number(values.sockets);
-if (!(socketCount >= 2)) throw new Error(`--sockets must be 2 or more, not ${values.sockets}`);
+if (socketCount < 2) {
+  console.error(`--sockets must be 2 or more (two per chat), not "${values.sockets}"\n${USAGE}`);
+  Deno.exit(2);
+}
 
 /** The heap in use once what can be collected is gone. */
 async function settledHeap(): Promise<number> {

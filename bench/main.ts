@@ -10,7 +10,7 @@
  * per message (the service's, PostgreSQL's when it runs on this machine, the load generator's)
  * beside how busy the machine was.
  */
-import { parseArgs } from "node:util";
+import { commandLine } from "./command_line.ts";
 import { measureConnect, openIdleSockets } from "./connect.ts";
 import { readCpu } from "./cpu.ts";
 import { type LoadResult, runLoad } from "./load.ts";
@@ -30,16 +30,6 @@ options: --scenarios raw,load,read,connect,history,idle  --chats 200  --seconds 
          --rate 5000 | --concurrency 200  --idle 10000  --smoke  --out file.json
          --admin-database-url postgres://...  --nats-url nats://...`;
 
-/** The command line, or the usage and exit code 2 when it is not one this script takes. */
-function commandLine() {
-  try {
-    return parseArgs({ args: Deno.args, options: OPTIONS }).values;
-  } catch (error) {
-    console.error(`${error instanceof Error ? error.message : error}\n${USAGE}`);
-    Deno.exit(2);
-  }
-}
-
 const OPTIONS = {
   start: { type: "boolean", default: false },
   url: { type: "string" },
@@ -57,22 +47,12 @@ const OPTIONS = {
   idle: { type: "string", default: "10000" },
   smoke: { type: "boolean", default: false },
   out: { type: "string" },
-  help: { type: "boolean", short: "h", default: false },
 } as const;
 
-const values = commandLine();
-if (values.help) {
-  console.log(USAGE);
-  Deno.exit(0);
-}
-for (const name of ["chats", "seconds", "warmup", "rate", "concurrency", "idle"] as const) {
-  const value = values[name];
-  if (value === undefined || Number(value) > 0 || (name === "warmup" && Number(value) === 0)) {
-    continue;
-  }
-  console.error(`--${name} must be a positive number, not "${value}"\n${USAGE}`);
-  Deno.exit(2);
-}
+const values = commandLine(USAGE, OPTIONS, {
+  positive: ["chats", "seconds", "rate", "concurrency", "idle"],
+  nonNegative: ["warmup"],
+});
 
 const smoke = values.smoke;
 const scenarios = new Set(values.scenarios.split(","));

@@ -14,7 +14,7 @@
  */
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { parseArgs } from "node:util";
+import { commandLine } from "./command_line.ts";
 import { startServiceProcess } from "./service_process.ts";
 import {
   type BenchChat,
@@ -25,17 +25,18 @@ import {
   tokenFor,
 } from "./setup.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    clients: { type: "string", default: "10" },
-    mib: { type: "string", default: "20" },
-    backend: { type: "string", default: "postgres" },
-    modes: { type: "string", default: "base64,post,get" },
-    ...localServiceOptions,
-    out: { type: "string" },
-  },
-});
+const USAGE = `usage: deno run -A bench/media_memory.ts [--clients 10] [--mib 20]
+         [--backend postgres|nats] [--modes base64,post,get] [--out file.json]
+         [--admin-database-url postgres://...] [--nats-url nats://...]`;
+
+const values = commandLine(USAGE, {
+  clients: { type: "string", default: "10" },
+  mib: { type: "string", default: "20" },
+  backend: { type: "string", default: "postgres" },
+  modes: { type: "string", default: "base64,post,get" },
+  ...localServiceOptions,
+  out: { type: "string" },
+}, { positive: ["clients", "mib"] });
 
 const MiB = 1024 * 1024;
 const clients = Number(values.clients);

@@ -2,7 +2,7 @@
  * `deno task bench:search`: SearchMessages on a million messages, measured end to end through
  * the real gRPC client against a running service.
  *
- * 1. Creates a fresh database (`chat_bench_<random>`) on BENCH_DATABASE_URL's server and migrates
+ * 1. Creates a fresh database (`chat_bench_<random>`) on --admin-database-url's server and migrates
  *    it; loads 10,000 chats (`insert ... select generate_series`) of 100 messages each
  *    (1,000,000 rows, `insert ... select` from unnest of arrays, 20,000 rows a statement), words
  *    drawn from a 20,000-word vocabulary with a skewed (Zipf-like) distribution, as chat text
@@ -11,29 +11,36 @@
  *    one at a time, after a warm-up, and prints p50/p90/p99 per kind of query and overall.
  * 3. Drops the database (unless --keep) and writes the figures to bench/results/.
  *
- * Flags: --messages N (default 1000000; a multiple of 100), --queries N (default 600),
- * --keep (keep the database), --database NAME (reuse a database kept earlier: no load).
+ * Options: USAGE below.
  */
 import postgres from "postgres";
 import { loadConfig } from "../config.ts";
 import { migrate } from "../db/migrate.ts";
 import { startService } from "../main.ts";
 import { createAdminClient } from "../tests/support/admin_client.ts";
+import { commandLine } from "./command_line.ts";
+import { localServiceOptions } from "./setup.ts";
 
 const MESSAGES_PER_CHAT = 100;
 const VOCABULARY_SIZE = 20_000;
 
-function flag(name: string): string | undefined {
-  const index = Deno.args.indexOf(`--${name}`);
-  return index === -1 ? undefined : Deno.args[index + 1];
-}
+const USAGE = `usage: deno task bench:search [--messages 1000000] [--queries 600]
+         [--keep | --database NAME] [--admin-database-url postgres://...]
+  --messages  how many to load (a multiple of ${MESSAGES_PER_CHAT})
+  --keep      keep the database; --database NAME reruns the queries on it, with no load`;
 
-const serverUrl = Deno.env.get("BENCH_DATABASE_URL") ??
-  "postgres://postgres@127.0.0.1:5432/postgres";
-const totalMessages = Number(flag("messages") ?? 1_000_000);
-const queryCount = Number(flag("queries") ?? 600);
-const keep = Deno.args.includes("--keep");
-const reuse = flag("database");
+const values = commandLine(USAGE, {
+  messages: { type: "string", default: "1000000" },
+  queries: { type: "string", default: "600" },
+  keep: { type: "boolean", default: false },
+  database: { type: "string" },
+  "admin-database-url": localServiceOptions["admin-database-url"],
+}, { positive: ["messages", "queries"] });
+const serverUrl = values["admin-database-url"];
+const totalMessages = Number(values.messages);
+const queryCount = Number(values.queries);
+const keep = values.keep;
+const reuse = values.database;
 
 /** A small seeded PRNG (mulberry32): the same queries on every run. */
 function random(seed: number) {

@@ -13,8 +13,8 @@
  * (sockets among them). At the end: a table, the least-squares slope of each after the
  * warm-up, and whether anything was lost, repeated or out of order.
  */
-import { parseArgs } from "node:util";
 import postgres from "postgres";
+import { commandLine } from "./command_line.ts";
 import { rssOf, startServiceProcess } from "./service_process.ts";
 import {
   type BenchChat,
@@ -25,19 +25,20 @@ import {
   tokenFor,
 } from "./setup.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    minutes: { type: "string", default: "10" },
-    chats: { type: "string", default: "100" },
-    rate: { type: "string", default: "100" },
-    churn: { type: "string", default: "10" },
-    sample: { type: "string", default: "10" },
-    warmup: { type: "string", default: "60" },
-    ...localServiceOptions,
-    out: { type: "string" },
-  },
-});
+const USAGE = `usage: deno task soak [--minutes 10] [--chats 100] [--rate 100] [--churn 10]
+         [--sample 10] [--warmup 60] [--out file.json]
+         [--admin-database-url postgres://...] [--nats-url nats://...]`;
+
+const values = commandLine(USAGE, {
+  minutes: { type: "string", default: "10" },
+  chats: { type: "string", default: "100" },
+  rate: { type: "string", default: "100" },
+  churn: { type: "string", default: "10" },
+  sample: { type: "string", default: "10" },
+  warmup: { type: "string", default: "60" },
+  ...localServiceOptions,
+  out: { type: "string" },
+}, { positive: ["minutes", "chats", "rate", "sample"], nonNegative: ["churn", "warmup"] });
 const minutes = Number(values.minutes);
 const chatCount = Number(values.chats);
 const rate = Number(values.rate);

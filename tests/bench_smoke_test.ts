@@ -66,30 +66,53 @@ Deno.test("deno task bench --start --smoke runs every scenario and loses nothing
   }
 });
 
-Deno.test("deno task bench answers --help with its usage, and a wrong option with the usage and code 2", async () => {
-  const bench = (...args: string[]) =>
-    new Deno.Command(Deno.execPath(), {
-      args: ["task", "-q", "bench", ...args],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
-  const help = await bench("--help");
-  assert.equal(help.code, 0, decode(help.stderr));
-  assert.match(decode(help.stdout), /^usage: deno task bench --start/);
+const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+
+/** Runs `deno <command...> <args...>` in the project, its output captured. */
+const denoRun = (command: readonly string[], args: readonly string[]) =>
+  new Deno.Command(Deno.execPath(), {
+    args: [...command, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+
+Deno.test("deno task bench answers a number option that is not one with the usage and code 2", async () => {
   for (
     const [args, said] of [
-      [["--no-such-option"], /Unknown option '--no-such-option'/],
       [["--chats", "many"], /--chats must be a positive number, not "many"/],
       [["--rate", "0"], /--rate must be a positive number, not "0"/],
+      [["--warmup=-1"], /--warmup must be zero or a positive number, not "-1"/],
     ] as const
   ) {
-    const wrong = await bench(...args);
+    const wrong = await denoRun(["task", "-q", "bench"], args);
     const stderr = decode(wrong.stderr);
     assert.equal(wrong.code, 2, `${args.join(" ")}: ${stderr}`);
     assert.match(stderr, said);
     assert.match(stderr, /usage: deno task bench/);
     assert.doesNotMatch(stderr, /Uncaught/);
+  }
+});
+
+Deno.test("every bench script answers --help with its usage, and an option it does not take with the usage and code 2", async () => {
+  for (
+    const [command, usage] of [
+      [["task", "-q", "bench"], "usage: deno task bench --start"],
+      [["task", "-q", "bench:heap"], "usage: deno task bench:heap"],
+      [["task", "-q", "bench:search"], "usage: deno task bench:search"],
+      [["task", "-q", "soak"], "usage: deno task soak"],
+      [["run", "-A", "bench/media_memory.ts"], "usage: deno run -A bench/media_memory.ts"],
+    ] as const
+  ) {
+    const name = command.join(" ");
+    const help = await denoRun(command, ["--help"]);
+    assert.equal(help.code, 0, `${name} --help: ${decode(help.stderr)}`);
+    assert.ok(decode(help.stdout).startsWith(usage), `${name} --help: ${decode(help.stdout)}`);
+    const wrong = await denoRun(command, ["--no-such-option"]);
+    const stderr = decode(wrong.stderr);
+    assert.equal(wrong.code, 2, `${name} --no-such-option: ${stderr}`);
+    assert.match(stderr, /Unknown option '--no-such-option'/, name);
+    assert.ok(stderr.includes(usage), `${name}: ${stderr}`);
+    assert.doesNotMatch(stderr, /Uncaught/, name);
   }
 });
 
