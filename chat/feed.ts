@@ -6,7 +6,7 @@ import {
   userEventSchema,
 } from "./events.ts";
 import type { ChatStore, EventBus, SerialisedEvent, Subjects } from "./ports.ts";
-import { toClientMessage } from "./types.ts";
+import { type StoredMessage, toClientMessage } from "./types.ts";
 import { createUnreadPushes } from "./unread_push.ts";
 
 /** The `unread_messages` push as the feed hands it to sockets: its messages are in the text. */
@@ -128,6 +128,10 @@ export function createChatFeed(
   }
 
   function drainAhead(chatId: string, entry: ChatEntry) {
+    // what the store delivered while it also waited here
+    for (const seq of entry.ahead.keys()) {
+      if (seq <= entry.lastSeq!) entry.ahead.delete(seq);
+    }
     let next = entry.ahead.get(entry.lastSeq! + 1);
     while (next) {
       entry.ahead.delete(entry.lastSeq! + 1);
@@ -149,26 +153,41 @@ export function createChatFeed(
     try {
       const missing = await store.messagesBetween(chatId, entry.lastSeq! + 1, firstAhead - 1);
       if (chats.get(chatId) !== entry) return;
-      for (const stored of missing) {
-        if (stored.seq !== entry.lastSeq! + 1) break;
-        entry.lastSeq = stored.seq;
-        deliver(
-          chatId,
-          entry,
-          createDelivery({
-            chat: sample.chat,
-            audience: { to: "all" },
-            frame: { type: "chat_message", chat_id: chatId, message: toClientMessage(stored) },
-            sent_at: sample.sent_at,
-          }),
-        );
-      }
+      deliverFromStore(chatId, entry, missing, sample.chat);
     } catch (error) {
       onError(error, "gap fill");
     }
     drainAhead(chatId, entry);
     if (entry.ahead.size > 0 && chats.get(chatId) === entry) {
       entry.gapTimer ??= setTimeout(() => fillGap(chatId, entry), gapWaitMs);
+    }
+  }
+
+  /**
+   * Messages read from the store, delivered in seq order from the one after the last delivered.
+   * The bus may have delivered some of them while they were being read: those are skipped; a
+   * seq missing from `messages` stops the delivery there, and the gap stays to be filled.
+   */
+  function deliverFromStore(
+    chatId: string,
+    entry: ChatEntry,
+    messages: readonly StoredMessage[],
+    chat: ChatEnvelope["chat"],
+  ) {
+    for (const message of messages) {
+      if (message.seq <= entry.lastSeq!) continue;
+      if (message.seq !== entry.lastSeq! + 1) break;
+      entry.lastSeq = message.seq;
+      deliver(
+        chatId,
+        entry,
+        createDelivery({
+          chat,
+          audience: { to: "all" },
+          frame: { type: "chat_message", chat_id: chatId, message: toClientMessage(message) },
+          sent_at: Date.parse(message.created_at),
+        }),
+      );
     }
   }
 
@@ -351,23 +370,17 @@ export function createChatFeed(
       for (const [chatId, entry] of followed) {
         const stored = lastSeqs.get(chatId) ?? 0;
         if (chats.get(chatId) !== entry || stored <= entry.lastSeq!) continue;
-        const missing = await store.messagesBetween(chatId, entry.lastSeq! + 1, stored);
-        for (const message of missing) {
-          if (chats.get(chatId) !== entry || message.seq !== entry.lastSeq! + 1) break;
-          entry.lastSeq = message.seq;
-          const chat = await store.getChat(chatId);
-          if (!chat) break;
-          deliver(
-            chatId,
-            entry,
-            createDelivery({
-              chat: { user_id: chat.user_id, vendor_id: chat.vendor_id },
-              audience: { to: "all" },
-              frame: { type: "chat_message", chat_id: chatId, message: toClientMessage(message) },
-              sent_at: Date.parse(message.created_at),
-            }),
-          );
-        }
+        // read before anything is counted as delivered: a read that fails leaves the gap to
+        // the next catch-up or gap fill, and the bus's messages wait behind it meanwhile
+        const [missing, chat] = await Promise.all([
+          store.messagesBetween(chatId, entry.lastSeq! + 1, stored),
+          store.getChat(chatId),
+        ]);
+        if (!chat || chats.get(chatId) !== entry) continue;
+        deliverFromStore(chatId, entry, missing, {
+          user_id: chat.user_id,
+          vendor_id: chat.vendor_id,
+        });
         drainAhead(chatId, entry);
       }
     },

@@ -1,0 +1,136 @@
+/**
+ * The chat feed reading what the bus did not bring from the store (after a NATS reconnect, or
+ * a gap), against a real PostgreSQL store, while the bus goes on delivering.
+ */
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import { createMemoryBus } from "../bus/memory_bus.ts";
+import { createSubjects } from "../bus/subjects.ts";
+import { createChatFeed, type Delivery } from "../chat/feed.ts";
+import type { ChatStore } from "../chat/ports.ts";
+import { type Chat, toClientMessage } from "../chat/types.ts";
+import { createPostgresStore } from "../db/postgres_store.ts";
+import { freshDatabase } from "./support/database.ts";
+
+/**
+ * A feed on a fresh database with one chat, whose store's getChat waits for `chatRead` to be
+ * called before it reads (and fails when told to), and a way to store messages that the bus
+ * never carried.
+ */
+async function feedOnStore(
+  test: (setup: {
+    feed: ReturnType<typeof createChatFeed>;
+    chat: Chat;
+    seqs: number[];
+    storeQuietly: (content: string) => Promise<Awaited<ReturnType<ChatStore["insertMessage"]>>>;
+    holdChatRead: (hold: { fail?: boolean }) => { release: () => void; reached: Promise<void> };
+  }) => Promise<void>,
+) {
+  await using database = await freshDatabase();
+  const sql = postgres(database.url, { max: 3, onnotice: () => {} });
+  try {
+    const store = createPostgresStore(sql);
+    let held: { fail: boolean; release: Promise<void>; reached: () => void } | undefined;
+    const slowStore: ChatStore = {
+      ...store,
+      async getChat(chatId) {
+        const hold = held;
+        held = undefined;
+        if (hold) {
+          hold.reached();
+          await hold.release;
+          if (hold.fail) throw new Error("the database went away");
+        }
+        return await store.getChat(chatId);
+      },
+    };
+    const feed = createChatFeed({
+      bus: createMemoryBus(),
+      store: slowStore,
+      subjects: createSubjects("test"),
+    });
+    const { chat } = await store.createChat("alice", "acme");
+    const seqs: number[] = [];
+    const leave = await feed.join([chat.id], (delivery: Delivery) => {
+      const { frame } = delivery.envelope;
+      if (frame.type === "chat_message") seqs.push(frame.message.seq);
+    });
+    try {
+      await test({
+        feed,
+        chat,
+        seqs,
+        storeQuietly: (content) =>
+          store.insertMessage({
+            chat_id: chat.id,
+            sender_id: "alice",
+            sender_side: "customer",
+            receiver_id: "acme",
+            media_type: "text",
+            content,
+            media_id: null,
+            client_id: null,
+          }),
+        holdChatRead: ({ fail = false }) => {
+          let release!: () => void;
+          let reached!: () => void;
+          const reachedPromise = new Promise<void>((resolve) => reached = resolve);
+          held = { fail, release: new Promise((resolve) => release = resolve), reached };
+          return { release, reached: reachedPromise };
+        },
+      });
+    } finally {
+      leave();
+    }
+  } finally {
+    await sql.end();
+  }
+}
+
+const publishMessage = (
+  feed: ReturnType<typeof createChatFeed>,
+  chat: Chat,
+  stored: Awaited<ReturnType<ChatStore["insertMessage"]>>,
+) =>
+  feed.publishChat(chat.id, {
+    chat: { user_id: chat.user_id, vendor_id: chat.vendor_id },
+    audience: { to: "all" },
+    frame: { type: "chat_message", chat_id: chat.id, message: toClientMessage(stored.message) },
+    sent_at: Date.now(),
+  });
+
+Deno.test("catching up from the store keeps seq order while the bus delivers the next message", async () => {
+  await feedOnStore(async ({ feed, chat, seqs, storeQuietly, holdChatRead }) => {
+    // stored while this instance was cut off from the bus
+    await storeQuietly("one");
+    const two = await storeQuietly("two");
+    const hold = holdChatRead({});
+    const caughtUp = feed.catchUp();
+    await hold.reached;
+    // meanwhile the bus is back, and another instance sends the second again
+    publishMessage(feed, chat, two);
+    hold.release();
+    await caughtUp;
+    assert.deepEqual(seqs, [1, 2]);
+    // nothing is left waiting for a gap: the next message from the bus comes at once
+    publishMessage(feed, chat, await storeQuietly("three"));
+    assert.deepEqual(seqs, [1, 2, 3]);
+  });
+});
+
+Deno.test("a catch-up whose read fails loses nothing: the next one delivers it all in order", async () => {
+  await feedOnStore(async ({ feed, chat, seqs, storeQuietly, holdChatRead }) => {
+    await storeQuietly("one");
+    await storeQuietly("two");
+    const hold = holdChatRead({ fail: true });
+    const caughtUp = feed.catchUp();
+    await hold.reached;
+    hold.release();
+    await assert.rejects(caughtUp, /the database went away/);
+    assert.deepEqual(seqs, [], "nothing delivered, nothing counted as delivered");
+    // the bus brings the next one: it waits behind the gap
+    publishMessage(feed, chat, await storeQuietly("three"));
+    await feed.catchUp();
+    assert.deepEqual(seqs, [1, 2, 3]);
+  });
+});
