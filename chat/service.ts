@@ -265,7 +265,8 @@ export function createChatService(deps: ChatServiceDeps) {
       publishChat(chat, { to: "all" }, {
         type: "message_read",
         chat_id: chat.id,
-        message_id: messageId,
+        // the stored id: the one given may differ in case (a uuid), and clients match on it
+        message_id: result.message.id,
         seq: result.message.seq,
         reader_id: actor.user_id,
         read_at: result.message.read_at!,

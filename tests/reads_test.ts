@@ -53,6 +53,20 @@ Deno.test("read_message by the receiver tells every socket of both sides with me
   });
 });
 
+Deno.test("a message_id given in upper case is marked read and broadcast with its stored id", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await using vendor = await joinChat(cluster, "vend-1", chat.id);
+  const sent = await sendText(customer, "vend-1", "read me, shouting");
+
+  await acked(vendor, { action: "read_message", message_id: sent.id.toUpperCase() });
+  for (const socket of [customer, vendor]) {
+    const event = await socket.nextOfType("message_read");
+    assert.equal(event.message_id, sent.id);
+  }
+});
+
 Deno.test("the sender's side may not mark its own message read: forbidden", async () => {
   await using cluster = await startCluster();
   const service = cluster.main.service.chat;
