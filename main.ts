@@ -166,7 +166,7 @@ export async function startService(config: Config): Promise<RunningService> {
         video: config.MEDIA_MAX_VIDEO_BYTES,
       },
     });
-    const service = createChatService({ store, events: feed, now, media });
+    const service = createChatService({ store, events: feed, now, media, onError: logError });
     const verifier = await createTokenVerifier({
       key: jwtKey(config),
       ...(config.JWT_ISSUER ? { issuer: config.JWT_ISSUER } : {}),

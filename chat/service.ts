@@ -1,6 +1,6 @@
 import { createAdminOperations } from "./admin_operations.ts";
 import { ChatError } from "./errors.ts";
-import type { Audience, ChatFrame, UserEvent } from "./events.ts";
+import type { Audience, ChatEnvelope, ChatFrame, UserEvent } from "./events.ts";
 import { createChatMedia } from "./media.ts";
 import type {
   ByteRange,
@@ -53,6 +53,8 @@ export interface ChatServiceDeps {
   media: MediaPort;
   /** Milliseconds since the epoch. */
   now: () => number;
+  /** Failures the caller is not told of (the message they concern was stored). */
+  onError?: (error: unknown, context: string) => void;
 }
 
 /**
@@ -214,24 +216,34 @@ export function createChatService(deps: ChatServiceDeps) {
         client_id: input.client_id,
       });
       const message = toClientMessage(stored);
-      if (!duplicate) {
-        const receiverSide = otherSide(side);
-        const unread = receiver_unread ??
-          await store.unread(chat.id, receiverSide, UNREAD_PREVIEW_LIMIT);
-        events.publishChat(chat.id, {
-          chat: { user_id: chat.user_id, vendor_id: chat.vendor_id },
-          audience: { to: "all" },
-          frame: { type: "chat_message", chat_id: chat.id, message },
-          sent_at: now(),
-          unread: {
-            side: receiverSide,
-            count: unread.count,
-            seqs: unread.messages.map((unreadMessage) => unreadMessage.seq),
-          },
-        }, {
-          frame: `{"type":"chat_message","chat_id":${JSON.stringify(chat.id)},"message":${
-            jsonOf(stored)
-          }}`,
+      if (duplicate) return { message, duplicate };
+      const receiverSide = otherSide(side);
+      // The message is stored: it is broadcast and acknowledged whatever comes of this read,
+      // else a retry with its client_id would be a duplicate that no one was ever told of.
+      // Without the snapshot, this message's unread push is skipped; the next one is whole.
+      const unread = receiver_unread ??
+        await store.unread(chat.id, receiverSide, UNREAD_PREVIEW_LIMIT).catch((error) => {
+          deps.onError?.(error, "unread snapshot after a send");
+          return undefined;
+        });
+      const frame = `{"type":"chat_message","chat_id":${JSON.stringify(chat.id)},"message":${
+        jsonOf(stored)
+      }}`;
+      const envelope: ChatEnvelope = {
+        chat: { user_id: chat.user_id, vendor_id: chat.vendor_id },
+        audience: { to: "all" },
+        frame: { type: "chat_message", chat_id: chat.id, message },
+        sent_at: now(),
+      };
+      if (unread === undefined) events.publishChat(chat.id, envelope, { frame });
+      else {
+        envelope.unread = {
+          side: receiverSide,
+          count: unread.count,
+          seqs: unread.messages.map((unreadMessage) => unreadMessage.seq),
+        };
+        events.publishChat(chat.id, envelope, {
+          frame,
           unreadMessages: unread.messages.map(jsonOf),
         });
       }

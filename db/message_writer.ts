@@ -98,7 +98,6 @@ export type ReadResult = { message: StoredMessage; changed: boolean } | null;
 export interface WriterFallbacks {
   /** Once `signal` aborts, answers `unavailable` and never commits. */
   insertOne: (message: NewMessage, signal: AbortSignal) => Promise<InsertedMessage>;
-  unreadOf: (chatId: string, side: Side) => Promise<UnreadSnapshot>;
 }
 
 /**
@@ -110,7 +109,7 @@ export interface WriterFallbacks {
  * chat's last_seq and unread_epoch).
  */
 export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
-  const { insertOne, unreadOf } = fallbacks;
+  const { insertOne } = fallbacks;
   // Chats are spread over a few lanes, each writing one batch at a time: the database works
   // on one batch while the results of another are being handed out. A chat stays in its lane,
   // so its messages are written in arrival order.
@@ -358,15 +357,11 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
           item.expiresAt,
           () => giveUp.abort(),
         );
-        if (result.duplicate) item.resolve(result);
-        else {
-          const side = otherSide(item.message.sender_side);
-          windows.forget(`${item.message.chat_id}:${side}`);
-          item.resolve({
-            ...result,
-            receiver_unread: await unreadOf(item.message.chat_id, side),
-          });
+        // no snapshot: the caller reads it (the message is stored whatever that read does)
+        if (!result.duplicate) {
+          windows.forget(`${item.message.chat_id}:${otherSide(item.message.sender_side)}`);
         }
+        item.resolve(result);
       } catch (failure) {
         item.reject(failure);
       }

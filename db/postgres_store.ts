@@ -9,7 +9,6 @@ import {
   sideOf,
   type StoredMessage,
   toClientMessage,
-  UNREAD_PREVIEW_LIMIT,
 } from "../chat/types.ts";
 import { withErrorTranslation } from "./errors.ts";
 import { insertMedia, selectMedia } from "./media_rows.ts";
@@ -405,7 +404,6 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
   };
   const writer = createMessageWriter(writerSql, {
     insertOne: insertSingle,
-    unreadOf: (chatId, side) => store.unread(chatId, side, UNREAD_PREVIEW_LIMIT),
   });
   return withErrorTranslation(store);
 }

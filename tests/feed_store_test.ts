@@ -1,13 +1,15 @@
 /**
- * The chat feed reading what the bus did not bring from the store (after a NATS reconnect, or
- * a gap), against a real PostgreSQL store, while the bus goes on delivering.
+ * The chat feed and the service against a real PostgreSQL store, with one of its reads held
+ * back or failed: reading what the bus did not bring (after a NATS reconnect, or a gap) while
+ * the bus goes on delivering, and a send whose unread snapshot cannot be read.
  */
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { createMemoryBus } from "../bus/memory_bus.ts";
 import { createSubjects } from "../bus/subjects.ts";
 import { createChatFeed, type Delivery } from "../chat/feed.ts";
-import type { ChatStore } from "../chat/ports.ts";
+import type { ChatStore, MediaPort } from "../chat/ports.ts";
+import { createChatService } from "../chat/service.ts";
 import { type Chat, toClientMessage } from "../chat/types.ts";
 import { createPostgresStore } from "../db/postgres_store.ts";
 import { freshDatabase } from "./support/database.ts";
@@ -133,4 +135,71 @@ Deno.test("a catch-up whose read fails loses nothing: the next one delivers it a
     await feed.catchUp();
     assert.deepEqual(seqs, [1, 2, 3]);
   });
+});
+
+Deno.test("a stored message whose unread snapshot cannot be read is still acknowledged and broadcast", async () => {
+  await using database = await freshDatabase();
+  const sql = postgres(database.url, { max: 3, onnotice: () => {} });
+  try {
+    const store = createPostgresStore(sql);
+    const { chat } = await store.createChat("alice", "acme");
+    // the writer's own snapshot is kept for chats it saw; a write it could not batch has none
+    let failUnread = false;
+    const failing: ChatStore = {
+      ...store,
+      unread: (...args) =>
+        failUnread
+          ? Promise.reject(new Error("canceling statement due to statement timeout"))
+          : store.unread(...args),
+      insertMessage: async (message) => ({
+        ...(await store.insertMessage(message)),
+        receiver_unread: null,
+      }),
+    };
+    const feed = createChatFeed({
+      bus: createMemoryBus(),
+      store: failing,
+      subjects: createSubjects("test"),
+    });
+    const reported: string[] = [];
+    const service = createChatService({
+      store: failing,
+      events: feed,
+      now: Date.now,
+      media: {} as MediaPort, // text only
+      onError: (_error, context) => reported.push(context),
+    });
+    const delivered: string[] = [];
+    const leave = await feed.join([chat.id], (delivery) => {
+      delivered.push(delivery.envelope.frame.type);
+    });
+    try {
+      const actor = { user_id: "alice", membership: await service.membership("alice", chat.id) };
+      failUnread = true;
+      const sent = await service.sendMessage(actor, {
+        receiver_id: "acme",
+        media_type: "text",
+        content: "stored, then the read failed",
+        media: null,
+        client_id: "once",
+      });
+      assert.equal(sent.duplicate, false);
+      assert.deepEqual(delivered, ["chat_message"], "broadcast, without this message's push");
+      assert.deepEqual(reported, ["unread snapshot after a send"]);
+      failUnread = false;
+      const again = await service.sendMessage(actor, {
+        receiver_id: "acme",
+        media_type: "text",
+        content: "the next one",
+        media: null,
+        client_id: null,
+      });
+      assert.equal(again.message.seq, 2);
+      assert.deepEqual(delivered, ["chat_message", "chat_message", "unread_messages"]);
+    } finally {
+      leave();
+    }
+  } finally {
+    await sql.end();
+  }
 });
