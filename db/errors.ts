@@ -62,6 +62,17 @@ export function translateDatabaseError(error: unknown): ChatError {
   if (code === "22P02" || code === "23503") {
     return new ChatError("not_found", "not found", { cause: error });
   }
+  // a statement that ran past statement_timeout or lock_timeout, or that an operator cancelled:
+  // the same request may well succeed again
+  if (code === "57014" || code === "55P03") {
+    return new ChatError("unavailable", "the database did not answer in time, retry", {
+      cause: error,
+    });
+  }
+  // a time the client gave (a cursor) that is valid ISO-8601 but outside PostgreSQL's range
+  if (code === "22007" || code === "22008") {
+    return new ChatError("invalid_payload", "a date is out of range", { cause: error });
+  }
   // text PostgreSQL cannot store, which of a JavaScript string can only be NUL (U+0000)
   if (UNSTORABLE_TEXT_CODES.has(code)) {
     return new ChatError("invalid_payload", "text must not contain NUL characters", {

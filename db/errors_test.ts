@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { ChatError } from "../chat/errors.ts";
-import { answerWithin } from "./errors.ts";
+import postgres from "postgres";
+import { freshDatabase } from "../tests/support/database.ts";
+import { answerWithin, translateDatabaseError } from "./errors.ts";
 
 /** Runs `code` in a Deno process of its own (an unhandled rejection ends a process). */
 async function runAlone(code: string) {
@@ -85,4 +87,24 @@ Deno.test("answerWithin: a late answer after the time ran out changes nothing", 
   await assert.rejects(call, unavailable);
   finish("too late");
   await sleep(5);
+});
+
+Deno.test("a statement past the server's statement_timeout is unavailable, a date out of its range invalid_payload", async () => {
+  await using database = await freshDatabase();
+  const sql = postgres(database.url, { max: 1, onnotice: () => {} });
+  try {
+    const failure = (query: Promise<unknown>) =>
+      query.then(() => assert.fail("the statement succeeded"), translateDatabaseError);
+    const timedOut = await failure(
+      sql.begin(async (tx) => {
+        await tx`set local statement_timeout = 50`;
+        await tx`select pg_sleep(1)`;
+      }),
+    );
+    assert.equal(timedOut.code, "unavailable");
+    const early = await failure(sql`select ${"0000-01-01T00:00:00Z"}::timestamptz`);
+    assert.equal(early.code, "invalid_payload");
+  } finally {
+    await sql.end();
+  }
 });

@@ -252,6 +252,18 @@ Deno.test("list_chats belongs to /v1/ws/chats/ and is refused on a single chat",
   assert.deepEqual(customer.pending("chats"), []);
 });
 
+Deno.test("list_chats with a before cursor outside the database's dates is invalid_payload", async () => {
+  await using cluster = await startCluster();
+  await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customerAll = await joinAllChats(cluster, "cust-1");
+  const error = await refused(
+    customerAll,
+    { action: "list_chats", before: "0000-01-01T00:00:00Z" },
+    "invalid_payload",
+  );
+  assert.equal(error.action, "list_chats");
+});
+
 Deno.test("a /v1/ws/chats/ socket hears of a chat created after it connected", async () => {
   await using cluster = await startCluster();
   await using customerAll = await joinAllChats(cluster, "cust-1");
