@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { ChatError } from "../chat/errors.ts";
 import type { ChatStore, NewMessage } from "../chat/ports.ts";
-import type { Chat } from "../chat/types.ts";
+import { type Chat, UNREAD_PREVIEW_LIMIT } from "../chat/types.ts";
 import { freshDatabase } from "../tests/support/database.ts";
 import { within } from "../tests/support/wait.ts";
 import { STORE_TIMEOUT_MS } from "./errors.ts";
@@ -224,6 +224,45 @@ Deno.test("a message tried alone after its batch failed is not stored once its s
       select count(*)::int as count from messages where chat_id = ${chat.id}`;
     assert.equal(count, 1);
   });
+});
+
+Deno.test("an unread snapshot's count and messages are of one moment while messages come and are read", async () => {
+  await using database = await freshDatabase();
+  const sql = postgres(database.url, { max: 6, onnotice: () => {} });
+  try {
+    const store = createPostgresStore(sql);
+    const { chat } = await store.createChat("alice", "acme");
+    let writing = true;
+    const writes = (async () => {
+      try {
+        for (let round = 0; round < 60; round++) {
+          const sent = await Promise.all(
+            [1, 2, 3].map((index) => store.insertMessage(fromAlice(chat.id, `${round}.${index}`))),
+          );
+          // read up to the middle one now and then: the count stays well under the preview's 50
+          if (round % 3 === 2) await store.markReadUpTo(chat.id, "vendor", sent[1]!.message.seq);
+        }
+      } finally {
+        writing = false;
+      }
+    })();
+    let checks = 0;
+    const torn: string[] = [];
+    while (writing) {
+      const snapshots = await Promise.all(
+        [1, 2, 3, 4].map(() => store.unread(chat.id, "vendor", UNREAD_PREVIEW_LIMIT)),
+      );
+      for (const { count, messages } of snapshots) {
+        checks++;
+        if (messages.length !== count) torn.push(`count ${count}, messages ${messages.length}`);
+      }
+    }
+    await writes;
+    assert.ok(checks >= 40, `only ${checks} snapshots taken`);
+    assert.deepEqual(torn.slice(0, 5), [], `${torn.length} of ${checks} snapshots torn`);
+  } finally {
+    await sql.end();
+  }
 });
 
 Deno.test("two instances sending, marking read, reading up to a seq and deleting at once keep seqs, counters and snapshots exact", async () => {

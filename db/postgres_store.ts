@@ -234,14 +234,21 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
     },
 
     async unread(chatId, side, limit) {
-      const [counts] = await sql<Array<{ count: number }>>`
-        select ${unreadColumn(sql, side)} as count from chats where id = ${chatId}`;
-      const rows = await sql<MessageRow[]>`
-        select ${messageColumns(sql)} from messages
-        where chat_id = ${chatId} and sender_side = ${otherSide(side)} and not is_read
-          and deleted_at is null
-        order by seq desc limit ${limit}`;
-      return { count: counts?.count ?? 0, messages: rows.reverse().map(toStoredMessage) };
+      // one statement, so that the count and the messages are of one moment
+      const rows = await sql<
+        Array<{ count: number } & (MessageRow | { [column in keyof MessageRow]: null })>
+      >`
+        select c.${unreadColumn(sql, side)} as count, ${messageColumns(sql, "m")}
+        from chats c
+        left join lateral (
+          select ${messageColumns(sql)} from messages
+          where chat_id = c.id and sender_side = ${otherSide(side)} and not is_read
+            and deleted_at is null
+          order by seq desc limit ${limit}
+        ) m on true
+        where c.id = ${chatId}`;
+      const messages = rows.flatMap((row) => row.id === null ? [] : [toStoredMessage(row)]);
+      return { count: rows[0]?.count ?? 0, messages: messages.sort((a, b) => a.seq - b.seq) };
     },
 
     async getMessage(messageId) {
