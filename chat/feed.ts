@@ -38,6 +38,14 @@ export interface FeedOptions {
   onError?: (error: unknown, context: string) => void;
 }
 
+/** Events that name a message by its seq or id, and so must not reach a socket before it. */
+const ABOUT_MESSAGES: ReadonlySet<string> = new Set([
+  "message_read",
+  "messages_read",
+  "message_deleted",
+  "message_edited",
+]);
+
 /** How far back republishRecent() looks: longer than a NATS reconnect takes. */
 const RECENT_MS = 120_000;
 const MAX_RECENT = 50_000;
@@ -51,6 +59,12 @@ interface ChatEntry {
   ahead: Map<number, Delivery>;
   /** Events that arrived before the baseline was known. */
   early: Delivery[];
+  /**
+   * Events about messages (read, deleted, edited) that arrived while messages waited ahead of a
+   * gap, each with the highest seq it may be about: it goes out after that message, never
+   * before.
+   */
+  behind: Array<{ afterSeq: number; delivery: Delivery }>;
   gapTimer: ReturnType<typeof setTimeout> | undefined;
   unsubscribe: () => void;
 }
@@ -113,7 +127,13 @@ export function createChatFeed(
 
   function release(chatId: string, entry: ChatEntry, delivery: Delivery) {
     const frame = delivery.envelope.frame;
-    if (frame.type !== "chat_message") return deliver(chatId, entry, delivery);
+    if (frame.type !== "chat_message") {
+      if (entry.ahead.size === 0 || !ABOUT_MESSAGES.has(frame.type)) {
+        return deliver(chatId, entry, delivery);
+      }
+      entry.behind.push({ afterSeq: Math.max(...entry.ahead.keys()), delivery });
+      return;
+    }
     const lastSeq = entry.lastSeq!;
     const seq = frame.message.seq;
     if (seq <= lastSeq) return; // already delivered (or in the store before we joined)
@@ -138,6 +158,9 @@ export function createChatFeed(
       entry.lastSeq! += 1;
       deliver(chatId, entry, next);
       next = entry.ahead.get(entry.lastSeq! + 1);
+    }
+    while (entry.behind.length > 0 && entry.behind[0]!.afterSeq <= entry.lastSeq!) {
+      deliver(chatId, entry, entry.behind.shift()!.delivery);
     }
     if (entry.ahead.size === 0 && entry.gapTimer !== undefined) {
       clearTimeout(entry.gapTimer);
@@ -244,6 +267,7 @@ export function createChatFeed(
         ready,
         ahead: new Map(),
         early: [],
+        behind: [],
         gapTimer: undefined,
         unsubscribe: () => {},
       };

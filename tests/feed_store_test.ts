@@ -24,9 +24,12 @@ async function feedOnStore(
     feed: ReturnType<typeof createChatFeed>;
     chat: Chat;
     seqs: number[];
+    /** Every event delivered, as `type#seq`. */
+    events: string[];
     storeQuietly: (content: string) => Promise<Awaited<ReturnType<ChatStore["insertMessage"]>>>;
     holdChatRead: (hold: { fail?: boolean }) => { release: () => void; reached: Promise<void> };
   }) => Promise<void>,
+  options: { gapWaitMs?: number } = {},
 ) {
   await using database = await freshDatabase();
   const sql = postgres(database.url, { max: 3, onnotice: () => {} });
@@ -50,18 +53,22 @@ async function feedOnStore(
       bus: createMemoryBus(),
       store: slowStore,
       subjects: createSubjects("test"),
-    });
+    }, options);
     const { chat } = await store.createChat("alice", "acme");
     const seqs: number[] = [];
+    const events: string[] = [];
     const leave = await feed.join([chat.id], (delivery: Delivery) => {
       const { frame } = delivery.envelope;
       if (frame.type === "chat_message") seqs.push(frame.message.seq);
+      const seq = "seq" in frame ? frame.seq : "message" in frame ? frame.message.seq : "";
+      events.push(`${frame.type}#${seq}`);
     });
     try {
       await test({
         feed,
         chat,
         seqs,
+        events,
         storeQuietly: (content) =>
           store.insertMessage({
             chat_id: chat.id,
@@ -135,6 +142,39 @@ Deno.test("a catch-up whose read fails loses nothing: the next one delivers it a
     await feed.catchUp();
     assert.deepEqual(seqs, [1, 2, 3]);
   });
+});
+
+Deno.test("a read and a deletion of a message held behind a gap reach sockets after it, not before", async () => {
+  await feedOnStore(async ({ feed, chat, events, storeQuietly }) => {
+    await storeQuietly("one"); // the bus never brings this one: a gap
+    const { message } = await storeQuietly("two");
+    publishMessage(feed, chat, { message, duplicate: false, receiver_unread: null });
+    const about = { chat_id: chat.id, message_id: message.id, seq: message.seq };
+    const envelope = { chat: { user_id: chat.user_id, vendor_id: chat.vendor_id } } as const;
+    const at = new Date().toISOString();
+    feed.publishChat(chat.id, {
+      ...envelope,
+      audience: { to: "all" },
+      frame: { type: "message_read", ...about, reader_id: "acme", read_at: at },
+      sent_at: Date.now(),
+    });
+    feed.publishChat(chat.id, {
+      ...envelope,
+      audience: { to: "all" },
+      frame: { type: "message_deleted", ...about, deleted_by: "alice", deleted_at: at },
+      sent_at: Date.now(),
+    });
+    const deadline = Date.now() + 2_000;
+    while (events.length < 4 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.deepEqual(events, [
+      "chat_message#1",
+      "chat_message#2",
+      "message_read#2",
+      "message_deleted#2",
+    ]);
+  }, { gapWaitMs: 20 });
 });
 
 Deno.test("a stored message whose unread snapshot cannot be read is still acknowledged and broadcast", async () => {
