@@ -1,3 +1,9 @@
+import {
+  type handleServerStreamingCall,
+  type Server,
+  type ServerWritableStream,
+  status as Status,
+} from "@grpc/grpc-js";
 import { HealthImplementation, type ServingStatus } from "grpc-health-check";
 import { ADMIN_SERVICE } from "./proto.ts";
 
@@ -12,13 +18,18 @@ export interface ReadinessSource {
   subscribe(listener: (report: { ready: boolean }) => void): () => void;
 }
 
+type WatchCall = ServerWritableStream<unknown, unknown>;
+
 /**
  * grpc.health.v1.Health that follows readiness: SERVING while the database (and NATS) answer,
  * NOT_SERVING otherwise, for the whole server ("") and for ChatAdmin. `Watch` callers hear
- * each change.
+ * each change; `stop` tells them NOT_SERVING and ends their streams with UNAVAILABLE, since an
+ * open stream would hold the server's graceful shutdown until it is forced.
  */
 export function createHealthReporter(readiness: ReadinessSource) {
   const health = new HealthImplementation({ "": "NOT_SERVING", [ADMIN_SERVICE]: "NOT_SERVING" });
+  const watches = new Set<WatchCall>();
+  let stopped = false;
   let leave: (() => void) | undefined;
 
   function set(status: ServingStatus) {
@@ -26,18 +37,44 @@ export function createHealthReporter(readiness: ReadinessSource) {
     health.setStatus(ADMIN_SERVICE, status);
   }
 
+  function end(call: WatchCall) {
+    call.emit("error", {
+      code: Status.UNAVAILABLE,
+      details: "the server is shutting down; watch again",
+    });
+  }
+
   return {
-    health,
+    /** Adds Health to `server`, keeping track of the open `Watch` streams. */
+    addToServer(server: Server): void {
+      health.addToServer({
+        addService(definition, implementation) {
+          const watch = implementation.watch as handleServerStreamingCall<unknown, unknown>;
+          server.addService(definition, {
+            ...implementation,
+            watch: ((call) => {
+              watch(call);
+              if (stopped) return end(call);
+              watches.add(call);
+              call.on("cancelled", () => watches.delete(call));
+            }) satisfies handleServerStreamingCall<unknown, unknown>,
+          });
+        },
+      });
+    },
     /** Asks readiness once (so the first answer is a real one), then follows it. */
     async start(): Promise<void> {
       await readiness.check();
       leave = readiness.subscribe((report) => set(report.ready ? "SERVING" : "NOT_SERVING"));
     },
-    /** NOT_SERVING from now on. */
+    /** NOT_SERVING from now on; open `Watch` streams hear it, then end with UNAVAILABLE. */
     stop(): void {
+      stopped = true;
       leave?.();
       leave = undefined;
       set("NOT_SERVING");
+      for (const call of watches) end(call);
+      watches.clear();
     },
   };
 }

@@ -119,7 +119,7 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
   const health = createHealthReporter(deps.readiness);
   const server = new grpc.Server();
   server.addService(serviceDefinition(definition, ADMIN_SERVICE), implementation);
-  health.health.addToServer(server);
+  health.addToServer(server);
   new ReflectionService(definition).addToServer(server);
 
   const tls = options.tls

@@ -137,3 +137,21 @@ Deno.test("close ends open WatchEvents streams with UNAVAILABLE", async () => {
   assert.equal((await status).code, Status.UNAVAILABLE);
   assert.equal(server.watchStreams, 0);
 });
+
+Deno.test("close tells open health Watch streams NOT_SERVING and ends them at once with UNAVAILABLE", async () => {
+  const server = await start(fakeReadiness(true).source);
+  using client = await createAdminClient(`127.0.0.1:${server.port}`, { token: null });
+  const stream = client.watchHealth();
+  const seen: string[] = [];
+  const status = ended(stream);
+  const serving = new Promise((resolve) => stream.once("data", resolve));
+  stream.on("data", (reply: Reply) => seen.push(reply.status));
+  await within(serving, 5_000, "the first health status");
+  const startedAt = performance.now();
+  await server.close();
+  const elapsedMs = performance.now() - startedAt;
+  assert.equal((await status).code, Status.UNAVAILABLE);
+  assert.deepEqual(seen, ["SERVING", "NOT_SERVING"]);
+  // shutdownTimeoutMs is 2 s: an open Watch must not hold close until it is forced
+  assert.ok(elapsedMs < 1_000, `close took ${Math.round(elapsedMs)} ms`);
+});

@@ -4,6 +4,7 @@ import { createAdminClient, failure, type Reply, Status } from "./support/admin_
 import { readFileDescriptor } from "../grpc/file_descriptors.ts";
 import { startCluster } from "./support/service.ts";
 import { joinChat, seedMessages } from "./support/steps.ts";
+import { within } from "./support/wait.ts";
 
 const RPCS = [
   "CreateChat",
@@ -168,4 +169,31 @@ Deno.test("the admin plane speaks TLS with GRPC_TLS_CERT and GRPC_TLS_KEY", asyn
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("shutting down with a health Watch open ends it at once and closes WebSockets with 1012", async () => {
+  await using cluster = await startCluster({
+    grpc: true,
+    nats: false,
+    env: { SHUTDOWN_TIMEOUT: "10" },
+  });
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  const alice = await joinChat(cluster, "alice", chat.id);
+  const watcher = await cluster.admin(0, { token: null });
+  const stream = watcher.watchHealth();
+  stream.on("error", () => {});
+  const status = new Promise<{ code: number }>((resolve) => stream.on("status", resolve));
+  const first = await within(
+    new Promise<Reply>((resolve) => stream.once("data", resolve)),
+    5_000,
+    "the first health status",
+  );
+  assert.equal(first.status, "SERVING");
+
+  const startedAt = performance.now();
+  await cluster.main.service.close();
+  const elapsedMs = performance.now() - startedAt;
+  assert.ok(elapsedMs < 3_000, `close took ${Math.round(elapsedMs)} ms of SHUTDOWN_TIMEOUT=10 s`);
+  assert.equal((await within(alice.closed, 2_000, "the socket to close")).code, 1012);
+  assert.equal((await within(status, 2_000, "the end of the Watch")).code, Status.UNAVAILABLE);
 });

@@ -22,6 +22,8 @@ export interface AdminClient extends Disposable {
   pages(method: string, request: object, field: string): Promise<Reply[][]>;
   /** A WatchEvents stream. */
   watch(request?: object, options?: CallOptions): grpc.ClientReadableStream<Reply>;
+  /** A grpc.health.v1.Health/Watch stream; each message carries a serving status name. */
+  watchHealth(service?: string): grpc.ClientReadableStream<Reply>;
   /** grpc.health.v1.Health/Check; the serving status name. */
   health(service?: string): Promise<string>;
   /** grpc.reflection.v1 requests, one stream, answers in order. */
@@ -103,6 +105,9 @@ export async function createAdminClient(
     },
     watch(request = {}, callOptions) {
       return method(admin, "WatchEvents")(request, metadata(callOptions));
+    },
+    watchHealth(service = "") {
+      return method(health, "Watch")({ service });
     },
     health(service = "") {
       return within(
