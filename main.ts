@@ -211,9 +211,16 @@ export async function startService(config: Config): Promise<RunningService> {
       port: config.PORT,
       onListen: () => {},
     }, http.fetch);
-    cleanup.push(async (deadline) => {
+    // The WebSocket and gRPC planes stop side by side, each with the whole deadline: a gRPC call
+    // that holds its plane's shutdown must not eat the time sockets need to close with 1012.
+    const planes: Array<(deadline: AbortSignal) => Promise<void>> = [async (deadline) => {
       await http.shutdown(deadline);
       await untilDeadline(server.shutdown(), deadline, "HTTP server shutdown");
+    }];
+    cleanup.push(async (deadline) => {
+      await Promise.all(
+        planes.map((stop) => stop(deadline).catch((error) => logError(error, "shutdown"))),
+      );
     });
     let grpcPort: number | null = null;
     if (config.GRPC_ENABLED) {
@@ -236,7 +243,7 @@ export async function startService(config: Config): Promise<RunningService> {
         watchBuffer: config.GRPC_WATCH_BUFFER,
         shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT * 1000,
       });
-      cleanup.push((deadline) => admin.close(deadline));
+      planes.push((deadline) => admin.close(deadline));
       grpcPort = admin.port;
     }
     // Pushed last so that it runs first: the load balancer and the gRPC health service hear

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { ConfigError, loadConfig } from "../config.ts";
 import { createAdminClient, failure, type Reply, Status } from "./support/admin_client.ts";
 import { readFileDescriptor } from "../grpc/file_descriptors.ts";
-import { startCluster } from "./support/service.ts";
+import { startCluster, type TestCluster } from "./support/service.ts";
 import { joinChat, seedMessages } from "./support/steps.ts";
 import { within } from "./support/wait.ts";
 
@@ -171,14 +171,15 @@ Deno.test("the admin plane speaks TLS with GRPC_TLS_CERT and GRPC_TLS_KEY", asyn
   }
 });
 
-Deno.test("shutting down with a health Watch open ends it at once and closes WebSockets with 1012", async () => {
-  await using cluster = await startCluster({
-    grpc: true,
-    nats: false,
-    env: { SHUTDOWN_TIMEOUT: "10" },
-  });
+/** A socket of alice's on a chat with acme, open on the first instance. */
+async function openSocket(cluster: TestCluster) {
   const chat = await cluster.main.service.chat.createChat("alice", "acme");
-  const alice = await joinChat(cluster, "alice", chat.id);
+  return await joinChat(cluster, "alice", chat.id);
+}
+
+Deno.test("shutting down with a health Watch open ends it at once and closes WebSockets with 1012", async () => {
+  await using cluster = await startCluster({ grpc: true, env: { SHUTDOWN_TIMEOUT: "10" } });
+  const alice = await openSocket(cluster);
   const watcher = await cluster.admin(0, { token: null });
   const stream = watcher.watchHealth();
   stream.on("error", () => {});
@@ -196,4 +197,19 @@ Deno.test("shutting down with a health Watch open ends it at once and closes Web
   assert.ok(elapsedMs < 3_000, `close took ${Math.round(elapsedMs)} ms of SHUTDOWN_TIMEOUT=10 s`);
   assert.equal((await within(alice.closed, 2_000, "the socket to close")).code, 1012);
   assert.equal((await within(status, 2_000, "the end of the Watch")).code, Status.UNAVAILABLE);
+});
+
+Deno.test("a gRPC call that holds its plane's shutdown still leaves WebSockets their 1012", async () => {
+  await using cluster = await startCluster({ grpc: true, env: { SHUTDOWN_TIMEOUT: "2" } });
+  const alice = await openSocket(cluster);
+  const tool = await cluster.admin(0, { token: null });
+  // a reflection stream its client never ends: the gRPC plane waits for it until the deadline
+  const stream = tool.openReflection();
+  stream.on("error", () => {});
+  const answered = new Promise((resolve) => stream.once("data", resolve));
+  stream.write({ list_services: "" });
+  await within(answered, 5_000, "the reflection answer");
+
+  await cluster.main.service.close();
+  assert.equal((await within(alice.closed, 2_000, "the socket to close")).code, 1012);
 });

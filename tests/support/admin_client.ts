@@ -26,6 +26,8 @@ export interface AdminClient extends Disposable {
   watchHealth(service?: string): grpc.ClientReadableStream<Reply>;
   /** grpc.health.v1.Health/Check; the serving status name. */
   health(service?: string): Promise<string>;
+  /** An open grpc.reflection.v1 stream, for the caller to write to and end. */
+  openReflection(): grpc.ClientDuplexStream<object, Reply>;
   /** grpc.reflection.v1 requests, one stream, answers in order. */
   reflect(requests: object[]): Promise<Reply[]>;
   close(): void;
@@ -122,9 +124,12 @@ export async function createAdminClient(
         "the health check",
       );
     },
+    openReflection() {
+      return method(reflection, "ServerReflectionInfo")();
+    },
     reflect(requests) {
       if (requests.length === 0) return Promise.resolve([]);
-      const stream = method(reflection, "ServerReflectionInfo")();
+      const stream = client.openReflection();
       const answers: Reply[] = [];
       const done = new Promise<Reply[]>((resolve, reject) => {
         stream.on("data", (reply: Reply) => {
