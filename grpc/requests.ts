@@ -12,31 +12,40 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MIN_SECONDS = -62_135_596_800;
 const MAX_SECONDS = 253_402_300_799;
 
+/**
+ * A string field of a request. PostgreSQL text cannot hold NUL, so one would fail deep in a
+ * write (after the change it audits, say): refused here, naming the field, like any bad value.
+ */
+export const text = z.string().refine((value) => !value.includes("\0"), {
+  message: "must not contain NUL characters",
+  abort: true,
+});
+
 /** A user id or other opaque id: required. */
-export const userId = z.string().trim().min(1, "is required").max(200, "is too long");
+export const userId = text.trim().min(1, "is required").max(200, "is too long");
 
 /** A chat or message id: required, and a UUID. */
-export const uuid = z.string().trim().min(1, "is required").regex(UUID, "must be a UUID");
+export const uuid = text.trim().min(1, "is required").regex(UUID, "must be a UUID");
 
 /** An optional filter: the empty string means "any". */
-export const optionalUserId = z.string().trim().max(200, "is too long")
+export const optionalUserId = text.trim().max(200, "is too long")
   .transform((value) => value === "" ? undefined : value);
 
-export const optionalUuid = z.string().trim()
+export const optionalUuid = text.trim()
   .refine((value) => value === "" || UUID.test(value), "must be a UUID")
   .transform((value) => value === "" ? undefined : value);
 
 /** A moderator's id and reason: both go to the audit log, so both are required. */
 export const moderator = {
   moderator_id: userId,
-  reason: z.string().trim().min(1, "is required").max(1000, "is too long"),
+  reason: text.trim().min(1, "is required").max(1000, "is too long"),
 };
 
 /** 0 is the default; more than the maximum is read as the maximum. */
 export const pageSize = z.number().int().min(0, "must not be negative")
   .transform((value) => value === 0 ? DEFAULT_PAGE_SIZE : Math.min(value, MAX_PAGE_SIZE));
 
-export const pageToken = z.string().max(4096, "is not a page token of this service");
+export const pageToken = text.max(4096, "is not a page token of this service");
 
 /** An optional google.protobuf.Timestamp, as an ISO-8601 string. */
 export const optionalTimestamp = z

@@ -177,3 +177,36 @@ Deno.test("ListBans pages the bans in force, newest first", async () => {
   const pages = await admin.pages("ListBans", { page_size: 2 }, "bans");
   assert.deepEqual(pages.map((page) => page.map((ban) => ban.user_id)), [["u3", "u2"], ["u1"]]);
 });
+
+Deno.test("a NUL in any string field is INVALID_ARGUMENT naming it, and nothing is changed", async () => {
+  await using cluster = await startCluster({ grpc: true });
+  const admin = await cluster.admin();
+  const chat = await admin.call("CreateChat", { user_id: "alice", vendor_id: "acme" });
+  await using alice = await joinChat(cluster, "alice", chat.id);
+  const sent = await sendText(alice, "acme", "hello");
+  await admin.call("BanUser", { user_id: "bob", ...by, duration_seconds: 0 });
+  const audited = (await admin.call("ListModerationActions", {})).actions;
+  const nul = "spam\0";
+  const cases: Array<[string, object, string]> = [
+    ["DeleteMessage", { message_id: sent.id, moderator_id: "mod-1", reason: nul }, "reason"],
+    ["DeleteMessage", { message_id: sent.id, moderator_id: nul, reason: "spam" }, "moderator_id"],
+    ["UnbanUser", { user_id: "bob", moderator_id: "mod-1", reason: nul }, "reason"],
+    ["BanUser", { user_id: "alice", ...by, reason: nul, duration_seconds: 0 }, "reason"],
+    ["DisconnectUser", { user_id: nul, ...by }, "user_id"],
+    ["CreateChat", { user_id: "carol", vendor_id: nul }, "vendor_id"],
+    ["GetMessage", { message_id: `${sent.id}\0` }, "message_id"],
+    ["SearchMessages", { query: nul }, "query"],
+    ["ListModerationActions", { moderator_id: nul }, "moderator_id"],
+    ["ListChats", { page_token: nul }, "page_token"],
+  ];
+  for (const [method, request, field] of cases) {
+    const error = await failure(admin.call(method, request));
+    assert.equal(error.code, Status.INVALID_ARGUMENT, `${method}: ${error.details}`);
+    assert.equal(error.details, `${field}: must not contain NUL characters`, method);
+  }
+  assert.equal((await admin.call("GetMessage", { message_id: sent.id })).deleted, false);
+  assert.deepEqual((await admin.call("ListBans", {})).bans.map((ban: Reply) => ban.user_id), [
+    "bob",
+  ]);
+  assert.deepEqual((await admin.call("ListModerationActions", {})).actions, audited);
+});

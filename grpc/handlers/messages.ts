@@ -10,6 +10,7 @@ import {
   pageToken,
   parseRequest,
   readCursor,
+  text,
   timeCursor,
   uuid,
 } from "../requests.ts";
@@ -24,7 +25,7 @@ const listMessagesRequest = z.object({
 });
 const searchMessagesRequest = z
   .object({
-    query: z.string().trim().min(1, "is required").max(500, "is too long"),
+    query: text.trim().min(1, "is required").max(500, "is too long"),
     chat_id: optionalUuid,
     sender_id: optionalUserId,
     created_after: optionalTimestamp,
