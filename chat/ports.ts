@@ -137,6 +137,7 @@ export interface ChatStore {
 
   activeBan(userId: string): Promise<Ban | null>;
   ban(ban: Omit<Ban, "created_at">): Promise<Ban>;
+  /** Lifts the user's ban; false when none is in force (one that has run out is not). */
   unban(userId: string): Promise<boolean>;
   recordModeration(action: Omit<ModerationAction, "id" | "created_at">): Promise<ModerationAction>;
 

@@ -373,8 +373,11 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
     },
 
     async unban(userId) {
-      const rows = await sql`delete from bans where user_id = ${userId} returning 1`;
-      return rows.length > 0;
+      // a ban that has run out goes too, but there was nothing to lift
+      const [row] = await sql<Array<{ in_force: boolean }>>`
+        delete from bans where user_id = ${userId}
+        returning (expires_at is null or expires_at > now()) as in_force`;
+      return row?.in_force === true;
     },
 
     async recordModeration(action) {

@@ -77,6 +77,16 @@ Deno.test("BanUser closes the user's sockets everywhere with 4403 and refuses th
   ]);
 });
 
+/** Lets the user's ban run out, as if its duration had passed. */
+async function expireBan(cluster: TestCluster, userId: string) {
+  const sql = postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} });
+  try {
+    await sql`update bans set expires_at = now() - interval '1 second' where user_id = ${userId}`;
+  } finally {
+    await sql.end();
+  }
+}
+
 Deno.test("a ban with a duration lets the user back once it has run out", async () => {
   await using cluster = await startCluster({ grpc: true, instances: 2 });
   const admin = await cluster.admin(0);
@@ -85,13 +95,7 @@ Deno.test("a ban with a duration lets the user back once it has run out", async 
   assert.equal(ban.expires_at.seconds - ban.created_at.seconds, 3600);
   assert.equal(await refusedConnection(cluster, "alice", chat.id), 4403);
 
-  // an hour passes
-  const sql = postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} });
-  try {
-    await sql`update bans set expires_at = now() - interval '1 second' where user_id = 'alice'`;
-  } finally {
-    await sql.end();
-  }
+  await expireBan(cluster, "alice");
   await using back = await joinChat(cluster, "alice", chat.id, 1);
   await sendText(back, "acme", "hello again");
   assert.deepEqual((await admin.call("ListBans", {})).bans, []);
@@ -208,5 +212,17 @@ Deno.test("a NUL in any string field is INVALID_ARGUMENT naming it, and nothing 
   assert.deepEqual((await admin.call("ListBans", {})).bans.map((ban: Reply) => ban.user_id), [
     "bob",
   ]);
+  assert.deepEqual((await admin.call("ListModerationActions", {})).actions, audited);
+});
+
+Deno.test("UnbanUser of a ban that has run out is NOT_FOUND and is not audited", async () => {
+  await using cluster = await startCluster({ grpc: true });
+  const admin = await cluster.admin();
+  await admin.call("BanUser", { user_id: "alice", ...by, duration_seconds: 3600 });
+  await expireBan(cluster, "alice");
+  const audited = (await admin.call("ListModerationActions", {})).actions;
+
+  const error = await failure(admin.call("UnbanUser", { user_id: "alice", ...by }));
+  assert.equal(error.code, Status.NOT_FOUND, error.details);
   assert.deepEqual((await admin.call("ListModerationActions", {})).actions, audited);
 });
