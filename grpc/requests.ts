@@ -24,8 +24,11 @@ export const text = z.string().refine((value) => !value.includes("\0"), {
 /** A user id or other opaque id: required. */
 export const userId = text.trim().min(1, "is required").max(200, "is too long");
 
-/** A chat or message id: required, and a UUID. */
-export const uuid = text.trim().min(1, "is required").regex(UUID, "must be a UUID");
+/**
+ * A chat or message id: required, and a UUID, in lower case as the store and the bus subjects
+ * spell it (a subject built from an upper-case id would never hear an event).
+ */
+export const uuid = text.trim().min(1, "is required").regex(UUID, "must be a UUID").toLowerCase();
 
 /** An optional filter: the empty string means "any". */
 export const optionalUserId = text.trim().max(200, "is too long")
@@ -33,6 +36,7 @@ export const optionalUserId = text.trim().max(200, "is too long")
 
 export const optionalUuid = text.trim()
   .refine((value) => value === "" || UUID.test(value), "must be a UUID")
+  .toLowerCase()
   .transform((value) => value === "" ? undefined : value);
 
 /** A moderator's id and reason: both go to the audit log, so both are required. */

@@ -105,6 +105,24 @@ Deno.test("WatchEvents with user_id streams only that user's chats", async () =>
   assert.equal(watched.events.length, 2);
 });
 
+Deno.test("WatchEvents and GetChat take a chat id in upper case as the same chat", async () => {
+  await using cluster = await startCluster({ grpc: true });
+  const admin = await cluster.admin();
+  const chat = await admin.call("CreateChat", { user_id: "alice", vendor_id: "acme" });
+  const upper = chat.id.toUpperCase();
+  assert.equal((await admin.call("GetChat", { chat_id: upper })).id, chat.id);
+  const stream = admin.watch({ chat_id: upper });
+  const watched = follow(stream);
+  await watched.subscribed;
+  await using alice = await joinChat(cluster, "alice", chat.id);
+  const sent = await sendText(alice, "acme", "shouted id");
+  const [event] = await watched.take(1);
+  assert.equal(event!.chat_id, chat.id);
+  assert.equal(event!.message_id, sent.id);
+  stream.cancel();
+  assert.equal((await watched.ended).code, Status.CANCELLED);
+});
+
 Deno.test("WatchEvents of an unknown chat is NOT_FOUND and needs the token", async () => {
   await using cluster = await startCluster({ grpc: true });
   const admin = await cluster.admin();
