@@ -25,7 +25,16 @@ const settings = z.object({
   GRPC_PORT: port.default(50051),
   /** Set to 0 to run without the admin plane. */
   GRPC_ENABLED: flag.default(true),
-  GRPC_ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
+  /**
+   * Sent as `authorization: Bearer <token>`: a space, a control character or a non-ASCII one
+   * could never arrive as it was set, so the plane would start and refuse every call.
+   */
+  GRPC_ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters")
+    .regex(
+      /^[\x21-\x7e]+$/,
+      "must be printable ASCII without spaces, as it travels in an `authorization: Bearer` header",
+    )
+    .optional(),
   GRPC_TLS_CERT: optionalText,
   GRPC_TLS_KEY: optionalText,
   /** Events a WatchEvents stream may fall behind by before it is ended (RESOURCE_EXHAUSTED). */

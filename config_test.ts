@@ -34,6 +34,24 @@ Deno.test("loadConfig names the variable that is missing", () => {
   assert.throws(() => loadConfig(noToken), /GRPC_ADMIN_TOKEN: required/);
 });
 
+Deno.test("loadConfig refuses a GRPC_ADMIN_TOKEN that cannot travel in a Bearer header, without showing it", () => {
+  const base = valid.GRPC_ADMIN_TOKEN;
+  for (const token of [`admin ${base}`, `${base}\n`, `${base}\t`, `${base}é`, `${base}\x7f`]) {
+    assert.throws(
+      () => loadConfig({ ...valid, GRPC_ADMIN_TOKEN: token }),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        error.message.includes("GRPC_ADMIN_TOKEN: must be printable ASCII without spaces") &&
+        !error.message.includes(base),
+      JSON.stringify(token),
+    );
+  }
+  assert.equal(
+    loadConfig({ ...valid, GRPC_ADMIN_TOKEN: `${base}~!` }).GRPC_ADMIN_TOKEN,
+    `${base}~!`,
+  );
+});
+
 Deno.test("loadConfig takes an empty value as unset", () => {
   const config = loadConfig({ ...valid, PORT: "", LOG_LEVEL: "" });
   assert.equal(config.PORT, 8000);
