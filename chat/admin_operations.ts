@@ -1,6 +1,6 @@
 import { ChatError } from "./errors.ts";
 import type { UserEvent } from "./events.ts";
-import type { ChatStore } from "./ports.ts";
+import type { ChatStore, ModerationRecord } from "./ports.ts";
 import type { Ban, Chat, StoredMessage, VendorMember, VendorRole } from "./types.ts";
 
 /** Who acts on the admin plane, and why (kept in the audit log). */
@@ -18,7 +18,11 @@ export function createAdminOperations(deps: {
   store: ChatStore;
   now: () => number;
   publishUser: (userId: string, event: UserEvent) => void;
-  tombstone: (message: StoredMessage, deletedBy: string) => Promise<StoredMessage>;
+  tombstone: (
+    message: StoredMessage,
+    deletedBy: string,
+    options?: { audit?: ModerationRecord },
+  ) => Promise<StoredMessage>;
 }) {
   const { store, now, publishUser, tombstone } = deps;
   return {
@@ -72,19 +76,22 @@ export function createAdminOperations(deps: {
       return message;
     },
 
-    /** A moderator's delete: tombstone, audit, and `message_deleted` to live sockets. */
+    /**
+     * A moderator's delete: tombstone and audit in one transaction (a message already deleted
+     * is audited alone), then `message_deleted` to live sockets.
+     */
     async moderateDeleteMessage(messageId: string, by: ModeratorInput): Promise<StoredMessage> {
       const message = await store.getMessage(messageId);
       if (!message) throw new ChatError("not_found", "no such message");
-      const deleted = message.deleted ? message : await tombstone(message, by.moderator_id);
-      await store.recordModeration({
-        action: "delete_message",
-        moderator_id: by.moderator_id,
-        target_user_id: message.sender_id,
-        target_message_id: message.id,
-        reason: by.reason,
+      return await tombstone(message, by.moderator_id, {
+        audit: {
+          action: "delete_message",
+          moderator_id: by.moderator_id,
+          target_user_id: message.sender_id,
+          target_message_id: message.id,
+          reason: by.reason,
+        },
       });
-      return deleted;
     },
 
     /** Bans a user (0 seconds: until lifted) and closes their sockets everywhere. */
@@ -96,39 +103,32 @@ export function createAdminOperations(deps: {
         expires_at: durationSeconds > 0
           ? new Date(now() + durationSeconds * 1000).toISOString()
           : null,
-      });
-      await store.recordModeration({
-        action: "ban_user",
-        moderator_id: by.moderator_id,
-        target_user_id: userId,
-        target_message_id: null,
-        reason: by.reason,
-      });
+      }, { audit: userModeration("ban_user", userId, by) });
       publishUser(userId, { type: "disconnect", user_id: userId, reason: "banned" });
       return ban;
     },
 
+    /** Lifts a ban in force and audits it, in one transaction; NOT_FOUND without one. */
     async unbanUser(userId: string, by: ModeratorInput): Promise<void> {
-      if (!(await store.unban(userId))) throw new ChatError("not_found", "no ban for this user");
-      await store.recordModeration({
-        action: "unban_user",
-        moderator_id: by.moderator_id,
-        target_user_id: userId,
-        target_message_id: null,
-        reason: by.reason,
-      });
+      const lifted = await store.unban(userId, { audit: userModeration("unban_user", userId, by) });
+      if (!lifted) throw new ChatError("not_found", "no ban for this user");
     },
 
     /** Closes every socket of the user on every instance (4408). */
     async disconnectUser(userId: string, by: ModeratorInput): Promise<void> {
-      await store.recordModeration({
-        action: "disconnect_user",
-        moderator_id: by.moderator_id,
-        target_user_id: userId,
-        target_message_id: null,
-        reason: by.reason,
-      });
+      await store.recordModeration(userModeration("disconnect_user", userId, by));
       publishUser(userId, { type: "disconnect", user_id: userId, reason: "operator" });
     },
+  };
+}
+
+/** The audit entry of a moderation aimed at a user. */
+function userModeration(action: string, userId: string, by: ModeratorInput): ModerationRecord {
+  return {
+    action,
+    moderator_id: by.moderator_id,
+    target_user_id: userId,
+    target_message_id: null,
+    reason: by.reason,
   };
 }

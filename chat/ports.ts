@@ -17,6 +17,9 @@ import type {
 
 /** What the domain needs from the outside world; db/ and bus/ implement it. */
 
+/** An entry of the audit log as the domain writes it (the store adds the id and the time). */
+export type ModerationRecord = Omit<ModerationAction, "id" | "created_at">;
+
 /** The event channel between instances (bus/bus.ts implements it). */
 export interface EventBus {
   publish(subject: string, payload: Uint8Array): void;
@@ -124,10 +127,14 @@ export interface ChatStore {
     readerSide: Side,
     seq: number,
   ): Promise<{ count: number; read_at: string }>;
-  /** Tombstones a message; `changed` is false when it already was deleted. */
+  /**
+   * Tombstones a message; `changed` is false when it already was deleted. With `audit`, the
+   * moderation is recorded in the same transaction when the message exists.
+   */
   deleteMessage(
     messageId: string,
     deletedBy: string,
+    options?: { audit?: ModerationRecord },
   ): Promise<{ message: StoredMessage; changed: boolean } | null>;
   editMessage(messageId: string, content: string): Promise<StoredMessage | null>;
 
@@ -136,10 +143,14 @@ export interface ChatStore {
   listVendorMembers(vendorId: string): Promise<VendorMember[]>;
 
   activeBan(userId: string): Promise<Ban | null>;
-  ban(ban: Omit<Ban, "created_at">): Promise<Ban>;
-  /** Lifts the user's ban; false when none is in force (one that has run out is not). */
-  unban(userId: string): Promise<boolean>;
-  recordModeration(action: Omit<ModerationAction, "id" | "created_at">): Promise<ModerationAction>;
+  /** Bans the user; with `audit`, records the moderation in the same transaction. */
+  ban(ban: Omit<Ban, "created_at">, options?: { audit?: ModerationRecord }): Promise<Ban>;
+  /**
+   * Lifts the user's ban; false when none is in force (one that has run out is not). With
+   * `audit`, records the moderation in the same transaction when a ban was lifted.
+   */
+  unban(userId: string, options?: { audit?: ModerationRecord }): Promise<boolean>;
+  recordModeration(action: ModerationRecord): Promise<ModerationAction>;
 
   /** Records a stored file as sent in a chat (and its blob in the catalogue, once). */
   createMedia(media: NewMedia): Promise<MediaRecord>;

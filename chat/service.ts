@@ -9,6 +9,7 @@ import type {
   HistoryQuery,
   MediaBody,
   MediaPort,
+  ModerationRecord,
   Page,
 } from "./ports.ts";
 import {
@@ -124,8 +125,13 @@ export function createChatService(deps: ChatServiceDeps) {
     if (await store.activeBan(userId)) throw new ChatError("forbidden", "banned");
   }
 
-  async function tombstone(message: StoredMessage, deletedBy: string) {
-    const result = await store.deleteMessage(message.id, deletedBy);
+  /** Tombstones (with `audit`, audited in the same transaction), then publishes the change. */
+  async function tombstone(
+    message: StoredMessage,
+    deletedBy: string,
+    options: { audit?: ModerationRecord } = {},
+  ) {
+    const result = await store.deleteMessage(message.id, deletedBy, options);
     if (!result) throw new ChatError("not_found", "no such message");
     if (result.changed) {
       const chat = await store.getChat(message.chat_id);

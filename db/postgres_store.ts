@@ -1,6 +1,12 @@
 import type { Sql } from "postgres";
 import { ChatError } from "../chat/errors.ts";
-import type { ChatStore, InsertedMessage, NewMessage, Page } from "../chat/ports.ts";
+import type {
+  ChatStore,
+  InsertedMessage,
+  ModerationRecord,
+  NewMessage,
+  Page,
+} from "../chat/ports.ts";
 import {
   type ChatSummary,
   type Membership,
@@ -54,6 +60,39 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
       if (side) memberships.push({ chat: toChat(row), side });
     }
     return await Promise.resolve(memberships);
+  }
+
+  async function selectMessage(db: Sql, messageId: string) {
+    const [row] = await db<MessageRow[]>`select ${
+      messageColumns(db)
+    } from messages where id = ${messageId}`;
+    return row ? toStoredMessage(row) : null;
+  }
+
+  async function insertModeration(db: Sql, action: ModerationRecord) {
+    const [row] = await db<ModerationRow[]>`
+      insert into moderation_actions (action, moderator_id, target_user_id,
+                                      target_message_id, reason)
+      values (${action.action}, ${action.moderator_id}, ${action.target_user_id},
+              ${action.target_message_id}, ${action.reason})
+      returning *`;
+    return toModerationAction(row!);
+  }
+
+  /**
+   * `change` alone, or with its audit row in one transaction: the row is written when `change`
+   * found its target (a truthy result), and neither stays when either fails.
+   */
+  async function audited<T>(
+    audit: ModerationRecord | undefined,
+    change: (db: Sql) => Promise<T>,
+  ): Promise<T> {
+    if (!audit) return await change(sql);
+    return await transaction(sql, async (tx) => {
+      const result = await change(tx);
+      if (result) await insertModeration(tx, audit);
+      return result;
+    });
   }
 
   /** One message in its own transaction: the careful path when a batch meets a conflict. */
@@ -251,11 +290,8 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
       return { count: rows[0]?.count ?? 0, messages: messages.sort((a, b) => a.seq - b.seq) };
     },
 
-    async getMessage(messageId) {
-      const [row] = await sql<MessageRow[]>`select ${
-        messageColumns(sql)
-      } from messages where id = ${messageId}`;
-      return row ? toStoredMessage(row) : null;
+    getMessage(messageId) {
+      return selectMessage(sql, messageId);
     },
 
     markRead(chatId, messageId, readerSide) {
@@ -296,26 +332,29 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
       return { count: result?.count ?? 0, read_at: (result?.read_at ?? new Date()).toISOString() };
     },
 
-    async deleteMessage(messageId, deletedBy) {
-      const [row] = await sql<MessageRow[]>`
-        with updated as (
-          update messages set deleted_at = date_trunc('milliseconds', now()), deleted_by = ${deletedBy},
-                              updated_at = date_trunc('milliseconds', now())
-          where id = ${messageId} and deleted_at is null
-          returning ${messageColumns(sql)}
-        ), counter as (
-          update chats set
-            customer_unread = customer_unread - (select count(*) from updated
-                                                 where sender_side = 'vendor' and not is_read),
-            vendor_unread = vendor_unread - (select count(*) from updated
-                                             where sender_side = 'customer' and not is_read),
-            unread_epoch = unread_epoch + 1
-          where id = (select chat_id from updated)
-        )
-        select * from updated`;
-      if (row) return { message: toStoredMessage(row), changed: true };
-      const current = await store.getMessage(messageId);
-      return current ? { message: current, changed: false } : null;
+    deleteMessage(messageId, deletedBy, options = {}) {
+      return audited(options.audit, async (db) => {
+        const [row] = await db<MessageRow[]>`
+          with updated as (
+            update messages set deleted_at = date_trunc('milliseconds', now()), deleted_by = ${deletedBy},
+                                updated_at = date_trunc('milliseconds', now())
+            where id = ${messageId} and deleted_at is null
+            returning ${messageColumns(db)}
+          ), counter as (
+            update chats set
+              customer_unread = customer_unread - (select count(*) from updated
+                                                   where sender_side = 'vendor' and not is_read),
+              vendor_unread = vendor_unread - (select count(*) from updated
+                                               where sender_side = 'customer' and not is_read),
+              unread_epoch = unread_epoch + 1
+            where id = (select chat_id from updated)
+          )
+          select * from updated`;
+        if (row) return { message: toStoredMessage(row), changed: true };
+        // on the same connection: another one, inside a transaction, could wait on a full pool
+        const current = await selectMessage(db, messageId);
+        return current ? { message: current, changed: false } : null;
+      });
     },
 
     async editMessage(messageId, content) {
@@ -362,32 +401,30 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
       return row ? toBan(row) : null;
     },
 
-    async ban({ user_id, moderator_id, reason, expires_at }) {
-      const [row] = await sql<BanRow[]>`
-        insert into bans (user_id, moderator_id, reason, expires_at)
-        values (${user_id}, ${moderator_id}, ${reason}, ${expires_at})
-        on conflict (user_id) do update set moderator_id = excluded.moderator_id,
-          reason = excluded.reason, expires_at = excluded.expires_at, created_at = now()
-        returning *`;
-      return toBan(row!);
+    ban({ user_id, moderator_id, reason, expires_at }, options = {}) {
+      return audited(options.audit, async (db) => {
+        const [row] = await db<BanRow[]>`
+          insert into bans (user_id, moderator_id, reason, expires_at)
+          values (${user_id}, ${moderator_id}, ${reason}, ${expires_at})
+          on conflict (user_id) do update set moderator_id = excluded.moderator_id,
+            reason = excluded.reason, expires_at = excluded.expires_at, created_at = now()
+          returning *`;
+        return toBan(row!);
+      });
     },
 
-    async unban(userId) {
-      // a ban that has run out goes too, but there was nothing to lift
-      const [row] = await sql<Array<{ in_force: boolean }>>`
-        delete from bans where user_id = ${userId}
-        returning (expires_at is null or expires_at > now()) as in_force`;
-      return row?.in_force === true;
+    unban(userId, options = {}) {
+      return audited(options.audit, async (db) => {
+        // a ban that has run out goes too, but there was nothing to lift
+        const [row] = await db<Array<{ in_force: boolean }>>`
+          delete from bans where user_id = ${userId}
+          returning (expires_at is null or expires_at > now()) as in_force`;
+        return row?.in_force === true;
+      });
     },
 
-    async recordModeration(action) {
-      const [row] = await sql<ModerationRow[]>`
-        insert into moderation_actions (action, moderator_id, target_user_id,
-                                        target_message_id, reason)
-        values (${action.action}, ${action.moderator_id}, ${action.target_user_id},
-                ${action.target_message_id}, ${action.reason})
-        returning *`;
-      return toModerationAction(row!);
+    recordModeration(action) {
+      return insertModeration(sql, action);
     },
 
     createMedia(media) {

@@ -182,14 +182,29 @@ Deno.test("ListBans pages the bans in force, newest first", async () => {
   assert.deepEqual(pages.map((page) => page.map((ban) => ban.user_id)), [["u3", "u2"], ["u1"]]);
 });
 
-Deno.test("a NUL in any string field is INVALID_ARGUMENT naming it, and nothing is changed", async () => {
-  await using cluster = await startCluster({ grpc: true });
+/**
+ * alice's message in her chat with acme and bob's ban; `unchanged` asserts that the message
+ * is still there, bob alone is banned and the audit log is as it was.
+ */
+async function moderationScene(cluster: TestCluster) {
   const admin = await cluster.admin();
   const chat = await admin.call("CreateChat", { user_id: "alice", vendor_id: "acme" });
-  await using alice = await joinChat(cluster, "alice", chat.id);
+  const alice = await joinChat(cluster, "alice", chat.id);
   const sent = await sendText(alice, "acme", "hello");
   await admin.call("BanUser", { user_id: "bob", ...by, duration_seconds: 0 });
   const audited = (await admin.call("ListModerationActions", {})).actions;
+  const unchanged = async () => {
+    assert.equal((await admin.call("GetMessage", { message_id: sent.id })).deleted, false);
+    const bans = (await admin.call("ListBans", {})).bans;
+    assert.deepEqual(bans.map((ban: Reply) => ban.user_id), ["bob"]);
+    assert.deepEqual((await admin.call("ListModerationActions", {})).actions, audited);
+  };
+  return { admin, alice, sent, unchanged };
+}
+
+Deno.test("a NUL in any string field is INVALID_ARGUMENT naming it, and nothing is changed", async () => {
+  await using cluster = await startCluster({ grpc: true });
+  const { admin, sent, unchanged } = await moderationScene(cluster);
   const nul = "spam\0";
   const cases: Array<[string, object, string]> = [
     ["DeleteMessage", { message_id: sent.id, moderator_id: "mod-1", reason: nul }, "reason"],
@@ -208,11 +223,7 @@ Deno.test("a NUL in any string field is INVALID_ARGUMENT naming it, and nothing 
     assert.equal(error.code, Status.INVALID_ARGUMENT, `${method}: ${error.details}`);
     assert.equal(error.details, `${field}: must not contain NUL characters`, method);
   }
-  assert.equal((await admin.call("GetMessage", { message_id: sent.id })).deleted, false);
-  assert.deepEqual((await admin.call("ListBans", {})).bans.map((ban: Reply) => ban.user_id), [
-    "bob",
-  ]);
-  assert.deepEqual((await admin.call("ListModerationActions", {})).actions, audited);
+  await unchanged();
 });
 
 Deno.test("UnbanUser of a ban that has run out is NOT_FOUND and is not audited", async () => {
@@ -225,4 +236,29 @@ Deno.test("UnbanUser of a ban that has run out is NOT_FOUND and is not audited",
   const error = await failure(admin.call("UnbanUser", { user_id: "alice", ...by }));
   assert.equal(error.code, Status.NOT_FOUND, error.details);
   assert.deepEqual((await admin.call("ListModerationActions", {})).actions, audited);
+});
+
+Deno.test("a moderation whose audit row cannot be written changes nothing and tells no one", async () => {
+  await using cluster = await startCluster({ grpc: true });
+  const { admin, alice, sent, unchanged } = await moderationScene(cluster);
+  // the audit log refuses one reason: its insert fails after the change it records
+  const sql = postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} });
+  try {
+    await sql`alter table moderation_actions
+                add constraint refuse_test_reason check (reason <> 'unrecordable')`;
+  } finally {
+    await sql.end();
+  }
+  const unrecordable = { moderator_id: "mod-1", reason: "unrecordable" };
+  const calls: Array<[string, object]> = [
+    ["DeleteMessage", { message_id: sent.id, ...unrecordable }],
+    ["BanUser", { user_id: "alice", ...unrecordable, duration_seconds: 0 }],
+    ["UnbanUser", { user_id: "bob", ...unrecordable }],
+  ];
+  for (const [method, request] of calls) await failure(admin.call(method, request));
+
+  await unchanged();
+  // alice heard of no delete and is still connected: the next frame she gets is her own ack
+  await sendText(alice, "acme", "still here");
+  assert.deepEqual(alice.pending("message_deleted"), []);
 });
