@@ -60,6 +60,34 @@ Deno.test("a frame over the maximum closes the socket with 1009", async () => {
   assert.equal((await alice.closed).code, 1009);
 });
 
+Deno.test("the frame maximum counts UTF-8 bytes: multi-byte text under it in characters but over it in bytes closes 1009", async () => {
+  await using cluster = await startCluster({ nats: false, env: { MAX_FRAME_BYTES: "3000" } });
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  await using alice = await cluster.openChat("alice", chat.id);
+  await alice.nextOfType("unread_messages");
+  /** A send_message frame of exactly `bytes` UTF-8 bytes, mostly three-byte characters. */
+  const frameOf = (bytes: number, request_id: string) => {
+    const frame = (content: string) => ({
+      action: "send_message",
+      receiver_id: "acme",
+      media_type: "text",
+      content,
+      request_id,
+    });
+    const bare = new TextEncoder().encode(JSON.stringify(frame(""))).length;
+    const euros = Math.floor((bytes - bare) / 3);
+    const text = JSON.stringify(frame("€".repeat(euros) + "x".repeat(bytes - bare - euros * 3)));
+    assert.equal(new TextEncoder().encode(text).length, bytes);
+    assert.ok(text.length < 1100, "well under the maximum in UTF-16 code units");
+    return text;
+  };
+  alice.send(frameOf(3000, "at-the-maximum"));
+  const served = await alice.next((frame) => frame.request_id === "at-the-maximum", "its ack");
+  assert.equal(served.type, "ack");
+  alice.send(frameOf(3001, "one-byte-over"));
+  assert.equal((await within(alice.closed, 5_000, "the close")).code, 1009);
+});
+
 Deno.test("a socket from an origin not allowed is refused at the upgrade", async () => {
   await using cluster = await startCluster({
     nats: false,

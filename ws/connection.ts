@@ -8,6 +8,7 @@ import type { SocketMetrics } from "../observability/metrics.ts";
 import { CloseCode, closeCodeFor, type ErrorFrame, toErrorFrame } from "./errors.ts";
 import { runAction } from "./actions.ts";
 import { type ClientFrame, isFrameProblem, parseClientFrame } from "./frames.ts";
+import { overFrameLimit } from "./frame_size.ts";
 import { type BucketLimits, TokenBucket } from "./token_bucket.ts";
 
 /** Which endpoint the socket came in on. */
@@ -23,17 +24,6 @@ export interface ConnectionLimits extends BucketLimits {
 
 /** The code reserved for a close whose code is not known here (1005, RFC 6455 7.4.1). */
 const NO_STATUS_RECEIVED = 1005;
-
-/** Whether a client frame is over `maxFrameBytes`. */
-export function overFrameLimit(data: unknown, maxFrameBytes: number): boolean {
-  // UTF-16 length bounds the UTF-8 size from below, times three from above
-  const size = typeof data === "string"
-    ? data.length
-    : data instanceof ArrayBuffer
-    ? data.byteLength
-    : 0;
-  return size > maxFrameBytes;
-}
 
 /**
  * Frames a socket may send before its token is checked: no more than a connection takes before

@@ -10,8 +10,8 @@ import {
   type ConnectionLimits,
   earlyFrameLimit,
   type Endpoint,
-  overFrameLimit,
 } from "./connection.ts";
+import { overFrameLimit } from "./frame_size.ts";
 import { createExpirySchedule } from "./expiry_schedule.ts";
 import { createMediaRoutes } from "./media_routes.ts";
 import { createDemoRoutes } from "../demo/routes.ts";
