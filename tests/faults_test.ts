@@ -10,9 +10,10 @@ import { failure, Status } from "./support/admin_client.ts";
 import { startNatsServer } from "./support/nats_server.ts";
 import { sample } from "./support/service_process.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
-import { joinChat, messageWithSeq, refused, sendText } from "./support/steps.ts";
+import { joinChat, messageWithSeq, refused, sendText, stillServes } from "./support/steps.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 import type { Frame } from "./support/ws_client.ts";
+import { within } from "./support/wait.ts";
 
 function report(line: string) {
   if (Deno.env.get("FAULT_FIGURES") === "1") console.log(`[figures] ${line}`);
@@ -28,11 +29,11 @@ const settings = {
 };
 
 /** A cluster whose one instance reaches its database through a proxy the test controls. */
-async function clusterBehindProxy(options: { grpc?: boolean } = {}) {
+async function clusterBehindProxy(options: { grpc?: boolean; env?: Record<string, string> } = {}) {
   const cluster = await startCluster({
     instances: 0,
     nats: false,
-    env: settings,
+    env: { ...settings, ...options.env },
     ...(options.grpc ? { grpc: true } : {}),
   });
   const target = new URL(cluster.databaseUrl);
@@ -203,6 +204,65 @@ Deno.test("with PostgreSQL stalled, sends answer unavailable within the store ti
     { client_id: "s-1", count: 1 },
     { client_id: "s-2", count: 1 },
   ]);
+});
+
+Deno.test("with PostgreSQL stalled, frames piling up behind a stuck action are refused at once with rate_limited, and a socket that keeps piling is closed 4429", async () => {
+  await using setup = await clusterBehindProxy({
+    // at most 4 frames (a burst) and 8192 characters wait behind the one in hand
+    env: { WS_RATE_BURST: "4", MAX_FRAME_BYTES: "8192", WS_FLOOD_LIMIT: "4" },
+  });
+  const { cluster, proxy } = setup;
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  await using alice = await joinChat(cluster, "alice", chat.id);
+  await using acme = await joinChat(cluster, "acme", chat.id);
+  const reply = (socket: typeof alice, id: string) =>
+    socket.next((frame) => frame.request_id === id, `the reply to ${id}`);
+  const typing = (id: string, padding = 0) => ({
+    action: "typing",
+    is_typing: true,
+    request_id: id,
+    // unknown fields are ignored, but held while the frame waits
+    padding: "p".repeat(padding),
+  });
+
+  proxy.stall();
+  alice.send({ ...textTo("acme", "stuck"), request_id: "alice-stuck" });
+  acme.send({ ...textTo("alice", "stuck"), request_id: "acme-stuck" });
+  await proxy.held();
+  const answered = (socket: typeof alice, id: string) =>
+    socket.frames.some((frame) => frame.request_id === id);
+
+  // by count: four wait, the fifth and sixth are refused while the stuck send is still in hand
+  for (let n = 1; n <= 6; n++) alice.send(typing(`alice-${n}`));
+  for (const id of ["alice-5", "alice-6"]) {
+    const refusal = await reply(alice, id);
+    assert.equal(refusal.type, "error");
+    assert.equal(refusal.code, "rate_limited");
+    assert.equal(refusal.action, "typing");
+  }
+  // by size: one of 5000 characters waits, the next does not fit; refused on, it is flooding
+  acme.send(typing("acme-1", 5000));
+  for (let n = 2; n <= 4; n++) {
+    acme.send(typing(`acme-${n}`, 5000));
+    assert.equal((await reply(acme, `acme-${n}`)).code, "rate_limited");
+  }
+  acme.send(typing("acme-5", 5000));
+  assert.equal((await within(acme.closed, 2_000, "acme's close")).code, 4429);
+  assert.ok(
+    !answered(alice, "alice-stuck") && !answered(acme, "acme-stuck"),
+    "the refusals came while the stuck sends were in hand",
+  );
+
+  proxy.restore();
+  await reply(alice, "alice-stuck");
+  for (let n = 1; n <= 4; n++) assert.equal((await reply(alice, `alice-${n}`)).type, "ack");
+  await stillServes(alice);
+  assert.deepEqual(
+    alice.frames.filter((frame) => frame.request_id === "alice-5" || frame.request_id === "alice-6")
+      .length,
+    2,
+    "a refused frame is answered once and never handled later",
+  );
 });
 
 Deno.test("with NATS away, the sending instance's sockets still get every message, and another instance's catch up in seq order once NATS is back", async () => {

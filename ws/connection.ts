@@ -33,6 +33,18 @@ export function earlyFrameLimit(limits: ConnectionLimits): number {
   return limits.rateBurst + limits.floodLimit;
 }
 
+/**
+ * How much may wait behind the frame being handled: a burst of frames (a client that has more
+ * waiting sends faster than it is served, as when actions are slow), and no more text than one
+ * frame of `maxFrameBytes` (so an empty queue always takes a frame in).
+ */
+export function queueLimits(
+  limits: ConnectionLimits,
+  maxFrameBytes: number,
+): { frames: number; size: number } {
+  return { frames: limits.rateBurst, size: maxFrameBytes };
+}
+
 /** What every socket of a server shares: one object for all, nothing held per socket. */
 export interface ConnectionDeps {
   service: ChatService;
@@ -82,8 +94,10 @@ export class Connection {
   #lastSeqSent = new Map<string, number>();
   #cleanups: Array<() => void> = [];
   #bucket: TokenBucket;
-  /** Frames refused in a row by the rate limit. */
+  /** Frames refused in a row by the rate limit or the queue bound. */
   #strikes = 0;
+  /** Client frames waiting for their turn in `#queue`, and their size in UTF-16 code units. */
+  #waiting = { frames: 0, size: 0 };
 
   constructor(
     socket: WebSocket,
@@ -313,7 +327,7 @@ export class Connection {
     }
     if (typeof data !== "string") {
       // counted like any frame: a flood of binary frames is refused and closed like text ones
-      if (this.#overRate({})) return;
+      if (this.#refused({}, 0)) return;
       this.#deps.instruments?.errors.inc({ code: "invalid_frame" });
       return this.#send(
         {
@@ -324,22 +338,36 @@ export class Connection {
       );
     }
     const frame = parseClientFrame(data);
-    if (this.#overRate(frame)) return;
+    // what the parsed frame holds while it waits: its text, give or take the JSON around it
+    const size = isFrameProblem(frame) ? 0 : data.length;
+    if (this.#refused(frame, size)) return;
     if (isFrameProblem(frame)) {
       const { code, ...rest } = frame;
       this.#deps.instruments?.errors.inc({ code });
       return this.#send({ type: "error", code, ...rest } satisfies ErrorFrame);
     }
-    this.#queue = this.#queue.then(() => this.#handle(frame));
+    const waiting = this.#waiting;
+    waiting.frames++;
+    waiting.size += size;
+    this.#queue = this.#queue.then(() => {
+      waiting.frames--;
+      waiting.size -= size;
+      return this.#handle(frame);
+    });
   }
 
   /**
-   * Takes a token for one client frame. Without one the frame is refused with `rate_limited`
-   * (echoing what could be read of it), and the socket closed with 4429 once `floodLimit`
-   * frames in a row were refused; true when refused.
+   * Takes a token for one client frame, and room in the queue for one of `size` (0: it is not
+   * queued). Without either the frame is refused with `rate_limited` (echoing what could be
+   * read of it), and the socket closed with 4429 once `floodLimit` frames in a row were
+   * refused; true when refused. The queue bound is what keeps a client that is within its
+   * rate from piling up frames, and the memory they hold, behind slow actions.
    */
-  #overRate(frame: { request_id?: string | undefined; action?: string | undefined }): boolean {
-    if (this.#bucket.take()) {
+  #refused(
+    frame: { request_id?: string | undefined; action?: string | undefined },
+    size: number,
+  ): boolean {
+    if ((size === 0 || this.#hasRoom(size)) && this.#bucket.take()) {
       this.#strikes = 0;
       return false;
     }
@@ -358,6 +386,11 @@ export class Connection {
       } satisfies ErrorFrame,
     );
     return true;
+  }
+
+  #hasRoom(size: number): boolean {
+    const bound = queueLimits(this.#deps.limits, this.#deps.maxFrameBytes);
+    return this.#waiting.frames < bound.frames && this.#waiting.size + size <= bound.size;
   }
 
   async #handle(frame: ClientFrame): Promise<void> {
