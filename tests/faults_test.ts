@@ -29,10 +29,12 @@ const settings = {
 };
 
 /** A cluster whose one instance reaches its database through a proxy the test controls. */
-async function clusterBehindProxy(options: { grpc?: boolean; env?: Record<string, string> } = {}) {
+async function clusterBehindProxy(
+  options: { grpc?: boolean; nats?: boolean; env?: Record<string, string> } = {},
+) {
   const cluster = await startCluster({
     instances: 0,
-    nats: false,
+    nats: options.nats ?? false,
     env: { ...settings, ...options.env },
     ...(options.grpc ? { grpc: true } : {}),
   });
@@ -263,6 +265,30 @@ Deno.test("with PostgreSQL stalled, frames piling up behind a stuck action are r
     2,
     "a refused frame is answered once and never handled later",
   );
+});
+
+Deno.test("a vendor member removed while their socket is still reading its membership is closed 4403 once it is read", async () => {
+  // the socket's instance reads PostgreSQL through the proxy; the removal is made on a second
+  // instance that reaches it directly, and travels to the first on NATS
+  await using setup = await clusterBehindProxy({ nats: true });
+  const { cluster, proxy } = setup;
+  await cluster.startInstance();
+  const admin = cluster.instances[1]!.service.chat;
+  const chat = await admin.createChat("cust-1", "vend-1");
+  await admin.addVendorMember("vend-1", "agent-1", "agent");
+  // an open socket of the member on the same instance shows when the removal has arrived there
+  await using witness = await joinChat(cluster, "agent-1", chat.id);
+
+  // the database has answered the membership read, but the answer is held on its way back
+  proxy.stall("downstream");
+  await using starting = await cluster.openChat("agent-1", chat.id);
+  await proxy.held();
+  await admin.removeVendorMember("vend-1", "agent-1");
+  assert.equal((await within(witness.closed, 5_000, "the witness's close")).code, 4403);
+
+  proxy.restore();
+  assert.equal((await within(starting.closed, 5_000, "the starting socket's close")).code, 4403);
+  assert.deepEqual(starting.pending("latest_chat"), [], "nothing of the chat was sent");
 });
 
 Deno.test("with NATS away, the sending instance's sockets still get every message, and another instance's catch up in seq order once NATS is back", async () => {

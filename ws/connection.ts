@@ -88,6 +88,11 @@ export class Connection {
   /** Live events that arrived while the first frames were being prepared. */
   #early: Delivery[] = [];
   /**
+   * Vendors whose membership was revoked while memberships were being read from the store: the
+   * event finds nothing to drop until they are kept, so `#keep` applies it then.
+   */
+  #revokedWhileReading: Set<string> | undefined;
+  /**
    * Highest seq sent per chat where a page from the store and live events overlap (the first
    * page on the single-chat endpoint, the history of a chat taken in later).
    */
@@ -165,8 +170,10 @@ export class Connection {
     try {
       this.#hold(feed.onUser(this.userId, (event) => this.#onUserEvent(event)));
       if (this.endpoint.kind === "chat") {
+        this.#revokedWhileReading = new Set();
         const membership = await service.joinChat(this.userId, this.endpoint.chatId);
-        this.memberships.set(membership.chat.id, membership);
+        this.#keep([membership]);
+        if (this.#closed) return;
         await this.#follow([membership.chat.id]);
         const page = await service.history(membership.chat, { limit: 50 });
         this.#lastSeqSent.set(membership.chat.id, page.items.at(-1)?.seq ?? 0);
@@ -178,8 +185,9 @@ export class Connection {
         });
         this.#send({ type: "unread_messages", ...(await service.unread(membership)) });
       } else {
+        this.#revokedWhileReading = new Set();
         const { chats, vendors } = await service.joinAllChats(this.userId);
-        for (const membership of chats) this.memberships.set(membership.chat.id, membership);
+        this.#keep(chats);
         // Members of a vendor hear of the vendor's new chats on the vendor's subject.
         for (const vendorId of vendors) {
           this.#hold(feed.onUser(vendorId, (event) => this.#onUserEvent(event)));
@@ -201,6 +209,14 @@ export class Connection {
   async #follow(chatIds: string[]): Promise<void> {
     if (this.#closed || chatIds.length === 0) return;
     this.#hold(await this.#deps.feed.join(chatIds, (delivery) => this.#deliver(delivery)));
+  }
+
+  /** Keeps memberships read from the store, less what was revoked while they were read. */
+  #keep(memberships: Membership[]): void {
+    for (const membership of memberships) this.memberships.set(membership.chat.id, membership);
+    const revoked = this.#revokedWhileReading ?? new Set();
+    this.#revokedWhileReading = undefined;
+    for (const vendorId of revoked) this.#dropVendor(vendorId);
   }
 
   #deliver(delivery: Delivery): void {
@@ -255,6 +271,7 @@ export class Connection {
         return;
       case "membership_revoked":
         if (event.user_id !== this.userId) return;
+        this.#revokedWhileReading?.add(event.vendor_id);
         this.#dropVendor(event.vendor_id);
         return;
     }
@@ -271,8 +288,10 @@ export class Connection {
     const adopting = this.#adopting ??= new Map();
     adopting.set(chatId, held);
     try {
+      this.#revokedWhileReading = new Set();
       const membership = await this.#deps.service.membership(this.userId, chatId);
-      this.memberships.set(chatId, membership);
+      this.#keep([membership]);
+      if (!this.memberships.has(chatId)) return;
       await this.#follow([chatId]);
       const page = await this.#deps.service.history(membership.chat, {
         limit: 100,
@@ -296,10 +315,13 @@ export class Connection {
     if (this.#closed) return;
     try {
       this.#hold(this.#deps.feed.onUser(vendorId, (event) => this.#onUserEvent(event)));
+      this.#revokedWhileReading = new Set();
       const { chats } = await this.#deps.service.joinAllChats(this.userId);
       const fresh = chats.filter((membership) => !this.memberships.has(membership.chat.id));
-      for (const membership of fresh) this.memberships.set(membership.chat.id, membership);
-      await this.#follow(fresh.map((membership) => membership.chat.id));
+      this.#keep(fresh);
+      await this.#follow(
+        fresh.map((membership) => membership.chat.id).filter((id) => this.memberships.has(id)),
+      );
       // the list changed under the client: send it again, as on connect
       const page = await this.#deps.service.listChats(this.userId);
       this.#send({ type: "chats", chats: page.items, has_more: page.has_more });
