@@ -88,8 +88,11 @@ export class TestSocket implements AsyncDisposable {
     const match = new Promise<Frame>((resolve, reject) => {
       waiter = () => {
         const frame = find();
-        if (frame) resolve(frame);
-        else if (this.#socket.readyState === WebSocket.CLOSED) {
+        // off the list at once: frames that come before the promise settles are for others
+        if (frame) {
+          this.#waiters.delete(waiter);
+          resolve(frame);
+        } else if (this.#socket.readyState === WebSocket.CLOSED) {
           reject(new Error(`socket closed while waiting for ${what}`));
         }
       };
