@@ -224,10 +224,9 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
      */
     async shutdown(signal?: AbortSignal): Promise<void> {
       draining = true;
+      const open = [...connections];
       const closing = Promise.all(
-        [...connections].map((connection) =>
-          connection.shutdown(CloseCode.restarting, "server shutting down")
-        ),
+        open.map((connection) => connection.shutdown(CloseCode.restarting, "server shutting down")),
       );
       const { promise: aborted, resolve } = Promise.withResolvers<void>();
       const onAbort = () => resolve();
@@ -238,15 +237,13 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
       } finally {
         signal?.removeEventListener("abort", onAbort);
       }
-      const remaining = [...connections];
-      for (const connection of remaining) {
+      for (const connection of [...connections]) {
         connection.close(CloseCode.restarting, "server shutting down");
       }
-      // the close frames must be out before the server stops, or clients see 1001 instead
-      await settledWithin(
-        remaining.map((connection) => connection.handshakeClosed()),
-        CLOSE_GRACE_MS,
-      );
+      // The close frames must be out before the server stops, or clients see 1001 instead:
+      // also those of sockets that closed themselves (and left `connections`) but whose
+      // handshake was still going on when time ran out.
+      await settledWithin(open.map((connection) => connection.handshakeClosed()), CLOSE_GRACE_MS);
     },
     /** Tells every socket to reconnect elsewhere (1012). */
     closeAll(code: number = CloseCode.restarting, reason = "server shutting down"): void {
