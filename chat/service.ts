@@ -1,6 +1,6 @@
 import { createAdminOperations } from "./admin_operations.ts";
 import { ChatError } from "./errors.ts";
-import type { Audience, ChatEnvelope, ChatFrame, UserEvent } from "./events.ts";
+import type { Audience, ChatFrame, UserEvent } from "./events.ts";
 import { createChatMedia } from "./media.ts";
 import type {
   ByteRange,
@@ -232,27 +232,24 @@ export function createChatService(deps: ChatServiceDeps) {
           deps.onError?.(error, "unread snapshot after a send");
           return undefined;
         });
-      const frame = `{"type":"chat_message","chat_id":${JSON.stringify(chat.id)},"message":${
-        jsonOf(stored)
-      }}`;
-      const envelope: ChatEnvelope = {
+      events.publishChat(chat.id, {
         chat: { user_id: chat.user_id, vendor_id: chat.vendor_id },
         audience: { to: "all" },
         frame: { type: "chat_message", chat_id: chat.id, message },
         sent_at: now(),
-      };
-      if (unread === undefined) events.publishChat(chat.id, envelope, { frame });
-      else {
-        envelope.unread = {
-          side: receiverSide,
-          count: unread.count,
-          seqs: unread.messages.map((unreadMessage) => unreadMessage.seq),
-        };
-        events.publishChat(chat.id, envelope, {
-          frame,
-          unreadMessages: unread.messages.map(jsonOf),
-        });
-      }
+        ...(unread && {
+          unread: {
+            side: receiverSide,
+            count: unread.count,
+            seqs: unread.messages.map((unreadMessage) => unreadMessage.seq),
+          },
+        }),
+      }, {
+        frame: `{"type":"chat_message","chat_id":${JSON.stringify(chat.id)},"message":${
+          jsonOf(stored)
+        }}`,
+        ...(unread && { unreadMessages: unread.messages.map(jsonOf) }),
+      });
       return { message, duplicate };
     },
 

@@ -3,27 +3,11 @@ import postgres from "postgres";
 import { ChatError } from "../chat/errors.ts";
 import type { ChatStore, NewMessage } from "../chat/ports.ts";
 import { type Chat, UNREAD_PREVIEW_LIMIT } from "../chat/types.ts";
-import { freshDatabase } from "../tests/support/database.ts";
+import { freshDatabase, fromAlice } from "../tests/support/database.ts";
 import { within } from "../tests/support/wait.ts";
 import { STORE_TIMEOUT_MS } from "./errors.ts";
 import { writerLaneOf } from "./message_writer.ts";
 import { createPostgresStore } from "./postgres_store.ts";
-
-/** A text message from alice, the customer, to acme in `chatId`. */
-const fromAlice = (
-  chatId: string,
-  content: string,
-  clientId: string | null = null,
-): NewMessage => ({
-  chat_id: chatId,
-  sender_id: "alice",
-  sender_side: "customer",
-  receiver_id: "acme",
-  media_type: "text",
-  content,
-  media_id: null,
-  client_id: clientId,
-});
 
 Deno.test("a message the database refuses fails alone, not the group commit it was written with", async () => {
   await using database = await freshDatabase();

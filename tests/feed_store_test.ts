@@ -12,7 +12,7 @@ import type { ChatStore, MediaPort } from "../chat/ports.ts";
 import { createChatService } from "../chat/service.ts";
 import { type Chat, toClientMessage } from "../chat/types.ts";
 import { createPostgresStore } from "../db/postgres_store.ts";
-import { freshDatabase } from "./support/database.ts";
+import { freshDatabase, fromAlice } from "./support/database.ts";
 
 /**
  * A feed on a fresh database with one chat, whose store's getChat waits for `chatRead` to be
@@ -69,17 +69,7 @@ async function feedOnStore(
         chat,
         seqs,
         events,
-        storeQuietly: (content) =>
-          store.insertMessage({
-            chat_id: chat.id,
-            sender_id: "alice",
-            sender_side: "customer",
-            receiver_id: "acme",
-            media_type: "text",
-            content,
-            media_id: null,
-            client_id: null,
-          }),
+        storeQuietly: (content) => store.insertMessage(fromAlice(chat.id, content)),
         holdChatRead: ({ fail = false }) => {
           let release!: () => void;
           let reached!: () => void;

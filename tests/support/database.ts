@@ -1,4 +1,5 @@
 import postgres from "postgres";
+import type { NewMessage } from "../../chat/ports.ts";
 import { migrate, readMigrations } from "../../db/migrate.ts";
 
 /** The server tests run against; CI and the dev machine have one at this address. */
@@ -70,3 +71,19 @@ export async function freshDatabase(): Promise<{ url: string } & AsyncDisposable
     },
   };
 }
+
+/** A text message from alice, the customer, to acme in `chatId`, as a store takes it. */
+export const fromAlice = (
+  chatId: string,
+  content: string,
+  clientId: string | null = null,
+): NewMessage => ({
+  chat_id: chatId,
+  sender_id: "alice",
+  sender_side: "customer",
+  receiver_id: "acme",
+  media_type: "text",
+  content,
+  media_id: null,
+  client_id: clientId,
+});
