@@ -10,7 +10,14 @@ import { failure, Status } from "./support/admin_client.ts";
 import { startNatsServer } from "./support/nats_server.ts";
 import { sample } from "./support/service_process.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
-import { joinChat, messageWithSeq, refused, sendText, stillServes } from "./support/steps.ts";
+import {
+  joinAllChats,
+  joinChat,
+  messageWithSeq,
+  refused,
+  sendText,
+  stillServes,
+} from "./support/steps.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 import type { Frame } from "./support/ws_client.ts";
 import { within } from "./support/wait.ts";
@@ -289,6 +296,52 @@ Deno.test("a vendor member removed while their socket is still reading its membe
   proxy.restore();
   assert.equal((await within(starting.closed, 5_000, "the starting socket's close")).code, 4403);
   assert.deepEqual(starting.pending("latest_chat"), [], "nothing of the chat was sent");
+});
+
+Deno.test("a member added to a vendor and removed again while their chats socket reads the vendor's chats is left without them", async () => {
+  await using setup = await clusterBehindProxy({ nats: true });
+  const { cluster, proxy } = setup;
+  await cluster.startInstance();
+  const admin = cluster.instances[1]!.service.chat;
+  const ownChat = await admin.createChat("cust-1", "vend-1");
+  const otherChat = await admin.createChat("cust-2", "vend-2");
+  await admin.addVendorMember("vend-1", "agent-1", "agent");
+  await using agentAll = await joinAllChats(cluster, "agent-1");
+  // Sockets closed by an operator's disconnect published right after an event: NATS keeps one
+  // publisher's order, so when one closes, the event before it has arrived.
+  await using addWitness = await joinAllChats(cluster, "cust-8");
+  await using removeWitness = await joinAllChats(cluster, "cust-9");
+  const arrived = async (witness: typeof addWitness, userId: string) => {
+    await admin.disconnectUser(userId, { moderator_id: "mod", reason: "witness" });
+    assert.equal((await within(witness.closed, 5_000, `${userId}'s close`)).code, 4408);
+  };
+
+  // Every connection of the instance's pool is opened now (they open on demand): a connection
+  // opened during the stall could not send the read before the removal is committed.
+  const warmers = await Promise.all(
+    Array.from({ length: 8 }, (_, index) => joinAllChats(cluster, `warmer-${index}`)),
+  );
+  for (const warmer of warmers) await warmer.close();
+  // the database answers the read of agent-1's chats that the addition starts, but the
+  // answer is held
+  proxy.stall("downstream");
+  await admin.addVendorMember("vend-2", "agent-1", "agent");
+  await arrived(addWitness, "cust-8");
+  await proxy.held();
+  await admin.removeVendorMember("vend-2", "agent-1");
+  await arrived(removeWitness, "cust-9");
+
+  proxy.restore();
+  const list = await agentAll.nextOfType("chats");
+  assert.deepEqual(list.chats.map((item: Frame) => item.chat_id), [ownChat.id]);
+  await refused(agentAll, { action: "unread_message", chat_id: otherChat.id }, "forbidden");
+  // the other vendor's messages do not reach the socket; its own vendor's still do
+  await using otherCustomer = await joinChat(cluster, "cust-2", otherChat.id, 1);
+  await using ownCustomer = await joinChat(cluster, "cust-1", ownChat.id, 1);
+  await sendText(otherCustomer, "vend-2", "not for agent-1");
+  const sent = await sendText(ownCustomer, "vend-1", "for agent-1");
+  assert.deepEqual((await agentAll.nextOfType("chat_message")).message, sent);
+  assert.deepEqual(agentAll.pending("chat_message"), []);
 });
 
 Deno.test("with NATS away, the sending instance's sockets still get every message, and another instance's catch up in seq order once NATS is back", async () => {

@@ -92,6 +92,8 @@ export class Connection {
    * event finds nothing to drop until they are kept, so `#keep` applies it then.
    */
   #revokedWhileReading: Set<string> | undefined;
+  /** The vendors whose user events (new chats) a member's chats socket hears, each with its stop. */
+  #vendors = new Map<string, () => void>();
   /**
    * Highest seq sent per chat where a page from the store and live events overlap (the first
    * page on the single-chat endpoint, the history of a chat taken in later).
@@ -188,10 +190,7 @@ export class Connection {
         this.#revokedWhileReading = new Set();
         const { chats, vendors } = await service.joinAllChats(this.userId);
         this.#keep(chats);
-        // Members of a vendor hear of the vendor's new chats on the vendor's subject.
-        for (const vendorId of vendors) {
-          this.#hold(feed.onUser(vendorId, (event) => this.#onUserEvent(event)));
-        }
+        this.#hearVendors(vendors);
         await this.#follow(chats.map((membership) => membership.chat.id));
         const page = await service.listChats(this.userId);
         this.#send({ type: "chats", chats: page.items, has_more: page.has_more });
@@ -314,23 +313,67 @@ export class Connection {
   async #adoptVendor(vendorId: string): Promise<void> {
     if (this.#closed) return;
     try {
-      this.#hold(this.#deps.feed.onUser(vendorId, (event) => this.#onUserEvent(event)));
-      this.#revokedWhileReading = new Set();
-      const { chats } = await this.#deps.service.joinAllChats(this.userId);
-      const fresh = chats.filter((membership) => !this.memberships.has(membership.chat.id));
-      this.#keep(fresh);
-      await this.#follow(
-        fresh.map((membership) => membership.chat.id).filter((id) => this.memberships.has(id)),
-      );
-      // the list changed under the client: send it again, as on connect
-      const page = await this.#deps.service.listChats(this.userId);
-      this.#send({ type: "chats", chats: page.items, has_more: page.has_more });
+      // heard from before the read: a chat the vendor gets meanwhile is not missed
+      this.#hearVendors([vendorId]);
+      await this.#refreshChats();
+      await this.#sendChatList();
     } catch (error) {
       this.#deps.onError(error, "adopt vendor chats", this);
     }
   }
 
+  /**
+   * Reads the user's chats again: keeps and follows the ones gained, drops the ones lost, and
+   * hears exactly the vendors the user acts for. True when the chats changed.
+   */
+  async #refreshChats(): Promise<boolean> {
+    const revokedMeanwhile = this.#revokedWhileReading = new Set<string>();
+    const read = await this.#deps.service.joinAllChats(this.userId);
+    const { chats } = read;
+    const vendors = read.vendors.filter((vendorId) => !revokedMeanwhile.has(vendorId));
+    const stored = new Set(chats.map((membership) => membership.chat.id));
+    let changed = false;
+    for (const chatId of this.memberships.keys()) {
+      if (stored.has(chatId)) continue;
+      this.memberships.delete(chatId);
+      changed = true;
+    }
+    const fresh = chats.filter((membership) => !this.memberships.has(membership.chat.id));
+    this.#keep(fresh);
+    for (const vendorId of this.#vendors.keys()) {
+      if (!vendors.includes(vendorId)) this.#stopHearing(vendorId);
+    }
+    this.#hearVendors(vendors);
+    await this.#follow(
+      fresh.map((membership) => membership.chat.id).filter((id) => this.memberships.has(id)),
+    );
+    return changed || fresh.length > 0;
+  }
+
+  /** The chat list changed under the client: it is sent again, as on connect. */
+  async #sendChatList(): Promise<void> {
+    const page = await this.#deps.service.listChats(this.userId);
+    this.#send({ type: "chats", chats: page.items, has_more: page.has_more });
+  }
+
+  /** Members of a vendor hear of the vendor's new chats on the vendor's subject. */
+  #hearVendors(vendorIds: readonly string[]): void {
+    for (const vendorId of vendorIds) {
+      if (this.#closed || this.#vendors.has(vendorId)) continue;
+      this.#vendors.set(
+        vendorId,
+        this.#deps.feed.onUser(vendorId, (event) => this.#onUserEvent(event)),
+      );
+    }
+  }
+
+  #stopHearing(vendorId: string): void {
+    this.#vendors.get(vendorId)?.();
+    this.#vendors.delete(vendorId);
+  }
+
   #dropVendor(vendorId: string): void {
+    this.#stopHearing(vendorId);
     for (const [chatId, membership] of this.memberships) {
       const { chat, side } = membership;
       if (chat.vendor_id !== vendorId || side !== "vendor" || this.userId === vendorId) continue;
@@ -493,6 +536,7 @@ export class Connection {
     if (this.#closed) return;
     this.#closed = true;
     for (const cleanup of this.#cleanups.splice(0)) cleanup();
+    for (const vendorId of [...this.#vendors.keys()]) this.#stopHearing(vendorId);
     this.#early = [];
     this.#deps.onClose(this, code);
   }
