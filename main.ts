@@ -140,6 +140,8 @@ export async function startService(config: Config): Promise<RunningService> {
           // meanwhile, the others learn of from each chat's newest message sent again
           feed?.catchUp().catch((error) => logError(error, "catch up after reconnect"));
           feed?.republishRecent();
+          // user events have no seq: every instance checks its sockets against the store
+          feed?.requestResync();
         },
       });
     } else {

@@ -8,6 +8,8 @@ export interface Subjects {
   readonly allChats: string;
   /** Every user's events: one subscription per instance, routed to sockets in memory. */
   readonly allUsers: string;
+  /** Requests that every instance check its sockets' access against the store. */
+  readonly resync: string;
 }
 
 const prefixShape = /^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$/;
@@ -29,6 +31,7 @@ export function createSubjects(prefix: string): Subjects {
     user: (userId) => `${prefix}.user.${token(userId)}`,
     allChats: `${prefix}.chat.*`,
     allUsers: `${prefix}.user.*`,
+    resync: `${prefix}.resync`,
   };
 }
 

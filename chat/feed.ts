@@ -95,6 +95,8 @@ export function createChatFeed(
    */
   const userListeners = new Map<string, Set<UserListener>>();
   let unsubscribeUsers: (() => void) | undefined;
+  const resyncListeners = new Set<() => void>();
+  let unsubscribeResync: (() => void) | undefined;
   function rememberNewest(chatId: string, payload: Uint8Array) {
     recent.delete(chatId);
     recent.set(chatId, { payload, at: Date.now() });
@@ -345,6 +347,35 @@ export function createChatFeed(
         if (at < since) recent.delete(chatId);
         else bus.publish(subjects.chat(chatId), payload);
       }
+    },
+
+    /**
+     * After this instance's bus came back. User events (bans, disconnects, membership changes,
+     * new chats) published while it was away are lost: its own to the other instances, theirs
+     * to it. Unlike messages they have no seq that shows the gap, so every instance, this one
+     * included, is asked to check its sockets' access against the store.
+     */
+    requestResync(): void {
+      bus.publish(subjects.resync, new Uint8Array());
+    },
+
+    /** Calls `listener` on every resync request, this instance's and the others'. */
+    onResync(listener: () => void): () => void {
+      resyncListeners.add(listener);
+      unsubscribeResync ??= bus.subscribe(subjects.resync, () => {
+        for (const each of [...resyncListeners]) {
+          try {
+            each();
+          } catch (error) {
+            onError(error, "resync listener");
+          }
+        }
+      });
+      return () => {
+        if (!resyncListeners.delete(listener) || resyncListeners.size > 0) return;
+        unsubscribeResync?.();
+        unsubscribeResync = undefined;
+      };
     },
 
     publishUser(userId: string, event: UserEvent): void {

@@ -73,3 +73,31 @@ Deno.test("a user listener that throws is reported and the others still hear the
   assert.deepEqual(heard, [event]);
   assert.deepEqual(errors, ["user listener"]);
 });
+
+Deno.test("a resync request reaches every resync listener through one bus subscription, and a throwing one is reported", () => {
+  const { bus, held } = countingBus();
+  const subjects = createSubjects("test");
+  const errors: string[] = [];
+  const feed = createChatFeed({ bus, store: {} as ChatStore, subjects }, {
+    onError: (_error, context) => errors.push(context),
+  });
+  const heard: string[] = [];
+  const stopFirst = feed.onResync(() => heard.push("first"));
+  const stopBroken = feed.onResync(() => {
+    throw new Error("listener broke");
+  });
+  const stopSecond = feed.onResync(() => heard.push("second"));
+  assert.deepEqual([...held], [[subjects.resync, 1]]);
+
+  feed.requestResync();
+  assert.deepEqual(heard, ["first", "second"]);
+  assert.deepEqual(errors, ["resync listener"]);
+
+  stopFirst();
+  stopBroken();
+  // another instance's request arrives on the same subject
+  bus.publish(subjects.resync, new Uint8Array());
+  assert.deepEqual(heard, ["first", "second", "second"]);
+  stopSecond();
+  assert.equal(held.get(subjects.resync), 0, "the last listener gave the subscription up");
+});

@@ -48,6 +48,7 @@ export interface Subjects {
   user(userId: string): string;
   readonly allChats: string;
   readonly allUsers: string;
+  readonly resync: string;
 }
 
 export interface NewMessage {

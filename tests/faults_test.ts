@@ -68,6 +68,34 @@ async function clusterBehindProxy(
   };
 }
 
+/**
+ * Two instances on a NATS server of their own: the first reaches it directly, the second
+ * through a proxy the test can cut.
+ */
+async function natsCutToSecondInstance() {
+  const nats = await startNatsServer();
+  const target = new URL(nats.url);
+  const proxy = startTcpProxy({ hostname: target.hostname, port: Number(target.port) });
+  const cluster = await startCluster({ instances: 0, env: settings });
+  const setup = {
+    cluster,
+    proxy,
+    async [Symbol.asyncDispose]() {
+      await cluster[Symbol.asyncDispose]();
+      await proxy[Symbol.asyncDispose]();
+      await nats[Symbol.asyncDispose]();
+    },
+  };
+  try {
+    await cluster.startInstance({ NATS_URL: nats.url });
+    await cluster.startInstance({ NATS_URL: `nats://127.0.0.1:${proxy.port}` });
+  } catch (error) {
+    await setup[Symbol.asyncDispose]();
+    throw error;
+  }
+  return setup;
+}
+
 async function readyz(cluster: TestCluster, instance = 0) {
   const response = await fetch(`${cluster.instances[instance]!.httpUrl}/readyz`);
   return { status: response.status, body: await response.json() };
@@ -404,12 +432,8 @@ Deno.test("with NATS away, the sending instance's sockets still get every messag
 });
 
 Deno.test("an instance cut off from NATS while the others publish catches its sockets up from the store on reconnect", async () => {
-  await using nats = await startNatsServer();
-  const target = new URL(nats.url);
-  await using proxy = startTcpProxy({ hostname: target.hostname, port: Number(target.port) });
-  await using cluster = await startCluster({ instances: 0, env: settings });
-  await cluster.startInstance({ NATS_URL: nats.url });
-  await cluster.startInstance({ NATS_URL: `nats://127.0.0.1:${proxy.port}` });
+  await using setup = await natsCutToSecondInstance();
+  const { cluster, proxy } = setup;
   const chat = await cluster.main.service.chat.createChat("alice", "acme");
   await using alice = await joinChat(cluster, "alice", chat.id, 0);
   await using acme = await joinChat(cluster, "acme", chat.id, 1);
@@ -438,4 +462,71 @@ Deno.test("an instance cut off from NATS while the others publish catches its so
   await sendText(alice, "acme", "after");
   await messageWithSeq(acme, missed + 2);
   assert.deepEqual(acme.pending("chat_message"), [], "no message reached the socket twice");
+});
+
+/**
+ * A member removal, a ban and a new chat made while one of two instances is cut off from NATS.
+ * Their user events are lost on the bus whichever side was cut off: the instance that made
+ * them (`sockets: 0`: its publishes are dropped when the NATS client redials) or the instance
+ * whose sockets they concern (`sockets: 1`: it was not subscribed meanwhile).
+ */
+async function accessChangedAcrossCut(sockets: 0 | 1) {
+  await using setup = await natsCutToSecondInstance();
+  const { cluster, proxy } = setup;
+  const elsewhere = sockets === 0 ? 1 : 0;
+  // made where the sockets will be: their events are handed out there at once, to no one,
+  // and cannot reach a socket opened afterwards
+  const here = cluster.instances[sockets]!.service.chat;
+  await here.addVendorMember("vend-1", "agent-1", "agent");
+  const chat = await here.createChat("cust-1", "vend-1");
+  const spammersChat = await here.createChat("cust-2", "vend-1");
+  await using agent = await joinChat(cluster, "agent-1", chat.id, sockets);
+  await using agentAll = await joinAllChats(cluster, "agent-1", sockets);
+  await using spammer = await joinChat(cluster, "cust-2", spammersChat.id, sockets);
+  await using newcomerAll = await joinAllChats(cluster, "cust-3", sockets);
+  await using bystander = await joinChat(cluster, "cust-1", chat.id, sockets);
+  await using bystanderAll = await joinAllChats(cluster, "cust-1", sockets);
+
+  await proxy.cut();
+  const changes = cluster.instances[elsewhere]!.service.chat;
+  await changes.removeVendorMember("vend-1", "agent-1");
+  await changes.banUser("cust-2", 0, { moderator_id: "mod", reason: "spam" });
+  const created = await changes.createChat("cust-3", "vend-2");
+  assert.equal((await readyz(cluster, 1)).status, 503, "the second instance is cut off");
+  // lost, not late: nothing has reached the sockets
+  await stillServes(agent);
+  await stillServes(spammer);
+
+  const restoredAt = performance.now();
+  proxy.restore();
+  const closes = await within(
+    Promise.all([agent.closed, spammer.closed]),
+    15_000,
+    "the removed member's and the banned user's sockets to close",
+  );
+  report(
+    `user events lost while instance ${1 - sockets} was cut off: sockets checked against the ` +
+      `store ${Math.round(performance.now() - restoredAt)} ms after the cut was restored`,
+  );
+  assert.deepEqual(closes.map((info) => info.code), [4403, 4403]);
+  assert.deepEqual((await agentAll.nextOfType("chats", 15_000)).chats, []);
+  await refused(agentAll, { action: "unread_message", chat_id: chat.id }, "forbidden");
+  const list = await newcomerAll.nextOfType("chats", 15_000);
+  assert.deepEqual(list.chats.map((item: Frame) => item.chat_id), [created.id]);
+  // the new chat is followed from now on, across instances
+  await using vendor = await joinChat(cluster, "vend-2", created.id, elsewhere);
+  const sent = await sendText(vendor, "cust-3", "welcome");
+  assert.deepEqual((await newcomerAll.nextOfType("chat_message")).message, sent);
+  // sockets whose access did not change are left alone: open, and no list sent again
+  await stillServes(bystander);
+  await stillServes(bystanderAll, chat.id);
+  assert.deepEqual(bystanderAll.pending("chats"), []);
+}
+
+Deno.test("a member removal, a ban and a new chat made on an instance cut off from NATS reach the other instance's sockets once it is back", async () => {
+  await accessChangedAcrossCut(0);
+});
+
+Deno.test("an instance cut off from NATS while a member is removed, a user banned and a chat created elsewhere checks its sockets against the store once it is back", async () => {
+  await accessChangedAcrossCut(1);
 });

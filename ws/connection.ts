@@ -323,6 +323,35 @@ export class Connection {
   }
 
   /**
+   * Checks this socket's access against the store, for user events the bus may have lost (see
+   * ChatFeed.requestResync): a banned user, or one no longer in the chat, is closed with 4403;
+   * on `/v1/ws/chats/` the chats lost are dropped, those gained are taken in, and the list is
+   * sent again when it changed. Never rejects.
+   */
+  checkAccess(): Promise<void> {
+    const checked = this.#queue.then(() => this.#checkAccess());
+    this.#queue = checked;
+    return checked;
+  }
+
+  async #checkAccess(): Promise<void> {
+    if (this.#closed || this.#stopping) return;
+    try {
+      if (this.endpoint.kind === "chat") {
+        await this.#deps.service.joinChat(this.userId, this.endpoint.chatId);
+      } else if (await this.#refreshChats()) {
+        await this.#sendChatList();
+      }
+    } catch (error) {
+      if (error instanceof ChatError && error.code === "forbidden") {
+        return this.close(CloseCode.forbidden, error.message);
+      }
+      // the access stays as it was; the next reconnect checks again
+      this.#deps.onError(error, "check access", this);
+    }
+  }
+
+  /**
    * Reads the user's chats again: keeps and follows the ones gained, drops the ones lost, and
    * hears exactly the vendors the user acts for. True when the chats changed.
    */
