@@ -170,6 +170,12 @@ export function createChatService(deps: ChatServiceDeps) {
       return { chats, vendors };
     },
 
+    /** True when an operator disconnected the user after `since` (ms since the epoch). */
+    async disconnectedAfter(userId: string, since: number): Promise<boolean> {
+      const at = await store.lastOperatorDisconnect(userId);
+      return at !== null && at.getTime() > since;
+    },
+
     /** The user's side in one chat they may see (used on `/v1/ws/chats/`). */
     async membership(userId: string, chatId: string): Promise<Membership> {
       const membership = await store.membership(chatId, userId);

@@ -401,6 +401,14 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
       return row ? toBan(row) : null;
     },
 
+    async lastOperatorDisconnect(userId) {
+      const [row] = await sql<Array<{ created_at: Date }>>`
+        select created_at from moderation_actions
+        where target_user_id = ${userId} and action = 'disconnect_user'
+        order by created_at desc limit 1`;
+      return row?.created_at ?? null;
+    },
+
     ban({ user_id, moderator_id, reason, expires_at }, options = {}) {
       return audited(options.audit, async (db) => {
         const [row] = await db<BanRow[]>`

@@ -261,6 +261,25 @@ for (const backend of backends) {
     assert.equal((await db.store.insertMessage(text(chat, "hi"))).message.seq, 1);
   });
 
+  Deno.test(`${backend.name}: an operator's last disconnect of a user is read from the moderation log`, async () => {
+    await using db = await backend.open();
+    const by = { moderator_id: "mod", target_message_id: null, reason: "support" };
+    const disconnect = (userId: string) =>
+      db.store.recordModeration({ ...by, action: "disconnect_user", target_user_id: userId });
+    assert.equal(await db.store.lastOperatorDisconnect("c"), null);
+    await disconnect("c");
+    const second = await disconnect("c");
+    // neither another action on the user nor a disconnect of someone else counts
+    await db.store.ban({ user_id: "c", moderator_id: "mod", reason: "spam", expires_at: null }, {
+      audit: { ...by, action: "ban_user", target_user_id: "c" },
+    });
+    await disconnect("d");
+    assert.equal(
+      (await db.store.lastOperatorDisconnect("c"))?.getTime(),
+      Date.parse(second.created_at),
+    );
+  });
+
   Deno.test(`${backend.name}: history pages back and forward by seq`, async () => {
     await using db = await backend.open();
     const chat = (await db.store.createChat("c", "v")).chat;

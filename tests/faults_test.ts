@@ -465,7 +465,8 @@ Deno.test("an instance cut off from NATS while the others publish catches its so
 });
 
 /**
- * A member removal, a ban and a new chat made while one of two instances is cut off from NATS.
+ * A member removal, a ban, a new chat and an operator's disconnect made while one of two
+ * instances is cut off from NATS.
  * Their user events are lost on the bus whichever side was cut off: the instance that made
  * them (`sockets: 0`: its publishes are dropped when the NATS client redials) or the instance
  * whose sockets they concern (`sockets: 1`: it was not subscribed meanwhile).
@@ -484,6 +485,7 @@ async function accessChangedAcrossCut(sockets: 0 | 1) {
   await using agentAll = await joinAllChats(cluster, "agent-1", sockets);
   await using spammer = await joinChat(cluster, "cust-2", spammersChat.id, sockets);
   await using newcomerAll = await joinAllChats(cluster, "cust-3", sockets);
+  await using disconnected = await joinAllChats(cluster, "cust-4", sockets);
   await using bystander = await joinChat(cluster, "cust-1", chat.id, sockets);
   await using bystanderAll = await joinAllChats(cluster, "cust-1", sockets);
 
@@ -492,23 +494,25 @@ async function accessChangedAcrossCut(sockets: 0 | 1) {
   await changes.removeVendorMember("vend-1", "agent-1");
   await changes.banUser("cust-2", 0, { moderator_id: "mod", reason: "spam" });
   const created = await changes.createChat("cust-3", "vend-2");
+  await changes.disconnectUser("cust-4", { moderator_id: "mod", reason: "support" });
   assert.equal((await readyz(cluster, 1)).status, 503, "the second instance is cut off");
   // lost, not late: nothing has reached the sockets
   await stillServes(agent);
   await stillServes(spammer);
+  assert.equal(await Promise.race([disconnected.closed.then(() => "closed"), "open"]), "open");
 
   const restoredAt = performance.now();
   proxy.restore();
   const closes = await within(
-    Promise.all([agent.closed, spammer.closed]),
+    Promise.all([agent.closed, spammer.closed, disconnected.closed]),
     15_000,
-    "the removed member's and the banned user's sockets to close",
+    "the removed member's, the banned user's and the disconnected user's sockets to close",
   );
   report(
     `user events lost while instance ${1 - sockets} was cut off: sockets checked against the ` +
       `store ${Math.round(performance.now() - restoredAt)} ms after the cut was restored`,
   );
-  assert.deepEqual(closes.map((info) => info.code), [4403, 4403]);
+  assert.deepEqual(closes.map((info) => info.code), [4403, 4403, 4408]);
   assert.deepEqual((await agentAll.nextOfType("chats", 15_000)).chats, []);
   await refused(agentAll, { action: "unread_message", chat_id: chat.id }, "forbidden");
   const list = await newcomerAll.nextOfType("chats", 15_000);
@@ -523,10 +527,10 @@ async function accessChangedAcrossCut(sockets: 0 | 1) {
   assert.deepEqual(bystanderAll.pending("chats"), []);
 }
 
-Deno.test("a member removal, a ban and a new chat made on an instance cut off from NATS reach the other instance's sockets once it is back", async () => {
+Deno.test("a member removal, a ban, a new chat and a disconnect made on an instance cut off from NATS reach the other instance's sockets once it is back", async () => {
   await accessChangedAcrossCut(0);
 });
 
-Deno.test("an instance cut off from NATS while a member is removed, a user banned and a chat created elsewhere checks its sockets against the store once it is back", async () => {
+Deno.test("an instance cut off from NATS while a member is removed, a user banned, a chat created and a user disconnected elsewhere checks its sockets against the store once it is back", async () => {
   await accessChangedAcrossCut(1);
 });

@@ -100,6 +100,8 @@ export class Connection {
    */
   #lastSeqSent = new Map<string, number>();
   #cleanups: Array<() => void> = [];
+  /** When the socket was taken in (`deps.now()`), for operator disconnects made since. */
+  readonly #openedAt: number;
   #bucket: TokenBucket;
   /** Frames refused in a row by the rate limit or the queue bound. */
   #strikes = 0;
@@ -120,6 +122,7 @@ export class Connection {
     this.endpoint = endpoint;
     this.#deps = deps;
     this.#bucket = new TokenBucket(deps.limits, deps.now);
+    this.#openedAt = deps.now();
     socket.onmessage = (event) => this.receive(event.data);
     socket.onclose = (event) => this.#dispose(event.code);
     if (socket.readyState === WebSocket.CLOSED) {
@@ -324,7 +327,8 @@ export class Connection {
 
   /**
    * Checks this socket's access against the store, for user events the bus may have lost (see
-   * ChatFeed.requestResync): a banned user, or one no longer in the chat, is closed with 4403;
+   * ChatFeed.requestResync): a user an operator disconnected since the socket opened is closed
+   * with 4408, a banned user or one no longer in the chat with 4403;
    * on `/v1/ws/chats/` the chats lost are dropped, those gained are taken in, and the list is
    * sent again when it changed. Never rejects.
    */
@@ -337,6 +341,9 @@ export class Connection {
   async #checkAccess(): Promise<void> {
     if (this.#closed || this.#stopping) return;
     try {
+      if (await this.#deps.service.disconnectedAfter(this.userId, this.#openedAt)) {
+        return this.close(CloseCode.operatorDisconnect, "disconnected by an operator");
+      }
       if (this.endpoint.kind === "chat") {
         await this.#deps.service.joinChat(this.userId, this.endpoint.chatId);
       } else if (await this.#refreshChats()) {
