@@ -9,7 +9,7 @@ import postgres from "postgres";
 import { failure, Status } from "./support/admin_client.ts";
 import { startNatsServer } from "./support/nats_server.ts";
 import { sample } from "./support/service_process.ts";
-import { startCluster, type TestCluster } from "./support/service.ts";
+import { startCluster, TEST_NATS_URL, type TestCluster } from "./support/service.ts";
 import {
   joinAllChats,
   joinChat,
@@ -533,4 +533,42 @@ Deno.test("a member removal, a ban, a new chat and a disconnect made on an insta
 
 Deno.test("an instance cut off from NATS while a member is removed, a user banned, a chat created and a user disconnected elsewhere checks its sockets against the store once it is back", async () => {
   await accessChangedAcrossCut(1);
+});
+
+Deno.test("an access check after a NATS reconnect that the store cannot answer runs again until it can", async () => {
+  // the sockets' instance reaches PostgreSQL through one proxy; the other reaches NATS through
+  // a second, and makes the change while cut off
+  await using setup = await clusterBehindProxy({ nats: true });
+  const { cluster, proxy: database } = setup;
+  const target = new URL(TEST_NATS_URL);
+  await using nats = startTcpProxy({ hostname: target.hostname, port: Number(target.port) });
+  await cluster.startInstance({ NATS_URL: `nats://127.0.0.1:${nats.port}` });
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using spammer = await joinChat(cluster, "cust-1", chat.id, 0);
+
+  await nats.cut();
+  await cluster.instances[1]!.service.chat.banUser("cust-1", 0, {
+    moderator_id: "mod",
+    reason: "spam",
+  });
+  await database.cut();
+  nats.restore();
+  await within(
+    (async () => {
+      while (await metric(cluster, 1, "chat_nats_reconnects_total") < 1) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    })(),
+    10_000,
+    "the second instance to reconnect to NATS",
+  );
+  // the check runs while PostgreSQL is away: the socket stays as it was
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(await Promise.race([spammer.closed.then(() => "closed"), "open"]), "open");
+
+  database.restore();
+  assert.equal(
+    (await within(spammer.closed, 15_000, "the banned user's socket to close")).code,
+    4403,
+  );
 });

@@ -330,31 +330,36 @@ export class Connection {
    * ChatFeed.requestResync): a user an operator disconnected since the socket opened is closed
    * with 4408, a banned user or one no longer in the chat with 4403;
    * on `/v1/ws/chats/` the chats lost are dropped, those gained are taken in, and the list is
-   * sent again when it changed. Never rejects.
+   * sent again when it changed. False when the store could not answer; never rejects.
    */
-  checkAccess(): Promise<void> {
+  checkAccess(): Promise<boolean> {
     const checked = this.#queue.then(() => this.#checkAccess());
-    this.#queue = checked;
+    this.#queue = checked.then(() => {});
     return checked;
   }
 
-  async #checkAccess(): Promise<void> {
-    if (this.#closed || this.#stopping) return;
+  async #checkAccess(): Promise<boolean> {
+    if (this.#closed || this.#stopping) return true;
     try {
       if (await this.#deps.service.disconnectedAfter(this.userId, this.#openedAt)) {
-        return this.close(CloseCode.operatorDisconnect, "disconnected by an operator");
-      }
-      if (this.endpoint.kind === "chat") {
+        this.close(CloseCode.operatorDisconnect, "disconnected by an operator");
+      } else if (this.endpoint.kind === "chat") {
         await this.#deps.service.joinChat(this.userId, this.endpoint.chatId);
       } else if (await this.#refreshChats()) {
         await this.#sendChatList();
       }
+      return true;
     } catch (error) {
       if (error instanceof ChatError && error.code === "forbidden") {
-        return this.close(CloseCode.forbidden, error.message);
+        this.close(CloseCode.forbidden, error.message);
+        return true;
       }
-      // the access stays as it was; the next reconnect checks again
-      this.#deps.onError(error, "check access", this);
+      // the access stays as it was until the check runs again; the store being away is
+      // reported once for all sockets
+      if (!(error instanceof ChatError && error.code === "unavailable")) {
+        this.#deps.onError(error, "check access", this);
+      }
+      return false;
     }
   }
 

@@ -11,6 +11,7 @@ import {
   earlyFrameLimit,
   type Endpoint,
 } from "./connection.ts";
+import { createAccessChecks } from "./access_checks.ts";
 import { overFrameLimit } from "./frame_size.ts";
 import { createExpirySchedule } from "./expiry_schedule.ts";
 import { createMediaRoutes } from "./media_routes.ts";
@@ -93,35 +94,13 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
     ...(deps.instruments ? { instruments: deps.instruments } : {}),
   };
 
-  /** Set while every socket's access is being checked (see checkAccessOfAll). */
-  let checking: Promise<void> | undefined;
-  let checkAgain = false;
-  /**
-   * Checks every open socket's access against the store, when user events may have been lost
-   * on the bus (ChatFeed.requestResync); a few sockets at a time, so sends keep the database's
-   * connections. A request that comes meanwhile runs once more afterwards.
-   */
-  function checkAccessOfAll(): void {
-    if (checking) {
-      checkAgain = true;
-      return;
-    }
-    checking = (async () => {
-      do {
-        checkAgain = false;
-        const pending = [...connections];
-        log.info("checking sockets against the store after a bus reconnect", {
-          sockets: pending.length,
-        });
-        await Promise.all(
-          Array.from({ length: ACCESS_CHECKS_AT_ONCE }, async () => {
-            for (let next = pending.pop(); next; next = pending.pop()) await next.checkAccess();
-          }),
-        );
-      } while (checkAgain && !draining);
-    })().finally(() => (checking = undefined));
-  }
-  const stopResync = deps.feed.onResync(checkAccessOfAll);
+  const accessChecks = createAccessChecks(() => connections, {
+    onPass: (sockets) =>
+      log.info("checking sockets against the store after a bus reconnect", { sockets }),
+    onUnanswered: () =>
+      log.warning("the store did not answer the access checks; they run again soon"),
+  });
+  const stopResync = deps.feed.onResync(accessChecks.request);
 
   function endpointOf(pathname: string): Endpoint | null {
     const chat = CHAT_PATH.exec(pathname);
@@ -255,6 +234,7 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
     async shutdown(signal?: AbortSignal): Promise<void> {
       draining = true;
       stopResync();
+      void accessChecks.stop();
       const open = [...connections];
       const closing = Promise.all(
         open.map((connection) => connection.shutdown(CloseCode.restarting, "server shutting down")),
@@ -284,9 +264,6 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
 }
 
 export type HttpHandler = ReturnType<typeof createHttpHandler>;
-
-/** Sockets whose access is checked at the same time after a bus reconnect. */
-const ACCESS_CHECKS_AT_ONCE = 4;
 
 /** How long a forced shutdown waits for clients to answer the close frames it sent. */
 const CLOSE_GRACE_MS = 500;
