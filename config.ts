@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { redactUrls } from "./observability/redact.ts";
 
 const port = z.coerce.number().int().min(0).max(65535);
 const optionalText = z.string().trim().min(1).optional();
@@ -183,24 +184,9 @@ export function redactConfig(config: Config): Record<string, unknown> {
   for (const [key, value] of Object.entries(config)) {
     if (value === undefined) continue;
     if (SECRET_KEYS.has(key)) shown[key] = "[redacted]";
-    else if (key === "DATABASE_URL") shown[key] = redactUrls(String(value), false);
-    else if (key === "NATS_URL") shown[key] = redactUrls(String(value), true);
+    else if (key === "DATABASE_URL") shown[key] = redactUrls(String(value), { tokenAsUser: false });
+    else if (key === "NATS_URL") shown[key] = redactUrls(String(value), { tokenAsUser: true });
     else shown[key] = value;
   }
   return shown;
-}
-
-/** Each URL of a comma-separated list with its password masked. */
-function redactUrls(value: string, tokenAsUser: boolean): string {
-  return value.split(",").map((part) => {
-    try {
-      const url = new URL(part.trim());
-      if (url.password) url.password = "redacted";
-      // nats://<token>@host: a user without a password is a token
-      else if (tokenAsUser && url.username) url.username = "redacted";
-      return url.toString();
-    } catch {
-      return "[unparseable]";
-    }
-  }).join(",");
 }

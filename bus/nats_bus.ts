@@ -2,6 +2,7 @@ import { connect, type NatsConnection, type Subscription } from "@nats-io/transp
 import { ChatError } from "../chat/errors.ts";
 import type { Bus } from "./bus.ts";
 import { assertPublishSubject, createLocalRouter } from "./local_router.ts";
+import { redactUrls } from "../observability/redact.ts";
 
 /** Options of {@link createNatsBus}. */
 export interface NatsBusOptions {
@@ -53,7 +54,8 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
       ...writeCoalescing,
     });
   } catch (cause) {
-    throw new ChatError("unavailable", `cannot connect to NATS at ${options.servers}`, { cause });
+    const servers = redactUrls(options.servers, { tokenAsUser: true });
+    throw new ChatError("unavailable", `cannot connect to NATS at ${servers}`, { cause });
   }
   const connection = nc;
   const router = createLocalRouter({ onError });

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { ChatError } from "../chat/errors.ts";
 import { createNatsBus } from "./nats_bus.ts";
 
 // What only the NATS bus does: survive a dropped connection. The drop is made by a TCP proxy
@@ -121,4 +122,17 @@ Deno.test("NATS bus: check() is false once the caller's signal aborts", async ()
   } finally {
     await bus.close();
   }
+});
+
+Deno.test("NATS bus: a failed first connection is reported without the credentials in the URLs", async () => {
+  // nothing listens on port 1; the password and the token must not reach logs through the error
+  const servers = "nats://alice:s3cret-password@127.0.0.1:1, nats://s3cret-token@127.0.0.1:1";
+  const error = await createNatsBus({ servers }).then(
+    () => assert.fail("connected to nothing"),
+    (error: unknown) => error,
+  );
+  assert.ok(error instanceof ChatError && error.code === "unavailable");
+  assert.doesNotMatch(error.message, /s3cret/);
+  assert.match(error.message, /nats:\/\/alice:redacted@127\.0\.0\.1:1/);
+  assert.match(error.message, /nats:\/\/redacted@127\.0\.0\.1:1/);
 });

@@ -183,3 +183,13 @@ for (const [name, open] of Object.entries(backends)) {
     await reader.cancel();
   });
 }
+
+Deno.test("NATS media store: a failed first connection is reported without the credentials in the URL", async () => {
+  const error = await createNatsMediaStore({
+    servers: "nats://alice:s3cret-password@127.0.0.1:1",
+    bucket: "unused",
+  }).then(() => assert.fail("connected to nothing"), (error: unknown) => error);
+  assert.ok(error instanceof MediaError && error.code === "unavailable");
+  assert.doesNotMatch(error.message, /s3cret/);
+  assert.match(error.message, /alice:redacted@/);
+});

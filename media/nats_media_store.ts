@@ -1,6 +1,7 @@
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Base64UrlPaddedCodec, Objm, StorageType } from "@nats-io/obj";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { redactUrls } from "../observability/redact.ts";
 import { MediaError } from "./errors.ts";
 import { inspect } from "./ingest.ts";
 import type { ByteRange, MediaStore } from "./store.ts";
@@ -42,7 +43,8 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
       reconnectTimeWait: 1_000,
     });
   } catch (cause) {
-    throw new MediaError("unavailable", `cannot connect to NATS at ${options.servers}`, { cause });
+    const servers = redactUrls(options.servers, { tokenAsUser: true });
+    throw new MediaError("unavailable", `cannot connect to NATS at ${servers}`, { cause });
   }
   const connection = nc;
   const { bucket } = options;
