@@ -1,4 +1,5 @@
 import type { Sql } from "postgres";
+import { ChatError } from "../chat/errors.ts";
 import { transaction } from "./transactions.ts";
 
 const migrationsDir = new URL("./migrations/", import.meta.url);
@@ -27,13 +28,23 @@ export async function readMigrations(dir: URL = migrationsDir): Promise<Migratio
   return migrations.sort((a, b) => a.version - b.version);
 }
 
+/** How long the database has to answer before migrating: the first thing a start asks of it. */
+const FIRST_ANSWER_MS = 10_000;
+
 /**
  * Applies the migrations not yet recorded in `schema_migrations`, in order, in one
  * transaction under an advisory lock: instances starting together apply each one once.
- * Returns the versions applied by this call.
+ * Returns the versions applied by this call. Rejects with a ChatError `unavailable` when the
+ * database does not answer a first query within `firstAnswerMs` (a migration itself may take
+ * as long as it takes).
  */
-export async function migrate(sql: Sql, migrations?: Migration[]): Promise<number[]> {
+export async function migrate(
+  sql: Sql,
+  migrations?: Migration[],
+  options: { firstAnswerMs?: number } = {},
+): Promise<number[]> {
   const all = migrations ?? await readMigrations();
+  await firstAnswer(sql, options.firstAnswerMs ?? FIRST_ANSWER_MS);
   return await transaction(sql, async (tx) => {
     await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`;
     await tx`
@@ -54,4 +65,26 @@ export async function migrate(sql: Sql, migrations?: Migration[]): Promise<numbe
     }
     return done;
   });
+}
+
+/**
+ * A host that drops packets leaves postgres.js waiting for ever (`connect_timeout` does not
+ * cover a reservation), so a start would neither listen nor exit: it gives up instead.
+ */
+async function firstAnswer(sql: Sql, ms: number): Promise<void> {
+  const query = sql`select 1`.execute();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    if (await Promise.race([query.then(() => true), late])) return;
+  } finally {
+    clearTimeout(timer);
+  }
+  query.cancel();
+  query.catch(() => {});
+  const { host, port } = sql.options;
+  throw new ChatError(
+    "unavailable",
+    `the database at ${host.join(",")}:${port.join(",")} did not answer within ${ms / 1000} s`,
+  );
 }

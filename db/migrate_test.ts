@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
+import { ChatError } from "../chat/errors.ts";
 import { TEST_DATABASE_URL } from "../tests/support/database.ts";
+import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
+import { within } from "../tests/support/wait.ts";
 import { migrate, readMigrations } from "./migrate.ts";
 
 async function emptyDatabase() {
@@ -44,4 +47,29 @@ Deno.test("readMigrations() returns the migration files in version order", async
   const versions = migrations.map((m) => m.version);
   assert.deepEqual(versions, [...versions].sort((x, y) => x - y));
   assert.equal(new Set(versions).size, versions.length);
+});
+
+Deno.test("migrate() gives up with unavailable when the database never answers, instead of waiting for ever", async () => {
+  const target = new URL(TEST_DATABASE_URL);
+  await using proxy = startTcpProxy({
+    hostname: target.hostname,
+    port: Number(target.port) || 5432,
+  });
+  // connections are taken, and nothing the client sends gets through: a host that drops packets
+  proxy.stall();
+  const stalled = new URL(TEST_DATABASE_URL);
+  stalled.hostname = "127.0.0.1";
+  stalled.port = String(proxy.port);
+  const sql = postgres(stalled.toString(), { max: 1, onnotice: () => {} });
+  try {
+    await assert.rejects(
+      within(migrate(sql, [], { firstAnswerMs: 300 }), 5_000, "migrate() to give up"),
+      (error) =>
+        error instanceof ChatError && error.code === "unavailable" &&
+        error.message.includes(`127.0.0.1:${proxy.port} did not answer within 0.3 s`),
+    );
+  } finally {
+    proxy.restore();
+    await sql.end({ timeout: 1 });
+  }
 });
