@@ -288,7 +288,12 @@ if (import.meta.main) {
     log.fatal("could not start", errorFields(error));
     Deno.exit(1);
   }
-  log.info("listening", { port: service.port, instance_id: service.instanceId, pid: Deno.pid });
+  log.info("listening", {
+    port: service.port,
+    grpc_port: service.grpcPort,
+    instance_id: service.instanceId,
+    pid: Deno.pid,
+  });
   let stopping = false;
   const stop = async (signal: Deno.Signal) => {
     if (stopping) return;

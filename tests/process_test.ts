@@ -56,6 +56,9 @@ Deno.test("deno task start, with the container's permissions, serves health, rea
   assert.match(text, /^chat_process_memory_bytes\{kind="rss"\} [1-9]/m);
   assert.match(text, /^chat_event_loop_lag_seconds \d/m);
 
+  const listening = service.logs().find((line) => line.message === "listening");
+  // the ports bound, which may have been chosen by the system (0)
+  assert.deepEqual([listening?.port, listening?.grpc_port], [service.port, Number(env.GRPC_PORT)]);
   const starting = service.logs().find((line) => line.message === "starting");
   assert.equal(starting?.config.JWT_SECRET, "[redacted]");
   assert.equal(starting?.config.GRPC_ADMIN_TOKEN, "[redacted]");
