@@ -43,7 +43,10 @@ export interface VerifierOptions {
 
 /** Turns a token into a `Principal`. */
 export interface TokenVerifier {
-  /** Resolves the token's principal; rejects with `AuthError` ("missing", "invalid", "expired"). */
+  /**
+   * Resolves the token's principal; rejects with `AuthError` ("missing", "invalid", "expired").
+   * A token with a `token_type` claim other than "access" (a simplejwt refresh token) is invalid.
+   */
   verify(token: string): Promise<Principal>;
 }
 
@@ -116,6 +119,11 @@ export async function createTokenVerifier(options: VerifierOptions): Promise<Tok
       }
       // jose has already required `exp` to be a number; this only narrows the type.
       if (payload.exp === undefined) throw new AuthError("invalid", "token has no exp claim");
+      // Django simplejwt signs its refresh tokens with the same key as its access tokens and
+      // tells them apart by `token_type` alone; tokens of other issuers carry none.
+      if (Object.hasOwn(payload, "token_type") && payload.token_type !== "access") {
+        throw new AuthError("invalid", "token is not an access token");
+      }
       return { userId: userIdOf(payload, options.userClaim), expiresAt: payload.exp * 1000 };
     },
   };

@@ -105,6 +105,23 @@ Deno.test("verify() refuses a missing, empty, unsafe or non-scalar user id as in
   }
 });
 
+Deno.test("verify() refuses a token whose token_type is not access, such as a simplejwt refresh token", async () => {
+  const verifier = await hsVerifier();
+  const exp = nowSeconds() + 60;
+  for (const tokenType of ["refresh", "sliding", "", null, 1, ["access"]]) {
+    const token = await hsSign({ user_id: "1", token_type: tokenType, exp });
+    await assertRefused(verifier.verify(token), "invalid");
+  }
+});
+
+Deno.test("verify() accepts an access token_type and a token with no token_type", async () => {
+  const verifier = await hsVerifier();
+  const exp = nowSeconds() + 60;
+  const access = await hsSign({ user_id: "1", token_type: "access", exp });
+  assert.equal((await verifier.verify(access)).userId, "1");
+  assert.equal((await verifier.verify(await hsSign({ user_id: "2", exp }))).userId, "2");
+});
+
 Deno.test("verify() refuses an empty token as missing", async () => {
   const verifier = await hsVerifier();
   await assertRefused(verifier.verify(""), "missing");

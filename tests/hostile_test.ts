@@ -106,6 +106,7 @@ Deno.test("forged, expired, early, misaddressed and oversized tokens are closed 
     "20 KB": await signed({ ...claims, padding: "x".repeat(20_000) }),
     "a user id that is not a string": await signed({ ...claims, user_id: { $ne: null } }),
     "an empty user id": await signed({ ...claims, user_id: "" }),
+    "a refresh token (simplejwt token_type)": await signed({ ...claims, token_type: "refresh" }),
   };
   const chatUrl = `${cluster.main.wsUrl}/v1/ws/chat/${chat.id}/`;
   const chatsUrl = `${cluster.main.wsUrl}/v1/ws/chats/`;
