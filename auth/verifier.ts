@@ -1,5 +1,4 @@
 import {
-  createRemoteJWKSet,
   errors,
   importSPKI,
   type JWSAlgorithm,
@@ -8,6 +7,8 @@ import {
   type JWTVerifyGetKey,
   type JWTVerifyOptions,
 } from "jose";
+import { ChatError } from "../chat/errors.ts";
+import { createJwksKeys } from "./jwks.ts";
 import { hs256Key } from "./secret.ts";
 
 /** The authenticated user behind a token. */
@@ -23,7 +24,7 @@ export type JwtKeyConfig =
   | { kind: "secret"; secret: string }
   /** An SPKI PEM; RS256 for an RSA key, ES256 for an EC P-256 key. */
   | { kind: "public_key"; pem: string }
-  /** A remote JWKS; RS256 and ES256 accepted. */
+  /** A remote JWKS; RS256 and ES256 accepted. The last set fetched outlives an outage. */
   | { kind: "jwks"; url: string };
 
 /** How tokens are checked; see the protocol's "Authentication" section. */
@@ -46,6 +47,8 @@ export interface TokenVerifier {
   /**
    * Resolves the token's principal; rejects with `AuthError` ("missing", "invalid", "expired").
    * A token with a `token_type` claim other than "access" (a simplejwt refresh token) is invalid.
+   * Rejects with ChatError `unavailable` when the JWKS cannot be fetched and no key set is held:
+   * that says nothing about the token.
    */
   verify(token: string): Promise<Principal>;
 }
@@ -113,6 +116,7 @@ export async function createTokenVerifier(options: VerifierOptions): Promise<Tok
       try {
         ({ payload } = await jwtVerify(token, key, verifyOptions));
       } catch (error) {
+        if (error instanceof ChatError) throw error;
         throw error instanceof errors.JWTExpired
           ? new AuthError("expired", "token has expired", { cause: error })
           : new AuthError("invalid", "token was refused", { cause: error });
@@ -149,7 +153,7 @@ async function resolveKey(config: JwtKeyConfig): Promise<ResolvedKey> {
     case "public_key":
       return await importPublicKey(config.pem);
     case "jwks":
-      return { key: createRemoteJWKSet(jwksUrl(config.url)), algorithms: ["RS256", "ES256"] };
+      return { key: createJwksKeys(jwksUrl(config.url)), algorithms: ["RS256", "ES256"] };
   }
 }
 

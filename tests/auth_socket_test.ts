@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { SignJWT } from "jose";
+import { generateKeyPair, SignJWT } from "jose";
 import { hs256Key } from "../auth/secret.ts";
 import { signDevToken } from "../auth/sign.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
@@ -119,6 +119,33 @@ Deno.test("a numeric user_id claim and a bare sub claim both name the user", asy
     token: subToken,
   });
   assert.equal((await other.nextOfType("latest_chat")).chat_id, bySub.id);
+});
+
+Deno.test("a JWKS endpoint that cannot be reached closes sockets with 1013 and answers media 503, not as a bad token", async () => {
+  const { privateKey } = await generateKeyPair("RS256");
+  // a port nothing listens on any more
+  const stopped = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => new Response(),
+  );
+  await stopped.shutdown();
+  await using cluster = await startCluster({
+    nats: false,
+    env: { JWT_SECRET: "", JWT_JWKS_URL: `http://127.0.0.1:${stopped.addr.port}/jwks.json` },
+  });
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  const token = await new SignJWT({ user_id: "cust-1", exp: Math.floor(Date.now() / 1000) + 3600 })
+    .setProtectedHeader({ alg: "RS256", kid: "k1" })
+    .sign(privateKey);
+  for (const url of endpoints(cluster, chat.id)) {
+    assert.equal(await closeCodeOf(url, { token }), 1013, url);
+  }
+  const media = await fetch(`${cluster.main.httpUrl}/v1/media/${crypto.randomUUID()}`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  assert.equal(media.status, 503);
+  assert.equal(media.headers.get("retry-after"), "1");
+  assert.equal((await media.json()).code, "unavailable");
 });
 
 Deno.test("an unknown chat id and a chat id that is not a uuid are closed with 4403", async () => {

@@ -3,7 +3,7 @@ import type { ChatFeed } from "../chat/feed.ts";
 import type { ChatService } from "../chat/service.ts";
 import { logger } from "../observability/log.ts";
 import type { SocketMetrics } from "../observability/metrics.ts";
-import { CloseCode } from "./errors.ts";
+import { CloseCode, closeCodeFor } from "./errors.ts";
 import {
   Connection,
   type ConnectionDeps,
@@ -159,8 +159,11 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
       let verified;
       try {
         verified = await principal;
-      } catch {
-        return refuse(CloseCode.tokenInvalid, "invalid token");
+      } catch (error) {
+        // a key set that cannot be fetched is no fault of the token: 1013, try again later
+        return error instanceof AuthError
+          ? refuse(CloseCode.tokenInvalid, "invalid token")
+          : refuse(closeCodeFor(error), "cannot check the token now");
       }
       if (draining) return refuse(CloseCode.restarting, "server shutting down");
       // an unknown chat id of the wrong shape is as unknown as any other

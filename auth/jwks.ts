@@ -1,0 +1,67 @@
+import { createLocalJWKSet, createRemoteJWKSet, errors, type JWTVerifyGetKey } from "jose";
+import { ChatError } from "../chat/errors.ts";
+import { errorFields, logger } from "../observability/log.ts";
+
+/** After a failed fetch, the last key set is used without asking the endpoint again this long. */
+const RETRY_AFTER_FAILURE_MS = 10_000;
+
+type LocalKeys = ReturnType<typeof createLocalJWKSet>;
+
+/**
+ * The keys of the JWKS at `url`, for `jwtVerify`. jose fetches and ages the set (refetched
+ * once older than 10 minutes; an unknown `kid` refetches it at most every 30 s), but on its
+ * own it refuses every token once the set is stale and the endpoint is down. Here the last
+ * set fetched successfully keeps serving while the endpoint cannot be reached (asked again at
+ * most every 10 s meanwhile); keys it does not hold are still refused, and a rotated set is
+ * taken as soon as the endpoint answers.
+ * Rejects with ChatError `unavailable` when the endpoint cannot be reached and no set was ever
+ * fetched, and with jose's `JWKSNoMatchingKey` (or another jose error) for a key not in the set.
+ */
+export function createJwksKeys(url: URL): JWTVerifyGetKey {
+  const remote = createRemoteJWKSet(url);
+  const log = logger("auth");
+  let local: LocalKeys | undefined;
+  let failedAt = Number.NEGATIVE_INFINITY;
+  let lastFailure: unknown;
+  let refreshing: Promise<void> | undefined;
+
+  /** One fetch at a time; callers that come meanwhile wait for its set. */
+  function refresh(): Promise<void> {
+    refreshing ??= (async () => {
+      if (Date.now() - failedAt < RETRY_AFTER_FAILURE_MS) return;
+      try {
+        await remote.reload();
+      } catch (cause) {
+        failedAt = Date.now();
+        lastFailure = cause;
+        log.warn(
+          local
+            ? "JWKS endpoint unreachable; verifying with the last key set fetched"
+            : "JWKS endpoint unreachable and no key set fetched yet; tokens cannot be checked",
+          errorFields(cause),
+        );
+        return;
+      }
+      const jwks = remote.jwks();
+      if (jwks) local = createLocalJWKSet(jwks);
+    })().finally(() => (refreshing = undefined));
+    return refreshing;
+  }
+
+  return async (header, token) => {
+    if (!remote.fresh) await refresh();
+    if (local === undefined) {
+      throw new ChatError("unavailable", "the JWKS endpoint cannot be reached; retry", {
+        cause: lastFailure,
+      });
+    }
+    try {
+      return await local(header, token);
+    } catch (error) {
+      // perhaps a key rotated in since the last fetch: ask again, as jose would
+      if (!(error instanceof errors.JWKSNoMatchingKey) || remote.coolingDown) throw error;
+      await refresh();
+      return await local(header, token);
+    }
+  };
+}

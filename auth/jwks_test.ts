@@ -1,0 +1,114 @@
+import assert from "node:assert/strict";
+import { errors, exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
+import { ChatError } from "../chat/errors.ts";
+import { AuthError, createTokenVerifier, type TokenVerifier } from "./verifier.ts";
+
+/** Past jose's default cache age (10 minutes), after which it refetches the key set. */
+const PAST_CACHE_AGE_MS = 11 * 60_000;
+/** Past the pause between two tries of an endpoint that failed. */
+const PAST_RETRY_MS = 60_000;
+
+interface SigningKey {
+  jwk: JWK;
+  token(userId: string): Promise<string>;
+}
+
+async function signingKey(kid: string): Promise<SigningKey> {
+  const { privateKey, publicKey } = await generateKeyPair("RS256", { extractable: true });
+  return {
+    jwk: { ...(await exportJWK(publicKey)), kid, alg: "RS256", use: "sig" },
+    token: (userId) =>
+      new SignJWT({ user_id: userId, exp: Math.floor(Date.now() / 1000) + 3600 })
+        .setProtectedHeader({ alg: "RS256", kid })
+        .sign(privateKey),
+  };
+}
+
+/** A JWKS endpoint on 127.0.0.1 serving `keys`; `port` 0 takes a free one. */
+function serveKeys(keys: JWK[], port = 0): Deno.HttpServer<Deno.NetAddr> {
+  return Deno.serve({ hostname: "127.0.0.1", port, onListen() {} }, () => Response.json({ keys }));
+}
+
+function jwksVerifier(port: number): Promise<TokenVerifier> {
+  return createTokenVerifier({
+    key: { kind: "jwks", url: `http://127.0.0.1:${port}/.well-known/jwks.json` },
+  });
+}
+
+/** Moves `Date.now()`, which jose ages its key set by, `ms` ahead until disposed. */
+function clockAhead(ms: number): Disposable {
+  const now = Date.now;
+  Date.now = () => now() + ms;
+  return { [Symbol.dispose]: () => void (Date.now = now) };
+}
+
+async function userOf(verifier: TokenVerifier, key: SigningKey): Promise<string> {
+  return (await verifier.verify(await key.token("alice"))).userId;
+}
+
+async function assertNoMatchingKey(verifier: TokenVerifier, key: SigningKey): Promise<void> {
+  await assert.rejects(verifier.verify(await key.token("alice")), (error: unknown) => {
+    assert.ok(error instanceof AuthError, `expected AuthError, got ${error}`);
+    assert.equal(error.code, "invalid");
+    assert.ok(error.cause instanceof errors.JWKSNoMatchingKey, `cause: ${error.cause}`);
+    return true;
+  });
+}
+
+async function assertUnavailable(verifier: TokenVerifier, key: SigningKey): Promise<void> {
+  await assert.rejects(verifier.verify(await key.token("alice")), (error: unknown) => {
+    assert.ok(error instanceof ChatError, `expected ChatError, got ${error}`);
+    assert.equal(error.code, "unavailable");
+    assert.ok(error.retryable);
+    return true;
+  });
+}
+
+Deno.test("a JWKS verifier keeps the last key set while the endpoint is down past the cache age, and refuses keys not in it", async () => {
+  const known = await signingKey("k1");
+  const server = serveKeys([known.jwk]);
+  const verifier = await jwksVerifier(server.addr.port);
+  assert.equal(await userOf(verifier, known), "alice");
+  await server.shutdown();
+
+  using _later = clockAhead(PAST_CACHE_AGE_MS);
+  assert.equal(await userOf(verifier, known), "alice");
+  await assertNoMatchingKey(verifier, await signingKey("k2"));
+  using _evenLater = clockAhead(PAST_RETRY_MS);
+  assert.equal(await userOf(verifier, known), "alice");
+});
+
+Deno.test("a JWKS verifier takes the rotated key set once the endpoint answers again", async () => {
+  const [before, after] = [await signingKey("k1"), await signingKey("k2")];
+  const server = serveKeys([before.jwk]);
+  const { port } = server.addr;
+  const verifier = await jwksVerifier(port);
+  assert.equal(await userOf(verifier, before), "alice");
+  await server.shutdown();
+  using _later = clockAhead(PAST_CACHE_AGE_MS);
+  assert.equal(await userOf(verifier, before), "alice");
+
+  await using _back = serveKeys([after.jwk], port);
+  using _retried = clockAhead(PAST_RETRY_MS);
+  assert.equal(await userOf(verifier, after), "alice");
+  await assertNoMatchingKey(verifier, before);
+});
+
+Deno.test("a JWKS verifier that never fetched a key set rejects with ChatError unavailable while the endpoint is down, not as a bad token", async () => {
+  const key = await signingKey("k1");
+  const stopped = serveKeys([]);
+  const { port } = stopped.addr;
+  await stopped.shutdown();
+  const verifier = await jwksVerifier(port);
+  await assertUnavailable(verifier, key);
+
+  await using failing = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => new Response("down for maintenance", { status: 503 }),
+  );
+  await assertUnavailable(await jwksVerifier(failing.addr.port), key);
+
+  await using _back = serveKeys([key.jwk], port);
+  using _retried = clockAhead(PAST_RETRY_MS);
+  assert.equal(await userOf(verifier, key), "alice");
+});
