@@ -9,6 +9,8 @@ const flag = z.enum(["0", "1", "true", "false"]).transform((value) =>
   value === "1" || value === "true"
 );
 const MiB = 1024 * 1024;
+/** Hosts as `URL.hostname` spells them, on which a plain-http JWKS cannot be served by others. */
+const LOOPBACK_HOSTS = new Set(["127.0.0.1", "[::1]", "localhost"]);
 /** Deno itself drops a WebSocket message over 64 MiB, without a close code. */
 export const MAX_WEBSOCKET_MESSAGE_BYTES = 64 * MiB;
 
@@ -57,7 +59,14 @@ const settings = z.object({
   MEDIA_MAX_VIDEO_BYTES: bytes.default(25 * MiB),
   JWT_SECRET: z.string().min(32, "must be at least 32 bytes").optional(),
   JWT_PUBLIC_KEY: optionalText,
-  JWT_JWKS_URL: z.url({ protocol: /^https?$/ }).optional(),
+  /**
+   * Whoever serves the key set decides who signs in, so it comes over https; plain http only
+   * from this machine (tests, local development).
+   */
+  JWT_JWKS_URL: z.url({ protocol: /^https?$/ }).refine((value) => {
+    const url = new URL(value);
+    return url.protocol === "https:" || LOOPBACK_HOSTS.has(url.hostname);
+  }, "must be https; plain http only on 127.0.0.1, ::1 or localhost").optional(),
   JWT_ISSUER: optionalText,
   JWT_AUDIENCE: optionalText,
   JWT_USER_CLAIM: optionalText,

@@ -52,6 +52,35 @@ Deno.test("loadConfig refuses a GRPC_ADMIN_TOKEN that cannot travel in a Bearer 
   );
 });
 
+Deno.test("loadConfig refuses a plain-http JWT_JWKS_URL except on a loopback host", () => {
+  const { JWT_SECRET: _, ...noKey } = valid;
+  for (
+    const url of [
+      "http://auth.shop.example/.well-known/jwks.json",
+      "http://10.0.0.7:8080/jwks.json",
+      "http://127.0.0.1.nip.io/jwks.json",
+      "http://localhost.shop.example/jwks.json",
+      "ftp://auth.shop.example/jwks.json",
+    ]
+  ) {
+    assert.throws(
+      () => loadConfig({ ...noKey, JWT_JWKS_URL: url }),
+      (error: unknown) => error instanceof ConfigError && error.message.includes("JWT_JWKS_URL:"),
+      url,
+    );
+  }
+  for (
+    const url of [
+      "https://auth.shop.example/.well-known/jwks.json",
+      "http://127.0.0.1:8080/jwks.json",
+      "http://[::1]:8080/jwks.json",
+      "http://localhost/jwks.json",
+    ]
+  ) {
+    assert.equal(loadConfig({ ...noKey, JWT_JWKS_URL: url }).JWT_JWKS_URL, url);
+  }
+});
+
 Deno.test("loadConfig takes an empty value as unset", () => {
   const config = loadConfig({ ...valid, PORT: "", LOG_LEVEL: "" });
   assert.equal(config.PORT, 8000);
