@@ -32,7 +32,8 @@ export function decodedLength(body: string): number {
 }
 
 function stripDataUrl(text: string): string {
-  if (!text.startsWith("data:")) return text;
+  // URL schemes are case-insensitive (RFC 3986): `DATA:` is a data: URL too
+  if (text.slice(0, 5).toLowerCase() !== "data:") return text;
   const prefix = DATA_URL.exec(text.slice(0, 300));
   if (!prefix) {
     throw new MediaError("invalid_base64", "a data: URL must be `data:<type>;base64,<data>`");

@@ -21,6 +21,13 @@ Deno.test("decodeBase64() strips a data: URL prefix whatever type it claims", ()
   assert.deepEqual(decodeBase64(`data:video/mp4;codecs=x;BASE64,${text}`, 100), bytes);
 });
 
+Deno.test("decodeBase64() takes the data: scheme in any case, as URL schemes are", () => {
+  for (const scheme of ["DATA", "Data", "dAtA"]) {
+    assert.deepEqual(decodeBase64(`${scheme}:image/png;base64,${text}`, 100), bytes, scheme);
+  }
+  assert.throws(() => decodeBase64(`DATA:image/png,${text}`, 100), refusedWith("invalid_base64"));
+});
+
 Deno.test("decodeBase64() refuses anything that is not base64 instead of skipping it", () => {
   for (const broken of ["a$bc", "abcde", "ab=c", `data:image/png,${text}`, "data:image/png"]) {
     assert.throws(() => decodeBase64(broken, 100), refusedWith("invalid_base64"), broken);
