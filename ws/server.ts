@@ -1,4 +1,5 @@
 import { AuthError, tokenFromRequest, type TokenVerifier } from "../auth/verifier.ts";
+import { ChatError } from "../chat/errors.ts";
 import type { ChatFeed } from "../chat/feed.ts";
 import type { ChatService } from "../chat/service.ts";
 import { logger } from "../observability/log.ts";
@@ -160,10 +161,10 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
       try {
         verified = await principal;
       } catch (error) {
+        if (error instanceof AuthError) return refuse(CloseCode.tokenInvalid, "invalid token");
         // a key set that cannot be fetched is no fault of the token: 1013, try again later
-        return error instanceof AuthError
-          ? refuse(CloseCode.tokenInvalid, "invalid token")
-          : refuse(closeCodeFor(error), "cannot check the token now");
+        if (!(error instanceof ChatError)) deps.onError(error, "token check");
+        return refuse(closeCodeFor(error), "cannot check the token now");
       }
       if (draining) return refuse(CloseCode.restarting, "server shutting down");
       // an unknown chat id of the wrong shape is as unknown as any other
