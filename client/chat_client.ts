@@ -171,7 +171,9 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
         if (!requests.error(frame)) emit("error", frame);
         return;
       case "latest_chat":
-        if (!requests.answer(frame)) emit("latest_chat", frame);
+        // after the first, a page only ever answers a request; one whose request gave up is
+        // dropped (the event is the first page only)
+        requests.page(frame);
         return;
       case "chats":
         learnChats(frame, false);

@@ -25,7 +25,7 @@ interface Pending {
   clientId: string | undefined;
   reply: ReplyKind;
   timeoutMs: number;
-  /** The frame that answered it (`latest_chat`, `chats`, `unread_messages`), before its ack. */
+  /** The frame that answered it (`chats`, `unread_messages`), before its ack. */
   answer: ServerFrame | undefined;
   timer: ReturnType<typeof setTimeout> | undefined;
   settle(outcome: { value: unknown } | { error: unknown }): void;
@@ -42,6 +42,12 @@ export interface RequestOptions {
  * The requests of one client: waiting to be written, then in flight until their reply. A
  * `send_message` is the outbox: a lost connection puts it back in the queue, to be written
  * again (same `client_id`) on the next one. Timers run only while a request is in flight.
+ *
+ * A `latest_chat` page carries no `request_id`: the server handles a socket's frames one at a
+ * time and sends an action's page just before its `ack` (ws/connection.ts), so the page is
+ * held until the next `ack` says whose it is. A request that timed out or was aborted after
+ * it was written stays known as given up until the server answers it, so that its late page
+ * is dropped rather than taken for the page of another request.
  */
 export function createRequests(deps: {
   /** Writes a frame; false when there is no open socket (the request then waits). */
@@ -50,8 +56,32 @@ export function createRequests(deps: {
 }) {
   const queue: Pending[] = [];
   const inflight = new Map<string, Pending>();
+  /** Requests written, then given up on (timeout, abort): the server still answers them. */
+  const givenUp = new Map<string, Action>();
+  /** The last page received: the next `ack` says which request it answers, if any. */
+  let held: ServerFrameOf<"latest_chat"> | undefined;
   let counter = 0;
   const prefix = randomId().slice(0, 8);
+
+  /** Settles a request that will have no answer for the caller; a written one stays known. */
+  function giveUp(pending: Pending, error: unknown) {
+    if (inflight.has(pending.requestId)) givenUp.set(pending.requestId, pending.action);
+    pending.settle({ error });
+  }
+
+  /** True when a request written on this socket may still be answered with `reply`. */
+  function awaits(reply: ReplyKind): boolean {
+    for (const pending of inflight.values()) if (pending.reply === reply) return true;
+    for (const action of givenUp.values()) if (replies[action] === reply) return true;
+    return false;
+  }
+
+  /** The held page, when the `ack` of `action` is the one that follows it. */
+  function claim(action: Action): ServerFrameOf<"latest_chat"> | undefined {
+    const page = held;
+    held = undefined;
+    return page?.type === replies[action] ? page : undefined;
+  }
 
   function remove(pending: Pending) {
     clearTimeout(pending.timer);
@@ -68,14 +98,16 @@ export function createRequests(deps: {
     }
     inflight.set(pending.requestId, pending);
     pending.timer = setTimeout(() => {
-      pending.settle({
-        error: new RequestTimeoutError(pending.action, pending.timeoutMs, pending.clientId),
-      });
+      giveUp(pending, new RequestTimeoutError(pending.action, pending.timeoutMs, pending.clientId));
     }, pending.timeoutMs);
     return true;
   }
 
-  function resolveAck(pending: Pending, frame: ServerFrameOf<"ack">): unknown {
+  function resolveAck(
+    pending: Pending,
+    frame: ServerFrameOf<"ack">,
+    page: ServerFrameOf<"latest_chat"> | undefined,
+  ): unknown {
     switch (pending.reply) {
       case "none":
       case "ack":
@@ -84,6 +116,10 @@ export function createRequests(deps: {
         if (!frame.message) throw new Error(`${pending.action}: ack without the message`);
         return frame.message;
       case "latest_chat":
+        if (!page || (pending.chatId !== undefined && page.chat_id !== pending.chatId)) {
+          throw new Error(`${pending.action}: ack without latest_chat`);
+        }
+        return page;
       case "chats":
       case "unread_messages":
         if (pending.answer?.type !== pending.reply) {
@@ -107,7 +143,7 @@ export function createRequests(deps: {
       if (options.signal?.aborted) return Promise.reject(options.signal.reason);
       const { promise, resolve, reject } = Promise.withResolvers<unknown>();
       const requestId = `${prefix}-${++counter}`;
-      const onAbort = () => pending.settle({ error: options.signal?.reason });
+      const onAbort = () => giveUp(pending, options.signal?.reason);
       const pending: Pending = {
         requestId,
         action: frame.action,
@@ -139,12 +175,17 @@ export function createRequests(deps: {
       }
     },
 
-    /** Settles the request an ack is for; false when none waits for it. */
+    /**
+     * Settles the request an ack is for, with the page held before it when it answers that
+     * action; false when none waits for it (a request given up on: its page is dropped).
+     */
     ack(frame: ServerFrameOf<"ack">): boolean {
+      const page = claim(frame.action);
+      givenUp.delete(frame.request_id);
       const pending = inflight.get(frame.request_id);
       if (!pending) return false;
       try {
-        pending.settle({ value: resolveAck(pending, frame) });
+        pending.settle({ value: resolveAck(pending, frame, page) });
       } catch (error) {
         pending.settle({ error });
       }
@@ -153,6 +194,9 @@ export function createRequests(deps: {
 
     /** Rejects the request an error frame is for; false when none waits for it. */
     error(frame: ServerFrameOf<"error">): boolean {
+      // an error answers with no page: one held is nobody's
+      held = undefined;
+      if (frame.request_id !== undefined) givenUp.delete(frame.request_id);
       const pending = frame.request_id === undefined ? undefined : inflight.get(frame.request_id);
       if (!pending) return false;
       pending.settle({ error: new RequestError(frame, pending.action) });
@@ -160,12 +204,23 @@ export function createRequests(deps: {
     },
 
     /**
-     * Notes a frame that may answer a request in flight. True when it did and is not for
-     * anyone else: a `latest_chat` or `chats` goes to the oldest request waiting for one (a
-     * socket handles frames in order); an `unread_messages` answers every request of its chat
-     * but is also the news everyone gets, so it is never kept back.
+     * Holds a `latest_chat` page for the `ack` that comes next. False when no request written
+     * on this socket may be answered by one (the page is nobody's).
      */
-    answer(frame: ServerFrameOf<"latest_chat" | "chats" | "unread_messages">): boolean {
+    page(frame: ServerFrameOf<"latest_chat">): boolean {
+      held = undefined;
+      if (!awaits(frame.type)) return false;
+      held = frame;
+      return true;
+    },
+
+    /**
+     * Notes a frame that may answer a request in flight. True when it did and is not for
+     * anyone else: a `chats` goes to the oldest request waiting for one (a socket handles
+     * frames in order); an `unread_messages` answers every request of its chat but is also
+     * the news everyone gets, so it is never kept back.
+     */
+    answer(frame: ServerFrameOf<"chats" | "unread_messages">): boolean {
       for (const pending of inflight.values()) {
         if (pending.reply !== frame.type) continue;
         if (frame.type === "unread_messages") {
@@ -186,6 +241,9 @@ export function createRequests(deps: {
      * everything else in flight is rejected. Returns the sends put back.
      */
     lost(): Array<{ text: string; reject: (error: unknown) => void }> {
+      // the old socket's answers will not come
+      held = undefined;
+      givenUp.clear();
       const requeued: Pending[] = [];
       for (const pending of [...inflight.values()]) {
         clearTimeout(pending.timer);
@@ -203,6 +261,8 @@ export function createRequests(deps: {
 
     /** Rejects everything, queued or in flight. */
     rejectAll(error: unknown): void {
+      held = undefined;
+      givenUp.clear();
       for (const pending of [...inflight.values(), ...queue]) pending.settle({ error });
     },
 

@@ -1,25 +1,9 @@
 import assert from "node:assert/strict";
 import type { Message } from "../protocol/mod.ts";
+import { storedMessage } from "../tests/support/stored_messages.ts";
 import { createSequencer } from "./sequencer.ts";
 
-const at = "2026-01-01T00:00:00.000Z";
-const message = (seq: number): Message => ({
-  id: `m${seq}`,
-  chat_id: "c",
-  seq,
-  sender_id: "a",
-  receiver_id: "b",
-  media_type: "text",
-  content: `#${seq}`,
-  media_url: null,
-  is_read: false,
-  read_at: null,
-  edited_at: null,
-  deleted: false,
-  created_at: at,
-  updated_at: at,
-  client_id: null,
-});
+const message = (seq: number) => storedMessage("c", seq);
 const seqs = (messages: Message[]) => messages.map((item) => item.seq);
 
 Deno.test("a sequencer releases messages in seq order and holds those after a gap", () => {

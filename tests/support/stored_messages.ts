@@ -1,0 +1,47 @@
+import type { LatestChatFrame, Message } from "../../client/mod.ts";
+
+const AT = "2026-01-01T00:00:00.000Z";
+
+/** A stored text message of `chatId` from the vendor, `#seq` its content unless `extra` says. */
+export function storedMessage(chatId: string, seq: number, extra: Partial<Message> = {}): Message {
+  return {
+    id: `${chatId}-${seq}`,
+    chat_id: chatId,
+    seq,
+    sender_id: "vend-1",
+    receiver_id: "cust-1",
+    media_type: "text",
+    content: `#${seq}`,
+    media_url: null,
+    is_read: false,
+    read_at: null,
+    edited_at: null,
+    deleted: false,
+    created_at: AT,
+    updated_at: AT,
+    client_id: null,
+    ...extra,
+  };
+}
+
+/** A row of a `chats` frame whose newest message is `seq`. */
+export function chatRow(chatId: string, seq: number) {
+  return {
+    chat_id: chatId,
+    user_id: "cust-1",
+    vendor_id: "vend-1",
+    last_message: seq === 0 ? null : storedMessage(chatId, seq),
+    unread_count: 0,
+    updated_at: AT,
+  };
+}
+
+/** A `latest_chat` page of `chatId` with the stored messages `seqs`, oldest first. */
+export function historyPage(chatId: string, seqs: number[], hasMore = false): LatestChatFrame {
+  return {
+    type: "latest_chat",
+    chat_id: chatId,
+    messages: seqs.map((seq) => storedMessage(chatId, seq)),
+    has_more: hasMore,
+  };
+}
