@@ -102,6 +102,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
       socket.send(text);
       return true;
     },
+    unclaimed: unasked,
   });
 
   const order = createMessageOrder({
@@ -138,6 +139,15 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     }
   }
 
+  /**
+   * A page no request took. A `chats` list is the server's news (the user's chats changed);
+   * after the first, a `latest_chat` only ever answers a request, and one whose request gave
+   * up is dropped (the event is the first page only).
+   */
+  function unasked(frame: LatestChatFrame | ChatsFrame): void {
+    if (frame.type === "chats") emit("chats", frame);
+  }
+
   /** The first frame of a connection: the server is ready, and says where things stand. */
   function opened(frame: LatestChatFrame | ChatsFrame): void {
     isReady = true;
@@ -170,17 +180,15 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
       case "error":
         if (!requests.error(frame)) emit("error", frame);
         return;
-      case "latest_chat":
-        // after the first, a page only ever answers a request; one whose request gave up is
-        // dropped (the event is the first page only)
-        requests.page(frame);
-        return;
       case "chats":
         learnChats(frame, false);
-        if (!requests.answer(frame)) emit("chats", frame);
+        if (!requests.page(frame)) unasked(frame);
+        return;
+      case "latest_chat":
+        if (!requests.page(frame)) unasked(frame);
         return;
       case "unread_messages":
-        requests.answer(frame);
+        requests.unread(frame);
         emit("unread_messages", frame);
         return;
       case "chat_message":

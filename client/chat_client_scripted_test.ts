@@ -10,13 +10,16 @@ import { RequestTimeoutError } from "./mod.ts";
 
 const X = "00000000-0000-4000-8000-00000000000a";
 const Y = "00000000-0000-4000-8000-00000000000b";
+const Z = "00000000-0000-4000-8000-00000000000c";
 
 Deno.test("a page whose request timed out is dropped, not given to a gap fill of another chat", async () => {
   await using scripted = openScriptedClient();
   const { client, events, server } = scripted;
-  const socket = await server.socket(0);
-  socket.push({ type: "chats", chats: [chatRow(X, 1), chatRow(Y, 1)], has_more: false });
-  await client.ready();
+  const socket = await scripted.accept({
+    type: "chats",
+    chats: [chatRow(X, 1), chatRow(Y, 1)],
+    has_more: false,
+  });
 
   // the application asks for X's history; the server is slow and the request gives up
   await assert.rejects(
@@ -43,9 +46,7 @@ Deno.test("a page whose request timed out is dropped, not given to a gap fill of
 Deno.test("an aborted history request's page does not make the gap fill skip a message", async () => {
   await using scripted = openScriptedClient({ chatId: X });
   const { client, events, server } = scripted;
-  const socket = await server.socket(0);
-  socket.push(historyPage(X, [40, 41], true));
-  await client.ready();
+  const socket = await scripted.accept(historyPage(X, [40, 41], true));
 
   // the user scrolls up, then away: the older page is no longer wanted
   const scroll = new AbortController();
@@ -65,4 +66,47 @@ Deno.test("an aborted history request's page does not make the gap fill skip a m
   await events.next("chat_message", (frame) => frame.message.seq === 43);
   assert.deepEqual(events.all("chat_message").map((frame) => frame.message.seq), [42, 43]);
   assert.equal(events.all("latest_chat").length, 1, "the first page only");
+});
+
+Deno.test("a chats list the server pushes while list_chats is answered is an event, not the answer", async () => {
+  await using scripted = openScriptedClient();
+  const { client, events, server } = scripted;
+  const socket = await scripted.accept({ type: "chats", chats: [chatRow(X, 1)], has_more: true });
+
+  const older = client.request({ action: "list_chats", before: "2026-01-01T00:00:00.000Z" });
+  const asked = await server.written(socket, "list_chats");
+  // the user's chats changed (a vendor membership added): the server sends the first page
+  // again, unasked, before it gets to the request
+  socket.push({ type: "chats", chats: [chatRow(Y, 1), chatRow(X, 1)], has_more: true });
+  socket.answer(asked, { type: "chats", chats: [chatRow(Z, 1)], has_more: false });
+
+  assert.deepEqual((await older).chats.map((row) => row.chat_id), [Z]);
+  assert.deepEqual(
+    events.all("chats").map((frame) => frame.chats.map((row) => row.chat_id)),
+    [[X], [Y, X]],
+  );
+});
+
+Deno.test("the page of a list_chats that timed out is dropped, not taken for the user's chats", async () => {
+  await using scripted = openScriptedClient();
+  const { client, events, server } = scripted;
+  const socket = await scripted.accept({ type: "chats", chats: [chatRow(X, 1)], has_more: true });
+
+  await assert.rejects(
+    client.request({ action: "list_chats", before: "2026-01-01T00:00:00.000Z" }, {
+      timeoutMs: 1,
+    }),
+    RequestTimeoutError,
+  );
+  const timedOut = await server.written(socket, "list_chats");
+  socket.push({ type: "chats", chats: [chatRow(Y, 1), chatRow(X, 1)], has_more: true });
+  socket.answer(timedOut, { type: "chats", chats: [chatRow(Z, 1)], has_more: false });
+  // a later push, with nothing asked, is news at once
+  socket.push({ type: "chats", chats: [chatRow(Z, 2), chatRow(Y, 1)], has_more: true });
+
+  await events.next("chats", (frame) => frame.chats[0]?.chat_id === Z);
+  assert.deepEqual(
+    events.all("chats").map((frame) => frame.chats.map((row) => row.chat_id)),
+    [[X], [Y, X], [Z, Y]],
+  );
 });

@@ -1,4 +1,4 @@
-import type { Action, ServerFrame, ServerFrameOf } from "../protocol/mod.ts";
+import type { Action, ServerFrameOf } from "../protocol/mod.ts";
 import { ConnectionLostError, RequestError, RequestTimeoutError } from "./errors.ts";
 
 /** What answers each action besides its `ack`. */
@@ -25,8 +25,8 @@ interface Pending {
   clientId: string | undefined;
   reply: ReplyKind;
   timeoutMs: number;
-  /** The frame that answered it (`chats`, `unread_messages`), before its ack. */
-  answer: ServerFrame | undefined;
+  /** The `unread_messages` that answered it, before its ack. */
+  answer: ServerFrameOf<"unread_messages"> | undefined;
   timer: ReturnType<typeof setTimeout> | undefined;
   settle(outcome: { value: unknown } | { error: unknown }): void;
 }
@@ -43,23 +43,27 @@ export interface RequestOptions {
  * `send_message` is the outbox: a lost connection puts it back in the queue, to be written
  * again (same `client_id`) on the next one. Timers run only while a request is in flight.
  *
- * A `latest_chat` page carries no `request_id`: the server handles a socket's frames one at a
- * time and sends an action's page just before its `ack` (ws/connection.ts), so the page is
- * held until the next `ack` says whose it is. A request that timed out or was aborted after
- * it was written stays known as given up until the server answers it, so that its late page
- * is dropped rather than taken for the page of another request.
+ * A page (`latest_chat`, `chats`) carries no `request_id`. The server handles a socket's
+ * frames one at a time and sends an action's page just before its `ack`, and the `chats` it
+ * pushes unasked (the user's chats changed) go through that same queue (ws/connection.ts),
+ * so a page is held until the next `ack` or `error` says whose it is: the page of that ack's
+ * request, or nobody's (`unclaimed`). A request that timed out or was aborted after it was
+ * written stays known as given up until the server answers it, so that its late page is
+ * dropped rather than taken for another request's, or for a pushed list.
  */
 export function createRequests(deps: {
   /** Writes a frame; false when there is no open socket (the request then waits). */
   write: (text: string) => boolean;
   timeoutMs: number;
+  /** A page held for the next ack that turned out to answer no request (a pushed `chats`). */
+  unclaimed: (frame: Page) => void;
 }) {
   const queue: Pending[] = [];
   const inflight = new Map<string, Pending>();
   /** Requests written, then given up on (timeout, abort): the server still answers them. */
   const givenUp = new Map<string, Action>();
   /** The last page received: the next `ack` says which request it answers, if any. */
-  let held: ServerFrameOf<"latest_chat"> | undefined;
+  let held: Page | undefined;
   let counter = 0;
   const prefix = randomId().slice(0, 8);
 
@@ -76,11 +80,13 @@ export function createRequests(deps: {
     return false;
   }
 
-  /** The held page, when the `ack` of `action` is the one that follows it. */
-  function claim(action: Action): ServerFrameOf<"latest_chat"> | undefined {
+  /** The held page, when the frame that follows it is the reply of a request for `reply`. */
+  function claim(reply: ReplyKind): Page | undefined {
     const page = held;
     held = undefined;
-    return page?.type === replies[action] ? page : undefined;
+    if (page?.type === reply) return page;
+    if (page) deps.unclaimed(page);
+    return undefined;
   }
 
   function remove(pending: Pending) {
@@ -106,7 +112,7 @@ export function createRequests(deps: {
   function resolveAck(
     pending: Pending,
     frame: ServerFrameOf<"ack">,
-    page: ServerFrameOf<"latest_chat"> | undefined,
+    page: Page | undefined,
   ): unknown {
     switch (pending.reply) {
       case "none":
@@ -116,15 +122,18 @@ export function createRequests(deps: {
         if (!frame.message) throw new Error(`${pending.action}: ack without the message`);
         return frame.message;
       case "latest_chat":
-        if (!page || (pending.chatId !== undefined && page.chat_id !== pending.chatId)) {
+        if (
+          page?.type !== "latest_chat" ||
+          (pending.chatId !== undefined && page.chat_id !== pending.chatId)
+        ) {
           throw new Error(`${pending.action}: ack without latest_chat`);
         }
         return page;
       case "chats":
+        if (page?.type !== "chats") throw new Error(`${pending.action}: ack without chats`);
+        return page;
       case "unread_messages":
-        if (pending.answer?.type !== pending.reply) {
-          throw new Error(`${pending.action}: ack without ${pending.reply}`);
-        }
+        if (!pending.answer) throw new Error(`${pending.action}: ack without unread_messages`);
         return pending.answer;
     }
   }
@@ -180,7 +189,7 @@ export function createRequests(deps: {
      * action; false when none waits for it (a request given up on: its page is dropped).
      */
     ack(frame: ServerFrameOf<"ack">): boolean {
-      const page = claim(frame.action);
+      const page = claim(replies[frame.action]);
       givenUp.delete(frame.request_id);
       const pending = inflight.get(frame.request_id);
       if (!pending) return false;
@@ -194,8 +203,8 @@ export function createRequests(deps: {
 
     /** Rejects the request an error frame is for; false when none waits for it. */
     error(frame: ServerFrameOf<"error">): boolean {
-      // an error answers with no page: one held is nobody's
-      held = undefined;
+      // an error comes with no page: one held is nobody's
+      claim("none");
       if (frame.request_id !== undefined) givenUp.delete(frame.request_id);
       const pending = frame.request_id === undefined ? undefined : inflight.get(frame.request_id);
       if (!pending) return false;
@@ -204,36 +213,29 @@ export function createRequests(deps: {
     },
 
     /**
-     * Holds a `latest_chat` page for the `ack` that comes next. False when no request written
-     * on this socket may be answered by one (the page is nobody's).
+     * Holds a page for the `ack` that comes next (a page held before it was nobody's). False
+     * when no request written on this socket may be answered by one: the page is news.
      */
-    page(frame: ServerFrameOf<"latest_chat">): boolean {
+    page(frame: Page): boolean {
+      const before = held;
       held = undefined;
+      if (before) deps.unclaimed(before);
       if (!awaits(frame.type)) return false;
       held = frame;
       return true;
     },
 
     /**
-     * Notes a frame that may answer a request in flight. True when it did and is not for
-     * anyone else: a `chats` goes to the oldest request waiting for one (a socket handles
-     * frames in order); an `unread_messages` answers every request of its chat but is also
-     * the news everyone gets, so it is never kept back.
+     * Notes an `unread_messages`: it answers every `unread_message` of its chat in flight, but
+     * is also the news everyone gets, so it is never kept back.
      */
-    answer(frame: ServerFrameOf<"chats" | "unread_messages">): boolean {
+    unread(frame: ServerFrameOf<"unread_messages">): void {
       for (const pending of inflight.values()) {
-        if (pending.reply !== frame.type) continue;
-        if (frame.type === "unread_messages") {
-          if (pending.chatId === undefined || pending.chatId === frame.chat_id) {
-            pending.answer = frame;
-          }
-          continue;
+        if (pending.reply !== "unread_messages") continue;
+        if (pending.chatId === undefined || pending.chatId === frame.chat_id) {
+          pending.answer = frame;
         }
-        if (pending.answer) continue;
-        pending.answer = frame;
-        return true;
       }
-      return false;
     },
 
     /**
@@ -241,7 +243,8 @@ export function createRequests(deps: {
      * everything else in flight is rejected. Returns the sends put back.
      */
     lost(): Array<{ text: string; reject: (error: unknown) => void }> {
-      // the old socket's answers will not come
+      // the old socket's answers will not come; a pushed list held is dropped too, as the
+      // next connection's first frame is the list again
       held = undefined;
       givenUp.clear();
       const requeued: Pending[] = [];
@@ -274,6 +277,9 @@ export function createRequests(deps: {
 }
 
 export type Requests = ReturnType<typeof createRequests>;
+
+/** A frame that answers a request but carries no `request_id`. */
+type Page = ServerFrameOf<"latest_chat" | "chats">;
 
 /** A random hex id; crypto.randomUUID needs a secure context, getRandomValues does not. */
 export function randomId(): string {

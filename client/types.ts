@@ -49,7 +49,9 @@ type Forwarded = Exclude<ServerFrameType, "ack" | "error" | "latest_chat" | "cha
  * The events of a client. `chat_message` comes once per message and in `seq` order within a
  * chat, including messages fetched after a reconnect or a gap. `latest_chat` is the first
  * page at the first connection only (later ones feed `chat_message`); `chats` comes at every
- * connection to `/v1/ws/chats/`. `error` is an error frame no request waits for;
+ * connection to `/v1/ws/chats/` and when the server sends the list again unasked (the user's
+ * chats changed); the pages `list_chats` asks for are its results, not events. `error` is an
+ * error frame no request waits for;
  * `invalid_frame` a frame that does not match the contract (it is dropped).
  */
 export type ChatClientEvents =

@@ -123,6 +123,8 @@ export function openScriptedClient(options: Partial<ChatClientOptions> = {}): {
   client: ChatClient;
   events: ClientEvents;
   server: ReturnType<typeof scriptedServer>;
+  /** Takes the client's next socket: sends `first` on it and waits until the client is ready. */
+  accept(first: ServerFrame): Promise<ScriptedSocket>;
 } & AsyncDisposable {
   const server = scriptedServer();
   const client = createChatClient({
@@ -133,10 +135,17 @@ export function openScriptedClient(options: Partial<ChatClientOptions> = {}): {
     ...options,
   });
   const events = new ClientEvents(client);
+  let accepted = 0;
   return {
     client,
     events,
     server,
+    async accept(first) {
+      const socket = await server.socket(accepted++);
+      socket.push(first);
+      await client.ready();
+      return socket;
+    },
     async [Symbol.asyncDispose]() {
       await client.close();
       events[Symbol.dispose]();
