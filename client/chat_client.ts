@@ -115,6 +115,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
       }) as Promise<LatestChatFrame>,
     release: (chatId, message) =>
       emit("chat_message", { type: "chat_message", chat_id: chatId, message }),
+    retryDelay: (attempt) => backoffDelay(attempt, options.backoff),
   });
 
   function emit<E extends ChatClientEvent>(event: E, value: ChatClientEvents[E]): void {

@@ -110,3 +110,26 @@ Deno.test("the page of a list_chats that timed out is dropped, not taken for the
     [[X], [Y, X], [Z, Y]],
   );
 });
+
+Deno.test("a gap fill refused with rate_limited or unavailable, or timed out, is tried again", async () => {
+  await using scripted = openScriptedClient({ chatId: X, timeoutMs: 50 });
+  const { client, events, server } = scripted;
+  const socket = await scripted.accept(historyPage(X, [1]));
+  socket.push({ type: "chat_message", chat_id: X, message: storedMessage(X, 3) });
+
+  const refusal = { type: "error", action: "load_latest_chat", message: "try again" } as const;
+  const first = await server.written(socket, "load_latest_chat");
+  socket.push({ ...refusal, code: "rate_limited", request_id: first.request_id });
+  const second = await server.written(socket, "load_latest_chat");
+  socket.push({ ...refusal, code: "unavailable", request_id: second.request_id });
+  const third = await server.written(socket, "load_latest_chat");
+  // no reply within the timeout: a fourth read; the third's late page is dropped
+  const fourth = await server.written(socket, "load_latest_chat");
+  socket.answer(third, historyPage(X, [2, 3]));
+  socket.answer(fourth, historyPage(X, [2, 3]));
+
+  assert.deepEqual([first, second, third, fourth].map((frame) => frame.after_seq), [1, 1, 1, 1]);
+  await events.next("chat_message", (frame) => frame.message.seq === 3);
+  assert.deepEqual(events.all("chat_message").map((frame) => frame.message.seq), [2, 3]);
+  assert.equal(client.stats.gapsFilled, 1);
+});

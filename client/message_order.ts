@@ -1,4 +1,5 @@
 import type { Message } from "../protocol/mod.ts";
+import { RequestError, RequestTimeoutError } from "./errors.ts";
 import { createSequencer, type Sequencer } from "./sequencer.ts";
 import type { LatestChatFrame } from "./types.ts";
 
@@ -7,18 +8,34 @@ export interface MessageOrderDeps {
   load(chatId: string, afterSeq: number): Promise<LatestChatFrame>;
   /** Gives one message to the application. */
   release(chatId: string, message: Message): void;
+  /** How long to wait before reading again after failed read `attempt` (0 for the first). */
+  retryDelay(attempt: number): number;
 }
 
 /**
  * The messages of every chat a client sees, released to the application once each and in
  * `seq` order. A gap (after a reconnect, or a message that arrives early) is filled from the
- * store, page by page, before what waits behind it is released.
+ * store, page by page, before what waits behind it is released. A read the server refused
+ * for now (`rate_limited`, `unavailable`) or did not answer in time is made again after a
+ * backoff; a lost connection ends the filling until the next connection's first frame.
  */
 export function createMessageOrder(deps: MessageOrderDeps) {
   const sequencers = new Map<string, Sequencer>();
   const filling = new Set<string>();
+  /** Backoff waits before a read is made again, each with its wake-up (stop() ends them). */
+  const pauses = new Map<ReturnType<typeof setTimeout>, () => void>();
   let gapsFilled = 0;
   let stopped = false;
+
+  function pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        pauses.delete(timer);
+        resolve();
+      }, ms);
+      pauses.set(timer, resolve);
+    });
+  }
 
   function sequencerOf(chatId: string): Sequencer {
     let sequencer = sequencers.get(chatId);
@@ -41,9 +58,18 @@ export function createMessageOrder(deps: MessageOrderDeps) {
     if (filling.has(chatId) || stopped) return;
     filling.add(chatId);
     const load = async () => {
+      let failures = 0;
       while (!stopped) {
         const after = sequencerOf(chatId).last ?? 0;
-        const page = await deps.load(chatId, after);
+        let page: LatestChatFrame;
+        try {
+          page = await deps.load(chatId, after);
+        } catch (error) {
+          if (!worthRetrying(error)) throw error;
+          await pause(deps.retryDelay(failures++));
+          continue;
+        }
+        failures = 0;
         const sequencer = deliver(chatId, page.messages);
         if (page.has_more || (sequencer.hasGap && sequencer.last !== after)) continue;
         // seq has no holes, so messages still waiting with nothing stored before them can
@@ -54,7 +80,8 @@ export function createMessageOrder(deps: MessageOrderDeps) {
       }
     };
     load()
-      // a lost connection: the next one's first frame starts filling again
+      // a lost connection (the next one's first frame starts filling again), the client
+      // closed, or a refusal that will not change (forbidden: no longer in the chat)
       .catch(() => {})
       .finally(() => filling.delete(chatId));
   }
@@ -84,6 +111,11 @@ export function createMessageOrder(deps: MessageOrderDeps) {
     /** No more filling (the client closed). */
     stop(): void {
       stopped = true;
+      for (const [timer, wake] of pauses) {
+        clearTimeout(timer);
+        wake();
+      }
+      pauses.clear();
     },
     get duplicates(): number {
       let count = 0;
@@ -94,4 +126,10 @@ export function createMessageOrder(deps: MessageOrderDeps) {
       return gapsFilled;
     },
   };
+}
+
+/** A read that may succeed if made again on the same connection. */
+function worthRetrying(error: unknown): boolean {
+  return error instanceof RequestTimeoutError ||
+    (error instanceof RequestError && error.retryable);
 }
