@@ -53,6 +53,25 @@ export function createMessageOrder(deps: MessageOrderDeps) {
     return sequencer;
   }
 
+  /**
+   * The page after `after`, or undefined when it is worth reading again: the server refused
+   * for now or did not answer in time, or the page is not the one asked for (of another
+   * chat, or not starting right after `after`: seq has no holes and deleted messages stay
+   * as tombstones, so a true answer always does).
+   */
+  async function read(chatId: string, after: number): Promise<LatestChatFrame | undefined> {
+    let page: LatestChatFrame;
+    try {
+      page = await deps.load(chatId, after);
+    } catch (error) {
+      if (worthRetrying(error)) return undefined;
+      throw error;
+    }
+    const fits = page.chat_id === chatId &&
+      page.messages.every((message, index) => message.seq === after + 1 + index);
+    return fits ? page : undefined;
+  }
+
   /** Reads the store after the last released message until nothing is missing. */
   function fill(chatId: string): void {
     if (filling.has(chatId) || stopped) return;
@@ -60,20 +79,21 @@ export function createMessageOrder(deps: MessageOrderDeps) {
     const load = async () => {
       let failures = 0;
       while (!stopped) {
-        const after = sequencerOf(chatId).last ?? 0;
-        let page: LatestChatFrame;
-        try {
-          page = await deps.load(chatId, after);
-        } catch (error) {
-          if (!worthRetrying(error)) throw error;
+        const sequencer = sequencerOf(chatId);
+        const after = sequencer.last ?? 0;
+        // a read made before messages were held may predate them in the store
+        const heldAtRead = sequencer.hasGap;
+        const page = await read(chatId, after);
+        if (!page) {
           await pause(deps.retryDelay(failures++));
           continue;
         }
         failures = 0;
-        const sequencer = deliver(chatId, page.messages);
-        if (page.has_more || (sequencer.hasGap && sequencer.last !== after)) continue;
-        // seq has no holes, so messages still waiting with nothing stored before them can
-        // only mean history was removed: release them rather than wait forever
+        deliver(chatId, page.messages);
+        if (page.has_more) continue;
+        if (sequencer.hasGap && (sequencer.last !== after || !heldAtRead)) continue;
+        // asked after they were stored, the store has nothing before the messages still
+        // held: only history removed could mean that; release them rather than wait forever
         for (const message of sequencer.skipGap()) deps.release(chatId, message);
         gapsFilled++;
         return;

@@ -5,7 +5,7 @@ import {
   type ServerFrame,
 } from "../../client/mod.ts";
 import { ClientEvents } from "./client_events.ts";
-import { within } from "./wait.ts";
+import { createWatch } from "./wait.ts";
 
 // deno-lint-ignore no-explicit-any
 type Frame = Record<string, any>;
@@ -71,26 +71,7 @@ export class ScriptedSocket {
  */
 export function scriptedServer() {
   const sockets: ScriptedSocket[] = [];
-  const waiters = new Set<() => void>();
-  const changed = () => {
-    for (const waiter of [...waiters]) waiter();
-  };
-  async function until<T>(find: () => T | undefined, what: string, ms = 2_000): Promise<T> {
-    let waiter = () => {};
-    const found = new Promise<T>((resolve) => {
-      waiter = () => {
-        const value = find();
-        if (value !== undefined) resolve(value);
-      };
-      waiters.add(waiter);
-      waiter();
-    });
-    try {
-      return await within(found, ms, what);
-    } finally {
-      waiters.delete(waiter);
-    }
-  }
+  const { changed, until } = createWatch();
   const taken = new Set<Frame>();
   return {
     sockets,

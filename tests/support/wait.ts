@@ -10,3 +10,33 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
     clearTimeout(timer);
   }
 }
+
+/**
+ * Conditions a test waits for without polling: `until(find)` resolves with the first value
+ * `find` gives that is not undefined, checked now and at each `changed()`, or rejects after
+ * `ms` naming what was awaited.
+ */
+export function createWatch() {
+  const waiters = new Set<() => void>();
+  return {
+    changed(): void {
+      for (const waiter of [...waiters]) waiter();
+    },
+    async until<T>(find: () => T | undefined, what: string, ms = 2_000): Promise<T> {
+      let waiter = () => {};
+      const found = new Promise<T>((resolve) => {
+        waiter = () => {
+          const value = find();
+          if (value !== undefined) resolve(value);
+        };
+        waiters.add(waiter);
+        waiter();
+      });
+      try {
+        return await within(found, ms, what);
+      } finally {
+        waiters.delete(waiter);
+      }
+    },
+  };
+}

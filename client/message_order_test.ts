@@ -1,0 +1,86 @@
+import assert from "node:assert/strict";
+import { historyPage, storedMessage } from "../tests/support/stored_messages.ts";
+import { createWatch } from "../tests/support/wait.ts";
+import { createMessageOrder } from "./message_order.ts";
+import type { LatestChatFrame } from "./types.ts";
+
+const C = "00000000-0000-4000-8000-00000000000c";
+const D = "00000000-0000-4000-8000-00000000000d";
+
+/** A message order whose reads the test answers one by one, and the seqs it released. */
+function orderWithScriptedReads() {
+  const reads: Array<{ chatId: string; after: number; answer: (page: LatestChatFrame) => void }> =
+    [];
+  const released: number[] = [];
+  const watch = createWatch();
+  const order = createMessageOrder({
+    load(chatId, after) {
+      const { promise, resolve } = Promise.withResolvers<LatestChatFrame>();
+      reads.push({ chatId, after, answer: resolve });
+      watch.changed();
+      return promise;
+    },
+    release(_chatId, message) {
+      released.push(message.seq);
+      watch.changed();
+    },
+    retryDelay: () => 1,
+  });
+  return {
+    order,
+    released,
+    /** The `index`th read the order made (0: the first), once it is made. */
+    read: (index: number) => watch.until(() => reads[index], `read #${index}`),
+    /** The seqs released, once `seq` is among them. */
+    releasedUpTo: (seq: number) =>
+      watch.until(() => released.includes(seq) ? released : undefined, `seq ${seq} released`),
+  };
+}
+
+Deno.test("a page that is not the one after_seq asked for is read again, not skipped past", async () => {
+  const { order, read, releasedUpTo } = orderWithScriptedReads();
+  order.startAfter(C, 41);
+  order.take(C, [storedMessage(C, 43)]);
+
+  const first = await read(0);
+  assert.deepEqual([first.chatId, first.after], [C, 41]);
+  // an older page of the chat (another request's) says nothing of what is after 41
+  first.answer(historyPage(C, [1, 2]));
+  // nor does a page of another chat
+  (await read(1)).answer(historyPage(D, [42, 43]));
+  const third = await read(2);
+  assert.equal(third.after, 41);
+  third.answer(historyPage(C, [42, 43]));
+
+  assert.deepEqual(await releasedUpTo(43), [42, 43]);
+  order.stop();
+});
+
+Deno.test("an empty page read before the held message came is read again, not taken for a hole", async () => {
+  const { order, released, read, releasedUpTo } = orderWithScriptedReads();
+  order.startAfter(C, 3);
+  // the chat list says 4 is new: the order reads after 3
+  order.newest(C, 4, true);
+  const first = await read(0);
+  // 5 comes live (4 was lost on the way) while the read is answered from before 4 was stored
+  order.take(C, [storedMessage(C, 5)]);
+  first.answer(historyPage(C, []));
+  const second = await read(1);
+  assert.deepEqual(released, [], "5 waits for 4");
+  assert.equal(second.after, 3);
+  second.answer(historyPage(C, [4, 5]));
+
+  assert.deepEqual(await releasedUpTo(5), [4, 5]);
+  order.stop();
+});
+
+Deno.test("messages held with nothing stored before them are released after a read made while they waited", async () => {
+  const { order, read, releasedUpTo } = orderWithScriptedReads();
+  order.startAfter(C, 1);
+  order.take(C, [storedMessage(C, 3)]);
+  // seq has no holes, so only history removed from the store can answer this
+  (await read(0)).answer(historyPage(C, []));
+
+  assert.deepEqual(await releasedUpTo(3), [3]);
+  order.stop();
+});
