@@ -115,6 +115,10 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
       }) as Promise<LatestChatFrame>,
     release: (chatId, message) =>
       emit("chat_message", { type: "chat_message", chat_id: chatId, message }),
+    amended: (amendment) =>
+      amendment.type === "message_deleted"
+        ? emit("message_deleted", amendment)
+        : emit("message_edited", amendment),
     retryDelay: (attempt) => backoffDelay(attempt, options.backoff),
   });
 
@@ -202,10 +206,8 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
         emit("messages_read", frame);
         return;
       case "message_deleted":
-        emit("message_deleted", frame);
-        return;
       case "message_edited":
-        emit("message_edited", frame);
+        order.amend(frame);
         return;
       case "typing":
         emit("typing", frame);

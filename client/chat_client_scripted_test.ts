@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { openScriptedClient } from "../tests/support/scripted_socket.ts";
 import { chatRow, historyPage, storedMessage } from "../tests/support/stored_messages.ts";
-import { RequestTimeoutError } from "./mod.ts";
+import { type ChatClient, RequestTimeoutError } from "./mod.ts";
 
 const X = "00000000-0000-4000-8000-00000000000a";
 const Y = "00000000-0000-4000-8000-00000000000b";
@@ -132,4 +132,74 @@ Deno.test("a gap fill refused with rate_limited or unavailable, or timed out, is
   await events.next("chat_message", (frame) => frame.message.seq === 3);
   assert.deepEqual(events.all("chat_message").map((frame) => frame.message.seq), [2, 3]);
   assert.equal(client.stats.gapsFilled, 1);
+});
+
+/** What the application is shown of the messages and their changes, in order. */
+function shown(client: ChatClient): string[] {
+  const log: string[] = [];
+  client.on("chat_message", ({ message }) => {
+    log.push(`#${message.seq} ${message.deleted ? "(deleted)" : message.content}`);
+  });
+  client.on("message_deleted", ({ seq }) => log.push(`deleted #${seq}`));
+  client.on("message_edited", ({ message }) => {
+    log.push(`edited #${message.seq} ${message.content}`);
+  });
+  return log;
+}
+
+/** Connects to chat X with seq 1; seq 3 (`content`) comes live and waits while 2 is read. */
+async function holdingThird(scripted: ReturnType<typeof openScriptedClient>, content: string) {
+  const log = shown(scripted.client);
+  const socket = await scripted.accept(historyPage(X, [1]));
+  socket.push({ type: "chat_message", chat_id: X, message: storedMessage(X, 3, { content }) });
+  const fill = await scripted.server.written(socket, "load_latest_chat");
+  return { log, socket, fill };
+}
+
+const LATER = "2026-01-01T00:00:05.000Z";
+
+Deno.test("a message deleted while held behind a gap comes deleted, then its message_deleted", async () => {
+  await using scripted = openScriptedClient({ chatId: X });
+  const { log, socket, fill } = await holdingThird(scripted, "secret");
+  socket.push({
+    type: "message_deleted",
+    chat_id: X,
+    message_id: `${X}-3`,
+    seq: 3,
+    deleted_by: "vend-1",
+    deleted_at: LATER,
+  });
+  // the page was read before the deletion: it still has the text
+  socket.answer(fill, historyPage(X, [2, storedMessage(X, 3, { content: "secret" })]));
+
+  await scripted.events.next("message_deleted");
+  assert.deepEqual(log, ["#2 #2", "#3 (deleted)", "deleted #3"]);
+  const third = scripted.events.all("chat_message")[1]?.message;
+  assert.deepEqual([third?.content, third?.media_url, third?.deleted], [null, null, true]);
+});
+
+Deno.test("a message edited while held behind a gap comes with the new text, never the old after it", async () => {
+  await using scripted = openScriptedClient({ chatId: X });
+  const { log, socket, fill } = await holdingThird(scripted, "#3");
+  const edited = storedMessage(X, 3, {
+    content: "#3, edited",
+    edited_at: LATER,
+    updated_at: LATER,
+  });
+  socket.push({ type: "message_edited", chat_id: X, message: edited });
+  // read before the edit: the stored copy has the old text
+  socket.answer(fill, historyPage(X, [2, 3]));
+
+  await scripted.events.next("message_edited");
+  assert.deepEqual(log, ["#2 #2", "#3 #3, edited", "edited #3 #3, edited"]);
+});
+
+Deno.test("the stored copy of a held message replaces the live one: a deletion made meanwhile shows", async () => {
+  await using scripted = openScriptedClient({ chatId: X });
+  const { log, socket, fill } = await holdingThird(scripted, "secret");
+  const tombstone = storedMessage(X, 3, { content: null, deleted: true, updated_at: LATER });
+  socket.answer(fill, historyPage(X, [2, tombstone]));
+
+  await scripted.events.next("chat_message", (frame) => frame.message.seq === 3);
+  assert.deepEqual(log, ["#2 #2", "#3 (deleted)"]);
 });

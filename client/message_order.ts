@@ -1,4 +1,5 @@
 import type { Message } from "../protocol/mod.ts";
+import { amendedSeq, type Amendment, applyAmendments } from "./amendments.ts";
 import { RequestError, RequestTimeoutError } from "./errors.ts";
 import { createSequencer, type Sequencer } from "./sequencer.ts";
 import type { LatestChatFrame } from "./types.ts";
@@ -8,6 +9,8 @@ export interface MessageOrderDeps {
   load(chatId: string, afterSeq: number): Promise<LatestChatFrame>;
   /** Gives one message to the application. */
   release(chatId: string, message: Message): void;
+  /** Gives a deletion or an edit to the application. */
+  amended(amendment: Amendment): void;
   /** How long to wait before reading again after failed read `attempt` (0 for the first). */
   retryDelay(attempt: number): number;
 }
@@ -18,10 +21,14 @@ export interface MessageOrderDeps {
  * store, page by page, before what waits behind it is released. A read the server refused
  * for now (`rate_limited`, `unavailable`) or did not answer in time is made again after a
  * backoff; a lost connection ends the filling until the next connection's first frame.
+ * A deletion or edit of a message not yet released waits for it: the message is released
+ * with it applied, and the event follows.
  */
 export function createMessageOrder(deps: MessageOrderDeps) {
   const sequencers = new Map<string, Sequencer>();
   const filling = new Set<string>();
+  /** Per chat, the amendments of messages not yet released, by seq, in the order they came. */
+  const amendments = new Map<string, Map<number, Amendment[]>>();
   /** Backoff waits before a read is made again, each with its wake-up (stop() ends them). */
   const pauses = new Map<ReturnType<typeof setTimeout>, () => void>();
   let gapsFilled = 0;
@@ -45,12 +52,22 @@ export function createMessageOrder(deps: MessageOrderDeps) {
 
   function deliver(chatId: string, messages: Message[]): Sequencer {
     const sequencer = sequencerOf(chatId);
-    for (const message of messages) {
-      // on /v1/ws/chats/, a chat first heard of now starts here
-      if (sequencer.last === null) sequencer.startAfter(message.seq - 1);
-      for (const released of sequencer.accept(message)) deps.release(chatId, released);
-    }
+    const first = messages[0];
+    // on /v1/ws/chats/, a chat first heard of now starts here
+    if (sequencer.last === null && first) sequencer.startAfter(first.seq - 1);
+    for (const released of sequencer.accept(...messages)) release(chatId, released);
     return sequencer;
+  }
+
+  /** Releases a message with what was amended while it waited, and then those amendments. */
+  function release(chatId: string, message: Message): void {
+    const held = amendments.get(chatId);
+    const waiting = held?.get(message.seq);
+    if (!held || !waiting) return deps.release(chatId, message);
+    held.delete(message.seq);
+    const amended = applyAmendments(message, waiting);
+    deps.release(chatId, amended.message);
+    for (const amendment of amended.after) deps.amended(amendment);
   }
 
   /**
@@ -94,7 +111,13 @@ export function createMessageOrder(deps: MessageOrderDeps) {
         if (sequencer.hasGap && (sequencer.last !== after || !heldAtRead)) continue;
         // asked after they were stored, the store has nothing before the messages still
         // held: only history removed could mean that; release them rather than wait forever
-        for (const message of sequencer.skipGap()) deps.release(chatId, message);
+        for (const message of sequencer.skipGap()) release(chatId, message);
+        // amendments of messages skipped over are passed on as they are
+        for (const [seq, waiting] of amendments.get(chatId) ?? []) {
+          if (seq > (sequencer.last ?? 0)) continue;
+          amendments.get(chatId)?.delete(seq);
+          for (const amendment of waiting) deps.amended(amendment);
+        }
         gapsFilled++;
         return;
       }
@@ -118,6 +141,20 @@ export function createMessageOrder(deps: MessageOrderDeps) {
     /** Takes messages (live, or a page after a reconnect); fills a gap they show. */
     take(chatId: string, messages: Message[]): void {
       if (deliver(chatId, messages).hasGap) fill(chatId);
+    },
+    /**
+     * Takes a deletion or edit: passed on at once when its message was released (or the chat
+     * is new here); otherwise it waits for the message, which is fetched if it was missed.
+     */
+    amend(amendment: Amendment): void {
+      const chatId = amendment.chat_id;
+      const seq = amendedSeq(amendment);
+      const last = sequencerOf(chatId).last;
+      if (last === null || seq <= last) return deps.amended(amendment);
+      let held = amendments.get(chatId);
+      if (!held) amendments.set(chatId, held = new Map());
+      held.set(seq, [...(held.get(seq) ?? []), amendment]);
+      fill(chatId);
     },
     /**
      * The chat's newest `seq` as a `chats` row says: a chat not seen before starts there;

@@ -1,17 +1,22 @@
 import assert from "node:assert/strict";
 import { historyPage, storedMessage } from "../tests/support/stored_messages.ts";
 import { createWatch } from "../tests/support/wait.ts";
+import { amendedSeq } from "./amendments.ts";
 import { createMessageOrder } from "./message_order.ts";
 import type { LatestChatFrame } from "./types.ts";
 
 const C = "00000000-0000-4000-8000-00000000000c";
 const D = "00000000-0000-4000-8000-00000000000d";
 
-/** A message order whose reads the test answers one by one, and the seqs it released. */
+/**
+ * A message order whose reads the test answers one by one, the seqs it released, and what it
+ * gave the application in order (`#seq content`, `deleted #seq`).
+ */
 function orderWithScriptedReads() {
   const reads: Array<{ chatId: string; after: number; answer: (page: LatestChatFrame) => void }> =
     [];
   const released: number[] = [];
+  const shown: string[] = [];
   const watch = createWatch();
   const order = createMessageOrder({
     load(chatId, after) {
@@ -22,6 +27,11 @@ function orderWithScriptedReads() {
     },
     release(_chatId, message) {
       released.push(message.seq);
+      shown.push(`#${message.seq} ${message.deleted ? "(deleted)" : message.content}`);
+      watch.changed();
+    },
+    amended(amendment) {
+      shown.push(`${amendment.type} #${amendedSeq(amendment)}`);
       watch.changed();
     },
     retryDelay: () => 1,
@@ -29,6 +39,7 @@ function orderWithScriptedReads() {
   return {
     order,
     released,
+    shown,
     /** The `index`th read the order made (0: the first), once it is made. */
     read: (index: number) => watch.until(() => reads[index], `read #${index}`),
     /** The seqs released, once `seq` is among them. */
@@ -82,5 +93,25 @@ Deno.test("messages held with nothing stored before them are released after a re
   (await read(0)).answer(historyPage(C, []));
 
   assert.deepEqual(await releasedUpTo(3), [3]);
+  order.stop();
+});
+
+Deno.test("a deletion of a message missed with no gap showing makes the order read it first", async () => {
+  const { order, shown, read, releasedUpTo } = orderWithScriptedReads();
+  order.startAfter(C, 1);
+  order.amend({
+    type: "message_deleted",
+    chat_id: C,
+    message_id: `${C}-2`,
+    seq: 2,
+    deleted_by: "vend-1",
+    deleted_at: "2026-01-01T00:00:05.000Z",
+  });
+  const first = await read(0);
+  assert.equal(first.after, 1);
+  first.answer(historyPage(C, [2]));
+
+  await releasedUpTo(2);
+  assert.deepEqual(shown, ["#2 (deleted)", "message_deleted #2"]);
   order.stop();
 });

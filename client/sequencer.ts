@@ -1,9 +1,11 @@
 import type { Message } from "../protocol/mod.ts";
+import { laterCopy } from "./amendments.ts";
 
 /**
  * One chat's messages released in `seq` order, each once: a message already released is
  * dropped, one that arrives after a gap waits until the gap is filled (the chat's `seq` has
- * no gaps, so a gap always means messages not yet seen).
+ * no gaps, so a gap always means messages not yet seen). Of two copies of a waiting message
+ * (live, then from the store) the later one waits: a deletion or edit made meanwhile shows.
  */
 export interface Sequencer {
   /** The highest `seq` released, or null before the first page or message says where to start. */
@@ -14,8 +16,11 @@ export interface Sequencer {
   readonly duplicates: number;
   /** Messages up to `seq` are history the application already has; only ever moves forward. */
   startAfter(seq: number): void;
-  /** Takes a message; returns every message that can now be released, in order. */
-  accept(message: Message): Message[];
+  /**
+   * Takes messages (one, or a page); returns every message that can now be released, in
+   * order. A page is taken whole before anything is released, so its copies count.
+   */
+  accept(...messages: Message[]): Message[];
   /** Gives up on the gap (the store had nothing to fill it): releases what waits, in order. */
   skipGap(): Message[];
 }
@@ -53,12 +58,16 @@ export function createSequencer(): Sequencer {
         if (waitingSeq <= seq) waiting.delete(waitingSeq);
       }
     },
-    accept(message) {
-      if ((last !== null && message.seq <= last) || waiting.has(message.seq)) {
-        duplicates++;
-        return [];
+    accept(...messages) {
+      for (const message of messages) {
+        if (last !== null && message.seq <= last) {
+          duplicates++;
+          continue;
+        }
+        const held = waiting.get(message.seq);
+        if (held) duplicates++;
+        waiting.set(message.seq, held ? laterCopy(held, message) : message);
       }
-      waiting.set(message.seq, message);
       return release();
     },
     skipGap() {

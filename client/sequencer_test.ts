@@ -49,3 +49,17 @@ Deno.test("a sequencer's startAfter() only moves forward, dropping what it passe
   assert.equal(sequencer.hasGap, false);
   assert.deepEqual(seqs(sequencer.accept(message(8))), [8]);
 });
+
+Deno.test("a sequencer holds the later copy of a waiting message, and takes a page whole", () => {
+  const sequencer = createSequencer();
+  sequencer.startAfter(1);
+  sequencer.accept(storedMessage("c", 3, { content: "secret" }));
+  const deleted = storedMessage("c", 3, {
+    content: null,
+    deleted: true,
+    updated_at: "2026-01-01T00:00:05.000Z",
+  });
+  const released = sequencer.accept(message(2), deleted);
+  assert.deepEqual(released, [message(2), deleted]);
+  assert.equal(sequencer.duplicates, 1);
+});

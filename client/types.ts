@@ -47,7 +47,9 @@ type Forwarded = Exclude<ServerFrameType, "ack" | "error" | "latest_chat" | "cha
 
 /**
  * The events of a client. `chat_message` comes once per message and in `seq` order within a
- * chat, including messages fetched after a reconnect or a gap. `latest_chat` is the first
+ * chat, including messages fetched after a reconnect or a gap. A `message_deleted` or
+ * `message_edited` of a message not yet given comes after it, and the message already has
+ * the change (a deleted one never shows its content). `latest_chat` is the first
  * page at the first connection only (later ones feed `chat_message`); `chats` comes at every
  * connection to `/v1/ws/chats/` and when the server sends the list again unasked (the user's
  * chats changed); the pages `list_chats` asks for are its results, not events. `error` is an

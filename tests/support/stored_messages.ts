@@ -36,12 +36,16 @@ export function chatRow(chatId: string, seq: number) {
   };
 }
 
-/** A `latest_chat` page of `chatId` with the stored messages `seqs`, oldest first. */
-export function historyPage(chatId: string, seqs: number[], hasMore = false): LatestChatFrame {
+/** A `latest_chat` page of `chatId`, oldest first: stored messages given as they are or by seq. */
+export function historyPage(
+  chatId: string,
+  messages: Array<number | Message>,
+  hasMore = false,
+): LatestChatFrame {
   return {
     type: "latest_chat",
     chat_id: chatId,
-    messages: seqs.map((seq) => storedMessage(chatId, seq)),
+    messages: messages.map((item) => typeof item === "number" ? storedMessage(chatId, item) : item),
     has_more: hasMore,
   };
 }
