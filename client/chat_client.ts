@@ -25,7 +25,11 @@ import type {
 export interface ChatClientOptions {
   /** The service's base URL, `http(s)://` or `ws(s)://` (in a page: `location.origin`). */
   url: string | URL;
-  /** A JWT, or a function giving one: asked before every connection, so it can be renewed. */
+  /**
+   * A JWT, or a function giving one: asked before every connection, so it can be renewed
+   * (then a 4401 closing a socket that was open, an expired token, is followed by a new
+   * attempt; a 4401 at connect stops the client).
+   */
   token: string | (() => string | Promise<string>);
   /** Connects to `/v1/ws/chat/{chatId}/`; absent: `/v1/ws/chats/`, every chat of the user. */
   chatId?: string;
@@ -75,10 +79,11 @@ const OPEN = 1;
 
 /**
  * Connects to the chat service and stays connected: after a lost network or a 1012 restart
- * it reconnects with exponential backoff and jitter; after 4401, 4403 or 4408 it stops
- * (close_policy.ts). Every frame it receives is checked against the contract's schemas. After
- * a reconnect, or when a `seq` gap shows, it fetches what is missing (`load_latest_chat`
- * with `after_seq`), so `chat_message` reaches the application once per message, in order.
+ * it reconnects with exponential backoff and jitter; after 4403 or 4408 it stops, and after
+ * 4401 too unless the socket had been open and `token` is a function (close_policy.ts).
+ * Every frame it receives is checked against the contract's schemas. After a reconnect, or
+ * when a `seq` gap shows, it fetches what is missing (`load_latest_chat` with `after_seq`),
+ * so `chat_message` reaches the application once per message, in order.
  */
 export function createChatClient(options: ChatClientOptions): ChatClient {
   const openSocket = options.webSocket ?? ((url: string) => new WebSocket(url));
@@ -280,7 +285,9 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     }
     counts.resent += requeued.length;
     if (stopped) return;
-    if (!reconnectsAfter(code)) return stop(new ClientClosedError(code, reason));
+    // a socket taken in had a good token: a 4401 now is its expiry, and a function renews it
+    const renewsToken = wasReady && typeof options.token === "function";
+    if (!reconnectsAfter(code, { renewsToken })) return stop(new ClientClosedError(code, reason));
     if (wasReady) attempt = 0;
     scheduleRetry(code, reason);
   }

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { openScriptedClient } from "../tests/support/scripted_socket.ts";
 import { chatRow, historyPage, storedMessage } from "../tests/support/stored_messages.ts";
-import { type ChatClient, RequestTimeoutError } from "./mod.ts";
+import { type ChatClient, ClientClosedError, RequestTimeoutError } from "./mod.ts";
 
 const X = "00000000-0000-4000-8000-00000000000a";
 const Y = "00000000-0000-4000-8000-00000000000b";
@@ -202,4 +202,35 @@ Deno.test("the stored copy of a held message replaces the live one: a deletion m
 
   await scripted.events.next("chat_message", (frame) => frame.message.seq === 3);
   assert.deepEqual(log, ["#2 #2", "#3 (deleted)"]);
+});
+
+Deno.test("after 4401 on a ready socket a token function is asked again; a 4401 at connect stops", async () => {
+  let asked = 0;
+  await using scripted = openScriptedClient({ chatId: X, token: () => `token-${++asked}` });
+  const { client, events, server } = scripted;
+  const first = await scripted.accept(historyPage(X, [1]));
+  // the token expired while the socket was open
+  first.serverClose(4401, "token expired");
+  const retrying = await events.next("status", (status) => status.state === "reconnecting");
+  assert.equal(retrying.code, 4401);
+  const second = await server.socket(1);
+  assert.equal(second.token, "token-2");
+
+  // the fresh token is refused too: that one will not get better
+  second.serverClose(4401, "invalid token");
+  const closed = await events.next("status", (status) => status.state === "closed");
+  assert.equal(closed.code, 4401);
+  assert.equal(server.sockets.length, 2);
+  await assert.rejects(client.ready(), ClientClosedError);
+});
+
+Deno.test("after 4401 on a ready socket a fixed token stops the client", async () => {
+  await using scripted = openScriptedClient({ chatId: X, token: "token-1" });
+  const { client, events, server } = scripted;
+  const socket = await scripted.accept(historyPage(X, [1]));
+  socket.serverClose(4401, "token expired");
+  const closed = await events.next("status", (status) => status.state === "closed");
+  assert.equal(closed.code, 4401);
+  assert.equal(server.sockets.length, 1);
+  await assert.rejects(client.ready(), ClientClosedError);
 });

@@ -56,7 +56,8 @@ export class ConnectionLostError extends Error {
 
 /**
  * The client stopped for good: `close()` was called (code 1000), or the server closed with a
- * code after which reconnecting cannot help (4401 token, 4403 forbidden, 4408 operator).
+ * code after which reconnecting cannot help (4401 token, unless an expired one can be
+ * renewed; 4403 forbidden; 4408 operator).
  */
 export class ClientClosedError extends Error {
   override readonly name = "ClientClosedError";
