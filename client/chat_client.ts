@@ -163,7 +163,6 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     isReady = true;
     if (everReady) counts.reconnects++;
     everReady = true;
-    attempt = 0;
     // the outbox first, so sends keep their order
     requests.flush();
     setStatus({ state: "open", attempt: 0 });
@@ -288,7 +287,9 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     // a socket taken in had a good token: a 4401 now is its expiry, and a function renews it
     const renewsToken = wasReady && typeof options.token === "function";
     if (!reconnectsAfter(code, { renewsToken })) return stop(new ClientClosedError(code, reason));
-    if (wasReady) attempt = 0;
+    // an open socket starts the backoff over, unless it was closed for flooding: coming back
+    // at once would flood again
+    if (wasReady && code !== CloseCode.tooMany) attempt = 0;
     scheduleRetry(code, reason);
   }
 

@@ -234,3 +234,16 @@ Deno.test("after 4401 on a ready socket a fixed token stops the client", async (
   assert.equal(server.sockets.length, 1);
   await assert.rejects(client.ready(), ClientClosedError);
 });
+
+Deno.test("after 4429 the reconnect delay keeps growing though each socket had been open", async () => {
+  await using scripted = openScriptedClient({ chatId: X });
+  const delays: number[] = [];
+  for (const code of [4429, 4429, 4429, 1006]) {
+    const socket = await scripted.accept(historyPage(X, [1]));
+    socket.serverClose(code, code === 4429 ? "flooding" : "");
+    const status = await scripted.events.next("status", (next) => next.state === "reconnecting");
+    delays.push(status.retryInMs ?? -1);
+  }
+  // a connection lost after it was open starts over
+  assert.deepEqual(delays, [1, 2, 4, 1]);
+});

@@ -33,7 +33,10 @@ export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
 
 export interface ConnectionStatus {
   state: ConnectionState;
-  /** Failed attempts since the last connection that opened. */
+  /**
+   * Failed attempts since the last connection that opened (one closed with 4429 counts as
+   * failed: the backoff keeps growing).
+   */
   attempt: number;
   /** The close code that ended the last connection. */
   code?: number;
