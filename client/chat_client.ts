@@ -38,7 +38,7 @@ export interface ChatClientOptions {
   backoff?: BackoffOptions;
   /** Opens a socket (default: the global WebSocket). */
   webSocket?: (url: string) => WebSocket;
-  /** Closes the client when aborted. */
+  /** Closes the client when aborted (at once when it already is: no socket is opened). */
   signal?: AbortSignal;
 }
 
@@ -324,8 +324,13 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
   }
 
   const onAbort = () => void close();
-  options.signal?.addEventListener("abort", onAbort, { once: true });
-  void connect();
+  if (options.signal?.aborted) {
+    // aborted before it started: closed at once (close() stops synchronously), no socket
+    void close();
+  } else {
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    void connect();
+  }
 
   return {
     get status() {

@@ -247,3 +247,14 @@ Deno.test("after 4429 the reconnect delay keeps growing though each socket had b
   // a connection lost after it was open starts over
   assert.deepEqual(delays, [1, 2, 4, 1]);
 });
+
+Deno.test("a client given an aborted signal is closed from the start and opens no socket", async () => {
+  await using scripted = openScriptedClient({ chatId: X, signal: AbortSignal.abort() });
+  assert.equal(scripted.client.status.state, "closed");
+  await assert.rejects(
+    scripted.client.ready(),
+    (error) => error instanceof ClientClosedError && error.code === 1000,
+  );
+  await assert.rejects(scripted.client.request({ action: "unread_message" }), ClientClosedError);
+  assert.equal(scripted.server.sockets.length, 0);
+});
