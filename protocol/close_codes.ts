@@ -1,6 +1,6 @@
 /**
  * Close codes of the WebSocket plane (protocol.md "Errors and close codes"). They tell a
- * client whether reconnecting can help: see `client/reconnect.ts`.
+ * client whether reconnecting can help: see `client/close_policy.ts`.
  */
 export const CloseCode = {
   tokenInvalid: 4401,
