@@ -25,6 +25,8 @@ export interface Metrics {
   readonly dbQueryDuration: Histogram<"operation" | "outcome">;
   /** Times the NATS connection came back after a loss. */
   readonly natsReconnects: Counter;
+  /** Sockets checked against the store after a bus reconnect, by `outcome`. */
+  readonly accessChecks: Counter<"outcome">;
   /** The Prometheus text exposition of every instrument. */
   text(): Promise<string>;
 }
@@ -32,7 +34,7 @@ export interface Metrics {
 /** What the WebSocket plane feeds. */
 export type SocketMetrics = Pick<
   Metrics,
-  "openSockets" | "eventsDelivered" | "actions" | "errors" | "fanoutLatency"
+  "openSockets" | "eventsDelivered" | "actions" | "errors" | "fanoutLatency" | "accessChecks"
 >;
 
 /** What the store feeds. */
@@ -122,6 +124,12 @@ export function createMetrics(): Metrics {
     natsReconnects: new Counter({
       name: "chat_nats_reconnects_total",
       help: "Times the NATS connection was re-established",
+      registers,
+    }),
+    accessChecks: new Counter({
+      name: "chat_access_checks_total",
+      help: "Sockets checked against the store after a bus reconnect, by outcome",
+      labelNames: ["outcome"] as const,
       registers,
     }),
     text: () => registry.metrics(),

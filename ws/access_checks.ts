@@ -1,7 +1,9 @@
+/** How one socket's check ended: still allowed, closed, or the store did not answer. */
+export type AccessCheckOutcome = "kept" | "closed" | "unanswered";
+
 /** A socket whose access can be checked against the store. */
 export interface AccessCheckable {
-  /** True once checked (kept or closed); false when the store could not answer. */
-  checkAccess(): Promise<boolean>;
+  checkAccess(): Promise<AccessCheckOutcome>;
 }
 
 export interface AccessCheckOptions {
@@ -11,6 +13,8 @@ export interface AccessCheckOptions {
   retryMs?: number;
   /** Told when a pass starts, with the number of sockets it checks. */
   onPass?: (sockets: number) => void;
+  /** Told of each socket's check. */
+  onChecked?: (outcome: AccessCheckOutcome) => void;
   /** Told when the store failed a pass: the retry is scheduled. */
   onUnanswered?: () => void;
 }
@@ -40,7 +44,9 @@ export function createAccessChecks(
     await Promise.all(
       Array.from({ length: atOnce }, async () => {
         for (let next = pending.pop(); next && answered; next = pending.pop()) {
-          if (!(await next.checkAccess())) answered = false;
+          const outcome = await next.checkAccess();
+          options.onChecked?.(outcome);
+          if (outcome === "unanswered") answered = false;
         }
       }),
     );

@@ -1,85 +1,98 @@
 import assert from "node:assert/strict";
-import { type AccessCheckable, createAccessChecks } from "./access_checks.ts";
+import { createWatch } from "../tests/support/wait.ts";
+import {
+  type AccessCheckable,
+  type AccessCheckOutcome,
+  createAccessChecks,
+} from "./access_checks.ts";
 
-/** A socket whose check waits until the test answers it. */
-class HeldSocket implements AccessCheckable {
-  #answers: Array<(answered: boolean) => void> = [];
-  constructor(readonly log: string[], readonly name: string) {}
-  checkAccess(): Promise<boolean> {
-    this.log.push(this.name);
-    return new Promise((resolve) => this.#answers.push(resolve));
-  }
-  answer(answered = true): void {
-    this.#answers.shift()!(answered);
-  }
+/** Sockets whose checks wait until the test answers them; `log` names each check begun. */
+function heldSockets(names: string[]) {
+  const log: string[] = [];
+  const watch = createWatch();
+  const answers = new Map<string, Array<(outcome: AccessCheckOutcome) => void>>();
+  const sockets: AccessCheckable[] = names.map((name) => ({
+    checkAccess() {
+      log.push(name);
+      watch.changed();
+      const { promise, resolve } = Promise.withResolvers<AccessCheckOutcome>();
+      answers.set(name, [...(answers.get(name) ?? []), resolve]);
+      return promise;
+    },
+  }));
+  return {
+    log,
+    sockets,
+    answer(name: string, outcome: AccessCheckOutcome = "kept") {
+      answers.get(name)!.shift()!(outcome);
+    },
+    /** Resolves once `count` checks have begun. */
+    begun(count: number): Promise<true> {
+      return watch.until(() => log.length >= count || undefined, `${count} checks`);
+    },
+  };
 }
 
-const turn = () => new Promise((resolve) => setTimeout(resolve, 0));
-
-Deno.test("access checks run a few sockets at a time, and a request during a pass runs one more pass after it", async () => {
-  const log: string[] = [];
-  const sockets = ["a", "b", "c"].map((name) => new HeldSocket(log, name));
+Deno.test("access checks run a few sockets at a time, and requests during a pass run one more pass after it", async () => {
+  const held = heldSockets(["a", "b", "c"]);
   const passes: number[] = [];
-  const checks = createAccessChecks(() => sockets, { atOnce: 2, onPass: (n) => passes.push(n) });
+  const outcomes: AccessCheckOutcome[] = [];
+  const checks = createAccessChecks(() => held.sockets, {
+    atOnce: 2,
+    onPass: (sockets) => passes.push(sockets),
+    onChecked: (outcome) => outcomes.push(outcome),
+  });
   checks.request();
-  await turn();
-  assert.equal(log.length, 2, "two at a time");
+  assert.deepEqual(held.log, ["c", "b"], "two at a time");
   checks.request();
   checks.request();
-  sockets[2]!.answer();
-  await turn();
-  assert.equal(log.length, 3);
-  sockets[1]!.answer();
-  sockets[0]!.answer();
-  await turn();
+  held.answer("c");
+  await held.begun(3);
+  held.answer("b", "closed");
+  held.answer("a");
   // the two requests made during the pass run one more pass, not two
-  assert.deepEqual(log, ["c", "b", "a", "c", "b"]);
-  sockets[2]!.answer();
-  sockets[1]!.answer();
-  await turn();
-  sockets[0]!.answer();
+  await held.begun(5);
+  held.answer("c");
+  held.answer("b");
+  await held.begun(6);
+  held.answer("a");
   await checks.stop();
+  assert.deepEqual(held.log, ["c", "b", "a", "c", "b", "a"]);
   assert.deepEqual(passes, [3, 3]);
-  assert.deepEqual(log, ["c", "b", "a", "c", "b", "a"]);
+  assert.deepEqual(outcomes, ["kept", "closed", "kept", "kept", "kept", "kept"]);
 });
 
 Deno.test("a pass the store does not answer stops there, and every socket is checked again later", async () => {
-  const log: string[] = [];
-  const sockets = ["a", "b", "c"].map((name) => new HeldSocket(log, name));
+  const held = heldSockets(["a", "b", "c"]);
   let unanswered = 0;
-  const checks = createAccessChecks(() => sockets, {
+  const checks = createAccessChecks(() => held.sockets, {
     atOnce: 1,
     retryMs: 20,
     onUnanswered: () => unanswered++,
   });
   checks.request();
-  await turn();
-  sockets[2]!.answer(false);
-  await turn();
-  assert.deepEqual(log, ["c"], "no socket checked after the store failed");
+  held.answer("c", "unanswered");
+  // the retry starts over, and no socket was checked after the store failed
+  await held.begun(2);
+  assert.deepEqual(held.log, ["c", "c"]);
   assert.equal(unanswered, 1);
-  await new Promise((resolve) => setTimeout(resolve, 40));
-  assert.deepEqual(log, ["c", "c"], "the retry starts over");
-  sockets[2]!.answer();
-  await turn();
-  sockets[1]!.answer();
-  await turn();
-  sockets[0]!.answer();
+  held.answer("c");
+  await held.begun(3);
+  held.answer("b");
+  await held.begun(4);
+  held.answer("a");
   await checks.stop();
-  assert.deepEqual(log, ["c", "c", "b", "a"]);
+  assert.deepEqual(held.log, ["c", "c", "b", "a"]);
   assert.equal(unanswered, 1);
 });
 
-Deno.test("stopped access checks cancel their retry and take no requests", async () => {
-  const log: string[] = [];
-  const socket = new HeldSocket(log, "a");
-  const checks = createAccessChecks(() => [socket], { retryMs: 10 });
+Deno.test("stopped access checks take no requests and leave no retry behind", async () => {
+  const held = heldSockets(["a"]);
+  const checks = createAccessChecks(() => held.sockets, { retryMs: 60_000 });
   checks.request();
-  await turn();
-  socket.answer(false);
-  await turn();
+  held.answer("a", "unanswered");
+  // the retry timer is pending now; a stop that left it would fail the leak sanitizer
   await checks.stop();
   checks.request();
-  await new Promise((resolve) => setTimeout(resolve, 30));
-  assert.deepEqual(log, ["a"]);
+  assert.deepEqual(held.log, ["a"], "a request after stop() began a check");
 });

@@ -5,6 +5,7 @@ import type { ChatFeed, Delivery } from "../chat/feed.ts";
 import type { Actor, ChatService } from "../chat/service.ts";
 import type { Membership } from "../chat/types.ts";
 import type { SocketMetrics } from "../observability/metrics.ts";
+import type { AccessCheckOutcome } from "./access_checks.ts";
 import { CloseCode, closeCodeFor, type ErrorFrame, toErrorFrame } from "./errors.ts";
 import { runAction } from "./actions.ts";
 import { type ClientFrame, isFrameProblem, parseClientFrame } from "./frames.ts";
@@ -330,36 +331,39 @@ export class Connection {
    * ChatFeed.requestResync): a user an operator disconnected since the socket opened is closed
    * with 4408, a banned user or one no longer in the chat with 4403;
    * on `/v1/ws/chats/` the chats lost are dropped, those gained are taken in, and the list is
-   * sent again when it changed. False when the store could not answer; never rejects.
+   * sent again when it changed. Never rejects.
    */
-  checkAccess(): Promise<boolean> {
+  checkAccess(): Promise<AccessCheckOutcome> {
     const checked = this.#queue.then(() => this.#checkAccess());
     this.#queue = checked.then(() => {});
     return checked;
   }
 
-  async #checkAccess(): Promise<boolean> {
-    if (this.#closed || this.#stopping) return true;
+  async #checkAccess(): Promise<AccessCheckOutcome> {
+    if (this.#closed || this.#stopping) return "closed";
     try {
       if (await this.#deps.service.disconnectedAfter(this.userId, this.#openedAt)) {
         this.close(CloseCode.operatorDisconnect, "disconnected by an operator");
-      } else if (this.endpoint.kind === "chat") {
+        return "closed";
+      }
+      if (this.endpoint.kind === "chat") {
         await this.#deps.service.joinChat(this.userId, this.endpoint.chatId);
       } else if (await this.#refreshChats()) {
         await this.#sendChatList();
       }
-      return true;
+      // it may have closed meanwhile: by its client, or on an event heard during the reads
+      return this.#closed ? "closed" : "kept";
     } catch (error) {
       if (error instanceof ChatError && error.code === "forbidden") {
         this.close(CloseCode.forbidden, error.message);
-        return true;
+        return "closed";
       }
       // the access stays as it was until the check runs again; the store being away is
       // reported once for all sockets
       if (!(error instanceof ChatError && error.code === "unavailable")) {
         this.#deps.onError(error, "check access", this);
       }
-      return false;
+      return "unanswered";
     }
   }
 

@@ -98,6 +98,7 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
   const accessChecks = createAccessChecks(() => connections, {
     onPass: (sockets) =>
       log.info("checking sockets against the store after a bus reconnect", { sockets }),
+    onChecked: (outcome) => deps.instruments?.accessChecks.inc({ outcome }),
     onUnanswered: () =>
       log.warning("the store did not answer the access checks; they run again soon"),
   });
