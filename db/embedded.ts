@@ -8,21 +8,52 @@ export interface EmbeddedPostgres {
   close(): Promise<void>;
 }
 
+/** The embedded database's directory is open in another process. */
+export class EmbeddedDatabaseInUse extends Error {
+  override name = "EmbeddedDatabaseInUse";
+}
+
 /**
  * Starts PGlite on `dataDir` (created if missing; `memory://` for a throwaway database)
- * behind a socket server on a free loopback port.
+ * behind a socket server on a free loopback port. One process at a time may open a directory:
+ * PGlite has no locking of its own, and two writers would corrupt it. Rejects with
+ * {@link EmbeddedDatabaseInUse} while another holds it (`deno task dev`, `seed`, `migrate`).
  */
 export async function startEmbeddedPostgres(dataDir: string): Promise<EmbeddedPostgres> {
-  if (!dataDir.startsWith("memory://")) await Deno.mkdir(dataDir, { recursive: true });
-  const db = await PGlite.create(dataDir);
-  const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 16 });
-  await server.start();
-  const address = server.getServerConn();
-  return {
-    url: `postgres://postgres@${address}/postgres?sslmode=disable`,
-    async close() {
-      await server.stop();
-      await db.close();
-    },
-  };
+  const lock = dataDir.startsWith("memory://") ? undefined : await lockDirectory(dataDir);
+  try {
+    const db = await PGlite.create(dataDir);
+    const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 16 });
+    await server.start();
+    const address = server.getServerConn();
+    return {
+      url: `postgres://postgres@${address}/postgres?sslmode=disable`,
+      async close() {
+        try {
+          await server.stop();
+          await db.close();
+        } finally {
+          lock?.close();
+        }
+      },
+    };
+  } catch (error) {
+    lock?.close();
+    throw error;
+  }
+}
+
+/** An exclusive lock on a file beside the directory (not in it: PGlite owns its contents). */
+async function lockDirectory(dataDir: string): Promise<Deno.FsFile> {
+  await Deno.mkdir(dataDir, { recursive: true });
+  const lock = await Deno.open(`${dataDir.replace(/\/+$/, "")}.lock`, {
+    create: true,
+    write: true,
+  });
+  if (await lock.tryLock(true)) return lock;
+  lock.close();
+  throw new EmbeddedDatabaseInUse(
+    `the embedded database in ${dataDir} is open in another process (deno task dev?): stop it, ` +
+      "or give DATABASE_URL",
+  );
 }

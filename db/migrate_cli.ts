@@ -1,11 +1,18 @@
 /** `deno task migrate`: applies pending migrations to DATABASE_URL (or the embedded database). */
 import postgres from "postgres";
 import { loadDatabaseConfig } from "../config.ts";
-import { startEmbeddedPostgres } from "./embedded.ts";
+import { EmbeddedDatabaseInUse, startEmbeddedPostgres } from "./embedded.ts";
 import { migrate } from "./migrate.ts";
 
 const config = loadDatabaseConfig();
-const embedded = config.DATABASE_URL ? undefined : await startEmbeddedPostgres(config.DATA_DIR);
+let embedded;
+try {
+  embedded = config.DATABASE_URL ? undefined : await startEmbeddedPostgres(config.DATA_DIR);
+} catch (error) {
+  if (!(error instanceof EmbeddedDatabaseInUse)) throw error;
+  console.error(error.message);
+  Deno.exit(2);
+}
 const sql = postgres(config.DATABASE_URL ?? embedded!.url, { max: 1, onnotice: () => {} });
 try {
   const applied = await migrate(sql);
