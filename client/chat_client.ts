@@ -1,22 +1,15 @@
-import {
-  type Action,
-  clientFrameSchemas,
-  CloseCode,
-  type ServerFrame,
-  serverFrameSchema,
-} from "../protocol/mod.ts";
+import { type Action, clientFrameSchemas } from "../protocol/mod.ts";
 import { backoffDelay, type BackoffOptions } from "./backoff.ts";
-import { reconnectsAfter } from "./close_policy.ts";
-import { ClientClosedError, RequestError } from "./errors.ts";
-import { createRequests, randomId, type RequestOptions } from "./requests.ts";
+import { createConnection } from "./connection.ts";
+import { RequestError } from "./errors.ts";
+import { createFrameRouter } from "./frame_router.ts";
 import { createMessageOrder } from "./message_order.ts";
-import { socketUrl } from "./socket_url.ts";
+import { createRequests, randomId, type RequestOptions } from "./requests.ts";
 import type {
   ActionInput,
   ActionResults,
   ChatClientEvent,
   ChatClientEvents,
-  ChatsFrame,
   ClientStats,
   ConnectionStatus,
   LatestChatFrame,
@@ -75,8 +68,6 @@ export interface ChatClient extends AsyncDisposable {
   close(): Promise<void>;
 }
 
-const OPEN = 1;
-
 /**
  * Connects to the chat service and stays connected: after a lost network or a 1012 restart
  * it reconnects with exponential backoff and jitter; after 4403 or 4408 it stops, and after
@@ -86,28 +77,12 @@ const OPEN = 1;
  * so `chat_message` reaches the application once per message, in order.
  */
 export function createChatClient(options: ChatClientOptions): ChatClient {
-  const openSocket = options.webSocket ?? ((url: string) => new WebSocket(url));
   const listeners = new Map<ChatClientEvent, Set<(value: never) => void>>();
-  const waiters = new Set<PromiseWithResolvers<void>>();
-  const counts = { reconnects: 0, resent: 0 };
-  let status: ConnectionStatus = { state: "connecting", attempt: 0 };
-  let socket: WebSocket | undefined;
-  let socketGone: Promise<void> = Promise.resolve();
-  /** The current socket has had its first frame: the server is ready for actions. */
-  let isReady = false;
-  let everReady = false;
-  let attempt = 0;
-  let retryTimer: ReturnType<typeof setTimeout> | undefined;
-  let stopped: ClientClosedError | undefined;
 
   const requests = createRequests({
     timeoutMs: options.timeoutMs ?? 10_000,
-    write(text) {
-      if (!isReady || socket?.readyState !== OPEN) return false;
-      socket.send(text);
-      return true;
-    },
-    unclaimed: unasked,
+    write: (text) => connection.write(text),
+    unclaimed: (frame) => frames.unclaimed(frame),
   });
 
   const order = createMessageOrder({
@@ -138,206 +113,21 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     }
   }
 
-  function setStatus(next: ConnectionStatus): void {
-    status = next;
-    emit("status", next);
-  }
-
-  function learnChats(frame: ChatsFrame, fillNewer: boolean): void {
-    for (const summary of frame.chats) {
-      order.newest(summary.chat_id, summary.last_message?.seq ?? 0, fillNewer);
-    }
-  }
-
-  /**
-   * A page no request took. A `chats` list is the server's news (the user's chats changed);
-   * after the first, a `latest_chat` only ever answers a request, and one whose request gave
-   * up is dropped (the event is the first page only).
-   */
-  function unasked(frame: LatestChatFrame | ChatsFrame): void {
-    if (frame.type === "chats") emit("chats", frame);
-  }
-
-  /** The first frame of a connection: the server is ready, and says where things stand. */
-  function opened(frame: LatestChatFrame | ChatsFrame): void {
-    isReady = true;
-    if (everReady) counts.reconnects++;
-    everReady = true;
-    // the outbox first, so sends keep their order
-    requests.flush();
-    setStatus({ state: "open", attempt: 0 });
-    if (frame.type === "chats") {
-      learnChats(frame, true);
-      emit("chats", frame);
-    } else if (!order.knows(frame.chat_id)) {
-      order.startAfter(frame.chat_id, frame.messages.at(-1)?.seq ?? 0);
-      emit("latest_chat", frame);
-    } else {
-      // a reconnect: what is new in the page, and what came before it when it does not
-      // reach back far enough (the page then waits behind a gap)
-      order.take(frame.chat_id, frame.messages);
-    }
-    for (const waiter of waiters) waiter.resolve();
-    waiters.clear();
-  }
-
-  function handle(frame: ServerFrame): void {
-    switch (frame.type) {
-      case "ack":
-        requests.ack(frame);
-        return;
-      case "error":
-        if (!requests.error(frame)) emit("error", frame);
-        return;
-      case "chats":
-        learnChats(frame, false);
-        if (!requests.page(frame)) unasked(frame);
-        return;
-      case "latest_chat":
-        if (!requests.page(frame)) unasked(frame);
-        return;
-      case "unread_messages":
-        requests.unread(frame);
-        emit("unread_messages", frame);
-        return;
-      case "chat_message":
-        order.take(frame.chat_id, [frame.message]);
-        return;
-      case "message_read":
-        emit("message_read", frame);
-        return;
-      case "messages_read":
-        emit("messages_read", frame);
-        return;
-      case "message_deleted":
-      case "message_edited":
-        order.amend(frame);
-        return;
-      case "typing":
-        emit("typing", frame);
-        return;
-    }
-  }
-
-  function receive(text: string): void {
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch {
-      return emit("invalid_frame", { text, problem: "not JSON" });
-    }
-    const parsed = serverFrameSchema.safeParse(value);
-    if (!parsed.success) {
-      const problem = parsed.error.issues
-        .map((issue) => `${issue.path.join(".") || "frame"}: ${issue.message}`)
-        .join("; ");
-      return emit("invalid_frame", { text, problem });
-    }
-    const frame = parsed.data;
-    if (!isReady && (frame.type === "latest_chat" || frame.type === "chats")) opened(frame);
-    else handle(frame);
-  }
-
-  async function connect(): Promise<void> {
-    retryTimer = undefined;
-    if (stopped) return;
-    if (!everReady && attempt === 0) setStatus({ state: "connecting", attempt });
-    let token: string;
-    try {
-      token = typeof options.token === "function" ? await options.token() : options.token;
-    } catch {
-      // a token source that failed may work next time
-      return scheduleRetry(CloseCode.tryAgainLater, "no token");
-    }
-    if (stopped) return;
-    const ws = openSocket(socketUrl(options.url, options.chatId, token));
-    const gone = Promise.withResolvers<void>();
-    socket = ws;
-    socketGone = gone.promise;
-    isReady = false;
-    ws.onmessage = (event) => {
-      if (socket === ws && typeof event.data === "string") receive(event.data);
-    };
-    ws.onerror = () => {};
-    ws.onclose = (event) => {
-      gone.resolve();
-      // Deno reports a connection that just ended as 0; browsers (and the spec) say 1006
-      if (socket === ws) closed(event.code || 1006, event.reason);
-    };
-  }
-
-  function closed(code: number, reason: string): void {
-    const wasReady = isReady;
-    socket = undefined;
-    isReady = false;
-    const requeued = requests.lost();
-    if (code === CloseCode.frameTooLarge && requeued.length > 0) {
-      // the server stops reading at the frame too large; the largest unanswered send is it
-      const largest = requeued.reduce((a, b) => (b.text.length > a.text.length ? b : a));
-      requeued.splice(requeued.indexOf(largest), 1);
-      largest.reject(
-        new RequestError({
-          code: "payload_too_large",
-          message: "the frame is larger than the server takes (closed with 1009)",
-        }, "send_message"),
-      );
-    }
-    counts.resent += requeued.length;
-    if (stopped) return;
-    // a socket taken in had a good token: a 4401 now is its expiry, and a function renews it
-    const renewsToken = wasReady && typeof options.token === "function";
-    if (!reconnectsAfter(code, { renewsToken })) return stop(new ClientClosedError(code, reason));
-    // an open socket starts the backoff over, unless it was closed for flooding: coming back
-    // at once would flood again
-    if (wasReady && code !== CloseCode.tooMany) attempt = 0;
-    scheduleRetry(code, reason);
-  }
-
-  function scheduleRetry(code: number, reason: string): void {
-    const delay = backoffDelay(attempt, options.backoff);
-    attempt++;
-    setStatus({ state: "reconnecting", attempt, code, reason, retryInMs: delay });
-    retryTimer = setTimeout(() => void connect(), delay);
-  }
-
-  function stop(error: ClientClosedError): void {
-    if (stopped) return;
-    stopped = error;
-    order.stop();
-    clearTimeout(retryTimer);
-    options.signal?.removeEventListener("abort", onAbort);
-    requests.rejectAll(error);
-    for (const waiter of waiters) waiter.reject(error);
-    waiters.clear();
-    setStatus({ state: "closed", attempt, code: error.code, reason: error.reason });
-  }
-
-  async function close(): Promise<void> {
-    stop(new ClientClosedError(1000, "closed by the client"));
-    const ws = socket;
-    try {
-      ws?.close(1000);
-    } catch {
-      // already closing
-    }
-    await socketGone;
-  }
-
-  const onAbort = () => void close();
-  if (options.signal?.aborted) {
-    // aborted before it started: closed at once (close() stops synchronously), no socket
-    void close();
-  } else {
-    options.signal?.addEventListener("abort", onAbort, { once: true });
-    void connect();
-  }
+  const frames = createFrameRouter({ requests, order, emit });
+  // last: it starts connecting (or, given an aborted signal, stops everything above)
+  const connection = createConnection({ requests, order, frames, emit }, options);
 
   return {
     get status() {
-      return status;
+      return connection.status;
     },
     get stats() {
-      return { ...counts, duplicates: order.duplicates, gapsFilled: order.gapsFilled };
+      return {
+        reconnects: connection.reconnects,
+        resent: connection.resent,
+        duplicates: order.duplicates,
+        gapsFilled: order.gapsFilled,
+      };
     },
     on(event, listener) {
       let set = listeners.get(event);
@@ -346,15 +136,9 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
       set.add(entry);
       return () => void set.delete(entry);
     },
-    ready() {
-      if (stopped) return Promise.reject(stopped);
-      if (isReady) return Promise.resolve();
-      const waiter = Promise.withResolvers<void>();
-      waiters.add(waiter);
-      return waiter.promise;
-    },
+    ready: connection.ready,
     request(frame, requestOptions) {
-      if (stopped) return Promise.reject(stopped);
+      if (connection.stopped) return Promise.reject(connection.stopped);
       const checked = clientFrameSchemas[frame.action].safeParse(frame);
       if (!checked.success) {
         return Promise.reject(
@@ -374,12 +158,11 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
       return requests.add(toSend, requestOptions) as Promise<ActionResults[typeof frame.action]>;
     },
     notify(frame) {
-      if (!isReady || socket?.readyState !== OPEN) return false;
+      if (!connection.writable) return false;
       if (!clientFrameSchemas[frame.action].safeParse(frame).success) return false;
-      socket.send(JSON.stringify(frame));
-      return true;
+      return connection.write(JSON.stringify(frame));
     },
-    close,
-    [Symbol.asyncDispose]: close,
+    close: connection.close,
+    [Symbol.asyncDispose]: connection.close,
   };
 }

@@ -185,6 +185,8 @@ export function createMessageOrder(deps: MessageOrderDeps) {
   };
 }
 
+export type MessageOrder = ReturnType<typeof createMessageOrder>;
+
 /** A read that may succeed if made again on the same connection. */
 function worthRetrying(error: unknown): boolean {
   return error instanceof RequestTimeoutError ||

@@ -1,0 +1,196 @@
+import { CloseCode } from "../protocol/mod.ts";
+import { backoffDelay } from "./backoff.ts";
+import type { ChatClientOptions } from "./chat_client.ts";
+import { reconnectsAfter } from "./close_policy.ts";
+import { ClientClosedError, RequestError } from "./errors.ts";
+import type { Emit, FrameRouter } from "./frame_router.ts";
+import type { MessageOrder } from "./message_order.ts";
+import type { Requests } from "./requests.ts";
+import { socketUrl } from "./socket_url.ts";
+import type { ChatsFrame, ConnectionStatus, LatestChatFrame } from "./types.ts";
+
+const OPEN = 1;
+
+/**
+ * The client's one socket at a time, from the first attempt until it stops for good. A
+ * socket is ready for actions once its first frame (a page) has come: then the outbox is
+ * written and `ready()` resolves. When it closes, the close code says whether to try again
+ * (close_policy.ts), after a backoff delay; when not, or when closed or aborted, the client
+ * stops: requests and `ready()` reject with ClientClosedError and `status` is `closed`.
+ * It starts connecting at once (not when `signal` is already aborted).
+ */
+export function createConnection(
+  deps: { requests: Requests; order: MessageOrder; frames: FrameRouter; emit: Emit },
+  options: Pick<ChatClientOptions, "url" | "token" | "chatId" | "backoff" | "webSocket" | "signal">,
+) {
+  const { requests, order, frames, emit } = deps;
+  const openSocket = options.webSocket ?? ((url: string) => new WebSocket(url));
+  const waiters = new Set<PromiseWithResolvers<void>>();
+  const counts = { reconnects: 0, resent: 0 };
+  let status: ConnectionStatus = { state: "connecting", attempt: 0 };
+  let socket: WebSocket | undefined;
+  let socketGone: Promise<void> = Promise.resolve();
+  /** The current socket has had its first frame: the server is ready for actions. */
+  let isReady = false;
+  let everReady = false;
+  let attempt = 0;
+  let retryTimer: ReturnType<typeof setTimeout> | undefined;
+  let stopped: ClientClosedError | undefined;
+
+  function setStatus(next: ConnectionStatus): void {
+    status = next;
+    emit("status", next);
+  }
+
+  /** The first frame of a connection: the server is ready, and says where things stand. */
+  function opened(frame: LatestChatFrame | ChatsFrame): void {
+    isReady = true;
+    if (everReady) counts.reconnects++;
+    everReady = true;
+    // the outbox first, so sends keep their order
+    requests.flush();
+    setStatus({ state: "open", attempt: 0 });
+    frames.opened(frame);
+    for (const waiter of waiters) waiter.resolve();
+    waiters.clear();
+  }
+
+  function receive(text: string): void {
+    const frame = frames.parse(text);
+    if (!frame) return;
+    if (!isReady && (frame.type === "latest_chat" || frame.type === "chats")) opened(frame);
+    else frames.route(frame);
+  }
+
+  async function connect(): Promise<void> {
+    retryTimer = undefined;
+    if (stopped) return;
+    if (!everReady && attempt === 0) setStatus({ state: "connecting", attempt });
+    let token: string;
+    try {
+      token = typeof options.token === "function" ? await options.token() : options.token;
+    } catch {
+      // a token source that failed may work next time
+      return scheduleRetry(CloseCode.tryAgainLater, "no token");
+    }
+    if (stopped) return;
+    const ws = openSocket(socketUrl(options.url, options.chatId, token));
+    const gone = Promise.withResolvers<void>();
+    socket = ws;
+    socketGone = gone.promise;
+    isReady = false;
+    ws.onmessage = (event) => {
+      if (socket === ws && typeof event.data === "string") receive(event.data);
+    };
+    ws.onerror = () => {};
+    ws.onclose = (event) => {
+      gone.resolve();
+      // Deno reports a connection that just ended as 0; browsers (and the spec) say 1006
+      if (socket === ws) closed(event.code || 1006, event.reason);
+    };
+  }
+
+  function closed(code: number, reason: string): void {
+    const wasReady = isReady;
+    socket = undefined;
+    isReady = false;
+    const requeued = requests.lost();
+    if (code === CloseCode.frameTooLarge && requeued.length > 0) {
+      // the server stops reading at the frame too large; the largest unanswered send is it
+      const largest = requeued.reduce((a, b) => (b.text.length > a.text.length ? b : a));
+      requeued.splice(requeued.indexOf(largest), 1);
+      largest.reject(
+        new RequestError({
+          code: "payload_too_large",
+          message: "the frame is larger than the server takes (closed with 1009)",
+        }, "send_message"),
+      );
+    }
+    counts.resent += requeued.length;
+    if (stopped) return;
+    // a socket taken in had a good token: a 4401 now is its expiry, and a function renews it
+    const renewsToken = wasReady && typeof options.token === "function";
+    if (!reconnectsAfter(code, { renewsToken })) return stop(new ClientClosedError(code, reason));
+    // an open socket starts the backoff over, unless it was closed for flooding: coming back
+    // at once would flood again
+    if (wasReady && code !== CloseCode.tooMany) attempt = 0;
+    scheduleRetry(code, reason);
+  }
+
+  function scheduleRetry(code: number, reason: string): void {
+    const delay = backoffDelay(attempt, options.backoff);
+    attempt++;
+    setStatus({ state: "reconnecting", attempt, code, reason, retryInMs: delay });
+    retryTimer = setTimeout(() => void connect(), delay);
+  }
+
+  function stop(error: ClientClosedError): void {
+    if (stopped) return;
+    stopped = error;
+    order.stop();
+    clearTimeout(retryTimer);
+    options.signal?.removeEventListener("abort", onAbort);
+    requests.rejectAll(error);
+    for (const waiter of waiters) waiter.reject(error);
+    waiters.clear();
+    setStatus({ state: "closed", attempt, code: error.code, reason: error.reason });
+  }
+
+  async function close(): Promise<void> {
+    stop(new ClientClosedError(1000, "closed by the client"));
+    const ws = socket;
+    try {
+      ws?.close(1000);
+    } catch {
+      // already closing
+    }
+    await socketGone;
+  }
+
+  const onAbort = () => void close();
+  if (options.signal?.aborted) {
+    // aborted before it started: closed at once (close() stops synchronously), no socket
+    void close();
+  } else {
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    void connect();
+  }
+
+  return {
+    get status(): ConnectionStatus {
+      return status;
+    },
+    /** Why the client stopped for good, once it has. */
+    get stopped(): ClientClosedError | undefined {
+      return stopped;
+    },
+    /** Connections that opened after the first. */
+    get reconnects(): number {
+      return counts.reconnects;
+    },
+    /** Sends put back in the outbox by lost connections. */
+    get resent(): number {
+      return counts.resent;
+    },
+    /** True while a socket is open and ready for actions. */
+    get writable(): boolean {
+      return isReady && socket?.readyState === OPEN;
+    },
+    /** Writes a frame when a socket is open and ready; false otherwise (nothing is written). */
+    write(text: string): boolean {
+      if (!isReady || socket?.readyState !== OPEN) return false;
+      socket.send(text);
+      return true;
+    },
+    /** Resolves when connected (now or on the next connection); rejects once stopped. */
+    ready(): Promise<void> {
+      if (stopped) return Promise.reject(stopped);
+      if (isReady) return Promise.resolve();
+      const waiter = Promise.withResolvers<void>();
+      waiters.add(waiter);
+      return waiter.promise;
+    },
+    /** Stops for good and closes the socket (1000); resolves once it is gone. */
+    close,
+  };
+}

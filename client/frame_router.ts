@@ -1,0 +1,118 @@
+import { type ServerFrame, serverFrameSchema } from "../protocol/mod.ts";
+import type { MessageOrder } from "./message_order.ts";
+import type { Requests } from "./requests.ts";
+import type { ChatClientEvent, ChatClientEvents, ChatsFrame, LatestChatFrame } from "./types.ts";
+
+/** Gives an event to the application's listeners. */
+export type Emit = <E extends ChatClientEvent>(event: E, value: ChatClientEvents[E]) => void;
+
+/**
+ * Where each frame the server sends goes: an `ack` or `error` to the request it answers, a
+ * page to the request waiting for it or else to the application, messages and their
+ * deletions and edits through the message order, the rest straight to the application.
+ * Every frame is checked against the contract's schemas first; one that does not fit is an
+ * `invalid_frame` event and goes nowhere else.
+ */
+export function createFrameRouter(deps: {
+  requests: Requests;
+  order: MessageOrder;
+  emit: Emit;
+}) {
+  const { requests, order, emit } = deps;
+
+  function learnChats(frame: ChatsFrame, fillNewer: boolean): void {
+    for (const summary of frame.chats) {
+      order.newest(summary.chat_id, summary.last_message?.seq ?? 0, fillNewer);
+    }
+  }
+
+  /**
+   * A page no request took. A `chats` list is the server's news (the user's chats changed);
+   * after the first, a `latest_chat` only ever answers a request, and one whose request gave
+   * up is dropped (the event is the first page only).
+   */
+  function unasked(frame: LatestChatFrame | ChatsFrame): void {
+    if (frame.type === "chats") emit("chats", frame);
+  }
+
+  return {
+    /** The frame a text holds, when it fits the contract; otherwise an `invalid_frame` event. */
+    parse(text: string): ServerFrame | undefined {
+      let value: unknown;
+      try {
+        value = JSON.parse(text);
+      } catch {
+        emit("invalid_frame", { text, problem: "not JSON" });
+        return undefined;
+      }
+      const parsed = serverFrameSchema.safeParse(value);
+      if (!parsed.success) {
+        const problem = parsed.error.issues
+          .map((issue) => `${issue.path.join(".") || "frame"}: ${issue.message}`)
+          .join("; ");
+        emit("invalid_frame", { text, problem });
+        return undefined;
+      }
+      return parsed.data;
+    },
+
+    /** The first frame of a connection, which says where things stand. */
+    opened(frame: LatestChatFrame | ChatsFrame): void {
+      if (frame.type === "chats") {
+        learnChats(frame, true);
+        emit("chats", frame);
+      } else if (!order.knows(frame.chat_id)) {
+        order.startAfter(frame.chat_id, frame.messages.at(-1)?.seq ?? 0);
+        emit("latest_chat", frame);
+      } else {
+        // a reconnect: what is new in the page, and what came before it when it does not
+        // reach back far enough (the page then waits behind a gap)
+        order.take(frame.chat_id, frame.messages);
+      }
+    },
+
+    /** Any later frame of a connection. */
+    route(frame: ServerFrame): void {
+      switch (frame.type) {
+        case "ack":
+          requests.ack(frame);
+          return;
+        case "error":
+          if (!requests.error(frame)) emit("error", frame);
+          return;
+        case "chats":
+          learnChats(frame, false);
+          if (!requests.page(frame)) unasked(frame);
+          return;
+        case "latest_chat":
+          if (!requests.page(frame)) unasked(frame);
+          return;
+        case "unread_messages":
+          requests.unread(frame);
+          emit("unread_messages", frame);
+          return;
+        case "chat_message":
+          order.take(frame.chat_id, [frame.message]);
+          return;
+        case "message_read":
+          emit("message_read", frame);
+          return;
+        case "messages_read":
+          emit("messages_read", frame);
+          return;
+        case "message_deleted":
+        case "message_edited":
+          order.amend(frame);
+          return;
+        case "typing":
+          emit("typing", frame);
+          return;
+      }
+    },
+
+    /** A page held for an `ack` that turned out to answer no request (see requests.ts). */
+    unclaimed: unasked,
+  };
+}
+
+export type FrameRouter = ReturnType<typeof createFrameRouter>;
