@@ -144,8 +144,8 @@ export interface ChatStore {
   listVendorMembers(vendorId: string): Promise<VendorMember[]>;
 
   activeBan(userId: string): Promise<Ban | null>;
-  /** When an operator last disconnected the user (the moderation log's), or null. */
-  lastOperatorDisconnect(userId: string): Promise<Date | null>;
+  /** Whether the moderation log has an operator's disconnect of the user in the last `ms`. */
+  operatorDisconnectedWithin(userId: string, ms: number): Promise<boolean>;
   /** Bans the user; with `audit`, records the moderation in the same transaction. */
   ban(ban: Omit<Ban, "created_at">, options?: { audit?: ModerationRecord }): Promise<Ban>;
   /**

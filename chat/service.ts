@@ -170,10 +170,9 @@ export function createChatService(deps: ChatServiceDeps) {
       return { chats, vendors };
     },
 
-    /** True when an operator disconnected the user after `since` (ms since the epoch). */
-    async disconnectedAfter(userId: string, since: number): Promise<boolean> {
-      const at = await store.lastOperatorDisconnect(userId);
-      return at !== null && at.getTime() > since;
+    /** True when an operator disconnected the user in the last `ms` (the database's clock). */
+    disconnectedWithin(userId: string, ms: number): Promise<boolean> {
+      return store.operatorDisconnectedWithin(userId, ms);
     },
 
     /** The user's side in one chat they may see (used on `/v1/ws/chats/`). */

@@ -401,12 +401,13 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
       return row ? toBan(row) : null;
     },
 
-    async lastOperatorDisconnect(userId) {
-      const [row] = await sql<Array<{ created_at: Date }>>`
-        select created_at from moderation_actions
+    async operatorDisconnectedWithin(userId, ms) {
+      const rows = await sql`
+        select 1 from moderation_actions
         where target_user_id = ${userId} and action = 'disconnect_user'
-        order by created_at desc limit 1`;
-      return row?.created_at ?? null;
+          and created_at > now() - make_interval(secs => ${ms / 1000})
+        limit 1`;
+      return rows.length > 0;
     },
 
     ban({ user_id, moderator_id, reason, expires_at }, options = {}) {

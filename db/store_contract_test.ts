@@ -261,23 +261,20 @@ for (const backend of backends) {
     assert.equal((await db.store.insertMessage(text(chat, "hi"))).message.seq, 1);
   });
 
-  Deno.test(`${backend.name}: an operator's last disconnect of a user is read from the moderation log`, async () => {
+  Deno.test(`${backend.name}: an operator's disconnect of a user is found in the moderation log within a window`, async () => {
     await using db = await backend.open();
     const by = { moderator_id: "mod", target_message_id: null, reason: "support" };
-    const disconnect = (userId: string) =>
-      db.store.recordModeration({ ...by, action: "disconnect_user", target_user_id: userId });
-    assert.equal(await db.store.lastOperatorDisconnect("c"), null);
-    await disconnect("c");
-    const second = await disconnect("c");
-    // neither another action on the user nor a disconnect of someone else counts
-    await db.store.ban({ user_id: "c", moderator_id: "mod", reason: "spam", expires_at: null }, {
-      audit: { ...by, action: "ban_user", target_user_id: "c" },
+    assert.equal(await db.store.operatorDisconnectedWithin("c", 60_000), false);
+    await db.store.recordModeration({ ...by, action: "disconnect_user", target_user_id: "c" });
+    assert.equal(await db.store.operatorDisconnectedWithin("c", 60_000), true);
+    // the window ends at the database's now: a disconnect before it is outside a window of 0
+    assert.equal(await db.store.operatorDisconnectedWithin("c", 0), false);
+    // neither another action on a user nor a disconnect of someone else counts
+    await db.store.ban({ user_id: "e", moderator_id: "mod", reason: "spam", expires_at: null }, {
+      audit: { ...by, action: "ban_user", target_user_id: "e" },
     });
-    await disconnect("d");
-    assert.equal(
-      (await db.store.lastOperatorDisconnect("c"))?.getTime(),
-      Date.parse(second.created_at),
-    );
+    assert.equal(await db.store.operatorDisconnectedWithin("e", 60_000), false);
+    assert.equal(await db.store.operatorDisconnectedWithin("d", 60_000), false);
   });
 
   Deno.test(`${backend.name}: history pages back and forward by seq`, async () => {

@@ -160,3 +160,22 @@ Deno.test("a member added while connected gets the vendor's chats on the open ch
   const received = await agent.nextOfType("chat_message");
   assert.equal(received.message.content, "hello");
 });
+
+Deno.test("a member removed and added again while connected gets each message of the vendor's chats once", async () => {
+  await using cluster = await startCluster();
+  const service = cluster.main.service.chat;
+  const chat = await service.createChat("buyer", "store");
+  await service.addVendorMember("store", "agent", "agent");
+  await using agent = await joinAllChats(cluster, "agent");
+  await service.removeVendorMember("store", "agent");
+  await service.addVendorMember("store", "agent", "agent");
+  const list = await agent.nextOfType("chats");
+  assert.deepEqual(list.chats.map((row: Frame) => row.chat_id), [chat.id]);
+  await using buyer = await joinChat(cluster, "buyer", chat.id);
+  const first = await sendText(buyer, "store", "once");
+  const second = await sendText(buyer, "store", "and once more");
+  // the second arrived after the first: a copy of the first would be in between
+  assert.deepEqual((await agent.nextOfType("chat_message")).message, first);
+  assert.deepEqual((await agent.nextOfType("chat_message")).message, second);
+  assert.deepEqual(agent.pending("chat_message"), []);
+});

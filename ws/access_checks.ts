@@ -1,5 +1,8 @@
-/** How one socket's check ended: still allowed, closed, or the store did not answer. */
-export type AccessCheckOutcome = "kept" | "closed" | "unanswered";
+/**
+ * How one socket's check ended: still allowed, closed by the check, already gone (closed by its
+ * client or a shutdown before its turn), or the store did not answer.
+ */
+export type AccessCheckOutcome = "kept" | "closed" | "gone" | "unanswered";
 
 /** A socket whose access can be checked against the store. */
 export interface AccessCheckable {
@@ -9,21 +12,23 @@ export interface AccessCheckable {
 export interface AccessCheckOptions {
   /** Sockets checked at the same time, so sends keep the database's connections. */
   atOnce?: number;
-  /** After the store failed to answer, how long until every socket is checked again. */
+  /** After the store failed to answer, how long the checks pause. */
   retryMs?: number;
-  /** Told when a pass starts, with the number of sockets it checks. */
-  onPass?: (sockets: number) => void;
+  /** Told when a request adds sockets to check, with how many are waiting then. */
+  onRequest?: (waiting: number) => void;
   /** Told of each socket's check. */
   onChecked?: (outcome: AccessCheckOutcome) => void;
-  /** Told when the store failed a pass: the retry is scheduled. */
+  /** Told when the store failed a check: the checks pause for `retryMs`. */
   onUnanswered?: () => void;
 }
 
 /**
  * Checks of every open socket's access against the store, for when user events may have been
- * lost on the bus (ChatFeed.requestResync). One pass runs at a time; a request made during a
- * pass runs one more after it. A pass stops at the first check the store cannot answer, and all
- * sockets are checked again `retryMs` later, until a pass gets through.
+ * lost on the bus (ChatFeed.requestResync). A request puts every open socket in line (once:
+ * one already waiting keeps its place), and they are checked a few at a time. A check the
+ * store does not answer goes to the back of the line and the checks pause for `retryMs`: a
+ * store that is away is not asked once per socket, and one socket whose check keeps failing
+ * does not hold up the others.
  */
 export function createAccessChecks(
   sockets: () => Iterable<AccessCheckable>,
@@ -31,55 +36,60 @@ export function createAccessChecks(
 ) {
   const atOnce = options.atOnce ?? 4;
   const retryMs = options.retryMs ?? 2_000;
-  let running: Promise<void> | undefined;
-  let again = false;
-  let retry: ReturnType<typeof setTimeout> | undefined;
+  /** In line, oldest first. */
+  const waiting = new Set<AccessCheckable>();
+  let workers = 0;
+  let paused: ReturnType<typeof setTimeout> | undefined;
   let stopped = false;
+  const idle: Array<() => void> = [];
 
-  /** False when the store failed to answer one of the checks. */
-  async function pass(): Promise<boolean> {
-    const pending = [...sockets()];
-    options.onPass?.(pending.length);
-    let answered = true;
-    await Promise.all(
-      Array.from({ length: atOnce }, async () => {
-        for (let next = pending.pop(); next && answered; next = pending.pop()) {
-          const outcome = await next.checkAccess();
-          options.onChecked?.(outcome);
-          if (outcome === "unanswered") answered = false;
-        }
-      }),
-    );
-    return answered;
+  async function work(): Promise<void> {
+    workers++;
+    try {
+      while (!stopped && paused === undefined) {
+        const [next] = waiting;
+        if (next === undefined) return;
+        waiting.delete(next);
+        // checkAccess does not reject; if it ever did, the socket is tried again later
+        const outcome = await next.checkAccess().catch(() => "unanswered" as const);
+        options.onChecked?.(outcome);
+        if (outcome === "unanswered") pause(next);
+      }
+    } finally {
+      workers--;
+      if (workers === 0) { for (const resolve of idle.splice(0)) resolve(); }
+    }
   }
 
-  function request(): void {
-    if (stopped) return;
-    clearTimeout(retry);
-    retry = undefined;
-    if (running) {
-      again = true;
-      return;
-    }
-    running = (async () => {
-      do {
-        again = false;
-        if (!(await pass())) {
-          options.onUnanswered?.();
-          if (!stopped) retry = setTimeout(request, retryMs);
-          return;
-        }
-      } while (again && !stopped);
-    })().finally(() => (running = undefined));
+  function pause(socket: AccessCheckable): void {
+    waiting.add(socket);
+    if (paused !== undefined || stopped) return;
+    options.onUnanswered?.();
+    paused = setTimeout(() => {
+      paused = undefined;
+      start();
+    }, retryMs);
+  }
+
+  function start(): void {
+    // each work() takes its first socket at once
+    while (!stopped && paused === undefined && workers < atOnce && waiting.size > 0) void work();
   }
 
   return {
-    request,
-    /** No more passes; resolves when the one running has finished. */
+    request(): void {
+      if (stopped) return;
+      for (const socket of sockets()) waiting.add(socket);
+      options.onRequest?.(waiting.size);
+      start();
+    },
+    /** No more checks; resolves when the ones running have finished. */
     async stop(): Promise<void> {
       stopped = true;
-      clearTimeout(retry);
-      await running;
+      clearTimeout(paused);
+      paused = undefined;
+      waiting.clear();
+      if (workers > 0) await new Promise<void>((resolve) => idle.push(resolve));
     },
   };
 }

@@ -103,6 +103,10 @@ export class Connection {
   #cleanups: Array<() => void> = [];
   /** When the socket was taken in (`deps.now()`), for operator disconnects made since. */
   readonly #openedAt: number;
+  /** Chats whose feed this socket has joined (a chat dropped stays joined until the close). */
+  #followed = new Set<string>();
+  /** The chat list changed and the client has not been sent it yet. */
+  #chatListOwed = false;
   #bucket: TokenBucket;
   /** Frames refused in a row by the rate limit or the queue bound. */
   #strikes = 0;
@@ -209,9 +213,12 @@ export class Connection {
     }
   }
 
+  /** Joins the chats' feeds, each once: a chat lost and gained again is still joined. */
   async #follow(chatIds: string[]): Promise<void> {
-    if (this.#closed || chatIds.length === 0) return;
-    this.#hold(await this.#deps.feed.join(chatIds, (delivery) => this.#deliver(delivery)));
+    const fresh = chatIds.filter((chatId) => !this.#followed.has(chatId));
+    if (this.#closed || fresh.length === 0) return;
+    this.#hold(await this.#deps.feed.join(fresh, (delivery) => this.#deliver(delivery)));
+    for (const chatId of fresh) this.#followed.add(chatId);
   }
 
   /** Keeps memberships read from the store, less what was revoked while they were read. */
@@ -319,8 +326,8 @@ export class Connection {
     try {
       // heard from before the read: a chat the vendor gets meanwhile is not missed
       this.#hearVendors([vendorId]);
-      await this.#refreshChats();
-      await this.#sendChatList();
+      this.#chatListOwed = true;
+      await this.#refreshChatList();
     } catch (error) {
       this.#deps.onError(error, "adopt vendor chats", this);
     }
@@ -340,19 +347,21 @@ export class Connection {
   }
 
   async #checkAccess(): Promise<AccessCheckOutcome> {
-    if (this.#closed || this.#stopping) return "closed";
+    if (this.#closed || this.#stopping) return "gone";
     try {
-      if (await this.#deps.service.disconnectedAfter(this.userId, this.#openedAt)) {
+      // the database compares, on its own clock, with how long this socket has been open
+      const openForMs = this.#deps.now() - this.#openedAt;
+      if (await this.#deps.service.disconnectedWithin(this.userId, openForMs)) {
         this.close(CloseCode.operatorDisconnect, "disconnected by an operator");
         return "closed";
       }
       if (this.endpoint.kind === "chat") {
         await this.#deps.service.joinChat(this.userId, this.endpoint.chatId);
-      } else if (await this.#refreshChats()) {
-        await this.#sendChatList();
+      } else {
+        await this.#refreshChatList();
       }
-      // it may have closed meanwhile: by its client, or on an event heard during the reads
-      return this.#closed ? "closed" : "kept";
+      // closed meanwhile by its client, or by a shutdown
+      return this.#closed ? "gone" : "kept";
     } catch (error) {
       if (error instanceof ChatError && error.code === "forbidden") {
         this.close(CloseCode.forbidden, error.message);
@@ -368,8 +377,20 @@ export class Connection {
   }
 
   /**
+   * Reads the user's chats again, and sends the list when it changed, or when a change was not
+   * sent yet (a send that failed is made by the next refresh).
+   */
+  async #refreshChatList(): Promise<void> {
+    if (await this.#refreshChats()) this.#chatListOwed = true;
+    if (!this.#chatListOwed) return;
+    await this.#sendChatList();
+    this.#chatListOwed = false;
+  }
+
+  /**
    * Reads the user's chats again: keeps and follows the ones gained, drops the ones lost, and
-   * hears exactly the vendors the user acts for. True when the chats changed.
+   * hears exactly the vendors the user acts for. True when the chats changed. When following
+   * the chats gained fails, they are not kept either, so the next refresh gains them again.
    */
   async #refreshChats(): Promise<boolean> {
     const revokedMeanwhile = this.#revokedWhileReading = new Set<string>();
@@ -389,9 +410,14 @@ export class Connection {
       if (!vendors.includes(vendorId)) this.#stopHearing(vendorId);
     }
     this.#hearVendors(vendors);
-    await this.#follow(
-      fresh.map((membership) => membership.chat.id).filter((id) => this.memberships.has(id)),
-    );
+    const gained = fresh.map((membership) => membership.chat.id);
+    try {
+      await this.#follow(gained.filter((id) => this.memberships.has(id)));
+    } catch (error) {
+      for (const chatId of gained) this.memberships.delete(chatId);
+      if (changed) this.#chatListOwed = true;
+      throw error;
+    }
     return changed || fresh.length > 0;
   }
 

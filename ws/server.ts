@@ -96,11 +96,13 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
   };
 
   const accessChecks = createAccessChecks(() => connections, {
-    onPass: (sockets) =>
-      log.info("checking sockets against the store after a bus reconnect", { sockets }),
-    onChecked: (outcome) => deps.instruments?.accessChecks.inc({ outcome }),
+    onRequest: (waiting) =>
+      log.info("checking sockets against the store after a bus reconnect", { waiting }),
+    onChecked: (outcome) => {
+      if (outcome !== "gone") deps.instruments?.accessChecks.inc({ outcome });
+    },
     onUnanswered: () =>
-      log.warning("the store did not answer the access checks; they run again soon"),
+      log.warning("the store did not answer an access check; the checks pause for 2 s"),
   });
   const stopResync = deps.feed.onResync(accessChecks.request);
 
