@@ -2,6 +2,7 @@ import type { Sql } from "postgres";
 import type { NewMessage } from "../chat/ports.ts";
 import type { StoredMessage } from "../chat/types.ts";
 import { iso, mediaUrl, messageColumns, type MessageRow } from "./rows.ts";
+import { arrayLiteral } from "./array_literal.ts";
 
 /** What the database assigns a message as it is written; the rest is as the writer gave it. */
 type Assigned = "id" | "seq" | "created_at";
@@ -46,7 +47,8 @@ export type DuplicateRow = Pick<MessageRow, Assigned> & {
  * statement up by, work and garbage on the path of every message.
  */
 export function insertMessageBatch(sql: Pick<Sql, "unsafe">, messages: readonly NewMessage[]) {
-  const column = (key: keyof NewMessage) => messages.map((message) => message[key]) as string[];
+  const column = (key: keyof NewMessage) =>
+    arrayLiteral(messages.map((message) => message[key] as string | null));
   return sql.unsafe<BatchRow[]>(INSERT_BATCH, [
     column("chat_id"),
     column("sender_id"),
@@ -120,7 +122,7 @@ const INSERT_BATCH = `
 /** The rows of messages by id: the earlier messages of a batch's duplicates. */
 export function readMessageRows(sql: Sql, ids: readonly string[]) {
   return sql<MessageRow[]>`
-    select ${messageColumns(sql)} from messages where id = any(${ids}::uuid[])`;
+    select ${messageColumns(sql)} from messages where id = any(${arrayLiteral(ids)}::uuid[])`;
 }
 
 /**

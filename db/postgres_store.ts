@@ -35,6 +35,7 @@ import {
   toStoredMessage,
 } from "./rows.ts";
 import { transaction } from "./transactions.ts";
+import { arrayLiteral } from "./array_literal.ts";
 
 /** Thrown inside a transaction to roll it back when a `client_id` was seen before. */
 class DuplicateClientId extends Error {}
@@ -237,7 +238,7 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
     async lastSeqs(chatIds) {
       if (chatIds.length === 0) return new Map();
       const rows = await sql<Array<{ id: string; last_seq: number }>>`
-        select id, last_seq from chats where id = any(${chatIds as string[]}::uuid[])`;
+        select id, last_seq from chats where id = any(${arrayLiteral(chatIds)}::uuid[])`;
       return new Map(rows.map((row) => [row.id, row.last_seq]));
     },
 

@@ -1,6 +1,7 @@
 import type { Sql } from "postgres";
 import type { Side } from "../chat/types.ts";
 import { messageColumnList, type MessageRow } from "./rows.ts";
+import { arrayLiteral } from "./array_literal.ts";
 
 /** One `read_message`: the reader's side marks a message of the chat read. */
 export interface ReadMark {
@@ -47,9 +48,9 @@ export type ReadRow =
  */
 export function markReadBatch(sql: Pick<Sql, "unsafe">, marks: readonly ReadMark[]) {
   return sql.unsafe<ReadRow[]>(MARK_READ_BATCH, [
-    marks.map((mark) => mark.message_id),
-    marks.map((mark) => mark.chat_id),
-    marks.map((mark) => mark.reader_side),
+    arrayLiteral(marks.map((mark) => mark.message_id)),
+    arrayLiteral(marks.map((mark) => mark.chat_id)),
+    arrayLiteral(marks.map((mark) => mark.reader_side)),
   ], { prepare: true });
 }
 

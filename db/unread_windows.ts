@@ -2,6 +2,7 @@ import type { Sql } from "postgres";
 import { otherSide, type Side, type StoredMessage, UNREAD_PREVIEW_LIMIT } from "../chat/types.ts";
 import type { ChatAfterRead } from "./read_batch.ts";
 import { messageColumns, type MessageRow, toStoredMessage } from "./rows.ts";
+import { arrayLiteral } from "./array_literal.ts";
 
 /** Chat sides whose unread window is remembered; least recently used go first. */
 const MAX_CACHED_WINDOWS = 2_000;
@@ -99,9 +100,9 @@ export async function readUnreadWindows(
            case s.side when 'customer' then c.customer_unread else c.vendor_unread end as unread,
            ${messageColumns(sql, "m")}
     from unnest(
-      ${sides.map((item) => item.chatId)}::uuid[],
-      ${sides.map((item) => item.side)}::text[],
-      ${sides.map((item) => otherSide(item.side))}::text[]
+      ${arrayLiteral(sides.map((item) => item.chatId))}::uuid[],
+      ${arrayLiteral(sides.map((item) => item.side))}::text[],
+      ${arrayLiteral(sides.map((item) => otherSide(item.side)))}::text[]
     ) as s(chat_id, side, sender_side)
     join chats c on c.id = s.chat_id
     left join lateral (
