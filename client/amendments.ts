@@ -1,11 +1,24 @@
 import type { Message, ServerFrameOf } from "../protocol/mod.ts";
 
-/** A change the server announces to a message it sent before: its deletion, or a new text. */
-export type Amendment = ServerFrameOf<"message_deleted"> | ServerFrameOf<"message_edited">;
+/**
+ * A change the server announces to one message it sent before: its deletion, a new text, or
+ * its read mark.
+ */
+export type Amendment =
+  | ServerFrameOf<"message_deleted">
+  | ServerFrameOf<"message_edited">
+  | ServerFrameOf<"message_read">;
+
+/**
+ * The read mark of every message addressed to the reader's side up to `up_to_seq`: which
+ * messages those are, the client cannot always tell (vendor members), so it is never applied
+ * to a copy; held messages are read from the store again instead (see message_order.ts).
+ */
+export type ReadUpTo = ServerFrameOf<"messages_read">;
 
 /** The seq of the message an amendment changes. */
 export function amendedSeq(amendment: Amendment): number {
-  return amendment.type === "message_deleted" ? amendment.seq : amendment.message.seq;
+  return amendment.type === "message_edited" ? amendment.message.seq : amendment.seq;
 }
 
 /**
@@ -20,8 +33,9 @@ export function laterCopy(held: Message, came: Message): Message {
 /**
  * A message as the application may first see it, given the amendments that came while it
  * was held, in order; and the amendments still to pass on after it. A deletion makes it a
- * tombstone and takes every edit's text with it; an edit older than the copy is neither
- * applied nor passed on, so older text never follows newer.
+ * tombstone and takes every edit's text with it (its read marks stay); an edit older than the
+ * copy is neither applied nor passed on, so older text never follows newer; a read mark makes
+ * it read at `read_at`, which the store also makes its `updated_at`.
  */
 export function applyAmendments(
   message: Message,
@@ -30,21 +44,38 @@ export function applyAmendments(
   let current = message;
   let after: Amendment[] = [];
   for (const amendment of amendments) {
-    if (amendment.type === "message_deleted") {
-      current = {
-        ...current,
-        deleted: true,
-        content: null,
-        media_url: null,
-        updated_at: amendment.deleted_at,
-      };
-      after = [amendment];
-      continue;
+    switch (amendment.type) {
+      case "message_deleted":
+        current = {
+          ...current,
+          deleted: true,
+          content: null,
+          media_url: null,
+          updated_at: amendment.deleted_at,
+        };
+        after = [...after.filter((earlier) => earlier.type === "message_read"), amendment];
+        continue;
+      case "message_read":
+        if (!current.is_read) {
+          const updatedAt = Date.parse(amendment.read_at) > Date.parse(current.updated_at)
+            ? amendment.read_at
+            : current.updated_at;
+          current = {
+            ...current,
+            is_read: true,
+            read_at: amendment.read_at,
+            updated_at: updatedAt,
+          };
+        }
+        after.push(amendment);
+        continue;
+      case "message_edited": {
+        const next = laterCopy(current, amendment.message);
+        if (next === current) continue;
+        current = next;
+        after.push(amendment);
+      }
     }
-    const next = laterCopy(current, amendment.message);
-    if (next === current) continue;
-    current = next;
-    after.push(amendment);
   }
   return { message: current, after };
 }

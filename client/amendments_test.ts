@@ -47,3 +47,23 @@ Deno.test("applyAmendments() applies an edit newer than the copy and drops an ol
   assert.equal(older.message, stored);
   assert.deepEqual(older.after, []);
 });
+
+Deno.test("applyAmendments() marks a copy read at read_at, and the mark stays through a deletion", () => {
+  const read: Amendment = {
+    type: "message_read",
+    chat_id: C,
+    message_id: `${C}-3`,
+    seq: 3,
+    reader_id: "cust-1",
+    read_at: at(5),
+  };
+  const marked = applyAmendments(storedMessage(C, 3), [read]);
+  assert.deepEqual(
+    [marked.message.is_read, marked.message.read_at, marked.message.updated_at],
+    [true, at(5), at(5)],
+  );
+  assert.deepEqual(marked.after, [read]);
+  const gone = applyAmendments(storedMessage(C, 3), [read, deleted]);
+  assert.deepEqual([gone.message.is_read, gone.message.content], [true, null]);
+  assert.deepEqual(gone.after, [read, deleted]);
+});

@@ -95,10 +95,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
       }) as Promise<LatestChatFrame>,
     release: (chatId, message) =>
       emit("chat_message", { type: "chat_message", chat_id: chatId, message }),
-    amended: (amendment) =>
-      amendment.type === "message_deleted"
-        ? emit("message_deleted", amendment)
-        : emit("message_edited", amendment),
+    amended: (change) => emit(change.type, change),
     retryDelay: (attempt) => backoffDelay(attempt, options.backoff),
   });
 

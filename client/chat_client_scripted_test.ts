@@ -138,8 +138,11 @@ Deno.test("a gap fill refused with rate_limited or unavailable, or timed out, is
 function shown(client: ChatClient): string[] {
   const log: string[] = [];
   client.on("chat_message", ({ message }) => {
-    log.push(`#${message.seq} ${message.deleted ? "(deleted)" : message.content}`);
+    const read = message.is_read ? ` (read ${message.read_at})` : "";
+    log.push(`#${message.seq} ${message.deleted ? "(deleted)" : message.content}${read}`);
   });
+  client.on("message_read", ({ seq }) => log.push(`read #${seq}`));
+  client.on("messages_read", ({ up_to_seq }) => log.push(`read up to #${up_to_seq}`));
   client.on("message_deleted", ({ seq }) => log.push(`deleted #${seq}`));
   client.on("message_edited", ({ message }) => {
     log.push(`edited #${message.seq} ${message.content}`);
@@ -202,6 +205,40 @@ Deno.test("the stored copy of a held message replaces the live one: a deletion m
 
   await scripted.events.next("chat_message", (frame) => frame.message.seq === 3);
   assert.deepEqual(log, ["#2 #2", "#3 (deleted)"]);
+});
+
+Deno.test("a message read while held behind a gap comes read, then its message_read", async () => {
+  await using scripted = openScriptedClient({ chatId: X });
+  const { log, socket, fill } = await holdingThird(scripted, "#3");
+  const mark = { chat_id: X, message_id: `${X}-3`, seq: 3, reader_id: "cust-1", read_at: LATER };
+  socket.push({ type: "message_read", ...mark });
+  // the page was read before the mark: the stored copy is unread
+  socket.answer(fill, historyPage(X, [2, 3]));
+
+  await scripted.events.next("message_read");
+  assert.deepEqual(log, ["#2 #2", `#3 #3 (read ${LATER})`, "read #3"]);
+});
+
+Deno.test("messages read up to a held one are read again from the store, then messages_read", async () => {
+  await using scripted = openScriptedClient({ chatId: X });
+  const { log, socket, fill } = await holdingThird(scripted, "#3");
+  socket.push({
+    type: "messages_read",
+    chat_id: X,
+    reader_id: "cust-1",
+    up_to_seq: 3,
+    count: 2,
+    read_at: LATER,
+  });
+  socket.answer(fill, historyPage(X, [2, 3]));
+  // that page may predate the mark: the client reads again, after it
+  const again = await scripted.server.written(socket, "load_latest_chat");
+  assert.equal(again.after_seq, 1);
+  const read = { is_read: true, read_at: LATER, updated_at: LATER };
+  socket.answer(again, historyPage(X, [storedMessage(X, 2, read), storedMessage(X, 3, read)]));
+
+  await scripted.events.next("messages_read");
+  assert.deepEqual(log, [`#2 #2 (read ${LATER})`, `#3 #3 (read ${LATER})`, "read up to #3"]);
 });
 
 Deno.test("after 4401 on a ready socket a token function is asked again; a 4401 at connect stops", async () => {

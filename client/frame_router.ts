@@ -9,7 +9,8 @@ export type Emit = <E extends ChatClientEvent>(event: E, value: ChatClientEvents
 /**
  * Where each frame the server sends goes: an `ack` or `error` to the request it answers, a
  * page to the request waiting for it or else to the application, messages and their
- * deletions and edits through the message order, the rest straight to the application.
+ * deletions, edits and read marks through the message order, the rest straight to the
+ * application.
  * Every frame is checked against the contract's schemas first; one that does not fit is an
  * `invalid_frame` event and goes nowhere else.
  */
@@ -95,11 +96,7 @@ export function createFrameRouter(deps: {
           order.take(frame.chat_id, [frame.message]);
           return;
         case "message_read":
-          emit("message_read", frame);
-          return;
         case "messages_read":
-          emit("messages_read", frame);
-          return;
         case "message_deleted":
         case "message_edited":
           order.amend(frame);

@@ -1,5 +1,5 @@
 import type { Message } from "../protocol/mod.ts";
-import { amendedSeq, type Amendment, applyAmendments } from "./amendments.ts";
+import { amendedSeq, type Amendment, applyAmendments, type ReadUpTo } from "./amendments.ts";
 import { RequestError, RequestTimeoutError } from "./errors.ts";
 import { createSequencer, type Sequencer } from "./sequencer.ts";
 import type { LatestChatFrame } from "./types.ts";
@@ -9,8 +9,8 @@ export interface MessageOrderDeps {
   load(chatId: string, afterSeq: number): Promise<LatestChatFrame>;
   /** Gives one message to the application. */
   release(chatId: string, message: Message): void;
-  /** Gives a deletion or an edit to the application. */
-  amended(amendment: Amendment): void;
+  /** Gives a deletion, an edit or a read mark to the application. */
+  amended(change: Amendment | ReadUpTo): void;
   /** How long to wait before reading again after failed read `attempt` (0 for the first). */
   retryDelay(attempt: number): number;
 }
@@ -21,14 +21,21 @@ export interface MessageOrderDeps {
  * store, page by page, before what waits behind it is released. A read the server refused
  * for now (`rate_limited`, `unavailable`) or did not answer in time is made again after a
  * backoff; a lost connection ends the filling until the next connection's first frame.
- * A deletion or edit of a message not yet released waits for it: the message is released
- * with it applied, and the event follows.
+ * A deletion, edit or read mark of a message not yet released waits for it: the message is
+ * released with it applied, and the event follows. A `messages_read` that reaches past the
+ * released messages while some are held or being read waits until they are released (or the
+ * filling ends); a page read before it came is read again, so that its copies are the store's
+ * after the mark.
  */
 export function createMessageOrder(deps: MessageOrderDeps) {
   const sequencers = new Map<string, Sequencer>();
   const filling = new Set<string>();
   /** Per chat, the amendments of messages not yet released, by seq, in the order they came. */
   const amendments = new Map<string, Map<number, Amendment[]>>();
+  /** Per chat, the `messages_read` waiting for messages not yet released, in the order they came. */
+  const readsUpTo = new Map<string, ReadUpTo[]>();
+  /** Per chat, how many `messages_read` have waited so far: a read made before one is stale. */
+  const readsHeld = new Map<string, number>();
   /** Backoff waits before a read is made again, each with its wake-up (stop() ends them). */
   const pauses = new Map<ReturnType<typeof setTimeout>, () => void>();
   let gapsFilled = 0;
@@ -59,15 +66,48 @@ export function createMessageOrder(deps: MessageOrderDeps) {
     return sequencer;
   }
 
-  /** Releases a message with what was amended while it waited, and then those amendments. */
+  /**
+   * Releases a message with what was amended while it waited, and then those amendments, and
+   * the `messages_read` that reach no further than it.
+   */
   function release(chatId: string, message: Message): void {
     const held = amendments.get(chatId);
     const waiting = held?.get(message.seq);
-    if (!held || !waiting) return deps.release(chatId, message);
-    held.delete(message.seq);
-    const amended = applyAmendments(message, waiting);
-    deps.release(chatId, amended.message);
-    for (const amendment of amended.after) deps.amended(amendment);
+    if (!held || !waiting) deps.release(chatId, message);
+    else {
+      held.delete(message.seq);
+      const amended = applyAmendments(message, waiting);
+      deps.release(chatId, amended.message);
+      for (const amendment of amended.after) deps.amended(amendment);
+    }
+    passReadsUpTo(chatId, message.seq);
+  }
+
+  /** Passes on the waiting `messages_read` of a chat up to `seq`, in the order they came. */
+  function passReadsUpTo(chatId: string, seq: number): void {
+    const waiting = readsUpTo.get(chatId);
+    if (!waiting) return;
+    const due = waiting.filter((mark) => mark.up_to_seq <= seq);
+    if (due.length === 0) return;
+    const rest = waiting.filter((mark) => mark.up_to_seq > seq);
+    if (rest.length > 0) readsUpTo.set(chatId, rest);
+    else readsUpTo.delete(chatId);
+    for (const mark of due) deps.amended(mark);
+  }
+
+  /**
+   * A `messages_read` waits while it reaches past the released messages and some are held or
+   * being read; otherwise (nothing is missing: it may name a seq past the chat's newest) it is
+   * passed on at once.
+   */
+  function readUpTo(mark: ReadUpTo): void {
+    const chatId = mark.chat_id;
+    const sequencer = sequencerOf(chatId);
+    const last = sequencer.last;
+    const missing = sequencer.hasGap || filling.has(chatId);
+    if (last === null || mark.up_to_seq <= last || !missing) return deps.amended(mark);
+    readsUpTo.set(chatId, [...(readsUpTo.get(chatId) ?? []), mark]);
+    readsHeld.set(chatId, (readsHeld.get(chatId) ?? 0) + 1);
   }
 
   /**
@@ -100,12 +140,15 @@ export function createMessageOrder(deps: MessageOrderDeps) {
         const after = sequencer.last ?? 0;
         // a read made before messages were held may predate them in the store
         const heldAtRead = sequencer.hasGap;
+        const readsAtRead = readsHeld.get(chatId);
         const page = await read(chatId, after);
         if (!page) {
           await pause(deps.retryDelay(failures++));
           continue;
         }
         failures = 0;
+        // a messages_read came meanwhile: the page may have been read before the mark
+        if (readsHeld.get(chatId) !== readsAtRead) continue;
         deliver(chatId, page.messages);
         if (page.has_more) continue;
         if (sequencer.hasGap && (sequencer.last !== after || !heldAtRead)) continue;
@@ -126,7 +169,12 @@ export function createMessageOrder(deps: MessageOrderDeps) {
       // a lost connection (the next one's first frame starts filling again), the client
       // closed, or a refusal that will not change (forbidden: no longer in the chat)
       .catch(() => {})
-      .finally(() => filling.delete(chatId));
+      .finally(() => {
+        filling.delete(chatId);
+        // nothing more is being read: what the read marks waited for has come, or will come
+        // from the store after them (the next connection's filling)
+        if (!stopped && !sequencerOf(chatId).hasGap) passReadsUpTo(chatId, Infinity);
+      });
   }
 
   return {
@@ -138,15 +186,21 @@ export function createMessageOrder(deps: MessageOrderDeps) {
     startAfter(chatId: string, seq: number): void {
       sequencerOf(chatId).startAfter(seq);
     },
-    /** Takes messages (live, or a page after a reconnect); fills a gap they show. */
+    /**
+     * Takes messages (live, or a page after a reconnect); fills a gap they show. With none, the
+     * read marks that waited through a lost connection have what they waited for.
+     */
     take(chatId: string, messages: Message[]): void {
       if (deliver(chatId, messages).hasGap) fill(chatId);
+      else if (!filling.has(chatId)) passReadsUpTo(chatId, Infinity);
     },
     /**
-     * Takes a deletion or edit: passed on at once when its message was released (or the chat
-     * is new here); otherwise it waits for the message, which is fetched if it was missed.
+     * Takes a deletion, edit or read mark: passed on at once when its message was released (or
+     * the chat is new here); otherwise it waits for the message, which is fetched if it was
+     * missed. A `messages_read`: see readUpTo.
      */
-    amend(amendment: Amendment): void {
+    amend(amendment: Amendment | ReadUpTo): void {
+      if (amendment.type === "messages_read") return readUpTo(amendment);
       const chatId = amendment.chat_id;
       const seq = amendedSeq(amendment);
       const last = sequencerOf(chatId).last;

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { historyPage, storedMessage } from "../tests/support/stored_messages.ts";
 import { createWatch } from "../tests/support/wait.ts";
 import { amendedSeq } from "./amendments.ts";
+import { ConnectionLostError } from "./errors.ts";
 import { createMessageOrder } from "./message_order.ts";
 import type { LatestChatFrame } from "./types.ts";
 
@@ -10,28 +11,39 @@ const D = "00000000-0000-4000-8000-00000000000d";
 
 /**
  * A message order whose reads the test answers one by one, the seqs it released, and what it
- * gave the application in order (`#seq content`, `deleted #seq`).
+ * gave the application in order (`#seq content`, `message_deleted #seq`).
  */
 function orderWithScriptedReads() {
-  const reads: Array<{ chatId: string; after: number; answer: (page: LatestChatFrame) => void }> =
-    [];
+  const reads: Array<{
+    chatId: string;
+    after: number;
+    answer: (page: LatestChatFrame) => void;
+    fail: (error: Error) => void;
+  }> = [];
   const released: number[] = [];
   const shown: string[] = [];
   const watch = createWatch();
   const order = createMessageOrder({
     load(chatId, after) {
-      const { promise, resolve } = Promise.withResolvers<LatestChatFrame>();
-      reads.push({ chatId, after, answer: resolve });
+      const { promise, resolve, reject } = Promise.withResolvers<LatestChatFrame>();
+      reads.push({ chatId, after, answer: resolve, fail: reject });
       watch.changed();
       return promise;
     },
     release(_chatId, message) {
       released.push(message.seq);
-      shown.push(`#${message.seq} ${message.deleted ? "(deleted)" : message.content}`);
+      const state = message.deleted
+        ? "(deleted)"
+        : `${message.content}${message.is_read ? " (read)" : ""}`;
+      shown.push(`#${message.seq} ${state}`);
       watch.changed();
     },
-    amended(amendment) {
-      shown.push(`${amendment.type} #${amendedSeq(amendment)}`);
+    amended(change) {
+      shown.push(
+        change.type === "messages_read"
+          ? `messages_read up to #${change.up_to_seq}`
+          : `${change.type} #${amendedSeq(change)}`,
+      );
       watch.changed();
     },
     retryDelay: () => 1,
@@ -45,6 +57,9 @@ function orderWithScriptedReads() {
     /** The seqs released, once `seq` is among them. */
     releasedUpTo: (seq: number) =>
       watch.until(() => released.includes(seq) ? released : undefined, `seq ${seq} released`),
+    /** What the application was given, once it is `count` events. */
+    shownUpTo: (count: number) =>
+      watch.until(() => shown.length >= count ? shown : undefined, `${count} events`),
   };
 }
 
@@ -113,5 +128,72 @@ Deno.test("a deletion of a message missed with no gap showing makes the order re
 
   await releasedUpTo(2);
   assert.deepEqual(shown, ["#2 (deleted)", "message_deleted #2"]);
+  order.stop();
+});
+
+/** A `messages_read` of chat C by the customer, up to `seq`. */
+const readUpTo = (seq: number) => ({
+  type: "messages_read" as const,
+  chat_id: C,
+  reader_id: "cust-1",
+  up_to_seq: seq,
+  count: 1,
+  read_at: "2026-01-01T00:00:05.000Z",
+});
+
+Deno.test("a messages_read that comes while held messages are read makes the order read them again, and follows them", async () => {
+  const { order, shown, read, releasedUpTo } = orderWithScriptedReads();
+  order.startAfter(C, 1);
+  order.take(C, [storedMessage(C, 3)]);
+  const first = await read(0);
+  order.amend(readUpTo(3));
+  // read before the mark: the copies are unread
+  first.answer(historyPage(C, [2, 3]));
+  const second = await read(1);
+  assert.equal(second.after, 1);
+  assert.deepEqual(shown, [], "nothing released from the stale page, the mark waits");
+  const marked = { is_read: true, read_at: readUpTo(3).read_at, updated_at: readUpTo(3).read_at };
+  second.answer(historyPage(C, [storedMessage(C, 2, marked), storedMessage(C, 3, marked)]));
+
+  await releasedUpTo(3);
+  assert.deepEqual(shown, ["#2 #2 (read)", "#3 #3 (read)", "messages_read up to #3"]);
+  order.stop();
+});
+
+Deno.test("a messages_read past the newest message is passed on at once, or when the filling ends", async () => {
+  const { order, shown, read, shownUpTo } = orderWithScriptedReads();
+  order.startAfter(C, 1);
+  // a reader may name any seq: with nothing missing there is nothing to wait for
+  order.amend(readUpTo(99));
+  assert.deepEqual(shown, ["messages_read up to #99"]);
+
+  // while 3 waits for 2 it waits too, and the read made before it is made again
+  order.take(C, [storedMessage(C, 3)]);
+  order.amend(readUpTo(99));
+  (await read(0)).answer(historyPage(C, [2, 3]));
+  (await read(1)).answer(historyPage(C, [2, 3]));
+  assert.deepEqual(await shownUpTo(4), [
+    "messages_read up to #99",
+    "#2 #2",
+    "#3 #3",
+    "messages_read up to #99",
+  ]);
+  order.stop();
+});
+
+Deno.test("a messages_read held when the connection was lost follows the next connection's page", async () => {
+  const { order, shown, read, shownUpTo } = orderWithScriptedReads();
+  order.startAfter(C, 1);
+  order.take(C, [storedMessage(C, 3)]);
+  const first = await read(0);
+  order.amend(readUpTo(99));
+  first.fail(new ConnectionLostError("load_latest_chat"));
+  // the next connection opens after the lost one's read has ended (a task later at least)
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.deepEqual(shown, [], "3 still waits for 2, the mark for both");
+  // the next connection's first page reaches back far enough: no gap, nothing to read
+  order.take(C, [storedMessage(C, 2), storedMessage(C, 3), storedMessage(C, 4)]);
+
+  assert.deepEqual(await shownUpTo(4), ["#2 #2", "#3 #3", "#4 #4", "messages_read up to #99"]);
   order.stop();
 });

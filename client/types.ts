@@ -50,14 +50,15 @@ type Forwarded = Exclude<ServerFrameType, "ack" | "error" | "latest_chat" | "cha
 
 /**
  * The events of a client. `chat_message` comes once per message and in `seq` order within a
- * chat, including messages fetched after a reconnect or a gap. A `message_deleted` or
- * `message_edited` of a message not yet given comes after it, and the message already has
- * the change (a deleted one never shows its content). `latest_chat` is the first
- * page at the first connection only (later ones feed `chat_message`); `chats` comes at every
- * connection to `/v1/ws/chats/` and when the server sends the list again unasked (the user's
- * chats changed); the pages `list_chats` asks for are its results, not events. `error` is an
- * error frame no request waits for;
- * `invalid_frame` a frame that does not match the contract (it is dropped).
+ * chat, including messages fetched after a reconnect or a gap. A `message_deleted`,
+ * `message_edited` or `message_read` of a message not yet given comes after it, and the message
+ * already has the change (a deleted one never shows its content; a read one is `is_read`); a
+ * `messages_read` that reaches messages not yet given comes after them, which are read from the
+ * store after it. `latest_chat` is the first page at the first connection only (later ones feed
+ * `chat_message`); `chats` comes at every connection to `/v1/ws/chats/` and when the server
+ * sends the list again unasked (the user's chats changed); the pages `list_chats` asks for are
+ * its results, not events. `error` is an error frame no request waits for; `invalid_frame` a
+ * frame that does not match the contract (it is dropped).
  */
 export type ChatClientEvents =
   & { [T in Forwarded]: ServerFrameOf<T> }
