@@ -33,7 +33,10 @@ export function createConnection(
   /** The current socket has had its first frame: the server is ready for actions. */
   let isReady = false;
   let everReady = false;
+  /** Failed attempts since the last connection that opened: the backoff's exponent. */
   let attempt = 0;
+  /** Connections closed with 4429 in a row after they had opened. */
+  let floods = 0;
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
   let stopped: ClientClosedError | undefined;
 
@@ -47,9 +50,10 @@ export function createConnection(
     isReady = true;
     if (everReady) counts.reconnects++;
     everReady = true;
+    attempt = 0;
     // the outbox first, so sends keep their order
     requests.flush();
-    setStatus({ state: "open", attempt: 0 });
+    setStatus({ state: "open", attempt });
     frames.opened(frame);
     for (const waiter of waiters) waiter.resolve();
     waiters.clear();
@@ -111,9 +115,11 @@ export function createConnection(
     // a socket taken in had a good token: a 4401 now is its expiry, and a function renews it
     const renewsToken = wasReady && typeof options.token === "function";
     if (!reconnectsAfter(code, { renewsToken })) return stop(new ClientClosedError(code, reason));
-    // an open socket starts the backoff over, unless it was closed for flooding: coming back
-    // at once would flood again
-    if (wasReady && code !== CloseCode.tooMany) attempt = 0;
+    // an open socket started the backoff over, but one closed for flooding waits longer than
+    // the one closed for it before: coming back at once would flood again. Failures before it
+    // opened do not count
+    if (wasReady && code === CloseCode.tooMany) attempt = floods++;
+    else if (wasReady) floods = 0;
     scheduleRetry(code, reason);
   }
 

@@ -34,8 +34,9 @@ export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
 export interface ConnectionStatus {
   state: ConnectionState;
   /**
-   * Failed attempts since the last connection that opened (one closed with 4429 counts as
-   * failed: the backoff keeps growing).
+   * Failed attempts since the last connection that opened; after a connection closed with
+   * 4429, counted on from the connections closed with 4429 in a row before it (the backoff
+   * keeps growing while the server refuses).
    */
   attempt: number;
   /** The close code that ended the last connection. */

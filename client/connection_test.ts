@@ -1,0 +1,36 @@
+/**
+ * The connection's lifecycle against a scripted server: the backoff between attempts, and
+ * what `close()` leaves behind.
+ */
+import assert from "node:assert/strict";
+import { openScriptedClient } from "../tests/support/scripted_socket.ts";
+import { historyPage } from "../tests/support/stored_messages.ts";
+
+const X = "00000000-0000-4000-8000-00000000000a";
+
+Deno.test("after 4429 the delay grows with the 4429s in a row, not with failures before the socket opened", async () => {
+  await using scripted = openScriptedClient({ chatId: X });
+  const { client, events, server } = scripted;
+  const retries = async () => {
+    const status = await events.next("status", (next) => next.state === "reconnecting");
+    return [status.attempt, status.retryInMs];
+  };
+  const failed: unknown[] = [];
+  for (let index = 0; index < 5; index++) {
+    (await server.socket(index)).serverClose(1006);
+    failed.push(await retries());
+  }
+  assert.deepEqual(failed, [[1, 1], [2, 2], [3, 4], [4, 8], [5, 16]]);
+
+  // then connections that last (for hours, say), each closed with 4429
+  const flooded: unknown[] = [];
+  for (const index of [5, 6]) {
+    const socket = await server.socket(index);
+    socket.push(historyPage(X, [1]));
+    await client.ready();
+    assert.equal(client.status.attempt, 0);
+    socket.serverClose(4429, "too many connections");
+    flooded.push(await retries());
+  }
+  assert.deepEqual(flooded, [[1, 1], [2, 2]]);
+});
