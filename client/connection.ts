@@ -74,8 +74,9 @@ export function createConnection(
     try {
       token = typeof options.token === "function" ? await options.token() : options.token;
     } catch {
-      // a token source that failed may work next time
-      return scheduleRetry(CloseCode.tryAgainLater, "no token");
+      // a token source that failed may work next time, unless the client closed meanwhile
+      if (!stopped) scheduleRetry(CloseCode.tryAgainLater, "no token");
+      return;
     }
     if (stopped) return;
     const ws = openSocket(socketUrl(options.url, options.chatId, token));

@@ -34,3 +34,17 @@ Deno.test("after 4429 the delay grows with the 4429s in a row, not with failures
   }
   assert.deepEqual(flooded, [[1, 1], [2, 2]]);
 });
+
+Deno.test("close() while the token function is pending, which then fails, leaves no retry behind", async () => {
+  const token = Promise.withResolvers<string>();
+  await using scripted = openScriptedClient({ chatId: X, token: () => token.promise });
+  await scripted.client.close();
+  token.reject(new Error("the token service is down"));
+  // the client's own handler of the rejection runs first
+  await token.promise.catch(() => {});
+
+  // no "reconnecting" after "closed": no retry timer either (it would keep a process alive)
+  assert.deepEqual(scripted.events.all("status").map((status) => status.state), ["closed"]);
+  assert.equal(scripted.client.status.state, "closed");
+  assert.equal(scripted.server.sockets.length, 0);
+});
