@@ -64,7 +64,10 @@ export interface ChatClient extends AsyncDisposable {
       | (ActionInput<"typing"> & { action: "typing" })
       | (ActionInput<"ping"> & { action: "ping" }),
   ): boolean;
-  /** Stops for good: pending requests reject, the socket closes (1000). */
+  /**
+   * Stops for good: pending requests reject, the socket closes (1000), and frames it still
+   * delivers are dropped (no event follows the `closed` status).
+   */
   close(): Promise<void>;
 }
 

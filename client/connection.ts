@@ -85,7 +85,9 @@ export function createConnection(
     socketGone = gone.promise;
     isReady = false;
     ws.onmessage = (event) => {
-      if (socket === ws && typeof event.data === "string") receive(event.data);
+      // frames still come after close() until the close event (Deno delivers them while the
+      // socket is CLOSING): a client stopped takes none, nor a socket it has left
+      if (!stopped && socket === ws && typeof event.data === "string") receive(event.data);
     };
     ws.onerror = () => {};
     ws.onclose = (event) => {
@@ -197,7 +199,10 @@ export function createConnection(
       waiters.add(waiter);
       return waiter.promise;
     },
-    /** Stops for good and closes the socket (1000); resolves once it is gone. */
+    /**
+     * Stops for good and closes the socket (1000), taking no frame it still delivers; resolves
+     * once it is gone.
+     */
     close,
   };
 }

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { openScriptedClient } from "../tests/support/scripted_socket.ts";
-import { historyPage } from "../tests/support/stored_messages.ts";
+import { historyPage, storedMessage } from "../tests/support/stored_messages.ts";
 
 const X = "00000000-0000-4000-8000-00000000000a";
 
@@ -47,4 +47,20 @@ Deno.test("close() while the token function is pending, which then fails, leaves
   assert.deepEqual(scripted.events.all("status").map((status) => status.state), ["closed"]);
   assert.equal(scripted.client.status.state, "closed");
   assert.equal(scripted.server.sockets.length, 0);
+});
+
+Deno.test("frames that come after close(), before the close event, are dropped", async () => {
+  await using scripted = openScriptedClient({ chatId: X });
+  const socket = await scripted.server.socket(0);
+  const closing = scripted.client.close();
+  // Deno's WebSocket still delivers frames while it is CLOSING
+  assert.equal(socket.readyState, 2);
+  socket.push(historyPage(X, [1]));
+  socket.push({ type: "chat_message", chat_id: X, message: storedMessage(X, 2) });
+  await closing;
+
+  assert.deepEqual(scripted.events.all("status").map((status) => status.state), ["closed"]);
+  assert.equal(scripted.client.status.state, "closed");
+  assert.deepEqual(scripted.events.all("latest_chat"), []);
+  assert.deepEqual(scripted.events.all("chat_message"), []);
 });

@@ -35,11 +35,17 @@ export class ScriptedSocket {
     this.#changed();
   }
 
-  /** The client closes: the close event follows, as a real socket's does. */
+  /**
+   * The client closes: the socket is CLOSING (the server may still push frames) until the
+   * close event, which follows, as a real socket's does.
+   */
   close(code = 1000, reason = ""): void {
-    if (this.readyState === 3) return;
-    this.readyState = 3;
-    queueMicrotask(() => this.onclose?.({ code, reason }));
+    if (this.readyState >= 2) return;
+    this.readyState = 2;
+    queueMicrotask(() => {
+      this.readyState = 3;
+      this.onclose?.({ code, reason });
+    });
   }
 
   /** The server sends a frame. */
