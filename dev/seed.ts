@@ -8,6 +8,7 @@ import { signDevToken } from "../auth/sign.ts";
 import type { ChatService } from "../chat/service.ts";
 import type { Chat, VendorRole } from "../chat/types.ts";
 import { loadConfig } from "../config.ts";
+import { EmbeddedDatabaseInUse } from "../db/embedded.ts";
 import { startService } from "../main.ts";
 import { devSecrets } from "./secrets.ts";
 
@@ -62,31 +63,11 @@ export async function seedDemo(service: ChatService): Promise<Seeded> {
   return { users, chats };
 }
 
-/** True when something answers /healthz on the port `deno task dev` would use. */
-async function serviceRunning(port: number): Promise<boolean> {
-  try {
-    const response = await fetch(`http://127.0.0.1:${port}/healthz`, {
-      signal: AbortSignal.timeout(500),
-    });
-    await response.body?.cancel();
-    return response.ok;
-  } catch {
-    return false;
-  }
-}
-
 if (import.meta.main) {
   const env = Deno.env.toObject();
   const signingSecret = env.JWT_SECRET ??
     (env.JWT_PUBLIC_KEY || env.JWT_JWKS_URL ? undefined : (await devSecrets()).JWT_SECRET);
   const devPort = Number(env.PORT ?? 8000);
-  if (!env.DATABASE_URL && await serviceRunning(devPort)) {
-    console.error(
-      "deno task dev is running on the embedded database, which one process opens at a time:\n" +
-        "stop it, run deno task seed, start it again (or give both DATABASE_URL)",
-    );
-    Deno.exit(2);
-  }
   const config = loadConfig({
     ...(signingSecret ? { JWT_SECRET: signingSecret } : {}),
     ...env,
@@ -96,7 +77,14 @@ if (import.meta.main) {
     DEMO_PAGE: "0",
     LOG_LEVEL: "warning",
   });
-  const service = await startService(config);
+  let service;
+  try {
+    service = await startService(config);
+  } catch (error) {
+    if (!(error instanceof EmbeddedDatabaseInUse)) throw error;
+    console.error(error.message);
+    Deno.exit(2);
+  }
   let seeded: Seeded;
   try {
     seeded = await seedDemo(service.chat);
