@@ -112,6 +112,11 @@ export interface ChatStore {
   history(chatId: string, query: HistoryQuery): Promise<Page<StoredMessage>>;
   /** Messages of the chat with seq in [from, to], oldest first. */
   messagesBetween(chatId: string, fromSeq: number, toSeq: number): Promise<StoredMessage[]>;
+  /**
+   * Messages of these chats edited or deleted within the last `withinMs` (on the database's
+   * clock), in their current state, by chat and seq.
+   */
+  amendedWithin(chatIds: readonly string[], withinMs: number): Promise<StoredMessage[]>;
   unread(chatId: string, side: Side, limit: number): Promise<UnreadSnapshot>;
   getMessage(messageId: string): Promise<StoredMessage | null>;
   /**

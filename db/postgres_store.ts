@@ -273,6 +273,18 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
       return rows.map(toStoredMessage);
     },
 
+    async amendedWithin(chatIds, withinMs) {
+      if (chatIds.length === 0) return [];
+      // the same expression as the messages_amended index, so that it is used
+      const rows = await sql<MessageRow[]>`
+        select ${messageColumns(sql)} from messages
+        where (edited_at is not null or deleted_at is not null)
+          and greatest(edited_at, deleted_at) > now() - make_interval(secs => ${withinMs / 1000})
+          and chat_id = any(${arrayLiteral(chatIds)}::uuid[])
+        order by chat_id, seq`;
+      return rows.map(toStoredMessage);
+    },
+
     async unread(chatId, side, limit) {
       // one statement, so that the count and the messages are of one moment
       const rows = await sql<

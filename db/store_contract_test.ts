@@ -277,6 +277,41 @@ for (const backend of backends) {
     assert.equal(await db.store.operatorDisconnectedWithin("d", 60_000), false);
   });
 
+  Deno.test(`${backend.name}: messages edited or deleted within a window are found in their current state`, async () => {
+    await using db = await backend.open();
+    const chat = (await db.store.createChat("c", "v")).chat;
+    const other = (await db.store.createChat("c2", "v")).chat;
+    const sent = [];
+    for (let i = 1; i <= 4; i++) {
+      sent.push((await db.store.insertMessage(text(chat, `m${i}`))).message);
+    }
+    const elsewhere = (await db.store.insertMessage(text(other, "o1"))).message;
+    assert.deepEqual(await db.store.amendedWithin([chat.id, other.id], 60_000), []);
+
+    await db.store.editMessage(sent[2]!.id, "m3, edited");
+    await db.store.deleteMessage(sent[0]!.id, "c");
+    await db.store.editMessage(sent[1]!.id, "m2, edited");
+    await db.store.deleteMessage(sent[1]!.id, "c");
+    await db.store.editMessage(elsewhere.id, "o1, edited");
+    await db.store.markRead(chat.id, sent[3]!.id, "vendor");
+    const amended = await db.store.amendedWithin([chat.id], 60_000);
+    // by seq; a read mark is not an amendment; another chat's are not asked for
+    assert.deepEqual(amended.map((m) => [m.seq, m.content, m.deleted, m.deleted_by]), [
+      [1, "m1", true, "c"],
+      [2, "m2, edited", true, "c"],
+      [3, "m3, edited", false, null],
+    ]);
+    assert.ok(amended[2]!.edited_at !== null);
+    const both = await db.store.amendedWithin([other.id, chat.id], 60_000);
+    assert.deepEqual(both.filter((m) => m.chat_id === other.id).map((m) => m.content), [
+      "o1, edited",
+    ]);
+    assert.equal(both.length, 4);
+    // the window ends at the database's now: amendments before it are outside a window of 0
+    assert.deepEqual(await db.store.amendedWithin([chat.id], 0), []);
+    assert.deepEqual(await db.store.amendedWithin([], 60_000), []);
+  });
+
   Deno.test(`${backend.name}: history pages back and forward by seq`, async () => {
     await using db = await backend.open();
     const chat = (await db.store.createChat("c", "v")).chat;
