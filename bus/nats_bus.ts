@@ -11,10 +11,12 @@ export interface NatsBusOptions {
   /** The connection name shown in NATS monitoring. */
   name?: string;
   /**
-   * Called after the connection came back. Payloads published meanwhile by other instances
-   * are lost to this one, so listeners should resynchronise from the store.
+   * Called after the connection came back, with how long payloads may have been lost: the
+   * time it was down, plus how long a silent loss of the connection takes to be noticed.
+   * Payloads published meanwhile by other instances are lost to this one, and this one's to
+   * them, so listeners should resynchronise from the store.
    */
-  onReconnect?: () => void;
+  onReconnect?: (lostForMs: number) => void;
   /**
    * Told of every failure that is not thrown: a ChatError `unavailable` when NATS refused or
    * lost something, `internal` when a handler threw. Defaults to `reportError`.
@@ -24,6 +26,15 @@ export interface NatsBusOptions {
 
 /** Between reconnect attempts; short, because while disconnected remote payloads are lost. */
 const RECONNECT_WAIT_MS = 1_000;
+/**
+ * A connection that stops answering without closing (a network partition) is given up after
+ * this many pings in a row go unanswered, one every interval; nats.js's default interval, two
+ * minutes, would leave it unnoticed for up to six.
+ */
+const PING_INTERVAL_MS = 20_000;
+const MAX_PINGS_OUT = 2;
+/** The longest a connection can be lost before the client notices and says so. */
+export const UNNOTICED_LOSS_MS = PING_INTERVAL_MS * (MAX_PINGS_OUT + 1);
 /**
  * nats.js writes what was published in one task together, unless the pending bytes pass its
  * (undocumented) `pendingLimit`, 32 KiB by default; unread pushes are tens of KiB each, so at
@@ -51,6 +62,8 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
       noEcho: true,
       maxReconnectAttempts: -1,
       reconnectTimeWait: RECONNECT_WAIT_MS,
+      pingInterval: PING_INTERVAL_MS,
+      maxPingOut: MAX_PINGS_OUT,
       ...writeCoalescing,
     });
   } catch (cause) {
@@ -132,23 +145,30 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
 /** Reports status changes until the connection closes, which ends the iterator. */
 async function watchStatus(
   nc: NatsConnection,
-  onReconnect: (() => void) | undefined,
+  onReconnect: ((lostForMs: number) => void) | undefined,
   onError: (error: unknown) => void,
 ): Promise<void> {
+  let disconnectedAt: number | undefined;
   try {
     for await (const status of nc.status()) {
       try {
         switch (status.type) {
-          case "reconnect":
-            onReconnect?.();
+          case "disconnect":
+            disconnectedAt ??= Date.now();
             break;
+          case "reconnect": {
+            const downForMs = Date.now() - (disconnectedAt ?? Date.now());
+            disconnectedAt = undefined;
+            onReconnect?.(downForMs + UNNOTICED_LOSS_MS);
+            break;
+          }
           case "error":
             onError(
               new ChatError("unavailable", "NATS reported an error", { cause: status.error }),
             );
             break;
           default:
-            // Disconnects, pings and cluster updates need no action: the client reconnects.
+            // Pings and cluster updates need no action: the client reconnects by itself.
             break;
         }
       } catch (failure) {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ChatError } from "../chat/errors.ts";
-import { createNatsBus } from "./nats_bus.ts";
+import { createNatsBus, UNNOTICED_LOSS_MS } from "./nats_bus.ts";
 
 // What only the NATS bus does: survive a dropped connection. The drop is made by a TCP proxy
 // in front of the shared server, so no server has to be stopped.
@@ -68,12 +68,12 @@ Deno.test("NATS bus: after the connection drops it reconnects, tells onReconnect
     hostname: natsUrl.hostname,
     port: Number(natsUrl.port || 4222),
   });
-  const reconnected = Promise.withResolvers<void>();
+  const reconnected = Promise.withResolvers<number>();
   const errors: unknown[] = [];
   await using dropped = {
     bus: await createNatsBus({
       servers: proxy.url,
-      onReconnect: () => reconnected.resolve(),
+      onReconnect: (lostForMs) => reconnected.resolve(lostForMs),
       onError: (error) => errors.push(error),
     }),
     [Symbol.asyncDispose]() {
@@ -95,12 +95,19 @@ Deno.test("NATS bus: after the connection drops it reconnects, tells onReconnect
   });
   assert.equal(await dropped.bus.check(), true);
 
+  const cutAt = Date.now();
   proxy.cut();
   // While the connection is down publish neither throws nor skips local handlers.
   dropped.bus.publish(subject, encoder.encode("local"));
   assert.deepEqual(received, ["local"]);
 
-  await within(reconnected.promise, "reconnect");
+  const lostForMs = await within(reconnected.promise, "reconnect");
+  // the time it was down, and the time a silent loss could have gone unnoticed before that
+  const downForMs = Date.now() - cutAt;
+  assert.ok(
+    lostForMs >= UNNOTICED_LOSS_MS && lostForMs <= UNNOTICED_LOSS_MS + downForMs,
+    `lost for ${lostForMs} ms, down for ${downForMs} ms`,
+  );
   // The client subscribes again on reconnect; the flush proves the server has it.
   assert.equal(await dropped.bus.check(), true);
   other.bus.publish(subject, encoder.encode("remote"));
