@@ -126,22 +126,22 @@ export async function startService(config: Config): Promise<RunningService> {
 
     let bus: Bus;
     // assigned below, after the bus it reads from; `onReconnect` may run before that
-    // deno-lint-ignore prefer-const
     let feed: ChatFeed | undefined;
     if (config.NATS_URL) {
       bus = await createNatsBus({
         servers: config.NATS_URL,
         name: `chat-${instanceId.slice(0, 8)}`,
         onError: (error) => logError(error, "nats"),
-        onReconnect: () => {
+        onReconnect: (lostForMs) => {
           metrics.natsReconnects.inc();
           logger("bus").info("reconnected to NATS");
           // what other instances published meanwhile is in the store; what this one published
           // meanwhile, the others learn of from each chat's newest message sent again
           feed?.catchUp().catch((error) => logError(error, "catch up after reconnect"));
           feed?.republishRecent();
-          // user events have no seq: every instance checks its sockets against the store
-          feed?.requestResync();
+          // user events and amendments have no seq: every instance checks its sockets'
+          // access against the store, and sends the edits and deletions of the outage again
+          feed?.requestResync(lostForMs);
         },
       });
     } else {
@@ -151,7 +151,8 @@ export async function startService(config: Config): Promise<RunningService> {
     cleanup.push((deadline) => untilDeadline(bus.close(), deadline, "NATS drain"));
     const subjects = createSubjects(config.NATS_SUBJECT_PREFIX);
     const now = () => Date.now();
-    feed = createChatFeed({ bus, store, subjects }, { onError: logError });
+    const chatFeed = feed = createChatFeed({ bus, store, subjects }, { onError: logError });
+    cleanup.push(() => Promise.resolve(chatFeed.close()));
     const mediaStore = config.MEDIA_BACKEND === "nats"
       ? await createNatsMediaStore({
         servers: config.NATS_URL!,

@@ -89,3 +89,12 @@ export const userEventSchema = z.discriminatedUnion("type", [
   z.object({ type: z.literal("membership_revoked"), vendor_id: z.string(), user_id: z.string() }),
 ]);
 export type UserEvent = z.infer<typeof userEventSchema>;
+
+/**
+ * What travels on the resync subject after an instance's bus came back (ChatFeed.requestResync):
+ * how long events may have been lost, counting the time the loss took to be noticed.
+ */
+export const resyncRequestSchema = z.object({
+  within_ms: z.number().int().positive(),
+});
+export type ResyncRequest = z.infer<typeof resyncRequestSchema>;

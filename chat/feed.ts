@@ -1,7 +1,9 @@
+import { createAmendmentReplay } from "./amendment_replay.ts";
 import {
   type ChatEnvelope,
   chatEnvelopeSchema,
   type ChatFrame,
+  resyncRequestSchema,
   type UserEvent,
   userEventSchema,
 } from "./events.ts";
@@ -49,6 +51,8 @@ const ABOUT_MESSAGES: ReadonlySet<string> = new Set([
 /** How far back republishRecent() looks: longer than a NATS reconnect takes. */
 const RECENT_MS = 120_000;
 const MAX_RECENT = 50_000;
+/** The outage a resync request that does not say its length is taken to cover. */
+const DEFAULT_RESYNC_WINDOW_MS = 10 * 60_000;
 
 interface ChatEntry {
   listeners: Set<ChatListener>;
@@ -109,8 +113,23 @@ export function createChatFeed(
   /** The event this instance is publishing right now: the bus hands it back synchronously. */
   let publishing: { payload: Uint8Array; delivery: Delivery } | undefined;
   const unreadPushes = createUnreadPushes({ store, onError });
+  const amendments = createAmendmentReplay({
+    store,
+    followed: () => [...chats].flatMap(([chatId, entry]) => entry.lastSeq === null ? [] : [chatId]),
+    deliver(chatId, seq, envelope) {
+      const entry = chats.get(chatId);
+      if (!entry || entry.lastSeq === null) return;
+      const delivery = createDelivery(envelope);
+      if (seq <= entry.lastSeq) deliver(chatId, entry, delivery);
+      // the message waits behind a gap as the bus carried it, before this amendment
+      else if (entry.ahead.has(seq)) entry.behind.push({ afterSeq: seq, delivery });
+      // else the message is still to be read from the store, amended
+    },
+    onError,
+  });
 
   function deliver(chatId: string, entry: ChatEntry, delivery: Delivery) {
+    amendments.delivered(delivery.envelope.frame);
     for (const listener of entry.listeners) {
       try {
         listener(delivery);
@@ -203,6 +222,7 @@ export function createChatFeed(
       if (message.seq <= entry.lastSeq!) continue;
       if (message.seq !== entry.lastSeq! + 1) break;
       entry.lastSeq = message.seq;
+      amendments.deliveredStored(message);
       deliver(
         chatId,
         entry,
@@ -214,6 +234,39 @@ export function createChatFeed(
         }),
       );
     }
+  }
+
+  /** Hears resync requests while anyone here needs them: a followed chat or a listener. */
+  function heedResync() {
+    if (chats.size > 0 || resyncListeners.size > 0) {
+      unsubscribeResync ??= bus.subscribe(subjects.resync, onResyncRequest);
+    } else {
+      unsubscribeResync?.();
+      unsubscribeResync = undefined;
+    }
+  }
+
+  function onResyncRequest(payload: Uint8Array) {
+    // in the background: it reports its own failures
+    void amendments.request(resyncWindow(payload));
+    for (const listener of [...resyncListeners]) {
+      try {
+        listener();
+      } catch (error) {
+        onError(error, "resync listener");
+      }
+    }
+  }
+
+  /** How far back a resync request asks to look; one that does not say (or garbles it): far. */
+  function resyncWindow(payload: Uint8Array): number {
+    try {
+      const request = resyncRequestSchema.safeParse(JSON.parse(decoder.decode(payload)));
+      if (request.success) return request.data.within_ms;
+    } catch {
+      // a request all the same
+    }
+    return DEFAULT_RESYNC_WINDOW_MS;
   }
 
   function decode(payload: Uint8Array, context: string): unknown {
@@ -280,6 +333,7 @@ export function createChatFeed(
       );
       fresh.push([chatId, entry]);
     }
+    heedResync();
     if (fresh.length === 0) return settle.resolve();
     try {
       // Subscribed (and confirmed) first, then read: nothing committed in between is missed.
@@ -306,6 +360,7 @@ export function createChatFeed(
     if (entry.gapTimer !== undefined) clearTimeout(entry.gapTimer);
     chats.delete(chatId);
     unreadPushes.forget(chatId);
+    heedResync();
   }
 
   return {
@@ -355,27 +410,26 @@ export function createChatFeed(
      * to it. Unlike messages they have no seq that shows the gap, so every instance, this one
      * included, is asked to check its sockets' access against the store.
      */
-    requestResync(): void {
-      bus.publish(subjects.resync, new Uint8Array());
+    requestResync(lostForMs: number): void {
+      const request = { within_ms: Math.ceil(lostForMs) };
+      bus.publish(subjects.resync, encoder.encode(JSON.stringify(request)));
     },
 
-    /** Calls `listener` on every resync request, this instance's and the others'. */
+    /**
+     * Calls `listener` on every resync request, this instance's and the others'. (The feed
+     * itself replays the chats' edits and deletions of the outage on each.)
+     */
     onResync(listener: () => void): () => void {
       resyncListeners.add(listener);
-      unsubscribeResync ??= bus.subscribe(subjects.resync, () => {
-        for (const each of [...resyncListeners]) {
-          try {
-            each();
-          } catch (error) {
-            onError(error, "resync listener");
-          }
-        }
-      });
+      heedResync();
       return () => {
-        if (!resyncListeners.delete(listener) || resyncListeners.size > 0) return;
-        unsubscribeResync?.();
-        unsubscribeResync = undefined;
+        if (resyncListeners.delete(listener)) heedResync();
       };
+    },
+
+    /** Stops what the feed does in the background on its own (replays waiting for the store). */
+    close(): void {
+      amendments.close();
     },
 
     publishUser(userId: string, event: UserEvent): void {

@@ -89,7 +89,7 @@ Deno.test("a resync request reaches every resync listener through one bus subscr
   const stopSecond = feed.onResync(() => heard.push("second"));
   assert.deepEqual([...held], [[subjects.resync, 1]]);
 
-  feed.requestResync();
+  feed.requestResync(1_000);
   assert.deepEqual(heard, ["first", "second"]);
   assert.deepEqual(errors, ["resync listener"]);
 

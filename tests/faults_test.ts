@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { failure, Status } from "./support/admin_client.ts";
+import { natsCutToSecondInstance } from "./support/nats_cut.ts";
 import { startNatsServer } from "./support/nats_server.ts";
 import { sample } from "./support/service_process.ts";
 import { startCluster, TEST_NATS_URL, type TestCluster } from "./support/service.ts";
@@ -66,34 +67,6 @@ async function clusterBehindProxy(
       await proxy[Symbol.asyncDispose]();
     },
   };
-}
-
-/**
- * Two instances on a NATS server of their own: the first reaches it directly, the second
- * through a proxy the test can cut.
- */
-async function natsCutToSecondInstance() {
-  const nats = await startNatsServer();
-  const target = new URL(nats.url);
-  const proxy = startTcpProxy({ hostname: target.hostname, port: Number(target.port) });
-  const cluster = await startCluster({ instances: 0, env: settings });
-  const setup = {
-    cluster,
-    proxy,
-    async [Symbol.asyncDispose]() {
-      await cluster[Symbol.asyncDispose]();
-      await proxy[Symbol.asyncDispose]();
-      await nats[Symbol.asyncDispose]();
-    },
-  };
-  try {
-    await cluster.startInstance({ NATS_URL: nats.url });
-    await cluster.startInstance({ NATS_URL: `nats://127.0.0.1:${proxy.port}` });
-  } catch (error) {
-    await setup[Symbol.asyncDispose]();
-    throw error;
-  }
-  return setup;
 }
 
 async function readyz(cluster: TestCluster, instance = 0) {
@@ -448,7 +421,7 @@ Deno.test("with NATS away, the sending instance's sockets still get every messag
 });
 
 Deno.test("an instance cut off from NATS while the others publish catches its sockets up from the store on reconnect", async () => {
-  await using setup = await natsCutToSecondInstance();
+  await using setup = await natsCutToSecondInstance(settings);
   const { cluster, proxy } = setup;
   const chat = await cluster.main.service.chat.createChat("alice", "acme");
   await using alice = await joinChat(cluster, "alice", chat.id, 0);
@@ -488,7 +461,7 @@ Deno.test("an instance cut off from NATS while the others publish catches its so
  * whose sockets they concern (`sockets: 1`: it was not subscribed meanwhile).
  */
 async function accessChangedAcrossCut(sockets: 0 | 1) {
-  await using setup = await natsCutToSecondInstance();
+  await using setup = await natsCutToSecondInstance(settings);
   const { cluster, proxy } = setup;
   const elsewhere = sockets === 0 ? 1 : 0;
   // made where the sockets will be: their events are handed out there at once, to no one,

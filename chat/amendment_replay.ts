@@ -1,0 +1,156 @@
+import type { ChatEnvelope, ChatFrame } from "./events.ts";
+import type { ChatStore } from "./ports.ts";
+import { type StoredMessage, toClientMessage } from "./types.ts";
+
+/**
+ * How long an amendment delivered here is remembered, so that a replay does not send it again:
+ * longer than a NATS outage plus its detection usually lasts (a replay of a longer one may
+ * repeat what was delivered before it).
+ */
+const REMEMBERED_MS = 15 * 60_000;
+const MAX_REMEMBERED = 50_000;
+/** Between attempts of a replay the store did not answer, and how many are made. */
+const RETRY_AFTER_MS = 2_000;
+const ATTEMPTS = 5;
+
+/** The newest state of a message's amendments that this instance delivered. */
+interface Delivered {
+  editedAt: number | null;
+  deleted: boolean;
+  at: number;
+}
+
+/**
+ * Edits and deletions lost on the bus while an instance was cut off from NATS (its own, to
+ * the others; the others', to it), sent again from the store. Unlike messages they have no seq
+ * that shows the gap, so after a reconnect every instance reads the messages of the chats it
+ * follows amended within the outage and delivers those whose state it has not delivered yet:
+ * `message_deleted`, or `message_edited` with the current text. Read marks are not replayed
+ * (the store does not keep who read a message).
+ */
+export function createAmendmentReplay(deps: {
+  store: Pick<ChatStore, "amendedWithin" | "getChat">;
+  /** The chats whose events this instance delivers. */
+  followed: () => string[];
+  /** Hands a replayed event to the chat's sockets, unless the message itself is still to come. */
+  deliver: (chatId: string, seq: number, envelope: ChatEnvelope) => void;
+  onError: (error: unknown, context: string) => void;
+}) {
+  const { store, onError } = deps;
+  const delivered = new Map<string, Delivered>();
+  const pauses = new Set<() => void>();
+  let closed = false;
+
+  function remember(messageId: string, change: { editedAt?: number; deleted?: boolean }) {
+    const known = delivered.get(messageId);
+    delivered.delete(messageId);
+    delivered.set(messageId, {
+      editedAt: Math.max(change.editedAt ?? 0, known?.editedAt ?? 0) || null,
+      deleted: change.deleted === true || known?.deleted === true,
+      at: Date.now(),
+    });
+    // oldest first: drop what is past the window, and never keep more than a bound
+    for (const [oldest, entry] of delivered) {
+      if (delivered.size <= MAX_REMEMBERED && entry.at >= Date.now() - REMEMBERED_MS) break;
+      delivered.delete(oldest);
+    }
+  }
+
+  /** The event that brings a client up to the message's stored state; null when it has it. */
+  function missingEvent(message: StoredMessage): ChatFrame | null {
+    const known = delivered.get(message.id);
+    if (message.deleted_at !== null) {
+      if (known?.deleted) return null;
+      return {
+        type: "message_deleted",
+        chat_id: message.chat_id,
+        message_id: message.id,
+        seq: message.seq,
+        deleted_by: message.deleted_by ?? message.sender_id,
+        deleted_at: message.deleted_at,
+      };
+    }
+    if (message.edited_at === null) return null;
+    if ((known?.editedAt ?? 0) >= Date.parse(message.edited_at)) return null;
+    return { type: "message_edited", chat_id: message.chat_id, message: toClientMessage(message) };
+  }
+
+  async function replayOnce(withinMs: number) {
+    const chatIds = deps.followed();
+    if (chatIds.length === 0) return;
+    const amended = await store.amendedWithin(chatIds, withinMs);
+    const chatIdsAmended = [...new Set(amended.map((message) => message.chat_id))];
+    const chats = await Promise.all(chatIdsAmended.map((chatId) => store.getChat(chatId)));
+    const participants = new Map(chats.flatMap((chat) => chat ? [[chat.id, chat]] : []));
+    for (const message of amended) {
+      const chat = participants.get(message.chat_id);
+      const frame = missingEvent(message);
+      if (!chat || !frame) continue;
+      deps.deliver(message.chat_id, message.seq, {
+        chat: { user_id: chat.user_id, vendor_id: chat.vendor_id },
+        audience: { to: "all" },
+        frame,
+        sent_at: Date.parse(message.deleted_at ?? message.edited_at!),
+      });
+    }
+  }
+
+  /** Waits before the next attempt; close() ends the wait at once. */
+  function pause(): Promise<void> {
+    const { promise, resolve } = Promise.withResolvers<void>();
+    const timer = setTimeout(() => {
+      pauses.delete(wake);
+      resolve();
+    }, RETRY_AFTER_MS);
+    const wake = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    pauses.add(wake);
+    return promise;
+  }
+
+  return {
+    /** Notes an event as it is delivered: an amendment it carries is not replayed. */
+    delivered(frame: ChatFrame | { type: "unread_messages" }): void {
+      if (frame.type === "message_deleted") remember(frame.message_id, { deleted: true });
+      if (frame.type === "message_edited" && frame.message.edited_at !== null) {
+        remember(frame.message.id, { editedAt: Date.parse(frame.message.edited_at) });
+      }
+    },
+
+    /** Notes a message delivered from the store: its amendments so far came with it. */
+    deliveredStored(message: StoredMessage): void {
+      if (message.deleted_at === null && message.edited_at === null) return;
+      remember(message.id, {
+        deleted: message.deleted_at !== null,
+        ...(message.edited_at === null ? {} : { editedAt: Date.parse(message.edited_at) }),
+      });
+    },
+
+    /**
+     * Replays the amendments of the last `withinMs`. A store that does not answer is asked
+     * again a few times (over a window grown by the wait), and reported once. Never rejects;
+     * settles when done or given up.
+     */
+    async request(withinMs: number): Promise<void> {
+      const requestedAt = Date.now();
+      for (let attempt = 1; !closed; attempt++) {
+        try {
+          return await replayOnce(withinMs + (Date.now() - requestedAt));
+        } catch (error) {
+          if (attempt === 1) onError(error, "replay amendments");
+          if (closed || attempt >= ATTEMPTS) return;
+          await pause();
+        }
+      }
+    },
+
+    /** Ends the retries still waiting. */
+    close(): void {
+      closed = true;
+      for (const wake of pauses) wake();
+      pauses.clear();
+    },
+  };
+}

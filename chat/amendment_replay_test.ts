@@ -1,0 +1,126 @@
+import assert from "node:assert/strict";
+import { createAmendmentReplay } from "./amendment_replay.ts";
+import type { ChatEnvelope } from "./events.ts";
+import type { ChatStore } from "./ports.ts";
+import { type Chat, type StoredMessage, toClientMessage } from "./types.ts";
+
+const chat: Chat = {
+  id: "chat-1",
+  user_id: "alice",
+  vendor_id: "acme",
+  created_at: "2026-12-05T10:00:00.000Z",
+  updated_at: "2026-12-05T10:00:00.000Z",
+  last_seq: 3,
+};
+
+function stored(seq: number, change: Partial<StoredMessage> = {}): StoredMessage {
+  return {
+    id: `m${seq}`,
+    chat_id: chat.id,
+    seq,
+    sender_id: "alice",
+    sender_side: "customer",
+    receiver_id: "acme",
+    media_type: "text",
+    content: `text ${seq}`,
+    media_id: null,
+    media_url: null,
+    is_read: false,
+    read_at: null,
+    edited_at: null,
+    deleted: false,
+    deleted_at: null,
+    deleted_by: null,
+    created_at: "2026-12-05T10:00:00.000Z",
+    updated_at: "2026-12-05T10:00:00.000Z",
+    client_id: null,
+    ...change,
+  };
+}
+
+/** A replay over a store that answers `amended` (after failing `failures` times). */
+function replayOver(amended: StoredMessage[], failures = 0) {
+  const replayed: ChatEnvelope["frame"][] = [];
+  const errors: string[] = [];
+  const asked: number[] = [];
+  const store: Pick<ChatStore, "amendedWithin" | "getChat"> = {
+    amendedWithin(_chatIds, withinMs) {
+      asked.push(withinMs);
+      if (asked.length <= failures) return Promise.reject(new Error("store away"));
+      return Promise.resolve(amended);
+    },
+    getChat: (chatId) => Promise.resolve(chatId === chat.id ? chat : null),
+  };
+  const replay = createAmendmentReplay({
+    store,
+    followed: () => [chat.id],
+    deliver: (_chatId, _seq, envelope) => replayed.push(envelope.frame),
+    onError: (_error, context) => errors.push(context),
+  });
+  return { replay, replayed, errors, asked };
+}
+
+const deletedAt = "2026-12-05T10:01:00.000Z";
+const older = "2026-12-05T10:02:00.000Z";
+const newer = "2026-12-05T10:03:00.000Z";
+
+Deno.test("a replay sends what the sockets have not had: a deletion, or an edit newer than the last delivered", async () => {
+  const messages = [
+    stored(1, { deleted: true, deleted_at: deletedAt, deleted_by: "alice", content: null }),
+    stored(2, { edited_at: older, content: "second, as first edited" }),
+    stored(3, { edited_at: newer, content: "third, edited" }),
+  ];
+  const { replay, replayed } = replayOver(messages);
+  // delivered live already: the second message's later edit (the replay read an older state)
+  replay.delivered({
+    type: "message_edited",
+    chat_id: chat.id,
+    message: toClientMessage(stored(2, { edited_at: newer, content: "second, edited again" })),
+  });
+  await replay.request(60_000);
+  assert.deepEqual(replayed, [
+    {
+      type: "message_deleted",
+      chat_id: chat.id,
+      message_id: "m1",
+      seq: 1,
+      deleted_by: "alice",
+      deleted_at: deletedAt,
+    },
+    { type: "message_edited", chat_id: chat.id, message: toClientMessage(messages[2]!) },
+  ]);
+
+  // what it replayed is delivered (the feed tells it so): a second replay sends nothing
+  for (const frame of replayed.splice(0)) replay.delivered(frame);
+  await replay.request(60_000);
+  assert.deepEqual(replayed, []);
+});
+
+Deno.test("a message delivered from the store brings its amendments: they are not replayed", async () => {
+  const edited = stored(1, { edited_at: older, content: "edited" });
+  const deleted = stored(2, { deleted: true, deleted_at: deletedAt, deleted_by: "alice" });
+  const { replay, replayed } = replayOver([edited, deleted, stored(3, { edited_at: newer })]);
+  replay.deliveredStored(edited);
+  replay.deliveredStored(deleted);
+  replay.deliveredStored(stored(3));
+  await replay.request(60_000);
+  assert.deepEqual(replayed.map((frame) => frame.type), ["message_edited"]);
+});
+
+Deno.test("a replay the store does not answer is asked again, over a window grown by the wait, and reported once", async () => {
+  const { replay, replayed, errors, asked } = replayOver([stored(1, { edited_at: older })], 2);
+  await replay.request(60_000);
+  assert.equal(replayed.length, 1);
+  assert.deepEqual(errors, ["replay amendments"]);
+  assert.equal(asked.length, 3);
+  assert.ok(asked[2]! >= asked[0]! + 2 * 1_000, `windows asked: ${asked}`);
+});
+
+Deno.test("a closed replay ends its wait for the store, and asks it no more", async () => {
+  const { replay, asked } = replayOver([], 5);
+  const replaying = replay.request(60_000);
+  replay.close();
+  await replaying;
+  await replay.request(60_000);
+  assert.deepEqual(asked, [60_000]);
+});

@@ -1,0 +1,31 @@
+import { startNatsServer } from "./nats_server.ts";
+import { startCluster } from "./service.ts";
+import { startTcpProxy } from "./tcp_proxy.ts";
+
+/**
+ * Two instances on a NATS server of their own: the first reaches it directly, the second
+ * through a proxy the test can cut.
+ */
+export async function natsCutToSecondInstance(env: Record<string, string> = {}) {
+  const nats = await startNatsServer();
+  const target = new URL(nats.url);
+  const proxy = startTcpProxy({ hostname: target.hostname, port: Number(target.port) });
+  const cluster = await startCluster({ instances: 0, env });
+  const setup = {
+    cluster,
+    proxy,
+    async [Symbol.asyncDispose]() {
+      await cluster[Symbol.asyncDispose]();
+      await proxy[Symbol.asyncDispose]();
+      await nats[Symbol.asyncDispose]();
+    },
+  };
+  try {
+    await cluster.startInstance({ NATS_URL: nats.url });
+    await cluster.startInstance({ NATS_URL: `nats://127.0.0.1:${proxy.port}` });
+  } catch (error) {
+    await setup[Symbol.asyncDispose]();
+    throw error;
+  }
+  return setup;
+}
