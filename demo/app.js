@@ -5,6 +5,7 @@
  * which knows Deno's globals and not the DOM's, is left alone.
  */
 import { createChatClient } from "../client/mod.ts";
+import { sentToSideOf } from "./sides.js";
 
 const SAVED = "chat-demo-tokens";
 const TYPING_IDLE_MS = 2_000;
@@ -271,7 +272,7 @@ function createChatView(current, summary) {
   async function markRead() {
     const unread = [...messages.values()]
       .map((entry) => entry.message)
-      .filter((message) => message.sender_id !== me && !message.is_read);
+      .filter((message) => sentToSideOf(summary, me, message) && !message.is_read);
     if (unread.length === 0) return;
     const seq = Math.max(...unread.map((message) => message.seq));
     try {
@@ -291,15 +292,13 @@ function createChatView(current, summary) {
   });
   client.on("chat_message", ({ message }) => {
     render(message);
-    if (message.sender_id !== me) {
-      $("typing").textContent = "";
-      markRead();
-    }
+    if (message.sender_id !== me) $("typing").textContent = "";
+    if (sentToSideOf(summary, me, message)) markRead();
   });
   client.on("message_read", (frame) => update(frame.message_id, () => ({ is_read: true })));
   client.on("messages_read", (frame) => {
     for (const { message } of messages.values()) {
-      if (message.seq <= frame.up_to_seq && message.sender_id !== frame.reader_id) {
+      if (message.seq <= frame.up_to_seq && sentToSideOf(summary, frame.reader_id, message)) {
         update(message.id, () => ({ is_read: true, read_at: frame.read_at }));
       }
     }
