@@ -95,6 +95,12 @@ const settings = z.object({
   /** Bytes waiting to be sent to one socket before it counts as a slow reader and is closed. */
   WS_MAX_BUFFERED_BYTES: bytes.default(16 * 1024 * 1024),
   SHUTDOWN_TIMEOUT: seconds.default(10),
+  /**
+   * How often each instance looks in the store for messages of its followed chats that were
+   * stored but never heard on the bus (one query for all of them); such a message reaches the
+   * sockets within two of these.
+   */
+  FEED_SWEEP_SECONDS: seconds.default(5),
 });
 
 /** Every setting of the service, read from the environment and nowhere else. */

@@ -151,7 +151,11 @@ export async function startService(config: Config): Promise<RunningService> {
     cleanup.push((deadline) => untilDeadline(bus.close(), deadline, "NATS drain"));
     const subjects = createSubjects(config.NATS_SUBJECT_PREFIX);
     const now = () => Date.now();
-    const chatFeed = feed = createChatFeed({ bus, store, subjects }, { onError: logError });
+    const chatFeed = feed = createChatFeed({ bus, store, subjects }, {
+      onError: logError,
+      sweepEveryMs: config.FEED_SWEEP_SECONDS * 1000,
+      onRecovered: (messages) => metrics.messagesRecovered.inc(messages),
+    });
     cleanup.push(() => Promise.resolve(chatFeed.close()));
     const mediaStore = config.MEDIA_BACKEND === "nats"
       ? await createNatsMediaStore({

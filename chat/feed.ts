@@ -8,7 +8,7 @@ import {
   userEventSchema,
 } from "./events.ts";
 import type { ChatStore, EventBus, SerialisedEvent, Subjects } from "./ports.ts";
-import { type StoredMessage, toClientMessage } from "./types.ts";
+import { otherSide, type StoredMessage, toClientMessage } from "./types.ts";
 import { createUnreadPushes } from "./unread_push.ts";
 
 /** The `unread_messages` push as the feed hands it to sockets: its messages are in the text. */
@@ -38,6 +38,10 @@ export interface FeedOptions {
   /** How long an out-of-order message waits for the ones before it before they are read from the store. */
   gapWaitMs?: number;
   onError?: (error: unknown, context: string) => void;
+  /** How often messages stored but never delivered are looked for (see `sweep`); unset: never. */
+  sweepEveryMs?: number;
+  /** Told how many messages a sweep delivered from the store. */
+  onRecovered?: (messages: number) => void;
 }
 
 /** Events that name a message by its seq or id, and so must not reach a socket before it. */
@@ -113,6 +117,10 @@ export function createChatFeed(
   /** The event this instance is publishing right now: the bus hands it back synchronously. */
   let publishing: { payload: Uint8Array; delivery: Delivery } | undefined;
   const unreadPushes = createUnreadPushes({ store, onError });
+  /** Each followed chat's stored last seq at the previous sweep. */
+  let storedAtLastSweep = new Map<string, number>();
+  let sweepTimer: ReturnType<typeof setTimeout> | undefined;
+  let closed = false;
   const amendments = createAmendmentReplay({
     store,
     followed: () => [...chats].flatMap(([chatId, entry]) => entry.lastSeq === null ? [] : [chatId]),
@@ -363,6 +371,7 @@ export function createChatFeed(
     heedResync();
   }
 
+  scheduleSweep();
   return {
     /**
      * Publishes a chat event to every instance; this instance's sockets get it at once. The
@@ -427,11 +436,6 @@ export function createChatFeed(
       };
     },
 
-    /** Stops what the feed does in the background on its own (replays waiting for the store). */
-    close(): void {
-      amendments.close();
-    },
-
     publishUser(userId: string, event: UserEvent): void {
       bus.publish(subjects.user(userId), encoder.encode(JSON.stringify(event)));
     },
@@ -473,25 +477,17 @@ export function createChatFeed(
      * chat whose stored last seq is ahead of what this instance delivered.
      */
     async catchUp(): Promise<void> {
-      const followed = [...chats].filter(([, entry]) => entry.lastSeq !== null);
+      const followed = followedChats();
       if (followed.length === 0) return;
       const lastSeqs = await store.lastSeqs(followed.map(([chatId]) => chatId));
-      for (const [chatId, entry] of followed) {
-        const stored = lastSeqs.get(chatId) ?? 0;
-        if (chats.get(chatId) !== entry || stored <= entry.lastSeq!) continue;
-        // read before anything is counted as delivered: a read that fails leaves the gap to
-        // the next catch-up or gap fill, and the bus's messages wait behind it meanwhile
-        const [missing, chat] = await Promise.all([
-          store.messagesBetween(chatId, entry.lastSeq! + 1, stored),
-          store.getChat(chatId),
-        ]);
-        if (!chat || chats.get(chatId) !== entry) continue;
-        deliverFromStore(chatId, entry, missing, {
-          user_id: chat.user_id,
-          vendor_id: chat.vendor_id,
-        });
-        drainAhead(chatId, entry);
-      }
+      await deliverStored(followed, lastSeqs);
+    },
+
+    /** Stops what the feed does in the background on its own. */
+    close(): void {
+      closed = true;
+      clearTimeout(sweepTimer);
+      amendments.close();
     },
 
     /** Chats this instance currently follows (for metrics and tests). */
@@ -499,6 +495,76 @@ export function createChatFeed(
       return chats.size;
     },
   };
+
+  function followedChats(): Array<[string, ChatEntry]> {
+    return [...chats].filter(([, entry]) => entry.lastSeq !== null);
+  }
+
+  /**
+   * Delivers each chat's messages from the store, from the one after the last delivered up to
+   * its seq in `upTo`; resolves with how many were delivered.
+   */
+  async function deliverStored(
+    followed: ReadonlyArray<[string, ChatEntry]>,
+    upTo: ReadonlyMap<string, number>,
+  ): Promise<number> {
+    let delivered = 0;
+    for (const [chatId, entry] of followed) {
+      const stored = upTo.get(chatId) ?? 0;
+      if (chats.get(chatId) !== entry || stored <= entry.lastSeq!) continue;
+      // read before anything is counted as delivered: a read that fails leaves the gap to
+      // the next catch-up or gap fill, and the bus's messages wait behind it meanwhile
+      const [missing, chat] = await Promise.all([
+        store.messagesBetween(chatId, entry.lastSeq! + 1, stored),
+        store.getChat(chatId),
+      ]);
+      if (!chat || chats.get(chatId) !== entry) continue;
+      const before = entry.lastSeq!;
+      const participants = { user_id: chat.user_id, vendor_id: chat.vendor_id };
+      deliverFromStore(chatId, entry, missing, participants);
+      const news = missing.filter((message) =>
+        message.seq > before && message.seq <= entry.lastSeq!
+      );
+      delivered += news.length;
+      // no later message brings the receivers' unread push: it is read from the store
+      const sides = new Set(news.map((message) => otherSide(message.sender_side)));
+      for (const side of sides) {
+        unreadPushes.afterStored(chatId, side, { chat: participants, sent_at: Date.now() }, {
+          send: (push) => deliver(chatId, entry, push),
+          stillFollowed: () => chats.get(chatId) === entry,
+        });
+      }
+      drainAhead(chatId, entry);
+    }
+    return delivered;
+  }
+
+  /**
+   * Every `sweepEveryMs`: messages stored before the previous sweep that are still not
+   * delivered are read from the store. Their publish never came (the sender's instance lost the
+   * database's answer after the commit, or the bus dropped it), and no later message showed the
+   * gap. Messages in flight at one sweep are delivered by the bus before the next.
+   */
+  async function sweep() {
+    const previous = storedAtLastSweep;
+    const followed = followedChats();
+    storedAtLastSweep = followed.length === 0
+      ? new Map()
+      : await store.lastSeqs(followed.map(([chatId]) => chatId));
+    const stalled = followed.filter(([chatId, entry]) =>
+      (previous.get(chatId) ?? 0) > entry.lastSeq!
+    );
+    if (stalled.length === 0) return;
+    const recovered = await deliverStored(stalled, previous);
+    if (recovered > 0) options.onRecovered?.(recovered);
+  }
+
+  function scheduleSweep() {
+    if (options.sweepEveryMs === undefined || closed) return;
+    sweepTimer = setTimeout(() => {
+      sweep().catch((error) => onError(error, "sweep")).finally(scheduleSweep);
+    }, options.sweepEveryMs);
+  }
 
   function leave(entries: ReadonlyArray<readonly [string, ChatEntry]>, listener: ChatListener) {
     for (const [chatId, entry] of entries) {

@@ -36,6 +36,29 @@ export function createUnreadPushes(deps: {
     return window;
   }
 
+  function readAndPush(
+    chatId: string,
+    side: Side,
+    envelope: Pick<DeliveredEnvelope, "chat" | "sent_at">,
+    to: { send: (push: Delivery) => void; stillFollowed: () => boolean },
+    window: UnreadWindow,
+    push: number,
+  ) {
+    store.unread(chatId, side, UNREAD_PREVIEW_LIMIT).then((snapshot) => {
+      if (!to.stillFollowed() || window.pushes !== push) return; // a later one went out
+      window.seqs = snapshot.messages.map((stored) => stored.seq);
+      window.messages = snapshot.messages.map((stored) => JSON.stringify(toClientMessage(stored)));
+      to.send(
+        unreadDelivery(envelope, {
+          chatId,
+          side,
+          count: snapshot.count,
+          messages: window.messages,
+        }),
+      );
+    }, (error) => onError(error, "unread push"));
+  }
+
   return {
     /**
      * The push owed after `message` (a `chat_message` delivery with `unread`), handed to
@@ -61,14 +84,21 @@ export function createUnreadPushes(deps: {
       if (known.every((json) => json !== undefined)) {
         return pushWith(unread.seqs, unread.count, known as string[]);
       }
-      store.unread(chatId, unread.side, UNREAD_PREVIEW_LIMIT).then((snapshot) => {
-        if (!to.stillFollowed() || window.pushes !== push) return; // a later one went out
-        pushWith(
-          snapshot.messages.map((stored) => stored.seq),
-          snapshot.count,
-          snapshot.messages.map((stored) => JSON.stringify(toClientMessage(stored))),
-        );
-      }, (error) => onError(error, "unread push"));
+      readAndPush(chatId, unread.side, envelope, to, window, push);
+    },
+
+    /**
+     * The push owed to `side` after messages delivered from the store, which no publisher
+     * summed up: read from the store, as `after` does when it cannot make one.
+     */
+    afterStored(
+      chatId: string,
+      side: Side,
+      newest: Pick<DeliveredEnvelope, "chat" | "sent_at">,
+      to: { send: (push: Delivery) => void; stillFollowed: () => boolean },
+    ): void {
+      const window = windowOf(`${chatId}:${side}`);
+      readAndPush(chatId, side, newest, to, window, ++window.pushes);
     },
 
     /** A message was edited: the next push shows its new text (a deleted one is not named). */
@@ -105,7 +135,7 @@ function fromPrevious(window: UnreadWindow, seqs: readonly number[], newest: Mes
 
 /** The receiver side's `unread_messages` push after `message`. */
 function unreadDelivery(
-  message: DeliveredEnvelope,
+  message: Pick<DeliveredEnvelope, "chat" | "sent_at">,
   push: { chatId: string; side: Side; count: number; messages: readonly string[] },
 ): Delivery {
   const { chatId, side, count, messages } = push;

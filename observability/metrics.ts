@@ -27,6 +27,8 @@ export interface Metrics {
   readonly natsReconnects: Counter;
   /** Sockets checked against the store after a bus reconnect, by `outcome`. */
   readonly accessChecks: Counter<"outcome">;
+  /** Messages that reached sockets only through the feed's sweep of the store. */
+  readonly messagesRecovered: Counter;
   /** The Prometheus text exposition of every instrument. */
   text(): Promise<string>;
 }
@@ -130,6 +132,11 @@ export function createMetrics(): Metrics {
       name: "chat_access_checks_total",
       help: "Sockets checked against the store after a bus reconnect, by outcome",
       labelNames: ["outcome"] as const,
+      registers,
+    }),
+    messagesRecovered: new Counter({
+      name: "chat_messages_recovered_total",
+      help: "Messages stored but never heard on the bus, delivered from the store by a sweep",
       registers,
     }),
     text: () => registry.metrics(),
