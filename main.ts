@@ -174,12 +174,16 @@ export async function startService(config: Config): Promise<RunningService> {
       },
     });
     const service = createChatService({ store, events: feed, now, media, onError: logError });
+    const jwt = jwtKey(config);
     const verifier = await createTokenVerifier({
-      key: jwtKey(config),
+      key: jwt,
       ...(config.JWT_ISSUER ? { issuer: config.JWT_ISSUER } : {}),
       ...(config.JWT_AUDIENCE ? { audience: config.JWT_AUDIENCE } : {}),
       ...(config.JWT_USER_CLAIM ? { userClaim: config.JWT_USER_CLAIM } : {}),
     });
+    // The key set is fetched now, not on the first token, so that a healthy instance is ready
+    // at once; the start does not wait for it (a failure is logged, and readiness asks again).
+    if (jwt.kind === "jwks") verifier.canVerify();
 
     const readiness = createReadiness({
       database: (signal) => store.check(signal),
@@ -187,6 +191,9 @@ export async function startService(config: Config): Promise<RunningService> {
       ...(config.MEDIA_BACKEND === "nats"
         ? { media: (signal: AbortSignal) => mediaStore.check(signal) }
         : {}),
+      // Without a key set not one token can be checked. Once one is held it keeps verifying
+      // through an outage of the endpoint, which must not take every instance out at once.
+      ...(jwt.kind === "jwks" ? { jwks: () => verifier.canVerify() } : {}),
     });
     const http = createHttpHandler(
       {

@@ -7,17 +7,32 @@ const RETRY_AFTER_FAILURE_MS = 10_000;
 
 type LocalKeys = ReturnType<typeof createLocalJWKSet>;
 
+/** A remote key set: what `jwtVerify` asks for keys, and whether there are any to ask. */
+export interface JwksKeys {
+  /**
+   * The key for a token's header, for `jwtVerify`. Rejects with ChatError `unavailable` when
+   * the endpoint cannot be reached and no set was ever fetched, and with jose's
+   * `JWKSNoMatchingKey` (or another jose error) for a key not in the set.
+   */
+  getKey: JWTVerifyGetKey;
+  /**
+   * Whether a key set is held, so that tokens can be checked. While none is, it fetches one
+   * first (not again within 10 s of a failed fetch, however often it is asked). Once a set is
+   * held this is true for good without asking the endpoint: the set outlives an outage.
+   * Never rejects.
+   */
+  held(): Promise<boolean>;
+}
+
 /**
- * The keys of the JWKS at `url`, for `jwtVerify`. jose fetches and ages the set (refetched
- * once older than 10 minutes; an unknown `kid` refetches it at most every 30 s), but on its
- * own it refuses every token once the set is stale and the endpoint is down. Here the last
- * set fetched successfully keeps serving while the endpoint cannot be reached (asked again at
- * most every 10 s meanwhile); keys it does not hold are still refused, and a rotated set is
- * taken as soon as the endpoint answers.
- * Rejects with ChatError `unavailable` when the endpoint cannot be reached and no set was ever
- * fetched, and with jose's `JWKSNoMatchingKey` (or another jose error) for a key not in the set.
+ * The keys of the JWKS at `url`. jose fetches and ages the set (refetched once older than
+ * 10 minutes; an unknown `kid` refetches it at most every 30 s), but on its own it refuses
+ * every token once the set is stale and the endpoint is down. Here the last set fetched
+ * successfully keeps serving while the endpoint cannot be reached (asked again at most every
+ * 10 s meanwhile); keys it does not hold are still refused, and a rotated set is taken as soon
+ * as the endpoint answers. Nothing is fetched until `getKey` or `held` is first called.
  */
-export function createJwksKeys(url: URL): JWTVerifyGetKey {
+export function createJwksKeys(url: URL): JwksKeys {
   const remote = createRemoteJWKSet(url);
   const log = logger("auth");
   let local: LocalKeys | undefined;
@@ -48,7 +63,7 @@ export function createJwksKeys(url: URL): JWTVerifyGetKey {
     return refreshing;
   }
 
-  return async (header, token) => {
+  const getKey: JWTVerifyGetKey = async (header, token) => {
     if (!remote.fresh) await refresh();
     if (local === undefined) {
       throw new ChatError("unavailable", "the JWKS endpoint cannot be reached; retry", {
@@ -63,5 +78,13 @@ export function createJwksKeys(url: URL): JWTVerifyGetKey {
       await refresh();
       return await local(header, token);
     }
+  };
+
+  return {
+    getKey,
+    async held() {
+      if (local === undefined) await refresh();
+      return local !== undefined;
+    },
   };
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { errors, exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
 import { ChatError } from "../chat/errors.ts";
+import { clockAhead } from "../tests/support/clock.ts";
 import { AuthError, createTokenVerifier, type TokenVerifier } from "./verifier.ts";
 
 /** Past jose's default cache age (10 minutes), after which it refetches the key set. */
@@ -33,13 +34,6 @@ function jwksVerifier(port: number): Promise<TokenVerifier> {
   return createTokenVerifier({
     key: { kind: "jwks", url: `http://127.0.0.1:${port}/.well-known/jwks.json` },
   });
-}
-
-/** Moves `Date.now()`, which jose ages its key set by, `ms` ahead until disposed. */
-function clockAhead(ms: number): Disposable {
-  const now = Date.now;
-  Date.now = () => now() + ms;
-  return { [Symbol.dispose]: () => void (Date.now = now) };
 }
 
 async function userOf(verifier: TokenVerifier, key: SigningKey): Promise<string> {
@@ -111,4 +105,34 @@ Deno.test("a JWKS verifier that never fetched a key set rejects with ChatError u
   await using _back = serveKeys([key.jwk], port);
   using _retried = clockAhead(PAST_RETRY_MS);
   assert.equal(await userOf(verifier, key), "alice");
+});
+
+Deno.test("a JWKS verifier can verify only once it holds a key set: it asks a failing endpoint at most every 10 s meanwhile, and a held set outlives the endpoint", async () => {
+  const key = await signingKey("k1");
+  let up = false;
+  let requests = 0;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => {
+    requests++;
+    return up ? Response.json({ keys: [key.jwk] }) : new Response("down", { status: 503 });
+  });
+  const verifier = await jwksVerifier(server.addr.port);
+  assert.deepEqual(
+    await Promise.all([verifier.canVerify(), verifier.canVerify()]),
+    [false, false],
+  );
+  assert.equal(await verifier.canVerify(), false);
+  assert.equal(requests, 1, "asked again within 10 s of the failure");
+
+  up = true;
+  assert.equal(await verifier.canVerify(), false, "still within 10 s of the failure");
+  assert.equal(requests, 1);
+  using _retried = clockAhead(PAST_RETRY_MS);
+  assert.equal(await verifier.canVerify(), true);
+  assert.equal(requests, 2);
+
+  await server.shutdown();
+  using _later = clockAhead(PAST_CACHE_AGE_MS);
+  assert.equal(await verifier.canVerify(), true, "the held set still verifies");
+  assert.equal(await userOf(verifier, key), "alice");
+  assert.equal(requests, 2);
 });

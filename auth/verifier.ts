@@ -51,6 +51,12 @@ export interface TokenVerifier {
    * that says nothing about the token.
    */
   verify(token: string): Promise<Principal>;
+  /**
+   * Whether tokens can be checked at all: always with a secret or a PEM; with a JWKS, once a
+   * key set is held (fetching one while none is, not again within 10 s of a failure; a set
+   * once held keeps this true through an outage of the endpoint). Never rejects.
+   */
+  canVerify(): Promise<boolean>;
 }
 
 /** Why a token was refused: absent, expired, or anything else wrong with it. */
@@ -81,6 +87,8 @@ type VerificationKey = Uint8Array | PublicKey | JWTVerifyGetKey;
 interface ResolvedKey {
   key: VerificationKey;
   algorithms: JWSAlgorithm[];
+  /** Absent when the key is always at hand. */
+  held?: () => Promise<boolean>;
 }
 
 /**
@@ -101,7 +109,7 @@ export async function createTokenVerifier(options: VerifierOptions): Promise<Tok
     if (options[name] === "") throw new Error(`${name} must not be empty when given`);
   }
 
-  const { key, algorithms } = await resolveKey(options.key);
+  const { key, algorithms, held } = await resolveKey(options.key);
   const verifyOptions: JWTVerifyOptions = { algorithms, requiredClaims: ["exp"], clockTolerance };
   if (options.issuer !== undefined) verifyOptions.issuer = options.issuer;
   if (options.audience !== undefined) verifyOptions.audience = options.audience;
@@ -130,6 +138,7 @@ export async function createTokenVerifier(options: VerifierOptions): Promise<Tok
       }
       return { userId: userIdOf(payload, options.userClaim), expiresAt: payload.exp * 1000 };
     },
+    canVerify: held ?? (() => Promise.resolve(true)),
   };
 }
 
@@ -152,8 +161,10 @@ async function resolveKey(config: JwtKeyConfig): Promise<ResolvedKey> {
       return { key: hs256Key(config.secret), algorithms: ["HS256"] };
     case "public_key":
       return await importPublicKey(config.pem);
-    case "jwks":
-      return { key: createJwksKeys(jwksUrl(config.url)), algorithms: ["RS256", "ES256"] };
+    case "jwks": {
+      const keys = createJwksKeys(jwksUrl(config.url));
+      return { key: keys.getKey, algorithms: ["RS256", "ES256"], held: keys.held };
+    }
   }
 }
 

@@ -219,6 +219,12 @@ Deno.test("a public key verifier accepts RS256 for an RSA PEM and ES256 for a P-
   assert.equal((await ecVerifier.verify(esToken)).userId, "5");
 });
 
+Deno.test("a secret or a PEM verifier can always verify, with nothing to fetch", async () => {
+  assert.equal(await (await hsVerifier()).canVerify(), true);
+  const pemVerifier = await createTokenVerifier({ key: { kind: "public_key", pem: ecPem } });
+  assert.equal(await pemVerifier.canVerify(), true);
+});
+
 Deno.test("a public key verifier refuses the other asymmetric algorithm and HS256", async () => {
   const claims = { user_id: "5", exp: nowSeconds() + 60 };
   const rsaVerifier = await createTokenVerifier({ key: { kind: "public_key", pem: rsaPem } });

@@ -9,7 +9,8 @@ import { ADMIN_SERVICE } from "./proto.ts";
 
 /**
  * Whether the instance should get traffic (observability/readiness.ts implements it): it asks
- * the database and NATS, and tells subscribers of every change.
+ * the database, NATS and whatever else main.ts wires in (the JWKS key set), and tells
+ * subscribers of every change.
  */
 export interface ReadinessSource {
   /** Asks every dependency now. */
@@ -21,10 +22,10 @@ export interface ReadinessSource {
 type WatchCall = ServerWritableStream<unknown, unknown>;
 
 /**
- * grpc.health.v1.Health that follows readiness: SERVING while the database (and NATS) answer,
- * NOT_SERVING otherwise, for the whole server ("") and for ChatAdmin. `Watch` callers hear
- * each change; `stop` tells them NOT_SERVING and ends their streams with UNAVAILABLE, since an
- * open stream would hold the server's graceful shutdown until it is forced.
+ * grpc.health.v1.Health that follows readiness: SERVING while the instance is ready, NOT_SERVING
+ * otherwise, for the whole server ("") and for ChatAdmin. `Watch` callers hear each change;
+ * `stop` tells them NOT_SERVING and ends their streams with UNAVAILABLE, since an open stream
+ * would hold the server's graceful shutdown until it is forced.
  */
 export function createHealthReporter(readiness: ReadinessSource) {
   const health = new HealthImplementation({ "": "NOT_SERVING", [ADMIN_SERVICE]: "NOT_SERVING" });
