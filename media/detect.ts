@@ -2,8 +2,21 @@ import { fileTypeFromBuffer } from "file-type";
 import { MediaError } from "./errors.ts";
 import type { MediaKind } from "./kinds.ts";
 
-/** How many leading bytes the type is read from (file-type's own "reasonable" sample). */
+/** How many bytes the type is read from (file-type's own "reasonable" sample). */
 export const DETECTION_BYTES = 4100;
+
+/**
+ * The most leading bytes a type is ever read from. An MP3 often starts with an ID3v2 tag
+ * (cover art can make it megabytes) and its frames come after it, so the sample is taken past
+ * such tags; a tag that would take it beyond this bound is left to file-type, which takes a
+ * tag running past its sample for MP3. The bound keeps a forged tag size from making a
+ * caller hold more of an upload than this before the type is known.
+ */
+export const MAX_DETECTION_BYTES = 1024 * 1024;
+
+/** How many ID3v2 tags in a row are skipped; real files have one, rarely two. */
+const MAX_ID3_TAGS = 8;
+const ID3_HEADER_BYTES = 10;
 
 /**
  * The detected MIME types each kind accepts (protocol.md: image png, jpeg, gif, webp; audio
@@ -35,15 +48,32 @@ export interface DetectedType {
 }
 
 /**
- * Reads the type from the first bytes of a file (`DETECTION_BYTES` are enough) and checks it
- * against the kind the sender gave; with no kind, the first that accepts it (image, video,
- * audio: an MP4 or WebM of unknown kind is taken as video).
+ * How many leading bytes detectMedia needs of a file that begins with `head`: DETECTION_BYTES
+ * past the ID3v2 tags it starts with, at most MAX_DETECTION_BYTES. More bytes can only raise
+ * it (they may show another tag), so a caller reading a stream asks again with what it holds
+ * until it holds that many or the file ends.
+ */
+export function detectionLength(head: Uint8Array): number {
+  return id3TagsEnd(head) + DETECTION_BYTES;
+}
+
+/**
+ * Reads the type from the first `detectionLength(head)` bytes of a file (or the whole file,
+ * when shorter) and checks it against the kind the sender gave; with no kind, the first that
+ * accepts it (image, video, audio: an MP4 or WebM of unknown kind is taken as video). ID3v2
+ * tags at the start are skipped and the type is read from the bytes after them, so a tag
+ * followed by junk, or running past the end of the file, is refused; only a tag that ends
+ * too far for MAX_DETECTION_BYTES is taken for MP3 unseen, as file-type takes it.
  * Errors: MediaError `unsupported_type`.
  */
 export async function detectMedia(head: Uint8Array, kind: MediaKind | null): Promise<DetectedType> {
+  // file-type skips an ID3v2 tag too, but only within the sample it is given: a tag ending a
+  // few bytes before the sample's end left too little of the audio to recognise, and it does
+  // not know the ID3v2.4 footer
+  const start = id3TagsEnd(head);
   let mime: string | undefined;
   try {
-    mime = (await fileTypeFromBuffer(head.subarray(0, DETECTION_BYTES)))?.mime;
+    mime = (await fileTypeFromBuffer(head.subarray(start, start + DETECTION_BYTES)))?.mime;
   } catch {
     // file-type gives up on some malformed headers by throwing; that is "unknown" too
   }
@@ -62,4 +92,38 @@ export async function detectMedia(head: Uint8Array, kind: MediaKind | null): Pro
     throw new MediaError("unsupported_type", `the file is ${mime}, which is not accepted`);
   }
   return { kind: inferred, mime };
+}
+
+/**
+ * Where the ID3v2 tags at the start of `head` end: each tag is followed while its header is
+ * in `head` and a whole sample after it stays within MAX_DETECTION_BYTES.
+ */
+function id3TagsEnd(head: Uint8Array): number {
+  let end = 0;
+  for (let tags = 0; tags < MAX_ID3_TAGS; tags++) {
+    const length = id3TagLength(head.subarray(end));
+    if (length === null || end + length + DETECTION_BYTES > MAX_DETECTION_BYTES) break;
+    end += length;
+  }
+  return end;
+}
+
+/**
+ * The length of the ID3v2 tag that `bytes` start with (header, frames, padding and footer),
+ * or null when they do not start with a whole, well-formed ID3v2 header: "ID3", two version
+ * bytes other than 0xff, flags, and a size of four bytes of seven bits each ("syncsafe").
+ */
+function id3TagLength(bytes: Uint8Array): number | null {
+  if (bytes.length < ID3_HEADER_BYTES) return null;
+  const byte = (index: number) => bytes[index]!;
+  if (byte(0) !== 0x49 || byte(1) !== 0x44 || byte(2) !== 0x33) return null;
+  if (byte(3) === 0xff || byte(4) === 0xff) return null;
+  let size = 0;
+  for (let index = 6; index < ID3_HEADER_BYTES; index++) {
+    if (byte(index) > 0x7f) return null;
+    size = size * 128 + byte(index);
+  }
+  // only ID3v2.4 has a footer (a copy of the header with "3DI"), flagged by bit 4
+  const footer = byte(3) === 4 && (byte(5) & 0x10) !== 0 ? ID3_HEADER_BYTES : 0;
+  return ID3_HEADER_BYTES + size + footer;
 }

@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { ACCEPTED_TYPES, detectMedia } from "./detect.ts";
+import { concat, id3Tag, mp3Frames, mp3WithTagEndingAt } from "../tests/support/id3.ts";
+import {
+  ACCEPTED_TYPES,
+  DETECTION_BYTES,
+  detectionLength,
+  detectMedia,
+  MAX_DETECTION_BYTES,
+} from "./detect.ts";
 import { MediaError } from "./errors.ts";
 
 const fixture = (name: string) =>
@@ -60,6 +67,68 @@ Deno.test("detectMedia() without a kind takes it from the bytes; MP4 and WebM co
   assert.equal((await detectMedia(await fixture("audio.webm"), null)).kind, "video");
   // which a sender may still call audio
   assert.equal((await detectMedia(await fixture("audio.webm"), "audio")).kind, "audio");
+});
+
+const mp3 = { kind: "audio", mime: "audio/mpeg" };
+
+/** The type of `file` read from all of it and from the head a streaming caller would hold. */
+async function detectBoth(file: Uint8Array, kind: "audio" | null) {
+  const whole = await detectMedia(file, kind);
+  assert.deepEqual(await detectMedia(file.subarray(0, detectionLength(file)), kind), whole);
+  return whole;
+}
+
+Deno.test("detectMedia() reads an MP3 behind an ID3v2 tag wherever the tag ends", async () => {
+  // file-type alone, given the first 4100 bytes, found nothing after a tag ending at 4099 or
+  // 4100; a tag past MAX_DETECTION_BYTES is taken for MP3 without looking further
+  const ends = [45, 4090, 4099, 4100, 4101, 50_000, MAX_DETECTION_BYTES + 10_000];
+  for (const end of ends) {
+    const file = await mp3WithTagEndingAt(end);
+    for (const kind of ["audio", null] as const) {
+      assert.deepEqual(await detectBoth(file, kind), mp3, `tag ending at ${end}, kind ${kind}`);
+    }
+  }
+  // two tags in a row, the second ending at 4099
+  const twice = concat(id3Tag(3_000), id3Tag(1_099), await mp3Frames());
+  assert.deepEqual(await detectBoth(twice, "audio"), mp3);
+});
+
+Deno.test("detectMedia() reads an MP3 behind an ID3v2.4 tag with a footer", async () => {
+  // file-type skips the tag's size only and lands on the footer ("3DI")
+  for (const end of [4090, 4099, 4100, 4111, 50_000]) {
+    const file = await mp3WithTagEndingAt(end, { footer: true });
+    assert.deepEqual(await detectBoth(file, "audio"), mp3, `tag ending at ${end}`);
+  }
+});
+
+Deno.test("detectMedia() refuses an ID3v2 tag followed by junk or running past the end of the file", async () => {
+  const junk = new TextEncoder().encode("not audio at all ".repeat(300));
+  for (const end of [4099, 4100, 50_000]) {
+    const file = concat(id3Tag(end), junk);
+    for (const kind of ["audio", null] as const) {
+      await assert.rejects(detectBoth(file, kind), unsupported, `tag ending at ${end}`);
+    }
+  }
+  // file-type, given 4100 bytes of this, guessed MP3 from the tag running past them
+  const truncated = (await mp3WithTagEndingAt(100_000)).subarray(0, 8_000);
+  await assert.rejects(detectMedia(truncated, "audio"), unsupported);
+  await assert.rejects(detectMedia(id3Tag(4_099), "audio"), unsupported);
+});
+
+Deno.test("detectionLength() reaches DETECTION_BYTES past the ID3v2 tags, never past MAX_DETECTION_BYTES", async () => {
+  assert.equal(detectionLength(await fixture("image.png")), DETECTION_BYTES);
+  assert.equal(detectionLength(await fixture("audio.mp3")), 45 + DETECTION_BYTES);
+  const file = await mp3WithTagEndingAt(4_099);
+  assert.equal(detectionLength(file), 4_099 + DETECTION_BYTES);
+  // a header not all there yet asks for no more than the usual sample
+  assert.equal(detectionLength(file.subarray(0, 9)), DETECTION_BYTES);
+  assert.equal(detectionLength(id3Tag(5_000, { footer: true })), 5_000 + DETECTION_BYTES);
+  const lastFollowed = MAX_DETECTION_BYTES - DETECTION_BYTES;
+  assert.equal(detectionLength(id3Tag(lastFollowed)), MAX_DETECTION_BYTES);
+  // a longer tag, or a forged size up to 256 MiB, is left to file-type on the usual sample
+  assert.equal(detectionLength(id3Tag(lastFollowed + 1)), DETECTION_BYTES);
+  const forged = new Uint8Array([0x49, 0x44, 0x33, 4, 0, 0, 0x7f, 0x7f, 0x7f, 0x7f]);
+  assert.equal(detectionLength(forged), DETECTION_BYTES);
 });
 
 Deno.test("only audio and video share types, and only the MP4 and WebM containers", () => {

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { DETECTION_BYTES, detectMedia } from "./detect.ts";
+import { DETECTION_BYTES, detectionLength, detectMedia } from "./detect.ts";
 import { MediaError } from "./errors.ts";
 import { largestLimit, type MediaKind, type MediaLimits } from "./kinds.ts";
 
@@ -31,10 +31,11 @@ export interface Inspection {
 }
 
 /**
- * Reads a file once, for a store to write as it goes: the first bytes are held until the
- * type is read from them (so a refused file yields nothing), then the file is yielded in
- * pieces of `chunkBytes` while it is counted and hashed. A file is refused the moment it
- * passes its kind's limit, so at most `chunkBytes` beyond the limit is ever held.
+ * Reads a file once, for a store to write as it goes: the first bytes (`detectionLength`, at
+ * most MAX_DETECTION_BYTES) are held until the type is read from them (so a refused file
+ * yields nothing), then the file is yielded in pieces of `chunkBytes` while it is counted and
+ * hashed. A file is refused the moment it passes its kind's limit, so at most `chunkBytes`
+ * beyond the limit is ever held.
  * The iterator throws MediaError `unsupported_type` or `too_large`; errors of the source pass
  * through. A store that wrote some pieces must remove them when it throws.
  */
@@ -51,13 +52,18 @@ export function inspect(
     let size = 0;
     let detected: { kind: MediaKind; mime: string } | undefined;
     let limit = kind === null ? largestLimit(limits) : limits[kind];
+    // how much is held before the type is read: more when ID3v2 tags come first
+    let sample = DETECTION_BYTES;
     for await (const piece of piecesOf(source, chunkBytes)) {
       size += piece.length;
       if (size > limit) throw tooLarge(limit);
       hash.update(piece);
       held.push(piece);
-      if (detected === undefined && held.size >= DETECTION_BYTES) {
-        detected = await detectMedia(held.peek(DETECTION_BYTES), kind);
+      while (detected === undefined && held.size >= sample) {
+        const head = held.peek(sample);
+        sample = detectionLength(head);
+        if (head.length < sample) continue;
+        detected = await detectMedia(head, kind);
         limit = limits[detected.kind];
         if (size > limit) throw tooLarge(limit);
       }
@@ -66,7 +72,7 @@ export function inspect(
       }
     }
     // a file shorter than the detection sample
-    detected ??= await detectMedia(held.peek(DETECTION_BYTES), kind);
+    detected ??= await detectMedia(held.peek(sample), kind);
     if (size > limits[detected.kind]) throw tooLarge(limits[detected.kind]);
     while (held.size > 0) yield held.take(Math.min(chunkBytes, held.size));
     blob = { sha256: hash.digest("hex"), mime: detected.mime, size, kind: detected.kind };

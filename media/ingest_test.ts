@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { concat, id3Tag, mp3WithTagEndingAt } from "../tests/support/id3.ts";
+import { DETECTION_BYTES, MAX_DETECTION_BYTES } from "./detect.ts";
 import { MediaError } from "./errors.ts";
 import { inspect } from "./ingest.ts";
 
@@ -84,4 +86,66 @@ Deno.test("inspect() passes a failing source's own error through", async () => {
   });
   const inspection = inspect(broken, { kind: "image", limits, chunkBytes: 4_000 });
   await assert.rejects(drain(inspection.chunks), (error) => error === failure);
+});
+
+/** `bytes` as a stream in pieces of `size`. */
+function streamOf(bytes: Uint8Array, size: number): ReadableStream<Uint8Array> {
+  const pieces: Uint8Array[] = [];
+  for (let start = 0; start < bytes.length; start += size) {
+    pieces.push(bytes.subarray(start, start + size));
+  }
+  return ReadableStream.from(pieces);
+}
+
+Deno.test("inspect() holds a streamed MP3 until it has the bytes after its ID3v2 tag", async () => {
+  const files = [
+    ...await Promise.all([4_099, 4_100, 40_000].map((end) => mp3WithTagEndingAt(end))),
+    await mp3WithTagEndingAt(4_099, { footer: true }),
+  ];
+  for (const file of files) {
+    for (const kind of ["audio", null] as const) {
+      for (const source of [file, streamOf(file, 1_000), streamOf(file, 4_100)]) {
+        const inspection = inspect(source, { kind, limits, chunkBytes: 4_000 });
+        const chunks = await drain(inspection.chunks);
+        assert.deepEqual(concat(...chunks), file);
+        assert.deepEqual(inspection.result(), {
+          sha256: createHash("sha256").update(file).digest("hex"),
+          mime: "audio/mpeg",
+          size: file.length,
+          kind: "audio",
+        });
+      }
+    }
+  }
+});
+
+Deno.test("inspect() holds no more than MAX_DETECTION_BYTES behind a forged ID3v2 tag", async () => {
+  const big = { image: 10_000, audio: 8 * MAX_DETECTION_BYTES, video: 8 * MAX_DETECTION_BYTES };
+  function endless(head: Uint8Array) {
+    const counts = { pulled: 0, yielded: 0, cancelled: false };
+    const junk = new TextEncoder().encode("not audio ".repeat(100));
+    const stream = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        const piece = counts.pulled === 0 ? head : junk;
+        counts.pulled += piece.length;
+        controller.enqueue(piece);
+      },
+      cancel() {
+        counts.cancelled = true;
+      },
+    });
+    return { stream, counts };
+  }
+  // the longest tag that is followed: junk after it is refused once the sample is in
+  const followed = endless(id3Tag(MAX_DETECTION_BYTES - DETECTION_BYTES));
+  const refused = inspect(followed.stream, { kind: "audio", limits: big, chunkBytes: 4_000 });
+  await assert.rejects(drain(refused.chunks), refusedWith("unsupported_type"));
+  // (a stream pulls one piece ahead of its reader)
+  assert.ok(followed.counts.pulled <= MAX_DETECTION_BYTES + 2_000, `${followed.counts.pulled}`);
+  assert.ok(followed.counts.cancelled);
+  // a forged size past the bound is left to file-type, which takes it for MP3 at once
+  const forged = endless(new Uint8Array([0x49, 0x44, 0x33, 4, 0, 0, 0x7f, 0x7f, 0x7f, 0x7f]));
+  const guessed = inspect(forged.stream, { kind: "audio", limits: big, chunkBytes: 4_000 });
+  for await (const _ of guessed.chunks) break;
+  assert.ok(forged.counts.pulled <= DETECTION_BYTES + 2_000, `${forged.counts.pulled}`);
 });

@@ -8,6 +8,7 @@ import {
   stored,
   uploadMedia,
 } from "./support/media.ts";
+import { mp3WithTagEndingAt } from "./support/id3.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
 import { acked, joinChat, refused } from "./support/steps.ts";
 import type { Frame } from "./support/ws_client.ts";
@@ -179,6 +180,24 @@ Deno.test("an upload by POST is sent with media_id and reaches the other side as
   const { response, body } = await fetchMedia(cluster, "acme", json.media_url);
   assert.equal(response.status, 200);
   assert.deepEqual(body, audio);
+});
+
+Deno.test("a streamed MP3 upload whose ID3v2 tag ends at byte 4099 is read past the tag", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  const mp3 = await mp3WithTagEndingAt(4_099);
+  const pieces = [mp3.subarray(0, 1_000), mp3.subarray(1_000, 4_100), mp3.subarray(4_100)];
+  const { status, json } = await uploadMedia(
+    cluster,
+    "alice",
+    { chat_id: chat.id, media_type: "audio" },
+    ReadableStream.from(pieces),
+  );
+  assert.equal(status, 201, JSON.stringify(json));
+  assert.equal(json.mime_type, "audio/mpeg");
+  assert.equal(json.size, mp3.length);
+  const { body } = await fetchMedia(cluster, "alice", json.media_url);
+  assert.deepEqual(body, mp3);
 });
 
 Deno.test("an upload is checked like base64: spoofed types 415, over the limit 413, nothing stored", async () => {

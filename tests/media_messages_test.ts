@@ -8,6 +8,7 @@ import {
   sha256Hex,
   stored,
 } from "./support/media.ts";
+import { concat, id3Tag, mp3WithTagEndingAt } from "./support/id3.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
 import { joinChat, refused } from "./support/steps.ts";
 import type { Frame, TestSocket } from "./support/ws_client.ts";
@@ -94,6 +95,22 @@ Deno.test("text called an image and a PNG called a video are unsupported_media, 
   await refused(alice, sendFrame("audio", await fixture("video.mov")), "unsupported_media");
   await refused(alice, sendFrame("image", new Uint8Array([0x89, 0x50])), "unsupported_media");
   assert.deepEqual(await stored(cluster), { blobs: 0, chunks: 0, uploads: 0 });
+});
+
+Deno.test("an MP3 whose ID3v2 tag ends at the edge of the first 4100 bytes is sent and fetched back; junk behind a tag is unsupported_media", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const { alice } = await chatOf(cluster);
+  for (const end of [4_099, 4_100]) {
+    const mp3 = await mp3WithTagEndingAt(end);
+    const ack = await sendMedia(alice, "audio", mp3);
+    assert.equal(ack.type, "ack", `tag ending at ${end}: ${JSON.stringify(ack)}`);
+    const { response, body } = await fetchMedia(cluster, "alice", ack.message.media_url);
+    assert.equal(response.headers.get("content-type"), "audio/mpeg");
+    assert.deepEqual(body, mp3);
+  }
+  const junk = concat(id3Tag(50_000), new TextEncoder().encode("not audio ".repeat(500)));
+  await refused(alice, sendFrame("audio", junk), "unsupported_media");
+  assert.deepEqual(await stored(cluster), { blobs: 2, chunks: 2, uploads: 2 });
 });
 
 function sendFrame(kind: string, bytes: Uint8Array | string): Frame {
