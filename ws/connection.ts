@@ -10,41 +10,19 @@ import { CloseCode, closeCodeFor, type ErrorFrame, toErrorFrame } from "./errors
 import { runAction } from "./actions.ts";
 import { type ClientFrame, isFrameProblem, parseClientFrame } from "./frames.ts";
 import { overFrameLimit } from "./frame_size.ts";
-import { type BucketLimits, TokenBucket } from "./token_bucket.ts";
+import { FrameIntake, type IntakeLimits } from "./frame_intake.ts";
 
 /** Which endpoint the socket came in on. */
 export type Endpoint = { kind: "chat"; chatId: string } | { kind: "chats" };
 
 /** What one socket may do before it is refused or closed. */
-export interface ConnectionLimits extends BucketLimits {
-  /** Refused frames in a row before the socket is closed with 4429. */
-  floodLimit: number;
+export interface ConnectionLimits extends IntakeLimits {
   /** Bytes queued for a socket before it counts as a slow reader and is closed. */
   maxBufferedBytes: number;
 }
 
 /** The code reserved for a close whose code is not known here (1005, RFC 6455 7.4.1). */
 const NO_STATUS_RECEIVED = 1005;
-
-/**
- * Frames a socket may send before its token is checked: no more than a connection takes before
- * it closes the socket for flooding (a burst, then `floodLimit` refused in a row).
- */
-export function earlyFrameLimit(limits: ConnectionLimits): number {
-  return limits.rateBurst + limits.floodLimit;
-}
-
-/**
- * How much may wait behind the frame being handled: a burst of frames (a client that has more
- * waiting sends faster than it is served, as when actions are slow), and no more text than one
- * frame of `maxFrameBytes` (so an empty queue always takes a frame in).
- */
-export function queueLimits(
-  limits: ConnectionLimits,
-  maxFrameBytes: number,
-): { frames: number; size: number } {
-  return { frames: limits.rateBurst, size: maxFrameBytes };
-}
 
 /** What every socket of a server shares: one object for all, nothing held per socket. */
 export interface ConnectionDeps {
@@ -107,11 +85,8 @@ export class Connection {
   #followed = new Set<string>();
   /** The chat list changed and the client has not been sent it yet. */
   #chatListOwed = false;
-  #bucket: TokenBucket;
-  /** Frames refused in a row by the rate limit or the queue bound. */
-  #strikes = 0;
-  /** Client frames waiting for their turn in `#queue`, and their size in UTF-16 code units. */
-  #waiting = { frames: 0, size: 0 };
+  /** Rate limit and bound of the client frames waiting in `#queue`. */
+  #intake: FrameIntake;
 
   constructor(
     socket: WebSocket,
@@ -126,7 +101,7 @@ export class Connection {
     this.tokenExpiresAt = principal.expiresAt;
     this.endpoint = endpoint;
     this.#deps = deps;
-    this.#bucket = new TokenBucket(deps.limits, deps.now);
+    this.#intake = new FrameIntake(deps);
     this.#openedAt = deps.now();
     socket.onmessage = (event) => this.receive(event.data);
     socket.onclose = (event) => this.#dispose(event.code);
@@ -482,32 +457,24 @@ export class Connection {
       this.#deps.instruments?.errors.inc({ code });
       return this.#send({ type: "error", code, ...rest } satisfies ErrorFrame);
     }
-    const waiting = this.#waiting;
-    waiting.frames++;
-    waiting.size += size;
     this.#queue = this.#queue.then(() => {
-      waiting.frames--;
-      waiting.size -= size;
+      this.#intake.leaveQueue(size);
       return this.#handle(frame);
     });
   }
 
   /**
-   * Takes a token for one client frame, and room in the queue for one of `size` (0: it is not
-   * queued). Without either the frame is refused with `rate_limited` (echoing what could be
-   * read of it), and the socket closed with 4429 once `floodLimit` frames in a row were
-   * refused; true when refused. The queue bound is what keeps a client that is within its
-   * rate from piling up frames, and the memory they hold, behind slow actions.
+   * Asks the intake to take in one client frame of `size` (0: it is not queued). A frame it
+   * refuses is answered with `rate_limited` (echoing what could be read of it), and a flood
+   * closes the socket with 4429; true when refused.
    */
   #refused(
     frame: { request_id?: string | undefined; action?: string | undefined },
     size: number,
   ): boolean {
-    if ((size === 0 || this.#hasRoom(size)) && this.#bucket.take()) {
-      this.#strikes = 0;
-      return false;
-    }
-    if (++this.#strikes >= this.#deps.limits.floodLimit) {
+    const admission = this.#intake.admit(size);
+    if (admission === "admitted") return false;
+    if (admission === "flooding") {
       this.close(CloseCode.tooMany, "flooding");
       return true;
     }
@@ -522,11 +489,6 @@ export class Connection {
       } satisfies ErrorFrame,
     );
     return true;
-  }
-
-  #hasRoom(size: number): boolean {
-    const bound = queueLimits(this.#deps.limits, this.#deps.maxFrameBytes);
-    return this.#waiting.frames < bound.frames && this.#waiting.size + size <= bound.size;
   }
 
   async #handle(frame: ClientFrame): Promise<void> {

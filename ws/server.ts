@@ -9,9 +9,9 @@ import {
   Connection,
   type ConnectionDeps,
   type ConnectionLimits,
-  earlyFrameLimit,
   type Endpoint,
 } from "./connection.ts";
+import { earlyFrameLimit } from "./frame_intake.ts";
 import { createAccessChecks } from "./access_checks.ts";
 import { overFrameLimit } from "./frame_size.ts";
 import { createExpirySchedule } from "./expiry_schedule.ts";
