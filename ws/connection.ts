@@ -3,7 +3,6 @@ import { ChatError } from "../chat/errors.ts";
 import type { UserEvent } from "../chat/events.ts";
 import type { ChatFeed, Delivery } from "../chat/feed.ts";
 import type { Actor, ChatService } from "../chat/service.ts";
-import type { Membership } from "../chat/types.ts";
 import type { SocketMetrics } from "../observability/metrics.ts";
 import type { AccessCheckOutcome } from "./access_checks.ts";
 import { CloseCode, closeCodeFor, type ErrorFrame, toErrorFrame } from "./errors.ts";
@@ -11,6 +10,7 @@ import { runAction } from "./actions.ts";
 import { type ClientFrame, isFrameProblem, parseClientFrame } from "./frames.ts";
 import { overFrameLimit } from "./frame_size.ts";
 import { FrameIntake, type IntakeLimits } from "./frame_intake.ts";
+import { SocketChats } from "./socket_chats.ts";
 
 /** Which endpoint the socket came in on. */
 export type Endpoint = { kind: "chat"; chatId: string } | { kind: "chats" };
@@ -39,9 +39,9 @@ export interface ConnectionDeps {
 }
 
 /**
- * One socket's state: who it is, which chats it sees, and the order of its frames. Frames
- * from the client are handled one at a time, in arrival order; subscriptions belong to the
- * connection and end with it. When its token expires is the server's to watch.
+ * One socket's state: who it is, which chats it sees (its SocketChats), and the order of its
+ * frames. Frames from the client are handled one at a time, in arrival order; subscriptions
+ * belong to the connection and end with it. When its token expires is the server's to watch.
  */
 export class Connection {
   /** Names the socket in log lines (never the token). */
@@ -50,8 +50,6 @@ export class Connection {
   /** When the token the socket was opened with expires (ms since the epoch). */
   readonly tokenExpiresAt: number;
   readonly endpoint: Endpoint;
-  /** The chats this socket sees, with the user's side in each. */
-  readonly memberships = new Map<string, Membership>();
   #socket: WebSocket;
   #deps: ConnectionDeps;
   #queue: Promise<void>;
@@ -67,24 +65,14 @@ export class Connection {
   /** Live events that arrived while the first frames were being prepared. */
   #early: Delivery[] = [];
   /**
-   * Vendors whose membership was revoked while memberships were being read from the store: the
-   * event finds nothing to drop until they are kept, so `#keep` applies it then.
-   */
-  #revokedWhileReading: Set<string> | undefined;
-  /** The vendors whose user events (new chats) a member's chats socket hears, each with its stop. */
-  #vendors = new Map<string, () => void>();
-  /**
    * Highest seq sent per chat where a page from the store and live events overlap (the first
    * page on the single-chat endpoint, the history of a chat taken in later).
    */
   #lastSeqSent = new Map<string, number>();
-  #cleanups: Array<() => void> = [];
   /** When the socket was taken in (`deps.now()`), for operator disconnects made since. */
   readonly #openedAt: number;
-  /** Chats whose feed this socket has joined (a chat dropped stays joined until the close). */
-  #followed = new Set<string>();
-  /** The chat list changed and the client has not been sent it yet. */
-  #chatListOwed = false;
+  /** The chats this socket sees, and its subscriptions to them. */
+  #chats: SocketChats;
   /** Rate limit and bound of the client frames waiting in `#queue`. */
   #intake: FrameIntake;
 
@@ -102,6 +90,7 @@ export class Connection {
     this.endpoint = endpoint;
     this.#deps = deps;
     this.#intake = new FrameIntake(deps);
+    this.#chats = new SocketChats(this, deps);
     this.#openedAt = deps.now();
     socket.onmessage = (event) => this.receive(event.data);
     socket.onclose = (event) => this.#dispose(event.code);
@@ -151,15 +140,12 @@ export class Connection {
   }
 
   async #start(): Promise<void> {
-    const { service, feed } = this.#deps;
+    const { service } = this.#deps;
     try {
-      this.#hold(feed.onUser(this.userId, (event) => this.#onUserEvent(event)));
+      this.#chats.hearUser();
       if (this.endpoint.kind === "chat") {
-        this.#revokedWhileReading = new Set();
-        const membership = await service.joinChat(this.userId, this.endpoint.chatId);
-        this.#keep([membership]);
-        if (this.#closed) return;
-        await this.#follow([membership.chat.id]);
+        const membership = await this.#chats.takeInChat(this.endpoint.chatId);
+        if (!membership) return;
         const page = await service.history(membership.chat, { limit: 50 });
         this.#lastSeqSent.set(membership.chat.id, page.items.at(-1)?.seq ?? 0);
         this.#send({
@@ -170,16 +156,12 @@ export class Connection {
         });
         this.#send({ type: "unread_messages", ...(await service.unread(membership)) });
       } else {
-        this.#revokedWhileReading = new Set();
-        const { chats, vendors } = await service.joinAllChats(this.userId);
-        this.#keep(chats);
-        this.#hearVendors(vendors);
-        await this.#follow(chats.map((membership) => membership.chat.id));
+        await this.#chats.takeInAllChats();
         const page = await service.listChats(this.userId);
         this.#send({ type: "chats", chats: page.items, has_more: page.has_more });
       }
       this.#ready = true;
-      for (const delivery of this.#early.splice(0)) this.#deliver(delivery);
+      for (const delivery of this.#early.splice(0)) this.deliver(delivery);
     } catch (error) {
       if (!(error instanceof ChatError) || error.code === "internal") {
         this.#deps.onError(error, "connect", this);
@@ -188,26 +170,11 @@ export class Connection {
     }
   }
 
-  /** Joins the chats' feeds, each once: a chat lost and gained again is still joined. */
-  async #follow(chatIds: string[]): Promise<void> {
-    const fresh = chatIds.filter((chatId) => !this.#followed.has(chatId));
-    if (this.#closed || fresh.length === 0) return;
-    this.#hold(await this.#deps.feed.join(fresh, (delivery) => this.#deliver(delivery)));
-    for (const chatId of fresh) this.#followed.add(chatId);
-  }
-
-  /** Keeps memberships read from the store, less what was revoked while they were read. */
-  #keep(memberships: Membership[]): void {
-    for (const membership of memberships) this.memberships.set(membership.chat.id, membership);
-    const revoked = this.#revokedWhileReading ?? new Set();
-    this.#revokedWhileReading = undefined;
-    for (const vendorId of revoked) this.#dropVendor(vendorId);
-  }
-
-  #deliver(delivery: Delivery): void {
+  /** A live event of a chat this socket follows, sent on in order with what the store gave. */
+  deliver(delivery: Delivery): void {
     if (this.#closed) return;
     const { audience, frame } = delivery.envelope;
-    const membership = this.memberships.get(frame.chat_id);
+    const membership = this.#chats.memberships.get(frame.chat_id);
     if (!membership) return;
     if (audience.to === "side" && audience.side !== membership.side) return;
     if (audience.to === "others" && audience.user_id === this.userId) return;
@@ -239,7 +206,8 @@ export class Connection {
     instruments.fanoutLatency.observe(latencyMs / 1000);
   }
 
-  #onUserEvent(event: UserEvent): void {
+  /** A user event heard for this socket: its user's own, or a vendor's the user acts for. */
+  onUserEvent(event: UserEvent): void {
     switch (event.type) {
       case "disconnect":
         if (event.user_id !== this.userId) return;
@@ -256,8 +224,7 @@ export class Connection {
         return;
       case "membership_revoked":
         if (event.user_id !== this.userId) return;
-        this.#revokedWhileReading?.add(event.vendor_id);
-        this.#dropVendor(event.vendor_id);
+        this.#chats.revoke(event.vendor_id);
         return;
     }
   }
@@ -268,16 +235,13 @@ export class Connection {
    * ones those already covered are dropped.
    */
   async #adoptChat(chatId: string): Promise<void> {
-    if (this.#closed || this.memberships.has(chatId)) return;
+    if (this.#closed || this.#chats.memberships.has(chatId)) return;
     const held: Delivery[] = [];
     const adopting = this.#adopting ??= new Map();
     adopting.set(chatId, held);
     try {
-      this.#revokedWhileReading = new Set();
-      const membership = await this.#deps.service.membership(this.userId, chatId);
-      this.#keep([membership]);
-      if (!this.memberships.has(chatId)) return;
-      await this.#follow([chatId]);
+      const membership = await this.#chats.takeInNewChat(chatId);
+      if (!membership) return;
       const page = await this.#deps.service.history(membership.chat, {
         limit: 100,
         after_seq: 0,
@@ -288,7 +252,7 @@ export class Connection {
       // live events of messages the page already had are dropped, now and later
       this.#lastSeqSent.set(chatId, page.items.at(-1)?.seq ?? 0);
       adopting.delete(chatId);
-      for (const delivery of held) this.#deliver(delivery);
+      for (const delivery of held) this.deliver(delivery);
     } catch (error) {
       this.#deps.onError(error, "adopt new chat", this);
     } finally {
@@ -299,10 +263,7 @@ export class Connection {
   async #adoptVendor(vendorId: string): Promise<void> {
     if (this.#closed) return;
     try {
-      // heard from before the read: a chat the vendor gets meanwhile is not missed
-      this.#hearVendors([vendorId]);
-      this.#chatListOwed = true;
-      await this.#refreshChatList();
+      await this.#chats.adoptVendor(vendorId, (frame) => this.#send(frame));
     } catch (error) {
       this.#deps.onError(error, "adopt vendor chats", this);
     }
@@ -333,7 +294,7 @@ export class Connection {
       if (this.endpoint.kind === "chat") {
         await this.#deps.service.joinChat(this.userId, this.endpoint.chatId);
       } else {
-        await this.#refreshChatList();
+        await this.#chats.refreshChatList((frame) => this.#send(frame));
       }
       // closed meanwhile by its client, or by a shutdown
       return this.#closed ? "gone" : "kept";
@@ -348,85 +309,6 @@ export class Connection {
         this.#deps.onError(error, "check access", this);
       }
       return "unanswered";
-    }
-  }
-
-  /**
-   * Reads the user's chats again, and sends the list when it changed, or when a change was not
-   * sent yet (a send that failed is made by the next refresh).
-   */
-  async #refreshChatList(): Promise<void> {
-    if (await this.#refreshChats()) this.#chatListOwed = true;
-    if (!this.#chatListOwed) return;
-    await this.#sendChatList();
-    this.#chatListOwed = false;
-  }
-
-  /**
-   * Reads the user's chats again: keeps and follows the ones gained, drops the ones lost, and
-   * hears exactly the vendors the user acts for. True when the chats changed. When following
-   * the chats gained fails, they are not kept either, so the next refresh gains them again.
-   */
-  async #refreshChats(): Promise<boolean> {
-    const revokedMeanwhile = this.#revokedWhileReading = new Set<string>();
-    const read = await this.#deps.service.joinAllChats(this.userId);
-    const { chats } = read;
-    const vendors = read.vendors.filter((vendorId) => !revokedMeanwhile.has(vendorId));
-    const stored = new Set(chats.map((membership) => membership.chat.id));
-    let changed = false;
-    for (const chatId of this.memberships.keys()) {
-      if (stored.has(chatId)) continue;
-      this.memberships.delete(chatId);
-      changed = true;
-    }
-    const fresh = chats.filter((membership) => !this.memberships.has(membership.chat.id));
-    this.#keep(fresh);
-    for (const vendorId of this.#vendors.keys()) {
-      if (!vendors.includes(vendorId)) this.#stopHearing(vendorId);
-    }
-    this.#hearVendors(vendors);
-    const gained = fresh.map((membership) => membership.chat.id);
-    try {
-      await this.#follow(gained.filter((id) => this.memberships.has(id)));
-    } catch (error) {
-      for (const chatId of gained) this.memberships.delete(chatId);
-      if (changed) this.#chatListOwed = true;
-      throw error;
-    }
-    return changed || fresh.length > 0;
-  }
-
-  /** The chat list changed under the client: it is sent again, as on connect. */
-  async #sendChatList(): Promise<void> {
-    const page = await this.#deps.service.listChats(this.userId);
-    this.#send({ type: "chats", chats: page.items, has_more: page.has_more });
-  }
-
-  /** Members of a vendor hear of the vendor's new chats on the vendor's subject. */
-  #hearVendors(vendorIds: readonly string[]): void {
-    for (const vendorId of vendorIds) {
-      if (this.#closed || this.#vendors.has(vendorId)) continue;
-      this.#vendors.set(
-        vendorId,
-        this.#deps.feed.onUser(vendorId, (event) => this.#onUserEvent(event)),
-      );
-    }
-  }
-
-  #stopHearing(vendorId: string): void {
-    this.#vendors.get(vendorId)?.();
-    this.#vendors.delete(vendorId);
-  }
-
-  #dropVendor(vendorId: string): void {
-    this.#stopHearing(vendorId);
-    for (const [chatId, membership] of this.memberships) {
-      const { chat, side } = membership;
-      if (chat.vendor_id !== vendorId || side !== "vendor" || this.userId === vendorId) continue;
-      if (this.endpoint.kind === "chat") {
-        return this.close(CloseCode.forbidden, "no longer a member");
-      }
-      this.memberships.delete(chatId);
     }
   }
 
@@ -523,14 +405,17 @@ export class Connection {
 
   async #actor(chatId: string | undefined): Promise<Actor> {
     if (this.endpoint.kind === "chat") {
-      return { user_id: this.userId, membership: this.memberships.get(this.endpoint.chatId)! };
+      return {
+        user_id: this.userId,
+        membership: this.#chats.memberships.get(this.endpoint.chatId)!,
+      };
     }
     if (chatId === undefined) {
       throw new ChatError("invalid_payload", "chat_id is required on this endpoint", {
         issues: [{ path: "chat_id", message: "required" }],
       });
     }
-    const known = this.memberships.get(chatId);
+    const known = this.#chats.memberships.get(chatId);
     if (known) return { user_id: this.userId, membership: known };
     // a chat may have been created a moment ago; the store is the truth
     const membership = await this.#deps.service.membership(this.userId, chatId);
@@ -559,17 +444,10 @@ export class Connection {
     }
   }
 
-  /** Keeps `cleanup` for the close; runs it now if the connection closed meanwhile. */
-  #hold(cleanup: () => void): void {
-    if (this.#closed) cleanup();
-    else this.#cleanups.push(cleanup);
-  }
-
   #dispose(code: number): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const cleanup of this.#cleanups.splice(0)) cleanup();
-    for (const vendorId of [...this.#vendors.keys()]) this.#stopHearing(vendorId);
+    this.#chats.stop();
     this.#early = [];
     this.#deps.onClose(this, code);
   }

@@ -1,0 +1,215 @@
+import type { UserEvent } from "../chat/events.ts";
+import type { ChatFeed, Delivery } from "../chat/feed.ts";
+import type { ChatService } from "../chat/service.ts";
+import type { Membership } from "../chat/types.ts";
+import type { ServerFrame } from "../protocol/mod.ts";
+import type { Endpoint } from "./connection.ts";
+import { CloseCode } from "./errors.ts";
+
+/** What the chats of a socket need of its connection. */
+export interface ChatsHost {
+  readonly userId: string;
+  readonly endpoint: Endpoint;
+  readonly closed: boolean;
+  close(code: number, reason: string): void;
+  /** Where the events of the chats followed go. */
+  deliver(delivery: Delivery): void;
+  /** Where the user events heard (the user's own, and the vendors') go. */
+  onUserEvent(event: UserEvent): void;
+}
+
+/** What the chats of every socket share: one object for all, nothing held per socket. */
+export interface ChatsDeps {
+  service: ChatService;
+  feed: ChatFeed;
+}
+
+/**
+ * The chats one socket sees, with the user's side in each, kept in step with the store: the
+ * chats gained are followed on the feed, the chats lost dropped, and on `/v1/ws/chats/` the
+ * vendors the user acts for are heard, for their new chats. Every subscription it makes belongs
+ * to the socket and ends with `stop()`.
+ */
+export class SocketChats {
+  /** The chats this socket sees, with the user's side in each. */
+  readonly memberships = new Map<string, Membership>();
+  readonly #host: ChatsHost;
+  readonly #deps: ChatsDeps;
+  /**
+   * Vendors whose membership was revoked while memberships were being read from the store: the
+   * event finds nothing to drop until they are kept, so `#keep` applies it then.
+   */
+  #revokedWhileReading: Set<string> | undefined;
+  /** The vendors whose user events (new chats) a member's chats socket hears, each with its stop. */
+  #vendors = new Map<string, () => void>();
+  /** Chats whose feed this socket has joined (a chat dropped stays joined until the close). */
+  #followed = new Set<string>();
+  /** The chat list changed and the client has not been sent it yet. */
+  #chatListOwed = false;
+  #cleanups: Array<() => void> = [];
+
+  constructor(host: ChatsHost, deps: ChatsDeps) {
+    this.#host = host;
+    this.#deps = deps;
+  }
+
+  /** Hears the user's own events (disconnects, new chats, membership changes). */
+  hearUser(): void {
+    const { userId } = this.#host;
+    this.#hold(this.#deps.feed.onUser(userId, (event) => this.#host.onUserEvent(event)));
+  }
+
+  /**
+   * The chat of the single-chat endpoint: read from the store (ChatError `forbidden` when the
+   * user may not see it), kept and followed. Undefined when the socket closed meanwhile.
+   */
+  async takeInChat(chatId: string): Promise<Membership | undefined> {
+    this.#revokedWhileReading = new Set();
+    const membership = await this.#deps.service.joinChat(this.#host.userId, chatId);
+    this.#keep([membership]);
+    if (this.#host.closed) return undefined;
+    await this.#follow([membership.chat.id]);
+    return membership;
+  }
+
+  /** All of the user's chats, read from the store, kept and followed; their vendors heard. */
+  async takeInAllChats(): Promise<void> {
+    this.#revokedWhileReading = new Set();
+    const { chats, vendors } = await this.#deps.service.joinAllChats(this.#host.userId);
+    this.#keep(chats);
+    this.#hearVendors(vendors);
+    await this.#follow(chats.map((membership) => membership.chat.id));
+  }
+
+  /**
+   * A chat created after the socket connected, read from the store, kept and followed.
+   * Undefined when it is not the user's to see after all.
+   */
+  async takeInNewChat(chatId: string): Promise<Membership | undefined> {
+    this.#revokedWhileReading = new Set();
+    const membership = await this.#deps.service.membership(this.#host.userId, chatId);
+    this.#keep([membership]);
+    if (!this.memberships.has(chatId)) return undefined;
+    await this.#follow([chatId]);
+    return membership;
+  }
+
+  /**
+   * The user was made a member of a vendor: the vendor is heard from before the chats are read,
+   * so a chat the vendor gets meanwhile is not missed, and the list is sent again.
+   */
+  async adoptVendor(vendorId: string, send: (frame: ServerFrame) => void): Promise<void> {
+    this.#hearVendors([vendorId]);
+    this.#chatListOwed = true;
+    await this.refreshChatList(send);
+  }
+
+  /** The user's membership of a vendor was revoked: the vendor's chats are seen no more. */
+  revoke(vendorId: string): void {
+    this.#revokedWhileReading?.add(vendorId);
+    this.#dropVendor(vendorId);
+  }
+
+  /**
+   * Reads the user's chats again, and sends the list when it changed, or when a change was not
+   * sent yet (a send that failed is made by the next refresh).
+   */
+  async refreshChatList(send: (frame: ServerFrame) => void): Promise<void> {
+    if (await this.#refreshChats()) this.#chatListOwed = true;
+    if (!this.#chatListOwed) return;
+    const page = await this.#deps.service.listChats(this.#host.userId);
+    send({ type: "chats", chats: page.items, has_more: page.has_more });
+    this.#chatListOwed = false;
+  }
+
+  /** Ends every subscription; for the connection's close. */
+  stop(): void {
+    for (const cleanup of this.#cleanups.splice(0)) cleanup();
+    for (const vendorId of [...this.#vendors.keys()]) this.#stopHearing(vendorId);
+  }
+
+  /**
+   * Reads the user's chats again: keeps and follows the ones gained, drops the ones lost, and
+   * hears exactly the vendors the user acts for. True when the chats changed. When following
+   * the chats gained fails, they are not kept either, so the next refresh gains them again.
+   */
+  async #refreshChats(): Promise<boolean> {
+    const revokedMeanwhile = this.#revokedWhileReading = new Set<string>();
+    const read = await this.#deps.service.joinAllChats(this.#host.userId);
+    const { chats } = read;
+    const vendors = read.vendors.filter((vendorId) => !revokedMeanwhile.has(vendorId));
+    const stored = new Set(chats.map((membership) => membership.chat.id));
+    let changed = false;
+    for (const chatId of this.memberships.keys()) {
+      if (stored.has(chatId)) continue;
+      this.memberships.delete(chatId);
+      changed = true;
+    }
+    const fresh = chats.filter((membership) => !this.memberships.has(membership.chat.id));
+    this.#keep(fresh);
+    for (const vendorId of this.#vendors.keys()) {
+      if (!vendors.includes(vendorId)) this.#stopHearing(vendorId);
+    }
+    this.#hearVendors(vendors);
+    const gained = fresh.map((membership) => membership.chat.id);
+    try {
+      await this.#follow(gained.filter((id) => this.memberships.has(id)));
+    } catch (error) {
+      for (const chatId of gained) this.memberships.delete(chatId);
+      if (changed) this.#chatListOwed = true;
+      throw error;
+    }
+    return changed || fresh.length > 0;
+  }
+
+  /** Keeps memberships read from the store, less what was revoked while they were read. */
+  #keep(memberships: Membership[]): void {
+    for (const membership of memberships) this.memberships.set(membership.chat.id, membership);
+    const revoked = this.#revokedWhileReading ?? new Set();
+    this.#revokedWhileReading = undefined;
+    for (const vendorId of revoked) this.#dropVendor(vendorId);
+  }
+
+  /** Joins the chats' feeds, each once: a chat lost and gained again is still joined. */
+  async #follow(chatIds: string[]): Promise<void> {
+    const fresh = chatIds.filter((chatId) => !this.#followed.has(chatId));
+    if (this.#host.closed || fresh.length === 0) return;
+    this.#hold(await this.#deps.feed.join(fresh, (delivery) => this.#host.deliver(delivery)));
+    for (const chatId of fresh) this.#followed.add(chatId);
+  }
+
+  /** Members of a vendor hear of the vendor's new chats on the vendor's subject. */
+  #hearVendors(vendorIds: readonly string[]): void {
+    for (const vendorId of vendorIds) {
+      if (this.#host.closed || this.#vendors.has(vendorId)) continue;
+      this.#vendors.set(
+        vendorId,
+        this.#deps.feed.onUser(vendorId, (event) => this.#host.onUserEvent(event)),
+      );
+    }
+  }
+
+  #stopHearing(vendorId: string): void {
+    this.#vendors.get(vendorId)?.();
+    this.#vendors.delete(vendorId);
+  }
+
+  #dropVendor(vendorId: string): void {
+    this.#stopHearing(vendorId);
+    const { userId, endpoint } = this.#host;
+    for (const [chatId, membership] of this.memberships) {
+      const { chat, side } = membership;
+      if (chat.vendor_id !== vendorId || side !== "vendor" || userId === vendorId) continue;
+      if (endpoint.kind === "chat") {
+        return this.#host.close(CloseCode.forbidden, "no longer a member");
+      }
+      this.memberships.delete(chatId);
+    }
+  }
+
+  /** Keeps `cleanup` for the close; runs it now if the connection closed meanwhile. */
+  #hold(cleanup: () => void): void {
+    if (this.#host.closed) cleanup();
+    else this.#cleanups.push(cleanup);
+  }
+}
