@@ -9,6 +9,7 @@ import { CloseCode, closeCodeFor, type ErrorFrame, toErrorFrame } from "./errors
 import { runAction } from "./actions.ts";
 import { type ClientFrame, isFrameProblem, parseClientFrame } from "./frames.ts";
 import { overFrameLimit } from "./frame_size.ts";
+import { DeliveryOrder } from "./delivery_order.ts";
 import { FrameIntake, type IntakeLimits } from "./frame_intake.ts";
 import { SocketChats } from "./socket_chats.ts";
 
@@ -53,22 +54,11 @@ export class Connection {
   #socket: WebSocket;
   #deps: ConnectionDeps;
   #queue: Promise<void>;
-  #ready = false;
   #closed = false;
   /** Set by shutdown(): frames not yet started are dropped, unacknowledged. */
   #stopping = false;
-  /**
-   * Live events of chats being taken in after connect, held until their history is out. Made
-   * on first use: only a chats socket that is told of a new chat needs it.
-   */
-  #adopting: Map<string, Delivery[]> | undefined;
-  /** Live events that arrived while the first frames were being prepared. */
-  #early: Delivery[] = [];
-  /**
-   * Highest seq sent per chat where a page from the store and live events overlap (the first
-   * page on the single-chat endpoint, the history of a chat taken in later).
-   */
-  #lastSeqSent = new Map<string, number>();
+  /** When live events go out, against the pages sent from the store. */
+  #order = new DeliveryOrder();
   /** When the socket was taken in (`deps.now()`), for operator disconnects made since. */
   readonly #openedAt: number;
   /** The chats this socket sees, and its subscriptions to them. */
@@ -147,7 +137,7 @@ export class Connection {
         const membership = await this.#chats.takeInChat(this.endpoint.chatId);
         if (!membership) return;
         const page = await service.history(membership.chat, { limit: 50 });
-        this.#lastSeqSent.set(membership.chat.id, page.items.at(-1)?.seq ?? 0);
+        this.#order.pageSent(membership.chat.id, page.items.at(-1)?.seq ?? 0);
         this.#send({
           type: "latest_chat",
           chat_id: membership.chat.id,
@@ -160,8 +150,7 @@ export class Connection {
         const page = await service.listChats(this.userId);
         this.#send({ type: "chats", chats: page.items, has_more: page.has_more });
       }
-      this.#ready = true;
-      for (const delivery of this.#early.splice(0)) this.deliver(delivery);
+      for (const delivery of this.#order.ready()) this.deliver(delivery);
     } catch (error) {
       if (!(error instanceof ChatError) || error.code === "internal") {
         this.#deps.onError(error, "connect", this);
@@ -178,23 +167,7 @@ export class Connection {
     if (!membership) return;
     if (audience.to === "side" && audience.side !== membership.side) return;
     if (audience.to === "others" && audience.user_id === this.userId) return;
-    if (!this.#ready) {
-      this.#early.push(delivery);
-      return;
-    }
-    const adopting = this.#adopting?.get(frame.chat_id);
-    if (adopting) {
-      adopting.push(delivery);
-      return;
-    }
-    if (frame.type === "chat_message") {
-      const sent = this.#lastSeqSent.get(frame.chat_id);
-      if (sent !== undefined) {
-        if (frame.message.seq <= sent) return;
-        this.#lastSeqSent.set(frame.chat_id, frame.message.seq);
-      }
-    }
-    if (this.#sendText(delivery.text)) this.#delivered(delivery);
+    if (this.#order.due(delivery) && this.#sendText(delivery.text)) this.#delivered(delivery);
   }
 
   #delivered(delivery: Delivery): void {
@@ -236,9 +209,7 @@ export class Connection {
    */
   async #adoptChat(chatId: string): Promise<void> {
     if (this.#closed || this.#chats.memberships.has(chatId)) return;
-    const held: Delivery[] = [];
-    const adopting = this.#adopting ??= new Map();
-    adopting.set(chatId, held);
+    this.#order.hold(chatId);
     try {
       const membership = await this.#chats.takeInNewChat(chatId);
       if (!membership) return;
@@ -249,14 +220,13 @@ export class Connection {
       for (const message of page.items) {
         this.#send({ type: "chat_message", chat_id: chatId, message });
       }
-      // live events of messages the page already had are dropped, now and later
-      this.#lastSeqSent.set(chatId, page.items.at(-1)?.seq ?? 0);
-      adopting.delete(chatId);
-      for (const delivery of held) this.deliver(delivery);
+      this.#order.pageSent(chatId, page.items.at(-1)?.seq ?? 0);
+      for (const delivery of this.#order.release(chatId)) this.deliver(delivery);
     } catch (error) {
       this.#deps.onError(error, "adopt new chat", this);
     } finally {
-      adopting.delete(chatId);
+      // a take-in that failed, or found the chat not the user's, drops what was held
+      this.#order.release(chatId);
     }
   }
 
@@ -448,7 +418,7 @@ export class Connection {
     if (this.#closed) return;
     this.#closed = true;
     this.#chats.stop();
-    this.#early = [];
+    this.#order.clear();
     this.#deps.onClose(this, code);
   }
 }

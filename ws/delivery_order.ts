@@ -1,0 +1,76 @@
+import type { Delivery } from "../chat/feed.ts";
+
+/**
+ * The order in which live events reach one socket, against the pages it is sent from the
+ * store: an event waits while the socket's first frames are prepared, and while the history of
+ * a chat taken in later is sent; a message a page already had is not sent again. No I/O: the
+ * connection asks, and sends.
+ */
+export class DeliveryOrder {
+  #ready = false;
+  /** Live events that arrived while the first frames were being prepared. */
+  #early: Delivery[] = [];
+  /**
+   * Live events of chats being taken in after connect, held until their history is out. Made
+   * on first use: only a chats socket that is told of a new chat needs it.
+   */
+  #adopting: Map<string, Delivery[]> | undefined;
+  /**
+   * Highest seq sent per chat where a page from the store and live events overlap (the first
+   * page on the single-chat endpoint, the history of a chat taken in later).
+   */
+  #lastSeqSent = new Map<string, number>();
+
+  /**
+   * True when `delivery` is to be sent now. False when it is held (given back by `ready()` or
+   * `release()`), or when it is a message a page already had.
+   */
+  due(delivery: Delivery): boolean {
+    const { frame } = delivery.envelope;
+    if (!this.#ready) {
+      this.#early.push(delivery);
+      return false;
+    }
+    const adopting = this.#adopting?.get(frame.chat_id);
+    if (adopting) {
+      adopting.push(delivery);
+      return false;
+    }
+    if (frame.type === "chat_message") {
+      const sent = this.#lastSeqSent.get(frame.chat_id);
+      if (sent !== undefined) {
+        if (frame.message.seq <= sent) return false;
+        this.#lastSeqSent.set(frame.chat_id, frame.message.seq);
+      }
+    }
+    return true;
+  }
+
+  /** The first frames are out: the events held meanwhile, in arrival order, to deliver again. */
+  ready(): Delivery[] {
+    this.#ready = true;
+    return this.#early.splice(0);
+  }
+
+  /** A page of `chatId` up to `lastSeq` was sent: live messages it had are dropped, now and later. */
+  pageSent(chatId: string, lastSeq: number): void {
+    this.#lastSeqSent.set(chatId, lastSeq);
+  }
+
+  /** Holds the live events of `chatId` while its history is sent. */
+  hold(chatId: string): void {
+    (this.#adopting ??= new Map()).set(chatId, []);
+  }
+
+  /** Ends the hold on `chatId`: the events held, in arrival order (none when not held). */
+  release(chatId: string): Delivery[] {
+    const held = this.#adopting?.get(chatId) ?? [];
+    this.#adopting?.delete(chatId);
+    return held;
+  }
+
+  /** Forgets the events held for the first frames; for the connection's close. */
+  clear(): void {
+    this.#early = [];
+  }
+}

@@ -1,0 +1,56 @@
+import assert from "node:assert/strict";
+import type { ChatFrame } from "../chat/events.ts";
+import { createDelivery, type Delivery } from "../chat/feed.ts";
+import { storedMessage } from "../tests/support/stored_messages.ts";
+import { DeliveryOrder } from "./delivery_order.ts";
+
+/** A live event of one of cust-1's chats with vend-1, for everyone in it. */
+function delivery(frame: ChatFrame): Delivery {
+  const chat = { user_id: "cust-1", vendor_id: "vend-1" };
+  return createDelivery({ chat, audience: { to: "all" }, frame, sent_at: 0 });
+}
+
+function message(chatId: string, seq: number): Delivery {
+  return delivery({ type: "chat_message", chat_id: chatId, message: storedMessage(chatId, seq) });
+}
+
+function typing(chatId: string): Delivery {
+  return delivery({ type: "typing", chat_id: chatId, user_id: "cust-1", is_typing: true });
+}
+
+Deno.test("DeliveryOrder holds live events until the first frames are out, then gives them back in order", () => {
+  const order = new DeliveryOrder();
+  const first = message("a", 1);
+  const second = typing("a");
+  assert.equal(order.due(first), false);
+  assert.equal(order.due(second), false);
+  assert.deepEqual(order.ready(), [first, second]);
+  assert.equal(order.due(typing("a")), true);
+  assert.deepEqual(order.ready(), []);
+});
+
+Deno.test("DeliveryOrder drops a live message that a page sent already had, and sends the ones after it", () => {
+  const order = new DeliveryOrder();
+  order.ready();
+  order.pageSent("a", 5);
+  assert.equal(order.due(message("a", 4)), false);
+  assert.equal(order.due(message("a", 5)), false);
+  assert.equal(order.due(message("a", 6)), true);
+  assert.equal(order.due(message("a", 6)), false); // sent once
+  assert.equal(order.due(typing("a")), true); // only messages carry a seq
+  assert.equal(order.due(message("b", 1)), true); // no page of b: nothing to overlap
+});
+
+Deno.test("DeliveryOrder holds the events of a chat whose history is being sent, and only that chat's", () => {
+  const order = new DeliveryOrder();
+  order.ready();
+  order.hold("a");
+  const held = [message("a", 2), message("a", 3)];
+  for (const delivery of held) assert.equal(order.due(delivery), false);
+  assert.equal(order.due(message("b", 1)), true);
+  order.pageSent("a", 2);
+  const released = order.release("a");
+  assert.deepEqual(released, held);
+  assert.deepEqual(released.map((delivery) => order.due(delivery)), [false, true]);
+  assert.deepEqual(order.release("a"), []);
+});
