@@ -2,7 +2,7 @@ import type { Principal } from "../auth/verifier.ts";
 import { ChatError } from "../chat/errors.ts";
 import type { UserEvent } from "../chat/events.ts";
 import type { ChatFeed, Delivery } from "../chat/feed.ts";
-import type { Actor, ChatService } from "../chat/service.ts";
+import type { ChatService } from "../chat/service.ts";
 import type { SocketMetrics } from "../observability/metrics.ts";
 import type { AccessCheckOutcome } from "./access_checks.ts";
 import { CloseCode, closeCodeFor, type ErrorFrame, toErrorFrame } from "./errors.ts";
@@ -350,7 +350,7 @@ export class Connection {
         service: this.#deps.service,
         userId: this.userId,
         endpoint: this.endpoint,
-        actorIn: (chatId) => this.#actor(chatId),
+        actorIn: (chatId) => this.#chats.actorIn(chatId),
         send: (reply) => this.#send(reply),
       });
       this.#deps.instruments?.actions.inc({ action: frame.action, outcome: "ok" });
@@ -371,25 +371,6 @@ export class Connection {
       this.#deps.instruments?.errors.inc({ code: reply.code });
       this.#send(reply);
     }
-  }
-
-  async #actor(chatId: string | undefined): Promise<Actor> {
-    if (this.endpoint.kind === "chat") {
-      return {
-        user_id: this.userId,
-        membership: this.#chats.memberships.get(this.endpoint.chatId)!,
-      };
-    }
-    if (chatId === undefined) {
-      throw new ChatError("invalid_payload", "chat_id is required on this endpoint", {
-        issues: [{ path: "chat_id", message: "required" }],
-      });
-    }
-    const known = this.#chats.memberships.get(chatId);
-    if (known) return { user_id: this.userId, membership: known };
-    // a chat may have been created a moment ago; the store is the truth
-    const membership = await this.#deps.service.membership(this.userId, chatId);
-    return { user_id: this.userId, membership };
   }
 
   #send(frame: unknown): void {

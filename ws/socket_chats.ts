@@ -1,6 +1,7 @@
 import type { UserEvent } from "../chat/events.ts";
 import type { ChatFeed, Delivery } from "../chat/feed.ts";
-import type { ChatService } from "../chat/service.ts";
+import { ChatError } from "../chat/errors.ts";
+import type { Actor, ChatService } from "../chat/service.ts";
 import type { Membership } from "../chat/types.ts";
 import type { ServerFrame } from "../protocol/mod.ts";
 import type { Endpoint } from "./connection.ts";
@@ -120,6 +121,27 @@ export class SocketChats {
     const page = await this.#deps.service.listChats(this.#host.userId);
     send({ type: "chats", chats: page.items, has_more: page.has_more });
     this.#chatListOwed = false;
+  }
+
+  /**
+   * The user acting in a chat of this socket: on the single-chat endpoint, its chat; on
+   * `/v1/ws/chats/`, the chat `chatId` names (ChatError `invalid_payload` when none does).
+   */
+  async actorIn(chatId: string | undefined): Promise<Actor> {
+    const { userId, endpoint } = this.#host;
+    if (endpoint.kind === "chat") {
+      return { user_id: userId, membership: this.memberships.get(endpoint.chatId)! };
+    }
+    if (chatId === undefined) {
+      throw new ChatError("invalid_payload", "chat_id is required on this endpoint", {
+        issues: [{ path: "chat_id", message: "required" }],
+      });
+    }
+    const known = this.memberships.get(chatId);
+    if (known) return { user_id: userId, membership: known };
+    // a chat may have been created a moment ago; the store is the truth
+    const membership = await this.#deps.service.membership(userId, chatId);
+    return { user_id: userId, membership };
   }
 
   /** Ends every subscription; for the connection's close. */
