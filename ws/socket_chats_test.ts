@@ -1,0 +1,98 @@
+import assert from "node:assert/strict";
+import type { ChatFeed } from "../chat/feed.ts";
+import type { ChatService } from "../chat/service.ts";
+import type { Membership } from "../chat/types.ts";
+import type { ServerFrame } from "../protocol/mod.ts";
+import { type ChatsHost, SocketChats } from "./socket_chats.ts";
+
+const AT = "2026-12-05T10:00:00.000Z";
+
+function membership(chatId: string): Membership {
+  return {
+    chat: {
+      id: chatId,
+      user_id: `customer-of-${chatId}`,
+      vendor_id: "acme",
+      created_at: AT,
+      updated_at: AT,
+      last_seq: 0,
+    },
+    side: "vendor",
+  };
+}
+
+/**
+ * A member's chats socket over a store whose chats the test sets, and a feed whose next join
+ * fails when told to: the store answered the read of the chats, then failed in following them.
+ */
+function memberSocket() {
+  const state = { chats: [] as string[], failNextJoin: false, joined: [] as string[] };
+  const service = {
+    joinAllChats: () => Promise.resolve({ chats: state.chats.map(membership), vendors: ["acme"] }),
+    listChats: () =>
+      Promise.resolve({
+        items: state.chats.map((chatId) => ({ chat_id: chatId })),
+        has_more: false,
+      }),
+  } as unknown as ChatService;
+  const feed = {
+    join(chatIds: readonly string[]) {
+      if (state.failNextJoin) {
+        state.failNextJoin = false;
+        return Promise.reject(new Error("the store went away"));
+      }
+      state.joined.push(...chatIds);
+      return Promise.resolve(() => {});
+    },
+    onUser: () => () => {},
+  } as unknown as ChatFeed;
+  const host: ChatsHost = {
+    userId: "agent-1",
+    endpoint: { kind: "chats" },
+    closed: false,
+    close: () => assert.fail("the socket is not to be closed"),
+    deliver: () => {},
+    onUserEvent: () => {},
+  };
+  const sent: ServerFrame[] = [];
+  const chats = new SocketChats(host, { service, feed });
+  return { state, chats, sent, send: (frame: ServerFrame) => sent.push(frame) };
+}
+
+Deno.test("a chat list refresh that fails in following the chats gained keeps none of them, and the next one gains and sends them", async () => {
+  const { state, chats, sent, send } = memberSocket();
+  state.chats = ["chat-a"];
+  await chats.takeInAllChats();
+  assert.deepEqual(state.joined, ["chat-a"]);
+
+  // chat-a lost, chat-b gained; following chat-b fails half-way through the refresh
+  state.chats = ["chat-b"];
+  state.failNextJoin = true;
+  await assert.rejects(chats.refreshChatList(send), /the store went away/);
+  assert.deepEqual([...chats.memberships.keys()], [], "chat-b is not kept unfollowed");
+  assert.equal(sent.length, 0);
+
+  await chats.refreshChatList(send);
+  assert.deepEqual(state.joined, ["chat-a", "chat-b"]);
+  assert.deepEqual([...chats.memberships.keys()], ["chat-b"]);
+  assert.deepEqual(sent.map((frame) => frame.type), ["chats"]);
+
+  // nothing changed since: no list again
+  await chats.refreshChatList(send);
+  assert.equal(sent.length, 1);
+});
+
+Deno.test("a chat lost in a refresh that then fails is still sent in the list once the next refresh succeeds", async () => {
+  const { state, chats, sent, send } = memberSocket();
+  state.chats = ["chat-a", "chat-b"];
+  await chats.takeInAllChats();
+
+  state.chats = ["chat-b", "chat-c"];
+  state.failNextJoin = true;
+  await assert.rejects(chats.refreshChatList(send));
+  // the next read finds nothing new, yet the loss of chat-a was never sent
+  state.chats = ["chat-b"];
+  await chats.refreshChatList(send);
+  assert.deepEqual([...chats.memberships.keys()], ["chat-b"]);
+  assert.deepEqual(sent.map((frame) => frame.type), ["chats"]);
+});
