@@ -59,8 +59,9 @@ export function createAmendmentReplay(deps: {
   /** The event that brings a client up to the message's stored state; null when it has it. */
   function missingEvent(message: StoredMessage): ChatFrame | null {
     const known = delivered.get(message.id);
+    // a deletion delivered meanwhile is newer than anything the store was read for
+    if (known?.deleted) return null;
     if (message.deleted_at !== null) {
-      if (known?.deleted) return null;
       return {
         type: "message_deleted",
         chat_id: message.chat_id,

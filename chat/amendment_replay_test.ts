@@ -96,6 +96,20 @@ Deno.test("a replay sends what the sockets have not had: a deletion, or an edit 
   assert.deepEqual(replayed, []);
 });
 
+Deno.test("an edit read before a deletion that was delivered meanwhile is not replayed after it", async () => {
+  const { replay, replayed } = replayOver([stored(1, { edited_at: older, content: "edited" })]);
+  replay.delivered({
+    type: "message_deleted",
+    chat_id: chat.id,
+    message_id: "m1",
+    seq: 1,
+    deleted_by: "alice",
+    deleted_at: newer,
+  });
+  await replay.request(60_000);
+  assert.deepEqual(replayed, []);
+});
+
 Deno.test("a message delivered from the store brings its amendments: they are not replayed", async () => {
   const edited = stored(1, { edited_at: older, content: "edited" });
   const deleted = stored(2, { deleted: true, deleted_at: deletedAt, deleted_by: "alice" });
