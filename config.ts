@@ -57,6 +57,16 @@ const settings = z.object({
   MEDIA_MAX_IMAGE_BYTES: bytes.default(10 * MiB),
   MEDIA_MAX_AUDIO_BYTES: bytes.default(25 * MiB),
   MEDIA_MAX_VIDEO_BYTES: bytes.default(25 * MiB),
+  /**
+   * Media requests (`GET`, `HEAD`, `POST`) one user may make per second on one instance, and
+   * how many they may save up: a chat screen asks for its page of images at once.
+   */
+  MEDIA_RATE_PER_SECOND: z.coerce.number().positive().default(20),
+  MEDIA_RATE_BURST: z.coerce.number().int().positive().default(100),
+  /** Uploads one user may have open at once on one instance; a stalled one holds memory. */
+  MEDIA_MAX_UPLOADS_PER_USER: z.coerce.number().int().positive().default(4),
+  /** Downloads one user may have open at once on one instance, each until its body is sent. */
+  MEDIA_MAX_DOWNLOADS_PER_USER: z.coerce.number().int().positive().default(64),
   JWT_SECRET: z.string().min(32, "must be at least 32 bytes").optional(),
   JWT_PUBLIC_KEY: optionalText,
   /**

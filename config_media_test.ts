@@ -23,6 +23,15 @@ Deno.test("media defaults: PostgreSQL, 10 MiB images, 25 MiB audio and video, 36
   assert.ok(frame < config.MAX_FRAME_BYTES - MiB, `${frame} bytes`);
 });
 
+Deno.test("media requests per user default to 20 a second with a burst of 100, 4 uploads and 64 downloads open", () => {
+  const config = loadConfig(base);
+  assert.equal(config.MEDIA_RATE_PER_SECOND, 20);
+  assert.equal(config.MEDIA_RATE_BURST, 100);
+  assert.equal(config.MEDIA_MAX_UPLOADS_PER_USER, 4);
+  assert.equal(config.MEDIA_MAX_DOWNLOADS_PER_USER, 64);
+  assert.equal(loadConfig({ ...base, MEDIA_RATE_PER_SECOND: "0.5" }).MEDIA_RATE_PER_SECOND, 0.5);
+});
+
 Deno.test("the frame limit follows the largest media limit, up to Deno's 64 MiB", () => {
   assert.equal(
     loadConfig({ ...base, MEDIA_MAX_VIDEO_BYTES: String(40 * MiB) }).MAX_FRAME_BYTES,
@@ -43,6 +52,10 @@ Deno.test("loadConfig refuses a media setting it cannot honour", () => {
     [{ MEDIA_NATS_BUCKET: "media.bucket" }, "MEDIA_NATS_BUCKET"],
     [{ MEDIA_MAX_IMAGE_BYTES: "0" }, "MEDIA_MAX_IMAGE_BYTES"],
     [{ MAX_FRAME_BYTES: String(65 * MiB) }, "MAX_FRAME_BYTES"],
+    [{ MEDIA_RATE_PER_SECOND: "0" }, "MEDIA_RATE_PER_SECOND"],
+    [{ MEDIA_RATE_BURST: "1.5" }, "MEDIA_RATE_BURST"],
+    [{ MEDIA_MAX_UPLOADS_PER_USER: "0" }, "MEDIA_MAX_UPLOADS_PER_USER"],
+    [{ MEDIA_MAX_DOWNLOADS_PER_USER: "-1" }, "MEDIA_MAX_DOWNLOADS_PER_USER"],
   ];
   for (const [change, variable] of cases) {
     assert.throws(

@@ -217,6 +217,14 @@ export async function startService(config: Config): Promise<RunningService> {
         },
         maxSocketsPerUser: config.WS_MAX_SOCKETS_PER_USER,
         allowedOrigins: config.ALLOWED_ORIGINS,
+        mediaLimits: {
+          ratePerSecond: config.MEDIA_RATE_PER_SECOND,
+          rateBurst: config.MEDIA_RATE_BURST,
+          concurrent: {
+            upload: config.MEDIA_MAX_UPLOADS_PER_USER,
+            download: config.MEDIA_MAX_DOWNLOADS_PER_USER,
+          },
+        },
         demoPage: config.DEMO_PAGE,
       },
     );

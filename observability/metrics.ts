@@ -3,7 +3,8 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 /**
  * Every instrument of one service instance, on a registry of its own: two instances in one
  * process (tests) never share a counter. Layers receive the few instruments they feed (see
- * {@link SocketMetrics}, {@link StoreMetrics}); only the composition root sees all of them.
+ * {@link SocketMetrics}, {@link MediaMetrics}, {@link StoreMetrics}); only the composition root
+ * sees all of them.
  */
 export interface Metrics {
   readonly registry: Registry;
@@ -29,6 +30,10 @@ export interface Metrics {
   readonly accessChecks: Counter<"outcome">;
   /** Messages that reached sockets only through the feed's sweep of the store. */
   readonly messagesRecovered: Counter;
+  /** Media requests let in and not yet done, by `route` (`upload`, `download`). */
+  readonly mediaOpenRequests: Gauge<"route">;
+  /** Media requests refused with 429, by `route` and the `limit` (`rate`, `concurrency`). */
+  readonly mediaRateLimited: Counter<"route" | "limit">;
   /** The Prometheus text exposition of every instrument. */
   text(): Promise<string>;
 }
@@ -38,6 +43,9 @@ export type SocketMetrics = Pick<
   Metrics,
   "openSockets" | "eventsDelivered" | "actions" | "errors" | "fanoutLatency" | "accessChecks"
 >;
+
+/** What the media HTTP routes feed. */
+export type MediaMetrics = Pick<Metrics, "mediaOpenRequests" | "mediaRateLimited">;
 
 /** What the store feeds. */
 export type StoreMetrics = Pick<Metrics, "dbQueryDuration" | "messagesStored">;
@@ -137,6 +145,18 @@ export function createMetrics(): Metrics {
     messagesRecovered: new Counter({
       name: "chat_messages_recovered_total",
       help: "Messages stored but never heard on the bus, delivered from the store by a sweep",
+      registers,
+    }),
+    mediaOpenRequests: new Gauge({
+      name: "chat_media_open_requests",
+      help: "Media requests let in and not yet done (a download until its body is sent), by route",
+      labelNames: ["route"] as const,
+      registers,
+    }),
+    mediaRateLimited: new Counter({
+      name: "chat_media_rate_limited_total",
+      help: "Media requests refused with 429, by route and limit (rate or concurrency)",
+      labelNames: ["route", "limit"] as const,
       registers,
     }),
     text: () => registry.metrics(),

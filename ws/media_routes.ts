@@ -7,18 +7,31 @@ import {
 import { ChatError } from "../chat/errors.ts";
 import type { ChatService } from "../chat/service.ts";
 import type { MediaKind, MediaRecord } from "../chat/types.ts";
+import type { MediaMetrics } from "../observability/metrics.ts";
 import { httpStatusFor, toErrorFrame } from "./errors.ts";
 import { noneMatch, parseRange, rangeStillValid } from "./http_range.ts";
+import {
+  type Admitted,
+  createRequestLimits,
+  type Refusal,
+  type RequestKind,
+  type RequestLimits,
+} from "./request_limits.ts";
 
 export interface MediaRouteDeps {
   service: ChatService;
   verifier: TokenVerifier;
+  now: () => number;
   onError: (error: unknown, context: string) => void;
+  /** Instruments the media routes feed; absent: nothing is measured. */
+  instruments?: MediaMetrics;
 }
 
 export interface MediaRouteOptions {
   /** Origins allowed to upload; empty: any (as for sockets). */
   allowedOrigins: readonly string[];
+  /** Per user on this instance: requests a second, and requests open at once by kind. */
+  mediaLimits: RequestLimits;
 }
 
 const UPLOAD_PATH = "/v1/media";
@@ -33,9 +46,14 @@ const isKind = (value: string): value is MediaKind => KINDS.includes(value);
  * the media of deleted messages), with `ETag`/`If-None-Match` and single `Range` requests;
  * `POST /v1/media?chat_id=...[&media_type=...]` streams a raw body into the media store and
  * answers 201 with the media id that `send_message` takes as `media_id`.
+ *
+ * Each user (the token's: a request without a valid one is refused first, so it spends no
+ * one's budget) has a request rate and caps on open uploads and downloads, over which a
+ * request is answered 429 `rate_limited` with `Retry-After`.
  */
 export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptions) {
-  const { service, verifier } = deps;
+  const { service, verifier, instruments } = deps;
+  const limits = createRequestLimits(options.mediaLimits, { now: deps.now });
 
   async function authenticate(request: Request): Promise<Principal> {
     const token = tokenFromRequest(request);
@@ -43,8 +61,14 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
     return await verifier.verify(token);
   }
 
-  async function download(request: Request, mediaId: string): Promise<Response> {
-    const principal = await authenticate(request);
+  function checkOrigin(request: Request): void {
+    const origin = request.headers.get("origin");
+    if (origin && options.allowedOrigins.length > 0 && !options.allowedOrigins.includes(origin)) {
+      throw new ChatError("forbidden", "origin not allowed");
+    }
+  }
+
+  async function download(request: Request, principal: Principal, mediaId: string) {
     if (!UUID.test(mediaId)) throw new ChatError("not_found", "no such media");
     const media = await service.findMedia(principal.userId, mediaId.toLowerCase());
     const etag = `"${media.sha256}"`;
@@ -74,12 +98,7 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
     return new Response(await service.openMedia(media, range), { status, headers });
   }
 
-  async function upload(request: Request, url: URL): Promise<Response> {
-    const origin = request.headers.get("origin");
-    if (origin && options.allowedOrigins.length > 0 && !options.allowedOrigins.includes(origin)) {
-      throw new ChatError("forbidden", "origin not allowed");
-    }
-    const principal = await authenticate(request);
+  async function upload(request: Request, principal: Principal, url: URL): Promise<Response> {
     const chatId = url.searchParams.get("chat_id") ?? "";
     const mediaType = url.searchParams.get("media_type");
     if (!UUID.test(chatId) || (mediaType !== null && !isKind(mediaType))) {
@@ -108,7 +127,29 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
     });
   }
 
-  function failure(error: unknown, request: Request): Response {
+  /** The 429 of a request over one of its user's limits. */
+  function refused(request: Request, route: RequestKind, refusal: Refusal): Response {
+    instruments?.mediaRateLimited.inc({ route, limit: refusal.limit });
+    const message = refusal.limit === "rate"
+      ? "too many media requests, slow down"
+      : "too many media requests at once";
+    return failure(new ChatError("rate_limited", message), request, refusal.retryAfterSeconds);
+  }
+
+  /** Counts an admitted request as open until its release (idempotent). */
+  function opened(route: RequestKind, admission: Admitted): () => void {
+    instruments?.mediaOpenRequests.inc({ route });
+    let open = true;
+    return () => {
+      if (!open) return;
+      open = false;
+      admission.release();
+      instruments?.mediaOpenRequests.dec({ route });
+    };
+  }
+
+  /** The one place a media route's failure becomes a response; `retryAfter` for 429 and 503. */
+  function failure(error: unknown, request: Request, retryAfter = 1): Response {
     if (error instanceof AuthError) {
       return Response.json({ code: "unauthorized", message: "a valid token is required" }, {
         status: 401,
@@ -121,7 +162,7 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
     const { type: _type, ...body } = toErrorFrame(error, {});
     return Response.json(body, {
       status,
-      headers: status === 503 ? { "retry-after": "1" } : {},
+      headers: status === 503 || status === 429 ? { "retry-after": String(retryAfter) } : {},
     });
   }
 
@@ -138,9 +179,29 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
       if (!allowed.split(", ").includes(request.method)) {
         return new Response("method not allowed\n", { status: 405, headers: { allow: allowed } });
       }
+      const route: RequestKind = id === undefined ? "upload" : "download";
+      let release = () => {};
       try {
-        return id === undefined ? await upload(request, url) : await download(request, id);
+        if (route === "upload") checkOrigin(request);
+        // the token's user, and only once the token is good: a forged one spends no budget
+        const principal = await authenticate(request);
+        const admission = limits.admit(principal.userId, route);
+        if (!admission.admitted) return refused(request, route, admission);
+        release = opened(route, admission);
+        const response = id === undefined
+          ? await upload(request, principal, url)
+          : await download(request, principal, id);
+        // a download is open until its body is sent, or dropped by a client that went away
+        if (route === "download" && response.body !== null) {
+          return new Response(releasedWhenDone(response.body, release), {
+            status: response.status,
+            headers: response.headers,
+          });
+        }
+        release();
+        return response;
       } catch (error) {
+        release();
         return failure(error, request);
       }
     },
@@ -164,4 +225,33 @@ function uploaded(media: MediaRecord) {
     size: media.size,
     media_url: mediaUrl(media.id),
   };
+}
+
+/** `body` as it is, calling `done` once when it ends, fails or is cancelled. */
+function releasedWhenDone(
+  body: ReadableStream<Uint8Array>,
+  done: () => void,
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const next = await reader.read();
+        if (next.done) {
+          done();
+          controller.close();
+        } else {
+          controller.enqueue(next.value);
+        }
+      } catch (error) {
+        done();
+        controller.error(error);
+      }
+    },
+    async cancel(reason) {
+      done();
+      await reader.cancel(reason);
+    },
+    // pulls only when the connection asks: no chunk more is held than before
+  }, { highWaterMark: 0 });
 }

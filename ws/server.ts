@@ -3,7 +3,7 @@ import { ChatError } from "../chat/errors.ts";
 import type { ChatFeed } from "../chat/feed.ts";
 import type { ChatService } from "../chat/service.ts";
 import { logger } from "../observability/log.ts";
-import type { SocketMetrics } from "../observability/metrics.ts";
+import type { MediaMetrics, SocketMetrics } from "../observability/metrics.ts";
 import { CloseCode, closeCodeFor } from "./errors.ts";
 import {
   Connection,
@@ -16,6 +16,7 @@ import { createAccessChecks } from "./access_checks.ts";
 import { overFrameLimit } from "./frame_size.ts";
 import { createExpirySchedule } from "./expiry_schedule.ts";
 import { createMediaRoutes } from "./media_routes.ts";
+import type { RequestLimits } from "./request_limits.ts";
 import { createDemoRoutes } from "../demo/routes.ts";
 
 export interface ReadinessReport {
@@ -33,8 +34,8 @@ export interface HttpDeps {
   now: () => number;
   /** Told of failures; `fields` carry the `connection_id` when one socket is concerned. */
   onError: (error: unknown, context: string, fields?: Record<string, unknown>) => void;
-  /** Instruments the sockets feed; absent: nothing is measured. */
-  instruments?: SocketMetrics;
+  /** Instruments the sockets and media routes feed; absent: nothing is measured. */
+  instruments?: SocketMetrics & MediaMetrics;
 }
 
 export interface HttpOptions {
@@ -44,6 +45,8 @@ export interface HttpOptions {
   maxSocketsPerUser: number;
   /** Origins allowed to open sockets; empty: any. */
   allowedOrigins: readonly string[];
+  /** Per-user limits of the media routes on this instance. */
+  mediaLimits: RequestLimits;
   /** Serves the demo chat page at `/` (DEMO_PAGE). */
   demoPage?: boolean;
 }

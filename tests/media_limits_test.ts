@@ -1,0 +1,225 @@
+import assert from "node:assert/strict";
+import { signDevToken } from "../auth/sign.ts";
+import { fetchMedia, fixture, paddedFixture, uploadMedia } from "./support/media.ts";
+import { startCluster, type TestCluster } from "./support/service.ts";
+import { sample } from "./support/service_process.ts";
+import { acked, joinChat } from "./support/steps.ts";
+
+// Per-user limits of GET/HEAD/POST /v1/media over real HTTP: a token bucket shared by the
+// routes and caps on open uploads and downloads, counted only for good tokens.
+
+async function metric(cluster: TestCluster, series: string): Promise<number> {
+  const response = await fetch(`${cluster.main.httpUrl}/metrics`);
+  return sample(await response.text(), series);
+}
+
+/** Requests of the route refused by the limit, from the instance's metrics. */
+function refusals(cluster: TestCluster, route: string, limit: string): Promise<number> {
+  return metric(cluster, `chat_media_rate_limited_total{route="${route}",limit="${limit}"}`);
+}
+
+/** Waits, up to 10 s, until the media requests open on the route are `count`. */
+async function untilOpen(cluster: TestCluster, route: string, count: number): Promise<void> {
+  const series = `chat_media_open_requests{route="${route}"}`;
+  const deadline = Date.now() + 10_000;
+  while (await metric(cluster, series) !== count) {
+    if (Date.now() > deadline) assert.fail(`${series} never became ${count}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** A chat of alice and acme with an image alice sent over her socket (no HTTP request). */
+async function chatWithImage(cluster: TestCluster) {
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  await using alice = await joinChat(cluster, "alice", chat.id);
+  const ack = await acked(alice, {
+    action: "send_message",
+    receiver_id: "acme",
+    media_type: "image",
+    image: (await fixture("image.png")).toBase64(),
+  });
+  return { chat, mediaUrl: String(ack.message.media_url) };
+}
+
+/** A 429 of the media routes: the routes' JSON error shape, with `Retry-After`. */
+async function assertLimited(response: Response, retryAfter: string) {
+  assert.equal(response.status, 429);
+  assert.equal(response.headers.get("retry-after"), retryAfter);
+  assert.match(response.headers.get("content-type") ?? "", /^application\/json/);
+  const body = await response.json();
+  assert.equal(body.code, "rate_limited");
+  assert.equal(typeof body.message, "string");
+}
+
+/** `POST /v1/media` whose body stops after a few bytes until `finish()`, or `abort()`. */
+async function stalledUpload(cluster: TestCluster, userId: string, chatId: string) {
+  const png = await fixture("image.png");
+  let source!: ReadableStreamDefaultController<Uint8Array>;
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      source = controller;
+      controller.enqueue(png.subarray(0, 64));
+    },
+  });
+  const aborter = new AbortController();
+  const response = fetch(`${cluster.main.httpUrl}/v1/media?chat_id=${chatId}`, {
+    method: "POST",
+    body,
+    headers: { authorization: `Bearer ${await cluster.token(userId)}` },
+    signal: aborter.signal,
+  });
+  return {
+    async finish(): Promise<number> {
+      source.enqueue(png.subarray(64));
+      source.close();
+      const answer = await response;
+      await answer.body?.cancel();
+      return answer.status;
+    },
+    async abort(): Promise<void> {
+      aborter.abort();
+      await response.then((answer) => answer.body?.cancel(), () => {});
+    },
+  };
+}
+
+Deno.test("a user over the media request rate gets 429 with Retry-After while another user is still served", async () => {
+  await using cluster = await startCluster({
+    nats: false,
+    env: { MEDIA_RATE_PER_SECOND: "0.001", MEDIA_RATE_BURST: "3" },
+  });
+  const { chat, mediaUrl } = await chatWithImage(cluster);
+  for (let i = 0; i < 3; i++) {
+    assert.equal((await fetchMedia(cluster, "acme", mediaUrl)).response.status, 200);
+  }
+  const token = await cluster.token("acme");
+  const get = await fetch(`${cluster.main.httpUrl}${mediaUrl}?token=${token}`);
+  // one token every 1000 s
+  await assertLimited(get, "1000");
+  const head = await fetchMedia(cluster, "acme", mediaUrl, { method: "HEAD" });
+  assert.equal(head.response.status, 429);
+  // uploads draw on the same budget
+  const upload = await uploadMedia(
+    cluster,
+    "acme",
+    { chat_id: chat.id },
+    await fixture("image.png"),
+  );
+  assert.equal(upload.status, 429);
+  assert.equal(upload.json.code, "rate_limited");
+  const other = await fetchMedia(cluster, "alice", mediaUrl);
+  assert.equal(other.response.status, 200);
+  assert.deepEqual(other.body, await fixture("image.png"));
+  assert.equal(await refusals(cluster, "download", "rate"), 2);
+  assert.equal(await refusals(cluster, "upload", "rate"), 1);
+});
+
+Deno.test("a user with N uploads in flight gets 429 on the next, and is served again once one finishes or aborts", async () => {
+  await using cluster = await startCluster({
+    nats: false,
+    env: { MEDIA_MAX_UPLOADS_PER_USER: "2" },
+  });
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  const png = await fixture("image.png");
+  const upload = (userId: string) => uploadMedia(cluster, userId, { chat_id: chat.id }, png);
+  const first = await stalledUpload(cluster, "alice", chat.id);
+  const second = await stalledUpload(cluster, "alice", chat.id);
+  await untilOpen(cluster, "upload", 2);
+  const url = `${cluster.main.httpUrl}/v1/media?chat_id=${chat.id}`;
+  await assertLimited(
+    await fetch(url, {
+      method: "POST",
+      body: png,
+      headers: { authorization: `Bearer ${await cluster.token("alice")}` },
+    }),
+    "1",
+  );
+  assert.equal((await upload("acme")).status, 201, "another user uploads meanwhile");
+
+  assert.equal(await first.finish(), 201);
+  // the finished upload's place is free by the time it is answered
+  assert.equal((await upload("alice")).status, 201);
+  const third = await stalledUpload(cluster, "alice", chat.id);
+  await untilOpen(cluster, "upload", 2);
+  assert.equal((await upload("alice")).status, 429);
+
+  await second.abort();
+  await untilOpen(cluster, "upload", 1);
+  assert.equal((await upload("alice")).status, 201);
+  assert.equal(await third.finish(), 201);
+  await untilOpen(cluster, "upload", 0);
+  assert.equal(await refusals(cluster, "upload", "concurrency"), 2);
+});
+
+Deno.test("a download is open until its body is sent or dropped, and over the cap it is 429", async () => {
+  await using cluster = await startCluster({
+    nats: false,
+    env: { MEDIA_MAX_DOWNLOADS_PER_USER: "1" },
+  });
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  // larger than what the sockets' buffers take in, so that its body cannot all be sent unread
+  const video = await paddedFixture("video.mp4", 24 * 1024 * 1024);
+  const { json } = await uploadMedia(
+    cluster,
+    "alice",
+    { chat_id: chat.id, media_type: "video" },
+    video,
+  );
+  const token = await cluster.token("alice");
+  const get = () => fetch(`${cluster.main.httpUrl}${json.media_url}?token=${token}`);
+  const head = () =>
+    fetch(`${cluster.main.httpUrl}${json.media_url}?token=${token}`, { method: "HEAD" });
+
+  const unread = await get();
+  assert.equal(unread.status, 200);
+  await assertLimited(await get(), "1");
+  assert.equal((await head()).status, 429);
+  await unread.body?.cancel();
+  await untilOpen(cluster, "download", 0);
+  assert.equal((await head()).status, 200);
+
+  const whole = await get();
+  assert.equal((await whole.bytes()).length, video.length);
+  await untilOpen(cluster, "download", 0);
+  assert.equal((await head()).status, 200);
+});
+
+Deno.test("requests with a bad token get 401 and spend nothing of the user's media budget", async () => {
+  await using cluster = await startCluster({
+    nats: false,
+    env: { MEDIA_RATE_PER_SECOND: "0.001", MEDIA_RATE_BURST: "2" },
+  });
+  const { chat, mediaUrl } = await chatWithImage(cluster);
+  const bad = {
+    "signed with another secret": await signDevToken(
+      `${crypto.randomUUID()}${crypto.randomUUID()}`,
+      "alice",
+    ),
+    "expired": await cluster.token("alice", -60),
+    "not a token": "alice",
+  };
+  const png = await fixture("image.png");
+  for (const [name, token] of Object.entries(bad)) {
+    for (let i = 0; i < 3; i++) {
+      const headers = { authorization: `Bearer ${token}` };
+      const get = await fetch(`${cluster.main.httpUrl}${mediaUrl}`, { headers });
+      assert.equal(get.status, 401, `GET, ${name}`);
+      assert.equal(get.headers.get("www-authenticate"), "Bearer");
+      assert.equal((await get.json()).code, "unauthorized");
+      const post = await fetch(`${cluster.main.httpUrl}/v1/media?chat_id=${chat.id}`, {
+        method: "POST",
+        body: png,
+        headers,
+      });
+      assert.equal(post.status, 401, `POST, ${name}`);
+      await post.body?.cancel();
+    }
+  }
+  const anonymous = await fetch(`${cluster.main.httpUrl}${mediaUrl}`);
+  assert.equal(anonymous.status, 401);
+  await anonymous.body?.cancel();
+  // alice's whole burst is still there, and it is a real limit
+  assert.equal((await fetchMedia(cluster, "alice", mediaUrl)).response.status, 200);
+  assert.equal((await uploadMedia(cluster, "alice", { chat_id: chat.id }, png)).status, 201);
+  assert.equal((await fetchMedia(cluster, "alice", mediaUrl)).response.status, 429);
+});
