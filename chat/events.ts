@@ -98,3 +98,27 @@ export const resyncRequestSchema = z.object({
   within_ms: z.number().int().positive(),
 });
 export type ResyncRequest = z.infer<typeof resyncRequestSchema>;
+
+const decoder = new TextDecoder();
+
+/**
+ * A bus payload read as `schema`: validated on receipt, since instances of different versions
+ * share the bus. Undefined when it is not that: each failure is told to `report` (a payload
+ * that is not JSON is told twice, as not JSON and as failing the schema).
+ */
+export function readBusPayload<T>(
+  payload: Uint8Array,
+  schema: z.ZodType<T>,
+  report: (error: unknown) => void,
+): T | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(decoder.decode(payload));
+  } catch (error) {
+    report(error);
+  }
+  const parsed = schema.safeParse(json);
+  if (parsed.success) return parsed.data;
+  report(parsed.error);
+  return undefined;
+}

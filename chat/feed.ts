@@ -1,38 +1,23 @@
 import { createAmendmentReplay } from "./amendment_replay.ts";
-import {
-  type ChatEnvelope,
-  chatEnvelopeSchema,
-  type ChatFrame,
-  resyncRequestSchema,
-  type UserEvent,
-  userEventSchema,
-} from "./events.ts";
+import { createChatPublisher } from "./chat_publisher.ts";
+import { type ChatSequencer, createChatSequencer } from "./chat_sequencer.ts";
+import { createDelivery, type Delivery } from "./delivery.ts";
+import { type ChatEnvelope, chatEnvelopeSchema, readBusPayload, type UserEvent } from "./events.ts";
 import type { ChatStore, EventBus, SerialisedEvent, Subjects } from "./ports.ts";
-import { otherSide, type StoredMessage, toClientMessage } from "./types.ts";
+import { createResyncRequests } from "./resync.ts";
+import { otherSide } from "./types.ts";
 import { createUnreadPushes } from "./unread_push.ts";
+import { createUserFeed, type UserListener } from "./user_feed.ts";
 
-/** The `unread_messages` push as the feed hands it to sockets: its messages are in the text. */
-export interface UnreadPushFrame {
-  type: "unread_messages";
-  chat_id: string;
-  count: number;
-}
-
-export type DeliveredEnvelope = Omit<ChatEnvelope, "frame"> & {
-  frame: ChatFrame | UnreadPushFrame;
-};
-
-/** One event of a chat as this instance received it; its wire text is made once for all sockets. */
-export interface Delivery {
-  readonly envelope: DeliveredEnvelope;
-  /** The frame as JSON, serialised on first use and shared by every socket. */
-  readonly text: string;
-  /** This instance published it: the client JSON of the messages `envelope.unread` names. */
-  readonly unreadMessages?: readonly string[] | undefined;
-}
+export {
+  createDelivery,
+  type DeliveredEnvelope,
+  type Delivery,
+  type UnreadPushFrame,
+} from "./delivery.ts";
+export type { UserListener } from "./user_feed.ts";
 
 export type ChatListener = (delivery: Delivery) => void;
-export type UserListener = (event: UserEvent) => void;
 
 export interface FeedOptions {
   /** How long an out-of-order message waits for the ones before it before they are read from the store. */
@@ -44,44 +29,20 @@ export interface FeedOptions {
   onRecovered?: (messages: number) => void;
 }
 
-/** Events that name a message by its seq or id, and so must not reach a socket before it. */
-const ABOUT_MESSAGES: ReadonlySet<string> = new Set([
-  "message_read",
-  "messages_read",
-  "message_deleted",
-  "message_edited",
-]);
-
-/** How far back republishRecent() looks: longer than a NATS reconnect takes. */
-const RECENT_MS = 120_000;
-const MAX_RECENT = 50_000;
-/** The outage a resync request that does not say its length is taken to cover. */
-const DEFAULT_RESYNC_WINDOW_MS = 10 * 60_000;
-
 interface ChatEntry {
   listeners: Set<ChatListener>;
-  /** seq of the last chat_message delivered; null until the baseline is read. */
-  lastSeq: number | null;
+  /** Releases the chat's events in seq order; its lastSeq is null until the baseline is read. */
+  sequencer: ChatSequencer;
   ready: Promise<void>;
-  /** Messages that arrived ahead of a gap, by seq. */
-  ahead: Map<number, Delivery>;
-  /** Events that arrived before the baseline was known. */
-  early: Delivery[];
-  /**
-   * Events about messages (read, deleted, edited) that arrived while messages waited ahead of a
-   * gap, each with the highest seq it may be about: it goes out after that message, never
-   * before.
-   */
-  behind: Array<{ afterSeq: number; delivery: Delivery }>;
-  gapTimer: ReturnType<typeof setTimeout> | undefined;
   unsubscribe: () => void;
 }
 
 /**
  * This instance's view of the bus: one bus subscription per chat however many sockets want
- * it, with chat messages released strictly in seq order. A message that arrives after a gap
- * waits briefly for the missing ones, which are then read from the store (persist, then
- * publish: the store always has them).
+ * it, with chat messages released strictly in seq order (see chat_sequencer.ts), and what the
+ * bus lost read from the store: after a reconnect (`catchUp`), and by a periodic sweep for
+ * messages whose publish never came. User events and resync requests have their own modules;
+ * the feed composes them behind one interface.
  */
 export function createChatFeed(
   deps: { bus: EventBus; store: ChatStore; subjects: Subjects },
@@ -91,31 +52,8 @@ export function createChatFeed(
   const gapWaitMs = options.gapWaitMs ?? 100;
   const onError = options.onError ?? (() => {});
   const chats = new Map<string, ChatEntry>();
-  const decoder = new TextDecoder();
-  const encoder = new TextEncoder();
-  /** Each chat's newest message as this instance published it, for republishRecent(). */
-  const recent = new Map<string, { payload: Uint8Array; at: number }>();
-  /**
-   * User-event listeners by the user's subject. User events (new chats, membership changes,
-   * disconnects) are rare, so one bus subscription takes every user's while any listener is
-   * here: a subscription per user cost about a kilobyte per socket and a SUB and UNSUB for NATS
-   * at every connect and close.
-   */
-  const userListeners = new Map<string, Set<UserListener>>();
-  let unsubscribeUsers: (() => void) | undefined;
-  const resyncListeners = new Set<() => void>();
-  let unsubscribeResync: (() => void) | undefined;
-  function rememberNewest(chatId: string, payload: Uint8Array) {
-    recent.delete(chatId);
-    recent.set(chatId, { payload, at: Date.now() });
-    // oldest first: drop what is past the window, and never keep more than a bound
-    for (const [oldest, entry] of recent) {
-      if (recent.size <= MAX_RECENT && entry.at >= Date.now() - RECENT_MS) break;
-      recent.delete(oldest);
-    }
-  }
-  /** The event this instance is publishing right now: the bus hands it back synchronously. */
-  let publishing: { payload: Uint8Array; delivery: Delivery } | undefined;
+  const publisher = createChatPublisher({ bus, subjects });
+  const users = createUserFeed({ bus, subjects }, { onError });
   const unreadPushes = createUnreadPushes({ store, onError });
   /** Each followed chat's stored last seq at the previous sweep. */
   let storedAtLastSweep = new Map<string, number>();
@@ -123,16 +61,15 @@ export function createChatFeed(
   let closed = false;
   const amendments = createAmendmentReplay({
     store,
-    followed: () => [...chats].flatMap(([chatId, entry]) => entry.lastSeq === null ? [] : [chatId]),
+    followed: () => followedChats().map(([chatId]) => chatId),
     deliver(chatId, seq, envelope) {
-      const entry = chats.get(chatId);
-      if (!entry || entry.lastSeq === null) return;
-      const delivery = createDelivery(envelope);
-      if (seq <= entry.lastSeq) deliver(chatId, entry, delivery);
-      // the message waits behind a gap as the bus carried it, before this amendment
-      else if (entry.ahead.has(seq)) entry.behind.push({ afterSeq: seq, delivery });
-      // else the message is still to be read from the store, amended
+      chats.get(chatId)?.sequencer.replayed(seq, createDelivery(envelope));
     },
+    onError,
+  });
+  const resync = createResyncRequests({ bus, subjects, followsChats: () => chats.size > 0 }, {
+    // in the background: it reports its own failures
+    onRequest: (withinMs) => void amendments.request(withinMs),
     onError,
   });
 
@@ -154,167 +91,18 @@ export function createChatFeed(
     } else if (frame.type === "message_edited") unreadPushes.edited(chatId, frame.message);
   }
 
-  function release(chatId: string, entry: ChatEntry, delivery: Delivery) {
-    const frame = delivery.envelope.frame;
-    if (frame.type !== "chat_message") {
-      if (entry.ahead.size === 0 || !ABOUT_MESSAGES.has(frame.type)) {
-        return deliver(chatId, entry, delivery);
-      }
-      entry.behind.push({ afterSeq: Math.max(...entry.ahead.keys()), delivery });
-      return;
-    }
-    const lastSeq = entry.lastSeq!;
-    const seq = frame.message.seq;
-    if (seq <= lastSeq) return; // already delivered (or in the store before we joined)
-    if (seq > lastSeq + 1) {
-      entry.ahead.set(seq, delivery);
-      entry.gapTimer ??= setTimeout(() => fillGap(chatId, entry), gapWaitMs);
-      return;
-    }
-    entry.lastSeq = seq;
-    deliver(chatId, entry, delivery);
-    drainAhead(chatId, entry);
-  }
-
-  function drainAhead(chatId: string, entry: ChatEntry) {
-    // what the store delivered while it also waited here
-    for (const seq of entry.ahead.keys()) {
-      if (seq <= entry.lastSeq!) entry.ahead.delete(seq);
-    }
-    let next = entry.ahead.get(entry.lastSeq! + 1);
-    while (next) {
-      entry.ahead.delete(entry.lastSeq! + 1);
-      entry.lastSeq! += 1;
-      deliver(chatId, entry, next);
-      next = entry.ahead.get(entry.lastSeq! + 1);
-    }
-    while (entry.behind.length > 0 && entry.behind[0]!.afterSeq <= entry.lastSeq!) {
-      deliver(chatId, entry, entry.behind.shift()!.delivery);
-    }
-    if (entry.ahead.size === 0 && entry.gapTimer !== undefined) {
-      clearTimeout(entry.gapTimer);
-      entry.gapTimer = undefined;
-    }
-  }
-
-  async function fillGap(chatId: string, entry: ChatEntry) {
-    entry.gapTimer = undefined;
-    if (chats.get(chatId) !== entry || entry.ahead.size === 0) return;
-    const firstAhead = Math.min(...entry.ahead.keys());
-    const sample = entry.ahead.get(firstAhead)!.envelope;
-    try {
-      const missing = await store.messagesBetween(chatId, entry.lastSeq! + 1, firstAhead - 1);
-      if (chats.get(chatId) !== entry) return;
-      deliverFromStore(chatId, entry, missing, sample.chat);
-    } catch (error) {
-      onError(error, "gap fill");
-    }
-    drainAhead(chatId, entry);
-    if (entry.ahead.size > 0 && chats.get(chatId) === entry) {
-      entry.gapTimer ??= setTimeout(() => fillGap(chatId, entry), gapWaitMs);
-    }
-  }
-
-  /**
-   * Messages read from the store, delivered in seq order from the one after the last delivered.
-   * The bus may have delivered some of them while they were being read: those are skipped; a
-   * seq missing from `messages` stops the delivery there, and the gap stays to be filled.
-   */
-  function deliverFromStore(
-    chatId: string,
-    entry: ChatEntry,
-    messages: readonly StoredMessage[],
-    chat: ChatEnvelope["chat"],
-  ) {
-    for (const message of messages) {
-      if (message.seq <= entry.lastSeq!) continue;
-      if (message.seq !== entry.lastSeq! + 1) break;
-      entry.lastSeq = message.seq;
-      amendments.deliveredStored(message);
-      deliver(
-        chatId,
-        entry,
-        createDelivery({
-          chat,
-          audience: { to: "all" },
-          frame: { type: "chat_message", chat_id: chatId, message: toClientMessage(message) },
-          sent_at: Date.parse(message.created_at),
-        }),
-      );
-    }
-  }
-
-  /** Hears resync requests while anyone here needs them: a followed chat or a listener. */
-  function heedResync() {
-    if (chats.size > 0 || resyncListeners.size > 0) {
-      unsubscribeResync ??= bus.subscribe(subjects.resync, onResyncRequest);
-    } else {
-      unsubscribeResync?.();
-      unsubscribeResync = undefined;
-    }
-  }
-
-  function onResyncRequest(payload: Uint8Array) {
-    // in the background: it reports its own failures
-    void amendments.request(resyncWindow(payload));
-    for (const listener of [...resyncListeners]) {
-      try {
-        listener();
-      } catch (error) {
-        onError(error, "resync listener");
-      }
-    }
-  }
-
-  /** How far back a resync request asks to look; one that does not say (or garbles it): far. */
-  function resyncWindow(payload: Uint8Array): number {
-    try {
-      const request = resyncRequestSchema.safeParse(JSON.parse(decoder.decode(payload)));
-      if (request.success) return request.data.within_ms;
-    } catch {
-      // a request all the same
-    }
-    return DEFAULT_RESYNC_WINDOW_MS;
-  }
-
-  function decode(payload: Uint8Array, context: string): unknown {
-    try {
-      return JSON.parse(decoder.decode(payload));
-    } catch (error) {
-      onError(error, context);
-      return undefined;
-    }
-  }
-
-  function deliverUserEvent(payload: Uint8Array, subject: string) {
-    const listeners = userListeners.get(subject);
-    if (!listeners) return;
-    const parsed = userEventSchema.safeParse(decode(payload, "user event"));
-    if (!parsed.success) return onError(parsed.error, "user event");
-    // a copy: a listener that one of these adds starts with the next event, not this one
-    for (const listener of [...listeners]) {
-      try {
-        listener(parsed.data);
-      } catch (error) {
-        onError(error, "user listener");
-      }
-    }
-  }
-
   function onPayload(chatId: string, payload: Uint8Array) {
     const entry = chats.get(chatId);
     if (!entry) return;
-    let delivery: Delivery;
-    if (publishing?.payload === payload) {
-      delivery = publishing.delivery; // our own event: no need to read it back
-    } else {
-      // Validated on receipt: instances of different versions share the bus.
-      const parsed = chatEnvelopeSchema.safeParse(decode(payload, "chat event"));
-      if (!parsed.success) return onError(parsed.error, "chat event");
-      delivery = createDelivery(parsed.data);
+    // our own event, handed back as it is published: no need to read it back
+    let delivery = publisher.beingPublished(payload);
+    if (delivery === undefined) {
+      const report = (error: unknown) => onError(error, "chat event");
+      const envelope = readBusPayload(payload, chatEnvelopeSchema, report);
+      if (envelope === undefined) return;
+      delivery = createDelivery(envelope);
     }
-    if (entry.lastSeq === null) entry.early.push(delivery);
-    else release(chatId, entry, delivery);
+    entry.sequencer.receive(delivery);
   }
 
   async function openChats(chatIds: readonly string[]) {
@@ -324,16 +112,14 @@ export function createChatFeed(
     ready.catch(() => {}); // awaited below; also by later joiners
     for (const chatId of chatIds) {
       if (chats.has(chatId)) continue;
-      const entry: ChatEntry = {
-        listeners: new Set(),
-        lastSeq: null,
-        ready,
-        ahead: new Map(),
-        early: [],
-        behind: [],
-        gapTimer: undefined,
-        unsubscribe: () => {},
-      };
+      const sequencer = createChatSequencer(chatId, {
+        store,
+        deliver: (delivery) => deliver(chatId, entry, delivery),
+        onStored: (message) => amendments.deliveredStored(message),
+        gapWaitMs,
+        onError,
+      });
+      const entry: ChatEntry = { listeners: new Set(), sequencer, ready, unsubscribe: () => {} };
       chats.set(chatId, entry);
       entry.unsubscribe = bus.subscribe(
         subjects.chat(chatId),
@@ -341,18 +127,14 @@ export function createChatFeed(
       );
       fresh.push([chatId, entry]);
     }
-    heedResync();
+    resync.heed();
     if (fresh.length === 0) return settle.resolve();
     try {
       // Subscribed (and confirmed) first, then read: nothing committed in between is missed.
       // A bus that does not answer in time only delays its own events: gaps fill from the store.
       await bus.check(AbortSignal.timeout(1_000));
       const lastSeqs = await store.lastSeqs(fresh.map(([chatId]) => chatId));
-      for (const [chatId, entry] of fresh) {
-        entry.lastSeq = lastSeqs.get(chatId) ?? 0;
-        const early = entry.early.splice(0);
-        for (const delivery of early) release(chatId, entry, delivery);
-      }
+      for (const [chatId, entry] of fresh) entry.sequencer.startAfter(lastSeqs.get(chatId) ?? 0);
       settle.resolve();
     } catch (error) {
       for (const [chatId, entry] of fresh) {
@@ -365,10 +147,10 @@ export function createChatFeed(
 
   function close(chatId: string, entry: ChatEntry) {
     entry.unsubscribe();
-    if (entry.gapTimer !== undefined) clearTimeout(entry.gapTimer);
+    entry.sequencer.stop();
     chats.delete(chatId);
     unreadPushes.forget(chatId);
-    heedResync();
+    resync.heed();
   }
 
   scheduleSweep();
@@ -378,50 +160,24 @@ export function createChatFeed(
      * frame is serialised once, for the bus and for every local socket.
      */
     publishChat(chatId: string, envelope: ChatEnvelope, serialised: SerialisedEvent = {}): void {
-      const text = serialised.frame ?? JSON.stringify(envelope.frame);
-      const unread = envelope.unread === undefined
-        ? ""
-        : `"unread":${JSON.stringify(envelope.unread)},`;
-      const payload = encoder.encode(
-        `{"chat":${JSON.stringify(envelope.chat)},"audience":${
-          JSON.stringify(envelope.audience)
-        },"sent_at":${envelope.sent_at},${unread}"frame":${text}}`,
-      );
-      publishing = {
-        payload,
-        delivery: createDelivery(envelope, { ...serialised, frame: text }),
-      };
-      try {
-        bus.publish(subjects.chat(chatId), payload);
-      } finally {
-        publishing = undefined;
-      }
-      if (envelope.frame.type === "chat_message") rememberNewest(chatId, payload);
+      publisher.publish(chatId, envelope, serialised);
     },
 
     /**
-     * After this instance's bus came back: what it published while away never reached the
-     * others (the NATS client drops its buffer when it redials). Sending each recently active
-     * chat's newest message again lets every other instance see the gap and read the missing
-     * messages from the store; where nothing is missing it is a duplicate, and dropped.
+     * After this instance's bus came back: sends each recently active chat's newest message
+     * again, so that every other instance sees what it lost as a gap (see chat_publisher.ts).
      */
     republishRecent(): void {
-      const since = Date.now() - RECENT_MS;
-      for (const [chatId, { payload, at }] of recent) {
-        if (at < since) recent.delete(chatId);
-        else bus.publish(subjects.chat(chatId), payload);
-      }
+      publisher.republishRecent();
     },
 
     /**
-     * After this instance's bus came back. User events (bans, disconnects, membership changes,
-     * new chats) published while it was away are lost: its own to the other instances, theirs
-     * to it. Unlike messages they have no seq that shows the gap, so every instance, this one
-     * included, is asked to check its sockets' access against the store.
+     * After this instance's bus came back: asks every instance, this one included, to check
+     * its sockets' access against the store, since user events published meanwhile are lost
+     * (see resync.ts).
      */
     requestResync(lostForMs: number): void {
-      const request = { within_ms: Math.ceil(lostForMs) };
-      bus.publish(subjects.resync, encoder.encode(JSON.stringify(request)));
+      resync.request(lostForMs);
     },
 
     /**
@@ -429,15 +185,11 @@ export function createChatFeed(
      * itself replays the chats' edits and deletions of the outage on each.)
      */
     onResync(listener: () => void): () => void {
-      resyncListeners.add(listener);
-      heedResync();
-      return () => {
-        if (resyncListeners.delete(listener)) heedResync();
-      };
+      return resync.listen(listener);
     },
 
     publishUser(userId: string, event: UserEvent): void {
-      bus.publish(subjects.user(userId), encoder.encode(JSON.stringify(event)));
+      users.publish(userId, event);
     },
 
     /**
@@ -459,17 +211,7 @@ export function createChatFeed(
 
     /** Delivers the user-level events (new chats, disconnects) of `userId`. */
     onUser(userId: string, listener: UserListener): () => void {
-      const subject = subjects.user(userId);
-      const listeners = userListeners.get(subject) ?? new Set<UserListener>();
-      userListeners.set(subject, listeners.add(listener));
-      unsubscribeUsers ??= bus.subscribe(subjects.allUsers, deliverUserEvent);
-      return () => {
-        if (!listeners.delete(listener) || listeners.size > 0) return;
-        userListeners.delete(subject);
-        if (userListeners.size > 0) return;
-        unsubscribeUsers?.();
-        unsubscribeUsers = undefined;
-      };
+      return users.listen(userId, listener);
     },
 
     /**
@@ -496,8 +238,9 @@ export function createChatFeed(
     },
   };
 
+  /** The chats whose position in the store is known, so that their events go out. */
   function followedChats(): Array<[string, ChatEntry]> {
-    return [...chats].filter(([, entry]) => entry.lastSeq !== null);
+    return [...chats].filter(([, entry]) => entry.sequencer.lastSeq !== null);
   }
 
   /**
@@ -510,23 +253,21 @@ export function createChatFeed(
   ): Promise<number> {
     let delivered = 0;
     for (const [chatId, entry] of followed) {
+      const { sequencer } = entry;
       const stored = upTo.get(chatId) ?? 0;
-      if (chats.get(chatId) !== entry || stored <= entry.lastSeq!) continue;
+      if (chats.get(chatId) !== entry || stored <= sequencer.lastSeq!) continue;
       // read before anything is counted as delivered: a read that fails leaves the gap to
       // the next catch-up or gap fill, and the bus's messages wait behind it meanwhile
       const [missing, chat] = await Promise.all([
-        store.messagesBetween(chatId, entry.lastSeq! + 1, stored),
+        store.messagesBetween(chatId, sequencer.lastSeq! + 1, stored),
         store.getChat(chatId),
       ]);
       if (!chat || chats.get(chatId) !== entry) continue;
-      const before = entry.lastSeq!;
       const participants = { user_id: chat.user_id, vendor_id: chat.vendor_id };
-      deliverFromStore(chatId, entry, missing, participants);
-      const news = missing.filter((message) =>
-        message.seq > before && message.seq <= entry.lastSeq!
-      );
+      const news = sequencer.deliverStored(missing, participants);
       delivered += news.length;
-      // no later message brings the receivers' unread push: it is read from the store
+      // no later message brings the receivers' unread push: it is read from the store, and
+      // its read begun before the messages ahead go out, whose own pushes supersede it
       const sides = new Set(news.map((message) => otherSide(message.sender_side)));
       for (const side of sides) {
         unreadPushes.afterStored(chatId, side, { chat: participants, sent_at: Date.now() }, {
@@ -534,7 +275,7 @@ export function createChatFeed(
           stillFollowed: () => chats.get(chatId) === entry,
         });
       }
-      drainAhead(chatId, entry);
+      sequencer.releaseAhead();
     }
     return delivered;
   }
@@ -552,7 +293,7 @@ export function createChatFeed(
       ? new Map()
       : await store.lastSeqs(followed.map(([chatId]) => chatId));
     const stalled = followed.filter(([chatId, entry]) =>
-      (previous.get(chatId) ?? 0) > entry.lastSeq!
+      (previous.get(chatId) ?? 0) > entry.sequencer.lastSeq!
     );
     if (stalled.length === 0) return;
     const recovered = await deliverStored(stalled, previous);
@@ -575,15 +316,3 @@ export function createChatFeed(
 }
 
 export type ChatFeed = ReturnType<typeof createChatFeed>;
-
-/** Wraps an envelope so that its frame is serialised at most once. */
-export function createDelivery(envelope: ChatEnvelope, serialised: SerialisedEvent = {}): Delivery {
-  let text = serialised.frame;
-  return {
-    envelope,
-    get text() {
-      return text ??= JSON.stringify(envelope.frame);
-    },
-    unreadMessages: serialised.unreadMessages,
-  };
-}

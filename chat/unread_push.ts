@@ -1,4 +1,4 @@
-import type { DeliveredEnvelope, Delivery } from "./feed.ts";
+import type { DeliveredEnvelope, Delivery } from "./delivery.ts";
 import type { ChatStore } from "./ports.ts";
 import { type Message, type Side, toClientMessage, UNREAD_PREVIEW_LIMIT } from "./types.ts";
 

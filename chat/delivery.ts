@@ -1,0 +1,34 @@
+import type { ChatEnvelope, ChatFrame } from "./events.ts";
+import type { SerialisedEvent } from "./ports.ts";
+
+/** The `unread_messages` push as the feed hands it to sockets: its messages are in the text. */
+export interface UnreadPushFrame {
+  type: "unread_messages";
+  chat_id: string;
+  count: number;
+}
+
+export type DeliveredEnvelope = Omit<ChatEnvelope, "frame"> & {
+  frame: ChatFrame | UnreadPushFrame;
+};
+
+/** One event of a chat as this instance received it; its wire text is made once for all sockets. */
+export interface Delivery {
+  readonly envelope: DeliveredEnvelope;
+  /** The frame as JSON, serialised on first use and shared by every socket. */
+  readonly text: string;
+  /** This instance published it: the client JSON of the messages `envelope.unread` names. */
+  readonly unreadMessages?: readonly string[] | undefined;
+}
+
+/** Wraps an envelope so that its frame is serialised at most once. */
+export function createDelivery(envelope: ChatEnvelope, serialised: SerialisedEvent = {}): Delivery {
+  let text = serialised.frame;
+  return {
+    envelope,
+    get text() {
+      return text ??= JSON.stringify(envelope.frame);
+    },
+    unreadMessages: serialised.unreadMessages,
+  };
+}

@@ -1,0 +1,78 @@
+import { resyncRequestSchema } from "./events.ts";
+import type { EventBus, Subjects } from "./ports.ts";
+
+/** The outage a resync request that does not say its length is taken to cover. */
+const DEFAULT_RESYNC_WINDOW_MS = 10 * 60_000;
+
+/**
+ * Resync requests, sent by an instance whose bus came back: user events (bans, disconnects,
+ * membership changes, new chats) published while it was away are lost, its own to the other
+ * instances and theirs to it. Unlike messages they have no seq that shows the gap, so every
+ * instance, this one included, is asked to check against the store. The requests are heard
+ * on one bus subscription while anyone here needs them: a listener, or `followsChats()`.
+ */
+export function createResyncRequests(
+  deps: { bus: EventBus; subjects: Subjects; followsChats: () => boolean },
+  options: {
+    /** Told of each request first, with how far back it asks to look. */
+    onRequest: (withinMs: number) => void;
+    onError: (error: unknown, context: string) => void;
+  },
+) {
+  const { bus, subjects } = deps;
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder();
+  const listeners = new Set<() => void>();
+  let unsubscribe: (() => void) | undefined;
+
+  function heed() {
+    if (deps.followsChats() || listeners.size > 0) {
+      unsubscribe ??= bus.subscribe(subjects.resync, onRequest);
+    } else {
+      unsubscribe?.();
+      unsubscribe = undefined;
+    }
+  }
+
+  function onRequest(payload: Uint8Array) {
+    options.onRequest(resyncWindow(payload));
+    for (const listener of [...listeners]) {
+      try {
+        listener();
+      } catch (error) {
+        options.onError(error, "resync listener");
+      }
+    }
+  }
+
+  /** How far back a resync request asks to look; one that does not say (or garbles it): far. */
+  function resyncWindow(payload: Uint8Array): number {
+    try {
+      const request = resyncRequestSchema.safeParse(JSON.parse(decoder.decode(payload)));
+      if (request.success) return request.data.within_ms;
+    } catch {
+      // a request all the same
+    }
+    return DEFAULT_RESYNC_WINDOW_MS;
+  }
+
+  return {
+    /** Asks every instance to resync after events were lost for `lostForMs`. */
+    request(lostForMs: number): void {
+      const request = { within_ms: Math.ceil(lostForMs) };
+      bus.publish(subjects.resync, encoder.encode(JSON.stringify(request)));
+    },
+
+    /** Calls `listener` on every request, this instance's and the others'; returns the stop. */
+    listen(listener: () => void): () => void {
+      listeners.add(listener);
+      heed();
+      return () => {
+        if (listeners.delete(listener)) heed();
+      };
+    },
+
+    /** Subscribes or lets go as `followsChats()` changed. */
+    heed,
+  };
+}
