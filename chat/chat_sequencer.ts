@@ -3,13 +3,31 @@ import type { ChatEnvelope } from "./events.ts";
 import type { ChatStore } from "./ports.ts";
 import { type StoredMessage, toClientMessage } from "./types.ts";
 
-/** Events that name a message by its seq or id, and so must not reach a socket before it. */
-const ABOUT_MESSAGES: ReadonlySet<string> = new Set([
-  "message_read",
-  "messages_read",
-  "message_deleted",
-  "message_edited",
-]);
+/**
+ * The seq of the message an event is about, which it must not reach a socket before; 0 for a
+ * `messages_read` (about every message up to a seq the reader chose) and null for events not
+ * about messages.
+ */
+function aboutSeq(frame: Delivery["envelope"]["frame"]): number | null {
+  switch (frame.type) {
+    case "message_read":
+    case "message_deleted":
+      return frame.seq;
+    case "message_edited":
+      return frame.message.seq;
+    case "messages_read":
+      return 0;
+    default:
+      return null;
+  }
+}
+
+/** An event held until the message it is about went out; `stillOwed` is asked then. */
+interface HeldEvent {
+  afterSeq: number;
+  delivery: Delivery;
+  stillOwed?: () => boolean;
+}
 
 /**
  * One followed chat's events, handed to `deliver` with its messages strictly in seq order.
@@ -35,20 +53,27 @@ export function createChatSequencer(chatId: string, deps: {
   /** Events that arrived before the baseline was known. */
   const early: Delivery[] = [];
   /**
-   * Events about messages (read, deleted, edited) that arrived while messages waited ahead of a
-   * gap, each with the highest seq it may be about: it goes out after that message, never
-   * before.
+   * Events about messages (read, deleted, edited) that came before their message went out, or
+   * while messages waited ahead of a gap, in arrival order: each goes out once the message it
+   * is about, and every message that waited ahead when it came, went out.
    */
-  const behind: Array<{ afterSeq: number; delivery: Delivery }> = [];
+  const behind: HeldEvent[] = [];
   let gapTimer: ReturnType<typeof setTimeout> | undefined;
   let stopped = false;
+
+  /** Out now when nothing it must follow is still to go out, else held behind. */
+  function releaseAbout(held: HeldEvent) {
+    const afterSeq = Math.max(held.afterSeq, ...ahead.keys());
+    if (behind.length > 0 || afterSeq > lastSeq!) return void behind.push({ ...held, afterSeq });
+    if (held.stillOwed?.() ?? true) deliver(held.delivery);
+  }
 
   function release(delivery: Delivery) {
     const frame = delivery.envelope.frame;
     if (frame.type !== "chat_message") {
-      if (ahead.size === 0 || !ABOUT_MESSAGES.has(frame.type)) return deliver(delivery);
-      behind.push({ afterSeq: Math.max(...ahead.keys()), delivery });
-      return;
+      const about = aboutSeq(frame);
+      if (about === null) return deliver(delivery);
+      return releaseAbout({ afterSeq: about, delivery });
     }
     const seq = frame.message.seq;
     if (seq <= lastSeq!) return; // already delivered (or in the store before we joined)
@@ -75,7 +100,10 @@ export function createChatSequencer(chatId: string, deps: {
       deliver(next);
       next = ahead.get(lastSeq! + 1);
     }
-    while (behind.length > 0 && behind[0]!.afterSeq <= lastSeq!) deliver(behind.shift()!.delivery);
+    while (behind.length > 0 && behind[0]!.afterSeq <= lastSeq!) {
+      const held = behind.shift()!;
+      if (held.stillOwed?.() ?? true) deliver(held.delivery);
+    }
     if (ahead.size === 0 && gapTimer !== undefined) {
       clearTimeout(gapTimer);
       gapTimer = undefined;
@@ -148,14 +176,13 @@ export function createChatSequencer(chatId: string, deps: {
     },
 
     /**
-     * An edit or deletion of message `seq` replayed from the store: out now if that message
-     * went out, after it if it waits behind a gap as the bus carried it; dropped while it is
-     * still to be read from the store, which gives it amended.
+     * An edit or deletion of message `seq` replayed from the store, in line with the live events
+     * about messages; `stillOwed` is asked when it may go out (the message may have come from
+     * the store amended meanwhile, or a newer amendment gone out).
      */
-    replayed(seq: number, delivery: Delivery): void {
+    replayed(seq: number, delivery: Delivery, stillOwed: () => boolean): void {
       if (lastSeq === null) return;
-      if (seq <= lastSeq) deliver(delivery);
-      else if (ahead.has(seq)) behind.push({ afterSeq: seq, delivery });
+      releaseAbout({ afterSeq: seq, delivery, stillOwed });
     },
 
     deliverStored,

@@ -97,13 +97,14 @@ Deno.test("a message after a gap waits for the missing ones, which are read from
   sequencer.stop();
 });
 
-Deno.test("a read mark and a replayed edit of a message held behind a gap go out after it, not before", () => {
+Deno.test("a read mark and a replayed edit of a message held behind a gap go out after it, not before, if still owed then", () => {
   const { sequencer, delivered } = sequencerOver([]);
   sequencer.startAfter(1);
   sequencer.receive(message(3));
   sequencer.receive(readMark(3));
-  sequencer.replayed(3, readMark(3));
-  sequencer.replayed(5, readMark(5)); // still to come from the store, which gives it amended
+  sequencer.replayed(3, readMark(3), () => true);
+  // by the time message 5 goes out it came from the store amended: no longer owed
+  sequencer.replayed(5, readMark(5), () => false);
   assert.deepEqual(delivered, []);
 
   sequencer.receive(message(2)); // the bus brings the missing one before the gap is filled
@@ -112,6 +113,55 @@ Deno.test("a read mark and a replayed edit of a message held behind a gap go out
     "chat_message#3",
     "message_read#3",
     "message_read#3",
+  ]);
+  sequencer.receive(message(4));
+  sequencer.receive(message(5));
+  assert.deepEqual(delivered.slice(4), ["chat_message#4", "chat_message#5"]);
+  sequencer.stop();
+});
+
+Deno.test("a replayed deletion waits behind live events about the same message held behind a gap, and is dropped once they carried it", () => {
+  const { sequencer, delivered } = sequencerOver([]);
+  sequencer.startAfter(5);
+  sequencer.receive(message(8)); // 6 and 7 were lost: a gap
+  // the sender reads, then deletes, message 5 live (a deletion stands for both here)
+  sequencer.receive(readMark(5));
+  sequencer.receive(readMark(5));
+  // the replay found 5 deleted in the store; it is owed only if the live deletion did not go out
+  sequencer.replayed(
+    5,
+    readMark(5),
+    () => delivered.filter((e) => e === "message_read#5").length < 2,
+  );
+  assert.deepEqual(delivered, []);
+
+  sequencer.deliverStored([stored(6), stored(7)], participants);
+  sequencer.releaseAhead();
+  assert.deepEqual(delivered, [
+    "chat_message#6",
+    "chat_message#7",
+    "chat_message#8",
+    "message_read#5",
+    "message_read#5",
+  ]);
+  sequencer.stop();
+});
+
+Deno.test("an event about a message not delivered yet waits for it, and keeps its place before later ones", () => {
+  const { sequencer, delivered } = sequencerOver([]);
+  sequencer.startAfter(1);
+  // message 3 is still being read from the store when its read mark comes over the bus
+  sequencer.receive(readMark(3));
+  sequencer.receive(readMark(1));
+  assert.deepEqual(delivered, []);
+
+  sequencer.deliverStored([stored(2), stored(3)], participants);
+  sequencer.releaseAhead();
+  assert.deepEqual(delivered, [
+    "chat_message#2",
+    "chat_message#3",
+    "message_read#3",
+    "message_read#1",
   ]);
   sequencer.stop();
 });

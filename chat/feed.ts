@@ -62,8 +62,8 @@ export function createChatFeed(
   const amendments = createAmendmentReplay({
     store,
     followed: () => followedChats().map(([chatId]) => chatId),
-    deliver(chatId, seq, envelope) {
-      chats.get(chatId)?.sequencer.replayed(seq, createDelivery(envelope));
+    deliver(chatId, seq, envelope, stillOwed) {
+      chats.get(chatId)?.sequencer.replayed(seq, createDelivery(envelope), stillOwed);
     },
     onError,
   });
