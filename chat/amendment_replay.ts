@@ -9,9 +9,8 @@ import { type StoredMessage, toClientMessage } from "./types.ts";
  */
 const REMEMBERED_MS = 15 * 60_000;
 const MAX_REMEMBERED = 50_000;
-/** Between attempts of a replay the store did not answer, and how many are made. */
+/** Between attempts of a replay the store did not answer. */
 const RETRY_AFTER_MS = 2_000;
-const ATTEMPTS = 5;
 
 /** The newest state of a message's amendments that this instance delivered. */
 interface Delivered {
@@ -32,11 +31,19 @@ export function createAmendmentReplay(deps: {
   store: Pick<ChatStore, "amendedWithin" | "getChat">;
   /** The chats whose events this instance delivers. */
   followed: () => string[];
-  /** Hands a replayed event to the chat's sockets, unless the message itself is still to come. */
-  deliver: (chatId: string, seq: number, envelope: ChatEnvelope) => void;
+  /**
+   * Hands a replayed event about message `seq` on, to go out in line with the chat's other
+   * events; `stillOwed` says, when it may go out, whether the sockets still lack it.
+   */
+  deliver: (chatId: string, seq: number, envelope: ChatEnvelope, stillOwed: () => boolean) => void;
   onError: (error: unknown, context: string) => void;
+  retryAfterMs?: number;
 }) {
   const { store, onError } = deps;
+  const retryAfterMs = deps.retryAfterMs ?? RETRY_AFTER_MS;
+  /** The earliest time (this clock) amendments are owed from, while a replay is owed. */
+  let owedFrom: number | undefined;
+  let running: Promise<void> | undefined;
   const delivered = new Map<string, Delivered>();
   const pauses = new Set<() => void>();
   let closed = false;
@@ -92,7 +99,23 @@ export function createAmendmentReplay(deps: {
         audience: { to: "all" },
         frame,
         sent_at: Date.parse(message.deleted_at ?? message.edited_at!),
-      });
+      }, () => missingEvent(message) !== null);
+    }
+  }
+
+  async function replayOwed() {
+    let failures = 0;
+    while (owedFrom !== undefined && !closed) {
+      const from = owedFrom;
+      owedFrom = undefined;
+      try {
+        await replayOnce(Date.now() - from);
+        failures = 0;
+      } catch (error) {
+        if (failures++ === 0) onError(error, "replay amendments");
+        owedFrom = Math.min(owedFrom ?? Infinity, from);
+        if (!closed) await pause();
+      }
     }
   }
 
@@ -102,7 +125,7 @@ export function createAmendmentReplay(deps: {
     const timer = setTimeout(() => {
       pauses.delete(wake);
       resolve();
-    }, RETRY_AFTER_MS);
+    }, retryAfterMs);
     const wake = () => {
       clearTimeout(timer);
       resolve();
@@ -130,21 +153,14 @@ export function createAmendmentReplay(deps: {
     },
 
     /**
-     * Replays the amendments of the last `withinMs`. A store that does not answer is asked
-     * again a few times (over a window grown by the wait), and reported once. Never rejects;
-     * settles when done or given up.
+     * Replays the amendments of the last `withinMs`. Requests that come while one runs are
+     * merged into one window; a store that does not answer is asked again until it does (over
+     * a window grown by the wait), reported once. Never rejects; settles when nothing is owed.
      */
-    async request(withinMs: number): Promise<void> {
-      const requestedAt = Date.now();
-      for (let attempt = 1; !closed; attempt++) {
-        try {
-          return await replayOnce(withinMs + (Date.now() - requestedAt));
-        } catch (error) {
-          if (attempt === 1) onError(error, "replay amendments");
-          if (closed || attempt >= ATTEMPTS) return;
-          await pause();
-        }
-      }
+    request(withinMs: number): Promise<void> {
+      owedFrom = Math.min(owedFrom ?? Infinity, Date.now() - withinMs);
+      running ??= replayOwed().finally(() => (running = undefined));
+      return running;
     },
 
     /** Ends the retries still waiting. */

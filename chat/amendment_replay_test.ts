@@ -39,7 +39,7 @@ function stored(seq: number, change: Partial<StoredMessage> = {}): StoredMessage
 }
 
 /** A replay over a store that answers `amended` (after failing `failures` times). */
-function replayOver(amended: StoredMessage[], failures = 0) {
+function replayOver(amended: StoredMessage[], failures = 0, retryAfterMs = 20) {
   const replayed: ChatEnvelope["frame"][] = [];
   const errors: string[] = [];
   const asked: number[] = [];
@@ -56,6 +56,7 @@ function replayOver(amended: StoredMessage[], failures = 0) {
     followed: () => [chat.id],
     deliver: (_chatId, _seq, envelope) => replayed.push(envelope.frame),
     onError: (_error, context) => errors.push(context),
+    retryAfterMs,
   });
   return { replay, replayed, errors, asked };
 }
@@ -121,13 +122,24 @@ Deno.test("a message delivered from the store brings its amendments: they are no
   assert.deepEqual(replayed.map((frame) => frame.type), ["message_edited"]);
 });
 
-Deno.test("a replay the store does not answer is asked again, over a window grown by the wait, and reported once", async () => {
-  const { replay, replayed, errors, asked } = replayOver([stored(1, { edited_at: older })], 2);
+Deno.test("a replay the store does not answer is asked again until it does, over a window grown by the wait, and reported once", async () => {
+  const { replay, replayed, errors, asked } = replayOver([stored(1, { edited_at: older })], 7);
   await replay.request(60_000);
   assert.equal(replayed.length, 1);
   assert.deepEqual(errors, ["replay amendments"]);
-  assert.equal(asked.length, 3);
-  assert.ok(asked[2]! >= asked[0]! + 2 * 1_000, `windows asked: ${asked}`);
+  assert.equal(asked.length, 8);
+  assert.ok(asked[7]! >= asked[0]! + 7 * 20, `windows asked: ${asked}`);
+});
+
+Deno.test("requests that come while a replay waits for the store are merged into one read of the widest window", async () => {
+  const { replay, replayed, asked } = replayOver([stored(1, { edited_at: older })], 1);
+  const first = replay.request(60_000);
+  const second = replay.request(600_000);
+  assert.equal(first, second);
+  await first;
+  assert.equal(asked.length, 2);
+  assert.ok(asked[1]! >= 600_000, `windows asked: ${asked}`);
+  assert.equal(replayed.length, 1);
 });
 
 Deno.test("a closed replay ends its wait for the store, and asks it no more", async () => {

@@ -7,6 +7,9 @@
  */
 import assert from "node:assert/strict";
 import { natsCutToSecondInstance } from "./support/nats_cut.ts";
+import { startNatsServer } from "./support/nats_server.ts";
+import { startCluster } from "./support/service.ts";
+import { startTcpProxy } from "./support/tcp_proxy.ts";
 import {
   acked,
   joinAllChats,
@@ -22,6 +25,12 @@ const settings = {
   WS_RATE_BURST: "100000",
   SHUTDOWN_TIMEOUT: "1",
 };
+
+/**
+ * How long the store stays away after NATS is back in the last test: longer than the replay
+ * once kept trying (five attempts, 2 s apart).
+ */
+const STORE_AWAY_MS = 12_000;
 
 function report(line: string) {
   if (Deno.env.get("FAULT_FIGURES") === "1") console.log(`[figures] ${line}`);
@@ -105,4 +114,56 @@ Deno.test("edits and deletions made on an instance cut off from NATS reach the o
 
 Deno.test("an instance cut off from NATS while messages are edited and deleted elsewhere sends them to its sockets once it is back, once each", async () => {
   await amendedAcrossCut(1);
+});
+
+/**
+ * The NATS outage and a database outage overlap: a partition heals for NATS first, or a
+ * PostgreSQL failover is still under way when NATS comes back. The replay waits for the store.
+ */
+Deno.test("an edit lost with a NATS outage reaches the sockets once both NATS and the store are back, however long the store takes", async () => {
+  await using nats = await startNatsServer();
+  const natsTarget = new URL(nats.url);
+  await using natsProxy = startTcpProxy({
+    hostname: natsTarget.hostname,
+    port: Number(natsTarget.port),
+  });
+  await using cluster = await startCluster({
+    instances: 0,
+    env: {
+      WS_RATE_PER_SECOND: "1000",
+      WS_RATE_BURST: "1000",
+      SHUTDOWN_TIMEOUT: "1",
+      FEED_SWEEP_SECONDS: "1",
+    },
+  });
+  const db = new URL(cluster.databaseUrl);
+  await using dbProxy = startTcpProxy({ hostname: db.hostname, port: Number(db.port || 5432) });
+  await cluster.startInstance({ NATS_URL: nats.url });
+  const viaProxy = new URL(cluster.databaseUrl);
+  viaProxy.hostname = "127.0.0.1";
+  viaProxy.port = String(dbProxy.port);
+  await cluster.startInstance({
+    NATS_URL: `nats://127.0.0.1:${natsProxy.port}`,
+    DATABASE_URL: viaProxy.toString(),
+  });
+
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  await using alice = await joinChat(cluster, "alice", chat.id, 0);
+  await using acme = await joinChat(cluster, "acme", chat.id, 1);
+  const sent = await sendText(alice, "acme", "m1");
+  await messageWithSeq(acme, 1);
+
+  await natsProxy.cut(); // instance 1 cut off from NATS
+  await acked(alice, { action: "edit_message", message_id: sent.id, content: "m1, edited" });
+  await dbProxy.cut(); // ... and, for a while, from the database
+  natsProxy.restore(); // NATS comes back first: the replay runs now, against a store that is away
+  await new Promise((resolve) => setTimeout(resolve, STORE_AWAY_MS));
+  dbProxy.restore(); // the store is back
+
+  const edit = await acme.next(
+    (frame) => frame.type === "message_edited" && frame.message.content === "m1, edited",
+    "the edit made during the outage",
+    15_000,
+  );
+  assert.equal(edit.message.seq, 1);
 });
