@@ -142,26 +142,47 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
   };
 }
 
+/**
+ * How long payloads may have been lost, told at each reconnect: from when the loss began, plus
+ * UNNOTICED_LOSS_MS for a silent loss before the client noticed. A loss begins at a disconnect
+ * after the connection had been up longer than that (long enough for what a reconnect sets off,
+ * a resync request, to have gone out); a connection that drops again sooner, or flaps, keeps
+ * counting from the earlier loss.
+ */
+export function createLossClock(now: () => number = Date.now) {
+  let lossBeganAt: number | undefined;
+  let reconnectedAt = Number.NEGATIVE_INFINITY;
+  return {
+    disconnected(): void {
+      if (lossBeganAt === undefined || now() - reconnectedAt > UNNOTICED_LOSS_MS) {
+        lossBeganAt = now();
+      }
+    },
+    /** How long payloads may have been lost, in ms. */
+    reconnected(): number {
+      reconnectedAt = now();
+      return reconnectedAt - (lossBeganAt ?? reconnectedAt) + UNNOTICED_LOSS_MS;
+    },
+  };
+}
+
 /** Reports status changes until the connection closes, which ends the iterator. */
 async function watchStatus(
   nc: NatsConnection,
   onReconnect: ((lostForMs: number) => void) | undefined,
   onError: (error: unknown) => void,
 ): Promise<void> {
-  let disconnectedAt: number | undefined;
+  const losses = createLossClock();
   try {
     for await (const status of nc.status()) {
       try {
         switch (status.type) {
           case "disconnect":
-            disconnectedAt ??= Date.now();
+            losses.disconnected();
             break;
-          case "reconnect": {
-            const downForMs = Date.now() - (disconnectedAt ?? Date.now());
-            disconnectedAt = undefined;
-            onReconnect?.(downForMs + UNNOTICED_LOSS_MS);
+          case "reconnect":
+            onReconnect?.(losses.reconnected());
             break;
-          }
           case "error":
             onError(
               new ChatError("unavailable", "NATS reported an error", { cause: status.error }),
