@@ -87,7 +87,16 @@ export function inspect(
   };
 }
 
-/** A byte array is cut into views (no copy); a stream's pieces come as they arrive. */
+/** Where a stream's small pieces are copied to; see piecesOf. */
+const COPY_BUFFER_BYTES = 64 * 1024;
+
+/**
+ * A byte array is cut into views (no copy); a stream's pieces come as they arrive, except that
+ * a piece that is a small part of its buffer is copied into one of ours, next to the piece
+ * before it: held as it is, it would keep all of its buffer alive (Deno hands out each piece
+ * of a request body as a view of a 64 KiB buffer, so a client sending one byte at a time made
+ * every byte held cost 64 KiB).
+ */
 async function* piecesOf(source: MediaSource, size: number): AsyncGenerator<Uint8Array> {
   if (source instanceof Uint8Array) {
     for (let start = 0; start < source.length; start += size) {
@@ -96,11 +105,23 @@ async function* piecesOf(source: MediaSource, size: number): AsyncGenerator<Uint
     return;
   }
   const reader = source.getReader();
+  let spare = new Uint8Array(0);
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) return;
-      if (value.length > 0) yield value;
+      if (value.length * 2 >= value.buffer.byteLength) {
+        yield value;
+        continue;
+      }
+      for (let rest = value; rest.length > 0;) {
+        if (spare.length === 0) spare = new Uint8Array(COPY_BUFFER_BYTES);
+        const copied = Math.min(rest.length, spare.length);
+        spare.set(rest.subarray(0, copied));
+        yield spare.subarray(0, copied);
+        spare = spare.subarray(copied);
+        rest = rest.subarray(copied);
+      }
     }
   } finally {
     // the file was refused, or a store gave up: stop the upload rather than drain it
@@ -114,9 +135,19 @@ class Pieces {
   #list: Uint8Array[] = [];
   size = 0;
 
+  /** Holds `piece`; one that continues the last held in its buffer extends it (one view). */
   push(piece: Uint8Array): void {
-    this.#list.push(piece);
     this.size += piece.length;
+    const last = this.#list.at(-1);
+    if (last?.buffer === piece.buffer && last.byteOffset + last.length === piece.byteOffset) {
+      this.#list[this.#list.length - 1] = new Uint8Array(
+        last.buffer,
+        last.byteOffset,
+        last.length + piece.length,
+      );
+    } else {
+      this.#list.push(piece);
+    }
   }
 
   /** The first `count` bytes (or all, when fewer), left in place. */
