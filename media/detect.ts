@@ -77,7 +77,9 @@ export async function detectMedia(head: Uint8Array, kind: MediaKind | null): Pro
   } catch {
     // file-type gives up on some malformed headers by throwing; that is "unknown" too
   }
-  if (mime === undefined) {
+  // tags are an MP3's; anything else behind them would be stored with bytes of the sender's
+  // choosing in front of it
+  if (mime === undefined || (start > 0 && mime !== "audio/mpeg")) {
     throw new MediaError("unsupported_type", "the file is not an image, audio or video we accept");
   }
   if (kind !== null) {

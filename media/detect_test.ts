@@ -115,6 +115,15 @@ Deno.test("detectMedia() refuses an ID3v2 tag followed by junk or running past t
   await assert.rejects(detectMedia(id3Tag(4_099), "audio"), unsupported);
 });
 
+Deno.test("detectMedia() takes only an MP3 from behind ID3v2 tags: an image or video there is refused", async () => {
+  for (const name of ["image.png", "video.mp4"]) {
+    const file = concat(id3Tag(50_000), await fixture(name));
+    for (const kind of ["image", "video", null] as const) {
+      await assert.rejects(detectMedia(file, kind), unsupported, `${name} as ${kind}`);
+    }
+  }
+});
+
 Deno.test("detectionLength() reaches DETECTION_BYTES past the ID3v2 tags, never past MAX_DETECTION_BYTES", async () => {
   assert.equal(detectionLength(await fixture("image.png")), DETECTION_BYTES);
   assert.equal(detectionLength(await fixture("audio.mp3")), 45 + DETECTION_BYTES);
