@@ -67,6 +67,8 @@ const settings = z.object({
   MEDIA_MAX_UPLOADS_PER_USER: z.coerce.number().int().positive().default(4),
   /** Downloads one user may have open at once on one instance, each until its body is sent. */
   MEDIA_MAX_DOWNLOADS_PER_USER: z.coerce.number().int().positive().default(64),
+  /** An upload that sends no bytes for this long is ended (400), and its place given back. */
+  MEDIA_UPLOAD_IDLE_SECONDS: seconds.default(30),
   JWT_SECRET: z.string().min(32, "must be at least 32 bytes").optional(),
   JWT_PUBLIC_KEY: optionalText,
   /**

@@ -225,6 +225,7 @@ export async function startService(config: Config): Promise<RunningService> {
             download: config.MEDIA_MAX_DOWNLOADS_PER_USER,
           },
         },
+        uploadIdleMs: config.MEDIA_UPLOAD_IDLE_SECONDS * 1000,
         demoPage: config.DEMO_PAGE,
       },
     );

@@ -4,6 +4,7 @@ import { fetchMedia, fixture, paddedFixture, uploadMedia } from "./support/media
 import { startCluster, type TestCluster } from "./support/service.ts";
 import { sample } from "./support/service_process.ts";
 import { acked, joinChat } from "./support/steps.ts";
+import { within } from "./support/wait.ts";
 
 // Per-user limits of GET/HEAD/POST /v1/media over real HTTP: a token bucket shared by the
 // routes and caps on open uploads and downloads, counted only for good tokens.
@@ -222,4 +223,33 @@ Deno.test("requests with a bad token get 401 and spend nothing of the user's med
   assert.equal((await fetchMedia(cluster, "alice", mediaUrl)).response.status, 200);
   assert.equal((await uploadMedia(cluster, "alice", { chat_id: chat.id }, png)).status, 201);
   assert.equal((await fetchMedia(cluster, "alice", mediaUrl)).response.status, 429);
+});
+
+Deno.test("an upload that sends nothing for MEDIA_UPLOAD_IDLE_SECONDS is ended with 400 and gives its place back", async () => {
+  await using cluster = await startCluster({
+    nats: false,
+    env: { MEDIA_MAX_UPLOADS_PER_USER: "1", MEDIA_UPLOAD_IDLE_SECONDS: "0.5" },
+  });
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  const png = await fixture("image.png");
+  // a client that vanished without closing its connection: it sends no more, and never ends
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  try {
+    const head = `POST /v1/media?chat_id=${chat.id} HTTP/1.1\r\nHost: x\r\n` +
+      `Authorization: Bearer ${await cluster.token("alice")}\r\n` +
+      `Content-Length: ${png.length}\r\n\r\n`;
+    await conn.write(new TextEncoder().encode(head));
+    await conn.write(png.subarray(0, 64));
+    await untilOpen(cluster, "upload", 1);
+    assert.equal((await uploadMedia(cluster, "alice", { chat_id: chat.id }, png)).status, 429);
+
+    // the server gives up on it, and answers (to no one, in life)
+    const answer = new Uint8Array(1024);
+    const read = await within(conn.read(answer), 10_000, "the stalled upload's answer");
+    assert.match(new TextDecoder().decode(answer.subarray(0, read ?? 0)), /^HTTP\/1\.1 400 /);
+    await untilOpen(cluster, "upload", 0);
+    assert.equal((await uploadMedia(cluster, "alice", { chat_id: chat.id }, png)).status, 201);
+  } finally {
+    conn.close();
+  }
 });

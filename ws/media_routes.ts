@@ -10,6 +10,7 @@ import type { MediaKind, MediaRecord } from "../chat/types.ts";
 import type { MediaMetrics } from "../observability/metrics.ts";
 import { httpStatusFor, toErrorFrame } from "./errors.ts";
 import { noneMatch, parseRange, rangeStillValid } from "./http_range.ts";
+import { failWhenIdle } from "./idle_deadline.ts";
 import {
   type Admitted,
   createRequestLimits,
@@ -32,6 +33,8 @@ export interface MediaRouteOptions {
   allowedOrigins: readonly string[];
   /** Per user on this instance: requests a second, and requests open at once by kind. */
   mediaLimits: RequestLimits;
+  /** An upload body that sends nothing for this long fails with `invalid_payload`. */
+  uploadIdleMs: number;
 }
 
 const UPLOAD_PATH = "/v1/media";
@@ -117,7 +120,15 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
       { user_id: principal.userId, membership },
       mediaType ?? kindOfContentType(request.headers.get("content-type")),
       {
-        stream: request.body ?? ReadableStream.from<Uint8Array>([]),
+        stream: failWhenIdle(
+          request.body ?? ReadableStream.from<Uint8Array>([]),
+          options.uploadIdleMs,
+          () =>
+            new ChatError(
+              "invalid_payload",
+              `the upload sent nothing for ${options.uploadIdleMs / 1000} s`,
+            ),
+        ),
         length: declared === null ? null : Number(declared),
       },
     );

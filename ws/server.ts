@@ -47,6 +47,8 @@ export interface HttpOptions {
   allowedOrigins: readonly string[];
   /** Per-user limits of the media routes on this instance. */
   mediaLimits: RequestLimits;
+  /** An upload that sends nothing for this long is ended. */
+  uploadIdleMs: number;
   /** Serves the demo chat page at `/` (DEMO_PAGE). */
   demoPage?: boolean;
 }
