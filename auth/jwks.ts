@@ -58,7 +58,15 @@ export function createJwksKeys(url: URL): JwksKeys {
         return;
       }
       const jwks = remote.jwks();
-      if (jwks) local = createLocalJWKSet(jwks);
+      // a set without keys checks no token: it is no better than none (sockets would close
+      // 4401, and clients throw their tokens away), so the last set with keys is kept
+      if (jwks && jwks.keys.length > 0) {
+        local = createLocalJWKSet(jwks);
+        return;
+      }
+      failedAt = Date.now();
+      lastFailure = new Error("the JWKS endpoint served no keys");
+      log.warn("JWKS endpoint served no keys; keeping the last key set fetched");
     })().finally(() => (refreshing = undefined));
     return refreshing;
   }

@@ -136,3 +136,23 @@ Deno.test("a JWKS verifier can verify only once it holds a key set: it asks a fa
   assert.equal(await userOf(verifier, key), "alice");
   assert.equal(requests, 2);
 });
+
+Deno.test("a JWKS endpoint that serves no keys leaves the verifier unable to verify, not refusing every token as bad", async () => {
+  const key = await signingKey("k1");
+  let keys: JWK[] = [];
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => Response.json({ keys }),
+  );
+  try {
+    const verifier = await jwksVerifier(server.addr.port);
+    assert.equal(await verifier.canVerify(), false);
+    await assertUnavailable(verifier, key);
+    keys = [key.jwk];
+    using _retried = clockAhead(PAST_CACHE_AGE_MS);
+    assert.equal(await verifier.canVerify(), true);
+    assert.equal(await userOf(verifier, key), "alice");
+  } finally {
+    await server.shutdown();
+  }
+});
