@@ -29,101 +29,79 @@ interface HeldEvent {
   stillOwed?: () => boolean;
 }
 
-/**
- * One followed chat's events, handed to `deliver` with its messages strictly in seq order.
- * Nothing goes out before `startAfter` says where the chat stood in the store. A message that
- * arrives after a gap waits `gapWaitMs` for the ones before it, which are then read from the
- * store (persist, then publish: the store always has them); events about messages held behind
- * the gap wait for those messages.
- */
-export function createChatSequencer(chatId: string, deps: {
+/** What the sequencers of one feed share: one object for all, nothing per chat. */
+export interface SequencerDeps {
   store: Pick<ChatStore, "messagesBetween">;
-  /** Hands an event on to the chat's sockets. */
-  deliver: (delivery: Delivery) => void;
   /** Told of each message read from the store just before it is delivered. */
   onStored: (message: StoredMessage) => void;
   gapWaitMs: number;
   onError: (error: unknown, context: string) => void;
-}) {
-  const { deliver, gapWaitMs, onError } = deps;
+}
+
+/**
+ * One followed chat's events, handed to `deliver` with its messages strictly in seq order.
+ * Nothing goes out before `startAfter` says where the chat stood in the store. A message that
+ * arrives after a gap waits `gapWaitMs` for the ones before it, which are then read from the
+ * store (persist, then publish: the store always has them); events about messages wait for
+ * those messages. A class, and its queues made on first use: there is one per followed chat,
+ * and most never see a gap.
+ */
+export class ChatSequencer {
+  readonly #chatId: string;
+  readonly #deps: SequencerDeps;
+  /** Hands an event on to the chat's sockets. */
+  readonly #deliver: (delivery: Delivery) => void;
   /** seq of the last chat_message delivered; null until the baseline is read. */
-  let lastSeq: number | null = null;
+  #lastSeq: number | null = null;
   /** Messages that arrived ahead of a gap, by seq. */
-  const ahead = new Map<number, Delivery>();
+  #ahead: Map<number, Delivery> | undefined;
   /** Events that arrived before the baseline was known. */
-  const early: Delivery[] = [];
+  #early: Delivery[] | undefined;
   /**
    * Events about messages (read, deleted, edited) that came before their message went out, or
    * while messages waited ahead of a gap, in arrival order: each goes out once the message it
    * is about, and every message that waited ahead when it came, went out.
    */
-  const behind: HeldEvent[] = [];
-  let gapTimer: ReturnType<typeof setTimeout> | undefined;
-  let stopped = false;
+  #behind: HeldEvent[] | undefined;
+  #gapTimer: ReturnType<typeof setTimeout> | undefined;
+  #stopped = false;
 
-  /** Out now when nothing it must follow is still to go out, else held behind. */
-  function releaseAbout(held: HeldEvent) {
-    const afterSeq = Math.max(held.afterSeq, ...ahead.keys());
-    if (behind.length > 0 || afterSeq > lastSeq!) return void behind.push({ ...held, afterSeq });
-    if (held.stillOwed?.() ?? true) deliver(held.delivery);
+  constructor(chatId: string, deliver: (delivery: Delivery) => void, deps: SequencerDeps) {
+    this.#chatId = chatId;
+    this.#deliver = deliver;
+    this.#deps = deps;
   }
 
-  function release(delivery: Delivery) {
-    const frame = delivery.envelope.frame;
-    if (frame.type !== "chat_message") {
-      const about = aboutSeq(frame);
-      if (about === null) return deliver(delivery);
-      return releaseAbout({ afterSeq: about, delivery });
-    }
-    const seq = frame.message.seq;
-    if (seq <= lastSeq!) return; // already delivered (or in the store before we joined)
-    if (seq > lastSeq! + 1) {
-      ahead.set(seq, delivery);
-      gapTimer ??= setTimeout(fillGap, gapWaitMs);
-      return;
-    }
-    lastSeq = seq;
-    deliver(delivery);
-    releaseAhead();
+  /** seq of the last message delivered; null until `startAfter`. */
+  get lastSeq(): number | null {
+    return this.#lastSeq;
   }
 
-  /** Delivers what waited ahead of the gap and behind those messages, now that it may go. */
-  function releaseAhead() {
-    // what the store delivered while it also waited here
-    for (const seq of ahead.keys()) {
-      if (seq <= lastSeq!) ahead.delete(seq);
-    }
-    let next = ahead.get(lastSeq! + 1);
-    while (next) {
-      ahead.delete(lastSeq! + 1);
-      lastSeq! += 1;
-      deliver(next);
-      next = ahead.get(lastSeq! + 1);
-    }
-    while (behind.length > 0 && behind[0]!.afterSeq <= lastSeq!) {
-      const held = behind.shift()!;
-      if (held.stillOwed?.() ?? true) deliver(held.delivery);
-    }
-    if (ahead.size === 0 && gapTimer !== undefined) {
-      clearTimeout(gapTimer);
-      gapTimer = undefined;
-    }
+  /**
+   * The chat's last stored seq, read once its bus subscription was in force: the messages up
+   * to it are history, not delivered; the events that came before it go out now, in order.
+   */
+  startAfter(storedSeq: number): void {
+    this.#lastSeq = storedSeq;
+    const early = this.#early ?? [];
+    this.#early = undefined;
+    for (const delivery of early) this.#release(delivery);
   }
 
-  async function fillGap() {
-    gapTimer = undefined;
-    if (stopped || ahead.size === 0) return;
-    const firstAhead = Math.min(...ahead.keys());
-    const sample = ahead.get(firstAhead)!.envelope;
-    try {
-      const missing = await deps.store.messagesBetween(chatId, lastSeq! + 1, firstAhead - 1);
-      if (stopped) return;
-      deliverStored(missing, sample.chat);
-    } catch (error) {
-      onError(error, "gap fill");
-    }
-    releaseAhead();
-    if (ahead.size > 0 && !stopped) gapTimer ??= setTimeout(fillGap, gapWaitMs);
+  /** An event as the bus brought it: out now, or once what it must follow is out. */
+  receive(delivery: Delivery): void {
+    if (this.#lastSeq === null) (this.#early ??= []).push(delivery);
+    else this.#release(delivery);
+  }
+
+  /**
+   * An edit or deletion of message `seq` replayed from the store, in line with the live events
+   * about messages; `stillOwed` is asked when it may go out (the message may have come from
+   * the store amended meanwhile, or a newer amendment gone out).
+   */
+  replayed(seq: number, delivery: Delivery, stillOwed: () => boolean): void {
+    if (this.#lastSeq === null) return;
+    this.#releaseAbout({ afterSeq: seq, delivery, stillOwed });
   }
 
   /**
@@ -133,20 +111,17 @@ export function createChatSequencer(chatId: string, deps: {
    * gap stays to be filled. What waits ahead of them goes out at `releaseAhead()`, so that a
    * caller can first send what these messages are owed.
    */
-  function deliverStored(
-    messages: readonly StoredMessage[],
-    chat: ChatEnvelope["chat"],
-  ): StoredMessage[] {
+  deliverStored(messages: readonly StoredMessage[], chat: ChatEnvelope["chat"]): StoredMessage[] {
     const delivered: StoredMessage[] = [];
     for (const message of messages) {
-      if (message.seq <= lastSeq!) continue;
-      if (message.seq !== lastSeq! + 1) break;
-      lastSeq = message.seq;
-      deps.onStored(message);
-      deliver(createDelivery({
+      if (message.seq <= this.#lastSeq!) continue;
+      if (message.seq !== this.#lastSeq! + 1) break;
+      this.#lastSeq = message.seq;
+      this.#deps.onStored(message);
+      this.#deliver(createDelivery({
         chat,
         audience: { to: "all" },
-        frame: { type: "chat_message", chat_id: chatId, message: toClientMessage(message) },
+        frame: { type: "chat_message", chat_id: this.#chatId, message: toClientMessage(message) },
         sent_at: Date.parse(message.created_at),
       }));
       delivered.push(message);
@@ -154,46 +129,88 @@ export function createChatSequencer(chatId: string, deps: {
     return delivered;
   }
 
-  return {
-    /** seq of the last message delivered; null until `startAfter`. */
-    get lastSeq(): number | null {
-      return lastSeq;
-    },
+  /** Delivers what waited ahead of the gap and behind those messages, now that it may go. */
+  releaseAhead(): void {
+    const ahead = this.#ahead;
+    if (ahead) {
+      // what the store delivered while it also waited here
+      for (const seq of ahead.keys()) {
+        if (seq <= this.#lastSeq!) ahead.delete(seq);
+      }
+      let next = ahead.get(this.#lastSeq! + 1);
+      while (next) {
+        ahead.delete(this.#lastSeq! + 1);
+        this.#lastSeq! += 1;
+        this.#deliver(next);
+        next = ahead.get(this.#lastSeq! + 1);
+      }
+    }
+    const behind = this.#behind;
+    while (behind && behind.length > 0 && behind[0]!.afterSeq <= this.#lastSeq!) {
+      const held = behind.shift()!;
+      if (held.stillOwed?.() ?? true) this.#deliver(held.delivery);
+    }
+    if ((ahead?.size ?? 0) === 0 && this.#gapTimer !== undefined) {
+      clearTimeout(this.#gapTimer);
+      this.#gapTimer = undefined;
+    }
+  }
 
-    /**
-     * The chat's last stored seq, read once its bus subscription was in force: the messages up
-     * to it are history, not delivered; the events that came before it go out now, in order.
-     */
-    startAfter(storedSeq: number): void {
-      lastSeq = storedSeq;
-      for (const delivery of early.splice(0)) release(delivery);
-    },
+  /** The chat is no longer followed: no gap is filled from now on. */
+  stop(): void {
+    this.#stopped = true;
+    if (this.#gapTimer !== undefined) clearTimeout(this.#gapTimer);
+  }
 
-    /** An event as the bus brought it: out now, or once what it must follow is out. */
-    receive(delivery: Delivery): void {
-      if (lastSeq === null) early.push(delivery);
-      else release(delivery);
-    },
+  /** Out now when nothing it must follow is still to go out, else held behind. */
+  #releaseAbout(held: HeldEvent) {
+    const afterSeq = Math.max(held.afterSeq, ...(this.#ahead?.keys() ?? []));
+    if ((this.#behind?.length ?? 0) > 0 || afterSeq > this.#lastSeq!) {
+      (this.#behind ??= []).push({ ...held, afterSeq });
+      return;
+    }
+    if (held.stillOwed?.() ?? true) this.#deliver(held.delivery);
+  }
 
-    /**
-     * An edit or deletion of message `seq` replayed from the store, in line with the live events
-     * about messages; `stillOwed` is asked when it may go out (the message may have come from
-     * the store amended meanwhile, or a newer amendment gone out).
-     */
-    replayed(seq: number, delivery: Delivery, stillOwed: () => boolean): void {
-      if (lastSeq === null) return;
-      releaseAbout({ afterSeq: seq, delivery, stillOwed });
-    },
+  #release(delivery: Delivery) {
+    const frame = delivery.envelope.frame;
+    if (frame.type !== "chat_message") {
+      const about = aboutSeq(frame);
+      if (about === null) return this.#deliver(delivery);
+      return this.#releaseAbout({ afterSeq: about, delivery });
+    }
+    const seq = frame.message.seq;
+    if (seq <= this.#lastSeq!) return; // already delivered (or in the store before we joined)
+    if (seq > this.#lastSeq! + 1) {
+      (this.#ahead ??= new Map()).set(seq, delivery);
+      this.#gapTimer ??= setTimeout(() => this.#fillGap(), this.#deps.gapWaitMs);
+      return;
+    }
+    this.#lastSeq = seq;
+    this.#deliver(delivery);
+    this.releaseAhead();
+  }
 
-    deliverStored,
-    releaseAhead,
-
-    /** The chat is no longer followed: no gap is filled from now on. */
-    stop(): void {
-      stopped = true;
-      if (gapTimer !== undefined) clearTimeout(gapTimer);
-    },
-  };
+  async #fillGap() {
+    this.#gapTimer = undefined;
+    const ahead = this.#ahead;
+    if (this.#stopped || !ahead || ahead.size === 0) return;
+    const firstAhead = Math.min(...ahead.keys());
+    const sample = ahead.get(firstAhead)!.envelope;
+    try {
+      const missing = await this.#deps.store.messagesBetween(
+        this.#chatId,
+        this.#lastSeq! + 1,
+        firstAhead - 1,
+      );
+      if (this.#stopped) return;
+      this.deliverStored(missing, sample.chat);
+    } catch (error) {
+      this.#deps.onError(error, "gap fill");
+    }
+    this.releaseAhead();
+    if (ahead.size > 0 && !this.#stopped) {
+      this.#gapTimer ??= setTimeout(() => this.#fillGap(), this.#deps.gapWaitMs);
+    }
+  }
 }
-
-export type ChatSequencer = ReturnType<typeof createChatSequencer>;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { storedMessage } from "../tests/support/stored_messages.ts";
-import { createChatSequencer } from "./chat_sequencer.ts";
+import { ChatSequencer } from "./chat_sequencer.ts";
 import { createDelivery, type Delivery } from "./delivery.ts";
 import type { ChatStore } from "./ports.ts";
 import { type StoredMessage, toClientMessage } from "./types.ts";
@@ -52,17 +52,12 @@ function sequencerOver(inStore: StoredMessage[], gapWaitMs = 60_000) {
       return Promise.resolve(inStore.filter(({ seq }) => seq >= from && seq <= to));
     },
   };
-  const sequencer = createChatSequencer(chatId, {
+  const sequencer = new ChatSequencer(chatId, ({ envelope: { frame } }) => {
+    const seq = frame.type === "chat_message" ? frame.message.seq : "seq" in frame ? frame.seq : "";
+    delivered.push(`${frame.type}#${seq}`);
+    if (delivered.length === 1) fill();
+  }, {
     store,
-    deliver({ envelope: { frame } }) {
-      const seq = frame.type === "chat_message"
-        ? frame.message.seq
-        : "seq" in frame
-        ? frame.seq
-        : "";
-      delivered.push(`${frame.type}#${seq}`);
-      if (delivered.length === 1) fill();
-    },
     onStored: (message) => onStored.push(message.seq),
     gapWaitMs,
     onError: (error) => assert.fail(String(error)),

@@ -1,6 +1,6 @@
 import { createAmendmentReplay } from "./amendment_replay.ts";
 import { createChatPublisher } from "./chat_publisher.ts";
-import { type ChatSequencer, createChatSequencer } from "./chat_sequencer.ts";
+import { ChatSequencer, type SequencerDeps } from "./chat_sequencer.ts";
 import { createDelivery, type Delivery } from "./delivery.ts";
 import { type ChatEnvelope, chatEnvelopeSchema, readBusPayload, type UserEvent } from "./events.ts";
 import type { ChatStore, EventBus, SerialisedEvent, Subjects } from "./ports.ts";
@@ -105,6 +105,13 @@ export function createChatFeed(
     entry.sequencer.receive(delivery);
   }
 
+  const sequencerDeps: SequencerDeps = {
+    store,
+    onStored: (message) => amendments.deliveredStored(message),
+    gapWaitMs,
+    onError,
+  };
+
   async function openChats(chatIds: readonly string[]) {
     const fresh: Array<[string, ChatEntry]> = [];
     let settle!: { resolve: () => void; reject: (error: unknown) => void };
@@ -112,13 +119,11 @@ export function createChatFeed(
     ready.catch(() => {}); // awaited below; also by later joiners
     for (const chatId of chatIds) {
       if (chats.has(chatId)) continue;
-      const sequencer = createChatSequencer(chatId, {
-        store,
-        deliver: (delivery) => deliver(chatId, entry, delivery),
-        onStored: (message) => amendments.deliveredStored(message),
-        gapWaitMs,
-        onError,
-      });
+      const sequencer = new ChatSequencer(
+        chatId,
+        (delivery) => deliver(chatId, entry, delivery),
+        sequencerDeps,
+      );
       const entry: ChatEntry = { listeners: new Set(), sequencer, ready, unsubscribe: () => {} };
       chats.set(chatId, entry);
       entry.unsubscribe = bus.subscribe(
