@@ -5,7 +5,7 @@ import { createDelivery, type Delivery } from "./delivery.ts";
 import { type ChatEnvelope, chatEnvelopeSchema, readBusPayload, type UserEvent } from "./events.ts";
 import type { ChatStore, EventBus, SerialisedEvent, Subjects } from "./ports.ts";
 import { createResyncRequests } from "./resync.ts";
-import { otherSide } from "./types.ts";
+import { type Chat, otherSide, type StoredMessage } from "./types.ts";
 import { createUnreadPushes } from "./unread_push.ts";
 import { createUserFeed, type UserListener } from "./user_feed.ts";
 
@@ -227,7 +227,8 @@ export function createChatFeed(
       const followed = followedChats();
       if (followed.length === 0) return;
       const lastSeqs = await store.lastSeqs(followed.map(([chatId]) => chatId));
-      await deliverStored(followed, lastSeqs);
+      const { failure } = await deliverStored(followed, lastSeqs);
+      if (failure) throw failure.error;
     },
 
     /** Stops what the feed does in the background on its own. */
@@ -250,23 +251,32 @@ export function createChatFeed(
 
   /**
    * Delivers each chat's messages from the store, from the one after the last delivered up to
-   * its seq in `upTo`; resolves with how many were delivered.
+   * its seq in `upTo`; resolves with how many were delivered, and the first read that failed.
    */
   async function deliverStored(
     followed: ReadonlyArray<[string, ChatEntry]>,
     upTo: ReadonlyMap<string, number>,
-  ): Promise<number> {
+  ): Promise<{ delivered: number; failure: { error: unknown } | undefined }> {
     let delivered = 0;
+    let failure: { error: unknown } | undefined;
     for (const [chatId, entry] of followed) {
       const { sequencer } = entry;
       const stored = upTo.get(chatId) ?? 0;
       if (chats.get(chatId) !== entry || stored <= sequencer.lastSeq!) continue;
       // read before anything is counted as delivered: a read that fails leaves the gap to
-      // the next catch-up or gap fill, and the bus's messages wait behind it meanwhile
-      const [missing, chat] = await Promise.all([
-        store.messagesBetween(chatId, sequencer.lastSeq! + 1, stored),
-        store.getChat(chatId),
-      ]);
+      // the next catch-up or gap fill, and the bus's messages wait behind it meanwhile; the
+      // other chats are read all the same, and the first failure is returned
+      let missing: StoredMessage[];
+      let chat: Chat | null;
+      try {
+        [missing, chat] = await Promise.all([
+          store.messagesBetween(chatId, sequencer.lastSeq! + 1, stored),
+          store.getChat(chatId),
+        ]);
+      } catch (error) {
+        failure ??= { error };
+        continue;
+      }
       if (!chat || chats.get(chatId) !== entry) continue;
       const participants = { user_id: chat.user_id, vendor_id: chat.vendor_id };
       const news = sequencer.deliverStored(missing, participants);
@@ -282,7 +292,7 @@ export function createChatFeed(
       }
       sequencer.releaseAhead();
     }
-    return delivered;
+    return { delivered, failure };
   }
 
   /**
@@ -301,8 +311,9 @@ export function createChatFeed(
       (previous.get(chatId) ?? 0) > entry.sequencer.lastSeq!
     );
     if (stalled.length === 0) return;
-    const recovered = await deliverStored(stalled, previous);
-    if (recovered > 0) options.onRecovered?.(recovered);
+    const { delivered, failure } = await deliverStored(stalled, previous);
+    if (delivered > 0) options.onRecovered?.(delivered);
+    if (failure) throw failure.error;
   }
 
   function scheduleSweep() {

@@ -233,3 +233,42 @@ Deno.test("a stored message whose unread snapshot cannot be read is still acknow
     await sql.end();
   }
 });
+
+Deno.test("a catch-up whose read of one chat fails still delivers the other chats, and then reports the failure", async () => {
+  await using database = await freshDatabase();
+  const sql = postgres(database.url, { max: 3, onnotice: () => {} });
+  try {
+    const store = createPostgresStore(sql);
+    const broken = (await store.createChat("alice", "acme")).chat;
+    const healthy = (await store.createChat("bob", "acme")).chat;
+    const failing: ChatStore = {
+      ...store,
+      messagesBetween: (chatId, from, to) =>
+        chatId === broken.id
+          ? Promise.reject(new Error("the database went away"))
+          : store.messagesBetween(chatId, from, to),
+    };
+    const feed = createChatFeed({
+      bus: createMemoryBus(),
+      store: failing,
+      subjects: createSubjects("test"),
+    });
+    const delivered: string[] = [];
+    // the broken chat first: it is read first
+    const leave = await feed.join([broken.id, healthy.id], (delivery) => {
+      const { frame } = delivery.envelope;
+      if (frame.type === "chat_message") delivered.push(`${frame.chat_id}#${frame.message.seq}`);
+    });
+    try {
+      // stored while this instance was cut off from the bus
+      await store.insertMessage(fromAlice(broken.id, "lost for now"));
+      await store.insertMessage({ ...fromAlice(healthy.id, "lost too"), sender_id: "bob" });
+      await assert.rejects(feed.catchUp(), /the database went away/);
+      assert.deepEqual(delivered, [`${healthy.id}#1`]);
+    } finally {
+      leave();
+    }
+  } finally {
+    await sql.end();
+  }
+});
