@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { storedRow } from "../tests/support/stored_messages.ts";
 import { createAmendmentReplay } from "./amendment_replay.ts";
 import type { ChatEnvelope } from "./events.ts";
 import type { ChatStore } from "./ports.ts";
@@ -13,30 +14,16 @@ const chat: Chat = {
   last_seq: 3,
 };
 
-function stored(seq: number, change: Partial<StoredMessage> = {}): StoredMessage {
-  return {
+/** A message of alice's to acme, as the store reads it. */
+const stored = (seq: number, change: Partial<StoredMessage> = {}): StoredMessage =>
+  storedRow(chat.id, seq, {
     id: `m${seq}`,
-    chat_id: chat.id,
-    seq,
     sender_id: "alice",
     sender_side: "customer",
     receiver_id: "acme",
-    media_type: "text",
     content: `text ${seq}`,
-    media_id: null,
-    media_url: null,
-    is_read: false,
-    read_at: null,
-    edited_at: null,
-    deleted: false,
-    deleted_at: null,
-    deleted_by: null,
-    created_at: "2026-12-05T10:00:00.000Z",
-    updated_at: "2026-12-05T10:00:00.000Z",
-    client_id: null,
     ...change,
-  };
-}
+  });
 
 /** A replay over a store that answers `amended` (after failing `failures` times). */
 function replayOver(amended: StoredMessage[], failures = 0, retryAfterMs = 20) {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { storedMessage } from "../tests/support/stored_messages.ts";
+import { storedRow } from "../tests/support/stored_messages.ts";
 import { ChatSequencer } from "./chat_sequencer.ts";
 import { createDelivery, type Delivery } from "./delivery.ts";
 import type { ChatStore } from "./ports.ts";
@@ -9,13 +9,7 @@ const chatId = "chat-1";
 const participants = { user_id: "cust-1", vendor_id: "vend-1" };
 
 /** A message of the chat as the store reads it. */
-const stored = (seq: number): StoredMessage => ({
-  ...storedMessage(chatId, seq),
-  sender_side: "vendor",
-  media_id: null,
-  deleted_at: null,
-  deleted_by: null,
-});
+const stored = (seq: number): StoredMessage => storedRow(chatId, seq);
 
 const message = (seq: number): Delivery =>
   createDelivery({

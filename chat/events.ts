@@ -97,7 +97,6 @@ export type UserEvent = z.infer<typeof userEventSchema>;
 export const resyncRequestSchema = z.object({
   within_ms: z.number().int().positive(),
 });
-export type ResyncRequest = z.infer<typeof resyncRequestSchema>;
 
 const decoder = new TextDecoder();
 

@@ -104,5 +104,3 @@ export function createRequestLimits(limits: RequestLimits, options: { now: () =>
     },
   };
 }
-
-export type RequestLimiter = ReturnType<typeof createRequestLimits>;

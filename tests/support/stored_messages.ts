@@ -1,4 +1,5 @@
 import type { LatestChatFrame, Message } from "../../client/mod.ts";
+import type { StoredMessage } from "../../chat/types.ts";
 
 const AT = "2026-01-01T00:00:00.000Z";
 
@@ -22,6 +23,22 @@ export function storedMessage(chatId: string, seq: number, extra: Partial<Messag
     client_id: null,
     ...extra,
   };
+}
+
+/** `storedMessage` as the store reads it: sent by the vendor's side unless `extra` says. */
+export function storedRow(
+  chatId: string,
+  seq: number,
+  extra: Partial<StoredMessage> = {},
+): StoredMessage {
+  const {
+    sender_side = "vendor",
+    media_id = null,
+    deleted_at = null,
+    deleted_by = null,
+    ...message
+  } = extra;
+  return { ...storedMessage(chatId, seq, message), sender_side, media_id, deleted_at, deleted_by };
 }
 
 /** A row of a `chats` frame whose newest message is `seq`. */
