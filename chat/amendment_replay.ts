@@ -1,5 +1,5 @@
 import type { ChatEnvelope, ChatFrame } from "./events.ts";
-import type { ChatStore } from "./ports.ts";
+import type { ChatStore, StoredRead } from "./ports.ts";
 import { type StoredMessage, toClientMessage } from "./types.ts";
 
 /**
@@ -11,24 +11,47 @@ const REMEMBERED_MS = 15 * 60_000;
 const MAX_REMEMBERED = 50_000;
 /** Between attempts of a replay the store did not answer. */
 const RETRY_AFTER_MS = 2_000;
+/** The most read marks one replay sends (the newest): each is an event of its own. */
+export const MAX_REPLAYED_READS = 10_000;
 
 /** The newest state of a message's amendments that this instance delivered. */
 interface Delivered {
   editedAt: number | null;
   deleted: boolean;
-  at: number;
+  read: boolean;
 }
 
 /**
- * Edits and deletions lost on the bus while an instance was cut off from NATS (its own, to
- * the others; the others', to it), sent again from the store. Unlike messages they have no seq
- * that shows the gap, so after a reconnect every instance reads the messages of the chats it
- * follows amended within the outage and delivers those whose state it has not delivered yet:
- * `message_deleted`, or `message_edited` with the current text. Read marks are not replayed
- * (the store does not keep who read a message).
+ * Entries kept for REMEMBERED_MS, at most MAX_REMEMBERED: the least recently set go first.
+ */
+class RecentlySet<V> {
+  #entries = new Map<string, { value: V; at: number }>();
+
+  get(key: string): V | undefined {
+    return this.#entries.get(key)?.value;
+  }
+
+  set(key: string, value: V): void {
+    const now = Date.now();
+    this.#entries.delete(key);
+    this.#entries.set(key, { value, at: now });
+    for (const [oldest, entry] of this.#entries) {
+      if (this.#entries.size <= MAX_REMEMBERED && entry.at >= now - REMEMBERED_MS) break;
+      this.#entries.delete(oldest);
+    }
+  }
+}
+
+/**
+ * Amendments lost on the bus while an instance was cut off from NATS (its own, to the others;
+ * the others', to it), sent again from the store: edits, deletions and read marks. Unlike
+ * messages they have no seq that shows the gap, so after a reconnect every instance reads the
+ * messages of the chats it follows amended within the outage and delivers what it has not
+ * delivered yet: `message_deleted`, `message_edited` with the current text, and `message_read`
+ * for each message read (a `messages_read` becomes one per message it marked).
  */
 export function createAmendmentReplay(deps: {
-  store: Pick<ChatStore, "amendedWithin" | "getChat">;
+  store: Pick<ChatStore, "amendedWithin" | "readWithin" | "getChat">;
   /** The chats whose events this instance delivers. */
   followed: () => string[];
   /**
@@ -44,23 +67,32 @@ export function createAmendmentReplay(deps: {
   /** The earliest time (this clock) amendments are owed from, while a replay is owed. */
   let owedFrom: number | undefined;
   let running: Promise<void> | undefined;
-  const delivered = new Map<string, Delivered>();
+  const delivered = new RecentlySet<Delivered>();
+  /** Per chat and reader, the highest `up_to_seq` of a `messages_read` delivered. */
+  const readUpTo = new RecentlySet<number>();
   const pauses = new Set<() => void>();
   let closed = false;
 
-  function remember(messageId: string, change: { editedAt?: number; deleted?: boolean }) {
+  function remember(
+    messageId: string,
+    change: { editedAt?: number; deleted?: boolean; read?: boolean },
+  ) {
     const known = delivered.get(messageId);
-    delivered.delete(messageId);
     delivered.set(messageId, {
       editedAt: Math.max(change.editedAt ?? 0, known?.editedAt ?? 0) || null,
       deleted: change.deleted === true || known?.deleted === true,
-      at: Date.now(),
+      read: change.read === true || known?.read === true,
     });
-    // oldest first: drop what is past the window, and never keep more than a bound
-    for (const [oldest, entry] of delivered) {
-      if (delivered.size <= MAX_REMEMBERED && entry.at >= Date.now() - REMEMBERED_MS) break;
-      delivered.delete(oldest);
-    }
+  }
+
+  const readerKey = (chatId: string, readerId: string) => `${chatId} ${readerId}`;
+
+  /** The `message_read` a client lacks for a stored read mark; null when it has it. */
+  function missingRead(read: StoredRead): ChatFrame | null {
+    const known = delivered.get(read.message_id);
+    if (known?.read || known?.deleted) return null;
+    if ((readUpTo.get(readerKey(read.chat_id, read.reader_id)) ?? 0) >= read.seq) return null;
+    return { type: "message_read", ...read };
   }
 
   /** The event that brings a client up to the message's stored state; null when it has it. */
@@ -86,21 +118,32 @@ export function createAmendmentReplay(deps: {
   async function replayOnce(withinMs: number) {
     const chatIds = deps.followed();
     if (chatIds.length === 0) return;
-    const amended = await store.amendedWithin(chatIds, withinMs);
-    const chatIdsAmended = [...new Set(amended.map((message) => message.chat_id))];
-    const chats = await Promise.all(chatIdsAmended.map((chatId) => store.getChat(chatId)));
+    const [amended, reads] = await Promise.all([
+      store.amendedWithin(chatIds, withinMs),
+      store.readWithin(chatIds, withinMs, MAX_REPLAYED_READS),
+    ]);
+    if (reads.length === MAX_REPLAYED_READS) {
+      onError(
+        new Error(`more than ${MAX_REPLAYED_READS} read marks to replay: the older are not sent`),
+        "replay amendments",
+      );
+    }
+    const chatIdsAmended = new Set([...amended, ...reads].map((event) => event.chat_id));
+    const chats = await Promise.all([...chatIdsAmended].map((chatId) => store.getChat(chatId)));
     const participants = new Map(chats.flatMap((chat) => chat ? [[chat.id, chat]] : []));
-    for (const message of amended) {
-      const chat = participants.get(message.chat_id);
-      const frame = missingEvent(message);
-      if (!chat || !frame) continue;
-      deps.deliver(message.chat_id, message.seq, {
+    const replay = (event: { chat_id: string; seq: number }, missing: () => ChatFrame | null) => {
+      const chat = participants.get(event.chat_id);
+      const frame = missing();
+      if (!chat || !frame) return;
+      deps.deliver(event.chat_id, event.seq, {
         chat: { user_id: chat.user_id, vendor_id: chat.vendor_id },
         audience: { to: "all" },
         frame,
-        sent_at: Date.parse(message.deleted_at ?? message.edited_at!),
-      }, () => missingEvent(message) !== null);
-    }
+        sent_at: Date.now(),
+      }, () => missing() !== null);
+    };
+    for (const message of amended) replay(message, () => missingEvent(message));
+    for (const read of reads) replay(read, () => missingRead(read));
   }
 
   async function replayOwed() {
@@ -137,17 +180,27 @@ export function createAmendmentReplay(deps: {
   return {
     /** Notes an event as it is delivered: an amendment it carries is not replayed. */
     delivered(frame: ChatFrame | { type: "unread_messages" }): void {
-      if (frame.type === "message_deleted") remember(frame.message_id, { deleted: true });
-      if (frame.type === "message_edited" && frame.message.edited_at !== null) {
-        remember(frame.message.id, { editedAt: Date.parse(frame.message.edited_at) });
+      switch (frame.type) {
+        case "message_deleted":
+          return remember(frame.message_id, { deleted: true });
+        case "message_edited":
+          if (frame.message.edited_at === null) return;
+          return remember(frame.message.id, { editedAt: Date.parse(frame.message.edited_at) });
+        case "message_read":
+          return remember(frame.message_id, { read: true });
+        case "messages_read": {
+          const key = readerKey(frame.chat_id, frame.reader_id);
+          return readUpTo.set(key, Math.max(frame.up_to_seq, readUpTo.get(key) ?? 0));
+        }
       }
     },
 
     /** Notes a message delivered from the store: its amendments so far came with it. */
     deliveredStored(message: StoredMessage): void {
-      if (message.deleted_at === null && message.edited_at === null) return;
+      if (message.deleted_at === null && message.edited_at === null && !message.is_read) return;
       remember(message.id, {
         deleted: message.deleted_at !== null,
+        read: message.is_read,
         ...(message.edited_at === null ? {} : { editedAt: Date.parse(message.edited_at) }),
       });
     },

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { storedRow } from "../tests/support/stored_messages.ts";
-import { createAmendmentReplay } from "./amendment_replay.ts";
+import { createAmendmentReplay, MAX_REPLAYED_READS } from "./amendment_replay.ts";
 import type { ChatEnvelope } from "./events.ts";
-import type { ChatStore } from "./ports.ts";
+import type { ChatStore, StoredRead } from "./ports.ts";
 import { type Chat, type StoredMessage, toClientMessage } from "./types.ts";
 
 const chat: Chat = {
@@ -25,17 +25,23 @@ const stored = (seq: number, change: Partial<StoredMessage> = {}): StoredMessage
     ...change,
   });
 
-/** A replay over a store that answers `amended` (after failing `failures` times). */
-function replayOver(amended: StoredMessage[], failures = 0, retryAfterMs = 20) {
+/** A replay over a store that answers `amended` and `reads` (after failing `failures` times). */
+function replayOver(
+  amended: StoredMessage[],
+  failures = 0,
+  retryAfterMs = 20,
+  reads: StoredRead[] = [],
+) {
   const replayed: ChatEnvelope["frame"][] = [];
   const errors: string[] = [];
   const asked: number[] = [];
-  const store: Pick<ChatStore, "amendedWithin" | "getChat"> = {
+  const store: Pick<ChatStore, "amendedWithin" | "readWithin" | "getChat"> = {
     amendedWithin(_chatIds, withinMs) {
       asked.push(withinMs);
       if (asked.length <= failures) return Promise.reject(new Error("store away"));
       return Promise.resolve(amended);
     },
+    readWithin: (_chatIds, _withinMs, limit) => Promise.resolve(reads.slice(-limit)),
     getChat: (chatId) => Promise.resolve(chatId === chat.id ? chat : null),
   };
   const replay = createAmendmentReplay({
@@ -136,4 +142,56 @@ Deno.test("a closed replay ends its wait for the store, and asks it no more", as
   await replaying;
   await replay.request(60_000);
   assert.deepEqual(asked, [60_000]);
+});
+
+/** acme's read mark of alice's message `seq`, as the store keeps it. */
+const readOf = (seq: number, readerId = "acme"): StoredRead => ({
+  chat_id: chat.id,
+  message_id: `m${seq}`,
+  seq,
+  reader_id: readerId,
+  read_at: older,
+});
+
+Deno.test("a replay sends message_read for each read mark the sockets have not had", async () => {
+  const reads = [1, 2, 3, 4, 5, 6].map((seq) => readOf(seq));
+  reads.push(readOf(7, "acme-agent"));
+  const { replay, replayed } = replayOver([], 0, 20, reads);
+  // delivered live already: message 1 marked alone, and up to 3 by acme (not by its agent)
+  replay.delivered({ type: "message_read", ...readOf(1) });
+  replay.delivered({
+    type: "messages_read",
+    chat_id: chat.id,
+    reader_id: "acme",
+    up_to_seq: 3,
+    count: 2,
+    read_at: older,
+  });
+  // delivered from the store already read; and deleted meanwhile
+  replay.deliveredStored(stored(4, { is_read: true, read_at: older }));
+  replay.delivered({
+    type: "message_deleted",
+    chat_id: chat.id,
+    message_id: "m5",
+    seq: 5,
+    deleted_by: "alice",
+    deleted_at: newer,
+  });
+  await replay.request(60_000);
+  assert.deepEqual(replayed, [
+    { type: "message_read", ...readOf(6) },
+    { type: "message_read", ...readOf(7, "acme-agent") },
+  ]);
+
+  for (const frame of replayed.splice(0)) replay.delivered(frame);
+  await replay.request(60_000);
+  assert.deepEqual(replayed, []);
+});
+
+Deno.test("a replay with more read marks than it sends says so", async () => {
+  const reads = Array.from({ length: MAX_REPLAYED_READS + 1 }, (_, index) => readOf(index + 1));
+  const { replay, replayed, errors } = replayOver([], 0, 20, reads);
+  await replay.request(60_000);
+  assert.equal(replayed.length, MAX_REPLAYED_READS);
+  assert.deepEqual(errors, ["replay amendments"]);
 });

@@ -87,6 +87,15 @@ export interface UnreadSnapshot {
   messages: StoredMessage[];
 }
 
+/** A message's read mark as the store keeps it. */
+export interface StoredRead {
+  chat_id: string;
+  message_id: string;
+  seq: number;
+  reader_id: string;
+  read_at: string;
+}
+
 export interface ChatListQuery {
   /** An `updated_at` cursor: chats with older activity. */
   before?: string;
@@ -117,21 +126,29 @@ export interface ChatStore {
    * clock), in their current state, by chat and seq.
    */
   amendedWithin(chatIds: readonly string[], withinMs: number): Promise<StoredMessage[]>;
+  /**
+   * Read marks of these chats' messages made within the last `withinMs` (database clock), at
+   * most `limit`, the newest; by chat and seq. Marks of deleted messages are left out.
+   */
+  readWithin(chatIds: readonly string[], withinMs: number, limit: number): Promise<StoredRead[]>;
   unread(chatId: string, side: Side, limit: number): Promise<UnreadSnapshot>;
   getMessage(messageId: string): Promise<StoredMessage | null>;
   /**
-   * Marks one message read when it was sent by the other side of `readerSide`; `changed` is
-   * false when it already was read or was sent by the reader's own side. Null: no such message.
+   * Marks one message read by `readerId` when it was sent by the other side of `readerSide`;
+   * `changed` is false when it already was read or was sent by the reader's own side. Null: no
+   * such message.
    */
   markRead(
     chatId: string,
     messageId: string,
     readerSide: Side,
+    readerId: string,
   ): Promise<{ message: StoredMessage; changed: boolean } | null>;
   markReadUpTo(
     chatId: string,
     readerSide: Side,
     seq: number,
+    readerId: string,
   ): Promise<{ count: number; read_at: string }>;
   /**
    * Tombstones a message; `changed` is false when it already was deleted. With `audit`, the

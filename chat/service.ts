@@ -276,7 +276,7 @@ export function createChatService(deps: ChatServiceDeps) {
     /** Marks a message read. Errors: not_found, forbidden (the reader's own side sent it). */
     async readMessage(actor: Actor, messageId: string): Promise<void> {
       const { chat, side } = actor.membership;
-      const result = await store.markRead(chat.id, messageId, side);
+      const result = await store.markRead(chat.id, messageId, side, actor.user_id);
       if (!result) throw new ChatError("not_found", "no such message in this chat");
       if (result.message.sender_side === side) {
         throw new ChatError("forbidden", "only the receiver's side may mark a message read");
@@ -296,7 +296,7 @@ export function createChatService(deps: ChatServiceDeps) {
     /** Marks every message addressed to the reader's side up to `seq` read. */
     async readUpTo(actor: Actor, seq: number): Promise<{ count: number }> {
       const { chat, side } = actor.membership;
-      const { count, read_at } = await store.markReadUpTo(chat.id, side, seq);
+      const { count, read_at } = await store.markReadUpTo(chat.id, side, seq, actor.user_id);
       if (count > 0) {
         publishChat(chat, { to: "all" }, {
           type: "messages_read",

@@ -79,7 +79,7 @@ Deno.test("messages and read marks are written over the writer's own connections
     const store = createPostgresStore(sql, writerSql);
     const { chat } = await store.createChat("alice", "acme");
     const { message } = await store.insertMessage(fromAlice(chat.id, "hello"));
-    const read = await store.markRead(chat.id, message.id, "vendor");
+    const read = await store.markRead(chat.id, message.id, "vendor", chat.vendor_id);
     assert.equal(read?.changed, true);
     const writes = (name: keyof typeof statements) =>
       statements[name].filter((query) => /insert into messages|update messages/.test(query));
@@ -126,8 +126,10 @@ Deno.test("two instances writing one chat: each send's unread snapshot equals a 
     for (let step = 0; step < 24; step++) {
       const store = step % 3 === 0 ? first : second;
       const sent = await store.insertMessage(toAcme(`m${step}`));
-      if (step % 4 === 3) await first.markRead(chat.id, sent.message.id, "vendor");
-      if (step % 5 === 4) await second.markReadUpTo(chat.id, "vendor", sent.message.seq - 2);
+      if (step % 4 === 3) await first.markRead(chat.id, sent.message.id, "vendor", chat.vendor_id);
+      if (step % 5 === 4) {
+        await second.markReadUpTo(chat.id, "vendor", sent.message.seq - 2, chat.vendor_id);
+      }
       const fresh = await first.unread(chat.id, "vendor", 50);
       const next = await store.insertMessage(toAcme(`n${step}`));
       assert.equal(next.receiver_unread?.count, fresh.count + 1, `count at step ${step}`);
@@ -224,7 +226,9 @@ Deno.test("an unread snapshot's count and messages are of one moment while messa
             [1, 2, 3].map((index) => store.insertMessage(fromAlice(chat.id, `${round}.${index}`))),
           );
           // read up to the middle one now and then: the count stays well under the preview's 50
-          if (round % 3 === 2) await store.markReadUpTo(chat.id, "vendor", sent[1]!.message.seq);
+          if (round % 3 === 2) {
+            await store.markReadUpTo(chat.id, "vendor", sent[1]!.message.seq, chat.vendor_id);
+          }
         }
       } finally {
         writing = false;
@@ -298,10 +302,12 @@ Deno.test("two instances sending, marking read, reading up to a seq and deleting
         }
         const target = sent[pick(sent.length)]!;
         const reader = target.fromVendor ? "customer" : "vendor";
+        const readerId = target.fromVendor ? target.chat.user_id : target.chat.vendor_id;
         const sender = target.fromVendor ? target.chat.vendor_id : target.chat.user_id;
-        if (kind < 8) operations.push(store.markRead(target.chat.id, target.id, reader));
-        else if (kind < 9) operations.push(store.markReadUpTo(target.chat.id, reader, target.seq));
-        else operations.push(store.deleteMessage(target.id, sender));
+        if (kind < 8) operations.push(store.markRead(target.chat.id, target.id, reader, readerId));
+        else if (kind < 9) {
+          operations.push(store.markReadUpTo(target.chat.id, reader, target.seq, readerId));
+        } else operations.push(store.deleteMessage(target.id, sender));
       }
       const failed = (await Promise.allSettled(operations)).filter((r) => r.status === "rejected");
       assert.deepEqual(failed, [], `round ${round}`);

@@ -6,6 +6,7 @@ import type {
   ModerationRecord,
   NewMessage,
   Page,
+  StoredRead,
 } from "../chat/ports.ts";
 import {
   type ChatSummary,
@@ -285,6 +286,19 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
       return rows.map(toStoredMessage);
     },
 
+    async readWithin(chatIds, withinMs, limit) {
+      if (chatIds.length === 0) return [];
+      const rows = await sql<Array<Omit<StoredRead, "read_at"> & { read_at: Date }>>`
+        select chat_id, id as message_id, seq, read_by as reader_id, read_at from messages
+        where chat_id = any(${arrayLiteral(chatIds)}::uuid[]) and read_at is not null
+          and read_at > now() - make_interval(secs => ${withinMs / 1000})
+          and read_by is not null and deleted_at is null
+        order by read_at desc limit ${limit}`;
+      return rows
+        .map((row) => ({ ...row, read_at: row.read_at.toISOString() }))
+        .sort((a, b) => a.chat_id.localeCompare(b.chat_id) || a.seq - b.seq);
+    },
+
     async unread(chatId, side, limit) {
       // one statement, so that the count and the messages are of one moment
       const rows = await sql<
@@ -307,11 +321,16 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
       return selectMessage(sql, messageId);
     },
 
-    markRead(chatId, messageId, readerSide) {
-      return writer.read({ chat_id: chatId, message_id: messageId, reader_side: readerSide });
+    markRead(chatId, messageId, readerSide, readerId) {
+      return writer.read({
+        chat_id: chatId,
+        message_id: messageId,
+        reader_side: readerSide,
+        reader_id: readerId,
+      });
     },
 
-    async markReadUpTo(chatId, readerSide, seq) {
+    async markReadUpTo(chatId, readerSide, seq, readerId) {
       const [result] = await sql<
         Array<{ count: number; read_at: Date; after: ChatAfterRead | null }>
       >`
@@ -324,7 +343,8 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
         ), updated as (
           -- by primary key whatever the statistics: a join with marked is planned as a scan of
           -- the whole table when many messages are marked
-          update messages set is_read = true, read_at = date_trunc('milliseconds', now()), updated_at = date_trunc('milliseconds', now())
+          update messages set is_read = true, read_at = date_trunc('milliseconds', now()),
+            read_by = ${readerId}, updated_at = date_trunc('milliseconds', now())
           where id = any(array(select id from marked))
           returning 1
         ), counter as (

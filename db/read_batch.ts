@@ -8,6 +8,8 @@ export interface ReadMark {
   chat_id: string;
   message_id: string;
   reader_side: Side;
+  /** Kept on the message as `read_by`, for replays after a NATS outage. */
+  reader_id: string;
 }
 
 /** The chat's unread state as a read statement left it. */
@@ -51,18 +53,19 @@ export function markReadBatch(sql: Pick<Sql, "unsafe">, marks: readonly ReadMark
     arrayLiteral(marks.map((mark) => mark.message_id)),
     arrayLiteral(marks.map((mark) => mark.chat_id)),
     arrayLiteral(marks.map((mark) => mark.reader_side)),
+    arrayLiteral(marks.map((mark) => mark.reader_id)),
   ], { prepare: true });
 }
 
 /** markReadBatch's statement: its text is a constant, as the message batch's (see there). */
 const MARK_READ_BATCH = `
   with input as (
-    select * from unnest($1::uuid[], $2::uuid[], $3::text[])
-      with ordinality as t(message_id, chat_id, reader_side, ord)
+    select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[])
+      with ordinality as t(message_id, chat_id, reader_side, reader_id, ord)
   ), found as (
     -- each message locked in id order, as read_up_to locks them: in any two orders two
     -- statements could each hold a message the other waits for
-    select i.ord, i.reader_side, x.* from (select * from input order by message_id) i
+    select i.ord, i.reader_side, i.reader_id, x.* from (select * from input order by message_id) i
     cross join lateral (
       select ${messageColumnList()} from messages where id = i.message_id limit 1 for update
     ) x
@@ -71,7 +74,7 @@ const MARK_READ_BATCH = `
     -- by primary key only; "is not true" rather than "not is_read", which would let the
     -- planner reach the rows through the index of every unread message instead
     update messages m set is_read = true, read_at = date_trunc('milliseconds', now()),
-                          updated_at = date_trunc('milliseconds', now())
+                          read_by = f.reader_id, updated_at = date_trunc('milliseconds', now())
     from found f
     where m.id = f.id and m.sender_side <> f.reader_side and m.is_read is not true
       and m.deleted_at is null

@@ -96,6 +96,7 @@ Deno.test("the group commit's read marks look messages up by index, however smal
       chat_id: messages[index]!.chat_id,
       message_id: messages[index]!.id,
       reader_side: "vendor" as const,
+      reader_id: "acme",
     });
     for (let n = 0; n < 20; n++) await markReadBatch(sql, [mark(2 * n), mark(2 * n + 1)]);
     const { seqScans } = await messageReadsOf(sql, async (tx) => {

@@ -143,16 +143,22 @@ for (const backend of backends) {
     assert.equal((await db.store.unread(chat.id, "vendor", 50)).count, 4);
     assert.equal((await db.store.unread(chat.id, "customer", 50)).count, 0);
 
-    const own = await db.store.markRead(chat.id, sent[0]!.message.id, "customer");
+    const own = await db.store.markRead(chat.id, sent[0]!.message.id, "customer", chat.user_id);
     assert.equal(own?.changed, false, "the sender's side cannot mark it");
-    const read = await db.store.markRead(chat.id, sent[0]!.message.id, "vendor");
+    const read = await db.store.markRead(chat.id, sent[0]!.message.id, "vendor", chat.vendor_id);
     assert.equal(read?.changed, true);
-    assert.equal((await db.store.markRead(chat.id, sent[0]!.message.id, "vendor"))?.changed, false);
+    assert.equal(
+      (await db.store.markRead(chat.id, sent[0]!.message.id, "vendor", chat.vendor_id))?.changed,
+      false,
+    );
     await db.store.deleteMessage(sent[1]!.message.id, chat.user_id);
     const after = await db.store.insertMessage(text(chat, "m4"));
     assert.equal(after.receiver_unread?.count, 3);
     assert.deepEqual(after.receiver_unread?.messages.map((m) => m.seq), [3, 4, 5]);
-    assert.deepEqual(await db.store.markReadUpTo(chat.id, "vendor", 4).then((r) => r.count), 2);
+    assert.deepEqual(
+      await db.store.markReadUpTo(chat.id, "vendor", 4, chat.vendor_id).then((r) => r.count),
+      2,
+    );
     const unread = await db.store.unread(chat.id, "vendor", 50);
     assert.equal(unread.count, 1);
     assert.deepEqual(unread.messages.map((m) => m.seq), [5]);
@@ -178,7 +184,9 @@ for (const backend of backends) {
         db.store.insertMessage(text(chat, `c${round}b`)),
       ]);
       await matchesFreshRead(third!, "vendor");
-      if (round % 2 === 1) await db.store.markRead(chat.id, first!.message.id, "vendor");
+      if (round % 2 === 1) {
+        await db.store.markRead(chat.id, first!.message.id, "vendor", chat.vendor_id);
+      }
       await matchesFreshRead(
         await db.store.insertMessage(text(chat, `v${round}b`, fromVendor)),
         "customer",
@@ -202,8 +210,9 @@ for (const backend of backends) {
       // of a range
       for (let read = 0; read <= step % 2; read++) {
         const target = toVendor[pick(toVendor.length)]!.message;
-        if (step % 7 === 6) await db.store.markReadUpTo(chat.id, "vendor", target.seq);
-        else await db.store.markRead(chat.id, target.id, "vendor");
+        if (step % 7 === 6) {
+          await db.store.markReadUpTo(chat.id, "vendor", target.seq, chat.vendor_id);
+        } else await db.store.markRead(chat.id, target.id, "vendor", chat.vendor_id);
       }
       if (step % 5 === 0) await db.store.insertMessage(text(chat, `v${step}`, fromVendor));
       const sent = await db.store.insertMessage(text(chat, `c${step}`));
@@ -228,8 +237,10 @@ for (const backend of backends) {
     }
     // group commits of sends and read marks run beside single statements on the same rows
     const results = await Promise.allSettled([
-      ...first.slice(0, 10).map((sent) => db.store.markRead(chat.id, sent.message.id, "vendor")),
-      db.store.markReadUpTo(chat.id, "vendor", 15),
+      ...first.slice(0, 10).map((sent) =>
+        db.store.markRead(chat.id, sent.message.id, "vendor", chat.vendor_id)
+      ),
+      db.store.markReadUpTo(chat.id, "vendor", 15, chat.vendor_id),
       db.store.deleteMessage(first[17]!.message.id, "c"),
       ...Array.from({ length: 10 }, (_, index) => db.store.insertMessage(text(chat, `n${index}`))),
       ...Array.from(
@@ -293,9 +304,9 @@ for (const backend of backends) {
     await db.store.editMessage(sent[1]!.id, "m2, edited");
     await db.store.deleteMessage(sent[1]!.id, "c");
     await db.store.editMessage(elsewhere.id, "o1, edited");
-    await db.store.markRead(chat.id, sent[3]!.id, "vendor");
+    await db.store.markRead(chat.id, sent[3]!.id, "vendor", chat.vendor_id);
     const amended = await db.store.amendedWithin([chat.id], 60_000);
-    // by seq; a read mark is not an amendment; another chat's are not asked for
+    // by seq; a read mark is not an edit (see readWithin); another chat's are not asked for
     assert.deepEqual(amended.map((m) => [m.seq, m.content, m.deleted, m.deleted_by]), [
       [1, "m1", true, "c"],
       [2, "m2, edited", true, "c"],
@@ -310,6 +321,51 @@ for (const backend of backends) {
     // the window ends at the database's now: amendments before it are outside a window of 0
     assert.deepEqual(await db.store.amendedWithin([chat.id], 0), []);
     assert.deepEqual(await db.store.amendedWithin([], 60_000), []);
+  });
+
+  Deno.test(`${backend.name}: read marks within a window are found with their reader, the newest up to a limit`, async () => {
+    await using db = await backend.open();
+    const chat = (await db.store.createChat("c", "v")).chat;
+    const other = (await db.store.createChat("c2", "v")).chat;
+    await db.store.addVendorMember("v", "agent", "agent");
+    const sent = [];
+    for (let i = 1; i <= 6; i++) {
+      sent.push((await db.store.insertMessage(text(chat, `m${i}`))).message);
+    }
+    const elsewhere = (await db.store.insertMessage(text(other, "o1"))).message;
+    assert.deepEqual(await db.store.readWithin([chat.id, other.id], 60_000, 100), []);
+
+    await db.store.markRead(chat.id, sent[4]!.id, "vendor", "agent");
+    await db.store.markReadUpTo(chat.id, "vendor", 3, "v");
+    await db.store.markRead(chat.id, sent[5]!.id, "vendor", "v");
+    await db.store.deleteMessage(sent[5]!.id, "c");
+    await db.store.markRead(other.id, elsewhere.id, "vendor", "v");
+    const reads = await db.store.readWithin([chat.id], 60_000, 100);
+    // by seq; a deleted message's mark is left out; another chat's are not asked for
+    assert.deepEqual(reads.map((read) => [read.message_id, read.seq, read.reader_id]), [
+      [sent[0]!.id, 1, "v"],
+      [sent[1]!.id, 2, "v"],
+      [sent[2]!.id, 3, "v"],
+      [sent[4]!.id, 5, "agent"],
+    ]);
+    for (const read of reads) {
+      assert.equal(read.chat_id, chat.id);
+      assert.ok(Number.isFinite(Date.parse(read.read_at)), read.read_at);
+    }
+    const stored = await db.store.getMessage(sent[0]!.id);
+    assert.equal(reads[0]!.read_at, stored?.read_at);
+    // at most the limit, the newest: none left out is newer than one returned
+    const all = await db.store.readWithin([other.id, chat.id], 60_000, 100);
+    assert.equal(all.length, 5);
+    const newest = await db.store.readWithin([other.id, chat.id], 60_000, 3);
+    assert.equal(newest.length, 3);
+    const returned = new Set(newest.map((read) => read.message_id));
+    const oldestReturned = Math.min(...newest.map((read) => Date.parse(read.read_at)));
+    for (const read of all.filter((read) => !returned.has(read.message_id))) {
+      assert.ok(Date.parse(read.read_at) <= oldestReturned, `${read.read_at} left out`);
+    }
+    assert.deepEqual(await db.store.readWithin([chat.id], 0, 100), []);
+    assert.deepEqual(await db.store.readWithin([], 60_000, 100), []);
   });
 
   Deno.test(`${backend.name}: history pages back and forward by seq`, async () => {
