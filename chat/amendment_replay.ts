@@ -51,7 +51,7 @@ class RecentlySet<V> {
  * for each message read (a `messages_read` becomes one per message it marked).
  */
 export function createAmendmentReplay(deps: {
-  store: Pick<ChatStore, "amendedWithin" | "readWithin" | "getChat">;
+  store: Pick<ChatStore, "amendedWithin" | "readWithin" | "getChats">;
   /** The chats whose events this instance delivers. */
   followed: () => string[];
   /**
@@ -129,8 +129,8 @@ export function createAmendmentReplay(deps: {
       );
     }
     const chatIdsAmended = new Set([...amended, ...reads].map((event) => event.chat_id));
-    const chats = await Promise.all([...chatIdsAmended].map((chatId) => store.getChat(chatId)));
-    const participants = new Map(chats.flatMap((chat) => chat ? [[chat.id, chat]] : []));
+    const chats = await store.getChats([...chatIdsAmended]);
+    const participants = new Map(chats.map((chat) => [chat.id, chat]));
     const replay = (event: { chat_id: string; seq: number }, missing: () => ChatFrame | null) => {
       const chat = participants.get(event.chat_id);
       const frame = missing();

@@ -35,14 +35,14 @@ function replayOver(
   const replayed: ChatEnvelope["frame"][] = [];
   const errors: string[] = [];
   const asked: number[] = [];
-  const store: Pick<ChatStore, "amendedWithin" | "readWithin" | "getChat"> = {
+  const store: Pick<ChatStore, "amendedWithin" | "readWithin" | "getChats"> = {
     amendedWithin(_chatIds, withinMs) {
       asked.push(withinMs);
       if (asked.length <= failures) return Promise.reject(new Error("store away"));
       return Promise.resolve(amended);
     },
     readWithin: (_chatIds, _withinMs, limit) => Promise.resolve(reads.slice(-limit)),
-    getChat: (chatId) => Promise.resolve(chatId === chat.id ? chat : null),
+    getChats: (chatIds) => Promise.resolve(chatIds.includes(chat.id) ? [chat] : []),
   };
   const replay = createAmendmentReplay({
     store,

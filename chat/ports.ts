@@ -106,6 +106,8 @@ export interface ChatListQuery {
 export interface ChatStore {
   createChat(userId: string, vendorId: string): Promise<{ chat: Chat; created: boolean }>;
   getChat(chatId: string): Promise<Chat | null>;
+  /** The chats of these ids that exist, in no particular order: one query for them all. */
+  getChats(chatIds: readonly string[]): Promise<Chat[]>;
   /** The user's side in the chat, or null (unknown chat or not a participant). */
   membership(chatId: string, userId: string): Promise<Membership | null>;
   /** Every chat the user is a participant of, on either side. */

@@ -157,6 +157,14 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
       return row ? toChat(row) : null;
     },
 
+    async getChats(chatIds) {
+      if (chatIds.length === 0) return [];
+      const rows = await sql<ChatRow[]>`
+        select id, user_id, vendor_id, last_seq, created_at, updated_at
+        from chats where id = any(${arrayLiteral(chatIds)}::uuid[])`;
+      return rows.map(toChat);
+    },
+
     async membership(chatId, userId) {
       const rows = await sql<Array<ChatRow & { is_member: boolean }>>`
         select c.id, c.user_id, c.vendor_id, c.last_seq, c.created_at, c.updated_at,

@@ -259,6 +259,20 @@ for (const backend of backends) {
     assert.equal((await db.store.unread(chat.id, "customer", 50)).count, 10);
   });
 
+  Deno.test(`${backend.name}: chats are read by id, many at once, as one by one`, async () => {
+    await using db = await backend.open();
+    const first = (await db.store.createChat("c", "v")).chat;
+    const second = (await db.store.createChat("c2", "v")).chat;
+    await db.store.insertMessage(text(second, "hi"));
+    const unknown = crypto.randomUUID();
+    const chats = await db.store.getChats([second.id, unknown, first.id]);
+    const byId = (a: { id: string }, b: { id: string }) => a.id.localeCompare(b.id);
+    const oneByOne = [await db.store.getChat(first.id), await db.store.getChat(second.id)];
+    assert.deepEqual(chats.sort(byId), oneByOne.map((chat) => chat!).sort(byId));
+    assert.equal(chats.find((chat) => chat.id === second.id)?.last_seq, 1);
+    assert.deepEqual(await db.store.getChats([]), []);
+  });
+
   Deno.test(`${backend.name}: a banned sender's message is refused`, async () => {
     await using db = await backend.open();
     const chat = (await db.store.createChat("c", "v")).chat;
