@@ -2,7 +2,13 @@ import { resyncRequestSchema } from "./events.ts";
 import type { EventBus, Subjects } from "./ports.ts";
 
 /** The outage a resync request that does not say its length is taken to cover. */
-const DEFAULT_RESYNC_WINDOW_MS = 10 * 60_000;
+export const DEFAULT_RESYNC_WINDOW_MS = 10 * 60_000;
+/**
+ * The longest window a request may ask every instance to read again: a day. Any instance (or
+ * anything else that can publish on the subject) may send one, and a replay reads every
+ * amendment of its followed chats within it.
+ */
+export const MAX_RESYNC_WINDOW_MS = 24 * 60 * 60_000;
 
 /**
  * Resync requests, sent by an instance whose bus came back: user events (bans, disconnects,
@@ -45,11 +51,14 @@ export function createResyncRequests(
     }
   }
 
-  /** How far back a resync request asks to look; one that does not say (or garbles it): far. */
+  /**
+   * How far back a resync request asks to look, at most MAX_RESYNC_WINDOW_MS; one that does not
+   * say (or garbles it): DEFAULT_RESYNC_WINDOW_MS.
+   */
   function resyncWindow(payload: Uint8Array): number {
     try {
       const request = resyncRequestSchema.safeParse(JSON.parse(decoder.decode(payload)));
-      if (request.success) return request.data.within_ms;
+      if (request.success) return Math.min(request.data.within_ms, MAX_RESYNC_WINDOW_MS);
     } catch {
       // a request all the same
     }
