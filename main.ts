@@ -140,7 +140,7 @@ export async function startService(config: Config): Promise<RunningService> {
           feed?.catchUp().catch((error) => logError(error, "catch up after reconnect"));
           feed?.republishRecent();
           // user events and amendments have no seq: every instance checks its sockets'
-          // access against the store, and sends the edits and deletions of the outage again
+          // access against the store, and sends the edits, deletions and read marks again
           feed?.requestResync(lostForMs);
         },
       });
