@@ -155,6 +155,7 @@ export async function startService(config: Config): Promise<RunningService> {
       onError: logError,
       sweepEveryMs: config.FEED_SWEEP_SECONDS * 1000,
       onRecovered: (messages) => metrics.messagesRecovered.inc(messages),
+      onAmendmentsRecovered: (amendments) => metrics.amendmentsRecovered.inc(amendments),
     });
     cleanup.push(() => Promise.resolve(chatFeed.close()));
     const mediaStore = config.MEDIA_BACKEND === "nats"

@@ -1,5 +1,5 @@
 import type { ChatEnvelope, ChatFrame } from "./events.ts";
-import type { ChatStore, StoredRead } from "./ports.ts";
+import type { ChatStore, RecentWindow, StoredRead } from "./ports.ts";
 import { type StoredMessage, toClientMessage } from "./types.ts";
 
 /**
@@ -52,8 +52,11 @@ class RecentlySet<V> {
  */
 export function createAmendmentReplay(deps: {
   store: Pick<ChatStore, "amendedWithin" | "readWithin" | "getChats">;
-  /** The chats whose events this instance delivers. */
-  followed: () => string[];
+  /**
+   * The chats whose events this instance delivers, each with when it began to (this clock):
+   * what was amended before that went to no socket here, which all read the chat later.
+   */
+  followed: () => ReadonlyMap<string, number>;
   /**
    * Hands a replayed event about message `seq` on, to go out in line with the chat's other
    * events; `stillOwed` says, when it may go out, whether the sockets still lack it.
@@ -115,12 +118,14 @@ export function createAmendmentReplay(deps: {
     return { type: "message_edited", chat_id: message.chat_id, message: toClientMessage(message) };
   }
 
-  async function replayOnce(withinMs: number) {
-    const chatIds = deps.followed();
-    if (chatIds.length === 0) return;
+  /** Hands on what the sockets lack of `window`'s amendments; resolves with how many. */
+  async function replayOnce(window: RecentWindow): Promise<number> {
+    const followed = deps.followed();
+    const chatIds = [...followed.keys()];
+    if (chatIds.length === 0) return 0;
     const [amended, reads] = await Promise.all([
-      store.amendedWithin(chatIds, withinMs),
-      store.readWithin(chatIds, withinMs, MAX_REPLAYED_READS),
+      store.amendedWithin(chatIds, window),
+      store.readWithin(chatIds, window, MAX_REPLAYED_READS),
     ]);
     if (reads.length === MAX_REPLAYED_READS) {
       onError(
@@ -131,10 +136,17 @@ export function createAmendmentReplay(deps: {
     const chatIdsAmended = new Set([...amended, ...reads].map((event) => event.chat_id));
     const chats = await store.getChats([...chatIdsAmended]);
     const participants = new Map(chats.map((chat) => [chat.id, chat]));
-    const replay = (event: { chat_id: string; seq: number }, missing: () => ChatFrame | null) => {
+    let handedOn = 0;
+    const replay = (
+      event: { chat_id: string; seq: number },
+      at: string,
+      missing: () => ChatFrame | null,
+    ) => {
       const chat = participants.get(event.chat_id);
+      if (!chat || Date.parse(at) < (followed.get(event.chat_id) ?? Infinity)) return;
       const frame = missing();
-      if (!chat || !frame) return;
+      if (!frame) return;
+      handedOn++;
       deps.deliver(event.chat_id, event.seq, {
         chat: { user_id: chat.user_id, vendor_id: chat.vendor_id },
         audience: { to: "all" },
@@ -142,8 +154,9 @@ export function createAmendmentReplay(deps: {
         sent_at: Date.now(),
       }, () => missing() !== null);
     };
-    for (const message of amended) replay(message, () => missingEvent(message));
-    for (const read of reads) replay(read, () => missingRead(read));
+    for (const message of amended) replay(message, amendedAt(message), () => missingEvent(message));
+    for (const read of reads) replay(read, read.read_at, () => missingRead(read));
+    return handedOn;
   }
 
   async function replayOwed() {
@@ -152,7 +165,7 @@ export function createAmendmentReplay(deps: {
       const from = owedFrom;
       owedFrom = undefined;
       try {
-        await replayOnce(Date.now() - from);
+        await replayOnce({ withinMs: Date.now() - from });
         failures = 0;
       } catch (error) {
         if (failures++ === 0) onError(error, "replay amendments");
@@ -216,6 +229,16 @@ export function createAmendmentReplay(deps: {
       return running;
     },
 
+    /**
+     * Replays the amendments of `window` once, for the feed's periodic sweep: those whose
+     * publish was lost without an outage (the database's answer lost after the commit, so the
+     * writer never published; a retried deletion or read then changes nothing and publishes
+     * nothing). Resolves with how many were handed on; rejects when the store does not answer.
+     */
+    sweep(window: RecentWindow): Promise<number> {
+      return replayOnce(window);
+    },
+
     /** Ends the retries still waiting. */
     close(): void {
       closed = true;
@@ -223,4 +246,11 @@ export function createAmendmentReplay(deps: {
       pauses.clear();
     },
   };
+}
+
+/** When an amended message was last amended: its edit or its deletion, whichever came later. */
+function amendedAt(message: StoredMessage): string {
+  const { edited_at, deleted_at } = message;
+  if (deleted_at === null) return edited_at!;
+  return edited_at !== null && edited_at > deleted_at ? edited_at : deleted_at;
 }

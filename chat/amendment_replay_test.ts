@@ -31,12 +31,13 @@ function replayOver(
   failures = 0,
   retryAfterMs = 20,
   reads: StoredRead[] = [],
+  followedSince = 0,
 ) {
   const replayed: ChatEnvelope["frame"][] = [];
   const errors: string[] = [];
   const asked: number[] = [];
   const store: Pick<ChatStore, "amendedWithin" | "readWithin" | "getChats"> = {
-    amendedWithin(_chatIds, withinMs) {
+    amendedWithin(_chatIds, { withinMs }) {
       asked.push(withinMs);
       if (asked.length <= failures) return Promise.reject(new Error("store away"));
       return Promise.resolve(amended);
@@ -46,7 +47,7 @@ function replayOver(
   };
   const replay = createAmendmentReplay({
     store,
-    followed: () => [chat.id],
+    followed: () => new Map([[chat.id, followedSince]]),
     deliver: (_chatId, _seq, envelope) => replayed.push(envelope.frame),
     onError: (_error, context) => errors.push(context),
     retryAfterMs,
@@ -194,4 +195,23 @@ Deno.test("a replay with more read marks than it sends says so", async () => {
   await replay.request(60_000);
   assert.equal(replayed.length, MAX_REPLAYED_READS);
   assert.deepEqual(errors, ["replay amendments"]);
+});
+
+Deno.test("what was amended before this instance followed the chat is owed to none of its sockets", async () => {
+  const amended = [
+    stored(1, { edited_at: older, content: "edited before" }),
+    stored(2, { edited_at: newer, content: "edited after" }),
+    stored(3, { edited_at: older, deleted: true, deleted_at: newer, deleted_by: "alice" }),
+  ];
+  const reads = [readOf(1), { ...readOf(2), read_at: newer }];
+  const followedSince = Date.parse("2026-12-05T10:02:30.000Z");
+  const { replay, replayed } = replayOver(amended, 0, 20, reads, followedSince);
+  await replay.sweep({ withinMs: 60_000, exceptLastMs: 1_000 });
+  const seqOf = (frame: ChatEnvelope["frame"]) =>
+    frame.type === "message_edited" ? frame.message.seq : "seq" in frame ? frame.seq : null;
+  assert.deepEqual(replayed.map((frame) => [frame.type, seqOf(frame)]), [
+    ["message_edited", 2],
+    ["message_deleted", 3],
+    ["message_read", 2],
+  ]);
 });

@@ -23,10 +23,15 @@ export interface FeedOptions {
   /** How long an out-of-order message waits for the ones before it before they are read from the store. */
   gapWaitMs?: number;
   onError?: (error: unknown, context: string) => void;
-  /** How often messages stored but never delivered are looked for (see `sweep`); unset: never. */
+  /**
+   * How often messages and amendments stored but never delivered are looked for (see `sweep`);
+   * unset: never.
+   */
   sweepEveryMs?: number;
   /** Told how many messages a sweep delivered from the store. */
   onRecovered?: (messages: number) => void;
+  /** Told how many edits, deletions and read marks a sweep sent again from the store. */
+  onAmendmentsRecovered?: (amendments: number) => void;
 }
 
 interface ChatEntry {
@@ -35,6 +40,8 @@ interface ChatEntry {
   sequencer: ChatSequencer;
   ready: Promise<void>;
   unsubscribe: () => void;
+  /** When this instance began to follow the chat (its clock). */
+  since: number;
 }
 
 /**
@@ -57,11 +64,13 @@ export function createChatFeed(
   const unreadPushes = createUnreadPushes({ store, onError });
   /** Each followed chat's stored last seq at the previous sweep. */
   let storedAtLastSweep = new Map<string, number>();
+  /** When the previous sweep of amendments began (this clock). */
+  let amendmentsSweptAt = Date.now();
   let sweepTimer: ReturnType<typeof setTimeout> | undefined;
   let closed = false;
   const amendments = createAmendmentReplay({
     store,
-    followed: () => followedChats().map(([chatId]) => chatId),
+    followed: () => new Map(followedChats().map(([chatId, entry]) => [chatId, entry.since])),
     deliver(chatId, seq, envelope, stillOwed) {
       chats.get(chatId)?.sequencer.replayed(seq, createDelivery(envelope), stillOwed);
     },
@@ -124,7 +133,13 @@ export function createChatFeed(
         (delivery) => deliver(chatId, entry, delivery),
         sequencerDeps,
       );
-      const entry: ChatEntry = { listeners: new Set(), sequencer, ready, unsubscribe: () => {} };
+      const entry: ChatEntry = {
+        listeners: new Set(),
+        sequencer,
+        ready,
+        unsubscribe: () => {},
+        since: Date.now(),
+      };
       chats.set(chatId, entry);
       entry.unsubscribe = bus.subscribe(
         subjects.chat(chatId),
@@ -301,7 +316,7 @@ export function createChatFeed(
    * database's answer after the commit, or the bus dropped it), and no later message showed the
    * gap. Messages in flight at one sweep are delivered by the bus before the next.
    */
-  async function sweep() {
+  async function sweepMessages() {
     const previous = storedAtLastSweep;
     const followed = followedChats();
     storedAtLastSweep = followed.length === 0
@@ -316,11 +331,28 @@ export function createChatFeed(
     if (failure) throw failure.error;
   }
 
+  /**
+   * Every `sweepEveryMs`: amendments stored but never heard on the bus (see
+   * AmendmentReplay.sweep). Those of the last period are left to the bus, which may still be
+   * bringing them; each sweep reaches back a period before where the previous one began.
+   */
+  async function sweepAmendments(periodMs: number) {
+    const startedAt = Date.now();
+    const withinMs = startedAt - amendmentsSweptAt + 2 * periodMs;
+    const replayed = await amendments.sweep({ withinMs, exceptLastMs: periodMs });
+    amendmentsSweptAt = startedAt; // only once read: a failed sweep's window is read next time
+    if (replayed > 0) options.onAmendmentsRecovered?.(replayed);
+  }
+
   function scheduleSweep() {
-    if (options.sweepEveryMs === undefined || closed) return;
+    const periodMs = options.sweepEveryMs;
+    if (periodMs === undefined || closed) return;
     sweepTimer = setTimeout(() => {
-      sweep().catch((error) => onError(error, "sweep")).finally(scheduleSweep);
-    }, options.sweepEveryMs);
+      Promise.all([
+        sweepMessages().catch((error) => onError(error, "sweep")),
+        sweepAmendments(periodMs).catch((error) => onError(error, "sweep amendments")),
+      ]).finally(scheduleSweep);
+    }, periodMs);
   }
 
   function leave(entries: ReadonlyArray<readonly [string, ChatEntry]>, listener: ChatListener) {

@@ -87,6 +87,15 @@ export interface UnreadSnapshot {
   messages: StoredMessage[];
 }
 
+/**
+ * A span of the recent past on the database's clock: from `withinMs` ago up to `exceptLastMs`
+ * ago (0, now, when not given).
+ */
+export interface RecentWindow {
+  withinMs: number;
+  exceptLastMs?: number;
+}
+
 /** A message's read mark as the store keeps it. */
 export interface StoredRead {
   chat_id: string;
@@ -123,16 +132,17 @@ export interface ChatStore {
   history(chatId: string, query: HistoryQuery): Promise<Page<StoredMessage>>;
   /** Messages of the chat with seq in [from, to], oldest first. */
   messagesBetween(chatId: string, fromSeq: number, toSeq: number): Promise<StoredMessage[]>;
+  /** Messages of these chats edited or deleted within `window`, as they are now, by chat and seq. */
+  amendedWithin(chatIds: readonly string[], window: RecentWindow): Promise<StoredMessage[]>;
   /**
-   * Messages of these chats edited or deleted within the last `withinMs` (on the database's
-   * clock), in their current state, by chat and seq.
+   * Read marks of these chats' messages made within `window`, at most `limit`, the newest; by
+   * chat and seq. Marks of deleted messages are left out.
    */
-  amendedWithin(chatIds: readonly string[], withinMs: number): Promise<StoredMessage[]>;
-  /**
-   * Read marks of these chats' messages made within the last `withinMs` (database clock), at
-   * most `limit`, the newest; by chat and seq. Marks of deleted messages are left out.
-   */
-  readWithin(chatIds: readonly string[], withinMs: number, limit: number): Promise<StoredRead[]>;
+  readWithin(
+    chatIds: readonly string[],
+    window: RecentWindow,
+    limit: number,
+  ): Promise<StoredRead[]>;
   unread(chatId: string, side: Side, limit: number): Promise<UnreadSnapshot>;
   getMessage(messageId: string): Promise<StoredMessage | null>;
   /**

@@ -311,7 +311,7 @@ for (const backend of backends) {
       sent.push((await db.store.insertMessage(text(chat, `m${i}`))).message);
     }
     const elsewhere = (await db.store.insertMessage(text(other, "o1"))).message;
-    assert.deepEqual(await db.store.amendedWithin([chat.id, other.id], 60_000), []);
+    assert.deepEqual(await db.store.amendedWithin([chat.id, other.id], { withinMs: 60_000 }), []);
 
     await db.store.editMessage(sent[2]!.id, "m3, edited");
     await db.store.deleteMessage(sent[0]!.id, "c");
@@ -319,7 +319,7 @@ for (const backend of backends) {
     await db.store.deleteMessage(sent[1]!.id, "c");
     await db.store.editMessage(elsewhere.id, "o1, edited");
     await db.store.markRead(chat.id, sent[3]!.id, "vendor", chat.vendor_id);
-    const amended = await db.store.amendedWithin([chat.id], 60_000);
+    const amended = await db.store.amendedWithin([chat.id], { withinMs: 60_000 });
     // by seq; a read mark is not an edit (see readWithin); another chat's are not asked for
     assert.deepEqual(amended.map((m) => [m.seq, m.content, m.deleted, m.deleted_by]), [
       [1, "m1", true, "c"],
@@ -327,14 +327,17 @@ for (const backend of backends) {
       [3, "m3, edited", false, null],
     ]);
     assert.ok(amended[2]!.edited_at !== null);
-    const both = await db.store.amendedWithin([other.id, chat.id], 60_000);
+    const both = await db.store.amendedWithin([other.id, chat.id], { withinMs: 60_000 });
     assert.deepEqual(both.filter((m) => m.chat_id === other.id).map((m) => m.content), [
       "o1, edited",
     ]);
     assert.equal(both.length, 4);
     // the window ends at the database's now: amendments before it are outside a window of 0
-    assert.deepEqual(await db.store.amendedWithin([chat.id], 0), []);
-    assert.deepEqual(await db.store.amendedWithin([], 60_000), []);
+    assert.deepEqual(await db.store.amendedWithin([chat.id], { withinMs: 0 }), []);
+    // nor are they in a window that leaves out the last 30 s
+    const earlier = { withinMs: 60_000, exceptLastMs: 30_000 };
+    assert.deepEqual(await db.store.amendedWithin([chat.id], earlier), []);
+    assert.deepEqual(await db.store.amendedWithin([], { withinMs: 60_000 }), []);
   });
 
   Deno.test(`${backend.name}: read marks within a window are found with their reader, the newest up to a limit`, async () => {
@@ -347,14 +350,14 @@ for (const backend of backends) {
       sent.push((await db.store.insertMessage(text(chat, `m${i}`))).message);
     }
     const elsewhere = (await db.store.insertMessage(text(other, "o1"))).message;
-    assert.deepEqual(await db.store.readWithin([chat.id, other.id], 60_000, 100), []);
+    assert.deepEqual(await db.store.readWithin([chat.id, other.id], { withinMs: 60_000 }, 100), []);
 
     await db.store.markRead(chat.id, sent[4]!.id, "vendor", "agent");
     await db.store.markReadUpTo(chat.id, "vendor", 3, "v");
     await db.store.markRead(chat.id, sent[5]!.id, "vendor", "v");
     await db.store.deleteMessage(sent[5]!.id, "c");
     await db.store.markRead(other.id, elsewhere.id, "vendor", "v");
-    const reads = await db.store.readWithin([chat.id], 60_000, 100);
+    const reads = await db.store.readWithin([chat.id], { withinMs: 60_000 }, 100);
     // by seq; a deleted message's mark is left out; another chat's are not asked for
     assert.deepEqual(reads.map((read) => [read.message_id, read.seq, read.reader_id]), [
       [sent[0]!.id, 1, "v"],
@@ -369,17 +372,19 @@ for (const backend of backends) {
     const stored = await db.store.getMessage(sent[0]!.id);
     assert.equal(reads[0]!.read_at, stored?.read_at);
     // at most the limit, the newest: none left out is newer than one returned
-    const all = await db.store.readWithin([other.id, chat.id], 60_000, 100);
+    const all = await db.store.readWithin([other.id, chat.id], { withinMs: 60_000 }, 100);
     assert.equal(all.length, 5);
-    const newest = await db.store.readWithin([other.id, chat.id], 60_000, 3);
+    const newest = await db.store.readWithin([other.id, chat.id], { withinMs: 60_000 }, 3);
     assert.equal(newest.length, 3);
     const returned = new Set(newest.map((read) => read.message_id));
     const oldestReturned = Math.min(...newest.map((read) => Date.parse(read.read_at)));
     for (const read of all.filter((read) => !returned.has(read.message_id))) {
       assert.ok(Date.parse(read.read_at) <= oldestReturned, `${read.read_at} left out`);
     }
-    assert.deepEqual(await db.store.readWithin([chat.id], 0, 100), []);
-    assert.deepEqual(await db.store.readWithin([], 60_000, 100), []);
+    assert.deepEqual(await db.store.readWithin([chat.id], { withinMs: 0 }, 100), []);
+    const earlier = { withinMs: 60_000, exceptLastMs: 30_000 };
+    assert.deepEqual(await db.store.readWithin([chat.id], earlier, 100), []);
+    assert.deepEqual(await db.store.readWithin([], { withinMs: 60_000 }, 100), []);
   });
 
   Deno.test(`${backend.name}: history pages back and forward by seq`, async () => {

@@ -30,6 +30,7 @@ export interface Metrics {
   readonly accessChecks: Counter<"outcome">;
   /** Messages that reached sockets only through the feed's sweep of the store. */
   readonly messagesRecovered: Counter;
+  readonly amendmentsRecovered: Counter;
   /** Media requests let in and not yet done, by `route` (`upload`, `download`). */
   readonly mediaOpenRequests: Gauge<"route">;
   /** Media requests refused with 429, by `route` and the `limit` (`rate`, `concurrency`). */
@@ -145,6 +146,11 @@ export function createMetrics(): Metrics {
     messagesRecovered: new Counter({
       name: "chat_messages_recovered_total",
       help: "Messages stored but never heard on the bus, delivered from the store by a sweep",
+      registers,
+    }),
+    amendmentsRecovered: new Counter({
+      name: "chat_amendments_recovered_total",
+      help: "Edits, deletions and read marks stored but never heard on the bus, sent by a sweep",
       registers,
     }),
     mediaOpenRequests: new Gauge({

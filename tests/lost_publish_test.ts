@@ -1,33 +1,82 @@
 /**
- * A message committed but never published: the sender's instance lost the database's answer
- * after the commit (the send answered `unavailable`), or the bus dropped the publish. No later
- * message shows the gap, so each instance's sweep of the store (FEED_SWEEP_SECONDS) finds it.
+ * A message, edit, deletion or read mark committed but never published: the instance lost the
+ * database's answer after the commit (the action answered `unavailable`), or the bus dropped
+ * the publish. No later message shows the gap, and a deletion or read done again changes
+ * nothing and publishes nothing, so each instance's sweep of the store (FEED_SWEEP_SECONDS)
+ * finds them.
  */
 import assert from "node:assert/strict";
 import postgres from "postgres";
+import type { ChatStore } from "../chat/ports.ts";
 import { createPostgresStore } from "../db/postgres_store.ts";
 import { fromAlice } from "./support/database.ts";
 import { sample } from "./support/service_process.ts";
 import { startCluster } from "./support/service.ts";
 import { joinAllChats, joinChat, messageWithSeq, sendText } from "./support/steps.ts";
+import type { Frame, TestSocket } from "./support/ws_client.ts";
 
-Deno.test("a message stored but never published reaches every socket of the chat by the sweep, once, with the unread push", async () => {
-  await using cluster = await startCluster({ instances: 2, env: { FEED_SWEEP_SECONDS: "0.2" } });
-  const chat = await cluster.main.service.chat.createChat("alice", "acme");
-  await using alice = await joinChat(cluster, "alice", chat.id, 0);
-  await using acme = await joinChat(cluster, "acme", chat.id, 1);
-  await using acmeAll = await joinAllChats(cluster, "acme", 0);
-  await sendText(alice, "acme", "published");
-  for (const socket of [alice, acme, acmeAll]) await messageWithSeq(socket, 1);
+/**
+ * Two instances sweeping every 0.2 s, and a chat of alice's with acme: alice on the first,
+ * acme on the second and, by its chat list, on the first.
+ */
+async function chatOnTwoInstances() {
+  const cluster = await startCluster({ instances: 2, env: { FEED_SWEEP_SECONDS: "0.2" } });
+  const sockets: TestSocket[] = [];
+  const setup = {
+    cluster,
+    sockets,
+    async [Symbol.asyncDispose]() {
+      for (const socket of sockets) await socket[Symbol.asyncDispose]();
+      await cluster[Symbol.asyncDispose]();
+    },
+  };
+  try {
+    const chat = await cluster.main.service.chat.createChat("alice", "acme");
+    const alice = await joinChat(cluster, "alice", chat.id, 0);
+    sockets.push(alice);
+    const acme = await joinChat(cluster, "acme", chat.id, 1);
+    sockets.push(acme);
+    const acmeAll = await joinAllChats(cluster, "acme", 0);
+    sockets.push(acmeAll);
+    return { ...setup, chat, alice, acme, acmeAll };
+  } catch (error) {
+    await setup[Symbol.asyncDispose]();
+    throw error;
+  }
+}
 
-  // written as the service writes it, and never handed to the bus
+/** Writes as the service writes, over a store of its own, and hands nothing to the bus. */
+async function writtenUnpublished(
+  cluster: { databaseUrl: string },
+  write: (store: ChatStore) => Promise<unknown>,
+) {
   const sql = postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} });
   try {
-    await createPostgresStore(sql).insertMessage(fromAlice(chat.id, "committed, never published"));
+    await write(createPostgresStore(sql));
   } finally {
     await sql.end();
   }
-  for (const socket of [alice, acme, acmeAll]) {
+}
+
+/** Each instance's value of a counter, from its /metrics. */
+function counterOnEach(cluster: { instances: Array<{ httpUrl: string }> }, name: string) {
+  return Promise.all(cluster.instances.map(async (instance) => {
+    const response = await fetch(`${instance.httpUrl}/metrics`);
+    return sample(await response.text(), name);
+  }));
+}
+
+Deno.test("a message stored but never published reaches every socket of the chat by the sweep, once, with the unread push", async () => {
+  await using setup = await chatOnTwoInstances();
+  const { cluster, chat, alice, acme, sockets } = setup;
+  await sendText(alice, "acme", "published");
+  for (const socket of sockets) await messageWithSeq(socket, 1);
+
+  await writtenUnpublished(
+    cluster,
+    (store) => store.insertMessage(fromAlice(chat.id, "committed, never published")),
+  );
+  for (const socket of sockets) {
     const { message } = await messageWithSeq(socket, 2);
     assert.equal(message.content, "committed, never published");
   }
@@ -39,13 +88,50 @@ Deno.test("a message stored but never published reaches every socket of the chat
 
   // once: the next message follows it, and nothing came twice
   await sendText(alice, "acme", "next");
-  for (const socket of [alice, acme, acmeAll]) {
+  for (const socket of sockets) {
     await messageWithSeq(socket, 3);
     assert.deepEqual(socket.pending("chat_message"), []);
   }
-  const recovered = await Promise.all(cluster.instances.map(async (instance) => {
-    const response = await fetch(`${instance.httpUrl}/metrics`);
-    return sample(await response.text(), "chat_messages_recovered_total");
-  }));
+  const recovered = await counterOnEach(cluster, "chat_messages_recovered_total");
   assert.deepEqual(recovered, [1, 1], "each instance delivered it to its own sockets");
+});
+
+Deno.test("an edit, a deletion and a read stored but never published reach every socket of the chat by the sweep, once each", async () => {
+  await using setup = await chatOnTwoInstances();
+  const { cluster, chat, alice, sockets } = setup;
+  const sent: Frame[] = [];
+  for (let n = 1; n <= 3; n++) sent.push(await sendText(alice, "acme", `m${n}`));
+  for (const socket of sockets) await messageWithSeq(socket, 3);
+
+  await writtenUnpublished(cluster, async (store) => {
+    await store.editMessage(sent[0]!.id, "m1, edited");
+    await store.deleteMessage(sent[1]!.id, "alice");
+    await store.markRead(chat.id, sent[2]!.id, "vendor", "acme");
+  });
+  const event = (socket: TestSocket, type: string, messageId: string) =>
+    socket.next(
+      (frame) => frame.type === type && (frame.message_id ?? frame.message?.id) === messageId,
+      `${type} of ${messageId}`,
+    );
+  for (const socket of sockets) {
+    const edit = await event(socket, "message_edited", sent[0]!.id);
+    assert.equal(edit.message.content, "m1, edited");
+    const deletion = await event(socket, "message_deleted", sent[1]!.id);
+    assert.equal(deletion.deleted_by, "alice");
+    const read = await event(socket, "message_read", sent[2]!.id);
+    assert.deepEqual([read.seq, read.reader_id], [3, "acme"]);
+  }
+
+  // once: more sweeps have run by the time the next message is through, and sent nothing again
+  const amended = await counterOnEach(cluster, "chat_amendments_recovered_total");
+  assert.deepEqual(amended, [3, 3], "each instance sent them to its own sockets");
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  await sendText(alice, "acme", "next");
+  for (const socket of sockets) {
+    await messageWithSeq(socket, 4);
+    for (const type of ["message_edited", "message_deleted", "message_read"]) {
+      assert.deepEqual(socket.pending(type), [], `${type} again`);
+    }
+  }
+  assert.deepEqual(await counterOnEach(cluster, "chat_amendments_recovered_total"), [3, 3]);
 });
