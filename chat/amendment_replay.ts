@@ -14,11 +14,10 @@ const RETRY_AFTER_MS = 2_000;
 /** The most read marks one replay sends (the newest): each is an event of its own. */
 export const MAX_REPLAYED_READS = 10_000;
 
-/** The newest state of a message's amendments that this instance delivered. */
+/** The newest edit or deletion of a message that this instance delivered. */
 interface Delivered {
   editedAt: number | null;
   deleted: boolean;
-  read: boolean;
 }
 
 /**
@@ -71,20 +70,19 @@ export function createAmendmentReplay(deps: {
   let owedFrom: number | undefined;
   let running: Promise<void> | undefined;
   const delivered = new RecentlySet<Delivered>();
+  // read marks apart: they are far more, and would push edits and deletions out
+  /** Messages whose read mark was delivered. */
+  const readDelivered = new RecentlySet<true>();
   /** Per chat and reader, the highest `up_to_seq` of a `messages_read` delivered. */
   const readUpTo = new RecentlySet<number>();
   const pauses = new Set<() => void>();
   let closed = false;
 
-  function remember(
-    messageId: string,
-    change: { editedAt?: number; deleted?: boolean; read?: boolean },
-  ) {
+  function remember(messageId: string, change: { editedAt?: number; deleted?: boolean }) {
     const known = delivered.get(messageId);
     delivered.set(messageId, {
       editedAt: Math.max(change.editedAt ?? 0, known?.editedAt ?? 0) || null,
       deleted: change.deleted === true || known?.deleted === true,
-      read: change.read === true || known?.read === true,
     });
   }
 
@@ -92,8 +90,7 @@ export function createAmendmentReplay(deps: {
 
   /** The `message_read` a client lacks for a stored read mark; null when it has it. */
   function missingRead(read: StoredRead): ChatFrame | null {
-    const known = delivered.get(read.message_id);
-    if (known?.read || known?.deleted) return null;
+    if (readDelivered.get(read.message_id) || delivered.get(read.message_id)?.deleted) return null;
     if ((readUpTo.get(readerKey(read.chat_id, read.reader_id)) ?? 0) >= read.seq) return null;
     return { type: "message_read", ...read };
   }
@@ -118,14 +115,17 @@ export function createAmendmentReplay(deps: {
     return { type: "message_edited", chat_id: message.chat_id, message: toClientMessage(message) };
   }
 
-  /** Hands on what the sockets lack of `window`'s amendments; resolves with how many. */
-  async function replayOnce(window: RecentWindow): Promise<number> {
+  /**
+   * Hands on what the sockets lack of `window`'s edits and deletions, and of its read marks
+   * when `withReads`; resolves with how many.
+   */
+  async function replayOnce(window: RecentWindow, withReads: boolean): Promise<number> {
     const followed = deps.followed();
     const chatIds = [...followed.keys()];
     if (chatIds.length === 0) return 0;
     const [amended, reads] = await Promise.all([
       store.amendedWithin(chatIds, window),
-      store.readWithin(chatIds, window, MAX_REPLAYED_READS),
+      withReads ? store.readWithin(chatIds, window, MAX_REPLAYED_READS) : [],
     ]);
     if (reads.length === MAX_REPLAYED_READS) {
       onError(
@@ -165,7 +165,7 @@ export function createAmendmentReplay(deps: {
       const from = owedFrom;
       owedFrom = undefined;
       try {
-        await replayOnce({ withinMs: Date.now() - from });
+        await replayOnce({ withinMs: Date.now() - from }, true);
         failures = 0;
       } catch (error) {
         if (failures++ === 0) onError(error, "replay amendments");
@@ -200,7 +200,7 @@ export function createAmendmentReplay(deps: {
           if (frame.message.edited_at === null) return;
           return remember(frame.message.id, { editedAt: Date.parse(frame.message.edited_at) });
         case "message_read":
-          return remember(frame.message_id, { read: true });
+          return readDelivered.set(frame.message_id, true);
         case "messages_read": {
           const key = readerKey(frame.chat_id, frame.reader_id);
           return readUpTo.set(key, Math.max(frame.up_to_seq, readUpTo.get(key) ?? 0));
@@ -210,10 +210,10 @@ export function createAmendmentReplay(deps: {
 
     /** Notes a message delivered from the store: its amendments so far came with it. */
     deliveredStored(message: StoredMessage): void {
-      if (message.deleted_at === null && message.edited_at === null && !message.is_read) return;
+      if (message.is_read) readDelivered.set(message.id, true);
+      if (message.deleted_at === null && message.edited_at === null) return;
       remember(message.id, {
         deleted: message.deleted_at !== null,
-        read: message.is_read,
         ...(message.edited_at === null ? {} : { editedAt: Date.parse(message.edited_at) }),
       });
     },
@@ -230,13 +230,15 @@ export function createAmendmentReplay(deps: {
     },
 
     /**
-     * Replays the amendments of `window` once, for the feed's periodic sweep: those whose
-     * publish was lost without an outage (the database's answer lost after the commit, so the
-     * writer never published; a retried deletion or read then changes nothing and publishes
-     * nothing). Resolves with how many were handed on; rejects when the store does not answer.
+     * Replays the edits and deletions of `window` once, for the feed's periodic sweep: those
+     * whose publish was lost without an outage (the database's answer lost after the commit, so
+     * none was published; a retried deletion then changes nothing and publishes nothing).
+     * Resolves with how many were handed on; rejects when the store does not answer. Read marks
+     * are left to the replays after an outage: at thousands a second, reading them all again
+     * every few seconds would cost more than the rare lost one.
      */
     sweep(window: RecentWindow): Promise<number> {
-      return replayOnce(window);
+      return replayOnce(window, false);
     },
 
     /** Ends the retries still waiting. */

@@ -206,7 +206,7 @@ Deno.test("what was amended before this instance followed the chat is owed to no
   const reads = [readOf(1), { ...readOf(2), read_at: newer }];
   const followedSince = Date.parse("2026-12-05T10:02:30.000Z");
   const { replay, replayed } = replayOver(amended, 0, 20, reads, followedSince);
-  await replay.sweep({ withinMs: 60_000, exceptLastMs: 1_000 });
+  await replay.request(60_000);
   const seqOf = (frame: ChatEnvelope["frame"]) =>
     frame.type === "message_edited" ? frame.message.seq : "seq" in frame ? frame.seq : null;
   assert.deepEqual(replayed.map((frame) => [frame.type, seqOf(frame)]), [
@@ -214,4 +214,11 @@ Deno.test("what was amended before this instance followed the chat is owed to no
     ["message_deleted", 3],
     ["message_read", 2],
   ]);
+});
+
+Deno.test("a sweep replays edits and deletions, and leaves read marks to the replays after an outage", async () => {
+  const amended = [stored(1, { edited_at: older, content: "edited" })];
+  const { replay, replayed } = replayOver(amended, 0, 20, [readOf(2)]);
+  assert.equal(await replay.sweep({ withinMs: 60_000, exceptLastMs: 1_000 }), 1);
+  assert.deepEqual(replayed.map((frame) => frame.type), ["message_edited"]);
 });

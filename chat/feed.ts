@@ -24,13 +24,13 @@ export interface FeedOptions {
   gapWaitMs?: number;
   onError?: (error: unknown, context: string) => void;
   /**
-   * How often messages and amendments stored but never delivered are looked for (see `sweep`);
-   * unset: never.
+   * How often messages, edits and deletions stored but never delivered are looked for (see
+   * `sweepMessages`, `sweepAmendments`); unset: never.
    */
   sweepEveryMs?: number;
   /** Told how many messages a sweep delivered from the store. */
   onRecovered?: (messages: number) => void;
-  /** Told how many edits, deletions and read marks a sweep sent again from the store. */
+  /** Told how many edits and deletions a sweep sent again from the store. */
   onAmendmentsRecovered?: (amendments: number) => void;
 }
 
@@ -332,8 +332,8 @@ export function createChatFeed(
   }
 
   /**
-   * Every `sweepEveryMs`: amendments stored but never heard on the bus (see
-   * AmendmentReplay.sweep). Those of the last period are left to the bus, which may still be
+   * Every `sweepEveryMs`: edits and deletions stored but never heard on the bus (see the
+   * replay's `sweep`). Those of the last period are left to the bus, which may still be
    * bringing them; each sweep reaches back a period before where the previous one began.
    */
   async function sweepAmendments(periodMs: number) {

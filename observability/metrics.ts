@@ -150,7 +150,7 @@ export function createMetrics(): Metrics {
     }),
     amendmentsRecovered: new Counter({
       name: "chat_amendments_recovered_total",
-      help: "Edits, deletions and read marks stored but never heard on the bus, sent by a sweep",
+      help: "Edits and deletions stored but never heard on the bus, sent again by a sweep",
       registers,
     }),
     mediaOpenRequests: new Gauge({
