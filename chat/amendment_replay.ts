@@ -1,5 +1,6 @@
 import type { ChatEnvelope, ChatFrame } from "./events.ts";
 import type { ChatStore, RecentWindow, StoredRead } from "./ports.ts";
+import { SeqRanges } from "./seq_ranges.ts";
 import { type StoredMessage, toClientMessage } from "./types.ts";
 
 /**
@@ -71,8 +72,8 @@ export function createAmendmentReplay(deps: {
   let running: Promise<void> | undefined;
   const delivered = new RecentlySet<Delivered>();
   // read marks apart: they are far more, and would push edits and deletions out
-  /** Messages whose read mark was delivered. */
-  const readDelivered = new RecentlySet<true>();
+  /** Per chat, the seqs of the messages whose read mark was delivered. */
+  const readDelivered = new RecentlySet<SeqRanges>();
   /** Per chat and reader, the highest `up_to_seq` of a `messages_read` delivered. */
   const readUpTo = new RecentlySet<number>();
   const pauses = new Set<() => void>();
@@ -86,11 +87,18 @@ export function createAmendmentReplay(deps: {
     });
   }
 
+  function rememberRead(chatId: string, seq: number) {
+    const seqs = readDelivered.get(chatId) ?? new SeqRanges();
+    seqs.add(seq);
+    readDelivered.set(chatId, seqs);
+  }
+
   const readerKey = (chatId: string, readerId: string) => `${chatId} ${readerId}`;
 
   /** The `message_read` a client lacks for a stored read mark; null when it has it. */
   function missingRead(read: StoredRead): ChatFrame | null {
-    if (readDelivered.get(read.message_id) || delivered.get(read.message_id)?.deleted) return null;
+    if (readDelivered.get(read.chat_id)?.has(read.seq)) return null;
+    if (delivered.get(read.message_id)?.deleted) return null;
     if ((readUpTo.get(readerKey(read.chat_id, read.reader_id)) ?? 0) >= read.seq) return null;
     return { type: "message_read", ...read };
   }
@@ -200,7 +208,7 @@ export function createAmendmentReplay(deps: {
           if (frame.message.edited_at === null) return;
           return remember(frame.message.id, { editedAt: Date.parse(frame.message.edited_at) });
         case "message_read":
-          return readDelivered.set(frame.message_id, true);
+          return rememberRead(frame.chat_id, frame.seq);
         case "messages_read": {
           const key = readerKey(frame.chat_id, frame.reader_id);
           return readUpTo.set(key, Math.max(frame.up_to_seq, readUpTo.get(key) ?? 0));
@@ -210,7 +218,7 @@ export function createAmendmentReplay(deps: {
 
     /** Notes a message delivered from the store: its amendments so far came with it. */
     deliveredStored(message: StoredMessage): void {
-      if (message.is_read) readDelivered.set(message.id, true);
+      if (message.is_read) rememberRead(message.chat_id, message.seq);
       if (message.deleted_at === null && message.edited_at === null) return;
       remember(message.id, {
         deleted: message.deleted_at !== null,

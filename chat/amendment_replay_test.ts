@@ -222,3 +222,12 @@ Deno.test("a sweep replays edits and deletions, and leaves read marks to the rep
   assert.equal(await replay.sweep({ withinMs: 60_000, exceptLastMs: 1_000 }), 1);
   assert.deepEqual(replayed.map((frame) => frame.type), ["message_edited"]);
 });
+
+Deno.test("read marks delivered by the tens of thousands are all remembered, and none replayed", async () => {
+  const marks = 60_000; // more than the memory holds of single entries
+  const reads = Array.from({ length: marks }, (_, index) => readOf(index + 1));
+  const { replay, replayed } = replayOver([], 0, 20, reads.slice(0, 3));
+  for (const read of reads) replay.delivered({ type: "message_read", ...read });
+  await replay.request(60_000);
+  assert.deepEqual(replayed, []);
+});
