@@ -67,6 +67,8 @@ export function createChatFeed(
   /** When the previous sweep of amendments began (this clock). */
   let amendmentsSweptAt = Date.now();
   let sweepTimer: ReturnType<typeof setTimeout> | undefined;
+  const messageSweepFailures = firstFailureReported("sweep");
+  const amendmentSweepFailures = firstFailureReported("sweep amendments");
   let closed = false;
   const amendments = createAmendmentReplay({
     store,
@@ -349,10 +351,27 @@ export function createChatFeed(
     if (periodMs === undefined || closed) return;
     sweepTimer = setTimeout(() => {
       Promise.all([
-        sweepMessages().catch((error) => onError(error, "sweep")),
-        sweepAmendments(periodMs).catch((error) => onError(error, "sweep amendments")),
+        sweepMessages().then(messageSweepFailures.ended, messageSweepFailures.failed),
+        sweepAmendments(periodMs).then(amendmentSweepFailures.ended, amendmentSweepFailures.failed),
       ]).finally(scheduleSweep);
     }, periodMs);
+  }
+
+  /**
+   * Reports the first failure of a run of them: a store that is away fails every sweep, and
+   * says so once (its own metrics and readiness tell how long).
+   */
+  function firstFailureReported(context: string) {
+    let failing = false;
+    return {
+      failed(error: unknown) {
+        if (!failing) onError(error, context);
+        failing = true;
+      },
+      ended() {
+        failing = false;
+      },
+    };
   }
 
   function leave(entries: ReadonlyArray<readonly [string, ChatEntry]>, listener: ChatListener) {

@@ -101,3 +101,46 @@ Deno.test("a resync request reaches every resync listener through one bus subscr
   stopSecond();
   assert.equal(held.get(subjects.resync), 0, "the last listener gave the subscription up");
 });
+
+Deno.test("a store away for many sweeps is reported once for each kind of sweep, and again after it was back", async () => {
+  const subjects = createSubjects("test");
+  let storeAway = false;
+  let asked = 0;
+  const waiters: Array<{ after: number; resolve: () => void }> = [];
+  /** Resolves once the sweeps have asked the store `more` more times. */
+  const sweepsAsked = (more: number) =>
+    new Promise<void>((resolve) => waiters.push({ after: asked + more, resolve }));
+  const answer = <T>(value: T): Promise<T> => {
+    asked++;
+    for (const waiter of waiters.filter((waiter) => asked >= waiter.after)) {
+      waiters.splice(waiters.indexOf(waiter), 1);
+      queueMicrotask(waiter.resolve);
+    }
+    return storeAway ? Promise.reject(new Error("store away")) : Promise.resolve(value);
+  };
+  const store = {
+    lastSeqs: (chatIds: readonly string[]) => answer(new Map(chatIds.map((id) => [id, 0]))),
+    amendedWithin: () => answer([]),
+    readWithin: () => answer([]),
+    getChats: () => answer([]),
+  } as unknown as ChatStore;
+  const reported: string[] = [];
+  const feed = createChatFeed({ bus: createMemoryBus(), store, subjects }, {
+    sweepEveryMs: 5,
+    onError: (_error, context) => reported.push(context),
+  });
+  try {
+    const leave = await feed.join(["chat-1"], () => {});
+    storeAway = true;
+    await sweepsAsked(12); // six sweeps, each asking for messages and for amendments
+    assert.deepEqual(reported.sort(), ["sweep", "sweep amendments"]);
+    storeAway = false;
+    await sweepsAsked(4);
+    storeAway = true;
+    await sweepsAsked(4);
+    assert.deepEqual(reported.sort(), ["sweep", "sweep", "sweep amendments", "sweep amendments"]);
+    leave();
+  } finally {
+    feed.close();
+  }
+});
