@@ -97,7 +97,7 @@ Deno.test("a message stored but never published reaches every socket of the chat
 
 Deno.test("an edit and a deletion stored but never published reach every socket of the chat by the sweep, once each", async () => {
   await using setup = await chatOnTwoInstances();
-  const { cluster, chat, alice, sockets } = setup;
+  const { cluster, alice, sockets } = setup;
   const sent: Frame[] = [];
   for (let n = 1; n <= 2; n++) sent.push(await sendText(alice, "acme", `m${n}`));
   for (const socket of sockets) await messageWithSeq(socket, 2);
