@@ -4,7 +4,7 @@ import { ChatError } from "../chat/errors.ts";
 import { TEST_DATABASE_URL } from "../tests/support/database.ts";
 import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
 import { within } from "../tests/support/wait.ts";
-import { migrate, readMigrations } from "./migrate.ts";
+import { migrate, readMigrations, statementsOf } from "./migrate.ts";
 
 async function emptyDatabase() {
   const name = `chat_m_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
@@ -71,5 +71,69 @@ Deno.test("migrate() gives up with unavailable when the database never answers, 
   } finally {
     proxy.restore();
     await sql.end({ timeout: 1 });
+  }
+});
+
+Deno.test("statementsOf() splits a migration at each semicolon that ends a line, without comments", () => {
+  const text = [
+    "-- migrate: without transaction",
+    "-- why; in a comment",
+    "alter table t add column if not exists x text;",
+    "",
+    "create index concurrently i on t (a) where b = ';';  ",
+    "drop index concurrently if exists j",
+  ].join("\n");
+  assert.deepEqual(statementsOf(text), [
+    "alter table t add column if not exists x text",
+    "create index concurrently i on t (a) where b = ';'",
+    "drop index concurrently if exists j",
+  ]);
+});
+
+Deno.test("migration 0009 builds its index without holding off sends: a message is stored while the build waits", async () => {
+  await using database = await emptyDatabase();
+  const all = await readMigrations();
+  const sql = postgres(database.url, { max: 2, onnotice: () => {} });
+  const migrator = postgres(database.url, { max: 1, onnotice: () => {} });
+  const open = await sql.reserve();
+  try {
+    await migrate(sql, all.filter((migration) => migration.version < 9));
+    const [chat] = await sql<[{ id: string }]>`
+      insert into chats (user_id, vendor_id) values ('c', 'v') returning id`;
+    const message = (seq: number) =>
+      sql`insert into messages (chat_id, seq, sender_id, sender_side, receiver_id, media_type,
+                                content)
+          values (${chat.id}, ${seq}, 'c', 'customer', 'v', 'text', ${`m${seq}`})`;
+    // a send in flight: its transaction has written and not committed, and the build waits for it
+    await open.unsafe("begin");
+    await open`insert into messages (chat_id, seq, sender_id, sender_side, receiver_id,
+                                     media_type, content)
+               values (${chat.id}, 1, 'c', 'customer', 'v', 'text', 'm1')`;
+    const migrating = migrate(migrator, all);
+    await within(
+      (async () => {
+        for (;;) {
+          const [waiting] = await sql`
+            select 1 from pg_stat_activity
+            where query ilike '%create index concurrently messages_read%'
+              and wait_event_type = 'Lock' and pid <> pg_backend_pid()`;
+          if (waiting) return;
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      })(),
+      5_000,
+      "the index build to wait for the open send",
+    );
+    // the next send does not queue behind the build
+    await within(message(2), 2_000, "a send while the index is built");
+    await open.unsafe("commit");
+    assert.deepEqual(await migrating, [9]);
+    const [index] = await sql<[{ valid: boolean }]>`
+      select indisvalid as valid from pg_index where indexrelid = 'messages_read'::regclass`;
+    assert.equal(index.valid, true);
+  } finally {
+    open.release();
+    await sql.end();
+    await migrator.end();
   }
 });

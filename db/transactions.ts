@@ -60,7 +60,7 @@ export async function transaction<T>(
 }
 
 /** Whether the connection is still there after `error`: not when it was lost or is ending. */
-function connectionSurvived(error: unknown): boolean {
+export function connectionSurvived(error: unknown): boolean {
   if (isConnectionFailure(error)) return false;
   return !(error instanceof postgres.PostgresError) ||
     (error.severity !== "FATAL" && error.severity !== "PANIC");
