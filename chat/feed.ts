@@ -2,6 +2,7 @@ import { createAmendmentReplay } from "./amendment_replay.ts";
 import { createChatPublisher } from "./chat_publisher.ts";
 import { ChatSequencer, type SequencerDeps } from "./chat_sequencer.ts";
 import { createDelivery, type Delivery } from "./delivery.ts";
+import { startFeedSweeps } from "./feed_sweep.ts";
 import { type ChatEnvelope, chatEnvelopeSchema, readBusPayload, type UserEvent } from "./events.ts";
 import type { ChatStore, EventBus, SerialisedEvent, Subjects } from "./ports.ts";
 import { createResyncRequests } from "./resync.ts";
@@ -62,14 +63,6 @@ export function createChatFeed(
   const publisher = createChatPublisher({ bus, subjects });
   const users = createUserFeed({ bus, subjects }, { onError });
   const unreadPushes = createUnreadPushes({ store, onError });
-  /** Each followed chat's stored last seq at the previous sweep. */
-  let storedAtLastSweep = new Map<string, number>();
-  /** When the previous sweep of amendments began (this clock). */
-  let amendmentsSweptAt = Date.now();
-  let sweepTimer: ReturnType<typeof setTimeout> | undefined;
-  const messageSweepFailures = firstFailureReported("sweep");
-  const amendmentSweepFailures = firstFailureReported("sweep amendments");
-  let closed = false;
   const amendments = createAmendmentReplay({
     store,
     followed: () => new Map(followedChats().map(([chatId, entry]) => [chatId, entry.since])),
@@ -175,7 +168,21 @@ export function createChatFeed(
     resync.heed();
   }
 
-  scheduleSweep();
+  const sweeps = options.sweepEveryMs === undefined ? undefined : startFeedSweeps({
+    followed: () =>
+      new Map(followedChats().map(([chatId, entry]) => [chatId, entry.sequencer.lastSeq!])),
+    lastSeqs: (chatIds) => store.lastSeqs(chatIds),
+    deliverStored: (upTo, chatIds) => {
+      const stillFollowed = new Set(chatIds);
+      return deliverStored(followedChats().filter(([chatId]) => stillFollowed.has(chatId)), upTo);
+    },
+    sweepAmendments: (window) => amendments.sweep(window),
+  }, {
+    periodMs: options.sweepEveryMs,
+    onError,
+    onRecovered: options.onRecovered,
+    onAmendmentsRecovered: options.onAmendmentsRecovered,
+  });
   return {
     /**
      * Publishes a chat event to every instance; this instance's sockets get it at once. The
@@ -250,8 +257,7 @@ export function createChatFeed(
 
     /** Stops what the feed does in the background on its own. */
     close(): void {
-      closed = true;
-      clearTimeout(sweepTimer);
+      sweeps?.stop();
       amendments.close();
     },
 
@@ -310,68 +316,6 @@ export function createChatFeed(
       sequencer.releaseAhead();
     }
     return { delivered, failure };
-  }
-
-  /**
-   * Every `sweepEveryMs`: messages stored before the previous sweep that are still not
-   * delivered are read from the store. Their publish never came (the sender's instance lost the
-   * database's answer after the commit, or the bus dropped it), and no later message showed the
-   * gap. Messages in flight at one sweep are delivered by the bus before the next.
-   */
-  async function sweepMessages() {
-    const previous = storedAtLastSweep;
-    const followed = followedChats();
-    storedAtLastSweep = followed.length === 0
-      ? new Map()
-      : await store.lastSeqs(followed.map(([chatId]) => chatId));
-    const stalled = followed.filter(([chatId, entry]) =>
-      (previous.get(chatId) ?? 0) > entry.sequencer.lastSeq!
-    );
-    if (stalled.length === 0) return;
-    const { delivered, failure } = await deliverStored(stalled, previous);
-    if (delivered > 0) options.onRecovered?.(delivered);
-    if (failure) throw failure.error;
-  }
-
-  /**
-   * Every `sweepEveryMs`: edits and deletions stored but never heard on the bus (see the
-   * replay's `sweep`). Those of the last period are left to the bus, which may still be
-   * bringing them; each sweep reaches back a period before where the previous one began.
-   */
-  async function sweepAmendments(periodMs: number) {
-    const startedAt = Date.now();
-    const withinMs = startedAt - amendmentsSweptAt + 2 * periodMs;
-    const replayed = await amendments.sweep({ withinMs, exceptLastMs: periodMs });
-    amendmentsSweptAt = startedAt; // only once read: a failed sweep's window is read next time
-    if (replayed > 0) options.onAmendmentsRecovered?.(replayed);
-  }
-
-  function scheduleSweep() {
-    const periodMs = options.sweepEveryMs;
-    if (periodMs === undefined || closed) return;
-    sweepTimer = setTimeout(() => {
-      Promise.all([
-        sweepMessages().then(messageSweepFailures.ended, messageSweepFailures.failed),
-        sweepAmendments(periodMs).then(amendmentSweepFailures.ended, amendmentSweepFailures.failed),
-      ]).finally(scheduleSweep);
-    }, periodMs);
-  }
-
-  /**
-   * Reports the first failure of a run of them: a store that is away fails every sweep, and
-   * says so once (its own metrics and readiness tell how long).
-   */
-  function firstFailureReported(context: string) {
-    let failing = false;
-    return {
-      failed(error: unknown) {
-        if (!failing) onError(error, context);
-        failing = true;
-      },
-      ended() {
-        failing = false;
-      },
-    };
   }
 
   function leave(entries: ReadonlyArray<readonly [string, ChatEntry]>, listener: ChatListener) {

@@ -1,0 +1,106 @@
+import type { RecentWindow } from "./ports.ts";
+
+/**
+ * The feed's periodic look at the store, every `periodMs`, for what was stored but never heard
+ * on the bus: the sender's instance lost the database's answer after the commit (so it never
+ * published; a deletion done again changes nothing and publishes nothing), or the bus dropped
+ * the publish. Messages have a seq, but no later message may come to show the gap; edits and
+ * deletions have none. What is in flight at one sweep is left to the bus until the next.
+ */
+export function startFeedSweeps(
+  deps: {
+    /** Each followed chat's last delivered seq. */
+    followed: () => ReadonlyMap<string, number>;
+    lastSeqs: (chatIds: readonly string[]) => Promise<Map<string, number>>;
+    /**
+     * Delivers the chats' messages from the store after the last delivered, up to their seq in
+     * `upTo`; resolves with how many, and the first read that failed.
+     */
+    deliverStored: (
+      upTo: ReadonlyMap<string, number>,
+      chatIds: readonly string[],
+    ) => Promise<{ delivered: number; failure: { error: unknown } | undefined }>;
+    /** Sends the edits and deletions of `window` this instance has not delivered; how many. */
+    sweepAmendments: (window: RecentWindow) => Promise<number>;
+  },
+  options: {
+    periodMs: number;
+    onError: (error: unknown, context: string) => void;
+    onRecovered?: ((messages: number) => void) | undefined;
+    onAmendmentsRecovered?: ((amendments: number) => void) | undefined;
+  },
+) {
+  const { periodMs } = options;
+  /** Each followed chat's stored last seq at the previous sweep. */
+  let storedAtLastSweep = new Map<string, number>();
+  /** When the previous sweep of amendments began (this clock). */
+  let amendmentsSweptAt = Date.now();
+  const messageFailures = firstFailureReported("sweep");
+  const amendmentFailures = firstFailureReported("sweep amendments");
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let closed = false;
+
+  /** Messages stored before the previous sweep and still not delivered. */
+  async function sweepMessages() {
+    const previous = storedAtLastSweep;
+    const followed = deps.followed();
+    storedAtLastSweep = followed.size === 0 ? new Map() : await deps.lastSeqs([...followed.keys()]);
+    const stalled = [...followed].filter(([chatId, lastSeq]) =>
+      (previous.get(chatId) ?? 0) > lastSeq
+    );
+    if (stalled.length === 0) return;
+    const { delivered, failure } = await deps.deliverStored(
+      previous,
+      stalled.map(([chatId]) => chatId),
+    );
+    if (delivered > 0) options.onRecovered?.(delivered);
+    if (failure) throw failure.error;
+  }
+
+  /**
+   * Edits and deletions made before the last period (their live events, if published, came by
+   * now), back to a period before where the previous sweep began.
+   */
+  async function sweepAmendments() {
+    const startedAt = Date.now();
+    const withinMs = startedAt - amendmentsSweptAt + 2 * periodMs;
+    const replayed = await deps.sweepAmendments({ withinMs, exceptLastMs: periodMs });
+    amendmentsSweptAt = startedAt; // only once read: a failed sweep's window is read next time
+    if (replayed > 0) options.onAmendmentsRecovered?.(replayed);
+  }
+
+  function schedule() {
+    if (closed) return;
+    timer = setTimeout(() => {
+      Promise.all([
+        sweepMessages().then(messageFailures.ended, messageFailures.failed),
+        sweepAmendments().then(amendmentFailures.ended, amendmentFailures.failed),
+      ]).finally(schedule);
+    }, periodMs);
+  }
+
+  /**
+   * Reports the first failure of a run of them: a store that is away fails every sweep, and
+   * says so once (its own metrics and readiness tell how long).
+   */
+  function firstFailureReported(context: string) {
+    let failing = false;
+    return {
+      failed(error: unknown) {
+        if (!failing) options.onError(error, context);
+        failing = true;
+      },
+      ended() {
+        failing = false;
+      },
+    };
+  }
+
+  schedule();
+  return {
+    stop(): void {
+      closed = true;
+      clearTimeout(timer);
+    },
+  };
+}
