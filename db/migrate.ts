@@ -56,20 +56,23 @@ export async function migrate(
   await firstAnswer(sql, options.firstAnswerMs ?? FIRST_ANSWER_MS);
   // one connection for the lock and every migration: a pool of one cannot lend a second
   const connection = await sql.reserve();
-  let survived = true;
+  let reusable = true;
   try {
     await lockMigrations(connection);
     try {
       return await applyPending(connection, all);
     } finally {
-      await connection`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`;
+      // what failed before is the error to report; a connection that may still hold the lock
+      // must not go back to the pool, where it would stop every later migration
+      await connection`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`
+        .catch(() => (reusable = false));
     }
   } catch (error) {
-    survived = connectionSurvived(error);
+    // a connection lost meanwhile is postgres.js's to reconnect: releasing it would act on it
+    if (!connectionSurvived(error)) reusable = false;
     throw error;
   } finally {
-    // a connection lost meanwhile is postgres.js's to reconnect: releasing it would act on it
-    if (survived) connection.release();
+    if (reusable) connection.release();
   }
 }
 

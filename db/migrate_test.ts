@@ -137,3 +137,31 @@ Deno.test("migration 0009 builds its index without holding off sends: a message 
     await migrator.end();
   }
 });
+
+Deno.test("a migration that fails is rolled back alone, reported, and leaves the lock free for the next start", async () => {
+  await using database = await emptyDatabase();
+  const sql = postgres(database.url, { max: 1, onnotice: () => {} });
+  const migrations = [
+    { version: 1, name: "good", sql: "create table a (id int)" },
+    { version: 2, name: "bad", sql: "create table b (id int); select no_such_function()" },
+    { version: 3, name: "after", sql: "create table c (id int)" },
+  ];
+  try {
+    await assert.rejects(
+      migrate(sql, migrations),
+      (error: Error) => error.message.includes("no_such_function"),
+    );
+    const tables = await sql<{ name: string }[]>`
+      select table_name as name from information_schema.tables
+      where table_schema = 'public' and table_name in ('a', 'b', 'c') order by 1`;
+    assert.deepEqual(tables.map((table) => table.name), ["a"]);
+    // the next start takes the lock at once, on the same pool of one, and goes on from there
+    const fixed = [migrations[0]!, { ...migrations[1]!, sql: "create table b (id int)" }];
+    assert.deepEqual(
+      await within(migrate(sql, [...fixed, migrations[2]!]), 5_000, "the next migrate()"),
+      [2, 3],
+    );
+  } finally {
+    await sql.end();
+  }
+});
