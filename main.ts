@@ -121,7 +121,13 @@ export async function startService(config: Config): Promise<RunningService> {
       cleanup.push(() => pool.end({ timeout: Math.max(0.1, (deadlineAt - Date.now()) / 1000) }));
     }
     const metrics = createMetrics();
-    await migrate(sql);
+    await migrate(sql, undefined, {
+      onLockWait: (migration, retryInMs) =>
+        logger("db").warn("a migration waits for a long transaction to end", {
+          migration: `${migration.version}_${migration.name}`,
+          retry_in_ms: retryInMs,
+        }),
+    });
     const store = withStoreMetrics(createPostgresStore(sql, writerSql), metrics);
 
     let bus: Bus;

@@ -1,5 +1,6 @@
 import type { ReservedSql, Sql } from "postgres";
 import { ChatError } from "../chat/errors.ts";
+import { errorCode } from "./errors.ts";
 import { connectionSurvived } from "./transactions.ts";
 
 const migrationsDir = new URL("./migrations/", import.meta.url);
@@ -41,16 +42,44 @@ export async function readMigrations(dir: URL = migrationsDir): Promise<Migratio
 const FIRST_ANSWER_MS = 10_000;
 
 /**
+ * How long a statement of a migration waits for a lock before its transaction is rolled back
+ * and tried again later. An `alter table` queued behind a long transaction (a report, a
+ * forgotten `psql` session) holds off every send to that table while it waits, and a send
+ * stalled 4 s answers `unavailable`: sends wait at most this long per try.
+ */
+const LOCK_TIMEOUT_MS = 1_000;
+
+/** How long a migration keeps trying for its locks before the start gives up. */
+const LOCK_WAIT_MS = 5 * 60_000;
+
+/** The longest pause between two tries of a migration whose locks were held. */
+const MAX_LOCK_RETRY_PAUSE_MS = 15_000;
+
+export interface MigrateOptions {
+  /** See FIRST_ANSWER_MS. */
+  firstAnswerMs?: number;
+  /** See LOCK_TIMEOUT_MS. */
+  lockTimeoutMs?: number;
+  /** See LOCK_WAIT_MS. */
+  lockWaitMs?: number;
+  /** Told each time a migration could not take its locks and will be tried again. */
+  onLockWait?: (migration: Migration, retryInMs: number) => void;
+}
+
+/**
  * Applies the migrations not yet recorded in `schema_migrations`, in order, each in a
  * transaction of its own (or none, see WITHOUT_TRANSACTION), under an advisory lock: instances
- * starting together apply each one once. Returns the versions applied by this call. Rejects
- * with a ChatError `unavailable` when the database does not answer a first query within
- * `firstAnswerMs` (a migration itself may take as long as it takes).
+ * starting together apply each one once. A migration in a transaction that waits longer than
+ * `lockTimeoutMs` for a lock is rolled back and tried again after a pause, so that it never
+ * holds off sends for long. Returns the versions applied by this call. Rejects with a ChatError
+ * `unavailable` when the database does not answer a first query within `firstAnswerMs`, or a
+ * migration's locks stay held for `lockWaitMs` (a migration itself may take as long as it
+ * takes).
  */
 export async function migrate(
   sql: Sql,
   migrations?: Migration[],
-  options: { firstAnswerMs?: number } = {},
+  options: MigrateOptions = {},
 ): Promise<number[]> {
   const all = migrations ?? await readMigrations();
   await firstAnswer(sql, options.firstAnswerMs ?? FIRST_ANSWER_MS);
@@ -60,7 +89,7 @@ export async function migrate(
   try {
     await lockMigrations(connection);
     try {
-      return await applyPending(connection, all);
+      return await applyPending(connection, all, options);
     } finally {
       // what failed before is the error to report; a connection that may still hold the lock
       // must not go back to the pool, where it would stop every later migration
@@ -93,7 +122,11 @@ async function lockMigrations(connection: ReservedSql): Promise<void> {
   }
 }
 
-async function applyPending(connection: ReservedSql, all: Migration[]): Promise<number[]> {
+async function applyPending(
+  connection: ReservedSql,
+  all: Migration[],
+  options: MigrateOptions,
+): Promise<number[]> {
   await connection`
     create table if not exists schema_migrations (
       version integer primary key,
@@ -101,6 +134,7 @@ async function applyPending(connection: ReservedSql, all: Migration[]): Promise<
       applied_at timestamptz not null default now()
     )`;
   const rows = await connection<{ version: number }[]>`select version from schema_migrations`;
+  const lockTimeoutMs = options.lockTimeoutMs ?? LOCK_TIMEOUT_MS;
   const applied = new Set(rows.map((row) => row.version));
   const done: number[] = [];
   for (const migration of all) {
@@ -112,20 +146,61 @@ async function applyPending(connection: ReservedSql, all: Migration[]): Promise<
       for (const statement of statementsOf(migration.sql)) await connection.unsafe(statement);
       await record();
     } else {
-      await connection.unsafe("begin");
-      try {
-        await connection.unsafe(migration.sql);
-        await record();
-        await connection.unsafe("commit");
-      } catch (error) {
-        if (connectionSurvived(error)) await connection.unsafe("rollback");
-        throw error;
-      }
+      await retriedWhileLocked(migration, { ...options, lockTimeoutMs }, async () => {
+        await connection.unsafe("begin");
+        try {
+          await connection.unsafe(`set local lock_timeout = ${lockTimeoutMs}`);
+          await connection.unsafe(migration.sql);
+          await record();
+          await connection.unsafe("commit");
+        } catch (error) {
+          if (connectionSurvived(error)) await connection.unsafe("rollback");
+          throw error;
+        }
+      });
     }
     done.push(migration.version);
   }
   return done;
 }
+
+/**
+ * Runs `attempt` (one transaction of `migration`) until it does not fail on a lock timeout,
+ * pausing longer each time; rejects with `unavailable` once the locks were held for
+ * `lockWaitMs`. (Not for migrations without a transaction: `create index concurrently` waits
+ * for older transactions through locks too, and must not give up half-way for that.)
+ */
+async function retriedWhileLocked(
+  migration: Migration,
+  options: MigrateOptions & { lockTimeoutMs: number },
+  attempt: () => Promise<void>,
+): Promise<void> {
+  const giveUpAt = Date.now() + (options.lockWaitMs ?? LOCK_WAIT_MS);
+  for (
+    let pauseMs = options.lockTimeoutMs;;
+    pauseMs = Math.min(pauseMs * 2, MAX_LOCK_RETRY_PAUSE_MS)
+  ) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (errorCode(error) !== LOCK_NOT_AVAILABLE) throw error;
+      const retryInMs = Math.min(pauseMs, giveUpAt - Date.now());
+      if (retryInMs <= 0) {
+        throw new ChatError(
+          "unavailable",
+          `migration ${migration.version} (${migration.name}) could not take its locks: ` +
+            "a long transaction holds its tables (see pg_stat_activity)",
+          { cause: error },
+        );
+      }
+      options.onLockWait?.(migration, retryInMs);
+      await new Promise((resolve) => setTimeout(resolve, retryInMs));
+    }
+  }
+}
+
+/** SQLSTATE of a statement that gave up waiting for a lock (`lock_timeout`). */
+const LOCK_NOT_AVAILABLE = "55P03";
 
 /** A migration's statements: split at each `;` that ends a line, comments and blanks dropped. */
 export function statementsOf(text: string): string[] {

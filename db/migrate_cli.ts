@@ -15,7 +15,13 @@ try {
 }
 const sql = postgres(config.DATABASE_URL ?? embedded!.url, { max: 1, onnotice: () => {} });
 try {
-  const applied = await migrate(sql);
+  const applied = await migrate(sql, undefined, {
+    onLockWait: (migration, retryInMs) =>
+      console.error(
+        `migration ${migration.version} waits for a long transaction to end; ` +
+          `trying again in ${retryInMs / 1000} s`,
+      ),
+  });
   console.log(applied.length ? `applied ${applied.join(", ")}` : "up to date");
 } finally {
   await sql.end();

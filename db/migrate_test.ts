@@ -23,6 +23,60 @@ async function emptyDatabase() {
   };
 }
 
+/** Resolves once a statement containing `text` waits for a lock (within 5 s). */
+async function waitingForLock(sql: postgres.Sql, text: string, what: string): Promise<void> {
+  await within(
+    (async () => {
+      for (;;) {
+        const [waiting] = await sql`
+          select 1 from pg_stat_activity
+          where query ilike ${`%${text}%`} and wait_event_type = 'Lock'
+            and pid <> pg_backend_pid()`;
+        if (waiting) return;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })(),
+    5_000,
+    `${what} to wait for a lock`,
+  );
+}
+
+/**
+ * A database migrated up to `version` (not included), with one chat; `sql` has two connections
+ * and `open` holds one of them for a transaction left open, `migrator` is the next start's pool.
+ */
+async function migratedBefore(version: number) {
+  const database = await emptyDatabase();
+  const all = await readMigrations();
+  const sql = postgres(database.url, { max: 2, onnotice: () => {} });
+  const migrator = postgres(database.url, { max: 1, onnotice: () => {} });
+  await migrate(sql, all.filter((migration) => migration.version < version));
+  const [chat] = await sql<[{ id: string }]>`
+    insert into chats (user_id, vendor_id) values ('c', 'v') returning id`;
+  const open = await sql.reserve();
+  return {
+    all,
+    sql,
+    migrator,
+    open,
+    chatId: chat.id,
+    /** Stores message `seq` of the chat, on `open` when given (in its transaction). */
+    send: (seq: number, on: postgres.Sql | postgres.ReservedSql = sql) =>
+      on`insert into messages (chat_id, seq, sender_id, sender_side, receiver_id, media_type,
+                               content)
+         values (${chat.id}, ${seq}, 'c', 'customer', 'v', 'text', ${`m${seq}`})`,
+    async [Symbol.asyncDispose]() {
+      // a failed assertion leaves the open transaction open, and everything queued behind it
+      await open.unsafe("rollback");
+      open.release();
+      await sql.end();
+      // a migration still running after a failed assertion is cut off
+      await migrator.end({ timeout: 5 });
+      await database[Symbol.asyncDispose]();
+    },
+  };
+}
+
 Deno.test("migrate() applies each migration once when two instances start together", async () => {
   await using database = await emptyDatabase();
   const first = postgres(database.url, { max: 1, onnotice: () => {} });
@@ -91,51 +145,20 @@ Deno.test("statementsOf() splits a migration at each semicolon that ends a line,
 });
 
 Deno.test("migration 0009 builds its index without holding off sends: a message is stored while the build waits", async () => {
-  await using database = await emptyDatabase();
-  const all = await readMigrations();
-  const sql = postgres(database.url, { max: 2, onnotice: () => {} });
-  const migrator = postgres(database.url, { max: 1, onnotice: () => {} });
-  const open = await sql.reserve();
-  try {
-    await migrate(sql, all.filter((migration) => migration.version < 9));
-    const [chat] = await sql<[{ id: string }]>`
-      insert into chats (user_id, vendor_id) values ('c', 'v') returning id`;
-    const message = (seq: number) =>
-      sql`insert into messages (chat_id, seq, sender_id, sender_side, receiver_id, media_type,
-                                content)
-          values (${chat.id}, ${seq}, 'c', 'customer', 'v', 'text', ${`m${seq}`})`;
-    // a send in flight: its transaction has written and not committed, and the build waits for it
-    await open.unsafe("begin");
-    await open`insert into messages (chat_id, seq, sender_id, sender_side, receiver_id,
-                                     media_type, content)
-               values (${chat.id}, 1, 'c', 'customer', 'v', 'text', 'm1')`;
-    const migrating = migrate(migrator, all);
-    await within(
-      (async () => {
-        for (;;) {
-          const [waiting] = await sql`
-            select 1 from pg_stat_activity
-            where query ilike '%create index concurrently messages_read%'
-              and wait_event_type = 'Lock' and pid <> pg_backend_pid()`;
-          if (waiting) return;
-          await new Promise((resolve) => setTimeout(resolve, 20));
-        }
-      })(),
-      5_000,
-      "the index build to wait for the open send",
-    );
-    // the next send does not queue behind the build
-    await within(message(2), 2_000, "a send while the index is built");
-    await open.unsafe("commit");
-    assert.deepEqual(await migrating, [9]);
-    const [index] = await sql<[{ valid: boolean }]>`
-      select indisvalid as valid from pg_index where indexrelid = 'messages_read'::regclass`;
-    assert.equal(index.valid, true);
-  } finally {
-    open.release();
-    await sql.end();
-    await migrator.end();
-  }
+  await using database = await migratedBefore(9);
+  const { sql, open } = database;
+  // a send in flight: its transaction has written and not committed, and the build waits for it
+  await open.unsafe("begin");
+  await database.send(1, open);
+  const migrating = migrate(database.migrator, database.all);
+  await waitingForLock(sql, "create index concurrently messages_read", "the index build");
+  // the next send does not queue behind the build
+  await within(database.send(2), 2_000, "a send while the index is built");
+  await open.unsafe("commit");
+  assert.deepEqual(await migrating, [9]);
+  const [index] = await sql<[{ valid: boolean }]>`
+    select indisvalid as valid from pg_index where indexrelid = 'messages_read'::regclass`;
+  assert.equal(index.valid, true);
 });
 
 Deno.test("a migration that fails is rolled back alone, reported, and leaves the lock free for the next start", async () => {
@@ -164,4 +187,48 @@ Deno.test("a migration that fails is rolled back alone, reported, and leaves the
   } finally {
     await sql.end();
   }
+});
+
+Deno.test("a migration waiting for a long transaction's lock gives way to sends, and is applied once the transaction ends", async () => {
+  await using database = await migratedBefore(8);
+  const { sql, open } = database;
+  // a long read holds a share lock on messages: 0008's alter table must wait for its end
+  await open.unsafe("begin");
+  await open`select count(*) from messages`;
+  const waits: number[] = [];
+  const migrating = migrate(database.migrator, database.all, {
+    lockTimeoutMs: 300,
+    onLockWait: (migration) => waits.push(migration.version),
+  });
+  await waitingForLock(sql, "alter table messages add column read_by", "migration 0008");
+  // sends queue behind the waiting alter table for one lock timeout at most, not until the
+  // long transaction ends; the migration tries again meanwhile
+  for (let seq = 1; seq <= 3; seq++) await within(database.send(seq), 2_000, `send ${seq}`);
+  await waitingForLock(sql, "alter table messages add column read_by", "migration 0008 again");
+  await open.unsafe("commit");
+  assert.deepEqual(await within(migrating, 20_000, "the migration"), [8, 9]);
+  assert.deepEqual([...new Set(waits)], [8]);
+  const [column] = await sql`
+    select 1 from information_schema.columns
+    where table_name = 'messages' and column_name = 'read_by'`;
+  assert.ok(column, "messages.read_by was added");
+});
+
+Deno.test("a migration whose locks stay held gives up with unavailable, naming itself, and leaves nothing half-applied", async () => {
+  await using database = await migratedBefore(8);
+  const { sql, open, migrator, all } = database;
+  await open.unsafe("begin");
+  await open`select count(*) from messages`;
+  await assert.rejects(
+    within(migrate(migrator, all, { lockTimeoutMs: 100, lockWaitMs: 1_000 }), 5_000, "migrate()"),
+    (error: unknown) =>
+      error instanceof ChatError && error.code === "unavailable" &&
+      error.message.includes("migration 8 (read_by)"),
+  );
+  await open.unsafe("commit");
+  const rows = await sql<{ version: number }[]>`
+    select version from schema_migrations where version >= 8`;
+  assert.deepEqual(rows.map((row) => row.version), []);
+  // the lock is free: the next start applies them
+  assert.deepEqual(await within(migrate(migrator, all), 10_000, "the next migrate()"), [8, 9]);
 });
