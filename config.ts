@@ -69,6 +69,11 @@ const settings = z.object({
   MEDIA_MAX_DOWNLOADS_PER_USER: z.coerce.number().int().positive().default(64),
   /** An upload that sends no bytes for this long is ended (400), and its place given back. */
   MEDIA_UPLOAD_IDLE_SECONDS: seconds.default(30),
+  /**
+   * An upload slower than this on average (after MEDIA_UPLOAD_IDLE_SECONDS of grace) is ended
+   * (400): one that trickles a byte now and then would hold its place and memory for hours.
+   */
+  MEDIA_UPLOAD_MIN_BYTES_PER_SECOND: z.coerce.number().positive().default(2048),
   JWT_SECRET: z.string().min(32, "must be at least 32 bytes").optional(),
   JWT_PUBLIC_KEY: optionalText,
   /**

@@ -232,7 +232,10 @@ export async function startService(config: Config): Promise<RunningService> {
             download: config.MEDIA_MAX_DOWNLOADS_PER_USER,
           },
         },
-        uploadIdleMs: config.MEDIA_UPLOAD_IDLE_SECONDS * 1000,
+        uploadStall: {
+          idleMs: config.MEDIA_UPLOAD_IDLE_SECONDS * 1000,
+          minBytesPerSecond: config.MEDIA_UPLOAD_MIN_BYTES_PER_SECOND,
+        },
         demoPage: config.DEMO_PAGE,
       },
     );

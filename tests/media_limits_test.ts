@@ -30,6 +30,29 @@ async function untilOpen(cluster: TestCluster, route: string, count: number): Pr
 }
 
 /** A chat of alice and acme with an image alice sent over her socket (no HTTP request). */
+/** An upload of `length` bytes begun over a raw connection: only its head is sent. */
+async function rawUpload(cluster: TestCluster, chatId: string, length: number) {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  const head = `POST /v1/media?chat_id=${chatId} HTTP/1.1\r\nHost: x\r\n` +
+    `Authorization: Bearer ${await cluster.token("alice")}\r\n` +
+    `Content-Length: ${length}\r\n\r\n`;
+  await conn.write(new TextEncoder().encode(head));
+  return {
+    conn,
+    /** The server's answer, as text (within 10 s). */
+    async answer(): Promise<string> {
+      const answer = new Uint8Array(4096);
+      const read = await within(conn.read(answer), 10_000, "the upload's answer");
+      return new TextDecoder().decode(answer.subarray(0, read ?? 0));
+    },
+    [Symbol.dispose]: () => {
+      try {
+        conn.close();
+      } catch { /* closed already */ }
+    },
+  };
+}
+
 async function chatWithImage(cluster: TestCluster) {
   const chat = await cluster.main.service.chat.createChat("alice", "acme");
   await using alice = await joinChat(cluster, "alice", chat.id);
@@ -233,23 +256,41 @@ Deno.test("an upload that sends nothing for MEDIA_UPLOAD_IDLE_SECONDS is ended w
   const chat = await cluster.main.service.chat.createChat("alice", "acme");
   const png = await fixture("image.png");
   // a client that vanished without closing its connection: it sends no more, and never ends
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port: cluster.main.service.port });
-  try {
-    const head = `POST /v1/media?chat_id=${chat.id} HTTP/1.1\r\nHost: x\r\n` +
-      `Authorization: Bearer ${await cluster.token("alice")}\r\n` +
-      `Content-Length: ${png.length}\r\n\r\n`;
-    await conn.write(new TextEncoder().encode(head));
-    await conn.write(png.subarray(0, 64));
-    await untilOpen(cluster, "upload", 1);
-    assert.equal((await uploadMedia(cluster, "alice", { chat_id: chat.id }, png)).status, 429);
+  using upload = await rawUpload(cluster, chat.id, png.length);
+  await upload.conn.write(png.subarray(0, 64));
+  await untilOpen(cluster, "upload", 1);
+  assert.equal((await uploadMedia(cluster, "alice", { chat_id: chat.id }, png)).status, 429);
 
-    // the server gives up on it, and answers (to no one, in life)
-    const answer = new Uint8Array(1024);
-    const read = await within(conn.read(answer), 10_000, "the stalled upload's answer");
-    assert.match(new TextDecoder().decode(answer.subarray(0, read ?? 0)), /^HTTP\/1\.1 400 /);
-    await untilOpen(cluster, "upload", 0);
-    assert.equal((await uploadMedia(cluster, "alice", { chat_id: chat.id }, png)).status, 201);
-  } finally {
-    conn.close();
-  }
+  // the server gives up on it, and answers (to no one, in life)
+  assert.match(await upload.answer(), /^HTTP\/1\.1 400 [^]*sent nothing for 0\.5 s/);
+  await untilOpen(cluster, "upload", 0);
+  assert.equal((await uploadMedia(cluster, "alice", { chat_id: chat.id }, png)).status, 201);
+});
+
+Deno.test("an upload slower than MEDIA_UPLOAD_MIN_BYTES_PER_SECOND, though never idle, is ended with 400 and gives its place back", async () => {
+  await using cluster = await startCluster({
+    nats: false,
+    env: {
+      MEDIA_MAX_UPLOADS_PER_USER: "1",
+      MEDIA_UPLOAD_IDLE_SECONDS: "0.5",
+      MEDIA_UPLOAD_MIN_BYTES_PER_SECOND: "10000",
+    },
+  });
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  const png = await fixture("image.png");
+  // 64 KiB: at 16 bytes every 100 ms, never silent for the idle time, it would take 7 minutes
+  const large = await paddedFixture("image.png", 64 * 1024);
+  using upload = await rawUpload(cluster, chat.id, large.length);
+  const trickling = (async () => {
+    for (let at = 0; at < large.length; at += 16) {
+      await upload.conn.write(large.subarray(at, at + 16));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  })().catch(() => {}); // the server ends the connection under it
+  await untilOpen(cluster, "upload", 1);
+  assert.match(await upload.answer(), /^HTTP\/1\.1 400 [^]*slower than 10000 bytes\/s/);
+  upload.conn.close();
+  await trickling;
+  await untilOpen(cluster, "upload", 0);
+  assert.equal((await uploadMedia(cluster, "alice", { chat_id: chat.id }, png)).status, 201);
 });

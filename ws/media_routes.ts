@@ -10,7 +10,7 @@ import type { MediaKind, MediaRecord } from "../chat/types.ts";
 import type { MediaMetrics } from "../observability/metrics.ts";
 import { httpStatusFor, toErrorFrame } from "./errors.ts";
 import { noneMatch, parseRange, rangeStillValid } from "./http_range.ts";
-import { failWhenIdle } from "./idle_deadline.ts";
+import { failWhenStalled, type Stall, type StallLimits } from "./stalled_body.ts";
 import {
   type Admitted,
   createRequestLimits,
@@ -33,8 +33,8 @@ export interface MediaRouteOptions {
   allowedOrigins: readonly string[];
   /** Per user on this instance: requests a second, and requests open at once by kind. */
   mediaLimits: RequestLimits;
-  /** An upload body that sends nothing for this long fails with `invalid_payload`. */
-  uploadIdleMs: number;
+  /** When an upload body that sends too little fails with `invalid_payload`. */
+  uploadStall: StallLimits;
 }
 
 const UPLOAD_PATH = "/v1/media";
@@ -120,14 +120,10 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
       { user_id: principal.userId, membership },
       mediaType ?? kindOfContentType(request.headers.get("content-type")),
       {
-        stream: failWhenIdle(
+        stream: failWhenStalled(
           request.body ?? ReadableStream.from<Uint8Array>([]),
-          options.uploadIdleMs,
-          () =>
-            new ChatError(
-              "invalid_payload",
-              `the upload sent nothing for ${options.uploadIdleMs / 1000} s`,
-            ),
+          options.uploadStall,
+          (stall) => new ChatError("invalid_payload", stallMessage(stall, options.uploadStall)),
         ),
         length: declared === null ? null : Number(declared),
       },
@@ -265,4 +261,14 @@ function releasedWhenDone(
     },
     // pulls only when the connection asks: no chunk more is held than before
   }, { highWaterMark: 0 });
+}
+
+/** Why an upload was ended, in the words of its 400. */
+function stallMessage(stall: Stall, limits: StallLimits): string {
+  switch (stall) {
+    case "idle":
+      return `the upload sent nothing for ${limits.idleMs / 1000} s`;
+    case "slow":
+      return `the upload was slower than ${limits.minBytesPerSecond} bytes/s`;
+  }
 }

@@ -16,6 +16,7 @@ import { createAccessChecks } from "./access_checks.ts";
 import { overFrameLimit } from "./frame_size.ts";
 import { createExpirySchedule } from "./expiry_schedule.ts";
 import { createMediaRoutes } from "./media_routes.ts";
+import type { StallLimits } from "./stalled_body.ts";
 import type { RequestLimits } from "./request_limits.ts";
 import { createDemoRoutes } from "../demo/routes.ts";
 
@@ -47,8 +48,8 @@ export interface HttpOptions {
   allowedOrigins: readonly string[];
   /** Per-user limits of the media routes on this instance. */
   mediaLimits: RequestLimits;
-  /** An upload that sends nothing for this long is ended. */
-  uploadIdleMs: number;
+  /** When an upload that sends too little is ended. */
+  uploadStall: StallLimits;
   /** Serves the demo chat page at `/` (DEMO_PAGE). */
   demoPage?: boolean;
 }

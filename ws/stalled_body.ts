@@ -1,0 +1,58 @@
+/** Why a body was ended: nothing came for the idle time, or too little came all along. */
+export type Stall = "idle" | "slow";
+
+export interface StallLimits {
+  /** How long the body may send nothing. */
+  idleMs: number;
+  /**
+   * The average rate the body must keep: by any moment it must have sent this rate times the
+   * time since it began, less `idleMs` worth of grace (the time limit grows with what came, as
+   * Apache's `mod_reqtimeout` MinRate does).
+   */
+  minBytesPerSecond: number;
+}
+
+/**
+ * `body` as it comes, failing with `stalled(reason)` when no bytes come for `idleMs`, or when
+ * it falls behind `minBytesPerSecond`. A request body has no deadline of its own: a client that
+ * vanished without closing its connection (a phone that changed networks) would hold its
+ * upload, and the upload's place among the user's open uploads, for good; one that trickles a
+ * byte now and then would hold it as long, and a batch of chunks in memory with it.
+ */
+export function failWhenStalled(
+  body: ReadableStream<Uint8Array>,
+  limits: StallLimits,
+  stalled: (reason: Stall) => Error,
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  const startedAt = Date.now();
+  let received = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const dueAt = startedAt + limits.idleMs + (received / limits.minBytesPerSecond) * 1000;
+      const slowInMs = dueAt - Date.now();
+      const reason: Stall = slowInMs < limits.idleMs ? "slow" : "idle";
+      const silence = Promise.withResolvers<never>();
+      timer = setTimeout(
+        () => silence.reject(stalled(reason)),
+        Math.max(0, Math.min(limits.idleMs, slowInMs)),
+      );
+      try {
+        const { done, value } = await Promise.race([reader.read(), silence.promise]);
+        if (done) return controller.close();
+        received += value.byteLength;
+        controller.enqueue(value);
+      } catch (error) {
+        controller.error(error);
+        reader.cancel(error).catch(() => {});
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    cancel(reason) {
+      clearTimeout(timer);
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+}
