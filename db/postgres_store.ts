@@ -1,53 +1,25 @@
 import type { Sql } from "postgres";
 import { ChatError } from "../chat/errors.ts";
-import type {
-  ChatStore,
-  InsertedMessage,
-  ModerationRecord,
-  NewMessage,
-  Page,
-  StoredRead,
-} from "../chat/ports.ts";
-import {
-  type ChatSummary,
-  type Membership,
-  otherSide,
-  type Side,
-  sideOf,
-  type StoredMessage,
-  toClientMessage,
-} from "../chat/types.ts";
+import type { ChatStore, InsertedMessage, NewMessage, Page, StoredRead } from "../chat/ports.ts";
+import { otherSide, type Side, type StoredMessage } from "../chat/types.ts";
 import { withErrorTranslation } from "./errors.ts";
 import { insertMedia, selectMedia } from "./media_rows.ts";
+import { createChatQueries } from "./chat_queries.ts";
+import { createModerationQueries } from "./moderation_queries.ts";
 import { createMessageWriter } from "./message_writer.ts";
 import { type ChatAfterRead, chatAfterRead } from "./read_batch.ts";
 import { withWholeResults } from "./whole_results.ts";
-import {
-  type BanRow,
-  type ChatRow,
-  type MemberRow,
-  messageColumns,
-  type MessageRow,
-  type ModerationRow,
-  toBan,
-  toChat,
-  toMember,
-  toModerationAction,
-  toStoredMessage,
-} from "./rows.ts";
+import { messageColumns, type MessageRow, toStoredMessage } from "./rows.ts";
 import { transaction } from "./transactions.ts";
 import { arrayLiteral } from "./array_literal.ts";
 
 /** Thrown inside a transaction to roll it back when a `client_id` was seen before. */
 class DuplicateClientId extends Error {}
 
-type ChatListRow = ChatRow & MessageColumns & { unread: number };
-/** The last message, joined to a chat row with an `m_` prefix. */
-type MessageColumns = { [K in keyof MessageRow as `m_${K}`]: MessageRow[K] | null };
-
 /**
- * The chat store over postgres.js; every query is a tagged template (parameterised).
- * `writerSql` is for the message writer: main.ts gives it connections of its own, one per lane
+ * The chat store over postgres.js; every query is a tagged template (parameterised). Messages
+ * and read marks are here; chats (chat_queries.ts) and moderation (moderation_queries.ts) have
+ * files of their own. `writerSql` is for the message writer: main.ts gives it connections of its own, one per lane
  * (`WRITER_LANES`). From a shared pool each batch goes to the connection idle longest, a
  * different backend each time; with two kept busy, PostgreSQL took 22 – 33 % less CPU per
  * message (BENCHMARKS.md, "Seventh session").
@@ -55,46 +27,13 @@ type MessageColumns = { [K in keyof MessageRow as `m_${K}`]: MessageRow[K] | nul
 export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStore {
   const sql = withWholeResults(pool);
   const writerSql = writerPool === pool ? sql : withWholeResults(writerPool);
-  async function sidesOf(userId: string, rows: Array<ChatRow & { is_member: boolean }>) {
-    const memberships: Membership[] = [];
-    for (const row of rows) {
-      const side = sideOf(row, userId, row.is_member);
-      if (side) memberships.push({ chat: toChat(row), side });
-    }
-    return await Promise.resolve(memberships);
-  }
+  const moderation = createModerationQueries(sql);
 
   async function selectMessage(db: Sql, messageId: string) {
     const [row] = await db<MessageRow[]>`select ${
       messageColumns(db)
     } from messages where id = ${messageId}`;
     return row ? toStoredMessage(row) : null;
-  }
-
-  async function insertModeration(db: Sql, action: ModerationRecord) {
-    const [row] = await db<ModerationRow[]>`
-      insert into moderation_actions (action, moderator_id, target_user_id,
-                                      target_message_id, reason)
-      values (${action.action}, ${action.moderator_id}, ${action.target_user_id},
-              ${action.target_message_id}, ${action.reason})
-      returning *`;
-    return toModerationAction(row!);
-  }
-
-  /**
-   * `change` alone, or with its audit row in one transaction: the row is written when `change`
-   * found its target (a truthy result), and neither stays when either fails.
-   */
-  async function audited<T>(
-    audit: ModerationRecord | undefined,
-    change: (db: Sql) => Promise<T>,
-  ): Promise<T> {
-    if (!audit) return await change(sql);
-    return await transaction(sql, async (tx) => {
-      const result = await change(tx);
-      if (result) await insertModeration(tx, audit);
-      return result;
-    });
   }
 
   /** One message in its own transaction: the careful path when a batch meets a conflict. */
@@ -137,119 +76,7 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
   }
 
   const store: ChatStore = {
-    async createChat(userId, vendorId) {
-      const inserted = await sql<ChatRow[]>`
-        insert into chats (user_id, vendor_id) values (${userId}, ${vendorId})
-        on conflict (user_id, vendor_id) do nothing
-        returning id, user_id, vendor_id, last_seq, created_at, updated_at`;
-      if (inserted[0]) return { chat: toChat(inserted[0]), created: true };
-      const [existing] = await sql<ChatRow[]>`
-        select id, user_id, vendor_id, last_seq, created_at, updated_at
-        from chats where user_id = ${userId} and vendor_id = ${vendorId}`;
-      if (!existing) throw new ChatError("internal", "chat vanished after a conflict");
-      return { chat: toChat(existing), created: false };
-    },
-
-    async getChat(chatId) {
-      const [row] = await sql<ChatRow[]>`
-        select id, user_id, vendor_id, last_seq, created_at, updated_at
-        from chats where id = ${chatId}`;
-      return row ? toChat(row) : null;
-    },
-
-    async getChats(chatIds) {
-      if (chatIds.length === 0) return [];
-      const rows = await sql<ChatRow[]>`
-        select id, user_id, vendor_id, last_seq, created_at, updated_at
-        from chats where id = any(${arrayLiteral(chatIds)}::uuid[])`;
-      return rows.map(toChat);
-    },
-
-    async membership(chatId, userId) {
-      const rows = await sql<Array<ChatRow & { is_member: boolean }>>`
-        select c.id, c.user_id, c.vendor_id, c.last_seq, c.created_at, c.updated_at,
-               exists (select 1 from vendor_members vm
-                       where vm.vendor_id = c.vendor_id and vm.user_id = ${userId}) as is_member
-        from chats c where c.id = ${chatId}`;
-      const [membership] = await sidesOf(userId, rows);
-      return membership ?? null;
-    },
-
-    async chatsOf(userId) {
-      const rows = await sql<Array<ChatRow & { is_member: boolean }>>`
-        select c.id, c.user_id, c.vendor_id, c.last_seq, c.created_at, c.updated_at,
-               c.vendor_id <> ${userId} and c.user_id <> ${userId} as is_member
-        from chats c
-        where c.user_id = ${userId} or c.vendor_id = ${userId}
-           or c.vendor_id in (select vendor_id from vendor_members where user_id = ${userId})`;
-      return await sidesOf(userId, rows);
-    },
-
-    async vendorsOf(userId) {
-      const rows = await sql<Array<{ vendor_id: string }>>`
-        select vendor_id from vendor_members where user_id = ${userId}`;
-      return rows.map((row) => row.vendor_id);
-    },
-
-    async isVendorMember(vendorId, userId) {
-      const rows = await sql`
-        select 1 from vendor_members where vendor_id = ${vendorId} and user_id = ${userId}`;
-      return rows.length > 0;
-    },
-
-    async listChatsOf(userId, { before, limit }) {
-      // Cursors compare at the millisecond precision clients see; imported rows may carry
-      // microseconds, which `before` and `at` would otherwise skip.
-      const activity = sql`date_trunc('milliseconds', c.updated_at)`;
-      const page = (cursor: { before?: string; at?: string }, take: number) =>
-        sql<ChatListRow[]>`
-        with mine as (
-          select id from chats where user_id = ${userId}
-          union select id from chats where vendor_id = ${userId}
-          union select c.id from chats c
-            join vendor_members vm on vm.vendor_id = c.vendor_id and vm.user_id = ${userId}
-        )
-        select c.id, c.user_id, c.vendor_id, c.last_seq, c.created_at, c.updated_at,
-               case when c.user_id = ${userId} then c.customer_unread
-                    else c.vendor_unread end as unread,
-               m.id as m_id, m.chat_id as m_chat_id, m.seq as m_seq, m.sender_id as m_sender_id,
-               m.sender_side as m_sender_side, m.receiver_id as m_receiver_id,
-               m.media_type as m_media_type, m.content as m_content, m.media_id as m_media_id,
-               m.client_id as m_client_id, m.is_read as m_is_read, m.read_at as m_read_at,
-               m.edited_at as m_edited_at, m.deleted_at as m_deleted_at,
-               m.deleted_by as m_deleted_by, m.created_at as m_created_at,
-               m.updated_at as m_updated_at
-        from chats c
-        left join messages m on m.chat_id = c.id and m.seq = c.last_seq
-        where c.id in (select id from mine)
-          ${cursor.before ? sql`and ${activity} < ${cursor.before}` : sql``}
-          ${cursor.at ? sql`and ${activity} = ${cursor.at}` : sql``}
-        order by c.updated_at desc, c.id desc
-        limit ${take}`;
-
-      const rows = await page(before === undefined ? {} : { before }, limit + 1);
-      let has_more = rows.length > limit;
-      let items = rows.slice(0, limit);
-      // A page never ends inside a run of equal updated_at, so `before` never skips a chat.
-      const last = items.at(-1);
-      const next = rows[limit];
-      if (last && next && last.updated_at.getTime() === next.updated_at.getTime()) {
-        const at = last.updated_at.toISOString();
-        const tied = await page({ at }, 10_000);
-        items = [...items.filter((row) => row.updated_at.getTime() !== last.updated_at.getTime())];
-        items.push(...tied);
-        const [older] = await page({ before: at }, 1);
-        has_more = older !== undefined;
-      }
-      return { items: items.map(toSummary), has_more };
-    },
-
-    async lastSeqs(chatIds) {
-      if (chatIds.length === 0) return new Map();
-      const rows = await sql<Array<{ id: string; last_seq: number }>>`
-        select id, last_seq from chats where id = any(${arrayLiteral(chatIds)}::uuid[])`;
-      return new Map(rows.map((row) => [row.id, row.last_seq]));
-    },
+    ...createChatQueries(sql),
 
     insertMessage(message: NewMessage): Promise<InsertedMessage> {
       return writer.insert(message);
@@ -378,7 +205,7 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
     },
 
     deleteMessage(messageId, deletedBy, options = {}) {
-      return audited(options.audit, async (db) => {
+      return moderation.audited(options.audit, async (db) => {
         const [row] = await db<MessageRow[]>`
           with updated as (
             update messages set deleted_at = date_trunc('milliseconds', now()), deleted_by = ${deletedBy},
@@ -417,69 +244,7 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
       return row ? toStoredMessage(row) : null;
     },
 
-    async addVendorMember(vendorId, userId, role) {
-      const [row] = await sql<MemberRow[]>`
-        insert into vendor_members (vendor_id, user_id, role) values (${vendorId}, ${userId}, ${role})
-        on conflict (vendor_id, user_id) do update set role = excluded.role
-        returning vendor_id, user_id, role, created_at`;
-      return toMember(row!);
-    },
-
-    async removeVendorMember(vendorId, userId) {
-      const rows = await sql`
-        delete from vendor_members where vendor_id = ${vendorId} and user_id = ${userId}
-        returning 1`;
-      return rows.length > 0;
-    },
-
-    async listVendorMembers(vendorId) {
-      const rows = await sql<MemberRow[]>`
-        select vendor_id, user_id, role, created_at from vendor_members
-        where vendor_id = ${vendorId} order by created_at, user_id`;
-      return rows.map(toMember);
-    },
-
-    async activeBan(userId) {
-      const [row] = await sql<BanRow[]>`
-        select * from bans where user_id = ${userId}
-          and (expires_at is null or expires_at > now())`;
-      return row ? toBan(row) : null;
-    },
-
-    async operatorDisconnectedWithin(userId, ms) {
-      const rows = await sql`
-        select 1 from moderation_actions
-        where target_user_id = ${userId} and action = 'disconnect_user'
-          and created_at > now() - make_interval(secs => ${ms / 1000})
-        limit 1`;
-      return rows.length > 0;
-    },
-
-    ban({ user_id, moderator_id, reason, expires_at }, options = {}) {
-      return audited(options.audit, async (db) => {
-        const [row] = await db<BanRow[]>`
-          insert into bans (user_id, moderator_id, reason, expires_at)
-          values (${user_id}, ${moderator_id}, ${reason}, ${expires_at})
-          on conflict (user_id) do update set moderator_id = excluded.moderator_id,
-            reason = excluded.reason, expires_at = excluded.expires_at, created_at = now()
-          returning *`;
-        return toBan(row!);
-      });
-    },
-
-    unban(userId, options = {}) {
-      return audited(options.audit, async (db) => {
-        // a ban that has run out goes too, but there was nothing to lift
-        const [row] = await db<Array<{ in_force: boolean }>>`
-          delete from bans where user_id = ${userId}
-          returning (expires_at is null or expires_at > now()) as in_force`;
-        return row?.in_force === true;
-      });
-    },
-
-    recordModeration(action) {
-      return insertModeration(sql, action);
-    },
+    ...moderation.queries,
 
     createMedia(media) {
       return insertMedia(sql, media);
@@ -512,24 +277,4 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
 /** The chat's unread counter of a side, as SQL text (a constant: no helper regexes). */
 function unreadColumn(sql: Sql, side: Side) {
   return sql.unsafe(side === "customer" ? "customer_unread" : "vendor_unread");
-}
-
-function toSummary(row: ChatListRow): ChatSummary {
-  const last = row.m_id === null ? null : toStoredMessage(unprefix(row));
-  return {
-    chat_id: row.id,
-    user_id: row.user_id,
-    vendor_id: row.vendor_id,
-    last_message: last ? toClientMessage(last) : null,
-    unread_count: row.unread,
-    updated_at: row.updated_at.toISOString(),
-  };
-}
-
-function unprefix(row: ChatListRow): MessageRow {
-  const message: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(row)) {
-    if (key.startsWith("m_")) message[key.slice(2)] = value;
-  }
-  return message as unknown as MessageRow;
 }

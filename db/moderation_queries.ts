@@ -1,0 +1,128 @@
+import type { Sql } from "postgres";
+import type { ChatStore, ModerationRecord } from "../chat/ports.ts";
+import {
+  type BanRow,
+  type MemberRow,
+  type ModerationRow,
+  toBan,
+  toMember,
+  toModerationAction,
+} from "./rows.ts";
+import { transaction } from "./transactions.ts";
+
+/** The store's queries of who may act: vendor members, bans, and the moderation log. */
+export type ModerationQueries = Pick<
+  ChatStore,
+  | "addVendorMember"
+  | "removeVendorMember"
+  | "listVendorMembers"
+  | "activeBan"
+  | "operatorDisconnectedWithin"
+  | "ban"
+  | "unban"
+  | "recordModeration"
+>;
+
+/**
+ * Vendor members, bans and the moderation log over postgres.js, for createPostgresStore; with
+ * `audited`, which the store's own moderated changes (a deletion) use too.
+ */
+export function createModerationQueries(sql: Sql) {
+  const queries: ModerationQueries = {
+    async addVendorMember(vendorId, userId, role) {
+      const [row] = await sql<MemberRow[]>`
+        insert into vendor_members (vendor_id, user_id, role) values (${vendorId}, ${userId}, ${role})
+        on conflict (vendor_id, user_id) do update set role = excluded.role
+        returning vendor_id, user_id, role, created_at`;
+      return toMember(row!);
+    },
+
+    async removeVendorMember(vendorId, userId) {
+      const rows = await sql`
+        delete from vendor_members where vendor_id = ${vendorId} and user_id = ${userId}
+        returning 1`;
+      return rows.length > 0;
+    },
+
+    async listVendorMembers(vendorId) {
+      const rows = await sql<MemberRow[]>`
+        select vendor_id, user_id, role, created_at from vendor_members
+        where vendor_id = ${vendorId} order by created_at, user_id`;
+      return rows.map(toMember);
+    },
+
+    async activeBan(userId) {
+      const [row] = await sql<BanRow[]>`
+        select * from bans where user_id = ${userId}
+          and (expires_at is null or expires_at > now())`;
+      return row ? toBan(row) : null;
+    },
+
+    async operatorDisconnectedWithin(userId, ms) {
+      const rows = await sql`
+        select 1 from moderation_actions
+        where target_user_id = ${userId} and action = 'disconnect_user'
+          and created_at > now() - make_interval(secs => ${ms / 1000})
+        limit 1`;
+      return rows.length > 0;
+    },
+
+    ban({ user_id, moderator_id, reason, expires_at }, options = {}) {
+      return audited(sql, options.audit, async (db) => {
+        const [row] = await db<BanRow[]>`
+          insert into bans (user_id, moderator_id, reason, expires_at)
+          values (${user_id}, ${moderator_id}, ${reason}, ${expires_at})
+          on conflict (user_id) do update set moderator_id = excluded.moderator_id,
+            reason = excluded.reason, expires_at = excluded.expires_at, created_at = now()
+          returning *`;
+        return toBan(row!);
+      });
+    },
+
+    unban(userId, options = {}) {
+      return audited(sql, options.audit, async (db) => {
+        // a ban that has run out goes too, but there was nothing to lift
+        const [row] = await db<Array<{ in_force: boolean }>>`
+          delete from bans where user_id = ${userId}
+          returning (expires_at is null or expires_at > now()) as in_force`;
+        return row?.in_force === true;
+      });
+    },
+
+    recordModeration(action) {
+      return insertModeration(sql, action);
+    },
+  };
+  return {
+    queries,
+    audited: <T>(audit: ModerationRecord | undefined, change: (db: Sql) => Promise<T>) =>
+      audited(sql, audit, change),
+  };
+}
+
+async function insertModeration(db: Sql, action: ModerationRecord) {
+  const [row] = await db<ModerationRow[]>`
+    insert into moderation_actions (action, moderator_id, target_user_id,
+                                    target_message_id, reason)
+    values (${action.action}, ${action.moderator_id}, ${action.target_user_id},
+            ${action.target_message_id}, ${action.reason})
+    returning *`;
+  return toModerationAction(row!);
+}
+
+/**
+ * `change` alone, or with its audit row in one transaction: the row is written when `change`
+ * found its target (a truthy result), and neither stays when either fails.
+ */
+async function audited<T>(
+  sql: Sql,
+  audit: ModerationRecord | undefined,
+  change: (db: Sql) => Promise<T>,
+): Promise<T> {
+  if (!audit) return await change(sql);
+  return await transaction(sql, async (tx) => {
+    const result = await change(tx);
+    if (result) await insertModeration(tx, audit);
+    return result;
+  });
+}
