@@ -6,8 +6,8 @@ export interface StallLimits {
   idleMs: number;
   /**
    * The average rate the body must keep: by any moment it must have sent this rate times the
-   * time since it began, less `idleMs` worth of grace (the time limit grows with what came, as
-   * Apache's `mod_reqtimeout` MinRate does).
+   * time it was waited for, less `idleMs` worth of grace (the time limit grows with what came,
+   * as Apache's `mod_reqtimeout` MinRate does).
    */
   minBytesPerSecond: number;
 }
@@ -25,13 +25,15 @@ export function failWhenStalled(
   stalled: (reason: Stall) => Error,
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader();
-  const startedAt = Date.now();
   let received = 0;
+  // only the time spent waiting for the client counts: not the reader's own (a store write)
+  let waitedMs = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
-      const dueAt = startedAt + limits.idleMs + (received / limits.minBytesPerSecond) * 1000;
-      const slowInMs = dueAt - Date.now();
+      const pulledAt = Date.now();
+      const allowedMs = limits.idleMs + (received / limits.minBytesPerSecond) * 1000;
+      const slowInMs = allowedMs - waitedMs;
       const reason: Stall = slowInMs < limits.idleMs ? "slow" : "idle";
       const silence = Promise.withResolvers<never>();
       timer = setTimeout(
@@ -40,6 +42,7 @@ export function failWhenStalled(
       );
       try {
         const { done, value } = await Promise.race([reader.read(), silence.promise]);
+        waitedMs += Date.now() - pulledAt;
         if (done) return controller.close();
         received += value.byteLength;
         controller.enqueue(value);

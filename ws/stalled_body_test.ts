@@ -59,3 +59,19 @@ Deno.test("a body above the minimum rate passes whole, however long it takes", a
   const pieces = await Array.fromAsync(body);
   assert.equal(pieces.length, 40);
 });
+
+Deno.test("the time the reader takes between reads does not count against the body's rate", async () => {
+  // every byte is there at once; a reader that takes 30 ms a piece takes 300 ms in all, more
+  // than the 100 ms of grace plus 10 ms per byte the body is allowed
+  const ready = ReadableStream.from(Array.from({ length: 10 }, () => new Uint8Array(1)));
+  const reader = failWhenStalled(ready, { idleMs: 100, minBytesPerSecond: 100 }, stalled)
+    .getReader();
+  let pieces = 0;
+  for (;;) {
+    const { done } = await reader.read();
+    if (done) break;
+    pieces++;
+    await new Promise((resolve) => setTimeout(resolve, 30)); // the reader's own work
+  }
+  assert.equal(pieces, 10);
+});
