@@ -3,7 +3,7 @@ import { failWhenStalled, type Stall } from "./stalled_body.ts";
 
 const stalled = (reason: Stall) => new Error(`stalled: ${reason}`);
 
-/** A body that sends `pieces` pieces of `bytes` bytes, one every `everyMs`, then ends. */
+/** A body that sends `pieces` pieces of `bytes` bytes, each `everyMs` after asked for. */
 function trickle(pieces: number, bytes: number, everyMs: number): ReadableStream<Uint8Array> {
   let sent = 0;
   return new ReadableStream<Uint8Array>({
@@ -12,7 +12,7 @@ function trickle(pieces: number, bytes: number, everyMs: number): ReadableStream
       if (sent++ === pieces) return controller.close();
       controller.enqueue(new Uint8Array(bytes));
     },
-  });
+  }, { highWaterMark: 0 }); // nothing is fetched ahead: each piece comes `everyMs` after asked for
 }
 
 Deno.test("a body that goes silent fails as idle after the idle time; one that keeps coming passes whole", async () => {
@@ -61,10 +61,14 @@ Deno.test("a body above the minimum rate passes whole, however long it takes", a
 });
 
 Deno.test("the time the reader takes between reads does not count against the body's rate", async () => {
-  // every byte is there at once; a reader that takes 30 ms a piece takes 300 ms in all, more
-  // than the 100 ms of grace plus 10 ms per byte the body is allowed
-  const ready = ReadableStream.from(Array.from({ length: 10 }, () => new Uint8Array(1)));
-  const reader = failWhenStalled(ready, { idleMs: 100, minBytesPerSecond: 100 }, stalled)
+  // each byte comes 5 ms after it is asked for; a reader that takes 30 ms a piece takes 350 ms
+  // in all, more than the 100 ms of grace plus 10 ms per byte the body is allowed, while the
+  // body itself was waited for 50 ms
+  const reader = failWhenStalled(
+    trickle(10, 1, 5),
+    { idleMs: 100, minBytesPerSecond: 100 },
+    stalled,
+  )
     .getReader();
   let pieces = 0;
   for (;;) {
