@@ -5,7 +5,9 @@ Deno.test("a reconnect reports the outage and the time a silent loss can go unno
   let now = 1_000_000;
   const losses = createLossClock(() => now);
   losses.disconnected();
-  now += 5_000;
+  now += 2_000;
+  assert.equal(losses.lostFor(), 2_000 + UNNOTICED_LOSS_MS, "so far");
+  now += 3_000;
   assert.equal(losses.reconnected(), 5_000 + UNNOTICED_LOSS_MS);
 
   // up long enough for its resync to have gone out: the next loss counts from its own start

@@ -18,6 +18,11 @@ export interface NatsBusOptions {
    */
   onReconnect?: (lostForMs: number) => void;
   /**
+   * Called when the connection is lost, and again at each attempt to get it back, with how long
+   * payloads may have been lost so far (counted as for `onReconnect`).
+   */
+  onLoss?: (lostForMs: number) => void;
+  /**
    * Told of every failure that is not thrown: a ChatError `unavailable` when NATS refused or
    * lost something, `internal` when a handler threw. Defaults to `reportError`.
    */
@@ -73,7 +78,7 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
   const connection = nc;
   const router = createLocalRouter({ onError });
   const remote = new Map<string, Subscription>();
-  const watching = watchStatus(connection, options.onReconnect, onError);
+  const watching = watchStatus(connection, options, onError);
   let closing: Promise<void> | undefined;
 
   function subscribeRemote(pattern: string): void {
@@ -152,16 +157,19 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
 export function createLossClock(now: () => number = Date.now) {
   let lossBeganAt: number | undefined;
   let reconnectedAt = Number.NEGATIVE_INFINITY;
+  const lostFor = () => now() - (lossBeganAt ?? now()) + UNNOTICED_LOSS_MS;
   return {
     disconnected(): void {
       if (lossBeganAt === undefined || now() - reconnectedAt > UNNOTICED_LOSS_MS) {
         lossBeganAt = now();
       }
     },
+    /** How long payloads may have been lost so far, in ms. */
+    lostFor,
     /** How long payloads may have been lost, in ms. */
     reconnected(): number {
       reconnectedAt = now();
-      return reconnectedAt - (lossBeganAt ?? reconnectedAt) + UNNOTICED_LOSS_MS;
+      return lostFor();
     },
   };
 }
@@ -169,9 +177,10 @@ export function createLossClock(now: () => number = Date.now) {
 /** Reports status changes until the connection closes, which ends the iterator. */
 async function watchStatus(
   nc: NatsConnection,
-  onReconnect: ((lostForMs: number) => void) | undefined,
+  listeners: Pick<NatsBusOptions, "onReconnect" | "onLoss">,
   onError: (error: unknown) => void,
 ): Promise<void> {
+  const { onReconnect, onLoss } = listeners;
   const losses = createLossClock();
   try {
     for await (const status of nc.status()) {
@@ -179,6 +188,10 @@ async function watchStatus(
         switch (status.type) {
           case "disconnect":
             losses.disconnected();
+            onLoss?.(losses.lostFor());
+            break;
+          case "reconnecting":
+            onLoss?.(losses.lostFor());
             break;
           case "reconnect":
             onReconnect?.(losses.reconnected());

@@ -63,16 +63,18 @@ async function within<T>(promise: Promise<T>, what: string, ms = 10_000): Promis
   }
 }
 
-Deno.test("NATS bus: after the connection drops it reconnects, tells onReconnect, and receives again", async () => {
+Deno.test("NATS bus: after the connection drops it reconnects, tells onLoss and onReconnect, and receives again", async () => {
   await using proxy = createProxy({
     hostname: natsUrl.hostname,
     port: Number(natsUrl.port || 4222),
   });
   const reconnected = Promise.withResolvers<number>();
+  const losses: number[] = [];
   const errors: unknown[] = [];
   await using dropped = {
     bus: await createNatsBus({
       servers: proxy.url,
+      onLoss: (lostForMs) => losses.push(lostForMs),
       onReconnect: (lostForMs) => reconnected.resolve(lostForMs),
       onError: (error) => errors.push(error),
     }),
@@ -107,6 +109,12 @@ Deno.test("NATS bus: after the connection drops it reconnects, tells onReconnect
   assert.ok(
     lostForMs >= UNNOTICED_LOSS_MS && lostForMs <= UNNOTICED_LOSS_MS + downForMs,
     `lost for ${lostForMs} ms, down for ${downForMs} ms`,
+  );
+  // told at the loss and at each attempt to get it back, counted the same way
+  assert.ok(losses.length >= 1, "onLoss was called");
+  assert.ok(
+    losses.every((ms) => ms >= UNNOTICED_LOSS_MS && ms <= lostForMs),
+    `losses ${losses.join(", ")} ms, lost for ${lostForMs} ms`,
   );
   // The client subscribes again on reconnect; the flush proves the server has it.
   assert.equal(await dropped.bus.check(), true);
