@@ -11,6 +11,7 @@ import { type Config, ConfigError, loadConfig, redactConfig } from "./config.ts"
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "./db/embedded.ts";
 import { migrate } from "./db/migrate.ts";
 import { createAdminStore } from "./db/admin_store.ts";
+import { type BusOutages, createBusOutages } from "./db/bus_outages.ts";
 import { reportLostConnectionRejections, translateDatabaseError } from "./db/errors.ts";
 import { WRITER_LANES } from "./db/message_writer.ts";
 import { createPostgresStore } from "./db/postgres_store.ts";
@@ -133,11 +134,15 @@ export async function startService(config: Config): Promise<RunningService> {
     let bus: Bus;
     // assigned below, after the bus it reads from; `onReconnect` may run before that
     let feed: ChatFeed | undefined;
+    let outages: BusOutages | undefined;
     if (config.NATS_URL) {
+      // kept in the database, so that an outage this process ends with is made good by the next
+      const natsOutages = outages = createBusOutages(sql, { instanceId, onError: logError });
       bus = await createNatsBus({
         servers: config.NATS_URL,
         name: `chat-${instanceId.slice(0, 8)}`,
         onError: (error) => logError(error, "nats"),
+        onLoss: natsOutages.lost,
         onReconnect: (lostForMs) => {
           metrics.natsReconnects.inc();
           logger("bus").info("reconnected to NATS");
@@ -148,6 +153,8 @@ export async function startService(config: Config): Promise<RunningService> {
           // user events and amendments have no seq: every instance checks its sockets'
           // access against the store, and sends the edits, deletions and read marks again
           feed?.requestResync(lostForMs);
+          // once NATS has the request, the outage's record can go
+          if (feed) void natsOutages.recovered(() => bus.check());
         },
       });
     } else {
@@ -164,6 +171,15 @@ export async function startService(config: Config): Promise<RunningService> {
       onAmendmentsRecovered: (amendments) => metrics.amendmentsRecovered.inc(amendments),
     });
     cleanup.push(() => Promise.resolve(chatFeed.close()));
+    const lostForMs = await outages?.resyncLeftBehind(
+      (lostForMs) => chatFeed.requestResync(lostForMs),
+      () => bus.check(),
+    );
+    if (lostForMs !== undefined) {
+      logger("bus").warn("asked for a resync: an instance ended while cut off from NATS", {
+        lost_for_ms: lostForMs,
+      });
+    }
     const mediaStore = config.MEDIA_BACKEND === "nats"
       ? await createNatsMediaStore({
         servers: config.NATS_URL!,

@@ -14,6 +14,8 @@ export async function natsCutToSecondInstance(env: Record<string, string> = {}) 
   const setup = {
     cluster,
     proxy,
+    /** The server's own URL, for instances that reach it directly. */
+    natsUrl: nats.url,
     async [Symbol.asyncDispose]() {
       await cluster[Symbol.asyncDispose]();
       await proxy[Symbol.asyncDispose]();
