@@ -84,11 +84,24 @@ export function createBusOutages(
     writes = writes.then(write).catch((error) => onError(error, context));
     return writes;
   }
+  // Losses reported while a record waits its turn join it: with the database slow as well, one
+  // a second (each attempt to reconnect) would otherwise queue up without end.
+  let waitingRecord: { lostForMs: number; written: Promise<void> } | undefined;
 
   return {
     lost(lostForMs) {
       lossesReported++;
-      return inOrder(() => rows.record(lostForMs), "record a NATS outage");
+      if (waitingRecord) {
+        waitingRecord.lostForMs = Math.max(waitingRecord.lostForMs, lostForMs);
+        return waitingRecord.written;
+      }
+      const record = { lostForMs, written: Promise.resolve() };
+      waitingRecord = record;
+      record.written = inOrder(() => {
+        waitingRecord = undefined;
+        return rows.record(record.lostForMs);
+      }, "record a NATS outage");
+      return record.written;
     },
 
     async recovered(delivered) {

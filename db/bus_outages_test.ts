@@ -121,31 +121,66 @@ Deno.test("an instance still cut off records its outage again after another inst
   assert.deepEqual(await db.records(), [{ instance_id: stillCutOff, seconds_ago: 12 }]);
 });
 
-Deno.test("with the database away a loss is reported, not thrown, and the next attempt records it", async () => {
-  await using db = await outagesDatabase();
+/**
+ * A pool of one connection to `db`'s database through a proxy the test controls; `inserts` are
+ * the outage records it has sent.
+ */
+function behindProxy(db: { database: { url: string } }) {
   const direct = new URL(db.database.url);
-  await using proxy = startTcpProxy({
-    hostname: direct.hostname,
-    port: Number(direct.port) || 5432,
-  });
+  const proxy = startTcpProxy({ hostname: direct.hostname, port: Number(direct.port) || 5432 });
   const viaProxy = new URL(direct);
   viaProxy.port = String(proxy.port);
-  const sql = postgres(viaProxy.toString(), { max: 1, connect_timeout: 1, onnotice: () => {} });
-  try {
-    const errors: unknown[] = [];
-    const self = createBusOutages(sql, {
-      instanceId: crypto.randomUUID(),
-      onError: (error) => errors.push(error),
-    });
-    await proxy.cut();
-    await self.lost(5_000);
-    assert.equal(errors.length, 1);
-    assert.ok(errors[0] instanceof ChatError && errors[0].code === "unavailable", `${errors[0]}`);
-    proxy.restore();
-    await self.lost(6_000);
-    assert.equal(errors.length, 1);
-    assert.deepEqual((await db.records()).map((row) => row.seconds_ago), [6]);
-  } finally {
-    await sql.end();
-  }
+  const inserts: string[] = [];
+  const sql = postgres(viaProxy.toString(), {
+    max: 1,
+    connect_timeout: 1,
+    onnotice: () => {},
+    debug: (_connection, query) => {
+      if (query.includes("insert into bus_outages")) inserts.push(query);
+    },
+  });
+  return {
+    proxy,
+    sql,
+    inserts,
+    async [Symbol.asyncDispose]() {
+      await sql.end();
+      await proxy[Symbol.asyncDispose]();
+    },
+  };
+}
+
+Deno.test("with the database away a loss is reported, not thrown, and the next attempt records it", async () => {
+  await using db = await outagesDatabase();
+  await using proxied = behindProxy(db);
+  const errors: unknown[] = [];
+  const self = createBusOutages(proxied.sql, {
+    instanceId: crypto.randomUUID(),
+    onError: (error) => errors.push(error),
+  });
+  await proxied.proxy.cut();
+  await self.lost(5_000);
+  assert.equal(errors.length, 1);
+  assert.ok(errors[0] instanceof ChatError && errors[0].code === "unavailable", `${errors[0]}`);
+  proxied.proxy.restore();
+  await self.lost(6_000);
+  assert.equal(errors.length, 1);
+  assert.deepEqual((await db.records()).map((row) => row.seconds_ago), [6]);
+});
+
+Deno.test("losses reported while a record waits for a slow database are written together, not queued one by one", async () => {
+  await using db = await outagesDatabase();
+  await using proxied = behindProxy(db);
+  const { proxy, sql } = proxied;
+  const self = createBusOutages(sql, { instanceId: crypto.randomUUID(), onError: assert.fail });
+  await sql`select 1`;
+  proxy.stall();
+  const first = self.lost(5_000);
+  await proxy.held();
+  // one attempt to reconnect a second, while the first record waits for the database
+  const later = [6_000, 9_000, 7_000].map((ms) => self.lost(ms));
+  proxy.restore();
+  await Promise.all([first, ...later]);
+  assert.equal(proxied.inserts.length, 2, "the first record, and one for the three after it");
+  assert.deepEqual((await db.records()).map((row) => row.seconds_ago), [9]);
 });
