@@ -172,7 +172,10 @@ Deno.test("losses reported while a record waits for a slow database are written 
   await using db = await outagesDatabase();
   await using proxied = behindProxy(db);
   const { proxy, sql } = proxied;
-  const self = createBusOutages(sql, { instanceId: crypto.randomUUID(), onError: assert.fail });
+  const self = createBusOutages(sql, {
+    instanceId: crypto.randomUUID(),
+    onError: (error) => assert.fail(`${error}`),
+  });
   await sql`select 1`;
   proxy.stall();
   const first = self.lost(5_000);
