@@ -1,8 +1,9 @@
 import type { Sql } from "postgres";
 import { ChatError } from "../chat/errors.ts";
 import { errorCode, STORE_TIMEOUT_MS, UNSTORABLE_TEXT_CODES } from "./errors.ts";
-import type { InsertedMessage, NewMessage, UnreadSnapshot } from "../chat/ports.ts";
-import { otherSide, type Side, type StoredMessage, UNREAD_PREVIEW_LIMIT } from "../chat/types.ts";
+import { bounded, CANCEL_AHEAD_MS, timedOut } from "./statement_deadline.ts";
+import type { InsertedMessage, NewMessage } from "../chat/ports.ts";
+import { otherSide, type Side, type StoredMessage } from "../chat/types.ts";
 import {
   batchMessage,
   type DuplicateRow,
@@ -11,11 +12,11 @@ import {
 } from "./insert_batch.ts";
 import { type ChatAfterRead, markReadBatch, type ReadMark, type ReadRow } from "./read_batch.ts";
 import { toStoredMessage } from "./rows.ts";
+import { answerBatch, type NewlyWritten, type WrittenBatch } from "./batch_answers.ts";
 import {
   createUnreadWindows,
   type ReadsCommitted,
   readUnreadWindows,
-  type UnreadState,
   type UnreadWindow,
 } from "./unread_windows.ts";
 
@@ -35,21 +36,6 @@ const RETRY_ONE_BY_ONE: ReadonlySet<string> = new Set([
   "40P01",
   ...UNSTORABLE_TEXT_CODES,
 ]);
-
-/**
- * How long the database has to end a statement the writer cancelled before the writer gives up
- * on it, and answers its senders `unavailable` with its outcome unknown.
- */
-const CANCEL_WAIT_MS = 500;
-
-/**
- * How long before a sender's STORE_TIMEOUT_MS runs out the writer cancels the statement that
- * holds its message (or stops waiting to start it). The writer answers once the database said
- * how the statement ended: a sender told `unavailable` is never stored later, and one whose
- * statement committed just before the cancel is answered with its message. Twice the wait, so
- * that the writer has answered before STORE_TIMEOUT_MS does.
- */
-const CANCEL_AHEAD_MS = 2 * CANCEL_WAIT_MS;
 
 /** Batches written at the same time, each by its own connection. */
 export const WRITER_LANES = 2;
@@ -78,17 +64,6 @@ interface PendingRead {
   resolve: (result: ReadResult) => void;
   reject: (error: unknown) => void;
   expiresAt: number;
-}
-
-/** A new message of a batch as written, with its chat as the statement left it. */
-interface NewlyWritten {
-  ord: number;
-  message: StoredMessage;
-  /** The chat's seq before the batch. */
-  base: number;
-  epoch: number;
-  customerUnread: number;
-  vendorUnread: number;
 }
 
 /** What `markRead` answers: the message and whether this mark changed it; null: unknown. */
@@ -138,55 +113,7 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
       unique.push(item);
     });
 
-    const { duplicates, byChat, exact, reread } = await insertMessages(unique);
-
-    // keep the windows read again, and add this batch's messages to the exact ones
-    const results = new Map<number, InsertedMessage | ChatError>();
-    for (const { ord, message } of duplicates) {
-      results.set(
-        ord,
-        message
-          ? { message, duplicate: true, receiver_unread: null }
-          : new ChatError("unavailable", "the message sent before could not be read"),
-      );
-    }
-    for (const [chatId, list] of byChat) {
-      const last = list[list.length - 1]!;
-      const lastSeq = last.base + list.length;
-      const receiving = new Set(list.map((row) => otherSide(row.message.sender_side)));
-      // A side that received nothing in this batch keeps an exact window exact: only the
-      // chat's seq moved on.
-      for (const side of ["customer", "vendor"] as const) {
-        const window = windows.get(`${chatId}:${side}`);
-        if (receiving.has(side) || !window) continue;
-        if (window.epoch === last.epoch && window.lastSeq === last.base) window.lastSeq = lastSeq;
-      }
-      for (const side of receiving) {
-        const key = `${chatId}:${side}`;
-        const state = reread.get(key);
-        let unread: UnreadSnapshot | null;
-        if (state) {
-          windows.remember(key, state);
-          unread = { count: state.count, messages: state.messages };
-        } else if (state === null) {
-          // the messages are stored: they are answered, and the caller reads the snapshot
-          windows.forget(key);
-          unread = null;
-        } else {
-          const added = list.map((row) => row.message)
-            .filter((message) => otherSide(message.sender_side) === side);
-          // every receiving side is either read again or was exact when the batch was written
-          const messages = [...exact.get(key)!.messages, ...added].slice(-UNREAD_PREVIEW_LIMIT);
-          windows.remember(key, { epoch: last.epoch, lastSeq, messages });
-          const count = side === "customer" ? last.customerUnread : last.vendorUnread;
-          unread = { count, messages };
-        }
-        for (const row of list) {
-          if (otherSide(row.message.sender_side) !== side) continue;
-          results.set(row.ord, { message: row.message, duplicate: false, receiver_unread: unread });
-        }
-      }
-    }
+    const results = answerBatch(await insertMessages(unique), windows);
     unique.forEach((item, index) => {
       const result = results.get(index + 1) ??
         new ChatError("forbidden", "you may not send to this chat");
@@ -229,14 +156,7 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
    * changes too: each window comes with the chat state it is exact for. The exact ones are
    * returned as they were: a read up to a seq may replace or drop them meanwhile.
    */
-  async function insertMessages(unique: readonly Pending[]): Promise<{
-    /** Messages whose client_id wrote one before: that one, whole; null: it could not be read. */
-    duplicates: Array<{ ord: number; message: StoredMessage | null }>;
-    /** The new messages by chat, in the batch's order. */
-    byChat: Map<string, NewlyWritten[]>;
-    exact: Map<string, UnreadWindow>;
-    reread: Map<string, UnreadState | null>;
-  }> {
+  async function insertMessages(unique: readonly Pending[]): Promise<WrittenBatch> {
     // the oldest message is the first: the batch is cancelled when its time is up
     const cancelAt = unique[0]!.expiresAt;
     const query = insertMessageBatch(sql, unique.map((item) => item.message));
@@ -411,35 +331,4 @@ function marksByChat(rows: readonly ReadRow[]) {
     else byChat.set(row.chat_id, { after: row, ids: new Set([row.id]) });
   }
   return byChat;
-}
-
-/**
- * The writer's work, answered once it ended: at `cancelAt` (a performance.now() time) it is
- * cancelled if it can be, and `unavailable` CANCEL_WAIT_MS later if it has not ended by then (a
- * connection that never answers must not stall a lane). A statement the cancel ended is
- * `unavailable` too; one that ended otherwise is answered as it ended.
- */
-function bounded<T>(work: Promise<T>, cancelAt: number, cancel?: () => void): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    let cancelled = false;
-    let timer = setTimeout(() => {
-      cancelled = true;
-      cancel?.();
-      timer = setTimeout(() => reject(timedOut()), CANCEL_WAIT_MS);
-    }, Math.max(0, cancelAt - performance.now()));
-    work.then((value) => {
-      clearTimeout(timer);
-      resolve(value);
-    }, (error) => {
-      clearTimeout(timer);
-      reject(cancelled && errorCode(error) === QUERY_CANCELED ? timedOut(error) : error);
-    });
-  });
-}
-
-/** SQLSTATE of a statement ended by a cancel request. */
-const QUERY_CANCELED = "57014";
-
-function timedOut(cause?: unknown): ChatError {
-  return new ChatError("unavailable", "the database did not answer in time", { cause });
 }

@@ -1,0 +1,53 @@
+import { ChatError } from "../chat/errors.ts";
+import { errorCode } from "./errors.ts";
+
+// The message writer's deadlines: a batch's statement is cancelled before its oldest sender's
+// STORE_TIMEOUT_MS runs out, and answered by how it ended, so that no sender is told
+// `unavailable` and then stored.
+
+/**
+ * How long the database has to end a statement the writer cancelled before the writer gives up
+ * on it, and answers its senders `unavailable` with its outcome unknown.
+ */
+const CANCEL_WAIT_MS = 500;
+
+/**
+ * How long before a sender's STORE_TIMEOUT_MS runs out the writer cancels the statement that
+ * holds its message (or stops waiting to start it). The writer answers once the database said
+ * how the statement ended: a sender told `unavailable` is never stored later, and one whose
+ * statement committed just before the cancel is answered with its message. Twice the wait, so
+ * that the writer has answered before STORE_TIMEOUT_MS does.
+ */
+export const CANCEL_AHEAD_MS = 2 * CANCEL_WAIT_MS;
+
+/**
+ * The writer's work, answered once it ended: at `cancelAt` (a performance.now() time) it is
+ * cancelled if it can be, and `unavailable` CANCEL_WAIT_MS later if it has not ended by then (a
+ * connection that never answers must not stall a lane). A statement the cancel ended is
+ * `unavailable` too; one that ended otherwise is answered as it ended.
+ */
+export function bounded<T>(work: Promise<T>, cancelAt: number, cancel?: () => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let cancelled = false;
+    let timer = setTimeout(() => {
+      cancelled = true;
+      cancel?.();
+      timer = setTimeout(() => reject(timedOut()), CANCEL_WAIT_MS);
+    }, Math.max(0, cancelAt - performance.now()));
+    work.then((value) => {
+      clearTimeout(timer);
+      resolve(value);
+    }, (error) => {
+      clearTimeout(timer);
+      reject(cancelled && errorCode(error) === QUERY_CANCELED ? timedOut(error) : error);
+    });
+  });
+}
+
+/** SQLSTATE of a statement ended by a cancel request. */
+const QUERY_CANCELED = "57014";
+
+/** What a sender whose statement did not end in time is answered. */
+export function timedOut(cause?: unknown): ChatError {
+  return new ChatError("unavailable", "the database did not answer in time", { cause });
+}
