@@ -80,7 +80,7 @@ Deno.test("a ban and an edit made on an instance that ends while cut off from NA
   assert.deepEqual(acme.pending("message_edited"), []);
 });
 
-Deno.test("an instance back on NATS removes its outage's record once its own resync request is out", async () => {
+Deno.test("an instance back on NATS removes its outage's record once its own resync request is out, and a shutdown records none", async () => {
   await using setup = await natsCutToSecondInstance(settings);
   const { cluster, proxy } = setup;
   await using sql = Object.assign(postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} }), {
@@ -93,4 +93,8 @@ Deno.test("an instance back on NATS removes its outage's record once its own res
   assert.equal(instance_id, cluster.instances[1]!.service.instanceId);
   proxy.restore();
   await untilOutages(sql, (count) => count === 0, "the outage's record removed");
+
+  // a shutdown is no outage: closing its connection records nothing
+  await cluster.instances[0]!.service.close();
+  await untilOutages(sql, (count) => count === 0, "no outage recorded by a shutdown");
 });
