@@ -9,7 +9,7 @@ import postgres from "postgres";
 import { failure, Status } from "./support/admin_client.ts";
 import { natsCutToSecondInstance } from "./support/nats_cut.ts";
 import { startNatsServer } from "./support/nats_server.ts";
-import { sample } from "./support/service_process.ts";
+import { metric, untilMetric } from "./support/metrics.ts";
 import { startCluster, TEST_NATS_URL, type TestCluster } from "./support/service.ts";
 import {
   joinAllChats,
@@ -72,27 +72,6 @@ async function clusterBehindProxy(
 async function readyz(cluster: TestCluster, instance = 0) {
   const response = await fetch(`${cluster.instances[instance]!.httpUrl}/readyz`);
   return { status: response.status, body: await response.json() };
-}
-
-async function metric(cluster: TestCluster, instance: number, series: string) {
-  const response = await fetch(`${cluster.instances[instance]!.httpUrl}/metrics`);
-  return sample(await response.text(), series);
-}
-
-/** Waits until a metric of an instance reaches `atLeast`, read from its `/metrics`. */
-async function untilMetric(
-  cluster: TestCluster,
-  instance: number,
-  series: string,
-  atLeast: number,
-) {
-  const deadline = Date.now() + 10_000;
-  while (await metric(cluster, instance, series) < atLeast) {
-    if (Date.now() > deadline) {
-      assert.fail(`${series} on instance ${instance} stayed under ${atLeast}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
 }
 
 /** Runs `work`; its result and how long it took, in ms. */
