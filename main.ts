@@ -146,15 +146,16 @@ export async function startService(config: Config): Promise<RunningService> {
         onReconnect: (lostForMs) => {
           metrics.natsReconnects.inc();
           logger("bus").info("reconnected to NATS");
+          // user events and amendments have no seq: every instance checks its sockets'
+          // access against the store, and sends the edits, deletions and read marks again.
+          // First, so that the sockets a lost removal may concern hold what the catch-up brings.
+          feed?.requestResync(lostForMs);
+          // once NATS has the request, the outage's record can go
+          if (feed) void natsOutages.recovered(() => bus.check());
           // what other instances published meanwhile is in the store; what this one published
           // meanwhile, the others learn of from each chat's newest message sent again
           feed?.catchUp().catch((error) => logError(error, "catch up after reconnect"));
           feed?.republishRecent();
-          // user events and amendments have no seq: every instance checks its sockets'
-          // access against the store, and sends the edits, deletions and read marks again
-          feed?.requestResync(lostForMs);
-          // once NATS has the request, the outage's record can go
-          if (feed) void natsOutages.recovered(() => bus.check());
         },
       });
     } else {

@@ -7,6 +7,11 @@ export type AccessCheckOutcome = "kept" | "closed" | "gone" | "unanswered";
 /** A socket whose access can be checked against the store. */
 export interface AccessCheckable {
   checkAccess(): Promise<AccessCheckOutcome>;
+  /**
+   * Told as a check is requested; true when the socket sends nothing more until its check has
+   * run (one whose access may have been taken away), which puts it at the front of the line.
+   */
+  holdUntilChecked?(): boolean;
 }
 
 export interface AccessCheckOptions {
@@ -25,7 +30,8 @@ export interface AccessCheckOptions {
 /**
  * Checks of every open socket's access against the store, for when user events may have been
  * lost on the bus (ChatFeed.requestResync). A request puts every open socket in line (once:
- * one already waiting keeps its place), and they are checked a few at a time. A check the
+ * one already waiting keeps its place, unless it now holds its events for the check, which puts
+ * it at the front), and they are checked a few at a time. A check the
  * store does not answer goes to the back of the line and the checks pause for `retryMs`: a
  * store that is away is not asked once per socket, and one socket whose check keeps failing
  * does not hold up the others.
@@ -79,7 +85,12 @@ export function createAccessChecks(
   return {
     request(): void {
       if (stopped) return;
-      for (const socket of sockets()) waiting.add(socket);
+      const holding: AccessCheckable[] = [];
+      const others: AccessCheckable[] = [];
+      for (const socket of sockets()) (socket.holdUntilChecked?.() ? holding : others).push(socket);
+      const before = [...waiting];
+      waiting.clear();
+      for (const socket of [...holding, ...before, ...others]) waiting.add(socket);
       options.onRequest?.(waiting.size);
       start();
     },

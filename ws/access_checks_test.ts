@@ -101,3 +101,29 @@ Deno.test("stopped access checks take no requests, and no check begins when thei
   await new Promise((resolve) => setTimeout(resolve, 50));
   assert.deepEqual(held.log, ["a"], "a check began after stop()");
 });
+
+Deno.test("sockets that hold their events for the check are checked first, even ahead of ones already in line", async () => {
+  const names = ["a", "b", "c", "d"];
+  const held = heldSockets(names);
+  const holding = new Set(["c"]);
+  const sockets = held.sockets.map((socket, index) => ({
+    ...socket,
+    holdUntilChecked: () => holding.has(names[index]!),
+  }));
+  const checks = createAccessChecks(() => sockets, { atOnce: 1 });
+  checks.request();
+  assert.deepEqual(held.log, ["c"]);
+  held.answer("c");
+  await held.begun(2);
+  // a is being checked, b and d wait; at a second request d holds its events too
+  holding.add("d");
+  checks.request();
+  for (const [name, count] of [["a", 3], ["c", 4], ["d", 5], ["b", 6]] as const) {
+    held.answer(name);
+    await held.begun(count);
+  }
+  held.answer("a");
+  await checks.stop();
+  // the holding ones first, then b (already waiting), then a (being checked at the request)
+  assert.deepEqual(held.log, ["c", "a", "c", "d", "b", "a"]);
+});

@@ -22,6 +22,13 @@ export interface ConnectionLimits extends IntakeLimits {
   maxBufferedBytes: number;
 }
 
+/**
+ * The most live events one socket holds (while its first frames are prepared, or its access is
+ * checked); past it the socket is closed with 1013, to reconnect and read what it missed from
+ * the store, instead of holding a store outage's worth of events.
+ */
+export const MAX_HELD_EVENTS = 10_000;
+
 /** The code reserved for a close whose code is not known here (1005, RFC 6455 7.4.1). */
 const NO_STATUS_RECEIVED = 1005;
 
@@ -167,7 +174,11 @@ export class Connection {
     if (!membership) return;
     if (audience.to === "side" && audience.side !== membership.side) return;
     if (audience.to === "others" && audience.user_id === this.userId) return;
-    if (this.#order.due(delivery) && this.#sendText(delivery.text)) this.#delivered(delivery);
+    if (this.#order.due(delivery)) {
+      if (this.#sendText(delivery.text)) this.#delivered(delivery);
+    } else if (this.#order.held > MAX_HELD_EVENTS) {
+      this.close(CloseCode.tryAgainLater, "too many events held");
+    }
   }
 
   #delivered(delivery: Delivery): void {
@@ -247,9 +258,27 @@ export class Connection {
    * sent again when it changed. Never rejects.
    */
   checkAccess(): Promise<AccessCheckOutcome> {
-    const checked = this.#queue.then(() => this.#checkAccess());
+    const checked = this.#queue.then(() => this.#checkAccess()).then((outcome) => {
+      // kept: what was held goes out, less what a chat the check dropped would have had
+      if (outcome === "kept") {
+        for (const delivery of this.#order.checked()) this.deliver(delivery);
+      }
+      return outcome;
+    });
     this.#queue = checked.then(() => {});
     return checked;
+  }
+
+  /**
+   * Told as a check of every socket is requested: a socket that sees chats as a member of their
+   * vendor may have been removed with an event the bus lost, so it is sent nothing until its
+   * check has run (then the events held meanwhile, or none if it lost the chat). The customer's
+   * and the vendor's own sockets cannot lose a chat and are not held. True when held.
+   */
+  holdUntilChecked(): boolean {
+    if (this.#closed || !this.#chats.seesAsMember()) return false;
+    this.#order.holdUntilChecked();
+    return true;
   }
 
   async #checkAccess(): Promise<AccessCheckOutcome> {

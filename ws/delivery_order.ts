@@ -2,13 +2,16 @@ import type { Delivery } from "../chat/feed.ts";
 
 /**
  * The order in which live events reach one socket, against the pages it is sent from the
- * store: an event waits while the socket's first frames are prepared, and while the history of
- * a chat taken in later is sent; a message a page already had is not sent again. No I/O: the
- * connection asks, and sends.
+ * store: an event waits while the socket's first frames are prepared, while the history of a
+ * chat taken in later is sent, and while the socket's access is checked again after events may
+ * have been lost; a message a page already had is not sent again. No I/O: the connection asks,
+ * and sends.
  */
 export class DeliveryOrder {
   #ready = false;
-  /** Live events that arrived while the first frames were being prepared. */
+  /** While the socket's access is checked again (holdUntilChecked): every live event waits. */
+  #checking = false;
+  /** Live events that arrived while the first frames were being prepared, or during a check. */
   #early: Delivery[] = [];
   /**
    * Live events of chats being taken in after connect, held until their history is out. Made
@@ -27,7 +30,7 @@ export class DeliveryOrder {
    */
   due(delivery: Delivery): boolean {
     const { frame } = delivery.envelope;
-    if (!this.#ready) {
+    if (!this.#ready || this.#checking) {
       this.#early.push(delivery);
       return false;
     }
@@ -49,7 +52,23 @@ export class DeliveryOrder {
   /** The first frames are out: the events held meanwhile, in arrival order, to deliver again. */
   ready(): Delivery[] {
     this.#ready = true;
-    return this.#early.splice(0);
+    return this.#checking ? [] : this.#early.splice(0);
+  }
+
+  /** Holds every live event until `checked()`: the socket's access is to be checked first. */
+  holdUntilChecked(): void {
+    this.#checking = true;
+  }
+
+  /** The check kept the socket: the events held, in arrival order, to deliver again. */
+  checked(): Delivery[] {
+    this.#checking = false;
+    return this.#ready ? this.#early.splice(0) : [];
+  }
+
+  /** How many live events are held, for the first frames or a check. */
+  get held(): number {
+    return this.#early.length;
   }
 
   /** A page of `chatId` up to `lastSeq` was sent: live messages it had are dropped, now and later. */
@@ -69,7 +88,7 @@ export class DeliveryOrder {
     return held;
   }
 
-  /** Forgets the events held for the first frames; for the connection's close. */
+  /** Forgets the events held for the first frames or a check; for the connection's close. */
   clear(): void {
     this.#early = [];
   }

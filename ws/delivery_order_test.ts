@@ -54,3 +54,33 @@ Deno.test("DeliveryOrder holds the events of a chat whose history is being sent,
   assert.deepEqual(released.map((delivery) => order.due(delivery)), [false, true]);
   assert.deepEqual(order.release("a"), []);
 });
+
+Deno.test("DeliveryOrder holds every live event while the socket's access is checked, and gives them back once it is kept", () => {
+  const order = new DeliveryOrder();
+  order.ready();
+  order.holdUntilChecked();
+  const held = [message("a", 1), typing("b")];
+  for (const event of held) assert.equal(order.due(event), false);
+  assert.equal(order.held, 2);
+  assert.deepEqual(order.checked(), held);
+  assert.equal(order.held, 0);
+  assert.equal(order.due(typing("a")), true);
+});
+
+Deno.test("DeliveryOrder keeps holding after the first frames while a check is pending, and the reverse", () => {
+  const order = new DeliveryOrder();
+  order.holdUntilChecked();
+  const early = message("a", 1);
+  assert.equal(order.due(early), false);
+  // the first frames are out, the check is not: nothing goes yet
+  assert.deepEqual(order.ready(), []);
+  assert.deepEqual(order.checked(), [early]);
+
+  const later = new DeliveryOrder();
+  later.holdUntilChecked();
+  const event = typing("a");
+  assert.equal(later.due(event), false);
+  // checked before the first frames are out: still held for them
+  assert.deepEqual(later.checked(), []);
+  assert.deepEqual(later.ready(), [event]);
+});

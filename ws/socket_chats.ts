@@ -54,6 +54,18 @@ export class SocketChats {
     this.#deps = deps;
   }
 
+  /**
+   * True when the user sees a chat as a member of its vendor (not as its customer or the
+   * vendor's own account): access a removal from the vendor takes away.
+   */
+  seesAsMember(): boolean {
+    const { userId } = this.#host;
+    for (const { chat, side } of this.memberships.values()) {
+      if (side === "vendor" && chat.vendor_id !== userId) return true;
+    }
+    return false;
+  }
+
   /** Hears the user's own events (disconnects, new chats, membership changes). */
   hearUser(): void {
     const { userId } = this.#host;
