@@ -70,6 +70,8 @@ export class Connection {
   readonly #openedAt: number;
   /** The chats this socket sees, and its subscriptions to them. */
   #chats: SocketChats;
+  /** How many times holdUntilChecked held this socket's events. */
+  #holdsAsked = 0;
   /** Rate limit and bound of the client frames waiting in `#queue`. */
   #intake: FrameIntake;
 
@@ -258,9 +260,12 @@ export class Connection {
    * sent again when it changed. Never rejects.
    */
   checkAccess(): Promise<AccessCheckOutcome> {
-    const checked = this.#queue.then(() => this.#checkAccess()).then((outcome) => {
+    const checked = this.#queue.then(async () => {
+      // a hold asked for once this check had begun waits for the check that request queued
+      const holdsBefore = this.#holdsAsked;
+      const outcome = await this.#checkAccess();
       // kept: what was held goes out, less what a chat the check dropped would have had
-      if (outcome === "kept") {
+      if (outcome === "kept" && holdsBefore === this.#holdsAsked) {
         for (const delivery of this.#order.checked()) this.deliver(delivery);
       }
       return outcome;
@@ -277,6 +282,7 @@ export class Connection {
    */
   holdUntilChecked(): boolean {
     if (this.#closed || !this.#chats.seesAsMember()) return false;
+    this.#holdsAsked++;
     this.#order.holdUntilChecked();
     return true;
   }
