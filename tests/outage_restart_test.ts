@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { natsCutToSecondInstance } from "./support/nats_cut.ts";
+import type { TestCluster } from "./support/service.ts";
 import { acked, joinChat, messageWithSeq, sendText, stillServes } from "./support/steps.ts";
 import { within } from "./support/wait.ts";
 
@@ -18,6 +19,12 @@ const settings = {
 
 function report(line: string) {
   if (Deno.env.get("FAULT_FIGURES") === "1") console.log(`[figures] ${line}`);
+}
+
+/** A connection to the cluster's database, ended on dispose. */
+function databaseOf(cluster: TestCluster) {
+  const sql = postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} });
+  return Object.assign(sql, { [Symbol.asyncDispose]: () => sql.end() });
 }
 
 /** The outages recorded in the cluster's database, read every 25 ms until `done` says so. */
@@ -35,9 +42,7 @@ async function untilOutages(sql: postgres.Sql, done: (count: number) => boolean,
 Deno.test("a ban and an edit made on an instance that ends while cut off from NATS reach the other instance's sockets once the next instance starts", async () => {
   await using setup = await natsCutToSecondInstance(settings);
   const { cluster, proxy } = setup;
-  await using sql = Object.assign(postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} }), {
-    [Symbol.asyncDispose]: () => sql.end(),
-  });
+  await using sql = databaseOf(cluster);
   const chat = await cluster.main.service.chat.createChat("alice", "acme");
   const spammersChat = await cluster.main.service.chat.createChat("spammer", "acme");
   // on the first instance, which keeps its NATS connection
@@ -83,9 +88,7 @@ Deno.test("a ban and an edit made on an instance that ends while cut off from NA
 Deno.test("an instance back on NATS removes its outage's record once its own resync request is out, and a shutdown records none", async () => {
   await using setup = await natsCutToSecondInstance(settings);
   const { cluster, proxy } = setup;
-  await using sql = Object.assign(postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} }), {
-    [Symbol.asyncDispose]: () => sql.end(),
-  });
+  await using sql = databaseOf(cluster);
   await proxy.cut();
   await untilOutages(sql, (count) => count === 1, "the cut-off instance's outage recorded");
   const [{ instance_id }] = await sql<[{ instance_id: string }]>`
