@@ -1,11 +1,13 @@
 import { ChatError } from "../chat/errors.ts";
 import type { Actor, ChatService } from "../chat/service.ts";
-import type { ServerFrame } from "../protocol/mod.ts";
+import type { Message, ServerFrame, ServerFrameOf } from "../protocol/mod.ts";
+import type { SocketMetrics } from "../observability/metrics.ts";
 import type { Endpoint } from "./connection.ts";
+import { type ErrorFrame, toErrorFrame } from "./errors.ts";
 import type { ClientFrame } from "./frames.ts";
 
 /** What an action answers its `ack` with: the message, for `send_message` and `edit_message`. */
-export type Outcome = { reply?: unknown } | undefined;
+export type Outcome = { reply?: Message } | undefined;
 
 /** What an action needs of its socket. */
 export interface ActionContext {
@@ -18,12 +20,50 @@ export interface ActionContext {
   send: (frame: ServerFrame) => void;
 }
 
+/** Where answering an action reports. */
+export interface AnswerDeps {
+  /** Counts actions by outcome, and error codes; absent: nothing is measured. */
+  instruments?: Pick<SocketMetrics, "actions" | "errors">;
+  /** Told of failures that are not the client's (the `internal` ones). */
+  onError: (error: unknown, context: string) => void;
+}
+
+/**
+ * Runs one client action and gives the frame that answers it: its `ack` (none for `ping`, nor
+ * for a frame without `request_id`), or its error frame. Never rejects.
+ */
+export async function answerAction(
+  frame: ClientFrame,
+  context: ActionContext,
+  deps: AnswerDeps,
+): Promise<ServerFrameOf<"ack"> | ErrorFrame | undefined> {
+  try {
+    const outcome = await runAction(frame, context);
+    deps.instruments?.actions.inc({ action: frame.action, outcome: "ok" });
+    if (frame.request_id === undefined || frame.action === "ping") return undefined;
+    return {
+      type: "ack",
+      request_id: frame.request_id,
+      action: frame.action,
+      ...(outcome?.reply === undefined ? {} : { message: outcome.reply }),
+    };
+  } catch (error) {
+    if (!(error instanceof ChatError) || error.code === "internal") {
+      deps.onError(error, `action ${frame.action}`);
+    }
+    const reply = toErrorFrame(error, { request_id: frame.request_id, action: frame.action });
+    deps.instruments?.actions.inc({ action: frame.action, outcome: reply.code });
+    deps.instruments?.errors.inc({ code: reply.code });
+    return reply;
+  }
+}
+
 /**
  * One client action, as protocol.md's table says: the service does it, and frames for this
  * socket alone (`latest_chat`, `chats`, `unread_messages`) go out through `send`. Errors are
  * ChatError, answered by the caller.
  */
-export async function runAction(frame: ClientFrame, context: ActionContext): Promise<Outcome> {
+async function runAction(frame: ClientFrame, context: ActionContext): Promise<Outcome> {
   const { service, userId, endpoint, actorIn, send } = context;
   switch (frame.action) {
     case "ping":

@@ -6,7 +6,7 @@ import type { ChatService } from "../chat/service.ts";
 import type { SocketMetrics } from "../observability/metrics.ts";
 import type { AccessCheckOutcome } from "./access_checks.ts";
 import { CloseCode, closeCodeFor, type ErrorFrame, toErrorFrame } from "./errors.ts";
-import { runAction } from "./actions.ts";
+import { answerAction } from "./actions.ts";
 import { type ClientFrame, isFrameProblem, parseClientFrame } from "./frames.ts";
 import { overFrameLimit } from "./frame_size.ts";
 import { DeliveryOrder } from "./delivery_order.ts";
@@ -326,14 +326,8 @@ export class Connection {
     if (typeof data !== "string") {
       // counted like any frame: a flood of binary frames is refused and closed like text ones
       if (this.#refused({}, 0)) return;
-      this.#deps.instruments?.errors.inc({ code: "invalid_frame" });
-      return this.#send(
-        {
-          type: "error",
-          code: "invalid_frame",
-          message: "binary frames are not accepted",
-        } satisfies ErrorFrame,
-      );
+      const message = "binary frames are not accepted";
+      return this.#sendError({ type: "error", code: "invalid_frame", message });
     }
     const frame = parseClientFrame(data);
     // what the parsed frame holds while it waits: its text, give or take the JSON around it
@@ -341,8 +335,7 @@ export class Connection {
     if (this.#refused(frame, size)) return;
     if (isFrameProblem(frame)) {
       const { code, ...rest } = frame;
-      this.#deps.instruments?.errors.inc({ code });
-      return this.#send({ type: "error", code, ...rest } satisfies ErrorFrame);
+      return this.#sendError({ type: "error", code, ...rest });
     }
     this.#queue = this.#queue.then(() => {
       this.#intake.leaveQueue(size);
@@ -365,47 +358,31 @@ export class Connection {
       this.close(CloseCode.tooMany, "flooding");
       return true;
     }
-    this.#deps.instruments?.errors.inc({ code: "rate_limited" });
-    this.#send(
-      {
-        type: "error",
-        code: "rate_limited",
-        message: "too many frames, slow down",
-        ...(frame.request_id === undefined ? {} : { request_id: frame.request_id }),
-        ...(frame.action === undefined ? {} : { action: frame.action }),
-      } satisfies ErrorFrame,
+    this.#sendError(
+      toErrorFrame(new ChatError("rate_limited", "too many frames, slow down"), frame),
     );
     return true;
   }
 
   async #handle(frame: ClientFrame): Promise<void> {
     if (this.#closed || this.#stopping) return;
-    try {
-      const outcome = await runAction(frame, {
-        service: this.#deps.service,
-        userId: this.userId,
-        endpoint: this.endpoint,
-        actorIn: (chatId) => this.#chats.actorIn(chatId),
-        send: (reply) => this.#send(reply),
-      });
-      this.#deps.instruments?.actions.inc({ action: frame.action, outcome: "ok" });
-      if (frame.request_id !== undefined && frame.action !== "ping") {
-        this.#send({
-          type: "ack",
-          request_id: frame.request_id,
-          action: frame.action,
-          ...(outcome?.reply === undefined ? {} : { message: outcome.reply }),
-        });
-      }
-    } catch (error) {
-      if (!(error instanceof ChatError) || error.code === "internal") {
-        this.#deps.onError(error, `action ${frame.action}`, this);
-      }
-      const reply = toErrorFrame(error, { request_id: frame.request_id, action: frame.action });
-      this.#deps.instruments?.actions.inc({ action: frame.action, outcome: reply.code });
-      this.#deps.instruments?.errors.inc({ code: reply.code });
-      this.#send(reply);
-    }
+    const answer = await answerAction(frame, {
+      service: this.#deps.service,
+      userId: this.userId,
+      endpoint: this.endpoint,
+      actorIn: (chatId) => this.#chats.actorIn(chatId),
+      send: (reply) => this.#send(reply),
+    }, {
+      ...(this.#deps.instruments ? { instruments: this.#deps.instruments } : {}),
+      onError: (error, context) => this.#deps.onError(error, context, this),
+    });
+    if (answer) this.#send(answer);
+  }
+
+  /** An error frame for this socket alone, counted by its code. */
+  #sendError(frame: ErrorFrame): void {
+    this.#deps.instruments?.errors.inc({ code: frame.code });
+    this.#send(frame);
   }
 
   #send(frame: unknown): void {
