@@ -92,10 +92,12 @@ export type UserEvent = z.infer<typeof userEventSchema>;
 
 /**
  * What travels on the resync subject after an instance's bus came back (ChatFeed.requestResync):
- * how long events may have been lost, counting the time the loss took to be noticed.
+ * how long events may have been lost, counting the time the loss took to be noticed, and which
+ * instance asks (absent from instances that predate it).
  */
 export const resyncRequestSchema = z.object({
   within_ms: z.number().int().positive(),
+  from: z.string().max(64).optional(),
 });
 
 const decoder = new TextDecoder();

@@ -15,7 +15,9 @@ export const MAX_RESYNC_WINDOW_MS = 24 * 60 * 60_000;
  * membership changes, new chats) published while it was away are lost, its own to the other
  * instances and theirs to it. Unlike messages they have no seq that shows the gap, so every
  * instance, this one included, is asked to check against the store. The requests are heard
- * on one bus subscription while anyone here needs them: a listener, or `followsChats()`.
+ * on one bus subscription while anyone here needs them: a listener, or `followsChats()`. An
+ * instance heeds its own request at once, not when the bus hands it back: what it catches up
+ * from the store right after must find its sockets already held (see ws/access_checks.ts).
  */
 export function createResyncRequests(
   deps: { bus: EventBus; subjects: Subjects; followsChats: () => boolean },
@@ -29,19 +31,26 @@ export function createResyncRequests(
   const encoder = new TextEncoder();
   const decoder = new TextDecoder();
   const listeners = new Set<() => void>();
+  /** Marks this instance's requests, which it heeds as it sends them, not again on receipt. */
+  const origin = crypto.randomUUID();
   let unsubscribe: (() => void) | undefined;
 
   function heed() {
     if (deps.followsChats() || listeners.size > 0) {
-      unsubscribe ??= bus.subscribe(subjects.resync, onRequest);
+      unsubscribe ??= bus.subscribe(subjects.resync, onPayload);
     } else {
       unsubscribe?.();
       unsubscribe = undefined;
     }
   }
 
-  function onRequest(payload: Uint8Array) {
-    options.onRequest(resyncWindow(payload));
+  function onPayload(payload: Uint8Array) {
+    const request = readRequest(payload);
+    if (request.from !== origin) heedRequest(request.withinMs);
+  }
+
+  function heedRequest(withinMs: number) {
+    options.onRequest(withinMs);
     for (const listener of [...listeners]) {
       try {
         listener();
@@ -52,24 +61,30 @@ export function createResyncRequests(
   }
 
   /**
-   * How far back a resync request asks to look, at most MAX_RESYNC_WINDOW_MS; one that does not
-   * say (or garbles it): DEFAULT_RESYNC_WINDOW_MS.
+   * Who sent a resync request, and how far back it asks to look: at most MAX_RESYNC_WINDOW_MS;
+   * one that does not say (or garbles it): DEFAULT_RESYNC_WINDOW_MS.
    */
-  function resyncWindow(payload: Uint8Array): number {
+  function readRequest(payload: Uint8Array): { from?: string; withinMs: number } {
     try {
       const request = resyncRequestSchema.safeParse(JSON.parse(decoder.decode(payload)));
-      if (request.success) return Math.min(request.data.within_ms, MAX_RESYNC_WINDOW_MS);
+      if (request.success) {
+        const withinMs = Math.min(request.data.within_ms, MAX_RESYNC_WINDOW_MS);
+        return request.data.from === undefined
+          ? { withinMs }
+          : { from: request.data.from, withinMs };
+      }
     } catch {
       // a request all the same
     }
-    return DEFAULT_RESYNC_WINDOW_MS;
+    return { withinMs: DEFAULT_RESYNC_WINDOW_MS };
   }
 
   return {
-    /** Asks every instance to resync after events were lost for `lostForMs`. */
+    /** Asks every instance, this one first, to resync after events were lost for `lostForMs`. */
     request(lostForMs: number): void {
-      const request = { within_ms: Math.ceil(lostForMs) };
+      const request = { within_ms: Math.ceil(lostForMs), from: origin };
       bus.publish(subjects.resync, encoder.encode(JSON.stringify(request)));
+      heedRequest(request.within_ms);
     },
 
     /** Calls `listener` on every request, this instance's and the others'; returns the stop. */
