@@ -11,6 +11,7 @@ import type {
   ModerationAction,
   Side,
   StoredMessage,
+  StoredSanction,
   VendorMember,
   VendorRole,
 } from "./types.ts";
@@ -178,8 +179,8 @@ export interface ChatStore {
   listVendorMembers(vendorId: string): Promise<VendorMember[]>;
 
   activeBan(userId: string): Promise<Ban | null>;
-  /** Whether the moderation log has an operator's disconnect of the user in the last `ms`. */
-  operatorDisconnectedWithin(userId: string, ms: number): Promise<boolean>;
+  /** Of `userIds`, the ones banned now or ever disconnected by an operator, in one query. */
+  sanctionsOf(userIds: readonly string[]): Promise<Map<string, StoredSanction>>;
   /** Bans the user; with `audit`, records the moderation in the same transaction. */
   ban(ban: Omit<Ban, "created_at">, options?: { audit?: ModerationRecord }): Promise<Ban>;
   /**

@@ -21,6 +21,7 @@ import {
   type Membership,
   type Message,
   otherSide,
+  type Sanction,
   type Side,
   type StoredMessage,
   toClientMessage,
@@ -170,9 +171,20 @@ export function createChatService(deps: ChatServiceDeps) {
       return { chats, vendors };
     },
 
-    /** True when an operator disconnected the user in the last `ms` (the database's clock). */
-    disconnectedWithin(userId: string, ms: number): Promise<boolean> {
-      return store.operatorDisconnectedWithin(userId, ms);
+    /**
+     * Of `userIds`, the ones banned now or ever disconnected by an operator, in one query. A
+     * disconnect's time is put on this clock as of when the query was sent: one made in the
+     * query's own round trip before may look that much older, never younger, so that a socket
+     * opened just after a disconnect is not taken for one it ends.
+     */
+    async sanctionsOf(userIds: readonly string[]): Promise<Map<string, Sanction>> {
+      const askedAt = now();
+      const sanctions = new Map<string, Sanction>();
+      for (const [userId, { banned, disconnectedAgoMs }] of await store.sanctionsOf(userIds)) {
+        const disconnectedAt = disconnectedAgoMs === null ? null : askedAt - disconnectedAgoMs;
+        sanctions.set(userId, { banned, disconnectedAt });
+      }
+      return sanctions;
     },
 
     /** The user's side in one chat they may see (used on `/v1/ws/chats/`). */

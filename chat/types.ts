@@ -83,6 +83,21 @@ export interface Ban {
   expires_at: string | null;
 }
 
+/** What an operator did to a user that ends their open sockets, as the store reads it. */
+export interface StoredSanction {
+  /** A ban is in force. */
+  banned: boolean;
+  /** How long ago an operator last disconnected the user (the database's clock); null: never. */
+  disconnectedAgoMs: number | null;
+}
+
+/** The same on this process's clock (ChatService.sanctionsOf). */
+export interface Sanction {
+  banned: boolean;
+  /** When an operator last disconnected the user (ms since the epoch); null: never. */
+  disconnectedAt: number | null;
+}
+
 export interface ModerationAction {
   id: string;
   action: string;

@@ -1,5 +1,7 @@
 import type { Sql } from "postgres";
 import type { ChatStore, ModerationRecord } from "../chat/ports.ts";
+import type { StoredSanction } from "../chat/types.ts";
+import { arrayLiteral } from "./array_literal.ts";
 import {
   type BanRow,
   type MemberRow,
@@ -10,6 +12,12 @@ import {
 } from "./rows.ts";
 import { transaction } from "./transactions.ts";
 
+interface SanctionRow {
+  user_id: string;
+  banned: boolean;
+  disconnected_ago_ms: number | null;
+}
+
 /** The store's queries of who may act: vendor members, bans, and the moderation log. */
 export type ModerationQueries = Pick<
   ChatStore,
@@ -17,7 +25,7 @@ export type ModerationQueries = Pick<
   | "removeVendorMember"
   | "listVendorMembers"
   | "activeBan"
-  | "operatorDisconnectedWithin"
+  | "sanctionsOf"
   | "ban"
   | "unban"
   | "recordModeration"
@@ -58,13 +66,31 @@ export function createModerationQueries(sql: Sql) {
       return row ? toBan(row) : null;
     },
 
-    async operatorDisconnectedWithin(userId, ms) {
-      const rows = await sql`
-        select 1 from moderation_actions
-        where target_user_id = ${userId} and action = 'disconnect_user'
-          and created_at > now() - make_interval(secs => ${ms / 1000})
-        limit 1`;
-      return rows.length > 0;
+    async sanctionsOf(userIds) {
+      if (userIds.length === 0) return new Map();
+      const users = arrayLiteral([...new Set(userIds)]);
+      // the newest disconnect of each user is one step down moderation_actions_by_target
+      const rows = await sql<SanctionRow[]>`
+        select user_id, banned, disconnected_ago_ms from (
+          select users.user_id,
+            exists (
+              select 1 from bans where bans.user_id = users.user_id
+                and (expires_at is null or expires_at > now())
+            ) as banned,
+            (
+              select (extract(epoch from now() - created_at) * 1000)::float8
+              from moderation_actions
+              where target_user_id = users.user_id and action = 'disconnect_user'
+              order by created_at desc limit 1
+            ) as disconnected_ago_ms
+          from unnest(${users}::text[]) as users (user_id)
+        ) as sanctioned
+        where banned or disconnected_ago_ms is not null`;
+      const sanctions = new Map<string, StoredSanction>();
+      for (const { user_id, banned, disconnected_ago_ms } of rows) {
+        sanctions.set(user_id, { banned, disconnectedAgoMs: disconnected_ago_ms });
+      }
+      return sanctions;
     },
 
     ban({ user_id, moderator_id, reason, expires_at }, options = {}) {

@@ -286,20 +286,40 @@ for (const backend of backends) {
     assert.equal((await db.store.insertMessage(text(chat, "hi"))).message.seq, 1);
   });
 
-  Deno.test(`${backend.name}: an operator's disconnect of a user is found in the moderation log within a window`, async () => {
+  Deno.test(`${backend.name}: the sanctions of many users are read in one query: bans in force and the newest disconnect`, async () => {
     await using db = await backend.open();
     const by = { moderator_id: "mod", target_message_id: null, reason: "support" };
-    assert.equal(await db.store.operatorDisconnectedWithin("c", 60_000), false);
-    await db.store.recordModeration({ ...by, action: "disconnect_user", target_user_id: "c" });
-    assert.equal(await db.store.operatorDisconnectedWithin("c", 60_000), true);
-    // the window ends at the database's now: a disconnect before it is outside a window of 0
-    assert.equal(await db.store.operatorDisconnectedWithin("c", 0), false);
-    // neither another action on a user nor a disconnect of someone else counts
-    await db.store.ban({ user_id: "e", moderator_id: "mod", reason: "spam", expires_at: null }, {
-      audit: { ...by, action: "ban_user", target_user_id: "e" },
+    assert.deepEqual(await db.store.sanctionsOf([]), new Map());
+    await db.store.ban({
+      user_id: "banned",
+      moderator_id: "mod",
+      reason: "spam",
+      expires_at: null,
     });
-    assert.equal(await db.store.operatorDisconnectedWithin("e", 60_000), false);
-    assert.equal(await db.store.operatorDisconnectedWithin("d", 60_000), false);
+    const past = new Date(Date.now() - 60_000).toISOString();
+    await db.store.ban({
+      user_id: "ban-over",
+      moderator_id: "mod",
+      reason: "spam",
+      expires_at: past,
+    });
+    await db.store.recordModeration({ ...by, action: "disconnect_user", target_user_id: "gone" });
+    await db.store.recordModeration({ ...by, action: "ban_user", target_user_id: "logged" });
+    // ids are data, never SQL: a quote or a brace is an id like any other
+    const odd = `x'); drop table bans; --"{}`;
+    await db.store.ban({ user_id: odd, moderator_id: "mod", reason: "spam", expires_at: null });
+    const sanctions = await db.store.sanctionsOf(
+      ["banned", "ban-over", "gone", "logged", "clean", odd, "banned"],
+    );
+    assert.deepEqual([...sanctions.keys()].sort(), ["banned", "gone", odd].sort());
+    assert.deepEqual(sanctions.get("banned"), { banned: true, disconnectedAgoMs: null });
+    assert.deepEqual(sanctions.get(odd), { banned: true, disconnectedAgoMs: null });
+    const gone = sanctions.get("gone")!;
+    assert.equal(gone.banned, false);
+    assert.ok(
+      gone.disconnectedAgoMs! >= 0 && gone.disconnectedAgoMs! < 60_000,
+      `${gone.disconnectedAgoMs}`,
+    );
   });
 
   Deno.test(`${backend.name}: messages edited or deleted within a window are found in their current state`, async () => {

@@ -3,6 +3,7 @@ import { ChatError } from "../chat/errors.ts";
 import type { UserEvent } from "../chat/events.ts";
 import type { ChatFeed, Delivery } from "../chat/feed.ts";
 import type { ChatService } from "../chat/service.ts";
+import type { Sanction } from "../chat/types.ts";
 import type { SocketMetrics } from "../observability/metrics.ts";
 import type { AccessCheckOutcome } from "./access_checks.ts";
 import { CloseCode, closeCodeFor, type ErrorFrame, toErrorFrame } from "./errors.ts";
@@ -287,15 +288,27 @@ export class Connection {
     return true;
   }
 
+  /**
+   * Closes the socket when `sanction` ends it: with 4403 for a ban in force, with 4408 for an
+   * operator's disconnect since the socket opened. True when closed.
+   */
+  #closeIfSanctioned(sanction: Sanction | undefined): boolean {
+    if (sanction?.banned) {
+      this.close(CloseCode.forbidden, "banned");
+      return true;
+    }
+    if (sanction?.disconnectedAt != null && sanction.disconnectedAt > this.#openedAt) {
+      this.close(CloseCode.operatorDisconnect, "disconnected by an operator");
+      return true;
+    }
+    return false;
+  }
+
   async #checkAccess(): Promise<AccessCheckOutcome> {
     if (this.#closed || this.#stopping) return "gone";
     try {
-      // the database compares, on its own clock, with how long this socket has been open
-      const openForMs = this.#deps.now() - this.#openedAt;
-      if (await this.#deps.service.disconnectedWithin(this.userId, openForMs)) {
-        this.close(CloseCode.operatorDisconnect, "disconnected by an operator");
-        return "closed";
-      }
+      const sanctions = await this.#deps.service.sanctionsOf([this.userId]);
+      if (this.#closeIfSanctioned(sanctions.get(this.userId))) return "closed";
       if (this.endpoint.kind === "chat") {
         await this.#deps.service.joinChat(this.userId, this.endpoint.chatId);
       } else {
