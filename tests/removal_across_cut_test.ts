@@ -3,16 +3,26 @@
  * event is lost, and what the instance catches up from the store once it is back includes the
  * messages sent after the removal. The socket is sent none of them: a socket that sees a chat
  * as a vendor's member holds its events until its access has been checked again, and is checked
- * before the sockets that cannot have lost a chat. With FAULT_FIGURES=1 the time is printed.
+ * before the sockets that cannot have lost a chat. A user banned or disconnected meanwhile is
+ * not shown them either: every socket holds its events until one query has read the sanctions
+ * of all their users. With FAULT_FIGURES=1 the time is printed.
  */
 import assert from "node:assert/strict";
 import { MAX_HELD_EVENTS } from "../ws/connection.ts";
 import { untilMetric } from "./support/metrics.ts";
 import { natsCutToSecondInstance } from "./support/nats_cut.ts";
 import { startCluster, TEST_NATS_URL } from "./support/service.ts";
-import { joinAllChats, joinChat, messageWithSeq, sendText } from "./support/steps.ts";
+import {
+  joinAllChats,
+  joinChat,
+  messageWithSeq,
+  seedMessages,
+  sendText,
+  stillServes,
+} from "./support/steps.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { within } from "./support/wait.ts";
+import type { TestSocket } from "./support/ws_client.ts";
 
 const settings = {
   WS_RATE_PER_SECOND: "100000",
@@ -25,6 +35,21 @@ const BYSTANDERS = 40;
 
 function report(line: string) {
   if (Deno.env.get("FAULT_FIGURES") === "1") console.log(`[figures] ${line}`);
+}
+
+/**
+ * Asserts that the sockets, closed now, got none of the messages sent during the cut, and
+ * reports how long after the cut was restored they closed.
+ */
+function assertShownNothing(sockets: TestSocket[], what: string, restoredAt: number) {
+  report(`${what}: closed ${Math.round(performance.now() - restoredAt)} ms after the restore`);
+  for (const socket of sockets) {
+    assert.deepEqual(
+      socket.pending("chat_message").map((frame) => frame.message.seq),
+      [],
+      `${what}: a message sent during the cut reached a socket that may no longer see it`,
+    );
+  }
 }
 
 Deno.test("a vendor member removed while their instance was cut off from NATS is sent none of the messages after the removal, and a member still in the chat gets them all", async () => {
@@ -56,18 +81,7 @@ Deno.test("a vendor member removed while their instance was cut off from NATS is
   const closed = await within(removed.closed, 15_000, "the removed member's socket to close");
   assert.equal(closed.code, 4403);
   assert.deepEqual((await removedAll.nextOfType("chats", 15_000)).chats, []);
-  report(
-    `a member removed during a NATS cut: socket closed ${
-      Math.round(performance.now() - restoredAt)
-    } ms after the cut was restored`,
-  );
-  for (const socket of [removed, removedAll]) {
-    assert.deepEqual(
-      socket.pending("chat_message").map((frame) => frame.message.seq),
-      [],
-      "a message sent after the removal reached the removed member",
-    );
-  }
+  assertShownNothing([removed, removedAll], "a member removed during a NATS cut", restoredAt);
   // held for the check, then sent: in order, once each
   for (let seq = 2; seq <= 4; seq++) {
     assert.equal((await kept.nextOfType("chat_message", 15_000)).message.seq, seq);
@@ -76,6 +90,62 @@ Deno.test("a vendor member removed while their instance was cut off from NATS is
   await messageWithSeq(kept, 5);
   assert.deepEqual(kept.pending("chat_message"), []);
   assert.deepEqual(removedAll.pending("chat_message"), []);
+});
+
+Deno.test("a user banned and one disconnected while their instance was cut off from NATS are sent none of the messages after it", async () => {
+  await using setup = await natsCutToSecondInstance(settings);
+  const { cluster, proxy } = setup;
+  const cutOff = cluster.instances[1]!.service.chat;
+  const banned = await cutOff.createChat("cust-banned", "vend-1");
+  const disconnected = await cutOff.createChat("cust-gone", "vend-1");
+  const kept = await cutOff.createChat("cust-kept", "vend-1");
+  const joinBystanders = async (from: number, to: number) => {
+    for (let n = from; n <= to; n++) {
+      const own = await cutOff.createChat(`bystander-${n}`, "vend-2");
+      await joinChat(cluster, `bystander-${n}`, own.id, 1);
+    }
+  };
+  // the sanctioned users' sockets are checked after half the others; the other half opens
+  // before the sanctions, so that the disconnected socket opened well before the disconnect
+  // (a socket opened within the sanction query's round trip of it counts as opened after)
+  await joinBystanders(1, BYSTANDERS / 2);
+  await using bannedSocket = await joinChat(cluster, "cust-banned", banned.id, 1);
+  await using disconnectedSocket = await joinChat(cluster, "cust-gone", disconnected.id, 1);
+  await joinBystanders(BYSTANDERS / 2 + 1, BYSTANDERS);
+  await using keptSocket = await joinChat(cluster, "cust-kept", kept.id, 1);
+
+  await proxy.cut();
+  const moderator = { moderator_id: "mod", reason: "spam" };
+  await cluster.main.service.chat.banUser("cust-banned", 0, moderator);
+  await cluster.main.service.chat.disconnectUser("cust-gone", moderator);
+  // the disconnected user's client comes back at once: the disconnect is older than this socket
+  await using reopened = await joinChat(cluster, "cust-gone", disconnected.id, 1);
+  // the vendor writes from the instance that stays connected
+  for (const chat of [banned, disconnected, kept]) {
+    await seedMessages(cluster, chat.id, { from: "vend-1", to: chat.user_id, count: 3 });
+  }
+
+  const restoredAt = performance.now();
+  proxy.restore();
+  const closes = await Promise.all(
+    [bannedSocket, disconnectedSocket].map((socket) =>
+      within(socket.closed, 15_000, "the sanctioned user's socket to close")
+    ),
+  );
+  assert.deepEqual(closes.map((closed) => closed.code), [4403, 4408]);
+  assertShownNothing(
+    [bannedSocket, disconnectedSocket],
+    "a ban and a disconnect during a NATS cut",
+    restoredAt,
+  );
+  // the others are held for one query, then sent all of it, in order, once each
+  for (let seq = 1; seq <= 3; seq++) {
+    assert.equal((await keptSocket.nextOfType("chat_message", 15_000)).message.seq, seq);
+  }
+  assert.deepEqual(keptSocket.pending("chat_message"), []);
+  // neither the screen nor its own check closes the socket opened after the disconnect
+  await untilMetric(cluster, 1, 'chat_access_checks_total{outcome="kept"}', BYSTANDERS + 2);
+  await stillServes(reopened);
 });
 
 Deno.test("a held socket whose check the store cannot answer is closed 1013 once it holds too many events", async () => {

@@ -73,6 +73,8 @@ export class Connection {
   #chats: SocketChats;
   /** How many times holdUntilChecked held this socket's events. */
   #holdsAsked = 0;
+  /** The sanction screen whose answer lets this socket's held events go; 0: none. */
+  #screen = 0;
   /** Rate limit and bound of the client frames waiting in `#queue`. */
   #intake: FrameIntake;
 
@@ -286,6 +288,28 @@ export class Connection {
     this.#holdsAsked++;
     this.#order.holdUntilChecked();
     return true;
+  }
+
+  /** Holds every live event until `screened(screen, …)` (see ws/sanction_screens.ts). */
+  holdUntilScreened(screen: number): boolean {
+    if (this.#closed) return false;
+    this.#screen = screen;
+    this.#order.holdUntilScreened();
+    return true;
+  }
+
+  /**
+   * The user's sanctions were read: a banned user's socket is closed with 4403, one an operator
+   * disconnected since it opened with 4408; otherwise, unless a later screen holds it, the
+   * events held go out (those of a socket held for its own check wait for that too).
+   */
+  screened(screen: number, sanction: Sanction | undefined): "kept" | "closed" {
+    if (this.#closed || this.#closeIfSanctioned(sanction)) return "closed";
+    if (screen === this.#screen) {
+      this.#screen = 0;
+      for (const delivery of this.#order.screened()) this.deliver(delivery);
+    }
+    return "kept";
   }
 
   /**

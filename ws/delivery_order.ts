@@ -7,11 +7,17 @@ import type { Delivery } from "../chat/feed.ts";
  * have been lost; a message a page already had is not sent again. No I/O: the connection asks,
  * and sends.
  */
+const UNTIL_CHECKED = 1;
+const UNTIL_SCREENED = 2;
+
 export class DeliveryOrder {
   #ready = false;
-  /** While the socket's access is checked again (holdUntilChecked): every live event waits. */
-  #checking = false;
-  /** Live events that arrived while the first frames were being prepared, or during a check. */
+  /**
+   * Why every live event waits (flags, a number rather than a set to keep an idle socket small):
+   * the socket's access is checked again, or its user's sanctions read (see ws/sanction_screens.ts).
+   */
+  #holding = 0;
+  /** Live events that arrived while the first frames were being prepared, or during a hold. */
   #early: Delivery[] = [];
   /**
    * Live events of chats being taken in after connect, held until their history is out. Made
@@ -30,7 +36,7 @@ export class DeliveryOrder {
    */
   due(delivery: Delivery): boolean {
     const { frame } = delivery.envelope;
-    if (!this.#ready || this.#checking) {
+    if (!this.#ready || this.#holding !== 0) {
       this.#early.push(delivery);
       return false;
     }
@@ -52,21 +58,36 @@ export class DeliveryOrder {
   /** The first frames are out: the events held meanwhile, in arrival order, to deliver again. */
   ready(): Delivery[] {
     this.#ready = true;
-    return this.#checking ? [] : this.#early.splice(0);
+    return this.#holding !== 0 ? [] : this.#early.splice(0);
   }
 
   /** Holds every live event until `checked()`: the socket's access is to be checked first. */
   holdUntilChecked(): void {
-    this.#checking = true;
+    this.#holding |= UNTIL_CHECKED;
   }
 
   /** The check kept the socket: the events held, in arrival order, to deliver again. */
   checked(): Delivery[] {
-    this.#checking = false;
-    return this.#ready ? this.#early.splice(0) : [];
+    return this.#lift(UNTIL_CHECKED);
   }
 
-  /** How many live events are held, for the first frames or a check. */
+  /** Holds every live event until `screened()`: the user's sanctions are to be read first. */
+  holdUntilScreened(): void {
+    this.#holding |= UNTIL_SCREENED;
+  }
+
+  /** The user's sanctions kept the socket: the events held, in arrival order, to deliver again. */
+  screened(): Delivery[] {
+    return this.#lift(UNTIL_SCREENED);
+  }
+
+  /** Ends one hold; the events held once none is left and the first frames are out. */
+  #lift(hold: number): Delivery[] {
+    this.#holding &= ~hold;
+    return this.#ready && this.#holding === 0 ? this.#early.splice(0) : [];
+  }
+
+  /** How many live events are held, for the first frames, a check or a screen. */
   get held(): number {
     return this.#early.length;
   }
@@ -88,7 +109,7 @@ export class DeliveryOrder {
     return held;
   }
 
-  /** Forgets the events held for the first frames or a check; for the connection's close. */
+  /** Forgets the events held for the first frames, a check or a screen; for the connection's close. */
   clear(): void {
     this.#early = [];
   }

@@ -84,3 +84,20 @@ Deno.test("DeliveryOrder keeps holding after the first frames while a check is p
   assert.deepEqual(later.checked(), []);
   assert.deepEqual(later.ready(), [event]);
 });
+
+Deno.test("DeliveryOrder gives back what a screen and a check held only once both are over, in either order", () => {
+  for (const lastLifted of ["check", "screen"] as const) {
+    const order = new DeliveryOrder();
+    order.ready();
+    order.holdUntilScreened();
+    order.holdUntilChecked();
+    const held = [typing("a"), message("a", 1)];
+    for (const event of held) assert.equal(order.due(event), false);
+    const first = lastLifted === "check" ? order.screened() : order.checked();
+    assert.deepEqual(first, [], `released before the ${lastLifted} was over`);
+    assert.equal(order.due(typing("b")), false);
+    const last = lastLifted === "check" ? order.checked() : order.screened();
+    assert.deepEqual(last, [...held, typing("b")]);
+    assert.equal(order.due(typing("a")), true);
+  }
+});

@@ -13,6 +13,7 @@ import {
 } from "./connection.ts";
 import { earlyFrameLimit } from "./frame_intake.ts";
 import { createAccessChecks } from "./access_checks.ts";
+import { createSanctionScreens } from "./sanction_screens.ts";
 import { overFrameLimit } from "./frame_size.ts";
 import { createExpirySchedule } from "./expiry_schedule.ts";
 import { createMediaRoutes } from "./media_routes.ts";
@@ -110,7 +111,20 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
     onUnanswered: () =>
       log.warning("the store did not answer an access check; the checks pause for 2 s"),
   });
-  const stopResync = deps.feed.onResync(accessChecks.request);
+  const sanctionScreens = createSanctionScreens(() => connections, {
+    sanctionsOf: (userIds) => deps.service.sanctionsOf(userIds),
+    onError: (error) => deps.onError(error, "sanction screen"),
+    onScreened: ({ held, closed }) =>
+      log.info("screened sockets against bans and disconnects after a bus reconnect", {
+        held,
+        closed,
+      }),
+  });
+  const stopResync = deps.feed.onResync(() => {
+    // every socket holds what the catch-up brings until one query has read its user's sanctions
+    void sanctionScreens.screen();
+    accessChecks.request();
+  });
 
   function endpointOf(pathname: string): Endpoint | null {
     const chat = CHAT_PATH.exec(pathname);

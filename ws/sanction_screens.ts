@@ -1,0 +1,57 @@
+import type { Sanction } from "../chat/types.ts";
+
+/** A socket that can wait, sending nothing, while its user's sanctions are read. */
+export interface Screenable {
+  readonly userId: string;
+  /** Holds every event until `screened(screen, …)`; false when the socket is closed. */
+  holdUntilScreened(screen: number): boolean;
+  /**
+   * The sanctions are read (undefined: none, or not known): the socket closes when they concern
+   * it; otherwise, unless a later screen holds it, what it held goes out.
+   */
+  screened(screen: number, sanction: Sanction | undefined): "kept" | "closed";
+}
+
+export interface SanctionScreenDeps {
+  /** Of `userIds`, the sanctioned ones (ChatService.sanctionsOf). */
+  sanctionsOf(userIds: readonly string[]): Promise<Map<string, Sanction>>;
+  /** The read failed (the store answers within its timeout): the sockets go on unscreened, their
+   * own checks still to come. */
+  onError: (error: unknown) => void;
+  /** Told after each screen. */
+  onScreened?: (outcome: { held: number; closed: number }) => void;
+}
+
+/**
+ * Screens of every open socket against bans and operator disconnects, when user events may have
+ * been lost on the bus (ChatFeed.requestResync). Each socket's own access check comes in turn,
+ * a few at a time; until then, what the instance catches up from the store would reach a user
+ * banned meanwhile. So every socket holds its events for one query, the sanctions of all their
+ * users at once, a few milliseconds, and a banned or disconnected user's sockets close before
+ * anything held goes out.
+ */
+export function createSanctionScreens(
+  sockets: () => Iterable<Screenable>,
+  deps: SanctionScreenDeps,
+) {
+  let screens = 0;
+  return {
+    /** Holds every open socket at once (synchronously), then lets each go or closes it. */
+    async screen(): Promise<void> {
+      const screen = ++screens;
+      const held = [...sockets()].filter((socket) => socket.holdUntilScreened(screen));
+      if (held.length === 0) return;
+      let sanctions = new Map<string, Sanction>();
+      try {
+        sanctions = await deps.sanctionsOf(held.map((socket) => socket.userId));
+      } catch (error) {
+        deps.onError(error);
+      }
+      let closed = 0;
+      for (const socket of held) {
+        if (socket.screened(screen, sanctions.get(socket.userId)) === "closed") closed++;
+      }
+      deps.onScreened?.({ held: held.length, closed });
+    },
+  };
+}
