@@ -28,6 +28,8 @@ export interface Metrics {
   readonly natsReconnects: Counter;
   /** Sockets checked against the store after a bus reconnect, by `outcome`. */
   readonly accessChecks: Counter<"outcome">;
+  /** Sockets screened against bans and disconnects after a bus reconnect, by `outcome`. */
+  readonly sanctionScreens: Counter<"outcome">;
   /** Messages that reached sockets only through the feed's sweep of the store. */
   readonly messagesRecovered: Counter;
   readonly amendmentsRecovered: Counter;
@@ -42,7 +44,13 @@ export interface Metrics {
 /** What the WebSocket plane feeds. */
 export type SocketMetrics = Pick<
   Metrics,
-  "openSockets" | "eventsDelivered" | "actions" | "errors" | "fanoutLatency" | "accessChecks"
+  | "openSockets"
+  | "eventsDelivered"
+  | "actions"
+  | "errors"
+  | "fanoutLatency"
+  | "accessChecks"
+  | "sanctionScreens"
 >;
 
 /** What the media HTTP routes feed. */
@@ -140,6 +148,13 @@ export function createMetrics(): Metrics {
     accessChecks: new Counter({
       name: "chat_access_checks_total",
       help: "Sockets checked against the store after a bus reconnect, by outcome",
+      labelNames: ["outcome"] as const,
+      registers,
+    }),
+    sanctionScreens: new Counter({
+      name: "chat_sanction_screens_total",
+      help:
+        "Sockets screened against bans and operator disconnects after a bus reconnect, by outcome",
       labelNames: ["outcome"] as const,
       registers,
     }),

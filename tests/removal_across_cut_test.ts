@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { MAX_HELD_EVENTS } from "../ws/connection.ts";
-import { untilMetric } from "./support/metrics.ts";
+import { metric, untilMetric } from "./support/metrics.ts";
 import { natsCutToSecondInstance } from "./support/nats_cut.ts";
 import { startCluster, TEST_NATS_URL } from "./support/service.ts";
 import {
@@ -146,6 +146,13 @@ Deno.test("a user banned and one disconnected while their instance was cut off f
   // neither the screen nor its own check closes the socket opened after the disconnect
   await untilMetric(cluster, 1, 'chat_access_checks_total{outcome="kept"}', BYSTANDERS + 2);
   await stillServes(reopened);
+  // closed once each: by the screen, or by their own checks when those came first (the sockets
+  // held what the catch-up brought either way)
+  const closedBy = await Promise.all([
+    metric(cluster, 1, 'chat_sanction_screens_total{outcome="closed"}'),
+    metric(cluster, 1, 'chat_access_checks_total{outcome="closed"}'),
+  ]);
+  assert.equal(closedBy[0] + closedBy[1], 2, `closed by the screen, by checks: ${closedBy}`);
 });
 
 Deno.test("a held socket whose check the store cannot answer is closed 1013 once it holds too many events", async () => {

@@ -303,8 +303,9 @@ export class Connection {
    * disconnected since it opened with 4408; otherwise, unless a later screen holds it, the
    * events held go out (those of a socket held for its own check wait for that too).
    */
-  screened(screen: number, sanction: Sanction | undefined): "kept" | "closed" {
-    if (this.#closed || this.#closeIfSanctioned(sanction)) return "closed";
+  screened(screen: number, sanction: Sanction | undefined): "kept" | "closed" | "gone" {
+    if (this.#closed) return "gone";
+    if (this.#closeIfSanctioned(sanction)) return "closed";
     if (screen === this.#screen) {
       this.#screen = 0;
       for (const delivery of this.#order.screened()) this.deliver(delivery);

@@ -1,5 +1,11 @@
 import type { Sanction } from "../chat/types.ts";
 
+/**
+ * How one socket's screen ended: let go, closed by it, already closed (by its client or a
+ * shutdown), or let go unscreened because the store did not answer.
+ */
+export type ScreenOutcome = "kept" | "closed" | "gone" | "unanswered";
+
 /** A socket that can wait, sending nothing, while its user's sanctions are read. */
 export interface Screenable {
   readonly userId: string;
@@ -9,17 +15,19 @@ export interface Screenable {
    * The sanctions are read (undefined: none, or not known): the socket closes when they concern
    * it; otherwise, unless a later screen holds it, what it held goes out.
    */
-  screened(screen: number, sanction: Sanction | undefined): "kept" | "closed";
+  screened(screen: number, sanction: Sanction | undefined): "kept" | "closed" | "gone";
 }
 
 export interface SanctionScreenDeps {
   /** Of `userIds`, the sanctioned ones (ChatService.sanctionsOf). */
   sanctionsOf(userIds: readonly string[]): Promise<Map<string, Sanction>>;
-  /** The read failed (the store answers within its timeout): the sockets go on unscreened, their
-   * own checks still to come. */
+  /**
+   * The read failed (the store answers within its timeout): the sockets go on unscreened, their
+   * own checks still to come.
+   */
   onError: (error: unknown) => void;
-  /** Told after each screen. */
-  onScreened?: (outcome: { held: number; closed: number }) => void;
+  /** Told after each screen, with how many sockets ended each way. */
+  onScreened?: (outcomes: Record<ScreenOutcome, number>) => void;
 }
 
 /**
@@ -41,17 +49,18 @@ export function createSanctionScreens(
       const screen = ++screens;
       const held = [...sockets()].filter((socket) => socket.holdUntilScreened(screen));
       if (held.length === 0) return;
-      let sanctions = new Map<string, Sanction>();
+      let sanctions: Map<string, Sanction> | undefined;
       try {
         sanctions = await deps.sanctionsOf(held.map((socket) => socket.userId));
       } catch (error) {
         deps.onError(error);
       }
-      let closed = 0;
+      const outcomes = { kept: 0, closed: 0, gone: 0, unanswered: 0 };
       for (const socket of held) {
-        if (socket.screened(screen, sanctions.get(socket.userId)) === "closed") closed++;
+        const outcome = socket.screened(screen, sanctions?.get(socket.userId));
+        outcomes[outcome === "kept" && sanctions === undefined ? "unanswered" : outcome]++;
       }
-      deps.onScreened?.({ held: held.length, closed });
+      deps.onScreened?.(outcomes);
     },
   };
 }

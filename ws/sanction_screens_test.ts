@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { Sanction } from "../chat/types.ts";
-import { createSanctionScreens, type Screenable } from "./sanction_screens.ts";
+import { createSanctionScreens, type Screenable, type ScreenOutcome } from "./sanction_screens.ts";
 
 /** A socket that records what the screens told it; closed when a sanction is given. */
 class FakeSocket implements Screenable {
@@ -12,8 +12,9 @@ class FakeSocket implements Screenable {
     this.heldBy.push(screen);
     return true;
   }
-  screened(screen: number, sanction: Sanction | undefined): "kept" | "closed" {
+  screened(screen: number, sanction: Sanction | undefined): "kept" | "closed" | "gone" {
     this.answers.push({ screen, sanction });
+    if (this.closed) return "gone";
     this.closed = sanction !== undefined;
     return this.closed ? "closed" : "kept";
   }
@@ -26,10 +27,11 @@ Deno.test("a screen holds every open socket at once, reads all their users' sanc
     new FakeSocket("alice"),
     new FakeSocket("mallory"),
     new FakeSocket("alice"),
+    new FakeSocket("bob"),
     new FakeSocket("gone", true),
   ];
   const asked: string[][] = [];
-  const outcomes: Array<{ held: number; closed: number }> = [];
+  const outcomes: Array<Record<ScreenOutcome, number>> = [];
   const read = Promise.withResolvers<Map<string, Sanction>>();
   const screens = createSanctionScreens(() => sockets, {
     sanctionsOf: (userIds) => {
@@ -43,28 +45,33 @@ Deno.test("a screen holds every open socket at once, reads all their users' sanc
   });
   const screened = screens.screen();
   // held before the query is answered: nothing the catch-up brings can pass
-  assert.deepEqual(sockets.map((socket) => socket.heldBy), [[1], [1], [1], []]);
-  assert.deepEqual(asked, [["alice", "mallory", "alice"]]);
+  assert.deepEqual(sockets.map((socket) => socket.heldBy), [[1], [1], [1], [1], []]);
+  assert.deepEqual(asked, [["alice", "mallory", "alice", "bob"]]);
+  sockets[3]!.closed = true; // by its client, while the query runs
   read.resolve(new Map([["mallory", banned]]));
   await screened;
   assert.deepEqual(sockets.map((socket) => socket.answers), [
     [{ screen: 1, sanction: undefined }],
     [{ screen: 1, sanction: banned }],
     [{ screen: 1, sanction: undefined }],
+    [{ screen: 1, sanction: undefined }],
     [],
   ]);
-  assert.deepEqual(outcomes, [{ held: 3, closed: 1 }]);
+  assert.deepEqual(outcomes, [{ kept: 2, closed: 1, gone: 1, unanswered: 0 }]);
 });
 
 Deno.test("a screen whose query fails lets every socket go unscreened and reports the failure", async () => {
   const sockets = [new FakeSocket("alice"), new FakeSocket("bob")];
   const failures: unknown[] = [];
+  const outcomes: Array<Record<ScreenOutcome, number>> = [];
   const screens = createSanctionScreens(() => sockets, {
     sanctionsOf: () => Promise.reject(new Error("database away")),
     onError: (error) => failures.push(error),
+    onScreened: (outcome) => outcomes.push(outcome),
   });
   await screens.screen();
   assert.equal(failures.length, 1);
+  assert.deepEqual(outcomes, [{ kept: 0, closed: 0, gone: 0, unanswered: 2 }]);
   for (const socket of sockets) {
     assert.deepEqual(socket.answers, [{ screen: 1, sanction: undefined }]);
   }

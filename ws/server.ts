@@ -114,11 +114,12 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
   const sanctionScreens = createSanctionScreens(() => connections, {
     sanctionsOf: (userIds) => deps.service.sanctionsOf(userIds),
     onError: (error) => deps.onError(error, "sanction screen"),
-    onScreened: ({ held, closed }) =>
-      log.info("screened sockets against bans and disconnects after a bus reconnect", {
-        held,
-        closed,
-      }),
+    onScreened: (outcomes) => {
+      log.info("screened sockets against bans and disconnects after a bus reconnect", outcomes);
+      for (const outcome of ["kept", "closed", "unanswered"] as const) {
+        deps.instruments?.sanctionScreens.inc({ outcome }, outcomes[outcome]);
+      }
+    },
   });
   const stopResync = deps.feed.onResync(() => {
     // every socket holds what the catch-up brings until one query has read its user's sanctions
