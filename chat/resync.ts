@@ -17,7 +17,7 @@ export const MAX_RESYNC_WINDOW_MS = 24 * 60 * 60_000;
  * instance, this one included, is asked to check against the store. The requests are heard
  * on one bus subscription while anyone here needs them: a listener, or `followsChats()`. An
  * instance heeds its own request at once, not when the bus hands it back: what it catches up
- * from the store right after must find its sockets already held (see ws/access_checks.ts).
+ * from the store right after must find its sockets already held (see ws/sanction_screens.ts).
  */
 export function createResyncRequests(
   deps: { bus: EventBus; subjects: Subjects; followsChats: () => boolean },

@@ -20,10 +20,10 @@ export interface ActionContext {
   send: (frame: ServerFrame) => void;
 }
 
-/** Where answering an action reports. */
-export interface AnswerDeps {
+/** What answering an action needs besides: where it reports. */
+export interface AnswerContext extends ActionContext {
   /** Counts actions by outcome, and error codes; absent: nothing is measured. */
-  instruments?: Pick<SocketMetrics, "actions" | "errors">;
+  instruments?: Pick<SocketMetrics, "actions" | "errors"> | undefined;
   /** Told of failures that are not the client's (the `internal` ones). */
   onError: (error: unknown, context: string) => void;
 }
@@ -34,12 +34,11 @@ export interface AnswerDeps {
  */
 export async function answerAction(
   frame: ClientFrame,
-  context: ActionContext,
-  deps: AnswerDeps,
+  context: AnswerContext,
 ): Promise<ServerFrameOf<"ack"> | ErrorFrame | undefined> {
   try {
     const outcome = await runAction(frame, context);
-    deps.instruments?.actions.inc({ action: frame.action, outcome: "ok" });
+    context.instruments?.actions.inc({ action: frame.action, outcome: "ok" });
     if (frame.request_id === undefined || frame.action === "ping") return undefined;
     return {
       type: "ack",
@@ -49,11 +48,11 @@ export async function answerAction(
     };
   } catch (error) {
     if (!(error instanceof ChatError) || error.code === "internal") {
-      deps.onError(error, `action ${frame.action}`);
+      context.onError(error, `action ${frame.action}`);
     }
     const reply = toErrorFrame(error, { request_id: frame.request_id, action: frame.action });
-    deps.instruments?.actions.inc({ action: frame.action, outcome: reply.code });
-    deps.instruments?.errors.inc({ code: reply.code });
+    context.instruments?.actions.inc({ action: frame.action, outcome: reply.code });
+    context.instruments?.errors.inc({ code: reply.code });
     return reply;
   }
 }

@@ -410,8 +410,7 @@ export class Connection {
       endpoint: this.endpoint,
       actorIn: (chatId) => this.#chats.actorIn(chatId),
       send: (reply) => this.#send(reply),
-    }, {
-      ...(this.#deps.instruments ? { instruments: this.#deps.instruments } : {}),
+      instruments: this.#deps.instruments,
       onError: (error, context) => this.#deps.onError(error, context, this),
     });
     if (answer) this.#send(answer);
