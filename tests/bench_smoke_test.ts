@@ -99,6 +99,7 @@ Deno.test("every bench script answers --help with its usage, and an option it do
       [["task", "-q", "bench"], "usage: deno task bench --start"],
       [["task", "-q", "bench:heap"], "usage: deno task bench:heap"],
       [["task", "-q", "bench:search"], "usage: deno task bench:search"],
+      [["task", "-q", "bench:sanctions"], "usage: deno task bench:sanctions"],
       [["task", "-q", "soak"], "usage: deno task soak"],
       [["run", "-A", "bench/media_memory.ts"], "usage: deno run -A bench/media_memory.ts"],
     ] as const
