@@ -20,14 +20,16 @@ export interface BusOutages {
   lost(lostForMs: number): Promise<void>;
   /**
    * The connection is back and the resync request published: once `delivered` says NATS has
-   * it, the record goes, unless the connection was lost again meanwhile.
+   * it, the record goes, unless the connection was lost again meanwhile. A request for outages
+   * left behind that was not confirmed at the start (resyncLeftBehind) is sent again now.
    */
   recovered(delivered: () => Promise<boolean>): Promise<void>;
   /**
    * Sends one resync request (`request`) for the outages other instances recorded and never
    * ended, reaching back to the earliest; once `delivered`, their records go (a record its
    * instance, still cut off, writes again is then recorded anew). Resolves with how far back the
-   * request reached, or undefined when there was none to send.
+   * request reached, or undefined when there was none to send. Not confirmed (or the records not
+   * read), it is owed: sent again at the next reconnect (`recovered`), else by the next start.
    */
   resyncLeftBehind(
     request: (lostForMs: number) => void,
@@ -87,6 +89,32 @@ export function createBusOutages(
   // Losses reported while a record waits its turn join it: with the database slow as well, one
   // a second (each attempt to reconnect) would otherwise queue up without end.
   let waitingRecord: { lostForMs: number; written: Promise<void> } | undefined;
+  /** How to ask for the resync of outages left behind, while that request is owed. */
+  let leftBehindOwed: ((lostForMs: number) => void) | undefined;
+
+  async function resyncLeftBehind(
+    request: (lostForMs: number) => void,
+    delivered: () => Promise<boolean>,
+  ): Promise<number | undefined> {
+    leftBehindOwed = request;
+    try {
+      const outages = await rows.ofOthers();
+      if (outages.length === 0) {
+        leftBehindOwed = undefined;
+        return undefined;
+      }
+      const lostForMs = Math.max(...outages.map((outage) => outage.lost_for_ms));
+      request(lostForMs);
+      if (await delivered()) {
+        leftBehindOwed = undefined;
+        await rows.settle(outages);
+      }
+      return lostForMs;
+    } catch (error) {
+      onError(error, "resync for NATS outages left behind");
+      return undefined;
+    }
+  }
 
   return {
     lost(lostForMs) {
@@ -106,24 +134,13 @@ export function createBusOutages(
 
     async recovered(delivered) {
       const lossesBefore = lossesReported;
+      if (leftBehindOwed) await resyncLeftBehind(leftBehindOwed, delivered);
       if (!(await delivered())) return;
       await inOrder(async () => {
         if (lossesReported === lossesBefore) await rows.remove();
       }, "remove the record of a NATS outage");
     },
 
-    async resyncLeftBehind(request, delivered) {
-      try {
-        const outages = await rows.ofOthers();
-        if (outages.length === 0) return undefined;
-        const lostForMs = Math.max(...outages.map((outage) => outage.lost_for_ms));
-        request(lostForMs);
-        if (await delivered()) await rows.settle(outages);
-        return lostForMs;
-      } catch (error) {
-        onError(error, "resync for NATS outages left behind");
-        return undefined;
-      }
-    },
+    resyncLeftBehind,
   };
 }

@@ -87,6 +87,24 @@ Deno.test("a resync request NATS did not confirm leaves the records to the next 
   assert.deepEqual(await db.records(), []);
 });
 
+Deno.test("a resync request for outages left behind that NATS did not confirm at the start is sent again at the next reconnect", async () => {
+  await using db = await outagesDatabase();
+  const endedWhileCutOff = crypto.randomUUID();
+  await db.instance(endedWhileCutOff).lost(60_000);
+  const requests: number[] = [];
+  const starting = db.instance();
+  await starting.resyncLeftBehind((ms) => requests.push(ms), undelivered);
+  await starting.lost(1_000);
+  await starting.recovered(delivered);
+  assert.equal(requests.length, 2);
+  assert.ok(requests[1]! >= 60_000, `the second request reaches back ${requests[1]} ms`);
+  // both settled: the one left behind, and the instance's own
+  assert.deepEqual(await db.records(), []);
+  // once sent, it is owed no more
+  await starting.recovered(delivered);
+  assert.equal(requests.length, 2);
+});
+
 Deno.test("an instance's own outage is not left behind, and its record goes once its resync request is delivered", async () => {
   await using db = await outagesDatabase();
   const self = db.instance();
