@@ -71,10 +71,6 @@ export class Connection {
   readonly #openedAt: number;
   /** The chats this socket sees, and its subscriptions to them. */
   #chats: SocketChats;
-  /** How many times holdUntilChecked held this socket's events. */
-  #holdsAsked = 0;
-  /** The sanction screen whose answer lets this socket's held events go; 0: none. */
-  #screen = 0;
   /** Rate limit and bound of the client frames waiting in `#queue`. */
   #intake: FrameIntake;
 
@@ -265,11 +261,11 @@ export class Connection {
   checkAccess(): Promise<AccessCheckOutcome> {
     const checked = this.#queue.then(async () => {
       // a hold asked for once this check had begun waits for the check that request queued
-      const holdsBefore = this.#holdsAsked;
+      const began = this.#order.checkBegins();
       const outcome = await this.#checkAccess();
       // kept: what was held goes out, less what a chat the check dropped would have had
-      if (outcome === "kept" && holdsBefore === this.#holdsAsked) {
-        for (const delivery of this.#order.checked()) this.deliver(delivery);
+      if (outcome === "kept") {
+        for (const delivery of this.#order.checked(began)) this.deliver(delivery);
       }
       return outcome;
     });
@@ -285,7 +281,6 @@ export class Connection {
    */
   holdUntilChecked(): boolean {
     if (this.#closed || !this.#chats.seesAsMember()) return false;
-    this.#holdsAsked++;
     this.#order.holdUntilChecked();
     return true;
   }
@@ -293,8 +288,7 @@ export class Connection {
   /** Holds every live event until `screened(screen, …)` (see ws/sanction_screens.ts). */
   holdUntilScreened(screen: number): boolean {
     if (this.#closed) return false;
-    this.#screen = screen;
-    this.#order.holdUntilScreened();
+    this.#order.holdUntilScreened(screen);
     return true;
   }
 
@@ -306,10 +300,7 @@ export class Connection {
   screened(screen: number, sanction: Sanction | undefined): "kept" | "closed" | "gone" {
     if (this.#closed) return "gone";
     if (this.#closeIfSanctioned(sanction)) return "closed";
-    if (screen === this.#screen) {
-      this.#screen = 0;
-      for (const delivery of this.#order.screened()) this.deliver(delivery);
-    }
+    for (const delivery of this.#order.screened(screen)) this.deliver(delivery);
     return "kept";
   }
 

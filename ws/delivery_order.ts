@@ -14,9 +14,13 @@ export class DeliveryOrder {
   #ready = false;
   /**
    * Why every live event waits (flags, a number rather than a set to keep an idle socket small):
-   * the socket's access is checked again, or its user's sanctions read (see ws/sanction_screens.ts).
+   * the socket's access is checked again, or its user's sanctions are read (sanction_screens.ts).
    */
   #holding = 0;
+  /** How many times holdUntilChecked was asked: a check lifts only the holds asked before it. */
+  #checksAsked = 0;
+  /** The screen whose answer lifts the screen hold (a later screen's replaces it). */
+  #screen = 0;
   /** Live events that arrived while the first frames were being prepared, or during a hold. */
   #early: Delivery[] = [];
   /**
@@ -61,24 +65,37 @@ export class DeliveryOrder {
     return this.#holding !== 0 ? [] : this.#early.splice(0);
   }
 
-  /** Holds every live event until `checked()`: the socket's access is to be checked first. */
+  /** Holds every live event until a check begun after this: the access is to be checked first. */
   holdUntilChecked(): void {
     this.#holding |= UNTIL_CHECKED;
+    this.#checksAsked++;
   }
 
-  /** The check kept the socket: the events held, in arrival order, to deliver again. */
-  checked(): Delivery[] {
-    return this.#lift(UNTIL_CHECKED);
+  /** A check begins; what it returns goes to `checked()` once it kept the socket. */
+  checkBegins(): number {
+    return this.#checksAsked;
   }
 
-  /** Holds every live event until `screened()`: the user's sanctions are to be read first. */
-  holdUntilScreened(): void {
+  /**
+   * The check that began at `began` kept the socket: the events held, in arrival order, to
+   * deliver again; none while a hold asked for after it began waits for its own check.
+   */
+  checked(began: number): Delivery[] {
+    return began === this.#checksAsked ? this.#lift(UNTIL_CHECKED) : [];
+  }
+
+  /** Holds every live event until `screened(screen)`: the user's sanctions are read first. */
+  holdUntilScreened(screen: number): void {
     this.#holding |= UNTIL_SCREENED;
+    this.#screen = screen;
   }
 
-  /** The user's sanctions kept the socket: the events held, in arrival order, to deliver again. */
-  screened(): Delivery[] {
-    return this.#lift(UNTIL_SCREENED);
+  /**
+   * Screen `screen` kept the socket: the events held, in arrival order, to deliver again; none
+   * while a later screen holds them.
+   */
+  screened(screen: number): Delivery[] {
+    return screen === this.#screen ? this.#lift(UNTIL_SCREENED) : [];
   }
 
   /** Ends one hold; the events held once none is left and the first frames are out. */
@@ -109,7 +126,7 @@ export class DeliveryOrder {
     return held;
   }
 
-  /** Forgets the events held for the first frames, a check or a screen; for the connection's close. */
+  /** Forgets the events held for the first frames, a check or a screen; for the close. */
   clear(): void {
     this.#early = [];
   }
