@@ -6,6 +6,7 @@
  * from the store, once each. With FAULT_FIGURES=1 the measured times are printed.
  */
 import assert from "node:assert/strict";
+import { report } from "./support/figures.ts";
 import { natsCutToSecondInstance } from "./support/nats_cut.ts";
 import { startNatsServer } from "./support/nats_server.ts";
 import { startCluster } from "./support/service.ts";
@@ -31,10 +32,6 @@ const settings = {
  * once kept trying (five attempts, 2 s apart).
  */
 const STORE_AWAY_MS = 12_000;
-
-function report(line: string) {
-  if (Deno.env.get("FAULT_FIGURES") === "1") console.log(`[figures] ${line}`);
-}
 
 function edited(socket: TestSocket, messageId: string, content: string, ms?: number) {
   return socket.next(

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { failure, Status } from "./support/admin_client.ts";
+import { report } from "./support/figures.ts";
 import { natsCutToSecondInstance } from "./support/nats_cut.ts";
 import { startNatsServer } from "./support/nats_server.ts";
 import { metric, untilMetric } from "./support/metrics.ts";
@@ -22,10 +23,6 @@ import {
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 import type { Frame } from "./support/ws_client.ts";
 import { within } from "./support/wait.ts";
-
-function report(line: string) {
-  if (Deno.env.get("FAULT_FIGURES") === "1") console.log(`[figures] ${line}`);
-}
 
 const settings = {
   // a handful of frames: the rate limit is not under test

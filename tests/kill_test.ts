@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { signDevToken } from "../auth/sign.ts";
 import { freshDatabase } from "./support/database.ts";
+import { report } from "./support/figures.ts";
 import { startNatsServer } from "./support/nats_server.ts";
 import {
   createChatIn,
@@ -83,10 +84,6 @@ async function countStored(databaseUrl: string, clientIds: string[]): Promise<nu
   } finally {
     await sql.end();
   }
-}
-
-function report(line: string) {
-  if (Deno.env.get("FAULT_FIGURES") === "1") console.log(`[figures] ${line}`);
 }
 
 /** The service's own pid (the child of `deno task`), from its "listening" line. */

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import postgres from "postgres";
+import { report } from "./support/figures.ts";
 import { natsCutToSecondInstance } from "./support/nats_cut.ts";
 import type { TestCluster } from "./support/service.ts";
 import { acked, joinChat, messageWithSeq, sendText, stillServes } from "./support/steps.ts";
@@ -16,10 +17,6 @@ const settings = {
   WS_RATE_BURST: "100000",
   SHUTDOWN_TIMEOUT: "1",
 };
-
-function report(line: string) {
-  if (Deno.env.get("FAULT_FIGURES") === "1") console.log(`[figures] ${line}`);
-}
 
 /** A connection to the cluster's database, ended on dispose. */
 function databaseOf(cluster: TestCluster) {

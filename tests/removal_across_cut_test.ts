@@ -9,6 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { MAX_HELD_EVENTS } from "../ws/connection.ts";
+import { report } from "./support/figures.ts";
 import { metric, untilMetric } from "./support/metrics.ts";
 import { natsCutToSecondInstance } from "./support/nats_cut.ts";
 import { startCluster, TEST_NATS_URL } from "./support/service.ts";
@@ -32,10 +33,6 @@ const settings = {
 
 /** Sockets of other customers' chats, opened first: in line for the check before any other. */
 const BYSTANDERS = 40;
-
-function report(line: string) {
-  if (Deno.env.get("FAULT_FIGURES") === "1") console.log(`[figures] ${line}`);
-}
 
 /**
  * Asserts that the sockets, closed now, got none of the messages sent during the cut, and
