@@ -1,4 +1,3 @@
-import postgres from "postgres";
 import { createTokenVerifier, type JwtKeyConfig } from "./auth/verifier.ts";
 import type { Bus } from "./bus/bus.ts";
 import { createMemoryBus } from "./bus/memory_bus.ts";
@@ -14,6 +13,7 @@ import { createAdminStore } from "./db/admin_store.ts";
 import { type BusOutages, createBusOutages } from "./db/bus_outages.ts";
 import { reportLostConnectionRejections, translateDatabaseError } from "./db/errors.ts";
 import { WRITER_LANES } from "./db/message_writer.ts";
+import { connectPool } from "./db/pools.ts";
 import { createPostgresStore } from "./db/postgres_store.ts";
 import { withStoreMetrics } from "./db/store_metrics.ts";
 import { createMediaPort } from "./media/media_port.ts";
@@ -23,6 +23,7 @@ import { configureLogging, errorFields, logger } from "./observability/log.ts";
 import { createMetrics } from "./observability/metrics.ts";
 import { createReadiness, type Readiness } from "./observability/readiness.ts";
 import { startGrpcServer } from "./grpc/server.ts";
+import { ShutdownSequence, untilDeadline } from "./shutdown.ts";
 import { createHttpHandler } from "./ws/server.ts";
 
 export interface RunningService {
@@ -56,70 +57,34 @@ function logError(error: unknown, context: string, fields: Record<string, unknow
   else logger().error(`${context} failed`, properties);
 }
 
-/** Resolves with `work`, or when `deadline` aborts first (the work is then abandoned). */
-async function untilDeadline(work: Promise<void>, deadline: AbortSignal, what: string) {
-  const { promise: aborted, resolve } = Promise.withResolvers<"aborted">();
-  const onAbort = () => resolve("aborted");
-  if (deadline.aborted) onAbort();
-  deadline.addEventListener("abort", onAbort, { once: true });
-  try {
-    const outcome = await Promise.race([work.then(() => "done" as const), aborted]);
-    if (outcome === "aborted") logger().warn(`${what} did not finish before the deadline`);
-  } finally {
-    deadline.removeEventListener("abort", onAbort);
-  }
-}
-
 /**
  * The composition root: config -> sql -> store -> bus -> service -> planes. The order of
  * `close` is the reverse, so nothing in flight loses what it stands on.
  */
 export async function startService(config: Config): Promise<RunningService> {
   const instanceId = crypto.randomUUID();
-  /**
-   * Each step waits for its work until the deadline, then forces. The deadline comes a little
-   * before SHUTDOWN_TIMEOUT: what is cut then still needs a moment to close (close
-   * frames, the database pool), and all of it must be over within the timeout.
-   */
-  const cleanup: Array<(deadline: AbortSignal) => Promise<void>> = [];
-  let deadlineAt = 0;
-  const closeAll = async () => {
-    const timeoutMs = config.SHUTDOWN_TIMEOUT * 1000;
-    deadlineAt = Date.now() + timeoutMs;
-    const deadline = AbortSignal.timeout(timeoutMs - Math.min(1_000, timeoutMs / 2));
-    for (const step of cleanup.splice(0).reverse()) {
-      await step(deadline).catch((error) => logError(error, "shutdown"));
-    }
-  };
+  const shutdown = new ShutdownSequence(
+    config.SHUTDOWN_TIMEOUT * 1000,
+    (error) => logError(error, "shutdown"),
+  );
   try {
     let embedded: EmbeddedPostgres | undefined;
     if (!config.DATABASE_URL) {
       embedded = await startEmbeddedPostgres(config.DATA_DIR);
-      cleanup.push(() => embedded!.close());
+      shutdown.add(() => embedded!.close());
     }
     reportLostConnectionRejections((error) =>
       logError(translateDatabaseError(error), "database connection lost in the background")
     );
     const connect = (max: number) =>
-      postgres(config.DATABASE_URL ?? embedded!.url, {
-        max,
-        connect_timeout: 5,
-        // postgres.js waits up to 20 s (3^retries / 100) before reconnecting once the database
-        // has refused a few times; queries wait for that, so an outage of a minute would make
-        // sends hang instead of answering `unavailable`, and recovery lag behind the database.
-        // At most a second between attempts (with jitter) keeps both short.
-        backoff: (retries: number) => (0.5 + Math.random() / 2) * Math.min(0.05 * 2 ** retries, 1),
-        idle_timeout: 60,
-        onnotice: () => {},
-        connection: { application_name: `chat-${instanceId.slice(0, 8)}` },
-      });
+      connectPool(config.DATABASE_URL ?? embedded!.url, { max, instanceId });
     const sql = connect(embedded ? 4 : config.DATABASE_POOL_SIZE);
     // The message writer's own connections, one per lane (see createPostgresStore).
     const writerSql = connect(WRITER_LANES);
     for (const pool of [sql, writerSql]) {
       // queries still running get what is left of the deadline, then their connections end
       // (an unfinished transaction rolls back: nothing is half-written)
-      cleanup.push(() => pool.end({ timeout: Math.max(0.1, (deadlineAt - Date.now()) / 1000) }));
+      shutdown.add(() => pool.end({ timeout: shutdown.secondsLeft() }));
     }
     const metrics = createMetrics();
     await migrate(sql, undefined, {
@@ -162,7 +127,7 @@ export async function startService(config: Config): Promise<RunningService> {
       bus = createMemoryBus();
     }
     // publishes of writes that finished during the shutdown go out before the connection ends
-    cleanup.push((deadline) => untilDeadline(bus.close(), deadline, "NATS drain"));
+    shutdown.add((deadline) => untilDeadline(bus.close(), deadline, "NATS drain"));
     const subjects = createSubjects(config.NATS_SUBJECT_PREFIX);
     const now = () => Date.now();
     const chatFeed = feed = createChatFeed({ bus, store, subjects }, {
@@ -171,7 +136,7 @@ export async function startService(config: Config): Promise<RunningService> {
       onRecovered: (messages) => metrics.messagesRecovered.inc(messages),
       onAmendmentsRecovered: (amendments) => metrics.amendmentsRecovered.inc(amendments),
     });
-    cleanup.push(() => Promise.resolve(chatFeed.close()));
+    shutdown.add(() => chatFeed.close());
     const lostForMs = await outages?.resyncLeftBehind(
       (lostForMs) => chatFeed.requestResync(lostForMs),
       () => bus.check(),
@@ -189,7 +154,7 @@ export async function startService(config: Config): Promise<RunningService> {
       })
       // PGlite's socket server has no COPY FROM STDIN
       : createPostgresMediaStore(sql, { copy: embedded === undefined });
-    cleanup.push(() => mediaStore.close());
+    shutdown.add(() => mediaStore.close());
     const media = createMediaPort(mediaStore, {
       limits: {
         image: config.MEDIA_MAX_IMAGE_BYTES,
@@ -267,7 +232,7 @@ export async function startService(config: Config): Promise<RunningService> {
       await http.shutdown(deadline);
       await untilDeadline(server.shutdown(), deadline, "HTTP server shutdown");
     }];
-    cleanup.push(async (deadline) => {
+    shutdown.add(async (deadline) => {
       await Promise.all(
         planes.map((stop) => stop(deadline).catch((error) => logError(error, "shutdown"))),
       );
@@ -298,7 +263,7 @@ export async function startService(config: Config): Promise<RunningService> {
     }
     // Pushed last so that it runs first: the load balancer and the gRPC health service hear
     // "shutting down" before anything stops.
-    cleanup.push(() => Promise.resolve(readiness.close()));
+    shutdown.add(() => readiness.close());
 
     return {
       port: server.addr.port,
@@ -306,10 +271,10 @@ export async function startService(config: Config): Promise<RunningService> {
       instanceId,
       chat: service,
       readiness,
-      close: closeAll,
+      close: () => shutdown.run(),
     };
   } catch (error) {
-    await closeAll();
+    await shutdown.run();
     throw error;
   }
 }

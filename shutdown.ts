@@ -1,0 +1,61 @@
+import { logger } from "./observability/log.ts";
+
+/** One step of a shutdown: it waits for its work until `deadline` aborts, then forces. */
+export type ShutdownStep = (deadline: AbortSignal) => Promise<void> | void;
+
+/**
+ * The steps that stop a service, run one at a time in the reverse of the order they were added,
+ * so that nothing in flight loses what it stands on. The deadline comes a little before the
+ * timeout: what is cut then still needs a moment to close (close frames, the database pool),
+ * and all of it must be over within the timeout.
+ */
+export class ShutdownSequence {
+  readonly #timeoutMs: number;
+  readonly #onError: (error: unknown) => void;
+  #steps: ShutdownStep[] = [];
+  #endsAt = 0;
+
+  /** `onError` hears a step that failed; the steps after it run all the same. */
+  constructor(timeoutMs: number, onError: (error: unknown) => void) {
+    this.#timeoutMs = timeoutMs;
+    this.#onError = onError;
+  }
+
+  /** Adds a step, to run before every step added earlier. */
+  add(step: ShutdownStep): void {
+    this.#steps.push(step);
+  }
+
+  /** What is left of the timeout once `run` began, in seconds (at least 0.1). */
+  secondsLeft(): number {
+    return Math.max(0.1, (this.#endsAt - Date.now()) / 1000);
+  }
+
+  /** Runs the steps added so far, each once; a second call finds none left. */
+  async run(): Promise<void> {
+    this.#endsAt = Date.now() + this.#timeoutMs;
+    const deadline = AbortSignal.timeout(this.#timeoutMs - Math.min(1_000, this.#timeoutMs / 2));
+    for (const step of this.#steps.splice(0).reverse()) {
+      // a step that throws at once is reported like one that rejects
+      await Promise.resolve().then(() => step(deadline)).catch(this.#onError);
+    }
+  }
+}
+
+/** Resolves with `work`, or when `deadline` aborts first (the work is then abandoned). */
+export async function untilDeadline(
+  work: Promise<void>,
+  deadline: AbortSignal,
+  what: string,
+): Promise<void> {
+  const { promise: aborted, resolve } = Promise.withResolvers<"aborted">();
+  const onAbort = () => resolve("aborted");
+  if (deadline.aborted) onAbort();
+  deadline.addEventListener("abort", onAbort, { once: true });
+  try {
+    const outcome = await Promise.race([work.then(() => "done" as const), aborted]);
+    if (outcome === "aborted") logger().warn(`${what} did not finish before the deadline`);
+  } finally {
+    deadline.removeEventListener("abort", onAbort);
+  }
+}

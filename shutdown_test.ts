@@ -1,0 +1,46 @@
+import assert from "node:assert/strict";
+import { ShutdownSequence, untilDeadline } from "./shutdown.ts";
+import { within } from "./tests/support/wait.ts";
+
+Deno.test("a shutdown runs its steps once each, the last added first, past one that fails", async () => {
+  const ran: string[] = [];
+  const failures: unknown[] = [];
+  const shutdown = new ShutdownSequence(2_000, (error) => failures.push(error));
+  shutdown.add(() => void ran.push("pool"));
+  shutdown.add(() => {
+    throw new Error("the bus would not drain");
+  });
+  shutdown.add(() => Promise.resolve().then(() => void ran.push("sockets")));
+  await shutdown.run();
+  await shutdown.run();
+  assert.deepEqual(ran, ["sockets", "pool"]);
+  assert.deepEqual(failures.map((error) => (error as Error).message), ["the bus would not drain"]);
+});
+
+Deno.test("a shutdown's steps get a deadline before its timeout, and the time left of it", async () => {
+  const shutdown = new ShutdownSequence(400, () => {});
+  assert.equal(shutdown.secondsLeft(), 0.1, "no time is left before the shutdown began");
+  let left = 0;
+  let abortedAfterMs = 0;
+  shutdown.add(async (deadline) => {
+    left = shutdown.secondsLeft();
+    const started = performance.now();
+    // work that never ends, cut at the deadline
+    await untilDeadline(new Promise(() => {}), deadline, "test work");
+    abortedAfterMs = performance.now() - started;
+  });
+  await shutdown.run();
+  assert.ok(left > 0.3 && left <= 0.4, `${left} s left at the start`);
+  // half the timeout when it is short: what was cut still needs a moment to close
+  assert.ok(abortedAfterMs >= 190 && abortedAfterMs < 380, `cut after ${abortedAfterMs} ms`);
+});
+
+Deno.test("work that ends before the deadline is waited for, not the deadline", async () => {
+  const deadline = new AbortController();
+  let done = false;
+  const work = new Promise<void>((resolve) => setTimeout(resolve, 20)).then(() => {
+    done = true;
+  });
+  await within(untilDeadline(work, deadline.signal, "work"), 1_000, "the work's end");
+  assert.ok(done, "returned once the work was done");
+});
