@@ -14,6 +14,7 @@ export class ShutdownSequence {
   readonly #onError: (error: unknown) => void;
   #steps: ShutdownStep[] = [];
   #endsAt = 0;
+  #running: Promise<void> | undefined;
 
   /** `onError` hears a step that failed; the steps after it run all the same. */
   constructor(timeoutMs: number, onError: (error: unknown) => void) {
@@ -31,8 +32,12 @@ export class ShutdownSequence {
     return Math.max(0.1, (this.#endsAt - Date.now()) / 1000);
   }
 
-  /** Runs the steps added so far, each once; a second call finds none left. */
-  async run(): Promise<void> {
+  /** Runs the steps added so far, each once; a second call waits for the first to end. */
+  run(): Promise<void> {
+    return this.#running ??= this.#runSteps();
+  }
+
+  async #runSteps(): Promise<void> {
     this.#endsAt = Date.now() + this.#timeoutMs;
     const deadline = AbortSignal.timeout(this.#timeoutMs - Math.min(1_000, this.#timeoutMs / 2));
     for (const step of this.#steps.splice(0).reverse()) {

@@ -11,7 +11,11 @@ Deno.test("a shutdown runs its steps once each, the last added first, past one t
     throw new Error("the bus would not drain");
   });
   shutdown.add(() => Promise.resolve().then(() => void ran.push("sockets")));
+  const first = shutdown.run();
+  // a second close while the first runs ends with it, not before
   await shutdown.run();
+  assert.deepEqual(ran, ["sockets", "pool"]);
+  await first;
   await shutdown.run();
   assert.deepEqual(ran, ["sockets", "pool"]);
   assert.deepEqual(failures.map((error) => (error as Error).message), ["the bus would not drain"]);
