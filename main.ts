@@ -1,7 +1,7 @@
 import { createTokenVerifier, type JwtKeyConfig } from "./auth/verifier.ts";
 import type { Bus } from "./bus/bus.ts";
 import { createMemoryBus } from "./bus/memory_bus.ts";
-import { createNatsBus } from "./bus/nats_bus.ts";
+import { createNatsBus, UNNOTICED_LOSS_MS } from "./bus/nats_bus.ts";
 import { createSubjects } from "./bus/subjects.ts";
 import { ChatError } from "./chat/errors.ts";
 import { type ChatFeed, createChatFeed } from "./chat/feed.ts";
@@ -127,7 +127,18 @@ export async function startService(config: Config): Promise<RunningService> {
       bus = createMemoryBus();
     }
     // publishes of writes that finished during the shutdown go out before the connection ends
-    shutdown.add((deadline) => untilDeadline(bus.close(), deadline, "NATS drain"));
+    shutdown.add(async (deadline) => {
+      if (await untilDeadline(bus.close(), deadline, "NATS drain")) return;
+      // NATS did not answer the drain: the connection may have been lost without the client
+      // noticing yet, and what this instance published since with it. Recorded as an outage of
+      // the longest such loss, so that the next instance to start sends the resync in its place.
+      if (outages) {
+        const recording = outages.lost(UNNOTICED_LOSS_MS);
+        // half of what is left of the timeout: the pools still need the rest to end
+        const bound = AbortSignal.timeout(shutdown.secondsLeft() * 500);
+        await untilDeadline(recording, bound, "recording the unanswered drain as a NATS outage");
+      }
+    });
     const subjects = createSubjects(config.NATS_SUBJECT_PREFIX);
     const now = () => Date.now();
     const chatFeed = feed = createChatFeed({ bus, store, subjects }, {

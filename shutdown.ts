@@ -47,12 +47,15 @@ export class ShutdownSequence {
   }
 }
 
-/** Resolves with `work`, or when `deadline` aborts first (the work is then abandoned). */
+/**
+ * Resolves with `work` (true), or when `deadline` aborts first (false: the work is then
+ * abandoned, and a warning names it).
+ */
 export async function untilDeadline(
   work: Promise<void>,
   deadline: AbortSignal,
   what: string,
-): Promise<void> {
+): Promise<boolean> {
   const { promise: aborted, resolve } = Promise.withResolvers<"aborted">();
   const onAbort = () => resolve("aborted");
   if (deadline.aborted) onAbort();
@@ -60,6 +63,7 @@ export async function untilDeadline(
   try {
     const outcome = await Promise.race([work.then(() => "done" as const), aborted]);
     if (outcome === "aborted") logger().warn(`${what} did not finish before the deadline`);
+    return outcome === "done";
   } finally {
     deadline.removeEventListener("abort", onAbort);
   }

@@ -26,16 +26,18 @@ Deno.test("a shutdown's steps get a deadline before its timeout, and the time le
   assert.equal(shutdown.secondsLeft(), 0.1, "no time is left before the shutdown began");
   let left = 0;
   let abortedAfterMs = 0;
+  let finished: boolean | undefined;
   shutdown.add(async (deadline) => {
     left = shutdown.secondsLeft();
     const started = performance.now();
     // work that never ends, cut at the deadline
-    await untilDeadline(new Promise(() => {}), deadline, "test work");
+    finished = await untilDeadline(new Promise(() => {}), deadline, "test work");
     abortedAfterMs = performance.now() - started;
   });
   await shutdown.run();
   assert.ok(left > 0.3 && left <= 0.4, `${left} s left at the start`);
   // half the timeout when it is short: what was cut still needs a moment to close
+  assert.equal(finished, false, "the work did not finish");
   assert.ok(abortedAfterMs >= 190 && abortedAfterMs < 380, `cut after ${abortedAfterMs} ms`);
 });
 
@@ -45,6 +47,6 @@ Deno.test("work that ends before the deadline is waited for, not the deadline", 
   const work = new Promise<void>((resolve) => setTimeout(resolve, 20)).then(() => {
     done = true;
   });
-  await within(untilDeadline(work, deadline.signal, "work"), 1_000, "the work's end");
-  assert.ok(done, "returned once the work was done");
+  const finished = await within(untilDeadline(work, deadline.signal, "work"), 1_000, "the end");
+  assert.ok(done && finished, "returned once the work was done");
 });

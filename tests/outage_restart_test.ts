@@ -98,3 +98,28 @@ Deno.test("an instance back on NATS removes its outage's record once its own res
   await cluster.instances[0]!.service.close();
   await untilOutages(sql, (count) => count === 0, "no outage recorded by a shutdown");
 });
+
+Deno.test("an instance that ends while NATS silently stopped taking its publishes records the outage, and the next instance to start makes its ban good", async () => {
+  await using setup = await natsCutToSecondInstance(settings);
+  const { cluster, proxy } = setup;
+  await using sql = databaseOf(cluster);
+  const spammersChat = await cluster.main.service.chat.createChat("spammer", "acme");
+  await using spammer = await joinChat(cluster, "spammer", spammersChat.id, 0);
+  // the second instance's connection stays open but nothing it sends gets through, and its
+  // client has not noticed (a ping goes out every 20 s): no disconnect, so no outage recorded
+  proxy.stall();
+  await cluster.instances[1]!.service.chat.banUser("spammer", 0, {
+    moderator_id: "mod",
+    reason: "spam",
+  });
+  await proxy.held();
+  await untilOutages(sql, (count) => count === 0, "no outage recorded while unnoticed");
+  await cluster.instances[1]!.service.close();
+  await untilOutages(sql, (count) => count === 1, "the outage recorded at the shutdown");
+  await stillServes(spammer);
+
+  await cluster.startInstance({ NATS_URL: setup.natsUrl });
+  const closed = await within(spammer.closed, 15_000, "the banned user's socket to close");
+  assert.equal(closed.code, 4403);
+  await untilOutages(sql, (count) => count === 0, "the outage's record removed");
+});
