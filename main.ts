@@ -230,6 +230,7 @@ export async function startService(config: Config): Promise<RunningService> {
           minBytesPerSecond: config.MEDIA_UPLOAD_MIN_BYTES_PER_SECOND,
         },
         demoPage: config.DEMO_PAGE,
+        sanctionSweepMs: config.FEED_SWEEP_SECONDS * 1000,
       },
     );
     const server = Deno.serve({

@@ -181,6 +181,8 @@ export interface ChatStore {
   activeBan(userId: string): Promise<Ban | null>;
   /** Of `userIds`, the ones banned now or ever disconnected by an operator, in one query. */
   sanctionsOf(userIds: readonly string[]): Promise<Map<string, StoredSanction>>;
+  /** The users banned or disconnected by an operator within `window`, by the moderation log. */
+  sanctionedWithin(window: RecentWindow): Promise<string[]>;
   /** Bans the user; with `audit`, records the moderation in the same transaction. */
   ban(ban: Omit<Ban, "created_at">, options?: { audit?: ModerationRecord }): Promise<Ban>;
   /**

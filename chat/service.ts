@@ -11,6 +11,7 @@ import type {
   MediaPort,
   ModerationRecord,
   Page,
+  RecentWindow,
 } from "./ports.ts";
 import {
   type Chat,
@@ -185,6 +186,11 @@ export function createChatService(deps: ChatServiceDeps) {
         sanctions.set(userId, { banned, disconnectedAt });
       }
       return sanctions;
+    },
+
+    /** The users banned or disconnected by an operator within `window`. */
+    sanctionedWithin(window: RecentWindow): Promise<string[]> {
+      return store.sanctionedWithin(window);
     },
 
     /** The user's side in one chat they may see (used on `/v1/ws/chats/`). */

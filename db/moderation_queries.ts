@@ -26,6 +26,7 @@ export type ModerationQueries = Pick<
   | "listVendorMembers"
   | "activeBan"
   | "sanctionsOf"
+  | "sanctionedWithin"
   | "ban"
   | "unban"
   | "recordModeration"
@@ -91,6 +92,16 @@ export function createModerationQueries(sql: Sql) {
         sanctions.set(user_id, { banned, disconnectedAgoMs: disconnected_ago_ms });
       }
       return sanctions;
+    },
+
+    async sanctionedWithin({ withinMs, exceptLastMs = 0 }) {
+      // down moderation_actions_by_time: only the window's rows are read
+      const rows = await sql<{ user_id: string }[]>`
+        select distinct target_user_id as user_id from moderation_actions
+        where created_at > now() - make_interval(secs => ${withinMs / 1000})
+          and created_at <= now() - make_interval(secs => ${exceptLastMs / 1000})
+          and action in ('ban_user', 'disconnect_user') and target_user_id is not null`;
+      return rows.map((row) => row.user_id);
     },
 
     ban({ user_id, moderator_id, reason, expires_at }, options = {}) {

@@ -322,6 +322,31 @@ for (const backend of backends) {
     );
   });
 
+  Deno.test(`${backend.name}: the users banned or disconnected within a window are found by the moderation log`, async () => {
+    await using db = await backend.open();
+    const by = { moderator_id: "mod", target_message_id: null, reason: "support" };
+    const window = { withinMs: 60_000 };
+    assert.deepEqual(await db.store.sanctionedWithin(window), []);
+    const odd = `x'); drop table moderation_actions; --"{}`;
+    await db.store.recordModeration({ ...by, action: "ban_user", target_user_id: "banned" });
+    await db.store.recordModeration({ ...by, action: "disconnect_user", target_user_id: "gone" });
+    await db.store.recordModeration({ ...by, action: "disconnect_user", target_user_id: "gone" });
+    await db.store.recordModeration({ ...by, action: "disconnect_user", target_user_id: odd });
+    // a lifted ban and a deletion are no sanction of a user
+    await db.store.recordModeration({ ...by, action: "unban_user", target_user_id: "lifted" });
+    await db.store.recordModeration({ ...by, action: "delete_message", target_user_id: "author" });
+    assert.deepEqual(
+      (await db.store.sanctionedWithin(window)).sort(),
+      ["banned", "gone", odd].sort(),
+    );
+    // the window ends at the database's now, and can leave out its last stretch
+    assert.deepEqual(await db.store.sanctionedWithin({ withinMs: 0 }), []);
+    assert.deepEqual(
+      await db.store.sanctionedWithin({ withinMs: 60_000, exceptLastMs: 30_000 }),
+      [],
+    );
+  });
+
   Deno.test(`${backend.name}: messages edited or deleted within a window are found in their current state`, async () => {
     await using db = await backend.open();
     const chat = (await db.store.createChat("c", "v")).chat;

@@ -11,7 +11,8 @@ import { createPostgresStore } from "../db/postgres_store.ts";
 import { fromAlice } from "./support/database.ts";
 import { sample } from "./support/service_process.ts";
 import { startCluster } from "./support/service.ts";
-import { joinAllChats, joinChat, messageWithSeq, sendText } from "./support/steps.ts";
+import { joinAllChats, joinChat, messageWithSeq, sendText, stillServes } from "./support/steps.ts";
+import { within } from "./support/wait.ts";
 import type { Frame, TestSocket } from "./support/ws_client.ts";
 
 /**
@@ -130,4 +131,29 @@ Deno.test("an edit and a deletion stored but never published reach every socket 
     }
   }
   assert.deepEqual(await counterOnEach(cluster, "chat_amendments_recovered_total"), [2, 2]);
+});
+
+Deno.test("a ban and an operator disconnect stored but never published close the users' sockets on every instance by the sweep", async () => {
+  await using setup = await chatOnTwoInstances();
+  const { cluster, chat, alice, acme, acmeAll } = setup;
+  const by = { moderator_id: "mod", target_message_id: null, reason: "support" };
+  await writtenUnpublished(cluster, async (store) => {
+    await store.ban({ user_id: "alice", moderator_id: "mod", reason: "spam", expires_at: null }, {
+      audit: { ...by, action: "ban_user", target_user_id: "alice" },
+    });
+    await store.recordModeration({ ...by, action: "disconnect_user", target_user_id: "acme" });
+  });
+  // a socket opened after the disconnect is not the one it ended
+  await using acmeLater = await joinChat(cluster, "acme", chat.id, 0);
+  const closes = await Promise.all(
+    [alice, acme, acmeAll].map((socket) => within(socket.closed, 5_000, "the sweep's close")),
+  );
+  assert.deepEqual(closes.map((close) => close.code), [4403, 4408, 4408]);
+  // the later socket was screened too, and kept
+  const kept = 'chat_sanction_screens_total{outcome="kept"}';
+  for (const until = Date.now() + 5_000; (await counterOnEach(cluster, kept))[0]! < 1;) {
+    assert.ok(Date.now() < until, "the later socket screened");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  await stillServes(acmeLater);
 });

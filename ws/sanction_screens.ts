@@ -1,3 +1,4 @@
+import type { RecentWindow } from "../chat/ports.ts";
 import type { Sanction } from "../chat/types.ts";
 
 /**
@@ -26,8 +27,8 @@ export interface SanctionScreenDeps {
    * own checks still to come.
    */
   onError: (error: unknown) => void;
-  /** Told after each screen, with how many sockets ended each way. */
-  onScreened?: (outcomes: Record<ScreenOutcome, number>) => void;
+  /** Told after each screen, with how many sockets ended each way; `swept`: a sweep's. */
+  onScreened?: (outcomes: Record<ScreenOutcome, number>, swept: boolean) => void;
 }
 
 /**
@@ -44,10 +45,15 @@ export function createSanctionScreens(
 ) {
   let screens = 0;
   return {
-    /** Holds every open socket at once (synchronously), then lets each go or closes it. */
-    async screen(): Promise<void> {
+    /**
+     * Holds every open socket at once (synchronously), or only those of `users` (a sweep's),
+     * then lets each go or closes it.
+     */
+    async screen(users?: ReadonlySet<string>): Promise<void> {
       const screen = ++screens;
-      const held = [...sockets()].filter((socket) => socket.holdUntilScreened(screen));
+      const held = [...sockets()].filter((socket) =>
+        (users === undefined || users.has(socket.userId)) && socket.holdUntilScreened(screen)
+      );
       if (held.length === 0) return;
       let sanctions: Map<string, Sanction> | undefined;
       try {
@@ -60,7 +66,64 @@ export function createSanctionScreens(
         const outcome = socket.screened(screen, sanctions?.get(socket.userId));
         outcomes[outcome === "kept" && sanctions === undefined ? "unanswered" : outcome]++;
       }
-      deps.onScreened?.(outcomes);
+      deps.onScreened?.(outcomes, users !== undefined);
+    },
+  };
+}
+
+/**
+ * Every `periodMs`, the users the store says were banned or disconnected by an operator before
+ * the last period (their events, if published, came by then), back to a period before the
+ * previous look: for a ban or a disconnect whose event never came, because its instance ended
+ * between the commit and the publish, or NATS lost it without anyone noticing. Those of them
+ * with sockets here are screened (their sockets held for one query), so such sockets close
+ * within three periods; when none has, the look is all it costs.
+ */
+export function startSanctionSweeps(
+  deps: {
+    sanctionedWithin(window: RecentWindow): Promise<string[]>;
+    /** Whether the user has a socket open here. */
+    connected(userId: string): boolean;
+    screen(users: ReadonlySet<string>): Promise<void>;
+    onError: (error: unknown) => void;
+  },
+  periodMs: number,
+) {
+  let sweptAt = Date.now();
+  let failing = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let stopped = false;
+
+  async function sweep() {
+    const startedAt = Date.now();
+    const users = await deps.sanctionedWithin({
+      withinMs: startedAt - sweptAt + 2 * periodMs,
+      exceptLastMs: periodMs,
+    });
+    // only once read: a failed look's window is read next time
+    sweptAt = startedAt;
+    const here = new Set(users.filter((userId) => deps.connected(userId)));
+    if (here.size > 0) await deps.screen(here);
+  }
+
+  function schedule() {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      sweep().then(
+        () => failing = false,
+        (error) => {
+          // a store that is away is reported once, not every period
+          if (!failing) deps.onError(error);
+          failing = true;
+        },
+      ).finally(schedule);
+    }, periodMs);
+  }
+  schedule();
+  return {
+    stop(): void {
+      stopped = true;
+      clearTimeout(timer);
     },
   };
 }

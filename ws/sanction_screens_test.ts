@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import type { Sanction } from "../chat/types.ts";
-import { createSanctionScreens, type Screenable, type ScreenOutcome } from "./sanction_screens.ts";
+import { within } from "../tests/support/wait.ts";
+import {
+  createSanctionScreens,
+  type Screenable,
+  type ScreenOutcome,
+  startSanctionSweeps,
+} from "./sanction_screens.ts";
 
 /** A socket that records what the screens told it; closed when a sanction is given. */
 class FakeSocket implements Screenable {
@@ -99,4 +105,65 @@ Deno.test("screens begun before the first is answered each answer with their own
   reads[0]!.resolve(new Map());
   await first;
   assert.deepEqual(socket.answers.map((answer) => answer.screen), [2, 1]);
+});
+
+Deno.test("a screen for a sweep holds and asks about only the users it names", async () => {
+  const sockets = [new FakeSocket("alice"), new FakeSocket("mallory"), new FakeSocket("mallory")];
+  const asked: string[][] = [];
+  const swept: boolean[] = [];
+  const screens = createSanctionScreens(() => sockets, {
+    sanctionsOf: (userIds) => {
+      asked.push([...userIds]);
+      return Promise.resolve(new Map([["mallory", banned]]));
+    },
+    onError: () => assert.fail("no error expected"),
+    onScreened: (_outcomes, isSweep) => swept.push(isSweep),
+  });
+  await screens.screen(new Set(["mallory", "nobody-here"]));
+  assert.deepEqual(asked, [["mallory", "mallory"]]);
+  assert.deepEqual(sockets.map((socket) => [socket.heldBy.length, socket.closed]), [
+    [0, false],
+    [1, true],
+    [1, true],
+  ]);
+  assert.deepEqual(swept, [true]);
+});
+
+Deno.test("sanction sweeps look at the store each period, screen the users sanctioned with sockets here, and report a failing store once", async () => {
+  const answers: Array<string[] | Error> = [
+    ["mallory", "elsewhere"],
+    new Error("store away"),
+    new Error("store away"),
+    [],
+    ["eve"],
+  ];
+  const windows: Array<{ withinMs: number; exceptLastMs?: number }> = [];
+  const screened: string[][] = [];
+  const errors: unknown[] = [];
+  const done = Promise.withResolvers<void>();
+  const sweeps = startSanctionSweeps({
+    sanctionedWithin: (window) => {
+      windows.push(window);
+      const answer = answers.shift();
+      return answer instanceof Error ? Promise.reject(answer) : Promise.resolve(answer ?? []);
+    },
+    connected: (userId) => userId === "mallory" || userId === "eve",
+    screen: (users) => {
+      screened.push([...users]);
+      if (screened.length === 2) done.resolve();
+      return Promise.resolve();
+    },
+    onError: (error) => errors.push(error),
+  }, 10);
+  try {
+    await within(done.promise, 2_000, "the second screen, at the fifth look");
+  } finally {
+    sweeps.stop();
+  }
+  assert.deepEqual(screened, [["mallory"], ["eve"]]);
+  assert.equal(errors.length, 1, "the failing store reported once");
+  // each window reaches two periods back from the previous look, and leaves out the last period
+  assert.ok(windows.every((window) => window.exceptLastMs === 10 && window.withinMs >= 20));
+  // a failed look's stretch is read by the next: the windows after the failures are wider
+  assert.ok(windows[3]!.withinMs >= 20 + 3 * 10, `${windows[3]!.withinMs}`);
 });

@@ -13,7 +13,7 @@ import {
 } from "./connection.ts";
 import { earlyFrameLimit } from "./frame_intake.ts";
 import { createAccessChecks } from "./access_checks.ts";
-import { createSanctionScreens } from "./sanction_screens.ts";
+import { createSanctionScreens, startSanctionSweeps } from "./sanction_screens.ts";
 import { overFrameLimit } from "./frame_size.ts";
 import { createExpirySchedule } from "./expiry_schedule.ts";
 import { createMediaRoutes } from "./media_routes.ts";
@@ -53,6 +53,8 @@ export interface HttpOptions {
   uploadStall: StallLimits;
   /** Serves the demo chat page at `/` (DEMO_PAGE). */
   demoPage?: boolean;
+  /** How often the store's recent bans and disconnects are looked at (startSanctionSweeps). */
+  sanctionSweepMs?: number;
 }
 
 const CHAT_PATH = /^\/v1\/ws\/chat\/([^/]+)\/?$/;
@@ -114,13 +116,26 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
   const sanctionScreens = createSanctionScreens(() => connections, {
     sanctionsOf: (userIds) => deps.service.sanctionsOf(userIds),
     onError: (error) => deps.onError(error, "sanction screen"),
-    onScreened: (outcomes) => {
-      log.info("screened sockets against bans and disconnects after a bus reconnect", outcomes);
+    onScreened: (outcomes, swept) => {
+      if (!swept) {
+        log.info("screened sockets against bans and disconnects after a bus reconnect", outcomes);
+      } else if (outcomes.closed > 0) {
+        log.warning(
+          "closed sockets of users banned or disconnected whose event never came",
+          outcomes,
+        );
+      }
       for (const outcome of ["kept", "closed", "unanswered"] as const) {
         deps.instruments?.sanctionScreens.inc({ outcome }, outcomes[outcome]);
       }
     },
   });
+  const sanctionSweeps = options.sanctionSweepMs === undefined ? undefined : startSanctionSweeps({
+    sanctionedWithin: (window) => deps.service.sanctionedWithin(window),
+    connected: (userId) => perUser.has(userId),
+    screen: (users) => sanctionScreens.screen(users),
+    onError: (error) => deps.onError(error, "sanction sweep"),
+  }, options.sanctionSweepMs);
   const stopResync = deps.feed.onResync(() => {
     // every socket holds what the catch-up brings until one query has read its user's sanctions
     void sanctionScreens.screen();
@@ -262,6 +277,7 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
     async shutdown(signal?: AbortSignal): Promise<void> {
       draining = true;
       stopResync();
+      sanctionSweeps?.stop();
       void accessChecks.stop();
       const open = [...connections];
       const closing = Promise.all(
