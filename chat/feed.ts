@@ -177,6 +177,14 @@ export function createChatFeed(
       return deliverStored(followedChats().filter(([chatId]) => stillFollowed.has(chatId)), upTo);
     },
     sweepAmendments: (window) => amendments.sweep(window),
+    // a chats socket that has the chat already takes no notice of it
+    sweepNewChats: async (window) => {
+      for (const chat of await store.chatsCreatedWithin(window)) {
+        const event: UserEvent = { type: "chat_created", chat };
+        users.deliverHere(chat.user_id, event);
+        users.deliverHere(chat.vendor_id, event);
+      }
+    },
   }, {
     periodMs: options.sweepEveryMs,
     onError,

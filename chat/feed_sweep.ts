@@ -22,6 +22,8 @@ export function startFeedSweeps(
     ) => Promise<{ delivered: number; failure: { error: unknown } | undefined }>;
     /** Sends the edits and deletions of `window` this instance has not delivered; how many. */
     sweepAmendments: (window: RecentWindow) => Promise<number>;
+    /** Tells this instance's listeners of the chats created in `window` again. */
+    sweepNewChats: (window: RecentWindow) => Promise<void>;
   },
   options: {
     periodMs: number;
@@ -33,10 +35,7 @@ export function startFeedSweeps(
   const { periodMs } = options;
   /** Each followed chat's stored last seq at the previous sweep. */
   let storedAtLastSweep = new Map<string, number>();
-  /** When the previous sweep of amendments began (this clock). */
-  let amendmentsSweptAt = Date.now();
-  const messageFailures = firstFailureReported("sweep");
-  const amendmentFailures = firstFailureReported("sweep amendments");
+  const messageFailures = firstFailureReported(options.onError, "sweep");
   let timer: ReturnType<typeof setTimeout> | undefined;
   let closed = false;
 
@@ -57,43 +56,25 @@ export function startFeedSweeps(
     if (failure) throw failure.error;
   }
 
-  /**
-   * Edits and deletions made before the last period (their live events, if published, came by
-   * now), back to a period before where the previous sweep began.
-   */
-  async function sweepAmendments() {
-    const startedAt = Date.now();
-    const withinMs = startedAt - amendmentsSweptAt + 2 * periodMs;
-    const replayed = await deps.sweepAmendments({ withinMs, exceptLastMs: periodMs });
-    amendmentsSweptAt = startedAt; // only once read: a failed sweep's window is read next time
+  const recent = { periodMs, onError: options.onError };
+  const sweepAmendments = recentPastSweep(async (window) => {
+    const replayed = await deps.sweepAmendments(window);
     if (replayed > 0) options.onAmendmentsRecovered?.(replayed);
-  }
+  }, { ...recent, context: "sweep amendments" });
+  const sweepNewChats = recentPastSweep(deps.sweepNewChats, {
+    ...recent,
+    context: "sweep new chats",
+  });
 
   function schedule() {
     if (closed) return;
     timer = setTimeout(() => {
       Promise.all([
         sweepMessages().then(messageFailures.ended, messageFailures.failed),
-        sweepAmendments().then(amendmentFailures.ended, amendmentFailures.failed),
+        sweepAmendments(),
+        sweepNewChats(),
       ]).finally(schedule);
     }, periodMs);
-  }
-
-  /**
-   * Reports the first failure of a run of them: a store that is away fails every sweep, and
-   * says so once (its own metrics and readiness tell how long).
-   */
-  function firstFailureReported(context: string) {
-    let failing = false;
-    return {
-      failed(error: unknown) {
-        if (!failing) options.onError(error, context);
-        failing = true;
-      },
-      ended() {
-        failing = false;
-      },
-    };
   }
 
   schedule();
@@ -101,6 +82,55 @@ export function startFeedSweeps(
     stop(): void {
       closed = true;
       clearTimeout(timer);
+    },
+  };
+}
+
+/**
+ * A look at the store's recent past, each period: `sweep` gets what came before the last period
+ * (its live events, if published, came by then), back to a period before where the previous
+ * look began. A look that fails leaves its stretch to the next one; never rejects.
+ */
+export function recentPastSweep(
+  sweep: (window: RecentWindow) => Promise<void>,
+  options: {
+    periodMs: number;
+    context: string;
+    onError: (error: unknown, context: string) => void;
+  },
+): () => Promise<void> {
+  const { periodMs } = options;
+  /** When the previous look began (this clock). */
+  let sweptAt = Date.now();
+  const failures = firstFailureReported(options.onError, options.context);
+  return async () => {
+    const startedAt = Date.now();
+    try {
+      await sweep({ withinMs: startedAt - sweptAt + 2 * periodMs, exceptLastMs: periodMs });
+      sweptAt = startedAt;
+      failures.ended();
+    } catch (error) {
+      failures.failed(error);
+    }
+  };
+}
+
+/**
+ * Reports the first failure of a run of them: a store that is away fails every sweep, and says
+ * so once (its own metrics and readiness tell how long).
+ */
+function firstFailureReported(
+  onError: (error: unknown, context: string) => void,
+  context: string,
+) {
+  let failing = false;
+  return {
+    failed(error: unknown) {
+      if (!failing) onError(error, context);
+      failing = true;
+    },
+    ended() {
+      failing = false;
     },
   };
 }

@@ -123,6 +123,7 @@ Deno.test("a store away for many sweeps is reported once for each kind of sweep,
     amendedWithin: () => answer([]),
     readWithin: () => answer([]),
     getChats: () => answer([]),
+    chatsCreatedWithin: () => answer([]),
   } as unknown as ChatStore;
   const reported: string[] = [];
   const feed = createChatFeed({ bus: createMemoryBus(), store, subjects }, {
@@ -132,13 +133,15 @@ Deno.test("a store away for many sweeps is reported once for each kind of sweep,
   try {
     const leave = await feed.join(["chat-1"], () => {});
     storeAway = true;
-    await sweepsAsked(12); // six sweeps, each asking for messages and for amendments
-    assert.deepEqual(reported.sort(), ["sweep", "sweep amendments"]);
+    // six sweeps, each asking for messages, amendments and new chats
+    await sweepsAsked(18);
+    const kinds = ["sweep", "sweep amendments", "sweep new chats"];
+    assert.deepEqual(reported.sort(), kinds);
     storeAway = false;
-    await sweepsAsked(4);
+    await sweepsAsked(6);
     storeAway = true;
-    await sweepsAsked(4);
-    assert.deepEqual(reported.sort(), ["sweep", "sweep", "sweep amendments", "sweep amendments"]);
+    await sweepsAsked(6);
+    assert.deepEqual(reported.sort(), [...kinds, ...kinds].sort());
     leave();
   } finally {
     feed.close();

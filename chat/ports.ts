@@ -118,6 +118,8 @@ export interface ChatStore {
   getChat(chatId: string): Promise<Chat | null>;
   /** The chats of these ids that exist, in no particular order: one query for them all. */
   getChats(chatIds: readonly string[]): Promise<Chat[]>;
+  /** The chats created within `window`, oldest first. */
+  chatsCreatedWithin(window: RecentWindow): Promise<Chat[]>;
   /** The user's side in the chat, or null (unknown chat or not a participant). */
   membership(chatId: string, userId: string): Promise<Membership | null>;
   /** Every chat the user is a participant of, on either side. */

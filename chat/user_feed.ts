@@ -41,6 +41,17 @@ export function createUserFeed(
       bus.publish(subjects.user(userId), encoder.encode(JSON.stringify(event)));
     },
 
+    /**
+     * Hands `event` to this instance's listeners of `userId` alone, as the bus would have (for
+     * an event the store shows and the bus may have lost).
+     */
+    deliverHere(userId: string, event: UserEvent): void {
+      const subject = subjects.user(userId);
+      if (listenersBySubject.has(subject)) {
+        deliver(encoder.encode(JSON.stringify(event)), subject);
+      }
+    },
+
     /** Calls `listener` with every event of `userId`; returns the stop. */
     listen(userId: string, listener: UserListener): () => void {
       const subject = subjects.user(userId);

@@ -15,6 +15,7 @@ export type ChatQueries = Pick<
   | "createChat"
   | "getChat"
   | "getChats"
+  | "chatsCreatedWithin"
   | "membership"
   | "chatsOf"
   | "vendorsOf"
@@ -51,6 +52,16 @@ export function createChatQueries(sql: Sql): ChatQueries {
       const rows = await sql<ChatRow[]>`
         select id, user_id, vendor_id, last_seq, created_at, updated_at
         from chats where id = any(${arrayLiteral(chatIds)}::uuid[])`;
+      return rows.map(toChat);
+    },
+
+    async chatsCreatedWithin({ withinMs, exceptLastMs = 0 }) {
+      // down chats_by_creation: only the window's rows are read
+      const rows = await sql<ChatRow[]>`
+        select id, user_id, vendor_id, last_seq, created_at, updated_at from chats
+        where created_at > now() - make_interval(secs => ${withinMs / 1000})
+          and created_at <= now() - make_interval(secs => ${exceptLastMs / 1000})
+        order by created_at, id`;
       return rows.map(toChat);
     },
 

@@ -347,6 +347,26 @@ for (const backend of backends) {
     );
   });
 
+  Deno.test(`${backend.name}: the chats created within a window are found, oldest first`, async () => {
+    await using db = await backend.open();
+    const window = { withinMs: 60_000 };
+    assert.deepEqual(await db.store.chatsCreatedWithin(window), []);
+    const first = (await db.store.createChat("c1", "v")).chat;
+    const second = (await db.store.createChat("c2", "v")).chat;
+    // a chat asked for again is not created again
+    await db.store.createChat("c1", "v");
+    const found = await db.store.chatsCreatedWithin(window);
+    assert.deepEqual(found.map((chat) => [chat.id, chat.user_id, chat.vendor_id]), [
+      [first.id, "c1", "v"],
+      [second.id, "c2", "v"],
+    ]);
+    assert.deepEqual(await db.store.chatsCreatedWithin({ withinMs: 0 }), []);
+    assert.deepEqual(
+      await db.store.chatsCreatedWithin({ withinMs: 60_000, exceptLastMs: 30_000 }),
+      [],
+    );
+  });
+
   Deno.test(`${backend.name}: messages edited or deleted within a window are found in their current state`, async () => {
     await using db = await backend.open();
     const chat = (await db.store.createChat("c", "v")).chat;

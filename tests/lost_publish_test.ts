@@ -157,3 +157,26 @@ Deno.test("a ban and an operator disconnect stored but never published close the
   }
   await stillServes(acmeLater);
 });
+
+Deno.test("a chat created but never published reaches the vendor's chats socket by the sweep, with what was sent in it", async () => {
+  await using setup = await chatOnTwoInstances();
+  const { cluster, acmeAll } = setup;
+  let chatId = "";
+  await writtenUnpublished(cluster, async (store) => {
+    const { chat } = await store.createChat("bob", "acme");
+    chatId = chat.id;
+    await store.insertMessage({ ...fromAlice(chat.id, "hello from bob"), sender_id: "bob" });
+  });
+  const frame = await acmeAll.next(
+    (candidate) => candidate.type === "chat_message" && candidate.chat_id === chatId,
+    "the new chat's message on the chats socket",
+  );
+  assert.deepEqual([frame.message.seq, frame.message.content], [1, "hello from bob"]);
+  // followed from then on: a message sent in it now comes live, once
+  const bob = await joinChat(cluster, "bob", chatId, 1);
+  setup.sockets.push(bob);
+  await sendText(bob, "acme", "and again");
+  const next = await messageWithSeq(acmeAll, 2);
+  assert.equal(next.message.content, "and again");
+  assert.deepEqual(acmeAll.pending("chat_message"), []);
+});

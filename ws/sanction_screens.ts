@@ -1,4 +1,5 @@
 import type { RecentWindow } from "../chat/ports.ts";
+import { recentPastSweep } from "../chat/feed_sweep.ts";
 import type { Sanction } from "../chat/types.ts";
 
 /**
@@ -85,39 +86,21 @@ export function startSanctionSweeps(
     /** Whether the user has a socket open here. */
     connected(userId: string): boolean;
     screen(users: ReadonlySet<string>): Promise<void>;
-    onError: (error: unknown) => void;
+    /** A look that failed; the first of a run of them only. */
+    onError: (error: unknown, context: string) => void;
   },
   periodMs: number,
 ) {
-  let sweptAt = Date.now();
-  let failing = false;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let stopped = false;
-
-  async function sweep() {
-    const startedAt = Date.now();
-    const users = await deps.sanctionedWithin({
-      withinMs: startedAt - sweptAt + 2 * periodMs,
-      exceptLastMs: periodMs,
-    });
-    // only once read: a failed look's window is read next time
-    sweptAt = startedAt;
+  const look = recentPastSweep(async (window) => {
+    const users = await deps.sanctionedWithin(window);
     const here = new Set(users.filter((userId) => deps.connected(userId)));
     if (here.size > 0) await deps.screen(here);
-  }
-
+  }, { periodMs, context: "sanction sweep", onError: deps.onError });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let stopped = false;
   function schedule() {
     if (stopped) return;
-    timer = setTimeout(() => {
-      sweep().then(
-        () => failing = false,
-        (error) => {
-          // a store that is away is reported once, not every period
-          if (!failing) deps.onError(error);
-          failing = true;
-        },
-      ).finally(schedule);
-    }, periodMs);
+    timer = setTimeout(() => look().finally(schedule), periodMs);
   }
   schedule();
   return {

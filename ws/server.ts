@@ -134,7 +134,7 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
     sanctionedWithin: (window) => deps.service.sanctionedWithin(window),
     connected: (userId) => perUser.has(userId),
     screen: (users) => sanctionScreens.screen(users),
-    onError: (error) => deps.onError(error, "sanction sweep"),
+    onError: deps.onError,
   }, options.sanctionSweepMs);
   const stopResync = deps.feed.onResync(() => {
     // every socket holds what the catch-up brings until one query has read its user's sanctions
