@@ -324,6 +324,8 @@ export class Connection {
     if (this.#closed || this.#stopping) return "gone";
     try {
       const sanctions = await this.#deps.service.sanctionsOf([this.userId]);
+      // closed meanwhile (by a screen, say): that close is counted there
+      if (this.#closed) return "gone";
       if (this.#closeIfSanctioned(sanctions.get(this.userId))) return "closed";
       if (this.endpoint.kind === "chat") {
         await this.#deps.service.joinChat(this.userId, this.endpoint.chatId);
