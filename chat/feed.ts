@@ -177,12 +177,19 @@ export function createChatFeed(
       return deliverStored(followedChats().filter(([chatId]) => stillFollowed.has(chatId)), upTo);
     },
     sweepAmendments: (window) => amendments.sweep(window),
-    // a chats socket that has the chat already takes no notice of it
-    sweepNewChats: async (window) => {
-      for (const chat of await store.chatsCreatedWithin(window)) {
+    // user events the store shows, told again here: a socket that had them takes no notice
+    sweepUserEvents: async (window) => {
+      const [created, removed] = await Promise.all([
+        store.chatsCreatedWithin(window),
+        store.membersRemovedWithin(window),
+      ]);
+      for (const chat of created) {
         const event: UserEvent = { type: "chat_created", chat };
         users.deliverHere(chat.user_id, event);
         users.deliverHere(chat.vendor_id, event);
+      }
+      for (const { vendor_id, user_id } of removed) {
+        users.deliverHere(user_id, { type: "membership_revoked", vendor_id, user_id });
       }
     },
   }, {

@@ -22,8 +22,11 @@ export function startFeedSweeps(
     ) => Promise<{ delivered: number; failure: { error: unknown } | undefined }>;
     /** Sends the edits and deletions of `window` this instance has not delivered; how many. */
     sweepAmendments: (window: RecentWindow) => Promise<number>;
-    /** Tells this instance's listeners of the chats created in `window` again. */
-    sweepNewChats: (window: RecentWindow) => Promise<void>;
+    /**
+     * Tells this instance's listeners again of the user events of `window` that the store
+     * shows: chats created, vendor members removed.
+     */
+    sweepUserEvents: (window: RecentWindow) => Promise<void>;
   },
   options: {
     periodMs: number;
@@ -61,9 +64,9 @@ export function startFeedSweeps(
     const replayed = await deps.sweepAmendments(window);
     if (replayed > 0) options.onAmendmentsRecovered?.(replayed);
   }, { ...recent, context: "sweep amendments" });
-  const sweepNewChats = recentPastSweep(deps.sweepNewChats, {
+  const sweepUserEvents = recentPastSweep(deps.sweepUserEvents, {
     ...recent,
-    context: "sweep new chats",
+    context: "sweep user events",
   });
 
   function schedule() {
@@ -72,7 +75,7 @@ export function startFeedSweeps(
       Promise.all([
         sweepMessages().then(messageFailures.ended, messageFailures.failed),
         sweepAmendments(),
-        sweepNewChats(),
+        sweepUserEvents(),
       ]).finally(schedule);
     }, periodMs);
   }

@@ -178,6 +178,10 @@ export interface ChatStore {
 
   addVendorMember(vendorId: string, userId: string, role: VendorRole): Promise<VendorMember>;
   removeVendorMember(vendorId: string, userId: string): Promise<boolean>;
+  /** The vendor members removed within `window` and not members again since. */
+  membersRemovedWithin(
+    window: RecentWindow,
+  ): Promise<Array<{ vendor_id: string; user_id: string }>>;
   listVendorMembers(vendorId: string): Promise<VendorMember[]>;
 
   activeBan(userId: string): Promise<Ban | null>;

@@ -23,6 +23,7 @@ export type ModerationQueries = Pick<
   ChatStore,
   | "addVendorMember"
   | "removeVendorMember"
+  | "membersRemovedWithin"
   | "listVendorMembers"
   | "activeBan"
   | "sanctionsOf"
@@ -47,10 +48,31 @@ export function createModerationQueries(sql: Sql) {
     },
 
     async removeVendorMember(vendorId, userId) {
+      // kept a day for the sweeps of other instances (membersRemovedWithin)
       const rows = await sql`
-        delete from vendor_members where vendor_id = ${vendorId} and user_id = ${userId}
+        with removed as (
+          delete from vendor_members where vendor_id = ${vendorId} and user_id = ${userId}
+          returning vendor_id, user_id
+        ), pruned as (
+          delete from vendor_member_removals where removed_at < now() - interval '1 day'
+        )
+        insert into vendor_member_removals (vendor_id, user_id)
+        select vendor_id, user_id from removed
         returning 1`;
       return rows.length > 0;
+    },
+
+    async membersRemovedWithin({ withinMs, exceptLastMs = 0 }) {
+      // down vendor_member_removals_by_time; one added again since is a member again
+      const rows = await sql<Array<{ vendor_id: string; user_id: string }>>`
+        select distinct r.vendor_id, r.user_id from vendor_member_removals r
+        where r.removed_at > now() - make_interval(secs => ${withinMs / 1000})
+          and r.removed_at <= now() - make_interval(secs => ${exceptLastMs / 1000})
+          and not exists (
+            select 1 from vendor_members m where m.vendor_id = r.vendor_id and m.user_id = r.user_id
+          )
+        order by r.vendor_id, r.user_id`;
+      return rows.map(({ vendor_id, user_id }) => ({ vendor_id, user_id }));
     },
 
     async listVendorMembers(vendorId) {

@@ -347,6 +347,27 @@ for (const backend of backends) {
     );
   });
 
+  Deno.test(`${backend.name}: the vendor members removed within a window are found, unless added again`, async () => {
+    await using db = await backend.open();
+    const window = { withinMs: 60_000 };
+    assert.deepEqual(await db.store.membersRemovedWithin(window), []);
+    for (const userId of ["gone", "back", "kept"]) {
+      await db.store.addVendorMember("v", userId, "agent");
+    }
+    assert.equal(await db.store.removeVendorMember("v", "gone"), true);
+    assert.equal(await db.store.removeVendorMember("v", "gone"), false, "not a member any more");
+    assert.equal(await db.store.removeVendorMember("v", "back"), true);
+    await db.store.addVendorMember("v", "back", "agent");
+    assert.deepEqual(await db.store.membersRemovedWithin(window), [
+      { vendor_id: "v", user_id: "gone" },
+    ]);
+    assert.deepEqual(await db.store.membersRemovedWithin({ withinMs: 0 }), []);
+    assert.deepEqual(
+      await db.store.membersRemovedWithin({ withinMs: 60_000, exceptLastMs: 30_000 }),
+      [],
+    );
+  });
+
   Deno.test(`${backend.name}: the chats created within a window are found, oldest first`, async () => {
     await using db = await backend.open();
     const window = { withinMs: 60_000 };

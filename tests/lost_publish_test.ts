@@ -180,3 +180,12 @@ Deno.test("a chat created but never published reaches the vendor's chats socket 
   assert.equal(next.message.content, "and again");
   assert.deepEqual(acmeAll.pending("chat_message"), []);
 });
+
+Deno.test("a vendor member removed but never published loses the vendor's chat by the sweep", async () => {
+  await using setup = await chatOnTwoInstances();
+  const { cluster, chat } = setup;
+  await cluster.main.service.chat.addVendorMember("acme", "agent", "agent");
+  await using agent = await joinChat(cluster, "agent", chat.id, 1);
+  await writtenUnpublished(cluster, (store) => store.removeVendorMember("acme", "agent"));
+  assert.equal((await within(agent.closed, 5_000, "the removed member's close")).code, 4403);
+});
