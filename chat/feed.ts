@@ -179,14 +179,18 @@ export function createChatFeed(
     sweepAmendments: (window) => amendments.sweep(window),
     // user events the store shows, told again here: a socket that had them takes no notice
     sweepUserEvents: async (window) => {
-      const [created, removed] = await Promise.all([
+      const [created, added, removed] = await Promise.all([
         store.chatsCreatedWithin(window),
+        store.membersAddedWithin(window),
         store.membersRemovedWithin(window),
       ]);
       for (const chat of created) {
         const event: UserEvent = { type: "chat_created", chat };
         users.deliverHere(chat.user_id, event);
         users.deliverHere(chat.vendor_id, event);
+      }
+      for (const { vendor_id, user_id } of added) {
+        users.deliverHere(user_id, { type: "membership_added", vendor_id, user_id });
       }
       for (const { vendor_id, user_id } of removed) {
         users.deliverHere(user_id, { type: "membership_revoked", vendor_id, user_id });

@@ -24,7 +24,7 @@ export function startFeedSweeps(
     sweepAmendments: (window: RecentWindow) => Promise<number>;
     /**
      * Tells this instance's listeners again of the user events of `window` that the store
-     * shows: chats created, vendor members removed.
+     * shows: chats created, vendor members added and removed.
      */
     sweepUserEvents: (window: RecentWindow) => Promise<void>;
   },

@@ -124,6 +124,7 @@ Deno.test("a store away for many sweeps is reported once for each kind of sweep,
     readWithin: () => answer([]),
     getChats: () => answer([]),
     chatsCreatedWithin: () => answer([]),
+    membersAddedWithin: () => Promise.resolve([]),
     membersRemovedWithin: () => Promise.resolve([]),
   } as unknown as ChatStore;
   const reported: string[] = [];
@@ -134,7 +135,7 @@ Deno.test("a store away for many sweeps is reported once for each kind of sweep,
   try {
     const leave = await feed.join(["chat-1"], () => {});
     storeAway = true;
-    // six sweeps, each asking for messages, amendments and new chats (removals: not counted)
+    // six sweeps, each asking for messages, amendments and new chats (members: not counted)
     await sweepsAsked(18);
     const kinds = ["sweep", "sweep amendments", "sweep user events"];
     assert.deepEqual(reported.sort(), kinds);

@@ -178,6 +178,8 @@ export interface ChatStore {
 
   addVendorMember(vendorId: string, userId: string, role: VendorRole): Promise<VendorMember>;
   removeVendorMember(vendorId: string, userId: string): Promise<boolean>;
+  /** The vendor members added within `window` and members still. */
+  membersAddedWithin(window: RecentWindow): Promise<Array<{ vendor_id: string; user_id: string }>>;
   /** The vendor members removed within `window` and not members again since. */
   membersRemovedWithin(
     window: RecentWindow,

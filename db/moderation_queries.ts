@@ -23,6 +23,7 @@ export type ModerationQueries = Pick<
   ChatStore,
   | "addVendorMember"
   | "removeVendorMember"
+  | "membersAddedWithin"
   | "membersRemovedWithin"
   | "listVendorMembers"
   | "activeBan"
@@ -60,6 +61,16 @@ export function createModerationQueries(sql: Sql) {
         select vendor_id, user_id from removed
         returning 1`;
       return rows.length > 0;
+    },
+
+    async membersAddedWithin({ withinMs, exceptLastMs = 0 }) {
+      // down vendor_members_by_creation
+      const rows = await sql<Array<{ vendor_id: string; user_id: string }>>`
+        select vendor_id, user_id from vendor_members
+        where created_at > now() - make_interval(secs => ${withinMs / 1000})
+          and created_at <= now() - make_interval(secs => ${exceptLastMs / 1000})
+        order by vendor_id, user_id`;
+      return rows.map(({ vendor_id, user_id }) => ({ vendor_id, user_id }));
     },
 
     async membersRemovedWithin({ withinMs, exceptLastMs = 0 }) {

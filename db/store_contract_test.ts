@@ -347,6 +347,25 @@ for (const backend of backends) {
     );
   });
 
+  Deno.test(`${backend.name}: the vendor members added within a window are found while members`, async () => {
+    await using db = await backend.open();
+    const window = { withinMs: 60_000 };
+    assert.deepEqual(await db.store.membersAddedWithin(window), []);
+    await db.store.addVendorMember("v", "agent", "agent");
+    await db.store.addVendorMember("v", "left", "agent");
+    await db.store.removeVendorMember("v", "left");
+    // a role changed is no new membership, and keeps its time
+    await db.store.addVendorMember("v", "agent", "owner");
+    assert.deepEqual(await db.store.membersAddedWithin(window), [
+      { vendor_id: "v", user_id: "agent" },
+    ]);
+    assert.deepEqual(await db.store.membersAddedWithin({ withinMs: 0 }), []);
+    assert.deepEqual(
+      await db.store.membersAddedWithin({ withinMs: 60_000, exceptLastMs: 30_000 }),
+      [],
+    );
+  });
+
   Deno.test(`${backend.name}: the vendor members removed within a window are found, unless added again`, async () => {
     await using db = await backend.open();
     const window = { withinMs: 60_000 };

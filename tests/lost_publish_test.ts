@@ -189,3 +189,18 @@ Deno.test("a vendor member removed but never published loses the vendor's chat b
   await writtenUnpublished(cluster, (store) => store.removeVendorMember("acme", "agent"));
   assert.equal((await within(agent.closed, 5_000, "the removed member's close")).code, 4403);
 });
+
+Deno.test("a vendor member added but never published gets the vendor's chats on the open chats socket by the sweep", async () => {
+  await using setup = await chatOnTwoInstances();
+  const { cluster, chat } = setup;
+  await using agentAll = await joinAllChats(cluster, "agent", 1);
+  await writtenUnpublished(cluster, (store) => store.addVendorMember("acme", "agent", "agent"));
+  const { chats } = await agentAll.nextOfType("chats", 5_000);
+  assert.deepEqual(chats.map((row: Frame) => row.chat_id), [chat.id]);
+  // told once: the sweeps of the next second (five periods, past the window) find the vendor
+  // heard already
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  await sendText(setup.alice, "acme", "for the new member");
+  await messageWithSeq(agentAll, 1);
+  assert.deepEqual(agentAll.pending("chats"), []);
+});

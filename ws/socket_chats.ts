@@ -109,9 +109,11 @@ export class SocketChats {
 
   /**
    * The user was made a member of a vendor: the vendor is heard from before the chats are read,
-   * so a chat the vendor gets meanwhile is not missed, and the list is sent again.
+   * so a chat the vendor gets meanwhile is not missed, and the list is sent again. Nothing when
+   * the vendor is heard already (the socket read the membership, or was told of it before).
    */
   async adoptVendor(vendorId: string, send: (frame: ServerFrame) => void): Promise<void> {
+    if (this.#vendors.has(vendorId)) return;
     this.#hearVendors([vendorId]);
     this.#chatListOwed = true;
     await this.refreshChatList(send);
