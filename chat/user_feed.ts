@@ -21,10 +21,14 @@ export function createUserFeed(
   let unsubscribe: (() => void) | undefined;
 
   function deliver(payload: Uint8Array, subject: string) {
+    if (!listenersBySubject.has(subject)) return;
+    const event = readBusPayload(payload, userEventSchema, (error) => onError(error, "user event"));
+    if (event !== undefined) tell(subject, event);
+  }
+
+  function tell(subject: string, event: UserEvent) {
     const listeners = listenersBySubject.get(subject);
     if (!listeners) return;
-    const event = readBusPayload(payload, userEventSchema, (error) => onError(error, "user event"));
-    if (event === undefined) return;
     // a copy: a listener that one of these adds starts with the next event, not this one
     for (const listener of [...listeners]) {
       try {
@@ -46,10 +50,7 @@ export function createUserFeed(
      * an event the store shows and the bus may have lost).
      */
     deliverHere(userId: string, event: UserEvent): void {
-      const subject = subjects.user(userId);
-      if (listenersBySubject.has(subject)) {
-        deliver(encoder.encode(JSON.stringify(event)), subject);
-      }
+      tell(subjects.user(userId), event);
     },
 
     /** Calls `listener` with every event of `userId`; returns the stop. */

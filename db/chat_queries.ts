@@ -3,6 +3,7 @@ import { ChatError } from "../chat/errors.ts";
 import type { ChatStore } from "../chat/ports.ts";
 import { type ChatSummary, type Membership, sideOf, toClientMessage } from "../chat/types.ts";
 import { arrayLiteral } from "./array_literal.ts";
+import { inRecentWindow } from "./recent_window.ts";
 import { type ChatRow, type MessageRow, toChat, toStoredMessage } from "./rows.ts";
 
 type ChatListRow = ChatRow & MessageColumns & { unread: number };
@@ -55,12 +56,11 @@ export function createChatQueries(sql: Sql): ChatQueries {
       return rows.map(toChat);
     },
 
-    async chatsCreatedWithin({ withinMs, exceptLastMs = 0 }) {
+    async chatsCreatedWithin(window) {
       // down chats_by_creation: only the window's rows are read
       const rows = await sql<ChatRow[]>`
         select id, user_id, vendor_id, last_seq, created_at, updated_at from chats
-        where created_at > now() - make_interval(secs => ${withinMs / 1000})
-          and created_at <= now() - make_interval(secs => ${exceptLastMs / 1000})
+        where ${inRecentWindow(sql, sql`created_at`, window)}
         order by created_at, id`;
       return rows.map(toChat);
     },

@@ -2,6 +2,7 @@ import type { Sql } from "postgres";
 import type { ChatStore, ModerationRecord } from "../chat/ports.ts";
 import type { StoredSanction } from "../chat/types.ts";
 import { arrayLiteral } from "./array_literal.ts";
+import { inRecentWindow } from "./recent_window.ts";
 import {
   type BanRow,
   type MemberRow,
@@ -63,22 +64,20 @@ export function createModerationQueries(sql: Sql) {
       return rows.length > 0;
     },
 
-    async membersAddedWithin({ withinMs, exceptLastMs = 0 }) {
+    async membersAddedWithin(window) {
       // down vendor_members_by_creation
       const rows = await sql<Array<{ vendor_id: string; user_id: string }>>`
         select vendor_id, user_id from vendor_members
-        where created_at > now() - make_interval(secs => ${withinMs / 1000})
-          and created_at <= now() - make_interval(secs => ${exceptLastMs / 1000})
+        where ${inRecentWindow(sql, sql`created_at`, window)}
         order by vendor_id, user_id`;
       return rows.map(({ vendor_id, user_id }) => ({ vendor_id, user_id }));
     },
 
-    async membersRemovedWithin({ withinMs, exceptLastMs = 0 }) {
+    async membersRemovedWithin(window) {
       // down vendor_member_removals_by_time; one added again since is a member again
       const rows = await sql<Array<{ vendor_id: string; user_id: string }>>`
         select distinct r.vendor_id, r.user_id from vendor_member_removals r
-        where r.removed_at > now() - make_interval(secs => ${withinMs / 1000})
-          and r.removed_at <= now() - make_interval(secs => ${exceptLastMs / 1000})
+        where ${inRecentWindow(sql, sql`r.removed_at`, window)}
           and not exists (
             select 1 from vendor_members m where m.vendor_id = r.vendor_id and m.user_id = r.user_id
           )
@@ -127,12 +126,11 @@ export function createModerationQueries(sql: Sql) {
       return sanctions;
     },
 
-    async sanctionedWithin({ withinMs, exceptLastMs = 0 }) {
+    async sanctionedWithin(window) {
       // down moderation_actions_by_time: only the window's rows are read
       const rows = await sql<{ user_id: string }[]>`
         select distinct target_user_id as user_id from moderation_actions
-        where created_at > now() - make_interval(secs => ${withinMs / 1000})
-          and created_at <= now() - make_interval(secs => ${exceptLastMs / 1000})
+        where ${inRecentWindow(sql, sql`created_at`, window)}
           and action in ('ban_user', 'disconnect_user') and target_user_id is not null`;
       return rows.map((row) => row.user_id);
     },

@@ -5,6 +5,7 @@ import { otherSide, type Side, type StoredMessage } from "../chat/types.ts";
 import { withErrorTranslation } from "./errors.ts";
 import { insertMedia, selectMedia } from "./media_rows.ts";
 import { createChatQueries } from "./chat_queries.ts";
+import { inRecentWindow } from "./recent_window.ts";
 import { createModerationQueries } from "./moderation_queries.ts";
 import { createMessageWriter } from "./message_writer.ts";
 import { type ChatAfterRead, chatAfterRead } from "./read_batch.ts";
@@ -109,28 +110,25 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
       return rows.map(toStoredMessage);
     },
 
-    async amendedWithin(chatIds, { withinMs, exceptLastMs = 0 }) {
+    async amendedWithin(chatIds, window) {
       if (chatIds.length === 0) return [];
       // the same expression as the messages_amended index, so that it is used
+      const amendedAt = sql`greatest(edited_at, deleted_at)`;
       const rows = await sql<MessageRow[]>`
         select ${messageColumns(sql)} from messages
         where (edited_at is not null or deleted_at is not null)
-          and greatest(edited_at, deleted_at) > now() - make_interval(secs => ${withinMs / 1000})
-          and greatest(edited_at, deleted_at) <= now() - make_interval(secs => ${
-        exceptLastMs / 1000
-      })
+          and ${inRecentWindow(sql, amendedAt, window)}
           and chat_id = any(${arrayLiteral(chatIds)}::uuid[])
         order by chat_id, seq`;
       return rows.map(toStoredMessage);
     },
 
-    async readWithin(chatIds, { withinMs, exceptLastMs = 0 }, limit) {
+    async readWithin(chatIds, window, limit) {
       if (chatIds.length === 0) return [];
       const rows = await sql<Array<Omit<StoredRead, "read_at"> & { read_at: Date }>>`
         select chat_id, id as message_id, seq, read_by as reader_id, read_at from messages
         where chat_id = any(${arrayLiteral(chatIds)}::uuid[]) and read_at is not null
-          and read_at > now() - make_interval(secs => ${withinMs / 1000})
-          and read_at <= now() - make_interval(secs => ${exceptLastMs / 1000})
+          and ${inRecentWindow(sql, sql`read_at`, window)}
           and read_by is not null and deleted_at is null
         order by read_at desc limit ${limit}`;
       return rows

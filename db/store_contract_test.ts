@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { ChatError } from "../chat/errors.ts";
-import type { ChatStore, InsertedMessage, NewMessage } from "../chat/ports.ts";
+import type { ChatStore, InsertedMessage, NewMessage, RecentWindow } from "../chat/ports.ts";
 import type { Chat, Side } from "../chat/types.ts";
 import { freshDatabase } from "../tests/support/database.ts";
 import { startEmbeddedPostgres } from "./embedded.ts";
@@ -48,6 +48,15 @@ const backends: Backend[] = [
     },
   },
 ];
+
+/**
+ * What a test just made is outside a window of 0 (a window ends at the database's now) and
+ * outside one that leaves out the last 30 s.
+ */
+async function assertNoneOutsideItsWindow(find: (window: RecentWindow) => Promise<unknown[]>) {
+  assert.deepEqual(await find({ withinMs: 0 }), []);
+  assert.deepEqual(await find({ withinMs: 60_000, exceptLastMs: 30_000 }), []);
+}
 
 const text = (chat: Chat, content: string, extra: Partial<NewMessage> = {}): NewMessage => ({
   chat_id: chat.id,
@@ -339,12 +348,7 @@ for (const backend of backends) {
       (await db.store.sanctionedWithin(window)).sort(),
       ["banned", "gone", odd].sort(),
     );
-    // the window ends at the database's now, and can leave out its last stretch
-    assert.deepEqual(await db.store.sanctionedWithin({ withinMs: 0 }), []);
-    assert.deepEqual(
-      await db.store.sanctionedWithin({ withinMs: 60_000, exceptLastMs: 30_000 }),
-      [],
-    );
+    await assertNoneOutsideItsWindow((window) => db.store.sanctionedWithin(window));
   });
 
   Deno.test(`${backend.name}: the vendor members added within a window are found while members`, async () => {
@@ -359,11 +363,7 @@ for (const backend of backends) {
     assert.deepEqual(await db.store.membersAddedWithin(window), [
       { vendor_id: "v", user_id: "agent" },
     ]);
-    assert.deepEqual(await db.store.membersAddedWithin({ withinMs: 0 }), []);
-    assert.deepEqual(
-      await db.store.membersAddedWithin({ withinMs: 60_000, exceptLastMs: 30_000 }),
-      [],
-    );
+    await assertNoneOutsideItsWindow((window) => db.store.membersAddedWithin(window));
   });
 
   Deno.test(`${backend.name}: the vendor members removed within a window are found, unless added again`, async () => {
@@ -380,11 +380,7 @@ for (const backend of backends) {
     assert.deepEqual(await db.store.membersRemovedWithin(window), [
       { vendor_id: "v", user_id: "gone" },
     ]);
-    assert.deepEqual(await db.store.membersRemovedWithin({ withinMs: 0 }), []);
-    assert.deepEqual(
-      await db.store.membersRemovedWithin({ withinMs: 60_000, exceptLastMs: 30_000 }),
-      [],
-    );
+    await assertNoneOutsideItsWindow((window) => db.store.membersRemovedWithin(window));
   });
 
   Deno.test(`${backend.name}: the chats created within a window are found, oldest first`, async () => {
@@ -400,11 +396,7 @@ for (const backend of backends) {
       [first.id, "c1", "v"],
       [second.id, "c2", "v"],
     ]);
-    assert.deepEqual(await db.store.chatsCreatedWithin({ withinMs: 0 }), []);
-    assert.deepEqual(
-      await db.store.chatsCreatedWithin({ withinMs: 60_000, exceptLastMs: 30_000 }),
-      [],
-    );
+    await assertNoneOutsideItsWindow((window) => db.store.chatsCreatedWithin(window));
   });
 
   Deno.test(`${backend.name}: messages edited or deleted within a window are found in their current state`, async () => {
@@ -437,11 +429,7 @@ for (const backend of backends) {
       "o1, edited",
     ]);
     assert.equal(both.length, 4);
-    // the window ends at the database's now: amendments before it are outside a window of 0
-    assert.deepEqual(await db.store.amendedWithin([chat.id], { withinMs: 0 }), []);
-    // nor are they in a window that leaves out the last 30 s
-    const earlier = { withinMs: 60_000, exceptLastMs: 30_000 };
-    assert.deepEqual(await db.store.amendedWithin([chat.id], earlier), []);
+    await assertNoneOutsideItsWindow((window) => db.store.amendedWithin([chat.id], window));
     assert.deepEqual(await db.store.amendedWithin([], { withinMs: 60_000 }), []);
   });
 
@@ -486,9 +474,7 @@ for (const backend of backends) {
     for (const read of all.filter((read) => !returned.has(read.message_id))) {
       assert.ok(Date.parse(read.read_at) <= oldestReturned, `${read.read_at} left out`);
     }
-    assert.deepEqual(await db.store.readWithin([chat.id], { withinMs: 0 }, 100), []);
-    const earlier = { withinMs: 60_000, exceptLastMs: 30_000 };
-    assert.deepEqual(await db.store.readWithin([chat.id], earlier, 100), []);
+    await assertNoneOutsideItsWindow((window) => db.store.readWithin([chat.id], window, 100));
     assert.deepEqual(await db.store.readWithin([], { withinMs: 60_000 }, 100), []);
   });
 
