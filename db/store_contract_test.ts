@@ -14,7 +14,8 @@ import { createPostgresStore } from "./postgres_store.ts";
 
 interface Backend {
   name: string;
-  open(): Promise<{ store: ChatStore } & AsyncDisposable>;
+  /** The store, and its connection for what a test must set up or read beside it. */
+  open(): Promise<{ store: ChatStore; sql: postgres.Sql } & AsyncDisposable>;
 }
 
 const backends: Backend[] = [
@@ -25,6 +26,7 @@ const backends: Backend[] = [
       const sql = postgres(database.url, { max: 4, onnotice: () => {} });
       return {
         store: createPostgresStore(sql),
+        sql,
         async [Symbol.asyncDispose]() {
           await sql.end();
           await database[Symbol.asyncDispose]();
@@ -40,6 +42,7 @@ const backends: Backend[] = [
       await migrate(sql);
       return {
         store: createPostgresStore(sql),
+        sql,
         async [Symbol.asyncDispose]() {
           await sql.end();
           await embedded.close();
@@ -381,6 +384,22 @@ for (const backend of backends) {
       { vendor_id: "v", user_id: "gone" },
     ]);
     await assertNoneOutsideItsWindow((window) => db.store.membersRemovedWithin(window));
+  });
+
+  Deno.test(`${backend.name}: a member's removal prunes the removals older than a day`, async () => {
+    await using db = await backend.open();
+    for (const userId of ["long gone", "gone yesterday", "gone now"]) {
+      await db.store.addVendorMember("v", userId, "agent");
+    }
+    await db.store.removeVendorMember("v", "long gone");
+    await db.store.removeVendorMember("v", "gone yesterday");
+    await db.sql`
+      update vendor_member_removals set removed_at = now() - case user_id
+        when 'long gone' then interval '25 hours' else interval '23 hours' end`;
+    await db.store.removeVendorMember("v", "gone now");
+    const kept = await db.sql<Array<{ user_id: string }>>`
+      select user_id from vendor_member_removals order by removed_at`;
+    assert.deepEqual(kept.map((row) => row.user_id), ["gone yesterday", "gone now"]);
   });
 
   Deno.test(`${backend.name}: the chats created within a window are found, oldest first`, async () => {
