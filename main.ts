@@ -146,6 +146,7 @@ export async function startService(config: Config): Promise<RunningService> {
       sweepEveryMs: config.FEED_SWEEP_SECONDS * 1000,
       onRecovered: (messages) => metrics.messagesRecovered.inc(messages),
       onAmendmentsRecovered: (amendments) => metrics.amendmentsRecovered.inc(amendments),
+      onReadTalliesDiffering: (chats) => metrics.readTalliesDiffering.inc(chats),
     });
     shutdown.add(() => chatFeed.close());
     const lostForMs = await outages?.resyncLeftBehind(

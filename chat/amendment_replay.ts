@@ -1,5 +1,6 @@
 import type { ChatEnvelope, ChatFrame } from "./events.ts";
-import type { ChatStore, RecentWindow, StoredRead } from "./ports.ts";
+import { DeliveredReads } from "./delivered_reads.ts";
+import type { ChatStore, ReadTally, RecentWindow, StoredRead } from "./ports.ts";
 import { SeqRanges } from "./seq_ranges.ts";
 import { type StoredMessage, toClientMessage } from "./types.ts";
 
@@ -51,7 +52,7 @@ class RecentlySet<V> {
  * for each message read (a `messages_read` becomes one per message it marked).
  */
 export function createAmendmentReplay(deps: {
-  store: Pick<ChatStore, "amendedWithin" | "readWithin" | "getChats">;
+  store: Pick<ChatStore, "amendedWithin" | "readWithin" | "readTallies" | "getChats">;
   /**
    * The chats whose events this instance delivers, each with when it began to (this clock):
    * what was amended before that went to no socket here, which all read the chat later.
@@ -63,6 +64,8 @@ export function createAmendmentReplay(deps: {
    */
   deliver: (chatId: string, seq: number, envelope: ChatEnvelope, stillOwed: () => boolean) => void;
   onError: (error: unknown, context: string) => void;
+  /** Told of how many chats a sweep reads the read marks, their tallies differing. */
+  onReadTalliesDiffering?: ((chats: number) => void) | undefined;
   retryAfterMs?: number;
 }) {
   const { store, onError } = deps;
@@ -76,6 +79,8 @@ export function createAmendmentReplay(deps: {
   const readDelivered = new RecentlySet<SeqRanges>();
   /** Per chat and reader, the highest `up_to_seq` of a `messages_read` delivered. */
   const readUpTo = new RecentlySet<number>();
+  /** The read marks delivered by time, for the sweeps' tallies. */
+  const deliveredReads = new DeliveredReads();
   const pauses = new Set<() => void>();
   let closed = false;
 
@@ -124,16 +129,38 @@ export function createAmendmentReplay(deps: {
   }
 
   /**
-   * Hands on what the sockets lack of `window`'s edits and deletions, and of its read marks
-   * when `withReads`; resolves with how many.
+   * The read marks of `window` to check against those delivered: of every chat, or only of the
+   * chats whose tally of marks differs from the store's.
    */
-  async function replayOnce(window: RecentWindow, withReads: boolean): Promise<number> {
+  async function readsToCheck(
+    chatIds: readonly string[],
+    window: RecentWindow,
+    which: "all" | "untallied",
+  ): Promise<StoredRead[]> {
+    if (which === "all") return await store.readWithin(chatIds, window, MAX_REPLAYED_READS);
+    const { fromMs, toMs, chats } = await store.readTallies(chatIds, window);
+    // the next window begins later: what is before this one is not asked for again
+    deliveredReads.forget(fromMs, new Set(chatIds));
+    const differing = chats.filter((stored) =>
+      !sameTally(stored, deliveredReads.tally(stored.chat_id, fromMs, toMs))
+    );
+    if (differing.length === 0) return [];
+    deps.onReadTalliesDiffering?.(differing.length);
+    const chatIdsDiffering = differing.map((stored) => stored.chat_id);
+    return await store.readWithin(chatIdsDiffering, window, MAX_REPLAYED_READS);
+  }
+
+  /**
+   * Hands on what the sockets lack of `window`'s edits, deletions and read marks (of `which`
+   * chats); resolves with how many.
+   */
+  async function replayOnce(window: RecentWindow, which: "all" | "untallied"): Promise<number> {
     const followed = deps.followed();
     const chatIds = [...followed.keys()];
     if (chatIds.length === 0) return 0;
     const [amended, reads] = await Promise.all([
       store.amendedWithin(chatIds, window),
-      withReads ? store.readWithin(chatIds, window, MAX_REPLAYED_READS) : [],
+      readsToCheck(chatIds, window, which),
     ]);
     if (reads.length === MAX_REPLAYED_READS) {
       onError(
@@ -173,7 +200,7 @@ export function createAmendmentReplay(deps: {
       const from = owedFrom;
       owedFrom = undefined;
       try {
-        await replayOnce({ withinMs: Date.now() - from }, true);
+        await replayOnce({ withinMs: Date.now() - from }, "all");
         failures = 0;
       } catch (error) {
         if (failures++ === 0) onError(error, "replay amendments");
@@ -208,8 +235,10 @@ export function createAmendmentReplay(deps: {
           if (frame.message.edited_at === null) return;
           return remember(frame.message.id, { editedAt: Date.parse(frame.message.edited_at) });
         case "message_read":
+          deliveredReads.add(frame.chat_id, Date.parse(frame.read_at), 1);
           return rememberRead(frame.chat_id, frame.seq);
         case "messages_read": {
+          deliveredReads.add(frame.chat_id, Date.parse(frame.read_at), frame.count);
           const key = readerKey(frame.chat_id, frame.reader_id);
           return readUpTo.set(key, Math.max(frame.up_to_seq, readUpTo.get(key) ?? 0));
         }
@@ -238,15 +267,16 @@ export function createAmendmentReplay(deps: {
     },
 
     /**
-     * Replays the edits and deletions of `window` once, for the feed's periodic sweep: those
-     * whose publish was lost without an outage (the database's answer lost after the commit, so
-     * none was published; a retried deletion then changes nothing and publishes nothing).
-     * Resolves with how many were handed on; rejects when the store does not answer. Read marks
-     * are left to the replays after an outage: at thousands a second, reading them all again
-     * every few seconds would cost more than the rare lost one.
+     * Replays the edits, deletions and read marks of `window` once, for the feed's periodic
+     * sweep: those whose publish was lost without an outage (the database's answer lost after
+     * the commit, so none was published; a deletion or a mark done again changes nothing and
+     * publishes nothing; or the instance ended between the two). Read marks come by the
+     * thousand a second, so the store first tallies them per chat, and only the marks of a chat
+     * whose tally differs from what was delivered here are read. Resolves with how many were
+     * handed on; rejects when the store does not answer.
      */
     sweep(window: RecentWindow): Promise<number> {
-      return replayOnce(window, false);
+      return replayOnce(window, "untallied");
     },
 
     /** Ends the retries still waiting. */
@@ -256,6 +286,10 @@ export function createAmendmentReplay(deps: {
       pauses.clear();
     },
   };
+}
+
+function sameTally(a: ReadTally, b: ReadTally): boolean {
+  return a.reads === b.reads && a.offsetsMs === b.offsetsMs;
 }
 
 /** When an amended message was last amended: its edit or its deletion, whichever came later. */

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { storedRow } from "../tests/support/stored_messages.ts";
 import { createAmendmentReplay, MAX_REPLAYED_READS } from "./amendment_replay.ts";
 import type { ChatEnvelope } from "./events.ts";
-import type { ChatStore, StoredRead } from "./ports.ts";
+import type { ChatStore, ReadTallies, ReadTally, StoredRead } from "./ports.ts";
 import { type Chat, type StoredMessage, toClientMessage } from "./types.ts";
 
 const chat: Chat = {
@@ -36,13 +36,19 @@ function replayOver(
   const replayed: ChatEnvelope["frame"][] = [];
   const errors: string[] = [];
   const asked: number[] = [];
-  const store: Pick<ChatStore, "amendedWithin" | "readWithin" | "getChats"> = {
+  /** The chats whose read marks were read. */
+  const marksRead: string[][] = [];
+  const store: Pick<ChatStore, "amendedWithin" | "readWithin" | "readTallies" | "getChats"> = {
     amendedWithin(_chatIds, { withinMs }) {
       asked.push(withinMs);
       if (asked.length <= failures) return Promise.reject(new Error("store away"));
       return Promise.resolve(amended);
     },
-    readWithin: (_chatIds, _withinMs, limit) => Promise.resolve(reads.slice(-limit)),
+    readWithin(chatIds, _withinMs, limit) {
+      marksRead.push([...chatIds]);
+      return Promise.resolve(reads.slice(-limit));
+    },
+    readTallies: () => Promise.resolve(talliesOf(reads)),
     getChats: (chatIds) => Promise.resolve(chatIds.includes(chat.id) ? [chat] : []),
   };
   const replay = createAmendmentReplay({
@@ -52,7 +58,25 @@ function replayOver(
     onError: (_error, context) => errors.push(context),
     retryAfterMs,
   });
-  return { replay, replayed, errors, asked };
+  return { replay, replayed, errors, asked, marksRead };
+}
+
+/** The window every fake tally is of: the test's read marks are all in it. */
+const tallied = {
+  fromMs: Date.parse("2026-12-05T10:00:00.000Z"),
+  toMs: Date.parse("2026-12-05T11:00:00.000Z"),
+};
+
+/** The store's tallies of `reads`, as readTallies sums them. */
+function talliesOf(reads: StoredRead[]): ReadTallies {
+  const chats = new Map<string, ReadTally & { chat_id: string }>();
+  for (const read of reads) {
+    const tally = chats.get(read.chat_id) ?? { chat_id: read.chat_id, reads: 0, offsetsMs: 0 };
+    tally.reads++;
+    tally.offsetsMs += Date.parse(read.read_at) - tallied.fromMs;
+    chats.set(read.chat_id, tally);
+  }
+  return { ...tallied, chats: [...chats.values()] };
 }
 
 const deletedAt = "2026-12-05T10:01:00.000Z";
@@ -216,11 +240,40 @@ Deno.test("what was amended before this instance followed the chat is owed to no
   ]);
 });
 
-Deno.test("a sweep replays edits and deletions, and leaves read marks to the replays after an outage", async () => {
+Deno.test("a sweep replays edits, deletions and the read marks of a chat whose tally differs from what was delivered", async () => {
   const amended = [stored(1, { edited_at: older, content: "edited" })];
-  const { replay, replayed } = replayOver(amended, 0, 20, [readOf(2)]);
-  assert.equal(await replay.sweep({ withinMs: 60_000, exceptLastMs: 1_000 }), 1);
-  assert.deepEqual(replayed.map((frame) => frame.type), ["message_edited"]);
+  const reads = [readOf(2), readOf(3), { ...readOf(4), read_at: newer }];
+  const { replay, replayed, marksRead } = replayOver(amended, 0, 20, reads);
+  replay.delivered({ type: "message_read", ...readOf(2) });
+  replay.delivered({ ...readOf(4), type: "message_read", read_at: newer });
+  assert.equal(await replay.sweep({ withinMs: 60_000, exceptLastMs: 1_000 }), 2);
+  assert.deepEqual(replayed, [
+    { type: "message_edited", chat_id: chat.id, message: toClientMessage(amended[0]!) },
+    { type: "message_read", ...readOf(3) },
+  ]);
+  assert.deepEqual(marksRead, [[chat.id]]);
+
+  // delivered now: the tallies agree, and the marks are not read again
+  for (const frame of replayed.splice(0)) replay.delivered(frame);
+  assert.equal(await replay.sweep({ withinMs: 60_000, exceptLastMs: 1_000 }), 0);
+  assert.deepEqual(marksRead, [[chat.id]]);
+});
+
+Deno.test("a sweep reads no read marks when every chat's tally is what was delivered, a messages_read counting each it marked", async () => {
+  const reads = [readOf(1), readOf(2), readOf(3), { ...readOf(5), read_at: newer }];
+  const { replay, replayed, marksRead } = replayOver([], 0, 20, reads);
+  replay.delivered({
+    type: "messages_read",
+    chat_id: chat.id,
+    reader_id: "acme",
+    up_to_seq: 3,
+    count: 3,
+    read_at: older,
+  });
+  replay.delivered({ ...readOf(5), type: "message_read", read_at: newer });
+  assert.equal(await replay.sweep({ withinMs: 60_000, exceptLastMs: 1_000 }), 0);
+  assert.deepEqual(replayed, []);
+  assert.deepEqual(marksRead, []);
 });
 
 Deno.test("read marks delivered by the tens of thousands are all remembered, and none replayed", async () => {

@@ -25,14 +25,16 @@ export interface FeedOptions {
   gapWaitMs?: number;
   onError?: (error: unknown, context: string) => void;
   /**
-   * How often messages, edits and deletions stored but never delivered are looked for (see
-   * `sweepMessages`, `sweepAmendments`); unset: never.
+   * How often messages, edits, deletions and read marks stored but never delivered are looked
+   * for (see `sweepMessages`, `sweepAmendments`); unset: never.
    */
   sweepEveryMs?: number;
   /** Told how many messages a sweep delivered from the store. */
   onRecovered?: (messages: number) => void;
-  /** Told how many edits and deletions a sweep sent again from the store. */
+  /** Told how many edits, deletions and read marks a sweep sent again from the store. */
   onAmendmentsRecovered?: (amendments: number) => void;
+  /** Told of how many chats a sweep read the read marks, their tallies differing. */
+  onReadTalliesDiffering?: (chats: number) => void;
 }
 
 interface ChatEntry {
@@ -70,6 +72,7 @@ export function createChatFeed(
       chats.get(chatId)?.sequencer.replayed(seq, createDelivery(envelope), stillOwed);
     },
     onError,
+    onReadTalliesDiffering: options.onReadTalliesDiffering,
   });
   const resync = createResyncRequests({ bus, subjects, followsChats: () => chats.size > 0 }, {
     // in the background: it reports its own failures

@@ -122,6 +122,7 @@ Deno.test("a store away for many sweeps is reported once for each kind of sweep,
     lastSeqs: (chatIds: readonly string[]) => answer(new Map(chatIds.map((id) => [id, 0]))),
     amendedWithin: () => answer([]),
     readWithin: () => answer([]),
+    readTallies: () => Promise.resolve({ fromMs: 0, toMs: 0, chats: [] }),
     getChats: () => answer([]),
     chatsCreatedWithin: () => answer([]),
     membersAddedWithin: () => Promise.resolve([]),
@@ -135,7 +136,8 @@ Deno.test("a store away for many sweeps is reported once for each kind of sweep,
   try {
     const leave = await feed.join(["chat-1"], () => {});
     storeAway = true;
-    // six sweeps, each asking for messages, amendments and new chats (members: not counted)
+    // six sweeps, each asking for messages, amendments and new chats (members, read tallies: not
+    // counted)
     await sweepsAsked(18);
     const kinds = ["sweep", "sweep amendments", "sweep user events"];
     assert.deepEqual(reported.sort(), kinds);

@@ -106,6 +106,21 @@ export interface StoredRead {
   read_at: string;
 }
 
+/** A window's read marks of one chat, summed: how many, and their times after its start. */
+export interface ReadTally {
+  reads: number;
+  /** The sum over the marks of (read_at - the window's start), in ms. */
+  offsetsMs: number;
+}
+
+/** A window's read marks, summed per chat (ChatStore.readTallies). */
+export interface ReadTallies {
+  /** The window on the store's clock, in whole ms since the epoch: after `fromMs`, to `toMs`. */
+  fromMs: number;
+  toMs: number;
+  chats: Array<ReadTally & { chat_id: string }>;
+}
+
 export interface ChatListQuery {
   /** An `updated_at` cursor: chats with older activity. */
   before?: string;
@@ -146,6 +161,12 @@ export interface ChatStore {
     window: RecentWindow,
     limit: number,
   ): Promise<StoredRead[]>;
+  /**
+   * The read marks of these chats' messages made within `window`, summed per chat that has any
+   * (deleted messages' marks too), with the window's bounds on the store's clock: what a sweep
+   * compares with the marks it delivered before it reads the marks themselves.
+   */
+  readTallies(chatIds: readonly string[], window: RecentWindow): Promise<ReadTallies>;
   unread(chatId: string, side: Side, limit: number): Promise<UnreadSnapshot>;
   getMessage(messageId: string): Promise<StoredMessage | null>;
   /**

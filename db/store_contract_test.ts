@@ -73,6 +73,18 @@ const text = (chat: Chat, content: string, extra: Partial<NewMessage> = {}): New
   ...extra,
 });
 
+/** Chats of "c" and "c2" with vendor "v": `count` messages in the first, one in the other. */
+async function twoChatsSent(store: ChatStore, count: number) {
+  const chat = (await store.createChat("c", "v")).chat;
+  const other = (await store.createChat("c2", "v")).chat;
+  const sent = [];
+  for (let i = 1; i <= count; i++) {
+    sent.push((await store.insertMessage(text(chat, `m${i}`))).message);
+  }
+  const elsewhere = (await store.insertMessage(text(other, "o1"))).message;
+  return { chat, other, sent, elsewhere };
+}
+
 for (const backend of backends) {
   Deno.test(`${backend.name}: concurrent sends get gapless seqs per chat`, async () => {
     await using db = await backend.open();
@@ -420,13 +432,7 @@ for (const backend of backends) {
 
   Deno.test(`${backend.name}: messages edited or deleted within a window are found in their current state`, async () => {
     await using db = await backend.open();
-    const chat = (await db.store.createChat("c", "v")).chat;
-    const other = (await db.store.createChat("c2", "v")).chat;
-    const sent = [];
-    for (let i = 1; i <= 4; i++) {
-      sent.push((await db.store.insertMessage(text(chat, `m${i}`))).message);
-    }
-    const elsewhere = (await db.store.insertMessage(text(other, "o1"))).message;
+    const { chat, other, sent, elsewhere } = await twoChatsSent(db.store, 4);
     assert.deepEqual(await db.store.amendedWithin([chat.id, other.id], { withinMs: 60_000 }), []);
 
     await db.store.editMessage(sent[2]!.id, "m3, edited");
@@ -454,14 +460,8 @@ for (const backend of backends) {
 
   Deno.test(`${backend.name}: read marks within a window are found with their reader, the newest up to a limit`, async () => {
     await using db = await backend.open();
-    const chat = (await db.store.createChat("c", "v")).chat;
-    const other = (await db.store.createChat("c2", "v")).chat;
     await db.store.addVendorMember("v", "agent", "agent");
-    const sent = [];
-    for (let i = 1; i <= 6; i++) {
-      sent.push((await db.store.insertMessage(text(chat, `m${i}`))).message);
-    }
-    const elsewhere = (await db.store.insertMessage(text(other, "o1"))).message;
+    const { chat, other, sent, elsewhere } = await twoChatsSent(db.store, 6);
     assert.deepEqual(await db.store.readWithin([chat.id, other.id], { withinMs: 60_000 }, 100), []);
 
     await db.store.markRead(chat.id, sent[4]!.id, "vendor", "agent");
@@ -495,6 +495,47 @@ for (const backend of backends) {
     }
     await assertNoneOutsideItsWindow((window) => db.store.readWithin([chat.id], window, 100));
     assert.deepEqual(await db.store.readWithin([], { withinMs: 60_000 }, 100), []);
+  });
+
+  Deno.test(`${backend.name}: the read marks of a window are tallied per chat, with the window's bounds`, async () => {
+    await using db = await backend.open();
+    const { chat, other, sent, elsewhere } = await twoChatsSent(db.store, 4);
+    const quiet = (await db.store.createChat("c3", "v")).chat;
+    const window = { withinMs: 60_000 };
+    const before = Date.now();
+    const none = await db.store.readTallies([chat.id, other.id, quiet.id], window);
+    assert.deepEqual(none.chats, []);
+    assert.ok(Math.abs(none.toMs - before) < 5_000, `the window ends now: ${none.toMs}`);
+    assert.equal(none.toMs - none.fromMs, 60_000);
+
+    await db.store.markReadUpTo(chat.id, "vendor", 2, "v");
+    await db.store.markRead(chat.id, sent[3]!.id, "vendor", "v");
+    await db.store.deleteMessage(sent[3]!.id, "c");
+    await db.store.markRead(other.id, elsewhere.id, "vendor", "v");
+    const tallies = await db.store.readTallies([chat.id, other.id, quiet.id], window);
+    // the marks themselves, as readWithin gives them and a deleted message's as well
+    const readAt = async (messageId: string) =>
+      Date.parse((await db.store.getMessage(messageId))!.read_at!);
+    const offsets = async (messageIds: string[]) => {
+      let sum = 0;
+      for (const messageId of messageIds) sum += (await readAt(messageId)) - tallies.fromMs;
+      return sum;
+    };
+    const byChat = new Map(tallies.chats.map(({ chat_id, ...tally }) => [chat_id, tally]));
+    assert.deepEqual(
+      byChat,
+      new Map([
+        [chat.id, { reads: 3, offsetsMs: await offsets([sent[0]!.id, sent[1]!.id, sent[3]!.id]) }],
+        [other.id, { reads: 1, offsetsMs: await offsets([elsewhere.id]) }],
+      ]),
+    );
+    assert.ok(tallies.fromMs < (await readAt(sent[0]!.id)), "marks are after the start");
+    assert.deepEqual((await db.store.readTallies([chat.id], window)).chats.map((t) => t.chat_id), [
+      chat.id,
+    ]);
+    await assertNoneOutsideItsWindow(async (window) =>
+      (await db.store.readTallies([chat.id], window)).chats
+    );
   });
 
   Deno.test(`${backend.name}: history pages back and forward by seq`, async () => {

@@ -33,6 +33,7 @@ export interface Metrics {
   /** Messages that reached sockets only through the feed's sweep of the store. */
   readonly messagesRecovered: Counter;
   readonly amendmentsRecovered: Counter;
+  readonly readTalliesDiffering: Counter;
   /** Media requests let in and not yet done, by `route` (`upload`, `download`). */
   readonly mediaOpenRequests: Gauge<"route">;
   /** Media requests refused with 429, by `route` and the `limit` (`rate`, `concurrency`). */
@@ -165,7 +166,13 @@ export function createMetrics(): Metrics {
     }),
     amendmentsRecovered: new Counter({
       name: "chat_amendments_recovered_total",
-      help: "Edits and deletions stored but never heard on the bus, sent again by a sweep",
+      help:
+        "Edits, deletions and read marks stored but never heard on the bus, sent again by a sweep",
+      registers,
+    }),
+    readTalliesDiffering: new Counter({
+      name: "chat_read_tallies_differing_total",
+      help: "Chats whose read marks a sweep read: the store's tally differed from those delivered",
       registers,
     }),
     mediaOpenRequests: new Gauge({

@@ -1,8 +1,9 @@
 /**
- * A message, edit or deletion committed but never published: the instance lost the database's
- * answer after the commit (the action answered `unavailable`), or the bus dropped the publish.
- * No later message shows the gap, and a deletion done again changes nothing and publishes
- * nothing, so each instance's sweep of the store (FEED_SWEEP_SECONDS) finds them.
+ * A message, edit, deletion or read mark committed but never published: the instance lost the
+ * database's answer after the commit (the action answered `unavailable`), or the bus dropped the
+ * publish. No later message shows the gap, and a deletion or a read mark done again changes
+ * nothing and publishes nothing, so each instance's sweep of the store (FEED_SWEEP_SECONDS) finds
+ * them.
  */
 import assert from "node:assert/strict";
 import postgres from "postgres";
@@ -11,7 +12,14 @@ import { createPostgresStore } from "../db/postgres_store.ts";
 import { fromAlice } from "./support/database.ts";
 import { sample } from "./support/service_process.ts";
 import { startCluster } from "./support/service.ts";
-import { joinAllChats, joinChat, messageWithSeq, sendText, stillServes } from "./support/steps.ts";
+import {
+  acked,
+  joinAllChats,
+  joinChat,
+  messageWithSeq,
+  sendText,
+  stillServes,
+} from "./support/steps.ts";
 import { within } from "./support/wait.ts";
 import type { Frame, TestSocket } from "./support/ws_client.ts";
 
@@ -131,6 +139,59 @@ Deno.test("an edit and a deletion stored but never published reach every socket 
     }
   }
   assert.deepEqual(await counterOnEach(cluster, "chat_amendments_recovered_total"), [2, 2]);
+});
+
+Deno.test("read marks stored but never published reach every socket of the chat by the sweep, once each; those published are not read again", async () => {
+  await using setup = await chatOnTwoInstances();
+  const { cluster, chat, alice, acme, sockets } = setup;
+  const sent: Frame[] = [];
+  for (let n = 1; n <= 5; n++) sent.push(await sendText(alice, "acme", `m${n}`));
+  for (const socket of sockets) await messageWithSeq(socket, 5);
+  const readOf = (socket: TestSocket, message: Frame) =>
+    socket.next(
+      (frame) => frame.type === "message_read" && frame.message_id === message.id,
+      `message_read of ${message.id}`,
+    );
+  const differing = "chat_read_tallies_differing_total";
+
+  // published as usual, on the second instance: every sweep's tallies agree with what came
+  await acked(acme, { action: "read_up_to", seq: 2 });
+  await acked(acme, { action: "read_message", message_id: sent[2]!.id });
+  for (const socket of sockets) {
+    await socket.nextOfType("messages_read");
+    await readOf(socket, sent[2]!);
+  }
+  await new Promise((resolve) => setTimeout(resolve, 1_000)); // five periods: past the window
+  assert.deepEqual(await counterOnEach(cluster, differing), [0, 0]);
+
+  await writtenUnpublished(cluster, async (store) => {
+    await store.markReadUpTo(chat.id, "vendor", 4, "acme");
+    await store.markRead(chat.id, sent[4]!.id, "vendor", "acme");
+  });
+  // a read_up_to comes back as a message_read for each message it marked
+  for (const socket of sockets) {
+    for (const message of sent.slice(3)) {
+      assert.equal((await readOf(socket, message)).reader_id, "acme");
+    }
+  }
+
+  const readForLoss = await counterOnEach(cluster, differing);
+  assert.ok(
+    readForLoss.every((chats) => chats >= 1),
+    `chats whose marks were read: ${readForLoss}`,
+  );
+
+  // once: more sweeps have run by the time the next message is through, and sent nothing again
+  assert.deepEqual(await counterOnEach(cluster, "chat_amendments_recovered_total"), [2, 2]);
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  await sendText(alice, "acme", "next");
+  for (const socket of sockets) {
+    await messageWithSeq(socket, 6);
+    assert.deepEqual(socket.pending("message_read"), [], "message_read again");
+  }
+  assert.deepEqual(await counterOnEach(cluster, "chat_amendments_recovered_total"), [2, 2]);
+  // what was sent again is tallied as delivered: later sweeps read no marks
+  assert.deepEqual(await counterOnEach(cluster, differing), readForLoss);
 });
 
 Deno.test("a ban and an operator disconnect stored but never published close the users' sockets on every instance by the sweep", async () => {
