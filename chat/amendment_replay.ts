@@ -13,8 +13,16 @@ const REMEMBERED_MS = 15 * 60_000;
 const MAX_REMEMBERED = 50_000;
 /** Between attempts of a replay the store did not answer. */
 const RETRY_AFTER_MS = 2_000;
-/** The most read marks one replay sends (the newest): each is an event of its own. */
+/**
+ * The most read marks one read of a replay takes (the newest): each is an event of its own. A
+ * chat with more in the window has its older ones left out.
+ */
 export const MAX_REPLAYED_READS = 10_000;
+/**
+ * Chats whose marks are read together, up to this many marks by the store's tally: half a read,
+ * as marks made between the tally and the read come too.
+ */
+const READS_PER_BATCH = MAX_REPLAYED_READS / 2;
 
 /** The newest edit or deletion of a message that this instance delivered. */
 interface Delivered {
@@ -129,25 +137,24 @@ export function createAmendmentReplay(deps: {
   }
 
   /**
-   * The read marks of `window` to check against those delivered: of every chat, or only of the
-   * chats whose tally of marks differs from the store's.
+   * The chats of `chatIds` whose read marks of `window` are to be read, in batches of at most
+   * READS_PER_BATCH marks by the store's tally (a chat with more goes alone): every chat with
+   * marks, or (for a sweep) only those whose tally differs from the marks delivered here.
    */
-  async function readsToCheck(
+  async function chatsWithReadsOwed(
     chatIds: readonly string[],
     window: RecentWindow,
     which: "all" | "untallied",
-  ): Promise<StoredRead[]> {
-    if (which === "all") return await store.readWithin(chatIds, window, MAX_REPLAYED_READS);
+  ): Promise<string[][]> {
     const { fromMs, toMs, chats } = await store.readTallies(chatIds, window);
+    if (which === "all") return inBatches(chats);
     // the next window begins later: what is before this one is not asked for again
     deliveredReads.forget(fromMs, new Set(chatIds));
     const differing = chats.filter((stored) =>
       !sameTally(stored, deliveredReads.tally(stored.chat_id, fromMs, toMs))
     );
-    if (differing.length === 0) return [];
-    deps.onReadTalliesDiffering?.(differing.length);
-    const chatIdsDiffering = differing.map((stored) => stored.chat_id);
-    return await store.readWithin(chatIdsDiffering, window, MAX_REPLAYED_READS);
+    if (differing.length > 0) deps.onReadTalliesDiffering?.(differing.length);
+    return inBatches(differing);
   }
 
   /**
@@ -158,16 +165,33 @@ export function createAmendmentReplay(deps: {
     const followed = deps.followed();
     const chatIds = [...followed.keys()];
     if (chatIds.length === 0) return 0;
-    const [amended, reads] = await Promise.all([
+    const [amended, readBatches] = await Promise.all([
       store.amendedWithin(chatIds, window),
-      readsToCheck(chatIds, window, which),
+      chatsWithReadsOwed(chatIds, window, which),
     ]);
-    if (reads.length === MAX_REPLAYED_READS) {
-      onError(
-        new Error(`more than ${MAX_REPLAYED_READS} read marks to replay: the older are not sent`),
-        "replay amendments",
-      );
+    let handedOn = await handOn(followed, amended, []);
+    for (const batch of readBatches) {
+      const reads = await store.readWithin(batch, window, MAX_REPLAYED_READS);
+      if (reads.length === MAX_REPLAYED_READS) {
+        onError(
+          new Error(
+            `more than ${MAX_REPLAYED_READS} read marks of a chat to replay: the older are not sent`,
+          ),
+          "replay amendments",
+        );
+      }
+      handedOn += await handOn(followed, [], reads);
     }
+    return handedOn;
+  }
+
+  /** Hands on the events of `amended` and `reads` that the sockets lack; resolves with how many. */
+  async function handOn(
+    followed: ReadonlyMap<string, number>,
+    amended: readonly StoredMessage[],
+    reads: readonly StoredRead[],
+  ): Promise<number> {
+    if (amended.length === 0 && reads.length === 0) return 0;
     const chatIdsAmended = new Set([...amended, ...reads].map((event) => event.chat_id));
     const chats = await store.getChats([...chatIdsAmended]);
     const participants = new Map(chats.map((chat) => [chat.id, chat]));
@@ -286,6 +310,24 @@ export function createAmendmentReplay(deps: {
       pauses.clear();
     },
   };
+}
+
+/** The chats' ids in batches of at most READS_PER_BATCH marks, a chat with more alone. */
+function inBatches(chats: ReadonlyArray<{ chat_id: string; reads: number }>): string[][] {
+  const batches: string[][] = [];
+  let batch: string[] = [];
+  let marks = 0;
+  for (const { chat_id, reads } of chats) {
+    if (batch.length > 0 && marks + reads > READS_PER_BATCH) {
+      batches.push(batch);
+      batch = [];
+      marks = 0;
+    }
+    batch.push(chat_id);
+    marks += reads;
+  }
+  if (batch.length > 0) batches.push(batch);
+  return batches;
 }
 
 function sameTally(a: ReadTally, b: ReadTally): boolean {

@@ -46,14 +46,16 @@ function replayOver(
     },
     readWithin(chatIds, _withinMs, limit) {
       marksRead.push([...chatIds]);
-      return Promise.resolve(reads.slice(-limit));
+      return Promise.resolve(reads.filter((read) => chatIds.includes(read.chat_id)).slice(-limit));
     },
     readTallies: () => Promise.resolve(talliesOf(reads)),
-    getChats: (chatIds) => Promise.resolve(chatIds.includes(chat.id) ? [chat] : []),
+    // alice's chats with acme: the test's, and those of its read marks
+    getChats: (chatIds) => Promise.resolve(chatIds.map((id) => ({ ...chat, id }))),
   };
+  const chatIds = new Set([chat.id, ...reads.map((read) => read.chat_id)]);
   const replay = createAmendmentReplay({
     store,
-    followed: () => new Map([[chat.id, followedSince]]),
+    followed: () => new Map([...chatIds].map((chatId) => [chatId, followedSince])),
     deliver: (_chatId, _seq, envelope) => replayed.push(envelope.frame),
     onError: (_error, context) => errors.push(context),
     retryAfterMs,
@@ -213,7 +215,29 @@ Deno.test("a replay sends message_read for each read mark the sockets have not h
   assert.deepEqual(replayed, []);
 });
 
-Deno.test("a replay with more read marks than it sends says so", async () => {
+Deno.test("a replay reads the marks of many chats in batches by the store's tally, and sends them all", async () => {
+  const marksOf = (chatId: string, count: number) =>
+    Array.from({ length: count }, (_, index) => ({
+      ...readOf(index + 1),
+      chat_id: chatId,
+      message_id: `${chatId} m${index + 1}`,
+    }));
+  // four in ten of a read each: more than a read in all
+  const perChat = 0.4 * MAX_REPLAYED_READS;
+  const reads = [
+    ...marksOf("chat-1", perChat),
+    ...marksOf("chat-2", perChat),
+    ...marksOf("chat-3", perChat),
+    ...marksOf("chat-4", 10),
+  ];
+  const { replay, replayed, errors, marksRead } = replayOver([], 0, 20, reads);
+  await replay.request(60_000);
+  assert.equal(replayed.length, reads.length);
+  assert.deepEqual(errors, []);
+  assert.deepEqual(marksRead, [["chat-1"], ["chat-2"], ["chat-3", "chat-4"]]);
+});
+
+Deno.test("a replay with more read marks of one chat than a read takes says so", async () => {
   const reads = Array.from({ length: MAX_REPLAYED_READS + 1 }, (_, index) => readOf(index + 1));
   const { replay, replayed, errors } = replayOver([], 0, 20, reads);
   await replay.request(60_000);
