@@ -72,7 +72,10 @@ export function createAmendmentReplay(deps: {
    */
   deliver: (chatId: string, seq: number, envelope: ChatEnvelope, stillOwed: () => boolean) => void;
   onError: (error: unknown, context: string) => void;
-  /** Told of how many chats a sweep reads the read marks, their tallies differing. */
+  /**
+   * Told of how many chats a sweep reads the read marks, their tallies differing although this
+   * instance followed them through the whole window: a mark was lost, or came very late.
+   */
   onReadTalliesDiffering?: ((chats: number) => void) | undefined;
   retryAfterMs?: number;
 }) {
@@ -142,10 +145,11 @@ export function createAmendmentReplay(deps: {
    * marks, or (for a sweep) only those whose tally differs from the marks delivered here.
    */
   async function chatsWithReadsOwed(
-    chatIds: readonly string[],
+    followed: ReadonlyMap<string, number>,
     window: RecentWindow,
     which: "all" | "untallied",
   ): Promise<string[][]> {
+    const chatIds = [...followed.keys()];
     const { fromMs, toMs, chats } = await store.readTallies(chatIds, window);
     if (which === "all") return inBatches(chats);
     // the next window begins later: what is before this one is not asked for again
@@ -153,7 +157,9 @@ export function createAmendmentReplay(deps: {
     const differing = chats.filter((stored) =>
       !sameTally(stored, deliveredReads.tally(stored.chat_id, fromMs, toMs))
     );
-    if (differing.length > 0) deps.onReadTalliesDiffering?.(differing.length);
+    // a chat followed since the window began lacks the marks made before: no sign of a loss
+    const followedThroughout = differing.filter(({ chat_id }) => followed.get(chat_id)! <= fromMs);
+    if (followedThroughout.length > 0) deps.onReadTalliesDiffering?.(followedThroughout.length);
     return inBatches(differing);
   }
 
@@ -167,7 +173,7 @@ export function createAmendmentReplay(deps: {
     if (chatIds.length === 0) return 0;
     const [amended, readBatches] = await Promise.all([
       store.amendedWithin(chatIds, window),
-      chatsWithReadsOwed(chatIds, window, which),
+      chatsWithReadsOwed(followed, window, which),
     ]);
     let handedOn = await handOn(followed, amended, []);
     for (const batch of readBatches) {

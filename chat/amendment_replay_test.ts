@@ -38,6 +38,8 @@ function replayOver(
   const asked: number[] = [];
   /** The chats whose read marks were read. */
   const marksRead: string[][] = [];
+  /** What the sweeps told of chats whose tallies differed. */
+  const differing: number[] = [];
   const store: Pick<ChatStore, "amendedWithin" | "readWithin" | "readTallies" | "getChats"> = {
     amendedWithin(_chatIds, { withinMs }) {
       asked.push(withinMs);
@@ -58,9 +60,10 @@ function replayOver(
     followed: () => new Map([...chatIds].map((chatId) => [chatId, followedSince])),
     deliver: (_chatId, _seq, envelope) => replayed.push(envelope.frame),
     onError: (_error, context) => errors.push(context),
+    onReadTalliesDiffering: (chats) => differing.push(chats),
     retryAfterMs,
   });
-  return { replay, replayed, errors, asked, marksRead };
+  return { replay, replayed, errors, asked, marksRead, differing };
 }
 
 /** The window every fake tally is of: the test's read marks are all in it. */
@@ -267,7 +270,7 @@ Deno.test("what was amended before this instance followed the chat is owed to no
 Deno.test("a sweep replays edits, deletions and the read marks of a chat whose tally differs from what was delivered", async () => {
   const amended = [stored(1, { edited_at: older, content: "edited" })];
   const reads = [readOf(2), readOf(3), { ...readOf(4), read_at: newer }];
-  const { replay, replayed, marksRead } = replayOver(amended, 0, 20, reads);
+  const { replay, replayed, marksRead, differing } = replayOver(amended, 0, 20, reads);
   replay.delivered({ type: "message_read", ...readOf(2) });
   replay.delivered({ ...readOf(4), type: "message_read", read_at: newer });
   assert.equal(await replay.sweep({ withinMs: 60_000, exceptLastMs: 1_000 }), 2);
@@ -276,11 +279,23 @@ Deno.test("a sweep replays edits, deletions and the read marks of a chat whose t
     { type: "message_read", ...readOf(3) },
   ]);
   assert.deepEqual(marksRead, [[chat.id]]);
+  assert.deepEqual(differing, [1]);
 
   // delivered now: the tallies agree, and the marks are not read again
   for (const frame of replayed.splice(0)) replay.delivered(frame);
   assert.equal(await replay.sweep({ withinMs: 60_000, exceptLastMs: 1_000 }), 0);
   assert.deepEqual(marksRead, [[chat.id]]);
+  assert.deepEqual(differing, [1]);
+});
+
+Deno.test("a sweep reads the marks of a chat followed since its window began, and tells of no difference: those made before were never owed", async () => {
+  const reads = [readOf(1), { ...readOf(2), read_at: newer }];
+  const followedSince = Date.parse("2026-12-05T10:02:30.000Z"); // after the window's start
+  const { replay, replayed, marksRead, differing } = replayOver([], 0, 20, reads, followedSince);
+  assert.equal(await replay.sweep({ withinMs: 60_000, exceptLastMs: 1_000 }), 1);
+  assert.deepEqual(replayed, [{ type: "message_read", ...readOf(2), read_at: newer }]);
+  assert.deepEqual(marksRead, [[chat.id]]);
+  assert.deepEqual(differing, []);
 });
 
 Deno.test("a sweep reads no read marks when every chat's tally is what was delivered, a messages_read counting each it marked", async () => {

@@ -33,7 +33,10 @@ export interface FeedOptions {
   onRecovered?: (messages: number) => void;
   /** Told how many edits, deletions and read marks a sweep sent again from the store. */
   onAmendmentsRecovered?: (amendments: number) => void;
-  /** Told of how many chats a sweep read the read marks, their tallies differing. */
+  /**
+   * Told of how many chats followed through a sweep's window had their read marks read, their
+   * tallies differing (a mark lost, or very late).
+   */
   onReadTalliesDiffering?: (chats: number) => void;
 }
 

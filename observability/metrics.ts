@@ -172,7 +172,8 @@ export function createMetrics(): Metrics {
     }),
     readTalliesDiffering: new Counter({
       name: "chat_read_tallies_differing_total",
-      help: "Chats whose read marks a sweep read: the store's tally differed from those delivered",
+      help:
+        "Chats followed through a sweep's window whose read marks the store tallied differently from those delivered",
       registers,
     }),
     mediaOpenRequests: new Gauge({
