@@ -57,7 +57,9 @@ class RecentlySet<V> {
  * messages they have no seq that shows the gap, so after a reconnect every instance reads the
  * messages of the chats it follows amended within the outage and delivers what it has not
  * delivered yet: `message_deleted`, `message_edited` with the current text, and `message_read`
- * for each message read (a `messages_read` becomes one per message it marked).
+ * for each message read (a `messages_read` becomes one per message it marked). The feed's sweep
+ * does the same each period for a recent window (`sweep`), for those whose publish was lost
+ * without an outage.
  */
 export function createAmendmentReplay(deps: {
   store: Pick<ChatStore, "amendedWithin" | "readWithin" | "readTallies" | "getChats">;
