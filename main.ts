@@ -257,6 +257,7 @@ export async function startService(config: Config): Promise<RunningService> {
         queries: createAdminStore(sql),
         bus,
         subjects,
+        onResync: (listener) => chatFeed.onResync(listener),
         readiness,
         activeConnections: () => http.connectionCount,
         instanceId,

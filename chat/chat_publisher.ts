@@ -15,6 +15,7 @@ export function createChatPublisher(deps: { bus: EventBus; subjects: Subjects })
   const encoder = new TextEncoder();
   /** Each chat's newest message as this instance published it, oldest first. */
   const recent = new Map<string, { payload: Uint8Array; at: number }>();
+  const republishedMark = encoder.encode(`{"republished":true,`);
   /** The event this instance is publishing right now: the bus may hand it back synchronously. */
   let publishing: { payload: Uint8Array; delivery: Delivery } | undefined;
 
@@ -26,6 +27,14 @@ export function createChatPublisher(deps: { bus: EventBus; subjects: Subjects })
       if (recent.size <= MAX_RECENT && entry.at >= Date.now() - RECENT_MS) break;
       recent.delete(oldest);
     }
+  }
+
+  /** `payload` (`{"chat":…}`) with `"republished":true` first. */
+  function markedRepublished(payload: Uint8Array): Uint8Array {
+    const marked = new Uint8Array(republishedMark.length + payload.length - 1);
+    marked.set(republishedMark);
+    marked.set(payload.subarray(1), republishedMark.length);
+    return marked;
   }
 
   return {
@@ -64,13 +73,14 @@ export function createChatPublisher(deps: { bus: EventBus; subjects: Subjects })
      * After this instance's bus came back: what it published while away never reached the
      * others (the NATS client drops its buffer when it redials). Sending each recently active
      * chat's newest message again lets every other instance see the gap and read the missing
-     * messages from the store; where nothing is missing it is a duplicate, and dropped.
+     * messages from the store; where nothing is missing it is a duplicate, and dropped. Marked
+     * `republished`, so that what is no gap check (WatchEvents) can tell it is not new.
      */
     republishRecent(): void {
       const since = Date.now() - RECENT_MS;
       for (const [chatId, { payload, at }] of recent) {
         if (at < since) recent.delete(chatId);
-        else bus.publish(subjects.chat(chatId), payload);
+        else bus.publish(subjects.chat(chatId), markedRepublished(payload));
       }
     },
   };

@@ -50,7 +50,7 @@ Deno.test("publish() puts the envelope on the chat's subject as one payload that
   assert.equal(publisher.beingPublished(payload), undefined, "once published, it is not ours");
 });
 
-Deno.test("republishRecent() sends each chat's newest message again, and none of its other events", () => {
+Deno.test("republishRecent() sends each chat's newest message again, marked republished, and none of its other events", () => {
   const { publisher, heard } = publisherHeardOn(["c1", "c2"]);
   publisher.publish("c1", chatMessage("c1", 1));
   publisher.publish("c2", chatMessage("c2", 1));
@@ -59,9 +59,15 @@ Deno.test("republishRecent() sends each chat's newest message again, and none of
     ...chatMessage("c1", 2),
     frame: { type: "typing", chat_id: "c1", user_id: "cust-1", is_typing: true },
   });
-  const [, c2First, c1Second] = heard;
   heard.length = 0;
 
   publisher.republishRecent();
-  assert.deepEqual(heard, [c2First, c1Second], "least recently active first, the same bytes");
+  const read = heard.map((payload) =>
+    chatEnvelopeSchema.parse(JSON.parse(new TextDecoder().decode(payload)))
+  );
+  assert.deepEqual(
+    read,
+    [chatMessage("c2", 1), chatMessage("c1", 2)].map((each) => ({ ...each, republished: true })),
+    "least recently active first, marked as sent again",
+  );
 });

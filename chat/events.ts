@@ -74,6 +74,11 @@ export const chatEnvelopeSchema = z.object({
   unread: unreadSummarySchema.optional(),
   /** Publisher's clock (ms since epoch), for the fan-out latency figure. */
   sent_at: z.number(),
+  /**
+   * Sent again after its publisher's bus came back (ChatPublisher.republishRecent), so that the
+   * others see a gap: not a new event.
+   */
+  republished: z.literal(true).optional(),
 });
 export type ChatEnvelope = z.infer<typeof chatEnvelopeSchema>;
 

@@ -7,7 +7,8 @@ export type EnvelopeListener = (envelope: ChatEnvelope) => void;
 /**
  * Chat events from the bus for WatchEvents streams: one bus subscription per subject however
  * many streams follow it, each payload read and validated once for all of them (instances of
- * different versions share the bus). Frames that are not admin events are skipped unread.
+ * different versions share the bus). Frames that are not admin events are skipped unread, and
+ * messages sent again after a NATS outage (`republished`) too.
  * Listeners run synchronously inside the bus delivery, so they must only queue.
  */
 export function createEventHub(deps: {
@@ -36,7 +37,8 @@ export function createEventHub(deps: {
       onError(parsed.error, "watch event");
       return null;
     }
-    return parsed.data;
+    // sent before, when it was new; a stream that may have missed it meanwhile has been ended
+    return parsed.data.republished ? null : parsed.data;
   }
 
   return {

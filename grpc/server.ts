@@ -24,6 +24,8 @@ export interface GrpcDeps {
   /** WatchEvents follows chat events on the bus. */
   bus: EventBus;
   subjects: Subjects;
+  /** WatchEvents streams end when an instance asks for a resync (ChatFeed.onResync). */
+  onResync: (listener: () => void) => () => void;
   /** Health follows it. */
   readiness: ReadinessSource;
   /** Open WebSocket connections of this instance (GetStats). */

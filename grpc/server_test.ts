@@ -48,6 +48,7 @@ async function start(readiness: ReadinessSource, adminToken = TOKEN): Promise<Gr
     queries,
     bus: createMemoryBus(),
     subjects: createSubjects("server-test"),
+    onResync: () => () => {},
     readiness,
     activeConnections: () => 4,
     instanceId: "instance-1",

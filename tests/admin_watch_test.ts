@@ -1,45 +1,9 @@
 import assert from "node:assert/strict";
-import type { ClientReadableStream } from "@grpc/grpc-js";
-import { failure, type Reply, Status } from "./support/admin_client.ts";
+import { failure, Status } from "./support/admin_client.ts";
 import { startCluster } from "./support/service.ts";
 import { joinChat, seedMessages, sendText } from "./support/steps.ts";
+import { follow } from "./support/watch_stream.ts";
 import { within } from "./support/wait.ts";
-
-/** A WatchEvents stream's events as they come, and how it ended. */
-function follow(stream: ClientReadableStream<Reply>) {
-  const events: Reply[] = [];
-  let wake = () => {};
-  const ended = new Promise<{ code: number; details: string }>((resolve) => {
-    stream.on("status", (status) => resolve(status));
-    stream.on("error", () => {}); // the status says it
-  });
-  stream.on("data", (event: Reply) => {
-    events.push(event);
-    wake();
-  });
-  return {
-    events,
-    ended,
-    /** Resolves once the server has subscribed (it sends the response headers then). */
-    subscribed: within(
-      new Promise<void>((resolve) => stream.once("metadata", () => resolve())),
-      5_000,
-      "the WatchEvents headers",
-    ),
-    /** Waits for `count` events in all. */
-    async take(count: number): Promise<Reply[]> {
-      await within(
-        new Promise<void>((resolve) => {
-          wake = () => events.length >= count && resolve();
-          wake();
-        }),
-        5_000,
-        `${count} watch events`,
-      );
-      return events.slice(0, count);
-    },
-  };
-}
 
 Deno.test("WatchEvents streams a message sent over WebSocket on another instance", async () => {
   await using cluster = await startCluster({ grpc: true, instances: 2 });

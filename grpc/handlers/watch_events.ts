@@ -19,6 +19,11 @@ export interface WatchDeps {
   hub: EventHub;
   bus: EventBus;
   subjects: Subjects;
+  /**
+   * Calls the listener whenever an instance asks for a resync: it was cut off from NATS, and
+   * what was published meanwhile never reached the streams. Returns the unsubscribe.
+   */
+  onResync: (listener: () => void) => () => void;
 }
 
 function concerns(filter: WatchFilter, envelope: ChatEnvelope, event: ProtoChatEvent): boolean {
@@ -31,7 +36,9 @@ function concerns(filter: WatchFilter, envelope: ChatEnvelope, event: ProtoChatE
 /**
  * WatchEvents: live chat events from every instance. One chat's events come from that chat's
  * bus subject, all chats' from the wildcard. Response headers go out once the subscription is
- * in force, so a client that waits for them misses nothing published afterwards.
+ * in force, so a client that waits for them misses nothing published afterwards; a stream
+ * that may have missed events (an instance was cut off from NATS) ends with UNAVAILABLE, and
+ * one NATS cannot subscribe is refused with it.
  */
 export function createWatchEvents(deps: WatchDeps, options: { maxBuffered?: number } = {}) {
   const maxBuffered = options.maxBuffered ?? DEFAULT_WATCH_BUFFER;
@@ -41,6 +48,16 @@ export function createWatchEvents(deps: WatchDeps, options: { maxBuffered?: numb
     code: Status.UNAVAILABLE,
     details: "the server is shutting down; watch again",
   };
+  const eventsLost = {
+    code: Status.UNAVAILABLE,
+    details: "an instance was cut off from NATS and events may be missing: watch again, " +
+      "and read what was missed with ListMessages",
+  };
+  const busAway = { code: Status.UNAVAILABLE, details: "NATS does not answer; watch again" };
+  // A stream cannot show a gap in what it was sent: one that may have lost events ends.
+  const stopHearingResyncs = deps.onResync(() => {
+    for (const sink of [...open]) sink.end(eventsLost);
+  });
 
   return {
     /** Serves one call. Rejects (before streaming) with ChatError: invalid_payload, not_found. */
@@ -68,13 +85,15 @@ export function createWatchEvents(deps: WatchDeps, options: { maxBuffered?: numb
         if (event && concerns(filter, envelope, event)) sink.push(event);
       });
       // A round trip to the bus: the subscription is now in force on every instance's side.
-      await deps.bus.check(AbortSignal.timeout(2_000));
+      const subscribed = await deps.bus.check(AbortSignal.timeout(2_000));
+      if (!subscribed) sink.end(busAway);
       if (!sink.ended) call.sendMetadata(new Metadata());
     },
 
     /** Ends every open stream with UNAVAILABLE (shutdown: watch again elsewhere). */
     closeAll(): void {
       closed = true;
+      stopHearingResyncs();
       for (const sink of [...open]) sink.end(shuttingDown);
     },
 

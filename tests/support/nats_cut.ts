@@ -6,11 +6,14 @@ import { startTcpProxy } from "./tcp_proxy.ts";
  * Two instances on a NATS server of their own: the first reaches it directly, the second
  * through a proxy the test can cut.
  */
-export async function natsCutToSecondInstance(env: Record<string, string> = {}) {
+export async function natsCutToSecondInstance(
+  env: Record<string, string> = {},
+  options: { grpc?: boolean } = {},
+) {
   const nats = await startNatsServer();
   const target = new URL(nats.url);
   const proxy = startTcpProxy({ hostname: target.hostname, port: Number(target.port) });
-  const cluster = await startCluster({ instances: 0, env });
+  const cluster = await startCluster({ instances: 0, env, ...options });
   const setup = {
     cluster,
     proxy,

@@ -1,0 +1,36 @@
+import assert from "node:assert/strict";
+import { createMemoryBus } from "../bus/memory_bus.ts";
+import { createSubjects } from "../bus/subjects.ts";
+import { createChatPublisher } from "../chat/chat_publisher.ts";
+import type { ChatEnvelope } from "../chat/events.ts";
+import { storedMessage } from "../tests/support/stored_messages.ts";
+import { createEventHub } from "./event_hub.ts";
+
+Deno.test("the event hub passes a message on once: not when its publisher sends it again after a NATS outage", () => {
+  const bus = createMemoryBus();
+  const subjects = createSubjects("hub-test");
+  const publisher = createChatPublisher({ bus, subjects });
+  const hub = createEventHub({
+    bus,
+    onError: (error) => {
+      throw error;
+    },
+  });
+  const heard: number[] = [];
+  const leave = hub.subscribe(subjects.allChats, (envelope) => {
+    if (envelope.frame.type === "chat_message") heard.push(envelope.frame.message.seq);
+  });
+  const message = (seq: number): ChatEnvelope => ({
+    chat: { user_id: "cust-1", vendor_id: "vend-1" },
+    audience: { to: "all" },
+    frame: { type: "chat_message", chat_id: "c1", message: storedMessage("c1", seq) },
+    sent_at: 1_000 + seq,
+  });
+  publisher.publish("c1", message(1));
+  publisher.publish("c1", message(2));
+  publisher.republishRecent();
+  publisher.publish("c1", message(3));
+  leave();
+  assert.deepEqual(heard, [1, 2, 3]);
+  assert.equal(hub.size, 0, "the last listener's leave ends the subscription");
+});
