@@ -39,8 +39,9 @@ function keysetPage<Row, Item, Cursor>(
 
 /**
  * The admin plane's lists and search over postgres.js. Every list is keyset-paged on a key
- * that never changes for a row, so pages neither skip nor repeat rows while others write; every
- * query is a tagged template (parameterised), user words included.
+ * that never changes for a row, so pages neither skip nor repeat rows while others write (the
+ * search's rank is the exception: an edit changes it); every query is a tagged template
+ * (parameterised), user words included.
  */
 export function createAdminStore(pool: Sql): AdminStore {
   const sql = withWholeResults(pool);

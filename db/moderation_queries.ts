@@ -141,7 +141,11 @@ export function createModerationQueries(sql: Sql) {
           insert into bans (user_id, moderator_id, reason, expires_at)
           values (${user_id}, ${moderator_id}, ${reason}, ${expires_at})
           on conflict (user_id) do update set moderator_id = excluded.moderator_id,
-            reason = excluded.reason, expires_at = excluded.expires_at, created_at = now()
+            reason = excluded.reason, expires_at = excluded.expires_at,
+            -- a ban in force that is replaced began when it did, and keeps its place in
+            -- ListBans (keyset paged on it); one that had run out is over, and this is new
+            created_at = case when bans.expires_at is null or bans.expires_at > now()
+              then bans.created_at else now() end
           returning *`;
         return toBan(row!);
       });

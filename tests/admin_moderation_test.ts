@@ -182,6 +182,40 @@ Deno.test("ListBans pages the bans in force, newest first", async () => {
   assert.deepEqual(pages.map((page) => page.map((ban) => ban.user_id)), [["u3", "u2"], ["u1"]]);
 });
 
+Deno.test("ListBans lists each ban in force once while a ban not yet listed is replaced, which keeps when it began", async () => {
+  await using cluster = await startCluster({ grpc: true });
+  const admin = await cluster.admin();
+  const first = new Map<string, Reply>();
+  for (const user of ["u1", "u2", "u3"]) {
+    first.set(user, await admin.call("BanUser", { user_id: user, ...by, duration_seconds: 600 }));
+  }
+  const page = await admin.call("ListBans", { page_size: 1 });
+  const replaced = await admin.call("BanUser", {
+    user_id: "u1",
+    moderator_id: "mod-2",
+    reason: "again",
+    duration_seconds: 7200,
+  });
+  assert.deepEqual(replaced.created_at, first.get("u1")!.created_at, "the ban began then");
+  assert.equal(replaced.moderator_id, "mod-2");
+  assert.equal(replaced.expires_at.seconds - Math.floor(Date.now() / 1000) > 7000, true);
+  const listed = page.bans.map((ban: Reply) => ban.user_id);
+  let token = page.next_page_token;
+  while (token) {
+    const next = await admin.call("ListBans", { page_size: 1, page_token: token });
+    listed.push(...next.bans.map((ban: Reply) => ban.user_id));
+    token = next.next_page_token;
+  }
+  assert.deepEqual(listed, ["u3", "u2", "u1"]);
+
+  // A ban that had run out is over: banning again makes a new one, listed first.
+  await expireBan(cluster, "u2");
+  const renewed = await admin.call("BanUser", { user_id: "u2", ...by, duration_seconds: 600 });
+  assert.notDeepEqual(renewed.created_at, first.get("u2")!.created_at);
+  const bans = (await admin.call("ListBans", {})).bans.map((ban: Reply) => ban.user_id);
+  assert.deepEqual(bans, ["u2", "u3", "u1"]);
+});
+
 /**
  * alice's message in her chat with acme and bob's ban; `unchanged` asserts that the message
  * is still there, bob alone is banned and the audit log is as it was.
