@@ -1,3 +1,4 @@
+import { Buffer } from "node:buffer";
 import type { Sql } from "postgres";
 import { ChatError } from "../chat/errors.ts";
 import type { AdminStore, KeysetPage, TimeCursor } from "../chat/ports.ts";
@@ -22,18 +23,45 @@ const SEARCH_CONFIG = "simple";
 /** The exact sort key of a row, as PostgreSQL prints it (microseconds included). */
 type Keyed<Row> = Row & { cursor_at: string };
 
-/** Takes `limit + 1` rows: the extra one only says that there is a next page. */
+/**
+ * The most bytes of text a page of messages holds. 500 messages of 4,000 characters pass 6 MB,
+ * and a gRPC client refuses a reply over 4 MiB unless told otherwise; a page cut short has a
+ * next page like a full one.
+ */
+const MAX_PAGE_TEXT_BYTES = 3 * 1024 * 1024;
+
+/** A message row's text in UTF-8 bytes, and a bound for the rest of its reply. */
+function messageBytes(row: MessageRow): number {
+  return 512 + Buffer.byteLength(row.content ?? "") + Buffer.byteLength(row.sender_id) +
+    Buffer.byteLength(row.receiver_id) + Buffer.byteLength(row.deleted_by ?? "");
+}
+
+/** Of `rows`, the first ones whose messages fit in MAX_PAGE_TEXT_BYTES (always one). */
+function withinPageBytes<Row extends MessageRow>(rows: Row[]): Row[] {
+  let bytes = 0;
+  for (const [index, row] of rows.entries()) {
+    bytes += messageBytes(row);
+    if (bytes > MAX_PAGE_TEXT_BYTES && index > 0) return rows.slice(0, index);
+  }
+  return rows;
+}
+
+/**
+ * Takes `limit + 1` rows: the extra one only says that there is a next page, as does a page
+ * cut short by `fit`.
+ */
 function keysetPage<Row, Item, Cursor>(
   rows: Row[],
   limit: number,
   toItem: (row: Row) => Item,
   cursorOf: (row: Row) => Cursor,
+  fit: (page: Row[]) => Row[] = (page) => page,
 ): KeysetPage<Item, Cursor> {
-  const page = rows.slice(0, limit);
+  const page = fit(rows.slice(0, limit));
   const last = page.at(-1);
   return {
     items: page.map(toItem),
-    next: rows.length > limit && last !== undefined ? cursorOf(last) : null,
+    next: rows.length > page.length && last !== undefined ? cursorOf(last) : null,
   };
 }
 
@@ -79,7 +107,7 @@ export function createAdminStore(pool: Sql): AdminStore {
           ${before_seq === undefined ? sql`` : sql`and seq < ${before_seq}`}
         order by seq desc
         limit ${limit + 1}`;
-      return keysetPage(rows, limit, toStoredMessage, (row) => row.seq);
+      return keysetPage(rows, limit, toStoredMessage, (row) => row.seq, withinPageBytes);
     },
 
     async searchMessages(query) {
@@ -136,7 +164,7 @@ export function createAdminStore(pool: Sql): AdminStore {
         rank: row.rank,
         at: row.cursor_at,
         key: row.id,
-      }));
+      }), withinPageBytes);
     },
 
     async listBans({ limit, after }) {

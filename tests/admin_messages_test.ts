@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { failure, type Reply, Status } from "./support/admin_client.ts";
 import { startCluster } from "./support/service.ts";
-import { joinChat, sendText } from "./support/steps.ts";
+import { joinChat, seedMessages, sendText } from "./support/steps.ts";
 
 const contents = (messages: Reply[]) => messages.map((message) => message.content);
 
@@ -204,4 +204,29 @@ Deno.test("SearchMessages refuses a query without words and a backwards time ran
   assert.match(backwards.details, /^created_before: /);
   const badChat = await failure(admin.call("SearchMessages", { query: "lamp", chat_id: "x" }));
   assert.match(badChat.details, /^chat_id: must be a UUID$/);
+});
+
+Deno.test("ListMessages and SearchMessages cut a page of long messages short to fit a gRPC client's default 4 MiB, and the next pages bring the rest", async () => {
+  await using cluster = await startCluster({ grpc: true, nats: false });
+  const admin = await cluster.admin();
+  const chat = await admin.call("CreateChat", { user_id: "alice", vendor_id: "acme" });
+  // 500 messages of 4,000 characters of three bytes each: 6 MB in one page of 500
+  const count = 500;
+  await seedMessages(cluster, chat.id, {
+    from: "alice",
+    to: "acme",
+    count,
+    text: (n) => `lamp ${String(n).padStart(3, "0")} ${"漢".repeat(3_991)}`,
+  });
+  for (
+    const [method, request] of [
+      ["ListMessages", { chat_id: chat.id }],
+      ["SearchMessages", { query: "lamp" }],
+    ] as const
+  ) {
+    const pages = await admin.pages(method, { ...request, page_size: 500 }, "messages");
+    assert.ok(pages.length > 1, `${method}: one page of ${pages[0]?.length}`);
+    const seqs = pages.flat().map((message) => message.seq).sort((a, b) => a - b);
+    assert.deepEqual(seqs, Array.from({ length: count }, (_, index) => index + 1), method);
+  }
 });
