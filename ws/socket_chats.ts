@@ -111,12 +111,19 @@ export class SocketChats {
    * The user was made a member of a vendor: the vendor is heard from before the chats are read,
    * so a chat the vendor gets meanwhile is not missed, and the list is sent again. Nothing when
    * the vendor is heard already (the socket read the membership, or was told of it before).
+   * When the refresh fails, the vendor is heard no more, so the same event told again (by the
+   * feed's sweep) adopts it anew rather than finding it adopted.
    */
   async adoptVendor(vendorId: string, send: (frame: ServerFrame) => void): Promise<void> {
     if (this.#vendors.has(vendorId)) return;
     this.#hearVendors([vendorId]);
     this.#chatListOwed = true;
-    await this.refreshChatList(send);
+    try {
+      await this.refreshChatList(send);
+    } catch (error) {
+      this.#stopHearing(vendorId);
+      throw error;
+    }
   }
 
   /** The user's membership of a vendor was revoked: the vendor's chats are seen no more. */

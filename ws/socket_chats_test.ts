@@ -22,13 +22,29 @@ function membership(chatId: string): Membership {
 }
 
 /**
- * A member's chats socket over a store whose chats the test sets, and a feed whose next join
- * fails when told to: the store answered the read of the chats, then failed in following them.
+ * A member's chats socket over a store whose chats and vendors the test sets, whose next read of
+ * the chats fails when told to, and a feed whose next join fails when told to: the store
+ * answered the read of the chats, then failed in following them.
  */
 function memberSocket() {
-  const state = { chats: [] as string[], failNextJoin: false, joined: [] as string[] };
+  const state = {
+    chats: [] as string[],
+    vendors: ["acme"],
+    failNextRead: false,
+    failNextJoin: false,
+    joined: [] as string[],
+    /** The users and vendors whose user events the socket hears. */
+    heard: new Set<string>(),
+  };
   const service = {
-    joinAllChats: () => Promise.resolve({ chats: state.chats.map(membership), vendors: ["acme"] }),
+    joinAllChats: () => {
+      if (state.failNextRead) {
+        state.failNextRead = false;
+        return Promise.reject(new Error("the store went away"));
+      }
+      return Promise.resolve({ chats: state.chats.map(membership), vendors: state.vendors });
+    },
+    membership: (_userId: string, chatId: string) => Promise.resolve(membership(chatId)),
     listChats: () =>
       Promise.resolve({
         items: state.chats.map((chatId) => ({ chat_id: chatId })),
@@ -44,7 +60,10 @@ function memberSocket() {
       state.joined.push(...chatIds);
       return Promise.resolve(() => {});
     },
-    onUser: () => () => {},
+    onUser(userId: string) {
+      state.heard.add(userId);
+      return () => state.heard.delete(userId);
+    },
   } as unknown as ChatFeed;
   const host: ChatsHost = {
     userId: "agent-1",
@@ -94,5 +113,25 @@ Deno.test("a chat lost in a refresh that then fails is still sent in the list on
   state.chats = ["chat-b"];
   await chats.refreshChatList(send);
   assert.deepEqual([...chats.memberships.keys()], ["chat-b"]);
+  assert.deepEqual(sent.map((frame) => frame.type), ["chats"]);
+});
+
+Deno.test("a vendor adopted while the store fails to read the chats is adopted when told again", async () => {
+  const { state, chats, sent, send } = memberSocket();
+  // a member of no vendor yet
+  state.vendors = [];
+  await chats.takeInAllChats();
+
+  state.chats = ["chat-a"];
+  state.vendors = ["acme"];
+  state.failNextRead = true;
+  await assert.rejects(chats.adoptVendor("acme", send), /the store went away/);
+  assert.equal(state.heard.has("acme"), false, "acme is not heard with none of its chats kept");
+
+  // the feed sweep tells of the membership_added again
+  await chats.adoptVendor("acme", send);
+  assert.deepEqual(state.joined, ["chat-a"]);
+  assert.deepEqual([...chats.memberships.keys()], ["chat-a"]);
+  assert.equal(state.heard.has("acme"), true);
   assert.deepEqual(sent.map((frame) => frame.type), ["chats"]);
 });
