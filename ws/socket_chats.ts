@@ -96,14 +96,21 @@ export class SocketChats {
 
   /**
    * A chat created after the socket connected, read from the store, kept and followed.
-   * Undefined when it is not the user's to see after all.
+   * Undefined when it is not the user's to see after all. When following it fails, it is not
+   * kept either: a chat kept is taken for followed, by the next telling of its creation and by
+   * the next refresh, which would then leave it unfollowed.
    */
   async takeInNewChat(chatId: string): Promise<Membership | undefined> {
     this.#revokedWhileReading = new Set();
     const membership = await this.#deps.service.membership(this.#host.userId, chatId);
     this.#keep([membership]);
     if (!this.memberships.has(chatId)) return undefined;
-    await this.#follow([chatId]);
+    try {
+      await this.#follow([chatId]);
+    } catch (error) {
+      this.memberships.delete(chatId);
+      throw error;
+    }
     return membership;
   }
 

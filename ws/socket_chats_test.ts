@@ -135,3 +135,19 @@ Deno.test("a vendor adopted while the store fails to read the chats is adopted w
   assert.equal(state.heard.has("acme"), true);
   assert.deepEqual(sent.map((frame) => frame.type), ["chats"]);
 });
+
+Deno.test("a new chat whose following fails is not kept, so the next refresh follows it", async () => {
+  const { state, chats, send } = memberSocket();
+  state.chats = ["chat-a"];
+  await chats.takeInAllChats();
+
+  state.chats = ["chat-a", "chat-b"];
+  state.failNextJoin = true;
+  await assert.rejects(chats.takeInNewChat("chat-b"), /the store went away/);
+  // not kept: a chat_created told again takes it in anew
+  assert.deepEqual([...chats.memberships.keys()], ["chat-a"]);
+
+  await chats.refreshChatList(send);
+  assert.deepEqual(state.joined, ["chat-a", "chat-b"]);
+  assert.deepEqual([...chats.memberships.keys()], ["chat-a", "chat-b"]);
+});
