@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { configureLogging } from "../observability/log.ts";
 import { startCluster } from "./support/service.ts";
 import { joinChat, seedMessages, sendText } from "./support/steps.ts";
 import { TestSocket } from "./support/ws_client.ts";
@@ -107,4 +108,30 @@ Deno.test("a frame sent the moment the socket opens is answered after the first 
   assert.equal(ack.type, "ack");
   const order = socket.frames.map((frame) => frame.type);
   assert.ok(order.indexOf("latest_chat") < order.indexOf("ack"), order.join(","));
+});
+
+Deno.test("an upgrade without the handshake's headers is answered 400, with no error logged", async () => {
+  const logged: string[] = [];
+  const decoder = new TextDecoder();
+  await using _logging = await configureLogging("warning", {
+    write: (bytes) => logged.push(decoder.decode(bytes)),
+  });
+  await using cluster = await startCluster({ nats: false });
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  const token = await cluster.token("cust-1");
+  const key = "dGhlIHNhbXBsZSBub25jZQ==";
+  const malformed = [
+    { upgrade: "websocket" },
+    { upgrade: "websocket", connection: "Upgrade" },
+    { upgrade: "websocket", "sec-websocket-key": key },
+  ];
+  for (const path of [`/v1/ws/chat/${chat.id}/`, "/v1/ws/chats/"]) {
+    for (const headers of malformed) {
+      const response = await fetch(`${cluster.main.httpUrl}${path}?token=${token}`, { headers });
+      const label = `${path} with ${Object.keys(headers).join(", ")}`;
+      assert.equal(response.status, 400, label);
+      assert.match(await response.text(), /^malformed WebSocket upgrade: .*header/, label);
+    }
+  }
+  assert.deepEqual(logged, []);
 });

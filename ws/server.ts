@@ -164,15 +164,19 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
     if (origin && options.allowedOrigins.length > 0 && !options.allowedOrigins.includes(origin)) {
       return new Response("origin not allowed\n", { status: 403 });
     }
+    // read before the upgrade: reading the request after it throws "Request closed"
     const token = tokenFromRequest(request);
-    // Started before the handshake so verification overlaps it; failures close after it.
+    const upgraded = upgradeOf(request, options.idleTimeoutSeconds);
+    if (typeof upgraded === "string") {
+      return new Response(`malformed WebSocket upgrade: ${upgraded}\n`, { status: 400 });
+    }
+    const { socket, response } = upgraded;
+    // Started before the handshake (which follows the 101 returned below) so verification
+    // overlaps it; failures close after it.
     const principal = token === null
       ? Promise.reject(new AuthError("missing", "no token"))
       : deps.verifier.verify(token);
     principal.catch(() => {});
-    const { socket, response } = Deno.upgradeWebSocket(request, {
-      idleTimeout: options.idleTimeoutSeconds,
-    });
     // Every line about this socket carries its id; never the token or frame contents.
     const connectionId = crypto.randomUUID();
     // Frames a client sends before its token is checked wait here, in order, for the connection,
@@ -319,6 +323,20 @@ async function settledWithin(promises: Array<Promise<void>>, ms: number) {
     await Promise.race([Promise.all(promises), elapsed]);
   } finally {
     clearTimeout(timer);
+  }
+}
+
+/**
+ * The socket and its 101 answer, or why the request is no WebSocket handshake: Deno refuses one
+ * that lacks `Connection: Upgrade` or `Sec-WebSocket-Key` with a TypeError, whose message names
+ * the header in its own words (never the request's). That is the client's error, not ours.
+ */
+function upgradeOf(request: Request, idleTimeout: number) {
+  try {
+    return Deno.upgradeWebSocket(request, { idleTimeout });
+  } catch (error) {
+    if (error instanceof TypeError) return error.message;
+    throw error;
   }
 }
 
