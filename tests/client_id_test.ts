@@ -5,6 +5,7 @@ import {
   joinAllChats,
   joinChat,
   messageWithSeq,
+  refused,
   sendText,
 } from "./support/steps.ts";
 
@@ -88,4 +89,18 @@ Deno.test("concurrent sends with one client_id make one message", async () => {
   assert.equal(new Set(acks.map((message) => message.id)).size, 1);
   const next = await sendText(sockets[0]!, "vend-1", "after the race");
   assert.equal(next.seq, 2);
+});
+
+Deno.test("client_ids that differ only in a lone surrogate are refused naming client_id, not made one message", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  // stored, both would be "c-\ufffd": the second message would be acked as the first
+  for (const [content, clientId] of [["first", "c-\ud800"], ["second", "c-\ud801"]]) {
+    const frame = { action: "send_message", receiver_id: "vend-1", media_type: "text", content };
+    const error = await refused(customer, { ...frame, client_id: clientId }, "invalid_payload");
+    assert.deepEqual(error.issues.map((issue: { path: string }) => issue.path), ["client_id"]);
+  }
+  const sent = await sendText(customer, "vend-1", "third", { client_id: "c-\ufffd" });
+  assert.equal(sent.seq, 1, "nothing was stored before");
 });

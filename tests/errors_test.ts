@@ -106,6 +106,14 @@ Deno.test("send_message with bad fields is invalid_payload with issues, and noth
     ],
     ["unknown media_type", text({ media_type: "sticker", content: "x" }), "media_type"],
     ["empty client_id", text({ content: "x", client_id: "" }), "client_id"],
+    // a lone surrogate has no UTF-8: stored, it would become U+FFFD
+    ["client_id with a lone surrogate", text({ content: "x", client_id: "c-\ud800" }), "client_id"],
+    [
+      "receiver_id with a lone surrogate",
+      text({ receiver_id: "vend-1\udc00", content: "x" }),
+      "receiver_id",
+    ],
+    ["content with a lone surrogate", text({ content: "cut in half \ud83d" }), "content"],
   ];
   for (const [what, frame, path] of cases) {
     const error = await refused(customer, { ...frame, request_id: "bad" }, "invalid_payload");
@@ -145,6 +153,7 @@ Deno.test("other actions with bad fields are invalid_payload with issues", async
     [{ action: "edit_message", message_id: sent.id }, "content"],
     [{ action: "edit_message", message_id: sent.id, content: "   " }, "content"],
     [{ action: "edit_message", message_id: sent.id, content: "a".repeat(4001) }, "content"],
+    [{ action: "edit_message", message_id: sent.id, content: "lone \udc00 low" }, "content"],
     [{ action: "typing" }, "is_typing"],
     [{ action: "typing", is_typing: "yes" }, "is_typing"],
   ];

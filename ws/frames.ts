@@ -7,10 +7,17 @@ const requestId = z.string().min(1).max(64).optional();
 const chatId = z.uuid().optional();
 const id = z.uuid();
 const seq = z.number().int().min(0).max(2_147_483_647);
-/** PostgreSQL text cannot hold U+0000: refused here, naming the field, rather than at the store. */
-const storable = z.string().refine((value) => !value.includes("\u0000"), {
-  message: "must not contain NUL characters",
-});
+/**
+ * A string that is stored, or compared with one that was: PostgreSQL text cannot hold U+0000,
+ * and a lone surrogate has no UTF-8, so it would be stored as U+FFFD (two client_ids differing
+ * only there would be one, the content another than was sent). Both are refused here, naming
+ * the field, rather than at the store or by altering the text.
+ */
+const storable = z.string()
+  .refine((value) => !value.includes("\u0000"), { message: "must not contain NUL characters" })
+  .refine((value) => value.isWellFormed(), {
+    message: "must be well-formed Unicode (no lone surrogates)",
+  });
 const text = storable.transform((value) => value.trim()).pipe(z.string().min(1).max(4000));
 const base64 = z.string().min(1);
 
