@@ -130,8 +130,8 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
   }
 
   /**
-   * Marks a batch of messages read, then answers each mark; a message marked twice in the
-   * batch was changed by the first.
+   * Marks a batch of messages read, then answers each mark; of the marks of one message, at
+   * most one changed it (see markReadBatch).
    */
   async function writeReads(reads: PendingRead[]): Promise<void> {
     const query = markReadBatch(sql, reads.map((item) => item.mark));
@@ -140,13 +140,10 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
       windows.apply(windows.afterRead(chatId, { after, wasRead: (m) => ids.has(m.id) }));
     }
     const byOrd = new Map(rows.map((row) => [row.ord, row]));
-    const answered = new Set<string>();
     reads.forEach((item, index) => {
       const row = byOrd.get(index + 1);
       if (!row) return item.resolve(null);
-      const changed = row.changed && !answered.has(row.id);
-      if (changed) answered.add(row.id);
-      item.resolve({ message: toStoredMessage(row), changed });
+      item.resolve({ message: toStoredMessage(row), changed: row.changed });
     });
   }
 

@@ -45,8 +45,8 @@ export type ReadRow =
  * Marks a batch of messages read in one statement (the writer's group commit of read marks).
  * Each chat's counters drop by what was marked and its unread_epoch rises once. Rows come back
  * by `ord` (1-based position in `marks`); a mark whose message is unknown, in another chat or
- * deleted has none. A message marked twice in the batch comes back changed twice: the caller
- * answers the first.
+ * deleted has none. Of the marks of one message, only the first from the side it was sent to
+ * can change it (and is the reader kept as `read_by`); the others come back unchanged.
  */
 export function markReadBatch(sql: Pick<Sql, "unsafe">, marks: readonly ReadMark[]) {
   return sql.unsafe<ReadRow[]>(MARK_READ_BATCH, [
@@ -72,13 +72,17 @@ const MARK_READ_BATCH = `
     where x.chat_id = i.chat_id and x.deleted_at is null
   ), updated as (
     -- by primary key only; "is not true" rather than "not is_read", which would let the
-    -- planner reach the rows through the index of every unread message instead
+    -- planner reach the rows through the index of every unread message instead. One mark a
+    -- message, the first that may change it: the sender's own side may not, and of two
+    -- readers the one answered changed must be the one kept as read_by.
     update messages m set is_read = true, read_at = date_trunc('milliseconds', now()),
                           read_by = f.reader_id, updated_at = date_trunc('milliseconds', now())
     from found f
     where m.id = f.id and m.sender_side <> f.reader_side and m.is_read is not true
       and m.deleted_at is null
-    returning ${messageColumnList("m")}
+      and not exists (select 1 from found e where e.id = f.id and e.reader_side <> e.sender_side
+                      and e.ord < f.ord)
+    returning f.ord as mark, ${messageColumnList("m")}
   ), counts as (
     select chat_id, count(*) filter (where sender_side = 'vendor')::int as to_customer,
            count(*) filter (where sender_side = 'customer')::int as to_vendor
@@ -90,9 +94,13 @@ const MARK_READ_BATCH = `
     from counts k where c.id = k.chat_id
     returning c.id, ${chatAfterReadList("c")}
   )
-  select i.ord::int as ord, true as changed, ${messageColumnList("u")},
+  select u.mark::int as ord, true as changed, ${messageColumnList("u")},
          k."epoch", k."lastSeq", k."customerUnread", k."vendorUnread"
-  from input i join updated u on u.id = i.message_id join counter k on k.id = u.chat_id
+  from updated u join counter k on k.id = u.chat_id
+  union all
+  -- the batch's other marks of a message it changed: unchanged, the message as it was left
+  select f.ord::int, false, ${messageColumnList("u")}, null, null, null, null
+  from found f join updated u on u.id = f.id where f.ord <> u.mark
   union all
   select f.ord::int, false, ${messageColumnList("f")}, null, null, null, null
   from found f where not exists (select 1 from updated u where u.id = f.id)`;

@@ -188,6 +188,51 @@ for (const backend of backends) {
     assert.deepEqual(unread.messages.map((m) => m.seq), [5]);
   });
 
+  Deno.test(`${backend.name}: the receiver side's mark changes a message though its sender's side marked it first in the same batch`, async () => {
+    await using db = await backend.open();
+    const chat = (await db.store.createChat("c", "v")).chat;
+    const { message } = await db.store.insertMessage(text(chat, "hello"));
+    // a send in flight: the two marks wait for it and are written together, in this order
+    const busy = db.store.insertMessage(text(chat, "in flight"));
+    const [own, theirs] = await Promise.all([
+      db.store.markRead(chat.id, message.id, "customer", chat.user_id),
+      db.store.markRead(chat.id, message.id, "vendor", chat.vendor_id),
+      busy,
+    ]);
+    assert.equal(own?.changed, false, "the sender's side cannot mark it");
+    assert.equal(theirs?.changed, true);
+    assert.equal(theirs?.message.is_read, true);
+    assert.equal((await db.store.unread(chat.id, "vendor", 50)).count, 1);
+  });
+
+  Deno.test(`${backend.name}: of two marks of one message in a batch, the one answered changed is the one stored`, async () => {
+    await using db = await backend.open();
+    const chat = (await db.store.createChat("c", "v")).chat;
+    const sent = [];
+    for (let i = 0; i < 8; i++) {
+      sent.push((await db.store.insertMessage(text(chat, `m${i}`))).message);
+    }
+    const busy = db.store.insertMessage(text(chat, "in flight"));
+    // two members of the vendor side, each marking every message, interleaved
+    const marks = await Promise.all(
+      sent.flatMap((message) =>
+        ["agent", "v"].map(async (reader) => ({
+          reader,
+          result: await db.store.markRead(chat.id, message.id, "vendor", reader),
+        }))
+      ),
+    );
+    await busy;
+    for (const message of sent) {
+      const changed = marks.filter(({ result }) =>
+        result?.message.id === message.id && result.changed
+      );
+      assert.equal(changed.length, 1, `one mark of ${message.seq} changed it`);
+      const [stored] = await db.sql`select read_by from messages where id = ${message.id}`;
+      assert.equal(stored?.read_by, changed[0]!.reader, `the reader of ${message.seq}`);
+    }
+  });
+
   Deno.test(`${backend.name}: each send's unread snapshot equals a fresh read`, async () => {
     await using db = await backend.open();
     const chat = (await db.store.createChat("c", "v")).chat;
