@@ -4,11 +4,11 @@ import type { ChatStore } from "./ports.ts";
 import { type StoredMessage, toClientMessage } from "./types.ts";
 
 /**
- * The seq of the message an event is about, which it must not reach a socket before; 0 for a
- * `messages_read` (about every message up to a seq the reader chose) and null for events not
- * about messages.
+ * The seq of the message an event is about, which it must not reach a socket before: for a
+ * `messages_read`, the newest message it marked (see `up_to_marked`), or 0 from an instance that
+ * predates it; null for events not about messages.
  */
-function aboutSeq(frame: Delivery["envelope"]["frame"]): number | null {
+function aboutSeq({ frame, up_to_marked }: Delivery["envelope"]): number | null {
   switch (frame.type) {
     case "message_read":
     case "message_deleted":
@@ -16,7 +16,7 @@ function aboutSeq(frame: Delivery["envelope"]["frame"]): number | null {
     case "message_edited":
       return frame.message.seq;
     case "messages_read":
-      return 0;
+      return up_to_marked ? frame.up_to_seq : 0;
     default:
       return null;
   }
@@ -175,7 +175,7 @@ export class ChatSequencer {
   #release(delivery: Delivery) {
     const frame = delivery.envelope.frame;
     if (frame.type !== "chat_message") {
-      const about = aboutSeq(frame);
+      const about = aboutSeq(delivery.envelope);
       if (about === null) return this.#deliver(delivery);
       return this.#releaseAbout({ afterSeq: about, delivery });
     }

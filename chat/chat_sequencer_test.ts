@@ -34,6 +34,26 @@ const readMark = (seq: number): Delivery =>
     sent_at: 0,
   });
 
+/**
+ * The vendor marked every message to its side up to `upToSeq` read; `upToMarked`: it is the
+ * newest message marked (false: an instance that predates that sent it).
+ */
+const readsUpTo = (upToSeq: number, upToMarked = true): Delivery =>
+  createDelivery({
+    chat: participants,
+    audience: { to: "all" },
+    frame: {
+      type: "messages_read",
+      chat_id: chatId,
+      reader_id: "vend-1",
+      up_to_seq: upToSeq,
+      count: 1,
+      read_at: "2026-12-05T10:01:00.000Z",
+    },
+    sent_at: 0,
+    ...(upToMarked && { up_to_marked: true as const }),
+  });
+
 /** A sequencer over a store holding `inStore`, with what it delivered as `type#seq`. */
 function sequencerOver(inStore: StoredMessage[], gapWaitMs = 60_000) {
   const delivered: string[] = [];
@@ -47,7 +67,13 @@ function sequencerOver(inStore: StoredMessage[], gapWaitMs = 60_000) {
     },
   };
   const sequencer = new ChatSequencer(chatId, ({ envelope: { frame } }) => {
-    const seq = frame.type === "chat_message" ? frame.message.seq : "seq" in frame ? frame.seq : "";
+    const seq = frame.type === "chat_message"
+      ? frame.message.seq
+      : frame.type === "messages_read"
+      ? frame.up_to_seq
+      : "seq" in frame
+      ? frame.seq
+      : "";
     delivered.push(`${frame.type}#${seq}`);
     if (delivered.length === 1) fill();
   }, {
@@ -152,6 +178,26 @@ Deno.test("an event about a message not delivered yet waits for it, and keeps it
     "message_read#3",
     "message_read#1",
   ]);
+  sequencer.stop();
+});
+
+Deno.test("a messages_read waits for the newest message it marked, and keeps its place before later events", () => {
+  const { sequencer, delivered } = sequencerOver([]);
+  sequencer.startAfter(1);
+  // message 2 was stored and marked read, but its own broadcast is still on its way
+  sequencer.receive(readsUpTo(2));
+  sequencer.receive(readMark(1));
+  assert.deepEqual(delivered, []);
+
+  sequencer.receive(message(2));
+  assert.deepEqual(delivered, ["chat_message#2", "messages_read#2", "message_read#1"]);
+  // one that marked nothing newer than what went out goes out at once
+  sequencer.receive(readsUpTo(1));
+  assert.deepEqual(delivered.slice(3), ["messages_read#1"]);
+  // from an instance that predates up_to_marked: the seq asked, which no message may ever reach
+  sequencer.receive(readsUpTo(2_147_483_647, false));
+  sequencer.receive(readMark(2));
+  assert.deepEqual(delivered.slice(4), ["messages_read#2147483647", "message_read#2"]);
   sequencer.stop();
 });
 

@@ -72,6 +72,12 @@ export const chatEnvelopeSchema = z.object({
   frame: chatFrameSchema,
   /** On a `chat_message`: the push owed to the receiver's side once it is delivered. */
   unread: unreadSummarySchema.optional(),
+  /**
+   * On a `messages_read`: its `up_to_seq` is the newest message it marked, which it must not
+   * reach a socket before (ChatSequencer). Absent from instances that predate it, whose
+   * `up_to_seq` is the seq asked, maybe far past the last message: theirs go out at once.
+   */
+  up_to_marked: z.literal(true).optional(),
   /** Publisher's clock (ms since epoch), for the fan-out latency figure. */
   sent_at: z.number(),
   /**

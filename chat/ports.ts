@@ -180,12 +180,16 @@ export interface ChatStore {
     readerSide: Side,
     readerId: string,
   ): Promise<{ message: StoredMessage; changed: boolean } | null>;
+  /**
+   * Marks read by `readerId` every message of the other side up to `seq` not yet read: `count`
+   * of them, the newest `up_to_seq` (0 when none; never more than `seq`).
+   */
   markReadUpTo(
     chatId: string,
     readerSide: Side,
     seq: number,
     readerId: string,
-  ): Promise<{ count: number; read_at: string }>;
+  ): Promise<{ count: number; up_to_seq: number; read_at: string }>;
   /**
    * Tombstones a message; `changed` is false when it already was deleted. With `audit`, the
    * moderation is recorded in the same transaction when the message exists.

@@ -1,6 +1,6 @@
 import { createAdminOperations } from "./admin_operations.ts";
 import { ChatError } from "./errors.ts";
-import type { Audience, ChatFrame, UserEvent } from "./events.ts";
+import type { Audience, ChatEnvelope, ChatFrame, UserEvent } from "./events.ts";
 import { createChatMedia } from "./media.ts";
 import type {
   ByteRange,
@@ -69,12 +69,18 @@ export function createChatService(deps: ChatServiceDeps) {
   const { store, events, now } = deps;
   const chatMedia = createChatMedia({ store, media: deps.media });
 
-  function publishChat(chat: Chat, audience: Audience, frame: ChatFrame) {
+  function publishChat(
+    chat: Chat,
+    audience: Audience,
+    frame: ChatFrame,
+    envelope: Pick<ChatEnvelope, "up_to_marked"> = {},
+  ) {
     events.publishChat(chat.id, {
       chat: { user_id: chat.user_id, vendor_id: chat.vendor_id },
       audience,
       frame,
       sent_at: now(),
+      ...envelope,
     });
   }
 
@@ -311,19 +317,26 @@ export function createChatService(deps: ChatServiceDeps) {
       });
     },
 
-    /** Marks every message addressed to the reader's side up to `seq` read. */
+    /**
+     * Marks every message addressed to the reader's side up to `seq` read. `messages_read` says
+     * up to the newest one it marked, not the `seq` asked (a client's "mark all read" may ask
+     * far past the last): every message up to it was read, and the event follows that message
+     * (ChatSequencer), whose own broadcast may come after: a send broadcasts once it has read
+     * the unread snapshot, and the mark may come in between.
+     */
     async readUpTo(actor: Actor, seq: number): Promise<{ count: number }> {
       const { chat, side } = actor.membership;
-      const { count, read_at } = await store.markReadUpTo(chat.id, side, seq, actor.user_id);
+      const marked = await store.markReadUpTo(chat.id, side, seq, actor.user_id);
+      const { count, up_to_seq, read_at } = marked;
       if (count > 0) {
         publishChat(chat, { to: "all" }, {
           type: "messages_read",
           chat_id: chat.id,
           reader_id: actor.user_id,
-          up_to_seq: seq,
+          up_to_seq,
           count,
           read_at,
-        });
+        }, { up_to_marked: true });
       }
       return { count };
     },

@@ -194,7 +194,7 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
 
     async markReadUpTo(chatId, readerSide, seq, readerId) {
       const [result] = await sql<
-        Array<{ count: number; read_at: Date; after: ChatAfterRead | null }>
+        Array<{ count: number; up_to_seq: number; read_at: Date; after: ChatAfterRead | null }>
       >`
         with marked as materialized (
           -- locked in id order, as a batch of read marks locks them (see markReadBatch)
@@ -208,7 +208,7 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
           update messages set is_read = true, read_at = date_trunc('milliseconds', now()),
             read_by = ${readerId}, updated_at = date_trunc('milliseconds', now())
           where id = any(array(select id from marked))
-          returning 1
+          returning seq
         ), counter as (
           update chats set ${unreadColumn(sql, readerSide)} =
             ${unreadColumn(sql, readerSide)} - (select count(*) from updated),
@@ -216,7 +216,9 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
           where id = ${chatId} and exists (select 1 from updated)
           returning ${chatAfterRead(sql)}
         )
-        select (select count(*) from updated)::int as count, date_trunc('milliseconds', now()) as read_at,
+        select (select count(*) from updated)::int as count,
+               (select coalesce(max(seq), 0) from updated)::int as up_to_seq,
+               date_trunc('milliseconds', now()) as read_at,
                (select row_to_json(counter) from counter) as after`;
       if (result?.after) {
         writer.noteRead(chatId, {
@@ -224,7 +226,11 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
           wasRead: (message) => message.sender_side !== readerSide && message.seq <= seq,
         });
       }
-      return { count: result?.count ?? 0, read_at: (result?.read_at ?? new Date()).toISOString() };
+      return {
+        count: result?.count ?? 0,
+        up_to_seq: result?.up_to_seq ?? 0,
+        read_at: (result?.read_at ?? new Date()).toISOString(),
+      };
     },
 
     deleteMessage(messageId, deletedBy, options = {}) {

@@ -179,13 +179,23 @@ for (const backend of backends) {
     const after = await db.store.insertMessage(text(chat, "m4"));
     assert.equal(after.receiver_unread?.count, 3);
     assert.deepEqual(after.receiver_unread?.messages.map((m) => m.seq), [3, 4, 5]);
-    assert.deepEqual(
-      await db.store.markReadUpTo(chat.id, "vendor", 4, chat.vendor_id).then((r) => r.count),
-      2,
-    );
+    const upTo = await db.store.markReadUpTo(chat.id, "vendor", 4, chat.vendor_id);
+    assert.deepEqual([upTo.count, upTo.up_to_seq], [2, 4]);
     const unread = await db.store.unread(chat.id, "vendor", 50);
     assert.equal(unread.count, 1);
     assert.deepEqual(unread.messages.map((m) => m.seq), [5]);
+  });
+
+  Deno.test(`${backend.name}: a read up to a seq past the last says the newest message it marked`, async () => {
+    await using db = await backend.open();
+    const chat = (await db.store.createChat("c", "v")).chat;
+    const fromVendor = { sender_id: "v", sender_side: "vendor" as const, receiver_id: "c" };
+    await db.store.insertMessage(text(chat, "to the vendor"));
+    await db.store.insertMessage(text(chat, "to the customer", fromVendor));
+    const all = await db.store.markReadUpTo(chat.id, "vendor", 2_147_483_647, chat.vendor_id);
+    assert.deepEqual([all.count, all.up_to_seq], [1, 1]);
+    const again = await db.store.markReadUpTo(chat.id, "vendor", 2_147_483_647, chat.vendor_id);
+    assert.deepEqual([again.count, again.up_to_seq], [0, 0]);
   });
 
   Deno.test(`${backend.name}: the receiver side's mark changes a message though its sender's side marked it first in the same batch`, async () => {

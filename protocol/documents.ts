@@ -33,7 +33,8 @@ const frameSummaries: Record<ServerFrameType, string> = {
   chats: "The user's chats, newest activity first; sent unasked when `/v1/ws/chats/` opens.",
   chat_message: "A new message, to every participant, in `seq` order within the chat.",
   message_read: "One message was read.",
-  messages_read: "Every message to the reader's side up to `up_to_seq` was read.",
+  messages_read:
+    "Every message to the reader's side up to `up_to_seq` was read; `up_to_seq` is the newest one the mark changed (at most the `seq` asked), and the event follows that message.",
   message_deleted: "A message was deleted (tombstoned).",
   message_edited: "A text message was edited.",
   typing: "Another participant started or stopped typing.",
