@@ -44,10 +44,11 @@ export function createChatPublisher(deps: { bus: EventBus; subjects: Subjects })
       const unread = envelope.unread === undefined
         ? ""
         : `"unread":${JSON.stringify(envelope.unread)},`;
+      const upToMarked = envelope.up_to_marked ? `"up_to_marked":true,` : "";
       const payload = encoder.encode(
         `{"chat":${JSON.stringify(envelope.chat)},"audience":${
           JSON.stringify(envelope.audience)
-        },"sent_at":${envelope.sent_at},${unread}"frame":${text}}`,
+        },"sent_at":${envelope.sent_at},${unread}${upToMarked}"frame":${text}}`,
       );
       publishing = {
         payload,

@@ -71,3 +71,24 @@ Deno.test("republishRecent() sends each chat's newest message again, marked repu
     "least recently active first, marked as sent again",
   );
 });
+
+Deno.test("publish() puts a messages_read on the bus with up_to_marked, as other instances must hold it", () => {
+  const { publisher, heard } = publisherHeardOn(["c1"]);
+  const envelope: ChatEnvelope = {
+    chat: { user_id: "cust-1", vendor_id: "vend-1" },
+    audience: { to: "all" },
+    frame: {
+      type: "messages_read",
+      chat_id: "c1",
+      reader_id: "vend-1",
+      up_to_seq: 4,
+      count: 2,
+      read_at: "2026-12-06T10:00:00.000Z",
+    },
+    sent_at: 1_000,
+    up_to_marked: true,
+  };
+  publisher.publish("c1", envelope);
+  const read = chatEnvelopeSchema.parse(JSON.parse(new TextDecoder().decode(heard[0]!)));
+  assert.deepEqual(read, envelope);
+});
