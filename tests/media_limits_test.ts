@@ -1,58 +1,26 @@
 import assert from "node:assert/strict";
 import { signDevToken } from "../auth/sign.ts";
-import { fetchMedia, fixture, paddedFixture, uploadMedia } from "./support/media.ts";
+import {
+  fetchMedia,
+  fixture,
+  metric,
+  paddedFixture,
+  rawUpload,
+  untilOpen,
+  uploadMedia,
+} from "./support/media.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
-import { sample } from "./support/service_process.ts";
 import { acked, joinChat } from "./support/steps.ts";
-import { within } from "./support/wait.ts";
 
 // Per-user limits of GET/HEAD/POST /v1/media over real HTTP: a token bucket shared by the
 // routes and caps on open uploads and downloads, counted only for good tokens.
-
-async function metric(cluster: TestCluster, series: string): Promise<number> {
-  const response = await fetch(`${cluster.main.httpUrl}/metrics`);
-  return sample(await response.text(), series);
-}
 
 /** Requests of the route refused by the limit, from the instance's metrics. */
 function refusals(cluster: TestCluster, route: string, limit: string): Promise<number> {
   return metric(cluster, `chat_media_rate_limited_total{route="${route}",limit="${limit}"}`);
 }
 
-/** Waits, up to 10 s, until the media requests open on the route are `count`. */
-async function untilOpen(cluster: TestCluster, route: string, count: number): Promise<void> {
-  const series = `chat_media_open_requests{route="${route}"}`;
-  const deadline = Date.now() + 10_000;
-  while (await metric(cluster, series) !== count) {
-    if (Date.now() > deadline) assert.fail(`${series} never became ${count}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 /** A chat of alice and acme with an image alice sent over her socket (no HTTP request). */
-/** An upload of `length` bytes begun over a raw connection: only its head is sent. */
-async function rawUpload(cluster: TestCluster, chatId: string, length: number) {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port: cluster.main.service.port });
-  const head = `POST /v1/media?chat_id=${chatId} HTTP/1.1\r\nHost: x\r\n` +
-    `Authorization: Bearer ${await cluster.token("alice")}\r\n` +
-    `Content-Length: ${length}\r\n\r\n`;
-  await conn.write(new TextEncoder().encode(head));
-  return {
-    conn,
-    /** The server's answer, as text (within 10 s). */
-    async answer(): Promise<string> {
-      const answer = new Uint8Array(4096);
-      const read = await within(conn.read(answer), 10_000, "the upload's answer");
-      return new TextDecoder().decode(answer.subarray(0, read ?? 0));
-    },
-    [Symbol.dispose]: () => {
-      try {
-        conn.close();
-      } catch { /* closed already */ }
-    },
-  };
-}
-
 async function chatWithImage(cluster: TestCluster) {
   const chat = await cluster.main.service.chat.createChat("alice", "acme");
   await using alice = await joinChat(cluster, "alice", chat.id);

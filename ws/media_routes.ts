@@ -10,7 +10,7 @@ import type { MediaKind, MediaRecord } from "../chat/types.ts";
 import type { MediaMetrics } from "../observability/metrics.ts";
 import { httpStatusFor, toErrorFrame } from "./errors.ts";
 import { noneMatch, parseRange, rangeStillValid } from "./http_range.ts";
-import { failWhenStalled, type Stall, type StallLimits } from "./stalled_body.ts";
+import { type BodyFailure, failWhenStalled, type StallLimits } from "./stalled_body.ts";
 import {
   type Admitted,
   createRequestLimits,
@@ -123,7 +123,7 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
         stream: failWhenStalled(
           request.body ?? ReadableStream.from<Uint8Array>([]),
           options.uploadStall,
-          (stall) => new ChatError("invalid_payload", stallMessage(stall, options.uploadStall)),
+          (why) => new ChatError("invalid_payload", failureMessage(why, options.uploadStall)),
         ),
         length: declared === null ? null : Number(declared),
       },
@@ -264,11 +264,13 @@ function releasedWhenDone(
 }
 
 /** Why an upload was ended, in the words of its 400. */
-function stallMessage(stall: Stall, limits: StallLimits): string {
-  switch (stall) {
+function failureMessage(failure: BodyFailure, limits: StallLimits): string {
+  switch (failure) {
     case "idle":
       return `the upload sent nothing for ${limits.idleMs / 1000} s`;
     case "slow":
       return `the upload was slower than ${limits.minBytesPerSecond} bytes/s`;
+    case "broken":
+      return "the upload ended before its body did";
   }
 }

@@ -1,6 +1,9 @@
 /** Why a body was ended: nothing came for the idle time, or too little came all along. */
 export type Stall = "idle" | "slow";
 
+/** Why a body failed: it stalled, or reading it failed (its connection ended before it did). */
+export type BodyFailure = Stall | "broken";
+
 export interface StallLimits {
   /** How long the body may send nothing. */
   idleMs: number;
@@ -13,16 +16,18 @@ export interface StallLimits {
 }
 
 /**
- * `body` as it comes, failing with `stalled(reason)` when no bytes come for `idleMs`, or when
- * it falls behind `minBytesPerSecond`. A request body has no deadline of its own: a client that
- * vanished without closing its connection (a phone that changed networks) would hold its
- * upload, and the upload's place among the user's open uploads, for good; one that trickles a
- * byte now and then would hold it as long, and a batch of chunks in memory with it.
+ * `body` as it comes, failing with `failed(reason)` when no bytes come for `idleMs`, when it
+ * falls behind `minBytesPerSecond`, or when reading it fails ("broken": a client that closed
+ * its connection mid-body, which Deno reports as an error with no code; it is the client's
+ * doing, not ours). A request body has no deadline of its own: a client that vanished without
+ * closing its connection (a phone that changed networks) would hold its upload, and the
+ * upload's place among the user's open uploads, for good; one that trickles a byte now and
+ * then would hold it as long, and a batch of chunks in memory with it.
  */
 export function failWhenStalled(
   body: ReadableStream<Uint8Array>,
   limits: StallLimits,
-  stalled: (reason: Stall) => Error,
+  failed: (reason: BodyFailure) => Error,
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   let received = 0;
@@ -37,11 +42,12 @@ export function failWhenStalled(
       const reason: Stall = slowInMs < limits.idleMs ? "slow" : "idle";
       const silence = Promise.withResolvers<never>();
       timer = setTimeout(
-        () => silence.reject(stalled(reason)),
+        () => silence.reject(failed(reason)),
         Math.max(0, Math.min(limits.idleMs, slowInMs)),
       );
       try {
-        const { done, value } = await Promise.race([reader.read(), silence.promise]);
+        const read = reader.read().catch(() => Promise.reject(failed("broken")));
+        const { done, value } = await Promise.race([read, silence.promise]);
         waitedMs += Date.now() - pulledAt;
         if (done) return controller.close();
         received += value.byteLength;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { failWhenStalled, type Stall } from "./stalled_body.ts";
+import { type BodyFailure, failWhenStalled } from "./stalled_body.ts";
 
-const stalled = (reason: Stall) => new Error(`stalled: ${reason}`);
+const stalled = (reason: BodyFailure) => new Error(`stalled: ${reason}`);
 
 /** A body that sends `pieces` pieces of `bytes` bytes, each `everyMs` after asked for. */
 function trickle(pieces: number, bytes: number, everyMs: number): ReadableStream<Uint8Array> {
@@ -78,4 +78,15 @@ Deno.test("the time the reader takes between reads does not count against the bo
     await new Promise((resolve) => setTimeout(resolve, 30)); // the reader's own work
   }
   assert.equal(pieces, 10);
+});
+
+Deno.test("a body whose reading fails (its connection gone mid-body) fails as broken", async () => {
+  let feed!: ReadableStreamDefaultController<Uint8Array>;
+  const cut = new ReadableStream<Uint8Array>({ start: (controller) => void (feed = controller) });
+  const reader = failWhenStalled(cut, { idleMs: 10_000, minBytesPerSecond: 1 }, stalled)
+    .getReader();
+  feed.enqueue(new Uint8Array([1]));
+  assert.deepEqual((await reader.read()).value, new Uint8Array([1]));
+  feed.error(new Error("Cannot read request body as underlying resource unavailable"));
+  await assert.rejects(reader.read(), /stalled: broken/);
 });

@@ -1,10 +1,13 @@
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Objm } from "@nats-io/obj";
 import { connect } from "@nats-io/transport-node";
+import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import postgres from "postgres";
 import type { TestCluster } from "./service.ts";
 import { TEST_NATS_URL } from "./service.ts";
+import { sample } from "./service_process.ts";
+import { within } from "./wait.ts";
 
 /**
  * Media the tests send: tests/fixtures/ holds small real files made by ffmpeg, one per
@@ -68,6 +71,45 @@ export async function uploadMedia(
     headers: { authorization: `Bearer ${await cluster.token(userId)}`, ...headers },
   });
   return { status: response.status, json: await response.json() };
+}
+
+/** One series of the instance's metrics; 0 when absent. */
+export async function metric(cluster: TestCluster, series: string): Promise<number> {
+  const response = await fetch(`${cluster.main.httpUrl}/metrics`);
+  return sample(await response.text(), series);
+}
+
+/** Waits, up to 10 s, until the media requests open on the route are `count`. */
+export async function untilOpen(cluster: TestCluster, route: string, count: number): Promise<void> {
+  const series = `chat_media_open_requests{route="${route}"}`;
+  const deadline = Date.now() + 10_000;
+  while (await metric(cluster, series) !== count) {
+    if (Date.now() > deadline) assert.fail(`${series} never became ${count}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** An upload of `length` bytes by alice, begun over a raw connection: only its head is sent. */
+export async function rawUpload(cluster: TestCluster, chatId: string, length: number) {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  const head = `POST /v1/media?chat_id=${chatId} HTTP/1.1\r\nHost: x\r\n` +
+    `Authorization: Bearer ${await cluster.token("alice")}\r\n` +
+    `Content-Length: ${length}\r\n\r\n`;
+  await conn.write(new TextEncoder().encode(head));
+  return {
+    conn,
+    /** The server's answer, as text (within 10 s). */
+    async answer(): Promise<string> {
+      const answer = new Uint8Array(4096);
+      const read = await within(conn.read(answer), 10_000, "the upload's answer");
+      return new TextDecoder().decode(answer.subarray(0, read ?? 0));
+    },
+    [Symbol.dispose]: () => {
+      try {
+        conn.close();
+      } catch { /* closed already */ }
+    },
+  };
 }
 
 /** Rows of the PostgreSQL media store and catalogue, to see what was (not) stored. */
