@@ -144,6 +144,19 @@ for (const [name, open] of Object.entries(backends)) {
     assert.deepEqual(await readAll(await backend.store.open(first.sha256)), file);
   });
 
+  Deno.test(`${name} media store: a new file put many times at once keeps one copy of its bytes`, async () => {
+    await using backend = await open();
+    const file = randomVideo(backend.chunkBytes * 2 + 1);
+    // all the puts finish writing together, so they all find the file new when they name it
+    // (four: the PostgreSQL backends above have a pool of four connections)
+    const blobs = await Promise.all(
+      Array.from({ length: 4 }, () => backend.store.put(file, { kind: "video", limits })),
+    );
+    assert.deepEqual(new Set(blobs.map((blob) => blob.sha256)), new Set([sha256(file)]));
+    assert.deepEqual(await backend.inventory(), [sha256(file)]);
+    assert.deepEqual(await readAll(await backend.store.open(sha256(file))), file);
+  });
+
   Deno.test(`${name} media store: a refused or broken file leaves nothing behind`, async () => {
     await using backend = await open();
     const text = new TextEncoder().encode("plain text ".repeat(1_000));

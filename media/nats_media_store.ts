@@ -1,4 +1,9 @@
-import { jetstreamManager } from "@nats-io/jetstream";
+import {
+  jetstream,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  jetstreamManager,
+} from "@nats-io/jetstream";
 import { Base64UrlPaddedCodec, Objm, StorageType } from "@nats-io/obj";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { redactUrls } from "../observability/redact.ts";
@@ -26,11 +31,12 @@ const CHECK_TIMEOUT_MS = 2_000;
  * its SHA-256 hex, for deployments that keep blobs out of the database. It has a connection of
  * its own, so moving files never queues chat events behind a chunk.
  *
- * A file is written as `upload.<uuid>` and renamed to its SHA-256 when complete (or dropped,
- * when that file is stored already). Reads fetch one chunk per request with JetStream direct
- * get, so a slow reader holds one chunk; the object store's own `get()` pushes the whole
- * object as fast as NATS sends it. A range read still fetches the chunks before the range
- * (the chunks of an object are not at computable stream positions) but does not keep them.
+ * A file is written as `upload.<uuid>` and renamed to its SHA-256 when complete, unless that
+ * file is stored already (or another upload of it named itself first): then it is dropped.
+ * Reads fetch one chunk per request with JetStream direct get, so a slow reader holds one
+ * chunk; the object store's own `get()` pushes the whole object as fast as NATS sends it. A
+ * range read still fetches the chunks before the range (the chunks of an object are not at
+ * computable stream positions) but does not keep them.
  * Rejects with MediaError `unavailable` when NATS cannot be reached at first.
  */
 export async function createNatsMediaStore(options: NatsMediaStoreOptions): Promise<MediaStore> {
@@ -62,6 +68,8 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
   }
   const store = objects;
   const manager = jsm;
+  const js = jetstream(connection);
+  const metaSubject = (name: string) => `$O.${bucket}.M.${Base64UrlPaddedCodec.encode(name)}`;
 
   async function stored(sha256: string) {
     const info = await store.info(sha256);
@@ -71,9 +79,27 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
   /** Deletes an object and its deletion marker: upload names are used once. */
   async function discard(name: string): Promise<void> {
     await store.delete(name);
-    await manager.streams.purge(stream, {
-      filter: `$O.${bucket}.M.${Base64UrlPaddedCodec.encode(name)}`,
+    await manager.streams.purge(stream, { filter: metaSubject(name) });
+  }
+
+  /**
+   * Names an upload's chunks `sha256`: its metadata is written under that name only while the
+   * name's subject is still at `revision` (0: never written). The object store's `update()`
+   * checks, then writes, so uploads of the same new file at once all passed the check and all
+   * renamed: the last one won, and the others' chunks were kept with nothing pointing at them.
+   * Rejects with StreamWrongLastSequence when another upload named itself `sha256` first.
+   */
+  async function rename(upload: string, sha256: string, revision: number): Promise<void> {
+    const written = await manager.streams.getMessage(stream, {
+      last_by_subj: metaSubject(upload),
     });
+    if (!written) throw new Error(`${upload} has no metadata`);
+    const meta = { ...written.json<Record<string, unknown>>(), name: sha256 };
+    await js.publish(metaSubject(sha256), JSON.stringify(meta), {
+      expect: { lastSubjectSequence: revision },
+    });
+    // the chunks are the file's now: only the upload's name goes
+    await manager.streams.purge(stream, { filter: metaSubject(upload) });
   }
 
   function read(
@@ -136,15 +162,16 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
           ReadableStream.from(chunks()),
         );
         const blob = inspection.result();
-        if (await stored(blob.sha256)) {
+        const existing = await store.info(blob.sha256);
+        if (existing && !existing.deleted) {
           await discard(upload);
           return blob;
         }
         try {
-          await store.update(upload, { name: blob.sha256 });
+          await rename(upload, blob.sha256, existing?.revision ?? 0);
         } catch (error) {
           // the same file, finished a moment ago by another upload: keep that one
-          if (!(await stored(blob.sha256))) throw error;
+          if (!isWrongLastSequence(error) || !(await stored(blob.sha256))) throw error;
           await discard(upload);
         }
         return blob;
@@ -192,6 +219,12 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
       }
     },
   };
+}
+
+/** A conditional publish refused: the subject had moved on from the sequence it expected. */
+function isWrongLastSequence(error: unknown): boolean {
+  return error instanceof JetStreamApiError &&
+    error.code === JetStreamApiCodes.StreamWrongLastSequence;
 }
 
 /** Anything NATS threw is the store being out of reach; the source's MediaErrors pass. */

@@ -131,13 +131,27 @@ export function natsBucket(): { name: string; objects(): Promise<string[]> } & A
   const name = `media_t${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
   return {
     name,
-    /** Names of the objects in the bucket, sorted. */
+    /**
+     * Names of the objects in the bucket, and `chunks of no object: <nuid>` for chunks that no
+     * object points at (bytes kept that no one can read), sorted.
+     */
     async objects() {
       const nc = await connect({ servers: TEST_NATS_URL });
       try {
         const store = await new Objm(nc).open(name);
-        return (await store.list()).filter((info) => !info.deleted).map((info) => info.name)
-          .sort();
+        const live = (await store.list()).filter((info) => !info.deleted);
+        const owned = new Set(live.map((info) => info.nuid));
+        const chunks = `$O.${name}.C.`;
+        const stream = await (await jetstreamManager(nc)).streams.info(`OBJ_${name}`, {
+          subjects_filter: `${chunks}>`,
+        });
+        const orphans = Object.keys(stream.state.subjects ?? {})
+          .map((subject) => subject.slice(chunks.length))
+          .filter((nuid) => !owned.has(nuid));
+        return [
+          ...live.map((info) => info.name),
+          ...orphans.map((nuid) => `chunks of no object: ${nuid}`),
+        ].sort();
       } finally {
         await nc.close();
       }
