@@ -3,6 +3,7 @@ import { ChatError } from "../chat/errors.ts";
 import type { Bus } from "./bus.ts";
 import { assertPublishSubject, createLocalRouter } from "./local_router.ts";
 import { redactUrls } from "../observability/redact.ts";
+import { natsServers } from "./nats_servers.ts";
 
 /** Options of {@link createNatsBus}. */
 export interface NatsBusOptions {
@@ -61,7 +62,7 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
   let nc: NatsConnection;
   try {
     nc = await connect({
-      servers: options.servers.split(",").map((server) => server.trim()),
+      ...natsServers(options.servers),
       ...(options.name === undefined ? {} : { name: options.name }),
       // publish has already handed the payload to local handlers.
       noEcho: true,

@@ -10,6 +10,7 @@ import { redactUrls } from "../observability/redact.ts";
 import { MediaError } from "./errors.ts";
 import { inspect } from "./ingest.ts";
 import type { ByteRange, MediaStore } from "./store.ts";
+import { natsServers } from "../bus/nats_servers.ts";
 
 export interface NatsMediaStoreOptions {
   /** One server URL, or several separated by commas. */
@@ -43,7 +44,7 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
   let nc: NatsConnection;
   try {
     nc = await connect({
-      servers: options.servers.split(",").map((server) => server.trim()),
+      ...natsServers(options.servers),
       ...(options.name === undefined ? {} : { name: options.name }),
       maxReconnectAttempts: -1,
       reconnectTimeWait: 1_000,

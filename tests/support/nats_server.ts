@@ -16,15 +16,18 @@ interface Running {
   drained: Promise<void>;
 }
 
-/** Starts `nats-server` on a free loopback port; resolves once it is ready for clients. */
-export async function startNatsServer(): Promise<NatsServer> {
+/**
+ * Starts `nats-server` on a free loopback port, with `args` added (`--user`, `--js`, ...);
+ * resolves once it is ready for clients.
+ */
+export async function startNatsServer(args: readonly string[] = []): Promise<NatsServer> {
   const port = freePort();
   let running: Running | undefined;
 
   async function start() {
     if (running) return;
     const child = new Deno.Command("nats-server", {
-      args: ["-a", "127.0.0.1", "-p", String(port)],
+      args: ["-a", "127.0.0.1", "-p", String(port), ...args],
       stdin: "null",
       stdout: "null",
       stderr: "piped",

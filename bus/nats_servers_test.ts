@@ -1,0 +1,36 @@
+import assert from "node:assert/strict";
+import { natsServers } from "./nats_servers.ts";
+
+Deno.test("natsServers passes URLs without credentials as they are", () => {
+  assert.deepEqual(natsServers("nats://a:4222, nats://b:4222"), {
+    servers: ["nats://a:4222", "nats://b:4222"],
+  });
+  assert.deepEqual(natsServers("127.0.0.1:4222"), { servers: ["127.0.0.1:4222"] });
+});
+
+Deno.test("natsServers takes a user and password, or a token, out of the URLs into options", () => {
+  assert.deepEqual(
+    natsServers("nats://chat:p%40ss%3Aword@a:4222,nats://chat:p%40ss%3Aword@b:4222"),
+    {
+      servers: ["nats://a:4222", "nats://b:4222"],
+      user: "chat",
+      pass: "p@ss:word",
+    },
+  );
+  assert.deepEqual(natsServers("tls://s3cr3t-token@nats.internal:4222"), {
+    servers: ["tls://nats.internal:4222"],
+    token: "s3cr3t-token",
+  });
+  // a server without credentials beside one with them connects with the same ones
+  assert.deepEqual(natsServers("nats://t0k@a:4222,nats://b:4222"), {
+    servers: ["nats://a:4222", "nats://b:4222"],
+    token: "t0k",
+  });
+});
+
+Deno.test("natsServers refuses servers with different credentials, without showing them", () => {
+  assert.throws(
+    () => natsServers("nats://u:one@a:4222,nats://u:two@b:4222"),
+    (error: Error) => /same credentials/.test(error.message) && !/one|two/.test(error.message),
+  );
+});
