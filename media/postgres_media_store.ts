@@ -3,6 +3,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { Sql } from "postgres";
 import { translateDatabaseError } from "../db/errors.ts";
+import { connectionSurvived } from "../db/transactions.ts";
 import { MediaError } from "./errors.ts";
 import { inspect } from "./ingest.ts";
 import type { ByteRange, MediaStore } from "./store.ts";
@@ -51,11 +52,27 @@ export function createPostgresMediaStore(
    * Writes chunks as they are with one binary COPY. postgres.js sends a bytea parameter as
    * text (hex: twice the bytes, made anew per chunk); under ten concurrent 20 MiB uploads
    * that garbage alone doubled the service's peak memory (bench/media_memory.ts).
+   *
+   * On a connection of its own: when every pooled connection is busy, postgres.js pipelines the
+   * next query onto one of them, and one in COPY either refuses it (`COPY_IN_PROGRESS`) or, if
+   * the COPY has not begun yet, sends it into the COPY's data, and PostgreSQL drops the
+   * connection with every query queued on it (chat queries too). A reserved connection is never
+   * given another query.
    */
   async function copyChunks(key: string, offset: number, chunks: Uint8Array[]): Promise<void> {
-    const writable = await sql`
-      copy media_chunks (blob_key, byte_offset, data) from stdin with (format binary)`.writable();
-    await pipeline(Readable.from(binaryCopy(key, offset, chunks)), writable);
+    const reserved = await sql.reserve();
+    try {
+      const writable = await reserved`
+        copy media_chunks (blob_key, byte_offset, data) from stdin with (format binary)`
+        .writable();
+      await pipeline(Readable.from(binaryCopy(key, offset, chunks)), writable);
+    } catch (error) {
+      // a lost connection is postgres.js's to reconnect: releasing it would hand the pool a
+      // closed socket
+      if (connectionSurvived(error)) reserved.release();
+      throw error;
+    }
+    reserved.release();
   }
 
   /** The same rows by INSERT, the bytes as base64 text (a third smaller than hex). */
