@@ -1,9 +1,7 @@
 import { Buffer } from "node:buffer";
-import { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import type { Sql } from "postgres";
-import { translateDatabaseError } from "../db/errors.ts";
-import { connectionSurvived } from "../db/transactions.ts";
+import { copyIn } from "../db/copy_in.ts";
+import { STORE_TIMEOUT_MS, translateDatabaseError } from "../db/errors.ts";
 import { MediaError } from "./errors.ts";
 import { inspect } from "./ingest.ts";
 import type { ByteRange, MediaStore } from "./store.ts";
@@ -51,28 +49,16 @@ export function createPostgresMediaStore(
   /**
    * Writes chunks as they are with one binary COPY. postgres.js sends a bytea parameter as
    * text (hex: twice the bytes, made anew per chunk); under ten concurrent 20 MiB uploads
-   * that garbage alone doubled the service's peak memory (bench/media_memory.ts).
-   *
-   * On a connection of its own: when every pooled connection is busy, postgres.js pipelines the
-   * next query onto one of them, and one in COPY either refuses it (`COPY_IN_PROGRESS`) or, if
-   * the COPY has not begun yet, sends it into the COPY's data, and PostgreSQL drops the
-   * connection with every query queued on it (chat queries too). A reserved connection is never
-   * given another query.
+   * that garbage alone doubled the service's peak memory (bench/media_memory.ts). On a
+   * connection of its own and within STORE_TIMEOUT_MS (see copyIn).
    */
-  async function copyChunks(key: string, offset: number, chunks: Uint8Array[]): Promise<void> {
-    const reserved = await sql.reserve();
-    try {
-      const writable = await reserved`
-        copy media_chunks (blob_key, byte_offset, data) from stdin with (format binary)`
-        .writable();
-      await pipeline(Readable.from(binaryCopy(key, offset, chunks)), writable);
-    } catch (error) {
-      // a lost connection is postgres.js's to reconnect: releasing it would hand the pool a
-      // closed socket
-      if (connectionSurvived(error)) reserved.release();
-      throw error;
-    }
-    reserved.release();
+  function copyChunks(key: string, offset: number, chunks: Uint8Array[]): Promise<void> {
+    return copyIn(
+      sql,
+      "copy media_chunks (blob_key, byte_offset, data) from stdin with (format binary)",
+      binaryCopy(key, offset, chunks),
+      { timeoutMs: STORE_TIMEOUT_MS },
+    );
   }
 
   /** The same rows by INSERT, the bytes as base64 text (a third smaller than hex). */
@@ -117,6 +103,7 @@ export function createPostgresMediaStore(
     async put(source, ingest) {
       const upload = `upload:${crypto.randomUUID()}`;
       const inspection = inspect(source, { ...ingest, chunkBytes });
+      let unanswered = false;
       try {
         let offset = 0;
         let batch: Uint8Array[] = [];
@@ -142,10 +129,14 @@ export function createPostgresMediaStore(
         }
         return blob;
       } catch (error) {
-        throw error instanceof MediaError ? error : translate(error);
+        const failure = error instanceof MediaError ? error : translate(error);
+        unanswered = failure instanceof MediaError && failure.code === "unavailable";
+        throw failure;
       } finally {
-        // after a rename there is nothing left under the upload key
-        await sql`delete from media_chunks where blob_key = ${upload}`.catch(() => {});
+        // after a rename there is nothing left under the upload key. A database that did not
+        // answer is not waited for again: the upload is answered, and the delete goes on.
+        const deleted = sql`delete from media_chunks where blob_key = ${upload}`.catch(() => {});
+        if (!unanswered) await deleted;
       }
     },
 

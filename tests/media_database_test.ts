@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
+import postgres from "postgres";
 import { paddedFixture } from "./support/media.ts";
 import { metric } from "./support/metrics.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
 import { joinChat } from "./support/steps.ts";
+import { startTcpProxy } from "./support/tcp_proxy.ts";
+import { within } from "./support/wait.ts";
 
 // Uploads to the PostgreSQL media store share the chat store's pool: what an upload does with
 // its connection must not break the queries around it, nor hang when the connection does.
@@ -71,3 +74,59 @@ Deno.test("uploads that fill the database pool all succeed, and another user's c
   assert.deepEqual(replies.filter((reply) => reply !== "ack"), [], "every chat action acked");
   await untilNoUploadOpen(cluster);
 });
+
+Deno.test("an upload whose COPY is never answered is answered 503 in time and gives its place back", async () => {
+  // After a lost connection postgres.js's `end()` waits for the shutdown deadline (a quirk of
+  // the library under Deno's node:net); a short deadline keeps the test short.
+  await using cluster = await startCluster({
+    instances: 0,
+    nats: false,
+    env: { SHUTDOWN_TIMEOUT: "1" },
+  });
+  const target = new URL(cluster.databaseUrl);
+  await using proxy = startTcpProxy({ hostname: target.hostname, port: Number(target.port) });
+  const proxied = new URL(cluster.databaseUrl);
+  proxied.port = String(proxy.port);
+  await cluster.startInstance({ DATABASE_URL: proxied.toString() });
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  await using admin = databaseOf(cluster);
+
+  // the first 1 MiB batch is written; the database's answer to the second one is held back
+  const file = await video();
+  const body = Promise.withResolvers<ReadableStreamDefaultController<Uint8Array>>();
+  const answer = upload(cluster, "alice", chat.id, new ReadableStream({ start: body.resolve }));
+  const sending = await body.promise;
+  sending.enqueue(file.subarray(0, 1024 * 1024 + 1));
+  await admin.untilUploadChunks(4);
+  proxy.stall("downstream");
+  sending.enqueue(file.subarray(1024 * 1024 + 1));
+  sending.close();
+
+  // STORE_TIMEOUT_MS for the batch, and a margin
+  assert.equal(await within(answer, 8_000, "the upload's answer"), 503);
+  await untilNoUploadOpen(cluster);
+
+  // the connection of the COPY left unanswered is not given to anyone else
+  proxy.restore();
+  assert.equal(await upload(cluster, "alice", chat.id, await video()), 201);
+  await admin.untilUploadChunks(0);
+});
+
+/** A connection of the test's own to the cluster's database (not through any proxy). */
+function databaseOf(cluster: TestCluster) {
+  const sql = postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} });
+  return {
+    /** Waits, up to 10 s, until `count` chunks are stored under upload keys. */
+    async untilUploadChunks(count: number): Promise<void> {
+      const deadline = Date.now() + 10_000;
+      while (true) {
+        const [row] = await sql<Array<{ chunks: number }>>`
+          select count(*)::int as chunks from media_chunks where blob_key like 'upload:%'`;
+        if (row!.chunks === count) return;
+        if (Date.now() > deadline) assert.fail(`${row!.chunks} chunks under upload keys`);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    },
+    [Symbol.asyncDispose]: () => sql.end(),
+  };
+}
