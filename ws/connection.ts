@@ -115,14 +115,13 @@ export class Connection {
   /**
    * Closes for a server shutdown: frames not yet started are dropped (never acknowledged, so
    * the client sends them again), the one being handled finishes and is acknowledged, then
-   * the socket closes with `code`. Resolves when the close handshake is over.
+   * the socket closes with `code`. Resolves once the close frame is sent; the client's answer
+   * is `handshakeClosed()`.
    */
   async shutdown(code: number, reason: string): Promise<void> {
     this.#stopping = true;
-    const closed = this.handshakeClosed();
     await this.#queue;
     this.close(code, reason);
-    await closed;
   }
 
   /** Settles when the socket's close handshake is over (at once if it is). */

@@ -274,9 +274,10 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
     /**
      * Stops the WebSocket plane gracefully: new sockets are refused (503), each open socket
      * finishes the frame it is handling (so its ack goes out) and is closed with 1012.
-     * Resolves when every socket has closed; when `signal` aborts first, closes the rest at
-     * once, without waiting for the frames they are handling, and gives their clients a moment
-     * to answer the close.
+     * Resolves when every socket has closed or its client had a second to answer the close (a
+     * connection still closing then is the HTTP server's to cut); when `signal` aborts first,
+     * closes the rest at once, without waiting for the frames they are handling, and gives
+     * their clients a moment to answer the close.
      */
     async shutdown(signal?: AbortSignal): Promise<void> {
       draining = true;
@@ -284,9 +285,13 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
       sanctionSweeps?.stop();
       void accessChecks.stop();
       const open = [...connections];
-      const closing = Promise.all(
-        open.map((connection) => connection.shutdown(CloseCode.restarting, "server shutting down")),
-      );
+      // A client that never answers the close (a lost network, a half-open connection) must not
+      // hold the shutdown until its deadline: the steps after it need the time. Its socket is
+      // left closing, and the server's own shutdown cuts it.
+      const closing = Promise.all(open.map(async (connection) => {
+        await connection.shutdown(CloseCode.restarting, "server shutting down");
+        await settledWithin([connection.handshakeClosed()], CLOSE_REPLY_GRACE_MS);
+      }));
       const { promise: aborted, resolve } = Promise.withResolvers<void>();
       const onAbort = () => resolve();
       if (signal?.aborted) resolve();
@@ -315,6 +320,11 @@ export type HttpHandler = ReturnType<typeof createHttpHandler>;
 
 /** How long a forced shutdown waits for clients to answer the close frames it sent. */
 const CLOSE_GRACE_MS = 500;
+/**
+ * How long a graceful shutdown waits for a client to answer its socket's close frame: ample for
+ * a client that can still hear, short beside the SHUTDOWN_TIMEOUT the later steps share.
+ */
+const CLOSE_REPLY_GRACE_MS = 1_000;
 
 async function settledWithin(promises: Array<Promise<void>>, ms: number) {
   let timer: ReturnType<typeof setTimeout> | undefined;
