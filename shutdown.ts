@@ -32,6 +32,23 @@ export class ShutdownSequence {
     return Math.max(0.1, (this.#endsAt - Date.now()) / 1000);
   }
 
+  /**
+   * Aborts at `deadline`, or once `share` of the time left has passed if that comes later: a
+   * step that must not be skipped (the NATS drain) still gets its chance when the steps before
+   * it used up the deadline.
+   */
+  notBefore(deadline: AbortSignal, share: number): AbortSignal {
+    const floor = AbortSignal.timeout(this.secondsLeft() * 1000 * share);
+    if (deadline.aborted) return floor;
+    const later = new AbortController();
+    const abortWhenBoth = () => {
+      if (deadline.aborted && floor.aborted) later.abort();
+    };
+    deadline.addEventListener("abort", abortWhenBoth, { once: true });
+    floor.addEventListener("abort", abortWhenBoth, { once: true });
+    return later.signal;
+  }
+
   /** Runs the steps added so far, each once; a second call waits for the first to end. */
   run(): Promise<void> {
     return this.#running ??= this.#runSteps();

@@ -50,3 +50,35 @@ Deno.test("work that ends before the deadline is waited for, not the deadline", 
   const finished = await within(untilDeadline(work, deadline.signal, "work"), 1_000, "the end");
   assert.ok(done && finished, "returned once the work was done");
 });
+
+Deno.test("a step after one that used up the deadline still gets a share of the time left", async () => {
+  const shutdown = new ShutdownSequence(1_000, () => {});
+  let drained: boolean | undefined;
+  let waitedMs = 0;
+  // added first, so it runs last: a drain that takes 50 ms
+  shutdown.add(async (deadline) => {
+    const started = performance.now();
+    const work = new Promise<void>((resolve) => setTimeout(resolve, 50));
+    drained = await untilDeadline(work, shutdown.notBefore(deadline, 0.25), "drain");
+    waitedMs = performance.now() - started;
+  });
+  // a step that holds until the deadline
+  shutdown.add(async (deadline) => {
+    await untilDeadline(new Promise(() => {}), deadline, "hung work");
+  });
+  await shutdown.run();
+  assert.equal(drained, true, "the drain got its share of the second left after the deadline");
+  assert.ok(waitedMs < 120, `waited ${waitedMs} ms, not the drain's time`);
+});
+
+Deno.test("a step's share of the time left does not end before the deadline", async () => {
+  const shutdown = new ShutdownSequence(1_000, () => {});
+  let finished: boolean | undefined;
+  shutdown.add(async (deadline) => {
+    // 300 ms of work: past a quarter of the time left, well before the deadline (500 ms)
+    const work = new Promise<void>((resolve) => setTimeout(resolve, 300));
+    finished = await untilDeadline(work, shutdown.notBefore(deadline, 0.25), "drain");
+  });
+  await shutdown.run();
+  assert.equal(finished, true);
+});
