@@ -6,16 +6,16 @@
 import { signDevToken } from "./auth/sign.ts";
 import { loadConfig } from "./config.ts";
 import { startService } from "./main.ts";
+import { overDefaults } from "./dev/environment.ts";
 import { devSecrets } from "./dev/secrets.ts";
 import { configureLogging } from "./observability/log.ts";
 
 const secrets = await devSecrets();
-const config = loadConfig({
+const config = loadConfig(overDefaults({
   JWT_SECRET: secrets.JWT_SECRET,
   GRPC_ADMIN_TOKEN: secrets.GRPC_ADMIN_TOKEN,
   DEMO_PAGE: "1",
-  ...Deno.env.toObject(),
-});
+}, Deno.env.toObject()));
 await configureLogging(config.LOG_LEVEL);
 const service = await startService(config);
 const customer = "customer-1";
