@@ -22,6 +22,16 @@ export function frameBytesFor(mediaBytes: number): number {
   return Math.min(MAX_WEBSOCKET_MESSAGE_BYTES, Math.ceil(mediaBytes * 4 / 3 / MiB) * MiB + 2 * MiB);
 }
 
+/** `value` as the `Origin` header a browser sends; undefined when it is no origin (`*`, a path). */
+function originOf(value: string): string | undefined {
+  if (!URL.canParse(value)) return undefined;
+  const url = new URL(value);
+  // "null" is the origin of file: and other opaque URLs, which any page may claim
+  if (url.origin === "null" || url.username || url.password) return undefined;
+  if (url.pathname !== "/" || url.search || url.hash || /[?#]/.test(value)) return undefined;
+  return url.origin;
+}
+
 const settings = z.object({
   PORT: port.default(8000),
   HOST: z.string().default("0.0.0.0"),
@@ -87,10 +97,23 @@ const settings = z.object({
   JWT_ISSUER: optionalText,
   JWT_AUDIENCE: optionalText,
   JWT_USER_CLAIM: optionalText,
-  /** Comma-separated origins allowed to open sockets; unset: any (non-browser clients send none). */
-  ALLOWED_ORIGINS: z.string().optional().transform((value) =>
-    value ? value.split(",").map((origin) => origin.trim()).filter(Boolean) : []
-  ),
+  /**
+   * Comma-separated origins allowed to open sockets; unset: any (non-browser clients send none).
+   * Kept as browsers send them in `Origin` (host lower-cased, no default port, no trailing `/`),
+   * which the upgrade compares as strings: a value that is no origin could never match.
+   */
+  ALLOWED_ORIGINS: z.string().optional().transform((value, ctx) => {
+    const origins = value ? value.split(",").map((origin) => origin.trim()).filter(Boolean) : [];
+    return origins.map((origin) => {
+      const parsed = originOf(origin);
+      if (parsed !== undefined) return parsed;
+      ctx.addIssue({
+        code: "custom",
+        message: `${JSON.stringify(origin)} is no origin (scheme://host[:port], as browsers send)`,
+      });
+      return z.NEVER;
+    });
+  }),
   LOG_LEVEL: z.enum(["debug", "info", "warning", "error"]).default("info"),
   /** Serves the demo chat page at `/` (on in `deno task dev`; `start` cannot build it). */
   DEMO_PAGE: flag.default(false),

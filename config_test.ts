@@ -81,6 +81,42 @@ Deno.test("loadConfig refuses a plain-http JWT_JWKS_URL except on a loopback hos
   }
 });
 
+Deno.test("loadConfig turns each ALLOWED_ORIGINS value into the origin a browser sends", () => {
+  const config = loadConfig({
+    ...valid,
+    ALLOWED_ORIGINS: "https://app.example.com/, https://Shop.Example.com:443,http://localhost:5173",
+  });
+  assert.deepEqual(config.ALLOWED_ORIGINS, [
+    "https://app.example.com",
+    "https://shop.example.com",
+    "http://localhost:5173",
+  ]);
+});
+
+Deno.test("loadConfig refuses an ALLOWED_ORIGINS value that is no origin, naming it", () => {
+  for (
+    const value of [
+      "*",
+      "app.example.com",
+      "localhost:5173",
+      "null",
+      "https://app.example.com/chat",
+      "https://app.example.com/?embed=1",
+      "https://app.example.com/#top",
+      "https://user@app.example.com",
+      "file:///home/app/index.html",
+    ]
+  ) {
+    assert.throws(
+      () => loadConfig({ ...valid, ALLOWED_ORIGINS: `https://ok.example.com,${value}` }),
+      (error: unknown) =>
+        error instanceof ConfigError && error.message.includes("ALLOWED_ORIGINS:") &&
+        error.message.includes(JSON.stringify(value)),
+      value,
+    );
+  }
+});
+
 Deno.test("loadConfig takes an empty value as unset", () => {
   const config = loadConfig({ ...valid, PORT: "", LOG_LEVEL: "" });
   assert.equal(config.PORT, 8000);
