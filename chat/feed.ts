@@ -122,51 +122,63 @@ export function createChatFeed(
     onError,
   };
 
-  async function openChats(chatIds: readonly string[]) {
+  /**
+   * Adds `listener` to each chat's entry, opening the chats this instance does not follow yet,
+   * all before anything is awaited: a chat whose other listeners all leave meanwhile stays open
+   * for this one. Returns the entries, whose `ready` settles when each chat's position is known.
+   */
+  function follow(chatIds: readonly string[], listener: ChatListener): Array<[string, ChatEntry]> {
     const fresh: Array<[string, ChatEntry]> = [];
-    let settle!: { resolve: () => void; reject: (error: unknown) => void };
-    const ready = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
-    ready.catch(() => {}); // awaited below; also by later joiners
-    for (const chatId of chatIds) {
-      if (chats.has(chatId)) continue;
-      const sequencer = new ChatSequencer(
+    const { promise: ready, resolve, reject } = Promise.withResolvers<void>();
+    ready.catch(() => {}); // awaited by the joiners
+    const entries = chatIds.map((chatId): [string, ChatEntry] => {
+      let entry = chats.get(chatId);
+      if (!entry) {
+        entry = open(chatId, ready);
+        fresh.push([chatId, entry]);
+      }
+      entry.listeners.add(listener);
+      return [chatId, entry];
+    });
+    resync.heed();
+    if (fresh.length === 0) resolve();
+    else startAfterStored(fresh).then(resolve, reject);
+    return entries;
+  }
+
+  /** Follows a chat new to this instance: its subscription is in force from here on. */
+  function open(chatId: string, ready: Promise<void>): ChatEntry {
+    const entry: ChatEntry = {
+      listeners: new Set(),
+      sequencer: new ChatSequencer(
         chatId,
         (delivery) => deliver(chatId, entry, delivery),
         sequencerDeps,
-      );
-      const entry: ChatEntry = {
-        listeners: new Set(),
-        sequencer,
-        ready,
-        unsubscribe: () => {},
-        since: Date.now(),
-      };
-      chats.set(chatId, entry);
-      entry.unsubscribe = bus.subscribe(
-        subjects.chat(chatId),
-        (payload) => onPayload(chatId, payload),
-      );
-      fresh.push([chatId, entry]);
-    }
-    resync.heed();
-    if (fresh.length === 0) return settle.resolve();
-    try {
-      // Subscribed (and confirmed) first, then read: nothing committed in between is missed.
-      // A bus that does not answer in time only delays its own events: gaps fill from the store.
-      await bus.check(AbortSignal.timeout(1_000));
-      const lastSeqs = await store.lastSeqs(fresh.map(([chatId]) => chatId));
-      for (const [chatId, entry] of fresh) entry.sequencer.startAfter(lastSeqs.get(chatId) ?? 0);
-      settle.resolve();
-    } catch (error) {
-      for (const [chatId, entry] of fresh) {
-        if (entry.listeners.size === 0) close(chatId, entry);
-      }
-      settle.reject(error);
-      throw error;
-    }
+      ),
+      ready,
+      unsubscribe: () => {},
+      since: Date.now(),
+    };
+    chats.set(chatId, entry);
+    entry.unsubscribe = bus.subscribe(
+      subjects.chat(chatId),
+      (payload) => onPayload(chatId, payload),
+    );
+    return entry;
   }
 
+  /** Reads where the fresh chats stand; on failure their joiners leave them (see `join`). */
+  async function startAfterStored(fresh: ReadonlyArray<[string, ChatEntry]>): Promise<void> {
+    // Subscribed (and confirmed) first, then read: nothing committed in between is missed.
+    // A bus that does not answer in time only delays its own events: gaps fill from the store.
+    await bus.check(AbortSignal.timeout(1_000));
+    const lastSeqs = await store.lastSeqs(fresh.map(([chatId]) => chatId));
+    for (const [chatId, entry] of fresh) entry.sequencer.startAfter(lastSeqs.get(chatId) ?? 0);
+  }
+
+  /** Stops following the chat, unless `entry` is no longer its entry (closed already). */
   function close(chatId: string, entry: ChatEntry) {
+    if (chats.get(chatId) !== entry) return;
     entry.unsubscribe();
     entry.sequencer.stop();
     chats.delete(chatId);
@@ -247,13 +259,13 @@ export function createChatFeed(
     },
 
     /**
-     * Starts delivering the chats' events to `listener`; resolves once each chat's position
-     * is known, so every message committed after that is delivered. Returns the leave.
+     * Starts delivering the chats' events to `listener` (a chat already followed may deliver
+     * before this settles); resolves once each chat's position is known, so every message
+     * committed after that is delivered. Returns the leave. When a position cannot be read, the
+     * listener leaves every chat and the error is thrown.
      */
     async join(chatIds: readonly string[], listener: ChatListener): Promise<() => void> {
-      await openChats(chatIds);
-      const entries = chatIds.map((chatId) => [chatId, chats.get(chatId)!] as const);
-      for (const [, entry] of entries) entry.listeners.add(listener);
+      const entries = follow(chatIds, listener);
       try {
         await Promise.all(entries.map(([, entry]) => entry.ready));
       } catch (error) {
@@ -346,7 +358,7 @@ export function createChatFeed(
   function leave(entries: ReadonlyArray<readonly [string, ChatEntry]>, listener: ChatListener) {
     for (const [chatId, entry] of entries) {
       entry.listeners.delete(listener);
-      if (entry.listeners.size === 0 && chats.get(chatId) === entry) close(chatId, entry);
+      if (entry.listeners.size === 0) close(chatId, entry);
     }
   }
 }

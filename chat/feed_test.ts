@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import type { Bus } from "../bus/bus.ts";
 import { createMemoryBus } from "../bus/memory_bus.ts";
 import { createSubjects } from "../bus/subjects.ts";
-import type { UserEvent } from "./events.ts";
-import { createChatFeed } from "./feed.ts";
+import type { ChatEnvelope, UserEvent } from "./events.ts";
+import { type ChatListener, createChatFeed } from "./feed.ts";
 import type { ChatStore } from "./ports.ts";
 
 /** The in-process bus, with the subscriptions it holds counted by subject. */
@@ -150,4 +150,101 @@ Deno.test("a store away for many sweeps is reported once for each kind of sweep,
   } finally {
     feed.close();
   }
+});
+
+/**
+ * A feed over the counting bus and a store whose reads of where chats stand are answered (or
+ * failed) when the test says.
+ */
+function feedReadingOnCue() {
+  type Read = { chatIds: readonly string[]; answer(): void; fail(error: Error): void };
+  const reads: Read[] = [];
+  const waiters: Array<(read: Read) => void> = [];
+  const store = {
+    lastSeqs(chatIds: readonly string[]) {
+      const { promise, resolve, reject } = Promise.withResolvers<Map<string, number>>();
+      const read = {
+        chatIds,
+        answer: () => resolve(new Map(chatIds.map((id) => [id, 0]))),
+        fail: reject,
+      };
+      const waiter = waiters.shift();
+      if (waiter) waiter(read);
+      else reads.push(read);
+      return promise;
+    },
+  } as unknown as ChatStore;
+  /** Resolves with the next read asked for, as soon as it is asked. */
+  const nextRead = (): Promise<Read> => {
+    const read = reads.shift();
+    return read ? Promise.resolve(read) : new Promise((resolve) => waiters.push(resolve));
+  };
+  const { bus, held } = countingBus();
+  const subjects = createSubjects("test");
+  return { feed: createChatFeed({ bus, store, subjects }), held, subjects, nextRead };
+}
+
+/** A typing event of `chatId`: no seq, so it goes out as soon as the chat's position is known. */
+function typingIn(chatId: string): ChatEnvelope {
+  return {
+    chat: { user_id: "alice", vendor_id: "acme" },
+    audience: { to: "all" },
+    frame: { type: "typing", chat_id: chatId, user_id: "alice", is_typing: true },
+    sent_at: 0,
+  };
+}
+
+/** A listener that notes the chat of each event it hears. */
+function chatsHeard(): { heard: string[]; listener: ChatListener } {
+  const heard: string[] = [];
+  return { heard, listener: (delivery) => heard.push(delivery.envelope.frame.chat_id) };
+}
+
+Deno.test("a join goes through when a chat's last listener leaves while the join reads where its other chats stand", async () => {
+  const { feed, held, subjects, nextRead } = feedReadingOnCue();
+  const joinedA = feed.join(["X"], () => {});
+  (await nextRead()).answer();
+  const leaveA = await joinedA;
+
+  // B follows X, which the feed has, and Y, which it must open: X's last listener leaves
+  // while Y's position is being read
+  const b = chatsHeard();
+  const joinedB = feed.join(["Y", "X"], b.listener);
+  const readY = await nextRead();
+  assert.deepEqual(readY.chatIds, ["Y"]);
+  leaveA();
+  readY.answer();
+  const leaveB = await joinedB;
+
+  feed.publishChat("X", typingIn("X"));
+  feed.publishChat("Y", typingIn("Y"));
+  assert.deepEqual(b.heard, ["X", "Y"]);
+  leaveB();
+  assert.equal(feed.size, 0);
+  assert.equal(held.get(subjects.chat("X")), 0, "X's subscription released");
+  assert.equal(held.get(subjects.chat("Y")), 0, "Y's subscription released");
+});
+
+Deno.test("a join that fails to open a chat closes none that another join is still opening", async () => {
+  const { feed, held, subjects, nextRead } = feedReadingOnCue();
+  const joinedA = feed.join(["Z"], () => {});
+  const readZ = await nextRead();
+  const b = chatsHeard();
+  const joinedB = feed.join(["Y"], b.listener);
+  const readY = await nextRead();
+  // C wants both chats being opened: Z's failure fails C's join, which leaves Y as well
+  const joinedC = feed.join(["Y", "Z"], () => {});
+
+  readZ.fail(new Error("store away"));
+  await assert.rejects(joinedA, /store away/);
+  await assert.rejects(joinedC, /store away/);
+  assert.equal(held.get(subjects.chat("Z")), 0, "Z, which no join holds, is closed");
+  readY.answer();
+  const leaveB = await joinedB;
+
+  feed.publishChat("Y", typingIn("Y"));
+  assert.deepEqual(b.heard, ["Y"]);
+  leaveB();
+  assert.equal(feed.size, 0);
+  assert.equal(held.get(subjects.chat("Y")), 0, "Y's subscription released");
 });
