@@ -66,7 +66,7 @@ export function createChatFeed(
   const onError = options.onError ?? (() => {});
   const chats = new Map<string, ChatEntry>();
   const publisher = createChatPublisher({ bus, subjects });
-  const users = createUserFeed({ bus, subjects }, { onError });
+  const users = createUserFeed({ bus, store, subjects }, { onError });
   const unreadPushes = createUnreadPushes({ store, onError });
   const amendments = createAmendmentReplay({
     store,
@@ -195,25 +195,7 @@ export function createChatFeed(
       return deliverStored(followedChats().filter(([chatId]) => stillFollowed.has(chatId)), upTo);
     },
     sweepAmendments: (window) => amendments.sweep(window),
-    // user events the store shows, told again here: a socket that had them takes no notice
-    sweepUserEvents: async (window) => {
-      const [created, added, removed] = await Promise.all([
-        store.chatsCreatedWithin(window),
-        store.membersAddedWithin(window),
-        store.membersRemovedWithin(window),
-      ]);
-      for (const chat of created) {
-        const event: UserEvent = { type: "chat_created", chat };
-        users.deliverHere(chat.user_id, event);
-        users.deliverHere(chat.vendor_id, event);
-      }
-      for (const { vendor_id, user_id } of added) {
-        users.deliverHere(user_id, { type: "membership_added", vendor_id, user_id });
-      }
-      for (const { vendor_id, user_id } of removed) {
-        users.deliverHere(user_id, { type: "membership_revoked", vendor_id, user_id });
-      }
-    },
+    sweepUserEvents: (window) => users.sweep(window),
   }, {
     periodMs: options.sweepEveryMs,
     onError,

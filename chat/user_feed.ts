@@ -1,5 +1,5 @@
 import { readBusPayload, type UserEvent, userEventSchema } from "./events.ts";
-import type { EventBus, Subjects } from "./ports.ts";
+import type { ChatStore, EventBus, RecentWindow, Subjects } from "./ports.ts";
 
 export type UserListener = (event: UserEvent) => void;
 
@@ -10,10 +10,14 @@ export type UserListener = (event: UserEvent) => void;
  * every connect and close.
  */
 export function createUserFeed(
-  deps: { bus: EventBus; subjects: Subjects },
+  deps: {
+    bus: EventBus;
+    store: Pick<ChatStore, "chatsCreatedWithin" | "membersAddedWithin" | "membersRemovedWithin">;
+    subjects: Subjects;
+  },
   options: { onError: (error: unknown, context: string) => void },
 ) {
-  const { bus, subjects } = deps;
+  const { bus, store, subjects } = deps;
   const { onError } = options;
   const encoder = new TextEncoder();
   /** Listeners by the user's subject, as the bus names the subject of each event. */
@@ -46,11 +50,27 @@ export function createUserFeed(
     },
 
     /**
-     * Hands `event` to this instance's listeners of `userId` alone, as the bus would have (for
-     * an event the store shows and the bus may have lost).
+     * Hands the user events the store shows within `window` (new chats, members added and
+     * removed) to this instance's listeners, as the bus would have: it may have lost them. A
+     * socket that had them takes no notice.
      */
-    deliverHere(userId: string, event: UserEvent): void {
-      tell(subjects.user(userId), event);
+    async sweep(window: RecentWindow): Promise<void> {
+      const [created, added, removed] = await Promise.all([
+        store.chatsCreatedWithin(window),
+        store.membersAddedWithin(window),
+        store.membersRemovedWithin(window),
+      ]);
+      for (const chat of created) {
+        const event: UserEvent = { type: "chat_created", chat };
+        tell(subjects.user(chat.user_id), event);
+        tell(subjects.user(chat.vendor_id), event);
+      }
+      for (const { vendor_id, user_id } of added) {
+        tell(subjects.user(user_id), { type: "membership_added", vendor_id, user_id });
+      }
+      for (const { vendor_id, user_id } of removed) {
+        tell(subjects.user(user_id), { type: "membership_revoked", vendor_id, user_id });
+      }
     },
 
     /** Calls `listener` with every event of `userId`; returns the stop. */
