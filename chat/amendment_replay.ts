@@ -1,16 +1,9 @@
-import type { ChatEnvelope, ChatFrame } from "./events.ts";
+import { createDeliveredAmendments } from "./delivered_amendments.ts";
 import { DeliveredReads } from "./delivered_reads.ts";
+import type { ChatEnvelope, ChatFrame } from "./events.ts";
 import type { ChatStore, ReadTally, RecentWindow, StoredRead } from "./ports.ts";
-import { SeqRanges } from "./seq_ranges.ts";
-import { type StoredMessage, toClientMessage } from "./types.ts";
+import type { StoredMessage } from "./types.ts";
 
-/**
- * How long an amendment delivered here is remembered, so that a replay does not send it again:
- * longer than a NATS outage plus its detection usually lasts (a replay of a longer one may
- * repeat what was delivered before it).
- */
-const REMEMBERED_MS = 15 * 60_000;
-const MAX_REMEMBERED = 50_000;
 /** Between attempts of a replay the store did not answer. */
 const RETRY_AFTER_MS = 2_000;
 /**
@@ -23,33 +16,6 @@ export const MAX_REPLAYED_READS = 10_000;
  * as marks made between the tally and the read come too.
  */
 const READS_PER_BATCH = MAX_REPLAYED_READS / 2;
-
-/** The newest edit or deletion of a message that this instance delivered. */
-interface Delivered {
-  editedAt: number | null;
-  deleted: boolean;
-}
-
-/**
- * Entries kept for REMEMBERED_MS, at most MAX_REMEMBERED: the least recently set go first.
- */
-class RecentlySet<V> {
-  #entries = new Map<string, { value: V; at: number }>();
-
-  get(key: string): V | undefined {
-    return this.#entries.get(key)?.value;
-  }
-
-  set(key: string, value: V): void {
-    const now = Date.now();
-    this.#entries.delete(key);
-    this.#entries.set(key, { value, at: now });
-    for (const [oldest, entry] of this.#entries) {
-      if (this.#entries.size <= MAX_REMEMBERED && entry.at >= now - REMEMBERED_MS) break;
-      this.#entries.delete(oldest);
-    }
-  }
-}
 
 /**
  * Amendments lost on the bus while an instance was cut off from NATS (its own, to the others;
@@ -86,60 +52,13 @@ export function createAmendmentReplay(deps: {
   /** The earliest time (this clock) amendments are owed from, while a replay is owed. */
   let owedFrom: number | undefined;
   let running: Promise<void> | undefined;
-  const delivered = new RecentlySet<Delivered>();
-  // read marks apart: they are far more, and would push edits and deletions out
-  /** Per chat, the seqs of the messages whose read mark was delivered. */
-  const readDelivered = new RecentlySet<SeqRanges>();
-  /** Per chat and reader, the highest `up_to_seq` of a `messages_read` delivered. */
-  const readUpTo = new RecentlySet<number>();
+  const memory = createDeliveredAmendments();
+  /** The frames this replay made: they carry the store's state of their message. */
+  const replayedFrames = new WeakSet<ChatFrame>();
   /** The read marks delivered by time, for the sweeps' tallies. */
   const deliveredReads = new DeliveredReads();
   const pauses = new Set<() => void>();
   let closed = false;
-
-  function remember(messageId: string, change: { editedAt?: number; deleted?: boolean }) {
-    const known = delivered.get(messageId);
-    delivered.set(messageId, {
-      editedAt: Math.max(change.editedAt ?? 0, known?.editedAt ?? 0) || null,
-      deleted: change.deleted === true || known?.deleted === true,
-    });
-  }
-
-  function rememberRead(chatId: string, seq: number) {
-    const seqs = readDelivered.get(chatId) ?? new SeqRanges();
-    seqs.add(seq);
-    readDelivered.set(chatId, seqs);
-  }
-
-  const readerKey = (chatId: string, readerId: string) => `${chatId} ${readerId}`;
-
-  /** The `message_read` a client lacks for a stored read mark; null when it has it. */
-  function missingRead(read: StoredRead): ChatFrame | null {
-    if (readDelivered.get(read.chat_id)?.has(read.seq)) return null;
-    if (delivered.get(read.message_id)?.deleted) return null;
-    if ((readUpTo.get(readerKey(read.chat_id, read.reader_id)) ?? 0) >= read.seq) return null;
-    return { type: "message_read", ...read };
-  }
-
-  /** The event that brings a client up to the message's stored state; null when it has it. */
-  function missingEvent(message: StoredMessage): ChatFrame | null {
-    const known = delivered.get(message.id);
-    // a deletion delivered meanwhile is newer than anything the store was read for
-    if (known?.deleted) return null;
-    if (message.deleted_at !== null) {
-      return {
-        type: "message_deleted",
-        chat_id: message.chat_id,
-        message_id: message.id,
-        seq: message.seq,
-        deleted_by: message.deleted_by ?? message.sender_id,
-        deleted_at: message.deleted_at,
-      };
-    }
-    if (message.edited_at === null) return null;
-    if ((known?.editedAt ?? 0) >= Date.parse(message.edited_at)) return null;
-    return { type: "message_edited", chat_id: message.chat_id, message: toClientMessage(message) };
-  }
 
   /**
    * The chats of `chatIds` whose read marks of `window` are to be read, in batches of at most
@@ -213,6 +132,7 @@ export function createAmendmentReplay(deps: {
       if (!chat || Date.parse(at) < (followed.get(event.chat_id) ?? Infinity)) return;
       const frame = missing();
       if (!frame) return;
+      replayedFrames.add(frame);
       handedOn++;
       deps.deliver(event.chat_id, event.seq, {
         chat: { user_id: chat.user_id, vendor_id: chat.vendor_id },
@@ -221,8 +141,10 @@ export function createAmendmentReplay(deps: {
         sent_at: Date.now(),
       }, () => missing() !== null);
     };
-    for (const message of amended) replay(message, amendedAt(message), () => missingEvent(message));
-    for (const read of reads) replay(read, read.read_at, () => missingRead(read));
+    for (const message of amended) {
+      replay(message, amendedAt(message), () => memory.missingEvent(message));
+    }
+    for (const read of reads) replay(read, read.read_at, () => memory.missingRead(read));
     return handedOn;
   }
 
@@ -260,31 +182,25 @@ export function createAmendmentReplay(deps: {
   return {
     /** Notes an event as it is delivered: an amendment it carries is not replayed. */
     delivered(frame: ChatFrame | { type: "unread_messages" }): void {
-      switch (frame.type) {
-        case "message_deleted":
-          return remember(frame.message_id, { deleted: true });
-        case "message_edited":
-          if (frame.message.edited_at === null) return;
-          return remember(frame.message.id, { editedAt: Date.parse(frame.message.edited_at) });
-        case "message_read":
-          deliveredReads.add(frame.chat_id, Date.parse(frame.read_at), 1);
-          return rememberRead(frame.chat_id, frame.seq);
-        case "messages_read": {
-          deliveredReads.add(frame.chat_id, Date.parse(frame.read_at), frame.count);
-          const key = readerKey(frame.chat_id, frame.reader_id);
-          return readUpTo.set(key, Math.max(frame.up_to_seq, readUpTo.get(key) ?? 0));
-        }
+      if (frame.type === "message_read") {
+        deliveredReads.add(frame.chat_id, Date.parse(frame.read_at), 1);
+      } else if (frame.type === "messages_read") {
+        deliveredReads.add(frame.chat_id, Date.parse(frame.read_at), frame.count);
       }
+      memory.note(frame, frame.type !== "unread_messages" && replayedFrames.has(frame));
     },
 
     /** Notes a message delivered from the store: its amendments so far came with it. */
     deliveredStored(message: StoredMessage): void {
-      if (message.is_read) rememberRead(message.chat_id, message.seq);
-      if (message.deleted_at === null && message.edited_at === null) return;
-      remember(message.id, {
-        deleted: message.deleted_at !== null,
-        ...(message.edited_at === null ? {} : { editedAt: Date.parse(message.edited_at) }),
-      });
+      memory.noteStored(message);
+    },
+
+    /**
+     * True when a live edit, deletion or read mark is one a replay already sent (its publish
+     * delayed on the bus past a sweep), or older than what went out: it is not sent again.
+     */
+    alreadyDelivered(frame: ChatFrame | { type: "unread_messages" }): boolean {
+      return memory.alreadyDelivered(frame);
     },
 
     /**

@@ -84,6 +84,8 @@ export function createChatFeed(
   });
 
   function deliver(chatId: string, entry: ChatEntry, delivery: Delivery) {
+    // a live amendment whose publish the bus delayed past a replay that sent it
+    if (amendments.alreadyDelivered(delivery.envelope.frame)) return;
     amendments.delivered(delivery.envelope.frame);
     for (const listener of entry.listeners) {
       try {

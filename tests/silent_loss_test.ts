@@ -3,28 +3,54 @@
  * client notices only after three unanswered pings (up to 60 s): no reconnect, so no resync
  * request. Were the instance to crash meanwhile, no outage would be recorded either. What it
  * published in that time still reaches the other instances' sockets, by their sweeps of the
- * store (FEED_SWEEP_SECONDS): messages, edits, deletions and read marks.
+ * store (FEED_SWEEP_SECONDS): messages, edits, deletions and read marks. A stall that ends before
+ * the ping timeout (a slow link, a paused server) lets the held publishes through late: what the
+ * sweeps already sent is not sent again.
  */
 import assert from "node:assert/strict";
 import { metric } from "./support/metrics.ts";
 import { natsCutToSecondInstance } from "./support/nats_cut.ts";
 import { acked, joinChat, messageWithSeq, sendText } from "./support/steps.ts";
 
-Deno.test("what an instance publishes while NATS silently takes nothing reaches the other instance's sockets by its sweeps, before anyone notices", async () => {
-  await using setup = await natsCutToSecondInstance({
+const AMENDMENTS = ["message_read", "message_edited", "message_deleted"];
+
+/**
+ * Two instances sweeping every 0.2 s, the second behind a proxy; alice on the first and acme on
+ * the second, with three messages between them that alice had.
+ */
+async function chatAcrossTheProxy() {
+  const setup = await natsCutToSecondInstance({
     WS_RATE_PER_SECOND: "100000",
     WS_RATE_BURST: "100000",
     SHUTDOWN_TIMEOUT: "1",
     FEED_SWEEP_SECONDS: "0.2",
   });
-  const { cluster, proxy } = setup;
-  const chat = await cluster.main.service.chat.createChat("alice", "acme");
-  await using alice = await joinChat(cluster, "alice", chat.id, 0);
-  await using acme = await joinChat(cluster, "acme", chat.id, 1);
-  const question = await sendText(alice, "acme", "anyone there?");
-  const reply = await sendText(acme, "alice", "yes, how can we help");
-  const slip = await sendText(acme, "alice", "sent to the wrong chat");
-  await messageWithSeq(alice, 3);
+  const sockets: AsyncDisposable[] = [];
+  const dispose = async () => {
+    for (const socket of sockets.reverse()) await socket[Symbol.asyncDispose]();
+    await setup[Symbol.asyncDispose]();
+  };
+  try {
+    const { cluster } = setup;
+    const chat = await cluster.main.service.chat.createChat("alice", "acme");
+    const alice = await joinChat(cluster, "alice", chat.id, 0);
+    sockets.push(alice);
+    const acme = await joinChat(cluster, "acme", chat.id, 1);
+    sockets.push(acme);
+    const question = await sendText(alice, "acme", "anyone there?");
+    const reply = await sendText(acme, "alice", "yes, how can we help");
+    const slip = await sendText(acme, "alice", "sent to the wrong chat");
+    await messageWithSeq(alice, 3);
+    return { ...setup, alice, acme, question, reply, slip, [Symbol.asyncDispose]: dispose };
+  } catch (error) {
+    await dispose();
+    throw error;
+  }
+}
+
+Deno.test("what an instance publishes while NATS silently takes nothing reaches the other instance's sockets by its sweeps, before anyone notices", async () => {
+  await using setup = await chatAcrossTheProxy();
+  const { cluster, proxy, alice, acme, question, reply, slip } = setup;
 
   // the second instance's connection stays open, and what it sends is held back
   proxy.stall();
@@ -52,4 +78,27 @@ Deno.test("what an instance publishes while NATS silently takes nothing reaches 
   // nobody noticed: no reconnect, so no resync request; the sweeps alone did it
   assert.equal(await metric(cluster, 1, "chat_nats_reconnects_total"), 0);
   assert.equal(await metric(cluster, 0, "chat_amendments_recovered_total"), 3);
+});
+
+Deno.test("edits, deletions and read marks a sweep sent are not sent again when their stalled publish comes through", async () => {
+  await using setup = await chatAcrossTheProxy();
+  const { proxy, alice, acme, question, reply, slip } = setup;
+
+  proxy.stall();
+  await acked(acme, { action: "read_message", message_id: question.id });
+  await acked(acme, { action: "edit_message", message_id: reply.id, content: "edited" });
+  await acked(acme, { action: "delete_message", message_id: slip.id });
+  await proxy.held();
+  // the first instance's sweep finds them in the store
+  for (const type of AMENDMENTS) await alice.nextOfType(type);
+
+  // the stall ends (a slow link, not a lost one): what was held goes through, then the next
+  // message, in the order the second instance published them. It comes live long before a
+  // sweep could deliver it (two sweep periods at least), so the held events are in by then.
+  proxy.restore();
+  await sendText(acme, "alice", "sorry for that");
+  await messageWithSeq(alice, 4);
+  // the sweep sends read marks after edits and deletions: the order is not the point
+  const amendments = alice.frames.filter((frame) => AMENDMENTS.includes(frame.type));
+  assert.deepEqual(amendments.map((frame) => frame.type).sort(), [...AMENDMENTS].sort());
 });

@@ -1,0 +1,98 @@
+import assert from "node:assert/strict";
+import { storedRow } from "../tests/support/stored_messages.ts";
+import { createDeliveredAmendments } from "./delivered_amendments.ts";
+import type { ChatFrame } from "./events.ts";
+import { type StoredMessage, toClientMessage } from "./types.ts";
+
+const chatId = "chat-1";
+const first = "2026-12-05T10:02:00.000Z";
+const second = "2026-12-05T10:03:00.000Z";
+
+const message = (change: Partial<StoredMessage> = {}) =>
+  storedRow(chatId, 2, { id: "m2", ...change });
+
+const edit = (at: string, content: string): ChatFrame => ({
+  type: "message_edited",
+  chat_id: chatId,
+  message: toClientMessage(message({ edited_at: at, content })),
+});
+
+const deletion: ChatFrame = {
+  type: "message_deleted",
+  chat_id: chatId,
+  message_id: "m2",
+  seq: 2,
+  deleted_by: "acme",
+  deleted_at: second,
+};
+
+const read: ChatFrame = {
+  type: "message_read",
+  chat_id: chatId,
+  message_id: "m2",
+  seq: 2,
+  reader_id: "alice",
+  read_at: second,
+};
+
+Deno.test("a live edit, deletion or read mark that a replay already sent is already delivered", () => {
+  const memory = createDeliveredAmendments();
+  const replayed = [edit(first, "edited"), read];
+  for (const frame of replayed) assert.equal(memory.alreadyDelivered(frame), false);
+  for (const frame of replayed) memory.note(frame, true);
+  // the same events as their delayed live publish brings them
+  assert.equal(memory.alreadyDelivered(edit(first, "edited")), true);
+  assert.equal(memory.alreadyDelivered({ ...read }), true);
+
+  memory.note(deletion, true);
+  assert.equal(memory.alreadyDelivered({ ...deletion }), true);
+});
+
+Deno.test("a live edit older than the one delivered, or of a message delivered as deleted, is already delivered", () => {
+  const memory = createDeliveredAmendments();
+  memory.note(edit(second, "edited again"), false);
+  assert.equal(memory.alreadyDelivered(edit(first, "edited")), true, "older");
+
+  const other = createDeliveredAmendments();
+  other.note(deletion, false);
+  assert.equal(
+    other.alreadyDelivered(edit(first, "edited")),
+    true,
+    "the store edits no deleted message",
+  );
+});
+
+Deno.test("two live edits of one message stamped the same millisecond both go out", () => {
+  const memory = createDeliveredAmendments();
+  memory.note(edit(first, "edited"), false);
+  assert.equal(memory.alreadyDelivered(edit(first, "edited once more")), false);
+  assert.equal(memory.alreadyDelivered(edit(second, "edited later")), false);
+});
+
+Deno.test("a live edit stamped as the edit a message read from the store carried is already delivered", () => {
+  const memory = createDeliveredAmendments();
+  memory.noteStored(message({ edited_at: first, content: "edited", is_read: true }));
+  assert.equal(memory.alreadyDelivered(edit(first, "edited")), true);
+  assert.equal(memory.alreadyDelivered(read), true, "its read mark came with it");
+  assert.equal(memory.alreadyDelivered(edit(second, "edited again")), false);
+});
+
+Deno.test("messages and messages_read are never taken as delivered by this check", () => {
+  const memory = createDeliveredAmendments();
+  const sent: ChatFrame = {
+    type: "chat_message",
+    chat_id: chatId,
+    message: toClientMessage(message()),
+  };
+  const marked: ChatFrame = {
+    type: "messages_read",
+    chat_id: chatId,
+    reader_id: "alice",
+    up_to_seq: 2,
+    count: 1,
+    read_at: second,
+  };
+  for (const frame of [sent, marked]) memory.note(frame, false);
+  assert.equal(memory.alreadyDelivered(sent), false);
+  assert.equal(memory.alreadyDelivered(marked), false);
+});
