@@ -16,7 +16,10 @@ import type {
 } from "./types.ts";
 
 export interface ChatClientOptions {
-  /** The service's base URL, `http(s)://` or `ws(s)://` (in a page: `location.origin`). */
+  /**
+   * The service's base URL, `http(s)://` or `ws(s)://` (in a page: `location.origin`); any
+   * other, createChatClient throws TypeError.
+   */
   url: string | URL;
   /**
    * A JWT, or a function giving one: asked before every connection, so it can be renewed
@@ -77,7 +80,8 @@ export interface ChatClient extends AsyncDisposable {
  * 4401 too unless the socket had been open and `token` is a function (close_policy.ts).
  * Every frame it receives is checked against the contract's schemas. After a reconnect, or
  * when a `seq` gap shows, it fetches what is missing (`load_latest_chat` with `after_seq`),
- * so `chat_message` reaches the application once per message, in order.
+ * so `chat_message` reaches the application once per message, in order. A socket the
+ * runtime refuses to open (the WebSocket constructor throws) is tried again like a lost one.
  */
 export function createChatClient(options: ChatClientOptions): ChatClient {
   const listeners = new Map<ChatClientEvent, Set<(value: never) => void>>();

@@ -17,7 +17,8 @@ const OPEN = 1;
  * written and `ready()` resolves. When it closes, the close code says whether to try again
  * (close_policy.ts), after a backoff delay; when not, or when closed or aborted, the client
  * stops: requests and `ready()` reject with ClientClosedError and `status` is `closed`.
- * It starts connecting at once (not when `signal` is already aborted).
+ * It starts connecting at once (not when `signal` is already aborted); it throws TypeError at
+ * once when `url` cannot be made into a socket URL (see socketUrl).
  */
 export function createConnection(
   deps: { requests: Requests; order: MessageOrder; frames: FrameRouter; emit: Emit },
@@ -25,6 +26,8 @@ export function createConnection(
 ) {
   const { requests, order, frames, emit } = deps;
   const openSocket = options.webSocket ?? ((url: string) => new WebSocket(url));
+  // a URL that cannot be made into a socket URL never will be: the caller hears it at once
+  socketUrl(options.url, options.chatId, "");
   const waiters = new Set<PromiseWithResolvers<void>>();
   const counts = { reconnects: 0, resent: 0 };
   let status: ConnectionStatus = { state: "connecting", attempt: 0 };
@@ -79,7 +82,15 @@ export function createConnection(
       return;
     }
     if (stopped) return;
-    const ws = openSocket(socketUrl(options.url, options.chatId, token));
+    let ws: WebSocket;
+    try {
+      ws = openSocket(socketUrl(options.url, options.chatId, token));
+    } catch (error) {
+      // a browser refuses some sockets outright (a blocked port, ws:// from an https page):
+      // the reason is the application's to see in the status; the backoff keeps it from spinning
+      scheduleRetry(1006, `the socket could not be opened: ${error}`);
+      return;
+    }
     const gone = Promise.withResolvers<void>();
     socket = ws;
     socketGone = gone.promise;

@@ -3,8 +3,9 @@
  * what `close()` leaves behind.
  */
 import assert from "node:assert/strict";
-import { openScriptedClient } from "../tests/support/scripted_socket.ts";
+import { openScriptedClient, scriptedServer } from "../tests/support/scripted_socket.ts";
 import { historyPage, storedMessage } from "../tests/support/stored_messages.ts";
+import { createChatClient } from "./mod.ts";
 
 const X = "00000000-0000-4000-8000-00000000000a";
 
@@ -63,4 +64,43 @@ Deno.test("frames that come after close(), before the close event, are dropped",
   assert.equal(scripted.client.status.state, "closed");
   assert.deepEqual(scripted.events.all("latest_chat"), []);
   assert.deepEqual(scripted.events.all("chat_message"), []);
+});
+
+Deno.test("a WebSocket constructor that throws is retried after a backoff, and the request then settles", async () => {
+  let refusals = 1;
+  const scripted = scriptedServer();
+  await using client = createChatClient({
+    url: "https://chat.example",
+    token: "t",
+    chatId: X,
+    backoff: { initialMs: 1, maxMs: 64, jitter: 0 },
+    webSocket: (url) => {
+      // a browser refuses some sockets outright: a blocked port, ws:// from an https page
+      if (refusals-- > 0) throw new DOMException("The operation is insecure.", "SecurityError");
+      return scripted.webSocket(url);
+    },
+  });
+  // the first attempt is made (and refused) before createChatClient returns
+  const retry = client.status;
+  assert.equal(retry.state, "reconnecting");
+  assert.match(retry.reason ?? "", /SecurityError/);
+  const unread = client.request({ action: "unread_message" });
+
+  const socket = await scripted.socket(0);
+  socket.push(historyPage(X, [1]));
+  await client.ready();
+  const asked = await scripted.written(socket, "unread_message");
+  const answer = { type: "unread_messages" as const, chat_id: X, count: 0, messages: [] };
+  socket.answer(asked, answer);
+  assert.deepEqual(await unread, answer);
+});
+
+Deno.test("createChatClient() throws at once for a url it cannot make a socket URL of", () => {
+  for (const url of ["localhost:8000", "not a url", "ftp://chat.example"]) {
+    assert.throws(
+      () => createChatClient({ url, token: "t", chatId: X, webSocket: scriptedServer().webSocket }),
+      TypeError,
+      url,
+    );
+  }
 });

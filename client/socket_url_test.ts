@@ -12,3 +12,9 @@ Deno.test("socketUrl() turns the service's base URL into an endpoint's socket UR
   );
   assert.equal(socketUrl("ws://h:1/", "x/y", "t"), "ws://h:1/v1/ws/chat/x%2Fy/?token=t");
 });
+
+Deno.test("socketUrl() throws TypeError for a base that is not an http(s) or ws(s) URL", () => {
+  for (const base of ["localhost:8000", "/v1", "ftp://chat.example", "mailto:a@b.c"]) {
+    assert.throws(() => socketUrl(base, undefined, "t"), TypeError, base);
+  }
+});
