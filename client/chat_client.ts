@@ -32,6 +32,11 @@ export interface ChatClientOptions {
   /** How long a written request waits for its `ack` or `error` (default 10 s). */
   timeoutMs?: number;
   backoff?: BackoffOptions;
+  /**
+   * How long `close()` waits for the server to answer the close frame before it resolves
+   * anyway (default 3 s): a hung server or a half-open connection never answers.
+   */
+  closeTimeoutMs?: number;
   /** Opens a socket (default: the global WebSocket). */
   webSocket?: (url: string) => WebSocket;
   /** Closes the client when aborted (at once when it already is: no socket is opened). */
@@ -69,7 +74,8 @@ export interface ChatClient extends AsyncDisposable {
   ): boolean;
   /**
    * Stops for good: pending requests reject, the socket closes (1000), and frames it still
-   * delivers are dropped (no event follows the `closed` status).
+   * delivers are dropped (no event follows the `closed` status). Resolves once the socket is
+   * gone, or after `closeTimeoutMs` when the server does not answer the close.
    */
   close(): Promise<void>;
 }

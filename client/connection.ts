@@ -22,7 +22,10 @@ const OPEN = 1;
  */
 export function createConnection(
   deps: { requests: Requests; order: MessageOrder; frames: FrameRouter; emit: Emit },
-  options: Pick<ChatClientOptions, "url" | "token" | "chatId" | "backoff" | "webSocket" | "signal">,
+  options: Pick<
+    ChatClientOptions,
+    "url" | "token" | "chatId" | "backoff" | "webSocket" | "signal" | "closeTimeoutMs"
+  >,
 ) {
   const { requests, order, frames, emit } = deps;
   const openSocket = options.webSocket ?? ((url: string) => new WebSocket(url));
@@ -164,7 +167,15 @@ export function createConnection(
     } catch {
       // already closing
     }
-    await socketGone;
+    // Deno's WebSocket puts no time limit on the closing handshake: a peer that never answers
+    // (a hung server, a connection half-open after a network change) would hold close() and
+    // `await using` forever. The client has stopped already; only the socket's end is awaited
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const given = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, options.closeTimeoutMs ?? 3_000);
+    });
+    await Promise.race([socketGone, given]);
+    clearTimeout(timer);
   }
 
   const onAbort = () => void close();
@@ -212,7 +223,7 @@ export function createConnection(
     },
     /**
      * Stops for good and closes the socket (1000), taking no frame it still delivers; resolves
-     * once it is gone.
+     * once it is gone, or after `closeTimeoutMs` when the server does not answer the close.
      */
     close,
   };

@@ -5,6 +5,8 @@
 import assert from "node:assert/strict";
 import { openScriptedClient, scriptedServer } from "../tests/support/scripted_socket.ts";
 import { historyPage, storedMessage } from "../tests/support/stored_messages.ts";
+import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
+import { within } from "../tests/support/wait.ts";
 import { createChatClient } from "./mod.ts";
 
 const X = "00000000-0000-4000-8000-00000000000a";
@@ -103,4 +105,36 @@ Deno.test("createChatClient() throws at once for a url it cannot make a socket U
       url,
     );
   }
+});
+
+Deno.test("close() resolves after closeTimeoutMs when the server never answers the close frame", async () => {
+  // a real Deno WebSocket: Deno's own has no timeout on the closing handshake
+  await using server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    socket.onopen = () => socket.send(JSON.stringify(historyPage(X, [1])));
+    return response;
+  });
+  await using proxy = startTcpProxy({ hostname: "127.0.0.1", port: server.addr.port });
+  const socketGone = Promise.withResolvers<void>();
+  const client = createChatClient({
+    url: `http://127.0.0.1:${proxy.port}`,
+    token: "t",
+    chatId: X,
+    closeTimeoutMs: 100,
+    webSocket: (url) => {
+      const socket = new WebSocket(url);
+      socket.addEventListener("close", () => socketGone.resolve());
+      return socket;
+    },
+  });
+  await client.ready();
+
+  // the server hangs, or the network is gone: the client's close frame gets nowhere
+  proxy.stall("upstream");
+  await within(client.close(), 2_000, "close()");
+  assert.equal(client.status.state, "closed");
+
+  // the connection ends for real at last, and the socket with it (nothing leaks)
+  await proxy.cut();
+  await within(socketGone.promise, 2_000, "the socket's close event");
 });
