@@ -21,6 +21,7 @@ interface Pending {
   requestId: string;
   action: Action;
   text: string;
+  /** The chat asked about, in lower case as the server names it in its answers. */
   chatId: string | undefined;
   clientId: string | undefined;
   reply: ReplyKind;
@@ -157,7 +158,9 @@ export function createRequests(deps: {
         requestId,
         action: frame.action,
         text: JSON.stringify({ ...frame, request_id: requestId }),
-        chatId: frame.chat_id,
+        // the server answers with the chat's canonical id, lower case; a uuid may come in
+        // capitals (Swift's uuidString), which the contract takes
+        chatId: frame.chat_id?.toLowerCase(),
         clientId: frame.client_id,
         reply: replies[frame.action],
         timeoutMs: options.timeoutMs ?? deps.timeoutMs,
