@@ -112,7 +112,14 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     retryDelay: (attempt) => backoffDelay(attempt, options.backoff),
   });
 
+  /** The `closed` status went out: no event may follow it (see close()). */
+  let ended = false;
+
   function emit<E extends ChatClientEvent>(event: E, value: ChatClientEvents[E]): void {
+    // a listener that closes the client may do it in the middle of a page being released,
+    // or of a frame being routed: what those would still emit is dropped here, in one place
+    if (ended) return;
+    if (event === "status" && (value as ConnectionStatus).state === "closed") ended = true;
     for (const listener of [...(listeners.get(event) ?? [])]) {
       try {
         (listener as (value: ChatClientEvents[E]) => void)(value);

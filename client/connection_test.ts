@@ -138,3 +138,23 @@ Deno.test("close() resolves after closeTimeoutMs when the server never answers t
   await proxy.cut();
   await within(socketGone.promise, 2_000, "the socket's close event");
 });
+
+Deno.test("close() from a chat_message listener: no event follows the closed status", async () => {
+  await using scripted = openScriptedClient({ chatId: X });
+  const { client, server } = scripted;
+  const log: string[] = [];
+  const closed = Promise.withResolvers<void>();
+  client.on("status", (status) => log.push(`status ${status.state}`));
+  client.on("chat_message", ({ message }) => {
+    log.push(`chat_message #${message.seq}`);
+    if (message.seq === 2) closed.resolve(client.close());
+  });
+  const socket = await scripted.accept(historyPage(X, [1]));
+  // #4 shows a gap; the page that fills it releases #2, #3 and #4 in one go
+  socket.push({ type: "chat_message", chat_id: X, message: storedMessage(X, 4) });
+  const fill = await server.written(socket, "load_latest_chat");
+  socket.answer(fill, historyPage(X, [2, 3, 4]));
+
+  await within(closed.promise, 2_000, "close() called from the listener");
+  assert.deepEqual(log, ["status open", "chat_message #2", "status closed"]);
+});

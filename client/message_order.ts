@@ -142,6 +142,8 @@ export function createMessageOrder(deps: MessageOrderDeps) {
         const heldAtRead = sequencer.hasGap;
         const readsAtRead = readsHeld.get(chatId);
         const page = await read(chatId, after);
+        // the client closed while the page was on its way
+        if (stopped) return;
         if (!page) {
           await pause(deps.retryDelay(failures++));
           continue;
