@@ -38,6 +38,11 @@ export function createConnection(
   let socketGone: Promise<void> = Promise.resolve();
   /** The current socket has had its first frame: the server is ready for actions. */
   let isReady = false;
+  /**
+   * The largest frame written on the current socket, in UTF-8 bytes (what the server's limit
+   * counts), given-up requests' included: after a 1009 it says which send was too large.
+   */
+  let largestWritten = 0;
   let everReady = false;
   /** Failed attempts since the last connection that opened: the backoff's exponent. */
   let attempt = 0;
@@ -98,6 +103,7 @@ export function createConnection(
     socket = ws;
     socketGone = gone.promise;
     isReady = false;
+    largestWritten = 0;
     ws.onmessage = (event) => {
       // frames still come after close() until the close event (Deno delivers them while the
       // socket is CLOSING): a client stopped takes none, nor a socket it has left
@@ -116,17 +122,7 @@ export function createConnection(
     socket = undefined;
     isReady = false;
     const requeued = requests.lost();
-    if (code === CloseCode.frameTooLarge && requeued.length > 0) {
-      // the server stops reading at the frame too large; the largest unanswered send is it
-      const largest = requeued.reduce((a, b) => (b.text.length > a.text.length ? b : a));
-      requeued.splice(requeued.indexOf(largest), 1);
-      largest.reject(
-        new RequestError({
-          code: "payload_too_large",
-          message: "the frame is larger than the server takes (closed with 1009)",
-        }, "send_message"),
-      );
-    }
+    if (code === CloseCode.frameTooLarge) rejectTooLarge(requeued);
     counts.resent += requeued.length;
     if (stopped) return;
     // a socket taken in had a good token: a 4401 now is its expiry, and a function renews it
@@ -138,6 +134,25 @@ export function createConnection(
     if (wasReady && code === CloseCode.tooMany) attempt = floods++;
     else if (wasReady) floods = 0;
     scheduleRetry(code, reason);
+  }
+
+  /**
+   * After a 1009: the server stops reading at the frame too large, the largest written on the
+   * socket. A send still waiting is it only when none larger was written; one larger may have
+   * been given up already (it timed out while a big upload crept along), and then every send
+   * still waiting is innocent and goes out again.
+   */
+  function rejectTooLarge(requeued: ReturnType<Requests["lost"]>): void {
+    const sizes = requeued.map((send) => utf8Bytes(send.text));
+    const largestSize = Math.max(0, ...sizes);
+    if (requeued.length === 0 || largestSize < largestWritten) return;
+    const [largest] = requeued.splice(sizes.indexOf(largestSize), 1);
+    largest?.reject(
+      new RequestError({
+        code: "payload_too_large",
+        message: "the frame is larger than the server takes (closed with 1009)",
+      }, "send_message"),
+    );
   }
 
   function scheduleRetry(code: number, reason: string): void {
@@ -211,6 +226,7 @@ export function createConnection(
     write(text: string): boolean {
       if (!isReady || socket?.readyState !== OPEN) return false;
       socket.send(text);
+      largestWritten = Math.max(largestWritten, utf8Bytes(text));
       return true;
     },
     /** Resolves when connected (now or on the next connection); rejects once stopped. */
@@ -227,4 +243,10 @@ export function createConnection(
      */
     close,
   };
+}
+
+const encoder = new TextEncoder();
+
+function utf8Bytes(text: string): number {
+  return encoder.encode(text).byteLength;
 }

@@ -7,7 +7,7 @@ import { openScriptedClient, scriptedServer } from "../tests/support/scripted_so
 import { historyPage, storedMessage } from "../tests/support/stored_messages.ts";
 import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
 import { within } from "../tests/support/wait.ts";
-import { createChatClient } from "./mod.ts";
+import { createChatClient, RequestError, RequestTimeoutError } from "./mod.ts";
 
 const X = "00000000-0000-4000-8000-00000000000a";
 
@@ -157,4 +157,69 @@ Deno.test("close() from a chat_message listener: no event follows the closed sta
 
   await within(closed.promise, 2_000, "close() called from the listener");
   assert.deepEqual(log, ["status open", "chat_message #2", "status closed"]);
+});
+
+/** A send_message of a video too large for the server's frame limit. */
+function largeVideo() {
+  const video = "A".repeat(100_000);
+  return {
+    action: "send_message" as const,
+    receiver_id: "vend-1",
+    media_type: "video",
+    video,
+  } as const;
+}
+
+function textMessage(content: string) {
+  return {
+    action: "send_message" as const,
+    receiver_id: "vend-1",
+    media_type: "text",
+    content,
+  } as const;
+}
+
+/** Accepts the client's next socket, and stores the send it writes again there as #2. */
+async function resentAndStored(
+  scripted: ReturnType<typeof openScriptedClient>,
+  send: Promise<{ seq: number }>,
+): Promise<string> {
+  const next = await scripted.server.socket(1);
+  next.push(historyPage(X, [1]));
+  const again = await scripted.server.written(next, "send_message");
+  const message = storedMessage(X, 2, { content: again.content });
+  next.push({ type: "ack", request_id: again.request_id, action: "send_message", message });
+  return `${again.content} stored as #${(await send).seq}`;
+}
+
+Deno.test("after 1009 the largest send still waiting is rejected as payload_too_large, the rest resent", async () => {
+  await using scripted = openScriptedClient({ chatId: X });
+  const { client, server } = scripted;
+  const socket = await scripted.accept(historyPage(X, [1]));
+  const video = client.request(largeVideo());
+  const text = client.request(textMessage("and this one?"));
+  await server.written(socket, "send_message");
+  await server.written(socket, "send_message");
+  socket.serverClose(1009, "frame too large");
+
+  await assert.rejects(
+    video,
+    (error) => error instanceof RequestError && error.code === "payload_too_large",
+  );
+  assert.equal(await resentAndStored(scripted, text), "and this one? stored as #2");
+});
+
+Deno.test("after 1009 a small send is resent when the larger send that caused it had given up", async () => {
+  await using scripted = openScriptedClient({ chatId: X });
+  const { client, server } = scripted;
+  const socket = await scripted.accept(historyPage(X, [1]));
+  // a big upload on a slow uplink outlasts its timeout; the server says 1009 once it has it all
+  const video = client.request(largeVideo(), { timeoutMs: 20 });
+  await server.written(socket, "send_message");
+  const text = client.request(textMessage("still there?"));
+  await server.written(socket, "send_message");
+  await assert.rejects(video, RequestTimeoutError);
+  socket.serverClose(1009, "frame too large");
+
+  assert.equal(await resentAndStored(scripted, text), "still there? stored as #2");
 });
