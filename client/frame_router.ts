@@ -1,4 +1,5 @@
 import { type ServerFrame, serverFrameSchema } from "../protocol/mod.ts";
+import { createChatsCatchUp } from "./chats_catch_up.ts";
 import type { MessageOrder } from "./message_order.ts";
 import type { Requests } from "./requests.ts";
 import type { ChatClientEvent, ChatClientEvents, ChatsFrame, LatestChatFrame } from "./types.ts";
@@ -22,10 +23,16 @@ export function createFrameRouter(deps: {
   const { requests, order, emit } = deps;
 
   function learnChats(frame: ChatsFrame, fillNewer: boolean): void {
+    catchUp.sawChats(frame);
     for (const summary of frame.chats) {
       order.newest(summary.chat_id, summary.last_message?.seq ?? 0, fillNewer);
     }
   }
+
+  const catchUp = createChatsCatchUp({
+    list: (before) => requests.add({ action: "list_chats", before }) as Promise<ChatsFrame>,
+    learn: (page) => learnChats(page, true),
+  });
 
   /**
    * A page no request took. A `chats` list is the server's news (the user's chats changed);
@@ -60,6 +67,8 @@ export function createFrameRouter(deps: {
     /** The first frame of a connection, which says where things stand. */
     opened(frame: LatestChatFrame | ChatsFrame): void {
       if (frame.type === "chats") {
+        // a chat known before and not on this page may have news further down the list
+        catchUp.opened(frame);
         learnChats(frame, true);
         emit("chats", frame);
       } else if (!order.knows(frame.chat_id)) {
@@ -93,6 +102,7 @@ export function createFrameRouter(deps: {
           emit("unread_messages", frame);
           return;
         case "chat_message":
+          catchUp.sawMessage(frame.chat_id, frame.message.created_at);
           order.take(frame.chat_id, [frame.message]);
           return;
         case "message_read":
