@@ -226,7 +226,10 @@ export function createConnection(
     write(text: string): boolean {
       if (!isReady || socket?.readyState !== OPEN) return false;
       socket.send(text);
-      largestWritten = Math.max(largestWritten, utf8Bytes(text));
+      // a UTF-16 unit is at most 3 bytes of UTF-8: most frames need no encoding to know
+      if (text.length * 3 > largestWritten) {
+        largestWritten = Math.max(largestWritten, utf8Bytes(text));
+      }
       return true;
     },
     /** Resolves when connected (now or on the next connection); rejects once stopped. */
