@@ -101,6 +101,9 @@ export function createChatFeed(
         stillFollowed: () => chats.get(chatId) === entry,
       });
     } else if (frame.type === "message_edited") unreadPushes.edited(chatId, frame.message);
+    else if (frame.type === "message_deleted" || frame.type === "message_read") {
+      unreadPushes.gone(chatId, frame.seq);
+    }
   }
 
   function onPayload(chatId: string, payload: Uint8Array) {

@@ -5,6 +5,20 @@ import { type Message, type Side, toClientMessage, UNREAD_PREVIEW_LIMIT } from "
 /** Chat sides whose last unread push is remembered; least recently pushed go first. */
 const MAX_UNREAD_WINDOWS = 2_000;
 
+/**
+ * How long an edit, deletion or read mark is applied to the pushes that follow: their snapshots
+ * may have been taken before it committed (a store read begun earlier, a publisher slower to
+ * publish than the amending instance) and would bring back the old text, or the message.
+ */
+const AMENDMENT_MEMORY_MS = 10_000;
+
+/** A message's change a snapshot may predate: its edited client JSON; null: deleted or read. */
+interface Amendment {
+  json: string | null;
+  /** Date.now() after which snapshots are taken to have it. */
+  until: number;
+}
+
 /** The messages of a chat side's last unread push, kept to make the next one from. */
 interface UnreadWindow {
   seqs: readonly number[];
@@ -12,6 +26,8 @@ interface UnreadWindow {
   messages: readonly string[];
   /** Pushes begun: one read from the store is dropped when a later one went out first. */
   pushes: number;
+  /** The chat's recent amendments by seq, applied to each push; undefined: none. */
+  amended?: Map<number, Amendment> | undefined;
 }
 
 /**
@@ -46,16 +62,15 @@ export function createUnreadPushes(deps: {
   ) {
     store.unread(chatId, side, UNREAD_PREVIEW_LIMIT).then((snapshot) => {
       if (!to.stillFollowed() || window.pushes !== push) return; // a later one went out
-      window.seqs = snapshot.messages.map((stored) => stored.seq);
-      window.messages = snapshot.messages.map((stored) => JSON.stringify(toClientMessage(stored)));
-      to.send(
-        unreadDelivery(envelope, {
-          chatId,
-          side,
-          count: snapshot.count,
-          messages: window.messages,
-        }),
+      const { seqs, messages, count } = withAmendments(
+        window,
+        snapshot.messages.map((stored) => stored.seq),
+        snapshot.messages.map((stored) => JSON.stringify(toClientMessage(stored))),
+        snapshot.count,
       );
+      window.seqs = seqs;
+      window.messages = messages;
+      to.send(unreadDelivery(envelope, { chatId, side, count, messages }));
     }, (error) => onError(error, "unread push"));
   }
 
@@ -75,14 +90,15 @@ export function createUnreadPushes(deps: {
       if (!unread || frame.type !== "chat_message") return;
       const window = windowOf(`${chatId}:${unread.side}`);
       const push = ++window.pushes;
-      const pushWith = (seqs: readonly number[], count: number, messages: readonly string[]) => {
+      const pushWith = (...snapshot: [readonly number[], readonly string[], number]) => {
+        const { seqs, messages, count } = withAmendments(window, ...snapshot);
         window.seqs = seqs;
         window.messages = messages;
         to.send(unreadDelivery(envelope, { chatId, side: unread.side, count, messages }));
       };
       const known = message.unreadMessages ?? fromPrevious(window, unread.seqs, frame.message);
       if (known.every((json) => json !== undefined)) {
-        return pushWith(unread.seqs, unread.count, known as string[]);
+        return pushWith(unread.seqs, known as string[], unread.count);
       }
       readAndPush(chatId, unread.side, envelope, to, window, push);
     },
@@ -101,14 +117,22 @@ export function createUnreadPushes(deps: {
       readAndPush(chatId, side, newest, to, window, ++window.pushes);
     },
 
-    /** A message was edited: the next push shows its new text (a deleted one is not named). */
+    /** A message was edited: the next pushes show its new text, whatever their snapshot. */
     edited(chatId: string, message: Message): void {
+      const json = JSON.stringify(message);
       for (const side of ["customer", "vendor"] as const) {
-        const window = windows.get(`${chatId}:${side}`);
-        const index = window?.seqs.indexOf(message.seq) ?? -1;
-        if (window && index >= 0) {
-          window.messages = window.messages.with(index, JSON.stringify(message));
-        }
+        const window = windowOf(`${chatId}:${side}`);
+        // a deleted message stays out, should its edit come late
+        if (window.amended?.get(message.seq)?.json !== null) amend(window, message.seq, json);
+        const index = window.seqs.indexOf(message.seq);
+        if (index >= 0) window.messages = window.messages.with(index, json);
+      }
+    },
+
+    /** Message `seq` was deleted or read: the next pushes leave it out, whatever their snapshot. */
+    gone(chatId: string, seq: number): void {
+      for (const side of ["customer", "vendor"] as const) {
+        amend(windowOf(`${chatId}:${side}`), seq, null);
       }
     },
 
@@ -118,6 +142,45 @@ export function createUnreadPushes(deps: {
       windows.delete(`${chatId}:vendor`);
     },
   };
+}
+
+/** Remembers the newest amendment of message `seq` (the oldest remembered go first). */
+function amend(window: UnreadWindow, seq: number, json: string | null): void {
+  const amended = window.amended ??= new Map();
+  amended.delete(seq);
+  amended.set(seq, { json, until: Date.now() + AMENDMENT_MEMORY_MS });
+  if (amended.size > UNREAD_PREVIEW_LIMIT) amended.delete(amended.keys().next().value!);
+}
+
+/**
+ * A snapshot (oldest first) with the chat side's recent amendments applied: edited text
+ * replaced, deleted and read messages left out of the messages and the count (each was unread
+ * in the snapshot, as it names it). Without amendments, the snapshot as it is.
+ */
+function withAmendments(
+  window: UnreadWindow,
+  seqs: readonly number[],
+  messages: readonly string[],
+  count: number,
+) {
+  const amended = window.amended;
+  if (amended === undefined) return { seqs, messages, count };
+  const now = Date.now();
+  for (const [seq, amendment] of amended) {
+    if (amendment.until <= now) amended.delete(seq);
+  }
+  if (amended.size === 0) {
+    window.amended = undefined;
+    return { seqs, messages, count };
+  }
+  const kept = { seqs: [] as number[], messages: [] as string[], count };
+  seqs.forEach((seq, index) => {
+    const amendment = amended.get(seq);
+    if (amendment?.json === null) return void kept.count--;
+    kept.seqs.push(seq);
+    kept.messages.push(amendment?.json ?? messages[index]!);
+  });
+  return kept;
 }
 
 /**
