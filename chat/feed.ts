@@ -103,6 +103,9 @@ export function createChatFeed(
     } else if (frame.type === "message_edited") unreadPushes.edited(chatId, frame.message);
     else if (frame.type === "message_deleted" || frame.type === "message_read") {
       unreadPushes.gone(chatId, frame.seq);
+    } else if (frame.type === "messages_read") {
+      const side = frame.reader_id === delivery.envelope.chat.user_id ? "customer" : "vendor";
+      unreadPushes.readUpTo(chatId, side, frame.up_to_seq);
     }
   }
 

@@ -28,6 +28,8 @@ interface UnreadWindow {
   pushes: number;
   /** The chat's recent amendments by seq, applied to each push; undefined: none. */
   amended?: Map<number, Amendment> | undefined;
+  /** The side's recent read mark up to a seq (`messages_read`), applied likewise. */
+  readUpTo?: { seq: number; until: number } | undefined;
 }
 
 /**
@@ -136,6 +138,13 @@ export function createUnreadPushes(deps: {
       }
     },
 
+    /** `side` read every message up to `seq`: the next pushes leave them out likewise. */
+    readUpTo(chatId: string, side: Side, seq: number): void {
+      const window = windowOf(`${chatId}:${side}`);
+      const until = Date.now() + AMENDMENT_MEMORY_MS;
+      window.readUpTo = { seq: Math.max(seq, window.readUpTo?.seq ?? 0), until };
+    },
+
     /** This instance no longer follows the chat. */
     forget(chatId: string): void {
       windows.delete(`${chatId}:customer`);
@@ -154,7 +163,7 @@ function amend(window: UnreadWindow, seq: number, json: string | null): void {
 
 /**
  * A snapshot (oldest first) with the chat side's recent amendments applied: edited text
- * replaced, deleted and read messages left out of the messages and the count (each was unread
+ * replaced, deleted and read messages (one by one or up to a seq) left out of the messages and the count (each was unread
  * in the snapshot, as it names it). Without amendments, the snapshot as it is.
  */
 function withAmendments(
@@ -163,20 +172,22 @@ function withAmendments(
   messages: readonly string[],
   count: number,
 ) {
-  const amended = window.amended;
-  if (amended === undefined) return { seqs, messages, count };
-  const now = Date.now();
-  for (const [seq, amendment] of amended) {
-    if (amendment.until <= now) amended.delete(seq);
-  }
-  if (amended.size === 0) {
-    window.amended = undefined;
+  if (window.amended === undefined && window.readUpTo === undefined) {
     return { seqs, messages, count };
   }
+  const now = Date.now();
+  for (const [seq, amendment] of window.amended ?? []) {
+    if (amendment.until <= now) window.amended!.delete(seq);
+  }
+  if (window.amended?.size === 0) window.amended = undefined;
+  if (window.readUpTo && window.readUpTo.until <= now) window.readUpTo = undefined;
+  const { amended, readUpTo } = window;
+  if (amended === undefined && readUpTo === undefined) return { seqs, messages, count };
+  const upTo = readUpTo?.seq ?? 0;
   const kept = { seqs: [] as number[], messages: [] as string[], count };
   seqs.forEach((seq, index) => {
-    const amendment = amended.get(seq);
-    if (amendment?.json === null) return void kept.count--;
+    const amendment = amended?.get(seq);
+    if (seq <= upTo || amendment?.json === null) return void kept.count--;
     kept.seqs.push(seq);
     kept.messages.push(amendment?.json ?? messages[index]!);
   });

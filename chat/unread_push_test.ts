@@ -129,3 +129,17 @@ Deno.test("a message's snapshot taken before a deletion or a read mark went out 
     { count: 1, contents: ["third"] },
   ]);
 });
+
+Deno.test("a message's snapshot taken before a read up to a seq went out leaves the read ones out", () => {
+  const pushes = createUnreadPushes({ store: {} as ChatStore, onError: () => {} });
+  const sent: Delivery[] = [];
+  const [first, second, third] = [stored(1, "first"), stored(2, "second"), stored(3, "third")];
+  pushes.after(CHAT, published(second, { count: 2, messages: [first, second] }), to(sent));
+  // message 3's publisher took its snapshot, then the vendor read up to 2, out first
+  pushes.readUpTo(CHAT, "vendor", 2);
+  pushes.after(CHAT, published(third, { count: 3, messages: [first, second, third] }), to(sent));
+  assert.deepEqual(pushesTo(sent), [
+    { count: 2, contents: ["first", "second"] },
+    { count: 1, contents: ["third"] },
+  ]);
+});
