@@ -103,7 +103,8 @@ export function createChatFeed(
     } else if (frame.type === "message_edited") unreadPushes.edited(chatId, frame.message);
     else if (frame.type === "message_deleted" || frame.type === "message_read") {
       unreadPushes.gone(chatId, frame.seq);
-    } else if (frame.type === "messages_read") {
+    } else if (frame.type === "messages_read" && delivery.envelope.up_to_marked) {
+      // (an instance that predates up_to_marked sends the seq asked, maybe past newer messages)
       const side = frame.reader_id === delivery.envelope.chat.user_id ? "customer" : "vendor";
       unreadPushes.readUpTo(chatId, side, frame.up_to_seq);
     }
