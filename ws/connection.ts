@@ -6,12 +6,11 @@ import type { ChatService } from "../chat/service.ts";
 import type { Sanction } from "../chat/types.ts";
 import type { SocketMetrics } from "../observability/metrics.ts";
 import type { AccessCheckOutcome } from "./access_checks.ts";
-import { CloseCode, closeCodeFor, type ErrorFrame, toErrorFrame } from "./errors.ts";
+import { CloseCode, closeCodeFor, type ErrorFrame } from "./errors.ts";
 import { answerAction } from "./actions.ts";
-import { type ClientFrame, isFrameProblem, parseClientFrame } from "./frames.ts";
-import { overFrameLimit } from "./frame_size.ts";
+import type { ClientFrame } from "./frames.ts";
 import { DeliveryOrder } from "./delivery_order.ts";
-import { FrameIntake, type IntakeLimits } from "./frame_intake.ts";
+import type { FrameIntake, IntakeLimits, Taken } from "./frame_intake.ts";
 import { SocketChats } from "./socket_chats.ts";
 
 /** Which endpoint the socket came in on. */
@@ -71,7 +70,7 @@ export class Connection {
   readonly #openedAt: number;
   /** The chats this socket sees, and its subscriptions to them. */
   #chats: SocketChats;
-  /** Rate limit and bound of the client frames waiting in `#queue`. */
+  /** Rate limit and bound of the client frames waiting in `#queue` (since the upgrade). */
   #intake: FrameIntake;
 
   constructor(
@@ -80,6 +79,7 @@ export class Connection {
     principal: Principal,
     endpoint: Endpoint,
     deps: ConnectionDeps,
+    intake: FrameIntake,
   ) {
     this.#socket = socket;
     this.id = id;
@@ -87,7 +87,7 @@ export class Connection {
     this.tokenExpiresAt = principal.expiresAt;
     this.endpoint = endpoint;
     this.#deps = deps;
-    this.#intake = new FrameIntake(deps);
+    this.#intake = intake;
     this.#chats = new SocketChats(this, deps);
     this.#openedAt = deps.now();
     socket.onmessage = (event) => this.receive(event.data);
@@ -347,51 +347,29 @@ export class Connection {
     }
   }
 
-  /** One frame from the client (also the ones that arrived before this connection existed). */
+  /** One frame from the client. */
   receive(data: unknown): void {
     if (this.#closed || this.#stopping) return;
-    if (overFrameLimit(data, this.#deps.maxFrameBytes)) {
-      return this.close(CloseCode.frameTooLarge, "frame too large");
-    }
-    if (typeof data !== "string") {
-      // counted like any frame: a flood of binary frames is refused and closed like text ones
-      if (this.#refused({}, 0)) return;
-      const message = "binary frames are not accepted";
-      return this.#sendError({ type: "error", code: "invalid_frame", message });
-    }
-    const frame = parseClientFrame(data);
-    // what the parsed frame holds while it waits: its text, give or take the JSON around it
-    const size = isFrameProblem(frame) ? 0 : data.length;
-    if (this.#refused(frame, size)) return;
-    if (isFrameProblem(frame)) {
-      const { code, ...rest } = frame;
-      return this.#sendError({ type: "error", code, ...rest });
-    }
-    this.#queue = this.#queue.then(() => {
-      this.#intake.leaveQueue(size);
-      return this.#handle(frame);
-    });
+    this.takeIn(this.#intake.take(data));
   }
 
   /**
-   * Asks the intake to take in one client frame of `size` (0: it is not queued). A frame it
-   * refuses is answered with `rate_limited` (echoing what could be read of it), and a flood
-   * closes the socket with 4429; true when refused.
+   * A client frame as its intake took it: now, or (for the frames that came before the token
+   * was checked) when the socket was taken in.
    */
-  #refused(
-    frame: { request_id?: string | undefined; action?: string | undefined },
-    size: number,
-  ): boolean {
-    const admission = this.#intake.admit(size);
-    if (admission === "admitted") return false;
-    if (admission === "flooding") {
-      this.close(CloseCode.tooMany, "flooding");
-      return true;
+  takeIn(taken: Taken): void {
+    if (this.#closed || this.#stopping) return;
+    switch (taken.to) {
+      case "close":
+        return this.close(taken.code, taken.reason);
+      case "answer":
+        return this.#sendError(taken.error);
+      case "queue":
+        this.#queue = this.#queue.then(() => {
+          this.#intake.leaveQueue(taken.size);
+          return this.#handle(taken.frame);
+        });
     }
-    this.#sendError(
-      toErrorFrame(new ChatError("rate_limited", "too many frames, slow down"), frame),
-    );
-    return true;
   }
 
   async #handle(frame: ClientFrame): Promise<void> {

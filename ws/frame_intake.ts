@@ -1,3 +1,7 @@
+import { ChatError } from "../chat/errors.ts";
+import { CloseCode, type ErrorFrame, toErrorFrame } from "./errors.ts";
+import { type ClientFrame, isFrameProblem, parseClientFrame } from "./frames.ts";
+import { overFrameLimit } from "./frame_size.ts";
 import { type BucketLimits, TokenBucket } from "./token_bucket.ts";
 
 /** How many client frames a socket may send, and how many refused in a row it is allowed. */
@@ -18,6 +22,16 @@ export interface IntakeDeps {
  * once too often in a row (the socket is closed with 4429).
  */
 export type Admission = "admitted" | "refused" | "flooding";
+
+/**
+ * What a client frame becomes at the door: a frame for the queue (with the size it holds there
+ * until `leaveQueue`), an error frame to answer it with, or a reason to close the socket. Only
+ * a queued frame keeps the frame's contents; the rest are small.
+ */
+export type Taken =
+  | { to: "queue"; frame: ClientFrame; size: number }
+  | { to: "answer"; error: ErrorFrame }
+  | { to: "close"; code: number; reason: string };
 
 /**
  * Frames a socket may send before its token is checked: no more than a connection takes before
@@ -72,6 +86,47 @@ export class FrameIntake {
       return "admitted";
     }
     return ++this.#strikes >= this.#deps.limits.floodLimit ? "flooding" : "refused";
+  }
+
+  /**
+   * Reads and admits one client frame as it arrives (also before its token is checked, so that
+   * what waits for the connection is no more than its queue would hold): too large closes 1009,
+   * a flood 4429; a binary frame, one that cannot be read or one refused is answered.
+   */
+  take(data: unknown): Taken {
+    if (overFrameLimit(data, this.#deps.maxFrameBytes)) {
+      return { to: "close", code: CloseCode.frameTooLarge, reason: "frame too large" };
+    }
+    if (typeof data !== "string") {
+      // counted like any frame: a flood of binary frames is refused and closed like text ones
+      const message = "binary frames are not accepted";
+      return this.#answered({}, 0) ?? {
+        to: "answer",
+        error: { type: "error", code: "invalid_frame", message },
+      };
+    }
+    const frame = parseClientFrame(data);
+    if (isFrameProblem(frame)) {
+      const { code, ...rest } = frame;
+      return this.#answered(frame, 0) ?? { to: "answer", error: { type: "error", code, ...rest } };
+    }
+    // what the parsed frame holds while it waits: its text, give or take the JSON around it
+    return this.#answered(frame, data.length) ?? { to: "queue", frame, size: data.length };
+  }
+
+  /** Undefined when the frame is admitted; otherwise its `rate_limited` answer, or the close. */
+  #answered(
+    frame: { request_id?: string | undefined; action?: string | undefined },
+    size: number,
+  ): Taken | undefined {
+    const admission = this.admit(size);
+    if (admission === "admitted") return undefined;
+    if (admission === "flooding") {
+      return { to: "close", code: CloseCode.tooMany, reason: "flooding" };
+    }
+    // only what identifies the frame is echoed: the refused frame itself is not kept
+    const refusal = new ChatError("rate_limited", "too many frames, slow down");
+    return { to: "answer", error: toErrorFrame(refusal, frame) };
   }
 
   /** A frame admitted with `size` (not 0) left the queue: its turn has come. */

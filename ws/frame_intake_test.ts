@@ -65,3 +65,36 @@ Deno.test("earlyFrameLimit is a burst and then floodLimit frames; queueLimits a 
   assert.equal(earlyFrameLimit(limits), 5);
   assert.deepEqual(queueLimits(limits, 100), { frames: 3, size: 100 });
 });
+
+Deno.test("FrameIntake.take queues a frame it admits and keeps a refused one only as its rate_limited answer", () => {
+  const { intake } = intakeAt(1000);
+  const frame = (id: string) =>
+    JSON.stringify({ action: "ping", request_id: id, padding: "x".repeat(600) });
+  const first = intake.take(frame("a"));
+  assert.equal(first.to, "queue");
+  // the queue holds one frame's text: the second waits as its answer, not as its text
+  assert.deepEqual(intake.take(frame("b")), {
+    to: "answer",
+    error: {
+      type: "error",
+      code: "rate_limited",
+      message: "too many frames, slow down",
+      request_id: "b",
+      action: "ping",
+    },
+  });
+  assert.deepEqual(intake.take(frame("c")), { to: "close", code: 4429, reason: "flooding" });
+});
+
+Deno.test("FrameIntake.take closes 1009 on a frame over the maximum and answers binary and unreadable frames", () => {
+  const { intake } = intakeAt(100);
+  assert.deepEqual(intake.take("x".repeat(101)), {
+    to: "close",
+    code: 1009,
+    reason: "frame too large",
+  });
+  const binary = intake.take(new ArrayBuffer(4));
+  assert.equal(binary.to === "answer" && binary.error.code, "invalid_frame");
+  const unreadable = intake.take("{");
+  assert.equal(unreadable.to === "answer" && unreadable.error.code, "invalid_json");
+});

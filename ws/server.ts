@@ -11,10 +11,9 @@ import {
   type ConnectionLimits,
   type Endpoint,
 } from "./connection.ts";
-import { earlyFrameLimit } from "./frame_intake.ts";
+import { earlyFrameLimit, FrameIntake, type Taken } from "./frame_intake.ts";
 import { createAccessChecks } from "./access_checks.ts";
 import { createSanctionScreens, startSanctionSweeps } from "./sanction_screens.ts";
-import { overFrameLimit } from "./frame_size.ts";
 import { createExpirySchedule } from "./expiry_schedule.ts";
 import { createMediaRoutes } from "./media_routes.ts";
 import type { StallLimits } from "./stalled_body.ts";
@@ -179,9 +178,12 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
     principal.catch(() => {});
     // Every line about this socket carries its id; never the token or frame contents.
     const connectionId = crypto.randomUUID();
-    // Frames a client sends before its token is checked wait here, in order, for the connection,
-    // within the bounds the connection would hold them to.
-    const early: unknown[] = [];
+    // Frames a client sends before its token is checked are taken in as they come, by the
+    // intake the connection goes on with, and wait here in order: only the frames its queue
+    // would hold keep their contents (the rest wait as their answers), and at most as many as
+    // the connection takes before it closes the socket for flooding.
+    const intake = new FrameIntake(connectionDeps);
+    const early: Taken[] = [];
     /** Closes a socket that never gets a connection; `reason` is always our own words. */
     const refuse = (code: number, reason: string) => {
       log.debug("socket refused", { connection_id: connectionId, code, reason });
@@ -189,13 +191,12 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
       socket.close(code, reason);
     };
     socket.onmessage = (event) => {
-      if (overFrameLimit(event.data, options.maxFrameBytes)) {
-        return refuse(CloseCode.frameTooLarge, "frame too large");
-      }
+      const taken = intake.take(event.data);
+      if (taken.to === "close") return refuse(taken.code, taken.reason);
       if (early.length >= earlyFrameLimit(options.limits)) {
         return refuse(CloseCode.tooMany, "flooding");
       }
-      early.push(event.data);
+      early.push(taken);
     };
     socket.onopen = async () => {
       // runs once: its listener need not stay with the socket for its whole life
@@ -218,7 +219,14 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
         return refuse(CloseCode.tooMany, "too many connections");
       }
       countUser(verified.userId, 1);
-      const connection = new Connection(socket, connectionId, verified, endpoint, connectionDeps);
+      const connection = new Connection(
+        socket,
+        connectionId,
+        verified,
+        endpoint,
+        connectionDeps,
+        intake,
+      );
       if (!connection.closed) {
         connections.add(connection);
         tokenExpiries.add(connection, connection.tokenExpiresAt);
@@ -230,7 +238,7 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
           ...(endpoint.kind === "chat" ? { chat_id: endpoint.chatId } : {}),
         });
       }
-      for (const data of early.splice(0)) connection.receive(data);
+      for (const taken of early.splice(0)) connection.takeIn(taken);
     };
     return response;
   }
