@@ -163,6 +163,40 @@ Deno.test("migration 0009 builds its index without holding off sends: a message 
   assert.equal(index.valid, true);
 });
 
+// The earlier migrations that index a table every send writes: built concurrently too, so that
+// a database migrated from before one of them keeps taking messages while it scans.
+const earlierIndexBuilds = [
+  [3, "messages_by_media"],
+  [5, "chats_by_user"],
+  [7, "messages_amended"],
+] as const;
+for (const [version, index] of earlierIndexBuilds) {
+  Deno.test(`migration ${String(version).padStart(4, "0")} builds its index without holding off sends: a message is stored while the build waits`, async () => {
+    await using database = await migratedBefore(version);
+    const { sql, open } = database;
+    const [other] = await sql<[{ id: string }]>`
+      insert into chats (user_id, vendor_id) values ('c2', 'v') returning id`;
+    await open.unsafe("begin");
+    // a send in flight, as the writer makes one: the chat's row bumped, its message written
+    await open`update chats set last_seq = 1 where id = ${database.chatId}`;
+    await database.send(1, open);
+    // the next send, to another chat (the first one's row stays locked until its commit)
+    const send = () => sql`update chats set last_seq = 1 where id = ${other.id}`;
+    // a lock timeout longer than the test waits: a build that takes a lock sends queue behind
+    // holds them off for as long as it scans a large table
+    const migrating = migrate(database.migrator, database.all, { lockTimeoutMs: 30_000 });
+    await waitingForLock(sql, index, `migration ${version}`);
+    await within(send(), 2_000, "a send while the index is built");
+    await within(database.send(2), 2_000, "its message while the index is built");
+    await open.unsafe("commit");
+    assert.deepEqual(await within(migrating, 20_000, "the migrations"), database.pending);
+    const invalid = await sql`select indexrelid::regclass::text from pg_index where not indisvalid`;
+    assert.deepEqual([...invalid], []);
+    const [built] = await sql`select 1 from pg_indexes where indexname = ${index}`;
+    assert.ok(built, `${index} is there`);
+  });
+}
+
 Deno.test("a migration that fails is rolled back alone, reported, and leaves the lock free for the next start", async () => {
   await using database = await emptyDatabase();
   const sql = postgres(database.url, { max: 1, onnotice: () => {} });
