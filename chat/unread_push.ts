@@ -163,8 +163,9 @@ function amend(window: UnreadWindow, seq: number, json: string | null): void {
 
 /**
  * A snapshot (oldest first) with the chat side's recent amendments applied: edited text
- * replaced, deleted and read messages (one by one or up to a seq) left out of the messages and the count (each was unread
- * in the snapshot, as it names it). Without amendments, the snapshot as it is.
+ * replaced; deleted and read messages (one by one or up to a seq) left out of the messages and
+ * of the count (each was unread in the snapshot, as it names it). Without amendments, the
+ * snapshot as it is.
  */
 function withAmendments(
   window: UnreadWindow,
