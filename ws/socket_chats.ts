@@ -87,8 +87,7 @@ export class SocketChats {
 
   /** All of the user's chats, read from the store, kept and followed; their vendors heard. */
   async takeInAllChats(): Promise<void> {
-    this.#revokedWhileReading = new Set();
-    const { chats, vendors } = await this.#deps.service.joinAllChats(this.#host.userId);
+    const { chats, vendors } = await this.#readAllChats();
     this.#keep(chats);
     this.#hearVendors(vendors);
     await this.#follow(chats.map((membership) => membership.chat.id));
@@ -184,10 +183,7 @@ export class SocketChats {
    * the chats gained fails, they are not kept either, so the next refresh gains them again.
    */
   async #refreshChats(): Promise<boolean> {
-    const revokedMeanwhile = this.#revokedWhileReading = new Set<string>();
-    const read = await this.#deps.service.joinAllChats(this.#host.userId);
-    const { chats } = read;
-    const vendors = read.vendors.filter((vendorId) => !revokedMeanwhile.has(vendorId));
+    const { chats, vendors } = await this.#readAllChats();
     const stored = new Set(chats.map((membership) => membership.chat.id));
     let changed = false;
     for (const chatId of this.memberships.keys()) {
@@ -210,6 +206,16 @@ export class SocketChats {
       throw error;
     }
     return changed || fresh.length > 0;
+  }
+
+  /**
+   * The user's chats and vendors from the store, less the vendors revoked during the read: the
+   * chats are kept by `#keep`, which drops those; a vendor heard would make a re-adding ignored.
+   */
+  async #readAllChats(): Promise<{ chats: Membership[]; vendors: string[] }> {
+    const revokedMeanwhile = this.#revokedWhileReading = new Set<string>();
+    const { chats, vendors } = await this.#deps.service.joinAllChats(this.#host.userId);
+    return { chats, vendors: vendors.filter((vendorId) => !revokedMeanwhile.has(vendorId)) };
   }
 
   /** Keeps memberships read from the store, less what was revoked while they were read. */

@@ -32,6 +32,8 @@ function memberSocket() {
     vendors: ["acme"],
     failNextRead: false,
     failNextJoin: false,
+    /** Runs as the chats are read (before the read answers): an event arriving meanwhile. */
+    whileReading: undefined as (() => void) | undefined,
     joined: [] as string[],
     /** The users and vendors whose user events the socket hears. */
     heard: new Set<string>(),
@@ -42,6 +44,7 @@ function memberSocket() {
         state.failNextRead = false;
         return Promise.reject(new Error("the store went away"));
       }
+      state.whileReading?.();
       return Promise.resolve({ chats: state.chats.map(membership), vendors: state.vendors });
     },
     membership: (_userId: string, chatId: string) => Promise.resolve(membership(chatId)),
@@ -150,4 +153,20 @@ Deno.test("a new chat whose following fails is not kept, so the next refresh fol
   await chats.refreshChatList(send);
   assert.deepEqual(state.joined, ["chat-a", "chat-b"]);
   assert.deepEqual([...chats.memberships.keys()], ["chat-a", "chat-b"]);
+});
+
+Deno.test("a member removed while the chats socket first reads its chats stops hearing the vendor, and is taken in again when added back", async () => {
+  const { state, chats, sent, send } = memberSocket();
+  state.chats = ["chat-a"];
+  // the read answers with acme's chats and acme, as it was before the removal was committed
+  state.whileReading = () => chats.revoke("acme");
+  await chats.takeInAllChats();
+  assert.deepEqual([...chats.memberships.keys()], []);
+  assert.equal(state.heard.has("acme"), false, "acme's new chats are not heard");
+
+  state.whileReading = undefined;
+  await chats.adoptVendor("acme", send);
+  assert.deepEqual([...chats.memberships.keys()], ["chat-a"]);
+  assert.equal(state.heard.has("acme"), true);
+  assert.deepEqual(sent.map((frame) => frame.type), ["chats"]);
 });
