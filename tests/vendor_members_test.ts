@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { configureLogging } from "../observability/log.ts";
 import { startCluster } from "./support/service.ts";
 import {
   acked,
@@ -178,4 +179,24 @@ Deno.test("a member removed and added again while connected gets each message of
   assert.deepEqual((await agent.nextOfType("chat_message")).message, first);
   assert.deepEqual((await agent.nextOfType("chat_message")).message, second);
   assert.deepEqual(agent.pending("chat_message"), []);
+});
+
+Deno.test("a member's chats socket takes no notice, and logs no error, when the vendor opens a chat as another vendor's customer", async () => {
+  const logged: string[] = [];
+  await using _logging = await configureLogging("warning", {
+    write: (bytes) => logged.push(new TextDecoder().decode(bytes)),
+  });
+  await using cluster = await startCluster({ nats: false });
+  const service = cluster.main.service.chat;
+  await service.addVendorMember("vend-1", "agent-1", "agent");
+  await using agentAll = await joinAllChats(cluster, "agent-1");
+  // vend-1 buys from vend-2: told on vend-1's subject, which the member hears
+  const bought = await service.createChat("vend-1", "vend-2");
+  // told on the same subject after it, so taken in after it
+  const sold = await service.createChat("cust-1", "vend-1");
+  await using customer = await joinChat(cluster, "cust-1", sold.id);
+  const sent = await sendText(customer, "vend-1", "after the purchase");
+  assert.deepEqual((await agentAll.nextOfType("chat_message")).message, sent);
+  assert.deepEqual(agentAll.frames.filter((frame) => frame.chat_id === bought.id), []);
+  assert.deepEqual(logged, []);
 });

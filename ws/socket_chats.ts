@@ -101,9 +101,16 @@ export class SocketChats {
    */
   async takeInNewChat(chatId: string): Promise<Membership | undefined> {
     this.#revokedWhileReading = new Set();
-    const membership = await this.#deps.service.membership(this.#host.userId, chatId);
-    this.#keep([membership]);
-    if (!this.memberships.has(chatId)) return undefined;
+    // forbidden: told on the subject of a vendor the user acts for, yet not on its vendor side
+    // (the vendor is the chat's customer), or the user's access went meanwhile
+    const membership = await this.#deps.service.membership(this.#host.userId, chatId).catch(
+      (error) => {
+        if (error instanceof ChatError && error.code === "forbidden") return undefined;
+        throw error;
+      },
+    );
+    this.#keep(membership ? [membership] : []);
+    if (!membership || !this.memberships.has(chatId)) return undefined;
     try {
       await this.#follow([chatId]);
     } catch (error) {
