@@ -11,12 +11,11 @@ export interface ModeratorInput {
 
 /**
  * What only the admin plane does: chats made by the marketplace, vendor members, moderation.
- * Part of the chat service (see createChatService), which lends it the store, the clock and
+ * Part of the chat service (see createChatService), which lends it the store and
  * its ways to publish and to tombstone a message.
  */
 export function createAdminOperations(deps: {
   store: ChatStore;
-  now: () => number;
   publishUser: (userId: string, event: UserEvent) => void;
   tombstone: (
     message: StoredMessage,
@@ -24,7 +23,7 @@ export function createAdminOperations(deps: {
     options?: { audit?: ModerationRecord },
   ) => Promise<StoredMessage>;
 }) {
-  const { store, now, publishUser, tombstone } = deps;
+  const { store, publishUser, tombstone } = deps;
   return {
     /** The chat of the pair, created if new; participants' chat lists learn of it live. */
     async createChat(userId: string, vendorId: string): Promise<Chat> {
@@ -96,13 +95,12 @@ export function createAdminOperations(deps: {
 
     /** Bans a user (0 seconds: until lifted) and closes their sockets everywhere. */
     async banUser(userId: string, durationSeconds: number, by: ModeratorInput): Promise<Ban> {
+      // its end on the database's clock, which tells whether a ban is in force
       const ban = await store.ban({
         user_id: userId,
         moderator_id: by.moderator_id,
         reason: by.reason,
-        expires_at: durationSeconds > 0
-          ? new Date(now() + durationSeconds * 1000).toISOString()
-          : null,
+        duration_seconds: durationSeconds > 0 ? durationSeconds : null,
       }, { audit: userModeration("ban_user", userId, by) });
       publishUser(userId, { type: "disconnect", user_id: userId, reason: "banned" });
       return ban;

@@ -216,8 +216,15 @@ export interface ChatStore {
   sanctionsOf(userIds: readonly string[]): Promise<Map<string, StoredSanction>>;
   /** The users banned or disconnected by an operator within `window`, by the moderation log. */
   sanctionedWithin(window: RecentWindow): Promise<string[]>;
-  /** Bans the user; with `audit`, records the moderation in the same transaction. */
-  ban(ban: Omit<Ban, "created_at">, options?: { audit?: ModerationRecord }): Promise<Ban>;
+  /**
+   * Bans the user for `duration_seconds` from now on the database's clock, which tells when a
+   * ban is in force (null: until lifted); with `audit`, records the moderation in the same
+   * transaction.
+   */
+  ban(
+    ban: Omit<Ban, "created_at" | "expires_at"> & { duration_seconds: number | null },
+    options?: { audit?: ModerationRecord },
+  ): Promise<Ban>;
   /**
    * Lifts the user's ban; false when none is in force (one that has run out is not). With
    * `audit`, records the moderation in the same transaction when a ban was lifted.

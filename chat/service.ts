@@ -380,7 +380,7 @@ export function createChatService(deps: ChatServiceDeps) {
       });
     },
 
-    ...createAdminOperations({ store, now, publishUser, tombstone }),
+    ...createAdminOperations({ store, publishUser, tombstone }),
   };
 }
 

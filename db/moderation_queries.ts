@@ -135,11 +135,13 @@ export function createModerationQueries(sql: Sql) {
       return rows.map((row) => row.user_id);
     },
 
-    ban({ user_id, moderator_id, reason, expires_at }, options = {}) {
+    ban({ user_id, moderator_id, reason, duration_seconds }, options = {}) {
       return audited(sql, options.audit, async (db) => {
+        // null times an interval is null: a ban until lifted
         const [row] = await db<BanRow[]>`
           insert into bans (user_id, moderator_id, reason, expires_at)
-          values (${user_id}, ${moderator_id}, ${reason}, ${expires_at})
+          values (${user_id}, ${moderator_id}, ${reason},
+                  now() + ${duration_seconds}::float8 * interval '1 second')
           on conflict (user_id) do update set moderator_id = excluded.moderator_id,
             reason = excluded.reason, expires_at = excluded.expires_at,
             -- a ban in force that is replaced began when it did, and keeps its place in

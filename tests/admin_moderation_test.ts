@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { failure, type Reply, Status } from "./support/admin_client.ts";
+import { clockAhead } from "./support/clock.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
 import { joinAllChats, joinChat, sendText } from "./support/steps.ts";
 
@@ -99,6 +100,21 @@ Deno.test("a ban with a duration lets the user back once it has run out", async 
   await using back = await joinChat(cluster, "alice", chat.id, 1);
   await sendText(back, "acme", "hello again");
   assert.deepEqual((await admin.call("ListBans", {})).bans, []);
+});
+
+Deno.test("a ban with a duration runs from when the database stores it, whatever the instance's clock", async () => {
+  await using cluster = await startCluster({ grpc: true });
+  const admin = await cluster.admin(0);
+  const chat = await admin.call("CreateChat", { user_id: "alice", vendor_id: "acme" });
+  const ban = await (async () => {
+    // the instance's clock two minutes behind the database's
+    using _behind = clockAhead(-120_000);
+    return await admin.call("BanUser", { user_id: "alice", ...by, duration_seconds: 60 });
+  })();
+  assert.equal(ban.expires_at.seconds - ban.created_at.seconds, 60);
+  const socket = await cluster.openChat("alice", chat.id);
+  assert.equal((await socket.closed).code, 4403);
+  assert.equal((await admin.call("ListBans", {})).bans.length, 1);
 });
 
 Deno.test("DisconnectUser closes the user's sockets on every instance with 4408", async () => {

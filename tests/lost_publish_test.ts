@@ -199,7 +199,12 @@ Deno.test("a ban and an operator disconnect stored but never published close the
   const { cluster, chat, alice, acme, acmeAll } = setup;
   const by = { moderator_id: "mod", target_message_id: null, reason: "support" };
   await writtenUnpublished(cluster, async (store) => {
-    await store.ban({ user_id: "alice", moderator_id: "mod", reason: "spam", expires_at: null }, {
+    await store.ban({
+      user_id: "alice",
+      moderator_id: "mod",
+      reason: "spam",
+      duration_seconds: null,
+    }, {
       audit: { ...by, action: "ban_user", target_user_id: "alice" },
     });
     await store.recordModeration({ ...by, action: "disconnect_user", target_user_id: "acme" });
