@@ -195,7 +195,8 @@ export class Connection {
     switch (event.type) {
       case "disconnect":
         if (event.user_id !== this.userId) return;
-        void this.#confirmSanction(event.reason);
+        if (event.reason === "banned") this.close(CloseCode.forbidden, "banned");
+        else this.close(CloseCode.operatorDisconnect, "disconnected by an operator");
         return;
       case "chat_created":
         if (this.endpoint.kind !== "chats") return;
@@ -303,44 +304,16 @@ export class Connection {
   }
 
   /**
-   * A ban or an operator's disconnect was heard: the socket holds its events while the store
-   * says whether it concerns it. The event may come late, after its user was let go and came
-   * back here (a disconnect; a ban since lifted): a socket opened after the disconnect, or of a
-   * user no longer banned, is kept. When the store does not answer, the event is believed.
-   */
-  async #confirmSanction(reason: "banned" | "operator"): Promise<void> {
-    // below zero, apart from the server's screens (they count up)
-    const screen = --Connection.#confirmations;
-    if (!this.holdUntilScreened(screen)) return;
-    let sanctions: Map<string, Sanction>;
-    try {
-      sanctions = await this.#deps.service.sanctionsOf([this.userId]);
-    } catch {
-      this.#closeFor(reason);
-      return;
-    }
-    this.screened(screen, sanctions.get(this.userId));
-  }
-
-  #closeFor(reason: "banned" | "operator"): void {
-    if (reason === "banned") this.close(CloseCode.forbidden, "banned");
-    else this.close(CloseCode.operatorDisconnect, "disconnected by an operator");
-  }
-
-  /** Numbers the holds of #confirmSanction, shared by every socket. */
-  static #confirmations = 0;
-
-  /**
    * Closes the socket when `sanction` ends it: with 4403 for a ban in force, with 4408 for an
    * operator's disconnect since the socket opened. True when closed.
    */
   #closeIfSanctioned(sanction: Sanction | undefined): boolean {
     if (sanction?.banned) {
-      this.#closeFor("banned");
+      this.close(CloseCode.forbidden, "banned");
       return true;
     }
     if (sanction?.disconnectedAt != null && sanction.disconnectedAt > this.#openedAt) {
-      this.#closeFor("operator");
+      this.close(CloseCode.operatorDisconnect, "disconnected by an operator");
       return true;
     }
     return false;
