@@ -6,7 +6,7 @@ import { startFeedSweeps } from "./feed_sweep.ts";
 import { type ChatEnvelope, chatEnvelopeSchema, readBusPayload, type UserEvent } from "./events.ts";
 import type { ChatStore, EventBus, SerialisedEvent, Subjects } from "./ports.ts";
 import { createResyncRequests } from "./resync.ts";
-import { type Chat, otherSide, type StoredMessage } from "./types.ts";
+import { type Chat, otherSide, sideOf, type StoredMessage } from "./types.ts";
 import { createUnreadPushes } from "./unread_push.ts";
 import { createUserFeed, type UserListener } from "./user_feed.ts";
 
@@ -105,7 +105,8 @@ export function createChatFeed(
       unreadPushes.gone(chatId, frame.seq);
     } else if (frame.type === "messages_read" && delivery.envelope.up_to_marked) {
       // (an instance that predates up_to_marked sends the seq asked, maybe past newer messages)
-      const side = frame.reader_id === delivery.envelope.chat.user_id ? "customer" : "vendor";
+      // the reader is a participant: the customer, or on the vendor's side
+      const side = sideOf(delivery.envelope.chat, frame.reader_id, true) ?? "vendor";
       unreadPushes.readUpTo(chatId, side, frame.up_to_seq);
     }
   }

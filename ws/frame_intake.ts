@@ -57,7 +57,7 @@ export function queueLimits(
  * One socket's door for client frames: a token bucket for the rate, a bound on what waits for
  * its turn, and the count of frames refused in a row. The bound is what keeps a client that is
  * within its rate from piling up frames, and the memory they hold, behind slow actions. It only
- * answers; refusing or closing is the connection's.
+ * decides; answering or closing is for the server or the connection that holds it.
  */
 export class FrameIntake {
   readonly #deps: IntakeDeps;
