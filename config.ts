@@ -232,6 +232,7 @@ export function loadDatabaseConfig(
 }
 
 const SECRET_KEYS = new Set(["GRPC_ADMIN_TOKEN", "JWT_SECRET", "GRPC_TLS_KEY"]);
+const URL_KEYS = new Set(["DATABASE_URL", "JWT_JWKS_URL"]);
 
 /** The configuration with secrets and credentials masked, for the start-up log line. */
 export function redactConfig(config: Config): Record<string, unknown> {
@@ -239,7 +240,8 @@ export function redactConfig(config: Config): Record<string, unknown> {
   for (const [key, value] of Object.entries(config)) {
     if (value === undefined) continue;
     if (SECRET_KEYS.has(key)) shown[key] = "[redacted]";
-    else if (key === "DATABASE_URL") shown[key] = redactUrls(String(value), { tokenAsUser: false });
+    // a JWKS URL's user and password are credentials too: fetch sends them as Basic auth
+    else if (URL_KEYS.has(key)) shown[key] = redactUrls(String(value), { tokenAsUser: false });
     else if (key === "NATS_URL") shown[key] = redactUrls(String(value), { tokenAsUser: true });
     else shown[key] = value;
   }

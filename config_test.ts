@@ -141,3 +141,11 @@ Deno.test("redactConfig masks a NATS token given as the user, in every URL of a 
   assert.ok(!shown.includes("s3cr3t-token"), shown);
   assert.match(shown, /nats-a:4222.*nats-b:4222/);
 });
+
+Deno.test("redactConfig masks the password of a JWT_JWKS_URL, which fetch sends as Basic auth", () => {
+  const { JWT_SECRET: _, ...rest } = valid;
+  const config = loadConfig({ ...rest, JWT_JWKS_URL: "https://jwks:idp-pass@idp.internal/jwks" });
+  const shown = String(redactConfig(config).JWT_JWKS_URL);
+  assert.ok(!shown.includes("idp-pass"), shown);
+  assert.match(shown, /idp\.internal\/jwks/);
+});
