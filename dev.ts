@@ -4,20 +4,52 @@
  * .dev/secrets.json (never in the repository), a sample chat, and ready-to-use tokens.
  */
 import { signDevToken } from "./auth/sign.ts";
-import { loadConfig } from "./config.ts";
-import { startService } from "./main.ts";
+import { type Config, ConfigError, loadConfig } from "./config.ts";
+import { EmbeddedDatabaseInUse } from "./db/embedded.ts";
+import { type RunningService, startService } from "./main.ts";
 import { overDefaults } from "./dev/environment.ts";
 import { devSecrets } from "./dev/secrets.ts";
 import { configureLogging } from "./observability/log.ts";
 
+/**
+ * What a newcomer can fix (a setting, a second `dev`, a port taken) is said in one line, as
+ * `deno task start` does, not as a stack trace; anything else is a bug and keeps its stack.
+ */
+function refused(error: unknown, config?: Config): never {
+  if (error instanceof ConfigError) {
+    console.error(error.message);
+    Deno.exit(78);
+  }
+  if (error instanceof EmbeddedDatabaseInUse) {
+    console.error(error.message);
+    Deno.exit(2);
+  }
+  if (error instanceof Deno.errors.AddrInUse && config) {
+    const ports = [config.PORT, config.GRPC_ENABLED ? config.GRPC_PORT : 0].filter(Boolean);
+    console.error(`port ${ports.join(" or ")} is in use: set PORT and GRPC_PORT (0: any free one)`);
+    Deno.exit(2);
+  }
+  throw error;
+}
+
 const secrets = await devSecrets();
-const config = loadConfig(overDefaults({
-  JWT_SECRET: secrets.JWT_SECRET,
-  GRPC_ADMIN_TOKEN: secrets.GRPC_ADMIN_TOKEN,
-  DEMO_PAGE: "1",
-}, Deno.env.toObject()));
+let config: Config;
+try {
+  config = loadConfig(overDefaults({
+    JWT_SECRET: secrets.JWT_SECRET,
+    GRPC_ADMIN_TOKEN: secrets.GRPC_ADMIN_TOKEN,
+    DEMO_PAGE: "1",
+  }, Deno.env.toObject()));
+} catch (error) {
+  refused(error);
+}
 await configureLogging(config.LOG_LEVEL);
-const service = await startService(config);
+let service: RunningService;
+try {
+  service = await startService(config);
+} catch (error) {
+  refused(error, config);
+}
 const customer = "customer-1";
 const vendor = "vendor-1";
 const chat = await service.chat.createChat(customer, vendor);

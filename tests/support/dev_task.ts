@@ -1,0 +1,44 @@
+import { within } from "./wait.ts";
+
+const ROOT = new URL("../../", import.meta.url);
+
+/**
+ * `deno task <name>`'s own command (dev, seed: the development tools) run in `cwd`, a scratch
+ * directory, so that the `.dev/` it makes is there rather than in the repository; with `env`
+ * and nothing of the test's own environment but what Deno needs to find its cache.
+ */
+export async function runDevTask(
+  name: string,
+  cwd: string,
+  env: Record<string, string>,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const tasks = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT))).tasks;
+  const [deno, run, ...args] = String(tasks[name]).trim().split(/\s+/);
+  if (deno !== "deno" || run !== "run") throw new Error(`${name} is no \`deno run\` task`);
+  // the script, last, from the repository; deno.json with it
+  args.push(new URL(args.pop()!, ROOT).pathname);
+  const base: Record<string, string> = { NO_COLOR: "1" };
+  for (const variable of ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME"]) {
+    const value = Deno.env.get(variable);
+    if (value !== undefined) base[variable] = value;
+  }
+  const output = await within(
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", `--config=${new URL("deno.json", ROOT).pathname}`, ...args],
+      cwd,
+      clearEnv: true,
+      env: { ...base, ...env },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output(),
+    60_000,
+    `deno task ${name}`,
+  );
+  const text = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: text.decode(output.stdout),
+    stderr: text.decode(output.stderr).trim(),
+  };
+}
