@@ -7,9 +7,10 @@
 import { signDevToken } from "../auth/sign.ts";
 import type { ChatService } from "../chat/service.ts";
 import type { Chat, VendorRole } from "../chat/types.ts";
-import { loadConfig } from "../config.ts";
+import { ConfigError, loadConfig } from "../config.ts";
 import { EmbeddedDatabaseInUse } from "../db/embedded.ts";
 import { startService } from "../main.ts";
+import { overDefaults } from "./environment.ts";
 import { devSecrets } from "./secrets.ts";
 
 /** Who the demo is about. */
@@ -64,19 +65,27 @@ export async function seedDemo(service: ChatService): Promise<Seeded> {
 }
 
 if (import.meta.main) {
-  const env = Deno.env.toObject();
+  // a variable set but empty is unset, as for `deno task dev` (a sourced .env.example)
+  const env = overDefaults({}, Deno.env.toObject());
   const signingSecret = env.JWT_SECRET ??
     (env.JWT_PUBLIC_KEY || env.JWT_JWKS_URL ? undefined : (await devSecrets()).JWT_SECRET);
   const devPort = Number(env.PORT ?? 8000);
-  const config = loadConfig({
-    ...(signingSecret ? { JWT_SECRET: signingSecret } : {}),
-    ...env,
-    PORT: "0",
-    HOST: "127.0.0.1",
-    GRPC_ENABLED: "0",
-    DEMO_PAGE: "0",
-    LOG_LEVEL: "warning",
-  });
+  let config;
+  try {
+    config = loadConfig({
+      ...(signingSecret ? { JWT_SECRET: signingSecret } : {}),
+      ...env,
+      PORT: "0",
+      HOST: "127.0.0.1",
+      GRPC_ENABLED: "0",
+      DEMO_PAGE: "0",
+      LOG_LEVEL: "warning",
+    });
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(error.message);
+    Deno.exit(78);
+  }
   let service;
   try {
     service = await startService(config);

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { createChatClient } from "../client/mod.ts";
+import { runDevTask } from "../tests/support/dev_task.ts";
 import { startCluster } from "../tests/support/service.ts";
 import { within } from "../tests/support/wait.ts";
 import { DEMO, seedDemo } from "./seed.ts";
@@ -69,4 +70,32 @@ Deno.test("`deno task seed` seeds the configured database and prints a working p
   const { promise, resolve } = Promise.withResolvers<number>();
   alice.on("chats", (frame) => resolve(frame.chats.length));
   assert.equal(await within(promise, 5_000, "alice's chats"), 2);
+});
+
+Deno.test("`deno task seed` takes JWT_SECRET and PORT set empty as unset, as `deno task dev` does", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const cwd = await Deno.makeTempDir();
+  try {
+    // the secret `deno task dev` generated, which the cluster also verifies with
+    await Deno.mkdir(`${cwd}/.dev`);
+    await Deno.writeTextFile(
+      `${cwd}/.dev/secrets.json`,
+      JSON.stringify({ JWT_SECRET: cluster.secret, GRPC_ADMIN_TOKEN: "unused-admin-token-0" }),
+    );
+    // as a shell that sourced a copy of .env.example has them
+    const { code, stdout, stderr } = await runDevTask("seed", cwd, {
+      DATABASE_URL: cluster.databaseUrl,
+      JWT_SECRET: "",
+      PORT: "",
+    });
+    assert.equal(code, 0, stderr);
+    const token = /^ {2}alice +http:\/\/localhost:8000\/#token=(\S+)$/m.exec(stdout)?.[1];
+    assert.ok(token, stdout);
+    await using alice = createChatClient({ url: cluster.main.httpUrl, token });
+    const { promise, resolve } = Promise.withResolvers<number>();
+    alice.on("chats", (frame) => resolve(frame.chats.length));
+    assert.equal(await within(promise, 5_000, "alice's chats"), 2);
+  } finally {
+    await Deno.remove(cwd, { recursive: true });
+  }
 });
