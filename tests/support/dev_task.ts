@@ -3,7 +3,7 @@ import { within } from "./wait.ts";
 const ROOT = new URL("../../", import.meta.url);
 
 /**
- * `deno task <name>`'s own command (dev, seed: the development tools) run in `cwd`, a scratch
+ * `deno task <name>`'s own command (dev, seed, migrate: the tools) run in `cwd`, a scratch
  * directory, so that the `.dev/` it makes is there rather than in the repository; with `env`
  * and nothing of the test's own environment but what Deno needs to find its cache.
  */

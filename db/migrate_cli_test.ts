@@ -1,0 +1,28 @@
+import assert from "node:assert/strict";
+import { freshDatabase } from "../tests/support/database.ts";
+import { runDevTask } from "../tests/support/dev_task.ts";
+
+Deno.test("`deno task migrate` says a migrated database is up to date", async () => {
+  await using database = await freshDatabase();
+  const cwd = await Deno.makeTempDir();
+  try {
+    const { code, stdout, stderr } = await runDevTask("migrate", cwd, {
+      DATABASE_URL: database.url,
+    });
+    assert.equal(code, 0, stderr);
+    assert.equal(stdout.trim(), "up to date");
+  } finally {
+    await Deno.remove(cwd, { recursive: true });
+  }
+});
+
+Deno.test("`deno task migrate` with a bad DATABASE_URL names it in one line and exits 78", async () => {
+  const cwd = await Deno.makeTempDir();
+  try {
+    const { code, stderr } = await runDevTask("migrate", cwd, { DATABASE_URL: "mysql://db/chat" });
+    assert.equal(code, 78, stderr);
+    assert.match(stderr, /^invalid configuration: DATABASE_URL: .+$/);
+  } finally {
+    await Deno.remove(cwd, { recursive: true });
+  }
+});
