@@ -3,13 +3,12 @@
  * (no chat service) holding 10,000 idle sockets, measured the way `deno task bench` measures
  * the service. Run: deno run -A bench/bare_websocket_memory.ts [--sockets 10000]
  */
-import { parseArgs } from "node:util";
+import { commandLine } from "./command_line.ts";
 import { freePort, rssOf } from "./service_process.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: { sockets: { type: "string", default: "10000" } },
-});
+const values = commandLine("usage: deno run -A bench/bare_websocket_memory.ts [--sockets 10000]", {
+  sockets: { type: "string", default: "10000" },
+}, { positive: ["sockets"] });
 const count = Number(values.sockets);
 const port = await freePort();
 const server = new Deno.Command(Deno.execPath(), {

@@ -102,6 +102,10 @@ Deno.test("every bench script answers --help with its usage, and an option it do
       [["task", "-q", "bench:sanctions"], "usage: deno task bench:sanctions"],
       [["task", "-q", "soak"], "usage: deno task soak"],
       [["run", "-A", "bench/media_memory.ts"], "usage: deno run -A bench/media_memory.ts"],
+      [
+        ["run", "-A", "bench/bare_websocket_memory.ts"],
+        "usage: deno run -A bench/bare_websocket_memory.ts",
+      ],
     ] as const
   ) {
     const name = command.join(" ");
