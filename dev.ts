@@ -40,6 +40,15 @@ try {
     GRPC_ADMIN_TOKEN: secrets.GRPC_ADMIN_TOKEN,
     DEMO_PAGE: "1",
   }, Deno.env.toObject()));
+  // the task may write under .dev/ only (deno.json), so an embedded database elsewhere would
+  // fail on its first write (`memory://` writes nothing)
+  const write = Deno.permissions.querySync({ name: "write", path: config.DATA_DIR });
+  const onDisk = !config.DATABASE_URL && !config.DATA_DIR.startsWith("memory://");
+  if (onDisk && write.state !== "granted") {
+    throw new ConfigError(
+      "invalid configuration: DATA_DIR: must be under .dev/, where `deno task dev` may write",
+    );
+  }
 } catch (error) {
   refused(error);
 }

@@ -26,3 +26,14 @@ Deno.test("`deno task dev` on an embedded database another process holds says so
     await Deno.remove(cwd, { recursive: true });
   }
 });
+
+Deno.test("`deno task dev` with DATA_DIR outside .dev/, where it may not write, says so in one line", async () => {
+  const cwd = await Deno.makeTempDir();
+  try {
+    const { code, stderr } = await runDevTask("dev", cwd, { DATA_DIR: `${cwd}/pgdata` });
+    assert.equal(code, 78, stderr);
+    assert.match(stderr, /^invalid configuration: DATA_DIR: .*\.dev\/.*$/);
+  } finally {
+    await Deno.remove(cwd, { recursive: true });
+  }
+});
