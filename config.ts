@@ -3,7 +3,14 @@ import { redactUrls } from "./observability/redact.ts";
 
 const port = z.coerce.number().int().min(0).max(65535);
 const optionalText = z.string().trim().min(1).optional();
-const seconds = z.coerce.number().positive();
+/**
+ * Durations end up in setTimeout, which takes anything past 2^31 - 1 ms (24.8 days) as 1 ms:
+ * a longer SHUTDOWN_TIMEOUT would cut a shutdown at once, a longer FEED_SWEEP_SECONDS sweep
+ * nonstop. 24 days leaves room for what is added to them.
+ */
+const MAX_SECONDS = 24 * 86400;
+const seconds = z.coerce.number().positive()
+  .max(MAX_SECONDS, `must be at most ${MAX_SECONDS} (24 days: a timer waits no longer)`);
 const bytes = z.coerce.number().int().positive();
 const flag = z.enum(["0", "1", "true", "false"]).transform((value) =>
   value === "1" || value === "true"

@@ -27,6 +27,24 @@ Deno.test("loadConfig names the variable of a wrong value in one line", () => {
   }
 });
 
+Deno.test("loadConfig refuses a duration longer than a timer can wait, which would fire at once", () => {
+  // setTimeout takes a longer delay as 1 ms: a SIGTERM would exit 1 at once, sweeps run nonstop
+  for (
+    const variable of [
+      "SHUTDOWN_TIMEOUT",
+      "FEED_SWEEP_SECONDS",
+      "MEDIA_UPLOAD_IDLE_SECONDS",
+      "WS_IDLE_TIMEOUT_SECONDS",
+    ] as const
+  ) {
+    assert.throws(
+      () => loadConfig({ ...valid, [variable]: "3000000" }),
+      new RegExp(`^ConfigError: invalid configuration: ${variable}: must be at most`),
+    );
+    assert.equal(loadConfig({ ...valid, [variable]: String(24 * 86400) })[variable], 24 * 86400);
+  }
+});
+
 Deno.test("loadConfig names the variable that is missing", () => {
   const { JWT_SECRET: _, ...noKey } = valid;
   assert.throws(() => loadConfig(noKey), /JWT_SECRET: set exactly one of/);
