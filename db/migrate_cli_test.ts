@@ -6,8 +6,11 @@ Deno.test("`deno task migrate` says a migrated database is up to date", async ()
   await using database = await freshDatabase();
   const cwd = await Deno.makeTempDir();
   try {
-    const { code, stdout, stderr } = await runDevTask("migrate", cwd, {
-      DATABASE_URL: database.url,
+    const { code, stdout, stderr } = await runDevTask("migrate", {
+      cwd,
+      env: {
+        DATABASE_URL: database.url,
+      },
     });
     assert.equal(code, 0, stderr);
     assert.equal(stdout.trim(), "up to date");
@@ -19,7 +22,10 @@ Deno.test("`deno task migrate` says a migrated database is up to date", async ()
 Deno.test("`deno task migrate` with a bad DATABASE_URL names it in one line and exits 78", async () => {
   const cwd = await Deno.makeTempDir();
   try {
-    const { code, stderr } = await runDevTask("migrate", cwd, { DATABASE_URL: "mysql://db/chat" });
+    const { code, stderr } = await runDevTask("migrate", {
+      cwd,
+      env: { DATABASE_URL: "mysql://db/chat" },
+    });
     assert.equal(code, 78, stderr);
     assert.match(stderr, /^invalid configuration: DATABASE_URL: .+$/);
   } finally {

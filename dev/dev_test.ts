@@ -4,7 +4,7 @@ import { runDevTask } from "../tests/support/dev_task.ts";
 Deno.test("`deno task dev` with a bad setting names it in one line and exits 78", async () => {
   const cwd = await Deno.makeTempDir();
   try {
-    const { code, stderr } = await runDevTask("dev", cwd, { LOG_LEVEL: "loud" });
+    const { code, stderr } = await runDevTask("dev", { cwd, env: { LOG_LEVEL: "loud" } });
     assert.equal(code, 78, stderr);
     assert.match(stderr, /^invalid configuration: LOG_LEVEL: .+$/);
   } finally {
@@ -19,7 +19,7 @@ Deno.test("`deno task dev` on an embedded database another process holds says so
   using lock = await Deno.open(`${cwd}/.dev/pgdata.lock`, { create: true, write: true });
   assert.ok(await lock.tryLock(true));
   try {
-    const { code, stderr } = await runDevTask("dev", cwd, {});
+    const { code, stderr } = await runDevTask("dev", { cwd, env: {} });
     assert.equal(code, 2, stderr);
     assert.match(stderr, /^the embedded database in \S+ is open in another process.*$/);
   } finally {
@@ -30,7 +30,7 @@ Deno.test("`deno task dev` on an embedded database another process holds says so
 Deno.test("`deno task dev` with DATA_DIR outside .dev/, where it may not write, says so in one line", async () => {
   const cwd = await Deno.makeTempDir();
   try {
-    const { code, stderr } = await runDevTask("dev", cwd, { DATA_DIR: `${cwd}/pgdata` });
+    const { code, stderr } = await runDevTask("dev", { cwd, env: { DATA_DIR: `${cwd}/pgdata` } });
     assert.equal(code, 78, stderr);
     assert.match(stderr, /^invalid configuration: DATA_DIR: .*\.dev\/.*$/);
   } finally {

@@ -83,10 +83,13 @@ Deno.test("`deno task seed` takes JWT_SECRET and PORT set empty as unset, as `de
       JSON.stringify({ JWT_SECRET: cluster.secret, GRPC_ADMIN_TOKEN: "unused-admin-token-0" }),
     );
     // as a shell that sourced a copy of .env.example has them
-    const { code, stdout, stderr } = await runDevTask("seed", cwd, {
-      DATABASE_URL: cluster.databaseUrl,
-      JWT_SECRET: "",
-      PORT: "",
+    const { code, stdout, stderr } = await runDevTask("seed", {
+      cwd,
+      env: {
+        DATABASE_URL: cluster.databaseUrl,
+        JWT_SECRET: "",
+        PORT: "",
+      },
     });
     assert.equal(code, 0, stderr);
     const token = /^ {2}alice +http:\/\/localhost:8000\/#token=(\S+)$/m.exec(stdout)?.[1];

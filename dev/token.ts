@@ -2,15 +2,30 @@
 import { parseArgs } from "node:util";
 import { signDevToken } from "../auth/sign.ts";
 
-const { positionals, values } = parseArgs({
-  args: Deno.args,
-  allowPositionals: true,
-  options: { ttl: { type: "string", default: "86400" } },
-});
-const userId = positionals[0];
-if (!userId) {
-  console.error("usage: deno task token <user_id> [--ttl seconds]");
+const USAGE = "usage: deno task token <user_id> [--ttl seconds]";
+
+/** A mistake on the command line is one line and exit 2, not a stack trace. */
+function usageError(problem: string): never {
+  console.error(`${problem}\n${USAGE}`);
   Deno.exit(2);
+}
+
+let parsed;
+try {
+  parsed = parseArgs({
+    args: Deno.args,
+    allowPositionals: true,
+    options: { ttl: { type: "string", default: "86400" } },
+  });
+} catch (error) {
+  usageError(error instanceof Error ? error.message : String(error));
+}
+const { positionals, values } = parsed;
+const userId = positionals[0];
+if (!userId || positionals.length > 1) usageError("one user_id, please");
+const ttlSeconds = Number(values.ttl);
+if (!/^\d+$/.test(values.ttl) || !Number.isSafeInteger(ttlSeconds) || ttlSeconds === 0) {
+  usageError(`--ttl must be a whole number of seconds above 0; got ${values.ttl}`);
 }
 let secret = Deno.env.get("JWT_SECRET");
 if (!secret) {
@@ -21,4 +36,4 @@ if (!secret) {
     Deno.exit(2);
   }
 }
-console.log(await signDevToken(secret, userId, { ttlSeconds: Number(values.ttl) }));
+console.log(await signDevToken(secret, userId, { ttlSeconds }));

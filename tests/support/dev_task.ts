@@ -2,15 +2,20 @@ import { within } from "./wait.ts";
 
 const ROOT = new URL("../../", import.meta.url);
 
-/**
- * `deno task <name>`'s own command (dev, seed, migrate: the tools) run in `cwd`, a scratch
- * directory, so that the `.dev/` it makes is there rather than in the repository; with `env`
- * and nothing of the test's own environment but what Deno needs to find its cache.
- */
+/** Where and how a tool runs. */
+export interface DevTaskRun {
+  /** A scratch directory: the `.dev/` the tool makes goes there, not into the repository. */
+  cwd: string;
+  /** The tool's whole environment, but for what Deno needs to find its cache. */
+  env: Record<string, string>;
+  /** The tool's command-line arguments. */
+  args?: string[];
+}
+
+/** `deno task <name>`'s own command (dev, seed, migrate, token: the tools), run as `run` says. */
 export async function runDevTask(
   name: string,
-  cwd: string,
-  env: Record<string, string>,
+  { cwd, env, args: toolArgs = [] }: DevTaskRun,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const tasks = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT))).tasks;
   const [deno, run, ...args] = String(tasks[name]).trim().split(/\s+/);
@@ -24,7 +29,7 @@ export async function runDevTask(
   }
   const output = await within(
     new Deno.Command(Deno.execPath(), {
-      args: ["run", `--config=${new URL("deno.json", ROOT).pathname}`, ...args],
+      args: ["run", `--config=${new URL("deno.json", ROOT).pathname}`, ...args, ...toolArgs],
       cwd,
       clearEnv: true,
       env: { ...base, ...env },

@@ -1,0 +1,38 @@
+import assert from "node:assert/strict";
+import { decodeJwt } from "jose";
+import { runDevTask } from "../tests/support/dev_task.ts";
+
+const env = { JWT_SECRET: "a development secret of at least thirty-two bytes" };
+
+Deno.test("`deno task token` signs a token for the user that lasts --ttl seconds", async () => {
+  const cwd = await Deno.makeTempDir();
+  try {
+    const { code, stdout, stderr } = await runDevTask("token", {
+      cwd,
+      env,
+      args: ["alice", "--ttl", "60"],
+    });
+    assert.equal(code, 0, stderr);
+    const claims = decodeJwt(stdout.trim());
+    assert.equal(claims.sub, "alice");
+    assert.equal(claims.exp! - claims.iat!, 60);
+  } finally {
+    await Deno.remove(cwd, { recursive: true });
+  }
+});
+
+for (
+  const args of [["alice", "--ttl", "abc"], ["alice", "--ttl", "1.5"], ["alice", "--tll", "5"]]
+) {
+  Deno.test(`\`deno task token ${args.join(" ")}\` says what is wrong in two lines and exits 2`, async () => {
+    const cwd = await Deno.makeTempDir();
+    try {
+      const { code, stdout, stderr } = await runDevTask("token", { cwd, env, args });
+      assert.equal(code, 2, stderr);
+      assert.equal(stdout, "");
+      assert.match(stderr, /^.+\nusage: deno task token <user_id> \[--ttl seconds\]$/);
+    } finally {
+      await Deno.remove(cwd, { recursive: true });
+    }
+  });
+}
