@@ -2,7 +2,7 @@ import { Buffer } from "node:buffer";
 import type { Sql } from "postgres";
 import { ChatError } from "../chat/errors.ts";
 import type { AdminStore, KeysetPage, TimeCursor } from "../chat/ports.ts";
-import { withErrorTranslation } from "./errors.ts";
+import { STORE_TIMEOUT_MS, withErrorTranslation } from "./errors.ts";
 import {
   type BanRow,
   type ChatRow,
@@ -19,6 +19,14 @@ import { withWholeResults } from "./whole_results.ts";
 
 /** The text search configuration of migration 0002; queries must use the same one. */
 const SEARCH_CONFIG = "simple";
+
+/**
+ * How long the database lets a search run. Its caller is answered `unavailable` after
+ * STORE_TIMEOUT_MS in any case, but the query itself would run on, holding a connection of the
+ * pool the chat shares: a word in most of millions of messages could keep it for minutes. Ended
+ * a second earlier by the database, the search frees its connection before its caller hears.
+ */
+const SEARCH_TIMEOUT_MS = STORE_TIMEOUT_MS - 1_000;
 
 /** The exact sort key of a row, as PostgreSQL prints it (microseconds included). */
 type Keyed<Row> = Row & { cursor_at: string };
@@ -120,7 +128,9 @@ export function createAdminStore(pool: Sql): AdminStore {
       // would intersect the GIN index with the chat filter even for a word in most messages
       // (25 ms) where reading the chat's rows and testing each is 0.05 ms.
       const rows = await transaction(sql, async (tx) => {
-        await tx`set local plan_cache_mode = force_custom_plan`;
+        await tx`
+          select set_config('plan_cache_mode', 'force_custom_plan', true),
+                 set_config('statement_timeout', ${String(SEARCH_TIMEOUT_MS)}, true)`;
         return await tx<Keyed<MessageRow & { rank: number }>[]>`
         with q as (select websearch_to_tsquery(${SEARCH_CONFIG}::regconfig, ${text}) as query)
         select ${messageColumns(sql)}, rank, cursor_at from (

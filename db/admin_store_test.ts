@@ -3,8 +3,10 @@ import postgres from "postgres";
 import { ChatError } from "../chat/errors.ts";
 import type { AdminStore } from "../chat/ports.ts";
 import { freshDatabase } from "../tests/support/database.ts";
+import { within } from "../tests/support/wait.ts";
 import { createAdminStore } from "./admin_store.ts";
 import { startEmbeddedPostgres } from "./embedded.ts";
+import { STORE_TIMEOUT_MS } from "./errors.ts";
 import { migrate } from "./migrate.ts";
 import { createPostgresStore } from "./postgres_store.ts";
 
@@ -66,5 +68,35 @@ Deno.test("the embedded development database runs migration 0002 and searches th
   } finally {
     await sql.end();
     await embedded.close();
+  }
+});
+
+Deno.test("a search the database cannot finish in time is ended, not left holding a connection", async () => {
+  await using database = await freshDatabase();
+  const sql = postgres(database.url, { max: 2, onnotice: () => {} });
+  const other = await sql.reserve();
+  try {
+    // held here, the table keeps the search running past every deadline, as millions of rows would
+    await other`begin`;
+    await other`lock table messages in access exclusive mode`;
+    const search = createAdminStore(sql).searchMessages({
+      text: "lamp",
+      include_deleted: false,
+      limit: 10,
+    });
+    await assert.rejects(
+      within(search, STORE_TIMEOUT_MS + 2_000, "the search's answer"),
+      (error) => error instanceof ChatError && error.code === "unavailable",
+    );
+    // answered once the database ended it: the pool has its connection back
+    const [stillWaiting] = await other`
+      select 1 from pg_stat_activity
+      where datname = current_database() and wait_event_type = 'Lock'`;
+    assert.equal(stillWaiting, undefined, "the search still waits for the table");
+  } finally {
+    await other`rollback`;
+    other.release();
+    // a search left waiting still has its next statement queued on the pool
+    await sql.end({ timeout: 5 });
   }
 });
