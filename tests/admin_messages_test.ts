@@ -160,6 +160,24 @@ Deno.test("SearchMessages filters by chat, sender, time and deletion", async () 
   );
 });
 
+Deno.test("SearchMessages reads created_after and created_before to the nanosecond", async () => {
+  await using cluster = await startCluster({ grpc: true });
+  const admin = await cluster.admin();
+  const chat = await admin.call("CreateChat", { user_id: "alice", vendor_id: "acme" });
+  await using alice = await joinChat(cluster, "alice", chat.id);
+  const sent = await sendText(alice, "acme", "red bike");
+  const ms = Date.parse(sent.created_at);
+  // a nanosecond after the message was sent
+  const justAfter = { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 + 1 };
+  const found = async (request: object) =>
+    (await admin.call("SearchMessages", { query: "red bike", ...request })).messages
+      .map((message: Reply) => message.id);
+  assert.deepEqual(await found({ created_after: justAfter }), [], "sent before created_after");
+  assert.deepEqual(await found({ created_before: justAfter }), [sent.id], "sent before it");
+  const lastInstant = { seconds: 253_402_300_799, nanos: 999_999_999 };
+  assert.deepEqual(await found({ created_before: lastInstant }), [sent.id]);
+});
+
 Deno.test("SearchMessages pages to the last page in rank order and binds its tokens to the query", async () => {
   await using cluster = await startCluster({ grpc: true });
   const admin = await cluster.admin();
