@@ -247,6 +247,31 @@ Deno.test("a chat created but never published reaches the vendor's chats socket 
   assert.deepEqual(acmeAll.pending("chat_message"), []);
 });
 
+Deno.test("a chat created but never published, with more than a page sent in it, reaches the vendor's chats socket whole", async () => {
+  await using setup = await chatOnTwoInstances();
+  const { cluster, acmeAll } = setup;
+  const sent = 130;
+  let chatId = "";
+  await writtenUnpublished(cluster, async (store) => {
+    const { chat } = await store.createChat("bob", "acme");
+    chatId = chat.id;
+    for (let seq = 1; seq <= sent; seq++) {
+      await store.insertMessage({ ...fromAlice(chat.id, `m${seq}`), sender_id: "bob" });
+    }
+  });
+  const last = await acmeAll.next(
+    (candidate) =>
+      candidate.type === "chat_message" && candidate.chat_id === chatId &&
+      candidate.message.seq === sent,
+    "the new chat's last message on the chats socket",
+  );
+  assert.equal(last.message.content, `m${sent}`);
+  const seqs = acmeAll.frames
+    .filter((frame) => frame.type === "chat_message" && frame.chat_id === chatId)
+    .map((frame) => frame.message.seq);
+  assert.deepEqual(seqs, Array.from({ length: sent }, (_, index) => index + 1));
+});
+
 Deno.test("a vendor member removed but never published loses the vendor's chat by the sweep", async () => {
   await using setup = await chatOnTwoInstances();
   const { cluster, chat } = setup;

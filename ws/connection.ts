@@ -224,14 +224,21 @@ export class Connection {
     try {
       const membership = await this.#chats.takeInNewChat(chatId);
       if (!membership) return;
-      const page = await this.#deps.service.history(membership.chat, {
-        limit: 100,
-        after_seq: 0,
-      });
-      for (const message of page.items) {
-        this.#send({ type: "chat_message", chat_id: chatId, message });
+      // every page of it: what the feed follows from now on starts after the chat's last seq,
+      // and no later message need come to show a gap past the first page
+      let sentUpTo = 0;
+      for (let hasMore = true; hasMore && !this.#closed;) {
+        const page = await this.#deps.service.history(membership.chat, {
+          limit: 100,
+          after_seq: sentUpTo,
+        });
+        for (const message of page.items) {
+          this.#send({ type: "chat_message", chat_id: chatId, message });
+        }
+        sentUpTo = page.items.at(-1)?.seq ?? sentUpTo;
+        hasMore = page.has_more;
       }
-      this.#order.pageSent(chatId, page.items.at(-1)?.seq ?? 0);
+      this.#order.pageSent(chatId, sentUpTo);
       for (const delivery of this.#order.release(chatId)) this.deliver(delivery);
     } catch (error) {
       this.#deps.onError(error, "adopt new chat", this);
