@@ -272,6 +272,49 @@ Deno.test("a chat created but never published, with more than a page sent in it,
   assert.deepEqual(seqs, Array.from({ length: sent }, (_, index) => index + 1));
 });
 
+Deno.test("a chat taken in with messages to the socket's side brings it their unread_messages, and one with only its own none", async () => {
+  await using setup = await chatOnTwoInstances();
+  const { cluster, acmeAll } = setup;
+  const chatIds: string[] = [];
+  await writtenUnpublished(cluster, async (store) => {
+    for (
+      const [customer, sender, side] of [["bob", "bob", "customer"], [
+        "carol",
+        "acme",
+        "vendor",
+      ]] as const
+    ) {
+      const { chat } = await store.createChat(customer, "acme");
+      chatIds.push(chat.id);
+      await store.insertMessage({
+        ...fromAlice(chat.id, `from ${sender}`),
+        sender_id: sender,
+        sender_side: side,
+        receiver_id: sender === "acme" ? customer : "acme",
+      });
+    }
+  });
+  const [toAcme, fromAcme] = chatIds as [string, string];
+  for (const chatId of chatIds) {
+    await acmeAll.next(
+      (frame) => frame.type === "chat_message" && frame.chat_id === chatId,
+      "the new chat's message on the chats socket",
+    );
+  }
+  const unread = await acmeAll.next(
+    (frame) => frame.type === "unread_messages" && frame.chat_id === toAcme,
+    "the unread_messages of the chat with a message to acme",
+  );
+  assert.equal(unread.count, 1);
+  assert.deepEqual(unread.messages.map((message: Frame) => message.content), ["from bob"]);
+  // a barrier, then nothing was pushed for the chat whose only message acme sent
+  await stillServes(acmeAll, fromAcme);
+  const pushed = acmeAll.frames.filter((frame) =>
+    frame.type === "unread_messages" && frame.chat_id === fromAcme
+  );
+  assert.equal(pushed.length, 1, "only the answer to unread_message");
+});
+
 Deno.test("a vendor member removed but never published loses the vendor's chat by the sweep", async () => {
   await using setup = await chatOnTwoInstances();
   const { cluster, chat } = setup;

@@ -215,8 +215,9 @@ export class Connection {
 
   /**
    * Takes in a chat created after this socket connected. Messages sent to it before the
-   * socket followed it come from the store; live events wait until they are out, and the
-   * ones those already covered are dropped.
+   * socket followed it come from the store, with the `unread_messages` their live sending
+   * would have pushed to this side; live events wait until they are out, and the ones those
+   * already covered are dropped.
    */
   async #adoptChat(chatId: string): Promise<void> {
     if (this.#closed || this.#chats.memberships.has(chatId)) return;
@@ -224,19 +225,24 @@ export class Connection {
     try {
       const membership = await this.#chats.takeInNewChat(chatId);
       if (!membership) return;
+      const { chat, side } = membership;
       // every page of it: what the feed follows from now on starts after the chat's last seq,
       // and no later message need come to show a gap past the first page
       let sentUpTo = 0;
-      for (let hasMore = true; hasMore && !this.#closed;) {
-        const page = await this.#deps.service.history(membership.chat, {
-          limit: 100,
-          after_seq: sentUpTo,
-        });
+      let toThisSide = false;
+      // nothing more once the socket closed, or lost the chat (a membership revoked meanwhile)
+      const stillSeen = () => !this.#closed && this.#chats.memberships.has(chatId);
+      for (let hasMore = true; hasMore && stillSeen();) {
+        const page = await this.#deps.service.history(chat, { limit: 100, after_seq: sentUpTo });
         for (const message of page.items) {
           this.#send({ type: "chat_message", chat_id: chatId, message });
+          toThisSide ||= (message.sender_id === chat.user_id) !== (side === "customer");
         }
         sentUpTo = page.items.at(-1)?.seq ?? sentUpTo;
         hasMore = page.has_more;
+      }
+      if (toThisSide && stillSeen()) {
+        this.#send({ type: "unread_messages", ...(await this.#deps.service.unread(membership)) });
       }
       this.#order.pageSent(chatId, sentUpTo);
       for (const delivery of this.#order.release(chatId)) this.deliver(delivery);
