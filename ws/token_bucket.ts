@@ -28,7 +28,10 @@ export class TokenBucket {
   take(): boolean {
     const now = this.#now();
     const { ratePerSecond, rateBurst } = this.#limits;
-    this.#tokens = Math.min(rateBurst, this.#tokens + ((now - this.#last) / 1000) * ratePerSecond);
+    // a wall clock set back (an NTP step, a VM resumed) refills nothing, and takes nothing:
+    // the time elapsed would be negative, and drain the bucket for as long as the step
+    const elapsedMs = Math.max(0, now - this.#last);
+    this.#tokens = Math.min(rateBurst, this.#tokens + (elapsedMs / 1000) * ratePerSecond);
     this.#last = now;
     if (this.#tokens < 1) return false;
     this.#tokens -= 1;

@@ -21,3 +21,15 @@ Deno.test("TokenBucket allows a burst, then the rate", () => {
     false,
   ]);
 });
+
+Deno.test("TokenBucket keeps its tokens when the clock steps back, and refills from there", () => {
+  let now = 1_000_000;
+  const bucket = new TokenBucket({ ratePerSecond: 10, rateBurst: 3 }, () => now);
+  assert.equal(bucket.take(), true);
+  // the wall clock set back a minute (an NTP step, a VM resumed): no one sent anything
+  now -= 60_000;
+  assert.deepEqual([bucket.take(), bucket.take(), bucket.take()], [true, true, false]);
+  now += 100; // one token at 10 a second, counted from the new time
+  assert.equal(bucket.take(), true);
+  assert.equal(bucket.take(), false);
+});
