@@ -5,13 +5,22 @@
  */
 export function redactUrls(value: string, options: { tokenAsUser: boolean }): string {
   return value.split(",").map((part) => {
+    const text = part.trim();
+    let url: URL;
     try {
-      const url = new URL(part.trim());
-      if (url.password) url.password = "redacted";
-      else if (options.tokenAsUser && url.username) url.username = "redacted";
-      return url.toString();
+      url = new URL(text);
     } catch {
       return "[unparseable]";
     }
+    // No host: not a URL of a server but `user:password@host:port` without its scheme (NATS
+    // takes `host:port`), which reads as the scheme `user:`. Whatever comes before the `@`
+    // (the last one: a host has none) may be a secret.
+    if (url.host === "") {
+      const at = text.lastIndexOf("@");
+      return at === -1 ? text : `redacted@${text.slice(at + 1)}`;
+    }
+    if (url.password) url.password = "redacted";
+    else if (options.tokenAsUser && url.username) url.username = "redacted";
+    return url.toString();
   }).join(",");
 }

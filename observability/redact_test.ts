@@ -1,0 +1,26 @@
+import assert from "node:assert/strict";
+import { redactUrls } from "./redact.ts";
+
+Deno.test("redactUrls masks the password, and with tokenAsUser a lone user", () => {
+  const nats = { tokenAsUser: true };
+  assert.equal(
+    redactUrls("nats://alice:s3cret@n1:4222, nats://t0ken@n2:4222", nats),
+    "nats://alice:redacted@n1:4222,nats://redacted@n2:4222",
+  );
+  assert.equal(
+    redactUrls("postgres://chat:s3cret@db:5432/chat", { tokenAsUser: false }),
+    "postgres://chat:redacted@db:5432/chat",
+  );
+});
+
+Deno.test("redactUrls masks the credentials of a server given without its scheme", () => {
+  // `alice:` reads as a scheme, and what follows it as an opaque path with no host
+  const nats = { tokenAsUser: true };
+  assert.equal(redactUrls("alice:s3cret@n1:4222", nats), "redacted@n1:4222");
+  assert.equal(redactUrls("alice:p@ss@n1:4222", nats), "redacted@n1:4222");
+  assert.equal(
+    redactUrls("nats://n1:4222, alice:s3cret@n2:4222", nats),
+    "nats://n1:4222,redacted@n2:4222",
+  );
+  assert.equal(redactUrls("localhost:4222", nats), "localhost:4222");
+});
