@@ -19,7 +19,7 @@ import { withStoreMetrics } from "./db/store_metrics.ts";
 import { createMediaPort } from "./media/media_port.ts";
 import { createNatsMediaStore } from "./media/nats_media_store.ts";
 import { createPostgresMediaStore } from "./media/postgres_media_store.ts";
-import { configureLogging, errorFields, logger } from "./observability/log.ts";
+import { configureLogging, errorFields, literalMessage, logger } from "./observability/log.ts";
 import { createMetrics } from "./observability/metrics.ts";
 import { createReadiness, type Readiness } from "./observability/readiness.ts";
 import { startGrpcServer } from "./grpc/server.ts";
@@ -307,7 +307,8 @@ if (import.meta.main) {
     refuseEmbeddedDatabase(config);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    log.fatal(error.message);
+    // it quotes the value refused, which may hold braces
+    log.fatal(literalMessage(error.message));
     Deno.exit(78);
   }
   await configureLogging(config.LOG_LEVEL);

@@ -59,6 +59,15 @@ function writeStdout(bytes: Uint8Array): void {
 }
 
 /**
+ * `text` as a log message that is printed as it is: logtape reads `{name}` in a message as the
+ * property `name` (`undefined` when there is none), so a message quoting a value of someone
+ * else's, such as a setting with an unexpanded `${VAR}`, has its braces doubled.
+ */
+export function literalMessage(text: string): string {
+  return text.replaceAll("{", "{{").replaceAll("}", "}}");
+}
+
+/**
  * The loggable part of an error and its causes: name, code and message. Never the other
  * properties, which for postgres.js errors include the query and its parameters (message
  * content), nor the text of a JSON syntax error, which quotes its input.

@@ -233,3 +233,16 @@ Deno.test("a NATS_URL with credentials but no scheme keeps its password out of e
   const leaking = printed.filter((line) => line.includes(password));
   assert.deepEqual(leaking, [], "the NATS password was logged");
 });
+
+Deno.test("a refused setting is quoted in the log line as it was written, braces and all", async () => {
+  const env = serviceEnvironment({ databaseUrl: "postgres://postgres@127.0.0.1:1/unused" });
+  // a placeholder the deployment left unexpanded: what the operator most needs to see
+  const { code, lines } = await runServiceProcess({ ...env, ALLOWED_ORIGINS: "${ORIGIN}" });
+  assert.equal(code, 78);
+  const printed = serviceLines(lines);
+  assert.equal(printed.length, 1, printed.join("\n"));
+  assert.equal(
+    JSON.parse(printed[0]!).message,
+    'invalid configuration: ALLOWED_ORIGINS: "${ORIGIN}" is no origin (scheme://host[:port], as browsers send)',
+  );
+});
