@@ -37,10 +37,14 @@ export function natsServers(value: string): NatsServers {
   return { servers, ...credentials };
 }
 
-/** A URL with a scheme, or undefined (NATS also takes `host:port`, which is no URL). */
+/**
+ * The server as a URL, or undefined. NATS also takes `host:port` without a scheme, and
+ * `user:password@host:port` with it, which as they are read as the scheme `user:`: such a
+ * server is read as a `nats://` URL, so that its credentials are found too.
+ */
 function parsed(server: string): URL | undefined {
   try {
-    return new URL(server);
+    return new URL(server.includes("://") ? server : `nats://${server}`);
   } catch {
     return undefined;
   }

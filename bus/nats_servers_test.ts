@@ -34,3 +34,15 @@ Deno.test("natsServers refuses servers with different credentials, without showi
     (error: Error) => /same credentials/.test(error.message) && !/one|two/.test(error.message),
   );
 });
+
+Deno.test("natsServers takes the credentials of a server written without its scheme", () => {
+  assert.deepEqual(natsServers("chat:s3cret@n1:4222"), {
+    servers: ["nats://n1:4222"],
+    user: "chat",
+    pass: "s3cret",
+  });
+  assert.deepEqual(natsServers("t0ken@n1:4222, nats://t0ken@n2:4222"), {
+    servers: ["nats://n1:4222", "nats://n2:4222"],
+    token: "t0ken",
+  });
+});

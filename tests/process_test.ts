@@ -219,16 +219,19 @@ Deno.test("a wrong or missing setting stops deno task start with one line naming
   });
 });
 
-Deno.test("a NATS_URL with credentials but no scheme keeps its password out of every line", async () => {
+Deno.test("a NATS_URL with credentials but no scheme connects, and keeps its password out of every line", async () => {
   await using database = await freshDatabase();
   const password = `pw-${crypto.randomUUID()}`;
   await using nats = await startNatsServer(["--user", "chat", "--pass", password]);
   // `user:password@host:port`, without `nats://`: NATS takes `host:port`, so operators write it
   const natsUrl = nats.url.replace("nats://", `chat:${password}@`);
-  const { lines } = await runServiceProcess(
-    serviceEnvironment({ databaseUrl: database.url, natsUrl }),
-  );
-  const printed = serviceLines(lines);
+  const printed = await (async () => {
+    // listening: it reached the NATS that wants the password
+    await using service = await startServiceProcess(
+      serviceEnvironment({ databaseUrl: database.url, natsUrl }),
+    );
+    return serviceLines(service.lines);
+  })();
   assert.ok(printed.some((line) => line.includes('"starting"')), printed.join("\n"));
   const leaking = printed.filter((line) => line.includes(password));
   assert.deepEqual(leaking, [], "the NATS password was logged");
