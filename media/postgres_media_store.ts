@@ -1,7 +1,8 @@
 import { Buffer } from "node:buffer";
-import type { Sql } from "postgres";
+import type { PendingQuery, Row, Sql } from "postgres";
 import { copyIn } from "../db/copy_in.ts";
 import { STORE_TIMEOUT_MS, translateDatabaseError } from "../db/errors.ts";
+import { bounded, CANCEL_AHEAD_MS } from "../db/statement_deadline.ts";
 import { MediaError } from "./errors.ts";
 import { inspect } from "./ingest.ts";
 import type { ByteRange, MediaStore } from "./store.ts";
@@ -64,15 +65,15 @@ export function createPostgresMediaStore(
   /** The same rows by INSERT, the bytes as base64 text (a third smaller than hex). */
   async function insertChunks(key: string, offset: number, chunks: Uint8Array[]): Promise<void> {
     for (const chunk of chunks) {
-      await sql`insert into media_chunks (blob_key, byte_offset, data)
-                values (${key}, ${offset}, decode(${chunk.toBase64()}, 'base64'))`;
+      await timed(sql`insert into media_chunks (blob_key, byte_offset, data)
+                      values (${key}, ${offset}, decode(${chunk.toBase64()}, 'base64'))`);
       offset += chunk.length;
     }
   }
 
   async function exists(sha256: string): Promise<boolean> {
-    const rows = await sql`
-      select 1 from media_chunks where blob_key = ${sha256} and byte_offset = 0`;
+    const rows = await timed(sql`
+      select 1 from media_chunks where blob_key = ${sha256} and byte_offset = 0`);
     return rows.length > 0;
   }
 
@@ -83,11 +84,11 @@ export function createPostgresMediaStore(
       async pull(controller) {
         try {
           // the chunk holding `position`, from there to its end or the range's
-          const [row] = await sql<Array<{ data: Uint8Array }>>`
+          const [row] = await timed(sql<Array<{ data: Uint8Array }>>`
             select substring(data from (${position} - byte_offset + 1)::int
                                   for ${Math.min(end - position + 1, MAX_READ)}::int) as data
             from media_chunks where blob_key = ${sha256} and byte_offset <= ${position}
-            order by byte_offset desc limit 1`;
+            order by byte_offset desc limit 1`);
           if (!row || row.data.length === 0) return controller.close();
           controller.enqueue(row.data);
           position += row.data.length;
@@ -121,7 +122,9 @@ export function createPostgresMediaStore(
         const blob = inspection.result();
         if (!(await exists(blob.sha256))) {
           try {
-            await sql`update media_chunks set blob_key = ${blob.sha256} where blob_key = ${upload}`;
+            await timed(
+              sql`update media_chunks set blob_key = ${blob.sha256} where blob_key = ${upload}`,
+            );
           } catch (error) {
             // the same file, finished a moment ago by another upload: keep that one
             if (codeOf(error) !== "23505") throw error;
@@ -135,7 +138,8 @@ export function createPostgresMediaStore(
       } finally {
         // after a rename there is nothing left under the upload key. A database that did not
         // answer is not waited for again: the upload is answered, and the delete goes on.
-        const deleted = sql`delete from media_chunks where blob_key = ${upload}`.catch(() => {});
+        const deleted = timed(sql`delete from media_chunks where blob_key = ${upload}`)
+          .catch(() => {});
         if (!unanswered) await deleted;
       }
     },
@@ -173,6 +177,17 @@ export function createPostgresMediaStore(
     // the pool belongs to the caller
     close: () => Promise.resolve(),
   };
+}
+
+/**
+ * A query's rows, held to STORE_TIMEOUT_MS as the chat store's queries are: a stalled database
+ * must not hold a download (and its place) or an upload's end for as long as the kernel keeps
+ * the connection. Cancelled ahead of the time and answered by how it ended (see
+ * db/statement_deadline.ts): a rename the cancel came too late for is a stored file.
+ */
+function timed<T extends readonly Row[]>(query: PendingQuery<T>): Promise<T> {
+  const cancelAt = performance.now() + STORE_TIMEOUT_MS - CANCEL_AHEAD_MS;
+  return bounded<T>(query, cancelAt, () => query.cancel());
 }
 
 function codeOf(error: unknown): string {

@@ -1,0 +1,85 @@
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import { STORE_TIMEOUT_MS } from "../db/errors.ts";
+import { freshDatabase } from "../tests/support/database.ts";
+import { paddedFixture, sha256Hex } from "../tests/support/media.ts";
+import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
+import { within } from "../tests/support/wait.ts";
+import { MediaError } from "./errors.ts";
+import { createPostgresMediaStore } from "./postgres_media_store.ts";
+
+// What the PostgreSQL media store does when the database does not answer: every query it makes
+// is held to STORE_TIMEOUT_MS, as the chat store's are, so that a stall cannot hold a download
+// or an upload (and the request's place) for as long as the kernel keeps the connection.
+
+const limits = { image: 10_000_000, audio: 10_000_000, video: 10_000_000 };
+const answered = STORE_TIMEOUT_MS + 2_000;
+const unavailable = (error: unknown) => error instanceof MediaError && error.code === "unavailable";
+
+Deno.test("postgres media store: with the database stalled, opening and reading a file are answered unavailable in time", async () => {
+  await using database = await freshDatabase();
+  const target = new URL(database.url);
+  await using proxy = startTcpProxy({ hostname: target.hostname, port: Number(target.port) });
+  const proxied = new URL(database.url);
+  proxied.port = String(proxy.port);
+  const sql = postgres(proxied.toString(), { max: 4, onnotice: () => {} });
+  try {
+    const store = createPostgresMediaStore(sql, { chunkBytes: 3_000 });
+    const file = await paddedFixture("video.mp4", 10_000);
+    const { sha256 } = await store.put(file, { kind: "video", limits });
+    const reader = (await store.open(sha256))!.getReader();
+    assert.ok(!(await reader.read()).done);
+
+    proxy.stall("downstream");
+    await assert.rejects(within(reader.read(), answered, "the next chunk"), unavailable);
+    await assert.rejects(within(store.open(sha256), answered, "open()"), unavailable);
+    await assert.rejects(within(store.exists(sha256), answered, "exists()"), unavailable);
+    proxy.restore();
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+});
+
+Deno.test("postgres media store: an upload whose rename waits on a lock is answered unavailable in time, and its chunks go once the lock does", async () => {
+  await using database = await freshDatabase();
+  const sql = postgres(database.url, { max: 4, onnotice: () => {} });
+  const locker = await sql.reserve();
+  try {
+    const store = createPostgresMediaStore(sql);
+    // two 1 MiB batches: the first is written while the test holds the second back
+    const file = await paddedFixture("video.mp4", 1024 * 1024 + 10_000);
+    file.set(crypto.getRandomValues(new Uint8Array(1_000)), 500_000);
+    const source = Promise.withResolvers<ReadableStreamDefaultController<Uint8Array>>();
+    const put = store.put(new ReadableStream({ start: source.resolve }), { kind: "video", limits });
+    put.catch(() => {});
+    const sending = await source.promise;
+    sending.enqueue(file.subarray(0, 1024 * 1024));
+    await untilUploadChunks(sql, (chunks) => chunks > 0);
+
+    // a transaction that holds the written rows: the rename must wait for it
+    await locker`begin`;
+    await locker`select 1 from media_chunks where blob_key like 'upload:%' for update`;
+    sending.enqueue(file.subarray(1024 * 1024));
+    sending.close();
+    await assert.rejects(within(put, answered, "the upload's answer"), unavailable);
+
+    await locker`rollback`;
+    await untilUploadChunks(sql, (chunks) => chunks === 0);
+    assert.equal(await store.exists(sha256Hex(file)), false);
+  } finally {
+    locker.release();
+    await sql.end();
+  }
+});
+
+/** Waits, up to 10 s, until the count of chunks under upload keys is as `wanted` says. */
+async function untilUploadChunks(sql: postgres.Sql, wanted: (chunks: number) => boolean) {
+  const deadline = Date.now() + 10_000;
+  while (true) {
+    const [row] = await sql<Array<{ chunks: number }>>`
+      select count(*)::int as chunks from media_chunks where blob_key like 'upload:%'`;
+    if (wanted(row!.chunks)) return;
+    if (Date.now() > deadline) assert.fail(`${row!.chunks} chunks under upload keys`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
