@@ -84,6 +84,20 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
   }
 
   /**
+   * After a put that failed once its upload was written: drops the upload, as the PostgreSQL
+   * store drops its rows, unless a rename may have been sent (its answer lost) and named the
+   * upload's chunks `sha256`: deleting the upload then would take the file's chunks with it.
+   * Best effort: NATS may well be what failed.
+   */
+  async function abandon(
+    upload: string,
+    written: { nuid: string; sha256: string; renaming: boolean },
+  ): Promise<void> {
+    if (written.renaming && (await stored(written.sha256))?.nuid === written.nuid) return;
+    await discard(upload);
+  }
+
+  /**
    * Names an upload's chunks `sha256`: its metadata is written under that name only while the
    * name's subject is still at `revision` (0: never written). The object store's `update()`
    * checks, then writes, so uploads of the same new file at once all passed the check and all
@@ -156,19 +170,22 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
           throw error;
         }
       }
+      let written: Parameters<typeof abandon>[1] | undefined;
       try {
         // on a failing source the object store purges the chunks it wrote
-        await store.put(
+        const { nuid } = await store.put(
           { name: upload, options: { max_chunk_size: NATS_CHUNK_BYTES } },
           ReadableStream.from(chunks()),
         );
         const blob = inspection.result();
+        written = { nuid, sha256: blob.sha256, renaming: false };
         const existing = await store.info(blob.sha256);
         if (existing && !existing.deleted) {
           await discard(upload);
           return blob;
         }
         try {
+          written.renaming = true;
           await rename(upload, blob.sha256, existing?.revision ?? 0);
         } catch (error) {
           // the same file, finished a moment ago by another upload: keep that one
@@ -177,6 +194,8 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
         }
         return blob;
       } catch (error) {
+        // not waited for: a NATS that did not answer would hold the answer as long again
+        if (written) abandon(upload, written).catch(() => {});
         throw refusal ? refusal.error : translate(error);
       }
     },
