@@ -19,6 +19,8 @@ import { withStoreMetrics } from "./db/store_metrics.ts";
 import { createMediaPort } from "./media/media_port.ts";
 import { createNatsMediaStore } from "./media/nats_media_store.ts";
 import { createPostgresMediaStore } from "./media/postgres_media_store.ts";
+import { largestLimit } from "./media/kinds.ts";
+import { abandonedUploadMs } from "./media/upload_sweep.ts";
 import { configureLogging, errorFields, literalMessage, logger } from "./observability/log.ts";
 import { createMetrics } from "./observability/metrics.ts";
 import { createReadiness, type Readiness } from "./observability/readiness.ts";
@@ -162,22 +164,32 @@ export async function startService(config: Config): Promise<RunningService> {
         lost_for_ms: lostForMs,
       });
     }
+    const mediaLimits = {
+      image: config.MEDIA_MAX_IMAGE_BYTES,
+      audio: config.MEDIA_MAX_AUDIO_BYTES,
+      video: config.MEDIA_MAX_VIDEO_BYTES,
+    };
     const mediaStore = config.MEDIA_BACKEND === "nats"
       ? await createNatsMediaStore({
         servers: config.NATS_URL!,
         bucket: config.MEDIA_NATS_BUCKET,
         name: `chat-media-${instanceId.slice(0, 8)}`,
       })
-      // PGlite's socket server has no COPY FROM STDIN
-      : createPostgresMediaStore(sql, { copy: embedded === undefined });
+      : createPostgresMediaStore(sql, {
+        // PGlite's socket server has no COPY FROM STDIN
+        copy: embedded === undefined,
+        sweep: {
+          afterMs: abandonedUploadMs({
+            largest: largestLimit(mediaLimits),
+            idleMs: config.MEDIA_UPLOAD_IDLE_SECONDS * 1000,
+            minBytesPerSecond: config.MEDIA_UPLOAD_MIN_BYTES_PER_SECOND,
+          }),
+          onSwept: (uploads) => metrics.mediaUploadsSwept.inc(uploads),
+          onError: (error) => logError(error, "media upload sweep"),
+        },
+      });
     shutdown.add(() => mediaStore.close());
-    const media = createMediaPort(mediaStore, {
-      limits: {
-        image: config.MEDIA_MAX_IMAGE_BYTES,
-        audio: config.MEDIA_MAX_AUDIO_BYTES,
-        video: config.MEDIA_MAX_VIDEO_BYTES,
-      },
-    });
+    const media = createMediaPort(mediaStore, { limits: mediaLimits });
     const service = createChatService({ store, events: feed, now, media, onError: logError });
     const jwt = jwtKey(config);
     const verifier = await createTokenVerifier({

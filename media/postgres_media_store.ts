@@ -6,6 +6,7 @@ import { bounded, CANCEL_AHEAD_MS } from "../db/statement_deadline.ts";
 import { MediaError } from "./errors.ts";
 import { inspect } from "./ingest.ts";
 import type { ByteRange, MediaStore } from "./store.ts";
+import { startUploadSweeps, type UploadSweep } from "./upload_sweep.ts";
 
 /** Size of one `media_chunks` row: small enough that a write holds little, big enough to be few. */
 export const CHUNK_BYTES = 256 * 1024;
@@ -18,6 +19,12 @@ export interface PostgresMediaStoreOptions {
    * `COPY FROM STDIN` (the embedded PGlite of `deno task dev`).
    */
   copy?: boolean;
+  /**
+   * Deletes the uploads of instances killed mid-upload, at start and then periodically until
+   * close(): those whose rows were last written `afterMs` ago by the database's clock. Absent:
+   * none are.
+   */
+  sweep?: UploadSweep;
 }
 
 /** Chunks written by one COPY: an upload reads this much before it takes a connection. */
@@ -100,6 +107,24 @@ export function createPostgresMediaStore(
     }, { highWaterMark: 1 });
   }
 
+  /** Deletes the uploads written to last before `afterMs` ago; resolves with how many. */
+  async function sweepAbandoned(afterMs: number): Promise<number> {
+    // the rows of one upload commit a batch at a time: the newest tells when it was last alive
+    const [row] = await timed(sql<Array<{ uploads: number }>>`
+      with dead as (
+        select blob_key from media_chunks where blob_key like 'upload:%'
+        group by blob_key having max(created_at) < now() - make_interval(secs => ${afterMs / 1000})
+      ), deleted as (
+        delete from media_chunks where blob_key in (select blob_key from dead)
+        and blob_key like 'upload:%' returning blob_key
+      )
+      select count(distinct blob_key)::int as uploads from deleted`);
+    return row!.uploads;
+  }
+
+  const sweeps = options.sweep &&
+    startUploadSweeps(() => sweepAbandoned(options.sweep!.afterMs), options.sweep);
+
   return {
     async put(source, ingest) {
       const upload = `upload:${crypto.randomUUID()}`;
@@ -175,7 +200,7 @@ export function createPostgresMediaStore(
     },
 
     // the pool belongs to the caller
-    close: () => Promise.resolve(),
+    close: async () => await sweeps?.stop(),
   };
 }
 

@@ -83,3 +83,55 @@ async function untilUploadChunks(sql: postgres.Sql, wanted: (chunks: number) => 
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+Deno.test("postgres media store: uploads left by an instance killed mid-upload are deleted at start and later, and live ones are kept", async () => {
+  await using database = await freshDatabase();
+  const sql = postgres(database.url, { max: 4, onnotice: () => {} });
+  try {
+    const dead = `upload:${crypto.randomUUID()}`;
+    const live = `upload:${crypto.randomUUID()}`;
+    const file = await paddedFixture("video.mp4", 10_000);
+    const { sha256 } = await createPostgresMediaStore(sql).put(file, { kind: "video", limits });
+    // a file is kept however old; an upload last written an hour ago is dead
+    await sql`update media_chunks set created_at = now() - interval '1 hour'`;
+    await sql`insert into media_chunks (blob_key, byte_offset, data, created_at)
+              values (${dead}, 0, '\\x00', now() - interval '1 hour'),
+                     (${dead}, 1, '\\x00', now() - interval '1 hour'),
+                     (${live}, 0, '\\x00', now() - interval '2 hours'),
+                     (${live}, 1, '\\x00', now())`;
+
+    const swept: number[] = [];
+    const store = createPostgresMediaStore(sql, {
+      sweep: { afterMs: 3_000, onSwept: (uploads) => swept.push(uploads), onError: assert.fail },
+    });
+    try {
+      await untilKeys(sql, [live, sha256].sort());
+      // once its last write is older than afterMs, the next sweep takes the live one too
+      await untilKeys(sql, [sha256]);
+      assert.equal(swept.reduce((sum, uploads) => sum + uploads, 0), 2);
+      assert.deepEqual(await readAll(await store.open(sha256)), file);
+    } finally {
+      await store.close();
+    }
+  } finally {
+    await sql.end();
+  }
+});
+
+/** Waits, up to 10 s, until the keys in `media_chunks` are `keys` (sorted). */
+async function untilKeys(sql: postgres.Sql, keys: string[]) {
+  const deadline = Date.now() + 10_000;
+  while (true) {
+    const rows = await sql<Array<{ blob_key: string }>>`
+      select distinct blob_key from media_chunks order by blob_key`;
+    const stored = rows.map((row) => row.blob_key);
+    if (JSON.stringify(stored) === JSON.stringify(keys)) return;
+    if (Date.now() > deadline) assert.fail(`stored: ${stored.join(", ")}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+async function readAll(stream: ReadableStream<Uint8Array> | null): Promise<Uint8Array> {
+  assert.ok(stream, "expected a stream");
+  return await new Response(stream).bytes();
+}

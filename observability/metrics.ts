@@ -38,6 +38,8 @@ export interface Metrics {
   readonly mediaOpenRequests: Gauge<"route">;
   /** Media requests refused with 429, by `route` and the `limit` (`rate`, `concurrency`). */
   readonly mediaRateLimited: Counter<"route" | "limit">;
+  /** Uploads of instances killed mid-upload, deleted by the media store's sweep. */
+  readonly mediaUploadsSwept: Counter;
   /** The Prometheus text exposition of every instrument. */
   text(): Promise<string>;
 }
@@ -186,6 +188,11 @@ export function createMetrics(): Metrics {
       name: "chat_media_rate_limited_total",
       help: "Media requests refused with 429, by route and limit (rate or concurrency)",
       labelNames: ["route", "limit"] as const,
+      registers,
+    }),
+    mediaUploadsSwept: new Counter({
+      name: "chat_media_uploads_swept_total",
+      help: "Uploads left by an instance that ended mid-upload, deleted by the media store's sweep",
       registers,
     }),
     text: () => registry.metrics(),

@@ -1,0 +1,10 @@
+import assert from "node:assert/strict";
+import { abandonedUploadMs } from "./upload_sweep.ts";
+
+Deno.test("an upload is dead after twice the longest the limits let one last", () => {
+  // the defaults: a 25 MiB video at 2 KiB/s takes 12,800 s, after 30 s of grace
+  const defaults = { largest: 25 * 1024 * 1024, idleMs: 30_000, minBytesPerSecond: 2048 };
+  assert.equal(abandonedUploadMs(defaults), 2 * (30_000 + 12_800_000 + 15_000));
+  // a slower rate allowed is a longer upload
+  assert.ok(abandonedUploadMs({ ...defaults, minBytesPerSecond: 1024 }) > 4 * 12_800_000);
+});
