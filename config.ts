@@ -36,6 +36,8 @@ function originOf(value: string): string | undefined {
   // "null" is the origin of file: and other opaque URLs, which any page may claim
   if (url.origin === "null" || url.username || url.password) return undefined;
   if (url.pathname !== "/" || url.search || url.hash || /[?#]/.test(value)) return undefined;
+  // a host such as `${domain}` (a placeholder left unexpanded) parses, but no browser sends it
+  if (!/^([a-z0-9_.-]+|\[[0-9a-f:.]+\])$/.test(url.hostname)) return undefined;
   return url.origin;
 }
 

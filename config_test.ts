@@ -102,12 +102,15 @@ Deno.test("loadConfig refuses a plain-http JWT_JWKS_URL except on a loopback hos
 Deno.test("loadConfig turns each ALLOWED_ORIGINS value into the origin a browser sends", () => {
   const config = loadConfig({
     ...valid,
-    ALLOWED_ORIGINS: "https://app.example.com/, https://Shop.Example.com:443,http://localhost:5173",
+    ALLOWED_ORIGINS:
+      "https://app.example.com/, https://Shop.Example.com:443,http://localhost:5173,http://[::1]:8080,https://a_b.example.com",
   });
   assert.deepEqual(config.ALLOWED_ORIGINS, [
     "https://app.example.com",
     "https://shop.example.com",
     "http://localhost:5173",
+    "http://[::1]:8080",
+    "https://a_b.example.com",
   ]);
 });
 
@@ -123,6 +126,9 @@ Deno.test("loadConfig refuses an ALLOWED_ORIGINS value that is no origin, naming
       "https://app.example.com/#top",
       "https://user@app.example.com",
       "file:///home/app/index.html",
+      // a placeholder the deployment left unexpanded
+      "https://${DOMAIN}",
+      "https://app.${DOMAIN}:8443",
     ]
   ) {
     assert.throws(
