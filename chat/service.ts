@@ -133,26 +133,30 @@ export function createChatService(deps: ChatServiceDeps) {
     if (await store.activeBan(userId)) throw new ChatError("forbidden", "banned");
   }
 
-  /** Tombstones (with `audit`, audited in the same transaction), then publishes the change. */
+  /**
+   * Tombstones (with `audit`, audited in the same transaction), then publishes the change. The
+   * message's chat (`chat` when the caller has it) is read before, not after: a read failing
+   * once the deletion committed would answer `unavailable` for it, and the sender's retry
+   * `not_found`, while no one was told.
+   */
   async function tombstone(
     message: StoredMessage,
     deletedBy: string,
-    options: { audit?: ModerationRecord } = {},
+    options: { audit?: ModerationRecord; chat?: Chat } = {},
   ) {
-    const result = await store.deleteMessage(message.id, deletedBy, options);
+    const { audit } = options;
+    const chat = options.chat ?? await store.getChat(message.chat_id);
+    const result = await store.deleteMessage(message.id, deletedBy, audit ? { audit } : {});
     if (!result) throw new ChatError("not_found", "no such message");
-    if (result.changed) {
-      const chat = await store.getChat(message.chat_id);
-      if (chat) {
-        publishChat(chat, { to: "all" }, {
-          type: "message_deleted",
-          chat_id: chat.id,
-          message_id: message.id,
-          seq: message.seq,
-          deleted_by: deletedBy,
-          deleted_at: result.message.deleted_at!,
-        });
-      }
+    if (result.changed && chat) {
+      publishChat(chat, { to: "all" }, {
+        type: "message_deleted",
+        chat_id: chat.id,
+        message_id: message.id,
+        seq: message.seq,
+        deleted_by: deletedBy,
+        deleted_at: result.message.deleted_at!,
+      });
     }
     return result.message;
   }
@@ -345,7 +349,7 @@ export function createChatService(deps: ChatServiceDeps) {
     async deleteMessage(actor: Actor, messageId: string): Promise<void> {
       const message = await messageInChat(actor, messageId);
       ownMessage(actor, message);
-      await tombstone(message, actor.user_id);
+      await tombstone(message, actor.user_id, { chat: actor.membership.chat });
     },
 
     /** Edits the actor's own text message. Errors: not_found, forbidden, failed_precondition. */

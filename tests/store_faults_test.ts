@@ -1,0 +1,58 @@
+/**
+ * Actions whose change PostgreSQL committed while a read after it could not be answered: the
+ * change is acknowledged and broadcast, not answered `unavailable` (a retry would find it done
+ * and answer `not_found`, and the other participants would learn of it only from a sweep).
+ */
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import { startCluster } from "./support/service.ts";
+import { joinChat, sendText } from "./support/steps.ts";
+import { within } from "./support/wait.ts";
+
+/** Resolves once a statement whose text matches `pattern` waits for a lock. */
+async function waitingForLock(sql: postgres.Sql, pattern: string): Promise<void> {
+  for (;;) {
+    const [waiting] = await sql`
+      select 1 from pg_stat_activity
+      where datname = current_database() and wait_event_type = 'Lock' and query like ${pattern}`;
+    if (waiting) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+Deno.test("a deletion committed while the chats table cannot be read is acknowledged and broadcast", async () => {
+  await using cluster = await startCluster({ env: { WS_RATE_PER_SECOND: "1000" } });
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await using vendor = await joinChat(cluster, "vend-1", chat.id);
+  const doomed = await sendText(customer, "vend-1", "regret");
+  await vendor.nextOfType("chat_message");
+
+  const sql = postgres(cluster.databaseUrl, { max: 3, onnotice: () => {} });
+  const [rowHolder, tableLocker] = [await sql.reserve(), await sql.reserve()];
+  try {
+    // the deletion starts (holding its lock on the chats table) and waits for the message's row
+    await rowHolder`begin`;
+    await rowHolder`select 1 from messages where id = ${doomed.id} for update`;
+    const answer = customer.request({ action: "delete_message", message_id: doomed.id }, 15_000);
+    await within(waitingForLock(sql, "%deleted_at%"), 5_000, "the deletion to wait");
+    // A migration, say, asks for the whole table: it waits behind the deletion, and every
+    // read of chats after it waits behind it.
+    await tableLocker`begin`;
+    const locked = tableLocker`lock table chats in access exclusive mode`.execute();
+    await within(waitingForLock(sql, "lock table chats%"), 5_000, "the table lock to wait");
+    await rowHolder`rollback`;
+    await within(locked, 5_000, "the table lock once the deletion committed");
+    const reply = await within(answer, 10_000, "the deletion's answer");
+    await tableLocker`rollback`;
+    assert.equal(reply.type, "ack", `the committed deletion was answered ${JSON.stringify(reply)}`);
+    const deleted = await vendor.nextOfType("message_deleted", 5_000);
+    assert.equal(deleted.message_id, doomed.id);
+  } finally {
+    await tableLocker`rollback`.catch(() => {});
+    await rowHolder`rollback`.catch(() => {});
+    rowHolder.release();
+    tableLocker.release();
+    await sql.end();
+  }
+});
