@@ -14,6 +14,9 @@ const CONNECTION_CODES = new Set([
   "EHOSTUNREACH",
 ]);
 
+/** read_only_sql_transaction, serialization_failure, deadlock_detected. */
+const RETRY_LATER_CODES: ReadonlySet<string> = new Set(["25006", "40001", "40P01"]);
+
 /** character_not_in_repertoire, untranslatable_character: text the database refuses. */
 export const UNSTORABLE_TEXT_CODES: ReadonlySet<string> = new Set(["22021", "22P05"]);
 
@@ -66,6 +69,15 @@ export function translateDatabaseError(error: unknown): ChatError {
   // the same request may well succeed again
   if (code === "57014" || code === "55P03") {
     return new ChatError("unavailable", "the database did not answer in time, retry", {
+      cause: error,
+    });
+  }
+  // A write to a server that takes none now (a standby, or a primary demoted by a failover
+  // whose connections the pool makes again to the new one), or a transaction PostgreSQL rolled
+  // back to break a deadlock or a serialization conflict, which it says to run again: the
+  // client's retry can succeed, and `internal` would tell it not to try.
+  if (RETRY_LATER_CODES.has(code)) {
+    return new ChatError("unavailable", "the database cannot take this now, retry", {
       cause: error,
     });
   }

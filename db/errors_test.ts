@@ -108,3 +108,10 @@ Deno.test("a statement past the server's statement_timeout is unavailable, a dat
     await sql.end();
   }
 });
+
+Deno.test("a write to a read-only server, and a transaction rolled back for a deadlock or a serialization conflict, are unavailable", () => {
+  for (const code of ["25006", "40001", "40P01"]) {
+    const error = Object.assign(new Error(`SQLSTATE ${code}`), { code });
+    assert.equal(translateDatabaseError(error).code, "unavailable", code);
+  }
+});

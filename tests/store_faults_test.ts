@@ -56,3 +56,49 @@ Deno.test("a deletion committed while the chats table cannot be read is acknowle
     await sql.end();
   }
 });
+
+Deno.test("while the database takes no writes (a failover's read-only server), a send is answered unavailable and its retry stores it once", async () => {
+  await using cluster = await startCluster({
+    // After a lost connection postgres.js's `end()` waits for the shutdown deadline (see
+    // faults_test.ts); a short deadline keeps this test short.
+    env: { WS_RATE_PER_SECOND: "1000", SHUTDOWN_TIMEOUT: "1" },
+  });
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await using vendor = await joinChat(cluster, "vend-1", chat.id);
+  const sql = postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} });
+  const database = cluster.databaseUrl.split("/").pop()!.split("?")[0]!;
+  /** Ends the service's connections: those it makes again are as the database is set now. */
+  const reconnect = () =>
+    sql`select pg_terminate_backend(pid) from pg_stat_activity
+        where datname = current_database() and pid <> pg_backend_pid()`;
+  const frame = {
+    action: "send_message",
+    receiver_id: "vend-1",
+    media_type: "text",
+    content: "during the failover",
+    client_id: "f-1",
+  };
+  try {
+    await sql`alter database ${sql(database)} set default_transaction_read_only = on`;
+    await reconnect();
+    // the first may meet a connection still closing; every answer tells the client to retry
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const reply = await customer.request(frame, 10_000);
+      assert.equal(reply.code, "unavailable", `answered ${JSON.stringify(reply)}`);
+    }
+    await sql`alter database ${sql(database)} reset default_transaction_read_only`;
+    await reconnect();
+    let reply = await customer.request(frame, 10_000);
+    for (let attempt = 0; reply.type !== "ack" && attempt < 3; attempt++) {
+      assert.equal(reply.code, "unavailable", `answered ${JSON.stringify(reply)}`);
+      reply = await customer.request(frame, 10_000);
+    }
+    assert.equal(reply.type, "ack", `answered ${JSON.stringify(reply)}`);
+    assert.equal(reply.message.seq, 1);
+    assert.equal((await vendor.nextOfType("chat_message", 5_000)).message.id, reply.message.id);
+  } finally {
+    await sql`alter database ${sql(database)} reset default_transaction_read_only`;
+    await sql.end();
+  }
+});
