@@ -40,12 +40,10 @@ export async function transaction<T>(
       reserved.release();
       return result;
     } catch (error) {
-      if (connectionSurvived(error)) {
-        if (open) await reserved.unsafe("rollback").catch(() => {});
-        reserved.release();
-      }
-      // else postgres.js has taken the connection back to reconnect it: any further query or a
-      // release of this reservation would act on a closed socket
+      // Given back only if it is still there after the rollback too: else postgres.js has taken
+      // the connection back to reconnect it, and any further query or a release of this
+      // reservation would act on a closed socket (a release, by the pool's next query on it)
+      if (connectionSurvived(error) && (!open || await rolledBack(reserved))) reserved.release();
       throw error;
     }
   })();
@@ -57,6 +55,11 @@ export async function transaction<T>(
     else signal.addEventListener("abort", giveUp, { once: true });
     attempt.then(resolve, reject).finally(() => signal.removeEventListener("abort", giveUp));
   });
+}
+
+/** Rolls back; false when the connection was lost meanwhile. */
+function rolledBack(reserved: Sql): Promise<boolean> {
+  return reserved.unsafe("rollback").then(() => true, connectionSurvived);
 }
 
 /** Whether the connection is still there after `error`: not when it was lost or is ending. */

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import postgres, { type Sql } from "postgres";
 import { freshDatabase } from "../tests/support/database.ts";
+import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
 import { within } from "../tests/support/wait.ts";
 import { reportLostConnectionRejections } from "./errors.ts";
 import { transaction } from "./transactions.ts";
@@ -67,6 +68,39 @@ Deno.test("a connection lost while a transaction's statement runs fails that tra
     await transaction(sql, (tx) => tx`insert into notes values (3)`);
     assert.deepEqual(await notes(observer), [3]);
   });
+});
+
+Deno.test("a connection lost while a failed transaction is rolled back is not given back to the pool", async () => {
+  // Given back, the closed connection served the pool's next query: postgres.js 3.4.9 wrote it
+  // to a null socket outside any promise, and the process died.
+  await using database = await freshDatabase();
+  const target = new URL(database.url);
+  await using proxy = startTcpProxy({ hostname: target.hostname, port: Number(target.port) });
+  const proxied = new URL(database.url);
+  proxied.hostname = "127.0.0.1";
+  proxied.port = String(proxy.port);
+  const sql = postgres(proxied.toString(), { max: 1, onnotice: () => {} });
+  try {
+    await sql`create table notes (id int primary key)`;
+    const stalled = Promise.withResolvers<void>();
+    const failed = transaction(sql, async (tx) => {
+      await tx`insert into notes values (1)`;
+      // the work fails with the connection still there; the rollback is held, then cut
+      proxy.stall();
+      stalled.resolve();
+      throw new Error("the work failed");
+    });
+    await stalled.promise;
+    await within(proxy.held(), 5_000, "the rollback to be sent");
+    await proxy.cut();
+    await assert.rejects(failed, /the work failed/);
+    proxy.restore();
+    const [row] = await within(sql<[{ answer: number }]>`select 42 as answer`, 5_000, "a query");
+    assert.equal(row!.answer, 42);
+    assert.deepEqual(await notes(sql), [], "the insert was not committed");
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
 });
 
 Deno.test("a transaction given up fails at once, and is rolled back when it answers", async () => {
