@@ -1,6 +1,11 @@
 import { ChatError } from "../chat/errors.ts";
 
-/** postgres.js's own codes for a connection that could not be made or was lost. */
+/**
+ * postgres.js's own codes for a connection that could not be made or was lost, and the socket's
+ * and the resolver's. Any of them may also come from the connection postgres.js opens to send a
+ * cancel request, whose rejection nobody handles (reportLostConnectionRejections): one missing
+ * here would end the process.
+ */
 const CONNECTION_CODES = new Set([
   "CONNECTION_CLOSED",
   "CONNECTION_ENDED",
@@ -8,10 +13,16 @@ const CONNECTION_CODES = new Set([
   "CONNECT_TIMEOUT",
   "ECONNREFUSED",
   "ECONNRESET",
+  "ECONNABORTED",
   "ETIMEDOUT",
   "EPIPE",
   "ENOTFOUND",
+  "EAI_AGAIN",
   "EHOSTUNREACH",
+  "EHOSTDOWN",
+  "ENETUNREACH",
+  "ENETDOWN",
+  "EADDRNOTAVAIL",
 ]);
 
 /** read_only_sql_transaction, serialization_failure, deadlock_detected. */

@@ -36,6 +36,18 @@ Deno.test("an unhandled rejection of a lost database connection is reported, and
   assert.deepEqual(stdout.trim().split("\n"), ["reported CONNECTION_CLOSED", "still running"]);
 });
 
+Deno.test("an unhandled rejection of a network gone or a name not resolved for now is reported too", async () => {
+  // what a cancel request's own connection meets when the network goes (postgres.js leaves its
+  // rejection unhandled)
+  for (const code of ["ENETUNREACH", "EAI_AGAIN", "ECONNABORTED"]) {
+    const { code: exit, stdout } = await runAlone(
+      guarded(`Object.assign(new Error("connect ${code} 10.0.0.9:5432"), { code: "${code}" })`),
+    );
+    assert.equal(exit, 0, code);
+    assert.deepEqual(stdout.trim().split("\n"), [`reported ${code}`, "still running"]);
+  }
+});
+
 Deno.test("any other unhandled rejection still ends the process", async () => {
   const { code, stdout, stderr } = await runAlone(
     guarded(`Object.assign(new Error("a bug"), { code: "23505" })`),
