@@ -236,6 +236,26 @@ Deno.test("frames sent before the token is checked are bounded: a flood is close
   patient.close();
 });
 
+Deno.test("a socket refused for its frames before the token is checked, whose client never answers the close, holds no place", async () => {
+  await using held = await clusterWithHeldKeys({
+    WS_MAX_SOCKETS_PER_USER: "1",
+    MAX_FRAME_BYTES: "65536",
+  });
+  const aliceUrl = await held.chatUrl("alice");
+  const { pathname, search } = new URL(aliceUrl);
+  // a client that then lost its network: the close frame gets no answer, the connection stays
+  await using lost = await openRawWebSocket(held.cluster.main.service.port, pathname + search);
+  const oversized = JSON.stringify({ action: "ping", padding: "x".repeat(70_000) });
+  await lost.sendFrame(0x1, new TextEncoder().encode(oversized));
+  assert.equal(await lost.closeFrame(), 1009);
+  assert.ok(held.keyRequests() >= 1, "the token check was waiting for the key set");
+  held.releaseKeys();
+  // the user's one place is free: their next socket is served
+  await using again = await TestSocket.open(aliceUrl);
+  await again.nextOfType("latest_chat");
+  assert.equal(await openSockets(held.cluster), 1, "only the new socket is open");
+});
+
 Deno.test("NUL, SQL, escapes and lone surrogates in every string field get a contract answer, never internal, and storable text is stored verbatim", async () => {
   await using cluster = await startCluster({
     nats: false,

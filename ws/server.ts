@@ -184,8 +184,15 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
     // the connection takes before it closes the socket for flooding.
     const intake = new FrameIntake(connectionDeps);
     const early: Taken[] = [];
+    /**
+     * Set once the socket is refused for what it sent before its token was checked: it is
+     * closing, and is never taken in (it would hold a place of its user's, and a connection, for
+     * as long as its client leaves the close unanswered).
+     */
+    let refused = false;
     /** Closes a socket that never gets a connection; `reason` is always our own words. */
     const refuse = (code: number, reason: string) => {
+      refused = true;
       log.debug("socket refused", { connection_id: connectionId, code, reason });
       socket.onmessage = null;
       socket.close(code, reason);
@@ -210,6 +217,7 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
         if (!(error instanceof ChatError)) deps.onError(error, "token check");
         return refuse(closeCodeFor(error), "cannot check the token now");
       }
+      if (refused) return;
       if (draining) return refuse(CloseCode.restarting, "server shutting down");
       // an unknown chat id of the wrong shape is as unknown as any other
       if (endpoint.kind === "chat" && !isUuid(endpoint.chatId)) {

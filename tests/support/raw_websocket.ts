@@ -11,6 +11,8 @@ export interface RawWebSocket extends AsyncDisposable {
   /** Resolves with the server's close code (1005 when its close frame carried none), or null
    * when the connection ended without a close frame. Text frames before it are in `texts`. */
   closed(ms?: number): Promise<number | null>;
+  /** Like `closed`, but the connection stays open: the close frame is never answered. */
+  closeFrame(ms?: number): Promise<number | null>;
   /** Text frames received so far. */
   readonly texts: string[];
   /** Resolves once a text frame matching `predicate` has arrived, waiting up to `ms`. */
@@ -121,6 +123,9 @@ export async function openRawWebSocket(
     },
     async sendFrame(opcode, payload, options = {}) {
       await writeAll(conn, encodeFrame(opcode, payload, options.masked ?? true));
+    },
+    closeFrame(ms = 5_000) {
+      return within(reading, ms, "the server's close frame");
     },
     async closed(ms = 5_000) {
       try {
