@@ -1,6 +1,7 @@
 /**
  * A client that never answers the close frame (a phone that lost its network, a half-open TCP
- * connection) is common at any moment, and lingers up to WS_IDLE_TIMEOUT_SECONDS. A shutdown
+ * connection) is common at any moment, and lingers until its client closes the connection
+ * (Deno's idle timeout pings open sockets only, not closing ones). A shutdown
  * must not wait for it until its deadline: the NATS drain that comes after the sockets needs
  * its time, and a drain cut short by the deadline is recorded as a NATS outage.
  */
