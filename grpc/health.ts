@@ -22,12 +22,25 @@ export interface ReadinessSource {
 type WatchCall = ServerWritableStream<unknown, unknown>;
 
 /**
+ * The health `Watch` streams open at once, by default. Health answers without a token, and each
+ * watch holds memory (about 8 KiB) for as long as its client keeps it: without a bound, one
+ * client opening streams could take the process's memory. Load balancers watch with one stream
+ * each; `Check` is never limited.
+ */
+export const MAX_HEALTH_WATCHES = 1_000;
+
+/**
  * grpc.health.v1.Health that follows readiness: SERVING while the instance is ready, NOT_SERVING
  * otherwise, for the whole server ("") and for ChatAdmin. `Watch` callers hear each change;
  * `stop` tells them NOT_SERVING and ends their streams with UNAVAILABLE, since an open stream
- * would hold the server's graceful shutdown until it is forced.
+ * would hold the server's graceful shutdown until it is forced. A `Watch` past `maxWatches` open
+ * ones (MAX_HEALTH_WATCHES) ends at once with RESOURCE_EXHAUSTED.
  */
-export function createHealthReporter(readiness: ReadinessSource) {
+export function createHealthReporter(
+  readiness: ReadinessSource,
+  options: { maxWatches?: number } = {},
+) {
+  const maxWatches = options.maxWatches ?? MAX_HEALTH_WATCHES;
   const health = new HealthImplementation({ "": "NOT_SERVING", [ADMIN_SERVICE]: "NOT_SERVING" });
   const watches = new Set<WatchCall>();
   let stopped = false;
@@ -54,6 +67,12 @@ export function createHealthReporter(readiness: ReadinessSource) {
           server.addService(definition, {
             ...implementation,
             watch: ((call) => {
+              if (watches.size >= maxWatches) {
+                return call.emit("error", {
+                  code: Status.RESOURCE_EXHAUSTED,
+                  details: "too many health watches open; use Check",
+                });
+              }
               watch(call);
               if (stopped) return end(call);
               watches.add(call);

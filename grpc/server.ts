@@ -46,6 +46,8 @@ export interface GrpcOptions {
   watchBuffer?: number;
   /** How long `close` lets calls finish before cutting them. */
   shutdownTimeoutMs?: number;
+  /** Health `Watch` streams open at once; default MAX_HEALTH_WATCHES. */
+  maxHealthWatches?: number;
 }
 
 export interface GrpcServer {
@@ -118,7 +120,10 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
     });
   }) satisfies grpc.handleServerStreamingCall<unknown, never>;
 
-  const health = createHealthReporter(deps.readiness);
+  const health = createHealthReporter(
+    deps.readiness,
+    options.maxHealthWatches === undefined ? {} : { maxWatches: options.maxHealthWatches },
+  );
   const server = new grpc.Server();
   server.addService(serviceDefinition(definition, ADMIN_SERVICE), implementation);
   health.addToServer(server);

@@ -41,7 +41,11 @@ const queries: AdminStore = {
   stats: () => Promise.resolve({ chats: 3, messages: 9 }),
 };
 
-async function start(readiness: ReadinessSource, adminToken = TOKEN): Promise<GrpcServer> {
+async function start(
+  readiness: ReadinessSource,
+  adminToken = TOKEN,
+  options: { maxHealthWatches?: number } = {},
+): Promise<GrpcServer> {
   return await startGrpcServer({
     // WatchEvents without a chat and GetStats never reach the domain service
     service: {} as ChatService,
@@ -55,7 +59,7 @@ async function start(readiness: ReadinessSource, adminToken = TOKEN): Promise<Gr
     onError: (error) => {
       throw error;
     },
-  }, { host: "127.0.0.1", port: 0, adminToken, shutdownTimeoutMs: 2_000 });
+  }, { host: "127.0.0.1", port: 0, adminToken, shutdownTimeoutMs: 2_000, ...options });
 }
 
 function ended(stream: ClientReadableStream<Reply>) {
@@ -155,4 +159,45 @@ Deno.test("close tells open health Watch streams NOT_SERVING and ends them at on
   assert.deepEqual(seen, ["SERVING", "NOT_SERVING"]);
   // shutdownTimeoutMs is 2 s: an open Watch must not hold close until it is forced
   assert.ok(elapsedMs < 1_000, `close took ${Math.round(elapsedMs)} ms`);
+});
+
+Deno.test("a health Watch past the open ones allowed ends with RESOURCE_EXHAUSTED, and one that leaves makes room", async () => {
+  const server = await start(fakeReadiness(true).source, TOKEN, { maxHealthWatches: 2 });
+  try {
+    using client = await createAdminClient(`127.0.0.1:${server.port}`, { token: null });
+    const serving = (stream: ClientReadableStream<Reply>) =>
+      within(
+        new Promise((resolve) => stream.once("data", resolve)),
+        5_000,
+        "the first health status",
+      );
+    const first = client.watchHealth();
+    const firstEnded = ended(first);
+    const second = client.watchHealth();
+    ended(second);
+    await serving(first);
+    await serving(second);
+    assert.equal((await ended(client.watchHealth())).code, Status.RESOURCE_EXHAUSTED);
+    assert.equal(await client.health(), "SERVING", "Check is never limited");
+    first.cancel();
+    assert.equal((await firstEnded).code, Status.CANCELLED);
+    // the server hears the cancel after the client does: until then the place is still taken
+    const deadline = performance.now() + 5_000;
+    for (;;) {
+      const third = client.watchHealth();
+      const outcome = await within(
+        Promise.race([
+          new Promise((resolve) => third.once("data", () => resolve("serving"))),
+          ended(third).then((status) => status.code),
+        ]),
+        5_000,
+        "a health Watch's first answer",
+      );
+      if (outcome === "serving") break;
+      assert.equal(outcome, Status.RESOURCE_EXHAUSTED);
+      assert.ok(performance.now() < deadline, "the cancelled Watch's place was never freed");
+    }
+  } finally {
+    await server.close();
+  }
 });
