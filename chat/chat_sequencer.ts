@@ -34,6 +34,12 @@ export interface SequencerDeps {
   store: Pick<ChatStore, "messagesBetween">;
   /** Told of each message read from the store just before it is delivered. */
   onStored: (message: StoredMessage) => void;
+  /**
+   * Told of the messages a gap fill delivered from the store, before what waited ahead of them
+   * goes out: no publisher summed up their unread push, and the message ahead brings only its
+   * own receivers' (the other side may be theirs).
+   */
+  afterStored: (chatId: string, messages: StoredMessage[], chat: ChatEnvelope["chat"]) => void;
   gapWaitMs: number;
   onError: (error: unknown, context: string) => void;
 }
@@ -204,7 +210,8 @@ export class ChatSequencer {
         firstAhead - 1,
       );
       if (this.#stopped) return;
-      this.deliverStored(missing, sample.chat);
+      const delivered = this.deliverStored(missing, sample.chat);
+      if (delivered.length > 0) this.#deps.afterStored(this.#chatId, delivered, sample.chat);
     } catch (error) {
       this.#deps.onError(error, "gap fill");
     }

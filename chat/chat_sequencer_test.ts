@@ -59,6 +59,7 @@ function sequencerOver(inStore: StoredMessage[], gapWaitMs = 60_000) {
   const delivered: string[] = [];
   const read: Array<[number, number]> = [];
   const onStored: number[] = [];
+  const afterStored: number[][] = [];
   const { promise: filled, resolve: fill } = Promise.withResolvers<void>();
   const store: Pick<ChatStore, "messagesBetween"> = {
     messagesBetween(_chatId, from, to) {
@@ -79,10 +80,11 @@ function sequencerOver(inStore: StoredMessage[], gapWaitMs = 60_000) {
   }, {
     store,
     onStored: (message) => onStored.push(message.seq),
+    afterStored: (_chatId, messages) => afterStored.push(messages.map(({ seq }) => seq)),
     gapWaitMs,
     onError: (error) => assert.fail(String(error)),
   });
-  return { sequencer, delivered, read, onStored, filled };
+  return { sequencer, delivered, read, onStored, afterStored, filled };
 }
 
 Deno.test("events that arrive before the chat's stored position go out once it is known, in order, without the history", () => {
@@ -100,7 +102,10 @@ Deno.test("events that arrive before the chat's stored position go out once it i
 });
 
 Deno.test("a message after a gap waits for the missing ones, which are read from the store and go out first", async () => {
-  const { sequencer, delivered, read, onStored, filled } = sequencerOver([stored(2), stored(3)], 1);
+  const { sequencer, delivered, read, onStored, afterStored, filled } = sequencerOver(
+    [stored(2), stored(3)],
+    1,
+  );
   sequencer.startAfter(1);
   sequencer.receive(message(4));
   assert.deepEqual(delivered, []);
@@ -108,6 +113,8 @@ Deno.test("a message after a gap waits for the missing ones, which are read from
   await filled;
   assert.deepEqual(read, [[2, 3]]);
   assert.deepEqual(onStored, [2, 3]);
+  // told once, for their unread pushes
+  assert.deepEqual(afterStored, [[2, 3]]);
   assert.deepEqual(delivered, ["chat_message#2", "chat_message#3", "chat_message#4"]);
   sequencer.stop();
 });

@@ -128,6 +128,10 @@ export function createChatFeed(
   const sequencerDeps: SequencerDeps = {
     store,
     onStored: (message) => amendments.deliveredStored(message),
+    afterStored(chatId, news, chat) {
+      const entry = chats.get(chatId);
+      if (entry) pushAfterStored(chatId, entry, news, chat);
+    },
     gapWaitMs,
     onError,
   };
@@ -333,18 +337,30 @@ export function createChatFeed(
       const participants = { user_id: chat.user_id, vendor_id: chat.vendor_id };
       const news = sequencer.deliverStored(missing, participants);
       delivered += news.length;
-      // no later message brings the receivers' unread push: it is read from the store, and
-      // its read begun before the messages ahead go out, whose own pushes supersede it
-      const sides = new Set(news.map((message) => otherSide(message.sender_side)));
-      for (const side of sides) {
-        unreadPushes.afterStored(chatId, side, { chat: participants, sent_at: Date.now() }, {
-          send: (push) => deliver(chatId, entry, push),
-          stillFollowed: () => chats.get(chatId) === entry,
-        });
-      }
+      pushAfterStored(chatId, entry, news, participants);
       sequencer.releaseAhead();
     }
     return { delivered, failure };
+  }
+
+  /**
+   * The unread pushes owed after `news`, delivered from the store: no publisher summed them up,
+   * so each receiving side's is read from the store, its read begun before the messages ahead
+   * go out, whose own pushes supersede it.
+   */
+  function pushAfterStored(
+    chatId: string,
+    entry: ChatEntry,
+    news: readonly StoredMessage[],
+    chat: ChatEnvelope["chat"],
+  ) {
+    const sides = new Set(news.map((message) => otherSide(message.sender_side)));
+    for (const side of sides) {
+      unreadPushes.afterStored(chatId, side, { chat, sent_at: Date.now() }, {
+        send: (push) => deliver(chatId, entry, push),
+        stillFollowed: () => chats.get(chatId) === entry,
+      });
+    }
   }
 
   function leave(entries: ReadonlyArray<readonly [string, ChatEntry]>, listener: ChatListener) {

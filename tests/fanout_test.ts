@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import postgres from "postgres";
+import { createPostgresStore } from "../db/postgres_store.ts";
+import { fromAlice } from "./support/database.ts";
 import { startCluster } from "./support/service.ts";
 import {
   acked,
@@ -127,6 +130,37 @@ Deno.test("200 concurrent messages from both sides reach every socket on both in
       if (frame.message.seq <= 200) assert.deepEqual(frame.message, bySeq.get(frame.message.seq));
     }
   }
+});
+
+Deno.test("a message whose publish was lost, shown by a reply from the other side, brings its receivers their unread push on every instance", async () => {
+  // no sweep: the reply's gap is what finds the message
+  await using cluster = await startCluster({ instances: 2, env: { FEED_SWEEP_SECONDS: "3600" } });
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  await using alice = await joinChat(cluster, "alice", chat.id, 0);
+  await using acme = await joinChat(cluster, "acme", chat.id, 1);
+  await using acmeAll = await joinAllChats(cluster, "acme", 0);
+  const receivers = [acme, acmeAll];
+  await sendText(alice, "acme", "published");
+  for (const socket of receivers) {
+    await socket.next((frame) => frame.type === "unread_messages" && frame.count === 1, "push 1");
+  }
+  // committed as the service commits it, and never published (its instance lost the answer)
+  const sql = postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} });
+  try {
+    await createPostgresStore(sql).insertMessage(fromAlice(chat.id, "never published"));
+  } finally {
+    await sql.end();
+  }
+
+  // the reply's own push goes to alice's side: acme's is owed for the message filled before it
+  await sendText(acme, "alice", "reply");
+  for (const socket of receivers) {
+    assert.equal((await messageWithSeq(socket, 2)).message.content, "never published");
+    const push = await socket.nextOfType("unread_messages");
+    assert.equal(push.count, 2);
+    assert.deepEqual(push.messages.map((message: Frame) => message.seq), [1, 2]);
+  }
+  assert.deepEqual((await messageWithSeq(alice, 3)).message.content, "reply");
 });
 
 Deno.test("every kind of event crosses instances", async () => {
