@@ -56,6 +56,13 @@ export function createDeliveredAmendments() {
   const readDelivered = new RecentlySet<SeqRanges>();
   /** Per chat and reader, the highest `up_to_seq` of a `messages_read` delivered. */
   const readUpTo = new RecentlySet<number>();
+  /**
+   * Per chat, reader and `read_at`: a replay delivered marks of that time one by one. The marks
+   * of one `messages_read` share their time, and a replay sends every one of them that the
+   * sockets lack (not those of messages deleted since, nor of those delivered as read), so its
+   * live event, come late, would only tell them again.
+   */
+  const replayedBatches = new RecentlySet<true>();
 
   function remember(
     messageId: string,
@@ -80,6 +87,8 @@ export function createDeliveredAmendments() {
   }
 
   const readerKey = (chatId: string, readerId: string) => `${chatId} ${readerId}`;
+  const batchKey = (chatId: string, readerId: string, readAt: string) =>
+    `${chatId} ${readerId} ${Date.parse(readAt)}`;
 
   return {
     /**
@@ -96,8 +105,12 @@ export function createDeliveredAmendments() {
             editedAt: Date.parse(frame.message.edited_at),
             fromStore,
           });
-        case "message_read":
+        case "message_read": {
+          if (fromStore) {
+            replayedBatches.set(batchKey(frame.chat_id, frame.reader_id, frame.read_at), true);
+          }
           return rememberRead(frame.chat_id, frame.seq);
+        }
         case "messages_read": {
           const key = readerKey(frame.chat_id, frame.reader_id);
           return readUpTo.set(key, Math.max(frame.up_to_seq, readUpTo.get(key) ?? 0));
@@ -119,9 +132,10 @@ export function createDeliveredAmendments() {
     /**
      * True when a live event carries what the sockets already had: a deletion delivered, an
      * edit no newer than the one delivered (or of a message delivered as deleted: the store
-     * edits no deleted message, so the edit is older), a read mark delivered. Live edits of one
-     * millisecond both go out, unless the first came from the store. A map lookup or two, and
-     * none for messages: this is the hot path.
+     * edits no deleted message, so the edit is older), a read mark delivered, a read up to a
+     * seq whose marks a replay delivered. Live edits of one millisecond both go out, unless
+     * the first came from the store. A map lookup or two, and none for messages: this is the
+     * hot path.
      */
     alreadyDelivered(frame: ChatFrame | { type: "unread_messages" }): boolean {
       switch (frame.type) {
@@ -136,6 +150,9 @@ export function createDeliveredAmendments() {
         }
         case "message_read":
           return readDelivered.get(frame.chat_id)?.has(frame.seq) === true;
+        case "messages_read":
+          return replayedBatches.get(batchKey(frame.chat_id, frame.reader_id, frame.read_at)) ===
+            true;
         default:
           return false;
       }

@@ -77,7 +77,7 @@ Deno.test("a live edit stamped as the edit a message read from the store carried
   assert.equal(memory.alreadyDelivered(edit(second, "edited again")), false);
 });
 
-Deno.test("messages and messages_read are never taken as delivered by this check", () => {
+Deno.test("messages, and a messages_read no replay sent one by one, are never taken as delivered by this check", () => {
   const memory = createDeliveredAmendments();
   const sent: ChatFrame = {
     type: "chat_message",
@@ -95,4 +95,27 @@ Deno.test("messages and messages_read are never taken as delivered by this check
   for (const frame of [sent, marked]) memory.note(frame, false);
   assert.equal(memory.alreadyDelivered(sent), false);
   assert.equal(memory.alreadyDelivered(marked), false);
+});
+
+Deno.test("a live messages_read whose marks a replay sent as message_read is already delivered", () => {
+  const memory = createDeliveredAmendments();
+  const marked: ChatFrame = {
+    type: "messages_read",
+    chat_id: chatId,
+    reader_id: "alice",
+    up_to_seq: 3,
+    count: 2,
+    read_at: second,
+  };
+  assert.equal(memory.alreadyDelivered(marked), false);
+  // its other mark was of a message deleted since: no replay sends that one
+  memory.note(read, true);
+  assert.equal(memory.alreadyDelivered(marked), true);
+  // another reader's, or another batch of the same reader's
+  assert.equal(memory.alreadyDelivered({ ...marked, reader_id: "bob" }), false);
+  assert.equal(memory.alreadyDelivered({ ...marked, read_at: first }), false);
+  // a live mark of that time is no replay
+  const live = createDeliveredAmendments();
+  live.note(read, false);
+  assert.equal(live.alreadyDelivered(marked), false);
 });

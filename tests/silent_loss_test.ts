@@ -102,3 +102,25 @@ Deno.test("edits, deletions and read marks a sweep sent are not sent again when 
   const amendments = alice.frames.filter((frame) => AMENDMENTS.includes(frame.type));
   assert.deepEqual(amendments.map((frame) => frame.type).sort(), [...AMENDMENTS].sort());
 });
+
+Deno.test("a read up to a seq a sweep sent mark by mark is not sent again when its stalled publish comes through", async () => {
+  await using setup = await chatAcrossTheProxy();
+  const { proxy, alice, acme, question } = setup;
+  const another = await sendText(alice, "acme", "another question");
+  await messageWithSeq(acme, 4);
+
+  proxy.stall();
+  await acked(acme, { action: "read_up_to", seq: 4 });
+  await proxy.held();
+  // deleted since: the sweep sends no mark of it
+  await acked(alice, { action: "delete_message", message_id: another.id });
+  // the first instance's sweep finds the other mark in the store
+  const read = await alice.nextOfType("message_read");
+  assert.deepEqual([read.message_id, read.reader_id], [question.id, "acme"]);
+
+  proxy.restore();
+  await sendText(acme, "alice", "sorry for that");
+  await messageWithSeq(alice, 5);
+  assert.deepEqual(alice.pending("messages_read"), [], "the read told again");
+  assert.deepEqual(alice.pending("message_read"), []);
+});
