@@ -1,6 +1,6 @@
 /**
  * A NATS connection that silently stops taking what an instance publishes stays open, and its
- * client notices only after three unanswered pings (up to 60 s): no reconnect, so no resync
+ * client notices only at the third ping tick with two unanswered (up to 60 s): no reconnect, so no resync
  * request. Were the instance to crash meanwhile, no outage would be recorded either. What it
  * published in that time still reaches the other instances' sockets, by their sweeps of the
  * store (FEED_SWEEP_SECONDS): messages, edits, deletions and read marks. A stall that ends before
