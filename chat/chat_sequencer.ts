@@ -22,6 +22,13 @@ function aboutSeq({ frame, up_to_marked }: Delivery["envelope"]): number | null 
   }
 }
 
+/**
+ * The longest wait between two reads of a gap the store failed to fill: each failure in a row
+ * doubles the wait from `gapWaitMs`, so that a store outage is not asked ten times a second for
+ * every chat with a gap.
+ */
+export const MAX_GAP_RETRY_MS = 5_000;
+
 /** An event held until the message it is about went out; `stillOwed` is asked then. */
 interface HeldEvent {
   afterSeq: number;
@@ -70,6 +77,8 @@ export class ChatSequencer {
    */
   #behind: HeldEvent[] | undefined;
   #gapTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Reads of the current gap the store failed in a row; only the first is reported. */
+  #gapFailures = 0;
   #stopped = false;
 
   constructor(chatId: string, deliver: (delivery: Delivery) => void, deps: SequencerDeps) {
@@ -156,9 +165,12 @@ export class ChatSequencer {
       const held = behind.shift()!;
       if (held.stillOwed?.() ?? true) this.#deliver(held.delivery);
     }
-    if ((ahead?.size ?? 0) === 0 && this.#gapTimer !== undefined) {
-      clearTimeout(this.#gapTimer);
-      this.#gapTimer = undefined;
+    if ((ahead?.size ?? 0) === 0) {
+      this.#gapFailures = 0;
+      if (this.#gapTimer !== undefined) {
+        clearTimeout(this.#gapTimer);
+        this.#gapTimer = undefined;
+      }
     }
   }
 
@@ -210,14 +222,16 @@ export class ChatSequencer {
         firstAhead - 1,
       );
       if (this.#stopped) return;
+      this.#gapFailures = 0;
       const delivered = this.deliverStored(missing, sample.chat);
       if (delivered.length > 0) this.#deps.afterStored(this.#chatId, delivered, sample.chat);
     } catch (error) {
-      this.#deps.onError(error, "gap fill");
+      if (++this.#gapFailures === 1) this.#deps.onError(error, "gap fill");
     }
     this.releaseAhead();
     if (ahead.size > 0 && !this.#stopped) {
-      this.#gapTimer ??= setTimeout(() => this.#fillGap(), this.#deps.gapWaitMs);
+      const waitMs = Math.min(this.#deps.gapWaitMs * 2 ** this.#gapFailures, MAX_GAP_RETRY_MS);
+      this.#gapTimer ??= setTimeout(() => this.#fillGap(), waitMs);
     }
   }
 }

@@ -119,6 +119,35 @@ Deno.test("a message after a gap waits for the missing ones, which are read from
   sequencer.stop();
 });
 
+Deno.test("a gap the store fails to fill is read again ever more slowly, reported once per run of failures", async () => {
+  const readAt: number[] = [];
+  const errors: string[] = [];
+  const { promise: filled, resolve: fill } = Promise.withResolvers<void>();
+  const sequencer = new ChatSequencer(chatId, () => fill(), {
+    store: {
+      messagesBetween(_chatId, from, to) {
+        readAt.push(performance.now());
+        // the store is away for the first three reads
+        if (readAt.length <= 3) return Promise.reject(new Error("store away"));
+        return Promise.resolve([stored(2)].filter(({ seq }) => seq >= from && seq <= to));
+      },
+    },
+    onStored: () => {},
+    afterStored: () => {},
+    gapWaitMs: 20,
+    onError: (error) => errors.push(String(error)),
+  });
+  sequencer.startAfter(1);
+  sequencer.receive(message(3));
+  await filled;
+  sequencer.stop();
+  assert.equal(readAt.length, 4);
+  assert.deepEqual(errors, ["Error: store away"]);
+  // 20 ms, then 40, 80, 160 after each failure
+  const waits = readAt.slice(1).map((at, i) => at - readAt[i]!);
+  assert.ok(waits[0]! >= 38 && waits[1]! >= 78 && waits[2]! >= 158, `waits ${waits.join(", ")}`);
+});
+
 Deno.test("a read mark and a replayed edit of a message held behind a gap go out after it, not before, if still owed then", () => {
   const { sequencer, delivered } = sequencerOver([]);
   sequencer.startAfter(1);
