@@ -158,8 +158,9 @@ export function createConnection(
   function scheduleRetry(code: number, reason: string): void {
     const delay = backoffDelay(attempt, options.backoff);
     attempt++;
-    setStatus({ state: "reconnecting", attempt, code, reason, retryInMs: delay });
+    // set before the status goes out: a listener that closes the client then clears it
     retryTimer = setTimeout(() => void connect(), delay);
+    setStatus({ state: "reconnecting", attempt, code, reason, retryInMs: delay });
   }
 
   function stop(error: ClientClosedError): void {

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { openScriptedClient, scriptedServer } from "../tests/support/scripted_socket.ts";
 import { historyPage, storedMessage } from "../tests/support/stored_messages.ts";
 import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
+import { freePort } from "../tests/support/free_port.ts";
 import { within } from "../tests/support/wait.ts";
 import { createChatClient, RequestError, RequestTimeoutError } from "./mod.ts";
 
@@ -50,6 +51,36 @@ Deno.test("close() while the token function is pending, which then fails, leaves
   assert.deepEqual(scripted.events.all("status").map((status) => status.state), ["closed"]);
   assert.equal(scripted.client.status.state, "closed");
   assert.equal(scripted.server.sockets.length, 0);
+});
+
+Deno.test("close() from a status listener as a retry is announced leaves no retry to keep a process alive", async () => {
+  // a program that gives up once its server is gone; the next attempt would be a minute away
+  const program = `
+    import { createChatClient } from ${JSON.stringify(new URL("./mod.ts", import.meta.url).href)};
+    const client = createChatClient({
+      url: "http://127.0.0.1:${freePort()}",
+      token: "t",
+      backoff: { initialMs: 60_000, jitter: 0 },
+    });
+    client.on("status", (status) => {
+      if (status.state === "reconnecting") void client.close();
+    });
+  `;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", program],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  try {
+    const { code } = await within(child.output(), 15_000, "the program to end once closed");
+    assert.equal(code, 0);
+  } finally {
+    try {
+      child.kill();
+    } catch {
+      // it ended
+    }
+  }
 });
 
 Deno.test("frames that come after close(), before the close event, are dropped", async () => {
