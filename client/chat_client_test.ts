@@ -348,6 +348,43 @@ Deno.test("a client of /v1/ws/chats/ fills what it missed in each chat after a r
   assert.equal(customer.events.all("chats").length, 2, "a chats frame at each connection");
 });
 
+Deno.test("a known chat two pages of chats down after a reconnect is filled though the server refused a read for now", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const service = cluster.main.service.chat;
+  const others = [];
+  for (let index = 0; index < 101; index++) {
+    others.push(await service.createChat(`cust-${index}`, "vend-1"));
+  }
+  const known = await service.createChat("cust-k", "vend-1");
+  await using proxy = startTcpProxy({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  await using vendor = await openClient(cluster, "vend-1", {
+    url: `http://127.0.0.1:${proxy.port}`,
+  });
+  assert.equal((await vendor.events.next("chats")).chats[0]?.chat_id, known.id);
+
+  await proxy.cut();
+  await vendor.events.next("status", (status) => status.state === "reconnecting");
+  const say = async (userId: string, chatId: string) => {
+    const membership = await service.membership(userId, chatId);
+    await service.sendMessage({ user_id: userId, membership }, {
+      receiver_id: "vend-1",
+      media_type: "text",
+      content: "hi",
+      media: null,
+      client_id: null,
+    });
+  };
+  // the known chat's message, then one in each of 101 chats: it is on the third page now
+  await say("cust-k", known.id);
+  for (const [index, chat] of others.entries()) await say(`cust-${index}`, chat.id);
+  proxy.restore();
+
+  // the reads of 100 chats with news, written at once, are more than the server's burst:
+  // the read of the third page of chats is refused (rate_limited) at first
+  assert.deepEqual(await vendor.events.seqs(others[100]!.id, 1, 20_000), [1]);
+  assert.deepEqual(await vendor.events.seqs(known.id, 1, 20_000), [1]);
+});
+
 Deno.test("close() while the first connection is being made leaves nothing open", async () => {
   await using cluster = await startCluster();
   const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");

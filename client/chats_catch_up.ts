@@ -1,3 +1,4 @@
+import { worthRetrying } from "./message_order.ts";
 import type { ChatsFrame } from "./types.ts";
 
 /**
@@ -11,14 +12,19 @@ import type { ChatsFrame } from "./types.ts";
  * (no longer the user's): it is not looked for further. The first connection knows no chats
  * but its first page's, so it reads no further.
  *
- * A read that fails ends it: a lost connection (the next one starts over), the client closed,
- * or a refusal; a later message in a chat missed still shows its gap.
+ * A read refused for now (`rate_limited`, `unavailable`) or not answered in time is made again
+ * after a backoff, as a gap fill's is: a reconnect that finds many chats with news writes a
+ * read for each at once, more than the server's burst, and the next page is then refused. Any
+ * other failure ends it: a lost connection (the next one starts over), the client closed, or a
+ * refusal; a later message in a chat missed still shows its gap.
  */
 export function createChatsCatchUp(deps: {
   /** The page of chats with activity before `before` (`list_chats`). */
   list(before: string): Promise<ChatsFrame>;
   /** Takes a page as a connection's first: a chat known with a newer message fills. */
   learn(page: ChatsFrame): void;
+  /** Waits before reading again after failed read `attempt`; false when the client closed. */
+  retryAfter(attempt: number): Promise<boolean>;
 }) {
   /** Every chat known, with its newest activity seen (ms): rows' `updated_at`, messages. */
   const activity = new Map<string, number>();
@@ -34,6 +40,17 @@ export function createChatsCatchUp(deps: {
     for (const row of frame.chats) saw(row.chat_id, row.updated_at);
   }
 
+  /** The page before `before`, read again while the server refuses for now. */
+  async function list(before: string): Promise<ChatsFrame> {
+    for (let failures = 0;; failures++) {
+      try {
+        return await deps.list(before);
+      } catch (error) {
+        if (!worthRetrying(error) || !(await deps.retryAfter(failures))) throw error;
+      }
+    }
+  }
+
   async function readOn(first: ChatsFrame, behind: Map<string, number>, mine: number) {
     let page = first;
     while (true) {
@@ -43,7 +60,7 @@ export function createChatsCatchUp(deps: {
       const floor = Date.parse(oldest.updated_at);
       for (const [chatId, at] of behind) if (at > floor) behind.delete(chatId);
       if (behind.size === 0) return;
-      page = await deps.list(oldest.updated_at);
+      page = await list(oldest.updated_at);
       if (run !== mine) return;
       deps.learn(page);
     }

@@ -32,6 +32,7 @@ export function createFrameRouter(deps: {
   const catchUp = createChatsCatchUp({
     list: (before) => requests.add({ action: "list_chats", before }) as Promise<ChatsFrame>,
     learn: (page) => learnChats(page, true),
+    retryAfter: (attempt) => order.retryAfter(attempt),
   });
 
   /**

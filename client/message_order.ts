@@ -221,6 +221,14 @@ export function createMessageOrder(deps: MessageOrderDeps) {
       if (sequencer.last === null) sequencer.startAfter(seq);
       else if (fillNewer && seq > sequencer.last) fill(chatId);
     },
+    /**
+     * Waits the backoff before a read is made again after failed read `attempt` (0 for the
+     * first); false when the client closed (at once, then).
+     */
+    async retryAfter(attempt: number): Promise<boolean> {
+      if (!stopped) await pause(deps.retryDelay(attempt));
+      return !stopped;
+    },
     /** No more filling (the client closed). */
     stop(): void {
       stopped = true;
@@ -244,7 +252,7 @@ export function createMessageOrder(deps: MessageOrderDeps) {
 export type MessageOrder = ReturnType<typeof createMessageOrder>;
 
 /** A read that may succeed if made again on the same connection. */
-function worthRetrying(error: unknown): boolean {
+export function worthRetrying(error: unknown): boolean {
   return error instanceof RequestTimeoutError ||
     (error instanceof RequestError && error.retryable);
 }
