@@ -57,6 +57,12 @@ const isKind = (value: string): value is MediaKind => KINDS.includes(value);
 export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptions) {
   const { service, verifier, instruments } = deps;
   const limits = createRequestLimits(options.mediaLimits, { now: deps.now });
+  /** Set by drain(): new uploads are refused, and a body the server's shutdown breaks is 503. */
+  let draining = false;
+  let uploadsOpen = 0;
+  let uploadsAnswered = () => {};
+  const shuttingDown = () =>
+    new ChatError("unavailable", "the server is shutting down; upload again");
 
   async function authenticate(request: Request): Promise<Principal> {
     const token = tokenFromRequest(request);
@@ -123,7 +129,10 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
         stream: failWhenStalled(
           request.body ?? ReadableStream.from<Uint8Array>([]),
           options.uploadStall,
-          (why) => new ChatError("invalid_payload", failureMessage(why, options.uploadStall)),
+          (why) =>
+            why === "broken" && draining
+              ? shuttingDown()
+              : new ChatError("invalid_payload", failureMessage(why, options.uploadStall)),
         ),
         length: declared === null ? null : Number(declared),
       },
@@ -187,6 +196,10 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
         return new Response("method not allowed\n", { status: 405, headers: { allow: allowed } });
       }
       const route: RequestKind = id === undefined ? "upload" : "download";
+      if (route === "upload") {
+        if (draining) return failure(shuttingDown(), request);
+        uploadsOpen++;
+      }
       let release = () => {};
       try {
         if (route === "upload") checkOrigin(request);
@@ -210,7 +223,23 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
       } catch (error) {
         release();
         return failure(error, request);
+      } finally {
+        if (route === "upload" && --uploadsOpen === 0) uploadsAnswered();
       }
+    },
+
+    /**
+     * Refuses new uploads (503 with Retry-After: the client uploads again elsewhere) and
+     * resolves once those under way are answered, or when `signal` aborts. The HTTP server's
+     * own shutdown lets responses finish but breaks a request body still coming in.
+     */
+    async drain(signal?: AbortSignal): Promise<void> {
+      draining = true;
+      if (uploadsOpen === 0 || signal?.aborted) return;
+      const { promise, resolve } = Promise.withResolvers<void>();
+      uploadsAnswered = resolve;
+      signal?.addEventListener("abort", () => resolve(), { once: true });
+      await promise;
     },
   };
 }

@@ -289,7 +289,8 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
     },
     /**
      * Stops the WebSocket plane gracefully: new sockets are refused (503), each open socket
-     * finishes the frame it is handling (so its ack goes out) and is closed with 1012.
+     * finishes the frame it is handling (so its ack goes out) and is closed with 1012; new
+     * uploads are refused (503) and those under way are answered (see the media routes' drain).
      * Resolves when every socket has closed or its client had a second to answer the close (a
      * connection still closing then is the HTTP server's to cut); when `signal` aborts first,
      * closes the rest at once, without waiting for the frames they are handling, and gives
@@ -297,6 +298,8 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
      */
     async shutdown(signal?: AbortSignal): Promise<void> {
       draining = true;
+      // side by side with the sockets: both must be done before the server stops
+      const uploads = media.drain(signal);
       stopResync();
       sanctionSweeps?.stop();
       void accessChecks.stop();
@@ -324,6 +327,7 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
       // also those of sockets that closed themselves (and left `connections`) but whose
       // handshake was still going on when time ran out.
       await settledWithin(open.map((connection) => connection.handshakeClosed()), CLOSE_GRACE_MS);
+      await uploads;
     },
     /** Tells every socket to reconnect elsewhere (1012). */
     closeAll(code: number = CloseCode.restarting, reason = "server shutting down"): void {
