@@ -331,9 +331,33 @@ if (import.meta.main) {
   }
   await configureLogging(config.LOG_LEVEL);
   log.info("starting", { config: redactConfig(config) });
+  const starting = startService(config);
+  let stopping = false;
+  const stop = async (signal: Deno.Signal) => {
+    if (stopping) return;
+    stopping = true;
+    log.info("shutting down", { signal });
+    // Every step forces itself at the deadline; this only guards against one that hangs anyway,
+    // or a start that outlasts it.
+    const backstop = setTimeout(() => {
+      log.error("shutdown overran its deadline; exiting");
+      Deno.exit(1);
+    }, config.SHUTDOWN_TIMEOUT * 1000 + 2_000);
+    // a signal during the start stops the service once it is up (a failed start exits below)
+    const service = await starting.catch(() => new Promise<never>(() => {}));
+    await service.close();
+    clearTimeout(backstop);
+    log.info("stopped");
+    Deno.exit(0);
+  };
+  // Listened for from the start, not once it is over: the HTTP plane takes sockets before the
+  // admin plane is bound, a migration may wait minutes for its lock, and a signal nothing
+  // listens for ends the process at once (or, to deno as a container's PID 1, is ignored).
+  Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
+  Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
   let service: RunningService;
   try {
-    service = await startService(config);
+    service = await starting;
   } catch (error) {
     log.fatal("could not start", errorFields(error));
     Deno.exit(1);
@@ -344,23 +368,6 @@ if (import.meta.main) {
     instance_id: service.instanceId,
     pid: Deno.pid,
   });
-  let stopping = false;
-  const stop = async (signal: Deno.Signal) => {
-    if (stopping) return;
-    stopping = true;
-    log.info("shutting down", { signal });
-    // Every step forces itself at the deadline; this only guards against one that hangs anyway.
-    const backstop = setTimeout(() => {
-      log.error("shutdown overran its deadline; exiting");
-      Deno.exit(1);
-    }, config.SHUTDOWN_TIMEOUT * 1000 + 2_000);
-    await service.close();
-    clearTimeout(backstop);
-    log.info("stopped");
-    Deno.exit(0);
-  };
-  Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
-  Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
 }
 
 /**
