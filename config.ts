@@ -201,6 +201,20 @@ export class ConfigError extends Error {
   override readonly name = "ConfigError";
 }
 
+/**
+ * `load()`'s configuration; for the command-line tools (dev, seed, migrate), a ConfigError is
+ * said in one line and exits 78, as `deno task start` does. Anything else is thrown on.
+ */
+export function configOrExit<T>(load: () => T): T {
+  try {
+    return load();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(error.message);
+    Deno.exit(78);
+  }
+}
+
 /** The names of every setting: all the service reads of the environment. */
 export const CONFIG_VARIABLES: readonly string[] = Object.keys(settings.shape);
 

@@ -4,7 +4,7 @@
  * .dev/secrets.json (never in the repository), a sample chat, and ready-to-use tokens.
  */
 import { signDevToken } from "./auth/sign.ts";
-import { type Config, ConfigError, loadConfig } from "./config.ts";
+import { type Config, ConfigError, configOrExit, loadConfig } from "./config.ts";
 import { EmbeddedDatabaseInUse } from "./db/embedded.ts";
 import { type RunningService, startService } from "./main.ts";
 import { overDefaults } from "./dev/environment.ts";
@@ -12,19 +12,16 @@ import { devSecrets } from "./dev/secrets.ts";
 import { configureLogging } from "./observability/log.ts";
 
 /**
- * What a newcomer can fix (a setting, a second `dev`, a port taken) is said in one line, as
- * `deno task start` does, not as a stack trace; anything else is a bug and keeps its stack.
+ * What a newcomer can fix in starting (a second `dev`, a port taken) is said in one line, as
+ * `deno task start` does (a bad setting: configOrExit), not as a stack trace; anything else is
+ * a bug and keeps its stack.
  */
-function refused(error: unknown, config?: Config): never {
-  if (error instanceof ConfigError) {
-    console.error(error.message);
-    Deno.exit(78);
-  }
+function refused(error: unknown, config: Config): never {
   if (error instanceof EmbeddedDatabaseInUse) {
     console.error(error.message);
     Deno.exit(2);
   }
-  if (error instanceof Deno.errors.AddrInUse && config) {
+  if (error instanceof Deno.errors.AddrInUse) {
     const ports = [config.PORT, config.GRPC_ENABLED ? config.GRPC_PORT : 0].filter(Boolean);
     console.error(`port ${ports.join(" or ")} is in use: set PORT and GRPC_PORT (0: any free one)`);
     Deno.exit(2);
@@ -33,25 +30,23 @@ function refused(error: unknown, config?: Config): never {
 }
 
 const secrets = await devSecrets();
-let config: Config;
-try {
-  config = loadConfig(overDefaults({
+const config = configOrExit(() => {
+  const loaded = loadConfig(overDefaults({
     JWT_SECRET: secrets.JWT_SECRET,
     GRPC_ADMIN_TOKEN: secrets.GRPC_ADMIN_TOKEN,
     DEMO_PAGE: "1",
   }, Deno.env.toObject()));
   // the task may write under .dev/ only (deno.json), so an embedded database elsewhere would
   // fail on its first write (`memory://` writes nothing)
-  const write = Deno.permissions.querySync({ name: "write", path: config.DATA_DIR });
-  const onDisk = !config.DATABASE_URL && !config.DATA_DIR.startsWith("memory://");
+  const write = Deno.permissions.querySync({ name: "write", path: loaded.DATA_DIR });
+  const onDisk = !loaded.DATABASE_URL && !loaded.DATA_DIR.startsWith("memory://");
   if (onDisk && write.state !== "granted") {
     throw new ConfigError(
       "invalid configuration: DATA_DIR: must be under .dev/, where `deno task dev` may write",
     );
   }
-} catch (error) {
-  refused(error);
-}
+  return loaded;
+});
 await configureLogging(config.LOG_LEVEL);
 let service: RunningService;
 try {

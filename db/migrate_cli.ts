@@ -1,18 +1,10 @@
 /** `deno task migrate`: applies pending migrations to DATABASE_URL (or the embedded database). */
 import postgres from "postgres";
-import { ConfigError, loadDatabaseConfig } from "../config.ts";
+import { configOrExit, loadDatabaseConfig } from "../config.ts";
 import { EmbeddedDatabaseInUse, startEmbeddedPostgres } from "./embedded.ts";
 import { migrate } from "./migrate.ts";
 
-let config;
-try {
-  config = loadDatabaseConfig();
-} catch (error) {
-  if (!(error instanceof ConfigError)) throw error;
-  // one line naming the variable, as `deno task start` says it
-  console.error(error.message);
-  Deno.exit(78);
-}
+const config = configOrExit(() => loadDatabaseConfig());
 let embedded;
 try {
   embedded = config.DATABASE_URL ? undefined : await startEmbeddedPostgres(config.DATA_DIR);

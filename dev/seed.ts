@@ -7,7 +7,7 @@
 import { signDevToken } from "../auth/sign.ts";
 import type { ChatService } from "../chat/service.ts";
 import type { Chat, VendorRole } from "../chat/types.ts";
-import { ConfigError, loadConfig } from "../config.ts";
+import { configOrExit, loadConfig } from "../config.ts";
 import { EmbeddedDatabaseInUse } from "../db/embedded.ts";
 import { startService } from "../main.ts";
 import { overDefaults } from "./environment.ts";
@@ -70,9 +70,8 @@ if (import.meta.main) {
   const signingSecret = env.JWT_SECRET ??
     (env.JWT_PUBLIC_KEY || env.JWT_JWKS_URL ? undefined : (await devSecrets()).JWT_SECRET);
   const devPort = Number(env.PORT ?? 8000);
-  let config;
-  try {
-    config = loadConfig({
+  const config = configOrExit(() =>
+    loadConfig({
       ...(signingSecret ? { JWT_SECRET: signingSecret } : {}),
       ...env,
       PORT: "0",
@@ -80,12 +79,8 @@ if (import.meta.main) {
       GRPC_ENABLED: "0",
       DEMO_PAGE: "0",
       LOG_LEVEL: "warning",
-    });
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    console.error(error.message);
-    Deno.exit(78);
-  }
+    })
+  );
   let service;
   try {
     service = await startService(config);
