@@ -9,6 +9,7 @@ import { type ChatService, createChatService } from "./chat/service.ts";
 import { type Config, ConfigError, loadConfig, redactConfig } from "./config.ts";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "./db/embedded.ts";
 import { migrate } from "./db/migrate.ts";
+import { checkDatabase } from "./db/database_check.ts";
 import { createAdminStore } from "./db/admin_store.ts";
 import { type BusOutages, createBusOutages } from "./db/bus_outages.ts";
 import { reportLostConnectionRejections, translateDatabaseError } from "./db/errors.ts";
@@ -209,7 +210,7 @@ export async function startService(config: Config): Promise<RunningService> {
     if (jwt.kind === "jwks") verifier.canVerify();
 
     const readiness = createReadiness({
-      database: (signal) => store.check(signal),
+      database: (signal) => checkDatabase(sql, signal),
       ...(config.NATS_URL ? { nats: (signal: AbortSignal) => bus.check(signal) } : {}),
       ...(config.MEDIA_BACKEND === "nats"
         ? { media: (signal: AbortSignal) => mediaStore.check(signal) }

@@ -236,9 +236,6 @@ export interface ChatStore {
   createMedia(media: NewMedia): Promise<MediaRecord>;
   /** A media row with its usage by messages; null when unknown. */
   getMedia(mediaId: string): Promise<MediaEntry | null>;
-
-  /** True while the database answers. */
-  check(signal?: AbortSignal): Promise<boolean>;
 }
 
 /** Where the next page of a keyset-paged list starts; null on the last page. */

@@ -282,20 +282,6 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
     getMedia(mediaId) {
       return selectMedia(sql, mediaId);
     },
-
-    async check(signal) {
-      const query = sql`select 1`.execute();
-      const aborted = new Promise<never>((_, reject) => {
-        signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
-      });
-      try {
-        await Promise.race([query, aborted]);
-        return true;
-      } catch {
-        query.cancel();
-        return false;
-      }
-    },
   };
   const writer = createMessageWriter(writerSql, {
     insertOne: insertSingle,

@@ -1,14 +1,17 @@
 /** The answer of `/readyz`, and what the gRPC health service reports. */
 export interface ReadinessReport {
   ready: boolean;
-  /** Each dependency by name: true when it answered in time. */
+  /** Each dependency by name: true when it answered in time and can serve. */
   checks: Record<string, boolean>;
   /** Why not ready, in words for an operator; absent when ready. */
   reason?: string;
 }
 
-/** Asks one dependency; false (or a throw) means it did not answer. */
-export type ReadinessCheck = (signal: AbortSignal) => Promise<boolean>;
+/**
+ * Asks one dependency: true when it can serve; false (or a throw) when it did not answer; a
+ * string when it answered but cannot serve, saying why in words for an operator.
+ */
+export type ReadinessCheck = (signal: AbortSignal) => Promise<boolean | string>;
 
 export interface ReadinessOptions {
   /** How long one dependency may take to answer; default 2000 ms. */
@@ -54,14 +57,18 @@ export function createReadiness(
   let timer: ReturnType<typeof setTimeout> | undefined;
   let closed = false;
 
-  async function ask(check: ReadinessCheck): Promise<boolean> {
+  async function ask(check: ReadinessCheck): Promise<boolean | string> {
     const signal = AbortSignal.timeout(timeoutMs);
     const { promise: timedOut, resolve } = Promise.withResolvers<false>();
     const onAbort = () => resolve(false);
     signal.addEventListener("abort", onAbort, { once: true });
     try {
       // raced, so a check that ignores its signal still cannot hold the answer up
-      return await Promise.race([check(signal).then((ok) => ok === true, () => false), timedOut]);
+      const answered = check(signal).then(
+        (answer) => typeof answer === "string" ? answer : answer === true,
+        () => false,
+      );
+      return await Promise.race([answered, timedOut]);
     } finally {
       signal.removeEventListener("abort", onAbort);
     }
@@ -70,12 +77,19 @@ export function createReadiness(
   async function runRound(): Promise<ReadinessReport> {
     const names = Object.keys(checks);
     const answers = await Promise.all(names.map((name) => ask(checks[name]!)));
-    const results = Object.fromEntries(names.map((name, index) => [name, answers[index]!]));
+    const results = Object.fromEntries(names.map((name, index) => [name, answers[index] === true]));
     if (closed) return closedReport(results);
-    const failing = names.filter((name) => !results[name]);
-    return failing.length === 0
+    const notAnswering = names.filter((_, index) => answers[index] === false);
+    const reasons = [
+      ...(notAnswering.length > 0 ? [`not answering: ${notAnswering.join(", ")}`] : []),
+      ...names.flatMap((name, index) => {
+        const answer = answers[index];
+        return typeof answer === "string" ? [`${name}: ${answer}`] : [];
+      }),
+    ];
+    return reasons.length === 0
       ? { ready: true, checks: results }
-      : { ready: false, checks: results, reason: `not answering: ${failing.join(", ")}` };
+      : { ready: false, checks: results, reason: reasons.join("; ") };
   }
 
   function closedReport(results: Record<string, boolean>): ReadinessReport {

@@ -70,6 +70,20 @@ Deno.test("check() is not ready and names the dependency that does not answer", 
   readiness.close();
 });
 
+Deno.test("a dependency that answers but cannot serve is not ready, with its own reason after those not answering", async () => {
+  const readiness = createReadiness({
+    database: () => Promise.resolve("read-only (default_transaction_read_only is on)"),
+    nats: switchable(false).check,
+    media: switchable(false).check,
+  });
+  assert.deepEqual(await readiness.check(), {
+    ready: false,
+    checks: { database: false, nats: false, media: false },
+    reason: "not answering: nats, media; database: read-only (default_transaction_read_only is on)",
+  });
+  readiness.close();
+});
+
 Deno.test("a dependency that throws counts as not answering", async () => {
   const readiness = createReadiness({ database: () => Promise.reject(new Error("refused")) });
   const report = await readiness.check();

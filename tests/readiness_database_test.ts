@@ -1,0 +1,73 @@
+/**
+ * What `/readyz` and gRPC health say about the database beyond "it answers": a database that
+ * takes no writes makes the instance not ready.
+ */
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import { TEST_DATABASE_URL } from "./support/database.ts";
+import { startCluster, type TestCluster } from "./support/service.ts";
+
+/** After a lost connection postgres.js's `end()` waits for the shutdown deadline: kept short. */
+const settings = { SHUTDOWN_TIMEOUT: "1" };
+
+async function readyz(cluster: TestCluster) {
+  const response = await fetch(`${cluster.main.httpUrl}/readyz`);
+  return { status: response.status, body: await response.json() };
+}
+
+/**
+ * Asks `/readyz` again until `wanted` holds for the answer, or fails after `ms`. Each ask is a
+ * real round of questions; the first after connections were ended may meet a dying one.
+ */
+async function readyzUntil(
+  cluster: TestCluster,
+  wanted: (answer: Awaited<ReturnType<typeof readyz>>) => boolean,
+  what: string,
+  ms = 5_000,
+) {
+  const deadline = AbortSignal.timeout(ms);
+  let answer = await readyz(cluster);
+  while (!wanted(answer) && !deadline.aborted) answer = await readyz(cluster);
+  assert.ok(wanted(answer), `timed out waiting for ${what}; last: ${JSON.stringify(answer)}`);
+  return answer;
+}
+
+/** Sets `default_transaction_read_only` of the cluster's own database and ends its sessions, so
+ * that the service's connections come back with the setting. */
+async function setReadOnly(cluster: TestCluster, readOnly: boolean) {
+  const name = new URL(cluster.databaseUrl).pathname.slice(1);
+  const admin = postgres(TEST_DATABASE_URL, { max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(
+      readOnly
+        ? `alter database ${name} set default_transaction_read_only = on`
+        : `alter database ${name} reset default_transaction_read_only`,
+    );
+    await admin`select pg_terminate_backend(pid) from pg_stat_activity where datname = ${name}`;
+  } finally {
+    await admin.end();
+  }
+}
+
+Deno.test("/readyz and gRPC health answer not ready, saying the database is read-only, while it takes no writes, and ready once it does again", async () => {
+  await using cluster = await startCluster({ nats: false, grpc: true, env: settings });
+  const admin = await cluster.admin(0, { token: null });
+  assert.equal((await readyz(cluster)).status, 200);
+
+  await setReadOnly(cluster, true);
+  const readOnly = await readyzUntil(
+    cluster,
+    ({ status, body }) => status === 503 && body.reason !== "not answering: database",
+    "/readyz to say the database is read-only",
+  );
+  assert.deepEqual(readOnly.body, {
+    ready: false,
+    checks: { database: false },
+    reason: "database: read-only (default_transaction_read_only is on)",
+  });
+  assert.equal(await admin.health(), "NOT_SERVING");
+
+  await setReadOnly(cluster, false);
+  await readyzUntil(cluster, ({ status }) => status === 200, "/readyz to be ready again");
+  assert.equal(await admin.health(), "SERVING");
+});
