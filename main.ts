@@ -84,7 +84,10 @@ export async function startService(config: Config): Promise<RunningService> {
     const sql = connect(embedded ? 4 : config.DATABASE_POOL_SIZE);
     // The message writer's own connections, one per lane (see createPostgresStore).
     const writerSql = connect(WRITER_LANES);
-    for (const pool of [sql, writerSql]) {
+    // Readiness asks on a connection of its own: queries that fill the pool (slow admin lists)
+    // must not make a database that answers look away, and take instances out under load.
+    const readinessSql = connect(1);
+    for (const pool of [sql, writerSql, readinessSql]) {
       // queries still running get what is left of the deadline, then their connections end
       // (an unfinished transaction rolls back: nothing is half-written)
       shutdown.add(() => pool.end({ timeout: shutdown.secondsLeft() }));
@@ -210,7 +213,7 @@ export async function startService(config: Config): Promise<RunningService> {
     if (jwt.kind === "jwks") verifier.canVerify();
 
     const readiness = createReadiness({
-      database: (signal) => checkDatabase(sql, signal),
+      database: (signal) => checkDatabase(readinessSql, signal),
       ...(config.NATS_URL ? { nats: (signal: AbortSignal) => bus.check(signal) } : {}),
       ...(config.MEDIA_BACKEND === "nats"
         ? { media: (signal: AbortSignal) => mediaStore.check(signal) }

@@ -71,3 +71,50 @@ Deno.test("/readyz and gRPC health answer not ready, saying the database is read
   await readyzUntil(cluster, ({ status }) => status === 200, "/readyz to be ready again");
   assert.equal(await admin.health(), "SERVING");
 });
+
+/** Waits until `count` sessions of the cluster's database wait for a lock. */
+async function untilWaitingOnLocks(cluster: TestCluster, count: number) {
+  const sql = postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} });
+  try {
+    const deadline = AbortSignal.timeout(5_000);
+    let waiting = 0;
+    while (waiting < count && !deadline.aborted) {
+      const [row] = await sql<Array<{ waiting: number }>>`
+        select count(*)::int as waiting from pg_stat_activity
+        where datname = current_database() and wait_event_type = 'Lock'`;
+      waiting = row!.waiting;
+    }
+    assert.ok(waiting >= count, `only ${waiting} of ${count} sessions came to wait on the lock`);
+  } finally {
+    await sql.end();
+  }
+}
+
+Deno.test("/readyz stays ready while slow queries hold every connection of the pool", async () => {
+  await using cluster = await startCluster({
+    nats: false,
+    env: { ...settings, DATABASE_POOL_SIZE: "2" },
+  });
+  const chat = cluster.main.service.chat;
+  await chat.createChat("alice", "acme");
+  // a long transaction holds the chats table: the pool's listings wait for it, as slow admin
+  // queries would
+  const locker = postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} });
+  const locked = Promise.withResolvers<void>();
+  const released = Promise.withResolvers<void>();
+  const holding = locker.begin(async (tx) => {
+    await tx`lock table chats in access exclusive mode`;
+    locked.resolve();
+    await released.promise;
+  });
+  await locked.promise;
+  const slow = Array.from({ length: 4 }, () => chat.listChats("alice").catch(() => undefined));
+  await untilWaitingOnLocks(cluster, 2);
+
+  const answer = await readyz(cluster);
+  released.resolve();
+  await holding;
+  await Promise.all(slow);
+  await locker.end();
+  assert.deepEqual(answer, { status: 200, body: { ready: true, checks: { database: true } } });
+});
