@@ -2,7 +2,7 @@ import { ChatError } from "../chat/errors.ts";
 import type { Actor, ChatService } from "../chat/service.ts";
 import type { Message, ServerFrame, ServerFrameOf } from "../protocol/mod.ts";
 import type { SocketMetrics } from "../observability/metrics.ts";
-import type { Endpoint } from "./connection.ts";
+import type { Endpoint } from "./endpoint.ts";
 import { type ErrorFrame, toErrorFrame } from "./errors.ts";
 import type { ClientFrame } from "./frames.ts";
 

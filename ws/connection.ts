@@ -12,9 +12,7 @@ import type { ClientFrame } from "./frames.ts";
 import { DeliveryOrder } from "./delivery_order.ts";
 import type { FrameIntake, IntakeLimits, Taken } from "./frame_intake.ts";
 import { SocketChats } from "./socket_chats.ts";
-
-/** Which endpoint the socket came in on. */
-export type Endpoint = { kind: "chat"; chatId: string } | { kind: "chats" };
+import type { Endpoint } from "./endpoint.ts";
 
 /** What one socket may do before it is refused or closed. */
 export interface ConnectionLimits extends IntakeLimits {

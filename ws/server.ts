@@ -5,12 +5,8 @@ import type { ChatService } from "../chat/service.ts";
 import { logger } from "../observability/log.ts";
 import type { MediaMetrics, SocketMetrics } from "../observability/metrics.ts";
 import { CloseCode, closeCodeFor } from "./errors.ts";
-import {
-  Connection,
-  type ConnectionDeps,
-  type ConnectionLimits,
-  type Endpoint,
-} from "./connection.ts";
+import { Connection, type ConnectionDeps, type ConnectionLimits } from "./connection.ts";
+import { type Endpoint, endpointOf } from "./endpoint.ts";
 import { earlyFrameLimit, FrameIntake, type Taken } from "./frame_intake.ts";
 import { createAccessChecks } from "./access_checks.ts";
 import { createSanctionScreens, startSanctionSweeps } from "./sanction_screens.ts";
@@ -55,9 +51,6 @@ export interface HttpOptions {
   /** How often the store's recent bans and disconnects are looked at (startSanctionSweeps). */
   sanctionSweepMs?: number;
 }
-
-const CHAT_PATH = /^\/v1\/ws\/chat\/([^/]+)\/?$/;
-const CHATS_PATH = /^\/v1\/ws\/chats\/?$/;
 
 /**
  * The HTTP side of the service: WebSocket endpoints, health and metrics. It knows
@@ -140,14 +133,6 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
     void sanctionScreens.screen();
     accessChecks.request();
   });
-
-  function endpointOf(pathname: string): Endpoint | null {
-    const chat = CHAT_PATH.exec(pathname);
-    // a uuid's canonical form is lower case, the form memberships and events carry
-    if (chat) return { kind: "chat", chatId: decodeSegment(chat[1]!).toLowerCase() };
-    if (CHATS_PATH.test(pathname)) return { kind: "chats" };
-    return null;
-  }
 
   function upgrade(request: Request, endpoint: Endpoint): Response {
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
@@ -367,15 +352,6 @@ function upgradeOf(request: Request, idleTimeout: number) {
   } catch (error) {
     if (error instanceof TypeError) return error.message;
     throw error;
-  }
-}
-
-/** A malformed escape leaves the segment as it is: an id no chat has. */
-function decodeSegment(segment: string): string {
-  try {
-    return decodeURIComponent(segment);
-  } catch {
-    return segment;
   }
 }
 

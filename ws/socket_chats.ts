@@ -4,7 +4,7 @@ import { ChatError } from "../chat/errors.ts";
 import type { Actor, ChatService } from "../chat/service.ts";
 import type { Membership } from "../chat/types.ts";
 import type { ServerFrame } from "../protocol/mod.ts";
-import type { Endpoint } from "./connection.ts";
+import type { Endpoint } from "./endpoint.ts";
 import { CloseCode } from "./errors.ts";
 
 /** What the chats of a socket need of its connection. */
