@@ -1,17 +1,18 @@
 import type { Principal } from "../auth/verifier.ts";
-import { ChatError } from "../chat/errors.ts";
 import type { UserEvent } from "../chat/events.ts";
 import type { ChatFeed, Delivery } from "../chat/feed.ts";
 import type { ChatService } from "../chat/service.ts";
 import type { Sanction } from "../chat/types.ts";
 import type { SocketMetrics } from "../observability/metrics.ts";
 import type { AccessCheckOutcome } from "./access_checks.ts";
-import { CloseCode, closeCodeFor, type ErrorFrame } from "./errors.ts";
+import { CloseCode, type ErrorFrame } from "./errors.ts";
 import { answerAction } from "./actions.ts";
 import type { ClientFrame } from "./frames.ts";
 import { DeliveryOrder } from "./delivery_order.ts";
 import type { FrameIntake, IntakeLimits, Taken } from "./frame_intake.ts";
 import { SocketChats } from "./socket_chats.ts";
+import { type AccessContext, checkAccessAgain, closeIfSanctioned } from "./socket_access.ts";
+import { adoptNewChat, adoptVendor, type PagesContext, sendFirstFrames } from "./store_pages.ts";
 import type { Endpoint } from "./endpoint.ts";
 
 /** What one socket may do before it is refused or closed. */
@@ -48,6 +49,8 @@ export interface ConnectionDeps {
  * One socket's state: who it is, which chats it sees (its SocketChats), and the order of its
  * frames. Frames from the client are handled one at a time, in arrival order; subscriptions
  * belong to the connection and end with it. When its token expires is the server's to watch.
+ * What it is sent from the store is ws/store_pages.ts's; its access checked again,
+ * ws/socket_access.ts's.
  */
 export class Connection {
   /** Names the socket in log lines (never the token). */
@@ -65,7 +68,7 @@ export class Connection {
   /** When live events go out, against the pages sent from the store. */
   #order = new DeliveryOrder();
   /** When the socket was taken in (`deps.now()`), for operator disconnects made since. */
-  readonly #openedAt: number;
+  readonly openedAt: number;
   /** The chats this socket sees, and its subscriptions to them. */
   #chats: SocketChats;
   /** Rate limit and bound of the client frames waiting in `#queue` (since the upgrade). */
@@ -87,7 +90,7 @@ export class Connection {
     this.#deps = deps;
     this.#intake = intake;
     this.#chats = new SocketChats(this, deps);
-    this.#openedAt = deps.now();
+    this.openedAt = deps.now();
     socket.onmessage = (event) => this.receive(event.data);
     socket.onclose = (event) => this.#dispose(event.code);
     if (socket.readyState === WebSocket.CLOSED) {
@@ -96,7 +99,7 @@ export class Connection {
       this.#queue = Promise.resolve();
       return;
     }
-    this.#queue = this.#start();
+    this.#queue = sendFirstFrames(this.#context());
   }
 
   /** Closes the socket with a contract close code; idempotent. */
@@ -134,36 +137,6 @@ export class Connection {
     return this.#closed;
   }
 
-  async #start(): Promise<void> {
-    const { service } = this.#deps;
-    try {
-      this.#chats.hearUser();
-      if (this.endpoint.kind === "chat") {
-        const membership = await this.#chats.takeInChat(this.endpoint.chatId);
-        if (!membership) return;
-        const page = await service.history(membership.chat, { limit: 50 });
-        this.#order.pageSent(membership.chat.id, page.items.at(-1)?.seq ?? 0);
-        this.#send({
-          type: "latest_chat",
-          chat_id: membership.chat.id,
-          messages: page.items,
-          has_more: page.has_more,
-        });
-        this.#send({ type: "unread_messages", ...(await service.unread(membership)) });
-      } else {
-        await this.#chats.takeInAllChats();
-        const page = await service.listChats(this.userId);
-        this.#send({ type: "chats", chats: page.items, has_more: page.has_more });
-      }
-      for (const delivery of this.#order.ready()) this.deliver(delivery);
-    } catch (error) {
-      if (!(error instanceof ChatError) || error.code === "internal") {
-        this.#deps.onError(error, "connect", this);
-      }
-      this.close(closeCodeFor(error), error instanceof ChatError ? error.code : "internal");
-    }
-  }
-
   /** A live event of a chat this socket follows, sent on in order with what the store gave. */
   deliver(delivery: Delivery): void {
     if (this.#closed) return;
@@ -198,11 +171,11 @@ export class Connection {
         return;
       case "chat_created":
         if (this.endpoint.kind !== "chats") return;
-        this.#queue = this.#queue.then(() => this.#adoptChat(event.chat.id));
+        this.#queue = this.#queue.then(() => adoptNewChat(event.chat.id, this.#context()));
         return;
       case "membership_added":
         if (event.user_id !== this.userId || this.endpoint.kind !== "chats") return;
-        this.#queue = this.#queue.then(() => this.#adoptVendor(event.vendor_id));
+        this.#queue = this.#queue.then(() => adoptVendor(event.vendor_id, this.#context()));
         return;
       case "membership_revoked":
         if (event.user_id !== this.userId) return;
@@ -212,67 +185,17 @@ export class Connection {
   }
 
   /**
-   * Takes in a chat created after this socket connected. Messages sent to it before the
-   * socket followed it come from the store, with the `unread_messages` their live sending
-   * would have pushed to this side; live events wait until they are out, and the ones those
-   * already covered are dropped.
-   */
-  async #adoptChat(chatId: string): Promise<void> {
-    if (this.#closed || this.#chats.memberships.has(chatId)) return;
-    this.#order.hold(chatId);
-    try {
-      const membership = await this.#chats.takeInNewChat(chatId);
-      if (!membership) return;
-      const { chat, side } = membership;
-      // every page of it: what the feed follows from now on starts after the chat's last seq,
-      // and no later message need come to show a gap past the first page
-      let sentUpTo = 0;
-      let toThisSide = false;
-      // nothing more once the socket closed, or lost the chat (a membership revoked meanwhile)
-      const stillSeen = () => !this.#closed && this.#chats.memberships.has(chatId);
-      for (let hasMore = true; hasMore && stillSeen();) {
-        const page = await this.#deps.service.history(chat, { limit: 100, after_seq: sentUpTo });
-        for (const message of page.items) {
-          this.#send({ type: "chat_message", chat_id: chatId, message });
-          toThisSide ||= (message.sender_id === chat.user_id) !== (side === "customer");
-        }
-        sentUpTo = page.items.at(-1)?.seq ?? sentUpTo;
-        hasMore = page.has_more;
-      }
-      if (toThisSide && stillSeen()) {
-        this.#send({ type: "unread_messages", ...(await this.#deps.service.unread(membership)) });
-      }
-      this.#order.pageSent(chatId, sentUpTo);
-      for (const delivery of this.#order.release(chatId)) this.deliver(delivery);
-    } catch (error) {
-      this.#deps.onError(error, "adopt new chat", this);
-    } finally {
-      // a take-in that failed, or found the chat not the user's, drops what was held
-      this.#order.release(chatId);
-    }
-  }
-
-  async #adoptVendor(vendorId: string): Promise<void> {
-    if (this.#closed) return;
-    try {
-      await this.#chats.adoptVendor(vendorId, (frame) => this.#send(frame));
-    } catch (error) {
-      this.#deps.onError(error, "adopt vendor chats", this);
-    }
-  }
-
-  /**
-   * Checks this socket's access against the store, for user events the bus may have lost (see
-   * ChatFeed.requestResync): a user an operator disconnected since the socket opened is closed
-   * with 4408, a banned user or one no longer in the chat with 4403;
-   * on `/v1/ws/chats/` the chats lost are dropped, those gained are taken in, and the list is
-   * sent again when it changed. Never rejects.
+   * Checks this socket's access against the store (checkAccessAgain) after the frames before it,
+   * for user events the bus may have lost (see ChatFeed.requestResync); when kept, the events
+   * held for the check go out. Never rejects.
    */
   checkAccess(): Promise<AccessCheckOutcome> {
     const checked = this.#queue.then(async () => {
       // a hold asked for once this check had begun waits for the check that request queued
       const began = this.#order.checkBegins();
-      const outcome = await this.#checkAccess();
+      const outcome = this.#closed || this.#stopping
+        ? "gone"
+        : await checkAccessAgain(this.#context());
       // kept: what was held goes out, less what a chat the check dropped would have had
       if (outcome === "kept") {
         for (const delivery of this.#order.checked(began)) this.deliver(delivery);
@@ -309,53 +232,9 @@ export class Connection {
    */
   screened(screen: number, sanction: Sanction | undefined): "kept" | "closed" | "gone" {
     if (this.#closed) return "gone";
-    if (this.#closeIfSanctioned(sanction)) return "closed";
+    if (closeIfSanctioned(this, sanction)) return "closed";
     for (const delivery of this.#order.screened(screen)) this.deliver(delivery);
     return "kept";
-  }
-
-  /**
-   * Closes the socket when `sanction` ends it: with 4403 for a ban in force, with 4408 for an
-   * operator's disconnect since the socket opened. True when closed.
-   */
-  #closeIfSanctioned(sanction: Sanction | undefined): boolean {
-    if (sanction?.banned) {
-      this.close(CloseCode.forbidden, "banned");
-      return true;
-    }
-    if (sanction?.disconnectedAt != null && sanction.disconnectedAt > this.#openedAt) {
-      this.close(CloseCode.operatorDisconnect, "disconnected by an operator");
-      return true;
-    }
-    return false;
-  }
-
-  async #checkAccess(): Promise<AccessCheckOutcome> {
-    if (this.#closed || this.#stopping) return "gone";
-    try {
-      const sanctions = await this.#deps.service.sanctionsOf([this.userId]);
-      // closed meanwhile (by a screen, say): that close is counted there
-      if (this.#closed) return "gone";
-      if (this.#closeIfSanctioned(sanctions.get(this.userId))) return "closed";
-      if (this.endpoint.kind === "chat") {
-        await this.#deps.service.joinChat(this.userId, this.endpoint.chatId);
-      } else {
-        await this.#chats.refreshChatList((frame) => this.#send(frame));
-      }
-      // closed meanwhile by its client, or by a shutdown
-      return this.#closed ? "gone" : "kept";
-    } catch (error) {
-      if (error instanceof ChatError && error.code === "forbidden") {
-        this.close(CloseCode.forbidden, error.message);
-        return "closed";
-      }
-      // the access stays as it was until the check runs again; the store being away is
-      // reported once for all sockets
-      if (!(error instanceof ChatError && error.code === "unavailable")) {
-        this.#deps.onError(error, "check access", this);
-      }
-      return "unanswered";
-    }
   }
 
   /** One frame from the client. */
@@ -401,6 +280,18 @@ export class Connection {
   #sendError(frame: ErrorFrame): void {
     this.#deps.instruments?.errors.inc({ code: frame.code });
     this.#send(frame);
+  }
+
+  /** What the modules that send this socket pages, or check its access, work with. */
+  #context(): PagesContext & AccessContext {
+    return {
+      connection: this,
+      service: this.#deps.service,
+      chats: this.#chats,
+      order: this.#order,
+      send: (frame) => this.#send(frame),
+      onError: (error, context) => this.#deps.onError(error, context, this),
+    };
   }
 
   #send(frame: unknown): void {
