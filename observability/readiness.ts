@@ -122,11 +122,14 @@ export function createReadiness(
 
   function schedule() {
     if (closed || listeners.size === 0 || timer !== undefined) return;
-    timer = setTimeout(async () => {
+    const thisTimer = setTimeout(async () => {
       await check();
+      // left (and maybe subscribed again, with a timer of its own) while this round ran
+      if (timer !== thisTimer) return;
       timer = undefined;
       schedule();
     }, intervalMs);
+    timer = thisTimer;
   }
 
   return {

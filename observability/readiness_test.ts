@@ -124,6 +124,36 @@ Deno.test("a subscriber hears the first report and then only changes, polled whi
   readiness.close();
 });
 
+Deno.test("leaving and subscribing again while a poll is under way leaves one poll, none after the last leave", async () => {
+  let asked = 0;
+  const { promise: secondAsked, resolve: onSecond } = Promise.withResolvers<void>();
+  const { promise: released, resolve: release } = Promise.withResolvers<boolean>();
+  const check = () => {
+    asked++;
+    if (asked !== 2) return Promise.resolve(true);
+    onSecond();
+    return released;
+  };
+  const readiness = createReadiness({ database: check }, { intervalMs: 10 });
+  const leave = readiness.subscribe(() => {});
+  await within(secondAsked, 2_000, "the first poll");
+  leave();
+  const leaveAgain = readiness.subscribe(() => {});
+  release(true);
+  await within(
+    (async () => {
+      while (asked < 6) await new Promise((resolve) => setTimeout(resolve, 5));
+    })(),
+    2_000,
+    "polls after subscribing again",
+  );
+  leaveAgain();
+  const askedAtLeave = asked;
+  await new Promise((resolve) => setTimeout(resolve, 60));
+  assert.equal(asked, askedAtLeave, "a poll loop outlived its subscribers");
+  readiness.close();
+});
+
 Deno.test("close() tells subscribers the instance is shutting down, for good", async () => {
   const readiness = createReadiness({ database: switchable(true).check });
   await readiness.check();
