@@ -3,6 +3,7 @@ import postgres, { type Sql } from "postgres";
 import type { NewMessage } from "../chat/ports.ts";
 import { freshDatabase } from "../tests/support/database.ts";
 import { insertMessageBatch } from "./insert_batch.ts";
+import { createAdminStore } from "./admin_store.ts";
 import { createPostgresStore } from "./postgres_store.ts";
 import { markReadBatch } from "./read_batch.ts";
 import { readUnreadWindows } from "./unread_windows.ts";
@@ -14,15 +15,17 @@ import { readUnreadWindows } from "./unread_windows.ts";
 // whatever the statistics were when they were planned, and the unread reads must go through the
 // unread index whatever the statistics say about how many messages are unread.
 
-/** How the statements `work` runs on one connection read `messages`. */
-async function messageReadsOf(sql: Sql, work: (tx: Sql) => Promise<unknown>) {
+/** How the statements `work` runs on one connection read `table`. */
+async function readsOf(sql: Sql, table: string, work: (tx: Sql) => Promise<unknown>) {
   const reserved = await sql.reserve();
   try {
     // the view also counts what this connection did before and has not yet reported
     const reads = async () => {
-      const [row] = await reserved<[{ seq_scan: number; idx_tup_fetch: number }]>`
-        select seq_scan::int, idx_tup_fetch::int from pg_stat_xact_user_tables
-        where relname = 'messages'`;
+      const [row] = await reserved<
+        [{ seq_scan: number; seq_tup_read: number; idx_tup_fetch: number }]
+      >`
+        select seq_scan::int, seq_tup_read::int, idx_tup_fetch::int
+        from pg_stat_xact_user_tables where relname = ${table}`;
       return row!;
     };
     await reserved`begin`;
@@ -30,9 +33,11 @@ async function messageReadsOf(sql: Sql, work: (tx: Sql) => Promise<unknown>) {
     await work(reserved);
     const after = await reads();
     await reserved`rollback`;
+    const rowsFetchedByIndex = after.idx_tup_fetch - before.idx_tup_fetch;
     return {
       seqScans: after.seq_scan - before.seq_scan,
-      rowsFetchedByIndex: after.idx_tup_fetch - before.idx_tup_fetch,
+      rowsFetchedByIndex,
+      rowsRead: after.seq_tup_read - before.seq_tup_read + rowsFetchedByIndex,
     };
   } finally {
     reserved.release();
@@ -75,7 +80,7 @@ async function youngDatabaseWithMessages(sql: Sql) {
 Deno.test("the group commit's insert looks client_ids up by index, however small the table was when it was planned", () =>
   onOneConnection(async (sql) => {
     const { chats, message } = await youngDatabaseWithMessages(sql);
-    const { seqScans } = await messageReadsOf(sql, async (tx) => {
+    const { seqScans } = await readsOf(sql, "messages", async (tx) => {
       for (let n = 40; n < 50; n++) {
         const rows = await insertMessageBatch(tx, [
           ...chats.map((_, chatIndex) => message(chatIndex, n)),
@@ -99,7 +104,7 @@ Deno.test("the group commit's read marks look messages up by index, however smal
       reader_id: "acme",
     });
     for (let n = 0; n < 20; n++) await markReadBatch(sql, [mark(2 * n), mark(2 * n + 1)]);
-    const { seqScans } = await messageReadsOf(sql, async (tx) => {
+    const { seqScans } = await readsOf(sql, "messages", async (tx) => {
       for (let n = 20; n < 30; n++) {
         const rows = await markReadBatch(tx, [mark(2 * n), mark(2 * n + 1), mark(0)]);
         assert.deepEqual(rows.map((row) => row.changed).sort(), [false, true, true]);
@@ -133,7 +138,7 @@ Deno.test("a side's unread are read from the unread index, not by walking the ch
       select o.id, n, 'x', case when n % 2 = 0 then 'customer' else 'vendor' end, 'y', 'text', 'm'
       from others o, generate_series(1, 2000) n`;
     await sql`analyze messages`;
-    const reads = await messageReadsOf(sql, async (tx) => {
+    const reads = await readsOf(sql, "messages", async (tx) => {
       const unread = await createPostgresStore(tx).unread(chat!.id, "customer", 50);
       assert.deepEqual(unread.messages.map((message) => message.seq), [
         4991,
@@ -151,4 +156,59 @@ Deno.test("a side's unread are read from the unread index, not by walking the ch
     assert.equal(reads.seqScans, 0);
     // the five unread of each side, not the 4,990 read ones
     assert.equal(reads.rowsFetchedByIndex, 10);
+  }));
+
+/**
+ * 20,000 chats of the last year over 200 vendors and 5,000 customers, each with one message.
+ * Before them all, the 2,000 chats of a vendor and the 2,000 of a customer that have had none
+ * since: a twelfth of the table each, so the statistics count both among the commonest
+ * participants.
+ */
+async function chatsWithOldParticipants(sql: Sql) {
+  await sql`
+    insert into chats (user_id, vendor_id, last_seq, created_at, updated_at)
+    select user_id, vendor_id, 1, at, at from (
+      select 'buyer-' || n, 'vendor-gone', now() - interval '3 years' + n * interval '1 minute'
+      from generate_series(1, 2000) n
+      union all
+      select 'customer-gone', 'seller-' || n, now() - interval '2 years' + n * interval '1 minute'
+      from generate_series(1, 2000) n
+      union all
+      select 'customer-' || n % 5003, 'vendor-' || n % 200,
+             now() - interval '1 year' + n * interval '20 minutes'
+      from generate_series(1, 20000) n
+    ) chat (user_id, vendor_id, at)`;
+  await sql`
+    insert into messages (chat_id, seq, sender_id, sender_side, receiver_id, media_type, content)
+    select id, 1, user_id, 'customer', vendor_id, 'text', 'hello' from chats`;
+  await sql`vacuum analyze chats, messages`;
+}
+
+Deno.test("ListChats reads a page of a participant's chats, not every newer chat, when that participant's chats are the oldest", () =>
+  onOneConnection(async (sql) => {
+    await chatsWithOldParticipants(sql);
+    const filters = [{ vendor_id: "vendor-gone" }, { user_id: "customer-gone" }, {}];
+    // PostgreSQL may keep a generic plan of a prepared statement, one made without its values
+    const plans = ["force_custom_plan", "force_generic_plan"];
+    for (const [filter, plan] of filters.flatMap((f) => plans.map((p) => [f, p] as const))) {
+      const listed: string[] = [];
+      const reads = await readsOf(sql, "chats", async (tx) => {
+        await tx`select set_config('plan_cache_mode', ${plan}, true)`;
+        const admin = createAdminStore(tx);
+        const first = await admin.listChats({ ...filter, limit: 50 });
+        assert.ok(first.next);
+        const second = await admin.listChats({ ...filter, limit: 50, after: first.next });
+        listed.push(...[...first.items, ...second.items].map((chat) => chat.id));
+      });
+      const newest = await sql<Array<{ id: string }>>`
+        select id from chats
+        where ${"vendor_id" in filter ? sql`vendor_id = ${filter.vendor_id}` : sql`true`}
+          and ${"user_id" in filter ? sql`user_id = ${filter.user_id}` : sql`true`}
+        order by created_at desc, id desc limit 100`;
+      assert.deepEqual(listed, newest.map((chat) => chat.id));
+      const which = `${JSON.stringify(filter)} with ${plan}`;
+      assert.equal(reads.seqScans, 0, `${which}: a scan of all chats`);
+      // each page is its 50 rows and the one that says there is a next page
+      assert.ok(reads.rowsRead <= 2 * 51, `${which}: ${reads.rowsRead} rows read`);
+    }
   }));
