@@ -101,13 +101,19 @@ export function createChatQueries(sql: Sql): ChatQueries {
       // Cursors compare at the millisecond precision clients see; imported rows may carry
       // microseconds, which `before` and `at` would otherwise skip.
       const activity = sql`date_trunc('milliseconds', c.updated_at)`;
+      const columns = sql`
+        id, user_id, vendor_id, last_seq, customer_unread, vendor_unread, created_at, updated_at`;
+      // Each source reads its chats' rows by participant, and only the page's chats look up
+      // their last message: a join of the ids with chats was planned as a scan of the whole
+      // table for a user of a few thousand chats, and every chat's last message was read before
+      // the page was cut.
       const page = (cursor: { before?: string; at?: string }, take: number) =>
         sql<ChatListRow[]>`
         with mine as (
-          select id from chats where user_id = ${userId}
-          union select id from chats where vendor_id = ${userId}
-          union select c.id from chats c
-            join vendor_members vm on vm.vendor_id = c.vendor_id and vm.user_id = ${userId}
+          select ${columns} from chats where user_id = ${userId}
+          union select ${columns} from chats where vendor_id = ${userId}
+          union select ${columns} from chats
+            where vendor_id in (select vendor_id from vendor_members where user_id = ${userId})
         )
         select c.id, c.user_id, c.vendor_id, c.last_seq, c.created_at, c.updated_at,
                case when c.user_id = ${userId} then c.customer_unread
@@ -119,13 +125,16 @@ export function createChatQueries(sql: Sql): ChatQueries {
                m.edited_at as m_edited_at, m.deleted_at as m_deleted_at,
                m.deleted_by as m_deleted_by, m.created_at as m_created_at,
                m.updated_at as m_updated_at
-        from chats c
+        from (
+          select * from mine c
+          where true
+            ${cursor.before ? sql`and ${activity} < ${cursor.before}` : sql``}
+            ${cursor.at ? sql`and ${activity} = ${cursor.at}` : sql``}
+          order by c.updated_at desc, c.id desc
+          limit ${take}
+        ) c
         left join messages m on m.chat_id = c.id and m.seq = c.last_seq
-        where c.id in (select id from mine)
-          ${cursor.before ? sql`and ${activity} < ${cursor.before}` : sql``}
-          ${cursor.at ? sql`and ${activity} = ${cursor.at}` : sql``}
-        order by c.updated_at desc, c.id desc
-        limit ${take}`;
+        order by c.updated_at desc, c.id desc`;
 
       const rows = await page(before === undefined ? {} : { before }, limit + 1);
       let has_more = rows.length > limit;

@@ -212,3 +212,21 @@ Deno.test("ListChats reads a page of a participant's chats, not every newer chat
       assert.ok(reads.rowsRead <= 2 * 51, `${which}: ${reads.rowsRead} rows read`);
     }
   }));
+Deno.test("a user's chat list reads only that user's chats, and the last messages of one page", () =>
+  onOneConnection(async (sql) => {
+    await chatsWithOldParticipants(sql);
+    await sql`insert into vendor_members (vendor_id, user_id, role) values ('vendor-gone', 'agent', 'agent')`;
+    for (const user of ["vendor-gone", "customer-gone", "agent"]) {
+      const listChats = (tx: Sql) => createPostgresStore(tx).listChatsOf(user, { limit: 20 });
+      const chats = await readsOf(sql, "chats", listChats);
+      const messages = await readsOf(sql, "messages", async (tx) => {
+        const page = await listChats(tx);
+        assert.equal(page.items.length, 20);
+        assert.ok(page.items.every((chat) => chat.last_message?.content === "hello"));
+      });
+      assert.equal(chats.seqScans, 0, `${user}: a scan of all chats`);
+      assert.ok(chats.rowsRead <= 2000 + 21, `${user}: ${chats.rowsRead} chats read`);
+      assert.equal(messages.seqScans, 0, `${user}: a scan of all messages`);
+      assert.ok(messages.rowsRead <= 21, `${user}: ${messages.rowsRead} messages read`);
+    }
+  }));
