@@ -152,6 +152,25 @@ const settings = z.object({
   FEED_SWEEP_SECONDS: seconds.default(5),
 });
 
+/**
+ * Why a GRPC_TLS_* value that is no PEM text names no readable PEM file; undefined when it is
+ * fine. Checked with the settings, so that a file the start may not read (`deno task start`
+ * reads under /run/secrets only) stops it as a bad setting, before the database is touched.
+ */
+function pemFileProblem(value: string | undefined): string | undefined {
+  if (value === undefined || value.includes("-----BEGIN")) return undefined;
+  try {
+    if (Deno.readTextFileSync(value).includes("-----BEGIN")) return undefined;
+    return `${value} holds no PEM`;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) {
+      return `cannot read ${value}: \`deno task start\` reads files under /run/secrets only`;
+    }
+    if (error instanceof Deno.errors.NotFound) return `no file ${value}`;
+    return `cannot read ${value}: ${error instanceof Error ? error.message : String(error)}`;
+  }
+}
+
 /** Every setting of the service, read from the environment and nowhere else. */
 export const configSchema = settings.superRefine((config, ctx) => {
   if (config.MEDIA_BACKEND === "nats" && !config.NATS_URL) {
@@ -182,6 +201,10 @@ export const configSchema = settings.superRefine((config, ctx) => {
       path: ["GRPC_TLS_CERT"],
       message: "GRPC_TLS_CERT and GRPC_TLS_KEY go together",
     });
+  }
+  for (const name of ["GRPC_TLS_CERT", "GRPC_TLS_KEY"] as const) {
+    const problem = pemFileProblem(config[name]);
+    if (problem) ctx.addIssue({ code: "custom", path: [name], message: problem });
   }
 }).transform((config) => ({
   ...config,

@@ -173,3 +173,29 @@ Deno.test("redactConfig masks the password of a JWT_JWKS_URL, which fetch sends 
   assert.ok(!shown.includes("idp-pass"), shown);
   assert.match(shown, /idp\.internal\/jwks/);
 });
+
+Deno.test("loadConfig refuses a GRPC_TLS_CERT or GRPC_TLS_KEY path that names no PEM file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const pem = "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n";
+    await Deno.writeTextFile(`${dir}/cert.pem`, pem);
+    await Deno.writeTextFile(`${dir}/notes.txt`, "not a certificate");
+    const tls = (cert: string, key: string) =>
+      loadConfig({ ...valid, GRPC_TLS_CERT: cert, GRPC_TLS_KEY: key });
+    assert.throws(
+      () => tls(`${dir}/cert.pem`, `${dir}/missing.pem`),
+      new RegExp(`^ConfigError: invalid configuration: GRPC_TLS_KEY: no file ${dir}/missing.pem$`),
+    );
+    assert.throws(
+      () => tls(`${dir}/notes.txt`, pem),
+      new RegExp(
+        `^ConfigError: invalid configuration: GRPC_TLS_CERT: ${dir}/notes.txt holds no PEM$`,
+      ),
+    );
+    // PEM text as it is, or a file that holds it
+    assert.equal(tls(`${dir}/cert.pem`, pem).GRPC_TLS_CERT, `${dir}/cert.pem`);
+    assert.equal(tls(pem, pem).GRPC_TLS_KEY, pem.trim());
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

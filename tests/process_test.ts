@@ -219,6 +219,30 @@ Deno.test("a wrong or missing setting stops deno task start with one line naming
   });
 });
 
+Deno.test("a TLS file deno task start may not read stops it with one line naming the variable, before the database", async () => {
+  // the start may read under /run/secrets only; the database is never reached (port 1)
+  const env = serviceEnvironment({ databaseUrl: "postgres://postgres@127.0.0.1:1/unused" });
+  const dir = await Deno.makeTempDir();
+  try {
+    const cert = `${dir}/cert.pem`;
+    await Deno.writeTextFile(cert, "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n");
+    const { code, lines } = await runServiceProcess({
+      ...env,
+      GRPC_TLS_CERT: cert,
+      GRPC_TLS_KEY: "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n",
+    });
+    const printed = serviceLines(lines);
+    assert.equal(code, 78, lines.join("\n"));
+    assert.equal(printed.length, 1, printed.join("\n"));
+    assert.equal(
+      JSON.parse(printed[0]!).message,
+      `invalid configuration: GRPC_TLS_CERT: cannot read ${cert}: \`deno task start\` reads files under /run/secrets only`,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a NATS_URL with credentials but no scheme connects, and keeps its password out of every line", async () => {
   await using database = await freshDatabase();
   const password = `pw-${crypto.randomUUID()}`;
