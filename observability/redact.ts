@@ -6,16 +6,11 @@
 export function redactUrls(value: string, options: { tokenAsUser: boolean }): string {
   return value.split(",").map((part) => {
     const text = part.trim();
-    let url: URL;
-    try {
-      url = new URL(text);
-    } catch {
-      return "[unparseable]";
-    }
-    // No host: not a URL of a server but `user:password@host:port` without its scheme (NATS
-    // takes `host:port`), which reads as the scheme `user:`. Whatever comes before the `@`
-    // (the last one: a host has none) may be a secret.
-    if (url.host === "") {
+    const url = URL.parse(text);
+    // No URL, or none with a host: a server without its scheme (NATS takes `host:port`), such
+    // as `127.0.0.1:4222` (no URL) or `user:password@host:port` (read as the scheme `user:`).
+    // Whatever comes before the `@` (the last one: a host has none) may be a secret.
+    if (url === null || url.host === "") {
       const at = text.lastIndexOf("@");
       return at === -1 ? text : `redacted@${text.slice(at + 1)}`;
     }

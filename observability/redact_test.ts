@@ -24,3 +24,16 @@ Deno.test("redactUrls masks the credentials of a server given without its scheme
   );
   assert.equal(redactUrls("localhost:4222", nats), "localhost:4222");
 });
+
+Deno.test("redactUrls shows a server given as a bare host or address, masking what precedes an @", () => {
+  // NATS takes `host:port` and `127.0.0.1:4222`, which no URL parser reads: the operator must
+  // see which server was meant, in the start line and in "cannot connect to NATS at ..."
+  const nats = { tokenAsUser: true };
+  assert.equal(redactUrls("127.0.0.1:4222", nats), "127.0.0.1:4222");
+  assert.equal(redactUrls("nats-1", nats), "nats-1");
+  assert.equal(redactUrls("t0ken@127.0.0.1:4222", nats), "redacted@127.0.0.1:4222");
+  assert.equal(
+    redactUrls("nats://n1:4222, [::1]:4222", nats),
+    "nats://n1:4222,[::1]:4222",
+  );
+});
