@@ -327,6 +327,7 @@ if (import.meta.main) {
   try {
     config = loadConfig();
     refuseEmbeddedDatabase(config);
+    await refuseUnusablePublicKey(config);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     // it quotes the value refused, which may hold braces
@@ -371,6 +372,18 @@ if (import.meta.main) {
     grpc_port: service.grpcPort,
     instance_id: service.instanceId,
     pid: Deno.pid,
+  });
+}
+
+/**
+ * A JWT_PUBLIC_KEY the verifier cannot use (no SPKI PEM, a short RSA key) is a bad setting,
+ * said before anything starts rather than once the database is migrated and NATS connected.
+ */
+async function refuseUnusablePublicKey(config: Config) {
+  const key = jwtKey(config);
+  if (key.kind !== "public_key") return;
+  await createTokenVerifier({ key }).catch((error: Error) => {
+    throw new ConfigError(`invalid configuration: JWT_PUBLIC_KEY: ${error.message}`);
   });
 }
 

@@ -206,6 +206,11 @@ Deno.test("a wrong or missing setting stops deno task start with one line naming
     [withoutDatabase, "DATABASE_URL"],
     [{ ...env, LOG_LEVEL: "loud" }, "LOG_LEVEL"],
     [{ ...env, GRPC_PORT: "eighty" }, "GRPC_PORT"],
+    // a key the verifier cannot use, found before the database is asked (it would refuse: port 1)
+    [{
+      ...withoutKey,
+      JWT_PUBLIC_KEY: "-----BEGIN PUBLIC KEY-----\\nAAAA\\n-----END PUBLIC KEY-----",
+    }, "JWT_PUBLIC_KEY"],
   ];
   const runs = await Promise.all(cases.map(([caseEnv]) => runServiceProcess(caseEnv)));
   runs.forEach(({ code, lines }, index) => {
