@@ -3,7 +3,7 @@ import postgres from "postgres";
 import { ChatError } from "../chat/errors.ts";
 import type { ChatStore, NewMessage } from "../chat/ports.ts";
 import { type Chat, UNREAD_PREVIEW_LIMIT } from "../chat/types.ts";
-import { freshDatabase, fromAlice } from "../tests/support/database.ts";
+import { freshDatabase, fromAlice, waitingForLock } from "../tests/support/database.ts";
 import { within } from "../tests/support/wait.ts";
 import { STORE_TIMEOUT_MS } from "./errors.ts";
 import { writerLaneOf } from "./message_writer.ts";
@@ -103,7 +103,7 @@ Deno.test("a batch the database fails to break a deadlock is tried again message
       values (${chat.id}, 1000, 'alice', 'customer', 'acme', 'text', 'theirs', 'k')`;
     const sent = store.insertMessage(fromAlice(chat.id, "mine", "k"));
     sent.catch(() => {}); // awaited below
-    await within(waitForLockWait(sql), 5_000, "the batch to wait for the other's message");
+    await within(waitingForLock(sql), 5_000, "the batch to wait for the other's message");
     await transaction`update chats set updated_at = now() where id = ${chat.id}`;
     await transaction`commit`;
     const result = await within(sent, 10_000, "the message");
@@ -150,7 +150,7 @@ Deno.test("a batch given up on is not stored when the database answers later", a
     await transaction`update chats set updated_at = now() where id = ${chat.id}`;
     const sent = store.insertMessage(fromAlice(chat.id, "too late", "late"));
     sent.catch(() => {}); // awaited below
-    await within(waitForLockWait(sql), 5_000, "the batch to wait for the chat's row");
+    await within(waitingForLock(sql), 5_000, "the batch to wait for the chat's row");
     await assert.rejects(
       within(sent, STORE_TIMEOUT_MS + 2_000, "the send's answer"),
       (error) => error instanceof ChatError && error.code === "unavailable",
@@ -371,16 +371,5 @@ async function withOtherTransaction(
   } finally {
     await other.end();
     await sql.end();
-  }
-}
-
-/** Resolves once some session of the database waits for a row lock. */
-async function waitForLockWait(sql: postgres.Sql): Promise<void> {
-  for (;;) {
-    const [waiting] = await sql`
-      select 1 from pg_stat_activity
-      where datname = current_database() and wait_event_type = 'Lock'`;
-    if (waiting) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }

@@ -6,19 +6,9 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { startCluster } from "./support/service.ts";
+import { waitingForLock } from "./support/database.ts";
 import { joinChat, sendText } from "./support/steps.ts";
 import { within } from "./support/wait.ts";
-
-/** Resolves once a statement whose text matches `pattern` waits for a lock. */
-async function waitingForLock(sql: postgres.Sql, pattern: string): Promise<void> {
-  for (;;) {
-    const [waiting] = await sql`
-      select 1 from pg_stat_activity
-      where datname = current_database() and wait_event_type = 'Lock' and query like ${pattern}`;
-    if (waiting) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 Deno.test("a deletion committed while the chats table cannot be read is acknowledged and broadcast", async () => {
   await using cluster = await startCluster({ env: { WS_RATE_PER_SECOND: "1000" } });

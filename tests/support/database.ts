@@ -87,3 +87,14 @@ export const fromAlice = (
   media_id: null,
   client_id: clientId,
 });
+
+/** Resolves once a session of the database waits for a lock, in a statement like `queryLike`. */
+export async function waitingForLock(sql: postgres.Sql, queryLike = "%"): Promise<void> {
+  for (;;) {
+    const [waiting] = await sql`
+      select 1 from pg_stat_activity
+      where datname = current_database() and wait_event_type = 'Lock' and query like ${queryLike}`;
+    if (waiting) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
