@@ -15,6 +15,7 @@ import { type BusOutages, createBusOutages } from "./db/bus_outages.ts";
 import { reportLostConnectionRejections, translateDatabaseError } from "./db/errors.ts";
 import { WRITER_LANES } from "./db/message_writer.ts";
 import { connectPool } from "./db/pools.ts";
+import { WRITER_LOCK_TIMEOUT_MS } from "./db/locked_chats.ts";
 import { createPostgresStore } from "./db/postgres_store.ts";
 import { withStoreMetrics } from "./db/store_metrics.ts";
 import { createMediaPort } from "./media/media_port.ts";
@@ -79,11 +80,12 @@ export async function startService(config: Config): Promise<RunningService> {
     reportLostConnectionRejections((error) =>
       logError(translateDatabaseError(error), "database connection lost in the background")
     );
-    const connect = (max: number) =>
-      connectPool(config.DATABASE_URL ?? embedded!.url, { max, instanceId });
+    const connect = (max: number, lockTimeoutMs?: number) =>
+      connectPool(config.DATABASE_URL ?? embedded!.url, { max, instanceId, lockTimeoutMs });
     const sql = connect(embedded ? 4 : config.DATABASE_POOL_SIZE);
-    // The message writer's own connections, one per lane (see createPostgresStore).
-    const writerSql = connect(WRITER_LANES);
+    // The message writer's own connections, one per lane (see createPostgresStore); a chat row
+    // locked from outside fails that chat's writes, not its lane's (see WRITER_LOCK_TIMEOUT_MS).
+    const writerSql = connect(WRITER_LANES, WRITER_LOCK_TIMEOUT_MS);
     // Readiness asks on a connection of its own: queries that fill the pool (slow admin lists)
     // must not make a database that answers look away, and take instances out under load.
     const readinessSql = connect(1);

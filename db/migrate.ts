@@ -1,6 +1,6 @@
 import type { ReservedSql, Sql } from "postgres";
 import { ChatError } from "../chat/errors.ts";
-import { errorCode } from "./errors.ts";
+import { errorCode, LOCK_NOT_AVAILABLE } from "./errors.ts";
 import { connectionSurvived } from "./transactions.ts";
 
 const migrationsDir = new URL("./migrations/", import.meta.url);
@@ -198,9 +198,6 @@ async function retriedWhileLocked(
     }
   }
 }
-
-/** SQLSTATE of a statement that gave up waiting for a lock (`lock_timeout`). */
-const LOCK_NOT_AVAILABLE = "55P03";
 
 /** A migration's statements: split at each `;` that ends a line, comments and blanks dropped. */
 export function statementsOf(text: string): string[] {

@@ -2,9 +2,14 @@ import postgres, { type Sql } from "postgres";
 
 /**
  * A postgres.js pool as the service uses it: named after its instance in `pg_stat_activity`,
- * quick to give up connecting, and quick to reconnect after an outage.
+ * quick to give up connecting, and quick to reconnect after an outage. With `lockTimeoutMs`,
+ * its statements wait at most that long for a lock (`lock_timeout`, set as each connection
+ * starts: no statement of its own).
  */
-export function connectPool(url: string, options: { max: number; instanceId: string }): Sql {
+export function connectPool(
+  url: string,
+  options: { max: number; instanceId: string; lockTimeoutMs?: number | undefined },
+): Sql {
   return postgres(url, {
     max: options.max,
     connect_timeout: 5,
@@ -15,6 +20,9 @@ export function connectPool(url: string, options: { max: number; instanceId: str
     backoff: (retries: number) => (0.5 + Math.random() / 2) * Math.min(0.05 * 2 ** retries, 1),
     idle_timeout: 60,
     onnotice: () => {},
-    connection: { application_name: `chat-${options.instanceId.slice(0, 8)}` },
+    connection: {
+      application_name: `chat-${options.instanceId.slice(0, 8)}`,
+      ...(options.lockTimeoutMs === undefined ? {} : { lock_timeout: options.lockTimeoutMs }),
+    },
   });
 }

@@ -1,0 +1,137 @@
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import { ChatError } from "../chat/errors.ts";
+import type { ChatStore, NewMessage } from "../chat/ports.ts";
+import type { Chat } from "../chat/types.ts";
+import { freshDatabase, fromAlice } from "../tests/support/database.ts";
+import { within } from "../tests/support/wait.ts";
+import { lockedChats, WRITER_LOCK_TIMEOUT_MS } from "./locked_chats.ts";
+import { writerLaneOf } from "./message_writer.ts";
+import { connectPool } from "./pools.ts";
+import { createPostgresStore } from "./postgres_store.ts";
+
+const isUnavailable = (error: unknown) =>
+  error instanceof ChatError && error.code === "unavailable";
+
+Deno.test("lockedChats names the chats whose row another transaction holds, and only those", async () => {
+  await withLockedChat(async ({ sql, locked, free }) => {
+    const rows = await lockedChats(sql, [locked.id, free.id]);
+    assert.deepEqual(rows.map((row) => row.id), [locked.id]);
+  });
+});
+
+Deno.test("a batch with a message to a chat locked from outside writes the others at once and refuses that one, which its retry stores once the lock is gone", async () => {
+  await withLockedChat(async ({ sql, store, locked, free, release }) => {
+    const inFree = (content: string, clientId: string): NewMessage => ({
+      ...fromAlice(free.id, content, clientId),
+      sender_id: free.user_id,
+    });
+    // the first is written alone; the other two wait for it and go in one batch
+    const started = performance.now();
+    const [first, refused, second] = [
+      store.insertMessage(inFree("first", "f1")),
+      store.insertMessage(fromAlice(locked.id, "while locked", "l1")),
+      store.insertMessage(inFree("second", "f2")),
+    ];
+    refused.catch(() => {}); // awaited below
+    // each chat has one message from before
+    assert.equal((await first).message.seq, 2);
+    assert.equal((await within(second, 2_000, "the free chat's second message")).message.seq, 3);
+    await assert.rejects(within(refused, 2_000, "the locked chat's answer"), isUnavailable);
+    const took = performance.now() - started;
+    assert.ok(took < WRITER_LOCK_TIMEOUT_MS + 1_000, `answered after ${Math.round(took)} ms`);
+    await release();
+    const retried = await store.insertMessage(fromAlice(locked.id, "while locked", "l1"));
+    assert.deepEqual([retried.duplicate, retried.message.seq], [false, 2]);
+    const rows = await sql<Array<{ chat_id: string; seq: number; content: string }>>`
+      select chat_id, seq, content from messages order by chat_id = ${free.id}, seq`;
+    assert.deepEqual(rows.map((row) => [row.chat_id, row.seq, row.content]), [
+      [locked.id, 1, "before"],
+      [locked.id, 2, "while locked"],
+      [free.id, 1, "before"],
+      [free.id, 2, "first"],
+      [free.id, 3, "second"],
+    ]);
+  });
+});
+
+Deno.test("a batch of read marks with one in a chat locked from outside marks the others and refuses that one", async () => {
+  await withLockedChat(async ({ sql, store, locked, free, release }, before) => {
+    const { lockedMessage, freeMessage } = before;
+    // a message keeps the lane busy, so that both marks go in the next batch
+    const busy = store.insertMessage({ ...fromAlice(free.id, "busy"), sender_id: free.user_id });
+    const refused = store.markRead(locked.id, lockedMessage, "vendor", locked.vendor_id);
+    const marked = store.markRead(free.id, freeMessage, "vendor", free.vendor_id);
+    refused.catch(() => {}); // awaited below
+    await busy;
+    assert.equal((await within(marked, 2_000, "the free chat's mark"))?.changed, true);
+    await assert.rejects(within(refused, 2_000, "the locked chat's mark"), isUnavailable);
+    await release();
+    const [{ is_read }] = await sql<[{ is_read: boolean }]>`
+      select is_read from messages where id = ${lockedMessage}`;
+    assert.equal(is_read, false, "a mark answered unavailable was written");
+    const again = await store.markRead(locked.id, lockedMessage, "vendor", locked.vendor_id);
+    assert.equal(again?.changed, true);
+  });
+});
+
+/**
+ * A store whose writer runs as main.ts runs it (connections of its own with the writer's
+ * lock_timeout), two chats of one writer lane with a message each (seq 1, unread), and another connection's
+ * transaction holding the first chat's row until `release`.
+ */
+async function withLockedChat(
+  test: (
+    setup: {
+      sql: postgres.Sql;
+      store: ChatStore;
+      locked: Chat;
+      free: Chat;
+      release: () => Promise<void>;
+    },
+    before: { lockedMessage: string; freeMessage: string },
+  ) => Promise<void>,
+): Promise<void> {
+  await using database = await freshDatabase();
+  const sql = postgres(database.url, { max: 4, onnotice: () => {} });
+  const writerSql = connectPool(database.url, {
+    max: 2,
+    instanceId: crypto.randomUUID(),
+    lockTimeoutMs: WRITER_LOCK_TIMEOUT_MS,
+  });
+  const other = postgres(database.url, { max: 1, onnotice: () => {} });
+  try {
+    const store = createPostgresStore(sql, writerSql);
+    const { chat: locked } = await store.createChat("alice", "acme");
+    let free: Chat | undefined;
+    for (let index = 0; !free && index < 40; index++) {
+      const { chat } = await store.createChat(`customer-${index}`, "acme");
+      if (writerLaneOf(chat.id) === writerLaneOf(locked.id)) free = chat;
+    }
+    assert.ok(free, "no chat in the same lane");
+    const before = {
+      lockedMessage: (await store.insertMessage(fromAlice(locked.id, "before"))).message.id,
+      freeMessage: (await store.insertMessage({
+        ...fromAlice(free.id, "before"),
+        sender_id: free.user_id,
+      })).message.id,
+    };
+    const transaction = await other.reserve();
+    let held = true;
+    const release = async () => {
+      if (!held) return;
+      held = false;
+      await transaction`rollback`;
+    };
+    try {
+      await transaction`begin`;
+      await transaction`select 1 from chats where id = ${locked.id} for update`;
+      await test({ sql, store, locked, free, release }, before);
+    } finally {
+      await release();
+      transaction.release();
+    }
+  } finally {
+    await Promise.all([other.end(), writerSql.end(), sql.end()]);
+  }
+}
