@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { ChatError } from "../chat/errors.ts";
 import postgres from "postgres";
 import { freshDatabase } from "../tests/support/database.ts";
-import { answerWithin, translateDatabaseError } from "./errors.ts";
+import { answerWithin, errorCode, LOCK_NOT_AVAILABLE, translateDatabaseError } from "./errors.ts";
 
 /** Runs `code` in a Deno process of its own (an unhandled rejection ends a process). */
 async function runAlone(code: string) {
@@ -116,6 +116,29 @@ Deno.test("a statement past the server's statement_timeout is unavailable, a dat
     assert.equal(timedOut.code, "unavailable");
     const early = await failure(sql`select ${"0000-01-01T00:00:00Z"}::timestamptz`);
     assert.equal(early.code, "invalid_payload");
+  } finally {
+    await sql.end();
+  }
+});
+
+Deno.test("a statement past the server's lock_timeout is unavailable", async () => {
+  await using database = await freshDatabase();
+  const sql = postgres(database.url, { max: 2, onnotice: () => {} });
+  try {
+    const holder = await sql.reserve();
+    try {
+      await holder`begin`;
+      await holder`select pg_advisory_xact_lock(1)`;
+      const failure = await sql.begin(async (tx) => {
+        await tx`set local lock_timeout = 50`;
+        await tx`select pg_advisory_xact_lock(1)`;
+      }).then(() => assert.fail("the lock was taken"), translateDatabaseError);
+      assert.equal(failure.code, "unavailable");
+      assert.equal(errorCode(failure.cause), LOCK_NOT_AVAILABLE);
+    } finally {
+      await holder`rollback`;
+      holder.release();
+    }
   } finally {
     await sql.end();
   }
