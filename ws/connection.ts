@@ -48,9 +48,9 @@ export interface ConnectionDeps {
 /**
  * One socket's state: who it is, which chats it sees (its SocketChats), and the order of its
  * frames. Frames from the client are handled one at a time, in arrival order; subscriptions
- * belong to the connection and end with it. When its token expires is the server's to watch.
- * What it is sent from the store is ws/store_pages.ts's; its access checked again,
- * ws/socket_access.ts's.
+ * belong to the connection and end with it. When its token expires is
+ * ws/connection_registry.ts's to watch. What it is sent from the store is ws/store_pages.ts's;
+ * its access checked again, ws/socket_access.ts's.
  */
 export class Connection {
   /** Names the socket in log lines (never the token). */
