@@ -100,3 +100,5 @@ export function createChatMedia(deps: { store: ChatStore; media: MediaPort }) {
     },
   };
 }
+
+export type ChatMedia = ReturnType<typeof createChatMedia>;

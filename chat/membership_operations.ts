@@ -1,0 +1,65 @@
+import { ChatError } from "./errors.ts";
+import type { ChatStore, RecentWindow } from "./ports.ts";
+import type { Membership, Sanction } from "./types.ts";
+
+/**
+ * Who may be where: a user's memberships of chats, and the bans and operator disconnects that
+ * refuse or end them. Part of the chat service (see createChatService).
+ */
+export function createMembershipOperations(deps: { store: ChatStore; now: () => number }) {
+  const { store, now } = deps;
+
+  async function refuseBanned(userId: string) {
+    if (await store.activeBan(userId)) throw new ChatError("forbidden", "banned");
+  }
+
+  return {
+    /** The user's membership of a chat; `forbidden` when unknown, not a participant or banned. */
+    async joinChat(userId: string, chatId: string): Promise<Membership> {
+      const [membership] = await Promise.all([
+        store.membership(chatId, userId),
+        refuseBanned(userId),
+      ]);
+      if (!membership) throw new ChatError("forbidden", "not a participant of this chat");
+      return membership;
+    },
+
+    /** Every chat of the user, and the vendors they act for; `forbidden` when banned. */
+    async joinAllChats(userId: string): Promise<{ chats: Membership[]; vendors: string[] }> {
+      const [chats, vendors] = await Promise.all([
+        store.chatsOf(userId),
+        store.vendorsOf(userId),
+        refuseBanned(userId),
+      ]);
+      return { chats, vendors };
+    },
+
+    /**
+     * Of `userIds`, the ones banned now or ever disconnected by an operator, in one query. A
+     * disconnect's time is put on this clock as of when the query was sent: one made in the
+     * query's own round trip before may look that much older, never younger, so that a socket
+     * opened just after a disconnect is not taken for one it ends.
+     */
+    async sanctionsOf(userIds: readonly string[]): Promise<Map<string, Sanction>> {
+      const askedAt = now();
+      const sanctions = new Map<string, Sanction>();
+      for (const [userId, { banned, disconnectedAgoMs }] of await store.sanctionsOf(userIds)) {
+        const disconnectedAt = disconnectedAgoMs === null ? null : askedAt - disconnectedAgoMs;
+        sanctions.set(userId, { banned, disconnectedAt });
+      }
+      return sanctions;
+    },
+
+    /** The users banned or disconnected by an operator within `window`. */
+    sanctionedWithin(window: RecentWindow): Promise<string[]> {
+      return store.sanctionedWithin(window);
+    },
+
+    /** The user's side in one chat they may see (used on `/v1/ws/chats/`). */
+    async membership(userId: string, chatId: string): Promise<Membership> {
+      const membership = await store.membership(chatId, userId);
+      if (!membership) throw new ChatError("forbidden", "not a participant of this chat");
+      return membership;
+    },
+  };
+}

@@ -1,0 +1,165 @@
+import { ChatError } from "./errors.ts";
+import type { ChatMedia } from "./media.ts";
+import type {
+  Actor,
+  ChatServiceDeps,
+  PublishChat,
+  SendMessageInput,
+  Tombstone,
+} from "./service.ts";
+import {
+  type Chat,
+  type Message,
+  otherSide,
+  type Side,
+  type StoredMessage,
+  toClientMessage,
+  UNREAD_PREVIEW_LIMIT,
+} from "./types.ts";
+
+/**
+ * What a participant does with messages: send, edit, delete, and say they are typing. Part of
+ * the chat service (see createChatService), which lends it its ways to publish and to tombstone.
+ */
+export function createMessageOperations(
+  deps: Pick<ChatServiceDeps, "store" | "events" | "now" | "onError"> & {
+    chatMedia: ChatMedia;
+    publishChat: PublishChat;
+    tombstone: Tombstone;
+  },
+) {
+  const { store, events, chatMedia, publishChat, tombstone, now } = deps;
+
+  /** A stored message's client JSON, made once: the unread preview repeats the same ones. */
+  const clientJson = new WeakMap<StoredMessage, string>();
+  function jsonOf(stored: StoredMessage): string {
+    let text = clientJson.get(stored);
+    if (text === undefined) {
+      text = JSON.stringify(toClientMessage(stored));
+      clientJson.set(stored, text);
+    }
+    return text;
+  }
+
+  async function messageInChat(actor: Actor, messageId: string): Promise<StoredMessage> {
+    const message = await store.getMessage(messageId);
+    // someone else's message id reads as unknown
+    if (!message || message.chat_id !== actor.membership.chat.id || message.deleted) {
+      throw new ChatError("not_found", "no such message in this chat");
+    }
+    return message;
+  }
+
+  function ownMessage(actor: Actor, message: StoredMessage) {
+    if (message.sender_id !== actor.user_id) {
+      throw new ChatError("forbidden", "only the sender may change a message");
+    }
+  }
+
+  async function receiverSideOk(chat: Chat, senderSide: Side, receiverId: string) {
+    if (senderSide === "vendor") return receiverId === chat.user_id;
+    if (receiverId === chat.vendor_id) return true;
+    return receiverId !== chat.user_id && await store.isVendorMember(chat.vendor_id, receiverId);
+  }
+
+  return {
+    /**
+     * Stores a message, then tells every participant and pushes the receiver side's unread.
+     * A repeated `client_id` returns the first message and tells no one again.
+     * Media is checked and stored first (see createChatMedia's forMessage).
+     * Errors: invalid_payload (receiver not on the other side, broken base64), forbidden
+     * (banned), not_found (media_id), payload_too_large, unsupported_media, unavailable.
+     */
+    async sendMessage(
+      actor: Actor,
+      input: SendMessageInput,
+    ): Promise<{ message: Message; duplicate: boolean }> {
+      const { chat, side } = actor.membership;
+      if (!(await receiverSideOk(chat, side, input.receiver_id))) {
+        throw new ChatError("invalid_payload", "receiver is not on the other side of this chat", {
+          issues: [{ path: "receiver_id", message: "must be on the other side of this chat" }],
+        });
+      }
+      const mediaId = await chatMedia.forMessage(actor, input.media_type, input.media);
+      const { message: stored, duplicate, receiver_unread } = await store.insertMessage({
+        chat_id: chat.id,
+        sender_id: actor.user_id,
+        sender_side: side,
+        receiver_id: input.receiver_id,
+        media_type: input.media_type,
+        content: input.content,
+        media_id: mediaId,
+        client_id: input.client_id,
+      });
+      const message = toClientMessage(stored);
+      if (duplicate) return { message, duplicate };
+      const receiverSide = otherSide(side);
+      // The message is stored: it is broadcast and acknowledged whatever comes of this read,
+      // else a retry with its client_id would be a duplicate that no one was ever told of.
+      // Without the snapshot, this message's unread push is skipped; the next one is whole.
+      const unread = receiver_unread ??
+        await store.unread(chat.id, receiverSide, UNREAD_PREVIEW_LIMIT).catch((error) => {
+          deps.onError?.(error, "unread snapshot after a send");
+          return undefined;
+        });
+      events.publishChat(chat.id, {
+        chat: { user_id: chat.user_id, vendor_id: chat.vendor_id },
+        audience: { to: "all" },
+        frame: { type: "chat_message", chat_id: chat.id, message },
+        sent_at: now(),
+        ...(unread && {
+          unread: {
+            side: receiverSide,
+            count: unread.count,
+            seqs: unread.messages.map((unreadMessage) => unreadMessage.seq),
+          },
+        }),
+      }, {
+        frame: `{"type":"chat_message","chat_id":${JSON.stringify(chat.id)},"message":${
+          jsonOf(stored)
+        }}`,
+        ...(unread && { unreadMessages: unread.messages.map(jsonOf) }),
+      });
+      return { message, duplicate };
+    },
+
+    /** Tombstones the actor's own message. Errors: not_found, forbidden. */
+    async deleteMessage(actor: Actor, messageId: string): Promise<void> {
+      const message = await messageInChat(actor, messageId);
+      ownMessage(actor, message);
+      await tombstone(message, actor.user_id, { chat: actor.membership.chat });
+    },
+
+    /** Edits the actor's own text message. Errors: not_found, forbidden, failed_precondition. */
+    async editMessage(actor: Actor, messageId: string, content: string): Promise<Message> {
+      const message = await messageInChat(actor, messageId);
+      ownMessage(actor, message);
+      if (message.media_type !== "text") {
+        throw new ChatError("failed_precondition", "only text messages can be edited", {
+          issues: [{ path: "message_id", message: "only text messages can be edited" }],
+        });
+      }
+      const edited = await store.editMessage(messageId, content);
+      if (!edited) throw new ChatError("not_found", "no such message in this chat");
+      const { chat } = actor.membership;
+      const client = toClientMessage(edited);
+      publishChat(chat, { to: "all" }, {
+        type: "message_edited",
+        chat_id: chat.id,
+        message: client,
+      });
+      return client;
+    },
+
+    /** Tells the other participants' sockets; never stored. */
+    typing(actor: Actor, isTyping: boolean): void {
+      const { chat } = actor.membership;
+      publishChat(chat, { to: "others", user_id: actor.user_id }, {
+        type: "typing",
+        chat_id: chat.id,
+        user_id: actor.user_id,
+        is_typing: isTyping,
+      });
+    },
+  };
+}

@@ -1,0 +1,95 @@
+import { ChatError } from "./errors.ts";
+import type { ChatStore, HistoryQuery, Page } from "./ports.ts";
+import type { Actor, PublishChat } from "./service.ts";
+import {
+  type Chat,
+  type ChatSummary,
+  type Membership,
+  type Message,
+  type Side,
+  toClientMessage,
+  UNREAD_PREVIEW_LIMIT,
+} from "./types.ts";
+
+/** How many chats one `chats` frame carries. */
+export const CHAT_LIST_LIMIT = 50;
+
+/**
+ * What a participant reads, and marks read: history pages, the chat list, the unread preview,
+ * and `read_message` / `read_up_to`. Part of the chat service (see createChatService), which
+ * lends it its way to publish a chat's events.
+ */
+export function createReadOperations(deps: { store: ChatStore; publishChat: PublishChat }) {
+  const { store, publishChat } = deps;
+
+  async function unreadFor(chat: Chat, side: Side) {
+    const snapshot = await store.unread(chat.id, side, UNREAD_PREVIEW_LIMIT);
+    return {
+      chat_id: chat.id,
+      count: snapshot.count,
+      messages: snapshot.messages.map(toClientMessage),
+    };
+  }
+
+  return {
+    async history(chat: Chat, query: HistoryQuery): Promise<Page<Message>> {
+      const page = await store.history(chat.id, query);
+      return { items: page.items.map(toClientMessage), has_more: page.has_more };
+    },
+
+    unread(membership: Membership) {
+      return unreadFor(membership.chat, membership.side);
+    },
+
+    async listChats(userId: string, before?: string): Promise<Page<ChatSummary>> {
+      return await store.listChatsOf(
+        userId,
+        before === undefined ? { limit: CHAT_LIST_LIMIT } : { before, limit: CHAT_LIST_LIMIT },
+      );
+    },
+
+    /** Marks a message read. Errors: not_found, forbidden (the reader's own side sent it). */
+    async readMessage(actor: Actor, messageId: string): Promise<void> {
+      const { chat, side } = actor.membership;
+      const result = await store.markRead(chat.id, messageId, side, actor.user_id);
+      if (!result) throw new ChatError("not_found", "no such message in this chat");
+      if (result.message.sender_side === side) {
+        throw new ChatError("forbidden", "only the receiver's side may mark a message read");
+      }
+      if (!result.changed) return;
+      publishChat(chat, { to: "all" }, {
+        type: "message_read",
+        chat_id: chat.id,
+        // the stored id: the one given may differ in case (a uuid), and clients match on it
+        message_id: result.message.id,
+        seq: result.message.seq,
+        reader_id: actor.user_id,
+        read_at: result.message.read_at!,
+      });
+    },
+
+    /**
+     * Marks every message addressed to the reader's side up to `seq` read. `messages_read` says
+     * up to the newest one it marked, not the `seq` asked (a client's "mark all read" may ask
+     * far past the last): every message up to it was read, and the event follows that message
+     * (ChatSequencer), whose own broadcast may come after: a send broadcasts once it has read
+     * the unread snapshot, and the mark may come in between.
+     */
+    async readUpTo(actor: Actor, seq: number): Promise<{ count: number }> {
+      const { chat, side } = actor.membership;
+      const marked = await store.markReadUpTo(chat.id, side, seq, actor.user_id);
+      const { count, up_to_seq, read_at } = marked;
+      if (count > 0) {
+        publishChat(chat, { to: "all" }, {
+          type: "messages_read",
+          chat_id: chat.id,
+          reader_id: actor.user_id,
+          up_to_seq,
+          count,
+          read_at,
+        }, { up_to_marked: true });
+      }
+      return { count };
+    },
+  };
+}
