@@ -172,10 +172,6 @@ export function createConnectionRegistry(
       // handshake was still going on when time ran out.
       await settledWithin(open.map((connection) => connection.handshakeClosed()), CLOSE_GRACE_MS);
     },
-    /** Tells every socket to reconnect elsewhere (1012). */
-    closeAll(code: number = CloseCode.restarting, reason = "server shutting down"): void {
-      for (const connection of [...connections]) connection.close(code, reason);
-    },
   };
 }
 

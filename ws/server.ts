@@ -96,10 +96,6 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
       await connections.shutdown(signal);
       await uploads;
     },
-    /** Tells every socket to reconnect elsewhere (1012). */
-    closeAll(code?: number, reason?: string): void {
-      connections.closeAll(code, reason);
-    },
   };
 }
 
