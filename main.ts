@@ -13,7 +13,7 @@ import { checkDatabase } from "./db/database_check.ts";
 import { createAdminStore } from "./db/admin_store.ts";
 import { type BusOutages, createBusOutages } from "./db/bus_outages.ts";
 import { reportLostConnectionRejections, translateDatabaseError } from "./db/errors.ts";
-import { WRITER_LANES } from "./db/message_writer.ts";
+import { WRITER_LANES } from "./db/writer_lanes.ts";
 import { connectPool } from "./db/pools.ts";
 import { WRITER_LOCK_TIMEOUT_MS } from "./db/locked_chats.ts";
 import { createPostgresStore } from "./db/postgres_store.ts";

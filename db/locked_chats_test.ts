@@ -6,7 +6,7 @@ import type { Chat } from "../chat/types.ts";
 import { freshDatabase, fromAlice } from "../tests/support/database.ts";
 import { within } from "../tests/support/wait.ts";
 import { lockedChats, WRITER_LOCK_TIMEOUT_MS } from "./locked_chats.ts";
-import { writerLaneOf } from "./message_writer.ts";
+import { writerLaneOf } from "./writer_lanes.ts";
 import { connectPool } from "./pools.ts";
 import { createPostgresStore } from "./postgres_store.ts";
 

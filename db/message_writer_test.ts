@@ -6,7 +6,7 @@ import { type Chat, UNREAD_PREVIEW_LIMIT } from "../chat/types.ts";
 import { freshDatabase, fromAlice, waitingForLock } from "../tests/support/database.ts";
 import { within } from "../tests/support/wait.ts";
 import { STORE_TIMEOUT_MS } from "./errors.ts";
-import { writerLaneOf } from "./message_writer.ts";
+import { writerLaneOf } from "./writer_lanes.ts";
 import { createPostgresStore } from "./postgres_store.ts";
 
 Deno.test("a message the database refuses fails alone, not the group commit it was written with", async () => {

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { writerLaneOf } from "../db/message_writer.ts";
+import { writerLaneOf } from "../db/writer_lanes.ts";
 import { waitingForLock } from "./support/database.ts";
 import { startCluster } from "./support/service.ts";
 import { joinChat, sendText } from "./support/steps.ts";
