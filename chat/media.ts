@@ -1,5 +1,6 @@
 import { ChatError } from "./errors.ts";
 import type { ByteRange, ChatStore, MediaBody, MediaPort } from "./ports.ts";
+import { refuseBanned } from "./membership_operations.ts";
 import type { Actor, MediaInput } from "./service.ts";
 import type { MediaKind, MediaRecord, MediaType } from "./types.ts";
 
@@ -10,13 +11,9 @@ import type { MediaKind, MediaRecord, MediaType } from "./types.ts";
 export function createChatMedia(deps: { store: ChatStore; media: MediaPort }) {
   const { store, media } = deps;
 
-  async function refuseBanned(userId: string) {
-    if (await store.activeBan(userId)) throw new ChatError("forbidden", "banned");
-  }
-
   async function record(actor: Actor, kind: MediaKind | null, body: MediaBody) {
     // a banned sender is refused before the file is read, not after it is stored
-    await refuseBanned(actor.user_id);
+    await refuseBanned(store, actor.user_id);
     const blob = await media.ingest(body, kind);
     return await store.createMedia({
       chat_id: actor.membership.chat.id,

@@ -9,16 +9,12 @@ import type { Membership, Sanction } from "./types.ts";
 export function createMembershipOperations(deps: { store: ChatStore; now: () => number }) {
   const { store, now } = deps;
 
-  async function refuseBanned(userId: string) {
-    if (await store.activeBan(userId)) throw new ChatError("forbidden", "banned");
-  }
-
   return {
     /** The user's membership of a chat; `forbidden` when unknown, not a participant or banned. */
     async joinChat(userId: string, chatId: string): Promise<Membership> {
       const [membership] = await Promise.all([
         store.membership(chatId, userId),
-        refuseBanned(userId),
+        refuseBanned(store, userId),
       ]);
       if (!membership) throw new ChatError("forbidden", "not a participant of this chat");
       return membership;
@@ -29,7 +25,7 @@ export function createMembershipOperations(deps: { store: ChatStore; now: () => 
       const [chats, vendors] = await Promise.all([
         store.chatsOf(userId),
         store.vendorsOf(userId),
-        refuseBanned(userId),
+        refuseBanned(store, userId),
       ]);
       return { chats, vendors };
     },
@@ -62,4 +58,12 @@ export function createMembershipOperations(deps: { store: ChatStore; now: () => 
       return membership;
     },
   };
+}
+
+/** Resolves when the user is not banned now; `forbidden` when they are. */
+export async function refuseBanned(
+  store: Pick<ChatStore, "activeBan">,
+  userId: string,
+): Promise<void> {
+  if (await store.activeBan(userId)) throw new ChatError("forbidden", "banned");
 }
