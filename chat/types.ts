@@ -15,6 +15,12 @@ export type MediaKind = Exclude<MediaType, "text">;
 /** How many messages the `unread_messages` push carries: the newest unread, by the contract. */
 export const UNREAD_PREVIEW_LIMIT = 50;
 
+/**
+ * A chat, message or media id as an edge accepts it: a UUID in either case (the store's uuid
+ * type reads both; its canonical form is lower case). Anything else names nothing.
+ */
+export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 export const vendorRoleSchema = z.enum(["owner", "agent"]);
 export type VendorRole = z.infer<typeof vendorRoleSchema>;
 

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { ChatError, toFieldIssues } from "../chat/errors.ts";
+import { UUID_PATTERN } from "../chat/types.ts";
 import type { PageTokens } from "./page_token.ts";
 
 /** Request fields as the admin plane reads them; every failure names its field. */
@@ -7,7 +8,6 @@ import type { PageTokens } from "./page_token.ts";
 export const DEFAULT_PAGE_SIZE = 50;
 export const MAX_PAGE_SIZE = 500;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** The earliest and latest instants a google.protobuf.Timestamp may hold. */
 const MIN_SECONDS = -62_135_596_800;
 const MAX_SECONDS = 253_402_300_799;
@@ -28,14 +28,15 @@ export const userId = text.trim().min(1, "is required").max(200, "is too long");
  * A chat or message id: required, and a UUID, in lower case as the store and the bus subjects
  * spell it (a subject built from an upper-case id would never hear an event).
  */
-export const uuid = text.trim().min(1, "is required").regex(UUID, "must be a UUID").toLowerCase();
+export const uuid = text.trim().min(1, "is required").regex(UUID_PATTERN, "must be a UUID")
+  .toLowerCase();
 
 /** An optional filter: the empty string means "any". */
 export const optionalUserId = text.trim().max(200, "is too long")
   .transform((value) => value === "" ? undefined : value);
 
 export const optionalUuid = text.trim()
-  .refine((value) => value === "" || UUID.test(value), "must be a UUID")
+  .refine((value) => value === "" || UUID_PATTERN.test(value), "must be a UUID")
   .toLowerCase()
   .transform((value) => value === "" ? undefined : value);
 

@@ -6,7 +6,7 @@ import {
 } from "../auth/verifier.ts";
 import { ChatError } from "../chat/errors.ts";
 import type { ChatService } from "../chat/service.ts";
-import type { MediaKind, MediaRecord } from "../chat/types.ts";
+import { type MediaKind, type MediaRecord, UUID_PATTERN } from "../chat/types.ts";
 import type { MediaMetrics } from "../observability/metrics.ts";
 import { httpStatusFor, toErrorFrame } from "./errors.ts";
 import { noneMatch, parseRange, rangeStillValid } from "./http_range.ts";
@@ -39,7 +39,6 @@ export interface MediaRouteOptions {
 
 const UPLOAD_PATH = "/v1/media";
 const MEDIA_PATH = /^\/v1\/media\/([^/]+)$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const KINDS: readonly string[] = ["image", "audio", "video"] satisfies MediaKind[];
 const isKind = (value: string): value is MediaKind => KINDS.includes(value);
 
@@ -78,7 +77,7 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
   }
 
   async function download(request: Request, principal: Principal, mediaId: string) {
-    if (!UUID.test(mediaId)) throw new ChatError("not_found", "no such media");
+    if (!UUID_PATTERN.test(mediaId)) throw new ChatError("not_found", "no such media");
     const media = await service.findMedia(principal.userId, mediaId.toLowerCase());
     const etag = `"${media.sha256}"`;
     const headers = new Headers({
@@ -110,10 +109,12 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
   async function upload(request: Request, principal: Principal, url: URL): Promise<Response> {
     const chatId = url.searchParams.get("chat_id") ?? "";
     const mediaType = url.searchParams.get("media_type");
-    if (!UUID.test(chatId) || (mediaType !== null && !isKind(mediaType))) {
+    if (!UUID_PATTERN.test(chatId) || (mediaType !== null && !isKind(mediaType))) {
       throw new ChatError("invalid_payload", "invalid query", {
         issues: [
-          ...(UUID.test(chatId) ? [] : [{ path: "chat_id", message: "a chat id is required" }]),
+          ...(UUID_PATTERN.test(chatId)
+            ? []
+            : [{ path: "chat_id", message: "a chat id is required" }]),
           ...(mediaType === null || isKind(mediaType)
             ? []
             : [{ path: "media_type", message: "image, audio or video" }]),

@@ -1,5 +1,6 @@
 import { AuthError, tokenFromRequest, type TokenVerifier } from "../auth/verifier.ts";
 import { ChatError } from "../chat/errors.ts";
+import { UUID_PATTERN } from "../chat/types.ts";
 import { logger } from "../observability/log.ts";
 import { Connection, type ConnectionLimits } from "./connection.ts";
 import type { ConnectionRegistry } from "./connection_registry.ts";
@@ -102,7 +103,7 @@ export function createUpgrade(deps: UpgradeDeps, options: UpgradeOptions) {
       if (refused) return;
       if (connections.draining) return refuse(CloseCode.restarting, "server shutting down");
       // an unknown chat id of the wrong shape is as unknown as any other
-      if (endpoint.kind === "chat" && !isUuid(endpoint.chatId)) {
+      if (endpoint.kind === "chat" && !UUID_PATTERN.test(endpoint.chatId)) {
         return refuse(CloseCode.forbidden, "forbidden");
       }
       if (!connections.reserve(verified.userId)) {
@@ -144,6 +145,3 @@ function upgradeOf(request: Request, idleTimeout: number) {
     throw error;
   }
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const isUuid = (value: string) => UUID.test(value);
