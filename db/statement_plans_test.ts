@@ -44,6 +44,27 @@ async function readsOf(sql: Sql, table: string, work: (tx: Sql) => Promise<unkno
   }
 }
 
+/** PostgreSQL may keep a generic plan of a prepared statement, one made without its values. */
+const PLAN_MODES = ["force_custom_plan", "force_generic_plan"] as const;
+type PlanMode = typeof PLAN_MODES[number];
+
+/** Each of `filters` with each plan mode. */
+function withEachPlanMode<Filter>(filters: Filter[]): Array<readonly [Filter, PlanMode]> {
+  return filters.flatMap((filter) => PLAN_MODES.map((plan) => [filter, plan] as const));
+}
+
+/** As readsOf, with the statements of `work` planned as `plan` says. */
+function readsUnderPlan(
+  sql: Sql,
+  { table, plan }: { table: string; plan: PlanMode },
+  work: (tx: Sql) => Promise<unknown>,
+) {
+  return readsOf(sql, table, async (tx) => {
+    await tx`select set_config('plan_cache_mode', ${plan}, true)`;
+    await work(tx);
+  });
+}
+
 /** A fresh database through one connection: the statements prepared on it are the ones measured. */
 async function onOneConnection(test: (sql: Sql) => Promise<void>): Promise<void> {
   await using database = await freshDatabase();
@@ -188,12 +209,9 @@ Deno.test("ListChats reads a page of a participant's chats, not every newer chat
   onOneConnection(async (sql) => {
     await chatsWithOldParticipants(sql);
     const filters = [{ vendor_id: "vendor-gone" }, { user_id: "customer-gone" }, {}];
-    // PostgreSQL may keep a generic plan of a prepared statement, one made without its values
-    const plans = ["force_custom_plan", "force_generic_plan"];
-    for (const [filter, plan] of filters.flatMap((f) => plans.map((p) => [f, p] as const))) {
+    for (const [filter, plan] of withEachPlanMode(filters)) {
       const listed: string[] = [];
-      const reads = await readsOf(sql, "chats", async (tx) => {
-        await tx`select set_config('plan_cache_mode', ${plan}, true)`;
+      const reads = await readsUnderPlan(sql, { table: "chats", plan }, async (tx) => {
         const admin = createAdminStore(tx);
         const first = await admin.listChats({ ...filter, limit: 50 });
         assert.ok(first.next);
@@ -228,5 +246,64 @@ Deno.test("a user's chat list reads only that user's chats, and the last message
       assert.ok(chats.rowsRead <= 2000 + 21, `${user}: ${chats.rowsRead} chats read`);
       assert.equal(messages.seqScans, 0, `${user}: a scan of all messages`);
       assert.ok(messages.rowsRead <= 21, `${user}: ${messages.rowsRead} messages read`);
+    }
+  }));
+
+/**
+ * 20,000 moderation actions of the last year by 50 moderators against 5,000 users. Before them
+ * all, the 2,000 actions of a moderator and the 2,000 against a user, a twelfth of the table
+ * each; and one action by each yesterday, after which their next page starts.
+ */
+async function actionsOfOldParticipants(sql: Sql) {
+  await sql`
+    insert into moderation_actions (action, moderator_id, target_user_id, reason, created_at)
+    select 'disconnect_user', moderator_id, target_user_id, 'spam', at from (
+      select 'moderator-gone', 'user-' || n, now() - interval '3 years' + n * interval '1 minute'
+      from generate_series(1, 2000) n
+      union all
+      select 'moderator-' || n % 50, 'target-gone', now() - interval '2 years' + n * interval '1 minute'
+      from generate_series(1, 2000) n
+      union all
+      select 'moderator-' || n % 50, 'user-' || n % 5003,
+             now() - interval '1 year' + n * interval '20 minutes'
+      from generate_series(1, 20000) n
+      union all
+      values ('moderator-gone', 'user-1', now() - interval '1 day'),
+             ('moderator-1', 'target-gone', now() - interval '1 day')
+    ) action (moderator_id, target_user_id, at)`;
+  await sql`vacuum analyze moderation_actions`;
+}
+
+Deno.test("ListModerationActions reads a page of a moderator's or a target's actions, not all of them nor every newer action", () =>
+  onOneConnection(async (sql) => {
+    await actionsOfOldParticipants(sql);
+    const filters = [{ moderator_id: "moderator-gone" }, { target_user_id: "target-gone" }];
+    for (const [filter, plan] of withEachPlanMode(filters)) {
+      const listed: string[] = [];
+      const reads = await readsUnderPlan(sql, { table: "moderation_actions", plan }, async (tx) => {
+        const admin = createAdminStore(tx);
+        // the recent action alone, then a page of the old ones after it
+        const first = await admin.listModerationActions({ ...filter, limit: 1 });
+        assert.ok(first.next);
+        const second = await admin.listModerationActions({
+          ...filter,
+          limit: 50,
+          after: first.next,
+        });
+        listed.push(...[...first.items, ...second.items].map((action) => action.id));
+      });
+      const newest = await sql<Array<{ id: string }>>`
+        select id from moderation_actions
+        where ${
+        "moderator_id" in filter
+          ? sql`moderator_id = ${filter.moderator_id}`
+          : sql`target_user_id = ${filter.target_user_id}`
+      }
+        order by created_at desc, id desc limit 51`;
+      assert.deepEqual(listed, newest.map((action) => action.id));
+      const which = `${JSON.stringify(filter)} with ${plan}`;
+      assert.equal(reads.seqScans, 0, `${which}: a scan of all actions`);
+      // each page is its rows and the one that says there is a next page
+      assert.ok(reads.rowsRead <= 2 + 51, `${which}: ${reads.rowsRead} actions read`);
     }
   }));
