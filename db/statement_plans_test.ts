@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
-import postgres, { type Sql } from "postgres";
+import type { Sql } from "postgres";
 import type { NewMessage } from "../chat/ports.ts";
-import { freshDatabase } from "../tests/support/database.ts";
+import {
+  onOneConnection,
+  readsOf,
+  readsUnderPlan,
+  withEachPlanMode,
+} from "../tests/support/statement_reads.ts";
 import { insertMessageBatch } from "./insert_batch.ts";
 import { createAdminStore } from "./admin_store.ts";
 import { createPostgresStore } from "./postgres_store.ts";
@@ -14,67 +19,6 @@ import { readUnreadWindows } from "./unread_windows.ts";
 // autovacuum next analyzes it. The group commit's statements must look messages up by index
 // whatever the statistics were when they were planned, and the unread reads must go through the
 // unread index whatever the statistics say about how many messages are unread.
-
-/** How the statements `work` runs on one connection read `table`. */
-async function readsOf(sql: Sql, table: string, work: (tx: Sql) => Promise<unknown>) {
-  const reserved = await sql.reserve();
-  try {
-    // the view also counts what this connection did before and has not yet reported
-    const reads = async () => {
-      const [row] = await reserved<
-        [{ seq_scan: number; seq_tup_read: number; idx_tup_fetch: number }]
-      >`
-        select seq_scan::int, seq_tup_read::int, idx_tup_fetch::int
-        from pg_stat_xact_user_tables where relname = ${table}`;
-      return row!;
-    };
-    await reserved`begin`;
-    const before = await reads();
-    await work(reserved);
-    const after = await reads();
-    await reserved`rollback`;
-    const rowsFetchedByIndex = after.idx_tup_fetch - before.idx_tup_fetch;
-    return {
-      seqScans: after.seq_scan - before.seq_scan,
-      rowsFetchedByIndex,
-      rowsRead: after.seq_tup_read - before.seq_tup_read + rowsFetchedByIndex,
-    };
-  } finally {
-    reserved.release();
-  }
-}
-
-/** PostgreSQL may keep a generic plan of a prepared statement, one made without its values. */
-const PLAN_MODES = ["force_custom_plan", "force_generic_plan"] as const;
-type PlanMode = typeof PLAN_MODES[number];
-
-/** Each of `filters` with each plan mode. */
-function withEachPlanMode<Filter>(filters: Filter[]): Array<readonly [Filter, PlanMode]> {
-  return filters.flatMap((filter) => PLAN_MODES.map((plan) => [filter, plan] as const));
-}
-
-/** As readsOf, with the statements of `work` planned as `plan` says. */
-function readsUnderPlan(
-  sql: Sql,
-  { table, plan }: { table: string; plan: PlanMode },
-  work: (tx: Sql) => Promise<unknown>,
-) {
-  return readsOf(sql, table, async (tx) => {
-    await tx`select set_config('plan_cache_mode', ${plan}, true)`;
-    await work(tx);
-  });
-}
-
-/** A fresh database through one connection: the statements prepared on it are the ones measured. */
-async function onOneConnection(test: (sql: Sql) => Promise<void>): Promise<void> {
-  await using database = await freshDatabase();
-  const sql = postgres(database.url, { max: 1, onnotice: () => {} });
-  try {
-    await test(sql);
-  } finally {
-    await sql.end();
-  }
-}
 
 async function youngDatabaseWithMessages(sql: Sql) {
   const chats = await sql<Array<{ id: string }>>`
@@ -246,64 +190,5 @@ Deno.test("a user's chat list reads only that user's chats, and the last message
       assert.ok(chats.rowsRead <= 2000 + 21, `${user}: ${chats.rowsRead} chats read`);
       assert.equal(messages.seqScans, 0, `${user}: a scan of all messages`);
       assert.ok(messages.rowsRead <= 21, `${user}: ${messages.rowsRead} messages read`);
-    }
-  }));
-
-/**
- * 20,000 moderation actions of the last year by 50 moderators against 5,000 users. Before them
- * all, the 2,000 actions of a moderator and the 2,000 against a user, a twelfth of the table
- * each; and one action by each yesterday, after which their next page starts.
- */
-async function actionsOfOldParticipants(sql: Sql) {
-  await sql`
-    insert into moderation_actions (action, moderator_id, target_user_id, reason, created_at)
-    select 'disconnect_user', moderator_id, target_user_id, 'spam', at from (
-      select 'moderator-gone', 'user-' || n, now() - interval '3 years' + n * interval '1 minute'
-      from generate_series(1, 2000) n
-      union all
-      select 'moderator-' || n % 50, 'target-gone', now() - interval '2 years' + n * interval '1 minute'
-      from generate_series(1, 2000) n
-      union all
-      select 'moderator-' || n % 50, 'user-' || n % 5003,
-             now() - interval '1 year' + n * interval '20 minutes'
-      from generate_series(1, 20000) n
-      union all
-      values ('moderator-gone', 'user-1', now() - interval '1 day'),
-             ('moderator-1', 'target-gone', now() - interval '1 day')
-    ) action (moderator_id, target_user_id, at)`;
-  await sql`vacuum analyze moderation_actions`;
-}
-
-Deno.test("ListModerationActions reads a page of a moderator's or a target's actions, not all of them nor every newer action", () =>
-  onOneConnection(async (sql) => {
-    await actionsOfOldParticipants(sql);
-    const filters = [{ moderator_id: "moderator-gone" }, { target_user_id: "target-gone" }];
-    for (const [filter, plan] of withEachPlanMode(filters)) {
-      const listed: string[] = [];
-      const reads = await readsUnderPlan(sql, { table: "moderation_actions", plan }, async (tx) => {
-        const admin = createAdminStore(tx);
-        // the recent action alone, then a page of the old ones after it
-        const first = await admin.listModerationActions({ ...filter, limit: 1 });
-        assert.ok(first.next);
-        const second = await admin.listModerationActions({
-          ...filter,
-          limit: 50,
-          after: first.next,
-        });
-        listed.push(...[...first.items, ...second.items].map((action) => action.id));
-      });
-      const newest = await sql<Array<{ id: string }>>`
-        select id from moderation_actions
-        where ${
-        "moderator_id" in filter
-          ? sql`moderator_id = ${filter.moderator_id}`
-          : sql`target_user_id = ${filter.target_user_id}`
-      }
-        order by created_at desc, id desc limit 51`;
-      assert.deepEqual(listed, newest.map((action) => action.id));
-      const which = `${JSON.stringify(filter)} with ${plan}`;
-      assert.equal(reads.seqScans, 0, `${which}: a scan of all actions`);
-      // each page is its rows and the one that says there is a next page
-      assert.ok(reads.rowsRead <= 2 + 51, `${which}: ${reads.rowsRead} actions read`);
     }
   }));

@@ -1,0 +1,71 @@
+import assert from "node:assert/strict";
+import type { Sql } from "postgres";
+import {
+  onOneConnection,
+  readsUnderPlan,
+  withEachPlanMode,
+} from "../tests/support/statement_reads.ts";
+import { createAdminStore } from "./admin_store.ts";
+
+// The admin plane's lists page by keys that an index gives in order, with the cursor in the
+// index condition: a page reads its rows, however the participant's rows are spread over time
+// and whether PostgreSQL plans with the values or without (see statement_plans_test.ts).
+
+/**
+ * 20,000 moderation actions of the last year by 50 moderators against 5,000 users. Before them
+ * all, the 2,000 actions of a moderator and the 2,000 against a user, a twelfth of the table
+ * each; and one action by each yesterday, after which their next page starts.
+ */
+async function actionsOfOldParticipants(sql: Sql) {
+  await sql`
+    insert into moderation_actions (action, moderator_id, target_user_id, reason, created_at)
+    select 'disconnect_user', moderator_id, target_user_id, 'spam', at from (
+      select 'moderator-gone', 'user-' || n, now() - interval '3 years' + n * interval '1 minute'
+      from generate_series(1, 2000) n
+      union all
+      select 'moderator-' || n % 50, 'target-gone', now() - interval '2 years' + n * interval '1 minute'
+      from generate_series(1, 2000) n
+      union all
+      select 'moderator-' || n % 50, 'user-' || n % 5003,
+             now() - interval '1 year' + n * interval '20 minutes'
+      from generate_series(1, 20000) n
+      union all
+      values ('moderator-gone', 'user-1', now() - interval '1 day'),
+             ('moderator-1', 'target-gone', now() - interval '1 day')
+    ) action (moderator_id, target_user_id, at)`;
+  await sql`vacuum analyze moderation_actions`;
+}
+
+Deno.test("ListModerationActions reads a page of a moderator's or a target's actions, not all of them nor every newer action", () =>
+  onOneConnection(async (sql) => {
+    await actionsOfOldParticipants(sql);
+    const filters = [{ moderator_id: "moderator-gone" }, { target_user_id: "target-gone" }];
+    for (const [filter, plan] of withEachPlanMode(filters)) {
+      const listed: string[] = [];
+      const reads = await readsUnderPlan(sql, { table: "moderation_actions", plan }, async (tx) => {
+        const admin = createAdminStore(tx);
+        // the recent action alone, then a page of the old ones after it
+        const first = await admin.listModerationActions({ ...filter, limit: 1 });
+        assert.ok(first.next);
+        const second = await admin.listModerationActions({
+          ...filter,
+          limit: 50,
+          after: first.next,
+        });
+        listed.push(...[...first.items, ...second.items].map((action) => action.id));
+      });
+      const newest = await sql<Array<{ id: string }>>`
+        select id from moderation_actions
+        where ${
+        "moderator_id" in filter
+          ? sql`moderator_id = ${filter.moderator_id}`
+          : sql`target_user_id = ${filter.target_user_id}`
+      }
+        order by created_at desc, id desc limit 51`;
+      assert.deepEqual(listed, newest.map((action) => action.id));
+      const which = `${JSON.stringify(filter)} with ${plan}`;
+      assert.equal(reads.seqScans, 0, `${which}: a scan of all actions`);
+      // each page is its rows and the one that says there is a next page
+      assert.ok(reads.rowsRead <= 2 + 51, `${which}: ${reads.rowsRead} actions read`);
+    }
+  }));
