@@ -2,10 +2,14 @@ import assert from "node:assert/strict";
 import type { Sql } from "postgres";
 import {
   onOneConnection,
+  PLAN_MODES,
   readsUnderPlan,
   withEachPlanMode,
 } from "../tests/support/statement_reads.ts";
 import { createAdminStore } from "./admin_store.ts";
+import { createPostgresStore } from "./postgres_store.ts";
+
+const MINUTE_MS = 60_000;
 
 // The admin plane's lists page by keys that an index gives in order, with the cursor in the
 // index condition: a page reads its rows, however the participant's rows are spread over time
@@ -67,5 +71,38 @@ Deno.test("ListModerationActions reads a page of a moderator's or a target's act
       assert.equal(reads.seqScans, 0, `${which}: a scan of all actions`);
       // each page is its rows and the one that says there is a next page
       assert.ok(reads.rowsRead <= 2 + 51, `${which}: ${reads.rowsRead} actions read`);
+    }
+  }));
+
+Deno.test("a new chat is written into one index by creation time, that ListChats and the sweep's window both read", () =>
+  onOneConnection(async (sql) => {
+    // 20,000 chats of the last year, then one a minute in the last 30 minutes
+    await sql`
+      insert into chats (user_id, vendor_id, created_at, updated_at)
+      select 'customer-' || n, 'vendor-' || n % 200, at, at from (
+        select n, now() - interval '1 year' + n * interval '20 minutes'
+        from generate_series(1, 20000) n
+        union all
+        select 20000 + n, now() - n * interval '1 minute' from generate_series(1, 30) n
+      ) chat (n, at)`;
+    await sql`vacuum analyze chats`;
+    const [byCreation] = await sql<[{ indexes: string[] }]>`
+      select array_agg(c.relname::text order by c.relname) as indexes
+      from pg_index i
+      join pg_class c on c.oid = i.indexrelid
+      join pg_attribute a on a.attrelid = i.indrelid and a.attnum = i.indkey[0]
+      where i.indrelid = 'chats'::regclass and a.attname = 'created_at'`;
+    assert.deepEqual(byCreation.indexes, ["chats_by_created"]);
+    const window = { withinMs: 20.5 * MINUTE_MS, exceptLastMs: 10.5 * MINUTE_MS };
+    for (const plan of PLAN_MODES) {
+      const found: string[] = [];
+      const reads = await readsUnderPlan(sql, { table: "chats", plan }, async (tx) => {
+        const chats = await createPostgresStore(tx).chatsCreatedWithin(window);
+        found.push(...chats.map((chat) => chat.user_id));
+      });
+      const expected = Array.from({ length: 10 }, (_, n) => `customer-${20020 - n}`);
+      assert.deepEqual(found, expected);
+      assert.equal(reads.seqScans, 0, `${plan}: a scan of all chats`);
+      assert.ok(reads.rowsRead <= 10, `${plan}: ${reads.rowsRead} chats read`);
     }
   }));

@@ -57,7 +57,7 @@ export function createChatQueries(sql: Sql): ChatQueries {
     },
 
     async chatsCreatedWithin(window) {
-      // down chats_by_creation: only the window's rows are read
+      // down chats_by_created, backwards: only the window's rows are read
       const rows = await sql<ChatRow[]>`
         select id, user_id, vendor_id, last_seq, created_at, updated_at from chats
         where ${inRecentWindow(sql, sql`created_at`, window)}

@@ -34,7 +34,7 @@ export async function readsOf(sql: Sql, table: string, work: (tx: Sql) => Promis
 }
 
 /** PostgreSQL may keep a generic plan of a prepared statement, one made without its values. */
-const PLAN_MODES = ["force_custom_plan", "force_generic_plan"] as const;
+export const PLAN_MODES = ["force_custom_plan", "force_generic_plan"] as const;
 type PlanMode = typeof PLAN_MODES[number];
 
 /** Each of `filters` with each plan mode. */
