@@ -106,3 +106,35 @@ Deno.test("a new chat is written into one index by creation time, that ListChats
       assert.ok(reads.rowsRead <= 10, `${plan}: ${reads.rowsRead} chats read`);
     }
   }));
+
+Deno.test("ListBans reads the bans in force of a page, not every ban nor those that ran out", () =>
+  onOneConnection(async (sql) => {
+    // 20,000 bans of the last year: 2,000 until lifted, the oldest; then 18,000 for a day that
+    // ran out, and 30 for a time that has not, the newest
+    await sql`
+      insert into bans (user_id, moderator_id, reason, created_at, expires_at)
+      select 'user-' || n, 'moderator', 'spam', at,
+             case when n > 19970 then now() + interval '1 day'
+                  when n > 2000 then at + interval '1 day' end
+      from (select n, now() - interval '1 year' + n * interval '20 minutes'
+            from generate_series(1, 20000) n) ban (n, at)`;
+    await sql`vacuum analyze bans`;
+    for (const plan of PLAN_MODES) {
+      const listed: string[] = [];
+      const reads = await readsUnderPlan(sql, { table: "bans", plan }, async (tx) => {
+        const admin = createAdminStore(tx);
+        const first = await admin.listBans({ limit: 50 });
+        assert.ok(first.next);
+        const second = await admin.listBans({ limit: 50, after: first.next });
+        listed.push(...[...first.items, ...second.items].map((ban) => ban.user_id));
+      });
+      const newest = [
+        ...Array.from({ length: 30 }, (_, n) => `user-${20000 - n}`),
+        ...Array.from({ length: 70 }, (_, n) => `user-${2000 - n}`),
+      ];
+      assert.deepEqual(listed, newest);
+      assert.equal(reads.seqScans, 0, `${plan}: a scan of all bans`);
+      // each page: its bans until lifted and the 30 for a time in force
+      assert.ok(reads.rowsRead <= 2 * (51 + 30), `${plan}: ${reads.rowsRead} bans read`);
+    }
+  }));

@@ -1,5 +1,5 @@
 import { Buffer } from "node:buffer";
-import type { Sql } from "postgres";
+import type { PendingQuery, Row, Sql } from "postgres";
 import { ChatError } from "../chat/errors.ts";
 import type { AdminStore, KeysetPage, TimeCursor } from "../chat/ports.ts";
 import { STORE_TIMEOUT_MS, withErrorTranslation } from "./errors.ts";
@@ -189,16 +189,24 @@ export function createAdminStore(pool: Sql): AdminStore {
     },
 
     async listBans({ limit, after }) {
+      // Bans until lifted and bans for a time that has not ended, each read by its own index
+      // (0018), then merged: one condition for both would read every ban, those long over too.
+      const older = after === undefined
+        ? sql``
+        : sql`and (created_at, user_id) < (${after.at}::timestamptz, ${after.key})`;
+      const inForce = (which: PendingQuery<Row[]>) =>
+        sql`(
+          select user_id, moderator_id, reason, created_at, expires_at from bans
+          where ${which} ${older}
+          order by created_at desc, user_id desc
+          limit ${limit + 1}
+        )`;
       const rows = await sql<Keyed<BanRow>[]>`
-        select user_id, moderator_id, reason, created_at, expires_at,
-               created_at::text as cursor_at
-        from bans
-        where (expires_at is null or expires_at > now())
-          ${
-        after === undefined
-          ? sql``
-          : sql`and (created_at, user_id) < (${after.at}::timestamptz, ${after.key})`
-      }
+        select *, created_at::text as cursor_at from (
+          ${inForce(sql`expires_at is null`)}
+          union all
+          ${inForce(sql`expires_at > now()`)}
+        ) in_force
         order by created_at desc, user_id desc
         limit ${limit + 1}`;
       return keysetPage(
