@@ -6,10 +6,12 @@ import {
   readsUnderPlan,
   withEachPlanMode,
 } from "../tests/support/statement_reads.ts";
+import type { StoredSanction } from "../chat/types.ts";
 import { createAdminStore } from "./admin_store.ts";
 import { createPostgresStore } from "./postgres_store.ts";
 
 const MINUTE_MS = 60_000;
+const DAY_MS = 24 * 60 * MINUTE_MS;
 
 // The admin plane's lists page by keys that an index gives in order, with the cursor in the
 // index condition: a page reads its rows, however the participant's rows are spread over time
@@ -136,5 +138,36 @@ Deno.test("ListBans reads the bans in force of a page, not every ban nor those t
       assert.equal(reads.seqScans, 0, `${plan}: a scan of all bans`);
       // each page: its bans until lifted and the 30 for a time in force
       assert.ok(reads.rowsRead <= 2 * (51 + 30), `${plan}: ${reads.rowsRead} bans read`);
+    }
+  }));
+
+Deno.test("a connecting user's newest disconnect is read alone, not after every other action against that user", () =>
+  onOneConnection(async (sql) => {
+    // 20,000 actions of the last year; against a spammer, a disconnect a year ago and then the
+    // deletion of 2,000 of their messages
+    await sql`
+      insert into moderation_actions (action, moderator_id, target_user_id, reason, created_at)
+      select action, 'moderator-' || n % 50, target_user_id, 'spam', at from (
+        select n, 'disconnect_user', 'user-' || n % 5003,
+               now() - interval '1 year' + n * interval '20 minutes'
+        from generate_series(1, 20000) n
+        union all
+        select 0, 'disconnect_user', 'spammer', now() - interval '1 year'
+        union all
+        select n, 'delete_message', 'spammer', now() - interval '1 day' + n * interval '1 second'
+        from generate_series(1, 2000) n
+      ) action (n, action, target_user_id, at)`;
+    await sql`vacuum analyze moderation_actions`;
+    for (const plan of PLAN_MODES) {
+      const found: StoredSanction[] = [];
+      const reads = await readsUnderPlan(sql, { table: "moderation_actions", plan }, async (tx) => {
+        found.push(...(await createPostgresStore(tx).sanctionsOf(["spammer"])).values());
+      });
+      assert.equal(found.length, 1);
+      assert.equal(found[0]!.banned, false);
+      // the disconnect of a year ago
+      assert.ok(found[0]!.disconnectedAgoMs! > 364 * DAY_MS, `${plan}: not the old disconnect`);
+      assert.equal(reads.seqScans, 0, `${plan}: a scan of all actions`);
+      assert.ok(reads.rowsRead <= 1, `${plan}: ${reads.rowsRead} actions read`);
     }
   }));

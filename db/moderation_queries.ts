@@ -102,7 +102,7 @@ export function createModerationQueries(sql: Sql) {
     async sanctionsOf(userIds) {
       if (userIds.length === 0) return new Map();
       const users = arrayLiteral([...new Set(userIds)]);
-      // the newest disconnect of each user is one step down moderation_actions_by_target
+      // the newest disconnect of each user is one step down moderation_actions_disconnects
       const rows = await sql<SanctionRow[]>`
         select user_id, banned, disconnected_ago_ms from (
           select users.user_id,
