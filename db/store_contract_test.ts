@@ -483,6 +483,9 @@ for (const backend of backends) {
     const window = { withinMs: 60_000 };
     assert.deepEqual(await db.store.chatsCreatedWithin(window), []);
     const first = (await db.store.createChat("c1", "v")).chat;
+    // the embedded database's clock can give two chats made back to back the same created_at,
+    // and the order of those is their ids'
+    await new Promise((resolve) => setTimeout(resolve, 10));
     const second = (await db.store.createChat("c2", "v")).chat;
     // a chat asked for again is not created again
     await db.store.createChat("c1", "v");
