@@ -152,21 +152,31 @@ const settings = z.object({
   FEED_SWEEP_SECONDS: seconds.default(5),
 });
 
+/** The settings whose values are never shown: in the start-up line, nor in a refusal. */
+const SECRET_KEYS = new Set(["GRPC_ADMIN_TOKEN", "JWT_SECRET", "GRPC_TLS_KEY"]);
+
 /**
  * Why a GRPC_TLS_* value that is no PEM text names no readable PEM file; undefined when it is
  * fine. Checked with the settings, so that a file the start may not read (`deno task start`
  * reads under /run/secrets only) stops it as a bad setting, before the database is touched.
+ * A `secret` value is never quoted: what is no PEM may still be the key, encoded (base64, as
+ * Kubernetes secrets hold it), and the line goes to the logs.
  */
-function pemFileProblem(value: string | undefined): string | undefined {
+function pemFileProblem(value: string | undefined, secret: boolean): string | undefined {
   if (value === undefined || value.includes("-----BEGIN")) return undefined;
+  const file = secret ? "the file it names" : value;
   try {
     if (Deno.readTextFileSync(value).includes("-----BEGIN")) return undefined;
-    return `${value} holds no PEM`;
+    return `${file} holds no PEM`;
   } catch (error) {
     if (error instanceof Deno.errors.NotCapable) {
-      return `cannot read ${value}: \`deno task start\` reads files under /run/secrets only`;
+      return `cannot read ${file}: \`deno task start\` reads files under /run/secrets only`;
     }
-    if (error instanceof Deno.errors.NotFound) return `no file ${value}`;
+    if (error instanceof Deno.errors.NotFound) {
+      return secret ? "no PEM, nor a file" : `no file ${value}`;
+    }
+    // Deno's messages quote the path
+    if (secret) return `cannot read ${file} (${error instanceof Error ? error.name : "error"})`;
     return `cannot read ${value}: ${error instanceof Error ? error.message : String(error)}`;
   }
 }
@@ -203,7 +213,7 @@ export const configSchema = settings.superRefine((config, ctx) => {
     });
   }
   for (const name of ["GRPC_TLS_CERT", "GRPC_TLS_KEY"] as const) {
-    const problem = pemFileProblem(config[name]);
+    const problem = pemFileProblem(config[name], SECRET_KEYS.has(name));
     if (problem) ctx.addIssue({ code: "custom", path: [name], message: problem });
   }
 }).transform((config) => ({
@@ -277,7 +287,6 @@ export function loadDatabaseConfig(
   return parsed.data;
 }
 
-const SECRET_KEYS = new Set(["GRPC_ADMIN_TOKEN", "JWT_SECRET", "GRPC_TLS_KEY"]);
 const URL_KEYS = new Set(["DATABASE_URL", "JWT_JWKS_URL"]);
 
 /** The configuration with secrets and credentials masked, for the start-up log line. */
