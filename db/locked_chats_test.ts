@@ -75,9 +75,30 @@ Deno.test("a batch of read marks with one in a chat locked from outside marks th
   });
 });
 
+Deno.test("a chat locked from outside with marks and messages waiting costs its lane one lock wait, not one for the marks and another for the messages", async () => {
+  // longer than the writer's, so that one wait and two are far apart on a busy machine
+  const lockTimeoutMs = 1_200;
+  await withLockedChat(async ({ store, locked, free }, before) => {
+    // a message keeps the lane busy, so that the mark and both messages go in its next round
+    const busy = store.insertMessage({ ...fromAlice(free.id, "busy"), sender_id: free.user_id });
+    const refusedMark = store.markRead(locked.id, before.lockedMessage, "vendor", locked.vendor_id);
+    const refusedSend = store.insertMessage(fromAlice(locked.id, "while locked", "l1"));
+    const sent = store.insertMessage({ ...fromAlice(free.id, "after"), sender_id: free.user_id });
+    refusedMark.catch(() => {}); // awaited below
+    refusedSend.catch(() => {}); // awaited below
+    await busy;
+    const started = performance.now();
+    assert.equal((await within(sent, 3 * lockTimeoutMs, "the free chat's message")).message.seq, 3);
+    const took = performance.now() - started;
+    assert.ok(took < 1.75 * lockTimeoutMs, `answered after ${Math.round(took)} ms`);
+    await assert.rejects(within(refusedMark, 1_000, "the locked chat's mark"), isUnavailable);
+    await assert.rejects(within(refusedSend, 1_000, "the locked chat's message"), isUnavailable);
+  }, { lockTimeoutMs });
+});
+
 /**
  * A store whose writer runs as main.ts runs it (connections of its own with the writer's
- * lock_timeout), two chats of one writer lane with a message each (seq 1, unread), and another connection's
+ * lock_timeout, or `options.lockTimeoutMs`), two chats of one writer lane with a message each (seq 1, unread), and another connection's
  * transaction holding the first chat's row until `release`.
  */
 async function withLockedChat(
@@ -91,13 +112,14 @@ async function withLockedChat(
     },
     before: { lockedMessage: string; freeMessage: string },
   ) => Promise<void>,
+  options: { lockTimeoutMs: number } = { lockTimeoutMs: WRITER_LOCK_TIMEOUT_MS },
 ): Promise<void> {
   await using database = await freshDatabase();
   const sql = postgres(database.url, { max: 4, onnotice: () => {} });
   const writerSql = connectPool(database.url, {
     max: 2,
     instanceId: crypto.randomUUID(),
-    lockTimeoutMs: WRITER_LOCK_TIMEOUT_MS,
+    lockTimeoutMs: options.lockTimeoutMs,
   });
   const other = postgres(database.url, { max: 1, onnotice: () => {} });
   try {

@@ -39,25 +39,34 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
     fallbacks,
   });
 
+  /**
+   * What waited past its time behind a batch the database was slow to answer is answered
+   * `unavailable` and dropped, not written after its sender was told it failed: the sender's
+   * retry stores it.
+   */
+  function dropExpired(lane: Lane): void {
+    const now = performance.now();
+    for (const item of [...lane.queue, ...lane.reads]) {
+      if (item.expiresAt <= now) item.reject(timedOut());
+    }
+    lane.queue = lane.queue.filter((item) => item.expiresAt > now);
+    lane.reads = lane.reads.filter((item) => item.expiresAt > now);
+  }
+
   async function drain(lane: Lane): Promise<void> {
     lane.writing = true;
     try {
       for (;;) {
-        // What waited past its time behind a batch the database was slow to answer is answered
-        // `unavailable` and dropped, not written after its sender was told it failed: the
-        // sender's retry stores it.
-        const now = performance.now();
-        for (const item of [...lane.queue, ...lane.reads]) {
-          if (item.expiresAt <= now) item.reject(timedOut());
-        }
-        lane.queue = lane.queue.filter((item) => item.expiresAt > now);
-        lane.reads = lane.reads.filter((item) => item.expiresAt > now);
-        const batch = lane.queue.splice(0, MAX_BATCH);
-        const reads = lane.reads.splice(0, MAX_BATCH);
-        if (batch.length === 0 && reads.length === 0) break;
         // Each batch is one statement, committed on its own: one round trip. Marks first, as
         // they came before the messages waiting behind them.
+        dropExpired(lane);
+        const reads = lane.reads.splice(0, MAX_BATCH);
         if (reads.length > 0) await writeReads(reads).catch((error) => readsFailed(reads, error));
+        // Taken once the marks are written: marks that met a chat row held from outside refused
+        // that chat's waiting messages too, which must not wait for the held row again.
+        dropExpired(lane);
+        const batch = lane.queue.splice(0, MAX_BATCH);
+        if (batch.length === 0 && reads.length === 0) break;
         if (batch.length > 0) {
           await writeMessages(batch).catch((error) => messagesFailed(batch, error));
         }
