@@ -1,5 +1,5 @@
 import { freePort } from "./free_port.ts";
-import { within } from "./wait.ts";
+import { type ServerProcess, startServerProcess } from "./server_process.ts";
 
 /** A `nats-server` of a test's own, which the test can stop and start again on its port. */
 export interface NatsServer extends AsyncDisposable {
@@ -11,57 +11,29 @@ export interface NatsServer extends AsyncDisposable {
   start(): Promise<void>;
 }
 
-interface Running {
-  child: Deno.ChildProcess;
-  drained: Promise<void>;
-}
-
 /**
  * Starts `nats-server` on a free loopback port, with `args` added (`--user`, `--js`, ...);
  * resolves once it is ready for clients.
  */
 export async function startNatsServer(args: readonly string[] = []): Promise<NatsServer> {
   const port = freePort();
-  let running: Running | undefined;
+  let running: ServerProcess | undefined;
 
   async function start() {
     if (running) return;
-    const child = new Deno.Command("nats-server", {
-      args: ["-a", "127.0.0.1", "-p", String(port), ...args],
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    const { promise: ready, resolve, reject } = Promise.withResolvers<void>();
-    // nats-server logs to stderr; read it to the end so the pipe never fills
-    const drained = (async () => {
-      let seen = "";
-      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-        seen += chunk;
-        if (seen.includes("Server is ready")) resolve();
-      }
-      reject(new Error(`nats-server on ${port} ended before it was ready:\n${seen}`));
-    })();
-    running = { child, drained };
-    try {
-      await within(ready, 10_000, `nats-server on port ${port}`);
-    } catch (error) {
-      await stop();
-      throw error;
-    }
+    running = await startServerProcess("nats-server", [
+      "-a",
+      "127.0.0.1",
+      "-p",
+      String(port),
+      ...args,
+    ], { readyText: "Server is ready", what: `nats-server on port ${port}` });
   }
 
   async function stop() {
     const current = running;
-    if (!current) return;
     running = undefined;
-    try {
-      current.child.kill("SIGTERM");
-    } catch {
-      // already ended
-    }
-    await current.child.status;
-    await current.drained;
+    await current?.stop();
   }
 
   await start();
