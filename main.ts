@@ -4,6 +4,7 @@ import { createMemoryBus } from "./bus/memory_bus.ts";
 import { createNatsBus, UNNOTICED_LOSS_MS } from "./bus/nats_bus.ts";
 import { createSubjects } from "./bus/subjects.ts";
 import { ChatError } from "./chat/errors.ts";
+import type { Sql } from "postgres";
 import { type ChatFeed, createChatFeed } from "./chat/feed.ts";
 import { type ChatService, createChatService } from "./chat/service.ts";
 import { type Config, ConfigError, loadConfig, redactConfig } from "./config.ts";
@@ -12,9 +13,13 @@ import { migrate } from "./db/migrate.ts";
 import { checkDatabase } from "./db/database_check.ts";
 import { createAdminStore } from "./db/admin_store.ts";
 import { type BusOutages, createBusOutages } from "./db/bus_outages.ts";
-import { reportLostConnectionRejections, translateDatabaseError } from "./db/errors.ts";
+import {
+  reportLostConnectionRejections,
+  STORE_TIMEOUT_MS,
+  translateDatabaseError,
+} from "./db/errors.ts";
 import { WRITER_LANES } from "./db/writer_lanes.ts";
-import { connectPool } from "./db/pools.ts";
+import { connectPool, connectWriterPool } from "./db/pools.ts";
 import { WRITER_LOCK_TIMEOUT_MS } from "./db/locked_chats.ts";
 import { createPostgresStore } from "./db/postgres_store.ts";
 import { withStoreMetrics } from "./db/store_metrics.ts";
@@ -80,20 +85,20 @@ export async function startService(config: Config): Promise<RunningService> {
     reportLostConnectionRejections((error) =>
       logError(translateDatabaseError(error), "database connection lost in the background")
     );
-    const connect = (max: number, lockTimeoutMs?: number) =>
-      connectPool(config.DATABASE_URL ?? embedded!.url, { max, instanceId, lockTimeoutMs });
-    const sql = connect(embedded ? 4 : config.DATABASE_POOL_SIZE);
-    // The message writer's own connections, one per lane (see createPostgresStore); a chat row
-    // locked from outside fails that chat's writes, not its lane's (see WRITER_LOCK_TIMEOUT_MS).
-    const writerSql = connect(WRITER_LANES, WRITER_LOCK_TIMEOUT_MS);
+    const databaseUrl = config.DATABASE_URL ?? embedded!.url;
+    // queries still running get what is left of the deadline, then their connections end
+    // (an unfinished transaction rolls back: nothing is half-written)
+    const endOnShutdown = (pool: Sql) =>
+      shutdown.add(() => pool.end({ timeout: shutdown.secondsLeft() }));
+    const sql = connectPool(databaseUrl, {
+      max: embedded ? 4 : config.DATABASE_POOL_SIZE,
+      instanceId,
+    });
+    endOnShutdown(sql);
     // Readiness asks on a connection of its own: queries that fill the pool (slow admin lists)
     // must not make a database that answers look away, and take instances out under load.
-    const readinessSql = connect(1);
-    for (const pool of [sql, writerSql, readinessSql]) {
-      // queries still running get what is left of the deadline, then their connections end
-      // (an unfinished transaction rolls back: nothing is half-written)
-      shutdown.add(() => pool.end({ timeout: shutdown.secondsLeft() }));
-    }
+    const readinessSql = connectPool(databaseUrl, { max: 1, instanceId });
+    endOnShutdown(readinessSql);
     const metrics = createMetrics();
     await migrate(sql, undefined, {
       onLockWait: (migration, retryInMs) =>
@@ -102,6 +107,27 @@ export async function startService(config: Config): Promise<RunningService> {
           retry_in_ms: retryInMs,
         }),
     });
+    // The message writer's own connections, one per lane (see createPostgresStore); a chat row
+    // locked from outside fails that chat's writes, not its lane's (see WRITER_LOCK_TIMEOUT_MS).
+    const writerSql = await connectWriterPool(databaseUrl, {
+      max: WRITER_LANES,
+      instanceId,
+      lockTimeoutMs: WRITER_LOCK_TIMEOUT_MS,
+      // PgBouncer's ignore_startup_parameters ends the refusal, but drops the setting all the
+      // same: only a connection that passes it on keeps a held chat from stalling its lane
+      onLockTimeoutRefused: (error) =>
+        logger("db").warn(
+          "the database refused lock_timeout as a connection parameter: a chat row held from " +
+            "outside now holds up every chat of its writer lane until the store timeout",
+          {
+            reason: error.message,
+            lock_timeout_ms: WRITER_LOCK_TIMEOUT_MS,
+            store_timeout_ms: STORE_TIMEOUT_MS,
+            ends_warning: "PgBouncer: ignore_startup_parameters = lock_timeout",
+          },
+        ),
+    });
+    endOnShutdown(writerSql);
     const store = withStoreMetrics(createPostgresStore(sql, writerSql), metrics);
 
     let bus: Bus;

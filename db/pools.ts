@@ -26,3 +26,42 @@ export function connectPool(
     },
   });
 }
+
+/**
+ * The message writer's pool: connectPool with `lockTimeoutMs`, its first connection opened at
+ * once so that nothing is sent on a pool that is then replaced. A pooler that refuses
+ * `lock_timeout` as a startup parameter (PgBouncer in session mode, unless its
+ * `ignore_startup_parameters` lists it) gets a pool without it instead, and
+ * `onLockTimeoutRefused` hears so once. Any other refusal is thrown, as postgres.js gave it.
+ */
+export async function connectWriterPool(
+  url: string,
+  options: {
+    max: number;
+    instanceId: string;
+    lockTimeoutMs: number;
+    onLockTimeoutRefused: (error: postgres.PostgresError) => void;
+  },
+): Promise<Sql> {
+  try {
+    return await opened(connectPool(url, options));
+  } catch (error) {
+    // PostgreSQL itself takes the setting: only a pooler in between names it in a refusal
+    if (!(error instanceof postgres.PostgresError && error.message.includes("lock_timeout"))) {
+      throw error;
+    }
+    options.onLockTimeoutRefused(error);
+  }
+  return await opened(connectPool(url, { ...options, lockTimeoutMs: undefined }));
+}
+
+/** `pool` once a connection of it has answered; ended, and the refusal thrown, if none does. */
+async function opened(pool: Sql): Promise<Sql> {
+  try {
+    await pool`select 1`;
+    return pool;
+  } catch (error) {
+    await pool.end();
+    throw error;
+  }
+}
