@@ -86,19 +86,24 @@ export async function startService(config: Config): Promise<RunningService> {
       logError(translateDatabaseError(error), "database connection lost in the background")
     );
     const databaseUrl = config.DATABASE_URL ?? embedded!.url;
-    // queries still running get what is left of the deadline, then their connections end
-    // (an unfinished transaction rolls back: nothing is half-written)
-    const endOnShutdown = (pool: Sql) =>
-      shutdown.add(() => pool.end({ timeout: shutdown.secondsLeft() }));
+    // Queries still running get what is left of the time, then their connections end (an
+    // unfinished transaction rolls back: nothing is half-written). The pools end side by side:
+    // one after another, each could take all that is left, and a stalled database makes each
+    // one wait for it. The step comes first, so it runs last.
+    const pools: Sql[] = [];
+    shutdown.add(async () => {
+      const timeout = shutdown.secondsLeft();
+      await Promise.all(pools.map((pool) => pool.end({ timeout })));
+    });
     const sql = connectPool(databaseUrl, {
       max: embedded ? 4 : config.DATABASE_POOL_SIZE,
       instanceId,
     });
-    endOnShutdown(sql);
+    pools.push(sql);
     // Readiness asks on a connection of its own: queries that fill the pool (slow admin lists)
     // must not make a database that answers look away, and take instances out under load.
     const readinessSql = connectPool(databaseUrl, { max: 1, instanceId });
-    endOnShutdown(readinessSql);
+    pools.push(readinessSql);
     const metrics = createMetrics();
     await migrate(sql, undefined, {
       onLockWait: (migration, retryInMs) =>
@@ -127,7 +132,7 @@ export async function startService(config: Config): Promise<RunningService> {
           },
         ),
     });
-    endOnShutdown(writerSql);
+    pools.push(writerSql);
     const store = withStoreMetrics(createPostgresStore(sql, writerSql), metrics);
 
     let bus: Bus;

@@ -27,7 +27,10 @@ export class ShutdownSequence {
     this.#steps.push(step);
   }
 
-  /** What is left of the timeout once `run` began, in seconds (at least 0.1). */
+  /**
+   * What is left, once `run` began, of the time the steps may take, in seconds (at least 0.1):
+   * the timeout less a moment for the process to exit after them.
+   */
   secondsLeft(): number {
     return Math.max(0.1, (this.#endsAt - Date.now()) / 1000);
   }
@@ -55,13 +58,21 @@ export class ShutdownSequence {
   }
 
   async #runSteps(): Promise<void> {
-    this.#endsAt = Date.now() + this.#timeoutMs;
+    this.#endsAt = Date.now() + this.#timeoutMs - exitReserveMs(this.#timeoutMs);
     const deadline = AbortSignal.timeout(this.#timeoutMs - Math.min(1_000, this.#timeoutMs / 2));
     for (const step of this.#steps.splice(0).reverse()) {
       // a step that throws at once is reported like one that rejects
       await Promise.resolve().then(() => step(deadline)).catch(this.#onError);
     }
   }
+}
+
+/**
+ * What the process needs, after its last step, to be gone within the timeout: the exit itself,
+ * and the step's own timer, which fires late on a busy host.
+ */
+function exitReserveMs(timeoutMs: number): number {
+  return Math.min(100, timeoutMs / 10);
 }
 
 /**

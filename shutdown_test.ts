@@ -35,7 +35,8 @@ Deno.test("a shutdown's steps get a deadline before its timeout, and the time le
     abortedAfterMs = performance.now() - started;
   });
   await shutdown.run();
-  assert.ok(left > 0.3 && left <= 0.4, `${left} s left at the start`);
+  // the timeout less a tenth of it, for the process to exit after the last step
+  assert.ok(left > 0.3 && left <= 0.36, `${left} s left at the start`);
   // half the timeout when it is short: what was cut still needs a moment to close
   assert.equal(finished, false, "the work did not finish");
   assert.ok(abortedAfterMs >= 190 && abortedAfterMs < 380, `cut after ${abortedAfterMs} ms`);

@@ -7,7 +7,11 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { freshDatabase } from "./support/database.ts";
 import { startNatsServer } from "./support/nats_server.ts";
-import { serviceEnvironment, startServiceProcess } from "./support/service_process.ts";
+import {
+  ownShutdownMs,
+  serviceEnvironment,
+  startServiceProcess,
+} from "./support/service_process.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { within } from "./support/wait.ts";
 
@@ -41,6 +45,8 @@ Deno.test("with MEDIA_BACKEND=nats and NATS stalled, SIGTERM exits 0 within SHUT
     const elapsedMs = performance.now() - signalledAt;
     assert.equal(status.code, 0, service.logs().map((line) => line.message).join("\n"));
     assert.ok(elapsedMs < timeoutSeconds * 1000 + 300, `exited after ${Math.round(elapsedMs)} ms`);
+    const ownMs = ownShutdownMs(service);
+    assert.ok(ownMs < timeoutSeconds * 1000, `its own shutdown took ${ownMs} ms`);
     assert.ok(service.logs().some((line) => line.message === "stopped"));
 
     const sql = postgres(database.url, { max: 1, onnotice: () => {} });

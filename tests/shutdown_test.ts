@@ -6,6 +6,7 @@ import { freshDatabase } from "./support/database.ts";
 import { startNatsServer } from "./support/nats_server.ts";
 import {
   createChatIn,
+  ownShutdownMs,
   serviceEnvironment,
   type ServiceProcess,
   startServiceProcess,
@@ -227,6 +228,9 @@ Deno.test("a write that hangs past SHUTDOWN_TIMEOUT is cut: sockets get 1012, th
   // it waits for the write until a second before the timeout, then cuts and closes in time
   assert.ok(elapsedMs >= (timeoutSeconds - 1) * 1000, `gave up early: ${Math.round(elapsedMs)} ms`);
   assert.ok(elapsedMs < timeoutSeconds * 1000 + 300, `exited after ${Math.round(elapsedMs)} ms`);
+  // the pools, one of them stalled, end within the timeout too, not each with all that is left
+  const ownMs = ownShutdownMs(service);
+  assert.ok(ownMs < timeoutSeconds * 1000, `its own shutdown took ${ownMs} ms`);
   assert.equal((await within(alice.closed, 1_000, "the socket to close")).code, 1012);
   assert.ok(service.logs().some((line) => /did not finish before the deadline/.test(line.message)));
 

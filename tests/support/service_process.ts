@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import postgres from "postgres";
 import { createPostgresStore } from "../../db/postgres_store.ts";
 import { freePort } from "./free_port.ts";
@@ -168,6 +169,20 @@ export function serviceLines(lines: readonly string[]): string[] {
   return lines.filter((line) =>
     line.trim() !== "" && !/^(Task start |Initialize |Download |[╭│╰])/.test(line)
   );
+}
+
+/**
+ * How long the process's own shutdown took, from the signal it heard ("shutting down") to its
+ * last step done ("stopped"), by its log's timestamps: what a test measures from outside also
+ * holds the signal's way through `deno task` and the test's own event loop.
+ */
+export function ownShutdownMs(service: ServiceProcess): number {
+  const at = (message: string) => {
+    const line = service.logs().find((line) => line.message === message);
+    assert.ok(line, `no "${message}" line`);
+    return Date.parse(line["@timestamp"]);
+  };
+  return at("stopped") - at("shutting down");
 }
 
 function parseLog(line: string): LogLine[] {
