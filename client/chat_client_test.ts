@@ -213,6 +213,9 @@ Deno.test("after a lost connection, chat_message gives every missed message once
     url: `http://127.0.0.1:${proxy.port}`,
   });
   await using vendor = await openClient(cluster, "vend-1", { chatId: chat.id });
+  // a customer still connecting when the first message is stored gets it in its first page
+  // (latest_chat), not as a chat_message
+  await Promise.all([customer.client.ready(), vendor.client.ready()]);
   const send = (content: string) =>
     vendor.client.request({
       action: "send_message",
