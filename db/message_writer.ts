@@ -61,10 +61,12 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
         // they came before the messages waiting behind them.
         dropExpired(lane);
         const reads = lane.reads.splice(0, MAX_BATCH);
-        if (reads.length > 0) await writeReads(reads).catch((error) => readsFailed(reads, error));
-        // Taken once the marks are written: marks that met a chat row held from outside refused
-        // that chat's waiting messages too, which must not wait for the held row again.
-        dropExpired(lane);
+        // Messages are taken once the marks are written: marks that met a chat row held from
+        // outside refused that chat's waiting messages too, which must not wait for it again.
+        if (reads.length > 0) {
+          await writeReads(reads).catch((error) => readsFailed(reads, error));
+          dropExpired(lane);
+        }
         const batch = lane.queue.splice(0, MAX_BATCH);
         if (batch.length === 0 && reads.length === 0) break;
         if (batch.length > 0) {
