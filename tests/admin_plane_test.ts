@@ -4,6 +4,7 @@ import { createAdminClient, failure, type Reply, Status } from "./support/admin_
 import { readFileDescriptor } from "../grpc/file_descriptors.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
 import { joinChat, seedMessages } from "./support/steps.ts";
+import { createCertificate } from "./support/tls_certificates.ts";
 import { within } from "./support/wait.ts";
 
 const RPCS = [
@@ -127,30 +128,9 @@ Deno.test("the admin plane refuses to run without GRPC_ADMIN_TOKEN and can be tu
 Deno.test("the admin plane speaks TLS with GRPC_TLS_CERT and GRPC_TLS_KEY", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const { success, stderr } = await new Deno.Command("openssl", {
-      args: [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=localhost",
-        "-addext",
-        "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        "-keyout",
-        `${dir}/key.pem`,
-        "-out",
-        `${dir}/cert.pem`,
-      ],
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    assert.ok(success, new TextDecoder().decode(stderr));
+    const { cert, key } = await createCertificate();
+    await Deno.writeTextFile(`${dir}/cert.pem`, cert);
+    await Deno.writeTextFile(`${dir}/key.pem`, key);
     await using cluster = await startCluster({
       grpc: true,
       env: { GRPC_TLS_CERT: `${dir}/cert.pem`, GRPC_TLS_KEY: `${dir}/key.pem` },

@@ -1,0 +1,62 @@
+/** The key kinds the gRPC TLS tests try: what `openssl req -newkey` is given for each. */
+const NEW_KEY = {
+  ec: ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"],
+  rsa: ["-newkey", "rsa:2048"],
+  ed25519: ["-newkey", "ed25519"],
+} as const;
+
+export type KeyKind = keyof typeof NEW_KEY;
+
+/** A certificate (PEM, the leaf first when it is a chain) and its private key (PKCS#8 PEM). */
+export interface CertificateAndKey {
+  cert: string;
+  key: string;
+}
+
+/**
+ * A one-day certificate for localhost and 127.0.0.1 made by openssl: self-signed, or signed by
+ * `issuer` (whose certificate then follows it, as a chain file holds them).
+ */
+export async function createCertificate(
+  kind: KeyKind = "ec",
+  options: { issuer?: CertificateAndKey } = {},
+): Promise<CertificateAndKey> {
+  const dir = await Deno.makeTempDir();
+  try {
+    const issuerArgs: string[] = [];
+    if (options.issuer) {
+      await Deno.writeTextFile(`${dir}/issuer.pem`, options.issuer.cert);
+      await Deno.writeTextFile(`${dir}/issuer.key`, options.issuer.key);
+      issuerArgs.push("-CA", `${dir}/issuer.pem`, "-CAkey", `${dir}/issuer.key`);
+    }
+    const { success, stderr } = await new Deno.Command("openssl", {
+      args: [
+        "req",
+        "-x509",
+        ...NEW_KEY[kind],
+        ...issuerArgs,
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost",
+        "-addext",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        "-keyout",
+        `${dir}/key.pem`,
+        "-out",
+        `${dir}/cert.pem`,
+      ],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (!success) throw new Error(`openssl: ${new TextDecoder().decode(stderr)}`);
+    const cert = await Deno.readTextFile(`${dir}/cert.pem`);
+    return {
+      cert: options.issuer ? cert + options.issuer.cert : cert,
+      key: await Deno.readTextFile(`${dir}/key.pem`),
+    };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
