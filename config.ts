@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { tlsProblem } from "./config_tls.ts";
 import { redactUrls } from "./observability/redact.ts";
 
 const port = z.coerce.number().int().min(0).max(65535);
@@ -155,32 +156,6 @@ const settings = z.object({
 /** The settings whose values are never shown: in the start-up line, nor in a refusal. */
 const SECRET_KEYS = new Set(["GRPC_ADMIN_TOKEN", "JWT_SECRET", "GRPC_TLS_KEY"]);
 
-/**
- * Why a GRPC_TLS_* value that is no PEM text names no readable PEM file; undefined when it is
- * fine. Checked with the settings, so that a file the start may not read (`deno task start`
- * reads under /run/secrets only) stops it as a bad setting, before the database is touched.
- * A `secret` value is never quoted: what is no PEM may still be the key, encoded (base64, as
- * Kubernetes secrets hold it), and the line goes to the logs.
- */
-function pemFileProblem(value: string | undefined, secret: boolean): string | undefined {
-  if (value === undefined || value.includes("-----BEGIN")) return undefined;
-  const file = secret ? "the file it names" : value;
-  try {
-    if (Deno.readTextFileSync(value).includes("-----BEGIN")) return undefined;
-    return `${file} holds no PEM`;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotCapable) {
-      return `cannot read ${file}: \`deno task start\` reads files under /run/secrets only`;
-    }
-    if (error instanceof Deno.errors.NotFound) {
-      return secret ? "no PEM, nor a file" : `no file ${value}`;
-    }
-    // Deno's messages quote the path
-    if (secret) return `cannot read ${file} (${error instanceof Error ? error.name : "error"})`;
-    return `cannot read ${value}: ${error instanceof Error ? error.message : String(error)}`;
-  }
-}
-
 /** Every setting of the service, read from the environment and nowhere else. */
 export const configSchema = settings.superRefine((config, ctx) => {
   if (config.MEDIA_BACKEND === "nats" && !config.NATS_URL) {
@@ -212,9 +187,11 @@ export const configSchema = settings.superRefine((config, ctx) => {
       message: "GRPC_TLS_CERT and GRPC_TLS_KEY go together",
     });
   }
-  for (const name of ["GRPC_TLS_CERT", "GRPC_TLS_KEY"] as const) {
-    const problem = pemFileProblem(config[name], SECRET_KEYS.has(name));
-    if (problem) ctx.addIssue({ code: "custom", path: [name], message: problem });
+  if (config.GRPC_TLS_CERT && config.GRPC_TLS_KEY) {
+    const problem = tlsProblem(config.GRPC_TLS_CERT, config.GRPC_TLS_KEY);
+    if (problem) {
+      ctx.addIssue({ code: "custom", path: [problem.variable], message: problem.message });
+    }
   }
 }).transform((config) => ({
   ...config,

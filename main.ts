@@ -8,6 +8,7 @@ import type { Sql } from "postgres";
 import { type ChatFeed, createChatFeed } from "./chat/feed.ts";
 import { type ChatService, createChatService } from "./chat/service.ts";
 import { type Config, ConfigError, loadConfig, redactConfig } from "./config.ts";
+import { tlsPem } from "./config_tls.ts";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "./db/embedded.ts";
 import { migrate } from "./db/migrate.ts";
 import { checkDatabase } from "./db/database_check.ts";
@@ -326,7 +327,7 @@ export async function startService(config: Config): Promise<RunningService> {
         port: config.GRPC_PORT,
         adminToken: config.GRPC_ADMIN_TOKEN ?? "",
         ...(config.GRPC_TLS_CERT && config.GRPC_TLS_KEY
-          ? { tls: { cert: config.GRPC_TLS_CERT, key: config.GRPC_TLS_KEY } }
+          ? { tls: { cert: tlsPem(config.GRPC_TLS_CERT), key: tlsPem(config.GRPC_TLS_KEY) } }
           : {}),
         watchBuffer: config.GRPC_WATCH_BUFFER,
         shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT * 1000,

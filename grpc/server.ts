@@ -40,7 +40,7 @@ export interface GrpcOptions {
   port: number;
   /** Required: the plane never runs without it. */
   adminToken: string;
-  /** PEM text, or a path to a PEM file, for each; unset: plaintext. */
+  /** The certificate (chain) and its private key, PEM text; unset: plaintext. */
   tls?: { cert: string; key: string };
   /** WatchEvents: events a stream may fall behind by before it is ended. */
   watchBuffer?: number;
@@ -66,11 +66,6 @@ function serviceDefinition(definition: PackageDefinition, name: string): Service
   const service = definition[name];
   if (!service || "format" in service) throw new Error(`${name} is not a service of the proto`);
   return service;
-}
-
-/** PEM text as it is, or the text of the PEM file it names. */
-async function pem(value: string): Promise<string> {
-  return value.includes("-----BEGIN") ? value : await Deno.readTextFile(value);
 }
 
 /**
@@ -129,9 +124,7 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
   health.addToServer(server);
   new ReflectionService(definition).addToServer(server);
 
-  const tls = options.tls
-    ? { cert: await pem(options.tls.cert), key: await pem(options.tls.key) }
-    : undefined;
+  const { tls } = options;
   await health.start();
   let port: number;
   let front: TlsFront | undefined;

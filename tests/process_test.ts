@@ -15,6 +15,7 @@ import {
 } from "./support/service_process.ts";
 import { REPO_ROOT } from "./support/service_process.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
+import { createCertificate } from "./support/tls_certificates.ts";
 import { within } from "./support/wait.ts";
 import { TestSocket } from "./support/ws_client.ts";
 
@@ -246,6 +247,25 @@ Deno.test("a TLS file deno task start may not read stops it with one line naming
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("a GRPC_TLS_KEY that is not GRPC_TLS_CERT's stops deno task start with one line naming it, before the database", async () => {
+  // the database is never reached (port 1): without the check the start failed there, and with
+  // a database it failed only when the admin plane started, after the migrations
+  const env = serviceEnvironment({ databaseUrl: "postgres://postgres@127.0.0.1:1/unused" });
+  const [served, other] = await Promise.all([createCertificate(), createCertificate()]);
+  const { code, lines } = await runServiceProcess({
+    ...env,
+    GRPC_TLS_CERT: served.cert,
+    GRPC_TLS_KEY: other.key,
+  });
+  const printed = serviceLines(lines);
+  assert.equal(code, 78, lines.join("\n"));
+  assert.equal(printed.length, 1, printed.join("\n"));
+  assert.equal(
+    JSON.parse(printed[0]!).message,
+    "invalid configuration: GRPC_TLS_KEY: is not the key of GRPC_TLS_CERT's first certificate",
+  );
 });
 
 Deno.test("a NATS_URL with credentials but no scheme connects, and keeps its password out of every line", async () => {

@@ -1,0 +1,117 @@
+import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
+
+/**
+ * GRPC_TLS_CERT or GRPC_TLS_KEY as PEM text: the value itself when it is PEM, else the text of
+ * the file it names. Throws Deno's error when the file cannot be read.
+ */
+export function tlsPem(value: string): string {
+  return value.includes("-----BEGIN") ? value : Deno.readTextFileSync(value);
+}
+
+/** A refused GRPC_TLS_* setting: the variable, and why, in one line. */
+export interface TlsProblem {
+  variable: "GRPC_TLS_CERT" | "GRPC_TLS_KEY";
+  message: string;
+}
+
+/**
+ * Why the gRPC plane's TLS front could not start with `cert` and `key` (GRPC_TLS_CERT and
+ * GRPC_TLS_KEY, each PEM text or a file path); undefined when it can. Checked with the
+ * settings, so that an unreadable file, a broken certificate or key, or a key that is not the
+ * certificate's stops the start as a bad setting, before the database is touched (else it
+ * would stop it only when the admin plane starts, after the migrations). The key is never
+ * quoted, nor its path: what is no PEM may still be the key, encoded (base64, as Kubernetes
+ * secrets hold it), and the line goes to the logs.
+ */
+export function tlsProblem(cert: string, key: string): TlsProblem | undefined {
+  const certPem = readPem(cert, false);
+  if ("problem" in certPem) return { variable: "GRPC_TLS_CERT", message: certPem.problem };
+  const leaf = firstCertificate(certPem.pem, certPem.source);
+  if (typeof leaf === "string") return { variable: "GRPC_TLS_CERT", message: leaf };
+  const keyPem = readPem(key, true);
+  if ("problem" in keyPem) return { variable: "GRPC_TLS_KEY", message: keyPem.problem };
+  const privateKey = usablePrivateKey(keyPem.pem);
+  if (!privateKey) {
+    return {
+      variable: "GRPC_TLS_KEY",
+      message:
+        `${keyPem.source} holds no private key the TLS front can use (unencrypted PKCS#8, PKCS#1 or SEC1 PEM)`,
+    };
+  }
+  if (!leaf.checkPrivateKey(privateKey)) {
+    return {
+      variable: "GRPC_TLS_KEY",
+      message: "is not the key of GRPC_TLS_CERT's first certificate",
+    };
+  }
+  return undefined;
+}
+
+/**
+ * The PEM text of a GRPC_TLS_* value, and how a message names where it came from; or why there
+ * is none. A `secret` value's path is not quoted either.
+ */
+function readPem(
+  value: string,
+  secret: boolean,
+): { pem: string; source: string } | { problem: string } {
+  const file = secret ? "the file it names" : value;
+  const source = value.includes("-----BEGIN") ? "its PEM" : file;
+  try {
+    const pem = tlsPem(value);
+    return pem.includes("-----BEGIN") ? { pem, source } : { problem: `${file} holds no PEM` };
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) {
+      return {
+        problem: `cannot read ${file}: \`deno task start\` reads files under /run/secrets only`,
+      };
+    }
+    if (error instanceof Deno.errors.NotFound) {
+      return { problem: secret ? "no PEM, nor a file" : `no file ${value}` };
+    }
+    // Deno's messages quote the path
+    if (secret) return { problem: `cannot read ${file} (${errorText(error, "name")})` };
+    return { problem: `cannot read ${value}: ${errorText(error, "message")}` };
+  }
+}
+
+/**
+ * The first certificate of `pem` (the one served, whose key GRPC_TLS_KEY must be), every
+ * certificate in it read; or why it cannot be. A broken one after the first does not stop the
+ * front from starting, but no client could check the chain it sends.
+ */
+function firstCertificate(pem: string, source: string): X509Certificate | string {
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g);
+  if (!blocks) return `${source} holds no CERTIFICATE`;
+  const certificates: X509Certificate[] = [];
+  for (const [index, block] of blocks.entries()) {
+    try {
+      certificates.push(new X509Certificate(block));
+    } catch (error) {
+      return `certificate ${index + 1} in ${source} is broken: ${errorText(error, "message")}`;
+    }
+  }
+  return certificates[0]!;
+}
+
+/**
+ * The first private key block of `pem`, as the TLS front takes it (PKCS#8, PKCS#1 RSA, SEC1
+ * EC; other blocks beside it are passed over); undefined when there is none it can use. An
+ * encrypted key is not opened: the front has no passphrase.
+ */
+function usablePrivateKey(pem: string): KeyObject | undefined {
+  const block = pem.match(/-----BEGIN ((?:RSA |EC )?PRIVATE KEY)-----[\s\S]*?-----END \1-----/);
+  if (!block || block[0].includes("ENCRYPTED")) return undefined;
+  try {
+    return createPrivateKey(block[0]);
+  } catch {
+    // node:crypto's messages say nothing of the key, but nothing of it is worth the risk
+    return undefined;
+  }
+}
+
+/** An error's name or message, on one line. */
+function errorText(error: unknown, part: "name" | "message"): string {
+  if (!(error instanceof Error)) return part === "name" ? "error" : String(error);
+  return error[part].replaceAll(/\s+/g, " ");
+}
