@@ -32,6 +32,23 @@ const inTransaction = async (observer: Sql) =>
     select count(*)::int as count from pg_stat_activity
     where datname = current_database() and state like 'idle in transaction%'`)[0].count;
 
+/**
+ * Resolves once no other session of the database is inside a transaction (committing or rolling
+ * back included); fails after 5 s. Polled: PostgreSQL tells no one when a transaction ends.
+ */
+async function untilNoOpenTransaction(observer: Sql): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    const [{ open }] = await observer<[{ open: number }]>`
+      select count(*)::int as open from pg_stat_activity
+      where datname = current_database() and pid <> pg_backend_pid()
+        and backend_type = 'client backend' and xact_start is not null`;
+    if (open === 0) return;
+    if (Date.now() > deadline) assert.fail(`${open} session(s) still in a transaction after 5 s`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
 Deno.test("a transaction commits its work, or nothing of it when the work fails", async () => {
   await withTable(async (sql, observer) => {
     await assert.rejects(
@@ -119,7 +136,7 @@ Deno.test("a transaction given up fails at once, and is rolled back when it answ
     assert.ok(performance.now() - started < 450, "failed before the work ended");
     await transaction(sql, (tx) => tx`insert into notes values (2)`);
     await done;
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await untilNoOpenTransaction(observer);
     assert.deepEqual(await notes(observer), [2], "the late transaction was rolled back");
     assert.equal(await inTransaction(observer), 0, "no connection is left in a transaction");
   });
