@@ -34,6 +34,7 @@ import { createMetrics } from "./observability/metrics.ts";
 import { createReadiness, type Readiness } from "./observability/readiness.ts";
 import { startGrpcServer } from "./grpc/server.ts";
 import { ShutdownSequence, untilDeadline } from "./shutdown.ts";
+import { startHttpListener } from "./ws/http_listener.ts";
 import { createHttpHandler } from "./ws/server.ts";
 
 export interface RunningService {
@@ -294,11 +295,7 @@ export async function startService(config: Config): Promise<RunningService> {
         sanctionSweepMs: config.FEED_SWEEP_SECONDS * 1000,
       },
     );
-    const server = Deno.serve({
-      hostname: config.HOST,
-      port: config.PORT,
-      onListen: () => {},
-    }, http.fetch);
+    const server = startHttpListener(http.fetch, { hostname: config.HOST, port: config.PORT });
     // The WebSocket and gRPC planes stop side by side, each with the whole deadline: a gRPC call
     // that holds its plane's shutdown must not eat the time sockets need to close with 1012.
     const planes: Array<(deadline: AbortSignal) => Promise<void>> = [async (deadline) => {
@@ -340,7 +337,7 @@ export async function startService(config: Config): Promise<RunningService> {
     shutdown.add(() => readiness.close());
 
     return {
-      port: server.addr.port,
+      port: server.port,
       grpcPort,
       instanceId,
       chat: service,

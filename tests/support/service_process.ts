@@ -43,15 +43,20 @@ function baseEnvironment(): Record<string, string> {
 /**
  * Runs `deno task start` with exactly `env` (nothing else of the test's environment leaks
  * in) on a free port, unless `env` names one. With `waitUntilListening` (the default)
- * resolves once the service logged that it listens.
+ * resolves once the service logged that it listens. With `maxOpenFiles`, the process may hold
+ * no more file descriptors than that (`prlimit`, which runs the command in its own place).
  */
 export async function startServiceProcess(
   env: Record<string, string>,
-  options: { waitUntilListening?: boolean } = {},
+  options: { waitUntilListening?: boolean; maxOpenFiles?: number } = {},
 ): Promise<ServiceProcess> {
   const port = env.PORT === undefined ? freePort() : Number(env.PORT);
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["task", "start"],
+  const command = [Deno.execPath(), "task", "start"];
+  if (options.maxOpenFiles !== undefined) {
+    command.unshift("prlimit", `--nofile=${options.maxOpenFiles}:${options.maxOpenFiles}`);
+  }
+  const child = new Deno.Command(command[0]!, {
+    args: command.slice(1),
     cwd: REPO_ROOT,
     clearEnv: true,
     env: { ...baseEnvironment(), HOST: "127.0.0.1", PORT: String(port), ...env },
