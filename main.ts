@@ -277,6 +277,7 @@ export async function startService(config: Config): Promise<RunningService> {
           floodLimit: config.WS_FLOOD_LIMIT,
           maxBufferedBytes: config.WS_MAX_BUFFERED_BYTES,
         },
+        maxSockets: config.WS_MAX_SOCKETS,
         maxSocketsPerUser: config.WS_MAX_SOCKETS_PER_USER,
         allowedOrigins: config.ALLOWED_ORIGINS,
         mediaLimits: {

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { signDevToken } from "../auth/sign.ts";
+import { SOCKET_CAP_REACHED } from "../ws/socket_cap.ts";
+import { createAdminClient } from "./support/admin_client.ts";
 import { freshDatabase } from "./support/database.ts";
 import { startNatsServer } from "./support/nats_server.ts";
 import {
@@ -124,4 +126,49 @@ Deno.test("out of file descriptors, the service keeps its sockets, refuses new c
   // the listener that failed is shut down with the rest
   service.kill("SIGTERM");
   assert.equal((await within(service.status, 10_000, "the service to exit")).code, 0);
+});
+
+Deno.test("sockets past WS_MAX_SOCKETS are answered 503 with Retry-After, so descriptors do not run out and the admin plane still answers", async () => {
+  await using database = await freshDatabase();
+  const cap = MAX_OPEN_FILES - 60;
+  const env: Record<string, string> = {
+    ...serviceEnvironment({ databaseUrl: database.url }),
+    WS_MAX_SOCKETS: String(cap),
+    WS_MAX_SOCKETS_PER_USER: "1000",
+  };
+  await using service = await startServiceProcess(env, { maxOpenFiles: MAX_OPEN_FILES });
+  const chatId = await createChatIn(database.url, "alice", "acme");
+  const token = await signDevToken(env.JWT_SECRET!, "alice");
+  const url = `${service.wsUrl}/v1/ws/chat/${chatId}/`;
+
+  const sockets: TestSocket[] = [];
+  try {
+    for (let opened = 0; opened < MAX_OPEN_FILES; opened++) {
+      try {
+        sockets.push(await TestSocket.open(url, { token }));
+      } catch {
+        break;
+      }
+    }
+    assert.equal(sockets.length, cap);
+    const refusal = await fetch(`${service.httpUrl}/v1/ws/chat/${chatId}/?token=${token}`, {
+      headers: { upgrade: "websocket" },
+    });
+    await refusal.body?.cancel();
+    assert.equal(refusal.status, 503);
+    assert.equal(refusal.headers.get("retry-after"), "1");
+    using admin = await createAdminClient(`127.0.0.1:${env.GRPC_PORT}`, { token: null });
+    assert.equal(await admin.health(), "SERVING");
+
+    await sockets.pop()![Symbol.asyncDispose]();
+    sockets.push(
+      await within(TestSocket.open(url, { token }), 5_000, "a socket once one closed"),
+    );
+  } finally {
+    await Promise.all(sockets.map((socket) => socket[Symbol.asyncDispose]()));
+  }
+  const warnings = service.logs().filter((line) => line.message === SOCKET_CAP_REACHED);
+  assert.equal(warnings.length, 1, "one line per episode, not per refused socket");
+  assert.equal(warnings[0]?.ws_max_sockets, cap);
+  assert.ok(!service.logs().some((line) => line.message === LISTENER_FAILED));
 });

@@ -23,6 +23,8 @@ export interface HttpOptions {
   maxFrameBytes: number;
   idleTimeoutSeconds: number;
   limits: ConnectionLimits;
+  /** Sockets this instance may hold at once (WS_MAX_SOCKETS); more are answered 503. */
+  maxSockets: number;
   maxSocketsPerUser: number;
   /** Origins allowed to open sockets; empty: any. */
   allowedOrigins: readonly string[];

@@ -7,6 +7,7 @@ import type { ConnectionRegistry } from "./connection_registry.ts";
 import type { Endpoint } from "./endpoint.ts";
 import { CloseCode, closeCodeFor } from "./errors.ts";
 import { earlyFrameLimit, FrameIntake, type Taken } from "./frame_intake.ts";
+import { createSocketCap } from "./socket_cap.ts";
 
 export interface UpgradeDeps {
   verifier: TokenVerifier;
@@ -17,6 +18,8 @@ export interface UpgradeDeps {
 
 export interface UpgradeOptions {
   idleTimeoutSeconds: number;
+  /** Sockets this instance may hold at once; more are answered 503 (see socket_cap.ts). */
+  maxSockets: number;
   limits: ConnectionLimits;
   /** Origins allowed to open sockets; empty: any. */
   allowedOrigins: readonly string[];
@@ -31,6 +34,7 @@ export function createUpgrade(deps: UpgradeDeps, options: UpgradeOptions) {
   const { connections } = deps;
   const { connectionDeps } = connections;
   const log = logger("ws");
+  const cap = createSocketCap(options.maxSockets);
 
   return function upgrade(request: Request, endpoint: Endpoint): Response {
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
@@ -40,6 +44,13 @@ export function createUpgrade(deps: UpgradeDeps, options: UpgradeOptions) {
       return new Response("shutting down, reconnect\n", {
         status: 503,
         headers: { "retry-after": "1" },
+      });
+    }
+    if (!cap.admits()) {
+      // the connection goes too: its descriptor is what the cap is short of
+      return new Response("too many sockets on this instance, try again\n", {
+        status: 503,
+        headers: { "retry-after": "1", connection: "close" },
       });
     }
     const origin = request.headers.get("origin");
@@ -53,6 +64,7 @@ export function createUpgrade(deps: UpgradeDeps, options: UpgradeOptions) {
       return new Response(`malformed WebSocket upgrade: ${upgraded}\n`, { status: 400 });
     }
     const { socket, response } = upgraded;
+    cap.hold(socket);
     // Started before the handshake (which follows the 101 returned below) so verification
     // overlaps it; failures close after it.
     const principal = token === null
