@@ -209,12 +209,16 @@ function jwksUrl(url: string): URL {
 
 /**
  * Django simplejwt puts a numeric `user_id` in its tokens; only safe integers are accepted so
- * that a rounded number can never name another user.
+ * that a rounded number can never name another user. A string with a NUL (PostgreSQL text
+ * cannot hold it) or a lone surrogate (no UTF-8, so no bus subject) names no user the service
+ * can have: refused here as a bad token, not failing later as an internal error.
  */
 function userIdOf(payload: JWTPayload, userClaim: string | undefined): string {
   const claim = userClaim ?? (Object.hasOwn(payload, "user_id") ? "user_id" : "sub");
   const value = Object.hasOwn(payload, claim) ? payload[claim] : undefined;
-  if (typeof value === "string" && value !== "") return value;
+  if (typeof value === "string" && value !== "" && !value.includes("\0") && value.isWellFormed()) {
+    return value;
+  }
   if (typeof value === "number" && Number.isSafeInteger(value)) return String(value);
   throw new AuthError("invalid", `token has no usable "${claim}" claim`);
 }

@@ -105,6 +105,15 @@ Deno.test("verify() refuses a missing, empty, unsafe or non-scalar user id as in
   }
 });
 
+Deno.test("verify() refuses a user id no one can have: with a NUL or a lone surrogate", async () => {
+  const verifier = await hsVerifier();
+  const exp = nowSeconds() + 60;
+  for (const userId of ["a\u0000b", "\ud800", "x\udc00y"]) {
+    await assertRefused(verifier.verify(await hsSign({ user_id: userId, exp })), "invalid");
+    await assertRefused(verifier.verify(await hsSign({ sub: userId, exp })), "invalid");
+  }
+});
+
 Deno.test("verify() refuses a token whose token_type is not access, such as a simplejwt refresh token", async () => {
   const verifier = await hsVerifier();
   const exp = nowSeconds() + 60;

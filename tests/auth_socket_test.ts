@@ -77,6 +77,17 @@ Deno.test("an unsigned token (alg none) and one without exp are closed with 4401
   }
 });
 
+Deno.test("a token naming a user id with a NUL or a lone surrogate is closed with 4401, not 1011", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  for (const userId of ["cust-1\u0000", "\ud800"]) {
+    const token = await cluster.token(userId);
+    for (const url of endpoints(cluster, chat.id)) {
+      assert.equal(await closeCodeOf(url, { token }), 4401, `${JSON.stringify(userId)} ${url}`);
+    }
+  }
+});
+
 Deno.test("a socket whose token expires while open is closed with 4401 on both endpoints", async () => {
   await using cluster = await startCluster();
   const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
