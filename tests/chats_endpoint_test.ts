@@ -213,6 +213,30 @@ Deno.test("every chat action works on /v1/ws/chats/ with chat_id", async () => {
   );
 });
 
+Deno.test("chat and message ids are taken in frames as in the path and the admin plane: any UUID, not only RFC 4122 ones", async () => {
+  await using cluster = await startCluster();
+  // ids the store's uuid type holds but gen_random_uuid() never makes (version 0, variant 0),
+  // as an import from another system may bring
+  const chatId = "0b1c2d3e-0000-0000-0000-00000000000a";
+  const messageId = "0b1c2d3e-0000-0000-0000-00000000000b";
+  const sql = postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} });
+  try {
+    await sql`insert into chats (id, user_id, vendor_id) values (${chatId}, 'cust-1', 'vend-1')`;
+    await using customer = await joinChat(cluster, "cust-1", chatId);
+    const sent = await sendText(customer, "vend-1", "hello");
+    await sql`update messages set id = ${messageId} where id = ${sent.id}`;
+
+    await using vendor = await joinAllChats(cluster, "vend-1");
+    await acked(vendor, { action: "load_latest_chat", chat_id: chatId });
+    const page = await vendor.nextOfType("latest_chat");
+    assert.deepEqual(page.messages.map((message: Frame) => message.id), [messageId]);
+    await acked(vendor, { action: "read_message", chat_id: chatId, message_id: messageId });
+    assert.equal((await customer.nextOfType("message_read")).message_id, messageId);
+  } finally {
+    await sql.end();
+  }
+});
+
 Deno.test("on /v1/ws/chats/ every action but ping needs chat_id", async () => {
   await using cluster = await startCluster();
   const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");

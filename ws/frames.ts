@@ -4,8 +4,13 @@ import { mediaTypeSchema } from "../chat/types.ts";
 /** Client frames (protocol.md "Frames from the client"). Unknown fields are ignored. */
 
 const requestId = z.string().min(1).max(64).optional();
-const chatId = z.uuid().optional();
-const id = z.uuid();
+/**
+ * A chat, message or media id: any 8-4-4-4-12 hex, in either case, as UUID_PATTERN (the path and
+ * the admin plane) and the store's uuid type take it. z.uuid() would also want RFC 4122's version
+ * and variant bits, refusing in a frame ids the path takes (imported ones, say).
+ */
+const id = z.guid();
+const chatId = id.optional();
 const seq = z.number().int().min(0).max(2_147_483_647);
 /**
  * A string that is stored, or compared with one that was: PostgreSQL text cannot hold U+0000,
