@@ -164,6 +164,27 @@ Deno.test("read_up_to marks only messages addressed to the reader's side and rep
   assert.equal((await askUnread(vendor)).count, 3);
 });
 
+Deno.test('a "mark all read" asking past any seq a chat can have (Number.MAX_SAFE_INTEGER) marks everything, and history asks past the end alike', async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await using vendor = await joinChat(cluster, "vend-1", chat.id);
+  await sendText(customer, "vend-1", "c1");
+  await sendText(customer, "vend-1", "c2");
+
+  await acked(vendor, { action: "read_up_to", seq: Number.MAX_SAFE_INTEGER });
+  const event = await customer.nextOfType("messages_read");
+  assert.deepEqual([event.up_to_seq, event.count], [2, 2]);
+
+  await acked(vendor, { action: "load_latest_chat", before_seq: Number.MAX_SAFE_INTEGER });
+  const page = await vendor.nextOfType("latest_chat");
+  assert.deepEqual(page.messages.map((message: Frame) => message.content), ["c1", "c2"]);
+  await acked(vendor, { action: "load_latest_chat", after_seq: Number.MAX_SAFE_INTEGER });
+  assert.deepEqual((await vendor.nextOfType("latest_chat")).messages, []);
+  // past what a JSON number holds exactly: not an integer anyone can mean
+  await refused(vendor, { action: "read_up_to", seq: 2 ** 53 }, "invalid_payload");
+});
+
 Deno.test("read_up_to on /v1/ws/chats/ by a vendor member counts what it marked", async () => {
   await using cluster = await startCluster();
   const service = cluster.main.service.chat;

@@ -11,7 +11,14 @@ const requestId = z.string().min(1).max(64).optional();
  */
 const id = z.guid();
 const chatId = id.optional();
-const seq = z.number().int().min(0).max(2_147_483_647);
+/** The largest seq the store holds (an `integer` column). */
+const MAX_SEQ = 2_147_483_647;
+/**
+ * A seq asked for, at least `min`: any safe integer, those past the store's largest taken as it
+ * (a "mark all read", or a page from the end, may ask Number.MAX_SAFE_INTEGER).
+ */
+const seqFrom = (min: number) =>
+  z.number().int().min(min).transform((value) => Math.min(value, MAX_SEQ));
 /**
  * A string that is stored, or compared with one that was: PostgreSQL text cannot hold U+0000,
  * and a lone surrogate has no UTF-8, so it would be stored as U+FFFD (two client_ids differing
@@ -34,8 +41,8 @@ export const clientFrameSchemas = {
     ...common,
     action: z.literal("load_latest_chat"),
     limit: z.number().int().min(1).max(100).default(50),
-    before_seq: seq.min(1).optional(),
-    after_seq: seq.optional(),
+    before_seq: seqFrom(1).optional(),
+    after_seq: seqFrom(0).optional(),
   }),
   send_message: z.object({
     ...common,
@@ -64,7 +71,7 @@ export const clientFrameSchemas = {
     }
   }),
   read_message: z.object({ ...common, action: z.literal("read_message"), message_id: id }),
-  read_up_to: z.object({ ...common, action: z.literal("read_up_to"), seq }),
+  read_up_to: z.object({ ...common, action: z.literal("read_up_to"), seq: seqFrom(0) }),
   delete_message: z.object({ ...common, action: z.literal("delete_message"), message_id: id }),
   edit_message: z.object({
     ...common,
