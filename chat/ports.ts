@@ -301,8 +301,14 @@ export interface AdminStore {
   listChats(query: ChatsQuery): Promise<KeysetPage<Chat, TimeCursor>>;
   /** Messages of one chat, newest first. */
   listMessages(query: MessagesQuery): Promise<KeysetPage<StoredMessage, number>>;
-  /** Full-text search, best match first, then newest first. */
-  searchMessages(query: SearchQuery): Promise<KeysetPage<StoredMessage, SearchCursor>>;
+  /**
+   * Full-text search, best match first, then newest first. Once `signal` aborts (the caller has
+   * gone), the search is cancelled in the database and answered `unavailable`.
+   */
+  searchMessages(
+    query: SearchQuery,
+    options?: { signal?: AbortSignal },
+  ): Promise<KeysetPage<StoredMessage, SearchCursor>>;
   /** Bans in force, newest first. */
   listBans(query: { limit: number; after?: TimeCursor }): Promise<KeysetPage<Ban, TimeCursor>>;
   /** The moderation audit log, newest first. */

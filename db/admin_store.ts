@@ -55,6 +55,29 @@ function withinPageBytes<Row extends MessageRow>(rows: Row[]): Row[] {
 }
 
 /**
+ * The rows of `query`, which is cancelled in the database once `signal` aborts: a search whose
+ * caller has gone (a deadline, a cancel, a newer keystroke of a search box) would otherwise run
+ * to its statement timeout on a connection of the pool the chat shares. The listener goes as
+ * soon as the query is settled, since a late cancel request would hit whatever its connection
+ * runs next.
+ */
+async function cancelledOnAbort<T extends readonly Row[]>(
+  query: PendingQuery<T>,
+  signal: AbortSignal | undefined,
+) {
+  // postgres.js skips a query cancelled before it is sent, and the reserved connection it was
+  // queued on then answers nothing more (its rollback included): so such a query is not run
+  if (signal?.aborted) throw new ChatError("unavailable", "the caller has gone");
+  const cancel = () => void query.cancel();
+  signal?.addEventListener("abort", cancel, { once: true });
+  try {
+    return await query;
+  } finally {
+    signal?.removeEventListener("abort", cancel);
+  }
+}
+
+/**
  * Takes `limit + 1` rows: the extra one only says that there is a next page, as does a page
  * cut short by `fit`.
  */
@@ -129,8 +152,9 @@ export function createAdminStore(pool: Sql): AdminStore {
       return keysetPage(rows, limit, toStoredMessage, (row) => row.seq, withinPageBytes);
     },
 
-    async searchMessages(query) {
+    async searchMessages(query, options = {}) {
       const { text, limit, after } = query;
+      const { signal } = options;
       // The words go to websearch_to_tsquery as a parameter: quotes, `or` and `-` are search
       // syntax there, never SQL. The GIN index finds the rows; ts_rank (normalised by length,
       // so a short message that is about the words beats a long one that mentions them) orders
@@ -142,7 +166,8 @@ export function createAdminStore(pool: Sql): AdminStore {
         await tx`
           select set_config('plan_cache_mode', 'force_custom_plan', true),
                  set_config('statement_timeout', ${String(SEARCH_TIMEOUT_MS)}, true)`;
-        return await tx<Keyed<MessageRow & { rank: number }>[]>`
+        return await cancelledOnAbort(
+          tx<Keyed<MessageRow & { rank: number }>[]>`
         with q as (select websearch_to_tsquery(${SEARCH_CONFIG}::regconfig, ${text}) as query)
         select ${messageColumns(sql)}, rank, cursor_at from (
           select m.*, ts_rank(m.search_vector, q.query, 1) as rank,
@@ -153,24 +178,26 @@ export function createAdminStore(pool: Sql): AdminStore {
             ${query.chat_id === undefined ? sql`` : sql`and m.chat_id = ${query.chat_id}`}
             ${query.sender_id === undefined ? sql`` : sql`and m.sender_id = ${query.sender_id}`}
             ${
-          query.created_after === undefined
-            ? sql``
-            : sql`and m.created_at >= ${query.created_after}::timestamptz`
-        }
+            query.created_after === undefined
+              ? sql``
+              : sql`and m.created_at >= ${query.created_after}::timestamptz`
+          }
             ${
-          query.created_before === undefined
-            ? sql``
-            : sql`and m.created_at < ${query.created_before}::timestamptz`
-        }
+            query.created_before === undefined
+              ? sql``
+              : sql`and m.created_at < ${query.created_before}::timestamptz`
+          }
         ) ranked
         where true
           ${
-          after === undefined ? sql`` : sql`and (rank, created_at, id) <
+            after === undefined ? sql`` : sql`and (rank, created_at, id) <
             (${after.rank}::real, ${after.at}::timestamptz, ${after.key}::uuid)`
-        }
+          }
         order by rank desc, created_at desc, id desc
-        limit ${limit + 1}`;
-      });
+        limit ${limit + 1}`,
+          signal,
+        );
+      }, signal ? { signal } : {});
       if (rows.length === 0 && after === undefined) {
         // Only now worth asking why: a query of punctuation alone has no words to look for.
         const [parsed] = await sql<Array<{ nodes: number }>>`

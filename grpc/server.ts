@@ -82,7 +82,7 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
     queries: deps.queries,
     tokens: createPageTokens(options.adminToken),
   };
-  const unary: Record<string, (request: unknown) => Promise<object>> = {
+  const unary: Record<string, (request: unknown, signal: AbortSignal) => Promise<object>> = {
     ...createChatHandlers(handlerDeps),
     ...createMemberHandlers(handlerDeps),
     ...createMessageHandlers(handlerDeps),
@@ -98,7 +98,11 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
   for (const [name, handler] of Object.entries(unary)) {
     implementation[name] = ((call, callback) => {
       if (!authorized(call.metadata)) return callback(unauthenticated());
-      handler(call.request).then(
+      // aborts when the client cancels or its deadline passes (grpc-js also says "cancelled"
+      // once a call has been answered, when there is nothing left to stop)
+      const gone = new AbortController();
+      call.once("cancelled", () => gone.abort());
+      handler(call.request, gone.signal).then(
         (reply) => callback(null, reply),
         (error) => {
           if (isServerFault(error)) deps.onError(error, `grpc ${name}`);

@@ -1,9 +1,27 @@
 import assert from "node:assert/strict";
+import postgres, { type Sql } from "postgres";
 import { failure, type Reply, Status } from "./support/admin_client.ts";
 import { startCluster } from "./support/service.ts";
 import { joinChat, seedMessages, sendText } from "./support/steps.ts";
 
 const contents = (messages: Reply[]) => messages.map((message) => message.content);
+
+/**
+ * Resolves once no statement of the database runs a search, or fails after `ms`. Polled:
+ * PostgreSQL tells no one when a statement ends.
+ */
+async function untilNoSearchRuns(observer: Sql, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const [{ running }] = await observer<[{ running: number }]>`
+      select count(*)::int as running from pg_stat_activity
+      where datname = current_database() and pid <> pg_backend_pid()
+        and state = 'active' and query like '%websearch_to_tsquery%'`;
+    if (running === 0) return;
+    if (Date.now() > deadline) assert.fail(`a search still runs ${ms} ms after its caller left`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
 
 Deno.test("GetMessage returns a message, a deleted one with its content", async () => {
   await using cluster = await startCluster({ grpc: true });
@@ -246,5 +264,28 @@ Deno.test("ListMessages and SearchMessages cut a page of long messages short to 
     assert.ok(pages.length > 1, `${method}: one page of ${pages[0]?.length}`);
     const seqs = pages.flat().map((message) => message.seq).sort((a, b) => a - b);
     assert.deepEqual(seqs, Array.from({ length: count }, (_, index) => index + 1), method);
+  }
+});
+
+Deno.test("a SearchMessages call its client gives up on ends its query at once, freeing its connection of the shared pool", async () => {
+  await using cluster = await startCluster({ grpc: true, nats: false });
+  const admin = await cluster.admin();
+  await admin.call("CreateChat", { user_id: "alice", vendor_id: "acme" });
+  const observer = postgres(cluster.databaseUrl, { max: 2, onnotice: () => {} });
+  const locker = await observer.reserve();
+  try {
+    // a search that cannot finish: a migration, say, holds the table (the database itself
+    // would end it only at its 4 s statement timeout)
+    await locker`begin`;
+    await locker`lock table messages in access exclusive mode`;
+    const given = await failure(
+      admin.call("SearchMessages", { query: "lamp" }, { deadlineMs: 200 }),
+    );
+    assert.equal(given.code, Status.DEADLINE_EXCEEDED);
+    await untilNoSearchRuns(observer, 1_500);
+  } finally {
+    await locker`rollback`;
+    locker.release();
+    await observer.end();
   }
 });

@@ -71,8 +71,11 @@ export function createMessageHandlers({ service, queries, tokens }: HandlerDeps)
       };
     },
 
-    /** Full-text search, best match first. INVALID_ARGUMENT: no words, bad filters. */
-    async SearchMessages(request: unknown) {
+    /**
+     * Full-text search, best match first. INVALID_ARGUMENT: no words, bad filters. Stopped in
+     * the database once `signal` aborts (the client has gone).
+     */
+    async SearchMessages(request: unknown, signal: AbortSignal) {
       const { page_size, page_token, query, ...rest } = parseRequest(
         searchMessagesRequest,
         request,
@@ -85,7 +88,7 @@ export function createMessageHandlers({ service, queries, tokens }: HandlerDeps)
         text: query,
         include_deleted: rest.include_deleted,
         limit: page_size,
-      });
+      }, { signal });
       return {
         messages: page.items.map(toProtoMessage),
         next_page_token: nextPageToken(tokens, paging, page.next),

@@ -8,10 +8,14 @@ import { within } from "./wait.ts";
 // deno-lint-ignore no-explicit-any
 export type Reply = Record<string, any>;
 
-/** Per call: the token (null: no authorization metadata) or a raw authorization value. */
+/**
+ * Per call: the token (null: no authorization metadata) or a raw authorization value, and a
+ * deadline in milliseconds from now.
+ */
 export interface CallOptions {
   token?: string | null;
   authorization?: string;
+  deadlineMs?: number;
 }
 
 /** A gRPC client of the admin plane built from proto/chat/admin/v1/admin.proto, as any would be. */
@@ -87,6 +91,9 @@ export async function createAdminClient(
           method(admin, name)(
             request,
             metadata(callOptions),
+            callOptions?.deadlineMs === undefined
+              ? {}
+              : { deadline: Date.now() + callOptions.deadlineMs },
             (error: grpc.ServiceError | null, reply: Reply) =>
               error ? reject(error) : resolve(reply),
           );
