@@ -31,11 +31,19 @@ export const userId = text.trim().min(1, "is required").max(200, "is too long");
 export const uuid = text.trim().min(1, "is required").regex(UUID_PATTERN, "must be a UUID")
   .toLowerCase();
 
-/** An optional filter: the empty string means "any". */
-export const optionalUserId = text.trim().max(200, "is too long")
+/**
+ * An optional filter: the empty string means "any". Blanks are refused rather than trimmed to
+ * "any": a caller that meant one user's or one chat's rows must never get everyone's.
+ */
+const optionalFilter = text.refine((value) => value === "" || value.trim() !== "", {
+  message: "must not be blank (empty: any)",
+  abort: true,
+}).trim();
+
+export const optionalUserId = optionalFilter.max(200, "is too long")
   .transform((value) => value === "" ? undefined : value);
 
-export const optionalUuid = text.trim()
+export const optionalUuid = optionalFilter
   .refine((value) => value === "" || UUID_PATTERN.test(value), "must be a UUID")
   .toLowerCase()
   .transform((value) => value === "" ? undefined : value);

@@ -6,6 +6,7 @@ import { startCluster, type TestCluster } from "./support/service.ts";
 import { joinChat, seedMessages } from "./support/steps.ts";
 import { createCertificate } from "./support/tls_certificates.ts";
 import { within } from "./support/wait.ts";
+import { follow } from "./support/watch_stream.ts";
 
 const RPCS = [
   "CreateChat",
@@ -192,4 +193,30 @@ Deno.test("a gRPC call that holds its plane's shutdown still leaves WebSockets t
 
   await cluster.main.service.close();
   assert.equal((await within(alice.closed, 2_000, "the socket to close")).code, 1012);
+});
+
+Deno.test("an optional filter of blanks is INVALID_ARGUMENT naming it, never read as no filter", async () => {
+  await using cluster = await startCluster({ grpc: true });
+  const admin = await cluster.admin();
+  await admin.call("CreateChat", { user_id: "alice", vendor_id: "acme" });
+  const cases: Array<[string, object, string]> = [
+    ["ListChats", { user_id: " " }, "user_id"],
+    ["ListChats", { vendor_id: "\t" }, "vendor_id"],
+    ["SearchMessages", { query: "lamp", chat_id: "  " }, "chat_id"],
+    ["SearchMessages", { query: "lamp", sender_id: " " }, "sender_id"],
+    ["ListModerationActions", { moderator_id: " " }, "moderator_id"],
+    ["ListModerationActions", { target_user_id: "\n" }, "target_user_id"],
+  ];
+  for (const [method, request, field] of cases) {
+    const error = await failure(admin.call(method, request));
+    assert.equal(error.code, Status.INVALID_ARGUMENT, `${method} ${field}: ${error.details}`);
+    assert.match(error.details, new RegExp(`^${field}: `), method);
+  }
+  // a stream of one chat's or one user's events must not become a stream of everyone's
+  for (const [request, field] of [[{ chat_id: " " }, "chat_id"], [{ user_id: " " }, "user_id"]]) {
+    const watched = follow(admin.watch(request as object));
+    const status = await within(watched.ended, 5_000, `the end of a watch of ${field} " "`);
+    assert.equal(status.code, Status.INVALID_ARGUMENT, `${field}: ${status.details}`);
+    assert.match(status.details, new RegExp(`^${field}: `));
+  }
 });
