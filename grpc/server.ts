@@ -182,6 +182,8 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
           const timer = setTimeout(force, options.shutdownTimeoutMs ?? 5_000);
           deadline?.addEventListener("abort", force, { once: true });
           server.tryShutdown(done);
+          // a deadline that is already over fires no abort event
+          if (deadline?.aborted) force();
         });
         await front?.close();
       })();

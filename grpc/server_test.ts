@@ -201,3 +201,20 @@ Deno.test("a health Watch past the open ones allowed ends with RESOURCE_EXHAUSTE
     await server.close();
   }
 });
+
+Deno.test("close with a deadline that has already passed cuts the calls in flight at once", async () => {
+  const server = await start(fakeReadiness(true).source);
+  using client = await createAdminClient(`127.0.0.1:${server.port}`, { token: null });
+  // a reflection stream its client never ends holds a graceful shutdown
+  const stream = client.openReflection();
+  const status = ended(stream);
+  const answered = new Promise((resolve) => stream.once("data", resolve));
+  stream.write({ list_services: "" });
+  await within(answered, 5_000, "the reflection answer");
+  const startedAt = performance.now();
+  await server.close(AbortSignal.abort());
+  const elapsedMs = performance.now() - startedAt;
+  // shutdownTimeoutMs is 2 s: a deadline already over leaves nothing to wait for
+  assert.ok(elapsedMs < 1_000, `close took ${Math.round(elapsedMs)} ms`);
+  assert.notEqual((await status).code, Status.OK);
+});
