@@ -8,6 +8,7 @@ import {
   type JWTVerifyOptions,
 } from "jose";
 import { ChatError } from "../chat/errors.ts";
+import { MAX_USER_ID_LENGTH } from "../chat/types.ts";
 import { createJwksKeys } from "./jwks.ts";
 import { hs256Key } from "./secret.ts";
 
@@ -208,17 +209,25 @@ function jwksUrl(url: string): URL {
 }
 
 /**
+ * Whether `id` is a user id the rest of the service can take: storable (PostgreSQL text cannot
+ * hold a NUL; a lone surrogate has no UTF-8, so no bus subject), and one the admin plane can
+ * name to ban or disconnect (it trims what it is given, and takes at most MAX_USER_ID_LENGTH).
+ */
+function nameable(id: string): boolean {
+  return id !== "" && id.length <= MAX_USER_ID_LENGTH && id.trim() === id &&
+    !id.includes("\0") && id.isWellFormed();
+}
+
+/**
  * Django simplejwt puts a numeric `user_id` in its tokens; only safe integers are accepted so
- * that a rounded number can never name another user. A string with a NUL (PostgreSQL text
- * cannot hold it) or a lone surrogate (no UTF-8, so no bus subject) names no user the service
- * can have: refused here as a bad token, not failing later as an internal error.
+ * that a rounded number can never name another user. A string that is not `nameable` names no
+ * user the service can have: refused here as a bad token, not failing later as an internal
+ * error, nor let in beyond moderation's reach.
  */
 function userIdOf(payload: JWTPayload, userClaim: string | undefined): string {
   const claim = userClaim ?? (Object.hasOwn(payload, "user_id") ? "user_id" : "sub");
   const value = Object.hasOwn(payload, claim) ? payload[claim] : undefined;
-  if (typeof value === "string" && value !== "" && !value.includes("\0") && value.isWellFormed()) {
-    return value;
-  }
+  if (typeof value === "string" && nameable(value)) return value;
   if (typeof value === "number" && Number.isSafeInteger(value)) return String(value);
   throw new AuthError("invalid", `token has no usable "${claim}" claim`);
 }

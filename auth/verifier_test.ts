@@ -114,6 +114,17 @@ Deno.test("verify() refuses a user id no one can have: with a NUL or a lone surr
   }
 });
 
+Deno.test("verify() takes only user ids the admin plane can name: up to 256 characters, not padded with blanks", async () => {
+  const verifier = await hsVerifier();
+  const exp = nowSeconds() + 60;
+  const longest = "u".repeat(256);
+  assert.equal((await verifier.verify(await hsSign({ user_id: longest, exp }))).userId, longest);
+  // the admin plane trims ids, so " bob" could never be banned; a longer one never named at all
+  for (const userId of [" bob", "bob\t", "u".repeat(257)]) {
+    await assertRefused(verifier.verify(await hsSign({ user_id: userId, exp })), "invalid");
+  }
+});
+
 Deno.test("verify() refuses a token whose token_type is not access, such as a simplejwt refresh token", async () => {
   const verifier = await hsVerifier();
   const exp = nowSeconds() + 60;

@@ -16,6 +16,12 @@ export type MediaKind = Exclude<MediaType, "text">;
 export const UNREAD_PREVIEW_LIMIT = 50;
 
 /**
+ * The longest user id any plane takes (a token's, a frame's receiver_id, an admin request's):
+ * one bound for all, so that whoever can chat can also be banned, disconnected or given a chat.
+ */
+export const MAX_USER_ID_LENGTH = 256;
+
+/**
  * A chat, message or media id as an edge accepts it: a UUID in either case (the store's uuid
  * type reads both; its canonical form is lower case). Anything else names nothing.
  */

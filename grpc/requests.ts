@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { ChatError, toFieldIssues } from "../chat/errors.ts";
-import { UUID_PATTERN } from "../chat/types.ts";
+import { MAX_USER_ID_LENGTH, UUID_PATTERN } from "../chat/types.ts";
 import type { PageTokens } from "./page_token.ts";
 
 /** Request fields as the admin plane reads them; every failure names its field. */
@@ -22,7 +22,7 @@ export const text = z.string().refine((value) => !value.includes("\0"), {
 });
 
 /** A user id or other opaque id: required. */
-export const userId = text.trim().min(1, "is required").max(200, "is too long");
+export const userId = text.trim().min(1, "is required").max(MAX_USER_ID_LENGTH, "is too long");
 
 /**
  * A chat or message id: required, and a UUID, in lower case as the store and the bus subjects
@@ -40,7 +40,7 @@ const optionalFilter = text.refine((value) => value === "" || value.trim() !== "
   abort: true,
 }).trim();
 
-export const optionalUserId = optionalFilter.max(200, "is too long")
+export const optionalUserId = optionalFilter.max(MAX_USER_ID_LENGTH, "is too long")
   .transform((value) => value === "" ? undefined : value);
 
 export const optionalUuid = optionalFilter

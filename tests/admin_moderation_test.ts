@@ -78,6 +78,19 @@ Deno.test("BanUser closes the user's sockets everywhere with 4403 and refuses th
   ]);
 });
 
+Deno.test("a user with the longest id a socket takes (256 characters) can be given a chat and banned", async () => {
+  await using cluster = await startCluster({ grpc: true });
+  const admin = await cluster.admin(0);
+  const longId = "u".repeat(256);
+  const chat = await admin.call("CreateChat", { user_id: longId, vendor_id: "acme" });
+  const socket = await joinChat(cluster, longId, chat.id);
+  await admin.call("BanUser", { user_id: longId, ...by, duration_seconds: 0 });
+  assert.equal((await socket.closed).code, 4403);
+  const tooLong = await failure(admin.call("BanUser", { user_id: `${longId}u`, ...by }));
+  assert.equal(tooLong.code, Status.INVALID_ARGUMENT);
+  assert.match(tooLong.details, /user_id: is too long/);
+});
+
 /** Lets the user's ban run out, as if its duration had passed. */
 async function expireBan(cluster: TestCluster, userId: string) {
   const sql = postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} });

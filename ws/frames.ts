@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { mediaTypeSchema } from "../chat/types.ts";
+import { MAX_USER_ID_LENGTH, mediaTypeSchema } from "../chat/types.ts";
 
 /** Client frames (protocol.md "Frames from the client"). Unknown fields are ignored. */
 
@@ -47,7 +47,10 @@ export const clientFrameSchemas = {
   send_message: z.object({
     ...common,
     action: z.literal("send_message"),
-    receiver_id: z.union([storable.min(1).max(256), z.number().int().transform(String)]),
+    receiver_id: z.union([
+      storable.min(1).max(MAX_USER_ID_LENGTH),
+      z.number().int().transform(String),
+    ]),
     media_type: mediaTypeSchema,
     content: text.optional(),
     image: base64.optional(),
