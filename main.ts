@@ -69,6 +69,14 @@ function logError(error: unknown, context: string, fields: Record<string, unknow
 }
 
 /**
+ * How the message writer's connections get their lock_timeout back. PgBouncer's
+ * ignore_startup_parameters drops the setting, and its track_extra_parameters (1.20 and later)
+ * passes on only parameters that PostgreSQL reports to clients, which lock_timeout is not.
+ */
+const LOCK_TIMEOUT_ADVICE =
+  'connect to PostgreSQL directly, not through PgBouncer (README, "Scaling out")';
+
+/**
  * The composition root: config -> sql -> store -> bus -> service -> planes. The order of
  * `close` is the reverse, so nothing in flight loses what it stands on.
  */
@@ -120,19 +128,25 @@ export async function startService(config: Config): Promise<RunningService> {
       max: WRITER_LANES,
       instanceId,
       lockTimeoutMs: WRITER_LOCK_TIMEOUT_MS,
-      // PgBouncer's ignore_startup_parameters ends the refusal, but drops the setting all the
-      // same: only a connection that passes it on keeps a held chat from stalling its lane
-      onLockTimeoutRefused: (error) =>
+      // Read on its first connection, as a pooler treats them all alike. The embedded
+      // development database has no lock_timeout (README): no news there.
+      onLockTimeoutMissing: ({ inEffectMs, refusal }) => {
+        if (embedded) return;
         logger("db").warn(
-          "the database refused lock_timeout as a connection parameter: a chat row held from " +
-            "outside now holds up every chat of its writer lane until the store timeout",
+          "the message writer's connections run without its lock_timeout: a chat row held from " +
+            "outside holds up every chat of its writer lane for the lock_timeout they have, or " +
+            "with none until the store timeout",
           {
-            reason: error.message,
+            reason: refusal?.message ??
+              "the setting the connection asked for at its start is not in effect (a pooler " +
+                "in between took it and dropped it)",
             lock_timeout_ms: WRITER_LOCK_TIMEOUT_MS,
+            lock_timeout_ms_in_effect: inEffectMs,
             store_timeout_ms: STORE_TIMEOUT_MS,
-            ends_warning: "PgBouncer: ignore_startup_parameters = lock_timeout",
+            ends_warning: LOCK_TIMEOUT_ADVICE,
           },
-        ),
+        );
+      },
     });
     pools.push(writerSql);
     const store = withStoreMetrics(createPostgresStore(sql, writerSql), metrics);

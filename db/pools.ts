@@ -27,12 +27,22 @@ export function connectPool(
   });
 }
 
+/** The message writer's connections run without the lock_timeout they asked for. */
+export interface LockTimeoutMissing {
+  /** The lock_timeout they have instead, in milliseconds; 0 for none. */
+  inEffectMs: number;
+  /** Why: the pooler refused the startup parameter; undefined when it took it and dropped it. */
+  refusal: postgres.PostgresError | undefined;
+}
+
 /**
  * The message writer's pool: connectPool with `lockTimeoutMs`, its first connection opened at
  * once so that nothing is sent on a pool that is then replaced. A pooler that refuses
- * `lock_timeout` as a startup parameter (PgBouncer in session mode, unless its
- * `ignore_startup_parameters` lists it) gets a pool without it instead, and
- * `onLockTimeoutRefused` hears so once. Any other refusal is thrown, as postgres.js gave it.
+ * `lock_timeout` as a startup parameter (PgBouncer in session mode) gets a pool without it
+ * instead. The first connection's lock_timeout is read back (in place of a bare `select 1`):
+ * a pooler may also take the parameter and drop it (PgBouncer's `ignore_startup_parameters`),
+ * and the database may set one of its own. When it is not `lockTimeoutMs`, `onLockTimeoutMissing`
+ * hears so once. Any other refusal is thrown, as postgres.js gave it.
  */
 export async function connectWriterPool(
   url: string,
@@ -40,26 +50,36 @@ export async function connectWriterPool(
     max: number;
     instanceId: string;
     lockTimeoutMs: number;
-    onLockTimeoutRefused: (error: postgres.PostgresError) => void;
+    onLockTimeoutMissing: (missing: LockTimeoutMissing) => void;
   },
 ): Promise<Sql> {
+  let refusal: postgres.PostgresError | undefined;
+  let writer: { pool: Sql; lockTimeoutMs: number };
   try {
-    return await opened(connectPool(url, options));
+    writer = await opened(connectPool(url, options));
   } catch (error) {
     // PostgreSQL itself takes the setting: only a pooler in between names it in a refusal
     if (!(error instanceof postgres.PostgresError && error.message.includes("lock_timeout"))) {
       throw error;
     }
-    options.onLockTimeoutRefused(error);
+    refusal = error;
+    writer = await opened(connectPool(url, { ...options, lockTimeoutMs: undefined }));
   }
-  return await opened(connectPool(url, { ...options, lockTimeoutMs: undefined }));
+  if (writer.lockTimeoutMs !== options.lockTimeoutMs) {
+    options.onLockTimeoutMissing({ inEffectMs: writer.lockTimeoutMs, refusal });
+  }
+  return writer.pool;
 }
 
-/** `pool` once a connection of it has answered; ended, and the refusal thrown, if none does. */
-async function opened(pool: Sql): Promise<Sql> {
+/**
+ * `pool` once a connection of it has answered, with the lock_timeout its statements have (in
+ * milliseconds); ended, and the refusal thrown, if none does.
+ */
+async function opened(pool: Sql): Promise<{ pool: Sql; lockTimeoutMs: number }> {
   try {
-    await pool`select 1`;
-    return pool;
+    const [row] = await pool<[{ ms: number }]>`
+      select setting::int as ms from pg_settings where name = 'lock_timeout'`;
+    return { pool, lockTimeoutMs: row.ms };
   } catch (error) {
     await pool.end();
     throw error;

@@ -1,26 +1,30 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { connectWriterPool } from "./pools.ts";
-import { TEST_DATABASE_URL } from "../tests/support/database.ts";
+import { freshDatabase, TEST_DATABASE_URL } from "../tests/support/database.ts";
 import { hasPgBouncer, startPgBouncer } from "../tests/support/pgbouncer.ts";
 
-/** connectWriterPool with a lock timeout of 500 ms, the refusals it reports kept in `refusals`. */
-function writerPool(url: string, refusals: string[]) {
+/** What connectWriterPool reported missing: the lock_timeout in effect, and the refusal's message. */
+type Report = { inEffectMs: number; refusal: string | undefined };
+
+/** connectWriterPool with a lock timeout of 500 ms, what it reports missing kept in `reports`. */
+function writerPool(url: string, reports: Report[]) {
   return connectWriterPool(url, {
     max: 1,
     instanceId: crypto.randomUUID(),
     lockTimeoutMs: 500,
-    onLockTimeoutRefused: (error) => refusals.push(error.message),
+    onLockTimeoutMissing: ({ inEffectMs, refusal }) =>
+      reports.push({ inEffectMs, refusal: refusal?.message }),
   });
 }
 
 Deno.test("connectWriterPool() on a server that takes lock_timeout keeps it, and reports nothing", async () => {
-  const refusals: string[] = [];
-  const sql = await writerPool(TEST_DATABASE_URL, refusals);
+  const reports: Report[] = [];
+  const sql = await writerPool(TEST_DATABASE_URL, reports);
   try {
     const [row] = await sql<[{ lock_timeout: string }]>`show lock_timeout`;
     assert.equal(row.lock_timeout, "500ms");
-    assert.deepEqual(refusals, []);
+    assert.deepEqual(reports, []);
   } finally {
     await sql.end();
   }
@@ -28,16 +32,65 @@ Deno.test("connectWriterPool() on a server that takes lock_timeout keeps it, and
 
 Deno.test({
   name:
-    "connectWriterPool() behind PgBouncer, which refuses lock_timeout, reports it once and gives a pool without it",
+    "connectWriterPool() behind PgBouncer, which refuses lock_timeout, reports the refusal once and gives a pool without it",
   ignore: !hasPgBouncer(),
   async fn() {
     await using bouncer = await startPgBouncer(TEST_DATABASE_URL);
-    const refusals: string[] = [];
-    const sql = await writerPool(bouncer.url, refusals);
+    const reports: Report[] = [];
+    const sql = await writerPool(bouncer.url, reports);
     try {
       const [row] = await sql<[{ lock_timeout: string }]>`show lock_timeout`;
       assert.equal(row.lock_timeout, "0");
-      assert.deepEqual(refusals, ["unsupported startup parameter: lock_timeout"]);
+      assert.deepEqual(reports, [
+        { inEffectMs: 0, refusal: "unsupported startup parameter: lock_timeout" },
+      ]);
+    } finally {
+      await sql.end();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "connectWriterPool() behind PgBouncer told to ignore lock_timeout, which drops it, reports that its connections run without it",
+  ignore: !hasPgBouncer(),
+  async fn() {
+    await using bouncer = await startPgBouncer(TEST_DATABASE_URL, {
+      ignore_startup_parameters: "lock_timeout",
+    });
+    const reports: Report[] = [];
+    const sql = await writerPool(bouncer.url, reports);
+    try {
+      const [row] = await sql<[{ lock_timeout: string }]>`show lock_timeout`;
+      assert.equal(row.lock_timeout, "0");
+      assert.deepEqual(reports, [{ inEffectMs: 0, refusal: undefined }]);
+    } finally {
+      await sql.end();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "connectWriterPool() behind PgBouncer, which refuses lock_timeout, reports nothing when the database gives its connections that lock_timeout",
+  ignore: !hasPgBouncer(),
+  async fn() {
+    await using database = await freshDatabase();
+    const admin = postgres(database.url, { max: 1, onnotice: () => {} });
+    try {
+      await admin.unsafe(
+        `alter database ${new URL(database.url).pathname.slice(1)} set lock_timeout = 500`,
+      );
+    } finally {
+      await admin.end();
+    }
+    await using bouncer = await startPgBouncer(database.url);
+    const reports: Report[] = [];
+    const sql = await writerPool(bouncer.url, reports);
+    try {
+      const [row] = await sql<[{ lock_timeout: string }]>`show lock_timeout`;
+      assert.equal(row.lock_timeout, "500ms");
+      assert.deepEqual(reports, []);
     } finally {
       await sql.end();
     }
@@ -47,10 +100,10 @@ Deno.test({
 Deno.test("connectWriterPool() throws any other refusal, unreported", async () => {
   const missing = new URL(TEST_DATABASE_URL);
   missing.pathname = `/chat_missing_${crypto.randomUUID().replaceAll("-", "")}`;
-  const refusals: string[] = [];
+  const reports: Report[] = [];
   await assert.rejects(
-    writerPool(missing.toString(), refusals),
+    writerPool(missing.toString(), reports),
     (error) => error instanceof postgres.PostgresError && error.code === "3D000",
   );
-  assert.deepEqual(refusals, []);
+  assert.deepEqual(reports, []);
 });

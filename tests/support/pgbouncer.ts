@@ -14,11 +14,13 @@ export function hasPgBouncer(): boolean {
 
 /**
  * A PgBouncer of a test's own in session mode, on a free loopback port, in front of the database
- * of `databaseUrl` (trust authentication, as the test server has). `url` is that database
- * through it. Its files are in a temporary directory, removed on dispose with the process.
+ * of `databaseUrl` (trust authentication, as the test server has), with `settings` added to its
+ * `[pgbouncer]` section. `url` is that database through it. Its files are in a temporary
+ * directory, removed on dispose with the process.
  */
 export async function startPgBouncer(
   databaseUrl: string,
+  settings: Record<string, string> = {},
 ): Promise<{ url: string } & AsyncDisposable> {
   const target = new URL(databaseUrl);
   const database = target.pathname.slice(1);
@@ -40,6 +42,7 @@ export async function startPgBouncer(
       "pool_mode = session",
       "auth_type = trust",
       `auth_file = ${dir}/userlist.txt`,
+      ...Object.entries(settings).map(([name, value]) => `${name} = ${value}`),
       "",
     ].join("\n"),
     { mode: 0o644 },
