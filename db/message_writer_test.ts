@@ -3,7 +3,12 @@ import postgres from "postgres";
 import { ChatError } from "../chat/errors.ts";
 import type { ChatStore, NewMessage } from "../chat/ports.ts";
 import { type Chat, UNREAD_PREVIEW_LIMIT } from "../chat/types.ts";
-import { freshDatabase, fromAlice, waitingForLock } from "../tests/support/database.ts";
+import {
+  freshDatabase,
+  fromAlice,
+  noneWaitingForLock,
+  waitingForLock,
+} from "../tests/support/database.ts";
 import { within } from "../tests/support/wait.ts";
 import { STORE_TIMEOUT_MS } from "./errors.ts";
 import { writerLaneOf } from "./writer_lanes.ts";
@@ -201,6 +206,8 @@ Deno.test("a message tried alone after its batch failed is not stored once its s
       within(late, STORE_TIMEOUT_MS + 2_000, "the late send's answer"),
       (error) => error instanceof ChatError && error.code === "unavailable",
     );
+    // nor does it wait on for the row, holding a connection of the writer's
+    await noneWaitingForLock(sql, 1_000);
     await transaction`commit`;
     // had the lone insert committed once the row was free, this would be its duplicate
     const retried = await store.insertMessage(fromAlice(chat.id, "too late", "late"));

@@ -12,6 +12,7 @@ import { type ChatAfterRead, chatAfterRead } from "./read_batch.ts";
 import { withWholeResults } from "./whole_results.ts";
 import { messageColumns, type MessageRow, toStoredMessage } from "./rows.ts";
 import { transaction } from "./transactions.ts";
+import { cancelledOnAbort } from "./statement_deadline.ts";
 import { arrayLiteral } from "./array_literal.ts";
 
 /** Thrown inside a transaction to roll it back when a `client_id` was seen before. */
@@ -37,13 +38,17 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
     return row ? toStoredMessage(row) : null;
   }
 
-  /** One message in its own transaction: the careful path when a batch meets a conflict. */
+  /**
+   * One message in its own transaction: the careful path when a batch meets a conflict. Once
+   * `signal` aborts, the statement in flight is cancelled.
+   */
   async function insertSingle(message: NewMessage, signal: AbortSignal): Promise<InsertedMessage> {
     try {
       return await transaction(sql, async (tx) => {
         // The chat row lock orders writers of one chat: seq is gapless, chats never wait
         // on each other.
-        const [chat] = await tx<Array<{ last_seq: number }>>`
+        const [chat] = await cancelledOnAbort(
+          tx<Array<{ last_seq: number }>>`
           update chats set
             last_seq = last_seq + 1,
             updated_at = date_trunc('milliseconds', now()),
@@ -52,9 +57,12 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
           where id = ${message.chat_id}
             and not exists (select 1 from bans b where b.user_id = ${message.sender_id}
                             and (b.expires_at is null or b.expires_at > now()))
-          returning last_seq`;
+          returning last_seq`,
+          signal,
+        );
         if (!chat) throw new ChatError("forbidden", "you may not send to this chat");
-        const [row] = await tx<MessageRow[]>`
+        const [row] = await cancelledOnAbort(
+          tx<MessageRow[]>`
           insert into messages (chat_id, seq, sender_id, sender_side, receiver_id, media_type,
                                 content, media_id, client_id, created_at, updated_at)
           values (${message.chat_id}, ${chat.last_seq}, ${message.sender_id},
@@ -62,7 +70,9 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
                   ${message.content}, ${message.media_id}, ${message.client_id},
                   date_trunc('milliseconds', now()), date_trunc('milliseconds', now()))
           on conflict (chat_id, sender_id, client_id) do nothing
-          returning ${messageColumns(tx)}`;
+          returning ${messageColumns(tx)}`,
+          signal,
+        );
         if (!row) throw new DuplicateClientId();
         return { message: toStoredMessage(row), duplicate: false, receiver_unread: null };
       }, { signal });

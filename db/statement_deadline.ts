@@ -44,6 +44,21 @@ export function bounded<T>(work: Promise<T>, cancelAt: number, cancel?: () => vo
   });
 }
 
+/**
+ * `query`, cancelled once `signal` aborts, and not sent if it has: a statement whose sender was
+ * answered must not go on waiting for a lock, holding its connection (the writer has one per
+ * lane), nor be stored later.
+ */
+export function cancelledOnAbort<T>(
+  query: Promise<T> & { cancel(): unknown },
+  signal: AbortSignal,
+): Promise<T> {
+  if (signal.aborted) return Promise.reject(timedOut());
+  const cancel = () => query.cancel();
+  signal.addEventListener("abort", cancel, { once: true });
+  return query.finally(() => signal.removeEventListener("abort", cancel));
+}
+
 /** SQLSTATE of a statement ended by a cancel request. */
 const QUERY_CANCELED = "57014";
 

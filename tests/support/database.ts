@@ -88,13 +88,28 @@ export const fromAlice = (
   client_id: clientId,
 });
 
+/** Whether a session of the database waits for a lock, in a statement like `queryLike`. */
+async function someoneWaitsForLock(sql: postgres.Sql, queryLike: string): Promise<boolean> {
+  const [waiting] = await sql`
+    select 1 from pg_stat_activity
+    where datname = current_database() and wait_event_type = 'Lock' and query like ${queryLike}`;
+  return waiting !== undefined;
+}
+
+const pause = () => new Promise((resolve) => setTimeout(resolve, 20));
+
 /** Resolves once a session of the database waits for a lock, in a statement like `queryLike`. */
 export async function waitingForLock(sql: postgres.Sql, queryLike = "%"): Promise<void> {
-  for (;;) {
-    const [waiting] = await sql`
-      select 1 from pg_stat_activity
-      where datname = current_database() and wait_event_type = 'Lock' and query like ${queryLike}`;
-    if (waiting) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
+  while (!await someoneWaitsForLock(sql, queryLike)) await pause();
+}
+
+/** Resolves once no session of the database waits for a lock; rejects after `ms`. */
+export async function noneWaitingForLock(sql: postgres.Sql, ms: number): Promise<void> {
+  const giveUpAt = performance.now() + ms;
+  while (await someoneWaitsForLock(sql, "%")) {
+    if (performance.now() > giveUpAt) {
+      throw new Error(`a statement still waits for a lock after ${ms} ms`);
+    }
+    await pause();
   }
 }
