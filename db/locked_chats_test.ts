@@ -55,6 +55,35 @@ Deno.test("a batch with a message to a chat locked from outside writes the other
   });
 });
 
+Deno.test("a batch tried one message at a time, with one to a chat locked from outside, refuses that one after the writer's lock timeout and writes the others", async () => {
+  await withLockedChat(async ({ store, locked, free, release }) => {
+    const inFree = (content: string): NewMessage => ({
+      ...fromAlice(free.id, content),
+      sender_id: free.user_id,
+    });
+    // the first is written alone; the other three wait for it and go in one batch, which the
+    // database refuses for the NUL, so that each is tried alone
+    const first = store.insertMessage(inFree("first"));
+    const started = performance.now();
+    const [refusedText, refusedLocked, second] = [
+      store.insertMessage(inFree("nul \u0000 inside")),
+      store.insertMessage(fromAlice(locked.id, "while locked", "l1")),
+      store.insertMessage(inFree("second")),
+    ];
+    refusedText.catch(() => {}); // awaited below
+    refusedLocked.catch(() => {}); // awaited below
+    assert.equal((await first).message.seq, 2);
+    assert.equal((await within(second, 2_000, "the free chat's second message")).message.seq, 3);
+    const took = performance.now() - started;
+    assert.ok(took < WRITER_LOCK_TIMEOUT_MS + 1_000, `answered after ${Math.round(took)} ms`);
+    await assert.rejects(refusedText, (error) => error instanceof ChatError);
+    await assert.rejects(within(refusedLocked, 1_000, "the locked chat's answer"), isUnavailable);
+    await release();
+    const retried = await store.insertMessage(fromAlice(locked.id, "while locked", "l1"));
+    assert.deepEqual([retried.duplicate, retried.message.seq], [false, 2]);
+  });
+});
+
 Deno.test("a batch of read marks with one in a chat locked from outside marks the others and refuses that one", async () => {
   await withLockedChat(async ({ sql, store, locked, free, release }, before) => {
     const { lockedMessage, freeMessage } = before;
@@ -154,6 +183,8 @@ async function withLockedChat(
       transaction.release();
     }
   } finally {
-    await Promise.all([other.end(), writerSql.end(), sql.end()]);
+    // with a time limit: a pool that ends while one of its reservations is still in use (a
+    // test that failed early) can wait for ever, and the failure would never be reported
+    await Promise.all([other, writerSql, sql].map((pool) => pool.end({ timeout: 5 })));
   }
 }

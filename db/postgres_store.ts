@@ -39,12 +39,16 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
   }
 
   /**
-   * One message in its own transaction: the careful path when a batch meets a conflict. Once
-   * `signal` aborts, the statement in flight is cancelled.
+   * One message in its own transaction: the careful path when a batch meets a conflict. On the
+   * writer's connections, as the batch was, so that a chat row held from outside fails it after
+   * the writer's lock_timeout instead of holding its lane until the store timeout. A lane uses
+   * one connection at a time (this transaction, then the read of a duplicate), and the writer
+   * has one per lane: no lane waits for a connection another holds while it waits itself. Once
+   * `signal` aborts, the statement in flight is cancelled, so that it gives the connection back.
    */
   async function insertSingle(message: NewMessage, signal: AbortSignal): Promise<InsertedMessage> {
     try {
-      return await transaction(sql, async (tx) => {
+      return await transaction(writerSql, async (tx) => {
         // The chat row lock orders writers of one chat: seq is gapless, chats never wait
         // on each other.
         const [chat] = await cancelledOnAbort(
@@ -78,8 +82,8 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
       }, { signal });
     } catch (error) {
       if (!(error instanceof DuplicateClientId)) throw error;
-      const [row] = await sql<MessageRow[]>`
-        select ${messageColumns(sql)} from messages where chat_id = ${message.chat_id}
+      const [row] = await writerSql<MessageRow[]>`
+        select ${messageColumns(writerSql)} from messages where chat_id = ${message.chat_id}
           and sender_id = ${message.sender_id} and client_id = ${message.client_id}`;
       if (!row) throw new ChatError("internal", "duplicate client_id without a message");
       return { message: toStoredMessage(row), duplicate: true, receiver_unread: null };
