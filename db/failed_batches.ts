@@ -108,7 +108,9 @@ export function createFailedBatches(deps: {
       for (const item of batch) item.reject(error);
       return;
     }
-    for (const item of batch) {
+    for (let rest = batch; rest.length > 0;) {
+      const item = rest[0]!;
+      rest = rest.slice(1);
       if (item.expiresAt <= performance.now()) {
         item.reject(timedOut());
         continue;
@@ -129,6 +131,9 @@ export function createFailedBatches(deps: {
         item.resolve(result);
       } catch (failure) {
         item.reject(failure);
+        // a chat row held from outside: its chat's other messages are refused with it, not
+        // each after a lock wait of its own
+        if (rest.length > 0) rest = await afterLockTimeout(rest, failure) ?? rest;
       }
     }
   }

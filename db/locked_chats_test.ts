@@ -84,6 +84,39 @@ Deno.test("a batch tried one message at a time, with one to a chat locked from o
   });
 });
 
+Deno.test("a batch tried one message at a time with several to a chat locked from outside waits for that chat once, not once for each", async () => {
+  // longer than the writer's, so that one wait and three are far apart on a busy machine
+  const lockTimeoutMs = 1_200;
+  await withLockedChat(async ({ store, locked, free }) => {
+    const inFree = (content: string): NewMessage => ({
+      ...fromAlice(free.id, content),
+      sender_id: free.user_id,
+    });
+    // the first is written alone; the others wait for it and go in one batch, which the
+    // database refuses for the NUL, so that each is tried alone
+    const first = store.insertMessage(inFree("first"));
+    const refused = [
+      store.insertMessage(inFree("nul \u0000 inside")),
+      ...["l1", "l2", "l3"].map((clientId) =>
+        store.insertMessage(fromAlice(locked.id, "while locked", clientId))
+      ),
+    ];
+    const second = store.insertMessage(inFree("second"));
+    for (const answer of refused) answer.catch(() => {}); // awaited below
+    await first;
+    const started = performance.now();
+    assert.equal(
+      (await within(second, 4 * lockTimeoutMs, "the free chat's message")).message.seq,
+      3,
+    );
+    const took = performance.now() - started;
+    assert.ok(took < 1.75 * lockTimeoutMs, `answered after ${Math.round(took)} ms`);
+    for (const answer of refused.slice(1)) {
+      await assert.rejects(within(answer, 1_000, "a locked chat's message"), isUnavailable);
+    }
+  }, { lockTimeoutMs });
+});
+
 Deno.test("a batch of read marks with one in a chat locked from outside marks the others and refuses that one", async () => {
   await withLockedChat(async ({ sql, store, locked, free, release }, before) => {
     const { lockedMessage, freeMessage } = before;
