@@ -14,6 +14,7 @@ import {
   toModerationAction,
   toStoredMessage,
 } from "./rows.ts";
+import { cancelledOnAbort } from "./statement_deadline.ts";
 import { transaction } from "./transactions.ts";
 import { withWholeResults } from "./whole_results.ts";
 
@@ -52,29 +53,6 @@ function withinPageBytes<Row extends MessageRow>(rows: Row[]): Row[] {
     if (bytes > MAX_PAGE_TEXT_BYTES && index > 0) return rows.slice(0, index);
   }
   return rows;
-}
-
-/**
- * The rows of `query`, which is cancelled in the database once `signal` aborts: a search whose
- * caller has gone (a deadline, a cancel, a newer keystroke of a search box) would otherwise run
- * to its statement timeout on a connection of the pool the chat shares. The listener goes as
- * soon as the query is settled, since a late cancel request would hit whatever its connection
- * runs next.
- */
-async function cancelledOnAbort<T extends readonly Row[]>(
-  query: PendingQuery<T>,
-  signal: AbortSignal | undefined,
-) {
-  // postgres.js skips a query cancelled before it is sent, and the reserved connection it was
-  // queued on then answers nothing more (its rollback included): so such a query is not run
-  if (signal?.aborted) throw new ChatError("unavailable", "the caller has gone");
-  const cancel = () => void query.cancel();
-  signal?.addEventListener("abort", cancel, { once: true });
-  try {
-    return await query;
-  } finally {
-    signal?.removeEventListener("abort", cancel);
-  }
 }
 
 /**
@@ -154,7 +132,7 @@ export function createAdminStore(pool: Sql): AdminStore {
 
     async searchMessages(query, options = {}) {
       const { text, limit, after } = query;
-      const { signal } = options;
+      const signal = options.signal ?? new AbortController().signal;
       // The words go to websearch_to_tsquery as a parameter: quotes, `or` and `-` are search
       // syntax there, never SQL. The GIN index finds the rows; ts_rank (normalised by length,
       // so a short message that is about the words beats a long one that mentions them) orders
@@ -197,7 +175,7 @@ export function createAdminStore(pool: Sql): AdminStore {
         limit ${limit + 1}`,
           signal,
         );
-      }, signal ? { signal } : {});
+      }, { signal });
       if (rows.length === 0 && after === undefined) {
         // Only now worth asking why: a query of punctuation alone has no words to look for.
         const [parsed] = await sql<Array<{ nodes: number }>>`

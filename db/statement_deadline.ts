@@ -45,9 +45,13 @@ export function bounded<T>(work: Promise<T>, cancelAt: number, cancel?: () => vo
 }
 
 /**
- * `query`, cancelled once `signal` aborts, and not sent if it has: a statement whose sender was
- * answered must not go on waiting for a lock, holding its connection (the writer has one per
- * lane), nor be stored later.
+ * `query`, cancelled once `signal` aborts, and not sent if it has: a statement whose caller was
+ * answered or has gone must not go on waiting for a lock or running to its statement timeout,
+ * holding its connection (the writer has one per lane; a search holds one of the pool the chat
+ * shares), nor be stored later. Not sent rather than cancelled before it is: postgres.js skips
+ * such a query, and the reserved connection it was queued on then answers nothing more (its
+ * rollback included). The listener goes once the query is settled: a late cancel request would
+ * hit whatever its connection runs next.
  */
 export function cancelledOnAbort<T>(
   query: Promise<T> & { cancel(): unknown },
