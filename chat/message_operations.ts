@@ -1,5 +1,6 @@
 import { ChatError } from "./errors.ts";
 import type { ChatMedia } from "./media.ts";
+import { refuseBanned } from "./membership_operations.ts";
 import type {
   Actor,
   ChatServiceDeps,
@@ -16,6 +17,18 @@ import {
   toClientMessage,
   UNREAD_PREVIEW_LIMIT,
 } from "./types.ts";
+
+/**
+ * Refusals of a new message that a retry of one stored before may meet though the first send
+ * passed: what it names may have changed since (a receiver removed from the vendor, an upload,
+ * the media limits or types of a new deploy).
+ */
+const RETRY_MAY_OUTLIVE: ReadonlySet<ChatError["code"]> = new Set([
+  "invalid_payload",
+  "not_found",
+  "payload_too_large",
+  "unsupported_media",
+]);
 
 /**
  * What a participant does with messages: send, edit, delete, and say they are typing. Part of
@@ -62,10 +75,45 @@ export function createMessageOperations(
     return receiverId !== chat.user_id && await store.isVendorMember(chat.vendor_id, receiverId);
   }
 
+  /**
+   * The media id a new message carries, once its receiver and media pass the rules; throws
+   * their refusal (see sendMessage).
+   */
+  async function checkedSend(actor: Actor, input: SendMessageInput): Promise<string | null> {
+    const { chat, side } = actor.membership;
+    if (!(await receiverSideOk(chat, side, input.receiver_id))) {
+      throw new ChatError("invalid_payload", "receiver is not on the other side of this chat", {
+        issues: [{ path: "receiver_id", message: "must be on the other side of this chat" }],
+      });
+    }
+    return await chatMedia.forMessage(actor, input.media_type, input.media);
+  }
+
+  /**
+   * The message a refused send's client_id stored before, if any: a retry whose first answer was
+   * lost is answered with it, though its receiver (say, an agent since removed) or its media
+   * would be refused now. Only the refusals of the message itself: a banned sender is refused
+   * (forbidden) whatever was stored. Looked up by the actor's own chat and user id, so another
+   * sender or chat learns nothing; and only after a refusal, so a first send costs no query.
+   */
+  async function storedBeforeRefusal(actor: Actor, clientId: string | null, refusal: unknown) {
+    if (clientId === null || !(refusal instanceof ChatError)) return null;
+    if (!RETRY_MAY_OUTLIVE.has(refusal.code)) return null;
+    const earlier = await store.messageByClientId(
+      actor.membership.chat.id,
+      actor.user_id,
+      clientId,
+    );
+    // the receiver is checked before the store sees the ban: a banned sender is told so here
+    if (earlier) await refuseBanned(store, actor.user_id);
+    return earlier;
+  }
+
   return {
     /**
      * Stores a message, then tells every participant and pushes the receiver side's unread.
-     * A repeated `client_id` returns the first message and tells no one again.
+     * A repeated `client_id` returns the first message and tells no one again, even when a
+     * new send would now be refused for its receiver or media (not when the sender is banned).
      * Media is checked and stored first (see createChatMedia's forMessage).
      * Errors: invalid_payload (receiver not on the other side, broken base64), forbidden
      * (banned), not_found (media_id), payload_too_large, unsupported_media, unavailable.
@@ -75,12 +123,14 @@ export function createMessageOperations(
       input: SendMessageInput,
     ): Promise<{ message: Message; duplicate: boolean }> {
       const { chat, side } = actor.membership;
-      if (!(await receiverSideOk(chat, side, input.receiver_id))) {
-        throw new ChatError("invalid_payload", "receiver is not on the other side of this chat", {
-          issues: [{ path: "receiver_id", message: "must be on the other side of this chat" }],
-        });
+      let mediaId: string | null;
+      try {
+        mediaId = await checkedSend(actor, input);
+      } catch (refusal) {
+        const earlier = await storedBeforeRefusal(actor, input.client_id, refusal);
+        if (earlier) return { message: toClientMessage(earlier), duplicate: true };
+        throw refusal;
       }
-      const mediaId = await chatMedia.forMessage(actor, input.media_type, input.media);
       const { message: stored, duplicate, receiver_unread } = await store.insertMessage({
         chat_id: chat.id,
         sender_id: actor.user_id,

@@ -147,6 +147,12 @@ export interface ChatStore {
 
   /** Stores a message with the next seq. `forbidden` when the sender is banned. */
   insertMessage(message: NewMessage): Promise<InsertedMessage>;
+  /** The message the sender sent in the chat with this client_id; null when none. */
+  messageByClientId(
+    chatId: string,
+    senderId: string,
+    clientId: string,
+  ): Promise<StoredMessage | null>;
   history(chatId: string, query: HistoryQuery): Promise<Page<StoredMessage>>;
   /** Messages of the chat with seq in [from, to], oldest first. */
   messagesBetween(chatId: string, fromSeq: number, toSeq: number): Promise<StoredMessage[]>;

@@ -82,12 +82,22 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
       }, { signal });
     } catch (error) {
       if (!(error instanceof DuplicateClientId)) throw error;
-      const [row] = await writerSql<MessageRow[]>`
-        select ${messageColumns(writerSql)} from messages where chat_id = ${message.chat_id}
-          and sender_id = ${message.sender_id} and client_id = ${message.client_id}`;
-      if (!row) throw new ChatError("internal", "duplicate client_id without a message");
-      return { message: toStoredMessage(row), duplicate: true, receiver_unread: null };
+      const earlier = await selectByClientId(
+        message.chat_id,
+        message.sender_id,
+        message.client_id!,
+        writerSql,
+      );
+      if (!earlier) throw new ChatError("internal", "duplicate client_id without a message");
+      return { message: earlier, duplicate: true, receiver_unread: null };
     }
+  }
+
+  async function selectByClientId(chatId: string, senderId: string, clientId: string, db = sql) {
+    const [row] = await db<MessageRow[]>`
+      select ${messageColumns(db)} from messages where chat_id = ${chatId}
+        and sender_id = ${senderId} and client_id = ${clientId}`;
+    return row ? toStoredMessage(row) : null;
   }
 
   const store: ChatStore = {
@@ -95,6 +105,10 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
 
     insertMessage(message: NewMessage): Promise<InsertedMessage> {
       return writer.insert(message);
+    },
+
+    messageByClientId(chatId, senderId, clientId) {
+      return selectByClientId(chatId, senderId, clientId);
     },
 
     async history(chatId, { limit, before_seq, after_seq }) {

@@ -116,6 +116,17 @@ for (const backend of backends) {
     assert.equal(next.message.seq, 2, "a duplicate takes no seq");
   });
 
+  Deno.test(`${backend.name}: a message is found by its client_id in its chat and sender's only`, async () => {
+    await using db = await backend.open();
+    const chat = (await db.store.createChat("c", "v")).chat;
+    const other = (await db.store.createChat("c", "v2")).chat;
+    const sent = await db.store.insertMessage(text(chat, "once", { client_id: "k1" }));
+    assert.deepEqual(await db.store.messageByClientId(chat.id, "c", "k1"), sent.message);
+    assert.equal(await db.store.messageByClientId(chat.id, "v", "k1"), null);
+    assert.equal(await db.store.messageByClientId(other.id, "c", "k1"), null);
+    assert.equal(await db.store.messageByClientId(chat.id, "c", "k2"), null);
+  });
+
   Deno.test(`${backend.name}: a send answers with the message exactly as stored`, async () => {
     await using db = await backend.open();
     const chat = (await db.store.createChat("c", "v")).chat;

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { startCluster } from "./support/service.ts";
+import postgres from "postgres";
+import { startCluster, type TestCluster } from "./support/service.ts";
 import {
   framesBetween,
   joinAllChats,
@@ -103,4 +104,88 @@ Deno.test("client_ids that differ only in a lone surrogate are refused naming cl
   }
   const sent = await sendText(customer, "vend-1", "third", { client_id: "c-\ufffd" });
   assert.equal(sent.seq, 1, "nothing was stored before");
+});
+
+/** A chat of cust-1 with vend-1, whose agent agent-1 is a member to be removed. */
+async function chatWithAgent(cluster: TestCluster) {
+  const service = cluster.main.service.chat;
+  const chat = await service.createChat("cust-1", "vend-1");
+  await service.addVendorMember("vend-1", "agent-1", "agent");
+  return { service, chat };
+}
+
+Deno.test("a retry of a stored client_id is acked with the stored message after its receiver left the vendor", async () => {
+  await using cluster = await startCluster();
+  const { service, chat } = await chatWithAgent(cluster);
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await using vendor = await joinChat(cluster, "vend-1", chat.id);
+  const vendorMark = vendor.frames.length;
+  const first = await sendText(customer, "agent-1", "to the agent", { client_id: "lost-ack" });
+  await service.removeVendorMember("vend-1", "agent-1");
+
+  // the first ack was lost: the retry is answered with what was stored, not refused
+  const retried = await sendText(customer, "agent-1", "to the agent", { client_id: "lost-ack" });
+  assert.deepEqual(retried, first);
+  // a new message to the agent is refused as before
+  await refused(customer, {
+    action: "send_message",
+    receiver_id: "agent-1",
+    media_type: "text",
+    content: "new",
+    client_id: "new-one",
+  }, "invalid_payload");
+  const next = await sendText(customer, "vend-1", "after the retry");
+  assert.equal(next.seq, first.seq + 1);
+  const barrier = await messageWithSeq(vendor, next.seq);
+  const told = framesBetween(vendor, vendorMark, barrier)
+    .filter((frame) => frame.type === "chat_message");
+  assert.deepEqual(told.map((frame) => frame.message.id), [first.id], "broadcast once");
+});
+
+Deno.test("a refused send with someone else's client_id, or in another chat, learns nothing of the stored message", async () => {
+  await using cluster = await startCluster();
+  const { service, chat } = await chatWithAgent(cluster);
+  const otherChat = await service.createChat("cust-1", "vend-2");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await using vendor = await joinChat(cluster, "vend-1", chat.id);
+  await using customerElsewhere = await joinChat(cluster, "cust-1", otherChat.id);
+  await sendText(customer, "agent-1", "mine", { client_id: "secret" });
+  await service.removeVendorMember("vend-1", "agent-1");
+  const frame = {
+    action: "send_message",
+    media_type: "text",
+    content: "probe",
+    client_id: "secret",
+  };
+  for (
+    const [socket, receiver] of [[vendor, "agent-1"], [customerElsewhere, "agent-1"]] as const
+  ) {
+    const error = await refused(socket, { ...frame, receiver_id: receiver }, "invalid_payload");
+    assert.ok(!JSON.stringify(error).includes("mine"), JSON.stringify(error));
+  }
+});
+
+Deno.test("a banned sender's retries are refused like a new send, not acked", async () => {
+  // no sweep during the test: the ban below is stored but never published, as when its
+  // publish is lost, so the socket stays open and the sends themselves meet the ban
+  await using cluster = await startCluster({ env: { FEED_SWEEP_SECONDS: "3600" } });
+  const { service, chat } = await chatWithAgent(cluster);
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await sendText(customer, "vend-1", "to the vendor", { client_id: "to-vendor" });
+  await sendText(customer, "agent-1", "to the agent", { client_id: "to-agent" });
+  await service.removeVendorMember("vend-1", "agent-1");
+  const sql = postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} });
+  try {
+    await sql`insert into bans (user_id, moderator_id, reason) values ('cust-1', 'mod', 'spam')`;
+  } finally {
+    await sql.end();
+  }
+  const frame = { action: "send_message", media_type: "text", content: "again" };
+  const sends = [
+    ["vend-1", "new-one"],
+    ["agent-1", "to-agent"],
+  ];
+  for (const [receiver, clientId] of sends) {
+    await refused(customer, { ...frame, receiver_id: receiver, client_id: clientId }, "forbidden");
+  }
 });
