@@ -40,7 +40,8 @@ export type DuplicateRow = Pick<MessageRow, Assigned> & {
  * Writes a batch of messages in one statement (the writer's group commit). Per chat, seq is
  * taken in the batch's order under the chat's row lock, and the chat's counters rise; a
  * client_id the sender used before in the chat writes nothing and comes back as the id of the
- * earlier message (`duplicate`); a banned sender's message is not written and has no row.
+ * earlier message (`duplicate`); a banned sender's message, new or a retry, is not written and
+ * has no row (as insertSingle refuses it).
  *
  * The statement's text is a constant (INSERT_BATCH): built from a template at every batch, it
  * made a query object for each column list and a fresh 3 kB string to look the prepared
@@ -74,18 +75,21 @@ const INSERT_BATCH = `
       $1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::uuid[], $8::text[]
     ) with ordinality as t(chat_id, sender_id, sender_side, receiver_id, media_type, content,
                            media_id, client_id, ord)
+  ), allowed as (
+    -- a banned sender's message has no row, a retry of one stored before included
+    select * from input i
+    where not exists (select 1 from bans b where b.user_id = i.sender_id
+                      and (b.expires_at is null or b.expires_at > now()))
   ), existing as (
     -- a lookup per message, never a scan: see the note above
-    select i.ord, m.* from input i cross join lateral (
+    select i.ord, m.* from allowed i cross join lateral (
       select id, seq, created_at from messages
       where chat_id = i.chat_id and sender_id = i.sender_id and client_id = i.client_id
       limit 1
     ) m
   ), fresh as (
-    select i.* from input i
+    select i.* from allowed i
     where not exists (select 1 from existing e where e.ord = i.ord)
-      and not exists (select 1 from bans b where b.user_id = i.sender_id
-                      and (b.expires_at is null or b.expires_at > now()))
   ), counts as (
     select chat_id, count(*)::int as n,
            count(*) filter (where sender_side = 'vendor')::int as to_customer,

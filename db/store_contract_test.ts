@@ -381,6 +381,31 @@ for (const backend of backends) {
     assert.equal((await db.store.insertMessage(text(chat, "hi"))).message.seq, 1);
   });
 
+  Deno.test(`${backend.name}: a banned sender's retry of a stored client_id is refused, the rest of its batch written`, async () => {
+    await using db = await backend.open();
+    const chat = (await db.store.createChat("c", "v")).chat;
+    await db.store.insertMessage(text(chat, "before", { client_id: "k1" }));
+    await db.store.ban({
+      user_id: "c",
+      moderator_id: "mod",
+      reason: "spam",
+      duration_seconds: null,
+    });
+    const retries = await Promise.allSettled([
+      db.store.insertMessage(text(chat, "again", { client_id: "k1" })),
+      db.store.insertMessage(
+        text(chat, "reply", { sender_id: "v", sender_side: "vendor", receiver_id: "c" }),
+      ),
+    ]);
+    const [retry, reply] = retries;
+    assert.ok(
+      retry?.status === "rejected" && retry.reason instanceof ChatError &&
+        retry.reason.code === "forbidden",
+      `the banned sender's retry: ${JSON.stringify(retry)}`,
+    );
+    assert.equal(reply?.status, "fulfilled", "the other side's send in the same batch");
+  });
+
   Deno.test(`${backend.name}: the sanctions of many users are read in one query: bans in force and the newest disconnect`, async () => {
     await using db = await backend.open();
     const by = { moderator_id: "mod", target_message_id: null, reason: "support" };

@@ -183,6 +183,7 @@ Deno.test("a banned sender's retries are refused like a new send, not acked", as
   const frame = { action: "send_message", media_type: "text", content: "again" };
   const sends = [
     ["vend-1", "new-one"],
+    ["vend-1", "to-vendor"],
     ["agent-1", "to-agent"],
   ];
   for (const [receiver, clientId] of sends) {
