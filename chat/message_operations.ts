@@ -4,6 +4,7 @@ import { refuseBanned } from "./membership_operations.ts";
 import type {
   Actor,
   ChatServiceDeps,
+  MediaInput,
   PublishChat,
   SendMessageInput,
   Tombstone,
@@ -109,6 +110,24 @@ export function createMessageOperations(
     return earlier;
   }
 
+  /**
+   * A retry's base64 is stored as a media row of its own before the store finds the client_id
+   * stored before (finding it first would cost every first send a query): that row, which no
+   * message will carry, is deleted. Its bytes, stored once by content, are the first send's when
+   * the file is the same. A failure is reported, not answered: the message is stored.
+   */
+  async function discardRetriedMedia(
+    input: MediaInput | null,
+    mediaId: string | null,
+    stored: StoredMessage,
+  ) {
+    if (input === null || !("base64" in input) || mediaId === null) return;
+    if (mediaId === stored.media_id) return;
+    await store.deleteUnsentMedia(mediaId).catch((error) => {
+      deps.onError?.(error, "media of a repeated client_id");
+    });
+  }
+
   return {
     /**
      * Stores a message, then tells every participant and pushes the receiver side's unread.
@@ -142,7 +161,10 @@ export function createMessageOperations(
         client_id: input.client_id,
       });
       const message = toClientMessage(stored);
-      if (duplicate) return { message, duplicate };
+      if (duplicate) {
+        await discardRetriedMedia(input.media, mediaId, stored);
+        return { message, duplicate };
+      }
       const receiverSide = otherSide(side);
       // The message is stored: it is broadcast and acknowledged whatever comes of this read,
       // else a retry with its client_id would be a duplicate that no one was ever told of.

@@ -242,6 +242,8 @@ export interface ChatStore {
   createMedia(media: NewMedia): Promise<MediaRecord>;
   /** A media row with its usage by messages; null when unknown. */
   getMedia(mediaId: string): Promise<MediaEntry | null>;
+  /** Deletes a media row no message carries (its blob stays); false when none was deleted. */
+  deleteUnsentMedia(mediaId: string): Promise<boolean>;
 }
 
 /** Where the next page of a keyset-paged list starts; null on the last page. */

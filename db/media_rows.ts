@@ -59,3 +59,11 @@ export async function selectMedia(sql: Sql, mediaId: string): Promise<MediaEntry
     where m.id = ${mediaId}`;
   return row ? { ...toMediaRecord(row), usage: row.usage } : null;
 }
+
+/** Deletes a media row no message carries; its blob stays, as other rows may name it. */
+export async function deleteUnsentMedia(sql: Sql, mediaId: string): Promise<boolean> {
+  const deleted = await sql`
+    delete from media m where m.id = ${mediaId}
+      and not exists (select 1 from messages where media_id = m.id)`;
+  return deleted.count > 0;
+}

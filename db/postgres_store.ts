@@ -3,7 +3,7 @@ import { ChatError } from "../chat/errors.ts";
 import type { ChatStore, InsertedMessage, NewMessage, Page, StoredRead } from "../chat/ports.ts";
 import { otherSide, type Side, type StoredMessage } from "../chat/types.ts";
 import { withErrorTranslation } from "./errors.ts";
-import { insertMedia, selectMedia } from "./media_rows.ts";
+import { deleteUnsentMedia, insertMedia, selectMedia } from "./media_rows.ts";
 import { createChatQueries } from "./chat_queries.ts";
 import { inRecentWindow, recentWindowBounds } from "./recent_window.ts";
 import { createModerationQueries } from "./moderation_queries.ts";
@@ -309,6 +309,10 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
 
     getMedia(mediaId) {
       return selectMedia(sql, mediaId);
+    },
+
+    deleteUnsentMedia(mediaId) {
+      return deleteUnsentMedia(sql, mediaId);
     },
   };
   const writer = createMessageWriter(writerSql, {

@@ -127,6 +127,30 @@ for (const backend of backends) {
     assert.equal(await db.store.messageByClientId(chat.id, "c", "k2"), null);
   });
 
+  Deno.test(`${backend.name}: a media row no message carries is deleted, one a message carries is kept`, async () => {
+    await using db = await backend.open();
+    const chat = (await db.store.createChat("c", "v")).chat;
+    const image = {
+      chat_id: chat.id,
+      uploader_id: "c",
+      media_type: "image" as const,
+      sha256: "cd".repeat(32),
+      mime_type: "image/png",
+      size: 68,
+    };
+    const [carried, unsent] = [
+      await db.store.createMedia(image),
+      await db.store.createMedia(image),
+    ];
+    await db.store.insertMessage(
+      text(chat, null as unknown as string, { media_type: "image", media_id: carried.id }),
+    );
+    assert.equal(await db.store.deleteUnsentMedia(carried.id), false);
+    assert.equal(await db.store.deleteUnsentMedia(unsent.id), true);
+    assert.equal((await db.store.getMedia(carried.id))?.usage, "live");
+    assert.equal(await db.store.getMedia(unsent.id), null);
+  });
+
   Deno.test(`${backend.name}: a send answers with the message exactly as stored`, async () => {
     await using db = await backend.open();
     const chat = (await db.store.createChat("c", "v")).chat;

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
+import { fixture, stored } from "./support/media.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
 import {
+  acked,
   framesBetween,
   joinAllChats,
   joinChat,
@@ -189,4 +191,31 @@ Deno.test("a banned sender's retries are refused like a new send, not acked", as
   for (const [receiver, clientId] of sends) {
     await refused(customer, { ...frame, receiver_id: receiver, client_id: clientId }, "forbidden");
   }
+});
+
+Deno.test("a base64 media retry of a stored client_id is acked with the stored message and leaves no media row of its own", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await using customerAgain = await joinChat(cluster, "cust-1", chat.id);
+  const image = (await fixture("image.png")).toBase64();
+  const send = (clientId: string) => ({
+    action: "send_message",
+    receiver_id: "vend-1",
+    media_type: "image",
+    image,
+    client_id: clientId,
+  });
+  const first = (await acked(customer, send("photo-1"))).message;
+  assert.deepEqual(await stored(cluster), { blobs: 1, chunks: 1, uploads: 1 });
+  const retried = (await acked(customer, send("photo-1"))).message;
+  assert.deepEqual(retried, first);
+  assert.deepEqual(await stored(cluster), { blobs: 1, chunks: 1, uploads: 1 });
+  // two sockets at once, both past the media before either message may be stored: the send
+  // not stored leaves no media row either
+  const racing = await Promise.all(
+    [customer, customerAgain].map(async (socket) => (await acked(socket, send("photo-2"))).message),
+  );
+  assert.equal(racing[0].id, racing[1].id);
+  assert.deepEqual(await stored(cluster), { blobs: 1, chunks: 1, uploads: 2 });
 });
