@@ -62,6 +62,8 @@ const settings = z.object({
   GRPC_TLS_KEY: optionalText,
   /** Events a WatchEvents stream may fall behind by before it is ended (RESOURCE_EXHAUSTED). */
   GRPC_WATCH_BUFFER: z.coerce.number().int().min(1).max(1_000_000).default(1000),
+  /** WatchEvents streams open at once on an instance; more are refused (RESOURCE_EXHAUSTED). */
+  GRPC_MAX_WATCH_STREAMS: z.coerce.number().int().min(1).max(100_000).default(100),
   /** Unset: an embedded PostgreSQL (PGlite) under DATA_DIR, for development. */
   DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).optional(),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(20),

@@ -342,6 +342,7 @@ export async function startService(config: Config): Promise<RunningService> {
           ? { tls: { cert: tlsPem(config.GRPC_TLS_CERT), key: tlsPem(config.GRPC_TLS_KEY) } }
           : {}),
         watchBuffer: config.GRPC_WATCH_BUFFER,
+        maxWatchStreams: config.GRPC_MAX_WATCH_STREAMS,
         shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT * 1000,
       });
       planes.push((deadline) => admin.close(deadline));

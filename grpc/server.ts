@@ -44,6 +44,8 @@ export interface GrpcOptions {
   tls?: { cert: string; key: string };
   /** WatchEvents: events a stream may fall behind by before it is ended. */
   watchBuffer?: number;
+  /** WatchEvents streams open at once; default DEFAULT_MAX_WATCH_STREAMS. */
+  maxWatchStreams?: number;
   /** How long `close` lets calls finish before cutting them. */
   shutdownTimeoutMs?: number;
   /** Health `Watch` streams open at once; default MAX_HEALTH_WATCHES. */
@@ -89,10 +91,10 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
     ...createModerationHandlers(handlerDeps),
     ...createStatsHandlers(deps),
   };
-  const watch = createWatchEvents(
-    { ...deps, hub: createEventHub(deps) },
-    options.watchBuffer === undefined ? {} : { maxBuffered: options.watchBuffer },
-  );
+  const watch = createWatchEvents({ ...deps, hub: createEventHub(deps) }, {
+    ...(options.watchBuffer === undefined ? {} : { maxBuffered: options.watchBuffer }),
+    ...(options.maxWatchStreams === undefined ? {} : { maxStreams: options.maxWatchStreams }),
+  });
 
   const implementation: grpc.UntypedServiceImplementation = {};
   for (const [name, handler] of Object.entries(unary)) {

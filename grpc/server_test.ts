@@ -2,14 +2,18 @@ import { type ClientReadableStream, status as Status } from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { createMemoryBus } from "../bus/memory_bus.ts";
 import { createSubjects } from "../bus/subjects.ts";
+import { createChatPublisher } from "../chat/chat_publisher.ts";
 import type { AdminStore } from "../chat/ports.ts";
 import type { ChatService } from "../chat/service.ts";
 import { createAdminClient, type Reply } from "../tests/support/admin_client.ts";
+import { storedMessage } from "../tests/support/stored_messages.ts";
 import { within } from "../tests/support/wait.ts";
+import { follow } from "../tests/support/watch_stream.ts";
 import type { ReadinessSource } from "./health.ts";
-import { type GrpcServer, startGrpcServer } from "./server.ts";
+import { type GrpcDeps, type GrpcOptions, type GrpcServer, startGrpcServer } from "./server.ts";
 
 const TOKEN = "server-test-admin-token";
+const SUBJECTS = createSubjects("server-test");
 
 /** Readiness whose answer the test sets. */
 function fakeReadiness(ready: boolean) {
@@ -44,14 +48,15 @@ const queries: AdminStore = {
 async function start(
   readiness: ReadinessSource,
   adminToken = TOKEN,
-  options: { maxHealthWatches?: number } = {},
+  options: Omit<Partial<GrpcOptions>, "adminToken"> & { deps?: Partial<GrpcDeps> } = {},
 ): Promise<GrpcServer> {
+  const { deps, ...serverOptions } = options;
   return await startGrpcServer({
     // WatchEvents without a chat and GetStats never reach the domain service
     service: {} as ChatService,
     queries,
     bus: createMemoryBus(),
-    subjects: createSubjects("server-test"),
+    subjects: SUBJECTS,
     onResync: () => () => {},
     readiness,
     activeConnections: () => 4,
@@ -59,7 +64,8 @@ async function start(
     onError: (error) => {
       throw error;
     },
-  }, { host: "127.0.0.1", port: 0, adminToken, shutdownTimeoutMs: 2_000, ...options });
+    ...deps,
+  }, { host: "127.0.0.1", port: 0, adminToken, shutdownTimeoutMs: 2_000, ...serverOptions });
 }
 
 function ended(stream: ClientReadableStream<Reply>) {
@@ -141,6 +147,89 @@ Deno.test("close ends open WatchEvents streams with UNAVAILABLE", async () => {
   await server.close();
   assert.equal((await status).code, Status.UNAVAILABLE);
   assert.equal(server.watchStreams, 0);
+});
+
+Deno.test("a WatchEvents stream past the open ones allowed ends with RESOURCE_EXHAUSTED, and a cancelled one makes room", async () => {
+  const server = await start(fakeReadiness(true).source, TOKEN, { maxWatchStreams: 2 });
+  using client = await createAdminClient(`127.0.0.1:${server.port}`, { token: TOKEN });
+  try {
+    const first = client.watch({});
+    const firstWatch = follow(first);
+    await firstWatch.subscribed;
+    await follow(client.watch({})).subscribed;
+    const refused = await within(follow(client.watch({})).ended, 5_000, "the refusal");
+    assert.equal(refused.code, Status.RESOURCE_EXHAUSTED);
+    assert.match(
+      refused.details,
+      /^too many WatchEvents streams open on this instance \(at most 2\)/,
+    );
+    assert.equal(server.watchStreams, 2);
+    first.cancel();
+    assert.equal((await firstWatch.ended).code, Status.CANCELLED);
+    // a call after the cancel on the same connection: the server has read the cancel by then
+    await client.call("GetStats");
+    await follow(client.watch({})).subscribed;
+    assert.equal(server.watchStreams, 2);
+  } finally {
+    // the client goes first: a GOAWAY on a live client session can crash Deno's nghttp2
+    // (denoland/deno#36788)
+    client.close();
+    await server.close();
+  }
+});
+
+Deno.test("a WatchEvents stream ended by its deadline, by falling behind or by a resync gives its place back", async () => {
+  const bus = createMemoryBus();
+  const resyncs = new Set<() => void>();
+  const server = await start(fakeReadiness(true).source, TOKEN, {
+    maxWatchStreams: 1,
+    watchBuffer: 2,
+    deps: {
+      bus,
+      onResync: (listener) => {
+        resyncs.add(listener);
+        return () => resyncs.delete(listener);
+      },
+    },
+  });
+  using client = await createAdminClient(`127.0.0.1:${server.port}`, { token: TOKEN });
+  /** Watches in the one place, which must be free; resolves with how that stream ends. */
+  const watchInFreePlace = async (options: { deadlineMs?: number } = {}) => {
+    // a call on the same connection: the server has heard how the last stream ended by then
+    await client.call("GetStats");
+    const watch = follow(client.watch({}, options));
+    await watch.subscribed;
+    return () => within(watch.ended, 5_000, "the end of the stream");
+  };
+  try {
+    const timedOut = await watchInFreePlace({ deadlineMs: 300 });
+    assert.equal((await timedOut()).code, Status.DEADLINE_EXCEEDED);
+
+    const fellBehind = await watchInFreePlace();
+    const publisher = createChatPublisher({ bus, subjects: SUBJECTS });
+    // published at once, faster than any stream is written: past grpc-js's buffer and the 2
+    for (let seq = 1; seq <= 100; seq++) {
+      publisher.publish("c1", {
+        chat: { user_id: "cust-1", vendor_id: "vend-1" },
+        audience: { to: "all" },
+        frame: { type: "chat_message", chat_id: "c1", message: storedMessage("c1", seq) },
+        sent_at: 1_000 + seq,
+      });
+    }
+    assert.equal((await fellBehind()).code, Status.RESOURCE_EXHAUSTED);
+
+    const resynced = await watchInFreePlace();
+    for (const resync of resyncs) resync();
+    assert.equal((await resynced()).code, Status.UNAVAILABLE);
+
+    await watchInFreePlace();
+    assert.equal(server.watchStreams, 1);
+  } finally {
+    // the client goes first: a GOAWAY on a live client session can crash Deno's nghttp2
+    // (denoland/deno#36788)
+    client.close();
+    await server.close();
+  }
 });
 
 Deno.test("close tells open health Watch streams NOT_SERVING and ends them at once with UNAVAILABLE", async () => {

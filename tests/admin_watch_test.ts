@@ -146,3 +146,25 @@ Deno.test("a WatchEvents reader that falls behind is ended with RESOURCE_EXHAUST
     watched.events.map((_, index) => index + 1),
   );
 });
+
+Deno.test("GRPC_MAX_WATCH_STREAMS bounds the WatchEvents streams open on each instance", async () => {
+  await using cluster = await startCluster({
+    grpc: true,
+    instances: 2,
+    env: { GRPC_MAX_WATCH_STREAMS: "1" },
+  });
+  const [first, second] = [await cluster.admin(0), await cluster.admin(1)];
+  const kept = first.watch({});
+  const watched = follow(kept);
+  await watched.subscribed;
+  const refused = await within(follow(first.watch({})).ended, 5_000, "the refusal");
+  assert.equal(refused.code, Status.RESOURCE_EXHAUSTED);
+  assert.match(
+    refused.details,
+    /^too many WatchEvents streams open on this instance \(at most 1\)/,
+  );
+  // the bound is each instance's own
+  await follow(second.watch({})).subscribed;
+  kept.cancel();
+  assert.equal((await watched.ended).code, Status.CANCELLED);
+});

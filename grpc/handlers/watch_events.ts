@@ -11,6 +11,14 @@ import { optionalUserId, optionalUuid, parseRequest } from "../requests.ts";
 /** Events a stream may fall behind by before it is ended. */
 export const DEFAULT_WATCH_BUFFER = 1_000;
 
+/**
+ * Streams open at once on an instance, by default. Each may hold up to its buffer of events
+ * (about 5 MB of long messages at the default buffer) and costs a filter per event: without a
+ * bound, a caller that opens a stream per request and never cancels could take the process's
+ * memory and CPU. Internal consumers watch with a few streams each.
+ */
+export const DEFAULT_MAX_WATCH_STREAMS = 100;
+
 const watchEventsRequest = z.object({ chat_id: optionalUuid, user_id: optionalUserId });
 type WatchFilter = z.output<typeof watchEventsRequest>;
 
@@ -38,10 +46,16 @@ function concerns(filter: WatchFilter, envelope: ChatEnvelope, event: ProtoChatE
  * bus subject, all chats' from the wildcard. Response headers go out once the subscription is
  * in force, so a client that waits for them misses nothing published afterwards; a stream
  * that may have missed events (an instance was cut off from NATS) ends with UNAVAILABLE, and
- * one NATS cannot subscribe is refused with it.
+ * one NATS cannot subscribe is refused with it. A stream past `maxStreams` open ones
+ * (DEFAULT_MAX_WATCH_STREAMS) ends at once with RESOURCE_EXHAUSTED; one that ends, however it
+ * ends, makes room.
  */
-export function createWatchEvents(deps: WatchDeps, options: { maxBuffered?: number } = {}) {
+export function createWatchEvents(
+  deps: WatchDeps,
+  options: { maxBuffered?: number; maxStreams?: number } = {},
+) {
   const maxBuffered = options.maxBuffered ?? DEFAULT_WATCH_BUFFER;
+  const maxStreams = options.maxStreams ?? DEFAULT_MAX_WATCH_STREAMS;
   const open = new Set<EventSink<ProtoChatEvent>>();
   let closed = false;
   const shuttingDown = {
@@ -54,6 +68,11 @@ export function createWatchEvents(deps: WatchDeps, options: { maxBuffered?: numb
       "and read what was missed with ListMessages",
   };
   const busAway = { code: Status.UNAVAILABLE, details: "NATS does not answer; watch again" };
+  const tooMany = {
+    code: Status.RESOURCE_EXHAUSTED,
+    details: `too many WatchEvents streams open on this instance (at most ${maxStreams}); ` +
+      "cancel the ones no longer read, or watch again later",
+  };
   // A stream cannot show a gap in what it was sent: one that may have lost events ends.
   const stopHearingResyncs = deps.onResync(() => {
     for (const sink of [...open]) sink.end(eventsLost);
@@ -75,6 +94,8 @@ export function createWatchEvents(deps: WatchDeps, options: { maxBuffered?: numb
       });
       // a call that was still looking up its chat when the server began to close
       if (closed) return sink.end(shuttingDown);
+      // counted here, with no await before the add; a stream gives its place back in onEnd
+      if (open.size >= maxStreams) return sink.end(tooMany);
       open.add(sink);
       call.on("cancelled", () => sink.abandon());
       const subject = filter.chat_id === undefined

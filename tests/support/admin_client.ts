@@ -81,6 +81,9 @@ export async function createAdminClient(
     return result;
   }
 
+  const deadline = (callOptions: CallOptions = {}): grpc.CallOptions =>
+    callOptions.deadlineMs === undefined ? {} : { deadline: Date.now() + callOptions.deadlineMs };
+
   // deno-lint-ignore no-explicit-any
   const method = (client: grpc.Client, name: string) => (client as any)[name].bind(client);
 
@@ -91,9 +94,7 @@ export async function createAdminClient(
           method(admin, name)(
             request,
             metadata(callOptions),
-            callOptions?.deadlineMs === undefined
-              ? {}
-              : { deadline: Date.now() + callOptions.deadlineMs },
+            deadline(callOptions),
             (error: grpc.ServiceError | null, reply: Reply) =>
               error ? reject(error) : resolve(reply),
           );
@@ -113,7 +114,7 @@ export async function createAdminClient(
       return pages;
     },
     watch(request = {}, callOptions) {
-      return method(admin, "WatchEvents")(request, metadata(callOptions));
+      return method(admin, "WatchEvents")(request, metadata(callOptions), deadline(callOptions));
     },
     watchHealth(service = "") {
       return method(health, "Watch")({ service });
