@@ -1,14 +1,15 @@
 import { type ChatEnvelope, chatEnvelopeSchema } from "../chat/events.ts";
 import type { EventBus } from "../chat/ports.ts";
-import { EVENT_FRAME_TYPES } from "./convert.ts";
+import { EVENT_FRAME_TYPES, type ProtoChatEvent, toChatEvent } from "./convert.ts";
 
-export type EnvelopeListener = (envelope: ChatEnvelope) => void;
+/** Hears an event with its envelope; the event is shared by every listener: never change it. */
+export type EventListener = (envelope: ChatEnvelope, event: ProtoChatEvent) => void;
 
 /**
  * Chat events from the bus for WatchEvents streams: one bus subscription per subject however
- * many streams follow it, each payload read and validated once for all of them (instances of
- * different versions share the bus). Frames that are not admin events are skipped unread, and
- * messages sent again after a NATS outage (`republished`) too.
+ * many streams follow it, each payload read, validated (instances of different versions share
+ * the bus) and converted to its proto form once for all of them. Frames that are not admin
+ * events are skipped unread, and messages sent again after a NATS outage (`republished`) too.
  * Listeners run synchronously inside the bus delivery, so they must only queue.
  */
 export function createEventHub(deps: {
@@ -16,7 +17,7 @@ export function createEventHub(deps: {
   onError: (error: unknown, context: string) => void;
 }) {
   const { bus, onError } = deps;
-  const topics = new Map<string, { listeners: Set<EnvelopeListener>; unsubscribe: () => void }>();
+  const topics = new Map<string, { listeners: Set<EventListener>; unsubscribe: () => void }>();
   const decoder = new TextDecoder();
 
   function read(payload: Uint8Array): ChatEnvelope | null {
@@ -43,16 +44,17 @@ export function createEventHub(deps: {
 
   return {
     /** Calls `listener` with every admin event published on `subject`; returns the leave. */
-    subscribe(subject: string, listener: EnvelopeListener): () => void {
+    subscribe(subject: string, listener: EventListener): () => void {
       let topic = topics.get(subject);
       if (!topic) {
-        const listeners = new Set<EnvelopeListener>();
+        const listeners = new Set<EventListener>();
         const unsubscribe = bus.subscribe(subject, (payload) => {
           const envelope = read(payload);
-          if (!envelope) return;
+          const event = envelope && toChatEvent(envelope.frame);
+          if (!envelope || !event) return;
           for (const each of [...listeners]) {
             try {
-              each(envelope);
+              each(envelope, event);
             } catch (error) {
               onError(error, "watch listener");
             }

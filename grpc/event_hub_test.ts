@@ -4,6 +4,7 @@ import { createSubjects } from "../bus/subjects.ts";
 import { createChatPublisher } from "../chat/chat_publisher.ts";
 import type { ChatEnvelope } from "../chat/events.ts";
 import { storedMessage } from "../tests/support/stored_messages.ts";
+import type { ProtoChatEvent } from "./convert.ts";
 import { createEventHub } from "./event_hub.ts";
 
 Deno.test("the event hub passes a message on once: not when its publisher sends it again after a NATS outage", () => {
@@ -33,4 +34,32 @@ Deno.test("the event hub passes a message on once: not when its publisher sends 
   leave();
   assert.deepEqual(heard, [1, 2, 3]);
   assert.equal(hub.size, 0, "the last listener's leave ends the subscription");
+});
+
+Deno.test("the event hub converts each event once for every listener of its subject", () => {
+  const bus = createMemoryBus();
+  const subjects = createSubjects("hub-test");
+  const hub = createEventHub({
+    bus,
+    onError: (error) => {
+      throw error;
+    },
+  });
+  const heard: ProtoChatEvent[][] = [[], []];
+  const leaves = heard.map((events) =>
+    hub.subscribe(subjects.allChats, (_envelope, event) => events.push(event))
+  );
+  createChatPublisher({ bus, subjects }).publish("c1", {
+    chat: { user_id: "cust-1", vendor_id: "vend-1" },
+    audience: { to: "all" },
+    frame: { type: "chat_message", chat_id: "c1", message: storedMessage("c1", 1) },
+    sent_at: 1_001,
+  });
+  for (const leave of leaves) leave();
+  const [first, second] = heard;
+  assert.equal(first?.length, 1);
+  assert.equal(first[0]?.type, "CHAT_EVENT_TYPE_CHAT_MESSAGE");
+  assert.equal(first[0]?.seq, 1);
+  // the same object: converted once, not once per stream
+  assert.equal(second?.[0], first[0]);
 });

@@ -3,7 +3,7 @@ import { z } from "zod";
 import type { ChatEnvelope } from "../../chat/events.ts";
 import type { EventBus, Subjects } from "../../chat/ports.ts";
 import type { ChatService } from "../../chat/service.ts";
-import { type ProtoChatEvent, toChatEvent } from "../convert.ts";
+import type { ProtoChatEvent } from "../convert.ts";
 import type { EventHub } from "../event_hub.ts";
 import { createEventSink, type EventSink } from "../event_sink.ts";
 import { optionalUserId, optionalUuid, parseRequest } from "../requests.ts";
@@ -101,9 +101,8 @@ export function createWatchEvents(
       const subject = filter.chat_id === undefined
         ? deps.subjects.allChats
         : deps.subjects.chat(filter.chat_id);
-      leave = deps.hub.subscribe(subject, (envelope) => {
-        const event = toChatEvent(envelope.frame);
-        if (event && concerns(filter, envelope, event)) sink.push(event);
+      leave = deps.hub.subscribe(subject, (envelope, event) => {
+        if (concerns(filter, envelope, event)) sink.push(event);
       });
       // A round trip to the bus: the subscription is now in force on every instance's side.
       const subscribed = await deps.bus.check(AbortSignal.timeout(2_000));
