@@ -60,7 +60,8 @@ export interface ChatClient extends AsyncDisposable {
    * frame does not fit the schema), RequestTimeoutError, ConnectionLostError (not for sends)
    * or ClientClosedError. Requests made while disconnected wait for the next connection.
    * `send_message` gets a `client_id` unless it has one, and stays in the outbox until its
-   * ack: after a lost connection it is written again with that same `client_id`.
+   * ack: after a lost connection, or a `rate_limited` refusal, it is written again with that
+   * same `client_id`; sends that waited go one at a time, in the order they were made.
    */
   request<A extends Action>(
     frame: ActionInput<A> & { action: A },
@@ -91,9 +92,11 @@ export interface ChatClient extends AsyncDisposable {
  */
 export function createChatClient(options: ChatClientOptions): ChatClient {
   const listeners = new Map<ChatClientEvent, Set<(value: never) => void>>();
+  const retryDelay = (attempt: number) => backoffDelay(attempt, options.backoff);
 
   const requests = createRequests({
     timeoutMs: options.timeoutMs ?? 10_000,
+    retryDelay,
     write: (text) => connection.write(text),
     unclaimed: (frame) => frames.unclaimed(frame),
   });
@@ -109,7 +112,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     release: (chatId, message) =>
       emit("chat_message", { type: "chat_message", chat_id: chatId, message }),
     amended: (change) => emit(change.type, change),
-    retryDelay: (attempt) => backoffDelay(attempt, options.backoff),
+    retryDelay,
   });
 
   /** The `closed` status went out: no event may follow it (see close()). */

@@ -2,10 +2,38 @@ import assert from "node:assert/strict";
 import { openClient } from "../tests/support/client_events.ts";
 import { startCluster } from "../tests/support/service.ts";
 import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
-import { ClientClosedError, createChatClient, RequestError, RequestTimeoutError } from "./mod.ts";
+import type { TestCluster } from "../tests/support/service.ts";
+import {
+  type ChatClientOptions,
+  ClientClosedError,
+  createChatClient,
+  RequestError,
+  RequestTimeoutError,
+} from "./mod.ts";
 
 const range = (from: number, to: number) =>
   Array.from({ length: to - from + 1 }, (_, index) => from + index);
+
+/** A client whose connection goes through a proxy the test can cut or stall. */
+async function openThroughProxy(
+  cluster: TestCluster,
+  userId: string,
+  options: Partial<ChatClientOptions> = {},
+) {
+  const proxy = startTcpProxy({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  const opened = await openClient(cluster, userId, {
+    ...options,
+    url: `http://127.0.0.1:${proxy.port}`,
+  });
+  return {
+    ...opened,
+    proxy,
+    async [Symbol.asyncDispose]() {
+      await opened[Symbol.asyncDispose]();
+      await proxy[Symbol.asyncDispose]();
+    },
+  };
+}
 
 Deno.test("request() resolves send_message with the stored message, which reaches the other side", async () => {
   await using cluster = await startCluster();
@@ -103,11 +131,8 @@ Deno.test("request() rejects with the server's error code, and with the schema's
 Deno.test("a request that gets no reply rejects with RequestTimeoutError after its timeout", async () => {
   await using cluster = await startCluster();
   const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
-  await using proxy = startTcpProxy({ hostname: "127.0.0.1", port: cluster.main.service.port });
-  await using customer = await openClient(cluster, "cust-1", {
-    chatId: chat.id,
-    url: `http://127.0.0.1:${proxy.port}`,
-  });
+  await using customer = await openThroughProxy(cluster, "cust-1", { chatId: chat.id });
+  const { proxy } = customer;
   await customer.client.ready();
   proxy.stall();
   const started = performance.now();
@@ -207,11 +232,8 @@ Deno.test("after a lost connection, chat_message gives every missed message once
   // more missed messages than the first page holds, sent faster than the default rate limit
   await using cluster = await startCluster({ env: { WS_RATE_BURST: "200" } });
   const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
-  await using proxy = startTcpProxy({ hostname: "127.0.0.1", port: cluster.main.service.port });
-  await using customer = await openClient(cluster, "cust-1", {
-    chatId: chat.id,
-    url: `http://127.0.0.1:${proxy.port}`,
-  });
+  await using customer = await openThroughProxy(cluster, "cust-1", { chatId: chat.id });
+  const { proxy } = customer;
   await using vendor = await openClient(cluster, "vend-1", { chatId: chat.id });
   // a customer still connecting when the first message is stored gets it in its first page
   // (latest_chat), not as a chat_message
@@ -283,11 +305,8 @@ Deno.test("a message that arrives after a gap waits while the client fetches the
 Deno.test("a send whose ack was lost is written again with the same client_id: one message", async () => {
   await using cluster = await startCluster();
   const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
-  await using proxy = startTcpProxy({ hostname: "127.0.0.1", port: cluster.main.service.port });
-  await using customer = await openClient(cluster, "cust-1", {
-    chatId: chat.id,
-    url: `http://127.0.0.1:${proxy.port}`,
-  });
+  await using customer = await openThroughProxy(cluster, "cust-1", { chatId: chat.id });
+  const { proxy } = customer;
   await using vendor = await openClient(cluster, "vend-1", { chatId: chat.id });
   await Promise.all([customer.client.ready(), vendor.client.ready()]);
 
@@ -315,15 +334,38 @@ Deno.test("a send whose ack was lost is written again with the same client_id: o
   assert.equal(vendor.events.all("chat_message").length, 1);
 });
 
+Deno.test("sends made while away, more than the server's burst, are all stored, in order", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await openThroughProxy(cluster, "cust-1", { chatId: chat.id });
+  const { proxy } = customer;
+  await customer.client.ready();
+  await proxy.cut();
+  await customer.events.next("status", (status) => status.state === "reconnecting");
+  // more sends wait for the next connection than WS_RATE_BURST (40): written at once, those
+  // past it would be refused with rate_limited
+  const sends = range(1, 60).map((n) =>
+    customer.client.request({
+      action: "send_message",
+      receiver_id: "vend-1",
+      media_type: "text",
+      content: `written offline ${n}`,
+    })
+  );
+  proxy.restore();
+
+  const stored = await Promise.all(sends);
+  assert.deepEqual(stored.map((message) => message.seq), range(1, 60));
+  assert.deepEqual(await customer.events.seqs(chat.id, 60), range(1, 60));
+});
+
 Deno.test("a client of /v1/ws/chats/ fills what it missed in each chat after a reconnect", async () => {
   await using cluster = await startCluster();
   const service = cluster.main.service.chat;
   const first = await service.createChat("cust-1", "vend-1");
   const second = await service.createChat("cust-1", "vend-2");
-  await using proxy = startTcpProxy({ hostname: "127.0.0.1", port: cluster.main.service.port });
-  await using customer = await openClient(cluster, "cust-1", {
-    url: `http://127.0.0.1:${proxy.port}`,
-  });
+  await using customer = await openThroughProxy(cluster, "cust-1");
+  const { proxy } = customer;
   await using one = await openClient(cluster, "vend-1", { chatId: first.id });
   await using two = await openClient(cluster, "vend-2", { chatId: second.id });
   const chats = await customer.events.next("chats");
@@ -359,10 +401,8 @@ Deno.test("a known chat two pages of chats down after a reconnect is filled thou
     others.push(await service.createChat(`cust-${index}`, "vend-1"));
   }
   const known = await service.createChat("cust-k", "vend-1");
-  await using proxy = startTcpProxy({ hostname: "127.0.0.1", port: cluster.main.service.port });
-  await using vendor = await openClient(cluster, "vend-1", {
-    url: `http://127.0.0.1:${proxy.port}`,
-  });
+  await using vendor = await openThroughProxy(cluster, "vend-1");
+  const { proxy } = vendor;
   assert.equal((await vendor.events.next("chats")).chats[0]?.chat_id, known.id);
 
   await proxy.cut();

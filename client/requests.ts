@@ -19,6 +19,8 @@ const replies: { [A in Action]: ReplyKind } = {
 
 interface Pending {
   requestId: string;
+  /** When it was made, among the client's requests: the queue keeps this order. */
+  made: number;
   action: Action;
   text: string;
   /** The chat asked about, in lower case as the server names it in its answers. */
@@ -51,11 +53,21 @@ export interface RequestOptions {
  * request, or nobody's (`unclaimed`). A request that timed out or was aborted after it was
  * written stays known as given up until the server answers it, so that its late page is
  * dropped rather than taken for another request's, or for a pushed list.
+ *
+ * A send refused with `rate_limited` stays in the outbox too (the same `client_id` makes a
+ * second try safe): it goes back to its place in the queue, and the outbox waits a backoff
+ * (or the next socket). Sends that waited in the queue (made while disconnected, or behind a
+ * refusal) are written one at a time, each after the reply to the one before: written at once
+ * they could be more frames than the server's burst, and one written behind a refused send
+ * may be taken (the budget refilled meanwhile) and stored before it. Other requests do not
+ * wait for sends.
  */
 export function createRequests(deps: {
   /** Writes a frame; false when there is no open socket (the request then waits). */
   write: (text: string) => boolean;
   timeoutMs: number;
+  /** How long to wait before writing again after refused send `attempt` (0 for the first). */
+  retryDelay: (attempt: number) => number;
   /** A page held for the next ack that turned out to answer no request (a pushed `chats`). */
   unclaimed: (frame: Page) => void;
 }) {
@@ -66,12 +78,18 @@ export function createRequests(deps: {
   /** The last page received: the next `ack` says which request it answers, if any. */
   let held: Page | undefined;
   let counter = 0;
+  /** While set, the server refused a send for now: the queue waits for this timer. */
+  let resting: ReturnType<typeof setTimeout> | undefined;
+  /** Sends refused with `rate_limited` since the last one acknowledged: the backoff's exponent. */
+  let refusals = 0;
   const prefix = randomId().slice(0, 8);
 
   /** Settles a request that will have no answer for the caller; a written one stays known. */
   function giveUp(pending: Pending, error: unknown) {
     if (inflight.has(pending.requestId)) givenUp.set(pending.requestId, pending.action);
     pending.settle({ error });
+    // a send given up lets the next one in the outbox go
+    flush();
   }
 
   /** True when a request written on this socket may still be answered with `reply`. */
@@ -95,6 +113,53 @@ export function createRequests(deps: {
     inflight.delete(pending.requestId);
     const index = queue.indexOf(pending);
     if (index >= 0) queue.splice(index, 1);
+  }
+
+  /** Puts requests back in the queue, which stays in the order they were made. */
+  function requeue(...again: Pending[]): void {
+    queue.push(...again);
+    queue.sort((a, b) => a.made - b.made);
+  }
+
+  function sendInFlight(): boolean {
+    for (const pending of inflight.values()) if (pending.action === "send_message") return true;
+    return false;
+  }
+
+  /**
+   * Whether a send in the queue waits: while a refusal is waited out, and while another send
+   * is in flight. The outbox goes one send at a time, as a frame written behind a refused one
+   * may be taken (the server's budget refilled meanwhile) and stored first.
+   */
+  function queuedSendWaits(): boolean {
+    return resting !== undefined || sendInFlight();
+  }
+
+  /** Writes what waits, in order, while the socket takes it; sends one at a time. */
+  function flush(): void {
+    for (const pending of [...queue]) {
+      if (pending.action === "send_message" && queuedSendWaits()) continue;
+      if (!write(pending)) return;
+      const index = queue.indexOf(pending);
+      if (index >= 0) queue.splice(index, 1);
+    }
+  }
+
+  /** A send refused for now: back in the outbox, written again after a backoff. */
+  function refused(pending: Pending): void {
+    clearTimeout(pending.timer);
+    inflight.delete(pending.requestId);
+    requeue(pending);
+    if (resting !== undefined) return;
+    resting = setTimeout(() => {
+      resting = undefined;
+      flush();
+    }, deps.retryDelay(refusals++));
+  }
+
+  function endRest(): void {
+    clearTimeout(resting);
+    resting = undefined;
   }
 
   function write(pending: Pending): boolean {
@@ -156,6 +221,7 @@ export function createRequests(deps: {
       const onAbort = () => giveUp(pending, options.signal?.reason);
       const pending: Pending = {
         requestId,
+        made: counter,
         action: frame.action,
         text: JSON.stringify({ ...frame, request_id: requestId }),
         // the server answers with the chat's canonical id, lower case; a uuid may come in
@@ -174,18 +240,16 @@ export function createRequests(deps: {
         },
       };
       options.signal?.addEventListener("abort", onAbort, { once: true });
-      if (queue.length > 0 || !write(pending)) queue.push(pending);
+      // a send goes behind the sends in the outbox; another request behind the other requests
+      const behind = queue.some((queued) =>
+        (queued.action === "send_message") === (frame.action === "send_message")
+      );
+      const waits = behind || (frame.action === "send_message" && resting !== undefined);
+      if (waits || !write(pending)) queue.push(pending);
       return promise;
     },
 
-    /** Writes what waits, in order, while the socket takes it. */
-    flush(): void {
-      while (queue.length > 0) {
-        const pending = queue[0]!;
-        if (!write(pending)) return;
-        if (queue[0] === pending) queue.shift();
-      }
-    },
+    flush,
 
     /**
      * Settles the request an ack is for, with the page held before it when it answers that
@@ -196,11 +260,13 @@ export function createRequests(deps: {
       givenUp.delete(frame.request_id);
       const pending = inflight.get(frame.request_id);
       if (!pending) return false;
+      if (pending.action === "send_message") refusals = 0;
       try {
         pending.settle({ value: resolveAck(pending, frame, page) });
       } catch (error) {
         pending.settle({ error });
       }
+      flush();
       return true;
     },
 
@@ -211,7 +277,9 @@ export function createRequests(deps: {
       if (frame.request_id !== undefined) givenUp.delete(frame.request_id);
       const pending = frame.request_id === undefined ? undefined : inflight.get(frame.request_id);
       if (!pending) return false;
-      pending.settle({ error: new RequestError(frame, pending.action) });
+      if (pending.action === "send_message" && frame.code === "rate_limited") refused(pending);
+      else pending.settle({ error: new RequestError(frame, pending.action) });
+      flush();
       return true;
     },
 
@@ -242,14 +310,16 @@ export function createRequests(deps: {
     },
 
     /**
-     * The socket is gone: sends in flight go back to the front of the queue (the outbox),
-     * everything else in flight is rejected. Returns the sends put back.
+     * The socket is gone: sends in flight go back to the queue (the outbox) in the order they
+     * were made, everything else in flight is rejected. Returns the sends put back.
      */
     lost(): Array<{ text: string; reject: (error: unknown) => void }> {
       // the old socket's answers will not come; a pushed list held is dropped too, as the
       // next connection's first frame is the list again
       held = undefined;
       givenUp.clear();
+      // a new socket has a rate budget of its own
+      endRest();
       const requeued: Pending[] = [];
       for (const pending of [...inflight.values()]) {
         clearTimeout(pending.timer);
@@ -258,7 +328,7 @@ export function createRequests(deps: {
         if (pending.action === "send_message") requeued.push(pending);
         else pending.settle({ error: new ConnectionLostError(pending.action) });
       }
-      queue.unshift(...requeued);
+      requeue(...requeued);
       return requeued.map((pending) => ({
         text: pending.text,
         reject: (error: unknown) => pending.settle({ error }),
@@ -267,6 +337,7 @@ export function createRequests(deps: {
 
     /** Rejects everything, queued or in flight. */
     rejectAll(error: unknown): void {
+      endRest();
       held = undefined;
       givenUp.clear();
       for (const pending of [...inflight.values(), ...queue]) pending.settle({ error });
