@@ -285,6 +285,19 @@ Deno.test("after 4429 the reconnect delay keeps growing though each socket had b
   assert.deepEqual(delays, [1, 2, 4, 1]);
 });
 
+Deno.test("after 1013 (try again later) the reconnect delay keeps growing though each socket had been open", async () => {
+  await using scripted = openScriptedClient({ chatId: X });
+  const delays: number[] = [];
+  // an overloaded server lets a slow reader go as soon as its first page is out, each time
+  for (const code of [1013, 1013, 1013, 1013, 1006]) {
+    const socket = await scripted.accept(historyPage(X, [1]));
+    socket.serverClose(code, code === 1013 ? "slow consumer" : "");
+    const status = await scripted.events.next("status", (next) => next.state === "reconnecting");
+    delays.push(status.retryInMs ?? -1);
+  }
+  assert.deepEqual(delays, [1, 2, 4, 8, 1]);
+});
+
 Deno.test("a client given an aborted signal is closed from the start and opens no socket", async () => {
   await using scripted = openScriptedClient({ chatId: X, signal: AbortSignal.abort() });
   assert.equal(scripted.client.status.state, "closed");

@@ -46,7 +46,7 @@ export function createConnection(
   let everReady = false;
   /** Failed attempts since the last connection that opened: the backoff's exponent. */
   let attempt = 0;
-  /** Connections closed with 4429 in a row after they had opened. */
+  /** Connections closed with 4429 or 1013 in a row after they had opened. */
   let floods = 0;
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
   let stopped: ClientClosedError | undefined;
@@ -128,11 +128,13 @@ export function createConnection(
     // a socket taken in had a good token: a 4401 now is its expiry, and a function renews it
     const renewsToken = wasReady && typeof options.token === "function";
     if (!reconnectsAfter(code, { renewsToken })) return stop(new ClientClosedError(code, reason));
-    // an open socket started the backoff over, but one closed for flooding waits longer than
-    // the one closed for it before: coming back at once would flood again. Failures before it
-    // opened do not count
-    if (wasReady && code === CloseCode.tooMany) attempt = floods++;
-    else if (wasReady) floods = 0;
+    // an open socket started the backoff over, but one closed for flooding (4429), or by a
+    // server that cannot keep up (1013: a slow reader let go, too many events held), waits
+    // longer than the one closed for it before: coming back at once would do it again.
+    // Failures before it opened do not count
+    if (wasReady && (code === CloseCode.tooMany || code === CloseCode.tryAgainLater)) {
+      attempt = floods++;
+    } else if (wasReady) floods = 0;
     scheduleRetry(code, reason);
   }
 

@@ -35,8 +35,8 @@ export interface ConnectionStatus {
   state: ConnectionState;
   /**
    * Failed attempts since the last connection that opened; after a connection closed with
-   * 4429, counted on from the connections closed with 4429 in a row before it (the backoff
-   * keeps growing while the server refuses).
+   * 4429 or 1013, counted on from the connections closed with 4429 or 1013 in a row before it
+   * (the backoff keeps growing while the server refuses or cannot keep up).
    */
   attempt: number;
   /** The close code that ended the last connection. */
