@@ -28,7 +28,7 @@ import { createMediaPort } from "./media/media_port.ts";
 import { createNatsMediaStore } from "./media/nats_media_store.ts";
 import { createPostgresMediaStore } from "./media/postgres_media_store.ts";
 import { largestLimit } from "./media/kinds.ts";
-import { abandonedUploadMs } from "./media/upload_sweep.ts";
+import { abandonedUploadMs, type UploadSweep } from "./media/upload_sweep.ts";
 import { configureLogging, errorFields, literalMessage, logger } from "./observability/log.ts";
 import { createMetrics } from "./observability/metrics.ts";
 import { createReadiness, type Readiness } from "./observability/readiness.ts";
@@ -222,24 +222,27 @@ export async function startService(config: Config): Promise<RunningService> {
       audio: config.MEDIA_MAX_AUDIO_BYTES,
       video: config.MEDIA_MAX_VIDEO_BYTES,
     };
+    // the uploads of instances killed mid-upload, deleted once surely dead
+    const sweep: UploadSweep = {
+      afterMs: abandonedUploadMs({
+        largest: largestLimit(mediaLimits),
+        idleMs: config.MEDIA_UPLOAD_IDLE_SECONDS * 1000,
+        minBytesPerSecond: config.MEDIA_UPLOAD_MIN_BYTES_PER_SECOND,
+      }),
+      onSwept: (uploads) => metrics.mediaUploadsSwept.inc(uploads),
+      onError: (error) => logError(error, "media upload sweep"),
+    };
     const mediaStore = config.MEDIA_BACKEND === "nats"
       ? await createNatsMediaStore({
         servers: config.NATS_URL!,
         bucket: config.MEDIA_NATS_BUCKET,
         name: `chat-media-${instanceId.slice(0, 8)}`,
+        sweep,
       })
       : createPostgresMediaStore(sql, {
         // PGlite's socket server has no COPY FROM STDIN
         copy: embedded === undefined,
-        sweep: {
-          afterMs: abandonedUploadMs({
-            largest: largestLimit(mediaLimits),
-            idleMs: config.MEDIA_UPLOAD_IDLE_SECONDS * 1000,
-            minBytesPerSecond: config.MEDIA_UPLOAD_MIN_BYTES_PER_SECOND,
-          }),
-          onSwept: (uploads) => metrics.mediaUploadsSwept.inc(uploads),
-          onError: (error) => logError(error, "media upload sweep"),
-        },
+        sweep,
       });
     // The NATS store's drain gets no answer from a NATS that stalled: it must not hold the
     // steps after it (the bus's drain, which records such an outage) past the deadline. A share

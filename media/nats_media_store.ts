@@ -4,13 +4,15 @@ import {
   JetStreamApiError,
   jetstreamManager,
 } from "@nats-io/jetstream";
-import { Base64UrlPaddedCodec, Objm, StorageType } from "@nats-io/obj";
+import { Objm, StorageType } from "@nats-io/obj";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { redactUrls } from "../observability/redact.ts";
 import { MediaError } from "./errors.ts";
 import { inspect } from "./ingest.ts";
 import type { ByteRange, MediaStore } from "./store.ts";
 import { natsServers } from "../bus/nats_servers.ts";
+import { startUploadSweeps, type UploadSweep } from "./upload_sweep.ts";
+import { objectSubjects, sweepNatsUploads, UPLOAD_PREFIX } from "./nats_upload_sweep.ts";
 
 export interface NatsMediaStoreOptions {
   /** One server URL, or several separated by commas. */
@@ -21,6 +23,11 @@ export interface NatsMediaStoreOptions {
   name?: string;
   /** Default `file`; `memory` loses the media when the server restarts. */
   storage?: "file" | "memory";
+  /**
+   * Deletes what the uploads of instances killed mid-upload left in the bucket, at start and
+   * then periodically until close(): those last written `afterMs` ago. Absent: none are.
+   */
+  sweep?: UploadSweep;
 }
 
 /** One chunk message of the object store; NATS's default payload limit is 1 MiB. */
@@ -70,7 +77,7 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
   const store = objects;
   const manager = jsm;
   const js = jetstream(connection);
-  const metaSubject = (name: string) => `$O.${bucket}.M.${Base64UrlPaddedCodec.encode(name)}`;
+  const { metaSubject, chunkSubject } = objectSubjects(bucket);
 
   async function stored(sha256: string) {
     const info = await store.info(sha256);
@@ -121,7 +128,7 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
     info: { nuid: string; size: number },
     range: ByteRange | undefined,
   ): ReadableStream<Uint8Array> {
-    const subject = `$O.${bucket}.C.${info.nuid}`;
+    const subject = chunkSubject(info.nuid);
     const start = range?.start ?? 0;
     const end = Math.min(range?.end ?? info.size - 1, info.size - 1);
     let nextSeq: number | undefined;
@@ -156,9 +163,15 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
     }, { highWaterMark: 1 });
   }
 
+  const sweeps = options.sweep &&
+    startUploadSweeps(
+      () => sweepNatsUploads({ bucket, stream, js, manager, discard }, options.sweep!.afterMs),
+      options.sweep,
+    );
+
   return {
     async put(source, ingest) {
-      const upload = `upload.${crypto.randomUUID()}`;
+      const upload = `${UPLOAD_PREFIX}${crypto.randomUUID()}`;
       const inspection = inspect(source, { ...ingest, chunkBytes: NATS_CHUNK_BYTES });
       // the object store hands back what our stream threw; that is not NATS failing
       let refusal: { error: unknown } | undefined;
@@ -232,6 +245,7 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
     },
 
     async close() {
+      await sweeps?.stop();
       try {
         await connection.drain();
       } catch {

@@ -1,21 +1,29 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { Base64UrlPaddedCodec } from "@nats-io/obj";
+import { Base64UrlPaddedCodec, Objm } from "@nats-io/obj";
 import { connect } from "@nats-io/transport-node";
 import assert from "node:assert/strict";
 import { natsBucket, paddedFixture, sha256Hex } from "../tests/support/media.ts";
 import { TEST_NATS_URL } from "../tests/support/service.ts";
 import { MediaError } from "./errors.ts";
 import { createNatsMediaStore } from "./nats_media_store.ts";
+import type { MediaStore } from "./store.ts";
+import type { UploadSweep } from "./upload_sweep.ts";
 
 const limits = { image: 10_000_000, audio: 10_000_000, video: 10_000_000 };
 
-Deno.test("NATS media store: an upload that fails after its bytes were written leaves nothing behind", async () => {
-  await using bucket = natsBucket();
-  const store = await createNatsMediaStore({
+/** A store on the test NATS, in memory, over `bucket`. */
+function memoryStore(bucket: { name: string }, sweep?: UploadSweep): Promise<MediaStore> {
+  return createNatsMediaStore({
     servers: TEST_NATS_URL,
     bucket: bucket.name,
     storage: "memory",
+    ...(sweep && { sweep }),
   });
+}
+
+Deno.test("NATS media store: an upload that fails after its bytes were written leaves nothing behind", async () => {
+  await using bucket = natsBucket();
+  const store = await memoryStore(bucket);
   const nc = await connect({ servers: TEST_NATS_URL });
   try {
     const file = await paddedFixture("video.mp4", 300_000);
@@ -44,3 +52,67 @@ Deno.test("NATS media store: an upload that fails after its bytes were written l
     await store.close();
   }
 });
+
+Deno.test("NATS media store: uploads left by an instance killed mid-upload are deleted at start and later, and live ones and files are kept", async () => {
+  await using bucket = natsBucket();
+  const writer = await memoryStore(bucket);
+  const nc = await connect({ servers: TEST_NATS_URL });
+  const js = jetstream(nc);
+  const chunks = (nuid: string) => `$O.${bucket.name}.C.${nuid}`;
+  const meta = (name: string) => `$O.${bucket.name}.M.${Base64UrlPaddedCodec.encode(name)}`;
+  let sweeper: MediaStore | undefined;
+  try {
+    const file = await paddedFixture("video.mp4", 300_000);
+    const { sha256 } = await writer.put(file, { kind: "video", limits });
+    // killed while writing: chunks that no object points at
+    await js.publish(chunks("killedwhilewriting"), new Uint8Array(100));
+    // killed before the rename: an object still under its upload name
+    const objects = await new Objm(nc).open(bucket.name);
+    await objects.put(
+      { name: `upload.${crypto.randomUUID()}` },
+      ReadableStream.from([new Uint8Array(100)]),
+    );
+    // killed between the rename and the upload name's removal: that name points at the file's
+    // chunks, which must stay
+    const renamed = await (await jetstreamManager(nc)).streams.getMessage(`OBJ_${bucket.name}`, {
+      last_by_subj: meta(sha256),
+    });
+    const leftName = `upload.${crypto.randomUUID()}`;
+    await js.publish(
+      meta(leftName),
+      JSON.stringify({ ...renamed!.json<object>(), name: leftName }),
+    );
+    const afterMs = 2_000;
+    await new Promise((resolve) => setTimeout(resolve, afterMs));
+    // an upload under way: written to a moment ago
+    await js.publish(chunks("stillwriting"), new Uint8Array(100));
+
+    const swept: number[] = [];
+    sweeper = await memoryStore(bucket, {
+      afterMs,
+      onSwept: (uploads) => swept.push(uploads),
+      onError: assert.fail,
+    });
+    await untilObjects(bucket, [sha256, "chunks of no object: stillwriting"]);
+    // once its last write is older than afterMs, a later sweep takes the live one too
+    await untilObjects(bucket, [sha256]);
+    assert.equal(swept.reduce((sum, uploads) => sum + uploads, 0), 4);
+    assert.equal((await objects.list()).filter((info) => !info.deleted).length, 1);
+    assert.equal(sha256Hex(await new Response(await sweeper.open(sha256)).bytes()), sha256);
+  } finally {
+    await sweeper?.close();
+    await nc.close();
+    await writer.close();
+  }
+});
+
+/** Waits, up to 10 s, until the bucket's objects and orphaned chunks are `wanted` (sorted). */
+async function untilObjects(bucket: { objects(): Promise<string[]> }, wanted: string[]) {
+  const deadline = Date.now() + 10_000;
+  while (true) {
+    const objects = await bucket.objects();
+    if (JSON.stringify(objects) === JSON.stringify(wanted)) return;
+    if (Date.now() > deadline) assert.fail(`kept: ${objects.join(", ")}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
