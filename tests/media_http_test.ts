@@ -37,6 +37,8 @@ Deno.test("GET /v1/media/{id} streams the file with its detected type and safe h
   assert.equal(response.headers.get("content-type"), "video/mp4");
   assert.equal(response.headers.get("content-length"), String(video.length));
   assert.equal(response.headers.get("x-content-type-options"), "nosniff");
+  // opened as a page, it may run and load nothing, and is its own unique origin
+  assert.equal(response.headers.get("content-security-policy"), "default-src 'none'; sandbox");
   assert.match(response.headers.get("cache-control") ?? "", /^private\b/);
   assert.equal(response.headers.get("etag"), `"${sha256Hex(video)}"`);
   assert.equal(response.headers.get("accept-ranges"), "bytes");

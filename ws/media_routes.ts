@@ -86,6 +86,9 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
       // media is gone for everyone at once (the ETag keeps the asking cheap)
       "cache-control": "private, no-cache",
       "x-content-type-options": "nosniff",
+      // a file opened as a page (a polyglot the type check let through, a browser that sniffs
+      // anyway) runs nothing, loads nothing, and has no origin of ours to act in
+      "content-security-policy": "default-src 'none'; sandbox",
     });
     if (noneMatch(request.headers.get("if-none-match"), etag)) {
       return new Response(null, { status: 304, headers });
