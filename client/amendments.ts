@@ -1,20 +1,20 @@
-import type { Message, ServerFrameOf } from "../protocol/mod.ts";
+import type { ReceivedFrameOf, ReceivedMessage } from "./received_frames.ts";
 
 /**
  * A change the server announces to one message it sent before: its deletion, a new text, or
  * its read mark.
  */
 export type Amendment =
-  | ServerFrameOf<"message_deleted">
-  | ServerFrameOf<"message_edited">
-  | ServerFrameOf<"message_read">;
+  | ReceivedFrameOf<"message_deleted">
+  | ReceivedFrameOf<"message_edited">
+  | ReceivedFrameOf<"message_read">;
 
 /**
  * The read mark of every message addressed to the reader's side up to `up_to_seq`: which
  * messages those are, the client cannot always tell (vendor members), so it is never applied
  * to a copy; held messages are read from the store again instead (see message_order.ts).
  */
-export type ReadUpTo = ServerFrameOf<"messages_read">;
+export type ReadUpTo = ReceivedFrameOf<"messages_read">;
 
 /** The seq of the message an amendment changes. */
 export function amendedSeq(amendment: Amendment): number {
@@ -25,7 +25,7 @@ export function amendedSeq(amendment: Amendment): number {
  * The later of two copies of one message: a deletion is final (its content is gone);
  * otherwise the one updated last, and `came` on a tie.
  */
-export function laterCopy(held: Message, came: Message): Message {
+export function laterCopy(held: ReceivedMessage, came: ReceivedMessage): ReceivedMessage {
   if (held.deleted !== came.deleted) return held.deleted ? held : came;
   return Date.parse(came.updated_at) >= Date.parse(held.updated_at) ? came : held;
 }
@@ -38,9 +38,9 @@ export function laterCopy(held: Message, came: Message): Message {
  * it read at `read_at`, which the store also makes its `updated_at`.
  */
 export function applyAmendments(
-  message: Message,
+  message: ReceivedMessage,
   amendments: readonly Amendment[],
-): { message: Message; after: Amendment[] } {
+): { message: ReceivedMessage; after: Amendment[] } {
   let current = message;
   let after: Amendment[] = [];
   for (const amendment of amendments) {

@@ -1,17 +1,18 @@
-import type { ServerFrameOf, WireErrorCode } from "../protocol/mod.ts";
+import type { ErrorCode, ReceivedFrameOf } from "./received_frames.ts";
 
 /**
  * The server refused an action: its `error` frame as an exception. `retryable` is true for
- * `unavailable` and `rate_limited`, where the same request may succeed later.
+ * `unavailable` and `rate_limited`, where the same request may succeed later. `code` is kept as
+ * the server sent it, also when this client does not know it (a later server's).
  */
 export class RequestError extends Error {
   override readonly name = "RequestError";
-  readonly code: WireErrorCode;
+  readonly code: ErrorCode;
   readonly action: string;
   readonly issues: ReadonlyArray<{ path: string; message: string }>;
   readonly retryable: boolean;
 
-  constructor(frame: Omit<ServerFrameOf<"error">, "type">, action: string) {
+  constructor(frame: Omit<ReceivedFrameOf<"error">, "type">, action: string) {
     super(`${action}: ${frame.code}: ${frame.message}`);
     this.code = frame.code;
     this.action = action;

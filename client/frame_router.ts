@@ -1,6 +1,6 @@
-import { type ServerFrame, serverFrameSchema } from "../protocol/mod.ts";
 import { createChatsCatchUp } from "./chats_catch_up.ts";
 import type { MessageOrder } from "./message_order.ts";
+import { type ReceivedFrame, receivedFrameSchema } from "./received_frames.ts";
 import type { Requests } from "./requests.ts";
 import type { ChatClientEvent, ChatClientEvents, ChatsFrame, LatestChatFrame } from "./types.ts";
 
@@ -12,7 +12,8 @@ export type Emit = <E extends ChatClientEvent>(event: E, value: ChatClientEvents
  * page to the request waiting for it or else to the application, messages and their
  * deletions, edits and read marks through the message order, the rest straight to the
  * application.
- * Every frame is checked against the contract's schemas first; one that does not fit is an
+ * Every frame is checked against the contract's schemas first (open to the error codes and
+ * media types a later server may add, see received_frames.ts); one that does not fit is an
  * `invalid_frame` event and goes nowhere else.
  */
 export function createFrameRouter(deps: {
@@ -46,7 +47,7 @@ export function createFrameRouter(deps: {
 
   return {
     /** The frame a text holds, when it fits the contract; otherwise an `invalid_frame` event. */
-    parse(text: string): ServerFrame | undefined {
+    parse(text: string): ReceivedFrame | undefined {
       let value: unknown;
       try {
         value = JSON.parse(text);
@@ -54,7 +55,7 @@ export function createFrameRouter(deps: {
         emit("invalid_frame", { text, problem: "not JSON" });
         return undefined;
       }
-      const parsed = serverFrameSchema.safeParse(value);
+      const parsed = receivedFrameSchema.safeParse(value);
       if (!parsed.success) {
         const problem = parsed.error.issues
           .map((issue) => `${issue.path.join(".") || "frame"}: ${issue.message}`)
@@ -83,7 +84,7 @@ export function createFrameRouter(deps: {
     },
 
     /** Any later frame of a connection. */
-    route(frame: ServerFrame): void {
+    route(frame: ReceivedFrame): void {
       switch (frame.type) {
         case "ack":
           requests.ack(frame);

@@ -1,4 +1,4 @@
-import type { Message } from "../protocol/mod.ts";
+import type { ReceivedMessage } from "./received_frames.ts";
 import { amendedSeq, type Amendment, applyAmendments, type ReadUpTo } from "./amendments.ts";
 import { RequestError, RequestTimeoutError } from "./errors.ts";
 import { createSequencer, type Sequencer } from "./sequencer.ts";
@@ -8,7 +8,7 @@ export interface MessageOrderDeps {
   /** Reads a chat's messages after `afterSeq`, oldest first (`load_latest_chat`). */
   load(chatId: string, afterSeq: number): Promise<LatestChatFrame>;
   /** Gives one message to the application. */
-  release(chatId: string, message: Message): void;
+  release(chatId: string, message: ReceivedMessage): void;
   /** Gives a deletion, an edit or a read mark to the application. */
   amended(change: Amendment | ReadUpTo): void;
   /** How long to wait before reading again after failed read `attempt` (0 for the first). */
@@ -57,7 +57,7 @@ export function createMessageOrder(deps: MessageOrderDeps) {
     return sequencer;
   }
 
-  function deliver(chatId: string, messages: Message[]): Sequencer {
+  function deliver(chatId: string, messages: ReceivedMessage[]): Sequencer {
     const sequencer = sequencerOf(chatId);
     const first = messages[0];
     // on /v1/ws/chats/, a chat first heard of now starts here
@@ -70,7 +70,7 @@ export function createMessageOrder(deps: MessageOrderDeps) {
    * Releases a message with what was amended while it waited, and then those amendments, and
    * the `messages_read` that reach no further than it.
    */
-  function release(chatId: string, message: Message): void {
+  function release(chatId: string, message: ReceivedMessage): void {
     const held = amendments.get(chatId);
     const waiting = held?.get(message.seq);
     if (!held || !waiting) deps.release(chatId, message);
@@ -192,7 +192,7 @@ export function createMessageOrder(deps: MessageOrderDeps) {
      * Takes messages (live, or a page after a reconnect); fills a gap they show. With none, the
      * read marks that waited through a lost connection have what they waited for.
      */
-    take(chatId: string, messages: Message[]): void {
+    take(chatId: string, messages: ReceivedMessage[]): void {
       if (deliver(chatId, messages).hasGap) fill(chatId);
       else if (!filling.has(chatId)) passReadsUpTo(chatId, Infinity);
     },

@@ -27,9 +27,15 @@ export type {
   ActionFrame,
   ChatSummary,
   MediaType,
-  Message,
-  ServerFrame,
-  ServerFrameOf,
   WireErrorCode,
 } from "../protocol/mod.ts";
+// what the client hands the application: a later server's error codes and media types kept
+export type {
+  ErrorCode,
+  Open,
+  ReceivedFrame as ServerFrame,
+  ReceivedFrameOf as ServerFrameOf,
+  ReceivedMediaType,
+  ReceivedMessage as Message,
+} from "./received_frames.ts";
 export { CloseCode } from "../protocol/mod.ts";

@@ -1,4 +1,5 @@
-import type { Action, ServerFrameOf } from "../protocol/mod.ts";
+import type { Action } from "../protocol/mod.ts";
+import type { ReceivedFrameOf } from "./received_frames.ts";
 import { ConnectionLostError, RequestError, RequestTimeoutError } from "./errors.ts";
 
 /** What answers each action besides its `ack`. */
@@ -29,7 +30,7 @@ interface Pending {
   reply: ReplyKind;
   timeoutMs: number;
   /** The `unread_messages` that answered it, before its ack. */
-  answer: ServerFrameOf<"unread_messages"> | undefined;
+  answer: ReceivedFrameOf<"unread_messages"> | undefined;
   timer: ReturnType<typeof setTimeout> | undefined;
   settle(outcome: { value: unknown } | { error: unknown }): void;
 }
@@ -177,7 +178,7 @@ export function createRequests(deps: {
 
   function resolveAck(
     pending: Pending,
-    frame: ServerFrameOf<"ack">,
+    frame: ReceivedFrameOf<"ack">,
     page: Page | undefined,
   ): unknown {
     switch (pending.reply) {
@@ -255,7 +256,7 @@ export function createRequests(deps: {
      * Settles the request an ack is for, with the page held before it when it answers that
      * action; false when none waits for it (a request given up on: its page is dropped).
      */
-    ack(frame: ServerFrameOf<"ack">): boolean {
+    ack(frame: ReceivedFrameOf<"ack">): boolean {
       const page = claim(replies[frame.action]);
       givenUp.delete(frame.request_id);
       const pending = inflight.get(frame.request_id);
@@ -271,7 +272,7 @@ export function createRequests(deps: {
     },
 
     /** Rejects the request an error frame is for; false when none waits for it. */
-    error(frame: ServerFrameOf<"error">): boolean {
+    error(frame: ReceivedFrameOf<"error">): boolean {
       // an error comes with no page: one held is nobody's
       claim("none");
       if (frame.request_id !== undefined) givenUp.delete(frame.request_id);
@@ -300,7 +301,7 @@ export function createRequests(deps: {
      * Notes an `unread_messages`: it answers every `unread_message` of its chat in flight, but
      * is also the news everyone gets, so it is never kept back.
      */
-    unread(frame: ServerFrameOf<"unread_messages">): void {
+    unread(frame: ReceivedFrameOf<"unread_messages">): void {
       for (const pending of inflight.values()) {
         if (pending.reply !== "unread_messages") continue;
         if (pending.chatId === undefined || pending.chatId === frame.chat_id) {
@@ -353,7 +354,7 @@ export function createRequests(deps: {
 export type Requests = ReturnType<typeof createRequests>;
 
 /** A frame that answers a request but carries no `request_id`. */
-type Page = ServerFrameOf<"latest_chat" | "chats">;
+type Page = ReceivedFrameOf<"latest_chat" | "chats">;
 
 /** A random hex id; crypto.randomUUID needs a secure context, getRandomValues does not. */
 export function randomId(): string {

@@ -1,4 +1,4 @@
-import type { Message } from "../protocol/mod.ts";
+import type { ReceivedMessage } from "./received_frames.ts";
 import { laterCopy } from "./amendments.ts";
 
 /**
@@ -20,18 +20,18 @@ export interface Sequencer {
    * Takes messages (one, or a page); returns every message that can now be released, in
    * order. A page is taken whole before anything is released, so its copies count.
    */
-  accept(...messages: Message[]): Message[];
+  accept(...messages: ReceivedMessage[]): ReceivedMessage[];
   /** Gives up on the gap (the store had nothing to fill it): releases what waits, in order. */
-  skipGap(): Message[];
+  skipGap(): ReceivedMessage[];
 }
 
 export function createSequencer(): Sequencer {
   let last: number | null = null;
   let duplicates = 0;
-  const waiting = new Map<number, Message>();
+  const waiting = new Map<number, ReceivedMessage>();
 
-  function release(): Message[] {
-    const out: Message[] = [];
+  function release(): ReceivedMessage[] {
+    const out: ReceivedMessage[] = [];
     if (last === null) return out;
     for (let next = waiting.get(last + 1); next; next = waiting.get(last + 1)) {
       waiting.delete(next.seq);

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import type { Message } from "../protocol/mod.ts";
 import { storedMessage } from "../tests/support/stored_messages.ts";
+import type { ReceivedMessage } from "./received_frames.ts";
 import { createSequencer } from "./sequencer.ts";
 
 const message = (seq: number) => storedMessage("c", seq);
-const seqs = (messages: Message[]) => messages.map((item) => item.seq);
+const seqs = (messages: ReceivedMessage[]) => messages.map((item) => item.seq);
 
 Deno.test("a sequencer releases messages in seq order and holds those after a gap", () => {
   const sequencer = createSequencer();

@@ -1,23 +1,18 @@
-import type {
-  Action,
-  ActionFrame,
-  Message,
-  ServerFrameOf,
-  ServerFrameType,
-} from "../protocol/mod.ts";
+import type { Action, ActionFrame } from "../protocol/mod.ts";
+import type { ReceivedFrameOf, ReceivedFrameType, ReceivedMessage } from "./received_frames.ts";
 
-/** Server frames by name, as the contract's schemas give them. */
-export type LatestChatFrame = ServerFrameOf<"latest_chat">;
-export type ChatsFrame = ServerFrameOf<"chats">;
-export type UnreadMessagesFrame = ServerFrameOf<"unread_messages">;
-export type ErrorFrame = ServerFrameOf<"error">;
+/** Server frames by name, as the client takes them (received_frames.ts). */
+export type LatestChatFrame = ReceivedFrameOf<"latest_chat">;
+export type ChatsFrame = ReceivedFrameOf<"chats">;
+export type UnreadMessagesFrame = ReceivedFrameOf<"unread_messages">;
+export type ErrorFrame = ReceivedFrameOf<"error">;
 
 /** A frame for `request()`: the action's fields as the server's schema takes them. */
 export type ActionInput<A extends Action> = Omit<ActionFrame<A>, "request_id">;
 
 /** What the promise of each action resolves with. */
 export type ActionResults = {
-  [A in Action]: A extends "send_message" | "edit_message" ? Message
+  [A in Action]: A extends "send_message" | "edit_message" ? ReceivedMessage
     : A extends "load_latest_chat" ? LatestChatFrame
     : A extends "list_chats" ? ChatsFrame
     : A extends "unread_message" ? UnreadMessagesFrame
@@ -47,7 +42,7 @@ export interface ConnectionStatus {
 }
 
 /** Server frames passed on to the application as they are. */
-type Forwarded = Exclude<ServerFrameType, "ack" | "error" | "latest_chat" | "chats">;
+type Forwarded = Exclude<ReceivedFrameType, "ack" | "error" | "latest_chat" | "chats">;
 
 /**
  * The events of a client. `chat_message` comes once per message and in `seq` order within a
@@ -62,7 +57,7 @@ type Forwarded = Exclude<ServerFrameType, "ack" | "error" | "latest_chat" | "cha
  * frame that does not match the contract (it is dropped).
  */
 export type ChatClientEvents =
-  & { [T in Forwarded]: ServerFrameOf<T> }
+  & { [T in Forwarded]: ReceivedFrameOf<T> }
   & {
     latest_chat: LatestChatFrame;
     chats: ChatsFrame;

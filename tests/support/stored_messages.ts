@@ -1,4 +1,5 @@
-import type { LatestChatFrame, Message } from "../../client/mod.ts";
+import type { LatestChatFrame, Message as ReceivedMessage } from "../../client/mod.ts";
+import type { Message } from "../../protocol/mod.ts";
 import type { StoredMessage } from "../../chat/types.ts";
 
 const AT = "2026-01-01T00:00:00.000Z";
@@ -56,7 +57,7 @@ export function chatRow(chatId: string, seq: number) {
 /** A `latest_chat` page of `chatId`, oldest first: stored messages given as they are or by seq. */
 export function historyPage(
   chatId: string,
-  messages: Array<number | Message>,
+  messages: Array<number | ReceivedMessage>,
   hasMore = false,
 ): LatestChatFrame {
   return {
