@@ -6,11 +6,12 @@ import {
   metric,
   paddedFixture,
   rawUpload,
+  stored,
   untilOpen,
   uploadMedia,
 } from "./support/media.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
-import { acked, joinChat } from "./support/steps.ts";
+import { acked, joinChat, refused } from "./support/steps.ts";
 
 // Per-user limits of GET/HEAD/POST /v1/media over real HTTP: a token bucket shared by the
 // routes and caps on open uploads and downloads, counted only for good tokens.
@@ -260,5 +261,34 @@ Deno.test("an upload slower than MEDIA_UPLOAD_MIN_BYTES_PER_SECOND, though never
   upload.conn.close();
   await trickling;
   await untilOpen(cluster, "upload", 0);
+  assert.equal((await uploadMedia(cluster, "alice", { chat_id: chat.id }, png)).status, 201);
+});
+
+Deno.test("base64 media sent over a socket counts as an open upload: past the cap it is refused with rate_limited, stores nothing, and gives its place back", async () => {
+  await using cluster = await startCluster({
+    nats: false,
+    env: { MEDIA_MAX_UPLOADS_PER_USER: "1" },
+  });
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  await using alice = await joinChat(cluster, "alice", chat.id);
+  const png = await fixture("image.png");
+  const sendImage = (image: Uint8Array) => ({
+    action: "send_message",
+    receiver_id: "acme",
+    media_type: "image",
+    image: image.toBase64(),
+  });
+  const held = await stalledUpload(cluster, "alice", chat.id);
+  await untilOpen(cluster, "upload", 1);
+  const before = await stored(cluster);
+  await refused(alice, sendImage(png), "rate_limited");
+  assert.deepEqual(await stored(cluster), before, "nothing of the refused image is stored");
+
+  assert.equal(await held.finish(), 201);
+  // a failed ingest gives its place back too
+  await refused(alice, sendImage(new Uint8Array(64)), "unsupported_media");
+  const sent = await acked(alice, sendImage(png));
+  assert.equal(sent.message.seq, 1, "the refused sends made no message");
+  // and one that was stored: the HTTP route has the place again
   assert.equal((await uploadMedia(cluster, "alice", { chat_id: chat.id }, png)).status, 201);
 });

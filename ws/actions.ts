@@ -5,6 +5,10 @@ import type { SocketMetrics } from "../observability/metrics.ts";
 import type { Endpoint } from "./endpoint.ts";
 import { type ErrorFrame, toErrorFrame } from "./errors.ts";
 import type { ClientFrame } from "./frames.ts";
+import type { RequestLimiter } from "./request_limits.ts";
+
+/** What base64 media in a frame needs of the media routes' limits: a place of an upload. */
+export type UploadPlaces = Pick<RequestLimiter, "occupy">;
 
 /** What an action answers its `ack` with: the message, for `send_message` and `edit_message`. */
 export type Outcome = { reply?: Message } | undefined;
@@ -12,6 +16,8 @@ export type Outcome = { reply?: Message } | undefined;
 /** What an action needs of its socket. */
 export interface ActionContext {
   service: ChatService;
+  /** The user's places of open uploads on this instance, shared with `POST /v1/media`. */
+  mediaRequests: UploadPlaces;
   userId: string;
   endpoint: Endpoint;
   /** The user acting in a chat of this socket (`chat_id` on `/v1/ws/chats/`). */
@@ -63,7 +69,7 @@ export async function answerAction(
  * ChatError, answered by the caller.
  */
 async function runAction(frame: ClientFrame, context: ActionContext): Promise<Outcome> {
-  const { service, userId, endpoint, actorIn, send } = context;
+  const { service, mediaRequests, userId, endpoint, actorIn, send } = context;
   switch (frame.action) {
     case "ping":
       return;
@@ -91,20 +97,29 @@ async function runAction(frame: ClientFrame, context: ActionContext): Promise<Ou
       return;
     }
     case "send_message": {
-      const actor = await actorIn(frame.chat_id);
       const base64 = frame.image ?? frame.audio ?? frame.video;
-      const { message } = await service.sendMessage(actor, {
-        receiver_id: frame.receiver_id,
-        media_type: frame.media_type,
-        content: frame.content ?? null,
-        media: base64 !== undefined
-          ? { base64 }
-          : frame.media_id !== undefined
-          ? { media_id: frame.media_id }
-          : null,
-        client_id: frame.client_id ?? null,
-      });
-      return { reply: message };
+      // decoding, sniffing and storing base64 holds as much as an upload, so it is counted as
+      // one: else a user's sockets would each ingest a file at once, past the uploads' cap
+      const place = base64 === undefined ? null : mediaRequests.occupy(userId, "upload");
+      if (place && !place.admitted) {
+        throw new ChatError("rate_limited", "too many media uploads at once");
+      }
+      try {
+        const { message } = await service.sendMessage(await actorIn(frame.chat_id), {
+          receiver_id: frame.receiver_id,
+          media_type: frame.media_type,
+          content: frame.content ?? null,
+          media: base64 !== undefined
+            ? { base64 }
+            : frame.media_id !== undefined
+            ? { media_id: frame.media_id }
+            : null,
+          client_id: frame.client_id ?? null,
+        });
+        return { reply: message };
+      } finally {
+        place?.release();
+      }
     }
     case "read_message":
       await service.readMessage(await actorIn(frame.chat_id), frame.message_id);

@@ -6,7 +6,7 @@ import type { Sanction } from "../chat/types.ts";
 import type { SocketMetrics } from "../observability/metrics.ts";
 import type { AccessCheckOutcome } from "./access_checks.ts";
 import { CloseCode, type ErrorFrame } from "./errors.ts";
-import { answerAction } from "./actions.ts";
+import { answerAction, type UploadPlaces } from "./actions.ts";
 import type { ClientFrame } from "./frames.ts";
 import { DeliveryOrder } from "./delivery_order.ts";
 import type { FrameIntake, IntakeLimits, Taken } from "./frame_intake.ts";
@@ -37,6 +37,8 @@ export interface ConnectionDeps {
   feed: ChatFeed;
   maxFrameBytes: number;
   limits: ConnectionLimits;
+  /** Places of open uploads per user, which base64 media in a frame takes one of. */
+  mediaRequests: UploadPlaces;
   now: () => number;
   onError: (error: unknown, context: string, connection: Connection) => void;
   /** The connection is done, no more frames either way; `code` as sent or received. */
@@ -266,6 +268,7 @@ export class Connection {
     if (this.#closed || this.#stopping) return;
     const answer = await answerAction(frame, {
       service: this.#deps.service,
+      mediaRequests: this.#deps.mediaRequests,
       userId: this.userId,
       endpoint: this.endpoint,
       actorIn: (chatId) => this.#chats.actorIn(chatId),

@@ -3,6 +3,7 @@ import type { ChatService } from "../chat/service.ts";
 import { logger } from "../observability/log.ts";
 import type { SocketMetrics } from "../observability/metrics.ts";
 import { createAccessChecks } from "./access_checks.ts";
+import type { UploadPlaces } from "./actions.ts";
 import type { Connection, ConnectionDeps, ConnectionLimits } from "./connection.ts";
 import { CloseCode } from "./errors.ts";
 import { createExpirySchedule } from "./expiry_schedule.ts";
@@ -16,6 +17,8 @@ export interface ConnectionRegistryDeps {
   onError: (error: unknown, context: string, fields?: Record<string, unknown>) => void;
   /** Instruments the sockets feed; absent: nothing is measured. */
   instruments?: SocketMetrics;
+  /** The media routes' per-user limits: base64 media in a frame takes a place of an upload. */
+  mediaRequests: UploadPlaces;
 }
 
 export interface ConnectionRegistryOptions {
@@ -57,6 +60,7 @@ export function createConnectionRegistry(
     feed: deps.feed,
     maxFrameBytes: options.maxFrameBytes,
     limits: options.limits,
+    mediaRequests: deps.mediaRequests,
     now: deps.now,
     onError: (error, context, connection) =>
       deps.onError(error, context, { connection_id: connection.id }),

@@ -11,19 +11,15 @@ import type { MediaMetrics } from "../observability/metrics.ts";
 import { httpStatusFor, toErrorFrame } from "./errors.ts";
 import { noneMatch, parseRange, rangeStillValid } from "./http_range.ts";
 import { type BodyFailure, failWhenStalled, type StallLimits } from "./stalled_body.ts";
-import {
-  type Admitted,
-  createRequestLimits,
-  type Refusal,
-  type RequestKind,
-  type RequestLimits,
-} from "./request_limits.ts";
+import type { Admitted, Refusal, RequestKind, RequestLimiter } from "./request_limits.ts";
 
 export interface MediaRouteDeps {
   service: ChatService;
   verifier: TokenVerifier;
   now: () => number;
   onError: (error: unknown, context: string) => void;
+  /** Per user on this instance: requests a second, and requests open at once by kind. */
+  mediaRequests: RequestLimiter;
   /** Instruments the media routes feed; absent: nothing is measured. */
   instruments?: MediaMetrics;
 }
@@ -31,8 +27,6 @@ export interface MediaRouteDeps {
 export interface MediaRouteOptions {
   /** Origins allowed to upload; empty: any (as for sockets). */
   allowedOrigins: readonly string[];
-  /** Per user on this instance: requests a second, and requests open at once by kind. */
-  mediaLimits: RequestLimits;
   /** When an upload body that sends too little fails with `invalid_payload`. */
   uploadStall: StallLimits;
 }
@@ -54,8 +48,7 @@ const isKind = (value: string): value is MediaKind => KINDS.includes(value);
  * request is answered 429 `rate_limited` with `Retry-After`.
  */
 export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptions) {
-  const { service, verifier, instruments } = deps;
-  const limits = createRequestLimits(options.mediaLimits, { now: deps.now });
+  const { service, verifier, instruments, mediaRequests } = deps;
   /** Set by drain(): new uploads are refused, and a body the server's shutdown breaks is 503. */
   let draining = false;
   let uploadsOpen = 0;
@@ -209,7 +202,7 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
         if (route === "upload") checkOrigin(request);
         // the token's user, and only once the token is good: a forged one spends no budget
         const principal = await authenticate(request);
-        const admission = limits.admit(principal.userId, route);
+        const admission = mediaRequests.admit(principal.userId, route);
         if (!admission.admitted) return refused(request, route, admission);
         release = opened(route, admission);
         const response = id === undefined

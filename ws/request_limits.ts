@@ -61,6 +61,38 @@ export function createRequestLimits(limits: RequestLimits, options: { now: () =>
     }
   }
 
+  function stateOf(userId: string, at: number): UserState {
+    sweep(at);
+    let state = users.get(userId);
+    if (state === undefined) {
+      state = {
+        bucket: new TokenBucket(limits, now),
+        open: { upload: 0, download: 0 },
+        lastUsed: at,
+      };
+      users.set(userId, state);
+    }
+    return state;
+  }
+
+  function hold(state: UserState, kind: RequestKind): Admitted {
+    state.open[kind] += 1;
+    let released = false;
+    return {
+      admitted: true,
+      release() {
+        if (released) return;
+        released = true;
+        state.open[kind] -= 1;
+      },
+    };
+  }
+
+  const overCap = (state: UserState, kind: RequestKind): Refusal | null =>
+    state.open[kind] >= limits.concurrent[kind]
+      ? { admitted: false, limit: "concurrency", retryAfterSeconds: 1 }
+      : null;
+
   return {
     /**
      * Lets one request of `userId` in, or says which limit refused it. A request over the
@@ -68,34 +100,24 @@ export function createRequestLimits(limits: RequestLimits, options: { now: () =>
      */
     admit(userId: string, kind: RequestKind): Admitted | Refusal {
       const at = now();
-      sweep(at);
-      let state = users.get(userId);
-      if (state === undefined) {
-        state = {
-          bucket: new TokenBucket(limits, now),
-          open: { upload: 0, download: 0 },
-          lastUsed: at,
-        };
-        users.set(userId, state);
-      }
-      if (state.open[kind] >= limits.concurrent[kind]) {
-        return { admitted: false, limit: "concurrency", retryAfterSeconds: 1 };
-      }
+      const state = stateOf(userId, at);
+      const refusal = overCap(state, kind);
+      if (refusal) return refusal;
       state.lastUsed = at;
       if (!state.bucket.take()) {
         return { admitted: false, limit: "rate", retryAfterSeconds: rateRetryAfter };
       }
-      state.open[kind] += 1;
-      const held = state;
-      let released = false;
-      return {
-        admitted: true,
-        release() {
-          if (released) return;
-          released = true;
-          held.open[kind] -= 1;
-        },
-      };
+      return hold(state, kind);
+    },
+
+    /**
+     * Takes one of `userId`'s places of `kind` without a token, or refuses over the cap: for
+     * work that holds as much as a request of that kind but is paced elsewhere (base64 media
+     * in a socket frame, which the socket's own rate limit already counted).
+     */
+    occupy(userId: string, kind: RequestKind): Admitted | Refusal {
+      const state = stateOf(userId, now());
+      return overCap(state, kind) ?? hold(state, kind);
     },
 
     /** Users whose state is kept (for tests and metrics). */
@@ -104,3 +126,6 @@ export function createRequestLimits(limits: RequestLimits, options: { now: () =>
     },
   };
 }
+
+/** One instance's per-user media limits, shared by the media routes and the sockets. */
+export type RequestLimiter = ReturnType<typeof createRequestLimits>;

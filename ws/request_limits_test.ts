@@ -57,6 +57,25 @@ Deno.test("a request refused for concurrency takes no token", () => {
   assert.equal(limits.admit("alice", "upload").admitted, false);
 });
 
+Deno.test("occupy() shares the cap on open requests with admit() and takes no token", () => {
+  const limits = createRequestLimits(LIMITS, { now: () => 0 });
+  const held = admitted(limits.occupy("alice", "upload"));
+  const open = admitted(limits.admit("alice", "upload"));
+  assert.deepEqual(limits.occupy("alice", "upload"), {
+    admitted: false,
+    limit: "concurrency",
+    retryAfterSeconds: 1,
+  });
+  assert.equal(limits.admit("alice", "upload").admitted, false);
+  held.release();
+  held.release();
+  open.release();
+  // 4 tokens in all: only the admitted upload took one
+  for (let i = 0; i < 3; i++) admitted(limits.admit("alice", "upload")).release();
+  assert.equal(limits.admit("alice", "upload").admitted, false);
+  admitted(limits.occupy("alice", "upload")).release();
+});
+
 Deno.test("idle users are forgotten once their bucket would be full again; users with requests open are kept", () => {
   let now = 0;
   const limits = createRequestLimits(LIMITS, { now: () => now });

@@ -6,11 +6,11 @@ import { type ConnectionRegistryDeps, createConnectionRegistry } from "./connect
 import { endpointOf } from "./endpoint.ts";
 import { createMediaRoutes } from "./media_routes.ts";
 import type { StallLimits } from "./stalled_body.ts";
-import type { RequestLimits } from "./request_limits.ts";
+import { createRequestLimits, type RequestLimits } from "./request_limits.ts";
 import { createUpgrade } from "./upgrade.ts";
 import { createDemoRoutes } from "../demo/routes.ts";
 
-export interface HttpDeps extends ConnectionRegistryDeps {
+export interface HttpDeps extends Omit<ConnectionRegistryDeps, "mediaRequests"> {
   verifier: TokenVerifier;
   readiness: () => Promise<ReadinessReport>;
   /** Prometheus text; absent: 404. */
@@ -28,7 +28,7 @@ export interface HttpOptions {
   maxSocketsPerUser: number;
   /** Origins allowed to open sockets; empty: any. */
   allowedOrigins: readonly string[];
-  /** Per-user limits of the media routes on this instance. */
+  /** Per-user limits of the media routes on this instance; open uploads count base64 media too. */
   mediaLimits: RequestLimits;
   /** When an upload that sends too little is ended. */
   uploadStall: StallLimits;
@@ -43,12 +43,14 @@ export interface HttpOptions {
  * Request/Response and the chat service, nothing of the admin plane.
  */
 export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
-  const connections = createConnectionRegistry(deps, options);
+  // one state per user for both ways in: a base64 ingest holds as much as an upload
+  const mediaRequests = createRequestLimits(options.mediaLimits, { now: deps.now });
+  const connections = createConnectionRegistry({ ...deps, mediaRequests }, options);
   const upgrade = createUpgrade(
     { verifier: deps.verifier, connections, onError: deps.onError },
     options,
   );
-  const media = createMediaRoutes(deps, options);
+  const media = createMediaRoutes({ ...deps, mediaRequests }, options);
   const demo = options.demoPage ? createDemoRoutes(deps) : null;
 
   async function handle(request: Request): Promise<Response> {
