@@ -18,16 +18,25 @@ function writerPool(url: string, reports: Report[]) {
   });
 }
 
-Deno.test("connectWriterPool() on a server that takes lock_timeout keeps it, and reports nothing", async () => {
+/**
+ * The lock_timeout a connection of connectWriterPool's pool on `url` has, as `show` spells it,
+ * and what the pool reported missing as it opened.
+ */
+async function writerLockTimeout(url: string) {
   const reports: Report[] = [];
-  const sql = await writerPool(TEST_DATABASE_URL, reports);
+  const sql = await writerPool(url, reports);
   try {
     const [row] = await sql<[{ lock_timeout: string }]>`show lock_timeout`;
-    assert.equal(row.lock_timeout, "500ms");
-    assert.deepEqual(reports, []);
+    return { lockTimeout: row.lock_timeout, reports };
   } finally {
     await sql.end();
   }
+}
+
+Deno.test("connectWriterPool() on a server that takes lock_timeout keeps it, and reports nothing", async () => {
+  const { lockTimeout, reports } = await writerLockTimeout(TEST_DATABASE_URL);
+  assert.equal(lockTimeout, "500ms");
+  assert.deepEqual(reports, []);
 });
 
 Deno.test({
@@ -36,17 +45,11 @@ Deno.test({
   ignore: !hasPgBouncer(),
   async fn() {
     await using bouncer = await startPgBouncer(TEST_DATABASE_URL);
-    const reports: Report[] = [];
-    const sql = await writerPool(bouncer.url, reports);
-    try {
-      const [row] = await sql<[{ lock_timeout: string }]>`show lock_timeout`;
-      assert.equal(row.lock_timeout, "0");
-      assert.deepEqual(reports, [
-        { inEffectMs: 0, refusal: "unsupported startup parameter: lock_timeout" },
-      ]);
-    } finally {
-      await sql.end();
-    }
+    const { lockTimeout, reports } = await writerLockTimeout(bouncer.url);
+    assert.equal(lockTimeout, "0");
+    assert.deepEqual(reports, [
+      { inEffectMs: 0, refusal: "unsupported startup parameter: lock_timeout" },
+    ]);
   },
 });
 
@@ -58,15 +61,9 @@ Deno.test({
     await using bouncer = await startPgBouncer(TEST_DATABASE_URL, {
       ignore_startup_parameters: "lock_timeout",
     });
-    const reports: Report[] = [];
-    const sql = await writerPool(bouncer.url, reports);
-    try {
-      const [row] = await sql<[{ lock_timeout: string }]>`show lock_timeout`;
-      assert.equal(row.lock_timeout, "0");
-      assert.deepEqual(reports, [{ inEffectMs: 0, refusal: undefined }]);
-    } finally {
-      await sql.end();
-    }
+    const { lockTimeout, reports } = await writerLockTimeout(bouncer.url);
+    assert.equal(lockTimeout, "0");
+    assert.deepEqual(reports, [{ inEffectMs: 0, refusal: undefined }]);
   },
 });
 
@@ -85,15 +82,9 @@ Deno.test({
       await admin.end();
     }
     await using bouncer = await startPgBouncer(database.url);
-    const reports: Report[] = [];
-    const sql = await writerPool(bouncer.url, reports);
-    try {
-      const [row] = await sql<[{ lock_timeout: string }]>`show lock_timeout`;
-      assert.equal(row.lock_timeout, "500ms");
-      assert.deepEqual(reports, []);
-    } finally {
-      await sql.end();
-    }
+    const { lockTimeout, reports } = await writerLockTimeout(bouncer.url);
+    assert.equal(lockTimeout, "500ms");
+    assert.deepEqual(reports, []);
   },
 });
 
