@@ -2,6 +2,10 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { fixture, stored } from "./support/media.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
+import { within } from "./support/wait.ts";
+import { waitingForLock } from "./support/database.ts";
+import type { Frame } from "./support/ws_client.ts";
+import { writerLaneOf } from "../db/writer_lanes.ts";
 import {
   acked,
   framesBetween,
@@ -219,3 +223,76 @@ Deno.test("a base64 media retry of a stored client_id is acked with the stored m
   assert.equal(racing[0].id, racing[1].id);
   assert.deepEqual(await stored(cluster), { blobs: 1, chunks: 1, uploads: 2 });
 });
+
+for (const instances of [1, 2]) {
+  const where = instances === 1 ? "on the same instance" : "on another instance";
+  Deno.test(`a retry ${where} while the first send is still being written is acked with the same message, stored once`, async () => {
+    await using cluster = await startCluster({ instances });
+    const chats = cluster.main.service.chat;
+    const chat = await chats.createChat("cust-1", "vend-1");
+    // a chat of the other writer lane: its send proves the instance has taken the retry in
+    let elsewhere: { id: string; user_id: string } | undefined;
+    for (let index = 0; !elsewhere && index < 40; index++) {
+      const candidate = await chats.createChat(`cust-other-${index}`, "vend-1");
+      if (writerLaneOf(candidate.id) !== writerLaneOf(chat.id)) elsewhere = candidate;
+    }
+    assert.ok(elsewhere, "no chat in the other lane");
+    await using first = await joinChat(cluster, "cust-1", chat.id);
+    await using vendor = await joinChat(cluster, "vend-1", chat.id);
+    await using other = await joinChat(cluster, elsewhere.user_id, elsewhere.id);
+    const vendorMark = vendor.frames.length;
+    const operator = postgres(cluster.databaseUrl, { max: 2, onnotice: () => {} });
+    try {
+      const send = {
+        action: "send_message",
+        receiver_id: "vend-1",
+        media_type: "text",
+        content: "slow",
+        client_id: "in-flight",
+      };
+      const transaction = await operator.reserve();
+      let replies: [Frame, Frame];
+      try {
+        // the chat's row held from outside for less than the writer's lock_timeout: the
+        // first send waits in the writer, then is stored
+        await transaction`begin`;
+        await transaction`select 1 from chats where id = ${chat.id} for update`;
+        const firstReply = first.request(send, 10_000);
+        await within(waitingForLock(operator), 5_000, "the first send to wait for the row");
+        // the client reconnected (on this or another instance) and sent again at once
+        await using again = await joinChat(cluster, "cust-1", chat.id, instances - 1);
+        const retryReply = again.request(send, 10_000);
+        if (instances === 2) {
+          await within(
+            waitingForLock(operator, "%", { sessions: 2 }),
+            5_000,
+            "the retry to wait for the row too",
+          );
+        } else {
+          // the retry waits in the writer's queue, not in the database: a send of another
+          // lane, sent after it and stored, shows that this instance has taken it in
+          await sendText(other, "vend-1", "barrier: the retry was taken in before this");
+        }
+        await transaction`rollback`;
+        replies = await Promise.all([firstReply, retryReply]);
+      } finally {
+        transaction.release();
+      }
+      const [firstAck, retryAck] = replies;
+      assert.equal(firstAck.type, "ack", `the first send: ${JSON.stringify(firstAck)}`);
+      assert.equal(retryAck.type, "ack", `the retry: ${JSON.stringify(retryAck)}`);
+      assert.deepEqual(retryAck.message, firstAck.message);
+      const [{ count }] = await operator<[{ count: number }]>`
+        select count(*)::int as count from messages where chat_id = ${chat.id}`;
+      assert.equal(count, 1, "the retry stored a second row");
+      const next = await sendText(first, "vend-1", "after the retry");
+      assert.equal(next.seq, firstAck.message.seq + 1);
+      const barrier = await messageWithSeq(vendor, next.seq);
+      const told = framesBetween(vendor, vendorMark, barrier)
+        .filter((frame) => frame.type === "chat_message");
+      assert.deepEqual(told.map((frame) => frame.message.id), [firstAck.message.id]);
+    } finally {
+      await operator.end();
+    }
+  });
+}

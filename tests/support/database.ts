@@ -88,19 +88,32 @@ export const fromAlice = (
   client_id: clientId,
 });
 
+/** How many sessions of the database wait for a lock, in a statement like `queryLike`. */
+async function waitersForLock(sql: postgres.Sql, queryLike: string): Promise<number> {
+  const [{ waiting }] = await sql<[{ waiting: number }]>`
+    select count(*)::int as waiting from pg_stat_activity
+    where datname = current_database() and wait_event_type = 'Lock' and query like ${queryLike}`;
+  return waiting;
+}
+
 /** Whether a session of the database waits for a lock, in a statement like `queryLike`. */
 async function someoneWaitsForLock(sql: postgres.Sql, queryLike: string): Promise<boolean> {
-  const [waiting] = await sql`
-    select 1 from pg_stat_activity
-    where datname = current_database() and wait_event_type = 'Lock' and query like ${queryLike}`;
-  return waiting !== undefined;
+  return await waitersForLock(sql, queryLike) > 0;
 }
 
 const pause = () => new Promise((resolve) => setTimeout(resolve, 20));
 
-/** Resolves once a session of the database waits for a lock, in a statement like `queryLike`. */
-export async function waitingForLock(sql: postgres.Sql, queryLike = "%"): Promise<void> {
-  while (!await someoneWaitsForLock(sql, queryLike)) await pause();
+/**
+ * Resolves once a session of the database (`sessions` of them, default 1) waits for a lock, in
+ * a statement like `queryLike`.
+ */
+export async function waitingForLock(
+  sql: postgres.Sql,
+  queryLike = "%",
+  options: { sessions?: number } = {},
+): Promise<void> {
+  const sessions = options.sessions ?? 1;
+  while (await waitersForLock(sql, queryLike) < sessions) await pause();
 }
 
 /** Resolves once no session of the database waits for a lock; rejects after `ms`. */
