@@ -55,7 +55,7 @@ export interface GrpcOptions {
 export interface GrpcServer {
   /** The port actually bound. */
   port: number;
-  /** Open WatchEvents streams. */
+  /** WatchEvents calls holding a place: open streams and calls still looking up their chat. */
   readonly watchStreams: number;
   /**
    * Health turns NOT_SERVING, watch streams end with UNAVAILABLE, calls in flight may finish

@@ -4,10 +4,12 @@ import { createMemoryBus } from "../bus/memory_bus.ts";
 import { createSubjects } from "../bus/subjects.ts";
 import { createChatPublisher } from "../chat/chat_publisher.ts";
 import type { AdminStore } from "../chat/ports.ts";
+import { ChatError } from "../chat/errors.ts";
 import type { ChatService } from "../chat/service.ts";
+import type { Chat } from "../chat/types.ts";
 import { createAdminClient, type Reply } from "../tests/support/admin_client.ts";
 import { storedMessage } from "../tests/support/stored_messages.ts";
-import { within } from "../tests/support/wait.ts";
+import { createWatch, within } from "../tests/support/wait.ts";
 import { follow } from "../tests/support/watch_stream.ts";
 import type { ReadinessSource } from "./health.ts";
 import { type GrpcDeps, type GrpcOptions, type GrpcServer, startGrpcServer } from "./server.ts";
@@ -168,6 +170,66 @@ Deno.test("a WatchEvents stream past the open ones allowed ends with RESOURCE_EX
     assert.equal((await firstWatch.ended).code, Status.CANCELLED);
     // a call after the cancel on the same connection: the server has read the cancel by then
     await client.call("GetStats");
+    await follow(client.watch({})).subscribed;
+    assert.equal(server.watchStreams, 2);
+  } finally {
+    // the client goes first: a GOAWAY on a live client session can crash Deno's nghttp2
+    // (denoland/deno#36788)
+    client.close();
+    await server.close();
+  }
+});
+
+Deno.test("a WatchEvents call holds its place from its start: calls still looking up their chat fill the places, and each gives its place back however it ends", async () => {
+  /** Chat lookups under way, answered by the test. */
+  const lookups: Array<PromiseWithResolvers<Chat>> = [];
+  const looked = createWatch();
+  const service = {
+    getChat: () => {
+      const lookup = Promise.withResolvers<Chat>();
+      lookups.push(lookup);
+      looked.changed();
+      return lookup.promise;
+    },
+  } as Partial<ChatService> as ChatService;
+  const server = await start(fakeReadiness(true).source, TOKEN, {
+    maxWatchStreams: 2,
+    deps: { service },
+  });
+  using client = await createAdminClient(`127.0.0.1:${server.port}`, { token: TOKEN });
+  const chat = { id: crypto.randomUUID(), user_id: "cust-1", vendor_id: "vend-1" } as Chat;
+  const lookingUp = async (count: number) => {
+    await looked.until(() => lookups.length >= count || undefined, `${count} chat lookups`);
+    return lookups[count - 1]!;
+  };
+  try {
+    const cancelled = client.watch({ chat_id: chat.id });
+    const cancelledEnd = follow(cancelled).ended;
+    const unknown = follow(client.watch({ chat_id: crypto.randomUUID() }));
+    const [cancelledLookup, unknownLookup] = [await lookingUp(1), await lookingUp(2)];
+    // both places are taken by calls that have not started streaming yet
+    const burst = await within(follow(client.watch({})).ended, 5_000, "the refusal");
+    assert.equal(burst.code, Status.RESOURCE_EXHAUSTED);
+
+    cancelled.cancel();
+    assert.equal((await cancelledEnd).code, Status.CANCELLED);
+    // a call after the cancel on the same connection: the server has heard the cancel by then
+    await client.call("GetStats");
+    const timedOut = follow(client.watch({ chat_id: chat.id }, { deadlineMs: 300 }));
+    assert.equal(
+      (await within(timedOut.ended, 5_000, "the deadline")).code,
+      Status.DEADLINE_EXCEEDED,
+    );
+    await client.call("GetStats");
+    cancelledLookup.resolve(chat);
+    unknownLookup.reject(new ChatError("not_found", "no such chat"));
+    assert.equal((await within(unknown.ended, 5_000, "NOT_FOUND")).code, Status.NOT_FOUND);
+    await client.call("GetStats");
+    assert.equal(server.watchStreams, 0);
+
+    const found = follow(client.watch({ chat_id: chat.id }));
+    (await lookingUp(4)).resolve(chat);
+    await found.subscribed;
     await follow(client.watch({})).subscribed;
     assert.equal(server.watchStreams, 2);
   } finally {

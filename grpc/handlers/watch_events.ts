@@ -47,8 +47,8 @@ function concerns(filter: WatchFilter, envelope: ChatEnvelope, event: ProtoChatE
  * in force, so a client that waits for them misses nothing published afterwards; a stream
  * that may have missed events (an instance was cut off from NATS) ends with UNAVAILABLE, and
  * one NATS cannot subscribe is refused with it. A stream past `maxStreams` open ones
- * (DEFAULT_MAX_WATCH_STREAMS) ends at once with RESOURCE_EXHAUSTED; one that ends, however it
- * ends, makes room.
+ * (DEFAULT_MAX_WATCH_STREAMS) ends at once with RESOURCE_EXHAUSTED; a call holds its place from
+ * its start (while it looks up its chat too), and one that ends, however it ends, makes room.
  */
 export function createWatchEvents(
   deps: WatchDeps,
@@ -56,7 +56,10 @@ export function createWatchEvents(
 ) {
   const maxBuffered = options.maxBuffered ?? DEFAULT_WATCH_BUFFER;
   const maxStreams = options.maxStreams ?? DEFAULT_MAX_WATCH_STREAMS;
+  /** Streams under way, written to by the hub. */
   const open = new Set<EventSink<ProtoChatEvent>>();
+  /** Places taken: the streams under way and the calls still looking up their chat. */
+  let places = 0;
   let closed = false;
   const shuttingDown = {
     code: Status.UNAVAILABLE,
@@ -82,32 +85,52 @@ export function createWatchEvents(
     /** Serves one call. Rejects (before streaming) with ChatError: invalid_payload, not_found. */
     async WatchEvents(call: ServerWritableStream<unknown, ProtoChatEvent>): Promise<void> {
       const filter = parseRequest(watchEventsRequest, call.request);
-      if (filter.chat_id !== undefined) await deps.service.getChat(filter.chat_id);
-      if (call.cancelled) return;
+      if (closed) return void call.emit("error", shuttingDown);
+      // A call holds its place from here, its chat lookup included: a burst of calls must not
+      // run past the bound while they look up. Taken with no await since the check.
+      if (places >= maxStreams) return void call.emit("error", tooMany);
+      places++;
+      let held = true;
+      const giveBack = () => {
+        if (held) places--;
+        held = false;
+      };
+      // the client cancelled or its deadline passed: while looking up, and once streaming
+      let onCancelled = giveBack;
+      call.on("cancelled", () => onCancelled());
+      try {
+        if (filter.chat_id !== undefined) await deps.service.getChat(filter.chat_id);
+      } catch (error) {
+        giveBack();
+        throw error;
+      }
+      if (call.cancelled) return giveBack();
+      // a call that was still looking up its chat when the server began to close
+      if (closed) {
+        giveBack();
+        return void call.emit("error", shuttingDown);
+      }
       let leave = () => {};
-      const sink = createEventSink<ProtoChatEvent>(call, {
+      const opened = createEventSink<ProtoChatEvent>(call, {
         maxBuffered,
         onEnd: () => {
           leave();
-          open.delete(sink);
+          open.delete(opened);
+          giveBack();
         },
       });
-      // a call that was still looking up its chat when the server began to close
-      if (closed) return sink.end(shuttingDown);
-      // counted here, with no await before the add; a stream gives its place back in onEnd
-      if (open.size >= maxStreams) return sink.end(tooMany);
-      open.add(sink);
-      call.on("cancelled", () => sink.abandon());
+      onCancelled = () => opened.abandon();
+      open.add(opened);
       const subject = filter.chat_id === undefined
         ? deps.subjects.allChats
         : deps.subjects.chat(filter.chat_id);
       leave = deps.hub.subscribe(subject, (envelope, event) => {
-        if (concerns(filter, envelope, event)) sink.push(event);
+        if (concerns(filter, envelope, event)) opened.push(event);
       });
       // A round trip to the bus: the subscription is now in force on every instance's side.
       const subscribed = await deps.bus.check(AbortSignal.timeout(2_000));
-      if (!subscribed) sink.end(busAway);
-      if (!sink.ended) call.sendMetadata(new Metadata());
+      if (!subscribed) opened.end(busAway);
+      if (!opened.ended) call.sendMetadata(new Metadata());
     },
 
     /** Ends every open stream with UNAVAILABLE (shutdown: watch again elsewhere). */
@@ -117,9 +140,9 @@ export function createWatchEvents(
       for (const sink of [...open]) sink.end(shuttingDown);
     },
 
-    /** Open streams on this instance. */
+    /** Places taken on this instance: open streams and calls still looking up their chat. */
     get size(): number {
-      return open.size;
+      return places;
     },
   };
 }
