@@ -12,6 +12,7 @@ import { createModerationHandlers } from "./handlers/moderation.ts";
 import { createStatsHandlers } from "./handlers/stats.ts";
 import { createWatchEvents } from "./handlers/watch_events.ts";
 import { createHealthReporter, type ReadinessSource } from "./health.ts";
+import { type GrpcListener, startGrpcListener } from "./listener.ts";
 import { createPageTokens } from "./page_token.ts";
 import { startTlsFront, type TlsFront } from "./tls_front.ts";
 import { ADMIN_SERVICE, loadAdminProto } from "./proto.ts";
@@ -132,19 +133,16 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
 
   const { tls } = options;
   await health.start();
+  let listener: GrpcListener | undefined;
   let port: number;
   let front: TlsFront | undefined;
   try {
-    const host = options.host.includes(":") ? `[${options.host}]` : options.host;
     // With TLS, grpc-js listens in plaintext on loopback behind the TLS front (tls_front.ts).
-    const address = tls ? "127.0.0.1:0" : `${host}:${options.port}`;
-    port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(
-        address,
-        grpc.ServerCredentials.createInsecure(),
-        (error, bound) => error ? reject(error) : resolve(bound),
-      );
-    });
+    listener = await startGrpcListener(
+      server,
+      tls ? { host: "127.0.0.1", port: 0 } : { host: options.host, port: options.port },
+    );
+    port = listener.port;
     if (tls) {
       front = startTlsFront({
         ...tls,
@@ -156,6 +154,7 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
       port = front.port;
     }
   } catch (error) {
+    await listener?.close();
     health.stop();
     server.forceShutdown();
     throw error;
@@ -169,6 +168,7 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
     },
     close(deadline) {
       return closing ??= (async () => {
+        await listener.close();
         health.stop();
         watch.closeAll();
         await new Promise<void>((resolve) => {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { signDevToken } from "../auth/sign.ts";
+import { GRPC_LISTENER_BACK, GRPC_LISTENER_STOPPED } from "../grpc/listener.ts";
 import { SOCKET_CAP_REACHED } from "../ws/socket_cap.ts";
 import { createAdminClient } from "./support/admin_client.ts";
 import { freshDatabase } from "./support/database.ts";
@@ -124,6 +125,39 @@ Deno.test("out of file descriptors, the service keeps its sockets, refuses new c
   );
   await alice[Symbol.asyncDispose]();
   // the listener that failed is shut down with the rest
+  service.kill("SIGTERM");
+  assert.equal((await within(service.status, 10_000, "the service to exit")).code, 0);
+});
+
+Deno.test("out of file descriptors, the gRPC admin plane's listener, stopped by a failed accept, listens again once descriptors are free", async () => {
+  await using database = await freshDatabase();
+  const env = serviceEnvironment({ databaseUrl: database.url });
+  await using service = await startServiceProcess(env, { maxOpenFiles: MAX_OPEN_FILES });
+  const grpcPort = Number(env.GRPC_PORT);
+  const flood = await floodConnections(service, MAX_OPEN_FILES + 40);
+  try {
+    await service.waitForLog(
+      (line) => line.message === LISTENER_FAILED,
+      "the HTTP listener's failure",
+    );
+    // out of descriptors, the kernel still queues these; the gRPC listener's accept fails on them
+    for (let attempt = 0; attempt < 5; attempt++) {
+      flood.push(await Deno.connect({ hostname: "127.0.0.1", port: grpcPort }));
+    }
+  } finally {
+    for (const connection of flood) connection.close();
+  }
+  // the listener's probe cannot tell while the process is out of descriptors, then finds it dead
+  await service.waitForLog(
+    (line) => line.message === GRPC_LISTENER_BACK,
+    "the gRPC listener's recovery",
+    15_000,
+  );
+  using admin = await createAdminClient(`127.0.0.1:${grpcPort}`, { token: null });
+  assert.equal(await admin.health(), "SERVING");
+  const stopped = service.logs().filter((line) => line.message === GRPC_LISTENER_STOPPED);
+  assert.equal(stopped.length, 1, "one line per episode");
+  assert.equal(stopped[0]?.level, "WARN");
   service.kill("SIGTERM");
   assert.equal((await within(service.status, 10_000, "the service to exit")).code, 0);
 });
