@@ -87,7 +87,9 @@ export interface ChatClient extends AsyncDisposable {
  * 4401 too unless the socket had been open and `token` is a function (close_policy.ts).
  * Every frame it receives is checked against the contract's schemas. After a reconnect, or
  * when a `seq` gap shows, it fetches what is missing (`load_latest_chat` with `after_seq`),
- * so `chat_message` reaches the application once per message, in order. A socket the
+ * so `chat_message` reaches the application once per message, in order; when that read is
+ * refused for good, the messages held behind the gap are given anyway, after a `gap` event
+ * naming what is missing (see MessageGap). A socket the
  * runtime refuses to open (the WebSocket constructor throws) is tried again like a lost one.
  */
 export function createChatClient(options: ChatClientOptions): ChatClient {
@@ -112,6 +114,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     release: (chatId, message) =>
       emit("chat_message", { type: "chat_message", chat_id: chatId, message }),
     amended: (change) => emit(change.type, change),
+    skipped: (gap) => emit("gap", gap),
     retryDelay,
   });
 

@@ -4,6 +4,7 @@ import { startCluster } from "../tests/support/service.ts";
 import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
 import type { TestCluster } from "../tests/support/service.ts";
 import {
+  type ChatClient,
   type ChatClientOptions,
   ClientClosedError,
   createChatClient,
@@ -33,6 +34,32 @@ async function openThroughProxy(
       await proxy[Symbol.asyncDispose]();
     },
   };
+}
+
+/** A socket that loses the chat_message of seq 2 on the way, as a faulty network might. */
+class LossySocket extends WebSocket {
+  override get onmessage(): WebSocket["onmessage"] {
+    return super.onmessage;
+  }
+  override set onmessage(handler: WebSocket["onmessage"]) {
+    super.onmessage = (event: MessageEvent) => {
+      const frame = JSON.parse(event.data);
+      if (frame.type === "chat_message" && frame.message.seq === 2) return;
+      handler?.call(this, event);
+    };
+  }
+}
+
+/** Sends text messages to `receiver`, one after the other. */
+async function sendEach(client: ChatClient, receiver: string, contents: string[]) {
+  for (const content of contents) {
+    await client.request({
+      action: "send_message",
+      receiver_id: receiver,
+      media_type: "text",
+      content,
+    });
+  }
 }
 
 Deno.test("request() resolves send_message with the stored message, which reaches the other side", async () => {
@@ -266,33 +293,13 @@ Deno.test("after a lost connection, chat_message gives every missed message once
 Deno.test("a message that arrives after a gap waits while the client fetches the missing one", async () => {
   await using cluster = await startCluster();
   const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
-  /** A socket that loses the chat_message of seq 2 on the way, as a faulty network might. */
-  class LossySocket extends WebSocket {
-    override get onmessage(): WebSocket["onmessage"] {
-      return super.onmessage;
-    }
-    override set onmessage(handler: WebSocket["onmessage"]) {
-      super.onmessage = (event: MessageEvent) => {
-        const frame = JSON.parse(event.data);
-        if (frame.type === "chat_message" && frame.message.seq === 2) return;
-        handler?.call(this, event);
-      };
-    }
-  }
   await using customer = await openClient(cluster, "cust-1", {
     chatId: chat.id,
     webSocket: (url) => new LossySocket(url),
   });
   await using vendor = await openClient(cluster, "vend-1", { chatId: chat.id });
   await customer.client.ready();
-  for (const content of ["one", "two", "three"]) {
-    await vendor.client.request({
-      action: "send_message",
-      receiver_id: "cust-1",
-      media_type: "text",
-      content,
-    });
-  }
+  await sendEach(vendor.client, "cust-1", ["one", "two", "three"]);
   assert.deepEqual(await customer.events.seqs(chat.id, 3), [1, 2, 3]);
   assert.deepEqual(
     customer.events.all("chat_message").map((frame) => frame.message.content),
@@ -443,4 +450,39 @@ Deno.test("close() while the first connection is being made leaves nothing open"
     client.request({ action: "unread_message" }),
     ClientClosedError,
   );
+});
+
+Deno.test("held messages are given, after a gap event, when the gap fill is refused for good", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  /**
+   * It also asks for the gap with a `limit` the server refuses (invalid_payload, not
+   * retryable): the refusal comes from the real server.
+   */
+  class RefusedFillSocket extends LossySocket {
+    override send(data: string): void {
+      const frame = JSON.parse(data);
+      super.send(
+        frame.action === "load_latest_chat" ? JSON.stringify({ ...frame, limit: 101 }) : data,
+      );
+    }
+  }
+  await using customer = await openClient(cluster, "cust-1", {
+    chatId: chat.id,
+    webSocket: (url) => new RefusedFillSocket(url),
+  });
+  await using vendor = await openClient(cluster, "vend-1", { chatId: chat.id });
+  await customer.client.ready();
+  await sendEach(vendor.client, "cust-1", ["one", "two", "three"]);
+
+  // no further live message comes: #3, which the client has, must not wait for one
+  assert.deepEqual(await customer.events.seqs(chat.id, 2, 3_000), [1, 3]);
+  const gap = await customer.events.next("gap");
+  assert.deepEqual([gap.chat_id, gap.from_seq, gap.to_seq], [chat.id, 2, 2]);
+  assert.ok(
+    gap.error instanceof RequestError && gap.error.code === "invalid_payload",
+    `the refusal says why: ${gap.error}`,
+  );
+  assert.equal(customer.client.stats.gapsFilled, 0, "a gap given up on is not filled");
+  assert.equal(customer.client.stats.reconnects, 0);
 });

@@ -60,3 +60,28 @@ Deno.test("a message of a media type the client does not know is delivered in or
   );
   assert.deepEqual(events.all("invalid_frame"), []);
 });
+
+Deno.test("a gap fill refused with a code the client does not know gives the held messages after a gap event", async () => {
+  await using scripted = openScriptedClient({ chatId: X });
+  const { events, server } = scripted;
+  const socket = await scripted.accept(historyPage(X, [1]));
+
+  socket.push({ type: "chat_message", chat_id: X, message: storedMessage(X, 4) });
+  socket.push({ type: "chat_message", chat_id: X, message: storedMessage(X, 6) });
+  const fill = await server.written(socket, "load_latest_chat");
+  socket.push({
+    type: "error",
+    code: "history_archived",
+    message: "ask the archive",
+    request_id: fill.request_id,
+    action: "load_latest_chat",
+  });
+
+  await events.next("chat_message", (frame) => frame.message.seq === 6);
+  const gaps = events.all("gap").map((gap) => [gap.from_seq, gap.to_seq]);
+  assert.deepEqual(gaps, [[2, 3], [5, 5]]);
+  assert.deepEqual(events.all("chat_message").map((frame) => frame.message.seq), [4, 6]);
+  const [first] = events.all("gap");
+  assert.ok(first?.error instanceof RequestError && first.error.code === "history_archived");
+  assert.deepEqual(events.all("error"), [], "the refusal went to the gap, not to the application");
+});

@@ -1,8 +1,8 @@
 import type { ReceivedMessage } from "./received_frames.ts";
 import { amendedSeq, type Amendment, applyAmendments, type ReadUpTo } from "./amendments.ts";
-import { RequestError, RequestTimeoutError } from "./errors.ts";
+import { ConnectionLostError, RequestError, RequestTimeoutError } from "./errors.ts";
 import { createSequencer, type Sequencer } from "./sequencer.ts";
-import type { LatestChatFrame } from "./types.ts";
+import type { LatestChatFrame, MessageGap } from "./types.ts";
 
 export interface MessageOrderDeps {
   /** Reads a chat's messages after `afterSeq`, oldest first (`load_latest_chat`). */
@@ -11,6 +11,8 @@ export interface MessageOrderDeps {
   release(chatId: string, message: ReceivedMessage): void;
   /** Gives a deletion, an edit or a read mark to the application. */
   amended(change: Amendment | ReadUpTo): void;
+  /** Tells the application of messages it will not get, just before those after them. */
+  skipped(gap: MessageGap): void;
   /** How long to wait before reading again after failed read `attempt` (0 for the first). */
   retryDelay(attempt: number): number;
 }
@@ -20,7 +22,10 @@ export interface MessageOrderDeps {
  * `seq` order. A gap (after a reconnect, or a message that arrives early) is filled from the
  * store, page by page, before what waits behind it is released. A read the server refused
  * for now (`rate_limited`, `unavailable`) or did not answer in time is made again after a
- * backoff; a lost connection ends the filling until the next connection's first frame.
+ * backoff; a lost connection ends the filling until the next connection's first frame. A
+ * read refused for good (a code that is not retryable, or unknown) gives up on the gap: what
+ * waits behind it is released in order, each range missing announced as a `gap` just before
+ * the message after it, rather than held until some later message happens to come.
  * A deletion, edit or read mark of a message not yet released waits for it: the message is
  * released with it applied, and the event follows. A `messages_read` that reaches past the
  * released messages while some are held or being read waits until they are released (or the
@@ -129,6 +134,28 @@ export function createMessageOrder(deps: MessageOrderDeps) {
     return fits ? page : undefined;
   }
 
+  /**
+   * Gives up on what is missing before the held messages (`error`: why): releases them in
+   * order, each range never had announced just before the message after it.
+   */
+  function skipGap(chatId: string, error: unknown): void {
+    const sequencer = sequencerOf(chatId);
+    let before = sequencer.last ?? 0;
+    for (const message of sequencer.skipGap()) {
+      if (message.seq > before + 1) {
+        deps.skipped({ chat_id: chatId, from_seq: before + 1, to_seq: message.seq - 1, error });
+      }
+      before = message.seq;
+      release(chatId, message);
+    }
+    // amendments of messages skipped over are passed on as they are
+    for (const [seq, waiting] of amendments.get(chatId) ?? []) {
+      if (seq > (sequencer.last ?? 0)) continue;
+      amendments.get(chatId)?.delete(seq);
+      for (const amendment of waiting) deps.amended(amendment);
+    }
+  }
+
   /** Reads the store after the last released message until nothing is missing. */
   function fill(chatId: string): void {
     if (filling.has(chatId) || stopped) return;
@@ -141,7 +168,17 @@ export function createMessageOrder(deps: MessageOrderDeps) {
         // a read made before messages were held may predate them in the store
         const heldAtRead = sequencer.hasGap;
         const readsAtRead = readsHeld.get(chatId);
-        const page = await read(chatId, after);
+        let page: LatestChatFrame | undefined;
+        try {
+          page = await read(chatId, after);
+        } catch (error) {
+          // a lost connection: the next connection's first frame starts filling again
+          if (stopped || error instanceof ConnectionLostError) throw error;
+          // refused for good: asking again will not help, and holding what came would keep
+          // it from the application until some later message happens to come
+          skipGap(chatId, error);
+          return;
+        }
         // the client closed while the page was on its way
         if (stopped) return;
         if (!page) {
@@ -156,20 +193,14 @@ export function createMessageOrder(deps: MessageOrderDeps) {
         if (sequencer.hasGap && (sequencer.last !== after || !heldAtRead)) continue;
         // asked after they were stored, the store has nothing before the messages still
         // held: only history removed could mean that; release them rather than wait forever
-        for (const message of sequencer.skipGap()) release(chatId, message);
-        // amendments of messages skipped over are passed on as they are
-        for (const [seq, waiting] of amendments.get(chatId) ?? []) {
-          if (seq > (sequencer.last ?? 0)) continue;
-          amendments.get(chatId)?.delete(seq);
-          for (const amendment of waiting) deps.amended(amendment);
-        }
+        skipGap(chatId, undefined);
         gapsFilled++;
         return;
       }
     };
     load()
-      // a lost connection (the next one's first frame starts filling again), the client
-      // closed, or a refusal that will not change (forbidden: no longer in the chat)
+      // a lost connection (the next one's first frame starts filling again), or the client
+      // closed
       .catch(() => {})
       .finally(() => {
         filling.delete(chatId);

@@ -46,6 +46,10 @@ function orderWithScriptedReads() {
       );
       watch.changed();
     },
+    skipped(gap) {
+      shown.push(`gap #${gap.from_seq}-#${gap.to_seq}`);
+      watch.changed();
+    },
     retryDelay: () => 1,
   });
   return {

@@ -54,7 +54,8 @@ type Forwarded = Exclude<ReceivedFrameType, "ack" | "error" | "latest_chat" | "c
  * `chat_message`); `chats` comes at every connection to `/v1/ws/chats/` and when the server
  * sends the list again unasked (the user's chats changed); the pages `list_chats` asks for are
  * its results, not events. `error` is an error frame no request waits for; `invalid_frame` a
- * frame that does not match the contract (it is dropped).
+ * frame that does not match the contract (it is dropped); `gap` messages the client gave up
+ * reading (see MessageGap).
  */
 export type ChatClientEvents =
   & { [T in Forwarded]: ReceivedFrameOf<T> }
@@ -63,10 +64,26 @@ export type ChatClientEvents =
     chats: ChatsFrame;
     error: ErrorFrame;
     invalid_frame: { text: string; problem: string };
+    gap: MessageGap;
     status: ConnectionStatus;
   };
 
 export type ChatClientEvent = keyof ChatClientEvents;
+
+/**
+ * Messages of a chat the client will not give: `from_seq` to `to_seq` (inclusive) could not be
+ * read, and the messages after them it had were given anyway, this event just before them.
+ * `error` says why: the server refused the read for good (a RequestError whose code is not
+ * retryable, or one this client does not know; `forbidden`: no longer in the chat) or
+ * acknowledged it without its page; undefined when the store no longer has them
+ * (history removed). The application may show a marker there, or ask for them itself.
+ */
+export interface MessageGap {
+  chat_id: string;
+  from_seq: number;
+  to_seq: number;
+  error: unknown;
+}
 
 /** What the client has done to keep the application's view whole. */
 export interface ClientStats {

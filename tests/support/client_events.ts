@@ -20,6 +20,7 @@ const EVENTS: readonly ChatClientEvent[] = [
   "typing",
   "error",
   "invalid_frame",
+  "gap",
   "status",
 ];
 
