@@ -29,7 +29,10 @@ export interface ChatClientOptions {
   token: string | (() => string | Promise<string>);
   /** Connects to `/v1/ws/chat/{chatId}/`; absent: `/v1/ws/chats/`, every chat of the user. */
   chatId?: string;
-  /** How long a written request waits for its `ack` or `error` (default 10 s). */
+  /**
+   * How long a written request waits for its `ack` or `error` (default 10 s). For a send it is
+   * how long a socket may stay silent: see ChatClient.request.
+   */
   timeoutMs?: number;
   backoff?: BackoffOptions;
   /**
@@ -61,7 +64,11 @@ export interface ChatClient extends AsyncDisposable {
    * or ClientClosedError. Requests made while disconnected wait for the next connection.
    * `send_message` gets a `client_id` unless it has one, and stays in the outbox until its
    * ack: after a lost connection, or a `rate_limited` refusal, it is written again with that
-   * same `client_id`; sends that waited go one at a time, in the order they were made.
+   * same `client_id`; sends that waited go one at a time, in the order they were made. A
+   * send with no reply within its timeout is taken as a connection gone silent (no close, no
+   * packets): the socket is left as a lost one, and the outbox goes again, in order, on the
+   * next; it rejects with RequestTimeoutError only when its frame was still being handed to
+   * the network then (`bufferedAmount`: a large upload on a slow uplink).
    */
   request<A extends Action>(
     frame: ActionInput<A> & { action: A },
@@ -101,6 +108,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     retryDelay,
     write: (text) => connection.write(text),
     unclaimed: (frame) => frames.unclaimed(frame),
+    sendTimedOut: (timeoutMs) => connection.leaveSilent(timeoutMs),
   });
 
   const order = createMessageOrder({

@@ -486,3 +486,52 @@ Deno.test("held messages are given, after a gap event, when the gap fill is refu
   assert.equal(customer.client.stats.gapsFilled, 0, "a gap given up on is not filled");
   assert.equal(customer.client.stats.reconnects, 0);
 });
+
+Deno.test("on a connection gone silent the first send's timeout reconnects, and the outbox goes again in order", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await openThroughProxy(cluster, "cust-1", {
+    chatId: chat.id,
+    timeoutMs: 300,
+  });
+  const { proxy } = customer;
+  await customer.client.ready();
+  await proxy.cut();
+  await customer.events.next("status", (status) => status.state === "reconnecting");
+  // the next connection goes silent as soon as it is ready (no close, nothing gets through):
+  // the outbox's first send is written on it and gets no reply
+  let goesSilent = true;
+  customer.client.on("status", (status) => {
+    if (status.state !== "open" || !goesSilent) return;
+    goesSilent = false;
+    proxy.stall();
+  });
+  const sends = range(1, 3).map((n) =>
+    customer.client.request({
+      action: "send_message",
+      receiver_id: "vend-1",
+      media_type: "text",
+      content: `queued ${n}`,
+    })
+  );
+  proxy.restore();
+  await customer.events.next("status", (status) => status.state === "open");
+  const silentFrom = performance.now();
+
+  // one timeout, not one per queued send: the socket is taken for dead and left
+  const lost = await customer.events.next("status", (s) => s.state === "reconnecting", 1_500);
+  const waited = performance.now() - silentFrom;
+  assert.ok(waited >= 290 && waited < 600, `left after one timeout, not ${Math.round(waited)} ms`);
+  assert.equal(lost.code, 1006);
+  await proxy.cut();
+  proxy.restore();
+
+  const stored = await Promise.all(sends);
+  assert.deepEqual(stored.map((message) => [message.seq, message.content]), [
+    [1, "queued 1"],
+    [2, "queued 2"],
+    [3, "queued 3"],
+  ]);
+  assert.equal(customer.client.stats.resent, 1, "the send written on the silent socket");
+  assert.deepEqual(await customer.events.seqs(chat.id, 3), [1, 2, 3]);
+});

@@ -157,6 +157,25 @@ export function createConnection(
     );
   }
 
+  /**
+   * A send written on the socket got no reply within `timeoutMs`. Unless the socket is still
+   * handing frames to the network (a large upload on a slow uplink outlasts its timeout), it
+   * has gone silent (no close frame, packets dropped): it is left as a lost one, so that the
+   * outbox goes again, in order, on the next connection, after one timeout rather than one
+   * per send waiting behind it. False when it is kept.
+   */
+  function leaveSilent(timeoutMs: number): boolean {
+    const ws = socket;
+    if (!ws || !isReady || ws.bufferedAmount > 0) return false;
+    try {
+      ws.close(1000);
+    } catch {
+      // already closing
+    }
+    closed(1006, `no reply within ${timeoutMs} ms: the connection is taken for dead`);
+    return true;
+  }
+
   function scheduleRetry(code: number, reason: string): void {
     const delay = backoffDelay(attempt, options.backoff);
     attempt++;
@@ -235,6 +254,7 @@ export function createConnection(
       }
       return true;
     },
+    leaveSilent,
     /** Resolves when connected (now or on the next connection); rejects once stopped. */
     ready(): Promise<void> {
       if (stopped) return Promise.reject(stopped);

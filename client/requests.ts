@@ -61,7 +61,8 @@ export interface RequestOptions {
  * refusal) are written one at a time, each after the reply to the one before: written at once
  * they could be more frames than the server's burst, and one written behind a refused send
  * may be taken (the budget refilled meanwhile) and stored before it. Other requests do not
- * wait for sends.
+ * wait for sends. A send whose reply does not come in time is the connection's to judge
+ * (`sendTimedOut`): a socket gone silent is left, and the send stays in the outbox.
  */
 export function createRequests(deps: {
   /** Writes a frame; false when there is no open socket (the request then waits). */
@@ -71,6 +72,11 @@ export function createRequests(deps: {
   retryDelay: (attempt: number) => number;
   /** A page held for the next ack that turned out to answer no request (a pushed `chats`). */
   unclaimed: (frame: Page) => void;
+  /**
+   * A written send got no reply within `timeoutMs`: true when the connection takes its socket
+   * for dead and leaves it (lost() then puts the send back in the outbox); false: it gives up.
+   */
+  sendTimedOut: (timeoutMs: number) => boolean;
 }) {
   const queue: Pending[] = [];
   const inflight = new Map<string, Pending>();
@@ -171,6 +177,9 @@ export function createRequests(deps: {
     }
     inflight.set(pending.requestId, pending);
     pending.timer = setTimeout(() => {
+      // the outbox's send unanswered: the socket may have gone silent, and each send behind
+      // it would wait its own timeout in turn
+      if (pending.action === "send_message" && deps.sendTimedOut(pending.timeoutMs)) return;
       giveUp(pending, new RequestTimeoutError(pending.action, pending.timeoutMs, pending.clientId));
     }, pending.timeoutMs);
     return true;

@@ -18,6 +18,11 @@ type Frame = Record<string, any>;
 export class ScriptedSocket {
   /** Open at once: the client writes nothing before the server's first frame anyway. */
   readyState = 1;
+  /**
+   * Bytes the client wrote that have not yet gone out: none, unless a test plays a slow uplink
+   * (a large upload still leaving).
+   */
+  bufferedAmount = 0;
   /** What the client wrote, parsed. */
   readonly sent: Frame[] = [];
   onmessage: ((event: { data: string }) => void) | null = null;
