@@ -28,7 +28,8 @@ export function createChatMedia(deps: { store: ChatStore; media: MediaPort }) {
   return {
     /**
      * The media id a new message carries: null for text; base64 is checked and stored now;
-     * an uploaded id must be of this chat, by this sender, of this media_type.
+     * an uploaded id must be of this chat, by this sender, of this media_type, and still to be
+     * seen (media whose messages were all deleted is unknown, `not_found`).
      * Errors: invalid_payload, payload_too_large, unsupported_media, not_found, forbidden.
      */
     async forMessage(
@@ -49,9 +50,11 @@ export function createChatMedia(deps: { store: ChatStore; media: MediaPort }) {
       }
       if ("base64" in input) return (await record(actor, mediaType, input)).id;
       const entry = await store.getMedia(input.media_id);
-      // another chat's or another sender's upload reads as unknown
+      // another chat's or another sender's upload reads as unknown, and so does the media of a
+      // deleted message: sent again, it would bring back the file the deletion took away
       if (
-        !entry || entry.chat_id !== actor.membership.chat.id || entry.uploader_id !== actor.user_id
+        !entry || entry.chat_id !== actor.membership.chat.id ||
+        entry.uploader_id !== actor.user_id || entry.usage === "deleted"
       ) {
         throw new ChatError("not_found", "no such media of yours in this chat", {
           issues: [{ path: "media_id", message: "unknown" }],

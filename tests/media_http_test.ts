@@ -10,7 +10,7 @@ import {
 } from "./support/media.ts";
 import { mp3WithTagEndingAt } from "./support/id3.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
-import { acked, joinChat, refused } from "./support/steps.ts";
+import { acked, joinChat, messageWithSeq, refused } from "./support/steps.ts";
 import type { Frame } from "./support/ws_client.ts";
 
 // GET /v1/media/{id} and POST /v1/media over real HTTP, with messages over real sockets.
@@ -303,6 +303,57 @@ Deno.test("media_id must be the sender's own upload in this chat, sent as its me
   }]);
   await acked(alice, send(mine.media_id));
   await vendor.nextOfType("chat_message");
+});
+
+Deno.test("the media of a deleted message cannot be sent again: the same refusal as an unknown media_id", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  await using alice = await joinChat(cluster, "alice", chat.id);
+  await using vendor = await joinChat(cluster, "acme", chat.id);
+  const png = await fixture("image.png");
+  const send = (mediaId: string) => ({
+    action: "send_message",
+    receiver_id: "acme",
+    media_type: "image",
+    media_id: mediaId,
+  });
+  const mediaIdOf = (message: Frame) => String(message.media_url).slice("/v1/media/".length);
+  // one uploaded and sent by id, deleted by a moderator; one sent as base64, deleted by alice
+  const upload = (await uploadMedia(cluster, "alice", { chat_id: chat.id }, png)).json;
+  const byId = (await acked(alice, send(upload.media_id))).message;
+  await cluster.main.service.chat.moderateDeleteMessage(byId.id, {
+    moderator_id: "mod-1",
+    reason: "abuse",
+  });
+  const inline = (await acked(alice, {
+    action: "send_message",
+    receiver_id: "acme",
+    media_type: "image",
+    image: png.toBase64(),
+  })).message;
+  await acked(alice, { action: "delete_message", message_id: inline.id });
+
+  const { request_id: _, ...unknown } = await refused(
+    alice,
+    send(crypto.randomUUID()),
+    "not_found",
+  );
+  for (const message of [byId, inline]) {
+    const { request_id: _, ...again } = await refused(alice, send(mediaIdOf(message)), "not_found");
+    assert.deepEqual(again, unknown, "a deleted message's media reads as unknown");
+    assert.equal((await fetchMedia(cluster, "acme", message.media_url)).response.status, 404);
+    assert.equal((await fetchMedia(cluster, "alice", message.media_url)).response.status, 404);
+  }
+  // nothing was sent: the next message is the third of the chat
+  const after = await acked(alice, {
+    action: "send_message",
+    receiver_id: "acme",
+    media_type: "text",
+    content: "hi",
+  });
+  assert.equal(after.message.seq, 3);
+  await messageWithSeq(vendor, 3);
+  assert.deepEqual(vendor.pending("chat_message").map((frame) => frame.message.seq), [1, 2]);
 });
 
 Deno.test("with MEDIA_BACKEND=nats an upload streams into the object store and serves ranges", async () => {
