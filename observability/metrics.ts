@@ -34,10 +34,16 @@ export interface Metrics {
   readonly messagesRecovered: Counter;
   readonly amendmentsRecovered: Counter;
   readonly readTalliesDiffering: Counter;
-  /** Media requests let in and not yet done, by `route` (`upload`, `download`). */
-  readonly mediaOpenRequests: Gauge<"route">;
-  /** Media requests refused with 429, by `route` and the `limit` (`rate`, `concurrency`). */
-  readonly mediaRateLimited: Counter<"route" | "limit">;
+  /**
+   * Media requests let in and not yet done, by `route` (`upload`, `download`) and `via`
+   * (`http`: `/v1/media`; `socket`: base64 media in `send_message`, which holds an upload place).
+   */
+  readonly mediaOpenRequests: Gauge<"route" | "via">;
+  /**
+   * Media requests refused over a per-user limit, by `route`, `limit` (`rate`, `concurrency`)
+   * and `via`: a 429 over HTTP, a `rate_limited` error frame over a socket.
+   */
+  readonly mediaRateLimited: Counter<"route" | "limit" | "via">;
   /** Uploads of instances killed mid-upload, deleted by the media store's sweep. */
   readonly mediaUploadsSwept: Counter;
   /** The Prometheus text exposition of every instrument. */
@@ -56,7 +62,7 @@ export type SocketMetrics = Pick<
   | "sanctionScreens"
 >;
 
-/** What the media HTTP routes feed. */
+/** What the media HTTP routes and base64 media in socket frames feed. */
 export type MediaMetrics = Pick<Metrics, "mediaOpenRequests" | "mediaRateLimited">;
 
 /** What the store feeds. */
@@ -180,14 +186,16 @@ export function createMetrics(): Metrics {
     }),
     mediaOpenRequests: new Gauge({
       name: "chat_media_open_requests",
-      help: "Media requests let in and not yet done (a download until its body is sent), by route",
-      labelNames: ["route"] as const,
+      help:
+        "Media requests let in and not yet done (a download until its body is sent), by route and via (http: /v1/media; socket: base64 media in send_message)",
+      labelNames: ["route", "via"] as const,
       registers,
     }),
     mediaRateLimited: new Counter({
       name: "chat_media_rate_limited_total",
-      help: "Media requests refused with 429, by route and limit (rate or concurrency)",
-      labelNames: ["route", "limit"] as const,
+      help:
+        "Media requests refused over a per-user limit, by route, limit (rate or concurrency) and via (http: a 429; socket: a rate_limited error frame)",
+      labelNames: ["route", "limit", "via"] as const,
       registers,
     }),
     mediaUploadsSwept: new Counter({

@@ -35,7 +35,7 @@ async function upload(cluster: TestCluster, userId: string, chatId: string, body
 
 /** Waits, up to 10 s, until no upload is open on the instance. */
 async function untilNoUploadOpen(cluster: TestCluster): Promise<void> {
-  const series = 'chat_media_open_requests{route="upload"}';
+  const series = 'chat_media_open_requests{route="upload",via="http"}';
   const deadline = Date.now() + 10_000;
   while (await metric(cluster, 0, series) !== 0) {
     if (Date.now() > deadline) assert.fail(`${series} never went back to 0`);

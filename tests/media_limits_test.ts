@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import postgres from "postgres";
 import { signDevToken } from "../auth/sign.ts";
 import {
   fetchMedia,
@@ -12,13 +13,17 @@ import {
 } from "./support/media.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
 import { acked, joinChat, refused } from "./support/steps.ts";
+import type { Frame } from "./support/ws_client.ts";
 
 // Per-user limits of GET/HEAD/POST /v1/media over real HTTP: a token bucket shared by the
 // routes and caps on open uploads and downloads, counted only for good tokens.
 
 /** Requests of the route refused by the limit, from the instance's metrics. */
-function refusals(cluster: TestCluster, route: string, limit: string): Promise<number> {
-  return metric(cluster, `chat_media_rate_limited_total{route="${route}",limit="${limit}"}`);
+function refusals(cluster: TestCluster, route: string, limit: string, via = "http") {
+  return metric(
+    cluster,
+    `chat_media_rate_limited_total{route="${route}",limit="${limit}",via="${via}"}`,
+  );
 }
 
 /** A chat of alice and acme with an image alice sent over her socket (no HTTP request). */
@@ -33,6 +38,14 @@ async function chatWithImage(cluster: TestCluster) {
   });
   return { chat, mediaUrl: String(ack.message.media_url) };
 }
+
+/** alice's `send_message` of an image to acme, as base64. */
+const sendImage = (image: Uint8Array) => ({
+  action: "send_message",
+  receiver_id: "acme",
+  media_type: "image",
+  image: image.toBase64(),
+});
 
 /** A 429 of the media routes: the routes' JSON error shape, with `Retry-After`. */
 async function assertLimited(response: Response, retryAfter: string) {
@@ -272,12 +285,6 @@ Deno.test("base64 media sent over a socket counts as an open upload: past the ca
   const chat = await cluster.main.service.chat.createChat("alice", "acme");
   await using alice = await joinChat(cluster, "alice", chat.id);
   const png = await fixture("image.png");
-  const sendImage = (image: Uint8Array) => ({
-    action: "send_message",
-    receiver_id: "acme",
-    media_type: "image",
-    image: image.toBase64(),
-  });
   const held = await stalledUpload(cluster, "alice", chat.id);
   await untilOpen(cluster, "upload", 1);
   const before = await stored(cluster);
@@ -291,4 +298,38 @@ Deno.test("base64 media sent over a socket counts as an open upload: past the ca
   assert.equal(sent.message.seq, 1, "the refused sends made no message");
   // and one that was stored: the HTTP route has the place again
   assert.equal((await uploadMedia(cluster, "alice", { chat_id: chat.id }, png)).status, 201);
+});
+
+Deno.test("base64 media over a socket is in the media metrics under via=socket: open while it is stored, and refused past the cap", async () => {
+  await using cluster = await startCluster({
+    nats: false,
+    env: { MEDIA_MAX_UPLOADS_PER_USER: "1" },
+  });
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  await using alice = await joinChat(cluster, "alice", chat.id);
+  // a socket answers its frames in order: the send refused comes from another one of hers
+  await using phone = await joinChat(cluster, "alice", chat.id);
+  const png = await fixture("image.png");
+  // a migration, say, holds the media table: the first send is stored only once it lets go
+  const observer = postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} });
+  const locker = await observer.reserve();
+  let first: Promise<Frame>;
+  try {
+    await locker`begin`;
+    await locker`lock table media in access exclusive mode`;
+    first = alice.request(sendImage(png), 15_000);
+    // awaited below; a failure on the way is not left unhandled
+    first.catch(() => {});
+    await untilOpen(cluster, "upload", 1, "socket");
+    assert.equal(await metric(cluster, 'chat_media_open_requests{route="upload",via="http"}'), 0);
+    await refused(phone, sendImage(png), "rate_limited");
+    assert.equal(await refusals(cluster, "upload", "concurrency", "socket"), 1);
+    assert.equal(await refusals(cluster, "upload", "concurrency", "http"), 0);
+  } finally {
+    await locker`rollback`;
+    locker.release();
+    await observer.end();
+  }
+  assert.equal((await first).type, "ack");
+  await untilOpen(cluster, "upload", 0, "socket");
 });

@@ -11,7 +11,8 @@ import type { MediaMetrics } from "../observability/metrics.ts";
 import { httpStatusFor, toErrorFrame } from "./errors.ts";
 import { noneMatch, parseRange, rangeStillValid } from "./http_range.ts";
 import { type BodyFailure, failWhenStalled, type StallLimits } from "./stalled_body.ts";
-import type { Admitted, Refusal, RequestKind, RequestLimiter } from "./request_limits.ts";
+import { countedLimits } from "./media_counts.ts";
+import type { Refusal, RequestKind, RequestLimiter } from "./request_limits.ts";
 
 export interface MediaRouteDeps {
   service: ChatService;
@@ -20,7 +21,7 @@ export interface MediaRouteDeps {
   onError: (error: unknown, context: string) => void;
   /** Per user on this instance: requests a second, and requests open at once by kind. */
   mediaRequests: RequestLimiter;
-  /** Instruments the media routes feed; absent: nothing is measured. */
+  /** Instruments the media routes feed (as `via: "http"`); absent: nothing is measured. */
   instruments?: MediaMetrics;
 }
 
@@ -48,7 +49,11 @@ const isKind = (value: string): value is MediaKind => KINDS.includes(value);
  * request is answered 429 `rate_limited` with `Retry-After`.
  */
 export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptions) {
-  const { service, verifier, instruments, mediaRequests } = deps;
+  const { service, verifier } = deps;
+  const mediaRequests = countedLimits(deps.mediaRequests, {
+    via: "http",
+    instruments: deps.instruments,
+  });
   /** Set by drain(): new uploads are refused, and a body the server's shutdown breaks is 503. */
   let draining = false;
   let uploadsOpen = 0;
@@ -141,24 +146,11 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
   }
 
   /** The 429 of a request over one of its user's limits. */
-  function refused(request: Request, route: RequestKind, refusal: Refusal): Response {
-    instruments?.mediaRateLimited.inc({ route, limit: refusal.limit });
+  function refused(request: Request, refusal: Refusal): Response {
     const message = refusal.limit === "rate"
       ? "too many media requests, slow down"
       : "too many media requests at once";
     return failure(new ChatError("rate_limited", message), request, refusal.retryAfterSeconds);
-  }
-
-  /** Counts an admitted request as open until its release (idempotent). */
-  function opened(route: RequestKind, admission: Admitted): () => void {
-    instruments?.mediaOpenRequests.inc({ route });
-    let open = true;
-    return () => {
-      if (!open) return;
-      open = false;
-      admission.release();
-      instruments?.mediaOpenRequests.dec({ route });
-    };
   }
 
   /** The one place a media route's failure becomes a response; `retryAfter` for 429 and 503. */
@@ -203,8 +195,8 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
         // the token's user, and only once the token is good: a forged one spends no budget
         const principal = await authenticate(request);
         const admission = mediaRequests.admit(principal.userId, route);
-        if (!admission.admitted) return refused(request, route, admission);
-        release = opened(route, admission);
+        if (!admission.admitted) return refused(request, admission);
+        release = () => admission.release();
         const response = id === undefined
           ? await upload(request, principal, url)
           : await download(request, principal, id);

@@ -4,6 +4,7 @@ import type { ReadinessReport } from "../observability/readiness.ts";
 import type { ConnectionLimits } from "./connection.ts";
 import { type ConnectionRegistryDeps, createConnectionRegistry } from "./connection_registry.ts";
 import { endpointOf } from "./endpoint.ts";
+import { countedLimits } from "./media_counts.ts";
 import { createMediaRoutes } from "./media_routes.ts";
 import type { StallLimits } from "./stalled_body.ts";
 import { createRequestLimits, type RequestLimits } from "./request_limits.ts";
@@ -45,7 +46,10 @@ export interface HttpOptions {
 export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
   // one state per user for both ways in: a base64 ingest holds as much as an upload
   const mediaRequests = createRequestLimits(options.mediaLimits, { now: deps.now });
-  const connections = createConnectionRegistry({ ...deps, mediaRequests }, options);
+  const connections = createConnectionRegistry({
+    ...deps,
+    mediaRequests: countedLimits(mediaRequests, { via: "socket", instruments: deps.instruments }),
+  }, options);
   const upgrade = createUpgrade(
     { verifier: deps.verifier, connections, onError: deps.onError },
     options,

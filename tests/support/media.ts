@@ -79,9 +79,17 @@ export async function metric(cluster: TestCluster, series: string): Promise<numb
   return sample(await response.text(), series);
 }
 
-/** Waits, up to 10 s, until the media requests open on the route are `count`. */
-export async function untilOpen(cluster: TestCluster, route: string, count: number): Promise<void> {
-  const series = `chat_media_open_requests{route="${route}"}`;
+/**
+ * Waits, up to 10 s, until the media requests open on the route are `count`: `/v1/media` ones,
+ * or with `via: "socket"` base64 media in `send_message` frames.
+ */
+export async function untilOpen(
+  cluster: TestCluster,
+  route: string,
+  count: number,
+  via = "http",
+): Promise<void> {
+  const series = `chat_media_open_requests{route="${route}",via="${via}"}`;
   const deadline = Date.now() + 10_000;
   while (await metric(cluster, series) !== count) {
     if (Date.now() > deadline) assert.fail(`${series} never became ${count}`);
