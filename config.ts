@@ -110,9 +110,10 @@ const settings = z.object({
   JWT_AUDIENCE: optionalText,
   JWT_USER_CLAIM: optionalText,
   /**
-   * Comma-separated origins allowed to open sockets; unset: any (non-browser clients send none).
-   * Kept as browsers send them in `Origin` (host lower-cased, no default port, no trailing `/`),
-   * which the upgrade compares as strings: a value that is no origin could never match.
+   * Comma-separated origins allowed to open sockets, upload media and read the media routes'
+   * answers (CORS); unset: any (non-browser clients send none). Kept as browsers send them in
+   * `Origin` (host lower-cased, no default port, no trailing `/`), which the upgrade and the
+   * media routes compare as strings: a value that is no origin could never match.
    */
   ALLOWED_ORIGINS: z.string().optional().transform((value, ctx) => {
     const origins = value ? value.split(",").map((origin) => origin.trim()).filter(Boolean) : [];

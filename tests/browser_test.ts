@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { chromium, type Page } from "playwright-core";
+import { CHROMIUM_FLAGS, chromiumFor } from "./support/chromium.ts";
 import { startCluster } from "./support/service.ts";
 
 /**
@@ -11,40 +12,9 @@ import { startCluster } from "./support/service.ts";
  * Deno would want --allow-all for it.)
  */
 
-const CHROMIUM_FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-];
 const ARTIFACTS = new URL("./artifacts/", import.meta.url);
 
-function findChromium(): string | null {
-  const candidates = [
-    Deno.env.get("CHROMIUM_PATH"),
-    "/usr/bin/chromium",
-    "/usr/bin/chromium-browser",
-    "/usr/bin/google-chrome",
-  ];
-  for (const path of candidates) {
-    if (!path) continue;
-    try {
-      if (Deno.statSync(path).isFile) return path;
-    } catch {
-      // not there
-    }
-  }
-  return null;
-}
-
-const chromiumPath = findChromium();
-if (chromiumPath === null) {
-  console.warn(
-    "%ctests/browser_test.ts is SKIPPED: no Chromium at /usr/bin/chromium (or CHROMIUM_PATH); " +
-      "`apt-get install -y chromium` to run it",
-    "color: yellow",
-  );
-}
+const chromiumPath = chromiumFor("tests/browser_test.ts");
 
 /** The list row of a chat. */
 const row = (chatId: string) => `#chat-list li[data-chat-id="${chatId}"]`;

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { signDevToken } from "../auth/sign.ts";
 import {
+  chatWithImage,
   fetchMedia,
   fixture,
   metric,
@@ -24,19 +25,6 @@ function refusals(cluster: TestCluster, route: string, limit: string, via = "htt
     cluster,
     `chat_media_rate_limited_total{route="${route}",limit="${limit}",via="${via}"}`,
   );
-}
-
-/** A chat of alice and acme with an image alice sent over her socket (no HTTP request). */
-async function chatWithImage(cluster: TestCluster) {
-  const chat = await cluster.main.service.chat.createChat("alice", "acme");
-  await using alice = await joinChat(cluster, "alice", chat.id);
-  const ack = await acked(alice, {
-    action: "send_message",
-    receiver_id: "acme",
-    media_type: "image",
-    image: (await fixture("image.png")).toBase64(),
-  });
-  return { chat, mediaUrl: String(ack.message.media_url) };
 }
 
 /** alice's `send_message` of an image to acme, as base64. */

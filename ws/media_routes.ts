@@ -12,6 +12,7 @@ import { httpStatusFor, toErrorFrame } from "./errors.ts";
 import { noneMatch, parseRange, rangeStillValid } from "./http_range.ts";
 import { type BodyFailure, failWhenStalled, type StallLimits } from "./stalled_body.ts";
 import { countedLimits } from "./media_counts.ts";
+import { createMediaCors, originAllowed } from "./media_cors.ts";
 import type { Refusal, RequestKind, RequestLimiter } from "./request_limits.ts";
 
 export interface MediaRouteDeps {
@@ -26,7 +27,7 @@ export interface MediaRouteDeps {
 }
 
 export interface MediaRouteOptions {
-  /** Origins allowed to upload; empty: any (as for sockets). */
+  /** Origins allowed to upload, and to read answers (CORS); empty: any (as for sockets). */
   allowedOrigins: readonly string[];
   /** When an upload body that sends too little fails with `invalid_payload`. */
   uploadStall: StallLimits;
@@ -67,9 +68,10 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
     return await verifier.verify(token);
   }
 
+  const cors = createMediaCors(options.allowedOrigins);
+
   function checkOrigin(request: Request): void {
-    const origin = request.headers.get("origin");
-    if (origin && options.allowedOrigins.length > 0 && !options.allowedOrigins.includes(origin)) {
+    if (!originAllowed(options.allowedOrigins, request.headers.get("origin"))) {
       throw new ChatError("forbidden", "origin not allowed");
     }
   }
@@ -171,50 +173,67 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
     });
   }
 
+  /** A media request but OPTIONS, by `id` (none: the upload) and its `allowed` methods. */
+  async function answer(
+    request: Request,
+    url: URL,
+    id: string | undefined,
+    allowed: string,
+  ): Promise<Response> {
+    if (!allowed.split(", ").includes(request.method)) {
+      return new Response("method not allowed\n", {
+        status: 405,
+        headers: { allow: `${allowed}, OPTIONS` },
+      });
+    }
+    const route: RequestKind = id === undefined ? "upload" : "download";
+    if (route === "upload") {
+      if (draining) return failure(shuttingDown(), request);
+      uploadsOpen++;
+    }
+    let release = () => {};
+    try {
+      if (route === "upload") checkOrigin(request);
+      // the token's user, and only once the token is good: a forged one spends no budget
+      const principal = await authenticate(request);
+      const admission = mediaRequests.admit(principal.userId, route);
+      if (!admission.admitted) return refused(request, admission);
+      release = () => admission.release();
+      const response = id === undefined
+        ? await upload(request, principal, url)
+        : await download(request, principal, id);
+      // a download is open until its body is sent, or dropped by a client that went away
+      if (route === "download" && response.body !== null) {
+        return new Response(releasedWhenDone(response.body, release), {
+          status: response.status,
+          headers: response.headers,
+        });
+      }
+      release();
+      return response;
+    } catch (error) {
+      release();
+      return failure(error, request);
+    } finally {
+      if (route === "upload" && --uploadsOpen === 0) uploadsAnswered();
+    }
+  }
+
   return {
     /** Whether `pathname` is a media route. */
     handles(pathname: string): boolean {
       return pathname === UPLOAD_PATH || MEDIA_PATH.test(pathname);
     },
 
-    /** Answers a media request; every failure becomes a response here. */
+    /**
+     * Answers a media request, `OPTIONS` (a browser's CORS preflight) included; every failure
+     * becomes a response here, readable by an allowed origin as a success is.
+     */
     async handle(request: Request, url: URL): Promise<Response> {
       const id = MEDIA_PATH.exec(url.pathname)?.[1];
       const allowed = id === undefined ? "POST" : "GET, HEAD";
-      if (!allowed.split(", ").includes(request.method)) {
-        return new Response("method not allowed\n", { status: 405, headers: { allow: allowed } });
-      }
-      const route: RequestKind = id === undefined ? "upload" : "download";
-      if (route === "upload") {
-        if (draining) return failure(shuttingDown(), request);
-        uploadsOpen++;
-      }
-      let release = () => {};
-      try {
-        if (route === "upload") checkOrigin(request);
-        // the token's user, and only once the token is good: a forged one spends no budget
-        const principal = await authenticate(request);
-        const admission = mediaRequests.admit(principal.userId, route);
-        if (!admission.admitted) return refused(request, admission);
-        release = () => admission.release();
-        const response = id === undefined
-          ? await upload(request, principal, url)
-          : await download(request, principal, id);
-        // a download is open until its body is sent, or dropped by a client that went away
-        if (route === "download" && response.body !== null) {
-          return new Response(releasedWhenDone(response.body, release), {
-            status: response.status,
-            headers: response.headers,
-          });
-        }
-        release();
-        return response;
-      } catch (error) {
-        release();
-        return failure(error, request);
-      } finally {
-        if (route === "upload" && --uploadsOpen === 0) uploadsAnswered();
-      }
+      if (request.method === "OPTIONS") return cors.preflight(request, allowed);
+      return cors.answered(request, await answer(request, url, id, allowed));
     },
 
     /**

@@ -27,7 +27,7 @@ export interface HttpOptions {
   /** Sockets this instance may hold at once (WS_MAX_SOCKETS); more are answered 503. */
   maxSockets: number;
   maxSocketsPerUser: number;
-  /** Origins allowed to open sockets; empty: any. */
+  /** Origins allowed to open sockets, upload media and read its answers (CORS); empty: any. */
   allowedOrigins: readonly string[];
   /** Per-user limits of the media routes on this instance; open uploads count base64 media too. */
   mediaLimits: RequestLimits;

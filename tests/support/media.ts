@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import postgres from "postgres";
 import type { TestCluster } from "./service.ts";
 import { TEST_NATS_URL } from "./service.ts";
+import { acked, joinChat } from "./steps.ts";
 import { sample } from "./service_process.ts";
 import { within } from "./wait.ts";
 
@@ -36,6 +37,19 @@ export async function paddedFixture(
 
 export function sha256Hex(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
+}
+
+/** A chat of alice and acme with an image alice sent over her socket (no HTTP request). */
+export async function chatWithImage(cluster: TestCluster) {
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  await using alice = await joinChat(cluster, "alice", chat.id);
+  const ack = await acked(alice, {
+    action: "send_message",
+    receiver_id: "acme",
+    media_type: "image",
+    image: (await fixture("image.png")).toBase64(),
+  });
+  return { chat, mediaUrl: String(ack.message.media_url) };
 }
 
 /** `GET`s a media URL as `userId`; the body is read whole (test files are small). */
