@@ -1,3 +1,5 @@
+import { originAllowed } from "./origins.ts";
+
 /**
  * CORS of the media routes, for web apps on other origins: they send `Authorization: Bearer`
  * (no cookies), so a browser asks first (`OPTIONS`) and reads an answer only when it names
@@ -10,11 +12,6 @@ const ALLOWED_HEADERS = "authorization, content-type, range, if-none-match, if-r
 const EXPOSED_HEADERS = "location, etag, content-range, retry-after, content-length, accept-ranges";
 /** How long a browser may reuse a preflight: a change of ALLOWED_ORIGINS is seen within it. */
 const MAX_AGE_SECONDS = 600;
-
-/** Whether a request from `origin` (none: not a browser's cross-origin one) may be served. */
-export function originAllowed(allowedOrigins: readonly string[], origin: string | null): boolean {
-  return !origin || allowedOrigins.length === 0 || allowedOrigins.includes(origin);
-}
 
 /** The preflight answer and the CORS headers of the media routes, for `allowedOrigins`. */
 export function createMediaCors(allowedOrigins: readonly string[]) {

@@ -12,7 +12,8 @@ import { httpStatusFor, toErrorFrame } from "./errors.ts";
 import { noneMatch, parseRange, rangeStillValid } from "./http_range.ts";
 import { type BodyFailure, failWhenStalled, type StallLimits } from "./stalled_body.ts";
 import { countedLimits } from "./media_counts.ts";
-import { createMediaCors, originAllowed } from "./media_cors.ts";
+import { createMediaCors } from "./media_cors.ts";
+import { originAllowed } from "./origins.ts";
 import type { Refusal, RequestKind, RequestLimiter } from "./request_limits.ts";
 
 export interface MediaRouteDeps {

@@ -6,6 +6,7 @@ import { Connection, type ConnectionLimits } from "./connection.ts";
 import type { ConnectionRegistry } from "./connection_registry.ts";
 import type { Endpoint } from "./endpoint.ts";
 import { CloseCode, closeCodeFor } from "./errors.ts";
+import { originAllowed } from "./origins.ts";
 import { earlyFrameLimit, FrameIntake, type Taken } from "./frame_intake.ts";
 import { createSocketCap } from "./socket_cap.ts";
 
@@ -53,8 +54,7 @@ export function createUpgrade(deps: UpgradeDeps, options: UpgradeOptions) {
         headers: { "retry-after": "1", connection: "close" },
       });
     }
-    const origin = request.headers.get("origin");
-    if (origin && options.allowedOrigins.length > 0 && !options.allowedOrigins.includes(origin)) {
+    if (!originAllowed(options.allowedOrigins, request.headers.get("origin"))) {
       return new Response("origin not allowed\n", { status: 403 });
     }
     // read before the upgrade: reading the request after it throws "Request closed"
