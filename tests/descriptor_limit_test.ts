@@ -153,8 +153,12 @@ Deno.test("out of file descriptors, the gRPC admin plane's listener, stopped by 
     "the gRPC listener's recovery",
     15_000,
   );
-  using admin = await createAdminClient(`127.0.0.1:${grpcPort}`, { token: null });
-  assert.equal(await admin.health(), "SERVING");
+  {
+    using admin = await createAdminClient(`127.0.0.1:${grpcPort}`, { token: null });
+    assert.equal(await admin.health(), "SERVING");
+    // closed before the service goes: a GOAWAY at the shutdown can crash node:http2's client
+    // under Deno (an nghttp2 assertion, find_stream_on_goaway_func)
+  }
   const stopped = service.logs().filter((line) => line.message === GRPC_LISTENER_STOPPED);
   assert.equal(stopped.length, 1, "one line per episode");
   assert.equal(stopped[0]?.level, "WARN");
