@@ -72,7 +72,6 @@ async function tlsFrontTakes({ cert, key }: CertificateAndKey): Promise<boolean>
       cert,
       key,
       upstreamPort: 1,
-      onError: () => {},
     });
     await front.close();
     return true;

@@ -149,7 +149,6 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
         host: options.host,
         port: options.port,
         upstreamPort: port,
-        onError: deps.onError,
       });
       port = front.port;
     }

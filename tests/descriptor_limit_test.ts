@@ -11,11 +11,15 @@ import {
   type ServiceProcess,
   startServiceProcess,
 } from "./support/service_process.ts";
+import { createCertificate } from "./support/tls_certificates.ts";
 import { within } from "./support/wait.ts";
 import { TestSocket } from "./support/ws_client.ts";
 
 const LISTENER_FAILED =
   "the HTTP listener failed; new connections are refused until it listens again";
+const TLS_FRONT_FAILED =
+  "the gRPC TLS listener failed; new connections are refused until it listens again";
+const TLS_FRONT_BACK = "the gRPC TLS listener accepts connections again";
 
 /** Few enough descriptors for a test to use them all up with idle connections. */
 const MAX_OPEN_FILES = 160;
@@ -66,6 +70,56 @@ async function healthzAnswers(service: ServiceProcess, ms: number): Promise<bool
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   return false;
+}
+
+/**
+ * Uses the service's descriptors up (its HTTP listener fails on the flood), then opens a few
+ * connections to `port`, whose accept fails on them, and frees the descriptors once the service
+ * logged `failure` (the HTTP listener's, by default).
+ */
+async function exhaustWhileConnecting(
+  service: ServiceProcess,
+  port: number,
+  failure = LISTENER_FAILED,
+): Promise<void> {
+  const flood = await floodConnections(service, MAX_OPEN_FILES + 40);
+  try {
+    await service.waitForLog(
+      (line) => line.message === LISTENER_FAILED,
+      "the HTTP listener's failure",
+    );
+    // out of descriptors, the kernel still queues these; the process's accept fails on them
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        flood.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+      } catch (error) {
+        // a listener that closes its port on the failure refuses the rest
+        if (error instanceof Deno.errors.ConnectionRefused) break;
+        if (error instanceof Deno.errors.ConnectionReset) break;
+        throw error;
+      }
+    }
+    await service.waitForLog((line) => line.message === failure, `"${failure}"`);
+  } finally {
+    for (const connection of flood) connection.close();
+  }
+}
+
+/** The admin plane's health Check on a client of its own, closed before the service goes. */
+async function adminHealth(
+  address: string,
+  options: { tls?: { ca: Uint8Array; serverName: string }; waitMs?: number } = {},
+): Promise<string> {
+  // a GOAWAY at the service's shutdown can crash node:http2's client under Deno (an nghttp2
+  // assertion, find_stream_on_goaway_func): the test closes its client first
+  using admin = await createAdminClient(address, {
+    token: null,
+    ...(options.tls === undefined ? {} : { tls: options.tls }),
+  });
+  return await admin.health(
+    "",
+    options.waitMs === undefined ? {} : { deadlineMs: options.waitMs, waitForReady: true },
+  );
 }
 
 Deno.test("out of file descriptors, the service keeps its sockets, refuses new connections without spinning, logs it once and listens again once descriptors are free", async () => {
@@ -134,34 +188,47 @@ Deno.test("out of file descriptors, the gRPC admin plane's listener, stopped by 
   const env = serviceEnvironment({ databaseUrl: database.url });
   await using service = await startServiceProcess(env, { maxOpenFiles: MAX_OPEN_FILES });
   const grpcPort = Number(env.GRPC_PORT);
-  const flood = await floodConnections(service, MAX_OPEN_FILES + 40);
-  try {
-    await service.waitForLog(
-      (line) => line.message === LISTENER_FAILED,
-      "the HTTP listener's failure",
-    );
-    // out of descriptors, the kernel still queues these; the gRPC listener's accept fails on them
-    for (let attempt = 0; attempt < 5; attempt++) {
-      flood.push(await Deno.connect({ hostname: "127.0.0.1", port: grpcPort }));
-    }
-  } finally {
-    for (const connection of flood) connection.close();
-  }
+  await exhaustWhileConnecting(service, grpcPort);
   // the listener's probe cannot tell while the process is out of descriptors, then finds it dead
   await service.waitForLog(
     (line) => line.message === GRPC_LISTENER_BACK,
     "the gRPC listener's recovery",
     15_000,
   );
-  {
-    using admin = await createAdminClient(`127.0.0.1:${grpcPort}`, { token: null });
-    assert.equal(await admin.health(), "SERVING");
-    // closed before the service goes: a GOAWAY at the shutdown can crash node:http2's client
-    // under Deno (an nghttp2 assertion, find_stream_on_goaway_func)
-  }
+  assert.equal(await adminHealth(`127.0.0.1:${grpcPort}`), "SERVING");
   const stopped = service.logs().filter((line) => line.message === GRPC_LISTENER_STOPPED);
   assert.equal(stopped.length, 1, "one line per episode");
   assert.equal(stopped[0]?.level, "WARN");
+  service.kill("SIGTERM");
+  assert.equal((await within(service.status, 10_000, "the service to exit")).code, 0);
+});
+
+Deno.test("out of file descriptors, the gRPC TLS front, stopped by a failed accept, listens again and answers a health check over TLS once descriptors are free", async () => {
+  await using database = await freshDatabase();
+  const { cert, key } = await createCertificate();
+  const env: Record<string, string> = {
+    ...serviceEnvironment({ databaseUrl: database.url }),
+    GRPC_TLS_CERT: cert,
+    GRPC_TLS_KEY: key,
+  };
+  await using service = await startServiceProcess(env, { maxOpenFiles: MAX_OPEN_FILES });
+  const grpcPort = Number(env.GRPC_PORT);
+  await exhaustWhileConnecting(service, grpcPort, TLS_FRONT_FAILED);
+  const health = await adminHealth(`127.0.0.1:${grpcPort}`, {
+    // node's TLS takes no IP address as the server name
+    tls: { ca: new TextEncoder().encode(cert), serverName: "localhost" },
+    // through refused connections until the port is opened again
+    waitMs: 8_000,
+  });
+  assert.equal(health, "SERVING");
+  await service.waitForLog(
+    (line) => line.message === TLS_FRONT_BACK,
+    "the gRPC TLS front's recovery",
+  );
+  const failures = service.logs().filter((line) => line.message === TLS_FRONT_FAILED);
+  assert.equal(failures.length, 1, "one line per episode, not per refused connection");
+  assert.equal(failures[0]?.level, "WARN");
+  assert.match(failures[0]?.error?.message ?? "", /Too many open files/);
   service.kill("SIGTERM");
   assert.equal((await within(service.status, 10_000, "the service to exit")).code, 0);
 });

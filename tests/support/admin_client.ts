@@ -28,8 +28,14 @@ export interface AdminClient extends Disposable {
   watch(request?: object, options?: CallOptions): grpc.ClientReadableStream<Reply>;
   /** A grpc.health.v1.Health/Watch stream; each message carries a serving status name. */
   watchHealth(service?: string): grpc.ClientReadableStream<Reply>;
-  /** grpc.health.v1.Health/Check; the serving status name. */
-  health(service?: string): Promise<string>;
+  /**
+   * grpc.health.v1.Health/Check; the serving status name. With `waitForReady` the call waits
+   * through failed connection attempts (reconnecting with grpc-js backoff) until `deadlineMs`.
+   */
+  health(
+    service?: string,
+    options?: { deadlineMs?: number; waitForReady?: boolean },
+  ): Promise<string>;
   /** An open grpc.reflection.v1 stream, for the caller to write to and end. */
   openReflection(): grpc.ClientDuplexStream<object, Reply>;
   /** grpc.reflection.v1 requests, one stream, answers in order. */
@@ -119,11 +125,13 @@ export async function createAdminClient(
     watchHealth(service = "") {
       return method(health, "Watch")({ service });
     },
-    health(service = "") {
+    health(service = "", healthOptions = {}) {
       return within(
         new Promise<string>((resolve, reject) => {
           method(health, "Check")(
             { service },
+            new grpc.Metadata({ waitForReady: healthOptions.waitForReady ?? false }),
+            deadline(healthOptions),
             (error: grpc.ServiceError | null, reply: Reply) =>
               error ? reject(error) : resolve(reply.status),
           );
