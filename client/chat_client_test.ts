@@ -1,40 +1,10 @@
 import assert from "node:assert/strict";
-import { openClient } from "../tests/support/client_events.ts";
+import { openClient, openThroughProxy, sendEach } from "../tests/support/client_events.ts";
 import { startCluster } from "../tests/support/service.ts";
-import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
-import type { TestCluster } from "../tests/support/service.ts";
-import {
-  type ChatClient,
-  type ChatClientOptions,
-  ClientClosedError,
-  createChatClient,
-  RequestError,
-  RequestTimeoutError,
-} from "./mod.ts";
+import { ClientClosedError, createChatClient, RequestError, RequestTimeoutError } from "./mod.ts";
 
 const range = (from: number, to: number) =>
   Array.from({ length: to - from + 1 }, (_, index) => from + index);
-
-/** A client whose connection goes through a proxy the test can cut or stall. */
-async function openThroughProxy(
-  cluster: TestCluster,
-  userId: string,
-  options: Partial<ChatClientOptions> = {},
-) {
-  const proxy = startTcpProxy({ hostname: "127.0.0.1", port: cluster.main.service.port });
-  const opened = await openClient(cluster, userId, {
-    ...options,
-    url: `http://127.0.0.1:${proxy.port}`,
-  });
-  return {
-    ...opened,
-    proxy,
-    async [Symbol.asyncDispose]() {
-      await opened[Symbol.asyncDispose]();
-      await proxy[Symbol.asyncDispose]();
-    },
-  };
-}
 
 /** A socket that loses the chat_message of seq 2 on the way, as a faulty network might. */
 class LossySocket extends WebSocket {
@@ -47,18 +17,6 @@ class LossySocket extends WebSocket {
       if (frame.type === "chat_message" && frame.message.seq === 2) return;
       handler?.call(this, event);
     };
-  }
-}
-
-/** Sends text messages to `receiver`, one after the other. */
-async function sendEach(client: ChatClient, receiver: string, contents: string[]) {
-  for (const content of contents) {
-    await client.request({
-      action: "send_message",
-      receiver_id: receiver,
-      media_type: "text",
-      content,
-    });
   }
 }
 

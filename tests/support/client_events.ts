@@ -6,6 +6,7 @@ import {
   createChatClient,
 } from "../../client/mod.ts";
 import type { TestCluster } from "./service.ts";
+import { startTcpProxy } from "./tcp_proxy.ts";
 import { within } from "./wait.ts";
 
 const EVENTS: readonly ChatClientEvent[] = [
@@ -133,4 +134,37 @@ export async function openClient(
       events[Symbol.dispose]();
     },
   };
+}
+
+/** A client (see openClient) whose connection goes through a proxy the test can cut or stall. */
+export async function openThroughProxy(
+  cluster: TestCluster,
+  userId: string,
+  options: Partial<ChatClientOptions> = {},
+) {
+  const proxy = startTcpProxy({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  const opened = await openClient(cluster, userId, {
+    ...options,
+    url: `http://127.0.0.1:${proxy.port}`,
+  });
+  return {
+    ...opened,
+    proxy,
+    async [Symbol.asyncDispose]() {
+      await opened[Symbol.asyncDispose]();
+      await proxy[Symbol.asyncDispose]();
+    },
+  };
+}
+
+/** Sends text messages to `receiver`, one after the other. */
+export async function sendEach(client: ChatClient, receiver: string, contents: string[]) {
+  for (const content of contents) {
+    await client.request({
+      action: "send_message",
+      receiver_id: receiver,
+      media_type: "text",
+      content,
+    });
+  }
 }

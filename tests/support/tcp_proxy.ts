@@ -16,14 +16,18 @@ export interface TcpProxy extends AsyncDisposable {
   cut(): Promise<void>;
   /**
    * Keeps connections open but holds back whatever a client sends (or, with "downstream",
-   * whatever the target sends back), until restore().
+   * whatever the target sends back; with "both", either: a connection gone silent), until
+   * restore().
    */
-  stall(direction?: "upstream" | "downstream"): void;
+  stall(direction?: StallDirection): void;
   /** Resolves once something was sent that the stall holds back. */
   held(): Promise<void>;
   /** Listens and forwards again, on the same port, and lets held data through. */
   restore(): void;
 }
+
+/** Which data a stall holds back: the client's, the target's, or both. */
+export type StallDirection = "upstream" | "downstream" | "both";
 
 /** Starts forwarding a free loopback port to `target`. */
 export function startTcpProxy(target: { hostname: string; port: number }): TcpProxy {
@@ -33,12 +37,12 @@ export function startTcpProxy(target: { hostname: string; port: number }): TcpPr
   let port = 0;
   /** While stalled: resolved by restore(); data from clients waits for it. */
   let stalled: PromiseWithResolvers<void> | undefined;
-  let stalledDirection: "upstream" | "downstream" = "upstream";
+  let stalledDirection: StallDirection = "upstream";
   let holding = Promise.withResolvers<void>();
 
   /** Data in one direction passes here: held while that direction is stalled. */
   const gate = (direction: "upstream" | "downstream") => async () => {
-    if (!stalled || stalledDirection !== direction) return;
+    if (!stalled || (stalledDirection !== direction && stalledDirection !== "both")) return;
     holding.resolve();
     await stalled.promise;
   };
