@@ -31,9 +31,24 @@ export interface ChatClientOptions {
   chatId?: string;
   /**
    * How long a written request waits for its `ack` or `error` (default 10 s). For a send it is
-   * how long a socket may stay silent: see ChatClient.request.
+   * how long a socket may stay silent: see ChatClient.request; so it is for the client's own
+   * reads (gap fills, the heartbeat).
    */
   timeoutMs?: number;
+  /**
+   * How long a ready socket may receive nothing before the client checks it is alive (default
+   * 30 s; 0: never). A connection can die without a close (a network changed, a NAT entry
+   * timed out); the contract's `ping` gets no reply and browsers cannot see WebSocket pings, so
+   * the client asks the cheapest thing the server answers: on `/v1/ws/chat/{id}/` the messages
+   * after the last `seq` it has, `limit` 1 (`load_latest_chat`: an empty page, normally); on
+   * `/v1/ws/chats/` the same for one chat it knows, or while it knows none (the user has no
+   * chat) `list_chats` before the epoch (an empty page: a list with chats would tell the client
+   * of a new chat before its messages come, and they would be taken for history). The
+   * answer is neither an event nor a message (the messages come as they do anyway). Any frame
+   * received counts as life; no answer within `timeoutMs`, and the socket is left as a silent
+   * one (status `reconnecting`, code 1006) and the next connection reads what was missed.
+   */
+  heartbeatMs?: number;
   backoff?: BackoffOptions;
   /**
    * How long `close()` waits for the server to answer the close frame before it resolves
@@ -88,6 +103,9 @@ export interface ChatClient extends AsyncDisposable {
   close(): Promise<void>;
 }
 
+/** A `list_chats` cursor no chat's activity is before. */
+const EPOCH = new Date(0).toISOString();
+
 /**
  * Connects to the chat service and stays connected: after a lost network or a 1012 restart
  * it reconnects with exponential backoff and jitter; after 4403 or 4408 it stops, and after
@@ -98,6 +116,8 @@ export interface ChatClient extends AsyncDisposable {
  * refused for good, the messages held behind the gap are given anyway, after a `gap` event
  * naming what is missing (see MessageGap). A socket the
  * runtime refuses to open (the WebSocket constructor throws) is tried again like a lost one.
+ * One that receives nothing for `heartbeatMs` is checked, and left when it does not answer
+ * (see ChatClientOptions.heartbeatMs); so is one where a gap fill's read gets no reply in time.
  */
 export function createChatClient(options: ChatClientOptions): ChatClient {
   const listeners = new Map<ChatClientEvent, Set<(value: never) => void>>();
@@ -108,17 +128,35 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     retryDelay,
     write: (text) => connection.write(text),
     unclaimed: (frame) => frames.unclaimed(frame),
-    sendTimedOut: (timeoutMs) => connection.leaveSilent(timeoutMs),
+    timedOut: (timeoutMs) => connection.leaveSilent(timeoutMs),
   });
 
+  /** A chat's messages after `afterSeq`, oldest first: a read of the client's own. */
+  const readAfter = (chatId: string, afterSeq: number, limit: number) =>
+    requests.add({
+      action: "load_latest_chat",
+      after_seq: afterSeq,
+      limit,
+      ...(options.chatId === undefined ? { chat_id: chatId } : {}),
+    }, { leavesSilent: true }) as Promise<LatestChatFrame>;
+
+  /**
+   * The heartbeat's request, answered at the cost of one indexed read at most: what follows the
+   * last message the client has (nothing, normally) in one page of one. Its answer is taken by
+   * it alone (requests.ts matches a page to its ack) and not passed on: the order takes
+   * messages from events and its own reads only. The chat endpoint's first page makes its chat
+   * known; a chats socket that knows none is a user's with no chat, whose chats are read (none)
+   * and none kept: before the epoch, the page is empty, so a chat created meanwhile is not
+   * learned from it with a `seq` its messages, on their way, would then be taken as had.
+   */
+  function check(): Promise<unknown> {
+    const known = order.someChat();
+    if (known) return readAfter(known.chatId, known.seq, 1);
+    return requests.add({ action: "list_chats", before: EPOCH }, { leavesSilent: true });
+  }
+
   const order = createMessageOrder({
-    load: (chatId, afterSeq) =>
-      requests.add({
-        action: "load_latest_chat",
-        after_seq: afterSeq,
-        limit: 100,
-        ...(options.chatId === undefined ? { chat_id: chatId } : {}),
-      }) as Promise<LatestChatFrame>,
+    load: (chatId, afterSeq) => readAfter(chatId, afterSeq, 100),
     release: (chatId, message) =>
       emit("chat_message", { type: "chat_message", chat_id: chatId, message }),
     amended: (change) => emit(change.type, change),
@@ -146,7 +184,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
 
   const frames = createFrameRouter({ requests, order, emit });
   // last: it starts connecting (or, given an aborted signal, stops everything above)
-  const connection = createConnection({ requests, order, frames, emit }, options);
+  const connection = createConnection({ requests, order, frames, emit, check }, options);
 
   return {
     get status() {

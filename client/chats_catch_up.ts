@@ -12,11 +12,13 @@ import type { ChatsFrame } from "./types.ts";
  * (no longer the user's): it is not looked for further. The first connection knows no chats
  * but its first page's, so it reads no further.
  *
- * A read refused for now (`rate_limited`, `unavailable`) or not answered in time is made again
- * after a backoff, as a gap fill's is: a reconnect that finds many chats with news writes a
- * read for each at once, more than the server's burst, and the next page is then refused. Any
- * other failure ends it: a lost connection (the next one starts over), the client closed, or a
- * refusal; a later message in a chat missed still shows its gap.
+ * A read refused for now (`rate_limited`, `unavailable`) is made again after a backoff, as a
+ * gap fill's is: a reconnect that finds many chats with news writes a read for each at once,
+ * more than the server's burst, and the next page is then refused. So is one not answered in
+ * time on a socket kept (a large upload still leaving); on a silent socket it leaves the socket
+ * (AddOptions in requests.ts). Any other failure ends it: a lost connection (the next one
+ * starts over), the client closed, or a refusal; a later message in a chat missed still shows
+ * its gap.
  */
 export function createChatsCatchUp(deps: {
   /** The page of chats with activity before `before` (`list_chats`). */

@@ -4,6 +4,7 @@ import type { ChatClientOptions } from "./chat_client.ts";
 import { reconnectsAfter } from "./close_policy.ts";
 import { ClientClosedError, RequestError } from "./errors.ts";
 import type { Emit, FrameRouter } from "./frame_router.ts";
+import { createHeartbeat } from "./heartbeat.ts";
 import type { MessageOrder } from "./message_order.ts";
 import type { Requests } from "./requests.ts";
 import { socketUrl } from "./socket_url.ts";
@@ -16,18 +17,35 @@ const OPEN = 1;
  * socket is ready for actions once its first frame (a page) has come: then the outbox is
  * written and `ready()` resolves. When it closes, the close code says whether to try again
  * (close_policy.ts), after a backoff delay; when not, or when closed or aborted, the client
- * stops: requests and `ready()` reject with ClientClosedError and `status` is `closed`.
+ * stops: requests and `ready()` reject with ClientClosedError and `status` is `closed`. While a
+ * socket is ready and nothing comes on it for `heartbeatMs`, `check` asks the server something
+ * (heartbeat.ts); a socket that does not answer in time is left as silent (leaveSilent).
  * It starts connecting at once (not when `signal` is already aborted); it throws TypeError at
  * once when `url` cannot be made into a socket URL (see socketUrl).
  */
 export function createConnection(
-  deps: { requests: Requests; order: MessageOrder; frames: FrameRouter; emit: Emit },
+  deps: {
+    requests: Requests;
+    order: MessageOrder;
+    frames: FrameRouter;
+    emit: Emit;
+    /** The heartbeat's request: the cheapest one the server answers on this endpoint. */
+    check: () => Promise<unknown>;
+  },
   options: Pick<
     ChatClientOptions,
-    "url" | "token" | "chatId" | "backoff" | "webSocket" | "signal" | "closeTimeoutMs"
+    | "url"
+    | "token"
+    | "chatId"
+    | "backoff"
+    | "webSocket"
+    | "signal"
+    | "closeTimeoutMs"
+    | "heartbeatMs"
   >,
 ) {
   const { requests, order, frames, emit } = deps;
+  const heartbeat = createHeartbeat(deps, { heartbeatMs: options.heartbeatMs ?? 30_000 });
   const openSocket = options.webSocket ?? ((url: string) => new WebSocket(url));
   // a URL that cannot be made into a socket URL never will be: the caller hears it at once
   socketUrl(options.url, options.chatId, "");
@@ -65,12 +83,15 @@ export function createConnection(
     // the outbox first, so sends keep their order
     requests.flush();
     setStatus({ state: "open", attempt });
+    heartbeat.start();
     frames.opened(frame);
     for (const waiter of waiters) waiter.resolve();
     waiters.clear();
   }
 
   function receive(text: string): void {
+    // any frame is life, one that does not fit the contract too
+    heartbeat.received();
     const frame = frames.parse(text);
     if (!frame) return;
     if (!isReady && (frame.type === "latest_chat" || frame.type === "chats")) opened(frame);
@@ -121,6 +142,7 @@ export function createConnection(
     const wasReady = isReady;
     socket = undefined;
     isReady = false;
+    heartbeat.stop();
     const requeued = requests.lost();
     if (code === CloseCode.frameTooLarge) rejectTooLarge(requeued);
     counts.resent += requeued.length;
@@ -158,7 +180,8 @@ export function createConnection(
   }
 
   /**
-   * A send written on the socket got no reply within `timeoutMs`. Unless the socket is still
+   * A send (or a read of the client's own: a gap fill, the heartbeat) written on the socket got
+   * no reply within `timeoutMs`. Unless the socket is still
    * handing frames to the network (a large upload on a slow uplink outlasts its timeout), it
    * has gone silent (no close frame, packets dropped): it is left as a lost one, so that the
    * outbox goes again, in order, on the next connection, after one timeout rather than one
@@ -188,6 +211,7 @@ export function createConnection(
     if (stopped) return;
     stopped = error;
     order.stop();
+    heartbeat.stop();
     clearTimeout(retryTimer);
     options.signal?.removeEventListener("abort", onAbort);
     requests.rejectAll(error);

@@ -31,7 +31,10 @@ export function createFrameRouter(deps: {
   }
 
   const catchUp = createChatsCatchUp({
-    list: (before) => requests.add({ action: "list_chats", before }) as Promise<ChatsFrame>,
+    list: (before) =>
+      requests.add({ action: "list_chats", before }, { leavesSilent: true }) as Promise<
+        ChatsFrame
+      >,
     learn: (page) => learnChats(page, true),
     retryAfter: (attempt) => order.retryAfter(attempt),
   });

@@ -21,8 +21,10 @@ export interface MessageOrderDeps {
  * The messages of every chat a client sees, released to the application once each and in
  * `seq` order. A gap (after a reconnect, or a message that arrives early) is filled from the
  * store, page by page, before what waits behind it is released. A read the server refused
- * for now (`rate_limited`, `unavailable`) or did not answer in time is made again after a
- * backoff; a lost connection ends the filling until the next connection's first frame. A
+ * for now (`rate_limited`, `unavailable`) is made again after a backoff, and so is one not
+ * answered in time on a socket kept (still sending a large upload); a lost connection, also
+ * a socket left as silent because the read got no reply, ends the filling until the next
+ * connection's first frame. A
  * read refused for good (a code that is not retryable, or unknown) gives up on the gap: what
  * waits behind it is released in order, each range missing announced as a `gap` just before
  * the message after it, rather than held until some later message happens to come.
@@ -259,6 +261,16 @@ export function createMessageOrder(deps: MessageOrderDeps) {
     async retryAfter(attempt: number): Promise<boolean> {
       if (!stopped) await pause(deps.retryDelay(attempt));
       return !stopped;
+    },
+    /**
+     * A chat whose messages are known up to a `seq` (the first learned), with it: what the
+     * heartbeat reads after. Undefined while none is.
+     */
+    someChat(): { chatId: string; seq: number } | undefined {
+      for (const [chatId, sequencer] of sequencers) {
+        if (sequencer.last !== null) return { chatId, seq: sequencer.last };
+      }
+      return undefined;
     },
     /** No more filling (the client closed). */
     stop(): void {

@@ -29,6 +29,8 @@ interface Pending {
   clientId: string | undefined;
   reply: ReplyKind;
   timeoutMs: number;
+  /** Unanswered in time, it asks whether the socket has gone silent (see AddOptions). */
+  leavesSilent: boolean;
   /** The `unread_messages` that answered it, before its ack. */
   answer: ReceivedFrameOf<"unread_messages"> | undefined;
   timer: ReturnType<typeof setTimeout> | undefined;
@@ -40,6 +42,17 @@ export interface RequestOptions {
   timeoutMs?: number;
   /** Gives up on the request (it rejects with the signal's reason). */
   signal?: AbortSignal;
+}
+
+/** How the client adds a request of its own. */
+export interface AddOptions extends RequestOptions {
+  /**
+   * A read of the client's own (a gap fill, the chats catch-up, the heartbeat) unanswered in
+   * time asks `timedOut` whether the socket has gone silent, as a send does; when it is left,
+   * the read rejects with ConnectionLostError (the next connection reads again), else with
+   * RequestTimeoutError. An application's request only rejects: its own timeout is its to set.
+   */
+  leavesSilent?: boolean;
 }
 
 /**
@@ -62,7 +75,8 @@ export interface RequestOptions {
  * they could be more frames than the server's burst, and one written behind a refused send
  * may be taken (the budget refilled meanwhile) and stored before it. Other requests do not
  * wait for sends. A send whose reply does not come in time is the connection's to judge
- * (`sendTimedOut`): a socket gone silent is left, and the send stays in the outbox.
+ * (`timedOut`): a socket gone silent is left, and the send stays in the outbox; so is one of
+ * the client's own reads (AddOptions).
  */
 export function createRequests(deps: {
   /** Writes a frame; false when there is no open socket (the request then waits). */
@@ -73,10 +87,11 @@ export function createRequests(deps: {
   /** A page held for the next ack that turned out to answer no request (a pushed `chats`). */
   unclaimed: (frame: Page) => void;
   /**
-   * A written send got no reply within `timeoutMs`: true when the connection takes its socket
-   * for dead and leaves it (lost() then puts the send back in the outbox); false: it gives up.
+   * A written send (or a read of the client's own) got no reply within `timeoutMs`: true when
+   * the connection takes its socket for dead and leaves it (lost() then puts the send back in
+   * the outbox, and rejects the read as lost); false: it gives up.
    */
-  sendTimedOut: (timeoutMs: number) => boolean;
+  timedOut: (timeoutMs: number) => boolean;
 }) {
   const queue: Pending[] = [];
   const inflight = new Map<string, Pending>();
@@ -178,8 +193,9 @@ export function createRequests(deps: {
     inflight.set(pending.requestId, pending);
     pending.timer = setTimeout(() => {
       // the outbox's send unanswered: the socket may have gone silent, and each send behind
-      // it would wait its own timeout in turn
-      if (pending.action === "send_message" && deps.sendTimedOut(pending.timeoutMs)) return;
+      // it would wait its own timeout in turn; a read of the client's own would be made again
+      // and again on it
+      if (pending.leavesSilent && deps.timedOut(pending.timeoutMs)) return;
       giveUp(pending, new RequestTimeoutError(pending.action, pending.timeoutMs, pending.clientId));
     }, pending.timeoutMs);
     return true;
@@ -223,7 +239,7 @@ export function createRequests(deps: {
         client_id?: string | undefined;
         [field: string]: unknown;
       },
-      options: RequestOptions = {},
+      options: AddOptions = {},
     ): Promise<unknown> {
       if (options.signal?.aborted) return Promise.reject(options.signal.reason);
       const { promise, resolve, reject } = Promise.withResolvers<unknown>();
@@ -240,6 +256,7 @@ export function createRequests(deps: {
         clientId: frame.client_id,
         reply: replies[frame.action],
         timeoutMs: options.timeoutMs ?? deps.timeoutMs,
+        leavesSilent: frame.action === "send_message" || options.leavesSilent === true,
         answer: undefined,
         timer: undefined,
         settle(outcome) {

@@ -17,7 +17,7 @@ function openRequests() {
       return true;
     },
     unclaimed: () => {},
-    sendTimedOut: () => false,
+    timedOut: () => false,
   });
   return { requests, written };
 }
@@ -51,7 +51,7 @@ Deno.test("a send refused with rate_limited is written again after a backoff, be
       return true;
     },
     unclaimed: () => {},
-    sendTimedOut: () => false,
+    timedOut: () => false,
   });
   const send = (content: string) =>
     requests.add({ action: "send_message", receiver_id: "v", media_type: "text", content });
