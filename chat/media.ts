@@ -5,6 +5,17 @@ import type { Actor, MediaInput } from "./service.ts";
 import type { MediaKind, MediaRecord, MediaType } from "./types.ts";
 
 /**
+ * The refusal of a `media_id` that is not the sender's upload in this chat, or not to be seen
+ * any more (a deleted message's, or its row deleted while the send was being written): the
+ * same for all, so that ids cannot be probed.
+ */
+export function unknownMedia(): ChatError {
+  return new ChatError("not_found", "no such media of yours in this chat", {
+    issues: [{ path: "media_id", message: "unknown" }],
+  });
+}
+
+/**
  * The chat's rules for files: who may send one where, which message may carry which upload,
  * and who may fetch one. The bytes are the media port's business.
  */
@@ -56,9 +67,7 @@ export function createChatMedia(deps: { store: ChatStore; media: MediaPort }) {
         !entry || entry.chat_id !== actor.membership.chat.id ||
         entry.uploader_id !== actor.user_id || entry.usage === "deleted"
       ) {
-        throw new ChatError("not_found", "no such media of yours in this chat", {
-          issues: [{ path: "media_id", message: "unknown" }],
-        });
+        throw unknownMedia();
       }
       if (entry.media_type !== mediaType) {
         throw new ChatError("invalid_payload", `the media was uploaded as ${entry.media_type}`, {

@@ -11,7 +11,8 @@ import type { Lane, Pending, PendingRead } from "./writer_lanes.ts";
 /**
  * Why a batch may fail for one of its parts, so that each is tried alone: another instance
  * wrote one of its client_ids a moment ago (23505), one message has text the database refuses,
- * one id is malformed (22P02; the edge refuses those already), or the batch and another
+ * one id is malformed (22P02; the edge refuses those already), one names a media row the sweep
+ * of unsent media deleted after the send checked it (23503), or the batch and another
  * transaction waited on each other (over a client_id, or read marks of the same messages in
  * another order) and the database failed the batch (40P01), or it waited past lock_timeout for
  * a lock that is not a chat's row (55P03; see afterLockTimeout). Other failures (the database
@@ -19,6 +20,7 @@ import type { Lane, Pending, PendingRead } from "./writer_lanes.ts";
  */
 const RETRY_ONE_BY_ONE: ReadonlySet<string> = new Set([
   "22P02",
+  "23503",
   "23505",
   "40P01",
   LOCK_NOT_AVAILABLE,

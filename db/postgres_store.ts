@@ -1,8 +1,9 @@
 import type { Sql } from "postgres";
 import { ChatError } from "../chat/errors.ts";
+import { unknownMedia } from "../chat/media.ts";
 import type { ChatStore, InsertedMessage, NewMessage, Page, StoredRead } from "../chat/ports.ts";
 import { otherSide, type Side, type StoredMessage } from "../chat/types.ts";
-import { withErrorTranslation } from "./errors.ts";
+import { errorCode, withErrorTranslation } from "./errors.ts";
 import { deleteUnsentMedia, insertMedia, selectMedia } from "./media_rows.ts";
 import { createChatQueries } from "./chat_queries.ts";
 import { inRecentWindow, recentWindowBounds } from "./recent_window.ts";
@@ -81,6 +82,8 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
         return { message: toStoredMessage(row), duplicate: false, receiver_unread: null };
       }, { signal });
     } catch (error) {
+      // checked when the send began, deleted since by the sweep of unsent media
+      if (isMediaGone(error)) throw unknownMedia();
       if (!(error instanceof DuplicateClientId)) throw error;
       const earlier = await selectByClientId(
         message.chat_id,
@@ -333,4 +336,10 @@ interface ReadTallyRow {
 /** The chat's unread counter of a side, as SQL text (a constant: no helper regexes). */
 function unreadColumn(sql: Sql, side: Side) {
   return sql.unsafe(side === "customer" ? "customer_unread" : "vendor_unread");
+}
+
+/** A message insert refused because its media row is gone (the foreign key to `media`). */
+function isMediaGone(error: unknown): boolean {
+  return errorCode(error) === "23503" &&
+    (error as { constraint_name?: unknown }).constraint_name === "messages_media_id_fkey";
 }

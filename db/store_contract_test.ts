@@ -5,7 +5,13 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { ChatError } from "../chat/errors.ts";
-import type { ChatStore, InsertedMessage, NewMessage, RecentWindow } from "../chat/ports.ts";
+import type {
+  ChatStore,
+  InsertedMessage,
+  NewMedia,
+  NewMessage,
+  RecentWindow,
+} from "../chat/ports.ts";
 import type { Chat, Side } from "../chat/types.ts";
 import { freshDatabase } from "../tests/support/database.ts";
 import { startEmbeddedPostgres } from "./embedded.ts";
@@ -71,6 +77,16 @@ const text = (chat: Chat, content: string, extra: Partial<NewMessage> = {}): New
   media_id: null,
   client_id: null,
   ...extra,
+});
+
+/** A small PNG uploaded to `chat` by `uploaderId`, its SHA-256 `hexPair` repeated. */
+const pngOf = (chat: Chat, uploaderId: string, hexPair: string): NewMedia => ({
+  chat_id: chat.id,
+  uploader_id: uploaderId,
+  media_type: "image",
+  sha256: hexPair.repeat(32),
+  mime_type: "image/png",
+  size: 68,
 });
 
 /** Chats of "c" and "c2" with vendor "v": `count` messages in the first, one in the other. */
@@ -151,17 +167,33 @@ for (const backend of backends) {
     assert.equal(await db.store.getMedia(unsent.id), null);
   });
 
+  Deno.test(`${backend.name}: a send naming media deleted since it was checked is refused as unknown media, and the messages written with it are stored`, async () => {
+    await using db = await backend.open();
+    const chat = (await db.store.createChat("c", "v")).chat;
+    const media = await db.store.createMedia(pngOf(chat, "c", "ef"));
+    // as the sweep of unsent media does between the send's check and its write
+    assert.ok(await db.store.deleteUnsentMedia(media.id));
+    // the first is written alone, the other two wait for it and go in one batch
+    const [first, orphan, after] = await Promise.allSettled([
+      db.store.insertMessage(text(chat, "first")),
+      db.store.insertMessage(
+        text(chat, null as unknown as string, { media_type: "image", media_id: media.id }),
+      ),
+      db.store.insertMessage(text(chat, "after")),
+    ]);
+    assert.equal(first.status, "fulfilled");
+    assert.equal(after.status, "fulfilled", String((after as { reason?: unknown }).reason));
+    assert.equal(after.value.message.seq, 2);
+    assert.equal(orphan.status, "rejected");
+    assert.ok(orphan.reason instanceof ChatError, String(orphan.reason));
+    assert.equal(orphan.reason.code, "not_found");
+    assert.deepEqual(orphan.reason.issues, [{ path: "media_id", message: "unknown" }]);
+  });
+
   Deno.test(`${backend.name}: a send answers with the message exactly as stored`, async () => {
     await using db = await backend.open();
     const chat = (await db.store.createChat("c", "v")).chat;
-    const media = await db.store.createMedia({
-      chat_id: chat.id,
-      uploader_id: "v",
-      media_type: "image",
-      sha256: "ab".repeat(32),
-      mime_type: "image/png",
-      size: 68,
-    });
+    const media = await db.store.createMedia(pngOf(chat, "v", "ab"));
     const fromVendor = { sender_id: "v", sender_side: "vendor" as const, receiver_id: "c" };
     // alone, and several in one batch, both sides, text and media, with and without client_id
     const sent = [
