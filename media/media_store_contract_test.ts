@@ -186,6 +186,22 @@ for (const [name, open] of Object.entries(backends)) {
     assert.deepEqual(await backend.inventory(), []);
   });
 
+  Deno.test(`${name} media store: delete() removes a file's bytes, and the file can be put again`, async () => {
+    await using backend = await open();
+    const [gone, kept] = [randomVideo(backend.chunkBytes * 2 + 5), randomVideo(backend.chunkBytes)];
+    const blob = await backend.store.put(gone, { kind: "video", limits });
+    const other = await backend.store.put(kept, { kind: "video", limits });
+    await backend.store.delete(blob.sha256);
+    assert.equal(await backend.store.exists(blob.sha256), false);
+    assert.equal(await backend.store.open(blob.sha256), null);
+    assert.deepEqual(await backend.inventory(), [other.sha256]);
+    // a file that is not there: nothing to do
+    await backend.store.delete(blob.sha256);
+    await backend.store.put(gone, { kind: "video", limits });
+    assert.deepEqual(await readAll(await backend.store.open(blob.sha256)), gone);
+    assert.deepEqual(await backend.inventory(), [blob.sha256, other.sha256].sort());
+  });
+
   Deno.test(`${name} media store: a reader that stops early can cancel the stream`, async () => {
     await using backend = await open();
     const file = randomVideo(backend.chunkBytes * 4);

@@ -230,6 +230,15 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
       }
     },
 
+    async delete(sha256) {
+      try {
+        // its name goes too, as an upload's does: a file stored again later is new
+        if (await stored(sha256)) await discard(sha256);
+      } catch (error) {
+        throw translate(error);
+      }
+    },
+
     async check(signal) {
       if (connection.isClosed() || signal?.aborted) return false;
       const { promise: givenUp, resolve: giveUp } = Promise.withResolvers<false>();

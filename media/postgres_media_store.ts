@@ -185,6 +185,14 @@ export function createPostgresMediaStore(
       }
     },
 
+    async delete(sha256) {
+      try {
+        await timed(sql`delete from media_chunks where blob_key = ${sha256}`);
+      } catch (error) {
+        throw translate(error);
+      }
+    },
+
     async check(signal) {
       const query = sql`select 1`.execute();
       const aborted = new Promise<never>((_, reject) => {

@@ -27,6 +27,12 @@ export interface MediaStore {
    */
   open(sha256: string, range?: ByteRange): Promise<ReadableStream<Uint8Array> | null>;
   exists(sha256: string): Promise<boolean>;
+  /**
+   * Deletes a blob's bytes; nothing when there are none. Only for a blob no media row names,
+   * while its catalogue row is locked (see db/media_retention.ts): bytes found stored are
+   * reused by later uploads. Errors: `unavailable`.
+   */
+  delete(sha256: string): Promise<void>;
   /** True while the backend answers. */
   check(signal?: AbortSignal): Promise<boolean>;
   /** Releases what the store opened itself (not a connection it was given). */
