@@ -96,6 +96,11 @@ const settings = z.object({
    * (400): one that trickles a byte now and then would hold its place and memory for hours.
    */
   MEDIA_UPLOAD_MIN_BYTES_PER_SECOND: z.coerce.number().positive().default(2048),
+  /**
+   * Media uploaded and not sent in a message within this many hours is deleted (its bytes with
+   * it, unless other media shares them), by a sweep every half of it (an hour at most).
+   */
+  MEDIA_UNSENT_RETENTION_HOURS: z.coerce.number().positive().max(MAX_SECONDS / 3600).default(24),
   JWT_SECRET: z.string().min(32, "must be at least 32 bytes").optional(),
   JWT_PUBLIC_KEY: optionalText,
   /**

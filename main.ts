@@ -28,7 +28,8 @@ import { createMediaPort } from "./media/media_port.ts";
 import { createNatsMediaStore } from "./media/nats_media_store.ts";
 import { createPostgresMediaStore } from "./media/postgres_media_store.ts";
 import { largestLimit } from "./media/kinds.ts";
-import { abandonedUploadMs, type UploadSweep } from "./media/upload_sweep.ts";
+import { abandonedUploadMs, startUploadSweeps, type UploadSweep } from "./media/upload_sweep.ts";
+import { sweepUnsentMedia } from "./media/unsent_media_sweep.ts";
 import { configureLogging, errorFields, literalMessage, logger } from "./observability/log.ts";
 import { createMetrics } from "./observability/metrics.ts";
 import { createReadiness, type Readiness } from "./observability/readiness.ts";
@@ -251,6 +252,23 @@ export async function startService(config: Config): Promise<RunningService> {
       const bound = shutdown.notBefore(deadline, 0.25);
       await untilDeadline(mediaStore.close(), bound, "media store close");
     });
+    // Media never sent, deleted once past its retention. Pushed after the store's close, so
+    // that it stops first: a sweep under way still has the store and the pool.
+    const retentionMs = config.MEDIA_UNSENT_RETENTION_HOURS * 3600_000;
+    const unsentSweeps = startUploadSweeps(async () => {
+      const swept = await sweepUnsentMedia(sql, mediaStore, {
+        before: new Date(Date.now() - retentionMs),
+      });
+      metrics.mediaUnsentSwept.inc({ deleted: "media" }, swept.media);
+      metrics.mediaUnsentSwept.inc({ deleted: "blobs" }, swept.blobs);
+      return swept.media + swept.blobs;
+    }, {
+      afterMs: retentionMs,
+      onSwept: (deleted) =>
+        logger("media").info("deleted unsent media", { rows_and_files: deleted }),
+      onError: (error) => logError(error, "sweep of unsent media"),
+    });
+    shutdown.add(() => unsentSweeps.stop());
     const media = createMediaPort(mediaStore, { limits: mediaLimits });
     const service = createChatService({ store, events: feed, now, media, onError: logError });
     const jwt = jwtKey(config);

@@ -26,7 +26,7 @@ export function createChatMedia(deps: { store: ChatStore; media: MediaPort }) {
     // a banned sender is refused before the file is read, not after it is stored
     await refuseBanned(store, actor.user_id);
     const blob = await media.ingest(body, kind);
-    return await store.createMedia({
+    const created = await store.createMedia({
       chat_id: actor.membership.chat.id,
       uploader_id: actor.user_id,
       media_type: blob.kind,
@@ -34,6 +34,14 @@ export function createChatMedia(deps: { store: ChatStore; media: MediaPort }) {
       mime_type: blob.mime,
       size: blob.size,
     });
+    // The bytes may be a blob stored before, which the store found and reused, and which the
+    // sweep of unsent media deleted before this row named it (once named, it keeps them: see
+    // db/media_retention.ts). Then they are gone: this row goes too, and the sender retries.
+    if (!(await media.exists(blob.sha256))) {
+      await store.deleteUnsentMedia(created.id).catch(() => {});
+      throw new ChatError("unavailable", "the file was removed while it was stored, send it again");
+    }
+    return created;
   }
 
   return {

@@ -366,4 +366,6 @@ export interface MediaPort {
   ingest(body: MediaBody, kind: MediaKind | null): Promise<StoredBlob>;
   /** The bytes of a stored file, or a range of them, streamed. Errors: not_found, unavailable. */
   open(sha256: string, range: ByteRange | null): Promise<ReadableStream<Uint8Array>>;
+  /** Whether a file's bytes are stored. Errors: unavailable. */
+  exists(sha256: string): Promise<boolean>;
 }

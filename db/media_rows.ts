@@ -1,6 +1,7 @@
 import type { Sql } from "postgres";
 import type { NewMedia } from "../chat/ports.ts";
 import type { MediaEntry, MediaKind, MediaRecord } from "../chat/types.ts";
+import { errorCode } from "./errors.ts";
 import { iso } from "./rows.ts";
 
 /** The media queries of the chat store: rows of `media`, with their blob's type and size. */
@@ -30,8 +31,22 @@ function toMediaRecord(row: MediaRow): MediaRecord {
   };
 }
 
-/** Records a file sent in a chat; its blob joins the catalogue the first time it is seen. */
+/**
+ * Records a file sent in a chat; its blob joins the catalogue the first time it is seen (or
+ * again, after the sweep of unsent media deleted it).
+ */
 export async function insertMedia(sql: Sql, media: NewMedia): Promise<MediaRecord> {
+  try {
+    return await insertMediaRow(sql, media);
+  } catch (error) {
+    // the blob's catalogue row was found, then deleted by the sweep before this row named it
+    // (db/media_retention.ts): once more writes it anew
+    if (errorCode(error) !== "23503") throw error;
+    return await insertMediaRow(sql, media);
+  }
+}
+
+async function insertMediaRow(sql: Sql, media: NewMedia): Promise<MediaRecord> {
   const [row] = await sql<MediaRow[]>`
     with blob as (
       insert into media_blobs (sha256, mime_type, size)

@@ -42,6 +42,14 @@ export function createMediaPort(store: MediaStore, options: { limits: MediaLimit
       if (!stream) throw new ChatError("not_found", "the media's bytes are missing");
       return stream;
     },
+
+    async exists(sha256) {
+      try {
+        return await store.exists(sha256);
+      } catch (error) {
+        throw toChatError(error, null);
+      }
+    },
   };
 }
 

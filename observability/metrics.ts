@@ -46,6 +46,8 @@ export interface Metrics {
   readonly mediaRateLimited: Counter<"route" | "limit" | "via">;
   /** Uploads of instances killed mid-upload, deleted by the media store's sweep. */
   readonly mediaUploadsSwept: Counter;
+  /** Unsent media past its retention (`media`) and files no media names (`blobs`), deleted. */
+  readonly mediaUnsentSwept: Counter<"deleted">;
   /** The Prometheus text exposition of every instrument. */
   text(): Promise<string>;
 }
@@ -201,6 +203,13 @@ export function createMetrics(): Metrics {
     mediaUploadsSwept: new Counter({
       name: "chat_media_uploads_swept_total",
       help: "Uploads left by an instance that ended mid-upload, deleted by the media store's sweep",
+      registers,
+    }),
+    mediaUnsentSwept: new Counter({
+      name: "chat_media_unsent_swept_total",
+      help: "Media never sent, deleted after MEDIA_UNSENT_RETENTION_HOURS (media), and the files " +
+        "no media named any more, deleted with their bytes (blobs)",
+      labelNames: ["deleted"] as const,
       registers,
     }),
     text: () => registry.metrics(),

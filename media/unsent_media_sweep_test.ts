@@ -1,0 +1,227 @@
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import { ChatError } from "../chat/errors.ts";
+import { createChatMedia } from "../chat/media.ts";
+import type { ChatStore } from "../chat/ports.ts";
+import type { Chat } from "../chat/types.ts";
+import { createPostgresStore } from "../db/postgres_store.ts";
+import { freshDatabase, waitingForLock } from "../tests/support/database.ts";
+import { natsBucket } from "../tests/support/media.ts";
+import { TEST_NATS_URL } from "../tests/support/service.ts";
+import { createMediaPort } from "./media_port.ts";
+import { createNatsMediaStore } from "./nats_media_store.ts";
+import { createPostgresMediaStore } from "./postgres_media_store.ts";
+import type { MediaStore } from "./store.ts";
+import { sweepUnsentMedia } from "./unsent_media_sweep.ts";
+
+// The sweep over a real chat store and each media store backend: what goes and what stays.
+
+interface Setup extends AsyncDisposable {
+  sql: postgres.Sql;
+  store: ChatStore;
+  media: MediaStore;
+}
+
+async function setUp(backend: "postgres" | "nats"): Promise<Setup> {
+  const database = await freshDatabase();
+  const sql = postgres(database.url, { max: 4, onnotice: () => {} });
+  const bucket = backend === "nats" ? natsBucket() : null;
+  const media = bucket
+    ? await createNatsMediaStore({ servers: TEST_NATS_URL, bucket: bucket.name, storage: "memory" })
+    : createPostgresMediaStore(sql);
+  return {
+    sql,
+    store: createPostgresStore(sql),
+    media,
+    async [Symbol.asyncDispose]() {
+      await media.close();
+      await bucket?.[Symbol.asyncDispose]();
+      await sql.end();
+      await database[Symbol.asyncDispose]();
+    },
+  };
+}
+
+const limits = { image: 10_000_000, audio: 10_000_000, video: 10_000_000 };
+const video = await Deno.readFile(new URL("../tests/fixtures/video.mp4", import.meta.url));
+
+/** A video of its own: the fixture with random bytes after it. */
+function anotherVideo(): Uint8Array<ArrayBuffer> {
+  const file = new Uint8Array(video.length + 1_000);
+  file.set(video);
+  file.set(crypto.getRandomValues(new Uint8Array(1_000)), video.length);
+  return file;
+}
+
+/** Stores `file` and records it as uploaded by the chat's customer, as POST /v1/media does. */
+async function upload(setup: Setup, chat: Chat, file: Uint8Array) {
+  const blob = await setup.media.put(file, { kind: "video", limits });
+  return await setup.store.createMedia({
+    chat_id: chat.id,
+    uploader_id: chat.user_id,
+    media_type: "video",
+    sha256: blob.sha256,
+    mime_type: blob.mime,
+    size: blob.size,
+  });
+}
+
+async function send(setup: Setup, chat: Chat, mediaId: string) {
+  const { message } = await setup.store.insertMessage({
+    chat_id: chat.id,
+    sender_id: chat.user_id,
+    sender_side: "customer",
+    receiver_id: chat.vendor_id,
+    media_type: "video",
+    content: null,
+    media_id: mediaId,
+    client_id: null,
+  });
+  return message;
+}
+
+/** Makes media rows two days old: past a retention of a day. */
+async function age(setup: Setup, ids: string[]) {
+  await setup.sql`update media set created_at = now() - interval '2 days'
+                  where id = any(${ids}::uuid[])`;
+}
+
+const aDayAgo = () => new Date(Date.now() - 24 * 3600_000);
+
+async function blobRows(setup: Setup): Promise<string[]> {
+  const rows = await setup.sql<Array<{ sha256: string }>>`
+    select encode(sha256, 'hex') as sha256 from media_blobs order by 1`;
+  return rows.map((row) => row.sha256);
+}
+
+for (const backend of ["postgres", "nats"] as const) {
+  Deno.test(`${backend}: the sweep deletes an unsent upload older than the retention, and its blob`, async () => {
+    await using setup = await setUp(backend);
+    const chat = (await setup.store.createChat("c", "v")).chat;
+    const [old, recent] = [anotherVideo(), anotherVideo()];
+    const expired = await upload(setup, chat, old);
+    const kept = await upload(setup, chat, recent);
+    await age(setup, [expired.id]);
+
+    assert.deepEqual(await sweepUnsentMedia(setup.sql, setup.media, { before: aDayAgo() }), {
+      media: 1,
+      blobs: 1,
+    });
+    assert.equal(await setup.store.getMedia(expired.id), null);
+    assert.equal(await setup.media.exists(expired.sha256), false);
+    assert.deepEqual(await blobRows(setup), [kept.sha256]);
+    assert.equal((await setup.store.getMedia(kept.id))?.usage, "unsent");
+    assert.ok(await setup.media.exists(kept.sha256));
+    // nothing more to do
+    assert.deepEqual(await sweepUnsentMedia(setup.sql, setup.media, { before: aDayAgo() }), {
+      media: 0,
+      blobs: 0,
+    });
+  });
+
+  Deno.test(`${backend}: the sweep keeps old media a message carries, deleted or not, and a blob an expired upload shares with it`, async () => {
+    await using setup = await setUp(backend);
+    const chat = (await setup.store.createChat("c", "v")).chat;
+    const [sentFile, deletedFile] = [anotherVideo(), anotherVideo()];
+    const sent = await upload(setup, chat, sentFile);
+    await send(setup, chat, sent.id);
+    const ofDeleted = await upload(setup, chat, deletedFile);
+    const deletedMessage = await send(setup, chat, ofDeleted.id);
+    assert.ok(await setup.store.deleteMessage(deletedMessage.id, chat.user_id));
+    // the same bytes as the sent file, uploaded again and never sent
+    const sameBytes = await upload(setup, chat, sentFile);
+    await age(setup, [sent.id, ofDeleted.id, sameBytes.id]);
+
+    assert.deepEqual(await sweepUnsentMedia(setup.sql, setup.media, { before: aDayAgo() }), {
+      media: 1,
+      blobs: 0,
+    });
+    assert.equal(await setup.store.getMedia(sameBytes.id), null);
+    assert.equal((await setup.store.getMedia(sent.id))?.usage, "live");
+    assert.equal((await setup.store.getMedia(ofDeleted.id))?.usage, "deleted");
+    assert.deepEqual(await blobRows(setup), [sent.sha256, ofDeleted.sha256].sort());
+    const bytes = await setup.media.open(sent.sha256);
+    assert.deepEqual(await new Response(bytes).bytes(), sentFile);
+    assert.ok(await setup.media.exists(ofDeleted.sha256));
+  });
+
+  Deno.test(`${backend}: sweeps of several instances at once delete each expired upload once`, async () => {
+    await using setup = await setUp(backend);
+    const chat = (await setup.store.createChat("c", "v")).chat;
+    const uploads = [];
+    for (let i = 0; i < 6; i++) uploads.push(await upload(setup, chat, anotherVideo()));
+    await age(setup, uploads.map((media) => media.id));
+
+    const swept = await Promise.all(
+      [1, 2, 3].map(() => sweepUnsentMedia(setup.sql, setup.media, { before: aDayAgo() })),
+    );
+    assert.equal(swept.reduce((sum, one) => sum + one.media, 0), 6);
+    assert.equal(swept.reduce((sum, one) => sum + one.blobs, 0), 6);
+    assert.deepEqual(await blobRows(setup), []);
+    for (const media of uploads) assert.equal(await setup.media.exists(media.sha256), false);
+  });
+
+  Deno.test(`${backend}: an upload that reused bytes the sweep deleted meanwhile is refused, retryable, and leaves no media`, async () => {
+    await using setup = await setUp(backend);
+    const chat = (await setup.store.createChat("c", "v")).chat;
+    const file = anotherVideo();
+    const expired = await upload(setup, chat, file);
+    await age(setup, [expired.id]);
+    // the sweep runs between the store finding the bytes stored (and dropping its own) and
+    // the chat store naming them
+    const port = createMediaPort(setup.media, { limits });
+    const chatMedia = createChatMedia({
+      store: setup.store,
+      media: {
+        ...port,
+        async ingest(body, kind) {
+          const blob = await port.ingest(body, kind);
+          await sweepUnsentMedia(setup.sql, setup.media, { before: aDayAgo() });
+          return blob;
+        },
+      },
+    });
+    const actor = { user_id: chat.user_id, membership: { chat, side: "customer" as const } };
+    const body = { stream: ReadableStream.from([file]), length: file.length };
+    const refusal = await chatMedia.upload(actor, "video", body).then(
+      (media) => assert.fail(`stored ${media.id}, whose bytes are gone`),
+      (error: unknown) => error,
+    );
+    assert.ok(refusal instanceof ChatError && refusal.code === "unavailable", String(refusal));
+    assert.equal(refusal.retryable, true);
+    const [{ rows }] = await setup.sql<[{ rows: number }]>`select count(*)::int as rows from media`;
+    assert.equal(rows, 0);
+    // sent again, it is stored whole
+    const again = { stream: ReadableStream.from([file]), length: file.length };
+    const stored = await createChatMedia({ store: setup.store, media: port }).upload(
+      actor,
+      "video",
+      again,
+    );
+    assert.deepEqual(await new Response(await setup.media.open(stored.sha256)).bytes(), file);
+  });
+}
+
+Deno.test("an upload naming a blob while the sweep deletes its catalogue row writes the row anew", async () => {
+  await using setup = await setUp("postgres");
+  const chat = (await setup.store.createChat("c", "v")).chat;
+  const expired = await upload(setup, chat, anotherVideo());
+  assert.ok(await setup.store.deleteUnsentMedia(expired.id));
+  const sweep = await setup.sql.reserve();
+  try {
+    // as deleteUnnamedBlob locks it; the upload finds the row there, and waits to name it
+    await sweep`begin`;
+    await sweep`select 1 from media_blobs where sha256 = decode(${expired.sha256}, 'hex')
+                for update`;
+    const { id: _, created_at: __, ...again } = expired;
+    const naming = setup.store.createMedia({ ...again, mime_type: "video/mp4" });
+    await waitingForLock(setup.sql, "%insert into media%");
+    await sweep`delete from media_blobs where sha256 = decode(${expired.sha256}, 'hex')`;
+    await sweep`commit`;
+    const named = await naming;
+    assert.equal((await setup.store.getMedia(named.id))?.sha256, expired.sha256);
+    assert.deepEqual(await blobRows(setup), [expired.sha256]);
+  } finally {
+    sweep.release();
+  }
+});
