@@ -255,9 +255,10 @@ export async function startService(config: Config): Promise<RunningService> {
     // Media never sent, deleted once past its retention. Pushed after the store's close, so
     // that it stops first: a sweep under way still has the store and the pool.
     const retentionMs = config.MEDIA_UNSENT_RETENTION_HOURS * 3600_000;
-    const unsentSweeps = startUploadSweeps(async () => {
+    const unsentSweeps = startUploadSweeps(async (signal) => {
       const swept = await sweepUnsentMedia(sql, mediaStore, {
         before: new Date(Date.now() - retentionMs),
+        signal,
       });
       metrics.mediaUnsentSwept.inc({ deleted: "media" }, swept.media);
       metrics.mediaUnsentSwept.inc({ deleted: "blobs" }, swept.blobs);
@@ -268,7 +269,11 @@ export async function startService(config: Config): Promise<RunningService> {
         logger("media").info("deleted unsent media", { rows_and_files: deleted }),
       onError: (error) => logError(error, "sweep of unsent media"),
     });
-    shutdown.add(() => unsentSweeps.stop());
+    // stopped, a sweep ends after the blob it is deleting; one the database or the media store
+    // holds up is left at the deadline (its transaction ends with the pool's)
+    shutdown.add(async (deadline) => {
+      await untilDeadline(unsentSweeps.stop(), deadline, "sweep of unsent media");
+    });
     const media = createMediaPort(mediaStore, { limits: mediaLimits });
     const service = createChatService({ store, events: feed, now, media, onError: logError });
     const jwt = jwtKey(config);

@@ -23,24 +23,28 @@ export interface UnsentMediaSwept {
  * more, its catalogue row and its bytes in `store`. Without it, any user could fill the media
  * store by uploading and never sending. Safe beside sends, uploads and the sweeps of other
  * instances: see db/media_retention.ts. A failure ends the sweep (a blob whose bytes did not go
- * keeps its catalogue row); the next one takes up what is left.
+ * keeps its catalogue row); the next one takes up what is left. So does `options.signal`
+ * aborting (the service stops): the sweep resolves with what it did before its next step, as
+ * the first sweep after a long outage or a first deploy may have thousands of blobs to delete.
  */
 export async function sweepUnsentMedia(
   sql: Sql,
   store: MediaStore,
-  options: { before: Date },
+  options: { before: Date; signal?: AbortSignal },
 ): Promise<UnsentMediaSwept> {
+  const stopped = () => options.signal?.aborted === true;
   const swept = { media: 0, blobs: 0 };
-  for (;;) {
+  while (!stopped()) {
     const deleted = await deleteExpiredUnsentMedia(sql, { before: options.before, limit: BATCH });
     swept.media += deleted;
     if (deleted < BATCH) break;
   }
   // every unnamed blob, not only those of the rows just deleted: a sweep cut short, or a row
   // deleted by other means (a repeated send's base64, see discardRetriedMedia), leaves some
-  for (let after: string | null = null;;) {
+  for (let after: string | null = null; !stopped();) {
     const blobs: string[] = await unnamedBlobs(sql, { after, limit: BATCH });
     for (const sha256 of blobs) {
+      if (stopped()) return swept;
       if (await deleteUnnamedBlob(sql, sha256, () => store.delete(sha256))) swept.blobs++;
     }
     if (blobs.length < BATCH) break;

@@ -161,6 +161,34 @@ for (const backend of ["postgres", "nats"] as const) {
     for (const media of uploads) assert.equal(await setup.media.exists(media.sha256), false);
   });
 
+  Deno.test(`${backend}: a sweep whose signal aborts stops before the next blob, and the next sweep deletes the rest`, async () => {
+    await using setup = await setUp(backend);
+    const chat = (await setup.store.createChat("c", "v")).chat;
+    const uploads = [];
+    for (let i = 0; i < 3; i++) uploads.push(await upload(setup, chat, anotherVideo()));
+    await age(setup, uploads.map((media) => media.id));
+    // the service shuts down while the first blob's bytes are being deleted
+    const stopping = new AbortController();
+    const store: MediaStore = {
+      ...setup.media,
+      async delete(sha256) {
+        stopping.abort();
+        await setup.media.delete(sha256);
+      },
+    };
+
+    assert.deepEqual(
+      await sweepUnsentMedia(setup.sql, store, { before: aDayAgo(), signal: stopping.signal }),
+      { media: 3, blobs: 1 },
+    );
+    assert.equal((await blobRows(setup)).length, 2);
+    assert.deepEqual(await sweepUnsentMedia(setup.sql, setup.media, { before: aDayAgo() }), {
+      media: 0,
+      blobs: 2,
+    });
+    assert.deepEqual(await blobRows(setup), []);
+  });
+
   Deno.test(`${backend}: an upload that reused bytes the sweep deleted meanwhile is refused, retryable, and leaves no media`, async () => {
     await using setup = await setUp(backend);
     const chat = (await setup.store.createChat("c", "v")).chat;

@@ -31,16 +31,21 @@ export function abandonedUploadMs(
  * Runs `sweep` now, then every half of `afterMs` (an hour at most) until stopped: an upload
  * whose instance was killed (one that shuts down deletes its own) is deleted within that much
  * of being dead. `sweep` resolves with the uploads it deleted; a failed sweep is reported and
- * the next one tries again.
+ * the next one tries again. Its signal aborts when the sweeps are stopped: a long sweep ends
+ * at its next step rather than hold the shutdown.
  */
-export function startUploadSweeps(sweep: () => Promise<number>, options: UploadSweep) {
+export function startUploadSweeps(
+  sweep: (signal: AbortSignal) => Promise<number>,
+  options: UploadSweep,
+) {
   const everyMs = Math.min(options.afterMs / 2, SWEEP_AT_MOST_EVERY_MS);
+  const stopping = new AbortController();
   let timer: ReturnType<typeof setTimeout> | undefined;
   let closed = false;
   let running: Promise<void> = Promise.resolve();
 
   function run() {
-    running = sweep().then((uploads) => {
+    running = sweep(stopping.signal).then((uploads) => {
       if (uploads > 0) options.onSwept(uploads);
     }, options.onError).finally(() => {
       if (!closed) timer = setTimeout(run, everyMs);
@@ -53,6 +58,7 @@ export function startUploadSweeps(sweep: () => Promise<number>, options: UploadS
     async stop(): Promise<void> {
       closed = true;
       clearTimeout(timer);
+      stopping.abort();
       await running;
     },
   };
