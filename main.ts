@@ -252,17 +252,20 @@ export async function startService(config: Config): Promise<RunningService> {
       const bound = shutdown.notBefore(deadline, 0.25);
       await untilDeadline(mediaStore.close(), bound, "media store close");
     });
-    // Media never sent, deleted once past its retention. Pushed after the store's close, so
-    // that it stops first: a sweep under way still has the store and the pool.
+    // Media never sent, deleted once past its retention; and files no catalogue row names,
+    // once begun longer ago than an upload may last. Pushed after the store's close, so that it
+    // stops first: a sweep under way still has the store and the pool.
     const retentionMs = config.MEDIA_UNSENT_RETENTION_HOURS * 3600_000;
     const unsentSweeps = startUploadSweeps(async (signal) => {
       const swept = await sweepUnsentMedia(sql, mediaStore, {
         before: new Date(Date.now() - retentionMs),
         signal,
+        uncataloguedBefore: new Date(Date.now() - sweep.afterMs),
       });
       metrics.mediaUnsentSwept.inc({ deleted: "media" }, swept.media);
       metrics.mediaUnsentSwept.inc({ deleted: "blobs" }, swept.blobs);
-      return swept.media + swept.blobs;
+      metrics.mediaUnsentSwept.inc({ deleted: "files" }, swept.files);
+      return swept.media + swept.blobs + swept.files;
     }, {
       afterMs: retentionMs,
       onSwept: (deleted) =>

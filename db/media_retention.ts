@@ -72,3 +72,55 @@ export async function deleteUnnamedBlob(
     return true;
   });
 }
+
+/** A file's name in a media store: its SHA-256 in hex. */
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/**
+ * Of the files `sha256s`, deletes the bytes (from `bytes`, a media store) of each that no
+ * catalogue row names; resolves with how many. Meant for files stored long enough ago that the upload which stored
+ * one has written its catalogue row, if ever it will (the instance died, or the insert failed).
+ *
+ * An upload may meanwhile have found such bytes stored and be about to name them (insertMedia).
+ * So the catalogue rows are asked for first without a lock (most pages have none missing), then
+ * written for the files found without, as placeholders only this transaction sees: an insert of
+ * the same row by an upload waits for it (the primary key), so the bytes of each file written
+ * here go before any upload can name them, and that upload then finds them gone and is refused
+ * to send them again (chat/media.ts); a file another transaction catalogued first is skipped.
+ * The placeholders are deleted before the commit. When the store fails, nothing is deleted from
+ * the catalogue and the next sweep tries again.
+ */
+export async function deleteUncataloguedFiles(
+  sql: Sql,
+  sha256s: string[],
+  bytes: { exists(sha256: string): Promise<boolean>; delete(sha256: string): Promise<void> },
+): Promise<number> {
+  // in order: sweeps of several instances hold the same rows in the same order, and never
+  // wait for each other in a circle
+  const files = sha256s.filter((sha256) => SHA256_HEX.test(sha256)).sort();
+  if (files.length === 0) return 0;
+  const missing = await sql<Array<{ sha256: string }>>`
+    select sha256 from unnest(${files}::text[]) as file (sha256)
+    where not exists (select 1 from media_blobs where sha256 = decode(file.sha256, 'hex'))`;
+  if (missing.length === 0) return 0;
+  return await transaction(sql, async (tx) => {
+    const held = await tx<Array<{ sha256: string }>>`
+      insert into media_blobs (sha256, mime_type, size)
+      select decode(sha256, 'hex'), '', 0 from unnest(${missing.map((row) => row.sha256)}::text[])
+        as file (sha256) order by sha256
+      on conflict (sha256) do nothing
+      returning encode(sha256, 'hex') as sha256`;
+    if (held.length === 0) return 0;
+    const heldFiles = held.map((row) => row.sha256);
+    let deleted = 0;
+    for (const sha256 of heldFiles) {
+      // another instance's sweep may have held it first, and deleted it meanwhile
+      if (!(await bytes.exists(sha256))) continue;
+      await bytes.delete(sha256);
+      deleted++;
+    }
+    await tx`delete from media_blobs where sha256 in (
+               select decode(sha256, 'hex') from unnest(${heldFiles}::text[]) as file (sha256))`;
+    return deleted;
+  });
+}

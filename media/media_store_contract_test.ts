@@ -202,6 +202,49 @@ for (const [name, open] of Object.entries(backends)) {
     assert.deepEqual(await backend.inventory(), [blob.sha256, other.sha256].sort());
   });
 
+  Deno.test(`${name} media store: files() lists the files begun before a time, not later ones nor uploads under way`, async () => {
+    await using backend = await open();
+    const older = await backend.store.put(randomVideo(backend.chunkBytes + 1), {
+      kind: "video",
+      limits,
+    });
+    const stored = Date.now();
+    while (Date.now() <= stored) { /* the next millisecond: a time after `older` */ }
+    const cutoff = new Date();
+    const newer = await backend.store.put(randomVideo(backend.chunkBytes), {
+      kind: "video",
+      limits,
+    });
+    // an upload written in part (more than one batch of the PostgreSQL store) and still going
+    const ended = new Error("the test ends the upload");
+    let end = (_: Error) => {};
+    const going = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(randomVideo(1_200_000));
+        end = (error) => controller.error(error);
+      },
+    });
+    const uploading = backend.store.put(going, { kind: "video", limits }).catch((error) => error);
+    const deadline = Date.now() + 5_000;
+    while ((await backend.inventory()).length < 3) {
+      if (Date.now() > deadline) assert.fail("the upload under way wrote nothing");
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+
+    const listed = async (before: Date) => {
+      const files = [];
+      for await (const batch of backend.store.files({ before })) files.push(...batch);
+      return files.sort();
+    };
+    assert.deepEqual(await listed(cutoff), [older.sha256]);
+    assert.deepEqual(
+      await listed(new Date(Date.now() + 60_000)),
+      [older.sha256, newer.sha256].sort(),
+    );
+    end(ended);
+    assert.equal(await uploading, ended);
+  });
+
   Deno.test(`${name} media store: a reader that stops early can cancel the stream`, async () => {
     await using backend = await open();
     const file = randomVideo(backend.chunkBytes * 4);

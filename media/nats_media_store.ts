@@ -12,7 +12,13 @@ import { inspect } from "./ingest.ts";
 import type { ByteRange, MediaStore } from "./store.ts";
 import { natsServers } from "../bus/nats_servers.ts";
 import { startUploadSweeps, type UploadSweep } from "./upload_sweep.ts";
-import { objectSubjects, sweepNatsUploads, UPLOAD_PREFIX } from "./nats_upload_sweep.ts";
+import {
+  isUpload,
+  objectBatches,
+  objectSubjects,
+  sweepNatsUploads,
+  UPLOAD_PREFIX,
+} from "./nats_upload_sweep.ts";
 
 export interface NatsMediaStoreOptions {
   /** One server URL, or several separated by commas. */
@@ -234,6 +240,23 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
       try {
         // its name goes too, as an upload's does: a file stored again later is new
         if (await stored(sha256)) await discard(sha256);
+      } catch (error) {
+        throw translate(error);
+      }
+    },
+
+    async *files({ before }) {
+      // `mtime` is when the upload was completed; the rename keeps it. A file deleted while
+      // listed (by another instance's sweep) cuts the listing short: what it missed is left to
+      // the next sweep, not a sweep failed
+      const listed = objectBatches({ bucket, stream, js, manager }, { cut: "end", waitMs: 1_000 });
+      try {
+        for await (const objects of listed) {
+          const files = objects.filter((info) =>
+            !info.deleted && !isUpload(info.name) && Date.parse(info.mtime) < before.getTime()
+          ).map((info) => info.name);
+          if (files.length > 0) yield files;
+        }
       } catch (error) {
         throw translate(error);
       }

@@ -4,7 +4,7 @@ import { z } from "zod";
 
 /** The NATS media store writes an object under this prefix and an id, then renames it. */
 export const UPLOAD_PREFIX = "upload.";
-const isUpload = (name: string) => name.startsWith(UPLOAD_PREFIX);
+export const isUpload = (name: string) => name.startsWith(UPLOAD_PREFIX);
 
 /** The subjects of an object store bucket: an object's metadata, and its chunks. */
 export function objectSubjects(bucket: string) {
@@ -77,22 +77,45 @@ export async function sweepNatsUploads(swept: SweptBucket, afterMs: number): Pro
  * ends at the first idle heartbeat, and a file it missed would have its chunks taken for an
  * upload's leftovers. Throws rather than answer short, so that nothing is swept then.
  */
-async function everyObject({ bucket, stream, js, manager }: SweptBucket): Promise<ObjectMeta[]> {
+async function everyObject(swept: SweptBucket): Promise<ObjectMeta[]> {
+  const objects: ObjectMeta[] = [];
+  for await (const batch of objectBatches(swept, { cut: "throw", waitMs: 5_000 })) {
+    objects.push(...batch);
+  }
+  return objects;
+}
+
+/**
+ * The metadata of every object in the bucket (deleted ones too), a fetch of up to 1,000 at a
+ * time, each waited for up to `waitMs` (1,000 at least). When they stop coming before the one
+ * the server counted as last (objects deleted meanwhile, whose metadata went), `cut: "throw"`
+ * throws, and `"end"` ends there: for a caller to whom an object missed is one left for later.
+ */
+export async function* objectBatches(
+  { bucket, stream, js, manager }: Omit<SweptBucket, "discard">,
+  options: { cut: "throw" | "end"; waitMs: number },
+): AsyncGenerator<ObjectMeta[]> {
   const metas = `$O.${bucket}.M.>`;
   const { state } = await manager.streams.info(stream, { subjects_filter: metas });
-  if (Object.keys(state.subjects ?? {}).length === 0) return [];
+  if (Object.keys(state.subjects ?? {}).length === 0) return;
   const consumer = await js.consumers.get(stream, {
     filter_subjects: metas,
     deliver_policy: DeliverPolicy.LastPerSubject,
   });
-  const objects: ObjectMeta[] = [];
   for (;;) {
+    const objects: ObjectMeta[] = [];
     let pending: number | undefined;
-    for await (const message of await consumer.fetch({ max_messages: 1_000, expires: 5_000 })) {
+    const fetched = await consumer.fetch({ max_messages: 1_000, expires: options.waitMs });
+    for await (const message of fetched) {
       objects.push(objectMeta.parse(message.json()));
       pending = message.info.pending;
-      if (pending === 0) return objects;
+      if (pending === 0) break;
     }
-    if (pending === undefined) throw new Error(`the objects of ${bucket} stopped coming`);
+    if (pending === undefined) {
+      if (options.cut === "end") return;
+      throw new Error(`the objects of ${bucket} stopped coming`);
+    }
+    yield objects;
+    if (pending === 0) return;
   }
 }

@@ -29,6 +29,8 @@ export interface PostgresMediaStoreOptions {
 
 /** Chunks written by one COPY: an upload reads this much before it takes a connection. */
 const BATCH_BYTES = 1024 * 1024;
+/** Files listed per query by files(). */
+const FILES_BATCH = 1_000;
 /** `substring` takes an int length; a chunk is far smaller anyway. */
 const MAX_READ = 0x7fff_ffff;
 
@@ -190,6 +192,27 @@ export function createPostgresMediaStore(
         await timed(sql`delete from media_chunks where blob_key = ${sha256}`);
       } catch (error) {
         throw translate(error);
+      }
+    },
+
+    async *files({ before }) {
+      // a file by its first chunk, from the index media_chunks_files alone (0021); the rows
+      // keep the time they were written at when renamed, so this is when the upload began
+      for (let after = "";;) {
+        let keys: string[];
+        try {
+          const rows = await timed(sql<Array<{ blob_key: string }>>`
+            select blob_key from media_chunks
+            where byte_offset = 0 and blob_key not like 'upload:%' and blob_key > ${after}
+              and created_at < ${before}
+            order by blob_key limit ${FILES_BATCH}`);
+          keys = rows.map((row) => row.blob_key);
+        } catch (error) {
+          throw translate(error);
+        }
+        if (keys.length > 0) yield keys;
+        if (keys.length < FILES_BATCH) return;
+        after = keys.at(-1)!;
       }
     },
 

@@ -6,6 +6,7 @@ import type { ChatStore } from "../chat/ports.ts";
 import type { Chat } from "../chat/types.ts";
 import { createPostgresStore } from "../db/postgres_store.ts";
 import { freshDatabase, waitingForLock } from "../tests/support/database.ts";
+import { within } from "../tests/support/wait.ts";
 import { natsBucket } from "../tests/support/media.ts";
 import { TEST_NATS_URL } from "../tests/support/service.ts";
 import { createMediaPort } from "./media_port.ts";
@@ -87,6 +88,16 @@ async function age(setup: Setup, ids: string[]) {
 }
 
 const aDayAgo = () => new Date(Date.now() - 24 * 3600_000);
+/** The sweep as main.ts runs it, with nothing stored long enough ago to be taken uncatalogued. */
+const sweepOptions = () => ({ before: aDayAgo(), uncataloguedBefore: aDayAgo() });
+
+/** A time after everything stored so far, and before anything stored from now on. */
+function now(): Date {
+  const stored = Date.now();
+  // the next millisecond: the stores' times are as fine as that, or finer
+  while (Date.now() <= stored) { /* a millisecond at most */ }
+  return new Date();
+}
 
 async function blobRows(setup: Setup): Promise<string[]> {
   const rows = await setup.sql<Array<{ sha256: string }>>`
@@ -103,9 +114,10 @@ for (const backend of ["postgres", "nats"] as const) {
     const kept = await upload(setup, chat, recent);
     await age(setup, [expired.id]);
 
-    assert.deepEqual(await sweepUnsentMedia(setup.sql, setup.media, { before: aDayAgo() }), {
+    assert.deepEqual(await sweepUnsentMedia(setup.sql, setup.media, sweepOptions()), {
       media: 1,
       blobs: 1,
+      files: 0,
     });
     assert.equal(await setup.store.getMedia(expired.id), null);
     assert.equal(await setup.media.exists(expired.sha256), false);
@@ -113,9 +125,10 @@ for (const backend of ["postgres", "nats"] as const) {
     assert.equal((await setup.store.getMedia(kept.id))?.usage, "unsent");
     assert.ok(await setup.media.exists(kept.sha256));
     // nothing more to do
-    assert.deepEqual(await sweepUnsentMedia(setup.sql, setup.media, { before: aDayAgo() }), {
+    assert.deepEqual(await sweepUnsentMedia(setup.sql, setup.media, sweepOptions()), {
       media: 0,
       blobs: 0,
+      files: 0,
     });
   });
 
@@ -132,9 +145,10 @@ for (const backend of ["postgres", "nats"] as const) {
     const sameBytes = await upload(setup, chat, sentFile);
     await age(setup, [sent.id, ofDeleted.id, sameBytes.id]);
 
-    assert.deepEqual(await sweepUnsentMedia(setup.sql, setup.media, { before: aDayAgo() }), {
+    assert.deepEqual(await sweepUnsentMedia(setup.sql, setup.media, sweepOptions()), {
       media: 1,
       blobs: 0,
+      files: 0,
     });
     assert.equal(await setup.store.getMedia(sameBytes.id), null);
     assert.equal((await setup.store.getMedia(sent.id))?.usage, "live");
@@ -145,20 +159,27 @@ for (const backend of ["postgres", "nats"] as const) {
     assert.ok(await setup.media.exists(ofDeleted.sha256));
   });
 
-  Deno.test(`${backend}: sweeps of several instances at once delete each expired upload once`, async () => {
+  Deno.test(`${backend}: sweeps of several instances at once delete each expired upload, and each uncatalogued file, once`, async () => {
     await using setup = await setUp(backend);
     const chat = (await setup.store.createChat("c", "v")).chat;
     const uploads = [];
     for (let i = 0; i < 6; i++) uploads.push(await upload(setup, chat, anotherVideo()));
     await age(setup, uploads.map((media) => media.id));
+    const lost = [];
+    for (let i = 0; i < 4; i++) {
+      lost.push(await setup.media.put(anotherVideo(), { kind: "video", limits }));
+    }
 
+    const options = { before: aDayAgo(), uncataloguedBefore: now() };
     const swept = await Promise.all(
-      [1, 2, 3].map(() => sweepUnsentMedia(setup.sql, setup.media, { before: aDayAgo() })),
+      [1, 2, 3].map(() => sweepUnsentMedia(setup.sql, setup.media, options)),
     );
     assert.equal(swept.reduce((sum, one) => sum + one.media, 0), 6);
     assert.equal(swept.reduce((sum, one) => sum + one.blobs, 0), 6);
+    assert.equal(swept.reduce((sum, one) => sum + one.files, 0), 4);
     assert.deepEqual(await blobRows(setup), []);
     for (const media of uploads) assert.equal(await setup.media.exists(media.sha256), false);
+    for (const blob of lost) assert.equal(await setup.media.exists(blob.sha256), false);
   });
 
   Deno.test(`${backend}: a sweep whose signal aborts stops before the next blob, and the next sweep deletes the rest`, async () => {
@@ -178,13 +199,14 @@ for (const backend of ["postgres", "nats"] as const) {
     };
 
     assert.deepEqual(
-      await sweepUnsentMedia(setup.sql, store, { before: aDayAgo(), signal: stopping.signal }),
-      { media: 3, blobs: 1 },
+      await sweepUnsentMedia(setup.sql, store, { ...sweepOptions(), signal: stopping.signal }),
+      { media: 3, blobs: 1, files: 0 },
     );
     assert.equal((await blobRows(setup)).length, 2);
-    assert.deepEqual(await sweepUnsentMedia(setup.sql, setup.media, { before: aDayAgo() }), {
+    assert.deepEqual(await sweepUnsentMedia(setup.sql, setup.media, sweepOptions()), {
       media: 0,
       blobs: 2,
+      files: 0,
     });
     assert.deepEqual(await blobRows(setup), []);
   });
@@ -204,7 +226,7 @@ for (const backend of ["postgres", "nats"] as const) {
         ...port,
         async ingest(body, kind) {
           const blob = await port.ingest(body, kind);
-          await sweepUnsentMedia(setup.sql, setup.media, { before: aDayAgo() });
+          await sweepUnsentMedia(setup.sql, setup.media, sweepOptions());
           return blob;
         },
       },
@@ -227,6 +249,73 @@ for (const backend of ["postgres", "nats"] as const) {
       again,
     );
     assert.deepEqual(await new Response(await setup.media.open(stored.sha256)).bytes(), file);
+  });
+
+  Deno.test(`${backend}: the sweep deletes files stored long ago that no catalogue row names, and keeps recent and catalogued ones`, async () => {
+    await using setup = await setUp(backend);
+    const chat = (await setup.store.createChat("c", "v")).chat;
+    // bytes stored by an instance that died before it wrote their catalogue row
+    const [lost, catalogued, recent] = [anotherVideo(), anotherVideo(), anotherVideo()];
+    const lostBlob = await setup.media.put(lost, { kind: "video", limits });
+    const named = await upload(setup, chat, catalogued);
+    const cutoff = now();
+    const recentBlob = await setup.media.put(recent, { kind: "video", limits });
+
+    const options = { before: aDayAgo(), uncataloguedBefore: cutoff };
+    assert.deepEqual(await sweepUnsentMedia(setup.sql, setup.media, options), {
+      media: 0,
+      blobs: 0,
+      files: 1,
+    });
+    assert.equal(await setup.media.exists(lostBlob.sha256), false);
+    assert.deepEqual(await new Response(await setup.media.open(named.sha256)).bytes(), catalogued);
+    assert.ok(await setup.media.exists(recentBlob.sha256));
+    assert.deepEqual(await blobRows(setup), [named.sha256]);
+    assert.deepEqual(await sweepUnsentMedia(setup.sql, setup.media, options), {
+      media: 0,
+      blobs: 0,
+      files: 0,
+    });
+  });
+
+  Deno.test(`${backend}: an upload naming uncatalogued bytes the sweep is deleting waits for it and is refused, retryable, and leaves no media`, async () => {
+    await using setup = await setUp(backend);
+    const chat = (await setup.store.createChat("c", "v")).chat;
+    const file = anotherVideo();
+    const lost = await setup.media.put(file, { kind: "video", limits });
+    const chatMedia = createChatMedia({
+      store: setup.store,
+      media: createMediaPort(setup.media, { limits }),
+    });
+    const actor = { user_id: chat.user_id, membership: { chat, side: "customer" as const } };
+    let uploading: Promise<unknown> | undefined;
+    // the same bytes uploaded once the sweep has taken them for uncatalogued: the store finds
+    // them stored and reuses them, and the chat store is to name them
+    const media: MediaStore = {
+      ...setup.media,
+      async delete(sha256) {
+        const body = { stream: ReadableStream.from([file]), length: file.length };
+        uploading = chatMedia.upload(actor, "video", body).then(
+          (media) => assert.fail(`stored ${media.id}, whose bytes are going`),
+          (error: unknown) => error,
+        );
+        await within(
+          waitingForLock(setup.sql, "%insert into media%"),
+          5_000,
+          "the upload to wait for the sweep",
+        );
+        await setup.media.delete(sha256);
+      },
+    };
+
+    const options = { before: aDayAgo(), uncataloguedBefore: now() };
+    assert.equal((await sweepUnsentMedia(setup.sql, media, options)).files, 1);
+    const refusal = await uploading;
+    assert.ok(refusal instanceof ChatError && refusal.code === "unavailable", String(refusal));
+    assert.equal(refusal.retryable, true);
+    const [{ rows }] = await setup.sql<[{ rows: number }]>`select count(*)::int as rows from media`;
+    assert.equal(rows, 0);
+    assert.equal(await setup.media.exists(lost.sha256), false);
   });
 }
 

@@ -207,8 +207,9 @@ export function createMetrics(): Metrics {
     }),
     mediaUnsentSwept: new Counter({
       name: "chat_media_unsent_swept_total",
-      help: "Media never sent, deleted after MEDIA_UNSENT_RETENTION_HOURS (media), and the files " +
-        "no media named any more, deleted with their bytes (blobs)",
+      help: "Media never sent, deleted after MEDIA_UNSENT_RETENTION_HOURS (media), the files " +
+        "no media named any more, deleted with their bytes (blobs), and the bytes of files " +
+        "stored long ago that no catalogue row named (files)",
       labelNames: ["deleted"] as const,
       registers,
     }),
