@@ -255,13 +255,23 @@ export async function startService(config: Config): Promise<RunningService> {
     // Media never sent, deleted once past its retention; and files no catalogue row names,
     // once begun longer ago than an upload may last. Pushed after the store's close, so that it
     // stops first: a sweep under way still has the store and the pool.
+    // One instance sweeps at a time, under an advisory lock held on a connection of its own:
+    // `sql` may be a pool of one, which the sweep's work needs meanwhile. Idle, it closes.
+    const sweepLockSql = connectPool(databaseUrl, { max: 1, instanceId });
+    pools.push(sweepLockSql);
     const retentionMs = config.MEDIA_UNSENT_RETENTION_HOURS * 3600_000;
     const unsentSweeps = startUploadSweeps(async (signal) => {
       const swept = await sweepUnsentMedia(sql, mediaStore, {
         before: new Date(Date.now() - retentionMs),
         signal,
         uncataloguedBefore: new Date(Date.now() - sweep.afterMs),
+        lockOn: sweepLockSql,
       });
+      if (swept.skipped) {
+        metrics.mediaUnsentSweepsSkipped.inc();
+        logger("media").debug("sweep of unsent media skipped: another instance's is under way");
+        return 0;
+      }
       metrics.mediaUnsentSwept.inc({ deleted: "media" }, swept.media);
       metrics.mediaUnsentSwept.inc({ deleted: "blobs" }, swept.blobs);
       metrics.mediaUnsentSwept.inc({ deleted: "files" }, swept.files);

@@ -1,4 +1,5 @@
 import type { Sql } from "postgres";
+import { connectionSurvived } from "../db/transactions.ts";
 import {
   deleteExpiredUnsentMedia,
   deleteUncataloguedFiles,
@@ -10,6 +11,9 @@ import type { MediaStore } from "./store.ts";
 /** Rows deleted, or blobs listed, per statement: a sweep never holds many locks at once. */
 const BATCH = 500;
 
+/** The advisory lock a sweep holds for its length; every instance must use the same one. */
+const SWEEP_LOCK_KEY = 727_003;
+
 /** What one sweep deleted. */
 export interface UnsentMediaSwept {
   /** Rows of `media` no message carried, older than the retention. */
@@ -18,6 +22,8 @@ export interface UnsentMediaSwept {
   blobs: number;
   /** Files stored before `uncataloguedBefore` that no catalogue row named: their bytes. */
   files: number;
+  /** Present when another sweep held the lock: this one did nothing (and deleted nothing). */
+  skipped?: true;
 }
 
 /**
@@ -34,8 +40,56 @@ export interface UnsentMediaSwept {
  * takes up what is left. So does `options.signal` aborting (the service stops): the sweep
  * resolves with what it did before its next step, as the first sweep after a long outage or a
  * first deploy may have thousands of blobs to delete.
+ *
+ * One sweep at a time, across instances: it holds an advisory lock for its length, on a
+ * connection reserved from `options.lockOn` (`sql` when not given; main.ts gives it a pool of its
+ * own, as `sql` may be a pool of one that the sweep's work needs too). A sweep that finds the lock
+ * held does nothing and resolves `skipped`: its instance's next one may find it free. The
+ * queries stay safe beside each other all the same (a lock lost with its connection).
  */
 export async function sweepUnsentMedia(
+  sql: Sql,
+  store: MediaStore,
+  options: { before: Date; uncataloguedBefore: Date; signal?: AbortSignal; lockOn?: Sql },
+): Promise<UnsentMediaSwept> {
+  const swept = await alone(options.lockOn ?? sql, () => sweep(sql, store, options));
+  return swept ?? { media: 0, blobs: 0, files: 0, skipped: true };
+}
+
+/**
+ * Runs `work` under the sweep's advisory lock; undefined, without running it, when another
+ * session holds it. Tried, not waited for: the others have nothing to add to a sweep under way.
+ */
+async function alone<T>(lockOn: Sql, work: () => Promise<T>): Promise<T | undefined> {
+  const connection = await lockOn.reserve();
+  let locked: boolean;
+  try {
+    const [row] = await connection<[{ locked: boolean }]>`
+      select pg_try_advisory_lock(${SWEEP_LOCK_KEY}) as locked`;
+    locked = row.locked;
+  } catch (error) {
+    // a connection lost is postgres.js's to reconnect: releasing it would act on it
+    if (connectionSurvived(error)) connection.release();
+    throw error;
+  }
+  if (!locked) {
+    connection.release();
+    return undefined;
+  }
+  try {
+    return await work();
+  } finally {
+    // a connection lost meanwhile took its lock with it; what failed before is what to report
+    await connection`select pg_advisory_unlock(${SWEEP_LOCK_KEY})`.then(
+      () => connection.release(),
+      (error) => {
+        if (connectionSurvived(error)) connection.release();
+      },
+    );
+  }
+}
+
+async function sweep(
   sql: Sql,
   store: MediaStore,
   options: { before: Date; uncataloguedBefore: Date; signal?: AbortSignal },

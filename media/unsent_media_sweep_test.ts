@@ -342,3 +342,34 @@ Deno.test("an upload naming a blob while the sweep deletes its catalogue row wri
     sweep.release();
   }
 });
+
+Deno.test("of two sweeps at once, one sweeps and the other skips, and the next one sweeps again", async () => {
+  await using setup = await setUp("postgres");
+  const chat = (await setup.store.createChat("c", "v")).chat;
+  const expired = await upload(setup, chat, anotherVideo());
+  await age(setup, [expired.id]);
+  // the first sweep is held while it deletes the blob's bytes: the second starts meanwhile
+  const deleting = Promise.withResolvers<void>();
+  const proceed = Promise.withResolvers<void>();
+  const held: MediaStore = {
+    ...setup.media,
+    async delete(sha256) {
+      deleting.resolve();
+      await proceed.promise;
+      await setup.media.delete(sha256);
+    },
+  };
+  const first = sweepUnsentMedia(setup.sql, held, sweepOptions());
+  await within(deleting.promise, 5_000, "the first sweep to delete bytes");
+  const second = await sweepUnsentMedia(setup.sql, setup.media, sweepOptions());
+  proceed.resolve();
+  const firstSwept = await first;
+  assert.deepEqual(second, { media: 0, blobs: 0, files: 0, skipped: true });
+  assert.deepEqual(firstSwept, { media: 1, blobs: 1, files: 0 });
+  // the lock went with the first sweep
+  assert.deepEqual(await sweepUnsentMedia(setup.sql, setup.media, sweepOptions()), {
+    media: 0,
+    blobs: 0,
+    files: 0,
+  });
+});

@@ -48,6 +48,8 @@ export interface Metrics {
   readonly mediaUploadsSwept: Counter;
   /** Unsent media past its retention (`media`) and files no media names (`blobs`), deleted. */
   readonly mediaUnsentSwept: Counter<"deleted">;
+  /** Sweeps of unsent media that did nothing, another instance's being under way. */
+  readonly mediaUnsentSweepsSkipped: Counter;
   /** The Prometheus text exposition of every instrument. */
   text(): Promise<string>;
 }
@@ -211,6 +213,12 @@ export function createMetrics(): Metrics {
         "no media named any more, deleted with their bytes (blobs), and the bytes of files " +
         "stored long ago that no catalogue row named (files)",
       labelNames: ["deleted"] as const,
+      registers,
+    }),
+    mediaUnsentSweepsSkipped: new Counter({
+      name: "chat_media_unsent_sweeps_skipped_total",
+      help: "Sweeps of unsent media this instance skipped, as another instance's was under way " +
+        "(one sweeps at a time)",
       registers,
     }),
     text: () => registry.metrics(),
