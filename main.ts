@@ -252,9 +252,9 @@ export async function startService(config: Config): Promise<RunningService> {
       const bound = shutdown.notBefore(deadline, 0.25);
       await untilDeadline(mediaStore.close(), bound, "media store close");
     });
-    // Media never sent, deleted once past its retention; and files no catalogue row names,
-    // once begun longer ago than an upload may last. Pushed after the store's close, so that it
-    // stops first: a sweep under way still has the store and the pool.
+    // Media never sent, deleted once past its retention; and (once a day) files no catalogue row
+    // names, once begun longer ago than an upload may last. Pushed after the store's close, so
+    // that it stops first: a sweep under way still has the store and the pool.
     // One instance sweeps at a time, under an advisory lock held on a connection of its own:
     // `sql` may be a pool of one, which the sweep's work needs meanwhile. Idle, it closes.
     const sweepLockSql = connectPool(databaseUrl, { max: 1, instanceId });

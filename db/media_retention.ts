@@ -7,32 +7,136 @@ import { transaction } from "./transactions.ts";
  * gone, never half gone: a message naming a media row (the foreign key from `messages` takes a
  * key-share lock on it, which `for update` excludes), a media row naming a blob (likewise from
  * `media` on `media_blobs`). Rows locked by such a writer are skipped, not waited for; so are
- * those another instance's sweep holds.
+ * those another sweep holds (one runs at a time, but a lock lost with its connection lets in a
+ * second). The sweep's marks and its list of blobs to look at are in `media_sweep` and
+ * `media_sweep_blobs` (migration 0022).
  */
 
 /**
- * Deletes up to `limit` media rows created before `before` that no message carries (a deleted
- * message still does); resolves with how many. A send naming one of them waits for this
- * transaction and then fails on the foreign key (db/postgres_store.ts answers it as an unknown
- * media id).
+ * Where a pass over media rows, in (created_at, id) order, has got to. `at` is exact, as text
+ * (and sent as text: postgres.js sends a timestamptz parameter through a Date, to the ms).
+ */
+export interface MediaCursor {
+  at: string;
+  id: string;
+}
+
+/** What one batch of the rows pass did. */
+export interface ExpiredMediaBatch {
+  /** Rows deleted. */
+  deleted: number;
+  /** Rows found that no message carries: fewer than the limit, and the pass is at its end. */
+  unsent: number;
+  /** The last row looked at; null when there were none left before `before`. */
+  last: MediaCursor | null;
+  /** The creation time (exact, as text) of the first row skipped as locked; null for none. */
+  firstSkipped: string | null;
+}
+
+/**
+ * Of the media rows created from `since` (null: from the first) to before `before`, after
+ * `after`, in (created_at, id) order, takes the first `limit` that no message carries (a deleted
+ * message still does) and deletes those it can lock, noting each one's blob in
+ * `media_sweep_blobs` (it may be named by none now). A send naming one of
+ * them waits for this transaction and then fails on the foreign key (db/postgres_store.ts
+ * answers it as an unknown media id); one locked already (a send under way, another sweep) is
+ * skipped, and told in `firstSkipped`, so that the pass does not count it as looked at.
+ * The rows are found by unsentMedia.
  */
 export async function deleteExpiredUnsentMedia(
   sql: Sql,
-  options: { before: Date; limit: number },
-): Promise<number> {
+  options: { since: Date | null; after: MediaCursor | null; before: Date; limit: number },
+): Promise<ExpiredMediaBatch> {
   return await transaction(sql, async (tx) => {
+    const unsent = await unsentMedia(tx, options);
+    const last = unsent.at(-1);
+    if (last === undefined) return { deleted: 0, unsent: 0, last: null, firstSkipped: null };
     const locked = await tx<Array<{ id: string }>>`
-      select id from media m where created_at < ${options.before}
-        and not exists (select 1 from messages where media_id = m.id)
-      limit ${options.limit} for update skip locked`;
-    if (locked.length === 0) return 0;
+      select id from media where id = any(${unsent.map((row) => row.id)}::uuid[])
+      for update skip locked`;
+    const held = new Set(locked.map((row) => row.id));
+    const firstSkipped = unsent.find((row) => !held.has(row.id))?.at ?? null;
+    if (locked.length === 0) return { deleted: 0, unsent: unsent.length, last, firstSkipped };
     // asked again now that no new message can name them: one sent between the statement
     // above's snapshot and its lock is seen here, and keeps its media
-    const deleted = await tx`
-      delete from media m where id = any(${locked.map((row) => row.id)}::uuid[])
-        and not exists (select 1 from messages where media_id = m.id)`;
-    return deleted.count;
+    const [{ deleted }] = await tx<[{ deleted: number }]>`
+      with gone as (
+        delete from media m where id = any(${[...held]}::uuid[])
+          and not exists (select 1 from messages where media_id = m.id)
+        returning sha256
+      ), noted as (
+        insert into media_sweep_blobs select distinct sha256 from gone on conflict do nothing
+      )
+      select count(*)::int as deleted from gone`;
+    return { deleted, unsent: unsent.length, last, firstSkipped };
   });
+}
+
+/**
+ * The first `limit` media rows, in (created_at, id) order, created from `since` (null: from the
+ * first) to before `before` and after `after`, that no message carries; their creation time
+ * exact, as text. A range of the index `media_by_creation`, each row asked of `messages_by_media`.
+ */
+export async function unsentMedia(
+  sql: Sql,
+  options: { since: Date | null; after: MediaCursor | null; before: Date; limit: number },
+): Promise<Array<{ id: string; at: string }>> {
+  const { since, after } = options;
+  const from = since === null ? sql`` : sql`and created_at >= ${since}`;
+  const past = after === null
+    ? sql``
+    : sql`and (created_at, id) > (${after.at}::text::timestamptz, ${after.id}::uuid)`;
+  return await sql<Array<{ id: string; at: string }>>`
+    select id, created_at::text as at from media m
+    where created_at < ${options.before} ${from} ${past}
+      and not exists (select 1 from messages where media_id = m.id)
+    order by created_at, id limit ${options.limit}`;
+}
+
+/** How far the rows pass has looked, and when the last full pass ended: see 0022. */
+export interface MediaSweepMarks {
+  /** Every media row created before this has been looked at; null: none has. */
+  mediaExaminedBefore: Date | null;
+  /** Milliseconds since the last pass over every blob and stored file ended; null: never. */
+  sinceFullPassMs: number | null;
+  /** Every stored file begun before this has been listed; null: none has. */
+  filesListedBefore: Date | null;
+}
+
+export async function readMediaSweepMarks(sql: Sql): Promise<MediaSweepMarks> {
+  const [row] = await sql<
+    [{ media: Date | null; since_full_ms: number | null; files: Date | null }?]
+  >`
+    select media_examined_before as media, files_listed_before as files,
+           (extract(epoch from now() - full_pass_at) * 1000)::float8 as since_full_ms
+    from media_sweep`;
+  return {
+    mediaExaminedBefore: row?.media ?? null,
+    sinceFullPassMs: row?.since_full_ms ?? null,
+    filesListedBefore: row?.files ?? null,
+  };
+}
+
+/** Records that every media row created before `before` (exact, as text) has been looked at. */
+export async function markMediaExamined(sql: Sql, before: string): Promise<void> {
+  await sql`update media_sweep set media_examined_before = ${before}::text::timestamptz`;
+}
+
+/** Records that a full pass ended now, having listed the files begun before `filesBefore`. */
+export async function markFullPass(sql: Sql, filesBefore: Date): Promise<void> {
+  await sql`update media_sweep set full_pass_at = now(), files_listed_before = ${filesBefore}`;
+}
+
+/** Up to `limit` blobs whose media rows were deleted, by SHA-256 hex in order, after `after`. */
+export async function blobsOfDeletedMedia(
+  sql: Sql,
+  options: { after: string | null; limit: number },
+): Promise<string[]> {
+  const rows = await sql<Array<{ sha256: string }>>`
+    select encode(sha256, 'hex') as sha256 from media_sweep_blobs
+    ${options.after === null ? sql`` : sql`where sha256 > decode(${options.after}, 'hex')`}
+    order by sha256 limit ${options.limit}`;
+  return rows.map((row) => row.sha256);
 }
 
 /** Up to `limit` blobs no media row names, by SHA-256 hex in order, after `after` if given. */
@@ -53,7 +157,8 @@ export async function unnamedBlobs(
  * bytes (`deleteBytes`); resolves with whether it did. An upload that reused the bytes and is
  * naming the blob meanwhile either holds the row (skipped) or waits for this transaction and
  * then writes the row anew (see insertMedia), finding the bytes gone. When `deleteBytes`
- * fails, the row stays for the next sweep.
+ * fails, the row stays for the next sweep. The blob leaves `media_sweep_blobs` in the same
+ * transaction once looked at (deleted, named, or gone already), not when skipped.
  */
 export async function deleteUnnamedBlob(
   sql: Sql,
@@ -63,7 +168,12 @@ export async function deleteUnnamedBlob(
   return await transaction(sql, async (tx) => {
     const [locked] = await tx`
       select 1 from media_blobs where sha256 = decode(${sha256}, 'hex') for update skip locked`;
-    if (!locked) return false;
+    if (!locked) {
+      const [there] = await tx`select 1 from media_blobs where sha256 = decode(${sha256}, 'hex')`;
+      if (!there) await tx`delete from media_sweep_blobs where sha256 = decode(${sha256}, 'hex')`;
+      return false;
+    }
+    await tx`delete from media_sweep_blobs where sha256 = decode(${sha256}, 'hex')`;
     const deleted = await tx`
       delete from media_blobs b where sha256 = decode(${sha256}, 'hex')
         and not exists (select 1 from media m where m.sha256 = b.sha256)`;

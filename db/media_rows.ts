@@ -75,10 +75,19 @@ export async function selectMedia(sql: Sql, mediaId: string): Promise<MediaEntry
   return row ? { ...toMediaRecord(row), usage: row.usage } : null;
 }
 
-/** Deletes a media row no message carries; its blob stays, as other rows may name it. */
+/**
+ * Deletes a media row no message carries; its blob stays, as other rows may name it, and is
+ * noted for the sweep of unsent media to look at (db/media_retention.ts).
+ */
 export async function deleteUnsentMedia(sql: Sql, mediaId: string): Promise<boolean> {
-  const deleted = await sql`
-    delete from media m where m.id = ${mediaId}
-      and not exists (select 1 from messages where media_id = m.id)`;
-  return deleted.count > 0;
+  const [{ deleted }] = await sql<[{ deleted: number }]>`
+    with gone as (
+      delete from media m where m.id = ${mediaId}
+        and not exists (select 1 from messages where media_id = m.id)
+      returning sha256
+    ), noted as (
+      insert into media_sweep_blobs select sha256 from gone on conflict do nothing
+    )
+    select count(*)::int as deleted from gone`;
+  return deleted > 0;
 }

@@ -10,6 +10,7 @@ import {
 import { insertMessageBatch } from "./insert_batch.ts";
 import { createAdminStore } from "./admin_store.ts";
 import { createPostgresStore } from "./postgres_store.ts";
+import { unsentMedia } from "./media_retention.ts";
 import { markReadBatch } from "./read_batch.ts";
 import { readUnreadWindows } from "./unread_windows.ts";
 
@@ -190,5 +191,51 @@ Deno.test("a user's chat list reads only that user's chats, and the last message
       assert.ok(chats.rowsRead <= 2000 + 21, `${user}: ${chats.rowsRead} chats read`);
       assert.equal(messages.seqScans, 0, `${user}: a scan of all messages`);
       assert.ok(messages.rowsRead <= 21, `${user}: ${messages.rowsRead} messages read`);
+    }
+  }));
+
+Deno.test("the sweep of unsent media reads the media created since its last cutoff, not every media row ever sent", () =>
+  onOneConnection(async (sql) => {
+    const [chat] = await sql<[{ id: string }]>`
+      insert into chats (user_id, vendor_id, last_seq) values ('alice', 'acme', 5000)
+      returning id`;
+    await sql`insert into media_blobs (sha256, mime_type, size)
+              values (decode(repeat('ab', 32), 'hex'), 'image/png', 1)`;
+    // a year of media, each sent in a message; then ten uploads of the last hour, never sent
+    await sql`
+      with uploaded as (
+        insert into media (chat_id, uploader_id, media_type, sha256, created_at)
+        select ${chat.id}, 'alice', 'image', decode(repeat('ab', 32), 'hex'),
+               now() - interval '1 year' + n * interval '1 hour'
+        from generate_series(1, 5000) n
+        returning id, created_at
+      )
+      insert into messages (chat_id, seq, sender_id, sender_side, receiver_id, media_type, media_id)
+      select ${chat.id}, row_number() over (order by created_at), 'alice', 'customer', 'acme',
+             'image', id
+      from uploaded`;
+    await sql`
+      insert into media (chat_id, uploader_id, media_type, sha256, created_at)
+      select ${chat.id}, 'alice', 'image', decode(repeat('ab', 32), 'hex'),
+             now() - n * interval '1 minute'
+      from generate_series(1, 10) n`;
+    await sql`vacuum analyze media, messages`;
+    const options = {
+      since: new Date(Date.now() - 2 * 3600_000),
+      after: null,
+      before: new Date(),
+      limit: 500,
+    };
+    for (const [, plan] of withEachPlanMode([options])) {
+      const media = await readsUnderPlan(sql, { table: "media", plan }, async (tx) => {
+        assert.equal((await unsentMedia(tx, options)).length, 10);
+      });
+      const messages = await readsUnderPlan(sql, { table: "messages", plan }, async (tx) => {
+        await unsentMedia(tx, options);
+      });
+      assert.equal(media.seqScans, 0, `${plan}: a scan of all media`);
+      // the ten, and the one or two sent rows within the last two hours
+      assert.ok(media.rowsRead <= 20, `${plan}: ${media.rowsRead} media rows read`);
+      assert.equal(messages.seqScans, 0, `${plan}: a scan of all messages`);
     }
   }));

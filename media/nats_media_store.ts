@@ -248,7 +248,8 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
     async *files({ before }) {
       // `mtime` is when the upload was completed; the rename keeps it. A file deleted while
       // listed (by another instance's sweep) cuts the listing short: what it missed is left to
-      // the next sweep, not a sweep failed
+      // the next sweep, not a sweep failed. So `since` is not heeded: there is no index by time
+      // to save reading every object's metadata, and the next listing must find what this missed
       const listed = objectBatches({ bucket, stream, js, manager }, { cut: "end", waitMs: 1_000 });
       try {
         for await (const objects of listed) {

@@ -195,24 +195,31 @@ export function createPostgresMediaStore(
       }
     },
 
-    async *files({ before }) {
-      // a file by its first chunk, from the index media_chunks_files alone (0021); the rows
-      // keep the time they were written at when renamed, so this is when the upload began
-      for (let after = "";;) {
-        let keys: string[];
+    async *files({ since, before }) {
+      // a file by its first chunk, from the index media_chunks_files_by_creation alone (0022):
+      // those begun since `since`, not the whole history. The rows keep the time they were
+      // written at when renamed, so this is when the upload began. The cursor's time goes as text:
+      // postgres.js sends a timestamptz parameter through a Date, to the millisecond
+      let after: { at: string; key: string } | null = null;
+      for (;;) {
+        let rows: Array<{ blob_key: string; at: string }>;
+        const from = since === undefined ? sql`` : sql`and created_at >= ${since}`;
+        const past = after === null
+          ? sql``
+          : sql`and (created_at, blob_key) > (${after.at}::text::timestamptz, ${after.key})`;
         try {
-          const rows = await timed(sql<Array<{ blob_key: string }>>`
-            select blob_key from media_chunks
-            where byte_offset = 0 and blob_key not like 'upload:%' and blob_key > ${after}
-              and created_at < ${before}
-            order by blob_key limit ${FILES_BATCH}`);
-          keys = rows.map((row) => row.blob_key);
+          rows = await timed(sql<Array<{ blob_key: string; at: string }>>`
+            select blob_key, created_at::text as at from media_chunks
+            where byte_offset = 0 and blob_key not like 'upload:%' and created_at < ${before}
+              ${from} ${past}
+            order by created_at, blob_key limit ${FILES_BATCH}`);
         } catch (error) {
           throw translate(error);
         }
-        if (keys.length > 0) yield keys;
-        if (keys.length < FILES_BATCH) return;
-        after = keys.at(-1)!;
+        const last = rows.at(-1);
+        if (last !== undefined) yield rows.map((row) => row.blob_key);
+        if (last === undefined || rows.length < FILES_BATCH) return;
+        after = { at: last.at, key: last.blob_key };
       }
     },
 

@@ -95,7 +95,7 @@ Deno.test("postgres media store: uploads left by an instance killed mid-upload a
     // a file is kept however old; an upload last written an hour ago is dead
     await sql`update media_chunks set created_at = now() - interval '1 hour'`;
     await sql`insert into media_chunks (blob_key, byte_offset, data, created_at)
-              values (${dead}, 0, '\\x00', now() - interval '1 hour'),
+              values (${dead}, 0, '\\x00'::bytea, now() - interval '1 hour'),
                      (${dead}, 1, '\\x00', now() - interval '1 hour'),
                      (${live}, 0, '\\x00', now() - interval '2 hours'),
                      (${live}, 1, '\\x00', now())`;
@@ -135,3 +135,39 @@ async function readAll(stream: ReadableStream<Uint8Array> | null): Promise<Uint8
   assert.ok(stream, "expected a stream");
   return await new Response(stream).bytes();
 }
+
+Deno.test("postgres media store: files() lists the files begun from `since` to before `before`, each once over many pages", async () => {
+  await using database = await freshDatabase();
+  const sql = postgres(database.url, { max: 2, onnotice: () => {} });
+  try {
+    // 2,500 files begun three at a time (a page ends within such a three), each with a second
+    // chunk; an upload under way; all written by hand, as only the first chunks are listed
+    await sql`
+      insert into media_chunks (blob_key, byte_offset, data, created_at)
+      select encode(sha256(n::text::bytea), 'hex'), o, '\\x00'::bytea, now() - (n / 3) * interval '1 s'
+      from generate_series(1, 2500) n, (values (0), (1)) as chunk (o)
+      union all
+      select 'upload:' || gen_random_uuid(), 0, '\\x00'::bytea, now() - interval '1 hour'`;
+    const store = createPostgresMediaStore(sql);
+    const listed = async (options: { since?: Date; before: Date }) => {
+      const files: string[] = [];
+      for await (const batch of store.files(options)) files.push(...batch);
+      return files;
+    };
+    const begun = async (since: Date, before: Date) =>
+      (await sql<Array<{ key: string }>>`
+        select blob_key as key from media_chunks
+        where byte_offset = 0 and blob_key not like 'upload:%'
+          and created_at >= ${since} and created_at < ${before}`).map((row) => row.key).sort();
+    const before = new Date(Date.now() - 100_000);
+    const since = new Date(Date.now() - 700_000);
+    const some = await listed({ since, before });
+    assert.equal(new Set(some).size, some.length, "a file listed twice");
+    assert.deepEqual(some.sort(), await begun(since, before));
+    assert.ok(some.length > 1_000, `${some.length} files: one page`);
+    const all = await listed({ before: new Date() });
+    assert.equal(new Set(all).size, 2_500);
+  } finally {
+    await sql.end();
+  }
+});

@@ -35,11 +35,12 @@ export interface MediaStore {
   delete(sha256: string): Promise<void>;
   /**
    * The SHA-256s of the complete files whose writing began before `before` (a backend that
-   * knows only when a file was completed goes by that: later, so it lists fewer), a batch at a
-   * time, for the sweep of files no catalogue row names (media/unsent_media_sweep.ts). Uploads
-   * under way are not files yet. Errors: `unavailable`.
+   * knows only when a file was completed goes by that: later, so it lists fewer), and not before
+   * `since` when given (a backend without an index by time may list those too), a
+   * batch at a time, for the sweep of files no catalogue row names (media/unsent_media_sweep.ts).
+   * Uploads under way are not files yet. Errors: `unavailable`.
    */
-  files(options: { before: Date }): AsyncIterable<string[]>;
+  files(options: { since?: Date; before: Date }): AsyncIterable<string[]>;
   /** True while the backend answers. */
   check(signal?: AbortSignal): Promise<boolean>;
   /** Releases what the store opened itself (not a connection it was given). */

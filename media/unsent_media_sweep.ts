@@ -1,9 +1,14 @@
 import type { Sql } from "postgres";
 import { connectionSurvived } from "../db/transactions.ts";
 import {
+  blobsOfDeletedMedia,
   deleteExpiredUnsentMedia,
   deleteUncataloguedFiles,
   deleteUnnamedBlob,
+  markFullPass,
+  markMediaExamined,
+  type MediaCursor,
+  readMediaSweepMarks,
   unnamedBlobs,
 } from "../db/media_retention.ts";
 import type { MediaStore } from "./store.ts";
@@ -35,6 +40,13 @@ export interface UnsentMediaSwept {
  * that died (or whose insert failed) before it wrote that row, they would be kept for good. That
  * time must be one by which an upload is surely over (main.ts: abandonedUploadMs, as for the
  * uploads the media store sweeps), not the retention: that may be shorter than a slow upload.
+ *
+ * Each step looks at what is new since the last sweep, not at the whole history (the marks in
+ * the table media_sweep, migration 0022): the media rows created since the last sweep's cutoff
+ * (less MARGIN_MS), and those it skipped as locked; the blobs of the media rows deleted since,
+ * noted with each deletion. Once a day (FULL_PASS_EVERY_MS) it also goes through every blob no
+ * media row names (one deleted by hand, or before the notes began) and the stored files begun
+ * since the last such pass (every file, for a store with no index by time: NATS).
  * Safe beside sends, uploads and the sweeps of other instances: see db/media_retention.ts. A
  * failure ends the sweep (a blob whose bytes did not go keeps its catalogue row); the next one
  * takes up what is left. So does `options.signal` aborting (the service stops): the sweep
@@ -89,6 +101,15 @@ async function alone<T>(lockOn: Sql, work: () => Promise<T>): Promise<T | undefi
   }
 }
 
+/**
+ * How far before its mark a pass looks again: at a row written by a transaction begun before the
+ * mark and committed after that pass, or by a database whose clock is behind this instance's.
+ */
+const MARGIN_MS = 10 * 60_000;
+
+/** Between two passes over every unnamed blob and the stored files: only a crash leaves them. */
+const FULL_PASS_EVERY_MS = 24 * 3600_000;
+
 async function sweep(
   sql: Sql,
   store: MediaStore,
@@ -96,25 +117,59 @@ async function sweep(
 ): Promise<UnsentMediaSwept> {
   const stopped = () => options.signal?.aborted === true;
   const swept = { media: 0, blobs: 0, files: 0 };
+  const marks = await readMediaSweepMarks(sql);
+  const earlier = (mark: Date | null) => mark && new Date(mark.getTime() - MARGIN_MS);
+  // the rows that became old enough since the last sweep, and those it skipped
+  const since = earlier(marks.mediaExaminedBefore);
+  let after: MediaCursor | null = null;
+  let firstSkipped: string | null = null;
+  let looked: string | null = null;
   while (!stopped()) {
-    const deleted = await deleteExpiredUnsentMedia(sql, { before: options.before, limit: BATCH });
-    swept.media += deleted;
-    if (deleted < BATCH) break;
-  }
-  // every unnamed blob, not only those of the rows just deleted: a sweep cut short, or a row
-  // deleted by other means (a repeated send's base64, see discardRetriedMedia), leaves some
-  for (let after: string | null = null; !stopped();) {
-    const blobs: string[] = await unnamedBlobs(sql, { after, limit: BATCH });
-    for (const sha256 of blobs) {
-      if (stopped()) return swept;
-      if (await deleteUnnamedBlob(sql, sha256, () => store.delete(sha256))) swept.blobs++;
+    const batch = await deleteExpiredUnsentMedia(sql, {
+      since,
+      after,
+      before: options.before,
+      limit: BATCH,
+    });
+    swept.media += batch.deleted;
+    firstSkipped ??= batch.firstSkipped;
+    after = batch.last ?? after;
+    looked = after?.at ?? null;
+    if (batch.unsent < BATCH) {
+      looked = options.before.toISOString();
+      break;
     }
-    if (blobs.length < BATCH) break;
-    after = blobs.at(-1)!;
   }
-  for await (const files of store.files({ before: options.uncataloguedBefore })) {
+  // a row skipped (a send naming it, maybe to roll back) is looked at again by the next sweep
+  const mark = firstSkipped ?? looked;
+  if (mark !== null) await markMediaExamined(sql, mark);
+  // the blobs of the rows deleted, by this sweep or before (one cut short, a repeated send's
+  // base64: see discardRetriedMedia), noted with the deletion
+  const deleteBlobs = async (list: (after: string | null) => Promise<string[]>) => {
+    for (let after: string | null = null; !stopped();) {
+      const blobs = await list(after);
+      for (const sha256 of blobs) {
+        if (stopped()) return;
+        if (await deleteUnnamedBlob(sql, sha256, () => store.delete(sha256))) swept.blobs++;
+      }
+      if (blobs.length < BATCH) return;
+      after = blobs.at(-1)!;
+    }
+  };
+  await deleteBlobs((after) => blobsOfDeletedMedia(sql, { after, limit: BATCH }));
+  if (stopped() || (marks.sinceFullPassMs ?? Infinity) < FULL_PASS_EVERY_MS) return swept;
+  // once a day, every unnamed blob (a row deleted by hand, or before the notes began), and the
+  // stored files begun since the last such pass that no catalogue row names
+  if (stopped()) return swept;
+  await deleteBlobs((after) => unnamedBlobs(sql, { after, limit: BATCH }));
+  const filesSince = earlier(marks.filesListedBefore);
+  const listing = filesSince === null
+    ? { before: options.uncataloguedBefore }
+    : { since: filesSince, before: options.uncataloguedBefore };
+  for await (const files of store.files(listing)) {
     if (stopped()) return swept;
     swept.files += await deleteUncataloguedFiles(sql, files, store);
   }
+  if (!stopped()) await markFullPass(sql, options.uncataloguedBefore);
   return swept;
 }

@@ -373,3 +373,82 @@ Deno.test("of two sweeps at once, one sweeps and the other skips, and the next o
     files: 0,
   });
 });
+
+/** Sets media rows' creation time to `at`, as PostgreSQL text or an expression's value. */
+async function createdAt(setup: Setup, ids: string[], hoursAgo: number) {
+  await setup.sql`update media set created_at = now() - make_interval(hours => ${hoursAgo})
+                  where id = any(${ids}::uuid[])`;
+}
+
+Deno.test("a sweep looks only at the media that became old enough since the last one", async () => {
+  await using setup = await setUp("postgres");
+  const chat = (await setup.store.createChat("c", "v")).chat;
+  // sent when the first sweep looks at it; its message then goes by other means than the
+  // service's (by hand, in SQL): unsent now, but behind what the sweeps have looked at
+  const looked = await upload(setup, chat, anotherVideo());
+  await send(setup, chat, looked.id);
+  await createdAt(setup, [looked.id], 48);
+  const first = await sweepUnsentMedia(setup.sql, setup.media, sweepOptions());
+  assert.deepEqual(first, { media: 0, blobs: 0, files: 0 });
+  await setup.sql`delete from messages where media_id = ${looked.id}`;
+  // uploaded after the first sweep's cutoff, and past the second's
+  const newer = await upload(setup, chat, anotherVideo());
+  await createdAt(setup, [newer.id], 12);
+
+  const second = await sweepUnsentMedia(setup.sql, setup.media, {
+    before: new Date(Date.now() - 6 * 3600_000),
+    uncataloguedBefore: aDayAgo(),
+  });
+  assert.deepEqual(second, { media: 1, blobs: 1, files: 0 });
+  assert.equal(await setup.store.getMedia(newer.id), null);
+  assert.equal((await setup.store.getMedia(looked.id))?.usage, "unsent");
+});
+
+Deno.test("a media row the sweep skipped as locked is looked at by the next sweep", async () => {
+  await using setup = await setUp("postgres");
+  const chat = (await setup.store.createChat("c", "v")).chat;
+  const [locked, free] = [
+    await upload(setup, chat, anotherVideo()),
+    await upload(setup, chat, anotherVideo()),
+  ];
+  // the locked row older than the other: the sweep must not count itself past it
+  await createdAt(setup, [locked.id], 72);
+  await createdAt(setup, [free.id], 48);
+  const sender = await setup.sql.reserve();
+  try {
+    // as a send naming it holds it (the foreign key's lock), until it rolls back
+    await sender`begin`;
+    await sender`select 1 from media where id = ${locked.id} for key share`;
+    assert.deepEqual(await sweepUnsentMedia(setup.sql, setup.media, sweepOptions()), {
+      media: 1,
+      blobs: 1,
+      files: 0,
+    });
+    await sender`rollback`;
+  } finally {
+    sender.release();
+  }
+  assert.deepEqual(await sweepUnsentMedia(setup.sql, setup.media, sweepOptions()), {
+    media: 1,
+    blobs: 1,
+    files: 0,
+  });
+  assert.equal(await setup.store.getMedia(locked.id), null);
+});
+
+Deno.test("the blob of a media row deleted outside the sweep is deleted by the next sweep", async () => {
+  await using setup = await setUp("postgres");
+  const chat = (await setup.store.createChat("c", "v")).chat;
+  const first = await sweepUnsentMedia(setup.sql, setup.media, sweepOptions());
+  assert.deepEqual(first, { media: 0, blobs: 0, files: 0 });
+  // a repeated send's base64, discarded (see discardRetriedMedia)
+  const discarded = await upload(setup, chat, anotherVideo());
+  assert.ok(await setup.store.deleteUnsentMedia(discarded.id));
+  assert.deepEqual(await sweepUnsentMedia(setup.sql, setup.media, sweepOptions()), {
+    media: 0,
+    blobs: 1,
+    files: 0,
+  });
+  assert.equal(await setup.media.exists(discarded.sha256), false);
+  assert.deepEqual(await blobRows(setup), []);
+});
