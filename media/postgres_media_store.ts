@@ -196,7 +196,7 @@ export function createPostgresMediaStore(
     },
 
     async *files({ since, before }) {
-      // a file by its first chunk, from the index media_chunks_files_by_creation alone (0022):
+      // a file by its first chunk, from the index media_chunks_files_by_creation alone (0021):
       // those begun since `since`, not the whole history. The rows keep the time they were
       // written at when renamed, so this is when the upload began. The cursor's time goes as text:
       // postgres.js sends a timestamptz parameter through a Date, to the millisecond

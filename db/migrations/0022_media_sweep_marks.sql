@@ -3,7 +3,8 @@
 -- has become old enough: media_sweep keeps how far it has looked, and when it last went through
 -- every blob and every stored file (a pass it makes once a day). media_sweep_blobs holds the
 -- blobs whose media rows were deleted, written with the deletion: only those may have become
--- unnamed. The indexes let each pass read what is new since the last, not the whole history.
+-- unnamed. The index lets the rows pass read what is new since the last, not the whole history
+-- (the files pass has its own, 0021).
 -- Built concurrently; safe to run again (see 0009).
 create table if not exists media_sweep (
   -- one row
@@ -22,10 +23,3 @@ create table if not exists media_sweep_blobs (
 -- the media rows that became old enough since the last sweep, by index range
 drop index concurrently if exists media_by_creation;
 create index concurrently media_by_creation on media (created_at, id);
--- the complete files of media_chunks by when their writing began (their first chunk), read from
--- the index alone: a pass lists those begun since the last (0021's index pages by key)
-drop index concurrently if exists media_chunks_files_by_creation;
-create index concurrently media_chunks_files_by_creation on media_chunks (created_at, blob_key)
-  where byte_offset = 0 and blob_key not like 'upload:%';
--- which this replaces
-drop index concurrently if exists media_chunks_files;
