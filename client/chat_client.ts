@@ -129,6 +129,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     write: (text) => connection.write(text),
     unclaimed: (frame) => frames.unclaimed(frame),
     timedOut: (timeoutMs) => connection.leaveSilent(timeoutMs),
+    answered: () => connection.answered(),
   });
 
   /** A chat's messages after `afterSeq`, oldest first: a read of the client's own. */

@@ -384,3 +384,44 @@ Deno.test("a client given an aborted signal is closed from the start and opens n
   await assert.rejects(scripted.client.request({ action: "unread_message" }), ClientClosedError);
   assert.equal(scripted.server.sockets.length, 0);
 });
+
+Deno.test("a server slower than timeoutMs is not reconnected to at once, again and again: the delay grows", async () => {
+  await using scripted = openScriptedClient({ chatId: X, timeoutMs: 200 });
+  const { client, events, server } = scripted;
+  const sent = client.request({
+    action: "send_message",
+    receiver_id: "vend-1",
+    media_type: "text",
+    content: "hello",
+  });
+  const delays: number[] = [];
+  // alive but slow: each connection opens, and the outbox's send gets its reply too late
+  for (let socketIndex = 0; socketIndex < 4; socketIndex++) {
+    const socket = await scripted.accept(historyPage(X, [1]));
+    await server.written(socket, "send_message");
+    const left = await events.next("status", (status) => status.state === "reconnecting");
+    assert.equal(left.code, 1006);
+    delays.push(left.retryInMs ?? -1);
+  }
+  // a connection that answers in time, later gone silent, starts over
+  const healthy = await scripted.accept(historyPage(X, [1]));
+  const send = await server.written(healthy, "send_message");
+  healthy.push({
+    type: "ack",
+    request_id: send.request_id,
+    action: "send_message",
+    message: storedMessage(X, 2),
+  });
+  assert.equal((await sent).seq, 2);
+  const second = client.request({
+    action: "send_message",
+    receiver_id: "vend-1",
+    media_type: "text",
+    content: "later",
+  });
+  await server.written(healthy, "send_message");
+  const silent = await events.next("status", (status) => status.state === "reconnecting");
+  delays.push(silent.retryInMs ?? -1);
+  second.catch(() => {});
+  assert.deepEqual(delays, [1, 2, 4, 8, 1]);
+});

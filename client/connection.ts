@@ -66,6 +66,8 @@ export function createConnection(
   let attempt = 0;
   /** Connections closed with 4429 or 1013 in a row after they had opened. */
   let floods = 0;
+  /** Connections left as silent since a reply last came in time: the backoff's exponent then. */
+  let silences = 0;
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
   let stopped: ClientClosedError | undefined;
 
@@ -138,7 +140,7 @@ export function createConnection(
     };
   }
 
-  function closed(code: number, reason: string): void {
+  function closed(code: number, reason: string, leftSilent = false): void {
     const wasReady = isReady;
     socket = undefined;
     isReady = false;
@@ -157,6 +159,10 @@ export function createConnection(
     if (wasReady && (code === CloseCode.tooMany || code === CloseCode.tryAgainLater)) {
       attempt = floods++;
     } else if (wasReady) floods = 0;
+    // so does one left because no reply came in time, until one comes in time: a server alive
+    // but slower than timeoutMs would otherwise be reconnected to at once, again and again,
+    // each time with the outbox written again
+    if (leftSilent) attempt = silences++;
     scheduleRetry(code, reason);
   }
 
@@ -195,7 +201,7 @@ export function createConnection(
     } catch {
       // already closing
     }
-    closed(1006, `no reply within ${timeoutMs} ms: the connection is taken for dead`);
+    closed(1006, `no reply within ${timeoutMs} ms: the connection is taken for dead`, true);
     return true;
   }
 
@@ -279,6 +285,10 @@ export function createConnection(
       return true;
     },
     leaveSilent,
+    /** A request got its reply in time: the server answers, a socket left next starts over. */
+    answered(): void {
+      silences = 0;
+    },
     /** Resolves when connected (now or on the next connection); rejects once stopped. */
     ready(): Promise<void> {
       if (stopped) return Promise.reject(stopped);

@@ -92,6 +92,8 @@ export function createRequests(deps: {
    * the outbox, and rejects the read as lost); false: it gives up.
    */
   timedOut: (timeoutMs: number) => boolean;
+  /** A request in flight got its reply (an `ack` or `error`) in time. */
+  answered: () => void;
 }) {
   const queue: Pending[] = [];
   const inflight = new Map<string, Pending>();
@@ -287,6 +289,7 @@ export function createRequests(deps: {
       givenUp.delete(frame.request_id);
       const pending = inflight.get(frame.request_id);
       if (!pending) return false;
+      deps.answered();
       if (pending.action === "send_message") refusals = 0;
       try {
         pending.settle({ value: resolveAck(pending, frame, page) });
@@ -304,6 +307,7 @@ export function createRequests(deps: {
       if (frame.request_id !== undefined) givenUp.delete(frame.request_id);
       const pending = frame.request_id === undefined ? undefined : inflight.get(frame.request_id);
       if (!pending) return false;
+      deps.answered();
       if (pending.action === "send_message" && frame.code === "rate_limited") refused(pending);
       else pending.settle({ error: new RequestError(frame, pending.action) });
       flush();

@@ -18,6 +18,7 @@ function openRequests() {
     },
     unclaimed: () => {},
     timedOut: () => false,
+    answered: () => {},
   });
   return { requests, written };
 }
@@ -52,6 +53,7 @@ Deno.test("a send refused with rate_limited is written again after a backoff, be
     },
     unclaimed: () => {},
     timedOut: () => false,
+    answered: () => {},
   });
   const send = (content: string) =>
     requests.add({ action: "send_message", receiver_id: "v", media_type: "text", content });

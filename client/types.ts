@@ -31,7 +31,9 @@ export interface ConnectionStatus {
   /**
    * Failed attempts since the last connection that opened; after a connection closed with
    * 4429 or 1013, counted on from the connections closed with 4429 or 1013 in a row before it
-   * (the backoff keeps growing while the server refuses or cannot keep up).
+   * (the backoff keeps growing while the server refuses or cannot keep up); after one left
+   * because no reply came within `timeoutMs`, from those left so since a reply last came in time
+   * (a server alive but slower than that is not reconnected to at once, again and again).
    */
   attempt: number;
   /** The close code that ended the last connection. */
