@@ -198,12 +198,15 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
  * here go before any upload can name them, and that upload then finds them gone and is refused
  * to send them again (chat/media.ts); a file another transaction catalogued first is skipped.
  * The placeholders are deleted before the commit. When the store fails, nothing is deleted from
- * the catalogue and the next sweep tries again.
+ * the catalogue and the next sweep tries again. Once `options.signal` aborts (the service stops)
+ * no further file is deleted: a page is up to a thousand files, each a few round trips to the
+ * store; those left are the next full pass's.
  */
 export async function deleteUncataloguedFiles(
   sql: Sql,
   sha256s: string[],
   bytes: { exists(sha256: string): Promise<boolean>; delete(sha256: string): Promise<void> },
+  options: { signal?: AbortSignal | undefined } = {},
 ): Promise<number> {
   // in order: sweeps of several instances hold the same rows in the same order, and never
   // wait for each other in a circle
@@ -224,6 +227,7 @@ export async function deleteUncataloguedFiles(
     const heldFiles = held.map((row) => row.sha256);
     let deleted = 0;
     for (const sha256 of heldFiles) {
+      if (options.signal?.aborted) break;
       // another instance's sweep may have held it first, and deleted it meanwhile
       if (!(await bytes.exists(sha256))) continue;
       await bytes.delete(sha256);

@@ -168,7 +168,7 @@ async function sweep(
     : { since: filesSince, before: options.uncataloguedBefore };
   for await (const files of store.files(listing)) {
     if (stopped()) return swept;
-    swept.files += await deleteUncataloguedFiles(sql, files, store);
+    swept.files += await deleteUncataloguedFiles(sql, files, store, { signal: options.signal });
   }
   if (!stopped()) await markFullPass(sql, options.uncataloguedBefore);
   return swept;

@@ -99,6 +99,17 @@ function now(): Date {
   return new Date();
 }
 
+/** `media`, with `stopping` aborted as it is asked to delete bytes: the service stops then. */
+function abortingOnDelete(media: MediaStore, stopping: AbortController): MediaStore {
+  return {
+    ...media,
+    async delete(sha256) {
+      stopping.abort();
+      await media.delete(sha256);
+    },
+  };
+}
+
 async function blobRows(setup: Setup): Promise<string[]> {
   const rows = await setup.sql<Array<{ sha256: string }>>`
     select encode(sha256, 'hex') as sha256 from media_blobs order by 1`;
@@ -190,13 +201,7 @@ for (const backend of ["postgres", "nats"] as const) {
     await age(setup, uploads.map((media) => media.id));
     // the service shuts down while the first blob's bytes are being deleted
     const stopping = new AbortController();
-    const store: MediaStore = {
-      ...setup.media,
-      async delete(sha256) {
-        stopping.abort();
-        await setup.media.delete(sha256);
-      },
-    };
+    const store = abortingOnDelete(setup.media, stopping);
 
     assert.deepEqual(
       await sweepUnsentMedia(setup.sql, store, { ...sweepOptions(), signal: stopping.signal }),
@@ -209,6 +214,32 @@ for (const backend of ["postgres", "nats"] as const) {
       files: 0,
     });
     assert.deepEqual(await blobRows(setup), []);
+  });
+
+  Deno.test(`${backend}: a sweep whose signal aborts stops before the next uncatalogued file, and the next sweep deletes the rest`, async () => {
+    await using setup = await setUp(backend);
+    // bytes stored by instances that died before they wrote their catalogue rows: one page
+    const lost = [];
+    for (let i = 0; i < 3; i++) {
+      lost.push(await setup.media.put(anotherVideo(), { kind: "video", limits }));
+    }
+    const cutoff = now();
+    // the service shuts down while the first file's bytes are being deleted
+    const stopping = new AbortController();
+    const store = abortingOnDelete(setup.media, stopping);
+    const options = { before: aDayAgo(), uncataloguedBefore: cutoff };
+
+    assert.deepEqual(
+      await sweepUnsentMedia(setup.sql, store, { ...options, signal: stopping.signal }),
+      { media: 0, blobs: 0, files: 1 },
+    );
+    assert.deepEqual(await blobRows(setup), []);
+    assert.deepEqual(await sweepUnsentMedia(setup.sql, setup.media, options), {
+      media: 0,
+      blobs: 0,
+      files: 2,
+    });
+    for (const blob of lost) assert.equal(await setup.media.exists(blob.sha256), false);
   });
 
   Deno.test(`${backend}: an upload that reused bytes the sweep deleted meanwhile is refused, retryable, and leaves no media`, async () => {
