@@ -46,7 +46,10 @@ export interface Metrics {
   readonly mediaRateLimited: Counter<"route" | "limit" | "via">;
   /** Uploads of instances killed mid-upload, deleted by the media store's sweep. */
   readonly mediaUploadsSwept: Counter;
-  /** Unsent media past its retention (`media`) and files no media names (`blobs`), deleted. */
+  /**
+   * Deleted by the sweep of unsent media: media past its retention (`media`), files no media
+   * names (`blobs`), and bytes stored long ago that no catalogue row names (`files`).
+   */
   readonly mediaUnsentSwept: Counter<"deleted">;
   /** Sweeps of unsent media that did nothing, another instance's being under way. */
   readonly mediaUnsentSweepsSkipped: Counter;
