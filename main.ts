@@ -262,9 +262,10 @@ export async function startService(config: Config): Promise<RunningService> {
     const retentionMs = config.MEDIA_UNSENT_RETENTION_HOURS * 3600_000;
     const unsentSweeps = startUploadSweeps(async (signal) => {
       const swept = await sweepUnsentMedia(sql, mediaStore, {
-        before: new Date(Date.now() - retentionMs),
+        // ages, measured on the database's clock: rows' created_at is its now(), not ours
+        before: { ageMs: retentionMs },
         signal,
-        uncataloguedBefore: new Date(Date.now() - sweep.afterMs),
+        uncataloguedBefore: { ageMs: sweep.afterMs },
         lockOn: sweepLockSql,
       });
       if (swept.skipped) {

@@ -93,6 +93,15 @@ export async function unsentMedia(
     order by created_at, id limit ${options.limit}`;
 }
 
+/**
+ * The database's clock now: what the sweep's cutoffs are measured back from, as the times it
+ * compares them with (`created_at`, the marks) are the database's `now()` too.
+ */
+export async function databaseNow(sql: Sql): Promise<Date> {
+  const [row] = await sql<[{ now: Date }]>`select now() as now`;
+  return row.now;
+}
+
 /** How far the rows pass has looked, and when the last full pass ended: see 0022. */
 export interface MediaSweepMarks {
   /** Every media row created before this has been looked at; null: none has. */

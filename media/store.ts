@@ -38,7 +38,9 @@ export interface MediaStore {
    * knows only when a file was completed goes by that: later, so it lists fewer), and not before
    * `since` when given (a backend without an index by time may list those too), a
    * batch at a time, for the sweep of files no catalogue row names (media/unsent_media_sweep.ts).
-   * Uploads under way are not files yet. Errors: `unavailable`.
+   * Uploads under way are not files yet. The sweep's times are on the database's clock; a
+   * backend whose times come from another clock (NATS: the server's) compares them as they are.
+   * Errors: `unavailable`.
    */
   files(options: { since?: Date; before: Date }): AsyncIterable<string[]>;
   /** True while the backend answers. */

@@ -2,6 +2,7 @@ import type { Sql } from "postgres";
 import { connectionSurvived } from "../db/transactions.ts";
 import {
   blobsOfDeletedMedia,
+  databaseNow,
   deleteExpiredUnsentMedia,
   deleteUncataloguedFiles,
   deleteUnnamedBlob,
@@ -32,6 +33,15 @@ export interface UnsentMediaSwept {
 }
 
 /**
+ * A cutoff of the sweep, on the database's clock, as the times it compares are (media rows'
+ * `created_at` and the marks are the database's `now()`): an age, measured back from the
+ * database's `now()` as the sweep begins (main.ts: so that an instance whose clock runs ahead
+ * of the database's does not delete an upload younger than the retention), or a time read off
+ * that clock.
+ */
+export type SweepCutoff = { ageMs: number } | Date;
+
+/**
  * Deletes the media uploaded before `options.before` that no message carries (a deleted
  * message's media stays: the message still names it), then every blob no media row names any
  * more, its catalogue row and its bytes in `store`. Without it, any user could fill the media
@@ -58,13 +68,34 @@ export interface UnsentMediaSwept {
  * own, as `sql` may be a pool of one that the sweep's work needs too). A sweep that finds the lock
  * held does nothing and resolves `skipped`: its instance's next one may find it free. The
  * queries stay safe beside each other all the same (a lock lost with its connection).
+ *
+ * Both cutoffs are on the database's clock (SweepCutoff), never this instance's: an instance
+ * whose clock runs ahead would otherwise delete uploads younger than the retention. The NATS
+ * store compares `uncataloguedBefore` with its objects' `mtime`, set by the NATS server's clock:
+ * a skew between that and the database's moves that cutoff by as much, well within the doubled
+ * margin of abandonedUploadMs.
  */
 export async function sweepUnsentMedia(
   sql: Sql,
   store: MediaStore,
-  options: { before: Date; uncataloguedBefore: Date; signal?: AbortSignal; lockOn?: Sql },
+  options: {
+    before: SweepCutoff;
+    uncataloguedBefore: SweepCutoff;
+    signal?: AbortSignal;
+    lockOn?: Sql;
+  },
 ): Promise<UnsentMediaSwept> {
-  const swept = await alone(options.lockOn ?? sql, () => sweep(sql, store, options));
+  const swept = await alone(options.lockOn ?? sql, async () => {
+    // one reading of the database's clock for both cutoffs (and so for the marks)
+    const now = (await databaseNow(sql)).getTime();
+    const at = (cutoff: SweepCutoff) =>
+      cutoff instanceof Date ? cutoff : new Date(now - cutoff.ageMs);
+    return await sweep(sql, store, {
+      before: at(options.before),
+      uncataloguedBefore: at(options.uncataloguedBefore),
+      signal: options.signal,
+    });
+  });
   return swept ?? { media: 0, blobs: 0, files: 0, skipped: true };
 }
 
@@ -103,7 +134,7 @@ async function alone<T>(lockOn: Sql, work: () => Promise<T>): Promise<T | undefi
 
 /**
  * How far before its mark a pass looks again: at a row written by a transaction begun before the
- * mark and committed after that pass, or by a database whose clock is behind this instance's.
+ * mark and committed after that pass (its `created_at` is when it began).
  */
 const MARGIN_MS = 10 * 60_000;
 
@@ -113,7 +144,7 @@ const FULL_PASS_EVERY_MS = 24 * 3600_000;
 async function sweep(
   sql: Sql,
   store: MediaStore,
-  options: { before: Date; uncataloguedBefore: Date; signal?: AbortSignal },
+  options: { before: Date; uncataloguedBefore: Date; signal?: AbortSignal | undefined },
 ): Promise<UnsentMediaSwept> {
   const stopped = () => options.signal?.aborted === true;
   const swept = { media: 0, blobs: 0, files: 0 };

@@ -5,6 +5,7 @@ import { createChatMedia } from "../chat/media.ts";
 import type { ChatStore } from "../chat/ports.ts";
 import type { Chat } from "../chat/types.ts";
 import { createPostgresStore } from "../db/postgres_store.ts";
+import { clockAhead } from "../tests/support/clock.ts";
 import { freshDatabase, waitingForLock } from "../tests/support/database.ts";
 import { within } from "../tests/support/wait.ts";
 import { natsBucket } from "../tests/support/media.ts";
@@ -482,4 +483,31 @@ Deno.test("the blob of a media row deleted outside the sweep is deleted by the n
   });
   assert.equal(await setup.media.exists(discarded.sha256), false);
   assert.deepEqual(await blobRows(setup), []);
+});
+
+Deno.test("an instance whose clock runs ahead of the database's deletes no media the database says is younger than the retention", async () => {
+  await using setup = await setUp("postgres");
+  const chat = (await setup.store.createChat("c", "v")).chat;
+  const [young, expired] = [
+    await upload(setup, chat, anotherVideo()),
+    await upload(setup, chat, anotherVideo()),
+  ];
+  // on the database's clock: an hour old, and two days old
+  await createdAt(setup, [young.id], 1);
+  await createdAt(setup, [expired.id], 48);
+  const dayMs = 24 * 3600_000;
+  {
+    // this instance's clock is two days ahead of the database's; the sweep run as main.ts runs it
+    using _ahead = clockAhead(2 * dayMs);
+    assert.deepEqual(
+      await sweepUnsentMedia(setup.sql, setup.media, {
+        before: { ageMs: dayMs },
+        uncataloguedBefore: { ageMs: dayMs },
+      }),
+      { media: 1, blobs: 1, files: 0 },
+    );
+  }
+  assert.equal(await setup.store.getMedia(expired.id), null);
+  assert.equal((await setup.store.getMedia(young.id))?.usage, "unsent");
+  assert.ok(await setup.media.exists(young.sha256));
 });
