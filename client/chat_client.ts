@@ -197,6 +197,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
         resent: connection.resent,
         duplicates: order.duplicates,
         gapsFilled: order.gapsFilled,
+        gapsSkipped: order.gapsSkipped,
       };
     },
     on(event, listener) {

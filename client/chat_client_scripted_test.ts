@@ -425,3 +425,18 @@ Deno.test("a server slower than timeoutMs is not reconnected to at once, again a
   second.catch(() => {});
   assert.deepEqual(delays, [1, 2, 4, 8, 1]);
 });
+
+Deno.test("a gap the store no longer has is counted skipped, not filled", async () => {
+  await using scripted = openScriptedClient({ chatId: X });
+  const { client, events, server } = scripted;
+  const socket = await scripted.accept(historyPage(X, [1]));
+  socket.push({ type: "chat_message", chat_id: X, message: storedMessage(X, 3) });
+  const fill = await server.written(socket, "load_latest_chat");
+  // read after 3 came: only history removed leaves nothing before it
+  socket.answer(fill, historyPage(X, []));
+
+  await events.next("chat_message", (frame) => frame.message.seq === 3);
+  const [gap] = events.all("gap");
+  assert.deepEqual([gap?.from_seq, gap?.to_seq, gap?.error], [2, 2, undefined]);
+  assert.deepEqual([client.stats.gapsFilled, client.stats.gapsSkipped], [0, 1]);
+});

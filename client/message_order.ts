@@ -46,6 +46,7 @@ export function createMessageOrder(deps: MessageOrderDeps) {
   /** Backoff waits before a read is made again, each with its wake-up (stop() ends them). */
   const pauses = new Map<ReturnType<typeof setTimeout>, () => void>();
   let gapsFilled = 0;
+  let gapsSkipped = 0;
   let stopped = false;
 
   function pause(ms: number): Promise<void> {
@@ -136,16 +137,24 @@ export function createMessageOrder(deps: MessageOrderDeps) {
     return fits ? page : undefined;
   }
 
+  /** Announces messages of a chat the application will not get (see MessageGap). */
+  function skipped(gap: MessageGap): void {
+    gapsSkipped++;
+    deps.skipped(gap);
+  }
+
   /**
    * Gives up on what is missing before the held messages (`error`: why): releases them in
-   * order, each range never had announced just before the message after it.
+   * order, each range never had announced just before the message after it. Returns how many
+   * ranges it announced.
    */
-  function skipGap(chatId: string, error: unknown): void {
+  function skipGap(chatId: string, error: unknown): number {
     const sequencer = sequencerOf(chatId);
+    const skippedBefore = gapsSkipped;
     let before = sequencer.last ?? 0;
     for (const message of sequencer.skipGap()) {
       if (message.seq > before + 1) {
-        deps.skipped({ chat_id: chatId, from_seq: before + 1, to_seq: message.seq - 1, error });
+        skipped({ chat_id: chatId, from_seq: before + 1, to_seq: message.seq - 1, error });
       }
       before = message.seq;
       release(chatId, message);
@@ -156,6 +165,7 @@ export function createMessageOrder(deps: MessageOrderDeps) {
       amendments.get(chatId)?.delete(seq);
       for (const amendment of waiting) deps.amended(amendment);
     }
+    return gapsSkipped - skippedBefore;
   }
 
   /** Reads the store after the last released message until nothing is missing. */
@@ -195,8 +205,8 @@ export function createMessageOrder(deps: MessageOrderDeps) {
         if (sequencer.hasGap && (sequencer.last !== after || !heldAtRead)) continue;
         // asked after they were stored, the store has nothing before the messages still
         // held: only history removed could mean that; release them rather than wait forever
-        skipGap(chatId, undefined);
-        gapsFilled++;
+        // (a gap given up on, not filled)
+        if (skipGap(chatId, undefined) === 0) gapsFilled++;
         return;
       }
     };
@@ -288,6 +298,9 @@ export function createMessageOrder(deps: MessageOrderDeps) {
     },
     get gapsFilled(): number {
       return gapsFilled;
+    },
+    get gapsSkipped(): number {
+      return gapsSkipped;
     },
   };
 }

@@ -93,8 +93,13 @@ export interface ClientStats {
   reconnects: number;
   /** Messages dropped because the application already had them. */
   duplicates: number;
-  /** Gaps in `seq` filled from the store with `after_seq`. */
+  /**
+   * Gaps in `seq` filled from the store with `after_seq`: every missing message read. A gap
+   * given up on (refused for good, or no longer in the store) is not counted here.
+   */
   gapsFilled: number;
+  /** Ranges of messages given up on: one per `gap` event (see MessageGap). */
+  gapsSkipped: number;
   /** Sends written again after a lost connection (same `client_id`). */
   resent: number;
 }
