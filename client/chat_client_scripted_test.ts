@@ -5,8 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { openScriptedClient } from "../tests/support/scripted_socket.ts";
-import { chatRow, historyPage, storedMessage } from "../tests/support/stored_messages.ts";
-import { type ChatClient, ClientClosedError, RequestTimeoutError } from "./mod.ts";
+import {
+  chatRow,
+  historyPage,
+  messageDeleted,
+  storedMessage,
+} from "../tests/support/stored_messages.ts";
+import { type ChatClient, ClientClosedError, RequestError, RequestTimeoutError } from "./mod.ts";
 
 const X = "00000000-0000-4000-8000-00000000000a";
 const Y = "00000000-0000-4000-8000-00000000000b";
@@ -240,14 +245,7 @@ const LATER = "2026-01-01T00:00:05.000Z";
 Deno.test("a message deleted while held behind a gap comes deleted, then its message_deleted", async () => {
   await using scripted = openScriptedClient({ chatId: X });
   const { log, socket, fill } = await holdingThird(scripted, "secret");
-  socket.push({
-    type: "message_deleted",
-    chat_id: X,
-    message_id: `${X}-3`,
-    seq: 3,
-    deleted_by: "vend-1",
-    deleted_at: LATER,
-  });
+  socket.push(messageDeleted(X, 3));
   // the page was read before the deletion: it still has the text
   socket.answer(fill, historyPage(X, [2, storedMessage(X, 3, { content: "secret" })]));
 
@@ -424,6 +422,58 @@ Deno.test("a server slower than timeoutMs is not reconnected to at once, again a
   delays.push(silent.retryInMs ?? -1);
   second.catch(() => {});
   assert.deepEqual(delays, [1, 2, 4, 8, 1]);
+});
+
+/** A refusal for good of the client's read `request` (a code it does not know: not retryable). */
+const refusedForGood = (request: { request_id?: string }) => ({
+  type: "error" as const,
+  code: "history_archived",
+  message: "ask the archive",
+  request_id: request.request_id,
+  action: "load_latest_chat",
+});
+
+Deno.test("a chats row's news whose read is refused for good is a gap up to the row's newest message", async () => {
+  await using scripted = openScriptedClient();
+  const { client, events, server } = scripted;
+  const first = await scripted.accept({ type: "chats", chats: [chatRow(X, 3)], has_more: false });
+  first.serverClose(1006);
+  await events.next("status", (status) => status.state === "reconnecting");
+  // X had messages 4 to 6 while the client was away, none of them held: the read is refused
+  const socket = await scripted.accept({ type: "chats", chats: [chatRow(X, 6)], has_more: false });
+  const fill = await server.written(socket, "load_latest_chat");
+  assert.deepEqual([fill.chat_id, fill.after_seq], [X, 3]);
+  socket.push(refusedForGood(fill));
+
+  const gap = await events.next("gap");
+  assert.deepEqual([gap.chat_id, gap.from_seq, gap.to_seq], [X, 4, 6]);
+  assert.ok(gap.error instanceof RequestError && gap.error.code === "history_archived");
+  // the next message is given at once: nothing before it is read again or announced again
+  socket.push({ type: "chat_message", chat_id: X, message: storedMessage(X, 7) });
+  await events.next("chat_message", (frame) => frame.message.seq === 7);
+  assert.equal(socket.sent.filter((frame) => frame.action === "load_latest_chat").length, 1);
+  assert.equal(events.all("gap").length, 1);
+  assert.deepEqual([client.stats.gapsFilled, client.stats.gapsSkipped], [0, 1]);
+});
+
+Deno.test("a deletion of a message not yet seen whose read is refused for good comes after a gap up to it", async () => {
+  await using scripted = openScriptedClient({ chatId: X });
+  const { client, events, server } = scripted;
+  const socket = await scripted.accept(historyPage(X, [1]));
+  const given: string[] = [];
+  client.on("gap", (gap) => given.push(`gap #${gap.from_seq}-#${gap.to_seq}`));
+  client.on("message_deleted", (frame) => given.push(`message_deleted #${frame.seq}`));
+  client.on("chat_message", (frame) => given.push(`#${frame.message.seq}`));
+  socket.push(messageDeleted(X, 3));
+  const fill = await server.written(socket, "load_latest_chat");
+  assert.equal(fill.after_seq, 1);
+  socket.push(refusedForGood(fill));
+
+  await events.next("message_deleted");
+  socket.push({ type: "chat_message", chat_id: X, message: storedMessage(X, 4) });
+  await events.next("chat_message", (frame) => frame.message.seq === 4);
+  assert.deepEqual(given, ["gap #2-#3", "message_deleted #3", "#4"]);
+  assert.equal(socket.sent.filter((frame) => frame.action === "load_latest_chat").length, 1);
 });
 
 Deno.test("a gap the store no longer has is counted skipped, not filled", async () => {

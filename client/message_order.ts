@@ -27,7 +27,11 @@ export interface MessageOrderDeps {
  * connection's first frame. A
  * read refused for good (a code that is not retryable, or unknown) gives up on the gap: what
  * waits behind it is released in order, each range missing announced as a `gap` just before
- * the message after it, rather than held until some later message happens to come.
+ * the message after it, rather than held until some later message happens to come. With
+ * nothing held after it (a `chats` row showed newer messages, or an amendment named a message
+ * not seen), the range up to that newest message known stored is announced on its own, and
+ * the amendments waiting for it are passed on; messages after it missed too are not known
+ * then, and show as a gap when a later message comes.
  * A deletion, edit or read mark of a message not yet released waits for it: the message is
  * released with it applied, and the event follows. A `messages_read` that reaches past the
  * released messages while some are held or being read waits until they are released (or the
@@ -43,6 +47,11 @@ export function createMessageOrder(deps: MessageOrderDeps) {
   const readsUpTo = new Map<string, ReadUpTo[]>();
   /** Per chat, how many `messages_read` have waited so far: a read made before one is stale. */
   const readsHeld = new Map<string, number>();
+  /**
+   * Per chat, the newest seq known to be stored that a fill reads towards though no message
+   * after it is held: a `chats` row's newest message, or the message an amendment names.
+   */
+  const ends = new Map<string, number>();
   /** Backoff waits before a read is made again, each with its wake-up (stop() ends them). */
   const pauses = new Map<ReturnType<typeof setTimeout>, () => void>();
   let gapsFilled = 0;
@@ -143,10 +152,16 @@ export function createMessageOrder(deps: MessageOrderDeps) {
     deps.skipped(gap);
   }
 
+  /** A fill of the chat reads at least up to `seq`, a message known to be stored. */
+  function reach(chatId: string, seq: number): void {
+    ends.set(chatId, Math.max(ends.get(chatId) ?? 0, seq));
+  }
+
   /**
    * Gives up on what is missing before the held messages (`error`: why): releases them in
-   * order, each range never had announced just before the message after it. Returns how many
-   * ranges it announced.
+   * order, each range never had announced just before the message after it; a range after
+   * them up to the newest message known to be stored is announced last, and the messages up
+   * to it taken as given. Returns how many ranges it announced.
    */
   function skipGap(chatId: string, error: unknown): number {
     const sequencer = sequencerOf(chatId);
@@ -158,6 +173,14 @@ export function createMessageOrder(deps: MessageOrderDeps) {
       }
       before = message.seq;
       release(chatId, message);
+    }
+    // with nothing after it to show it, a range whose end is known is announced on its own:
+    // the application learns of it now, and the amendments that waited for it are passed on
+    const end = ends.get(chatId) ?? 0;
+    ends.delete(chatId);
+    if (end > (sequencer.last ?? 0)) {
+      skipped({ chat_id: chatId, from_seq: (sequencer.last ?? 0) + 1, to_seq: end, error });
+      sequencer.startAfter(end);
     }
     // amendments of messages skipped over are passed on as they are
     for (const [seq, waiting] of amendments.get(chatId) ?? []) {
@@ -177,8 +200,9 @@ export function createMessageOrder(deps: MessageOrderDeps) {
       while (!stopped) {
         const sequencer = sequencerOf(chatId);
         const after = sequencer.last ?? 0;
-        // a read made before messages were held may predate them in the store
+        // a read made before messages were held, or were known stored, may predate them
         const heldAtRead = sequencer.hasGap;
+        const endAtRead = ends.get(chatId) ?? 0;
         const readsAtRead = readsHeld.get(chatId);
         let page: LatestChatFrame | undefined;
         try {
@@ -202,9 +226,14 @@ export function createMessageOrder(deps: MessageOrderDeps) {
         if (readsHeld.get(chatId) !== readsAtRead) continue;
         deliver(chatId, page.messages);
         if (page.has_more) continue;
-        if (sequencer.hasGap && (sequencer.last !== after || !heldAtRead)) continue;
+        const end = ends.get(chatId) ?? 0;
+        const missing = sequencer.hasGap || end > (sequencer.last ?? 0);
+        const stale = sequencer.last !== after || (sequencer.hasGap && !heldAtRead) ||
+          end > endAtRead;
+        if (missing && stale) continue;
         // asked after they were stored, the store has nothing before the messages still
-        // held: only history removed could mean that; release them rather than wait forever
+        // held, or up to the one known stored: only history removed could mean that; release
+        // them rather than wait forever
         // (a gap given up on, not filled)
         if (skipGap(chatId, undefined) === 0) gapsFilled++;
         return;
@@ -253,6 +282,7 @@ export function createMessageOrder(deps: MessageOrderDeps) {
       let held = amendments.get(chatId);
       if (!held) amendments.set(chatId, held = new Map());
       held.set(seq, [...(held.get(seq) ?? []), amendment]);
+      reach(chatId, seq);
       fill(chatId);
     },
     /**
@@ -262,7 +292,10 @@ export function createMessageOrder(deps: MessageOrderDeps) {
     newest(chatId: string, seq: number, fillNewer: boolean): void {
       const sequencer = sequencerOf(chatId);
       if (sequencer.last === null) sequencer.startAfter(seq);
-      else if (fillNewer && seq > sequencer.last) fill(chatId);
+      else if (fillNewer && seq > sequencer.last) {
+        reach(chatId, seq);
+        fill(chatId);
+      }
     },
     /**
      * Waits the backoff before a read is made again after failed read `attempt` (0 for the

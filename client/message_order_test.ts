@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { historyPage, storedMessage } from "../tests/support/stored_messages.ts";
+import { historyPage, messageDeleted, storedMessage } from "../tests/support/stored_messages.ts";
 import { createWatch } from "../tests/support/wait.ts";
 import { amendedSeq } from "./amendments.ts";
 import { ConnectionLostError } from "./errors.ts";
@@ -118,14 +118,7 @@ Deno.test("messages held with nothing stored before them are released after a re
 Deno.test("a deletion of a message missed with no gap showing makes the order read it first", async () => {
   const { order, shown, read, releasedUpTo } = orderWithScriptedReads();
   order.startAfter(C, 1);
-  order.amend({
-    type: "message_deleted",
-    chat_id: C,
-    message_id: `${C}-2`,
-    seq: 2,
-    deleted_by: "vend-1",
-    deleted_at: "2026-01-01T00:00:05.000Z",
-  });
+  order.amend(messageDeleted(C, 2));
   const first = await read(0);
   assert.equal(first.after, 1);
   first.answer(historyPage(C, [2]));
@@ -199,5 +192,23 @@ Deno.test("a messages_read held when the connection was lost follows the next co
   order.take(C, [storedMessage(C, 2), storedMessage(C, 3), storedMessage(C, 4)]);
 
   assert.deepEqual(await shownUpTo(4), ["#2 #2", "#3 #3", "#4 #4", "messages_read up to #99"]);
+  order.stop();
+});
+
+Deno.test("a message learned of while the read was made is read for again before its gap is announced", async () => {
+  const { order, shown, read, shownUpTo } = orderWithScriptedReads();
+  order.startAfter(C, 1);
+  order.take(C, [storedMessage(C, 3)]);
+  const first = await read(0);
+  // 5 is stored, its deletion says: the read made before may predate it
+  order.amend(messageDeleted(C, 5));
+  first.answer(historyPage(C, []));
+  const second = await read(1);
+  assert.equal(second.after, 1);
+  assert.deepEqual(shown, [], "nothing given up on a read older than what it had to find");
+  // read after 5 was stored, the store still has nothing: history removed
+  second.answer(historyPage(C, []));
+
+  assert.deepEqual(await shownUpTo(4), ["gap #2-#2", "#3 #3", "gap #4-#5", "message_deleted #5"]);
   order.stop();
 });

@@ -75,6 +75,10 @@ export type ChatClientEvent = keyof ChatClientEvents;
 /**
  * Messages of a chat the client will not give: `from_seq` to `to_seq` (inclusive) could not be
  * read, and the messages after them it had were given anyway, this event just before them.
+ * With none after them (the read was for a chat a `chats` row showed newer messages of, or for
+ * the message a deletion, edit or read mark names), it comes on its own, `to_seq` the newest
+ * message the client knew was stored, and the amendments that waited for the range follow it;
+ * messages after `to_seq` missed too show as a later gap once a message after them comes.
  * `error` says why: the server refused the read for good (a RequestError whose code is not
  * retryable, or one this client does not know; `forbidden`: no longer in the chat) or
  * acknowledged it without its page; undefined when the store no longer has them

@@ -67,3 +67,15 @@ export function historyPage(
     has_more: hasMore,
   };
 }
+
+/** The `message_deleted` frame of message `seq` of `chatId`, deleted by the vendor at 00:00:05. */
+export function messageDeleted(chatId: string, seq: number) {
+  return {
+    type: "message_deleted" as const,
+    chat_id: chatId,
+    message_id: `${chatId}-${seq}`,
+    seq,
+    deleted_by: "vend-1",
+    deleted_at: "2026-01-01T00:00:05.000Z",
+  };
+}
