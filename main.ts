@@ -255,10 +255,6 @@ export async function startService(config: Config): Promise<RunningService> {
     // Media never sent, deleted once past its retention; and (once a day) files no catalogue row
     // names, once begun longer ago than an upload may last. Pushed after the store's close, so
     // that it stops first: a sweep under way still has the store and the pool.
-    // One instance sweeps at a time, under an advisory lock held on a connection of its own:
-    // `sql` may be a pool of one, which the sweep's work needs meanwhile. Idle, it closes.
-    const sweepLockSql = connectPool(databaseUrl, { max: 1, instanceId });
-    pools.push(sweepLockSql);
     const retentionMs = config.MEDIA_UNSENT_RETENTION_HOURS * 3600_000;
     const unsentSweeps = startUploadSweeps(async (signal) => {
       const swept = await sweepUnsentMedia(sql, mediaStore, {
@@ -266,7 +262,6 @@ export async function startService(config: Config): Promise<RunningService> {
         before: { ageMs: retentionMs },
         signal,
         uncataloguedBefore: { ageMs: sweep.afterMs },
-        lockOn: sweepLockSql,
       });
       if (swept.skipped) {
         metrics.mediaUnsentSweepsSkipped.inc();

@@ -102,6 +102,35 @@ export async function databaseNow(sql: Sql): Promise<Date> {
   return row.now;
 }
 
+/**
+ * Takes the lease of the sweep for `ms` (renewed with renewSweepLease) as `holder`: true, unless
+ * another sweep holds one that has not run out. A lease, not a lock held on a connection: a
+ * reserved connection that is lost while it waits must not be queried again (postgres.js
+ * 3.4.9 then throws outside any promise, porsager/postgres#1208), and it could not be known
+ * lost without querying it.
+ */
+export async function takeSweepLease(sql: Sql, holder: string, ms: number): Promise<boolean> {
+  const taken = await sql`
+    update media_sweep set lease_holder = ${holder},
+                           lease_until = now() + make_interval(secs => ${ms / 1000})
+    where lease_until is null or lease_until < now()`;
+  return taken.count > 0;
+}
+
+/** Extends `holder`'s lease by `ms` from now; false when it is no longer theirs. */
+export async function renewSweepLease(sql: Sql, holder: string, ms: number): Promise<boolean> {
+  const renewed = await sql`
+    update media_sweep set lease_until = now() + make_interval(secs => ${ms / 1000})
+    where lease_holder = ${holder}`;
+  return renewed.count > 0;
+}
+
+/** Gives `holder`'s lease up, if it still has it. */
+export async function releaseSweepLease(sql: Sql, holder: string): Promise<void> {
+  await sql`update media_sweep set lease_holder = null, lease_until = null
+            where lease_holder = ${holder}`;
+}
+
 /** How far the rows pass has looked, and when the last full pass ended: see 0022. */
 export interface MediaSweepMarks {
   /** Every media row created before this has been looked at; null: none has. */

@@ -1,5 +1,4 @@
 import type { Sql } from "postgres";
-import { connectionSurvived } from "../db/transactions.ts";
 import {
   blobsOfDeletedMedia,
   databaseNow,
@@ -10,6 +9,9 @@ import {
   markMediaExamined,
   type MediaCursor,
   readMediaSweepMarks,
+  releaseSweepLease,
+  renewSweepLease,
+  takeSweepLease,
   unnamedBlobs,
 } from "../db/media_retention.ts";
 import type { MediaStore } from "./store.ts";
@@ -17,8 +19,11 @@ import type { MediaStore } from "./store.ts";
 /** Rows deleted, or blobs listed, per statement: a sweep never holds many locks at once. */
 const BATCH = 500;
 
-/** The advisory lock a sweep holds for its length; every instance must use the same one. */
-const SWEEP_LOCK_KEY = 727_003;
+/**
+ * How long a sweep's lease lasts unless renewed (every third of it while the sweep runs): the
+ * longest the sweeps stop after an instance died in the middle of one.
+ */
+const LEASE_MS = 5 * 60_000;
 
 /** What one sweep deleted. */
 export interface UnsentMediaSwept {
@@ -28,7 +33,7 @@ export interface UnsentMediaSwept {
   blobs: number;
   /** Files stored before `uncataloguedBefore` that no catalogue row named: their bytes. */
   files: number;
-  /** Present when another sweep held the lock: this one did nothing (and deleted nothing). */
+  /** Present when another sweep held the lease: this one did nothing (and deleted nothing). */
   skipped?: true;
 }
 
@@ -63,11 +68,12 @@ export type SweepCutoff = { ageMs: number } | Date;
  * resolves with what it did before its next step, as the first sweep after a long outage or a
  * first deploy may have thousands of blobs to delete.
  *
- * One sweep at a time, across instances: it holds an advisory lock for its length, on a
- * connection reserved from `options.lockOn` (`sql` when not given; main.ts gives it a pool of its
- * own, as `sql` may be a pool of one that the sweep's work needs too). A sweep that finds the lock
- * held does nothing and resolves `skipped`: its instance's next one may find it free. The
- * queries stay safe beside each other all the same (a lock lost with its connection).
+ * One sweep at a time, across instances: it holds a lease in media_sweep for its length
+ * (takeSweepLease), renewed as it goes and given up at its end, even a failed one; an instance
+ * that dies in the middle of one holds the others off for LEASE_MS at most. A sweep that finds
+ * the lease held does nothing and resolves `skipped`: its instance's next one may find it free.
+ * One that loses its lease (its renewal found another holder: it had run out) stops as if
+ * aborted. The queries stay safe beside each other all the same.
  *
  * Both cutoffs are on the database's clock (SweepCutoff), never this instance's: an instance
  * whose clock runs ahead would otherwise delete uploads younger than the retention. The NATS
@@ -82,10 +88,9 @@ export async function sweepUnsentMedia(
     before: SweepCutoff;
     uncataloguedBefore: SweepCutoff;
     signal?: AbortSignal;
-    lockOn?: Sql;
   },
 ): Promise<UnsentMediaSwept> {
-  const swept = await alone(options.lockOn ?? sql, async () => {
+  const swept = await alone(sql, async (lost) => {
     // one reading of the database's clock for both cutoffs (and so for the marks)
     const now = (await databaseNow(sql)).getTime();
     const at = (cutoff: SweepCutoff) =>
@@ -93,42 +98,41 @@ export async function sweepUnsentMedia(
     return await sweep(sql, store, {
       before: at(options.before),
       uncataloguedBefore: at(options.uncataloguedBefore),
-      signal: options.signal,
+      signal: options.signal === undefined ? lost : AbortSignal.any([options.signal, lost]),
     });
   });
   return swept ?? { media: 0, blobs: 0, files: 0, skipped: true };
 }
 
 /**
- * Runs `work` under the sweep's advisory lock; undefined, without running it, when another
- * session holds it. Tried, not waited for: the others have nothing to add to a sweep under way.
+ * Runs `work` under the sweep's lease; undefined, without running it, when another sweep holds
+ * it. Tried, not waited for: the others have nothing to add to a sweep under way. `work` is
+ * given a signal that aborts if the lease is lost.
  */
-async function alone<T>(lockOn: Sql, work: () => Promise<T>): Promise<T | undefined> {
-  const connection = await lockOn.reserve();
-  let locked: boolean;
-  try {
-    const [row] = await connection<[{ locked: boolean }]>`
-      select pg_try_advisory_lock(${SWEEP_LOCK_KEY}) as locked`;
-    locked = row.locked;
-  } catch (error) {
-    // a connection lost is postgres.js's to reconnect: releasing it would act on it
-    if (connectionSurvived(error)) connection.release();
-    throw error;
-  }
-  if (!locked) {
-    connection.release();
-    return undefined;
-  }
-  try {
-    return await work();
-  } finally {
-    // a connection lost meanwhile took its lock with it; what failed before is what to report
-    await connection`select pg_advisory_unlock(${SWEEP_LOCK_KEY})`.then(
-      () => connection.release(),
-      (error) => {
-        if (connectionSurvived(error)) connection.release();
+async function alone<T>(
+  sql: Sql,
+  work: (lost: AbortSignal) => Promise<T>,
+): Promise<T | undefined> {
+  const holder = crypto.randomUUID();
+  if (!await takeSweepLease(sql, holder, LEASE_MS)) return undefined;
+  const lost = new AbortController();
+  let renewing: Promise<void> = Promise.resolve();
+  const renewals = setInterval(() => {
+    renewing = renewSweepLease(sql, holder, LEASE_MS).then(
+      (held) => {
+        if (!held) lost.abort();
       },
+      // the database away: the sweep's own queries fail too, and say so
+      () => {},
     );
+  }, LEASE_MS / 3);
+  try {
+    return await work(lost.signal);
+  } finally {
+    clearInterval(renewals);
+    await renewing;
+    // the database away: the lease runs out by itself
+    await releaseSweepLease(sql, holder).catch(() => {});
   }
 }
 

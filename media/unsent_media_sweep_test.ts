@@ -5,11 +5,13 @@ import { createChatMedia } from "../chat/media.ts";
 import type { ChatStore } from "../chat/ports.ts";
 import type { Chat } from "../chat/types.ts";
 import { createPostgresStore } from "../db/postgres_store.ts";
+import { connectPool } from "../db/pools.ts";
 import { clockAhead } from "../tests/support/clock.ts";
 import { freshDatabase, waitingForLock } from "../tests/support/database.ts";
 import { within } from "../tests/support/wait.ts";
 import { natsBucket } from "../tests/support/media.ts";
 import { TEST_NATS_URL } from "../tests/support/service.ts";
+import { startDatabaseProxy } from "../tests/support/tcp_proxy.ts";
 import { createMediaPort } from "./media_port.ts";
 import { createNatsMediaStore } from "./nats_media_store.ts";
 import { createPostgresMediaStore } from "./postgres_media_store.ts";
@@ -19,6 +21,8 @@ import { sweepUnsentMedia } from "./unsent_media_sweep.ts";
 // The sweep over a real chat store and each media store backend: what goes and what stays.
 
 interface Setup extends AsyncDisposable {
+  /** The test database's URL. */
+  url: string;
   sql: postgres.Sql;
   store: ChatStore;
   media: MediaStore;
@@ -32,6 +36,7 @@ async function setUp(backend: "postgres" | "nats"): Promise<Setup> {
     ? await createNatsMediaStore({ servers: TEST_NATS_URL, bucket: bucket.name, storage: "memory" })
     : createPostgresMediaStore(sql);
   return {
+    url: database.url,
     sql,
     store: createPostgresStore(sql),
     media,
@@ -404,6 +409,34 @@ Deno.test("of two sweeps at once, one sweeps and the other skips, and the next o
     blobs: 0,
     files: 0,
   });
+});
+
+Deno.test("a sweep whose database connections are cut midway fails, the process goes on, and its lease holds the next sweeps off only until it runs out", async () => {
+  await using setup = await setUp("postgres");
+  await using proxy = startDatabaseProxy(setup.url);
+  // the service's pool, as main.ts opens it, through a link that is cut while the sweep lists
+  // the stored files (its first, full pass), between two of its queries
+  const sql = connectPool(proxy.url, { max: 4, instanceId: "sweep-test" });
+  try {
+    const cutting: MediaStore = {
+      ...setup.media,
+      async *files(options) {
+        await proxy.cut();
+        yield* setup.media.files(options);
+      },
+    };
+    await assert.rejects(sweepUnsentMedia(sql, cutting, sweepOptions()));
+    proxy.restore();
+    // its lease could not be given up with the database away: it holds the next sweep off
+    // until it runs out
+    assert.equal((await sweepUnsentMedia(sql, setup.media, sweepOptions())).skipped, true);
+    await setup.sql`update media_sweep set lease_until = now() - interval '1 second'`;
+    const after = await sweepUnsentMedia(sql, setup.media, sweepOptions());
+    assert.equal(after.skipped, undefined, "a lease run out holds no sweep off");
+  } finally {
+    proxy.restore();
+    await sql.end();
+  }
 });
 
 /** Sets media rows' creation time to `at`, as PostgreSQL text or an expression's value. */

@@ -14,7 +14,7 @@ import {
   startServiceProcess,
 } from "./support/service_process.ts";
 import { REPO_ROOT } from "./support/service_process.ts";
-import { startTcpProxy } from "./support/tcp_proxy.ts";
+import { startDatabaseProxy } from "./support/tcp_proxy.ts";
 import { createCertificate } from "./support/tls_certificates.ts";
 import { within } from "./support/wait.ts";
 import { TestSocket } from "./support/ws_client.ts";
@@ -104,16 +104,9 @@ Deno.test("/readyz and gRPC health answer not ready naming NATS while it is stop
 
 Deno.test("/readyz answers 503 naming the database while its connections are cut, and 200 once restored", async () => {
   await using database = await freshDatabase();
-  const target = new URL(database.url);
-  await using proxy = startTcpProxy({
-    hostname: target.hostname,
-    port: Number(target.port) || 5432,
-  });
-  const proxied = new URL(database.url);
-  proxied.hostname = "127.0.0.1";
-  proxied.port = String(proxy.port);
+  await using proxy = startDatabaseProxy(database.url);
   await using service = await startServiceProcess(
-    serviceEnvironment({ databaseUrl: proxied.toString() }),
+    serviceEnvironment({ databaseUrl: proxy.url }),
   );
   assert.deepEqual(await readyz(service.httpUrl), {
     status: 200,

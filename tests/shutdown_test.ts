@@ -11,7 +11,7 @@ import {
   type ServiceProcess,
   startServiceProcess,
 } from "./support/service_process.ts";
-import { startTcpProxy } from "./support/tcp_proxy.ts";
+import { startDatabaseProxy } from "./support/tcp_proxy.ts";
 import { within } from "./support/wait.ts";
 import { TestSocket } from "./support/ws_client.ts";
 
@@ -181,17 +181,10 @@ Deno.test("SIGINT stops the service the same way", async () => {
 
 Deno.test("a write that hangs past SHUTDOWN_TIMEOUT is cut: sockets get 1012, the process exits 0 in time, nothing is half-written or written twice", async () => {
   await using database = await freshDatabase();
-  const target = new URL(database.url);
-  await using proxy = startTcpProxy({
-    hostname: target.hostname,
-    port: Number(target.port) || 5432,
-  });
-  const proxied = new URL(database.url);
-  proxied.hostname = "127.0.0.1";
-  proxied.port = String(proxy.port);
+  await using proxy = startDatabaseProxy(database.url);
   const timeoutSeconds = 2;
   const env: Record<string, string> = {
-    ...serviceEnvironment({ databaseUrl: proxied.toString() }),
+    ...serviceEnvironment({ databaseUrl: proxy.url }),
     SHUTDOWN_TIMEOUT: String(timeoutSeconds),
     // no gRPC health poller: the only query the stalled database sees is the test's write
     GRPC_ENABLED: "0",

@@ -153,3 +153,13 @@ function closeQuietly(conn: Deno.Conn) {
     // already closed
   }
 }
+
+/** A proxy in front of the database of `databaseUrl`, with `url`: that database through it. */
+export function startDatabaseProxy(databaseUrl: string): TcpProxy & { readonly url: string } {
+  const target = new URL(databaseUrl);
+  const proxy = startTcpProxy({ hostname: target.hostname, port: Number(target.port) || 5432 });
+  const proxied = new URL(databaseUrl);
+  proxied.hostname = "127.0.0.1";
+  proxied.port = String(proxy.port);
+  return Object.assign(proxy, { url: proxied.toString() });
+}
