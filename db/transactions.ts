@@ -30,20 +30,31 @@ export async function transaction<T>(
       reserved.release();
       throw new Error("the transaction waited too long for a connection and was given up");
     }
+    const watch = watchClose();
     try {
-      await reserved.unsafe("begin");
+      await reserved.unsafe("begin", [], watch.options);
       open = true;
       const result = await work(reserved);
       if (givenUp()) throw new Error("the transaction took too long and was given up");
+      // lost while the work awaited something else: its statements were all answered, so
+      // nothing failed with it, and a commit would be written to the closed socket
+      if (watch.lost !== undefined) throw watch.lost;
       await reserved.unsafe("commit");
       open = false;
+      watch.release();
       reserved.release();
       return result;
     } catch (error) {
       // Given back only if it is still there after the rollback too: else postgres.js has taken
       // the connection back to reconnect it, and any further query or a release of this
       // reservation would act on a closed socket (a release, by the pool's next query on it)
-      if (connectionSurvived(error) && (!open || await rolledBack(reserved))) reserved.release();
+      if (
+        watch.lost === undefined && connectionSurvived(error) &&
+        (!open || await rolledBack(reserved))
+      ) {
+        watch.release();
+        reserved.release();
+      }
       throw error;
     }
   })();
@@ -55,6 +66,43 @@ export async function transaction<T>(
     else signal.addEventListener("abort", giveUp, { once: true });
     attempt.then(resolve, reject).finally(() => signal.removeEventListener("abort", giveUp));
   });
+}
+
+/**
+ * What postgres.js 3.4.9 hands a query's `onexecute` option: the connection that runs it, whose
+ * `onclose` it calls with the error when that connection closes (its own `begin` watches its
+ * connection so). Not in its types: the version is pinned, and db/transactions_test.ts fails if
+ * a lost connection goes unnoticed again.
+ */
+interface WatchedConnection {
+  onclose: ((error: unknown) => void) | null;
+}
+
+/**
+ * Watches the connection of the query given `options` for its close: `lost` is the error it
+ * closed with, if it did; `release` stops watching (before the connection is given back).
+ */
+function watchClose() {
+  let connection: WatchedConnection | undefined;
+  const watch = {
+    lost: undefined as unknown,
+    options: {
+      // as postgres.js sends `begin` otherwise (no parameters: a prepared statement)
+      prepare: true,
+      onexecute(executing: WatchedConnection): boolean {
+        connection = executing;
+        executing.onclose = (error) => {
+          watch.lost = error ?? new Error("the connection closed");
+        };
+        // as if there were no onexecute: postgres.js takes this as "may send more"
+        return true;
+      },
+    },
+    release() {
+      if (connection) connection.onclose = null;
+    },
+  };
+  return watch;
 }
 
 /** Rolls back; false when the connection was lost meanwhile. */

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import postgres, { type Sql } from "postgres";
 import { freshDatabase } from "../tests/support/database.ts";
-import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
+import { startDatabaseProxy, startTcpProxy } from "../tests/support/tcp_proxy.ts";
 import { within } from "../tests/support/wait.ts";
-import { reportLostConnectionRejections } from "./errors.ts";
+import { errorCode, reportLostConnectionRejections } from "./errors.ts";
 import { transaction } from "./transactions.ts";
 
 // As in the service: these tests end connections, and postgres.js rejects the array types query
@@ -111,6 +111,35 @@ Deno.test("a connection lost while a failed transaction is rolled back is not gi
     await within(proxy.held(), 5_000, "the rollback to be sent");
     await proxy.cut();
     await assert.rejects(failed, /the work failed/);
+    proxy.restore();
+    const [row] = await within(sql<[{ answer: number }]>`select 42 as answer`, 5_000, "a query");
+    assert.equal(row!.answer, 42);
+    assert.deepEqual(await notes(sql), [], "the insert was not committed");
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+});
+
+Deno.test("a connection lost while a transaction's work awaits something else fails that transaction at its end, not the process", async () => {
+  // The work's statements were all answered, so nothing failed with the connection; the commit
+  // written after it went to a null socket outside any promise (postgres.js 3.4.9), and the
+  // process died. The sweep of unsent media deletes a file's bytes (NATS, or another
+  // connection) inside the transaction that holds its catalogue row.
+  await using database = await freshDatabase();
+  await using proxy = startDatabaseProxy(database.url);
+  const closed = Promise.withResolvers<void>();
+  const sql = postgres(proxy.url, { max: 1, onnotice: () => {}, onclose: () => closed.resolve() });
+  try {
+    await sql`create table notes (id int primary key)`;
+    const lost = transaction(sql, async (tx) => {
+      await tx`insert into notes values (1)`;
+      await proxy.cut();
+      await within(closed.promise, 5_000, "the pool to see its connection closed");
+    });
+    await assert.rejects(lost, (error) => {
+      assert.equal(errorCode(error), "CONNECTION_CLOSED");
+      return true;
+    });
     proxy.restore();
     const [row] = await within(sql<[{ answer: number }]>`select 42 as answer`, 5_000, "a query");
     assert.equal(row!.answer, 42);
