@@ -1,19 +1,9 @@
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import type { Sql, UnsafeQueryOptions } from "postgres";
+import type { Sql } from "postgres";
+import { watchReservation } from "./reservation_watch.ts";
 import { timedOut } from "./statement_deadline.ts";
 import { connectionSurvived } from "./transactions.ts";
-
-/**
- * What this module uses of a postgres.js 3.4.9 connection, which `unsafe`'s `onexecute` option
- * (the one `sql.begin` uses; not in the types) hands over as a query is sent on it: the
- * reservation it serves (set to null by postgres.js when the connection is lost) and a way to end
- * it.
- */
-interface Connection {
-  reserved: unknown;
-  terminate(): void;
-}
 
 /**
  * Sends `data` to `statement`, a `COPY … FROM STDIN`, on a connection reserved from `sql`, and
@@ -47,16 +37,9 @@ export async function copyIn(
       reserving.then((late) => late.release(), () => {});
       throw error;
     });
-    let connection: Connection | undefined;
-    let reservation: unknown;
-    const onexecute = (sent: Connection) => {
-      connection = sent;
-      reservation = sent.reserved;
-      return true; // as ready for more as without this option
-    };
+    const watch = watchReservation();
     const copying = (async () => {
-      const writable = await reserved.unsafe(statement, [], { onexecute } as UnsafeQueryOptions)
-        .writable();
+      const writable = await reserved.unsafe(statement, [], watch.options).writable();
       await pipeline(Readable.from(data), writable);
     })();
     try {
@@ -65,7 +48,7 @@ export async function copyIn(
       if (error === expired) {
         copying.catch(() => {});
         // unless it was lost meanwhile: postgres.js has then taken it back, maybe reused it
-        if (connection && connection.reserved === reservation) connection.terminate();
+        watch.terminate();
       } else if (connectionSurvived(error)) {
         reserved.release();
       }

@@ -1,6 +1,7 @@
 import postgres, { type Sql } from "postgres";
 import { ChatError } from "../chat/errors.ts";
 import { isConnectionFailure } from "./errors.ts";
+import { watchReservation } from "./reservation_watch.ts";
 
 /**
  * Transactions on a reserved connection instead of `sql.begin`: when a connection is lost in the
@@ -30,7 +31,7 @@ export async function transaction<T>(
       reserved.release();
       throw new Error("the transaction waited too long for a connection and was given up");
     }
-    const watch = watchClose();
+    const watch = watchReservation();
     try {
       await reserved.unsafe("begin", [], watch.options);
       open = true;
@@ -38,21 +39,16 @@ export async function transaction<T>(
       if (givenUp()) throw new Error("the transaction took too long and was given up");
       // lost while the work awaited something else: its statements were all answered, so
       // nothing failed with it, and a commit would be written to the closed socket
-      if (watch.lost !== undefined) throw watch.lost;
+      if (watch.lost) throw connectionLost();
       await reserved.unsafe("commit");
       open = false;
-      watch.release();
       reserved.release();
       return result;
     } catch (error) {
       // Given back only if it is still there after the rollback too: else postgres.js has taken
       // the connection back to reconnect it, and any further query or a release of this
       // reservation would act on a closed socket (a release, by the pool's next query on it)
-      if (
-        watch.lost === undefined && connectionSurvived(error) &&
-        (!open || await rolledBack(reserved))
-      ) {
-        watch.release();
+      if (!watch.lost && connectionSurvived(error) && (!open || await rolledBack(reserved))) {
         reserved.release();
       }
       throw error;
@@ -68,41 +64,11 @@ export async function transaction<T>(
   });
 }
 
-/**
- * What postgres.js 3.4.9 hands a query's `onexecute` option: the connection that runs it, whose
- * `onclose` it calls with the error when that connection closes (its own `begin` watches its
- * connection so). Not in its types: the version is pinned, and db/transactions_test.ts fails if
- * a lost connection goes unnoticed again.
- */
-interface WatchedConnection {
-  onclose: ((error: unknown) => void) | null;
-}
-
-/**
- * Watches the connection of the query given `options` for its close: `lost` is the error it
- * closed with, if it did; `release` stops watching (before the connection is given back).
- */
-function watchClose() {
-  let connection: WatchedConnection | undefined;
-  const watch = {
-    lost: undefined as unknown,
-    options: {
-      // as postgres.js sends `begin` otherwise (no parameters: a prepared statement)
-      prepare: true,
-      onexecute(executing: WatchedConnection): boolean {
-        connection = executing;
-        executing.onclose = (error) => {
-          watch.lost = error ?? new Error("the connection closed");
-        };
-        // as if there were no onexecute: postgres.js takes this as "may send more"
-        return true;
-      },
-    },
-    release() {
-      if (connection) connection.onclose = null;
-    },
-  };
-  return watch;
+/** As postgres.js fails a query whose connection closed: a connection failure (db/errors.ts). */
+function connectionLost(): Error {
+  return Object.assign(new Error("the connection closed during the transaction"), {
+    code: "CONNECTION_CLOSED",
+  });
 }
 
 /** Rolls back; false when the connection was lost meanwhile. */
