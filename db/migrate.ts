@@ -1,12 +1,13 @@
 import type { ReservedSql, Sql } from "postgres";
 import { ChatError } from "../chat/errors.ts";
 import { errorCode, LOCK_NOT_AVAILABLE } from "./errors.ts";
+import { connectionLost, watchReservation } from "./reservation_watch.ts";
 import { connectionSurvived } from "./transactions.ts";
 
 const migrationsDir = new URL("./migrations/", import.meta.url);
 
 /** Any constant will do; every instance must use the same one. */
-const MIGRATION_LOCK_KEY = 727_001;
+export const MIGRATION_LOCK_KEY = 727_001;
 
 export interface Migration {
   version: number;
@@ -85,20 +86,25 @@ export async function migrate(
   await firstAnswer(sql, options.firstAnswerMs ?? FIRST_ANSWER_MS);
   // one connection for the lock and every migration: a pool of one cannot lend a second
   const connection = await sql.reserve();
+  const watch = watchReservation();
   let reusable = true;
   try {
-    await lockMigrations(connection);
+    await lockMigrations(connection, watch);
     try {
       return await applyPending(connection, all, options);
     } finally {
       // what failed before is the error to report; a connection that may still hold the lock
-      // must not go back to the pool, where it would stop every later migration
-      await connection`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`
-        .catch(() => (reusable = false));
+      // must not go back to the pool, where it would stop every later migration; one lost
+      // took the lock with it, and must be sent nothing more
+      if (watch.lost) reusable = false;
+      else {
+        await connection`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`
+          .catch(() => (reusable = false));
+      }
     }
   } catch (error) {
     // a connection lost meanwhile is postgres.js's to reconnect: releasing it would act on it
-    if (!connectionSurvived(error)) reusable = false;
+    if (watch.lost || !connectionSurvived(error)) reusable = false;
     throw error;
   } finally {
     if (reusable) connection.release();
@@ -113,12 +119,22 @@ const LOCK_RETRY_MS = 200;
  * `pg_advisory_lock`: a session waiting there holds a snapshot, and `create index concurrently`
  * in the session holding the lock waits for every snapshot to end, so the two would deadlock.
  */
-async function lockMigrations(connection: ReservedSql): Promise<void> {
+async function lockMigrations(
+  connection: ReservedSql,
+  watch: ReturnType<typeof watchReservation>,
+): Promise<void> {
   for (;;) {
-    const [{ locked }] = await connection<[{ locked: boolean }]>`
-      select pg_try_advisory_lock(${MIGRATION_LOCK_KEY}) as locked`;
+    // no parameters: postgres.js hands `onexecute` the connection only for a statement it
+    // need not describe first
+    const [{ locked }] = await connection.unsafe<[{ locked: boolean }]>(
+      `select pg_try_advisory_lock(${MIGRATION_LOCK_KEY}) as locked`,
+      [],
+      watch.options,
+    );
     if (locked) return;
     await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS));
+    // lost during the pause: a try sent on it now would end the process (reservation_watch.ts)
+    if (watch.lost) throw connectionLost();
   }
 }
 

@@ -2,9 +2,10 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { ChatError } from "../chat/errors.ts";
 import { TEST_DATABASE_URL } from "../tests/support/database.ts";
-import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
+import { startDatabaseProxy, startTcpProxy } from "../tests/support/tcp_proxy.ts";
 import { within } from "../tests/support/wait.ts";
-import { migrate, readMigrations, statementsOf } from "./migrate.ts";
+import { errorCode } from "./errors.ts";
+import { migrate, MIGRATION_LOCK_KEY, readMigrations, statementsOf } from "./migrate.ts";
 
 async function emptyDatabase() {
   const name = `chat_m_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
@@ -267,4 +268,40 @@ Deno.test("a migration whose locks stay held gives up with unavailable, naming i
   assert.deepEqual(rows.map((row) => row.version), []);
   // the lock is free: the next start applies them
   assert.deepEqual(await within(migrate(migrator, all), 10_000, "the next migrate()"), pending);
+});
+
+Deno.test("migrate() whose connection is cut while it waits for another instance's lock fails, not the process", async () => {
+  // It tried the lock again every 200 ms on its reserved connection: one lost in a pause was
+  // written to as a closed socket, which postgres.js 3.4.9 throws outside any promise
+  await using database = await emptyDatabase();
+  await using proxy = startDatabaseProxy(database.url);
+  const holder = postgres(database.url, { max: 1, onnotice: () => {} });
+  const closed = Promise.withResolvers<void>();
+  const sql = postgres(proxy.url, { max: 1, onnotice: () => {}, onclose: () => closed.resolve() });
+  try {
+    await holder`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`;
+    const migrating = migrate(sql, [{ version: 1, name: "notes", sql: "create table notes ()" }]);
+    await within(
+      (async () => {
+        for (;;) {
+          const [trying] = await holder`
+            select 1 from pg_stat_activity
+            where query like '%pg_try_advisory_lock%' and pid <> pg_backend_pid()`;
+          if (trying) return;
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      })(),
+      5_000,
+      "migrate() to try the lock",
+    );
+    await proxy.cut();
+    await within(closed.promise, 5_000, "the pool to see its connection closed");
+    await assert.rejects(migrating, (error) => {
+      assert.equal(errorCode(error), "CONNECTION_CLOSED");
+      return true;
+    });
+  } finally {
+    await holder.end();
+    await sql.end({ timeout: 1 });
+  }
 });

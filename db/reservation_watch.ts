@@ -13,7 +13,9 @@ interface SentOn {
 }
 
 /**
- * Watches the reserved connection that the first query given `options` is sent on. `lost`:
+ * Watches the reserved connection that the first query given `options` is sent on (a statement
+ * without parameters: postgres.js 3.4.9 calls `onexecute` only for one it need not describe
+ * first). `lost`:
  * postgres.js has taken it back since (it closed), so nothing more may be sent on it nor the
  * reservation released: 3.4.9 would write to its closed socket, which throws outside any promise
  * and ends the process (porsager/postgres#1208). `terminate` ends it, unless it is lost already.
@@ -37,4 +39,9 @@ export function watchReservation() {
       if (connection && !lost()) connection.terminate();
     },
   };
+}
+
+/** As postgres.js fails a query whose connection closed: a connection failure (db/errors.ts). */
+export function connectionLost(): Error {
+  return Object.assign(new Error("the connection closed"), { code: "CONNECTION_CLOSED" });
 }

@@ -1,7 +1,7 @@
 import postgres, { type Sql } from "postgres";
 import { ChatError } from "../chat/errors.ts";
 import { isConnectionFailure } from "./errors.ts";
-import { watchReservation } from "./reservation_watch.ts";
+import { connectionLost, watchReservation } from "./reservation_watch.ts";
 
 /**
  * Transactions on a reserved connection instead of `sql.begin`: when a connection is lost in the
@@ -61,13 +61,6 @@ export async function transaction<T>(
     if (signal.aborted) giveUp();
     else signal.addEventListener("abort", giveUp, { once: true });
     attempt.then(resolve, reject).finally(() => signal.removeEventListener("abort", giveUp));
-  });
-}
-
-/** As postgres.js fails a query whose connection closed: a connection failure (db/errors.ts). */
-function connectionLost(): Error {
-  return Object.assign(new Error("the connection closed during the transaction"), {
-    code: "CONNECTION_CLOSED",
   });
 }
 

@@ -6,12 +6,10 @@
  */
 import assert from "node:assert/strict";
 import postgres from "postgres";
+import { MIGRATION_LOCK_KEY } from "../db/migrate.ts";
 import { freshDatabase } from "./support/database.ts";
 import { serviceEnvironment, startServiceProcess } from "./support/service_process.ts";
 import { within } from "./support/wait.ts";
-
-/** The key db/migrate.ts takes its advisory lock under. */
-const MIGRATION_LOCK_KEY = 727_001;
 
 Deno.test("SIGTERM while the start waits for the migration lock stops the service once it is up: exit 0, 'shutting down' then 'stopped'", async () => {
   await using database = await freshDatabase();
