@@ -28,7 +28,7 @@ import { createMediaPort } from "./media/media_port.ts";
 import { createNatsMediaStore } from "./media/nats_media_store.ts";
 import { createPostgresMediaStore } from "./media/postgres_media_store.ts";
 import { largestLimit } from "./media/kinds.ts";
-import { abandonedUploadMs, startUploadSweeps, type UploadSweep } from "./media/upload_sweep.ts";
+import { abandonedUploadMs, startSweeps, type UploadSweep } from "./media/upload_sweep.ts";
 import { sweepUnsentMedia } from "./media/unsent_media_sweep.ts";
 import { configureLogging, errorFields, literalMessage, logger } from "./observability/log.ts";
 import { createMetrics } from "./observability/metrics.ts";
@@ -256,7 +256,7 @@ export async function startService(config: Config): Promise<RunningService> {
     // names, once begun longer ago than an upload may last. Pushed after the store's close, so
     // that it stops first: a sweep under way still has the store and the pool.
     const retentionMs = config.MEDIA_UNSENT_RETENTION_HOURS * 3600_000;
-    const unsentSweeps = startUploadSweeps(async (signal) => {
+    const unsentSweeps = startSweeps(async (signal) => {
       const swept = await sweepUnsentMedia(sql, mediaStore, {
         // ages, measured on the database's clock: rows' created_at is its now(), not ours
         before: { ageMs: retentionMs },

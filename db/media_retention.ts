@@ -7,8 +7,8 @@ import { transaction } from "./transactions.ts";
  * gone, never half gone: a message naming a media row (the foreign key from `messages` takes a
  * key-share lock on it, which `for update` excludes), a media row naming a blob (likewise from
  * `media` on `media_blobs`). Rows locked by such a writer are skipped, not waited for; so are
- * those another sweep holds (one runs at a time, but a lock lost with its connection lets in a
- * second). The sweep's marks and its list of blobs to look at are in `media_sweep` and
+ * those another sweep holds (one runs at a time, but a lease run out while its sweep still runs
+ * lets in a second). The sweep's marks and its list of blobs to look at are in `media_sweep` and
  * `media_sweep_blobs` (migration 0022).
  */
 

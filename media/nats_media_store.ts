@@ -11,7 +11,7 @@ import { MediaError } from "./errors.ts";
 import { inspect } from "./ingest.ts";
 import type { ByteRange, MediaStore } from "./store.ts";
 import { natsServers } from "../bus/nats_servers.ts";
-import { startUploadSweeps, type UploadSweep } from "./upload_sweep.ts";
+import { startSweeps, type UploadSweep } from "./upload_sweep.ts";
 import {
   isUpload,
   objectBatches,
@@ -170,7 +170,7 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
   }
 
   const sweeps = options.sweep &&
-    startUploadSweeps(
+    startSweeps(
       () => sweepNatsUploads({ bucket, stream, js, manager, discard }, options.sweep!.afterMs),
       options.sweep,
     );

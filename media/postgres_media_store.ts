@@ -6,7 +6,7 @@ import { bounded, CANCEL_AHEAD_MS } from "../db/statement_deadline.ts";
 import { MediaError } from "./errors.ts";
 import { inspect } from "./ingest.ts";
 import type { ByteRange, MediaStore } from "./store.ts";
-import { startUploadSweeps, type UploadSweep } from "./upload_sweep.ts";
+import { startSweeps, type UploadSweep } from "./upload_sweep.ts";
 
 /** Size of one `media_chunks` row: small enough that a write holds little, big enough to be few. */
 export const CHUNK_BYTES = 256 * 1024;
@@ -125,7 +125,7 @@ export function createPostgresMediaStore(
   }
 
   const sweeps = options.sweep &&
-    startUploadSweeps(() => sweepAbandoned(options.sweep!.afterMs), options.sweep);
+    startSweeps(() => sweepAbandoned(options.sweep!.afterMs), options.sweep);
 
   return {
     async put(source, ingest) {

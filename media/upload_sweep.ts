@@ -3,13 +3,17 @@ import { STORE_TIMEOUT_MS } from "../db/errors.ts";
 /** The longest between two sweeps: a dead upload's bytes are kept at most this much longer. */
 const SWEEP_AT_MOST_EVERY_MS = 60 * 60 * 1000;
 
-export interface UploadSweep {
-  /** An upload not written to for this long is dead (see abandonedUploadMs). */
+/** When a periodic sweep runs, and who hears of what it did. */
+export interface SweepSchedule {
+  /** What a sweep deletes is at least this old: it runs every half of it, an hour at most. */
   afterMs: number;
-  /** Told how many uploads a sweep deleted, when it deleted any. */
-  onSwept(uploads: number): void;
+  /** Told how many things a sweep deleted, when it deleted any. */
+  onSwept(deleted: number): void;
   onError(error: unknown): void;
 }
+
+/** The media store's sweep of uploads: one not written to for `afterMs` is dead (see abandonedUploadMs). */
+export type UploadSweep = SweepSchedule;
 
 /**
  * How long after its last write an upload is surely dead, from the limits every instance
@@ -28,15 +32,15 @@ export function abandonedUploadMs(
 }
 
 /**
- * Runs `sweep` now, then every half of `afterMs` (an hour at most) until stopped: an upload
- * whose instance was killed (one that shuts down deletes its own) is deleted within that much
- * of being dead. `sweep` resolves with the uploads it deleted; a failed sweep is reported and
- * the next one tries again. Its signal aborts when the sweeps are stopped: a long sweep ends
- * at its next step rather than hold the shutdown.
+ * Runs `sweep` now, then every half of `afterMs` (an hour at most) until stopped: the uploads
+ * of an instance that was killed (one that shuts down deletes its own), or unsent media
+ * (unsent_media_sweep.ts), go within that much of being due. `sweep` resolves with how many
+ * things it deleted; a failed sweep is reported and the next one tries again. Its signal aborts
+ * when the sweeps are stopped: a long sweep ends at its next step rather than hold the shutdown.
  */
-export function startUploadSweeps(
+export function startSweeps(
   sweep: (signal: AbortSignal) => Promise<number>,
-  options: UploadSweep,
+  options: SweepSchedule,
 ) {
   const everyMs = Math.min(options.afterMs / 2, SWEEP_AT_MOST_EVERY_MS);
   const stopping = new AbortController();
@@ -45,8 +49,8 @@ export function startUploadSweeps(
   let running: Promise<void> = Promise.resolve();
 
   function run() {
-    running = sweep(stopping.signal).then((uploads) => {
-      if (uploads > 0) options.onSwept(uploads);
+    running = sweep(stopping.signal).then((deleted) => {
+      if (deleted > 0) options.onSwept(deleted);
     }, options.onError).finally(() => {
       if (!closed) timer = setTimeout(run, everyMs);
     });

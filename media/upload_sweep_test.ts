@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { abandonedUploadMs, startUploadSweeps } from "./upload_sweep.ts";
+import { abandonedUploadMs, startSweeps } from "./upload_sweep.ts";
 
 Deno.test("an upload is dead after twice the longest the limits let one last", () => {
   // the defaults: a 25 MiB video at 2 KiB/s takes 12,800 s, after 30 s of grace
@@ -12,7 +12,7 @@ Deno.test("an upload is dead after twice the longest the limits let one last", (
 Deno.test("stop() aborts the signal of the sweep under way and resolves once it has ended", async () => {
   const { promise: begun, resolve: begin } = Promise.withResolvers<AbortSignal>();
   let ended = false;
-  const sweeps = startUploadSweeps(async (signal) => {
+  const sweeps = startSweeps(async (signal) => {
     begin(signal);
     // a long sweep: it ends only when told to stop
     await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
