@@ -150,10 +150,10 @@ const settings = z.object({
   WS_FLOOD_LIMIT: z.coerce.number().int().positive().default(100),
   /**
    * Open sockets one instance may hold (each holds a file descriptor); more are answered 503.
-   * Deno lets no process read its open-file limit without --allow-all, so this is not derived
-   * from it: set it below the limit less the descriptors the rest needs.
+   * Unset: what the open-file limit leaves besides the rest's descriptors, at most 50000
+   * (open_files.ts socketLimit).
    */
-  WS_MAX_SOCKETS: z.coerce.number().int().positive().default(50_000),
+  WS_MAX_SOCKETS: z.coerce.number().int().positive().optional(),
   /** Open sockets one user may hold on one instance; more are closed with 4429. */
   WS_MAX_SOCKETS_PER_USER: z.coerce.number().int().positive().default(20),
   /** Bytes waiting to be sent to one socket before it counts as a slow reader and is closed. */

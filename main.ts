@@ -35,6 +35,12 @@ import { createMetrics } from "./observability/metrics.ts";
 import { createReadiness, type Readiness } from "./observability/readiness.ts";
 import { startGrpcServer } from "./grpc/server.ts";
 import { ShutdownSequence, untilDeadline } from "./shutdown.ts";
+import {
+  countFreeDescriptors,
+  descriptorsToCount,
+  reportSocketLimit,
+  socketLimit,
+} from "./open_files.ts";
 import { startHttpListener } from "./ws/http_listener.ts";
 import { createHttpHandler } from "./ws/server.ts";
 
@@ -81,8 +87,19 @@ const LOCK_TIMEOUT_ADVICE =
  * The composition root: config -> sql -> store -> bus -> service -> planes. The order of
  * `close` is the reverse, so nothing in flight loses what it stands on.
  */
-export async function startService(config: Config): Promise<RunningService> {
+export async function startService(
+  config: Config,
+  options: {
+    /**
+     * What countFreeDescriptors found before the start, from which WS_MAX_SOCKETS follows when
+     * unset; unknown (the default): WS_MAX_SOCKETS or 50000.
+     */
+    freeDescriptors?: number;
+  } = {},
+): Promise<RunningService> {
   const instanceId = crypto.randomUUID();
+  const sockets = socketLimit(config, options.freeDescriptors);
+  reportSocketLimit(sockets, options.freeDescriptors);
   const shutdown = new ShutdownSequence(
     config.SHUTDOWN_TIMEOUT * 1000,
     (error) => logError(error, "shutdown"),
@@ -326,7 +343,7 @@ export async function startService(config: Config): Promise<RunningService> {
           floodLimit: config.WS_FLOOD_LIMIT,
           maxBufferedBytes: config.WS_MAX_BUFFERED_BYTES,
         },
-        maxSockets: config.WS_MAX_SOCKETS,
+        maxSockets: sockets.max,
         maxSocketsPerUser: config.WS_MAX_SOCKETS_PER_USER,
         allowedOrigins: config.ALLOWED_ORIGINS,
         mediaLimits: {
@@ -418,7 +435,9 @@ if (import.meta.main) {
   }
   await configureLogging(config.LOG_LEVEL);
   log.info("starting", { config: redactConfig(config) });
-  const starting = startService(config);
+  // counted before the service opens anything of its own, and so leaving all that out
+  const freeDescriptors = countFreeDescriptors(descriptorsToCount(config));
+  const starting = startService(config, freeDescriptors === undefined ? {} : { freeDescriptors });
   let stopping = false;
   const stop = async (signal: Deno.Signal) => {
     if (stopping) return;

@@ -35,6 +35,7 @@ Deno.test("the start command grants exact env and read lists, and no other power
   const read = flagList(argv, "--allow-read");
   assert.ok(read && read.length > 0, "--allow-read must be a list");
   assert.ok(read.includes("db/migrations"), "the migrations are read at start");
+  assert.ok(read.includes("/dev/null"), "free descriptors are counted at start (open_files.ts)");
   const sys = flagList(argv, "--allow-sys");
   assert.ok(sys === undefined || sys.length > 0, "--allow-sys must be a list");
   assert.equal(argv.at(-1), "main.ts");

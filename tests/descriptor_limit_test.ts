@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { signDevToken } from "../auth/sign.ts";
 import { GRPC_LISTENER_BACK, GRPC_LISTENER_STOPPED } from "../grpc/listener.ts";
+import { SOCKET_LIMIT_ABOVE_OPEN_FILES, SOCKET_LIMIT_DERIVED } from "../open_files.ts";
 import { SOCKET_CAP_REACHED } from "../ws/socket_cap.ts";
 import { createAdminClient } from "./support/admin_client.ts";
 import { freshDatabase } from "./support/database.ts";
@@ -233,6 +234,45 @@ Deno.test("out of file descriptors, the gRPC TLS front, stopped by a failed acce
   assert.equal((await within(service.status, 10_000, "the service to exit")).code, 0);
 });
 
+/**
+ * Opens alice's sockets to a chat of hers until one fails to open (MAX_OPEN_FILES at most), checks
+ * that one more upgrade is answered 503 with Retry-After and that the admin plane answers, runs
+ * `whileFull`, and closes them all. Returns how many opened.
+ */
+async function fillSockets(
+  service: ServiceProcess,
+  env: Record<string, string>,
+  whileFull: (sockets: TestSocket[], open: () => Promise<TestSocket>) => Promise<void> = () =>
+    Promise.resolve(),
+): Promise<number> {
+  const chatId = await createChatIn(env.DATABASE_URL!, "alice", "acme");
+  const token = await signDevToken(env.JWT_SECRET!, "alice");
+  const open = () => TestSocket.open(`${service.wsUrl}/v1/ws/chat/${chatId}/`, { token });
+  const sockets: TestSocket[] = [];
+  try {
+    for (let opened = 0; opened < MAX_OPEN_FILES; opened++) {
+      try {
+        sockets.push(await open());
+      } catch {
+        break;
+      }
+    }
+    const opened = sockets.length;
+    const refusal = await fetch(`${service.httpUrl}/v1/ws/chat/${chatId}/?token=${token}`, {
+      headers: { upgrade: "websocket" },
+    });
+    await refusal.body?.cancel();
+    assert.equal(refusal.status, 503);
+    assert.equal(refusal.headers.get("retry-after"), "1");
+    using admin = await createAdminClient(`127.0.0.1:${env.GRPC_PORT}`, { token: null });
+    assert.equal(await admin.health(), "SERVING");
+    await whileFull(sockets, open);
+    return opened;
+  } finally {
+    await Promise.all(sockets.map((socket) => socket[Symbol.asyncDispose]()));
+  }
+}
+
 Deno.test("sockets past WS_MAX_SOCKETS are answered 503 with Retry-After, so descriptors do not run out and the admin plane still answers", async () => {
   await using database = await freshDatabase();
   const cap = MAX_OPEN_FILES - 60;
@@ -242,38 +282,46 @@ Deno.test("sockets past WS_MAX_SOCKETS are answered 503 with Retry-After, so des
     WS_MAX_SOCKETS_PER_USER: "1000",
   };
   await using service = await startServiceProcess(env, { maxOpenFiles: MAX_OPEN_FILES });
-  const chatId = await createChatIn(database.url, "alice", "acme");
-  const token = await signDevToken(env.JWT_SECRET!, "alice");
-  const url = `${service.wsUrl}/v1/ws/chat/${chatId}/`;
-
-  const sockets: TestSocket[] = [];
-  try {
-    for (let opened = 0; opened < MAX_OPEN_FILES; opened++) {
-      try {
-        sockets.push(await TestSocket.open(url, { token }));
-      } catch {
-        break;
-      }
-    }
-    assert.equal(sockets.length, cap);
-    const refusal = await fetch(`${service.httpUrl}/v1/ws/chat/${chatId}/?token=${token}`, {
-      headers: { upgrade: "websocket" },
-    });
-    await refusal.body?.cancel();
-    assert.equal(refusal.status, 503);
-    assert.equal(refusal.headers.get("retry-after"), "1");
-    using admin = await createAdminClient(`127.0.0.1:${env.GRPC_PORT}`, { token: null });
-    assert.equal(await admin.health(), "SERVING");
-
+  const opened = await fillSockets(service, env, async (sockets, open) => {
     await sockets.pop()![Symbol.asyncDispose]();
-    sockets.push(
-      await within(TestSocket.open(url, { token }), 5_000, "a socket once one closed"),
-    );
-  } finally {
-    await Promise.all(sockets.map((socket) => socket[Symbol.asyncDispose]()));
-  }
+    sockets.push(await within(open(), 5_000, "a socket once one closed"));
+  });
+  assert.equal(opened, cap);
   const warnings = service.logs().filter((line) => line.message === SOCKET_CAP_REACHED);
   assert.equal(warnings.length, 1, "one line per episode, not per refused socket");
   assert.equal(warnings[0]?.ws_max_sockets, cap);
   assert.ok(!service.logs().some((line) => line.message === LISTENER_FAILED));
+});
+
+Deno.test("WS_MAX_SOCKETS set above what the open-file limit allows is warned of at the start, naming both figures", async () => {
+  await using database = await freshDatabase();
+  const env: Record<string, string> = {
+    ...serviceEnvironment({ databaseUrl: database.url }),
+    WS_MAX_SOCKETS: "50000",
+  };
+  await using service = await startServiceProcess(env, { maxOpenFiles: MAX_OPEN_FILES });
+  const warning = await service.waitForLog(
+    (line) => line.message === SOCKET_LIMIT_ABOVE_OPEN_FILES,
+    "the warning",
+  );
+  assert.equal(warning.level, "WARN");
+  assert.equal(warning.ws_max_sockets, 50_000);
+  assert.ok(
+    warning.allowed_by_open_file_limit < MAX_OPEN_FILES,
+    `allowed ${warning.allowed_by_open_file_limit} under a limit of ${MAX_OPEN_FILES}`,
+  );
+});
+
+Deno.test("without WS_MAX_SOCKETS, sockets past what the open-file limit leaves room for are answered 503 with Retry-After before descriptors run out", async () => {
+  await using database = await freshDatabase();
+  const env: Record<string, string> = {
+    ...serviceEnvironment({ databaseUrl: database.url }),
+    WS_MAX_SOCKETS_PER_USER: "1000",
+  };
+  await using service = await startServiceProcess(env, { maxOpenFiles: MAX_OPEN_FILES });
+  const opened = await fillSockets(service, env);
+  const derived = service.logs().find((line) => line.message === SOCKET_LIMIT_DERIVED);
+  assert.equal(derived?.ws_max_sockets, opened);
+  assert.ok(!service.logs().some((line) => line.message === LISTENER_FAILED));
+  assert.ok(!service.logs().some((line) => line.message === SOCKET_LIMIT_ABOVE_OPEN_FILES));
 });
