@@ -109,8 +109,8 @@ export function reportSocketLimit(sockets: SocketLimit, freeDescriptors: number 
     free_descriptors: freeDescriptors,
     reserved_descriptors: sockets.reserve,
   };
-  if (sockets.derived) logger("ws").info(SOCKET_LIMIT_DERIVED, figures);
+  if (sockets.derived) logger().info(SOCKET_LIMIT_DERIVED, figures);
   if (sockets.allowed !== undefined && sockets.max > sockets.allowed) {
-    logger("ws").warn(SOCKET_LIMIT_ABOVE_OPEN_FILES, figures);
+    logger().warn(SOCKET_LIMIT_ABOVE_OPEN_FILES, figures);
   }
 }
