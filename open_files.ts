@@ -60,16 +60,28 @@ export function countFreeDescriptors(upTo: number): number | undefined {
   }
 }
 
+/**
+ * Sockets counted room for at most, whatever WS_MAX_SOCKETS says: each descriptor counted is a
+ * moment of the start and some memory until it is closed (about a second per 100,000).
+ */
+const MOST_SOCKETS_COUNTED = 200_000;
+
 /** The descriptors worth counting for `config`: more would not change its socket limit. */
 export function descriptorsToCount(config: Config): number {
-  return (config.WS_MAX_SOCKETS ?? DEFAULT_MAX_SOCKETS) + descriptorReserve(config);
+  const sockets = Math.min(config.WS_MAX_SOCKETS ?? DEFAULT_MAX_SOCKETS, MOST_SOCKETS_COUNTED);
+  return sockets + descriptorReserve(config);
 }
 
 export interface SocketLimit {
   /** The sockets the instance holds at most: WS_MAX_SOCKETS, or its default. */
   max: number;
-  /** Sockets the open-file limit leaves room for (can be 0 or less); undefined: unknown. */
+  /**
+   * Sockets the open-file limit leaves room for (can be 0 or less), or at least, when every
+   * descriptor counted (descriptorsToCount) was free; undefined: unknown.
+   */
   allowed: number | undefined;
+  /** Whether `max` is above what the limit leaves room for: descriptors can run out first. */
+  aboveOpenFileLimit: boolean;
   /** Descriptors kept for the rest (descriptorReserve). */
   reserve: number;
   /** Whether `max` was derived from the limit, WS_MAX_SOCKETS being unset. */
@@ -79,23 +91,20 @@ export interface SocketLimit {
 /**
  * WS_MAX_SOCKETS, or when it is unset the sockets that `freeDescriptors` (countFreeDescriptors)
  * leave room for besides the reserve, at least 1 and at most DEFAULT_MAX_SOCKETS; that default
- * itself when the free descriptors are unknown. `max` above `allowed` is worth a warning.
+ * itself when the free descriptors are unknown.
  */
 export function socketLimit(config: Config, freeDescriptors: number | undefined): SocketLimit {
   const reserve = descriptorReserve(config);
-  const allowed = freeDescriptors === undefined ? undefined : freeDescriptors - reserve;
-  if (config.WS_MAX_SOCKETS !== undefined) {
-    return { max: config.WS_MAX_SOCKETS, allowed, reserve, derived: false };
+  if (freeDescriptors === undefined) {
+    const max = config.WS_MAX_SOCKETS ?? DEFAULT_MAX_SOCKETS;
+    return { max, allowed: undefined, aboveOpenFileLimit: false, reserve, derived: false };
   }
-  if (allowed === undefined) {
-    return { max: DEFAULT_MAX_SOCKETS, allowed, reserve, derived: false };
-  }
-  return {
-    max: Math.max(1, Math.min(DEFAULT_MAX_SOCKETS, allowed)),
-    allowed,
-    reserve,
-    derived: true,
-  };
+  const allowed = freeDescriptors - reserve;
+  const derived = config.WS_MAX_SOCKETS === undefined;
+  const max = config.WS_MAX_SOCKETS ?? Math.max(1, Math.min(DEFAULT_MAX_SOCKETS, allowed));
+  // when every descriptor counted was free, the limit may leave room for more than `allowed`
+  const limitReached = freeDescriptors < descriptorsToCount(config);
+  return { max, allowed, aboveOpenFileLimit: limitReached && max > allowed, reserve, derived };
 }
 
 /**
@@ -110,7 +119,7 @@ export function reportSocketLimit(sockets: SocketLimit, freeDescriptors: number 
     reserved_descriptors: sockets.reserve,
   };
   if (sockets.derived) logger().info(SOCKET_LIMIT_DERIVED, figures);
-  if (sockets.allowed !== undefined && sockets.max > sockets.allowed) {
+  if (sockets.aboveOpenFileLimit) {
     logger().warn(SOCKET_LIMIT_ABOVE_OPEN_FILES, figures);
   }
 }

@@ -4,6 +4,7 @@ import {
   countFreeDescriptors,
   DEFAULT_MAX_SOCKETS,
   descriptorReserve,
+  descriptorsToCount,
   socketLimit,
 } from "./open_files.ts";
 
@@ -27,14 +28,18 @@ Deno.test("socketLimit without WS_MAX_SOCKETS leaves the reserve free, at least 
   assert.deepEqual(socketLimit(config, 1000), {
     max: 1000 - reserve,
     allowed: 1000 - reserve,
+    aboveOpenFileLimit: false,
     reserve,
     derived: true,
   });
-  assert.equal(socketLimit(config, 1_000_000).max, DEFAULT_MAX_SOCKETS);
-  assert.equal(socketLimit(config, reserve - 10).max, 1);
+  assert.equal(socketLimit(config, descriptorsToCount(config)).max, DEFAULT_MAX_SOCKETS);
+  const noRoom = socketLimit(config, reserve - 10);
+  assert.equal(noRoom.max, 1);
+  assert.equal(noRoom.aboveOpenFileLimit, true);
   assert.deepEqual(socketLimit(config, undefined), {
     max: DEFAULT_MAX_SOCKETS,
     allowed: undefined,
+    aboveOpenFileLimit: false,
     reserve,
     derived: false,
   });
@@ -45,7 +50,16 @@ Deno.test("socketLimit keeps a WS_MAX_SOCKETS set above what the limit allows, a
   const limit = socketLimit(config, 1000);
   assert.equal(limit.max, 5000);
   assert.equal(limit.allowed, 1000 - limit.reserve);
+  assert.equal(limit.aboveOpenFileLimit, true);
   assert.equal(limit.derived, false);
+});
+
+Deno.test("socketLimit does not warn of a WS_MAX_SOCKETS above what was counted when every descriptor counted was free", () => {
+  const config = loadConfig({ ...env, WS_MAX_SOCKETS: "1000000" });
+  const counted = descriptorsToCount(config);
+  assert.ok(counted < 1_000_000, "the count stops short of a million sockets");
+  assert.equal(socketLimit(config, counted).aboveOpenFileLimit, false);
+  assert.equal(socketLimit(config, counted - 1).aboveOpenFileLimit, true);
 });
 
 Deno.test("countFreeDescriptors counts up to what it is asked for and leaves nothing open", () => {
