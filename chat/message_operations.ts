@@ -128,71 +128,109 @@ export function createMessageOperations(
     });
   }
 
+  /**
+   * The sends with a client_id under way on this instance, by chat, sender and client_id. A
+   * retry that comes while its first send is still being checked, ingested or written waits for
+   * it, then meets what it stored: run beside it, the retry found nothing stored yet, and was
+   * refused for what changed meanwhile (its receiver removed from the vendor, say) though the
+   * first was stored. A send under way on another instance is the store's to wait for.
+   */
+  const sendsUnderWay = new Map<string, Promise<unknown>>();
+  const sendKey = (actor: Actor, clientId: string) =>
+    `${actor.membership.chat.id}\u0000${actor.user_id}\u0000${clientId}`;
+
+  /** `send`, after the send of the same client_id under way on this instance has settled. */
+  async function afterSendUnderWay<T>(
+    actor: Actor,
+    clientId: string | null,
+    send: () => Promise<T>,
+  ): Promise<T> {
+    if (clientId === null) return await send();
+    const key = sendKey(actor, clientId);
+    const before = sendsUnderWay.get(key);
+    const sending = before ? before.then(() => send(), () => send()) : send();
+    sendsUnderWay.set(key, sending);
+    try {
+      return await sending;
+    } finally {
+      if (sendsUnderWay.get(key) === sending) sendsUnderWay.delete(key);
+    }
+  }
+
+  /** The send itself (see sendMessage), once no other of its client_id is under way here. */
+  async function storeAndPublish(
+    actor: Actor,
+    input: SendMessageInput,
+  ): Promise<{ message: Message; duplicate: boolean }> {
+    const { chat, side } = actor.membership;
+    let mediaId: string | null;
+    try {
+      mediaId = await checkedSend(actor, input);
+    } catch (refusal) {
+      const earlier = await storedBeforeRefusal(actor, input.client_id, refusal);
+      if (earlier) return { message: toClientMessage(earlier), duplicate: true };
+      throw refusal;
+    }
+    const { message: stored, duplicate, receiver_unread } = await store.insertMessage({
+      chat_id: chat.id,
+      sender_id: actor.user_id,
+      sender_side: side,
+      receiver_id: input.receiver_id,
+      media_type: input.media_type,
+      content: input.content,
+      media_id: mediaId,
+      client_id: input.client_id,
+    });
+    const message = toClientMessage(stored);
+    if (duplicate) {
+      await discardRetriedMedia(input.media, mediaId, stored);
+      return { message, duplicate };
+    }
+    const receiverSide = otherSide(side);
+    // The message is stored: it is broadcast and acknowledged whatever comes of this read,
+    // else a retry with its client_id would be a duplicate that no one was ever told of.
+    // Without the snapshot, this message's unread push is skipped; the next one is whole.
+    const unread = receiver_unread ??
+      await store.unread(chat.id, receiverSide, UNREAD_PREVIEW_LIMIT).catch((error) => {
+        deps.onError?.(error, "unread snapshot after a send");
+        return undefined;
+      });
+    events.publishChat(chat.id, {
+      chat: { user_id: chat.user_id, vendor_id: chat.vendor_id },
+      audience: { to: "all" },
+      frame: { type: "chat_message", chat_id: chat.id, message },
+      sent_at: now(),
+      ...(unread && {
+        unread: {
+          side: receiverSide,
+          count: unread.count,
+          seqs: unread.messages.map((unreadMessage) => unreadMessage.seq),
+        },
+      }),
+    }, {
+      frame: `{"type":"chat_message","chat_id":${JSON.stringify(chat.id)},"message":${
+        jsonOf(stored)
+      }}`,
+      ...(unread && { unreadMessages: unread.messages.map(jsonOf) }),
+    });
+    return { message, duplicate };
+  }
+
   return {
     /**
      * Stores a message, then tells every participant and pushes the receiver side's unread.
      * A repeated `client_id` returns the first message and tells no one again, even when a
-     * new send would now be refused for its receiver or media (not when the sender is banned).
+     * new send would now be refused for its receiver or media (not when the sender is banned);
+     * one sent again while the first is under way on this instance waits for it.
      * Media is checked and stored first (see createChatMedia's forMessage).
      * Errors: invalid_payload (receiver not on the other side, broken base64), forbidden
      * (banned), not_found (media_id), payload_too_large, unsupported_media, unavailable.
      */
-    async sendMessage(
+    sendMessage(
       actor: Actor,
       input: SendMessageInput,
     ): Promise<{ message: Message; duplicate: boolean }> {
-      const { chat, side } = actor.membership;
-      let mediaId: string | null;
-      try {
-        mediaId = await checkedSend(actor, input);
-      } catch (refusal) {
-        const earlier = await storedBeforeRefusal(actor, input.client_id, refusal);
-        if (earlier) return { message: toClientMessage(earlier), duplicate: true };
-        throw refusal;
-      }
-      const { message: stored, duplicate, receiver_unread } = await store.insertMessage({
-        chat_id: chat.id,
-        sender_id: actor.user_id,
-        sender_side: side,
-        receiver_id: input.receiver_id,
-        media_type: input.media_type,
-        content: input.content,
-        media_id: mediaId,
-        client_id: input.client_id,
-      });
-      const message = toClientMessage(stored);
-      if (duplicate) {
-        await discardRetriedMedia(input.media, mediaId, stored);
-        return { message, duplicate };
-      }
-      const receiverSide = otherSide(side);
-      // The message is stored: it is broadcast and acknowledged whatever comes of this read,
-      // else a retry with its client_id would be a duplicate that no one was ever told of.
-      // Without the snapshot, this message's unread push is skipped; the next one is whole.
-      const unread = receiver_unread ??
-        await store.unread(chat.id, receiverSide, UNREAD_PREVIEW_LIMIT).catch((error) => {
-          deps.onError?.(error, "unread snapshot after a send");
-          return undefined;
-        });
-      events.publishChat(chat.id, {
-        chat: { user_id: chat.user_id, vendor_id: chat.vendor_id },
-        audience: { to: "all" },
-        frame: { type: "chat_message", chat_id: chat.id, message },
-        sent_at: now(),
-        ...(unread && {
-          unread: {
-            side: receiverSide,
-            count: unread.count,
-            seqs: unread.messages.map((unreadMessage) => unreadMessage.seq),
-          },
-        }),
-      }, {
-        frame: `{"type":"chat_message","chat_id":${JSON.stringify(chat.id)},"message":${
-          jsonOf(stored)
-        }}`,
-        ...(unread && { unreadMessages: unread.messages.map(jsonOf) }),
-      });
-      return { message, duplicate };
+      return afterSendUnderWay(actor, input.client_id, () => storeAndPublish(actor, input));
     },
 
     /** Tombstones the actor's own message. Errors: not_found, forbidden. */
