@@ -91,30 +91,39 @@ export function createMessageOperations(
   }
 
   /**
-   * The message a refused send's client_id stored before, if any: a retry whose first answer was
-   * lost is answered with it, though its receiver (say, an agent since removed) or its media
-   * would be refused now. Only the refusals of the message itself: a banned sender is refused
+   * The message the actor's send with this client_id stored, if any; a banned sender is refused
    * (forbidden) whatever was stored. Looked up by the actor's own chat and user id, so another
-   * sender or chat learns nothing; and only after a refusal, so a first send costs no query.
+   * sender or chat learns nothing.
    */
-  async function storedBeforeRefusal(actor: Actor, clientId: string | null, refusal: unknown) {
-    if (clientId === null || !(refusal instanceof ChatError)) return null;
-    if (!RETRY_MAY_OUTLIVE.has(refusal.code)) return null;
+  async function storedBefore(actor: Actor, clientId: string) {
     const earlier = await store.messageByClientId(
       actor.membership.chat.id,
       actor.user_id,
       clientId,
     );
-    // the receiver is checked before the store sees the ban: a banned sender is told so here
+    // the store sees a ban only as it writes: a banned sender is told so here
     if (earlier) await refuseBanned(store, actor.user_id);
     return earlier;
   }
 
   /**
-   * A retry's base64 is stored as a media row of its own before the store finds the client_id
-   * stored before (finding it first would cost every first send a query): that row, which no
-   * message will carry, is deleted. Its bytes, stored once by content, are the first send's when
-   * the file is the same. A failure is reported, not answered: the message is stored.
+   * The message a refused send's client_id stored before, if any: a retry whose first answer was
+   * lost is answered with it, though its receiver (say, an agent since removed) or its media
+   * would be refused now. Only the refusals of the message itself; and only after a refusal, so
+   * a first send costs no query.
+   */
+  async function storedBeforeRefusal(actor: Actor, clientId: string | null, refusal: unknown) {
+    if (clientId === null || !(refusal instanceof ChatError)) return null;
+    if (!RETRY_MAY_OUTLIVE.has(refusal.code)) return null;
+    return await storedBefore(actor, clientId);
+  }
+
+  /**
+   * A retry's base64 is stored as a media row of its own when the store finds the client_id only
+   * as it writes (the first send was still being written on another instance when sentBefore
+   * looked): that row, which no message will carry, is deleted. Its bytes, stored once by
+   * content, are the first send's when the file is the same. A failure is reported, not
+   * answered: the message is stored.
    */
   async function discardRetriedMedia(
     input: MediaInput | null,
@@ -231,6 +240,18 @@ export function createMessageOperations(
       input: SendMessageInput,
     ): Promise<{ message: Message; duplicate: boolean }> {
       return afterSendUnderWay(actor, input.client_id, () => storeAndPublish(actor, input));
+    },
+
+    /**
+     * The message the actor's send with this client_id stored, once the send of it under way on
+     * this instance (if any) has settled; null when none. Asked before a base64 file takes an
+     * upload place and is ingested, so that a retry whose first answer was lost costs no upload
+     * and is not refused for want of a place. Errors: forbidden (banned, when one is stored).
+     */
+    async sentBefore(actor: Actor, clientId: string): Promise<Message | null> {
+      await sendsUnderWay.get(sendKey(actor, clientId))?.catch(() => {});
+      const earlier = await storedBefore(actor, clientId);
+      return earlier && toClientMessage(earlier);
     },
 
     /** Tombstones the actor's own message. Errors: not_found, forbidden. */

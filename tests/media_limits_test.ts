@@ -45,6 +45,13 @@ async function assertLimited(response: Response, retryAfter: string) {
   assert.equal(typeof body.message, "string");
 }
 
+/** A chat of alice's with acme, her socket in it (closed with the cluster), and her image. */
+async function aliceSendingImages(cluster: TestCluster) {
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  const alice = await joinChat(cluster, "alice", chat.id);
+  return { chat, alice, png: await fixture("image.png") };
+}
+
 /** `POST /v1/media` whose body stops after a few bytes until `finish()`, or `abort()`. */
 async function stalledUpload(cluster: TestCluster, userId: string, chatId: string) {
   const png = await fixture("image.png");
@@ -270,9 +277,7 @@ Deno.test("base64 media sent over a socket counts as an open upload: past the ca
     nats: false,
     env: { MEDIA_MAX_UPLOADS_PER_USER: "1" },
   });
-  const chat = await cluster.main.service.chat.createChat("alice", "acme");
-  await using alice = await joinChat(cluster, "alice", chat.id);
-  const png = await fixture("image.png");
+  const { chat, alice, png } = await aliceSendingImages(cluster);
   const held = await stalledUpload(cluster, "alice", chat.id);
   await untilOpen(cluster, "upload", 1);
   const before = await stored(cluster);
@@ -286,6 +291,28 @@ Deno.test("base64 media sent over a socket counts as an open upload: past the ca
   assert.equal(sent.message.seq, 1, "the refused sends made no message");
   // and one that was stored: the HTTP route has the place again
   assert.equal((await uploadMedia(cluster, "alice", { chat_id: chat.id }, png)).status, 201);
+});
+
+Deno.test("a base64 retry of a stored client_id is acked with the stored message while the user's uploads are at the cap, storing nothing", async () => {
+  await using cluster = await startCluster({
+    nats: false,
+    env: { MEDIA_MAX_UPLOADS_PER_USER: "1" },
+  });
+  const { chat, alice, png } = await aliceSendingImages(cluster);
+  const send = { ...sendImage(png), client_id: "photo-1" };
+  const first = (await acked(alice, send)).message;
+  const held = await stalledUpload(cluster, "alice", chat.id);
+  await untilOpen(cluster, "upload", 1);
+  const before = await stored(cluster);
+
+  // its first ack was lost: the retry learns it was stored, not that it must wait for a place
+  const retried = (await acked(alice, send)).message;
+  assert.deepEqual(retried, first);
+  assert.deepEqual(await stored(cluster), before, "the retry's file is not stored again");
+  assert.equal(await refusals(cluster, "upload", "concurrency", "socket"), 0);
+  // a new file is still refused past the cap
+  await refused(alice, { ...sendImage(png), client_id: "photo-2" }, "rate_limited");
+  assert.equal(await held.finish(), 201);
 });
 
 Deno.test("base64 media over a socket is in the media metrics under via=socket: open while it is stored, and refused past the cap", async () => {

@@ -97,7 +97,14 @@ async function runAction(frame: ClientFrame, context: ActionContext): Promise<Ou
       return;
     }
     case "send_message": {
+      const actor = await actorIn(frame.chat_id);
       const base64 = frame.image ?? frame.audio ?? frame.video;
+      const clientId = frame.client_id ?? null;
+      if (base64 !== undefined && clientId !== null) {
+        // a retry of a stored message is answered before its file takes a place and is decoded
+        const earlier = await service.sentBefore(actor, clientId);
+        if (earlier) return { reply: earlier };
+      }
       // decoding, sniffing and storing base64 holds as much as an upload, so it is counted as
       // one: else a user's sockets would each ingest a file at once, past the uploads' cap
       const place = base64 === undefined ? null : mediaRequests.occupy(userId, "upload");
@@ -105,7 +112,7 @@ async function runAction(frame: ClientFrame, context: ActionContext): Promise<Ou
         throw new ChatError("rate_limited", "too many media uploads at once");
       }
       try {
-        const { message } = await service.sendMessage(await actorIn(frame.chat_id), {
+        const { message } = await service.sendMessage(actor, {
           receiver_id: frame.receiver_id,
           media_type: frame.media_type,
           content: frame.content ?? null,
@@ -114,7 +121,7 @@ async function runAction(frame: ClientFrame, context: ActionContext): Promise<Ou
             : frame.media_id !== undefined
             ? { media_id: frame.media_id }
             : null,
-          client_id: frame.client_id ?? null,
+          client_id: clientId,
         });
         return { reply: message };
       } finally {
