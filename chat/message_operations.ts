@@ -95,11 +95,16 @@ export function createMessageOperations(
    * (forbidden) whatever was stored. Looked up by the actor's own chat and user id, so another
    * sender or chat learns nothing.
    */
-  async function storedBefore(actor: Actor, clientId: string) {
+  async function storedBefore(
+    actor: Actor,
+    clientId: string,
+    options: { afterWritesUnderWay?: boolean } = {},
+  ) {
     const earlier = await store.messageByClientId(
       actor.membership.chat.id,
       actor.user_id,
       clientId,
+      options,
     );
     // the store sees a ban only as it writes: a banned sender is told so here
     if (earlier) await refuseBanned(store, actor.user_id);
@@ -110,12 +115,13 @@ export function createMessageOperations(
    * The message a refused send's client_id stored before, if any: a retry whose first answer was
    * lost is answered with it, though its receiver (say, an agent since removed) or its media
    * would be refused now. Only the refusals of the message itself; and only after a refusal, so
-   * a first send costs no query.
+   * a first send costs no query. A first send still being written on another instance is waited
+   * for: else the retry would be refused though that one is stored a moment later.
    */
   async function storedBeforeRefusal(actor: Actor, clientId: string | null, refusal: unknown) {
     if (clientId === null || !(refusal instanceof ChatError)) return null;
     if (!RETRY_MAY_OUTLIVE.has(refusal.code)) return null;
-    return await storedBefore(actor, clientId);
+    return await storedBefore(actor, clientId, { afterWritesUnderWay: true });
   }
 
   /**

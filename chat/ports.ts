@@ -147,11 +147,16 @@ export interface ChatStore {
 
   /** Stores a message with the next seq. `forbidden` when the sender is banned. */
   insertMessage(message: NewMessage): Promise<InsertedMessage>;
-  /** The message the sender sent in the chat with this client_id; null when none. */
+  /**
+   * The message the sender sent in the chat with this client_id; null when none. With
+   * `afterWritesUnderWay`, a write of the chat under way (another instance's batch, say) is
+   * waited for first, so that a message it stores is found.
+   */
   messageByClientId(
     chatId: string,
     senderId: string,
     clientId: string,
+    options?: { afterWritesUnderWay?: boolean },
   ): Promise<StoredMessage | null>;
   history(chatId: string, query: HistoryQuery): Promise<Page<StoredMessage>>;
   /** Messages of the chat with seq in [from, to], oldest first. */

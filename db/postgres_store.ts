@@ -110,8 +110,14 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
       return writer.insert(message);
     },
 
-    messageByClientId(chatId, senderId, clientId) {
-      return selectByClientId(chatId, senderId, clientId);
+    async messageByClientId(chatId, senderId, clientId, options = {}) {
+      if (options.afterWritesUnderWay) {
+        // A writer holds the chat's row until its batch commits: this waits for that, and the
+        // lookup after it (a statement of its own, with a snapshot of its own) sees what it
+        // stored. The lock is let go as this statement ends.
+        await sql`select 1 from chats where id = ${chatId} for share`;
+      }
+      return await selectByClientId(chatId, senderId, clientId);
     },
 
     async history(chatId, { limit, before_seq, after_seq }) {

@@ -141,6 +141,12 @@ for (const backend of backends) {
     assert.equal(await db.store.messageByClientId(chat.id, "v", "k1"), null);
     assert.equal(await db.store.messageByClientId(other.id, "c", "k1"), null);
     assert.equal(await db.store.messageByClientId(chat.id, "c", "k2"), null);
+    const afterWrites = { afterWritesUnderWay: true };
+    assert.deepEqual(
+      await db.store.messageByClientId(chat.id, "c", "k1", afterWrites),
+      sent.message,
+    );
+    assert.equal(await db.store.messageByClientId(other.id, "c", "k1", afterWrites), null);
   });
 
   Deno.test(`${backend.name}: a media row no message carries is deleted, one a message carries is kept`, async () => {
