@@ -215,8 +215,8 @@ Deno.test("a base64 media retry of a stored client_id is acked with the stored m
   const retried = (await acked(customer, send("photo-1"))).message;
   assert.deepEqual(retried, first);
   assert.deepEqual(await stored(cluster), { blobs: 1, chunks: 1, uploads: 1 });
-  // two sockets at once, both past the media before either message may be stored: the send
-  // not stored leaves no media row either
+  // two sockets at once: the send not stored (on this instance, it waits for the other and then
+  // finds its message) leaves no media row either
   const racing = await Promise.all(
     [customer, customerAgain].map(async (socket) => (await acked(socket, send("photo-2"))).message),
   );
