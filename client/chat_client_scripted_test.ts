@@ -490,3 +490,35 @@ Deno.test("a gap the store no longer has is counted skipped, not filled", async 
   assert.deepEqual([gap?.from_seq, gap?.to_seq, gap?.error], [2, 2, undefined]);
   assert.deepEqual([client.stats.gapsFilled, client.stats.gapsSkipped], [0, 1]);
 });
+
+Deno.test("a page passing over messages the store no longer has announces them as gaps and reads on", async () => {
+  await using scripted = openScriptedClient({ chatId: X });
+  const { client, events, server } = scripted;
+  const socket = await scripted.accept(historyPage(X, [1]));
+  const given: string[] = [];
+  client.on("gap", (gap) => given.push(`gap #${gap.from_seq}-#${gap.to_seq} ${gap.error}`));
+  client.on("chat_message", (frame) => given.push(`#${frame.message.seq}`));
+  socket.push({ type: "chat_message", chat_id: X, message: storedMessage(X, 7) });
+  const fill = await server.written(socket, "load_latest_chat");
+  assert.equal(fill.after_seq, 1);
+  // 2 and 4 were removed from the store (not tombstoned): the page starts late and skips one
+  socket.answer(fill, historyPage(X, [3, 5], true));
+  const next = await server.written(socket, "load_latest_chat");
+  assert.equal(next.after_seq, 5);
+  socket.answer(next, historyPage(X, [6, 7]));
+
+  await events.next("chat_message", (frame) => frame.message.seq === 7);
+  assert.deepEqual(given, [
+    "gap #2-#2 undefined",
+    "#3",
+    "gap #4-#4 undefined",
+    "#5",
+    "#6",
+    "#7",
+  ]);
+  assert.deepEqual([client.stats.gapsFilled, client.stats.gapsSkipped], [0, 2]);
+  // the filling ended: the next message is given at once
+  socket.push({ type: "chat_message", chat_id: X, message: storedMessage(X, 8) });
+  await events.next("chat_message", (frame) => frame.message.seq === 8);
+  assert.equal(socket.sent.filter((frame) => frame.action === "load_latest_chat").length, 2);
+});

@@ -31,7 +31,9 @@ export interface MessageOrderDeps {
  * nothing held after it (a `chats` row showed newer messages, or an amendment named a message
  * not seen), the range up to that newest message known stored is announced on its own, and
  * the amendments waiting for it are passed on; messages after it missed too are not known
- * then, and show as a gap when a later message comes.
+ * then, and show as a gap when a later message comes. A page that passes over messages (it
+ * starts later than asked, or skips a seq) shows them no longer stored: each range is announced
+ * so, just before the message after it, and the filling reads on after the page.
  * A deletion, edit or read mark of a message not yet released waits for it: the message is
  * released with it applied, and the event follows. A `messages_read` that reaches past the
  * released messages while some are held or being read waits until they are released (or the
@@ -129,9 +131,9 @@ export function createMessageOrder(deps: MessageOrderDeps) {
 
   /**
    * The page after `after`, or undefined when it is worth reading again: the server refused
-   * for now or did not answer in time, or the page is not the one asked for (of another
-   * chat, or not starting right after `after`: seq has no holes and deleted messages stay
-   * as tombstones, so a true answer always does).
+   * for now or did not answer in time, or the page is not the one asked for (of another chat,
+   * or not of messages after `after`, oldest first). A page may start later than asked, or skip
+   * a seq: those messages are no longer stored (see fill).
    */
   async function read(chatId: string, after: number): Promise<LatestChatFrame | undefined> {
     let page: LatestChatFrame;
@@ -142,7 +144,9 @@ export function createMessageOrder(deps: MessageOrderDeps) {
       throw error;
     }
     const fits = page.chat_id === chatId &&
-      page.messages.every((message, index) => message.seq === after + 1 + index);
+      page.messages.every((message, index) =>
+        message.seq > (page.messages[index - 1]?.seq ?? after)
+      );
     return fits ? page : undefined;
   }
 
@@ -158,16 +162,15 @@ export function createMessageOrder(deps: MessageOrderDeps) {
   }
 
   /**
-   * Gives up on what is missing before the held messages (`error`: why): releases them in
-   * order, each range never had announced just before the message after it; a range after
-   * them up to the newest message known to be stored is announced last, and the messages up
-   * to it taken as given. Returns how many ranges it announced.
+   * Gives up on what is missing before the held messages (`error`: why), or before held
+   * message `upTo` only: releases them in order, each range never had announced just before
+   * the message after it. Giving up on all, a range after them up to the newest message known
+   * to be stored is announced last, and the messages up to it taken as given.
    */
-  function skipGap(chatId: string, error: unknown): number {
+  function skipGap(chatId: string, error: unknown, upTo = Infinity): void {
     const sequencer = sequencerOf(chatId);
-    const skippedBefore = gapsSkipped;
     let before = sequencer.last ?? 0;
-    for (const message of sequencer.skipGap()) {
+    for (const message of sequencer.skipGap(upTo)) {
       if (message.seq > before + 1) {
         skipped({ chat_id: chatId, from_seq: before + 1, to_seq: message.seq - 1, error });
       }
@@ -176,8 +179,8 @@ export function createMessageOrder(deps: MessageOrderDeps) {
     }
     // with nothing after it to show it, a range whose end is known is announced on its own:
     // the application learns of it now, and the amendments that waited for it are passed on
-    const end = ends.get(chatId) ?? 0;
-    ends.delete(chatId);
+    const end = upTo === Infinity ? ends.get(chatId) ?? 0 : 0;
+    if (upTo === Infinity) ends.delete(chatId);
     if (end > (sequencer.last ?? 0)) {
       skipped({ chat_id: chatId, from_seq: (sequencer.last ?? 0) + 1, to_seq: end, error });
       sequencer.startAfter(end);
@@ -188,7 +191,6 @@ export function createMessageOrder(deps: MessageOrderDeps) {
       amendments.get(chatId)?.delete(seq);
       for (const amendment of waiting) deps.amended(amendment);
     }
-    return gapsSkipped - skippedBefore;
   }
 
   /** Reads the store after the last released message until nothing is missing. */
@@ -196,6 +198,7 @@ export function createMessageOrder(deps: MessageOrderDeps) {
     if (filling.has(chatId) || stopped) return;
     filling.add(chatId);
     const load = async () => {
+      const skippedBefore = gapsSkipped;
       let failures = 0;
       while (!stopped) {
         const sequencer = sequencerOf(chatId);
@@ -225,6 +228,10 @@ export function createMessageOrder(deps: MessageOrderDeps) {
         // a messages_read came meanwhile: the page may have been read before the mark
         if (readsHeld.get(chatId) !== readsAtRead) continue;
         deliver(chatId, page.messages);
+        // what the page passes over is no longer stored (history removed: seq has no holes and
+        // deleted messages stay as tombstones); read again, it would be passed over again
+        const newest = page.messages.at(-1)?.seq ?? 0;
+        if (newest > (sequencer.last ?? 0)) skipGap(chatId, undefined, newest);
         if (page.has_more) continue;
         const end = ends.get(chatId) ?? 0;
         const missing = sequencer.hasGap || end > (sequencer.last ?? 0);
@@ -234,8 +241,9 @@ export function createMessageOrder(deps: MessageOrderDeps) {
         // asked after they were stored, the store has nothing before the messages still
         // held, or up to the one known stored: only history removed could mean that; release
         // them rather than wait forever
-        // (a gap given up on, not filled)
-        if (skipGap(chatId, undefined) === 0) gapsFilled++;
+        skipGap(chatId, undefined);
+        // a gap given up on, in part or whole, is not one filled
+        if (gapsSkipped === skippedBefore) gapsFilled++;
         return;
       }
     };

@@ -21,8 +21,12 @@ export interface Sequencer {
    * order. A page is taken whole before anything is released, so its copies count.
    */
   accept(...messages: ReceivedMessage[]): ReceivedMessage[];
-  /** Gives up on the gap (the store had nothing to fill it): releases what waits, in order. */
-  skipGap(): ReceivedMessage[];
+  /**
+   * Gives up on what is missing up to `upTo` (default: behind everything that waits; the store
+   * had nothing to fill it): releases what waits up to it, in order, and what follows on from
+   * that without a gap.
+   */
+  skipGap(upTo?: number): ReceivedMessage[];
 }
 
 export function createSequencer(): Sequencer {
@@ -70,12 +74,14 @@ export function createSequencer(): Sequencer {
       }
       return release();
     },
-    skipGap() {
-      const out = [...waiting.values()].sort((a, b) => a.seq - b.seq);
-      waiting.clear();
+    skipGap(upTo = Infinity) {
+      const out = [...waiting.values()]
+        .filter((message) => message.seq <= upTo)
+        .sort((a, b) => a.seq - b.seq);
+      for (const message of out) waiting.delete(message.seq);
       const top = out.at(-1);
       if (top) last = top.seq;
-      return out;
+      return [...out, ...release()];
     },
   };
 }

@@ -63,3 +63,13 @@ Deno.test("a sequencer holds the later copy of a waiting message, and takes a pa
   assert.deepEqual(released, [message(2), deleted]);
   assert.equal(sequencer.duplicates, 1);
 });
+
+Deno.test("a sequencer's skipGap(upTo) releases what waits up to it, and what follows on from it", () => {
+  const sequencer = createSequencer();
+  sequencer.startAfter(1);
+  for (const seq of [3, 5, 6, 9]) sequencer.accept(message(seq));
+  assert.deepEqual(seqs(sequencer.skipGap(3)), [3]);
+  assert.deepEqual(seqs(sequencer.skipGap(5)), [5, 6]);
+  assert.equal(sequencer.last, 6);
+  assert.ok(sequencer.hasGap, "9 still waits for 7 and 8");
+});
