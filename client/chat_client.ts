@@ -41,9 +41,10 @@ export interface ChatClientOptions {
    * timed out); the contract's `ping` gets no reply and browsers cannot see WebSocket pings, so
    * the client asks the cheapest thing the server answers: on `/v1/ws/chat/{id}/` the messages
    * after the last `seq` it has, `limit` 1 (`load_latest_chat`: an empty page, normally); on
-   * `/v1/ws/chats/` the same for one chat it knows, or while it knows none (the user has no
-   * chat) `list_chats` before the epoch (an empty page: a list with chats would tell the client
-   * of a new chat before its messages come, and they would be taken for history). The
+   * `/v1/ws/chats/` the same for one chat it knows (not one a read was refused `forbidden` in,
+   * until a `chats` list names it again: the user left it), or while it knows none (the user
+   * has no chat) `list_chats` before the epoch (an empty page: a list with chats would tell the
+   * client of a new chat before its messages come, and they would be taken for history). The
    * answer is neither an event nor a message (the messages come as they do anyway). Any frame
    * received counts as life; no answer within `timeoutMs`, and the socket is left as a silent
    * one (status `reconnecting`, code 1006) and the next connection reads what was missed.
@@ -146,14 +147,23 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
    * last message the client has (nothing, normally) in one page of one. Its answer is taken by
    * it alone (requests.ts matches a page to its ack) and not passed on: the order takes
    * messages from events and its own reads only. The chat endpoint's first page makes its chat
-   * known; a chats socket that knows none is a user's with no chat, whose chats are read (none)
+   * known; a chats socket that knows none (or only chats the user left) is a user's with no
+   * chat, whose chats are read (none)
    * and none kept: before the epoch, the page is empty, so a chat created meanwhile is not
    * learned from it with a `seq` its messages, on their way, would then be taken as had.
    */
-  function check(): Promise<unknown> {
+  async function check(): Promise<unknown> {
     const known = order.someChat();
-    if (known) return readAfter(known.chatId, known.seq, 1);
-    return requests.add({ action: "list_chats", before: EPOCH }, { leavesSilent: true });
+    if (!known) {
+      return await requests.add({ action: "list_chats", before: EPOCH }, { leavesSilent: true });
+    }
+    try {
+      return await readAfter(known.chatId, known.seq, 1);
+    } catch (error) {
+      // a chat the user left is refused: the next check reads another
+      order.refused(known.chatId, error);
+      throw error;
+    }
   }
 
   const order = createMessageOrder({

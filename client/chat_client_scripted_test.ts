@@ -522,3 +522,37 @@ Deno.test("a page passing over messages the store no longer has announces them a
   await events.next("chat_message", (frame) => frame.message.seq === 8);
   assert.equal(socket.sent.filter((frame) => frame.action === "load_latest_chat").length, 2);
 });
+
+/** The server's refusal of `request`: the user is not (or no longer) in its chat. */
+const forbidden = (request: { request_id?: string; action?: string }) => ({
+  type: "error" as const,
+  code: "forbidden",
+  message: "not a participant",
+  request_id: request.request_id,
+  action: request.action,
+});
+
+Deno.test("on /v1/ws/chats/ the heartbeat reads no chat the user left, until a chats list names it again", async () => {
+  await using scripted = openScriptedClient({ heartbeatMs: 10 });
+  const { server } = scripted;
+  const socket = await scripted.accept({
+    type: "chats",
+    chats: [chatRow(X, 1), chatRow(Y, 1)],
+    has_more: false,
+  });
+  const first = await server.written(socket, "load_latest_chat");
+  assert.equal(first.chat_id, X);
+  // the user's membership of X's vendor was revoked: the server pushes no list for that
+  socket.push(forbidden(first));
+  const second = await server.written(socket, "load_latest_chat");
+  assert.equal(second.chat_id, Y);
+  socket.push(forbidden(second));
+  // no chat known is the user's
+  const listed = await server.written(socket, "list_chats");
+  assert.equal(listed.before, new Date(0).toISOString());
+  socket.answer(listed, { type: "chats", chats: [], has_more: false });
+  // the membership is back: the server sends the list again
+  socket.push({ type: "chats", chats: [chatRow(X, 1)], has_more: false });
+  const again = await server.written(socket, "load_latest_chat");
+  assert.deepEqual([again.chat_id, again.after_seq], [X, 1]);
+});

@@ -54,6 +54,11 @@ export function createMessageOrder(deps: MessageOrderDeps) {
    * after it is held: a `chats` row's newest message, or the message an amendment names.
    */
   const ends = new Map<string, number>();
+  /**
+   * Chats a read of the client's was refused `forbidden` in: no longer the user's (a vendor
+   * membership revoked, which the server does not push), until a `chats` row lists them again.
+   */
+  const left = new Set<string>();
   /** Backoff waits before a read is made again, each with its wake-up (stop() ends them). */
   const pauses = new Map<ReturnType<typeof setTimeout>, () => void>();
   let gapsFilled = 0;
@@ -156,6 +161,11 @@ export function createMessageOrder(deps: MessageOrderDeps) {
     deps.skipped(gap);
   }
 
+  /** A read of the chat was refused for good (`error`): `forbidden` says the user left it. */
+  function refused(chatId: string, error: unknown): void {
+    if (error instanceof RequestError && error.code === "forbidden") left.add(chatId);
+  }
+
   /** A fill of the chat reads at least up to `seq`, a message known to be stored. */
   function reach(chatId: string, seq: number): void {
     ends.set(chatId, Math.max(ends.get(chatId) ?? 0, seq));
@@ -215,6 +225,7 @@ export function createMessageOrder(deps: MessageOrderDeps) {
           if (stopped || error instanceof ConnectionLostError) throw error;
           // refused for good: asking again will not help, and holding what came would keep
           // it from the application until some later message happens to come
+          refused(chatId, error);
           skipGap(chatId, error);
           return;
         }
@@ -298,6 +309,7 @@ export function createMessageOrder(deps: MessageOrderDeps) {
      * with `fillNewer`, one seen before reads what it missed.
      */
     newest(chatId: string, seq: number, fillNewer: boolean): void {
+      left.delete(chatId);
       const sequencer = sequencerOf(chatId);
       if (sequencer.last === null) sequencer.startAfter(seq);
       else if (fillNewer && seq > sequencer.last) {
@@ -314,15 +326,16 @@ export function createMessageOrder(deps: MessageOrderDeps) {
       return !stopped;
     },
     /**
-     * A chat whose messages are known up to a `seq` (the first learned), with it: what the
-     * heartbeat reads after. Undefined while none is.
+     * A chat of the user's whose messages are known up to a `seq` (the first learned), with it:
+     * what the heartbeat reads after. Undefined while none is.
      */
     someChat(): { chatId: string; seq: number } | undefined {
       for (const [chatId, sequencer] of sequencers) {
-        if (sequencer.last !== null) return { chatId, seq: sequencer.last };
+        if (sequencer.last !== null && !left.has(chatId)) return { chatId, seq: sequencer.last };
       }
       return undefined;
     },
+    refused,
     /** No more filling (the client closed). */
     stop(): void {
       stopped = true;
