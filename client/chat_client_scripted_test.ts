@@ -556,3 +556,19 @@ Deno.test("on /v1/ws/chats/ the heartbeat reads no chat the user left, until a c
   const again = await server.written(socket, "load_latest_chat");
   assert.deepEqual([again.chat_id, again.after_seq], [X, 1]);
 });
+
+Deno.test("a chats list the server pushes with a known chat's newer message reads what the client missed", async () => {
+  await using scripted = openScriptedClient();
+  const { events, server } = scripted;
+  const socket = await scripted.accept({ type: "chats", chats: [chatRow(X, 5)], has_more: false });
+  // the user's membership of X's vendor was revoked, then given back: 6 and 7 were stored
+  // meanwhile and came on no socket; the server sends the list again
+  socket.push({ type: "chats", chats: [chatRow(X, 7), chatRow(Y, 1)], has_more: false });
+  const fill = await server.written(socket, "load_latest_chat");
+  assert.deepEqual([fill.chat_id, fill.after_seq], [X, 5]);
+  socket.answer(fill, historyPage(X, [6, 7]));
+
+  await events.next("chat_message", (frame) => frame.message.seq === 7);
+  assert.deepEqual(events.all("chat_message").map((frame) => frame.message.seq), [6, 7]);
+  assert.equal(events.all("chats").length, 2);
+});

@@ -40,12 +40,16 @@ export function createFrameRouter(deps: {
   });
 
   /**
-   * A page no request took. A `chats` list is the server's news (the user's chats changed);
-   * after the first, a `latest_chat` only ever answers a request, and one whose request gave
-   * up is dropped (the event is the first page only).
+   * A page no request took. A `chats` list is the server's news (the user's chats changed),
+   * learned as a connection's first page is: a chat known with a newer message reads what it
+   * missed (a vendor membership revoked and given back: the messages stored meanwhile came on
+   * no socket). After the first, a `latest_chat` only ever answers a request, and one whose
+   * request gave up is dropped (the event is the first page only).
    */
   function unasked(frame: LatestChatFrame | ChatsFrame): void {
-    if (frame.type === "chats") emit("chats", frame);
+    if (frame.type !== "chats") return;
+    learnChats(frame, true);
+    emit("chats", frame);
   }
 
   return {
@@ -96,8 +100,9 @@ export function createFrameRouter(deps: {
           if (!requests.error(frame)) emit("error", frame);
           return;
         case "chats":
-          learnChats(frame, false);
-          if (!requests.page(frame)) unasked(frame);
+          // held for the next ack: an answer's rows are learned, a chat known reads nothing
+          if (requests.page(frame)) learnChats(frame, false);
+          else unasked(frame);
           return;
         case "latest_chat":
           if (!requests.page(frame)) unasked(frame);
