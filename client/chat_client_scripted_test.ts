@@ -572,3 +572,27 @@ Deno.test("a chats list the server pushes with a known chat's newer message read
   assert.deepEqual(events.all("chat_message").map((frame) => frame.message.seq), [6, 7]);
   assert.equal(events.all("chats").length, 2);
 });
+
+Deno.test({
+  name: "a client closed by a listener of its open status leaves no heartbeat running",
+  // a heartbeat timer left running after close() fails the test as a leak
+  sanitizeOps: true,
+}, async () => {
+  await using scripted = openScriptedClient({
+    chatId: X,
+    heartbeatMs: 60_000,
+    closeTimeoutMs: 10,
+  });
+  const { client, server } = scripted;
+  client.on("status", (status) => {
+    if (status.state === "open") void client.close();
+  });
+  const socket = await server.socket(0);
+  // a hung server: the close frame is never answered, so the socket's close event never comes
+  socket.close = () => {
+    socket.readyState = 2;
+  };
+  socket.push(historyPage(X, [1]));
+  assert.equal(client.status.state, "closed");
+  await assert.rejects(client.ready(), ClientClosedError);
+});

@@ -85,6 +85,9 @@ export function createConnection(
     // the outbox first, so sends keep their order
     requests.flush();
     setStatus({ state: "open", attempt });
+    // a listener may have closed the client: nothing more starts (a heartbeat started now would
+    // run on after close(), when the server never answers the close)
+    if (stopped) return;
     heartbeat.start();
     frames.opened(frame);
     for (const waiter of waiters) waiter.resolve();
