@@ -148,9 +148,9 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
    * it alone (requests.ts matches a page to its ack) and not passed on: the order takes
    * messages from events and its own reads only. The chat endpoint's first page makes its chat
    * known; a chats socket that knows none (or only chats the user left) is a user's with no
-   * chat, whose chats are read (none)
-   * and none kept: before the epoch, the page is empty, so a chat created meanwhile is not
-   * learned from it with a `seq` its messages, on their way, would then be taken as had.
+   * chat, whose chats are read (none) and none kept: before the epoch, the page is empty, so a
+   * chat created meanwhile is not learned from it with a `seq` its messages, on their way, would
+   * then be taken as had.
    */
   async function check(): Promise<unknown> {
     const known = order.someChat();

@@ -100,7 +100,8 @@ export function createFrameRouter(deps: {
           if (!requests.error(frame)) emit("error", frame);
           return;
         case "chats":
-          // held for the next ack: an answer's rows are learned, a chat known reads nothing
+          // held for the next ack, learned now as an answer is (a chat not seen starts there);
+          // should it turn out nobody's, it is news (unclaimed)
           if (requests.page(frame)) learnChats(frame, false);
           else unasked(frame);
           return;

@@ -335,6 +335,7 @@ export function createMessageOrder(deps: MessageOrderDeps) {
       }
       return undefined;
     },
+    /** A read of the chat was refused for good (`error`): `forbidden` says the user left it. */
     refused,
     /** No more filling (the client closed). */
     stop(): void {
