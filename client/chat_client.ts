@@ -84,7 +84,8 @@ export interface ChatClient extends AsyncDisposable {
    * send with no reply within its timeout is taken as a connection gone silent (no close, no
    * packets): the socket is left as a lost one, and the outbox goes again, in order, on the
    * next; it rejects with RequestTimeoutError only when its frame was still being handed to
-   * the network then (`bufferedAmount`: a large upload on a slow uplink).
+   * the network then (`bufferedAmount`: a large upload on a slow uplink, some of whose bytes
+   * left during the timeout; when none did, the socket is left as a silent one).
    */
   request<A extends Action>(
     frame: ActionInput<A> & { action: A },
@@ -129,7 +130,8 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     retryDelay,
     write: (text) => connection.write(text),
     unclaimed: (frame) => frames.unclaimed(frame),
-    timedOut: (timeoutMs) => connection.leaveSilent(timeoutMs),
+    handed: () => connection.handed(),
+    timedOut: (timeoutMs, handedAtWrite) => connection.leaveSilent(timeoutMs, handedAtWrite),
     answered: () => connection.answered(),
   });
 

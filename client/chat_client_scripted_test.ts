@@ -4,7 +4,7 @@
  * exactly, frame by frame.
  */
 import assert from "node:assert/strict";
-import { openScriptedClient } from "../tests/support/scripted_socket.ts";
+import { openScriptedClient, type ScriptedSocket } from "../tests/support/scripted_socket.ts";
 import {
   chatRow,
   historyPage,
@@ -16,6 +16,20 @@ import { type ChatClient, ClientClosedError, RequestError, RequestTimeoutError }
 const X = "00000000-0000-4000-8000-00000000000a";
 const Y = "00000000-0000-4000-8000-00000000000b";
 const Z = "00000000-0000-4000-8000-00000000000c";
+
+/** A text message to the vendor, for `request()`. */
+const textSend = (content: string) =>
+  ({ action: "send_message", receiver_id: "vend-1", media_type: "text", content }) as const;
+
+/** The server stores the send `request` wrote on `socket` as message `seq` of X, and acks it. */
+function storeSend(socket: ScriptedSocket, request: { request_id?: string }, seq: number): void {
+  socket.push({
+    type: "ack",
+    request_id: request.request_id!,
+    action: "send_message",
+    message: storedMessage(X, seq),
+  });
+}
 
 Deno.test("a page whose request timed out is dropped, not given to a gap fill of another chat", async () => {
   await using scripted = openScriptedClient();
@@ -168,6 +182,8 @@ Deno.test("a gap fill unanswered while a large upload is still leaving is tried 
   socket.bufferedAmount = 1 << 20;
   socket.push({ type: "chat_message", chat_id: X, message: storedMessage(X, 3) });
   const late = await server.written(socket, "load_latest_chat");
+  // some of them leave before the read's timeout
+  socket.bufferedAmount -= 1 << 16;
   // no reply within the timeout: a second read; the first's late page is dropped
   const again = await server.written(socket, "load_latest_chat");
   socket.answer(late, historyPage(X, [2, 3]));
@@ -178,6 +194,22 @@ Deno.test("a gap fill unanswered while a large upload is still leaving is tried 
   assert.deepEqual(events.all("chat_message").map((frame) => frame.message.seq), [2, 3]);
   assert.equal(client.stats.reconnects, 0);
   assert.equal(client.stats.gapsFilled, 1);
+});
+
+Deno.test("a send unanswered while an upload is stuck (nothing leaves) leaves the socket; the outbox goes again", async () => {
+  await using scripted = openScriptedClient({ chatId: X, timeoutMs: 50 });
+  const { client, events, server } = scripted;
+  const socket = await scripted.accept(historyPage(X, [1]));
+  // a connection gone silent in the middle of a large upload: its bytes wait, none leave
+  socket.bufferedAmount = 1 << 20;
+  const sent = client.request(textSend("hello"));
+  await server.written(socket, "send_message");
+
+  const lost = await events.next("status", (status) => status.state === "reconnecting");
+  assert.equal(lost.code, 1006);
+  const next = await scripted.accept(historyPage(X, [1]));
+  storeSend(next, await server.written(next, "send_message"), 2);
+  assert.equal((await sent).seq, 2);
 });
 
 Deno.test("a chats catch-up page unanswered in time leaves the silent socket too", async () => {
@@ -386,12 +418,7 @@ Deno.test("a client given an aborted signal is closed from the start and opens n
 Deno.test("a server slower than timeoutMs is not reconnected to at once, again and again: the delay grows", async () => {
   await using scripted = openScriptedClient({ chatId: X, timeoutMs: 200 });
   const { client, events, server } = scripted;
-  const sent = client.request({
-    action: "send_message",
-    receiver_id: "vend-1",
-    media_type: "text",
-    content: "hello",
-  });
+  const sent = client.request(textSend("hello"));
   const delays: number[] = [];
   // alive but slow: each connection opens, and the outbox's send gets its reply too late
   for (let socketIndex = 0; socketIndex < 4; socketIndex++) {
@@ -403,20 +430,9 @@ Deno.test("a server slower than timeoutMs is not reconnected to at once, again a
   }
   // a connection that answers in time, later gone silent, starts over
   const healthy = await scripted.accept(historyPage(X, [1]));
-  const send = await server.written(healthy, "send_message");
-  healthy.push({
-    type: "ack",
-    request_id: send.request_id,
-    action: "send_message",
-    message: storedMessage(X, 2),
-  });
+  storeSend(healthy, await server.written(healthy, "send_message"), 2);
   assert.equal((await sent).seq, 2);
-  const second = client.request({
-    action: "send_message",
-    receiver_id: "vend-1",
-    media_type: "text",
-    content: "later",
-  });
+  const second = client.request(textSend("later"));
   await server.written(healthy, "send_message");
   const silent = await events.next("status", (status) => status.state === "reconnecting");
   delays.push(silent.retryInMs ?? -1);

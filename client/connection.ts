@@ -61,6 +61,8 @@ export function createConnection(
    * counts), given-up requests' included: after a 1009 it says which send was too large.
    */
   let largestWritten = 0;
+  /** Every frame written on the current socket, in UTF-8 bytes (as `bufferedAmount` counts). */
+  let bytesWritten = 0;
   let everReady = false;
   /** Failed attempts since the last connection that opened: the backoff's exponent. */
   let attempt = 0;
@@ -130,6 +132,7 @@ export function createConnection(
     socketGone = gone.promise;
     isReady = false;
     largestWritten = 0;
+    bytesWritten = 0;
     ws.onmessage = (event) => {
       // frames still come after close() until the close event (Deno delivers them while the
       // socket is CLOSING): a client stopped takes none, nor a socket it has left
@@ -188,17 +191,25 @@ export function createConnection(
     );
   }
 
+  /** Bytes of the current socket's frames handed to the network so far. */
+  function handed(): number {
+    return bytesWritten - (socket?.bufferedAmount ?? 0);
+  }
+
   /**
    * A send (or a read of the client's own: a gap fill, the heartbeat) written on the socket got
-   * no reply within `timeoutMs`. Unless the socket is still
-   * handing frames to the network (a large upload on a slow uplink outlasts its timeout), it
-   * has gone silent (no close frame, packets dropped): it is left as a lost one, so that the
-   * outbox goes again, in order, on the next connection, after one timeout rather than one
-   * per send waiting behind it. False when it is kept.
+   * no reply within `timeoutMs`; `handedAtWrite` is what handed() said once it was written.
+   * Unless the socket is still handing frames to the network (a large upload on a slow uplink
+   * outlasts its timeout: bytes wait, and some left meanwhile), it has gone silent (no close
+   * frame, packets dropped; also in the middle of an upload, whose bytes then wait and none
+   * leave): it is left as a lost one, so that the outbox goes again, in order, on the next
+   * connection, after one timeout rather than one per send waiting behind it. False when it is
+   * kept.
    */
-  function leaveSilent(timeoutMs: number): boolean {
+  function leaveSilent(timeoutMs: number, handedAtWrite: number): boolean {
     const ws = socket;
-    if (!ws || !isReady || ws.bufferedAmount > 0) return false;
+    if (!ws || !isReady) return false;
+    if (ws.bufferedAmount > 0 && handed() > handedAtWrite) return false;
     try {
       ws.close(1000);
     } catch {
@@ -281,12 +292,12 @@ export function createConnection(
     write(text: string): boolean {
       if (!isReady || socket?.readyState !== OPEN) return false;
       socket.send(text);
-      // a UTF-16 unit is at most 3 bytes of UTF-8: most frames need no encoding to know
-      if (text.length * 3 > largestWritten) {
-        largestWritten = Math.max(largestWritten, utf8Bytes(text));
-      }
+      const bytes = utf8Bytes(text);
+      bytesWritten += bytes;
+      largestWritten = Math.max(largestWritten, bytes);
       return true;
     },
+    handed,
     leaveSilent,
     /** A request got its reply in time: the server answers, a socket left next starts over. */
     answered(): void {
@@ -310,6 +321,10 @@ export function createConnection(
 
 const encoder = new TextEncoder();
 
+/** Any UTF-16 unit that is not ASCII. */
+const NOT_ASCII = /[\u0080-\uffff]/;
+
+/** The UTF-8 size of a frame; an ASCII one (media's base64, most text) needs no encoding. */
 function utf8Bytes(text: string): number {
-  return encoder.encode(text).byteLength;
+  return NOT_ASCII.test(text) ? encoder.encode(text).byteLength : text.length;
 }

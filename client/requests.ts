@@ -29,6 +29,8 @@ interface Pending {
   clientId: string | undefined;
   reply: ReplyKind;
   timeoutMs: number;
+  /** The socket's bytes handed to the network once it was written (see `handed`). */
+  handedAtWrite: number;
   /** Unanswered in time, it asks whether the socket has gone silent (see AddOptions). */
   leavesSilent: boolean;
   /** The `unread_messages` that answered it, before its ack. */
@@ -86,12 +88,15 @@ export function createRequests(deps: {
   retryDelay: (attempt: number) => number;
   /** A page held for the next ack that turned out to answer no request (a pushed `chats`). */
   unclaimed: (frame: Page) => void;
+  /** Bytes of the socket's frames handed to the network so far. */
+  handed: () => number;
   /**
-   * A written send (or a read of the client's own) got no reply within `timeoutMs`: true when
-   * the connection takes its socket for dead and leaves it (lost() then puts the send back in
-   * the outbox, and rejects the read as lost); false: it gives up.
+   * A written send (or a read of the client's own) got no reply within `timeoutMs`
+   * (`handedAtWrite`: `handed()` once it was written): true when the connection takes its
+   * socket for dead and leaves it (lost() then puts the send back in the outbox, and rejects
+   * the read as lost); false: it gives up.
    */
-  timedOut: (timeoutMs: number) => boolean;
+  timedOut: (timeoutMs: number, handedAtWrite: number) => boolean;
   /** A request in flight got its reply (an `ack` or `error`) in time. */
   answered: () => void;
 }) {
@@ -188,6 +193,7 @@ export function createRequests(deps: {
 
   function write(pending: Pending): boolean {
     if (!deps.write(pending.text)) return false;
+    pending.handedAtWrite = deps.handed();
     if (pending.reply === "none") {
       pending.settle({ value: undefined });
       return true;
@@ -197,7 +203,7 @@ export function createRequests(deps: {
       // the outbox's send unanswered: the socket may have gone silent, and each send behind
       // it would wait its own timeout in turn; a read of the client's own would be made again
       // and again on it
-      if (pending.leavesSilent && deps.timedOut(pending.timeoutMs)) return;
+      if (pending.leavesSilent && deps.timedOut(pending.timeoutMs, pending.handedAtWrite)) return;
       giveUp(pending, new RequestTimeoutError(pending.action, pending.timeoutMs, pending.clientId));
     }, pending.timeoutMs);
     return true;
@@ -258,6 +264,7 @@ export function createRequests(deps: {
         clientId: frame.client_id,
         reply: replies[frame.action],
         timeoutMs: options.timeoutMs ?? deps.timeoutMs,
+        handedAtWrite: 0,
         leavesSilent: frame.action === "send_message" || options.leavesSilent === true,
         answer: undefined,
         timer: undefined,

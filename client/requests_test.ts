@@ -17,6 +17,7 @@ function openRequests() {
       return true;
     },
     unclaimed: () => {},
+    handed: () => 0,
     timedOut: () => false,
     answered: () => {},
   });
@@ -52,6 +53,7 @@ Deno.test("a send refused with rate_limited is written again after a backoff, be
       return true;
     },
     unclaimed: () => {},
+    handed: () => 0,
     timedOut: () => false,
     answered: () => {},
   });

@@ -20,7 +20,8 @@ export class ScriptedSocket {
   readyState = 1;
   /**
    * Bytes the client wrote that have not yet gone out: none, unless a test plays a slow uplink
-   * (a large upload still leaving).
+   * (a large upload still leaving) by setting it; each frame written then waits behind them
+   * (it is added), and the test says what the network took by lowering it.
    */
   bufferedAmount = 0;
   /** What the client wrote, parsed. */
@@ -36,6 +37,7 @@ export class ScriptedSocket {
 
   /** The client writes a frame. */
   send(text: string): void {
+    if (this.bufferedAmount > 0) this.bufferedAmount += new TextEncoder().encode(text).byteLength;
     this.sent.push(JSON.parse(text));
     this.#changed();
   }
