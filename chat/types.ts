@@ -101,6 +101,11 @@ export interface StoredSanction {
   banned: boolean;
   /** How long ago an operator last disconnected the user (the database's clock); null: never. */
   disconnectedAgoMs: number | null;
+  /**
+   * When that disconnect was recorded, on the database's clock (ISO, as the disconnect's event
+   * carries it); null: never.
+   */
+  disconnectedOn: string | null;
 }
 
 /** The same on this process's clock (ChatService.sanctionsOf). */

@@ -5,6 +5,7 @@ import { arrayLiteral } from "./array_literal.ts";
 import { inRecentWindow } from "./recent_window.ts";
 import {
   type BanRow,
+  iso,
   type MemberRow,
   type ModerationRow,
   toBan,
@@ -17,6 +18,7 @@ interface SanctionRow {
   user_id: string;
   banned: boolean;
   disconnected_ago_ms: number | null;
+  disconnected_on: Date | null;
 }
 
 /** The store's queries of who may act: vendor members, bans, and the moderation log. */
@@ -104,24 +106,30 @@ export function createModerationQueries(sql: Sql) {
       const users = arrayLiteral([...new Set(userIds)]);
       // the newest disconnect of each user is one step down moderation_actions_disconnects
       const rows = await sql<SanctionRow[]>`
-        select user_id, banned, disconnected_ago_ms from (
-          select users.user_id,
-            exists (
-              select 1 from bans where bans.user_id = users.user_id
-                and (expires_at is null or expires_at > now())
-            ) as banned,
-            (
-              select (extract(epoch from now() - created_at) * 1000)::float8
-              from moderation_actions
-              where target_user_id = users.user_id and action = 'disconnect_user'
-              order by created_at desc limit 1
-            ) as disconnected_ago_ms
-          from unnest(${users}::text[]) as users (user_id)
-        ) as sanctioned
-        where banned or disconnected_ago_ms is not null`;
+        select users.user_id, banned.in_force as banned,
+          last_disconnect.created_at as disconnected_on,
+          (extract(epoch from now() - last_disconnect.created_at) * 1000)::float8
+            as disconnected_ago_ms
+        from unnest(${users}::text[]) as users (user_id)
+        cross join lateral (
+          select exists (
+            select 1 from bans where bans.user_id = users.user_id
+              and (expires_at is null or expires_at > now())
+          ) as in_force
+        ) as banned
+        left join lateral (
+          select created_at from moderation_actions
+          where target_user_id = users.user_id and action = 'disconnect_user'
+          order by created_at desc limit 1
+        ) as last_disconnect on true
+        where banned.in_force or last_disconnect.created_at is not null`;
       const sanctions = new Map<string, StoredSanction>();
-      for (const { user_id, banned, disconnected_ago_ms } of rows) {
-        sanctions.set(user_id, { banned, disconnectedAgoMs: disconnected_ago_ms });
+      for (const { user_id, banned, disconnected_ago_ms, disconnected_on } of rows) {
+        sanctions.set(user_id, {
+          banned,
+          disconnectedAgoMs: disconnected_ago_ms,
+          disconnectedOn: disconnected_on === null ? null : iso(disconnected_on),
+        });
       }
       return sanctions;
     },

@@ -484,7 +484,11 @@ for (const backend of backends) {
       reason: "spam",
       duration_seconds: -60, // ran out a minute ago
     });
-    await db.store.recordModeration({ ...by, action: "disconnect_user", target_user_id: "gone" });
+    const disconnect = await db.store.recordModeration({
+      ...by,
+      action: "disconnect_user",
+      target_user_id: "gone",
+    });
     await db.store.recordModeration({ ...by, action: "ban_user", target_user_id: "logged" });
     // ids are data, never SQL: a quote or a brace is an id like any other
     const odd = `x'); drop table bans; --"{}`;
@@ -498,14 +502,17 @@ for (const backend of backends) {
       ["banned", "ban-over", "gone", "logged", "clean", odd, "banned"],
     );
     assert.deepEqual([...sanctions.keys()].sort(), ["banned", "gone", odd].sort());
-    assert.deepEqual(sanctions.get("banned"), { banned: true, disconnectedAgoMs: null });
-    assert.deepEqual(sanctions.get(odd), { banned: true, disconnectedAgoMs: null });
+    const bannedOnly = { banned: true, disconnectedAgoMs: null, disconnectedOn: null };
+    assert.deepEqual(sanctions.get("banned"), bannedOnly);
+    assert.deepEqual(sanctions.get(odd), bannedOnly);
     const gone = sanctions.get("gone")!;
     assert.equal(gone.banned, false);
     assert.ok(
       gone.disconnectedAgoMs! >= 0 && gone.disconnectedAgoMs! < 60_000,
       `${gone.disconnectedAgoMs}`,
     );
+    // as the disconnect's own record has it, which its event carries
+    assert.equal(gone.disconnectedOn, disconnect.created_at);
   });
 
   Deno.test(`${backend.name}: the users banned or disconnected within a window are found by the moderation log`, async () => {
