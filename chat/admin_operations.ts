@@ -112,10 +112,19 @@ export function createAdminOperations(deps: {
       if (!lifted) throw new ChatError("not_found", "no ban for this user");
     },
 
-    /** Closes every socket of the user on every instance (4408). */
+    /**
+     * Closes every socket of the user on every instance (4408), but those let in after the
+     * disconnect was recorded (a user who came back at once, to an instance the event reaches
+     * late).
+     */
     async disconnectUser(userId: string, by: ModeratorInput): Promise<void> {
-      await store.recordModeration(userModeration("disconnect_user", userId, by));
-      publishUser(userId, { type: "disconnect", user_id: userId, reason: "operator" });
+      const action = await store.recordModeration(userModeration("disconnect_user", userId, by));
+      publishUser(userId, {
+        type: "disconnect",
+        user_id: userId,
+        reason: "operator",
+        disconnected_on: action.created_at,
+      });
     },
   };
 }

@@ -95,6 +95,12 @@ export const userEventSchema = z.discriminatedUnion("type", [
     type: z.literal("disconnect"),
     user_id: z.string(),
     reason: z.enum(["banned", "operator"]),
+    /**
+     * On an operator's: when the store recorded it (its clock), so that a socket the store let
+     * in after it is not ended by it. Absent from instances that predate it: theirs end every
+     * socket of the user.
+     */
+    disconnected_on: isoTime.optional(),
   }),
   z.object({ type: z.literal("membership_added"), vendor_id: z.string(), user_id: z.string() }),
   z.object({ type: z.literal("membership_revoked"), vendor_id: z.string(), user_id: z.string() }),

@@ -3,31 +3,58 @@ import type { ChatStore, RecentWindow } from "./ports.ts";
 import type { Membership, Sanction } from "./types.ts";
 
 /**
+ * What the store showed of a user as it let them in: the newest operator disconnect of the user
+ * (when recorded, on the database's clock; null: never). A socket opened with it was opened after
+ * that disconnect, and is ended by newer ones only (see ws/operator_disconnects.ts).
+ */
+export interface Admission {
+  disconnectedOn: string | null;
+}
+
+/**
  * Who may be where: a user's memberships of chats, and the bans and operator disconnects that
  * refuse or end them. Part of the chat service (see createChatService).
  */
 export function createMembershipOperations(deps: { store: ChatStore; now: () => number }) {
   const { store, now } = deps;
 
+  /** The user's admission (see Admission); `forbidden` when banned. */
+  async function admit(userId: string): Promise<Admission> {
+    const sanction = (await store.sanctionsOf([userId])).get(userId);
+    if (sanction?.banned) throw new ChatError("forbidden", "banned");
+    return { disconnectedOn: sanction?.disconnectedOn ?? null };
+  }
+
   return {
-    /** The user's membership of a chat; `forbidden` when unknown, not a participant or banned. */
-    async joinChat(userId: string, chatId: string): Promise<Membership> {
-      const [membership] = await Promise.all([
+    /**
+     * The user's membership of a chat, with their admission; `forbidden` when unknown, not a
+     * participant or banned.
+     */
+    async joinChat(
+      userId: string,
+      chatId: string,
+    ): Promise<Admission & { membership: Membership }> {
+      const [membership, admission] = await Promise.all([
         store.membership(chatId, userId),
-        refuseBanned(store, userId),
+        admit(userId),
       ]);
       if (!membership) throw new ChatError("forbidden", "not a participant of this chat");
-      return membership;
+      return { ...admission, membership };
     },
 
-    /** Every chat of the user, and the vendors they act for; `forbidden` when banned. */
-    async joinAllChats(userId: string): Promise<{ chats: Membership[]; vendors: string[] }> {
-      const [chats, vendors] = await Promise.all([
+    /**
+     * Every chat of the user, and the vendors they act for, with their admission; `forbidden`
+     * when banned.
+     */
+    async joinAllChats(
+      userId: string,
+    ): Promise<Admission & { chats: Membership[]; vendors: string[] }> {
+      const [chats, vendors, admission] = await Promise.all([
         store.chatsOf(userId),
         store.vendorsOf(userId),
-        refuseBanned(store, userId),
+        admit(userId),
       ]);
-      return { chats, vendors };
+      return { ...admission, chats, vendors };
     },
 
     /**

@@ -1,5 +1,6 @@
 import type { Principal } from "../auth/verifier.ts";
 import type { UserEvent } from "../chat/events.ts";
+import type { Admission } from "../chat/membership_operations.ts";
 import type { ChatFeed, Delivery } from "../chat/feed.ts";
 import type { ChatService } from "../chat/service.ts";
 import type { Sanction } from "../chat/types.ts";
@@ -10,6 +11,7 @@ import { answerAction, type UploadPlaces } from "./actions.ts";
 import type { ClientFrame } from "./frames.ts";
 import { DeliveryOrder } from "./delivery_order.ts";
 import type { FrameIntake, IntakeLimits, Taken } from "./frame_intake.ts";
+import { OperatorDisconnects } from "./operator_disconnects.ts";
 import { SocketChats } from "./socket_chats.ts";
 import { type AccessContext, checkAccessAgain, closeIfSanctioned } from "./socket_access.ts";
 import { adoptNewChat, adoptVendor, type PagesContext, sendFirstFrames } from "./store_pages.ts";
@@ -75,6 +77,8 @@ export class Connection {
   #chats: SocketChats;
   /** Rate limit and bound of the client frames waiting in `#queue` (since the upgrade). */
   #intake: FrameIntake;
+  /** The operator disconnects that end this socket: those made since the store let it in. */
+  #disconnects = new OperatorDisconnects();
 
   constructor(
     socket: WebSocket,
@@ -163,13 +167,26 @@ export class Connection {
     instruments.fanoutLatency.observe(latencyMs / 1000);
   }
 
+  /**
+   * The store let the socket in (its first read): an operator's disconnect heard meanwhile, and
+   * recorded after what the read showed, closes it with 4408. False when closed.
+   */
+  admitted(admission: Admission): boolean {
+    if (this.#disconnects.admitted(admission.disconnectedOn)) this.#closeDisconnected();
+    return !this.#closed;
+  }
+
+  #closeDisconnected(): void {
+    this.close(CloseCode.operatorDisconnect, "disconnected by an operator");
+  }
+
   /** A user event heard for this socket: its user's own, or a vendor's the user acts for. */
   onUserEvent(event: UserEvent): void {
     switch (event.type) {
       case "disconnect":
         if (event.user_id !== this.userId) return;
         if (event.reason === "banned") this.close(CloseCode.forbidden, "banned");
-        else this.close(CloseCode.operatorDisconnect, "disconnected by an operator");
+        else if (this.#disconnects.heard(event.disconnected_on)) this.#closeDisconnected();
         return;
       case "chat_created":
         if (this.endpoint.kind !== "chats") return;

@@ -125,7 +125,7 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
         ],
       });
     }
-    const membership = await service.joinChat(principal.userId, chatId.toLowerCase());
+    const { membership } = await service.joinChat(principal.userId, chatId.toLowerCase());
     const declared = request.headers.get("content-length");
     const media = await service.uploadMedia(
       { user_id: principal.userId, membership },

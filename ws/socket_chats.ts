@@ -1,6 +1,7 @@
 import type { UserEvent } from "../chat/events.ts";
 import type { ChatFeed, Delivery } from "../chat/feed.ts";
 import { ChatError } from "../chat/errors.ts";
+import type { Admission } from "../chat/membership_operations.ts";
 import type { Actor, ChatService } from "../chat/service.ts";
 import type { Membership } from "../chat/types.ts";
 import type { ServerFrame } from "../protocol/mod.ts";
@@ -74,23 +75,28 @@ export class SocketChats {
 
   /**
    * The chat of the single-chat endpoint: read from the store (ChatError `forbidden` when the
-   * user may not see it), kept and followed. Undefined when the socket closed meanwhile.
+   * user may not see it), kept and followed; with the user's admission. Undefined when the
+   * socket closed meanwhile.
    */
-  async takeInChat(chatId: string): Promise<Membership | undefined> {
+  async takeInChat(chatId: string): Promise<(Admission & { membership: Membership }) | undefined> {
     this.#revokedWhileReading = new Set();
-    const membership = await this.#deps.service.joinChat(this.#host.userId, chatId);
-    this.#keep([membership]);
+    const joined = await this.#deps.service.joinChat(this.#host.userId, chatId);
+    this.#keep([joined.membership]);
     if (this.#host.closed) return undefined;
-    await this.#follow([membership.chat.id]);
-    return membership;
+    await this.#follow([joined.membership.chat.id]);
+    return joined;
   }
 
-  /** All of the user's chats, read from the store, kept and followed; their vendors heard. */
-  async takeInAllChats(): Promise<void> {
-    const { chats, vendors } = await this.#readAllChats();
+  /**
+   * All of the user's chats, read from the store, kept and followed; their vendors heard.
+   * Returns the user's admission.
+   */
+  async takeInAllChats(): Promise<Admission> {
+    const { chats, vendors, disconnectedOn } = await this.#readAllChats();
     this.#keep(chats);
     this.#hearVendors(vendors);
     await this.#follow(chats.map((membership) => membership.chat.id));
+    return { disconnectedOn };
   }
 
   /**
@@ -219,10 +225,10 @@ export class SocketChats {
    * The user's chats and vendors from the store, less the vendors revoked during the read: the
    * chats are kept by `#keep`, which drops those; a vendor heard would make a re-adding ignored.
    */
-  async #readAllChats(): Promise<{ chats: Membership[]; vendors: string[] }> {
+  async #readAllChats(): Promise<Admission & { chats: Membership[]; vendors: string[] }> {
     const revokedMeanwhile = this.#revokedWhileReading = new Set<string>();
-    const { chats, vendors } = await this.#deps.service.joinAllChats(this.#host.userId);
-    return { chats, vendors: vendors.filter((vendorId) => !revokedMeanwhile.has(vendorId)) };
+    const joined = await this.#deps.service.joinAllChats(this.#host.userId);
+    return { ...joined, vendors: joined.vendors.filter((id) => !revokedMeanwhile.has(id)) };
   }
 
   /** Keeps memberships read from the store, less what was revoked while they were read. */

@@ -45,7 +45,11 @@ function memberSocket() {
         return Promise.reject(new Error("the store went away"));
       }
       state.whileReading?.();
-      return Promise.resolve({ chats: state.chats.map(membership), vendors: state.vendors });
+      return Promise.resolve({
+        chats: state.chats.map(membership),
+        vendors: state.vendors,
+        disconnectedOn: null,
+      });
     },
     membership: (_userId: string, chatId: string) => Promise.resolve(membership(chatId)),
     listChats: () =>

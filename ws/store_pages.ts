@@ -1,5 +1,6 @@
 import { ChatError } from "../chat/errors.ts";
 import type { Delivery } from "../chat/feed.ts";
+import type { Admission } from "../chat/membership_operations.ts";
 import type { ChatService } from "../chat/service.ts";
 import type { ServerFrame } from "../protocol/mod.ts";
 import type { DeliveryOrder } from "./delivery_order.ts";
@@ -15,6 +16,8 @@ export interface PagesHost {
   close(code: number, reason: string): void;
   /** A live event, sent on in order with the pages (DeliveryOrder). */
   deliver(delivery: Delivery): void;
+  /** The store let the socket in (see Connection.admitted); false when that closed it. */
+  admitted(admission: Admission): boolean;
 }
 
 /** What sending one socket pages from the store works with. */
@@ -40,8 +43,9 @@ export async function sendFirstFrames(context: PagesContext): Promise<void> {
   try {
     chats.hearUser();
     if (connection.endpoint.kind === "chat") {
-      const membership = await chats.takeInChat(connection.endpoint.chatId);
-      if (!membership) return;
+      const joined = await chats.takeInChat(connection.endpoint.chatId);
+      if (!joined || !connection.admitted(joined)) return;
+      const { membership } = joined;
       const page = await service.history(membership.chat, { limit: 50 });
       order.pageSent(membership.chat.id, page.items.at(-1)?.seq ?? 0);
       send({
@@ -52,7 +56,7 @@ export async function sendFirstFrames(context: PagesContext): Promise<void> {
       });
       send({ type: "unread_messages", ...(await service.unread(membership)) });
     } else {
-      await chats.takeInAllChats();
+      if (!connection.admitted(await chats.takeInAllChats())) return;
       const page = await service.listChats(connection.userId);
       send({ type: "chats", chats: page.items, has_more: page.has_more });
     }

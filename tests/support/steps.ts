@@ -44,7 +44,8 @@ export async function seedMessages(
   },
 ): Promise<void> {
   const service = cluster.main.service.chat;
-  const actor = { user_id: options.from, membership: await service.joinChat(options.from, chatId) };
+  const { membership } = await service.joinChat(options.from, chatId);
+  const actor = { user_id: options.from, membership };
   for (let n = 1; n <= options.count; n++) {
     await service.sendMessage(actor, {
       receiver_id: options.to,

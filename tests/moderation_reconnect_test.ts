@@ -1,0 +1,33 @@
+/**
+ * A user an operator disconnected may come back at once, to an instance the disconnect's event
+ * has not reached yet: the event, late, must end only the sockets opened before the disconnect.
+ * Instance 1 hears NATS through a proxy the test stalls to make it late.
+ */
+import assert from "node:assert/strict";
+import { natsCutToSecondInstance } from "./support/nats_cut.ts";
+import { joinChat, sendText, stillServes } from "./support/steps.ts";
+import { within } from "./support/wait.ts";
+
+const by = { moderator_id: "mod-1", reason: "spam" };
+
+Deno.test("a socket opened after DisconnectUser answered is not closed by the disconnect arriving late", async () => {
+  await using setup = await natsCutToSecondInstance({}, { grpc: true });
+  const { cluster, proxy } = setup;
+  const admin = await cluster.admin(0);
+  const chat = await admin.call("CreateChat", { user_id: "alice", vendor_id: "acme" });
+  await using before = await joinChat(cluster, "alice", chat.id, 0);
+  await using beforeThere = await joinChat(cluster, "alice", chat.id, 1);
+  await using vendor = await joinChat(cluster, "acme", chat.id, 1);
+
+  proxy.stall("downstream");
+  await admin.call("DisconnectUser", { user_id: "alice", ...by });
+  assert.equal((await within(before.closed, 10_000, "the close here")).code, 4408);
+  await using back = await joinChat(cluster, "alice", chat.id, 1);
+  proxy.restore();
+  // the late event still ends the socket opened before the disconnect, and that one alone
+  assert.equal((await within(beforeThere.closed, 10_000, "the late close")).code, 4408);
+  await sendText(vendor, "alice", "welcome back");
+  await back.nextOfType("chat_message");
+  await stillServes(back);
+  await sendText(back, "acme", "reconnected");
+});
