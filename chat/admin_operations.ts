@@ -17,13 +17,15 @@ export interface ModeratorInput {
 export function createAdminOperations(deps: {
   store: ChatStore;
   publishUser: (userId: string, event: UserEvent) => void;
+  /** Resolves once the bus has what was published (EventPublisher.published). */
+  published: () => Promise<void>;
   tombstone: (
     message: StoredMessage,
     deletedBy: string,
     options?: { audit?: ModerationRecord },
   ) => Promise<StoredMessage>;
 }) {
-  const { store, publishUser, tombstone } = deps;
+  const { store, publishUser, published, tombstone } = deps;
   return {
     /** The chat of the pair, created if new; participants' chat lists learn of it live. */
     async createChat(userId: string, vendorId: string): Promise<Chat> {
@@ -57,12 +59,16 @@ export function createAdminOperations(deps: {
       return member;
     },
 
-    /** Removes a member; their open sockets lose the vendor's chats at once. */
+    /**
+     * Removes a member; their open sockets lose the vendor's chats at once. Answers once the bus
+     * has the removal's event: an event sent after the answer reaches no instance ahead of it.
+     */
     async removeVendorMember(vendorId: string, userId: string): Promise<void> {
       if (!(await store.removeVendorMember(vendorId, userId))) {
         throw new ChatError("not_found", "no such vendor member");
       }
       publishUser(userId, { type: "membership_revoked", vendor_id: vendorId, user_id: userId });
+      await published();
     },
 
     listVendorMembers(vendorId: string): Promise<VendorMember[]> {

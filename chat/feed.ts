@@ -1,4 +1,5 @@
 import { createAmendmentReplay } from "./amendment_replay.ts";
+import { createBusRoundTrips } from "./bus_round_trips.ts";
 import { createChatPublisher } from "./chat_publisher.ts";
 import { ChatSequencer, type SequencerDeps } from "./chat_sequencer.ts";
 import { createDelivery, type Delivery } from "./delivery.ts";
@@ -66,6 +67,11 @@ export function createChatFeed(
   const onError = options.onError ?? (() => {});
   const chats = new Map<string, ChatEntry>();
   const publisher = createChatPublisher({ bus, subjects });
+  const roundTrips = createBusRoundTrips(bus);
+  /** Deliveries heard from another instance on the bus: in order with its other events. */
+  const heardOnBus = new WeakSet<Delivery>();
+  /** The tick of each delivery made without the bus (see bus_round_trips.ts). */
+  const ticks = new WeakMap<Delivery, number>();
   const users = createUserFeed({ bus, store, subjects }, { onError });
   const unreadPushes = createUnreadPushes({ store, onError });
   const amendments = createAmendmentReplay({
@@ -87,6 +93,7 @@ export function createChatFeed(
     // a live amendment whose publish the bus delayed past a replay that sent it
     if (amendments.alreadyDelivered(delivery.envelope.frame)) return;
     amendments.delivered(delivery.envelope.frame);
+    if (!heardOnBus.has(delivery)) ticks.set(delivery, roundTrips.tick());
     for (const listener of entry.listeners) {
       try {
         listener(delivery);
@@ -121,6 +128,7 @@ export function createChatFeed(
       const envelope = readBusPayload(payload, chatEnvelopeSchema, report);
       if (envelope === undefined) return;
       delivery = createDelivery(envelope);
+      heardOnBus.add(delivery);
     }
     entry.sequencer.receive(delivery);
   }
@@ -252,6 +260,26 @@ export function createChatFeed(
 
     publishUser(userId: string, event: UserEvent): void {
       users.publish(userId, event);
+    },
+
+    /**
+     * Resolves once the bus has what this instance published so far, so that no instance's
+     * event caused after it can reach another instance ahead of it (see bus_round_trips.ts), or
+     * once the bus did not answer in time. Never rejects.
+     */
+    async published(): Promise<void> {
+      await bus.check().catch(() => false);
+    },
+
+    /**
+     * Undefined when `delivery` may go out now to a socket that must not get it ahead of the user
+     * events other instances published before it: it came on the bus, in order with them, or a
+     * round trip since has brought them. Otherwise the round trip to wait for (never rejects).
+     */
+    roundTripBefore(delivery: Delivery): Promise<void> | undefined {
+      const tick = ticks.get(delivery);
+      if (tick === undefined || roundTrips.confirmed(tick)) return undefined;
+      return roundTrips.confirm(tick);
     },
 
     /**

@@ -41,6 +41,11 @@ export interface SerialisedEvent {
 export interface EventPublisher {
   publishChat(chatId: string, envelope: ChatEnvelope, serialised?: SerialisedEvent): void;
   publishUser(userId: string, event: UserEvent): void;
+  /**
+   * Resolves once the bus has what was published so far (or did not answer in time): an event
+   * caused after it cannot reach any instance ahead of what was published. Never rejects.
+   */
+  published(): Promise<void>;
 }
 
 /** Bus subject names (bus/subjects.ts implements it). */

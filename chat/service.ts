@@ -143,7 +143,12 @@ export function createChatService(deps: ChatServiceDeps) {
       return chatMedia.open(media, range);
     },
 
-    ...createAdminOperations({ store, publishUser, tombstone }),
+    ...createAdminOperations({
+      store,
+      publishUser,
+      published: () => events.published(),
+      tombstone,
+    }),
   };
 }
 

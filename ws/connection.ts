@@ -3,7 +3,7 @@ import type { UserEvent } from "../chat/events.ts";
 import type { Admission } from "../chat/membership_operations.ts";
 import type { ChatFeed, Delivery } from "../chat/feed.ts";
 import type { ChatService } from "../chat/service.ts";
-import type { Sanction } from "../chat/types.ts";
+import type { Membership, Sanction } from "../chat/types.ts";
 import type { SocketMetrics } from "../observability/metrics.ts";
 import type { AccessCheckOutcome } from "./access_checks.ts";
 import { CloseCode, type ErrorFrame } from "./errors.ts";
@@ -151,11 +151,29 @@ export class Connection {
     if (!membership) return;
     if (audience.to === "side" && audience.side !== membership.side) return;
     if (audience.to === "others" && audience.user_id === this.userId) return;
+    this.#holdForRoundTrip(membership, delivery);
     if (this.#order.due(delivery)) {
       if (this.#sendText(delivery.text)) this.#delivered(delivery);
     } else if (this.#order.held > MAX_HELD_EVENTS) {
       this.close(CloseCode.tryAgainLater, "too many events held");
     }
+  }
+
+  /**
+   * A socket that sees the chat as a vendor's member is sent what this instance delivered
+   * without the bus (its own events, what it read from the store) only after a round trip of
+   * the bus has brought what other instances published before: the member's removal, which its
+   * instance put on the bus before answering, may be among it, and the event caused after the
+   * answer. Holds the socket's events, `delivery` first, until then.
+   */
+  #holdForRoundTrip(membership: Membership, delivery: Delivery): void {
+    if (membership.side !== "vendor" || membership.chat.vendor_id === this.userId) return;
+    const roundTrip = this.#deps.feed.roundTripBefore(delivery);
+    if (!roundTrip) return;
+    const hold = this.#order.holdUntilRoundTrip();
+    void roundTrip.then(() => {
+      for (const held of this.#order.roundTripped(hold)) this.deliver(held);
+    });
   }
 
   #delivered(delivery: Delivery): void {

@@ -9,18 +9,22 @@ import type { Delivery } from "../chat/feed.ts";
  */
 const UNTIL_CHECKED = 1;
 const UNTIL_SCREENED = 2;
+const UNTIL_ROUND_TRIP = 4;
 
 export class DeliveryOrder {
   #ready = false;
   /**
    * Why every live event waits (flags, a number rather than a set to keep an idle socket small):
-   * the socket's access is checked again, or its user's sanctions are read (sanction_screens.ts).
+   * the socket's access is checked again, its user's sanctions are read (sanction_screens.ts), or
+   * a round trip of the bus is awaited.
    */
   #holding = 0;
   /** How many times holdUntilChecked was asked: a check lifts only the holds asked before it. */
   #checksAsked = 0;
   /** The screen whose answer lifts the screen hold (a later screen's replaces it). */
   #screen = 0;
+  /** How many round trip holds were asked: the newest one's lifts the hold. */
+  #roundTrips = 0;
   /** Live events that arrived while the first frames were being prepared, or during a hold. */
   #early: Delivery[] = [];
   /**
@@ -96,6 +100,23 @@ export class DeliveryOrder {
    */
   screened(screen: number): Delivery[] {
     return screen === this.#screen ? this.#lift(UNTIL_SCREENED) : [];
+  }
+
+  /**
+   * Holds every live event until `roundTripped()` with what this returns: an event may not go
+   * out before a round trip of the bus (see Connection.deliver).
+   */
+  holdUntilRoundTrip(): number {
+    this.#holding |= UNTIL_ROUND_TRIP;
+    return ++this.#roundTrips;
+  }
+
+  /**
+   * The round trip of `hold` came back: the events held, in arrival order, to deliver again;
+   * none while a newer round trip hold waits for its own.
+   */
+  roundTripped(hold: number): Delivery[] {
+    return hold === this.#roundTrips ? this.#lift(UNTIL_ROUND_TRIP) : [];
   }
 
   /** Ends one hold; the events held once none is left and the first frames are out. */

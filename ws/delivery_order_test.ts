@@ -120,3 +120,17 @@ Deno.test("DeliveryOrder: a check lifts only the holds asked before it began, a 
   assert.deepEqual(order.screened(1), []);
   assert.deepEqual(order.screened(2), [typing("b")]);
 });
+
+Deno.test("DeliveryOrder: a round trip hold is lifted by its newest round trip only", () => {
+  const order = new DeliveryOrder();
+  order.ready();
+  const first = order.holdUntilRoundTrip();
+  const a = typing("c1");
+  assert.equal(order.due(a), false);
+  const second = order.holdUntilRoundTrip();
+  const b = message("c1", 1);
+  assert.equal(order.due(b), false);
+  assert.deepEqual(order.roundTripped(first), [], "a newer hold waits for its own");
+  assert.deepEqual(order.roundTripped(second), [a, b]);
+  assert.equal(order.due(message("c1", 2)), true);
+});

@@ -1,0 +1,45 @@
+import type { EventBus } from "./ports.ts";
+
+/**
+ * Round trips of the bus, to order what this instance delivers without it (its own events, what
+ * it read from the store) after what the bus was bringing it meanwhile. Once a round trip begun
+ * after a delivery has come back, whatever another instance had published before that delivery
+ * was caused has reached this instance (NATS writes to a connection in the order the server took
+ * the publishes in): a vendor member's removal, say, which the removal's instance sent before it
+ * answered. Ticks count the deliveries; a round trip confirms the ticks given before it began.
+ */
+export function createBusRoundTrips(bus: Pick<EventBus, "check">) {
+  let ticks = 0;
+  let confirmedThrough = 0;
+  /** The newest round trip under way, and the ticks it will confirm. */
+  let current: { through: number; done: Promise<void> } | undefined;
+
+  return {
+    /** A tick for a delivery made now. */
+    tick(): number {
+      return ++ticks;
+    },
+
+    /** True when a round trip begun after `tick` was given has come back. */
+    confirmed(tick: number): boolean {
+      return tick <= confirmedThrough;
+    },
+
+    /**
+     * Resolves once a round trip begun after `tick` was given has come back, or could not (the
+     * bus away: what it would bring is lost to this instance, and a resync follows). Never
+     * rejects.
+     */
+    confirm(tick: number): Promise<void> {
+      if (tick <= confirmedThrough) return Promise.resolve();
+      if (current && tick <= current.through) return current.done;
+      const through = ticks;
+      const done = bus.check().then(() => {}, () => {}).then(() => {
+        confirmedThrough = Math.max(confirmedThrough, through);
+        if (current?.done === done) current = undefined;
+      });
+      current = { through, done };
+      return done;
+    },
+  };
+}
