@@ -11,8 +11,20 @@ import type { EventBus } from "./ports.ts";
 export function createBusRoundTrips(bus: Pick<EventBus, "check">) {
   let ticks = 0;
   let confirmedThrough = 0;
-  /** The newest round trip under way, and the ticks it will confirm. */
+  /** The round trip under way, and the ticks it will confirm. */
   let current: { through: number; done: Promise<void> } | undefined;
+  /** One round trip more, begun when the current one is back: for the ticks given since. */
+  let next: Promise<void> | undefined;
+
+  function begin(): Promise<void> {
+    const through = ticks;
+    const done = bus.check().then(() => {}, () => {}).then(() => {
+      confirmedThrough = Math.max(confirmedThrough, through);
+      if (current?.done === done) current = undefined;
+    });
+    current = { through, done };
+    return done;
+  }
 
   return {
     /** A tick for a delivery made now. */
@@ -27,19 +39,17 @@ export function createBusRoundTrips(bus: Pick<EventBus, "check">) {
 
     /**
      * Resolves once a round trip begun after `tick` was given has come back, or could not (the
-     * bus away: what it would bring is lost to this instance, and a resync follows). Never
-     * rejects.
+     * bus away: what it would bring is lost to this instance, and a resync follows). At most one
+     * round trip is under way and one waits behind it, whatever the ticks. Never rejects.
      */
     confirm(tick: number): Promise<void> {
       if (tick <= confirmedThrough) return Promise.resolve();
-      if (current && tick <= current.through) return current.done;
-      const through = ticks;
-      const done = bus.check().then(() => {}, () => {}).then(() => {
-        confirmedThrough = Math.max(confirmedThrough, through);
-        if (current?.done === done) current = undefined;
+      if (!current) return begin();
+      if (tick <= current.through) return current.done;
+      return next ??= current.done.then(() => {
+        next = undefined;
+        return begin();
       });
-      current = { through, done };
-      return done;
     },
   };
 }
