@@ -60,7 +60,7 @@ function holdingFirstInsert(store: ChatStore) {
 const textService = (store: ChatStore) =>
   createChatService({
     store,
-    events: { publishChat() {}, publishUser() {} },
+    events: { publishChat() {}, publishUser() {}, published: () => Promise.resolve() },
     now: Date.now,
     media: {} as MediaPort,
   });
