@@ -1,4 +1,11 @@
-import { createLocalJWKSet, createRemoteJWKSet, errors, type JWTVerifyGetKey } from "jose";
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  customFetch,
+  errors,
+  type FetchImplementation,
+  type JWTVerifyGetKey,
+} from "jose";
 import { ChatError } from "../chat/errors.ts";
 import { errorFields, logger } from "../observability/log.ts";
 
@@ -33,7 +40,7 @@ export interface JwksKeys {
  * as the endpoint answers. Nothing is fetched until `getKey` or `held` is first called.
  */
 export function createJwksKeys(url: URL): JwksKeys {
-  const remote = createRemoteJWKSet(url);
+  const remote = createRemoteJWKSet(url, { [customFetch]: fetchReleasingRefusals });
   const log = logger("auth");
   let local: LocalKeys | undefined;
   let failedAt = Number.NEGATIVE_INFINITY;
@@ -96,3 +103,14 @@ export function createJwksKeys(url: URL): JwksKeys {
     },
   };
 }
+
+/**
+ * fetch for jose, which refuses an answer other than 200 without reading its body: left
+ * unread, the body (and its connection) stays open until garbage collection, once per failed
+ * fetch while the endpoint is down.
+ */
+const fetchReleasingRefusals: FetchImplementation = async (url, options) => {
+  const response = await fetch(url, options);
+  if (response.status !== 200) await response.body?.cancel();
+  return response;
+};
