@@ -203,9 +203,10 @@ export async function startService(
     shutdown.add(async (deadline) => {
       // A quarter of what is left at least: when a step before used up the deadline (a write
       // that hung), a healthy NATS is still drained, not taken for lost and recorded below.
-      if (await untilDeadline(bus.close(), shutdown.notBefore(deadline, 0.25), "NATS drain")) {
-        return;
-      }
+      // Past it the connection is closed, not left to reconnect after the shutdown.
+      const drainBound = shutdown.notBefore(deadline, 0.25);
+      const closed = bus.close(drainBound);
+      if (await untilDeadline(closed, drainBound, "NATS drain")) return;
       // NATS did not answer the drain: the connection may have been lost without the client
       // noticing yet, and what this instance published since with it. Recorded as an outage of
       // the longest such loss, so that the next instance to start sends the resync in its place.
@@ -215,6 +216,8 @@ export async function startService(
         const bound = AbortSignal.timeout(shutdown.secondsLeft() * 500);
         await untilDeadline(recording, bound, "recording the unanswered drain as a NATS outage");
       }
+      // closed outright at drainBound: it sends nothing more, so it does not wait on NATS
+      await closed;
     });
     const subjects = createSubjects(config.NATS_SUBJECT_PREFIX);
     const now = () => Date.now();

@@ -13,6 +13,9 @@ export interface Bus {
   subscribe(subject: string, handler: BusHandler): () => void;
   /** True while the transport answers (always true in-process). */
   check(signal?: AbortSignal): Promise<boolean>;
-  /** Flushes what was published, then closes. */
-  close(): Promise<void>;
+  /**
+   * Flushes what was published, then closes. Once `signal` aborts, closes at once instead,
+   * dropping what was not flushed.
+   */
+  close(signal?: AbortSignal): Promise<void>;
 }

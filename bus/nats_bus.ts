@@ -132,18 +132,32 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
     check(signal) {
       return answers(connection, signal);
     },
-    close() {
+    async close(signal) {
+      // A drain that NATS does not answer would wait for it forever, with the client
+      // reconnecting meanwhile: the signal closes the connection outright.
+      const cut = () => {
+        connection.close().catch((cause) =>
+          onError(new ChatError("unavailable", "NATS did not close cleanly", { cause }))
+        );
+      };
+      signal?.addEventListener("abort", cut, { once: true });
+      if (signal?.aborted) cut();
       closing ??= (async () => {
         try {
           // Drains subscriptions and what was published; resolves at once if already closed.
-          await connection[Symbol.asyncDispose]();
+          // A drain cut short never settles: the end of the connection ends the wait.
+          await Promise.race([connection[Symbol.asyncDispose](), connection.closed()]);
         } catch (cause) {
           onError(new ChatError("unavailable", "NATS did not drain cleanly", { cause }));
           await connection.close();
         }
         await watching;
       })();
-      return closing;
+      try {
+        await closing;
+      } finally {
+        signal?.removeEventListener("abort", cut);
+      }
     },
   };
 }

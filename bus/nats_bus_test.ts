@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { ChatError } from "../chat/errors.ts";
+import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
 import { createNatsBus, UNNOTICED_LOSS_MS } from "./nats_bus.ts";
 
 // What only the NATS bus does: survive a dropped connection. The drop is made by a TCP proxy
@@ -150,4 +151,21 @@ Deno.test("NATS bus: a failed first connection is reported without the credentia
   assert.doesNotMatch(error.message, /s3cret/);
   assert.match(error.message, /nats:\/\/alice:redacted@127\.0\.0\.1:1/);
   assert.match(error.message, /nats:\/\/redacted@127\.0\.0\.1:1/);
+});
+
+Deno.test("NATS bus: close() gives up a drain NATS does not answer once its signal aborts, and stops reconnecting", async () => {
+  await using proxy = startTcpProxy({
+    hostname: natsUrl.hostname,
+    port: Number(natsUrl.port || 4222),
+  });
+  const bus = await createNatsBus({ servers: `nats://127.0.0.1:${proxy.port}` });
+  bus.subscribe(`test.${crypto.randomUUID().replaceAll("-", "")}.chat.x`, () => {});
+  // a NATS gone silent: the connection stays open, and the drain is never answered
+  proxy.stall("both");
+
+  const controller = new AbortController();
+  const closed = bus.close(controller.signal);
+  controller.abort();
+  await within(closed, "close after the abort");
+  // the sanitizer fails this test if the client left a reconnect or ping timer behind
 });
