@@ -6,12 +6,15 @@ const stalled = (reason: BodyFailure) => new Error(`stalled: ${reason}`);
 /** A body that sends `pieces` pieces of `bytes` bytes, each `everyMs` after asked for. */
 function trickle(pieces: number, bytes: number, everyMs: number): ReadableStream<Uint8Array> {
   let sent = 0;
+  let wait: ReturnType<typeof setTimeout> | undefined;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
-      await new Promise((resolve) => setTimeout(resolve, everyMs));
+      await new Promise((resolve) => (wait = setTimeout(resolve, everyMs)));
       if (sent++ === pieces) return controller.close();
       controller.enqueue(new Uint8Array(bytes));
     },
+    // cancelled as stalled while a piece is on its way: no timer outlives the test
+    cancel: () => clearTimeout(wait),
   }, { highWaterMark: 0 }); // nothing is fetched ahead: each piece comes `everyMs` after asked for
 }
 
