@@ -1,10 +1,9 @@
 import assert from "node:assert/strict";
 import { ConfigError, loadConfig } from "../config.ts";
-import { createAdminClient, failure, type Reply, Status } from "./support/admin_client.ts";
+import { failure, type Reply, Status } from "./support/admin_client.ts";
 import { readFileDescriptor } from "../grpc/file_descriptors.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
 import { joinChat, seedMessages } from "./support/steps.ts";
-import { createCertificate } from "./support/tls_certificates.ts";
 import { within } from "./support/wait.ts";
 import { follow } from "./support/watch_stream.ts";
 
@@ -124,32 +123,6 @@ Deno.test("the admin plane refuses to run without GRPC_ADMIN_TOKEN and can be tu
   await using cluster = await startCluster();
   assert.equal(cluster.main.service.grpcPort, null);
   assert.equal(cluster.main.grpcAddress, null);
-});
-
-Deno.test("the admin plane speaks TLS with GRPC_TLS_CERT and GRPC_TLS_KEY", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const { cert, key } = await createCertificate();
-    await Deno.writeTextFile(`${dir}/cert.pem`, cert);
-    await Deno.writeTextFile(`${dir}/key.pem`, key);
-    await using cluster = await startCluster({
-      grpc: true,
-      env: { GRPC_TLS_CERT: `${dir}/cert.pem`, GRPC_TLS_KEY: `${dir}/key.pem` },
-    });
-    const address = cluster.main.grpcAddress!;
-    using secure = await createAdminClient(address, {
-      token: cluster.adminToken,
-      // node's TLS takes no IP address as the server name
-      tls: { ca: await Deno.readFile(`${dir}/cert.pem`), serverName: "localhost" },
-    });
-    const stats = await secure.call("GetStats");
-    assert.equal(stats.instance_id, cluster.main.service.instanceId);
-    using plain = await createAdminClient(address, { token: cluster.adminToken });
-    const error = await failure(plain.call("GetStats"));
-    assert.equal(error.code, Status.UNAVAILABLE);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
 });
 
 /** A socket of alice's on a chat with acme, open on the first instance. */
