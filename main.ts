@@ -270,7 +270,8 @@ export async function startService(
     // of what is left at least, as for the bus: a close that needs a moment still gets it.
     shutdown.add(async (deadline) => {
       const bound = shutdown.notBefore(deadline, 0.25);
-      await untilDeadline(mediaStore.close(), bound, "media store close");
+      // past it the store's connection is closed, not left to reconnect after the shutdown
+      await untilDeadline(mediaStore.close(bound), bound, "media store close");
     });
     // Media never sent, deleted once past its retention; and (once a day) files no catalogue row
     // names, once begun longer ago than an upload may last. Pushed after the store's close, so

@@ -3,6 +3,7 @@ import { ChatError } from "../chat/errors.ts";
 import type { Bus } from "./bus.ts";
 import { assertPublishSubject, createLocalRouter } from "./local_router.ts";
 import { redactUrls } from "../observability/redact.ts";
+import { drainOrClose } from "./nats_close.ts";
 import { natsServers } from "./nats_servers.ts";
 
 /** Options of {@link createNatsBus}. */
@@ -80,7 +81,6 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
   const router = createLocalRouter({ onError });
   const remote = new Map<string, Subscription>();
   const watching = watchStatus(connection, options, onError);
-  let closing: Promise<void> | undefined;
 
   function subscribeRemote(pattern: string): void {
     try {
@@ -133,31 +133,12 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
       return answers(connection, signal);
     },
     async close(signal) {
-      // A drain that NATS does not answer would wait for it forever, with the client
-      // reconnecting meanwhile: the signal closes the connection outright.
-      const cut = () => {
-        connection.close().catch((cause) =>
-          onError(new ChatError("unavailable", "NATS did not close cleanly", { cause }))
-        );
-      };
-      signal?.addEventListener("abort", cut, { once: true });
-      if (signal?.aborted) cut();
-      closing ??= (async () => {
-        try {
-          // Drains subscriptions and what was published; resolves at once if already closed.
-          // A drain cut short never settles: the end of the connection ends the wait.
-          await Promise.race([connection[Symbol.asyncDispose](), connection.closed()]);
-        } catch (cause) {
-          onError(new ChatError("unavailable", "NATS did not drain cleanly", { cause }));
-          await connection.close();
-        }
-        await watching;
-      })();
       try {
-        await closing;
-      } finally {
-        signal?.removeEventListener("abort", cut);
+        await drainOrClose(connection, signal);
+      } catch (cause) {
+        onError(new ChatError("unavailable", "NATS did not drain cleanly", { cause }));
       }
+      await watching;
     },
   };
 }

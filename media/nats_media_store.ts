@@ -10,6 +10,7 @@ import { redactUrls } from "../observability/redact.ts";
 import { MediaError } from "./errors.ts";
 import { inspect } from "./ingest.ts";
 import type { ByteRange, MediaStore } from "./store.ts";
+import { drainOrClose } from "../bus/nats_close.ts";
 import { natsServers } from "../bus/nats_servers.ts";
 import { startSweeps, type UploadSweep } from "./upload_sweep.ts";
 import {
@@ -277,12 +278,12 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
       }
     },
 
-    async close() {
+    async close(signal) {
       await sweeps?.stop();
       try {
-        await connection.drain();
+        await drainOrClose(connection, signal);
       } catch {
-        await connection.close();
+        // closed all the same; nothing of the store's was waiting on the drain
       }
     },
   };

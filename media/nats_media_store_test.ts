@@ -4,6 +4,8 @@ import { connect } from "@nats-io/transport-node";
 import assert from "node:assert/strict";
 import { natsBucket, paddedFixture, sha256Hex } from "../tests/support/media.ts";
 import { TEST_NATS_URL } from "../tests/support/service.ts";
+import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
+import { within } from "../tests/support/wait.ts";
 import { MediaError } from "./errors.ts";
 import { createNatsMediaStore } from "./nats_media_store.ts";
 import type { MediaStore } from "./store.ts";
@@ -116,3 +118,22 @@ async function untilObjects(bucket: { objects(): Promise<string[]> }, wanted: st
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+Deno.test("NATS media store: close() gives up a drain NATS does not answer once its signal aborts, and stops reconnecting", async () => {
+  await using bucket = natsBucket();
+  const target = new URL(TEST_NATS_URL);
+  await using proxy = startTcpProxy({ hostname: target.hostname, port: Number(target.port) });
+  const store = await createNatsMediaStore({
+    servers: `nats://127.0.0.1:${proxy.port}`,
+    bucket: bucket.name,
+    storage: "memory",
+  });
+  // a NATS gone silent: the connection stays open, and the drain is never answered
+  proxy.stall("both");
+
+  const controller = new AbortController();
+  const closed = store.close(controller.signal);
+  controller.abort();
+  await within(closed, 10_000, "the store's close after the abort");
+  // the sanitizer fails this test if the client left a reconnect or ping timer behind
+});

@@ -45,6 +45,9 @@ export interface MediaStore {
   files(options: { since?: Date; before: Date }): AsyncIterable<string[]>;
   /** True while the backend answers. */
   check(signal?: AbortSignal): Promise<boolean>;
-  /** Releases what the store opened itself (not a connection it was given). */
-  close(): Promise<void>;
+  /**
+   * Releases what the store opened itself (not a connection it was given). Once `signal`
+   * aborts, at once: what was still to be flushed is dropped.
+   */
+  close(signal?: AbortSignal): Promise<void>;
 }
