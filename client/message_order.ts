@@ -175,10 +175,12 @@ export function createMessageOrder(deps: MessageOrderDeps) {
    * Gives up on what is missing before the held messages (`error`: why), or before held
    * message `upTo` only: releases them in order, each range never had announced just before
    * the message after it. Giving up on all, a range after them up to the newest message known
-   * to be stored is announced last, and the messages up to it taken as given.
+   * to be stored is announced last, and the messages up to it taken as given. Returns how many
+   * ranges it announced.
    */
-  function skipGap(chatId: string, error: unknown, upTo = Infinity): void {
+  function skipGap(chatId: string, error: unknown, upTo = Infinity): number {
     const sequencer = sequencerOf(chatId);
+    const skippedBefore = gapsSkipped;
     let before = sequencer.last ?? 0;
     for (const message of sequencer.skipGap(upTo)) {
       if (message.seq > before + 1) {
@@ -201,6 +203,7 @@ export function createMessageOrder(deps: MessageOrderDeps) {
       amendments.get(chatId)?.delete(seq);
       for (const amendment of waiting) deps.amended(amendment);
     }
+    return gapsSkipped - skippedBefore;
   }
 
   /** Reads the store after the last released message until nothing is missing. */
@@ -208,7 +211,8 @@ export function createMessageOrder(deps: MessageOrderDeps) {
     if (filling.has(chatId) || stopped) return;
     filling.add(chatId);
     const load = async () => {
-      const skippedBefore = gapsSkipped;
+      // ranges this fill announced (other chats' fills announce theirs meanwhile)
+      let skippedHere = 0;
       let failures = 0;
       while (!stopped) {
         const sequencer = sequencerOf(chatId);
@@ -242,7 +246,7 @@ export function createMessageOrder(deps: MessageOrderDeps) {
         // what the page passes over is no longer stored (history removed: seq has no holes and
         // deleted messages stay as tombstones); read again, it would be passed over again
         const newest = page.messages.at(-1)?.seq ?? 0;
-        if (newest > (sequencer.last ?? 0)) skipGap(chatId, undefined, newest);
+        if (newest > (sequencer.last ?? 0)) skippedHere += skipGap(chatId, undefined, newest);
         if (page.has_more) continue;
         const end = ends.get(chatId) ?? 0;
         const missing = sequencer.hasGap || end > (sequencer.last ?? 0);
@@ -252,9 +256,9 @@ export function createMessageOrder(deps: MessageOrderDeps) {
         // asked after they were stored, the store has nothing before the messages still
         // held, or up to the one known stored: only history removed could mean that; release
         // them rather than wait forever
-        skipGap(chatId, undefined);
+        skippedHere += skipGap(chatId, undefined);
         // a gap given up on, in part or whole, is not one filled
-        if (gapsSkipped === skippedBefore) gapsFilled++;
+        if (skippedHere === 0) gapsFilled++;
         return;
       }
     };

@@ -212,3 +212,22 @@ Deno.test("a message learned of while the read was made is read for again before
   assert.deepEqual(await shownUpTo(4), ["gap #2-#2", "#3 #3", "gap #4-#5", "message_deleted #5"]);
   order.stop();
 });
+
+Deno.test("a gap filled in one chat counts filled though another chat's fill skipped a gap meanwhile", async () => {
+  const { order, read, releasedUpTo } = orderWithScriptedReads();
+  order.startAfter(C, 1);
+  order.take(C, [storedMessage(C, 3)]);
+  order.startAfter(D, 1);
+  order.take(D, [storedMessage(D, 3)]);
+  const readOfC = await read(0);
+  const readOfD = await read(1);
+  assert.deepEqual([readOfC.chatId, readOfD.chatId], [C, D]);
+  // C's 2 was removed from the store; D's is there
+  readOfC.answer(historyPage(C, [3]));
+  await releasedUpTo(3);
+  readOfD.answer(historyPage(D, [2, 3]));
+
+  assert.deepEqual(await releasedUpTo(2), [3, 2, 3]);
+  assert.deepEqual([order.gapsFilled, order.gapsSkipped], [1, 1]);
+  order.stop();
+});
