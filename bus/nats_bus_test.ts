@@ -4,52 +4,14 @@ import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
 import { createNatsBus, UNNOTICED_LOSS_MS } from "./nats_bus.ts";
 
 // What only the NATS bus does: survive a dropped connection. The drop is made by a TCP proxy
-// in front of the shared server, so no server has to be stopped.
+// (tests/support/tcp_proxy.ts) in front of the shared server, so no server has to be stopped.
 
 const natsUrl = new URL(Deno.env.get("NATS_URL") ?? "nats://127.0.0.1:4222");
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** Forwards TCP to NATS until `cut()` drops every connection; still accepts new ones after. */
-function createProxy(target: { hostname: string; port: number }) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns = new Set<Deno.Conn>();
-  const pipes: Promise<void>[] = [];
-  const pipe = async (from: Deno.Conn, to: Deno.Conn) => {
-    try {
-      await from.readable.pipeTo(to.writable);
-    } catch {
-      // Expected when cut() closes either side mid-copy.
-    }
-  };
-  const accepting = (async () => {
-    for await (const client of listener) {
-      const server = await Deno.connect(target);
-      conns.add(client).add(server);
-      pipes.push(pipe(client, server), pipe(server, client));
-    }
-  })();
-  const cut = () => {
-    for (const conn of conns) {
-      try {
-        conn.close();
-      } catch {
-        // Already closed by its pipe ending.
-      }
-    }
-    conns.clear();
-  };
-  return {
-    url: `nats://127.0.0.1:${listener.addr.port}`,
-    cut,
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      cut();
-      await accepting;
-      await Promise.all(pipes);
-    },
-  };
-}
+/** The shared server's address, for a proxy in front of it. */
+const natsTarget = { hostname: natsUrl.hostname, port: Number(natsUrl.port || 4222) };
 
 /** Resolves with `promise`, or rejects once `ms` have passed without it. */
 async function within<T>(promise: Promise<T>, what: string, ms = 10_000): Promise<T> {
@@ -65,16 +27,13 @@ async function within<T>(promise: Promise<T>, what: string, ms = 10_000): Promis
 }
 
 Deno.test("NATS bus: after the connection drops it reconnects, tells onLoss and onReconnect, and receives again", async () => {
-  await using proxy = createProxy({
-    hostname: natsUrl.hostname,
-    port: Number(natsUrl.port || 4222),
-  });
+  await using proxy = startTcpProxy(natsTarget);
   const reconnected = Promise.withResolvers<number>();
   const losses: number[] = [];
   const errors: unknown[] = [];
   await using dropped = {
     bus: await createNatsBus({
-      servers: proxy.url,
+      servers: `nats://127.0.0.1:${proxy.port}`,
       onLoss: (lostForMs) => losses.push(lostForMs),
       onReconnect: (lostForMs) => reconnected.resolve(lostForMs),
       onError: (error) => errors.push(error),
@@ -99,10 +58,12 @@ Deno.test("NATS bus: after the connection drops it reconnects, tells onLoss and 
   assert.equal(await dropped.bus.check(), true);
 
   const cutAt = Date.now();
-  proxy.cut();
+  await proxy.cut();
   // While the connection is down publish neither throws nor skips local handlers.
   dropped.bus.publish(subject, encoder.encode("local"));
   assert.deepEqual(received, ["local"]);
+  // NATS is reachable again: the bus's next attempt gets through
+  proxy.restore();
 
   const lostForMs = await within(reconnected.promise, "reconnect");
   // the time it was down, and the time a silent loss could have gone unnoticed before that
@@ -154,10 +115,7 @@ Deno.test("NATS bus: a failed first connection is reported without the credentia
 });
 
 Deno.test("NATS bus: close() gives up a drain NATS does not answer once its signal aborts, and stops reconnecting", async () => {
-  await using proxy = startTcpProxy({
-    hostname: natsUrl.hostname,
-    port: Number(natsUrl.port || 4222),
-  });
+  await using proxy = startTcpProxy(natsTarget);
   const bus = await createNatsBus({ servers: `nats://127.0.0.1:${proxy.port}` });
   bus.subscribe(`test.${crypto.randomUUID().replaceAll("-", "")}.chat.x`, () => {});
   // a NATS gone silent: the connection stays open, and the drain is never answered
