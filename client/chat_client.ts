@@ -85,7 +85,9 @@ export interface ChatClient extends AsyncDisposable {
    * packets): the socket is left as a lost one, and the outbox goes again, in order, on the
    * next; it rejects with RequestTimeoutError only when its frame was still being handed to
    * the network then (`bufferedAmount`: a large upload on a slow uplink, some of whose bytes
-   * left during the timeout; when none did, the socket is left as a silent one).
+   * left during the timeout; when none did, the socket is left as a silent one, unless the
+   * runtime was never seen handing a frame over in part: Deno counts a frame whole until all
+   * of it has left).
    */
   request<A extends Action>(
     frame: ActionInput<A> & { action: A },

@@ -200,10 +200,16 @@ Deno.test("a send unanswered while an upload is stuck (nothing leaves) leaves th
   await using scripted = openScriptedClient({ chatId: X, timeoutMs: 50 });
   const { client, events, server } = scripted;
   const socket = await scripted.accept(historyPage(X, [1]));
-  // a connection gone silent in the middle of a large upload: its bytes wait, none leave
+  // a large upload on a slow uplink, behind bytes still leaving
   socket.bufferedAmount = 1 << 20;
+  const upload = client.request(textSend("x".repeat(4000)));
+  await server.written(socket, "send_message");
+  // those bytes and part of the upload leave (the runtime shows a frame leaving in part)
+  socket.bufferedAmount -= (1 << 20) + 1000;
   const sent = client.request(textSend("hello"));
   await server.written(socket, "send_message");
+  // then the connection goes silent: the upload's bytes wait, none leave
+  await assert.rejects(upload, RequestTimeoutError);
 
   const lost = await events.next("status", (status) => status.state === "reconnecting");
   assert.equal(lost.code, 1006);

@@ -63,6 +63,18 @@ export function createConnection(
   let largestWritten = 0;
   /** Every frame written on the current socket, in UTF-8 bytes (as `bufferedAmount` counts). */
   let bytesWritten = 0;
+  /**
+   * Where the current socket's frames not yet seen handed over whole end, in bytes written, and
+   * where the last one seen so ended: handed() between two such ends is a frame leaving in part.
+   */
+  let frameEnds: number[] = [];
+  let wholeUpTo = 0;
+  /**
+   * The runtime was seen handing a frame to the network in part (`bufferedAmount` falling as
+   * its bytes leave). Deno's counts a frame whole until all of it has left: there, a large
+   * upload on a slow uplink shows no byte leaving, as a stuck one does.
+   */
+  let leavesInPart = false;
   let everReady = false;
   /** Failed attempts since the last connection that opened: the backoff's exponent. */
   let attempt = 0;
@@ -133,6 +145,8 @@ export function createConnection(
     isReady = false;
     largestWritten = 0;
     bytesWritten = 0;
+    frameEnds = [];
+    wholeUpTo = 0;
     ws.onmessage = (event) => {
       // frames still come after close() until the close event (Deno delivers them while the
       // socket is CLOSING): a client stopped takes none, nor a socket it has left
@@ -193,7 +207,11 @@ export function createConnection(
 
   /** Bytes of the current socket's frames handed to the network so far. */
   function handed(): number {
-    return bytesWritten - (socket?.bufferedAmount ?? 0);
+    const bytes = bytesWritten - (socket?.bufferedAmount ?? 0);
+    while (frameEnds[0] !== undefined && frameEnds[0] <= bytes) wholeUpTo = frameEnds.shift()!;
+    // past the end of the last frame seen handed over whole: the next one is leaving in part
+    if (bytes > wholeUpTo) leavesInPart = true;
+    return bytes;
   }
 
   /**
@@ -204,12 +222,14 @@ export function createConnection(
    * frame, packets dropped; also in the middle of an upload, whose bytes then wait and none
    * leave): it is left as a lost one, so that the outbox goes again, in order, on the next
    * connection, after one timeout rather than one per send waiting behind it. False when it is
-   * kept.
+   * kept. Where bytes are not seen leaving in part (Deno), waiting bytes keep the socket: none
+   * left may be a frame still leaving.
    */
   function leaveSilent(timeoutMs: number, handedAtWrite: number): boolean {
     const ws = socket;
     if (!ws || !isReady) return false;
-    if (ws.bufferedAmount > 0 && handed() > handedAtWrite) return false;
+    const leaving = handed() > handedAtWrite || !leavesInPart;
+    if (ws.bufferedAmount > 0 && leaving) return false;
     try {
       ws.close(1000);
     } catch {
@@ -294,6 +314,9 @@ export function createConnection(
       socket.send(text);
       const bytes = utf8Bytes(text);
       bytesWritten += bytes;
+      frameEnds.push(bytesWritten);
+      // what has been handed over since is seen now, so that the ends kept stay few
+      handed();
       largestWritten = Math.max(largestWritten, bytes);
       return true;
     },

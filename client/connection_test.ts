@@ -257,3 +257,17 @@ Deno.test("after 1009 a small send is resent when the larger send that caused it
 
   assert.equal(await resentAndStored(scripted, text), "still there? stored as #2");
 });
+
+Deno.test("an upload still leaving whole when its timeout comes (Deno's bufferedAmount falls by whole frames) keeps its socket, and rejects", async () => {
+  await using scripted = openScriptedClient({ chatId: X });
+  const { client, server } = scripted;
+  const socket = await scripted.accept(historyPage(X, [1]));
+  const video = client.request(largeVideo(), { timeoutMs: 50 });
+  const written = await server.written(socket, "send_message");
+  // a slow uplink: the frame is leaving, and counts whole until all of it has left
+  socket.bufferedAmount = new TextEncoder().encode(JSON.stringify(written)).byteLength;
+
+  await within(assert.rejects(video, RequestTimeoutError), 5_000, "the upload's timeout");
+  assert.equal(client.status.state, "open");
+  assert.equal(server.sockets.length, 1, "the socket is kept");
+});
