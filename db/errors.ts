@@ -31,6 +31,9 @@ const RETRY_LATER_CODES: ReadonlySet<string> = new Set(["25006", "40001", "40P01
 /** SQLSTATE of a statement that gave up waiting for a lock (`lock_timeout`). */
 export const LOCK_NOT_AVAILABLE = "55P03";
 
+/** SQLSTATE of a statement ended by a cancel request, or by `statement_timeout`. */
+export const QUERY_CANCELED = "57014";
+
 /** character_not_in_repertoire, untranslatable_character: text the database refuses. */
 export const UNSTORABLE_TEXT_CODES: ReadonlySet<string> = new Set(["22021", "22P05"]);
 
@@ -81,7 +84,7 @@ export function translateDatabaseError(error: unknown): ChatError {
   }
   // a statement that ran past statement_timeout or lock_timeout, or that an operator cancelled:
   // the same request may well succeed again
-  if (code === "57014" || code === LOCK_NOT_AVAILABLE) {
+  if (code === QUERY_CANCELED || code === LOCK_NOT_AVAILABLE) {
     return new ChatError("unavailable", "the database did not answer in time, retry", {
       cause: error,
     });

@@ -3,7 +3,7 @@ import { ChatError } from "../chat/errors.ts";
 import { unknownMedia } from "../chat/media.ts";
 import type { ChatStore, InsertedMessage, NewMessage, Page, StoredRead } from "../chat/ports.ts";
 import { otherSide, type Side, type StoredMessage } from "../chat/types.ts";
-import { errorCode, withErrorTranslation } from "./errors.ts";
+import { errorCode, QUERY_CANCELED, STORE_TIMEOUT_MS, withErrorTranslation } from "./errors.ts";
 import { deleteUnsentMedia, insertMedia, selectMedia } from "./media_rows.ts";
 import { createChatQueries } from "./chat_queries.ts";
 import { inRecentWindow, recentWindowBounds } from "./recent_window.ts";
@@ -13,8 +13,16 @@ import { type ChatAfterRead, chatAfterRead } from "./read_batch.ts";
 import { withWholeResults } from "./whole_results.ts";
 import { messageColumns, type MessageRow, toStoredMessage } from "./rows.ts";
 import { transaction } from "./transactions.ts";
-import { cancelledOnAbort } from "./statement_deadline.ts";
+import { CANCEL_AHEAD_MS, cancelledOnAbort } from "./statement_deadline.ts";
 import { arrayLiteral } from "./array_literal.ts";
+
+/**
+ * The longest a refused send_message retry waits for a write of its chat under way
+ * (messageByClientId's `afterWritesUnderWay`): the writer has answered every batch by then (it
+ * cancels one before its oldest sender's STORE_TIMEOUT_MS runs out), and the lookup after the
+ * wait still answers within the retry's own.
+ */
+const WRITES_UNDER_WAY_WAIT_MS = STORE_TIMEOUT_MS - CANCEL_AHEAD_MS;
 
 /** Thrown inside a transaction to roll it back when a `client_id` was seen before. */
 class DuplicateClientId extends Error {}
@@ -96,6 +104,26 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
     }
   }
 
+  /**
+   * Waits for a write of the chat under way: a writer holds the chat's row until its batch
+   * commits, and the lookup after this (a statement of its own, with a snapshot of its own) sees
+   * what it stored. A wait past WRITES_UNDER_WAY_WAIT_MS is for a row held from outside (see
+   * locked_chats.ts), or queued behind writers held by one: it is cut there (`statement_timeout`,
+   * which bounds the whole statement where `lock_timeout` would bound each lock it queues for)
+   * and the lookup goes on without it, rather than the wait outliving its caller's deadline and
+   * keeping a connection of the pool until the row is let go.
+   */
+  async function afterWritesUnderWay(chatId: string): Promise<void> {
+    try {
+      await transaction(sql, async (tx) => {
+        await tx`select set_config('statement_timeout', ${String(WRITES_UNDER_WAY_WAIT_MS)}, true)`;
+        await tx`select 1 from chats where id = ${chatId} for share`;
+      });
+    } catch (error) {
+      if (errorCode(error) !== QUERY_CANCELED) throw error;
+    }
+  }
+
   async function selectByClientId(chatId: string, senderId: string, clientId: string, db = sql) {
     const [row] = await db<MessageRow[]>`
       select ${messageColumns(db)} from messages where chat_id = ${chatId}
@@ -111,12 +139,7 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
     },
 
     async messageByClientId(chatId, senderId, clientId, options = {}) {
-      if (options.afterWritesUnderWay) {
-        // A writer holds the chat's row until its batch commits: this waits for that, and the
-        // lookup after it (a statement of its own, with a snapshot of its own) sees what it
-        // stored. The lock is let go as this statement ends.
-        await sql`select 1 from chats where id = ${chatId} for share`;
-      }
+      if (options.afterWritesUnderWay) await afterWritesUnderWay(chatId);
       return await selectByClientId(chatId, senderId, clientId);
     },
 

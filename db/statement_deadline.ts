@@ -1,5 +1,5 @@
 import { ChatError } from "../chat/errors.ts";
-import { errorCode } from "./errors.ts";
+import { errorCode, QUERY_CANCELED } from "./errors.ts";
 
 // The message writer's deadlines: a batch's statement is cancelled before its oldest sender's
 // STORE_TIMEOUT_MS runs out, and answered by how it ended, so that no sender is told
@@ -62,9 +62,6 @@ export function cancelledOnAbort<T>(
   signal.addEventListener("abort", cancel, { once: true });
   return query.finally(() => signal.removeEventListener("abort", cancel));
 }
-
-/** SQLSTATE of a statement ended by a cancel request. */
-const QUERY_CANCELED = "57014";
 
 /** What a sender whose statement did not end in time is answered. */
 export function timedOut(cause?: unknown): ChatError {

@@ -8,7 +8,7 @@ import postgres from "postgres";
 import type { ChatStore, InsertedMessage, MediaPort } from "../chat/ports.ts";
 import { type Actor, createChatService } from "../chat/service.ts";
 import { createPostgresStore } from "../db/postgres_store.ts";
-import { freshDatabase, waitingForLock } from "./support/database.ts";
+import { freshDatabase, noneWaitingForLock, waitingForLock } from "./support/database.ts";
 import { within } from "./support/wait.ts";
 
 /**
@@ -161,4 +161,28 @@ Deno.test("a retry on another instance while the first send is still being writt
       await otherSql.end();
     }
   });
+});
+
+Deno.test("a refused retry's wait for its chat's writes ends, and lets its connection go, while the chat's row is held from outside", async () => {
+  await using database = await freshDatabase();
+  const sql = postgres(database.url, { max: 4, onnotice: () => {} });
+  const operator = await sql.reserve();
+  try {
+    const store = createPostgresStore(sql);
+    const { chat } = await store.createChat("alice", "acme");
+    // held for longer than any write of the service's own (a migration, an operator's session)
+    await operator`begin`;
+    await operator`select 1 from chats where id = ${chat.id} for update`;
+    const lookup = store.messageByClientId(chat.id, "alice", "never-sent", {
+      afterWritesUnderWay: true,
+    });
+    // answered from what is stored, not `unavailable` once the store's deadline passed
+    assert.equal(await within(lookup, 15_000, "the lookup while the row is held"), null);
+    // and no statement of it left waiting, holding a connection of the pool
+    await noneWaitingForLock(sql, 5_000);
+  } finally {
+    await operator`rollback`;
+    operator.release();
+    await sql.end();
+  }
 });
