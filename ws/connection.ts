@@ -24,9 +24,10 @@ export interface ConnectionLimits extends IntakeLimits {
 }
 
 /**
- * The most live events one socket holds (while its first frames are prepared, or its access is
- * checked); past it the socket is closed with 1013, to reconnect and read what it missed from
- * the store, instead of holding a store outage's worth of events.
+ * The most live events one socket holds (while its first frames are prepared, its access is
+ * checked, or a round trip of the bus is awaited); past it the socket is closed with 1013, to
+ * reconnect and read what it missed from the store, instead of holding an outage's worth of
+ * events.
  */
 export const MAX_HELD_EVENTS = 10_000;
 

@@ -125,7 +125,7 @@ export class DeliveryOrder {
     return this.#ready && this.#holding === 0 ? this.#early.splice(0) : [];
   }
 
-  /** How many live events are held, for the first frames, a check or a screen. */
+  /** How many live events are held, for the first frames, a check, a screen or a round trip. */
   get held(): number {
     return this.#early.length;
   }
@@ -147,7 +147,7 @@ export class DeliveryOrder {
     return held;
   }
 
-  /** Forgets the events held for the first frames, a check or a screen; for the close. */
+  /** Forgets the events held (first frames, a check, a screen, a round trip); for the close. */
   clear(): void {
     this.#early = [];
   }
