@@ -53,3 +53,16 @@ export function createBusRoundTrips(bus: Pick<EventBus, "check">) {
     },
   };
 }
+
+/** The longest a store read waits for the bus to confirm the subscription made before it. */
+const SUBSCRIBE_CONFIRM_MS = 1_000;
+
+/**
+ * Resolves once the bus has taken the subscriptions made so far (NATS takes a connection's SUB
+ * before a later PING), so a store read begun after misses nothing published after it committed;
+ * or once the bus did not answer in time, which only delays its own events (the feed's gap
+ * fills and sweeps, and the resync after a reconnect, make up for them). Never rejects.
+ */
+export function subscriptionsConfirmed(bus: Pick<EventBus, "check">): Promise<void> {
+  return bus.check(AbortSignal.timeout(SUBSCRIBE_CONFIRM_MS)).then(() => {}, () => {});
+}

@@ -1,5 +1,5 @@
 import { createAmendmentReplay } from "./amendment_replay.ts";
-import { createBusRoundTrips } from "./bus_round_trips.ts";
+import { createBusRoundTrips, subscriptionsConfirmed } from "./bus_round_trips.ts";
 import { createChatPublisher } from "./chat_publisher.ts";
 import { ChatSequencer, type SequencerDeps } from "./chat_sequencer.ts";
 import { createDelivery, type Delivery } from "./delivery.ts";
@@ -192,8 +192,7 @@ export function createChatFeed(
   /** Reads where the fresh chats stand; on failure their joiners leave them (see `join`). */
   async function startAfterStored(fresh: ReadonlyArray<[string, ChatEntry]>): Promise<void> {
     // Subscribed (and confirmed) first, then read: nothing committed in between is missed.
-    // A bus that does not answer in time only delays its own events: gaps fill from the store.
-    await bus.check(AbortSignal.timeout(1_000));
+    await subscriptionsConfirmed(bus);
     const lastSeqs = await store.lastSeqs(fresh.map(([chatId]) => chatId));
     for (const [chatId, entry] of fresh) entry.sequencer.startAfter(lastSeqs.get(chatId) ?? 0);
   }
@@ -302,6 +301,14 @@ export function createChatFeed(
     /** Delivers the user-level events (new chats, disconnects) of `userId`. */
     onUser(userId: string, listener: UserListener): () => void {
       return users.listen(userId, listener);
+    },
+
+    /**
+     * Resolves once the bus subscription `onUser` listeners hear through is confirmed (see
+     * user_feed.ts), so a store read begun after misses no user event published after it.
+     */
+    userEventsConfirmed(): Promise<void> {
+      return users.confirmed();
     },
 
     /**

@@ -1,3 +1,4 @@
+import { subscriptionsConfirmed } from "./bus_round_trips.ts";
 import { readBusPayload, type UserEvent, userEventSchema } from "./events.ts";
 import type { ChatStore, EventBus, RecentWindow, Subjects } from "./ports.ts";
 
@@ -22,7 +23,13 @@ export function createUserFeed(
   const encoder = new TextEncoder();
   /** Listeners by the user's subject, as the bus names the subject of each event. */
   const listenersBySubject = new Map<string, Set<UserListener>>();
-  let unsubscribe: (() => void) | undefined;
+  /** The bus subscription while any listener is here, with its confirmation by the bus. */
+  let subscription: { unsubscribe: () => void; confirmed: Promise<void> } | undefined;
+
+  function subscribe() {
+    const unsubscribe = bus.subscribe(subjects.allUsers, deliver);
+    return { unsubscribe, confirmed: subscriptionsConfirmed(bus) };
+  }
 
   function deliver(payload: Uint8Array, subject: string) {
     if (!listenersBySubject.has(subject)) return;
@@ -78,14 +85,24 @@ export function createUserFeed(
       const subject = subjects.user(userId);
       const listeners = listenersBySubject.get(subject) ?? new Set<UserListener>();
       listenersBySubject.set(subject, listeners.add(listener));
-      unsubscribe ??= bus.subscribe(subjects.allUsers, deliver);
+      subscription ??= subscribe();
       return () => {
         if (!listeners.delete(listener) || listeners.size > 0) return;
         listenersBySubject.delete(subject);
         if (listenersBySubject.size > 0) return;
-        unsubscribe?.();
-        unsubscribe = undefined;
+        subscription?.unsubscribe();
+        subscription = undefined;
       };
+    },
+
+    /**
+     * Resolves once the bus has confirmed the subscription the listeners hear through (at once
+     * when none is, or it was confirmed before): a subscription new to the bus takes effect
+     * only when the server has it, and an event another instance publishes before then is lost
+     * to this one, though committed after a store read begun meanwhile. Never rejects.
+     */
+    confirmed(): Promise<void> {
+      return subscription?.confirmed ?? Promise.resolve();
     },
   };
 }

@@ -67,10 +67,15 @@ export class SocketChats {
     return false;
   }
 
-  /** Hears the user's own events (disconnects, new chats, membership changes). */
-  hearUser(): void {
+  /**
+   * Hears the user's own events (disconnects, new chats, membership changes); resolves once the
+   * bus brings every one published from then on, so that the store reads after it (access,
+   * sanctions, memberships) miss none committed after them.
+   */
+  async hearUser(): Promise<void> {
     const { userId } = this.#host;
     this.#hold(this.#deps.feed.onUser(userId, (event) => this.#host.onUserEvent(event)));
+    await this.#deps.feed.userEventsConfirmed();
   }
 
   /**

@@ -41,7 +41,7 @@ export interface PagesContext {
 export async function sendFirstFrames(context: PagesContext): Promise<void> {
   const { connection, service, chats, order, send } = context;
   try {
-    chats.hearUser();
+    await chats.hearUser();
     if (connection.endpoint.kind === "chat") {
       const joined = await chats.takeInChat(connection.endpoint.chatId);
       if (!joined || !connection.admitted(joined)) return;
