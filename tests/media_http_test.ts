@@ -138,6 +138,22 @@ Deno.test("a non-participant, an unknown id and a malformed id get 404; no token
   assert.equal((await fetchMedia(cluster, "agent-1", message.media_url)).response.status, 200);
 });
 
+Deno.test("a media id spelled in upper case or with percent-escapes is the same media, as on the socket paths", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const { message } = await chatWithVideo(cluster, await fixture("video.mp4"));
+  const expected = (await fetchMedia(cluster, "acme", message.media_url)).body;
+  const id = String(message.media_url).slice("/v1/media/".length);
+  for (const spelling of [id.toUpperCase(), id.replaceAll("-", "%2D")]) {
+    const { response, body } = await fetchMedia(cluster, "acme", `/v1/media/${spelling}`);
+    assert.equal(response.status, 200, spelling);
+    assert.deepEqual(body, expected, spelling);
+  }
+  // an escape that decodes to no id stays unknown
+  for (const spelling of [`${id}%00`, `${id.slice(0, -1)}%`, `..%2F${id}`]) {
+    assert.equal((await fetchMedia(cluster, "acme", `/v1/media/${spelling}`)).response.status, 404);
+  }
+});
+
 Deno.test("the media of a deleted message is 404 for both sides", async () => {
   await using cluster = await startCluster({ nats: false });
   const { alice, message } = await chatWithVideo(cluster, await fixture("video.mp4"));

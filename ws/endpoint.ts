@@ -13,8 +13,11 @@ export function endpointOf(pathname: string): Endpoint | null {
   return null;
 }
 
-/** A malformed escape leaves the segment as it is: an id no chat has. */
-function decodeSegment(segment: string): string {
+/**
+ * A path segment with its percent-escapes decoded (`%2D` is `-`, RFC 3986 §6.2.2.2); a
+ * malformed escape leaves it as it is: an id nothing has.
+ */
+export function decodeSegment(segment: string): string {
   try {
     return decodeURIComponent(segment);
   } catch {

@@ -8,6 +8,7 @@ import { ChatError } from "../chat/errors.ts";
 import type { ChatService } from "../chat/service.ts";
 import { type MediaKind, type MediaRecord, UUID_PATTERN } from "../chat/types.ts";
 import type { MediaMetrics } from "../observability/metrics.ts";
+import { decodeSegment } from "./endpoint.ts";
 import { httpStatusFor, toErrorFrame } from "./errors.ts";
 import { noneMatch, parseRange, rangeStillValid } from "./http_range.ts";
 import { type BodyFailure, failWhenStalled, type StallLimits } from "./stalled_body.ts";
@@ -231,7 +232,9 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
      * becomes a response here, readable by an allowed origin as a success is.
      */
     async handle(request: Request, url: URL): Promise<Response> {
-      const id = MEDIA_PATH.exec(url.pathname)?.[1];
+      const segment = MEDIA_PATH.exec(url.pathname)?.[1];
+      // escaped as the socket paths may be: the same id, not a 404
+      const id = segment === undefined ? undefined : decodeSegment(segment);
       const allowed = id === undefined ? "POST" : "GET, HEAD";
       if (request.method === "OPTIONS") return cors.preflight(request, allowed);
       return cors.answered(request, await answer(request, url, id, allowed));
