@@ -23,7 +23,8 @@ export function parseRange(
     return { start: Math.max(0, size - suffix), end: size - 1 };
   }
   const start = Number(first);
-  const end = last === "" ? Number.MAX_SAFE_INTEGER : Number(last);
+  // open-ended: to the end, however far past it the start is (then unsatisfiable, not ignored)
+  const end = last === "" ? Infinity : Number(last);
   if (end < start) return null;
   if (start >= size) return "unsatisfiable";
   return { start, end: Math.min(end, size - 1) };

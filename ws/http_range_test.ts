@@ -14,6 +14,12 @@ Deno.test("parseRange() is unsatisfiable past the end, and ignores what it canno
   assert.equal(parseRange("bytes=1000-", 1000), "unsatisfiable");
   assert.equal(parseRange("bytes=1000-2000", 1000), "unsatisfiable");
   assert.equal(parseRange("bytes=-0", 1000), "unsatisfiable");
+  // starts past Number.MAX_SAFE_INTEGER are past the end too
+  assert.equal(parseRange("bytes=99999999999999999999-", 1000), "unsatisfiable");
+  assert.equal(
+    parseRange("bytes=99999999999999999999-99999999999999999999", 1000),
+    "unsatisfiable",
+  );
   for (const ignored of [null, "bytes=5-1", "items=0-1", "bytes=0-1,5-6", "bytes=-", "bytes=a-b"]) {
     assert.equal(parseRange(ignored, 1000), null, String(ignored));
   }
