@@ -1,4 +1,5 @@
 import { bundleDemo } from "./bundle.ts";
+import { methodRefusal, READ_METHODS } from "../ws/http_methods.ts";
 
 /** Files of the page, by the path they are served at. */
 const FILES: Record<string, { file: string; type: string }> = {
@@ -45,9 +46,8 @@ export function createDemoRoutes(
   return {
     handles: (pathname) => pathname === SCRIPT_PATH || Object.hasOwn(FILES, pathname),
     async handle(request, url) {
-      if (request.method !== "GET" && request.method !== "HEAD") {
-        return new Response("method not allowed\n", { status: 405, headers: { allow: "GET" } });
-      }
+      const refusal = methodRefusal(request, READ_METHODS);
+      if (refusal) return refusal;
       let body: string | Uint8Array<ArrayBuffer>;
       let type: string;
       try {

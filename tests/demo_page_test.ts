@@ -31,4 +31,5 @@ Deno.test("with DEMO_PAGE on, /, its stylesheet and its bundled script are serve
   const post = await fetch(`${cluster.main.httpUrl}/`, { method: "POST" });
   await post.body?.cancel();
   assert.equal(post.status, 405);
+  assert.equal(post.headers.get("allow"), "GET, HEAD");
 });

@@ -13,6 +13,7 @@ import { httpStatusFor, toErrorFrame } from "./errors.ts";
 import { noneMatch, parseRange, rangeStillValid } from "./http_range.ts";
 import { type BodyFailure, failWhenStalled, type StallLimits } from "./stalled_body.ts";
 import { countedLimits } from "./media_counts.ts";
+import { methodRefusal, READ_METHODS } from "./http_methods.ts";
 import { createMediaCors } from "./media_cors.ts";
 import { originAllowed } from "./origins.ts";
 import type { Refusal, RequestKind, RequestLimiter } from "./request_limits.ts";
@@ -182,12 +183,8 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
     id: string | undefined,
     allowed: string,
   ): Promise<Response> {
-    if (!allowed.split(", ").includes(request.method)) {
-      return new Response("method not allowed\n", {
-        status: 405,
-        headers: { allow: `${allowed}, OPTIONS` },
-      });
-    }
+    const refusal = methodRefusal(request, `${allowed}, OPTIONS`);
+    if (refusal) return refusal;
     const route: RequestKind = id === undefined ? "upload" : "download";
     if (route === "upload") {
       if (draining) return failure(shuttingDown(), request);
@@ -235,7 +232,7 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
       const segment = MEDIA_PATH.exec(url.pathname)?.[1];
       // escaped as the socket paths may be: the same id, not a 404
       const id = segment === undefined ? undefined : decodeSegment(segment);
-      const allowed = id === undefined ? "POST" : "GET, HEAD";
+      const allowed = id === undefined ? "POST" : READ_METHODS;
       if (request.method === "OPTIONS") return cors.preflight(request, allowed);
       return cors.answered(request, await answer(request, url, id, allowed));
     },

@@ -4,6 +4,7 @@ import type { ReadinessReport } from "../observability/readiness.ts";
 import type { ConnectionLimits } from "./connection.ts";
 import { type ConnectionRegistryDeps, createConnectionRegistry } from "./connection_registry.ts";
 import { endpointOf } from "./endpoint.ts";
+import { methodRefusal, READ_METHODS } from "./http_methods.ts";
 import { countedLimits } from "./media_counts.ts";
 import { createMediaRoutes } from "./media_routes.ts";
 import type { StallLimits } from "./stalled_body.ts";
@@ -57,26 +58,31 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
   const media = createMediaRoutes({ ...deps, mediaRequests }, options);
   const demo = options.demoPage ? createDemoRoutes(deps) : null;
 
+  /** The service's own health and metrics, read-only; /metrics only when measured. */
+  const opsRoutes = new Map<string, () => Response | Promise<Response>>([
+    ["/healthz", () => new Response("ok\n")],
+    ["/readyz", async () => {
+      const report = await deps.readiness();
+      return Response.json(report, { status: report.ready ? 200 : 503 });
+    }],
+  ]);
+  const { metrics } = deps;
+  if (metrics) {
+    opsRoutes.set("/metrics", async () =>
+      new Response(await metrics(), {
+        headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+      }));
+  }
+
   async function handle(request: Request): Promise<Response> {
     const url = new URL(request.url);
     const endpoint = endpointOf(url.pathname);
     if (endpoint) return upgrade(request, endpoint);
     if (media.handles(url.pathname)) return await media.handle(request, url);
     if (demo?.handles(url.pathname)) return await demo.handle(request, url);
-    switch (url.pathname) {
-      case "/healthz":
-        return new Response("ok\n");
-      case "/readyz": {
-        const report = await deps.readiness();
-        return Response.json(report, { status: report.ready ? 200 : 503 });
-      }
-      case "/metrics":
-        if (!deps.metrics) break;
-        return new Response(await deps.metrics(), {
-          headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
-        });
-    }
-    return new Response("not found\n", { status: 404 });
+    const opsRoute = opsRoutes.get(url.pathname);
+    if (!opsRoute) return new Response("not found\n", { status: 404 });
+    return methodRefusal(request, READ_METHODS) ?? await opsRoute();
   }
 
   return {
