@@ -19,6 +19,12 @@ export interface Delivery {
   readonly text: string;
   /** This instance published it: the client JSON of the messages `envelope.unread` names. */
   readonly unreadMessages?: readonly string[] | undefined;
+  /**
+   * The feed's round-trip tick (see bus_round_trips.ts), given as it first delivers an event made
+   * on this instance (its own, or read from the store); 0 for one the bus brought, in order with
+   * the bus's other events, which waits for no round trip.
+   */
+  roundTripTick?: number | undefined;
 }
 
 /** Wraps an envelope so that its frame is serialised at most once. */
@@ -30,5 +36,6 @@ export function createDelivery(envelope: ChatEnvelope, serialised: SerialisedEve
       return text ??= JSON.stringify(envelope.frame);
     },
     unreadMessages: serialised.unreadMessages,
+    roundTripTick: undefined,
   };
 }

@@ -68,10 +68,6 @@ export function createChatFeed(
   const chats = new Map<string, ChatEntry>();
   const publisher = createChatPublisher({ bus, subjects });
   const roundTrips = createBusRoundTrips(bus);
-  /** Deliveries heard from another instance on the bus: in order with its other events. */
-  const heardOnBus = new WeakSet<Delivery>();
-  /** The tick of each delivery made without the bus (see bus_round_trips.ts). */
-  const ticks = new WeakMap<Delivery, number>();
   const users = createUserFeed({ bus, store, subjects }, { onError });
   const unreadPushes = createUnreadPushes({ store, onError });
   const amendments = createAmendmentReplay({
@@ -93,7 +89,7 @@ export function createChatFeed(
     // a live amendment whose publish the bus delayed past a replay that sent it
     if (amendments.alreadyDelivered(delivery.envelope.frame)) return;
     amendments.delivered(delivery.envelope.frame);
-    if (!heardOnBus.has(delivery)) ticks.set(delivery, roundTrips.tick());
+    delivery.roundTripTick ??= roundTrips.tick();
     for (const listener of entry.listeners) {
       try {
         listener(delivery);
@@ -128,7 +124,7 @@ export function createChatFeed(
       const envelope = readBusPayload(payload, chatEnvelopeSchema, report);
       if (envelope === undefined) return;
       delivery = createDelivery(envelope);
-      heardOnBus.add(delivery);
+      delivery.roundTripTick = 0;
     }
     entry.sequencer.receive(delivery);
   }
@@ -276,7 +272,7 @@ export function createChatFeed(
      * round trip since has brought them. Otherwise the round trip to wait for (never rejects).
      */
     roundTripBefore(delivery: Delivery): Promise<void> | undefined {
-      const tick = ticks.get(delivery);
+      const tick = delivery.roundTripTick;
       if (tick === undefined || roundTrips.confirmed(tick)) return undefined;
       return roundTrips.confirm(tick);
     },
