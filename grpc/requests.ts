@@ -130,4 +130,8 @@ export function nextPageToken(
   return next === null ? "" : tokens.issue(request.method, request.filters, next);
 }
 
-export const timeCursor = z.object({ at: z.string().max(64), key: z.string().max(200) });
+/** A (created_at, key) cursor; the key is a row's UUID, or the user id of a ban. */
+export const timeCursor = z.object({
+  at: z.string().max(64),
+  key: z.string().max(MAX_USER_ID_LENGTH),
+});

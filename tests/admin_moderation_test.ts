@@ -91,6 +91,21 @@ Deno.test("a user with the longest id a socket takes (256 characters) can be giv
   assert.match(tooLong.details, /user_id: is too long/);
 });
 
+Deno.test("ListBans pages past a ban of a user with the longest id (256 characters)", async () => {
+  await using cluster = await startCluster({ grpc: true });
+  const admin = await cluster.admin();
+  const longIds = ["a", "b", "c"].map((letter) => letter.repeat(256));
+  for (const user of longIds) {
+    await admin.call("BanUser", { user_id: user, ...by, duration_seconds: 0 });
+  }
+  // each page ends on a long id, the key of its next page's token
+  const pages = await admin.pages("ListBans", { page_size: 1 }, "bans");
+  assert.deepEqual(
+    pages.map((page) => page.map((ban) => ban.user_id)),
+    longIds.reverse().map((id) => [id]),
+  );
+});
+
 /** Lets the user's ban run out, as if its duration had passed. */
 async function expireBan(cluster: TestCluster, userId: string) {
   const sql = postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} });
