@@ -51,7 +51,17 @@ export interface GrpcOptions {
   shutdownTimeoutMs?: number;
   /** Health `Watch` streams open at once; default MAX_HEALTH_WATCHES. */
   maxHealthWatches?: number;
+  /** How often each connection is pinged, and how long its answer may take; default KEEPALIVE. */
+  keepalive?: { intervalMs: number; timeoutMs: number };
 }
+
+/**
+ * A client whose machine or network vanished sends no FIN or RST, and a stream with nothing to
+ * write (a WatchEvents of a quiet chat) would hold its place, its subscription and its
+ * connection for good. Each connection is pinged every `intervalMs`; one whose answer takes
+ * longer than `timeoutMs` is closed, ending its calls as cancelled.
+ */
+export const KEEPALIVE = { intervalMs: 60_000, timeoutMs: 20_000 };
 
 export interface GrpcServer {
   /** The port actually bound. */
@@ -126,7 +136,11 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
     deps.readiness,
     options.maxHealthWatches === undefined ? {} : { maxWatches: options.maxHealthWatches },
   );
-  const server = new grpc.Server();
+  const keepalive = options.keepalive ?? KEEPALIVE;
+  const server = new grpc.Server({
+    "grpc.keepalive_time_ms": keepalive.intervalMs,
+    "grpc.keepalive_timeout_ms": keepalive.timeoutMs,
+  });
   server.addService(serviceDefinition(definition, ADMIN_SERVICE), implementation);
   health.addToServer(server);
   new ReflectionService(definition).addToServer(server);

@@ -10,6 +10,7 @@ import type { Chat } from "../chat/types.ts";
 import { createAdminClient, type Reply } from "../tests/support/admin_client.ts";
 import { storedMessage } from "../tests/support/stored_messages.ts";
 import { createWatch, within } from "../tests/support/wait.ts";
+import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
 import { follow } from "../tests/support/watch_stream.ts";
 import type { ReadinessSource } from "./health.ts";
 import { type GrpcDeps, type GrpcOptions, type GrpcServer, startGrpcServer } from "./server.ts";
@@ -290,6 +291,48 @@ Deno.test("a WatchEvents stream ended by its deadline, by falling behind or by a
     // the client goes first: a GOAWAY on a live client session can crash Deno's nghttp2
     // (denoland/deno#36788)
     client.close();
+    await server.close();
+  }
+});
+
+Deno.test("a WatchEvents stream whose client has vanished without a word (no events to write) gives its place back once a keepalive ping goes unanswered", async () => {
+  const memoryBus = createMemoryBus();
+  const letGo = Promise.withResolvers<void>();
+  // the stream's bus subscription is let go of as the server lets go of the stream
+  const bus = {
+    ...memoryBus,
+    subscribe: (...args: Parameters<typeof memoryBus.subscribe>) => {
+      const unsubscribe = memoryBus.subscribe(...args);
+      return () => {
+        unsubscribe();
+        letGo.resolve();
+      };
+    },
+  };
+  const server = await start(fakeReadiness(true).source, TOKEN, {
+    maxWatchStreams: 1,
+    keepalive: { intervalMs: 500, timeoutMs: 1_000 },
+    deps: { bus },
+  });
+  await using proxy = startTcpProxy({ hostname: "127.0.0.1", port: server.port });
+  using vanished = await createAdminClient(`127.0.0.1:${proxy.port}`, { token: TOKEN });
+  using client = await createAdminClient(`127.0.0.1:${server.port}`, { token: TOKEN });
+  try {
+    const quiet = follow(vanished.watch({}));
+    await quiet.subscribed;
+    assert.equal(server.watchStreams, 1);
+    // its machine is gone: no FIN, no RST, nothing more either way
+    proxy.stall("both");
+    await within(letGo.promise, 5_000, "the vanished client's stream to be let go of");
+    assert.equal(server.watchStreams, 0);
+    await follow(client.watch({})).subscribed;
+    assert.equal(server.watchStreams, 1);
+  } finally {
+    // the clients go first: a GOAWAY on a live client session can crash Deno's nghttp2
+    // (denoland/deno#36788)
+    client.close();
+    vanished.close();
+    await proxy.cut();
     await server.close();
   }
 });
