@@ -2,14 +2,23 @@ import { type ChatEnvelope, chatEnvelopeSchema } from "../chat/events.ts";
 import type { EventBus } from "../chat/ports.ts";
 import { EVENT_FRAME_TYPES, type ProtoChatEvent, toChatEvent } from "./convert.ts";
 
-/** Hears an event with its envelope; the event is shared by every listener: never change it. */
-export type EventListener = (envelope: ChatEnvelope, event: ProtoChatEvent) => void;
+/** What a subject's listener hears. */
+export interface EventListener {
+  /** An event with its envelope; the event is shared by every listener: never change it. */
+  event(envelope: ChatEnvelope, event: ProtoChatEvent): void;
+  /** A payload that may have been an admin event could not be read: one may be missing. */
+  lost(): void;
+}
+
+/** Read but not for the streams: not an admin event, or one sent again after an outage. */
+const SKIPPED = Symbol("skipped");
 
 /**
  * Chat events from the bus for WatchEvents streams: one bus subscription per subject however
  * many streams follow it, each payload read, validated (instances of different versions share
  * the bus) and converted to its proto form once for all of them. Frames that are not admin
- * events are skipped unread, and messages sent again after a NATS outage (`republished`) too.
+ * events are skipped unread, and messages sent again after a NATS outage (`republished`) too;
+ * a payload that cannot be read is reported and its subject's listeners told of the loss.
  * Listeners run synchronously inside the bus delivery, so they must only queue.
  */
 export function createEventHub(deps: {
@@ -20,7 +29,8 @@ export function createEventHub(deps: {
   const topics = new Map<string, { listeners: Set<EventListener>; unsubscribe: () => void }>();
   const decoder = new TextDecoder();
 
-  function read(payload: Uint8Array): ChatEnvelope | null {
+  /** The payload's admin event; null when it cannot be read. */
+  function read(payload: Uint8Array): ChatEnvelope | typeof SKIPPED | null {
     let json: unknown;
     try {
       json = JSON.parse(decoder.decode(payload));
@@ -32,14 +42,14 @@ export function createEventHub(deps: {
         typeof json.frame === "object" && json.frame !== null && "type" in json.frame
       ? json.frame.type
       : undefined;
-    if (typeof type === "string" && !EVENT_FRAME_TYPES.has(type)) return null;
+    if (typeof type === "string" && !EVENT_FRAME_TYPES.has(type)) return SKIPPED;
     const parsed = chatEnvelopeSchema.safeParse(json);
     if (!parsed.success) {
       onError(parsed.error, "watch event");
       return null;
     }
     // sent before, when it was new; a stream that may have missed it meanwhile has been ended
-    return parsed.data.republished ? null : parsed.data;
+    return parsed.data.republished ? SKIPPED : parsed.data;
   }
 
   return {
@@ -50,11 +60,12 @@ export function createEventHub(deps: {
         const listeners = new Set<EventListener>();
         const unsubscribe = bus.subscribe(subject, (payload) => {
           const envelope = read(payload);
+          if (envelope === SKIPPED) return;
           const event = envelope && toChatEvent(envelope.frame);
-          if (!envelope || !event) return;
           for (const each of [...listeners]) {
             try {
-              each(envelope, event);
+              if (envelope && event) each.event(envelope, event);
+              else if (!envelope) each.lost();
             } catch (error) {
               onError(error, "watch listener");
             }

@@ -18,8 +18,11 @@ Deno.test("the event hub passes a message on once: not when its publisher sends 
     },
   });
   const heard: number[] = [];
-  const leave = hub.subscribe(subjects.allChats, (envelope) => {
-    if (envelope.frame.type === "chat_message") heard.push(envelope.frame.message.seq);
+  const leave = hub.subscribe(subjects.allChats, {
+    event(envelope) {
+      if (envelope.frame.type === "chat_message") heard.push(envelope.frame.message.seq);
+    },
+    lost: () => assert.fail("nothing is lost"),
   });
   const message = (seq: number): ChatEnvelope => ({
     chat: { user_id: "cust-1", vendor_id: "vend-1" },
@@ -47,7 +50,10 @@ Deno.test("the event hub converts each event once for every listener of its subj
   });
   const heard: ProtoChatEvent[][] = [[], []];
   const leaves = heard.map((events) =>
-    hub.subscribe(subjects.allChats, (_envelope, event) => events.push(event))
+    hub.subscribe(subjects.allChats, {
+      event: (_envelope, event) => events.push(event),
+      lost: () => assert.fail("nothing is lost"),
+    })
   );
   createChatPublisher({ bus, subjects }).publish("c1", {
     chat: { user_id: "cust-1", vendor_id: "vend-1" },

@@ -337,6 +337,38 @@ Deno.test("a WatchEvents stream whose client has vanished without a word (no eve
   }
 });
 
+Deno.test("a WatchEvents stream ends with UNAVAILABLE when an event on its subject cannot be read, rather than go on with a gap", async () => {
+  const bus = createMemoryBus();
+  const reported: string[] = [];
+  const server = await start(fakeReadiness(true).source, TOKEN, {
+    deps: { bus, onError: (_error, context) => reported.push(context) },
+  });
+  using client = await createAdminClient(`127.0.0.1:${server.port}`, { token: TOKEN });
+  try {
+    const watch = follow(client.watch({}));
+    await watch.subscribed;
+    const chatId = crypto.randomUUID();
+    const encode = (json: unknown) => new TextEncoder().encode(JSON.stringify(json));
+    // not an admin event: skipped unread, the stream goes on
+    bus.publish(SUBJECTS.chat(chatId), encode({ frame: { type: "typing", chat_id: chatId } }));
+    // an admin event this instance cannot read (an instance of another version, say)
+    bus.publish(
+      SUBJECTS.chat(chatId),
+      encode({ frame: { type: "chat_message", chat_id: chatId } }),
+    );
+    const end = await within(watch.ended, 5_000, "the stream's end");
+    assert.equal(end.code, Status.UNAVAILABLE);
+    assert.match(end.details, /^an event could not be read and may be missing: watch again/);
+    assert.deepEqual(reported, ["watch event"]);
+    assert.equal(server.watchStreams, 0);
+  } finally {
+    // the client goes first: a GOAWAY on a live client session can crash Deno's nghttp2
+    // (denoland/deno#36788)
+    client.close();
+    await server.close();
+  }
+});
+
 Deno.test("close tells open health Watch streams NOT_SERVING and ends them at once with UNAVAILABLE", async () => {
   const server = await start(fakeReadiness(true).source);
   using client = await createAdminClient(`127.0.0.1:${server.port}`, { token: null });

@@ -70,6 +70,11 @@ export function createWatchEvents(
     details: "an instance was cut off from NATS and events may be missing: watch again, " +
       "and read what was missed with ListMessages",
   };
+  const eventUnreadable = {
+    code: Status.UNAVAILABLE,
+    details: "an event could not be read and may be missing: watch again, and read what was " +
+      "missed with ListMessages",
+  };
   const busAway = { code: Status.UNAVAILABLE, details: "NATS does not answer; watch again" };
   const tooMany = {
     code: Status.RESOURCE_EXHAUSTED,
@@ -124,8 +129,11 @@ export function createWatchEvents(
       const subject = filter.chat_id === undefined
         ? deps.subjects.allChats
         : deps.subjects.chat(filter.chat_id);
-      leave = deps.hub.subscribe(subject, (envelope, event) => {
-        if (concerns(filter, envelope, event)) opened.push(event);
+      leave = deps.hub.subscribe(subject, {
+        event(envelope, event) {
+          if (concerns(filter, envelope, event)) opened.push(event);
+        },
+        lost: () => opened.end(eventUnreadable),
       });
       // A round trip to the bus: the subscription is now in force on every instance's side.
       const subscribed = await deps.bus.check(AbortSignal.timeout(2_000));
