@@ -18,6 +18,56 @@ export const MAX_DETECTION_BYTES = 1024 * 1024;
 const MAX_ID3_TAGS = 8;
 const ID3_HEADER_BYTES = 10;
 
+/** Whether `bytes` hold `signature` (one char a byte) at `offset`. */
+function holds(bytes: Uint8Array, offset: number, signature: string): boolean {
+  if (offset + signature.length > bytes.length) return false;
+  for (let index = 0; index < signature.length; index++) {
+    if (bytes[offset + index] !== signature.charCodeAt(index)) return false;
+  }
+  return true;
+}
+
+const png = (head: Uint8Array) => holds(head, 0, "\x89PNG\r\n\x1a\n");
+const ogg = (head: Uint8Array) => holds(head, 0, "OggS");
+/** An ISO base media file (MP4, M4A, QuickTime with a brand) starts with its `ftyp` box. */
+const isoMedia = (head: Uint8Array) => holds(head, 4, "ftyp");
+
+/**
+ * The signature each accepted type's files start with (after ID3v2 tags, for an MP3), checked
+ * on what file-type names: it reads the type from past any number of UTF-8 byte order marks,
+ * and takes "GIF" alone for a GIF, so a file of its type could carry bytes of the sender's
+ * choosing in front, or be no GIF at all.
+ */
+const SIGNATURES = {
+  "image/png": png,
+  "image/apng": png,
+  "image/jpeg": (head: Uint8Array) => holds(head, 0, "\xff\xd8\xff"),
+  "image/gif": (head: Uint8Array) => holds(head, 0, "GIF87a") || holds(head, 0, "GIF89a"),
+  "image/webp": (head: Uint8Array) => holds(head, 0, "RIFF") && holds(head, 8, "WEBP"),
+  // a frame's sync bits, or an ID3v2 tag too long to read past (file-type takes it for MP3)
+  "audio/mpeg": (head: Uint8Array) =>
+    (head[0] === 0xff && ((head[1] ?? 0) & 0xe0) === 0xe0) || holds(head, 0, "ID3"),
+  "audio/ogg": ogg,
+  "audio/ogg; codecs=opus": ogg,
+  "audio/wav": (head: Uint8Array) => holds(head, 0, "RIFF") && holds(head, 8, "WAVE"),
+  "audio/x-m4a": isoMedia,
+  "audio/mp4": isoMedia,
+  "video/mp4": isoMedia,
+  "video/x-m4v": isoMedia,
+  "video/webm": (head: Uint8Array) => holds(head, 0, "\x1a\x45\xdf\xa3"),
+  // or a classic QuickTime file's first atom
+  "video/quicktime": (head: Uint8Array) =>
+    ["ftyp", "free", "mdat", "moov", "wide"].some((atom) => holds(head, 4, atom)),
+} satisfies Record<string, (head: Uint8Array) => boolean>;
+
+type AcceptedType = keyof typeof SIGNATURES;
+const types = (...mimes: AcceptedType[]): ReadonlySet<string> => new Set(mimes);
+
+/** Whether `head` starts with `mime`'s signature; a type not accepted is refused by its name. */
+function startsAs(mime: string, head: Uint8Array): boolean {
+  return !Object.hasOwn(SIGNATURES, mime) || SIGNATURES[mime as AcceptedType](head);
+}
+
 /**
  * The detected MIME types each kind accepts (protocol.md: image png, jpeg, gif, webp; audio
  * mpeg, ogg, wav, mp4/m4a, webm; video mp4, webm, quicktime). MP4 and WebM are containers
@@ -26,8 +76,8 @@ const ID3_HEADER_BYTES = 10;
  * what is stored and served either way, and browsers play a `video/*` source in `<audio>`.
  */
 export const ACCEPTED_TYPES: Readonly<Record<MediaKind, ReadonlySet<string>>> = {
-  image: new Set(["image/png", "image/apng", "image/jpeg", "image/gif", "image/webp"]),
-  audio: new Set([
+  image: types("image/png", "image/apng", "image/jpeg", "image/gif", "image/webp"),
+  audio: types(
     "audio/mpeg",
     "audio/ogg",
     "audio/ogg; codecs=opus",
@@ -36,8 +86,8 @@ export const ACCEPTED_TYPES: Readonly<Record<MediaKind, ReadonlySet<string>>> = 
     "audio/mp4",
     "video/mp4",
     "video/webm",
-  ]),
-  video: new Set(["video/mp4", "video/x-m4v", "video/webm", "video/quicktime"]),
+  ),
+  video: types("video/mp4", "video/x-m4v", "video/webm", "video/quicktime"),
 };
 
 /** A file's type as its bytes tell it. */
@@ -79,7 +129,10 @@ export async function detectMedia(head: Uint8Array, kind: MediaKind | null): Pro
   }
   // tags are an MP3's; anything else behind them would be stored with bytes of the sender's
   // choosing in front of it
-  if (mime === undefined || (start > 0 && mime !== "audio/mpeg")) {
+  if (
+    mime === undefined || !startsAs(mime, head.subarray(start)) ||
+    (start > 0 && mime !== "audio/mpeg")
+  ) {
     throw new MediaError("unsupported_type", "the file is not an image, audio or video we accept");
   }
   if (kind !== null) {

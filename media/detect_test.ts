@@ -59,6 +59,33 @@ Deno.test("detectMedia() refuses text, HTML, SVG and unknown bytes whatever they
   );
 });
 
+Deno.test("detectMedia() refuses a file its type's magic does not start: BOMs in front, a GIF's half", async () => {
+  const bom = Uint8Array.of(0xef, 0xbb, 0xbf);
+  const files = ["image.png", "image.jpg", "image.gif", "image.webp", "audio.mp3", "audio.ogg"];
+  files.push("audio.wav", "audio.m4a", "audio.webm", "video.mp4", "video.webm", "video.mov");
+  for (const name of files) {
+    const file = await fixture(name);
+    for (const prefix of [bom, concat(bom, bom), concat(bom, id3Tag(100))]) {
+      for (const kind of ["image", "audio", "video", null] as const) {
+        await assert.rejects(
+          detectMedia(concat(prefix, file), kind),
+          unsupported,
+          `${name} behind ${prefix.length} bytes, as ${kind}`,
+        );
+      }
+    }
+  }
+  // file-type takes "GIF" for a GIF; its signature is GIF87a or GIF89a
+  for (const text of ["GIF<html><script>alert(1)</script>", "GIF8", "GIF90a;"]) {
+    await assert.rejects(detectMedia(new TextEncoder().encode(text), "image"), unsupported, text);
+  }
+  const gif = await fixture("image.gif");
+  for (const version of ["GIF87a", "GIF89a"]) {
+    const file = concat(new TextEncoder().encode(version), gif.subarray(6));
+    assert.deepEqual(await detectMedia(file, "image"), { kind: "image", mime: "image/gif" });
+  }
+});
+
 Deno.test("detectMedia() without a kind takes it from the bytes; MP4 and WebM count as video", async () => {
   assert.equal((await detectMedia(await fixture("image.gif"), null)).kind, "image");
   assert.equal((await detectMedia(await fixture("audio.wav"), null)).kind, "audio");

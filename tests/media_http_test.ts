@@ -8,7 +8,7 @@ import {
   stored,
   uploadMedia,
 } from "./support/media.ts";
-import { mp3WithTagEndingAt } from "./support/id3.ts";
+import { concat, mp3WithTagEndingAt } from "./support/id3.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
 import { acked, joinChat, messageWithSeq, refused } from "./support/steps.ts";
 import type { Frame } from "./support/ws_client.ts";
@@ -261,6 +261,33 @@ Deno.test("an upload is checked like base64: spoofed types 415, over the limit 4
   assert.equal(atLimit.json.media_type, "image");
   const fetched = await fetchMedia(cluster, "alice", atLimit.json.media_url);
   assert.equal(fetched.body.length, 5000);
+});
+
+Deno.test("a file with bytes in front of its magic, or only part of a GIF's, is refused: 415 by POST, unsupported_media over the socket", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  await using alice = await joinChat(cluster, "alice", chat.id);
+  const bom = Uint8Array.of(0xef, 0xbb, 0xbf);
+  const spoofs: Array<[string, "image" | "audio" | "video", Uint8Array<ArrayBuffer>]> = [
+    ["a UTF-8 BOM before a PNG", "image", concat(bom, await fixture("image.png"))],
+    ["two BOMs before an MP4", "video", concat(bom, bom, await fixture("video.mp4"))],
+    ["a BOM before an MP3", "audio", concat(bom, await fixture("audio.mp3"))],
+    ["GIF and then HTML", "image", new TextEncoder().encode("GIF<html><script>alert(1)</script>")],
+  ];
+  for (const [what, kind, bytes] of spoofs) {
+    const { status, json } = await uploadMedia(cluster, "alice", {
+      chat_id: chat.id,
+      media_type: kind,
+    }, bytes);
+    assert.equal(status, 415, `${what}: ${JSON.stringify(json)}`);
+    await refused(alice, {
+      action: "send_message",
+      receiver_id: "acme",
+      media_type: kind,
+      [kind]: bytes.toBase64(),
+    }, "unsupported_media");
+  }
+  assert.deepEqual(await stored(cluster), { blobs: 0, chunks: 0, uploads: 0 });
 });
 
 Deno.test("an upload needs a participant with a token and a chat id", async () => {
