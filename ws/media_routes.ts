@@ -160,10 +160,13 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
 
   /** The one place a media route's failure becomes a response; `retryAfter` for 429 and 503. */
   function failure(error: unknown, request: Request, retryAfter = 1): Response {
+    // an answer for this user now (a 404 may be a 200 once they join the vendor), which a
+    // cache would otherwise keep by heuristics: a 404 is cacheable without a lifetime
+    const uncached = { "cache-control": "no-store" };
     if (error instanceof AuthError) {
       return Response.json({ code: "unauthorized", message: "a valid token is required" }, {
         status: 401,
-        headers: { "www-authenticate": "Bearer" },
+        headers: { ...uncached, "www-authenticate": "Bearer" },
       });
     }
     const status = httpStatusFor(error);
@@ -172,7 +175,9 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
     const { type: _type, ...body } = toErrorFrame(error, {});
     return Response.json(body, {
       status,
-      headers: status === 503 || status === 429 ? { "retry-after": String(retryAfter) } : {},
+      headers: status === 503 || status === 429
+        ? { ...uncached, "retry-after": String(retryAfter) }
+        : uncached,
     });
   }
 
