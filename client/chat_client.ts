@@ -56,6 +56,12 @@ export interface ChatClientOptions {
    * anyway (default 3 s): a hung server or a half-open connection never answers.
    */
   closeTimeoutMs?: number;
+  /**
+   * How long a new socket may take to open and send its first frame, the page (default 10 s;
+   * 0: no limit): one that does not (a hung server, a network gone silent just after the
+   * handshake) is left as a lost one (code 1006) and tried again after the backoff.
+   */
+  connectTimeoutMs?: number;
   /** Opens a socket (default: the global WebSocket). */
   webSocket?: (url: string) => WebSocket;
   /** Closes the client when aborted (at once when it already is: no socket is opened). */

@@ -19,7 +19,8 @@ const OPEN = 1;
  * (close_policy.ts), after a backoff delay; when not, or when closed or aborted, the client
  * stops: requests and `ready()` reject with ClientClosedError and `status` is `closed`. While a
  * socket is ready and nothing comes on it for `heartbeatMs`, `check` asks the server something
- * (heartbeat.ts); a socket that does not answer in time is left as silent (leaveSilent).
+ * (heartbeat.ts); a socket that does not answer in time is left as silent (leaveSilent), and so
+ * is one whose first frame does not come within `connectTimeoutMs` of its creation.
  * It starts connecting at once (not when `signal` is already aborted); it throws TypeError at
  * once when `url` cannot be made into a socket URL (see socketUrl).
  */
@@ -42,6 +43,7 @@ export function createConnection(
     | "signal"
     | "closeTimeoutMs"
     | "heartbeatMs"
+    | "connectTimeoutMs"
   >,
 ) {
   const { requests, order, frames, emit } = deps;
@@ -83,6 +85,8 @@ export function createConnection(
   /** Connections left as silent since a reply last came in time: the backoff's exponent then. */
   let silences = 0;
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Runs from a socket's creation until its first frame: see connect(). */
+  let firstFrameTimer: ReturnType<typeof setTimeout> | undefined;
   let stopped: ClientClosedError | undefined;
 
   function setStatus(next: ConnectionStatus): void {
@@ -92,6 +96,7 @@ export function createConnection(
 
   /** The first frame of a connection: the server is ready, and says where things stand. */
   function opened(frame: LatestChatFrame | ChatsFrame): void {
+    clearTimeout(firstFrameTimer);
     isReady = true;
     if (everReady) counts.reconnects++;
     everReady = true;
@@ -158,12 +163,28 @@ export function createConnection(
       // Deno reports a connection that just ended as 0; browsers (and the spec) say 1006
       if (socket === ws) closed(event.code || 1006, event.reason);
     };
+    // the heartbeat runs only once a socket is ready: one whose handshake or first frame never
+    // comes (a hung server, a network gone silent just after the handshake) would otherwise
+    // hold the client, its outbox and ready() for as long as the TCP connection lasts
+    const timeoutMs = options.connectTimeoutMs ?? 10_000;
+    // 0 is no limit, as Infinity (which setTimeout would take as 0)
+    if (!(timeoutMs > 0 && timeoutMs < Infinity)) return;
+    firstFrameTimer = setTimeout(() => {
+      if (socket !== ws || isReady) return;
+      try {
+        ws.close(1000);
+      } catch {
+        // already closing
+      }
+      closed(1006, `no first frame within ${timeoutMs} ms: the connection is taken for dead`);
+    }, timeoutMs);
   }
 
   function closed(code: number, reason: string, leftSilent = false): void {
     const wasReady = isReady;
     socket = undefined;
     isReady = false;
+    clearTimeout(firstFrameTimer);
     heartbeat.stop();
     const requeued = requests.lost();
     if (code === CloseCode.frameTooLarge) rejectTooLarge(requeued);
@@ -253,6 +274,7 @@ export function createConnection(
     order.stop();
     heartbeat.stop();
     clearTimeout(retryTimer);
+    clearTimeout(firstFrameTimer);
     options.signal?.removeEventListener("abort", onAbort);
     requests.rejectAll(error);
     for (const waiter of waiters) waiter.reject(error);

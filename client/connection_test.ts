@@ -271,3 +271,74 @@ Deno.test("an upload still leaving whole when its timeout comes (Deno's buffered
   assert.equal(client.status.state, "open");
   assert.equal(server.sockets.length, 1, "the socket is kept");
 });
+
+Deno.test("a socket whose first frame does not come within connectTimeoutMs is left, and the next one takes the outbox", async () => {
+  // a real Deno WebSocket: the first connection is taken in but its page never comes (a hung
+  // server, or a network gone silent just after the handshake)
+  const sockets: WebSocket[] = [];
+  const firstClosed = Promise.withResolvers<number>();
+  const sent = Promise.withResolvers<string>();
+  await using server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    const index = sockets.push(socket) - 1;
+    if (index === 0) socket.onclose = (event) => firstClosed.resolve(event.code);
+    else socket.onopen = () => socket.send(JSON.stringify(historyPage(X, [1])));
+    socket.onmessage = (event) => sent.resolve(`on socket #${index}: ${event.data}`);
+    return response;
+  });
+  await using client = createChatClient({
+    url: `http://127.0.0.1:${server.addr.port}`,
+    token: "t",
+    chatId: X,
+    connectTimeoutMs: 200,
+    backoff: { initialMs: 1, jitter: 0 },
+  });
+  const statuses: string[] = [];
+  client.on("status", (status) => statuses.push(`${status.state} ${status.code ?? ""}`.trim()));
+  void client.request({ ...textMessage("waited"), client_id: "c-1" }).catch(() => {});
+
+  await within(client.ready(), 2_000, "a connection that sends its first frame");
+  assert.equal(await within(firstClosed.promise, 2_000, "the silent socket's close"), 1000);
+  assert.match(await within(sent.promise, 2_000, "the send"), /^on socket #1: .*"client_id":"c-1"/);
+  assert.deepEqual(statuses, ["reconnecting 1006", "open"]);
+});
+
+Deno.test("a handshake the server never answers is given up after connectTimeoutMs, and tried again", async () => {
+  // the server takes the TCP connection and never answers the upgrade: Deno's WebSocket has no
+  // time limit of its own on the handshake
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const taken: Deno.Conn[] = [];
+  const second = Promise.withResolvers<void>();
+  const accepting = (async () => {
+    for await (const conn of listener) if (taken.push(conn) === 2) second.resolve();
+  })();
+  const client = createChatClient({
+    url: `http://127.0.0.1:${listener.addr.port}`,
+    token: "t",
+    chatId: X,
+    connectTimeoutMs: 100,
+    backoff: { initialMs: 1, jitter: 0 },
+  });
+  try {
+    await within(second.promise, 2_000, "a second attempt");
+    assert.equal(client.status.state, "reconnecting");
+    assert.equal(client.status.code, 1006);
+  } finally {
+    await client.close();
+    for (const conn of taken) conn.close();
+    listener.close();
+    await accepting;
+  }
+});
+
+Deno.test("connectTimeoutMs 0 or Infinity puts no limit on the first frame", async () => {
+  for (const connectTimeoutMs of [0, Infinity]) {
+    await using scripted = openScriptedClient({ chatId: X, connectTimeoutMs });
+    const socket = await scripted.server.socket(0);
+    // a timer of 0 (setTimeout takes Infinity as 0) would have fired by now
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    socket.push(historyPage(X, [1]));
+    await within(scripted.client.ready(), 1_000, `ready with connectTimeoutMs ${connectTimeoutMs}`);
+    assert.equal(scripted.server.sockets.length, 1, `one socket with ${connectTimeoutMs}`);
+  }
+});
