@@ -4,6 +4,7 @@
  * exactly, frame by frame.
  */
 import assert from "node:assert/strict";
+import { clockAhead } from "../tests/support/clock.ts";
 import { openScriptedClient, type ScriptedSocket } from "../tests/support/scripted_socket.ts";
 import {
   chatRow,
@@ -251,6 +252,17 @@ Deno.test("a heartbeat's page is its own: a message in it is not given before it
   socket.push({ type: "chat_message", chat_id: X, message: storedMessage(X, 2) });
   await events.next("chat_message");
   assert.deepEqual(events.all("chat_message").map((frame) => frame.message.seq), [2]);
+});
+
+Deno.test("a wall clock set back does not put off the heartbeat's check", async () => {
+  await using scripted = openScriptedClient({ chatId: X, heartbeatMs: 20 });
+  const { server } = scripted;
+  const socket = await scripted.accept(historyPage(X, [1]));
+  // an NTP step, a device's time set by its new network: an hour back, just after the page
+  using _setBack = clockAhead(-3_600_000);
+
+  const check = await server.written(socket, "load_latest_chat");
+  assert.deepEqual([check.limit, check.after_seq], [1, 1]);
 });
 
 /** What the application is shown of the messages and their changes, in order. */

@@ -17,6 +17,7 @@ export function createHeartbeat(
   options: { heartbeatMs: number },
 ) {
   const every = options.heartbeatMs;
+  /** On the monotonic clock: a wall clock set back would put the next check off as long. */
   let lastReceived = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
   /** Bumped by start and stop: a check of an earlier socket schedules nothing. */
@@ -29,7 +30,7 @@ export function createHeartbeat(
 
   function due(): void {
     timer = undefined;
-    const idle = Date.now() - lastReceived;
+    const idle = performance.now() - lastReceived;
     if (idle < every) return schedule(every - idle);
     const mine = run;
     deps.check()
@@ -51,12 +52,12 @@ export function createHeartbeat(
     start(): void {
       stop();
       if (!(every > 0)) return;
-      lastReceived = Date.now();
+      lastReceived = performance.now();
       schedule(every);
     },
     /** A frame came: the socket lives. */
     received(): void {
-      lastReceived = Date.now();
+      lastReceived = performance.now();
     },
     /** The socket is gone (or the client closed): no more checks. */
     stop,
