@@ -2,7 +2,9 @@ import { z } from "zod";
 import { tlsProblem } from "./config_tls.ts";
 import { redactUrls } from "./observability/redact.ts";
 
-const port = z.coerce.number().int().min(0).max(65535);
+/** Blanks would coerce to 0: a port the system chooses, where the operator meant one. */
+const port = z.string().trim().min(1, "must be a port number, not blanks")
+  .pipe(z.coerce.number<string>().int().min(0).max(65535));
 const optionalText = z.string().trim().min(1).optional();
 /**
  * Durations end up in setTimeout, which takes anything past 2^31 - 1 ms (24.8 days) as 1 ms:

@@ -200,6 +200,9 @@ Deno.test("a wrong or missing setting stops deno task start with one line naming
     [withoutDatabase, "DATABASE_URL"],
     [{ ...env, LOG_LEVEL: "loud" }, "LOG_LEVEL"],
     [{ ...env, GRPC_PORT: "eighty" }, "GRPC_PORT"],
+    // blanks are no number: read as 0, they bound a port the system chose
+    [{ ...env, PORT: " " }, "PORT"],
+    [{ ...env, GRPC_PORT: " " }, "GRPC_PORT"],
     // a key the verifier cannot use, found before the database is asked (it would refuse: port 1)
     [{
       ...withoutKey,
