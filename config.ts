@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { z } from "zod";
 import { tlsProblem } from "./config_tls.ts";
 import { redactUrls } from "./observability/redact.ts";
@@ -46,7 +47,14 @@ function originOf(value: string): string | undefined {
 
 const settings = z.object({
   PORT: port.default(8000),
-  HOST: z.string().default("0.0.0.0"),
+  /**
+   * Checked here, as the listeners would find it only after the migrations, in a line that does
+   * not name it. The gRPC listener takes no brackets around an IPv6 address.
+   */
+  HOST: z.string().refine(
+    (host) => isIP(host) !== 0 || /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(host),
+    "must be an IP address (IPv6 without brackets) or a host name",
+  ).default("0.0.0.0"),
   GRPC_PORT: port.default(50051),
   /** Set to 0 to run without the admin plane. */
   GRPC_ENABLED: flag.default(true),

@@ -203,6 +203,10 @@ Deno.test("a wrong or missing setting stops deno task start with one line naming
     // blanks are no number: read as 0, they bound a port the system chose
     [{ ...env, PORT: " " }, "PORT"],
     [{ ...env, GRPC_PORT: " " }, "GRPC_PORT"],
+    // else found only when binding, after the migrations, in a line that does not name HOST
+    [{ ...env, HOST: "not a host" }, "HOST"],
+    // the HTTP listener takes the brackets, the gRPC one does not
+    [{ ...env, HOST: "[::1]" }, "HOST"],
     // a key the verifier cannot use, found before the database is asked (it would refuse: port 1)
     [{
       ...withoutKey,
