@@ -11,6 +11,7 @@ import { createMessageHandlers } from "./handlers/messages.ts";
 import { createModerationHandlers } from "./handlers/moderation.ts";
 import { createStatsHandlers } from "./handlers/stats.ts";
 import { createWatchEvents } from "./handlers/watch_events.ts";
+import { logger } from "../observability/log.ts";
 import { createHealthReporter, type ReadinessSource } from "./health.ts";
 import { type GrpcListener, startGrpcListener } from "./listener.ts";
 import { createPageTokens } from "./page_token.ts";
@@ -82,12 +83,30 @@ function serviceDefinition(definition: PackageDefinition, name: string): Service
 }
 
 /**
+ * grpc-js's own diagnostics as log lines of the service: by itself it writes them to standard
+ * error as text, which a log collector cannot read. What it reports as an error is a warning
+ * here: it is thrown to the caller as well (a port it cannot bind), or concerns what a client
+ * sent. Only the text before the first ": " is kept: what follows may quote a header's value,
+ * such as a token.
+ */
+function logGrpcDiagnostics() {
+  const log = logger("grpc");
+  const text = (message: unknown) => ({ grpc_js: String(message).split(": ")[0] });
+  grpc.setLogger({
+    error: (message: unknown) => log.warn("grpc-js reported a problem", text(message)),
+    info: (message: unknown) => log.info("grpc-js reported", text(message)),
+    debug: (message: unknown) => log.debug("grpc-js reported", text(message)),
+  });
+}
+
+/**
  * Starts the gRPC admin plane (chat.admin.v1.ChatAdmin, grpc.health.v1.Health, server
  * reflection) beside the WebSocket plane: both call the same domain service, share the
  * database and the bus, and never call each other. Every ChatAdmin call is authenticated here;
  * every error becomes a status in `toCallStatus`. Throws a plain Error without an admin token.
  */
 export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Promise<GrpcServer> {
+  logGrpcDiagnostics();
   const authorized = createTokenCheck(options.adminToken);
   const definition = await loadAdminProto();
   const handlerDeps = {

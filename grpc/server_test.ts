@@ -1,10 +1,16 @@
-import { type ClientReadableStream, status as Status } from "@grpc/grpc-js";
+import {
+  type ClientReadableStream,
+  experimental,
+  logVerbosity,
+  status as Status,
+} from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { createMemoryBus } from "../bus/memory_bus.ts";
 import { createSubjects } from "../bus/subjects.ts";
 import { createChatPublisher } from "../chat/chat_publisher.ts";
 import type { AdminStore } from "../chat/ports.ts";
 import { ChatError } from "../chat/errors.ts";
+import { configureLogging } from "../observability/log.ts";
 import type { ChatService } from "../chat/service.ts";
 import type { Chat } from "../chat/types.ts";
 import { createAdminClient, type Reply } from "../tests/support/admin_client.ts";
@@ -82,6 +88,30 @@ function ended(stream: ClientReadableStream<Reply>) {
 
 Deno.test("startGrpcServer refuses to start without an admin token", async () => {
   await assert.rejects(start(fakeReadiness(true).source, ""), /GRPC_ADMIN_TOKEN/);
+});
+
+Deno.test("grpc-js's own errors are JSON log lines of the service, without the values it quotes", async () => {
+  const logged: string[] = [];
+  const decoder = new TextDecoder();
+  await using _logging = await configureLogging("warning", {
+    write: (bytes) => logged.push(decoder.decode(bytes)),
+  });
+  const server = await start(fakeReadiness(true).source);
+  try {
+    // what grpc-js says of a header it cannot take (metadata.js), which quotes its value
+    experimental.log(
+      logVerbosity.ERROR,
+      "Failed to add metadata entry authorization: Bearer secret-token. Invalid value",
+    );
+  } finally {
+    await server.close();
+  }
+  const lines = logged.join("").split("\n").filter(Boolean).map((line) => JSON.parse(line));
+  assert.deepEqual(
+    lines.map(({ level, logger, grpc_js }) => ({ level, logger, grpc_js })),
+    [{ level: "WARN", logger: "chat.grpc", grpc_js: "Failed to add metadata entry authorization" }],
+  );
+  assert.ok(!logged.join("").includes("secret-token"), logged.join(""));
 });
 
 Deno.test("health follows readiness: SERVING, NOT_SERVING, and NOT_SERVING after close", async () => {

@@ -298,3 +298,18 @@ Deno.test("a refused setting is quoted in the log line as it was written, braces
     'invalid configuration: ALLOWED_ORIGINS: "${ORIGIN}" is no origin (scheme://host[:port], as browsers send)',
   );
 });
+
+Deno.test("an admin port in use stops deno task start with its JSON line alone, naming the address", async () => {
+  await using database = await freshDatabase();
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const env = serviceEnvironment({ databaseUrl: database.url });
+  const { code, lines } = await runServiceProcess({ ...env, GRPC_PORT: String(taken.addr.port) });
+  assert.equal(code, 1, lines.join("\n"));
+  // grpc-js writes its own errors to standard error, as text a log collector cannot read
+  const printed = serviceLines(lines);
+  const notJson = printed.filter((line) => !line.startsWith("{"));
+  assert.deepEqual(notJson, [], "lines that are no log record");
+  const fatal = printed.map((line) => JSON.parse(line)).filter((line) => line.level === "FATAL");
+  assert.equal(fatal.length, 1, printed.join("\n"));
+  assert.match(fatal[0].error.message, new RegExp(`127\\.0\\.0\\.1:${taken.addr.port}`));
+});
