@@ -430,6 +430,7 @@ if (import.meta.main) {
   try {
     config = loadConfig();
     refuseEmbeddedDatabase(config);
+    refuseDatabaseUrlWithoutUser(config);
     await refuseUnusablePublicKey(config);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
@@ -502,6 +503,22 @@ function refuseEmbeddedDatabase(config: Config) {
   if (write.state !== "granted") {
     throw new ConfigError(
       "invalid configuration: DATABASE_URL: required (the embedded database is for `deno task dev`)",
+    );
+  }
+}
+
+/**
+ * Without a user in DATABASE_URL, postgres.js asks the system for the process's user name,
+ * which `deno task start` may not ask (`--allow-sys=uid` only): it would connect as no user,
+ * refused by the server in a line that names neither DATABASE_URL nor the cause.
+ */
+function refuseDatabaseUrlWithoutUser(config: Config) {
+  if (!config.DATABASE_URL || new URL(config.DATABASE_URL).username) return;
+  // what node:os userInfo() asks for; queried, as asking could prompt in a terminal
+  const kinds = ["uid", "gid", "username"] as const;
+  if (kinds.some((kind) => Deno.permissions.querySync({ name: "sys", kind }).state !== "granted")) {
+    throw new ConfigError(
+      "invalid configuration: DATABASE_URL: must name the user (postgres://user@host/database)",
     );
   }
 }

@@ -198,6 +198,8 @@ Deno.test("a wrong or missing setting stops deno task start with one line naming
     [withoutKey, "JWT_SECRET"],
     [{ ...env, DATABASE_URL: "mysql://db/chat" }, "DATABASE_URL"],
     [withoutDatabase, "DATABASE_URL"],
+    // postgres.js would ask the system for the user, which the start may not: it sent none
+    [{ ...env, DATABASE_URL: "postgres://127.0.0.1:1/unused" }, "DATABASE_URL"],
     [{ ...env, LOG_LEVEL: "loud" }, "LOG_LEVEL"],
     [{ ...env, GRPC_PORT: "eighty" }, "GRPC_PORT"],
     // blanks are no number: read as 0, they bound a port the system chose
