@@ -1,4 +1,4 @@
-import type { Sql } from "postgres";
+import type { PendingQuery, Row, Sql } from "postgres";
 import { ChatError } from "../chat/errors.ts";
 import type { ChatStore } from "../chat/ports.ts";
 import { type ChatSummary, type Membership, sideOf, toClientMessage } from "../chat/types.ts";
@@ -76,12 +76,11 @@ export function createChatQueries(sql: Sql): ChatQueries {
     },
 
     async chatsOf(userId) {
+      const columns = sql`id, user_id, vendor_id, last_seq, created_at, updated_at`;
       const rows = await sql<Array<ChatRow & { is_member: boolean }>>`
         select c.id, c.user_id, c.vendor_id, c.last_seq, c.created_at, c.updated_at,
                c.vendor_id <> ${userId} and c.user_id <> ${userId} as is_member
-        from chats c
-        where c.user_id = ${userId} or c.vendor_id = ${userId}
-           or c.vendor_id in (select vendor_id from vendor_members where user_id = ${userId})`;
+        from (${chatsOfParticipant(sql, userId, columns)}) c`;
       return await sidesOf(userId, rows);
     },
 
@@ -103,18 +102,12 @@ export function createChatQueries(sql: Sql): ChatQueries {
       const activity = sql`date_trunc('milliseconds', c.updated_at)`;
       const columns = sql`
         id, user_id, vendor_id, last_seq, customer_unread, vendor_unread, created_at, updated_at`;
-      // Each source reads its chats' rows by participant, and only the page's chats look up
-      // their last message: a join of the ids with chats was planned as a scan of the whole
-      // table for a user of a few thousand chats, and every chat's last message was read before
-      // the page was cut.
+      // Only the page's chats look up their last message: a join of the ids with chats was
+      // planned as a scan of the whole table for a user of a few thousand chats, and every
+      // chat's last message was read before the page was cut.
       const page = (cursor: { before?: string; at?: string }, take: number) =>
         sql<ChatListRow[]>`
-        with mine as (
-          select ${columns} from chats where user_id = ${userId}
-          union select ${columns} from chats where vendor_id = ${userId}
-          union select ${columns} from chats
-            where vendor_id in (select vendor_id from vendor_members where user_id = ${userId})
-        )
+        with mine as (${chatsOfParticipant(sql, userId, columns)})
         select c.id, c.user_id, c.vendor_id, c.last_seq, c.created_at, c.updated_at,
                case when c.user_id = ${userId} then c.customer_unread
                     else c.vendor_unread end as unread,
@@ -160,6 +153,23 @@ export function createChatQueries(sql: Sql): ChatQueries {
       return new Map(rows.map((row) => [row.id, row.last_seq]));
     },
   };
+}
+
+/**
+ * The `columns` of every chat of a user: as its customer, as its vendor, or as a member of its
+ * vendor. Each source reads its chats by participant; one condition with `or` over the three
+ * (the member's vendors a subquery) can be served by no index, and read every chat.
+ */
+function chatsOfParticipant(
+  sql: Sql,
+  userId: string,
+  columns: PendingQuery<Row[]>,
+): PendingQuery<Row[]> {
+  return sql`
+    select ${columns} from chats where user_id = ${userId}
+    union select ${columns} from chats where vendor_id = ${userId}
+    union select ${columns} from chats
+      where vendor_id in (select vendor_id from vendor_members where user_id = ${userId})`;
 }
 
 async function sidesOf(userId: string, rows: Array<ChatRow & { is_member: boolean }>) {

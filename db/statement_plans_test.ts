@@ -194,6 +194,33 @@ Deno.test("a user's chat list reads only that user's chats, and the last message
     }
   }));
 
+Deno.test("a user's chats, joined all at once, are read by participant, not by a scan of every chat", () =>
+  onOneConnection(async (sql) => {
+    await chatsWithOldParticipants(sql);
+    await sql`insert into vendor_members (vendor_id, user_id, role) values ('vendor-gone', 'agent', 'agent')`;
+    const expected = [
+      { user: "vendor-gone", side: "vendor", where: sql`vendor_id = 'vendor-gone'` },
+      { user: "customer-gone", side: "customer", where: sql`user_id = 'customer-gone'` },
+      { user: "agent", side: "vendor", where: sql`vendor_id = 'vendor-gone'` },
+    ] as const;
+    for (const [{ user, side, where }, plan] of withEachPlanMode([...expected])) {
+      const joined: Array<{ id: string; side: string }> = [];
+      const reads = await readsUnderPlan(sql, { table: "chats", plan }, async (tx) => {
+        const memberships = await createPostgresStore(tx).chatsOf(user);
+        joined.push(...memberships.map((m) => ({ id: m.chat.id, side: m.side })));
+      });
+      const chats = await sql<Array<{ id: string }>>`select id from chats where ${where}`;
+      const which = `${user} with ${plan}`;
+      assert.deepEqual(
+        joined.sort((a, b) => a.id.localeCompare(b.id)),
+        chats.map(({ id }) => ({ id, side })).sort((a, b) => a.id.localeCompare(b.id)),
+        which,
+      );
+      assert.equal(reads.seqScans, 0, `${which}: a scan of all chats`);
+      assert.ok(reads.rowsRead <= 2000, `${which}: ${reads.rowsRead} chats read`);
+    }
+  }));
+
 Deno.test("the sweep of unsent media reads the media created since its last cutoff, not every media row ever sent", () =>
   onOneConnection(async (sql) => {
     const [chat] = await sql<[{ id: string }]>`
