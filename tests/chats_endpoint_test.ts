@@ -273,6 +273,8 @@ Deno.test("list_chats belongs to /v1/ws/chats/ and is refused on a single chat",
   await using customer = await joinChat(cluster, "cust-1", chat.id);
   const error = await refused(customer, { action: "list_chats" }, "invalid_payload");
   assert.equal(error.action, "list_chats");
+  // invalid_payload comes with issues (protocol.md): here the action is what does not fit
+  assert.deepEqual(error.issues?.map((issue: Frame) => issue.path), ["action"]);
   assert.deepEqual(customer.pending("chats"), []);
 });
 

@@ -75,7 +75,9 @@ async function runAction(frame: ClientFrame, context: ActionContext): Promise<Ou
       return;
     case "list_chats": {
       if (endpoint.kind !== "chats") {
-        throw new ChatError("invalid_payload", "list_chats is for /v1/ws/chats/");
+        throw new ChatError("invalid_payload", "list_chats is for /v1/ws/chats/", {
+          issues: [{ path: "action", message: "list_chats is for /v1/ws/chats/ only" }],
+        });
       }
       const page = await service.listChats(userId, frame.before);
       send({ type: "chats", chats: page.items, has_more: page.has_more });
