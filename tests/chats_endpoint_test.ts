@@ -278,16 +278,30 @@ Deno.test("list_chats belongs to /v1/ws/chats/ and is refused on a single chat",
   assert.deepEqual(customer.pending("chats"), []);
 });
 
-Deno.test("list_chats with a before cursor outside the database's dates is invalid_payload", async () => {
+Deno.test("list_chats with a before cursor outside the years 1 to 9999 (UTC) is invalid_payload naming before, never internal", async () => {
   await using cluster = await startCluster();
-  await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
   await using customerAll = await joinAllChats(cluster, "cust-1");
-  const error = await refused(
-    customerAll,
-    { action: "list_chats", before: "0000-01-01T00:00:00Z" },
-    "invalid_payload",
-  );
-  assert.equal(error.action, "list_chats");
+  // valid ISO-8601, yet past what the store's timestamps take once put in UTC
+  for (
+    const before of [
+      "0000-01-01T00:00:00Z",
+      "0001-01-01T00:00:00+14:00",
+      "9999-12-31T23:59:59-23:59",
+    ]
+  ) {
+    const error = await refused(customerAll, { action: "list_chats", before }, "invalid_payload");
+    assert.equal(error.action, "list_chats");
+    assert.deepEqual(error.issues?.map((issue: Frame) => issue.path), ["before"], before);
+  }
+  // the first and the last instant of that span are cursors like any other
+  assert.deepEqual(await listChats(customerAll, "0001-01-01T00:00:00Z"), {
+    type: "chats",
+    chats: [],
+    has_more: false,
+  });
+  const all = await listChats(customerAll, "9999-12-31T23:59:59.999Z");
+  assert.deepEqual(all.chats.map((summary: Frame) => summary.chat_id), [chat.id]);
 });
 
 Deno.test("a /v1/ws/chats/ socket hears of a chat created after it connected", async () => {

@@ -30,6 +30,18 @@ const storable = z.string()
   .refine((value) => value.isWellFormed(), {
     message: "must be well-formed Unicode (no lone surrogates)",
   });
+/**
+ * An `updated_at` cursor: ISO-8601 naming an instant in the years 1 to 9999 once in UTC. The
+ * store is given it in UTC (postgres.js makes it `Date#toISOString()`), and an instant outside
+ * those years comes out as year 0000 or `+010000`, which PostgreSQL refuses (the second as a
+ * time zone it cannot read: `internal`); refused here instead, naming the field.
+ */
+const FIRST_CURSOR = Date.parse("0001-01-01T00:00:00.000Z");
+const LAST_CURSOR = Date.parse("9999-12-31T23:59:59.999Z");
+const cursor = z.iso.datetime({ offset: true }).refine((value) => {
+  const instant = Date.parse(value);
+  return instant >= FIRST_CURSOR && instant <= LAST_CURSOR;
+}, { message: "must be a time in the years 1 to 9999 (UTC)" });
 const text = storable.transform((value) => value.trim()).pipe(z.string().min(1).max(4000));
 const base64 = z.string().min(1);
 
@@ -87,7 +99,7 @@ export const clientFrameSchemas = {
   list_chats: z.object({
     ...common,
     action: z.literal("list_chats"),
-    before: z.iso.datetime({ offset: true }).optional(),
+    before: cursor.optional(),
   }),
 } as const;
 
