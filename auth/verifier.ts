@@ -123,7 +123,7 @@ export async function createTokenVerifier(options: VerifierOptions): Promise<Tok
       }
       let payload: JWTPayload;
       try {
-        ({ payload } = await jwtVerify(token, key, verifyOptions));
+        payload = await verifiedPayload(token, key, verifyOptions);
       } catch (error) {
         if (error instanceof ChatError) throw error;
         throw error instanceof errors.JWTExpired
@@ -141,6 +141,31 @@ export async function createTokenVerifier(options: VerifierOptions): Promise<Tok
     },
     canVerify: held ?? (() => Promise.resolve(true)),
   };
+}
+
+/**
+ * The token's claims once its signature and claims check out. A token without `kid`, while the
+ * JWKS holds several keys its algorithm could use (a rotation under way), is tried against each
+ * as jose leaves to its caller: only a failed signature moves on to the next key.
+ */
+async function verifiedPayload(
+  token: string,
+  key: VerificationKey,
+  options: JWTVerifyOptions,
+): Promise<JWTPayload> {
+  try {
+    return (await jwtVerify(token, key, options)).payload;
+  } catch (error) {
+    if (!(error instanceof errors.JWKSMultipleMatchingKeys)) throw error;
+    for await (const candidate of error) {
+      try {
+        return (await jwtVerify(token, candidate, options)).payload;
+      } catch (failure) {
+        if (!(failure instanceof errors.JWSSignatureVerificationFailed)) throw failure;
+      }
+    }
+    throw new errors.JWSSignatureVerificationFailed();
+  }
 }
 
 /**

@@ -256,19 +256,30 @@ Deno.test("a public key verifier refuses the other asymmetric algorithm and HS25
   await assertRefused(rsaVerifier.verify(await hsSign(claims)), "invalid");
 });
 
-Deno.test("a JWKS verifier accepts RS256 and ES256 tokens whose key is in the served set", async () => {
+/** A verifier of a JWKS served on 127.0.0.1 with the public `keys`; disposing stops the server. */
+async function servedJwks(keys: { key: CryptoKey; kid: string; alg: string }[]) {
   const jwks = {
-    keys: [
-      { ...await exportJWK(rsa.publicKey), kid: "rsa-1", alg: "RS256", use: "sig" },
-      { ...await exportJWK(ec.publicKey), kid: "ec-1", alg: "ES256", use: "sig" },
-    ],
+    keys: await Promise.all(
+      keys.map(async ({ key, kid, alg }) => ({ ...await exportJWK(key), kid, alg, use: "sig" })),
+    ),
   };
-  await using server = Deno.serve(
+  const server = Deno.serve(
     { port: 0, hostname: "127.0.0.1", onListen: () => {} },
     () => Response.json(jwks),
   );
   const url = `http://127.0.0.1:${server.addr.port}/.well-known/jwks.json`;
-  const verifier = await createTokenVerifier({ key: { kind: "jwks", url } });
+  return {
+    verifier: await createTokenVerifier({ key: { kind: "jwks", url } }),
+    [Symbol.asyncDispose]: () => server[Symbol.asyncDispose](),
+  };
+}
+
+Deno.test("a JWKS verifier accepts RS256 and ES256 tokens whose key is in the served set", async () => {
+  await using served = await servedJwks([
+    { key: rsa.publicKey, kid: "rsa-1", alg: "RS256" },
+    { key: ec.publicKey, kid: "ec-1", alg: "ES256" },
+  ]);
+  const { verifier } = served;
   const claims = { user_id: "8", exp: nowSeconds() + 60 };
 
   const rsToken = await sign(claims, rsa.privateKey, { alg: "RS256", kid: "rsa-1" });
@@ -281,6 +292,35 @@ Deno.test("a JWKS verifier accepts RS256 and ES256 tokens whose key is in the se
   const error = await assertRefused(verifier.verify(strangerToken), "invalid");
   assert.ok(error.cause instanceof errors.JWKSNoMatchingKey);
   await assertRefused(verifier.verify(await hsSign(claims)), "invalid");
+});
+
+Deno.test("a JWKS verifier holding several keys of a token's type checks a token without kid against each", async () => {
+  // a rotation: the old key and the new one are both served, and the issuer names neither
+  const rotated = await generateKeyPair("RS256");
+  await using served = await servedJwks([
+    { key: rsa.publicKey, kid: "old", alg: "RS256" },
+    { key: rotated.publicKey, kid: "new", alg: "RS256" },
+  ]);
+  const { verifier } = served;
+  const claims = { user_id: "8", exp: nowSeconds() + 60 };
+
+  assert.equal(
+    (await verifier.verify(await sign(claims, rsa.privateKey, { alg: "RS256" }))).userId,
+    "8",
+  );
+  assert.equal(
+    (await verifier.verify(await sign(claims, rotated.privateKey, { alg: "RS256" }))).userId,
+    "8",
+  );
+  // the key that signed it decides: expired, not a signature that failed on the other key
+  const expired = await sign({ ...claims, exp: nowSeconds() - 60 }, rotated.privateKey, {
+    alg: "RS256",
+  });
+  await assertRefused(verifier.verify(expired), "expired");
+  const stranger = await generateKeyPair("RS256");
+  const forged = await sign(claims, stranger.privateKey, { alg: "RS256" });
+  const error = await assertRefused(verifier.verify(forged), "invalid");
+  assert.ok(error.cause instanceof errors.JWSSignatureVerificationFailed, `cause: ${error.cause}`);
 });
 
 Deno.test("createTokenVerifier() throws on an HS256 secret shorter than 32 bytes", async () => {
