@@ -164,7 +164,8 @@ function amend(window: UnreadWindow, seq: number, json: string | null): void {
 /**
  * A snapshot (oldest first) with the chat side's recent amendments applied: edited text
  * replaced; deleted and read messages (one by one or up to a seq) left out of the messages and
- * of the count (each was unread in the snapshot, as it names it). Without amendments, the
+ * of the count (each was unread in the snapshot, as it names it), and a read up to a listed
+ * seq takes the older unread it does not list out of the count too. Without amendments, the
  * snapshot as it is.
  */
 function withAmendments(
@@ -185,7 +186,9 @@ function withAmendments(
   const { amended, readUpTo } = window;
   if (amended === undefined && readUpTo === undefined) return { seqs, messages, count };
   const upTo = readUpTo?.seq ?? 0;
-  const kept = { seqs: [] as number[], messages: [] as string[], count };
+  // the unlisted unread are older than every listed one: read too, once a listed one is
+  const unlistedRead = seqs.length > 0 && upTo >= seqs[0]! ? count - seqs.length : 0;
+  const kept = { seqs: [] as number[], messages: [] as string[], count: count - unlistedRead };
   seqs.forEach((seq, index) => {
     const amendment = amended?.get(seq);
     if (seq <= upTo || amendment?.json === null) return void kept.count--;

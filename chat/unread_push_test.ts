@@ -143,3 +143,16 @@ Deno.test("a message's snapshot taken before a read up to a seq went out leaves 
     { count: 1, contents: ["third"] },
   ]);
 });
+
+Deno.test("a snapshot taken before a read up to a seq counts none of the unlisted older messages", () => {
+  const pushes = createUnreadPushes({ store: {} as ChatStore, onError: () => {} });
+  const sent: Delivery[] = [];
+  // 61 unread: the snapshot names the newest 50 (12 to 61), and counts the 11 older too
+  const newest = Array.from({ length: 50 }, (_, index) => stored(12 + index, `m${12 + index}`));
+  const last = newest.at(-1)!;
+  // message 61's publisher took its snapshot, then the vendor read up to 60, out first: every
+  // unlisted message is older than a listed one it read, so read too
+  pushes.readUpTo(CHAT, "vendor", 60);
+  pushes.after(CHAT, published(last, { count: 61, messages: newest }), to(sent));
+  assert.deepEqual(pushesTo(sent), [{ count: 1, contents: ["m61"] }]);
+});
