@@ -2,7 +2,10 @@ import type { DeliveredEnvelope, Delivery } from "./delivery.ts";
 import type { ChatStore } from "./ports.ts";
 import { type Message, type Side, toClientMessage, UNREAD_PREVIEW_LIMIT } from "./types.ts";
 
-/** Chat sides whose last unread push is remembered; least recently pushed go first. */
+/**
+ * Chat sides whose last unread push is remembered; least recently pushed go first, those with
+ * a store read under way last.
+ */
 const MAX_UNREAD_WINDOWS = 2_000;
 
 /**
@@ -26,6 +29,11 @@ interface UnreadWindow {
   messages: readonly string[];
   /** Pushes begun: one read from the store is dropped when a later one went out first. */
   pushes: number;
+  /**
+   * Store reads under way: the window is kept until they answer, else a later push would
+   * begin a new one, which they could not see, and go out behind it.
+   */
+  reading: number;
   /** The chat's recent amendments by seq, applied to each push; undefined: none. */
   amended?: Map<number, Amendment> | undefined;
   /** The side's recent read mark up to a seq (`messages_read`), applied likewise. */
@@ -47,11 +55,26 @@ export function createUnreadPushes(deps: {
   const windows = new Map<string, UnreadWindow>();
 
   function windowOf(key: string): UnreadWindow {
-    const window = windows.get(key) ?? { seqs: [], messages: [], pushes: 0 };
+    const window = windows.get(key) ?? { seqs: [], messages: [], pushes: 0, reading: 0 };
+    touch(key, window);
+    if (windows.size > MAX_UNREAD_WINDOWS) evictOldest();
+    return window;
+  }
+
+  function touch(key: string, window: UnreadWindow): void {
     windows.delete(key);
     windows.set(key, window);
-    if (windows.size > MAX_UNREAD_WINDOWS) windows.delete(windows.keys().next().value!);
-    return window;
+  }
+
+  /** The least recently pushed window without a read under way; those with one go last. */
+  function evictOldest(): void {
+    let skipped = 0;
+    for (const [key, window] of windows) {
+      if (window.reading === 0) return void windows.delete(key);
+      // each is moved last once: every window reading, none goes
+      if (++skipped === windows.size) return;
+      touch(key, window);
+    }
   }
 
   function readAndPush(
@@ -62,7 +85,9 @@ export function createUnreadPushes(deps: {
     window: UnreadWindow,
     push: number,
   ) {
+    window.reading++;
     store.unread(chatId, side, UNREAD_PREVIEW_LIMIT).then((snapshot) => {
+      window.reading--;
       if (!to.stillFollowed() || window.pushes !== push) return; // a later one went out
       const { seqs, messages, count } = withAmendments(
         window,
@@ -73,7 +98,10 @@ export function createUnreadPushes(deps: {
       window.seqs = seqs;
       window.messages = messages;
       to.send(unreadDelivery(envelope, { chatId, side, count, messages }));
-    }, (error) => onError(error, "unread push"));
+    }, (error) => {
+      window.reading--;
+      onError(error, "unread push");
+    });
   }
 
   return {

@@ -156,3 +156,33 @@ Deno.test("a snapshot taken before a read up to a seq counts none of the unliste
   pushes.after(CHAT, published(last, { count: 61, messages: newest }), to(sent));
   assert.deepEqual(pushesTo(sent), [{ count: 1, contents: ["m61"] }]);
 });
+
+Deno.test("a store read under way keeps its chat side's window, so that a later push still supersedes it", async () => {
+  const { store, reads } = heldStore();
+  const pushes = createUnreadPushes({ store, onError: (error) => assert.fail(String(error)) });
+  const sent: Delivery[] = [];
+  pushes.afterStored(CHAT, "vendor", { chat: participants, sent_at: 0 }, to(sent));
+  // a busy instance: thousands of other chats' pushes while the read is under way
+  for (let chat = 0; chat < 2_500; chat++) {
+    const message = { ...stored(1, "elsewhere"), chat_id: `other${chat}` };
+    pushes.after(`other${chat}`, published(message, { count: 1, messages: [message] }), to([]));
+  }
+  const [first, second] = [stored(1, "first"), stored(2, "second")];
+  pushes.after(CHAT, published(second, { count: 2, messages: [first, second] }), to(sent));
+  // the read, begun before message 2 went out, answers last: it is superseded
+  reads[0]!({ count: 1, messages: [first] });
+  await Promise.resolve();
+  assert.deepEqual(pushesTo(sent), [{ count: 2, contents: ["first", "second"] }]);
+});
+
+Deno.test("windows are kept past the bound while every one has a store read under way", async () => {
+  const { store, reads } = heldStore();
+  const pushes = createUnreadPushes({ store, onError: (error) => assert.fail(String(error)) });
+  const sent: Delivery[] = [];
+  for (let chat = 0; chat < 2_100; chat++) {
+    pushes.afterStored(`chat${chat}`, "vendor", { chat: participants, sent_at: 0 }, to(sent));
+  }
+  for (const answer of reads) answer({ count: 1, messages: [stored(1, "first")] });
+  await Promise.resolve();
+  assert.equal(sent.length, 2_100);
+});
