@@ -42,19 +42,15 @@ export function createMembershipOperations(deps: { store: ChatStore; now: () => 
       return { ...admission, membership };
     },
 
-    /**
-     * Every chat of the user, and the vendors they act for, with their admission; `forbidden`
-     * when banned.
-     */
-    async joinAllChats(
-      userId: string,
-    ): Promise<Admission & { chats: Membership[]; vendors: string[] }> {
-      const [chats, vendors, admission] = await Promise.all([
-        store.chatsOf(userId),
-        store.vendorsOf(userId),
-        admit(userId),
-      ]);
-      return { ...admission, chats, vendors };
+    /** Every chat of the user, with their admission; `forbidden` when banned. */
+    async joinAllChats(userId: string): Promise<Admission & { chats: Membership[] }> {
+      const [chats, admission] = await Promise.all([store.chatsOf(userId), admit(userId)]);
+      return { ...admission, chats };
+    },
+
+    /** The vendors the user acts for, as a member. */
+    vendorsOf(userId: string): Promise<string[]> {
+      return store.vendorsOf(userId);
     },
 
     /**

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
+import postgres from "postgres";
 import { configureLogging } from "../observability/log.ts";
+import { waitingForLock } from "./support/database.ts";
 import { startCluster } from "./support/service.ts";
 import {
   acked,
@@ -199,4 +201,30 @@ Deno.test("a member's chats socket takes no notice, and logs no error, when the 
   assert.deepEqual((await agentAll.nextOfType("chat_message")).message, sent);
   assert.deepEqual(agentAll.frames.filter((frame) => frame.chat_id === bought.id), []);
   assert.deepEqual(logged, []);
+});
+
+Deno.test("a member's chats socket follows a chat the vendor gets while the socket reads its chats", async () => {
+  // no sweep within the test: the chat must come by its event, not by the store's look back
+  await using cluster = await startCluster({ nats: false, env: { FEED_SWEEP_SECONDS: "3600" } });
+  const service = cluster.main.service.chat;
+  await service.addVendorMember("vend-1", "agent-1", "agent");
+  const observer = postgres(cluster.databaseUrl, { max: 2, onnotice: () => {} });
+  const locker = await observer.reserve();
+  try {
+    // the socket's first read of the store waits on its sanctions, the rest of it done
+    await locker`begin`;
+    await locker`lock table bans in access exclusive mode`;
+    const agentAll = await cluster.openChats("agent-1");
+    await within(waitingForLock(observer, "%from bans%"), 5_000, "the read of sanctions to wait");
+    const chat = await service.createChat("cust-1", "vend-1");
+    await locker`rollback`;
+    const listed = (await agentAll.nextOfType("chats")).chats;
+    assert.deepEqual(listed.map((row: Frame) => row.chat_id), [chat.id]);
+    await using customer = await joinChat(cluster, "cust-1", chat.id);
+    const sent = await sendText(customer, "vend-1", "anyone there?");
+    assert.deepEqual((await agentAll.nextOfType("chat_message", 2_000)).message, sent);
+  } finally {
+    locker.release();
+    await observer.end();
+  }
 });

@@ -97,9 +97,8 @@ export class SocketChats {
    * Returns the user's admission.
    */
   async takeInAllChats(): Promise<Admission> {
-    const { chats, vendors, disconnectedOn } = await this.#readAllChats();
+    const { chats, disconnectedOn } = await this.#readAllChats();
     this.#keep(chats);
-    this.#hearVendors(vendors);
     await this.#follow(chats.map((membership) => membership.chat.id));
     return { disconnectedOn };
   }
@@ -214,7 +213,6 @@ export class SocketChats {
     for (const vendorId of this.#vendors.keys()) {
       if (!vendors.includes(vendorId)) this.#stopHearing(vendorId);
     }
-    this.#hearVendors(vendors);
     const gained = fresh.map((membership) => membership.chat.id);
     try {
       await this.#follow(gained.filter((id) => this.memberships.has(id)));
@@ -229,11 +227,17 @@ export class SocketChats {
   /**
    * The user's chats and vendors from the store, less the vendors revoked during the read: the
    * chats are kept by `#keep`, which drops those; a vendor heard would make a re-adding ignored.
+   * The vendors are heard before the chats are read: a chat one gets after that read is told to
+   * the socket, where one got between the read and the hearing would be missed, though listed.
    */
   async #readAllChats(): Promise<Admission & { chats: Membership[]; vendors: string[] }> {
     const revokedMeanwhile = this.#revokedWhileReading = new Set<string>();
-    const joined = await this.#deps.service.joinAllChats(this.#host.userId);
-    return { ...joined, vendors: joined.vendors.filter((id) => !revokedMeanwhile.has(id)) };
+    const { service } = this.#deps;
+    const notRevoked = (vendorId: string) => !revokedMeanwhile.has(vendorId);
+    const vendors = (await service.vendorsOf(this.#host.userId)).filter(notRevoked);
+    this.#hearVendors(vendors);
+    const joined = await service.joinAllChats(this.#host.userId);
+    return { ...joined, vendors: vendors.filter(notRevoked) };
   }
 
   /** Keeps memberships read from the store, less what was revoked while they were read. */
