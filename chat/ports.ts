@@ -150,7 +150,10 @@ export interface ChatStore {
   listChatsOf(userId: string, query: ChatListQuery): Promise<Page<ChatSummary>>;
   lastSeqs(chatIds: readonly string[]): Promise<Map<string, number>>;
 
-  /** Stores a message with the next seq. `forbidden` when the sender is banned. */
+  /**
+   * Stores a message with the next seq. `forbidden` when the sender is banned or not in the chat
+   * (its customer, its vendor or a member of its vendor), a retry of a stored client_id included.
+   */
   insertMessage(message: NewMessage): Promise<InsertedMessage>;
   /**
    * The message the sender sent in the chat with this client_id; null when none. With

@@ -40,8 +40,9 @@ export type DuplicateRow = Pick<MessageRow, Assigned> & {
  * Writes a batch of messages in one statement (the writer's group commit). Per chat, seq is
  * taken in the batch's order under the chat's row lock, and the chat's counters rise; a
  * client_id the sender used before in the chat writes nothing and comes back as the id of the
- * earlier message (`duplicate`); a banned sender's message, new or a retry, is not written and
- * has no row (as insertSingle refuses it).
+ * earlier message (`duplicate`); the message, new or a retry, of a banned sender or of one who
+ * is not in the chat (its customer, its vendor or a member of its vendor) is not written and has
+ * no row (as insertSingle refuses it).
  *
  * The statement's text is a constant (INSERT_BATCH): built from a template at every batch, it
  * made a query object for each column list and a fresh 3 kB string to look the prepared
@@ -76,9 +77,18 @@ const INSERT_BATCH = `
     ) with ordinality as t(chat_id, sender_id, sender_side, receiver_id, media_type, content,
                            media_id, client_id, ord)
   ), allowed as (
-    -- a banned sender's message has no row, a retry of one stored before included
-    select * from input i
-    where not exists (select 1 from bans b where b.user_id = i.sender_id
+    -- a message has no row, a retry of one stored before included, when its sender is banned
+    -- or not in its chat: neither the chat's customer nor its vendor nor a member of its
+    -- vendor (checked here, not only by the edge's cached membership, which learns of a
+    -- removal later). The chat and the membership are each a lookup by primary key per
+    -- message, never a scan: see the note above.
+    select i.* from input i cross join lateral (
+      select c.user_id, c.vendor_id from chats c where c.id = i.chat_id limit 1
+    ) c
+    where (i.sender_id = c.user_id or i.sender_id = c.vendor_id
+           or (select true from vendor_members m
+               where m.vendor_id = c.vendor_id and m.user_id = i.sender_id))
+      and not exists (select 1 from bans b where b.user_id = i.sender_id
                       and (b.expires_at is null or b.expires_at > now()))
   ), existing as (
     -- a lookup per message, never a scan: see the note above

@@ -90,7 +90,10 @@ export function createMessageWriter(sql: Sql, fallbacks: WriterFallbacks) {
       windows.apply(windows.afterRead(chatId, reads));
     },
 
-    /** Stores a message with the next seq of its chat. `forbidden` when the sender is banned. */
+    /**
+     * Stores a message with the next seq of its chat. `forbidden` when the sender is banned or
+     * not in the chat (its customer, its vendor or a member of its vendor).
+     */
     insert(message: NewMessage): Promise<InsertedMessage> {
       return new Promise((resolve, reject) => {
         const expiresAt = performance.now() + STORE_TIMEOUT_MS - CANCEL_AHEAD_MS;

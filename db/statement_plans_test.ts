@@ -58,6 +58,34 @@ Deno.test("the group commit's insert looks client_ids up by index, however small
     assert.equal(seqScans, 0);
   }));
 
+Deno.test("the group commit's insert looks each sender's chat and vendor membership up by key, not by a scan", () =>
+  onOneConnection(async (sql) => {
+    const { chats, message } = await youngDatabaseWithMessages(sql);
+    await sql`
+      insert into vendor_members (vendor_id, user_id, role)
+      select 'vendor-' || n, 'agent-' || n, 'agent' from generate_series(1, 10) n`;
+    const fromVendorSide = (chatIndex: number, senderId: string, n: number): NewMessage => ({
+      ...message(chatIndex, n),
+      sender_id: senderId,
+      sender_side: "vendor",
+      receiver_id: `customer-${chatIndex + 1}`,
+    });
+    for (const [table, plan] of withEachPlanMode(["chats", "vendor_members"])) {
+      const reads = await readsUnderPlan(sql, { table, plan }, async (tx) => {
+        for (let n = 40; n < 50; n++) {
+          const rows = await insertMessageBatch(tx, [
+            ...chats.map((_, chatIndex) => message(chatIndex, n)),
+            fromVendorSide(0, "vendor-1", n),
+            fromVendorSide(1, "agent-2", n),
+            fromVendorSide(2, "agent-4", n), // a member of another vendor: not written
+          ]);
+          assert.equal(rows.length, chats.length + 2);
+        }
+      });
+      assert.equal(reads.seqScans, 0, `${plan}: a scan of ${table}`);
+    }
+  }));
+
 Deno.test("the group commit's read marks look messages up by index, however small the table was when they were planned", () =>
   onOneConnection(async (sql) => {
     await youngDatabaseWithMessages(sql);

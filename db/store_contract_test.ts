@@ -101,6 +101,20 @@ async function twoChatsSent(store: ChatStore, count: number) {
   return { chat, other, sent, elsewhere };
 }
 
+/**
+ * A chat of "c" with vendor "v", whose member "agent" is still on the vendor and "gone" was
+ * removed; and a message of it from the vendor's side.
+ */
+async function chatWithRemovedMember(store: ChatStore) {
+  const chat = (await store.createChat("c", "v")).chat;
+  await store.addVendorMember("v", "agent", "agent");
+  await store.addVendorMember("v", "gone", "agent");
+  await store.removeVendorMember("v", "gone");
+  const fromVendorSide = (senderId: string, content: string) =>
+    text(chat, content, { sender_id: senderId, sender_side: "vendor", receiver_id: "c" });
+  return { chat, fromVendorSide };
+}
+
 for (const backend of backends) {
   Deno.test(`${backend.name}: concurrent sends get gapless seqs per chat`, async () => {
     await using db = await backend.open();
@@ -466,6 +480,68 @@ for (const backend of backends) {
       `the banned sender's retry: ${JSON.stringify(retry)}`,
     );
     assert.equal(reply?.status, "fulfilled", "the other side's send in the same batch");
+  });
+
+  Deno.test(`${backend.name}: only the chat's customer, vendor and vendor members still on the vendor may send`, async () => {
+    await using db = await backend.open();
+    const { chat, fromVendorSide } = await chatWithRemovedMember(db.store);
+    const stranger = text(chat, "stranger", { sender_id: "x" });
+    for (const refused of [fromVendorSide("gone", "removed"), stranger]) {
+      await assert.rejects(
+        db.store.insertMessage(refused),
+        (error) => error instanceof ChatError && error.code === "forbidden",
+        refused.sender_id,
+      );
+    }
+    for (const [senderId, content] of [["agent", "member"], ["v", "vendor"]]) {
+      await db.store.insertMessage(fromVendorSide(senderId!, content!));
+    }
+    await db.store.insertMessage(text(chat, "customer"));
+    const page = await db.store.history(chat.id, { limit: 10 });
+    assert.deepEqual(page.items.map((stored) => [stored.seq, stored.sender_id]), [
+      [1, "agent"],
+      [2, "v"],
+      [3, "c"],
+    ]);
+  });
+
+  Deno.test(`${backend.name}: a message tried alone after its batch failed is refused when its sender is not in the chat`, async () => {
+    await using db = await backend.open();
+    const { chat, fromVendorSide } = await chatWithRemovedMember(db.store);
+    // the first starts a batch; the rest wait for it and are written together, and the text the
+    // database refuses fails that batch, so that each of its messages is tried alone
+    const results = await Promise.allSettled([
+      db.store.insertMessage(text(chat, "before")),
+      db.store.insertMessage(text(chat, "nul \u0000 inside")),
+      db.store.insertMessage(fromVendorSide("gone", "removed")),
+      db.store.insertMessage(text(chat, "stranger", { sender_id: "x" })),
+      db.store.insertMessage(fromVendorSide("agent", "member")),
+      db.store.insertMessage(fromVendorSide("v", "vendor")),
+      db.store.insertMessage(text(chat, "customer")),
+    ]);
+    const codes = results.map((result) =>
+      result.status === "fulfilled"
+        ? "sent"
+        : result.reason instanceof ChatError
+        ? result.reason.code
+        : String(result.reason)
+    );
+    assert.deepEqual(codes, [
+      "sent",
+      "invalid_payload",
+      "forbidden",
+      "forbidden",
+      "sent",
+      "sent",
+      "sent",
+    ]);
+    const page = await db.store.history(chat.id, { limit: 10 });
+    assert.deepEqual(page.items.map((stored) => stored.content), [
+      "before",
+      "member",
+      "vendor",
+      "customer",
+    ]);
   });
 
   Deno.test(`${backend.name}: the sanctions of many users are read in one query: bans in force and the newest disconnect`, async () => {
