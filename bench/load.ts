@@ -45,6 +45,7 @@ export interface LoadResult {
   /** `unread_messages` frames the receivers got (one per message delivered, by the contract). */
   unreadPushes: number;
   errors: number;
+  /** From send to delivery and to ack; in the open loop from when the message was due. */
   latencyMs: Summary;
   ackMs: Summary;
   /** With `readCpu`: the CPU the measured seconds took. */
@@ -120,14 +121,19 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     listen(pair.vendor, pair.customer);
   }
 
-  function sendOne() {
+  /**
+   * `dueAt`: in the open loop, when the schedule wanted this message out. It is timed from
+   * then, not from when it went out: a load generator that fell behind (a stall, a burst to
+   * catch up) must not hide the wait from the latencies (coordinated omission).
+   */
+  function sendOne(dueAt?: number) {
     const pair = pairs[counter % pairs.length]!;
     const fromCustomer = Math.floor(counter / pairs.length) % 2 === 0;
     counter++;
     const from = fromCustomer ? pair.customer : pair.vendor;
     const to = fromCustomer ? pair.vendor : pair.customer;
     const id = `m${counter}`;
-    const start = performance.now();
+    const start = dueAt ?? performance.now();
     sentAt.set(id, start);
     const warmup = start < measuredFrom;
     sent++;
@@ -181,7 +187,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       while (performance.now() < endAt) {
         await beginWindowWhenDue();
         const due = Math.floor((performance.now() - started) * perMs);
-        while (sent < due) sendOne();
+        // the message sent as number n (from 1) is due when n / perMs have passed
+        while (sent < due) sendOne(started + (sent + 1) / perMs);
         await new Promise((resolve) => setTimeout(resolve, 1));
       }
     } else {
