@@ -165,12 +165,16 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const endAt = measuredFrom + options.seconds * 1000;
   /** Messages sent before the measured seconds; undefined until they begin. */
   let sentBeforeWindow: number | undefined;
-  let cpuAtBegin: CpuReading | undefined;
+  let cpuAtBegin: Promise<CpuReading> | undefined;
   let cpu: CpuUse | undefined;
-  const beginWindowWhenDue = async () => {
+  const beginWindowWhenDue = () => {
     if (sentBeforeWindow !== undefined || performance.now() < measuredFrom) return;
     sentBeforeWindow = sent;
-    cpuAtBegin = await options.readCpu?.();
+    // not awaited: the reading (a process started to read /proc) takes its snapshot as it
+    // starts, and waiting for it would hold the sends up
+    cpuAtBegin = options.readCpu?.();
+    // a failed reading is thrown where it is awaited, after the window, not left unhandled
+    cpuAtBegin?.catch(() => {});
   };
   const progress = setInterval(() => {
     const elapsed = (performance.now() - started) / 1000;
@@ -185,7 +189,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       // open loop: a schedule by the clock, whatever the service does
       const perMs = options.rate / 1000;
       while (performance.now() < endAt) {
-        await beginWindowWhenDue();
+        beginWindowWhenDue();
         const due = Math.floor((performance.now() - started) * perMs);
         // the message sent as number n (from 1) is due when n / perMs have passed
         while (sent < due) sendOne(started + (sent + 1) / perMs);
@@ -194,14 +198,14 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     } else {
       const concurrency = options.concurrency ?? 100;
       while (performance.now() < endAt) {
-        await beginWindowWhenDue();
+        beginWindowWhenDue();
         while (inFlight < concurrency) sendOne();
         await new Promise<void>((resolve) => (wake = resolve));
       }
     }
     const cpuAtEnd = await options.readCpu?.();
     // per message sent in the window: at a steady rate as many are handled while it lasts
-    if (cpuAtBegin && cpuAtEnd) cpu = cpuUse(cpuAtBegin, cpuAtEnd, sent - sentBeforeWindow!);
+    if (cpuAtBegin && cpuAtEnd) cpu = cpuUse(await cpuAtBegin, cpuAtEnd, sent - sentBeforeWindow!);
     // let the last ones land
     const drainUntil = performance.now() + 10_000;
     while ((stored + errors < sent || delivered < stored) && performance.now() < drainUntil) {

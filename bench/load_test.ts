@@ -31,3 +31,24 @@ Deno.test("runLoad()'s open loop times a message from when it was due, not from 
   assert.ok(result.latencyMs.p90 >= 500, `delivery ${JSON.stringify(result.latencyMs)}`);
   assert.ok(result.ackMs.p90 >= 500, `ack ${JSON.stringify(result.ackMs)}`);
 });
+
+Deno.test("runLoad()'s open loop keeps its schedule while the CPU of the measured seconds is read", async () => {
+  await using cluster = await startCluster();
+  const chats = await createChats(cluster.databaseUrl, 2, `cpu${Date.now()}`);
+  const reading = { service: 1, postgres: 1, loadGenerator: 1, machineBusy: 1, machineTotal: 2 };
+  const result = await runLoad({
+    wsBase: cluster.main.wsUrl,
+    secret: cluster.secret,
+    chats,
+    seconds: 1,
+    warmupSeconds: 0.2,
+    rate: 100,
+    markRead: false,
+    // as slow as reading /proc on a busy box can be
+    readCpu: () => new Promise((resolve) => setTimeout(() => resolve(reading), 300)),
+  });
+  assert.equal(result.lost, 0);
+  assert.ok(result.cpu, "no CPU figures");
+  // sending held up for the reading would leave the first 30 measured messages up to 300 ms late
+  assert.ok(result.latencyMs.p90 < 100, `delivery ${JSON.stringify(result.latencyMs)}`);
+});
