@@ -12,7 +12,7 @@ export interface ReceivedMessage {
 export interface ParticipantStats {
   /** `chat_message` frames whose seq this socket had already seen. */
   duplicates: number;
-  /** `chat_message` frames that came after a seq gap, or before an earlier seq. */
+  /** `chat_message` frames that came after a seq gap, or behind a later seq. */
   outOfOrder: number;
   /** `unread_messages` frames pushed to this socket. */
   unreadPushes: number;
@@ -30,7 +30,11 @@ export interface ParticipantStats {
 export class Participant {
   readonly stats: ParticipantStats = { duplicates: 0, outOfOrder: 0, unreadPushes: 0, errors: 0 };
   #socket: WebSocket;
-  #lastSeq = 0;
+  /** Every seq up to this one has come (from `latest_chat` on). */
+  #allUpTo = 0;
+  /** Seqs above `#allUpTo` that came: a gap stays open until its seq comes late, if ever. */
+  #cameAbove = new Set<number>();
+  #highestSeq = 0;
   #pending = new Map<string, { resolve: () => void; reject: (error: Error) => void }>();
   #onMessage: (message: ReceivedMessage) => void = () => {};
 
@@ -49,7 +53,7 @@ export class Participant {
         const frame = JSON.parse(event.data as string);
         if (frame.type !== "latest_chat") return;
         const newest = frame.messages.at(-1);
-        participant.#lastSeq = newest?.seq ?? 0;
+        participant.#allUpTo = participant.#highestSeq = newest?.seq ?? 0;
         socket.onmessage = (next) => participant.#receive(next.data as string);
         socket.onclose = () => participant.#failPending(new Error("socket closed"));
         resolve(participant);
@@ -94,12 +98,16 @@ export class Participant {
     switch (frame.type) {
       case "chat_message": {
         const message = frame.message as ReceivedMessage;
-        if (message.seq <= this.#lastSeq) {
+        // by seq seen, not by the highest seq: a message behind a later one is out of order
+        // (and delivered), not a duplicate
+        if (message.seq <= this.#allUpTo || this.#cameAbove.has(message.seq)) {
           this.stats.duplicates++;
           return;
         }
-        if (message.seq !== this.#lastSeq + 1) this.stats.outOfOrder++;
-        this.#lastSeq = message.seq;
+        if (message.seq !== this.#highestSeq + 1) this.stats.outOfOrder++;
+        this.#highestSeq = Math.max(this.#highestSeq, message.seq);
+        this.#cameAbove.add(message.seq);
+        while (this.#cameAbove.delete(this.#allUpTo + 1)) this.#allUpTo++;
         this.#onMessage(message);
         return;
       }

@@ -1,0 +1,37 @@
+import assert from "node:assert/strict";
+import { Participant } from "./participant.ts";
+
+/** A server that answers the handshake, then at the participant's request plays `seqs`. */
+function playingServer(seqs: number[]) {
+  return Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    socket.onopen = () => socket.send(JSON.stringify({ type: "latest_chat", messages: [] }));
+    socket.onmessage = (event) => {
+      const { request_id } = JSON.parse(event.data);
+      for (const seq of seqs) {
+        const message = { id: `id${seq}`, seq, sender_id: "vendor", client_id: `m${seq}` };
+        socket.send(JSON.stringify({ type: "chat_message", message }));
+      }
+      socket.send(JSON.stringify({ type: "ack", request_id }));
+    };
+    return response;
+  });
+}
+
+Deno.test("a participant counts a message that comes behind a later one as out of order, not as a duplicate", async () => {
+  await using server = playingServer([1, 3, 2, 2]);
+  const participant = await Participant.open(
+    `ws://127.0.0.1:${server.addr.port}`,
+    crypto.randomUUID(),
+    "token",
+  );
+  const received: number[] = [];
+  participant.onMessage((message) => received.push(message.seq));
+  await participant.request({ action: "play", request_id: "played" });
+  await participant.close();
+  // 3 came after a gap and 2 behind 3: out of order both, yet delivered; only the second 2 was
+  // seen before
+  assert.deepEqual(received, [1, 3, 2]);
+  assert.equal(participant.stats.outOfOrder, 2);
+  assert.equal(participant.stats.duplicates, 1);
+});
