@@ -8,8 +8,9 @@
 const TICKS_PER_SECOND = 100;
 
 /**
- * CPU seconds used so far. `service` is null without a pid; `postgres` sums its local processes;
- * `loadGenerator` is this process, whose participants make the load.
+ * CPU seconds used so far. `service` is null without a pid; `postgres` sums its local processes,
+ * those that ended too (backends of closed connections); `loadGenerator` is this process, whose
+ * participants make the load.
  */
 export interface CpuReading {
   service: number | null;
@@ -50,7 +51,9 @@ export async function readCpu(servicePid: number | null): Promise<CpuReading> {
     }
     const process = processStat(line);
     if (!process) continue;
-    if (process.command === "postgres") postgres += process.seconds;
+    // with the children's: a backend that ends takes its time out of the sum of live ones and
+    // adds it to the postmaster's reaped children's, so PostgreSQL's total only grows
+    if (process.command === "postgres") postgres += process.seconds + process.childrenSeconds;
     if (process.pid === servicePid) service = process.seconds;
     if (process.pid === Deno.pid) loadGenerator = process.seconds;
   }
@@ -73,17 +76,24 @@ export function cpuUse(from: CpuReading, to: CpuReading, messages: number): CpuU
   };
 }
 
-/** A /proc/<pid>/stat line's pid, command and CPU seconds (user + system). */
-function processStat(line: string): { pid: number; command: string; seconds: number } | null {
+/**
+ * A /proc/<pid>/stat line's pid, command, CPU seconds (user + system) and those of its children
+ * that ended and were waited for.
+ */
+function processStat(
+  line: string,
+): { pid: number; command: string; seconds: number; childrenSeconds: number } | null {
   // the command is in parentheses and may itself hold spaces or parentheses
   const open = line.indexOf(" (");
   const close = line.lastIndexOf(")");
   if (open < 0 || close < open) return null;
-  // after the command: state is field 3; utime and stime are fields 14 and 15
+  // after the command: state is field 3; utime and stime are fields 14 and 15, cutime and
+  // cstime 16 and 17
   const rest = line.slice(close + 2).split(" ");
   return {
     pid: Number(line.slice(0, open)),
     command: line.slice(open + 2, close),
     seconds: (Number(rest[11]) + Number(rest[12])) / TICKS_PER_SECOND,
+    childrenSeconds: (Number(rest[13]) + Number(rest[14])) / TICKS_PER_SECOND,
   };
 }
