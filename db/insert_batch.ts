@@ -78,16 +78,10 @@ const INSERT_BATCH = `
                            media_id, client_id, ord)
   ), allowed as (
     -- a message has no row, a retry of one stored before included, when its sender is banned
-    -- or not in its chat: neither the chat's customer nor its vendor nor a member of its
-    -- vendor (checked here, not only by the edge's cached membership, which learns of a
-    -- removal later). The chat and the membership are each a lookup by primary key per
-    -- message, never a scan: see the note above.
-    select i.* from input i cross join lateral (
-      select c.user_id, c.vendor_id from chats c where c.id = i.chat_id limit 1
-    ) c
-    where (i.sender_id = c.user_id or i.sender_id = c.vendor_id
-           or (select true from vendor_members m
-               where m.vendor_id = c.vendor_id and m.user_id = i.sender_id))
+    -- or not in its chat (checked here, not only by the edge's cached membership, which learns
+    -- of a removal later; sender_in_chat: db/migrations/0023_sender_in_chat.sql)
+    select * from input i
+    where sender_in_chat(i.chat_id, i.sender_id)
       and not exists (select 1 from bans b where b.user_id = i.sender_id
                       and (b.expires_at is null or b.expires_at > now()))
   ), existing as (

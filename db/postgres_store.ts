@@ -69,10 +69,7 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
             vendor_unread = vendor_unread + ${message.sender_side === "customer" ? 1 : 0}
           where id = ${message.chat_id}
             -- the sender is in the chat (as INSERT_BATCH checks) and not banned
-            and (${message.sender_id} in (user_id, vendor_id)
-                 or exists (select 1 from vendor_members m
-                            where m.vendor_id = chats.vendor_id
-                              and m.user_id = ${message.sender_id}))
+            and sender_in_chat(id, ${message.sender_id})
             and not exists (select 1 from bans b where b.user_id = ${message.sender_id}
                             and (b.expires_at is null or b.expires_at > now()))
           returning last_seq`,
