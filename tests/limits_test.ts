@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { openRawWebSocket } from "./support/raw_websocket.ts";
 import { startCluster } from "./support/service.ts";
 import { within } from "./support/wait.ts";
 import { TestSocket } from "./support/ws_client.ts";
@@ -166,4 +167,29 @@ Deno.test("a reader that stops reading is closed with 1013 instead of buffering 
   } finally {
     await reader.cancel();
   }
+});
+
+Deno.test("a socket the server closed keeps its user's place until its client answers the close or goes", async () => {
+  await using cluster = await startCluster({
+    nats: false,
+    env: { WS_MAX_SOCKETS_PER_USER: "1", MAX_FRAME_BYTES: "65536" },
+  });
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  const token = await cluster.token("alice");
+  // a client that stops answering (and could hold the buffer of a slow reader): Deno keeps the
+  // connection until the client answers the close frame or the connection ends
+  const lost = await openRawWebSocket(
+    cluster.main.service.port,
+    `/v1/ws/chat/${chat.id}/?token=${token}`,
+  );
+  await lost.received((text) => text.startsWith('{"type":"latest_chat"'), "latest_chat");
+  const oversized = JSON.stringify({ action: "ping", padding: "x".repeat(70_000) });
+  await lost.sendFrame(0x1, new TextEncoder().encode(oversized));
+  assert.equal(await lost.closeFrame(), 1009);
+  // its connection is still held: the user's one place with it
+  await using second = await cluster.openChat("alice", chat.id);
+  assert.equal((await within(second.closed, 5_000, "the second socket's close")).code, 4429);
+  await lost[Symbol.asyncDispose]();
+  await using again = await cluster.openChat("alice", chat.id);
+  await again.nextOfType("latest_chat");
 });

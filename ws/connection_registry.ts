@@ -67,7 +67,10 @@ export function createConnectionRegistry(
     onClose: (connection, code) => {
       log.debug("socket closed", { connection_id: connection.id, code });
       tokenExpiries.delete(connection, connection.tokenExpiresAt);
-      countUser(connection.userId, -1);
+      // The place is given back once the connection is gone, not when it is told to close: a
+      // client that never answers the close keeps it (and a slow reader's unsent frames) for
+      // as long as it likes, and would otherwise open another in its place, without bound.
+      void connection.handshakeClosed().then(() => countUser(connection.userId, -1));
       if (connections.delete(connection)) {
         deps.instruments?.openSockets.dec({ endpoint: connection.endpoint.kind });
       }
@@ -126,7 +129,8 @@ export function createConnectionRegistry(
     },
     /**
      * Takes a place of the user's for a socket about to get its Connection; false when the user
-     * holds maxSocketsPerUser already. A Connection gives its place back as it closes.
+     * holds maxSocketsPerUser already. A Connection gives its place back once its socket's
+     * close handshake is over (or its connection ended).
      */
     reserve(userId: string): boolean {
       if ((perUser.get(userId) ?? 0) >= options.maxSocketsPerUser) return false;
