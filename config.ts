@@ -288,6 +288,25 @@ export function loadDatabaseConfig(
   return parsed.data;
 }
 
+/**
+ * For the development tools (dev, seed, migrate), which may write under .dev/ only (deno.json):
+ * an embedded database elsewhere would fail on its first write with a stack trace, so it is
+ * refused as a setting (`memory://` writes nothing).
+ */
+export function requireWritableDataDir<T extends Pick<Config, "DATABASE_URL" | "DATA_DIR">>(
+  config: T,
+): T {
+  const onDisk = !config.DATABASE_URL && !config.DATA_DIR.startsWith("memory://");
+  const write = Deno.permissions.querySync({ name: "write", path: config.DATA_DIR });
+  if (onDisk && write.state !== "granted") {
+    throw new ConfigError(
+      "invalid configuration: DATA_DIR: must be under .dev/, where `deno task dev`, `seed` and " +
+        "`migrate` may write",
+    );
+  }
+  return config;
+}
+
 const URL_KEYS = new Set(["DATABASE_URL", "JWT_JWKS_URL"]);
 
 /** The configuration with secrets and credentials masked, for the start-up log line. */

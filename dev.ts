@@ -4,7 +4,7 @@
  * .dev/secrets.json (never in the repository), a sample chat, and ready-to-use tokens.
  */
 import { signDevToken } from "./auth/sign.ts";
-import { type Config, ConfigError, configOrExit, loadConfig } from "./config.ts";
+import { type Config, configOrExit, loadConfig, requireWritableDataDir } from "./config.ts";
 import { EmbeddedDatabaseInUse } from "./db/embedded.ts";
 import { type RunningService, startService } from "./main.ts";
 import { overDefaults } from "./dev/environment.ts";
@@ -30,23 +30,13 @@ function refused(error: unknown, config: Config): never {
 }
 
 const secrets = await devSecrets();
-const config = configOrExit(() => {
-  const loaded = loadConfig(overDefaults({
+const config = configOrExit(() =>
+  requireWritableDataDir(loadConfig(overDefaults({
     JWT_SECRET: secrets.JWT_SECRET,
     GRPC_ADMIN_TOKEN: secrets.GRPC_ADMIN_TOKEN,
     DEMO_PAGE: "1",
-  }, Deno.env.toObject()));
-  // the task may write under .dev/ only (deno.json), so an embedded database elsewhere would
-  // fail on its first write (`memory://` writes nothing)
-  const write = Deno.permissions.querySync({ name: "write", path: loaded.DATA_DIR });
-  const onDisk = !loaded.DATABASE_URL && !loaded.DATA_DIR.startsWith("memory://");
-  if (onDisk && write.state !== "granted") {
-    throw new ConfigError(
-      "invalid configuration: DATA_DIR: must be under .dev/, where `deno task dev` may write",
-    );
-  }
-  return loaded;
-});
+  }, Deno.env.toObject())))
+);
 await configureLogging(config.LOG_LEVEL);
 let service: RunningService;
 try {

@@ -1,10 +1,10 @@
 /** `deno task migrate`: applies pending migrations to DATABASE_URL (or the embedded database). */
 import postgres from "postgres";
-import { configOrExit, loadDatabaseConfig } from "../config.ts";
+import { configOrExit, loadDatabaseConfig, requireWritableDataDir } from "../config.ts";
 import { EmbeddedDatabaseInUse, startEmbeddedPostgres } from "./embedded.ts";
 import { migrate } from "./migrate.ts";
 
-const config = configOrExit(() => loadDatabaseConfig());
+const config = configOrExit(() => requireWritableDataDir(loadDatabaseConfig()));
 let embedded;
 try {
   embedded = config.DATABASE_URL ? undefined : await startEmbeddedPostgres(config.DATA_DIR);

@@ -27,13 +27,15 @@ Deno.test("`deno task dev` on an embedded database another process holds says so
   }
 });
 
-Deno.test("`deno task dev` with DATA_DIR outside .dev/, where it may not write, says so in one line", async () => {
-  const cwd = await Deno.makeTempDir();
-  try {
-    const { code, stderr } = await runDevTask("dev", { cwd, env: { DATA_DIR: `${cwd}/pgdata` } });
-    assert.equal(code, 78, stderr);
-    assert.match(stderr, /^invalid configuration: DATA_DIR: .*\.dev\/.*$/);
-  } finally {
-    await Deno.remove(cwd, { recursive: true });
-  }
-});
+for (const task of ["dev", "seed", "migrate"]) {
+  Deno.test(`\`deno task ${task}\` with DATA_DIR outside .dev/, where it may not write, says so in one line`, async () => {
+    const cwd = await Deno.makeTempDir();
+    try {
+      const { code, stderr } = await runDevTask(task, { cwd, env: { DATA_DIR: `${cwd}/pgdata` } });
+      assert.equal(code, 78, stderr);
+      assert.match(stderr, /^invalid configuration: DATA_DIR: .*\.dev\/.*$/);
+    } finally {
+      await Deno.remove(cwd, { recursive: true });
+    }
+  });
+}

@@ -7,7 +7,7 @@
 import { signDevToken } from "../auth/sign.ts";
 import type { ChatService } from "../chat/service.ts";
 import type { Chat, VendorRole } from "../chat/types.ts";
-import { configOrExit, loadConfig } from "../config.ts";
+import { configOrExit, loadConfig, requireWritableDataDir } from "../config.ts";
 import { EmbeddedDatabaseInUse } from "../db/embedded.ts";
 import { startService } from "../main.ts";
 import { overDefaults } from "./environment.ts";
@@ -71,7 +71,7 @@ if (import.meta.main) {
     (env.JWT_PUBLIC_KEY || env.JWT_JWKS_URL ? undefined : (await devSecrets()).JWT_SECRET);
   const devPort = Number(env.PORT ?? 8000);
   const config = configOrExit(() =>
-    loadConfig({
+    requireWritableDataDir(loadConfig({
       ...(signingSecret ? { JWT_SECRET: signingSecret } : {}),
       ...env,
       PORT: "0",
@@ -79,7 +79,7 @@ if (import.meta.main) {
       GRPC_ENABLED: "0",
       DEMO_PAGE: "0",
       LOG_LEVEL: "warning",
-    })
+    }))
   );
   let service;
   try {
