@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { loadConfig } from "../config.ts";
 import { startCluster } from "./support/service.ts";
 import { within } from "./support/wait.ts";
 
@@ -45,4 +46,26 @@ Deno.test("the README's client example runs as written against a running service
   assert.deepEqual(history.items.map((message) => message.content), [
     "Is the blue kettle still in stock?",
   ]);
+});
+
+Deno.test("the README's configuration table and .env.example give the defaults config.ts has", async () => {
+  // only what must be set, so that every other setting takes its default
+  const required = { JWT_SECRET: "x".repeat(32), GRPC_ADMIN_TOKEN: "y".repeat(16) };
+  const defaults: Record<string, unknown> = loadConfig(required);
+  const readme = await Deno.readTextFile(new URL("README.md", ROOT));
+  const rows = [...readme.matchAll(/^\| `([A-Z][A-Z0-9_]*)` +\| ([^|]*?) +\|/gm)];
+  const documented = rows.map(([, name, value]) => [name!, value!] as const)
+    .filter(([name]) => !(name in required));
+  const literal = documented.filter(([, value]) => /^`[^`]+`$/.test(value));
+  assert.ok(literal.length >= 30, `only ${literal.length} literal defaults found in the README`);
+  for (const [name, value] of literal) {
+    assert.equal(String(defaults[name]), value.slice(1, -1), `README: ${name}`);
+  }
+  for (const [name, value] of documented) {
+    if (value === "none") assert.equal(defaults[name], undefined, `README: ${name} has no default`);
+  }
+  const example = await Deno.readTextFile(new URL(".env.example", ROOT));
+  for (const [, name, value] of example.matchAll(/^([A-Z][A-Z0-9_]*)=(.+)$/gm)) {
+    assert.equal(String(defaults[name!]), value, `.env.example: ${name}`);
+  }
 });
