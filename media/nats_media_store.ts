@@ -70,12 +70,12 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
   const connection = nc;
   const { bucket } = options;
   const stream = `OBJ_${bucket}`;
+  const storage = options.storage === "memory" ? StorageType.Memory : StorageType.File;
+  const openBucket = () => new Objm(connection).create(bucket, { storage });
   let objects;
   let jsm;
   try {
-    objects = await new Objm(connection).create(bucket, {
-      storage: options.storage === "memory" ? StorageType.Memory : StorageType.File,
-    });
+    objects = await openBucket();
     jsm = await jetstreamManager(connection);
   } catch (cause) {
     await connection.close();
@@ -85,6 +85,20 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
   const manager = jsm;
   const js = jetstream(connection);
   const { metaSubject, chunkSubject } = objectSubjects(bucket);
+
+  let remaking: Promise<void> | undefined;
+
+  /**
+   * `error` as the store answers it. A bucket NATS lost (one in memory across a server restart,
+   * a store directory gone) is made again, else every later call would fail until the service
+   * restarts; the call that found it missing still answers `unavailable`, retry.
+   */
+  function failed(error: unknown): MediaError {
+    if (isStreamNotFound(error) && !remaking) {
+      remaking = openBucket().then(() => {}, () => {}).finally(() => remaking = undefined);
+    }
+    return translate(error);
+  }
 
   async function stored(sha256: string) {
     const info = await store.info(sha256);
@@ -216,7 +230,7 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
       } catch (error) {
         // not waited for: a NATS that did not answer would hold the answer as long again
         if (written) abandon(upload, written).catch(() => {});
-        throw refusal ? refusal.error : translate(error);
+        throw refusal ? refusal.error : failed(error);
       }
     },
 
@@ -225,7 +239,7 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
         const info = await stored(sha256);
         return info ? read(info, range) : null;
       } catch (error) {
-        throw translate(error);
+        throw failed(error);
       }
     },
 
@@ -233,7 +247,7 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
       try {
         return (await stored(sha256)) !== null;
       } catch (error) {
-        throw translate(error);
+        throw failed(error);
       }
     },
 
@@ -242,7 +256,7 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
         // its name goes too, as an upload's does: a file stored again later is new
         if (await stored(sha256)) await discard(sha256);
       } catch (error) {
-        throw translate(error);
+        throw failed(error);
       }
     },
 
@@ -260,7 +274,7 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
           if (files.length > 0) yield files;
         }
       } catch (error) {
-        throw translate(error);
+        throw failed(error);
       }
     },
 
@@ -280,6 +294,7 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
 
     async close(signal) {
       await sweeps?.stop();
+      await remaking;
       try {
         await drainOrClose(connection, signal);
       } catch {
@@ -293,6 +308,10 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
 function isWrongLastSequence(error: unknown): boolean {
   return error instanceof JetStreamApiError &&
     error.code === JetStreamApiCodes.StreamWrongLastSequence;
+}
+
+function isStreamNotFound(error: unknown): boolean {
+  return error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound;
 }
 
 /** Anything NATS threw is the store being out of reach; the source's MediaErrors pass. */

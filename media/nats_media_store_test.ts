@@ -3,6 +3,7 @@ import { Base64UrlPaddedCodec, Objm } from "@nats-io/obj";
 import { connect } from "@nats-io/transport-node";
 import assert from "node:assert/strict";
 import { natsBucket, paddedFixture, sha256Hex } from "../tests/support/media.ts";
+import { startNatsServer } from "../tests/support/nats_server.ts";
 import { TEST_NATS_URL } from "../tests/support/service.ts";
 import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
 import { within } from "../tests/support/wait.ts";
@@ -136,4 +137,40 @@ Deno.test("NATS media store: close() gives up a drain NATS does not answer once 
   controller.abort();
   await within(closed, 10_000, "the store's close after the abort");
   // the sanitizer fails this test if the client left a reconnect or ping timer behind
+});
+
+Deno.test("NATS media store: a bucket NATS lost (memory storage, server restarted) is made again, and uploads work again", async () => {
+  const storeDir = await Deno.makeTempDir();
+  await using nats = await startNatsServer(["--js", "-sd", storeDir]);
+  const store = await createNatsMediaStore({
+    servers: nats.url,
+    bucket: "media",
+    storage: "memory",
+  });
+  try {
+    const file = await paddedFixture("video.mp4", 300_000);
+    await store.put(file, { kind: "video", limits });
+    await nats.stop();
+    await nats.start();
+
+    // the first answers may be "unavailable, retry"; a retry must then store the file
+    const deadline = Date.now() + 10_000;
+    let failure: unknown;
+    for (;;) {
+      try {
+        const { sha256 } = await store.put(file, { kind: "video", limits });
+        assert.equal(sha256Hex(await new Response(await store.open(sha256)).bytes()), sha256);
+        break;
+      } catch (error) {
+        failure = error;
+      }
+      if (Date.now() > deadline) {
+        assert.fail(`uploads kept failing: ${failure}; ${(failure as Error).cause}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  } finally {
+    await store.close();
+    await Deno.remove(storeDir, { recursive: true });
+  }
 });
