@@ -40,6 +40,9 @@ export interface NatsMediaStoreOptions {
 /** One chunk message of the object store; NATS's default payload limit is 1 MiB. */
 export const NATS_CHUNK_BYTES = 128 * 1024;
 const CHECK_TIMEOUT_MS = 2_000;
+/** Tries of a chunk's read, one more per reconnect while it waits: a flapping NATS ends it. */
+const CHUNK_ATTEMPTS = 3;
+const BACK = Symbol("reconnected before the answer");
 
 /**
  * Media bytes in a NATS JetStream object store (`@nats-io/obj`), one object per file named by
@@ -145,6 +148,41 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
     await manager.streams.purge(stream, { filter: metaSubject(upload) });
   }
 
+  /** Settle at the connection's next disconnect, and at its next reconnect. */
+  let disconnected = Promise.withResolvers<void>();
+  let reconnected = Promise.withResolvers<void>();
+  const watching = (async () => {
+    // ends when the connection closes
+    for await (const status of connection.status()) {
+      const next = status.type === "disconnect"
+        ? disconnected
+        : status.type === "reconnect"
+        ? reconnected
+        : null;
+      next?.resolve();
+      if (next === disconnected) disconnected = Promise.withResolvers();
+      if (next === reconnected) reconnected = Promise.withResolvers();
+    }
+  })();
+
+  /**
+   * A chunk by direct get, asked again (it reads, changes nothing) once NATS is back when the
+   * connection dropped before the answer: that request is never answered (nor is one sent
+   * while disconnected), and its time-out (5 s) would cut the download short.
+   */
+  async function chunk(request: { seq?: number; next_by_subj: string }) {
+    for (let attempt = 1;; attempt++) {
+      const answer = manager.direct.getMessage(stream, request);
+      if (attempt === CHUNK_ATTEMPTS) return await answer;
+      const back = disconnected.promise.then(() => reconnected.promise).then((): typeof BACK =>
+        BACK
+      );
+      const got = await Promise.race([answer, back]);
+      if (got !== BACK) return got;
+      answer.catch(() => {});
+    }
+  }
+
   function read(
     info: { nuid: string; size: number },
     range: ByteRange | undefined,
@@ -158,8 +196,7 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
       async pull(controller) {
         try {
           while (offset <= end) {
-            const message = await manager.direct.getMessage(
-              stream,
+            const message = await chunk(
               nextSeq === undefined ? { next_by_subj: subject } : {
                 seq: nextSeq,
                 next_by_subj: subject,
@@ -300,6 +337,7 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
       } catch {
         // closed all the same; nothing of the store's was waiting on the drain
       }
+      await watching;
     },
   };
 }

@@ -174,3 +174,35 @@ Deno.test("NATS media store: a bucket NATS lost (memory storage, server restarte
     await Deno.remove(storeDir, { recursive: true });
   }
 });
+
+Deno.test("NATS media store: a download under way goes on across a NATS restart, without waiting out a lost request", async () => {
+  const storeDir = await Deno.makeTempDir();
+  await using nats = await startNatsServer(["--js", "-sd", storeDir]);
+  const store = await createNatsMediaStore({ servers: nats.url, bucket: "media" });
+  try {
+    const file = await paddedFixture("video.mp4", 1_000_000);
+    file.set(crypto.getRandomValues(new Uint8Array(65_536)), 200_000);
+    const { sha256 } = await store.put(file, { kind: "video", limits });
+    const reader = (await store.open(sha256))!.getReader();
+    const first = await reader.read();
+    // the stream has asked for the next chunk already: that request goes with the connection
+    await nats.stop();
+    await nats.start();
+    const began = Date.now();
+    const rest = await new Response(
+      new ReadableStream({
+        pull: async (controller) => {
+          const { done, value } = await reader.read();
+          if (done) controller.close();
+          else controller.enqueue(value);
+        },
+      }),
+    ).bytes();
+    assert.equal(sha256Hex(new Uint8Array([...first.value!, ...rest])), sha256);
+    // the client's request timeout is 5 s; a reconnect takes about one
+    assert.ok(Date.now() - began < 4_000, `resumed after ${Date.now() - began} ms`);
+  } finally {
+    await store.close();
+    await Deno.remove(storeDir, { recursive: true });
+  }
+});
