@@ -148,38 +148,40 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
     await manager.streams.purge(stream, { filter: metaSubject(upload) });
   }
 
-  /** Settle at the connection's next disconnect, and at its next reconnect. */
-  let disconnected = Promise.withResolvers<void>();
-  let reconnected = Promise.withResolvers<void>();
+  /**
+   * Chunk reads waiting for their answer, each woken at the connection's next reconnect. A set
+   * the reads leave, not reactions on one long-lived promise: those would pile up, one per chunk
+   * served, for as long as the connection stays up.
+   */
+  const awaitingReconnect = new Set<() => void>();
   const watching = (async () => {
     // ends when the connection closes
     for await (const status of connection.status()) {
-      const next = status.type === "disconnect"
-        ? disconnected
-        : status.type === "reconnect"
-        ? reconnected
-        : null;
-      next?.resolve();
-      if (next === disconnected) disconnected = Promise.withResolvers();
-      if (next === reconnected) reconnected = Promise.withResolvers();
+      if (status.type !== "reconnect") continue;
+      for (const wake of awaitingReconnect) wake();
+      awaitingReconnect.clear();
     }
   })();
 
   /**
-   * A chunk by direct get, asked again (it reads, changes nothing) once NATS is back when the
-   * connection dropped before the answer: that request is never answered (nor is one sent
-   * while disconnected), and its time-out (5 s) would cut the download short.
+   * A chunk by direct get, asked again (it reads, changes nothing) when the connection came back
+   * before the answer: a request the dropped connection carried, or sent while it was down, is
+   * never answered, and its time-out (5 s) would cut the download short.
    */
   async function chunk(request: { seq?: number; next_by_subj: string }) {
     for (let attempt = 1;; attempt++) {
       const answer = manager.direct.getMessage(stream, request);
       if (attempt === CHUNK_ATTEMPTS) return await answer;
-      const back = disconnected.promise.then(() => reconnected.promise).then((): typeof BACK =>
-        BACK
-      );
-      const got = await Promise.race([answer, back]);
-      if (got !== BACK) return got;
-      answer.catch(() => {});
+      let wake = () => {};
+      const back = new Promise<typeof BACK>((resolve) => wake = () => resolve(BACK));
+      awaitingReconnect.add(wake);
+      try {
+        const got = await Promise.race([answer, back]);
+        if (got !== BACK) return got;
+        answer.catch(() => {});
+      } finally {
+        awaitingReconnect.delete(wake);
+      }
     }
   }
 
