@@ -324,7 +324,13 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
       const onAbort = () => giveUp(false);
       signal?.addEventListener("abort", onAbort, { once: true });
       try {
-        return await Promise.race([connection.flush().then(() => true, () => false), givenUp]);
+        // the bucket's stream, not only the connection: a bucket NATS lost would fail every
+        // call while ready (asking for it starts making it again, see `failed`)
+        const bucketThere = manager.streams.info(stream).then(() => true, (error) => {
+          failed(error);
+          return false;
+        });
+        return await Promise.race([bucketThere, givenUp]);
       } finally {
         clearTimeout(timer);
         signal?.removeEventListener("abort", onAbort);

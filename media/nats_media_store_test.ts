@@ -175,6 +175,33 @@ Deno.test("NATS media store: a bucket NATS lost (memory storage, server restarte
   }
 });
 
+Deno.test("NATS media store: readiness says ready only once its bucket is there again, after NATS lost it", async () => {
+  const storeDir = await Deno.makeTempDir();
+  await using nats = await startNatsServer(["--js", "-sd", storeDir]);
+  const store = await createNatsMediaStore({
+    servers: nats.url,
+    bucket: "media",
+    storage: "memory",
+  });
+  try {
+    assert.equal(await store.check(), true);
+    await nats.stop();
+    await nats.start();
+    // connected again, but the bucket went with the server: ready must mean usable
+    const deadline = Date.now() + 10_000;
+    while (!(await store.check())) {
+      if (Date.now() > deadline) assert.fail("never ready again");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const file = await paddedFixture("video.mp4", 100_000);
+    const { sha256 } = await store.put(file, { kind: "video", limits });
+    assert.equal(await store.exists(sha256), true);
+  } finally {
+    await store.close();
+    await Deno.remove(storeDir, { recursive: true });
+  }
+});
+
 Deno.test("NATS media store: a download under way goes on across a NATS restart, without waiting out a lost request", async () => {
   const storeDir = await Deno.makeTempDir();
   await using nats = await startNatsServer(["--js", "-sd", storeDir]);
