@@ -3,7 +3,7 @@ import { Base64UrlPaddedCodec, Objm } from "@nats-io/obj";
 import { connect } from "@nats-io/transport-node";
 import assert from "node:assert/strict";
 import { natsBucket, paddedFixture, sha256Hex } from "../tests/support/media.ts";
-import { startNatsServer } from "../tests/support/nats_server.ts";
+import { type NatsServer, startNatsServer } from "../tests/support/nats_server.ts";
 import { TEST_NATS_URL } from "../tests/support/service.ts";
 import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
 import { within } from "../tests/support/wait.ts";
@@ -13,6 +13,28 @@ import type { MediaStore } from "./store.ts";
 import type { UploadSweep } from "./upload_sweep.ts";
 
 const limits = { image: 10_000_000, audio: 10_000_000, video: 10_000_000 };
+
+/**
+ * `test` with a store on a NATS server of its own, which it may stop and start again; then the
+ * store is closed, the server stopped and its files removed.
+ */
+async function onOwnNats(
+  options: { storage?: "memory" },
+  test: (nats: NatsServer, store: MediaStore) => Promise<void>,
+): Promise<void> {
+  const storeDir = await Deno.makeTempDir();
+  try {
+    await using nats = await startNatsServer(["--js", "-sd", storeDir]);
+    const store = await createNatsMediaStore({ servers: nats.url, bucket: "media", ...options });
+    try {
+      await test(nats, store);
+    } finally {
+      await store.close();
+    }
+  } finally {
+    await Deno.remove(storeDir, { recursive: true });
+  }
+}
 
 /** A store on the test NATS, in memory, over `bucket`. */
 function memoryStore(bucket: { name: string }, sweep?: UploadSweep): Promise<MediaStore> {
@@ -140,14 +162,7 @@ Deno.test("NATS media store: close() gives up a drain NATS does not answer once 
 });
 
 Deno.test("NATS media store: a bucket NATS lost (memory storage, server restarted) is made again, and uploads work again", async () => {
-  const storeDir = await Deno.makeTempDir();
-  await using nats = await startNatsServer(["--js", "-sd", storeDir]);
-  const store = await createNatsMediaStore({
-    servers: nats.url,
-    bucket: "media",
-    storage: "memory",
-  });
-  try {
+  await onOwnNats({ storage: "memory" }, async (nats, store) => {
     const file = await paddedFixture("video.mp4", 300_000);
     await store.put(file, { kind: "video", limits });
     await nats.stop();
@@ -169,21 +184,11 @@ Deno.test("NATS media store: a bucket NATS lost (memory storage, server restarte
       }
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
-  } finally {
-    await store.close();
-    await Deno.remove(storeDir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("NATS media store: readiness says ready only once its bucket is there again, after NATS lost it", async () => {
-  const storeDir = await Deno.makeTempDir();
-  await using nats = await startNatsServer(["--js", "-sd", storeDir]);
-  const store = await createNatsMediaStore({
-    servers: nats.url,
-    bucket: "media",
-    storage: "memory",
-  });
-  try {
+  await onOwnNats({ storage: "memory" }, async (nats, store) => {
     assert.equal(await store.check(), true);
     await nats.stop();
     await nats.start();
@@ -196,17 +201,11 @@ Deno.test("NATS media store: readiness says ready only once its bucket is there 
     const file = await paddedFixture("video.mp4", 100_000);
     const { sha256 } = await store.put(file, { kind: "video", limits });
     assert.equal(await store.exists(sha256), true);
-  } finally {
-    await store.close();
-    await Deno.remove(storeDir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("NATS media store: a download under way goes on across a NATS restart, without waiting out a lost request", async () => {
-  const storeDir = await Deno.makeTempDir();
-  await using nats = await startNatsServer(["--js", "-sd", storeDir]);
-  const store = await createNatsMediaStore({ servers: nats.url, bucket: "media" });
-  try {
+  await onOwnNats({}, async (nats, store) => {
     const file = await paddedFixture("video.mp4", 1_000_000);
     file.set(crypto.getRandomValues(new Uint8Array(65_536)), 200_000);
     const { sha256 } = await store.put(file, { kind: "video", limits });
@@ -228,8 +227,5 @@ Deno.test("NATS media store: a download under way goes on across a NATS restart,
     assert.equal(sha256Hex(new Uint8Array([...first.value!, ...rest])), sha256);
     // the client's request timeout is 5 s; a reconnect takes about one
     assert.ok(Date.now() - began < 4_000, `resumed after ${Date.now() - began} ms`);
-  } finally {
-    await store.close();
-    await Deno.remove(storeDir, { recursive: true });
-  }
+  });
 });
