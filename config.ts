@@ -249,6 +249,22 @@ export function configOrExit<T>(load: () => T): T {
   }
 }
 
+/**
+ * For the command-line tools that take no arguments (migrate, seed): `--help` or `-h` prints
+ * `usage` and exits 0, anything else is refused with it (exit 2), rather than ignored while the
+ * tool goes on to change the configured database.
+ */
+export function noArgumentsOrExit(usage: string, args: readonly string[] = Deno.args): void {
+  const [first] = args;
+  if (first === undefined) return;
+  if (first === "--help" || first === "-h") {
+    console.log(usage);
+    Deno.exit(0);
+  }
+  console.error(`${first}: this tool takes no arguments\n${usage}`);
+  Deno.exit(2);
+}
+
 /** The names of every setting: all the service reads of the environment. */
 export const CONFIG_VARIABLES: readonly string[] = Object.keys(settings.shape);
 

@@ -1,9 +1,19 @@
 /** `deno task migrate`: applies pending migrations to DATABASE_URL (or the embedded database). */
 import postgres from "postgres";
-import { configOrExit, loadDatabaseConfig, requireWritableDataDir } from "../config.ts";
+import {
+  configOrExit,
+  loadDatabaseConfig,
+  noArgumentsOrExit,
+  requireWritableDataDir,
+} from "../config.ts";
 import { EmbeddedDatabaseInUse, startEmbeddedPostgres } from "./embedded.ts";
 import { migrate } from "./migrate.ts";
 
+noArgumentsOrExit(
+  "usage: deno task migrate\n" +
+    "applies the pending migrations of db/migrations to DATABASE_URL (unset: the embedded\n" +
+    "database in DATA_DIR), under the advisory lock the instances take at start",
+);
 const config = configOrExit(() => requireWritableDataDir(loadDatabaseConfig()));
 let embedded;
 try {

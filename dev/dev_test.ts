@@ -39,3 +39,23 @@ for (const task of ["dev", "seed", "migrate"]) {
     }
   });
 }
+
+for (const task of ["migrate", "seed"]) {
+  Deno.test(`\`deno task ${task} --help\` says what it does and touches no database; an argument it does not take is refused`, async () => {
+    const cwd = await Deno.makeTempDir();
+    // nothing listens on port 1: a run that went on would fail to connect
+    const env = { DATABASE_URL: "postgres://postgres@127.0.0.1:1/chat" };
+    try {
+      const help = await runDevTask(task, { cwd, env, args: ["--help"] });
+      assert.equal(help.code, 0, help.stderr);
+      assert.match(help.stdout, new RegExp(`^usage: deno task ${task}\n`));
+      const unknown = await runDevTask(task, { cwd, env, args: ["--dry-run"] });
+      assert.equal(unknown.code, 2, unknown.stderr);
+      assert.match(unknown.stderr, new RegExp(`^--dry-run: [^\n]+\nusage: deno task ${task}\n`));
+      // not even the development secrets were made
+      assert.deepEqual(await Array.fromAsync(Deno.readDir(cwd)), []);
+    } finally {
+      await Deno.remove(cwd, { recursive: true });
+    }
+  });
+}

@@ -7,7 +7,7 @@
 import { signDevToken } from "../auth/sign.ts";
 import type { ChatService } from "../chat/service.ts";
 import type { Chat, VendorRole } from "../chat/types.ts";
-import { configOrExit, loadConfig, requireWritableDataDir } from "../config.ts";
+import { configOrExit, loadConfig, noArgumentsOrExit, requireWritableDataDir } from "../config.ts";
 import { EmbeddedDatabaseInUse } from "../db/embedded.ts";
 import { startService } from "../main.ts";
 import { overDefaults } from "./environment.ts";
@@ -65,6 +65,11 @@ export async function seedDemo(service: ChatService): Promise<Seeded> {
 }
 
 if (import.meta.main) {
+  noArgumentsOrExit(
+    "usage: deno task seed\n" +
+      "adds demo users, vendors with members, chats and a conversation to the database of\n" +
+      "`deno task dev` (DATABASE_URL, else the embedded one), and prints a page link per user",
+  );
   // a variable set but empty is unset, as for `deno task dev` (a sourced .env.example)
   const env = overDefaults({}, Deno.env.toObject());
   const signingSecret = env.JWT_SECRET ??
