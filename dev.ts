@@ -7,14 +7,15 @@ import { signDevToken } from "./auth/sign.ts";
 import { type Config, configOrExit, loadConfig, requireWritableDataDir } from "./config.ts";
 import { EmbeddedDatabaseInUse } from "./db/embedded.ts";
 import { type RunningService, startService } from "./main.ts";
+import { couldNotStart } from "./dev/could_not_start.ts";
 import { overDefaults } from "./dev/environment.ts";
 import { devSecrets } from "./dev/secrets.ts";
 import { configureLogging } from "./observability/log.ts";
 
 /**
  * What a newcomer can fix in starting (a second `dev`, a port taken) is said in one line, as
- * `deno task start` does (a bad setting: configOrExit), not as a stack trace; anything else is
- * a bug and keeps its stack.
+ * `deno task start` does (a bad setting: configOrExit), not as a stack trace, and so is a database
+ * out of reach; anything else is a bug and keeps its stack (couldNotStart).
  */
 function refused(error: unknown, config: Config): never {
   if (error instanceof EmbeddedDatabaseInUse) {
@@ -26,7 +27,7 @@ function refused(error: unknown, config: Config): never {
     console.error(`port ${ports.join(" or ")} is in use: set PORT and GRPC_PORT (0: any free one)`);
     Deno.exit(2);
   }
-  throw error;
+  couldNotStart(error);
 }
 
 const secrets = await devSecrets();

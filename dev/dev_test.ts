@@ -40,6 +40,23 @@ for (const task of ["dev", "seed", "migrate"]) {
   });
 }
 
+for (const task of ["dev", "seed"]) {
+  Deno.test(`\`deno task ${task}\` with a database it cannot reach says so in one line and exits 1`, async () => {
+    const cwd = await Deno.makeTempDir();
+    try {
+      const { code, stdout, stderr } = await runDevTask(task, {
+        cwd,
+        // nothing listens on port 1
+        env: { DATABASE_URL: "postgres://postgres@127.0.0.1:1/chat", PORT: "0", GRPC_PORT: "0" },
+      });
+      assert.equal(code, 1, `${stdout}\n${stderr}`);
+      assert.match(stderr, /^could not start: connect ECONNREFUSED 127\.0\.0\.1:1$/);
+    } finally {
+      await Deno.remove(cwd, { recursive: true });
+    }
+  });
+}
+
 for (const task of ["migrate", "seed"]) {
   Deno.test(`\`deno task ${task} --help\` says what it does and touches no database; an argument it does not take is refused`, async () => {
     const cwd = await Deno.makeTempDir();

@@ -10,6 +10,7 @@ import type { Chat, VendorRole } from "../chat/types.ts";
 import { configOrExit, loadConfig, noArgumentsOrExit, requireWritableDataDir } from "../config.ts";
 import { EmbeddedDatabaseInUse } from "../db/embedded.ts";
 import { startService } from "../main.ts";
+import { couldNotStart } from "./could_not_start.ts";
 import { overDefaults } from "./environment.ts";
 import { devSecrets } from "./secrets.ts";
 
@@ -90,7 +91,7 @@ if (import.meta.main) {
   try {
     service = await startService(config);
   } catch (error) {
-    if (!(error instanceof EmbeddedDatabaseInUse)) throw error;
+    if (!(error instanceof EmbeddedDatabaseInUse)) couldNotStart(error);
     console.error(error.message);
     Deno.exit(2);
   }
