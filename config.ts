@@ -1,5 +1,6 @@
 import { isIP } from "node:net";
 import { z } from "zod";
+import { natsServers } from "./bus/nats_servers.ts";
 import { tlsProblem } from "./config_tls.ts";
 import { redactUrls } from "./observability/redact.ts";
 
@@ -182,6 +183,19 @@ const SECRET_KEYS = new Set(["GRPC_ADMIN_TOKEN", "JWT_SECRET", "GRPC_TLS_KEY"]);
 
 /** Every setting of the service, read from the environment and nowhere else. */
 export const configSchema = settings.superRefine((config, ctx) => {
+  if (config.NATS_URL) {
+    // checked here rather than at the connect, which comes after the migrations and would end
+    // the start with 1, for the orchestrator to start it again and again
+    try {
+      natsServers(config.NATS_URL);
+    } catch (error) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["NATS_URL"],
+        message: error instanceof Error ? error.message : String(error),
+      });
+    }
+  }
   if (config.MEDIA_BACKEND === "nats" && !config.NATS_URL) {
     ctx.addIssue({
       code: "custom",

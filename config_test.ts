@@ -141,6 +141,22 @@ Deno.test("loadConfig refuses an ALLOWED_ORIGINS value that is no origin, naming
   }
 });
 
+Deno.test("loadConfig refuses a NATS_URL whose servers have different credentials, naming it without them", () => {
+  // the NATS client has one set of credentials for all its servers: found only at the connect,
+  // after the migrations, such a value ended the start with 1, to be started again and again
+  assert.throws(
+    () => loadConfig({ ...valid, NATS_URL: "nats://a:first@n1:4222,nats://b:second@n2:4222" }),
+    (error: unknown) =>
+      error instanceof ConfigError &&
+      error.message ===
+        "invalid configuration: NATS_URL: every server must have the same credentials",
+  );
+  assert.equal(
+    loadConfig({ ...valid, NATS_URL: "nats://a:same@n1:4222, nats://a:same@n2:4222" }).NATS_URL,
+    "nats://a:same@n1:4222, nats://a:same@n2:4222",
+  );
+});
+
 Deno.test("loadConfig takes an empty value as unset", () => {
   const config = loadConfig({ ...valid, PORT: "", LOG_LEVEL: "" });
   assert.equal(config.PORT, 8000);

@@ -11,7 +11,7 @@ export interface NatsServers {
  * a URL's user info, so `nats://user:password@host` or `nats://token@host` would connect
  * without credentials and be refused: they are taken out of the URLs and given as options (a
  * user without a password is a token, as NATS reads it). The client has one set of credentials
- * for all servers, so URLs with different ones are an Error.
+ * for all servers, so URLs with different ones are an Error (a setting config.ts refuses).
  */
 export function natsServers(value: string): NatsServers {
   let credentials: Omit<NatsServers, "servers"> | undefined;
@@ -26,7 +26,7 @@ export function natsServers(value: string): NatsServers {
         : { token: user };
       const key = JSON.stringify(found);
       if (credentials && key !== seenWith) {
-        throw new Error("NATS_URL: every server must have the same credentials");
+        throw new Error("every server must have the same credentials");
       }
       credentials = found;
       seenWith = key;
