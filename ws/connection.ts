@@ -14,7 +14,13 @@ import type { FrameIntake, IntakeLimits, Taken } from "./frame_intake.ts";
 import { OperatorDisconnects } from "./operator_disconnects.ts";
 import { SocketChats } from "./socket_chats.ts";
 import { type AccessContext, checkAccessAgain, closeIfSanctioned } from "./socket_access.ts";
-import { adoptNewChat, adoptVendor, type PagesContext, sendFirstFrames } from "./store_pages.ts";
+import {
+  adoptNewChat,
+  adoptVendor,
+  type PagesContext,
+  resendChatList,
+  sendFirstFrames,
+} from "./store_pages.ts";
 import type { Endpoint } from "./endpoint.ts";
 
 /** What one socket may do before it is refused or closed. */
@@ -216,8 +222,8 @@ export class Connection {
         this.#queue = this.#queue.then(() => adoptVendor(event.vendor_id, this.#context()));
         return;
       case "membership_revoked":
-        if (event.user_id !== this.userId) return;
-        this.#chats.revoke(event.vendor_id);
+        if (event.user_id !== this.userId || !this.#chats.revoke(event.vendor_id)) return;
+        this.#queue = this.#queue.then(() => resendChatList(this.#context()));
         return;
     }
   }

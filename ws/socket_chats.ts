@@ -149,10 +149,17 @@ export class SocketChats {
     }
   }
 
-  /** The user's membership of a vendor was revoked: the vendor's chats are seen no more. */
-  revoke(vendorId: string): void {
+  /**
+   * The user's membership of a vendor was revoked: the vendor's chats are seen no more. True when
+   * a chats socket lost chats by it: the list is owed again (see refreshChatList), as it is
+   * when chats are gained. (Chats being read meanwhile are dropped as they are kept, and the list
+   * read after them has them gone.)
+   */
+  revoke(vendorId: string): boolean {
     this.#revokedWhileReading?.add(vendorId);
-    this.#dropVendor(vendorId);
+    const lost = this.#dropVendor(vendorId) && this.#host.endpoint.kind === "chats";
+    if (lost) this.#chatListOwed = true;
+    return lost;
   }
 
   /**
@@ -272,17 +279,22 @@ export class SocketChats {
     this.#vendors.delete(vendorId);
   }
 
-  #dropVendor(vendorId: string): void {
+  /** Drops the chats seen as a member of the vendor (closing a single-chat socket); true if any. */
+  #dropVendor(vendorId: string): boolean {
     this.#stopHearing(vendorId);
     const { userId, endpoint } = this.#host;
+    let dropped = false;
     for (const [chatId, membership] of this.memberships) {
       const { chat, side } = membership;
       if (chat.vendor_id !== vendorId || side !== "vendor" || userId === vendorId) continue;
       if (endpoint.kind === "chat") {
-        return this.#host.close(CloseCode.forbidden, "no longer a member");
+        this.#host.close(CloseCode.forbidden, "no longer a member");
+        return true;
       }
       this.memberships.delete(chatId);
+      dropped = true;
     }
+    return dropped;
   }
 
   /** Keeps `cleanup` for the close; runs it now if the connection closed meanwhile. */

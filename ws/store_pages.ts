@@ -123,3 +123,16 @@ export async function adoptVendor(vendorId: string, context: PagesContext): Prom
     context.onError(error, "adopt vendor chats");
   }
 }
+
+/**
+ * The user lost chats (a vendor membership revoked, SocketChats.revoke): the chat list is sent
+ * again without them. A failure is reported; the list stays owed to the next refresh.
+ */
+export async function resendChatList(context: PagesContext): Promise<void> {
+  if (context.connection.closed) return;
+  try {
+    await context.chats.refreshChatList(context.send);
+  } catch (error) {
+    context.onError(error, "chat list after a revoked membership");
+  }
+}
