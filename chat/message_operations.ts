@@ -55,19 +55,30 @@ export function createMessageOperations(
     return text;
   }
 
-  async function messageInChat(actor: Actor, messageId: string): Promise<StoredMessage> {
-    const message = await store.getMessage(messageId);
+  /**
+   * The actor's own message, to edit or delete. The store is asked, beside the message, whether
+   * the actor may still write in the chat: a ban or a removal from the vendor whose event has not
+   * reached the socket yet (on its way, or lost until a sweep finds it) refuses the change
+   * `forbidden`, as the store refuses a send as it writes, rather than letting a banned or removed
+   * user rewrite or take back what they sent. Errors: forbidden, not_found.
+   */
+  async function ownMessageToChange(actor: Actor, messageId: string): Promise<StoredMessage> {
+    const { chat } = actor.membership;
+    const [message, membership, ban] = await Promise.all([
+      store.getMessage(messageId),
+      store.membership(chat.id, actor.user_id),
+      store.activeBan(actor.user_id),
+    ]);
+    if (ban) throw new ChatError("forbidden", "banned");
+    if (!membership) throw new ChatError("forbidden", "not a participant of this chat");
     // someone else's message id reads as unknown
-    if (!message || message.chat_id !== actor.membership.chat.id || message.deleted) {
+    if (!message || message.chat_id !== chat.id || message.deleted) {
       throw new ChatError("not_found", "no such message in this chat");
     }
-    return message;
-  }
-
-  function ownMessage(actor: Actor, message: StoredMessage) {
     if (message.sender_id !== actor.user_id) {
       throw new ChatError("forbidden", "only the sender may change a message");
     }
+    return message;
   }
 
   async function receiverSideOk(chat: Chat, senderSide: Side, receiverId: string) {
@@ -260,17 +271,18 @@ export function createMessageOperations(
       return earlier && toClientMessage(earlier);
     },
 
-    /** Tombstones the actor's own message. Errors: not_found, forbidden. */
+    /** Tombstones the actor's own message. Errors: not_found, forbidden (also banned, or gone). */
     async deleteMessage(actor: Actor, messageId: string): Promise<void> {
-      const message = await messageInChat(actor, messageId);
-      ownMessage(actor, message);
+      const message = await ownMessageToChange(actor, messageId);
       await tombstone(message, actor.user_id, { chat: actor.membership.chat });
     },
 
-    /** Edits the actor's own text message. Errors: not_found, forbidden, failed_precondition. */
+    /**
+     * Edits the actor's own text message. Errors: not_found, forbidden (also banned, or no longer
+     * in the chat), failed_precondition.
+     */
     async editMessage(actor: Actor, messageId: string, content: string): Promise<Message> {
-      const message = await messageInChat(actor, messageId);
-      ownMessage(actor, message);
+      const message = await ownMessageToChange(actor, messageId);
       if (message.media_type !== "text") {
         throw new ChatError("failed_precondition", "only text messages can be edited", {
           issues: [{ path: "message_id", message: "only text messages can be edited" }],

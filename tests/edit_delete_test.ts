@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import postgres from "postgres";
 import { startCluster } from "./support/service.ts";
 import { acked, askUnread, joinAllChats, joinChat, refused, sendText } from "./support/steps.ts";
 import type { Frame } from "./support/ws_client.ts";
@@ -161,4 +162,38 @@ Deno.test("a deleted message can be neither edited nor read", async () => {
   );
   await refused(vendor, { action: "read_message", message_id: doomed.id }, "not_found");
   assert.equal((await askUnread(vendor)).count, 0);
+});
+
+Deno.test("a sender banned, or removed from the vendor, before their socket hears of it can neither edit nor delete", async () => {
+  // no sweep during the test: the ban and the removal below are stored but never published, as
+  // when their publish is lost or still on its way, so the sockets stay open
+  await using cluster = await startCluster({ env: { FEED_SWEEP_SECONDS: "3600" } });
+  const service = cluster.main.service.chat;
+  const chat = await service.createChat("cust-1", "vend-1");
+  await service.addVendorMember("vend-1", "agent-1", "agent");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await using agent = await joinAllChats(cluster, "agent-1");
+  const abuse = await sendText(customer, "vend-1", "abuse");
+  const answer = await sendText(agent, "cust-1", "an answer", { chat_id: chat.id });
+  const sql = postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} });
+  try {
+    await sql`insert into bans (user_id, moderator_id, reason) values ('cust-1', 'mod', 'abuse')`;
+    await sql`delete from vendor_members where vendor_id = 'vend-1' and user_id = 'agent-1'`;
+    const changes = [
+      [customer, { action: "edit_message", message_id: abuse.id, content: "nothing to see" }],
+      [customer, { action: "delete_message", message_id: abuse.id }],
+      [agent, { action: "edit_message", chat_id: chat.id, message_id: answer.id, content: "x" }],
+      [agent, { action: "delete_message", chat_id: chat.id, message_id: answer.id }],
+    ] as const;
+    for (const [socket, frame] of changes) await refused(socket, frame, "forbidden");
+    const stored = await sql<Array<{ content: string; edited: boolean; deleted: boolean }>>`
+      select content, edited_at is not null as edited, deleted_at is not null as deleted
+      from messages where chat_id = ${chat.id} order by seq`;
+    assert.deepEqual([...stored], [
+      { content: "abuse", edited: false, deleted: false },
+      { content: "an answer", edited: false, deleted: false },
+    ]);
+  } finally {
+    await sql.end();
+  }
 });
