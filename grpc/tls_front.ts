@@ -6,16 +6,30 @@ import { createRelisten } from "../relisten.ts";
  * (node:http2 createSecureServer as grpc-js sets it up) fails its handshakes under Deno 2.9
  * ("excessive message size" at the client), while Deno's native TLS is solid; so the gRPC
  * server listens in plaintext on a loopback port of its own and this front takes the public
- * port, speaks TLS with ALPN h2, and copies bytes both ways. Deno ends the accept loop of a
- * TLS listener at the first failed accept (EMFILE when the process is out of file descriptors),
- * so the port is opened again as relisten.ts has it: the connections open go on, new ones are
- * refused until then, one warning per episode.
+ * port, speaks TLS with ALPN h2, and copies bytes both ways.
+ *
+ * The public port is plain TCP, copied to a TLS listener on loopback: Deno cannot end a TLS
+ * connection whose handshake has not finished (`close` leaves its socket open until the peer
+ * sends or hangs up), so a client that connected and said nothing would hold a descriptor of
+ * the process for good, and enough of them would take every descriptor. A connection whose
+ * handshake has not finished within TLS_HANDSHAKE_TIMEOUT_MS is cut on the TCP side, which
+ * ends the TLS side's handshake too.
+ *
+ * Deno ends the accept loop of a listener at the first failed accept (EMFILE when the process
+ * is out of file descriptors), so each port is opened again as relisten.ts has it: the
+ * connections open go on, new ones are refused until then, one warning per episode.
  */
 export interface TlsFront {
   port: number;
   /** Stops accepting and cuts every connection. */
   close(): Promise<void>;
 }
+
+/**
+ * How long a client has to finish its TLS handshake. Before that no HTTP/2 session exists whose
+ * keepalive would find a silent client out.
+ */
+export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export function startTlsFront(options: {
   host: string;
@@ -26,58 +40,132 @@ export function startTlsFront(options: {
   upstreamPort: number;
 }): TlsFront {
   const open = new Set<Deno.Conn>();
+  /**
+   * The relays of the public port, awaited by `close` (each ends once its connections are
+   * closed; not so a TLS handshake, which only its peer can end: the relays of the TLS side are
+   * not awaited).
+   */
+  const relays = new Set<Promise<void>>();
+  /** Handshakes under way, by the loopback port of their TCP side: each ends its deadline. */
+  const handshaking = new Map<number, () => void>();
 
-  async function relay(client: Deno.TlsConn) {
-    let upstream: Deno.TcpConn | undefined;
-    open.add(client);
-    try {
-      await client.handshake();
-      upstream = await Deno.connect({ hostname: "127.0.0.1", port: options.upstreamPort });
-      open.add(upstream);
-      // Either side ending ends both: a half-open gRPC connection is of no use to anyone.
-      await Promise.race([
-        client.readable.pipeTo(upstream.writable, { preventClose: true }),
-        upstream.readable.pipeTo(client.writable, { preventClose: true }),
-      ]);
-    } catch {
-      // a failed handshake or a reset is the client's business; nothing to report
-    } finally {
-      for (const conn of [client, upstream]) {
-        if (!conn) continue;
-        open.delete(conn);
-        try {
-          conn.close();
-        } catch {
-          // already closed
-        }
+  /**
+   * Copies bytes between `from` and the connection `to` makes, both ways, until either side
+   * ends; then closes both. `began` is told of the other connection once it is made.
+   */
+  function relay(
+    from: Deno.Conn,
+    to: () => Promise<Deno.Conn>,
+    began?: (to: Deno.Conn) => void,
+  ): Promise<void> {
+    return (async () => {
+      let upstream: Deno.Conn | undefined;
+      open.add(from);
+      try {
+        upstream = await to();
+        open.add(upstream);
+        began?.(upstream);
+        // Either side ending ends both: a half-open gRPC connection is of no use to anyone.
+        await Promise.race([
+          from.readable.pipeTo(upstream.writable, { preventClose: true }),
+          upstream.readable.pipeTo(from.writable, { preventClose: true }),
+        ]);
+      } catch {
+        // a failed handshake or a reset is the client's business; nothing to report
+      } finally {
+        for (const conn of [from, upstream]) if (conn) closeConn(conn);
       }
+    })();
+  }
+
+  function closeConn(conn: Deno.Conn) {
+    open.delete(conn);
+    try {
+      conn.close();
+    } catch {
+      // already closed
     }
   }
 
-  /** The listener open now, or the last one that failed. */
-  let listener: Deno.TlsListener;
-  /** Its accept loop, awaited by `close`. */
-  let accepting: Promise<void> = Promise.resolve();
-  let closed = false;
-
-  function listen(port: number): Deno.TlsListener {
-    const opened = Deno.listenTls({
-      hostname: options.host,
+  const tls = createAcceptor<Deno.TlsConn>("gRPC TLS handshake", (port) =>
+    Deno.listenTls({
+      hostname: "127.0.0.1",
       port,
       cert: options.cert,
       key: options.key,
       alpnProtocols: ["h2"],
-    });
+    }), (client) =>
+    void relay(client, async () => {
+      await client.handshake();
+      handshaking.get(client.remoteAddr.port)?.();
+      return await Deno.connect({ hostname: "127.0.0.1", port: options.upstreamPort });
+    }), 0);
+
+  const tcp = createAcceptor<Deno.TcpConn>(
+    "gRPC TLS",
+    (port) => Deno.listen({ hostname: options.host, port }),
+    (client) => {
+      let side: number | undefined;
+      const late = setTimeout(() => closeConn(client), TLS_HANDSHAKE_TIMEOUT_MS);
+      const ended = () => {
+        clearTimeout(late);
+        if (side !== undefined) handshaking.delete(side);
+      };
+      const relayed = relay(
+        client,
+        () => Deno.connect({ hostname: "127.0.0.1", port: tls.port }),
+        (tlsSide) => {
+          side = (tlsSide.localAddr as Deno.NetAddr).port;
+          handshaking.set(side, ended);
+        },
+      ).finally(() => {
+        ended();
+        relays.delete(relayed);
+      });
+      relays.add(relayed);
+    },
+    options.port,
+  );
+
+  return {
+    port: tcp.port,
+    async close() {
+      await tcp.close();
+      await tls.close();
+      for (const conn of [...open]) closeConn(conn);
+      await Promise.allSettled([...relays]);
+    },
+  };
+}
+
+/**
+ * A listener and its accept loop, opened again (relisten.ts) when the loop fails; `take` is
+ * handed each connection. Throws as the first `listen` does (a certificate it cannot read).
+ */
+function createAcceptor<C extends Deno.Conn>(
+  name: string,
+  listen: (port: number) => Deno.Listener<C>,
+  take: (conn: C) => void,
+  port: number,
+) {
+  /** The listener open now, or the last one that failed. */
+  let listener: Deno.Listener<C>;
+  /** Its accept loop, awaited by `close`. */
+  let accepting: Promise<void> = Promise.resolve();
+  let closed = false;
+
+  function open(at: number): number {
+    const opened = listen(at);
     listener = opened;
     accepting = accept(opened);
-    return opened;
+    return (opened.addr as Deno.NetAddr).port;
   }
 
-  async function accept(opened: Deno.TlsListener) {
+  async function accept(opened: Deno.Listener<C>) {
     try {
-      for await (const client of opened) {
+      for await (const conn of opened) {
         relisten.accepted();
-        void relay(client);
+        take(conn);
       }
     } catch (error) {
       if (closed) return;
@@ -91,14 +179,11 @@ export function startTlsFront(options: {
     }
   }
 
-  const relisten = createRelisten(() => listen(port), {
-    name: "gRPC TLS",
-    log: logger("grpc"),
-  });
-  const port = (listen(options.port).addr as Deno.NetAddr).port;
+  const relisten = createRelisten(() => open(bound), { name, log: logger("grpc") });
+  const bound = open(port);
 
   return {
-    port,
+    port: bound,
     async close() {
       closed = true;
       relisten.stop();
@@ -108,13 +193,6 @@ export function startTlsFront(options: {
         // already closed
       }
       await accepting;
-      for (const conn of [...open]) {
-        try {
-          conn.close();
-        } catch {
-          // already closed
-        }
-      }
     },
   };
 }
