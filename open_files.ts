@@ -25,14 +25,16 @@ const ADMIN_CONNECTIONS = 16;
  * and HTTP_REQUEST_CONNECTIONS; the database pool, the readiness connection and the message
  * writer's lanes (both ends of each when the embedded database runs in the process); a NATS
  * connection for the bus and one for a NATS media store; a JWKS fetch; and, with the admin
- * plane, its listener, its probe's two ends and ADMIN_CONNECTIONS (with the TLS front, a second
- * listener and three descriptors per connection: the TLS one, and both ends of its relay).
+ * plane, its listener, its probe's two ends and ADMIN_CONNECTIONS (with the TLS front, its public
+ * TCP listener and its TLS listener on loopback, and five descriptors per connection: the public
+ * one, both ends of its relay to the TLS listener, and both ends of the TLS side's relay to
+ * grpc-js; see grpc/tls_front.ts).
  */
 export function descriptorReserve(config: Config): number {
   const database = (config.DATABASE_POOL_SIZE + 1 + WRITER_LANES) * (config.DATABASE_URL ? 1 : 2);
   const nats = (config.NATS_URL ? 1 : 0) + (config.MEDIA_BACKEND === "nats" ? 1 : 0);
   const tls = config.GRPC_TLS_CERT !== undefined;
-  const admin = config.GRPC_ENABLED ? (tls ? 2 : 1) + 2 + ADMIN_CONNECTIONS * (tls ? 3 : 1) : 0;
+  const admin = config.GRPC_ENABLED ? (tls ? 3 : 1) + 2 + ADMIN_CONNECTIONS * (tls ? 5 : 1) : 0;
   const http = 1 + HTTP_REQUEST_CONNECTIONS;
   const jwks = 1;
   return http + database + nats + jwks + admin;

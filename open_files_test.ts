@@ -7,6 +7,7 @@ import {
   descriptorsToCount,
   socketLimit,
 } from "./open_files.ts";
+import { createCertificate } from "./tests/support/tls_certificates.ts";
 
 const env = {
   DATABASE_URL: "postgres://chat@db.internal:5432/chat",
@@ -20,6 +21,14 @@ Deno.test("descriptorReserve grows with the database pool, a NATS media store an
   assert.equal(descriptorReserve(loadConfig({ ...env, DATABASE_POOL_SIZE: "50" })), reserve + 30);
   assert.equal(descriptorReserve(loadConfig({ ...env, MEDIA_BACKEND: "nats" })), reserve + 1);
   assert.ok(descriptorReserve(loadConfig({ ...env, GRPC_ENABLED: "0" })) < reserve);
+});
+
+Deno.test("descriptorReserve keeps, for the gRPC TLS front, two listeners more and four descriptors more per admin connection", async () => {
+  const { cert, key } = await createCertificate();
+  const tls = descriptorReserve(loadConfig({ ...env, GRPC_TLS_CERT: cert, GRPC_TLS_KEY: key }));
+  // the public TCP port and the TLS one on loopback; per connection, the public one, both ends
+  // of its relay to the TLS port, and both ends of the TLS side's relay to grpc-js
+  assert.equal(tls - descriptorReserve(loadConfig(env)), 2 + 16 * 4);
 });
 
 Deno.test("socketLimit without WS_MAX_SOCKETS leaves the reserve free, at least 1 socket and at most the default", () => {
