@@ -1,6 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
 import type { PackageDefinition, ServiceDefinition } from "@grpc/proto-loader";
-import { ReflectionService } from "@grpc/reflection";
 import type { AdminStore, EventBus, Subjects } from "../chat/ports.ts";
 import type { ChatService } from "../chat/service.ts";
 import { createTokenCheck } from "./auth.ts";
@@ -15,6 +14,7 @@ import { logger } from "../observability/log.ts";
 import { createHealthReporter, type ReadinessSource } from "./health.ts";
 import { type GrpcListener, startGrpcListener } from "./listener.ts";
 import { createPageTokens } from "./page_token.ts";
+import { addReflection } from "./reflection.ts";
 import { startTlsFront, type TlsFront } from "./tls_front.ts";
 import { ADMIN_SERVICE, loadAdminProto } from "./proto.ts";
 import { isServerFault, toCallStatus, unauthenticated } from "./status.ts";
@@ -162,7 +162,7 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
   });
   server.addService(serviceDefinition(definition, ADMIN_SERVICE), implementation);
   health.addToServer(server);
-  new ReflectionService(definition).addToServer(server);
+  addReflection(server, definition);
 
   const { tls } = options;
   await health.start();

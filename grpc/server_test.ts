@@ -5,6 +5,8 @@ import {
   status as Status,
 } from "@grpc/grpc-js";
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import http2 from "node:http2";
 import { createMemoryBus } from "../bus/memory_bus.ts";
 import { createSubjects } from "../bus/subjects.ts";
 import { createChatPublisher } from "../chat/chat_publisher.ts";
@@ -19,6 +21,7 @@ import { createWatch, within } from "../tests/support/wait.ts";
 import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
 import { follow } from "../tests/support/watch_stream.ts";
 import type { ReadinessSource } from "./health.ts";
+import { MAX_REFLECTION_STREAMS } from "./reflection.ts";
 import { type GrpcDeps, type GrpcOptions, type GrpcServer, startGrpcServer } from "./server.ts";
 
 const TOKEN = "server-test-admin-token";
@@ -473,4 +476,92 @@ Deno.test("close with a deadline that has already passed cuts the calls in fligh
   // shutdownTimeoutMs is 2 s: a deadline already over leaves nothing to wait for
   assert.ok(elapsedMs < 1_000, `close took ${Math.round(elapsedMs)} ms`);
   assert.notEqual((await status).code, Status.OK);
+});
+
+/** A gRPC frame of a ServerReflectionRequest asking for the file of `symbol`. */
+function reflectionRequest(symbol: string): Buffer {
+  const name = Buffer.from(symbol);
+  // field 4 (file_containing_symbol), length-delimited; names here are under 128 bytes
+  const message = Buffer.concat([Buffer.from([0x22, name.length]), name]);
+  const prefix = Buffer.alloc(5);
+  prefix.writeUInt32BE(message.length, 1);
+  return Buffer.concat([prefix, message]);
+}
+
+Deno.test("a reflection client that asks without reading the answers is read no further, so the server does not queue answers without end", async () => {
+  const server = await start(fakeReadiness(true).source);
+  await using proxy = startTcpProxy({ hostname: "127.0.0.1", port: server.port });
+  // an HTTP/2 client that grants the server no room for answers, as one that never reads
+  const session = http2.connect(`http://127.0.0.1:${proxy.port}`, {
+    settings: { initialWindowSize: 0 },
+  });
+  session.on("error", () => {});
+  const stream = session.request({
+    ":method": "POST",
+    ":path": "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "content-type": "application/grpc",
+    te: "trailers",
+  });
+  stream.on("error", () => {});
+  try {
+    // 1.5 MB of requests, each answered by kilobytes of descriptors
+    const request = reflectionRequest("chat.admin.v1.ChatAdmin");
+    const count = 50_000;
+    for (let n = 1; n < count; n++) stream.write(request);
+    const allTaken = new Promise<void>((resolve) => stream.write(request, () => resolve()));
+    const taken = await within(allTaken, 3_000, "every request to be taken").then(
+      () => true,
+      () => false,
+    );
+    assert.equal(taken, false, "the server took every request while no answer was read");
+    assert.ok(
+      proxy.upstreamBytes < (request.length * count) / 4,
+      `${proxy.upstreamBytes} bytes of requests taken`,
+    );
+  } finally {
+    stream.close(http2.constants.NGHTTP2_CANCEL);
+    await new Promise((resolve) => session.close(() => resolve(undefined)));
+    await proxy.cut();
+    await server.close();
+  }
+});
+
+Deno.test("a reflection stream past the open ones allowed ends with RESOURCE_EXHAUSTED, and one that ends makes room", async () => {
+  const server = await start(fakeReadiness(true).source);
+  using client = await createAdminClient(`127.0.0.1:${server.port}`, { token: null });
+  const streams: Array<ReturnType<typeof client.openReflection>> = [];
+  /** Opens a stream and resolves with its first answer, or the status that ended it. */
+  const open = () => {
+    const stream = client.openReflection();
+    streams.push(stream);
+    stream.on("error", () => {});
+    const outcome = within(
+      new Promise<string | number>((resolve) => {
+        stream.once("data", () => resolve("answered"));
+        stream.once("status", (status) => resolve(status.code));
+      }),
+      5_000,
+      "a reflection stream's first answer",
+    );
+    stream.write({ list_services: "" });
+    return outcome;
+  };
+  try {
+    const outcomes = await Promise.all(Array.from({ length: MAX_REFLECTION_STREAMS }, open));
+    assert.ok(outcomes.every((outcome) => outcome === "answered"));
+    assert.equal(await open(), Status.RESOURCE_EXHAUSTED);
+    // grpcurl's way: a stream whose client is done asking ends, and gives its place back
+    streams[0]!.end();
+    const deadline = performance.now() + 5_000;
+    let outcome = await open();
+    while (outcome !== "answered") {
+      assert.equal(outcome, Status.RESOURCE_EXHAUSTED);
+      assert.ok(performance.now() < deadline, "the ended stream's place was never freed");
+      outcome = await open();
+    }
+  } finally {
+    for (const stream of streams) stream.cancel();
+    client.close();
+    await server.close();
+  }
 });

@@ -9,6 +9,8 @@ export interface TcpProxy extends AsyncDisposable {
   readonly port: number;
   /** Connections being forwarded right now. */
   readonly openConnections: number;
+  /** Bytes of the clients' passed on to the target so far, every connection's. */
+  readonly upstreamBytes: number;
   /**
    * Closes every forwarded connection (dropping what a stall held) and stops listening: new
    * connections are refused.
@@ -39,6 +41,7 @@ export function startTcpProxy(target: { hostname: string; port: number }): TcpPr
   let stalled: PromiseWithResolvers<void> | undefined;
   let stalledDirection: StallDirection = "upstream";
   let holding = Promise.withResolvers<void>();
+  const passed = { upstream: 0 };
 
   /** Data in one direction passes here: held while that direction is stalled. */
   const gate = (direction: "upstream" | "downstream") => async () => {
@@ -77,7 +80,7 @@ export function startTcpProxy(target: { hostname: string; port: number }): TcpPr
       client,
       upstream,
       done: Promise.all([
-        pump(client, upstream, gate("upstream")),
+        pump(client, upstream, gate("upstream"), (bytes) => passed.upstream += bytes),
         pump(upstream, client, gate("downstream")),
       ]).then(() => {
         pairs.delete(pair);
@@ -93,6 +96,9 @@ export function startTcpProxy(target: { hostname: string; port: number }): TcpPr
     },
     get openConnections() {
       return pairs.size;
+    },
+    get upstreamBytes() {
+      return passed.upstream;
     },
     async cut() {
       listener?.close();
@@ -128,7 +134,12 @@ export function startTcpProxy(target: { hostname: string; port: number }): TcpPr
 }
 
 /** Copies until either side ends, then closes both (the other pump then ends too). */
-async function pump(from: Deno.Conn, to: Deno.Conn, gate?: () => Promise<void>): Promise<void> {
+async function pump(
+  from: Deno.Conn,
+  to: Deno.Conn,
+  gate?: () => Promise<void>,
+  onWritten?: (bytes: number) => void,
+): Promise<void> {
   const buffer = new Uint8Array(64 * 1024);
   try {
     while (true) {
@@ -137,6 +148,7 @@ async function pump(from: Deno.Conn, to: Deno.Conn, gate?: () => Promise<void>):
       await gate?.();
       let written = 0;
       while (written < read) written += await to.write(buffer.subarray(written, read));
+      onWritten?.(read);
     }
   } catch {
     // one side was closed
