@@ -64,6 +64,16 @@ export interface GrpcOptions {
  */
 export const KEEPALIVE = { intervalMs: 60_000, timeoutMs: 20_000 };
 
+/**
+ * The longest request message taken, in bytes. The longest the contract has is a few KiB (a
+ * SearchMessages query, filters and page token; a moderation reason of 1,000 characters), while
+ * grpc-js takes up to 4 MiB, and holds a message's bytes until the whole of it has come, before
+ * any handler (the token check included) sees it: a client with no token could have the server
+ * hold 4 MiB per stream it opened. A longer message is refused with RESOURCE_EXHAUSTED as soon
+ * as its length is read.
+ */
+export const MAX_REQUEST_BYTES = 64 * 1024;
+
 export interface GrpcServer {
   /** The port actually bound. */
   port: number;
@@ -159,6 +169,7 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
   const server = new grpc.Server({
     "grpc.keepalive_time_ms": keepalive.intervalMs,
     "grpc.keepalive_timeout_ms": keepalive.timeoutMs,
+    "grpc.max_receive_message_length": MAX_REQUEST_BYTES,
   });
   server.addService(serviceDefinition(definition, ADMIN_SERVICE), implementation);
   health.addToServer(server);

@@ -478,6 +478,29 @@ Deno.test("close with a deadline that has already passed cuts the calls in fligh
   assert.notEqual((await status).code, Status.OK);
 });
 
+/**
+ * A call of `path` written by hand over HTTP/2 (node:http2), as a client gRPC libraries would
+ * not let a test be: framing, flow control and all. `close` cancels it and ends the session.
+ */
+function rawCall(port: number, path: string, settings: http2.Settings = {}) {
+  const session = http2.connect(`http://127.0.0.1:${port}`, { settings });
+  session.on("error", () => {});
+  const stream = session.request({
+    ":method": "POST",
+    ":path": path,
+    "content-type": "application/grpc",
+    te: "trailers",
+  });
+  stream.on("error", () => {});
+  return {
+    stream,
+    async close() {
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      await new Promise((resolve) => session.close(() => resolve(undefined)));
+    },
+  };
+}
+
 /** A gRPC frame of a ServerReflectionRequest asking for the file of `symbol`. */
 function reflectionRequest(symbol: string): Buffer {
   const name = Buffer.from(symbol);
@@ -492,17 +515,10 @@ Deno.test("a reflection client that asks without reading the answers is read no 
   const server = await start(fakeReadiness(true).source);
   await using proxy = startTcpProxy({ hostname: "127.0.0.1", port: server.port });
   // an HTTP/2 client that grants the server no room for answers, as one that never reads
-  const session = http2.connect(`http://127.0.0.1:${proxy.port}`, {
-    settings: { initialWindowSize: 0 },
+  const call = rawCall(proxy.port, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", {
+    initialWindowSize: 0,
   });
-  session.on("error", () => {});
-  const stream = session.request({
-    ":method": "POST",
-    ":path": "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-    "content-type": "application/grpc",
-    te: "trailers",
-  });
-  stream.on("error", () => {});
+  const { stream } = call;
   try {
     // 1.5 MB of requests, each answered by kilobytes of descriptors
     const request = reflectionRequest("chat.admin.v1.ChatAdmin");
@@ -519,8 +535,7 @@ Deno.test("a reflection client that asks without reading the answers is read no 
       `${proxy.upstreamBytes} bytes of requests taken`,
     );
   } finally {
-    stream.close(http2.constants.NGHTTP2_CANCEL);
-    await new Promise((resolve) => session.close(() => resolve(undefined)));
+    await call.close();
     await proxy.cut();
     await server.close();
   }
@@ -562,6 +577,33 @@ Deno.test("a reflection stream past the open ones allowed ends with RESOURCE_EXH
   } finally {
     for (const stream of streams) stream.cancel();
     client.close();
+    await server.close();
+  }
+});
+
+Deno.test("a request message longer than any the contract has is refused with RESOURCE_EXHAUSTED as its length is read, before its bytes are held", async () => {
+  const server = await start(fakeReadiness(true).source);
+  // no token: the call would be refused once its message were read, which it never is
+  const call = rawCall(server.port, "/chat.admin.v1.ChatAdmin/GetStats");
+  const { stream } = call;
+  stream.on("data", () => {});
+  try {
+    const status = new Promise<string>((resolve) => {
+      const take = (headers: http2.IncomingHttpHeaders) => {
+        if (headers["grpc-status"] !== undefined) resolve(String(headers["grpc-status"]));
+      };
+      stream.on("response", take);
+      stream.on("trailers", take);
+    });
+    // a message said to be 4 MiB long (grpc-js's default limit), of which 64 KiB come
+    const prefix = Buffer.alloc(5);
+    prefix.writeUInt32BE(4 * 1024 * 1024 - 16, 1);
+    stream.write(prefix);
+    stream.write(Buffer.alloc(64 * 1024, 0x41));
+    const code = await within(status, 3_000, "the status of the call");
+    assert.equal(Number(code), Status.RESOURCE_EXHAUSTED);
+  } finally {
+    await call.close();
     await server.close();
   }
 });
