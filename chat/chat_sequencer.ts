@@ -29,6 +29,15 @@ function aboutSeq({ frame, up_to_marked }: Delivery["envelope"]): number | null 
  */
 export const MAX_GAP_RETRY_MS = 5_000;
 
+/**
+ * The most messages one chat holds ahead of a gap, and the most one read of the store fills it
+ * with. Past it a message is not kept but read from the store with the gap (persist, then
+ * publish: the store has it), so that a chat whose gap the store cannot fill for a while (the
+ * database away from this instance only, while the others go on writing) does not hold every
+ * message sent meanwhile.
+ */
+export const MAX_HELD_AHEAD = 1_000;
+
 /** An event held until the message it is about went out; `stillOwed` is asked then. */
 interface HeldEvent {
   afterSeq: number;
@@ -68,6 +77,11 @@ export class ChatSequencer {
   #lastSeq: number | null = null;
   /** Messages that arrived ahead of a gap, by seq. */
   #ahead: Map<number, Delivery> | undefined;
+  /**
+   * The highest seq that came ahead of a gap and was not kept (MAX_HELD_AHEAD were held), and
+   * the chat's participants it named: the gap is filled from the store up to it.
+   */
+  #notKept: { upTo: number; chat: ChatEnvelope["chat"] } | undefined;
   /** Events that arrived before the baseline was known. */
   #early: Delivery[] | undefined;
   /**
@@ -90,6 +104,11 @@ export class ChatSequencer {
   /** seq of the last message delivered; null until `startAfter`. */
   get lastSeq(): number | null {
     return this.#lastSeq;
+  }
+
+  /** Messages held ahead of a gap (for tests). */
+  get held(): number {
+    return this.#ahead?.size ?? 0;
   }
 
   /**
@@ -165,7 +184,8 @@ export class ChatSequencer {
       const held = behind.shift()!;
       if (held.stillOwed?.() ?? true) this.#deliver(held.delivery);
     }
-    if ((ahead?.size ?? 0) === 0) {
+    if (this.#notKept && this.#notKept.upTo <= this.#lastSeq!) this.#notKept = undefined;
+    if ((ahead?.size ?? 0) === 0 && this.#notKept === undefined) {
       this.#gapFailures = 0;
       if (this.#gapTimer !== undefined) {
         clearTimeout(this.#gapTimer);
@@ -182,7 +202,11 @@ export class ChatSequencer {
 
   /** Out now when nothing it must follow is still to go out, else held behind. */
   #releaseAbout(held: HeldEvent) {
-    const afterSeq = Math.max(held.afterSeq, ...(this.#ahead?.keys() ?? []));
+    const afterSeq = Math.max(
+      held.afterSeq,
+      this.#notKept?.upTo ?? 0,
+      ...(this.#ahead?.keys() ?? []),
+    );
     if ((this.#behind?.length ?? 0) > 0 || afterSeq > this.#lastSeq!) {
       (this.#behind ??= []).push({ ...held, afterSeq });
       return;
@@ -200,7 +224,14 @@ export class ChatSequencer {
     const seq = frame.message.seq;
     if (seq <= this.#lastSeq!) return; // already delivered (or in the store before we joined)
     if (seq > this.#lastSeq! + 1) {
-      (this.#ahead ??= new Map()).set(seq, delivery);
+      const ahead = this.#ahead ??= new Map();
+      if (ahead.size < MAX_HELD_AHEAD) ahead.set(seq, delivery);
+      else if (!ahead.has(seq)) {
+        this.#notKept = {
+          upTo: Math.max(seq, this.#notKept?.upTo ?? 0),
+          chat: delivery.envelope.chat,
+        };
+      }
       this.#gapTimer ??= setTimeout(() => this.#fillGap(), this.#deps.gapWaitMs);
       return;
     }
@@ -211,25 +242,28 @@ export class ChatSequencer {
 
   async #fillGap() {
     this.#gapTimer = undefined;
-    const ahead = this.#ahead;
-    if (this.#stopped || !ahead || ahead.size === 0) return;
-    const firstAhead = Math.min(...ahead.keys());
-    const sample = ahead.get(firstAhead)!.envelope;
+    const ahead = this.#ahead ??= new Map();
+    const notKept = this.#notKept;
+    if (this.#stopped || (ahead.size === 0 && notKept === undefined)) return;
+    // up to the first message held, or, with none held, the last one not kept
+    const firstAhead = ahead.size > 0 ? Math.min(...ahead.keys()) : undefined;
+    const chat = firstAhead === undefined ? notKept!.chat : ahead.get(firstAhead)!.envelope.chat;
+    const upTo = firstAhead === undefined ? notKept!.upTo : firstAhead - 1;
     try {
       const missing = await this.#deps.store.messagesBetween(
         this.#chatId,
         this.#lastSeq! + 1,
-        firstAhead - 1,
+        Math.min(upTo, this.#lastSeq! + MAX_HELD_AHEAD),
       );
       if (this.#stopped) return;
       this.#gapFailures = 0;
-      const delivered = this.deliverStored(missing, sample.chat);
-      if (delivered.length > 0) this.#deps.afterStored(this.#chatId, delivered, sample.chat);
+      const delivered = this.deliverStored(missing, chat);
+      if (delivered.length > 0) this.#deps.afterStored(this.#chatId, delivered, chat);
     } catch (error) {
       if (++this.#gapFailures === 1) this.#deps.onError(error, "gap fill");
     }
     this.releaseAhead();
-    if (ahead.size > 0 && !this.#stopped) {
+    if ((ahead.size > 0 || this.#notKept !== undefined) && !this.#stopped) {
       const waitMs = Math.min(this.#deps.gapWaitMs * 2 ** this.#gapFailures, MAX_GAP_RETRY_MS);
       this.#gapTimer ??= setTimeout(() => this.#fillGap(), waitMs);
     }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { storedRow } from "../tests/support/stored_messages.ts";
-import { ChatSequencer } from "./chat_sequencer.ts";
+import { ChatSequencer, MAX_HELD_AHEAD } from "./chat_sequencer.ts";
 import { createDelivery, type Delivery } from "./delivery.ts";
 import type { ChatStore } from "./ports.ts";
 import { type StoredMessage, toClientMessage } from "./types.ts";
@@ -253,4 +253,43 @@ Deno.test("messages delivered from the store leave those waiting ahead of them t
   assert.deepEqual(delivered, ["chat_message#2", "chat_message#3", "chat_message#4"]);
   assert.equal(sequencer.lastSeq, 4);
   sequencer.stop();
+});
+
+Deno.test("messages that come behind a gap the store cannot fill are held only up to a bound; the rest are read from the store once it answers, and every one goes out once, in order", async () => {
+  const last = 2 + 3 * MAX_HELD_AHEAD;
+  const delivered: number[] = [];
+  let storeAway = true;
+  const { promise: allOut, resolve: done } = Promise.withResolvers<void>();
+  const sequencer = new ChatSequencer(chatId, ({ envelope: { frame } }) => {
+    if (frame.type !== "chat_message") return;
+    delivered.push(frame.message.seq);
+    if (frame.message.seq === last) done();
+  }, {
+    store: {
+      messagesBetween(_chatId, from, to) {
+        if (storeAway) return Promise.reject(new Error("store away"));
+        return Promise.resolve(
+          Array.from({ length: to - from + 1 }, (_, index) => stored(from + index)),
+        );
+      },
+    },
+    onStored: () => {},
+    afterStored: () => {},
+    gapWaitMs: 5,
+    onError: () => {},
+  });
+  sequencer.startAfter(1);
+  // message 2 was lost; the rest keep coming while the store is away
+  for (let seq = 3; seq <= last; seq++) sequencer.receive(message(seq));
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.ok(
+    sequencer.held <= MAX_HELD_AHEAD,
+    `${sequencer.held} messages held for a gap the store cannot fill`,
+  );
+
+  storeAway = false;
+  await allOut;
+  sequencer.stop();
+  assert.deepEqual(delivered, Array.from({ length: last - 1 }, (_, index) => index + 2));
+  assert.equal(sequencer.held, 0);
 });
