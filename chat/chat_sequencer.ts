@@ -38,6 +38,14 @@ export const MAX_GAP_RETRY_MS = 5_000;
  */
 export const MAX_HELD_AHEAD = 1_000;
 
+/**
+ * The most events about messages (read, edited, deleted) one chat holds until their messages go
+ * out. Past it an event is not kept: once the chat's gap is filled, the edits, deletions and read
+ * marks made since the first one not kept are read from the store again (`onHeldDropped`), and
+ * those its sockets lack go out then.
+ */
+export const MAX_HELD_BEHIND = 1_000;
+
 /** An event held until the message it is about went out; `stillOwed` is asked then. */
 interface HeldEvent {
   afterSeq: number;
@@ -57,6 +65,12 @@ export interface SequencerDeps {
    */
   afterStored: (chatId: string, messages: StoredMessage[], chat: ChatEnvelope["chat"]) => void;
   gapWaitMs: number;
+  /**
+   * Told, once the chat has nothing held any more, that events about its messages were not kept
+   * (MAX_HELD_BEHIND were held): those made since `sinceMs` (their publisher's clock, the first
+   * not kept) are to be read from the store.
+   */
+  onHeldDropped?: (chatId: string, sinceMs: number) => void;
   onError: (error: unknown, context: string) => void;
 }
 
@@ -90,6 +104,8 @@ export class ChatSequencer {
    * is about, and every message that waited ahead when it came, went out.
    */
   #behind: HeldEvent[] | undefined;
+  /** When the first event not kept behind was sent (its publisher's clock); undefined: none. */
+  #droppedSince: number | undefined;
   #gapTimer: ReturnType<typeof setTimeout> | undefined;
   /** Reads of the current gap the store failed in a row; only the first is reported. */
   #gapFailures = 0;
@@ -109,6 +125,11 @@ export class ChatSequencer {
   /** Messages held ahead of a gap (for tests). */
   get held(): number {
     return this.#ahead?.size ?? 0;
+  }
+
+  /** Events held until the messages they are about went out (for tests). */
+  get heldBehind(): number {
+    return this.#behind?.length ?? 0;
   }
 
   /**
@@ -191,6 +212,12 @@ export class ChatSequencer {
         clearTimeout(this.#gapTimer);
         this.#gapTimer = undefined;
       }
+      // read again now that what they were about went out, so that they go out at once
+      if (this.#droppedSince !== undefined && (behind?.length ?? 0) === 0) {
+        const since = this.#droppedSince;
+        this.#droppedSince = undefined;
+        this.#deps.onHeldDropped?.(this.#chatId, since);
+      }
     }
   }
 
@@ -208,7 +235,12 @@ export class ChatSequencer {
       ...(this.#ahead?.keys() ?? []),
     );
     if ((this.#behind?.length ?? 0) > 0 || afterSeq > this.#lastSeq!) {
-      (this.#behind ??= []).push({ ...held, afterSeq });
+      const behind = this.#behind ??= [];
+      if (behind.length < MAX_HELD_BEHIND) behind.push({ ...held, afterSeq });
+      else {
+        const sentAt = held.delivery.envelope.sent_at;
+        this.#droppedSince = Math.min(this.#droppedSince ?? sentAt, sentAt);
+      }
       return;
     }
     if (held.stillOwed?.() ?? true) this.#deliver(held.delivery);

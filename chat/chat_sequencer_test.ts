@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { storedRow } from "../tests/support/stored_messages.ts";
-import { ChatSequencer, MAX_HELD_AHEAD } from "./chat_sequencer.ts";
+import { ChatSequencer, MAX_HELD_AHEAD, MAX_HELD_BEHIND } from "./chat_sequencer.ts";
 import { createDelivery, type Delivery } from "./delivery.ts";
 import type { ChatStore } from "./ports.ts";
 import { type StoredMessage, toClientMessage } from "./types.ts";
@@ -292,4 +292,51 @@ Deno.test("messages that come behind a gap the store cannot fill are held only u
   sequencer.stop();
   assert.deepEqual(delivered, Array.from({ length: last - 1 }, (_, index) => index + 2));
   assert.equal(sequencer.held, 0);
+});
+
+Deno.test("events about messages held behind a gap the store cannot fill are held only up to a bound; those past it are asked for again from the store once the gap is filled", async () => {
+  const marks = 3 * MAX_HELD_BEHIND;
+  const delivered: string[] = [];
+  const dropped: Array<[string, number]> = [];
+  let storeAway = true;
+  const { promise: filled, resolve: fill } = Promise.withResolvers<void>();
+  const sequencer = new ChatSequencer(chatId, ({ envelope: { frame } }) => {
+    const seq = frame.type === "chat_message" ? frame.message.seq : "seq" in frame && frame.seq;
+    delivered.push(`${frame.type}#${seq}`);
+    if (frame.type === "chat_message" && seq === 3) queueMicrotask(fill);
+  }, {
+    store: {
+      messagesBetween(_chatId, from, to) {
+        if (storeAway) return Promise.reject(new Error("store away"));
+        return Promise.resolve([stored(2)].filter(({ seq }) => seq >= from && seq <= to));
+      },
+    },
+    onStored: () => {},
+    afterStored: () => {},
+    onHeldDropped: (chat, sinceMs) => dropped.push([chat, sinceMs]),
+    gapWaitMs: 5,
+    onError: () => {},
+  });
+  sequencer.startAfter(1);
+  // message 2 was lost; 3 came, and read marks of it keep coming while the store is away
+  sequencer.receive(message(3));
+  for (let n = 0; n < marks; n++) {
+    const mark = readMark(3);
+    mark.envelope.sent_at = 1_000 + n;
+    sequencer.receive(mark);
+  }
+  assert.ok(
+    sequencer.heldBehind <= MAX_HELD_BEHIND,
+    `${sequencer.heldBehind} events held behind a gap the store cannot fill`,
+  );
+  assert.deepEqual(dropped, [], "nothing is asked for before the gap is filled");
+
+  storeAway = false;
+  await filled;
+  sequencer.stop();
+  assert.deepEqual(delivered.slice(0, 2), ["chat_message#2", "chat_message#3"]);
+  assert.equal(delivered.length, 2 + MAX_HELD_BEHIND, "those held go out");
+  // the first one not held was sent at 1_000 + MAX_HELD_BEHIND: asked for from then on
+  assert.deepEqual(dropped, [[chatId, 1_000 + MAX_HELD_BEHIND]]);
+  assert.equal(sequencer.heldBehind, 0);
 });

@@ -21,6 +21,9 @@ export type { UserListener } from "./user_feed.ts";
 
 export type ChatListener = (delivery: Delivery) => void;
 
+/** How far another instance's clock may be behind this one's, for the windows read again. */
+const PUBLISHER_CLOCK_SKEW_MS = 10_000;
+
 export interface FeedOptions {
   /** How long an out-of-order message waits for the ones before it before they are read from the store. */
   gapWaitMs?: number;
@@ -137,6 +140,10 @@ export function createChatFeed(
       if (entry) pushAfterStored(chatId, entry, news, chat);
     },
     gapWaitMs,
+    // events about a chat's messages not kept while they waited for a gap to be filled: read
+    // again from the store, from when the first was sent (give or take its publisher's clock)
+    onHeldDropped: (_chatId, sinceMs) =>
+      void amendments.request(Date.now() - sinceMs + PUBLISHER_CLOCK_SKEW_MS),
     onError,
   };
 

@@ -5,6 +5,10 @@ import { createSubjects } from "../bus/subjects.ts";
 import type { ChatEnvelope, UserEvent } from "./events.ts";
 import { type ChatListener, createChatFeed } from "./feed.ts";
 import type { ChatStore } from "./ports.ts";
+import { storedRow } from "../tests/support/stored_messages.ts";
+import { within } from "../tests/support/wait.ts";
+import { MAX_HELD_BEHIND } from "./chat_sequencer.ts";
+import { toClientMessage } from "./types.ts";
 
 /** The in-process bus, with the subscriptions it holds counted by subject. */
 function countingBus(): { bus: Bus; held: Map<string, number> } {
@@ -247,4 +251,71 @@ Deno.test("a join that fails to open a chat closes none that another join is sti
   leaveB();
   assert.equal(feed.size, 0);
   assert.equal(held.get(subjects.chat("Y")), 0, "Y's subscription released");
+});
+
+Deno.test("read marks not kept behind a gap the store could not fill are read from the store once it is filled", async () => {
+  const subjects = createSubjects("test");
+  const chat = { user_id: "alice", vendor_id: "acme" };
+  let storeAway = true;
+  const amendmentWindows: number[] = [];
+  const { promise: replayed, resolve: replay } = Promise.withResolvers<void>();
+  const store = {
+    lastSeqs: (chatIds: readonly string[]) =>
+      Promise.resolve(new Map(chatIds.map((id) => [id, 1]))),
+    messagesBetween: (chatId: string, from: number, to: number) =>
+      storeAway
+        ? Promise.reject(new Error("store away"))
+        : Promise.resolve([storedRow(chatId, 2)].filter(({ seq }) => seq >= from && seq <= to)),
+    unread: () => Promise.resolve({ count: 0, messages: [] }),
+    amendedWithin: (_chatIds: readonly string[], window: { withinMs: number }) => {
+      amendmentWindows.push(window.withinMs);
+      replay();
+      return Promise.resolve([]);
+    },
+    readTallies: () => Promise.resolve({ fromMs: 0, toMs: 0, chats: [] }),
+    readWithin: () => Promise.resolve([]),
+    getChats: () => Promise.resolve([]),
+  } as unknown as ChatStore;
+  const bus = createMemoryBus();
+  const feed = createChatFeed({ bus, store, subjects }, { gapWaitMs: 5 });
+  const onBus = (envelope: ChatEnvelope) =>
+    bus.publish(subjects.chat("chat-1"), new TextEncoder().encode(JSON.stringify(envelope)));
+  try {
+    const heard: string[] = [];
+    const leave = await feed.join(["chat-1"], ({ envelope: { frame } }) => heard.push(frame.type));
+    // message 2 was lost; 3 came, and more read marks of it than are held while the store is away
+    const sentAt = Date.now() - 30_000;
+    const message = toClientMessage(storedRow("chat-1", 3));
+    onBus({
+      chat,
+      audience: { to: "all" },
+      frame: { type: "chat_message", chat_id: "chat-1", message },
+      sent_at: sentAt,
+    });
+    for (let n = 0; n <= MAX_HELD_BEHIND; n++) {
+      onBus({
+        chat,
+        audience: { to: "all" },
+        frame: {
+          type: "message_read",
+          chat_id: "chat-1",
+          message_id: message.id,
+          seq: 3,
+          reader_id: "acme",
+          read_at: new Date(sentAt).toISOString(),
+        },
+        sent_at: sentAt,
+      });
+    }
+    storeAway = false;
+    await within(replayed, 2_000, "the amendments read from the store");
+    assert.ok(heard.includes("chat_message"));
+    assert.ok(
+      amendmentWindows[0]! >= 30_000,
+      `the amendments of the last ${amendmentWindows[0]} ms were read`,
+    );
+    leave();
+  } finally {
+    feed.close();
+  }
 });
