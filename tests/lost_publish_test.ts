@@ -338,3 +338,48 @@ Deno.test("a vendor member added but never published gets the vendor's chats on 
   await messageWithSeq(agentAll, 1);
   assert.deepEqual(agentAll.pending("chats"), []);
 });
+
+Deno.test("a new chat whose history the store fails to read while a chats socket takes it in is taken in again at the next telling, its messages and all", async () => {
+  // acme has no chat yet: no sweep reads messages, which the lock below would hold up
+  await using cluster = await startCluster({ instances: 1, env: { FEED_SWEEP_SECONDS: "1" } });
+  await using acmeAll = await joinAllChats(cluster, "acme");
+  const locker = postgres(cluster.databaseUrl, { max: 2, onnotice: () => {} });
+  try {
+    let chatId = "";
+    await writtenUnpublished(cluster, async (store) => {
+      const { chat } = await store.createChat("bob", "acme");
+      chatId = chat.id;
+      await store.insertMessage({ ...fromAlice(chat.id, "hello from bob"), sender_id: "bob" });
+    });
+    // the sweep tells the socket of the chat a period later: by then its history cannot be read
+    const holder = await locker.reserve();
+    await holder`begin`;
+    await holder`lock table messages in access exclusive mode`;
+    let ended = false;
+    for (const until = performance.now() + 5_000; !ended && performance.now() < until;) {
+      const [row] = await locker<Array<{ ended: boolean }>>`
+        select pg_terminate_backend(pid) as ended from pg_stat_activity
+        where datname = current_database() and application_name like 'chat-%'
+          and wait_event_type = 'Lock' and query like '%from messages where chat_id = $1 and seq > $2%'`;
+      ended = row?.ended ?? false;
+      if (!ended) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await holder`rollback`;
+    holder.release();
+    assert.ok(ended, "the chats socket read the new chat's history");
+
+    const frame = await acmeAll.next(
+      (candidate) => candidate.type === "chat_message" && candidate.chat_id === chatId,
+      "the new chat's message on the chats socket",
+      5_000,
+    );
+    assert.deepEqual([frame.message.seq, frame.message.content], [1, "hello from bob"]);
+    // followed from then on: a message sent in it now comes live, once
+    await using bob = await joinChat(cluster, "bob", chatId);
+    await sendText(bob, "acme", "and again");
+    assert.equal((await messageWithSeq(acmeAll, 2)).message.content, "and again");
+    assert.deepEqual(acmeAll.pending("chat_message"), []);
+  } finally {
+    await locker.end();
+  }
+});

@@ -130,6 +130,11 @@ export class DeliveryOrder {
     return this.#early.length;
   }
 
+  /** The last seq of `chatId` a page sent; undefined when none was. */
+  sentUpTo(chatId: string): number | undefined {
+    return this.#lastSeqSent.get(chatId);
+  }
+
   /** A page of `chatId` up to `lastSeq` was sent: live messages it had are dropped, now and later. */
   pageSent(chatId: string, lastSeq: number): void {
     this.#lastSeqSent.set(chatId, lastSeq);

@@ -73,19 +73,24 @@ export async function sendFirstFrames(context: PagesContext): Promise<void> {
  * Takes in a chat created after the socket connected. Messages sent to it before the
  * socket followed it come from the store, with the `unread_messages` their live sending
  * would have pushed to this side; live events wait until they are out, and the ones those
- * already covered are dropped.
+ * already covered are dropped. When the store fails after the chat was taken in, it is let go
+ * again, so that the next telling of its creation (the feed's sweep) takes it in anew, from the
+ * page after the last one sent: the live events held meanwhile are dropped, and what they
+ * carried comes in those pages.
  */
 export async function adoptNewChat(chatId: string, context: PagesContext): Promise<void> {
   const { connection, service, chats, order, send } = context;
   if (connection.closed || chats.memberships.has(chatId)) return;
   order.hold(chatId);
+  let takenIn = false;
+  // every page of it: what the feed follows from now on starts after the chat's last seq,
+  // and no later message need come to show a gap past the first page
+  let sentUpTo = order.sentUpTo(chatId) ?? 0;
   try {
     const membership = await chats.takeInNewChat(chatId);
     if (!membership) return;
+    takenIn = true;
     const { chat, side } = membership;
-    // every page of it: what the feed follows from now on starts after the chat's last seq,
-    // and no later message need come to show a gap past the first page
-    let sentUpTo = 0;
     let toThisSide = false;
     // nothing more once the socket closed, or lost the chat (a membership revoked meanwhile)
     const stillSeen = () => !connection.closed && chats.memberships.has(chatId);
@@ -105,6 +110,10 @@ export async function adoptNewChat(chatId: string, context: PagesContext): Promi
     for (const delivery of order.release(chatId)) connection.deliver(delivery);
   } catch (error) {
     context.onError(error, "adopt new chat");
+    if (takenIn) {
+      chats.memberships.delete(chatId);
+      if (sentUpTo > 0) order.pageSent(chatId, sentUpTo);
+    }
   } finally {
     // a take-in that failed, or found the chat not the user's, drops what was held
     order.release(chatId);
