@@ -23,6 +23,22 @@ function aboutSeq({ frame, up_to_marked }: Delivery["envelope"]): number | null 
 }
 
 /**
+ * When the change an event about a message tells of was made (the database's clock), or else
+ * when it was sent (its publisher's): a replayed event is sent long after its change.
+ */
+function madeAt({ frame, sent_at }: Delivery["envelope"]): number {
+  const at = frame.type === "message_read" || frame.type === "messages_read"
+    ? frame.read_at
+    : frame.type === "message_deleted"
+    ? frame.deleted_at
+    : frame.type === "message_edited"
+    ? frame.message.edited_at
+    : null;
+  const parsed = at ? Date.parse(at) : Number.NaN;
+  return Number.isNaN(parsed) ? sent_at : Math.min(parsed, sent_at);
+}
+
+/**
  * The longest wait between two reads of a gap the store failed to fill: each failure in a row
  * doubles the wait from `gapWaitMs`, so that a store outage is not asked ten times a second for
  * every chat with a gap.
@@ -67,8 +83,8 @@ export interface SequencerDeps {
   gapWaitMs: number;
   /**
    * Told, once the chat has nothing held any more, that events about its messages were not kept
-   * (MAX_HELD_BEHIND were held): those made since `sinceMs` (their publisher's clock, the first
-   * not kept) are to be read from the store.
+   * (MAX_HELD_BEHIND were held): those made since `sinceMs` (when the earliest change not kept
+   * was made) are to be read from the store.
    */
   onHeldDropped?: (chatId: string, sinceMs: number) => void;
   onError: (error: unknown, context: string) => void;
@@ -238,8 +254,8 @@ export class ChatSequencer {
       const behind = this.#behind ??= [];
       if (behind.length < MAX_HELD_BEHIND) behind.push({ ...held, afterSeq });
       else {
-        const sentAt = held.delivery.envelope.sent_at;
-        this.#droppedSince = Math.min(this.#droppedSince ?? sentAt, sentAt);
+        const at = madeAt(held.delivery.envelope);
+        this.#droppedSince = Math.min(this.#droppedSince ?? at, at);
       }
       return;
     }

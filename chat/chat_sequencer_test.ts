@@ -294,8 +294,11 @@ Deno.test("messages that come behind a gap the store cannot fill are held only u
   assert.equal(sequencer.held, 0);
 });
 
-Deno.test("events about messages held behind a gap the store cannot fill are held only up to a bound; those past it are asked for again from the store once the gap is filled", async () => {
-  const marks = 3 * MAX_HELD_BEHIND;
+/**
+ * A sequencer after message 1 whose message 2 was lost and 3 came, over a store that fails
+ * until `storeBack()`, which holds message 2; `filled` resolves once 3 went out.
+ */
+function behindGapWhileStoreAway() {
   const delivered: string[] = [];
   const dropped: Array<[string, number]> = [];
   let storeAway = true;
@@ -318,9 +321,14 @@ Deno.test("events about messages held behind a gap the store cannot fill are hel
     onError: () => {},
   });
   sequencer.startAfter(1);
-  // message 2 was lost; 3 came, and read marks of it keep coming while the store is away
   sequencer.receive(message(3));
-  for (let n = 0; n < marks; n++) {
+  return { sequencer, delivered, dropped, filled, storeBack: () => (storeAway = false) };
+}
+
+Deno.test("events about messages held behind a gap the store cannot fill are held only up to a bound; those past it are asked for again from the store once the gap is filled", async () => {
+  const { sequencer, delivered, dropped, filled, storeBack } = behindGapWhileStoreAway();
+  // read marks of message 3 keep coming while the store is away
+  for (let n = 0; n < 3 * MAX_HELD_BEHIND; n++) {
     const mark = readMark(3);
     mark.envelope.sent_at = 1_000 + n;
     sequencer.receive(mark);
@@ -331,7 +339,7 @@ Deno.test("events about messages held behind a gap the store cannot fill are hel
   );
   assert.deepEqual(dropped, [], "nothing is asked for before the gap is filled");
 
-  storeAway = false;
+  storeBack();
   await filled;
   sequencer.stop();
   assert.deepEqual(delivered.slice(0, 2), ["chat_message#2", "chat_message#3"]);
@@ -339,4 +347,19 @@ Deno.test("events about messages held behind a gap the store cannot fill are hel
   // the first one not held was sent at 1_000 + MAX_HELD_BEHIND: asked for from then on
   assert.deepEqual(dropped, [[chatId, 1_000 + MAX_HELD_BEHIND]]);
   assert.equal(sequencer.heldBehind, 0);
+});
+
+Deno.test("replayed events not kept behind a gap are asked for again from when their changes were made, not when they were replayed", async () => {
+  const { sequencer, dropped, filled, storeBack } = behindGapWhileStoreAway();
+  // read marks of an outage an hour ago, replayed now
+  const readAt = Date.parse("2026-12-05T10:01:00.000Z");
+  for (let n = 0; n <= MAX_HELD_BEHIND; n++) {
+    const mark = readMark(3);
+    mark.envelope.sent_at = Date.now();
+    sequencer.replayed(3, mark, () => true);
+  }
+  storeBack();
+  await filled;
+  sequencer.stop();
+  assert.deepEqual(dropped, [[chatId, readAt]]);
 });
