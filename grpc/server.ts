@@ -11,6 +11,7 @@ import { createModerationHandlers } from "./handlers/moderation.ts";
 import { createStatsHandlers } from "./handlers/stats.ts";
 import { createWatchEvents } from "./handlers/watch_events.ts";
 import { logger } from "../observability/log.ts";
+import { createLogBudget } from "../observability/log_budget.ts";
 import { createHealthReporter, type ReadinessSource } from "./health.ts";
 import { type GrpcListener, startGrpcListener } from "./listener.ts";
 import { createPageTokens } from "./page_token.ts";
@@ -97,17 +98,34 @@ function serviceDefinition(definition: PackageDefinition, name: string): Service
  * error as text, which a log collector cannot read. What it reports as an error is a warning
  * here: it is thrown to the caller as well (a port it cannot bind), or concerns what a client
  * sent. Only the text before the first ": " is kept: what follows may quote a header's value,
- * such as a token.
+ * such as a token. At most GRPC_DIAGNOSTICS_BUDGET lines a minute: a caller decides how many
+ * reports it causes.
  */
 function logGrpcDiagnostics() {
   const log = logger("grpc");
-  const text = (message: unknown) => ({ grpc_js: String(message).split(": ")[0] });
+  // a caller reaches them before any token is checked: a header gRPC cannot hold is one line
+  // each, so a call with many, sent again and again, would otherwise write without bound
+  const budget = createLogBudget(GRPC_DIAGNOSTICS_BUDGET);
+  const report = (level: "warn" | "info" | "debug", message: string) => (text: unknown) => {
+    if (!log.isEnabledFor(level === "warn" ? "warning" : level)) return;
+    const leftOut = budget.take();
+    if (leftOut === undefined) return;
+    log[level](message, {
+      grpc_js: String(text).split(": ")[0]!.slice(0, GRPC_DIAGNOSTIC_CHARS),
+      ...(leftOut > 0 ? { left_out: leftOut } : {}),
+    });
+  };
   grpc.setLogger({
-    error: (message: unknown) => log.warn("grpc-js reported a problem", text(message)),
-    info: (message: unknown) => log.info("grpc-js reported", text(message)),
-    debug: (message: unknown) => log.debug("grpc-js reported", text(message)),
+    error: report("warn", "grpc-js reported a problem"),
+    info: report("info", "grpc-js reported"),
+    debug: report("debug", "grpc-js reported"),
   });
 }
+
+/** grpc-js reports logged a minute at most; `left_out` on the next line counts the rest. */
+const GRPC_DIAGNOSTICS_BUDGET = { lines: 10, windowMs: 60_000 };
+/** What is kept of one report: a header's name may be as long as a client makes it. */
+const GRPC_DIAGNOSTIC_CHARS = 200;
 
 /**
  * Starts the gRPC admin plane (chat.admin.v1.ChatAdmin, grpc.health.v1.Health, server

@@ -89,16 +89,27 @@ function ended(stream: ClientReadableStream<Reply>) {
   );
 }
 
+/** The service's log lines from warnings up, written while the result is not disposed. */
+async function captureWarnings() {
+  const logged: string[] = [];
+  const decoder = new TextDecoder();
+  const logging = await configureLogging("warning", {
+    write: (bytes) => logged.push(decoder.decode(bytes)),
+  });
+  const text = () => logged.join("");
+  return {
+    text,
+    lines: (): Reply[] => text().split("\n").filter(Boolean).map((line) => JSON.parse(line)),
+    [Symbol.asyncDispose]: () => logging[Symbol.asyncDispose](),
+  };
+}
+
 Deno.test("startGrpcServer refuses to start without an admin token", async () => {
   await assert.rejects(start(fakeReadiness(true).source, ""), /GRPC_ADMIN_TOKEN/);
 });
 
 Deno.test("grpc-js's own errors are JSON log lines of the service, without the values it quotes", async () => {
-  const logged: string[] = [];
-  const decoder = new TextDecoder();
-  await using _logging = await configureLogging("warning", {
-    write: (bytes) => logged.push(decoder.decode(bytes)),
-  });
+  await using logs = await captureWarnings();
   const server = await start(fakeReadiness(true).source);
   try {
     // what grpc-js says of a header it cannot take (metadata.js), which quotes its value
@@ -109,12 +120,37 @@ Deno.test("grpc-js's own errors are JSON log lines of the service, without the v
   } finally {
     await server.close();
   }
-  const lines = logged.join("").split("\n").filter(Boolean).map((line) => JSON.parse(line));
+  const lines = logs.lines();
   assert.deepEqual(
     lines.map(({ level, logger, grpc_js }) => ({ level, logger, grpc_js })),
     [{ level: "WARN", logger: "chat.grpc", grpc_js: "Failed to add metadata entry authorization" }],
   );
-  assert.ok(!logged.join("").includes("secret-token"), logged.join(""));
+  assert.ok(!logs.text().includes("secret-token"), logs.text());
+});
+
+Deno.test("what grpc-js says about headers a caller sent is bounded: a flood of such calls writes a few lines, not one per header", async () => {
+  await using logs = await captureWarnings();
+  const server = await start(fakeReadiness(true).source);
+  try {
+    // values gRPC metadata cannot hold (not printable ASCII): grpc-js reports each one it drops
+    const headers = Object.fromEntries(
+      Array.from({ length: 10 }, (_, index) => [`x-bad-${index}`, "caf\u00e9"]),
+    );
+    for (let n = 0; n < 20; n++) {
+      // no token: the call is refused, after grpc-js read its headers
+      const call = rawCall(server.port, "/chat.admin.v1.ChatAdmin/GetStats", { headers });
+      call.stream.on("data", () => {});
+      const ended = new Promise((resolve) => call.stream.on("close", resolve));
+      call.stream.end();
+      await within(ended, 5_000, "the call to end");
+      await call.close();
+    }
+  } finally {
+    await server.close();
+  }
+  const lines = logs.lines();
+  assert.ok(lines.length > 0, "the first reports are logged");
+  assert.ok(lines.length <= 20, `${lines.length} lines for 20 calls without a token`);
 });
 
 Deno.test("health follows readiness: SERVING, NOT_SERVING, and NOT_SERVING after close", async () => {
@@ -480,16 +516,22 @@ Deno.test("close with a deadline that has already passed cuts the calls in fligh
 
 /**
  * A call of `path` written by hand over HTTP/2 (node:http2), as a client gRPC libraries would
- * not let a test be: framing, flow control and all. `close` cancels it and ends the session.
+ * not let a test be: framing, flow control, headers and all. `close` cancels it and ends the
+ * session.
  */
-function rawCall(port: number, path: string, settings: http2.Settings = {}) {
-  const session = http2.connect(`http://127.0.0.1:${port}`, { settings });
+function rawCall(
+  port: number,
+  path: string,
+  options: { settings?: http2.Settings; headers?: Record<string, string> } = {},
+) {
+  const session = http2.connect(`http://127.0.0.1:${port}`, { settings: options.settings ?? {} });
   session.on("error", () => {});
   const stream = session.request({
     ":method": "POST",
     ":path": path,
     "content-type": "application/grpc",
     te: "trailers",
+    ...options.headers,
   });
   stream.on("error", () => {});
   return {
@@ -516,7 +558,7 @@ Deno.test("a reflection client that asks without reading the answers is read no 
   await using proxy = startTcpProxy({ hostname: "127.0.0.1", port: server.port });
   // an HTTP/2 client that grants the server no room for answers, as one that never reads
   const call = rawCall(proxy.port, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", {
-    initialWindowSize: 0,
+    settings: { initialWindowSize: 0 },
   });
   const { stream } = call;
   try {
