@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { configureLogging } from "../observability/log.ts";
+import { SOCKET_CAP_LEFT, SOCKET_CAP_REACHED } from "../ws/socket_cap.ts";
 import { openRawWebSocket } from "./support/raw_websocket.ts";
 import { startCluster } from "./support/service.ts";
 import { within } from "./support/wait.ts";
@@ -192,4 +194,39 @@ Deno.test("a socket the server closed keeps its user's place until its client an
   await lost[Symbol.asyncDispose]();
   await using again = await cluster.openChat("alice", chat.id);
   await again.nextOfType("latest_chat");
+});
+
+Deno.test("a client churning sockets at WS_MAX_SOCKETS writes a few lines, not two per socket", async () => {
+  const logged: string[] = [];
+  const decoder = new TextDecoder();
+  await using _logging = await configureLogging("info", {
+    write: (bytes) => logged.push(decoder.decode(bytes)),
+  });
+  await using cluster = await startCluster({ nats: false, env: { WS_MAX_SOCKETS: "1" } });
+  const url = `${cluster.main.wsUrl}/v1/ws/chats/`;
+  const token = await cluster.token("alice");
+  /** A socket once the instance has a place again (the last one's close is heard a bit later). */
+  const openOnceFree = async () => {
+    const deadline = Date.now() + 5_000;
+    while (true) {
+      try {
+        return await TestSocket.open(url, { token });
+      } catch (error) {
+        if (Date.now() > deadline) throw error;
+      }
+    }
+  };
+  for (let round = 0; round < 30; round++) {
+    const holding = await openOnceFree();
+    // refused with 503, no token needed: the upgrade is refused before the token is read
+    await assert.rejects(TestSocket.open(url), /socket error/);
+    holding.close();
+    await holding.closed;
+  }
+  const lines = logged.join("").split("\n").filter(Boolean).map((line) => JSON.parse(line));
+  const capLines = lines.filter((line) =>
+    line.message === SOCKET_CAP_REACHED || line.message === SOCKET_CAP_LEFT
+  );
+  assert.ok(capLines.length > 0, "the cap is logged");
+  assert.ok(capLines.length <= 20, `${capLines.length} lines for 30 sockets refused at the cap`);
 });
