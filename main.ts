@@ -277,21 +277,24 @@ export async function startService(
     // names, once begun longer ago than an upload may last. Pushed after the store's close, so
     // that it stops first: a sweep under way still has the store and the pool.
     const retentionMs = config.MEDIA_UNSENT_RETENTION_HOURS * 3600_000;
+    // every series from the start, at 0: a series that first appears at 1 hides that increase
+    for (const deleted of ["media", "blobs", "files"] as const) {
+      metrics.mediaUnsentSwept.inc({ deleted }, 0);
+    }
     const unsentSweeps = startSweeps(async (signal) => {
       const swept = await sweepUnsentMedia(sql, mediaStore, {
         // ages, measured on the database's clock: rows' created_at is its now(), not ours
         before: { ageMs: retentionMs },
         signal,
         uncataloguedBefore: { ageMs: sweep.afterMs },
+        // counted as they go: a sweep that fails later has deleted them all the same
+        onDeleted: (deleted, count) => metrics.mediaUnsentSwept.inc({ deleted }, count),
       });
       if (swept.skipped) {
         metrics.mediaUnsentSweepsSkipped.inc();
         logger("media").debug("sweep of unsent media skipped: another instance's is under way");
         return 0;
       }
-      metrics.mediaUnsentSwept.inc({ deleted: "media" }, swept.media);
-      metrics.mediaUnsentSwept.inc({ deleted: "blobs" }, swept.blobs);
-      metrics.mediaUnsentSwept.inc({ deleted: "files" }, swept.files);
       return swept.media + swept.blobs + swept.files;
     }, {
       afterMs: retentionMs,

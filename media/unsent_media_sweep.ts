@@ -37,6 +37,9 @@ export interface UnsentMediaSwept {
   skipped?: true;
 }
 
+/** What a sweep deletes, as UnsentMediaSwept counts it. */
+export type DeletedKind = "media" | "blobs" | "files";
+
 /**
  * A cutoff of the sweep, on the database's clock, as the times it compares are (media rows'
  * `created_at` and the marks are the database's `now()`): an age, measured back from the
@@ -88,6 +91,11 @@ export async function sweepUnsentMedia(
     before: SweepCutoff;
     uncataloguedBefore: SweepCutoff;
     signal?: AbortSignal;
+    /**
+     * Told of each deletion as it is made: what a sweep that fails later deleted all the same
+     * (its result is then lost with the failure).
+     */
+    onDeleted?: (kind: DeletedKind, count: number) => void;
   },
 ): Promise<UnsentMediaSwept> {
   const swept = await alone(sql, async (lost) => {
@@ -99,6 +107,7 @@ export async function sweepUnsentMedia(
       before: at(options.before),
       uncataloguedBefore: at(options.uncataloguedBefore),
       signal: options.signal === undefined ? lost : AbortSignal.any([options.signal, lost]),
+      onDeleted: options.onDeleted,
     });
   });
   return swept ?? { media: 0, blobs: 0, files: 0, skipped: true };
@@ -148,10 +157,19 @@ const FULL_PASS_EVERY_MS = 24 * 3600_000;
 async function sweep(
   sql: Sql,
   store: MediaStore,
-  options: { before: Date; uncataloguedBefore: Date; signal?: AbortSignal | undefined },
+  options: {
+    before: Date;
+    uncataloguedBefore: Date;
+    signal?: AbortSignal | undefined;
+    onDeleted?: ((kind: DeletedKind, count: number) => void) | undefined;
+  },
 ): Promise<UnsentMediaSwept> {
   const stopped = () => options.signal?.aborted === true;
   const swept = { media: 0, blobs: 0, files: 0 };
+  const deleted = (kind: DeletedKind, count: number) => {
+    swept[kind] += count;
+    if (count > 0) options.onDeleted?.(kind, count);
+  };
   const marks = await readMediaSweepMarks(sql);
   const earlier = (mark: Date | null) => mark && new Date(mark.getTime() - MARGIN_MS);
   // the rows that became old enough since the last sweep, and those it skipped
@@ -166,7 +184,7 @@ async function sweep(
       before: options.before,
       limit: BATCH,
     });
-    swept.media += batch.deleted;
+    deleted("media", batch.deleted);
     firstSkipped ??= batch.firstSkipped;
     after = batch.last ?? after;
     looked = after?.at ?? null;
@@ -185,7 +203,7 @@ async function sweep(
       const blobs = await list(after);
       for (const sha256 of blobs) {
         if (stopped()) return;
-        if (await deleteUnnamedBlob(sql, sha256, () => store.delete(sha256))) swept.blobs++;
+        if (await deleteUnnamedBlob(sql, sha256, () => store.delete(sha256))) deleted("blobs", 1);
       }
       if (blobs.length < BATCH) return;
       after = blobs.at(-1)!;
@@ -203,7 +221,7 @@ async function sweep(
     : { since: filesSince, before: options.uncataloguedBefore };
   for await (const files of store.files(listing)) {
     if (stopped()) return swept;
-    swept.files += await deleteUncataloguedFiles(sql, files, store, { signal: options.signal });
+    deleted("files", await deleteUncataloguedFiles(sql, files, store, { signal: options.signal }));
   }
   if (!stopped()) await markFullPass(sql, options.uncataloguedBefore);
   return swept;

@@ -439,6 +439,35 @@ Deno.test("a sweep whose database connections are cut midway fails, the process 
   }
 });
 
+Deno.test("a sweep that fails midway has told onDeleted of what it deleted before the failure", async () => {
+  await using setup = await setUp("postgres");
+  const chat = (await setup.store.createChat("c", "v")).chat;
+  const uploads = [
+    await upload(setup, chat, anotherVideo()),
+    await upload(setup, chat, anotherVideo()),
+  ];
+  await age(setup, uploads.map((media) => media.id));
+  // the media store fails at its second file: the first is gone, with its catalogue row
+  let deletes = 0;
+  const failing: MediaStore = {
+    ...setup.media,
+    async delete(sha256) {
+      if (++deletes === 2) throw new ChatError("unavailable", "the media store is away");
+      await setup.media.delete(sha256);
+    },
+  };
+  const told = { media: 0, blobs: 0, files: 0 };
+  await assert.rejects(
+    sweepUnsentMedia(setup.sql, failing, {
+      ...sweepOptions(),
+      onDeleted: (kind, count) => told[kind] += count,
+    }),
+    /the media store is away/,
+  );
+  assert.deepEqual(told, { media: 2, blobs: 1, files: 0 });
+  assert.equal((await blobRows(setup)).length, 1, "one blob went before the failure");
+});
+
 /** Sets media rows' creation time to `at`, as PostgreSQL text or an expression's value. */
 async function createdAt(setup: Setup, ids: string[], hoursAgo: number) {
   await setup.sql`update media set created_at = now() - make_interval(hours => ${hoursAgo})
