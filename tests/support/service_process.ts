@@ -168,11 +168,13 @@ export async function runServiceProcess(
 
 /**
  * The service's own lines: what Deno prints about the task, and about setting up
- * node_modules on a first run (progress lines, a boxed warning), is left out.
+ * node_modules on a first run (progress lines, a boxed warning, and the wait for another
+ * process's lock on it, when tests start several at once), is left out.
  */
 export function serviceLines(lines: readonly string[]): string[] {
   return lines.filter((line) =>
-    line.trim() !== "" && !/^(Task start |Initialize |Download |[╭│╰])/.test(line)
+    line.trim() !== "" &&
+    !/^(Task start |Initialize |Download |Blocking waiting for file lock |[╭│╰])/.test(line)
   );
 }
 
