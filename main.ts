@@ -1,3 +1,5 @@
+// first: it listens for stop signals while the rest of the module graph is evaluated
+import { onStopSignals, type StopSignal, stopSignalHeard } from "./stop_signals.ts";
 import { createTokenVerifier, type JwtKeyConfig } from "./auth/verifier.ts";
 import type { Bus } from "./bus/bus.ts";
 import { createMemoryBus } from "./bus/memory_bus.ts";
@@ -442,14 +444,20 @@ if (import.meta.main) {
     Deno.exit(78);
   }
   await configureLogging(config.LOG_LEVEL);
+  // a turn of the event loop, for a signal that came while the modules were evaluated to be heard
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  const heard = stopSignalHeard();
+  if (heard) {
+    // nothing was opened yet: there is nothing to stop
+    log.info("shutting down", { signal: heard });
+    log.info("stopped");
+    Deno.exit(0);
+  }
   log.info("starting", { config: redactConfig(config) });
   // counted before the service opens anything of its own, and so leaving all that out
   const freeDescriptors = countFreeDescriptors(descriptorsToCount(config));
   const starting = startService(config, freeDescriptors === undefined ? {} : { freeDescriptors });
-  let stopping = false;
-  const stop = async (signal: Deno.Signal) => {
-    if (stopping) return;
-    stopping = true;
+  const stop = async (signal: StopSignal) => {
     log.info("shutting down", { signal });
     // Every step forces itself at the deadline; this only guards against one that hangs anyway,
     // or a start that outlasts it.
@@ -464,11 +472,11 @@ if (import.meta.main) {
     log.info("stopped");
     Deno.exit(0);
   };
-  // Listened for from the start, not once it is over: the HTTP plane takes sockets before the
-  // admin plane is bound, a migration may wait minutes for its lock, and a signal nothing
-  // listens for ends the process at once (or, to deno as a container's PID 1, is ignored).
-  Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
-  Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
+  // a signal that came since the configuration was read is heard now
+  onStopSignals(
+    (signal) => void stop(signal),
+    (signal) => log.error("second signal: exiting without finishing the shutdown", { signal }),
+  );
   let service: RunningService;
   try {
     service = await starting;

@@ -11,39 +11,113 @@ import { freshDatabase } from "./support/database.ts";
 import { serviceEnvironment, startServiceProcess } from "./support/service_process.ts";
 import { within } from "./support/wait.ts";
 
-Deno.test("SIGTERM while the start waits for the migration lock stops the service once it is up: exit 0, 'shutting down' then 'stopped'", async () => {
-  await using database = await freshDatabase();
+/**
+ * Waits up to 30 s until a child of process `pid` has a handler of its own for SIGTERM (SigCgt
+ * in /proc, Linux); whether one did. One bash loop looks, not a Deno.Command per look: Deno lets
+ * only --allow-all read another process's /proc entries, and a look must take far less time
+ * than the start does.
+ */
+async function aChildCatchesSigterm(pid: number): Promise<boolean> {
+  const script = `
+    while kill -0 ${pid} 2>/dev/null; do
+      for child in $(< /proc/${pid}/task/${pid}/children); do
+        while read -r key value; do
+          [ "$key" = "SigCgt:" ] && (( (16#$value >> 14) & 1 )) && exit 0
+        done < /proc/$child/status
+      done
+    done
+    exit 1`;
+  const command = new Deno.Command("timeout", { args: ["30", "bash", "-c", script] });
+  return (await command.output()).code === 0;
+}
+
+/**
+ * A service process whose start waits for the migration lock, which the test holds: `release`
+ * lets the start go on.
+ */
+async function startHeldAtMigrationLock(env: Record<string, string>) {
+  const database = await freshDatabase();
   const sql = postgres(database.url, { max: 2, onnotice: () => {} });
   const holder = await sql.reserve();
-  try {
-    await holder`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`;
-    const env = { ...serviceEnvironment({ databaseUrl: database.url }), SHUTDOWN_TIMEOUT: "5" };
-    await using service = await startServiceProcess(env, { waitUntilListening: false });
-    // the start is past its first steps once it tries the lock
-    await within(
-      (async () => {
-        for (;;) {
-          const [{ trying }] = await sql<[{ trying: number }]>`
-            select count(*)::int as trying from pg_stat_activity
-            where datname = current_database() and pid <> pg_backend_pid()
-              and query like '%pg_try_advisory_lock%'`;
-          if (trying > 0) return;
-          await new Promise((resolve) => setTimeout(resolve, 50));
-        }
-      })(),
-      30_000,
-      "the start to try the migration lock",
-    );
+  await holder`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`;
+  const service = await startServiceProcess(
+    { ...serviceEnvironment({ databaseUrl: database.url }), ...env },
+    { waitUntilListening: false },
+  );
+  // the start is past its first steps once it tries the lock
+  await within(
+    (async () => {
+      for (;;) {
+        const [{ trying }] = await sql<[{ trying: number }]>`
+          select count(*)::int as trying from pg_stat_activity
+          where datname = current_database() and pid <> pg_backend_pid()
+            and query like '%pg_try_advisory_lock%'`;
+        if (trying > 0) return;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    })(),
+    30_000,
+    "the start to try the migration lock",
+  );
+  return {
+    service,
+    release: async () => {
+      await holder`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`;
+    },
+    async [Symbol.asyncDispose]() {
+      try {
+        await service[Symbol.asyncDispose]();
+      } finally {
+        holder.release();
+        await sql.end();
+        await database[Symbol.asyncDispose]();
+      }
+    },
+  };
+}
 
-    service.kill("SIGTERM");
+Deno.test("SIGTERM while the start waits for the migration lock stops the service once it is up: exit 0, 'shutting down' then 'stopped'", async () => {
+  await using held = await startHeldAtMigrationLock({ SHUTDOWN_TIMEOUT: "5" });
+  const { service } = held;
+  service.kill("SIGTERM");
+  await service.waitForLog((line) => line.message === "shutting down", "the shutdown to begin");
+  await held.release();
+  const status = await within(service.status, 10_000, "the exit");
+  assert.equal(status.code, 0, service.lines.join("\n"));
+  const messages = service.logs().map((line) => line.message);
+  assert.equal(messages.at(-1), "stopped");
+});
+
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  Deno.test(`a second ${signal} during the shutdown ends the process at once: exit 128 + the signal's number, and a log line saying so`, async () => {
+    // a shutdown that would wait up to 30 s for the start (held at the migration lock)
+    await using held = await startHeldAtMigrationLock({ SHUTDOWN_TIMEOUT: "30" });
+    const { service } = held;
+    service.kill(signal);
     await service.waitForLog((line) => line.message === "shutting down", "the shutdown to begin");
-    await holder`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`;
-    const status = await within(service.status, 10_000, "the exit");
-    assert.equal(status.code, 0, service.lines.join("\n"));
-    const messages = service.logs().map((line) => line.message);
-    assert.equal(messages.at(-1), "stopped");
-  } finally {
-    holder.release();
-    await sql.end();
-  }
+    service.kill(signal);
+    const status = await within(service.status, 5_000, "the exit after the second signal");
+    assert.equal(status.code, signal === "SIGTERM" ? 143 : 130, service.lines.join("\n"));
+    const last = service.logs().at(-1);
+    assert.equal(last?.message, "second signal: exiting without finishing the shutdown");
+    assert.equal(last?.signal, signal);
+  });
+}
+
+Deno.test("the service listens for SIGTERM before its start logs anything, and a SIGTERM then stops it cleanly: exit 0, 'stopped'", async () => {
+  await using database = await freshDatabase();
+  await using service = await startServiceProcess(
+    serviceEnvironment({ databaseUrl: database.url }),
+    { waitUntilListening: false },
+  );
+  // the service process is the child of `deno task` that catches SIGTERM (deno task does too)
+  assert.ok(await aChildCatchesSigterm(service.pid), "the service never listened for SIGTERM");
+  const caught = service.logs().map((line) => line.message);
+  assert.deepEqual(caught, [], "the start logged before it listened for SIGTERM");
+  service.kill("SIGTERM");
+  const status = await within(service.status, 10_000, "the exit");
+  assert.equal(status.code, 0, service.lines.join("\n"));
+  const messages = service.logs().map((line) => line.message);
+  assert.ok(messages.includes("shutting down"), service.lines.join("\n"));
+  assert.equal(messages.at(-1), "stopped");
 });

@@ -12,6 +12,8 @@ export type LogLine = Record<string, any>;
 
 /** The service as a real process: `deno task start`, exactly what the container runs. */
 export interface ServiceProcess extends AsyncDisposable {
+  /** The pid of `deno task`, whose child the service process is. */
+  readonly pid: number;
   readonly port: number;
   readonly httpUrl: string;
   readonly wsUrl: string;
@@ -105,6 +107,7 @@ export async function startServiceProcess(
   };
 
   const service: ServiceProcess = {
+    pid: child.pid,
     port,
     httpUrl: `http://127.0.0.1:${port}`,
     wsUrl: `ws://127.0.0.1:${port}`,
