@@ -86,6 +86,27 @@ const LOCK_TIMEOUT_ADVICE =
   'connect to PostgreSQL directly, not through PgBouncer (README, "Scaling out")';
 
 /**
+ * What the start could not listen on, as an error naming the setting to change and the address:
+ * Deno's own names neither, grpc-js's only the address. Other errors are returned as they are.
+ */
+function listenFailure(setting: "PORT" | "GRPC_PORT", host: string, port: number, error: unknown) {
+  const text = error instanceof Error ? error.message : "";
+  const address = `${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const failure = (setting: string, reason: string) =>
+    new Error(`${setting}: cannot listen on ${address}: ${reason}`, { cause: error });
+  if (error instanceof Deno.errors.AddrInUse || /\bEADDRINUSE\b/.test(text)) {
+    return failure(setting, "the address is in use");
+  }
+  if (error instanceof Deno.errors.AddrNotAvailable || /\bEADDRNOTAVAIL\b/.test(text)) {
+    return failure("HOST", "no interface of this host has the address");
+  }
+  if (error instanceof Deno.errors.PermissionDenied || /\bEACCES\b/.test(text)) {
+    return failure(setting, "not permitted (a port below 1024 needs privileges)");
+  }
+  return error;
+}
+
+/**
  * The composition root: config -> sql -> store -> bus -> service -> planes. The order of
  * `close` is the reverse, so nothing in flight loses what it stands on.
  */
@@ -371,7 +392,13 @@ export async function startService(
         sanctionSweepMs: config.FEED_SWEEP_SECONDS * 1000,
       },
     );
-    const server = startHttpListener(http.fetch, { hostname: config.HOST, port: config.PORT });
+    const server = (() => {
+      try {
+        return startHttpListener(http.fetch, { hostname: config.HOST, port: config.PORT });
+      } catch (error) {
+        throw listenFailure("PORT", config.HOST, config.PORT, error);
+      }
+    })();
     // The WebSocket and gRPC planes stop side by side, each with the whole deadline: a gRPC call
     // that holds its plane's shutdown must not eat the time sockets need to close with 1012.
     const planes: Array<(deadline: AbortSignal) => Promise<void>> = [async (deadline) => {
@@ -405,6 +432,8 @@ export async function startService(
         watchBuffer: config.GRPC_WATCH_BUFFER,
         maxWatchStreams: config.GRPC_MAX_WATCH_STREAMS,
         shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT * 1000,
+      }).catch((error) => {
+        throw listenFailure("GRPC_PORT", config.HOST, config.GRPC_PORT, error);
       });
       planes.push((deadline) => admin.close(deadline));
       grpcPort = admin.port;

@@ -314,4 +314,22 @@ Deno.test("an admin port in use stops deno task start with its JSON line alone, 
   const fatal = printed.map((line) => JSON.parse(line)).filter((line) => line.level === "FATAL");
   assert.equal(fatal.length, 1, printed.join("\n"));
   assert.match(fatal[0].error.message, new RegExp(`127\\.0\\.0\\.1:${taken.addr.port}`));
+  // the setting to change
+  assert.match(fatal[0].error.message, /^GRPC_PORT: /);
+});
+
+Deno.test("an HTTP port in use stops deno task start with one line naming PORT and the address, exit 1", async () => {
+  await using database = await freshDatabase();
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const env = serviceEnvironment({ databaseUrl: database.url });
+  const { code, lines } = await runServiceProcess({ ...env, PORT: String(taken.addr.port) });
+  assert.equal(code, 1, lines.join("\n"));
+  const printed = serviceLines(lines);
+  const fatal = printed.map((line) => JSON.parse(line)).filter((line) => line.level === "FATAL");
+  assert.equal(fatal.length, 1, printed.join("\n"));
+  assert.equal(fatal[0].message, "could not start");
+  assert.equal(
+    fatal[0].error.message,
+    `PORT: cannot listen on 127.0.0.1:${taken.addr.port}: the address is in use`,
+  );
 });
