@@ -23,7 +23,7 @@ EXPOSE 8000 50051
 
 # Liveness only; readiness (/readyz, grpc.health.v1) is for the load balancer.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["deno", "run", "--allow-net=127.0.0.1", "--allow-env=PORT", "observability/healthcheck.ts"]
+  CMD ["deno", "run", "--allow-net", "--allow-env=HOST,PORT", "observability/healthcheck.ts"]
 
 # Network: the hosts of DATABASE_URL, NATS_URL and JWT_JWKS_URL are known only at run time.
 # Environment: exactly the settings of config.ts; libraries asking for anything else read

@@ -3,15 +3,29 @@
  * two seconds, 1 otherwise. Liveness only: a database that is away makes the instance
  * unready (`/readyz`), not unhealthy, so Docker does not restart it for that.
  *
- * `deno run --allow-net=127.0.0.1 --allow-env=PORT observability/healthcheck.ts`
+ * It asks where the service listens: HOST and PORT, as the container's environment has them
+ * (the service's defaults when unset or empty); loopback when HOST is every address (0.0.0.0,
+ * ::), the address itself when it is one (an instance bound to one interface does not answer
+ * on 127.0.0.1). HOST may be a host name: hence `--allow-net` without a list.
+ *
+ * `deno run --allow-net --allow-env=HOST,PORT observability/healthcheck.ts`
  */
-const port = Deno.env.get("PORT") || "8000";
-try {
-  const response = await fetch(`http://127.0.0.1:${port}/healthz`, {
-    signal: AbortSignal.timeout(2_000),
-  });
-  await response.body?.cancel();
-  Deno.exit(response.ok ? 0 : 1);
-} catch {
-  Deno.exit(1);
+export function healthzUrl(env: { HOST?: string | undefined; PORT?: string | undefined }): string {
+  const port = env.PORT || "8000";
+  const host = env.HOST || "0.0.0.0";
+  // IPv6 in brackets, and written as URLs write it (`0::0` is `[::]`)
+  const named = host.includes(":") ? new URL(`http://[${host}]/`).hostname : host;
+  const asked = named === "0.0.0.0" ? "127.0.0.1" : named === "[::]" ? "[::1]" : named;
+  return `http://${asked}:${port}/healthz`;
+}
+
+if (import.meta.main) {
+  try {
+    const url = healthzUrl({ HOST: Deno.env.get("HOST"), PORT: Deno.env.get("PORT") });
+    const response = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+    await response.body?.cancel();
+    Deno.exit(response.ok ? 0 : 1);
+  } catch {
+    Deno.exit(1);
+  }
 }

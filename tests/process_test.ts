@@ -19,13 +19,16 @@ import { createCertificate } from "./support/tls_certificates.ts";
 import { within } from "./support/wait.ts";
 import { TestSocket } from "./support/ws_client.ts";
 
-/** Runs the Dockerfile's HEALTHCHECK command against `port`; its exit code. */
-async function runHealthcheck(port: number): Promise<number> {
+/**
+ * Runs the Dockerfile's HEALTHCHECK command in the environment the container gives it (the
+ * service's HOST and PORT); its exit code.
+ */
+async function runHealthcheck(port: number, host = "127.0.0.1"): Promise<number> {
   const [command, ...args] = await dockerHealthcheck();
   const { code } = await new Deno.Command(command!, {
     args,
     cwd: REPO_ROOT,
-    env: { PORT: String(port) },
+    env: { HOST: host, PORT: String(port) },
     stdout: "null",
     stderr: "null",
   }).output();
@@ -71,6 +74,17 @@ Deno.test("deno task start, with the container's permissions, serves health, rea
   service.kill("SIGTERM");
   assert.equal((await within(service.status, 10_000, "the service to exit")).code, 0);
   assert.equal(await runHealthcheck(service.port), 1);
+});
+
+Deno.test("the HEALTHCHECK asks the address HOST names, or loopback when HOST is every address", async () => {
+  await using database = await freshDatabase();
+  const env = { ...serviceEnvironment({ databaseUrl: database.url }), GRPC_ENABLED: "0" };
+  // an address of the host that is not 127.0.0.1 (all of 127/8 is loopback on Linux)
+  await using one = await startServiceProcess({ ...env, HOST: "127.0.0.2" });
+  assert.equal(await runHealthcheck(one.port, "127.0.0.2"), 0, "HOST=127.0.0.2");
+  // the image's own setting
+  await using every = await startServiceProcess({ ...env, HOST: "0.0.0.0" });
+  assert.equal(await runHealthcheck(every.port, "0.0.0.0"), 0, "HOST=0.0.0.0");
 });
 
 Deno.test("/readyz and gRPC health answer not ready naming NATS while it is stopped, and ready once the service reconnected", async () => {
