@@ -96,15 +96,16 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
     if (noneMatch(request.headers.get("if-none-match"), etag)) {
       return new Response(null, { status: 304, headers });
     }
-    headers.set("content-type", media.mime_type);
     headers.set("accept-ranges", "bytes");
     const range = rangeStillValid(request.headers.get("if-range"), etag)
       ? parseRange(request.headers.get("range"), media.size)
       : null;
     if (range === "unsatisfiable") {
+      // no body, so no content-type: the file's would describe bytes this answer does not hold
       headers.set("content-range", `bytes */${media.size}`);
       return new Response(null, { status: 416, headers });
     }
+    headers.set("content-type", media.mime_type);
     if (range) headers.set("content-range", `bytes ${range.start}-${range.end}/${media.size}`);
     headers.set("content-length", String(range ? range.end - range.start + 1 : media.size));
     const status = range ? 206 : 200;
