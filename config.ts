@@ -103,6 +103,11 @@ const settings = z.object({
   /** An upload that sends no bytes for this long is ended (400), and its place given back. */
   MEDIA_UPLOAD_IDLE_SECONDS: seconds.default(30),
   /**
+   * A download whose client takes nothing for this long (a paused player, a client gone without
+   * closing its connection) is cut, and its place given back.
+   */
+  MEDIA_DOWNLOAD_IDLE_SECONDS: seconds.default(60),
+  /**
    * An upload slower than this on average (after MEDIA_UPLOAD_IDLE_SECONDS of grace) is ended
    * (400): one that trickles a byte now and then would hold its place and memory for hours.
    */

@@ -34,6 +34,7 @@ Deno.test("loadConfig refuses a duration longer than a timer can wait, which wou
       "SHUTDOWN_TIMEOUT",
       "FEED_SWEEP_SECONDS",
       "MEDIA_UPLOAD_IDLE_SECONDS",
+      "MEDIA_DOWNLOAD_IDLE_SECONDS",
       "WS_IDLE_TIMEOUT_SECONDS",
     ] as const
   ) {

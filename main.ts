@@ -384,6 +384,7 @@ export async function startService(
             download: config.MEDIA_MAX_DOWNLOADS_PER_USER,
           },
         },
+        downloadIdleMs: config.MEDIA_DOWNLOAD_IDLE_SECONDS * 1000,
         uploadStall: {
           idleMs: config.MEDIA_UPLOAD_IDLE_SECONDS * 1000,
           minBytesPerSecond: config.MEDIA_UPLOAD_MIN_BYTES_PER_SECOND,

@@ -15,6 +15,7 @@ import {
 import { startCluster, type TestCluster } from "./support/service.ts";
 import { acked, joinChat, refused } from "./support/steps.ts";
 import type { Frame } from "./support/ws_client.ts";
+import { within } from "./support/wait.ts";
 
 // Per-user limits of GET/HEAD/POST /v1/media over real HTTP: a token bucket shared by the
 // routes and caps on open uploads and downloads, counted only for good tokens.
@@ -152,13 +153,12 @@ Deno.test("a user with N uploads in flight gets 429 on the next, and is served a
   assert.equal(await refusals(cluster, "upload", "concurrency"), 2);
 });
 
-Deno.test("a download is open until its body is sent or dropped, and over the cap it is 429", async () => {
-  await using cluster = await startCluster({
-    nats: false,
-    env: { MEDIA_MAX_DOWNLOADS_PER_USER: "1" },
-  });
+/**
+ * A video alice uploaded to her chat with acme, larger than what the sockets' buffers take in
+ * (so that its body cannot all be sent unread); its URL with her token, and a HEAD of it.
+ */
+async function aliceVideo(cluster: TestCluster) {
   const chat = await cluster.main.service.chat.createChat("alice", "acme");
-  // larger than what the sockets' buffers take in, so that its body cannot all be sent unread
   const video = await paddedFixture("video.mp4", 24 * 1024 * 1024);
   const { json } = await uploadMedia(
     cluster,
@@ -166,10 +166,17 @@ Deno.test("a download is open until its body is sent or dropped, and over the ca
     { chat_id: chat.id, media_type: "video" },
     video,
   );
-  const token = await cluster.token("alice");
-  const get = () => fetch(`${cluster.main.httpUrl}${json.media_url}?token=${token}`);
-  const head = () =>
-    fetch(`${cluster.main.httpUrl}${json.media_url}?token=${token}`, { method: "HEAD" });
+  const url = `${cluster.main.httpUrl}${json.media_url}?token=${await cluster.token("alice")}`;
+  return { video, url, head: () => fetch(url, { method: "HEAD" }) };
+}
+
+Deno.test("a download is open until its body is sent or dropped, and over the cap it is 429", async () => {
+  await using cluster = await startCluster({
+    nats: false,
+    env: { MEDIA_MAX_DOWNLOADS_PER_USER: "1" },
+  });
+  const { video, url, head } = await aliceVideo(cluster);
+  const get = () => fetch(url);
 
   const unread = await get();
   assert.equal(unread.status, 200);
@@ -183,6 +190,39 @@ Deno.test("a download is open until its body is sent or dropped, and over the ca
   assert.equal((await whole.bytes()).length, video.length);
   await untilOpen(cluster, "download", 0);
   assert.equal((await head()).status, 200);
+});
+
+Deno.test("a download whose client takes nothing for MEDIA_DOWNLOAD_IDLE_SECONDS is cut and gives its place back", async () => {
+  await using cluster = await startCluster({
+    nats: false,
+    env: { MEDIA_MAX_DOWNLOADS_PER_USER: "1", MEDIA_DOWNLOAD_IDLE_SECONDS: "1" },
+  });
+  const { video, url, head } = await aliceVideo(cluster);
+  const { pathname, search } = new URL(url);
+  // a client that asks and then reads nothing, its connection open (a paused player, a
+  // vanished phone whose TCP the kernel keeps)
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  await conn.write(
+    new TextEncoder().encode(`GET ${pathname}${search} HTTP/1.1\r\nHost: x\r\n\r\n`),
+  );
+  await untilOpen(cluster, "download", 1);
+  assert.equal((await head()).status, 429);
+
+  await untilOpen(cluster, "download", 0);
+  assert.equal((await head()).status, 200);
+  // the connection was ended before the file was all sent: the client sees it cut short
+  let received = 0;
+  const buffer = new Uint8Array(1024 * 1024);
+  try {
+    for (;;) {
+      const read = await within(conn.read(buffer), 10_000, "the cut download's end");
+      if (read === null) break;
+      received += read;
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
+  }
+  assert.ok(received < video.length, `${received} bytes of ${video.length} came`);
 });
 
 Deno.test("requests with a bad token get 401 and spend nothing of the user's media budget", async () => {

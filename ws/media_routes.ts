@@ -34,6 +34,11 @@ export interface MediaRouteOptions {
   allowedOrigins: readonly string[];
   /** When an upload body that sends too little fails with `invalid_payload`. */
   uploadStall: StallLimits;
+  /**
+   * How long a download's client may take nothing (its connection asks for no more bytes)
+   * before the download is cut and its place given back; default: a minute.
+   */
+  downloadIdleMs?: number;
 }
 
 const UPLOAD_PATH = "/v1/media";
@@ -209,7 +214,8 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
         : await download(request, principal, id);
       // a download is open until its body is sent, or dropped by a client that went away
       if (route === "download" && response.body !== null) {
-        return new Response(releasedWhenDone(response.body, release), {
+        const body = releasedWhenDone(response.body, release, options.downloadIdleMs ?? 60_000);
+        return new Response(body, {
           status: response.status,
           headers: response.headers,
         });
@@ -278,29 +284,79 @@ function uploaded(media: MediaRecord) {
   };
 }
 
-/** `body` as it is, calling `done` once when it ends, fails or is cancelled. */
+/** The most a download hands its connection at once (see releasedWhenDone). */
+const DOWNLOAD_PIECE_BYTES = 64 * 1024;
+
+/**
+ * `body` as it is, calling `done` once when it ends, fails, is cancelled, or is cut because its
+ * client took nothing for `idleMs`: the connection asks for no more (a paused player, a client
+ * gone without closing its connection, whose TCP the kernel keeps for hours), which would
+ * hold the download's place, and the store's stream, as long. One timer per download, looked
+ * at once an `idleMs`: a pull only notes its time. Handed on in pieces of at most
+ * DOWNLOAD_PIECE_BYTES (views, not copies): the connection asks for the next once it sent the
+ * last, so a slow client that still takes a piece within `idleMs` is not taken for a stalled one.
+ */
 function releasedWhenDone(
   body: ReadableStream<Uint8Array>,
   done: () => void,
+  idleMs: number,
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader();
+  /** When the last chunk was handed on, or Infinity while the store is being read. */
+  let handedAt = Date.now();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let ended = false;
+  /** What is left of the chunk read last, to hand on piece by piece. */
+  let rest: Uint8Array | undefined;
+  const handOn = (controller: ReadableStreamDefaultController<Uint8Array>, bytes: Uint8Array) => {
+    rest = bytes.byteLength > DOWNLOAD_PIECE_BYTES
+      ? bytes.subarray(DOWNLOAD_PIECE_BYTES)
+      : undefined;
+    handedAt = Date.now();
+    controller.enqueue(rest ? bytes.subarray(0, DOWNLOAD_PIECE_BYTES) : bytes);
+  };
+  const end = () => {
+    ended = true;
+    clearTimeout(timer);
+    done();
+  };
   return new ReadableStream<Uint8Array>({
+    start(controller) {
+      const look = () => {
+        const idleFor = Date.now() - handedAt;
+        if (idleFor < idleMs) {
+          timer = setTimeout(look, idleMs - Math.max(0, idleFor));
+          return;
+        }
+        end();
+        // ended short of its content-length: the server ends the connection, and the client
+        // sees the body cut (an error would be printed by Deno as a line of its own)
+        controller.close();
+        reader.cancel().catch(() => {});
+      };
+      timer = setTimeout(look, idleMs);
+    },
     async pull(controller) {
+      if (rest) return handOn(controller, rest);
+      // the store's own time is not the client's
+      handedAt = Infinity;
       try {
         const next = await reader.read();
+        if (ended) return;
         if (next.done) {
-          done();
+          end();
           controller.close();
         } else {
-          controller.enqueue(next.value);
+          handOn(controller, next.value);
         }
       } catch (error) {
-        done();
+        if (ended) return;
+        end();
         controller.error(error);
       }
     },
     async cancel(reason) {
-      done();
+      end();
       await reader.cancel(reason);
     },
     // pulls only when the connection asks: no chunk more is held than before

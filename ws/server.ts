@@ -34,6 +34,8 @@ export interface HttpOptions {
   mediaLimits: RequestLimits;
   /** When an upload that sends too little is ended. */
   uploadStall: StallLimits;
+  /** How long a download's client may take nothing before it is cut (default: a minute). */
+  downloadIdleMs?: number;
   /** Serves the demo chat page at `/` (DEMO_PAGE). */
   demoPage?: boolean;
   /** How often the store's recent bans and disconnects are looked at (startSanctionSweeps). */
