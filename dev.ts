@@ -4,9 +4,9 @@
  * .dev/secrets.json (never in the repository), a sample chat, and ready-to-use tokens.
  */
 import { signDevToken } from "./auth/sign.ts";
-import { type Config, configOrExit, loadConfig, requireWritableDataDir } from "./config.ts";
+import { configOrExit, loadConfig, requireWritableDataDir } from "./config.ts";
 import { EmbeddedDatabaseInUse } from "./db/embedded.ts";
-import { type RunningService, startService } from "./main.ts";
+import { ListenFailure, type RunningService, startService } from "./main.ts";
 import { couldNotStart } from "./dev/could_not_start.ts";
 import { overDefaults } from "./dev/environment.ts";
 import { devSecrets } from "./dev/secrets.ts";
@@ -17,14 +17,13 @@ import { configureLogging } from "./observability/log.ts";
  * `deno task start` does (a bad setting: configOrExit), not as a stack trace, and so is a database
  * out of reach; anything else is a bug and keeps its stack (couldNotStart).
  */
-function refused(error: unknown, config: Config): never {
+function refused(error: unknown): never {
   if (error instanceof EmbeddedDatabaseInUse) {
     console.error(error.message);
     Deno.exit(2);
   }
-  if (error instanceof Deno.errors.AddrInUse) {
-    const ports = [config.PORT, config.GRPC_ENABLED ? config.GRPC_PORT : 0].filter(Boolean);
-    console.error(`port ${ports.join(" or ")} is in use: set PORT and GRPC_PORT (0: any free one)`);
+  if (error instanceof ListenFailure) {
+    console.error(`${error.message}${error.setting === "HOST" ? "" : " (0: any free port)"}`);
     Deno.exit(2);
   }
   couldNotStart(error);
@@ -43,7 +42,7 @@ let service: RunningService;
 try {
   service = await startService(config);
 } catch (error) {
-  refused(error, config);
+  refused(error);
 }
 const customer = "customer-1";
 const vendor = "vendor-1";

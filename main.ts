@@ -85,15 +85,28 @@ function logError(error: unknown, context: string, fields: Record<string, unknow
 const LOCK_TIMEOUT_ADVICE =
   'connect to PostgreSQL directly, not through PgBouncer (README, "Scaling out")';
 
+/** A port the start could not listen on, naming the setting to change and the address. */
+export class ListenFailure extends Error {
+  constructor(
+    readonly setting: "PORT" | "GRPC_PORT" | "HOST",
+    address: string,
+    reason: string,
+    cause: unknown,
+  ) {
+    super(`${setting}: cannot listen on ${address}: ${reason}`, { cause });
+    this.name = "ListenFailure";
+  }
+}
+
 /**
- * What the start could not listen on, as an error naming the setting to change and the address:
- * Deno's own names neither, grpc-js's only the address. Other errors are returned as they are.
+ * What the start could not listen on, as a ListenFailure: Deno's own error names neither the
+ * setting nor the address, grpc-js's only the address. Other errors are returned as they are.
  */
 function listenFailure(setting: "PORT" | "GRPC_PORT", host: string, port: number, error: unknown) {
   const text = error instanceof Error ? error.message : "";
   const address = `${host.includes(":") ? `[${host}]` : host}:${port}`;
-  const failure = (setting: string, reason: string) =>
-    new Error(`${setting}: cannot listen on ${address}: ${reason}`, { cause: error });
+  const failure = (setting: "PORT" | "GRPC_PORT" | "HOST", reason: string) =>
+    new ListenFailure(setting, address, reason, error);
   if (error instanceof Deno.errors.AddrInUse || /\bEADDRINUSE\b/.test(text)) {
     return failure(setting, "the address is in use");
   }

@@ -76,3 +76,20 @@ for (const task of ["migrate", "seed"]) {
     }
   });
 }
+
+Deno.test("`deno task dev` on a port another process holds names the setting in one line", async () => {
+  const cwd = await Deno.makeTempDir();
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const env = { HOST: "127.0.0.1", PORT: String(taken.addr.port), GRPC_PORT: "0" };
+    const { code, stderr } = await runDevTask("dev", { cwd, env });
+    assert.equal(code, 2, stderr);
+    assert.equal(
+      stderr,
+      `PORT: cannot listen on 127.0.0.1:${taken.addr.port}: the address is in use ` +
+        "(0: any free port)",
+    );
+  } finally {
+    await Deno.remove(cwd, { recursive: true });
+  }
+});
