@@ -11,6 +11,7 @@ import { couldNotStart } from "./dev/could_not_start.ts";
 import { overDefaults } from "./dev/environment.ts";
 import { devSecrets } from "./dev/secrets.ts";
 import { configureLogging } from "./observability/log.ts";
+import { listenForStopSignals, onStopSignals } from "./stop_signals.ts";
 
 /**
  * What a newcomer can fix in starting (a second `dev`, a port taken) is said in one line, as
@@ -81,9 +82,9 @@ demo page (open each link in a tab of its own and chat with yourself):
     : ""
 }`);
 
-const stop = async () => {
+// the first Ctrl-C stops the service; a second ends the process at once (exit 130)
+listenForStopSignals();
+onStopSignals(async () => {
   await service.close();
   Deno.exit(0);
-};
-Deno.addSignalListener("SIGINT", stop);
-Deno.addSignalListener("SIGTERM", stop);
+}, () => console.error("second signal: exiting without finishing the shutdown"));

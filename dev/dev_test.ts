@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { runDevTask } from "../tests/support/dev_task.ts";
+import { devTaskCommand, runDevTask } from "../tests/support/dev_task.ts";
+import { within } from "../tests/support/wait.ts";
 
 Deno.test("`deno task dev` with a bad setting names it in one line and exits 78", async () => {
   const cwd = await Deno.makeTempDir();
@@ -89,6 +90,61 @@ Deno.test("`deno task dev` on a port another process holds names the setting in 
       `PORT: cannot listen on 127.0.0.1:${taken.addr.port}: the address is in use ` +
         "(0: any free port)",
     );
+  } finally {
+    await Deno.remove(cwd, { recursive: true });
+  }
+});
+
+Deno.test("a second Ctrl-C ends `deno task dev` at once, its shutdown unfinished: exit 130", async () => {
+  const cwd = await Deno.makeTempDir();
+  try {
+    const env = {
+      HOST: "127.0.0.1",
+      PORT: "0",
+      GRPC_PORT: "0",
+      SHUTDOWN_TIMEOUT: "30",
+      MEDIA_UPLOAD_IDLE_SECONDS: "60",
+    };
+    const child = (await devTaskCommand("dev", { cwd, env })).spawn();
+    let printed = "";
+    const read = Promise.all([
+      (async () => {
+        for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) printed += text;
+      })(),
+      child.stderr.cancel(),
+    ]);
+    // the first lines it prints: the port, and the sample chat's URL with a token
+    const url = /localhost:(\d+)\/v1\/ws\/chat\/([^/]+)\/\?token=(\S+)/;
+    const chat = await within(
+      (async () => {
+        for (;;) {
+          const found = url.exec(printed);
+          if (found) return found;
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      })(),
+      60_000,
+      "dev's URLs",
+    );
+    const [, port, chatId, token] = chat;
+    // an upload under way, sending nothing: the shutdown waits for it (up to its deadline)
+    using upload = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
+    await upload.write(new TextEncoder().encode(
+      `POST /v1/media?chat_id=${chatId} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n` +
+        "Content-Length: 100000\r\n\r\n",
+    ));
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    child.kill("SIGINT");
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    child.kill("SIGINT");
+    const status = await within(child.status, 5_000, "the exit after the second Ctrl-C").catch(
+      (error) => {
+        child.kill("SIGKILL");
+        throw error;
+      },
+    );
+    await read;
+    assert.equal(status.code, 130);
   } finally {
     await Deno.remove(cwd, { recursive: true });
   }

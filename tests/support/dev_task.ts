@@ -13,10 +13,10 @@ export interface DevTaskRun {
 }
 
 /** `deno task <name>`'s own command (dev, seed, migrate, token: the tools), run as `run` says. */
-export async function runDevTask(
+export async function devTaskCommand(
   name: string,
   { cwd, env, args: toolArgs = [] }: DevTaskRun,
-): Promise<{ code: number; stdout: string; stderr: string }> {
+): Promise<Deno.Command> {
   const tasks = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT))).tasks;
   const [deno, run, ...args] = String(tasks[name]).trim().split(/\s+/);
   if (deno !== "deno" || run !== "run") throw new Error(`${name} is no \`deno run\` task`);
@@ -27,16 +27,24 @@ export async function runDevTask(
     const value = Deno.env.get(variable);
     if (value !== undefined) base[variable] = value;
   }
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", `--config=${new URL("deno.json", ROOT).pathname}`, ...args, ...toolArgs],
+    cwd,
+    clearEnv: true,
+    env: { ...base, ...env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+/** Runs `deno task <name>`'s own command (devTaskCommand) to its end, within a minute. */
+export async function runDevTask(
+  name: string,
+  run: DevTaskRun,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const output = await within(
-    new Deno.Command(Deno.execPath(), {
-      args: ["run", `--config=${new URL("deno.json", ROOT).pathname}`, ...args, ...toolArgs],
-      cwd,
-      clearEnv: true,
-      env: { ...base, ...env },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output(),
+    (await devTaskCommand(name, run)).output(),
     60_000,
     `deno task ${name}`,
   );
