@@ -12,18 +12,23 @@ import { serviceEnvironment, startServiceProcess } from "./support/service_proce
 import { within } from "./support/wait.ts";
 
 /**
- * Waits up to 30 s until a child of process `pid` has a handler of its own for SIGTERM (SigCgt
- * in /proc, Linux); whether one did. One bash loop looks, not a Deno.Command per look: Deno lets
+ * Waits up to 30 s until the child of process `pid` that runs main.ts has a handler of its own
+ * for SIGTERM (SigCgt in /proc, Linux); whether it did. One bash loop looks, not a Deno.Command per look: Deno lets
  * only --allow-all read another process's /proc entries, and a look must take far less time
  * than the start does.
  */
-async function aChildCatchesSigterm(pid: number): Promise<boolean> {
+async function serviceCatchesSigterm(pid: number): Promise<boolean> {
   const script = `
     while kill -0 ${pid} 2>/dev/null; do
-      for child in $(< /proc/${pid}/task/${pid}/children); do
-        while read -r key value; do
-          [ "$key" = "SigCgt:" ] && (( (16#$value >> 14) & 1 )) && exit 0
-        done < /proc/$child/status
+      for children in /proc/${pid}/task/*/children; do
+        for child in $(< "$children"); do
+          # run, not only forked: until its exec the child has deno task's own handlers
+          mapfile -d '' argv < /proc/$child/cmdline 2>/dev/null
+          [[ " \${argv[*]} " == *" main.ts "* ]] || continue
+          while read -r key value; do
+            [ "$key" = "SigCgt:" ] && (( (16#$value >> 14) & 1 )) && exit 0
+          done < /proc/$child/status
+        done
       done
     done
     exit 1`;
@@ -111,7 +116,7 @@ Deno.test("the service listens for SIGTERM before its start logs anything, and a
     { waitUntilListening: false },
   );
   // the service process is the child of `deno task` that catches SIGTERM (deno task does too)
-  assert.ok(await aChildCatchesSigterm(service.pid), "the service never listened for SIGTERM");
+  assert.ok(await serviceCatchesSigterm(service.pid), "the service never listened for SIGTERM");
   const caught = service.logs().map((line) => line.message);
   assert.deepEqual(caught, [], "the start logged before it listened for SIGTERM");
   service.kill("SIGTERM");
