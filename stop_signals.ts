@@ -11,7 +11,15 @@ export const SIGNAL_EXIT_CODES = { SIGINT: 130, SIGTERM: 143 } as const;
 
 export type StopSignal = keyof typeof SIGNAL_EXIT_CODES;
 
+/**
+ * A signal this soon after the first is taken for the same one: a terminal's Ctrl-C goes to the
+ * whole process group, so the service hears it from the terminal and again as `deno task` passes
+ * its own on (a few milliseconds apart, in a probe), and would otherwise end at once, unfinished.
+ */
+export const REPEAT_WINDOW_MS = 1_000;
+
 let first: StopSignal | undefined;
+let firstAt = 0;
 let onFirst: (signal: StopSignal) => void = () => {};
 // before main.ts says what to do (and logging is set up), a second signal only ends the process
 let onSecond: (signal: StopSignal) => void = () => {};
@@ -19,9 +27,11 @@ let onSecond: (signal: StopSignal) => void = () => {};
 function heard(signal: StopSignal) {
   if (first === undefined) {
     first = signal;
+    firstAt = performance.now();
     onFirst(signal);
     return;
   }
+  if (performance.now() - firstAt < REPEAT_WINDOW_MS) return;
   onSecond(signal);
   Deno.exit(SIGNAL_EXIT_CODES[signal]);
 }
@@ -39,8 +49,8 @@ export function stopSignalHeard(): StopSignal | undefined {
 }
 
 /**
- * `stop` hears the first signal (at once, if it came already); `beforeExit` hears a second one,
- * after which the process exits at once with 128 and the signal's number.
+ * `stop` hears the first signal (at once, if it came already); `beforeExit` hears a second one
+ * (REPEAT_WINDOW_MS or more after the first), after which the process exits at once with 128 and the signal's number.
  */
 export function onStopSignals(
   stop: (signal: StopSignal) => void,

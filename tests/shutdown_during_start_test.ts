@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { MIGRATION_LOCK_KEY } from "../db/migrate.ts";
+import { REPEAT_WINDOW_MS } from "../stop_signals.ts";
 import { freshDatabase } from "./support/database.ts";
 import { serviceEnvironment, startServiceProcess } from "./support/service_process.ts";
 import { within } from "./support/wait.ts";
@@ -100,6 +101,8 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
     const { service } = held;
     service.kill(signal);
     await service.waitForLog((line) => line.message === "shutting down", "the shutdown to begin");
+    // past the window in which a repeat is taken for the first signal
+    await new Promise((resolve) => setTimeout(resolve, REPEAT_WINDOW_MS + 200));
     service.kill(signal);
     const status = await within(service.status, 5_000, "the exit after the second signal");
     assert.equal(status.code, signal === "SIGTERM" ? 143 : 130, service.lines.join("\n"));
@@ -108,6 +111,27 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
     assert.equal(last?.signal, signal);
   });
 }
+
+Deno.test("a Ctrl-C heard twice at once (from the terminal, and passed on by deno task) is one signal: the shutdown finishes, exit 0", async () => {
+  await using held = await startHeldAtMigrationLock({ SHUTDOWN_TIMEOUT: "30" });
+  const { service } = held;
+  // a terminal's Ctrl-C goes to the process group: deno task and the service each hear it, and
+  // deno task passes its own on
+  const found = await new Deno.Command("pgrep", {
+    args: ["-P", String(service.pid), "-f", "main.ts"],
+  })
+    .output();
+  const servicePid = Number(new TextDecoder().decode(found.stdout).trim());
+  assert.ok(servicePid > 0, "no service process under deno task");
+  Deno.kill(servicePid, "SIGINT");
+  service.kill("SIGINT");
+  await service.waitForLog((line) => line.message === "shutting down", "the shutdown to begin");
+  await held.release();
+  const status = await within(service.status, 10_000, "the exit");
+  assert.equal(status.code, 0, service.lines.join("\n"));
+  const messages = service.logs().map((line) => line.message);
+  assert.equal(messages.at(-1), "stopped");
+});
 
 Deno.test("the service listens for SIGTERM before its start logs anything, and a SIGTERM then stops it cleanly: exit 0, 'stopped'", async () => {
   await using database = await freshDatabase();
