@@ -82,16 +82,25 @@ async function startHeldAtMigrationLock(env: Record<string, string>) {
   };
 }
 
-Deno.test("SIGTERM while the start waits for the migration lock stops the service once it is up: exit 0, 'shutting down' then 'stopped'", async () => {
-  await using held = await startHeldAtMigrationLock({ SHUTDOWN_TIMEOUT: "5" });
+/**
+ * Once the shutdown began, lets the held start go on, and asserts the service then stopped
+ * cleanly: exit 0, "stopped" last.
+ */
+async function stopsCleanlyOnceStarted(held: Awaited<ReturnType<typeof startHeldAtMigrationLock>>) {
   const { service } = held;
-  service.kill("SIGTERM");
   await service.waitForLog((line) => line.message === "shutting down", "the shutdown to begin");
   await held.release();
   const status = await within(service.status, 10_000, "the exit");
   assert.equal(status.code, 0, service.lines.join("\n"));
   const messages = service.logs().map((line) => line.message);
   assert.equal(messages.at(-1), "stopped");
+}
+
+Deno.test("SIGTERM while the start waits for the migration lock stops the service once it is up: exit 0, 'shutting down' then 'stopped'", async () => {
+  await using held = await startHeldAtMigrationLock({ SHUTDOWN_TIMEOUT: "5" });
+  const { service } = held;
+  service.kill("SIGTERM");
+  await stopsCleanlyOnceStarted(held);
 });
 
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
@@ -125,12 +134,7 @@ Deno.test("a Ctrl-C heard twice at once (from the terminal, and passed on by den
   assert.ok(servicePid > 0, "no service process under deno task");
   Deno.kill(servicePid, "SIGINT");
   service.kill("SIGINT");
-  await service.waitForLog((line) => line.message === "shutting down", "the shutdown to begin");
-  await held.release();
-  const status = await within(service.status, 10_000, "the exit");
-  assert.equal(status.code, 0, service.lines.join("\n"));
-  const messages = service.logs().map((line) => line.message);
-  assert.equal(messages.at(-1), "stopped");
+  await stopsCleanlyOnceStarted(held);
 });
 
 Deno.test("the service listens for SIGTERM before its start logs anything, and a SIGTERM then stops it cleanly: exit 0, 'stopped'", async () => {
