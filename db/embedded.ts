@@ -5,6 +5,8 @@ import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
 export interface EmbeddedPostgres {
   /** A postgres:// URL for postgres.js. */
   url: string;
+  /** The whole database as a tarball, for another to start from (`startEmbeddedPostgres`). */
+  dumpDataDir(): Promise<Blob>;
   close(): Promise<void>;
 }
 
@@ -18,16 +20,22 @@ export class EmbeddedDatabaseInUse extends Error {
  * behind a socket server on a free loopback port. One process at a time may open a directory:
  * PGlite has no locking of its own, and two writers would corrupt it. Rejects with
  * {@link EmbeddedDatabaseInUse} while another holds it (`deno task dev`, `seed`, `migrate`).
+ * With `loadDataDir` (a `dumpDataDir` of another), a new database starts as a copy of that one,
+ * in about a second instead of the two or three initdb takes.
  */
-export async function startEmbeddedPostgres(dataDir: string): Promise<EmbeddedPostgres> {
+export async function startEmbeddedPostgres(
+  dataDir: string,
+  options: { loadDataDir?: Blob } = {},
+): Promise<EmbeddedPostgres> {
   const lock = dataDir.startsWith("memory://") ? undefined : await lockDirectory(dataDir);
   try {
-    const db = await PGlite.create(dataDir);
+    const db = await PGlite.create(dataDir, options);
     const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 16 });
     await server.start();
     const address = server.getServerConn();
     return {
       url: `postgres://postgres@${address}/postgres?sslmode=disable`,
+      dumpDataDir: () => db.dumpDataDir("none"),
       async close() {
         try {
           await server.stop();

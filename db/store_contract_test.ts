@@ -24,6 +24,27 @@ interface Backend {
   open(): Promise<{ store: ChatStore; sql: postgres.Sql } & AsyncDisposable>;
 }
 
+let migratedDump: Promise<Blob> | undefined;
+
+/**
+ * An embedded database with every migration, made once for all the tests: each test's own
+ * starts as a copy of it, not from initdb and the migrations (1 s against 2.5 s here, times 31).
+ */
+function migratedEmbeddedDatabase(): Promise<Blob> {
+  migratedDump ??= (async () => {
+    const embedded = await startEmbeddedPostgres("memory://");
+    try {
+      const sql = postgres(embedded.url, { max: 1, onnotice: () => {} });
+      await migrate(sql);
+      await sql.end();
+      return await embedded.dumpDataDir();
+    } finally {
+      await embedded.close();
+    }
+  })();
+  return migratedDump;
+}
+
 const backends: Backend[] = [
   {
     name: "PostgreSQL",
@@ -43,9 +64,10 @@ const backends: Backend[] = [
   {
     name: "embedded PGlite",
     async open() {
-      const embedded = await startEmbeddedPostgres("memory://");
+      const embedded = await startEmbeddedPostgres("memory://", {
+        loadDataDir: await migratedEmbeddedDatabase(),
+      });
       const sql = postgres(embedded.url, { max: 4, onnotice: () => {} });
-      await migrate(sql);
       return {
         store: createPostgresStore(sql),
         sql,
