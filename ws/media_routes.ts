@@ -193,6 +193,7 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
     url: URL,
     id: string | undefined,
     allowed: string,
+    sent: Promise<void> | undefined,
   ): Promise<Response> {
     const refusal = methodRefusal(request, `${allowed}, OPTIONS`);
     if (refusal) return refusal;
@@ -212,9 +213,14 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
       const response = id === undefined
         ? await upload(request, principal, url)
         : await download(request, principal, id);
-      // a download is open until its body is sent, or dropped by a client that went away
+      // a download is open until its body is sent, or dropped by a client that went away; its
+      // place, until its connection is done with it (`sent`): a body cut for a client that takes
+      // nothing has the rest of the answer wait on that client's connection for as long as it
+      // likes, which no place given back may let one user do again and again
       if (route === "download" && response.body !== null) {
-        const body = releasedWhenDone(response.body, release, options.downloadIdleMs ?? 60_000);
+        sent?.then(release, release);
+        const idleMs = options.downloadIdleMs ?? 60_000;
+        const body = releasedWhenDone(response.body, sent ? () => {} : release, idleMs);
         return new Response(body, {
           status: response.status,
           headers: response.headers,
@@ -238,15 +244,17 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
 
     /**
      * Answers a media request, `OPTIONS` (a browser's CORS preflight) included; every failure
-     * becomes a response here, readable by an allowed origin as a success is.
+     * becomes a response here, readable by an allowed origin as a success is. `sent` settles
+     * when the connection is done with the answer (Deno.ServeHandlerInfo's `completed`): a
+     * download holds its place until then; without it, until its body ends.
      */
-    async handle(request: Request, url: URL): Promise<Response> {
+    async handle(request: Request, url: URL, sent?: Promise<void>): Promise<Response> {
       const segment = MEDIA_PATH.exec(url.pathname)?.[1];
       // escaped as the socket paths may be: the same id, not a 404
       const id = segment === undefined ? undefined : decodeSegment(segment);
       const allowed = id === undefined ? "POST" : READ_METHODS;
       if (request.method === "OPTIONS") return cors.preflight(request, allowed);
-      return cors.answered(request, await answer(request, url, id, allowed));
+      return cors.answered(request, await answer(request, url, id, allowed, sent));
     },
 
     /**
@@ -291,7 +299,9 @@ const DOWNLOAD_PIECE_BYTES = 64 * 1024;
  * `body` as it is, calling `done` once when it ends, fails, is cancelled, or is cut because its
  * client took nothing for `idleMs`: the connection asks for no more (a paused player, a client
  * gone without closing its connection, whose TCP the kernel keeps for hours), which would
- * hold the download's place, and the store's stream, as long. One timer per download, looked
+ * hold the store's stream as long. (Not the connection: what Deno holds of the answer still
+ * waits for the client to take it, and the connection ends only then, or when the client goes;
+ * the download's place follows the connection, see `handle`.) One timer per download, looked
  * at once an `idleMs`: a pull only notes its time. Handed on in pieces of at most
  * DOWNLOAD_PIECE_BYTES (views, not copies): the connection asks for the next once it sent the
  * last, so a slow client that still takes a piece within `idleMs` is not taken for a stalled one.
@@ -329,8 +339,9 @@ function releasedWhenDone(
           return;
         }
         end();
-        // ended short of its content-length: the server ends the connection, and the client
-        // sees the body cut (an error would be printed by Deno as a line of its own)
+        // ended short of its content-length: once the client takes what was handed on, the
+        // server ends the connection, and the client sees the body cut (an error would be
+        // printed by Deno as a line of its own)
         controller.close();
         reader.cancel().catch(() => {});
       };

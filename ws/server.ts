@@ -76,11 +76,11 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
       }));
   }
 
-  async function handle(request: Request): Promise<Response> {
+  async function handle(request: Request, sent?: Promise<void>): Promise<Response> {
     const url = new URL(request.url);
     const endpoint = endpointOf(url.pathname);
     if (endpoint) return upgrade(request, endpoint);
-    if (media.handles(url.pathname)) return await media.handle(request, url);
+    if (media.handles(url.pathname)) return await media.handle(request, url, sent);
     if (demo?.handles(url.pathname)) return await demo.handle(request, url);
     const opsRoute = opsRoutes.get(url.pathname);
     if (!opsRoute) return new Response("not found\n", { status: 404 });
@@ -89,9 +89,12 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
 
   return {
     /** The Deno.serve handler; errors become a 500 here and nowhere else. */
-    async fetch(request: Request): Promise<Response> {
+    async fetch(
+      request: Request,
+      info?: Pick<Deno.ServeHandlerInfo, "completed">,
+    ): Promise<Response> {
       try {
-        return await handle(request);
+        return await handle(request, info?.completed);
       } catch (error) {
         deps.onError(error, "http");
         return new Response("internal error\n", { status: 500 });
