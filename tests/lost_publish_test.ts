@@ -66,6 +66,17 @@ async function writtenUnpublished(
   }
 }
 
+/** A chat of bob's with acme and bob's "hello from bob" in it, written unpublished; its id. */
+async function bobsUnpublishedChat(cluster: { databaseUrl: string }): Promise<string> {
+  let chatId = "";
+  await writtenUnpublished(cluster, async (store) => {
+    const { chat } = await store.createChat("bob", "acme");
+    chatId = chat.id;
+    await store.insertMessage({ ...fromAlice(chat.id, "hello from bob"), sender_id: "bob" });
+  });
+  return chatId;
+}
+
 /** Each instance's value of a counter, from its /metrics. */
 function counterOnEach(cluster: { instances: Array<{ httpUrl: string }> }, name: string) {
   return Promise.all(cluster.instances.map(async (instance) => {
@@ -227,12 +238,7 @@ Deno.test("a ban and an operator disconnect stored but never published close the
 Deno.test("a chat created but never published reaches the vendor's chats socket by the sweep, with what was sent in it", async () => {
   await using setup = await chatOnTwoInstances();
   const { cluster, acmeAll } = setup;
-  let chatId = "";
-  await writtenUnpublished(cluster, async (store) => {
-    const { chat } = await store.createChat("bob", "acme");
-    chatId = chat.id;
-    await store.insertMessage({ ...fromAlice(chat.id, "hello from bob"), sender_id: "bob" });
-  });
+  const chatId = await bobsUnpublishedChat(cluster);
   const frame = await acmeAll.next(
     (candidate) => candidate.type === "chat_message" && candidate.chat_id === chatId,
     "the new chat's message on the chats socket",
@@ -345,12 +351,7 @@ Deno.test("a new chat whose history the store fails to read while a chats socket
   await using acmeAll = await joinAllChats(cluster, "acme");
   const locker = postgres(cluster.databaseUrl, { max: 2, onnotice: () => {} });
   try {
-    let chatId = "";
-    await writtenUnpublished(cluster, async (store) => {
-      const { chat } = await store.createChat("bob", "acme");
-      chatId = chat.id;
-      await store.insertMessage({ ...fromAlice(chat.id, "hello from bob"), sender_id: "bob" });
-    });
+    const chatId = await bobsUnpublishedChat(cluster);
     // the sweep tells the socket of the chat a period later: by then its history cannot be read
     const holder = await locker.reserve();
     await holder`begin`;
@@ -382,4 +383,34 @@ Deno.test("a new chat whose history the store fails to read while a chats socket
   } finally {
     await locker.end();
   }
+});
+
+Deno.test("a new chat whose unread count the store fails to read while a chats socket takes it in gets it at the next telling", async () => {
+  await using cluster = await startCluster({ instances: 1, env: { FEED_SWEEP_SECONDS: "1" } });
+  await using acmeAll = await joinAllChats(cluster, "acme");
+  const { chat: service } = cluster.main.service;
+  const unread = service.unread;
+  let failed = false;
+  // the pages of the new chat are read and sent, then the unread count fails, once
+  service.unread = (membership) => {
+    if (failed) return unread(membership);
+    failed = true;
+    return Promise.reject(new Error("the store failed"));
+  };
+  const chatId = await bobsUnpublishedChat(cluster);
+  const frame = await acmeAll.next(
+    (candidate) => candidate.type === "chat_message" && candidate.chat_id === chatId,
+    "the new chat's message on the chats socket",
+    5_000,
+  );
+  assert.equal(frame.message.seq, 1);
+  assert.ok(failed, "the unread count was read");
+  // what the failed read owed acme comes at the next telling, though no page is left to send
+  const counted = await acmeAll.next(
+    (candidate) => candidate.type === "unread_messages" && candidate.chat_id === chatId,
+    "the new chat's unread count on the chats socket",
+    5_000,
+  );
+  assert.equal(counted.count, 1);
+  assert.deepEqual(acmeAll.pending("chat_message"), []);
 });

@@ -85,13 +85,16 @@ export async function adoptNewChat(chatId: string, context: PagesContext): Promi
   let takenIn = false;
   // every page of it: what the feed follows from now on starts after the chat's last seq,
   // and no later message need come to show a gap past the first page
-  let sentUpTo = order.sentUpTo(chatId) ?? 0;
+  const sentBefore = order.sentUpTo(chatId);
+  let sentUpTo = sentBefore ?? 0;
   try {
     const membership = await chats.takeInNewChat(chatId);
     if (!membership) return;
     takenIn = true;
     const { chat, side } = membership;
-    let toThisSide = false;
+    // taken in again after a failure: what failed may have been the unread count owed for the
+    // pages sent then, which no page sent now would call for (a snapshot: one more is harmless)
+    let toThisSide = sentBefore !== undefined;
     // nothing more once the socket closed, or lost the chat (a membership revoked meanwhile)
     const stillSeen = () => !connection.closed && chats.memberships.has(chatId);
     for (let hasMore = true; hasMore && stillSeen();) {
