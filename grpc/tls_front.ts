@@ -109,7 +109,8 @@ export function startTlsFront(options: {
       const late = setTimeout(() => closeConn(client), TLS_HANDSHAKE_TIMEOUT_MS);
       const ended = () => {
         clearTimeout(late);
-        if (side !== undefined) handshaking.delete(side);
+        // only its own entry: a loopback port let go may already be another connection's
+        if (side !== undefined && handshaking.get(side) === ended) handshaking.delete(side);
       };
       const relayed = relay(
         client,
