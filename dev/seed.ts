@@ -10,7 +10,7 @@ import type { Chat, VendorRole } from "../chat/types.ts";
 import { configOrExit, loadConfig, noArgumentsOrExit, requireWritableDataDir } from "../config.ts";
 import { EmbeddedDatabaseInUse } from "../db/embedded.ts";
 import { startService } from "../main.ts";
-import { couldNotStart } from "./could_not_start.ts";
+import { couldNot, couldNotStart } from "./could_not_start.ts";
 import { overDefaults } from "./environment.ts";
 import { devSecrets } from "./secrets.ts";
 
@@ -98,9 +98,15 @@ if (import.meta.main) {
   let seeded: Seeded;
   try {
     seeded = await seedDemo(service.chat);
-  } finally {
-    await service.close();
+  } catch (error) {
+    // the seeding's error is the one to tell, even if the close fails too
+    try {
+      await service.close();
+    } finally {
+      couldNot("seed", error);
+    }
   }
+  await service.close();
   console.log(`seeded ${seeded.chats.length} chats:`);
   for (const chat of seeded.chats) {
     console.log(`  ${chat.id}  ${chat.user_id} <-> ${chat.vendor_id}`);

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { createChatClient } from "../client/mod.ts";
+import postgres from "postgres";
+import { freshDatabase } from "../tests/support/database.ts";
 import { runDevTask } from "../tests/support/dev_task.ts";
 import { startCluster } from "../tests/support/service.ts";
 import { within } from "../tests/support/wait.ts";
@@ -98,6 +100,34 @@ Deno.test("`deno task seed` takes JWT_SECRET and PORT set empty as unset, as `de
     const { promise, resolve } = Promise.withResolvers<number>();
     alice.on("chats", (frame) => resolve(frame.chats.length));
     assert.equal(await within(promise, 5_000, "alice's chats"), 2);
+  } finally {
+    await Deno.remove(cwd, { recursive: true });
+  }
+});
+
+Deno.test("`deno task seed` whose database connection is lost while seeding says so in one line and exits 1", async () => {
+  await using database = await freshDatabase();
+  // the first demo vendor member ends the connection that adds it, as a restart would
+  const sql = postgres(database.url, { max: 1, onnotice: () => {} });
+  try {
+    await sql.unsafe(`
+      create function end_own_connection() returns trigger language plpgsql as $$
+      begin perform pg_terminate_backend(pg_backend_pid()); return new; end $$;
+      create trigger end_own_connection before insert on vendor_members
+        for each row execute function end_own_connection();
+    `);
+  } finally {
+    await sql.end();
+  }
+  const cwd = await Deno.makeTempDir();
+  try {
+    const { code, stdout, stderr } = await runDevTask("seed", {
+      cwd,
+      env: { DATABASE_URL: database.url, JWT_SECRET: "seed-test-secret-0123456789abcdef" },
+    });
+    assert.equal(code, 1, `${stdout}\n${stderr}`);
+    assert.doesNotMatch(stdout, /seeded/);
+    assert.match(stderr, /^could not seed: the database is unavailable[^\n]*$/);
   } finally {
     await Deno.remove(cwd, { recursive: true });
   }
