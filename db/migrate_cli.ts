@@ -6,6 +6,7 @@ import {
   noArgumentsOrExit,
   requireWritableDataDir,
 } from "../config.ts";
+import { couldNot, couldNotAfter } from "../dev/could_not_start.ts";
 import { EmbeddedDatabaseInUse, startEmbeddedPostgres } from "./embedded.ts";
 import { migrate } from "./migrate.ts";
 
@@ -19,7 +20,7 @@ let embedded;
 try {
   embedded = config.DATABASE_URL ? undefined : await startEmbeddedPostgres(config.DATA_DIR);
 } catch (error) {
-  if (!(error instanceof EmbeddedDatabaseInUse)) throw error;
+  if (!(error instanceof EmbeddedDatabaseInUse)) couldNot("migrate", error);
   console.error(error.message);
   Deno.exit(2);
 }
@@ -33,7 +34,12 @@ try {
       ),
   });
   console.log(applied.length ? `applied ${applied.join(", ")}` : "up to date");
-} finally {
-  await sql.end();
-  await embedded?.close();
+} catch (error) {
+  // a database out of reach in one line, as `deno task start` says it, and exit 1
+  await couldNotAfter("migrate", error, async () => {
+    await sql.end();
+    await embedded?.close();
+  });
 }
+await sql.end();
+await embedded?.close();

@@ -32,3 +32,18 @@ Deno.test("`deno task migrate` with a bad DATABASE_URL names it in one line and 
     await Deno.remove(cwd, { recursive: true });
   }
 });
+
+Deno.test("`deno task migrate` with a database it cannot reach says so in one line and exits 1", async () => {
+  const cwd = await Deno.makeTempDir();
+  try {
+    const { code, stderr } = await runDevTask("migrate", {
+      cwd,
+      // nothing listens on port 1
+      env: { DATABASE_URL: "postgres://postgres@127.0.0.1:1/chat" },
+    });
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, /^could not migrate: connect ECONNREFUSED 127\.0\.0\.1:1$/);
+  } finally {
+    await Deno.remove(cwd, { recursive: true });
+  }
+});

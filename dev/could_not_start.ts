@@ -17,6 +17,22 @@ export function couldNot(doing: string, error: unknown): never {
   Deno.exit(1);
 }
 
+/**
+ * {@link couldNot}, once `cleanUp` (closing what the tool opened) has run: the tool's error is the
+ * one told, even if the clean-up fails too.
+ */
+export async function couldNotAfter(
+  doing: string,
+  error: unknown,
+  cleanUp: () => Promise<unknown>,
+): Promise<never> {
+  try {
+    await cleanUp();
+  } finally {
+    couldNot(doing, error);
+  }
+}
+
 /** {@link couldNot} for a service that could not start. */
 export function couldNotStart(error: unknown): never {
   couldNot("start", error);

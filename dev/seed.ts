@@ -10,7 +10,7 @@ import type { Chat, VendorRole } from "../chat/types.ts";
 import { configOrExit, loadConfig, noArgumentsOrExit, requireWritableDataDir } from "../config.ts";
 import { EmbeddedDatabaseInUse } from "../db/embedded.ts";
 import { startService } from "../main.ts";
-import { couldNot, couldNotStart } from "./could_not_start.ts";
+import { couldNotAfter, couldNotStart } from "./could_not_start.ts";
 import { overDefaults } from "./environment.ts";
 import { devSecrets } from "./secrets.ts";
 
@@ -95,17 +95,9 @@ if (import.meta.main) {
     console.error(error.message);
     Deno.exit(2);
   }
-  let seeded: Seeded;
-  try {
-    seeded = await seedDemo(service.chat);
-  } catch (error) {
-    // the seeding's error is the one to tell, even if the close fails too
-    try {
-      await service.close();
-    } finally {
-      couldNot("seed", error);
-    }
-  }
+  const seeded = await seedDemo(service.chat).catch((error) =>
+    couldNotAfter("seed", error, () => service.close())
+  );
   await service.close();
   console.log(`seeded ${seeded.chats.length} chats:`);
   for (const chat of seeded.chats) {
