@@ -158,6 +158,35 @@ Deno.test("loadConfig refuses a NATS_URL whose servers have different credential
   );
 });
 
+Deno.test("loadConfig refuses a NATS_URL the NATS client cannot connect to, naming it without its secrets", () => {
+  // found only at the connect, after the migrations, each ended the start with 1, to be started
+  // again and again, in a line that did not name NATS_URL
+  for (
+    const value of [
+      "nats://s3cret@n1:99999", // no port
+      "nats://s3cret@n1:42x2",
+      "http://s3cret@n1:4222", // a scheme NATS does not take: the client would drop it
+      "ws://n1:4222", // the WebSocket transport, which this client has not
+      "nats://:4222", // no host
+      "nats://s3cret@",
+      "nats://n1:4222,tls://",
+      " , ", // no server at all
+    ]
+  ) {
+    assert.throws(
+      () => loadConfig({ ...valid, NATS_URL: value }),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        /^invalid configuration: NATS_URL: [^\n]+$/.test(error.message) &&
+        !error.message.includes("s3cret"),
+      value,
+    );
+  }
+  for (const value of ["n1:4222", "n1", "[::1]:4222", "tls://n1", "nats://a:b@n1:4222, n2:4223"]) {
+    assert.equal(loadConfig({ ...valid, NATS_URL: value }).NATS_URL, value);
+  }
+});
+
 Deno.test("loadConfig takes an empty value as unset", () => {
   const config = loadConfig({ ...valid, PORT: "", LOG_LEVEL: "" });
   assert.equal(config.PORT, 8000);

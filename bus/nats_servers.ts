@@ -6,20 +6,34 @@ export interface NatsServers {
   token?: string;
 }
 
+/** The schemes the NATS client (TCP, over TLS if the server offers it) connects with. */
+const SCHEMES: ReadonlySet<string> = new Set(["nats:", "tls:"]);
+
 /**
  * NATS_URL (one URL or several, comma-separated) as the NATS client takes it. The client drops
  * a URL's user info, so `nats://user:password@host` or `nats://token@host` would connect
  * without credentials and be refused: they are taken out of the URLs and given as options (a
  * user without a password is a token, as NATS reads it). The client has one set of credentials
- * for all servers, so URLs with different ones are an Error (a setting config.ts refuses).
+ * for all servers, so URLs with different ones are an Error (a setting config.ts refuses), and
+ * so is a list without a server, or a server the client could not connect to: no host, a port
+ * that is none, a scheme other than `nats://` or `tls://` (the client would drop it and speak
+ * NATS to, say, an `http://` or `ws://` port). No Error shows the value, which may hold secrets.
  */
 export function natsServers(value: string): NatsServers {
   let credentials: Omit<NatsServers, "servers"> | undefined;
   let seenWith = "";
-  const servers = value.split(",").map((part) => part.trim()).filter((part) => part !== "")
-    .map((server) => {
+  const written = value.split(",").map((part) => part.trim()).filter((part) => part !== "");
+  if (written.length === 0) throw new Error("names no server");
+  const servers = written
+    .map((server, index) => {
       const url = parsed(server);
-      if (!url || (!url.username && !url.password)) return server;
+      const which = written.length === 1 ? "the server" : `server ${index + 1}`;
+      if (!url) throw new Error(`${which} is no [scheme://]host[:port] with a port of 1-65535`);
+      if (!SCHEMES.has(url.protocol)) {
+        throw new Error(`${which} has the scheme ${url.protocol}// (NATS takes nats:// or tls://)`);
+      }
+      if (!url.hostname) throw new Error(`${which} names no host`);
+      if (!url.username && !url.password) return server;
       const user = decodeURIComponent(url.username);
       const found = url.password
         ? { user, pass: decodeURIComponent(url.password) }

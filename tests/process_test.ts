@@ -223,6 +223,8 @@ Deno.test("a wrong or missing setting stops deno task start with one line naming
     [{ ...env, HOST: "not a host" }, "HOST"],
     // the HTTP listener takes the brackets, the gRPC one does not
     [{ ...env, HOST: "[::1]" }, "HOST"],
+    // else found only at the connect, after the migrations, and said as "could not start"
+    [{ ...env, NATS_URL: "nats://127.0.0.1:99999" }, "NATS_URL"],
     // a key the verifier cannot use, found before the database is asked (it would refuse: port 1)
     [{
       ...withoutKey,
