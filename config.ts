@@ -269,7 +269,7 @@ export function configOrExit<T>(load: () => T): T {
 }
 
 /**
- * For the command-line tools that take no arguments (migrate, seed): `--help` or `-h` prints
+ * For the command-line tools that take no arguments (dev, migrate, seed): `--help` or `-h` prints
  * `usage` and exits 0, anything else is refused with it (exit 2), rather than ignored while the
  * tool goes on to change the configured database.
  */

@@ -4,7 +4,7 @@
  * .dev/secrets.json (never in the repository), a sample chat, and ready-to-use tokens.
  */
 import { signDevToken } from "./auth/sign.ts";
-import { configOrExit, loadConfig, requireWritableDataDir } from "./config.ts";
+import { configOrExit, loadConfig, noArgumentsOrExit, requireWritableDataDir } from "./config.ts";
 import { EmbeddedDatabaseInUse } from "./db/embedded.ts";
 import { ListenFailure, type RunningService, startService } from "./main.ts";
 import { couldNotStart } from "./dev/could_not_start.ts";
@@ -30,6 +30,12 @@ function refused(error: unknown): never {
   couldNotStart(error);
 }
 
+noArgumentsOrExit(
+  "usage: deno task dev\n" +
+    "runs the service for development: DATABASE_URL, else an embedded PGlite in .dev/pgdata, and\n" +
+    "NATS_URL, else in-process fan-out; a JWT secret and admin token kept in .dev/secrets.json;\n" +
+    "prints a sample chat with a token and a demo page link per side. Settings: README.md",
+);
 const secrets = await devSecrets();
 const config = configOrExit(() =>
   requireWritableDataDir(loadConfig(overDefaults({

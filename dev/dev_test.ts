@@ -59,7 +59,7 @@ for (const task of ["dev", "seed"]) {
   });
 }
 
-for (const task of ["migrate", "seed"]) {
+for (const task of ["dev", "migrate", "seed"]) {
   Deno.test(`\`deno task ${task} --help\` says what it does and touches no database; an argument it does not take is refused`, async () => {
     const cwd = await Deno.makeTempDir();
     // nothing listens on port 1: a run that went on would fail to connect
