@@ -15,6 +15,8 @@ export class ShutdownSequence {
   #steps: ShutdownStep[] = [];
   #endsAt = 0;
   #running: Promise<void> | undefined;
+  /** The timers of the deadlines handed out, cleared once the steps are over. */
+  #timers = new Set<ReturnType<typeof setTimeout>>();
 
   /** `onError` hears a step that failed; the steps after it run all the same. */
   constructor(timeoutMs: number, onError: (error: unknown) => void) {
@@ -41,7 +43,7 @@ export class ShutdownSequence {
    * it used up the deadline.
    */
   notBefore(deadline: AbortSignal, share: number): AbortSignal {
-    const floor = AbortSignal.timeout(this.secondsLeft() * 1000 * share);
+    const floor = this.#abortAfter(this.secondsLeft() * 1000 * share);
     if (deadline.aborted) return floor;
     const later = new AbortController();
     const abortWhenBoth = () => {
@@ -59,11 +61,31 @@ export class ShutdownSequence {
 
   async #runSteps(): Promise<void> {
     this.#endsAt = Date.now() + this.#timeoutMs - exitReserveMs(this.#timeoutMs);
-    const deadline = AbortSignal.timeout(this.#timeoutMs - Math.min(1_000, this.#timeoutMs / 2));
-    for (const step of this.#steps.splice(0).reverse()) {
-      // a step that throws at once is reported like one that rejects
-      await Promise.resolve().then(() => step(deadline)).catch(this.#onError);
+    const deadline = this.#abortAfter(this.#timeoutMs - Math.min(1_000, this.#timeoutMs / 2));
+    try {
+      for (const step of this.#steps.splice(0).reverse()) {
+        // a step that throws at once is reported like one that rejects
+        await Promise.resolve().then(() => step(deadline)).catch(this.#onError);
+      }
+    } finally {
+      for (const timer of this.#timers) clearTimeout(timer);
+      this.#timers.clear();
     }
+  }
+
+  /**
+   * A signal that aborts after `ms`, like AbortSignal.timeout, but whose timer ends with the
+   * steps: a listener a step leaves on it (a socket's, a pool's) would keep AbortSignal.timeout's
+   * timer, and the process, alive for the rest of the timeout after everything had closed.
+   */
+  #abortAfter(ms: number): AbortSignal {
+    const controller = new AbortController();
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      controller.abort(new DOMException("the shutdown deadline passed", "TimeoutError"));
+    }, ms);
+    this.#timers.add(timer);
+    return controller.signal;
   }
 }
 

@@ -83,3 +83,33 @@ Deno.test("a step's share of the time left does not end before the deadline", as
   await shutdown.run();
   assert.equal(finished, true);
 });
+
+Deno.test("a finished shutdown leaves no timer behind, though a step still listens to its deadline", async () => {
+  // as the steps do (a socket's close, the pool's end): a listener on the deadline, or on a
+  // share of it, refs its timer, which kept a tool (`deno task seed`) alive for the whole
+  // timeout after everything had closed
+  const script = `
+    import { ShutdownSequence } from ${
+    JSON.stringify(new URL("./shutdown.ts", import.meta.url).href)
+  };
+    const shutdown = new ShutdownSequence(30_000, (error) => console.error(error));
+    shutdown.add((deadline) => {
+      shutdown.notBefore(deadline, 0.5).addEventListener("abort", () => {});
+      deadline.addEventListener("abort", () => {});
+    });
+    await shutdown.run();
+  `;
+  const started = performance.now();
+  const { code, stderr } = await within(
+    new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--no-check", script],
+      stdout: "null",
+      stderr: "piped",
+    }).output(),
+    60_000,
+    "the process",
+  );
+  assert.equal(code, 0, new TextDecoder().decode(stderr));
+  const tookMs = performance.now() - started;
+  assert.ok(tookMs < 10_000, `the process ended ${Math.round(tookMs)} ms after it started`);
+});
