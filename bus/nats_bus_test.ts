@@ -127,3 +127,16 @@ Deno.test("NATS bus: close() gives up a drain NATS does not answer once its sign
   await within(closed, "close after the abort");
   // the sanitizer fails this test if the client left a reconnect or ping timer behind
 });
+
+Deno.test("NATS bus: a tls:// server that offers no TLS is refused, not spoken to in the clear", async () => {
+  // the shared server has no TLS: with the credentials in the URL, a client that went on in the
+  // clear would hand them to whoever answered the address
+  const error = await createNatsBus({ servers: `tls://${natsUrl.host}` }).then(
+    async (bus) => {
+      await bus.close();
+      assert.fail("connected without TLS to a tls:// server");
+    },
+    (error: unknown) => error,
+  );
+  assert.ok(error instanceof ChatError && error.code === "unavailable", String(error));
+});

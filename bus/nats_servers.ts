@@ -4,9 +4,11 @@ export interface NatsServers {
   user?: string;
   pass?: string;
   token?: string;
+  /** Set (to the defaults) when the servers are `tls://`: the client then refuses one without. */
+  tls?: Record<string, never>;
 }
 
-/** The schemes the NATS client (TCP, over TLS if the server offers it) connects with. */
+/** The schemes the NATS client connects with: TCP, or TCP that must turn TLS. */
 const SCHEMES: ReadonlySet<string> = new Set(["nats:", "tls:"]);
 
 /**
@@ -17,11 +19,14 @@ const SCHEMES: ReadonlySet<string> = new Set(["nats:", "tls:"]);
  * for all servers, so URLs with different ones are an Error (a setting config.ts refuses), and
  * so is a list without a server, or a server the client could not connect to: no host, a port
  * that is none, a scheme other than `nats://` or `tls://` (the client would drop it and speak
- * NATS to, say, an `http://` or `ws://` port). No Error shows the value, which may hold secrets.
+ * NATS to, say, an `http://` or `ws://` port). The client goes on in the clear with a server that
+ * offers no TLS, credentials and all, unless told to require it: `tls://` servers require it, and
+ * a list that mixes them with others is an Error. No Error shows the value, which may hold secrets.
  */
 export function natsServers(value: string): NatsServers {
   let credentials: Omit<NatsServers, "servers"> | undefined;
   let seenWith = "";
+  let secure = 0;
   const written = value.split(",").map((part) => part.trim()).filter((part) => part !== "");
   if (written.length === 0) throw new Error("names no server");
   const servers = written
@@ -33,6 +38,7 @@ export function natsServers(value: string): NatsServers {
         throw new Error(`${which} has the scheme ${url.protocol}// (NATS takes nats:// or tls://)`);
       }
       if (!url.hostname) throw new Error(`${which} names no host`);
+      if (url.protocol === "tls:") secure += 1;
       if (!url.username && !url.password) return server;
       const user = decodeURIComponent(url.username);
       const found = url.password
@@ -48,7 +54,10 @@ export function natsServers(value: string): NatsServers {
       url.password = "";
       return url.toString().replace(/\/$/, "");
     });
-  return { servers, ...credentials };
+  if (secure > 0 && secure < servers.length) {
+    throw new Error("every server must be tls:// if one is (TLS is required of all or none)");
+  }
+  return { servers, ...credentials, ...(secure > 0 ? { tls: {} } : {}) };
 }
 
 /**

@@ -20,6 +20,7 @@ Deno.test("natsServers takes a user and password, or a token, out of the URLs in
   assert.deepEqual(natsServers("tls://s3cr3t-token@nats.internal:4222"), {
     servers: ["tls://nats.internal:4222"],
     token: "s3cr3t-token",
+    tls: {},
   });
   // a server without credentials beside one with them connects with the same ones
   assert.deepEqual(natsServers("nats://t0k@a:4222,nats://b:4222"), {
@@ -45,4 +46,17 @@ Deno.test("natsServers takes the credentials of a server written without its sch
     servers: ["nats://n1:4222", "nats://n2:4222"],
     token: "t0ken",
   });
+});
+
+Deno.test("natsServers requires TLS of tls:// servers, and refuses a list that mixes them with others", () => {
+  assert.deepEqual(natsServers("tls://a:4222, tls://b:4222"), {
+    servers: ["tls://a:4222", "tls://b:4222"],
+    tls: {},
+  });
+  for (const mixed of ["tls://a:4222,nats://b:4222", "b:4222, tls://u:s3cret@a:4222"]) {
+    assert.throws(
+      () => natsServers(mixed),
+      (error: Error) => /tls:\/\//.test(error.message) && !/s3cret/.test(error.message),
+    );
+  }
 });
