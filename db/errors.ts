@@ -1,4 +1,5 @@
 import { ChatError } from "../chat/errors.ts";
+import type { StoreCalls } from "./store_calls.ts";
 
 /**
  * postgres.js's own codes for a connection that could not be made or was lost, and the socket's
@@ -122,21 +123,30 @@ export const STORE_TIMEOUT_MS = 5_000;
 
 /**
  * Wraps every method of a store so that only ChatErrors leave it, and no call takes longer
- * than `timeoutMs` (default {@link STORE_TIMEOUT_MS}): past it the caller gets `unavailable`
- * and the abandoned query ends on its own. Its outcome is then unknown to the caller, as with
- * any reply lost with its connection; a retried send with the same `client_id` settles it.
+ * than `timeoutMs` (default {@link STORE_TIMEOUT_MS}): past it the caller gets `unavailable`.
+ * With `calls`, each call runs as one of them, and the statements it sent through an `sql`
+ * that knows them are cancelled then (store_calls.ts); without, the abandoned query ends on its
+ * own. Its outcome is then unknown to the caller, as with any reply lost with its connection; a
+ * retried send with the same `client_id` settles it.
  */
 export function withErrorTranslation<T extends object>(
   store: T,
-  options: { timeoutMs?: number } = {},
+  options: { timeoutMs?: number; calls?: StoreCalls } = {},
 ): T {
   const timeoutMs = options.timeoutMs ?? STORE_TIMEOUT_MS;
+  const { calls } = options;
   const wrapped: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(store)) {
     wrapped[name] = typeof value === "function"
       ? async (...args: unknown[]) => {
         try {
-          return await answerWithin(value.apply(store, args), timeoutMs);
+          if (calls === undefined) return await answerWithin(value.apply(store, args), timeoutMs);
+          const call = new AbortController();
+          return await answerWithin(
+            calls.run(call.signal, () => value.apply(store, args)),
+            timeoutMs,
+            () => call.abort(),
+          );
         } catch (error) {
           throw translateDatabaseError(error);
         }

@@ -11,6 +11,7 @@ import { createModerationQueries } from "./moderation_queries.ts";
 import { createMessageWriter } from "./message_writer.ts";
 import { type ChatAfterRead, chatAfterRead } from "./read_batch.ts";
 import { withWholeResults } from "./whole_results.ts";
+import { createStoreCalls } from "./store_calls.ts";
 import { messageColumns, type MessageRow, toStoredMessage } from "./rows.ts";
 import { transaction } from "./transactions.ts";
 import { CANCEL_AHEAD_MS, cancelledOnAbort } from "./statement_deadline.ts";
@@ -36,8 +37,10 @@ class DuplicateClientId extends Error {}
  * message (BENCHMARKS.md, "Seventh session").
  */
 export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStore {
-  const sql = withWholeResults(pool);
-  const writerSql = writerPool === pool ? sql : withWholeResults(writerPool);
+  const calls = createStoreCalls();
+  const sql = withWholeResults(pool, calls);
+  // the writer cancels its own statements (message_writer.ts), at its own deadlines
+  const writerSql = withWholeResults(writerPool);
   const moderation = createModerationQueries(sql);
 
   async function selectMessage(db: Sql, messageId: string) {
@@ -352,7 +355,12 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
   const writer = createMessageWriter(writerSql, {
     insertOne: insertSingle,
   });
-  return withErrorTranslation(store);
+  // The writer's calls are none of `calls`: no context and no signal of their own per message
+  const { insertMessage, markRead, ...reads } = store;
+  return {
+    ...withErrorTranslation(reads, { calls }),
+    ...withErrorTranslation({ insertMessage, markRead }),
+  };
 }
 
 /** A chat's read marks of a window (chat_id null when none has any), with the window's bounds. */

@@ -1,0 +1,109 @@
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import { ChatError } from "../chat/errors.ts";
+import type { ChatStore } from "../chat/ports.ts";
+import type { Chat, StoredMessage } from "../chat/types.ts";
+import { freshDatabase, fromAlice } from "../tests/support/database.ts";
+import { within } from "../tests/support/wait.ts";
+import { STORE_TIMEOUT_MS } from "./errors.ts";
+import { connectPool } from "./pools.ts";
+import { createPostgresStore } from "./postgres_store.ts";
+
+const isUnavailable = (error: unknown) =>
+  error instanceof ChatError && error.code === "unavailable";
+
+Deno.test("store calls that give up on a table locked from outside cancel their statements: the pool's connections come back, and the next call is answered at once", async () => {
+  await withLockedMessages(async ({ store, chat, waitingOnLock }) => {
+    // as many reads as the pool has connections, as a sweep round makes them
+    const started = performance.now();
+    const reads: Promise<unknown>[] = [
+      store.history(chat.id, { limit: 10 }),
+      store.messagesBetween(chat.id, 1, 10),
+    ];
+    for (const read of reads) {
+      await assert.rejects(within(read, STORE_TIMEOUT_MS + 2_000, "a read"), isUnavailable);
+    }
+    assert.ok(performance.now() - started >= STORE_TIMEOUT_MS - 100);
+    // a read of a table nobody holds gets a connection at once: the calls that gave up took
+    // their statements with them
+    const answered = performance.now();
+    assert.equal((await within(store.getChat(chat.id), 1_000, "getChat"))?.id, chat.id);
+    assert.ok(performance.now() - answered < 1_000);
+    // none of the pool's connections is left waiting for the lock (a cancel request is a
+    // connection of its own: it may take a moment)
+    const deadline = performance.now() + 2_000;
+    let waiting = await waitingOnLock();
+    while (waiting > 0 && performance.now() < deadline) {
+      await new Promise((next) => setTimeout(next, 50));
+      waiting = await waitingOnLock();
+    }
+    assert.equal(waiting, 0, "statements of calls that gave up still wait for the lock");
+  });
+});
+
+Deno.test("a store call that gives up inside a transaction rolls it back and gives its connection back clean", async () => {
+  await withLockedMessages(async ({ store, chat, message, waitingOnLock }) => {
+    const audit = {
+      action: "delete_message",
+      moderator_id: "moderator",
+      target_user_id: message.sender_id,
+      target_message_id: message.id,
+      reason: "spam",
+    };
+    await assert.rejects(
+      within(
+        store.deleteMessage(message.id, "moderator", { audit }),
+        STORE_TIMEOUT_MS + 2_000,
+        "deleteMessage",
+      ),
+      isUnavailable,
+    );
+    // the pool's one connection, out of its transaction
+    assert.equal((await within(store.getChat(chat.id), 1_000, "getChat"))?.id, chat.id);
+    assert.equal(await waitingOnLock(), 0);
+  }, { max: 1 });
+});
+
+/**
+ * A store on a pool of two connections (or `options.max`) (as main.ts makes it, named in pg_stat_activity) with a
+ * chat and a message, while another connection's transaction holds `messages` in ACCESS
+ * EXCLUSIVE mode (what VACUUM FULL or an operator's LOCK takes). `waitingOnLock` counts the
+ * pool's backends that wait for a lock.
+ */
+async function withLockedMessages(
+  test: (setup: {
+    store: ChatStore;
+    chat: Chat;
+    message: StoredMessage;
+    waitingOnLock: () => Promise<number>;
+  }) => Promise<void>,
+  options: { max: number } = { max: 2 },
+): Promise<void> {
+  await using database = await freshDatabase();
+  const instanceId = crypto.randomUUID();
+  const pool = connectPool(database.url, { max: options.max, instanceId });
+  const other = postgres(database.url, { max: 1, onnotice: () => {} });
+  const observer = postgres(database.url, { max: 1, onnotice: () => {} });
+  try {
+    const store = createPostgresStore(pool);
+    const { chat } = await store.createChat("alice", "acme");
+    const { message } = await store.insertMessage(fromAlice(chat.id, "before"));
+    const waitingOnLock = async () => {
+      const [{ count }] = await observer<[{ count: number }]>`
+        select count(*)::int as count from pg_stat_activity
+        where application_name = ${`chat-${instanceId.slice(0, 8)}`} and wait_event_type = 'Lock'`;
+      return count;
+    };
+    const locker = await other.reserve();
+    try {
+      await locker`begin`;
+      await locker`lock table messages in access exclusive mode`;
+      await test({ store, chat, message, waitingOnLock });
+    } finally {
+      await locker`rollback`;
+      locker.release();
+    }
+  } finally {
+    await Promise.all([other, observer, pool].map((sql) => sql.end({ timeout: 5 })));
+  }
+}
