@@ -17,6 +17,7 @@ import {
 import { cancelledOnAbort } from "./statement_deadline.ts";
 import { transaction } from "./transactions.ts";
 import { withWholeResults } from "./whole_results.ts";
+import { createStoreCalls } from "./store_calls.ts";
 
 /** The text search configuration of migration 0002; queries must use the same one. */
 const SEARCH_CONFIG = "simple";
@@ -81,7 +82,9 @@ function keysetPage<Row, Item, Cursor>(
  * (parameterised), user words included.
  */
 export function createAdminStore(pool: Sql): AdminStore {
-  const sql = withWholeResults(pool);
+  // a list that gives up at the store timeout takes its statement with it (store_calls.ts)
+  const calls = createStoreCalls();
+  const sql = withWholeResults(pool, calls);
   /** The rows past `after` in newest-first order of (created_at, id). */
   const olderThan = (after: TimeCursor | undefined) =>
     after === undefined
@@ -250,5 +253,5 @@ export function createAdminStore(pool: Sql): AdminStore {
       return { chats: Number(row?.chats ?? 0), messages: Number(row?.messages ?? 0) };
     },
   };
-  return withErrorTranslation(store);
+  return withErrorTranslation(store, { calls });
 }

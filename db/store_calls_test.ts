@@ -7,6 +7,7 @@ import { freshDatabase, fromAlice } from "../tests/support/database.ts";
 import { within } from "../tests/support/wait.ts";
 import { STORE_TIMEOUT_MS } from "./errors.ts";
 import { connectPool } from "./pools.ts";
+import { createAdminStore } from "./admin_store.ts";
 import { createPostgresStore } from "./postgres_store.ts";
 
 const isUnavailable = (error: unknown) =>
@@ -64,6 +65,27 @@ Deno.test("a store call that gives up inside a transaction rolls it back and giv
   }, { max: 1 });
 });
 
+Deno.test("admin store lists that give up on a table locked from outside cancel their statements too", async () => {
+  await withLockedMessages(async ({ pool, chat, waitingOnLock }) => {
+    const admin = createAdminStore(pool);
+    await assert.rejects(
+      within(
+        admin.listMessages({ chat_id: chat.id, include_deleted: true, limit: 10 }),
+        STORE_TIMEOUT_MS + 2_000,
+        "listMessages",
+      ),
+      isUnavailable,
+    );
+    const page = await within(
+      admin.listChats({ user_id: chat.user_id, limit: 10 }),
+      1_000,
+      "listChats",
+    );
+    assert.deepEqual(page.items.map((listed) => listed.id), [chat.id]);
+    assert.equal(await waitingOnLock(), 0);
+  }, { max: 1 });
+});
+
 /**
  * A store on a pool of two connections (or `options.max`) (as main.ts makes it, named in pg_stat_activity) with a
  * chat and a message, while another connection's transaction holds `messages` in ACCESS
@@ -72,6 +94,7 @@ Deno.test("a store call that gives up inside a transaction rolls it back and giv
  */
 async function withLockedMessages(
   test: (setup: {
+    pool: postgres.Sql;
     store: ChatStore;
     chat: Chat;
     message: StoredMessage;
@@ -98,7 +121,7 @@ async function withLockedMessages(
     try {
       await locker`begin`;
       await locker`lock table messages in access exclusive mode`;
-      await test({ store, chat, message, waitingOnLock });
+      await test({ pool, store, chat, message, waitingOnLock });
     } finally {
       await locker`rollback`;
       locker.release();
