@@ -5,6 +5,7 @@ import type { ChatStore } from "../chat/ports.ts";
 import type { Chat, StoredMessage } from "../chat/types.ts";
 import { freshDatabase, fromAlice } from "../tests/support/database.ts";
 import { within } from "../tests/support/wait.ts";
+import { hasPgBouncer, startPgBouncer } from "../tests/support/pgbouncer.ts";
 import { STORE_TIMEOUT_MS } from "./errors.ts";
 import { connectPool } from "./pools.ts";
 import { createAdminStore } from "./admin_store.ts";
@@ -14,33 +15,45 @@ const isUnavailable = (error: unknown) =>
   error instanceof ChatError && error.code === "unavailable";
 
 Deno.test("store calls that give up on a table locked from outside cancel their statements: the pool's connections come back, and the next call is answered at once", async () => {
-  await withLockedMessages(async ({ store, chat, waitingOnLock }) => {
-    // as many reads as the pool has connections, as a sweep round makes them
-    const started = performance.now();
-    const reads: Promise<unknown>[] = [
-      store.history(chat.id, { limit: 10 }),
-      store.messagesBetween(chat.id, 1, 10),
-    ];
-    for (const read of reads) {
-      await assert.rejects(within(read, STORE_TIMEOUT_MS + 2_000, "a read"), isUnavailable);
-    }
-    assert.ok(performance.now() - started >= STORE_TIMEOUT_MS - 100);
-    // a read of a table nobody holds gets a connection at once: the calls that gave up took
-    // their statements with them
-    const answered = performance.now();
-    assert.equal((await within(store.getChat(chat.id), 1_000, "getChat"))?.id, chat.id);
-    assert.ok(performance.now() - answered < 1_000);
-    // none of the pool's connections is left waiting for the lock (a cancel request is a
-    // connection of its own: it may take a moment)
-    const deadline = performance.now() + 2_000;
-    let waiting = await waitingOnLock();
-    while (waiting > 0 && performance.now() < deadline) {
-      await new Promise((next) => setTimeout(next, 50));
-      waiting = await waitingOnLock();
-    }
-    assert.equal(waiting, 0, "statements of calls that gave up still wait for the lock");
-  });
+  await withLockedMessages(readsGiveUp);
 });
+
+Deno.test({
+  name: "store calls that give up cancel their statements behind PgBouncer too",
+  ignore: !hasPgBouncer(),
+  async fn() {
+    await withLockedMessages(readsGiveUp, { max: 2, throughPgBouncer: true });
+  },
+});
+
+/** As many reads as the pool has connections (as a sweep round makes them) give up. */
+async function readsGiveUp(
+  { store, chat, waitingOnLock }: Pick<LockedMessages, "store" | "chat" | "waitingOnLock">,
+): Promise<void> {
+  const started = performance.now();
+  const reads: Promise<unknown>[] = [
+    store.history(chat.id, { limit: 10 }),
+    store.messagesBetween(chat.id, 1, 10),
+  ];
+  for (const read of reads) {
+    await assert.rejects(within(read, STORE_TIMEOUT_MS + 2_000, "a read"), isUnavailable);
+  }
+  assert.ok(performance.now() - started >= STORE_TIMEOUT_MS - 100);
+  // a read of a table nobody holds gets a connection at once: the calls that gave up took
+  // their statements with them
+  const answered = performance.now();
+  assert.equal((await within(store.getChat(chat.id), 1_000, "getChat"))?.id, chat.id);
+  assert.ok(performance.now() - answered < 1_000);
+  // none of the pool's connections is left waiting for the lock (a cancel request is a
+  // connection of its own: it may take a moment)
+  const deadline = performance.now() + 2_000;
+  let waiting = await waitingOnLock();
+  while (waiting > 0 && performance.now() < deadline) {
+    await new Promise((next) => setTimeout(next, 50));
+    waiting = await waitingOnLock();
+  }
+  assert.equal(waiting, 0, "statements of calls that gave up still wait for the lock");
+}
 
 Deno.test("a store call that gives up inside a transaction rolls it back and gives its connection back clean", async () => {
   await withLockedMessages(async ({ store, chat, message, waitingOnLock }) => {
@@ -86,25 +99,29 @@ Deno.test("admin store lists that give up on a table locked from outside cancel 
   }, { max: 1 });
 });
 
+interface LockedMessages {
+  pool: postgres.Sql;
+  store: ChatStore;
+  chat: Chat;
+  message: StoredMessage;
+  /** How many of the pool's backends wait for a lock. */
+  waitingOnLock: () => Promise<number>;
+}
+
 /**
- * A store on a pool of two connections (or `options.max`) (as main.ts makes it, named in pg_stat_activity) with a
- * chat and a message, while another connection's transaction holds `messages` in ACCESS
- * EXCLUSIVE mode (what VACUUM FULL or an operator's LOCK takes). `waitingOnLock` counts the
- * pool's backends that wait for a lock.
+ * A store on a pool of `options.max` connections (as main.ts makes it, named in
+ * pg_stat_activity; through a PgBouncer of its own with `throughPgBouncer`) with a chat and a
+ * message, while another connection's transaction holds `messages` in ACCESS EXCLUSIVE mode
+ * (what VACUUM FULL or an operator's LOCK takes).
  */
 async function withLockedMessages(
-  test: (setup: {
-    pool: postgres.Sql;
-    store: ChatStore;
-    chat: Chat;
-    message: StoredMessage;
-    waitingOnLock: () => Promise<number>;
-  }) => Promise<void>,
-  options: { max: number } = { max: 2 },
+  test: (setup: LockedMessages) => Promise<void>,
+  options: { max: number; throughPgBouncer?: boolean } = { max: 2 },
 ): Promise<void> {
   await using database = await freshDatabase();
+  await using bouncer = options.throughPgBouncer ? await startPgBouncer(database.url) : undefined;
   const instanceId = crypto.randomUUID();
-  const pool = connectPool(database.url, { max: options.max, instanceId });
+  const pool = connectPool(bouncer?.url ?? database.url, { max: options.max, instanceId });
   const other = postgres(database.url, { max: 1, onnotice: () => {} });
   const observer = postgres(database.url, { max: 1, onnotice: () => {} });
   try {
