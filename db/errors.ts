@@ -143,7 +143,8 @@ export function withErrorTranslation<T extends object>(
           if (calls === undefined) return await answerWithin(value.apply(store, args), timeoutMs);
           const call = new AbortController();
           return await answerWithin(
-            calls.run(call.signal, () => value.apply(store, args)),
+            // awaited inside: a statement a method returns unawaited is sent for the call too
+            calls.run(call.signal, async () => await value.apply(store, args)),
             timeoutMs,
             () => call.abort(),
           );

@@ -6,7 +6,9 @@ import type { Chat, StoredMessage } from "../chat/types.ts";
 import { freshDatabase, fromAlice } from "../tests/support/database.ts";
 import { within } from "../tests/support/wait.ts";
 import { hasPgBouncer, startPgBouncer } from "../tests/support/pgbouncer.ts";
-import { STORE_TIMEOUT_MS } from "./errors.ts";
+import { STORE_TIMEOUT_MS, withErrorTranslation } from "./errors.ts";
+import { createStoreCalls } from "./store_calls.ts";
+import { withWholeResults } from "./whole_results.ts";
 import { connectPool } from "./pools.ts";
 import { createAdminStore } from "./admin_store.ts";
 import { createPostgresStore } from "./postgres_store.ts";
@@ -97,6 +99,34 @@ Deno.test("admin store lists that give up on a table locked from outside cancel 
     assert.deepEqual(page.items.map((listed) => listed.id), [chat.id]);
     assert.equal(await waitingOnLock(), 0);
   }, { max: 1 });
+});
+
+Deno.test("a store method that returns its statement without awaiting it has it cancelled too", async () => {
+  await using database = await freshDatabase();
+  const instanceId = crypto.randomUUID();
+  const pool = connectPool(database.url, { max: 1, instanceId });
+  const observer = postgres(database.url, { max: 1, onnotice: () => {} });
+  try {
+    const calls = createStoreCalls();
+    const sql = withWholeResults(pool, calls);
+    const store = withErrorTranslation({
+      sleep: () => sql`select pg_sleep(30)`,
+    }, { timeoutMs: 300, calls });
+    await assert.rejects(within(store.sleep(), 2_000, "sleep"), isUnavailable);
+    const deadline = performance.now() + 2_000;
+    const sleeping = () =>
+      observer<[{ count: number }]>`
+        select count(*)::int as count from pg_stat_activity
+        where application_name = ${`chat-${instanceId.slice(0, 8)}`} and state = 'active'`;
+    let [{ count }] = await sleeping();
+    while (count > 0 && performance.now() < deadline) {
+      await new Promise((next) => setTimeout(next, 50));
+      [{ count }] = await sleeping();
+    }
+    assert.equal(count, 0, "the statement of the call that gave up still runs");
+  } finally {
+    await Promise.all([observer, pool].map((sql) => sql.end({ timeout: 1 })));
+  }
 });
 
 interface LockedMessages {
