@@ -414,3 +414,29 @@ Deno.test("a new chat whose unread count the store fails to read while a chats s
   assert.equal(counted.count, 1);
   assert.deepEqual(acmeAll.pending("chat_message"), []);
 });
+
+Deno.test("a new chat the store fails to take in on a chats socket is tried again by the socket itself, with no sweep to tell it again", async () => {
+  await using cluster = await startCluster({ instances: 1, env: { FEED_SWEEP_SECONDS: "3600" } });
+  await using acmeAll = await joinAllChats(cluster, "acme");
+  const { chat: service } = cluster.main.service;
+  const history = service.history;
+  let failed = false;
+  // the first read of the new chat's history fails, once
+  service.history = (...args: Parameters<typeof history>) => {
+    if (failed) return history(...args);
+    failed = true;
+    return Promise.reject(new Error("the store failed"));
+  };
+  // published: the socket hears of it once, and no sweep comes within the test
+  const chat = await service.createChat("bob", "acme");
+  await using bob = await joinChat(cluster, "bob", chat.id);
+  await sendText(bob, "acme", "after the failed take-in");
+  const frame = await acmeAll.next(
+    (candidate) => candidate.type === "chat_message" && candidate.chat_id === chat.id,
+    "the new chat's message on the chats socket",
+    8_000,
+  );
+  assert.ok(failed, "the history was read");
+  assert.equal(frame.message.content, "after the failed take-in");
+  assert.deepEqual(acmeAll.pending("chat_message"), []);
+});

@@ -23,6 +23,10 @@ import {
 } from "./store_pages.ts";
 import type { Endpoint } from "./endpoint.ts";
 
+/** How many times, and after how long at first, a new chat the store failed to take in is tried again. */
+const ADOPT_RETRIES = 3;
+const ADOPT_RETRY_MS = 1_000;
+
 /** What one socket may do before it is refused or closed. */
 export interface ConnectionLimits extends IntakeLimits {
   /** Bytes queued for a socket before it counts as a slow reader and is closed. */
@@ -73,6 +77,8 @@ export class Connection {
   #socket: WebSocket;
   #deps: ConnectionDeps;
   #queue: Promise<void>;
+  /** Timers of new chats to take in again (#adoptNewChat), cleared at the close. */
+  #adoptRetries = new Set<ReturnType<typeof setTimeout>>();
   #closed = false;
   /** Set by shutdown(): frames not yet started are dropped, unacknowledged. */
   #stopping = false;
@@ -215,7 +221,7 @@ export class Connection {
         return;
       case "chat_created":
         if (this.endpoint.kind !== "chats") return;
-        this.#queue = this.#queue.then(() => adoptNewChat(event.chat.id, this.#context()));
+        this.#adoptNewChat(event.chat.id, 0);
         return;
       case "membership_added":
         if (event.user_id !== this.userId || this.endpoint.kind !== "chats") return;
@@ -361,9 +367,28 @@ export class Connection {
     }
   }
 
+  /**
+   * Takes in a chat created after the socket connected; one the store failed to take in is
+   * tried again, after 1, 2 and 4 s: the sweep's telling of a creation comes once or twice, the
+   * first perhaps being the one that failed.
+   */
+  #adoptNewChat(chatId: string, attempt: number): void {
+    this.#queue = this.#queue.then(async () => {
+      const letGo = await adoptNewChat(chatId, this.#context());
+      if (!letGo || this.#closed || attempt >= ADOPT_RETRIES) return;
+      const retry = setTimeout(() => {
+        this.#adoptRetries.delete(retry);
+        this.#adoptNewChat(chatId, attempt + 1);
+      }, ADOPT_RETRY_MS * 2 ** attempt);
+      this.#adoptRetries.add(retry);
+    });
+  }
+
   #dispose(code: number): void {
     if (this.#closed) return;
     this.#closed = true;
+    for (const retry of this.#adoptRetries) clearTimeout(retry);
+    this.#adoptRetries.clear();
     this.#chats.stop();
     this.#order.clear();
     this.#deps.onClose(this, code);

@@ -74,13 +74,13 @@ export async function sendFirstFrames(context: PagesContext): Promise<void> {
  * socket followed it come from the store, with the `unread_messages` their live sending
  * would have pushed to this side; live events wait until they are out, and the ones those
  * already covered are dropped. When the store fails after the chat was taken in, it is let go
- * again, so that the next telling of its creation (the feed's sweep) takes it in anew, from the
- * page after the last one sent: the live events held meanwhile are dropped, and what they
- * carried comes in those pages.
+ * again, so that the next telling of its creation (the socket's own retry, or the feed's sweep)
+ * takes it in anew, from the page after the last one sent: the live events held meanwhile are
+ * dropped, and what they carried comes in those pages. True when it was let go so.
  */
-export async function adoptNewChat(chatId: string, context: PagesContext): Promise<void> {
+export async function adoptNewChat(chatId: string, context: PagesContext): Promise<boolean> {
   const { connection, service, chats, order, send } = context;
-  if (connection.closed || chats.memberships.has(chatId)) return;
+  if (connection.closed || chats.memberships.has(chatId)) return false;
   order.hold(chatId);
   let takenIn = false;
   // every page of it: what the feed follows from now on starts after the chat's last seq,
@@ -89,7 +89,7 @@ export async function adoptNewChat(chatId: string, context: PagesContext): Promi
   let sentUpTo = sentBefore ?? 0;
   try {
     const membership = await chats.takeInNewChat(chatId);
-    if (!membership) return;
+    if (!membership) return false;
     takenIn = true;
     const { chat, side } = membership;
     // taken in again after a failure: what failed may have been the unread count owed for the
@@ -111,12 +111,13 @@ export async function adoptNewChat(chatId: string, context: PagesContext): Promi
     }
     order.pageSent(chatId, sentUpTo);
     for (const delivery of order.release(chatId)) connection.deliver(delivery);
+    return false;
   } catch (error) {
     context.onError(error, "adopt new chat");
-    if (takenIn) {
-      chats.memberships.delete(chatId);
-      if (sentUpTo > 0) order.pageSent(chatId, sentUpTo);
-    }
+    if (!takenIn) return false;
+    chats.memberships.delete(chatId);
+    if (sentUpTo > 0) order.pageSent(chatId, sentUpTo);
+    return true;
   } finally {
     // a take-in that failed, or found the chat not the user's, drops what was held
     order.release(chatId);
