@@ -50,7 +50,8 @@ export function stopSignalHeard(): StopSignal | undefined {
 
 /**
  * `stop` hears the first signal (at once, if it came already); `beforeExit` hears a second one
- * (REPEAT_WINDOW_MS or more after the first), after which the process exits at once with 128 and the signal's number.
+ * (REPEAT_WINDOW_MS or more after the first), after which the process exits at once with 128
+ * and the signal's number.
  */
 export function onStopSignals(
   stop: (signal: StopSignal) => void,

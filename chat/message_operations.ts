@@ -64,12 +64,11 @@ export function createMessageOperations(
    */
   async function ownMessageToChange(actor: Actor, messageId: string): Promise<StoredMessage> {
     const { chat } = actor.membership;
-    const [message, membership, ban] = await Promise.all([
+    const [message, membership] = await Promise.all([
       store.getMessage(messageId),
       store.membership(chat.id, actor.user_id),
-      store.activeBan(actor.user_id),
+      refuseBanned(store, actor.user_id),
     ]);
-    if (ban) throw new ChatError("forbidden", "banned");
     if (!membership) throw new ChatError("forbidden", "not a participant of this chat");
     // someone else's message id reads as unknown
     if (!message || message.chat_id !== chat.id || message.deleted) {

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import type { ChatStore } from "../chat/ports.ts";
+import type { ChatService } from "../chat/service.ts";
 import { createPostgresStore } from "../db/postgres_store.ts";
 import { fromAlice } from "./support/database.ts";
 import { sample } from "./support/service_process.ts";
@@ -75,6 +76,23 @@ async function bobsUnpublishedChat(cluster: { databaseUrl: string }): Promise<st
     await store.insertMessage({ ...fromAlice(chat.id, "hello from bob"), sender_id: "bob" });
   });
   return chatId;
+}
+
+/**
+ * Makes the service's `method` fail its first call (the store failing once) and answer the later
+ * ones; `failed()` tells whether that first call came.
+ */
+function failingOnce(service: ChatService, method: "unread" | "history") {
+  const original: (...args: never[]) => Promise<unknown> = service[method];
+  let failed = false;
+  Object.assign(service, {
+    [method]: (...args: never[]) => {
+      if (failed) return original.apply(service, args);
+      failed = true;
+      return Promise.reject(new Error("the store failed"));
+    },
+  });
+  return { failed: () => failed };
 }
 
 /** Each instance's value of a counter, from its /metrics. */
@@ -389,14 +407,8 @@ Deno.test("a new chat whose unread count the store fails to read while a chats s
   await using cluster = await startCluster({ instances: 1, env: { FEED_SWEEP_SECONDS: "1" } });
   await using acmeAll = await joinAllChats(cluster, "acme");
   const { chat: service } = cluster.main.service;
-  const unread = service.unread;
-  let failed = false;
   // the pages of the new chat are read and sent, then the unread count fails, once
-  service.unread = (membership) => {
-    if (failed) return unread(membership);
-    failed = true;
-    return Promise.reject(new Error("the store failed"));
-  };
+  const unread = failingOnce(service, "unread");
   const chatId = await bobsUnpublishedChat(cluster);
   const frame = await acmeAll.next(
     (candidate) => candidate.type === "chat_message" && candidate.chat_id === chatId,
@@ -404,7 +416,7 @@ Deno.test("a new chat whose unread count the store fails to read while a chats s
     5_000,
   );
   assert.equal(frame.message.seq, 1);
-  assert.ok(failed, "the unread count was read");
+  assert.ok(unread.failed(), "the unread count was read");
   // what the failed read owed acme comes at the next telling, though no page is left to send
   const counted = await acmeAll.next(
     (candidate) => candidate.type === "unread_messages" && candidate.chat_id === chatId,
@@ -419,14 +431,8 @@ Deno.test("a new chat the store fails to take in on a chats socket is tried agai
   await using cluster = await startCluster({ instances: 1, env: { FEED_SWEEP_SECONDS: "3600" } });
   await using acmeAll = await joinAllChats(cluster, "acme");
   const { chat: service } = cluster.main.service;
-  const history = service.history;
-  let failed = false;
   // the first read of the new chat's history fails, once
-  service.history = (...args: Parameters<typeof history>) => {
-    if (failed) return history(...args);
-    failed = true;
-    return Promise.reject(new Error("the store failed"));
-  };
+  const history = failingOnce(service, "history");
   // published: the socket hears of it once, and no sweep comes within the test
   const chat = await service.createChat("bob", "acme");
   await using bob = await joinChat(cluster, "bob", chat.id);
@@ -436,7 +442,7 @@ Deno.test("a new chat the store fails to take in on a chats socket is tried agai
     "the new chat's message on the chats socket",
     8_000,
   );
-  assert.ok(failed, "the history was read");
+  assert.ok(history.failed(), "the history was read");
   assert.equal(frame.message.content, "after the failed take-in");
   assert.deepEqual(acmeAll.pending("chat_message"), []);
 });

@@ -317,6 +317,11 @@ Deno.test("a refused setting is quoted in the log line as it was written, braces
   );
 });
 
+/** The FATAL log records among the service's lines (each a JSON record). */
+function fatalRecords(printed: readonly string[]) {
+  return printed.map((line) => JSON.parse(line)).filter((line) => line.level === "FATAL");
+}
+
 Deno.test("an admin port in use stops deno task start with its JSON line alone, naming the address", async () => {
   await using database = await freshDatabase();
   using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -327,7 +332,7 @@ Deno.test("an admin port in use stops deno task start with its JSON line alone, 
   const printed = serviceLines(lines);
   const notJson = printed.filter((line) => !line.startsWith("{"));
   assert.deepEqual(notJson, [], "lines that are no log record");
-  const fatal = printed.map((line) => JSON.parse(line)).filter((line) => line.level === "FATAL");
+  const fatal = fatalRecords(printed);
   assert.equal(fatal.length, 1, printed.join("\n"));
   assert.match(fatal[0].error.message, new RegExp(`127\\.0\\.0\\.1:${taken.addr.port}`));
   // the setting to change
@@ -341,7 +346,7 @@ Deno.test("an HTTP port in use stops deno task start with one line naming PORT a
   const { code, lines } = await runServiceProcess({ ...env, PORT: String(taken.addr.port) });
   assert.equal(code, 1, lines.join("\n"));
   const printed = serviceLines(lines);
-  const fatal = printed.map((line) => JSON.parse(line)).filter((line) => line.level === "FATAL");
+  const fatal = fatalRecords(printed);
   assert.equal(fatal.length, 1, printed.join("\n"));
   assert.equal(fatal[0].message, "could not start");
   assert.equal(
