@@ -32,7 +32,13 @@ import { createPostgresMediaStore } from "./media/postgres_media_store.ts";
 import { largestLimit } from "./media/kinds.ts";
 import { abandonedUploadMs, startSweeps, type UploadSweep } from "./media/upload_sweep.ts";
 import { sweepUnsentMedia } from "./media/unsent_media_sweep.ts";
-import { configureLogging, errorFields, literalMessage, logger } from "./observability/log.ts";
+import {
+  configureLogging,
+  errorFields,
+  exitOnUncaughtErrors,
+  literalMessage,
+  logger,
+} from "./observability/log.ts";
 import { createMetrics } from "./observability/metrics.ts";
 import { createReadiness, type Readiness } from "./observability/readiness.ts";
 import { startGrpcServer } from "./grpc/server.ts";
@@ -75,6 +81,10 @@ function logError(error: unknown, context: string, fields: Record<string, unknow
   // `context` is always one of our own words, never input
   if (error instanceof ChatError && error.retryable) logger().warn(context, properties);
   else logger().error(`${context} failed`, properties);
+}
+
+function logLostConnection(error: unknown) {
+  logError(translateDatabaseError(error), "database connection lost in the background");
 }
 
 /**
@@ -146,9 +156,7 @@ export async function startService(
       embedded = await startEmbeddedPostgres(config.DATA_DIR);
       shutdown.add(() => embedded!.close());
     }
-    reportLostConnectionRejections((error) =>
-      logError(translateDatabaseError(error), "database connection lost in the background")
-    );
+    reportLostConnectionRejections(logLostConnection);
     const databaseUrl = config.DATABASE_URL ?? embedded!.url;
     // Queries still running get what is left of the time, then their connections end (an
     // unfinished transaction rolls back: nothing is half-written). The pools end side by side:
@@ -473,6 +481,9 @@ export async function startService(
 if (import.meta.main) {
   // configured before the configuration is read, so that a bad one is reported as a log line
   await configureLogging("info");
+  // the lost connections' listener first: what it handles is no uncaught error
+  reportLostConnectionRejections(logLostConnection);
+  exitOnUncaughtErrors();
   const log = logger();
   let config: Config;
   try {

@@ -53,6 +53,27 @@ function jsonLinesSink(write: (bytes: Uint8Array) => void): Sink {
   return (record) => write(encoder.encode(format(record)));
 }
 
+/**
+ * An error nothing caught (a thrown exception or an unhandled rejection) ends the process with
+ * one FATAL log line and exit 1, where Deno would print a text stack that a log collector reads
+ * as many lines. A rejection an earlier listener handled (`preventDefault`) is left to it, so
+ * this is installed after those. The stack goes without its first line, which repeats the
+ * message that `errorFields` may withhold.
+ */
+export function exitOnUncaughtErrors(): void {
+  const end = (event: Event, error: unknown) => {
+    if (event.defaultPrevented) return;
+    event.preventDefault();
+    const stack = error instanceof Error && error.stack
+      ? error.stack.split("\n").filter((line) => /^\s+at /.test(line)).map((line) => line.trim())
+      : [];
+    logger().fatal("uncaught error: exiting", { ...errorFields(error), stack });
+    Deno.exit(1);
+  };
+  globalThis.addEventListener("error", (event) => end(event, event.error));
+  globalThis.addEventListener("unhandledrejection", (event) => end(event, event.reason));
+}
+
 function writeStdout(bytes: Uint8Array): void {
   let written = 0;
   while (written < bytes.length) written += Deno.stdout.writeSync(bytes.subarray(written));

@@ -69,3 +69,61 @@ Deno.test("errorFields withholds the text of a JSON syntax error, which quotes i
   assert.equal(fields.error.name, "SyntaxError");
   assert.ok(!JSON.stringify(fields).includes("secret"));
 });
+
+/** Runs `body` as a script after logging and exitOnUncaughtErrors are set up; its exit and lines. */
+async function runUncaught(body: string) {
+  const log = new URL("./log.ts", import.meta.url).href;
+  const errors = new URL("../db/errors.ts", import.meta.url).href;
+  const script = `import { configureLogging, exitOnUncaughtErrors } from "${log}";
+import { reportLostConnectionRejections } from "${errors}";
+await configureLogging("info");
+reportLostConnectionRejections(() => console.log("reported"));
+exitOnUncaughtErrors();
+${body}`;
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--ext=ts", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  const lines = decoder.decode(stdout).split("\n").filter(Boolean);
+  return { code, lines, stderr: decoder.decode(stderr) };
+}
+
+Deno.test("an uncaught exception ends the process with one FATAL JSON line and exit 1", async () => {
+  const { code, lines, stderr } = await runUncaught(
+    `setTimeout(() => { throw new TypeError("boom"); }, 0);`,
+  );
+  assert.equal(code, 1, stderr);
+  assert.equal(stderr, "");
+  assert.equal(lines.length, 1, lines.join("\n"));
+  const record = JSON.parse(lines[0]!);
+  assert.equal(record.level, "FATAL");
+  assert.equal(record.message, "uncaught error: exiting");
+  assert.deepEqual(record.error, { name: "TypeError", message: "boom" });
+  assert.ok(
+    record.stack.length > 0 && record.stack.every((frame: string) => frame.startsWith("at ")),
+  );
+});
+
+Deno.test("an unhandled rejection ends the process likewise, its JSON syntax error text withheld", async () => {
+  const { code, lines, stderr } = await runUncaught(
+    `Promise.reject(new SyntaxError("'secret' is no JSON"));`,
+  );
+  assert.equal(code, 1, stderr);
+  assert.equal(stderr, "");
+  assert.equal(lines.length, 1, lines.join("\n"));
+  const record = JSON.parse(lines[0]!);
+  assert.equal(record.level, "FATAL");
+  assert.equal(record.error.name, "SyntaxError");
+  assert.doesNotMatch(lines[0]!, /secret/);
+});
+
+Deno.test("a lost database connection's rejection is left to its reporter and the process goes on", async () => {
+  const { code, lines, stderr } = await runUncaught(
+    `Promise.reject(Object.assign(new Error("gone"), { code: "CONNECTION_CLOSED" }));
+setTimeout(() => console.log("still running"), 50);`,
+  );
+  assert.equal(code, 0, stderr);
+  assert.deepEqual(lines, ["reported", "still running"]);
+});
