@@ -47,10 +47,30 @@ export async function configureLogging(
   return { [Symbol.asyncDispose]: () => reset() };
 }
 
+/** The line's own fields, which a property of the same name would replace in the flattened line. */
+const LINE_FIELDS = new Set(["@timestamp", "level", "message", "logger"]);
+
 function jsonLinesSink(write: (bytes: Uint8Array) => void): Sink {
   const format = getJsonLinesFormatter({ properties: "flatten", message: "rendered" });
   const encoder = new TextEncoder();
-  return (record) => write(encoder.encode(format(record)));
+  return (record) => {
+    const clashes = Object.keys(record.properties).some((key) => LINE_FIELDS.has(key));
+    write(
+      encoder.encode(
+        format(clashes ? { ...record, properties: renamed(record.properties) } : record),
+      ),
+    );
+  };
+}
+
+/** A property named as a line field keeps its value under `property_<name>`. */
+function renamed(properties: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(properties).map(([key, value]) => [
+      LINE_FIELDS.has(key) ? `property_${key}` : key,
+      value,
+    ]),
+  );
 }
 
 /**

@@ -32,6 +32,21 @@ Deno.test("configureLogging writes one JSON object per line, properties at the t
   assert.ok(!Number.isNaN(Date.parse(line["@timestamp"])));
 });
 
+Deno.test("a property named as a field of the line keeps its value apart, the field its own", async () => {
+  const out = capture();
+  await using _logging = await configureLogging("info", { write: out.write });
+  logger("ws").info("socket opened", { message: "hi", level: "x", logger: "y", "@timestamp": 1 });
+  const [line] = out.lines;
+  assert.equal(line.message, "socket opened");
+  assert.equal(line.level, "INFO");
+  assert.equal(line.logger, "chat.ws");
+  assert.ok(!Number.isNaN(Date.parse(line["@timestamp"])));
+  assert.equal(line.property_message, "hi");
+  assert.equal(line.property_level, "x");
+  assert.equal(line.property_logger, "y");
+  assert.equal(line["property_@timestamp"], 1);
+});
+
 Deno.test("configureLogging drops lines below LOG_LEVEL", async () => {
   const out = capture();
   await using _logging = await configureLogging("warning", { write: out.write });
