@@ -23,7 +23,7 @@ import {
 } from "./store_pages.ts";
 import type { Endpoint } from "./endpoint.ts";
 
-/** How many times, and after how long at first, a new chat the store failed to take in is tried again. */
+/** How often, and how soon at first, a new chat the store failed to take in is tried again. */
 const ADOPT_RETRIES = 3;
 const ADOPT_RETRY_MS = 1_000;
 
