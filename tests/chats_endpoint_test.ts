@@ -323,6 +323,27 @@ Deno.test("a /v1/ws/chats/ socket hears of a chat created after it connected", a
   assert.deepEqual(listed.chats.map((row: Frame) => row.chat_id), [chat.id]);
 });
 
+Deno.test("a chat created after a chats socket connected comes on a chats list pushed to its customer, vendor and members, before any message", async () => {
+  await using cluster = await startCluster({ instances: 2 });
+  const service = cluster.main.service.chat;
+  await service.addVendorMember("vend-list", "agent-list", "agent");
+  await using customerAll = await joinAllChats(cluster, "cust-list");
+  await using vendorAll = await joinAllChats(cluster, "vend-list", 1);
+  await using agentAll = await joinAllChats(cluster, "agent-list");
+  const chat = await service.createChat("cust-list", "vend-list");
+
+  for (const socket of [customerAll, vendorAll, agentAll]) {
+    const pushed = await socket.nextOfType("chats");
+    assert.deepEqual(pushed.chats.map((row: Frame) => row.chat_id), [chat.id]);
+    assert.equal(pushed.chats[0].last_message, null);
+    assert.equal(pushed.chats[0].unread_count, 0);
+  }
+  // told once, though the sweep may tell the creation again
+  const later = await sendText(customerAll, "vend-list", "hello", { chat_id: chat.id });
+  assert.deepEqual((await vendorAll.nextOfType("chat_message")).message, later);
+  assert.equal(vendorAll.frames.filter((frame) => frame.type === "chats").length, 2);
+});
+
 Deno.test("a vendor member's /v1/ws/chats/ socket hears of the vendor's new chats", async () => {
   await using cluster = await startCluster();
   const service = cluster.main.service.chat;

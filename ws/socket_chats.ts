@@ -127,6 +127,8 @@ export class SocketChats {
       this.memberships.delete(chatId);
       throw error;
     }
+    // a chat gained: the client's list shows it before its first message (sendOwedChatList)
+    this.#chatListOwed = true;
     return membership;
   }
 
@@ -168,6 +170,11 @@ export class SocketChats {
    */
   async refreshChatList(send: (frame: ServerFrame) => void): Promise<void> {
     if (await this.#refreshChats()) this.#chatListOwed = true;
+    await this.sendOwedChatList(send);
+  }
+
+  /** Sends the user's chat list when a change was not sent yet (a new chat taken in). */
+  async sendOwedChatList(send: (frame: ServerFrame) => void): Promise<void> {
     if (!this.#chatListOwed) return;
     const page = await this.#deps.service.listChats(this.#host.userId);
     send({ type: "chats", chats: page.items, has_more: page.has_more });
