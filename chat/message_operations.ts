@@ -62,7 +62,11 @@ export function createMessageOperations(
    * `forbidden`, as the store refuses a send as it writes, rather than letting a banned or removed
    * user rewrite or take back what they sent. Errors: forbidden, not_found.
    */
-  async function ownMessageToChange(actor: Actor, messageId: string): Promise<StoredMessage> {
+  async function ownMessageToChange(
+    actor: Actor,
+    messageId: string,
+    options: { deletedToo?: boolean } = {},
+  ): Promise<StoredMessage> {
     const { chat } = actor.membership;
     const [message, membership] = await Promise.all([
       store.getMessage(messageId),
@@ -70,8 +74,10 @@ export function createMessageOperations(
       refuseBanned(store, actor.user_id),
     ]);
     if (!membership) throw new ChatError("forbidden", "not a participant of this chat");
-    // someone else's message id reads as unknown
-    if (!message || message.chat_id !== chat.id || message.deleted) {
+    // someone else's message id reads as unknown, and so does a tombstone, but to its sender
+    // deleting it again (deletedToo)
+    const ownTombstone = options.deletedToo && message?.sender_id === actor.user_id;
+    if (!message || message.chat_id !== chat.id || (message.deleted && !ownTombstone)) {
       throw new ChatError("not_found", "no such message in this chat");
     }
     if (message.sender_id !== actor.user_id) {
@@ -270,9 +276,14 @@ export function createMessageOperations(
       return earlier && toClientMessage(earlier);
     },
 
-    /** Tombstones the actor's own message. Errors: not_found, forbidden (also banned, or gone). */
+    /**
+     * Tombstones the actor's own message. One deleted already (a retry whose answer was lost, or
+     * a moderator's deletion) is done, and tells no one, as a read mark made again.
+     * Errors: not_found, forbidden (also banned, or gone).
+     */
     async deleteMessage(actor: Actor, messageId: string): Promise<void> {
-      const message = await ownMessageToChange(actor, messageId);
+      const message = await ownMessageToChange(actor, messageId, { deletedToo: true });
+      if (message.deleted) return;
       await tombstone(message, actor.user_id, { chat: actor.membership.chat });
     },
 

@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { startCluster } from "./support/service.ts";
-import { acked, askUnread, joinAllChats, joinChat, refused, sendText } from "./support/steps.ts";
+import {
+  acked,
+  askUnread,
+  joinAllChats,
+  joinChat,
+  messageWithSeq,
+  refused,
+  sendText,
+} from "./support/steps.ts";
 import type { Frame } from "./support/ws_client.ts";
 
 const isoUtc = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
@@ -162,6 +170,23 @@ Deno.test("a deleted message can be neither edited nor read", async () => {
   );
   await refused(vendor, { action: "read_message", message_id: doomed.id }, "not_found");
   assert.equal((await askUnread(vendor)).count, 0);
+});
+
+Deno.test("deleting one's own message again (a retry whose ack was lost) is acknowledged and tells no one; others' deleted messages stay not_found", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await using vendor = await joinChat(cluster, "vend-1", chat.id);
+  const doomed = await sendText(customer, "vend-1", "gone");
+  await acked(customer, { action: "delete_message", message_id: doomed.id });
+  assert.equal((await vendor.nextOfType("message_deleted")).message_id, doomed.id);
+  await acked(customer, { action: "delete_message", message_id: doomed.id });
+  await refused(vendor, { action: "delete_message", message_id: doomed.id }, "not_found");
+  // a barrier: the next message comes after anything the second deletion told
+  const after = await sendText(customer, "vend-1", "still here");
+  assert.deepEqual((await messageWithSeq(vendor, after.seq)).message, after);
+  assert.deepEqual(vendor.pending("message_deleted"), []);
+  assert.equal(customer.pending("message_deleted").length, 1);
 });
 
 Deno.test("a sender banned, or removed from the vendor, before their socket hears of it can neither edit nor delete", async () => {
