@@ -99,7 +99,10 @@ export function createAdminOperations(deps: {
       });
     },
 
-    /** Bans a user (0 seconds: until lifted) and closes their sockets everywhere. */
+    /**
+     * Bans a user (0 seconds: until lifted) and closes their sockets everywhere. Answers once the
+     * bus has the event, as removeVendorMember does.
+     */
     async banUser(userId: string, durationSeconds: number, by: ModeratorInput): Promise<Ban> {
       // its end on the database's clock, which tells whether a ban is in force
       const ban = await store.ban({
@@ -109,6 +112,7 @@ export function createAdminOperations(deps: {
         duration_seconds: durationSeconds > 0 ? durationSeconds : null,
       }, { audit: userModeration("ban_user", userId, by) });
       publishUser(userId, { type: "disconnect", user_id: userId, reason: "banned" });
+      await published();
       return ban;
     },
 
@@ -121,7 +125,7 @@ export function createAdminOperations(deps: {
     /**
      * Closes every socket of the user on every instance (4408), but those let in after the
      * disconnect was recorded (a user who came back at once, to an instance the event reaches
-     * late).
+     * late). Answers once the bus has the event, as removeVendorMember does.
      */
     async disconnectUser(userId: string, by: ModeratorInput): Promise<void> {
       const action = await store.recordModeration(userModeration("disconnect_user", userId, by));
@@ -131,6 +135,7 @@ export function createAdminOperations(deps: {
         reason: "operator",
         disconnected_on: action.created_at,
       });
+      await published();
     },
   };
 }

@@ -1,0 +1,39 @@
+/**
+ * A user banned, or disconnected, on one instance, whose socket is on another: what is sent after
+ * the call answered must not reach that socket. Instance 1 reaches NATS through a proxy the test
+ * stalls, so what it publishes leaves it late.
+ */
+import assert from "node:assert/strict";
+import { natsCutToSecondInstance } from "./support/nats_cut.ts";
+import { joinChat, sendText } from "./support/steps.ts";
+import { within } from "./support/wait.ts";
+
+for (
+  const [call, request, code] of [
+    ["BanUser", { user_id: "bob", moderator_id: "mod-1", reason: "spam" }, 4403],
+    ["DisconnectUser", { user_id: "bob", moderator_id: "mod-1", reason: "support" }, 4408],
+  ] as const
+) {
+  Deno.test(`${call} answers once NATS has its event, so a message sent after the answer on another instance never reaches the user`, async () => {
+    await using setup = await natsCutToSecondInstance({}, { grpc: true });
+    const { cluster, proxy } = setup;
+    const admin = await cluster.admin(1);
+    const chat = await admin.call("CreateChat", { user_id: "bob", vendor_id: "acme" });
+    await using bob = await joinChat(cluster, "bob", chat.id, 0);
+    await using vendor = await joinChat(cluster, "acme", chat.id, 0);
+
+    proxy.stall("upstream");
+    const answered = admin.call(call, request);
+    // what answers while the event cannot leave its instance (for at most NATS's check
+    // timeout, 2 s) lets the next message go ahead of it
+    const waited = new Promise((resolve) => setTimeout(() => resolve("waiting"), 500));
+    const early = await Promise.race([answered.then(() => "answered"), waited]);
+    if (early === "answered") await sendText(vendor, "bob", "after the answer");
+    proxy.restore();
+    await answered;
+    await sendText(vendor, "bob", "after the answer");
+    assert.equal((await within(bob.closed, 10_000, "the close")).code, code);
+    assert.deepEqual(bob.pending("chat_message"), [], "a message sent after the answer");
+    assert.equal(early, "waiting", `${call} answered before NATS had its event`);
+  });
+}
