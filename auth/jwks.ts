@@ -37,7 +37,9 @@ export interface JwksKeys {
  * every token once the set is stale and the endpoint is down. Here the last set fetched
  * successfully keeps serving while the endpoint cannot be reached (asked again at most every
  * 10 s meanwhile); keys it does not hold are still refused, and a rotated set is taken as soon
- * as the endpoint answers. Nothing is fetched until `getKey` or `held` is first called.
+ * as the endpoint answers. A stale set is refetched while tokens go on being checked with it,
+ * so a slow or hanging endpoint delays no token of a key held; a token of a key not held waits
+ * for the refetch. Nothing is fetched until `getKey` or `held` is first called.
  */
 export function createJwksKeys(url: URL): JwksKeys {
   const remote = createRemoteJWKSet(url, { [customFetch]: fetchReleasingRefusals });
@@ -79,7 +81,10 @@ export function createJwksKeys(url: URL): JwksKeys {
   }
 
   const getKey: JWTVerifyGetKey = async (header, token) => {
-    if (!remote.fresh) await refresh();
+    if (local === undefined) await refresh();
+    // a stale set held is refetched meanwhile, not waited for: an endpoint that hangs would
+    // hold every token for jose's 5 s timeout, once every 10 s while it is down
+    else if (!remote.fresh) void refresh();
     if (local === undefined) {
       throw new ChatError("unavailable", "the JWKS endpoint cannot be reached; retry", {
         cause: lastFailure,

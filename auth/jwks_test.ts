@@ -156,3 +156,32 @@ Deno.test("a JWKS endpoint that serves no keys leaves the verifier unable to ver
     await server.shutdown();
   }
 });
+
+Deno.test("a JWKS verifier holding a key set checks tokens with it at once while a stale set's refetch hangs", async () => {
+  const [key, other] = [await signingKey("k1"), await signingKey("k2")];
+  let hang = false;
+  const answer = Promise.withResolvers<void>();
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async () => {
+    if (!hang) return Response.json({ keys: [key.jwk] });
+    await answer.promise;
+    return new Response("down", { status: 503 });
+  });
+  try {
+    const verifier = await jwksVerifier(server.addr.port);
+    assert.equal(await userOf(verifier, key), "alice");
+
+    // an endpoint that takes connections and never answers: jose waits 5 s for it
+    hang = true;
+    using _later = clockAhead(PAST_CACHE_AGE_MS);
+    const started = performance.now();
+    assert.equal(await userOf(verifier, key), "alice");
+    const tookMs = performance.now() - started;
+    answer.resolve();
+    // a key not in the set waits for the refetch under way, then is refused
+    await assertNoMatchingKey(verifier, other);
+    assert.ok(tookMs < 1000, `a token of a held key waited ${Math.round(tookMs)} ms`);
+  } finally {
+    answer.resolve();
+    await server.shutdown();
+  }
+});
