@@ -15,7 +15,10 @@ import { hs256Key } from "./secret.ts";
 /** The authenticated user behind a token. */
 export interface Principal {
   userId: string;
-  /** When the token stops being valid, in ms since the epoch (from `exp`). */
+  /**
+   * When the token stops being valid here, in ms since the epoch: `exp` plus the clock
+   * tolerance, the moment `verify` would refuse it as expired.
+   */
   expiresAt: number;
 }
 
@@ -137,7 +140,11 @@ export async function createTokenVerifier(options: VerifierOptions): Promise<Tok
       if (Object.hasOwn(payload, "token_type") && payload.token_type !== "access") {
         throw new AuthError("invalid", "token is not an access token");
       }
-      return { userId: userIdOf(payload, options.userClaim), expiresAt: payload.exp * 1000 };
+      // A socket lives as long as its token would pass the handshake: closed at `exp` itself, a
+      // socket whose token was taken within the tolerance (the client's clock a little behind
+      // ours) would be closed as it opened, and the client would take its token for refused.
+      const expiresAt = (payload.exp + clockTolerance) * 1000;
+      return { userId: userIdOf(payload, options.userClaim), expiresAt };
     },
     canVerify: held ?? (() => Promise.resolve(true)),
   };
