@@ -102,6 +102,19 @@ async function signIn(token) {
     summary.updated_at = message.created_at;
     renderChats();
   });
+  // the preview is the last message as it is now: edited, or deleted (its content gone)
+  const amendLast = (chatId, messageId, change) => {
+    const summary = current.chats.get(chatId);
+    if (summary?.last_message?.id !== messageId) return;
+    summary.last_message = { ...summary.last_message, ...change };
+    renderChats();
+  };
+  list.on("message_edited", ({ chat_id, message }) => amendLast(chat_id, message.id, message));
+  list.on(
+    "message_deleted",
+    ({ chat_id, message_id }) =>
+      amendLast(chat_id, message_id, { deleted: true, content: null, media_url: null }),
+  );
   try {
     await list.ready();
   } catch (error) {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { chromium, type Page } from "playwright-core";
 import { CHROMIUM_FLAGS, chromiumFor } from "./support/chromium.ts";
 import { startCluster } from "./support/service.ts";
+import { acked, joinChat, sendText } from "./support/steps.ts";
 
 /**
  * The demo page (DEMO_PAGE=1) in a real headless Chromium: two pages, a customer and a vendor,
@@ -110,5 +111,45 @@ Deno.test({
     } finally {
       await browser.close();
     }
+  },
+});
+
+/** A headless Chromium for `fn`, closed after it; pages are opened by `fn` with `open()`. */
+async function withBrowser(fn: (open: () => Promise<Page>) => Promise<void>): Promise<void> {
+  const browser = await chromium.launch({ executablePath: chromiumPath!, args: CHROMIUM_FLAGS });
+  const pageErrors: string[] = [];
+  try {
+    await fn(async () => {
+      const page = await (await browser.newContext({ viewport: { width: 900, height: 600 } }))
+        .newPage();
+      page.setDefaultTimeout(15_000);
+      page.on("pageerror", (error) => pageErrors.push(String(error)));
+      return page;
+    });
+    assert.deepEqual(pageErrors, [], "no script errors");
+  } finally {
+    await browser.close();
+  }
+}
+
+Deno.test({
+  name: "the chat list's preview of a last message follows its edit and its deletion",
+  ignore: chromiumPath === null,
+  async fn() {
+    await using cluster = await startCluster({ nats: false, env: { DEMO_PAGE: "1" } });
+    const chat = await cluster.main.service.chat.createChat("alice", "acme");
+    await using alice = await joinChat(cluster, "alice", chat.id);
+    await withBrowser(async (open) => {
+      const acme = await open();
+      await acme.goto(`${cluster.main.httpUrl}/#token=${await cluster.token("acme")}`);
+      await acme.waitForSelector(row(chat.id));
+      const sent = await sendText(alice, "acme", "my card number is 4111…");
+      await acme.waitForSelector(`${row(chat.id)} .preview:text-is("my card number is 4111…")`);
+      await acked(alice, { action: "edit_message", message_id: sent.id, content: "call me" });
+      await acme.waitForSelector(`${row(chat.id)} .preview:text-is("call me")`);
+      await acked(alice, { action: "delete_message", message_id: sent.id });
+      // a deleted message's content is seen nowhere again, the list included
+      await acme.waitForSelector(`${row(chat.id)} .preview:text-is("message deleted")`);
+    });
   },
 });
