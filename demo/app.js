@@ -29,7 +29,9 @@ function h(tag, attributes = {}, ...children) {
 function claimsOf(token) {
   try {
     const payload = token.split(".")[1].replaceAll("-", "+").replaceAll("_", "/");
-    const claims = JSON.parse(atob(payload));
+    // JSON in UTF-8: atob gives a byte a character, which would garble any id beyond ASCII
+    const bytes = Uint8Array.from(atob(payload), (char) => char.charCodeAt(0));
+    const claims = JSON.parse(new TextDecoder().decode(bytes));
     const user = String(claims.user_id ?? claims.sub ?? "");
     return user ? { user, exp: Number(claims.exp ?? 0) } : null;
   } catch {

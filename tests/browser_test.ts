@@ -153,3 +153,23 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "a user whose id is not ASCII is shown as themselves, their messages as their own",
+  ignore: chromiumPath === null,
+  async fn() {
+    await using cluster = await startCluster({ nats: false, env: { DEMO_PAGE: "1" } });
+    const chat = await cluster.main.service.chat.createChat("zoë", "acme");
+    await withBrowser(async (open) => {
+      const zoe = await open();
+      await zoe.goto(`${cluster.main.httpUrl}/#token=${await cluster.token("zoë")}`);
+      await zoe.waitForSelector(row(chat.id));
+      assert.equal(await zoe.textContent("#who"), "signed in as zoë");
+      assert.equal(await zoe.textContent(`${row(chat.id)} .name`), "acme");
+      await zoe.click(row(chat.id));
+      await zoe.fill("#text", "Bonjour");
+      await zoe.press("#text", "Enter");
+      await message(zoe, 1, ".mine");
+    });
+  },
+});
