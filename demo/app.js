@@ -191,9 +191,11 @@ function renderChats() {
   }));
 }
 
-async function openChat(chatId) {
+function openChat(chatId) {
   if (!session || session.view?.chatId === chatId) return;
-  await session.view?.close();
+  // left and replaced at once: a click that came while the old socket closed (a double click)
+  // would make a second view, never closed, whose composer would send into this chat
+  session.view?.close();
   session.view = createChatView(session, session.chats.get(chatId));
   renderChats();
 }
@@ -217,7 +219,9 @@ function createChatView(current, summary) {
   $("typing").textContent = "";
   showError("chat-error", null);
 
-  const fail = (error) => showError("chat-error", error);
+  let closed = false;
+  // a request the closing rejects is no failure of the chat shown next
+  const fail = (error) => closed || showError("chat-error", error);
 
   function render(message) {
     const mine = message.sender_id === me;
@@ -374,6 +378,7 @@ function createChatView(current, summary) {
     chatId,
     async close() {
       // switching chats is not the connection closing
+      closed = true;
       stopStatus();
       clearTimeout(typingTimer);
       clearTimeout(theirTypingTimer);

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { chromium, type Page } from "playwright-core";
 import { CHROMIUM_FLAGS, chromiumFor } from "./support/chromium.ts";
 import { startCluster } from "./support/service.ts";
-import { acked, joinChat, sendText } from "./support/steps.ts";
+import { acked, joinChat, seedMessages, sendText } from "./support/steps.ts";
 
 /**
  * The demo page (DEMO_PAGE=1) in a real headless Chromium: two pages, a customer and a vendor,
@@ -114,14 +114,19 @@ Deno.test({
   },
 });
 
-/** A headless Chromium for `fn`, closed after it; pages are opened by `fn` with `open()`. */
-async function withBrowser(fn: (open: () => Promise<Page>) => Promise<void>): Promise<void> {
+/**
+ * A headless Chromium for `fn`, closed after it; pages are opened by `fn` with `open()`, with
+ * `scripted` one whose CSP lets the test run scripts in it (`page.evaluate`).
+ */
+async function withBrowser(
+  fn: (open: (scripted?: boolean) => Promise<Page>) => Promise<void>,
+): Promise<void> {
   const browser = await chromium.launch({ executablePath: chromiumPath!, args: CHROMIUM_FLAGS });
   const pageErrors: string[] = [];
   try {
-    await fn(async () => {
-      const page = await (await browser.newContext({ viewport: { width: 900, height: 600 } }))
-        .newPage();
+    await fn(async (scripted = false) => {
+      const viewport = { width: 900, height: 600 };
+      const page = await (await browser.newContext({ viewport, bypassCSP: scripted })).newPage();
       page.setDefaultTimeout(15_000);
       page.on("pageerror", (error) => pageErrors.push(String(error)));
       return page;
@@ -170,6 +175,40 @@ Deno.test({
       await zoe.fill("#text", "Bonjour");
       await zoe.press("#text", "Enter");
       await message(zoe, 1, ".mine");
+    });
+  },
+});
+
+Deno.test({
+  name: "a chat clicked twice while another is open is opened once, and left for good",
+  ignore: chromiumPath === null,
+  async fn() {
+    await using cluster = await startCluster({ nats: false, env: { DEMO_PAGE: "1" } });
+    const [first, second] = [
+      await cluster.main.service.chat.createChat("alice", "acme"),
+      await cluster.main.service.chat.createChat("alice", "globex"),
+    ];
+    await seedMessages(cluster, second.id, { from: "globex", to: "alice", count: 1 });
+    await using acme = await joinChat(cluster, "acme", first.id);
+    await withBrowser(async (open) => {
+      const alice = await open(true);
+      await alice.goto(`${cluster.main.httpUrl}/#token=${await cluster.token("alice")}`);
+      await alice.click(row(first.id));
+      await alice.waitForSelector('#chat-title:text-is("Chat with acme")');
+      // a double click: the second comes while the first still closes the chat open before
+      await alice.locator(row(second.id)).evaluate((item: { click(): void }) => {
+        item.click();
+        item.click();
+      });
+      await message(alice, 1, ".theirs");
+      assert.equal(await alice.locator("#messages li").count(), 1, "the chat shown once");
+      // back to the first chat: what is written there goes there, and only there
+      await alice.click(row(first.id));
+      await alice.waitForSelector('#chat-title:text-is("Chat with acme")');
+      await alice.fill("#text", "for acme");
+      await alice.press("#text", "Enter");
+      assert.equal((await acme.nextOfType("chat_message")).message.content, "for acme");
+      await message(alice, 1, ".mine");
     });
   },
 });
