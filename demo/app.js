@@ -5,7 +5,7 @@
  * which knows Deno's globals and not the DOM's, is left alone.
  */
 import { createChatClient } from "../client/mod.ts";
-import { sentToSideOf } from "./sides.js";
+import { onSameSide, sentToSideOf } from "./sides.js";
 
 const SAVED = "chat-demo-tokens";
 const TYPING_IDLE_MS = 2_000;
@@ -97,6 +97,16 @@ async function signIn(token) {
     renderChats();
   });
   list.on("unread_messages", (frame) => setUnread(frame.chat_id, frame.count));
+  // the server pushes counts after new messages only: a read on this side elsewhere (another
+  // page of this user's, another member of the vendor) is asked about
+  const onRead = ({ chat_id, reader_id }) => {
+    const summary = current.chats.get(chat_id);
+    if (!summary || !onSameSide(summary, current.me, reader_id)) return;
+    list.request({ action: "unread_message", chat_id })
+      .then((answer) => setUnread(chat_id, answer.count), () => {});
+  };
+  list.on("message_read", onRead);
+  list.on("messages_read", onRead);
   list.on("chat_message", ({ chat_id, message }) => {
     const summary = current.chats.get(chat_id);
     if (!summary) return void refreshChats();

@@ -14,3 +14,14 @@
 export function sentToSideOf(chat, userId, message) {
   return (message.sender_id === chat.user_id) !== (userId === chat.user_id);
 }
+
+/**
+ * Whether `userId` and `otherId` are on the same side of `chat` (a read by one changes what
+ * the other has unread).
+ * @param {{ user_id: string }} chat
+ * @param {string} userId
+ * @param {string} otherId
+ */
+export function onSameSide(chat, userId, otherId) {
+  return (userId === chat.user_id) === (otherId === chat.user_id);
+}

@@ -212,3 +212,26 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "a chat read on another page of the same user drops the unread count on this one",
+  ignore: chromiumPath === null,
+  async fn() {
+    await using cluster = await startCluster({ nats: false, env: { DEMO_PAGE: "1" } });
+    const chat = await cluster.main.service.chat.createChat("alice", "acme");
+    await seedMessages(cluster, chat.id, { from: "acme", to: "alice", count: 2 });
+    const link = `${cluster.main.httpUrl}/#token=${await cluster.token("alice")}`;
+    await withBrowser(async (open) => {
+      // alice's laptop and phone
+      const [laptop, phone] = [await open(), await open()];
+      await laptop.goto(link);
+      await laptop.waitForSelector(`${row(chat.id)} .badge[data-unread="2"]`);
+      await phone.goto(link);
+      await phone.click(row(chat.id));
+      await phone.waitForSelector(`${row(chat.id)} .badge[data-unread="0"]`, { state: "attached" });
+      await laptop.waitForSelector(`${row(chat.id)} .badge[data-unread="0"]`, {
+        state: "attached",
+      });
+    });
+  },
+});
