@@ -235,3 +235,24 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "a message deleted before it was read no longer counts as unread in the chat list",
+  ignore: chromiumPath === null,
+  async fn() {
+    await using cluster = await startCluster({ nats: false, env: { DEMO_PAGE: "1" } });
+    const chat = await cluster.main.service.chat.createChat("alice", "acme");
+    await using acme = await joinChat(cluster, "acme", chat.id);
+    await withBrowser(async (open) => {
+      const alice = await open();
+      await alice.goto(`${cluster.main.httpUrl}/#token=${await cluster.token("alice")}`);
+      await alice.waitForSelector(row(chat.id));
+      const sent = await sendText(acme, "alice", "sent to the wrong customer");
+      await alice.waitForSelector(`${row(chat.id)} .badge[data-unread="1"]`);
+      await acked(acme, { action: "delete_message", message_id: sent.id });
+      await alice.waitForSelector(`${row(chat.id)} .badge[data-unread="0"]`, {
+        state: "attached",
+      });
+    });
+  },
+});
