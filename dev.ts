@@ -9,7 +9,7 @@ import { EmbeddedDatabaseInUse } from "./db/embedded.ts";
 import { ListenFailure, type RunningService, startService } from "./main.ts";
 import { couldNotStart } from "./dev/could_not_start.ts";
 import { overDefaults } from "./dev/environment.ts";
-import { devSecrets } from "./dev/secrets.ts";
+import { devSecretsOrExit } from "./dev/secrets.ts";
 import { configureLogging } from "./observability/log.ts";
 import { listenForStopSignals, onStopSignals } from "./stop_signals.ts";
 
@@ -36,7 +36,7 @@ noArgumentsOrExit(
     "NATS_URL, else in-process fan-out; a JWT secret and admin token kept in .dev/secrets.json;\n" +
     "prints a sample chat with a token and a demo page link per side. Settings: README.md",
 );
-const secrets = await devSecrets();
+const secrets = await devSecretsOrExit();
 const config = configOrExit(() =>
   requireWritableDataDir(loadConfig(overDefaults({
     JWT_SECRET: secrets.JWT_SECRET,

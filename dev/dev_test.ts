@@ -151,3 +151,20 @@ Deno.test("a second Ctrl-C ends `deno task dev` at once, its shutdown unfinished
     await Deno.remove(cwd, { recursive: true });
   }
 });
+
+for (const [task, args] of [["dev", []], ["seed", []], ["token", ["alice"]]] as const) {
+  Deno.test(`\`deno task ${task}\` with a .dev/secrets.json cut short names the file in one line`, async () => {
+    const cwd = await Deno.makeTempDir();
+    // what a write cut short by a kill leaves behind
+    await Deno.mkdir(`${cwd}/.dev`);
+    await Deno.writeTextFile(`${cwd}/.dev/secrets.json`, "");
+    try {
+      const env = { PORT: "0", GRPC_PORT: "0" };
+      const { code, stderr } = await runDevTask(task, { cwd, env, args: [...args] });
+      assert.equal(code, 2, stderr);
+      assert.match(stderr, /^\.dev\/secrets\.json is unreadable \(.+\): delete it[^\n]*$/);
+    } finally {
+      await Deno.remove(cwd, { recursive: true });
+    }
+  });
+}

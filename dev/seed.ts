@@ -12,7 +12,7 @@ import { EmbeddedDatabaseInUse } from "../db/embedded.ts";
 import { startService } from "../main.ts";
 import { couldNotAfter, couldNotStart } from "./could_not_start.ts";
 import { overDefaults } from "./environment.ts";
-import { devSecrets } from "./secrets.ts";
+import { devSecretsOrExit } from "./secrets.ts";
 
 /** Who the demo is about. */
 export const DEMO = {
@@ -74,7 +74,7 @@ if (import.meta.main) {
   // a variable set but empty is unset, as for `deno task dev` (a sourced .env.example)
   const env = overDefaults({}, Deno.env.toObject());
   const signingSecret = env.JWT_SECRET ??
-    (env.JWT_PUBLIC_KEY || env.JWT_JWKS_URL ? undefined : (await devSecrets()).JWT_SECRET);
+    (env.JWT_PUBLIC_KEY || env.JWT_JWKS_URL ? undefined : (await devSecretsOrExit()).JWT_SECRET);
   const devPort = Number(env.PORT ?? 8000);
   const config = configOrExit(() =>
     requireWritableDataDir(loadConfig({

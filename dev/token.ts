@@ -1,6 +1,7 @@
 /** `deno task token <user_id> [--ttl seconds]`: a JWT for the development secret (or JWT_SECRET). */
 import { parseArgs } from "node:util";
 import { signDevToken } from "../auth/sign.ts";
+import { DevSecretsUnreadable, readDevSecrets } from "./secrets.ts";
 
 const USAGE = "usage: deno task token <user_id> [--ttl seconds]";
 
@@ -30,8 +31,14 @@ if (!/^\d+$/.test(values.ttl) || !Number.isSafeInteger(ttlSeconds) || ttlSeconds
 let secret = Deno.env.get("JWT_SECRET");
 if (!secret) {
   try {
-    secret = JSON.parse(await Deno.readTextFile(".dev/secrets.json")).JWT_SECRET as string;
-  } catch {
+    secret = (await readDevSecrets())?.JWT_SECRET;
+  } catch (error) {
+    if (error instanceof DevSecretsUnreadable) {
+      console.error(error.message);
+      Deno.exit(2);
+    }
+  }
+  if (!secret) {
     console.error("no JWT_SECRET and no .dev/secrets.json: run `deno task dev` once first");
     Deno.exit(2);
   }
