@@ -75,7 +75,7 @@ export interface MigrateOptions {
  * holds off sends for long. Returns the versions applied by this call. Rejects with a ChatError
  * `unavailable` when the database does not answer a first query within `firstAnswerMs`, or a
  * migration's locks stay held for `lockWaitMs` (a migration itself may take as long as it
- * takes).
+ * takes); with an Error naming the migration that failed otherwise, the database's as its cause.
  */
 export async function migrate(
   sql: Sql,
@@ -155,29 +155,46 @@ async function applyPending(
   const done: number[] = [];
   for (const migration of all) {
     if (applied.has(migration.version)) continue;
-    const record = () =>
-      connection`insert into schema_migrations (version, name)
-        values (${migration.version}, ${migration.name})`;
-    if (migration.sql.startsWith(WITHOUT_TRANSACTION)) {
-      for (const statement of statementsOf(migration.sql)) await connection.unsafe(statement);
-      await record();
-    } else {
-      await retriedWhileLocked(migration, { ...options, lockTimeoutMs }, async () => {
-        await connection.unsafe("begin");
-        try {
-          await connection.unsafe(`set local lock_timeout = ${lockTimeoutMs}`);
-          await connection.unsafe(migration.sql);
-          await record();
-          await connection.unsafe("commit");
-        } catch (error) {
-          if (connectionSurvived(error)) await connection.unsafe("rollback");
-          throw error;
-        }
-      });
+    try {
+      const record = () =>
+        connection`insert into schema_migrations (version, name)
+          values (${migration.version}, ${migration.name})`;
+      if (migration.sql.startsWith(WITHOUT_TRANSACTION)) {
+        for (const statement of statementsOf(migration.sql)) await connection.unsafe(statement);
+        await record();
+      } else {
+        await retriedWhileLocked(migration, { ...options, lockTimeoutMs }, async () => {
+          await connection.unsafe("begin");
+          try {
+            await connection.unsafe(`set local lock_timeout = ${lockTimeoutMs}`);
+            await connection.unsafe(migration.sql);
+            await record();
+            await connection.unsafe("commit");
+          } catch (error) {
+            if (connectionSurvived(error)) await connection.unsafe("rollback");
+            throw error;
+          }
+        });
+      }
+    } catch (error) {
+      throw failedMigration(migration, error);
     }
     done.push(migration.version);
   }
   return done;
+}
+
+/**
+ * The error of a migration that failed, naming it: the database's says what went wrong, not in
+ * which file. A lost connection, and a ChatError (its locks held: named already), stay as they
+ * are for the caller.
+ */
+function failedMigration(migration: Migration, error: unknown): unknown {
+  if (!(error instanceof Error) || error instanceof ChatError || !connectionSurvived(error)) {
+    return error;
+  }
+  const name = `migration ${migration.version} (${migration.name})`;
+  return new Error(`${name} failed: ${error.message}`, { cause: error });
 }
 
 /**

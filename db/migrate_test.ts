@@ -226,6 +226,27 @@ Deno.test("a migration that fails is rolled back alone, reported, and leaves the
   }
 });
 
+Deno.test("a migration that fails names itself, with the database's error as its cause", async () => {
+  await using database = await emptyDatabase();
+  const sql = postgres(database.url, { max: 1, onnotice: () => {} });
+  const migrations = [
+    { version: 1, name: "good", sql: "create table a (id int)" },
+    { version: 2, name: "bad", sql: "alter table a add column b int references nowhere (id)" },
+  ];
+  try {
+    await assert.rejects(migrate(sql, migrations), (error: Error) => {
+      assert.equal(
+        error.message,
+        'migration 2 (bad) failed: relation "nowhere" does not exist',
+      );
+      assert.equal(errorCode(error.cause), "42P01");
+      return true;
+    });
+  } finally {
+    await sql.end();
+  }
+});
+
 Deno.test("a migration waiting for a long transaction's lock gives way to sends, and is applied once the transaction ends", async () => {
   await using database = await migratedBefore(8);
   const { sql, open } = database;
