@@ -24,7 +24,10 @@ export interface Migration {
  */
 const WITHOUT_TRANSACTION = "-- migrate: without transaction";
 
-/** Reads `db/migrations/NNNN_name.sql` in version order. */
+/**
+ * Reads `db/migrations/NNNN_name.sql` in version order. Rejects two files of one version (two
+ * branches merged): the second would fail on its record, and later starts take it for applied.
+ */
 export async function readMigrations(dir: URL = migrationsDir): Promise<Migration[]> {
   const migrations: Migration[] = [];
   for await (const entry of Deno.readDir(dir)) {
@@ -36,7 +39,17 @@ export async function readMigrations(dir: URL = migrationsDir): Promise<Migratio
       sql: await Deno.readTextFile(new URL(entry.name, dir)),
     });
   }
-  return migrations.sort((a, b) => a.version - b.version);
+  migrations.sort((a, b) => a.version - b.version || a.name.localeCompare(b.name));
+  for (const [i, migration] of migrations.entries()) {
+    const next = migrations[i + 1];
+    if (next?.version !== migration.version) continue;
+    const file = (m: Migration) => `${String(m.version).padStart(4, "0")}_${m.name}.sql`;
+    throw new Error(
+      `two migrations of version ${migration.version}: ${file(migration)}, ${file(next)} ` +
+        "(renumber the newer one)",
+    );
+  }
+  return migrations;
 }
 
 /** How long the database has to answer before migrating: the first thing a start asks of it. */

@@ -106,6 +106,29 @@ Deno.test("readMigrations() returns the migration files in version order", async
   assert.equal(new Set(versions).size, versions.length);
 });
 
+Deno.test("readMigrations() refuses two files of one version, naming both", async () => {
+  // two branches that each added their next migration, merged: the second of them would fail
+  // on its record, and then be taken for applied at every later start
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/0001_chats.sql`, "create table chats ()");
+    await Deno.writeTextFile(`${dir}/0002_notes.sql`, "create table notes ()");
+    await Deno.writeTextFile(`${dir}/0002_tags.sql`, "create table tags ()");
+    await assert.rejects(
+      readMigrations(new URL(`file://${dir}/`)),
+      (error: Error) => {
+        assert.match(
+          error.message,
+          /^two migrations of version 2: 0002_notes\.sql, 0002_tags\.sql/,
+        );
+        return true;
+      },
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("migrate() gives up with unavailable when the database never answers, instead of waiting for ever", async () => {
   const target = new URL(TEST_DATABASE_URL);
   await using proxy = startTcpProxy({
