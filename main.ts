@@ -183,6 +183,14 @@ export async function startService(
           migration: `${migration.version}_${migration.name}`,
           retry_in_ms: retryInMs,
         }),
+      onNewerApplied: (migrations) =>
+        logger("db").warn(
+          "the database has migrations this release does not know: a newer release applied them",
+          {
+            migrations: migrations.map(({ version, name }) => `${version}_${name}`),
+            ends_warning: "run the newer release on every instance",
+          },
+        ),
     });
     // The message writer's own connections, one per lane (see createPostgresStore); a chat row
     // locked from outside fails that chat's writes, not its lane's (see WRITER_LOCK_TIMEOUT_MS).

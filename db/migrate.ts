@@ -78,6 +78,12 @@ export interface MigrateOptions {
   lockWaitMs?: number;
   /** Told each time a migration could not take its locks and will be tried again. */
   onLockWait?: (migration: Migration, retryInMs: number) => void;
+  /**
+   * Told of the migrations the database has and this code does not know, newest last: a newer
+   * release applied them (an older instance left running in a rolling deploy, or a rollback).
+   * The start goes on, as migrations only add what older code can ignore.
+   */
+  onNewerApplied?: (applied: Array<{ version: number; name: string }>) => void;
 }
 
 /**
@@ -162,9 +168,13 @@ async function applyPending(
       name text not null,
       applied_at timestamptz not null default now()
     )`;
-  const rows = await connection<{ version: number }[]>`select version from schema_migrations`;
+  const rows = await connection<{ version: number; name: string }[]>`
+    select version, name from schema_migrations order by version`;
   const lockTimeoutMs = options.lockTimeoutMs ?? LOCK_TIMEOUT_MS;
   const applied = new Set(rows.map((row) => row.version));
+  const known = new Set(all.map((migration) => migration.version));
+  const newer = rows.filter((row) => !known.has(row.version));
+  if (newer.length > 0) options.onNewerApplied?.(newer);
   const done: number[] = [];
   for (const migration of all) {
     if (applied.has(migration.version)) continue;

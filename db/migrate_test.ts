@@ -221,6 +221,29 @@ for (const [version, index] of earlierIndexBuilds) {
   });
 }
 
+Deno.test("migrate() on a database a newer release migrated tells of the migrations it does not know, and goes on", async () => {
+  await using database = await emptyDatabase();
+  const sql = postgres(database.url, { max: 1, onnotice: () => {} });
+  const newer = [
+    { version: 1, name: "first", sql: "create table a (id int)" },
+    { version: 2, name: "second", sql: "create table b (id int)" },
+    { version: 3, name: "third", sql: "create table c (id int)" },
+  ];
+  try {
+    await migrate(sql, newer);
+    const told: unknown[] = [];
+    const applied = await migrate(sql, newer.slice(0, 1), {
+      onNewerApplied: (migrations) => told.push(migrations),
+    });
+    assert.deepEqual(applied, []);
+    assert.deepEqual(told, [[{ version: 2, name: "second" }, { version: 3, name: "third" }]]);
+    await migrate(sql, newer, { onNewerApplied: (migrations) => told.push(migrations) });
+    assert.equal(told.length, 1, "told with nothing newer");
+  } finally {
+    await sql.end();
+  }
+});
+
 Deno.test("a migration that fails is rolled back alone, reported, and leaves the lock free for the next start", async () => {
   await using database = await emptyDatabase();
   const sql = postgres(database.url, { max: 1, onnotice: () => {} });
