@@ -1,7 +1,10 @@
+/** Query parameter names that carry a credential, by what they are usually called. */
+const CREDENTIAL_PARAMETER = /pass|secret|token|key|sig|auth|credential|code/i;
+
 /**
  * Each URL of a comma-separated list with its credentials masked, for logs and error messages:
- * the password, and with `tokenAsUser` a user without a password (NATS takes a token as
- * `nats://<token>@host`).
+ * the password, with `tokenAsUser` a user without a password (NATS takes a token as
+ * `nats://<token>@host`), and query parameters named as credentials.
  */
 export function redactUrls(value: string, options: { tokenAsUser: boolean }): string {
   return value.split(",").map((part) => {
@@ -16,6 +19,10 @@ export function redactUrls(value: string, options: { tokenAsUser: boolean }): st
     }
     if (url.password) url.password = "redacted";
     else if (options.tokenAsUser && url.username) url.username = "redacted";
+    // a JWKS endpoint or a signed URL may carry its key in the query (`?api_key=`, `?sig=`)
+    for (const name of [...url.searchParams.keys()]) {
+      if (CREDENTIAL_PARAMETER.test(name)) url.searchParams.set(name, "redacted");
+    }
     return url.toString();
   }).join(",");
 }

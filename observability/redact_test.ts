@@ -37,3 +37,19 @@ Deno.test("redactUrls shows a server given as a bare host or address, masking wh
     "nats://n1:4222,[::1]:4222",
   );
 });
+
+Deno.test("redactUrls masks query parameters that carry a credential, and shows the rest", () => {
+  const plain = { tokenAsUser: false };
+  assert.equal(
+    redactUrls("https://idp.example/jwks?api_key=s3cret&tenant=acme&X-Amz-Signature=abc", plain),
+    "https://idp.example/jwks?api_key=redacted&tenant=acme&X-Amz-Signature=redacted",
+  );
+  assert.equal(
+    redactUrls("postgres://chat@db/chat?sslmode=require&password=s3cret", plain),
+    "postgres://chat@db/chat?sslmode=require&password=redacted",
+  );
+  assert.equal(
+    redactUrls("https://idp.example/jwks?access_token=s3cret&sig=x&code=y", plain),
+    "https://idp.example/jwks?access_token=redacted&sig=redacted&code=redacted",
+  );
+});
