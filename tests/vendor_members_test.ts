@@ -169,6 +169,43 @@ Deno.test("a removed member's chats socket is sent the chat list again without t
   }
 });
 
+Deno.test("a member removed while their chats socket reads the list for a new chat is sent the list again without the vendor's chats", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const service = cluster.main.service.chat;
+  const vendorChat = await service.createChat("cust-1", "vend-1");
+  await service.addVendorMember("vend-1", "agent-1", "agent");
+  await using agent = await joinAllChats(cluster, "agent-1");
+  // the list pushed for the next new chat is read before the removal, and sent after it
+  const listChats = service.listChats;
+  const reading = Promise.withResolvers<void>();
+  const removed = Promise.withResolvers<void>();
+  Object.assign(service, {
+    listChats: async (...args: Parameters<typeof listChats>) => {
+      const page = await listChats.apply(service, args);
+      reading.resolve();
+      await removed.promise;
+      return page;
+    },
+  });
+  const newChat = await service.createChat("cust-2", "vend-1");
+  await reading.promise;
+  await service.removeVendorMember("vend-1", "agent-1");
+  // the removal is heard by the socket (in-process bus) while its list is on its way
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  removed.resolve();
+  const stale = await agent.nextOfType("chats");
+  assert.deepEqual(
+    stale.chats.map((row: Frame) => row.chat_id).sort(),
+    [vendorChat.id, newChat.id].sort(),
+  );
+  const { chats } = await agent.next(
+    (frame) => frame.type === "chats",
+    "the chat list without the vendor's chats",
+    3_000,
+  );
+  assert.deepEqual(chats, []);
+});
+
 Deno.test("a member added while connected gets the vendor's chats on the open chats socket", async () => {
   await using cluster = await startCluster();
   const chat = await cluster.main.service.chat.createChat("buyer", "store");

@@ -173,12 +173,22 @@ export class SocketChats {
     await this.sendOwedChatList(send);
   }
 
-  /** Sends the user's chat list when a change was not sent yet (a new chat taken in). */
+  /**
+   * Sends the user's chat list when a change was not sent yet (a new chat taken in). Paid off
+   * as the read begins: a change heard while the list is read (a membership revoked) may be
+   * missing from it, and is owed again.
+   */
   async sendOwedChatList(send: (frame: ServerFrame) => void): Promise<void> {
     if (!this.#chatListOwed) return;
-    const page = await this.#deps.service.listChats(this.#host.userId);
-    send({ type: "chats", chats: page.items, has_more: page.has_more });
     this.#chatListOwed = false;
+    let page;
+    try {
+      page = await this.#deps.service.listChats(this.#host.userId);
+    } catch (error) {
+      this.#chatListOwed = true;
+      throw error;
+    }
+    send({ type: "chats", chats: page.items, has_more: page.has_more });
   }
 
   /**
