@@ -344,6 +344,45 @@ Deno.test("a chat created after a chats socket connected comes on a chats list p
   assert.equal(vendorAll.frames.filter((frame) => frame.type === "chats").length, 2);
 });
 
+Deno.test("a chat list pushed for a new chat is not older than the messages the socket was sent before it", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const service = cluster.main.service.chat;
+  const busy = await service.createChat("cust-1", "vend-1");
+  await using customer = await joinChat(cluster, "cust-1", busy.id);
+  await using vendorAll = await joinAllChats(cluster, "vend-1");
+  // the list pushed for the next new chat is read, then held until a message was sent
+  const listChats = service.listChats;
+  const reading = Promise.withResolvers<void>();
+  const sent = Promise.withResolvers<void>();
+  Object.assign(service, {
+    listChats: async (...args: Parameters<typeof listChats>) => {
+      const page = await listChats.apply(service, args);
+      reading.resolve();
+      await sent.promise;
+      return page;
+    },
+  });
+  await service.createChat("cust-2", "vend-1");
+  await reading.promise;
+  const message = await sendText(customer, "vend-1", "while the list is read");
+  // the message's event reaches the chats socket (in-process bus) while its list is on its way
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  sent.resolve();
+  const pushed = await vendorAll.nextOfType("chats");
+  assert.equal((await vendorAll.nextOfType("chat_message")).message.id, message.id);
+  // a list that came after the message, with the chat as it was before it, would undo it in a
+  // client that shows the list it is sent
+  const listedAt = vendorAll.frames.indexOf(pushed);
+  for (const frame of vendorAll.frames.slice(0, listedAt)) {
+    if (frame.type !== "chat_message") continue;
+    const row = pushed.chats.find((candidate: Frame) => candidate.chat_id === frame.chat_id);
+    assert.ok(
+      (row?.last_message?.seq ?? 0) >= frame.message.seq,
+      `the list pushed after message ${frame.message.seq} of its chat shows it without it`,
+    );
+  }
+});
+
 Deno.test("a vendor member's /v1/ws/chats/ socket hears of the vendor's new chats", async () => {
   await using cluster = await startCluster();
   const service = cluster.main.service.chat;

@@ -275,6 +275,14 @@ export class Connection {
     return true;
   }
 
+  /** Holds every live event until the release returned is called (a chat list being read). */
+  holdLiveEvents(): () => void {
+    this.#order.holdUntilListed();
+    return () => {
+      for (const delivery of this.#order.listed()) this.deliver(delivery);
+    };
+  }
+
   /**
    * The user's sanctions were read: a banned user's socket is closed with 4403, one an operator
    * disconnected since it opened with 4408; otherwise, unless a later screen holds it, the

@@ -10,13 +10,14 @@ import type { Delivery } from "../chat/feed.ts";
 const UNTIL_CHECKED = 1;
 const UNTIL_SCREENED = 2;
 const UNTIL_ROUND_TRIP = 4;
+const UNTIL_LISTED = 8;
 
 export class DeliveryOrder {
   #ready = false;
   /**
    * Why every live event waits (flags, a number rather than a set to keep an idle socket small):
-   * the socket's access is checked again, its user's sanctions are read (sanction_screens.ts), or
-   * a round trip of the bus is awaited.
+   * the socket's access is checked again, its user's sanctions are read (sanction_screens.ts),
+   * a round trip of the bus is awaited, or the chat list is read to be pushed.
    */
   #holding = 0;
   /** How many times holdUntilChecked was asked: a check lifts only the holds asked before it. */
@@ -119,13 +120,27 @@ export class DeliveryOrder {
     return hold === this.#roundTrips ? this.#lift(UNTIL_ROUND_TRIP) : [];
   }
 
+  /**
+   * Holds every live event until `listed()`: the chat list is read to be pushed, and an event
+   * sent while it is read would go ahead of a list that may not have it. One list at a time
+   * (the socket's queue reads them).
+   */
+  holdUntilListed(): void {
+    this.#holding |= UNTIL_LISTED;
+  }
+
+  /** The list read with `holdUntilListed()` was sent (or failed): the events held, as above. */
+  listed(): Delivery[] {
+    return this.#lift(UNTIL_LISTED);
+  }
+
   /** Ends one hold; the events held once none is left and the first frames are out. */
   #lift(hold: number): Delivery[] {
     this.#holding &= ~hold;
     return this.#ready && this.#holding === 0 ? this.#early.splice(0) : [];
   }
 
-  /** How many live events are held, for the first frames, a check, a screen or a round trip. */
+  /** How many live events are held: first frames, a check, a screen, a round trip, a list. */
   get held(): number {
     return this.#early.length;
   }
@@ -152,7 +167,7 @@ export class DeliveryOrder {
     return held;
   }
 
-  /** Forgets the events held (first frames, a check, a screen, a round trip); for the close. */
+  /** Forgets the events held (first frames, a check, a screen, a round trip, a list); to close. */
   clear(): void {
     this.#early = [];
   }

@@ -18,6 +18,8 @@ export interface ChatsHost {
   deliver(delivery: Delivery): void;
   /** Where the user events heard (the user's own, and the vendors') go. */
   onUserEvent(event: UserEvent): void;
+  /** Holds every live event of the socket until the release returned is called. */
+  holdLiveEvents(): () => void;
 }
 
 /** What the chats of every socket share: one object for all, nothing held per socket. */
@@ -176,19 +178,23 @@ export class SocketChats {
   /**
    * Sends the user's chat list when a change was not sent yet (a new chat taken in). Paid off
    * as the read begins: a change heard while the list is read (a membership revoked) may be
-   * missing from it, and is owed again.
+   * missing from it, and is owed again. The socket's live events wait for the list: one sent
+   * while it is read, ahead of a list read before it, would have the client show its chat as it
+   * was before it.
    */
   async sendOwedChatList(send: (frame: ServerFrame) => void): Promise<void> {
     if (!this.#chatListOwed) return;
     this.#chatListOwed = false;
-    let page;
+    const release = this.#host.holdLiveEvents();
     try {
-      page = await this.#deps.service.listChats(this.#host.userId);
+      const page = await this.#deps.service.listChats(this.#host.userId);
+      send({ type: "chats", chats: page.items, has_more: page.has_more });
     } catch (error) {
       this.#chatListOwed = true;
       throw error;
+    } finally {
+      release();
     }
-    send({ type: "chats", chats: page.items, has_more: page.has_more });
   }
 
   /**

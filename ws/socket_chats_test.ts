@@ -76,6 +76,7 @@ function memberSocket() {
     close: () => assert.fail("the socket is not to be closed"),
     deliver: () => {},
     onUserEvent: () => {},
+    holdLiveEvents: () => () => {},
   };
   const sent: ServerFrame[] = [];
   const chats = new SocketChats(host, { service, feed });
