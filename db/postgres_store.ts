@@ -324,10 +324,15 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
     },
 
     async editMessage(messageId, content) {
+      // Each edit of a message is stamped later than the one before it (whose row lock it
+      // waited for): sockets are told the edit with the newest edited_at, and now() is when the
+      // statement began, which may be the same millisecond as the edit before, or earlier.
+      const editedAt = sql`greatest(date_trunc('milliseconds', now()),
+                                    edited_at + interval '1 millisecond')`;
       const [row] = await sql<MessageRow[]>`
         with updated as (
-          update messages set content = ${content}, edited_at = date_trunc('milliseconds', now()),
-                              updated_at = date_trunc('milliseconds', now())
+          update messages set content = ${content}, edited_at = ${editedAt},
+                              updated_at = ${editedAt}
           where id = ${messageId} and deleted_at is null and media_type = 'text'
           returning ${messageColumns(sql)}
         ), bump as (
