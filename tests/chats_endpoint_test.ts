@@ -344,6 +344,35 @@ Deno.test("a chat created after a chats socket connected comes on a chats list p
   assert.equal(vendorAll.frames.filter((frame) => frame.type === "chats").length, 2);
 });
 
+Deno.test("chats created one after another for a vendor (an import) share one chat list read per chats socket", async () => {
+  await using cluster = await startCluster();
+  const service = cluster.main.service.chat;
+  await using vendorAll = await joinAllChats(cluster, "vend-import");
+  const listChats = service.listChats;
+  let lists = 0;
+  Object.assign(service, {
+    listChats: (...args: Parameters<typeof listChats>) => {
+      lists++;
+      return listChats.apply(service, args);
+    },
+  });
+  // one after another, as an import calls CreateChat
+  const created = [];
+  for (let n = 0; n < 30; n++) {
+    created.push(await service.createChat(`cust-import-${n}`, "vend-import"));
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  const pushed = await vendorAll.next(
+    (frame) => frame.type === "chats" && frame.chats.length === created.length,
+    "a chats list with every chat created",
+  );
+  assert.deepEqual(
+    pushed.chats.map((row: Frame) => row.chat_id).sort(),
+    created.map((chat) => chat.id).sort(),
+  );
+  assert.ok(lists <= 3, `${lists} chat list reads for 30 chats created in a row`);
+});
+
 Deno.test("a chat list pushed for a new chat is not older than the messages the socket was sent before it", async () => {
   await using cluster = await startCluster({ nats: false });
   const service = cluster.main.service.chat;

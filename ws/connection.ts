@@ -20,12 +20,19 @@ import {
   type PagesContext,
   resendChatList,
   sendFirstFrames,
+  sendNewChatsList,
 } from "./store_pages.ts";
 import type { Endpoint } from "./endpoint.ts";
 
 /** How often, and how soon at first, a new chat the store failed to take in is tried again. */
 const ADOPT_RETRIES = 3;
 const ADOPT_RETRY_MS = 1_000;
+/**
+ * How long a chats socket waits after taking in a new chat before it sends the chat list again:
+ * the chats created meanwhile (an import of many for one vendor) share one read of the list,
+ * which sorts all of the user's chats.
+ */
+const NEW_CHATS_LIST_DELAY_MS = 500;
 
 /** What one socket may do before it is refused or closed. */
 export interface ConnectionLimits extends IntakeLimits {
@@ -77,8 +84,13 @@ export class Connection {
   #socket: WebSocket;
   #deps: ConnectionDeps;
   #queue: Promise<void>;
-  /** Timers of new chats to take in again (#adoptNewChat), cleared at the close. */
-  #adoptRetries = new Set<ReturnType<typeof setTimeout>>();
+  /**
+   * Timers of new chats to take in again and of the list owed for them (#later), cleared at the
+   * close; made with the first (an idle socket holds none).
+   */
+  #timers: Set<ReturnType<typeof setTimeout>> | undefined;
+  /** A send of the list owed for new chats is due (#sendNewChatsListSoon). */
+  #newChatsListDue = false;
   #closed = false;
   /** Set by shutdown(): frames not yet started are dropped, unacknowledged. */
   #stopping = false;
@@ -383,20 +395,37 @@ export class Connection {
   #adoptNewChat(chatId: string, attempt: number): void {
     this.#queue = this.#queue.then(async () => {
       const letGo = await adoptNewChat(chatId, this.#context());
-      if (!letGo || this.#closed || attempt >= ADOPT_RETRIES) return;
-      const retry = setTimeout(() => {
-        this.#adoptRetries.delete(retry);
-        this.#adoptNewChat(chatId, attempt + 1);
-      }, ADOPT_RETRY_MS * 2 ** attempt);
-      this.#adoptRetries.add(retry);
+      if (!letGo) return this.#sendNewChatsListSoon();
+      if (this.#closed || attempt >= ADOPT_RETRIES) return;
+      this.#later(() => this.#adoptNewChat(chatId, attempt + 1), ADOPT_RETRY_MS * 2 ** attempt);
     });
+  }
+
+  /** The list owed for new chats, once; after NEW_CHATS_LIST_DELAY_MS, see there. */
+  #sendNewChatsListSoon(): void {
+    if (this.#closed || !this.#chats.chatListOwed || this.#newChatsListDue) return;
+    this.#newChatsListDue = true;
+    this.#later(() => {
+      this.#newChatsListDue = false;
+      this.#queue = this.#queue.then(() => sendNewChatsList(this.#context()));
+    }, NEW_CHATS_LIST_DELAY_MS);
+  }
+
+  /** Runs `task` after `ms`, unless the socket closes first. */
+  #later(task: () => void, ms: number): void {
+    const timers = this.#timers ??= new Set();
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      task();
+    }, ms);
+    timers.add(timer);
   }
 
   #dispose(code: number): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const retry of this.#adoptRetries) clearTimeout(retry);
-    this.#adoptRetries.clear();
+    for (const timer of this.#timers ?? []) clearTimeout(timer);
+    this.#timers = undefined;
     this.#chats.stop();
     this.#order.clear();
     this.#deps.onClose(this, code);

@@ -182,6 +182,11 @@ export class SocketChats {
    * while it is read, ahead of a list read before it, would have the client show its chat as it
    * was before it.
    */
+  /** Whether a change of the chat list was not sent yet. */
+  get chatListOwed(): boolean {
+    return this.#chatListOwed;
+  }
+
   async sendOwedChatList(send: (frame: ServerFrame) => void): Promise<void> {
     if (!this.#chatListOwed) return;
     this.#chatListOwed = false;

@@ -76,8 +76,8 @@ export async function sendFirstFrames(context: PagesContext): Promise<void> {
  * already covered are dropped. When the store fails after the chat was taken in, it is let go
  * again, so that the next telling of its creation (the socket's own retry, or the feed's sweep)
  * takes it in anew, from the page after the last one sent: the live events held meanwhile are
- * dropped, and what they carried comes in those pages. True when it was let go so. Then the
- * chat list is sent again, with the chat (an empty one shows in the client's list too).
+ * dropped, and what they carried comes in those pages. True when it was let go so. The chat
+ * list is owed again (sendNewChatsList).
  */
 export async function adoptNewChat(chatId: string, context: PagesContext): Promise<boolean> {
   const { connection, service, chats, order, send } = context;
@@ -122,10 +122,19 @@ export async function adoptNewChat(chatId: string, context: PagesContext): Promi
     // a take-in that failed, or found the chat not the user's, drops what was held
     order.release(chatId);
   }
-  if (connection.closed) return false;
-  // A failure here leaves the list owed to the next change or refresh: the chat is taken in.
-  await chats.sendOwedChatList(send).catch((error) => context.onError(error, "new chat's list"));
   return false;
+}
+
+/**
+ * The chat list owed for the new chats taken in (adoptNewChat), sent again with them: an empty
+ * chat shows in the client's list too. A failure is reported; the list stays owed to the next
+ * change or refresh.
+ */
+export async function sendNewChatsList(context: PagesContext): Promise<void> {
+  if (context.connection.closed) return;
+  await context.chats.sendOwedChatList(context.send).catch((error) =>
+    context.onError(error, "new chat's list")
+  );
 }
 
 /**
