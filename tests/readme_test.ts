@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { loadConfig } from "../config.ts";
+import { descriptorReserve } from "../open_files.ts";
 import { startCluster } from "./support/service.ts";
 import { within } from "./support/wait.ts";
 
@@ -68,4 +69,32 @@ Deno.test("the README's configuration table and .env.example give the defaults c
   for (const [, name, value] of example.matchAll(/^([A-Z][A-Z0-9_]*)=(.+)$/gm)) {
     assert.equal(String(defaults[name!]), value, `.env.example: ${name}`);
   }
+});
+
+Deno.test("the README's descriptor reserve is what open_files.ts keeps", async () => {
+  const readme = await Deno.readTextFile(new URL("README.md", ROOT));
+  const config = loadConfig({
+    JWT_SECRET: "x".repeat(32),
+    GRPC_ADMIN_TOKEN: "y".repeat(16),
+    DATABASE_URL: "postgres://chat@db/chat",
+    NATS_URL: "nats://nats:4222",
+  });
+  const atDefaults = /At the defaults\s+with NATS that is (\d+)/.exec(readme);
+  assert.equal(Number(atDefaults?.[1]), descriptorReserve(config), "README: the reserve");
+  // the TLS front: listeners more, and descriptors per admin connection instead of one
+  const tls = new RegExp(
+    String.raw`(\d+) admin connections \(with\s+\`GRPC_TLS_CERT\` the TLS front's\s+(\w+)\s+` +
+      String.raw`listeners more[^)]*?(\d+) descriptors per\s+connection`,
+  ).exec(readme);
+  const words: Record<string, number> = { one: 1, two: 2, three: 3 };
+  const [connections, listeners, perConnection] = [
+    Number(tls?.[1]),
+    words[tls?.[2] ?? ""] ?? NaN,
+    Number(tls?.[3]),
+  ];
+  assert.equal(
+    descriptorReserve({ ...config, GRPC_TLS_CERT: "cert", GRPC_TLS_KEY: "key" }),
+    descriptorReserve(config) + listeners + connections * (perConnection - 1),
+    "README: the reserve with GRPC_TLS_CERT",
+  );
 });
