@@ -25,8 +25,22 @@ export async function staleDocuments(): Promise<string[]> {
   return stale;
 }
 
+const USAGE = "usage: deno task protocol [--check]\n" +
+  "writes docs/protocol/ from the schemas; --check writes nothing and fails when it differs";
+
 if (import.meta.main) {
-  if (Deno.args.includes("--check")) {
+  // anything but --check is refused: a mistyped --check would rewrite what it was to check
+  const [first, ...rest] = Deno.args;
+  if (first === "--help" || first === "-h") {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
+  const unknown = first !== undefined && first !== "--check" ? first : rest[0];
+  if (unknown !== undefined) {
+    console.error(`${unknown}: this task takes --check or nothing\n${USAGE}`);
+    Deno.exit(2);
+  }
+  if (first === "--check") {
     const stale = await staleDocuments();
     if (stale.length > 0) {
       console.error(`docs/protocol/ is out of date (${stale.join(", ")}): run deno task protocol`);
