@@ -16,12 +16,19 @@ try {
   parsed = parseArgs({
     args: Deno.args,
     allowPositionals: true,
-    options: { ttl: { type: "string", default: "86400" } },
+    options: {
+      ttl: { type: "string", default: "86400" },
+      help: { type: "boolean", short: "h", default: false },
+    },
   });
 } catch (error) {
   usageError(error instanceof Error ? error.message : String(error));
 }
 const { positionals, values } = parsed;
+if (values.help) {
+  console.log(USAGE);
+  Deno.exit(0);
+}
 const userId = positionals[0];
 if (!userId || positionals.length > 1) usageError("one user_id, please");
 const ttlSeconds = Number(values.ttl);

@@ -36,3 +36,16 @@ for (
     }
   });
 }
+
+for (const help of ["--help", "-h"]) {
+  Deno.test(`\`deno task token ${help}\` prints its usage and exits 0`, async () => {
+    const cwd = await Deno.makeTempDir();
+    try {
+      const { code, stdout, stderr } = await runDevTask("token", { cwd, env, args: [help] });
+      assert.equal(code, 0, stderr);
+      assert.equal(stdout, "usage: deno task token <user_id> [--ttl seconds]\n");
+    } finally {
+      await Deno.remove(cwd, { recursive: true });
+    }
+  });
+}
