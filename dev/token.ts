@@ -40,10 +40,9 @@ if (!secret) {
   try {
     secret = (await readDevSecrets())?.JWT_SECRET;
   } catch (error) {
-    if (error instanceof DevSecretsUnreadable) {
-      console.error(error.message);
-      Deno.exit(2);
-    }
+    // unreadable, or not to be read (permissions): said as it is, not as no file
+    console.error(error instanceof DevSecretsUnreadable ? error.message : String(error));
+    Deno.exit(2);
   }
   if (!secret) {
     console.error("no JWT_SECRET and no .dev/secrets.json: run `deno task dev` once first");

@@ -49,3 +49,18 @@ for (const help of ["--help", "-h"]) {
     }
   });
 }
+
+Deno.test("`deno task token` says why a .dev/secrets.json it cannot read was not read, not that there is none", async () => {
+  const cwd = await Deno.makeTempDir();
+  try {
+    // a directory where the file should be: read, it fails otherwise than not found
+    await Deno.mkdir(`${cwd}/.dev/secrets.json`, { recursive: true });
+    const { code, stdout, stderr } = await runDevTask("token", { cwd, env: {}, args: ["alice"] });
+    assert.equal(code, 2, stderr);
+    assert.equal(stdout, "");
+    assert.doesNotMatch(stderr, /no \.dev\/secrets\.json/);
+    assert.match(stderr, /directory/i);
+  } finally {
+    await Deno.remove(cwd, { recursive: true });
+  }
+});
