@@ -102,7 +102,8 @@ const INSERT_BATCH = `
   ), bumped as (
     update chats c set
       last_seq = c.last_seq + k.n,
-      updated_at = date_trunc('milliseconds', now()),
+      -- never back: a batch that waited for this row's lock began before the one that held it
+      updated_at = greatest(c.updated_at, date_trunc('milliseconds', now())),
       customer_unread = c.customer_unread + k.to_customer,
       vendor_unread = c.vendor_unread + k.to_vendor
     from counts k where c.id = k.chat_id

@@ -67,7 +67,7 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
           tx<Array<{ last_seq: number }>>`
           update chats set
             last_seq = last_seq + 1,
-            updated_at = date_trunc('milliseconds', now()),
+            updated_at = greatest(updated_at, date_trunc('milliseconds', now())),
             customer_unread = customer_unread + ${message.sender_side === "vendor" ? 1 : 0},
             vendor_unread = vendor_unread + ${message.sender_side === "customer" ? 1 : 0}
           where id = ${message.chat_id}

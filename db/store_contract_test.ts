@@ -527,6 +527,31 @@ for (const backend of backends) {
     ]);
   });
 
+  Deno.test(`${backend.name}: a chat's activity never goes back: a send whose statement began before the chat's last change leaves updated_at as it was`, async () => {
+    await using db = await backend.open();
+    const chat = (await db.store.createChat("c", "v")).chat;
+    // a later writer's mark, as a batch that began after this send's statement but took the
+    // chat's row lock first leaves it
+    const later = async () => {
+      const [row] = await db.sql<[{ at: Date }]>`
+        update chats set updated_at = date_trunc('milliseconds', now()) + interval '1 hour'
+        where id = ${chat.id} returning updated_at as at`;
+      return row.at.toISOString();
+    };
+    const expected = await later();
+    await db.store.insertMessage(text(chat, "in a batch"));
+    assert.equal((await db.store.getChat(chat.id))!.updated_at, expected, "a batch");
+    // written alone: the batch it came in failed (the NUL)
+    const alone = await later();
+    await Promise.allSettled([
+      db.store.insertMessage(text(chat, "first")),
+      db.store.insertMessage(text(chat, "nul \u0000 inside")),
+      db.store.insertMessage(text(chat, "tried alone")),
+    ]);
+    assert.equal((await db.store.getChat(chat.id))!.updated_at, alone, "tried alone");
+    assert.equal((await db.store.getChat(chat.id))!.last_seq, 3);
+  });
+
   Deno.test(`${backend.name}: a message tried alone after its batch failed is refused when its sender is not in the chat`, async () => {
     await using db = await backend.open();
     const { chat, fromVendorSide } = await chatWithRemovedMember(db.store);
