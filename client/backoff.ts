@@ -1,3 +1,5 @@
+import { LONGEST_DELAY_MS } from "./timers.ts";
+
 /** How long to wait before each reconnection attempt. */
 export interface BackoffOptions {
   /** The first delay (default 250 ms). */
@@ -19,7 +21,8 @@ export interface BackoffOptions {
  */
 export function backoffDelay(attempt: number, options: BackoffOptions = {}): number {
   const initial = options.initialMs ?? 250;
-  const max = options.maxMs ?? 30_000;
+  // a longer delay than setTimeout can wait would end at once
+  const max = Math.min(options.maxMs ?? 30_000, LONGEST_DELAY_MS);
   const factor = options.factor ?? 2;
   const jitter = Math.min(1, Math.max(0, options.jitter ?? 0.5));
   const random = options.random ?? Math.random;

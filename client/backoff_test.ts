@@ -18,3 +18,8 @@ Deno.test("backoffDelay() takes at most the jitter's share off at random", () =>
     assert.ok(delay >= 500 && delay <= 1_000, `${delay} out of range`);
   }
 });
+
+Deno.test("backoffDelay() is never longer than setTimeout can wait, whatever the cap", () => {
+  const delay = backoffDelay(100, { maxMs: Infinity, jitter: 0 });
+  assert.ok(delay <= 2 ** 31 - 1, `${delay} ms would fire at once`);
+});

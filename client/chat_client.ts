@@ -30,36 +30,38 @@ export interface ChatClientOptions {
   /** Connects to `/v1/ws/chat/{chatId}/`; absent: `/v1/ws/chats/`, every chat of the user. */
   chatId?: string;
   /**
-   * How long a written request waits for its `ack` or `error` (default 10 s). For a send it is
+   * How long a written request waits for its `ack` or `error` (default 10 s; Infinity, or any
+   * wait longer than setTimeout's 2^31 - 1 ms: for ever). For a send it is
    * how long a socket may stay silent: see ChatClient.request; so it is for the client's own
    * reads (gap fills, the heartbeat).
    */
   timeoutMs?: number;
   /**
-   * How long a ready socket may receive nothing before the client checks it is alive (default
-   * 30 s; 0: never). A connection can die without a close (a network changed, a NAT entry
-   * timed out); the contract's `ping` gets no reply and browsers cannot see WebSocket pings, so
-   * the client asks the cheapest thing the server answers: on `/v1/ws/chat/{id}/` the messages
-   * after the last `seq` it has, `limit` 1 (`load_latest_chat`: an empty page, normally); on
+   * How long a ready socket may receive nothing before the client checks it is alive (default 30 s;
+   * 0 or Infinity: never). A connection can die without a close (a network changed, a NAT entry
+   * timed out); the contract's `ping` gets no reply and browsers cannot see WebSocket pings, so the
+   * client asks the cheapest thing the server answers: on `/v1/ws/chat/{id}/` the messages after
+   * the last `seq` it has, `limit` 1 (`load_latest_chat`: an empty page, normally); on
    * `/v1/ws/chats/` the same for one chat it knows (not one a read was refused `forbidden` in,
-   * until a `chats` list names it again: the user left it), or while it knows none (the user
-   * has no chat) `list_chats` before the epoch (an empty page: a list with chats would tell the
-   * client of a new chat before its messages come, and they would be taken for history). The
-   * answer is neither an event nor a message (the messages come as they do anyway). Any frame
-   * received counts as life; no answer within `timeoutMs`, and the socket is left as a silent
-   * one (status `reconnecting`, code 1006) and the next connection reads what was missed.
+   * until a `chats` list names it again: the user left it), or while it knows none (the user has no
+   * chat) `list_chats` before the epoch (an empty page: a list with chats would tell the client of
+   * a new chat before its messages come, and they would be taken for history). The answer is
+   * neither an event nor a message (the messages come as they do anyway). Any frame received counts
+   * as life; no answer within `timeoutMs`, and the socket is left as a silent one (status
+   * `reconnecting`, code 1006) and the next connection reads what was missed.
    */
   heartbeatMs?: number;
   backoff?: BackoffOptions;
   /**
    * How long `close()` waits for the server to answer the close frame before it resolves
-   * anyway (default 3 s): a hung server or a half-open connection never answers.
+   * anyway (default 3 s; Infinity: it waits for ever): a hung server or a half-open connection
+   * never answers.
    */
   closeTimeoutMs?: number;
   /**
    * How long a new socket may take to open and send its first frame, the page (default 10 s;
-   * 0: no limit): one that does not (a hung server, a network gone silent just after the
-   * handshake) is left as a lost one (code 1006) and tried again after the backoff.
+   * 0 or Infinity: no limit): one that does not (a hung server, a network gone silent just
+   * after the handshake) is left as a lost one (code 1006) and tried again after the backoff.
    */
   connectTimeoutMs?: number;
   /** Opens a socket (default: the global WebSocket). */

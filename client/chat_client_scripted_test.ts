@@ -630,3 +630,45 @@ Deno.test({
   assert.equal(client.status.state, "closed");
   await assert.rejects(client.ready(), ClientClosedError);
 });
+
+Deno.test("timeouts of Infinity, or past what setTimeout can wait, never end: sends wait for their ack", async () => {
+  for (const timeoutMs of [Infinity, 2 ** 31]) {
+    await using scripted = openScriptedClient({ chatId: X, timeoutMs });
+    const { client, server } = scripted;
+    const socket = await scripted.accept(historyPage(X, [1]));
+    const sent = client.request(textSend("hello"));
+    const history = client.request({ action: "load_latest_chat", before_seq: 2 }, { timeoutMs });
+    // seen settled below, or not at all when the assertions before fail
+    sent.catch(() => {});
+    history.catch(() => {});
+    const send = await server.written(socket, "send_message");
+    const load = await server.written(socket, "load_latest_chat");
+    // setTimeout takes such a delay as 0 or 1 ms
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    assert.equal(client.status.state, "open", `timeoutMs ${timeoutMs}: the socket is kept`);
+    storeSend(socket, send, 2);
+    socket.answer(load, historyPage(X, [1]));
+    assert.equal((await sent).seq, 2);
+    assert.deepEqual((await history).messages.map((message) => message.seq), [1]);
+    assert.equal(server.sockets.length, 1);
+  }
+});
+
+Deno.test("a heartbeatMs of Infinity, or past what setTimeout can wait, sets no timer that fires at once", async () => {
+  for (const heartbeatMs of [Infinity, 2 ** 32]) {
+    await using scripted = openScriptedClient({ chatId: X, heartbeatMs });
+    await scripted.accept(historyPage(X, [1]));
+    const set = setTimeout;
+    let timers = 0;
+    globalThis.setTimeout = ((...args: Parameters<typeof set>) => {
+      timers++;
+      return set(...args);
+    }) as typeof setTimeout;
+    try {
+      await new Promise((resolve) => set(resolve, 30));
+    } finally {
+      globalThis.setTimeout = set;
+    }
+    assert.ok(timers < 3, `heartbeatMs ${heartbeatMs}: ${timers} timers set while idle`);
+  }
+});

@@ -8,6 +8,7 @@ import { createHeartbeat } from "./heartbeat.ts";
 import type { MessageOrder } from "./message_order.ts";
 import type { Requests } from "./requests.ts";
 import { socketUrl } from "./socket_url.ts";
+import { startTimer } from "./timers.ts";
 import type { ChatsFrame, ConnectionStatus, LatestChatFrame } from "./types.ts";
 
 const OPEN = 1;
@@ -167,9 +168,9 @@ export function createConnection(
     // comes (a hung server, a network gone silent just after the handshake) would otherwise
     // hold the client, its outbox and ready() for as long as the TCP connection lasts
     const timeoutMs = options.connectTimeoutMs ?? 10_000;
-    // 0 is no limit, as Infinity (which setTimeout would take as 0)
-    if (!(timeoutMs > 0 && timeoutMs < Infinity)) return;
-    firstFrameTimer = setTimeout(() => {
+    // 0 is no limit, as Infinity is
+    if (!(timeoutMs > 0)) return;
+    firstFrameTimer = startTimer(() => {
       if (socket !== ws || isReady) return;
       try {
         ws.close(1000);
@@ -295,7 +296,7 @@ export function createConnection(
     // `await using` forever. The client has stopped already; only the socket's end is awaited
     let timer: ReturnType<typeof setTimeout> | undefined;
     const given = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, options.closeTimeoutMs ?? 3_000);
+      timer = startTimer(resolve, options.closeTimeoutMs ?? 3_000);
     });
     await Promise.race([socketGone, given]);
     clearTimeout(timer);

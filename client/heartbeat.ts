@@ -1,3 +1,5 @@
+import { startTimer } from "./timers.ts";
+
 /**
  * A socket's liveness check. A connection can die without a close (a mobile network changed,
  * a NAT entry timed out: packets are dropped); with nothing to send, the client would not see
@@ -25,7 +27,7 @@ export function createHeartbeat(
 
   function schedule(ms: number): void {
     clearTimeout(timer);
-    timer = setTimeout(due, ms);
+    timer = startTimer(due, ms);
   }
 
   function due(): void {

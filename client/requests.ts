@@ -1,6 +1,7 @@
 import type { Action } from "../protocol/mod.ts";
 import type { ReceivedFrameOf } from "./received_frames.ts";
 import { ConnectionLostError, RequestError, RequestTimeoutError } from "./errors.ts";
+import { startTimer } from "./timers.ts";
 
 /** What answers each action besides its `ack`. */
 type ReplyKind = "none" | "ack" | "message" | "latest_chat" | "chats" | "unread_messages";
@@ -199,7 +200,7 @@ export function createRequests(deps: {
       return true;
     }
     inflight.set(pending.requestId, pending);
-    pending.timer = setTimeout(() => {
+    pending.timer = startTimer(() => {
       // the outbox's send unanswered: the socket may have gone silent, and each send behind
       // it would wait its own timeout in turn; a read of the client's own would be made again
       // and again on it
