@@ -393,6 +393,44 @@ Deno.test("a known chat two pages of chats down after a reconnect is filled thou
   assert.deepEqual(await vendor.events.seqs(known.id, 1, 20_000), [1]);
 });
 
+Deno.test("the gap fills of many chats after a reconnect do not flood the server into closing the socket", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const service = cluster.main.service.chat;
+  const chats: Array<{ id: string }> = [];
+  for (let index = 0; index < 200; index++) {
+    chats.push(await service.createChat(`cust-${index}`, "vend-1"));
+  }
+  const say = async (index: number) => {
+    const membership = await service.membership(`cust-${index}`, chats[index]!.id);
+    await service.sendMessage({ user_id: `cust-${index}`, membership }, {
+      receiver_id: "vend-1",
+      media_type: "text",
+      content: "hi",
+      media: null,
+      client_id: null,
+    });
+  };
+  await using vendor = await openThroughProxy(cluster, "vend-1");
+  const { proxy, events } = vendor;
+  await events.next("chats");
+  await events.next("status", (status) => status.state === "open");
+  // the vendor's client sees a message in each chat: it knows them all
+  for (let index = 0; index < chats.length; index++) await say(index);
+  for (const chat of chats) await events.seqs(chat.id, 1, 20_000);
+
+  await proxy.cut();
+  await events.next("status", (status) => status.state === "reconnecting");
+  for (let index = 0; index < chats.length; index++) await say(index);
+  proxy.restore();
+  await events.next("status", (status) => status.state === "open");
+  const reopened = events.all("status").length;
+
+  // one read per chat with news, written at once, was refused past WS_FLOOD_LIMIT in a row
+  for (const chat of chats) assert.deepEqual(await events.seqs(chat.id, 2, 30_000), [1, 2]);
+  const after = events.all("status").slice(reopened);
+  assert.deepEqual(after.map((status) => `${status.state} ${status.code} ${status.reason}`), []);
+});
+
 Deno.test("close() while the first connection is being made leaves nothing open", async () => {
   await using cluster = await startCluster();
   const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");

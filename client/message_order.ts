@@ -17,14 +17,18 @@ export interface MessageOrderDeps {
   retryDelay(attempt: number): number;
 }
 
+/** The most reads of the store a client's gap fills have under way at once. */
+export const MAX_READS = 4;
+
 /**
  * The messages of every chat a client sees, released to the application once each and in
  * `seq` order. A gap (after a reconnect, or a message that arrives early) is filled from the
  * store, page by page, before what waits behind it is released. A read the server refused
  * for now (`rate_limited`, `unavailable`) is made again after a backoff, and so is one not
- * answered in time on a socket kept (still sending a large upload); a lost connection, also
- * a socket left as silent because the read got no reply, ends the filling until the next
- * connection's first frame. A
+ * answered in time on a socket kept (still sending a large upload); the fills of all chats
+ * have at most MAX_READS reads under way, or waiting out such a backoff, at once (turnNow). A
+ * lost connection, also a socket left as silent because the read got no reply, ends the
+ * filling until the next connection's first frame. A
  * read refused for good (a code that is not retryable, or unknown) gives up on the gap: what
  * waits behind it is released in order, each range missing announced as a `gap` just before
  * the message after it, rather than held until some later message happens to come. With
@@ -64,6 +68,9 @@ export function createMessageOrder(deps: MessageOrderDeps) {
   let gapsFilled = 0;
   let gapsSkipped = 0;
   let stopped = false;
+  /** Turns to read taken (see turnNow), and the fills waiting for one, oldest first. */
+  let reading = 0;
+  const waitingTurns: Array<() => void> = [];
 
   function pause(ms: number): Promise<void> {
     return new Promise((resolve) => {
@@ -206,6 +213,33 @@ export function createMessageOrder(deps: MessageOrderDeps) {
     return gapsSkipped - skippedBefore;
   }
 
+  /**
+   * One of MAX_READS turns to read, when one is free (or the order stopped): the function that
+   * ends it; otherwise undefined, and nextTurn() waits for one. A reconnect that finds many
+   * chats with news would otherwise write a read for each at once: past the server's burst they
+   * are refused, and each refused again as it is retried while the others are written, past the
+   * server's limit of refusals in a row (WS_FLOOD_LIMIT), which closes the socket (4429). A fill
+   * keeps its turn through the wait before reading again, so that no read is written while the
+   * server is refusing.
+   */
+  function turnNow(): (() => void) | undefined {
+    if (!stopped && reading >= MAX_READS) return undefined;
+    reading++;
+    return endTurn;
+  }
+
+  /** Waits for a turn to read (see turnNow). */
+  function nextTurn(): Promise<() => void> {
+    return new Promise((resolve) => waitingTurns.push(() => resolve(endTurn)));
+  }
+
+  /** An ended turn goes to the fill waiting longest, if any. */
+  function endTurn(): void {
+    const next = waitingTurns.shift();
+    if (next) next();
+    else reading--;
+  }
+
   /** Reads the store after the last released message until nothing is missing. */
   function fill(chatId: string): void {
     if (filling.has(chatId) || stopped) return;
@@ -215,6 +249,9 @@ export function createMessageOrder(deps: MessageOrderDeps) {
       let skippedHere = 0;
       let failures = 0;
       while (!stopped) {
+        // a free turn is taken at once: the read is then made along with the frame that called
+        // for it, before any frame after it is taken
+        const done = turnNow() ?? await nextTurn();
         const sequencer = sequencerOf(chatId);
         const after = sequencer.last ?? 0;
         // a read made before messages were held, or were known stored, may predate them
@@ -223,7 +260,11 @@ export function createMessageOrder(deps: MessageOrderDeps) {
         const readsAtRead = readsHeld.get(chatId);
         let page: LatestChatFrame | undefined;
         try {
+          if (stopped) return;
           page = await read(chatId, after);
+          // worth reading again: the turn is kept through the wait, so that the other chats'
+          // reads wait too (see turnNow)
+          if (!page && !stopped) await pause(deps.retryDelay(failures++));
         } catch (error) {
           // a lost connection: the next connection's first frame starts filling again
           if (stopped || error instanceof ConnectionLostError) throw error;
@@ -232,13 +273,12 @@ export function createMessageOrder(deps: MessageOrderDeps) {
           refused(chatId, error);
           skipGap(chatId, error);
           return;
+        } finally {
+          done();
         }
         // the client closed while the page was on its way
         if (stopped) return;
-        if (!page) {
-          await pause(deps.retryDelay(failures++));
-          continue;
-        }
+        if (!page) continue;
         failures = 0;
         // a messages_read came meanwhile: the page may have been read before the mark
         if (readsHeld.get(chatId) !== readsAtRead) continue;
@@ -349,6 +389,8 @@ export function createMessageOrder(deps: MessageOrderDeps) {
         wake();
       }
       pauses.clear();
+      // the fills waiting for a turn end (they find the order stopped)
+      for (const wake of waitingTurns.splice(0)) wake();
     },
     get duplicates(): number {
       let count = 0;
