@@ -85,7 +85,10 @@ export interface ChatClient extends AsyncDisposable {
    * Sends an action with a fresh `request_id`. Resolves with its result when the `ack`
    * comes (see ActionResults); rejects with RequestError (the server's `error` frame, or the
    * frame does not fit the schema), RequestTimeoutError, ConnectionLostError (not for sends)
-   * or ClientClosedError. Requests made while disconnected wait for the next connection.
+   * or ClientClosedError. Requests made while disconnected wait for the next connection; then
+   * they go one at a time (sends in a line of their own), and one refused with `rate_limited`
+   * is written again after a backoff: a backlog written at once could be refused past the
+   * server's burst, and past its flood limit close the socket.
    * `send_message` gets a `client_id` unless it has one, and stays in the outbox until its
    * ack: after a lost connection, or a `rate_limited` refusal, it is written again with that
    * same `client_id`; sends that waited go one at a time, in the order they were made. A

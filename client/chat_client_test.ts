@@ -324,6 +324,32 @@ Deno.test("sends made while away, more than the server's burst, are all stored, 
   assert.deepEqual(await customer.events.seqs(chat.id, 60), range(1, 60));
 });
 
+Deno.test("other requests made while away, more than the flood limit, all get their answers on the next connection", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using vendor = await openClient(cluster, "vend-1", { chatId: chat.id });
+  await sendEach(vendor.client, "cust-1", ["a", "b"]);
+  await using customer = await openThroughProxy(cluster, "cust-1", { chatId: chat.id });
+  const { proxy } = customer;
+  const page = await customer.events.next("latest_chat");
+  await customer.events.next("status", (status) => status.state === "open");
+  await proxy.cut();
+  await customer.events.next("status", (status) => status.state === "reconnecting");
+  // the user reads, and reads again, while away: more requests wait for the next connection
+  // than WS_RATE_BURST (40), and than WS_FLOOD_LIMIT (100) refusals in a row
+  const reads = range(1, 150).map((n) =>
+    customer.client.request({ action: "read_message", message_id: page.messages[n % 2]!.id })
+      .then(() => "ok", (error) => `${error.name} ${error.code ?? ""}`.trim())
+  );
+  proxy.restore();
+  await customer.events.next("status", (status) => status.state === "open");
+  const reopened = customer.events.all("status").length;
+
+  const outcomes = await Promise.all(reads);
+  assert.deepEqual(outcomes.filter((outcome) => outcome !== "ok"), []);
+  assert.deepEqual(customer.events.all("status").slice(reopened), [], "the socket is kept");
+});
+
 Deno.test("a client of /v1/ws/chats/ fills what it missed in each chat after a reconnect", async () => {
   await using cluster = await startCluster();
   const service = cluster.main.service.chat;

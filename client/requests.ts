@@ -34,6 +34,8 @@ interface Pending {
   handedAtWrite: number;
   /** Unanswered in time, it asks whether the socket has gone silent (see AddOptions). */
   leavesSilent: boolean;
+  /** It waited in the queue: it goes one at a time, and is kept when refused for now. */
+  waited: boolean;
   /** The `unread_messages` that answered it, before its ack. */
   answer: ReceivedFrameOf<"unread_messages"> | undefined;
   timer: ReturnType<typeof setTimeout> | undefined;
@@ -77,9 +79,14 @@ export interface AddOptions extends RequestOptions {
  * refusal) are written one at a time, each after the reply to the one before: written at once
  * they could be more frames than the server's burst, and one written behind a refused send
  * may be taken (the budget refilled meanwhile) and stored before it. Other requests do not
- * wait for sends. A send whose reply does not come in time is the connection's to judge
- * (`timedOut`): a socket gone silent is left, and the send stays in the outbox; so is one of
- * the client's own reads (AddOptions).
+ * wait for sends. Other requests that waited in the queue (made while disconnected, or behind
+ * one that did) are written one at a time too, and kept when refused with `rate_limited` (a
+ * refusal at the door: the server did nothing, so a second try is safe): a backlog written at
+ * once would be refused past the server's burst, and past its limit of refusals in a row
+ * (WS_FLOOD_LIMIT) the socket closed, losing the answers of those taken. An application's
+ * request written at once is the caller's to try again. A send whose reply does not come in
+ * time is the connection's to judge (`timedOut`): a socket gone silent is left, and the send
+ * stays in the outbox; so is one of the client's own reads (AddOptions).
  */
 export function createRequests(deps: {
   /** Writes a frame; false when there is no open socket (the request then waits). */
@@ -151,31 +158,36 @@ export function createRequests(deps: {
     queue.sort((a, b) => a.made - b.made);
   }
 
-  function sendInFlight(): boolean {
-    for (const pending of inflight.values()) if (pending.action === "send_message") return true;
+  /**
+   * Whether a request in the queue waits: while a refusal is waited out, and while another
+   * of its line is in flight: a send, for a send; another request that waited, for the others.
+   * The outbox goes one send at a time, as a frame written behind a refused one may be taken
+   * (the server's budget refilled meanwhile) and stored first; the others too, so that a
+   * backlog is not more frames than the server's burst.
+   */
+  function queuedWaits(queued: Pending): boolean {
+    if (resting !== undefined) return true;
+    const send = queued.action === "send_message";
+    for (const pending of inflight.values()) {
+      if ((pending.action === "send_message") === send && (send || pending.waited)) return true;
+    }
     return false;
   }
 
-  /**
-   * Whether a send in the queue waits: while a refusal is waited out, and while another send
-   * is in flight. The outbox goes one send at a time, as a frame written behind a refused one
-   * may be taken (the server's budget refilled meanwhile) and stored first.
-   */
-  function queuedSendWaits(): boolean {
-    return resting !== undefined || sendInFlight();
-  }
-
-  /** Writes what waits, in order, while the socket takes it; sends one at a time. */
+  /** Writes what waits, in order, while the socket takes it; one at a time in each line. */
   function flush(): void {
     for (const pending of [...queue]) {
-      if (pending.action === "send_message" && queuedSendWaits()) continue;
+      if (queuedWaits(pending)) continue;
       if (!write(pending)) return;
       const index = queue.indexOf(pending);
       if (index >= 0) queue.splice(index, 1);
     }
   }
 
-  /** A send refused for now: back in the outbox, written again after a backoff. */
+  /**
+   * A send, or a request that waited, refused for now: back in the queue, written again after a
+   * backoff.
+   */
   function refused(pending: Pending): void {
     clearTimeout(pending.timer);
     inflight.delete(pending.requestId);
@@ -267,6 +279,7 @@ export function createRequests(deps: {
         timeoutMs: options.timeoutMs ?? deps.timeoutMs,
         handedAtWrite: 0,
         leavesSilent: frame.action === "send_message" || options.leavesSilent === true,
+        waited: false,
         answer: undefined,
         timer: undefined,
         settle(outcome) {
@@ -282,7 +295,10 @@ export function createRequests(deps: {
         (queued.action === "send_message") === (frame.action === "send_message")
       );
       const waits = behind || (frame.action === "send_message" && resting !== undefined);
-      if (waits || !write(pending)) queue.push(pending);
+      if (waits || !write(pending)) {
+        pending.waited = true;
+        queue.push(pending);
+      }
       return promise;
     },
 
@@ -298,7 +314,7 @@ export function createRequests(deps: {
       const pending = inflight.get(frame.request_id);
       if (!pending) return false;
       deps.answered();
-      if (pending.action === "send_message") refusals = 0;
+      if (pending.action === "send_message" || pending.waited) refusals = 0;
       try {
         pending.settle({ value: resolveAck(pending, frame, page) });
       } catch (error) {
@@ -316,7 +332,8 @@ export function createRequests(deps: {
       const pending = frame.request_id === undefined ? undefined : inflight.get(frame.request_id);
       if (!pending) return false;
       deps.answered();
-      if (pending.action === "send_message" && frame.code === "rate_limited") refused(pending);
+      const kept = pending.action === "send_message" || pending.waited;
+      if (kept && frame.code === "rate_limited") refused(pending);
       else pending.settle({ error: new RequestError(frame, pending.action) });
       flush();
       return true;
