@@ -672,3 +672,24 @@ Deno.test("a heartbeatMs of Infinity, or past what setTimeout can wait, sets no 
     assert.ok(timers < 3, `heartbeatMs ${heartbeatMs}: ${timers} timers set while idle`);
   }
 });
+
+Deno.test("a send answered unavailable (a database failover) stays in the outbox and is written again with its client_id", async () => {
+  await using scripted = openScriptedClient({ chatId: X });
+  const { client, server } = scripted;
+  const socket = await scripted.accept(historyPage(X, [1]));
+  const sent = client.request(textSend("during the failover"));
+  const first = await server.written(socket, "send_message");
+  socket.push({
+    type: "error",
+    code: "unavailable",
+    message: "the database is not available",
+    request_id: first.request_id,
+    action: "send_message",
+  });
+
+  // the server says: try again; the same client_id makes it safe
+  const again = await server.written(socket, "send_message");
+  assert.equal(again.client_id, first.client_id);
+  storeSend(socket, again, 2);
+  assert.equal((await sent).seq, 2);
+});

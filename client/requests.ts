@@ -73,20 +73,21 @@ export interface AddOptions extends RequestOptions {
  * written stays known as given up until the server answers it, so that its late page is
  * dropped rather than taken for another request's, or for a pushed list.
  *
- * A send refused with `rate_limited` stays in the outbox too (the same `client_id` makes a
- * second try safe): it goes back to its place in the queue, and the outbox waits a backoff
- * (or the next socket). Sends that waited in the queue (made while disconnected, or behind a
- * refusal) are written one at a time, each after the reply to the one before: written at once
- * they could be more frames than the server's burst, and one written behind a refused send
- * may be taken (the budget refilled meanwhile) and stored before it. Other requests do not
- * wait for sends. Other requests that waited in the queue (made while disconnected, or behind
- * one that did) are written one at a time too, and kept when refused with `rate_limited` (a
- * refusal at the door: the server did nothing, so a second try is safe): a backlog written at
- * once would be refused past the server's burst, and past its limit of refusals in a row
- * (WS_FLOOD_LIMIT) the socket closed, losing the answers of those taken. An application's
- * request written at once is the caller's to try again. A send whose reply does not come in
- * time is the connection's to judge (`timedOut`): a socket gone silent is left, and the send
- * stays in the outbox; so is one of the client's own reads (AddOptions).
+ * A send refused with `rate_limited` or `unavailable` (a dependency down, a database failing
+ * over) stays in the outbox too (the same `client_id` makes a second try safe): it goes back to its
+ * place in the queue, and the outbox waits a backoff (or the next socket). Sends that waited in the
+ * queue (made while disconnected, or behind a refusal) are written one at a time, each after the
+ * reply to the one before: written at once they could be more frames than the server's burst, and
+ * one written behind a refused send may be taken (the budget refilled meanwhile) and stored before
+ * it. Other requests do not wait for sends, only out a refusal's backoff when they waited in the
+ * queue themselves. Other requests that waited in the queue (made while disconnected, or behind one
+ * that did) are written one at a time too, and kept when refused with `rate_limited` (a refusal at
+ * the door: the server did nothing, so a second try is safe): a backlog written at once would be
+ * refused past the server's burst, and past its limit of refusals in a row (WS_FLOOD_LIMIT) the
+ * socket closed, losing the answers of those taken. An application's request written at once is the
+ * caller's to try again. A send whose reply does not come in time is the connection's to judge
+ * (`timedOut`): a socket gone silent is left, and the send stays in the outbox; so is one of the
+ * client's own reads (AddOptions).
  */
 export function createRequests(deps: {
   /** Writes a frame; false when there is no open socket (the request then waits). */
@@ -332,8 +333,11 @@ export function createRequests(deps: {
       const pending = frame.request_id === undefined ? undefined : inflight.get(frame.request_id);
       if (!pending) return false;
       deps.answered();
-      const kept = pending.action === "send_message" || pending.waited;
-      if (kept && frame.code === "rate_limited") refused(pending);
+      const send = pending.action === "send_message";
+      // a send answered unavailable (a database failover) is kept too: its client_id makes
+      // the second try safe, which the contract asks for
+      const forNow = frame.code === "rate_limited" || (send && frame.code === "unavailable");
+      if ((send || pending.waited) && forNow) refused(pending);
       else pending.settle({ error: new RequestError(frame, pending.action) });
       flush();
       return true;
