@@ -693,3 +693,27 @@ Deno.test("a send answered unavailable (a database failover) stays in the outbox
   storeSend(socket, again, 2);
   assert.equal((await sent).seq, 2);
 });
+
+Deno.test("requests made while away do not keep the heartbeat from a socket gone silent", async () => {
+  await using scripted = openScriptedClient({ chatId: X, heartbeatMs: 20, timeoutMs: 100 });
+  const { client, events, server } = scripted;
+  const first = await scripted.accept(historyPage(X, [1]));
+  first.serverClose(1006);
+  await events.next("status", (status) => status.state === "reconnecting");
+  // made while away, each with a long timeout of its own
+  const reads = [1, 2, 3].map(() =>
+    client.request({ action: "read_message", message_id: Y }, { timeoutMs: 2_000 })
+      .then(() => "ok", (error) => error.name)
+  );
+  // the next socket goes silent once opened: the backlog's first read gets no answer
+  const silent = await scripted.accept(historyPage(X, [1]));
+  await server.written(silent, "read_message");
+  // the check is written all the same, and its silence leaves the socket
+  await server.written(silent, "load_latest_chat");
+  const lost = await events.next("status", (status) => status.state === "reconnecting", 1_000);
+  assert.equal(lost.code, 1006);
+
+  const next = await scripted.accept(historyPage(X, [1]));
+  for (let index = 0; index < 2; index++) next.answer(await server.written(next, "read_message"));
+  assert.deepEqual(await Promise.all(reads), ["ConnectionLostError", "ok", "ok"]);
+});

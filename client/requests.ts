@@ -34,7 +34,12 @@ interface Pending {
   handedAtWrite: number;
   /** Unanswered in time, it asks whether the socket has gone silent (see AddOptions). */
   leavesSilent: boolean;
-  /** It waited in the queue: it goes one at a time, and is kept when refused for now. */
+  /** A read of the client's own (AddOptions.leavesSilent): never behind the others. */
+  own: boolean;
+  /**
+   * The application's, it waited in the queue: it goes one at a time, and is kept when refused
+   * for now.
+   */
   waited: boolean;
   /** The `unread_messages` that answered it, before its ack. */
   answer: ReceivedFrameOf<"unread_messages"> | undefined;
@@ -85,9 +90,9 @@ export interface AddOptions extends RequestOptions {
  * the door: the server did nothing, so a second try is safe): a backlog written at once would be
  * refused past the server's burst, and past its limit of refusals in a row (WS_FLOOD_LIMIT) the
  * socket closed, losing the answers of those taken. An application's request written at once is the
- * caller's to try again. A send whose reply does not come in time is the connection's to judge
- * (`timedOut`): a socket gone silent is left, and the send stays in the outbox; so is one of the
- * client's own reads (AddOptions).
+ * caller's to try again. The client's own reads (AddOptions) wait behind none of them. A send whose
+ * reply does not come in time is the connection's to judge (`timedOut`): a socket gone silent is
+ * left, and the send stays in the outbox; so is one of the client's own reads (AddOptions).
  */
 export function createRequests(deps: {
   /** Writes a frame; false when there is no open socket (the request then waits). */
@@ -167,6 +172,9 @@ export function createRequests(deps: {
    * backlog is not more frames than the server's burst.
    */
   function queuedWaits(queued: Pending): boolean {
+    // the heartbeat's check, a gap fill's read: behind a backlog, a socket gone silent would be
+    // noticed only once every request of it had timed out in turn
+    if (queued.own) return false;
     if (resting !== undefined) return true;
     const send = queued.action === "send_message";
     for (const pending of inflight.values()) {
@@ -280,6 +288,7 @@ export function createRequests(deps: {
         timeoutMs: options.timeoutMs ?? deps.timeoutMs,
         handedAtWrite: 0,
         leavesSilent: frame.action === "send_message" || options.leavesSilent === true,
+        own: options.leavesSilent === true,
         waited: false,
         answer: undefined,
         timer: undefined,
@@ -291,13 +300,15 @@ export function createRequests(deps: {
         },
       };
       options.signal?.addEventListener("abort", onAbort, { once: true });
-      // a send goes behind the sends in the outbox; another request behind the other requests
-      const behind = queue.some((queued) =>
-        (queued.action === "send_message") === (frame.action === "send_message")
-      );
+      // a send goes behind the sends in the outbox; another request of the application's
+      // behind the others of the application's; a read of the client's own behind none
+      const behind = !pending.own &&
+        queue.some((queued) =>
+          !queued.own && (queued.action === "send_message") === (frame.action === "send_message")
+        );
       const waits = behind || (frame.action === "send_message" && resting !== undefined);
       if (waits || !write(pending)) {
-        pending.waited = true;
+        pending.waited = !pending.own;
         queue.push(pending);
       }
       return promise;
