@@ -127,7 +127,10 @@ Deno.test("on /v1/ws/chats/ the check reads a known chat after its last seq, or 
     [{ chat_id: chat.id, limit: 1 }, { chat_id: chat.id, limit: 1 }],
   );
   assert.equal(sockets.opened, 1, "the socket was kept");
-  assert.equal(vendor.events.all("chats").length, 1, "the first list only");
+  // the server's list pushed for the new chat, and none of the checks' empty pages
+  const pushed = await vendor.events.next("chats");
+  assert.deepEqual(pushed.chats.map((row) => row.chat_id), [chat.id]);
+  assert.equal(vendor.events.all("chats").length, 2, "the first list and the pushed one only");
   await sendEach(customer.client, "vend-1", ["two"]);
   assert.deepEqual(await vendor.events.seqs(chat.id, 2), [1, 2]);
   assert.deepEqual(vendor.events.all("error"), []);
