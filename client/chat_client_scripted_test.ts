@@ -422,6 +422,20 @@ Deno.test("after 1013 (try again later) the reconnect delay keeps growing though
   assert.deepEqual(delays, [1, 2, 4, 8, 1]);
 });
 
+Deno.test("after 1011 (the server failed) the reconnect delay keeps growing though each socket had been open", async () => {
+  await using scripted = openScriptedClient({ chatId: X });
+  const delays: number[] = [];
+  // a server whose unread read fails after the first page closes each socket so: coming back at
+  // once, every client would ask it again four times a second
+  for (const code of [1011, 1011, 1011, 1006]) {
+    const socket = await scripted.accept(historyPage(X, [1]));
+    socket.serverClose(code, code === 1011 ? "internal" : "");
+    const status = await scripted.events.next("status", (next) => next.state === "reconnecting");
+    delays.push(status.retryInMs ?? -1);
+  }
+  assert.deepEqual(delays, [1, 2, 4, 1]);
+});
+
 Deno.test("a client given an aborted signal is closed from the start and opens no socket", async () => {
   await using scripted = openScriptedClient({ chatId: X, signal: AbortSignal.abort() });
   assert.equal(scripted.client.status.state, "closed");

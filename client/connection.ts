@@ -12,6 +12,12 @@ import { startTimer } from "./timers.ts";
 import type { ChatsFrame, ConnectionStatus, LatestChatFrame } from "./types.ts";
 
 const OPEN = 1;
+/** Closes after which the next connection waits longer than the last (see `closed`). */
+const GROWING_BACKOFF_CODES: ReadonlySet<number> = new Set([
+  CloseCode.tooMany,
+  CloseCode.tryAgainLater,
+  CloseCode.internal,
+]);
 
 /**
  * The client's one socket at a time, from the first attempt until it stops for good. A
@@ -81,7 +87,7 @@ export function createConnection(
   let everReady = false;
   /** Failed attempts since the last connection that opened: the backoff's exponent. */
   let attempt = 0;
-  /** Connections closed with 4429 or 1013 in a row after they had opened. */
+  /** Connections closed with 4429, 1013 or 1011 in a row after they had opened. */
   let floods = 0;
   /** Connections left as silent since a reply last came in time: the backoff's exponent then. */
   let silences = 0;
@@ -194,11 +200,11 @@ export function createConnection(
     // a socket taken in had a good token: a 4401 now is its expiry, and a function renews it
     const renewsToken = wasReady && typeof options.token === "function";
     if (!reconnectsAfter(code, { renewsToken })) return stop(new ClientClosedError(code, reason));
-    // an open socket started the backoff over, but one closed for flooding (4429), or by a
-    // server that cannot keep up (1013: a slow reader let go, too many events held), waits
-    // longer than the one closed for it before: coming back at once would do it again.
-    // Failures before it opened do not count
-    if (wasReady && (code === CloseCode.tooMany || code === CloseCode.tryAgainLater)) {
+    // an open socket started the backoff over, but one closed for flooding (4429), by a
+    // server that cannot keep up (1013: a slow reader let go, too many events held), or by one
+    // that failed (1011), waits longer than the one closed for it before: coming back at once
+    // would do it again. Failures before it opened do not count
+    if (wasReady && GROWING_BACKOFF_CODES.has(code)) {
       attempt = floods++;
     } else if (wasReady) floods = 0;
     // so does one left because no reply came in time, until one comes in time: a server alive
