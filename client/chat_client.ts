@@ -62,6 +62,7 @@ export interface ChatClientOptions {
    * How long a new socket may take to open and send its first frame, the page (default 10 s;
    * 0 or Infinity: no limit): one that does not (a hung server, a network gone silent just
    * after the handshake) is left as a lost one (code 1006) and tried again after the backoff.
+   * A `token` function gets as long to answer, and is asked again after the backoff.
    */
   connectTimeoutMs?: number;
   /** Opens a socket (default: the global WebSocket). */

@@ -129,13 +129,37 @@ export function createConnection(
     else frames.route(frame);
   }
 
+  /**
+   * The token, from the function when one is given: one that does not answer within
+   * `connectTimeoutMs` is taken as failed (a token service that went silent would hold the
+   * client connecting for good), and asked again after the backoff.
+   */
+  async function askToken(): Promise<string> {
+    const source = options.token;
+    if (typeof source !== "function") return source;
+    const asked = Promise.resolve().then(source);
+    const timeoutMs = options.connectTimeoutMs ?? 10_000;
+    if (!(timeoutMs > 0)) return await asked;
+    const late = Promise.withResolvers<never>();
+    // the first frame's timer, which close() clears, is not set until the socket is opened
+    firstFrameTimer = startTimer(
+      () => late.reject(new Error(`no token within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    try {
+      return await Promise.race([asked, late.promise]);
+    } finally {
+      clearTimeout(firstFrameTimer);
+    }
+  }
+
   async function connect(): Promise<void> {
     retryTimer = undefined;
     if (stopped) return;
     if (!everReady && attempt === 0) setStatus({ state: "connecting", attempt });
     let token: string;
     try {
-      token = typeof options.token === "function" ? await options.token() : options.token;
+      token = await askToken();
     } catch {
       // a token source that failed may work next time, unless the client closed meanwhile
       if (!stopped) scheduleRetry(CloseCode.tryAgainLater, "no token");

@@ -342,3 +342,15 @@ Deno.test("connectTimeoutMs 0, Infinity or past what setTimeout can wait puts no
     assert.equal(scripted.server.sockets.length, 1, `one socket with ${connectTimeoutMs}`);
   }
 });
+
+Deno.test("a token function that never answers is given up after connectTimeoutMs and asked again", async () => {
+  let asked = 0;
+  // the first ask hangs (a token service that took the request and went silent)
+  const token = () => ++asked === 1 ? new Promise<string>(() => {}) : Promise.resolve("token-2");
+  await using scripted = openScriptedClient({ chatId: X, token, connectTimeoutMs: 50 });
+  const status = await scripted.events.next("status", (next) => next.state === "reconnecting");
+  assert.match(status.reason ?? "", /no token/);
+  await scripted.accept(historyPage(X, [1]));
+  assert.equal(asked, 2);
+  assert.equal(scripted.client.status.state, "open");
+});
