@@ -130,13 +130,11 @@ export function createConnection(
   }
 
   /**
-   * The token, from the function when one is given: one that does not answer within
+   * The token from the `token` function: one that does not answer within
    * `connectTimeoutMs` is taken as failed (a token service that went silent would hold the
    * client connecting for good), and asked again after the backoff.
    */
-  async function askToken(): Promise<string> {
-    const source = options.token;
-    if (typeof source !== "function") return source;
+  async function askToken(source: () => string | Promise<string>): Promise<string> {
     const asked = Promise.resolve().then(source);
     const timeoutMs = options.connectTimeoutMs ?? 10_000;
     if (!(timeoutMs > 0)) return await asked;
@@ -159,7 +157,8 @@ export function createConnection(
     if (!everReady && attempt === 0) setStatus({ state: "connecting", attempt });
     let token: string;
     try {
-      token = await askToken();
+      // a token given as it is opens the socket at once, before createChatClient returns
+      token = typeof options.token === "function" ? await askToken(options.token) : options.token;
     } catch {
       // a token source that failed may work next time, unless the client closed meanwhile
       if (!stopped) scheduleRetry(CloseCode.tryAgainLater, "no token");
