@@ -68,6 +68,8 @@ export class Participant {
   /** Sends a frame; with a `request_id`, resolves at its `ack` and rejects at its `error`. */
   request(frame: Record<string, unknown> & { request_id: string }): Promise<void> {
     return new Promise((resolve, reject) => {
+      // a closed WebSocket drops what is sent without a word: the request would wait for ever
+      if (this.#socket.readyState !== WebSocket.OPEN) return reject(new Error("socket closed"));
       this.#pending.set(frame.request_id, { resolve, reject });
       this.#socket.send(JSON.stringify(frame));
     });

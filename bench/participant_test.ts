@@ -35,3 +35,36 @@ Deno.test("a participant counts a message that comes behind a later one as out o
   assert.equal(participant.stats.outOfOrder, 2);
   assert.equal(participant.stats.duplicates, 1);
 });
+
+Deno.test("a participant whose socket the service closed rejects a request at once instead of leaving it unanswered", async () => {
+  const { promise: closed, resolve: serverClosed } = Promise.withResolvers<void>();
+  await using server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    socket.onopen = () => {
+      socket.send(JSON.stringify({ type: "latest_chat", messages: [] }));
+      // as the service closes a socket that fell too far behind
+      socket.close(4429, "too slow");
+    };
+    socket.onclose = () => serverClosed();
+    return response;
+  });
+  const participant = await Participant.open(
+    `ws://127.0.0.1:${server.addr.port}`,
+    crypto.randomUUID(),
+    "token",
+  );
+  await closed;
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const answer = await Promise.race([
+    participant.request({ action: "send_message", request_id: "after" }).then(
+      () => "ack",
+      (error: Error) => `rejected: ${error.message}`,
+    ),
+    new Promise((resolve) => timer = setTimeout(() => resolve("no answer in 2 s"), 2000)),
+  ]);
+  clearTimeout(timer);
+  await participant.close();
+  // an unanswered send holds a closed loop's slot for ever and counts in no figure
+  assert.equal(answer, "rejected: socket closed");
+});
