@@ -52,3 +52,38 @@ Deno.test("runLoad()'s open loop keeps its schedule while the CPU of the measure
   // sending held up for the reading would leave the first 30 measured messages up to 300 ms late
   assert.ok(result.latencyMs.p90 < 100, `delivery ${JSON.stringify(result.latencyMs)}`);
 });
+
+/** A server that opens every chat socket with an empty `latest_chat`, then answers nothing. */
+function silentServer() {
+  return Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    socket.onopen = () => socket.send(JSON.stringify({ type: "latest_chat", messages: [] }));
+    return response;
+  });
+}
+
+Deno.test("runLoad()'s closed loop ends on time when the service stops answering, its sends counted as errors", async () => {
+  await using server = silentServer();
+  const chat = { id: crypto.randomUUID(), customer: "customer", vendor: "vendor" };
+  const run = runLoad({
+    wsBase: `ws://127.0.0.1:${server.addr.port}`,
+    secret: "a".repeat(64),
+    chats: [chat],
+    seconds: 0.5,
+    warmupSeconds: 0,
+    concurrency: 4,
+    markRead: false,
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const result = await Promise.race([
+    run,
+    // half a second of load, then at most ten of waiting for the last answers
+    new Promise<"hung">((resolve) => timer = setTimeout(() => resolve("hung"), 15_000)),
+  ]);
+  clearTimeout(timer);
+  assert.notEqual(result, "hung", "runLoad() still running 15 s after a 0.5 s run");
+  if (result === "hung") return;
+  assert.equal(result.sent, 4);
+  assert.equal(result.stored, 0);
+  assert.equal(result.errors, 4);
+});
