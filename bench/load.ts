@@ -197,11 +197,14 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     if (options.rate) {
       // open loop: a schedule by the clock, whatever the service does
       const perMs = options.rate / 1000;
-      while (performance.now() < endAt) {
+      for (;;) {
         beginWindowWhenDue();
-        const due = Math.floor((performance.now() - started) * perMs);
+        const now = performance.now();
+        // up to the end, also when the loop comes to it late: what was due before it goes out
+        const due = Math.floor((Math.min(now, endAt) - started) * perMs);
         // the message sent as number n (from 1) is due when n / perMs have passed
         while (sent < due) sendOne(started + (sent + 1) / perMs);
+        if (now >= endAt) break;
         await new Promise((resolve) => setTimeout(resolve, 1));
       }
     } else {
