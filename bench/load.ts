@@ -218,9 +218,11 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     const cpuAtEnd = await options.readCpu?.();
     // per message sent in the window: at a steady rate as many are handled while it lasts
     if (cpuAtBegin && cpuAtEnd) cpu = cpuUse(await cpuAtBegin, cpuAtEnd, sent - sentBeforeWindow!);
-    // let the last ones land
+    // let the last ones land; by id, as a send answered with an error may have been delivered
+    // too, and would stand in for an acknowledged one still on its way
     const drainUntil = performance.now() + 10_000;
-    while ((stored + errors < sent || delivered < stored) && performance.now() < drainUntil) {
+    const undelivered = () => acknowledged.some((id) => !deliveredIds.has(id));
+    while ((stored + errors < sent || undelivered()) && performance.now() < drainUntil) {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   } finally {

@@ -110,3 +110,53 @@ Deno.test("runLoad()'s open loop sends every message due in its seconds, though 
   assert.equal(result.lost, 0);
   assert.ok(result.latencyMs.max >= 400, `delivery ${JSON.stringify(result.latencyMs)}`);
 });
+
+Deno.test("runLoad() waits for an acknowledged message still on its way, though an errored one was delivered", async () => {
+  // the first send is stored and delivered but answered with an error (as a send can be); the
+  // second is acknowledged at once and delivered a second later
+  const sockets: WebSocket[] = [];
+  let seq = 0;
+  await using server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    sockets.push(socket);
+    socket.onopen = () => socket.send(JSON.stringify({ type: "latest_chat", messages: [] }));
+    socket.onmessage = (event) => {
+      const frame = JSON.parse(event.data);
+      if (frame.action !== "send_message") return;
+      seq++;
+      const message = {
+        id: `id${seq}`,
+        seq,
+        sender_id: frame.receiver_id === "vendor" ? "customer" : "vendor",
+        client_id: frame.client_id,
+      };
+      const deliver = () => {
+        for (const each of sockets) each.send(JSON.stringify({ type: "chat_message", message }));
+      };
+      if (seq === 1) {
+        deliver();
+        socket.send(
+          JSON.stringify({ type: "error", code: "unavailable", request_id: frame.request_id }),
+        );
+      } else {
+        socket.send(JSON.stringify({ type: "ack", request_id: frame.request_id }));
+        setTimeout(deliver, 1000);
+      }
+    };
+    return response;
+  });
+  const result = await runLoad({
+    wsBase: `ws://127.0.0.1:${server.addr.port}`,
+    secret: "a".repeat(64),
+    chats: [{ id: crypto.randomUUID(), customer: "customer", vendor: "vendor" }],
+    seconds: 1,
+    warmupSeconds: 0,
+    rate: 2,
+    markRead: false,
+  });
+  assert.deepEqual(
+    [result.sent, result.stored, result.errors, result.delivered, result.lost],
+    [2, 1, 1, 2, 0],
+    "sent, stored, errors, delivered, lost",
+  );
+});
