@@ -76,14 +76,16 @@ if (values.start) {
   ownDatabase = true;
   secret = crypto.randomUUID() + crypto.randomUUID();
   service = await startServiceProcess({
-    DATABASE_URL: databaseUrl,
-    NATS_URL: values["nats-url"],
-    JWT_SECRET: secret,
     // the load comes from a few sockets far faster than any person types
     WS_RATE_PER_SECOND: "100000",
     WS_RATE_BURST: "100000",
     WS_MAX_SOCKETS_PER_USER: "100000",
+    // the environment may tune the service, but not move it off the database and secret the
+    // bench made its chats and tokens with
     ...Deno.env.toObject(),
+    DATABASE_URL: databaseUrl,
+    NATS_URL: values["nats-url"],
+    JWT_SECRET: secret,
   });
   wsBase = service.baseUrl.replace(/^http/, "ws");
   log(`service started: pid ${service.pid} at ${service.baseUrl}`);

@@ -4,13 +4,18 @@
  * counts and loses nothing is.
  */
 import assert from "node:assert/strict";
+import { TEST_DATABASE_URL } from "./support/database.ts";
 
-/** Runs `deno task bench --start --smoke` on `scenarios`; what it printed and its JSON. */
-async function smokeRun(scenarios: string) {
+/**
+ * Runs `deno task bench --start --smoke` on `scenarios` (with `env` added to this process's);
+ * what it printed and its JSON.
+ */
+async function smokeRun(scenarios: string, env: Record<string, string> = {}) {
   const out = await Deno.makeTempFile({ suffix: ".json" });
   try {
     const run = await new Deno.Command(Deno.execPath(), {
       args: ["task", "bench", "--start", "--smoke", "--scenarios", scenarios, "--out", out],
+      env,
       stdout: "piped",
       stderr: "piped",
     }).output();
@@ -64,6 +69,16 @@ Deno.test("deno task bench --start --smoke runs every scenario and loses nothing
     assert.equal(results.idle.sockets, 200);
     assert.ok(results.idle.perSocketKiB > 0);
   }
+});
+
+Deno.test("deno task bench --start runs the service on the database and secret it made, whatever the environment says", async () => {
+  // a developer's shell holds the settings of the service they run by hand
+  const { results } = await smokeRun("load", {
+    DATABASE_URL: TEST_DATABASE_URL,
+    JWT_SECRET: "the secret of some other service, long enough to be taken",
+  });
+  assert.ok(results.load.stored > 0, "nothing stored");
+  assert.equal(results.load.lost, 0);
 });
 
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
