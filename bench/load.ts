@@ -38,7 +38,10 @@ export interface LoadResult {
    * still have been stored and delivered: it counts in `delivered`, never against this.
    */
   lost: number;
-  /** Messages the clients dropped as already seen (the service sent them twice). */
+  /**
+   * Messages the clients dropped as already seen: a seq sent twice, or a send that came again
+   * under a seq of its own (the service stored it twice).
+   */
   duplicates: number;
   /** Messages that came after a seq gap or behind a later one (the service skipped or reordered). */
   outOfOrder: number;
@@ -80,7 +83,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const latencies: number[] = [];
   const ackTimes: number[] = [];
   let sent = 0, stored = 0, delivered = 0, errors = 0;
-  let storedMeasured = 0, deliveredMeasured = 0;
+  let storedMeasured = 0, deliveredMeasured = 0, storedTwice = 0;
   let inFlight = 0;
   let wake: (() => void) | undefined;
   let counter = 0;
@@ -94,7 +97,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     me.client.onMessage((message) => {
       if (message.sender_id !== other.userId) return;
       const start = message.client_id === null ? undefined : sentAt.get(message.client_id);
-      if (start !== undefined) {
+      if (start !== undefined && deliveredIds.has(message.client_id!)) {
+        // one send stored twice, under a seq of its own: as much a duplicate as one seq twice
+        storedTwice++;
+      } else if (start !== undefined) {
         delivered++;
         deliveredIds.add(message.client_id!);
         if (start >= measuredFrom) {
@@ -244,7 +250,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     storedPerSecond: Math.round(storedMeasured / elapsed),
     deliveredPerSecond: Math.round(deliveredMeasured / elapsed),
     lost: acknowledged.filter((id) => !deliveredIds.has(id)).length,
-    duplicates: total((client) => client.stats.duplicates),
+    duplicates: storedTwice + total((client) => client.stats.duplicates),
     outOfOrder: total((client) => client.stats.outOfOrder),
     unreadPushes: total((client) => client.stats.unreadPushes),
     errors: errors + total((client) => client.stats.errors),

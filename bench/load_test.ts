@@ -111,39 +111,51 @@ Deno.test("runLoad()'s open loop sends every message due in its seconds, though 
   assert.ok(result.latencyMs.max >= 400, `delivery ${JSON.stringify(result.latencyMs)}`);
 });
 
-Deno.test("runLoad() waits for an acknowledged message still on its way, though an errored one was delivered", async () => {
-  // the first send is stored and delivered but answered with an error (as a send can be); the
-  // second is acknowledged at once and delivered a second later
+/**
+ * A stand-in for the service: each chat socket gets an empty `latest_chat`; each `send_message`
+ * takes the next seq and goes to `answer`, with `deliver` to send a message of it (that seq, or
+ * another) to every socket and `reply` to answer the sender.
+ */
+function scriptedService(
+  answer: (
+    seq: number,
+    deliver: (seq: number) => void,
+    reply: (frame: Record<string, unknown>) => void,
+  ) => void,
+) {
   const sockets: WebSocket[] = [];
   let seq = 0;
-  await using server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
+  return Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
     const { socket, response } = Deno.upgradeWebSocket(request);
     sockets.push(socket);
     socket.onopen = () => socket.send(JSON.stringify({ type: "latest_chat", messages: [] }));
     socket.onmessage = (event) => {
       const frame = JSON.parse(event.data);
       if (frame.action !== "send_message") return;
-      seq++;
-      const message = {
-        id: `id${seq}`,
-        seq,
-        sender_id: frame.receiver_id === "vendor" ? "customer" : "vendor",
-        client_id: frame.client_id,
-      };
-      const deliver = () => {
+      const sender_id = frame.receiver_id === "vendor" ? "customer" : "vendor";
+      const deliver = (seq: number) => {
+        const message = { id: `id${seq}`, seq, sender_id, client_id: frame.client_id };
         for (const each of sockets) each.send(JSON.stringify({ type: "chat_message", message }));
       };
-      if (seq === 1) {
-        deliver();
-        socket.send(
-          JSON.stringify({ type: "error", code: "unavailable", request_id: frame.request_id }),
-        );
-      } else {
-        socket.send(JSON.stringify({ type: "ack", request_id: frame.request_id }));
-        setTimeout(deliver, 1000);
-      }
+      const reply = (answer: Record<string, unknown>) =>
+        socket.send(JSON.stringify({ ...answer, request_id: frame.request_id }));
+      answer(++seq, deliver, reply);
     };
     return response;
+  });
+}
+
+Deno.test("runLoad() waits for an acknowledged message still on its way, though an errored one was delivered", async () => {
+  // the first send is stored and delivered but answered with an error (as a send can be); the
+  // second is acknowledged at once and delivered a second later
+  await using server = scriptedService((seq, deliver, reply) => {
+    if (seq === 1) {
+      deliver(seq);
+      reply({ type: "error", code: "unavailable" });
+    } else {
+      reply({ type: "ack" });
+      setTimeout(() => deliver(seq), 1000);
+    }
   });
   const result = await runLoad({
     wsBase: `ws://127.0.0.1:${server.addr.port}`,
@@ -158,5 +170,28 @@ Deno.test("runLoad() waits for an acknowledged message still on its way, though 
     [result.sent, result.stored, result.errors, result.delivered, result.lost],
     [2, 1, 1, 2, 0],
     "sent, stored, errors, delivered, lost",
+  );
+});
+
+Deno.test("runLoad() counts a message the service stored twice, under two seqs, as a duplicate", async () => {
+  // the second send is delivered twice: as seq 2 and again as seq 3
+  await using server = scriptedService((seq, deliver, reply) => {
+    deliver(seq);
+    if (seq === 2) deliver(3);
+    reply({ type: "ack" });
+  });
+  const result = await runLoad({
+    wsBase: `ws://127.0.0.1:${server.addr.port}`,
+    secret: "a".repeat(64),
+    chats: [{ id: crypto.randomUUID(), customer: "customer", vendor: "vendor" }],
+    seconds: 1,
+    warmupSeconds: 0,
+    rate: 2,
+    markRead: false,
+  });
+  assert.deepEqual(
+    [result.sent, result.stored, result.delivered, result.duplicates, result.latencyMs.count],
+    [2, 2, 2, 1, 2],
+    "sent, stored, delivered, duplicates, timed",
   );
 });
