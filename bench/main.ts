@@ -103,11 +103,13 @@ try {
     log(`  ${raw} inserts/s`);
   }
   const ratio = (rate: number) => raw ? Math.round((rate / raw) * 100) / 100 : null;
+  // in flight in the closed loop: the announced figure is the one run
+  const concurrency = Number(values.concurrency ?? (smoke ? 8 : 200));
   const load = async (name: string, markRead: boolean) => {
     const chats = await createChats(databaseUrl!, chatCount, `${name}${Date.now()}`);
     log(
       `${name}: ${chats.length} chats, ${warmupSeconds} s warm-up + ${seconds} s, ${
-        values.rate ? `${values.rate}/s open loop` : `closed loop ${values.concurrency ?? 200}`
+        values.rate ? `${values.rate}/s open loop` : `closed loop ${concurrency}`
       }${markRead ? ", receiver marks each read" : ""}`,
     );
     const result: LoadResult = await runLoad({
@@ -116,9 +118,7 @@ try {
       chats,
       seconds,
       warmupSeconds,
-      ...(values.rate ? { rate: Number(values.rate) } : {
-        concurrency: Number(values.concurrency ?? (smoke ? 8 : 200)),
-      }),
+      ...(values.rate ? { rate: Number(values.rate) } : { concurrency }),
       markRead,
       onProgress: log,
       readCpu: () => readCpu(service?.pid ?? (values.pid ? Number(values.pid) : null)),

@@ -20,8 +20,9 @@ async function smokeRun(scenarios: string, env: Record<string, string> = {}) {
       stderr: "piped",
     }).output();
     const printed = new TextDecoder().decode(run.stdout);
-    assert.equal(run.code, 0, new TextDecoder().decode(run.stderr) + printed);
-    return { printed, results: JSON.parse(await Deno.readTextFile(out)) };
+    const logged = new TextDecoder().decode(run.stderr);
+    assert.equal(run.code, 0, logged + printed);
+    return { printed, logged, results: JSON.parse(await Deno.readTextFile(out)) };
   } finally {
     await Deno.remove(out);
   }
@@ -29,7 +30,10 @@ async function smokeRun(scenarios: string, env: Record<string, string> = {}) {
 
 Deno.test("deno task bench --start --smoke runs every scenario and loses nothing", async () => {
   {
-    const { printed, results } = await smokeRun("raw,load,read,connect,history");
+    const { printed, logged, results } = await smokeRun("raw,load,read,connect,history");
+    // the load it announces is the load it runs (--smoke: 8 in flight)
+    assert.match(logged, /load: 4 chats, 0.5 s warm-up \+ 2 s, closed loop 8\n/);
+    assert.match(printed, /load: mode +closed loop 8, after 0.5 s of warm-up/);
     assert.match(printed, /load: stored\/s, delivered\/s/);
     assert.match(
       printed,
