@@ -4,6 +4,10 @@
  */
 export async function rawInsertRate(databaseUrl: string, seconds: number): Promise<number> {
   const url = new URL(databaseUrl);
+  // from the URL, as the service takes it: psql would ask at the terminal, pgbench fail
+  const env: Record<string, string> = url.password
+    ? { PGPASSWORD: decodeURIComponent(url.password) }
+    : {};
   const script = await Deno.makeTempFile({ suffix: ".sql" });
   await Deno.writeTextFile(
     script,
@@ -28,6 +32,7 @@ values ('00000000-0000-0000-0000-000000000001', :n, 'customer', 'customer', 'ven
         "-c",
         sql,
       ],
+      env,
       stdout: "null",
     }).output();
   await psql(`create table if not exists bench_raw_messages (
@@ -54,6 +59,7 @@ values ('00000000-0000-0000-0000-000000000001', :n, 'customer', 'customer', 'ven
         url.username || "postgres",
         url.pathname.slice(1),
       ],
+      env,
       stdout: "piped",
       stderr: "piped",
     }).output();
