@@ -74,6 +74,10 @@ const counts = { sent: 0, acked: 0, errors: 0, delivered: 0, gaps: 0, duplicates
 
 const adminUrl = values["admin-database-url"];
 const databaseUrl = await createBenchDatabase(adminUrl);
+// dropped however the run ends, a service that died under it too
+await using _database = {
+  [Symbol.asyncDispose]: () => dropBenchDatabase(adminUrl, databaseUrl),
+};
 const secret = crypto.randomUUID() + crypto.randomUUID();
 const service = await startServiceProcess({
   DATABASE_URL: databaseUrl,
@@ -136,7 +140,12 @@ try {
   while (performance.now() < endAt) {
     // open loop by the clock: whatever the service does, the schedule holds
     const due = Math.floor(((performance.now() - started) / 1000) * rate);
-    while (counts.sent < due) send(senders[turn++ % senders.length]!);
+    // a sender whose socket is closed is passed over; when every one is (the service died),
+    // the debt waits for the next sample instead of spinning here for ever
+    let passedOver = 0;
+    while (counts.sent < due && passedOver < senders.length) {
+      passedOver = send(senders[turn++ % senders.length]!) ? 0 : passedOver + 1;
+    }
     if (performance.now() >= nextSampleAt) {
       const sampled = await takeSample((performance.now() - started) / 1000);
       sampled.acked = counts.acked - lastAcked;
@@ -163,7 +172,6 @@ try {
   await service[Symbol.asyncDispose]();
 }
 const stored = await storedCount();
-await dropBenchDatabase(adminUrl, databaseUrl);
 report();
 
 function open(client: Client): Promise<void> {
@@ -226,9 +234,10 @@ function receive(client: Client, text: string): void {
   }
 }
 
-function send(client: Client): void {
+/** Sends a message from `client`; false when its socket is not open. */
+function send(client: Client): boolean {
   const socket = client.socket;
-  if (!socket || socket.readyState !== WebSocket.OPEN) return;
+  if (!socket || socket.readyState !== WebSocket.OPEN) return false;
   counts.sent++;
   socket.send(JSON.stringify({
     action: "send_message",
@@ -238,6 +247,7 @@ function send(client: Client): void {
     media_type: "text",
     content: `soak message ${counts.sent} with a few words in it`,
   }));
+  return true;
 }
 
 async function takeSample(seconds: number): Promise<Sample> {
