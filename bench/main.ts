@@ -50,7 +50,7 @@ const OPTIONS = {
 } as const;
 
 const values = commandLine(USAGE, OPTIONS, {
-  positive: ["chats", "seconds", "rate", "concurrency", "idle"],
+  positive: ["chats", "seconds", "rate", "concurrency", "idle", "pid"],
   nonNegative: ["warmup"],
 });
 

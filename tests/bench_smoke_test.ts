@@ -101,6 +101,7 @@ Deno.test("deno task bench answers a number option that is not one with the usag
       [["--chats", "many"], /--chats must be a positive number, not "many"/],
       [["--rate", "0"], /--rate must be a positive number, not "0"/],
       [["--warmup=-1"], /--warmup must be zero or a positive number, not "-1"/],
+      [["--pid", "service"], /--pid must be a positive number, not "service"/],
     ] as const
   ) {
     const wrong = await denoRun(["task", "-q", "bench"], args);
