@@ -45,7 +45,10 @@ export interface LoadResult {
   duplicates: number;
   /** Messages that came after a seq gap or behind a later one (the service skipped or reordered). */
   outOfOrder: number;
-  /** `unread_messages` frames the receivers got (one per message delivered, by the contract). */
+  /**
+   * `unread_messages` frames the receivers got after messages (one per message delivered, by the
+   * contract); the one each socket gets as it opens is left out.
+   */
   unreadPushes: number;
   /**
    * Sends answered with an error, or not answered by the end of the drain (the sockets are then

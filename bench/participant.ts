@@ -14,7 +14,7 @@ export interface ParticipantStats {
   duplicates: number;
   /** `chat_message` frames that came after a seq gap, or behind a later seq. */
   outOfOrder: number;
-  /** `unread_messages` frames pushed to this socket. */
+  /** `unread_messages` frames pushed to this socket after messages (not the one on connect). */
   unreadPushes: number;
   /** `error` frames that answer no request of this participant (e.g. a failed read mark). */
   errors: number;
@@ -35,6 +35,8 @@ export class Participant {
   /** Seqs above `#allUpTo` that came: a gap stays open until its seq comes late, if ever. */
   #cameAbove = new Set<number>();
   #highestSeq = 0;
+  /** The contract pushes the unread once as the socket opens: no message's push, not counted. */
+  #connectPush = true;
   #pending = new Map<string, { resolve: () => void; reject: (error: Error) => void }>();
   #onMessage: (message: ReceivedMessage) => void = () => {};
 
@@ -92,10 +94,7 @@ export class Participant {
   }
 
   #receive(text: string) {
-    if (text.startsWith('{"type":"unread_messages"')) {
-      this.stats.unreadPushes++;
-      return;
-    }
+    if (text.startsWith('{"type":"unread_messages"')) return this.#unreadPush();
     const frame = JSON.parse(text);
     switch (frame.type) {
       case "chat_message": {
@@ -114,8 +113,7 @@ export class Participant {
         return;
       }
       case "unread_messages":
-        this.stats.unreadPushes++;
-        return;
+        return this.#unreadPush();
       case "ack":
         this.#pending.get(frame.request_id)?.resolve();
         this.#pending.delete(frame.request_id);
@@ -131,6 +129,11 @@ export class Participant {
         return;
       }
     }
+  }
+
+  #unreadPush() {
+    if (this.#connectPush) this.#connectPush = false;
+    else this.stats.unreadPushes++;
   }
 
   #failPending(error: Error) {
