@@ -583,6 +583,54 @@ Deno.test("a reflection client that asks without reading the answers is read no 
   }
 });
 
+Deno.test("a WatchEvents stream that falls behind a client reading nothing keeps its place until the stream is over, so stalled streams stay within the bound", async () => {
+  const bus = createMemoryBus();
+  const server = await start(fakeReadiness(true).source, TOKEN, {
+    maxWatchStreams: 1,
+    watchBuffer: 2,
+    deps: { bus },
+  });
+  // an HTTP/2 client that grants the server no room for events, as one that never reads
+  const stalled = rawCall(server.port, "/chat.admin.v1.ChatAdmin/WatchEvents", {
+    settings: { initialWindowSize: 0 },
+    headers: { authorization: `Bearer ${TOKEN}` },
+  });
+  using client = await createAdminClient(`127.0.0.1:${server.port}`, { token: TOKEN });
+  try {
+    const subscribed = new Promise((resolve) => stalled.stream.once("response", resolve));
+    // an empty WatchEventsRequest
+    stalled.stream.end(Buffer.alloc(5));
+    await within(subscribed, 5_000, "the stalled stream's headers");
+    const publisher = createChatPublisher({ bus, subjects: SUBJECTS });
+    for (let seq = 1; seq <= 100; seq++) {
+      publisher.publish("c1", {
+        chat: { user_id: "cust-1", vendor_id: "vend-1" },
+        audience: { to: "all" },
+        frame: { type: "chat_message", chat_id: "c1", message: storedMessage("c1", seq) },
+        sent_at: 1_000 + seq,
+      });
+    }
+    // its end waits behind the events it holds and has not read: the stream is not over
+    assert.equal(server.watchStreams, 1);
+    const refused = await within(follow(client.watch({})).ended, 5_000, "the refusal");
+    assert.equal(refused.code, Status.RESOURCE_EXHAUSTED);
+    // once the client goes, so does the stream, and its place is free
+    stalled.stream.close(http2.constants.NGHTTP2_CANCEL);
+    const deadline = performance.now() + 5_000;
+    while (server.watchStreams > 0) {
+      assert.ok(performance.now() < deadline, "the stalled stream's place was never freed");
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await follow(client.watch({})).subscribed;
+  } finally {
+    await stalled.close();
+    // the client goes first: a GOAWAY on a live client session can crash Deno's nghttp2
+    // (denoland/deno#36788)
+    client.close();
+    await server.close();
+  }
+});
+
 Deno.test("a reflection stream past the open ones allowed ends with RESOURCE_EXHAUSTED, and one that ends makes room", async () => {
   const server = await start(fakeReadiness(true).source);
   using client = await createAdminClient(`127.0.0.1:${server.port}`, { token: null });

@@ -48,7 +48,7 @@ function concerns(filter: WatchFilter, envelope: ChatEnvelope, event: ProtoChatE
  * that may have missed events (an instance was cut off from NATS) ends with UNAVAILABLE, and
  * one NATS cannot subscribe is refused with it. A stream past `maxStreams` open ones
  * (DEFAULT_MAX_WATCH_STREAMS) ends at once with RESOURCE_EXHAUSTED; a call holds its place from
- * its start (while it looks up its chat too), and one that ends, however it ends, makes room.
+ * its start (while it looks up its chat too) until grpc-js has sent its end, however it ends.
  */
 export function createWatchEvents(
   deps: WatchDeps,
@@ -100,7 +100,9 @@ export function createWatchEvents(
         if (held) places--;
         held = false;
       };
-      // the client cancelled or its deadline passed: while looking up, and once streaming
+      // the client cancelled or its deadline passed, or the stream is over: grpc-js says
+      // "cancelled" once a call's status is sent too, which a client that reads nothing never
+      // lets it send (it waits behind the events held for that client)
       let onCancelled = giveBack;
       call.on("cancelled", () => onCancelled());
       try {
@@ -118,13 +120,17 @@ export function createWatchEvents(
       let leave = () => {};
       const opened = createEventSink<ProtoChatEvent>(call, {
         maxBuffered,
+        // the place is kept until the stream is over: an ended stream whose client reads
+        // nothing still holds the events grpc-js buffered for it
         onEnd: () => {
           leave();
           open.delete(opened);
-          giveBack();
         },
       });
-      onCancelled = () => opened.abandon();
+      onCancelled = () => {
+        opened.abandon();
+        giveBack();
+      };
       open.add(opened);
       const subject = filter.chat_id === undefined
         ? deps.subjects.allChats
