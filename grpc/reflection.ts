@@ -23,15 +23,22 @@ type ReflectionCall = ServerDuplexStream<unknown, unknown>;
  * with RESOURCE_EXHAUSTED. Each answer (a few KiB of descriptors for a request of a few bytes)
  * waits for its client to read the ones before: a stream is read no further while the answers
  * it has not read fill its buffer, so a client that asks without reading is held back by HTTP/2
- * flow control rather than having the server queue its answers without end.
+ * flow control rather than having the server queue its answers without end. `close` ends the
+ * open streams with UNAVAILABLE and refuses new ones: a tool left attached keeps its stream open,
+ * which would hold the server's graceful shutdown until it is forced.
  */
 export function addReflection(
   server: Server,
   definition: PackageDefinition,
   options: { maxStreams?: number } = {},
-): void {
+): { close(): void } {
   const maxStreams = options.maxStreams ?? MAX_REFLECTION_STREAMS;
   const open = new Set<ReflectionCall>();
+  let closed = false;
+  const shuttingDown = {
+    code: Status.UNAVAILABLE,
+    details: "the server is shutting down; ask again",
+  };
   new ReflectionService(definition).addToServer({
     addService(service, implementation) {
       const answer = implementation.ServerReflectionInfo as handleBidiStreamingCall<
@@ -40,6 +47,7 @@ export function addReflection(
       >;
       server.addService(service, {
         ServerReflectionInfo: ((call) => {
+          if (closed) return void call.emit("error", shuttingDown);
           if (open.size >= maxStreams) {
             return void call.emit("error", {
               code: Status.RESOURCE_EXHAUSTED,
@@ -64,4 +72,11 @@ export function addReflection(
       });
     },
   });
+  return {
+    close() {
+      closed = true;
+      for (const call of open) call.emit("error", shuttingDown);
+      open.clear();
+    },
+  };
 }

@@ -81,8 +81,9 @@ export interface GrpcServer {
   /** WatchEvents calls holding a place: open streams and calls still looking up their chat. */
   readonly watchStreams: number;
   /**
-   * Health turns NOT_SERVING, watch streams end with UNAVAILABLE, calls in flight may finish
-   * (up to `shutdownTimeoutMs`, or until `deadline` aborts), then the rest are cut.
+   * Health turns NOT_SERVING, watch and reflection streams end with UNAVAILABLE, calls in
+   * flight may finish (up to `shutdownTimeoutMs`, or until `deadline` aborts), then the rest
+   * are cut.
    */
   close(deadline?: AbortSignal): Promise<void>;
 }
@@ -191,7 +192,7 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
   });
   server.addService(serviceDefinition(definition, ADMIN_SERVICE), implementation);
   health.addToServer(server);
-  addReflection(server, definition);
+  const reflection = addReflection(server, definition);
 
   const { tls } = options;
   await health.start();
@@ -231,6 +232,7 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
       return closing ??= (async () => {
         await listener.close();
         health.stop();
+        reflection.close();
         watch.closeAll();
         await new Promise<void>((resolve) => {
           const done = () => {

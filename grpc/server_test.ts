@@ -15,7 +15,7 @@ import { ChatError } from "../chat/errors.ts";
 import { configureLogging } from "../observability/log.ts";
 import type { ChatService } from "../chat/service.ts";
 import type { Chat } from "../chat/types.ts";
-import { createAdminClient, type Reply } from "../tests/support/admin_client.ts";
+import { createAdminClient, failure, type Reply } from "../tests/support/admin_client.ts";
 import { storedMessage } from "../tests/support/stored_messages.ts";
 import { createWatch, within } from "../tests/support/wait.ts";
 import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
@@ -497,21 +497,42 @@ Deno.test("a health Watch past the open ones allowed ends with RESOURCE_EXHAUSTE
   }
 });
 
-Deno.test("close with a deadline that has already passed cuts the calls in flight at once", async () => {
+Deno.test("close ends an open reflection stream at once with UNAVAILABLE, so a tool left attached does not hold the shutdown", async () => {
   const server = await start(fakeReadiness(true).source);
   using client = await createAdminClient(`127.0.0.1:${server.port}`, { token: null });
-  // a reflection stream its client never ends holds a graceful shutdown
   const stream = client.openReflection();
   const status = ended(stream);
   const answered = new Promise((resolve) => stream.once("data", resolve));
   stream.write({ list_services: "" });
   await within(answered, 5_000, "the reflection answer");
   const startedAt = performance.now();
+  await server.close();
+  const elapsedMs = performance.now() - startedAt;
+  // shutdownTimeoutMs is 2 s: an idle reflection stream must not hold close until it is forced
+  assert.ok(elapsedMs < 1_000, `close took ${Math.round(elapsedMs)} ms`);
+  assert.equal((await status).code, Status.UNAVAILABLE);
+});
+
+Deno.test("close with a deadline that has already passed cuts the calls in flight at once", async () => {
+  const reached = Promise.withResolvers<void>();
+  // a call that never finishes holds a graceful shutdown
+  const stalled: AdminStore = {
+    ...queries,
+    stats: () => {
+      reached.resolve();
+      return new Promise(() => {});
+    },
+  };
+  const server = await start(fakeReadiness(true).source, TOKEN, { deps: { queries: stalled } });
+  using client = await createAdminClient(`127.0.0.1:${server.port}`, { token: TOKEN });
+  const call = failure(client.call("GetStats"));
+  await within(reached.promise, 5_000, "the call to reach the store");
+  const startedAt = performance.now();
   await server.close(AbortSignal.abort());
   const elapsedMs = performance.now() - startedAt;
   // shutdownTimeoutMs is 2 s: a deadline already over leaves nothing to wait for
   assert.ok(elapsedMs < 1_000, `close took ${Math.round(elapsedMs)} ms`);
-  assert.notEqual((await status).code, Status.OK);
+  assert.notEqual((await call).code, Status.OK);
 });
 
 /**
