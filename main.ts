@@ -141,8 +141,14 @@ export async function startService(
      * unset; unknown (the default): WS_MAX_SOCKETS or 50000.
      */
     freeDescriptors?: number;
+    /**
+     * The writer's lock_timeout (default WRITER_LOCK_TIMEOUT_MS): a test that holds a chat row
+     * while it does more than a loaded machine can in that time sets a longer one.
+     */
+    writerLockTimeoutMs?: number;
   } = {},
 ): Promise<RunningService> {
+  const writerLockTimeoutMs = options.writerLockTimeoutMs ?? WRITER_LOCK_TIMEOUT_MS;
   const instanceId = crypto.randomUUID();
   const sockets = socketLimit(config, options.freeDescriptors);
   reportSocketLimit(sockets, options.freeDescriptors);
@@ -197,7 +203,7 @@ export async function startService(
     const writerSql = await connectWriterPool(databaseUrl, {
       max: WRITER_LANES,
       instanceId,
-      lockTimeoutMs: WRITER_LOCK_TIMEOUT_MS,
+      lockTimeoutMs: writerLockTimeoutMs,
       // Read on its first connection, as a pooler treats them all alike. The embedded
       // development database has no lock_timeout (README): no news there.
       onLockTimeoutMissing: ({ inEffectMs, refusal }) => {
@@ -210,7 +216,7 @@ export async function startService(
             reason: refusal?.message ??
               "the setting the connection asked for at its start is not in effect (a pooler " +
                 "in between took it and dropped it)",
-            lock_timeout_ms: WRITER_LOCK_TIMEOUT_MS,
+            lock_timeout_ms: writerLockTimeoutMs,
             lock_timeout_ms_in_effect: inEffectMs,
             store_timeout_ms: STORE_TIMEOUT_MS,
             ends_warning: LOCK_TIMEOUT_ADVICE,

@@ -227,7 +227,9 @@ Deno.test("a base64 media retry of a stored client_id is acked with the stored m
 for (const instances of [1, 2]) {
   const where = instances === 1 ? "on the same instance" : "on another instance";
   Deno.test(`a retry ${where} while the first send is still being written is acked with the same message, stored once`, async () => {
-    await using cluster = await startCluster({ instances });
+    // the chat's row is held while a socket joins and sends: longer than the writer's 0.5 s
+    // lock_timeout on a loaded machine, and the first send would then be refused
+    await using cluster = await startCluster({ instances, writerLockTimeoutMs: 10_000 });
     const chats = cluster.main.service.chat;
     const chat = await chats.createChat("cust-1", "vend-1");
     // a chat of the other writer lane: its send proves the instance has taken the retry in

@@ -44,6 +44,8 @@ export async function startCluster(
     env?: Record<string, string>;
     /** Runs the gRPC admin plane on a free port of each instance. */
     grpc?: boolean;
+    /** The message writer's lock_timeout (see startService). */
+    writerLockTimeoutMs?: number;
   } = {},
 ): Promise<TestCluster> {
   const database = await freshDatabase();
@@ -68,7 +70,12 @@ export async function startCluster(
       ...options.env,
       ...env,
     });
-    const service = await startService(config);
+    const service = await startService(
+      config,
+      options.writerLockTimeoutMs === undefined
+        ? {}
+        : { writerLockTimeoutMs: options.writerLockTimeoutMs },
+    );
     const instance = {
       service,
       httpUrl: `http://127.0.0.1:${service.port}`,
