@@ -134,17 +134,35 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     listen(pair.vendor, pair.customer);
   }
 
+  /** Who sends message `n` (from 0), and to whom: every side of every pair in turn. */
+  function turnOf(n: number): { from: Side; to: Side } {
+    const pair = pairs[n % pairs.length]!;
+    const fromCustomer = Math.floor(n / pairs.length) % 2 === 0;
+    return fromCustomer
+      ? { from: pair.customer, to: pair.vendor }
+      : { from: pair.vendor, to: pair.customer };
+  }
+
+  /**
+   * Passes over the senders whose socket the service closed; false when every one is closed.
+   * Their sends are refused at once, and the closed loop would make them again at once, with
+   * no timer running, until its end.
+   */
+  function nextSenderOpen(): boolean {
+    for (let tries = 0; tries < pairs.length * 2; tries++, counter++) {
+      if (turnOf(counter).from.client.open) return true;
+    }
+    return false;
+  }
+
   /**
    * `dueAt`: in the open loop, when the schedule wanted this message out. It is timed from
    * then, not from when it went out: a load generator that fell behind (a stall, a burst to
    * catch up) must not hide the wait from the latencies (coordinated omission).
    */
   function sendOne(dueAt?: number) {
-    const pair = pairs[counter % pairs.length]!;
-    const fromCustomer = Math.floor(counter / pairs.length) % 2 === 0;
+    const { from, to } = turnOf(counter);
     counter++;
-    const from = fromCustomer ? pair.customer : pair.vendor;
-    const to = fromCustomer ? pair.vendor : pair.customer;
     const id = `m${counter}`;
     const start = dueAt ?? performance.now();
     sentAt.set(id, start);
@@ -220,7 +238,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       const concurrency = options.concurrency ?? 100;
       while (performance.now() < endAt) {
         beginWindowWhenDue();
-        while (inFlight < concurrency) sendOne();
+        // with every socket closed, the loop waits for the clock (see `clock`)
+        while (inFlight < concurrency && nextSenderOpen()) sendOne();
         await new Promise<void>((resolve) => (wake = resolve));
       }
     }

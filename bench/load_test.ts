@@ -89,6 +89,31 @@ Deno.test("runLoad()'s closed loop ends on time when the service stops answering
   assert.equal(result.errors, 4);
 });
 
+Deno.test("runLoad()'s closed loop sends nothing more once the service has closed every socket", async () => {
+  // as a service that went away: each socket is closed as soon as it has opened
+  await using server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    socket.onopen = () => {
+      socket.send(JSON.stringify({ type: "latest_chat", messages: [] }));
+      socket.close(1011, "gone");
+    };
+    return response;
+  });
+  const result = await runLoad({
+    wsBase: `ws://127.0.0.1:${server.addr.port}`,
+    secret: "a".repeat(64),
+    chats: [{ id: crypto.randomUUID(), customer: "customer", vendor: "vendor" }],
+    seconds: 0.5,
+    warmupSeconds: 0,
+    concurrency: 4,
+    markRead: false,
+  });
+  // sends refused at once by a closed socket, made again at once, would be the loop's whole
+  // half second (and hold every timer off): hundreds of thousands of errors
+  assert.ok(result.sent <= 8, `sent ${result.sent}`);
+  assert.equal(result.errors, result.sent);
+});
+
 Deno.test("runLoad()'s open loop sends every message due in its seconds, though it stalled over their end", async () => {
   await using cluster = await startCluster();
   const chats = await createChats(cluster.databaseUrl, 2, `end${Date.now()}`);

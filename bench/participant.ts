@@ -63,6 +63,11 @@ export class Participant {
     });
   }
 
+  /** Whether the socket is open: a request made otherwise is refused at once. */
+  get open(): boolean {
+    return this.#socket.readyState === WebSocket.OPEN;
+  }
+
   onMessage(listener: (message: ReceivedMessage) => void): void {
     this.#onMessage = listener;
   }
@@ -71,7 +76,7 @@ export class Participant {
   request(frame: Record<string, unknown> & { request_id: string }): Promise<void> {
     return new Promise((resolve, reject) => {
       // a closed WebSocket drops what is sent without a word: the request would wait for ever
-      if (this.#socket.readyState !== WebSocket.OPEN) return reject(new Error("socket closed"));
+      if (!this.open) return reject(new Error("socket closed"));
       this.#pending.set(frame.request_id, { resolve, reject });
       this.#socket.send(JSON.stringify(frame));
     });
