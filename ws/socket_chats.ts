@@ -175,6 +175,11 @@ export class SocketChats {
     await this.sendOwedChatList(send);
   }
 
+  /** Whether a change of the chat list was not sent yet. */
+  get chatListOwed(): boolean {
+    return this.#chatListOwed;
+  }
+
   /**
    * Sends the user's chat list when a change was not sent yet (a new chat taken in). Paid off
    * as the read begins: a change heard while the list is read (a membership revoked) may be
@@ -182,11 +187,6 @@ export class SocketChats {
    * while it is read, ahead of a list read before it, would have the client show its chat as it
    * was before it.
    */
-  /** Whether a change of the chat list was not sent yet. */
-  get chatListOwed(): boolean {
-    return this.#chatListOwed;
-  }
-
   async sendOwedChatList(send: (frame: ServerFrame) => void): Promise<void> {
     if (!this.#chatListOwed) return;
     this.#chatListOwed = false;
