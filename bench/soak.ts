@@ -198,7 +198,8 @@ function open(client: Client): Promise<void> {
 
 async function reopen(client: Client): Promise<void> {
   const socket = client.socket;
-  if (socket) {
+  // one the service closed already (1013, 4429) fires no close event again
+  if (socket && socket.readyState !== WebSocket.CLOSED) {
     const closed = new Promise((resolve) => socket.addEventListener("close", resolve));
     socket.close();
     await closed;
