@@ -33,7 +33,10 @@ export function natsServers(value: string): NatsServers {
     .map((server, index) => {
       const url = parsed(server);
       const which = written.length === 1 ? "the server" : `server ${index + 1}`;
-      if (!url) throw new Error(`${which} is no [scheme://]host[:port] with a port of 1-65535`);
+      // URL takes port 0, which no server listens on: the client would try it for ever
+      if (!url || url.port === "0") {
+        throw new Error(`${which} is no [scheme://]host[:port] with a port of 1-65535`);
+      }
       if (!SCHEMES.has(url.protocol)) {
         throw new Error(`${which} has the scheme ${url.protocol}// (NATS takes nats:// or tls://)`);
       }

@@ -60,3 +60,10 @@ Deno.test("natsServers requires TLS of tls:// servers, and refuses a list that m
     );
   }
 });
+
+Deno.test("natsServers refuses port 0, as any port outside 1-65535", () => {
+  for (const value of ["nats://a:0", "a:0", "nats://a:4222, b:0"]) {
+    assert.throws(() => natsServers(value), /port of 1-65535/, value);
+  }
+  assert.deepEqual(natsServers("nats://a:1").servers, ["nats://a:1"]);
+});
