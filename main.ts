@@ -315,6 +315,7 @@ export async function startService(
       ? await createNatsMediaStore({
         servers: config.NATS_URL!,
         bucket: config.MEDIA_NATS_BUCKET,
+        owner: config.NATS_SUBJECT_PREFIX,
         name: `chat-media-${instanceId.slice(0, 8)}`,
         sweep,
       })

@@ -46,6 +46,7 @@ const backends: Record<string, () => Promise<Backend & AsyncDisposable>> = {
     const store = await createNatsMediaStore({
       servers: TEST_NATS_URL,
       bucket: bucket.name,
+      owner: "chat",
       storage: "memory",
     });
     return {
@@ -260,6 +261,7 @@ Deno.test("NATS media store: a failed first connection is reported without the c
   const error = await createNatsMediaStore({
     servers: "nats://alice:s3cret-password@127.0.0.1:1",
     bucket: "unused",
+    owner: "chat",
   }).then(() => assert.fail("connected to nothing"), (error: unknown) => error);
   assert.ok(error instanceof MediaError && error.code === "unavailable");
   assert.doesNotMatch(error.message, /s3cret/);

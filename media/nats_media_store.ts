@@ -2,10 +2,12 @@ import {
   jetstream,
   JetStreamApiCodes,
   JetStreamApiError,
+  type JetStreamManager,
   jetstreamManager,
 } from "@nats-io/jetstream";
 import { Objm, StorageType } from "@nats-io/obj";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { ConfigError } from "../config.ts";
 import { redactUrls } from "../observability/redact.ts";
 import { MediaError } from "./errors.ts";
 import { inspect } from "./ingest.ts";
@@ -26,6 +28,11 @@ export interface NatsMediaStoreOptions {
   servers: string;
   /** The object store bucket ([-\w]+); made on first use. */
   bucket: string;
+  /**
+   * The deployment using the bucket (its NATS_SUBJECT_PREFIX), marked on the bucket: another's
+   * is refused, as each deployment's sweeps delete the files its own database does not list.
+   */
+  owner: string;
   /** The connection name shown in NATS monitoring. */
   name?: string;
   /** Default `file`; `memory` loses the media when the server restarts. */
@@ -55,7 +62,8 @@ const BACK = Symbol("reconnected before the answer");
  * chunk; the object store's own `get()` pushes the whole object as fast as NATS sends it. A
  * range read still fetches the chunks before the range (the chunks of an object are not at
  * computable stream positions) but does not keep them.
- * Rejects with MediaError `unavailable` when NATS cannot be reached at first.
+ * Rejects with MediaError `unavailable` when NATS cannot be reached at first, with ConfigError
+ * when the bucket is marked as another deployment's.
  */
 export async function createNatsMediaStore(options: NatsMediaStoreOptions): Promise<MediaStore> {
   let nc: NatsConnection;
@@ -74,14 +82,18 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
   const { bucket } = options;
   const stream = `OBJ_${bucket}`;
   const storage = options.storage === "memory" ? StorageType.Memory : StorageType.File;
-  const openBucket = () => new Objm(connection).create(bucket, { storage });
+  const description = ownerMark(options.owner);
+  // made again after NATS lost it (see `failed`) with the mark too
+  const openBucket = () => new Objm(connection).create(bucket, { storage, description });
   let objects;
   let jsm;
   try {
     objects = await openBucket();
     jsm = await jetstreamManager(connection);
+    await claim(jsm, { bucket, stream, owner: options.owner });
   } catch (cause) {
     await connection.close();
+    if (cause instanceof ConfigError) throw cause;
     throw new MediaError("unavailable", `cannot open the object store ${bucket}`, { cause });
   }
   const store = objects;
@@ -348,6 +360,33 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
       await watching;
     },
   };
+}
+
+/** The bucket's stream description that says whose it is. */
+function ownerMark(owner: string): string {
+  return `chat media of NATS_SUBJECT_PREFIX=${owner}`;
+}
+
+/**
+ * Refuses the bucket when its stream's description names another deployment (or is anything
+ * else: not ours to sweep); one without any, made by a release before the mark, becomes ours.
+ */
+async function claim(
+  manager: JetStreamManager,
+  { bucket, stream, owner }: { bucket: string; stream: string; owner: string },
+): Promise<void> {
+  const mark = ownerMark(owner);
+  const { config } = await manager.streams.info(stream);
+  if (config.description === mark) return;
+  if (config.description) {
+    throw new ConfigError(
+      `MEDIA_NATS_BUCKET: the bucket ${bucket} is another deployment's ` +
+        `("${config.description}"), not that of NATS_SUBJECT_PREFIX=${owner}: each deployment ` +
+        `deletes the files in its bucket that its database does not list, so each needs a ` +
+        `MEDIA_NATS_BUCKET of its own`,
+    );
+  }
+  await manager.streams.update(stream, { description: mark });
 }
 
 /** A conditional publish refused: the subject had moved on from the sequence it expected. */

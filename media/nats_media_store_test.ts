@@ -1,5 +1,5 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { Base64UrlPaddedCodec, Objm } from "@nats-io/obj";
+import { Base64UrlPaddedCodec, Objm, StorageType } from "@nats-io/obj";
 import { connect } from "@nats-io/transport-node";
 import assert from "node:assert/strict";
 import { natsBucket, paddedFixture, sha256Hex } from "../tests/support/media.ts";
@@ -7,6 +7,7 @@ import { type NatsServer, startNatsServer } from "../tests/support/nats_server.t
 import { TEST_NATS_URL } from "../tests/support/service.ts";
 import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
 import { within } from "../tests/support/wait.ts";
+import { ConfigError } from "../config.ts";
 import { MediaError } from "./errors.ts";
 import { createNatsMediaStore } from "./nats_media_store.ts";
 import type { MediaStore } from "./store.ts";
@@ -25,7 +26,12 @@ async function onOwnNats(
   const storeDir = await Deno.makeTempDir();
   try {
     await using nats = await startNatsServer(["--js", "-sd", storeDir]);
-    const store = await createNatsMediaStore({ servers: nats.url, bucket: "media", ...options });
+    const store = await createNatsMediaStore({
+      servers: nats.url,
+      bucket: "media",
+      owner: "chat",
+      ...options,
+    });
     try {
       await test(nats, store);
     } finally {
@@ -41,10 +47,81 @@ function memoryStore(bucket: { name: string }, sweep?: UploadSweep): Promise<Med
   return createNatsMediaStore({
     servers: TEST_NATS_URL,
     bucket: bucket.name,
+    owner: "chat",
     storage: "memory",
     ...(sweep && { sweep }),
   });
 }
+
+/** A store on the test NATS, in memory, over `bucket`, of the deployment `owner`. */
+function ownedStore(bucket: { name: string }, owner: string): Promise<MediaStore> {
+  return createNatsMediaStore({
+    servers: TEST_NATS_URL,
+    bucket: bucket.name,
+    owner,
+    storage: "memory",
+  });
+}
+
+/** Whether `error` is the refusal of a bucket another deployment owns. */
+function isOthersBucket(bucket: { name: string }, error: unknown): boolean {
+  return error instanceof ConfigError && error.message.startsWith("MEDIA_NATS_BUCKET: ") &&
+    error.message.includes(bucket.name) && error.message.includes("NATS_SUBJECT_PREFIX");
+}
+
+Deno.test("NATS media store: a bucket another deployment (NATS_SUBJECT_PREFIX) uses is refused at start, its files kept", async () => {
+  await using bucket = natsBucket();
+  const first = await ownedStore(bucket, "chat_a");
+  try {
+    const { sha256 } = await first.put(await paddedFixture("video.mp4", 100_000), {
+      kind: "video",
+      limits,
+    });
+    // its unsent-media sweep would delete every file of chat_a's
+    await assert.rejects(ownedStore(bucket, "chat_b"), (error) => isOthersBucket(bucket, error));
+    assert.deepEqual(await bucket.objects(), [sha256]);
+    assert.equal(await first.exists(sha256), true);
+  } finally {
+    await first.close();
+  }
+});
+
+Deno.test("NATS media store: the instances of one deployment share its bucket, at once and after a restart", async () => {
+  await using bucket = natsBucket();
+  const first = await ownedStore(bucket, "chat_a");
+  const second = await ownedStore(bucket, "chat_a");
+  try {
+    const { sha256 } = await first.put(await paddedFixture("video.mp4", 100_000), {
+      kind: "video",
+      limits,
+    });
+    assert.equal(await second.exists(sha256), true);
+  } finally {
+    await second.close();
+    await first.close();
+  }
+  const again = await ownedStore(bucket, "chat_a");
+  await again.close();
+});
+
+Deno.test("NATS media store: a bucket an older release made, unmarked, is taken over by the first deployment to start", async () => {
+  await using bucket = natsBucket();
+  const nc = await connect({ servers: TEST_NATS_URL });
+  try {
+    const old = await new Objm(nc).create(bucket.name, { storage: StorageType.Memory });
+    await old.put({ name: "a".repeat(64) }, ReadableStream.from([new Uint8Array(100)]));
+  } finally {
+    await nc.close();
+  }
+  const store = await ownedStore(bucket, "chat_a");
+  try {
+    assert.equal(await store.exists("a".repeat(64)), true);
+    await assert.rejects(ownedStore(bucket, "chat_b"), (error) => isOthersBucket(bucket, error));
+    await (await ownedStore(bucket, "chat_a")).close();
+  } finally {
+    await store.close();
+  }
+});
 
 Deno.test("NATS media store: an upload that fails after its bytes were written leaves nothing behind", async () => {
   await using bucket = natsBucket();
@@ -149,6 +226,7 @@ Deno.test("NATS media store: close() gives up a drain NATS does not answer once 
   const store = await createNatsMediaStore({
     servers: `nats://127.0.0.1:${proxy.port}`,
     bucket: bucket.name,
+    owner: "chat",
     storage: "memory",
   });
   // a NATS gone silent: the connection stays open, and the drain is never answered
@@ -227,5 +305,22 @@ Deno.test("NATS media store: a download under way goes on across a NATS restart,
     assert.equal(sha256Hex(new Uint8Array([...first.value!, ...rest])), sha256);
     // the client's request timeout is 5 s; a reconnect takes about one
     assert.ok(Date.now() - began < 4_000, `resumed after ${Date.now() - began} ms`);
+  });
+});
+
+Deno.test("NATS media store: a bucket NATS lost is made again as its deployment's: another is refused it", async () => {
+  await onOwnNats({ storage: "memory" }, async (nats, store) => {
+    await nats.stop();
+    await nats.start();
+    const deadline = Date.now() + 10_000;
+    while (!(await store.check())) {
+      if (Date.now() > deadline) assert.fail("never ready again");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const bucket = { name: "media" };
+    await assert.rejects(
+      createNatsMediaStore({ servers: nats.url, bucket: bucket.name, owner: "other" }),
+      (error) => isOthersBucket(bucket, error),
+    );
   });
 });

@@ -33,7 +33,12 @@ async function setUp(backend: "postgres" | "nats"): Promise<Setup> {
   const sql = postgres(database.url, { max: 4, onnotice: () => {} });
   const bucket = backend === "nats" ? natsBucket() : null;
   const media = bucket
-    ? await createNatsMediaStore({ servers: TEST_NATS_URL, bucket: bucket.name, storage: "memory" })
+    ? await createNatsMediaStore({
+      servers: TEST_NATS_URL,
+      bucket: bucket.name,
+      owner: "chat",
+      storage: "memory",
+    })
     : createPostgresMediaStore(sql);
   return {
     url: database.url,
