@@ -550,6 +550,11 @@ if (import.meta.main) {
   try {
     service = await starting;
   } catch (error) {
+    // a setting only the start could find wrong (a NATS media bucket another deployment uses)
+    if (error instanceof ConfigError) {
+      log.fatal(literalMessage(error.message));
+      Deno.exit(78);
+    }
     log.fatal("could not start", errorFields(error));
     Deno.exit(1);
   }

@@ -380,7 +380,7 @@ async function claim(
   if (config.description === mark) return;
   if (config.description) {
     throw new ConfigError(
-      `MEDIA_NATS_BUCKET: the bucket ${bucket} is another deployment's ` +
+      `invalid configuration: MEDIA_NATS_BUCKET: the bucket ${bucket} is another deployment's ` +
         `("${config.description}"), not that of NATS_SUBJECT_PREFIX=${owner}: each deployment ` +
         `deletes the files in its bucket that its database does not list, so each needs a ` +
         `MEDIA_NATS_BUCKET of its own`,

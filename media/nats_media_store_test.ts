@@ -65,7 +65,8 @@ function ownedStore(bucket: { name: string }, owner: string): Promise<MediaStore
 
 /** Whether `error` is the refusal of a bucket another deployment owns. */
 function isOthersBucket(bucket: { name: string }, error: unknown): boolean {
-  return error instanceof ConfigError && error.message.startsWith("MEDIA_NATS_BUCKET: ") &&
+  return error instanceof ConfigError &&
+    error.message.startsWith("invalid configuration: MEDIA_NATS_BUCKET: ") &&
     error.message.includes(bucket.name) && error.message.includes("NATS_SUBJECT_PREFIX");
 }
 

@@ -3,6 +3,9 @@ import { signDevToken } from "../auth/sign.ts";
 import { createAdminClient } from "./support/admin_client.ts";
 import { freshDatabase } from "./support/database.ts";
 import { dockerHealthcheck } from "./support/dockerfile.ts";
+import { natsBucket } from "./support/media.ts";
+import { TEST_NATS_URL } from "./support/service.ts";
+import { createNatsMediaStore } from "../media/nats_media_store.ts";
 import { startNatsServer } from "./support/nats_server.ts";
 import {
   createChatIn,
@@ -337,6 +340,29 @@ Deno.test("an admin port in use stops deno task start with its JSON line alone, 
   assert.match(fatal[0].error.message, new RegExp(`127\\.0\\.0\\.1:${taken.addr.port}`));
   // the setting to change
   assert.match(fatal[0].error.message, /^GRPC_PORT: /);
+});
+
+Deno.test("a NATS media bucket another deployment uses stops deno task start with one line naming MEDIA_NATS_BUCKET, exit 78", async () => {
+  await using database = await freshDatabase();
+  await using bucket = natsBucket();
+  // the bucket of a deployment of another NATS_SUBJECT_PREFIX on the same NATS
+  const other = await createNatsMediaStore({
+    servers: TEST_NATS_URL,
+    bucket: bucket.name,
+    owner: "another_deployment",
+  });
+  await other.close();
+  const env = serviceEnvironment({ databaseUrl: database.url, natsUrl: TEST_NATS_URL });
+  const { code, lines } = await runServiceProcess({
+    ...env,
+    MEDIA_BACKEND: "nats",
+    MEDIA_NATS_BUCKET: bucket.name,
+  });
+  assert.equal(code, 78, lines.join("\n"));
+  const fatal = fatalRecords(serviceLines(lines));
+  assert.equal(fatal.length, 1, lines.join("\n"));
+  assert.match(fatal[0].message, /^invalid configuration: MEDIA_NATS_BUCKET: the bucket /);
+  assert.match(fatal[0].message, /another_deployment/);
 });
 
 Deno.test("an HTTP port in use stops deno task start with one line naming PORT and the address, exit 1", async () => {
