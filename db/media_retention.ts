@@ -238,13 +238,14 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
  * The placeholders are deleted before the commit. When the store fails, nothing is deleted from
  * the catalogue and the next sweep tries again. Once `options.signal` aborts (the service stops)
  * no further file is deleted: a page is up to a thousand files, each a few round trips to the
- * store; those left are the next full pass's.
+ * store; those left are the next full pass's. `options.onDeleted` is told of each file as its
+ * bytes go: those deleted before a failure are gone all the same, and the count is lost with it.
  */
 export async function deleteUncataloguedFiles(
   sql: Sql,
   sha256s: string[],
   bytes: { exists(sha256: string): Promise<boolean>; delete(sha256: string): Promise<void> },
-  options: { signal?: AbortSignal | undefined } = {},
+  options: { signal?: AbortSignal | undefined; onDeleted?: (() => void) | undefined } = {},
 ): Promise<number> {
   // in order: sweeps of several instances hold the same rows in the same order, and never
   // wait for each other in a circle
@@ -270,6 +271,7 @@ export async function deleteUncataloguedFiles(
       if (!(await bytes.exists(sha256))) continue;
       await bytes.delete(sha256);
       deleted++;
+      options.onDeleted?.();
     }
     await tx`delete from media_blobs where sha256 in (
                select decode(sha256, 'hex') from unnest(${heldFiles}::text[]) as file (sha256))`;

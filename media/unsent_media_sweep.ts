@@ -221,7 +221,9 @@ async function sweep(
     : { since: filesSince, before: options.uncataloguedBefore };
   for await (const files of store.files(listing)) {
     if (stopped()) return swept;
-    deleted("files", await deleteUncataloguedFiles(sql, files, store, { signal: options.signal }));
+    // each file counted as it goes: a failure at a later one has not brought it back
+    const onDeleted = () => deleted("files", 1);
+    await deleteUncataloguedFiles(sql, files, store, { signal: options.signal, onDeleted });
   }
   if (!stopped()) await markFullPass(sql, options.uncataloguedBefore);
   return swept;

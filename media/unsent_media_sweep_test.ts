@@ -473,6 +473,38 @@ Deno.test("a sweep that fails midway has told onDeleted of what it deleted befor
   assert.equal((await blobRows(setup)).length, 1, "one blob went before the failure");
 });
 
+Deno.test("a sweep that fails midway through uncatalogued files has told onDeleted of those it deleted", async () => {
+  await using setup = await setUp("postgres");
+  // bytes stored by instances that died before they wrote their catalogue rows: one page
+  const lost = [];
+  for (let i = 0; i < 2; i++) {
+    lost.push(await setup.media.put(anotherVideo(), { kind: "video", limits }));
+  }
+  const cutoff = now();
+  // the media store fails at its second file: the first one's bytes are gone
+  let deletes = 0;
+  const failing: MediaStore = {
+    ...setup.media,
+    async delete(sha256) {
+      if (++deletes === 2) throw new ChatError("unavailable", "the media store is away");
+      await setup.media.delete(sha256);
+    },
+  };
+  const told = { media: 0, blobs: 0, files: 0 };
+  await assert.rejects(
+    sweepUnsentMedia(setup.sql, failing, {
+      before: aDayAgo(),
+      uncataloguedBefore: cutoff,
+      onDeleted: (kind, count) => told[kind] += count,
+    }),
+    /the media store is away/,
+  );
+  const gone = [];
+  for (const blob of lost) if (!(await setup.media.exists(blob.sha256))) gone.push(blob);
+  assert.equal(gone.length, 1, "one file went before the failure");
+  assert.deepEqual(told, { media: 0, blobs: 0, files: 1 });
+});
+
 /** Sets media rows' creation time to `at`, as PostgreSQL text or an expression's value. */
 async function createdAt(setup: Setup, ids: string[], hoursAgo: number) {
   await setup.sql`update media set created_at = now() - make_interval(hours => ${hoursAgo})
