@@ -312,7 +312,8 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
     },
 
     async *files({ before }) {
-      // `mtime` is when the upload was completed; the rename keeps it. A file deleted while
+      // `stored` is when NATS stored the file's name (the rename, once the upload was complete),
+      // by NATS's clock: not `mtime`, the uploading instance's clock. A file deleted while
       // listed (by another instance's sweep) cuts the listing short: what it missed is left to
       // the next sweep, not a sweep failed. So `since` is not heeded: there is no index by time
       // to save reading every object's metadata, and the next listing must find what this missed
@@ -320,7 +321,7 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
       try {
         for await (const objects of listed) {
           const files = objects.filter((info) =>
-            !info.deleted && !isUpload(info.name) && Date.parse(info.mtime) < before.getTime()
+            !info.deleted && !isUpload(info.name) && info.stored < before.getTime()
           ).map((info) => info.name);
           if (files.length > 0) yield files;
         }

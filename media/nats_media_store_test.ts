@@ -209,6 +209,34 @@ Deno.test("NATS media store: uploads left by an instance killed mid-upload are d
   }
 });
 
+Deno.test("NATS media store: files() goes by when NATS stored a file, not by the clock of the instance that uploaded it", async () => {
+  await using bucket = natsBucket();
+  const store = await memoryStore(bucket);
+  const nc = await connect({ servers: TEST_NATS_URL });
+  try {
+    const file = await paddedFixture("video.mp4", 300_000);
+    const { sha256 } = await store.put(file, { kind: "video", limits });
+    // as an instance whose clock runs 8 hours behind names it: the object store's `mtime` is
+    // that instance's time, copied by the rename
+    const meta = `$O.${bucket.name}.M.${Base64UrlPaddedCodec.encode(sha256)}`;
+    const named = await (await jetstreamManager(nc)).streams.getMessage(`OBJ_${bucket.name}`, {
+      last_by_subj: meta,
+    });
+    const mtime = new Date(Date.now() - 8 * 3600_000).toISOString();
+    await jetstream(nc).publish(meta, JSON.stringify({ ...named!.json<object>(), mtime }));
+
+    const listed = [];
+    for await (const files of store.files({ before: new Date(Date.now() - 7 * 3600_000) })) {
+      listed.push(...files);
+    }
+    assert.deepEqual(listed, [], "a file stored a moment ago is listed as stored 7 hours ago");
+    assert.ok(await store.exists(sha256));
+  } finally {
+    await nc.close();
+    await store.close();
+  }
+});
+
 /** Waits, up to 10 s, until the bucket's objects and orphaned chunks are `wanted` (sorted). */
 async function untilObjects(bucket: { objects(): Promise<string[]> }, wanted: string[]) {
   const deadline = Date.now() + 10_000;

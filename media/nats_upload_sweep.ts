@@ -18,10 +18,13 @@ export function objectSubjects(bucket: string) {
 const objectMeta = z.object({
   name: z.string(),
   nuid: z.string(),
-  mtime: z.string(),
   deleted: z.boolean().optional(),
 });
-type ObjectMeta = z.infer<typeof objectMeta>;
+/**
+ * With `stored`: when NATS stored the metadata (ms), on the server's clock. Not the object's
+ * `mtime`, which the client that wrote it sets from its own clock (an instance's, maybe off).
+ */
+type ObjectMeta = z.infer<typeof objectMeta> & { stored: number };
 
 /** The bucket of a NATS media store, and its way to delete an object and its name. */
 export interface SweptBucket {
@@ -59,13 +62,13 @@ export async function sweepNatsUploads(swept: SweptBucket, afterMs: number): Pro
     const last = await manager.direct.getMessage(stream, { last_by_subj: subject });
     const upload = uploads.get(nuid);
     if (!last || last.time.getTime() > deadBefore) continue;
-    if (upload && Date.parse(upload.mtime) > deadBefore) continue;
+    if (upload && upload.stored > deadBefore) continue;
     if (upload) await swept.discard(upload.name);
     else await manager.streams.purge(stream, { filter: subject });
     deleted++;
   }
   for (const upload of uploads.values()) {
-    if (!files.has(upload.nuid) || Date.parse(upload.mtime) > deadBefore) continue;
+    if (!files.has(upload.nuid) || upload.stored > deadBefore) continue;
     await manager.streams.purge(stream, { filter: metaSubject(upload.name) });
     deleted++;
   }
@@ -107,7 +110,7 @@ export async function* objectBatches(
     let pending: number | undefined;
     const fetched = await consumer.fetch({ max_messages: 1_000, expires: options.waitMs });
     for await (const message of fetched) {
-      objects.push(objectMeta.parse(message.json()));
+      objects.push({ ...objectMeta.parse(message.json()), stored: message.time.getTime() });
       pending = message.info.pending;
       if (pending === 0) break;
     }

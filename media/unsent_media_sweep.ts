@@ -80,7 +80,7 @@ export type SweepCutoff = { ageMs: number } | Date;
  *
  * Both cutoffs are on the database's clock (SweepCutoff), never this instance's: an instance
  * whose clock runs ahead would otherwise delete uploads younger than the retention. The NATS
- * store compares `uncataloguedBefore` with its objects' `mtime`, set by the NATS server's clock:
+ * store compares `uncataloguedBefore` with when the NATS server stored each file, by its clock:
  * a skew between that and the database's moves that cutoff by as much, well within the doubled
  * margin of abandonedUploadMs.
  */
