@@ -1,6 +1,7 @@
 import type { ByteRange } from "../chat/ports.ts";
 
-const SINGLE_RANGE = /^bytes=(\d*)-(\d*)$/;
+// the unit is case-insensitive (RFC 9110 §14.1)
+const SINGLE_RANGE = /^bytes=(\d*)-(\d*)$/i;
 
 /**
  * The part of a `size`-byte file a `Range` header asks for (RFC 9110 §14): null for the whole

@@ -8,6 +8,9 @@ Deno.test("parseRange() reads one byte range, clamped to the file", () => {
   assert.deepEqual(parseRange("bytes=-5000", 1000), { start: 0, end: 999 });
   assert.deepEqual(parseRange("bytes=900-5000", 1000), { start: 900, end: 999 });
   assert.deepEqual(parseRange("bytes=999-999", 1000), { start: 999, end: 999 });
+  // range units are case-insensitive (RFC 9110 §14.1)
+  assert.deepEqual(parseRange("Bytes=0-99", 1000), { start: 0, end: 99 });
+  assert.deepEqual(parseRange("BYTES=-100", 1000), { start: 900, end: 999 });
 });
 
 Deno.test("parseRange() is unsatisfiable past the end, and ignores what it cannot serve", () => {
