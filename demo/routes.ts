@@ -11,9 +11,10 @@ const SCRIPT_PATH = "/demo/app.js";
 const HEADERS = {
   "cache-control": "no-cache",
   "x-content-type-options": "nosniff",
-  // the page talks to its own origin only; images come from /v1/media/
+  // the page talks to its own origin only; images come from /v1/media/; no other site may
+  // frame it (clickjacking its composer)
   "content-security-policy":
-    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'",
+    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
 };
 
 /** The page's routes, in the manner of the media routes: ws/server.ts asks, then hands over. */

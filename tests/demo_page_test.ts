@@ -20,6 +20,11 @@ Deno.test("with DEMO_PAGE on, /, its stylesheet and its bundled script are serve
   assert.equal(page.response.status, 200);
   assert.match(page.response.headers.get("content-type") ?? "", /^text\/html/);
   assert.match(page.response.headers.get("content-security-policy") ?? "", /default-src 'self'/);
+  // another site may not frame the page to click its composer for a user (clickjacking)
+  assert.match(
+    page.response.headers.get("content-security-policy") ?? "",
+    /frame-ancestors 'none'/,
+  );
   assert.match(page.text, /<script type="module" src="\/demo\/app.js">/);
   const style = await get("/demo/style.css");
   assert.match(style.response.headers.get("content-type") ?? "", /^text\/css/);
