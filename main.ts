@@ -425,7 +425,8 @@ export async function startService(
           idleMs: config.MEDIA_UPLOAD_IDLE_SECONDS * 1000,
           minBytesPerSecond: config.MEDIA_UPLOAD_MIN_BYTES_PER_SECOND,
         },
-        demoPage: config.DEMO_PAGE,
+        demoPage: config.DEMO_PAGE &&
+          (config.JWT_USER_CLAIM ? { userClaim: config.JWT_USER_CLAIM } : {}),
         sanctionSweepMs: config.FEED_SWEEP_SECONDS * 1000,
       },
     );

@@ -25,14 +25,21 @@ function h(tag, attributes = {}, ...children) {
   return element;
 }
 
-/** The user id a token is for (`user_id`, else `sub`) and when it expires; null if not a JWT. */
+/** The claim the server reads the user id from (JWT_USER_CLAIM), when it is set. */
+const USER_CLAIM = document.querySelector('meta[name="chat-user-claim"]')?.content;
+
+/**
+ * The user id a token is for (the server's claim: JWT_USER_CLAIM, else `user_id`, else `sub`)
+ * and when it expires; null if not a JWT.
+ */
 function claimsOf(token) {
   try {
     const payload = token.split(".")[1].replaceAll("-", "+").replaceAll("_", "/");
     // JSON in UTF-8: atob gives a byte a character, which would garble any id beyond ASCII
     const bytes = Uint8Array.from(atob(payload), (char) => char.charCodeAt(0));
     const claims = JSON.parse(new TextDecoder().decode(bytes));
-    const user = String(claims.user_id ?? claims.sub ?? "");
+    const claim = USER_CLAIM ?? (Object.hasOwn(claims, "user_id") ? "user_id" : "sub");
+    const user = String(claims[claim] ?? "");
     return user ? { user, exp: Number(claims.exp ?? 0) } : null;
   } catch {
     return null;

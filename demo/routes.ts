@@ -17,6 +17,11 @@ const HEADERS = {
     "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
 };
 
+export interface DemoPageOptions {
+  /** The claim holding the user id (JWT_USER_CLAIM); default `user_id`, else `sub`. */
+  userClaim?: string;
+}
+
 /** The page's routes, in the manner of the media routes: ws/server.ts asks, then hands over. */
 export interface DemoRoutes {
   handles(pathname: string): boolean;
@@ -30,11 +35,15 @@ export interface DemoRoutes {
  */
 export function createDemoRoutes(
   deps: { onError: (error: unknown, context: string) => void },
+  options: DemoPageOptions = {},
 ): DemoRoutes {
   let script: Promise<string> | undefined;
 
   async function file(name: string): Promise<Uint8Array<ArrayBuffer>> {
-    return await Deno.readFile(new URL(name, import.meta.url));
+    const bytes = await Deno.readFile(new URL(name, import.meta.url));
+    return name === "index.html" && options.userClaim !== undefined
+      ? withUserClaim(bytes, options.userClaim)
+      : bytes;
   }
 
   function unavailable(error: unknown): Response {
@@ -71,4 +80,16 @@ export function createDemoRoutes(
       return new Response(request.method === "HEAD" ? null : body, { headers });
     },
   };
+}
+
+/**
+ * The page with a `<meta name="chat-user-claim">` naming the claim the server reads the user id
+ * from, so that the page shows who a token signs in as (and which messages are theirs) the way
+ * the server sees it.
+ */
+function withUserClaim(page: Uint8Array, claim: string): Uint8Array<ArrayBuffer> {
+  const escaped = claim.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`);
+  const meta = `<meta name="chat-user-claim" content="${escaped}">`;
+  const html = new TextDecoder().decode(page).replace("<head>", `<head>\n    ${meta}`);
+  return new TextEncoder().encode(html);
 }

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
+import { SignJWT } from "jose";
 import { chromium, type Page } from "playwright-core";
+import { hs256Key } from "../auth/secret.ts";
 import { CHROMIUM_FLAGS, chromiumFor } from "./support/chromium.ts";
 import { startCluster } from "./support/service.ts";
 import { acked, joinChat, seedMessages, sendText } from "./support/steps.ts";
@@ -155,6 +157,36 @@ Deno.test({
       await acked(alice, { action: "delete_message", message_id: sent.id });
       // a deleted message's content is seen nowhere again, the list included
       await acme.waitForSelector(`${row(chat.id)} .preview:text-is("message deleted")`);
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "with JWT_USER_CLAIM set, the page signs in as the user that claim names, as the server does",
+  ignore: chromiumPath === null,
+  async fn() {
+    await using cluster = await startCluster({
+      nats: false,
+      env: { DEMO_PAGE: "1", JWT_USER_CLAIM: "uid" },
+    });
+    const chat = await cluster.main.service.chat.createChat("carol", "acme");
+    // an identity provider's token: its `sub` is not the user id the service knows
+    const token = await new SignJWT({ uid: "carol" })
+      .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+      .setSubject("idp|8812")
+      .setExpirationTime("1h")
+      .sign(hs256Key(cluster.secret));
+    await withBrowser(async (open) => {
+      const carol = await open();
+      await carol.goto(`${cluster.main.httpUrl}/#token=${token}`);
+      await carol.waitForSelector(row(chat.id));
+      assert.equal(await carol.textContent("#who"), "signed in as carol");
+      assert.equal(await carol.textContent(`${row(chat.id)} .name`), "acme");
+      await carol.click(row(chat.id));
+      await carol.fill("#text", "Hello");
+      await carol.press("#text", "Enter");
+      await message(carol, 1, ".mine");
     });
   },
 });

@@ -10,7 +10,7 @@ import { createMediaRoutes } from "./media_routes.ts";
 import type { StallLimits } from "./stalled_body.ts";
 import { createRequestLimits, type RequestLimits } from "./request_limits.ts";
 import { createUpgrade } from "./upgrade.ts";
-import { createDemoRoutes } from "../demo/routes.ts";
+import { createDemoRoutes, type DemoPageOptions } from "../demo/routes.ts";
 
 export interface HttpDeps extends Omit<ConnectionRegistryDeps, "mediaRequests"> {
   verifier: TokenVerifier;
@@ -36,8 +36,8 @@ export interface HttpOptions {
   uploadStall: StallLimits;
   /** How long a download's client may take nothing before it is cut (default: a minute). */
   downloadIdleMs?: number;
-  /** Serves the demo chat page at `/` (DEMO_PAGE). */
-  demoPage?: boolean;
+  /** Serves the demo chat page at `/` (DEMO_PAGE), telling it the token's user id claim. */
+  demoPage?: DemoPageOptions | false;
   /** How often the store's recent bans and disconnects are looked at (startSanctionSweeps). */
   sanctionSweepMs?: number;
 }
@@ -58,7 +58,7 @@ export function createHttpHandler(deps: HttpDeps, options: HttpOptions) {
     options,
   );
   const media = createMediaRoutes({ ...deps, mediaRequests }, options);
-  const demo = options.demoPage ? createDemoRoutes(deps) : null;
+  const demo = options.demoPage ? createDemoRoutes(deps, options.demoPage) : null;
 
   /** The service's own health and metrics, read-only; /metrics only when measured. */
   const opsRoutes = new Map<string, () => Response | Promise<Response>>([
