@@ -16,6 +16,7 @@ import { readCpu } from "./cpu.ts";
 import { type LoadResult, runLoad } from "./load.ts";
 import { rawInsertRate } from "./pgbench.ts";
 import { type ServiceProcess, startServiceProcess } from "./service_process.ts";
+import { shownMs, type Summary } from "./stats.ts";
 import {
   createBenchDatabase,
   createChats,
@@ -189,9 +190,9 @@ function printTable(r: Record<string, unknown>) {
     ]);
     rows.push([
       `${name}: delivery ms p50/p90/p99/max`,
-      `${x.latencyMs.p50} / ${x.latencyMs.p90} / ${x.latencyMs.p99} / ${x.latencyMs.max}`,
+      [x.latencyMs.p50, x.latencyMs.p90, x.latencyMs.p99, x.latencyMs.max].map(shownMs).join(" / "),
     ]);
-    rows.push([`${name}: ack ms p50/p99`, `${x.ackMs.p50} / ${x.ackMs.p99}`]);
+    rows.push([`${name}: ack ms p50/p99`, `${shownMs(x.ackMs.p50)} / ${shownMs(x.ackMs.p99)}`]);
     rows.push([
       `${name}: lost, duplicated, out of order, errors`,
       `${x.lost}, ${x.duplicates}, ${x.outOfOrder}, ${x.errors}`,
@@ -207,11 +208,11 @@ function printTable(r: Record<string, unknown>) {
       ]);
     }
   }
-  const connect = r.connectMs as Record<string, { p50: number; p99: number }> | undefined;
+  const connect = r.connectMs as Record<string, Summary> | undefined;
   for (const [key, value] of Object.entries(connect ?? {})) {
     rows.push([
       `connect ms p50/p99, ${key.replace("history", "")} messages`,
-      `${value.p50} / ${value.p99}`,
+      `${shownMs(value.p50)} / ${shownMs(value.p99)}`,
     ]);
   }
   const idle = r.idle as { sockets: number; perSocketKiB: number; rssAfterMiB: number } | undefined;
