@@ -29,16 +29,23 @@ export async function startServiceProcess(env: Record<string, string>): Promise<
     stderr: "inherit",
   }).spawn();
   const baseUrl = `http://127.0.0.1:${port}`;
+  let exited = null as Deno.CommandStatus | null;
+  child.status.then((status) => exited = status);
   const deadline = Date.now() + 30_000;
   for (;;) {
     try {
-      const response = await fetch(`${baseUrl}/readyz`);
+      const response = await fetch(`${baseUrl}/readyz`, { signal: AbortSignal.timeout(5_000) });
       await response.body?.cancel();
       if (response.ok) break;
     } catch {
       // not listening yet
     }
-    if (Date.now() > deadline) throw new Error("the service did not become ready in 30 s");
+    // a service that stopped (a bad setting, a database it cannot reach) has said why on stderr
+    if (exited) throw new Error(`the service exited with code ${exited.code} before it was ready`);
+    if (Date.now() > deadline) {
+      await stopTask(child);
+      throw new Error("the service did not become ready in 30 s");
+    }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   // `deno task` runs the service as a child of its own: measure that one
@@ -48,14 +55,19 @@ export async function startServiceProcess(env: Record<string, string>): Promise<
     baseUrl,
     rss: () => rssOf(pid),
     async [Symbol.asyncDispose]() {
-      try {
-        Deno.kill(pid, "SIGTERM");
-      } catch {
-        // gone already
-      }
-      await child.status;
+      await stopTask(child, pid);
     },
   };
+}
+
+/** Stops the service (`pid`, default: found now) and waits for its `deno task` to end. */
+async function stopTask(task: Deno.ChildProcess, pid?: number): Promise<void> {
+  try {
+    Deno.kill(pid ?? await serviceChildPid(task.pid), "SIGTERM");
+  } catch {
+    // gone already
+  }
+  await task.status;
 }
 
 async function serviceChildPid(taskPid: number): Promise<number> {
