@@ -23,7 +23,8 @@ const actionSummaries: Record<Action, string> = {
   delete_message: "Tombstones the sender's own message: `message_deleted` to all participants.",
   edit_message: "Edits the sender's own text message: `message_edited` to all participants.",
   unread_message: "Asks for this user's unread messages: answered with `unread_messages`.",
-  typing: "Typing on or off: `typing` to the other participants' sockets, never stored.",
+  typing:
+    "Typing on or off: `typing` to the other participants' sockets, never stored; a socket that closes while on says off.",
   list_chats:
     "A page of the user's chats (`before`, an `updated_at` cursor): answered with `chats`.",
 };

@@ -82,3 +82,42 @@ Deno.test("typing is never stored", async () => {
   const { chats } = await (await cluster.openChats("vend-1")).nextOfType("chats");
   assert.equal(chats[0].last_message, null);
 });
+
+Deno.test("a socket that goes while its user is typing tells the others they stopped, on both endpoints", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await using vendor = await joinChat(cluster, "vend-1", chat.id);
+  const stopped = (userId: string) => ({
+    type: "typing",
+    chat_id: chat.id,
+    user_id: userId,
+    is_typing: false,
+  });
+
+  // a closed tab, a phone that lost its network: no `is_typing: false` will come from it
+  await using leaving = await joinChat(cluster, "cust-1", chat.id);
+  await acked(leaving, { action: "typing", is_typing: true });
+  assert.equal((await vendor.nextOfType("typing")).is_typing, true);
+  leaving.close();
+  assert.deepEqual(await vendor.nextOfType("typing"), stopped("cust-1"));
+
+  await using vendorAll = await joinAllChats(cluster, "vend-1");
+  await acked(vendorAll, { action: "typing", chat_id: chat.id, is_typing: true });
+  assert.equal((await customer.nextOfType("typing")).is_typing, true);
+  vendorAll.close();
+  assert.deepEqual(await customer.nextOfType("typing"), stopped("vend-1"));
+
+  // one that said it stopped says nothing more when it goes
+  await using quiet = await joinChat(cluster, "cust-1", chat.id);
+  await acked(quiet, { action: "typing", is_typing: true });
+  await acked(quiet, { action: "typing", is_typing: false });
+  assert.equal((await vendor.nextOfType("typing")).is_typing, true);
+  assert.equal((await vendor.nextOfType("typing")).is_typing, false);
+  const mark = vendor.frames.length;
+  quiet.close();
+  await quiet.closed;
+  const barrier = await sendText(customer, "vend-1", "barrier");
+  const seen = framesBetween(vendor, mark, await messageWithSeq(vendor, barrier.seq));
+  assert.deepEqual(seen.filter((frame) => frame.type === "typing"), []);
+});

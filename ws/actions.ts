@@ -24,6 +24,8 @@ export interface ActionContext {
   actorIn: (chatId: string | undefined) => Promise<Actor>;
   /** A frame to this socket only. */
   send: (frame: ServerFrame) => void;
+  /** Tells the other participants whether the user is typing, as this socket last said. */
+  sayTyping: (actor: Actor, isTyping: boolean) => void;
 }
 
 /** What answering an action needs besides: where it reports. */
@@ -69,7 +71,7 @@ export async function answerAction(
  * ChatError, answered by the caller.
  */
 async function runAction(frame: ClientFrame, context: ActionContext): Promise<Outcome> {
-  const { service, mediaRequests, userId, endpoint, actorIn, send } = context;
+  const { service, mediaRequests, userId, endpoint, actorIn, send, sayTyping } = context;
   switch (frame.action) {
     case "ping":
       return;
@@ -153,7 +155,7 @@ async function runAction(frame: ClientFrame, context: ActionContext): Promise<Ou
       return;
     }
     case "typing":
-      service.typing(await actorIn(frame.chat_id), frame.is_typing);
+      sayTyping(await actorIn(frame.chat_id), frame.is_typing);
       return;
   }
 }

@@ -2,7 +2,7 @@ import type { Principal } from "../auth/verifier.ts";
 import type { UserEvent } from "../chat/events.ts";
 import type { Admission } from "../chat/membership_operations.ts";
 import type { ChatFeed, Delivery } from "../chat/feed.ts";
-import type { ChatService } from "../chat/service.ts";
+import type { Actor, ChatService } from "../chat/service.ts";
 import type { Membership, Sanction } from "../chat/types.ts";
 import type { SocketMetrics } from "../observability/metrics.ts";
 import type { AccessCheckOutcome } from "./access_checks.ts";
@@ -104,6 +104,11 @@ export class Connection {
   #intake: FrameIntake;
   /** The operator disconnects that end this socket: those made since the store let it in. */
   #disconnects = new OperatorDisconnects();
+  /**
+   * The chats this socket last said its user is typing in, told they stopped when it goes (a
+   * closed tab sends no `is_typing: false`); made with the first.
+   */
+  #typingIn: Map<string, Actor> | undefined;
 
   constructor(
     socket: WebSocket,
@@ -341,10 +346,18 @@ export class Connection {
       endpoint: this.endpoint,
       actorIn: (chatId) => this.#chats.actorIn(chatId),
       send: (reply) => this.#send(reply),
+      sayTyping: (actor, isTyping) => this.#sayTyping(actor, isTyping),
       instruments: this.#deps.instruments,
       onError: (error, context) => this.#deps.onError(error, context, this),
     });
     if (answer) this.#send(answer);
+  }
+
+  #sayTyping(actor: Actor, isTyping: boolean): void {
+    const chatId = actor.membership.chat.id;
+    if (isTyping) (this.#typingIn ??= new Map()).set(chatId, actor);
+    else this.#typingIn?.delete(chatId);
+    this.#deps.service.typing(actor, isTyping);
   }
 
   /** An error frame for this socket alone, counted by its code. */
@@ -428,6 +441,8 @@ export class Connection {
     this.#timers = undefined;
     this.#chats.stop();
     this.#order.clear();
+    for (const actor of this.#typingIn?.values() ?? []) this.#deps.service.typing(actor, false);
+    this.#typingIn = undefined;
     this.#deps.onClose(this, code);
   }
 }
