@@ -105,7 +105,8 @@ export function createChatQueries(sql: Sql): ChatQueries {
       // Only the page's chats look up their last message: a join of the ids with chats was
       // planned as a scan of the whole table for a user of a few thousand chats, and every
       // chat's last message was read before the page was cut.
-      const page = (cursor: { before?: string; at?: string }, take: number) =>
+      // `take` null: every row (a run of one updated_at, which no cursor can split)
+      const page = (cursor: { before?: string; at?: string }, take: number | null) =>
         sql<ChatListRow[]>`
         with mine as (${chatsOfParticipant(sql, userId, columns)})
         select c.id, c.user_id, c.vendor_id, c.last_seq, c.created_at, c.updated_at,
@@ -124,7 +125,7 @@ export function createChatQueries(sql: Sql): ChatQueries {
             ${cursor.before ? sql`and ${activity} < ${cursor.before}` : sql``}
             ${cursor.at ? sql`and ${activity} = ${cursor.at}` : sql``}
           order by c.updated_at desc, c.id desc
-          limit ${take}
+          ${take === null ? sql`` : sql`limit ${take}`}
         ) c
         left join messages m on m.chat_id = c.id and m.seq = c.last_seq
         order by c.updated_at desc, c.id desc`;
@@ -132,12 +133,14 @@ export function createChatQueries(sql: Sql): ChatQueries {
       const rows = await page(before === undefined ? {} : { before }, limit + 1);
       let has_more = rows.length > limit;
       let items = rows.slice(0, limit);
-      // A page never ends inside a run of equal updated_at, so `before` never skips a chat.
+      // A page never ends inside a run of equal updated_at, so `before` never skips a chat: the
+      // whole run is on it, however long (a bulk import's rows share one now()); a run cut short
+      // would leave the rest of it out of every page.
       const last = items.at(-1);
       const next = rows[limit];
       if (last && next && last.updated_at.getTime() === next.updated_at.getTime()) {
         const at = last.updated_at.toISOString();
-        const tied = await page({ at }, 10_000);
+        const tied = await page({ at }, null);
         items = [...items.filter((row) => row.updated_at.getTime() !== last.updated_at.getTime())];
         items.push(...tied);
         const [older] = await page({ before: at }, 1);

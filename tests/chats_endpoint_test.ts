@@ -153,6 +153,33 @@ Deno.test("chats imported in one transaction, sharing one updated_at, page each 
   assert.deepEqual(new Set(ids), new Set([...created, newest.id]));
 });
 
+Deno.test("a run of more than 10,000 chats sharing one updated_at (a bulk import) pages each chat once, none left out", async () => {
+  await using cluster = await startCluster();
+  const count = 10_050;
+  const sql = postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} });
+  try {
+    // a vendor's chats imported in one transaction: one now() for every row
+    await sql`
+      insert into chats (user_id, vendor_id, created_at, updated_at)
+      select 'cust-' || n, 'vend-big', '2026-01-01T10:00:00.123Z', '2026-01-01T10:00:00.123Z'
+      from generate_series(1, ${count}) as n`;
+  } finally {
+    await sql.end();
+  }
+
+  await using all = await cluster.openChats("vend-big");
+  const pages = [await all.nextOfType("chats", 30_000)];
+  while (pages.at(-1)!.has_more) {
+    assert.ok(pages.length < 10, "paging does not end");
+    const cursor = pages.at(-1)!.chats.at(-1)?.updated_at;
+    assert.ok(cursor, "a page with has_more but no chats");
+    pages.push(await listChats(all, cursor));
+  }
+  const ids = pages.flatMap((page) => page.chats.map((row: Frame) => row.chat_id));
+  assert.equal(new Set(ids).size, ids.length, "no chat twice");
+  assert.equal(ids.length, count, "every chat listed");
+});
+
 Deno.test("list_chats with before returns only chats with older activity", async () => {
   await using cluster = await startCluster();
   const service = cluster.main.service.chat;
