@@ -55,6 +55,16 @@ Deno.test("the frame JSON Schemas name one definition per action and per server 
   assert.equal((message.required as string[]).length, 15, "every field of a message is there");
 });
 
+Deno.test("the client frame schema states the bounds of a message's content: 1 to 4000 characters once trimmed", () => {
+  const defs = frameSchemaDocument("client").$defs as Record<string, Json>;
+  for (const action of ["send_message", "edit_message"]) {
+    const content = (defs[action]!.properties as Record<string, Json>).content!;
+    assert.equal(content.type, "string", action);
+    assert.equal(content.minLength, 1, action);
+    assert.match(String(content.description), /1 to 4000 characters once trimmed/, action);
+  }
+});
+
 Deno.test("the AsyncAPI document covers every action and frame on both endpoints, and its refs resolve", () => {
   const document = asyncApiDocument();
   assert.equal(document.asyncapi, "3.0.0");

@@ -42,7 +42,16 @@ const cursor = z.iso.datetime({ offset: true }).refine((value) => {
   const instant = Date.parse(value);
   return instant >= FIRST_CURSOR && instant <= LAST_CURSOR;
 }, { message: "must be a time in the years 1 to 9999 (UTC)" });
-const text = storable.transform((value) => value.trim()).pipe(z.string().min(1).max(4000));
+/**
+ * A message's text: 1 to 4000 characters once trimmed (protocol.md). The JSON Schema of the
+ * frames is of what a client writes, before the trim: it says so in words, as a maxLength there
+ * would refuse text within the bound once its white space is trimmed.
+ */
+const text = storable.min(1).transform((value) => value.trim())
+  .pipe(z.string().min(1).max(4000))
+  .meta({
+    description: "1 to 4000 characters once trimmed (white space at either end is dropped)",
+  });
 const base64 = z.string().min(1);
 
 const common = { request_id: requestId, chat_id: chatId };
