@@ -288,8 +288,9 @@ export function createMessageOperations(
     },
 
     /**
-     * Edits the actor's own text message. Errors: not_found, forbidden (also banned, or no longer
-     * in the chat), failed_precondition.
+     * Edits the actor's own text message. An edit to the text it has (a retry whose answer was
+     * lost, a save without a change) is answered with the message as it is, and tells no one.
+     * Errors: not_found, forbidden (also banned, or no longer in the chat), failed_precondition.
      */
     async editMessage(actor: Actor, messageId: string, content: string): Promise<Message> {
       const message = await ownMessageToChange(actor, messageId);
@@ -298,6 +299,7 @@ export function createMessageOperations(
           issues: [{ path: "message_id", message: "only text messages can be edited" }],
         });
       }
+      if (message.content === content) return toClientMessage(message);
       const edited = await store.editMessage(messageId, content);
       if (!edited) throw new ChatError("not_found", "no such message in this chat");
       const { chat } = actor.membership;

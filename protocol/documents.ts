@@ -21,7 +21,8 @@ const actionSummaries: Record<Action, string> = {
   read_up_to:
     "Marks every message to the reader's side up to `seq` read: `messages_read` to all participants.",
   delete_message: "Tombstones the sender's own message: `message_deleted` to all participants.",
-  edit_message: "Edits the sender's own text message: `message_edited` to all participants.",
+  edit_message:
+    "Edits the sender's own text message: `message_edited` to all participants (none when the text is unchanged).",
   unread_message: "Asks for this user's unread messages: answered with `unread_messages`.",
   typing:
     "Typing on or off: `typing` to the other participants' sockets, never stored; a socket that closes while on says off.",

@@ -189,6 +189,47 @@ Deno.test("deleting one's own message again (a retry whose ack was lost) is ackn
   assert.equal(customer.pending("message_deleted").length, 1);
 });
 
+Deno.test("an edit that changes nothing (a retry whose ack was lost, a save without a change) is acknowledged with the message as it is and tells no one", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await using vendor = await joinChat(cluster, "vend-1", chat.id);
+  const untouched = await sendText(customer, "vend-1", "as sent");
+  const edited = await sendText(customer, "vend-1", "first");
+
+  // saved as it is: not marked edited
+  const same = await acked(customer, {
+    action: "edit_message",
+    message_id: untouched.id,
+    content: "  as sent ",
+  });
+  assert.deepEqual(same.message, untouched);
+  const once = await acked(customer, {
+    action: "edit_message",
+    message_id: edited.id,
+    content: "second",
+  });
+  assert.equal((await vendor.nextOfType("message_edited")).message.content, "second");
+  // the retry: the same answer, the same edited_at
+  const again = await acked(customer, {
+    action: "edit_message",
+    message_id: edited.id,
+    content: "second",
+  });
+  assert.deepEqual(again.message, once.message);
+
+  const after = await sendText(customer, "vend-1", "barrier");
+  await messageWithSeq(vendor, after.seq);
+  assert.deepEqual(vendor.pending("message_edited"), [], "only the edit that changed the text");
+  await using later = await cluster.openChat("vend-1", chat.id);
+  const { messages } = await later.nextOfType("latest_chat");
+  assert.deepEqual(
+    messages.filter((message: Frame) => message.id !== after.id),
+    [untouched, once.message],
+    "as stored",
+  );
+});
+
 Deno.test("a sender banned, or removed from the vendor, before their socket hears of it can neither edit nor delete", async () => {
   // no sweep during the test: the ban and the removal below are stored but never published, as
   // when their publish is lost or still on its way, so the sockets stay open
