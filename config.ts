@@ -124,6 +124,8 @@ const settings = z.object({
    * from this machine (tests, local development).
    */
   JWT_JWKS_URL: z.url({ protocol: /^https?$/ }).refine((value) => {
+    // zod runs this check after a failed format check too, with the value that failed it
+    if (!URL.canParse(value)) return true;
     const url = new URL(value);
     return url.protocol === "https:" || LOOPBACK_HOSTS.has(url.hostname);
   }, "must be https; plain http only on 127.0.0.1, ::1 or localhost").optional(),

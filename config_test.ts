@@ -100,6 +100,19 @@ Deno.test("loadConfig refuses a plain-http JWT_JWKS_URL except on a loopback hos
   }
 });
 
+Deno.test("loadConfig refuses a JWT_JWKS_URL that is no URL in one line naming it, rather than throwing", () => {
+  const { JWT_SECRET: _, ...noKey } = valid;
+  for (const url of ["https://", "auth.shop.example/jwks.json", "https://auth shop/jwks.json"]) {
+    assert.throws(
+      () => loadConfig({ ...noKey, JWT_JWKS_URL: url }),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        error.message.startsWith("invalid configuration: JWT_JWKS_URL:"),
+      url,
+    );
+  }
+});
+
 Deno.test("loadConfig turns each ALLOWED_ORIGINS value into the origin a browser sends", () => {
   const config = loadConfig({
     ...valid,
