@@ -225,6 +225,14 @@ export const configSchema = settings.superRefine((config, ctx) => {
       message: "required while the admin plane is enabled (GRPC_ENABLED=0 turns it off)",
     });
   }
+  // found here, not by the gRPC listener after the migrations, which exits 1 to be restarted
+  if (config.GRPC_ENABLED && config.GRPC_PORT !== 0 && config.GRPC_PORT === config.PORT) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["GRPC_PORT"],
+      message: `must differ from PORT (${config.PORT}): both planes listen on HOST`,
+    });
+  }
   if (Boolean(config.GRPC_TLS_CERT) !== Boolean(config.GRPC_TLS_KEY)) {
     ctx.addIssue({
       code: "custom",

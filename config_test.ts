@@ -46,6 +46,21 @@ Deno.test("loadConfig refuses a duration longer than a timer can wait, which wou
   }
 });
 
+Deno.test("loadConfig refuses a GRPC_PORT equal to PORT, which the start could not listen on", () => {
+  assert.throws(
+    () => loadConfig({ ...valid, PORT: "8000", GRPC_PORT: "8000" }),
+    (error: unknown) =>
+      error instanceof ConfigError &&
+      error.message.startsWith("invalid configuration: GRPC_PORT:") &&
+      error.message.includes("PORT") && !error.message.includes("\n"),
+  );
+  // the same number written otherwise is the same port
+  assert.throws(() => loadConfig({ ...valid, GRPC_PORT: "8000.0" }), /GRPC_PORT:/);
+  // 0 asks the system for a free port, a different one each time; without the plane, no clash
+  assert.equal(loadConfig({ ...valid, PORT: "0", GRPC_PORT: "0" }).GRPC_PORT, 0);
+  assert.equal(loadConfig({ ...valid, GRPC_ENABLED: "0", GRPC_PORT: "8000" }).GRPC_PORT, 8000);
+});
+
 Deno.test("loadConfig names the variable that is missing", () => {
   const { JWT_SECRET: _, ...noKey } = valid;
   assert.throws(() => loadConfig(noKey), /JWT_SECRET: set exactly one of/);
