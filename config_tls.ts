@@ -34,8 +34,9 @@ export function tlsProblem(cert: string, key: string): TlsProblem | undefined {
   if (!privateKey) {
     return {
       variable: "GRPC_TLS_KEY",
-      message:
-        `${keyPem.source} holds no private key the TLS front can use (unencrypted PKCS#8, PKCS#1 or SEC1 PEM)`,
+      message: `${keyPem.source} holds no private key the TLS front can use (unencrypted ` +
+        "PKCS#8, PKCS#1 or SEC1 PEM of an RSA key of 2048 to 8192 bits, an EC key on P-256, " +
+        "P-384 or P-521, or an Ed25519 key)",
     };
   }
   if (!leaf.checkPrivateKey(privateKey)) {
@@ -95,18 +96,40 @@ function firstCertificate(pem: string, source: string): X509Certificate | string
 }
 
 /**
+ * The curves of EC keys the TLS front (rustls) signs with; node:crypto reads others too
+ * (secp256k1), which the front refuses at its start.
+ */
+const FRONT_CURVES: ReadonlySet<string> = new Set(["prime256v1", "secp384r1", "secp521r1"]);
+
+/**
  * The first private key block of `pem`, as the TLS front takes it (PKCS#8, PKCS#1 RSA, SEC1
  * EC; other blocks beside it are passed over); undefined when there is none it can use. An
- * encrypted key is not opened: the front has no passphrase.
+ * encrypted key is not opened: the front has no passphrase. Nor is a key the front cannot sign
+ * with, though node:crypto reads it (RSA under 2048 or over 8192 bits, RSA-PSS, Ed448, another
+ * curve): it would stop the start only once the database is migrated, exit 1, again and again.
  */
 function usablePrivateKey(pem: string): KeyObject | undefined {
   const block = pem.match(/-----BEGIN ((?:RSA |EC )?PRIVATE KEY)-----[\s\S]*?-----END \1-----/);
   if (!block || block[0].includes("ENCRYPTED")) return undefined;
+  let key: KeyObject;
   try {
-    return createPrivateKey(block[0]);
+    key = createPrivateKey(block[0]);
   } catch {
     // node:crypto's messages say nothing of the key, but nothing of it is worth the risk
     return undefined;
+  }
+  const details = key.asymmetricKeyDetails ?? {};
+  switch (key.asymmetricKeyType) {
+    case "rsa": {
+      const bits = details.modulusLength ?? 0;
+      return bits >= 2048 && bits <= 8192 ? key : undefined;
+    }
+    case "ec":
+      return FRONT_CURVES.has(details.namedCurve ?? "") ? key : undefined;
+    case "ed25519":
+      return key;
+    default:
+      return undefined;
   }
 }
 

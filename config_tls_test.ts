@@ -107,6 +107,9 @@ Deno.test("loadConfig takes the certificates and keys the TLS front takes: EC, R
     "RSA, PKCS#8": rsa!,
     "RSA, PKCS#1": { cert: rsa!.cert, key: reencoded(rsa!.key, "pkcs1") },
     "Ed25519": ed25519!,
+    "EC P-384": await createCertificate("p384"),
+    "EC P-521": await createCertificate("p521"),
+    "RSA 4096": await createCertificate("rsa4096"),
     "a chain, the leaf first": await createCertificate("ec", { issuer: issuer! }),
   };
   for (const [name, pair] of Object.entries(cases)) {
@@ -175,6 +178,12 @@ Deno.test("loadConfig refuses a GRPC_TLS_KEY the TLS front cannot use, or not th
     ["another EC key", { cert: ec.cert, key: issuer.key }, notTheCertificates],
     ["an RSA key for an EC certificate", { cert: ec.cert, key: rsa.key }, notTheCertificates],
     ["the issuer's key for a chain", { cert: chain.cert, key: issuer.key }, notTheCertificates],
+    // read by node:crypto, and the certificate's, but of a kind or size the TLS front refuses
+    ...await Promise.all(
+      (["rsa1024", "rsa-pss", "secp256k1", "ed448"] as const).map(async (kind) =>
+        [kind, await createCertificate(kind), unusable] as [string, CertificateAndKey, RegExp]
+      ),
+    ),
   ];
   for (const [name, pair, expected] of cases) {
     assert.equal(await tlsFrontTakes(pair), false, `${name}: the TLS front takes it`);

@@ -3,6 +3,14 @@ const NEW_KEY = {
   ec: ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"],
   rsa: ["-newkey", "rsa:2048"],
   ed25519: ["-newkey", "ed25519"],
+  p384: ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp384r1"],
+  p521: ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp521r1"],
+  rsa4096: ["-newkey", "rsa:4096"],
+  // kinds that node:crypto reads but the TLS front (rustls) cannot serve with
+  rsa1024: ["-newkey", "rsa:1024"],
+  "rsa-pss": ["-newkey", "rsa-pss", "-pkeyopt", "rsa_keygen_bits:2048"],
+  secp256k1: ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp256k1"],
+  ed448: ["-newkey", "ed448"],
 } as const;
 
 export type KeyKind = keyof typeof NEW_KEY;
