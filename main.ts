@@ -123,6 +123,12 @@ function listenFailure(setting: "PORT" | "GRPC_PORT", host: string, port: number
   if (error instanceof Deno.errors.AddrNotAvailable || /\bEADDRNOTAVAIL\b/.test(text)) {
     return failure("HOST", "no interface of this host has the address");
   }
+  // a host name the resolver does not know (a typo), or could not ask about: Deno says why,
+  // grpc-js only that it failed
+  const lookup = /^failed to lookup address information: (.+)$/.exec(text);
+  if (lookup || /^Name resolution failed\b/.test(text)) {
+    return failure("HOST", `the name could not be resolved${lookup ? ` (${lookup[1]})` : ""}`);
+  }
   if (error instanceof Deno.errors.PermissionDenied || /\bEACCES\b/.test(text)) {
     return failure(setting, "not permitted (a port below 1024 needs privileges)");
   }

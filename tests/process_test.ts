@@ -380,3 +380,19 @@ Deno.test("an HTTP port in use stops deno task start with one line naming PORT a
     `PORT: cannot listen on 127.0.0.1:${taken.addr.port}: the address is in use`,
   );
 });
+
+Deno.test("a HOST name that does not resolve stops deno task start with one line naming HOST, exit 1", async () => {
+  await using database = await freshDatabase();
+  const env = serviceEnvironment({ databaseUrl: database.url });
+  // .invalid never resolves (RFC 2606): a typo, or a name the DNS does not have (yet)
+  const { code, lines } = await runServiceProcess({ ...env, HOST: "chat-host.invalid" });
+  assert.equal(code, 1, lines.join("\n"));
+  const printed = serviceLines(lines);
+  const fatal = fatalRecords(printed);
+  assert.equal(fatal.length, 1, printed.join("\n"));
+  assert.equal(fatal[0].message, "could not start");
+  assert.match(
+    fatal[0].error.message,
+    /^HOST: cannot listen on chat-host\.invalid:\d+: the name could not be resolved/,
+  );
+});
