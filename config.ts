@@ -117,7 +117,11 @@ const settings = z.object({
    * it, unless other media shares them), by a sweep every half of it (an hour at most).
    */
   MEDIA_UNSENT_RETENTION_HOURS: z.coerce.number().positive().max(MAX_SECONDS / 3600).default(24),
-  JWT_SECRET: z.string().min(32, "must be at least 32 bytes").optional(),
+  /** Counted in UTF-8 bytes, of which the HS256 key is made (auth/secret.ts), not characters. */
+  JWT_SECRET: z.string().refine(
+    (secret) => new TextEncoder().encode(secret).byteLength >= 32,
+    "must be at least 32 bytes",
+  ).optional(),
   JWT_PUBLIC_KEY: optionalText,
   /**
    * Whoever serves the key set decides who signs in, so it comes over https; plain http only

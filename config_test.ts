@@ -61,6 +61,15 @@ Deno.test("loadConfig refuses a GRPC_PORT equal to PORT, which the start could n
   assert.equal(loadConfig({ ...valid, GRPC_ENABLED: "0", GRPC_PORT: "8000" }).GRPC_PORT, 8000);
 });
 
+Deno.test("loadConfig counts JWT_SECRET in UTF-8 bytes, as the HS256 key is made of them", () => {
+  // 16 characters of 2 bytes each: the 32 bytes the verifier takes
+  assert.equal(loadConfig({ ...valid, JWT_SECRET: "é".repeat(16) }).JWT_SECRET, "é".repeat(16));
+  assert.throws(
+    () => loadConfig({ ...valid, JWT_SECRET: "é".repeat(15) }),
+    /^ConfigError: invalid configuration: JWT_SECRET: must be at least 32 bytes/,
+  );
+});
+
 Deno.test("loadConfig names the variable that is missing", () => {
   const { JWT_SECRET: _, ...noKey } = valid;
   assert.throws(() => loadConfig(noKey), /JWT_SECRET: set exactly one of/);
