@@ -144,6 +144,15 @@ const settings = z.object({
    */
   ALLOWED_ORIGINS: z.string().optional().transform((value, ctx) => {
     const origins = value ? value.split(",").map((origin) => origin.trim()).filter(Boolean) : [];
+    // set, yet no origin once split (`${A},${B}` with both unset): the empty list would let every
+    // origin in, the opposite of what setting it asks for
+    if (value !== undefined && origins.length === 0) {
+      ctx.addIssue({
+        code: "custom",
+        message: "names no origin (leave it unset, or empty, to allow any)",
+      });
+      return z.NEVER;
+    }
     return origins.map((origin) => {
       const parsed = originOf(origin);
       if (parsed !== undefined) return parsed;

@@ -179,6 +179,23 @@ Deno.test("loadConfig refuses an ALLOWED_ORIGINS value that is no origin, naming
   }
 });
 
+Deno.test("loadConfig refuses an ALLOWED_ORIGINS that names no origin, rather than allowing every one", () => {
+  // set but empty once split, as `${WEB_ORIGIN},${ADMIN_ORIGIN}` is with both unset: an empty
+  // list lets every origin in, the opposite of what setting it asked for
+  for (const value of [",", " , ", ",,,", " "]) {
+    assert.throws(
+      () => loadConfig({ ...valid, ALLOWED_ORIGINS: value }),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        error.message.startsWith("invalid configuration: ALLOWED_ORIGINS:"),
+      JSON.stringify(value),
+    );
+  }
+  // unset, or empty (as unset): any origin, as documented
+  assert.deepEqual(loadConfig(valid).ALLOWED_ORIGINS, []);
+  assert.deepEqual(loadConfig({ ...valid, ALLOWED_ORIGINS: "" }).ALLOWED_ORIGINS, []);
+});
+
 Deno.test("loadConfig refuses a NATS_URL whose servers have different credentials, naming it without them", () => {
   // the NATS client has one set of credentials for all its servers: found only at the connect,
   // after the migrations, such a value ended the start with 1, to be started again and again
