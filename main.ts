@@ -17,6 +17,7 @@ import { checkDatabase } from "./db/database_check.ts";
 import { createAdminStore } from "./db/admin_store.ts";
 import { type BusOutages, createBusOutages } from "./db/bus_outages.ts";
 import {
+  isConnectionFailure,
   reportLostConnectionRejections,
   STORE_TIMEOUT_MS,
   translateDatabaseError,
@@ -106,6 +107,17 @@ export class ListenFailure extends Error {
     super(`${setting}: cannot listen on ${address}: ${reason}`, { cause });
     this.name = "ListenFailure";
   }
+}
+
+/**
+ * The database a start could not reach, as `database: host:port`: the error does not always say
+ * (a TLS handshake the server would not do, with `sslmode=require`). None for the embedded one.
+ */
+function databaseNamed(error: unknown, config: Config): { database?: string } {
+  if (!config.DATABASE_URL || !isConnectionFailure(error)) return {};
+  if (!URL.canParse(config.DATABASE_URL)) return {};
+  const { hostname, port } = new URL(config.DATABASE_URL);
+  return { database: `${hostname}:${port || 5432}` };
 }
 
 /**
@@ -562,7 +574,7 @@ if (import.meta.main) {
       log.fatal(literalMessage(error.message));
       Deno.exit(78);
     }
-    log.fatal("could not start", errorFields(error));
+    log.fatal("could not start", { ...errorFields(error), ...databaseNamed(error, config) });
     Deno.exit(1);
   }
   log.info("listening", {

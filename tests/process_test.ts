@@ -396,3 +396,29 @@ Deno.test("a HOST name that does not resolve stops deno task start with one line
     /^HOST: cannot listen on chat-host\.invalid:\d+: the name could not be resolved/,
   );
 });
+
+Deno.test("a database that cannot be reached, or will not speak TLS when sslmode asks for it, stops deno task start with one line naming its host", async () => {
+  await using database = await freshDatabase();
+  const url = new URL(database.url);
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const closedPort = closed.addr.port;
+  closed.close();
+  const unreachable = Object.assign(new URL(url), { port: String(closedPort) });
+  // the test PostgreSQL has no TLS: the TLS handshake's failure names no address of its own
+  const noTls = new URL(url);
+  noTls.searchParams.set("sslmode", "require");
+  for (
+    const [what, databaseUrl, address] of [
+      ["refused", unreachable, `127.0.0.1:${closedPort}`],
+      ["no TLS", noTls, `${url.hostname}:${url.port}`],
+    ] as const
+  ) {
+    const env = serviceEnvironment({ databaseUrl: databaseUrl.href });
+    const { code, lines } = await runServiceProcess(env);
+    assert.equal(code, 1, lines.join("\n"));
+    const fatal = fatalRecords(serviceLines(lines));
+    assert.equal(fatal.length, 1, lines.join("\n"));
+    assert.equal(fatal[0].message, "could not start", what);
+    assert.equal(fatal[0].database, address, `${what}: ${JSON.stringify(fatal[0])}`);
+  }
+});
