@@ -172,7 +172,7 @@ const settings = z.object({
    * through `POST /v1/media`.
    */
   MAX_FRAME_BYTES: bytes.max(MAX_WEBSOCKET_MESSAGE_BYTES).optional(),
-  /** Sockets that answer no ping within this are closed. */
+  /** Sockets that answer no ping within this are closed, and those that leave a close unanswered cut. */
   WS_IDLE_TIMEOUT_SECONDS: seconds.default(60),
   /** Client frames a socket may send per second, and how many it may save up. */
   WS_RATE_PER_SECOND: z.coerce.number().positive().default(20),

@@ -230,3 +230,35 @@ Deno.test("a client churning sockets at WS_MAX_SOCKETS writes a few lines, not t
   assert.ok(capLines.length > 0, "the cap is logged");
   assert.ok(capLines.length <= 20, `${capLines.length} lines for 30 sockets refused at the cap`);
 });
+
+Deno.test("sockets refused without a token whose clients never answer the close are cut after WS_IDLE_TIMEOUT_SECONDS, and give back their WS_MAX_SOCKETS places", async () => {
+  await using cluster = await startCluster({
+    nats: false,
+    env: { WS_MAX_SOCKETS: "3", WS_IDLE_TIMEOUT_SECONDS: "1" },
+  });
+  // no token needed: each is refused with 4401, and its client leaves the close unanswered
+  const silent = [];
+  for (let i = 0; i < 3; i++) {
+    const socket = await openRawWebSocket(cluster.main.service.port, "/v1/ws/chats/?token=none");
+    silent.push(socket);
+    assert.equal(await socket.closeFrame(), 4401);
+  }
+  try {
+    const url = `${cluster.main.wsUrl}/v1/ws/chats/`;
+    const token = await cluster.token("alice");
+    const deadline = Date.now() + 10_000;
+    let served: TestSocket | undefined;
+    while (!served) {
+      try {
+        served = await TestSocket.open(url, { token });
+      } catch (error) {
+        assert.ok(Date.now() < deadline, `the instance is still full: ${error}`);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
+    await using _served = served;
+    await served.nextOfType("chats");
+  } finally {
+    for (const socket of silent) await socket[Symbol.asyncDispose]();
+  }
+});

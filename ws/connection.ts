@@ -63,6 +63,8 @@ export interface ConnectionDeps {
   onError: (error: unknown, context: string, connection: Connection) => void;
   /** The connection is done, no more frames either way; `code` as sent or received. */
   onClose: (connection: Connection, code: number) => void;
+  /** Closes a socket for the server, and cuts it if its client leaves the close unanswered. */
+  closeSocket: (socket: WebSocket, code: number, reason: string) => void;
   /** Instruments the sockets feed; absent: nothing is measured. */
   instruments?: SocketMetrics;
 }
@@ -142,11 +144,7 @@ export class Connection {
   close(code: number, reason: string): void {
     if (this.#closed) return;
     this.#dispose(code);
-    try {
-      this.#socket.close(code, reason);
-    } catch {
-      // already closing
-    }
+    this.#deps.closeSocket(this.#socket, code, reason);
   }
 
   /**

@@ -4,6 +4,7 @@ import { logger } from "../observability/log.ts";
 import type { SocketMetrics } from "../observability/metrics.ts";
 import { createAccessChecks } from "./access_checks.ts";
 import type { UploadPlaces } from "./actions.ts";
+import { createCloseCuts } from "./close_cuts.ts";
 import type { Connection, ConnectionDeps, ConnectionLimits } from "./connection.ts";
 import { CloseCode } from "./errors.ts";
 import { createExpirySchedule } from "./expiry_schedule.ts";
@@ -25,6 +26,11 @@ export interface ConnectionRegistryOptions {
   maxFrameBytes: number;
   limits: ConnectionLimits;
   maxSocketsPerUser: number;
+  /**
+   * How long a client may take to answer the close of a socket the server closed before its
+   * connection is cut (WS_IDLE_TIMEOUT_SECONDS, as long as one may take to answer a ping).
+   */
+  idleTimeoutSeconds: number;
   /** How often the store's recent bans and disconnects are looked at (startSanctionSweeps). */
   sanctionSweepMs?: number;
 }
@@ -53,6 +59,7 @@ export function createConnectionRegistry(
   const log = logger("ws");
   /** Set by shutdown(): no new sockets. */
   let draining = false;
+  const closeCuts = createCloseCuts(options.idleTimeoutSeconds * 1000);
   // One object for every socket: closures made per socket would hold its handshake's state
   // (the token's promise, the early frames) for as long as the socket is open.
   const connectionDeps: ConnectionDeps = {
@@ -75,6 +82,7 @@ export function createConnectionRegistry(
         deps.instruments?.openSockets.dec({ endpoint: connection.endpoint.kind });
       }
     },
+    closeSocket: closeCuts.close,
     ...(deps.instruments ? { instruments: deps.instruments } : {}),
   };
 
@@ -146,8 +154,8 @@ export function createConnectionRegistry(
     /**
      * Refuses new sockets from now on; each open socket finishes the frame it is handling (so
      * its ack goes out) and is closed with 1012. Resolves when every socket has closed or its
-     * client had a second to answer the close (a connection still closing then is the HTTP
-     * server's to cut); when `signal` aborts first, closes the rest at once, without waiting for
+     * client had a second to answer the close (a connection still closing then is cut, as is
+     * that of a socket refused and still closing); when `signal` aborts first, closes the rest at once, without waiting for
      * the frames they are handling, and gives their clients a moment to answer the close.
      */
     async shutdown(signal?: AbortSignal): Promise<void> {
@@ -179,6 +187,8 @@ export function createConnectionRegistry(
       // also those of sockets that closed themselves (and left `connections`) but whose
       // handshake was still going on when time ran out.
       await settledWithin(open.map((connection) => connection.handshakeClosed()), CLOSE_GRACE_MS);
+      // the clients that have not answered by now are cut, those of sockets refused too
+      closeCuts.cutAll();
     },
   };
 }

@@ -22,8 +22,8 @@ const EPISODES_LOGGED = { lines: 10, windowMs: 60_000 };
  * and a process out of them can accept nothing, not even the admin plane's calls or the
  * database connections it needs (see ws/http_listener.ts): the bound keeps sockets below the
  * open-file limit. A socket counts from its upgrade to its `close` event, which a socket closed
- * by the service whose client never answers the close does not reach: it still holds its
- * descriptor.
+ * by the service whose client never answers the close reaches only when it is cut (close_cuts.ts):
+ * until then it still holds its descriptor.
  */
 export function createSocketCap(max: number) {
   const log = logger("ws");

@@ -90,7 +90,7 @@ export function createUpgrade(deps: UpgradeDeps, options: UpgradeOptions) {
       refused = true;
       log.debug("socket refused", { connection_id: connectionId, code, reason });
       socket.onmessage = null;
-      socket.close(code, reason);
+      connectionDeps.closeSocket(socket, code, reason);
     };
     socket.onmessage = (event) => {
       const taken = intake.take(event.data);
