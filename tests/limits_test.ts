@@ -262,3 +262,54 @@ Deno.test("sockets refused without a token whose clients never answer the close 
     for (const socket of silent) await socket[Symbol.asyncDispose]();
   }
 });
+
+Deno.test("a frame slower to arrive than WS_IDLE_TIMEOUT_SECONDS ends its socket with 1001: its client cannot answer the ping in the middle of it", async () => {
+  await using cluster = await startCluster({ nats: false, env: { WS_IDLE_TIMEOUT_SECONDS: "1" } });
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  const token = await cluster.token("alice");
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  await conn.write(new TextEncoder().encode(
+    `GET /v1/ws/chat/${chat.id}/?token=${token} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n` +
+      `Connection: Upgrade\r\nSec-WebSocket-Key: ${btoa("0123456789abcdef")}\r\n` +
+      "Sec-WebSocket-Version: 13\r\n\r\n",
+  ));
+  // one text frame of 64 KiB (mask all zeros), written a slice every 100 ms: 4 s in all
+  const length = 64 * 1024;
+  const header = new Uint8Array([0x81, 0x80 | 127, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+  new DataView(header.buffer).setBigUint64(2, BigInt(length));
+  const writing = (async () => {
+    try {
+      await conn.write(header);
+      for (let sent = 0; sent < length; sent += length / 40) {
+        await conn.write(new Uint8Array(length / 40).fill(0x20));
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      return "written whole";
+    } catch {
+      return "cut";
+    }
+  })();
+  const closeCode = (async () => {
+    const reader = conn.readable.getReader();
+    let seen = new Uint8Array(0);
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return null;
+        const joined = new Uint8Array(seen.length + value.length);
+        joined.set(seen);
+        joined.set(value, seen.length);
+        seen = joined;
+        // a server frame: 0x88 (FIN, close), a length, then the code
+        const at = seen.findIndex((byte, index) => byte === 0x88 && index + 3 < seen.length);
+        if (at >= 0) return (seen[at + 2]! << 8) | seen[at + 3]!;
+      }
+    } catch {
+      return null;
+    } finally {
+      reader.releaseLock();
+    }
+  })();
+  assert.equal(await within(closeCode, 10_000, "the close frame"), 1001);
+  assert.equal(await within(writing, 10_000, "the frame's end"), "cut");
+});
