@@ -110,6 +110,28 @@ Deno.test("a frame sent the moment the socket opens is answered after the first 
   assert.ok(order.indexOf("latest_chat") < order.indexOf("ack"), order.join(","));
 });
 
+Deno.test("frames the server cannot read, sent the moment the socket opens, are answered after the first frames and in order with the rest", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const chat = await cluster.main.service.chat.createChat("eager", "shop");
+  await using socket = await TestSocket.open(`${cluster.main.wsUrl}/v1/ws/chat/${chat.id}/`, {
+    token: await cluster.token("eager"),
+  });
+  socket.send({
+    action: "send_message",
+    request_id: "first",
+    receiver_id: "shop",
+    media_type: "text",
+    content: "hi",
+  });
+  socket.send("not json");
+  socket.send({ action: "send_message", request_id: "second", receiver_id: "shop" });
+  await socket.next((frame) => frame.request_id === "second", "the second's error");
+  const order = socket.frames.map((frame) => frame.request_id ?? frame.code ?? frame.type);
+  const answers = order.filter((entry) => ["first", "invalid_json", "second"].includes(entry));
+  assert.deepEqual(answers, ["first", "invalid_json", "second"], order.join(","));
+  assert.equal(order[0], "latest_chat", order.join(","));
+});
+
 Deno.test("an upgrade without the handshake's headers is answered 400, with no error logged", async () => {
   const logged: string[] = [];
   const decoder = new TextDecoder();

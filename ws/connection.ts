@@ -326,7 +326,12 @@ export class Connection {
       case "close":
         return this.close(taken.code, taken.reason);
       case "answer":
-        return this.#sendError(taken.error);
+        // a frame refused at the door (rate_limited) is answered at once; one that could not be
+        // read took a token like any frame, and is answered in its turn, after the first frames
+        // and the answers of the frames before it: a client without request_ids goes by order
+        if (taken.error.code === "rate_limited") return this.#sendError(taken.error);
+        this.#queue = this.#queue.then(() => this.#sendError(taken.error));
+        return;
       case "queue":
         this.#queue = this.#queue.then(() => {
           this.#intake.leaveQueue(taken.size);
