@@ -4,6 +4,7 @@ import type { ChatClientOptions } from "./chat_client.ts";
 import { reconnectsAfter } from "./close_policy.ts";
 import { ClientClosedError, RequestError } from "./errors.ts";
 import type { Emit, FrameRouter } from "./frame_router.ts";
+import { utf8Bytes } from "./frame_bytes.ts";
 import { createHeartbeat } from "./heartbeat.ts";
 import type { MessageOrder } from "./message_order.ts";
 import type { Requests } from "./requests.ts";
@@ -392,14 +393,4 @@ export function createConnection(
      */
     close,
   };
-}
-
-const encoder = new TextEncoder();
-
-/** Any UTF-16 unit that is not ASCII. */
-const NOT_ASCII = /[\u0080-\uffff]/;
-
-/** The UTF-8 size of a frame; an ASCII one (media's base64, most text) needs no encoding. */
-function utf8Bytes(text: string): number {
-  return NOT_ASCII.test(text) ? encoder.encode(text).byteLength : text.length;
 }

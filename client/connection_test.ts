@@ -240,6 +240,30 @@ Deno.test("after 1009 the largest send still waiting is rejected as payload_too_
   assert.equal(await resentAndStored(scripted, text), "and this one? stored as #2");
 });
 
+Deno.test("a send larger than any server reads (64 MiB) is rejected as payload_too_large without being written", async () => {
+  await using scripted = openScriptedClient({ chatId: X });
+  const { client } = scripted;
+  const socket = await scripted.accept(historyPage(X, [1]));
+  // Deno drops such a frame with 1006, not 1009: written, it would be resent on every connection
+  const huge = { ...largeVideo(), video: "A".repeat(64 * 1024 * 1024) };
+  await within(
+    assert.rejects(
+      client.request(huge),
+      (error) => error instanceof RequestError && error.code === "payload_too_large",
+    ),
+    5_000,
+    "the refusal of the send",
+  );
+  const text = client.request(textMessage("and a small one"));
+  const written = await scripted.server.written(socket, "send_message");
+  assert.equal(written.content, "and a small one");
+  assert.deepEqual(socket.sent.map((frame) => frame.media_type), ["text"]);
+  const message = storedMessage(X, 2, { content: written.content });
+  socket.push({ type: "ack", request_id: written.request_id, action: "send_message", message });
+  assert.equal((await text).seq, 2);
+  assert.equal(client.stats.reconnects, 0);
+});
+
 Deno.test("after 1009 a small send is resent when the larger send that caused it had given up", async () => {
   await using scripted = openScriptedClient({ chatId: X });
   const { client, server } = scripted;

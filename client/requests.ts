@@ -1,6 +1,7 @@
 import type { Action } from "../protocol/mod.ts";
 import type { ReceivedFrameOf } from "./received_frames.ts";
 import { ConnectionLostError, RequestError, RequestTimeoutError } from "./errors.ts";
+import { LARGEST_FRAME_BYTES, utf8Bytes } from "./frame_bytes.ts";
 import { startTimer } from "./timers.ts";
 
 /** What answers each action besides its `ack`. */
@@ -272,14 +273,24 @@ export function createRequests(deps: {
       options: AddOptions = {},
     ): Promise<unknown> {
       if (options.signal?.aborted) return Promise.reject(options.signal.reason);
+      const requestId = `${prefix}-${counter + 1}`;
+      const text = JSON.stringify({ ...frame, request_id: requestId });
+      if (utf8Bytes(text) > LARGEST_FRAME_BYTES) {
+        return Promise.reject(
+          new RequestError({
+            code: "payload_too_large",
+            message: `the frame is larger than any server takes (${LARGEST_FRAME_BYTES} bytes)`,
+          }, frame.action),
+        );
+      }
+      counter++;
       const { promise, resolve, reject } = Promise.withResolvers<unknown>();
-      const requestId = `${prefix}-${++counter}`;
       const onAbort = () => giveUp(pending, options.signal?.reason);
       const pending: Pending = {
         requestId,
         made: counter,
         action: frame.action,
-        text: JSON.stringify({ ...frame, request_id: requestId }),
+        text,
         // the server answers with the chat's canonical id, lower case; a uuid may come in
         // capitals (Swift's uuidString), which the contract takes
         chatId: frame.chat_id?.toLowerCase(),
