@@ -29,7 +29,10 @@ import { createPostgresStore } from "./db/postgres_store.ts";
 import { withStoreMetrics } from "./db/store_metrics.ts";
 import { createMediaPort } from "./media/media_port.ts";
 import { createNatsMediaStore } from "./media/nats_media_store.ts";
-import { createPostgresMediaStore } from "./media/postgres_media_store.ts";
+import {
+  createPostgresMediaStore,
+  postgresMediaStoreWithin,
+} from "./media/postgres_media_store.ts";
 import { largestLimit } from "./media/kinds.ts";
 import { abandonedUploadMs, startSweeps, type UploadSweep } from "./media/upload_sweep.ts";
 import { sweepUnsentMedia } from "./media/unsent_media_sweep.ts";
@@ -366,6 +369,10 @@ export async function startService(
         uncataloguedBefore: { ageMs: sweep.afterMs },
         // counted as they go: a sweep that fails later has deleted them all the same
         onDeleted: (deleted, count) => metrics.mediaUnsentSwept.inc({ deleted }, count),
+        // PGlite runs one connection's transaction at a time: the bytes go on the sweep's own
+        ...(embedded && config.MEDIA_BACKEND !== "nats"
+          ? { storeWithin: postgresMediaStoreWithin }
+          : {}),
       });
       if (swept.skipped) {
         metrics.mediaUnsentSweepsSkipped.inc();

@@ -190,9 +190,26 @@ export async function unnamedBlobs(
   return rows.map((row) => row.sha256);
 }
 
+/** The bytes of a media store, as seen from a transaction of the sweep. */
+export interface MediaBytes {
+  exists(sha256: string): Promise<boolean>;
+  delete(sha256: string): Promise<void>;
+}
+
+/**
+ * The media store a transaction of the sweep deletes bytes through, given that transaction: the
+ * store itself, whatever `tx` (on its own connections, or NATS); or, when the media store is
+ * the database itself and that is the embedded PGlite of `deno task dev` (one connection runs at
+ * a time, and while one is in a transaction every other waits for its end), the store on `tx`:
+ * on a connection of the pool, the bytes' statements would wait for the transaction that waits
+ * for them, until the store timeout fails both.
+ */
+export type MediaBytesWithin = (tx: Sql) => MediaBytes;
+
 /**
  * Deletes the catalogue row of a blob no media row names, and then, before that commits, its
- * bytes (`deleteBytes`); resolves with whether it did. An upload that reused the bytes and is
+ * bytes (`deleteBytes`, given the transaction: see {@link MediaBytesWithin}); resolves with
+ * whether it did. An upload that reused the bytes and is
  * naming the blob meanwhile either holds the row (skipped) or waits for this transaction and
  * then writes the row anew (see insertMedia), finding the bytes gone. When `deleteBytes`
  * fails, the row stays for the next sweep. The blob leaves `media_sweep_blobs` in the same
@@ -201,7 +218,7 @@ export async function unnamedBlobs(
 export async function deleteUnnamedBlob(
   sql: Sql,
   sha256: string,
-  deleteBytes: () => Promise<void>,
+  deleteBytes: (tx: Sql) => Promise<void>,
 ): Promise<boolean> {
   return await transaction(sql, async (tx) => {
     const [locked] = await tx`
@@ -216,7 +233,7 @@ export async function deleteUnnamedBlob(
       delete from media_blobs b where sha256 = decode(${sha256}, 'hex')
         and not exists (select 1 from media m where m.sha256 = b.sha256)`;
     if (deleted.count === 0) return false;
-    await deleteBytes();
+    await deleteBytes(tx);
     return true;
   });
 }
@@ -225,7 +242,8 @@ export async function deleteUnnamedBlob(
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 /**
- * Of the files `sha256s`, deletes the bytes (from `bytes`, a media store) of each that no
+ * Of the files `sha256s`, deletes the bytes (from `bytes`, a media store given the transaction:
+ * see {@link MediaBytesWithin}) of each that no
  * catalogue row names; resolves with how many. Meant for files stored long enough ago that the upload which stored
  * one has written its catalogue row, if ever it will (the instance died, or the insert failed).
  *
@@ -244,7 +262,7 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 export async function deleteUncataloguedFiles(
   sql: Sql,
   sha256s: string[],
-  bytes: { exists(sha256: string): Promise<boolean>; delete(sha256: string): Promise<void> },
+  bytes: MediaBytesWithin,
   options: { signal?: AbortSignal | undefined; onDeleted?: (() => void) | undefined } = {},
 ): Promise<number> {
   // in order: sweeps of several instances hold the same rows in the same order, and never
@@ -268,8 +286,9 @@ export async function deleteUncataloguedFiles(
     for (const sha256 of heldFiles) {
       if (options.signal?.aborted) break;
       // another instance's sweep may have held it first, and deleted it meanwhile
-      if (!(await bytes.exists(sha256))) continue;
-      await bytes.delete(sha256);
+      const store = bytes(tx);
+      if (!(await store.exists(sha256))) continue;
+      await store.delete(sha256);
       deleted++;
       options.onDeleted?.();
     }

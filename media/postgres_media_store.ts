@@ -295,3 +295,12 @@ function* binaryCopy(key: string, offset: number, chunks: Uint8Array[]): Generat
   trailer.writeInt16BE(-1, 0);
   yield trailer;
 }
+
+/**
+ * The store on `tx`, a transaction's own connection: for the sweep of unsent media in the
+ * embedded PGlite, where a statement on another connection waits for the transaction to end
+ * (db/media_retention.ts: MediaBytesWithin).
+ */
+export function postgresMediaStoreWithin(tx: Sql): MediaStore {
+  return createPostgresMediaStore(tx, { copy: false });
+}

@@ -7,6 +7,7 @@ import {
   deleteUnnamedBlob,
   markFullPass,
   markMediaExamined,
+  type MediaBytesWithin,
   type MediaCursor,
   readMediaSweepMarks,
   releaseSweepLease,
@@ -96,6 +97,11 @@ export async function sweepUnsentMedia(
      * (its result is then lost with the failure).
      */
     onDeleted?: (kind: DeletedKind, count: number) => void;
+    /**
+     * `store` on a transaction's own connection, for a store in the embedded PGlite database
+     * the sweep's transactions are in (see MediaBytesWithin). Absent: `store`, on its own.
+     */
+    storeWithin?: MediaBytesWithin;
   },
 ): Promise<UnsentMediaSwept> {
   const swept = await alone(sql, async (lost) => {
@@ -108,6 +114,7 @@ export async function sweepUnsentMedia(
       uncataloguedBefore: at(options.uncataloguedBefore),
       signal: options.signal === undefined ? lost : AbortSignal.any([options.signal, lost]),
       onDeleted: options.onDeleted,
+      bytes: options.storeWithin ?? (() => store),
     });
   });
   return swept ?? { media: 0, blobs: 0, files: 0, skipped: true };
@@ -162,6 +169,7 @@ async function sweep(
     uncataloguedBefore: Date;
     signal?: AbortSignal | undefined;
     onDeleted?: ((kind: DeletedKind, count: number) => void) | undefined;
+    bytes: MediaBytesWithin;
   },
 ): Promise<UnsentMediaSwept> {
   const stopped = () => options.signal?.aborted === true;
@@ -203,7 +211,8 @@ async function sweep(
       const blobs = await list(after);
       for (const sha256 of blobs) {
         if (stopped()) return;
-        if (await deleteUnnamedBlob(sql, sha256, () => store.delete(sha256))) deleted("blobs", 1);
+        const deleteBytes = (tx: Sql) => options.bytes(tx).delete(sha256);
+        if (await deleteUnnamedBlob(sql, sha256, deleteBytes)) deleted("blobs", 1);
       }
       if (blobs.length < BATCH) return;
       after = blobs.at(-1)!;
@@ -223,7 +232,10 @@ async function sweep(
     if (stopped()) return swept;
     // each file counted as it goes: a failure at a later one has not brought it back
     const onDeleted = () => deleted("files", 1);
-    await deleteUncataloguedFiles(sql, files, store, { signal: options.signal, onDeleted });
+    await deleteUncataloguedFiles(sql, files, options.bytes, {
+      signal: options.signal,
+      onDeleted,
+    });
   }
   if (!stopped()) await markFullPass(sql, options.uncataloguedBefore);
   return swept;
