@@ -37,12 +37,16 @@ noArgumentsOrExit(
     "prints a sample chat with a token and a demo page link per side. Settings: README.md",
 );
 const secrets = await devSecretsOrExit();
+const env = overDefaults({}, Deno.env.toObject());
+// tokens of an issuer of one's own (as seed takes them): the development secret would be a second
+// key, which the configuration refuses, naming a JWT_SECRET nobody set
+const ownIssuer = env.JWT_PUBLIC_KEY !== undefined || env.JWT_JWKS_URL !== undefined;
 const config = configOrExit(() =>
   requireWritableDataDir(loadConfig(overDefaults({
-    JWT_SECRET: secrets.JWT_SECRET,
+    ...(ownIssuer ? {} : { JWT_SECRET: secrets.JWT_SECRET }),
     GRPC_ADMIN_TOKEN: secrets.GRPC_ADMIN_TOKEN,
     DEMO_PAGE: "1",
-  }, Deno.env.toObject())))
+  }, env)))
 );
 await configureLogging(config.LOG_LEVEL);
 let service: RunningService;
@@ -54,13 +58,8 @@ try {
 const customer = "customer-1";
 const vendor = "vendor-1";
 const chat = await service.chat.createChat(customer, vendor);
-const ttl = 24 * 3600;
-const [customerToken, vendorToken] = await Promise.all([
-  signDevToken(config.JWT_SECRET ?? secrets.JWT_SECRET, customer, { ttlSeconds: ttl }),
-  signDevToken(config.JWT_SECRET ?? secrets.JWT_SECRET, vendor, { ttlSeconds: ttl }),
-]);
 const base = `ws://localhost:${service.port}`;
-console.log(`
+const header = `
 chat service (development) on http://localhost:${service.port}
   database: ${config.DATABASE_URL ? "DATABASE_URL" : `embedded PGlite in ${config.DATA_DIR}`}
   fan-out:  ${config.NATS_URL ? "NATS" : "in-process"}
@@ -71,7 +70,20 @@ chat service (development) on http://localhost:${service.port}
     : `localhost:${service.grpcPort} (token: GRPC_ADMIN_TOKEN in .dev/secrets.json)`
 }
 
-sample chat ${chat.id} between ${customer} (customer) and ${vendor} (vendor)
+sample chat ${chat.id} between ${customer} (customer) and ${vendor} (vendor)`;
+if (config.JWT_SECRET === undefined) {
+  const issuerKey = config.JWT_PUBLIC_KEY ? "JWT_PUBLIC_KEY" : "JWT_JWKS_URL";
+  console.log(`${header}
+  sockets: ${base}/v1/ws/chat/${chat.id}/ and ${base}/v1/ws/chats/
+  ${issuerKey} is configured: sign tokens with your issuer
+`);
+} else {
+  const ttl = 24 * 3600;
+  const [customerToken, vendorToken] = await Promise.all([
+    signDevToken(config.JWT_SECRET, customer, { ttlSeconds: ttl }),
+    signDevToken(config.JWT_SECRET, vendor, { ttlSeconds: ttl }),
+  ]);
+  console.log(`${header}
   ${customer}: ${base}/v1/ws/chat/${chat.id}/?token=${customerToken}
   ${vendor}:   ${base}/v1/ws/chat/${chat.id}/?token=${vendorToken}
   all chats of ${customer}: ${base}/v1/ws/chats/?token=${customerToken}
@@ -79,14 +91,15 @@ sample chat ${chat.id} between ${customer} (customer) and ${vendor} (vendor)
 try: {"action":"send_message","receiver_id":"${vendor}","media_type":"text","content":"hi","request_id":"1"}
 more tokens: deno task token <user_id>; demo users and chats: deno task seed
 ${
-  config.DEMO_PAGE
-    ? `
+    config.DEMO_PAGE
+      ? `
 demo page (open each link in a tab of its own and chat with yourself):
   ${customer}: http://localhost:${service.port}/#token=${customerToken}
   ${vendor}:   http://localhost:${service.port}/#token=${vendorToken}
 `
-    : ""
-}`);
+      : ""
+  }`);
+}
 
 // the first Ctrl-C stops the service; a second ends the process at once (exit 130)
 listenForStopSignals();

@@ -168,3 +168,53 @@ for (const [task, args] of [["dev", []], ["seed", []], ["token", ["alice"]]] as 
     }
   });
 }
+
+Deno.test("`deno task dev` with JWT_PUBLIC_KEY set starts on that key, and prints no tokens it cannot verify", async () => {
+  const cwd = await Deno.makeTempDir();
+  try {
+    const { publicKey } = await crypto.subtle.generateKey(
+      { name: "ECDSA", namedCurve: "P-256" },
+      true,
+      ["sign", "verify"],
+    );
+    const spki = new Uint8Array(await crypto.subtle.exportKey("spki", publicKey)).toBase64();
+    const pem = `-----BEGIN PUBLIC KEY-----\n${spki}\n-----END PUBLIC KEY-----`;
+    const env = { HOST: "127.0.0.1", PORT: "0", GRPC_PORT: "0", JWT_PUBLIC_KEY: pem };
+    const child = (await devTaskCommand("dev", { cwd, env })).spawn();
+    let printed = "";
+    let stderr = "";
+    const read = Promise.all([
+      (async () => {
+        for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) printed += text;
+      })(),
+      (async () => {
+        for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) stderr += text;
+      })(),
+    ]);
+    const started = await within(
+      (async () => {
+        for (;;) {
+          if (printed.includes("sample chat")) return true;
+          if (await Promise.race([child.status.then(() => true), delay(50)])) return false;
+        }
+      })(),
+      60_000,
+      "dev's start",
+    ).catch((error) => {
+      child.kill("SIGKILL");
+      throw error;
+    });
+    if (started) child.kill("SIGINT");
+    const status = await child.status;
+    await read;
+    assert.ok(started, `${printed}\n${stderr}`);
+    assert.equal(status.code, 0, stderr);
+    // the tokens of the development secret would be refused by this service
+    assert.doesNotMatch(printed, /token=/);
+    assert.match(printed, /JWT_PUBLIC_KEY/);
+  } finally {
+    await Deno.remove(cwd, { recursive: true });
+  }
+});
+
+const delay = (ms: number) => new Promise<false>((resolve) => setTimeout(() => resolve(false), ms));
