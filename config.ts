@@ -347,16 +347,28 @@ export function loadDatabaseConfig(
 }
 
 /**
+ * The file beside an embedded database's directory (not in it: PGlite owns its contents) that
+ * the one process holding the database keeps locked (db/embedded.ts).
+ */
+export function embeddedLockFile(dataDir: string): string {
+  return `${dataDir.replace(/\/+$/, "")}.lock`;
+}
+
+/**
  * For the development tools (dev, seed, migrate), which may write under .dev/ only (deno.json):
  * an embedded database elsewhere would fail on its first write with a stack trace, so it is
- * refused as a setting (`memory://` writes nothing).
+ * refused as a setting (`memory://` writes nothing); so is `.dev` itself, beside which its lock
+ * file would be.
  */
 export function requireWritableDataDir<T extends Pick<Config, "DATABASE_URL" | "DATA_DIR">>(
   config: T,
 ): T {
   const onDisk = !config.DATABASE_URL && !config.DATA_DIR.startsWith("memory://");
-  const write = Deno.permissions.querySync({ name: "write", path: config.DATA_DIR });
-  if (onDisk && write.state !== "granted") {
+  const writable = (path: string) =>
+    Deno.permissions.querySync({ name: "write", path }).state === "granted";
+  if (
+    onDisk && !(writable(config.DATA_DIR) && writable(embeddedLockFile(config.DATA_DIR)))
+  ) {
     throw new ConfigError(
       "invalid configuration: DATA_DIR: must be under .dev/, where `deno task dev`, `seed` and " +
         "`migrate` may write",

@@ -1,5 +1,6 @@
 import { PGlite } from "@electric-sql/pglite";
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
+import { embeddedLockFile } from "../config.ts";
 
 /** An in-process PostgreSQL for development, reachable over TCP like any server. */
 export interface EmbeddedPostgres {
@@ -54,7 +55,7 @@ export async function startEmbeddedPostgres(
 /** An exclusive lock on a file beside the directory (not in it: PGlite owns its contents). */
 async function lockDirectory(dataDir: string): Promise<Deno.FsFile> {
   await Deno.mkdir(dataDir, { recursive: true });
-  const lock = await Deno.open(`${dataDir.replace(/\/+$/, "")}.lock`, {
+  const lock = await Deno.open(embeddedLockFile(dataDir), {
     create: true,
     write: true,
   });

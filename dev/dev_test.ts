@@ -218,3 +218,16 @@ Deno.test("`deno task dev` with JWT_PUBLIC_KEY set starts on that key, and print
 });
 
 const delay = (ms: number) => new Promise<false>((resolve) => setTimeout(() => resolve(false), ms));
+
+for (const task of ["dev", "seed", "migrate"]) {
+  Deno.test(`\`deno task ${task}\` with DATA_DIR .dev itself, beside which it may not lock, says so in one line`, async () => {
+    const cwd = await Deno.makeTempDir();
+    try {
+      const { code, stderr } = await runDevTask(task, { cwd, env: { DATA_DIR: ".dev" } });
+      assert.equal(code, 78, stderr);
+      assert.match(stderr, /^invalid configuration: DATA_DIR: .*\.dev\/.*$/);
+    } finally {
+      await Deno.remove(cwd, { recursive: true });
+    }
+  });
+}
