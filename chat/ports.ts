@@ -271,9 +271,13 @@ export interface TimeCursor {
   key: string;
 }
 
-/** A position in a search result: (rank desc, created_at desc, id desc). */
+/**
+ * A position in a search result: (rank desc, created_at desc, seq desc, id desc). Messages
+ * written in one group commit share created_at, so seq puts a chat's equal matches newest first.
+ */
 export interface SearchCursor extends TimeCursor {
   rank: number;
+  seq: number;
 }
 
 export interface ChatsQuery {

@@ -171,10 +171,11 @@ export function createAdminStore(pool: Sql): AdminStore {
         ) ranked
         where true
           ${
-            after === undefined ? sql`` : sql`and (rank, created_at, id) <
-            (${after.rank}::real, ${after.at}::timestamptz, ${after.key}::uuid)`
+            after === undefined ? sql`` : sql`and (rank, created_at, seq, id) <
+            (${after.rank}::real, ${after.at}::timestamptz, ${after.seq}::int, ${after.key}::uuid)`
           }
-        order by rank desc, created_at desc, id desc
+        -- a group commit writes its messages with one created_at: seq tells a chat's apart
+        order by rank desc, created_at desc, seq desc, id desc
         limit ${limit + 1}`,
           signal,
         );
@@ -192,6 +193,7 @@ export function createAdminStore(pool: Sql): AdminStore {
       return keysetPage(rows, limit, toStoredMessage, (row) => ({
         rank: row.rank,
         at: row.cursor_at,
+        seq: row.seq,
         key: row.id,
       }), withinPageBytes);
     },

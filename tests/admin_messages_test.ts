@@ -222,6 +222,36 @@ Deno.test("SearchMessages pages to the last page in rank order and binds its tok
   assert.match(error.details, /^page_token: /);
 });
 
+Deno.test("SearchMessages lists equal matches sent in one group commit (one created_at) newest first, on every page", async () => {
+  await using cluster = await startCluster({ grpc: true, nats: false });
+  const admin = await cluster.admin();
+  const chat = await admin.call("CreateChat", { user_id: "alice", vendor_id: "acme" });
+  const service = cluster.main.service.chat;
+  const { membership } = await service.joinChat("alice", chat.id);
+  const actor = { user_id: "alice", membership };
+  // a burst (a spammer's, say): the writer stores what queued meanwhile in one statement
+  const sent = await Promise.all(Array.from({ length: 8 }, () =>
+    service.sendMessage(actor, {
+      receiver_id: "acme",
+      media_type: "text",
+      content: "cheap watches",
+      media: null,
+      client_id: null,
+    })));
+  const times = sent.map(({ message }) => message.created_at);
+  assert.ok(new Set(times).size < times.length - 2, `no group commit: ${times.join(" ")}`);
+
+  const newestFirst = Array.from({ length: 8 }, (_, index) => 8 - index);
+  const whole = (await admin.call("SearchMessages", { query: "cheap watches" })).messages;
+  assert.deepEqual(whole.map((message: Reply) => message.seq), newestFirst);
+  const pages = await admin.pages(
+    "SearchMessages",
+    { query: "cheap watches", page_size: 3 },
+    "messages",
+  );
+  assert.deepEqual(pages.flat().map((message) => message.seq), newestFirst);
+});
+
 Deno.test("SearchMessages refuses a query without words and a backwards time range", async () => {
   await using cluster = await startCluster({ grpc: true });
   const admin = await cluster.admin();

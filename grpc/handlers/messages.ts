@@ -42,7 +42,7 @@ const searchMessagesRequest = z
   );
 
 const seqCursor = z.number().int().positive();
-const searchCursor = timeCursor.extend({ rank: z.number() });
+const searchCursor = timeCursor.extend({ rank: z.number(), seq: z.number().int().positive() });
 
 /** GetMessage, ListMessages, SearchMessages. */
 export function createMessageHandlers({ service, queries, tokens }: HandlerDeps) {
