@@ -276,7 +276,8 @@ export async function startService(
         },
       });
     } else {
-      bus = createMemoryBus();
+      // a handler that throws is logged, as on NATS, not taken for an uncaught error that ends us
+      bus = createMemoryBus({ onError: (error) => logError(error, "bus") });
     }
     // publishes of writes that finished during the shutdown go out before the connection ends
     shutdown.add(async (deadline) => {
