@@ -3,7 +3,7 @@
  * fan-out), with a development JWT secret and admin token generated once and kept in
  * .dev/secrets.json (never in the repository), a sample chat, and ready-to-use tokens.
  */
-import { signDevToken } from "./auth/sign.ts";
+import { checkedClaims, signDevToken } from "./auth/sign.ts";
 import { configOrExit, loadConfig, noArgumentsOrExit, requireWritableDataDir } from "./config.ts";
 import { EmbeddedDatabaseInUse } from "./db/embedded.ts";
 import { ListenFailure, type RunningService, startService } from "./main.ts";
@@ -80,8 +80,8 @@ if (config.JWT_SECRET === undefined) {
 } else {
   const ttl = 24 * 3600;
   const [customerToken, vendorToken] = await Promise.all([
-    signDevToken(config.JWT_SECRET, customer, { ttlSeconds: ttl }),
-    signDevToken(config.JWT_SECRET, vendor, { ttlSeconds: ttl }),
+    signDevToken(config.JWT_SECRET, customer, { ttlSeconds: ttl, ...checkedClaims(config) }),
+    signDevToken(config.JWT_SECRET, vendor, { ttlSeconds: ttl, ...checkedClaims(config) }),
   ]);
   console.log(`${header}
   ${customer}: ${base}/v1/ws/chat/${chat.id}/?token=${customerToken}

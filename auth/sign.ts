@@ -33,3 +33,16 @@ export async function signDevToken(
   if (options.audience !== undefined) jwt.setAudience(options.audience);
   return await jwt.sign(hs256Key(secret));
 }
+
+/**
+ * The `iss` and `aud` a development token needs for a service that checks them (JWT_ISSUER,
+ * JWT_AUDIENCE): without them it refuses the token.
+ */
+export function checkedClaims(
+  settings: { JWT_ISSUER?: string | undefined; JWT_AUDIENCE?: string | undefined },
+): Pick<DevTokenOptions, "issuer" | "audience"> {
+  return {
+    ...(settings.JWT_ISSUER ? { issuer: settings.JWT_ISSUER } : {}),
+    ...(settings.JWT_AUDIENCE ? { audience: settings.JWT_AUDIENCE } : {}),
+  };
+}

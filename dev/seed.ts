@@ -4,7 +4,7 @@
  * It runs on the database `deno task dev` uses (DATABASE_URL, else the embedded one) and can be
  * run again: chats are one per pair, members are upserted, messages carry fixed client_ids.
  */
-import { signDevToken } from "../auth/sign.ts";
+import { checkedClaims, signDevToken } from "../auth/sign.ts";
 import type { ChatService } from "../chat/service.ts";
 import type { Chat, VendorRole } from "../chat/types.ts";
 import { configOrExit, loadConfig, noArgumentsOrExit, requireWritableDataDir } from "../config.ts";
@@ -108,7 +108,10 @@ if (import.meta.main) {
   } else {
     console.log(`\ntokens (24 h) and demo page links (deno task dev, port ${devPort}):`);
     for (const user of seeded.users) {
-      const token = await signDevToken(signingSecret, user, { ttlSeconds: 24 * 3600 });
+      const token = await signDevToken(signingSecret, user, {
+        ttlSeconds: 24 * 3600,
+        ...checkedClaims(config),
+      });
       console.log(`  ${user.padEnd(10)}  http://localhost:${devPort}/#token=${token}`);
     }
   }

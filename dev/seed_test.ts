@@ -132,3 +132,34 @@ Deno.test("`deno task seed` whose database connection is lost while seeding says
     await Deno.remove(cwd, { recursive: true });
   }
 });
+
+Deno.test("`deno task seed` signs its links for the JWT_ISSUER and JWT_AUDIENCE the service checks", async () => {
+  const checked = { JWT_ISSUER: "https://auth.example", JWT_AUDIENCE: "chat" };
+  await using cluster = await startCluster({ nats: false, env: checked });
+  const { code, stdout, stderr } = await within(
+    new Deno.Command(Deno.execPath(), {
+      args: ["task", "--quiet", "seed"],
+      cwd: new URL("../", import.meta.url),
+      env: {
+        DATABASE_URL: cluster.databaseUrl,
+        JWT_SECRET: cluster.secret,
+        NO_COLOR: "1",
+        ...checked,
+      },
+      stdout: "piped",
+      stderr: "piped",
+    }).output(),
+    60_000,
+    "deno task seed",
+  );
+  assert.equal(code, 0, new TextDecoder().decode(stderr));
+  const token = /^ {2}alice +http:\/\/localhost:8000\/#token=(\S+)$/m.exec(
+    new TextDecoder().decode(stdout),
+  )?.[1];
+  assert.ok(token, "no link for alice");
+  // taken by the service: a token without iss and aud would be closed with 4401
+  await using alice = createChatClient({ url: cluster.main.httpUrl, token });
+  const { promise, resolve } = Promise.withResolvers<number>();
+  alice.on("chats", (frame) => resolve(frame.chats.length));
+  assert.equal(await within(promise, 5_000, "alice's chats"), 2);
+});

@@ -1,6 +1,9 @@
-/** `deno task token <user_id> [--ttl seconds]`: a JWT for the development secret (or JWT_SECRET). */
+/**
+ * `deno task token <user_id> [--ttl seconds]`: a JWT for the development secret (or JWT_SECRET),
+ * with the JWT_ISSUER and JWT_AUDIENCE the service checks.
+ */
 import { parseArgs } from "node:util";
-import { signDevToken } from "../auth/sign.ts";
+import { checkedClaims, signDevToken } from "../auth/sign.ts";
 import { DevSecretsUnreadable, readDevSecrets } from "./secrets.ts";
 
 const USAGE = "usage: deno task token <user_id> [--ttl seconds]";
@@ -35,7 +38,15 @@ const ttlSeconds = Number(values.ttl);
 if (!/^\d+$/.test(values.ttl) || !Number.isSafeInteger(ttlSeconds) || ttlSeconds === 0) {
   usageError(`--ttl must be a whole number of seconds above 0; got ${values.ttl}`);
 }
-let secret = Deno.env.get("JWT_SECRET");
+// set but empty counts as unset, as for the service
+const setting = (name: string) => Deno.env.get(name) || undefined;
+// the service then takes the issuer's tokens only: one of the development secret is refused
+const issuerKey = ["JWT_PUBLIC_KEY", "JWT_JWKS_URL"].find((name) => setting(name));
+if (issuerKey) {
+  console.error(`${issuerKey} is set: the service takes your issuer's tokens only; sign with it`);
+  Deno.exit(2);
+}
+let secret = setting("JWT_SECRET");
 if (!secret) {
   try {
     secret = (await readDevSecrets())?.JWT_SECRET;
@@ -49,4 +60,8 @@ if (!secret) {
     Deno.exit(2);
   }
 }
-console.log(await signDevToken(secret, userId, { ttlSeconds }));
+const claims = checkedClaims({
+  JWT_ISSUER: setting("JWT_ISSUER"),
+  JWT_AUDIENCE: setting("JWT_AUDIENCE"),
+});
+console.log(await signDevToken(secret, userId, { ttlSeconds, ...claims }));

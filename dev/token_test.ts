@@ -64,3 +64,39 @@ Deno.test("`deno task token` says why a .dev/secrets.json it cannot read was not
     await Deno.remove(cwd, { recursive: true });
   }
 });
+
+Deno.test("`deno task token` signs for the JWT_ISSUER and JWT_AUDIENCE the service checks", async () => {
+  const cwd = await Deno.makeTempDir();
+  try {
+    const { code, stdout, stderr } = await runDevTask("token", {
+      cwd,
+      env: { ...env, JWT_ISSUER: "https://auth.example", JWT_AUDIENCE: "chat" },
+      args: ["alice"],
+    });
+    assert.equal(code, 0, stderr);
+    // without them the service refuses the token (`iss`/`aud` missing)
+    const claims = decodeJwt(stdout.trim());
+    assert.equal(claims.iss, "https://auth.example");
+    assert.equal(claims.aud, "chat");
+  } finally {
+    await Deno.remove(cwd, { recursive: true });
+  }
+});
+
+for (const issuerKey of ["JWT_PUBLIC_KEY", "JWT_JWKS_URL"]) {
+  Deno.test(`\`deno task token\` with ${issuerKey} set signs nothing the service would refuse, and says so in one line`, async () => {
+    const cwd = await Deno.makeTempDir();
+    try {
+      const { code, stdout, stderr } = await runDevTask("token", {
+        cwd,
+        env: { [issuerKey]: "set by the test" },
+        args: ["alice"],
+      });
+      assert.equal(code, 2, stderr);
+      assert.equal(stdout, "");
+      assert.match(stderr, new RegExp(`^${issuerKey} is set: [^\\n]+$`));
+    } finally {
+      await Deno.remove(cwd, { recursive: true });
+    }
+  });
+}
