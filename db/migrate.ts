@@ -109,16 +109,21 @@ export async function migrate(
   let reusable = true;
   try {
     await lockMigrations(connection, watch);
+    const session = { timeoutsOff: false };
     try {
-      return await applyPending(connection, all, options);
+      return await applyPending(connection, all, { ...options, session });
     } finally {
-      // what failed before is the error to report; a connection that may still hold the lock
-      // must not go back to the pool, where it would stop every later migration; one lost
-      // took the lock with it, and must be sent nothing more
+      // what failed before is the error to report; a connection that may still hold the lock,
+      // or the timeouts turned off, must not go back to the pool, where it would stop every
+      // later migration, or run the service's queries without the database's timeouts; one
+      // lost took the lock with it, and must be sent nothing more
       if (watch.lost) reusable = false;
       else {
         await connection`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`
           .catch(() => (reusable = false));
+        for (const setting of session.timeoutsOff ? SESSION_TIMEOUTS : []) {
+          if (reusable) await connection.unsafe(`reset ${setting}`).catch(() => (reusable = false));
+        }
       }
     }
   } catch (error) {
@@ -129,6 +134,9 @@ export async function migrate(
     if (reusable) connection.release();
   }
 }
+
+/** Turned off for migrations without a transaction, and given back to the database's after. */
+const SESSION_TIMEOUTS = ["statement_timeout", "lock_timeout"] as const;
 
 /** Between tries of the lock while another instance migrates. */
 const LOCK_RETRY_MS = 200;
@@ -160,7 +168,7 @@ async function lockMigrations(
 async function applyPending(
   connection: ReservedSql,
   all: Migration[],
-  options: MigrateOptions,
+  options: MigrateOptions & { session: { timeoutsOff: boolean } },
 ): Promise<number[]> {
   await connection`
     create table if not exists schema_migrations (
@@ -182,7 +190,16 @@ async function applyPending(
       const record = () =>
         connection`insert into schema_migrations (version, name)
           values (${migration.version}, ${migration.name})`;
+      // A statement_timeout or lock_timeout the database or role gives the service's sessions
+      // (as many deployments do) is not for migrations: one may take as long as it takes, and an
+      // index built concurrently waits for older transactions through locks, which it must not
+      // give up half-way. One in a transaction sets its own lock_timeout; the session's are
+      // given back after the last migration (migrate).
       if (migration.sql.startsWith(WITHOUT_TRANSACTION)) {
+        if (!options.session.timeoutsOff) {
+          options.session.timeoutsOff = true;
+          for (const setting of SESSION_TIMEOUTS) await connection.unsafe(`set ${setting} = 0`);
+        }
         for (const statement of statementsOf(migration.sql)) await connection.unsafe(statement);
         await record();
       } else {
@@ -190,6 +207,7 @@ async function applyPending(
           await connection.unsafe("begin");
           try {
             await connection.unsafe(`set local lock_timeout = ${lockTimeoutMs}`);
+            await connection.unsafe("set local statement_timeout = 0");
             await connection.unsafe(migration.sql);
             await record();
             await connection.unsafe("commit");

@@ -372,3 +372,68 @@ Deno.test("migrate() whose connection is cut while it waits for another instance
     await sql.end({ timeout: 1 });
   }
 });
+
+Deno.test("migrations run to their end under a database's short statement_timeout and lock_timeout, and the pool's session keeps the database's settings", async () => {
+  // Many deployments give the service's role or database a statement_timeout (and some a
+  // lock_timeout) for its queries: a migration, which may take as long as it takes, and an index
+  // built concurrently, which waits for older transactions, must not be cut by them
+  await using database = await emptyDatabase();
+  const setup = postgres(database.url, { max: 1, onnotice: () => {} });
+  const other = postgres(database.url, { max: 1, onnotice: () => {} });
+  const sql = postgres(database.url, { max: 1, onnotice: () => {} });
+  const name = new URL(database.url).pathname.slice(1);
+  await setup.unsafe(`alter database ${name} set statement_timeout = '100ms'`);
+  await setup.unsafe(`alter database ${name} set lock_timeout = '100ms'`);
+  await setup`create table notes (id int)`;
+  // a transaction older than the build: create index concurrently waits for its end
+  const open = await other.reserve();
+  try {
+    await open.unsafe("begin");
+    await open`select txid_current()`;
+    const migrating = migrate(sql, [
+      { version: 1, name: "slow", sql: "select pg_sleep(0.3); create table slow (id int)" },
+      {
+        version: 2,
+        name: "slow_without_transaction",
+        sql:
+          "-- migrate: without transaction\nselect pg_sleep(0.3);\ncreate table slower (id int);",
+      },
+      {
+        version: 3,
+        name: "notes_by_id",
+        sql:
+          "-- migrate: without transaction\ncreate index concurrently notes_by_id on notes (id);",
+      },
+    ]);
+    const failed = migrating.then(() => "applied", (error: Error) => error.message);
+    const waiting = async () => {
+      const [row] = await setup`
+        select 1 from pg_stat_activity
+        where query like '%create index concurrently notes_by_id%' and wait_event_type = 'Lock'
+          and pid <> pg_backend_pid()`;
+      return row !== undefined;
+    };
+    while (!await waiting()) {
+      const outcome = await Promise.race([failed, new Promise((r) => setTimeout(r, 20))]);
+      assert.equal(outcome, undefined, "migrate() ended before migration 3 waited");
+    }
+    // still waiting at five times the database's lock_timeout, then let through
+    const until = Date.now() + 500;
+    while (Date.now() < until) {
+      if (!await waiting()) assert.fail(`migration 3 gave up its wait: ${await failed}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await open.unsafe("commit");
+    assert.deepEqual(await within(migrating, 10_000, "migrate()"), [1, 2, 3]);
+    const [settings] = await sql<[{ statement_timeout: string; lock_timeout: string }]>`
+      select current_setting('statement_timeout') as statement_timeout,
+             current_setting('lock_timeout') as lock_timeout`;
+    assert.deepEqual(settings, { statement_timeout: "100ms", lock_timeout: "100ms" });
+  } finally {
+    await open.unsafe("rollback");
+    open.release();
+    await sql.end();
+    await other.end();
+    await setup.end();
+  }
+});
