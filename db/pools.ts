@@ -2,9 +2,9 @@ import postgres, { type Sql } from "postgres";
 
 /**
  * A postgres.js pool as the service uses it: named after its instance in `pg_stat_activity`,
- * quick to give up connecting, and quick to reconnect after an outage. With `lockTimeoutMs`,
- * its statements wait at most that long for a lock (`lock_timeout`, set as each connection
- * starts: no statement of its own).
+ * reading times in ISO 8601 whatever the database's DateStyle, quick to give up connecting,
+ * and quick to reconnect after an outage. With `lockTimeoutMs`, its statements wait at most
+ * that long for a lock (`lock_timeout`, set as each connection starts: no statement of its own).
  */
 export function connectPool(
   url: string,
@@ -22,6 +22,11 @@ export function connectPool(
     onnotice: () => {},
     connection: {
       application_name: `chat-${options.instanceId.slice(0, 8)}`,
+      // postgres.js reads times as the server writes them, with `new Date(text)`: a database
+      // or role whose DateStyle is SQL or German (`07/12/2026 ...`, `07.12.2026 ...`) had every
+      // time read with day and month swapped, or not at all. ISO whatever the database says;
+      // PgBouncer passes this startup parameter on.
+      DateStyle: "ISO",
       ...(options.lockTimeoutMs === undefined ? {} : { lock_timeout: options.lockTimeoutMs }),
     },
   });

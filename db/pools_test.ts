@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { connectWriterPool } from "./pools.ts";
+import { connectPool, connectWriterPool } from "./pools.ts";
 import { freshDatabase, TEST_DATABASE_URL } from "../tests/support/database.ts";
 import { hasPgBouncer, startPgBouncer } from "../tests/support/pgbouncer.ts";
 
@@ -97,4 +97,51 @@ Deno.test("connectWriterPool() throws any other refusal, unreported", async () =
     (error) => error instanceof postgres.PostgresError && error.code === "3D000",
   );
   assert.deepEqual(reports, []);
+});
+
+/**
+ * The time a pool of connectPool, and one of connectWriterPool, on `url` read for 7 December
+ * 2026, while `url`'s database has a DateStyle that writes times otherwise than ISO 8601.
+ */
+async function timesReadUnderDateStyle(databaseUrl: string, url: string, dateStyle: string) {
+  const admin = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  const name = new URL(databaseUrl).pathname.slice(1);
+  await admin.unsafe(`alter database ${name} set datestyle = '${dateStyle}'`);
+  await admin.end();
+  const pool = connectPool(url, { max: 1, instanceId: crypto.randomUUID() });
+  const writer = await writerPool(url, []);
+  try {
+    const read = async (sql: postgres.Sql) => {
+      const [row] = await sql<[{ at: Date }]>`
+        select '2026-12-07 08:09:10.123+00'::timestamptz as at`;
+      return Number.isNaN(row.at.getTime()) ? "Invalid Date" : row.at.toISOString();
+    };
+    return [await read(pool), await read(writer)];
+  } finally {
+    await pool.end();
+    await writer.end();
+  }
+}
+
+for (const dateStyle of ["SQL, DMY", "German"]) {
+  Deno.test(`pools read times right from a database whose DateStyle is ${dateStyle}`, async () => {
+    await using database = await freshDatabase();
+    assert.deepEqual(
+      await timesReadUnderDateStyle(database.url, database.url, dateStyle),
+      ["2026-12-07T08:09:10.123Z", "2026-12-07T08:09:10.123Z"],
+    );
+  });
+}
+
+Deno.test({
+  name: "pools read times right behind PgBouncer from a database whose DateStyle is SQL, DMY",
+  ignore: !hasPgBouncer(),
+  async fn() {
+    await using database = await freshDatabase();
+    await using bouncer = await startPgBouncer(database.url);
+    assert.deepEqual(
+      await timesReadUnderDateStyle(database.url, bouncer.url, "SQL, DMY"),
+      ["2026-12-07T08:09:10.123Z", "2026-12-07T08:09:10.123Z"],
+    );
+  },
 });
