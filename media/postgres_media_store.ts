@@ -92,15 +92,18 @@ export function createPostgresMediaStore(
     return new ReadableStream<Uint8Array>({
       async pull(controller) {
         try {
-          // the chunk holding `position`, from there to its end or the range's
-          const [row] = await timed(sql<Array<{ data: Uint8Array }>>`
-            select substring(data from (${position} - byte_offset + 1)::int
-                                  for ${Math.min(end - position + 1, MAX_READ)}::int) as data
+          // the chunk holding `position`, from there to its end or the range's; in hex, as
+          // postgres.js reads a bytea column in the text the server writes it in, which is not
+          // hex where the database or role sets bytea_output to escape (read as a few bytes)
+          const [row] = await timed(sql<Array<{ hex: string }>>`
+            select encode(substring(data from (${position} - byte_offset + 1)::int
+                                  for ${Math.min(end - position + 1, MAX_READ)}::int), 'hex') as hex
             from media_chunks where blob_key = ${sha256} and byte_offset <= ${position}
             order by byte_offset desc limit 1`);
-          if (!row || row.data.length === 0) return controller.close();
-          controller.enqueue(row.data);
-          position += row.data.length;
+          if (!row || row.hex.length === 0) return controller.close();
+          const data = Uint8Array.fromHex(row.hex);
+          controller.enqueue(data);
+          position += data.length;
           if (position > end) controller.close();
         } catch (cause) {
           controller.error(translate(cause));

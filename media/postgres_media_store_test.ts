@@ -171,3 +171,26 @@ Deno.test("postgres media store: files() lists the files begun from `since` to b
     await sql.end();
   }
 });
+
+Deno.test("postgres media store: a file is read back byte for byte from a database whose bytea_output is escape", async () => {
+  // bytea_output is a setting a database or role may carry (older applications want 'escape');
+  // it cannot go as a startup parameter through PgBouncer
+  await using database = await freshDatabase();
+  const admin = postgres(database.url, { max: 1, onnotice: () => {} });
+  const name = new URL(database.url).pathname.slice(1);
+  await admin.unsafe(`alter database ${name} set bytea_output = 'escape'`);
+  await admin.end();
+  const sql = postgres(database.url, { max: 2, onnotice: () => {} });
+  try {
+    const store = createPostgresMediaStore(sql, { chunkBytes: 3_000 });
+    const file = await paddedFixture("video.mp4", 10_000);
+    const { sha256 } = await store.put(file, { kind: "video", limits });
+    const read = await new Response(await store.open(sha256)).bytes();
+    assert.equal(sha256Hex(read), sha256Hex(file), `read ${read.length} of ${file.length} bytes`);
+    const part = await new Response(await store.open(sha256, { start: 2_999, end: 6_000 }))
+      .bytes();
+    assert.deepEqual(part, file.slice(2_999, 6_001));
+  } finally {
+    await sql.end();
+  }
+});
