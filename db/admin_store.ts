@@ -140,6 +140,9 @@ export function createAdminStore(pool: Sql): AdminStore {
       // syntax there, never SQL. The GIN index finds the rows; ts_rank (normalised by length,
       // so a short message that is about the words beats a long one that mentions them) orders
       // them.
+      // The rank goes out as a float8: a real is written with too few digits to be read back
+      // as itself where extra_float_digits is 0 or less (a database's or role's setting), and
+      // the next page's cursor would be another rank, repeating or skipping matches.
       // A custom plan every time: a generic plan cannot see how common the words are, and
       // would intersect the GIN index with the chat filter even for a word in most messages
       // (25 ms) where reading the chat's rows and testing each is 0.05 ms.
@@ -150,7 +153,7 @@ export function createAdminStore(pool: Sql): AdminStore {
         return await cancelledOnAbort(
           tx<Keyed<MessageRow & { rank: number }>[]>`
         with q as (select websearch_to_tsquery(${SEARCH_CONFIG}::regconfig, ${text}) as query)
-        select ${messageColumns(sql)}, rank, cursor_at from (
+        select ${messageColumns(sql)}, rank::float8 as rank, cursor_at from (
           select m.*, ts_rank(m.search_vector, q.query, 1) as rank,
                  m.created_at::text as cursor_at
           from messages m cross join q

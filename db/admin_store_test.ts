@@ -100,3 +100,42 @@ Deno.test("a search the database cannot finish in time is ended, not left holdin
     await sql.end({ timeout: 5 });
   }
 });
+
+Deno.test("searchMessages pages every match once on a database whose extra_float_digits is 0", async () => {
+  // With extra_float_digits 0 (or less) PostgreSQL writes a real with 6 digits, too few to name a
+  // rank exactly: a page's rank, read back as the next page's cursor, was another real
+  await using database = await freshDatabase();
+  const admin = postgres(database.url, { max: 1, onnotice: () => {} });
+  const name = new URL(database.url).pathname.slice(1);
+  await admin.unsafe(`alter database ${name} set extra_float_digits = 0`);
+  await admin.end();
+  const sql = postgres(database.url, { max: 2, onnotice: () => {} });
+  try {
+    const store = createPostgresStore(sql);
+    const search: AdminStore = createAdminStore(sql);
+    const { chat } = await store.createChat("alice", "acme");
+    const contents = ["a red lamp", "a red lamp!", "a red lamp.", "the red lamp", "one red lamp"];
+    for (const [index, content] of contents.entries()) {
+      await sql`
+        insert into messages (chat_id, seq, sender_id, sender_side, receiver_id, media_type,
+                              content)
+        values (${chat.id}, ${index + 1}, 'alice', 'customer', 'acme', 'text', ${content})`;
+    }
+    const seen: string[] = [];
+    let after;
+    for (let page = 0; page < contents.length + 2; page++) {
+      const { items, next } = await search.searchMessages({
+        text: "lamp",
+        include_deleted: false,
+        limit: 1,
+        ...(after === undefined ? {} : { after }),
+      });
+      seen.push(...items.map((message) => message.content ?? ""));
+      if (next === null) break;
+      after = next;
+    }
+    assert.deepEqual([...seen].sort(), [...contents].sort());
+  } finally {
+    await sql.end();
+  }
+});
