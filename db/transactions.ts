@@ -35,7 +35,7 @@ export async function transaction<T>(
     try {
       await reserved.unsafe("begin", [], watch.options);
       open = true;
-      const result = await work(reserved);
+      const result = await work(unlessLost(reserved, watch));
       if (givenUp()) throw new Error("the transaction took too long and was given up");
       // lost while the work awaited something else: its statements were all answered, so
       // nothing failed with it, and a commit would be written to the closed socket
@@ -61,6 +61,30 @@ export async function transaction<T>(
     if (signal.aborted) giveUp();
     else signal.addEventListener("abort", giveUp, { once: true });
     attempt.then(resolve, reject).finally(() => signal.removeEventListener("abort", giveUp));
+  });
+}
+
+/**
+ * `reserved` for the work: a statement made once its connection was lost (while the work
+ * awaited something else: the sweep of unsent media deletes files' bytes between two statements)
+ * fails as a lost connection does, and is never sent: postgres.js 3.4.9 would write it to the
+ * closed socket, which throws outside any promise and ends the process. Checked as the statement
+ * is made, which an `await` of it follows with no I/O in between.
+ */
+function unlessLost(reserved: Sql, watch: { readonly lost: boolean }): Sql {
+  const lost = () => {
+    const failed = Promise.reject(connectionLost());
+    failed.catch(() => {}); // a fragment is never awaited; the statement it goes in fails too
+    // as a statement can be (cancelledOnAbort): there is nothing to cancel
+    return Object.assign(failed, { cancel() {} });
+  };
+  return new Proxy(reserved, {
+    apply: (target, self, args) => watch.lost ? lost() : Reflect.apply(target, self, args),
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver);
+      if (property !== "unsafe") return value;
+      return (...args: Parameters<Sql["unsafe"]>) => watch.lost ? lost() : target.unsafe(...args);
+    },
   });
 }
 

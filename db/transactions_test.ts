@@ -152,6 +152,34 @@ Deno.test("a connection lost while a transaction's work awaits something else fa
   }
 });
 
+Deno.test("a connection lost while a transaction's work awaits something else fails the work's next statement, not the process", async () => {
+  // The sweep of unsent media deletes the bytes of up to a thousand files inside the transaction
+  // that holds their catalogue rows, then deletes those rows: a connection the database ended
+  // meanwhile (idle_in_transaction_session_timeout, a restart) had that statement written to a
+  // null socket outside any promise (postgres.js 3.4.9), and the process died.
+  await using database = await freshDatabase();
+  await using proxy = startDatabaseProxy(database.url);
+  const closed = Promise.withResolvers<void>();
+  const sql = postgres(proxy.url, { max: 1, onnotice: () => {}, onclose: () => closed.resolve() });
+  try {
+    await sql`create table notes (id int primary key)`;
+    const lost = transaction(sql, async (tx) => {
+      await tx`insert into notes values (1)`;
+      await proxy.cut();
+      await within(closed.promise, 5_000, "the pool to see its connection closed");
+      await tx`insert into notes values (${2})`;
+    });
+    await assert.rejects(lost, (error) => {
+      assert.equal(errorCode(error), "CONNECTION_CLOSED");
+      return true;
+    });
+    proxy.restore();
+    await answersAndCommittedNothing(sql);
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+});
+
 Deno.test("a transaction given up fails at once, and is rolled back when it answers", async () => {
   await withTable(async (sql, observer) => {
     let workDone!: () => void;
