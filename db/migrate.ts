@@ -111,7 +111,7 @@ export async function migrate(
     await lockMigrations(connection, watch);
     const session = { timeoutsOff: false };
     try {
-      return await applyPending(connection, all, { ...options, session });
+      return await applyPending(connection, all, { ...options, session, watch });
     } finally {
       // what failed before is the error to report; a connection that may still hold the lock,
       // or the timeouts turned off, must not go back to the pool, where it would stop every
@@ -168,7 +168,10 @@ async function lockMigrations(
 async function applyPending(
   connection: ReservedSql,
   all: Migration[],
-  options: MigrateOptions & { session: { timeoutsOff: boolean } },
+  options: MigrateOptions & {
+    session: { timeoutsOff: boolean };
+    watch: ReturnType<typeof watchReservation>;
+  },
 ): Promise<number[]> {
   await connection`
     create table if not exists schema_migrations (
@@ -204,6 +207,8 @@ async function applyPending(
         await record();
       } else {
         await retriedWhileLocked(migration, { ...options, lockTimeoutMs }, async () => {
+          // lost during the pause before this try: a begin sent on it now would end the process
+          if (options.watch.lost) throw connectionLost();
           await connection.unsafe("begin");
           try {
             await connection.unsafe(`set local lock_timeout = ${lockTimeoutMs}`);

@@ -56,6 +56,7 @@ async function migratedBefore(version: number) {
     insert into chats (user_id, vendor_id) values ('c', 'v') returning id`;
   const open = await sql.reserve();
   return {
+    url: database.url,
     all,
     /** The versions the next migrate() applies: `version` and every later one. */
     pending: all.filter((migration) => migration.version >= version).map((m) => m.version),
@@ -435,5 +436,41 @@ Deno.test("migrations run to their end under a database's short statement_timeou
     await sql.end();
     await other.end();
     await setup.end();
+  }
+});
+
+Deno.test("migrate() whose connection is cut while a migration pauses for a long transaction fails, not the process", async () => {
+  // Between two tries of a migration whose locks were held, its connection was written to as a
+  // closed socket, which postgres.js 3.4.9 throws outside any promise
+  await using database = await migratedBefore(8);
+  const { sql, open, all } = database;
+  await using proxy = startDatabaseProxy(database.url);
+  const closed = Promise.withResolvers<void>();
+  const migrator = postgres(proxy.url, {
+    max: 1,
+    onnotice: () => {},
+    onclose: () => closed.resolve(),
+  });
+  try {
+    await open.unsafe("begin");
+    await open`select count(*) from messages`;
+    let cut: Promise<void> | undefined;
+    const migrating = migrate(migrator, all, {
+      lockTimeoutMs: 100,
+      // the pause that follows is 100 ms, then twice that, ...: long enough to see the close
+      onLockWait: () => void (cut ??= proxy.cut()),
+    });
+    await within(closed.promise, 5_000, "the migration's connection to close");
+    await assert.rejects(within(migrating, 5_000, "migrate()"), (error) => {
+      assert.equal(errorCode(error), "CONNECTION_CLOSED");
+      return true;
+    });
+    await cut;
+    await open.unsafe("commit");
+    const rows = await sql<{ version: number }[]>`
+      select version from schema_migrations where version >= 8`;
+    assert.deepEqual(rows.map((row) => row.version), [], "nothing of the cut migration stays");
+  } finally {
+    await migrator.end({ timeout: 1 });
   }
 });
