@@ -45,11 +45,26 @@ export function errorCode(error: unknown): string {
     : "";
 }
 
+/**
+ * The server's codes for a session it ends or will not start: an operator or a shutdown
+ * (57P01), a crash of another backend (57P02), a start or recovery under way (57P03), too many
+ * connections (53300), and a session idle (57P05, idle_session_timeout) or idle in a
+ * transaction (25P03, idle_in_transaction_session_timeout) for longer than the database or
+ * role allows: a statement sent as that happens fails with it, and a new connection succeeds.
+ */
+const SESSION_ENDED_CODES: ReadonlySet<string> = new Set([
+  "57P01",
+  "57P02",
+  "57P03",
+  "53300",
+  "57P05",
+  "25P03",
+]);
+
 /** A connection that could not be made, was lost, or that the server is ending. */
 export function isConnectionFailure(error: unknown): boolean {
   const code = errorCode(error);
-  return CONNECTION_CODES.has(code) || code.startsWith("08") || code === "57P01" ||
-    code === "57P03" || code === "53300";
+  return CONNECTION_CODES.has(code) || code.startsWith("08") || SESSION_ENDED_CODES.has(code);
 }
 
 let reportingLostConnections = false;

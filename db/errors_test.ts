@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { ChatError } from "../chat/errors.ts";
 import postgres from "postgres";
 import { freshDatabase } from "../tests/support/database.ts";
-import { answerWithin, errorCode, LOCK_NOT_AVAILABLE, translateDatabaseError } from "./errors.ts";
+import {
+  answerWithin,
+  errorCode,
+  isConnectionFailure,
+  LOCK_NOT_AVAILABLE,
+  translateDatabaseError,
+} from "./errors.ts";
 
 /** Runs `code` in a Deno process of its own (an unhandled rejection ends a process). */
 async function runAlone(code: string) {
@@ -147,6 +153,17 @@ Deno.test("a statement past the server's lock_timeout is unavailable", async () 
 Deno.test("a write to a read-only server, and a transaction rolled back for a deadlock or a serialization conflict, are unavailable", () => {
   for (const code of ["25006", "40001", "40P01"]) {
     const error = Object.assign(new Error(`SQLSTATE ${code}`), { code });
+    assert.equal(translateDatabaseError(error).code, "unavailable", code);
+  }
+});
+
+Deno.test("a query the server ends its session under, for idle_session_timeout or idle_in_transaction_session_timeout, is unavailable, as a lost connection", () => {
+  // A statement sent on a pooled connection just as the server ends it for being idle (a
+  // setting some deployments give the role or database) fails with the server's FATAL error,
+  // not a closed socket: the next try, on a new connection, succeeds
+  for (const code of ["57P05", "25P03", "57P02"]) {
+    const error = Object.assign(new Error(`SQLSTATE ${code}`), { code, severity: "FATAL" });
+    assert.equal(isConnectionFailure(error), true, code);
     assert.equal(translateDatabaseError(error).code, "unavailable", code);
   }
 });
