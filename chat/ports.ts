@@ -340,8 +340,11 @@ export interface AdminStore {
   listModerationActions(
     query: ModerationQuery,
   ): Promise<KeysetPage<ModerationAction, TimeCursor>>;
-  /** Totals over the whole database. */
-  stats(): Promise<{ chats: number; messages: number }>;
+  /**
+   * Totals over the whole database. Once `signal` aborts (the caller has gone), the count is
+   * cancelled in the database and answered `unavailable`.
+   */
+  stats(options?: { signal?: AbortSignal }): Promise<{ chats: number; messages: number }>;
 }
 
 export interface NewMedia {

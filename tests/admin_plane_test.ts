@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import postgres from "postgres";
 import { ConfigError, loadConfig } from "../config.ts";
 import { failure, type Reply, Status } from "./support/admin_client.ts";
 import { readFileDescriptor } from "../grpc/file_descriptors.ts";
@@ -191,5 +192,34 @@ Deno.test("an optional filter of blanks is INVALID_ARGUMENT naming it, never rea
     const status = await within(watched.ended, 5_000, `the end of a watch of ${field} " "`);
     assert.equal(status.code, Status.INVALID_ARGUMENT, `${field}: ${status.details}`);
     assert.match(status.details, new RegExp(`^${field}: `));
+  }
+});
+
+Deno.test("a GetStats call its client gives up on ends its count at once, freeing its connection of the shared pool", async () => {
+  await using cluster = await startCluster({ grpc: true, nats: false });
+  const admin = await cluster.admin();
+  const observer = postgres(cluster.databaseUrl, { max: 2, onnotice: () => {} });
+  const locker = await observer.reserve();
+  try {
+    // a count that cannot finish (at 2M chats it takes a third of a second; here a migration
+    // holds the table): the caller's deadline passes
+    await locker`begin`;
+    await locker`lock table chats in access exclusive mode`;
+    const given = await failure(admin.call("GetStats", {}, { deadlineMs: 200 }));
+    assert.equal(given.code, Status.DEADLINE_EXCEEDED);
+    const deadline = Date.now() + 1_500;
+    for (;;) {
+      const [{ running }] = await observer<[{ running: number }]>`
+        select count(*)::int as running from pg_stat_activity
+        where datname = current_database() and pid <> pg_backend_pid()
+          and state = 'active' and query like '%sum(last_seq)%'`;
+      if (running === 0) break;
+      assert.ok(Date.now() < deadline, "the count still runs 1.5 s after its caller left");
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  } finally {
+    await locker`rollback`;
+    locker.release();
+    await observer.end();
   }
 });

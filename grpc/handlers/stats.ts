@@ -7,8 +7,8 @@ export function createStatsHandlers(deps: {
   instanceId: string;
 }) {
   return {
-    async GetStats(_request: unknown) {
-      const { chats, messages } = await deps.queries.stats();
+    async GetStats(_request: unknown, signal: AbortSignal) {
+      const { chats, messages } = await deps.queries.stats({ signal });
       return {
         chats,
         messages,
