@@ -1,27 +1,11 @@
 import assert from "node:assert/strict";
-import postgres, { type Sql } from "postgres";
+import postgres from "postgres";
 import { failure, type Reply, Status } from "./support/admin_client.ts";
 import { startCluster } from "./support/service.ts";
+import { untilNoStatementRuns } from "./support/statement_reads.ts";
 import { joinChat, seedMessages, sendText } from "./support/steps.ts";
 
 const contents = (messages: Reply[]) => messages.map((message) => message.content);
-
-/**
- * Resolves once no statement of the database runs a search, or fails after `ms`. Polled:
- * PostgreSQL tells no one when a statement ends.
- */
-async function untilNoSearchRuns(observer: Sql, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const [{ running }] = await observer<[{ running: number }]>`
-      select count(*)::int as running from pg_stat_activity
-      where datname = current_database() and pid <> pg_backend_pid()
-        and state = 'active' and query like '%websearch_to_tsquery%'`;
-    if (running === 0) return;
-    if (Date.now() > deadline) assert.fail(`a search still runs ${ms} ms after its caller left`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 Deno.test("GetMessage returns a message, a deleted one with its content", async () => {
   await using cluster = await startCluster({ grpc: true });
@@ -312,7 +296,7 @@ Deno.test("a SearchMessages call its client gives up on ends its query at once, 
       admin.call("SearchMessages", { query: "lamp" }, { deadlineMs: 200 }),
     );
     assert.equal(given.code, Status.DEADLINE_EXCEEDED);
-    await untilNoSearchRuns(observer, 1_500);
+    await untilNoStatementRuns(observer, "websearch_to_tsquery", 1_500);
   } finally {
     await locker`rollback`;
     locker.release();

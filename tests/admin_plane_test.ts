@@ -4,6 +4,7 @@ import { ConfigError, loadConfig } from "../config.ts";
 import { failure, type Reply, Status } from "./support/admin_client.ts";
 import { readFileDescriptor } from "../grpc/file_descriptors.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
+import { untilNoStatementRuns } from "./support/statement_reads.ts";
 import { joinChat, seedMessages } from "./support/steps.ts";
 import { within } from "./support/wait.ts";
 import { follow } from "./support/watch_stream.ts";
@@ -207,16 +208,7 @@ Deno.test("a GetStats call its client gives up on ends its count at once, freein
     await locker`lock table chats in access exclusive mode`;
     const given = await failure(admin.call("GetStats", {}, { deadlineMs: 200 }));
     assert.equal(given.code, Status.DEADLINE_EXCEEDED);
-    const deadline = Date.now() + 1_500;
-    for (;;) {
-      const [{ running }] = await observer<[{ running: number }]>`
-        select count(*)::int as running from pg_stat_activity
-        where datname = current_database() and pid <> pg_backend_pid()
-          and state = 'active' and query like '%sum(last_seq)%'`;
-      if (running === 0) break;
-      assert.ok(Date.now() < deadline, "the count still runs 1.5 s after its caller left");
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await untilNoStatementRuns(observer, "sum(last_seq)", 1_500);
   } finally {
     await locker`rollback`;
     locker.release();

@@ -64,3 +64,27 @@ export async function onOneConnection(test: (sql: Sql) => Promise<void>): Promis
     await sql.end();
   }
 }
+
+/**
+ * Resolves once no statement of the database whose text contains `fragment` runs, or fails
+ * after `ms`: for tests that a call its client left ends its query. Polled: PostgreSQL tells
+ * no one when a statement ends.
+ */
+export async function untilNoStatementRuns(
+  observer: Sql,
+  fragment: string,
+  ms: number,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const [{ running }] = await observer<[{ running: number }]>`
+      select count(*)::int as running from pg_stat_activity
+      where datname = current_database() and pid <> pg_backend_pid()
+        and state = 'active' and strpos(query, ${fragment}) > 0`;
+    if (running === 0) return;
+    if (Date.now() > deadline) {
+      throw new Error(`a statement with ${fragment} still runs ${ms} ms after its caller left`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
