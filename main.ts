@@ -205,6 +205,11 @@ export async function startService(
     pools.push(readinessSql);
     const metrics = createMetrics();
     await migrate(sql, undefined, {
+      onMigrationLockHeld: ({ waitedMs, heldBy }) =>
+        logger("db").warn(
+          "waiting for the migration lock another session holds (another instance migrating)",
+          { waited_ms: waitedMs, held_by: heldBy },
+        ),
       onLockWait: (migration, retryInMs) =>
         logger("db").warn("a migration waits for a long transaction to end", {
           migration: `${migration.version}_${migration.name}`,

@@ -76,6 +76,14 @@ export interface MigrateOptions {
   lockTimeoutMs?: number;
   /** See LOCK_WAIT_MS. */
   lockWaitMs?: number;
+  /**
+   * Told when the migration lock has been held by another session for `lockHeldNoticeMs`, and
+   * again each time as long again: a start waiting there in silence looks hung. `heldBy` is the
+   * holder's application_name (an instance's `chat-<id>`), null when it has none or is gone.
+   */
+  onMigrationLockHeld?: (wait: { waitedMs: number; heldBy: string | null }) => void;
+  /** See LOCK_HELD_NOTICE_MS. */
+  lockHeldNoticeMs?: number;
   /** Told each time a migration could not take its locks and will be tried again. */
   onLockWait?: (migration: Migration, retryInMs: number) => void;
   /**
@@ -108,7 +116,7 @@ export async function migrate(
   const watch = watchReservation();
   let reusable = true;
   try {
-    await lockMigrations(connection, watch);
+    await lockMigrations(connection, watch, options);
     const session = { timeoutsOff: false };
     try {
       return await applyPending(connection, all, { ...options, session, watch });
@@ -141,6 +149,9 @@ const SESSION_TIMEOUTS = ["statement_timeout", "lock_timeout"] as const;
 /** Between tries of the lock while another instance migrates. */
 const LOCK_RETRY_MS = 200;
 
+/** How long the migration lock may be held by another before onMigrationLockHeld is told. */
+const LOCK_HELD_NOTICE_MS = 10_000;
+
 /**
  * Takes the migration lock, trying again until it is free rather than waiting in
  * `pg_advisory_lock`: a session waiting there holds a snapshot, and `create index concurrently`
@@ -149,7 +160,11 @@ const LOCK_RETRY_MS = 200;
 async function lockMigrations(
   connection: ReservedSql,
   watch: ReturnType<typeof watchReservation>,
+  options: MigrateOptions,
 ): Promise<void> {
+  const noticeMs = options.lockHeldNoticeMs ?? LOCK_HELD_NOTICE_MS;
+  const started = Date.now();
+  let nextNotice = started + noticeMs;
   for (;;) {
     // no parameters: postgres.js hands `onexecute` the connection only for a statement it
     // need not describe first
@@ -159,6 +174,19 @@ async function lockMigrations(
       watch.options,
     );
     if (locked) return;
+    if (options.onMigrationLockHeld && Date.now() >= nextNotice) {
+      nextNotice += noticeMs;
+      const [holder] = await connection.unsafe<[{ name: string | null }?]>(
+        `select nullif(a.application_name, '') as name
+         from pg_locks l join pg_stat_activity a on a.pid = l.pid
+         where l.locktype = 'advisory' and l.granted and l.classid = 0
+           and l.objid = ${MIGRATION_LOCK_KEY} and l.objsubid = 1
+         limit 1`,
+        [],
+        watch.options,
+      );
+      options.onMigrationLockHeld({ waitedMs: Date.now() - started, heldBy: holder?.name ?? null });
+    }
     await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS));
     // lost during the pause: a try sent on it now would end the process (reservation_watch.ts)
     if (watch.lost) throw connectionLost();

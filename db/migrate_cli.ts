@@ -27,6 +27,11 @@ try {
 const sql = postgres(config.DATABASE_URL ?? embedded!.url, { max: 1, onnotice: () => {} });
 try {
   const applied = await migrate(sql, undefined, {
+    onMigrationLockHeld: ({ waitedMs, heldBy }) =>
+      console.error(
+        `waiting ${Math.round(waitedMs / 1000)} s for the migration lock, held by ` +
+          `${heldBy ?? "a session without a name"}`,
+      ),
     onLockWait: (migration, retryInMs) =>
       console.error(
         `migration ${migration.version} waits for a long transaction to end; ` +

@@ -474,3 +474,30 @@ Deno.test("migrate() whose connection is cut while a migration pauses for a long
     await migrator.end({ timeout: 1 });
   }
 });
+
+Deno.test("migrate() waiting for the migration lock another session holds says so, naming the holder, and goes on once it is free", async () => {
+  await using database = await emptyDatabase();
+  const holder = postgres(database.url, {
+    max: 1,
+    onnotice: () => {},
+    connection: { application_name: "chat-0a1b2c3d" },
+  });
+  const sql = postgres(database.url, { max: 1, onnotice: () => {} });
+  try {
+    await holder`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`;
+    const told = Promise.withResolvers<{ waitedMs: number; heldBy: string | null }>();
+    const migrating = migrate(sql, [{ version: 1, name: "notes", sql: "create table notes ()" }], {
+      lockHeldNoticeMs: 300,
+      onMigrationLockHeld: (wait) => told.resolve(wait),
+    });
+    // a start that waits in silence looks hung: the operator is told who holds it
+    const wait = await within(told.promise, 5_000, "the notice of the held lock");
+    assert.ok(wait.waitedMs >= 300, String(wait.waitedMs));
+    assert.equal(wait.heldBy, "chat-0a1b2c3d");
+    await holder`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`;
+    assert.deepEqual(await within(migrating, 5_000, "the migration"), [1]);
+  } finally {
+    await holder.end();
+    await sql.end({ timeout: 1 });
+  }
+});
