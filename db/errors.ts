@@ -118,11 +118,13 @@ export function translateDatabaseError(error: unknown): ChatError {
   if (code === "22007" || code === "22008") {
     return new ChatError("invalid_payload", "a date is out of range", { cause: error });
   }
-  // text PostgreSQL cannot store, which of a JavaScript string can only be NUL (U+0000)
+  // text PostgreSQL cannot store: NUL (U+0000) in any database (22021), or a character a
+  // database not in UTF-8 has no code for (22P05: an emoji in LATIN1)
   if (UNSTORABLE_TEXT_CODES.has(code)) {
-    return new ChatError("invalid_payload", "text must not contain NUL characters", {
-      cause: error,
-    });
+    const message = code === "22P05"
+      ? "text has characters the database's encoding cannot store"
+      : "text must not contain NUL characters";
+    return new ChatError("invalid_payload", message, { cause: error });
   }
   return new ChatError("internal", "internal error", { cause: error });
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { ChatError } from "../chat/errors.ts";
 import postgres from "postgres";
-import { freshDatabase } from "../tests/support/database.ts";
+import { freshDatabase, TEST_DATABASE_URL } from "../tests/support/database.ts";
 import {
   answerWithin,
   errorCode,
@@ -165,5 +165,34 @@ Deno.test("a query the server ends its session under, for idle_session_timeout o
     const error = Object.assign(new Error(`SQLSTATE ${code}`), { code, severity: "FATAL" });
     assert.equal(isConnectionFailure(error), true, code);
     assert.equal(translateDatabaseError(error).code, "unavailable", code);
+  }
+});
+
+Deno.test("text a database's encoding cannot hold is invalid_payload saying so, NUL invalid_payload naming NUL", async () => {
+  const name = `chat_latin1_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+  const admin = postgres(TEST_DATABASE_URL, { max: 1, onnotice: () => {} });
+  await admin.unsafe(
+    `create database ${name} encoding 'LATIN1' lc_collate 'C' lc_ctype 'C' template template0`,
+  );
+  const url = new URL(TEST_DATABASE_URL);
+  url.pathname = `/${name}`;
+  const latin1 = postgres(url.href, { max: 1, onnotice: () => {} });
+  try {
+    const refusal = async (text: string) => {
+      const error = await latin1`select ${text}::text`.then(() => undefined, (error) => error);
+      assert.ok(error, `${JSON.stringify(text)} was taken`);
+      return translateDatabaseError(error);
+    };
+    // an emoji on a LATIN1 database was said to contain NUL characters
+    const emoji = await refusal("🙂");
+    assert.equal(emoji.code, "invalid_payload");
+    assert.match(emoji.message, /encoding/);
+    const nul = await refusal("a\u0000b");
+    assert.equal(nul.code, "invalid_payload");
+    assert.match(nul.message, /NUL/);
+  } finally {
+    await latin1.end();
+    await admin.unsafe(`drop database ${name} with (force)`);
+    await admin.end();
   }
 });
