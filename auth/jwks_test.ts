@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { errors, exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
 import { ChatError } from "../chat/errors.ts";
+import { configureLogging } from "../observability/log.ts";
 import { clockAhead } from "../tests/support/clock.ts";
 import { AuthError, createTokenVerifier, type TokenVerifier } from "./verifier.ts";
 
@@ -187,4 +188,23 @@ Deno.test("a JWKS verifier holding a key set checks tokens with it at once while
     answer.resolve();
     await server.shutdown();
   }
+});
+
+Deno.test("the warning of a JWKS endpoint that cannot be reached masks the key its URL carries", async () => {
+  const stopped = serveKeys([]);
+  const { port } = stopped.addr;
+  await stopped.shutdown();
+  let text = "";
+  const decoder = new TextDecoder();
+  await using _logging = await configureLogging("warning", {
+    write: (bytes) => text += decoder.decode(bytes),
+  });
+  const verifier = await createTokenVerifier({
+    key: { kind: "jwks", url: `http://127.0.0.1:${port}/jwks.json?api_key=s3cr3t-jwks-key` },
+  });
+  assert.equal(await verifier.canVerify(), false);
+  assert.match(text, /JWKS endpoint unreachable/);
+  // the fetch failure quotes the URL it asked (Deno: "error sending request for url (...)")
+  assert.match(text, new RegExp(`127\\.0\\.0\\.1:${port}/jwks\\.json`));
+  assert.doesNotMatch(text, /s3cr3t-jwks-key/);
 });

@@ -6,6 +6,7 @@ import {
   reset,
   type Sink,
 } from "@logtape/logtape";
+import { redactUrlsIn } from "./redact.ts";
 
 /** The levels `LOG_LEVEL` accepts, in logtape's names. */
 export type LogLevelSetting = "debug" | "info" | "warning" | "error";
@@ -109,9 +110,10 @@ export function literalMessage(text: string): string {
 }
 
 /**
- * The loggable part of an error and its causes: name, code and message. Never the other
- * properties, which for postgres.js errors include the query and its parameters (message
- * content), nor the text of a JSON syntax error, which quotes its input.
+ * The loggable part of an error and its causes: name, code and message (the credentials of a
+ * URL it quotes masked). Never the other properties, which for postgres.js errors include the
+ * query and its parameters (message content), nor the text of a JSON syntax error, which quotes
+ * its input.
  */
 export function errorFields(error: unknown): { error: ErrorSummary; causes?: ErrorSummary[] } {
   const chain: ErrorSummary[] = [];
@@ -135,8 +137,9 @@ function summarise(error: unknown): ErrorSummary {
   const code = "code" in error && (typeof error.code === "string" || typeof error.code === "number")
     ? String(error.code)
     : undefined;
+  // a URL quoted in a message (a failed fetch names the one it asked) loses its credentials
   const message = error instanceof SyntaxError
     ? "(withheld: it may quote its input)"
-    : error.message;
+    : redactUrlsIn(error.message);
   return code === undefined ? { name: error.name, message } : { name: error.name, message, code };
 }

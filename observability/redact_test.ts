@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { redactUrls } from "./redact.ts";
+import { redactUrls, redactUrlsIn } from "./redact.ts";
 
 Deno.test("redactUrls masks the password, and with tokenAsUser a lone user", () => {
   const nats = { tokenAsUser: true };
@@ -51,5 +51,16 @@ Deno.test("redactUrls masks query parameters that carry a credential, and shows 
   assert.equal(
     redactUrls("https://idp.example/jwks?access_token=s3cret&sig=x&code=y", plain),
     "https://idp.example/jwks?access_token=redacted&sig=redacted&code=redacted",
+  );
+});
+
+Deno.test("redactUrlsIn masks the credentials of each URL a text quotes, and leaves the rest as written", () => {
+  assert.equal(
+    redactUrlsIn(
+      "error sending request for url (https://idp.example/jwks?api_key=k1&v=2): refused; " +
+        "then nats://t0ken@nats:4222 and postgres://chat:pw@db/chat, not https://example.com",
+    ),
+    "error sending request for url (https://idp.example/jwks?api_key=redacted&v=2): refused; " +
+      "then nats://redacted@nats:4222 and postgres://chat:redacted@db/chat, not https://example.com",
   );
 });
