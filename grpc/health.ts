@@ -21,6 +21,17 @@ export interface ReadinessSource {
 
 type WatchCall = ServerWritableStream<unknown, unknown>;
 
+/** The services whose health is reported: the whole server ("") and ChatAdmin. */
+const SERVICES = new Set(["", ADMIN_SERVICE]);
+
+/** The `service` a health request names; undefined when it names none. */
+function serviceOf(request: unknown): string | undefined {
+  return typeof request === "object" && request !== null && "service" in request &&
+      typeof request.service === "string"
+    ? request.service
+    : undefined;
+}
+
 /**
  * The health `Watch` streams open at once, by default. Health answers without a token, and each
  * watch holds memory (about 8 KiB) for as long as its client keeps it: without a bound, one
@@ -41,14 +52,15 @@ export function createHealthReporter(
   options: { maxWatches?: number } = {},
 ) {
   const maxWatches = options.maxWatches ?? MAX_HEALTH_WATCHES;
-  const health = new HealthImplementation({ "": "NOT_SERVING", [ADMIN_SERVICE]: "NOT_SERVING" });
+  const health = new HealthImplementation(
+    Object.fromEntries([...SERVICES].map((service) => [service, "NOT_SERVING"])),
+  );
   const watches = new Set<WatchCall>();
   let stopped = false;
   let leave: (() => void) | undefined;
 
   function set(status: ServingStatus) {
-    health.setStatus("", status);
-    health.setStatus(ADMIN_SERVICE, status);
+    for (const service of SERVICES) health.setStatus(service, status);
   }
 
   function end(call: WatchCall) {
@@ -73,7 +85,11 @@ export function createHealthReporter(
                   details: "too many health watches open; use Check",
                 });
               }
-              watch(call);
+              if (SERVICES.has(serviceOf(call.request) ?? "")) watch(call);
+              // A service this server does not have never changes: it is told so once, and the
+              // call is not handed on, as the library keeps every name ever watched (an empty
+              // set each) for good, and names are as long as a caller without a token likes.
+              else call.write({ status: "SERVICE_UNKNOWN" });
               if (stopped) return end(call);
               watches.add(call);
               call.on("cancelled", () => watches.delete(call));
