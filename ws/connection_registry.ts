@@ -2,6 +2,7 @@ import type { ChatFeed } from "../chat/feed.ts";
 import type { ChatService } from "../chat/service.ts";
 import { logger } from "../observability/log.ts";
 import type { SocketMetrics } from "../observability/metrics.ts";
+import { wireErrorCodeSchema } from "../protocol/server_frames.ts";
 import { createAccessChecks } from "./access_checks.ts";
 import type { UploadPlaces } from "./actions.ts";
 import { createCloseCuts } from "./close_cuts.ts";
@@ -44,6 +45,7 @@ export function createConnectionRegistry(
   options: ConnectionRegistryOptions,
 ) {
   const connections = new Set<Connection>();
+  if (deps.instruments) zeroSeries(deps.instruments);
   /** Open sockets per user on this instance. */
   const perUser = new Map<string, number>();
   const countUser = (userId: string, delta: number) => {
@@ -194,6 +196,20 @@ export function createConnectionRegistry(
 }
 
 export type ConnectionRegistry = ReturnType<typeof createConnectionRegistry>;
+
+/**
+ * Every series of the sockets' labelled instruments, at 0 from the start: one that first appears
+ * at 5 is, to Prometheus, one that never rose (`increase()` and `rate()` see nothing of a first
+ * burst of `unavailable` errors, or of sockets closed for a ban).
+ */
+function zeroSeries(instruments: SocketMetrics): void {
+  for (const endpoint of ["chat", "chats"] as const) instruments.openSockets.inc({ endpoint }, 0);
+  for (const code of wireErrorCodeSchema.options) instruments.errors.inc({ code }, 0);
+  for (const outcome of ["kept", "closed", "unanswered"] as const) {
+    instruments.accessChecks.inc({ outcome }, 0);
+    instruments.sanctionScreens.inc({ outcome }, 0);
+  }
+}
 
 /** How long a forced shutdown waits for clients to answer the close frames it sent. */
 const CLOSE_GRACE_MS = 500;

@@ -15,6 +15,13 @@ export function countedLimits(
 ): Pick<RequestLimiter, "admit" | "occupy"> {
   const { via, instruments } = options;
   if (instruments === undefined) return limiter;
+  // every series at 0 from the start: one that first appears at 5 never rose, to Prometheus
+  for (const route of ["upload", "download"] as const) {
+    instruments.mediaOpenRequests.inc({ route, via }, 0);
+    for (const limit of ["rate", "concurrency"] as const) {
+      instruments.mediaRateLimited.inc({ route, limit, via }, 0);
+    }
+  }
 
   const counted = (route: RequestKind, outcome: Admitted | Refusal): Admitted | Refusal => {
     if (!outcome.admitted) {
