@@ -60,7 +60,7 @@ export function createConnection(
   // a URL that cannot be made into a socket URL never will be: the caller hears it at once
   socketUrl(options.url, options.chatId, "");
   const waiters = new Set<PromiseWithResolvers<void>>();
-  const counts = { reconnects: 0, resent: 0 };
+  const counts = { reconnects: 0 };
   let status: ConnectionStatus = { state: "connecting", attempt: 0 };
   let socket: WebSocket | undefined;
   let socketGone: Promise<void> = Promise.resolve();
@@ -219,7 +219,6 @@ export function createConnection(
     heartbeat.stop();
     const requeued = requests.lost();
     if (code === CloseCode.frameTooLarge) rejectTooLarge(requeued);
-    counts.resent += requeued.length;
     if (stopped) return;
     // a socket taken in had a good token: a 4401 now is its expiry, and a function renews it
     const renewsToken = wasReady && typeof options.token === "function";
@@ -355,7 +354,7 @@ export function createConnection(
     },
     /** Sends put back in the outbox by lost connections. */
     get resent(): number {
-      return counts.resent;
+      return requests.resent;
     },
     /** True while a socket is open and ready for actions. */
     get writable(): boolean {

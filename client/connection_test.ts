@@ -8,7 +8,7 @@ import { historyPage, storedMessage } from "../tests/support/stored_messages.ts"
 import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
 import { freePort } from "../tests/support/free_port.ts";
 import { within } from "../tests/support/wait.ts";
-import { createChatClient, RequestError, RequestTimeoutError } from "./mod.ts";
+import { ClientClosedError, createChatClient, RequestError, RequestTimeoutError } from "./mod.ts";
 
 const X = "00000000-0000-4000-8000-00000000000a";
 
@@ -377,4 +377,40 @@ Deno.test("a token function that never answers is given up after connectTimeoutM
   await scripted.accept(historyPage(X, [1]));
   assert.equal(asked, 2);
   assert.equal(scripted.client.status.state, "open");
+});
+
+Deno.test("stats.resent counts sends written again, not sends lost with a socket that were never written again", async () => {
+  await using scripted = openScriptedClient({ chatId: X });
+  const { client, events, server } = scripted;
+  const socket = await scripted.accept(historyPage(X, [1]));
+  // a restart (1012): the send in flight is written again on the next socket
+  const first = client.request(textMessage("first"));
+  await server.written(socket, "send_message");
+  socket.serverClose(1012, "restarting");
+  assert.equal(await resentAndStored(scripted, first), "first stored as #2");
+  assert.equal(client.stats.resent, 1);
+
+  // an operator's disconnect (4408) stops the client: the send in flight is not written again
+  const next = server.sockets[1]!;
+  const second = client.request(textMessage("second"));
+  await server.written(next, "send_message");
+  next.serverClose(4408, "disconnected");
+  await assert.rejects(second, ClientClosedError);
+  await events.next("status", (status) => status.state === "closed");
+  assert.equal(server.sockets.length, 2);
+  assert.equal(client.stats.resent, 1, "no send was written again after the 4408");
+});
+
+Deno.test("stats.resent does not count a send lost with its socket when the client is closed before the next one", async () => {
+  await using scripted = openScriptedClient({ chatId: X, backoff: { initialMs: 60_000 } });
+  const { client, events, server } = scripted;
+  const socket = await scripted.accept(historyPage(X, [1]));
+  const send = client.request(textMessage("lost"));
+  await server.written(socket, "send_message");
+  socket.serverClose(1012, "restarting");
+  await events.next("status", (status) => status.state === "reconnecting");
+  await client.close();
+  await assert.rejects(send, ClientClosedError);
+  assert.equal(server.sockets.length, 1);
+  assert.equal(client.stats.resent, 0);
 });

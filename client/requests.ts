@@ -42,6 +42,8 @@ interface Pending {
    * for now.
    */
   waited: boolean;
+  /** A send in flight on a socket that was lost, not yet written on another (stats.resent). */
+  lost: boolean;
   /** The `unread_messages` that answered it, before its ack. */
   answer: ReceivedFrameOf<"unread_messages"> | undefined;
   timer: ReturnType<typeof setTimeout> | undefined;
@@ -126,6 +128,8 @@ export function createRequests(deps: {
   let resting: ReturnType<typeof setTimeout> | undefined;
   /** Sends refused with `rate_limited` since the last one acknowledged: the backoff's exponent. */
   let refusals = 0;
+  /** Sends written again after their socket was lost (stats.resent). */
+  let resent = 0;
   const prefix = randomId().slice(0, 8);
 
   /** Settles a request that will have no answer for the caller; a written one stays known. */
@@ -216,6 +220,9 @@ export function createRequests(deps: {
 
   function write(pending: Pending): boolean {
     if (!deps.write(pending.text)) return false;
+    // counted once written again: one lost with its socket may never be (the client stopped)
+    if (pending.lost) resent++;
+    pending.lost = false;
     pending.handedAtWrite = deps.handed();
     if (pending.reply === "none") {
       pending.settle({ value: undefined });
@@ -301,6 +308,7 @@ export function createRequests(deps: {
         leavesSilent: frame.action === "send_message" || options.leavesSilent === true,
         own: options.leavesSilent === true,
         waited: false,
+        lost: false,
         answer: undefined,
         timer: undefined,
         settle(outcome) {
@@ -407,8 +415,10 @@ export function createRequests(deps: {
         clearTimeout(pending.timer);
         inflight.delete(pending.requestId);
         pending.answer = undefined;
-        if (pending.action === "send_message") requeued.push(pending);
-        else pending.settle({ error: new ConnectionLostError(pending.action) });
+        if (pending.action === "send_message") {
+          pending.lost = true;
+          requeued.push(pending);
+        } else pending.settle({ error: new ConnectionLostError(pending.action) });
       }
       requeue(...requeued);
       return requeued.map((pending) => ({
@@ -423,6 +433,11 @@ export function createRequests(deps: {
       held = undefined;
       givenUp.clear();
       for (const pending of [...inflight.values(), ...queue]) pending.settle({ error });
+    },
+
+    /** Sends written again after their socket was lost, with their `client_id`. */
+    get resent(): number {
+      return resent;
     },
 
     /** Requests not yet settled. */
