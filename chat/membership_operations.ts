@@ -74,6 +74,14 @@ export function createMembershipOperations(deps: { store: ChatStore; now: () => 
       return store.sanctionedWithin(window);
     },
 
+    /**
+     * The user's side in each of the chats they may see, of those named, in one read (chats
+     * created for a user's chats socket, taken in together).
+     */
+    memberships(userId: string, chatIds: readonly string[]): Promise<Membership[]> {
+      return store.memberships(chatIds, userId);
+    },
+
     /** The user's side in one chat they may see (used on `/v1/ws/chats/`). */
     async membership(userId: string, chatId: string): Promise<Membership> {
       const membership = await store.membership(chatId, userId);

@@ -142,6 +142,11 @@ export interface ChatStore {
   chatsCreatedWithin(window: RecentWindow): Promise<Chat[]>;
   /** The user's side in the chat, or null (unknown chat or not a participant). */
   membership(chatId: string, userId: string): Promise<Membership | null>;
+  /**
+   * The user's side in each of these chats that they are a participant of, in no particular
+   * order: one query for them all (the others are left out).
+   */
+  memberships(chatIds: readonly string[], userId: string): Promise<Membership[]>;
   /** Every chat the user is a participant of, on either side. */
   chatsOf(userId: string): Promise<Membership[]>;
   /** Vendors the user is a member of. */

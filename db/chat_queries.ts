@@ -18,6 +18,7 @@ export type ChatQueries = Pick<
   | "getChats"
   | "chatsCreatedWithin"
   | "membership"
+  | "memberships"
   | "chatsOf"
   | "vendorsOf"
   | "isVendorMember"
@@ -73,6 +74,16 @@ export function createChatQueries(sql: Sql): ChatQueries {
         from chats c where c.id = ${chatId}`;
       const [membership] = await sidesOf(userId, rows);
       return membership ?? null;
+    },
+
+    async memberships(chatIds, userId) {
+      if (chatIds.length === 0) return [];
+      const rows = await sql<Array<ChatRow & { is_member: boolean }>>`
+        select c.id, c.user_id, c.vendor_id, c.last_seq, c.created_at, c.updated_at,
+               exists (select 1 from vendor_members vm
+                       where vm.vendor_id = c.vendor_id and vm.user_id = ${userId}) as is_member
+        from chats c where c.id = any(${arrayLiteral(chatIds)}::uuid[])`;
+      return await sidesOf(userId, rows);
     },
 
     async chatsOf(userId) {

@@ -868,6 +868,23 @@ for (const backend of backends) {
     assert.equal(await db.store.membership(chat.id, "agent"), null);
   });
 
+  Deno.test(`${backend.name}: memberships reads the user's side in many chats at once, leaving out the others`, async () => {
+    await using db = await backend.open();
+    const asMember = (await db.store.createChat("c1", "v")).chat;
+    const asCustomer = (await db.store.createChat("agent", "v2")).chat;
+    const notTheirs = (await db.store.createChat("c2", "v3")).chat;
+    await db.store.addVendorMember("v", "agent", "agent");
+    const found = await db.store.memberships(
+      [asMember.id, asCustomer.id, notTheirs.id, crypto.randomUUID()],
+      "agent",
+    );
+    assert.deepEqual(
+      found.map((m) => [m.chat.id, m.side]).sort(),
+      [[asMember.id, "vendor"], [asCustomer.id, "customer"]].sort(),
+    );
+    assert.deepEqual(await db.store.memberships([], "agent"), []);
+  });
+
   Deno.test(`${backend.name}: the chat list pages by activity without skipping ties`, async () => {
     await using db = await backend.open();
     const ids = [];

@@ -15,7 +15,7 @@ import { OperatorDisconnects } from "./operator_disconnects.ts";
 import { SocketChats } from "./socket_chats.ts";
 import { type AccessContext, checkAccessAgain, closeIfSanctioned } from "./socket_access.ts";
 import {
-  adoptNewChat,
+  adoptNewChats,
   adoptVendor,
   type PagesContext,
   resendChatList,
@@ -91,6 +91,11 @@ export class Connection {
    * close; made with the first (an idle socket holds none).
    */
   #timers: Set<ReturnType<typeof setTimeout>> | undefined;
+  /**
+   * New chats told and not yet taken in, waiting in `#queue` for one take-in of them all
+   * (#tellNewChat); undefined when none waits.
+   */
+  #newChats: Set<string> | undefined;
   /** A send of the list owed for new chats is due (#sendNewChatsListSoon). */
   #newChatsListDue = false;
   #closed = false;
@@ -236,7 +241,7 @@ export class Connection {
         return;
       case "chat_created":
         if (this.endpoint.kind !== "chats") return;
-        this.#adoptNewChat(event.chat.id, 0);
+        this.#tellNewChat(event.chat.id);
         return;
       case "membership_added":
         if (event.user_id !== this.userId || this.endpoint.kind !== "chats") return;
@@ -404,17 +409,35 @@ export class Connection {
   }
 
   /**
-   * Takes in a chat created after the socket connected; one the store failed to take in is
+   * A chat created after the socket connected, to take in: the chats told while a take-in waits
+   * in the queue join it, so an import of thousands for one vendor is taken in with a few reads
+   * of the store and joins of the feed, not a few each, ahead of the client's frames.
+   */
+  #tellNewChat(chatId: string): void {
+    if (this.#newChats) {
+      this.#newChats.add(chatId);
+      return;
+    }
+    const told = this.#newChats = new Set([chatId]);
+    this.#queue = this.#queue.then(() => {
+      // the chats told from here on wait for the next take-in
+      this.#newChats = undefined;
+      return this.#adoptNewChats([...told], 0);
+    });
+  }
+
+  /**
+   * Takes in chats created after the socket connected; those the store failed to take in are
    * tried again, after 1, 2 and 4 s: the sweep's telling of a creation comes once or twice, the
    * first perhaps being the one that failed.
    */
-  #adoptNewChat(chatId: string, attempt: number): void {
-    this.#queue = this.#queue.then(async () => {
-      const letGo = await adoptNewChat(chatId, this.#context());
-      if (!letGo) return this.#sendNewChatsListSoon();
-      if (this.#closed || attempt >= ADOPT_RETRIES) return;
-      this.#later(() => this.#adoptNewChat(chatId, attempt + 1), ADOPT_RETRY_MS * 2 ** attempt);
-    });
+  async #adoptNewChats(chatIds: readonly string[], attempt: number): Promise<void> {
+    const letGo = await adoptNewChats(chatIds, this.#context());
+    this.#sendNewChatsListSoon();
+    if (letGo.length === 0 || this.#closed || attempt >= ADOPT_RETRIES) return;
+    this.#later(() => {
+      this.#queue = this.#queue.then(() => this.#adoptNewChats(letGo, attempt + 1));
+    }, ADOPT_RETRY_MS * 2 ** attempt);
   }
 
   /** The list owed for new chats, once; after NEW_CHATS_LIST_DELAY_MS, see there. */

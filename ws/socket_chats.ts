@@ -106,32 +106,29 @@ export class SocketChats {
   }
 
   /**
-   * A chat created after the socket connected, read from the store, kept and followed.
-   * Undefined when it is not the user's to see after all. When following it fails, it is not
-   * kept either: a chat kept is taken for followed, by the next telling of its creation and by
-   * the next refresh, which would then leave it unfollowed.
+   * Chats created after the socket connected, read from the store in one query, kept and
+   * followed with one join (an import creates thousands for one vendor at once). Those that are
+   * not the user's to see after all are left out: told on the subject of a vendor the user acts
+   * for, yet not on its vendor side (the vendor is the chat's customer), or the user's access
+   * went meanwhile. When following them fails, none is kept either: a chat kept is taken for
+   * followed, by the next telling of its creation and by the next refresh, which would then
+   * leave it unfollowed.
    */
-  async takeInNewChat(chatId: string): Promise<Membership | undefined> {
+  async takeInNewChats(chatIds: readonly string[]): Promise<Membership[]> {
     this.#revokedWhileReading = new Set();
-    // forbidden: told on the subject of a vendor the user acts for, yet not on its vendor side
-    // (the vendor is the chat's customer), or the user's access went meanwhile
-    const membership = await this.#deps.service.membership(this.#host.userId, chatId).catch(
-      (error) => {
-        if (error instanceof ChatError && error.code === "forbidden") return undefined;
-        throw error;
-      },
-    );
-    this.#keep(membership ? [membership] : []);
-    if (!membership || !this.memberships.has(chatId)) return undefined;
+    const found = await this.#deps.service.memberships(this.#host.userId, chatIds);
+    this.#keep(found);
+    const kept = found.filter((membership) => this.memberships.has(membership.chat.id));
+    if (kept.length === 0) return [];
     try {
-      await this.#follow([chatId]);
+      await this.#follow(kept.map((membership) => membership.chat.id));
     } catch (error) {
-      this.memberships.delete(chatId);
+      for (const membership of kept) this.memberships.delete(membership.chat.id);
       throw error;
     }
-    // a chat gained: the client's list shows it before its first message (sendOwedChatList)
+    // chats gained: the client's list shows them before their first message (sendOwedChatList)
     this.#chatListOwed = true;
-    return membership;
+    return kept;
   }
 
   /**

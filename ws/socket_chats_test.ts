@@ -49,6 +49,8 @@ function memberSocket() {
     },
     vendorsOf: () => Promise.resolve(state.vendors),
     membership: (_userId: string, chatId: string) => Promise.resolve(membership(chatId)),
+    memberships: (_userId: string, chatIds: readonly string[]) =>
+      Promise.resolve(chatIds.map(membership)),
     listChats: () =>
       Promise.resolve({
         items: state.chats.map((chatId) => ({ chat_id: chatId })),
@@ -148,7 +150,7 @@ Deno.test("a new chat whose following fails is not kept, so the next refresh fol
 
   state.chats = ["chat-a", "chat-b"];
   state.failNextJoin = true;
-  await assert.rejects(chats.takeInNewChat("chat-b"), /the store went away/);
+  await assert.rejects(chats.takeInNewChats(["chat-b"]), /the store went away/);
   // not kept: a chat_created told again takes it in anew
   assert.deepEqual([...chats.memberships.keys()], ["chat-a"]);
 

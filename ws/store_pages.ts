@@ -2,6 +2,7 @@ import { ChatError } from "../chat/errors.ts";
 import type { Delivery } from "../chat/feed.ts";
 import type { Admission } from "../chat/membership_operations.ts";
 import type { ChatService } from "../chat/service.ts";
+import type { Membership } from "../chat/types.ts";
 import type { ServerFrame } from "../protocol/mod.ts";
 import type { DeliveryOrder } from "./delivery_order.ts";
 import type { Endpoint } from "./endpoint.ts";
@@ -70,29 +71,62 @@ export async function sendFirstFrames(context: PagesContext): Promise<void> {
 }
 
 /**
- * Takes in a chat created after the socket connected. Messages sent to it before the
- * socket followed it come from the store, with the `unread_messages` their live sending
- * would have pushed to this side; live events wait until they are out, and the ones those
- * already covered are dropped. When the store fails after the chat was taken in, it is let go
- * again, so that the next telling of its creation (the socket's own retry, or the feed's sweep)
- * takes it in anew, from the page after the last one sent: the live events held meanwhile are
- * dropped, and what they carried comes in those pages. True when it was let go so. The chat
- * list is owed again (sendNewChatsList).
+ * Takes in chats created after the socket connected, all together: one read of the user's side
+ * in them and one join of their feeds (SocketChats.takeInNewChats), however many an import
+ * created at once. Messages sent to each before the socket followed it come from the store,
+ * with the `unread_messages` their live sending would have pushed to this side; live events
+ * wait until they are out, and the ones those already covered are dropped. When the store fails
+ * after a chat was taken in, it is let go again, so that the next telling of its creation (the
+ * socket's own retry, or the feed's sweep) takes it in anew, from the page after the last one
+ * sent: the live events held meanwhile are dropped, and what they carried comes in those pages.
+ * Returns the chats let go so. The chat list is owed again (sendNewChatsList).
  */
-export async function adoptNewChat(chatId: string, context: PagesContext): Promise<boolean> {
-  const { connection, service, chats, order, send } = context;
-  if (connection.closed || chats.memberships.has(chatId)) return false;
-  order.hold(chatId);
-  let takenIn = false;
-  // every page of it: what the feed follows from now on starts after the chat's last seq,
+export async function adoptNewChats(
+  chatIds: readonly string[],
+  context: PagesContext,
+): Promise<string[]> {
+  const { connection, chats, order } = context;
+  const fresh = [...new Set(chatIds)].filter((chatId) => !chats.memberships.has(chatId));
+  if (connection.closed || fresh.length === 0) return [];
+  // every page of each: what the feed follows from now on starts after the chat's last seq,
   // and no later message need come to show a gap past the first page
-  const sentBefore = order.sentUpTo(chatId);
+  const sentBefore = new Map(fresh.map((chatId) => [chatId, order.sentUpTo(chatId)]));
+  for (const chatId of fresh) order.hold(chatId);
+  try {
+    let memberships: Membership[];
+    try {
+      memberships = await chats.takeInNewChats(fresh);
+    } catch (error) {
+      context.onError(error, "adopt new chat");
+      return [];
+    }
+    const letGo: string[] = [];
+    for (const membership of memberships) {
+      if (await sendNewChat(membership, sentBefore.get(membership.chat.id), context)) {
+        letGo.push(membership.chat.id);
+      }
+    }
+    return letGo;
+  } finally {
+    // a take-in that failed, or found the chat not the user's, drops what was held
+    for (const chatId of fresh) order.release(chatId);
+  }
+}
+
+/**
+ * The history of a new chat taken in (adoptNewChats), from the page after `sentBefore`, then
+ * the live events held meanwhile. True when the store failed and the chat was let go.
+ */
+async function sendNewChat(
+  membership: Membership,
+  sentBefore: number | undefined,
+  context: PagesContext,
+): Promise<boolean> {
+  const { connection, service, chats, order, send } = context;
+  const { chat, side } = membership;
+  const chatId = chat.id;
   let sentUpTo = sentBefore ?? 0;
   try {
-    const membership = await chats.takeInNewChat(chatId);
-    if (!membership) return false;
-    takenIn = true;
-    const { chat, side } = membership;
     // taken in again after a failure: what failed may have been the unread count owed for the
     // pages sent then, which no page sent now would call for (a snapshot: one more is harmless)
     let toThisSide = sentBefore !== undefined;
@@ -112,21 +146,17 @@ export async function adoptNewChat(chatId: string, context: PagesContext): Promi
     }
     order.pageSent(chatId, sentUpTo);
     for (const delivery of order.release(chatId)) connection.deliver(delivery);
+    return false;
   } catch (error) {
     context.onError(error, "adopt new chat");
-    if (!takenIn) return false;
     chats.memberships.delete(chatId);
     if (sentUpTo > 0) order.pageSent(chatId, sentUpTo);
     return true;
-  } finally {
-    // a take-in that failed, or found the chat not the user's, drops what was held
-    order.release(chatId);
   }
-  return false;
 }
 
 /**
- * The chat list owed for the new chats taken in (adoptNewChat), sent again with them: an empty
+ * The chat list owed for the new chats taken in (adoptNewChats), sent again with them: an empty
  * chat shows in the client's list too. A failure is reported; the list stays owed to the next
  * change or refresh.
  */

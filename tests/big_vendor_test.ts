@@ -1,0 +1,43 @@
+import assert from "node:assert/strict";
+import { startCluster } from "./support/service.ts";
+import { joinAllChats, joinChat, sendText } from "./support/steps.ts";
+import type { Frame } from "./support/ws_client.ts";
+
+Deno.test("chats created at once for a vendor (an import) are taken in by its chats socket with a few membership reads, not one each", async () => {
+  await using cluster = await startCluster();
+  const service = cluster.main.service.chat;
+  await using vendorAll = await joinAllChats(cluster, "vend-import");
+  // every read of the user's side in chats the socket was told of, one chat or many at a time
+  let reads = 0;
+  const counted = service as unknown as Record<string, (...args: unknown[]) => unknown>;
+  for (const name of ["membership", "memberships"]) {
+    const original = counted[name];
+    if (typeof original !== "function") continue;
+    counted[name] = (...args: unknown[]) => {
+      reads++;
+      return original.apply(service, args);
+    };
+  }
+  const count = 100;
+  const created = await Promise.all(
+    Array.from({ length: count }, (_, n) => service.createChat(`cust-import-${n}`, "vend-import")),
+  );
+  // each new chat is the socket's: a message in it reaches the socket
+  for (const chat of [created[0]!, created.at(-1)!]) {
+    await using customer = await joinChat(cluster, chat.user_id, chat.id);
+    const sent = await sendText(customer, "vend-import", `hello from ${chat.user_id}`);
+    const heard = await vendorAll.next(
+      (frame: Frame) => frame.type === "chat_message" && frame.message.id === sent.id,
+      `the message in ${chat.id}`,
+      30_000,
+    );
+    assert.equal(heard.chat_id, chat.id);
+  }
+  const listed = await vendorAll.next(
+    (frame: Frame) => frame.type === "chats" && frame.has_more && frame.chats.length === 50,
+    "a chats list of the chats created",
+    30_000,
+  );
+  assert.ok(listed.chats.every((row: Frame) => row.vendor_id === "vend-import"));
+  assert.ok(reads <= 10, `${reads} membership reads for ${count} chats created at once`);
+});
