@@ -34,7 +34,8 @@ Deno.test("chats created at once for a vendor (an import) are taken in by its ch
     assert.equal(heard.chat_id, chat.id);
   }
   const listed = await vendorAll.next(
-    (frame: Frame) => frame.type === "chats" && frame.has_more && frame.chats.length === 50,
+    // (a page holds the whole run of chats sharing its last updated_at: maybe more than 50)
+    (frame: Frame) => frame.type === "chats" && frame.chats.length >= 50,
     "a chats list of the chats created",
     30_000,
   );
