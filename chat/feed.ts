@@ -20,6 +20,8 @@ export {
 export type { UserListener } from "./user_feed.ts";
 
 export type ChatListener = (delivery: Delivery) => void;
+/** Leaves the chats a join joined: all of them, or those of them named (again: nothing more). */
+export type FeedLeave = (chatIds?: readonly string[]) => void;
 
 /** How far another instance's clock may be behind this one's, for the windows read again. */
 const PUBLISHER_CLOCK_SKEW_MS = 10_000;
@@ -287,10 +289,11 @@ export function createChatFeed(
     /**
      * Starts delivering the chats' events to `listener` (a chat already followed may deliver
      * before this settles); resolves once each chat's position is known, so every message
-     * committed after that is delivered. Returns the leave. When a position cannot be read, the
-     * listener leaves every chat and the error is thrown.
+     * committed after that is delivered. Returns the leave: of every chat joined, or of those of
+     * them named. When a position cannot be read, the listener leaves every chat and the error is
+     * thrown.
      */
-    async join(chatIds: readonly string[], listener: ChatListener): Promise<() => void> {
+    async join(chatIds: readonly string[], listener: ChatListener): Promise<FeedLeave> {
       const entries = follow(chatIds, listener);
       try {
         await Promise.all(entries.map(([, entry]) => entry.ready));
@@ -298,7 +301,11 @@ export function createChatFeed(
         leave(entries, listener);
         throw error;
       }
-      return () => leave(entries, listener);
+      return (only) => {
+        if (only === undefined) return leave(entries, listener);
+        const named = new Set(only);
+        leave(entries.filter(([chatId]) => named.has(chatId)), listener);
+      };
     },
 
     /** Delivers the user-level events (new chats, disconnects) of `userId`. */

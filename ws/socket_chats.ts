@@ -1,5 +1,5 @@
 import type { UserEvent } from "../chat/events.ts";
-import type { ChatFeed, Delivery } from "../chat/feed.ts";
+import type { ChatFeed, Delivery, FeedLeave } from "../chat/feed.ts";
 import { ChatError } from "../chat/errors.ts";
 import type { Admission } from "../chat/membership_operations.ts";
 import type { Actor, ChatService } from "../chat/service.ts";
@@ -46,8 +46,13 @@ export class SocketChats {
   #revokedWhileReading: Set<string> | undefined;
   /** The vendors whose user events (new chats) a member's chats socket hears, each with its stop. */
   #vendors = new Map<string, () => void>();
-  /** Chats whose feed this socket has joined (a chat dropped stays joined until the close). */
-  #followed = new Set<string>();
+  /**
+   * Chats whose feed this socket has joined, each with the leave of its join. A chat lost to a
+   * vendor membership revoked or a refresh is left (a removed agent's socket would otherwise
+   * have this instance follow every chat of the vendor until it closes); one let go by a take-in
+   * that failed stays joined, to be taken in again.
+   */
+  #followed = new Map<string, FeedLeave>();
   /** The chat list changed and the client has not been sent it yet. */
   #chatListOwed = false;
   #cleanups: Array<() => void> = [];
@@ -235,11 +240,14 @@ export class SocketChats {
     const { chats, vendors } = await this.#readAllChats();
     const stored = new Set(chats.map((membership) => membership.chat.id));
     let changed = false;
+    const lost: string[] = [];
     for (const chatId of this.memberships.keys()) {
       if (stored.has(chatId)) continue;
       this.memberships.delete(chatId);
+      lost.push(chatId);
       changed = true;
     }
+    this.#unfollow(lost);
     const fresh = chats.filter((membership) => !this.memberships.has(membership.chat.id));
     this.#keep(fresh);
     for (const vendorId of this.#vendors.keys()) {
@@ -280,12 +288,29 @@ export class SocketChats {
     for (const vendorId of revoked) this.#dropVendor(vendorId);
   }
 
-  /** Joins the chats' feeds, each once: a chat lost and gained again is still joined. */
+  /**
+   * Joins the chats' feeds, each once: a chat let go by a take-in that failed is still joined;
+   * one left (#unfollow) is joined anew.
+   */
   async #follow(chatIds: string[]): Promise<void> {
     const fresh = chatIds.filter((chatId) => !this.#followed.has(chatId));
     if (this.#host.closed || fresh.length === 0) return;
-    this.#hold(await this.#deps.feed.join(fresh, (delivery) => this.#host.deliver(delivery)));
-    for (const chatId of fresh) this.#followed.add(chatId);
+    const leave = await this.#deps.feed.join(fresh, (delivery) => this.#host.deliver(delivery));
+    this.#hold(leave);
+    if (this.#host.closed) return;
+    for (const chatId of fresh) this.#followed.set(chatId, leave);
+  }
+
+  /** Leaves the feeds of chats no longer seen (those joined; the close leaves the rest). */
+  #unfollow(chatIds: readonly string[]): void {
+    const byJoin = new Map<FeedLeave, string[]>();
+    for (const chatId of chatIds) {
+      const leave = this.#followed.get(chatId);
+      if (!leave) continue;
+      this.#followed.delete(chatId);
+      byJoin.set(leave, [...(byJoin.get(leave) ?? []), chatId]);
+    }
+    for (const [leave, left] of byJoin) leave(left);
   }
 
   /** Members of a vendor hear of the vendor's new chats on the vendor's subject. */
@@ -308,7 +333,7 @@ export class SocketChats {
   #dropVendor(vendorId: string): boolean {
     this.#stopHearing(vendorId);
     const { userId, endpoint } = this.#host;
-    let dropped = false;
+    const dropped: string[] = [];
     for (const [chatId, membership] of this.memberships) {
       const { chat, side } = membership;
       if (chat.vendor_id !== vendorId || side !== "vendor" || userId === vendorId) continue;
@@ -317,9 +342,10 @@ export class SocketChats {
         return true;
       }
       this.memberships.delete(chatId);
-      dropped = true;
+      dropped.push(chatId);
     }
-    return dropped;
+    this.#unfollow(dropped);
+    return dropped.length > 0;
   }
 
   /** Keeps `cleanup` for the close; runs it now if the connection closed meanwhile. */

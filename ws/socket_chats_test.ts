@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
-import type { ChatFeed } from "../chat/feed.ts";
+import { createMemoryBus } from "../bus/memory_bus.ts";
+import { createSubjects } from "../bus/subjects.ts";
+import { type ChatFeed, createChatFeed } from "../chat/feed.ts";
+import type { ChatStore } from "../chat/ports.ts";
 import type { ChatService } from "../chat/service.ts";
 import type { Membership } from "../chat/types.ts";
 import type { ServerFrame } from "../protocol/mod.ts";
@@ -173,4 +176,63 @@ Deno.test("a member removed while the chats socket first reads its chats stops h
   assert.deepEqual([...chats.memberships.keys()], ["chat-a"]);
   assert.equal(state.heard.has("acme"), true);
   assert.deepEqual(sent.map((frame) => frame.type), ["chats"]);
+});
+
+Deno.test("a member's chats socket stops following the vendor's chats on the feed once its membership is revoked", async () => {
+  const feed = createChatFeed({
+    bus: createMemoryBus(),
+    store: {
+      lastSeqs: (chatIds: readonly string[]) =>
+        Promise.resolve(new Map(chatIds.map((chatId) => [chatId, 0]))),
+    } as unknown as ChatStore,
+    subjects: createSubjects("t"),
+  });
+  const own = {
+    chat: { ...membership("own-chat").chat, user_id: "agent-1", vendor_id: "elsewhere" },
+    side: "customer" as const,
+  };
+  const service = {
+    joinAllChats: () =>
+      Promise.resolve({
+        chats: [own, membership("chat-a"), membership("chat-b")],
+        disconnectedOn: null,
+      }),
+    vendorsOf: () => Promise.resolve(["acme"]),
+    listChats: () => Promise.resolve({ items: [], has_more: false }),
+  } as unknown as ChatService;
+  const delivered: string[] = [];
+  const host: ChatsHost = {
+    userId: "agent-1",
+    endpoint: { kind: "chats" },
+    closed: false,
+    close: () => assert.fail("the socket is not to be closed"),
+    deliver: (delivery) => delivered.push(delivery.envelope.frame.chat_id),
+    onUserEvent: () => {},
+    holdLiveEvents: () => () => {},
+  };
+  const chats = new SocketChats(host, { service, feed });
+  try {
+    await chats.takeInAllChats();
+    assert.equal(feed.size, 3);
+    assert.equal(chats.revoke("acme"), true);
+    // the chats of acme are seen no more: this instance need not hear their events for it
+    assert.deepEqual([...chats.memberships.keys()], ["own-chat"]);
+    assert.equal(feed.size, 1, "the vendor's chats are still followed for the socket");
+
+    // added back: the vendor's chats are followed again, and their events come
+    await chats.adoptVendor("acme", () => {});
+    assert.deepEqual([...chats.memberships.keys()].sort(), ["chat-a", "chat-b", "own-chat"]);
+    assert.equal(feed.size, 3);
+    feed.publishChat("chat-a", {
+      chat: { user_id: "customer-of-chat-a", vendor_id: "acme" },
+      audience: { to: "all" },
+      frame: { type: "typing", chat_id: "chat-a", user_id: "customer-of-chat-a", is_typing: true },
+      sent_at: Date.now(),
+    });
+    assert.deepEqual(delivered, ["chat-a"]);
+  } finally {
+    chats.stop();
+    feed.close();
+  }
+  assert.equal(feed.size, 0);
 });
