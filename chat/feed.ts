@@ -308,6 +308,15 @@ export function createChatFeed(
       };
     },
 
+    /**
+     * The last seq of the chat this instance delivered; undefined when it does not follow the
+     * chat, or has not read its position yet. 0: none, and none was stored when it began to
+     * follow it, so every message of the chat comes from the feed.
+     */
+    deliveredUpTo(chatId: string): number | undefined {
+      return chats.get(chatId)?.sequencer.lastSeq ?? undefined;
+    },
+
     /** Delivers the user-level events (new chats, disconnects) of `userId`. */
     onUser(userId: string, listener: UserListener): () => void {
       return users.listen(userId, listener);

@@ -10,6 +10,14 @@ Deno.test("chats created at once for a vendor (an import) are taken in by its ch
   // every read of the user's side in chats the socket was told of, one chat or many at a time
   let reads = 0;
   const counted = service as unknown as Record<string, (...args: unknown[]) => unknown>;
+  let historyReads = 0;
+  const history = service.history;
+  Object.assign(service, {
+    history: (...args: Parameters<typeof history>) => {
+      historyReads++;
+      return history.apply(service, args);
+    },
+  });
   for (const name of ["membership", "memberships"]) {
     const original = counted[name];
     if (typeof original !== "function") continue;
@@ -41,4 +49,6 @@ Deno.test("chats created at once for a vendor (an import) are taken in by its ch
   );
   assert.ok(listed.chats.every((row: Frame) => row.vendor_id === "vend-import"));
   assert.ok(reads <= 10, `${reads} membership reads for ${count} chats created at once`);
+  // empty when the socket followed them: nothing to read of their history
+  assert.ok(historyReads <= 10, `${historyReads} history reads for ${count} new chats`);
 });

@@ -177,6 +177,11 @@ export class SocketChats {
     await this.sendOwedChatList(send);
   }
 
+  /** The last seq of the chat the feed delivered (see ChatFeed.deliveredUpTo). */
+  deliveredUpTo(chatId: string): number | undefined {
+    return this.#deps.feed.deliveredUpTo(chatId);
+  }
+
   /** Whether a change of the chat list was not sent yet. */
   get chatListOwed(): boolean {
     return this.#chatListOwed;

@@ -114,8 +114,9 @@ export async function adoptNewChats(
 }
 
 /**
- * The history of a new chat taken in (adoptNewChats), from the page after `sentBefore`, then
- * the live events held meanwhile. True when the store failed and the chat was let go.
+ * The history of a new chat taken in (adoptNewChats), from the page after `sentBefore` (none
+ * when the feed found the chat empty), then the live events held meanwhile. True when the store
+ * failed and the chat was let go.
  */
 async function sendNewChat(
   membership: Membership,
@@ -132,7 +133,10 @@ async function sendNewChat(
     let toThisSide = sentBefore !== undefined;
     // nothing more once the socket closed, or lost the chat (a membership revoked meanwhile)
     const stillSeen = () => !connection.closed && chats.memberships.has(chatId);
-    for (let hasMore = true; hasMore && stillSeen();) {
+    // a chat of no message when the feed began to follow it (an import's): its messages all
+    // come from the feed, and there is no history to read
+    const stored = sentBefore !== undefined || chats.deliveredUpTo(chatId) !== 0;
+    for (let hasMore = stored; hasMore && stillSeen();) {
       const page = await service.history(chat, { limit: 100, after_seq: sentUpTo });
       for (const message of page.items) {
         send({ type: "chat_message", chat_id: chatId, message });
