@@ -29,8 +29,12 @@ function redactUrl(text: string, options: { tokenAsUser: boolean }): string {
   return url.toString();
 }
 
-/** What a URL in running text looks like: a scheme and `//`, up to a blank, quote or bracket. */
-const URL_IN_TEXT = /\b[a-z][a-z0-9+.-]*:\/\/[^\s"'`<>()[\]{}]+/gi;
+/**
+ * What a URL in running text looks like: a scheme and `//`, up to a blank, quote or bracket. A
+ * scheme starts where no scheme character comes before it, so each run of them is scanned once:
+ * with `\b`, every word of `a.a.a...` started a scan of the rest of the run (quadratic).
+ */
+const URL_IN_TEXT = /(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*:\/\/[^\s"'`<>()[\]{}]+/gi;
 
 /**
  * `text` (an error's message) with the credentials of every URL it quotes masked: a fetch that

@@ -64,3 +64,13 @@ Deno.test("redactUrlsIn masks the credentials of each URL a text quotes, and lea
       "then nats://redacted@nats:4222 and postgres://chat:redacted@db/chat, not https://example.com",
   );
 });
+
+Deno.test("redactUrlsIn reads a long text without a URL in time in proportion to it", () => {
+  // every `.` of `a.a.a...` starts a word, and each start scanned the rest of the text for a
+  // `://`: quadratic, a 200 KB error message held the process for seconds (1 MB: minutes)
+  const text = "a.".repeat(100_000);
+  const started = performance.now();
+  assert.equal(redactUrlsIn(text), text);
+  const tookMs = performance.now() - started;
+  assert.ok(tookMs < 2_000, `took ${Math.round(tookMs)} ms`);
+});
