@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import postgres from "postgres";
 import { startCluster } from "./support/service.ts";
 import {
   acked,
@@ -120,4 +121,35 @@ Deno.test("a socket that goes while its user is typing tells the others they sto
   const barrier = await sendText(customer, "vend-1", "barrier");
   const seen = framesBetween(vendor, mark, await messageWithSeq(vendor, barrier.seq));
   assert.deepEqual(seen.filter((frame) => frame.type === "typing"), []);
+});
+
+Deno.test("a typing frame still being answered when its socket goes is not told after the socket's stop", async () => {
+  await using cluster = await startCluster();
+  await using typer = await joinAllChats(cluster, "cust-1");
+  const sql = postgres(cluster.databaseUrl, { max: 2, onnotice: () => {} });
+  try {
+    // a chat the socket does not know (made an hour ago, out of every sweep's window): its
+    // typing asks the store whether the user is in it
+    const [{ id: chatId }] = await sql<[{ id: string }]>`
+      insert into chats (user_id, vendor_id, created_at, updated_at)
+      values ('cust-1', 'vend-1', now() - interval '1 hour', now() - interval '1 hour')
+      returning id`;
+    await using vendor = await joinChat(cluster, "vend-1", chatId);
+    const mark = vendor.frames.length;
+    // the store's answer is held while the socket goes
+    await sql.begin(async (tx) => {
+      await tx`lock table vendor_members in access exclusive mode`;
+      typer.send({ action: "typing", request_id: "t1", chat_id: chatId, is_typing: true });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      typer.close();
+      await typer.closed;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    });
+    // the answer comes now; a `true` said after the socket's `false` would stay up for good
+    await vendor.nextOfType("typing", 2_000).catch(() => undefined);
+    const typing = vendor.frames.slice(mark).filter((frame) => frame.type === "typing");
+    assert.notEqual(typing.at(-1)?.is_typing, true, JSON.stringify(typing));
+  } finally {
+    await sql.end();
+  }
 });

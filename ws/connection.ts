@@ -362,6 +362,9 @@ export class Connection {
   }
 
   #sayTyping(actor: Actor, isTyping: boolean): void {
+    // a typing answered after the socket went (its chat was looked up in the store meanwhile)
+    // is not told: a `true` after the close's `false` would stay up on the other side for good
+    if (this.#closed) return;
     const chatId = actor.membership.chat.id;
     if (isTyping) (this.#typingIn ??= new Map()).set(chatId, actor);
     else this.#typingIn?.delete(chatId);
