@@ -299,11 +299,11 @@ export function createMessageOperations(
           issues: [{ path: "message_id", message: "only text messages can be edited" }],
         });
       }
-      if (message.content === content) return toClientMessage(message);
       const edited = await store.editMessage(messageId, content);
       if (!edited) throw new ChatError("not_found", "no such message in this chat");
+      const client = toClientMessage(edited.message);
+      if (!edited.changed) return client;
       const { chat } = actor.membership;
-      const client = toClientMessage(edited);
       publishChat(chat, { to: "all" }, {
         type: "message_edited",
         chat_id: chat.id,

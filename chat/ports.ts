@@ -223,7 +223,14 @@ export interface ChatStore {
     deletedBy: string,
     options?: { audit?: ModerationRecord },
   ): Promise<{ message: StoredMessage; changed: boolean } | null>;
-  editMessage(messageId: string, content: string): Promise<StoredMessage | null>;
+  /**
+   * Changes a text message's content; `changed` false when it has that text already (compared
+   * under the row's lock: an edit under way is waited for). Null: gone, deleted, or not text.
+   */
+  editMessage(
+    messageId: string,
+    content: string,
+  ): Promise<{ message: StoredMessage; changed: boolean } | null>;
 
   addVendorMember(vendorId: string, userId: string, role: VendorRole): Promise<VendorMember>;
   removeVendorMember(vendorId: string, userId: string): Promise<boolean>;

@@ -329,18 +329,31 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
       // statement began, which may be the same millisecond as the edit before, or earlier.
       const editedAt = sql`greatest(date_trunc('milliseconds', now()),
                                     edited_at + interval '1 millisecond')`;
+      // The text is compared under the row's lock, with the latest edit's: one compared before
+      // (or against this statement's snapshot) would take an edit still under way for the text
+      // the message has, and an edit back to the text it replaces would change nothing.
       const [row] = await sql<MessageRow[]>`
-        with updated as (
-          update messages set content = ${content}, edited_at = ${editedAt},
-                              updated_at = ${editedAt}
+        with current as (
+          select id, content from messages
           where id = ${messageId} and deleted_at is null and media_type = 'text'
-          returning ${messageColumns(sql)}
+          for update
+        ), updated as (
+          update messages m set content = ${content}, edited_at = ${editedAt},
+                                updated_at = ${editedAt}
+          from current
+          where m.id = current.id and current.content is distinct from ${content}
+          returning ${messageColumns(sql, "m")}
         ), bump as (
           update chats set unread_epoch = unread_epoch + 1
           where id = (select chat_id from updated)
         )
         select * from updated`;
-      return row ? toStoredMessage(row) : null;
+      if (row) return { message: toStoredMessage(row), changed: true };
+      const current = await selectMessage(sql, messageId);
+      return current && !current.deleted && current.media_type === "text" &&
+          current.content === content
+        ? { message: current, changed: false }
+        : null;
     },
 
     ...moderation.queries,

@@ -263,3 +263,51 @@ Deno.test("a sender banned, or removed from the vendor, before their socket hear
     await sql.end();
   }
 });
+
+Deno.test("of two edits of one message from two sockets, the later one wins, also when it brings back the text the earlier one replaces", async () => {
+  // A message "A": one tab saves "B", another then "A" again (an undo) while the first is still
+  // waiting on the row. The second read "A" as stored and was answered at once, changing
+  // nothing, and "B" was stored after it: the text the user saved last was lost.
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using first = await joinChat(cluster, "cust-1", chat.id);
+  await using second = await joinChat(cluster, "cust-1", chat.id);
+  const message = await sendText(first, "vend-1", "A");
+  const sql = postgres(cluster.databaseUrl, { max: 2, onnotice: () => {} });
+  const held = Promise.withResolvers<void>();
+  const locked = Promise.withResolvers<void>();
+  const holding = sql.begin(async (tx) => {
+    await tx`select id from messages where id = ${message.id} for update`;
+    locked.resolve();
+    await held.promise;
+  });
+  try {
+    await locked.promise;
+    const waiting = async (count: number) => {
+      for (let tries = 0; tries < 200; tries++) {
+        const [{ n }] = await sql<[{ n: number }]>`
+          select count(*)::int as n from pg_stat_activity
+          where wait_event_type = 'Lock' and query like '%edited_at =%'`;
+        if (n >= count) return;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.fail(`${count} edit(s) never waited on the row`);
+    };
+    const toB = first.request({ action: "edit_message", message_id: message.id, content: "B" });
+    await waiting(1);
+    const toA = second.request({ action: "edit_message", message_id: message.id, content: "A" });
+    // the later edit waits for the row as well, or has been answered already
+    await Promise.race([waiting(2), toA]);
+    held.resolve();
+    await holding;
+    assert.equal((await toB).type, "ack");
+    assert.equal((await toA).type, "ack");
+    const [stored] = await sql<[{ content: string }]>`
+      select content from messages where id = ${message.id}`;
+    assert.equal(stored.content, "A", "the text saved last");
+  } finally {
+    held.resolve();
+    await holding;
+    await sql.end();
+  }
+});
