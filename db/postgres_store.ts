@@ -328,13 +328,15 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
       // waited for): sockets are told the edit with the newest edited_at, and now() is when the
       // statement began, which may be the same millisecond as the edit before, or earlier.
       const editedAt = sql`greatest(date_trunc('milliseconds', now()),
-                                    edited_at + interval '1 millisecond')`;
+                                    m.edited_at + interval '1 millisecond')`;
       // The text is compared under the row's lock, with the latest edit's: one compared before
       // (or against this statement's snapshot) would take an edit still under way for the text
       // the message has, and an edit back to the text it replaces would change nothing.
-      const [row] = await sql<MessageRow[]>`
+      // Unchanged, the message is answered as that lock shows it, in the same statement: read
+      // after, it could be another edit's, committed meanwhile.
+      const [row] = await sql<Array<MessageRow & { changed: boolean }>>`
         with current as (
-          select id, content from messages
+          select ${messageColumns(sql)} from messages
           where id = ${messageId} and deleted_at is null and media_type = 'text'
           for update
         ), updated as (
@@ -347,13 +349,10 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
           update chats set unread_epoch = unread_epoch + 1
           where id = (select chat_id from updated)
         )
-        select * from updated`;
-      if (row) return { message: toStoredMessage(row), changed: true };
-      const current = await selectMessage(sql, messageId);
-      return current && !current.deleted && current.media_type === "text" &&
-          current.content === content
-        ? { message: current, changed: false }
-        : null;
+        select *, true as changed from updated
+        union all
+        select *, false as changed from current where not exists (select 1 from updated)`;
+      return row ? { message: toStoredMessage(row), changed: row.changed } : null;
     },
 
     ...moderation.queries,
