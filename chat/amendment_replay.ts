@@ -35,10 +35,17 @@ export function createAmendmentReplay(deps: {
    */
   followed: () => ReadonlyMap<string, number>;
   /**
-   * Hands a replayed event about message `seq` on, to go out in line with the chat's other
-   * events; `stillOwed` says, when it may go out, whether the sockets still lack it.
+   * Hands a replayed event about message `seq`, made at `amendedAt` (the store's clock), on, to
+   * go out in line with the chat's other events, to the sockets that were there when it was
+   * made; `stillOwed` says, when it may go out, whether the sockets still lack it.
    */
-  deliver: (chatId: string, seq: number, envelope: ChatEnvelope, stillOwed: () => boolean) => void;
+  deliver: (
+    chatId: string,
+    seq: number,
+    envelope: ChatEnvelope,
+    stillOwed: () => boolean,
+    amendedAt: number,
+  ) => void;
   onError: (error: unknown, context: string) => void;
   /**
    * Told of how many chats a sweep reads the read marks, their tallies differing although this
@@ -129,17 +136,24 @@ export function createAmendmentReplay(deps: {
       missing: () => ChatFrame | null,
     ) => {
       const chat = participants.get(event.chat_id);
-      if (!chat || Date.parse(at) < (followed.get(event.chat_id) ?? Infinity)) return;
+      const madeAt = Date.parse(at);
+      if (!chat || madeAt < (followed.get(event.chat_id) ?? Infinity)) return;
       const frame = missing();
       if (!frame) return;
       replayedFrames.add(frame);
       handedOn++;
-      deps.deliver(event.chat_id, event.seq, {
-        chat: { user_id: chat.user_id, vendor_id: chat.vendor_id },
-        audience: { to: "all" },
-        frame,
-        sent_at: Date.now(),
-      }, () => missing() !== null);
+      deps.deliver(
+        event.chat_id,
+        event.seq,
+        {
+          chat: { user_id: chat.user_id, vendor_id: chat.vendor_id },
+          audience: { to: "all" },
+          frame,
+          sent_at: Date.now(),
+        },
+        () => missing() !== null,
+        madeAt,
+      );
     };
     for (const message of amended) {
       replay(message, amendedAt(message), () => memory.missingEvent(message));

@@ -25,6 +25,12 @@ export interface Delivery {
    * the bus's other events, which waits for no round trip.
    */
   roundTripTick?: number | undefined;
+  /**
+   * An edit, deletion or read mark replayed from the store: when it was made (the store's
+   * clock). A listener that joined the chat after that read the chat from the store later (the
+   * socket's first page, or the pages its client reads), and has it already.
+   */
+  amendedAt?: number | undefined;
 }
 
 /** Wraps an envelope so that its frame is serialised at most once. */

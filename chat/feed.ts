@@ -47,7 +47,11 @@ export interface FeedOptions {
 }
 
 interface ChatEntry {
-  listeners: Set<ChatListener>;
+  /**
+   * Each with when it joined (this clock): a replayed amendment made before that is not its
+   * (see Delivery.amendedAt).
+   */
+  listeners: Map<ChatListener, number>;
   /** Releases the chat's events in seq order; its lastSeq is null until the baseline is read. */
   sequencer: ChatSequencer;
   ready: Promise<void>;
@@ -78,8 +82,10 @@ export function createChatFeed(
   const amendments = createAmendmentReplay({
     store,
     followed: () => new Map(followedChats().map(([chatId, entry]) => [chatId, entry.since])),
-    deliver(chatId, seq, envelope, stillOwed) {
-      chats.get(chatId)?.sequencer.replayed(seq, createDelivery(envelope), stillOwed);
+    deliver(chatId, seq, envelope, stillOwed, amendedAt) {
+      const delivery = createDelivery(envelope);
+      delivery.amendedAt = amendedAt;
+      chats.get(chatId)?.sequencer.replayed(seq, delivery, stillOwed);
     },
     onError,
     onReadTalliesDiffering: options.onReadTalliesDiffering,
@@ -95,7 +101,11 @@ export function createChatFeed(
     if (amendments.alreadyDelivered(delivery.envelope.frame)) return;
     amendments.delivered(delivery.envelope.frame);
     delivery.roundTripTick ??= roundTrips.tick();
-    for (const listener of entry.listeners) {
+    const { amendedAt } = delivery;
+    for (const [listener, since] of entry.listeners) {
+      // replayed, and made before the listener joined: the store it read since had it (a
+      // client back from another instance was sent the message amended in its first page)
+      if (amendedAt !== undefined && amendedAt < since) continue;
       try {
         listener(delivery);
       } catch (error) {
@@ -164,7 +174,7 @@ export function createChatFeed(
         entry = open(chatId, ready);
         fresh.push([chatId, entry]);
       }
-      entry.listeners.add(listener);
+      if (!entry.listeners.has(listener)) entry.listeners.set(listener, Date.now());
       return [chatId, entry];
     });
     resync.heed();
@@ -176,7 +186,7 @@ export function createChatFeed(
   /** Follows a chat new to this instance: its subscription is in force from here on. */
   function open(chatId: string, ready: Promise<void>): ChatEntry {
     const entry: ChatEntry = {
-      listeners: new Set(),
+      listeners: new Map(),
       sequencer: new ChatSequencer(
         chatId,
         (delivery) => deliver(chatId, entry, delivery),

@@ -319,3 +319,48 @@ Deno.test("read marks not kept behind a gap the store could not fill are read fr
     feed.close();
   }
 });
+
+Deno.test("an amendment replayed from the store goes to the listeners that were there when it was made, not to one that joined after", async () => {
+  const subjects = createSubjects("test");
+  const pause = () => new Promise((resolve) => setTimeout(resolve, 5));
+  let deletedAt = "";
+  const store = {
+    lastSeqs: (chatIds: readonly string[]) =>
+      Promise.resolve(new Map(chatIds.map((id) => [id, 3]))),
+    // message 2, deleted while the bus was away: its live event never came
+    amendedWithin: () =>
+      Promise.resolve([
+        storedRow("chat-1", 2, { deleted: true, deleted_at: deletedAt, deleted_by: "alice" }),
+      ]),
+    readTallies: () => Promise.resolve({ fromMs: 0, toMs: 0, chats: [] }),
+    readWithin: () => Promise.resolve([]),
+    getChats: (chatIds: readonly string[]) =>
+      Promise.resolve(chatIds.map((id) => ({ id, user_id: "alice", vendor_id: "acme" }))),
+  } as unknown as ChatStore;
+  const feed = createChatFeed({ bus: createMemoryBus(), store, subjects });
+  try {
+    const there: string[] = [];
+    const { promise: told, resolve: tell } = Promise.withResolvers<void>();
+    const leaveThere = await feed.join(["chat-1"], ({ envelope: { frame } }) => {
+      there.push(frame.type);
+      if (frame.type === "message_deleted") tell();
+    });
+    await pause();
+    deletedAt = new Date().toISOString();
+    await pause();
+    // a socket that came after the deletion (a client back from another instance): the page
+    // it was sent from the store had message 2 deleted already
+    const after: string[] = [];
+    const leaveAfter = await feed.join(["chat-1"], ({ envelope: { frame } }) => {
+      after.push(frame.type);
+    });
+    feed.requestResync(60_000);
+    await within(told, 2_000, "the deletion replayed");
+    assert.deepEqual(there, ["message_deleted"]);
+    assert.deepEqual(after, [], "the listener that joined after the deletion is not told it");
+    leaveThere();
+    leaveAfter();
+  } finally {
+    feed.close();
+  }
+});
