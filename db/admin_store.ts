@@ -85,11 +85,15 @@ export function createAdminStore(pool: Sql): AdminStore {
   // a list that gives up at the store timeout takes its statement with it (store_calls.ts)
   const calls = createStoreCalls();
   const sql = withWholeResults(pool, calls);
-  /** The rows past `after` in newest-first order of (created_at, id). */
+  /**
+   * The rows past `after` in newest-first order of (created_at, id). A cursor's time goes as
+   * text: typed timestamptz, postgres.js sends it through a JavaScript Date, which cuts its
+   * microseconds, and the rows of the cursor's millisecond before it were on no page.
+   */
   const olderThan = (after: TimeCursor | undefined) =>
     after === undefined
       ? sql``
-      : sql`and (created_at, id) < (${after.at}::timestamptz, ${after.key}::uuid)`;
+      : sql`and (created_at, id) < (${after.at}::text::timestamptz, ${after.key}::uuid)`;
 
   const store: AdminStore = {
     async listChats({ user_id, vendor_id, limit, after }) {
@@ -175,7 +179,7 @@ export function createAdminStore(pool: Sql): AdminStore {
         where true
           ${
             after === undefined ? sql`` : sql`and (rank, created_at, seq, id) <
-            (${after.rank}::real, ${after.at}::timestamptz, ${after.seq}::int, ${after.key}::uuid)`
+            (${after.rank}::real, ${after.at}::text::timestamptz, ${after.seq}::int, ${after.key}::uuid)`
           }
         -- a group commit writes its messages with one created_at: seq tells a chat's apart
         order by rank desc, created_at desc, seq desc, id desc
@@ -206,7 +210,7 @@ export function createAdminStore(pool: Sql): AdminStore {
       // (0018), then merged: one condition for both would read every ban, those long over too.
       const older = after === undefined
         ? sql``
-        : sql`and (created_at, user_id) < (${after.at}::timestamptz, ${after.key})`;
+        : sql`and (created_at, user_id) < (${after.at}::text::timestamptz, ${after.key})`;
       const inForce = (which: PendingQuery<Row[]>) =>
         sql`(
           select user_id, moderator_id, reason, created_at, expires_at from bans

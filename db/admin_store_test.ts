@@ -139,3 +139,60 @@ Deno.test("searchMessages pages every match once on a database whose extra_float
     await sql.end();
   }
 });
+
+Deno.test("search and list pages keep rows made within one millisecond: a cursor's microseconds are not cut", async () => {
+  // postgres.js sends a timestamptz parameter through a JavaScript Date, which keeps
+  // milliseconds: a cursor at 00.000300 went as 00.000, and the rows at 00.000200 and 00.000100
+  // were on no page (a group commit, or a bulk import, stores rows within one millisecond)
+  await using database = await freshDatabase();
+  const sql = postgres(database.url, { max: 2, onnotice: () => {} });
+  try {
+    const admin: AdminStore = createAdminStore(sql);
+    const created = ["00.000100", "00.000200", "00.000300"].map((s) => `2026-01-01 00:00:${s}+00`);
+    const chatIds: string[] = [];
+    for (const [index, at] of created.entries()) {
+      const [chat] = await sql<[{ id: string }]>`
+        insert into chats (user_id, vendor_id, created_at, updated_at)
+        values (${`user-${index}`}, 'acme', ${at}::text::timestamptz, ${at}::text::timestamptz)
+        returning id`;
+      chatIds.push(chat.id);
+      await sql`
+        insert into messages (chat_id, seq, sender_id, sender_side, receiver_id, media_type,
+                              content, created_at)
+        values (${chat.id}, 1, ${`user-${index}`}, 'customer', 'acme', 'text', 'a red lamp',
+                ${at}::text::timestamptz)`;
+    }
+    const pages = async <T>(
+      read: (after: unknown) => Promise<{ items: T[]; next: unknown }>,
+    ): Promise<T[]> => {
+      const seen: T[] = [];
+      let after: unknown;
+      for (let page = 0; page < 5; page++) {
+        const { items, next } = await read(after);
+        seen.push(...items);
+        if (next === null) break;
+        after = next;
+      }
+      return seen;
+    };
+    const found = await pages((after) =>
+      admin.searchMessages({
+        text: "lamp",
+        include_deleted: false,
+        limit: 1,
+        ...(after === undefined ? {} : { after: after as never }),
+      })
+    );
+    assert.deepEqual(found.map((message) => message.chat_id), [...chatIds].reverse(), "search");
+    const listed = await pages((after) =>
+      admin.listChats({
+        vendor_id: "acme",
+        limit: 1,
+        ...(after === undefined ? {} : { after: after as never }),
+      })
+    );
+    assert.deepEqual(listed.map((chat) => chat.id), [...chatIds].reverse(), "ListChats");
+  } finally {
+    await sql.end();
+  }
+});
