@@ -16,6 +16,7 @@ import { createHealthReporter, type ReadinessSource } from "./health.ts";
 import { type GrpcListener, startGrpcListener } from "./listener.ts";
 import { createPageTokens } from "./page_token.ts";
 import { addReflection } from "./reflection.ts";
+import { readLongDeadlines } from "./long_deadlines.ts";
 import { startTlsFront, type TlsFront } from "./tls_front.ts";
 import { ADMIN_SERVICE, loadAdminProto } from "./proto.ts";
 import { isServerFault, toCallStatus, unauthenticated } from "./status.ts";
@@ -136,6 +137,7 @@ const GRPC_DIAGNOSTIC_CHARS = 200;
  */
 export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Promise<GrpcServer> {
   logGrpcDiagnostics();
+  readLongDeadlines();
   const authorized = createTokenCheck(options.adminToken);
   const definition = await loadAdminProto();
   const handlerDeps = {

@@ -718,3 +718,36 @@ Deno.test("a request message longer than any the contract has is refused with RE
     await server.close();
   }
 });
+
+Deno.test("a call whose deadline is further off than a timer reaches (24.8 days) runs, and a WatchEvents stream with one stays open", async () => {
+  // an answer that takes a moment: a deadline read as past would end the call first
+  const slowStats = async () => {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    return { chats: 3, messages: 9 };
+  };
+  const server = await start(fakeReadiness(true).source, TOKEN, {
+    deps: { queries: { ...queries, stats: slowStats } },
+  });
+  using client = await createAdminClient(`127.0.0.1:${server.port}`, { token: TOKEN });
+  try {
+    // 30 days: sent as `2592000S`, over 2^31 ms
+    const stats = await client.call("GetStats", {}, { deadlineMs: 30 * 24 * 3600 * 1000 });
+    assert.equal(stats.instance_id, "instance-1");
+    // 2^32 ms and a little (49.7 days): sent as `4294968S`, 704 ms past 2^32 ms
+    const stream = client.watch({}, { deadlineMs: 2 ** 32 + 100 });
+    const status = ended(stream);
+    await within(new Promise((resolve) => stream.once("metadata", resolve)), 5_000, "headers");
+    const early = await Promise.race([
+      status,
+      new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 1_500)),
+    ]);
+    assert.equal(early, undefined, `the stream ended early: ${JSON.stringify(early)}`);
+    stream.cancel();
+    assert.equal((await status).code, Status.CANCELLED);
+  } finally {
+    // the client goes first: a GOAWAY on a live client session can crash Deno's nghttp2
+    // (denoland/deno#36788)
+    client.close();
+    await server.close();
+  }
+});
