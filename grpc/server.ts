@@ -2,6 +2,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { PackageDefinition, ServiceDefinition } from "@grpc/proto-loader";
 import type { AdminStore, EventBus, Subjects } from "../chat/ports.ts";
 import type { ChatService } from "../chat/service.ts";
+import { createAdmission } from "./admission.ts";
 import { createTokenCheck } from "./auth.ts";
 import { createEventHub } from "./event_hub.ts";
 import { createChatHandlers } from "./handlers/chats.ts";
@@ -191,6 +192,7 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
     "grpc.keepalive_time_ms": keepalive.intervalMs,
     "grpc.keepalive_timeout_ms": keepalive.timeoutMs,
     "grpc.max_receive_message_length": MAX_REQUEST_BYTES,
+    interceptors: [createAdmission(authorized)],
   });
   server.addService(serviceDefinition(definition, ADMIN_SERVICE), implementation);
   health.addToServer(server);

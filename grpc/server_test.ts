@@ -694,8 +694,8 @@ Deno.test("a reflection stream past the open ones allowed ends with RESOURCE_EXH
 
 Deno.test("a request message longer than any the contract has is refused with RESOURCE_EXHAUSTED as its length is read, before its bytes are held", async () => {
   const server = await start(fakeReadiness(true).source);
-  // no token: the call would be refused once its message were read, which it never is
-  const call = rawCall(server.port, "/chat.admin.v1.ChatAdmin/GetStats");
+  // health takes no token, so its messages are read from anyone
+  const call = rawCall(server.port, "/grpc.health.v1.Health/Check");
   const { stream } = call;
   stream.on("data", () => {});
   try {
@@ -748,6 +748,40 @@ Deno.test("a call whose deadline is further off than a timer reaches (24.8 days)
     // the client goes first: a GOAWAY on a live client session can crash Deno's nghttp2
     // (denoland/deno#36788)
     client.close();
+    await server.close();
+  }
+});
+
+/** The grpc-status a raw call ends with, as a number. */
+function statusOf(stream: http2.ClientHttp2Stream): Promise<number> {
+  return new Promise((resolve) => {
+    const take = (headers: http2.IncomingHttpHeaders) => {
+      if (headers["grpc-status"] !== undefined) resolve(Number(headers["grpc-status"]));
+    };
+    stream.on("response", take);
+    stream.on("trailers", take);
+  });
+}
+
+/** The first bytes of a gRPC message said to be `length` bytes long: the rest never comes. */
+function partialMessage(length: number): Buffer {
+  const bytes = Buffer.alloc(5 + 10, 0x41);
+  bytes[0] = 0;
+  bytes.writeUInt32BE(length, 1);
+  return bytes;
+}
+
+Deno.test("a ChatAdmin call without a token is refused as its headers come, without waiting for its request message", async () => {
+  const server = await start(fakeReadiness(true).source);
+  const call = rawCall(server.port, "/chat.admin.v1.ChatAdmin/GetStats");
+  call.stream.on("data", () => {});
+  try {
+    const status = statusOf(call.stream);
+    // a message of 60,000 bytes, of which 10 come: until it is whole, grpc-js holds what came
+    call.stream.write(partialMessage(60_000));
+    assert.equal(await within(status, 3_000, "the status of the call"), Status.UNAUTHENTICATED);
+  } finally {
+    await call.close();
     await server.close();
   }
 });
