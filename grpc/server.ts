@@ -55,6 +55,8 @@ export interface GrpcOptions {
   shutdownTimeoutMs?: number;
   /** Health `Watch` streams open at once; default MAX_HEALTH_WATCHES. */
   maxHealthWatches?: number;
+  /** Calls of callers without a token waiting for their request message; default MAX_WAITING_CALLS. */
+  maxWaitingCalls?: number;
   /** How often each connection is pinged, and how long its answer may take; default KEEPALIVE. */
   keepalive?: { intervalMs: number; timeoutMs: number };
 }
@@ -192,7 +194,12 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
     "grpc.keepalive_time_ms": keepalive.intervalMs,
     "grpc.keepalive_timeout_ms": keepalive.timeoutMs,
     "grpc.max_receive_message_length": MAX_REQUEST_BYTES,
-    interceptors: [createAdmission(authorized)],
+    interceptors: [
+      createAdmission(
+        authorized,
+        options.maxWaitingCalls === undefined ? {} : { maxWaiting: options.maxWaitingCalls },
+      ),
+    ],
   });
   server.addService(serviceDefinition(definition, ADMIN_SERVICE), implementation);
   health.addToServer(server);

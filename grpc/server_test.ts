@@ -785,3 +785,48 @@ Deno.test("a ChatAdmin call without a token is refused as its headers come, with
     await server.close();
   }
 });
+
+Deno.test("calls waiting for their request message are bounded: each call past the bound cuts the one waiting longest, and health still answers", async () => {
+  const server = await start(fakeReadiness(true).source, TOKEN, { maxWaitingCalls: 3 });
+  using client = await createAdminClient(`127.0.0.1:${server.port}`, { token: TOKEN });
+  const calls: Array<ReturnType<typeof rawCall>> = [];
+  const statuses: Array<number | undefined> = [];
+  const settled = (count: number) =>
+    within(
+      (async () => {
+        while (statuses.slice(0, count).some((code) => code === undefined)) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      })(),
+      3_000,
+      `the first ${count} calls to be cut`,
+    );
+  try {
+    // one after the other: the first waits longest
+    for (let index = 0; index < 5; index++) {
+      const call = rawCall(server.port, "/grpc.health.v1.Health/Check");
+      calls.push(call);
+      statuses.push(undefined);
+      call.stream.on("data", () => {});
+      statusOf(call.stream).then((code) => statuses[index] = code);
+      call.stream.write(partialMessage(60_000));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await settled(2);
+    assert.deepEqual(statuses, [
+      Status.RESOURCE_EXHAUSTED,
+      Status.RESOURCE_EXHAUSTED,
+      undefined,
+      undefined,
+      undefined,
+    ]);
+    // a request sent whole is never the one waiting longest: it is answered
+    assert.equal(await client.health(), "SERVING");
+    await settled(3);
+    assert.deepEqual(statuses.slice(2), [Status.RESOURCE_EXHAUSTED, undefined, undefined]);
+  } finally {
+    client.close();
+    for (const call of calls) await call.close();
+    await server.close();
+  }
+});
