@@ -3,6 +3,7 @@ import type { PackageDefinition, ServiceDefinition } from "@grpc/proto-loader";
 import type { AdminStore, EventBus, Subjects } from "../chat/ports.ts";
 import type { ChatService } from "../chat/service.ts";
 import { createAdmission } from "./admission.ts";
+import { followCertificateExpiry } from "./certificate_expiry.ts";
 import { createTokenCheck } from "./auth.ts";
 import { createEventHub } from "./event_hub.ts";
 import { createChatHandlers } from "./handlers/chats.ts";
@@ -210,6 +211,7 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
   let listener: GrpcListener | undefined;
   let port: number;
   let front: TlsFront | undefined;
+  let expiry: { stop(): void } | undefined;
   try {
     // With TLS, grpc-js listens in plaintext on loopback behind the TLS front (tls_front.ts).
     listener = await startGrpcListener(
@@ -218,6 +220,7 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
     );
     port = listener.port;
     if (tls) {
+      expiry = followCertificateExpiry(tls.cert);
       front = startTlsFront({
         ...tls,
         host: options.host,
@@ -227,6 +230,7 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
       port = front.port;
     }
   } catch (error) {
+    expiry?.stop();
     await listener?.close();
     health.stop();
     server.forceShutdown();
@@ -262,6 +266,7 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
           if (deadline?.aborted) force();
         });
         await front?.close();
+        expiry?.stop();
       })();
     },
   };

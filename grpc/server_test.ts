@@ -19,6 +19,7 @@ import { createAdminClient, failure, type Reply } from "../tests/support/admin_c
 import { storedMessage } from "../tests/support/stored_messages.ts";
 import { createWatch, within } from "../tests/support/wait.ts";
 import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
+import { createCertificateValid } from "../tests/support/tls_certificates.ts";
 import { follow } from "../tests/support/watch_stream.ts";
 import type { ReadinessSource } from "./health.ts";
 import { MAX_REFLECTION_STREAMS } from "./reflection.ts";
@@ -829,4 +830,33 @@ Deno.test("calls waiting for their request message are bounded: each call past t
     for (const call of calls) await call.close();
     await server.close();
   }
+});
+
+Deno.test("a TLS certificate that has expired, or is not valid yet, is logged as a warning at the start, and one that expires while the plane runs when it does", async () => {
+  const hour = 3_600_000;
+  const now = Date.now();
+  const expired = await createCertificateValid(new Date(now - 48 * hour), new Date(now - hour));
+  const early = await createCertificateValid(new Date(now + hour), new Date(now + 48 * hour));
+  const expiring = await createCertificateValid(new Date(now - hour), new Date(now + 2_000));
+  await using logs = await captureWarnings();
+  const certificateLines = () =>
+    logs.lines().filter((line) => /certificate/.test(line.message ?? line.msg ?? ""));
+  for (const tls of [expired, early, expiring]) {
+    const server = await start(fakeReadiness(true).source, TOKEN, { tls });
+    if (tls !== expiring) await server.close();
+    else {
+      // not expired yet: nothing said
+      assert.equal(certificateLines().length, 2, JSON.stringify(logs.lines()));
+      // it ends within 2 s of `now`, and is past its last second a second after
+      await new Promise((resolve) => setTimeout(resolve, 3_500));
+      await server.close();
+    }
+  }
+  const lines = certificateLines();
+  assert.equal(lines.length, 3, JSON.stringify(logs.lines()));
+  assert.match(JSON.stringify(lines[0]), /expired/);
+  assert.match(JSON.stringify(lines[1]), /not valid yet/);
+  assert.match(JSON.stringify(lines[2]), /expired/);
+  for (const line of lines) assert.equal(line.level, "WARN");
+  assert.equal(lines[0]!.not_after, new Date(Math.floor((now - hour) / 1000) * 1000).toISOString());
 });

@@ -68,3 +68,86 @@ export async function createCertificate(
     await Deno.remove(dir, { recursive: true });
   }
 }
+
+/** openssl's form of a certificate time: YYYYMMDDHHMMSSZ. */
+const opensslTime = (at: Date) => at.toISOString().replace(/[-:T]/g, "").replace(/\.\d+Z$/, "Z");
+
+/**
+ * A self-signed EC certificate for localhost and 127.0.0.1 valid from `notBefore` to `notAfter`
+ * (times `openssl req -days` cannot give: one over already, or ending in seconds), made by
+ * `openssl ca -selfsign`.
+ */
+export async function createCertificateValid(
+  notBefore: Date,
+  notAfter: Date,
+): Promise<CertificateAndKey> {
+  const dir = await Deno.makeTempDir();
+  const run = async (args: string[]) => {
+    const { success, stderr } = await new Deno.Command("openssl", {
+      args,
+      cwd: dir,
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (!success) throw new Error(`openssl: ${new TextDecoder().decode(stderr)}`);
+  };
+  try {
+    await Deno.writeTextFile(`${dir}/index.txt`, "");
+    await Deno.writeTextFile(`${dir}/serial`, "01\n");
+    await Deno.writeTextFile(
+      `${dir}/ca.cnf`,
+      [
+        "[ca]",
+        "default_ca = self",
+        "[self]",
+        "database = index.txt",
+        "serial = serial",
+        "new_certs_dir = .",
+        "default_md = sha256",
+        "policy = any",
+        "copy_extensions = copy",
+        "unique_subject = no",
+        "[any]",
+        "commonName = supplied",
+      ].join("\n"),
+    );
+    await run([
+      "req",
+      "-new",
+      ...NEW_KEY.ec,
+      "-nodes",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=DNS:localhost,IP:127.0.0.1",
+      "-keyout",
+      "key.pem",
+      "-out",
+      "request.pem",
+    ]);
+    await run([
+      "ca",
+      "-batch",
+      "-config",
+      "ca.cnf",
+      "-selfsign",
+      "-keyfile",
+      "key.pem",
+      "-in",
+      "request.pem",
+      "-startdate",
+      opensslTime(notBefore),
+      "-enddate",
+      opensslTime(notAfter),
+      "-notext",
+      "-out",
+      "cert.pem",
+    ]);
+    return {
+      cert: await Deno.readTextFile(`${dir}/cert.pem`),
+      key: await Deno.readTextFile(`${dir}/key.pem`),
+    };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
