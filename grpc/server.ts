@@ -190,17 +190,16 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
     deps.readiness,
     options.maxHealthWatches === undefined ? {} : { maxWatches: options.maxHealthWatches },
   );
+  const admission = createAdmission(
+    authorized,
+    options.maxWaitingCalls === undefined ? {} : { maxWaiting: options.maxWaitingCalls },
+  );
   const keepalive = options.keepalive ?? KEEPALIVE;
   const server = new grpc.Server({
     "grpc.keepalive_time_ms": keepalive.intervalMs,
     "grpc.keepalive_timeout_ms": keepalive.timeoutMs,
     "grpc.max_receive_message_length": MAX_REQUEST_BYTES,
-    interceptors: [
-      createAdmission(
-        authorized,
-        options.maxWaitingCalls === undefined ? {} : { maxWaiting: options.maxWaitingCalls },
-      ),
-    ],
+    interceptors: [admission.interceptor],
   });
   server.addService(serviceDefinition(definition, ADMIN_SERVICE), implementation);
   health.addToServer(server);
@@ -249,6 +248,7 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
         health.stop();
         reflection.close();
         watch.closeAll();
+        admission.close();
         await new Promise<void>((resolve) => {
           const done = () => {
             clearTimeout(timer);

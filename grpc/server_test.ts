@@ -860,3 +860,37 @@ Deno.test("a TLS certificate that has expired, or is not valid yet, is logged as
   for (const line of lines) assert.equal(line.level, "WARN");
   assert.equal(lines[0]!.not_after, new Date(Math.floor((now - hour) / 1000) * 1000).toISOString());
 });
+
+Deno.test("close cuts at once the calls still waiting for their request message, token or not, so they do not hold the shutdown", async () => {
+  const server = await start(fakeReadiness(true).source, TOKEN, { shutdownTimeoutMs: 5_000 });
+  const calls = [
+    rawCall(server.port, "/grpc.health.v1.Health/Check"),
+    rawCall(server.port, "/chat.admin.v1.ChatAdmin/GetStats", {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    }),
+  ];
+  try {
+    const statuses = calls.map((call) => {
+      call.stream.on("data", () => {});
+      const status = statusOf(call.stream);
+      call.stream.write(partialMessage(100));
+      return status;
+    });
+    // both calls have reached the server
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await within(server.close(), 1_000, "the end of close");
+    assert.deepEqual(
+      await within(Promise.all(statuses), 1_000, "the statuses"),
+      [Status.UNAVAILABLE, Status.UNAVAILABLE],
+    );
+  } finally {
+    await server.close();
+    // a session the server cut when it forced its shutdown never reports its close
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all(calls.map((call) => call.close())),
+      new Promise((resolve) => timer = setTimeout(resolve, 1_000)),
+    ]);
+    clearTimeout(timer);
+  }
+});
