@@ -40,7 +40,7 @@ export function createMediaPort(store: MediaStore, options: { limits: MediaLimit
         throw toChatError(error, null);
       }
       if (!stream) throw new ChatError("not_found", "the media's bytes are missing");
-      return stream;
+      return translated(stream);
     },
 
     async exists(sha256) {
@@ -51,6 +51,23 @@ export function createMediaPort(store: MediaStore, options: { limits: MediaLimit
       }
     },
   };
+}
+
+/** `stream` as it is, pulled as it is asked for, but failing with a ChatError as the port does. */
+function translated(stream: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  const reader = stream.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      } catch (error) {
+        controller.error(toChatError(error, null));
+      }
+    },
+    cancel: (reason) => reader.cancel(reason),
+  }, { highWaterMark: 0 });
 }
 
 function toChatError(error: unknown, kind: string | null): ChatError {

@@ -220,7 +220,12 @@ export function createMediaRoutes(deps: MediaRouteDeps, options: MediaRouteOptio
       if (route === "download" && response.body !== null) {
         sent?.then(release, release);
         const idleMs = options.downloadIdleMs ?? 60_000;
-        const body = releasedWhenDone(response.body, sent ? () => {} : release, idleMs);
+        const body = releasedWhenDone(response.body, {
+          done: sent ? () => {} : release,
+          idleMs,
+          // the client sees only its body cut short: a store gone away is a warning
+          failed: (error) => deps.onError(error, "media download"),
+        });
         return new Response(body, {
           status: response.status,
           headers: response.headers,
@@ -305,11 +310,15 @@ const DOWNLOAD_PIECE_BYTES = 64 * 1024;
  * at once an `idleMs`: a pull only notes its time. Handed on in pieces of at most
  * DOWNLOAD_PIECE_BYTES (views, not copies): the connection asks for the next once it sent the
  * last, so a slow client that still takes a piece within `idleMs` is not taken for a stalled one.
+ * A body that fails (the store gone away mid-file) is handed to `failed` and ended short too.
  */
 function releasedWhenDone(
   body: ReadableStream<Uint8Array>,
-  done: () => void,
-  idleMs: number,
+  { done, idleMs, failed }: {
+    done: () => void;
+    idleMs: number;
+    failed: (error: unknown) => void;
+  },
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   /** When the last chunk was handed on, or Infinity while the store is being read. */
@@ -363,7 +372,11 @@ function releasedWhenDone(
       } catch (error) {
         if (ended) return;
         end();
-        controller.error(error);
+        failed(error);
+        // ended short of its content-length, as a cut one is: the client sees the body cut.
+        // Errored, the stream would have Deno print the error and its stack on stderr, past
+        // the log's format, level and redaction
+        controller.close();
       }
     },
     async cancel(reason) {
