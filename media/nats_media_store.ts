@@ -5,7 +5,7 @@ import {
   type JetStreamManager,
   jetstreamManager,
 } from "@nats-io/jetstream";
-import { Objm, StorageType } from "@nats-io/obj";
+import { type ObjectStore, Objm, StorageType } from "@nats-io/obj";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { ConfigError } from "../config.ts";
 import { redactUrls } from "../observability/redact.ts";
@@ -49,6 +49,12 @@ export const NATS_CHUNK_BYTES = 128 * 1024;
 const CHECK_TIMEOUT_MS = 2_000;
 /** Tries of a chunk's read, one more per reconnect while it waits: a flapping NATS ends it. */
 const CHUNK_ATTEMPTS = 3;
+/**
+ * Tries, while connected, of deleting what a failed upload wrote, and the wait between two
+ * (a reconnect ends it sooner); while NATS is away they wait for it.
+ */
+const CLEANUP_ATTEMPTS = 5;
+const CLEANUP_RETRY_MS = 5_000;
 const BACK = Symbol("reconnected before the answer");
 
 /**
@@ -166,14 +172,85 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
    * served, for as long as the connection stays up.
    */
   const awaitingReconnect = new Set<() => void>();
+  /** False from a disconnect to the reconnect. */
+  let connected = true;
   const watching = (async () => {
     // ends when the connection closes
     for await (const status of connection.status()) {
+      if (status.type === "disconnect") connected = false;
       if (status.type !== "reconnect") continue;
+      connected = true;
       for (const wake of awaitingReconnect) wake();
       awaitingReconnect.clear();
     }
   })();
+  /** Aborted by close(): cleanups still waiting to be tried again are left to the sweep. */
+  const closing = new AbortController();
+
+  /** Resolves at the next reconnect, after `ms` (when given), or at close(). */
+  function reconnected(ms?: number): Promise<void> {
+    if (closing.signal.aborted) return Promise.resolve();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    const wake = () => resolve();
+    const timer = ms === undefined ? undefined : setTimeout(wake, ms);
+    awaitingReconnect.add(wake);
+    closing.signal.addEventListener("abort", wake, { once: true });
+    return promise.finally(() => {
+      clearTimeout(timer);
+      awaitingReconnect.delete(wake);
+      closing.signal.removeEventListener("abort", wake);
+    });
+  }
+
+  /**
+   * Runs `work`, the deletion of what a failed upload wrote, until it succeeds: once NATS is
+   * back when it is away (the object store's own cleanup is one try, which a NATS gone away
+   * does not take, and its chunks would be kept until the sweep, hours later), else again
+   * after CLEANUP_RETRY_MS, CLEANUP_ATTEMPTS times at most. What it leaves, the sweep deletes.
+   */
+  async function cleanUp(work: () => Promise<void>): Promise<void> {
+    for (let attempt = 1; !closing.signal.aborted;) {
+      if (!connected) {
+        await reconnected();
+        continue;
+      }
+      try {
+        return await work();
+      } catch {
+        if (attempt++ === CLEANUP_ATTEMPTS) return;
+      }
+      await reconnected(connected ? CLEANUP_RETRY_MS : undefined);
+    }
+  }
+
+  /**
+   * The object store, for one upload, noting the subject its chunks are written to (the
+   * object store names it, and says it to no one when the upload fails).
+   */
+  async function uploadStore(): Promise<{ objects: ObjectStore; chunks: string | undefined }> {
+    // no request of its own: the object store's checks ask for the account's JetStream
+    const client = jetstream(connection, { checkAPI: false });
+    const noted: { chunks?: string } = {};
+    const publish = client.publish.bind(client);
+    const chunksOf = chunkSubject("");
+    client.publish = (subject, payload, options) => {
+      if (subject.startsWith(chunksOf)) noted.chunks ??= subject;
+      return publish(subject, payload, options);
+    };
+    const objects = await new Objm(client).open(bucket, false);
+    return {
+      objects,
+      get chunks() {
+        return noted.chunks;
+      },
+    };
+  }
+
+  /** Deletes what a failed upload wrote that nothing names: its chunks, and its name if any. */
+  async function dropUpload(upload: string, chunks: string): Promise<void> {
+    await manager.streams.purge(stream, { filter: chunks });
+    await manager.streams.purge(stream, { filter: metaSubject(upload) });
+  }
 
   /**
    * A chunk by direct get, asked again (it reads, changes nothing) when the connection came back
@@ -256,9 +333,11 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
         }
       }
       let written: Parameters<typeof abandon>[1] | undefined;
+      let writing: Awaited<ReturnType<typeof uploadStore>> | undefined;
       try {
+        writing = await uploadStore();
         // on a failing source the object store purges the chunks it wrote
-        const { nuid } = await store.put(
+        const { nuid } = await writing.objects.put(
           { name: upload, options: { max_chunk_size: NATS_CHUNK_BYTES } },
           ReadableStream.from(chunks()),
         );
@@ -280,7 +359,14 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
         return blob;
       } catch (error) {
         // not waited for: a NATS that did not answer would hold the answer as long again
-        if (written) abandon(upload, written).catch(() => {});
+        const kept = written;
+        const chunksAt = writing?.chunks;
+        // the object store answers with the source's own error once it has purged the chunks
+        const purged = refusal !== undefined && error === refusal.error;
+        if (kept) void cleanUp(() => abandon(upload, kept));
+        else if (chunksAt !== undefined && !purged) {
+          void cleanUp(() => dropUpload(upload, chunksAt));
+        }
         throw refusal ? refusal.error : failed(error);
       }
     },
@@ -351,6 +437,7 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
     },
 
     async close(signal) {
+      closing.abort();
       await sweeps?.stop();
       await remaking;
       try {

@@ -353,3 +353,48 @@ Deno.test("NATS media store: a bucket NATS lost is made again as its deployment'
     );
   });
 });
+
+Deno.test("NATS media store: the chunks of an upload NATS went away from are deleted once it is back, not left to the sweep hours later", async () => {
+  await onOwnNats({}, async (nats, store) => {
+    const file = await paddedFixture("video.mp4", 3_000_000);
+    let sent = 0;
+    // a client still sending, a piece every 20 ms
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        if (sent >= file.length) return controller.close();
+        controller.enqueue(file.slice(sent, sent += 64 * 1024));
+      },
+    });
+    const put = store.put(body, { kind: "video", limits });
+    put.catch(() => {});
+    const chunks = async () => {
+      const nc = await connect({ servers: nats.url });
+      try {
+        const { state } = await (await jetstreamManager(nc)).streams.info("OBJ_media", {
+          subjects_filter: "$O.media.C.>",
+        });
+        return Object.keys(state.subjects ?? {});
+      } finally {
+        await nc.close();
+      }
+    };
+    while ((await chunks()).length === 0) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    // away for longer than the store's requests wait: its own cleanup cannot reach NATS
+    await nats.stop();
+    await assert.rejects(
+      put,
+      (error) => error instanceof MediaError && error.code === "unavailable",
+    );
+    await nats.start();
+
+    const deadline = Date.now() + 10_000;
+    let left: string[];
+    while ((left = await chunks()).length > 0) {
+      if (Date.now() > deadline) assert.fail(`chunks kept: ${left.join(", ")}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  });
+});
