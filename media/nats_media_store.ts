@@ -126,10 +126,17 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
     return info && !info.deleted ? info : null;
   }
 
-  /** Deletes an object and its deletion marker: upload names are used once. */
+  /**
+   * Deletes an object: its name (no deletion marker is left: upload names are used once), then
+   * its chunks. Purges only: the object store's delete() first writes a marker, which a bucket
+   * at its quota refuses, so that a full bucket could not be emptied, not even by the sweeps.
+   * The name first, as delete() does: an upload that finds the file stored a moment before
+   * its chunks go would take them for its own.
+   */
   async function discard(name: string): Promise<void> {
-    await store.delete(name);
+    const info = await store.info(name);
     await manager.streams.purge(stream, { filter: metaSubject(name) });
+    if (info) await manager.streams.purge(stream, { filter: chunkSubject(info.nuid) });
   }
 
   /**

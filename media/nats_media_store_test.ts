@@ -398,3 +398,26 @@ Deno.test("NATS media store: the chunks of an upload NATS went away from are del
     }
   });
 });
+
+Deno.test("NATS media store: files are deleted from a full bucket (its max_bytes reached), as the sweeps must to make room", async () => {
+  await using bucket = natsBucket();
+  const store = await memoryStore(bucket);
+  const nc = await connect({ servers: TEST_NATS_URL });
+  try {
+    const file = await paddedFixture("video.mp4", 300_000);
+    const { sha256 } = await store.put(file, { kind: "video", limits });
+    const jsm = await jetstreamManager(nc);
+    const stream = `OBJ_${bucket.name}`;
+    // full: not one more message is taken, as under a bucket's or an account's quota
+    const { state } = await jsm.streams.info(stream);
+    await jsm.streams.update(stream, { max_bytes: state.bytes });
+
+    await store.delete(sha256);
+    assert.equal(await store.exists(sha256), false);
+    assert.deepEqual(await bucket.objects(), []);
+    assert.equal((await jsm.streams.info(stream)).state.bytes, 0);
+  } finally {
+    await nc.close();
+    await store.close();
+  }
+});
