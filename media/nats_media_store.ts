@@ -339,6 +339,7 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
           throw error;
         }
       }
+      const pieces = chunks();
       let written: Parameters<typeof abandon>[1] | undefined;
       let writing: Awaited<ReturnType<typeof uploadStore>> | undefined;
       try {
@@ -346,7 +347,7 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
         // on a failing source the object store purges the chunks it wrote
         const { nuid } = await writing.objects.put(
           { name: upload, options: { max_chunk_size: NATS_CHUNK_BYTES } },
-          ReadableStream.from(chunks()),
+          ReadableStream.from(pieces),
         );
         const blob = inspection.result();
         written = { nuid, sha256: blob.sha256, renaming: false };
@@ -365,6 +366,11 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
         }
         return blob;
       } catch (error) {
+        // The source is let go (a request body cancelled): the object store that failed reads
+        // no more of it and never cancels it, and one that failed before its first read never
+        // opened it, so the body was held open for good.
+        pieces.return(undefined).catch(() => {});
+        if (source instanceof ReadableStream && !source.locked) source.cancel().catch(() => {});
         // not waited for: a NATS that did not answer would hold the answer as long again
         const kept = written;
         const chunksAt = writing?.chunks;

@@ -2,10 +2,14 @@
  * The NATS media store (MEDIA_BACKEND=nats) losing NATS while files move, seen from outside the
  * service's process: what its clients get, and what it prints.
  */
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
 import assert from "node:assert/strict";
 import { signDevToken } from "../auth/sign.ts";
 import { freshDatabase } from "./support/database.ts";
-import { paddedFixture } from "./support/media.ts";
+import { natsBucket, paddedFixture } from "./support/media.ts";
+import { startCluster, TEST_NATS_URL } from "./support/service.ts";
+import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { startNatsServer } from "./support/nats_server.ts";
 import {
   createChatIn,
@@ -76,4 +80,55 @@ Deno.test("a download whose NATS goes away mid-body is cut short, its place give
   } finally {
     await Deno.remove(storeDir, { recursive: true });
   }
+});
+
+Deno.test("an upload NATS refuses (its bucket full) is answered 503 with Retry-After, and its request body is let go", async () => {
+  await using bucket = natsBucket();
+  await using cluster = await startCluster({
+    env: { MEDIA_BACKEND: "nats", MEDIA_NATS_BUCKET: bucket.name },
+  });
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  const nc = await connect({ servers: TEST_NATS_URL });
+  try {
+    // the bucket's quota, reached: not one more byte is taken
+    await (await jetstreamManager(nc)).streams.update(`OBJ_${bucket.name}`, { max_bytes: 1 });
+  } finally {
+    await nc.close();
+  }
+  const video = await paddedFixture("video.mp4", 300_000);
+  const response = await fetch(`${cluster.main.httpUrl}/v1/media?chat_id=${chat.id}`, {
+    method: "POST",
+    body: video,
+    headers: { authorization: `Bearer ${await cluster.token("alice")}` },
+  });
+  assert.equal(response.status, 503);
+  assert.equal(response.headers.get("retry-after"), "1");
+  assert.equal((await response.json()).code, "unavailable");
+  // the test's resource sanitizer fails it if the server left the request's body open
+});
+
+Deno.test("an upload NATS fails before its first byte is read (NATS gone silent) is answered 503, and its request body is let go", async () => {
+  await using bucket = natsBucket();
+  const target = new URL(TEST_NATS_URL);
+  await using proxy = startTcpProxy({ hostname: target.hostname, port: Number(target.port) });
+  await using cluster = await startCluster({
+    env: {
+      NATS_URL: `nats://127.0.0.1:${proxy.port}`,
+      MEDIA_BACKEND: "nats",
+      MEDIA_NATS_BUCKET: bucket.name,
+    },
+  });
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  // the store's first request (its look-up of the upload's name) is never answered
+  proxy.stall("both");
+  const video = await paddedFixture("video.mp4", 300_000);
+  const response = await fetch(`${cluster.main.httpUrl}/v1/media?chat_id=${chat.id}`, {
+    method: "POST",
+    body: video,
+    headers: { authorization: `Bearer ${await cluster.token("alice")}` },
+  });
+  assert.equal(response.status, 503);
+  assert.equal((await response.json()).code, "unavailable");
+  proxy.restore();
+  // the test's resource sanitizer fails it if the server left the request's body open
 });
