@@ -345,6 +345,8 @@ export async function startService(
         owner: config.NATS_SUBJECT_PREFIX,
         name: `chat-media-${instanceId.slice(0, 8)}`,
         sweep,
+        // answered 503 as any NATS failure; PostgreSQL's disk full is an error logged too
+        onFull: (error) => logError(error, "media upload to a full NATS bucket"),
       })
       : createPostgresMediaStore(sql, {
         // PGlite's socket server has no COPY FROM STDIN

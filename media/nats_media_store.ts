@@ -42,6 +42,12 @@ export interface NatsMediaStoreOptions {
    * then periodically until close(): those last written `afterMs` ago. Absent: none are.
    */
   sweep?: UploadSweep;
+  /**
+   * Told when NATS refuses an upload's write for want of room (the bucket's `max_bytes` or
+   * `max_msgs`, the account's or the server's JetStream storage): every upload fails so until
+   * room is made, and its answer (503, retry) says nothing of why.
+   */
+  onFull?: (error: unknown) => void;
 }
 
 /** One chunk message of the object store; NATS's default payload limit is 1 MiB. */
@@ -380,6 +386,7 @@ export async function createNatsMediaStore(options: NatsMediaStoreOptions): Prom
         else if (chunksAt !== undefined && !purged) {
           void cleanUp(() => dropUpload(upload, chunksAt));
         }
+        if (!refusal && isOutOfRoom(error)) options.onFull?.(error);
         throw refusal ? refusal.error : failed(error);
       }
     },
@@ -494,6 +501,17 @@ async function claim(
 function isWrongLastSequence(error: unknown): boolean {
   return error instanceof JetStreamApiError &&
     error.code === JetStreamApiCodes.StreamWrongLastSequence;
+}
+
+/**
+ * JetStream's refusals of a write for want of room: the stream's store failed (10077: its
+ * `maximum bytes exceeded`, `maximum messages exceeded`), the account's resource limits
+ * (10002), the server's (10023) or its storage (10047).
+ */
+const OUT_OF_ROOM_CODES: ReadonlySet<number> = new Set([10077, 10002, 10023, 10047]);
+
+function isOutOfRoom(error: unknown): boolean {
+  return error instanceof JetStreamApiError && OUT_OF_ROOM_CODES.has(error.code);
 }
 
 function isStreamNotFound(error: unknown): boolean {

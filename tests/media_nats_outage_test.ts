@@ -6,6 +6,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import assert from "node:assert/strict";
 import { signDevToken } from "../auth/sign.ts";
+import { configureLogging } from "../observability/log.ts";
 import { freshDatabase } from "./support/database.ts";
 import { natsBucket, paddedFixture } from "./support/media.ts";
 import { startCluster, TEST_NATS_URL } from "./support/service.ts";
@@ -82,7 +83,12 @@ Deno.test("a download whose NATS goes away mid-body is cut short, its place give
   }
 });
 
-Deno.test("an upload NATS refuses (its bucket full) is answered 503 with Retry-After, and its request body is let go", async () => {
+Deno.test("an upload NATS refuses (its bucket full) is answered 503 with Retry-After, logged as an error, and its request body is let go", async () => {
+  const lines: string[] = [];
+  const decoder = new TextDecoder();
+  await using _logging = await configureLogging("warning", {
+    write: (bytes) => lines.push(decoder.decode(bytes)),
+  });
   await using bucket = natsBucket();
   await using cluster = await startCluster({
     env: { MEDIA_BACKEND: "nats", MEDIA_NATS_BUCKET: bucket.name },
@@ -104,6 +110,11 @@ Deno.test("an upload NATS refuses (its bucket full) is answered 503 with Retry-A
   assert.equal(response.status, 503);
   assert.equal(response.headers.get("retry-after"), "1");
   assert.equal((await response.json()).code, "unavailable");
+  // PostgreSQL's disk full is logged (internal); a full bucket must not fail in silence
+  const said = lines.map((line) => JSON.parse(line)).filter((line) => line.level === "ERROR");
+  assert.equal(said.length, 1, lines.join("\n"));
+  assert.equal(said[0].message, "media upload to a full NATS bucket failed");
+  assert.equal(said[0].error.message, "maximum bytes exceeded");
   // the test's resource sanitizer fails it if the server left the request's body open
 });
 
