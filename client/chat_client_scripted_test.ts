@@ -4,7 +4,7 @@
  * exactly, frame by frame.
  */
 import assert from "node:assert/strict";
-import { clockAhead } from "../tests/support/clock.ts";
+import { clockAhead, monotonicAhead } from "../tests/support/clock.ts";
 import { openScriptedClient, type ScriptedSocket } from "../tests/support/scripted_socket.ts";
 import {
   chatRow,
@@ -12,6 +12,7 @@ import {
   messageDeleted,
   storedMessage,
 } from "../tests/support/stored_messages.ts";
+import { STEADY_MS } from "./connection.ts";
 import { type ChatClient, ClientClosedError, RequestError, RequestTimeoutError } from "./mod.ts";
 
 const X = "00000000-0000-4000-8000-00000000000a";
@@ -401,11 +402,13 @@ Deno.test("after 4429 the reconnect delay keeps growing though each socket had b
   const delays: number[] = [];
   for (const code of [4429, 4429, 4429, 1006]) {
     const socket = await scripted.accept(historyPage(X, [1]));
+    // the last connection lasts (STEADY_MS)
+    using _lasted = code === 1006 ? monotonicAhead(STEADY_MS) : undefined;
     socket.serverClose(code, code === 4429 ? "flooding" : "");
     const status = await scripted.events.next("status", (next) => next.state === "reconnecting");
     delays.push(status.retryInMs ?? -1);
   }
-  // a connection lost after it was open starts over
+  // a connection lost after it had lasted starts over
   assert.deepEqual(delays, [1, 2, 4, 1]);
 });
 
@@ -415,6 +418,7 @@ Deno.test("after 1013 (try again later) the reconnect delay keeps growing though
   // an overloaded server lets a slow reader go as soon as its first page is out, each time
   for (const code of [1013, 1013, 1013, 1013, 1006]) {
     const socket = await scripted.accept(historyPage(X, [1]));
+    using _lasted = code === 1006 ? monotonicAhead(STEADY_MS) : undefined;
     socket.serverClose(code, code === 1013 ? "slow consumer" : "");
     const status = await scripted.events.next("status", (next) => next.state === "reconnecting");
     delays.push(status.retryInMs ?? -1);
@@ -429,6 +433,7 @@ Deno.test("after 1011 (the server failed) the reconnect delay keeps growing thou
   // once, every client would ask it again four times a second
   for (const code of [1011, 1011, 1011, 1006]) {
     const socket = await scripted.accept(historyPage(X, [1]));
+    using _lasted = code === 1006 ? monotonicAhead(STEADY_MS) : undefined;
     socket.serverClose(code, code === 1011 ? "internal" : "");
     const status = await scripted.events.next("status", (next) => next.state === "reconnecting");
     delays.push(status.retryInMs ?? -1);

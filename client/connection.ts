@@ -19,6 +19,13 @@ const GROWING_BACKOFF_CODES: ReadonlySet<number> = new Set([
   CloseCode.tryAgainLater,
   CloseCode.internal,
 ]);
+/**
+ * How long a connection that opened must last for the backoff to start over when it goes: one
+ * lost sooner (a middlebox or server that drops the connection on the outbox's first send, or
+ * right after the page) waits longer than the attempt before it, or the client would open a
+ * socket, write the outbox again and lose it, several times a second for good.
+ */
+export const STEADY_MS = 5_000;
 
 /**
  * The client's one socket at a time, from the first attempt until it stops for good. A
@@ -86,8 +93,11 @@ export function createConnection(
    */
   let leavesInPart = false;
   let everReady = false;
-  /** Failed attempts since the last connection that opened: the backoff's exponent. */
+  /** Failed attempts since the last connection that opened and lasted: the backoff's exponent. */
   let attempt = 0;
+  /** `attempt` when the current socket opened, and when (monotonic): see STEADY_MS. */
+  let attemptAtOpen = 0;
+  let openedAt = 0;
   /** Connections closed with 4429, 1013 or 1011 in a row after they had opened. */
   let floods = 0;
   /** Connections left as silent since a reply last came in time: the backoff's exponent then. */
@@ -108,6 +118,8 @@ export function createConnection(
     isReady = true;
     if (everReady) counts.reconnects++;
     everReady = true;
+    attemptAtOpen = attempt;
+    openedAt = performance.now();
     attempt = 0;
     // the outbox first, so sends keep their order
     requests.flush();
@@ -229,7 +241,11 @@ export function createConnection(
     // would do it again. Failures before it opened do not count
     if (wasReady && GROWING_BACKOFF_CODES.has(code)) {
       attempt = floods++;
-    } else if (wasReady) floods = 0;
+    } else if (wasReady) {
+      floods = 0;
+      // one lost before it was steady counts on from the attempts before it (see STEADY_MS)
+      if (performance.now() - openedAt < STEADY_MS) attempt = attemptAtOpen;
+    }
     // so does one left because no reply came in time, until one comes in time: a server alive
     // but slower than timeoutMs would otherwise be reconnected to at once, again and again,
     // each time with the outbox written again

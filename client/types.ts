@@ -29,7 +29,8 @@ export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
 export interface ConnectionStatus {
   state: ConnectionState;
   /**
-   * Failed attempts since the last connection that opened; after a connection closed with
+   * Failed attempts since the last connection that opened and lasted (5 s, STEADY_MS: one
+   * lost sooner counts on from the attempts before it); after a connection closed with
    * 4429 or 1013, counted on from the connections closed with 4429 or 1013 in a row before it
    * (the backoff keeps growing while the server refuses or cannot keep up); after one left
    * because no reply came within `timeoutMs`, from those left so since a reply last came in time
