@@ -145,7 +145,9 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     write: (text) => connection.write(text),
     unclaimed: (frame) => frames.unclaimed(frame),
     handed: () => connection.handed(),
-    timedOut: (timeoutMs, handedAtWrite) => connection.leaveSilent(timeoutMs, handedAtWrite),
+    written: () => connection.written(),
+    timedOut: (timeoutMs, handedAtWrite, writtenAtWrite) =>
+      connection.leaveSilent(timeoutMs, handedAtWrite, writtenAtWrite),
     answered: () => connection.answered(),
   });
 

@@ -220,6 +220,27 @@ Deno.test("a send unanswered while an upload is stuck (nothing leaves) leaves th
   assert.equal((await sent).seq, 2);
 });
 
+Deno.test("a send unanswered in time leaves the socket though a frame written after it has not left yet", async () => {
+  await using scripted = openScriptedClient({ chatId: X, timeoutMs: 50 });
+  const { client, events, server } = scripted;
+  const socket = await scripted.accept(historyPage(X, [1]));
+  const sent = client.request(textSend("hello"));
+  await server.written(socket, "send_message");
+  // the send left whole; the connection then went silent. Just before the send's timeout the
+  // user types: that frame is written, and the runtime has not yet taken it (it counts a
+  // frame written until its write is done, a turn of the event loop later at best)
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  assert.equal(client.notify({ action: "typing", is_typing: true }), true);
+  socket.bufferedAmount = new TextEncoder().encode(JSON.stringify(socket.sent.at(-1))).byteLength;
+
+  // the bytes waiting were written after the send, and kept none of it back: the socket is silent
+  const lost = await events.next("status", (status) => status.state === "reconnecting", 1_000);
+  assert.equal(lost.code, 1006);
+  const next = await scripted.accept(historyPage(X, [1]));
+  storeSend(next, await server.written(next, "send_message"), 2);
+  assert.equal((await sent).seq, 2);
+});
+
 Deno.test("a chats catch-up page unanswered in time leaves the silent socket too", async () => {
   await using scripted = openScriptedClient({ timeoutMs: 50 });
   const { events, server } = scripted;

@@ -283,20 +283,24 @@ export function createConnection(
 
   /**
    * A send (or a read of the client's own: a gap fill, the heartbeat) written on the socket got
-   * no reply within `timeoutMs`; `handedAtWrite` is what handed() said once it was written.
-   * Unless the socket is still handing frames to the network (a large upload on a slow uplink
+   * no reply within `timeoutMs`; `handedAtWrite` is what handed() said once it was written, and
+   * `writtenAtWrite` where its frame ends in the bytes written. Unless the socket is still
+   * handing its frame, or those before it, to the network (a large upload on a slow uplink
    * outlasts its timeout: bytes wait, and some left meanwhile), it has gone silent (no close
    * frame, packets dropped; also in the middle of an upload, whose bytes then wait and none
    * leave): it is left as a lost one, so that the outbox goes again, in order, on the next
    * connection, after one timeout rather than one per send waiting behind it. False when it is
    * kept. Where bytes are not seen leaving in part (Deno), waiting bytes keep the socket: none
-   * left may be a frame still leaving.
+   * left may be a frame still leaving. Bytes written after its frame had left keep nothing: they
+   * did not hold it back (a typing frame or the heartbeat's check written just before the
+   * timeout, which the runtime counts as waiting until a later turn of the event loop, would
+   * otherwise have the send rejected and the silent socket kept).
    */
-  function leaveSilent(timeoutMs: number, handedAtWrite: number): boolean {
+  function leaveSilent(timeoutMs: number, handedAtWrite: number, writtenAtWrite: number): boolean {
     const ws = socket;
     if (!ws || !isReady) return false;
     const leaving = handed() > handedAtWrite || !leavesInPart;
-    if (ws.bufferedAmount > 0 && leaving) return false;
+    if (ws.bufferedAmount > 0 && leaving && handed() < writtenAtWrite) return false;
     try {
       ws.close(1000);
     } catch {
@@ -389,6 +393,10 @@ export function createConnection(
       return true;
     },
     handed,
+    /** Bytes of the current socket's frames written so far. */
+    written(): number {
+      return bytesWritten;
+    },
     leaveSilent,
     /** A request got its reply in time: the server answers, a socket left next starts over. */
     answered(): void {

@@ -33,6 +33,8 @@ interface Pending {
   timeoutMs: number;
   /** The socket's bytes handed to the network once it was written (see `handed`). */
   handedAtWrite: number;
+  /** The socket's bytes written up to the end of its frame (see `written`). */
+  writtenAtWrite: number;
   /** Unanswered in time, it asks whether the socket has gone silent (see AddOptions). */
   leavesSilent: boolean;
   /** A read of the client's own (AddOptions.leavesSilent): never behind the others. */
@@ -107,13 +109,15 @@ export function createRequests(deps: {
   unclaimed: (frame: Page) => void;
   /** Bytes of the socket's frames handed to the network so far. */
   handed: () => number;
+  /** Bytes of the socket's frames written so far. */
+  written: () => number;
   /**
    * A written send (or a read of the client's own) got no reply within `timeoutMs`
-   * (`handedAtWrite`: `handed()` once it was written): true when the connection takes its
-   * socket for dead and leaves it (lost() then puts the send back in the outbox, and rejects
-   * the read as lost); false: it gives up.
+   * (`handedAtWrite`: `handed()` once it was written; `writtenAtWrite`: `written()` then, where
+   * its frame ends): true when the connection takes its socket for dead and leaves it (lost()
+   * then puts the send back in the outbox, and rejects the read as lost); false: it gives up.
    */
-  timedOut: (timeoutMs: number, handedAtWrite: number) => boolean;
+  timedOut: (timeoutMs: number, handedAtWrite: number, writtenAtWrite: number) => boolean;
   /** A request in flight got its reply (an `ack` or `error`) in time. */
   answered: () => void;
 }) {
@@ -224,6 +228,7 @@ export function createRequests(deps: {
     if (pending.lost) resent++;
     pending.lost = false;
     pending.handedAtWrite = deps.handed();
+    pending.writtenAtWrite = deps.written();
     if (pending.reply === "none") {
       pending.settle({ value: undefined });
       return true;
@@ -233,7 +238,8 @@ export function createRequests(deps: {
       // the outbox's send unanswered: the socket may have gone silent, and each send behind
       // it would wait its own timeout in turn; a read of the client's own would be made again
       // and again on it
-      if (pending.leavesSilent && deps.timedOut(pending.timeoutMs, pending.handedAtWrite)) return;
+      const { timeoutMs, handedAtWrite, writtenAtWrite } = pending;
+      if (pending.leavesSilent && deps.timedOut(timeoutMs, handedAtWrite, writtenAtWrite)) return;
       giveUp(pending, new RequestTimeoutError(pending.action, pending.timeoutMs, pending.clientId));
     }, pending.timeoutMs);
     return true;
@@ -305,6 +311,7 @@ export function createRequests(deps: {
         reply: replies[frame.action],
         timeoutMs: options.timeoutMs ?? deps.timeoutMs,
         handedAtWrite: 0,
+        writtenAtWrite: 0,
         leavesSilent: frame.action === "send_message" || options.leavesSilent === true,
         own: options.leavesSilent === true,
         waited: false,

@@ -18,6 +18,7 @@ function openRequests() {
     },
     unclaimed: () => {},
     handed: () => 0,
+    written: () => 0,
     timedOut: () => false,
     answered: () => {},
   });
@@ -54,6 +55,7 @@ Deno.test("a send refused with rate_limited is written again after a backoff, be
     },
     unclaimed: () => {},
     handed: () => 0,
+    written: () => 0,
     timedOut: () => false,
     answered: () => {},
   });

@@ -75,3 +75,53 @@ Deno.test("a send the network drops the connection for each time it is written i
     await client.close();
   }
 });
+
+Deno.test("a send unanswered on a stalled connection is kept in the outbox though a frame was written just before its timeout", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using network = startBadNetwork({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  await using client = createChatClient({
+    url: `http://127.0.0.1:${network.port}`,
+    token: await cluster.token("cust-1"),
+    chatId: chat.id,
+    timeoutMs: 300,
+    backoff: { initialMs: 20, maxMs: 200 },
+  });
+  using events = new ClientEvents(client);
+  await within(client.ready(), 5_000, "the first page");
+  const send = (content: string) =>
+    client.request({ action: "send_message", receiver_id: "vend-1", media_type: "text", content });
+  // the connection goes silent (no close, nothing gets through); the user goes on typing, and a
+  // keystroke's typing frame is written just before the send's timeout
+  network.stall();
+  let typing: ReturnType<typeof setTimeout> | undefined;
+  const typed = new Promise<boolean>((resolve) => {
+    typing = setTimeout(() => {
+      resolve(client.notify({ action: "typing", is_typing: true }));
+      // the send's timeout, set just after this timer, is due by the time this callback ends:
+      // it runs before the runtime takes the typing frame's write as done
+      const until = performance.now() + 5;
+      while (performance.now() < until) {
+        // busy
+      }
+    }, 300);
+  });
+  const first = send("first");
+  first.catch(() => {});
+  try {
+    assert.equal(await typed, true, "the typing frame was written on the silent socket");
+    await events.next("status", (status) => status.state === "reconnecting", 2_000);
+  } finally {
+    clearTimeout(typing);
+    network.flow();
+  }
+  const second = send("second");
+  const stored = await Promise.allSettled([first, second]);
+  assert.deepEqual(
+    stored.map((result) =>
+      result.status === "fulfilled" ? result.value.content : `${result.reason}`
+    ),
+    ["first", "second"],
+  );
+  assert.deepEqual(await events.seqs(chat.id, 2), [1, 2]);
+});
