@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { createChatClient } from "../client/mod.ts";
 import { startBadNetwork } from "./support/bad_network.ts";
 import { ClientEvents } from "./support/client_events.ts";
+import { metric } from "./support/metrics.ts";
 import { startCluster } from "./support/service.ts";
 import { within } from "./support/wait.ts";
 
@@ -74,6 +75,96 @@ Deno.test("a send the network drops the connection for each time it is written i
   } finally {
     await client.close();
   }
+});
+
+Deno.test("connections dropped in the middle of a client's frame give back their places: WS_MAX_SOCKETS, the user's, the gauge", async () => {
+  await using cluster = await startCluster({
+    nats: false,
+    env: { WS_MAX_SOCKETS: "1", WS_MAX_SOCKETS_PER_USER: "1" },
+  });
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using network = startBadNetwork({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  network.dropAfterUpstreamBytes = 2_048;
+  const client = createChatClient({
+    url: `http://127.0.0.1:${network.port}`,
+    token: await cluster.token("cust-1"),
+    chatId: chat.id,
+    backoff: { initialMs: 5, maxMs: 20, jitter: 0 },
+  });
+  using events = new ClientEvents(client);
+  try {
+    await within(client.ready(), 5_000, "the first page");
+    client.request({
+      action: "send_message",
+      receiver_id: "vend-1",
+      media_type: "text",
+      content: "x".repeat(4_000),
+    }).catch(() => {});
+    // each connection the network drops mid-frame is followed by one the server takes in
+    for (let opened = 1; opened < 6; opened++) {
+      await events.next("status", (status) => status.state === "reconnecting");
+      await events.next("status", (status) => status.state === "open");
+    }
+    const refusals = events.all("status").filter((status) =>
+      status.code !== undefined && status.code !== 1006
+    );
+    assert.deepEqual(refusals, [], "no 4429 and no 503");
+  } finally {
+    await client.close();
+  }
+  const open = await metric(cluster, 0, 'chat_ws_open_sockets{endpoint="chat"}');
+  // the last socket may still be closing
+  assert.ok(open <= 1, `${open} sockets counted open`);
+  await within(
+    (async () => {
+      while (await metric(cluster, 0, 'chat_ws_open_sockets{endpoint="chat"}') > 0) {
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+    })(),
+    5_000,
+    "no socket counted open",
+  );
+});
+
+Deno.test("close() while the handshake is black-holed ends at once and leaves nothing open", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using network = startBadNetwork({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  network.blackHole = true;
+  const client = createChatClient({
+    url: `http://127.0.0.1:${network.port}`,
+    token: await cluster.token("cust-1"),
+    chatId: chat.id,
+  });
+  await within(network.acceptedReach(1), 2_000, "the connection");
+  const started = performance.now();
+  await client.close();
+  assert.ok(performance.now() - started < 1_000, "close() did not wait for closeTimeoutMs");
+  await within(
+    (async () => {
+      while (network.open > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    })(),
+    2_000,
+    "the client's end of the connection closed",
+  );
+});
+
+Deno.test("close() on a stalled connection resolves after closeTimeoutMs", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using network = startBadNetwork({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  const client = createChatClient({
+    url: `http://127.0.0.1:${network.port}`,
+    token: await cluster.token("cust-1"),
+    chatId: chat.id,
+    closeTimeoutMs: 200,
+  });
+  await within(client.ready(), 5_000, "the first page");
+  network.stall();
+  const started = performance.now();
+  await within(client.close(), 2_000, "close()");
+  const took = performance.now() - started;
+  assert.ok(took >= 190 && took < 1_000, `close() took ${Math.round(took)} ms`);
 });
 
 Deno.test("a send unanswered on a stalled connection is kept in the outbox though a frame was written just before its timeout", async () => {
