@@ -61,7 +61,9 @@ export interface ChatClientOptions {
   /**
    * How long a new socket may take to open and send its first frame, the page (default 10 s;
    * 0 or Infinity: no limit): one that does not (a hung server, a network gone silent just
-   * after the handshake) is left as a lost one (code 1006) and tried again after the backoff.
+   * after the handshake) is left as a lost one (code 1006) and tried again after the backoff;
+   * after one whose handshake completed, the next gets twice as long (up to 8 times), until a
+   * first frame comes: a page slower to come down a slow link would otherwise never come.
    * A `token` function gets as long to answer, and is asked again after the backoff.
    */
   connectTimeoutMs?: number;

@@ -20,6 +20,11 @@ const GROWING_BACKOFF_CODES: ReadonlySet<number> = new Set([
   CloseCode.internal,
 ]);
 /**
+ * How many times longer than `connectTimeoutMs` the first frame is waited for at most, after
+ * sockets that opened and whose first frame did not come in time (see connect()).
+ */
+const SLOW_PAGE_GROWTH_LIMIT = 8;
+/**
  * How long a connection that opened must last for the backoff to start over when it goes: one
  * lost sooner (a middlebox or server that drops the connection on the outbox's first send, or
  * right after the page) waits longer than the attempt before it, or the client would open a
@@ -105,6 +110,12 @@ export function createConnection(
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
   /** Runs from a socket's creation until its first frame: see connect(). */
   let firstFrameTimer: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * Sockets in a row whose handshake completed but whose first frame did not come within the
+   * time given (a page slower to come down a slow link than `connectTimeoutMs`): the next is
+   * given twice as long, up to SLOW_PAGE_GROWTH_LIMIT times. Back to 0 once a first frame comes.
+   */
+  let slowPages = 0;
   let stopped: ClientClosedError | undefined;
 
   function setStatus(next: ConnectionStatus): void {
@@ -116,6 +127,7 @@ export function createConnection(
   function opened(frame: LatestChatFrame | ChatsFrame): void {
     clearTimeout(firstFrameTimer);
     isReady = true;
+    slowPages = 0;
     if (everReady) counts.reconnects++;
     everReady = true;
     attemptAtOpen = attempt;
@@ -201,6 +213,10 @@ export function createConnection(
       if (!stopped && socket === ws && typeof event.data === "string") receive(event.data);
     };
     ws.onerror = () => {};
+    let handshaken = false;
+    ws.onopen = () => {
+      handshaken = true;
+    };
     ws.onclose = (event) => {
       gone.resolve();
       // Deno reports a connection that just ended as 0; browsers (and the spec) say 1006
@@ -209,11 +225,16 @@ export function createConnection(
     // the heartbeat runs only once a socket is ready: one whose handshake or first frame never
     // comes (a hung server, a network gone silent just after the handshake) would otherwise
     // hold the client, its outbox and ready() for as long as the TCP connection lasts
-    const timeoutMs = options.connectTimeoutMs ?? 10_000;
+    const givenMs = options.connectTimeoutMs ?? 10_000;
     // 0 is no limit, as Infinity is
-    if (!(timeoutMs > 0)) return;
+    if (!(givenMs > 0)) return;
+    // a page that takes longer than that to come down a slow link would be given up on at every
+    // attempt, for good, each time after most of it came: after a socket that opened, the next
+    // waits longer
+    const timeoutMs = givenMs * Math.min(2 ** slowPages, SLOW_PAGE_GROWTH_LIMIT);
     firstFrameTimer = startTimer(() => {
       if (socket !== ws || isReady) return;
+      if (handshaken) slowPages++;
       try {
         ws.close(1000);
       } catch {

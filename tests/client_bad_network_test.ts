@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { createChatClient } from "../client/mod.ts";
 import { startBadNetwork } from "./support/bad_network.ts";
-import { ClientEvents } from "./support/client_events.ts";
+import { ClientEvents, openClient, sendEach } from "./support/client_events.ts";
 import { metric } from "./support/metrics.ts";
 import { startCluster } from "./support/service.ts";
 import { within } from "./support/wait.ts";
@@ -215,4 +215,38 @@ Deno.test("a send unanswered on a stalled connection is kept in the outbox thoug
     ["first", "second"],
   );
   assert.deepEqual(await events.seqs(chat.id, 2), [1, 2]);
+});
+
+Deno.test("a first page slower to come down a slow link than connectTimeoutMs is waited for longer at each attempt, and comes", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  {
+    await using vendor = await openClient(cluster, "vend-1", { chatId: chat.id });
+    await vendor.client.ready();
+    // the newest page: 50 messages of 2,000 characters, about 120 KB
+    await sendEach(
+      vendor.client,
+      "cust-1",
+      Array.from({ length: 50 }, (_, n) => `${n}`.repeat(2_000)),
+    );
+  }
+  await using network = startBadNetwork({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  // the page takes a second or so to come down
+  network.downstreamBytesPerSecond = 150_000;
+  await using client = createChatClient({
+    url: `http://127.0.0.1:${network.port}`,
+    token: await cluster.token("cust-1"),
+    chatId: chat.id,
+    connectTimeoutMs: 300,
+    backoff: { initialMs: 20, maxMs: 200 },
+  });
+  using events = new ClientEvents(client);
+  await within(client.ready(), 10_000, "the first page");
+  const page = await events.next("latest_chat");
+  assert.equal(page.messages.length, 50);
+  // each socket that opened and was left got twice as long as the one before
+  const waited = events.all("status").flatMap((status) =>
+    status.state === "reconnecting" ? [status.reason?.match(/within (\d+) ms/)?.[1]] : []
+  );
+  assert.deepEqual(waited, ["300", "600", "1200", "2400"].slice(0, waited.length));
 });

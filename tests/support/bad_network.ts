@@ -16,6 +16,8 @@ export interface BadNetwork extends AsyncDisposable {
   delayMs: number;
   /** Passes bytes on one at a time (one write per byte). */
   oneByteWrites: boolean;
+  /** Passes what the target sends on at about this rate (a slow downlink); undefined: at once. */
+  downstreamBytesPerSecond: number | undefined;
   /**
    * Closes a connection (both ends, with no WebSocket close) once the client has sent this many
    * bytes through it, the handshake's included, after passing on the first of them; the rest of
@@ -45,6 +47,7 @@ export function startBadNetwork(target: { hostname: string; port: number }): Bad
   const network = {
     delayMs: 0,
     oneByteWrites: false,
+    downstreamBytesPerSecond: undefined as number | undefined,
     dropAfterUpstreamBytes: undefined as number | undefined,
     blackHole: false,
   };
@@ -83,7 +86,15 @@ export function startBadNetwork(target: { hostname: string; port: number }): Bad
           drop = true;
         }
         if (upstream) counted.bytes += chunk.length;
-        if (network.oneByteWrites) {
+        const rate = network.downstreamBytesPerSecond;
+        if (!upstream && rate !== undefined) {
+          for (let index = 0; index < chunk.length; index += 1024) {
+            const slice = chunk.subarray(index, index + 1024);
+            await new Promise((resolve) => setTimeout(resolve, (slice.length / rate) * 1000));
+            let written = 0;
+            while (written < slice.length) written += await to.write(slice.subarray(written));
+          }
+        } else if (network.oneByteWrites) {
           for (let index = 0; index < chunk.length; index++) {
             await to.write(chunk.subarray(index, index + 1));
           }
