@@ -250,3 +250,48 @@ Deno.test("a first page slower to come down a slow link than connectTimeoutMs is
   );
   assert.deepEqual(waited, ["300", "600", "1200", "2400"].slice(0, waited.length));
 });
+
+Deno.test("a client whose network goes silent in the middle of its first page gives back its socket's places within WS_IDLE_TIMEOUT_SECONDS", async () => {
+  await using cluster = await startCluster({
+    nats: false,
+    env: { WS_IDLE_TIMEOUT_SECONDS: "1", WS_MAX_SOCKETS_PER_USER: "1" },
+  });
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  {
+    await using vendor = await openClient(cluster, "vend-1", { chatId: chat.id });
+    await vendor.client.ready();
+    await sendEach(
+      vendor.client,
+      "cust-1",
+      Array.from({ length: 50 }, (_, n) => `${n}`.repeat(2_000)),
+    );
+  }
+  await using network = startBadNetwork({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  network.downstreamBytesPerSecond = 100_000;
+  const client = createChatClient({
+    url: `http://127.0.0.1:${network.port}`,
+    token: await cluster.token("cust-1"),
+    chatId: chat.id,
+    connectTimeoutMs: 0,
+    heartbeatMs: 0,
+    closeTimeoutMs: 100,
+  });
+  const gauge = () => metric(cluster, 0, 'chat_ws_open_sockets{endpoint="chat"}');
+  try {
+    await within(network.acceptedReach(1), 2_000, "the connection");
+    while (await gauge() < 1) await new Promise((resolve) => setTimeout(resolve, 20));
+    // the page is on its way: nothing gets through any more, and nothing is closed
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    network.stall();
+    const started = performance.now();
+    while (await gauge() > 0) {
+      assert.ok(performance.now() - started < 5_000, "the socket is still counted open");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    // the user's place is free: a socket of theirs on a good network is taken in
+    await using again = await openClient(cluster, "cust-1", { chatId: chat.id });
+    await within(again.client.ready(), 5_000, "a new socket of the same user");
+  } finally {
+    await client.close();
+  }
+});
