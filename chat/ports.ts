@@ -196,7 +196,7 @@ export interface ChatStore {
   /**
    * Marks one message read by `readerId` when it was sent by the other side of `readerSide`;
    * `changed` is false when it already was read or was sent by the reader's own side. Null: no
-   * such message.
+   * such message, or the reader is banned or no longer in the chat.
    */
   markRead(
     chatId: string,
@@ -206,7 +206,8 @@ export interface ChatStore {
   ): Promise<{ message: StoredMessage; changed: boolean } | null>;
   /**
    * Marks read by `readerId` every message of the other side up to `seq` not yet read: `count`
-   * of them, the newest `up_to_seq` (0 when none; never more than `seq`).
+   * of them, the newest `up_to_seq` (0 when none; never more than `seq`). Errors: forbidden
+   * (the reader is banned or no longer in the chat).
    */
   markReadUpTo(
     chatId: string,

@@ -1,4 +1,5 @@
 import { ChatError } from "./errors.ts";
+import { refuseBanned } from "./membership_operations.ts";
 import type { ChatStore, HistoryQuery, Page } from "./ports.ts";
 import type { Actor, PublishChat } from "./service.ts";
 import {
@@ -48,11 +49,23 @@ export function createReadOperations(deps: { store: ChatStore; publishChat: Publ
       );
     },
 
-    /** Marks a message read. Errors: not_found, forbidden (the reader's own side sent it). */
+    /**
+     * Marks a message read. Errors: not_found, forbidden (the reader's own side sent it, or the
+     * reader is banned or no longer in the chat).
+     */
     async readMessage(actor: Actor, messageId: string): Promise<void> {
       const { chat, side } = actor.membership;
       const result = await store.markRead(chat.id, messageId, side, actor.user_id);
-      if (!result) throw new ChatError("not_found", "no such message in this chat");
+      if (!result) {
+        // the store marks nothing for a reader banned or gone from the chat, whose socket has
+        // not heard of it yet: refused as such, not as an unknown message
+        const [membership] = await Promise.all([
+          store.membership(chat.id, actor.user_id),
+          refuseBanned(store, actor.user_id),
+        ]);
+        if (!membership) throw new ChatError("forbidden", "not a participant of this chat");
+        throw new ChatError("not_found", "no such message in this chat");
+      }
       if (result.message.sender_side === side) {
         throw new ChatError("forbidden", "only the receiver's side may mark a message read");
       }

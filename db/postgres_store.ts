@@ -259,13 +259,24 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
 
     async markReadUpTo(chatId, readerSide, seq, readerId) {
       const [result] = await sql<
-        Array<{ count: number; up_to_seq: number; read_at: Date; after: ChatAfterRead | null }>
+        Array<{
+          allowed: boolean;
+          count: number;
+          up_to_seq: number;
+          read_at: Date;
+          after: ChatAfterRead | null;
+        }>
       >`
-        with marked as materialized (
+        with allowed as materialized (
+          -- the reader is still in the chat and not banned, as a batch of read marks checks
+          select sender_in_chat(${chatId}, ${readerId})
+            and not exists (select 1 from bans b where b.user_id = ${readerId}
+                            and (b.expires_at is null or b.expires_at > now())) as ok
+        ), marked as materialized (
           -- locked in id order, as a batch of read marks locks them (see markReadBatch)
           select id from messages
           where chat_id = ${chatId} and sender_side = ${otherSide(readerSide)} and seq <= ${seq}
-            and not is_read and deleted_at is null
+            and not is_read and deleted_at is null and (select ok from allowed)
           order by id for update
         ), updated as (
           -- by primary key whatever the statistics: a join with marked is planned as a scan of
@@ -281,10 +292,13 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
           where id = ${chatId} and exists (select 1 from updated)
           returning ${chatAfterRead(sql)}
         )
-        select (select count(*) from updated)::int as count,
+        select (select ok from allowed) as allowed, (select count(*) from updated)::int as count,
                (select coalesce(max(seq), 0) from updated)::int as up_to_seq,
                date_trunc('milliseconds', now()) as read_at,
                (select row_to_json(counter) from counter) as after`;
+      if (result && !result.allowed) {
+        throw new ChatError("forbidden", "you may not mark messages read in this chat");
+      }
       if (result?.after) {
         writer.noteRead(chatId, {
           after: result.after,

@@ -45,8 +45,9 @@ export type ReadRow =
  * Marks a batch of messages read in one statement (the writer's group commit of read marks).
  * Each chat's counters drop by what was marked and its unread_epoch rises once. Rows come back
  * by `ord` (1-based position in `marks`); a mark whose message is unknown, in another chat or
- * deleted has none. Of the marks of one message, only the first from the side it was sent to
- * can change it (and is the reader kept as `read_by`); the others come back unchanged.
+ * deleted, or whose reader is banned or no longer in the chat, has none. Of the marks of one
+ * message, only the first from the side it was sent to can change it (and is the reader kept as
+ * `read_by`); the others come back unchanged.
  */
 export function markReadBatch(sql: Pick<Sql, "unsafe">, marks: readonly ReadMark[]) {
   return sql.unsafe<ReadRow[]>(MARK_READ_BATCH, [
@@ -70,6 +71,11 @@ const MARK_READ_BATCH = `
       select ${messageColumnList()} from messages where id = i.message_id limit 1 for update
     ) x
     where x.chat_id = i.chat_id and x.deleted_at is null
+      -- the reader is still in the chat and not banned (checked here, not only by the edge's
+      -- cached membership, which learns of a removal or a ban later, as INSERT_BATCH does)
+      and sender_in_chat(i.chat_id, i.reader_id)
+      and not exists (select 1 from bans b where b.user_id = i.reader_id
+                      and (b.expires_at is null or b.expires_at > now()))
   ), updated as (
     -- by primary key only; "is not true" rather than "not is_read", which would let the
     -- planner reach the rows through the index of every unread message instead. One mark a

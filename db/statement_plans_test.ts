@@ -89,13 +89,15 @@ Deno.test("the group commit's insert looks each sender's chat and vendor members
 Deno.test("the group commit's read marks look messages up by index, however small the table was when they were planned", () =>
   onOneConnection(async (sql) => {
     await youngDatabaseWithMessages(sql);
-    const messages = await sql<Array<{ id: string; chat_id: string }>>`
-      select id, chat_id from messages order by chat_id, seq`;
+    const messages = await sql<Array<{ id: string; chat_id: string; vendor_id: string }>>`
+      select m.id, m.chat_id, c.vendor_id from messages m join chats c on c.id = m.chat_id
+      order by m.chat_id, m.seq`;
+    // the chat's vendor: a reader not in the chat marks nothing
     const mark = (index: number) => ({
       chat_id: messages[index]!.chat_id,
       message_id: messages[index]!.id,
       reader_side: "vendor" as const,
-      reader_id: "acme",
+      reader_id: messages[index]!.vendor_id,
     });
     for (let n = 0; n < 20; n++) await markReadBatch(sql, [mark(2 * n), mark(2 * n + 1)]);
     const { seqScans } = await readsOf(sql, "messages", async (tx) => {

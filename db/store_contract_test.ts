@@ -326,6 +326,7 @@ for (const backend of backends) {
 
   Deno.test(`${backend.name}: of two marks of one message in a batch, the one answered changed is the one stored`, async () => {
     await using db = await backend.open();
+    await db.store.addVendorMember("v", "agent", "agent");
     const chat = (await db.store.createChat("c", "v")).chat;
     const sent = [];
     for (let i = 0; i < 8; i++) {

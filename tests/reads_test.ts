@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import postgres from "postgres";
 import { startCluster } from "./support/service.ts";
 import {
   acked,
@@ -215,4 +216,40 @@ Deno.test("unread_message answers only the asking socket", async () => {
   const barrier = await sendText(customer, "vend-1", "barrier");
   const seen = framesBetween(vendorAgain, mark, await messageWithSeq(vendorAgain, barrier.seq));
   assert.deepEqual(seen, []);
+});
+
+Deno.test("a reader banned, or removed from the vendor, before their socket hears of it marks nothing read: forbidden, and the side's unread stays", async () => {
+  // no sweep during the test: the ban and the removal below are stored but never published, as
+  // when their publish is lost or still on its way, so the sockets stay open
+  await using cluster = await startCluster({ env: { FEED_SWEEP_SECONDS: "3600" } });
+  const service = cluster.main.service.chat;
+  const chat = await service.createChat("cust-1", "vend-1");
+  await service.addVendorMember("vend-1", "agent-1", "agent");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await using vendor = await joinChat(cluster, "vend-1", chat.id);
+  await using agent = await joinAllChats(cluster, "agent-1");
+  const question = await sendText(customer, "vend-1", "a question");
+  await sendText(customer, "vend-1", "another");
+  const answer = await sendText(vendor, "cust-1", "an answer");
+  const sql = postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} });
+  try {
+    await sql`delete from vendor_members where vendor_id = 'vend-1' and user_id = 'agent-1'`;
+    await sql`insert into bans (user_id, moderator_id, reason) values ('cust-1', 'mod', 'abuse')`;
+    const marks = [
+      [agent, { action: "read_message", chat_id: chat.id, message_id: question.id }],
+      [agent, { action: "read_up_to", chat_id: chat.id, seq: 2 }],
+      [customer, { action: "read_message", message_id: answer.id }],
+      [customer, { action: "read_up_to", seq: 3 }],
+    ] as const;
+    for (const [socket, frame] of marks) await refused(socket, frame, "forbidden");
+    const stored = await sql<Array<{ is_read: boolean }>>`
+      select is_read from messages where chat_id = ${chat.id} order by seq`;
+    assert.deepEqual(stored.map((row) => row.is_read), [false, false, false]);
+    assert.equal((await askUnread(vendor)).count, 2);
+    const [counters] = await sql`
+      select customer_unread, vendor_unread from chats where id = ${chat.id}`;
+    assert.deepEqual({ ...counters }, { customer_unread: 1, vendor_unread: 2 });
+  } finally {
+    await sql.end();
+  }
 });
