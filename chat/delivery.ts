@@ -31,6 +31,11 @@ export interface Delivery {
    * socket's first page, or the pages its client reads), and has it already.
    */
   amendedAt?: number | undefined;
+  /**
+   * An `unread_messages` push: the seq of the newest message it follows. A socket whose page
+   * from the store had that message was sent a newer count with the page, and is not sent this.
+   */
+  readonly afterSeq?: number | undefined;
 }
 
 /** Wraps an envelope so that its frame is serialised at most once. */

@@ -419,8 +419,9 @@ export function createChatFeed(
     chat: ChatEnvelope["chat"],
   ) {
     const sides = new Set(news.map((message) => otherSide(message.sender_side)));
+    const seq = Math.max(...news.map((message) => message.seq));
     for (const side of sides) {
-      unreadPushes.afterStored(chatId, side, { chat, sent_at: Date.now() }, {
+      unreadPushes.afterStored(chatId, side, { chat, sent_at: Date.now(), seq }, {
         send: (push) => deliver(chatId, entry, push),
         stillFollowed: () => chats.get(chatId) === entry,
       });

@@ -80,7 +80,7 @@ export function createUnreadPushes(deps: {
   function readAndPush(
     chatId: string,
     side: Side,
-    envelope: Pick<DeliveredEnvelope, "chat" | "sent_at">,
+    envelope: PushedAfter,
     to: { send: (push: Delivery) => void; stillFollowed: () => boolean },
     window: UnreadWindow,
     push: number,
@@ -120,17 +120,18 @@ export function createUnreadPushes(deps: {
       if (!unread || frame.type !== "chat_message") return;
       const window = windowOf(`${chatId}:${unread.side}`);
       const push = ++window.pushes;
+      const after = { chat: envelope.chat, sent_at: envelope.sent_at, seq: frame.message.seq };
       const pushWith = (...snapshot: [readonly number[], readonly string[], number]) => {
         const { seqs, messages, count } = withAmendments(window, ...snapshot);
         window.seqs = seqs;
         window.messages = messages;
-        to.send(unreadDelivery(envelope, { chatId, side: unread.side, count, messages }));
+        to.send(unreadDelivery(after, { chatId, side: unread.side, count, messages }));
       };
       const known = message.unreadMessages ?? fromPrevious(window, unread.seqs, frame.message);
       if (known.every((json) => json !== undefined)) {
         return pushWith(unread.seqs, known as string[], unread.count);
       }
-      readAndPush(chatId, unread.side, envelope, to, window, push);
+      readAndPush(chatId, unread.side, after, to, window, push);
     },
 
     /**
@@ -140,7 +141,7 @@ export function createUnreadPushes(deps: {
     afterStored(
       chatId: string,
       side: Side,
-      newest: Pick<DeliveredEnvelope, "chat" | "sent_at">,
+      newest: PushedAfter,
       to: { send: (push: Delivery) => void; stillFollowed: () => boolean },
     ): void {
       const window = windowOf(`${chatId}:${side}`);
@@ -239,13 +240,17 @@ function fromPrevious(window: UnreadWindow, seqs: readonly number[], newest: Mes
   });
 }
 
+/** The message a push follows (the newest, of messages from the store): its chat, time and seq. */
+type PushedAfter = Pick<DeliveredEnvelope, "chat" | "sent_at"> & { seq: number };
+
 /** The receiver side's `unread_messages` push after `message`. */
 function unreadDelivery(
-  message: Pick<DeliveredEnvelope, "chat" | "sent_at">,
+  message: PushedAfter,
   push: { chatId: string; side: Side; count: number; messages: readonly string[] },
 ): Delivery {
   const { chatId, side, count, messages } = push;
   return {
+    afterSeq: message.seq,
     envelope: {
       chat: message.chat,
       audience: { to: "side", side },

@@ -78,7 +78,7 @@ Deno.test("a store read begun before an edit does not bring the old text back in
   const { store, reads } = heldStore();
   const pushes = createUnreadPushes({ store, onError: (error) => assert.fail(String(error)) });
   const sent: Delivery[] = [];
-  pushes.afterStored(CHAT, "vendor", { chat: participants, sent_at: 0 }, to(sent));
+  pushes.afterStored(CHAT, "vendor", { chat: participants, sent_at: 0, seq: 1 }, to(sent));
   // the edit commits after the read began, and its event goes out before the read answers
   const edited = stored(1, "edited", "2026-01-01T00:00:01.000Z");
   pushes.edited(CHAT, toClientMessage(edited));
@@ -161,7 +161,7 @@ Deno.test("a store read under way keeps its chat side's window, so that a later 
   const { store, reads } = heldStore();
   const pushes = createUnreadPushes({ store, onError: (error) => assert.fail(String(error)) });
   const sent: Delivery[] = [];
-  pushes.afterStored(CHAT, "vendor", { chat: participants, sent_at: 0 }, to(sent));
+  pushes.afterStored(CHAT, "vendor", { chat: participants, sent_at: 0, seq: 1 }, to(sent));
   // a busy instance: thousands of other chats' pushes while the read is under way
   for (let chat = 0; chat < 2_500; chat++) {
     const message = { ...stored(1, "elsewhere"), chat_id: `other${chat}` };
@@ -180,7 +180,12 @@ Deno.test("windows are kept past the bound while every one has a store read unde
   const pushes = createUnreadPushes({ store, onError: (error) => assert.fail(String(error)) });
   const sent: Delivery[] = [];
   for (let chat = 0; chat < 2_100; chat++) {
-    pushes.afterStored(`chat${chat}`, "vendor", { chat: participants, sent_at: 0 }, to(sent));
+    pushes.afterStored(
+      `chat${chat}`,
+      "vendor",
+      { chat: participants, sent_at: 0, seq: 1 },
+      to(sent),
+    );
   }
   for (const answer of reads) answer({ count: 1, messages: [stored(1, "first")] });
   await Promise.resolve();

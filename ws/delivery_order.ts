@@ -38,6 +38,12 @@ export class DeliveryOrder {
    * page on the single-chat endpoint, the history of a chat taken in later).
    */
   #lastSeqSent = new Map<string, number>();
+  /**
+   * Per chat, the last seq of the pages sent (first page, history of a chat taken in): the
+   * `unread_messages` sent with them counts every message up to it, newer than the pushes that
+   * followed those messages live.
+   */
+  #pagedUpTo = new Map<string, number>();
 
   /**
    * True when `delivery` is to be sent now. False when it is held (given back by `ready()` or
@@ -54,7 +60,10 @@ export class DeliveryOrder {
       adopting.push(delivery);
       return false;
     }
-    if (frame.type === "chat_message") {
+    if (frame.type === "unread_messages" && delivery.afterSeq !== undefined) {
+      // the push of a message a page had: the page's own count went out after it was read
+      if (delivery.afterSeq <= (this.#pagedUpTo.get(frame.chat_id) ?? 0)) return false;
+    } else if (frame.type === "chat_message") {
       const sent = this.#lastSeqSent.get(frame.chat_id);
       if (sent !== undefined) {
         if (frame.message.seq <= sent) return false;
@@ -150,9 +159,13 @@ export class DeliveryOrder {
     return this.#lastSeqSent.get(chatId);
   }
 
-  /** A page of `chatId` up to `lastSeq` was sent: live messages it had are dropped, now and later. */
+  /**
+   * A page of `chatId` up to `lastSeq` was sent: live messages it had, and their unread pushes,
+   * are dropped, now and later.
+   */
   pageSent(chatId: string, lastSeq: number): void {
     this.#lastSeqSent.set(chatId, lastSeq);
+    this.#pagedUpTo.set(chatId, lastSeq);
   }
 
   /** Holds the live events of `chatId` while its history is sent. */

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import type { ChatFrame } from "../chat/events.ts";
 import { createDelivery, type Delivery } from "../chat/feed.ts";
+import type { ChatStore } from "../chat/ports.ts";
+import { createUnreadPushes } from "../chat/unread_push.ts";
 import { storedMessage } from "../tests/support/stored_messages.ts";
 import { DeliveryOrder } from "./delivery_order.ts";
 
@@ -39,6 +41,46 @@ Deno.test("DeliveryOrder drops a live message that a page sent already had, and 
   assert.equal(order.due(message("a", 6)), false); // sent once
   assert.equal(order.due(typing("a")), true); // only messages carry a seq
   assert.equal(order.due(message("b", 1)), true); // no page of b: nothing to overlap
+});
+
+/** A live message to cust-1 with its publisher's snapshot: it alone unread. */
+function messageToRead(chatId: string, seq: number): Delivery {
+  const chat = { user_id: "cust-1", vendor_id: "vend-1" };
+  const sent = storedMessage(chatId, seq);
+  return createDelivery({
+    chat,
+    audience: { to: "all" },
+    frame: { type: "chat_message", chat_id: chatId, message: sent },
+    sent_at: 0,
+    unread: { side: "customer", count: 1, seqs: [seq] },
+  }, { unreadMessages: [JSON.stringify(sent)] });
+}
+
+Deno.test("DeliveryOrder drops the unread push of a message a page sent already had (the unread_messages sent with the page is newer), and sends the pushes of the messages after it", () => {
+  const order = new DeliveryOrder();
+  const unreadPushes = createUnreadPushes({ store: {} as ChatStore, onError: () => {} });
+  const pushed: Delivery[] = [];
+  const to = { send: (push: Delivery) => void pushed.push(push), stillFollowed: () => true };
+  // message 5 and its push arrive while the first frames are read; the page has message 5, and
+  // the unread_messages read after it may already leave it out (read meanwhile, or deleted)
+  const fifth = messageToRead("a", 5);
+  unreadPushes.after("a", fifth, to);
+  assert.equal(order.due(fifth), false);
+  assert.equal(order.due(pushed[0]!), false);
+  order.pageSent("a", 5);
+  assert.deepEqual(order.ready().map((delivery) => order.due(delivery)), [false, false]);
+  const sixth = messageToRead("a", 6);
+  unreadPushes.after("a", sixth, to);
+  assert.equal(order.due(sixth), true);
+  assert.equal(order.due(pushed[1]!), true, "the push of a message sent live goes out");
+  // a chat taken in later: its pushes held with its history alike
+  order.hold("b");
+  const first = messageToRead("b", 1);
+  unreadPushes.after("b", first, to);
+  assert.equal(order.due(first), false);
+  assert.equal(order.due(pushed[2]!), false);
+  order.pageSent("b", 1);
+  assert.deepEqual(order.release("b").map((delivery) => order.due(delivery)), [false, false]);
 });
 
 Deno.test("DeliveryOrder holds the events of a chat whose history is being sent, and only that chat's", () => {
