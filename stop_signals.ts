@@ -36,9 +36,14 @@ function heard(signal: StopSignal) {
   Deno.exit(SIGNAL_EXIT_CODES[signal]);
 }
 
-/** Starts listening for SIGTERM and SIGINT (once per process). */
+/**
+ * Starts listening for SIGTERM and SIGINT (once per process). SIGTERM first: the first listener
+ * for any of them makes Deno catch SIGHUP, SIGTERM and SIGINT all at once, and a caught signal
+ * with no listener of its own still ends the process, so a SIGTERM (an orchestrator's stop)
+ * between the two listeners would end it as if nothing listened.
+ */
 export function listenForStopSignals(): void {
-  for (const signal of Object.keys(SIGNAL_EXIT_CODES) as StopSignal[]) {
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
     Deno.addSignalListener(signal, () => heard(signal));
   }
 }
