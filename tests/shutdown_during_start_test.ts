@@ -14,11 +14,14 @@ import { within } from "./support/wait.ts";
 
 /**
  * Waits up to 30 s until the child of process `pid` that runs main.ts has a handler of its own
- * for SIGTERM (SigCgt in /proc, Linux); whether it did. One bash loop looks, not a Deno.Command per look: Deno lets
- * only --allow-all read another process's /proc entries, and a look must take far less time
- * than the start does.
+ * for SIGTERM (SigCgt in /proc, Linux); its pid and the CPU time its main thread (the one that
+ * runs JavaScript) had used then, in nanoseconds, or undefined if it never did. One bash loop
+ * looks, not a Deno.Command per look: Deno lets only --allow-all read another process's /proc
+ * entries, and a look must take far less time than the start does.
  */
-async function serviceCatchesSigterm(pid: number): Promise<boolean> {
+async function serviceCatchingSigterm(
+  pid: number,
+): Promise<{ pid: number; ranNs: number } | undefined> {
   const script = `
     while kill -0 ${pid} 2>/dev/null; do
       for children in /proc/${pid}/task/*/children; do
@@ -27,13 +30,37 @@ async function serviceCatchesSigterm(pid: number): Promise<boolean> {
           mapfile -d '' argv < /proc/$child/cmdline 2>/dev/null
           [[ " \${argv[*]} " == *" main.ts "* ]] || continue
           while read -r key value; do
-            [ "$key" = "SigCgt:" ] && (( (16#$value >> 14) & 1 )) && exit 0
+            if [ "$key" = "SigCgt:" ] && (( (16#$value >> 14) & 1 )); then
+              read -r ran _ < /proc/$child/task/$child/schedstat
+              echo "$child $ran"
+              exit 0
+            fi
           done < /proc/$child/status
         done
       done
     done
     exit 1`;
-  const command = new Deno.Command("timeout", { args: ["30", "bash", "-c", script] });
+  const command = new Deno.Command("timeout", {
+    args: ["30", "bash", "-c", script],
+    stdout: "piped",
+  });
+  const output = await command.output();
+  if (output.code !== 0) return undefined;
+  const [child, ranNs] = new TextDecoder().decode(output.stdout).trim().split(" ").map(Number);
+  return { pid: child!, ranNs: ranNs! };
+}
+
+/**
+ * Waits up to 10 s until the main thread of process `pid` has used `ns` nanoseconds of CPU
+ * time (schedstat in /proc, Linux); whether it did.
+ */
+async function mainThreadRan(pid: number, ns: number): Promise<boolean> {
+  const script = `
+    while read -r ran _ < /proc/${pid}/task/${pid}/schedstat; do
+      (( ran >= ${ns} )) && exit 0
+    done 2>/dev/null
+    exit 1`;
+  const command = new Deno.Command("timeout", { args: ["10", "bash", "-c", script] });
   return (await command.output()).code === 0;
 }
 
@@ -144,9 +171,15 @@ Deno.test("the service listens for SIGTERM before its start logs anything, and a
     { waitUntilListening: false },
   );
   // the service process is the child of `deno task` that catches SIGTERM (deno task does too)
-  assert.ok(await serviceCatchesSigterm(service.pid), "the service never listened for SIGTERM");
-  const caught = service.logs().map((line) => line.message);
-  assert.deepEqual(caught, [], "the start logged before it listened for SIGTERM");
+  const caught = await serviceCatchingSigterm(service.pid);
+  assert.ok(caught, "the service never listened for SIGTERM");
+  const logged = service.logs().map((line) => line.message);
+  assert.deepEqual(logged, [], "the start logged before it listened for SIGTERM");
+  // Deno catches SIGTERM (SigCgt) a moment before the listener that hears it is in place, and
+  // ends the process on a SIGTERM that comes between (1 ms and more, when the machine is busy):
+  // the signal waits until the thread that adds the listener has run on for 10 ms of CPU time,
+  // far longer than adding it takes, and the start is still under way
+  assert.ok(await mainThreadRan(caught.pid, caught.ranNs + 10_000_000), "the service ended");
   service.kill("SIGTERM");
   const status = await within(service.status, 10_000, "the exit");
   assert.equal(status.code, 0, service.lines.join("\n"));
