@@ -2,7 +2,7 @@
  * A signal can come while an instance is still starting: a deploy rolled back while a migration
  * waits for its lock, or the admin plane still binding while the HTTP plane already takes
  * sockets. It must stop the service as any shutdown does, not end the process as the runtime
- * does with a signal nothing listens for (and in a container deno is PID 1, which ignores one).
+ * does with a signal nothing listens for (or, run as PID 1 without the image's tini, ignore it).
  */
 import assert from "node:assert/strict";
 import postgres from "postgres";
