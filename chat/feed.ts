@@ -418,8 +418,11 @@ export function createChatFeed(
     news: readonly StoredMessage[],
     chat: ChatEnvelope["chat"],
   ) {
+    // oldest first (ChatSequencer.deliverStored): the last is the newest. Not Math.max(...):
+    // a catch-up after a long outage may bring more messages than a call takes arguments
+    const seq = news.at(-1)?.seq;
+    if (seq === undefined) return;
     const sides = new Set(news.map((message) => otherSide(message.sender_side)));
-    const seq = Math.max(...news.map((message) => message.seq));
     for (const side of sides) {
       unreadPushes.afterStored(chatId, side, { chat, sent_at: Date.now(), seq }, {
         send: (push) => deliver(chatId, entry, push),

@@ -274,3 +274,58 @@ Deno.test("a catch-up whose read of one chat fails still delivers the other chat
     await sql.end();
   }
 });
+
+Deno.test("a catch-up of a chat that missed more messages than a call takes arguments delivers them, the unread push after them, and the chats after it", async () => {
+  await using database = await freshDatabase();
+  const sql = postgres(database.url, { max: 3, onnotice: () => {} });
+  try {
+    const store = createPostgresStore(sql);
+    const busy = (await store.createChat("alice", "acme")).chat;
+    const quiet = (await store.createChat("bob", "acme")).chat;
+    const feed = createChatFeed({
+      bus: createMemoryBus(),
+      store,
+      subjects: createSubjects("test"),
+    });
+    let busyMessages = 0;
+    const delivered: string[] = [];
+    const pushed = Promise.withResolvers<{ count: number; afterSeq: number | undefined }>();
+    // the busy chat first: it is read first
+    const leave = await feed.join([busy.id, quiet.id], (delivery) => {
+      const { frame } = delivery.envelope;
+      if (frame.type === "chat_message" && frame.chat_id === busy.id) busyMessages++;
+      else if (frame.type === "chat_message") {
+        delivered.push(`${frame.chat_id}#${frame.message.seq}`);
+      } else if (frame.type === "unread_messages" && frame.chat_id === busy.id) {
+        pushed.resolve({ count: frame.count, afterSeq: delivery.afterSeq });
+      }
+    });
+    try {
+      // stored while this instance was cut off from the bus: a busy chat, a long outage
+      const missed = 150_000;
+      await sql`
+        insert into messages (chat_id, seq, sender_id, sender_side, receiver_id, media_type,
+                              content, created_at, updated_at)
+        select ${busy.id}, g, 'alice', 'customer', 'acme', 'text', 'message ' || g, now(), now()
+        from generate_series(1, ${missed}::int) g`;
+      await sql`update chats set last_seq = ${missed}, vendor_unread = ${missed}
+                where id = ${busy.id}`;
+      await store.insertMessage({ ...fromAlice(quiet.id, "lost too"), sender_id: "bob" });
+      await feed.catchUp();
+      assert.equal(busyMessages, missed);
+      assert.deepEqual(delivered, [`${quiet.id}#1`]);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const push = await Promise.race([
+        pushed.promise,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error("no unread push after the catch-up")), 5_000);
+        }),
+      ]).finally(() => clearTimeout(timer));
+      assert.deepEqual(push, { count: missed, afterSeq: missed });
+    } finally {
+      leave();
+    }
+  } finally {
+    await sql.end();
+  }
+});
