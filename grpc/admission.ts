@@ -63,6 +63,17 @@ export function createAdmission(
     anonymous.delete(call);
   };
 
+  /** Counts `call`, a call without a token, as waiting if it still is; one past the bound cuts. */
+  function stillWaiting(call: ServerInterceptingCall) {
+    if (!waiting.has(call)) return;
+    if (anonymous.size >= maxWaiting) {
+      const [longest] = anonymous;
+      done(longest!);
+      longest!.sendStatus(cutShort);
+    }
+    anonymous.add(call);
+  }
+
   /**
    * Ends the HTTP/2 stream of a call answered before its client finished its request: grpc-js
    * sends the status and leaves the stream half open, holding it (and the session's graceful
@@ -89,15 +100,12 @@ export function createAdmission(
             // not passed on: the handler never asks for the message, which is never read
             if (admin && !authorized(metadata)) return intercepting.sendStatus(unauthenticated());
             if (closed) return intercepting.sendStatus(shuttingDown);
-            if (!admin) {
-              if (anonymous.size >= maxWaiting) {
-                const [longest] = anonymous;
-                done(longest!);
-                longest!.sendStatus(cutShort);
-              }
-              anonymous.add(intercepting);
-            }
             waiting.add(intercepting);
+            // counted a turn later, if it still waits then: grpc-js reads a call's message a turn
+            // after its headers, so that the headers of calls sent together on one connection
+            // all come before any of their messages is read, and counting them at once would cut
+            // calls sent whole (250 health checks at once: 50 cut)
+            if (!admin) setImmediate(() => stillWaiting(intercepting));
             pass(metadata);
           },
           onReceiveHalfClose(pass) {

@@ -823,8 +823,20 @@ Deno.test("calls waiting for their request message are bounded: each call past t
     ]);
     // a request sent whole is never the one waiting longest: it is answered
     assert.equal(await client.health(), "SERVING");
+    // one more that keeps waiting cuts the one waiting longest then
+    const late = rawCall(server.port, "/grpc.health.v1.Health/Check");
+    calls.push(late);
+    statuses.push(undefined);
+    late.stream.on("data", () => {});
+    statusOf(late.stream).then((code) => statuses[5] = code);
+    late.stream.write(partialMessage(60_000));
     await settled(3);
-    assert.deepEqual(statuses.slice(2), [Status.RESOURCE_EXHAUSTED, undefined, undefined]);
+    assert.deepEqual(statuses.slice(2), [
+      Status.RESOURCE_EXHAUSTED,
+      undefined,
+      undefined,
+      undefined,
+    ]);
   } finally {
     client.close();
     for (const call of calls) await call.close();
@@ -892,5 +904,20 @@ Deno.test("close cuts at once the calls still waiting for their request message,
       new Promise((resolve) => timer = setTimeout(resolve, 1_000)),
     ]);
     clearTimeout(timer);
+  }
+});
+
+Deno.test("health calls sent whole, more at once than may wait for their request message, are all answered: the bound cuts only calls that keep waiting", async () => {
+  const server = await start(fakeReadiness(true).source, TOKEN, { maxWaitingCalls: 3 });
+  using client = await createAdminClient(`127.0.0.1:${server.port}`, { token: null });
+  try {
+    // one connection: the calls' headers come together, ahead of their messages
+    const answers = await Promise.allSettled(Array.from({ length: 20 }, () => client.health()));
+    assert.deepEqual(
+      answers.map((answer) => answer.status === "fulfilled" ? answer.value : String(answer.reason)),
+      Array(20).fill("SERVING"),
+    );
+  } finally {
+    await server.close();
   }
 });
