@@ -2,7 +2,7 @@ import { createDeliveredAmendments } from "./delivered_amendments.ts";
 import { DeliveredReads } from "./delivered_reads.ts";
 import type { ChatEnvelope, ChatFrame } from "./events.ts";
 import type { ChatStore, ReadTally, RecentWindow, StoredRead } from "./ports.ts";
-import type { StoredMessage } from "./types.ts";
+import type { Message, StoredMessage } from "./types.ts";
 
 /** Between attempts of a replay the store did not answer. */
 const RETRY_AFTER_MS = 2_000;
@@ -202,6 +202,11 @@ export function createAmendmentReplay(deps: {
         deliveredReads.add(frame.chat_id, Date.parse(frame.read_at), frame.count);
       }
       memory.note(frame, frame.type !== "unread_messages" && replayedFrames.has(frame));
+    },
+
+    /** See DeliveredAmendments.readSince. */
+    readSince(message: Message, customerId: string): string | undefined {
+      return memory.readSince(message, customerId);
     },
 
     /** Notes a message delivered from the store: its amendments so far came with it. */

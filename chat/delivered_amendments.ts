@@ -1,7 +1,7 @@
 import type { ChatFrame } from "./events.ts";
 import type { StoredRead } from "./ports.ts";
 import { SeqRanges } from "./seq_ranges.ts";
-import { type StoredMessage, toClientMessage } from "./types.ts";
+import { type Message, type StoredMessage, toClientMessage } from "./types.ts";
 
 /**
  * How long an amendment delivered here is remembered, so that a replay does not send it again:
@@ -10,6 +10,8 @@ import { type StoredMessage, toClientMessage } from "./types.ts";
  */
 const REMEMBERED_MS = 15 * 60_000;
 const MAX_REMEMBERED = 50_000;
+/** The `messages_read` remembered per chat for `readSince`, the latest. */
+const MAX_READS_UP_TO = 100;
 
 /** The newest edit or deletion of a message that this instance delivered. */
 interface Delivered {
@@ -63,6 +65,14 @@ export function createDeliveredAmendments() {
    * live event, come late, would only tell them again.
    */
   const replayedBatches = new RecentlySet<true>();
+  /**
+   * When the read marks delivered were made: per chat and seq for `message_read` (and messages
+   * delivered from the store as read), per chat the latest `messages_read` in delivery order. A
+   * live edit committed before a mark of its message but heard after it carries the message as
+   * unread (see `readSince`).
+   */
+  const readAt = new RecentlySet<string>();
+  const readsUpTo = new RecentlySet<Array<{ readerId: string; upTo: number; readAt: string }>>();
 
   function remember(
     messageId: string,
@@ -80,10 +90,11 @@ export function createDeliveredAmendments() {
     });
   }
 
-  function rememberRead(chatId: string, seq: number) {
+  function rememberRead(chatId: string, seq: number, at: string | null) {
     const seqs = readDelivered.get(chatId) ?? new SeqRanges();
     seqs.add(seq);
     readDelivered.set(chatId, seqs);
+    if (at !== null) readAt.set(`${chatId} ${seq}`, at);
   }
 
   const readerKey = (chatId: string, readerId: string) => `${chatId} ${readerId}`;
@@ -109,10 +120,14 @@ export function createDeliveredAmendments() {
           if (fromStore) {
             replayedBatches.set(batchKey(frame.chat_id, frame.reader_id, frame.read_at), true);
           }
-          return rememberRead(frame.chat_id, frame.seq);
+          return rememberRead(frame.chat_id, frame.seq, frame.read_at);
         }
         case "messages_read": {
           const key = readerKey(frame.chat_id, frame.reader_id);
+          const marks = readsUpTo.get(frame.chat_id) ?? [];
+          marks.push({ readerId: frame.reader_id, upTo: frame.up_to_seq, readAt: frame.read_at });
+          if (marks.length > MAX_READS_UP_TO) marks.shift();
+          readsUpTo.set(frame.chat_id, marks);
           return readUpTo.set(key, Math.max(frame.up_to_seq, readUpTo.get(key) ?? 0));
         }
       }
@@ -120,7 +135,7 @@ export function createDeliveredAmendments() {
 
     /** Notes a message delivered from the store: its amendments so far came with it. */
     noteStored(message: StoredMessage): void {
-      if (message.is_read) rememberRead(message.chat_id, message.seq);
+      if (message.is_read) rememberRead(message.chat_id, message.seq, message.read_at);
       if (message.deleted_at === null && message.edited_at === null) return;
       remember(message.id, {
         deleted: message.deleted_at !== null,
@@ -156,6 +171,23 @@ export function createDeliveredAmendments() {
         default:
           return false;
       }
+    },
+
+    /**
+     * The `read_at` of a read mark of `message` delivered here, when the message says it is
+     * unread: an edit committed before the mark, whose event the bus brought after it (its
+     * instance published it later than the mark's did), would show the message unread again.
+     * `customerId`: the chat's customer, to tell which readers' `messages_read` mark it.
+     */
+    readSince(message: Message, customerId: string): string | undefined {
+      if (message.is_read || message.deleted) return undefined;
+      const marked = readAt.get(`${message.chat_id} ${message.seq}`);
+      if (marked !== undefined) return marked;
+      const fromCustomer = message.sender_id === customerId;
+      // in delivery order: the first that reaches the message marked it
+      return readsUpTo.get(message.chat_id)?.find((mark) =>
+        mark.upTo >= message.seq && (mark.readerId === customerId) !== fromCustomer
+      )?.readAt;
     },
 
     /** The `message_read` a client lacks for a stored read mark; null when it has it. */

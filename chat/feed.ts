@@ -96,9 +96,28 @@ export function createChatFeed(
     onError,
   });
 
-  function deliver(chatId: string, entry: ChatEntry, delivery: Delivery) {
+  /**
+   * An edit as it is delivered: one committed before a read mark of its message that went out
+   * here, but heard after it (its instance published later), carries the message unread, and a
+   * client shown it would take back the read; it goes out marked read, at the mark's time.
+   */
+  function withReadMark(delivery: Delivery): Delivery {
+    const { envelope } = delivery;
+    if (envelope.frame.type !== "message_edited") return delivery;
+    const { message } = envelope.frame;
+    const readAt = amendments.readSince(message, envelope.chat.user_id);
+    if (readAt === undefined) return delivery;
+    const frame = { ...envelope.frame, message: { ...message, is_read: true, read_at: readAt } };
+    const patched = createDelivery({ ...envelope, frame });
+    patched.roundTripTick = delivery.roundTripTick;
+    patched.amendedAt = delivery.amendedAt;
+    return patched;
+  }
+
+  function deliver(chatId: string, entry: ChatEntry, delivered: Delivery) {
     // a live amendment whose publish the bus delayed past a replay that sent it
-    if (amendments.alreadyDelivered(delivery.envelope.frame)) return;
+    if (amendments.alreadyDelivered(delivered.envelope.frame)) return;
+    const delivery = withReadMark(delivered);
     amendments.delivered(delivery.envelope.frame);
     delivery.roundTripTick ??= roundTrips.tick();
     const { amendedAt } = delivery;
