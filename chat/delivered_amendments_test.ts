@@ -119,3 +119,30 @@ Deno.test("a live messages_read whose marks a replay sent as message_read is alr
   live.note(read, false);
   assert.equal(live.alreadyDelivered(marked), false);
 });
+
+Deno.test("readSince: the time of a read mark delivered of a message an edit says is unread", () => {
+  const memory = createDeliveredAmendments();
+  // storedRow's messages are sent by the vendor's side (vend-1) to the customer (cust-1)
+  const unread = toClientMessage(message({ edited_at: first, content: "edited" }));
+  assert.equal(memory.readSince(unread, "cust-1"), undefined, "no mark delivered");
+  memory.note({ ...read, reader_id: "cust-1" }, false);
+  assert.equal(memory.readSince(unread, "cust-1"), second, "its message_read");
+  assert.equal(memory.readSince({ ...unread, is_read: true }, "cust-1"), undefined, "read already");
+
+  const upTo = (readerId: string, up_to_seq: number, read_at: string): ChatFrame => ({
+    type: "messages_read",
+    chat_id: chatId,
+    reader_id: readerId,
+    up_to_seq,
+    count: 1,
+    read_at,
+  });
+  const later = createDeliveredAmendments();
+  later.note(upTo("cust-1", 1, first), false);
+  later.note(upTo("vend-1", 5, first), false);
+  assert.equal(later.readSince(unread, "cust-1"), undefined, "below it, or its own side's");
+  later.note(upTo("cust-1", 3, second), false);
+  later.note(upTo("cust-1", 4, "2026-12-05T10:04:00.000Z"), false);
+  assert.equal(later.readSince(unread, "cust-1"), second, "the first that reached it");
+  assert.equal(later.readSince({ ...unread, deleted: true }, "cust-1"), undefined);
+});
