@@ -14,6 +14,124 @@ export interface EventListener {
 const SKIPPED = Symbol("skipped");
 
 /**
+ * How long a chat's events wait behind a missing message: instances publish a chat's messages
+ * independently, so seq 25 sent from one can reach NATS a moment before seq 24 from another. A
+ * message still missing after this is taken as lost (its stream is ended by the resync that
+ * follows a loss) and what waited goes out.
+ */
+export const WATCH_GAP_WAIT_MS = 1_000;
+
+/** How long a chat's newest seq is remembered after its last event: far past any reordering. */
+const REMEMBER_MS = 60_000;
+
+/**
+ * The seq an event must not go out before: a message goes after the one before it, and an event
+ * about a message (read, deleted, edited) after that message.
+ */
+function neededSeq({ frame, up_to_marked }: ChatEnvelope): number {
+  switch (frame.type) {
+    case "chat_message":
+      return frame.message.seq - 1;
+    case "message_read":
+    case "message_deleted":
+      return frame.seq;
+    case "message_edited":
+      return frame.message.seq;
+    case "messages_read":
+      return up_to_marked ? frame.up_to_seq : 0;
+    default:
+      return 0;
+  }
+}
+
+interface Pending {
+  envelope: ChatEnvelope;
+  event: ProtoChatEvent;
+  needs: number;
+}
+
+/** One chat's place in a subject's stream of events. */
+interface ChatOrder {
+  /** The newest seq that went out; undefined before the first message heard. */
+  last: number | undefined;
+  /** Events waiting for a message that has not come yet, in the order they came. */
+  held: Pending[];
+  timer: ReturnType<typeof setTimeout> | undefined;
+  seenAt: number;
+}
+
+/**
+ * Puts each chat's events of one subject in seq order before `deliver`: a message never goes out
+ * before the one that came before it in its chat, nor an event about a message before that
+ * message, unless what it waits for is still missing after WATCH_GAP_WAIT_MS.
+ */
+function createChatOrdering(deliver: (envelope: ChatEnvelope, event: ProtoChatEvent) => void) {
+  const chats = new Map<string, ChatOrder>();
+
+  function send(order: ChatOrder, pending: Pending) {
+    if (pending.envelope.frame.type === "chat_message") {
+      order.last = Math.max(order.last ?? 0, pending.envelope.frame.message.seq);
+    }
+    deliver(pending.envelope, pending.event);
+  }
+
+  /** Sends what waited and may go now, repeatedly, in the order it came. */
+  function release(order: ChatOrder) {
+    let index = order.held.findIndex((pending) => pending.needs <= (order.last ?? 0));
+    while (index >= 0) {
+      const [pending] = order.held.splice(index, 1);
+      send(order, pending!);
+      index = order.held.findIndex((each) => each.needs <= (order.last ?? 0));
+    }
+  }
+
+  function forget(now: number) {
+    // oldest first: those not heard of for a while and holding nothing
+    for (const [chatId, order] of chats) {
+      if (order.seenAt >= now - REMEMBER_MS) break;
+      if (order.held.length === 0) chats.delete(chatId);
+    }
+  }
+
+  return {
+    push(chatId: string, envelope: ChatEnvelope, event: ProtoChatEvent) {
+      const now = Date.now();
+      let order = chats.get(chatId);
+      if (order) chats.delete(chatId);
+      order ??= { last: undefined, held: [], timer: undefined, seenAt: now };
+      order.seenAt = now;
+      chats.set(chatId, order);
+      forget(now);
+      const pending = { envelope, event, needs: neededSeq(envelope) };
+      if (order.held.length === 0 && (order.last === undefined || pending.needs <= order.last)) {
+        send(order, pending);
+        return;
+      }
+      order.held.push(pending);
+      release(order);
+      if (order.held.length === 0) {
+        clearTimeout(order.timer);
+        order.timer = undefined;
+      } else if (order.timer === undefined) {
+        const waiting = order;
+        waiting.timer = setTimeout(() => {
+          waiting.timer = undefined;
+          // the message waited for is lost: what waited goes, in seq order
+          waiting.held.sort((a, b) => a.needs - b.needs);
+          for (const each of waiting.held.splice(0)) send(waiting, each);
+        }, WATCH_GAP_WAIT_MS);
+      }
+    },
+
+    /** Stops the timers (the subject is no longer followed). */
+    close() {
+      for (const order of chats.values()) clearTimeout(order.timer);
+      chats.clear();
+    },
+  };
+}
+
+/**
  * Chat events from the bus for WatchEvents streams: one bus subscription per subject however
  * many streams follow it, each payload read, validated (instances of different versions share
  * the bus) and converted to its proto form once for all of them. Frames that are not admin
@@ -58,19 +176,33 @@ export function createEventHub(deps: {
       let topic = topics.get(subject);
       if (!topic) {
         const listeners = new Set<EventListener>();
-        const unsubscribe = bus.subscribe(subject, (payload) => {
-          const envelope = read(payload);
-          if (envelope === SKIPPED) return;
-          const event = envelope && toChatEvent(envelope.frame);
+        const ordering = createChatOrdering((envelope, event) => {
           for (const each of [...listeners]) {
             try {
-              if (envelope && event) each.event(envelope, event);
-              else if (!envelope) each.lost();
+              each.event(envelope, event);
             } catch (error) {
               onError(error, "watch listener");
             }
           }
         });
+        const unsubscribeBus = bus.subscribe(subject, (payload) => {
+          const envelope = read(payload);
+          if (envelope === SKIPPED) return;
+          const event = envelope && toChatEvent(envelope.frame);
+          if (envelope && event) return ordering.push(envelope.frame.chat_id, envelope, event);
+          if (envelope) return;
+          for (const each of [...listeners]) {
+            try {
+              each.lost();
+            } catch (error) {
+              onError(error, "watch listener");
+            }
+          }
+        });
+        const unsubscribe = () => {
+          unsubscribeBus();
+          ordering.close();
+        };
         topic = { listeners, unsubscribe };
         topics.set(subject, topic);
       }

@@ -5,7 +5,7 @@ import { createChatPublisher } from "../chat/chat_publisher.ts";
 import type { ChatEnvelope } from "../chat/events.ts";
 import { storedMessage } from "../tests/support/stored_messages.ts";
 import type { ProtoChatEvent } from "./convert.ts";
-import { createEventHub } from "./event_hub.ts";
+import { createEventHub, WATCH_GAP_WAIT_MS } from "./event_hub.ts";
 
 Deno.test("the event hub passes a message on once: not when its publisher sends it again after a NATS outage", () => {
   const bus = createMemoryBus();
@@ -68,4 +68,60 @@ Deno.test("the event hub converts each event once for every listener of its subj
   assert.equal(first[0]?.seq, 1);
   // the same object: converted once, not once per stream
   assert.equal(second?.[0], first[0]);
+});
+
+Deno.test("the event hub streams each chat's messages in seq order, and events about a message after it", async () => {
+  const bus = createMemoryBus();
+  const subjects = createSubjects("hub-test");
+  const publisher = createChatPublisher({ bus, subjects });
+  const hub = createEventHub({
+    bus,
+    onError: (error) => {
+      throw error;
+    },
+  });
+  const heard: string[] = [];
+  const leave = hub.subscribe(subjects.allChats, {
+    event(envelope) {
+      const { frame } = envelope;
+      if (frame.type === "chat_message") heard.push(`${frame.chat_id} ${frame.message.seq}`);
+      if (frame.type === "message_deleted") heard.push(`${frame.chat_id} deleted ${frame.seq}`);
+    },
+    lost: () => assert.fail("nothing is lost"),
+  });
+  const chat = { user_id: "cust-1", vendor_id: "vend-1" };
+  const message = (chatId: string, seq: number): ChatEnvelope => ({
+    chat,
+    audience: { to: "all" },
+    frame: { type: "chat_message", chat_id: chatId, message: storedMessage(chatId, seq) },
+    sent_at: 1_000 + seq,
+  });
+  const deleted = (chatId: string, seq: number): ChatEnvelope => ({
+    chat,
+    audience: { to: "all" },
+    frame: {
+      type: "message_deleted",
+      chat_id: chatId,
+      message_id: `${chatId}-${seq}`,
+      seq,
+      deleted_by: "cust-1",
+      deleted_at: new Date().toISOString(),
+    },
+    sent_at: 2_000 + seq,
+  });
+  // two instances published 2 and 3 of c1; 3 (and its deletion) reached the bus first
+  publisher.publish("c1", message("c1", 1));
+  publisher.publish("c1", message("c1", 3));
+  publisher.publish("c1", deleted("c1", 3));
+  publisher.publish("c2", message("c2", 7));
+  publisher.publish("c1", message("c1", 2));
+  assert.deepEqual(heard, ["c1 1", "c2 7", "c1 2", "c1 3", "c1 deleted 3"]);
+  // a message never heard of is waited for a moment, then taken as lost
+  publisher.publish("c1", message("c1", 5));
+  assert.deepEqual(heard.slice(5), []);
+  await new Promise((resolve) => setTimeout(resolve, WATCH_GAP_WAIT_MS + 100));
+  assert.deepEqual(heard.slice(5), ["c1 5"]);
+  publisher.publish("c1", message("c1", 6));
+  assert.deepEqual(heard.slice(6), ["c1 6"]);
+  leave();
 });
