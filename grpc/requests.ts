@@ -60,13 +60,8 @@ export const pageSize = z.number().int().min(0, "must not be negative")
 
 export const pageToken = text.max(4096, "is not a page token of this service");
 
-/**
- * An optional google.protobuf.Timestamp, as an ISO-8601 string rounded up to the millisecond.
- * Messages are stored in whole milliseconds, so "at or after T" and "before T" hold of them
- * exactly when they hold of T rounded up; rounded down, T a nanosecond after a message would
- * count it as sent at or after T, and not as sent before it.
- */
-export const optionalTimestamp = z
+/** An optional google.protobuf.Timestamp as given (null when unset). */
+export const optionalTimestampValue = z
   .object({
     seconds: z.number().int().min(MIN_SECONDS, "is out of range").max(
       MAX_SECONDS,
@@ -74,13 +69,26 @@ export const optionalTimestamp = z
     ),
     nanos: z.number().int().min(0, "is out of range").max(999_999_999, "is out of range"),
   })
-  .nullable()
-  .transform((value) => {
-    if (value === null) return undefined;
-    const ms = value.seconds * 1000 + Math.ceil(value.nanos / 1_000_000);
-    // the last instant would round up into the year 10000, which PostgreSQL refuses
-    return new Date(Math.min(ms, MAX_SECONDS * 1000 + 999)).toISOString();
-  });
+  .nullable();
+
+/**
+ * An optional google.protobuf.Timestamp as an ISO-8601 string rounded up to the millisecond.
+ * Messages are stored in whole milliseconds, so "at or after T" and "before T" hold of them
+ * exactly when they hold of T rounded up; rounded down, T a nanosecond after a message would
+ * count it as sent at or after T, and not as sent before it. Two instants within one
+ * millisecond are equal once rounded: compare them as given.
+ */
+export function timestampIso(
+  value: z.output<typeof optionalTimestampValue>,
+): string | undefined {
+  if (value === null) return undefined;
+  const ms = value.seconds * 1000 + Math.ceil(value.nanos / 1_000_000);
+  // the last instant would round up into the year 10000, which PostgreSQL refuses
+  return new Date(Math.min(ms, MAX_SECONDS * 1000 + 999)).toISOString();
+}
+
+/** An optional google.protobuf.Timestamp, as timestampIso gives it. */
+export const optionalTimestamp = optionalTimestampValue.transform(timestampIso);
 
 /** Parses a request; ChatError `invalid_payload` naming every bad field. */
 export function parseRequest<T extends z.ZodType>(schema: T, request: unknown): z.output<T> {

@@ -178,6 +178,17 @@ Deno.test("SearchMessages reads created_after and created_before to the nanoseco
   assert.deepEqual(await found({ created_before: justAfter }), [sent.id], "sent before it");
   const lastInstant = { seconds: 253_402_300_799, nanos: 999_999_999 };
   assert.deepEqual(await found({ created_before: lastInstant }), [sent.id]);
+  // a window within one millisecond is a window (holding no message), not a backwards one
+  const twoAfter = { ...justAfter, nanos: justAfter.nanos + 1 };
+  assert.deepEqual(await found({ created_after: justAfter, created_before: twoAfter }), []);
+  const same = await failure(
+    admin.call("SearchMessages", {
+      query: "red bike",
+      created_after: justAfter,
+      created_before: justAfter,
+    }),
+  );
+  assert.match(same.details, /^created_before: must be after created_after$/);
 });
 
 Deno.test("SearchMessages pages to the last page in rank order and binds its tokens to the query", async () => {

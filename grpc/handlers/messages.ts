@@ -3,7 +3,7 @@ import { toProtoMessage } from "../convert.ts";
 import {
   defined,
   nextPageToken,
-  optionalTimestamp,
+  optionalTimestampValue,
   optionalUserId,
   optionalUuid,
   pageSize,
@@ -12,6 +12,7 @@ import {
   readCursor,
   text,
   timeCursor,
+  timestampIso,
   uuid,
 } from "../requests.ts";
 import type { HandlerDeps } from "./deps.ts";
@@ -28,18 +29,25 @@ const searchMessagesRequest = z
     query: text.trim().min(1, "is required").max(500, "is too long"),
     chat_id: optionalUuid,
     sender_id: optionalUserId,
-    created_after: optionalTimestamp,
-    created_before: optionalTimestamp,
+    created_after: optionalTimestampValue,
+    created_before: optionalTimestampValue,
     include_deleted: z.boolean(),
     page_size: pageSize,
     page_token: pageToken,
   })
+  // compared as given: rounded up to the millisecond, two instants within one would be equal
   .refine(
-    ({ created_after, created_before }) =>
-      created_after === undefined || created_before === undefined ||
-      created_after < created_before,
+    ({ created_after: after, created_before: before }) =>
+      after === null || before === null || after.seconds < before.seconds ||
+      (after.seconds === before.seconds && after.nanos < before.nanos),
     { path: ["created_before"], message: "must be after created_after" },
-  );
+  )
+  // spread first, so the fields keep their order (page tokens sign them as JSON)
+  .transform((request) => ({
+    ...request,
+    created_after: timestampIso(request.created_after),
+    created_before: timestampIso(request.created_before),
+  }));
 
 const seqCursor = z.number().int().positive();
 const searchCursor = timeCursor.extend({ rank: z.number(), seq: z.number().int().positive() });
