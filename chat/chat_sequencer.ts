@@ -8,7 +8,7 @@ import { type StoredMessage, toClientMessage } from "./types.ts";
  * `messages_read`, the newest message it marked (see `up_to_marked`), or 0 from an instance that
  * predates it; null for events not about messages.
  */
-function aboutSeq({ frame, up_to_marked }: Delivery["envelope"]): number | null {
+export function aboutSeq({ frame, up_to_marked }: Delivery["envelope"]): number | null {
   switch (frame.type) {
     case "message_read":
     case "message_deleted":

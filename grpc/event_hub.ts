@@ -1,3 +1,4 @@
+import { aboutSeq } from "../chat/chat_sequencer.ts";
 import { type ChatEnvelope, chatEnvelopeSchema } from "../chat/events.ts";
 import type { EventBus } from "../chat/ports.ts";
 import { EVENT_FRAME_TYPES, type ProtoChatEvent, toChatEvent } from "./convert.ts";
@@ -28,20 +29,9 @@ const REMEMBER_MS = 60_000;
  * The seq an event must not go out before: a message goes after the one before it, and an event
  * about a message (read, deleted, edited) after that message.
  */
-function neededSeq({ frame, up_to_marked }: ChatEnvelope): number {
-  switch (frame.type) {
-    case "chat_message":
-      return frame.message.seq - 1;
-    case "message_read":
-    case "message_deleted":
-      return frame.seq;
-    case "message_edited":
-      return frame.message.seq;
-    case "messages_read":
-      return up_to_marked ? frame.up_to_seq : 0;
-    default:
-      return 0;
-  }
+function neededSeq(envelope: ChatEnvelope): number {
+  const { frame } = envelope;
+  return frame.type === "chat_message" ? frame.message.seq - 1 : aboutSeq(envelope) ?? 0;
 }
 
 interface Pending {
