@@ -194,14 +194,21 @@ export function createAmendmentReplay(deps: {
   }
 
   return {
-    /** Notes an event as it is delivered: an amendment it carries is not replayed. */
-    delivered(frame: ChatFrame | { type: "unread_messages" }): void {
+    /**
+     * Notes an event as it is delivered: an amendment it carries is not replayed. `upToMarked`:
+     * its envelope's `up_to_marked` (a `messages_read` that says the newest message it marked).
+     */
+    delivered(frame: ChatFrame | { type: "unread_messages" }, upToMarked = false): void {
       if (frame.type === "message_read") {
         deliveredReads.add(frame.chat_id, Date.parse(frame.read_at), 1);
       } else if (frame.type === "messages_read") {
         deliveredReads.add(frame.chat_id, Date.parse(frame.read_at), frame.count);
       }
-      memory.note(frame, frame.type !== "unread_messages" && replayedFrames.has(frame));
+      memory.note(
+        frame,
+        frame.type !== "unread_messages" && replayedFrames.has(frame),
+        upToMarked,
+      );
     },
 
     /** See DeliveredAmendments.readSince. */

@@ -104,9 +104,14 @@ export function createDeliveredAmendments() {
   return {
     /**
      * Notes an event as it is delivered; `fromStore` when it carries the store's state of the
-     * message (a replay) rather than a live event.
+     * message (a replay) rather than a live event; `upToMarked` when a `messages_read` says the
+     * newest message it marked (its envelope's `up_to_marked`).
      */
-    note(frame: ChatFrame | { type: "unread_messages" }, fromStore: boolean): void {
+    note(
+      frame: ChatFrame | { type: "unread_messages" },
+      fromStore: boolean,
+      upToMarked = false,
+    ): void {
       switch (frame.type) {
         case "message_deleted":
           return remember(frame.message_id, { deleted: true, fromStore });
@@ -124,10 +129,14 @@ export function createDeliveredAmendments() {
         }
         case "messages_read": {
           const key = readerKey(frame.chat_id, frame.reader_id);
-          const marks = readsUpTo.get(frame.chat_id) ?? [];
-          marks.push({ readerId: frame.reader_id, upTo: frame.up_to_seq, readAt: frame.read_at });
-          if (marks.length > MAX_READS_UP_TO) marks.shift();
-          readsUpTo.set(frame.chat_id, marks);
+          // from an instance that predates up_to_marked, the seq asked: maybe past messages
+          // sent after it, which it did not mark
+          if (upToMarked) {
+            const marks = readsUpTo.get(frame.chat_id) ?? [];
+            marks.push({ readerId: frame.reader_id, upTo: frame.up_to_seq, readAt: frame.read_at });
+            if (marks.length > MAX_READS_UP_TO) marks.shift();
+            readsUpTo.set(frame.chat_id, marks);
+          }
           return readUpTo.set(key, Math.max(frame.up_to_seq, readUpTo.get(key) ?? 0));
         }
       }

@@ -137,12 +137,16 @@ Deno.test("readSince: the time of a read mark delivered of a message an edit say
     count: 1,
     read_at,
   });
+  const old = createDeliveredAmendments();
+  // an instance that predates up_to_marked says the seq asked, maybe past later messages
+  old.note(upTo("cust-1", 1_000, first), false, false);
+  assert.equal(old.readSince(unread, "cust-1"), undefined, "not up_to_marked");
   const later = createDeliveredAmendments();
-  later.note(upTo("cust-1", 1, first), false);
-  later.note(upTo("vend-1", 5, first), false);
+  later.note(upTo("cust-1", 1, first), false, true);
+  later.note(upTo("vend-1", 5, first), false, true);
   assert.equal(later.readSince(unread, "cust-1"), undefined, "below it, or its own side's");
-  later.note(upTo("cust-1", 3, second), false);
-  later.note(upTo("cust-1", 4, "2026-12-05T10:04:00.000Z"), false);
+  later.note(upTo("cust-1", 3, second), false, true);
+  later.note(upTo("cust-1", 4, "2026-12-05T10:04:00.000Z"), false, true);
   assert.equal(later.readSince(unread, "cust-1"), second, "the first that reached it");
   assert.equal(later.readSince({ ...unread, deleted: true }, "cust-1"), undefined);
 });

@@ -118,7 +118,7 @@ export function createChatFeed(
     // a live amendment whose publish the bus delayed past a replay that sent it
     if (amendments.alreadyDelivered(delivered.envelope.frame)) return;
     const delivery = withReadMark(delivered);
-    amendments.delivered(delivery.envelope.frame);
+    amendments.delivered(delivery.envelope.frame, delivery.envelope.up_to_marked === true);
     delivery.roundTripTick ??= roundTrips.tick();
     const { amendedAt } = delivery;
     for (const [listener, since] of entry.listeners) {
