@@ -22,8 +22,14 @@ const SKIPPED = Symbol("skipped");
  */
 export const WATCH_GAP_WAIT_MS = 1_000;
 
-/** How long a chat's newest seq is remembered after its last event: far past any reordering. */
-const REMEMBER_MS = 60_000;
+/**
+ * The most chats whose newest seq a subject's ordering remembers, those heard of last (about 10
+ * MB for an all-chats stream at the bound). A chat forgotten has its next events go out as they
+ * come: its newest seq is what tells a message that overtook the one before it. Most chats are
+ * quiet most of the time, and two sends at once after a pause are the usual race, so a chat is
+ * not forgotten for being quiet, only for being among the least recent of too many.
+ */
+export const MAX_ORDERED_CHATS = 50_000;
 
 /**
  * The seq an event must not go out before: a message goes after the one before it, and an event
@@ -47,7 +53,6 @@ interface ChatOrder {
   /** Events waiting for a message that has not come yet, in the order they came. */
   held: Pending[];
   timer: ReturnType<typeof setTimeout> | undefined;
-  seenAt: number;
 }
 
 /**
@@ -75,23 +80,22 @@ function createChatOrdering(deliver: (envelope: ChatEnvelope, event: ProtoChatEv
     }
   }
 
-  function forget(now: number) {
-    // oldest first: those not heard of for a while and holding nothing
+  function forget() {
+    // least recently heard of first, those holding nothing (one holding is let go within
+    // WATCH_GAP_WAIT_MS)
     for (const [chatId, order] of chats) {
-      if (order.seenAt >= now - REMEMBER_MS) break;
+      if (chats.size <= MAX_ORDERED_CHATS) break;
       if (order.held.length === 0) chats.delete(chatId);
     }
   }
 
   return {
     push(chatId: string, envelope: ChatEnvelope, event: ProtoChatEvent) {
-      const now = Date.now();
       let order = chats.get(chatId);
       if (order) chats.delete(chatId);
-      order ??= { last: undefined, held: [], timer: undefined, seenAt: now };
-      order.seenAt = now;
+      order ??= { last: undefined, held: [], timer: undefined };
       chats.set(chatId, order);
-      forget(now);
+      forget();
       const pending = { envelope, event, needs: neededSeq(envelope) };
       if (order.held.length === 0 && (order.last === undefined || pending.needs <= order.last)) {
         send(order, pending);

@@ -125,3 +125,45 @@ Deno.test("the event hub streams each chat's messages in seq order, and events a
   assert.deepEqual(heard.slice(6), ["c1 6"]);
   leave();
 });
+
+Deno.test("the event hub keeps a chat's messages in seq order after the chat was quiet while others were not", () => {
+  const bus = createMemoryBus();
+  const subjects = createSubjects("hub-test");
+  const publisher = createChatPublisher({ bus, subjects });
+  const hub = createEventHub({
+    bus,
+    onError: (error) => {
+      throw error;
+    },
+  });
+  const heard: string[] = [];
+  const leave = hub.subscribe(subjects.allChats, {
+    event(envelope) {
+      const { frame } = envelope;
+      if (frame.type === "chat_message") heard.push(`${frame.chat_id} ${frame.message.seq}`);
+    },
+    lost: () => assert.fail("nothing is lost"),
+  });
+  const chat = { user_id: "cust-1", vendor_id: "vend-1" };
+  const message = (chatId: string, seq: number): ChatEnvelope => ({
+    chat,
+    audience: { to: "all" },
+    frame: { type: "chat_message", chat_id: chatId, message: storedMessage(chatId, seq) },
+    sent_at: 1_000 + seq,
+  });
+  const realNow = Date.now;
+  try {
+    publisher.publish("c1", message("c1", 1));
+    // c1 quiet for two minutes (most chats are, most of the time) while c2 talks
+    const later = realNow() + 120_000;
+    Date.now = () => later;
+    publisher.publish("c2", message("c2", 7));
+    // then its customer and vendor send at once from two instances: 3 reaches the bus first
+    publisher.publish("c1", message("c1", 3));
+    publisher.publish("c1", message("c1", 2));
+    assert.deepEqual(heard, ["c1 1", "c2 7", "c1 2", "c1 3"]);
+  } finally {
+    Date.now = realNow;
+    leave();
+  }
+});
