@@ -102,11 +102,16 @@ function createChatOrdering(deliver: (envelope: ChatEnvelope, event: ProtoChatEv
         return;
       }
       order.held.push(pending);
+      const lastBefore = order.last;
       release(order);
-      if (order.held.length === 0) {
+      // a message that came filled the gap waited for: what still waits is behind another,
+      // which has its own WATCH_GAP_WAIT_MS (only a message moves `last`: other events that go
+      // out meanwhile do not put the wait off)
+      if (order.held.length === 0 || order.last !== lastBefore) {
         clearTimeout(order.timer);
         order.timer = undefined;
-      } else if (order.timer === undefined) {
+      }
+      if (order.held.length > 0 && order.timer === undefined) {
         const waiting = order;
         waiting.timer = setTimeout(() => {
           waiting.timer = undefined;

@@ -167,3 +167,63 @@ Deno.test("the event hub keeps a chat's messages in seq order after the chat was
     leave();
   }
 });
+
+Deno.test("the event hub waits WATCH_GAP_WAIT_MS for each missing message, not from when an earlier gap began", async () => {
+  const bus = createMemoryBus();
+  const subjects = createSubjects("hub-test");
+  const publisher = createChatPublisher({ bus, subjects });
+  const hub = createEventHub({
+    bus,
+    onError: (error) => {
+      throw error;
+    },
+  });
+  const heard: number[] = [];
+  const leave = hub.subscribe(subjects.chat("c1"), {
+    event(envelope) {
+      const { frame } = envelope;
+      if (frame.type === "chat_message") heard.push(frame.message.seq);
+    },
+    lost: () => assert.fail("nothing is lost"),
+  });
+  const message = (seq: number): ChatEnvelope => ({
+    chat: { user_id: "cust-1", vendor_id: "vend-1" },
+    audience: { to: "all" },
+    frame: { type: "chat_message", chat_id: "c1", message: storedMessage("c1", seq) },
+    sent_at: 1_000 + seq,
+  });
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  try {
+    publisher.publish("c1", message(1));
+    publisher.publish("c1", message(3)); // 2 is slow to come
+    await sleep(WATCH_GAP_WAIT_MS * 0.7);
+    publisher.publish("c1", message(5)); // and so, a moment later, is 4
+    publisher.publish("c1", message(2));
+    assert.deepEqual(heard, [1, 2, 3]);
+    // past a second from when 2 went missing, but 4 has been missing far less
+    await sleep(WATCH_GAP_WAIT_MS * 0.5);
+    assert.deepEqual(heard, [1, 2, 3], "5 still waits for 4");
+    publisher.publish("c1", message(4));
+    assert.deepEqual(heard, [1, 2, 3, 4, 5]);
+    // 6 never comes: events that go out meanwhile (read marks of messages out) do not put off
+    // the wait for it
+    publisher.publish("c1", message(7));
+    for (let i = 0; i < 4; i++) {
+      publisher.publish("c1", {
+        ...message(0),
+        frame: {
+          type: "message_read",
+          chat_id: "c1",
+          message_id: "c1-1",
+          seq: 1,
+          reader_id: "vend-1",
+          read_at: new Date().toISOString(),
+        },
+      });
+      await sleep(WATCH_GAP_WAIT_MS * 0.3);
+    }
+    assert.deepEqual(heard, [1, 2, 3, 4, 5, 7], "7 went out once 6 was a second missing");
+  } finally {
+    leave();
+  }
+});
