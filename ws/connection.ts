@@ -4,7 +4,6 @@ import type { Admission } from "../chat/membership_operations.ts";
 import type { ChatFeed, Delivery } from "../chat/feed.ts";
 import type { Actor, ChatService } from "../chat/service.ts";
 import type { Membership, Sanction } from "../chat/types.ts";
-import type { ServerFrameOf } from "../protocol/mod.ts";
 import type { SocketMetrics } from "../observability/metrics.ts";
 import type { AccessCheckOutcome } from "./access_checks.ts";
 import { CloseCode, type ErrorFrame } from "./errors.ts";
@@ -391,11 +390,6 @@ export class Connection {
   }
 
   #send(frame: unknown): void {
-    if (isChatList(frame)) {
-      for (const row of frame.chats) {
-        if (row.last_message) this.#order.listSent(row.chat_id, row.last_message.seq);
-      }
-    }
     this.#sendText(JSON.stringify(frame));
   }
 
@@ -480,9 +474,4 @@ export class Connection {
     this.#typingIn = undefined;
     this.#deps.onClose(this, code);
   }
-}
-
-/** A chat list (`chats`) among the frames a socket is sent. */
-function isChatList(frame: unknown): frame is ServerFrameOf<"chats"> {
-  return (frame as { type?: unknown } | null)?.type === "chats";
 }

@@ -39,10 +39,9 @@ export class DeliveryOrder {
    */
   #lastSeqSent = new Map<string, number>();
   /**
-   * Per chat, the last seq of the pages sent (first page, history of a chat taken in) and of the
-   * chat lists (`chats`): the `unread_messages` sent with a page, or a list row's
-   * `unread_count`, counts every message up to it, newer than the pushes that followed those
-   * messages live.
+   * Per chat, the last seq of the pages sent (first page, history of a chat taken in): the
+   * `unread_messages` sent with them counts every message up to it, newer than the pushes that
+   * followed those messages live.
    */
   #pagedUpTo = new Map<string, number>();
 
@@ -167,16 +166,6 @@ export class DeliveryOrder {
   pageSent(chatId: string, lastSeq: number): void {
     this.#lastSeqSent.set(chatId, lastSeq);
     this.#pagedUpTo.set(chatId, lastSeq);
-  }
-
-  /**
-   * A chat list (`chats`) was sent, its row of `chatId` with its last message `lastSeq`: the
-   * unread pushes of the messages up to it are older than the row's `unread_count`, and are
-   * dropped, now (held while the list was read) and later. Its messages still go out: the row
-   * had only the last.
-   */
-  listSent(chatId: string, lastSeq: number): void {
-    if (lastSeq > (this.#pagedUpTo.get(chatId) ?? 0)) this.#pagedUpTo.set(chatId, lastSeq);
   }
 
   /** Holds the live events of `chatId` while its history is sent. */

@@ -56,24 +56,6 @@ function messageToRead(chatId: string, seq: number): Delivery {
   }, { unreadMessages: [JSON.stringify(sent)] });
 }
 
-Deno.test("DeliveryOrder drops the unread push of a message a chat list sent already had as its row's last message (the row's unread_count is newer), and still sends its messages", () => {
-  const order = new DeliveryOrder();
-  const unreadPushes = createUnreadPushes({ store: {} as ChatStore, onError: () => {} });
-  const pushed: Delivery[] = [];
-  const to = { send: (push: Delivery) => void pushed.push(push), stillFollowed: () => true };
-  const fifth = messageToRead("a", 5);
-  unreadPushes.after("a", fifth, to);
-  assert.equal(order.due(fifth), false);
-  assert.equal(order.due(pushed[0]!), false);
-  order.listSent("a", 5);
-  order.listSent("a", 3); // an older list leaves it
-  assert.deepEqual(order.ready().map((delivery) => order.due(delivery)), [true, false]);
-  const sixth = messageToRead("a", 6);
-  unreadPushes.after("a", sixth, to);
-  assert.equal(order.due(sixth), true);
-  assert.equal(order.due(pushed[1]!), true, "the push of a message after the list goes out");
-});
-
 Deno.test("DeliveryOrder drops the unread push of a message a page sent already had (the unread_messages sent with the page is newer), and sends the pushes of the messages after it", () => {
   const order = new DeliveryOrder();
   const unreadPushes = createUnreadPushes({ store: {} as ChatStore, onError: () => {} });
