@@ -7,7 +7,8 @@ import { storedMessage } from "../tests/support/stored_messages.ts";
 import type { ProtoChatEvent } from "./convert.ts";
 import { createEventHub, WATCH_GAP_WAIT_MS } from "./event_hub.ts";
 
-Deno.test("the event hub passes a message on once: not when its publisher sends it again after a NATS outage", () => {
+/** A hub on an in-memory bus, and the publisher whose events it hears; errors thrown. */
+function openHub() {
   const bus = createMemoryBus();
   const subjects = createSubjects("hub-test");
   const publisher = createChatPublisher({ bus, subjects });
@@ -17,6 +18,21 @@ Deno.test("the event hub passes a message on once: not when its publisher sends 
       throw error;
     },
   });
+  return { subjects, publisher, hub };
+}
+
+/** Message `seq` of `chatId`, as its publisher sends it. */
+function messageIn(chatId: string, seq: number): ChatEnvelope {
+  return {
+    chat: { user_id: "cust-1", vendor_id: "vend-1" },
+    audience: { to: "all" },
+    frame: { type: "chat_message", chat_id: chatId, message: storedMessage(chatId, seq) },
+    sent_at: 1_000 + seq,
+  };
+}
+
+Deno.test("the event hub passes a message on once: not when its publisher sends it again after a NATS outage", () => {
+  const { subjects, publisher, hub } = openHub();
   const heard: number[] = [];
   const leave = hub.subscribe(subjects.allChats, {
     event(envelope) {
@@ -24,12 +40,7 @@ Deno.test("the event hub passes a message on once: not when its publisher sends 
     },
     lost: () => assert.fail("nothing is lost"),
   });
-  const message = (seq: number): ChatEnvelope => ({
-    chat: { user_id: "cust-1", vendor_id: "vend-1" },
-    audience: { to: "all" },
-    frame: { type: "chat_message", chat_id: "c1", message: storedMessage("c1", seq) },
-    sent_at: 1_000 + seq,
-  });
+  const message = (seq: number) => messageIn("c1", seq);
   publisher.publish("c1", message(1));
   publisher.publish("c1", message(2));
   publisher.republishRecent();
@@ -71,15 +82,7 @@ Deno.test("the event hub converts each event once for every listener of its subj
 });
 
 Deno.test("the event hub streams each chat's messages in seq order, and events about a message after it", async () => {
-  const bus = createMemoryBus();
-  const subjects = createSubjects("hub-test");
-  const publisher = createChatPublisher({ bus, subjects });
-  const hub = createEventHub({
-    bus,
-    onError: (error) => {
-      throw error;
-    },
-  });
+  const { subjects, publisher, hub } = openHub();
   const heard: string[] = [];
   const leave = hub.subscribe(subjects.allChats, {
     event(envelope) {
@@ -90,12 +93,6 @@ Deno.test("the event hub streams each chat's messages in seq order, and events a
     lost: () => assert.fail("nothing is lost"),
   });
   const chat = { user_id: "cust-1", vendor_id: "vend-1" };
-  const message = (chatId: string, seq: number): ChatEnvelope => ({
-    chat,
-    audience: { to: "all" },
-    frame: { type: "chat_message", chat_id: chatId, message: storedMessage(chatId, seq) },
-    sent_at: 1_000 + seq,
-  });
   const deleted = (chatId: string, seq: number): ChatEnvelope => ({
     chat,
     audience: { to: "all" },
@@ -110,32 +107,24 @@ Deno.test("the event hub streams each chat's messages in seq order, and events a
     sent_at: 2_000 + seq,
   });
   // two instances published 2 and 3 of c1; 3 (and its deletion) reached the bus first
-  publisher.publish("c1", message("c1", 1));
-  publisher.publish("c1", message("c1", 3));
+  publisher.publish("c1", messageIn("c1", 1));
+  publisher.publish("c1", messageIn("c1", 3));
   publisher.publish("c1", deleted("c1", 3));
-  publisher.publish("c2", message("c2", 7));
-  publisher.publish("c1", message("c1", 2));
+  publisher.publish("c2", messageIn("c2", 7));
+  publisher.publish("c1", messageIn("c1", 2));
   assert.deepEqual(heard, ["c1 1", "c2 7", "c1 2", "c1 3", "c1 deleted 3"]);
   // a message never heard of is waited for a moment, then taken as lost
-  publisher.publish("c1", message("c1", 5));
+  publisher.publish("c1", messageIn("c1", 5));
   assert.deepEqual(heard.slice(5), []);
   await new Promise((resolve) => setTimeout(resolve, WATCH_GAP_WAIT_MS + 100));
   assert.deepEqual(heard.slice(5), ["c1 5"]);
-  publisher.publish("c1", message("c1", 6));
+  publisher.publish("c1", messageIn("c1", 6));
   assert.deepEqual(heard.slice(6), ["c1 6"]);
   leave();
 });
 
 Deno.test("the event hub keeps a chat's messages in seq order after the chat was quiet while others were not", () => {
-  const bus = createMemoryBus();
-  const subjects = createSubjects("hub-test");
-  const publisher = createChatPublisher({ bus, subjects });
-  const hub = createEventHub({
-    bus,
-    onError: (error) => {
-      throw error;
-    },
-  });
+  const { subjects, publisher, hub } = openHub();
   const heard: string[] = [];
   const leave = hub.subscribe(subjects.allChats, {
     event(envelope) {
@@ -144,23 +133,16 @@ Deno.test("the event hub keeps a chat's messages in seq order after the chat was
     },
     lost: () => assert.fail("nothing is lost"),
   });
-  const chat = { user_id: "cust-1", vendor_id: "vend-1" };
-  const message = (chatId: string, seq: number): ChatEnvelope => ({
-    chat,
-    audience: { to: "all" },
-    frame: { type: "chat_message", chat_id: chatId, message: storedMessage(chatId, seq) },
-    sent_at: 1_000 + seq,
-  });
   const realNow = Date.now;
   try {
-    publisher.publish("c1", message("c1", 1));
+    publisher.publish("c1", messageIn("c1", 1));
     // c1 quiet for two minutes (most chats are, most of the time) while c2 talks
     const later = realNow() + 120_000;
     Date.now = () => later;
-    publisher.publish("c2", message("c2", 7));
+    publisher.publish("c2", messageIn("c2", 7));
     // then its customer and vendor send at once from two instances: 3 reaches the bus first
-    publisher.publish("c1", message("c1", 3));
-    publisher.publish("c1", message("c1", 2));
+    publisher.publish("c1", messageIn("c1", 3));
+    publisher.publish("c1", messageIn("c1", 2));
     assert.deepEqual(heard, ["c1 1", "c2 7", "c1 2", "c1 3"]);
   } finally {
     Date.now = realNow;
@@ -169,15 +151,7 @@ Deno.test("the event hub keeps a chat's messages in seq order after the chat was
 });
 
 Deno.test("the event hub waits WATCH_GAP_WAIT_MS for each missing message, not from when an earlier gap began", async () => {
-  const bus = createMemoryBus();
-  const subjects = createSubjects("hub-test");
-  const publisher = createChatPublisher({ bus, subjects });
-  const hub = createEventHub({
-    bus,
-    onError: (error) => {
-      throw error;
-    },
-  });
+  const { subjects, publisher, hub } = openHub();
   const heard: number[] = [];
   const leave = hub.subscribe(subjects.chat("c1"), {
     event(envelope) {
@@ -186,12 +160,7 @@ Deno.test("the event hub waits WATCH_GAP_WAIT_MS for each missing message, not f
     },
     lost: () => assert.fail("nothing is lost"),
   });
-  const message = (seq: number): ChatEnvelope => ({
-    chat: { user_id: "cust-1", vendor_id: "vend-1" },
-    audience: { to: "all" },
-    frame: { type: "chat_message", chat_id: "c1", message: storedMessage("c1", seq) },
-    sent_at: 1_000 + seq,
-  });
+  const message = (seq: number) => messageIn("c1", seq);
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
   try {
     publisher.publish("c1", message(1));
