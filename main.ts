@@ -53,7 +53,7 @@ import {
   reportSocketLimit,
   socketLimit,
 } from "./open_files.ts";
-import { startHttpListener } from "./ws/http_listener.ts";
+import { type HttpListener, startHttpListener } from "./ws/http_listener.ts";
 import { createHttpHandler } from "./ws/server.ts";
 
 export interface RunningService {
@@ -463,24 +463,25 @@ export async function startService(
         sanctionSweepMs: config.FEED_SWEEP_SECONDS * 1000,
       },
     );
-    const server = (() => {
-      try {
-        return startHttpListener(http.fetch, { hostname: config.HOST, port: config.PORT });
-      } catch (error) {
-        throw listenFailure("PORT", config.HOST, config.PORT, error);
-      }
-    })();
     // The WebSocket and gRPC planes stop side by side, each with the whole deadline: a gRPC call
     // that holds its plane's shutdown must not eat the time sockets need to close with 1012.
+    // Added before the port is bound: the handler already runs timers of its own (the sanction
+    // sweep), which a port that cannot be bound must stop too.
+    let server: HttpListener | undefined;
     const planes: Array<(deadline: AbortSignal) => Promise<void>> = [async (deadline) => {
       await http.shutdown(deadline);
-      await untilDeadline(server.shutdown(), deadline, "HTTP server shutdown");
+      if (server) await untilDeadline(server.shutdown(), deadline, "HTTP server shutdown");
     }];
     shutdown.add(async (deadline) => {
       await Promise.all(
         planes.map((stop) => stop(deadline).catch((error) => logError(error, "shutdown"))),
       );
     });
+    try {
+      server = startHttpListener(http.fetch, { hostname: config.HOST, port: config.PORT });
+    } catch (error) {
+      throw listenFailure("PORT", config.HOST, config.PORT, error);
+    }
     let grpcPort: number | null = null;
     if (config.GRPC_ENABLED) {
       const admin = await startGrpcServer({
