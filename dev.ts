@@ -6,9 +6,10 @@
 import { checkedClaims, signDevToken } from "./auth/sign.ts";
 import { configOrExit, loadConfig, noArgumentsOrExit, requireWritableDataDir } from "./config.ts";
 import { EmbeddedDatabaseInUse } from "./db/embedded.ts";
-import { ListenFailure, type RunningService, startService } from "./main.ts";
+import { type RunningService, startService } from "./main.ts";
 import { couldNotStart } from "./dev/could_not_start.ts";
 import { overDefaults } from "./dev/environment.ts";
+import { ListenFailure } from "./start/listen_failure.ts";
 import { devSecretsOrExit } from "./dev/secrets.ts";
 import { configureLogging } from "./observability/log.ts";
 import { listenForStopSignals, onStopSignals } from "./stop_signals.ts";

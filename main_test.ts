@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { loadConfig } from "./config.ts";
-import { ListenFailure, startService } from "./main.ts";
+import { startService } from "./main.ts";
+import { ListenFailure } from "./start/listen_failure.ts";
 import { freshDatabase } from "./tests/support/database.ts";
 
 // Deno's leak sanitizers (on in deno.json) fail these tests if a failed start leaves a timer, an
