@@ -50,7 +50,9 @@ export class SocketChats {
    * Chats whose feed this socket has joined, each with the leave of its join. A chat lost to a
    * vendor membership revoked or a refresh is left (a removed agent's socket would otherwise
    * have this instance follow every chat of the vendor until it closes); one let go by a take-in
-   * that failed stays joined, to be taken in again.
+   * that failed stays joined, to be taken in again. Only here is a join held, so that one whose
+   * chats were all left is let go (a member removed and added back a thousand times held each
+   * join's chats until the close); the close leaves every join still here.
    */
   #followed = new Map<string, FeedLeave>();
   /** The chat list changed and the client has not been sent it yet. */
@@ -234,6 +236,9 @@ export class SocketChats {
   stop(): void {
     for (const cleanup of this.#cleanups.splice(0)) cleanup();
     for (const vendorId of [...this.#vendors.keys()]) this.#stopHearing(vendorId);
+    const joins = new Set(this.#followed.values());
+    this.#followed.clear();
+    for (const leave of joins) leave();
   }
 
   /**
@@ -301,9 +306,11 @@ export class SocketChats {
     const fresh = chatIds.filter((chatId) => !this.#followed.has(chatId));
     if (this.#host.closed || fresh.length === 0) return;
     const leave = await this.#deps.feed.join(fresh, (delivery) => this.#host.deliver(delivery));
-    this.#hold(leave);
-    if (this.#host.closed) return;
-    for (const chatId of fresh) this.#followed.set(chatId, leave);
+    if (this.#host.closed) return leave();
+    // joined meanwhile by another take-in: that join's leave is the one kept
+    const joinedMeanwhile = fresh.filter((chatId) => this.#followed.has(chatId));
+    if (joinedMeanwhile.length > 0) leave(joinedMeanwhile);
+    for (const chatId of fresh) if (!this.#followed.has(chatId)) this.#followed.set(chatId, leave);
   }
 
   /** Leaves the feeds of chats no longer seen (those joined; the close leaves the rest). */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createMemoryBus } from "../bus/memory_bus.ts";
 import { createSubjects } from "../bus/subjects.ts";
-import { type ChatFeed, createChatFeed } from "../chat/feed.ts";
+import { type ChatFeed, type ChatListener, createChatFeed, type FeedLeave } from "../chat/feed.ts";
 import type { ChatStore } from "../chat/ports.ts";
 import type { ChatService } from "../chat/service.ts";
 import type { Membership } from "../chat/types.ts";
@@ -22,6 +22,31 @@ function membership(chatId: string): Membership {
     },
     side: "vendor",
   };
+}
+
+/** A member's chats socket as its SocketChats sees it, never to be closed by the test. */
+function memberHost(deliver: ChatsHost["deliver"] = () => {}): ChatsHost {
+  return {
+    userId: "agent-1",
+    endpoint: { kind: "chats" },
+    closed: false,
+    close: () => assert.fail("the socket is not to be closed"),
+    deliver,
+    onUserEvent: () => {},
+    holdLiveEvents: () => () => {},
+  };
+}
+
+/** A feed over the memory bus, whose store has every chat at seq 0. */
+function feedAtStart(): ChatFeed {
+  return createChatFeed({
+    bus: createMemoryBus(),
+    store: {
+      lastSeqs: (chatIds: readonly string[]) =>
+        Promise.resolve(new Map(chatIds.map((chatId) => [chatId, 0]))),
+    } as unknown as ChatStore,
+    subjects: createSubjects("t"),
+  });
 }
 
 /**
@@ -74,15 +99,7 @@ function memberSocket() {
       return () => state.heard.delete(userId);
     },
   } as unknown as ChatFeed;
-  const host: ChatsHost = {
-    userId: "agent-1",
-    endpoint: { kind: "chats" },
-    closed: false,
-    close: () => assert.fail("the socket is not to be closed"),
-    deliver: () => {},
-    onUserEvent: () => {},
-    holdLiveEvents: () => () => {},
-  };
+  const host = memberHost();
   const sent: ServerFrame[] = [];
   const chats = new SocketChats(host, { service, feed });
   return { state, chats, sent, send: (frame: ServerFrame) => sent.push(frame) };
@@ -179,14 +196,7 @@ Deno.test("a member removed while the chats socket first reads its chats stops h
 });
 
 Deno.test("a member's chats socket stops following the vendor's chats on the feed once its membership is revoked", async () => {
-  const feed = createChatFeed({
-    bus: createMemoryBus(),
-    store: {
-      lastSeqs: (chatIds: readonly string[]) =>
-        Promise.resolve(new Map(chatIds.map((chatId) => [chatId, 0]))),
-    } as unknown as ChatStore,
-    subjects: createSubjects("t"),
-  });
+  const feed = feedAtStart();
   const own = {
     chat: { ...membership("own-chat").chat, user_id: "agent-1", vendor_id: "elsewhere" },
     side: "customer" as const,
@@ -201,15 +211,7 @@ Deno.test("a member's chats socket stops following the vendor's chats on the fee
     listChats: () => Promise.resolve({ items: [], has_more: false }),
   } as unknown as ChatService;
   const delivered: string[] = [];
-  const host: ChatsHost = {
-    userId: "agent-1",
-    endpoint: { kind: "chats" },
-    closed: false,
-    close: () => assert.fail("the socket is not to be closed"),
-    deliver: (delivery) => delivered.push(delivery.envelope.frame.chat_id),
-    onUserEvent: () => {},
-    holdLiveEvents: () => () => {},
-  };
+  const host = memberHost((delivery) => delivered.push(delivery.envelope.frame.chat_id));
   const chats = new SocketChats(host, { service, feed });
   try {
     await chats.takeInAllChats();
@@ -234,5 +236,48 @@ Deno.test("a member's chats socket stops following the vendor's chats on the fee
     chats.stop();
     feed.close();
   }
+  assert.equal(feed.size, 0);
+});
+
+Deno.test("a member's chats socket removed from a vendor and added back holds only the joins of the chats it still follows", async () => {
+  const feed = feedAtStart();
+  // each join's leave, as the socket holds it: called by the close only if still held
+  const leavesAtClose: string[][] = [];
+  let closing = false;
+  const counted = {
+    ...feed,
+    async join(chatIds: readonly string[], listener: ChatListener): Promise<FeedLeave> {
+      const leave = await feed.join(chatIds, listener);
+      return (only) => {
+        if (closing && only === undefined) leavesAtClose.push([...chatIds]);
+        leave(only);
+      };
+    },
+  };
+  const service = {
+    joinAllChats: () =>
+      Promise.resolve({
+        chats: [membership("chat-a"), membership("chat-b")],
+        disconnectedOn: null,
+      }),
+    vendorsOf: () => Promise.resolve(["acme"]),
+    listChats: () => Promise.resolve({ items: [], has_more: false }),
+  } as unknown as ChatService;
+  const host = memberHost();
+  const chats = new SocketChats(host, { service, feed: counted });
+  try {
+    await chats.takeInAllChats();
+    for (let i = 0; i < 5; i++) {
+      assert.equal(chats.revoke("acme"), true);
+      await chats.adoptVendor("acme", () => {});
+    }
+    assert.equal(feed.size, 2);
+  } finally {
+    closing = true;
+    chats.stop();
+    feed.close();
+  }
+  // each join held kept its chats' feed entries until the close: one per removal, without bound
+  assert.deepEqual(leavesAtClose, [["chat-a", "chat-b"]], "only the last join was still held");
   assert.equal(feed.size, 0);
 });
