@@ -98,3 +98,20 @@ export async function refuseBanned(
 ): Promise<void> {
   if (await store.activeBan(userId)) throw new ChatError("forbidden", "banned");
 }
+
+/**
+ * Resolves when the user is still in the chat and not banned, as the store has it now; else
+ * `forbidden`. A socket learns of a removal or a ban by an event that may still be on its way (or
+ * lost until a sweep finds it): what it asks meanwhile is checked here, not by what it holds.
+ */
+export async function refuseOutsider(
+  store: Pick<ChatStore, "activeBan" | "membership">,
+  userId: string,
+  chatId: string,
+): Promise<void> {
+  const [membership] = await Promise.all([
+    store.membership(chatId, userId),
+    refuseBanned(store, userId),
+  ]);
+  if (!membership) throw new ChatError("forbidden", "not a participant of this chat");
+}

@@ -1,6 +1,6 @@
 import { ChatError } from "./errors.ts";
 import type { ChatMedia } from "./media.ts";
-import { refuseBanned } from "./membership_operations.ts";
+import { refuseBanned, refuseOutsider } from "./membership_operations.ts";
 import type {
   Actor,
   ChatServiceDeps,
@@ -68,12 +68,10 @@ export function createMessageOperations(
     options: { deletedToo?: boolean } = {},
   ): Promise<StoredMessage> {
     const { chat } = actor.membership;
-    const [message, membership] = await Promise.all([
+    const [message] = await Promise.all([
       store.getMessage(messageId),
-      store.membership(chat.id, actor.user_id),
-      refuseBanned(store, actor.user_id),
+      refuseOutsider(store, actor.user_id, chat.id),
     ]);
-    if (!membership) throw new ChatError("forbidden", "not a participant of this chat");
     // someone else's message id reads as unknown, and so does a tombstone, but to its sender
     // deleting it again (deletedToo)
     const ownTombstone = options.deletedToo && message?.sender_id === actor.user_id;

@@ -1,5 +1,5 @@
 import { ChatError } from "./errors.ts";
-import { refuseBanned } from "./membership_operations.ts";
+import { refuseOutsider } from "./membership_operations.ts";
 import type { ChatStore, HistoryQuery, Page } from "./ports.ts";
 import type { Actor, PublishChat } from "./service.ts";
 import {
@@ -32,14 +32,42 @@ export function createReadOperations(deps: { store: ChatStore; publishChat: Publ
     };
   }
 
+  async function history(chat: Chat, query: HistoryQuery): Promise<Page<Message>> {
+    const page = await store.history(chat.id, query);
+    return { items: page.items.map(toClientMessage), has_more: page.has_more };
+  }
+
+  /**
+   * What `read` gives, once the store says the actor is still in the chat and not banned: the
+   * socket's own view of its access lags a removal or a ban by the event that tells it.
+   */
+  async function askedBy<T>(actor: Actor, read: Promise<T>): Promise<T> {
+    const [answer] = await Promise.all([
+      read,
+      refuseOutsider(store, actor.user_id, actor.membership.chat.id),
+    ]);
+    return answer;
+  }
+
   return {
-    async history(chat: Chat, query: HistoryQuery): Promise<Page<Message>> {
-      const page = await store.history(chat.id, query);
-      return { items: page.items.map(toClientMessage), has_more: page.has_more };
-    },
+    history,
 
     unread(membership: Membership) {
       return unreadFor(membership.chat, membership.side);
+    },
+
+    /**
+     * A page of history the actor asked for (`load_latest_chat`). Errors: forbidden (banned, or
+     * no longer in the chat, though the socket has not heard of it yet).
+     */
+    loadLatestChat(actor: Actor, query: HistoryQuery): Promise<Page<Message>> {
+      return askedBy(actor, history(actor.membership.chat, query));
+    },
+
+    /** The actor's unread, asked for (`unread_message`). Errors: forbidden, as loadLatestChat. */
+    unreadMessage(actor: Actor) {
+      const { chat, side } = actor.membership;
+      return askedBy(actor, unreadFor(chat, side));
     },
 
     async listChats(userId: string, before?: string): Promise<Page<ChatSummary>> {
@@ -59,11 +87,7 @@ export function createReadOperations(deps: { store: ChatStore; publishChat: Publ
       if (!result) {
         // the store marks nothing for a reader banned or gone from the chat, whose socket has
         // not heard of it yet: refused as such, not as an unknown message
-        const [membership] = await Promise.all([
-          store.membership(chat.id, actor.user_id),
-          refuseBanned(store, actor.user_id),
-        ]);
-        if (!membership) throw new ChatError("forbidden", "not a participant of this chat");
+        await refuseOutsider(store, actor.user_id, chat.id);
         throw new ChatError("not_found", "no such message in this chat");
       }
       if (result.message.sender_side === side) {

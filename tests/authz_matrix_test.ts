@@ -12,6 +12,7 @@ import { Status } from "./support/admin_client.ts";
 import { fetchMedia, fixture } from "./support/media.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
 import { acked, joinAllChats, joinChat, sendText } from "./support/steps.ts";
+import { natsCutToSecondInstance } from "./support/nats_cut.ts";
 import { follow } from "./support/watch_stream.ts";
 import { type Frame, TestSocket } from "./support/ws_client.ts";
 import { within } from "./support/wait.ts";
@@ -239,6 +240,59 @@ Deno.test("authz matrix: who may connect to which chat, and to /v1/ws/chats/", a
       if (got !== expected[index]) wrong.push(`${userId} ${path}: ${got}`);
     }
   }
+  assert.deepEqual(wrong, []);
+});
+
+Deno.test("authz matrix: a member removed, or a user banned, whose socket has not heard of it yet reads nothing more of the chat", async () => {
+  // the sockets are on the second instance, cut off from NATS while the removal and the ban are
+  // made through the first: their events are lost to it until it is back (no sweep meanwhile)
+  await using setup = await natsCutToSecondInstance({ FEED_SWEEP_SECONDS: "600" });
+  const { cluster, proxy } = setup;
+  const service = cluster.main.service.chat;
+  await service.addVendorMember("vend-a", "agent-gone", "agent");
+  const chat = await service.createChat("cust-a", "vend-a");
+  const banned = await service.createChat("cust-banned", "vend-a");
+  const sockets = {
+    removed: await joinChat(cluster, "agent-gone", chat.id, 1),
+    removedAll: await joinAllChats(cluster, "agent-gone", 1),
+    banned: await joinChat(cluster, "cust-banned", banned.id, 1),
+    bannedAll: await joinAllChats(cluster, "cust-banned", 1),
+  };
+  await proxy.cut();
+  await service.removeVendorMember("vend-a", "agent-gone");
+  await service.banUser("cust-banned", 0, { moderator_id: "mod", reason: "spam" });
+  await using customer = await joinChat(cluster, "cust-a", chat.id, 0);
+  await using vendor = await joinChat(cluster, "vend-a", banned.id, 0);
+  await sendText(customer, "vend-a", "after the removal");
+  await sendText(vendor, "cust-banned", "after the ban");
+
+  // [socket, its chat] × every action that reads the chat: forbidden, as a write would be
+  const rows: Array<[keyof typeof sockets, string | undefined]> = [
+    ["removed", undefined],
+    ["removedAll", chat.id],
+    ["banned", undefined],
+    ["bannedAll", banned.id],
+  ];
+  const wrong: string[] = [];
+  for (const [name, chat_id] of rows) {
+    const socket = sockets[name];
+    for (
+      const frame of [
+        { action: "load_latest_chat", chat_id },
+        { action: "load_latest_chat", chat_id, after_seq: 0 },
+        { action: "unread_message", chat_id },
+      ]
+    ) {
+      const got = await answerOf(socket, frame);
+      if (got !== "forbidden") wrong.push(`${name} ${JSON.stringify(frame)}: ${got}`);
+    }
+    const shown = socket.frames.flatMap((frame) =>
+      frame.type === "latest_chat" || frame.type === "unread_messages" ? frame.messages : []
+    ).filter((message: Frame) => message.content?.startsWith("after"));
+    if (shown.length > 0) wrong.push(`${name} was shown ${shown.length} messages after`);
+  }
+  proxy.restore();
+  for (const socket of Object.values(sockets)) socket.close();
   assert.deepEqual(wrong, []);
 });
 

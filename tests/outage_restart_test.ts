@@ -9,7 +9,7 @@ import postgres from "postgres";
 import { report } from "./support/figures.ts";
 import { natsCutToSecondInstance } from "./support/nats_cut.ts";
 import type { TestCluster } from "./support/service.ts";
-import { acked, joinChat, messageWithSeq, sendText, stillServes } from "./support/steps.ts";
+import { acked, joinChat, messageWithSeq, refused, sendText } from "./support/steps.ts";
 import { within } from "./support/wait.ts";
 
 const settings = {
@@ -58,8 +58,9 @@ Deno.test("a ban and an edit made on an instance that ends while cut off from NA
   });
   await acked(alice, { action: "edit_message", message_id: sent.id, content: "m1, edited" });
   await cluster.instances[1]!.service.close();
-  // lost, not late: nothing has reached the first instance's sockets
-  await stillServes(spammer);
+  // lost, not late: nothing has reached the first instance's sockets; the banned user's still
+  // answers (the store, asked beside the read, refuses what it asks to read)
+  await refused(spammer, { action: "unread_message" }, "forbidden");
   assert.deepEqual(acme.pending("message_edited"), []);
 
   const startedAt = performance.now();
@@ -116,7 +117,8 @@ Deno.test("an instance that ends while NATS silently stopped taking its publishe
   await untilOutages(sql, (count) => count === 0, "no outage recorded while unnoticed");
   await cluster.instances[1]!.service.close();
   await untilOutages(sql, (count) => count === 1, "the outage recorded at the shutdown");
-  await stillServes(spammer);
+  // still open, answering: the ban's event was lost
+  await refused(spammer, { action: "unread_message" }, "forbidden");
 
   await cluster.startInstance({ NATS_URL: setup.natsUrl });
   const closed = await within(spammer.closed, 15_000, "the banned user's socket to close");

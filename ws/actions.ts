@@ -87,7 +87,7 @@ async function runAction(frame: ClientFrame, context: ActionContext): Promise<Ou
     }
     case "load_latest_chat": {
       const actor = await actorIn(frame.chat_id);
-      const page = await service.history(actor.membership.chat, {
+      const page = await service.loadLatestChat(actor, {
         limit: frame.limit,
         ...(frame.before_seq === undefined ? {} : { before_seq: frame.before_seq }),
         ...(frame.after_seq === undefined ? {} : { after_seq: frame.after_seq }),
@@ -151,7 +151,7 @@ async function runAction(frame: ClientFrame, context: ActionContext): Promise<Ou
     }
     case "unread_message": {
       const actor = await actorIn(frame.chat_id);
-      send({ type: "unread_messages", ...(await service.unread(actor.membership)) });
+      send({ type: "unread_messages", ...(await service.unreadMessage(actor)) });
       return;
     }
     case "typing":
