@@ -1,5 +1,5 @@
 import { ChatError } from "./errors.ts";
-import { refuseOutsider } from "./membership_operations.ts";
+import { refuseBanned, refuseOutsider } from "./membership_operations.ts";
 import type { ChatStore, HistoryQuery, Page } from "./ports.ts";
 import type { Actor, PublishChat } from "./service.ts";
 import {
@@ -37,6 +37,13 @@ export function createReadOperations(deps: { store: ChatStore; publishChat: Publ
     return { items: page.items.map(toClientMessage), has_more: page.has_more };
   }
 
+  async function listChats(userId: string, before?: string): Promise<Page<ChatSummary>> {
+    return await store.listChatsOf(
+      userId,
+      before === undefined ? { limit: CHAT_LIST_LIMIT } : { before, limit: CHAT_LIST_LIMIT },
+    );
+  }
+
   /**
    * What `read` gives, once the store says the actor is still in the chat and not banned: the
    * socket's own view of its access lags a removal or a ban by the event that tells it.
@@ -70,11 +77,15 @@ export function createReadOperations(deps: { store: ChatStore; publishChat: Publ
       return askedBy(actor, unreadFor(chat, side));
     },
 
-    async listChats(userId: string, before?: string): Promise<Page<ChatSummary>> {
-      return await store.listChatsOf(
-        userId,
-        before === undefined ? { limit: CHAT_LIST_LIMIT } : { before, limit: CHAT_LIST_LIMIT },
-      );
+    listChats,
+
+    /**
+     * A page of the user's chats they asked for (`list_chats`). Errors: forbidden (banned,
+     * though the socket has not heard of it yet: the list carries each chat's last message).
+     */
+    async listChatsAsked(userId: string, before?: string): Promise<Page<ChatSummary>> {
+      const [page] = await Promise.all([listChats(userId, before), refuseBanned(store, userId)]);
+      return page;
     },
 
     /**

@@ -286,9 +286,19 @@ Deno.test("authz matrix: a member removed, or a user banned, whose socket has no
       const got = await answerOf(socket, frame);
       if (got !== "forbidden") wrong.push(`${name} ${JSON.stringify(frame)}: ${got}`);
     }
+  }
+  // the banned user's chat list is theirs no more either; the removed member's is their own
+  const listed = await answerOf(sockets.bannedAll, { action: "list_chats" });
+  if (listed !== "forbidden") wrong.push(`bannedAll list_chats: ${listed}`);
+  await acked(sockets.removedAll, { action: "list_chats" });
+  for (const [name, socket] of Object.entries(sockets)) {
     const shown = socket.frames.flatMap((frame) =>
-      frame.type === "latest_chat" || frame.type === "unread_messages" ? frame.messages : []
-    ).filter((message: Frame) => message.content?.startsWith("after"));
+      frame.type === "latest_chat" || frame.type === "unread_messages"
+        ? frame.messages
+        : frame.type === "chats"
+        ? frame.chats.map((chat: Frame) => chat.last_message)
+        : []
+    ).filter((message: Frame | null) => message?.content?.startsWith("after"));
     if (shown.length > 0) wrong.push(`${name} was shown ${shown.length} messages after`);
   }
   proxy.restore();

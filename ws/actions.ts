@@ -81,7 +81,7 @@ async function runAction(frame: ClientFrame, context: ActionContext): Promise<Ou
           issues: [{ path: "action", message: "list_chats is for /v1/ws/chats/ only" }],
         });
       }
-      const page = await service.listChats(userId, frame.before);
+      const page = await service.listChatsAsked(userId, frame.before);
       send({ type: "chats", chats: page.items, has_more: page.has_more });
       return;
     }
