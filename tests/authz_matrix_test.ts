@@ -77,10 +77,15 @@ async function storedState(cluster: TestCluster, chatId: string) {
   };
 }
 
-/** The reply to `frame`, as a cell: "ack" or its error code. */
-async function answerOf(socket: TestSocket, frame: Frame): Promise<Answer> {
+/**
+ * The reply to `frame`, as a cell: "ack" or its error code. Refusals are noted in `texts` as
+ * `action code: message`, for a test to show that they read alike.
+ */
+async function answerOf(socket: TestSocket, frame: Frame, texts?: Set<string>): Promise<Answer> {
   const reply = await socket.request(frame);
-  return reply.type === "ack" ? "ack" : reply.code;
+  if (reply.type === "ack") return "ack";
+  texts?.add(`${frame.action} ${reply.code}: ${reply.message}`);
+  return reply.code;
 }
 
 Deno.test("authz matrix: message actions on /v1/ws/chat/{id}/ by each side, on every kind of message id", async () => {
@@ -124,6 +129,7 @@ Deno.test("authz matrix: message actions on /v1/ws/chat/{id}/ by each side, on e
     ["agent-a", agentRows],
   ];
   const wrong: string[] = [];
+  const refusals = new Set<string>();
   for (const [userId, rows] of table) {
     await using socket = await joinChat(cluster, userId, a.id);
     for (const [message_id, read, edit, remove] of rows) {
@@ -133,12 +139,19 @@ Deno.test("authz matrix: message actions on /v1/ws/chat/{id}/ by each side, on e
         [{ action: "delete_message", message_id }, remove],
       ];
       for (const [frame, expected] of cells) {
-        const got = await answerOf(socket, frame);
+        const got = await answerOf(socket, frame, refusals);
         if (got !== expected) wrong.push(`${userId} ${frame.action} ${message_id}: ${got}`);
       }
     }
   }
   assert.deepEqual(wrong, []);
+  // one text for every not_found of an action: a tombstone, another chat's message and an
+  // unknown id read alike
+  assert.deepEqual([...refusals].filter((text) => text.includes(" not_found: ")).sort(), [
+    "delete_message not_found: no such message in this chat",
+    "edit_message not_found: no such message in this chat",
+    "read_message not_found: no such message in this chat",
+  ]);
   // nothing of the other chats was read, edited or deleted, nor their unread counts changed
   assert.deepEqual(
     { b: await storedState(cluster, b.id), c: await storedState(cluster, c.id) },
@@ -167,6 +180,7 @@ Deno.test("authz matrix: on /v1/ws/chats/ a chat_id the user is in, not in, or t
     ["a chat id of SQL", "' or 1=1 --", m.b_vendor.id, "invalid_payload"],
   ];
   const wrong: string[] = [];
+  const refusals = new Set<string>();
   for (const [name, chat_id, message_id, expected] of rows) {
     for (
       const frame of [
@@ -175,7 +189,7 @@ Deno.test("authz matrix: on /v1/ws/chats/ a chat_id the user is in, not in, or t
         { action: "delete_message", chat_id, message_id },
       ]
     ) {
-      const got = await answerOf(customer, frame);
+      const got = await answerOf(customer, frame, refusals);
       if (got !== expected) wrong.push(`${name} ${frame.action}: ${got}`);
     }
   }
@@ -188,11 +202,17 @@ Deno.test("authz matrix: on /v1/ws/chats/ a chat_id the user is in, not in, or t
         { action: "typing", chat_id, is_typing: true },
       ]
     ) {
-      const got = await answerOf(customer, frame);
+      const got = await answerOf(customer, frame, refusals);
       if (got !== "forbidden") wrong.push(`${chat_id} ${frame.action}: ${got}`);
     }
   }
   assert.deepEqual(wrong, []);
+  // another chat and an unknown one are refused in the same words
+  const forbidden = [...refusals].filter((text) => text.includes(" forbidden: "));
+  assert.deepEqual(
+    new Set(forbidden.map((text) => text.slice(text.indexOf(":")))),
+    new Set([": not a participant of this chat"]),
+  );
   assert.deepEqual(customer.pending("latest_chat"), []);
   assert.deepEqual(customer.pending("unread_messages"), []);
   assert.deepEqual(
