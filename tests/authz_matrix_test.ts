@@ -313,18 +313,33 @@ Deno.test("authz matrix: a member removed, or a user banned, whose socket has no
   const listed = await answerOf(sockets.bannedAll, { action: "list_chats" });
   if (listed !== "forbidden") wrong.push(`bannedAll list_chats: ${listed}`);
   await acked(sockets.removedAll, { action: "list_chats" });
+  // once the instance is back, its sockets learn of it from the store: closed, or the list
+  // without the vendor's chat, and pushed nothing sent after meanwhile
+  proxy.restore();
+  const closes = await within(
+    Promise.all([sockets.removed.closed, sockets.banned.closed, sockets.bannedAll.closed]),
+    15_000,
+    "the removed member's and the banned user's sockets to close",
+  );
+  assert.deepEqual(closes.map(({ code }) => code), [4403, 4403, 4403]);
+  await sockets.removedAll.next(
+    (frame) => frame.type === "chats" && frame.chats.length === 0,
+    "the removed member's list without the vendor's chat",
+    15_000,
+  );
+  sockets.removedAll.close();
   for (const [name, socket] of Object.entries(sockets)) {
     const shown = socket.frames.flatMap((frame) =>
       frame.type === "latest_chat" || frame.type === "unread_messages"
         ? frame.messages
         : frame.type === "chats"
         ? frame.chats.map((chat: Frame) => chat.last_message)
+        : frame.type === "chat_message" || frame.type === "message_edited"
+        ? [frame.message]
         : []
     ).filter((message: Frame | null) => message?.content?.startsWith("after"));
     if (shown.length > 0) wrong.push(`${name} was shown ${shown.length} messages after`);
   }
-  proxy.restore();
-  for (const socket of Object.values(sockets)) socket.close();
   assert.deepEqual(wrong, []);
 });
 
