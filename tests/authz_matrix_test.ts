@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { SignJWT } from "jose";
 import { hs256Key } from "../auth/secret.ts";
 import { Status } from "./support/admin_client.ts";
-import { fetchMedia, fixture } from "./support/media.ts";
+import { fetchMedia, fixture, uploadMedia } from "./support/media.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
 import { acked, joinAllChats, joinChat, sendText } from "./support/steps.ts";
 import { natsCutToSecondInstance } from "./support/nats_cut.ts";
@@ -393,30 +393,45 @@ Deno.test("authz matrix: media of a chat by each actor", async () => {
   const kept = await sendImage(customer, "vend-a");
   const deleted = await sendImage(customer, "vend-a");
   await acked(customer, { action: "delete_message", message_id: deleted.id });
+  const unsent = await uploadMedia(
+    cluster,
+    "cust-a",
+    { chat_id: a.id },
+    await fixture("image.png"),
+  );
+  assert.equal(unsent.status, 201);
   await service.removeVendorMember("vend-a", "agent-gone");
   await service.banUser("cust-banned", 0, { moderator_id: "mod", reason: "spam" });
-  // actor → [the media of a message, the media of a deleted message]
-  const table: Array<[string | null, [number, number]]> = [
-    ["cust-a", [200, 404]],
-    ["vend-a", [200, 404]],
-    ["agent-a", [200, 404]],
-    ["agent-gone", [404, 404]],
-    ["agent-b", [404, 404]],
-    ["cust-b", [404, 404]], // vend-a's other customer
-    ["cust-banned", [404, 404]],
-    [null, [401, 401]],
+  // the deleted one's media_url as its send was acknowledged, before it was deleted
+  const urls = [
+    kept.media_url,
+    deleted.media_url,
+    unsent.json.media_url,
+    `/v1/media/${crypto.randomUUID()}`,
+  ];
+  // actor → [a message's media, a deleted message's, an upload not sent yet, an unknown id]
+  const table: Array<[string | null, number[]]> = [
+    ["cust-a", [200, 404, 200, 404]],
+    ["vend-a", [200, 404, 404, 404]],
+    ["agent-a", [200, 404, 404, 404]],
+    ["agent-gone", [404, 404, 404, 404]],
+    ["agent-b", [404, 404, 404, 404]],
+    ["cust-b", [404, 404, 404, 404]], // vend-a's other customer
+    ["cust-banned", [404, 404, 404, 404]],
+    [null, [401, 401, 401, 401]],
   ];
   const wrong: string[] = [];
+  const refusals = new Set<string>();
   for (const [userId, expected] of table) {
-    // the deleted one's media_url as its send was acknowledged, before it was deleted
-    for (const [index, url] of [kept.media_url, deleted.media_url].entries()) {
-      const { response } = await fetchMedia(cluster, userId, url);
-      if (response.status !== expected[index]) {
-        wrong.push(`${userId} ${index === 0 ? "kept" : "deleted"}: ${response.status}`);
-      }
+    for (const [index, url] of urls.entries()) {
+      const { response, body } = await fetchMedia(cluster, userId, url);
+      if (response.status !== expected[index]) wrong.push(`${userId} ${url}: ${response.status}`);
+      if (response.status === 404) refusals.add(new TextDecoder().decode(body));
     }
   }
   assert.deepEqual(wrong, []);
+  // every 404 reads alike: nothing tells a file that exists from one that does not
+  assert.equal(refusals.size, 1, [...refusals].join("\n"));
 });
 
 Deno.test("authz matrix: every ChatAdmin call, WatchEvents too, is UNAUTHENTICATED without the right token", async () => {
