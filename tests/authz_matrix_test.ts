@@ -159,6 +159,50 @@ Deno.test("authz matrix: message actions on /v1/ws/chat/{id}/ by each side, on e
   );
 });
 
+Deno.test("authz matrix: send_message in a chat by each side, to each receiver, as whoever the frame names", async () => {
+  await using cluster = await startCluster(UNLIMITED);
+  const service = cluster.main.service.chat;
+  const { a, b, c } = await world(cluster);
+  await service.addVendorMember("vend-a", "agent-gone", "agent");
+  await service.removeVendorMember("vend-a", "agent-gone");
+  const before = { b: await storedState(cluster, b.id), c: await storedState(cluster, c.id) };
+  // sender → receivers that must be acked, then those refused invalid_payload
+  const table: Array<[string, string[], string[]]> = [
+    ["cust-a", ["vend-a", "agent-a"], ["cust-a", "agent-b", "vend-b", "cust-b", "agent-gone"]],
+    ["agent-a", ["cust-a"], ["vend-a", "agent-a", "cust-b", "agent-b", "agent-gone", "nobody"]],
+    ["vend-a", ["cust-a"], ["vend-a", "agent-a", "cust-b"]],
+  ];
+  const wrong: string[] = [];
+  for (const [userId, allowed, strangers] of table) {
+    await using socket = await joinChat(cluster, userId, a.id);
+    const cells = [
+      ...allowed.map((to) => [to, "ack"] as const),
+      ...strangers.map((to) => [to, "invalid_payload"] as const),
+    ];
+    for (const [receiver_id, expected] of cells) {
+      // the sender and chat the frame names are not the socket's: ignored
+      const reply = await socket.request({
+        action: "send_message",
+        receiver_id,
+        media_type: "text",
+        content: `${userId} to ${receiver_id}`,
+        sender_id: "cust-b",
+        chat_id: b.id,
+      });
+      const got = reply.type === "ack" ? "ack" : reply.code;
+      if (got !== expected) wrong.push(`${userId} to ${receiver_id}: ${got}`);
+      if (got === "ack" && (reply.message.sender_id !== userId || reply.message.chat_id !== a.id)) {
+        wrong.push(`${userId} to ${receiver_id}: stored as ${JSON.stringify(reply.message)}`);
+      }
+    }
+  }
+  assert.deepEqual(wrong, []);
+  assert.deepEqual(
+    { b: await storedState(cluster, b.id), c: await storedState(cluster, c.id) },
+    before,
+  );
+});
+
 Deno.test("authz matrix: on /v1/ws/chats/ a chat_id the user is in, not in, or that does not exist, with each kind of message id", async () => {
   await using cluster = await startCluster(UNLIMITED);
   const { a, b, c, messages: m } = await world(cluster);
