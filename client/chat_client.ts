@@ -163,7 +163,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     }, { leavesSilent: true }) as Promise<LatestChatFrame>;
 
   /**
-   * The heartbeat's request, answered at the cost of one indexed read at most: what follows the
+   * The heartbeat's request, answered at the cost of a few indexed reads at most: what follows the
    * last message the client has (nothing, normally) in one page of one. Its answer is taken by
    * it alone (requests.ts matches a page to its ack) and not passed on: the order takes
    * messages from events and its own reads only. The chat endpoint's first page makes its chat
