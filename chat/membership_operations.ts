@@ -1,6 +1,5 @@
 import { ChatError } from "./errors.ts";
 import type { ChatStore, RecentWindow } from "./ports.ts";
-import type { Actor } from "./service.ts";
 import type { Membership, Sanction } from "./types.ts";
 
 /**
@@ -81,14 +80,6 @@ export function createMembershipOperations(deps: { store: ChatStore; now: () => 
      */
     memberships(userId: string, chatIds: readonly string[]): Promise<Membership[]> {
       return store.memberships(chatIds, userId);
-    },
-
-    /**
-     * Resolves when the actor is still in their chat and not banned, as the store has it now;
-     * `forbidden` otherwise (see refuseOutsider).
-     */
-    stillParticipant(actor: Actor): Promise<void> {
-      return refuseOutsider(store, actor.user_id, actor.membership.chat.id);
     },
 
     /** The user's side in one chat they may see (used on `/v1/ws/chats/`). */

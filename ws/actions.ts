@@ -154,13 +154,8 @@ async function runAction(frame: ClientFrame, context: ActionContext): Promise<Ou
       send({ type: "unread_messages", ...(await service.unreadMessage(actor)) });
       return;
     }
-    case "typing": {
-      const actor = await actorIn(frame.chat_id);
-      // never stored, but told to the chat: not by one removed or banned whose socket has not
-      // heard of it yet
-      await service.stillParticipant(actor);
-      sayTyping(actor, frame.is_typing);
+    case "typing":
+      sayTyping(await actorIn(frame.chat_id), frame.is_typing);
       return;
-    }
   }
 }
