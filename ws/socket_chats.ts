@@ -299,18 +299,21 @@ export class SocketChats {
   }
 
   /**
-   * Joins the chats' feeds, each once: a chat let go by a take-in that failed is still joined;
-   * one left (#unfollow) is joined anew.
+   * Joins the feeds of the chats still kept, each once: a chat let go by a take-in that failed
+   * is still joined; one left (#unfollow) is joined anew.
    */
   async #follow(chatIds: string[]): Promise<void> {
-    const fresh = chatIds.filter((chatId) => !this.#followed.has(chatId));
+    const wanted = (chatId: string) => this.memberships.has(chatId) && !this.#followed.has(chatId);
+    const fresh = chatIds.filter(wanted);
     if (this.#host.closed || fresh.length === 0) return;
     const leave = await this.#deps.feed.join(fresh, (delivery) => this.#host.deliver(delivery));
     if (this.#host.closed) return leave();
-    // joined meanwhile by another take-in: that join's leave is the one kept
-    const joinedMeanwhile = fresh.filter((chatId) => this.#followed.has(chatId));
-    if (joinedMeanwhile.length > 0) leave(joinedMeanwhile);
-    for (const chatId of fresh) if (!this.#followed.has(chatId)) this.#followed.set(chatId, leave);
+    // Joined meanwhile by another take-in (that join's leave is the one kept), or dropped
+    // meanwhile (a vendor membership revoked during the join: #unfollow found nothing to leave,
+    // and the vendor's chats would be followed until the close).
+    const unwanted = new Set(fresh.filter((chatId) => !wanted(chatId)));
+    if (unwanted.size > 0) leave([...unwanted]);
+    for (const chatId of fresh) if (!unwanted.has(chatId)) this.#followed.set(chatId, leave);
   }
 
   /** Leaves the feeds of chats no longer seen (those joined; the close leaves the rest). */

@@ -37,6 +37,19 @@ function memberHost(deliver: ChatsHost["deliver"] = () => {}): ChatsHost {
   };
 }
 
+/** The service of a member of acme, whose chats are chat-a and chat-b, whose list is empty. */
+function acmeChatsService(): ChatService {
+  return {
+    joinAllChats: () =>
+      Promise.resolve({
+        chats: [membership("chat-a"), membership("chat-b")],
+        disconnectedOn: null,
+      }),
+    vendorsOf: () => Promise.resolve(["acme"]),
+    listChats: () => Promise.resolve({ items: [], has_more: false }),
+  } as unknown as ChatService;
+}
+
 /** A feed over the memory bus, whose store has every chat at seq 0. */
 function feedAtStart(): ChatFeed {
   return createChatFeed({
@@ -254,17 +267,7 @@ Deno.test("a member's chats socket removed from a vendor and added back holds on
       };
     },
   };
-  const service = {
-    joinAllChats: () =>
-      Promise.resolve({
-        chats: [membership("chat-a"), membership("chat-b")],
-        disconnectedOn: null,
-      }),
-    vendorsOf: () => Promise.resolve(["acme"]),
-    listChats: () => Promise.resolve({ items: [], has_more: false }),
-  } as unknown as ChatService;
-  const host = memberHost();
-  const chats = new SocketChats(host, { service, feed: counted });
+  const chats = new SocketChats(memberHost(), { service: acmeChatsService(), feed: counted });
   try {
     await chats.takeInAllChats();
     for (let i = 0; i < 5; i++) {
@@ -280,4 +283,34 @@ Deno.test("a member's chats socket removed from a vendor and added back holds on
   // each join held kept its chats' feed entries until the close: one per removal, without bound
   assert.deepEqual(leavesAtClose, [["chat-a", "chat-b"]], "only the last join was still held");
   assert.equal(feed.size, 0);
+});
+
+Deno.test("a member's chats socket removed from the vendor while its chats' feeds are being joined does not follow them", async () => {
+  const feed = feedAtStart();
+  const { promise: joining, resolve: joinBegun } = Promise.withResolvers<void>();
+  const { promise: answered, resolve: answerJoin } = Promise.withResolvers<void>();
+  const gated = {
+    ...feed,
+    async join(chatIds: readonly string[], listener: ChatListener): Promise<FeedLeave> {
+      const leave = await feed.join(chatIds, listener);
+      joinBegun();
+      await answered;
+      return leave;
+    },
+  };
+  const chats = new SocketChats(memberHost(), { service: acmeChatsService(), feed: gated });
+  try {
+    const takingIn = chats.takeInAllChats();
+    await joining;
+    // the removal is heard while the join is under way: nothing of it is followed yet to leave
+    assert.equal(chats.revoke("acme"), true);
+    answerJoin();
+    await takingIn;
+    assert.equal(chats.memberships.size, 0);
+    // the vendor's chats, seen no more, are not followed until the socket closes
+    assert.equal(feed.size, 0, "the chats lost during the join are still followed");
+  } finally {
+    chats.stop();
+    feed.close();
+  }
 });
