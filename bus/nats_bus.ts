@@ -5,6 +5,7 @@ import { assertPublishSubject, createLocalRouter } from "./local_router.ts";
 import { redactUrls } from "../observability/redact.ts";
 import { drainOrClose } from "./nats_close.ts";
 import { natsServers } from "./nats_servers.ts";
+import { createPublishBound, MAX_PENDING_BYTES } from "./publish_bound.ts";
 
 /** Options of {@link createNatsBus}. */
 export interface NatsBusOptions {
@@ -29,6 +30,12 @@ export interface NatsBusOptions {
    * lost something, `internal` when a handler threw. Defaults to `reportError`.
    */
   onError?: (error: unknown) => void;
+  /**
+   * Bytes published and not yet confirmed by the server past which the connection is given up
+   * (and dialled again) and publishes are dropped until it is back, rather than held: see
+   * bus/publish_bound.ts. Defaults to MAX_PENDING_BYTES.
+   */
+  maxPendingBytes?: number;
 }
 
 /** Between reconnect attempts; short, because while disconnected remote payloads are lost. */
@@ -80,7 +87,22 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
   const connection = nc;
   const router = createLocalRouter({ onError });
   const remote = new Map<string, Subscription>();
-  const watching = watchStatus(connection, options, onError);
+  const bound = createPublishBound({
+    limit: options.maxPendingBytes ?? MAX_PENDING_BYTES,
+    flush: () => connection.flush(),
+    onReached(unconfirmedBytes) {
+      onError(
+        new ChatError(
+          "unavailable",
+          `NATS has not confirmed the last ${unconfirmedBytes} bytes published: the connection ` +
+            "is given up, and publishes are dropped until it is back",
+        ),
+      );
+      // what the dropped publishes carried, the others read from the store after the reconnect
+      void connection.reconnect();
+    },
+  });
+  const watching = watchStatus(connection, { ...options, reset: bound.reset }, onError);
 
   function subscribeRemote(pattern: string): void {
     try {
@@ -116,7 +138,7 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
       assertPublishSubject(subject);
       // NATS first: a publish made by a handler then reaches other instances after this one.
       try {
-        connection.publish(subject, payload);
+        if (bound.take(payload.length)) connection.publish(subject, payload);
       } catch (cause) {
         onError(new ChatError("unavailable", `cannot publish on ${subject} to NATS`, { cause }));
       }
@@ -173,23 +195,29 @@ export function createLossClock(now: () => number = Date.now) {
 /** Reports status changes until the connection closes, which ends the iterator. */
 async function watchStatus(
   nc: NatsConnection,
-  listeners: Pick<NatsBusOptions, "onReconnect" | "onLoss">,
+  listeners: Pick<NatsBusOptions, "onReconnect" | "onLoss"> & {
+    /** The client dropped what it held for the server (see createPublishBound). */
+    reset: () => void;
+  },
   onError: (error: unknown) => void,
 ): Promise<void> {
-  const { onReconnect, onLoss } = listeners;
+  const { onReconnect, onLoss, reset } = listeners;
   const losses = createLossClock();
   try {
     for await (const status of nc.status()) {
       try {
         switch (status.type) {
           case "disconnect":
+            reset();
             losses.disconnected();
             onLoss?.(losses.lostFor());
             break;
           case "reconnecting":
+            reset();
             onLoss?.(losses.lostFor());
             break;
           case "reconnect":
+            reset();
             onReconnect?.(losses.reconnected());
             break;
           case "error":

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { ChatError } from "../chat/errors.ts";
 import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
-import { createNatsBus, UNNOTICED_LOSS_MS } from "./nats_bus.ts";
+import { createNatsBus, type NatsBusOptions, UNNOTICED_LOSS_MS } from "./nats_bus.ts";
 
 // What only the NATS bus does: survive a dropped connection. The drop is made by a TCP proxy
 // (tests/support/tcp_proxy.ts) in front of the shared server, so no server has to be stopped.
@@ -26,29 +26,34 @@ async function within<T>(promise: Promise<T>, what: string, ms = 10_000): Promis
   }
 }
 
+/** A bus that closes when disposed; `beforeClose` runs first (a stalled proxy restored). */
+async function openBus(options: NatsBusOptions, beforeClose = () => {}) {
+  const bus = await createNatsBus(options);
+  return {
+    bus,
+    [Symbol.asyncDispose]() {
+      beforeClose();
+      return bus.close();
+    },
+  };
+}
+
+/** A subject of this test's alone on the shared server. */
+const freshSubject = () => `test.${crypto.randomUUID().replaceAll("-", "")}.chat.x`;
+
 Deno.test("NATS bus: after the connection drops it reconnects, tells onLoss and onReconnect, and receives again", async () => {
   await using proxy = startTcpProxy(natsTarget);
   const reconnected = Promise.withResolvers<number>();
   const losses: number[] = [];
   const errors: unknown[] = [];
-  await using dropped = {
-    bus: await createNatsBus({
-      servers: `nats://127.0.0.1:${proxy.port}`,
-      onLoss: (lostForMs) => losses.push(lostForMs),
-      onReconnect: (lostForMs) => reconnected.resolve(lostForMs),
-      onError: (error) => errors.push(error),
-    }),
-    [Symbol.asyncDispose]() {
-      return this.bus.close();
-    },
-  };
-  await using other = {
-    bus: await createNatsBus({ servers: natsUrl.href }),
-    [Symbol.asyncDispose]() {
-      return this.bus.close();
-    },
-  };
-  const subject = `test.${crypto.randomUUID().replaceAll("-", "")}.chat.x`;
+  await using dropped = await openBus({
+    servers: `nats://127.0.0.1:${proxy.port}`,
+    onLoss: (lostForMs) => losses.push(lostForMs),
+    onReconnect: (lostForMs) => reconnected.resolve(lostForMs),
+    onError: (error) => errors.push(error),
+  });
+  await using other = await openBus({ servers: natsUrl.href });
+  const subject = freshSubject();
   const received: string[] = [];
   const arrived = Promise.withResolvers<void>();
   dropped.bus.subscribe(subject, (payload) => {
@@ -117,7 +122,7 @@ Deno.test("NATS bus: a failed first connection is reported without the credentia
 Deno.test("NATS bus: close() gives up a drain NATS does not answer once its signal aborts, and stops reconnecting", async () => {
   await using proxy = startTcpProxy(natsTarget);
   const bus = await createNatsBus({ servers: `nats://127.0.0.1:${proxy.port}` });
-  bus.subscribe(`test.${crypto.randomUUID().replaceAll("-", "")}.chat.x`, () => {});
+  bus.subscribe(freshSubject(), () => {});
   // a NATS gone silent: the connection stays open, and the drain is never answered
   proxy.stall("both");
 
@@ -139,4 +144,56 @@ Deno.test("NATS bus: a tls:// server that offers no TLS is refused, not spoken t
     (error: unknown) => error,
   );
   assert.ok(error instanceof ChatError && error.code === "unavailable", String(error));
+});
+
+Deno.test("NATS bus: a NATS that stops answering is given up once maxPendingBytes published are unconfirmed, and what comes past them is dropped, not held", async () => {
+  await using proxy = startTcpProxy(natsTarget);
+  const lost = Promise.withResolvers<void>();
+  const reconnected = Promise.withResolvers<void>();
+  const errors: unknown[] = [];
+  const maxPendingBytes = 1024 * 1024;
+  await using stalled = await openBus({
+    servers: `nats://127.0.0.1:${proxy.port}`,
+    maxPendingBytes,
+    onLoss: () => lost.resolve(),
+    onReconnect: () => reconnected.resolve(),
+    onError: (error) => errors.push(error),
+    // a drain through a stalled proxy would wait for good
+  }, () => proxy.restore());
+  await using other = await openBus({ servers: natsUrl.href });
+  const subject = freshSubject();
+  const arrived = Promise.withResolvers<void>();
+  let heard = 0;
+  other.bus.subscribe(subject, (payload) => {
+    if (decoder.decode(payload) === "after") arrived.resolve();
+    else heard++;
+  });
+  let local = 0;
+  stalled.bus.subscribe(subject, () => local++);
+  assert.equal(await other.bus.check(), true);
+  assert.equal(await stalled.bus.check(), true);
+
+  // open and silent: the client's pings would notice it only after UNNOTICED_LOSS_MS
+  proxy.stall("both");
+  const payload = new Uint8Array(16 * 1024).fill(65);
+  const published = (4 * maxPendingBytes) / payload.length;
+  for (let n = 0; n < published; n++) stalled.bus.publish(subject, payload);
+  assert.equal(local, published, "local handlers get every payload all the same");
+  await within(lost.promise, "the stalled connection given up", 5_000);
+  assert.ok(
+    errors.some((error) =>
+      error instanceof ChatError && error.code === "unavailable" &&
+      /not confirmed/.test(error.message)
+    ),
+    `errors: ${errors.map(String).join("; ")}`,
+  );
+
+  // the stall ends: the bus is back without a restart, and publishes reach the others again
+  proxy.restore();
+  await within(reconnected.promise, "reconnect after the stall");
+  assert.equal(await stalled.bus.check(), true);
+  stalled.bus.publish(subject, encoder.encode("after"));
+  await within(arrived.promise, "a payload published after the stall");
+  // no more than the bound was ever handed to the client for the stalled connection
+  assert.ok(heard <= maxPendingBytes / payload.length, `${heard} of ${published} got through`);
 });
