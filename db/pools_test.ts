@@ -3,6 +3,8 @@ import postgres from "postgres";
 import { connectPool, connectWriterPool } from "./pools.ts";
 import { freshDatabase, TEST_DATABASE_URL } from "../tests/support/database.ts";
 import { hasPgBouncer, startPgBouncer } from "../tests/support/pgbouncer.ts";
+import { startDatabaseProxy } from "../tests/support/tcp_proxy.ts";
+import { within } from "../tests/support/wait.ts";
 
 /** What connectWriterPool reported missing: the lock_timeout in effect, and the refusal's message. */
 type Report = { inEffectMs: number; refusal: string | undefined };
@@ -144,4 +146,30 @@ Deno.test({
       ["2026-12-07T08:09:10.123Z", "2026-12-07T08:09:10.123Z"],
     );
   },
+});
+
+Deno.test("a writer pool's statement cancelled while it waits behind one the database has not answered takes no other statement's rows", async () => {
+  await using database = await freshDatabase();
+  await using proxy = startDatabaseProxy(database.url);
+  const sql = await writerPool(proxy.url, []);
+  try {
+    await sql`select 1`;
+    // the database stalls (a partition, a hung server): the statements wait on the connection
+    proxy.stall();
+    const answer = (query: postgres.PendingQuery<Array<{ answer: string }>>) =>
+      query.then(([row]) => row!.answer, (error) => `error ${error.code}`);
+    const first = sql<Array<{ answer: string }>>`select 'first' as answer`;
+    const second = sql<Array<{ answer: string }>>`select 'second' as answer`;
+    const third = sql<Array<{ answer: string }>>`select 'third' as answer`;
+    const answers = [first, second, third].map(answer);
+    await proxy.held();
+    // given up by its caller, as a store call past its time is
+    void second.cancel();
+    proxy.restore();
+    assert.equal(await within(answers[0]!, 5_000, "the first answer"), "first");
+    assert.equal(await within(answers[2]!, 5_000, "the third answer"), "third");
+    assert.equal(await within(answers[1]!, 5_000, "the second answer"), "error 57014");
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
 });
