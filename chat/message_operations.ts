@@ -32,6 +32,15 @@ const RETRY_MAY_OUTLIVE: ReadonlySet<ChatError["code"]> = new Set([
 ]);
 
 /**
+ * How long a send whose message is stored waits for the receiver side's unread snapshot, when
+ * the writer had none: the message is acknowledged without it (its unread push skipped, the
+ * next one whole), and a store that takes longer is failing. Waited for to the store timeout,
+ * a message stored just as the database stalled was answered a second store timeout later
+ * (9.5 s), past what clients wait for a reply (10 s in client/).
+ */
+const UNREAD_SNAPSHOT_WAIT_MS = 1_000;
+
+/**
  * What a participant does with messages: send, edit, delete, and say they are typing. Part of
  * the chat service (see createChatService), which lends it its ways to publish and to tombstone.
  */
@@ -186,6 +195,23 @@ export function createMessageOperations(
     }
   }
 
+  /** The receiver side's unread after a send, or undefined past UNREAD_SNAPSHOT_WAIT_MS. */
+  async function unreadAfterSend(chatId: string, side: Side) {
+    const read = store.unread(chatId, side, UNREAD_PREVIEW_LIMIT).catch((error) => {
+      deps.onError?.(error, "unread snapshot after a send");
+      return undefined;
+    });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const givenUp = new Promise<undefined>((resolve) => {
+      timer = setTimeout(resolve, UNREAD_SNAPSHOT_WAIT_MS, undefined);
+    });
+    try {
+      return await Promise.race([read, givenUp]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** The send itself (see sendMessage), once no other of its client_id is under way here. */
   async function storeAndPublish(
     actor: Actor,
@@ -219,11 +245,7 @@ export function createMessageOperations(
     // The message is stored: it is broadcast and acknowledged whatever comes of this read,
     // else a retry with its client_id would be a duplicate that no one was ever told of.
     // Without the snapshot, this message's unread push is skipped; the next one is whole.
-    const unread = receiver_unread ??
-      await store.unread(chat.id, receiverSide, UNREAD_PREVIEW_LIMIT).catch((error) => {
-        deps.onError?.(error, "unread snapshot after a send");
-        return undefined;
-      });
+    const unread = receiver_unread ?? await unreadAfterSend(chat.id, receiverSide);
     events.publishChat(chat.id, {
       chat: { user_id: chat.user_id, vendor_id: chat.vendor_id },
       audience: { to: "all" },
