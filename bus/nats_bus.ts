@@ -98,8 +98,9 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
             "is given up, and publishes are dropped until it is back",
         ),
       );
-      // what the dropped publishes carried, the others read from the store after the reconnect
-      void connection.reconnect();
+      // what the dropped publishes carried, the others read from the store after the reconnect;
+      // a connection draining (a shutdown) or closed is not dialled again, and rejects
+      connection.reconnect().catch(() => {});
     },
   });
   const watching = watchStatus(connection, { ...options, reset: bound.reset }, onError);

@@ -197,3 +197,28 @@ Deno.test("NATS bus: a NATS that stops answering is given up once maxPendingByte
   // no more than the bound was ever handed to the client for the stalled connection
   assert.ok(heard <= maxPendingBytes / payload.length, `${heard} of ${published} got through`);
 });
+
+Deno.test("NATS bus: publishes past maxPendingBytes while close() drains a NATS that stops answering are dropped without an uncaught error", async () => {
+  await using proxy = startTcpProxy(natsTarget);
+  const errors: unknown[] = [];
+  const maxPendingBytes = 64 * 1024;
+  const bus = await createNatsBus({
+    servers: `nats://127.0.0.1:${proxy.port}`,
+    maxPendingBytes,
+    onError: (error) => errors.push(error),
+  });
+  proxy.stall("both");
+  const controller = new AbortController();
+  // a shutdown: the writes that finished meanwhile publish while the connection drains
+  const closed = bus.close(controller.signal);
+  const payload = new Uint8Array(16 * 1024);
+  for (let n = 0; n < (4 * maxPendingBytes) / payload.length; n++) {
+    bus.publish(freshSubject(), payload);
+  }
+  controller.abort();
+  await within(closed, "close after the abort");
+  assert.ok(
+    errors.some((error) => error instanceof ChatError && /not confirmed/.test(error.message)),
+    `errors: ${errors.map(String).join("; ")}`,
+  );
+});
