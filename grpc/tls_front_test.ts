@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import tls from "node:tls";
+import { startEchoServer } from "../tests/support/echo_server.ts";
 import { createCertificate } from "../tests/support/tls_certificates.ts";
 import { within } from "../tests/support/wait.ts";
 import { startTlsFront, TLS_HANDSHAKE_TIMEOUT_MS } from "./tls_front.ts";
@@ -16,32 +17,6 @@ async function untilEnded(conn: Deno.Conn): Promise<string> {
   } catch (error) {
     return `reset: ${error}`;
   }
-}
-
-/** A TCP server that sends back what it is sent; closed with its connections. */
-function echoServer() {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns: Deno.Conn[] = [];
-  const accepting = (async () => {
-    for await (const conn of listener) {
-      conns.push(conn);
-      conn.readable.pipeTo(conn.writable).catch(() => {});
-    }
-  })().catch(() => {});
-  return {
-    port: listener.addr.port,
-    async close() {
-      listener.close();
-      await accepting;
-      for (const conn of conns) {
-        try {
-          conn.close();
-        } catch {
-          // closed by the front
-        }
-      }
-    },
-  };
 }
 
 /**
@@ -84,7 +59,7 @@ async function secureClient(port: number, ca: string) {
 
 Deno.test("the TLS front ends a connection whose TLS handshake does not finish in time, so a silent client cannot hold a descriptor for good", async () => {
   const { cert, key } = await createCertificate();
-  const upstream = echoServer();
+  const upstream = startEchoServer();
   const front = startTlsFront({
     host: "127.0.0.1",
     port: 0,

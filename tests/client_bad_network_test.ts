@@ -1,20 +1,20 @@
 /**
- * The client library against the real server across a bad network (tests/support/bad_network.ts):
+ * The client library against the real server across a bad network (tests/support/tcp_proxy.ts):
  * slow, bytes one at a time, stalled, connections dropped in the middle of a frame, handshakes
  * never answered.
  */
 import assert from "node:assert/strict";
 import { createChatClient } from "../client/mod.ts";
-import { startBadNetwork } from "./support/bad_network.ts";
 import { ClientEvents, openClient, sendEach } from "./support/client_events.ts";
 import { metric } from "./support/metrics.ts";
 import { startCluster } from "./support/service.ts";
+import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { within } from "./support/wait.ts";
 
 Deno.test("a slow network passing bytes one at a time delivers every send once, in order", async () => {
   await using cluster = await startCluster({ nats: false });
   const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
-  await using network = startBadNetwork({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  await using network = startTcpProxy({ hostname: "127.0.0.1", port: cluster.main.service.port });
   network.delayMs = 5;
   network.oneByteWrites = true;
   await using client = createChatClient({
@@ -44,7 +44,7 @@ Deno.test("a send the network drops the connection for each time it is written i
   // the outbox is written, and the connection goes in the middle of the send
   await using cluster = await startCluster({ nats: false });
   const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
-  await using network = startBadNetwork({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  await using network = startTcpProxy({ hostname: "127.0.0.1", port: cluster.main.service.port });
   network.dropAfterUpstreamBytes = 2_048;
   const client = createChatClient({
     url: `http://127.0.0.1:${network.port}`,
@@ -83,7 +83,7 @@ Deno.test("connections dropped in the middle of a client's frame give back their
     env: { WS_MAX_SOCKETS: "1", WS_MAX_SOCKETS_PER_USER: "1" },
   });
   const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
-  await using network = startBadNetwork({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  await using network = startTcpProxy({ hostname: "127.0.0.1", port: cluster.main.service.port });
   network.dropAfterUpstreamBytes = 2_048;
   const client = createChatClient({
     url: `http://127.0.0.1:${network.port}`,
@@ -129,7 +129,7 @@ Deno.test("connections dropped in the middle of a client's frame give back their
 Deno.test("close() while the handshake is black-holed ends at once and leaves nothing open", async () => {
   await using cluster = await startCluster({ nats: false });
   const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
-  await using network = startBadNetwork({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  await using network = startTcpProxy({ hostname: "127.0.0.1", port: cluster.main.service.port });
   network.blackHole = true;
   const client = createChatClient({
     url: `http://127.0.0.1:${network.port}`,
@@ -142,7 +142,7 @@ Deno.test("close() while the handshake is black-holed ends at once and leaves no
   assert.ok(performance.now() - started < 1_000, "close() did not wait for closeTimeoutMs");
   await within(
     (async () => {
-      while (network.open > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+      while (network.openConnections > 0) await new Promise((resolve) => setTimeout(resolve, 10));
     })(),
     2_000,
     "the client's end of the connection closed",
@@ -152,7 +152,7 @@ Deno.test("close() while the handshake is black-holed ends at once and leaves no
 Deno.test("close() on a stalled connection resolves after closeTimeoutMs", async () => {
   await using cluster = await startCluster({ nats: false });
   const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
-  await using network = startBadNetwork({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  await using network = startTcpProxy({ hostname: "127.0.0.1", port: cluster.main.service.port });
   const client = createChatClient({
     url: `http://127.0.0.1:${network.port}`,
     token: await cluster.token("cust-1"),
@@ -160,7 +160,7 @@ Deno.test("close() on a stalled connection resolves after closeTimeoutMs", async
     closeTimeoutMs: 200,
   });
   await within(client.ready(), 5_000, "the first page");
-  network.stall();
+  network.stall("both");
   const started = performance.now();
   await within(client.close(), 2_000, "close()");
   const took = performance.now() - started;
@@ -170,7 +170,7 @@ Deno.test("close() on a stalled connection resolves after closeTimeoutMs", async
 Deno.test("a send unanswered on a stalled connection is kept in the outbox though a frame was written just before its timeout", async () => {
   await using cluster = await startCluster({ nats: false });
   const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
-  await using network = startBadNetwork({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  await using network = startTcpProxy({ hostname: "127.0.0.1", port: cluster.main.service.port });
   await using client = createChatClient({
     url: `http://127.0.0.1:${network.port}`,
     token: await cluster.token("cust-1"),
@@ -184,7 +184,7 @@ Deno.test("a send unanswered on a stalled connection is kept in the outbox thoug
     client.request({ action: "send_message", receiver_id: "vend-1", media_type: "text", content });
   // the connection goes silent (no close, nothing gets through); the user goes on typing, and a
   // keystroke's typing frame is written just before the send's timeout
-  network.stall();
+  network.stall("both");
   let typing: ReturnType<typeof setTimeout> | undefined;
   const typed = new Promise<boolean>((resolve) => {
     typing = setTimeout(() => {
@@ -204,7 +204,7 @@ Deno.test("a send unanswered on a stalled connection is kept in the outbox thoug
     await events.next("status", (status) => status.state === "reconnecting", 2_000);
   } finally {
     clearTimeout(typing);
-    network.flow();
+    network.restore();
   }
   const second = send("second");
   const stored = await Promise.allSettled([first, second]);
@@ -230,7 +230,7 @@ Deno.test("a first page slower to come down a slow link than connectTimeoutMs is
       Array.from({ length: 50 }, (_, n) => `${n}`.repeat(2_000)),
     );
   }
-  await using network = startBadNetwork({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  await using network = startTcpProxy({ hostname: "127.0.0.1", port: cluster.main.service.port });
   // the page takes a second or so to come down
   network.downstreamBytesPerSecond = 150_000;
   await using client = createChatClient({
@@ -266,7 +266,7 @@ Deno.test("a client whose network goes silent in the middle of its first page gi
       Array.from({ length: 50 }, (_, n) => `${n}`.repeat(2_000)),
     );
   }
-  await using network = startBadNetwork({ hostname: "127.0.0.1", port: cluster.main.service.port });
+  await using network = startTcpProxy({ hostname: "127.0.0.1", port: cluster.main.service.port });
   network.downstreamBytesPerSecond = 100_000;
   const client = createChatClient({
     url: `http://127.0.0.1:${network.port}`,
@@ -282,7 +282,7 @@ Deno.test("a client whose network goes silent in the middle of its first page gi
     while (await gauge() < 1) await new Promise((resolve) => setTimeout(resolve, 20));
     // the page is on its way: nothing gets through any more, and nothing is closed
     await new Promise((resolve) => setTimeout(resolve, 200));
-    network.stall();
+    network.stall("both");
     const started = performance.now();
     while (await gauge() > 0) {
       assert.ok(performance.now() - started < 5_000, "the socket is still counted open");

@@ -1,5 +1,5 @@
 /**
- * The client library through bad networks (tests/support/bad_network.ts) whose faults change at
+ * The client library through bad networks (tests/support/tcp_proxy.ts) whose faults change at
  * random every few tens of milliseconds: connections cut, stalled, dropped in the middle of a
  * client's frame, slowed, bytes passed one at a time. Two customers on /v1/ws/chat/{id}/ of two
  * instances and their vendor on /v1/ws/chats/ send in bursts throughout; once the network heals,
@@ -9,9 +9,9 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { type ChatClient, createChatClient, type Message } from "../client/mod.ts";
-import { type BadNetwork, startBadNetwork } from "./support/bad_network.ts";
 import { ClientEvents } from "./support/client_events.ts";
 import { startCluster } from "./support/service.ts";
+import { startTcpProxy, type TcpProxy } from "./support/tcp_proxy.ts";
 
 /** Numbers in [0, 1) from a seed, so that a run's faults can be told again. */
 function seeded(seed: number): () => number {
@@ -28,7 +28,7 @@ interface Side {
   /** The chat of its socket; undefined: /v1/ws/chats/. */
   chatId: string | undefined;
   targets: Array<{ chatId: string; receiver: string }>;
-  network: BadNetwork;
+  network: TcpProxy;
   client: ChatClient;
   events: ClientEvents;
   sends: Array<Promise<Message>>;
@@ -60,7 +60,7 @@ Deno.test("under a network whose faults change at random, every send is stored o
   try {
     for (const [index, spec] of specs.entries()) {
       const instance = cluster.instances[index === 0 ? 0 : 1]!;
-      const network = startBadNetwork({ hostname: "127.0.0.1", port: instance.service.port });
+      const network = startTcpProxy({ hostname: "127.0.0.1", port: instance.service.port });
       const client = createChatClient({
         url: `http://127.0.0.1:${network.port}`,
         token: await cluster.token(spec.user),
@@ -86,11 +86,11 @@ Deno.test("under a network whose faults change at random, every send is stored o
       while (performance.now() < until) {
         const { network } = sides[Math.floor(random() * sides.length)]!;
         const roll = random();
-        if (roll < 0.3) network.cutAll();
+        if (roll < 0.3) network.dropConnections();
         else if (roll < 0.45) {
-          network.stall();
+          network.stall("both");
           await sleep(50 + random() * 500);
-          network.flow();
+          network.restore();
         } else if (roll < 0.6) network.oneByteWrites = !network.oneByteWrites;
         else if (roll < 0.7) network.delayMs = random() < 0.5 ? 0 : Math.floor(random() * 30);
         else if (roll < 0.8) {
@@ -101,7 +101,7 @@ Deno.test("under a network whose faults change at random, every send is stored o
         await sleep(random() * 200);
       }
       for (const { network } of sides) {
-        network.flow();
+        network.restore();
         network.oneByteWrites = false;
         network.delayMs = 0;
         network.dropAfterUpstreamBytes = undefined;
