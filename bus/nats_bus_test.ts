@@ -10,9 +10,6 @@ const natsUrl = new URL(Deno.env.get("NATS_URL") ?? "nats://127.0.0.1:4222");
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** The shared server's address, for a proxy in front of it. */
-const natsTarget = { hostname: natsUrl.hostname, port: Number(natsUrl.port || 4222) };
-
 /** Resolves with `promise`, or rejects once `ms` have passed without it. */
 async function within<T>(promise: Promise<T>, what: string, ms = 10_000): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -42,12 +39,12 @@ async function openBus(options: NatsBusOptions, beforeClose = () => {}) {
 const freshSubject = () => `test.${crypto.randomUUID().replaceAll("-", "")}.chat.x`;
 
 Deno.test("NATS bus: after the connection drops it reconnects, tells onLoss and onReconnect, and receives again", async () => {
-  await using proxy = startTcpProxy(natsTarget);
+  await using proxy = startTcpProxy(natsUrl.href);
   const reconnected = Promise.withResolvers<number>();
   const losses: number[] = [];
   const errors: unknown[] = [];
   await using dropped = await openBus({
-    servers: `nats://127.0.0.1:${proxy.port}`,
+    servers: proxy.url,
     onLoss: (lostForMs) => losses.push(lostForMs),
     onReconnect: (lostForMs) => reconnected.resolve(lostForMs),
     onError: (error) => errors.push(error),
@@ -120,8 +117,8 @@ Deno.test("NATS bus: a failed first connection is reported without the credentia
 });
 
 Deno.test("NATS bus: close() gives up a drain NATS does not answer once its signal aborts, and stops reconnecting", async () => {
-  await using proxy = startTcpProxy(natsTarget);
-  const bus = await createNatsBus({ servers: `nats://127.0.0.1:${proxy.port}` });
+  await using proxy = startTcpProxy(natsUrl.href);
+  const bus = await createNatsBus({ servers: proxy.url });
   bus.subscribe(freshSubject(), () => {});
   // a NATS gone silent: the connection stays open, and the drain is never answered
   proxy.stall("both");
@@ -147,13 +144,13 @@ Deno.test("NATS bus: a tls:// server that offers no TLS is refused, not spoken t
 });
 
 Deno.test("NATS bus: a NATS that stops answering is given up once maxPendingBytes published are unconfirmed, and what comes past them is dropped, not held", async () => {
-  await using proxy = startTcpProxy(natsTarget);
+  await using proxy = startTcpProxy(natsUrl.href);
   const lost = Promise.withResolvers<void>();
   const reconnected = Promise.withResolvers<void>();
   const errors: unknown[] = [];
   const maxPendingBytes = 1024 * 1024;
   await using stalled = await openBus({
-    servers: `nats://127.0.0.1:${proxy.port}`,
+    servers: proxy.url,
     maxPendingBytes,
     onLoss: () => lost.resolve(),
     onReconnect: () => reconnected.resolve(),
@@ -199,11 +196,11 @@ Deno.test("NATS bus: a NATS that stops answering is given up once maxPendingByte
 });
 
 Deno.test("NATS bus: publishes past maxPendingBytes while close() drains a NATS that stops answering are dropped without an uncaught error", async () => {
-  await using proxy = startTcpProxy(natsTarget);
+  await using proxy = startTcpProxy(natsUrl.href);
   const errors: unknown[] = [];
   const maxPendingBytes = 64 * 1024;
   const bus = await createNatsBus({
-    servers: `nats://127.0.0.1:${proxy.port}`,
+    servers: proxy.url,
     maxPendingBytes,
     onError: (error) => errors.push(error),
   });

@@ -144,12 +144,9 @@ Deno.test("an instance still cut off records its outage again after another inst
  * the outage records it has sent.
  */
 function behindProxy(db: { database: { url: string } }) {
-  const direct = new URL(db.database.url);
-  const proxy = startTcpProxy({ hostname: direct.hostname, port: Number(direct.port) || 5432 });
-  const viaProxy = new URL(direct);
-  viaProxy.port = String(proxy.port);
+  const proxy = startTcpProxy(db.database.url);
   const inserts: string[] = [];
-  const sql = postgres(viaProxy.toString(), {
+  const sql = postgres(proxy.url, {
     max: 1,
     connect_timeout: 1,
     onnotice: () => {},

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { ChatError } from "../chat/errors.ts";
 import { TEST_DATABASE_URL } from "../tests/support/database.ts";
-import { startDatabaseProxy, startTcpProxy } from "../tests/support/tcp_proxy.ts";
+import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
 import { within } from "../tests/support/wait.ts";
 import { errorCode } from "./errors.ts";
 import { migrate, MIGRATION_LOCK_KEY, readMigrations, statementsOf } from "./migrate.ts";
@@ -131,17 +131,10 @@ Deno.test("readMigrations() refuses two files of one version, naming both", asyn
 });
 
 Deno.test("migrate() gives up with unavailable when the database never answers, instead of waiting for ever", async () => {
-  const target = new URL(TEST_DATABASE_URL);
-  await using proxy = startTcpProxy({
-    hostname: target.hostname,
-    port: Number(target.port) || 5432,
-  });
+  await using proxy = startTcpProxy(TEST_DATABASE_URL);
   // connections are taken, and nothing the client sends gets through: a host that drops packets
   proxy.stall();
-  const stalled = new URL(TEST_DATABASE_URL);
-  stalled.hostname = "127.0.0.1";
-  stalled.port = String(proxy.port);
-  const sql = postgres(stalled.toString(), { max: 1, onnotice: () => {} });
+  const sql = postgres(proxy.url, { max: 1, onnotice: () => {} });
   try {
     await assert.rejects(
       within(migrate(sql, [], { firstAnswerMs: 300 }), 5_000, "migrate() to give up"),
@@ -342,7 +335,7 @@ Deno.test("migrate() whose connection is cut while it waits for another instance
   // It tried the lock again every 200 ms on its reserved connection: one lost in a pause was
   // written to as a closed socket, which postgres.js 3.4.9 throws outside any promise
   await using database = await emptyDatabase();
-  await using proxy = startDatabaseProxy(database.url);
+  await using proxy = startTcpProxy(database.url);
   const holder = postgres(database.url, { max: 1, onnotice: () => {} });
   const closed = Promise.withResolvers<void>();
   const sql = postgres(proxy.url, { max: 1, onnotice: () => {}, onclose: () => closed.resolve() });
@@ -444,7 +437,7 @@ Deno.test("migrate() whose connection is cut while a migration pauses for a long
   // closed socket, which postgres.js 3.4.9 throws outside any promise
   await using database = await migratedBefore(8);
   const { sql, open, all } = database;
-  await using proxy = startDatabaseProxy(database.url);
+  await using proxy = startTcpProxy(database.url);
   const closed = Promise.withResolvers<void>();
   const migrator = postgres(proxy.url, {
     max: 1,

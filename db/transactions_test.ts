@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import postgres, { type Sql } from "postgres";
 import { freshDatabase } from "../tests/support/database.ts";
-import { startDatabaseProxy, startTcpProxy } from "../tests/support/tcp_proxy.ts";
+import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
 import { within } from "../tests/support/wait.ts";
 import { errorCode, reportLostConnectionRejections } from "./errors.ts";
 import { transaction } from "./transactions.ts";
@@ -98,12 +98,8 @@ Deno.test("a connection lost while a failed transaction is rolled back is not gi
   // Given back, the closed connection served the pool's next query: postgres.js 3.4.9 wrote it
   // to a null socket outside any promise, and the process died.
   await using database = await freshDatabase();
-  const target = new URL(database.url);
-  await using proxy = startTcpProxy({ hostname: target.hostname, port: Number(target.port) });
-  const proxied = new URL(database.url);
-  proxied.hostname = "127.0.0.1";
-  proxied.port = String(proxy.port);
-  const sql = postgres(proxied.toString(), { max: 1, onnotice: () => {} });
+  await using proxy = startTcpProxy(database.url);
+  const sql = postgres(proxy.url, { max: 1, onnotice: () => {} });
   try {
     await sql`create table notes (id int primary key)`;
     const stalled = Promise.withResolvers<void>();
@@ -131,7 +127,7 @@ Deno.test("a connection lost while a transaction's work awaits something else fa
   // process died. The sweep of unsent media deletes a file's bytes (NATS, or another
   // connection) inside the transaction that holds its catalogue row.
   await using database = await freshDatabase();
-  await using proxy = startDatabaseProxy(database.url);
+  await using proxy = startTcpProxy(database.url);
   const closed = Promise.withResolvers<void>();
   const sql = postgres(proxy.url, { max: 1, onnotice: () => {}, onclose: () => closed.resolve() });
   try {
@@ -158,7 +154,7 @@ Deno.test("a connection lost while a transaction's work awaits something else fa
   // meanwhile (idle_in_transaction_session_timeout, a restart) had that statement written to a
   // null socket outside any promise (postgres.js 3.4.9), and the process died.
   await using database = await freshDatabase();
-  await using proxy = startDatabaseProxy(database.url);
+  await using proxy = startTcpProxy(database.url);
   const closed = Promise.withResolvers<void>();
   const sql = postgres(proxy.url, { max: 1, onnotice: () => {}, onclose: () => closed.resolve() });
   try {

@@ -250,10 +250,9 @@ async function untilObjects(bucket: { objects(): Promise<string[]> }, wanted: st
 
 Deno.test("NATS media store: close() gives up a drain NATS does not answer once its signal aborts, and stops reconnecting", async () => {
   await using bucket = natsBucket();
-  const target = new URL(TEST_NATS_URL);
-  await using proxy = startTcpProxy({ hostname: target.hostname, port: Number(target.port) });
+  await using proxy = startTcpProxy(TEST_NATS_URL);
   const store = await createNatsMediaStore({
-    servers: `nats://127.0.0.1:${proxy.port}`,
+    servers: proxy.url,
     bucket: bucket.name,
     owner: "chat",
     storage: "memory",

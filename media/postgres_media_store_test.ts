@@ -18,11 +18,8 @@ const unavailable = (error: unknown) => error instanceof MediaError && error.cod
 
 Deno.test("postgres media store: with the database stalled, opening and reading a file are answered unavailable in time", async () => {
   await using database = await freshDatabase();
-  const target = new URL(database.url);
-  await using proxy = startTcpProxy({ hostname: target.hostname, port: Number(target.port) });
-  const proxied = new URL(database.url);
-  proxied.port = String(proxy.port);
-  const sql = postgres(proxied.toString(), { max: 4, onnotice: () => {} });
+  await using proxy = startTcpProxy(database.url);
+  const sql = postgres(proxy.url, { max: 4, onnotice: () => {} });
   try {
     const store = createPostgresMediaStore(sql, { chunkBytes: 3_000 });
     const file = await paddedFixture("video.mp4", 10_000);

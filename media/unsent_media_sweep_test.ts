@@ -13,7 +13,7 @@ import { freshDatabase, waitingForLock } from "../tests/support/database.ts";
 import { within } from "../tests/support/wait.ts";
 import { natsBucket } from "../tests/support/media.ts";
 import { TEST_NATS_URL } from "../tests/support/service.ts";
-import { startDatabaseProxy } from "../tests/support/tcp_proxy.ts";
+import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
 import { createMediaPort } from "./media_port.ts";
 import { createNatsMediaStore } from "./nats_media_store.ts";
 import { createPostgresMediaStore, postgresMediaStoreWithin } from "./postgres_media_store.ts";
@@ -420,7 +420,7 @@ Deno.test("of two sweeps at once, one sweeps and the other skips, and the next o
 
 Deno.test("a sweep whose database connections are cut midway fails, the process goes on, and its lease holds the next sweeps off only until it runs out", async () => {
   await using setup = await setUp("postgres");
-  await using proxy = startDatabaseProxy(setup.url);
+  await using proxy = startTcpProxy(setup.url);
   // the service's pool, as main.ts opens it, through a link that is cut while the sweep lists
   // the stored files (its first, full pass), between two of its queries
   const sql = connectPool(proxy.url, { max: 4, instanceId: "sweep-test" });

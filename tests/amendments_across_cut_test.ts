@@ -119,11 +119,7 @@ Deno.test("an instance cut off from NATS while messages are edited and deleted e
  */
 Deno.test("an edit lost with a NATS outage reaches the sockets once both NATS and the store are back, however long the store takes", async () => {
   await using nats = await startNatsServer();
-  const natsTarget = new URL(nats.url);
-  await using natsProxy = startTcpProxy({
-    hostname: natsTarget.hostname,
-    port: Number(natsTarget.port),
-  });
+  await using natsProxy = startTcpProxy(nats.url);
   await using cluster = await startCluster({
     instances: 0,
     env: {
@@ -133,16 +129,9 @@ Deno.test("an edit lost with a NATS outage reaches the sockets once both NATS an
       FEED_SWEEP_SECONDS: "1",
     },
   });
-  const db = new URL(cluster.databaseUrl);
-  await using dbProxy = startTcpProxy({ hostname: db.hostname, port: Number(db.port || 5432) });
+  await using dbProxy = startTcpProxy(cluster.databaseUrl);
   await cluster.startInstance({ NATS_URL: nats.url });
-  const viaProxy = new URL(cluster.databaseUrl);
-  viaProxy.hostname = "127.0.0.1";
-  viaProxy.port = String(dbProxy.port);
-  await cluster.startInstance({
-    NATS_URL: `nats://127.0.0.1:${natsProxy.port}`,
-    DATABASE_URL: viaProxy.toString(),
-  });
+  await cluster.startInstance({ NATS_URL: natsProxy.url, DATABASE_URL: dbProxy.url });
 
   const chat = await cluster.main.service.chat.createChat("alice", "acme");
   await using alice = await joinChat(cluster, "alice", chat.id, 0);

@@ -43,13 +43,9 @@ async function clusterBehindProxy(
     env: { ...settings, ...options.env },
     ...(options.grpc ? { grpc: true } : {}),
   });
-  const target = new URL(cluster.databaseUrl);
-  const proxy = startTcpProxy({ hostname: target.hostname, port: Number(target.port) || 5432 });
-  const proxied = new URL(cluster.databaseUrl);
-  proxied.hostname = "127.0.0.1";
-  proxied.port = String(proxy.port);
+  const proxy = startTcpProxy(cluster.databaseUrl);
   try {
-    await cluster.startInstance({ DATABASE_URL: proxied.toString() });
+    await cluster.startInstance({ DATABASE_URL: proxy.url });
   } catch (error) {
     await cluster[Symbol.asyncDispose]();
     await proxy[Symbol.asyncDispose]();
@@ -506,9 +502,8 @@ Deno.test("an access check after a NATS reconnect that the store cannot answer r
   // a second, and makes the change while cut off
   await using setup = await clusterBehindProxy({ nats: true });
   const { cluster, proxy: database } = setup;
-  const target = new URL(TEST_NATS_URL);
-  await using nats = startTcpProxy({ hostname: target.hostname, port: Number(target.port) });
-  await cluster.startInstance({ NATS_URL: `nats://127.0.0.1:${nats.port}` });
+  await using nats = startTcpProxy(TEST_NATS_URL);
+  await cluster.startInstance({ NATS_URL: nats.url });
   const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
   await using spammer = await joinChat(cluster, "cust-1", chat.id, 0);
 

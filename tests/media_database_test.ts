@@ -83,11 +83,8 @@ Deno.test("an upload whose COPY is never answered is answered 503 in time and gi
     nats: false,
     env: { SHUTDOWN_TIMEOUT: "1" },
   });
-  const target = new URL(cluster.databaseUrl);
-  await using proxy = startTcpProxy({ hostname: target.hostname, port: Number(target.port) });
-  const proxied = new URL(cluster.databaseUrl);
-  proxied.port = String(proxy.port);
-  await cluster.startInstance({ DATABASE_URL: proxied.toString() });
+  await using proxy = startTcpProxy(cluster.databaseUrl);
+  await cluster.startInstance({ DATABASE_URL: proxy.url });
   const chat = await cluster.main.service.chat.createChat("alice", "acme");
   await using admin = databaseOf(cluster);
 

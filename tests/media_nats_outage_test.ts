@@ -120,11 +120,10 @@ Deno.test("an upload NATS refuses (its bucket full) is answered 503 with Retry-A
 
 Deno.test("an upload NATS fails before its first byte is read (NATS gone silent) is answered 503, and its request body is let go", async () => {
   await using bucket = natsBucket();
-  const target = new URL(TEST_NATS_URL);
-  await using proxy = startTcpProxy({ hostname: target.hostname, port: Number(target.port) });
+  await using proxy = startTcpProxy(TEST_NATS_URL);
   await using cluster = await startCluster({
     env: {
-      NATS_URL: `nats://127.0.0.1:${proxy.port}`,
+      NATS_URL: proxy.url,
       MEDIA_BACKEND: "nats",
       MEDIA_NATS_BUCKET: bucket.name,
     },

@@ -17,7 +17,7 @@ import {
   startServiceProcess,
 } from "./support/service_process.ts";
 import { REPO_ROOT } from "./support/service_process.ts";
-import { startDatabaseProxy } from "./support/tcp_proxy.ts";
+import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { createCertificate } from "./support/tls_certificates.ts";
 import { within } from "./support/wait.ts";
 import { TestSocket } from "./support/ws_client.ts";
@@ -121,7 +121,7 @@ Deno.test("/readyz and gRPC health answer not ready naming NATS while it is stop
 
 Deno.test("/readyz answers 503 naming the database while its connections are cut, and 200 once restored", async () => {
   await using database = await freshDatabase();
-  await using proxy = startDatabaseProxy(database.url);
+  await using proxy = startTcpProxy(database.url);
   await using service = await startServiceProcess(
     serviceEnvironment({ databaseUrl: proxy.url }),
   );

@@ -155,19 +155,9 @@ Deno.test("a user banned and one disconnected while their instance was cut off f
 Deno.test("a held socket whose check the store cannot answer is closed 1013 once it holds too many events", async () => {
   // the second instance reaches both PostgreSQL and NATS through proxies the test controls
   await using cluster = await startCluster({ env: { ...settings, WS_FLOOD_LIMIT: "100000" } });
-  const database = new URL(cluster.databaseUrl);
-  await using databaseProxy = startTcpProxy({
-    hostname: database.hostname,
-    port: Number(database.port) || 5432,
-  });
-  database.hostname = "127.0.0.1";
-  database.port = String(databaseProxy.port);
-  const nats = new URL(TEST_NATS_URL);
-  await using natsProxy = startTcpProxy({ hostname: nats.hostname, port: Number(nats.port) });
-  await cluster.startInstance({
-    DATABASE_URL: database.toString(),
-    NATS_URL: `nats://127.0.0.1:${natsProxy.port}`,
-  });
+  await using databaseProxy = startTcpProxy(cluster.databaseUrl);
+  await using natsProxy = startTcpProxy(TEST_NATS_URL);
+  await cluster.startInstance({ DATABASE_URL: databaseProxy.url, NATS_URL: natsProxy.url });
   const service = cluster.main.service.chat;
   await service.addVendorMember("vend-1", "agent-1", "agent");
   const chat = await service.createChat("cust-1", "vend-1");

@@ -20,13 +20,12 @@ Deno.test("with MEDIA_BACKEND=nats and NATS stalled, SIGTERM exits 0 within SHUT
   const storeDir = await Deno.makeTempDir();
   try {
     await using nats = await startNatsServer(["-js", "-sd", storeDir]);
-    const target = new URL(nats.url);
-    await using proxy = startTcpProxy({ hostname: target.hostname, port: Number(target.port) });
+    await using proxy = startTcpProxy(nats.url);
     const timeoutSeconds = 2;
     const env: Record<string, string> = {
       ...serviceEnvironment({
         databaseUrl: database.url,
-        natsUrl: `nats://127.0.0.1:${proxy.port}`,
+        natsUrl: proxy.url,
       }),
       SHUTDOWN_TIMEOUT: String(timeoutSeconds),
       MEDIA_BACKEND: "nats",

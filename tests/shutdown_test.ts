@@ -11,7 +11,7 @@ import {
   type ServiceProcess,
   startServiceProcess,
 } from "./support/service_process.ts";
-import { startDatabaseProxy } from "./support/tcp_proxy.ts";
+import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { within } from "./support/wait.ts";
 import { TestSocket } from "./support/ws_client.ts";
 
@@ -181,7 +181,7 @@ Deno.test("SIGINT stops the service the same way", async () => {
 
 Deno.test("a write that hangs past SHUTDOWN_TIMEOUT is cut: sockets get 1012, the process exits 0 in time, nothing is half-written or written twice", async () => {
   await using database = await freshDatabase();
-  await using proxy = startDatabaseProxy(database.url);
+  await using proxy = startTcpProxy(database.url);
   const timeoutSeconds = 2;
   const env: Record<string, string> = {
     ...serviceEnvironment({ databaseUrl: proxy.url }),

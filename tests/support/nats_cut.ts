@@ -11,8 +11,7 @@ export async function natsCutToSecondInstance(
   options: { grpc?: boolean } = {},
 ) {
   const nats = await startNatsServer();
-  const target = new URL(nats.url);
-  const proxy = startTcpProxy({ hostname: target.hostname, port: Number(target.port) });
+  const proxy = startTcpProxy(nats.url);
   const cluster = await startCluster({ instances: 0, env, ...options });
   const setup = {
     cluster,
@@ -27,7 +26,7 @@ export async function natsCutToSecondInstance(
   };
   try {
     await cluster.startInstance({ NATS_URL: nats.url });
-    await cluster.startInstance({ NATS_URL: `nats://127.0.0.1:${proxy.port}` });
+    await cluster.startInstance({ NATS_URL: proxy.url });
   } catch (error) {
     await setup[Symbol.asyncDispose]();
     throw error;

@@ -68,8 +68,31 @@ interface Connection {
   done: Promise<void>;
 }
 
-/** Starts forwarding a free loopback port to `target`. */
-export function startTcpProxy(target: { hostname: string; port: number }): TcpProxy {
+/** The port a URL's scheme implies when it names none. */
+const DEFAULT_PORTS: Record<string, number> = {
+  "postgres:": 5432,
+  "postgresql:": 5432,
+  "nats:": 4222,
+};
+
+/**
+ * Starts forwarding a free loopback port to `target`. Given a URL (a database's, a NATS
+ * server's), forwards to its host and port, and `url` is that URL through the proxy.
+ */
+export function startTcpProxy(target: string): TcpProxy & { readonly url: string };
+export function startTcpProxy(target: { hostname: string; port: number }): TcpProxy;
+export function startTcpProxy(target: string | { hostname: string; port: number }): TcpProxy {
+  if (typeof target !== "string") return createProxy(target);
+  const url = new URL(target);
+  const port = Number(url.port) || DEFAULT_PORTS[url.protocol];
+  if (port === undefined) throw new Error(`no port in ${url.protocol} URL`);
+  const proxy = createProxy({ hostname: url.hostname, port });
+  url.hostname = "127.0.0.1";
+  url.port = String(proxy.port);
+  return Object.assign(proxy, { url: url.toString() });
+}
+
+function createProxy(target: { hostname: string; port: number }): TcpProxy {
   let listener: Deno.TcpListener | undefined;
   let accepting: Promise<void> = Promise.resolve();
   let port = 0;
@@ -272,14 +295,4 @@ async function writeAll(to: Deno.Conn, bytes: Uint8Array) {
 
 function sleep(ms: number) {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** A proxy in front of the database of `databaseUrl`, with `url`: that database through it. */
-export function startDatabaseProxy(databaseUrl: string): TcpProxy & { readonly url: string } {
-  const target = new URL(databaseUrl);
-  const proxy = startTcpProxy({ hostname: target.hostname, port: Number(target.port) || 5432 });
-  const proxied = new URL(databaseUrl);
-  proxied.hostname = "127.0.0.1";
-  proxied.port = String(proxy.port);
-  return Object.assign(proxy, { url: proxied.toString() });
 }

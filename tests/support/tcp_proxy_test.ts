@@ -102,3 +102,12 @@ Deno.test("downstreamBytesPerSecond passes what the target sends on at about tha
   const took = performance.now() - started;
   assert.ok(took >= 180, `4,000 bytes at 20,000 bytes a second came in ${Math.round(took)} ms`);
 });
+
+Deno.test("startTcpProxy(url) forwards to the URL's host and port, and its url is that URL through the proxy", async () => {
+  await using echo = startEchoServer();
+  await using proxy = startTcpProxy(`postgres://alice@127.0.0.1:${echo.port}/chat?sslmode=disable`);
+  assert.equal(proxy.url, `postgres://alice@127.0.0.1:${proxy.port}/chat?sslmode=disable`);
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port: proxy.port });
+  await conn.write(encode("hi"));
+  assert.equal(await readExactly(conn, 2), "hi");
+});
