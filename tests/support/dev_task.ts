@@ -1,6 +1,5 @@
+import { baseEnvironment, REPO_ROOT } from "./service_process.ts";
 import { within } from "./wait.ts";
-
-const ROOT = new URL("../../", import.meta.url);
 
 /** Where and how a tool runs. */
 export interface DevTaskRun {
@@ -17,21 +16,21 @@ export async function devTaskCommand(
   name: string,
   { cwd, env, args: toolArgs = [] }: DevTaskRun,
 ): Promise<Deno.Command> {
-  const tasks = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT))).tasks;
+  const tasks = JSON.parse(await Deno.readTextFile(new URL("deno.json", REPO_ROOT))).tasks;
   const [deno, run, ...args] = String(tasks[name]).trim().split(/\s+/);
   if (deno !== "deno" || run !== "run") throw new Error(`${name} is no \`deno run\` task`);
   // the script, last, from the repository; deno.json with it
-  args.push(new URL(args.pop()!, ROOT).pathname);
-  const base: Record<string, string> = { NO_COLOR: "1" };
-  for (const variable of ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME"]) {
-    const value = Deno.env.get(variable);
-    if (value !== undefined) base[variable] = value;
-  }
+  args.push(new URL(args.pop()!, REPO_ROOT).pathname);
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", `--config=${new URL("deno.json", ROOT).pathname}`, ...args, ...toolArgs],
+    args: [
+      "run",
+      `--config=${new URL("deno.json", REPO_ROOT).pathname}`,
+      ...args,
+      ...toolArgs,
+    ],
     cwd,
     clearEnv: true,
-    env: { ...base, ...env },
+    env: { ...baseEnvironment(), ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -32,8 +32,11 @@ export interface ServiceProcess extends AsyncDisposable {
   readonly status: Promise<Deno.CommandStatus>;
 }
 
-/** Variables of the test's own environment that `deno task` itself needs. */
-function baseEnvironment(): Record<string, string> {
+/**
+ * Variables of the test's own environment that a child `deno` (`deno task`, `deno run`)
+ * itself needs to find its cache, and NO_COLOR.
+ */
+export function baseEnvironment(): Record<string, string> {
   const env: Record<string, string> = { NO_COLOR: "1" };
   for (const name of ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME"]) {
     const value = Deno.env.get(name);
