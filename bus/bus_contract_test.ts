@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { ChatError } from "../chat/errors.ts";
+import { within } from "../tests/support/wait.ts";
 import type { Bus } from "./bus.ts";
 import { createMemoryBus } from "./memory_bus.ts";
 import { createNatsBus } from "./nats_bus.ts";
@@ -44,19 +45,6 @@ function freshPrefix(): string {
   return `test.${crypto.randomUUID().replaceAll("-", "")}`;
 }
 
-/** Resolves with `promise`, or rejects once `ms` have passed without it. */
-async function within<T>(promise: Promise<T>, what: string, ms = 5_000): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** A subscription that records "subject payload" lines and can wait for a count of them. */
 function record(bus: Bus, pattern: string) {
   const received: string[] = [];
@@ -73,7 +61,7 @@ function record(bus: Bus, pattern: string) {
       if (received.length >= count) return;
       const { promise, resolve } = Promise.withResolvers<void>();
       waiting = { count, resolve };
-      await within(promise, `${count} payloads on ${pattern} (got ${received.length})`);
+      await within(promise, 5_000, `${count} payloads on ${pattern} (got ${received.length})`);
     },
   };
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { ChatError } from "../chat/errors.ts";
 import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
+import { within } from "../tests/support/wait.ts";
 import { createNatsBus, type NatsBusOptions, UNNOTICED_LOSS_MS } from "./nats_bus.ts";
 
 // What only the NATS bus does: survive a dropped connection. The drop is made by a TCP proxy
@@ -9,19 +10,6 @@ import { createNatsBus, type NatsBusOptions, UNNOTICED_LOSS_MS } from "./nats_bu
 const natsUrl = new URL(Deno.env.get("NATS_URL") ?? "nats://127.0.0.1:4222");
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** Resolves with `promise`, or rejects once `ms` have passed without it. */
-async function within<T>(promise: Promise<T>, what: string, ms = 10_000): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** A bus that closes when disposed; `beforeClose` runs first (a stalled proxy restored). */
 async function openBus(options: NatsBusOptions, beforeClose = () => {}) {
@@ -67,7 +55,7 @@ Deno.test("NATS bus: after the connection drops it reconnects, tells onLoss and 
   // NATS is reachable again: the bus's next attempt gets through
   proxy.restore();
 
-  const lostForMs = await within(reconnected.promise, "reconnect");
+  const lostForMs = await within(reconnected.promise, 10_000, "reconnect");
   // the time it was down, and the time a silent loss could have gone unnoticed before that
   const downForMs = Date.now() - cutAt;
   assert.ok(
@@ -83,7 +71,7 @@ Deno.test("NATS bus: after the connection drops it reconnects, tells onLoss and 
   // The client subscribes again on reconnect; the flush proves the server has it.
   assert.equal(await dropped.bus.check(), true);
   other.bus.publish(subject, encoder.encode("remote"));
-  await within(arrived.promise, "payload after reconnect");
+  await within(arrived.promise, 10_000, "payload after reconnect");
   assert.deepEqual(received, ["local", "remote"]);
   assert.deepEqual(errors, []);
 });
@@ -126,7 +114,7 @@ Deno.test("NATS bus: close() gives up a drain NATS does not answer once its sign
   const controller = new AbortController();
   const closed = bus.close(controller.signal);
   controller.abort();
-  await within(closed, "close after the abort");
+  await within(closed, 10_000, "close after the abort");
   // the sanitizer fails this test if the client left a reconnect or ping timer behind
 });
 
@@ -176,7 +164,7 @@ Deno.test("NATS bus: a NATS that stops answering is given up once maxPendingByte
   const published = (4 * maxPendingBytes) / payload.length;
   for (let n = 0; n < published; n++) stalled.bus.publish(subject, payload);
   assert.equal(local, published, "local handlers get every payload all the same");
-  await within(lost.promise, "the stalled connection given up", 5_000);
+  await within(lost.promise, 5_000, "the stalled connection given up");
   assert.ok(
     errors.some((error) =>
       error instanceof ChatError && error.code === "unavailable" &&
@@ -187,10 +175,10 @@ Deno.test("NATS bus: a NATS that stops answering is given up once maxPendingByte
 
   // the stall ends: the bus is back without a restart, and publishes reach the others again
   proxy.restore();
-  await within(reconnected.promise, "reconnect after the stall");
+  await within(reconnected.promise, 10_000, "reconnect after the stall");
   assert.equal(await stalled.bus.check(), true);
   stalled.bus.publish(subject, encoder.encode("after"));
-  await within(arrived.promise, "a payload published after the stall");
+  await within(arrived.promise, 10_000, "a payload published after the stall");
   // no more than the bound was ever handed to the client for the stalled connection
   assert.ok(heard <= maxPendingBytes / payload.length, `${heard} of ${published} got through`);
 });
@@ -213,7 +201,7 @@ Deno.test("NATS bus: publishes past maxPendingBytes while close() drains a NATS 
     bus.publish(freshSubject(), payload);
   }
   controller.abort();
-  await within(closed, "close after the abort");
+  await within(closed, 10_000, "close after the abort");
   assert.ok(
     errors.some((error) => error instanceof ChatError && /not confirmed/.test(error.message)),
     `errors: ${errors.map(String).join("; ")}`,
