@@ -11,7 +11,8 @@ import { report } from "./support/figures.ts";
 import { natsCutToSecondInstance } from "./support/nats_cut.ts";
 import { startNatsServer } from "./support/nats_server.ts";
 import { metric, untilMetric } from "./support/metrics.ts";
-import { startCluster, TEST_NATS_URL, type TestCluster } from "./support/service.ts";
+import { readyz } from "./support/readyz.ts";
+import { startCluster, TEST_NATS_URL } from "./support/service.ts";
 import {
   joinAllChats,
   joinChat,
@@ -60,11 +61,6 @@ async function clusterBehindProxy(
       await proxy[Symbol.asyncDispose]();
     },
   };
-}
-
-async function readyz(cluster: TestCluster, instance = 0) {
-  const response = await fetch(`${cluster.instances[instance]!.httpUrl}/readyz`);
-  return { status: response.status, body: await response.json() };
 }
 
 /** Runs `work`; its result and how long it took, in ms. */
@@ -129,7 +125,7 @@ Deno.test("with PostgreSQL cut, every action answers unavailable at once, /ready
   });
   assert.equal(media.status, 503);
   await media.body?.cancel();
-  assert.deepEqual(await readyz(cluster), {
+  assert.deepEqual(await readyz(cluster.main.httpUrl), {
     status: 503,
     body: { ready: false, checks: { database: false }, reason: "not answering: database" },
   });
@@ -155,7 +151,7 @@ Deno.test("with PostgreSQL cut, every action answers unavailable at once, /ready
   );
   assert.equal(retried?.seq, 2, "nothing sent during the cut was stored");
   assert.equal((await acme.nextOfType("chat_message")).message.id, retried.id);
-  assert.equal((await readyz(cluster)).status, 200);
+  assert.equal((await readyz(cluster.main.httpUrl)).status, 200);
   assert.equal((await admin.call("GetChat", { chat_id: chat.id })).id, chat.id);
   await using again = await joinChat(cluster, "acme", chat.id);
   assert.equal((await acme.request({ action: "read_up_to", seq: 2 })).type, "ack");
@@ -354,7 +350,7 @@ Deno.test("with NATS away, the sending instance's sockets still get every messag
     assert.equal((await aliceTablet.nextOfType("chat_message")).message.seq, seq);
   }
   for (const instance of [0, 1]) {
-    const { status, body } = await readyz(cluster, instance);
+    const { status, body } = await readyz(cluster.instances[instance]!.httpUrl);
     assert.equal(status, 503);
     assert.equal(body.reason, "not answering: nats");
   }
@@ -381,7 +377,7 @@ Deno.test("with NATS away, the sending instance's sockets still get every messag
   await messageWithSeq(acme, missed + 3);
   for (const instance of [0, 1]) {
     assert.equal(await metric(cluster, instance, "chat_nats_reconnects_total"), 1);
-    assert.equal((await readyz(cluster, instance)).status, 200);
+    assert.equal((await readyz(cluster.instances[instance]!.httpUrl)).status, 200);
   }
   assert.equal((await acme.request({ action: "load_latest_chat", after_seq: 0 })).type, "ack");
   const page = await acme.nextOfType("latest_chat");
@@ -406,8 +402,8 @@ Deno.test("an instance cut off from NATS while the others publish catches its so
   await proxy.cut();
   const missed = 10;
   for (let n = 2; n <= missed + 1; n++) await sendText(alice, "acme", `m${n}`);
-  assert.equal((await readyz(cluster, 1)).status, 503);
-  assert.equal((await readyz(cluster, 0)).status, 200);
+  assert.equal((await readyz(cluster.instances[1]!.httpUrl)).status, 503);
+  assert.equal((await readyz(cluster.instances[0]!.httpUrl)).status, 200);
 
   const restoredAt = performance.now();
   proxy.restore();
@@ -456,7 +452,11 @@ async function accessChangedAcrossCut(sockets: 0 | 1) {
   await changes.banUser("cust-2", 0, { moderator_id: "mod", reason: "spam" });
   const created = await changes.createChat("cust-3", "vend-2");
   await changes.disconnectUser("cust-4", { moderator_id: "mod", reason: "support" });
-  assert.equal((await readyz(cluster, 1)).status, 503, "the second instance is cut off");
+  assert.equal(
+    (await readyz(cluster.instances[1]!.httpUrl)).status,
+    503,
+    "the second instance is cut off",
+  );
   // lost, not late: nothing has reached the sockets, which still answer (the store, asked
   // beside the read, refuses them what they ask to read)
   await refused(agent, { action: "unread_message" }, "forbidden");

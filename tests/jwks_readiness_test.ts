@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
 import { clockAhead } from "./support/clock.ts";
+import { readyz } from "./support/readyz.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
 import { within } from "./support/wait.ts";
 import { TestSocket } from "./support/ws_client.ts";
@@ -33,11 +34,6 @@ function jwksEnv(port: number): Record<string, string> {
   return { JWT_SECRET: "", JWT_JWKS_URL: `http://127.0.0.1:${port}/jwks.json` };
 }
 
-async function readyz(cluster: TestCluster) {
-  const response = await fetch(`${cluster.main.httpUrl}/readyz`);
-  return { status: response.status, body: await response.json() };
-}
-
 /** Whether a socket with `token` gets served (its token was checked and accepted). */
 async function served(cluster: TestCluster, chatId: string, token: string): Promise<void> {
   await using socket = await TestSocket.open(`${cluster.main.wsUrl}/v1/ws/chat/${chatId}/`, {
@@ -56,7 +52,7 @@ Deno.test("an instance with JWT_JWKS_URL is not ready on /readyz and gRPC health
   const admin = await cluster.admin(0, { token: null });
   const chat = await cluster.main.service.chat.createChat("alice", "acme");
 
-  assert.deepEqual(await readyz(cluster), {
+  assert.deepEqual(await readyz(cluster.main.httpUrl), {
     status: 503,
     body: { ready: false, checks: { database: true, jwks: false }, reason: "not answering: jwks" },
   });
@@ -66,12 +62,12 @@ Deno.test("an instance with JWT_JWKS_URL is not ready on /readyz and gRPC health
   let requests = 0;
   await using keys = serveKeys([key.jwk], { port, onRequest: () => requests++ });
   // within 10 s of the failed fetch, polling /readyz does not ask the endpoint again
-  assert.equal((await readyz(cluster)).status, 503);
-  assert.equal((await readyz(cluster)).status, 503);
+  assert.equal((await readyz(cluster.main.httpUrl)).status, 503);
+  assert.equal((await readyz(cluster.main.httpUrl)).status, 503);
   assert.equal(requests, 0);
 
   using _retried = clockAhead(PAST_RETRY_MS);
-  assert.deepEqual(await readyz(cluster), {
+  assert.deepEqual(await readyz(cluster.main.httpUrl), {
     status: 200,
     body: { ready: true, checks: { database: true, jwks: true } },
   });
@@ -82,7 +78,7 @@ Deno.test("an instance with JWT_JWKS_URL is not ready on /readyz and gRPC health
   // an outage of the endpoint, even past the set's cache age, keeps the instance in
   await keys.shutdown();
   using _later = clockAhead(PAST_CACHE_AGE_MS);
-  assert.deepEqual(await readyz(cluster), {
+  assert.deepEqual(await readyz(cluster.main.httpUrl), {
     status: 200,
     body: { ready: true, checks: { database: true, jwks: true } },
   });
@@ -98,7 +94,7 @@ Deno.test("an instance with JWT_JWKS_URL fetches the key set at start, before an
   await using cluster = await startCluster({ nats: false, env: jwksEnv(keys.addr.port) });
 
   await within(fetched, 5_000, "the key set to be fetched at start");
-  assert.deepEqual(await readyz(cluster), {
+  assert.deepEqual(await readyz(cluster.main.httpUrl), {
     status: 200,
     body: { ready: true, checks: { database: true, jwks: true } },
   });

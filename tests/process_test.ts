@@ -4,6 +4,7 @@ import { createAdminClient } from "./support/admin_client.ts";
 import { freshDatabase } from "./support/database.ts";
 import { dockerHealthcheck } from "./support/dockerfile.ts";
 import { natsBucket } from "./support/media.ts";
+import { readyz } from "./support/readyz.ts";
 import { TEST_NATS_URL } from "./support/service.ts";
 import { createNatsMediaStore } from "../media/nats_media_store.ts";
 import { startNatsServer } from "./support/nats_server.ts";
@@ -36,11 +37,6 @@ async function runHealthcheck(port: number, host = "127.0.0.1"): Promise<number>
     stderr: "null",
   }).output();
   return code;
-}
-
-async function readyz(httpUrl: string) {
-  const response = await fetch(`${httpUrl}/readyz`);
-  return { status: response.status, body: await response.json() };
 }
 
 Deno.test("deno task start, with the container's permissions, serves health, readiness and metrics, and the HEALTHCHECK follows it", async () => {

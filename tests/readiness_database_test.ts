@@ -5,15 +5,11 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { TEST_DATABASE_URL } from "./support/database.ts";
+import { readyz } from "./support/readyz.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
 
 /** After a lost connection postgres.js's `end()` waits for the shutdown deadline: kept short. */
 const settings = { SHUTDOWN_TIMEOUT: "1" };
-
-async function readyz(cluster: TestCluster) {
-  const response = await fetch(`${cluster.main.httpUrl}/readyz`);
-  return { status: response.status, body: await response.json() };
-}
 
 /**
  * Asks `/readyz` again until `wanted` holds for the answer, or fails after `ms`. Each ask is a
@@ -26,8 +22,8 @@ async function readyzUntil(
   ms = 5_000,
 ) {
   const deadline = AbortSignal.timeout(ms);
-  let answer = await readyz(cluster);
-  while (!wanted(answer) && !deadline.aborted) answer = await readyz(cluster);
+  let answer = await readyz(cluster.main.httpUrl);
+  while (!wanted(answer) && !deadline.aborted) answer = await readyz(cluster.main.httpUrl);
   assert.ok(wanted(answer), `timed out waiting for ${what}; last: ${JSON.stringify(answer)}`);
   return answer;
 }
@@ -52,7 +48,7 @@ async function setReadOnly(cluster: TestCluster, readOnly: boolean) {
 Deno.test("/readyz and gRPC health answer not ready, saying the database is read-only, while it takes no writes, and ready once it does again", async () => {
   await using cluster = await startCluster({ nats: false, grpc: true, env: settings });
   const admin = await cluster.admin(0, { token: null });
-  assert.equal((await readyz(cluster)).status, 200);
+  assert.equal((await readyz(cluster.main.httpUrl)).status, 200);
 
   await setReadOnly(cluster, true);
   const readOnly = await readyzUntil(
@@ -111,7 +107,7 @@ Deno.test("/readyz stays ready while slow queries hold every connection of the p
   const slow = Array.from({ length: 4 }, () => chat.listChats("alice").catch(() => undefined));
   await untilWaitingOnLocks(cluster, 2);
 
-  const answer = await readyz(cluster);
+  const answer = await readyz(cluster.main.httpUrl);
   released.resolve();
   await holding;
   await Promise.all(slow);
