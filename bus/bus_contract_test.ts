@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { ChatError } from "../chat/errors.ts";
+import { TEST_NATS_URL } from "../tests/support/service.ts";
 import { within } from "../tests/support/wait.ts";
 import type { Bus } from "./bus.ts";
 import { createMemoryBus } from "./memory_bus.ts";
@@ -7,7 +8,6 @@ import { createNatsBus } from "./nats_bus.ts";
 
 // One contract, written once, run against every implementation so the fake cannot drift.
 
-const natsUrl = Deno.env.get("NATS_URL") ?? "nats://127.0.0.1:4222";
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -37,7 +37,9 @@ const memory: Implementation = {
 
 const nats: Implementation = {
   name: "NATS bus",
-  open: instance((onError) => createNatsBus({ servers: natsUrl, name: "bus-contract", onError })),
+  open: instance((onError) =>
+    createNatsBus({ servers: TEST_NATS_URL, name: "bus-contract", onError })
+  ),
 };
 
 /** A fresh subject prefix, so tests never see each other's payloads. */

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { ChatError } from "../chat/errors.ts";
+import { TEST_NATS_URL } from "../tests/support/service.ts";
 import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
 import { within } from "../tests/support/wait.ts";
 import { createNatsBus, type NatsBusOptions, UNNOTICED_LOSS_MS } from "./nats_bus.ts";
@@ -7,7 +8,7 @@ import { createNatsBus, type NatsBusOptions, UNNOTICED_LOSS_MS } from "./nats_bu
 // What only the NATS bus does: survive a dropped connection. The drop is made by a TCP proxy
 // (tests/support/tcp_proxy.ts) in front of the shared server, so no server has to be stopped.
 
-const natsUrl = new URL(Deno.env.get("NATS_URL") ?? "nats://127.0.0.1:4222");
+const natsUrl = new URL(TEST_NATS_URL);
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
