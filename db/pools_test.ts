@@ -3,7 +3,7 @@ import postgres from "postgres";
 import { connectPool, connectWriterPool } from "./pools.ts";
 import { freshDatabase, TEST_DATABASE_URL } from "../tests/support/database.ts";
 import { hasPgBouncer, startPgBouncer } from "../tests/support/pgbouncer.ts";
-import { startDatabaseProxy } from "../tests/support/tcp_proxy.ts";
+import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
 import { within } from "../tests/support/wait.ts";
 
 /** What connectWriterPool reported missing: the lock_timeout in effect, and the refusal's message. */
@@ -150,7 +150,7 @@ Deno.test({
 
 Deno.test("a writer pool's statement cancelled while it waits behind one the database has not answered takes no other statement's rows", async () => {
   await using database = await freshDatabase();
-  await using proxy = startDatabaseProxy(database.url);
+  await using proxy = startTcpProxy(database.url);
   const sql = await writerPool(proxy.url, []);
   try {
     await sql`select 1`;

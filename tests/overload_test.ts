@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { startCluster } from "./support/service.ts";
 import { joinChat } from "./support/steps.ts";
-import { startDatabaseProxy } from "./support/tcp_proxy.ts";
+import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { createWatch } from "./support/wait.ts";
 import type { Frame, TestSocket } from "./support/ws_client.ts";
 
@@ -22,7 +22,7 @@ Deno.test("with PostgreSQL stalled under steady sends from many sockets on two i
     instances: 0,
     env: { WS_RATE_PER_SECOND: "1000", WS_RATE_BURST: "1000", SHUTDOWN_TIMEOUT: "1" },
   });
-  await using proxy = startDatabaseProxy(cluster.databaseUrl);
+  await using proxy = startTcpProxy(cluster.databaseUrl);
   await using _cluster = {
     async [Symbol.asyncDispose]() {
       proxy.restore();
