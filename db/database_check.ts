@@ -1,4 +1,5 @@
 import type { Sql } from "postgres";
+import { cancelStatement } from "./statement_deadline.ts";
 
 /**
  * The database's readiness (observability/readiness.ts), in one query: true when it answers and
@@ -19,7 +20,7 @@ export async function checkDatabase(sql: Sql, signal: AbortSignal): Promise<bool
     if (row?.read_only) return "read-only (default_transaction_read_only is on)";
     return true;
   } catch {
-    query.cancel();
+    cancelStatement(query);
     return false;
   }
 }

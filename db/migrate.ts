@@ -2,6 +2,7 @@ import type { ReservedSql, Sql } from "postgres";
 import { ChatError } from "../chat/errors.ts";
 import { errorCode, LOCK_NOT_AVAILABLE } from "./errors.ts";
 import { connectionLost, watchReservation } from "./reservation_watch.ts";
+import { cancelStatement } from "./statement_deadline.ts";
 import { connectionSurvived } from "./transactions.ts";
 
 const migrationsDir = new URL("./migrations/", import.meta.url);
@@ -325,7 +326,7 @@ async function firstAnswer(sql: Sql, ms: number): Promise<void> {
   } finally {
     clearTimeout(timer);
   }
-  query.cancel();
+  cancelStatement(query);
   query.catch(() => {});
   const { host, port } = sql.options;
   throw new ChatError(

@@ -5,6 +5,8 @@ import { freshDatabase, TEST_DATABASE_URL } from "../tests/support/database.ts";
 import { hasPgBouncer, startPgBouncer } from "../tests/support/pgbouncer.ts";
 import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
 import { within } from "../tests/support/wait.ts";
+import { createStoreCalls } from "./store_calls.ts";
+import { withWholeResults } from "./whole_results.ts";
 
 /** What connectWriterPool reported missing: the lock_timeout in effect, and the refusal's message. */
 type Report = { inEffectMs: number; refusal: string | undefined };
@@ -166,10 +168,53 @@ Deno.test("a writer pool's statement cancelled while it waits behind one the dat
     // given up by its caller, as a store call past its time is
     void second.cancel();
     proxy.restore();
-    assert.equal(await within(answers[0]!, 5_000, "the first answer"), "first");
-    assert.equal(await within(answers[2]!, 5_000, "the third answer"), "third");
-    assert.equal(await within(answers[1]!, 5_000, "the second answer"), "error 57014");
+    await assertAnswers(answers, ["first", "error 57014", "third"]);
   } finally {
     await sql.end({ timeout: 1 });
   }
 });
+
+Deno.test("a main pool's statement given up by its store call while it waits behind one the database has not answered takes no other statement's rows", async () => {
+  // the main pool pipelines; it serves history pages, unread counts and admin queries, and a
+  // store call given up at STORE_TIMEOUT_MS cancels its statements: another's rows would be
+  // another user's chat
+  await using database = await freshDatabase();
+  await using proxy = startDatabaseProxy(database.url);
+  const pool = connectPool(proxy.url, { max: 1, instanceId: crypto.randomUUID() });
+  const calls = createStoreCalls();
+  const sql = withWholeResults(pool, calls);
+  try {
+    const call = (name: string, signal: AbortSignal) =>
+      calls.run(signal, async () => {
+        const [row] = await sql<Array<{ answer: string }>>`select ${name}::text as answer`;
+        return row!.answer;
+      }).catch((error) => `error ${error.code}`);
+    // prepared, as a store's statements are after their first use: postgres.js pipelines a
+    // statement with parameters only once it has described it
+    assert.equal(await call("prepared", new AbortController().signal), "prepared");
+    proxy.stall();
+    const givenUp = new AbortController();
+    const answers = [
+      call("first", new AbortController().signal),
+      call("second", givenUp.signal),
+      call("third", new AbortController().signal),
+    ];
+    await proxy.held();
+    givenUp.abort();
+    proxy.restore();
+    // the second, sent before its call gave up, runs in its turn (see cancelStatement)
+    await assertAnswers(answers, ["first", "second", "third"]);
+  } finally {
+    await pool.end({ timeout: 1 });
+  }
+});
+
+/**
+ * Each of `answers` is `expected`'s, within 5 s: the third before the second, whose rows it may
+ * take.
+ */
+async function assertAnswers(answers: Promise<string>[], expected: string[]) {
+  assert.equal(await within(answers[0]!, 5_000, "the first answer"), expected[0]);
+  assert.equal(await within(answers[2]!, 5_000, "the third answer"), expected[2]);
+  assert.equal(await within(answers[1]!, 5_000, "the second answer"), expected[1]);
+}

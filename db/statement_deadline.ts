@@ -58,9 +58,24 @@ export function cancelledOnAbort<T>(
   signal: AbortSignal,
 ): Promise<T> {
   if (signal.aborted) return Promise.reject(timedOut());
-  const cancel = () => query.cancel();
+  const cancel = () => cancelStatement(query);
   signal.addEventListener("abort", cancel, { once: true });
   return query.finally(() => signal.removeEventListener("abort", cancel));
+}
+
+/**
+ * Cancels `query`, unless it was sent on a connection busy with another statement (pipelined,
+ * as the main pool does) and waits its turn: postgres.js 3.4.9 gives such a statement no answer
+ * once cancelled, and the statement after it on that connection the rows that were its (one
+ * chat's history page read as another's). It runs in its turn instead; its caller, answered
+ * already, drops what it gives. One not yet sent is dropped, one running is cancelled. The
+ * writer's pool never pipelines (db/pools.ts), so a batch of it is never in that state.
+ */
+export function cancelStatement(query: { cancel(): unknown }): void {
+  // postgres.js's own fields: the backend it was sent to, and whether it is the one running
+  const { state, active } = query as unknown as { state: unknown; active: boolean };
+  if (state && !active) return;
+  query.cancel();
 }
 
 /** What a sender whose statement did not end in time is answered. */

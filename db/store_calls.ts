@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from "node:async_hooks";
-import { timedOut } from "./statement_deadline.ts";
+import { cancelStatement, timedOut } from "./statement_deadline.ts";
 
 /**
  * The store calls under way, each with a signal that aborts once its caller was answered
@@ -29,7 +29,8 @@ export function createStoreCalls(): StoreCalls {
  * A statement's `then` (postgres.js sends it on the first), for the call of `signal`: rejected
  * with `unavailable` and never sent once the call gave up (a statement cancelled before it is
  * sent leaves the reserved connection it was queued on answering nothing more), and cancelled
- * if the call gives up while it waits for a connection, a lock, or runs. The listener goes once
+ * if the call gives up while it waits for a connection, a lock, or runs (not while it waits its
+ * turn behind another statement on a busy connection: see cancelStatement). The listener goes once
  * the statement is settled: a late cancel request would hit whatever its connection runs next.
  */
 export function thenForCall(
@@ -40,7 +41,7 @@ export function thenForCall(
   onRejected?: (reason: unknown) => unknown,
 ): Promise<unknown> {
   if (signal.aborted) return Promise.reject(timedOut()).then(onFulfilled, onRejected);
-  const cancel = () => statement.cancel();
+  const cancel = () => cancelStatement(statement);
   signal.addEventListener("abort", cancel, { once: true });
   return then.call(statement, (value) => {
     signal.removeEventListener("abort", cancel);

@@ -2,7 +2,7 @@ import { Buffer } from "node:buffer";
 import type { PendingQuery, Row, Sql } from "postgres";
 import { copyIn } from "../db/copy_in.ts";
 import { STORE_TIMEOUT_MS, translateDatabaseError } from "../db/errors.ts";
-import { bounded, CANCEL_AHEAD_MS } from "../db/statement_deadline.ts";
+import { bounded, CANCEL_AHEAD_MS, cancelStatement } from "../db/statement_deadline.ts";
 import { MediaError } from "./errors.ts";
 import { inspect } from "./ingest.ts";
 import type { ByteRange, MediaStore } from "./store.ts";
@@ -235,7 +235,7 @@ export function createPostgresMediaStore(
         await Promise.race([query, aborted]);
         return true;
       } catch {
-        query.cancel();
+        cancelStatement(query);
         return false;
       }
     },
@@ -253,7 +253,7 @@ export function createPostgresMediaStore(
  */
 function timed<T extends readonly Row[]>(query: PendingQuery<T>): Promise<T> {
   const cancelAt = performance.now() + STORE_TIMEOUT_MS - CANCEL_AHEAD_MS;
-  return bounded<T>(query, cancelAt, () => query.cancel());
+  return bounded<T>(query, cancelAt, () => cancelStatement(query));
 }
 
 function codeOf(error: unknown): string {
