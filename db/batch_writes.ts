@@ -1,7 +1,7 @@
 import type { Sql } from "postgres";
 import { ChatError } from "../chat/errors.ts";
 import { otherSide, type Side, type StoredMessage } from "../chat/types.ts";
-import { bounded } from "./statement_deadline.ts";
+import { bounded, cancelStatement } from "./statement_deadline.ts";
 import {
   batchMessage,
   type DuplicateRow,
@@ -68,7 +68,7 @@ export function createBatchWrites(
    */
   async function writeReads(reads: PendingRead[]): Promise<void> {
     const query = markReadBatch(sql, reads.map((item) => item.mark));
-    const rows = await bounded(query, reads[0]!.expiresAt, () => query.cancel());
+    const rows = await bounded(query, reads[0]!.expiresAt, () => cancelStatement(query));
     for (const [chatId, { after, ids }] of marksByChat(rows)) {
       windows.apply(windows.afterRead(chatId, { after, wasRead: (m) => ids.has(m.id) }));
     }
@@ -90,7 +90,7 @@ export function createBatchWrites(
     // the oldest message is the first: the batch is cancelled when its time is up
     const cancelAt = unique[0]!.expiresAt;
     const query = insertMessageBatch(sql, unique.map((item) => item.message));
-    const rows = await bounded(query, cancelAt, () => query.cancel());
+    const rows = await bounded(query, cancelAt, () => cancelStatement(query));
     const duplicateRows: DuplicateRow[] = [];
     const byChat = new Map<string, NewlyWritten[]>();
     for (const row of rows.sort((a, b) => a.ord - b.ord)) {
@@ -143,7 +143,7 @@ export function createBatchWrites(
   async function readDuplicates(rows: readonly DuplicateRow[], cancelAt: number) {
     if (rows.length === 0) return [];
     const query = readMessageRows(sql, rows.map((row) => row.id));
-    const stored = await bounded(query, cancelAt, () => query.cancel()).then(
+    const stored = await bounded(query, cancelAt, () => cancelStatement(query)).then(
       (read) => new Map(read.map((row) => [row.id, toStoredMessage(row)])),
       () => new Map<string, StoredMessage>(),
     );

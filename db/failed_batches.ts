@@ -4,7 +4,7 @@ import type { InsertedMessage, NewMessage } from "../chat/ports.ts";
 import { otherSide } from "../chat/types.ts";
 import { errorCode, LOCK_NOT_AVAILABLE, UNSTORABLE_TEXT_CODES } from "./errors.ts";
 import { lockedChats } from "./locked_chats.ts";
-import { bounded, timedOut } from "./statement_deadline.ts";
+import { bounded, cancelStatement, timedOut } from "./statement_deadline.ts";
 import type { createUnreadWindows } from "./unread_windows.ts";
 import type { Lane, Pending, PendingRead } from "./writer_lanes.ts";
 
@@ -87,7 +87,7 @@ export function createFailedBatches(deps: {
     const chatOf = (item: Pending | PendingRead) =>
       "message" in item ? item.message.chat_id : item.mark.chat_id;
     const query = lockedChats(sql, [...new Set(items.map(chatOf))]);
-    const locked = await bounded(query, items[0]!.expiresAt, () => query.cancel())
+    const locked = await bounded(query, items[0]!.expiresAt, () => cancelStatement(query))
       .then((rows) => new Set(rows.map((row) => row.id)), () => new Set<string>());
     if (locked.size === 0) return undefined;
     const refused = new ChatError("unavailable", "the chat is being changed, retry", {

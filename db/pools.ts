@@ -1,16 +1,6 @@
 import postgres, { type Sql } from "postgres";
 
 /**
- * A statement waits for a free connection rather than being sent on a busy one (postgres.js
- * pipelines up to 100 by default; the option is missing from its types). postgres.js 3.4.9 gives
- * a pipelined statement cancelled before its turn (a writer batch given up while the database
- * stalls) no answer, and the next statement on its connection the rows that were its: a send
- * acknowledged with another chat's message, or refused `forbidden`, each batch after it likewise,
- * until the connection ends. A statement not yet sent is cancelled by dropping it.
- */
-const NO_PIPELINING = { max_pipeline: 0 };
-
-/**
  * A postgres.js pool as the service uses it: named after its instance in `pg_stat_activity`,
  * reading times in ISO 8601 whatever the database's DateStyle, quick to give up connecting,
  * and quick to reconnect after an outage. With `lockTimeoutMs`, its statements wait at most
@@ -18,16 +8,9 @@ const NO_PIPELINING = { max_pipeline: 0 };
  */
 export function connectPool(
   url: string,
-  options: {
-    max: number;
-    instanceId: string;
-    lockTimeoutMs?: number | undefined;
-    /** False: no statement is sent on a busy connection (see NO_PIPELINING). */
-    pipelined?: boolean;
-  },
+  options: { max: number; instanceId: string; lockTimeoutMs?: number | undefined },
 ): Sql {
   return postgres(url, {
-    ...(options.pipelined === false ? NO_PIPELINING : {}),
     max: options.max,
     connect_timeout: 5,
     // postgres.js waits up to 20 s (3^retries / 100) before reconnecting once the database has
@@ -78,16 +61,14 @@ export async function connectWriterPool(
   let refusal: postgres.PostgresError | undefined;
   let writer: { pool: Sql; lockTimeoutMs: number };
   try {
-    writer = await opened(connectPool(url, { ...options, pipelined: false }));
+    writer = await opened(connectPool(url, options));
   } catch (error) {
     // PostgreSQL itself takes the setting: only a pooler in between names it in a refusal
     if (!(error instanceof postgres.PostgresError && error.message.includes("lock_timeout"))) {
       throw error;
     }
     refusal = error;
-    writer = await opened(
-      connectPool(url, { ...options, lockTimeoutMs: undefined, pipelined: false }),
-    );
+    writer = await opened(connectPool(url, { ...options, lockTimeoutMs: undefined }));
   }
   if (writer.lockTimeoutMs !== options.lockTimeoutMs) {
     options.onLockTimeoutMissing({ inEffectMs: writer.lockTimeoutMs, refusal });

@@ -68,8 +68,8 @@ export function cancelledOnAbort<T>(
  * as the main pool does) and waits its turn: postgres.js 3.4.9 gives such a statement no answer
  * once cancelled, and the statement after it on that connection the rows that were its (one
  * chat's history page read as another's). It runs in its turn instead; its caller, answered
- * already, drops what it gives. One not yet sent is dropped, one running is cancelled. The
- * writer's pool never pipelines (db/pools.ts), so a batch of it is never in that state.
+ * already, drops what it gives. One not yet sent is dropped, one running is cancelled. Every
+ * cancel of a statement goes through here, the writer's batches too.
  */
 export function cancelStatement(query: { cancel(): unknown }): void {
   // postgres.js's own fields: the backend it was sent to, and whether it is the one running
