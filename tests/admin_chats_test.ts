@@ -72,7 +72,8 @@ Deno.test("ListChats refuses forged, altered and borrowed page tokens with INVAL
   const [version, payload, mac] = token.split(".") as [string, string, string];
   const forged = [
     "garbage",
-    `${version}.${payload}.${mac.slice(0, -2)}AA`,
+    // the MAC's first character changed: its last ones may carry padding bits, or be "AA" already
+    `${version}.${payload}.${mac.startsWith("A") ? "B" : "A"}${mac.slice(1)}`,
     `${version}.${
       btoa('{"e":99999999999999,"c":{"at":"x\'; drop table chats; --","key":"y"}}')
         .replaceAll("=", "")
