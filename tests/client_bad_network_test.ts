@@ -7,9 +7,22 @@ import assert from "node:assert/strict";
 import { createChatClient } from "../client/mod.ts";
 import { ClientEvents, openClient, sendEach } from "./support/client_events.ts";
 import { metric } from "./support/metrics.ts";
-import { startCluster } from "./support/service.ts";
+import { startCluster, type TestCluster } from "./support/service.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { within } from "./support/wait.ts";
+
+/** A chat of cust-1 and vend-1 whose newest page is 50 messages of 2,000 characters (~120 KB). */
+async function chatWithLongPage(cluster: TestCluster) {
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using vendor = await openClient(cluster, "vend-1", { chatId: chat.id });
+  await vendor.client.ready();
+  await sendEach(
+    vendor.client,
+    "cust-1",
+    Array.from({ length: 50 }, (_, n) => `${n}`.repeat(2_000)),
+  );
+  return chat;
+}
 
 Deno.test("a slow network passing bytes one at a time delivers every send once, in order", async () => {
   await using cluster = await startCluster({ nats: false });
@@ -219,17 +232,7 @@ Deno.test("a send unanswered on a stalled connection is kept in the outbox thoug
 
 Deno.test("a first page slower to come down a slow link than connectTimeoutMs is waited for longer at each attempt, and comes", async () => {
   await using cluster = await startCluster({ nats: false });
-  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
-  {
-    await using vendor = await openClient(cluster, "vend-1", { chatId: chat.id });
-    await vendor.client.ready();
-    // the newest page: 50 messages of 2,000 characters, about 120 KB
-    await sendEach(
-      vendor.client,
-      "cust-1",
-      Array.from({ length: 50 }, (_, n) => `${n}`.repeat(2_000)),
-    );
-  }
+  const chat = await chatWithLongPage(cluster);
   await using network = startTcpProxy({ hostname: "127.0.0.1", port: cluster.main.service.port });
   // the page takes a second or so to come down
   network.downstreamBytesPerSecond = 150_000;
@@ -256,16 +259,7 @@ Deno.test("a client whose network goes silent in the middle of its first page gi
     nats: false,
     env: { WS_IDLE_TIMEOUT_SECONDS: "1", WS_MAX_SOCKETS_PER_USER: "1" },
   });
-  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
-  {
-    await using vendor = await openClient(cluster, "vend-1", { chatId: chat.id });
-    await vendor.client.ready();
-    await sendEach(
-      vendor.client,
-      "cust-1",
-      Array.from({ length: 50 }, (_, n) => `${n}`.repeat(2_000)),
-    );
-  }
+  const chat = await chatWithLongPage(cluster);
   await using network = startTcpProxy({ hostname: "127.0.0.1", port: cluster.main.service.port });
   network.downstreamBytesPerSecond = 100_000;
   const client = createChatClient({

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { signDevToken } from "../auth/sign.ts";
 import { configureLogging } from "../observability/log.ts";
 import { freshDatabase } from "./support/database.ts";
-import { natsBucket, paddedFixture } from "./support/media.ts";
+import { natsBucket, paddedFixture, uploadMedia } from "./support/media.ts";
 import { startCluster, TEST_NATS_URL } from "./support/service.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { startNatsServer } from "./support/nats_server.ts";
@@ -102,14 +102,10 @@ Deno.test("an upload NATS refuses (its bucket full) is answered 503 with Retry-A
     await nc.close();
   }
   const video = await paddedFixture("video.mp4", 300_000);
-  const response = await fetch(`${cluster.main.httpUrl}/v1/media?chat_id=${chat.id}`, {
-    method: "POST",
-    body: video,
-    headers: { authorization: `Bearer ${await cluster.token("alice")}` },
-  });
+  const response = await uploadMedia(cluster, "alice", { chat_id: chat.id }, video);
   assert.equal(response.status, 503);
   assert.equal(response.headers.get("retry-after"), "1");
-  assert.equal((await response.json()).code, "unavailable");
+  assert.equal(response.json.code, "unavailable");
   // PostgreSQL's disk full is logged (internal); a full bucket must not fail in silence
   const said = lines.map((line) => JSON.parse(line)).filter((line) => line.level === "ERROR");
   assert.equal(said.length, 1, lines.join("\n"));
@@ -132,13 +128,9 @@ Deno.test("an upload NATS fails before its first byte is read (NATS gone silent)
   // the store's first request (its look-up of the upload's name) is never answered
   proxy.stall("both");
   const video = await paddedFixture("video.mp4", 300_000);
-  const response = await fetch(`${cluster.main.httpUrl}/v1/media?chat_id=${chat.id}`, {
-    method: "POST",
-    body: video,
-    headers: { authorization: `Bearer ${await cluster.token("alice")}` },
-  });
+  const response = await uploadMedia(cluster, "alice", { chat_id: chat.id }, video);
   assert.equal(response.status, 503);
-  assert.equal((await response.json()).code, "unavailable");
+  assert.equal(response.json.code, "unavailable");
   proxy.restore();
   // the test's resource sanitizer fails it if the server left the request's body open
 });

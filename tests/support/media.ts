@@ -76,7 +76,7 @@ export async function uploadMedia(
   body: BodyInit,
   headers: Record<string, string> = {},
   // deno-lint-ignore no-explicit-any
-): Promise<{ status: number; json: any }> {
+): Promise<{ status: number; headers: Headers; json: any }> {
   const url = new URL(`${cluster.main.httpUrl}/v1/media`);
   for (const [key, value] of Object.entries(query)) url.searchParams.set(key, value);
   const response = await fetch(url, {
@@ -84,7 +84,7 @@ export async function uploadMedia(
     body,
     headers: { authorization: `Bearer ${await cluster.token(userId)}`, ...headers },
   });
-  return { status: response.status, json: await response.json() };
+  return { status: response.status, headers: response.headers, json: await response.json() };
 }
 
 /** One series of the instance's metrics; 0 when absent. */
