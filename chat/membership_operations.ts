@@ -1,5 +1,5 @@
 import { ChatError } from "./errors.ts";
-import type { ChatStore, RecentWindow } from "./ports.ts";
+import type { ChatStore, ReadRefusal, RecentWindow } from "./ports.ts";
 import type { Membership, Sanction } from "./types.ts";
 
 /**
@@ -21,7 +21,7 @@ export function createMembershipOperations(deps: { store: ChatStore; now: () => 
   /** The user's admission (see Admission); `forbidden` when banned. */
   async function admit(userId: string): Promise<Admission> {
     const sanction = (await store.sanctionsOf([userId])).get(userId);
-    if (sanction?.banned) throw new ChatError("forbidden", "banned");
+    if (sanction?.banned) throw refusal("banned");
     return { disconnectedOn: sanction?.disconnectedOn ?? null };
   }
 
@@ -38,7 +38,7 @@ export function createMembershipOperations(deps: { store: ChatStore; now: () => 
         store.membership(chatId, userId),
         admit(userId),
       ]);
-      if (!membership) throw new ChatError("forbidden", "not a participant of this chat");
+      if (!membership) throw refusal("outsider");
       return { ...admission, membership };
     },
 
@@ -85,10 +85,21 @@ export function createMembershipOperations(deps: { store: ChatStore; now: () => 
     /** The user's side in one chat they may see (used on `/v1/ws/chats/`). */
     async membership(userId: string, chatId: string): Promise<Membership> {
       const membership = await store.membership(chatId, userId);
-      if (!membership) throw new ChatError("forbidden", "not a participant of this chat");
+      if (!membership) throw refusal("outsider");
       return membership;
     },
   };
+}
+
+/**
+ * The `forbidden` a user is refused with, in the same words whatever they asked: an unknown
+ * chat reads as one of another's.
+ */
+export function refusal(reason: ReadRefusal): ChatError {
+  return new ChatError(
+    "forbidden",
+    reason === "banned" ? "banned" : "not a participant of this chat",
+  );
 }
 
 /** Resolves when the user is not banned now; `forbidden` when they are. */
@@ -96,7 +107,7 @@ export async function refuseBanned(
   store: Pick<ChatStore, "activeBan">,
   userId: string,
 ): Promise<void> {
-  if (await store.activeBan(userId)) throw new ChatError("forbidden", "banned");
+  if (await store.activeBan(userId)) throw refusal("banned");
 }
 
 /**
@@ -113,5 +124,5 @@ export async function refuseOutsider(
     store.membership(chatId, userId),
     refuseBanned(store, userId),
   ]);
-  if (!membership) throw new ChatError("forbidden", "not a participant of this chat");
+  if (!membership) throw refusal("outsider");
 }

@@ -126,6 +126,25 @@ export interface ReadTallies {
   chats: Array<ReadTally & { chat_id: string }>;
 }
 
+/**
+ * A read a user asks for: of one chat (`chatId`), or of their own chats (null). The store answers
+ * it only while they are a participant of the chat and not banned, as of the read's own
+ * statement: a socket hears of a removal or a ban by an event that may still be on its way.
+ */
+export interface Asker {
+  userId: string;
+  chatId: string | null;
+}
+
+/** A user asking to read one chat, by its id (as their socket holds it, or as they spelt it). */
+export type ChatAsker = Asker & { chatId: string };
+
+/** Why the store refused a read asked for: not a participant (or no such chat), or banned. */
+export type ReadRefusal = "outsider" | "banned";
+
+/** What a read asked for gave, or why it was refused. */
+export type AskedRead<T> = { read: T } | { refused: ReadRefusal };
+
 export interface ChatListQuery {
   /** An `updated_at` cursor: chats with older activity. */
   before?: string;
@@ -153,6 +172,8 @@ export interface ChatStore {
   vendorsOf(userId: string): Promise<string[]>;
   isVendorMember(vendorId: string, userId: string): Promise<boolean>;
   listChatsOf(userId: string, query: ChatListQuery): Promise<Page<ChatSummary>>;
+  /** listChatsOf, asked for by the user (see Asker): refused when they are banned. */
+  listChatsAsked(userId: string, query: ChatListQuery): Promise<AskedRead<Page<ChatSummary>>>;
   lastSeqs(chatIds: readonly string[]): Promise<Map<string, number>>;
 
   /**
@@ -172,6 +193,11 @@ export interface ChatStore {
     options?: { afterWritesUnderWay?: boolean },
   ): Promise<StoredMessage | null>;
   history(chatId: string, query: HistoryQuery): Promise<Page<StoredMessage>>;
+  /** A history page asked for by a user (see Asker), with the chat's id as stored. */
+  historyAsked(
+    asker: ChatAsker,
+    query: HistoryQuery,
+  ): Promise<AskedRead<Page<StoredMessage> & { chat_id: string }>>;
   /** Messages of the chat with seq in [from, to], oldest first. */
   messagesBetween(chatId: string, fromSeq: number, toSeq: number): Promise<StoredMessage[]>;
   /** Messages of these chats edited or deleted within `window`, as they are now, by chat and seq. */
@@ -192,6 +218,14 @@ export interface ChatStore {
    */
   readTallies(chatIds: readonly string[], window: RecentWindow): Promise<ReadTallies>;
   unread(chatId: string, side: Side, limit: number): Promise<UnreadSnapshot>;
+  /**
+   * The unread of the asking user's side (see Asker; their side as sideOf has it), with the
+   * chat's id as stored.
+   */
+  unreadAsked(
+    asker: ChatAsker,
+    limit: number,
+  ): Promise<AskedRead<UnreadSnapshot & { chat_id: string }>>;
   getMessage(messageId: string): Promise<StoredMessage | null>;
   /**
    * Marks one message read by `readerId` when it was sent by the other side of `readerSide`;

@@ -1,6 +1,13 @@
 import { ChatError } from "./errors.ts";
-import { refuseBanned, refuseOutsider } from "./membership_operations.ts";
-import type { ChatStore, HistoryQuery, Page } from "./ports.ts";
+import { refusal, refuseOutsider } from "./membership_operations.ts";
+import type {
+  AskedRead,
+  ChatAsker,
+  ChatListQuery,
+  ChatStore,
+  HistoryQuery,
+  Page,
+} from "./ports.ts";
 import type { Actor, PublishChat } from "./service.ts";
 import {
   type Chat,
@@ -14,6 +21,16 @@ import {
 
 /** How many chats one `chats` frame carries. */
 export const CHAT_LIST_LIMIT = 50;
+
+function chatListQuery(before: string | undefined): ChatListQuery {
+  return before === undefined ? { limit: CHAT_LIST_LIMIT } : { before, limit: CHAT_LIST_LIMIT };
+}
+
+/** What a read asked for gave; `forbidden` when the store refused it. */
+function answerOf<T>(answer: AskedRead<T>): T {
+  if ("refused" in answer) throw refusal(answer.refused);
+  return answer.read;
+}
 
 /**
  * What a participant reads, and marks read: history pages, the chat list, the unread preview,
@@ -38,22 +55,7 @@ export function createReadOperations(deps: { store: ChatStore; publishChat: Publ
   }
 
   async function listChats(userId: string, before?: string): Promise<Page<ChatSummary>> {
-    return await store.listChatsOf(
-      userId,
-      before === undefined ? { limit: CHAT_LIST_LIMIT } : { before, limit: CHAT_LIST_LIMIT },
-    );
-  }
-
-  /**
-   * What `read` gives, once the store says the actor is still in the chat and not banned: the
-   * socket's own view of its access lags a removal or a ban by the event that tells it.
-   */
-  async function askedBy<T>(actor: Actor, read: Promise<T>): Promise<T> {
-    const [answer] = await Promise.all([
-      read,
-      refuseOutsider(store, actor.user_id, actor.membership.chat.id),
-    ]);
-    return answer;
+    return await store.listChatsOf(userId, chatListQuery(before));
   }
 
   return {
@@ -64,17 +66,24 @@ export function createReadOperations(deps: { store: ChatStore; publishChat: Publ
     },
 
     /**
-     * A page of history the actor asked for (`load_latest_chat`). Errors: forbidden (banned, or
-     * no longer in the chat, though the socket has not heard of it yet).
+     * A page of history the user asked for (`load_latest_chat`), under the chat's id as stored.
+     * Errors: forbidden (banned, or not in the chat: the socket may not have heard of a removal
+     * or a ban yet, so the store checks in the read's own statement).
      */
-    loadLatestChat(actor: Actor, query: HistoryQuery): Promise<Page<Message>> {
-      return askedBy(actor, history(actor.membership.chat, query));
+    async loadLatestChat(
+      asker: ChatAsker,
+      query: HistoryQuery,
+    ): Promise<Page<Message> & { chat_id: string }> {
+      const { chat_id, items, has_more } = answerOf(await store.historyAsked(asker, query));
+      return { chat_id, items: items.map(toClientMessage), has_more };
     },
 
-    /** The actor's unread, asked for (`unread_message`). Errors: forbidden, as loadLatestChat. */
-    unreadMessage(actor: Actor) {
-      const { chat, side } = actor.membership;
-      return askedBy(actor, unreadFor(chat, side));
+    /** The user's unread, asked for (`unread_message`). Errors: forbidden, as loadLatestChat. */
+    async unreadMessage(asker: ChatAsker) {
+      const { chat_id, count, messages } = answerOf(
+        await store.unreadAsked(asker, UNREAD_PREVIEW_LIMIT),
+      );
+      return { chat_id, count, messages: messages.map(toClientMessage) };
     },
 
     listChats,
@@ -84,8 +93,7 @@ export function createReadOperations(deps: { store: ChatStore; publishChat: Publ
      * though the socket has not heard of it yet: the list carries each chat's last message).
      */
     async listChatsAsked(userId: string, before?: string): Promise<Page<ChatSummary>> {
-      const [page] = await Promise.all([listChats(userId, before), refuseBanned(store, userId)]);
-      return page;
+      return answerOf(await store.listChatsAsked(userId, chatListQuery(before)));
     },
 
     /**

@@ -1,8 +1,9 @@
 import type { PendingQuery, Row, Sql } from "postgres";
 import { ChatError } from "../chat/errors.ts";
-import type { ChatStore } from "../chat/ports.ts";
+import type { ChatListQuery, ChatStore, Page } from "../chat/ports.ts";
 import { type ChatSummary, type Membership, sideOf, toClientMessage } from "../chat/types.ts";
 import { arrayLiteral } from "./array_literal.ts";
+import { readAsked } from "./asked_reads.ts";
 import { inRecentWindow } from "./recent_window.ts";
 import { type ChatRow, type MessageRow, toChat, toStoredMessage } from "./rows.ts";
 
@@ -23,6 +24,7 @@ export type ChatQueries = Pick<
   | "vendorsOf"
   | "isVendorMember"
   | "listChatsOf"
+  | "listChatsAsked"
   | "lastSeqs"
 >;
 
@@ -107,57 +109,20 @@ export function createChatQueries(sql: Sql): ChatQueries {
       return rows.length > 0;
     },
 
-    async listChatsOf(userId, { before, limit }) {
-      // Cursors compare at the millisecond precision clients see; imported rows may carry
-      // microseconds, which `before` and `at` would otherwise skip.
-      const activity = sql`date_trunc('milliseconds', c.updated_at)`;
-      const columns = sql`
-        id, user_id, vendor_id, last_seq, customer_unread, vendor_unread, created_at, updated_at`;
-      // Only the page's chats look up their last message: a join of the ids with chats was
-      // planned as a scan of the whole table for a user of a few thousand chats, and every
-      // chat's last message was read before the page was cut.
-      // `take` null: every row (a run of one updated_at, which no cursor can split)
-      const page = (cursor: { before?: string; at?: string }, take: number | null) =>
-        sql<ChatListRow[]>`
-        with mine as (${chatsOfParticipant(sql, userId, columns)})
-        select c.id, c.user_id, c.vendor_id, c.last_seq, c.created_at, c.updated_at,
-               case when c.user_id = ${userId} then c.customer_unread
-                    else c.vendor_unread end as unread,
-               m.id as m_id, m.chat_id as m_chat_id, m.seq as m_seq, m.sender_id as m_sender_id,
-               m.sender_side as m_sender_side, m.receiver_id as m_receiver_id,
-               m.media_type as m_media_type, m.content as m_content, m.media_id as m_media_id,
-               m.client_id as m_client_id, m.is_read as m_is_read, m.read_at as m_read_at,
-               m.edited_at as m_edited_at, m.deleted_at as m_deleted_at,
-               m.deleted_by as m_deleted_by, m.created_at as m_created_at,
-               m.updated_at as m_updated_at
-        from (
-          select * from mine c
-          where true
-            ${cursor.before ? sql`and ${activity} < ${cursor.before}` : sql``}
-            ${cursor.at ? sql`and ${activity} = ${cursor.at}` : sql``}
-          order by c.updated_at desc, c.id desc
-          ${take === null ? sql`` : sql`limit ${take}`}
-        ) c
-        left join messages m on m.chat_id = c.id and m.seq = c.last_seq
-        order by c.updated_at desc, c.id desc`;
+    async listChatsOf(userId, query) {
+      const list = chatList(sql, userId, query);
+      return await list.from(await list.first);
+    },
 
-      const rows = await page(before === undefined ? {} : { before }, limit + 1);
-      let has_more = rows.length > limit;
-      let items = rows.slice(0, limit);
-      // A page never ends inside a run of equal updated_at, so `before` never skips a chat: the
-      // whole run is on it, however long (a bulk import's rows share one now()); a run cut short
-      // would leave the rest of it out of every page.
-      const last = items.at(-1);
-      const next = rows[limit];
-      if (last && next && last.updated_at.getTime() === next.updated_at.getTime()) {
-        const at = last.updated_at.toISOString();
-        const tied = await page({ at }, null);
-        items = [...items.filter((row) => row.updated_at.getTime() !== last.updated_at.getTime())];
-        items.push(...tied);
-        const [older] = await page({ before: at }, 1);
-        has_more = older !== undefined;
-      }
-      return { items: items.map(toSummary), has_more };
+    async listChatsAsked(userId, query) {
+      const list = chatList(sql, userId, query);
+      const answer = await readAsked(sql, { userId, chatId: null }, {
+        select: list.first,
+        orderBy: sql`r.updated_at desc, r.id desc`,
+        present: "id",
+      });
+      if ("refused" in answer) return answer;
+      return { read: await list.from(answer.rows) };
     },
 
     async lastSeqs(chatIds) {
@@ -167,6 +132,66 @@ export function createChatQueries(sql: Sql): ChatQueries {
       return new Map(rows.map((row) => [row.id, row.last_seq]));
     },
   };
+}
+
+/**
+ * A page of the user's chat list: `first`, the statement of its rows and the one after them
+ * (not sent yet: it may be asked as a part of another), and `from`, the page those rows make.
+ */
+function chatList(sql: Sql, userId: string, { before, limit }: ChatListQuery) {
+  // Cursors compare at the millisecond precision clients see; imported rows may carry
+  // microseconds, which `before` and `at` would otherwise skip.
+  const activity = sql`date_trunc('milliseconds', c.updated_at)`;
+  const columns = sql`
+    id, user_id, vendor_id, last_seq, customer_unread, vendor_unread, created_at, updated_at`;
+  // Only the page's chats look up their last message: a join of the ids with chats was
+  // planned as a scan of the whole table for a user of a few thousand chats, and every
+  // chat's last message was read before the page was cut.
+  // `take` null: every row (a run of one updated_at, which no cursor can split)
+  const page = (cursor: { before?: string; at?: string }, take: number | null) =>
+    sql<ChatListRow[]>`
+    with mine as (${chatsOfParticipant(sql, userId, columns)})
+    select c.id, c.user_id, c.vendor_id, c.last_seq, c.created_at, c.updated_at,
+           case when c.user_id = ${userId} then c.customer_unread
+                else c.vendor_unread end as unread,
+           m.id as m_id, m.chat_id as m_chat_id, m.seq as m_seq, m.sender_id as m_sender_id,
+           m.sender_side as m_sender_side, m.receiver_id as m_receiver_id,
+           m.media_type as m_media_type, m.content as m_content, m.media_id as m_media_id,
+           m.client_id as m_client_id, m.is_read as m_is_read, m.read_at as m_read_at,
+           m.edited_at as m_edited_at, m.deleted_at as m_deleted_at,
+           m.deleted_by as m_deleted_by, m.created_at as m_created_at,
+           m.updated_at as m_updated_at
+    from (
+      select * from mine c
+      where true
+        ${cursor.before ? sql`and ${activity} < ${cursor.before}` : sql``}
+        ${cursor.at ? sql`and ${activity} = ${cursor.at}` : sql``}
+      order by c.updated_at desc, c.id desc
+      ${take === null ? sql`` : sql`limit ${take}`}
+    ) c
+    left join messages m on m.chat_id = c.id and m.seq = c.last_seq
+    order by c.updated_at desc, c.id desc`;
+
+  async function from(rows: ChatListRow[]): Promise<Page<ChatSummary>> {
+    let has_more = rows.length > limit;
+    let items = rows.slice(0, limit);
+    // A page never ends inside a run of equal updated_at, so `before` never skips a chat: the
+    // whole run is on it, however long (a bulk import's rows share one now()); a run cut short
+    // would leave the rest of it out of every page.
+    const last = items.at(-1);
+    const next = rows[limit];
+    if (last && next && last.updated_at.getTime() === next.updated_at.getTime()) {
+      const at = last.updated_at.toISOString();
+      const tied = await page({ at }, null);
+      items = [...items.filter((row) => row.updated_at.getTime() !== last.updated_at.getTime())];
+      items.push(...tied);
+      const [older] = await page({ before: at }, 1);
+      has_more = older !== undefined;
+    }
+    return { items: items.map(toSummary), has_more };
+  }
+
+  return { first: page(before === undefined ? {} : { before }, limit + 1), from };
 }
 
 /**

@@ -1,7 +1,15 @@
-import type { Sql } from "postgres";
+import type { PendingQuery, Row, Sql } from "postgres";
 import { ChatError } from "../chat/errors.ts";
 import { unknownMedia } from "../chat/media.ts";
-import type { ChatStore, InsertedMessage, NewMessage, Page, StoredRead } from "../chat/ports.ts";
+import type {
+  ChatStore,
+  HistoryQuery,
+  InsertedMessage,
+  NewMessage,
+  Page,
+  StoredRead,
+  UnreadSnapshot,
+} from "../chat/ports.ts";
 import { otherSide, type Side, type StoredMessage } from "../chat/types.ts";
 import { errorCode, QUERY_CANCELED, STORE_TIMEOUT_MS, withErrorTranslation } from "./errors.ts";
 import { deleteUnsentMedia, insertMedia, selectMedia } from "./media_rows.ts";
@@ -16,6 +24,7 @@ import { messageColumns, type MessageRow, toStoredMessage } from "./rows.ts";
 import { transaction } from "./transactions.ts";
 import { CANCEL_AHEAD_MS, cancelledOnAbort } from "./statement_deadline.ts";
 import { arrayLiteral } from "./array_literal.ts";
+import { bannedNow, readAsked } from "./asked_reads.ts";
 
 /**
  * The longest a refused send_message retry waits for a write of its chat under way
@@ -73,8 +82,7 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
           where id = ${message.chat_id}
             -- the sender is in the chat (as INSERT_BATCH checks) and not banned
             and sender_in_chat(id, ${message.sender_id})
-            and not exists (select 1 from bans b where b.user_id = ${message.sender_id}
-                            and (b.expires_at is null or b.expires_at > now()))
+            and not ${bannedNow(tx, message.sender_id)}
           returning last_seq`,
           signal,
         );
@@ -148,22 +156,18 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
       return await selectByClientId(chatId, senderId, clientId);
     },
 
-    async history(chatId, { limit, before_seq, after_seq }) {
-      const rows = after_seq !== undefined
-        ? await sql<MessageRow[]>`
-            select ${
-          messageColumns(sql)
-        } from messages where chat_id = ${chatId} and seq > ${after_seq}
-              ${before_seq !== undefined ? sql`and seq < ${before_seq}` : sql``}
-            order by seq asc limit ${limit + 1}`
-        : await sql<MessageRow[]>`
-            select ${messageColumns(sql)} from messages where chat_id = ${chatId}
-              ${before_seq !== undefined ? sql`and seq < ${before_seq}` : sql``}
-            order by seq desc limit ${limit + 1}`;
-      const has_more = rows.length > limit;
-      const page = rows.slice(0, limit);
-      if (after_seq === undefined) page.reverse();
-      return { items: page.map(toStoredMessage), has_more } satisfies Page<StoredMessage>;
+    async history(chatId, query) {
+      return historyPage(await historyRows(sql, chatId, query), query);
+    },
+
+    async historyAsked(asker, query) {
+      const answer = await readAsked(sql, asker, {
+        select: historyRows(sql, asker.chatId, query),
+        orderBy: query.after_seq !== undefined ? sql`r.seq asc` : sql`r.seq desc`,
+        present: "id",
+      });
+      if ("refused" in answer) return answer;
+      return { read: { ...historyPage(answer.rows, query), chat_id: answer.chatId! } };
     },
 
     async messagesBetween(chatId, fromSeq, toSeq) {
@@ -227,21 +231,26 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
     },
 
     async unread(chatId, side, limit) {
-      // one statement, so that the count and the messages are of one moment
-      const rows = await sql<
-        Array<{ count: number } & (MessageRow | { [column in keyof MessageRow]: null })>
-      >`
-        select c.${unreadColumn(sql, side)} as count, ${messageColumns(sql, "m")}
-        from chats c
-        left join lateral (
-          select ${messageColumns(sql)} from messages
-          where chat_id = c.id and sender_side = ${otherSide(side)} and not is_read
-            and deleted_at is null
-          order by seq desc limit ${limit}
-        ) m on true
-        where c.id = ${chatId}`;
-      const messages = rows.flatMap((row) => row.id === null ? [] : [toStoredMessage(row)]);
-      return { count: rows[0]?.count ?? 0, messages: messages.sort((a, b) => a.seq - b.seq) };
+      const rows = await unreadRows(sql, chatId, limit, {
+        count: sql`c.${unreadColumn(sql, side)}`,
+        senderSide: sql`${otherSide(side)}`,
+      });
+      return unreadSnapshot(rows);
+    },
+
+    async unreadAsked(asker, limit) {
+      // the side as sideOf has it: a participant is the customer, or else on the vendor side
+      const customer = sql`c.user_id = ${asker.userId}`;
+      const answer = await readAsked(sql, asker, {
+        select: unreadRows(sql, asker.chatId, limit, {
+          count: sql`case when ${customer} then c.customer_unread else c.vendor_unread end`,
+          senderSide: sql`case when ${customer} then 'vendor' else 'customer' end`,
+        }),
+        orderBy: sql`r.seq`,
+        present: "count",
+      });
+      if ("refused" in answer) return answer;
+      return { read: { ...unreadSnapshot(answer.rows), chat_id: answer.chatId! } };
     },
 
     getMessage(messageId) {
@@ -270,8 +279,7 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
         with allowed as materialized (
           -- the reader is still in the chat and not banned, as a batch of read marks checks
           select sender_in_chat(${chatId}, ${readerId})
-            and not exists (select 1 from bans b where b.user_id = ${readerId}
-                            and (b.expires_at is null or b.expires_at > now())) as ok
+            and not ${bannedNow(sql, readerId)} as ok
         ), marked as materialized (
           -- locked in id order, as a batch of read marks locks them (see markReadBatch)
           select id from messages
@@ -392,6 +400,60 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
     ...withErrorTranslation(reads, { calls }),
     ...withErrorTranslation({ insertMessage, markRead }),
   };
+}
+
+/**
+ * A history page's rows and the one after it, if any: newest first, or oldest first after
+ * `after_seq`.
+ */
+function historyRows(sql: Sql, chatId: string, { limit, before_seq, after_seq }: HistoryQuery) {
+  const before = before_seq !== undefined ? sql`and seq < ${before_seq}` : sql``;
+  return after_seq !== undefined
+    ? sql<MessageRow[]>`
+        select ${messageColumns(sql)} from messages
+        where chat_id = ${chatId} and seq > ${after_seq} ${before}
+        order by seq asc limit ${limit + 1}`
+    : sql<MessageRow[]>`
+        select ${messageColumns(sql)} from messages where chat_id = ${chatId} ${before}
+        order by seq desc limit ${limit + 1}`;
+}
+
+/** The page of historyRows' rows, in their order, oldest first. */
+function historyPage(rows: MessageRow[], query: HistoryQuery): Page<StoredMessage> {
+  const has_more = rows.length > query.limit;
+  const page = rows.slice(0, query.limit);
+  if (query.after_seq === undefined) page.reverse();
+  return { items: page.map(toStoredMessage), has_more };
+}
+
+/** The chat's row with the newest of a side's unread (none: one row of nulls beside the count). */
+type UnreadRow = { count: number } & (MessageRow | { [column in keyof MessageRow]: null });
+
+/**
+ * A side's unread in one statement, so that the count and the messages are of one moment:
+ * `count` the side's counter of the chat row `c`, `senderSide` the other side's.
+ */
+function unreadRows(
+  sql: Sql,
+  chatId: string,
+  limit: number,
+  side: { count: PendingQuery<Row[]>; senderSide: PendingQuery<Row[]> },
+) {
+  return sql<UnreadRow[]>`
+    select ${side.count} as count, ${messageColumns(sql, "m")}
+    from chats c
+    left join lateral (
+      select ${messageColumns(sql)} from messages
+      where chat_id = c.id and sender_side = ${side.senderSide} and not is_read
+        and deleted_at is null
+      order by seq desc limit ${limit}
+    ) m on true
+    where c.id = ${chatId}`;
+}
+
+function unreadSnapshot(rows: UnreadRow[]): UnreadSnapshot {
+  const messages = rows.flatMap((row) => row.id === null ? [] : [toStoredMessage(row)]);
+  return { count: rows[0]?.count ?? 0, messages: messages.sort((a, b) => a.seq - b.seq) };
 }
 
 /** A chat's read marks of a window (chat_id null when none has any), with the window's bounds. */

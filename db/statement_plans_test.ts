@@ -3,6 +3,7 @@ import type { Sql } from "postgres";
 import type { NewMessage } from "../chat/ports.ts";
 import {
   onOneConnection,
+  PLAN_MODES,
   readsOf,
   readsUnderPlan,
   withEachPlanMode,
@@ -109,33 +110,41 @@ Deno.test("the group commit's read marks look messages up by index, however smal
     assert.equal(seqScans, 0);
   }));
 
+/**
+ * A chat of alice and acme with 5,000 messages, sides alternating, all read but the newest ten,
+ * beside 20 chats whose messages are mostly unread (statistics taken under load), analyzed.
+ */
+async function chatMostlyRead(sql: Sql) {
+  const [chat] = await sql<[{ id: string }]>`
+    insert into chats (user_id, vendor_id) values ('alice', 'acme') returning id`;
+  await sql`
+    insert into messages (chat_id, seq, sender_id, sender_side, receiver_id, media_type, content,
+                          is_read)
+    select ${chat!.id}, n, case when n % 2 = 0 then 'alice' else 'acme' end,
+           case when n % 2 = 0 then 'customer' else 'vendor' end,
+           case when n % 2 = 0 then 'acme' else 'alice' end, 'text', 'message ' || n,
+           n <= 4990
+    from generate_series(1, 5000) n`;
+  await sql`update chats set last_seq = 5000, customer_unread = 5, vendor_unread = 5`;
+  // elsewhere most messages are unread, as statistics taken under load say: reading this
+  // chat backwards by seq would then look like a short walk to the planner
+  await sql`
+    with others as (
+      insert into chats (user_id, vendor_id)
+      select 'customer-' || n, 'vendor-' || n from generate_series(1, 20) n returning id
+    )
+    insert into messages (chat_id, seq, sender_id, sender_side, receiver_id, media_type, content)
+    select o.id, n, 'x', case when n % 2 = 0 then 'customer' else 'vendor' end, 'y', 'text', 'm'
+    from others o, generate_series(1, 2000) n`;
+  await sql`analyze messages`;
+  return chat!;
+}
+
 Deno.test("a side's unread are read from the unread index, not by walking the chat's read history", () =>
   onOneConnection(async (sql) => {
-    const [chat] = await sql<[{ id: string }]>`
-      insert into chats (user_id, vendor_id) values ('alice', 'acme') returning id`;
-    // 5,000 messages, sides alternating, all read but the newest ten
-    await sql`
-      insert into messages (chat_id, seq, sender_id, sender_side, receiver_id, media_type, content,
-                            is_read)
-      select ${chat!.id}, n, case when n % 2 = 0 then 'alice' else 'acme' end,
-             case when n % 2 = 0 then 'customer' else 'vendor' end,
-             case when n % 2 = 0 then 'acme' else 'alice' end, 'text', 'message ' || n,
-             n <= 4990
-      from generate_series(1, 5000) n`;
-    await sql`update chats set last_seq = 5000, customer_unread = 5, vendor_unread = 5`;
-    // elsewhere most messages are unread, as statistics taken under load say: reading this
-    // chat backwards by seq would then look like a short walk to the planner
-    await sql`
-      with others as (
-        insert into chats (user_id, vendor_id)
-        select 'customer-' || n, 'vendor-' || n from generate_series(1, 20) n returning id
-      )
-      insert into messages (chat_id, seq, sender_id, sender_side, receiver_id, media_type, content)
-      select o.id, n, 'x', case when n % 2 = 0 then 'customer' else 'vendor' end, 'y', 'text', 'm'
-      from others o, generate_series(1, 2000) n`;
-    await sql`analyze messages`;
+    const chat = await chatMostlyRead(sql);
     const reads = await readsOf(sql, "messages", async (tx) => {
-      const unread = await createPostgresStore(tx).unread(chat!.id, "customer", 50);
+      const unread = await createPostgresStore(tx).unread(chat.id, "customer", 50);
       assert.deepEqual(unread.messages.map((message) => message.seq), [
         4991,
         4993,
@@ -143,15 +152,44 @@ Deno.test("a side's unread are read from the unread index, not by walking the ch
         4997,
         4999,
       ]);
-      const windows = await readUnreadWindows(tx, [{ chatId: chat!.id, side: "vendor" }]);
+      const windows = await readUnreadWindows(tx, [{ chatId: chat.id, side: "vendor" }]);
       assert.deepEqual(
-        windows.get(`${chat!.id}:vendor`)?.messages.map((message) => message.seq),
+        windows.get(`${chat.id}:vendor`)?.messages.map((message) => message.seq),
         [4992, 4994, 4996, 4998, 5000],
       );
     });
     assert.equal(reads.seqScans, 0);
     // the five unread of each side, not the 4,990 read ones
     assert.equal(reads.rowsFetchedByIndex, 10);
+  }));
+
+Deno.test("a history page and the unread a user asks for are read by index, as those read unasked", () =>
+  onOneConnection(async (sql) => {
+    const chat = await chatMostlyRead(sql);
+    const asker = { userId: "alice", chatId: chat.id };
+    for (const plan of PLAN_MODES) {
+      const reads = await readsUnderPlan(sql, { table: "messages", plan }, async (tx) => {
+        const store = createPostgresStore(tx);
+        const unread = await store.unreadAsked(asker, 50);
+        assert.ok("read" in unread);
+        assert.deepEqual(unread.read.messages.map((message) => message.seq), [
+          4991,
+          4993,
+          4995,
+          4997,
+          4999,
+        ]);
+        const latest = await store.historyAsked(asker, { limit: 20 });
+        assert.ok("read" in latest);
+        assert.deepEqual(latest.read.items.map((message) => message.seq).slice(0, 2), [4981, 4982]);
+        const later = await store.historyAsked(asker, { limit: 20, after_seq: 100 });
+        assert.ok("read" in later);
+        assert.deepEqual(later.read.items.map((message) => message.seq).slice(0, 2), [101, 102]);
+      });
+      assert.equal(reads.seqScans, 0, `${plan}: a scan of messages`);
+      // the five unread, and two pages and the message after each
+      assert.equal(reads.rowsFetchedByIndex, 5 + 2 * 21, plan);
+    }
   }));
 
 /**
@@ -210,17 +248,28 @@ Deno.test("a user's chat list reads only that user's chats, and the last message
     await chatsWithOldParticipants(sql);
     await sql`insert into vendor_members (vendor_id, user_id, role) values ('vendor-gone', 'agent', 'agent')`;
     for (const user of ["vendor-gone", "customer-gone", "agent"]) {
-      const listChats = (tx: Sql) => createPostgresStore(tx).listChatsOf(user, { limit: 20 });
-      const chats = await readsOf(sql, "chats", listChats);
-      const messages = await readsOf(sql, "messages", async (tx) => {
-        const page = await listChats(tx);
-        assert.equal(page.items.length, 20);
-        assert.ok(page.items.every((chat) => chat.last_message?.content === "hello"));
-      });
-      assert.equal(chats.seqScans, 0, `${user}: a scan of all chats`);
-      assert.ok(chats.rowsRead <= 2000 + 21, `${user}: ${chats.rowsRead} chats read`);
-      assert.equal(messages.seqScans, 0, `${user}: a scan of all messages`);
-      assert.ok(messages.rowsRead <= 21, `${user}: ${messages.rowsRead} messages read`);
+      // as the server reads it, and as the user asks for it
+      const lists = [
+        (tx: Sql) => createPostgresStore(tx).listChatsOf(user, { limit: 20 }),
+        async (tx: Sql) => {
+          const answer = await createPostgresStore(tx).listChatsAsked(user, { limit: 20 });
+          assert.ok("read" in answer);
+          return answer.read;
+        },
+      ];
+      for (const [index, listChats] of lists.entries()) {
+        const which = `${user}${index === 0 ? "" : ", asked"}`;
+        const chats = await readsOf(sql, "chats", listChats);
+        const messages = await readsOf(sql, "messages", async (tx) => {
+          const page = await listChats(tx);
+          assert.equal(page.items.length, 20);
+          assert.ok(page.items.every((chat) => chat.last_message?.content === "hello"));
+        });
+        assert.equal(chats.seqScans, 0, `${which}: a scan of all chats`);
+        assert.ok(chats.rowsRead <= 2000 + 21, `${which}: ${chats.rowsRead} chats read`);
+        assert.equal(messages.seqScans, 0, `${which}: a scan of all messages`);
+        assert.ok(messages.rowsRead <= 21, `${which}: ${messages.rowsRead} messages read`);
+      }
     }
   }));
 

@@ -849,6 +849,59 @@ for (const backend of backends) {
     assert.deepEqual([newer.items.map((m) => m.seq), newer.has_more], [[3, 4, 5], true]);
   });
 
+  Deno.test(`${backend.name}: a read a user asks for is answered while they are in the chat and not banned, and otherwise refused saying why`, async () => {
+    await using db = await backend.open();
+    const { store } = db;
+    const { chat, fromVendorSide } = await chatWithRemovedMember(store);
+    for (let i = 1; i <= 3; i++) {
+      await store.insertMessage(text(chat, `to the vendor ${i}`));
+      await store.insertMessage(fromVendorSide("agent", `to the customer ${i}`));
+    }
+    const theirs = (await store.createChat("x", "v2")).chat;
+    await store.ban({ user_id: "x", moderator_id: "mod", reason: "spam", duration_seconds: null });
+    /** What each asked read of `chatId` by `userId` gives: its answer, or why it was refused. */
+    const asked = async (userId: string, chatId: string) => {
+      const answers = [
+        await store.historyAsked({ userId, chatId }, { limit: 4 }),
+        await store.historyAsked({ userId, chatId }, { limit: 4, after_seq: 1 }),
+        await store.unreadAsked({ userId, chatId }, 2),
+      ];
+      return answers.map((answer) => "refused" in answer ? answer.refused : answer.read);
+    };
+    const as = async (side: Side) => [
+      { ...await store.history(chat.id, { limit: 4 }), chat_id: chat.id },
+      { ...await store.history(chat.id, { limit: 4, after_seq: 1 }), chat_id: chat.id },
+      { ...await store.unread(chat.id, side, 2), chat_id: chat.id },
+    ];
+    // the chat named in upper case is answered under its id as stored
+    assert.deepEqual(await asked("c", chat.id.toUpperCase()), await as("customer"));
+    assert.deepEqual(await asked("v", chat.id), await as("vendor"));
+    assert.deepEqual(await asked("agent", chat.id), await as("vendor"));
+    const outsider = ["outsider", "outsider", "outsider"];
+    assert.deepEqual(await asked("gone", chat.id), outsider);
+    assert.deepEqual(await asked("c", theirs.id), outsider);
+    assert.deepEqual(await asked("c", crypto.randomUUID()), outsider);
+    // banned and not in the chat: refused as any outsider, so a chat's existence is not told
+    assert.deepEqual(await asked("x", chat.id), outsider);
+    assert.deepEqual(await asked("x", theirs.id), ["banned", "banned", "banned"]);
+
+    const list = async (userId: string) => {
+      const answer = await store.listChatsAsked(userId, { limit: 1 });
+      return "refused" in answer ? answer.refused : answer.read;
+    };
+    assert.deepEqual(await list("c"), await store.listChatsOf("c", { limit: 1 }));
+    assert.deepEqual(await list("nobody"), { items: [], has_more: false });
+    assert.equal(await list("x"), "banned");
+
+    await store.ban({ user_id: "agent", moderator_id: "mod", reason: "spam", duration_seconds: 0 });
+    assert.deepEqual(await asked("agent", chat.id), await as("vendor"), "a ban run out");
+    await store.ban({ user_id: "c", moderator_id: "mod", reason: "spam", duration_seconds: null });
+    assert.deepEqual(await asked("c", chat.id), ["banned", "banned", "banned"]);
+    assert.equal(await list("c"), "banned");
+    await store.unban("c");
+    assert.deepEqual(await asked("c", chat.id), await as("customer"));
+  });
+
   Deno.test(`${backend.name}: strings with SQL in them are stored as they are`, async () => {
     await using db = await backend.open();
     const evil = "'); drop table messages; -- \u0000".replace("\u0000", "\u0001");

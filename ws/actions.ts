@@ -1,4 +1,5 @@
 import { ChatError } from "../chat/errors.ts";
+import type { ChatAsker } from "../chat/ports.ts";
 import type { Actor, ChatService } from "../chat/service.ts";
 import type { Message, ServerFrame, ServerFrameOf } from "../protocol/mod.ts";
 import type { SocketMetrics } from "../observability/metrics.ts";
@@ -6,6 +7,11 @@ import type { Endpoint } from "./endpoint.ts";
 import { type ErrorFrame, toErrorFrame } from "./errors.ts";
 import type { ClientFrame } from "./frames.ts";
 import type { RequestLimiter } from "./request_limits.ts";
+
+/** The actor asking to read their chat: the store checks that they may, as it reads. */
+function askerOf(actor: Actor): ChatAsker {
+  return { userId: actor.user_id, chatId: actor.membership.chat.id };
+}
 
 /** What base64 media in a frame needs of the media routes' limits: a place of an upload. */
 export type UploadPlaces = Pick<RequestLimiter, "occupy">;
@@ -86,15 +92,14 @@ async function runAction(frame: ClientFrame, context: ActionContext): Promise<Ou
       return;
     }
     case "load_latest_chat": {
-      const actor = await actorIn(frame.chat_id);
-      const page = await service.loadLatestChat(actor, {
+      const page = await service.loadLatestChat(askerOf(await actorIn(frame.chat_id)), {
         limit: frame.limit,
         ...(frame.before_seq === undefined ? {} : { before_seq: frame.before_seq }),
         ...(frame.after_seq === undefined ? {} : { after_seq: frame.after_seq }),
       });
       send({
         type: "latest_chat",
-        chat_id: actor.membership.chat.id,
+        chat_id: page.chat_id,
         messages: page.items,
         has_more: page.has_more,
       });
@@ -150,8 +155,8 @@ async function runAction(frame: ClientFrame, context: ActionContext): Promise<Ou
       return { reply: message };
     }
     case "unread_message": {
-      const actor = await actorIn(frame.chat_id);
-      send({ type: "unread_messages", ...(await service.unreadMessage(actor)) });
+      const asker = askerOf(await actorIn(frame.chat_id));
+      send({ type: "unread_messages", ...(await service.unreadMessage(asker)) });
       return;
     }
     case "typing":

@@ -1,0 +1,66 @@
+/**
+ * What a read a user asks for costs the store: `load_latest_chat`, `unread_message` and
+ * `list_chats` each check that the user is still in the chat and not banned in the read's own
+ * statement. Counted by the store calls an instance reports on `/metrics` (one statement each
+ * for these).
+ */
+import assert from "node:assert/strict";
+import { startCluster, type TestCluster } from "./support/service.ts";
+import { acked, joinAllChats, joinChat, sendText } from "./support/steps.ts";
+import type { Frame, TestSocket } from "./support/ws_client.ts";
+
+const CALLS = /^chat_db_query_duration_seconds_count\{operation="(\w+)",outcome="\w+"\} (\d+)$/;
+
+/** The store calls an instance has made, by operation. */
+async function storeCalls(cluster: TestCluster, instance: number): Promise<Map<string, number>> {
+  const response = await fetch(`${cluster.instances[instance]!.httpUrl}/metrics`);
+  const calls = new Map<string, number>();
+  for (const line of (await response.text()).split("\n")) {
+    const [, operation, count] = line.match(CALLS) ?? [];
+    if (operation) calls.set(operation, (calls.get(operation) ?? 0) + Number(count));
+  }
+  return calls;
+}
+
+/** The store calls `frame` cost the instance, by operation (those it made none of left out). */
+async function callsOf(cluster: TestCluster, instance: number, socket: TestSocket, frame: Frame) {
+  const before = await storeCalls(cluster, instance);
+  await acked(socket, frame);
+  const after = await storeCalls(cluster, instance);
+  return Object.fromEntries(
+    [...after].flatMap(([operation, count]) => {
+      const made = count - (before.get(operation) ?? 0);
+      return made === 0 ? [] : [[operation, made]];
+    }),
+  );
+}
+
+Deno.test("load_latest_chat, unread_message and list_chats each cost one store call", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const chat = await cluster.main.service.chat.createChat("cust-a", "vend-a");
+  await using customer = await joinChat(cluster, "cust-a", chat.id);
+  await using customerAll = await joinAllChats(cluster, "cust-a");
+  await using vendor = await joinChat(cluster, "vend-a", chat.id);
+  await sendText(vendor, "cust-a", "hello");
+
+  const rows: Array<[string, TestSocket, Frame]> = [
+    ["/v1/ws/chat/{id}/", customer, { action: "load_latest_chat" }],
+    ["/v1/ws/chat/{id}/", customer, { action: "unread_message" }],
+    ["/v1/ws/chats/", customerAll, { action: "load_latest_chat", chat_id: chat.id }],
+    ["/v1/ws/chats/", customerAll, { action: "unread_message", chat_id: chat.id }],
+    ["/v1/ws/chats/", customerAll, { action: "list_chats" }],
+  ];
+  const costs = [];
+  for (const [name, socket, frame] of rows) {
+    costs.push(
+      `${name} ${frame.action}: ${JSON.stringify(await callsOf(cluster, 0, socket, frame))}`,
+    );
+  }
+  assert.deepEqual(costs, [
+    '/v1/ws/chat/{id}/ load_latest_chat: {"historyAsked":1}',
+    '/v1/ws/chat/{id}/ unread_message: {"unreadAsked":1}',
+    '/v1/ws/chats/ load_latest_chat: {"historyAsked":1}',
+    '/v1/ws/chats/ unread_message: {"unreadAsked":1}',
+    '/v1/ws/chats/ list_chats: {"listChatsAsked":1}',
+  ]);
+});
