@@ -5,6 +5,7 @@
  * for these).
  */
 import assert from "node:assert/strict";
+import { natsCutToSecondInstance } from "./support/nats_cut.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
 import { acked, joinAllChats, joinChat, sendText } from "./support/steps.ts";
 import type { Frame, TestSocket } from "./support/ws_client.ts";
@@ -62,5 +63,34 @@ Deno.test("load_latest_chat, unread_message and list_chats each cost one store c
     '/v1/ws/chats/ load_latest_chat: {"historyAsked":1}',
     '/v1/ws/chats/ unread_message: {"unreadAsked":1}',
     '/v1/ws/chats/ list_chats: {"listChatsAsked":1}',
+  ]);
+});
+
+Deno.test("load_latest_chat and unread_message of a chat a /v1/ws/chats/ socket has not heard of yet read no membership beside their own statement", async () => {
+  // the second instance is cut off from NATS: the chat created meanwhile is not held by its
+  // chats socket, which has only the chat_id of the frames (no sweep finds it first)
+  await using setup = await natsCutToSecondInstance({ FEED_SWEEP_SECONDS: "600" });
+  const { cluster, proxy } = setup;
+  await using customerAll = await joinAllChats(cluster, "cust-a", 1);
+  await proxy.cut();
+  const chat = await cluster.main.service.chat.createChat("cust-a", "vend-a");
+  const rows: Frame[] = [
+    // in upper case: answered under the id as stored, as a chat held is
+    { action: "load_latest_chat", chat_id: chat.id.toUpperCase() },
+    { action: "unread_message", chat_id: chat.id },
+  ];
+  const costs = [];
+  for (const frame of rows) {
+    costs.push(`${frame.action}: ${JSON.stringify(await callsOf(cluster, 1, customerAll, frame))}`);
+  }
+  assert.deepEqual(costs, [
+    'load_latest_chat: {"historyAsked":1}',
+    'unread_message: {"unreadAsked":1}',
+  ]);
+  assert.deepEqual(customerAll.pending("latest_chat").map((frame: Frame) => frame.chat_id), [
+    chat.id,
+  ]);
+  assert.deepEqual(customerAll.pending("unread_messages").map((frame: Frame) => frame.chat_id), [
+    chat.id,
   ]);
 });

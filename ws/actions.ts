@@ -8,11 +8,6 @@ import { type ErrorFrame, toErrorFrame } from "./errors.ts";
 import type { ClientFrame } from "./frames.ts";
 import type { RequestLimiter } from "./request_limits.ts";
 
-/** The actor asking to read their chat: the store checks that they may, as it reads. */
-function askerOf(actor: Actor): ChatAsker {
-  return { userId: actor.user_id, chatId: actor.membership.chat.id };
-}
-
 /** What base64 media in a frame needs of the media routes' limits: a place of an upload. */
 export type UploadPlaces = Pick<RequestLimiter, "occupy">;
 
@@ -28,6 +23,8 @@ export interface ActionContext {
   endpoint: Endpoint;
   /** The user acting in a chat of this socket (`chat_id` on `/v1/ws/chats/`). */
   actorIn: (chatId: string | undefined) => Promise<Actor>;
+  /** The user asking to read a chat of this socket, as actorIn names it (SocketChats.askerIn). */
+  askerIn: (chatId: string | undefined) => ChatAsker;
   /** A frame to this socket only. */
   send: (frame: ServerFrame) => void;
   /** Tells the other participants whether the user is typing, as this socket last said. */
@@ -77,7 +74,7 @@ export async function answerAction(
  * ChatError, answered by the caller.
  */
 async function runAction(frame: ClientFrame, context: ActionContext): Promise<Outcome> {
-  const { service, mediaRequests, userId, endpoint, actorIn, send, sayTyping } = context;
+  const { service, mediaRequests, userId, endpoint, actorIn, askerIn, send, sayTyping } = context;
   switch (frame.action) {
     case "ping":
       return;
@@ -92,7 +89,7 @@ async function runAction(frame: ClientFrame, context: ActionContext): Promise<Ou
       return;
     }
     case "load_latest_chat": {
-      const page = await service.loadLatestChat(askerOf(await actorIn(frame.chat_id)), {
+      const page = await service.loadLatestChat(askerIn(frame.chat_id), {
         limit: frame.limit,
         ...(frame.before_seq === undefined ? {} : { before_seq: frame.before_seq }),
         ...(frame.after_seq === undefined ? {} : { after_seq: frame.after_seq }),
@@ -155,8 +152,7 @@ async function runAction(frame: ClientFrame, context: ActionContext): Promise<Ou
       return { reply: message };
     }
     case "unread_message": {
-      const asker = askerOf(await actorIn(frame.chat_id));
-      send({ type: "unread_messages", ...(await service.unreadMessage(asker)) });
+      send({ type: "unread_messages", ...(await service.unreadMessage(askerIn(frame.chat_id))) });
       return;
     }
     case "typing":

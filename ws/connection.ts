@@ -353,6 +353,7 @@ export class Connection {
       userId: this.userId,
       endpoint: this.endpoint,
       actorIn: (chatId) => this.#chats.actorIn(chatId),
+      askerIn: (chatId) => this.#chats.askerIn(chatId),
       send: (reply) => this.#send(reply),
       sayTyping: (actor, isTyping) => this.#sayTyping(actor, isTyping),
       instruments: this.#deps.instruments,

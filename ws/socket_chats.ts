@@ -4,6 +4,7 @@ import { ChatError } from "../chat/errors.ts";
 import type { Admission } from "../chat/membership_operations.ts";
 import type { Actor, ChatService } from "../chat/service.ts";
 import type { Membership } from "../chat/types.ts";
+import type { ChatAsker } from "../chat/ports.ts";
 import type { ServerFrame } from "../protocol/mod.ts";
 import type { Endpoint } from "./endpoint.ts";
 import { CloseCode } from "./errors.ts";
@@ -216,20 +217,28 @@ export class SocketChats {
    * `/v1/ws/chats/`, the chat `chatId` names (ChatError `invalid_payload` when none does).
    */
   async actorIn(chatId: string | undefined): Promise<Actor> {
+    const asker = this.askerIn(chatId);
+    const known = this.memberships.get(asker.chatId);
+    if (known) return { user_id: asker.userId, membership: known };
+    // a chat may have been created a moment ago; the store is the truth
+    const membership = await this.#deps.service.membership(asker.userId, asker.chatId);
+    return { user_id: asker.userId, membership };
+  }
+
+  /**
+   * The user asking to read a chat of this socket, as actorIn names it, without reading their
+   * membership: a read asked for checks it in its own statement. A chat not held yet is named
+   * as the frame spells it.
+   */
+  askerIn(chatId: string | undefined): ChatAsker {
     const { userId, endpoint } = this.#host;
-    if (endpoint.kind === "chat") {
-      return { user_id: userId, membership: this.memberships.get(endpoint.chatId)! };
-    }
+    if (endpoint.kind === "chat") return { userId, chatId: endpoint.chatId };
     if (chatId === undefined) {
       throw new ChatError("invalid_payload", "chat_id is required on this endpoint", {
         issues: [{ path: "chat_id", message: "required" }],
       });
     }
-    const known = this.memberships.get(chatId);
-    if (known) return { user_id: userId, membership: known };
-    // a chat may have been created a moment ago; the store is the truth
-    const membership = await this.#deps.service.membership(userId, chatId);
-    return { user_id: userId, membership };
+    return { userId, chatId: this.memberships.get(chatId)?.chat.id ?? chatId };
   }
 
   /** Ends every subscription; for the connection's close. */
