@@ -94,14 +94,14 @@ export interface ChatClient extends AsyncDisposable {
    * server's burst, and past its flood limit close the socket.
    * `send_message` gets a `client_id` unless it has one, and stays in the outbox until its
    * ack: after a lost connection, a `rate_limited` refusal or an `unavailable` answer (a database
-   * failing over), it is written again with that same `client_id`; sends that waited go one at a
-   * time, in the order they were made. A send with no reply within its timeout is taken as a
-   * connection gone silent (no close, no packets): the socket is left as a lost one, and the outbox
-   * goes again, in order, on the next; it rejects with RequestTimeoutError only when its frame was
-   * still being handed to the network then (`bufferedAmount`: a large upload on a slow uplink, some
-   * of whose bytes left during the timeout; when none did, the socket is left as a silent one,
-   * unless the runtime was never seen handing a frame over in part: Deno counts a frame whole until
-   * all of it has left).
+   * failing over), it is written again with that same `client_id`; sends go one at a time, each
+   * after the reply to the one before, so they are stored in the order they were made. A send with
+   * no reply within its timeout is taken as a connection gone silent (no close, no packets): the
+   * socket is left as a lost one, and the outbox goes again, in order, on the next; it rejects
+   * with RequestTimeoutError only when its frame was still being handed to the network then
+   * (`bufferedAmount`: a large upload on a slow uplink, some of whose bytes left during the
+   * timeout; when none did, the socket is left as a silent one, unless the runtime was never seen
+   * handing a frame over in part: Deno counts a frame whole until all of it has left).
    */
   request<A extends Action>(
     frame: ActionInput<A> & { action: A },

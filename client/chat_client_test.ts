@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { openClient, openThroughProxy, sendEach } from "../tests/support/client_events.ts";
+import {
+  openClient,
+  openThroughProxy,
+  sendEach,
+  sendText,
+} from "../tests/support/client_events.ts";
 import { startCluster } from "../tests/support/service.ts";
 import { ClientClosedError, createChatClient, RequestError, RequestTimeoutError } from "./mod.ts";
 
@@ -53,13 +58,7 @@ Deno.test("request() resolves each action with its answer: a page, unread counts
   const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
   await using customer = await openClient(cluster, "cust-1", { chatId: chat.id });
   await using vendor = await openClient(cluster, "vend-1", { chatId: chat.id });
-  const send = (content: string) =>
-    customer.client.request({
-      action: "send_message",
-      receiver_id: "vend-1",
-      media_type: "text",
-      content,
-    });
+  const send = (content: string) => sendText(customer.client, "vend-1", content);
   const first = await send("one");
   await send("two");
 
@@ -223,13 +222,7 @@ Deno.test("after a lost connection, chat_message gives every missed message once
   // a customer still connecting when the first message is stored gets it in its first page
   // (latest_chat), not as a chat_message
   await Promise.all([customer.client.ready(), vendor.client.ready()]);
-  const send = (content: string) =>
-    vendor.client.request({
-      action: "send_message",
-      receiver_id: "cust-1",
-      media_type: "text",
-      content,
-    });
+  const send = (content: string) => sendText(vendor.client, "cust-1", content);
   await send("before the cut");
   assert.deepEqual(await customer.events.seqs(chat.id, 1), [1]);
 
@@ -322,6 +315,36 @@ Deno.test("sends made while away, more than the server's burst, are all stored, 
   const stored = await Promise.all(sends);
   assert.deepEqual(stored.map((message) => message.seq), range(1, 60));
   assert.deepEqual(await customer.events.seqs(chat.id, 60), range(1, 60));
+});
+
+Deno.test("a send refused rate_limited keeps its place: one made after it, before its refusal came back, is stored after it", async () => {
+  // one frame of burst, a token every 100 ms: of two sends written at once the second is refused
+  await using cluster = await startCluster({
+    env: { WS_RATE_BURST: "1", WS_RATE_PER_SECOND: "10" },
+  });
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using vendor = await openClient(cluster, "vend-1", { chatId: chat.id });
+  await using customer = await openThroughProxy(cluster, "cust-1", { chatId: chat.id });
+  await Promise.all([vendor.client.ready(), customer.client.ready()]);
+  const send = (content: string) => sendText(customer.client, "vend-1", content);
+  // a slow downlink: the server's answers are on their way while the user types on
+  customer.proxy.stall("downstream");
+  const sends = [send("one"), send("two")];
+  await vendor.events.next("chat_message", (frame) => frame.message.content === "one");
+  // the user types the third once the server's bucket has a token again (not an event: a rate)
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  sends.push(send("three"));
+  customer.proxy.restore();
+
+  const stored = await Promise.all(sends);
+  assert.deepEqual(stored.map((message) => [message.seq, message.content]), [
+    [1, "one"],
+    [2, "two"],
+    [3, "three"],
+  ]);
+  await vendor.events.seqs(chat.id, 3);
+  const received = vendor.events.all("chat_message").map((frame) => frame.message.content);
+  assert.deepEqual(received, ["one", "two", "three"], "the other side reads them as typed");
 });
 
 Deno.test("other requests made while away, more than the flood limit, all get their answers on the next connection", async () => {

@@ -230,7 +230,8 @@ Deno.test("after 1009 the largest send still waiting is rejected as payload_too_
   const video = client.request(largeVideo());
   const text = client.request(textMessage("and this one?"));
   await server.written(socket, "send_message");
-  await server.written(socket, "send_message");
+  // the outbox goes one send at a time: the text waits for the video's answer
+  assert.deepEqual(socket.sent.map((frame) => frame.media_type), ["video"]);
   socket.serverClose(1009, "frame too large");
 
   await assert.rejects(

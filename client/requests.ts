@@ -85,11 +85,10 @@ export interface AddOptions extends RequestOptions {
  *
  * A send refused with `rate_limited` or `unavailable` (a dependency down, a database failing
  * over) stays in the outbox too (the same `client_id` makes a second try safe): it goes back to its
- * place in the queue, and the outbox waits a backoff (or the next socket). Sends that waited in the
- * queue (made while disconnected, or behind a refusal) are written one at a time, each after the
- * reply to the one before: written at once they could be more frames than the server's burst, and
- * one written behind a refused send may be taken (the budget refilled meanwhile) and stored before
- * it. Other requests do not wait for sends, only out a refusal's backoff when they waited in the
+ * place in the queue, and the outbox waits a backoff (or the next socket). Sends are written one at a
+ * time, each after the reply to the one before: written at once they could be more frames than the
+ * server's burst, and one written behind a send that is then refused may be taken (the budget
+ * refilled meanwhile) and stored before it. Other requests do not wait for sends, only out a refusal's backoff when they waited in the
  * queue themselves. Other requests that waited in the queue (made while disconnected, or behind one
  * that did) are written one at a time too, and kept when refused with `rate_limited` (a refusal at
  * the door: the server did nothing, so a second try is safe): a backlog written at once would be
@@ -326,13 +325,13 @@ export function createRequests(deps: {
         },
       };
       options.signal?.addEventListener("abort", onAbort, { once: true });
-      // a send goes behind the sends in the outbox; another request of the application's
-      // behind the others of the application's; a read of the client's own behind none
+      // a send goes behind the sends in the outbox, and behind the one in flight (see
+      // queuedWaits); another request of the application's behind the others of the
+      // application's; a read of the client's own behind none
+      const send = frame.action === "send_message";
       const behind = !pending.own &&
-        queue.some((queued) =>
-          !queued.own && (queued.action === "send_message") === (frame.action === "send_message")
-        );
-      const waits = behind || (frame.action === "send_message" && resting !== undefined);
+        queue.some((queued) => !queued.own && (queued.action === "send_message") === send);
+      const waits = behind || (send && queuedWaits(pending));
       if (waits || !write(pending)) {
         pending.waited = !pending.own;
         queue.push(pending);

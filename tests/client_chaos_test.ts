@@ -38,9 +38,8 @@ interface Side {
 Deno.test("under a network whose faults change at random, every send is stored once, in order, and every client has every message once, in order", async () => {
   const seed = 7;
   const random = seeded(seed);
-  // the senders here outrun WS_RATE_PER_SECOND: a send refused rate_limited while later ones
-  // written at once are taken is stored after them (see README, the outbox), which is not what
-  // this test is about
+  // the senders here outrun WS_RATE_PER_SECOND: their sends would be refused rate_limited and
+  // wait out backoffs (see README, the outbox), which is not what this test is about
   await using cluster = await startCluster({
     instances: 2,
     env: { WS_RATE_PER_SECOND: "1000", WS_RATE_BURST: "1000" },

@@ -46,8 +46,8 @@ async function sendAll(client: ChatClient, receiver: string, tag: string, acked:
         content: `${tag} ${n}`,
       }).then((message) => void acked.push(message.id)),
     );
-    // made before the one before is answered, but within the server's rate (20 frames a
-    // second): a send refused rate_limited may be stored after one written behind it
+    // made before the one before is answered (the client writes it once that one is), within
+    // the server's rate (20 frames a second)
     await new Promise((resolve) => setTimeout(resolve, 60));
   }
   await Promise.all(pending);

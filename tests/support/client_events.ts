@@ -157,14 +157,17 @@ export async function openThroughProxy(
   };
 }
 
+/** Sends a text message to `receiver`; resolves with the stored message. */
+export function sendText(client: ChatClient, receiver: string, content: string) {
+  return client.request({
+    action: "send_message",
+    receiver_id: receiver,
+    media_type: "text",
+    content,
+  });
+}
+
 /** Sends text messages to `receiver`, one after the other. */
 export async function sendEach(client: ChatClient, receiver: string, contents: string[]) {
-  for (const content of contents) {
-    await client.request({
-      action: "send_message",
-      receiver_id: receiver,
-      media_type: "text",
-      content,
-    });
-  }
+  for (const content of contents) await sendText(client, receiver, content);
 }
