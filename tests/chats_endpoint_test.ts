@@ -479,3 +479,56 @@ Deno.test("a message sent the instant a chat is created reaches an open chats so
   await service.sendMessage(actor, { ...input, content: "three", client_id: "q3" });
   assert.equal((await watcher.nextOfType("chat_message")).message.seq, 3);
 });
+
+Deno.test("a chats list read while a message is sent, read and deleted: the message's push, older than the list, comes after it, followed by the events that make up the difference, the deletion's push last with the list's count", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const service = cluster.main.service.chat;
+  const chat = await service.createChat("cust-1", "vend-1");
+  await using vendor = await joinChat(cluster, "vend-1", chat.id);
+  await using device = await joinChat(cluster, "cust-1", chat.id);
+  const pushed = (socket: TestSocket, count: number) =>
+    socket.next(
+      (frame) => frame.type === "unread_messages" && frame.count === count,
+      `an unread push of ${count}`,
+    );
+  const first = await sendText(vendor, "cust-1", "m1");
+  const doomed = await sendText(vendor, "cust-1", "m2");
+  await pushed(device, 2);
+  // the first list of the customer's next chats socket is read while the rest goes on
+  const listChats = service.listChats;
+  const reading = Promise.withResolvers<void>();
+  const done = Promise.withResolvers<void>();
+  Object.assign(service, {
+    listChats: async (...args: Parameters<typeof listChats>) => {
+      reading.resolve();
+      await done.promise;
+      return await listChats.apply(service, args);
+    },
+  });
+  await using chats = await cluster.openChats("cust-1");
+  await reading.promise;
+  await sendText(vendor, "cust-1", "m3");
+  await pushed(device, 3);
+  await acked(device, { action: "read_message", message_id: first.id });
+  await device.nextOfType("message_read");
+  await acked(vendor, { action: "delete_message", message_id: doomed.id });
+  await pushed(device, 1);
+  done.resolve();
+
+  const list = await chats.nextOfType("chats");
+  const row = list.chats.find((item: Frame) => item.chat_id === chat.id);
+  assert.equal(row.unread_count, 1, "m3 alone is unread when the list is read");
+  // the contract's push after m3 carries the count as it was then, and comes after the list
+  const older = await pushed(chats, 3);
+  const read = await chats.nextOfType("message_read");
+  const deleted = await chats.nextOfType("message_deleted");
+  const latest = await pushed(chats, 1);
+  const at = (frame: Frame) => chats.frames.indexOf(frame);
+  assert.ok(at(list) < at(older), "the older push follows the list");
+  assert.ok(at(older) < at(read) && at(read) < at(deleted) && at(deleted) < at(latest));
+  assert.deepEqual(
+    chats.frames.filter((frame) => frame.type === "unread_messages").at(-1),
+    latest,
+    "the last count the socket is sent is the list's",
+  );
+});
