@@ -11,7 +11,7 @@ import { createMemberHandlers } from "./handlers/members.ts";
 import { createMessageHandlers } from "./handlers/messages.ts";
 import { createModerationHandlers } from "./handlers/moderation.ts";
 import { createStatsHandlers } from "./handlers/stats.ts";
-import { createWatchEvents } from "./handlers/watch_events.ts";
+import { createWatchEvents, DEFAULT_MAX_WATCH_STREAMS } from "./handlers/watch_events.ts";
 import { logger } from "../observability/log.ts";
 import { createLogBudget } from "../observability/log_budget.ts";
 import { createHealthReporter, type ReadinessSource } from "./health.ts";
@@ -52,6 +52,11 @@ export interface GrpcOptions {
   watchBuffer?: number;
   /** WatchEvents streams open at once; default DEFAULT_MAX_WATCH_STREAMS. */
   maxWatchStreams?: number;
+  /**
+   * Calls open at once on one connection; default the WatchEvents streams allowed plus
+   * OTHER_CALLS_PER_CONNECTION.
+   */
+  maxStreamsPerConnection?: number;
   /** How long `close` lets calls finish before cutting them. */
   shutdownTimeoutMs?: number;
   /** Health `Watch` streams open at once; default MAX_HEALTH_WATCHES. */
@@ -79,6 +84,17 @@ export const KEEPALIVE = { intervalMs: 60_000, timeoutMs: 20_000 };
  * as its length is read.
  */
 export const MAX_REQUEST_BYTES = 64 * 1024;
+
+/**
+ * Calls other than WatchEvents one connection may have open at once, besides as many WatchEvents
+ * streams as the instance allows (so a consumer holding them all can still call). Without a bound
+ * a connection takes streams without end (HTTP/2 allows 2^32 by default): a tool calling in a loop
+ * without waiting for the answers would have the server hold every call's state (about 30 KiB,
+ * and the request) and queue every one for a database connection. A client past the bound waits
+ * for a place on its connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS), so its excess costs it a
+ * wait, not the server memory.
+ */
+export const OTHER_CALLS_PER_CONNECTION = 100;
 
 export interface GrpcServer {
   /** The port actually bound. */
@@ -195,7 +211,10 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
     options.maxWaitingCalls === undefined ? {} : { maxWaiting: options.maxWaitingCalls },
   );
   const keepalive = options.keepalive ?? KEEPALIVE;
+  const maxStreamsPerConnection = options.maxStreamsPerConnection ??
+    (options.maxWatchStreams ?? DEFAULT_MAX_WATCH_STREAMS) + OTHER_CALLS_PER_CONNECTION;
   const server = new grpc.Server({
+    "grpc.max_concurrent_streams": maxStreamsPerConnection,
     "grpc.keepalive_time_ms": keepalive.intervalMs,
     "grpc.keepalive_timeout_ms": keepalive.timeoutMs,
     "grpc.max_receive_message_length": MAX_REQUEST_BYTES,

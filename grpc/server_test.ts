@@ -15,7 +15,12 @@ import { ChatError } from "../chat/errors.ts";
 import { configureLogging } from "../observability/log.ts";
 import type { ChatService } from "../chat/service.ts";
 import type { Chat } from "../chat/types.ts";
-import { createAdminClient, failure, type Reply } from "../tests/support/admin_client.ts";
+import {
+  type AdminClient,
+  createAdminClient,
+  failure,
+  type Reply,
+} from "../tests/support/admin_client.ts";
 import { storedMessage } from "../tests/support/stored_messages.ts";
 import { createWatch, within } from "../tests/support/wait.ts";
 import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
@@ -222,14 +227,26 @@ Deno.test("close ends open WatchEvents streams with UNAVAILABLE", async () => {
   assert.equal(server.watchStreams, 0);
 });
 
+/** Opens two WatchEvents streams and waits until both are subscribed; the first can be cancelled. */
+async function openTwoWatches(client: AdminClient) {
+  const first = client.watch({});
+  const firstWatch = follow(first);
+  await firstWatch.subscribed;
+  await follow(client.watch({})).subscribed;
+  return {
+    /** Cancels the first stream and waits for its end. */
+    async cancel() {
+      first.cancel();
+      assert.equal((await firstWatch.ended).code, Status.CANCELLED);
+    },
+  };
+}
+
 Deno.test("a WatchEvents stream past the open ones allowed ends with RESOURCE_EXHAUSTED, and a cancelled one makes room", async () => {
   const server = await start(fakeReadiness(true).source, TOKEN, { maxWatchStreams: 2 });
   using client = await createAdminClient(`127.0.0.1:${server.port}`, { token: TOKEN });
   try {
-    const first = client.watch({});
-    const firstWatch = follow(first);
-    await firstWatch.subscribed;
-    await follow(client.watch({})).subscribed;
+    const first = await openTwoWatches(client);
     const refused = await within(follow(client.watch({})).ended, 5_000, "the refusal");
     assert.equal(refused.code, Status.RESOURCE_EXHAUSTED);
     assert.match(
@@ -237,11 +254,36 @@ Deno.test("a WatchEvents stream past the open ones allowed ends with RESOURCE_EX
       /^too many WatchEvents streams open on this instance \(at most 2\)/,
     );
     assert.equal(server.watchStreams, 2);
-    first.cancel();
-    assert.equal((await firstWatch.ended).code, Status.CANCELLED);
+    await first.cancel();
     // a call after the cancel on the same connection: the server has read the cancel by then
     await client.call("GetStats");
     await follow(client.watch({})).subscribed;
+    assert.equal(server.watchStreams, 2);
+  } finally {
+    // the client goes first: a GOAWAY on a live client session can crash Deno's nghttp2
+    // (denoland/deno#36788)
+    client.close();
+    await server.close();
+  }
+});
+
+Deno.test("streams past the bound of one connection wait for a place on it: the server holds at most that many of its calls at once", async () => {
+  const server = await start(fakeReadiness(true).source, TOKEN, {
+    maxWatchStreams: 10,
+    maxStreamsPerConnection: 2,
+  });
+  using client = await createAdminClient(`127.0.0.1:${server.port}`, { token: TOKEN });
+  try {
+    const first = await openTwoWatches(client);
+    const third = follow(client.watch({}));
+    const early = await Promise.race([
+      third.subscribed.then(() => "subscribed"),
+      new Promise((resolve) => setTimeout(() => resolve("waiting"), 500)),
+    ]);
+    assert.equal(early, "waiting");
+    assert.equal(server.watchStreams, 2);
+    await first.cancel();
+    await third.subscribed;
     assert.equal(server.watchStreams, 2);
   } finally {
     // the client goes first: a GOAWAY on a live client session can crash Deno's nghttp2
