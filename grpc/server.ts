@@ -63,6 +63,8 @@ export interface GrpcOptions {
   maxHealthWatches?: number;
   /** Calls of callers without a token waiting for their request message; default MAX_WAITING_CALLS. */
   maxWaitingCalls?: number;
+  /** How long a connection with no call open is kept; default IDLE_CONNECTION_MS. */
+  idleConnectionMs?: number;
   /** How often each connection is pinged, and how long its answer may take; default KEEPALIVE. */
   keepalive?: { intervalMs: number; timeoutMs: number };
 }
@@ -74,6 +76,19 @@ export interface GrpcOptions {
  * longer than `timeoutMs` is closed, ending its calls as cancelled.
  */
 export const KEEPALIVE = { intervalMs: 60_000, timeoutMs: 20_000 };
+
+/**
+ * A connection with no call open for this long is closed (GOAWAY; the client connects again at
+ * its next call). Keepalive finds only peers that are gone: a tool that opens a connection per
+ * run and never closes it would otherwise hold a descriptor of the process (which the WebSocket
+ * plane counts on) for as long as it lives. A connection with a stream open, a WatchEvents stream
+ * of a quiet chat too, is not idle; so no limit on a connection's age is set, which would cut such
+ * streams. Below grpc-js's and grpc-go's own client idle timeout (30 minutes), so leaked channels
+ * are let go of here first; a client that sets its own below this one closes first and never
+ * hears the GOAWAY (Deno 2.9's node:http2 can crash on a GOAWAY to a long idle session,
+ * denoland/deno#36788).
+ */
+export const IDLE_CONNECTION_MS = 10 * 60_000;
 
 /**
  * The longest request message taken, in bytes. The longest the contract has is a few KiB (a
@@ -215,6 +230,7 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
     (options.maxWatchStreams ?? DEFAULT_MAX_WATCH_STREAMS) + OTHER_CALLS_PER_CONNECTION;
   const server = new grpc.Server({
     "grpc.max_concurrent_streams": maxStreamsPerConnection,
+    "grpc.max_connection_idle_ms": options.idleConnectionMs ?? IDLE_CONNECTION_MS,
     "grpc.keepalive_time_ms": keepalive.intervalMs,
     "grpc.keepalive_timeout_ms": keepalive.timeoutMs,
     "grpc.max_receive_message_length": MAX_REQUEST_BYTES,

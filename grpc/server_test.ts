@@ -449,6 +449,38 @@ Deno.test("a WatchEvents stream whose client has vanished without a word (no eve
   }
 });
 
+Deno.test("a connection with no call open for the idle time is closed by the server, and one holding a WatchEvents stream is kept", async () => {
+  const server = await start(fakeReadiness(true).source, TOKEN, { idleConnectionMs: 300 });
+  const idle = http2.connect(`http://127.0.0.1:${server.port}`);
+  idle.on("error", () => {});
+  const closed = new Promise<void>((resolve) => idle.once("close", () => resolve()));
+  const goaways: string[] = [];
+  idle.once("goaway", () => goaways.push("idle"));
+  const watching = rawCall(server.port, "/chat.admin.v1.ChatAdmin/WatchEvents", {
+    headers: { authorization: `Bearer ${TOKEN}` },
+  });
+  watching.stream.session?.once("goaway", () => goaways.push("watching"));
+  watching.stream.on("data", () => {});
+  try {
+    const subscribed = new Promise((resolve) => watching.stream.once("response", resolve));
+    // an empty WatchEvents request: every chat
+    watching.stream.end(Buffer.alloc(5));
+    await within(subscribed, 3_000, "the WatchEvents headers");
+    await within(closed, 3_000, "the idle connection to be closed");
+    // three idle times on: the watching connection is not idle while its stream is open
+    await new Promise((resolve) => setTimeout(resolve, 900));
+    // told to go (GOAWAY, then closed), as the watching connection is not
+    assert.deepEqual(goaways, ["idle"]);
+    assert.equal(server.watchStreams, 1);
+  } finally {
+    // the clients go first: a GOAWAY on a live client session can crash Deno's nghttp2
+    // (denoland/deno#36788)
+    await watching.close();
+    idle.destroy();
+    await server.close();
+  }
+});
+
 Deno.test("a WatchEvents stream ends with UNAVAILABLE when an event on its subject cannot be read, rather than go on with a gap", async () => {
   const bus = createMemoryBus();
   const reported: string[] = [];
