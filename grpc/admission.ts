@@ -1,10 +1,12 @@
 import {
   type Metadata,
   ServerInterceptingCall,
+  type ServerInterceptingCallInterface,
   type ServerInterceptor,
   status as Status,
 } from "@grpc/grpc-js";
-import http2, { type Http2Stream } from "node:http2";
+import http2 from "node:http2";
+import { streamOf } from "./call_stream.ts";
 import { ADMIN_SERVICE } from "./proto.ts";
 import { unauthenticated } from "./status.ts";
 
@@ -81,9 +83,9 @@ export function createAdmission(
    * does. RST_STREAM with NO_ERROR, after the status, is how HTTP/2 says "stop sending" (RFC
    * 9113, 8.1).
    */
-  function endStream(call: unknown) {
-    const stream = (call as { stream?: Http2Stream }).stream;
-    if (!stream || typeof stream.close !== "function") return;
+  function endStream(call: ServerInterceptingCallInterface) {
+    const stream = streamOf(call);
+    if (!stream) return;
     setImmediate(() => {
       if (!stream.closed && !stream.destroyed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
     });

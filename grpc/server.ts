@@ -19,6 +19,7 @@ import { type GrpcListener, startGrpcListener } from "./listener.ts";
 import { createPageTokens } from "./page_token.ts";
 import { addReflection } from "./reflection.ts";
 import { readLongDeadlines } from "./long_deadlines.ts";
+import { createPingPolicy } from "./ping_policy.ts";
 import { startTlsFront, type TlsFront } from "./tls_front.ts";
 import { ADMIN_SERVICE, loadAdminProto } from "./proto.ts";
 import { isServerFault, toCallStatus, unauthenticated } from "./status.ts";
@@ -65,6 +66,8 @@ export interface GrpcOptions {
   maxWaitingCalls?: number;
   /** How long a connection with no call open is kept; default IDLE_CONNECTION_MS. */
   idleConnectionMs?: number;
+  /** How often a client may ping; default PING_POLICY. */
+  pingPolicy?: { minIntervalMs: number; maxStrikes: number };
   /** How often each connection is pinged, and how long its answer may take; default KEEPALIVE. */
   keepalive?: { intervalMs: number; timeoutMs: number };
 }
@@ -225,6 +228,7 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
     authorized,
     options.maxWaitingCalls === undefined ? {} : { maxWaiting: options.maxWaitingCalls },
   );
+  const pings = createPingPolicy(options.pingPolicy);
   const keepalive = options.keepalive ?? KEEPALIVE;
   const maxStreamsPerConnection = options.maxStreamsPerConnection ??
     (options.maxWatchStreams ?? DEFAULT_MAX_WATCH_STREAMS) + OTHER_CALLS_PER_CONNECTION;
@@ -234,8 +238,10 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
     "grpc.keepalive_time_ms": keepalive.intervalMs,
     "grpc.keepalive_timeout_ms": keepalive.timeoutMs,
     "grpc.max_receive_message_length": MAX_REQUEST_BYTES,
-    interceptors: [admission.interceptor],
+    // first: it marks what calls send, before admission answers any of them
+    interceptors: [pings.interceptor, admission.interceptor],
   });
+  pings.follow(server);
   server.addService(serviceDefinition(definition, ADMIN_SERVICE), implementation);
   health.addToServer(server);
   const reflection = addReflection(server, definition);

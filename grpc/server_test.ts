@@ -481,6 +481,64 @@ Deno.test("a connection with no call open for the idle time is closed by the ser
   }
 });
 
+Deno.test("a client pinging faster than allowed with nothing sent to it between its pings is cut with ENHANCE_YOUR_CALM; one pinging after each answer is not", async () => {
+  const server = await start(fakeReadiness(true).source, TOKEN, {
+    pingPolicy: { minIntervalMs: 1_000, maxStrikes: 2 },
+  });
+  const address = `http://127.0.0.1:${server.port}`;
+  const pinger = http2.connect(address);
+  const caller = http2.connect(address);
+  const goaways: Array<[string, number]> = [];
+  for (const [name, session] of [["pinger", pinger], ["caller", caller]] as const) {
+    session.on("error", () => {});
+    session.once("goaway", (code) => goaways.push([name, code]));
+  }
+  const ping = (session: http2.ClientHttp2Session) =>
+    within(
+      new Promise((resolve) => session.ping((error) => resolve(error?.message))),
+      2_000,
+      "a ping's answer",
+    );
+  try {
+    await within(
+      Promise.all(
+        [pinger, caller].map((session) =>
+          new Promise((resolve) => session.once("connect", resolve))
+        ),
+      ),
+      2_000,
+      "the connections",
+    );
+    const cut = new Promise((resolve) => pinger.once("close", resolve));
+    // four pings in a row: the first is free, the next three are strikes
+    for (let count = 0; count < 4 && !pinger.destroyed; count++) await ping(pinger);
+    await within(cut, 2_000, "the pinger to be cut");
+    // a call answered between two pings: the second one is free, however soon it comes
+    for (let round = 0; round < 6; round++) {
+      const stream = caller.request({
+        ":method": "POST",
+        ":path": "/grpc.health.v1.Health/Check",
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
+      stream.on("data", () => {});
+      stream.on("error", () => {});
+      const status = statusOf(stream);
+      stream.end(Buffer.alloc(5));
+      assert.equal(await within(status, 2_000, "the health check's status"), Status.OK);
+      await ping(caller);
+    }
+    assert.deepEqual(goaways, [["pinger", http2.constants.NGHTTP2_ENHANCE_YOUR_CALM]]);
+    assert.equal(caller.closed, false);
+  } finally {
+    // the clients go first: a GOAWAY on a live client session can crash Deno's nghttp2
+    // (denoland/deno#36788)
+    pinger.destroy();
+    caller.destroy();
+    await server.close();
+  }
+});
+
 Deno.test("a WatchEvents stream ends with UNAVAILABLE when an event on its subject cannot be read, rather than go on with a gap", async () => {
   const bus = createMemoryBus();
   const reported: string[] = [];
