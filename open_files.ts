@@ -1,5 +1,6 @@
 import type { Config } from "./config.ts";
 import { WRITER_LANES } from "./db/writer_lanes.ts";
+import { MAX_CONNECTIONS } from "./grpc/http2_servers.ts";
 import { logger } from "./observability/log.ts";
 
 /** Logged (info) at the start when WS_MAX_SOCKETS is unset and follows from the limit. */
@@ -17,8 +18,8 @@ export const DEFAULT_MAX_SOCKETS = 50_000;
  * `/metrics`): bounded per user, not per instance, so an allowance.
  */
 const HTTP_REQUEST_CONNECTIONS = 64;
-/** Admin plane clients' connections (a client multiplexes its calls and streams over one). */
-const ADMIN_CONNECTIONS = 16;
+/** Admin plane clients' connections: the plane holds no more at once. */
+const ADMIN_CONNECTIONS = MAX_CONNECTIONS;
 
 /**
  * Descriptors the service holds besides its sockets, from its configuration: the HTTP listener

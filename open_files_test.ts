@@ -7,6 +7,7 @@ import {
   descriptorsToCount,
   socketLimit,
 } from "./open_files.ts";
+import { MAX_CONNECTIONS } from "./grpc/http2_servers.ts";
 import { createCertificate } from "./tests/support/tls_certificates.ts";
 
 const env = {
@@ -28,7 +29,7 @@ Deno.test("descriptorReserve keeps, for the gRPC TLS front, two listeners more a
   const tls = descriptorReserve(loadConfig({ ...env, GRPC_TLS_CERT: cert, GRPC_TLS_KEY: key }));
   // the public TCP port and the TLS one on loopback; per connection, the public one, both ends
   // of its relay to the TLS port, and both ends of the TLS side's relay to grpc-js
-  assert.equal(tls - descriptorReserve(loadConfig(env)), 2 + 16 * 4);
+  assert.equal(tls - descriptorReserve(loadConfig(env)), 2 + MAX_CONNECTIONS * 4);
 });
 
 Deno.test("socketLimit without WS_MAX_SOCKETS leaves the reserve free, at least 1 socket and at most the default", () => {

@@ -1,6 +1,5 @@
-import { type Server, ServerInterceptingCall, type ServerInterceptor } from "@grpc/grpc-js";
+import { ServerInterceptingCall, type ServerInterceptor } from "@grpc/grpc-js";
 import http2, { type ServerHttp2Session } from "node:http2";
-import type { EventEmitter } from "node:events";
 import { streamOf } from "./call_stream.ts";
 
 /**
@@ -27,8 +26,8 @@ interface PingState {
 export interface PingPolicy {
   /** Marks the connections to which calls send something; put it first of the interceptors. */
   interceptor: ServerInterceptor;
-  /** Follows the pings of every connection `server` takes from now on (before it is bound). */
-  follow(server: Server): void;
+  /** Follows the pings of a connection, from its start. */
+  follow(session: ServerHttp2Session): void;
 }
 
 /** The ping policy (PING_POLICY) of the connections of one grpc-js server. */
@@ -77,21 +76,6 @@ export function createPingPolicy(policy = PING_POLICY): PingPolicy {
 
   return {
     interceptor,
-    follow(server) {
-      // grpc-js makes an HTTP/2 server per address it binds (again after an unbind, see
-      // listener.ts) and hands no session out: its factory, not public, is wrapped
-      const internals = server as unknown as {
-        createHttp2Server?: (...args: unknown[]) => EventEmitter;
-      };
-      const create = internals.createHttp2Server;
-      if (typeof create !== "function") {
-        throw new Error("this grpc-js makes its HTTP/2 servers otherwise: update ping_policy.ts");
-      }
-      internals.createHttp2Server = function (this: unknown, ...args: unknown[]) {
-        const http2Server = create.apply(this, args);
-        http2Server.on("session", followSession);
-        return http2Server;
-      };
-    },
+    follow: followSession,
   };
 }

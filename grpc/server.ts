@@ -19,6 +19,7 @@ import { type GrpcListener, startGrpcListener } from "./listener.ts";
 import { createPageTokens } from "./page_token.ts";
 import { addReflection } from "./reflection.ts";
 import { readLongDeadlines } from "./long_deadlines.ts";
+import { followHttp2Servers, MAX_CONNECTIONS } from "./http2_servers.ts";
 import { createPingPolicy } from "./ping_policy.ts";
 import { startTlsFront, type TlsFront } from "./tls_front.ts";
 import { ADMIN_SERVICE, loadAdminProto } from "./proto.ts";
@@ -64,6 +65,8 @@ export interface GrpcOptions {
   maxHealthWatches?: number;
   /** Calls of callers without a token waiting for their request message; default MAX_WAITING_CALLS. */
   maxWaitingCalls?: number;
+  /** Connections open at once; default MAX_CONNECTIONS. */
+  maxConnections?: number;
   /** How long a connection with no call open is kept; default IDLE_CONNECTION_MS. */
   idleConnectionMs?: number;
   /** How often a client may ping; default PING_POLICY. */
@@ -241,7 +244,11 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
     // first: it marks what calls send, before admission answers any of them
     interceptors: [pings.interceptor, admission.interceptor],
   });
-  pings.follow(server);
+  const maxConnections = options.maxConnections ?? MAX_CONNECTIONS;
+  followHttp2Servers(server, (http2Server) => {
+    http2Server.maxConnections = maxConnections;
+    http2Server.on("session", pings.follow);
+  });
   server.addService(serviceDefinition(definition, ADMIN_SERVICE), implementation);
   health.addToServer(server);
   const reflection = addReflection(server, definition);

@@ -539,6 +539,44 @@ Deno.test("a client pinging faster than allowed with nothing sent to it between 
   }
 });
 
+Deno.test("connections past the bound are closed as they come, and one that leaves makes room", async () => {
+  const server = await start(fakeReadiness(true).source, TOKEN, { maxConnections: 2 });
+  const sessions: http2.ClientHttp2Session[] = [];
+  /** A connection, and whether the server took it (its SETTINGS came) or closed it. */
+  const connect = () => {
+    const session = http2.connect(`http://127.0.0.1:${server.port}`);
+    sessions.push(session);
+    session.on("error", () => {});
+    return {
+      session,
+      fate: within(
+        new Promise<string>((resolve) => {
+          session.once("remoteSettings", () => resolve("taken"));
+          session.once("close", () => resolve("closed"));
+        }),
+        3_000,
+        "the server to take or close the connection",
+      ),
+    };
+  };
+  try {
+    const [first, second] = [connect(), connect()];
+    assert.deepEqual(await Promise.all([first.fate, second.fate]), ["taken", "taken"]);
+    assert.equal(await connect().fate, "closed");
+    first.session.destroy();
+    await new Promise((resolve) => first.session.once("close", resolve));
+    // taken once the server has read the first one's end, a moment after
+    let attempts = 0;
+    while (attempts++ < 50 && await connect().fate === "closed");
+    assert.ok(attempts <= 50, "no connection was taken after one left");
+  } finally {
+    // the clients go first: a GOAWAY on a live client session can crash Deno's nghttp2
+    // (denoland/deno#36788)
+    for (const session of sessions) session.destroy();
+    await server.close();
+  }
+});
+
 Deno.test("a WatchEvents stream ends with UNAVAILABLE when an event on its subject cannot be read, rather than go on with a gap", async () => {
   const bus = createMemoryBus();
   const reported: string[] = [];
