@@ -7,24 +7,25 @@ import { streamOf } from "./call_stream.ts";
  * leaves more than 1,000 answers unread; one that reads them can have the process answer tens of
  * thousands a second, without a token, on the event loop that serves the WebSocket plane too.
  * grpc-js (unlike gRPC's C core and grpc-go) enforces nothing, so this does as they do: a ping is
- * free if the server has sent the connection headers or a message since the one before (grpc-go
- * measures its flow-control window with such pings, one per burst of data it receives); otherwise
- * one sooner than `minIntervalMs` after the one before is a strike, and past `maxStrikes` the
- * connection is closed with GOAWAY ENHANCE_YOUR_CALM, which grpc-js and grpc-go clients take as
- * "too many pings" and answer by pinging half as often. 10 s is the shortest keepalive grpc-go
- * lets a client set, so no client keepalive (a quiet WatchEvents kept alive through a NAT) is cut.
+ * free if the server has sent the connection headers, a message or a status since the one before
+ * (grpc-go measures its flow-control window with such pings, one per burst of data it receives);
+ * otherwise one sooner than `minIntervalMs` after the one before is a strike, and past
+ * `maxStrikes` the connection is closed with GOAWAY ENHANCE_YOUR_CALM "too_many_pings", which
+ * grpc-js and grpc-go clients answer by pinging half as often. 10 s is the shortest keepalive
+ * grpc-go lets a client set, so no client keepalive (a quiet WatchEvents kept alive through a NAT)
+ * is cut.
  */
 export const PING_POLICY = { minIntervalMs: 10_000, maxStrikes: 2 };
 
 interface PingState {
   lastPingAt: number;
   strikes: number;
-  /** The server sent headers or a message since the last ping. */
+  /** The server sent headers, a message or a status since the last ping. */
   sent: boolean;
 }
 
 export interface PingPolicy {
-  /** Marks the connections to which calls send something; put it first of the interceptors. */
+  /** Marks the connections to which calls send something; the first of the interceptors. */
   interceptor: ServerInterceptor;
   /** Follows the pings of a connection, from its start. */
   follow(session: ServerHttp2Session): void;
@@ -70,6 +71,10 @@ export function createPingPolicy(policy = PING_POLICY): PingPolicy {
       sendMessage(message, next) {
         state.sent = true;
         next(message);
+      },
+      sendStatus(status, next) {
+        state.sent = true;
+        next(status);
       },
     });
   };

@@ -235,13 +235,16 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
   const keepalive = options.keepalive ?? KEEPALIVE;
   const maxStreamsPerConnection = options.maxStreamsPerConnection ??
     (options.maxWatchStreams ?? DEFAULT_MAX_WATCH_STREAMS) + OTHER_CALLS_PER_CONNECTION;
+  // Not set: "grpc.max_connection_age_ms", which would cut WatchEvents streams (see
+  // IDLE_CONNECTION_MS), and "grpc-node.max_session_memory", which grpc-js leaves unlimited as
+  // node:http2 degrades badly at it; a connection's memory is bounded by its streams instead.
   const server = new grpc.Server({
     "grpc.max_concurrent_streams": maxStreamsPerConnection,
     "grpc.max_connection_idle_ms": options.idleConnectionMs ?? IDLE_CONNECTION_MS,
     "grpc.keepalive_time_ms": keepalive.intervalMs,
     "grpc.keepalive_timeout_ms": keepalive.timeoutMs,
     "grpc.max_receive_message_length": MAX_REQUEST_BYTES,
-    // first: it marks what calls send, before admission answers any of them
+    // the first wraps the call nearest the stream: what admission sends itself passes through it
     interceptors: [pings.interceptor, admission.interceptor],
   });
   const maxConnections = options.maxConnections ?? MAX_CONNECTIONS;
