@@ -1,6 +1,6 @@
 import type { Config } from "./config.ts";
 import { WRITER_LANES } from "./db/writer_lanes.ts";
-import { MAX_CONNECTIONS } from "./grpc/http2_servers.ts";
+import { MAX_CONNECTIONS } from "./grpc/connection_cap.ts";
 import { logger } from "./observability/log.ts";
 
 /** Logged (info) at the start when WS_MAX_SOCKETS is unset and follows from the limit. */

@@ -7,7 +7,7 @@ import {
   descriptorsToCount,
   socketLimit,
 } from "./open_files.ts";
-import { MAX_CONNECTIONS } from "./grpc/http2_servers.ts";
+import { MAX_CONNECTIONS } from "./grpc/connection_cap.ts";
 import { createCertificate } from "./tests/support/tls_certificates.ts";
 
 const env = {

@@ -19,7 +19,8 @@ import { type GrpcListener, startGrpcListener } from "./listener.ts";
 import { createPageTokens } from "./page_token.ts";
 import { addReflection } from "./reflection.ts";
 import { readLongDeadlines } from "./long_deadlines.ts";
-import { followHttp2Servers, MAX_CONNECTIONS } from "./http2_servers.ts";
+import { createConnectionCap } from "./connection_cap.ts";
+import { followHttp2Servers } from "./http2_servers.ts";
 import { createPingPolicy } from "./ping_policy.ts";
 import { startTlsFront, type TlsFront } from "./tls_front.ts";
 import { ADMIN_SERVICE, loadAdminProto } from "./proto.ts";
@@ -247,9 +248,9 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
     // the first wraps the call nearest the stream: what admission sends itself passes through it
     interceptors: [pings.interceptor, admission.interceptor],
   });
-  const maxConnections = options.maxConnections ?? MAX_CONNECTIONS;
+  const connections = createConnectionCap(options.maxConnections);
   followHttp2Servers(server, (http2Server) => {
-    http2Server.maxConnections = maxConnections;
+    http2Server.on("session", connections.follow);
     http2Server.on("session", pings.follow);
   });
   server.addService(serviceDefinition(definition, ADMIN_SERVICE), implementation);

@@ -515,17 +515,7 @@ Deno.test("a client pinging faster than allowed with nothing sent to it between 
     await within(cut, 2_000, "the pinger to be cut");
     // a call answered between two pings: the second one is free, however soon it comes
     for (let round = 0; round < 6; round++) {
-      const stream = caller.request({
-        ":method": "POST",
-        ":path": "/grpc.health.v1.Health/Check",
-        "content-type": "application/grpc",
-        te: "trailers",
-      });
-      stream.on("data", () => {});
-      stream.on("error", () => {});
-      const status = statusOf(stream);
-      stream.end(Buffer.alloc(5));
-      assert.equal(await within(status, 2_000, "the health check's status"), Status.OK);
+      assert.equal(await healthCheck(caller), Status.OK);
       await ping(caller);
     }
     // what grpc-js and grpc-go clients read as "ping less often"
@@ -542,40 +532,51 @@ Deno.test("a client pinging faster than allowed with nothing sent to it between 
   }
 });
 
-Deno.test("connections past the bound are closed as they come, and one that leaves makes room", async () => {
+Deno.test("a connection past the bound closes the one idle longest, or itself when every other has a call open", async () => {
   const server = await start(fakeReadiness(true).source, TOKEN, { maxConnections: 2 });
+  const address = `http://127.0.0.1:${server.port}`;
   const sessions: http2.ClientHttp2Session[] = [];
-  /** A connection, and whether the server took it (its SETTINGS came) or closed it. */
+  const watches: Array<ReturnType<typeof rawCall>> = [];
   const connect = () => {
-    const session = http2.connect(`http://127.0.0.1:${server.port}`);
-    sessions.push(session);
+    const session = http2.connect(address);
     session.on("error", () => {});
-    return {
-      session,
-      fate: within(
-        new Promise<string>((resolve) => {
-          session.once("remoteSettings", () => resolve("taken"));
-          session.once("close", () => resolve("closed"));
-        }),
-        3_000,
-        "the server to take or close the connection",
-      ),
-    };
+    sessions.push(session);
+    return session;
+  };
+  const closed = (session: http2.ClientHttp2Session, what: string) =>
+    within(new Promise((resolve) => session.once("close", resolve)), 2_000, what);
+  /** A connection of its own holding a WatchEvents stream open. */
+  const watch = async () => {
+    const call = rawCall(server.port, "/chat.admin.v1.ChatAdmin/WatchEvents", {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    watches.push(call);
+    call.stream.on("data", () => {});
+    const subscribed = new Promise((resolve) => call.stream.once("response", resolve));
+    call.stream.end(Buffer.alloc(5));
+    await within(subscribed, 2_000, "the WatchEvents headers");
+    return call.stream.session as http2.ClientHttp2Session;
   };
   try {
-    const [first, second] = [connect(), connect()];
-    assert.deepEqual(await Promise.all([first.fate, second.fate]), ["taken", "taken"]);
-    assert.equal(await connect().fate, "closed");
-    first.session.destroy();
-    await new Promise((resolve) => first.session.once("close", resolve));
-    // taken once the server has read the first one's end, a moment after
-    let attempts = 0;
-    while (attempts++ < 50 && await connect().fate === "closed");
-    assert.ok(attempts <= 50, "no connection was taken after one left");
+    await watch();
+    const idle = connect();
+    assert.equal(await healthCheck(idle), Status.OK);
+    const next = connect();
+    const idleClosed = closed(idle, "the connection idle longest to be closed");
+    assert.equal(await healthCheck(next), Status.OK);
+    await idleClosed;
+    // a second watching connection: `next` is the one idle now
+    const nextClosed = closed(next, "the idle connection to give way to a watch");
+    await watch();
+    await nextClosed;
+    // both connections have a call open: the one that comes is closed
+    await closed(connect(), "a connection past the bound to be closed");
+    assert.equal(server.watchStreams, 2);
   } finally {
     // the clients go first: a GOAWAY on a live client session can crash Deno's nghttp2
     // (denoland/deno#36788)
     for (const session of sessions) session.destroy();
+    for (const call of watches) await call.close();
     await server.close();
   }
 });
@@ -935,6 +936,21 @@ function statusOf(stream: http2.ClientHttp2Stream): Promise<number> {
     stream.on("response", take);
     stream.on("trailers", take);
   });
+}
+
+/** A health Check sent whole on `session`, which is idle again once it is answered; its status. */
+function healthCheck(session: http2.ClientHttp2Session): Promise<number> {
+  const stream = session.request({
+    ":method": "POST",
+    ":path": "/grpc.health.v1.Health/Check",
+    "content-type": "application/grpc",
+    te: "trailers",
+  });
+  stream.on("data", () => {});
+  stream.on("error", () => {});
+  const status = statusOf(stream);
+  stream.end(Buffer.alloc(5));
+  return within(status, 2_000, "the health check's status");
 }
 
 /** The first bytes of a gRPC message said to be `length` bytes long: the rest never comes. */
