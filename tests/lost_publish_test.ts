@@ -379,7 +379,7 @@ Deno.test("a new chat whose history the store fails to read while a chats socket
       const [row] = await locker<Array<{ ended: boolean }>>`
         select pg_terminate_backend(pid) as ended from pg_stat_activity
         where datname = current_database() and application_name like 'chat-%'
-          and wait_event_type = 'Lock' and query like '%from messages where chat_id = $1 and seq > $2%'`;
+          and wait_event_type = 'Lock' and query like '%from messages%where chat_id = $1 and seq > $2%'`;
       ended = row?.ended ?? false;
       if (!ended) await new Promise((resolve) => setTimeout(resolve, 20));
     }
