@@ -6,14 +6,23 @@ import { migrate, readMigrations } from "../../db/migrate.ts";
 export const TEST_DATABASE_URL = Deno.env.get("TEST_DATABASE_URL") ??
   "postgres://postgres@127.0.0.1:5432/postgres";
 
-let template: Promise<{ name: string; schema: string }> | undefined;
+/**
+ * What a copy of the template holds but for its name: the fingerprint of its schema, to tell a
+ * copy whose schema a test changed, and the rows the migrations put in its tables (as JSON), to
+ * put back when a copy is emptied.
+ */
+interface TemplateState {
+  schema: string;
+  rows: Record<string, unknown[]>;
+}
+
+let template: Promise<{ name: string } & TemplateState> | undefined;
 
 /**
- * A migrated template database named after the migrations' content, made once, with the
- * fingerprint of its schema (kept as the database's comment) to tell a pooled copy whose schema a
- * test changed.
+ * A migrated template database named after the migrations' content, made once, with its state
+ * kept as the database's comment.
  */
-function templateDatabase(): Promise<{ name: string; schema: string }> {
+function templateDatabase(): Promise<{ name: string } & TemplateState> {
   return template ??= (async () => {
     const migrations = await readMigrations();
     const digest = new Uint8Array(
@@ -29,41 +38,70 @@ function templateDatabase(): Promise<{ name: string; schema: string }> {
     try {
       // test files may run in parallel processes: one of them builds the template
       await admin`select pg_advisory_lock(727002)`;
-      const [exists] = await admin<[{ schema: string | null }?]>`
-        select shobj_description(oid, 'pg_database') as schema
+      const [exists] = await admin<[{ comment: string | null }?]>`
+        select shobj_description(oid, 'pg_database') as comment
         from pg_database where datname = ${name}`;
-      let schema = exists?.schema;
+      let state = parsedState(exists?.comment);
       if (!exists) {
         await admin.unsafe(`create database ${name}`);
         const sql = postgres(withDatabase(name), { max: 1, onnotice: () => {} });
         try {
           await migrate(sql, migrations);
-          schema = await schemaFingerprint(sql);
+          state = await templateState(sql);
         } finally {
           await sql.end();
         }
-      } else if (!schema) {
-        // a template made before fingerprints: read one off a copy, as a session on the template
-        // itself would keep other processes from copying it
+      } else if (!state) {
+        // a template made before its state was kept: read it off a copy, as a session on the
+        // template itself would keep other processes from copying it
         const scratch = `${name}_scratch`;
         await admin.unsafe(`create database ${scratch} template ${name}`);
         const sql = postgres(withDatabase(scratch), { max: 1, onnotice: () => {} });
         try {
-          schema = await schemaFingerprint(sql);
+          state = await templateState(sql);
         } finally {
           await sql.end();
           await admin.unsafe(`drop database ${scratch} with (force)`);
         }
       }
-      if (exists?.schema !== schema) {
-        await admin.unsafe(`comment on database ${name} is '${schema}'`);
+      if (!state) throw new Error(`no state of ${name}`);
+      if (parsedState(exists?.comment) === undefined) {
+        const comment = JSON.stringify(state).replaceAll("'", "''");
+        await admin.unsafe(`comment on database ${name} is '${comment}'`);
       }
       await admin`select pg_advisory_unlock(727002)`;
-      return { name, schema };
+      return { name, ...state };
     } finally {
       await admin.end();
     }
   })();
+}
+
+function parsedState(comment: string | null | undefined): TemplateState | undefined {
+  try {
+    const state = JSON.parse(comment ?? "");
+    return typeof state?.schema === "string" && typeof state?.rows === "object" ? state : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function templateState(sql: postgres.Sql): Promise<TemplateState> {
+  const rows: Record<string, unknown[]> = {};
+  for (const table of await tablesToEmpty(sql)) {
+    const [{ content }] = await sql<[{ content: unknown[] | null }]>`
+      select json_agg(t) as content from ${sql(table)} as t`;
+    if (content) rows[table] = content;
+  }
+  return { schema: await schemaFingerprint(sql), rows };
+}
+
+/** The tables a copy is emptied of: all but the migrations' record. */
+async function tablesToEmpty(sql: postgres.Sql): Promise<string[]> {
+  const tables = await sql<{ name: string }[]>`
+    select tablename as name from pg_tables
+    where schemaname = 'public' and tablename <> 'schema_migrations' order by tablename`;
+  return tables.map((table) => table.name);
 }
 
 /**
@@ -133,7 +171,7 @@ export async function freshDatabase(): Promise<{ url: string } & AsyncDisposable
 /** Leases a free pooled copy of `source` on `lease`'s session and empties it: its name. */
 async function leasedCopy(
   lease: postgres.Sql,
-  source: { name: string; schema: string },
+  source: { name: string } & TemplateState,
 ): Promise<string> {
   const prefix = source.name.replace("chat_template_", "chat_pool_");
   for (let slot = 0;; slot++) {
@@ -152,7 +190,7 @@ async function leasedCopy(
     let schemaKept: boolean;
     try {
       schemaKept = await schemaFingerprint(sql) === source.schema;
-      if (schemaKept) await empty(sql);
+      if (schemaKept) await empty(sql, source.rows);
     } finally {
       await sql.end();
     }
@@ -176,14 +214,17 @@ async function endSessionsOf(lease: postgres.Sql, name: string): Promise<void> {
   }
 }
 
-/** Empties every table but the migrations' record, as a copy of the template is. */
-async function empty(sql: postgres.Sql): Promise<void> {
-  const tables = await sql<{ name: string }[]>`
-    select quote_ident(tablename) as name from pg_tables
-    where schemaname = 'public' and tablename <> 'schema_migrations'`;
-  await sql.unsafe(
-    `truncate ${tables.map((t) => t.name).join(", ")} restart identity cascade`,
-  );
+/** Empties every table but the migrations' record, and puts back the rows the template has. */
+async function empty(sql: postgres.Sql, rows: TemplateState["rows"]): Promise<void> {
+  const tables = await tablesToEmpty(sql);
+  await sql`truncate ${sql(tables)} restart identity cascade`;
+  for (const [table, content] of Object.entries(rows)) {
+    await sql`
+      insert into ${sql(table)}
+      select * from jsonb_populate_recordset(null::${sql(table)}, ${
+      sql.json(content as postgres.JSONValue)
+    })`;
+  }
   // the planner's statistics and the counters a test reads start afresh too
   await sql`delete from pg_statistic where starelid in (
     select c.oid from pg_class c join pg_namespace n on n.oid = c.relnamespace
