@@ -34,8 +34,6 @@ export interface Delivery {
   /**
    * An `unread_messages` push: the seq of the newest message it follows. A socket whose page
    * from the store had that message was sent a newer count with the page, and is not sent this.
-   * None on the push after a deletion, which follows no new message: a page's seqs cannot tell
-   * whether it was read before the deletion or after.
    */
   readonly afterSeq?: number | undefined;
 }

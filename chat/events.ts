@@ -52,10 +52,10 @@ export const audienceSchema = z.discriminatedUnion("to", [
 export type Audience = z.infer<typeof audienceSchema>;
 
 /**
- * The receiver side's unread messages right after a new message (or the deletion of an unread
- * one): what the contract's `unread_messages` push carries, with the messages named by seq.
- * Every instance following the chat has seen them as `chat_message` events (or reads them from
- * the store), so the push, tens of KiB with each message, never travels on the bus.
+ * The receiver side's unread messages right after a new message: what the contract's
+ * `unread_messages` push carries, with the messages named by seq. Every instance following
+ * the chat has seen them as `chat_message` events (or reads them from the store), so the
+ * push, tens of KiB with each message, never travels on the bus.
  */
 export const unreadSummarySchema = z.object({
   side: sideSchema,
@@ -70,10 +70,7 @@ export const chatEnvelopeSchema = z.object({
   chat: z.object({ user_id: z.string(), vendor_id: z.string() }),
   audience: audienceSchema,
   frame: chatFrameSchema,
-  /**
-   * On a `chat_message`, and a `message_deleted` of a message unread: the push owed to the
-   * receiver's side once it is delivered.
-   */
+  /** On a `chat_message`: the push owed to the receiver's side once it is delivered. */
   unread: unreadSummarySchema.optional(),
   /**
    * On a `messages_read`: its `up_to_seq` is the newest message it marked, which it must not

@@ -132,16 +132,14 @@ export function createChatFeed(
       }
     }
     const { frame } = delivery.envelope;
-    const pushTo = {
-      send: (push: Delivery) => deliver(chatId, entry, push),
-      stillFollowed: () => chats.get(chatId) === entry,
-    };
-    if (frame.type === "chat_message") unreadPushes.after(chatId, delivery, pushTo);
-    else if (frame.type === "message_edited") unreadPushes.edited(chatId, frame.message);
+    if (frame.type === "chat_message") {
+      unreadPushes.after(chatId, delivery, {
+        send: (push) => deliver(chatId, entry, push),
+        stillFollowed: () => chats.get(chatId) === entry,
+      });
+    } else if (frame.type === "message_edited") unreadPushes.edited(chatId, frame.message);
     else if (frame.type === "message_deleted" || frame.type === "message_read") {
       unreadPushes.gone(chatId, frame.seq);
-      // a deletion of an unread message owes its receiver side the count it left
-      if (frame.type === "message_deleted") unreadPushes.after(chatId, delivery, pushTo);
     } else if (frame.type === "messages_read" && delivery.envelope.up_to_marked) {
       // (an instance that predates up_to_marked sends the seq asked, maybe past newer messages)
       // the reader is a participant: the customer, or on the vendor's side

@@ -1,7 +1,6 @@
 import { ChatError } from "./errors.ts";
 import type { ChatMedia } from "./media.ts";
 import { refuseBanned, refuseOutsider } from "./membership_operations.ts";
-import { owedUnreadPush, unreadSnapshotSoon } from "./unread_snapshot.ts";
 import type {
   Actor,
   ChatServiceDeps,
@@ -17,6 +16,7 @@ import {
   type Side,
   type StoredMessage,
   toClientMessage,
+  UNREAD_PREVIEW_LIMIT,
 } from "./types.ts";
 
 /**
@@ -30,6 +30,15 @@ const RETRY_MAY_OUTLIVE: ReadonlySet<ChatError["code"]> = new Set([
   "payload_too_large",
   "unsupported_media",
 ]);
+
+/**
+ * How long a send whose message is stored waits for the receiver side's unread snapshot, when
+ * the writer had none: the message is acknowledged without it (its unread push skipped, the
+ * next one whole), and a store that takes longer is failing. Waited for to the store timeout,
+ * a message stored just as the database stalled was answered a second store timeout later
+ * (9.5 s), past what clients wait for a reply (10 s in client/).
+ */
+const UNREAD_SNAPSHOT_WAIT_MS = 1_000;
 
 /**
  * What a participant does with messages: send, edit, delete, and say they are typing. Part of
@@ -186,6 +195,23 @@ export function createMessageOperations(
     }
   }
 
+  /** The receiver side's unread after a send, or undefined past UNREAD_SNAPSHOT_WAIT_MS. */
+  async function unreadAfterSend(chatId: string, side: Side) {
+    const read = store.unread(chatId, side, UNREAD_PREVIEW_LIMIT).catch((error) => {
+      deps.onError?.(error, "unread snapshot after a send");
+      return undefined;
+    });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const givenUp = new Promise<undefined>((resolve) => {
+      timer = setTimeout(resolve, UNREAD_SNAPSHOT_WAIT_MS, undefined);
+    });
+    try {
+      return await Promise.race([read, givenUp]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** The send itself (see sendMessage), once no other of its client_id is under way here. */
   async function storeAndPublish(
     actor: Actor,
@@ -219,20 +245,24 @@ export function createMessageOperations(
     // The message is stored: it is broadcast and acknowledged whatever comes of this read,
     // else a retry with its client_id would be a duplicate that no one was ever told of.
     // Without the snapshot, this message's unread push is skipped; the next one is whole.
-    const unread = receiver_unread ??
-      await unreadSnapshotSoon(deps, { chatId: chat.id, side: receiverSide, after: "a send" });
-    const owed = unread && owedUnreadPush(receiverSide, unread, jsonOf);
+    const unread = receiver_unread ?? await unreadAfterSend(chat.id, receiverSide);
     events.publishChat(chat.id, {
       chat: { user_id: chat.user_id, vendor_id: chat.vendor_id },
       audience: { to: "all" },
       frame: { type: "chat_message", chat_id: chat.id, message },
       sent_at: now(),
-      ...(owed && { unread: owed.unread }),
+      ...(unread && {
+        unread: {
+          side: receiverSide,
+          count: unread.count,
+          seqs: unread.messages.map((unreadMessage) => unreadMessage.seq),
+        },
+      }),
     }, {
       frame: `{"type":"chat_message","chat_id":${JSON.stringify(chat.id)},"message":${
         jsonOf(stored)
       }}`,
-      ...(owed && { unreadMessages: owed.unreadMessages }),
+      ...(unread && { unreadMessages: unread.messages.map(jsonOf) }),
     });
     return { message, duplicate };
   }

@@ -13,17 +13,14 @@ import type {
   ModerationRecord,
 } from "./ports.ts";
 import { createReadOperations } from "./read_operations.ts";
-import {
-  type Chat,
-  type MediaKind,
-  type MediaRecord,
-  type MediaType,
-  type Membership,
-  otherSide,
-  type StoredMessage,
-  toClientMessage,
+import type {
+  Chat,
+  MediaKind,
+  MediaRecord,
+  MediaType,
+  Membership,
+  StoredMessage,
 } from "./types.ts";
-import { owedUnreadPush, unreadSnapshotSoon } from "./unread_snapshot.ts";
 
 /** Someone acting in a chat they are a participant of. */
 export interface Actor {
@@ -113,30 +110,16 @@ export function createChatService(deps: ChatServiceDeps) {
     const chat = options.chat ?? await store.getChat(message.chat_id);
     const result = await store.deleteMessage(message.id, deletedBy, audit ? { audit } : {});
     if (!result) throw new ChatError("not_found", "no such message");
-    if (!result.changed || !chat) return result.message;
-    // one unread when deleted: the receiver side's count drops, and is pushed as after a send
-    const receiverSide = otherSide(result.message.sender_side);
-    const unread = result.message.is_read ? undefined : await unreadSnapshotSoon(deps, {
-      chatId: chat.id,
-      side: receiverSide,
-      after: "a deletion",
-    });
-    const owed = unread &&
-      owedUnreadPush(receiverSide, unread, (stored) => JSON.stringify(toClientMessage(stored)));
-    events.publishChat(chat.id, {
-      chat: { user_id: chat.user_id, vendor_id: chat.vendor_id },
-      audience: { to: "all" },
-      frame: {
+    if (result.changed && chat) {
+      publishChat(chat, { to: "all" }, {
         type: "message_deleted",
         chat_id: chat.id,
         message_id: message.id,
         seq: message.seq,
         deleted_by: deletedBy,
         deleted_at: result.message.deleted_at!,
-      },
-      sent_at: now(),
-      ...(owed && { unread: owed.unread }),
-    }, owed ? { unreadMessages: owed.unreadMessages } : {});
+      });
+    }
     return result.message;
   }
 

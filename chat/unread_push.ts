@@ -106,30 +106,28 @@ export function createUnreadPushes(deps: {
 
   return {
     /**
-     * The push owed after `event` (a `chat_message`, or a `message_deleted` of an unread message,
-     * delivered with `unread`), handed to `to.send`: at once, or once read from the store if by
-     * then `to.stillFollowed()` and no later push of that side went out first.
+     * The push owed after `message` (a `chat_message` delivery with `unread`), handed to
+     * `to.send`: at once, or once read from the store if by then `to.stillFollowed()` and no
+     * later push of that side went out first.
      */
     after(
       chatId: string,
-      event: Delivery,
+      message: Delivery,
       to: { send: (push: Delivery) => void; stillFollowed: () => boolean },
     ): void {
-      const { envelope } = event;
+      const { envelope } = message;
       const { unread, frame } = envelope;
-      if (!unread || (frame.type !== "chat_message" && frame.type !== "message_deleted")) return;
+      if (!unread || frame.type !== "chat_message") return;
       const window = windowOf(`${chatId}:${unread.side}`);
       const push = ++window.pushes;
-      // a deletion's push follows no new message: no page has it (see Delivery.afterSeq)
-      const newest = frame.type === "chat_message" ? frame.message : undefined;
-      const after = { chat: envelope.chat, sent_at: envelope.sent_at, seq: newest?.seq };
+      const after = { chat: envelope.chat, sent_at: envelope.sent_at, seq: frame.message.seq };
       const pushWith = (...snapshot: [readonly number[], readonly string[], number]) => {
         const { seqs, messages, count } = withAmendments(window, ...snapshot);
         window.seqs = seqs;
         window.messages = messages;
         to.send(unreadDelivery(after, { chatId, side: unread.side, count, messages }));
       };
-      const known = event.unreadMessages ?? fromPrevious(window, unread.seqs, newest);
+      const known = message.unreadMessages ?? fromPrevious(window, unread.seqs, frame.message);
       if (known.every((json) => json !== undefined)) {
         return pushWith(unread.seqs, known as string[], unread.count);
       }
@@ -230,28 +228,20 @@ function withAmendments(
 }
 
 /**
- * The messages `seqs` names from the previous push and the new message (none after a deletion);
- * undefined: unseen. Both lists are oldest first, so one walk along the previous push finds them
- * (no map per push).
+ * The messages `seqs` names from the previous push and the new message; undefined: unseen.
+ * Both lists are oldest first, so one walk along the previous push finds them (no map per push).
  */
-function fromPrevious(
-  window: UnreadWindow,
-  seqs: readonly number[],
-  newest: Message | undefined,
-) {
+function fromPrevious(window: UnreadWindow, seqs: readonly number[], newest: Message) {
   let at = 0;
   return seqs.map((seq) => {
-    if (seq === newest?.seq) return JSON.stringify(newest);
+    if (seq === newest.seq) return JSON.stringify(newest);
     while (at < window.seqs.length && window.seqs[at]! < seq) at++;
     return window.seqs[at] === seq ? window.messages[at] : undefined;
   });
 }
 
-/**
- * The event a push follows: its chat, time and the seq of its message (the newest, of messages
- * from the store; none after a deletion).
- */
-type PushedAfter = Pick<DeliveredEnvelope, "chat" | "sent_at"> & { seq: number | undefined };
+/** The message a push follows (the newest, of messages from the store): its chat, time and seq. */
+type PushedAfter = Pick<DeliveredEnvelope, "chat" | "sent_at"> & { seq: number };
 
 /** The receiver side's `unread_messages` push after `message`. */
 function unreadDelivery(

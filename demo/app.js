@@ -104,17 +104,22 @@ async function signIn(token) {
     renderChats();
   });
   list.on("unread_messages", (frame) => setUnread(frame.chat_id, frame.count));
-  // the server pushes counts after new messages and deletions of unread ones only: a read on
-  // this side elsewhere (another page of this user's, another member of the vendor) is asked
-  // about
+  // the server pushes counts after new messages only: a read on this side elsewhere (another
+  // page of this user's, another member of the vendor), or a deletion of a message unread
+  // (which no longer counts), is asked about
+  const recount = (chatId) => {
+    list.request({ action: "unread_message", chat_id: chatId })
+      .then((answer) => setUnread(chatId, answer.count), () => {});
+  };
   const onRead = ({ chat_id, reader_id }) => {
     const summary = current.chats.get(chat_id);
-    if (!summary || !onSameSide(summary, current.me, reader_id)) return;
-    list.request({ action: "unread_message", chat_id })
-      .then((answer) => setUnread(chat_id, answer.count), () => {});
+    if (summary && onSameSide(summary, current.me, reader_id)) recount(chat_id);
   };
   list.on("message_read", onRead);
   list.on("messages_read", onRead);
+  list.on("message_deleted", ({ chat_id }) => {
+    if (current.chats.get(chat_id)?.unread_count) recount(chat_id);
+  });
   list.on("chat_message", ({ chat_id, message }) => {
     const summary = current.chats.get(chat_id);
     if (!summary) return void refreshChats();

@@ -4,14 +4,13 @@ import { startCluster } from "./support/service.ts";
 import {
   acked,
   askUnread,
-  framesBetween,
   joinAllChats,
   joinChat,
   messageWithSeq,
   refused,
   sendText,
 } from "./support/steps.ts";
-import type { Frame, TestSocket } from "./support/ws_client.ts";
+import type { Frame } from "./support/ws_client.ts";
 
 const isoUtc = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 
@@ -42,52 +41,6 @@ Deno.test("delete_message by the sender tells every socket with message_deleted"
       deleted_at: deletedAt,
     });
   }
-});
-
-Deno.test("deleting a message the receiver has not read pushes the receiver's side its new unread count, on every instance; a read one pushes nothing", async () => {
-  await using cluster = await startCluster({ instances: 2 });
-  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
-  await using vendor = await joinChat(cluster, "vend-1", chat.id, 0);
-  await using customer = await joinChat(cluster, "cust-1", chat.id, 0);
-  await using customerAll = await joinAllChats(cluster, "cust-1", 1);
-  const receivers = [customer, customerAll];
-  const unreadPush = (socket: TestSocket, what: string) =>
-    socket.next((frame) => frame.type === "unread_messages" && frame.chat_id === chat.id, what);
-  const shown = (push: Frame) => ({
-    count: push.count,
-    seqs: push.messages.map((message: Frame) => message.seq),
-  });
-  await sendText(vendor, "cust-1", "keep");
-  const doomed = await sendText(vendor, "cust-1", "regret");
-  const readOne = await sendText(vendor, "cust-1", "seen");
-  for (const socket of receivers) {
-    for (let n = 1; n <= 3; n++) await unreadPush(socket, `the push after seq ${n}`);
-  }
-  await acked(customer, { action: "read_message", message_id: readOne.id });
-
-  await acked(vendor, { action: "delete_message", message_id: doomed.id });
-  for (const socket of receivers) {
-    const deleted = await socket.nextOfType("message_deleted");
-    const push = await unreadPush(socket, "the push after the deletion");
-    assert.deepEqual(shown(push), { count: 1, seqs: [1] });
-    assert.ok(socket.frames.indexOf(push) > socket.frames.indexOf(deleted), "after the event");
-  }
-
-  // the sender's side is not pushed to; nor is anyone when the message was read already
-  const mark = vendor.frames.length;
-  await acked(vendor, { action: "delete_message", message_id: readOne.id });
-  for (const socket of receivers) {
-    const deleted = await socket.nextOfType("message_deleted");
-    const answer = await askUnread(socket, socket === customerAll ? chat.id : undefined);
-    assert.deepEqual(shown(answer), { count: 1, seqs: [1] });
-    const between = framesBetween(socket, socket.frames.indexOf(deleted), answer);
-    assert.deepEqual(between.filter((frame) => frame.type === "unread_messages"), []);
-  }
-  const ownAnswer = await askUnread(vendor);
-  const ownPushes = framesBetween(vendor, mark, ownAnswer).filter((frame) =>
-    frame.type === "unread_messages"
-  );
-  assert.deepEqual(ownPushes, []);
 });
 
 Deno.test("a deleted message stays in history as a tombstone without content", async () => {
