@@ -29,15 +29,22 @@ const MAX_OPEN_FILES = 160;
  * Opens up to `count` idle TCP connections to the service's HTTP port, stopping at the first
  * refused or reset: the listener is away, which is what the flood is for.
  */
+/**
+ * A connect refused, or reset (or not connected, as the kernel may also say of it) when the
+ * listener closed with the connection in its backlog.
+ */
+function listenerClosed(error: unknown): boolean {
+  return error instanceof Deno.errors.ConnectionRefused ||
+    error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.NotConnected;
+}
+
 async function floodConnections(service: ServiceProcess, count: number): Promise<Deno.TcpConn[]> {
   const connections: Deno.TcpConn[] = [];
   for (let opened = 0; opened < count; opened++) {
     try {
       connections.push(await Deno.connect({ hostname: "127.0.0.1", port: service.port }));
     } catch (error) {
-      // refused, or reset when the listener closed with the connection in its backlog
-      if (error instanceof Deno.errors.ConnectionRefused) break;
-      if (error instanceof Deno.errors.ConnectionReset) break;
+      if (listenerClosed(error)) break;
       throw error;
     }
   }
@@ -95,8 +102,7 @@ async function exhaustWhileConnecting(
         flood.push(await Deno.connect({ hostname: "127.0.0.1", port }));
       } catch (error) {
         // a listener that closes its port on the failure refuses the rest
-        if (error instanceof Deno.errors.ConnectionRefused) break;
-        if (error instanceof Deno.errors.ConnectionReset) break;
+        if (listenerClosed(error)) break;
         throw error;
       }
     }
