@@ -10,6 +10,12 @@ import type { ServerHttp2Session } from "node:http2";
  */
 export const MAX_CONNECTIONS = 32;
 
+/**
+ * How long a connection past the bound may stay without a call before the cap decides which one
+ * goes: one that closes sooner (a port probe) takes no other's place.
+ */
+export const ROOM_WAIT_MS = 1_000;
+
 interface Followed {
   session: ServerHttp2Session;
   openStreams: number;
@@ -18,10 +24,11 @@ interface Followed {
 }
 
 /**
- * Holds the connections to `max` (MAX_CONNECTIONS). One past it closes the connection idle (no
- * call open) the longest, so that connections a tool leaks give way to a health check or a tool
- * that comes next, rather than lock them out until the idle timeout; when every other one has a
- * call open, the one that came is closed, and its client connects again later.
+ * Holds the connections to `max` (MAX_CONNECTIONS). One past it, once it makes a call or has
+ * lived ROOM_WAIT_MS, closes the connection idle (no call open) the longest, so that connections a
+ * tool leaks give way to a health check or a tool that comes next, rather than lock them out until
+ * the idle timeout; when every other one has a call open, the one that came is closed, and its
+ * client connects again later.
  */
 export function createConnectionCap(max = MAX_CONNECTIONS) {
   const followed = new Map<ServerHttp2Session, Followed>();
@@ -48,9 +55,19 @@ export function createConnectionCap(max = MAX_CONNECTIONS) {
         });
       });
       if (followed.size <= max) return;
-      const cut = idleLongest() ?? connection;
-      followed.delete(cut.session);
-      cut.session.destroy();
+      // decided at its first call, or once it has lived ROOM_WAIT_MS: the listener's probe
+      // (listener.ts, every 2 s) closes at once, and would otherwise cut an idle client each time
+      const makeRoom = () => {
+        clearTimeout(timer);
+        session.off("stream", makeRoom);
+        if (!followed.has(session) || followed.size <= max) return;
+        const cut = idleLongest() ?? connection;
+        followed.delete(cut.session);
+        cut.session.destroy();
+      };
+      const timer = setTimeout(makeRoom, ROOM_WAIT_MS);
+      session.once("stream", makeRoom);
+      session.once("close", () => clearTimeout(timer));
     },
   };
 }

@@ -581,6 +581,28 @@ Deno.test("a connection past the bound closes the one idle longest, or itself wh
   }
 });
 
+Deno.test("at the bound, a connection that closes without a call (the listener's probe, every 2 s) makes no idle connection give way", async () => {
+  const server = await start(fakeReadiness(true).source, TOKEN, { maxConnections: 1 });
+  const idle = http2.connect(`http://127.0.0.1:${server.port}`);
+  idle.on("error", () => {});
+  try {
+    assert.equal(await healthCheck(idle), Status.OK);
+    // as listener.ts probes: connect, read the server's SETTINGS, close
+    for (let probe = 0; probe < 3; probe++) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+      await conn.read(new Uint8Array(64));
+      conn.close();
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(idle.destroyed || idle.closed, false, "the idle connection was closed by a probe");
+    assert.equal(await healthCheck(idle), Status.OK);
+  } finally {
+    // the client goes first (denoland/deno#36788)
+    idle.destroy();
+    await server.close();
+  }
+});
+
 Deno.test("a WatchEvents stream ends with UNAVAILABLE when an event on its subject cannot be read, rather than go on with a gap", async () => {
   const bus = createMemoryBus();
   const reported: string[] = [];
