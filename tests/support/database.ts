@@ -20,7 +20,8 @@ let template: Promise<{ name: string } & TemplateState> | undefined;
 
 /**
  * A migrated template database named after the migrations' content, made once, with its state
- * kept as the database's comment.
+ * kept as the database's comment. The comment is written last: a template without one was not
+ * finished, and is made again. (`v2`: templates of earlier test code kept no state.)
  */
 function templateDatabase(): Promise<{ name: string } & TemplateState> {
   return template ??= (async () => {
@@ -31,18 +32,19 @@ function templateDatabase(): Promise<{ name: string } & TemplateState> {
         new TextEncoder().encode(migrations.map((m) => m.sql).join("\n")),
       ),
     );
-    const name = `chat_template_${
+    const name = `chat_template_v2_${
       [...digest.slice(0, 6)].map((b) => b.toString(16).padStart(2, "0")).join("")
     }`;
     const admin = postgres(TEST_DATABASE_URL, { max: 1, onnotice: () => {} });
     try {
       // test files may run in parallel processes: one of them builds the template
       await admin`select pg_advisory_lock(727002)`;
-      const [exists] = await admin<[{ comment: string | null }?]>`
+      const [made] = await admin<[{ comment: string | null }?]>`
         select shobj_description(oid, 'pg_database') as comment
         from pg_database where datname = ${name}`;
-      let state = parsedState(exists?.comment);
-      if (!exists) {
+      let state = parsedState(made?.comment);
+      if (!state) {
+        await admin.unsafe(`drop database if exists ${name}`);
         await admin.unsafe(`create database ${name}`);
         const sql = postgres(withDatabase(name), { max: 1, onnotice: () => {} });
         try {
@@ -51,21 +53,6 @@ function templateDatabase(): Promise<{ name: string } & TemplateState> {
         } finally {
           await sql.end();
         }
-      } else if (!state) {
-        // a template made before its state was kept: read it off a copy, as a session on the
-        // template itself would keep other processes from copying it
-        const scratch = `${name}_scratch`;
-        await admin.unsafe(`create database ${scratch} template ${name}`);
-        const sql = postgres(withDatabase(scratch), { max: 1, onnotice: () => {} });
-        try {
-          state = await templateState(sql);
-        } finally {
-          await sql.end();
-          await admin.unsafe(`drop database ${scratch} with (force)`);
-        }
-      }
-      if (!state) throw new Error(`no state of ${name}`);
-      if (parsedState(exists?.comment) === undefined) {
         const comment = JSON.stringify(state).replaceAll("'", "''");
         await admin.unsafe(`comment on database ${name} is '${comment}'`);
       }
