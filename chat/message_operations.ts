@@ -1,13 +1,14 @@
 import { ChatError } from "./errors.ts";
 import type { ChatMedia } from "./media.ts";
-import { refuseBanned, refuseOutsider } from "./membership_operations.ts";
+import { refusal, refuseBanned } from "./membership_operations.ts";
+import type { OwnChange } from "./ports.ts";
 import type {
   Actor,
   ChatServiceDeps,
   MediaInput,
   PublishChat,
+  PublishDeleted,
   SendMessageInput,
-  Tombstone,
 } from "./service.ts";
 import {
   type Chat,
@@ -42,16 +43,16 @@ const UNREAD_SNAPSHOT_WAIT_MS = 1_000;
 
 /**
  * What a participant does with messages: send, edit, delete, and say they are typing. Part of
- * the chat service (see createChatService), which lends it its ways to publish and to tombstone.
+ * the chat service (see createChatService), which lends it its ways to publish.
  */
 export function createMessageOperations(
   deps: Pick<ChatServiceDeps, "store" | "events" | "now" | "onError"> & {
     chatMedia: ChatMedia;
     publishChat: PublishChat;
-    tombstone: Tombstone;
+    publishDeleted: PublishDeleted;
   },
 ) {
-  const { store, events, chatMedia, publishChat, tombstone, now } = deps;
+  const { store, events, chatMedia, publishChat, publishDeleted, now } = deps;
 
   /** A stored message's client JSON, made once: the unread preview repeats the same ones. */
   const clientJson = new WeakMap<StoredMessage, string>();
@@ -65,33 +66,34 @@ export function createMessageOperations(
   }
 
   /**
-   * The actor's own message, to edit or delete. The store is asked, beside the message, whether
-   * the actor may still write in the chat: a ban or a removal from the vendor whose event has not
-   * reached the socket yet (on its way, or lost until a sweep finds it) refuses the change
-   * `forbidden`, as the store refuses a send as it writes, rather than letting a banned or removed
-   * user rewrite or take back what they sent. Errors: forbidden, not_found.
+   * The message a change of the actor's own message left, or its refusal thrown. The store
+   * checks, in the change's own statement, that the actor may still write in the chat: a ban or
+   * a removal from the vendor whose event has not reached the socket yet (on its way, or lost
+   * until a sweep finds it) refuses the change `forbidden`, as the store refuses a send as it
+   * writes, rather than letting a banned or removed user rewrite or take back what they sent.
+   * Errors: forbidden, not_found, failed_precondition (an edit of media).
    */
-  async function ownMessageToChange(
-    actor: Actor,
-    messageId: string,
-    options: { deletedToo?: boolean } = {},
-  ): Promise<StoredMessage> {
-    const { chat } = actor.membership;
-    const [message] = await Promise.all([
-      store.getMessage(messageId),
-      refuseOutsider(store, actor.user_id, chat.id),
-    ]);
-    // someone else's message id reads as unknown, and so does a tombstone, but to its sender
-    // deleting it again (deletedToo)
-    const ownTombstone = options.deletedToo && message?.sender_id === actor.user_id;
-    if (!message || message.chat_id !== chat.id || (message.deleted && !ownTombstone)) {
-      throw new ChatError("not_found", "no such message in this chat");
+  function ownChanged(change: OwnChange): { message: StoredMessage; changed: boolean } {
+    if (!("refused" in change)) return change;
+    switch (change.refused) {
+      case "banned":
+      case "outsider":
+        throw refusal(change.refused);
+      case "unknown":
+        // another chat's message id reads as unknown, and so does a tombstone, but to its
+        // sender deleting it again
+        throw new ChatError("not_found", "no such message in this chat");
+      case "not_sender":
+        throw new ChatError("forbidden", "only the sender may change a message");
+      case "not_text":
+        throw new ChatError("failed_precondition", "only text messages can be edited", {
+          issues: [{ path: "message_id", message: "only text messages can be edited" }],
+        });
     }
-    if (message.sender_id !== actor.user_id) {
-      throw new ChatError("forbidden", "only the sender may change a message");
-    }
-    return message;
   }
+
+  /** The actor asking to change a message of their chat (see ChatStore.editOwnMessage). */
+  const askerOf = (actor: Actor) => ({ userId: actor.user_id, chatId: actor.membership.chat.id });
 
   async function receiverSideOk(chat: Chat, senderSide: Side, receiverId: string) {
     if (senderSide === "vendor") return receiverId === chat.user_id;
@@ -302,9 +304,10 @@ export function createMessageOperations(
      * Errors: not_found, forbidden (also banned, or gone).
      */
     async deleteMessage(actor: Actor, messageId: string): Promise<void> {
-      const message = await ownMessageToChange(actor, messageId, { deletedToo: true });
-      if (message.deleted) return;
-      await tombstone(message, actor.user_id, { chat: actor.membership.chat });
+      const { message, changed } = ownChanged(
+        await store.deleteOwnMessage(askerOf(actor), messageId),
+      );
+      if (changed) publishDeleted(actor.membership.chat, message);
     },
 
     /**
@@ -313,14 +316,7 @@ export function createMessageOperations(
      * Errors: not_found, forbidden (also banned, or no longer in the chat), failed_precondition.
      */
     async editMessage(actor: Actor, messageId: string, content: string): Promise<Message> {
-      const message = await ownMessageToChange(actor, messageId);
-      if (message.media_type !== "text") {
-        throw new ChatError("failed_precondition", "only text messages can be edited", {
-          issues: [{ path: "message_id", message: "only text messages can be edited" }],
-        });
-      }
-      const edited = await store.editMessage(messageId, content);
-      if (!edited) throw new ChatError("not_found", "no such message in this chat");
+      const edited = ownChanged(await store.editOwnMessage(askerOf(actor), messageId, content));
       const client = toClientMessage(edited.message);
       if (!edited.changed) return client;
       const { chat } = actor.membership;

@@ -145,6 +145,19 @@ export type ReadRefusal = "outsider" | "banned";
 /** What a read asked for gave, or why it was refused. */
 export type AskedRead<T> = { read: T } | { refused: ReadRefusal };
 
+/**
+ * Why the store refused a change of a user's own message: as a read asked for (banned first, as
+ * a send is refused), or `unknown` (no such message in their chat, or a tombstone, but to its
+ * sender deleting it again), `not_sender` (another's message), `not_text` (an edit of media).
+ */
+export type ChangeRefusal = ReadRefusal | "unknown" | "not_sender" | "not_text";
+
+/**
+ * What a change of one's own message gave: the message as stored after it (`changed` false when
+ * there was nothing to change), or why it was refused.
+ */
+export type OwnChange = { message: StoredMessage; changed: boolean } | { refused: ChangeRefusal };
+
 export interface ChatListQuery {
   /** An `updated_at` cursor: chats with older activity. */
   before?: string;
@@ -259,13 +272,17 @@ export interface ChatStore {
     options?: { audit?: ModerationRecord },
   ): Promise<{ message: StoredMessage; changed: boolean } | null>;
   /**
-   * Changes a text message's content; `changed` false when it has that text already (compared
-   * under the row's lock: an edit under way is waited for). Null: gone, deleted, or not text.
+   * Tombstones the asker's own message of their chat (see Asker), checked in the same statement
+   * as the change: a ban or a removal the socket has not heard of refuses it. `changed` is false
+   * when it already was deleted (a tombstone of their own is theirs to delete again).
    */
-  editMessage(
-    messageId: string,
-    content: string,
-  ): Promise<{ message: StoredMessage; changed: boolean } | null>;
+  deleteOwnMessage(asker: ChatAsker, messageId: string): Promise<OwnChange>;
+  /**
+   * Changes the content of the asker's own text message of their chat, checked as
+   * deleteOwnMessage; `changed` false when it has that text already (compared under the row's
+   * lock: an edit under way is waited for).
+   */
+  editOwnMessage(asker: ChatAsker, messageId: string, content: string): Promise<OwnChange>;
 
   addVendorMember(vendorId: string, userId: string, role: VendorRole): Promise<VendorMember>;
   removeVendorMember(vendorId: string, userId: string): Promise<boolean>;

@@ -58,18 +58,14 @@ export type PublishChat = (
   envelope?: Pick<ChatEnvelope, "up_to_marked">,
 ) => void;
 
-/** Tombstones a message and publishes `message_deleted` (see createChatService). */
-export type Tombstone = (
-  message: StoredMessage,
-  deletedBy: string,
-  options?: { audit?: ModerationRecord; chat?: Chat },
-) => Promise<StoredMessage>;
+/** Publishes `message_deleted` for a message of `chat` just tombstoned (see createChatService). */
+export type PublishDeleted = (chat: Chat, deleted: StoredMessage) => void;
 
 /**
  * The chat domain: every rule of the contract, shared by the WebSocket and admin planes, in
  * parts: memberships and sanctions (membership_operations.ts), messages
  * (message_operations.ts), reading (read_operations.ts), and what only the admin plane does
- * (admin_operations.ts); all spread in below, lent the ways to publish and to tombstone here.
+ * (admin_operations.ts); all spread in below, lent the ways to publish (and to tombstone) here.
  * Writes are persisted, then published; errors are ChatError.
  */
 export function createChatService(deps: ChatServiceDeps) {
@@ -95,38 +91,39 @@ export function createChatService(deps: ChatServiceDeps) {
     events.publishUser(userId, event);
   }
 
+  function publishDeleted(chat: Chat, deleted: StoredMessage) {
+    publishChat(chat, { to: "all" }, {
+      type: "message_deleted",
+      chat_id: chat.id,
+      message_id: deleted.id,
+      seq: deleted.seq,
+      deleted_by: deleted.deleted_by!,
+      deleted_at: deleted.deleted_at!,
+    });
+  }
+
   /**
-   * Tombstones (with `audit`, audited in the same transaction), then publishes the change. The
-   * message's chat (`chat` when the caller has it) is read before, not after: a read failing
-   * once the deletion committed would answer `unavailable` for it, and the sender's retry
-   * `not_found`, while no one was told.
+   * A moderator's tombstone (with `audit`, audited in the same transaction), then the change
+   * published. The message's chat is read before, not after: a read failing once the deletion
+   * committed would answer `unavailable` for it while no one was told.
    */
   async function tombstone(
     message: StoredMessage,
     deletedBy: string,
-    options: { audit?: ModerationRecord; chat?: Chat } = {},
+    options: { audit?: ModerationRecord } = {},
   ) {
     const { audit } = options;
-    const chat = options.chat ?? await store.getChat(message.chat_id);
+    const chat = await store.getChat(message.chat_id);
     const result = await store.deleteMessage(message.id, deletedBy, audit ? { audit } : {});
     if (!result) throw new ChatError("not_found", "no such message");
-    if (result.changed && chat) {
-      publishChat(chat, { to: "all" }, {
-        type: "message_deleted",
-        chat_id: chat.id,
-        message_id: message.id,
-        seq: message.seq,
-        deleted_by: deletedBy,
-        deleted_at: result.message.deleted_at!,
-      });
-    }
+    if (result.changed && chat) publishDeleted(chat, result.message);
     return result.message;
   }
 
   return {
     ...createMembershipOperations({ store, now }),
     ...createReadOperations({ store, publishChat }),
-    ...createMessageOperations({ ...deps, chatMedia, publishChat, tombstone }),
+    ...createMessageOperations({ ...deps, chatMedia, publishChat, publishDeleted }),
 
     /** Stores a file for a later `send_message` with `media_id` (`POST /v1/media`). */
     uploadMedia(actor: Actor, kind: MediaKind | null, body: MediaBody): Promise<MediaRecord> {

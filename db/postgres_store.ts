@@ -25,6 +25,7 @@ import { transaction } from "./transactions.ts";
 import { CANCEL_AHEAD_MS, cancelledOnAbort } from "./statement_deadline.ts";
 import { arrayLiteral } from "./array_literal.ts";
 import { bannedNow, readAsked } from "./asked_reads.ts";
+import { deleteOwnMessage, editOwnMessage } from "./own_message_changes.ts";
 
 /**
  * The longest a refused send_message retry waits for a write of its chat under way
@@ -345,36 +346,12 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
       });
     },
 
-    async editMessage(messageId, content) {
-      // Each edit of a message is stamped later than the one before it (whose row lock it
-      // waited for): sockets are told the edit with the newest edited_at, and now() is when the
-      // statement began, which may be the same millisecond as the edit before, or earlier.
-      const editedAt = sql`greatest(date_trunc('milliseconds', now()),
-                                    m.edited_at + interval '1 millisecond')`;
-      // The text is compared under the row's lock, with the latest edit's: one compared before
-      // (or against this statement's snapshot) would take an edit still under way for the text
-      // the message has, and an edit back to the text it replaces would change nothing.
-      // Unchanged, the message is answered as that lock shows it, in the same statement: read
-      // after, it could be another edit's, committed meanwhile.
-      const [row] = await sql<Array<MessageRow & { changed: boolean }>>`
-        with current as (
-          select ${messageColumns(sql)} from messages
-          where id = ${messageId} and deleted_at is null and media_type = 'text'
-          for update
-        ), updated as (
-          update messages m set content = ${content}, edited_at = ${editedAt},
-                                updated_at = ${editedAt}
-          from current
-          where m.id = current.id and current.content is distinct from ${content}
-          returning ${messageColumns(sql, "m")}
-        ), bump as (
-          update chats set unread_epoch = unread_epoch + 1
-          where id = (select chat_id from updated)
-        )
-        select *, true as changed from updated
-        union all
-        select *, false as changed from current where not exists (select 1 from updated)`;
-      return row ? { message: toStoredMessage(row), changed: row.changed } : null;
+    deleteOwnMessage(asker, messageId) {
+      return deleteOwnMessage(sql, asker, messageId);
+    },
+
+    editOwnMessage(asker, messageId, content) {
+      return editOwnMessage(sql, asker, messageId, content);
     },
 
     ...moderation.queries,

@@ -192,6 +192,35 @@ Deno.test("a history page and the unread a user asks for are read by index, as t
     }
   }));
 
+Deno.test("an edit or deletion of one's own message reads and locks that message and its chat by key, however it is planned", () =>
+  onOneConnection(async (sql) => {
+    const chat = await chatMostlyRead(sql);
+    // alice's (an even seq) and acme's
+    const [own, acmes] = await sql<Array<{ id: string }>>`
+      select id from messages where chat_id = ${chat.id} and seq in (4990, 4991) order by seq`;
+    const alice = { userId: "alice", chatId: chat.id };
+    for (const [table, plan] of withEachPlanMode(["messages", "chats"])) {
+      const reads = await readsUnderPlan(sql, { table, plan }, async (tx) => {
+        const store = createPostgresStore(tx);
+        const changes = [
+          await store.editOwnMessage(alice, own!.id, "edited"),
+          await store.editOwnMessage(alice, own!.id, "edited"),
+          await store.editOwnMessage(alice, acmes!.id, "edited"),
+          await store.deleteOwnMessage(alice, own!.id),
+          await store.deleteOwnMessage(alice, own!.id),
+        ];
+        assert.deepEqual(
+          changes.map((change) => "refused" in change ? change.refused : change.changed),
+          [true, false, "not_sender", true, false],
+        );
+      });
+      const which = `${table} with ${plan}`;
+      assert.equal(reads.seqScans, 0, `${which}: a scan`);
+      // a few rows a statement (the message or chat, checked, then locked and changed)
+      assert.ok(reads.rowsRead <= 3 * 5, `${which}: ${reads.rowsRead} rows read`);
+    }
+  }));
+
 /**
  * 20,000 chats of the last year over 200 vendors and 5,000 customers, each with one message.
  * Before them all, the 2,000 chats of a vendor and the 2,000 of a customer that have had none

@@ -6,10 +6,12 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { ChatError } from "../chat/errors.ts";
 import type {
+  ChatAsker,
   ChatStore,
   InsertedMessage,
   NewMedia,
   NewMessage,
+  OwnChange,
   RecentWindow,
 } from "../chat/ports.ts";
 import type { Chat, Side } from "../chat/types.ts";
@@ -731,11 +733,12 @@ for (const backend of backends) {
     const { chat, other, sent, elsewhere } = await twoChatsSent(db.store, 4);
     assert.deepEqual(await db.store.amendedWithin([chat.id, other.id], { withinMs: 60_000 }), []);
 
-    await db.store.editMessage(sent[2]!.id, "m3, edited");
+    const asC = { userId: "c", chatId: chat.id };
+    await db.store.editOwnMessage(asC, sent[2]!.id, "m3, edited");
     await db.store.deleteMessage(sent[0]!.id, "c");
-    await db.store.editMessage(sent[1]!.id, "m2, edited");
+    await db.store.editOwnMessage(asC, sent[1]!.id, "m2, edited");
     await db.store.deleteMessage(sent[1]!.id, "c");
-    await db.store.editMessage(elsewhere.id, "o1, edited");
+    await db.store.editOwnMessage({ userId: "c2", chatId: other.id }, elsewhere.id, "o1, edited");
     await db.store.markRead(chat.id, sent[3]!.id, "vendor", chat.vendor_id);
     const amended = await db.store.amendedWithin([chat.id], { withinMs: 60_000 });
     // by seq; a read mark is not an edit (see readWithin); another chat's are not asked for
@@ -900,6 +903,93 @@ for (const backend of backends) {
     assert.equal(await list("c"), "banned");
     await store.unban("c");
     assert.deepEqual(await asked("c", chat.id), await as("customer"));
+  });
+
+  Deno.test(`${backend.name}: a change of one's own message is made while they are in the chat and not banned, and otherwise refused saying why`, async () => {
+    await using db = await backend.open();
+    const { store } = db;
+    const { chat, fromVendorSide } = await chatWithRemovedMember(store);
+    const theirs = (await store.createChat("x", "v2")).chat;
+    const mine = (await store.insertMessage(text(chat, "mine"))).message;
+    const agents = (await store.insertMessage(fromVendorSide("agent", "the agent's"))).message;
+    const xs = (await store.insertMessage(
+      text(theirs, "x's", { sender_id: "x", receiver_id: "v2" }),
+    )).message;
+    const media = await store.createMedia(pngOf(chat, "c", "ab"));
+    const image = (await store.insertMessage(
+      text(chat, null as unknown as string, { media_type: "image", media_id: media.id }),
+    )).message;
+    const [c, agent, gone, x] = [
+      { userId: "c", chatId: chat.id },
+      { userId: "agent", chatId: chat.id },
+      { userId: "gone", chatId: chat.id },
+      { userId: "x", chatId: theirs.id },
+    ];
+    /** The change's refusal, or the message's text, who deleted it (if anyone), and if changed. */
+    const outcome = (change: OwnChange) =>
+      "refused" in change
+        ? change.refused
+        : [change.message.content, change.message.deleted_by, change.changed];
+    const edit = async (asker: ChatAsker, id: string, content: string) =>
+      outcome(await store.editOwnMessage(asker, id, content));
+    const remove = async (asker: ChatAsker, id: string) =>
+      outcome(await store.deleteOwnMessage(asker, id));
+    const vendorUnread = async () => (await store.unread(chat.id, "vendor", 1)).count;
+
+    assert.deepEqual(await edit(c, agents.id, "x"), "not_sender");
+    assert.deepEqual(await remove(c, agents.id), "not_sender");
+    for (const id of [xs.id, crypto.randomUUID()]) {
+      assert.deepEqual(await edit(c, id, "x"), "unknown", "another chat's, or none");
+      assert.deepEqual(await remove(c, id), "unknown", "another chat's, or none");
+    }
+    assert.deepEqual(await edit(c, image.id, "x"), "not_text");
+    assert.deepEqual(await edit(gone, agents.id, "x"), "outsider");
+    assert.deepEqual(await remove(gone, agents.id), "outsider");
+    assert.deepEqual(await edit({ ...c, chatId: theirs.id }, xs.id, "x"), "outsider");
+
+    // the message's own id in upper case is the message
+    assert.deepEqual(await edit(c, mine.id.toUpperCase(), "mine, edited"), [
+      "mine, edited",
+      null,
+      true,
+    ]);
+    assert.deepEqual(await edit(c, mine.id, "mine, edited"), ["mine, edited", null, false]);
+    assert.equal((await store.getMessage(mine.id))?.content, "mine, edited");
+    assert.equal(await vendorUnread(), 2);
+    const deleted = await store.deleteOwnMessage(c, mine.id);
+    assert.ok("message" in deleted && deleted.changed);
+    assert.deepEqual(deleted.message, await store.getMessage(mine.id));
+    assert.deepEqual([deleted.message.deleted, deleted.message.deleted_by], [true, "c"]);
+    assert.equal(await vendorUnread(), 1, "the deleted message was unread");
+    // one's own tombstone is done again (a retry), changing nothing; another's is unknown
+    assert.deepEqual(await remove(c, mine.id), ["mine, edited", "c", false]);
+    assert.equal(await vendorUnread(), 1);
+    assert.deepEqual(await edit(c, mine.id, "back"), "unknown");
+    assert.deepEqual(await remove(agent, mine.id), "unknown");
+    // deleted by a moderator: the sender's deletion is done
+    await store.deleteMessage(xs.id, "mod");
+    assert.deepEqual(await remove(x, xs.id), ["x's", "mod", false]);
+
+    await store.ban({ user_id: "agent", moderator_id: "mod", reason: "spam", duration_seconds: 0 });
+    assert.deepEqual(await edit(agent, agents.id, "a ban run out"), ["a ban run out", null, true]);
+    await store.ban({ user_id: "c", moderator_id: "mod", reason: "spam", duration_seconds: null });
+    // banned first: the refusal a send gets
+    for (const id of [image.id, agents.id, crypto.randomUUID()]) {
+      assert.deepEqual(await edit(c, id, "x"), "banned");
+      assert.deepEqual(await remove(c, id), "banned");
+    }
+    assert.deepEqual(await edit({ ...c, chatId: theirs.id }, xs.id, "x"), "banned");
+    await store.removeVendorMember("v", "agent");
+    assert.deepEqual(await edit(agent, agents.id, "x"), "outsider");
+    assert.deepEqual(await remove(agent, agents.id), "outsider");
+    // nothing refused changed anything
+    assert.deepEqual(
+      [await store.getMessage(agents.id), await store.getMessage(image.id)].map((m) => [
+        m?.content,
+        m?.deleted,
+      ]),
+      [["a ban run out", false], [null, false]],
+    );
   });
 
   Deno.test(`${backend.name}: strings with SQL in them are stored as they are`, async () => {

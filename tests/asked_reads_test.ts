@@ -1,8 +1,8 @@
 /**
  * What a read a user asks for costs the store: `load_latest_chat`, `unread_message` and
  * `list_chats` each check that the user is still in the chat and not banned in the read's own
- * statement. Counted by the store calls an instance reports on `/metrics` (one statement each
- * for these).
+ * statement, and `edit_message` and `delete_message` in the change's own. Counted by the store
+ * calls an instance reports on `/metrics` (one statement each for these).
  */
 import assert from "node:assert/strict";
 import { natsCutToSecondInstance } from "./support/nats_cut.ts";
@@ -92,5 +92,44 @@ Deno.test("load_latest_chat and unread_message of a chat a /v1/ws/chats/ socket 
   ]);
   assert.deepEqual(customerAll.pending("unread_messages").map((frame: Frame) => frame.chat_id), [
     chat.id,
+  ]);
+});
+
+Deno.test("edit_message and delete_message each cost one store call: the change checks that the sender is still in the chat and not banned in its own statement", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const chat = await cluster.main.service.chat.createChat("cust-a", "vend-a");
+  await using customer = await joinChat(cluster, "cust-a", chat.id);
+  await using customerAll = await joinAllChats(cluster, "cust-a");
+  const first = await sendText(customer, "vend-a", "helo");
+  const second = await sendText(customer, "vend-a", "bye");
+
+  const edit = (content: string) => ({ action: "edit_message", message_id: first.id, content });
+  const rows: Array<[string, TestSocket, Frame]> = [
+    ["/v1/ws/chat/{id}/", customer, edit("hello")],
+    // the same text again (a retry): answered as it is
+    ["/v1/ws/chat/{id}/", customer, edit("hello")],
+    ["/v1/ws/chats/", customerAll, { ...edit("hello!"), chat_id: chat.id }],
+    ["/v1/ws/chat/{id}/", customer, { action: "delete_message", message_id: second.id }],
+    // the own tombstone again (a retry): done
+    ["/v1/ws/chat/{id}/", customer, { action: "delete_message", message_id: second.id }],
+    ["/v1/ws/chats/", customerAll, {
+      action: "delete_message",
+      chat_id: chat.id,
+      message_id: first.id,
+    }],
+  ];
+  const costs = [];
+  for (const [name, socket, frame] of rows) {
+    costs.push(
+      `${name} ${frame.action}: ${JSON.stringify(await callsOf(cluster, 0, socket, frame))}`,
+    );
+  }
+  assert.deepEqual(costs, [
+    '/v1/ws/chat/{id}/ edit_message: {"editOwnMessage":1}',
+    '/v1/ws/chat/{id}/ edit_message: {"editOwnMessage":1}',
+    '/v1/ws/chats/ edit_message: {"editOwnMessage":1}',
+    '/v1/ws/chat/{id}/ delete_message: {"deleteOwnMessage":1}',
+    '/v1/ws/chat/{id}/ delete_message: {"deleteOwnMessage":1}',
+    '/v1/ws/chats/ delete_message: {"deleteOwnMessage":1}',
   ]);
 });

@@ -135,13 +135,13 @@ Deno.test("a message stored but never published reaches every socket of the chat
 
 Deno.test("an edit and a deletion stored but never published reach every socket of the chat by the sweep, once each", async () => {
   await using setup = await chatOnTwoInstances();
-  const { cluster, alice, sockets } = setup;
+  const { cluster, chat, alice, sockets } = setup;
   const sent: Frame[] = [];
   for (let n = 1; n <= 2; n++) sent.push(await sendText(alice, "acme", `m${n}`));
   for (const socket of sockets) await messageWithSeq(socket, 2);
 
   await writtenUnpublished(cluster, async (store) => {
-    await store.editMessage(sent[0]!.id, "m1, edited");
+    await store.editOwnMessage({ userId: "alice", chatId: chat.id }, sent[0]!.id, "m1, edited");
     await store.deleteMessage(sent[1]!.id, "alice");
   });
   const event = (socket: TestSocket, type: string, messageId: string) =>

@@ -1,0 +1,124 @@
+import type { PendingQuery, Row, Sql } from "postgres";
+import type { ChangeRefusal, ChatAsker, OwnChange } from "../chat/ports.ts";
+import { bannedNow } from "./asked_reads.ts";
+import { messageColumns, type MessageRow, toStoredMessage } from "./rows.ts";
+
+/** The statement's one row: why it was refused, or the message after it (all null when gone). */
+type ChangeRow =
+  & { refused: ChangeRefusal | null; changed: boolean | null }
+  & (MessageRow | { [column in keyof MessageRow]: null });
+
+/**
+ * Why a change of the asker's message is refused, as SQL over the message `m` as the statement
+ * sees it (null: none in their chat), or null when it may go ahead: banned, then not a
+ * participant (as a send is refused), then as the message reads to them. Another's message and
+ * a tombstone read as unknown, but to its sender a tombstone of their own when `ownTombstone`.
+ */
+function refusalOf(
+  sql: Sql,
+  asker: ChatAsker,
+  change: { ownTombstone: boolean; textOnly: boolean },
+): PendingQuery<Row[]> {
+  const { userId, chatId } = asker;
+  const ownTombstone = change.ownTombstone ? sql`m.sender_id = ${userId}` : sql`false`;
+  const notText = change.textOnly ? sql`m.media_type <> 'text'` : sql`false`;
+  return sql`case when ${bannedNow(sql, userId)} then 'banned'
+                  when not sender_in_chat(${chatId}, ${userId}) then 'outsider'
+                  when m.id is null or (m.deleted_at is not null and not ${ownTombstone})
+                    then 'unknown'
+                  when m.sender_id <> ${userId} then 'not_sender'
+                  when ${notText} then 'not_text' end`;
+}
+
+/**
+ * The check of a change (refusalOf) and the change itself in one statement: `asked` reads the
+ * message by its id in the asker's chat, and `change` names the CTEs that follow it, which must
+ * leave `current` (the row locked, as the lock shows it, none when refused) and `updated` (the
+ * row changed, if it was). One round trip, the check in the change's own statement as a send's
+ * is (both on the statement's snapshot).
+ */
+async function changedOwn(
+  sql: Sql,
+  asker: ChatAsker,
+  messageId: string,
+  change: { refusal: PendingQuery<Row[]>; ctes: PendingQuery<Row[]> },
+): Promise<OwnChange> {
+  const [row] = await sql<ChangeRow[]>`
+    with asked as materialized (
+      select ${change.refusal} as refused
+      from (select 1) one
+      left join messages m on m.id = ${messageId} and m.chat_id = ${asker.chatId}
+    ), ${change.ctes}
+    select asked.refused, r.*
+    from asked
+    left join lateral (
+      select *, true as changed from updated
+      union all
+      select *, false as changed from current where not exists (select 1 from updated)
+    ) r on true`;
+  if (row?.refused) return { refused: row.refused };
+  // gone since the statement's snapshot, deleted by another meanwhile: as unknown
+  if (!row || row.id === null) return { refused: "unknown" };
+  return { message: toStoredMessage(row), changed: row.changed === true };
+}
+
+/** ChatStore.editOwnMessage over postgres.js. */
+export function editOwnMessage(sql: Sql, asker: ChatAsker, messageId: string, content: string) {
+  // Each edit of a message is stamped later than the one before it (whose row lock it waited
+  // for): sockets are told the edit with the newest edited_at, and now() is when the statement
+  // began, which may be the same millisecond as the edit before, or earlier.
+  const editedAt = sql`greatest(date_trunc('milliseconds', now()),
+                                m.edited_at + interval '1 millisecond')`;
+  // The text is compared under the row's lock, with the latest edit's: one compared before (or
+  // against this statement's snapshot) would take an edit still under way for the text the
+  // message has, and an edit back to the text it replaces would change nothing. Unchanged, the
+  // message is answered as that lock shows it, in the same statement: read after, it could be
+  // another edit's, committed meanwhile.
+  return changedOwn(sql, asker, messageId, {
+    refusal: refusalOf(sql, asker, { ownTombstone: false, textOnly: true }),
+    ctes: sql`current as (
+      select ${messageColumns(sql)} from messages
+      where id = ${messageId} and deleted_at is null and media_type = 'text'
+        and (select refused from asked) is null
+      for update
+    ), updated as (
+      update messages m set content = ${content}, edited_at = ${editedAt},
+                            updated_at = ${editedAt}
+      from current
+      where m.id = current.id and current.content is distinct from ${content}
+      returning ${messageColumns(sql, "m")}
+    ), bump as (
+      update chats set unread_epoch = unread_epoch + 1
+      where id = (select chat_id from updated)
+    )`,
+  });
+}
+
+/** ChatStore.deleteOwnMessage over postgres.js. */
+export function deleteOwnMessage(sql: Sql, asker: ChatAsker, messageId: string) {
+  const deletedAt = sql`date_trunc('milliseconds', now())`;
+  // Locked first, as an edit is: a deletion by another meanwhile (a moderator's) is seen, and
+  // the message is answered as that deletion left it, not tombstoned twice.
+  return changedOwn(sql, asker, messageId, {
+    refusal: refusalOf(sql, asker, { ownTombstone: true, textOnly: false }),
+    ctes: sql`current as (
+      select ${messageColumns(sql)} from messages
+      where id = ${messageId} and (select refused from asked) is null
+      for update
+    ), updated as (
+      update messages m set deleted_at = ${deletedAt}, deleted_by = ${asker.userId},
+                            updated_at = ${deletedAt}
+      from current
+      where m.id = current.id and current.deleted_at is null
+      returning ${messageColumns(sql, "m")}
+    ), counter as (
+      update chats set
+        customer_unread = customer_unread - (select count(*) from updated
+                                             where sender_side = 'vendor' and not is_read),
+        vendor_unread = vendor_unread - (select count(*) from updated
+                                         where sender_side = 'customer' and not is_read),
+        unread_epoch = unread_epoch + 1
+      where id = (select chat_id from updated)
+    )`,
+  });
+}
