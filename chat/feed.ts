@@ -375,6 +375,8 @@ export function createChatFeed(
     close(): void {
       sweeps?.stop();
       amendments.close();
+      // gap fills too: the sockets have gone (the planes close first), the pools are to end
+      for (const entry of chats.values()) entry.sequencer.stop();
     },
 
     /** Chats this instance currently follows (for metrics and tests). */

@@ -364,3 +364,40 @@ Deno.test("an amendment replayed from the store goes to the listeners that were 
     feed.close();
   }
 });
+
+Deno.test("a feed closed fills no gap of a chat still followed", async () => {
+  const subjects = createSubjects("test");
+  const gapReads: number[] = [];
+  const store = {
+    lastSeqs: (chatIds: readonly string[]) =>
+      Promise.resolve(new Map(chatIds.map((id) => [id, 1]))),
+    messagesBetween: (chatId: string, from: number, to: number) => {
+      gapReads.push(from);
+      return Promise.resolve([storedRow(chatId, 2)].filter(({ seq }) => seq >= from && seq <= to));
+    },
+    unread: () => Promise.resolve({ count: 0, messages: [] }),
+  } as unknown as ChatStore;
+  const bus = createMemoryBus();
+  const feed = createChatFeed({ bus, store, subjects }, { gapWaitMs: 20 });
+  const leave = await feed.join(["chat-1"], () => {});
+  try {
+    // message 2 was lost and 3 came: a gap, to be filled once gapWaitMs passed
+    const envelope: ChatEnvelope = {
+      chat: { user_id: "alice", vendor_id: "acme" },
+      audience: { to: "all" },
+      frame: {
+        type: "chat_message",
+        chat_id: "chat-1",
+        message: toClientMessage(storedRow("chat-1", 3)),
+      },
+      sent_at: Date.now(),
+    };
+    bus.publish(subjects.chat("chat-1"), new TextEncoder().encode(JSON.stringify(envelope)));
+    // closed as the service shuts down: its sockets are gone, its pools about to end
+    feed.close();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.deepEqual(gapReads, [], "a gap was read from the store after the feed closed");
+  } finally {
+    leave();
+  }
+});
