@@ -56,12 +56,36 @@ function templateDatabase(): Promise<{ name: string } & TemplateState> {
         const comment = JSON.stringify(state).replaceAll("'", "''");
         await admin.unsafe(`comment on database ${name} is '${comment}'`);
       }
+      await dropOtherCopies(admin, name.replace("chat_template_", "chat_pool_"));
       await admin`select pg_advisory_unlock(727002)`;
       return { name, ...state };
     } finally {
       await admin.end();
     }
   })();
+}
+
+/**
+ * Drops the pooled copies of other migrations (another checkout's, or older ones) that no lease
+ * holds: each set of migrations ever tested would otherwise keep its copies, a few MB apiece, as
+ * long as the cluster. A copy in use has its slot's lock held, taken here around the drop as a
+ * lease takes it. (Their templates stay: a process of theirs may be about to copy one.)
+ */
+async function dropOtherCopies(admin: postgres.Sql, prefix: string): Promise<void> {
+  const copies = await admin<{ name: string; slot: number }[]>`
+    select datname as name, substring(datname from '_([0-9]{1,9})$')::int as slot from pg_database
+    where starts_with(datname, 'chat_pool_') and not starts_with(datname, ${`${prefix}_`})
+      and datname ~ '_[0-9]{1,9}$'`;
+  for (const { name, slot } of copies) {
+    const [{ free }] = await admin<[{ free: boolean }]>`
+      select pg_try_advisory_lock(727003, ${slot}) as free`;
+    if (!free) continue;
+    try {
+      await admin.unsafe(`drop database if exists ${name} with (force)`);
+    } finally {
+      await admin`select pg_advisory_unlock(727003, ${slot})`;
+    }
+  }
 }
 
 function parsedState(comment: string | null | undefined): TemplateState | undefined {

@@ -99,3 +99,33 @@ Deno.test("a lease given back waits for the sessions a closing pool still has on
   assert.deepEqual([...await busy], [{ slept: "" }], "the busy query was ended, not answered");
   await ended;
 });
+
+Deno.test("the pooled copies of other migrations that no lease holds are dropped as a test process takes its template", async () => {
+  // copies another checkout's migrations left: one free, one a lease holds (its slot's lock)
+  const free = "chat_pool_v2_000000000000_900001";
+  const held = "chat_pool_v2_000000000000_900002";
+  const admin = postgres(TEST_DATABASE_URL, { max: 1, onnotice: () => {} });
+  try {
+    for (const name of [free, held]) {
+      await admin.unsafe(`drop database if exists ${name}`);
+      await admin.unsafe(`create database ${name}`);
+    }
+    await admin`select pg_advisory_lock(727003, 900002)`;
+    // a test process of its own: the template is taken once a process
+    const script = `import { freshDatabase } from "${new URL("./database.ts", import.meta.url)}";
+      await using _ = await freshDatabase();`;
+    const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", script],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assert.equal(code, 0, new TextDecoder().decode(stderr));
+    const left = await admin<{ name: string }[]>`
+      select datname as name from pg_database where datname in ${admin([free, held])}`;
+    assert.deepEqual(left.map((copy) => copy.name), [held], "the copies left");
+  } finally {
+    await admin`select pg_advisory_unlock_all()`;
+    for (const name of [free, held]) await admin.unsafe(`drop database if exists ${name}`);
+    await admin.end();
+  }
+});
