@@ -72,11 +72,14 @@ function templateDatabase(): Promise<{ name: string } & TemplateState> {
  * lease takes it. (Their templates stay: a process of theirs may be about to copy one.)
  */
 async function dropOtherCopies(admin: postgres.Sql, prefix: string): Promise<void> {
-  const copies = await admin<{ name: string; slot: number }[]>`
-    select datname as name, substring(datname from '_([0-9]{1,9})$')::int as slot from pg_database
-    where starts_with(datname, 'chat_pool_') and not starts_with(datname, ${`${prefix}_`})
-      and datname ~ '_[0-9]{1,9}$'`;
-  for (const { name, slot } of copies) {
+  const copies = await admin<{ name: string }[]>`
+    select datname as name from pg_database
+    where starts_with(datname, 'chat_pool_') and not starts_with(datname, ${`${prefix}_`})`;
+  for (const { name } of copies) {
+    // `<prefix>_<slot>`, or `<prefix>_<slot>_<lease>` (see leasedCopy)
+    const slotText = /_(\d{1,9})(?:_[0-9a-f]{8})?$/.exec(name)?.[1];
+    if (slotText === undefined) continue;
+    const slot = Number(slotText);
     const [{ free }] = await admin<[{ free: boolean }]>`
       select pg_try_advisory_lock(727003, ${slot}) as free`;
     if (!free) continue;
@@ -183,7 +186,11 @@ export async function freshDatabase(): Promise<{ url: string } & AsyncDisposable
   }
 }
 
-/** Leases a free pooled copy of `source` on `lease`'s session and empties it: its name. */
+/**
+ * Leases a free pooled copy of `source` on `lease`'s session and empties it: its name. Each lease
+ * names the copy anew (`<slot>_<lease>`), so a pool of an earlier lease left open (a service a
+ * failed test did not close) cannot connect to the copy again and write to the next test's data.
+ */
 async function leasedCopy(
   lease: postgres.Sql,
   source: { name: string } & TemplateState,
@@ -193,13 +200,21 @@ async function leasedCopy(
     const [{ leased }] = await lease<[{ leased: boolean }]>`
       select pg_try_advisory_lock(727003, ${slot}) as leased`;
     if (!leased) continue;
-    const name = `${prefix}_${slot}`;
-    const [exists] = await lease`select 1 from pg_database where datname = ${name}`;
-    if (!exists) {
+    const name = `${prefix}_${slot}_${crypto.randomUUID().slice(0, 8)}`;
+    // one copy a slot (earlier test code named it without a lease's part, and may name it so again)
+    const [kept, ...extra] = await lease<{ name: string }[]>`
+      select datname as name from pg_database
+      where datname = ${`${prefix}_${slot}`} or starts_with(datname, ${`${prefix}_${slot}_`})`;
+    for (const copy of extra) await lease.unsafe(`drop database ${copy.name} with (force)`);
+    if (!kept) {
       await lease.unsafe(`create database ${name} template ${source.name}`);
       return name;
     }
-    await endSessionsOf(lease, name);
+    // no session of an earlier lease may come back while the copy is renamed
+    await lease.unsafe(`alter database ${kept.name} with allow_connections false`);
+    await endSessionsOf(lease, kept.name);
+    await lease.unsafe(`alter database ${kept.name} rename to ${name}`);
+    await lease.unsafe(`alter database ${name} with allow_connections true`);
     await lease.unsafe(`alter database ${name} reset all`);
     const sql = postgres(withDatabase(name), { max: 1, onnotice: () => {} });
     let schemaKept: boolean;

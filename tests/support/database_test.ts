@@ -4,24 +4,27 @@ import { freshDatabase, TEST_DATABASE_URL } from "./database.ts";
 
 const nameOf = (url: string) => new URL(url).pathname.slice(1);
 
+/** The pooled copy (its slot) a lease's database is, whatever the lease named it. */
+const copyOf = (url: string) => nameOf(url).replace(/_[0-9a-f]{8}$/, "");
+
 type Lease = Awaited<ReturnType<typeof freshDatabase>>;
 
 /**
- * Leases until the copies named `wanted` are among the leases held: the lowest free copy is
+ * Leases until the copies `wanted` (see copyOf) are among the leases held: the lowest free copy is
  * leased first, and a test file running beside this one may hold a wanted copy a while (what
  * was leased meanwhile is then given back, and the lowest free ones leased again).
  */
 async function leasesHolding(wanted: string[]): Promise<Lease[]> {
   const giveUpAt = performance.now() + 60_000;
   const held: Lease[] = [];
-  const holds = (name: string) => held.some((lease) => nameOf(lease.url) === name);
+  const holds = (copy: string) => held.some((lease) => copyOf(lease.url) === copy);
   while (!wanted.every(holds)) {
     if (held.length === 8) {
       if (performance.now() > giveUpAt) {
         await Promise.all(held.map((lease) => lease[Symbol.asyncDispose]()));
         throw new Error(`${wanted.join(", ")} not leased again in a minute`);
       }
-      const unwanted = held.filter((lease) => !wanted.includes(nameOf(lease.url)));
+      const unwanted = held.filter((lease) => !wanted.includes(copyOf(lease.url)));
       await Promise.all(unwanted.map((lease) => lease[Symbol.asyncDispose]()));
       held.splice(0, held.length, ...held.filter((lease) => !unwanted.includes(lease)));
       await new Promise((resolve) => setTimeout(resolve, 200));
@@ -49,11 +52,17 @@ Deno.test("pooled databases a test left written to, with a session open, setting
   await reshaped[Symbol.asyncDispose]();
 
   // leased again (the copies the other test files lease meanwhile are among them)
-  const leases = await leasesHolding([nameOf(written.url), nameOf(reshaped.url)]);
+  const leases = await leasesHolding([copyOf(written.url), copyOf(reshaped.url)]);
   try {
-    const [{ sessions }] = await leftOpen<[{ sessions: number }]>`
-      select count(*)::int as sessions from pg_stat_activity where pid = ${pid}`;
-    assert.equal(sessions, 0, "the session left open was not ended");
+    // looked for from outside: the copy leased again no longer answers to the name it had
+    const observer = postgres(TEST_DATABASE_URL, { max: 1, onnotice: () => {} });
+    try {
+      const [{ sessions }] = await observer<[{ sessions: number }]>`
+        select count(*)::int as sessions from pg_stat_activity where pid = ${pid}`;
+      assert.equal(sessions, 0, "the session left open was not ended");
+    } finally {
+      await observer.end();
+    }
     for (const lease of leases) {
       const sql = postgres(lease.url, { max: 1, onnotice: () => {} });
       try {
@@ -72,6 +81,23 @@ Deno.test("pooled databases a test left written to, with a session open, setting
         await sql.end();
       }
     }
+  } finally {
+    await Promise.all(leases.map((lease) => lease[Symbol.asyncDispose]()));
+    await leftOpen.end();
+  }
+});
+
+Deno.test("a pool left open on a lease given back reaches nothing once its copy is leased again", async () => {
+  const database = await freshDatabase();
+  // a service a failed test did not close: its pool connects again after its session was ended
+  const leftOpen = postgres(database.url, { max: 1, onnotice: () => {} });
+  await leftOpen`select 1`;
+  await database[Symbol.asyncDispose]();
+  const leases = await leasesHolding([copyOf(database.url)]);
+  try {
+    const written = await leftOpen`insert into chats (user_id, vendor_id) values ('alice', 'acme')`
+      .then(() => true, () => false);
+    assert.equal(written, false, "the pool of the lease given back wrote to the copy leased again");
   } finally {
     await Promise.all(leases.map((lease) => lease[Symbol.asyncDispose]()));
     await leftOpen.end();
