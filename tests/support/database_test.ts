@@ -142,6 +142,7 @@ Deno.test("the pooled copies of other migrations that no lease holds are dropped
       await using _ = await freshDatabase();`;
     const { code, stderr } = await new Deno.Command(Deno.execPath(), {
       args: ["eval", script],
+      cwd: new URL("../../", import.meta.url), // deno.json's imports
       stdout: "null",
       stderr: "piped",
     }).output();
