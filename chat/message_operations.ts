@@ -1,7 +1,7 @@
 import { ChatError } from "./errors.ts";
 import type { ChatMedia } from "./media.ts";
 import { refusal, refuseBanned } from "./membership_operations.ts";
-import type { OwnChange } from "./ports.ts";
+import type { ChatAsker, OwnChange } from "./ports.ts";
 import type {
   Actor,
   ChatServiceDeps,
@@ -73,7 +73,7 @@ export function createMessageOperations(
    * writes, rather than letting a banned or removed user rewrite or take back what they sent.
    * Errors: forbidden, not_found, failed_precondition (an edit of media).
    */
-  function ownChanged(change: OwnChange): { message: StoredMessage; changed: boolean } {
+  function ownChanged(change: OwnChange): Exclude<OwnChange, { refused: unknown }> {
     if (!("refused" in change)) return change;
     switch (change.refused) {
       case "banned":
@@ -91,9 +91,6 @@ export function createMessageOperations(
         });
     }
   }
-
-  /** The actor asking to change a message of their chat (see ChatStore.editOwnMessage). */
-  const askerOf = (actor: Actor) => ({ userId: actor.user_id, chatId: actor.membership.chat.id });
 
   async function receiverSideOk(chat: Chat, senderSide: Side, receiverId: string) {
     if (senderSide === "vendor") return receiverId === chat.user_id;
@@ -299,30 +296,30 @@ export function createMessageOperations(
     },
 
     /**
-     * Tombstones the actor's own message. One deleted already (a retry whose answer was lost, or
-     * a moderator's deletion) is done, and tells no one, as a read mark made again.
-     * Errors: not_found, forbidden (also banned, or gone).
+     * Tombstones the asker's own message of their chat. One deleted already (a retry whose answer
+     * was lost, or a moderator's deletion) is done, and tells no one, as a read mark made again.
+     * The store checks membership and tells whom to tell, so a chat the socket does not hold yet
+     * costs no read besides (see ChatStore.deleteOwnMessage).
+     * Errors: not_found, forbidden (also banned, gone, or not in the chat).
      */
-    async deleteMessage(actor: Actor, messageId: string): Promise<void> {
-      const { message, changed } = ownChanged(
-        await store.deleteOwnMessage(askerOf(actor), messageId),
-      );
-      if (changed) publishDeleted(actor.membership.chat, message);
+    async deleteMessage(asker: ChatAsker, messageId: string): Promise<void> {
+      const deleted = ownChanged(await store.deleteOwnMessage(asker, messageId));
+      if (deleted.changed) publishDeleted(deleted.chat, deleted.message);
     },
 
     /**
-     * Edits the actor's own text message. An edit to the text it has (a retry whose answer was
-     * lost, a save without a change) is answered with the message as it is, and tells no one.
-     * Errors: not_found, forbidden (also banned, or no longer in the chat), failed_precondition.
+     * Edits the asker's own text message of their chat, checked and told as deleteMessage. An
+     * edit to the text it has (a retry whose answer was lost, a save without a change) is
+     * answered with the message as it is, and tells no one.
+     * Errors: not_found, forbidden (also banned, or not in the chat), failed_precondition.
      */
-    async editMessage(actor: Actor, messageId: string, content: string): Promise<Message> {
-      const edited = ownChanged(await store.editOwnMessage(askerOf(actor), messageId, content));
+    async editMessage(asker: ChatAsker, messageId: string, content: string): Promise<Message> {
+      const edited = ownChanged(await store.editOwnMessage(asker, messageId, content));
       const client = toClientMessage(edited.message);
       if (!edited.changed) return client;
-      const { chat } = actor.membership;
-      publishChat(chat, { to: "all" }, {
+      publishChat(edited.chat, { to: "all" }, {
         type: "message_edited",
-        chat_id: chat.id,
+        chat_id: edited.chat.id,
         message: client,
       });
       return client;

@@ -2,6 +2,7 @@ import type { ChatEnvelope, UserEvent } from "./events.ts";
 import type {
   Ban,
   Chat,
+  ChatParties,
   ChatSummary,
   MediaEntry,
   MediaKind,
@@ -154,9 +155,13 @@ export type ChangeRefusal = ReadRefusal | "unknown" | "not_sender" | "not_text";
 
 /**
  * What a change of one's own message gave: the message as stored after it (`changed` false when
- * there was nothing to change), or why it was refused.
+ * there was nothing to change) and, changed, its chat's parties (to tell them: the asker's
+ * socket need not hold the chat), or why it was refused.
  */
-export type OwnChange = { message: StoredMessage; changed: boolean } | { refused: ChangeRefusal };
+export type OwnChange =
+  | { message: StoredMessage; changed: false }
+  | { message: StoredMessage; changed: true; chat: ChatParties }
+  | { refused: ChangeRefusal };
 
 export interface ChatListQuery {
   /** An `updated_at` cursor: chats with older activity. */
@@ -274,7 +279,8 @@ export interface ChatStore {
   /**
    * Tombstones the asker's own message of their chat (see Asker), checked in the same statement
    * as the change: a ban or a removal the socket has not heard of refuses it. `changed` is false
-   * when it already was deleted (a tombstone of their own is theirs to delete again).
+   * when it already was deleted (a tombstone of their own is theirs to delete again); changed, the
+   * answer names the chat's parties, so that the change is told with no read of the chat besides.
    */
   deleteOwnMessage(asker: ChatAsker, messageId: string): Promise<OwnChange>;
   /**

@@ -14,7 +14,7 @@ import type {
 } from "./ports.ts";
 import { createReadOperations } from "./read_operations.ts";
 import type {
-  Chat,
+  ChatParties,
   MediaKind,
   MediaRecord,
   MediaType,
@@ -52,14 +52,14 @@ export interface ChatServiceDeps {
 
 /** Publishes one of a chat's events (sent now) to `audience`. */
 export type PublishChat = (
-  chat: Chat,
+  chat: ChatParties,
   audience: Audience,
   frame: ChatFrame,
   envelope?: Pick<ChatEnvelope, "up_to_marked">,
 ) => void;
 
 /** Publishes `message_deleted` for a message of `chat` just tombstoned (see createChatService). */
-export type PublishDeleted = (chat: Chat, deleted: StoredMessage) => void;
+export type PublishDeleted = (chat: ChatParties, deleted: StoredMessage) => void;
 
 /**
  * The chat domain: every rule of the contract, shared by the WebSocket and admin planes, in
@@ -73,7 +73,7 @@ export function createChatService(deps: ChatServiceDeps) {
   const chatMedia = createChatMedia({ store, media: deps.media });
 
   function publishChat(
-    chat: Chat,
+    chat: ChatParties,
     audience: Audience,
     frame: ChatFrame,
     envelope: Pick<ChatEnvelope, "up_to_marked"> = {},
@@ -91,7 +91,7 @@ export function createChatService(deps: ChatServiceDeps) {
     events.publishUser(userId, event);
   }
 
-  function publishDeleted(chat: Chat, deleted: StoredMessage) {
+  function publishDeleted(chat: ChatParties, deleted: StoredMessage) {
     publishChat(chat, { to: "all" }, {
       type: "message_deleted",
       chat_id: chat.id,

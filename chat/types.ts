@@ -70,6 +70,9 @@ export const chatSchema = z.object({
 });
 export type Chat = z.infer<typeof chatSchema>;
 
+/** A chat's id as the store spells it, and its two sides: what its events are published under. */
+export type ChatParties = Pick<Chat, "id" | "user_id" | "vendor_id">;
+
 /** One row of the `chats` frame. */
 export interface ChatSummary {
   chat_id: string;

@@ -1,11 +1,16 @@
 import type { PendingQuery, Row, Sql } from "postgres";
 import type { ChangeRefusal, ChatAsker, OwnChange } from "../chat/ports.ts";
+import { ChatError } from "../chat/errors.ts";
 import { bannedNow } from "./asked_reads.ts";
 import { messageColumns, type MessageRow, toStoredMessage } from "./rows.ts";
 
-/** The statement's one row: why it was refused, or the message after it (all null when gone). */
+/**
+ * The statement's one row: why it was refused, or the message after it (all null when gone) and,
+ * changed, its chat's sides.
+ */
 type ChangeRow =
   & { refused: ChangeRefusal | null; changed: boolean | null }
+  & { chat_user_id: string | null; chat_vendor_id: string | null }
   & (MessageRow | { [column in keyof MessageRow]: null });
 
 /**
@@ -33,9 +38,10 @@ function refusalOf(
 /**
  * The check of a change (refusalOf) and the change itself in one statement: `asked` reads the
  * message by its id in the asker's chat, and `change` names the CTEs that follow it, which must
- * leave `current` (the row locked, as the lock shows it, none when refused) and `updated` (the
- * row changed, if it was). One round trip, the check in the change's own statement as a send's
- * is (both on the statement's snapshot).
+ * leave `current` (the row locked, as the lock shows it, none when refused), `updated` (the row
+ * changed, if it was) and `parties` (the chat's row the change updated, returning its user_id
+ * and vendor_id: whom to tell, with no read of the chat besides). One round trip, the check in
+ * the change's own statement as a send's is (both on the statement's snapshot).
  */
 async function changedOwn(
   sql: Sql,
@@ -49,17 +55,25 @@ async function changedOwn(
       from (select 1) one
       left join messages m on m.id = ${messageId} and m.chat_id = ${asker.chatId}
     ), ${change.ctes}
-    select asked.refused, r.*
+    select asked.refused, r.*,
+           parties.user_id as chat_user_id, parties.vendor_id as chat_vendor_id
     from asked
     left join lateral (
       select *, true as changed from updated
       union all
       select *, false as changed from current where not exists (select 1 from updated)
-    ) r on true`;
+    ) r on true
+    left join parties on true`;
   if (row?.refused) return { refused: row.refused };
   // gone since the statement's snapshot, deleted by another meanwhile: as unknown
   if (!row || row.id === null) return { refused: "unknown" };
-  return { message: toStoredMessage(row), changed: row.changed === true };
+  const message = toStoredMessage(row);
+  if (row.changed !== true) return { message, changed: false };
+  if (row.chat_user_id === null || row.chat_vendor_id === null) {
+    throw new ChatError("internal", "a message was changed without its chat");
+  }
+  const chat = { id: message.chat_id, user_id: row.chat_user_id, vendor_id: row.chat_vendor_id };
+  return { message, changed: true, chat };
 }
 
 /** ChatStore.editOwnMessage over postgres.js. */
@@ -87,9 +101,10 @@ export function editOwnMessage(sql: Sql, asker: ChatAsker, messageId: string, co
       from current
       where m.id = current.id and current.content is distinct from ${content}
       returning ${messageColumns(sql, "m")}
-    ), bump as (
+    ), parties as (
       update chats set unread_epoch = unread_epoch + 1
       where id = (select chat_id from updated)
+      returning user_id, vendor_id
     )`,
   });
 }
@@ -111,7 +126,7 @@ export function deleteOwnMessage(sql: Sql, asker: ChatAsker, messageId: string) 
       from current
       where m.id = current.id and current.deleted_at is null
       returning ${messageColumns(sql, "m")}
-    ), counter as (
+    ), parties as (
       update chats set
         customer_unread = customer_unread - (select count(*) from updated
                                              where sender_side = 'vendor' and not is_read),
@@ -119,6 +134,7 @@ export function deleteOwnMessage(sql: Sql, asker: ChatAsker, messageId: string) 
                                          where sender_side = 'customer' and not is_read),
         unread_epoch = unread_epoch + 1
       where id = (select chat_id from updated)
+      returning user_id, vendor_id
     )`,
   });
 }

@@ -958,6 +958,8 @@ for (const backend of backends) {
     assert.equal(await vendorUnread(), 2);
     const deleted = await store.deleteOwnMessage(c, mine.id);
     assert.ok("message" in deleted && deleted.changed);
+    // whom to tell, with no read of the chat besides
+    assert.deepEqual(deleted.chat, { id: chat.id, user_id: "c", vendor_id: chat.vendor_id });
     assert.deepEqual(deleted.message, await store.getMessage(mine.id));
     assert.deepEqual([deleted.message.deleted, deleted.message.deleted_by], [true, "c"]);
     assert.equal(await vendorUnread(), 1, "the deleted message was unread");

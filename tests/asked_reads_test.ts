@@ -5,6 +5,7 @@
  * calls an instance reports on `/metrics` (one statement each for these).
  */
 import assert from "node:assert/strict";
+import postgres from "postgres";
 import { natsCutToSecondInstance } from "./support/nats_cut.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
 import { acked, joinAllChats, joinChat, sendText } from "./support/steps.ts";
@@ -96,12 +97,21 @@ Deno.test("load_latest_chat and unread_message of a chat a /v1/ws/chats/ socket 
 });
 
 Deno.test("edit_message and delete_message each cost one store call: the change checks that the sender is still in the chat and not banned in its own statement", async () => {
-  await using cluster = await startCluster({ nats: false });
+  // no sweep: the chat made behind the chats socket's back stays one it has not heard of
+  await using cluster = await startCluster({ nats: false, env: { FEED_SWEEP_SECONDS: "600" } });
   const chat = await cluster.main.service.chat.createChat("cust-a", "vend-a");
   await using customer = await joinChat(cluster, "cust-a", chat.id);
   await using customerAll = await joinAllChats(cluster, "cust-a");
   const first = await sendText(customer, "vend-a", "helo");
   const second = await sendText(customer, "vend-a", "bye");
+  // a chat the chats socket does not hold: made in the store, as an import does, told to no one
+  const sql = postgres(cluster.databaseUrl, { max: 1, onnotice: () => {} });
+  const [unheld] = await sql<Array<{ id: string }>>`
+    insert into chats (user_id, vendor_id) values ('cust-a', 'vend-b') returning id`
+    .finally(() => sql.end());
+  await using customerUnheld = await joinChat(cluster, "cust-a", unheld!.id);
+  await using vendorUnheld = await joinChat(cluster, "vend-b", unheld!.id);
+  const third = await sendText(customerUnheld, "vend-b", "ciao");
 
   const edit = (content: string) => ({ action: "edit_message", message_id: first.id, content });
   const rows: Array<[string, TestSocket, Frame]> = [
@@ -117,6 +127,18 @@ Deno.test("edit_message and delete_message each cost one store call: the change 
       chat_id: chat.id,
       message_id: first.id,
     }],
+    // not held: in upper case, told under the id as stored, as a chat held is
+    ["/v1/ws/chats/ (not held)", customerAll, {
+      action: "edit_message",
+      chat_id: unheld!.id.toUpperCase(),
+      message_id: third.id,
+      content: "ciao!",
+    }],
+    ["/v1/ws/chats/ (not held)", customerAll, {
+      action: "delete_message",
+      chat_id: unheld!.id,
+      message_id: third.id,
+    }],
   ];
   const costs = [];
   for (const [name, socket, frame] of rows) {
@@ -131,5 +153,18 @@ Deno.test("edit_message and delete_message each cost one store call: the change 
     '/v1/ws/chat/{id}/ delete_message: {"deleteOwnMessage":1}',
     '/v1/ws/chat/{id}/ delete_message: {"deleteOwnMessage":1}',
     '/v1/ws/chats/ delete_message: {"deleteOwnMessage":1}',
+    '/v1/ws/chats/ (not held) edit_message: {"editOwnMessage":1}',
+    '/v1/ws/chats/ (not held) delete_message: {"deleteOwnMessage":1}',
   ]);
+  // the chat's other side is told both, on the chat's subject
+  const edited = await vendorUnheld.nextOfType("message_edited");
+  assert.deepEqual([edited.chat_id, edited.message.content], [unheld!.id, "ciao!"]);
+  const deleted = await vendorUnheld.nextOfType("message_deleted");
+  assert.deepEqual([deleted.chat_id, deleted.message_id, deleted.deleted_by], [
+    unheld!.id,
+    third.id,
+    "cust-a",
+  ]);
+  // and the chats socket still does not hold the chat: its events are not the socket's
+  assert.deepEqual(customerAll.frames.filter((frame) => frame.chat_id === unheld!.id), []);
 });

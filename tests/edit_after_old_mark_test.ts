@@ -64,7 +64,7 @@ Deno.test("an edit of a message sent after an old instance's messages_read past 
       });
       const { message: second } = await send("second");
       assert.equal(second.is_read, false);
-      await service.editMessage(acme, second.id, "second, edited");
+      await service.editMessage({ userId: "acme", chatId: chat.id }, second.id, "second, edited");
       const edit = await watch.until(() => edits.at(-1), "the message_edited");
       assert.equal(edit.content, "second, edited");
       assert.equal(edit.is_read, false, "sent after the mark: not read");

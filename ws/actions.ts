@@ -23,7 +23,10 @@ export interface ActionContext {
   endpoint: Endpoint;
   /** The user acting in a chat of this socket (`chat_id` on `/v1/ws/chats/`). */
   actorIn: (chatId: string | undefined) => Promise<Actor>;
-  /** The user asking to read a chat of this socket, as actorIn names it (SocketChats.askerIn). */
+  /**
+   * The user asking to read, or change their message in, a chat of this socket, as actorIn names
+   * it (SocketChats.askerIn).
+   */
   askerIn: (chatId: string | undefined) => ChatAsker;
   /** A frame to this socket only. */
   send: (frame: ServerFrame) => void;
@@ -141,11 +144,11 @@ async function runAction(frame: ClientFrame, context: ActionContext): Promise<Ou
       await service.readUpTo(await actorIn(frame.chat_id), frame.seq);
       return;
     case "delete_message":
-      await service.deleteMessage(await actorIn(frame.chat_id), frame.message_id);
+      await service.deleteMessage(askerIn(frame.chat_id), frame.message_id);
       return;
     case "edit_message": {
       const message = await service.editMessage(
-        await actorIn(frame.chat_id),
+        askerIn(frame.chat_id),
         frame.message_id,
         frame.content,
       );

@@ -226,9 +226,10 @@ export class SocketChats {
   }
 
   /**
-   * The user asking to read a chat of this socket, as actorIn names it, without reading their
-   * membership: a read asked for checks it in its own statement. A chat not held yet is named
-   * as the frame spells it.
+   * The user asking to read, or change their message in, a chat of this socket, as actorIn names
+   * it, without reading their membership: a read asked for, and an edit or deletion of one's own
+   * message, check it in their own statement. A chat not held yet is named as the frame spells
+   * it.
    */
   askerIn(chatId: string | undefined): ChatAsker {
     const { userId, endpoint } = this.#host;
