@@ -105,7 +105,8 @@ export function createReadOperations(deps: { store: ChatStore; publishChat: Publ
       const result = await store.markRead(chat.id, messageId, side, actor.user_id);
       if (!result) {
         // the store marks nothing for a reader banned or gone from the chat, whose socket has
-        // not heard of it yet: refused as such, not as an unknown message
+        // not heard of it yet: refused as such, not as an unknown message (asked here, on the
+        // rare refusal: the writer's read batch does not say why, see db/read_batch.ts)
         await refuseOutsider(store, actor.user_id, chat.id);
         throw new ChatError("not_found", "no such message in this chat");
       }

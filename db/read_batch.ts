@@ -47,7 +47,10 @@ export type ReadRow =
  * by `ord` (1-based position in `marks`); a mark whose message is unknown, in another chat or
  * deleted, or whose reader is banned or no longer in the chat, has none. Of the marks of one
  * message, only the first from the side it was sent to can change it (and is the reader kept as
- * `read_by`); the others come back unchanged.
+ * `read_by`); the others come back unchanged. Why a mark was refused is not told: a branch for
+ * the marks without a row, or a left join keeping them, adds to the plan and estimate of every
+ * batch (the input no longer inlined, or the checks costed for every mark), for a refusal that
+ * is rare and is worded by the domain with reads of its own (chat/read_operations.ts).
  */
 export function markReadBatch(sql: Pick<Sql, "unsafe">, marks: readonly ReadMark[]) {
   return sql.unsafe<ReadRow[]>(MARK_READ_BATCH, [
