@@ -2,6 +2,7 @@ import type { PendingQuery, Row, Sql } from "postgres";
 import type { ChangeRefusal, ChatAsker, OwnChange } from "../chat/ports.ts";
 import { ChatError } from "../chat/errors.ts";
 import { bannedNow } from "./asked_reads.ts";
+import { chatAfterDeletion } from "./deletion_counters.ts";
 import { messageColumns, type MessageRow, toStoredMessage } from "./rows.ts";
 
 /**
@@ -127,13 +128,7 @@ export function deleteOwnMessage(sql: Sql, asker: ChatAsker, messageId: string) 
       where m.id = current.id and current.deleted_at is null
       returning ${messageColumns(sql, "m")}
     ), parties as (
-      update chats set
-        customer_unread = customer_unread - (select count(*) from updated
-                                             where sender_side = 'vendor' and not is_read),
-        vendor_unread = vendor_unread - (select count(*) from updated
-                                         where sender_side = 'customer' and not is_read),
-        unread_epoch = unread_epoch + 1
-      where id = (select chat_id from updated)
+      ${chatAfterDeletion(sql)}
       returning user_id, vendor_id
     )`,
   });

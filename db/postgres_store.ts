@@ -26,6 +26,7 @@ import { CANCEL_AHEAD_MS, cancelledOnAbort } from "./statement_deadline.ts";
 import { arrayLiteral } from "./array_literal.ts";
 import { bannedNow, readAsked } from "./asked_reads.ts";
 import { deleteOwnMessage, editOwnMessage } from "./own_message_changes.ts";
+import { chatAfterDeletion } from "./deletion_counters.ts";
 
 /**
  * The longest a refused send_message retry waits for a write of its chat under way
@@ -330,13 +331,7 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
             where id = ${messageId} and deleted_at is null
             returning ${messageColumns(db)}
           ), counter as (
-            update chats set
-              customer_unread = customer_unread - (select count(*) from updated
-                                                   where sender_side = 'vendor' and not is_read),
-              vendor_unread = vendor_unread - (select count(*) from updated
-                                               where sender_side = 'customer' and not is_read),
-              unread_epoch = unread_epoch + 1
-            where id = (select chat_id from updated)
+            ${chatAfterDeletion(db)}
           )
           select * from updated`;
         if (row) return { message: toStoredMessage(row), changed: true };
