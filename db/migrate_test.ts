@@ -31,7 +31,8 @@ async function waitingForLock(sql: postgres.Sql, text: string, what: string): Pr
       for (;;) {
         const [waiting] = await sql`
           select 1 from pg_stat_activity
-          where query ilike ${`%${text}%`} and wait_event_type = 'Lock'
+          where datname = current_database() and query ilike ${`%${text}%`}
+            and wait_event_type = 'Lock'
             and pid <> pg_backend_pid()`;
         if (waiting) return;
         await new Promise((resolve) => setTimeout(resolve, 20));
@@ -347,7 +348,8 @@ Deno.test("migrate() whose connection is cut while it waits for another instance
         for (;;) {
           const [trying] = await holder`
             select 1 from pg_stat_activity
-            where query like '%pg_try_advisory_lock%' and pid <> pg_backend_pid()`;
+            where datname = current_database() and query like '%pg_try_advisory_lock%'
+              and pid <> pg_backend_pid()`;
           if (trying) return;
           await new Promise((resolve) => setTimeout(resolve, 20));
         }
@@ -403,7 +405,8 @@ Deno.test("migrations run to their end under a database's short statement_timeou
     const waiting = async () => {
       const [row] = await setup`
         select 1 from pg_stat_activity
-        where query like '%create index concurrently notes_by_id%' and wait_event_type = 'Lock'
+        where datname = current_database()
+          and query like '%create index concurrently notes_by_id%' and wait_event_type = 'Lock'
           and pid <> pg_backend_pid()`;
       return row !== undefined;
     };

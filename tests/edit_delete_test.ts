@@ -287,7 +287,7 @@ Deno.test("of two edits of one message from two sockets, the later one wins, als
       for (let tries = 0; tries < 200; tries++) {
         const [{ n }] = await sql<[{ n: number }]>`
           select count(*)::int as n from pg_stat_activity
-          where wait_event_type = 'Lock'
+          where datname = current_database() and wait_event_type = 'Lock'
             -- the edit's read of the row it locks (its text is cut at 1 kB, before its update)
             and query like '%media_type = ''text''%for update%'`;
         if (n >= count) return;
