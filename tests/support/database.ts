@@ -21,7 +21,9 @@ let template: Promise<{ name: string } & TemplateState> | undefined;
 /**
  * A migrated template database named after the migrations' content, made once, with its state
  * kept as the database's comment. The comment is written last: a template without one was not
- * finished, and is made again. (`v2`: templates of earlier test code kept no state.)
+ * finished, and is made again. (`v2`: templates of earlier test code kept no state.) An attempt
+ * that failed (a connection reset, PostgreSQL restarting) is forgotten: the next lease tries
+ * again, rather than every later test of the process failing with it.
  */
 function templateDatabase(): Promise<{ name: string } & TemplateState> {
   return template ??= (async () => {
@@ -62,7 +64,10 @@ function templateDatabase(): Promise<{ name: string } & TemplateState> {
     } finally {
       await admin.end();
     }
-  })();
+  })().catch((error) => {
+    template = undefined;
+    throw error;
+  });
 }
 
 /**

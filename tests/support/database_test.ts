@@ -156,3 +156,29 @@ Deno.test("the pooled copies of other migrations that no lease holds are dropped
     await admin.end();
   }
 });
+
+Deno.test("a process whose first lease failed to take its template (PostgreSQL away a moment) takes it on its next lease", async () => {
+  // a test process of its own, its database reached through a proxy it cuts while the first lease
+  // takes the template, and restores for the next (the URL is read as database.ts is loaded)
+  const script = `import { startTcpProxy } from "${new URL("./tcp_proxy.ts", import.meta.url)}";
+    await using postgresServer = startTcpProxy(${JSON.stringify(TEST_DATABASE_URL)});
+    Deno.env.set("TEST_DATABASE_URL", postgresServer.url);
+    const { freshDatabase } = await import("${new URL("./database.ts", import.meta.url)}");
+    await postgresServer.cut();
+    const refused = await freshDatabase().then(async (lease) => {
+      await lease[Symbol.asyncDispose]();
+      return false;
+    }, () => true);
+    if (!refused) throw new Error("leased while PostgreSQL was away");
+    postgresServer.restore();
+    await using _ = await freshDatabase().catch((error) => {
+      throw new Error("the next lease failed as well", { cause: error });
+    });`;
+  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", script],
+    cwd: new URL("../../", import.meta.url), // deno.json's imports
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assert.equal(code, 0, new TextDecoder().decode(stderr));
+});
