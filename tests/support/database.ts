@@ -1,6 +1,6 @@
 import postgres from "postgres";
 import type { NewMessage } from "../../chat/ports.ts";
-import { migrate, readMigrations } from "../../db/migrate.ts";
+import { migrate, type Migration, readMigrations } from "../../db/migrate.ts";
 
 /** The server tests run against; CI and the dev machine have one at this address. */
 export const TEST_DATABASE_URL = Deno.env.get("TEST_DATABASE_URL") ??
@@ -41,23 +41,7 @@ function templateDatabase(): Promise<{ name: string } & TemplateState> {
     try {
       // test files may run in parallel processes: one of them builds the template
       await admin`select pg_advisory_lock(727002)`;
-      const [made] = await admin<[{ comment: string | null }?]>`
-        select shobj_description(oid, 'pg_database') as comment
-        from pg_database where datname = ${name}`;
-      let state = parsedState(made?.comment);
-      if (!state) {
-        await admin.unsafe(`drop database if exists ${name}`);
-        await admin.unsafe(`create database ${name}`);
-        const sql = postgres(withDatabase(name), { max: 1, onnotice: () => {} });
-        try {
-          await migrate(sql, migrations);
-          state = await templateState(sql);
-        } finally {
-          await sql.end();
-        }
-        const comment = JSON.stringify(state).replaceAll("'", "''");
-        await admin.unsafe(`comment on database ${name} is '${comment}'`);
-      }
+      const state = await finishedTemplate(admin, name, migrations);
       await dropOtherCopies(admin, name.replace("chat_template_", "chat_pool_"));
       await admin`select pg_advisory_unlock(727002)`;
       return { name, ...state };
@@ -68,6 +52,35 @@ function templateDatabase(): Promise<{ name: string } & TemplateState> {
     template = undefined;
     throw error;
   });
+}
+
+/**
+ * The state of the template database `name`, made of `migrations` unless it was finished (has
+ * its comment). Called under the 727002 lock, which every process making a template takes.
+ */
+export async function finishedTemplate(
+  admin: postgres.Sql,
+  name: string,
+  migrations: Migration[],
+): Promise<TemplateState> {
+  const [made] = await admin<[{ comment: string | null }?]>`
+    select shobj_description(oid, 'pg_database') as comment
+    from pg_database where datname = ${name}`;
+  const finished = parsedState(made?.comment);
+  if (finished) return finished;
+  await admin.unsafe(`drop database if exists ${name}`);
+  await admin.unsafe(`create database ${name}`);
+  const sql = postgres(withDatabase(name), { max: 1, onnotice: () => {} });
+  let state: TemplateState;
+  try {
+    await migrate(sql, migrations);
+    state = await templateState(sql);
+  } finally {
+    await sql.end();
+  }
+  const comment = JSON.stringify(state).replaceAll("'", "''");
+  await admin.unsafe(`comment on database ${name} is '${comment}'`);
+  return state;
 }
 
 /**
