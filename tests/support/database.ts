@@ -68,7 +68,9 @@ export async function finishedTemplate(
     from pg_database where datname = ${name}`;
   const finished = parsedState(made?.comment);
   if (finished) return finished;
-  await admin.unsafe(`drop database if exists ${name}`);
+  // a build cut short may have left a session on it (its process killed mid-statement); no
+  // lease copies an unfinished template, and no one else builds it while we hold the lock
+  await admin.unsafe(`drop database if exists ${name} with (force)`);
   await admin.unsafe(`create database ${name}`);
   const sql = postgres(withDatabase(name), { max: 1, onnotice: () => {} });
   let state: TemplateState;

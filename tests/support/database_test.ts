@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { freshDatabase, TEST_DATABASE_URL } from "./database.ts";
+import { finishedTemplate, freshDatabase, TEST_DATABASE_URL } from "./database.ts";
 
 const nameOf = (url: string) => new URL(url).pathname.slice(1);
 
@@ -181,4 +181,65 @@ Deno.test("a process whose first lease failed to take its template (PostgreSQL a
     stderr: "piped",
   }).output();
   assert.equal(code, 0, new TextDecoder().decode(stderr));
+});
+
+/**
+ * A template database of a test's own (not the current migrations', which other test processes
+ * copy meanwhile), with a session left on it, and the 727002 lock taken as templates are made.
+ */
+async function withOwnTemplate(
+  comment: string | null,
+  test: (own: { admin: postgres.Sql; name: string; sessionPid: number }) => Promise<void>,
+): Promise<void> {
+  const name = `chat_template_test_${crypto.randomUUID().slice(0, 8)}`;
+  const url = new URL(TEST_DATABASE_URL);
+  url.pathname = `/${name}`;
+  const admin = postgres(TEST_DATABASE_URL, { max: 1, onnotice: () => {} });
+  const session = postgres(url.toString(), { max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(`create database ${name}`);
+    if (comment !== null) {
+      await admin.unsafe(`comment on database ${name} is '${comment.replaceAll("'", "''")}'`);
+    }
+    const [{ pid }] = await session<[{ pid: number }]>`select pg_backend_pid() as pid`;
+    await admin`select pg_advisory_lock(727002)`;
+    try {
+      await test({ admin, name, sessionPid: pid });
+    } finally {
+      await admin`select pg_advisory_unlock(727002)`;
+    }
+  } finally {
+    await session.end();
+    await admin.unsafe(`drop database if exists ${name} with (force)`);
+    await admin.end();
+  }
+}
+
+const ownMigrations = [{ version: 1, name: "kept", sql: "create table kept (id int primary key)" }];
+
+async function sessionOpen(admin: postgres.Sql, pid: number): Promise<boolean> {
+  const [{ open }] = await admin<[{ open: boolean }]>`
+    select exists (select from pg_stat_activity where pid = ${pid}) as open`;
+  return open;
+}
+
+Deno.test("a template a build left unfinished is made again, though a session is still on it", async () => {
+  // a build cut short: the database made, no comment yet, a session of the build still on it
+  await withOwnTemplate(null, async ({ admin, name, sessionPid }) => {
+    const state = await finishedTemplate(admin, name, ownMigrations);
+    assert.deepEqual(state.rows, {});
+    const [{ comment }] = await admin<[{ comment: string }]>`
+      select shobj_description(oid, 'pg_database') as comment
+      from pg_database where datname = ${name}`;
+    assert.deepEqual(JSON.parse(comment), state, "the template made again is finished");
+    assert.equal(await sessionOpen(admin, sessionPid), false, "the build's session was not ended");
+  });
+});
+
+Deno.test("a finished template is taken as it is, and the sessions on it are left alone", async () => {
+  const state = { schema: "a schema", rows: { kept: [{ id: 1 }] } };
+  await withOwnTemplate(JSON.stringify(state), async ({ admin, name, sessionPid }) => {
+    assert.deepEqual(await finishedTemplate(admin, name, ownMigrations), state);
+    assert.equal(await sessionOpen(admin, sessionPid), true, "a session on the template was ended");
+  });
 });
