@@ -1,5 +1,8 @@
 import postgres, { type Sql } from "postgres";
 
+/** The longest a pool waits before it tries to connect again (postgres.js's `backoff`). */
+export const RECONNECT_BACKOFF_MAX_MS = 1_000;
+
 /**
  * A postgres.js pool as the service uses it: named after its instance in `pg_stat_activity`,
  * reading times in ISO 8601 whatever the database's DateStyle, quick to give up connecting,
@@ -17,7 +20,8 @@ export function connectPool(
     // refused a few times; queries wait for that, so an outage of a minute would make sends
     // hang instead of answering `unavailable`, and recovery lag behind the database. At most a
     // second between attempts (with jitter) keeps both short.
-    backoff: (retries: number) => (0.5 + Math.random() / 2) * Math.min(0.05 * 2 ** retries, 1),
+    backoff: (retries: number) =>
+      (0.5 + Math.random() / 2) * Math.min(0.05 * 2 ** retries, RECONNECT_BACKOFF_MAX_MS / 1000),
     idle_timeout: 60,
     onnotice: () => {},
     connection: {
