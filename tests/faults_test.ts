@@ -12,7 +12,7 @@ import { natsCutToSecondInstance } from "./support/nats_cut.ts";
 import { startNatsServer } from "./support/nats_server.ts";
 import { metric, untilMetric } from "./support/metrics.ts";
 import { readyz } from "./support/readyz.ts";
-import { startCluster, TEST_NATS_URL } from "./support/service.ts";
+import { closeThroughDatabaseProxy, startCluster, TEST_NATS_URL } from "./support/service.ts";
 import {
   joinAllChats,
   joinChat,
@@ -55,11 +55,7 @@ async function clusterBehindProxy(
   return {
     cluster,
     proxy,
-    async [Symbol.asyncDispose]() {
-      proxy.restore();
-      await cluster[Symbol.asyncDispose]();
-      await proxy[Symbol.asyncDispose]();
-    },
+    [Symbol.asyncDispose]: () => closeThroughDatabaseProxy(cluster, proxy),
   };
 }
 

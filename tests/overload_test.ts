@@ -6,8 +6,7 @@
  */
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { RECONNECT_BACKOFF_MAX_MS } from "../db/pools.ts";
-import { startCluster } from "./support/service.ts";
+import { closeThroughDatabaseProxy, startCluster } from "./support/service.ts";
 import { joinChat } from "./support/steps.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { createWatch } from "./support/wait.ts";
@@ -25,16 +24,7 @@ Deno.test("with PostgreSQL stalled under steady sends from many sockets on two i
   });
   await using proxy = startTcpProxy(cluster.databaseUrl);
   await using _cluster = {
-    async [Symbol.asyncDispose]() {
-      proxy.restore();
-      for (const instance of cluster.instances) await instance.service.close();
-      // A connection that failed to connect in the stall has a reconnect timer that its pool's
-      // end does not cancel (postgres.js 3.4.9): it fires within the pools' backoff, and finds
-      // the proxy gone, before the test may end.
-      await proxy.cut();
-      await new Promise((resolve) => setTimeout(resolve, RECONNECT_BACKOFF_MAX_MS));
-      await cluster[Symbol.asyncDispose]();
-    },
+    [Symbol.asyncDispose]: () => closeThroughDatabaseProxy(cluster, proxy),
   };
   // both instances write every chat: each one's unread snapshots are made stale by the other's
   for (let n = 0; n < 2; n++) await cluster.startInstance({ DATABASE_URL: proxy.url });

@@ -4,6 +4,8 @@ import { type RunningService, startService } from "../../main.ts";
 import { type AdminClient, createAdminClient } from "./admin_client.ts";
 import { freshDatabase } from "./database.ts";
 import { TestSocket } from "./ws_client.ts";
+import type { TcpProxy } from "./tcp_proxy.ts";
+import { RECONNECT_BACKOFF_MAX_MS } from "../../db/pools.ts";
 
 export const TEST_NATS_URL = Deno.env.get("TEST_NATS_URL") ?? "nats://127.0.0.1:4222";
 
@@ -138,4 +140,22 @@ export async function startCluster(
       await database[Symbol.asyncDispose]();
     },
   };
+}
+
+/**
+ * Closes `cluster`, whose instances reach its database through `proxy`, with the proxy restored,
+ * then cuts the proxy and waits out the pools' longest reconnect backoff before the database is
+ * given back: a connection that failed to connect while the proxy was cut or stalled keeps a
+ * reconnect timer its pool's end does not cancel (postgres.js 3.4.9), which must fire (and find
+ * the proxy gone) before the test ends.
+ */
+export async function closeThroughDatabaseProxy(
+  cluster: TestCluster,
+  proxy: TcpProxy,
+): Promise<void> {
+  proxy.restore();
+  for (const instance of cluster.instances) await instance.service.close();
+  await proxy.cut();
+  await new Promise((resolve) => setTimeout(resolve, RECONNECT_BACKOFF_MAX_MS));
+  await cluster[Symbol.asyncDispose]();
 }
