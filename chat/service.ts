@@ -65,7 +65,7 @@ export type PublishDeleted = (chat: ChatParties, deleted: StoredMessage) => void
  * The chat domain: every rule of the contract, shared by the WebSocket and admin planes, in
  * parts: memberships and sanctions (membership_operations.ts), messages
  * (message_operations.ts), reading (read_operations.ts), and what only the admin plane does
- * (admin_operations.ts); all spread in below, lent the ways to publish (and to tombstone) here.
+ * (admin_operations.ts); all spread in below, lent the ways to publish here.
  * Writes are persisted, then published; errors are ChatError.
  */
 export function createChatService(deps: ChatServiceDeps) {
