@@ -57,9 +57,7 @@ Deno.test("pooled databases a test left written to, with a session open, setting
     // looked for from outside: the copy leased again no longer answers to the name it had
     const observer = postgres(TEST_DATABASE_URL, { max: 1, onnotice: () => {} });
     try {
-      const [{ sessions }] = await observer<[{ sessions: number }]>`
-        select count(*)::int as sessions from pg_stat_activity where pid = ${pid}`;
-      assert.equal(sessions, 0, "the session left open was not ended");
+      assert.equal(await sessionOpen(observer, pid), false, "the session left open was not ended");
     } finally {
       await observer.end();
     }
@@ -116,9 +114,11 @@ Deno.test("a lease given back waits for the sessions a closing pool still has on
   const sessions = postgres(TEST_DATABASE_URL, { max: 1, onnotice: () => {} });
   try {
     // by its pid: a test file running beside this one may lease the copy at once
-    const [{ left }] = await sessions<[{ left: number }]>`
-      select count(*)::int as left from pg_stat_activity where pid = ${pid}`;
-    assert.equal(left, 0, "the pool's session still on the database given back");
+    assert.equal(
+      await sessionOpen(sessions, pid),
+      false,
+      "the pool's session still on the database given back",
+    );
   } finally {
     await sessions.end();
   }
