@@ -8,6 +8,30 @@ export function tlsPem(value: string): string {
   return value.includes("-----BEGIN") ? value : Deno.readTextFileSync(value);
 }
 
+/**
+ * GRPC_TLS_CERT and GRPC_TLS_KEY read again (their files may have been renewed), checked as
+ * tlsProblem checks them; or why the pair read cannot be served. The texts read are what is
+ * checked: a file replaced between a check and a reading would otherwise go unchecked.
+ */
+export function readTlsPair(cert: string, key: string): { cert: string; key: string } | TlsProblem {
+  let pair: { cert: string; key: string };
+  try {
+    pair = { cert: tlsPem(cert), key: tlsPem(key) };
+  } catch {
+    return tlsProblem(cert, key) ?? CHANGED_WHILE_READ;
+  }
+  // a file emptied or half written: tlsProblem would take its text for a path
+  if (!pair.cert.includes("-----BEGIN") || !pair.key.includes("-----BEGIN")) {
+    return tlsProblem(cert, key) ?? CHANGED_WHILE_READ;
+  }
+  return tlsProblem(pair.cert, pair.key) ?? pair;
+}
+
+const CHANGED_WHILE_READ: TlsProblem = {
+  variable: "GRPC_TLS_CERT",
+  message: "its files changed while they were read; read again at the next reading",
+};
+
 /** A refused GRPC_TLS_* setting: the variable, and why, in one line. */
 export interface TlsProblem {
   variable: "GRPC_TLS_CERT" | "GRPC_TLS_KEY";

@@ -5,8 +5,8 @@ import { logger } from "../observability/log.ts";
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export const CERTIFICATE_EXPIRED =
-  "the gRPC TLS certificate has expired: TLS clients refuse it; give GRPC_TLS_CERT and " +
-  "GRPC_TLS_KEY a new one and restart";
+  "the gRPC TLS certificate has expired: TLS clients refuse it; put a new one in GRPC_TLS_CERT " +
+  "and GRPC_TLS_KEY's files (read again every GRPC_TLS_RELOAD_SECONDS), or set new ones and restart";
 export const CERTIFICATE_NOT_YET_VALID =
   "the gRPC TLS certificate is not valid yet: TLS clients refuse it until then";
 
@@ -20,16 +20,11 @@ export const CERTIFICATE_NOT_YET_VALID =
  */
 export function followCertificateExpiry(pem: string): { stop(): void } {
   const log = logger("grpc");
-  const block = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/);
+  const dates = certificateDates(pem);
   // the settings check has read it already; nothing to follow without one
-  if (!block) return { stop() {} };
-  const certificate = new X509Certificate(block[0]);
-  const notBefore = Date.parse(certificate.validFrom);
-  const notAfter = Date.parse(certificate.validTo);
-  const dates = {
-    not_before: new Date(notBefore).toISOString(),
-    not_after: new Date(notAfter).toISOString(),
-  };
+  if (!dates) return { stop() {} };
+  const notBefore = Date.parse(dates.not_before);
+  const notAfter = Date.parse(dates.not_after);
   const now = Date.now();
   if (now > notAfter) {
     log.warn(CERTIFICATE_EXPIRED, dates);
@@ -54,5 +49,18 @@ export function followCertificateExpiry(pem: string): { stop(): void } {
       clearTimeout(timer);
       timer = undefined;
     },
+  };
+}
+
+/** When the first certificate of `pem` starts and ends being valid, as log fields. */
+export function certificateDates(
+  pem: string,
+): { not_before: string; not_after: string } | undefined {
+  const block = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/);
+  if (!block) return undefined;
+  const certificate = new X509Certificate(block[0]);
+  return {
+    not_before: new Date(Date.parse(certificate.validFrom)).toISOString(),
+    not_after: new Date(Date.parse(certificate.validTo)).toISOString(),
   };
 }

@@ -2,8 +2,10 @@ import * as grpc from "@grpc/grpc-js";
 import type { PackageDefinition, ServiceDefinition } from "@grpc/proto-loader";
 import type { AdminStore, EventBus, Subjects } from "../chat/ports.ts";
 import type { ChatService } from "../chat/service.ts";
+import type { TlsProblem } from "../config_tls.ts";
 import { createAdmission } from "./admission.ts";
 import { followCertificateExpiry } from "./certificate_expiry.ts";
+import { followCertificateRenewal } from "./certificate_renewal.ts";
 import { createTokenCheck } from "./auth.ts";
 import { createEventHub } from "./event_hub.ts";
 import { createChatHandlers } from "./handlers/chats.ts";
@@ -22,7 +24,7 @@ import { readLongDeadlines } from "./long_deadlines.ts";
 import { createConnectionCap } from "./connection_cap.ts";
 import { followHttp2Servers } from "./http2_servers.ts";
 import { createPingPolicy } from "./ping_policy.ts";
-import { startTlsFront, type TlsFront } from "./tls_front.ts";
+import { startTlsFront, type TlsFront, type TlsPair } from "./tls_front.ts";
 import { ADMIN_SERVICE, loadAdminProto } from "./proto.ts";
 import { isServerFault, toCallStatus, unauthenticated } from "./status.ts";
 
@@ -49,8 +51,13 @@ export interface GrpcOptions {
   port: number;
   /** Required: the plane never runs without it. */
   adminToken: string;
-  /** The certificate (chain) and its private key, PEM text; unset: plaintext. */
-  tls?: { cert: string; key: string };
+  /**
+   * The certificate (chain) and its private key, PEM text; unset: plaintext. With `reread`, the
+   * pair is read again every `reread.everyMs` and a renewed one served to new connections.
+   */
+  tls?: TlsPair & {
+    reread?: { read: () => TlsPair | TlsProblem; everyMs: number };
+  };
   /** WatchEvents: events a stream may fall behind by before it is ended. */
   watchBuffer?: number;
   /** WatchEvents streams open at once; default DEFAULT_MAX_WATCH_STREAMS. */
@@ -263,6 +270,7 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
   let port: number;
   let front: TlsFront | undefined;
   let expiry: { stop(): void } | undefined;
+  let renewal: { stop(): void } | undefined;
   try {
     // With TLS, grpc-js listens in plaintext on loopback behind the TLS front (tls_front.ts).
     listener = await startGrpcListener(
@@ -272,15 +280,30 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
     port = listener.port;
     if (tls) {
       expiry = followCertificateExpiry(tls.cert);
-      front = startTlsFront({
-        ...tls,
+      const tlsFront = startTlsFront({
+        cert: tls.cert,
+        key: tls.key,
         host: options.host,
         port: options.port,
         upstreamPort: port,
       });
+      front = tlsFront;
       port = front.port;
+      if (tls.reread) {
+        renewal = followCertificateRenewal({
+          served: tls,
+          read: tls.reread.read,
+          everyMs: tls.reread.everyMs,
+          renew(pair) {
+            tlsFront.renew(pair);
+            expiry?.stop();
+            expiry = followCertificateExpiry(pair.cert);
+          },
+        });
+      }
     }
   } catch (error) {
+    renewal?.stop();
     expiry?.stop();
     await listener?.close();
     health.stop();
@@ -317,6 +340,7 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
           // a deadline that is already over fires no abort event
           if (deadline?.aborted) force();
         });
+        renewal?.stop();
         await front?.close();
         expiry?.stop();
       })();

@@ -21,8 +21,19 @@ import { createRelisten } from "../relisten.ts";
  */
 export interface TlsFront {
   port: number;
+  /**
+   * Serves `cert` and `key` to the connections that come from now on; those open keep the
+   * certificate they were made with. Throws as Deno.listenTls does, the pair before kept.
+   */
+  renew(pair: TlsPair): void;
   /** Stops accepting and cuts every connection. */
   close(): Promise<void>;
+}
+
+/** A certificate (PEM, leaf first) and its private key (PEM). */
+export interface TlsPair {
+  cert: string;
+  key: string;
 }
 
 /**
@@ -87,19 +98,30 @@ export function startTlsFront(options: {
     }
   }
 
-  const tls = createAcceptor<Deno.TlsConn>("gRPC TLS handshake", (port) =>
-    Deno.listenTls({
-      hostname: "127.0.0.1",
-      port,
-      cert: options.cert,
-      key: options.key,
-      alpnProtocols: ["h2"],
-    }), (client) =>
-    void relay(client, async () => {
-      await client.handshake();
-      handshaking.get(client.remoteAddr.port)?.();
-      return await Deno.connect({ hostname: "127.0.0.1", port: options.upstreamPort });
-    }), 0);
+  /** The loopback TLS listener of one certificate; a renewal opens another. */
+  const tlsAcceptor = (pair: TlsPair) =>
+    createAcceptor<Deno.TlsConn>("gRPC TLS handshake", (port) =>
+      Deno.listenTls({
+        hostname: "127.0.0.1",
+        port,
+        cert: pair.cert,
+        key: pair.key,
+        alpnProtocols: ["h2"],
+      }), (client) =>
+      void relay(client, async () => {
+        await client.handshake();
+        handshaking.get(client.remoteAddr.port)?.();
+        return await Deno.connect({ hostname: "127.0.0.1", port: options.upstreamPort });
+      }), 0);
+  /** The listener new connections are relayed to. */
+  let tls = tlsAcceptor(options);
+  /**
+   * Listeners of certificates renewed since, each closed once the connections relayed to it
+   * before the renewal have had their time to be accepted and finish their handshake.
+   */
+  const retiring = new Map<ReturnType<typeof tlsAcceptor>, ReturnType<typeof setTimeout>>();
+  /** Their closes under way, awaited by `close`. */
+  const retired = new Set<Promise<void>>();
 
   const tcp = createAcceptor<Deno.TcpConn>(
     "gRPC TLS",
@@ -130,8 +152,25 @@ export function startTlsFront(options: {
 
   return {
     port: tcp.port,
+    renew(pair) {
+      const renewed = tlsAcceptor(pair);
+      const before = tls;
+      tls = renewed;
+      const timer = setTimeout(() => {
+        retiring.delete(before);
+        const closed = before.close().finally(() => retired.delete(closed));
+        retired.add(closed);
+      }, TLS_HANDSHAKE_TIMEOUT_MS);
+      retiring.set(before, timer);
+    },
     async close() {
       await tcp.close();
+      for (const [acceptor, timer] of retiring) {
+        clearTimeout(timer);
+        retired.add(acceptor.close());
+      }
+      retiring.clear();
+      await Promise.all([...retired]);
       await tls.close();
       for (const conn of [...open]) closeConn(conn);
       await Promise.allSettled([...relays]);

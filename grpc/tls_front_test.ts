@@ -88,3 +88,33 @@ Deno.test("the TLS front ends a connection whose TLS handshake does not finish i
     await upstream.close();
   }
 });
+
+Deno.test("a renewed certificate is served to the connections that come after it, and those open before keep theirs", async () => {
+  const first = await createCertificate();
+  const renewed = await createCertificate();
+  const upstream = startEchoServer();
+  const front = startTlsFront({
+    host: "127.0.0.1",
+    port: 0,
+    ...first,
+    upstreamPort: upstream.port,
+  });
+  const before = await secureClient(front.port, first.cert);
+  try {
+    front.renew(renewed);
+    const after = await secureClient(front.port, renewed.cert);
+    assert.equal(await after.echo("renewed"), "renewed");
+    await after.close();
+    await assert.rejects(secureClient(front.port, first.cert), /self-signed|self signed/);
+    assert.equal(await before.echo("still here"), "still here");
+    // a pair Deno cannot serve is refused, and the renewed one stays
+    assert.throws(() => front.renew({ cert: renewed.cert, key: "no key" }));
+    const again = await secureClient(front.port, renewed.cert);
+    assert.equal(await again.echo("again"), "again");
+    await again.close();
+  } finally {
+    await before.close();
+    await front.close();
+    await upstream.close();
+  }
+});

@@ -5,7 +5,7 @@ import type { Subjects } from "../bus/subjects.ts";
 import type { ChatFeed } from "../chat/feed.ts";
 import type { ChatService } from "../chat/service.ts";
 import type { Config } from "../config.ts";
-import { tlsPem } from "../config_tls.ts";
+import { readTlsPair, tlsPem } from "../config_tls.ts";
 import { createAdminStore } from "../db/admin_store.ts";
 import { type GrpcOptions, startGrpcServer } from "../grpc/server.ts";
 import type { Metrics } from "../observability/metrics.ts";
@@ -135,10 +135,26 @@ function grpcOptions(config: Config): GrpcOptions {
     port: config.GRPC_PORT,
     adminToken: config.GRPC_ADMIN_TOKEN ?? "",
     ...(config.GRPC_TLS_CERT && config.GRPC_TLS_KEY
-      ? { tls: { cert: tlsPem(config.GRPC_TLS_CERT), key: tlsPem(config.GRPC_TLS_KEY) } }
+      ? { tls: tlsOptions(config.GRPC_TLS_CERT, config.GRPC_TLS_KEY, config) }
       : {}),
     watchBuffer: config.GRPC_WATCH_BUFFER,
     maxWatchStreams: config.GRPC_MAX_WATCH_STREAMS,
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT * 1000,
+  };
+}
+
+/**
+ * The admin plane's certificate and key, read again every GRPC_TLS_RELOAD_SECONDS when either
+ * is a file (PEM text in a variable changes only with a restart).
+ */
+function tlsOptions(cert: string, key: string, config: Config): NonNullable<GrpcOptions["tls"]> {
+  const pair = { cert: tlsPem(cert), key: tlsPem(key) };
+  if (pair.cert === cert && pair.key === key) return pair;
+  return {
+    ...pair,
+    reread: {
+      read: () => readTlsPair(cert, key),
+      everyMs: config.GRPC_TLS_RELOAD_SECONDS * 1000,
+    },
   };
 }

@@ -1,0 +1,59 @@
+import type { TlsProblem } from "../config_tls.ts";
+import { logger } from "../observability/log.ts";
+import { certificateDates } from "./certificate_expiry.ts";
+import type { TlsPair } from "./tls_front.ts";
+
+export const CERTIFICATE_RENEWED = "the gRPC TLS certificate was renewed";
+export const RENEWAL_REFUSED =
+  "the gRPC TLS files changed, but the new pair cannot be served: the one before is served";
+
+/**
+ * Reads GRPC_TLS_CERT and GRPC_TLS_KEY's files again every `everyMs` and hands a changed pair to
+ * `renew` (a certificate renewed by cert-manager, certbot or a secret's update is served without
+ * a restart). A pair that cannot be served, as when the certificate was written and its key not
+ * yet, is warned of once and the one before kept; the next reading tries again. `renew` throws
+ * when the TLS front refuses the pair.
+ */
+export function followCertificateRenewal(options: {
+  served: TlsPair;
+  read: () => TlsPair | TlsProblem;
+  renew: (pair: TlsPair) => void;
+  everyMs: number;
+}): { stop(): void } {
+  const log = logger("grpc");
+  let served = options.served;
+  /** The last pair refused, so that it is warned of once, not at every reading. */
+  let refused: TlsPair | TlsProblem | undefined;
+  const timer = setInterval(() => {
+    const read = options.read();
+    if ("variable" in read) {
+      if (!sameReading(read, refused)) log.warn(RENEWAL_REFUSED, { [read.variable]: read.message });
+      refused = read;
+      return;
+    }
+    if (sameReading(read, served) || sameReading(read, refused)) return;
+    try {
+      options.renew(read);
+    } catch (error) {
+      refused = read;
+      log.warn(RENEWAL_REFUSED, { error: error instanceof Error ? error.message : String(error) });
+      return;
+    }
+    served = read;
+    refused = undefined;
+    log.info(CERTIFICATE_RENEWED, certificateDates(read.cert));
+  }, options.everyMs);
+  return { stop: () => clearInterval(timer) };
+}
+
+function sameReading(
+  a: TlsPair | TlsProblem,
+  b: TlsPair | TlsProblem | undefined,
+): boolean {
+  if (!b) return false;
+  if ("variable" in a || "variable" in b) {
+    return "variable" in a && "variable" in b && a.variable === b.variable &&
+      a.message === b.message;
+  }
+  return a.cert === b.cert && a.key === b.key;
+}
