@@ -1,6 +1,7 @@
 import { ChatError } from "./errors.ts";
 import type { UserEvent } from "./events.ts";
 import type { ChatStore, ModerationRecord } from "./ports.ts";
+import type { PublishDeleted } from "./service.ts";
 import type { Ban, Chat, StoredMessage, VendorMember, VendorRole } from "./types.ts";
 
 /** Who acts on the admin plane, and why (kept in the audit log). */
@@ -11,21 +12,17 @@ export interface ModeratorInput {
 
 /**
  * What only the admin plane does: chats made by the marketplace, vendor members, moderation.
- * Part of the chat service (see createChatService), which lends it the store and
- * its ways to publish and to tombstone a message.
+ * Part of the chat service (see createChatService), which lends it the store and its ways to
+ * publish.
  */
 export function createAdminOperations(deps: {
   store: ChatStore;
   publishUser: (userId: string, event: UserEvent) => void;
+  publishDeleted: PublishDeleted;
   /** Resolves once the bus has what was published (EventPublisher.published). */
   published: () => Promise<void>;
-  tombstone: (
-    message: StoredMessage,
-    deletedBy: string,
-    options?: { audit?: ModerationRecord },
-  ) => Promise<StoredMessage>;
 }) {
-  const { store, publishUser, published, tombstone } = deps;
+  const { store, publishUser, publishDeleted, published } = deps;
   return {
     /** The chat of the pair, created if new; participants' chat lists learn of it live. */
     async createChat(userId: string, vendorId: string): Promise<Chat> {
@@ -82,21 +79,19 @@ export function createAdminOperations(deps: {
     },
 
     /**
-     * A moderator's delete: tombstone and audit in one transaction (a message already deleted
-     * is audited alone), then `message_deleted` to live sockets.
+     * A moderator's delete: tombstone and audit in one statement (a message already deleted is
+     * audited alone), then `message_deleted` to live sockets. The statement names the message's
+     * sender (for the audit) and the chat's parties (to tell them): nothing is read before it,
+     * and nothing after it that could fail once the deletion committed while no one was told.
+     * Errors: not_found.
      */
     async moderateDeleteMessage(messageId: string, by: ModeratorInput): Promise<StoredMessage> {
-      const message = await store.getMessage(messageId);
-      if (!message) throw new ChatError("not_found", "no such message");
-      return await tombstone(message, by.moderator_id, {
-        audit: {
-          action: "delete_message",
-          moderator_id: by.moderator_id,
-          target_user_id: message.sender_id,
-          target_message_id: message.id,
-          reason: by.reason,
-        },
+      const deleted = await store.deleteMessage(messageId, by.moderator_id, {
+        audit: { action: "delete_message", moderator_id: by.moderator_id, reason: by.reason },
       });
+      if (!deleted) throw new ChatError("not_found", "no such message");
+      if (deleted.changed) publishDeleted(deleted.chat, deleted.message);
+      return deleted.message;
     },
 
     /**

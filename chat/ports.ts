@@ -154,14 +154,22 @@ export type AskedRead<T> = { read: T } | { refused: ReadRefusal };
 export type ChangeRefusal = ReadRefusal | "unknown" | "not_sender" | "not_text";
 
 /**
- * What a change of one's own message gave: the message as stored after it (`changed` false when
- * there was nothing to change) and, changed, its chat's parties (to tell them: the asker's
- * socket need not hold the chat), or why it was refused.
+ * What a change of one message gave: the message as stored after it (`changed` false when there
+ * was nothing to change) and, changed, its chat's parties (to tell them with no read of the chat
+ * besides: the asker's socket need not hold the chat, a moderator names only the message).
  */
-export type OwnChange =
+export type MessageChange =
   | { message: StoredMessage; changed: false }
-  | { message: StoredMessage; changed: true; chat: ChatParties }
-  | { refused: ChangeRefusal };
+  | { message: StoredMessage; changed: true; chat: ChatParties };
+
+/** What a change of one's own message gave (see MessageChange), or why it was refused. */
+export type OwnChange = MessageChange | { refused: ChangeRefusal };
+
+/**
+ * The audit entry of a moderator's deletion as the domain writes it: the store aims it at the
+ * message and its sender as it finds them.
+ */
+export type DeletionAudit = Omit<ModerationRecord, "target_user_id" | "target_message_id">;
 
 export interface ChatListQuery {
   /** An `updated_at` cursor: chats with older activity. */
@@ -268,14 +276,16 @@ export interface ChatStore {
     readerId: string,
   ): Promise<{ count: number; up_to_seq: number; read_at: string }>;
   /**
-   * Tombstones a message; `changed` is false when it already was deleted. With `audit`, the
-   * moderation is recorded in the same transaction when the message exists.
+   * Tombstones a message, in one statement that names, when it changed it, the chat's parties;
+   * `changed` is false when it already was deleted, null when there is no such message. With
+   * `audit`, the moderation is recorded in the same statement when the message exists, aimed at
+   * it and its sender.
    */
   deleteMessage(
     messageId: string,
     deletedBy: string,
-    options?: { audit?: ModerationRecord },
-  ): Promise<{ message: StoredMessage; changed: boolean } | null>;
+    options?: { audit?: DeletionAudit },
+  ): Promise<MessageChange | null>;
   /**
    * Tombstones the asker's own message of their chat (see Asker), checked in the same statement
    * as the change: a ban or a removal the socket has not heard of refuses it. `changed` is false

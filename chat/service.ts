@@ -1,17 +1,9 @@
 import { createAdminOperations } from "./admin_operations.ts";
-import { ChatError } from "./errors.ts";
 import type { Audience, ChatEnvelope, ChatFrame, UserEvent } from "./events.ts";
 import { createChatMedia } from "./media.ts";
 import { createMembershipOperations } from "./membership_operations.ts";
 import { createMessageOperations } from "./message_operations.ts";
-import type {
-  ByteRange,
-  ChatStore,
-  EventPublisher,
-  MediaBody,
-  MediaPort,
-  ModerationRecord,
-} from "./ports.ts";
+import type { ByteRange, ChatStore, EventPublisher, MediaBody, MediaPort } from "./ports.ts";
 import { createReadOperations } from "./read_operations.ts";
 import type {
   ChatParties,
@@ -102,24 +94,6 @@ export function createChatService(deps: ChatServiceDeps) {
     });
   }
 
-  /**
-   * A moderator's tombstone (with `audit`, audited in the same transaction), then the change
-   * published. The message's chat is read before, not after: a read failing once the deletion
-   * committed would answer `unavailable` for it while no one was told.
-   */
-  async function tombstone(
-    message: StoredMessage,
-    deletedBy: string,
-    options: { audit?: ModerationRecord } = {},
-  ) {
-    const { audit } = options;
-    const chat = await store.getChat(message.chat_id);
-    const result = await store.deleteMessage(message.id, deletedBy, audit ? { audit } : {});
-    if (!result) throw new ChatError("not_found", "no such message");
-    if (result.changed && chat) publishDeleted(chat, result.message);
-    return result.message;
-  }
-
   return {
     ...createMembershipOperations({ store, now }),
     ...createReadOperations({ store, publishChat }),
@@ -143,8 +117,8 @@ export function createChatService(deps: ChatServiceDeps) {
     ...createAdminOperations({
       store,
       publishUser,
+      publishDeleted,
       published: () => events.published(),
-      tombstone,
     }),
   };
 }

@@ -37,10 +37,7 @@ export type ModerationQueries = Pick<
   | "recordModeration"
 >;
 
-/**
- * Vendor members, bans and the moderation log over postgres.js, for createPostgresStore; with
- * `audited`, which the store's own moderated changes (a deletion) use too.
- */
+/** Vendor members, bans and the moderation log over postgres.js, for createPostgresStore. */
 export function createModerationQueries(sql: Sql) {
   const queries: ModerationQueries = {
     async addVendorMember(vendorId, userId, role) {
@@ -175,11 +172,7 @@ export function createModerationQueries(sql: Sql) {
       return insertModeration(sql, action);
     },
   };
-  return {
-    queries,
-    audited: <T>(audit: ModerationRecord | undefined, change: (db: Sql) => Promise<T>) =>
-      audited(sql, audit, change),
-  };
+  return queries;
 }
 
 async function insertModeration(db: Sql, action: ModerationRecord) {

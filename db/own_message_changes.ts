@@ -1,18 +1,8 @@
 import type { PendingQuery, Row, Sql } from "postgres";
-import type { ChangeRefusal, ChatAsker, OwnChange } from "../chat/ports.ts";
-import { ChatError } from "../chat/errors.ts";
+import type { ChatAsker, OwnChange } from "../chat/ports.ts";
 import { bannedNow } from "./asked_reads.ts";
-import { chatAfterDeletion } from "./deletion_counters.ts";
-import { messageColumns, type MessageRow, toStoredMessage } from "./rows.ts";
-
-/**
- * The statement's one row: why it was refused, or the message after it (all null when gone) and,
- * changed, its chat's sides.
- */
-type ChangeRow =
-  & { refused: ChangeRefusal | null; changed: boolean | null }
-  & { chat_user_id: string | null; chat_vendor_id: string | null }
-  & (MessageRow | { [column in keyof MessageRow]: null });
+import { changedMessage, deletionCtes } from "./message_changes.ts";
+import { messageColumns } from "./rows.ts";
 
 /**
  * Why a change of the asker's message is refused, as SQL over the message `m` as the statement
@@ -37,12 +27,11 @@ function refusalOf(
 }
 
 /**
- * The check of a change (refusalOf) and the change itself in one statement: `asked` reads the
- * message by its id in the asker's chat, and `change` names the CTEs that follow it, which must
- * leave `current` (the row locked, as the lock shows it, none when refused), `updated` (the row
- * changed, if it was) and `parties` (the chat's row the change updated, returning its user_id
- * and vendor_id: whom to tell, with no read of the chat besides). One round trip, the check in
- * the change's own statement as a send's is (both on the statement's snapshot).
+ * The check of a change (refusalOf) and the change itself in one statement (changedMessage):
+ * `asked` reads the message by its id in the asker's chat, and `change` names the CTEs that
+ * follow it, which must leave `current` (none when refused), `updated` and `parties`. One round
+ * trip, the check in the change's own statement as a send's is (both on the statement's
+ * snapshot).
  */
 async function changedOwn(
   sql: Sql,
@@ -50,31 +39,17 @@ async function changedOwn(
   messageId: string,
   change: { refusal: PendingQuery<Row[]>; ctes: PendingQuery<Row[]> },
 ): Promise<OwnChange> {
-  const [row] = await sql<ChangeRow[]>`
-    with asked as materialized (
+  const { refused, change: changed } = await changedMessage(sql, {
+    ctes: sql`asked as materialized (
       select ${change.refusal} as refused
       from (select 1) one
       left join messages m on m.id = ${messageId} and m.chat_id = ${asker.chatId}
-    ), ${change.ctes}
-    select asked.refused, r.*,
-           parties.user_id as chat_user_id, parties.vendor_id as chat_vendor_id
-    from asked
-    left join lateral (
-      select *, true as changed from updated
-      union all
-      select *, false as changed from current where not exists (select 1 from updated)
-    ) r on true
-    left join parties on true`;
-  if (row?.refused) return { refused: row.refused };
+    ), ${change.ctes}`,
+    refused: sql`(select refused from asked)`,
+  });
+  if (refused) return { refused };
   // gone since the statement's snapshot, deleted by another meanwhile: as unknown
-  if (!row || row.id === null) return { refused: "unknown" };
-  const message = toStoredMessage(row);
-  if (row.changed !== true) return { message, changed: false };
-  if (row.chat_user_id === null || row.chat_vendor_id === null) {
-    throw new ChatError("internal", "a message was changed without its chat");
-  }
-  const chat = { id: message.chat_id, user_id: row.chat_user_id, vendor_id: row.chat_vendor_id };
-  return { message, changed: true, chat };
+  return changed ?? { refused: "unknown" };
 }
 
 /** ChatStore.editOwnMessage over postgres.js. */
@@ -112,24 +87,12 @@ export function editOwnMessage(sql: Sql, asker: ChatAsker, messageId: string, co
 
 /** ChatStore.deleteOwnMessage over postgres.js. */
 export function deleteOwnMessage(sql: Sql, asker: ChatAsker, messageId: string) {
-  const deletedAt = sql`date_trunc('milliseconds', now())`;
-  // Locked first, as an edit is: a deletion by another meanwhile (a moderator's) is seen, and
-  // the message is answered as that deletion left it, not tombstoned twice.
   return changedOwn(sql, asker, messageId, {
     refusal: refusalOf(sql, asker, { ownTombstone: true, textOnly: false }),
-    ctes: sql`current as (
-      select ${messageColumns(sql)} from messages
-      where id = ${messageId} and (select refused from asked) is null
-      for update
-    ), updated as (
-      update messages m set deleted_at = ${deletedAt}, deleted_by = ${asker.userId},
-                            updated_at = ${deletedAt}
-      from current
-      where m.id = current.id and current.deleted_at is null
-      returning ${messageColumns(sql, "m")}
-    ), parties as (
-      ${chatAfterDeletion(sql)}
-      returning user_id, vendor_id
-    )`,
+    ctes: deletionCtes(sql, {
+      messageId,
+      deletedBy: asker.userId,
+      allowed: sql`(select refused from asked) is null`,
+    }),
   });
 }

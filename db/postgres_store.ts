@@ -26,7 +26,7 @@ import { CANCEL_AHEAD_MS, cancelledOnAbort } from "./statement_deadline.ts";
 import { arrayLiteral } from "./array_literal.ts";
 import { bannedNow, readAsked } from "./asked_reads.ts";
 import { deleteOwnMessage, editOwnMessage } from "./own_message_changes.ts";
-import { chatAfterDeletion } from "./deletion_counters.ts";
+import { deleteMessage } from "./message_changes.ts";
 
 /**
  * The longest a refused send_message retry waits for a write of its chat under way
@@ -323,22 +323,7 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
     },
 
     deleteMessage(messageId, deletedBy, options = {}) {
-      return moderation.audited(options.audit, async (db) => {
-        const [row] = await db<MessageRow[]>`
-          with updated as (
-            update messages set deleted_at = date_trunc('milliseconds', now()), deleted_by = ${deletedBy},
-                                updated_at = date_trunc('milliseconds', now())
-            where id = ${messageId} and deleted_at is null
-            returning ${messageColumns(db)}
-          ), counter as (
-            ${chatAfterDeletion(db)}
-          )
-          select * from updated`;
-        if (row) return { message: toStoredMessage(row), changed: true };
-        // on the same connection: another one, inside a transaction, could wait on a full pool
-        const current = await selectMessage(db, messageId);
-        return current ? { message: current, changed: false } : null;
-      });
+      return deleteMessage(sql, messageId, { deletedBy, audit: options.audit });
     },
 
     deleteOwnMessage(asker, messageId) {
@@ -349,7 +334,7 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
       return editOwnMessage(sql, asker, messageId, content);
     },
 
-    ...moderation.queries,
+    ...moderation,
 
     createMedia(media) {
       return insertMedia(sql, media);

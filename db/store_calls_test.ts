@@ -58,26 +58,29 @@ async function readsGiveUp(
 }
 
 Deno.test("a store call that gives up inside a transaction rolls it back and gives its connection back clean", async () => {
-  await withLockedMessages(async ({ store, chat, message, waitingOnLock }) => {
+  await withLockedMessages(async ({ store, chat, waitingOnLock }) => {
+    // the ban is written, then its audit row waits for the table locked from outside
+    const ban = { user_id: "alice", moderator_id: "moderator", reason: "spam" };
     const audit = {
-      action: "delete_message",
+      action: "ban_user",
       moderator_id: "moderator",
-      target_user_id: message.sender_id,
-      target_message_id: message.id,
+      target_user_id: "alice",
+      target_message_id: null,
       reason: "spam",
     };
     await assert.rejects(
       within(
-        store.deleteMessage(message.id, "moderator", { audit }),
+        store.ban({ ...ban, duration_seconds: null }, { audit }),
         STORE_TIMEOUT_MS + 2_000,
-        "deleteMessage",
+        "ban",
       ),
       isUnavailable,
     );
-    // the pool's one connection, out of its transaction
+    // the pool's one connection, out of its transaction, which left no ban
     assert.equal((await within(store.getChat(chat.id), 1_000, "getChat"))?.id, chat.id);
+    assert.equal(await within(store.activeBan("alice"), 1_000, "activeBan"), null);
     assert.equal(await waitingOnLock(), 0);
-  }, { max: 1 });
+  }, { max: 1, locked: "moderation_actions" });
 });
 
 Deno.test("admin store lists that give up on a table locked from outside cancel their statements too", async () => {
@@ -141,12 +144,12 @@ interface LockedMessages {
 /**
  * A store on a pool of `options.max` connections (as main.ts makes it, named in
  * pg_stat_activity; through a PgBouncer of its own with `throughPgBouncer`) with a chat and a
- * message, while another connection's transaction holds `messages` in ACCESS EXCLUSIVE mode
- * (what VACUUM FULL or an operator's LOCK takes).
+ * message, while another connection's transaction holds `messages` (or the table `locked`) in
+ * ACCESS EXCLUSIVE mode (what VACUUM FULL or an operator's LOCK takes).
  */
 async function withLockedMessages(
   test: (setup: LockedMessages) => Promise<void>,
-  options: { max: number; throughPgBouncer?: boolean } = { max: 2 },
+  options: { max: number; throughPgBouncer?: boolean; locked?: string } = { max: 2 },
 ): Promise<void> {
   await using database = await freshDatabase();
   await using bouncer = options.throughPgBouncer ? await startPgBouncer(database.url) : undefined;
@@ -167,7 +170,7 @@ async function withLockedMessages(
     const locker = await other.reserve();
     try {
       await locker`begin`;
-      await locker`lock table messages in access exclusive mode`;
+      await locker`lock table ${locker(options.locked ?? "messages")} in access exclusive mode`;
       await test({ pool, store, chat, message, waitingOnLock });
     } finally {
       await locker`rollback`;

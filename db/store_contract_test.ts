@@ -994,6 +994,62 @@ for (const backend of backends) {
     );
   });
 
+  Deno.test(`${backend.name}: a moderator's deletion names the chat's parties and audits the message's sender in its own statement; one deleted already is audited alone, an unknown one not at all`, async () => {
+    await using db = await backend.open();
+    const { store, sql } = db;
+    const chat = (await store.createChat("c", "v")).chat;
+    const spam = (await store.insertMessage(text(chat, "spam"))).message;
+    const reply = (await store.insertMessage(
+      text(chat, "reply", { sender_id: "v", sender_side: "vendor", receiver_id: "c" }),
+    )).message;
+    const audit = { action: "delete_message", moderator_id: "mod", reason: "spam" };
+    const audited = async () => [
+      ...await sql<Array<{ target_user_id: string; target_message_id: string }>>`
+        select target_user_id, target_message_id from moderation_actions
+        where action = 'delete_message' order by created_at, id`,
+    ];
+    const unread = async () => [
+      (await store.unread(chat.id, "vendor", 1)).count,
+      (await store.unread(chat.id, "customer", 1)).count,
+    ];
+    assert.deepEqual(await unread(), [1, 1]);
+
+    // the message's own id in upper case is the message
+    const deleted = await store.deleteMessage(spam.id.toUpperCase(), "mod", { audit });
+    assert.ok(deleted?.changed);
+    assert.deepEqual(deleted.chat, { id: chat.id, user_id: "c", vendor_id: "v" });
+    assert.deepEqual(deleted.message, await store.getMessage(spam.id));
+    assert.deepEqual([deleted.message.deleted, deleted.message.deleted_by], [true, "mod"]);
+    assert.deepEqual(await unread(), [0, 1], "the deleted message was unread");
+    assert.deepEqual(await audited(), [{ target_user_id: "c", target_message_id: spam.id }]);
+
+    const again = await store.deleteMessage(spam.id, "mod2", { audit });
+    assert.deepEqual(again, { message: deleted.message, changed: false });
+    assert.deepEqual(await unread(), [0, 1]);
+    assert.equal(await store.deleteMessage(crypto.randomUUID(), "mod", { audit }), null);
+    // the vendor's message is aimed at the vendor; without `audit`, none is written
+    assert.ok((await store.deleteMessage(reply.id, "mod", { audit }))?.changed);
+    const unaudited = (await store.insertMessage(text(chat, "unaudited"))).message;
+    assert.ok((await store.deleteMessage(unaudited.id, "mod"))?.changed);
+    assert.deepEqual(await unread(), [0, 0]);
+    assert.deepEqual(await audited(), [
+      { target_user_id: "c", target_message_id: spam.id },
+      { target_user_id: "c", target_message_id: spam.id },
+      { target_user_id: "v", target_message_id: reply.id },
+    ]);
+
+    // an audit row that cannot be written leaves the message and the counters as they were
+    const kept = (await store.insertMessage(text(chat, "kept"))).message;
+    await sql`alter table moderation_actions
+                add constraint refuse_test_reason check (reason <> 'unrecordable')`;
+    await assert.rejects(
+      store.deleteMessage(kept.id, "mod", { audit: { ...audit, reason: "unrecordable" } }),
+    );
+    assert.equal((await store.getMessage(kept.id))?.deleted, false);
+    assert.deepEqual(await unread(), [1, 0]);
+    assert.equal((await audited()).length, 3);
+  });
+
   Deno.test(`${backend.name}: strings with SQL in them are stored as they are`, async () => {
     await using db = await backend.open();
     const evil = "'); drop table messages; -- \u0000".replace("\u0000", "\u0001");

@@ -2,8 +2,10 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { failure, type Reply, Status } from "./support/admin_client.ts";
 import { clockAhead } from "./support/clock.ts";
+import { waitingForLock } from "./support/database.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
 import { joinAllChats, joinChat, sendText } from "./support/steps.ts";
+import { within } from "./support/wait.ts";
 
 const by = { moderator_id: "mod-1", reason: "spam" };
 
@@ -45,6 +47,44 @@ Deno.test("DeleteMessage tombstones, tells sockets on every instance and is audi
   assert.equal(action.target_message_id, sent.id);
   assert.equal(action.reason, "spam");
   assert.ok(Math.abs(action.created_at.seconds * 1000 - Date.now()) < 60_000);
+});
+
+Deno.test("DeleteMessage that waits on the sender's own deletion of the message answers her tombstone, is audited alone and tells no one", async () => {
+  await using cluster = await startCluster({ grpc: true });
+  const admin = await cluster.admin(0);
+  const chat = await admin.call("CreateChat", { user_id: "alice", vendor_id: "acme" });
+  await using alice = await joinChat(cluster, "alice", chat.id);
+  const sent = await sendText(alice, "acme", "buy cheap watches");
+  const sql = postgres(cluster.databaseUrl, { max: 2, onnotice: () => {} });
+  // the sender's deletion, made and not yet committed: the moderator's waits on the row, and
+  // must answer the message as that deletion leaves it, not as its own snapshot had it
+  const held = Promise.withResolvers<void>();
+  const made = Promise.withResolvers<void>();
+  const senderDeletion = sql.begin(async (tx) => {
+    await tx`update messages set deleted_at = now(), deleted_by = 'alice' where id = ${sent.id}`;
+    made.resolve();
+    await held.promise;
+  });
+  try {
+    await made.promise;
+    const deleting = admin.call("DeleteMessage", { message_id: sent.id, ...by });
+    await within(waitingForLock(sql), 10_000, "DeleteMessage waiting on the row");
+    held.resolve();
+    await senderDeletion;
+    const deleted = await deleting;
+    assert.deepEqual([deleted.deleted, deleted.deleted_by], [true, "alice"]);
+  } finally {
+    held.resolve();
+    await senderDeletion;
+    await sql.end();
+  }
+  const actions = (await admin.call("ListModerationActions", {})).actions;
+  assert.deepEqual(
+    actions.map((action: Reply) => [action.target_user_id, action.target_message_id]),
+    [["alice", sent.id]],
+  );
+  await sendText(alice, "acme", "still here");
+  assert.deepEqual(alice.pending("message_deleted"), []);
 });
 
 Deno.test("BanUser closes the user's sockets everywhere with 4403 and refuses them until UnbanUser", async () => {

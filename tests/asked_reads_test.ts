@@ -1,11 +1,13 @@
 /**
  * What a read a user asks for costs the store: `load_latest_chat`, `unread_message` and
  * `list_chats` each check that the user is still in the chat and not banned in the read's own
- * statement, and `edit_message` and `delete_message` in the change's own. Counted by the store
- * calls an instance reports on `/metrics` (one statement each for these).
+ * statement, and `edit_message` and `delete_message` in the change's own; the admin plane's
+ * DeleteMessage takes the message's sender and the chat's parties from its own. Counted by the
+ * store calls an instance reports on `/metrics` (one statement each for these).
  */
 import assert from "node:assert/strict";
 import postgres from "postgres";
+import { failure, type Reply, Status } from "./support/admin_client.ts";
 import { natsCutToSecondInstance } from "./support/nats_cut.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
 import { acked, joinAllChats, joinChat, sendText } from "./support/steps.ts";
@@ -25,9 +27,18 @@ async function storeCalls(cluster: TestCluster, instance: number): Promise<Map<s
 }
 
 /** The store calls `frame` cost the instance, by operation (those it made none of left out). */
-async function callsOf(cluster: TestCluster, instance: number, socket: TestSocket, frame: Frame) {
+function callsOf(cluster: TestCluster, instance: number, socket: TestSocket, frame: Frame) {
+  return callsDuring(cluster, instance, () => acked(socket, frame));
+}
+
+/** The store calls the instance made while `request` ran, by operation (as callsOf). */
+async function callsDuring(
+  cluster: TestCluster,
+  instance: number,
+  request: () => Promise<unknown>,
+) {
   const before = await storeCalls(cluster, instance);
-  await acked(socket, frame);
+  await request();
   const after = await storeCalls(cluster, instance);
   return Object.fromEntries(
     [...after].flatMap(([operation, count]) => {
@@ -167,4 +178,61 @@ Deno.test("edit_message and delete_message each cost one store call: the change 
   ]);
   // and the chats socket still does not hold the chat: its events are not the socket's
   assert.deepEqual(customerAll.frames.filter((frame) => frame.chat_id === unheld!.id), []);
+});
+
+Deno.test("the gRPC DeleteMessage costs one store call: the deletion answers the message's sender for the audit and the chat's parties for the event", async () => {
+  await using cluster = await startCluster({ grpc: true, nats: false });
+  const admin = await cluster.admin(0);
+  const chat = await cluster.main.service.chat.createChat("cust-a", "vend-a");
+  await using customer = await joinChat(cluster, "cust-a", chat.id);
+  await using vendor = await joinChat(cluster, "vend-a", chat.id);
+  const first = await sendText(customer, "vend-a", "buy cheap watches");
+  const second = await sendText(vendor, "cust-a", "cheap watches here");
+  const by = { moderator_id: "mod-1", reason: "spam" };
+  const deleteMessage = (messageId: string) => () =>
+    admin.call("DeleteMessage", { message_id: messageId, ...by });
+
+  const rows: Array<[string, () => Promise<unknown>]> = [
+    ["DeleteMessage", deleteMessage(first.id)],
+    // deleted already (a retry whose answer was lost): audited alone, told to no one
+    ["DeleteMessage (deleted)", deleteMessage(first.id)],
+    // in upper case: audited and told under the id as stored
+    ["DeleteMessage (upper case)", deleteMessage(second.id.toUpperCase())],
+    ["DeleteMessage (unknown)", async () => {
+      const unknown = await failure(deleteMessage(crypto.randomUUID())());
+      assert.equal(unknown.code, Status.NOT_FOUND, unknown.details);
+    }],
+  ];
+  const costs = [];
+  for (const [name, request] of rows) {
+    costs.push(`${name}: ${JSON.stringify(await callsDuring(cluster, 0, request))}`);
+  }
+  assert.deepEqual(costs, [
+    'DeleteMessage: {"deleteMessage":1}',
+    'DeleteMessage (deleted): {"deleteMessage":1}',
+    'DeleteMessage (upper case): {"deleteMessage":1}',
+    'DeleteMessage (unknown): {"deleteMessage":1}',
+  ]);
+
+  // each side is told each deletion once, under the chat's and the message's ids as stored
+  for (const socket of [customer, vendor]) {
+    const told = [];
+    for (let deletion = 0; deletion < 2; deletion++) {
+      const event = await socket.nextOfType("message_deleted");
+      assert.equal(typeof event.deleted_at, "string");
+      told.push([event.chat_id, event.message_id, event.seq, event.deleted_by]);
+    }
+    assert.deepEqual(told, [
+      [chat.id, first.id, first.seq, "mod-1"],
+      [chat.id, second.id, second.seq, "mod-1"],
+    ]);
+  }
+  await sendText(customer, "vend-a", "still here");
+  assert.deepEqual(customer.pending("message_deleted"), []);
+  // the audit names each message's sender: the one deleted already too, and none for the unknown
+  const actions = (await admin.call("ListModerationActions", {})).actions;
+  assert.deepEqual(
+    actions.map((action: Reply) => [action.target_user_id, action.target_message_id]),
+    [["vend-a", second.id], ["cust-a", first.id], ["cust-a", first.id]],
+  );
 });
