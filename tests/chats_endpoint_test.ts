@@ -4,6 +4,7 @@ import { startCluster } from "./support/service.ts";
 import {
   acked,
   askUnread,
+  holdAnswers,
   joinAllChats,
   joinChat,
   messageWithSeq,
@@ -11,6 +12,21 @@ import {
   sendText,
 } from "./support/steps.ts";
 import type { Frame, TestSocket } from "./support/ws_client.ts";
+
+/**
+ * Fails when `list` shows a chat without a message the socket was sent before it: a client that
+ * shows the list it is sent would have the message undone.
+ */
+function assertNoOlderThanMessagesBefore(socket: TestSocket, list: Frame): void {
+  for (const frame of socket.frames.slice(0, socket.frames.indexOf(list))) {
+    if (frame.type !== "chat_message") continue;
+    const row = list.chats.find((candidate: Frame) => candidate.chat_id === frame.chat_id);
+    assert.ok(
+      (row?.last_message?.seq ?? 0) >= frame.message.seq,
+      `the list sent after message ${frame.message.seq} of its chat shows it without it`,
+    );
+  }
+}
 
 /** `list_chats`; resolves with the `chats` frame it brings. */
 async function listChats(socket: TestSocket, before?: string): Promise<Frame> {
@@ -407,36 +423,16 @@ Deno.test("a chat list pushed for a new chat is not older than the messages the 
   await using customer = await joinChat(cluster, "cust-1", busy.id);
   await using vendorAll = await joinAllChats(cluster, "vend-1");
   // the list pushed for the next new chat is read, then held until a message was sent
-  const listChats = service.listChats;
-  const reading = Promise.withResolvers<void>();
-  const sent = Promise.withResolvers<void>();
-  Object.assign(service, {
-    listChats: async (...args: Parameters<typeof listChats>) => {
-      const page = await listChats.apply(service, args);
-      reading.resolve();
-      await sent.promise;
-      return page;
-    },
-  });
+  const list = holdAnswers(service, "listChats");
   await service.createChat("cust-2", "vend-1");
-  await reading.promise;
+  await list.read;
   const message = await sendText(customer, "vend-1", "while the list is read");
   // the message's event reaches the chats socket (in-process bus) while its list is on its way
   await new Promise((resolve) => setTimeout(resolve, 200));
-  sent.resolve();
+  list.release();
   const pushed = await vendorAll.nextOfType("chats");
   assert.equal((await vendorAll.nextOfType("chat_message")).message.id, message.id);
-  // a list that came after the message, with the chat as it was before it, would undo it in a
-  // client that shows the list it is sent
-  const listedAt = vendorAll.frames.indexOf(pushed);
-  for (const frame of vendorAll.frames.slice(0, listedAt)) {
-    if (frame.type !== "chat_message") continue;
-    const row = pushed.chats.find((candidate: Frame) => candidate.chat_id === frame.chat_id);
-    assert.ok(
-      (row?.last_message?.seq ?? 0) >= frame.message.seq,
-      `the list pushed after message ${frame.message.seq} of its chat shows it without it`,
-    );
-  }
+  assertNoOlderThanMessagesBefore(vendorAll, pushed);
 });
 
 Deno.test("a vendor member's /v1/ws/chats/ socket hears of the vendor's new chats", async () => {
@@ -478,4 +474,26 @@ Deno.test("a message sent the instant a chat is created reaches an open chats so
   // a barrier: a later message arrives next, so neither of the first two came twice
   await service.sendMessage(actor, { ...input, content: "three", client_id: "q3" });
   assert.equal((await watcher.nextOfType("chat_message")).message.seq, 3);
+});
+
+Deno.test("a list_chats answer is not older than the messages the socket was sent before it", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const service = cluster.main.service.chat;
+  const chat = await service.createChat("cust-1", "vend-1");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await using vendor = await joinChat(cluster, "vend-1", chat.id);
+  await using vendorAll = await joinAllChats(cluster, "vend-1");
+  // the answer to the next list_chats is read, then held until a message was sent
+  const list = holdAnswers(service, "listChatsAsked");
+  vendorAll.send({ action: "list_chats", request_id: "list" });
+  await list.read;
+  const message = await sendText(customer, "vend-1", "while the list is read");
+  // the vendor's other socket on the instance has it: the event was handed to the chats socket
+  // too (in-process bus), while its list is on its way
+  await messageWithSeq(vendor, message.seq);
+  list.release();
+  await vendorAll.next((frame) => frame.request_id === "list", "the ack of list_chats");
+  const answer = await vendorAll.nextOfType("chats");
+  assert.equal((await vendorAll.nextOfType("chat_message")).message.id, message.id);
+  assertNoOlderThanMessagesBefore(vendorAll, answer);
 });

@@ -6,6 +6,7 @@ import { startCluster } from "./support/service.ts";
 import {
   acked,
   askUnread,
+  holdAnswers,
   joinAllChats,
   joinChat,
   messageWithSeq,
@@ -176,23 +177,13 @@ Deno.test("a member removed while their chats socket reads the list for a new ch
   await service.addVendorMember("vend-1", "agent-1", "agent");
   await using agent = await joinAllChats(cluster, "agent-1");
   // the list pushed for the next new chat is read before the removal, and sent after it
-  const listChats = service.listChats;
-  const reading = Promise.withResolvers<void>();
-  const removed = Promise.withResolvers<void>();
-  Object.assign(service, {
-    listChats: async (...args: Parameters<typeof listChats>) => {
-      const page = await listChats.apply(service, args);
-      reading.resolve();
-      await removed.promise;
-      return page;
-    },
-  });
+  const list = holdAnswers(service, "listChats");
   const newChat = await service.createChat("cust-2", "vend-1");
-  await reading.promise;
+  await list.read;
   await service.removeVendorMember("vend-1", "agent-1");
   // the removal is heard by the socket (in-process bus) while its list is on its way
   await new Promise((resolve) => setTimeout(resolve, 200));
-  removed.resolve();
+  list.release();
   const stale = await agent.nextOfType("chats");
   assert.deepEqual(
     stale.chats.map((row: Frame) => row.chat_id).sort(),

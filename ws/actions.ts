@@ -32,6 +32,8 @@ export interface ActionContext {
   send: (frame: ServerFrame) => void;
   /** Tells the other participants whether the user is typing, as this socket last said. */
   sayTyping: (actor: Actor, isTyping: boolean) => void;
+  /** Holds the socket's live events until the release returned is called (a list being read). */
+  holdLiveEvents: () => () => void;
 }
 
 /** What answering an action needs besides: where it reports. */
@@ -87,8 +89,15 @@ async function runAction(frame: ClientFrame, context: ActionContext): Promise<Ou
           issues: [{ path: "action", message: "list_chats is for /v1/ws/chats/ only" }],
         });
       }
-      const page = await service.listChatsAsked(userId, frame.before);
-      send({ type: "chats", chats: page.items, has_more: page.has_more });
+      // as a pushed list (SocketChats.sendOwedChatList): an event sent while the list is read
+      // would go ahead of a list that may not have it, which a client shows the chat by
+      const release = context.holdLiveEvents();
+      try {
+        const page = await service.listChatsAsked(userId, frame.before);
+        send({ type: "chats", chats: page.items, has_more: page.has_more });
+      } finally {
+        release();
+      }
       return;
     }
     case "load_latest_chat": {

@@ -356,6 +356,7 @@ export class Connection {
       askerIn: (chatId) => this.#chats.askerIn(chatId),
       send: (reply) => this.#send(reply),
       sayTyping: (actor, isTyping) => this.#sayTyping(actor, isTyping),
+      holdLiveEvents: () => this.holdLiveEvents(),
       instruments: this.#deps.instruments,
       onError: (error, context) => this.#deps.onError(error, context, this),
     });

@@ -135,3 +135,26 @@ export async function stillServes(socket: TestSocket, chatId?: string): Promise<
 export function unknownId(): string {
   return crypto.randomUUID();
 }
+
+/**
+ * Holds each answer of `service[method]`, once read, until `release()`: what a test does in
+ * between (a send, a removal) happens after the read and before the answer is sent on. `read`
+ * resolves as the first answer is held.
+ */
+export function holdAnswers<
+  K extends string,
+  S extends Record<K, (...args: never[]) => Promise<unknown>>,
+>(service: S, method: K): { read: Promise<void>; release: () => void } {
+  const original = service[method];
+  const read = Promise.withResolvers<void>();
+  const released = Promise.withResolvers<void>();
+  Object.assign(service, {
+    [method]: async (...args: never[]) => {
+      const answer = await original.apply(service, args);
+      read.resolve();
+      await released.promise;
+      return answer;
+    },
+  });
+  return { read: read.promise, release: () => released.resolve() };
+}
