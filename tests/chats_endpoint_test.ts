@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { startCluster } from "./support/service.ts";
+import { startCluster, type TestCluster } from "./support/service.ts";
 import {
   acked,
   askUnread,
@@ -26,6 +26,20 @@ function assertNoOlderThanMessagesBefore(socket: TestSocket, list: Frame): void 
       `the list sent after message ${frame.message.seq} of its chat shows it without it`,
     );
   }
+}
+
+/**
+ * A chat of cust-1 with vend-1, the customer's and the vendor's sockets on it, and the vendor's
+ * chats socket (all closed with the cluster).
+ */
+async function vendorWatching(cluster: TestCluster) {
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  return {
+    chat,
+    customer: await joinChat(cluster, "cust-1", chat.id),
+    vendor: await joinChat(cluster, "vend-1", chat.id),
+    vendorAll: await joinAllChats(cluster, "vend-1"),
+  };
 }
 
 /** `list_chats`; resolves with the `chats` frame it brings. */
@@ -479,10 +493,7 @@ Deno.test("a message sent the instant a chat is created reaches an open chats so
 Deno.test("a list_chats answer is not older than the messages the socket was sent before it", async () => {
   await using cluster = await startCluster({ nats: false });
   const service = cluster.main.service.chat;
-  const chat = await service.createChat("cust-1", "vend-1");
-  await using customer = await joinChat(cluster, "cust-1", chat.id);
-  await using vendor = await joinChat(cluster, "vend-1", chat.id);
-  await using vendorAll = await joinAllChats(cluster, "vend-1");
+  const { customer, vendor, vendorAll } = await vendorWatching(cluster);
   // the answer to the next list_chats is read, then held until a message was sent
   const list = holdAnswers(service, "listChatsAsked");
   vendorAll.send({ action: "list_chats", request_id: "list" });
@@ -496,4 +507,28 @@ Deno.test("a list_chats answer is not older than the messages the socket was sen
   const answer = await vendorAll.nextOfType("chats");
   assert.equal((await vendorAll.nextOfType("chat_message")).message.id, message.id);
   assertNoOlderThanMessagesBefore(vendorAll, answer);
+});
+
+Deno.test("an unread_message answer is not older than the unread push the socket was sent before it", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const service = cluster.main.service.chat;
+  const { chat, customer, vendor, vendorAll } = await vendorWatching(cluster);
+  await sendText(customer, "vend-1", "first");
+  assert.equal((await vendorAll.nextOfType("unread_messages")).count, 1);
+  assert.equal((await vendor.nextOfType("unread_messages")).count, 1);
+  // the answer to the next unread_message is read, then held until a message was sent
+  const unread = holdAnswers(service, "unreadMessage");
+  vendorAll.send({ action: "unread_message", chat_id: chat.id, request_id: "unread" });
+  await unread.read;
+  await sendText(customer, "vend-1", "while the count is read");
+  // the vendor's other socket on the instance has its push: the chats socket was handed it too
+  assert.equal((await vendor.nextOfType("unread_messages")).count, 2);
+  unread.release();
+  await vendorAll.next((frame) => frame.request_id === "unread", "the ack of unread_message");
+  // a client shows the count it was sent last: an answer read before the push, sent after it,
+  // would show one unread message of two until the next message
+  const counts = vendorAll.frames
+    .filter((frame) => frame.type === "unread_messages")
+    .map((frame) => frame.count);
+  assert.equal(counts.at(-1), 2, `unread counts in the order sent: ${counts}`);
 });

@@ -32,7 +32,7 @@ export interface ActionContext {
   send: (frame: ServerFrame) => void;
   /** Tells the other participants whether the user is typing, as this socket last said. */
   sayTyping: (actor: Actor, isTyping: boolean) => void;
-  /** Holds the socket's live events until the release returned is called (a list being read). */
+  /** Holds the socket's live events until the release returned is called (an answer read). */
   holdLiveEvents: () => () => void;
 }
 
@@ -74,6 +74,24 @@ export async function answerAction(
 }
 
 /**
+ * Sends what `read` reads from the store with the socket's live events held meanwhile, as a
+ * pushed chat list is (SocketChats.sendOwedChatList): a client shows a chat's row and its unread
+ * count as the last frame said, and an event sent during the read would go ahead of an answer
+ * read before it, which it would undo.
+ */
+async function sendWithEventsHeld(
+  context: ActionContext,
+  read: () => Promise<ServerFrame>,
+): Promise<void> {
+  const release = context.holdLiveEvents();
+  try {
+    context.send(await read());
+  } finally {
+    release();
+  }
+}
+
+/**
  * One client action, as protocol.md's table says: the service does it, and frames for this
  * socket alone (`latest_chat`, `chats`, `unread_messages`) go out through `send`. Errors are
  * ChatError, answered by the caller.
@@ -89,15 +107,10 @@ async function runAction(frame: ClientFrame, context: ActionContext): Promise<Ou
           issues: [{ path: "action", message: "list_chats is for /v1/ws/chats/ only" }],
         });
       }
-      // as a pushed list (SocketChats.sendOwedChatList): an event sent while the list is read
-      // would go ahead of a list that may not have it, which a client shows the chat by
-      const release = context.holdLiveEvents();
-      try {
+      await sendWithEventsHeld(context, async () => {
         const page = await service.listChatsAsked(userId, frame.before);
-        send({ type: "chats", chats: page.items, has_more: page.has_more });
-      } finally {
-        release();
-      }
+        return { type: "chats", chats: page.items, has_more: page.has_more };
+      });
       return;
     }
     case "load_latest_chat": {
@@ -164,7 +177,10 @@ async function runAction(frame: ClientFrame, context: ActionContext): Promise<Ou
       return { reply: message };
     }
     case "unread_message": {
-      send({ type: "unread_messages", ...(await service.unreadMessage(askerIn(frame.chat_id))) });
+      await sendWithEventsHeld(context, async () => ({
+        type: "unread_messages",
+        ...(await service.unreadMessage(askerIn(frame.chat_id))),
+      }));
       return;
     }
     case "typing":
