@@ -25,7 +25,7 @@ const actionSummaries: Record<Action, string> = {
     "Edits the sender's own text message: `message_edited` to all participants (none when the text is unchanged).",
   unread_message: "Asks for this user's unread messages: answered with `unread_messages`.",
   typing:
-    "Typing on or off: `typing` to the other participants' sockets, never stored; a socket that closes while on says off.",
+    "Typing on or off: `typing` to the other participants' sockets, never stored; a socket that closes while on, or loses the chat (a vendor membership revoked), says off.",
   list_chats:
     "A page of the user's chats (`before`, an `updated_at` cursor): answered with `chats`.",
 };

@@ -3,6 +3,7 @@ import postgres from "postgres";
 import { startCluster } from "./support/service.ts";
 import {
   acked,
+  agentWatching,
   askUnread,
   framesBetween,
   joinAllChats,
@@ -188,11 +189,7 @@ Deno.test('a "mark all read" asking past any seq a chat can have (Number.MAX_SAF
 
 Deno.test("read_up_to on /v1/ws/chats/ by a vendor member counts what it marked", async () => {
   await using cluster = await startCluster();
-  const service = cluster.main.service.chat;
-  const chat = await service.createChat("cust-1", "vend-1");
-  await service.addVendorMember("vend-1", "agent-1", "agent");
-  await using customer = await joinChat(cluster, "cust-1", chat.id);
-  await using agentAll = await joinAllChats(cluster, "agent-1");
+  const { chat, customer, agentAll } = await agentWatching(cluster);
   for (let index = 1; index <= 4; index++) await sendText(customer, "vend-1", `c${index}`);
   await acked(agentAll, { action: "read_up_to", chat_id: chat.id, seq: 3 });
   const event = await customer.nextOfType("messages_read");

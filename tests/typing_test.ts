@@ -3,10 +3,12 @@ import postgres from "postgres";
 import { startCluster } from "./support/service.ts";
 import {
   acked,
+  agentWatching,
   framesBetween,
   joinAllChats,
   joinChat,
   messageWithSeq,
+  refused,
   sendText,
 } from "./support/steps.ts";
 
@@ -152,4 +154,26 @@ Deno.test("a typing frame still being answered when its socket goes is not told 
   } finally {
     await sql.end();
   }
+});
+
+Deno.test("a member removed from the vendor while typing in its chat on a chats socket that stays open tells the others they stopped", async () => {
+  await using cluster = await startCluster();
+  const { chat, customer, agentAll } = await agentWatching(cluster);
+  await acked(agentAll, { action: "typing", chat_id: chat.id, is_typing: true });
+  assert.equal((await customer.nextOfType("typing")).is_typing, true);
+
+  await cluster.main.service.chat.removeVendorMember("vend-1", "agent-1");
+  // the chats socket stays open (with the agent's own chats, if any), and may no longer say
+  // anything in this one: a `true` left standing would show the agent typing until it closes
+  assert.deepEqual(await customer.nextOfType("typing"), {
+    type: "typing",
+    chat_id: chat.id,
+    user_id: "agent-1",
+    is_typing: false,
+  });
+  await refused(
+    agentAll,
+    { action: "typing", chat_id: chat.id, is_typing: false },
+    "forbidden",
+  );
 });

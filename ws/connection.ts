@@ -363,6 +363,19 @@ export class Connection {
     if (answer) this.#send(answer);
   }
 
+  /**
+   * Chats the socket lost while it stays open (SocketChats): the others are told the user stopped
+   * typing in them, as at the close, since the user may say nothing there any more.
+   */
+  lost(chatIds: readonly string[]): void {
+    for (const chatId of chatIds) {
+      const actor = this.#typingIn?.get(chatId);
+      if (!actor) continue;
+      this.#typingIn?.delete(chatId);
+      this.#deps.service.typing(actor, false);
+    }
+  }
+
   #sayTyping(actor: Actor, isTyping: boolean): void {
     // a typing answered after the socket went (its chat was looked up in the store meanwhile)
     // is not told: a `true` after the close's `false` would stay up on the other side for good

@@ -21,6 +21,11 @@ export interface ChatsHost {
   onUserEvent(event: UserEvent): void;
   /** Holds every live event of the socket until the release returned is called. */
   holdLiveEvents(): () => void;
+  /**
+   * The socket sees these chats no more, though it stays open (a vendor membership revoked, a
+   * refresh that lost them): what the user still says in them is to be taken back.
+   */
+  lost(chatIds: readonly string[]): void;
 }
 
 /** What the chats of every socket share: one object for all, nothing held per socket. */
@@ -268,6 +273,7 @@ export class SocketChats {
       changed = true;
     }
     this.#unfollow(lost);
+    if (lost.length > 0) this.#host.lost(lost);
     const fresh = chats.filter((membership) => !this.memberships.has(membership.chat.id));
     this.#keep(fresh);
     for (const vendorId of this.#vendors.keys()) {
@@ -370,7 +376,9 @@ export class SocketChats {
       dropped.push(chatId);
     }
     this.#unfollow(dropped);
-    return dropped.length > 0;
+    if (dropped.length === 0) return false;
+    this.#host.lost(dropped);
+    return true;
   }
 
   /** Keeps `cleanup` for the close; runs it now if the connection closed meanwhile. */

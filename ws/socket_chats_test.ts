@@ -34,6 +34,7 @@ function memberHost(deliver: ChatsHost["deliver"] = () => {}): ChatsHost {
     deliver,
     onUserEvent: () => {},
     holdLiveEvents: () => () => {},
+    lost: () => {},
   };
 }
 

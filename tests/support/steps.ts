@@ -158,3 +158,18 @@ export function holdAnswers<
   });
   return { read: read.promise, release: () => released.resolve() };
 }
+
+/**
+ * A chat of cust-1 with vend-1, whose agent agent-1 is: the customer's socket on it and the
+ * agent's chats socket (both closed with the cluster).
+ */
+export async function agentWatching(cluster: TestCluster) {
+  const service = cluster.main.service.chat;
+  const chat = await service.createChat("cust-1", "vend-1");
+  await service.addVendorMember("vend-1", "agent-1", "agent");
+  return {
+    chat,
+    customer: await joinChat(cluster, "cust-1", chat.id),
+    agentAll: await joinAllChats(cluster, "agent-1"),
+  };
+}
