@@ -532,3 +532,30 @@ Deno.test("an unread_message answer is not older than the unread push the socket
     .map((frame) => frame.count);
   assert.equal(counts.at(-1), 2, `unread counts in the order sent: ${counts}`);
 });
+
+Deno.test("a load_latest_chat answer does not bring back the content of a message deleted before it was sent", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const service = cluster.main.service.chat;
+  const { chat, customer, vendor, vendorAll } = await vendorWatching(cluster);
+  const sent = await sendText(customer, "vend-1", "sent by mistake");
+  await vendorAll.nextOfType("chat_message");
+  // the answer to the next load_latest_chat is read, then held until the message was deleted
+  const history = holdAnswers(service, "loadLatestChat");
+  vendorAll.send({ action: "load_latest_chat", chat_id: chat.id, request_id: "page" });
+  await history.read;
+  await acked(customer, { action: "delete_message", message_id: sent.id });
+  // the vendor's other socket on the instance has the deletion: the chats socket was handed it
+  assert.equal((await vendor.nextOfType("message_deleted")).message_id, sent.id);
+  history.release();
+  await vendorAll.next((frame) => frame.request_id === "page", "the ack of load_latest_chat");
+  // a client keeps a message as the frame it was sent last shows it: a page read before the
+  // deletion, sent after it, would show the message's content again
+  const shown = vendorAll.frames.flatMap((frame) =>
+    frame.type === "message_deleted"
+      ? [`deleted`]
+      : frame.type === "latest_chat"
+      ? frame.messages.map((message: Frame) => message.deleted ? "deleted" : message.content)
+      : []
+  );
+  assert.equal(shown.at(-1), "deleted", `the message as sent, in order: ${shown}`);
+});

@@ -75,9 +75,9 @@ export async function answerAction(
 
 /**
  * Sends what `read` reads from the store with the socket's live events held meanwhile, as a
- * pushed chat list is (SocketChats.sendOwedChatList): a client shows a chat's row and its unread
- * count as the last frame said, and an event sent during the read would go ahead of an answer
- * read before it, which it would undo.
+ * pushed chat list is (SocketChats.sendOwedChatList): a client shows a chat's row, its unread
+ * count and a message as the last frame said, and an event sent during the read (a message, a
+ * push, a deletion) would go ahead of an answer read before it, which would undo it.
  */
 async function sendWithEventsHeld(
   context: ActionContext,
@@ -93,11 +93,12 @@ async function sendWithEventsHeld(
 
 /**
  * One client action, as protocol.md's table says: the service does it, and frames for this
- * socket alone (`latest_chat`, `chats`, `unread_messages`) go out through `send`. Errors are
- * ChatError, answered by the caller.
+ * socket alone (`latest_chat`, `chats`, `unread_messages`) go out through `send`, with the live
+ * events held while they are read (sendWithEventsHeld). Errors are ChatError, answered by the
+ * caller.
  */
 async function runAction(frame: ClientFrame, context: ActionContext): Promise<Outcome> {
-  const { service, mediaRequests, userId, endpoint, actorIn, askerIn, send, sayTyping } = context;
+  const { service, mediaRequests, userId, endpoint, actorIn, askerIn, sayTyping } = context;
   switch (frame.action) {
     case "ping":
       return;
@@ -114,16 +115,18 @@ async function runAction(frame: ClientFrame, context: ActionContext): Promise<Ou
       return;
     }
     case "load_latest_chat": {
-      const page = await service.loadLatestChat(askerIn(frame.chat_id), {
-        limit: frame.limit,
-        ...(frame.before_seq === undefined ? {} : { before_seq: frame.before_seq }),
-        ...(frame.after_seq === undefined ? {} : { after_seq: frame.after_seq }),
-      });
-      send({
-        type: "latest_chat",
-        chat_id: page.chat_id,
-        messages: page.items,
-        has_more: page.has_more,
+      await sendWithEventsHeld(context, async () => {
+        const page = await service.loadLatestChat(askerIn(frame.chat_id), {
+          limit: frame.limit,
+          ...(frame.before_seq === undefined ? {} : { before_seq: frame.before_seq }),
+          ...(frame.after_seq === undefined ? {} : { after_seq: frame.after_seq }),
+        });
+        return {
+          type: "latest_chat",
+          chat_id: page.chat_id,
+          messages: page.items,
+          has_more: page.has_more,
+        };
       });
       return;
     }
