@@ -11,8 +11,10 @@ export const RENEWAL_REFUSED =
  * Reads GRPC_TLS_CERT and GRPC_TLS_KEY's files again every `everyMs` and hands a changed pair to
  * `renew` (a certificate renewed by cert-manager, certbot or a secret's update is served without
  * a restart). A pair that cannot be served, as when the certificate was written and its key not
- * yet, is warned of once and the one before kept; the next reading tries again. `renew` throws
- * when the TLS front refuses the pair.
+ * yet, is warned of once and the one before kept; the next reading tries again. Only what two
+ * readings in a row agree on is served or warned of: a file read while it is being written (a
+ * chain's leaf there and its issuer not yet, a key emptied and not yet filled) reads otherwise at
+ * the next. `renew` throws when the TLS front refuses the pair.
  */
 export function followCertificateRenewal(options: {
   served: TlsPair;
@@ -24,8 +26,13 @@ export function followCertificateRenewal(options: {
   let served = options.served;
   /** The last pair refused, so that it is warned of once, not at every reading. */
   let refused: TlsPair | TlsProblem | undefined;
+  /** The reading before, which this one must agree with to be acted on. */
+  let previous: TlsPair | TlsProblem | undefined;
   const timer = setInterval(() => {
     const read = options.read();
+    const settled = sameReading(read, previous);
+    previous = read;
+    if (!settled) return;
     if ("variable" in read) {
       if (!sameReading(read, refused)) log.warn(RENEWAL_REFUSED, { [read.variable]: read.message });
       refused = read;

@@ -1,0 +1,90 @@
+import assert from "node:assert/strict";
+import { readTlsPair } from "../config_tls.ts";
+import { configureLogging } from "../observability/log.ts";
+import { createCertificate } from "../tests/support/tls_certificates.ts";
+import { createWatch } from "../tests/support/wait.ts";
+import { followCertificateRenewal, RENEWAL_REFUSED } from "./certificate_renewal.ts";
+import type { TlsPair } from "./tls_front.ts";
+
+/**
+ * GRPC_TLS_CERT and GRPC_TLS_KEY files in a directory of their own, followed every 20 ms as the
+ * service follows them; `readings` counts the readings, `renewed` holds the pairs served since
+ * and `warnings` the renewals refused.
+ */
+async function followFiles(served: TlsPair) {
+  const dir = await Deno.makeTempDir();
+  const paths = { cert: `${dir}/cert.pem`, key: `${dir}/key.pem` };
+  await Deno.writeTextFile(paths.cert, served.cert);
+  await Deno.writeTextFile(paths.key, served.key);
+  const lines: string[] = [];
+  const decoder = new TextDecoder();
+  const logging = await configureLogging("info", {
+    write: (bytes) => void lines.push(decoder.decode(bytes)),
+  });
+  const changed = createWatch();
+  let readings = 0;
+  const renewed: TlsPair[] = [];
+  const renewal = followCertificateRenewal({
+    served,
+    read() {
+      readings += 1;
+      changed.changed();
+      return readTlsPair(paths.cert, paths.key);
+    },
+    renew(pair) {
+      renewed.push(pair);
+      changed.changed();
+    },
+    everyMs: 20,
+  });
+  return {
+    paths,
+    renewed,
+    warnings: () =>
+      lines.join("").split("\n").filter(Boolean).map((line) => JSON.parse(line))
+        .filter((line) => line.message === RENEWAL_REFUSED),
+    /** Resolves once a reading has been taken after this call. */
+    async nextReading() {
+      const after = readings;
+      await changed.until(() => readings > after || undefined, "a reading", 2_000);
+    },
+    until: changed.until,
+    async [Symbol.asyncDispose]() {
+      renewal.stop();
+      await logging[Symbol.asyncDispose]();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+Deno.test("a chain file read while it is being written (its leaf there, its issuer not yet) is not served", async () => {
+  const first = await createCertificate();
+  const issuer = await createCertificate();
+  const chained = await createCertificate("ec", { issuer });
+  await using files = await followFiles(first);
+  const leaf = chained.cert.slice(0, chained.cert.length - issuer.cert.length);
+  // `cat leaf.pem issuer.pem > cert.pem`: the leaf written, the issuer not yet
+  Deno.writeTextFileSync(files.paths.key, chained.key);
+  Deno.writeTextFileSync(files.paths.cert, leaf);
+  await files.nextReading();
+  Deno.writeTextFileSync(files.paths.cert, chained.cert);
+  await files.until(() => files.renewed[0], "the renewal");
+  assert.deepEqual(
+    files.renewed.map((pair) => pair.cert === chained.cert ? "the whole chain" : "the leaf alone"),
+    ["the whole chain"],
+  );
+});
+
+Deno.test("a key file read while it is being written (emptied, not yet filled) is not warned of", async () => {
+  const first = await createCertificate();
+  const renewed = await createCertificate();
+  await using files = await followFiles(first);
+  // written in place: opened (emptied), then filled
+  Deno.writeTextFileSync(files.paths.cert, renewed.cert);
+  Deno.writeTextFileSync(files.paths.key, "");
+  await files.nextReading();
+  Deno.writeTextFileSync(files.paths.key, renewed.key);
+  await files.until(() => files.renewed[0], "the renewal");
+  assert.deepEqual(files.warnings(), []);
+  assert.equal(files.renewed[0]?.cert, renewed.cert);
+});
