@@ -14,7 +14,8 @@ export const RENEWAL_REFUSED =
  * yet, is warned of once and the one before kept; the next reading tries again. Only what two
  * readings in a row agree on is served or warned of: a file read while it is being written (a
  * chain's leaf there and its issuer not yet, a key emptied and not yet filled) reads otherwise at
- * the next. `renew` throws when the TLS front refuses the pair.
+ * the next. `renew` throws when the TLS front refuses the pair; it is tried again at each
+ * reading, warned of once.
  */
 export function followCertificateRenewal(options: {
   served: TlsPair;
@@ -38,12 +39,14 @@ export function followCertificateRenewal(options: {
       refused = read;
       return;
     }
-    if (sameReading(read, served) || sameReading(read, refused)) return;
+    if (sameReading(read, served)) return;
+    // tried again at every reading: the front may fail for a while (out of file descriptors)
     try {
       options.renew(read);
     } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      if (!sameReading(read, refused)) log.warn(RENEWAL_REFUSED, { error: message });
       refused = read;
-      log.warn(RENEWAL_REFUSED, { error: error instanceof Error ? error.message : String(error) });
       return;
     }
     served = read;

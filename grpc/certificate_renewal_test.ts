@@ -9,9 +9,9 @@ import type { TlsPair } from "./tls_front.ts";
 /**
  * GRPC_TLS_CERT and GRPC_TLS_KEY files in a directory of their own, followed every 20 ms as the
  * service follows them; `readings` counts the readings, `renewed` holds the pairs served since
- * and `warnings` the renewals refused.
+ * and `warnings` the renewals refused. `refuse` may throw as the TLS front's renew does.
  */
-async function followFiles(served: TlsPair) {
+async function followFiles(served: TlsPair, refuse?: (pair: TlsPair) => void) {
   const dir = await Deno.makeTempDir();
   const paths = { cert: `${dir}/cert.pem`, key: `${dir}/key.pem` };
   await Deno.writeTextFile(paths.cert, served.cert);
@@ -32,6 +32,7 @@ async function followFiles(served: TlsPair) {
       return readTlsPair(paths.cert, paths.key);
     },
     renew(pair) {
+      refuse?.(pair);
       renewed.push(pair);
       changed.changed();
     },
@@ -87,4 +88,22 @@ Deno.test("a key file read while it is being written (emptied, not yet filled) i
   await files.until(() => files.renewed[0], "the renewal");
   assert.deepEqual(files.warnings(), []);
   assert.equal(files.renewed[0]?.cert, renewed.cert);
+});
+
+Deno.test("a renewed pair the TLS front could not open at one reading (out of descriptors) is served at a later one, warned of once", async () => {
+  const first = await createCertificate();
+  const renewed = await createCertificate();
+  let attempts = 0;
+  await using files = await followFiles(first, () => {
+    attempts += 1;
+    // what Deno.listenTls throws while the process is out of file descriptors
+    if (attempts === 1) throw new Error("Too many open files (os error 24)");
+  });
+  Deno.writeTextFileSync(files.paths.cert, renewed.cert);
+  Deno.writeTextFileSync(files.paths.key, renewed.key);
+  await files.until(() => files.renewed[0], "the renewal");
+  assert.equal(files.renewed[0]?.cert, renewed.cert);
+  assert.deepEqual(files.warnings().map((line) => line.error), [
+    "Too many open files (os error 24)",
+  ]);
 });
