@@ -39,7 +39,11 @@ export function followCertificateRenewal(options: {
       refused = read;
       return;
     }
-    if (sameReading(read, served)) return;
+    if (sameReading(read, served)) {
+      // put back: a refused pair coming again is news, warned of again
+      refused = undefined;
+      return;
+    }
     // tried again at every reading: the front may fail for a while (out of file descriptors)
     try {
       options.renew(read);

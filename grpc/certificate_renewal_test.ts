@@ -107,3 +107,24 @@ Deno.test("a renewed pair the TLS front could not open at one reading (out of de
     "Too many open files (os error 24)",
   ]);
 });
+
+Deno.test("a pair that cannot be served is warned of again when it comes back after the files were put back to the pair served", async () => {
+  const first = await createCertificate();
+  const other = await createCertificate();
+  await using files = await followFiles(first);
+  const keyOf = (warnings: Array<Record<string, string>>) =>
+    warnings.map((line) => line.GRPC_TLS_KEY);
+  Deno.writeTextFileSync(files.paths.key, other.key);
+  await files.until(() => files.warnings()[0], "the first warning");
+  // put back: the pair served is read again
+  Deno.writeTextFileSync(files.paths.key, first.key);
+  await files.nextReading();
+  await files.nextReading();
+  Deno.writeTextFileSync(files.paths.key, other.key);
+  await files.until(() => files.warnings()[1], "the second warning");
+  assert.deepEqual(keyOf(files.warnings()), [
+    "is not the key of GRPC_TLS_CERT's first certificate",
+    "is not the key of GRPC_TLS_CERT's first certificate",
+  ]);
+  assert.deepEqual(files.renewed, []);
+});
