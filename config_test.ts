@@ -46,6 +46,21 @@ Deno.test("loadConfig refuses a duration longer than a timer can wait, which wou
   }
 });
 
+Deno.test("loadConfig refuses a GRPC_TLS_RELOAD_SECONDS so short that reading the TLS files would take the event loop", () => {
+  // a reading parses the pair and checks the key: about a millisecond of the event loop
+  for (const value of ["0.001", "0.05"]) {
+    assert.throws(
+      () => loadConfig({ ...valid, GRPC_TLS_RELOAD_SECONDS: value }),
+      /^ConfigError: invalid configuration: GRPC_TLS_RELOAD_SECONDS: must be at least 0\.1/,
+      value,
+    );
+  }
+  assert.equal(
+    loadConfig({ ...valid, GRPC_TLS_RELOAD_SECONDS: "0.1" }).GRPC_TLS_RELOAD_SECONDS,
+    0.1,
+  );
+});
+
 Deno.test("loadConfig refuses a GRPC_PORT equal to PORT, which the start could not listen on", () => {
   assert.throws(
     () => loadConfig({ ...valid, PORT: "8000", GRPC_PORT: "8000" }),
