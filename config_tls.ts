@@ -5,26 +5,45 @@ import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
  * the file it names. Throws Deno's error when the file cannot be read.
  */
 export function tlsPem(value: string): string {
-  return value.includes("-----BEGIN") ? value : Deno.readTextFileSync(value);
+  return isPemText(value) ? value : Deno.readTextFileSync(value);
 }
+
+/** Whether a GRPC_TLS_* value (or a text read for one) is PEM, not a path. */
+export const isPemText = (value: string): boolean => value.includes("-----BEGIN");
 
 /**
  * GRPC_TLS_CERT and GRPC_TLS_KEY read again (their files may have been renewed), checked as
  * tlsProblem checks them; or why the pair read cannot be served. The texts read are what is
- * checked: a file replaced between a check and a reading would otherwise go unchecked.
+ * checked: a file replaced between a check and a reading would otherwise go unchecked. Read
+ * without blocking: a file system that hangs (or a FIFO) holds this reading, not the event loop,
+ * until `signal` ends it.
  */
-export function readTlsPair(cert: string, key: string): { cert: string; key: string } | TlsProblem {
-  let pair: { cert: string; key: string };
-  try {
-    pair = { cert: tlsPem(cert), key: tlsPem(key) };
-  } catch {
+export async function readTlsPair(
+  cert: string,
+  key: string,
+  signal: AbortSignal,
+): Promise<TlsPair | TlsProblem> {
+  const [certText, keyText] = await Promise.all([cert, key].map(async (value) => {
+    if (isPemText(value)) return value;
+    try {
+      return await Deno.readTextFile(value, { signal });
+    } catch {
+      return undefined;
+    }
+  }));
+  signal.throwIfAborted();
+  // unreadable, emptied or half written: tlsProblem says why as the settings check does (it
+  // would take a text without PEM for a path)
+  if (!certText || !keyText || !isPemText(certText) || !isPemText(keyText)) {
     return tlsProblem(cert, key) ?? CHANGED_WHILE_READ;
   }
-  // a file emptied or half written: tlsProblem would take its text for a path
-  if (!pair.cert.includes("-----BEGIN") || !pair.key.includes("-----BEGIN")) {
-    return tlsProblem(cert, key) ?? CHANGED_WHILE_READ;
-  }
-  return tlsProblem(pair.cert, pair.key) ?? pair;
+  return tlsProblem(certText, keyText) ?? { cert: certText, key: keyText };
+}
+
+/** A certificate (PEM, leaf first) and its private key (PEM). */
+export interface TlsPair {
+  cert: string;
+  key: string;
 }
 
 const CHANGED_WHILE_READ: TlsProblem = {
@@ -81,10 +100,10 @@ function readPem(
   secret: boolean,
 ): { pem: string; source: string } | { problem: string } {
   const file = secret ? "the file it names" : value;
-  const source = value.includes("-----BEGIN") ? "its PEM" : file;
+  const source = isPemText(value) ? "its PEM" : file;
   try {
     const pem = tlsPem(value);
-    return pem.includes("-----BEGIN") ? { pem, source } : { problem: `${file} holds no PEM` };
+    return isPemText(pem) ? { pem, source } : { problem: `${file} holds no PEM` };
   } catch (error) {
     if (error instanceof Deno.errors.NotCapable) {
       return {

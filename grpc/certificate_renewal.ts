@@ -1,7 +1,6 @@
-import type { TlsProblem } from "../config_tls.ts";
-import { logger } from "../observability/log.ts";
+import type { TlsPair, TlsProblem } from "../config_tls.ts";
+import { errorFields, logger } from "../observability/log.ts";
 import { certificateDates } from "./certificate_expiry.ts";
-import type { TlsPair } from "./tls_front.ts";
 
 export const CERTIFICATE_RENEWED = "the gRPC TLS certificate was renewed";
 export const RENEWAL_REFUSED =
@@ -19,18 +18,39 @@ export const RENEWAL_REFUSED =
  */
 export function followCertificateRenewal(options: {
   served: TlsPair;
-  read: () => TlsPair | TlsProblem;
+  /** Rejects once `signal` is aborted (the follow stopped). */
+  read: (signal: AbortSignal) => Promise<TlsPair | TlsProblem>;
   renew: (pair: TlsPair) => void;
   everyMs: number;
-}): { stop(): void } {
+}): { stop(): Promise<void> } {
   const log = logger("grpc");
   let served = options.served;
   /** The last pair refused, so that it is warned of once, not at every reading. */
   let refused: TlsPair | TlsProblem | undefined;
   /** The reading before, which this one must agree with to be acted on. */
   let previous: TlsPair | TlsProblem | undefined;
-  const timer = setInterval(() => {
-    const read = options.read();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  /** The reading under way, awaited by `stop`. */
+  let reading: Promise<void> | undefined;
+  const stopping = new AbortController();
+  const stopped = () => stopping.signal.aborted;
+  /** One reading, then the next `everyMs` after it: readings never overlap. */
+  function readLater() {
+    timer = setTimeout(() => {
+      reading = options.read(stopping.signal)
+        .then((read) => {
+          if (!stopped()) take(read);
+        })
+        // nothing here should throw; if it does, the next reading must still come
+        .catch((error) => {
+          if (!stopped()) log.error("reading the gRPC TLS files again failed", errorFields(error));
+        })
+        .finally(() => {
+          if (!stopped()) readLater();
+        });
+    }, options.everyMs);
+  }
+  function take(read: TlsPair | TlsProblem) {
     const settled = sameReading(read, previous);
     previous = read;
     if (!settled) return;
@@ -56,8 +76,15 @@ export function followCertificateRenewal(options: {
     served = read;
     refused = undefined;
     log.info(CERTIFICATE_RENEWED, certificateDates(read.cert));
-  }, options.everyMs);
-  return { stop: () => clearInterval(timer) };
+  }
+  readLater();
+  return {
+    async stop() {
+      stopping.abort();
+      clearTimeout(timer);
+      await reading;
+    },
+  };
 }
 
 function sameReading(

@@ -1,10 +1,9 @@
 import assert from "node:assert/strict";
-import { readTlsPair } from "../config_tls.ts";
+import { readTlsPair, type TlsPair } from "../config_tls.ts";
 import { configureLogging } from "../observability/log.ts";
 import { createCertificate } from "../tests/support/tls_certificates.ts";
-import { createWatch } from "../tests/support/wait.ts";
+import { createWatch, within } from "../tests/support/wait.ts";
 import { followCertificateRenewal, RENEWAL_REFUSED } from "./certificate_renewal.ts";
-import type { TlsPair } from "./tls_front.ts";
 
 /**
  * GRPC_TLS_CERT and GRPC_TLS_KEY files in a directory of their own, followed every 20 ms as the
@@ -26,10 +25,11 @@ async function followFiles(served: TlsPair, refuse?: (pair: TlsPair) => void) {
   const renewed: TlsPair[] = [];
   const renewal = followCertificateRenewal({
     served,
-    read() {
+    async read(signal) {
+      const read = await readTlsPair(paths.cert, paths.key, signal);
       readings += 1;
       changed.changed();
-      return readTlsPair(paths.cert, paths.key);
+      return read;
     },
     renew(pair) {
       refuse?.(pair);
@@ -51,7 +51,7 @@ async function followFiles(served: TlsPair, refuse?: (pair: TlsPair) => void) {
     },
     until: changed.until,
     async [Symbol.asyncDispose]() {
-      renewal.stop();
+      await renewal.stop();
       await logging[Symbol.asyncDispose]();
       await Deno.remove(dir, { recursive: true });
     },
@@ -127,4 +127,44 @@ Deno.test("a pair that cannot be served is warned of again when it comes back af
     "is not the key of GRPC_TLS_CERT's first certificate",
   ]);
   assert.deepEqual(files.renewed, []);
+});
+
+Deno.test("a file whose reading blocks (a FIFO, a hung file system) holds no event loop, and stopping ends the reading", async () => {
+  const first = await createCertificate();
+  const dir = await Deno.makeTempDir();
+  const paths = { cert: `${dir}/cert.pem`, key: `${dir}/key.pem` };
+  await Deno.writeTextFile(paths.cert, first.cert);
+  const mkfifo = await new Deno.Command("mkfifo", { args: [paths.key] }).output();
+  assert.ok(mkfifo.success);
+  let started = 0;
+  const renewal = followCertificateRenewal({
+    served: first,
+    read(signal) {
+      started += 1;
+      return readTlsPair(paths.cert, paths.key, signal);
+    },
+    renew: () => assert.fail("nothing to renew"),
+    everyMs: 20,
+  });
+  try {
+    // a reading under way, blocked on the FIFO: timers still run
+    const ticks = await new Promise<number>((resolve) => {
+      let count = 0;
+      const ticker = setInterval(() => {
+        count += 1;
+        if (count === 10) {
+          clearInterval(ticker);
+          resolve(count);
+        }
+      }, 10);
+    });
+    assert.equal(ticks, 10);
+    assert.equal(started, 1, "one reading at a time");
+    await within(renewal.stop(), 1_000, "the stop to end the blocked reading");
+  } finally {
+    await renewal.stop();
+    // the thread still blocked in the FIFO's open: a writer lets it go
+    (await Deno.open(paths.key, { write: true })).close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

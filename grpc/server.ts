@@ -2,7 +2,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { PackageDefinition, ServiceDefinition } from "@grpc/proto-loader";
 import type { AdminStore, EventBus, Subjects } from "../chat/ports.ts";
 import type { ChatService } from "../chat/service.ts";
-import type { TlsProblem } from "../config_tls.ts";
+import type { TlsPair, TlsProblem } from "../config_tls.ts";
 import { createAdmission } from "./admission.ts";
 import { followCertificateExpiry } from "./certificate_expiry.ts";
 import { followCertificateRenewal } from "./certificate_renewal.ts";
@@ -24,7 +24,7 @@ import { readLongDeadlines } from "./long_deadlines.ts";
 import { createConnectionCap } from "./connection_cap.ts";
 import { followHttp2Servers } from "./http2_servers.ts";
 import { createPingPolicy } from "./ping_policy.ts";
-import { startTlsFront, type TlsFront, type TlsPair } from "./tls_front.ts";
+import { startTlsFront, type TlsFront } from "./tls_front.ts";
 import { ADMIN_SERVICE, loadAdminProto } from "./proto.ts";
 import { isServerFault, toCallStatus, unauthenticated } from "./status.ts";
 
@@ -56,7 +56,7 @@ export interface GrpcOptions {
    * pair is read again every `reread.everyMs` and a renewed one served to new connections.
    */
   tls?: TlsPair & {
-    reread?: { read: () => TlsPair | TlsProblem; everyMs: number };
+    reread?: { read: (signal: AbortSignal) => Promise<TlsPair | TlsProblem>; everyMs: number };
   };
   /** WatchEvents: events a stream may fall behind by before it is ended. */
   watchBuffer?: number;
@@ -270,7 +270,7 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
   let port: number;
   let front: TlsFront | undefined;
   let expiry: { stop(): void } | undefined;
-  let renewal: { stop(): void } | undefined;
+  let renewal: { stop(): Promise<void> } | undefined;
   try {
     // With TLS, grpc-js listens in plaintext on loopback behind the TLS front (tls_front.ts).
     listener = await startGrpcListener(
@@ -303,7 +303,7 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
       }
     }
   } catch (error) {
-    renewal?.stop();
+    await renewal?.stop();
     expiry?.stop();
     await listener?.close();
     health.stop();
@@ -340,7 +340,7 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
           // a deadline that is already over fires no abort event
           if (deadline?.aborted) force();
         });
-        renewal?.stop();
+        await renewal?.stop();
         await front?.close();
         expiry?.stop();
       })();

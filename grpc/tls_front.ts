@@ -1,3 +1,4 @@
+import type { TlsPair } from "../config_tls.ts";
 import { logger } from "../observability/log.ts";
 import { createRelisten } from "../relisten.ts";
 
@@ -28,12 +29,6 @@ export interface TlsFront {
   renew(pair: TlsPair): void;
   /** Stops accepting and cuts every connection. */
   close(): Promise<void>;
-}
-
-/** A certificate (PEM, leaf first) and its private key (PEM). */
-export interface TlsPair {
-  cert: string;
-  key: string;
 }
 
 /**

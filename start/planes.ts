@@ -5,7 +5,7 @@ import type { Subjects } from "../bus/subjects.ts";
 import type { ChatFeed } from "../chat/feed.ts";
 import type { ChatService } from "../chat/service.ts";
 import type { Config } from "../config.ts";
-import { readTlsPair, tlsPem } from "../config_tls.ts";
+import { isPemText, readTlsPair, tlsPem } from "../config_tls.ts";
 import { createAdminStore } from "../db/admin_store.ts";
 import { type GrpcOptions, startGrpcServer } from "../grpc/server.ts";
 import type { Metrics } from "../observability/metrics.ts";
@@ -130,13 +130,12 @@ function httpOptions(config: Config, maxSockets: number): HttpOptions {
 
 /** The admin plane's settings. */
 function grpcOptions(config: Config): GrpcOptions {
+  const tls = tlsOptions(config);
   return {
     host: config.HOST,
     port: config.GRPC_PORT,
     adminToken: config.GRPC_ADMIN_TOKEN ?? "",
-    ...(config.GRPC_TLS_CERT && config.GRPC_TLS_KEY
-      ? { tls: tlsOptions(config.GRPC_TLS_CERT, config.GRPC_TLS_KEY, config) }
-      : {}),
+    ...(tls ? { tls } : {}),
     watchBuffer: config.GRPC_WATCH_BUFFER,
     maxWatchStreams: config.GRPC_MAX_WATCH_STREAMS,
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT * 1000,
@@ -144,16 +143,19 @@ function grpcOptions(config: Config): GrpcOptions {
 }
 
 /**
- * The admin plane's certificate and key, read again every GRPC_TLS_RELOAD_SECONDS when either
- * is a file (PEM text in a variable changes only with a restart).
+ * The admin plane's certificate and key (none: plaintext), read again every
+ * GRPC_TLS_RELOAD_SECONDS when either is a file (PEM text in a variable changes only with a
+ * restart).
  */
-function tlsOptions(cert: string, key: string, config: Config): NonNullable<GrpcOptions["tls"]> {
+function tlsOptions(config: Config): GrpcOptions["tls"] {
+  const { GRPC_TLS_CERT: cert, GRPC_TLS_KEY: key } = config;
+  if (!cert || !key) return undefined;
   const pair = { cert: tlsPem(cert), key: tlsPem(key) };
-  if (pair.cert === cert && pair.key === key) return pair;
+  if (isPemText(cert) && isPemText(key)) return pair;
   return {
     ...pair,
     reread: {
-      read: () => readTlsPair(cert, key),
+      read: (signal) => readTlsPair(cert, key, signal),
       everyMs: config.GRPC_TLS_RELOAD_SECONDS * 1000,
     },
   };
