@@ -144,10 +144,13 @@ export async function startCluster(
 
 /**
  * Closes `cluster`, whose instances reach its database through `proxy`, with the proxy restored,
- * then cuts the proxy and waits out the pools' longest reconnect backoff before the database is
- * given back: a connection that failed to connect while the proxy was cut or stalled keeps a
- * reconnect timer its pool's end does not cancel (postgres.js 3.4.9), which must fire (and find
- * the proxy gone) before the test ends.
+ * then cuts the proxy before the database is given back, once the pools have gone quiet through
+ * it. postgres.js 3.4.9 leaves timers behind a pool's end: a connection that failed to connect
+ * while the proxy was cut or stalled keeps a reconnect timer its pool's end does not cancel, and
+ * the calls still queued when a pool ends are run after it, each on a connection opened again
+ * after a reconnect backoff. Cut before that queue is done, those connections fail one after
+ * another, each a backoff later, for longer than any fixed wait; quiet, nothing is left to
+ * reconnect, and the cut closes the connections that are left.
  */
 export async function closeThroughDatabaseProxy(
   cluster: TestCluster,
@@ -155,7 +158,28 @@ export async function closeThroughDatabaseProxy(
 ): Promise<void> {
   proxy.restore();
   for (const instance of cluster.instances) await instance.service.close();
+  await untilQuiet(proxy, RECONNECT_BACKOFF_MAX_MS + QUIET_MARGIN_MS);
   await proxy.cut();
-  await new Promise((resolve) => setTimeout(resolve, RECONNECT_BACKOFF_MAX_MS));
   await cluster[Symbol.asyncDispose]();
+}
+
+/** Past the longest reconnect backoff: the time a connection takes to reach the proxy. */
+const QUIET_MARGIN_MS = 250;
+
+/**
+ * Resolves once no connection has been taken or closed by `proxy`, and no byte passed up
+ * through it, for `quietMs`; throws after 30 s of traffic.
+ */
+async function untilQuiet(proxy: TcpProxy, quietMs: number): Promise<void> {
+  const activity = () => [proxy.accepted, proxy.openConnections, proxy.upstreamBytes].join();
+  const deadline = performance.now() + 30_000;
+  let seen = activity();
+  let quietSince = performance.now();
+  while (performance.now() - quietSince < quietMs) {
+    if (performance.now() > deadline) throw new Error(`no quiet ${quietMs} ms through the proxy`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    if (activity() === seen) continue;
+    seen = activity();
+    quietSince = performance.now();
+  }
 }
