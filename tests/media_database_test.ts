@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { paddedFixture } from "./support/media.ts";
 import { metric } from "./support/metrics.ts";
-import { startCluster, type TestCluster } from "./support/service.ts";
+import { closeThroughDatabaseProxy, startCluster, type TestCluster } from "./support/service.ts";
 import { joinChat } from "./support/steps.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { within } from "./support/wait.ts";
@@ -78,12 +78,17 @@ Deno.test("uploads that fill the database pool all succeed, and another user's c
 Deno.test("an upload whose COPY is never answered is answered 503 in time and gives its place back", async () => {
   // After a lost connection postgres.js's `end()` waits for the shutdown deadline (a quirk of
   // the library under Deno's node:net); a short deadline keeps the test short.
-  await using cluster = await startCluster({
+  const cluster = await startCluster({
     instances: 0,
     nats: false,
     env: { SHUTDOWN_TIMEOUT: "1" },
   });
   await using proxy = startTcpProxy(cluster.databaseUrl);
+  // closed before the proxy is cut: cut first, what the instance asks the store as it closes
+  // (its sweeps) leaves postgres.js's reconnect timers behind the test
+  await using _cluster = {
+    [Symbol.asyncDispose]: () => closeThroughDatabaseProxy(cluster, proxy),
+  };
   await cluster.startInstance({ DATABASE_URL: proxy.url });
   const chat = await cluster.main.service.chat.createChat("alice", "acme");
   await using admin = databaseOf(cluster);
