@@ -98,7 +98,7 @@ export function frameSchemaDocument(direction: "client" | "server"): Schema {
     $id: `${direction}-frames.schema.json`,
     title: direction === "client" ? "Frames from the client" : "Frames from the server",
     description: direction === "client"
-      ? "Every frame a client may send on the chat service's WebSocket plane: a JSON text object with `action`. Unknown fields are ignored. Generated from ws/frames.ts by `deno task protocol`."
+      ? "Every frame a client may send on the chat service's WebSocket plane: a JSON text object with `action`. Unknown fields are ignored; a field given as null counts as absent. Generated from ws/frames.ts by `deno task protocol`."
       : "Every frame the chat service sends on its WebSocket plane: a JSON text object with `type`. Generated from protocol/server_frames.ts by `deno task protocol`.",
     oneOf: frameIds[direction].map((id) => ({ $ref: `#/$defs/${id}` })),
     $defs: defs,

@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
+import { fixture } from "./support/media.ts";
 import { startCluster } from "./support/service.ts";
 import {
   acked,
   askUnread,
   joinAllChats,
   joinChat,
+  messageWithSeq,
   refused,
   sendText,
   stillServes,
@@ -257,4 +259,52 @@ Deno.test("an error without a request_id carries none, and errors never close th
     "unknown_action",
   ]);
   for (const error of errors) assert.equal("request_id" in error, false);
+});
+
+Deno.test("a field given as null counts as absent, as the Django service read fields and as clients writing every field of their model send an unset one", async () => {
+  await using cluster = await startCluster();
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  const unset = { image: null, audio: null, video: null, media_id: null, client_id: null };
+  const sent = await acked(customer, text({ content: "hello", ...unset, request_id: "t" }));
+  assert.deepEqual([sent.message.content, sent.message.client_id], ["hello", null]);
+  const png = await fixture("image.png");
+  const image = await acked(customer, {
+    action: "send_message",
+    receiver_id: "vend-1",
+    media_type: "image",
+    content: null,
+    image: png.toBase64(),
+    audio: null,
+    video: null,
+    media_id: null,
+    request_id: "i",
+  });
+  assert.equal(image.message.media_type, "image");
+  assert.equal(typeof image.message.media_url, "string");
+  const page = await acked(customer, {
+    action: "load_latest_chat",
+    limit: null,
+    before_seq: null,
+    after_seq: null,
+    chat_id: null,
+    request_id: "l",
+  });
+  assert.equal(page.action, "load_latest_chat");
+  const latest = await customer.nextOfType("latest_chat");
+  assert.deepEqual(latest.messages.map((message: Frame) => message.seq), [1, 2]);
+  // a required field given as null is missing, and named
+  const error = await refused(
+    customer,
+    { action: "read_message", message_id: null, request_id: "r" },
+    "invalid_payload",
+  );
+  assert.deepEqual(error.issues.map((issue: Frame) => issue.path), ["message_id"]);
+  // with no request_id (null): no ack, and the message is stored and told all the same
+  customer.send(text({ content: "no ack asked", request_id: null }));
+  assert.equal((await messageWithSeq(customer, 3)).message.content, "no ack asked");
+  await using vendor = await joinAllChats(cluster, "vend-1");
+  await acked(vendor, { action: "list_chats", before: null, request_id: "c" });
+  const chats = await vendor.nextOfType("chats");
+  assert.deepEqual(chats.chats.map((row: Frame) => row.last_message?.seq), [3]);
 });

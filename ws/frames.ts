@@ -1,7 +1,10 @@
 import { z } from "zod";
 import { MAX_USER_ID_LENGTH, mediaTypeSchema } from "../chat/types.ts";
 
-/** Client frames (protocol.md "Frames from the client"). Unknown fields are ignored. */
+/**
+ * Client frames (protocol.md "Frames from the client"). Unknown fields are ignored; a field given
+ * as null counts as absent (parseClientFrame).
+ */
 
 const requestId = z.string().min(1).max(64).optional();
 /**
@@ -139,7 +142,7 @@ export function parseClientFrame(text: string): ClientFrame | FrameProblem {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     return { code: "invalid_frame", message: "frame must be a JSON object" };
   }
-  const record = value as Record<string, unknown>;
+  const record = withoutNulls(value as Record<string, unknown>);
   const echo: Pick<FrameProblem, "request_id" | "action"> = {};
   const requestIdValue = requestId.safeParse(record.request_id);
   if (requestIdValue.success && requestIdValue.data !== undefined) {
@@ -170,6 +173,21 @@ export function parseClientFrame(text: string): ClientFrame | FrameProblem {
     };
   }
   return parsed.data as ClientFrame;
+}
+
+/**
+ * The frame with its null fields left out: null counts as absent, as the Django service read its
+ * fields (`data.get(...)`) and as clients that write every field of their model send an unset one
+ * (Dart's json_serializable, Kotlin with explicit nulls): `content: null` beside an `image` must
+ * not fail "exactly one of". The frame itself when it has none, as nearly every frame has.
+ */
+function withoutNulls(record: Record<string, unknown>): Record<string, unknown> {
+  for (const key in record) {
+    if (record[key] === null) {
+      return Object.fromEntries(Object.entries(record).filter(([, field]) => field !== null));
+    }
+  }
+  return record;
 }
 
 export function isFrameProblem(value: ClientFrame | FrameProblem): value is FrameProblem {
