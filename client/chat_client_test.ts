@@ -6,6 +6,7 @@ import {
   sendText,
 } from "../tests/support/client_events.ts";
 import { startCluster } from "../tests/support/service.ts";
+import { holdAnswers } from "../tests/support/steps.ts";
 import { ClientClosedError, createChatClient, RequestError, RequestTimeoutError } from "./mod.ts";
 
 const range = (from: number, to: number) =>
@@ -579,4 +580,38 @@ Deno.test("on a connection gone silent the first send's timeout reconnects, and 
   ]);
   assert.equal(customer.client.stats.resent, 1, "the send written on the silent socket");
   assert.deepEqual(await customer.events.seqs(chat.id, 3), [1, 2, 3]);
+});
+
+Deno.test("request() of list_chats resolves with a list not older than the messages the client emitted before it", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const service = cluster.main.service.chat;
+  const chat = await service.createChat("cust-1", "vend-1");
+  await using customer = await openClient(cluster, "cust-1", { chatId: chat.id });
+  await using vendor = await openClient(cluster, "vend-1", { chatId: chat.id });
+  await using vendorAll = await openClient(cluster, "vend-1");
+  await Promise.all([customer.client.ready(), vendor.client.ready(), vendorAll.client.ready()]);
+  await vendorAll.events.next("chats");
+  // the answer to the next list_chats is read, then held until a message was sent
+  const list = holdAnswers(service, "listChatsAsked");
+  const seen: string[] = [];
+  vendorAll.client.on("chat_message", (frame) => seen.push(`message ${frame.message.seq}`));
+  const answered = vendorAll.client.request({ action: "list_chats" }).then((page) => {
+    seen.push("list");
+    return page;
+  });
+  await list.read;
+  const message = await sendText(customer.client, "vend-1", "while the list is read");
+  // the vendor's other socket on the instance has it: the event was handed to the chats socket
+  // too (in-process bus), while its list is on its way
+  await vendor.events.next("chat_message", (frame) => frame.message.id === message.id);
+  list.release();
+  const page = await answered;
+  await vendorAll.events.next("chat_message", (frame) => frame.message.id === message.id);
+  // an application shows the list it is given: one older than a message it was given before
+  // would undo the message
+  const shown = page.chats.find((row) => row.chat_id === chat.id)?.last_message?.seq ?? 0;
+  assert.ok(
+    seen.indexOf("list") < seen.indexOf(`message ${message.seq}`) || shown >= message.seq,
+    `in the order given: ${seen.join(", ")}; the list shows up to message ${shown}`,
+  );
 });

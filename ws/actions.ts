@@ -32,8 +32,12 @@ export interface ActionContext {
   send: (frame: ServerFrame) => void;
   /** Tells the other participants whether the user is typing, as this socket last said. */
   sayTyping: (actor: Actor, isTyping: boolean) => void;
-  /** Holds the socket's live events until the release returned is called (an answer read). */
-  holdLiveEvents: () => () => void;
+  /**
+   * Holds the socket's live events until the action's `ack` or error frame is sent (an answer
+   * read): a client takes a page or count sent before the ack as its answer, and is given it at
+   * the ack (client/requests.ts), so an event sent between the two reaches it first.
+   */
+  holdLiveEvents: () => void;
 }
 
 /** What answering an action needs besides: where it reports. */
@@ -74,21 +78,18 @@ export async function answerAction(
 }
 
 /**
- * Sends what `read` reads from the store with the socket's live events held meanwhile, as a
- * pushed chat list is (SocketChats.sendOwedChatList): a client shows a chat's row, its unread
- * count and a message as the last frame said, and an event sent during the read (a message, a
- * push, a deletion) would go ahead of an answer read before it, which would undo it.
+ * Sends what `read` reads from the store with the socket's live events held meanwhile and until
+ * the action's ack, as a pushed chat list is (SocketChats.sendOwedChatList): a client shows a
+ * chat's row, its unread count and a message as the last frame said, and an event sent during
+ * the read (a message, a push, a deletion) would go ahead of an answer read before it, which
+ * would undo it.
  */
 async function sendWithEventsHeld(
   context: ActionContext,
   read: () => Promise<ServerFrame>,
 ): Promise<void> {
-  const release = context.holdLiveEvents();
-  try {
-    context.send(await read());
-  } finally {
-    release();
-  }
+  context.holdLiveEvents();
+  context.send(await read());
 }
 
 /**

@@ -347,6 +347,16 @@ export class Connection {
 
   async #handle(frame: ClientFrame): Promise<void> {
     if (this.#closed || this.#stopping) return;
+    // held for an answer read (ActionContext.holdLiveEvents): let go once its ack or error is out
+    let release: (() => void) | undefined;
+    try {
+      await this.#answer(frame, () => release ??= this.holdLiveEvents());
+    } finally {
+      release?.();
+    }
+  }
+
+  async #answer(frame: ClientFrame, holdLiveEvents: () => void): Promise<void> {
     const answer = await answerAction(frame, {
       service: this.#deps.service,
       mediaRequests: this.#deps.mediaRequests,
@@ -356,7 +366,7 @@ export class Connection {
       askerIn: (chatId) => this.#chats.askerIn(chatId),
       send: (reply) => this.#send(reply),
       sayTyping: (actor, isTyping) => this.#sayTyping(actor, isTyping),
-      holdLiveEvents: () => this.holdLiveEvents(),
+      holdLiveEvents,
       instruments: this.#deps.instruments,
       onError: (error, context) => this.#deps.onError(error, context, this),
     });
