@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
+import { ChatError } from "../chat/errors.ts";
 import { startCluster } from "./support/service.ts";
 import {
   acked,
@@ -176,4 +177,37 @@ Deno.test("a member removed from the vendor while typing in its chat on a chats 
     { action: "typing", chat_id: chat.id, is_typing: false },
     "forbidden",
   );
+});
+
+Deno.test("a member removed from the vendor while typing in a chat its chats socket had not taken in yet tells the others they stopped", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const service = cluster.main.service.chat;
+  await service.addVendorMember("vend-1", "agent-1", "agent");
+  await using agentAll = await joinAllChats(cluster, "agent-1");
+  // the chats socket fails to take in the next new chat (tried again a second later): it
+  // does not see it yet, and the agent's typing there is checked in the store
+  const memberships = service.memberships;
+  const failed = Promise.withResolvers<void>();
+  Object.assign(service, {
+    memberships: () => {
+      Object.assign(service, { memberships });
+      failed.resolve();
+      return Promise.reject(new ChatError("unavailable", "the store is away for this test"));
+    },
+  });
+  const chat = await service.createChat("cust-1", "vend-1");
+  await failed.promise;
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  await acked(agentAll, { action: "typing", chat_id: chat.id, is_typing: true });
+  assert.equal((await customer.nextOfType("typing")).is_typing, true);
+
+  await service.removeVendorMember("vend-1", "agent-1");
+  // the socket may say nothing there any more: a `true` left standing would show the agent
+  // typing until it closes
+  assert.deepEqual(await customer.nextOfType("typing"), {
+    type: "typing",
+    chat_id: chat.id,
+    user_id: "agent-1",
+    is_typing: false,
+  });
 });

@@ -374,14 +374,18 @@ export class Connection {
   }
 
   /**
-   * Chats the socket lost while it stays open (SocketChats): the others are told the user stopped
-   * typing in them, as at the close, since the user may say nothing there any more.
+   * Chats the socket lost while it stays open (SocketChats): `chatIds`, and with `vendorId` every
+   * chat of that vendor seen as its member. The others are told the user stopped typing in them,
+   * as at the close, since the user may say nothing there any more.
    */
-  lost(chatIds: readonly string[]): void {
-    for (const chatId of chatIds) {
-      const actor = this.#typingIn?.get(chatId);
-      if (!actor) continue;
-      this.#typingIn?.delete(chatId);
+  lost(chatIds: readonly string[], vendorId?: string): void {
+    if (!this.#typingIn) return;
+    const named = new Set(chatIds);
+    for (const [chatId, actor] of this.#typingIn) {
+      const { chat, side } = actor.membership;
+      const asMember = side === "vendor" && chat.vendor_id !== this.userId;
+      if (!named.has(chatId) && !(asMember && chat.vendor_id === vendorId)) continue;
+      this.#typingIn.delete(chatId);
       this.#deps.service.typing(actor, false);
     }
   }

@@ -23,9 +23,11 @@ export interface ChatsHost {
   holdLiveEvents(): () => void;
   /**
    * The socket sees these chats no more, though it stays open (a vendor membership revoked, a
-   * refresh that lost them): what the user still says in them is to be taken back.
+   * refresh that lost them), nor, with `vendorId` (whose membership was revoked), any chat of
+   * that vendor as its member, those it had not taken in yet too: what the user still says in
+   * them is to be taken back.
    */
-  lost(chatIds: readonly string[]): void;
+  lost(chatIds: readonly string[], vendorId?: string): void;
 }
 
 /** What the chats of every socket share: one object for all, nothing held per socket. */
@@ -376,9 +378,9 @@ export class SocketChats {
       dropped.push(chatId);
     }
     this.#unfollow(dropped);
-    if (dropped.length === 0) return false;
-    this.#host.lost(dropped);
-    return true;
+    // a chat typed in before it was taken in (its creation still being taken in) is lost too
+    this.#host.lost(dropped, vendorId);
+    return dropped.length > 0;
   }
 
   /** Keeps `cleanup` for the close; runs it now if the connection closed meanwhile. */
