@@ -1,11 +1,14 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { ChatError } from "../chat/errors.ts";
+import type { ChatService } from "../chat/service.ts";
+import type { Chat } from "../chat/types.ts";
 import { startCluster } from "./support/service.ts";
 import {
   acked,
   agentWatching,
   framesBetween,
+  holdAnswers,
   joinAllChats,
   joinChat,
   messageWithSeq,
@@ -179,13 +182,11 @@ Deno.test("a member removed from the vendor while typing in its chat on a chats 
   );
 });
 
-Deno.test("a member removed from the vendor while typing in a chat its chats socket had not taken in yet tells the others they stopped", async () => {
-  await using cluster = await startCluster({ nats: false });
-  const service = cluster.main.service.chat;
-  await service.addVendorMember("vend-1", "agent-1", "agent");
-  await using agentAll = await joinAllChats(cluster, "agent-1");
-  // the chats socket fails to take in the next new chat (tried again a second later): it
-  // does not see it yet, and the agent's typing there is checked in the store
+/**
+ * A new chat of cust-1 with vend-1 that the chats sockets fail to take in at first (tried again a
+ * second later): they do not see it yet, and a typing there is checked in the store.
+ */
+async function chatNotTakenIn(service: ChatService): Promise<Chat> {
   const memberships = service.memberships;
   const failed = Promise.withResolvers<void>();
   Object.assign(service, {
@@ -197,6 +198,15 @@ Deno.test("a member removed from the vendor while typing in a chat its chats soc
   });
   const chat = await service.createChat("cust-1", "vend-1");
   await failed.promise;
+  return chat;
+}
+
+Deno.test("a member removed from the vendor while typing in a chat its chats socket had not taken in yet tells the others they stopped", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const service = cluster.main.service.chat;
+  await service.addVendorMember("vend-1", "agent-1", "agent");
+  await using agentAll = await joinAllChats(cluster, "agent-1");
+  const chat = await chatNotTakenIn(service);
   await using customer = await joinChat(cluster, "cust-1", chat.id);
   await acked(agentAll, { action: "typing", chat_id: chat.id, is_typing: true });
   assert.equal((await customer.nextOfType("typing")).is_typing, true);
@@ -210,4 +220,31 @@ Deno.test("a member removed from the vendor while typing in a chat its chats soc
     user_id: "agent-1",
     is_typing: false,
   });
+});
+
+Deno.test("a typing checked in the store while its member was removed from the vendor is refused, not told", async () => {
+  await using cluster = await startCluster({ nats: false });
+  const service = cluster.main.service.chat;
+  const other = await service.createChat("cust-2", "vend-1");
+  await service.addVendorMember("vend-1", "agent-1", "agent");
+  await using agentAll = await joinAllChats(cluster, "agent-1");
+  // closed as the agent's removal reaches the instance's sockets
+  await using agentOther = await joinChat(cluster, "agent-1", other.id);
+  const chat = await chatNotTakenIn(service);
+  await using customer = await joinChat(cluster, "cust-1", chat.id);
+  // the agent is a member as the typing's chat is read, and no longer once it is answered
+  const membership = holdAnswers(service, "membership");
+  agentAll.send({ action: "typing", chat_id: chat.id, is_typing: true, request_id: "typing" });
+  await membership.read;
+  await service.removeVendorMember("vend-1", "agent-1");
+  assert.equal((await agentOther.closed).code, 4403);
+  membership.release();
+  const reply = await agentAll.next((frame) => frame.request_id === "typing", "the typing's reply");
+  assert.equal(reply.code, "forbidden", JSON.stringify(reply));
+  // what the customer was told before a message of hers: no `true` left standing, which would
+  // show the agent typing until the chats socket closes
+  const message = await sendText(customer, "vend-1", "anyone there?");
+  await messageWithSeq(customer, message.seq);
+  const typing = customer.frames.filter((frame) => frame.type === "typing");
+  assert.notEqual(typing.at(-1)?.is_typing, true, JSON.stringify(typing));
 });

@@ -1,7 +1,7 @@
 import type { UserEvent } from "../chat/events.ts";
 import type { ChatFeed, Delivery, FeedLeave } from "../chat/feed.ts";
 import { ChatError } from "../chat/errors.ts";
-import type { Admission } from "../chat/membership_operations.ts";
+import { type Admission, refusal } from "../chat/membership_operations.ts";
 import type { Actor, ChatService } from "../chat/service.ts";
 import type { Membership } from "../chat/types.ts";
 import type { ChatAsker } from "../chat/ports.ts";
@@ -52,6 +52,8 @@ export class SocketChats {
    * event finds nothing to drop until they are kept, so `#keep` applies it then.
    */
   #revokedWhileReading: Set<string> | undefined;
+  /** Per membership actorIn is reading from the store, the vendors revoked meanwhile. */
+  #revokedWhileActing: Set<Set<string>> | undefined;
   /** The vendors whose user events (new chats) a member's chats socket hears, each with its stop. */
   #vendors = new Map<string, () => void>();
   /**
@@ -173,6 +175,7 @@ export class SocketChats {
    */
   revoke(vendorId: string): boolean {
     this.#revokedWhileReading?.add(vendorId);
+    for (const revoked of this.#revokedWhileActing ?? []) revoked.add(vendorId);
     const lost = this.#dropVendor(vendorId) && this.#host.endpoint.kind === "chats";
     if (lost) this.#chatListOwed = true;
     return lost;
@@ -227,8 +230,21 @@ export class SocketChats {
     const asker = this.askerIn(chatId);
     const known = this.memberships.get(asker.chatId);
     if (known) return { user_id: asker.userId, membership: known };
-    // a chat may have been created a moment ago; the store is the truth
-    const membership = await this.#deps.service.membership(asker.userId, asker.chatId);
+    // a chat may have been created a moment ago; the store is the truth, unless the vendor it
+    // was read as a member of was revoked meanwhile (what the user says there is taken back,
+    // ChatsHost.lost, and a typing told after that would stand)
+    const revoked = new Set<string>();
+    (this.#revokedWhileActing ??= new Set()).add(revoked);
+    let membership: Membership;
+    try {
+      membership = await this.#deps.service.membership(asker.userId, asker.chatId);
+    } finally {
+      this.#revokedWhileActing.delete(revoked);
+    }
+    const { chat, side } = membership;
+    if (side === "vendor" && chat.vendor_id !== asker.userId && revoked.has(chat.vendor_id)) {
+      throw refusal("outsider");
+    }
     return { user_id: asker.userId, membership };
   }
 
