@@ -47,7 +47,15 @@ export type ChatFrame = z.infer<typeof chatFrameSchema>;
 export const audienceSchema = z.discriminatedUnion("to", [
   z.object({ to: z.literal("all") }),
   z.object({ to: z.literal("side"), side: sideSchema }),
-  z.object({ to: z.literal("others"), user_id: z.string() }),
+  z.object({
+    to: z.literal("others"),
+    user_id: z.string(),
+    /**
+     * The socket (connection id) whose frame this is: the user's other sockets hear of a typing
+     * from it (see Connection.deliver). Absent from instances that predate it.
+     */
+    socket: z.string().optional(),
+  }),
 ]);
 export type Audience = z.infer<typeof audienceSchema>;
 

@@ -325,10 +325,13 @@ export function createMessageOperations(
       return client;
     },
 
-    /** Tells the other participants' sockets; never stored. */
-    typing(actor: Actor, isTyping: boolean): void {
+    /**
+     * Tells the other participants' sockets; never stored. `socket` is the id of the socket
+     * that said it, for the user's other sockets.
+     */
+    typing(actor: Actor, isTyping: boolean, socket: string): void {
       const { chat } = actor.membership;
-      publishChat(chat, { to: "others", user_id: actor.user_id }, {
+      publishChat(chat, { to: "others", user_id: actor.user_id, socket }, {
         type: "typing",
         chat_id: chat.id,
         user_id: actor.user_id,

@@ -15,6 +15,24 @@ import {
   refused,
   sendText,
 } from "./support/steps.ts";
+import type { TestSocket } from "./support/ws_client.ts";
+
+/**
+ * Closes `leaving` and shows `watcher` is told no typing for it: none up to a message `writer`
+ * sends `to` after the close.
+ */
+async function closesUntold(
+  leaving: TestSocket,
+  watcher: TestSocket,
+  barrier: { writer: TestSocket; to: string },
+) {
+  const mark = watcher.frames.length;
+  leaving.close();
+  await leaving.closed;
+  const sent = await sendText(barrier.writer, barrier.to, "barrier");
+  const seen = framesBetween(watcher, mark, await messageWithSeq(watcher, sent.seq));
+  assert.deepEqual(seen.filter((frame) => frame.type === "typing"), []);
+}
 
 Deno.test("typing reaches the other participants' sockets on both endpoints", async () => {
   await using cluster = await startCluster();
@@ -121,12 +139,7 @@ Deno.test("a socket that goes while its user is typing tells the others they sto
   await acked(quiet, { action: "typing", is_typing: false });
   assert.equal((await vendor.nextOfType("typing")).is_typing, true);
   assert.equal((await vendor.nextOfType("typing")).is_typing, false);
-  const mark = vendor.frames.length;
-  quiet.close();
-  await quiet.closed;
-  const barrier = await sendText(customer, "vend-1", "barrier");
-  const seen = framesBetween(vendor, mark, await messageWithSeq(vendor, barrier.seq));
-  assert.deepEqual(seen.filter((frame) => frame.type === "typing"), []);
+  await closesUntold(quiet, vendor, { writer: customer, to: "vend-1" });
 });
 
 Deno.test("a typing frame still being answered when its socket goes is not told after the socket's stop", async () => {
@@ -247,4 +260,33 @@ Deno.test("a typing checked in the store while its member was removed from the v
   await messageWithSeq(customer, message.seq);
   const typing = customer.frames.filter((frame) => frame.type === "typing");
   assert.notEqual(typing.at(-1)?.is_typing, true, JSON.stringify(typing));
+});
+
+Deno.test("a socket whose user typed on another device since says nothing for them when it goes, on any instance", async () => {
+  await using cluster = await startCluster({ instances: 2 });
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  await using vendor = await joinChat(cluster, "vend-1", chat.id, 0);
+  await using laptop = await joinChat(cluster, "cust-1", chat.id, 0);
+  await using phone = await joinChat(cluster, "cust-1", chat.id, 1);
+  await using tablet = await joinAllChats(cluster, "cust-1", 0);
+
+  // she starts on the laptop, goes on on the phone, and closes the laptop: still typing
+  await acked(laptop, { action: "typing", is_typing: true });
+  assert.equal((await vendor.nextOfType("typing")).is_typing, true);
+  await acked(phone, { action: "typing", is_typing: true });
+  assert.equal((await vendor.nextOfType("typing")).is_typing, true);
+  await closesUntold(laptop, vendor, { writer: phone, to: "vend-1" });
+
+  // the phone had the last word: when it goes, she stopped
+  await acked(tablet, { action: "typing", chat_id: chat.id, is_typing: false });
+  assert.equal((await vendor.nextOfType("typing")).is_typing, false);
+  await acked(phone, { action: "typing", is_typing: true });
+  assert.equal((await vendor.nextOfType("typing")).is_typing, true);
+  phone.close();
+  assert.deepEqual(await vendor.nextOfType("typing"), {
+    type: "typing",
+    chat_id: chat.id,
+    user_id: "cust-1",
+    is_typing: false,
+  });
 });

@@ -183,7 +183,10 @@ export class Connection {
     const membership = this.#chats.memberships.get(frame.chat_id);
     if (!membership) return;
     if (audience.to === "side" && audience.side !== membership.side) return;
-    if (audience.to === "others" && audience.user_id === this.userId) return;
+    if (audience.to === "others" && audience.user_id === this.userId) {
+      if (frame.type === "typing") this.#typingElsewhere(frame.chat_id, frame.is_typing, audience);
+      return;
+    }
     this.#holdForRoundTrip(membership, delivery);
     if (this.#order.due(delivery)) {
       if (this.#sendText(delivery.text)) this.#delivered(delivery);
@@ -386,7 +389,21 @@ export class Connection {
       const asMember = side === "vendor" && chat.vendor_id !== this.userId;
       if (!named.has(chatId) && !(asMember && chat.vendor_id === vendorId)) continue;
       this.#typingIn.delete(chatId);
-      this.#deps.service.typing(actor, false);
+      this.#deps.service.typing(actor, false, this.id);
+    }
+  }
+
+  /**
+   * The user said on another socket that they are typing in `chatId`: that socket has the last
+   * word there now, and this one says nothing for them when it goes (the laptop closed while
+   * the phone types). Only a `true` takes it: a `false` heard late, after this socket's newer
+   * `true`, would leave the others seeing the user type after this socket went. Two `true`s
+   * said at once on two instances may still take each other's word, as a client that never
+   * says `false` would.
+   */
+  #typingElsewhere(chatId: string, isTyping: boolean, audience: { socket?: string | undefined }) {
+    if (isTyping && audience.socket !== undefined && audience.socket !== this.id) {
+      this.#typingIn?.delete(chatId);
     }
   }
 
@@ -397,7 +414,7 @@ export class Connection {
     const chatId = actor.membership.chat.id;
     if (isTyping) (this.#typingIn ??= new Map()).set(chatId, actor);
     else this.#typingIn?.delete(chatId);
-    this.#deps.service.typing(actor, isTyping);
+    this.#deps.service.typing(actor, isTyping, this.id);
   }
 
   /** An error frame for this socket alone, counted by its code. */
@@ -499,7 +516,9 @@ export class Connection {
     this.#timers = undefined;
     this.#chats.stop();
     this.#order.clear();
-    for (const actor of this.#typingIn?.values() ?? []) this.#deps.service.typing(actor, false);
+    for (const actor of this.#typingIn?.values() ?? []) {
+      this.#deps.service.typing(actor, false, this.id);
+    }
     this.#typingIn = undefined;
     this.#deps.onClose(this, code);
   }
