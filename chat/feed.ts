@@ -305,6 +305,16 @@ export function createChatFeed(
     },
 
     /**
+     * Resolves once a round trip of the bus begun now has come back (or could not: see
+     * bus_round_trips.ts), so that what other instances published before it was asked for has
+     * reached this instance: for a store read to go out only after the user events published
+     * before it was read. Never rejects.
+     */
+    roundTrip(): Promise<void> {
+      return roundTrips.confirm(roundTrips.tick());
+    },
+
+    /**
      * Undefined when `delivery` may go out now to a socket that must not get it ahead of the user
      * events other instances published before it: it came on the bus, in order with them, or a
      * round trip since has brought them. Otherwise the round trip to wait for (never rejects).

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { natsCutToSecondInstance } from "./support/nats_cut.ts";
-import { joinAllChats, joinChat, refused, sendText } from "./support/steps.ts";
+import { holdAnswers, joinAllChats, joinChat, refused, sendText } from "./support/steps.ts";
 import { within } from "./support/wait.ts";
 import type { TestCluster } from "./support/service.ts";
 import type { TestSocket } from "./support/ws_client.ts";
@@ -29,13 +29,7 @@ async function assertRemovedBeforeAnyMessage(
  * instance `sockets`; the admin plane of instance `admin`. The sockets close with the cluster.
  */
 async function memberOfAcme(cluster: TestCluster, instances: { admin: number; sockets: number }) {
-  const admin = await cluster.admin(instances.admin);
-  const chat = await admin.call("CreateChat", { user_id: "alice", vendor_id: "acme" });
-  await admin.call("AddVendorMember", {
-    vendor_id: "acme",
-    user_id: "ari",
-    role: "VENDOR_ROLE_AGENT",
-  });
+  const { admin, chat } = await acmeWithAgent(cluster, instances.admin);
   return {
     admin,
     chat,
@@ -43,6 +37,18 @@ async function memberOfAcme(cluster: TestCluster, instances: { admin: number; so
     agentAll: await joinAllChats(cluster, "ari", instances.sockets),
     alice: await joinChat(cluster, "alice", chat.id, instances.sockets),
   };
+}
+
+/** Alice's chat with acme, and ari made acme's agent, through the admin plane of `instance`. */
+async function acmeWithAgent(cluster: TestCluster, instance: number) {
+  const admin = await cluster.admin(instance);
+  const chat = await admin.call("CreateChat", { user_id: "alice", vendor_id: "acme" });
+  await admin.call("AddVendorMember", {
+    vendor_id: "acme",
+    user_id: "ari",
+    role: "VENDOR_ROLE_AGENT",
+  });
+  return { admin, chat };
 }
 
 const removal = { vendor_id: "acme", user_id: "ari" };
@@ -82,4 +88,34 @@ Deno.test("RemoveVendorMember answers once NATS has the removal, so a message se
   await sendText(alice, "acme", "after the removal");
   await assertRemovedBeforeAnyMessage(agent, agentAll, chat.id);
   assert.equal(early, "waiting", "RemoveVendorMember answered before NATS had the removal");
+});
+
+Deno.test("a member removed while their chat socket connects, on an instance the removal reaches late, is not sent a message sent after the removal in the first page", async () => {
+  await using setup = await natsCutToSecondInstance({}, { grpc: true });
+  const { cluster, proxy } = setup;
+  const { admin, chat } = await acmeWithAgent(cluster, 0);
+  // alice's socket has instance 1 follow the chat: ari's join of its feed waits for no bus
+  await using alice = await joinChat(cluster, "alice", chat.id, 1);
+  const service = cluster.instances[1]!.service.chat;
+  const access = holdAnswers(service, "joinChat");
+  const unread = holdAnswers(service, "unread");
+  await using agent = await cluster.openChat("ari", chat.id, 1);
+  // ari may see the chat; the removal and the message come before the first page is read
+  await access.read;
+  proxy.stall("downstream");
+  await admin.call("RemoveVendorMember", removal);
+  await sendText(alice, "acme", "after the removal");
+  access.release();
+  // the page is read before the unread counts
+  await unread.read;
+  proxy.restore();
+  unread.release();
+  assert.equal((await within(agent.closed, 10_000, "the removal's close")).code, 4403);
+  for (const page of agent.pending("latest_chat")) {
+    assert.deepEqual(
+      page.messages.map((message: { content: string }) => message.content),
+      [],
+      "a message sent after the removal, in the first page",
+    );
+  }
 });

@@ -431,6 +431,7 @@ export class Connection {
       chats: this.#chats,
       order: this.#order,
       send: (frame) => this.#send(frame),
+      roundTrip: () => this.#deps.feed.roundTrip(),
       onError: (error, context) => this.#deps.onError(error, context, this),
     };
   }

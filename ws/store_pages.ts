@@ -31,6 +31,8 @@ export interface PagesContext {
   order: DeliveryOrder;
   /** A frame to this socket only. */
   send: (frame: ServerFrame) => void;
+  /** Resolves once a round trip of the bus begun now came back (ChatFeed.roundTrip). */
+  roundTrip: () => Promise<void>;
   onError: (error: unknown, context: string) => void;
 }
 
@@ -48,6 +50,12 @@ export async function sendFirstFrames(context: PagesContext): Promise<void> {
       if (!joined || !connection.admitted(joined)) return;
       const { membership } = joined;
       const page = await service.history(membership.chat, { limit: 50 });
+      const unread = await service.unread(membership);
+      // a vendor's member removed since the access was read, on an instance whose publish of it
+      // is still on its way here, would be sent what was said after the removal answered; as
+      // their live events (Connection.deliver), the reads go out once a round trip of the bus
+      // begun after them has brought the removal, which closes the socket
+      if (chats.seesAsMember()) await context.roundTrip();
       order.pageSent(membership.chat.id, page.items.at(-1)?.seq ?? 0);
       send({
         type: "latest_chat",
@@ -55,7 +63,7 @@ export async function sendFirstFrames(context: PagesContext): Promise<void> {
         messages: page.items,
         has_more: page.has_more,
       });
-      send({ type: "unread_messages", ...(await service.unread(membership)) });
+      send({ type: "unread_messages", ...unread });
     } else {
       if (!connection.admitted(await chats.takeInAllChats())) return;
       const page = await service.listChats(connection.userId);
