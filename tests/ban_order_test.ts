@@ -4,7 +4,11 @@
  * stalls, so what it publishes leaves it late.
  */
 import assert from "node:assert/strict";
-import { natsCutToSecondInstance } from "./support/nats_cut.ts";
+import {
+  connectWhileEventsLate,
+  natsCutToSecondInstance,
+  pagedContents,
+} from "./support/nats_cut.ts";
 import { joinChat, sendText } from "./support/steps.ts";
 import { within } from "./support/wait.ts";
 
@@ -35,5 +39,26 @@ for (
     assert.equal((await within(bob.closed, 10_000, "the close")).code, code);
     assert.deepEqual(bob.pending("chat_message"), [], "a message sent after the answer");
     assert.equal(early, "waiting", `${call} answered before NATS had its event`);
+  });
+
+  Deno.test(`${call} made while the user's chat socket connects, on an instance its event reaches late, keeps a message sent after the answer out of the first page`, async () => {
+    await using setup = await natsCutToSecondInstance({}, { grpc: true });
+    const { cluster } = setup;
+    const admin = await cluster.admin(0);
+    const chat = await admin.call("CreateChat", { user_id: "bob", vendor_id: "acme" });
+    await using vendor = await joinChat(cluster, "acme", chat.id, 0);
+    // the vendor's socket has instance 1 follow the chat: bob's join of its feed waits for no bus
+    await using _vendorThere = await joinChat(cluster, "acme", chat.id, 1);
+    // bob may connect; the call and the message come before the first page is read
+    await using bob = await connectWhileEventsLate(setup, {
+      userId: "bob",
+      chatId: chat.id,
+      meanwhile: async () => {
+        await admin.call(call, request);
+        await sendText(vendor, "bob", "after the answer");
+      },
+    });
+    assert.equal((await within(bob.closed, 10_000, "the close")).code, code);
+    assert.deepEqual(pagedContents(bob), [], "a message sent after the answer, in the first page");
   });
 }

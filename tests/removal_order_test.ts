@@ -5,8 +5,12 @@
  * late, or leaves it late.
  */
 import assert from "node:assert/strict";
-import { natsCutToSecondInstance } from "./support/nats_cut.ts";
-import { holdAnswers, joinAllChats, joinChat, refused, sendText } from "./support/steps.ts";
+import {
+  connectWhileEventsLate,
+  natsCutToSecondInstance,
+  pagedContents,
+} from "./support/nats_cut.ts";
+import { joinAllChats, joinChat, refused, sendText } from "./support/steps.ts";
 import { within } from "./support/wait.ts";
 import type { TestCluster } from "./support/service.ts";
 import type { TestSocket } from "./support/ws_client.ts";
@@ -92,30 +96,19 @@ Deno.test("RemoveVendorMember answers once NATS has the removal, so a message se
 
 Deno.test("a member removed while their chat socket connects, on an instance the removal reaches late, is not sent a message sent after the removal in the first page", async () => {
   await using setup = await natsCutToSecondInstance({}, { grpc: true });
-  const { cluster, proxy } = setup;
+  const { cluster } = setup;
   const { admin, chat } = await acmeWithAgent(cluster, 0);
   // alice's socket has instance 1 follow the chat: ari's join of its feed waits for no bus
   await using alice = await joinChat(cluster, "alice", chat.id, 1);
-  const service = cluster.instances[1]!.service.chat;
-  const access = holdAnswers(service, "joinChat");
-  const unread = holdAnswers(service, "unread");
-  await using agent = await cluster.openChat("ari", chat.id, 1);
   // ari may see the chat; the removal and the message come before the first page is read
-  await access.read;
-  proxy.stall("downstream");
-  await admin.call("RemoveVendorMember", removal);
-  await sendText(alice, "acme", "after the removal");
-  access.release();
-  // the page is read before the unread counts
-  await unread.read;
-  proxy.restore();
-  unread.release();
+  await using agent = await connectWhileEventsLate(setup, {
+    userId: "ari",
+    chatId: chat.id,
+    meanwhile: async () => {
+      await admin.call("RemoveVendorMember", removal);
+      await sendText(alice, "acme", "after the removal");
+    },
+  });
   assert.equal((await within(agent.closed, 10_000, "the removal's close")).code, 4403);
-  for (const page of agent.pending("latest_chat")) {
-    assert.deepEqual(
-      page.messages.map((message: { content: string }) => message.content),
-      [],
-      "a message sent after the removal, in the first page",
-    );
-  }
+  assert.deepEqual(pagedContents(agent), [], "a message sent after the removal, in the first page");
 });

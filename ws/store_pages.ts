@@ -51,11 +51,11 @@ export async function sendFirstFrames(context: PagesContext): Promise<void> {
       const { membership } = joined;
       const page = await service.history(membership.chat, { limit: 50 });
       const unread = await service.unread(membership);
-      // a vendor's member removed since the access was read, on an instance whose publish of it
-      // is still on its way here, would be sent what was said after the removal answered; as
-      // their live events (Connection.deliver), the reads go out once a round trip of the bus
-      // begun after them has brought the removal, which closes the socket
-      if (chats.seesAsMember()) await context.roundTrip();
+      // a user banned, disconnected or (a vendor's member) removed since the access was read,
+      // on an instance whose publish of it is still on its way here, would be sent what was said
+      // after that call answered: the reads go out once a round trip of the bus begun after them
+      // has brought its event, which closes the socket
+      await context.roundTrip();
       order.pageSent(membership.chat.id, page.items.at(-1)?.seq ?? 0);
       send({
         type: "latest_chat",

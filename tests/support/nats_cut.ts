@@ -1,6 +1,8 @@
 import { startNatsServer } from "./nats_server.ts";
-import { startCluster } from "./service.ts";
-import { startTcpProxy } from "./tcp_proxy.ts";
+import { startCluster, type TestCluster } from "./service.ts";
+import { holdAnswers } from "./steps.ts";
+import { startTcpProxy, type TcpProxy } from "./tcp_proxy.ts";
+import type { Frame, TestSocket } from "./ws_client.ts";
 
 /**
  * Two instances on a NATS server of their own: the first reaches it directly, the second
@@ -32,4 +34,37 @@ export async function natsCutToSecondInstance(
     throw error;
   }
   return setup;
+}
+
+/**
+ * Opens `userId`'s socket on `/v1/ws/chat/{chatId}/` of the second instance (closed with the
+ * cluster) and runs `meanwhile` once its access was read and before its first page is, with
+ * what NATS sends that instance held back: the events published meanwhile reach it late. NATS
+ * lets them through once the page and the unread counts were read, before they go on.
+ */
+export async function connectWhileEventsLate(
+  setup: { cluster: TestCluster; proxy: TcpProxy },
+  connect: { userId: string; chatId: string; meanwhile: () => Promise<void> },
+): Promise<TestSocket> {
+  const { cluster, proxy } = setup;
+  const service = cluster.instances[1]!.service.chat;
+  const access = holdAnswers(service, "joinChat");
+  const unread = holdAnswers(service, "unread");
+  const socket = await cluster.openChat(connect.userId, connect.chatId, 1);
+  await access.read;
+  proxy.stall("downstream");
+  await connect.meanwhile();
+  access.release();
+  // read after the page
+  await unread.read;
+  proxy.restore();
+  unread.release();
+  return socket;
+}
+
+/** The contents of the messages of every `latest_chat` the socket was sent and not taken. */
+export function pagedContents(socket: TestSocket): string[] {
+  return socket.pending("latest_chat").flatMap((page: Frame) =>
+    page.messages.map((message: { content: string }) => message.content)
+  );
 }
