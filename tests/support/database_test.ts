@@ -140,13 +140,7 @@ Deno.test("the pooled copies of other migrations that no lease holds are dropped
     // a test process of its own: the template is taken once a process
     const script = `import { freshDatabase } from "${new URL("./database.ts", import.meta.url)}";
       await using _ = await freshDatabase();`;
-    const { code, stderr } = await new Deno.Command(Deno.execPath(), {
-      args: ["eval", script],
-      cwd: new URL("../../", import.meta.url), // deno.json's imports
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    assert.equal(code, 0, new TextDecoder().decode(stderr));
+    await runsInProcessOfItsOwn(script);
     const left = await admin<{ name: string }[]>`
       select datname as name from pg_database where datname in ${admin([free, held])}`;
     assert.deepEqual(left.map((copy) => copy.name), [held], "the copies left");
@@ -174,6 +168,11 @@ Deno.test("a process whose first lease failed to take its template (PostgreSQL a
     await using _ = await freshDatabase().catch((error) => {
       throw new Error("the next lease failed as well", { cause: error });
     });`;
+  await runsInProcessOfItsOwn(script);
+});
+
+/** Runs `script` as a test process of its own (`deno eval`), which must exit 0. */
+async function runsInProcessOfItsOwn(script: string): Promise<void> {
   const { code, stderr } = await new Deno.Command(Deno.execPath(), {
     args: ["eval", script],
     cwd: new URL("../../", import.meta.url), // deno.json's imports
@@ -181,7 +180,7 @@ Deno.test("a process whose first lease failed to take its template (PostgreSQL a
     stderr: "piped",
   }).output();
   assert.equal(code, 0, new TextDecoder().decode(stderr));
-});
+}
 
 /**
  * A template database of a test's own (not the current migrations', which other test processes
