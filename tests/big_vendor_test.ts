@@ -7,7 +7,7 @@ Deno.test("chats created at once for a vendor (an import) are taken in by its ch
   await using cluster = await startCluster();
   const service = cluster.main.service.chat;
   await using vendorAll = await joinAllChats(cluster, "vend-import");
-  // every read of the user's side in chats the socket was told of, one chat or many at a time
+  // every read of the vendor's side in chats its socket was told of, one chat or many at a time
   let reads = 0;
   const counted = service as unknown as Record<string, (...args: unknown[]) => unknown>;
   let historyReads = 0;
@@ -18,18 +18,28 @@ Deno.test("chats created at once for a vendor (an import) are taken in by its ch
       return history.apply(service, args);
     },
   });
+  const count = 100;
+  const creations: Promise<unknown>[] = [];
+  // The first take-in is held until every creation is out and told: how many creations one
+  // take-in meets otherwise depends on the machine's speed (11 reads on a loaded CI run), and
+  // what this test is about is that those told while a take-in runs wait for the next one.
+  let firstRead: Promise<void> | undefined;
   for (const name of ["membership", "memberships"]) {
     const original = counted[name];
     if (typeof original !== "function") continue;
-    counted[name] = (...args: unknown[]) => {
+    counted[name] = async (...args: unknown[]) => {
+      if (args[0] !== "vend-import") return original.apply(service, args);
       reads++;
+      await (firstRead ??= Promise.all(creations).then(() =>
+        new Promise((told) => setTimeout(told, 300))
+      ));
       return original.apply(service, args);
     };
   }
-  const count = 100;
-  const created = await Promise.all(
-    Array.from({ length: count }, (_, n) => service.createChat(`cust-import-${n}`, "vend-import")),
-  );
+  for (let n = 0; n < count; n++) {
+    creations.push(service.createChat(`cust-import-${n}`, "vend-import"));
+  }
+  const created = await Promise.all(creations) as Awaited<ReturnType<typeof service.createChat>>[];
   // each new chat is the socket's: a message in it reaches the socket
   for (const chat of [created[0]!, created.at(-1)!]) {
     await using customer = await joinChat(cluster, chat.user_id, chat.id);
@@ -48,7 +58,7 @@ Deno.test("chats created at once for a vendor (an import) are taken in by its ch
     30_000,
   );
   assert.ok(listed.chats.every((row: Frame) => row.vendor_id === "vend-import"));
-  assert.ok(reads <= 10, `${reads} membership reads for ${count} chats created at once`);
+  assert.ok(reads <= 3, `${reads} membership reads for ${count} chats created at once`);
   // empty when the socket followed them: nothing to read of their history
   assert.ok(historyReads <= 10, `${historyReads} history reads for ${count} new chats`);
 });
