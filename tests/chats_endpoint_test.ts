@@ -415,10 +415,12 @@ Deno.test("chats created one after another for a vendor (an import) share one ch
   });
   // one after another, as an import calls CreateChat
   const created = [];
+  const began = performance.now();
   for (let n = 0; n < 30; n++) {
     created.push(await service.createChat(`cust-import-${n}`, "vend-import"));
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+  const creating = performance.now() - began;
   const pushed = await vendorAll.next(
     (frame) => frame.type === "chats" && frame.chats.length === created.length,
     "a chats list with every chat created",
@@ -427,7 +429,13 @@ Deno.test("chats created one after another for a vendor (an import) share one ch
     pushed.chats.map((row: Frame) => row.chat_id).sort(),
     created.map((chat) => chat.id).sort(),
   );
-  assert.ok(lists <= 3, `${lists} chat list reads for 30 chats created in a row`);
+  // one read per NEW_CHATS_LIST_DELAY_MS (500) that the creations took, and one after them: a
+  // loaded machine creates them more slowly
+  const allowed = Math.ceil(creating / 500) + 1;
+  assert.ok(
+    lists <= allowed,
+    `${lists} chat list reads for 30 chats created in a row over ${creating.toFixed(0)} ms`,
+  );
 });
 
 Deno.test("a chat list pushed for a new chat is not older than the messages the socket was sent before it", async () => {
