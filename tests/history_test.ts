@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { startCluster, type TestCluster } from "./support/service.ts";
 import {
   acked,
+  holdAnswers,
   joinAllChats,
   joinChat,
   messageWithSeq,
@@ -145,3 +146,72 @@ Deno.test("load_latest_chat on /v1/ws/chats/ pages the chat named by chat_id", a
   assert.deepEqual(seqsOf(older), [1]);
   assert.equal(older.has_more, false);
 });
+
+/**
+ * What `socket` was sent since `mark` (a `frames.length` read before), in order: each
+ * `latest_chat` page as "page" and its seqs, each live `chat_message` as "live" and its seq.
+ */
+function pagesAndLiveSince(socket: TestSocket, mark: number): string[] {
+  return socket.frames.slice(mark).flatMap((frame) =>
+    frame.type === "latest_chat"
+      ? [`page ${seqsOf(frame).join(",")}`]
+      : frame.type === "chat_message"
+      ? [`live ${frame.message.seq}`]
+      : []
+  );
+}
+
+/**
+ * A chat of three messages whose vendor asks, on a socket of `endpoint`, for a page with `fields`,
+ * while the customer sends `during` messages after the socket's live events began to be held for
+ * the answer and before its read (their events reach the socket then, in-process), and one more
+ * after its ack: what the socket was sent from the ask on (pagesAndLiveSince).
+ */
+async function sentAroundPage(endpoint: "chat" | "chats", fields: Frame, during: number) {
+  await using cluster = await startCluster({ nats: false });
+  const { chat, customer } = await chatWithHistory(cluster, 3);
+  await using witness = await joinChat(cluster, "vend-1", chat.id);
+  await using reader = endpoint === "chat"
+    ? await joinChat(cluster, "vend-1", chat.id)
+    : await joinAllChats(cluster, "vend-1");
+  const history = holdAnswers(cluster.main.service.chat, "loadLatestChat", {
+    beforeReading: true,
+  });
+  const mark = reader.frames.length;
+  const chatId = endpoint === "chats" ? { chat_id: chat.id } : {};
+  reader.send({ action: "load_latest_chat", request_id: "page", ...chatId, ...fields });
+  await history.read;
+  for (let index = 1; index <= during; index++) {
+    const sent = await sendText(customer, "vend-1", `while the page is read ${index}`);
+    // the vendor's other socket on the instance has it: the reader was handed it too
+    await messageWithSeq(witness, sent.seq);
+  }
+  history.release();
+  await reader.next((frame) => frame.request_id === "page", "the ack of load_latest_chat");
+  const after = await sendText(customer, "vend-1", "after the page");
+  await messageWithSeq(reader, after.seq);
+  return pagesAndLiveSince(reader, mark);
+}
+
+// The contract's "once each, in seq order" is of events: a page is the answer to a request, and
+// the live event of a message it had still comes, once, after it. Dropped, it would reach no
+// client that takes a page as an answer only (the client library's heartbeat read, an
+// application's load_latest_chat), and the client library drops it by seq anyway.
+for (const endpoint of ["chat", "chats"] as const) {
+  Deno.test(`a message whose live event came while a load_latest_chat page that has it was read reaches a /v1/ws/${endpoint}/ socket live too, once, after the page`, async () => {
+    assert.deepEqual(await sentAroundPage(endpoint, {}, 1), [
+      "page 1,2,3,4",
+      "live 4",
+      "live 5",
+    ]);
+  });
+
+  Deno.test(`live events held while a load_latest_chat page of the newest message alone was read reach a /v1/ws/${endpoint}/ socket once each, in seq order, after the page`, async () => {
+    assert.deepEqual(await sentAroundPage(endpoint, { limit: 1 }, 2), [
+      "page 5",
+      "live 4",
+      "live 5",
+      "live 6",
+    ]);
+  });
+}

@@ -139,20 +139,30 @@ export function unknownId(): string {
 /**
  * Holds each answer of `service[method]`, once read, until `release()`: what a test does in
  * between (a send, a removal) happens after the read and before the answer is sent on. `read`
- * resolves as the first answer is held.
+ * resolves as the first answer is held. With `beforeReading`, each call is held before it reads
+ * instead (what the test does comes after the call and before the read), and `read` resolves as
+ * the first call is held.
  */
 export function holdAnswers<
   K extends string,
   S extends Record<K, (...args: never[]) => Promise<unknown>>,
->(service: S, method: K): { read: Promise<void>; release: () => void } {
+>(
+  service: S,
+  method: K,
+  options: { beforeReading?: boolean } = {},
+): { read: Promise<void>; release: () => void } {
   const original = service[method];
   const read = Promise.withResolvers<void>();
   const released = Promise.withResolvers<void>();
+  const held = async () => {
+    read.resolve();
+    await released.promise;
+  };
   Object.assign(service, {
     [method]: async (...args: never[]) => {
+      if (options.beforeReading) await held();
       const answer = await original.apply(service, args);
-      read.resolve();
-      await released.promise;
+      if (!options.beforeReading) await held();
       return answer;
     },
   });
