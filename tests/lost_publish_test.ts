@@ -15,6 +15,7 @@ import { sample } from "./support/service_process.ts";
 import { startCluster } from "./support/service.ts";
 import {
   acked,
+  holdAnswers,
   joinAllChats,
   joinChat,
   messageWithSeq,
@@ -80,19 +81,57 @@ async function bobsUnpublishedChat(cluster: { databaseUrl: string }): Promise<st
 
 /**
  * Makes the service's `method` fail its first call (the store failing once) and answer the later
- * ones; `failed()` tells whether that first call came.
+ * ones; `failed()` tells whether that first call came, and `failure` resolves once it failed.
  */
 function failingOnce(service: ChatService, method: "unread" | "history") {
   const original: (...args: never[]) => Promise<unknown> = service[method];
   let failed = false;
+  const failure = Promise.withResolvers<void>();
   Object.assign(service, {
-    [method]: (...args: never[]) => {
-      if (failed) return original.apply(service, args);
+    [method]: async (...args: never[]) => {
+      if (failed) return await original.apply(service, args);
       failed = true;
-      return Promise.reject(new Error("the store failed"));
+      // after the rejection was handled: what the caller does with it is done
+      setTimeout(failure.resolve, 0);
+      throw new Error("the store failed");
     },
   });
-  return { failed: () => failed };
+  return { failed: () => failed, failure: failure.promise };
+}
+
+/**
+ * A cluster with no sweep within a test, acme's chats socket on it, and a chat of bob's with acme
+ * created after it (published: the socket hears of it once) with bob's socket on it. The chats
+ * socket reads its side in the chat only once `messagesSent` is resolved: a chat empty when its
+ * feed is joined has no history to read, one with messages by then has.
+ */
+async function chatTakenInOnceMessagesSent() {
+  const cluster = await startCluster({ instances: 1, env: { FEED_SWEEP_SECONDS: "3600" } });
+  try {
+    const acmeAll = await joinAllChats(cluster, "acme");
+    const { chat: service } = cluster.main.service;
+    const messagesSent = Promise.withResolvers<void>();
+    const memberships = service.memberships;
+    Object.assign(service, {
+      memberships: async (...args: Parameters<typeof memberships>) => {
+        await messagesSent.promise;
+        return await memberships.apply(service, args);
+      },
+    });
+    const chat = await service.createChat("bob", "acme");
+    const bob = await joinChat(cluster, "bob", chat.id);
+    return {
+      acmeAll,
+      service,
+      chat,
+      bob,
+      messagesSent,
+      [Symbol.asyncDispose]: () => cluster[Symbol.asyncDispose](),
+    };
+  } catch (error) {
+    await cluster[Symbol.asyncDispose]();
+    throw error;
+  }
 }
 
 /** Each instance's value of a counter, from its /metrics. */
@@ -428,26 +467,12 @@ Deno.test("a new chat whose unread count the store fails to read while a chats s
 });
 
 Deno.test("a new chat the store fails to take in on a chats socket is tried again by the socket itself, with no sweep to tell it again", async () => {
-  await using cluster = await startCluster({ instances: 1, env: { FEED_SWEEP_SECONDS: "3600" } });
-  await using acmeAll = await joinAllChats(cluster, "acme");
-  const { chat: service } = cluster.main.service;
-  // the chats socket reads its side in the new chat only once the chat has a message: a chat
-  // empty when followed has no history to read
-  const messageSent = Promise.withResolvers<void>();
-  const memberships = service.memberships;
-  Object.assign(service, {
-    memberships: async (...args: Parameters<typeof memberships>) => {
-      await messageSent.promise;
-      return await memberships.apply(service, args);
-    },
-  });
-  // published: the socket hears of it once, and no sweep comes within the test
-  const chat = await service.createChat("bob", "acme");
-  await using bob = await joinChat(cluster, "bob", chat.id);
+  await using setup = await chatTakenInOnceMessagesSent();
+  const { acmeAll, service, chat, bob, messagesSent } = setup;
   // the first read of the new chat's history fails, once
   const history = failingOnce(service, "history");
   await sendText(bob, "acme", "before the failed take-in");
-  messageSent.resolve();
+  messagesSent.resolve();
   await sendText(bob, "acme", "after the failed take-in");
   const isMessage = (candidate: Frame) =>
     candidate.type === "chat_message" && candidate.chat_id === chat.id;
@@ -459,4 +484,35 @@ Deno.test("a new chat the store fails to take in on a chats socket is tried agai
     ["before the failed take-in", "after the failed take-in"],
   );
   assert.deepEqual(acmeAll.pending("chat_message"), []);
+});
+
+Deno.test("a deletion made while a chats socket takes in a new chat, and an edit made while it waits to try again after the store failed, reach the socket", async () => {
+  await using setup = await chatTakenInOnceMessagesSent();
+  const { acmeAll, service, chat, bob, messagesSent } = setup;
+  const one = await sendText(bob, "acme", "one");
+  const two = await sendText(bob, "acme", "two");
+  // the new chat's history is read and held; once sent, its unread count fails, once
+  const history = holdAnswers(service, "history");
+  const unread = failingOnce(service, "unread");
+  messagesSent.resolve();
+  await history.read;
+  await acked(bob, { action: "delete_message", message_id: one.id });
+  // bob's socket on the instance has the deletion: the chats socket was handed it too
+  await bob.nextOfType("message_deleted");
+  history.release();
+  await unread.failure;
+  await acked(bob, { action: "edit_message", message_id: two.id, content: "two, edited" });
+  await bob.nextOfType("message_edited");
+
+  const deleted = await acmeAll.nextOfType("message_deleted", 8_000);
+  assert.equal(deleted.message_id, one.id);
+  const edited = await acmeAll.nextOfType("message_edited", 8_000);
+  assert.equal(edited.message.content, "two, edited");
+  // a message after them comes once, live: the chat is followed as before
+  const three = await sendText(bob, "acme", "three");
+  assert.equal((await messageWithSeq(acmeAll, three.seq)).message.content, "three");
+  const seqs = acmeAll.frames
+    .filter((frame) => frame.type === "chat_message" && frame.chat_id === chat.id)
+    .map((frame) => frame.message.seq);
+  assert.deepEqual(seqs, [1, 2, 3]);
 });

@@ -17,6 +17,7 @@ import { type AccessContext, checkAccessAgain, closeIfSanctioned } from "./socke
 import {
   adoptNewChats,
   adoptVendor,
+  letGoNewChats,
   type PagesContext,
   resendChatList,
   sendFirstFrames,
@@ -478,15 +479,16 @@ export class Connection {
 
   /**
    * Takes in chats created after the socket connected; those the store failed to take in are
-   * tried again, after 1, 2 and 4 s: the sweep's telling of a creation comes once or twice, the
-   * first perhaps being the one that failed.
+   * tried again, after 1, 2 and 4 s, then let go: the sweep's telling of a creation comes once or
+   * twice, the first perhaps being the one that failed.
    */
   async #adoptNewChats(chatIds: readonly string[], attempt: number): Promise<void> {
-    const letGo = await adoptNewChats(chatIds, this.#context());
+    const unsent = await adoptNewChats(chatIds, this.#context());
     this.#sendNewChatsListSoon();
-    if (letGo.length === 0 || this.#closed || attempt >= ADOPT_RETRIES) return;
+    if (unsent.length === 0 || this.#closed) return;
+    if (attempt >= ADOPT_RETRIES) return letGoNewChats(unsent, this.#context());
     this.#later(() => {
-      this.#queue = this.#queue.then(() => this.#adoptNewChats(letGo, attempt + 1));
+      this.#queue = this.#queue.then(() => this.#adoptNewChats(unsent, attempt + 1));
     }, ADOPT_RETRY_MS * 2 ** attempt);
   }
 

@@ -173,6 +173,11 @@ export class DeliveryOrder {
     (this.#adopting ??= new Map()).set(chatId, []);
   }
 
+  /** Whether the live events of `chatId` are held while its history is sent. */
+  holds(chatId: string): boolean {
+    return this.#adopting?.has(chatId) ?? false;
+  }
+
   /** Ends the hold on `chatId`: the events held, in arrival order (none when not held). */
   release(chatId: string): Delivery[] {
     const held = this.#adopting?.get(chatId) ?? [];

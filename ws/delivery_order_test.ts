@@ -90,10 +90,12 @@ Deno.test("DeliveryOrder holds the events of a chat whose history is being sent,
   const held = [message("a", 2), message("a", 3)];
   for (const delivery of held) assert.equal(order.due(delivery), false);
   assert.equal(order.due(message("b", 1)), true);
+  assert.deepEqual([order.holds("a"), order.holds("b")], [true, false]);
   order.pageSent("a", 2);
   const released = order.release("a");
   assert.deepEqual(released, held);
   assert.deepEqual(released.map((delivery) => order.due(delivery)), [false, true]);
+  assert.equal(order.holds("a"), false);
   assert.deepEqual(order.release("a"), []);
 });
 

@@ -84,47 +84,65 @@ export async function sendFirstFrames(context: PagesContext): Promise<void> {
  * created at once. Messages sent to each before the socket followed it come from the store,
  * with the `unread_messages` their live sending would have pushed to this side; live events
  * wait until they are out, and the ones those already covered are dropped. When the store fails
- * after a chat was taken in, it is let go again, so that the next telling of its creation (the
- * socket's own retry, or the feed's sweep) takes it in anew, from the page after the last one
- * sent: the live events held meanwhile are dropped, and what they carried comes in those pages.
- * Returns the chats let go so. The chat list is owed again (sendNewChatsList).
+ * after a chat was taken in, the chat stays taken in with its live events held, and the next
+ * take-in of it (the socket's own retry, or the next telling of its creation) goes on from the
+ * page after the last one sent, then sends them: an edit, deletion or read mark of a message sent
+ * already comes in no page. Returns the chats to take in again so (letGoNewChats, once tried
+ * enough). The chat list is owed again (sendNewChatsList).
  */
 export async function adoptNewChats(
   chatIds: readonly string[],
   context: PagesContext,
 ): Promise<string[]> {
   const { connection, chats, order } = context;
-  const fresh = [...new Set(chatIds)].filter((chatId) => !chats.memberships.has(chatId));
-  if (connection.closed || fresh.length === 0) return [];
+  const told = [...new Set(chatIds)];
+  const fresh = told.filter((chatId) => !chats.memberships.has(chatId));
+  // taken in, and held since the store failed: on from the page after the last one sent
+  const unfinished = told.flatMap((chatId) => {
+    const membership = chats.memberships.get(chatId);
+    return membership && order.holds(chatId) ? [membership] : [];
+  });
+  if (connection.closed || fresh.length + unfinished.length === 0) return [];
   // every page of each: what the feed follows from now on starts after the chat's last seq,
   // and no later message need come to show a gap past the first page
-  const sentBefore = new Map(fresh.map((chatId) => [chatId, order.sentUpTo(chatId)]));
+  const sentBefore = new Map(told.map((chatId) => [chatId, order.sentUpTo(chatId)]));
   for (const chatId of fresh) order.hold(chatId);
   try {
-    let memberships: Membership[];
+    let memberships: Membership[] = [];
     try {
-      memberships = await chats.takeInNewChats(fresh);
+      if (fresh.length > 0) memberships = await chats.takeInNewChats(fresh);
     } catch (error) {
       context.onError(error, "adopt new chat");
-      return [];
     }
-    const letGo: string[] = [];
-    for (const membership of memberships) {
+    const unsent: string[] = [];
+    for (const membership of [...unfinished, ...memberships]) {
       if (await sendNewChat(membership, sentBefore.get(membership.chat.id), context)) {
-        letGo.push(membership.chat.id);
+        unsent.push(membership.chat.id);
       }
     }
-    return letGo;
+    return unsent;
   } finally {
     // a take-in that failed, or found the chat not the user's, drops what was held
-    for (const chatId of fresh) order.release(chatId);
+    for (const chatId of fresh) if (!chats.memberships.has(chatId)) order.release(chatId);
+  }
+}
+
+/**
+ * Lets go of chats whose take-in the store failed every time it was tried (adoptNewChats), and of
+ * the live events held for them: the next telling of their creation (the feed's sweep) takes
+ * them in anew, from the page after the last one sent.
+ */
+export function letGoNewChats(chatIds: readonly string[], context: PagesContext): void {
+  for (const chatId of chatIds) {
+    context.chats.memberships.delete(chatId);
+    context.order.release(chatId);
   }
 }
 
 /**
  * The history of a new chat taken in (adoptNewChats), from the page after `sentBefore` (none
  * when the feed found the chat empty), then the live events held meanwhile. True when the store
- * failed and the chat was let go.
+ * failed: the chat stays held, with the pages sent so far recorded.
  */
 async function sendNewChat(
   membership: Membership,
@@ -161,7 +179,6 @@ async function sendNewChat(
     return false;
   } catch (error) {
     context.onError(error, "adopt new chat");
-    chats.memberships.delete(chatId);
     if (sentUpTo > 0) order.pageSent(chatId, sentUpTo);
     return true;
   }
