@@ -23,6 +23,25 @@ import { createStoreCalls } from "./store_calls.ts";
 const SEARCH_CONFIG = "simple";
 
 /**
+ * The words as websearch_to_tsquery should read them. Outside quotes it ends a word at a colon
+ * (tsquery's `word:*`), so a link pasted from a message, `http://spam.biz/free` (indexed as
+ * 'spam.biz/free', 'spam.biz', '/free'), was looked for as 'http' & '/spam.biz/free' and never
+ * found, nor excluded with `-`. Quoted, text is parsed as the messages were: a run with a colon
+ * outside quotes is quoted, after the `-` that excludes it.
+ */
+function quotedColonRuns(text: string): string {
+  let inQuotes = false;
+  return text.split(/(\s+)/).map((run) => {
+    const quotes = run.split('"').length - 1;
+    const quoted = inQuotes || quotes > 0;
+    if (quotes % 2 === 1) inQuotes = !inQuotes;
+    if (quoted || !run.includes(":")) return run;
+    const words = run.replace(/^-+/, "");
+    return `${run.slice(0, run.length - words.length)}"${words}"`;
+  }).join("");
+}
+
+/**
  * How long the database lets a search run. Its caller is answered `unavailable` after
  * STORE_TIMEOUT_MS in any case, but the query itself would run on, holding a connection of the
  * pool the chat shares: a word in most of millions of messages could keep it for minutes. Ended
@@ -138,7 +157,8 @@ export function createAdminStore(pool: Sql): AdminStore {
     },
 
     async searchMessages(query, options = {}) {
-      const { text, limit, after } = query;
+      const { limit, after } = query;
+      const text = quotedColonRuns(query.text);
       const signal = options.signal ?? new AbortController().signal;
       // The words go to websearch_to_tsquery as a parameter: quotes, `or` and `-` are search
       // syntax there, never SQL. The GIN index finds the rows; ts_rank (normalised by length,

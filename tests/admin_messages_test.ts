@@ -127,6 +127,26 @@ Deno.test("SearchMessages ranks the best match first and reads web-search syntax
   assert.deepEqual(await search("'; drop table messages; --"), []);
 });
 
+Deno.test("SearchMessages finds a link as the message wrote it, excluded with - and in a phrase too", async () => {
+  await using cluster = await startCluster({ grpc: true, nats: false });
+  const admin = await cluster.admin();
+  const chat = await admin.call("CreateChat", { user_id: "alice", vendor_id: "acme" });
+  await using alice = await joinChat(cluster, "alice", chat.id);
+  const spam = await sendText(alice, "acme", "cheap watches at http://spam.biz/free now");
+  const plain = await sendText(alice, "acme", "cheap watches in town");
+  const meeting = await sendText(alice, "acme", "see you at 10:30 then");
+  const found = async (query: string) =>
+    (await admin.call("SearchMessages", { query })).messages.map((message: Reply) => message.id);
+  // pasted from a message: a moderator looks for who else sent that link
+  assert.deepEqual(await found("http://spam.biz/free"), [spam.id]);
+  assert.deepEqual(await found("cheap -http://spam.biz/free"), [plain.id]);
+  assert.deepEqual(
+    (await found('"cheap watches" https://spam.biz/free or 10:30')).sort(),
+    [meeting.id, spam.id].sort(),
+  );
+  assert.deepEqual(await found("10:30"), [meeting.id]);
+});
+
 Deno.test("SearchMessages filters by chat, sender, time and deletion", async () => {
   await using cluster = await startCluster({ grpc: true });
   const admin = await cluster.admin();
