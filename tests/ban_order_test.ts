@@ -6,10 +6,11 @@
 import assert from "node:assert/strict";
 import {
   connectWhileEventsLate,
+  listedContents,
   natsCutToSecondInstance,
   pagedContents,
 } from "./support/nats_cut.ts";
-import { joinChat, sendText } from "./support/steps.ts";
+import { holdAnswers, joinAllChats, joinChat, sendText } from "./support/steps.ts";
 import { within } from "./support/wait.ts";
 
 for (
@@ -41,24 +42,54 @@ for (
     assert.equal(early, "waiting", `${call} answered before NATS had its event`);
   });
 
-  Deno.test(`${call} made while the user's chat socket connects, on an instance its event reaches late, keeps a message sent after the answer out of the first page`, async () => {
+  for (const endpoint of ["chat", "chats"] as const) {
+    const first = endpoint === "chat" ? "first page" : "first chat list";
+    Deno.test(`${call} made while the user's ${endpoint} socket connects, on an instance its event reaches late, keeps a message sent after the answer out of the ${first}`, async () => {
+      await using setup = await natsCutToSecondInstance({}, { grpc: true });
+      const { cluster } = setup;
+      const admin = await cluster.admin(0);
+      const chat = await admin.call("CreateChat", { user_id: "bob", vendor_id: "acme" });
+      await using vendor = await joinChat(cluster, "acme", chat.id, 0);
+      // the vendor's socket has instance 1 follow the chat: bob's join of its feed waits for no bus
+      await using _vendorThere = await joinChat(cluster, "acme", chat.id, 1);
+      // bob may connect; the call and the message come before the first page (or list) is read
+      await using bob = await connectWhileEventsLate(setup, {
+        userId: "bob",
+        ...(endpoint === "chat" ? { chatId: chat.id } : {}),
+        meanwhile: async () => {
+          await admin.call(call, request);
+          await sendText(vendor, "bob", "after the answer");
+        },
+      });
+      assert.equal((await within(bob.closed, 10_000, "the close")).code, code);
+      const sent = endpoint === "chat" ? pagedContents(bob) : listedContents(bob);
+      assert.deepEqual(sent, [], `a message sent after the answer, in the ${first}`);
+    });
+  }
+
+  Deno.test(`${call} made while the user's chats socket is open, on an instance its event reaches late, keeps a message sent after the answer out of a chat list pushed there`, async () => {
     await using setup = await natsCutToSecondInstance({}, { grpc: true });
-    const { cluster } = setup;
+    const { cluster, proxy } = setup;
     const admin = await cluster.admin(0);
     const chat = await admin.call("CreateChat", { user_id: "bob", vendor_id: "acme" });
     await using vendor = await joinChat(cluster, "acme", chat.id, 0);
-    // the vendor's socket has instance 1 follow the chat: bob's join of its feed waits for no bus
-    await using _vendorThere = await joinChat(cluster, "acme", chat.id, 1);
-    // bob may connect; the call and the message come before the first page is read
-    await using bob = await connectWhileEventsLate(setup, {
-      userId: "bob",
-      chatId: chat.id,
-      meanwhile: async () => {
-        await admin.call(call, request);
-        await sendText(vendor, "bob", "after the answer");
-      },
-    });
+    await using bob = await joinAllChats(cluster, "bob", 1);
+    const list = holdAnswers(cluster.instances[1]!.service.chat, "listChats");
+
+    proxy.stall("downstream");
+    await admin.call(call, request);
+    await sendText(vendor, "bob", "after the answer");
+    // a chat created through bob's instance is told to his socket there at once, not over NATS:
+    // his list is pushed again with it
+    await (await cluster.admin(1)).call("CreateChat", { user_id: "bob", vendor_id: "shop" });
+    await list.read;
+    proxy.restore();
+    list.release();
     assert.equal((await within(bob.closed, 10_000, "the close")).code, code);
-    assert.deepEqual(pagedContents(bob), [], "a message sent after the answer, in the first page");
+    assert.deepEqual(
+      listedContents(bob),
+      [],
+      "a message sent after the answer, in a chat list pushed",
+    );
   });
 }

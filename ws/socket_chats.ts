@@ -212,14 +212,26 @@ export class SocketChats {
     this.#chatListOwed = false;
     const release = this.#host.holdLiveEvents();
     try {
-      const page = await this.#deps.service.listChats(this.#host.userId);
-      send({ type: "chats", chats: page.items, has_more: page.has_more });
+      await this.sendChatList(send);
     } catch (error) {
       this.#chatListOwed = true;
       throw error;
     } finally {
       release();
     }
+  }
+
+  /**
+   * Sends the first page of the user's chat list, read from the store, once a round trip of the
+   * bus begun after the read has come back (ChatFeed.roundTrip), as a chat socket's first page: a
+   * user banned or disconnected on another instance before the read, whose event is still on its
+   * way here, is closed by it before being sent the last messages and unread counts said after
+   * that call answered (the list is no answer to the user's asking, and checks no ban).
+   */
+  async sendChatList(send: (frame: ServerFrame) => void): Promise<void> {
+    const page = await this.#deps.service.listChats(this.#host.userId);
+    await this.#deps.feed.roundTrip();
+    send({ type: "chats", chats: page.items, has_more: page.has_more });
   }
 
   /**

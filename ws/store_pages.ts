@@ -66,8 +66,7 @@ export async function sendFirstFrames(context: PagesContext): Promise<void> {
       send({ type: "unread_messages", ...unread });
     } else {
       if (!connection.admitted(await chats.takeInAllChats())) return;
-      const page = await service.listChats(connection.userId);
-      send({ type: "chats", chats: page.items, has_more: page.has_more });
+      await chats.sendChatList(send);
     }
     for (const delivery of order.ready()) connection.deliver(delivery);
   } catch (error) {

@@ -37,28 +37,32 @@ export async function natsCutToSecondInstance(
 }
 
 /**
- * Opens `userId`'s socket on `/v1/ws/chat/{chatId}/` of the second instance (closed with the
- * cluster) and runs `meanwhile` once its access was read and before its first page is, with
- * what NATS sends that instance held back: the events published meanwhile reach it late. NATS
- * lets them through once the page and the unread counts were read, before they go on.
+ * Opens `userId`'s socket on `/v1/ws/chat/{chatId}/` of the second instance, or on `/v1/ws/chats/`
+ * without `chatId` (closed with the cluster), and runs `meanwhile` once its access was read and
+ * before its first page (or chat list) is, with what NATS sends that instance held back: the
+ * events published meanwhile reach it late. NATS lets them through once the first frames were
+ * read (the page and the unread counts; the list), before they go on.
  */
 export async function connectWhileEventsLate(
   setup: { cluster: TestCluster; proxy: TcpProxy },
-  connect: { userId: string; chatId: string; meanwhile: () => Promise<void> },
+  connect: { userId: string; chatId?: string; meanwhile: () => Promise<void> },
 ): Promise<TestSocket> {
   const { cluster, proxy } = setup;
+  const { userId, chatId } = connect;
   const service = cluster.instances[1]!.service.chat;
-  const access = holdAnswers(service, "joinChat");
-  const unread = holdAnswers(service, "unread");
-  const socket = await cluster.openChat(connect.userId, connect.chatId, 1);
+  const access = holdAnswers(service, chatId === undefined ? "joinAllChats" : "joinChat");
+  // the last read of the first frames
+  const last = holdAnswers(service, chatId === undefined ? "listChats" : "unread");
+  const socket = chatId === undefined
+    ? await cluster.openChats(userId, 1)
+    : await cluster.openChat(userId, chatId, 1);
   await access.read;
   proxy.stall("downstream");
   await connect.meanwhile();
   access.release();
-  // read after the page
-  await unread.read;
+  await last.read;
   proxy.restore();
-  unread.release();
+  last.release();
   return socket;
 }
 
@@ -66,5 +70,12 @@ export async function connectWhileEventsLate(
 export function pagedContents(socket: TestSocket): string[] {
   return socket.pending("latest_chat").flatMap((page: Frame) =>
     page.messages.map((message: { content: string }) => message.content)
+  );
+}
+
+/** The contents of the last messages of every `chats` the socket was sent and not taken. */
+export function listedContents(socket: TestSocket): string[] {
+  return socket.pending("chats").flatMap((list: Frame) =>
+    list.chats.flatMap((chat: Frame) => chat.last_message ? [chat.last_message.content] : [])
   );
 }
