@@ -7,7 +7,9 @@ import assert from "node:assert/strict";
 import {
   connectWhileEventsLate,
   listedContents,
+  messagesAndCounts,
   natsCutToSecondInstance,
+  newChatWhileEventsLate,
   pagedContents,
 } from "./support/nats_cut.ts";
 import { holdAnswers, joinAllChats, joinChat, sendText } from "./support/steps.ts";
@@ -90,6 +92,29 @@ for (
       listedContents(bob),
       [],
       "a message sent after the answer, in a chat list pushed",
+    );
+  });
+
+  Deno.test(`${call} made while the user's chats socket is open, on an instance its event reaches late, keeps a message sent after the answer out of the history and unread count of a chat new there`, async () => {
+    await using setup = await natsCutToSecondInstance({}, { grpc: true });
+    const { cluster } = setup;
+    const admin = await cluster.admin(0);
+    await using bob = await joinAllChats(cluster, "bob", 1);
+    // the call, and the shop's message in the new chat, come before bob's socket reads its history
+    await newChatWhileEventsLate(setup, {
+      user_id: "bob",
+      vendor_id: "shop",
+      meanwhile: async (chat) => {
+        await admin.call(call, request);
+        await using shop = await joinChat(cluster, "shop", chat.id, 0);
+        await sendText(shop, "bob", "after the answer");
+      },
+    });
+    assert.equal((await within(bob.closed, 10_000, "the close")).code, code);
+    assert.deepEqual(
+      messagesAndCounts(bob),
+      { messages: [], counts: [] },
+      "a message sent after the answer, or its unread count",
     );
   });
 }

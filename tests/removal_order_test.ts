@@ -7,7 +7,9 @@
 import assert from "node:assert/strict";
 import {
   connectWhileEventsLate,
+  messagesAndCounts,
   natsCutToSecondInstance,
+  newChatWhileEventsLate,
   pagedContents,
 } from "./support/nats_cut.ts";
 import { joinAllChats, joinChat, refused, sendText } from "./support/steps.ts";
@@ -111,4 +113,28 @@ Deno.test("a member removed while their chat socket connects, on an instance the
   });
   assert.equal((await within(agent.closed, 10_000, "the removal's close")).code, 4403);
   assert.deepEqual(pagedContents(agent), [], "a message sent after the removal, in the first page");
+});
+
+Deno.test("a member removed while their chats socket takes in a new chat of the vendor, on an instance the removal reaches late, is not sent a message sent after the removal with it", async () => {
+  await using setup = await natsCutToSecondInstance({}, { grpc: true });
+  const { cluster } = setup;
+  const { admin } = await acmeWithAgent(cluster, 0);
+  await using agentAll = await joinAllChats(cluster, "ari", 1);
+  // the removal, and amy's message in acme's new chat, come before ari's socket reads its history
+  const chat = await newChatWhileEventsLate(setup, {
+    user_id: "amy",
+    vendor_id: "acme",
+    meanwhile: async (chat) => {
+      await admin.call("RemoveVendorMember", removal);
+      await using amy = await joinChat(cluster, "amy", chat.id, 0);
+      await sendText(amy, "acme", "after the removal");
+    },
+  });
+  // answered after the take-in (the socket's frames wait for it), by the store
+  await refused(agentAll, { action: "unread_message", chat_id: chat.id }, "forbidden");
+  assert.deepEqual(
+    messagesAndCounts(agentAll),
+    { messages: [], counts: [] },
+    "a message sent after the removal, or its unread count",
+  );
 });

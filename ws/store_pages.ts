@@ -158,11 +158,22 @@ async function sendNewChat(
     let toThisSide = sentBefore !== undefined;
     // nothing more once the socket closed, or lost the chat (a membership revoked meanwhile)
     const stillSeen = () => !connection.closed && chats.memberships.has(chatId);
+    // as the first page (sendFirstFrames), each read goes out once a round trip of the bus
+    // begun after it has brought the ban, disconnect or removal published before it: undefined
+    // when that closed the socket or took the chat
+    const seenPastRoundTrip = async <T>(read: Promise<T>): Promise<T | undefined> => {
+      const value = await read;
+      await context.roundTrip();
+      return stillSeen() ? value : undefined;
+    };
     // a chat of no message when the feed began to follow it (an import's): its messages all
     // come from the feed, and there is no history to read
     const stored = sentBefore !== undefined || chats.deliveredUpTo(chatId) !== 0;
     for (let hasMore = stored; hasMore && stillSeen();) {
-      const page = await service.history(chat, { limit: 100, after_seq: sentUpTo });
+      const page = await seenPastRoundTrip(
+        service.history(chat, { limit: 100, after_seq: sentUpTo }),
+      );
+      if (!page) break;
       for (const message of page.items) {
         send({ type: "chat_message", chat_id: chatId, message });
         toThisSide ||= (message.sender_id === chat.user_id) !== (side === "customer");
@@ -170,9 +181,8 @@ async function sendNewChat(
       sentUpTo = page.items.at(-1)?.seq ?? sentUpTo;
       hasMore = page.has_more;
     }
-    if (toThisSide && stillSeen()) {
-      send({ type: "unread_messages", ...(await service.unread(membership)) });
-    }
+    const unread = toThisSide && stillSeen() && await seenPastRoundTrip(service.unread(membership));
+    if (unread) send({ type: "unread_messages", ...unread });
     order.pageSent(chatId, sentUpTo);
     for (const delivery of order.release(chatId)) connection.deliver(delivery);
     return false;

@@ -1,3 +1,4 @@
+import type { Reply } from "./admin_client.ts";
 import { startNatsServer } from "./nats_server.ts";
 import { startCluster, type TestCluster } from "./service.ts";
 import { holdAnswers } from "./steps.ts";
@@ -64,6 +65,44 @@ export async function connectWhileEventsLate(
   proxy.restore();
   last.release();
   return socket;
+}
+
+/**
+ * Creates the chat of `user_id` and `vendor_id` through the second instance's admin plane, whose
+ * sockets are told of it at once, not over NATS, and runs `meanwhile` once a socket there taking
+ * it in has read its side in it and before it reads its history, with what NATS sends that
+ * instance held back: the events published meanwhile reach it late. NATS lets them through once
+ * the history was read, before it goes on. Returns the chat.
+ */
+export async function newChatWhileEventsLate(
+  setup: { cluster: TestCluster; proxy: TcpProxy },
+  newChat: { user_id: string; vendor_id: string; meanwhile: (chat: Reply) => Promise<void> },
+): Promise<Reply> {
+  const { cluster, proxy } = setup;
+  const { meanwhile, ...pair } = newChat;
+  const service = cluster.instances[1]!.service.chat;
+  const takeIn = holdAnswers(service, "memberships");
+  const history = holdAnswers(service, "history");
+  const chat = await (await cluster.admin(1)).call("CreateChat", pair);
+  await takeIn.read;
+  proxy.stall("downstream");
+  await meanwhile(chat);
+  takeIn.release();
+  await history.read;
+  proxy.restore();
+  history.release();
+  return chat;
+}
+
+/**
+ * The contents of every `chat_message`, and the counts of every `unread_messages`, the socket
+ * was sent and not taken.
+ */
+export function messagesAndCounts(socket: TestSocket): { messages: string[]; counts: number[] } {
+  return {
+    messages: socket.pending("chat_message").map((frame) => frame.message.content),
+    counts: socket.pending("unread_messages").map((frame) => frame.count),
+  };
 }
 
 /** The contents of the messages of every `latest_chat` the socket was sent and not taken. */
