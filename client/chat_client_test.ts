@@ -5,7 +5,7 @@ import {
   sendEach,
   sendText,
 } from "../tests/support/client_events.ts";
-import { startCluster } from "../tests/support/service.ts";
+import { startCluster, type TestCluster } from "../tests/support/service.ts";
 import { holdAnswers } from "../tests/support/steps.ts";
 import { ClientClosedError, createChatClient, RequestError, RequestTimeoutError } from "./mod.ts";
 
@@ -240,6 +240,91 @@ Deno.test("after a lost connection, chat_message gives every missed message once
   assert.equal(contents[70], "missed 71");
   assert.equal(customer.client.stats.reconnects, 1);
   assert.ok(customer.client.stats.gapsFilled >= 1, "the page after reconnecting left a gap");
+});
+
+/**
+ * A chat's vendor, and its customer through a proxy the test can cut, on the chat's endpoint or
+ * (`endpoint: "chats"`) on /v1/ws/chats/, both ready.
+ */
+async function customerAwayFromVendor(cluster: TestCluster, endpoint: "chat" | "chats") {
+  const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+  const customer = await openThroughProxy(
+    cluster,
+    "cust-1",
+    endpoint === "chat" ? { chatId: chat.id } : {},
+  );
+  const vendor = await openClient(cluster, "vend-1", { chatId: chat.id });
+  await Promise.all([customer.client.ready(), vendor.client.ready()]);
+  return {
+    chat,
+    customer,
+    vendor,
+    /** Cuts the customer's connection, and waits until its client knows. */
+    async cut() {
+      await customer.proxy.cut();
+      await customer.events.next("status", (status) => status.state === "reconnecting");
+    },
+    async [Symbol.asyncDispose]() {
+      await vendor[Symbol.asyncDispose]();
+      await customer[Symbol.asyncDispose]();
+    },
+  };
+}
+
+Deno.test("an edit and a deletion made while the client was away reach the application after the reconnect", async () => {
+  await using cluster = await startCluster();
+  await using pair = await customerAwayFromVendor(cluster, "chat");
+  const { chat, customer, vendor } = pair;
+  const edited = await sendText(vendor.client, "cust-1", "said first");
+  const deleted = await sendText(vendor.client, "cust-1", "taken back");
+  assert.deepEqual(await customer.events.seqs(chat.id, 2), [1, 2]);
+
+  await pair.cut();
+  await vendor.client.request({
+    action: "edit_message",
+    message_id: edited.id,
+    content: "said first, edited",
+  });
+  await vendor.client.request({ action: "delete_message", message_id: deleted.id });
+  customer.proxy.restore();
+  await sendText(vendor.client, "cust-1", "after the reconnect");
+  assert.deepEqual(await customer.events.seqs(chat.id, 3), [1, 2, 3]);
+
+  // the reconnect's first page has both as they are now: the application must not keep
+  // showing the old text, nor the content of a message taken back
+  const edit = await customer.events.next(
+    "message_edited",
+    (frame) => frame.message.id === edited.id,
+  );
+  assert.equal(edit.message.content, "said first, edited");
+  const tombstone = await customer.events.next(
+    "message_edited",
+    (frame) => frame.message.id === deleted.id,
+  );
+  assert.deepEqual(
+    { deleted: tombstone.message.deleted, content: tombstone.message.content },
+    { deleted: true, content: null },
+  );
+  assert.equal(customer.client.stats.reconnects, 1);
+});
+
+Deno.test("a client of /v1/ws/chats/ hears of an edit of a chat's last message made while it was away", async () => {
+  await using cluster = await startCluster();
+  await using pair = await customerAwayFromVendor(cluster, "chats");
+  const { chat, customer, vendor } = pair;
+  const last = await sendText(vendor.client, "cust-1", "said last");
+  assert.deepEqual(await customer.events.seqs(chat.id, 1), [1]);
+
+  await pair.cut();
+  await vendor.client.request({ action: "edit_message", message_id: last.id, content: "edited" });
+  customer.proxy.restore();
+
+  // the reconnect's chats row has the edit; its event went to no socket of the client's
+  const edit = await customer.events.next("message_edited", (frame) => frame.chat_id === chat.id);
+  assert.deepEqual({ id: edit.message.id, content: edit.message.content }, {
+    id: last.id,
+    content: "edited",
+  });
 });
 
 Deno.test("a message that arrives after a gap waits while the client fetches the missing one", async () => {

@@ -26,6 +26,7 @@ export function createFrameRouter(deps: {
   function learnChats(frame: ChatsFrame, fillNewer: boolean): void {
     catchUp.sawChats(frame);
     for (const summary of frame.chats) {
+      if (summary.last_message) order.rowShows(summary.chat_id, summary.last_message);
       order.newest(summary.chat_id, summary.last_message?.seq ?? 0, fillNewer);
     }
   }

@@ -21,6 +21,19 @@ export interface MessageOrderDeps {
 export const MAX_READS = 4;
 
 /**
+ * How many of a chat's released messages are remembered as the application has them: the
+ * largest page (`load_latest_chat`'s limit), which is as far back as a reconnect's first page
+ * reaches.
+ */
+const SHOWN_REMEMBERED = 100;
+
+/** A released message as the application has it: deleted, and when it was last edited (ms). */
+interface Shown {
+  deleted: boolean;
+  editedAt: number;
+}
+
+/**
  * The messages of every chat a client sees, released to the application once each and in
  * `seq` order. A gap (after a reconnect, or a message that arrives early) is filled from the
  * store, page by page, before what waits behind it is released. A read the server refused
@@ -59,6 +72,12 @@ export function createMessageOrder(deps: MessageOrderDeps) {
    */
   const ends = new Map<string, number>();
   /**
+   * Per chat, the newest released messages as the application has them, by seq: a copy in a
+   * reconnect's page newer than that was edited or deleted while the client was away, and no
+   * event of it will come (see amendedMeanwhile).
+   */
+  const shown = new Map<string, Map<number, Shown>>();
+  /**
    * Chats a read of the client's was refused `forbidden` in: no longer the user's (a vendor
    * membership revoked, which the server does not push), until a `chats` row lists them again.
    */
@@ -88,11 +107,57 @@ export function createMessageOrder(deps: MessageOrderDeps) {
     return sequencer;
   }
 
+  /**
+   * Notes message `seq` as the application now has it (the oldest remembered go first): a
+   * deletion is final, and an edit never older than one it had.
+   */
+  function show(chatId: string, seq: number, copy: Shown): void {
+    let copies = shown.get(chatId);
+    if (!copies) shown.set(chatId, copies = new Map());
+    const known = copies.get(seq);
+    copies.delete(seq);
+    copies.set(seq, {
+      deleted: copy.deleted || known?.deleted === true,
+      editedAt: Math.max(copy.editedAt, known?.editedAt ?? -Infinity),
+    });
+    if (copies.size > SHOWN_REMEMBERED) copies.delete(copies.keys().next().value!);
+  }
+
+  const editedAt = (message: ReceivedMessage) =>
+    message.edited_at === null ? -Infinity : Date.parse(message.edited_at);
+
+  /** Gives a change to the application, noting the edit or deletion it makes. */
+  function passOn(change: Amendment | ReadUpTo): void {
+    if (change.type === "message_edited") {
+      const { message } = change;
+      show(change.chat_id, message.seq, { deleted: message.deleted, editedAt: editedAt(message) });
+    } else if (change.type === "message_deleted") {
+      show(change.chat_id, change.seq, { deleted: true, editedAt: -Infinity });
+    }
+    deps.amended(change);
+  }
+
+  /**
+   * A copy of a released message (a reconnect's first page, a `chats` row's last message)
+   * edited or deleted since the application got it: the change was made while the client was
+   * away, and its event went to no socket of the client's. It is passed on as a
+   * `message_edited` with the copy (a deletion too: who deleted it, the copy does not say), so
+   * that the old text, or the content taken back, is not shown on.
+   */
+  function amendedMeanwhile(chatId: string, copy: ReceivedMessage): void {
+    const known = shown.get(chatId)?.get(copy.seq);
+    if (!known || known.deleted) return;
+    if (!copy.deleted && !(editedAt(copy) > known.editedAt)) return;
+    passOn({ type: "message_edited", chat_id: chatId, message: copy });
+  }
+
   function deliver(chatId: string, messages: ReceivedMessage[]): Sequencer {
     const sequencer = sequencerOf(chatId);
     const first = messages[0];
     // on /v1/ws/chats/, a chat first heard of now starts here
     if (sequencer.last === null && first) sequencer.startAfter(first.seq - 1);
+    const last = sequencer.last ?? 0;
+    for (const copy of messages) if (copy.seq <= last) amendedMeanwhile(chatId, copy);
     for (const released of sequencer.accept(...messages)) release(chatId, released);
     return sequencer;
   }
@@ -104,13 +169,14 @@ export function createMessageOrder(deps: MessageOrderDeps) {
   function release(chatId: string, message: ReceivedMessage): void {
     const held = amendments.get(chatId);
     const waiting = held?.get(message.seq);
-    if (!held || !waiting) deps.release(chatId, message);
-    else {
-      held.delete(message.seq);
-      const amended = applyAmendments(message, waiting);
-      deps.release(chatId, amended.message);
-      for (const amendment of amended.after) deps.amended(amendment);
-    }
+    const released = waiting ? applyAmendments(message, waiting) : { message, after: [] };
+    held?.delete(message.seq);
+    show(chatId, message.seq, {
+      deleted: released.message.deleted,
+      editedAt: editedAt(released.message),
+    });
+    deps.release(chatId, released.message);
+    for (const amendment of released.after) passOn(amendment);
     passReadsUpTo(chatId, message.seq);
   }
 
@@ -123,7 +189,7 @@ export function createMessageOrder(deps: MessageOrderDeps) {
     const rest = waiting.filter((mark) => mark.up_to_seq > seq);
     if (rest.length > 0) readsUpTo.set(chatId, rest);
     else readsUpTo.delete(chatId);
-    for (const mark of due) deps.amended(mark);
+    for (const mark of due) passOn(mark);
   }
 
   /**
@@ -136,7 +202,7 @@ export function createMessageOrder(deps: MessageOrderDeps) {
     const sequencer = sequencerOf(chatId);
     const last = sequencer.last;
     const missing = sequencer.hasGap || filling.has(chatId);
-    if (last === null || mark.up_to_seq <= last || !missing) return deps.amended(mark);
+    if (last === null || mark.up_to_seq <= last || !missing) return passOn(mark);
     readsUpTo.set(chatId, [...(readsUpTo.get(chatId) ?? []), mark]);
     readsHeld.set(chatId, (readsHeld.get(chatId) ?? 0) + 1);
   }
@@ -208,7 +274,7 @@ export function createMessageOrder(deps: MessageOrderDeps) {
     for (const [seq, waiting] of amendments.get(chatId) ?? []) {
       if (seq > (sequencer.last ?? 0)) continue;
       amendments.get(chatId)?.delete(seq);
-      for (const amendment of waiting) deps.amended(amendment);
+      for (const amendment of waiting) passOn(amendment);
     }
     return gapsSkipped - skippedBefore;
   }
@@ -341,12 +407,20 @@ export function createMessageOrder(deps: MessageOrderDeps) {
       const chatId = amendment.chat_id;
       const seq = amendedSeq(amendment);
       const last = sequencerOf(chatId).last;
-      if (last === null || seq <= last) return deps.amended(amendment);
+      if (last === null || seq <= last) return passOn(amendment);
       let held = amendments.get(chatId);
       if (!held) amendments.set(chatId, held = new Map());
       held.set(seq, [...(held.get(seq) ?? []), amendment]);
       reach(chatId, seq);
       fill(chatId);
+    },
+    /**
+     * A chat's message as a `chats` row shows it: an edit or a deletion of a released one made
+     * while the client was away is passed on (see amendedMeanwhile).
+     */
+    rowShows(chatId: string, message: ReceivedMessage): void {
+      const last = sequencerOf(chatId).last;
+      if (last !== null && message.seq <= last) amendedMeanwhile(chatId, message);
     },
     /**
      * The chat's newest `seq` as a `chats` row says: a chat not seen before starts there;

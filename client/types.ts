@@ -53,7 +53,9 @@ type Forwarded = Exclude<ReceivedFrameType, "ack" | "error" | "latest_chat" | "c
  * `message_edited` or `message_read` of a message not yet given comes after it, and the message
  * already has the change (a deleted one never shows its content; a read one is `is_read`); a
  * `messages_read` that reaches messages not yet given comes after them, which are read from the
- * store after it. `latest_chat` is the first page at the first connection only (later ones feed
+ * store after it. An edit or a deletion of a message given before, made while the client was
+ * away, comes as a `message_edited` with the message as a reconnect's first page or a `chats`
+ * row shows it (deleted: who deleted it, that copy does not say). `latest_chat` is the first page at the first connection only (later ones feed
  * `chat_message`); `chats` comes at every connection to `/v1/ws/chats/` and when the server
  * sends the list again unasked (the user's chats changed); the pages `list_chats` asks for are
  * its results, not events. `error` is an error frame no request waits for; `invalid_frame` a
