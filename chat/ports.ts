@@ -246,12 +246,12 @@ export interface ChatStore {
   unread(chatId: string, side: Side, limit: number): Promise<UnreadSnapshot>;
   /**
    * The unread of the asking user's side (see Asker; their side as sideOf has it), with the
-   * chat's id as stored.
+   * chat's id as stored and its `last_seq` as of the same snapshot (the messages it counted).
    */
   unreadAsked(
     asker: ChatAsker,
     limit: number,
-  ): Promise<AskedRead<UnreadSnapshot & { chat_id: string }>>;
+  ): Promise<AskedRead<UnreadSnapshot & { chat_id: string; last_seq: number }>>;
   getMessage(messageId: string): Promise<StoredMessage | null>;
   /**
    * Marks one message read by `readerId` when it was sent by the other side of `readerSide`;

@@ -78,12 +78,15 @@ export function createReadOperations(deps: { store: ChatStore; publishChat: Publ
       return { chat_id, items: items.map(toClientMessage), has_more };
     },
 
-    /** The user's unread, asked for (`unread_message`). Errors: forbidden, as loadLatestChat. */
+    /**
+     * The user's unread, asked for (`unread_message`), and the chat's last seq it counted up to.
+     * Errors: forbidden, as loadLatestChat.
+     */
     async unreadMessage(asker: ChatAsker) {
-      const { chat_id, count, messages } = answerOf(
+      const { chat_id, count, messages, last_seq } = answerOf(
         await store.unreadAsked(asker, UNREAD_PREVIEW_LIMIT),
       );
-      return { chat_id, count, messages: messages.map(toClientMessage) };
+      return { unread: { chat_id, count, messages: messages.map(toClientMessage) }, last_seq };
     },
 
     listChats,

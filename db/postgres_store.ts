@@ -252,7 +252,13 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
         present: "count",
       });
       if ("refused" in answer) return answer;
-      return { read: { ...unreadSnapshot(answer.rows), chat_id: answer.chatId! } };
+      return {
+        read: {
+          ...unreadSnapshot(answer.rows),
+          chat_id: answer.chatId!,
+          last_seq: answer.rows[0]?.chat_last_seq ?? 0,
+        },
+      };
     },
 
     getMessage(messageId) {
@@ -383,12 +389,18 @@ function historyPage(rows: MessageRow[], query: HistoryQuery): Page<StoredMessag
   return { items: page.map(toStoredMessage), has_more };
 }
 
-/** The chat's row with the newest of a side's unread (none: one row of nulls beside the count). */
-type UnreadRow = { count: number } & (MessageRow | { [column in keyof MessageRow]: null });
+/**
+ * The chat's row with the newest of a side's unread (none: one row of nulls beside the count and
+ * the chat's last seq).
+ */
+type UnreadRow =
+  & { count: number; chat_last_seq: number }
+  & (MessageRow | { [column in keyof MessageRow]: null });
 
 /**
- * A side's unread in one statement, so that the count and the messages are of one moment:
- * `count` the side's counter of the chat row `c`, `senderSide` the other side's.
+ * A side's unread in one statement, so that the count, the messages and the chat's last seq
+ * are of one moment: `count` the side's counter of the chat row `c`, `senderSide` the other
+ * side's.
  */
 function unreadRows(
   sql: Sql,
@@ -397,7 +409,7 @@ function unreadRows(
   side: { count: PendingQuery<Row[]>; senderSide: PendingQuery<Row[]> },
 ) {
   return sql<UnreadRow[]>`
-    select ${side.count} as count, ${messageColumns(sql, "m")}
+    select ${side.count} as count, c.last_seq as chat_last_seq, ${messageColumns(sql, "m")}
     from chats c
     left join lateral (
       select ${messageColumns(sql)} from messages

@@ -874,7 +874,11 @@ for (const backend of backends) {
     const as = async (side: Side) => [
       { ...await store.history(chat.id, { limit: 4 }), chat_id: chat.id },
       { ...await store.history(chat.id, { limit: 4, after_seq: 1 }), chat_id: chat.id },
-      { ...await store.unread(chat.id, side, 2), chat_id: chat.id },
+      {
+        ...await store.unread(chat.id, side, 2),
+        chat_id: chat.id,
+        last_seq: (await store.lastSeqs([chat.id])).get(chat.id),
+      },
     ];
     // the chat named in upper case is answered under its id as stored
     assert.deepEqual(await asked("c", chat.id.toUpperCase()), await as("customer"));

@@ -30,6 +30,11 @@ export interface ActionContext {
   askerIn: (chatId: string | undefined) => ChatAsker;
   /** A frame to this socket only. */
   send: (frame: ServerFrame) => void;
+  /**
+   * An `unread_messages` read with the chat at `lastSeq` is sent: the pushes of the messages it
+   * counted, still on their way, are dropped (DeliveryOrder.unreadSent).
+   */
+  unreadSent: (chatId: string, lastSeq: number) => void;
   /** Tells the other participants whether the user is typing, as this socket last said. */
   sayTyping: (actor: Actor, isTyping: boolean) => void;
   /**
@@ -181,10 +186,11 @@ async function runAction(frame: ClientFrame, context: ActionContext): Promise<Ou
       return { reply: message };
     }
     case "unread_message": {
-      await sendWithEventsHeld(context, async () => ({
-        type: "unread_messages",
-        ...(await service.unreadMessage(askerIn(frame.chat_id))),
-      }));
+      await sendWithEventsHeld(context, async () => {
+        const { unread, last_seq } = await service.unreadMessage(askerIn(frame.chat_id));
+        context.unreadSent(unread.chat_id, last_seq);
+        return { type: "unread_messages", ...unread };
+      });
       return;
     }
     case "typing":

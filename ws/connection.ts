@@ -369,6 +369,7 @@ export class Connection {
       actorIn: (chatId) => this.#chats.actorIn(chatId),
       askerIn: (chatId) => this.#chats.askerIn(chatId),
       send: (reply) => this.#send(reply),
+      unreadSent: (chatId, lastSeq) => this.#order.unreadSent(chatId, lastSeq),
       sayTyping: (actor, isTyping) => this.#sayTyping(actor, isTyping),
       holdLiveEvents,
       instruments: this.#deps.instruments,

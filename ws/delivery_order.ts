@@ -39,9 +39,9 @@ export class DeliveryOrder {
    */
   #lastSeqSent = new Map<string, number>();
   /**
-   * Per chat, the last seq of the pages sent (first page, history of a chat taken in): the
-   * `unread_messages` sent with them counts every message up to it, newer than the pushes that
-   * followed those messages live.
+   * Per chat, the last seq of the pages sent (first page, history of a chat taken in) and of the
+   * answers to `unread_message`: the `unread_messages` sent with them counts every message up to
+   * it, newer than the pushes that followed those messages live.
    */
   #pagedUpTo = new Map<string, number>();
 
@@ -166,6 +166,15 @@ export class DeliveryOrder {
   pageSent(chatId: string, lastSeq: number): void {
     this.#lastSeqSent.set(chatId, lastSeq);
     this.#pagedUpTo.set(chatId, lastSeq);
+  }
+
+  /**
+   * An `unread_messages` read from the store with `chatId` at `lastSeq` was sent (the answer to
+   * `unread_message`): the pushes of the messages it counted, still on their way, are older and
+   * would take its count back, so they are dropped, as a page's are.
+   */
+  unreadSent(chatId: string, lastSeq: number): void {
+    this.#pagedUpTo.set(chatId, Math.max(lastSeq, this.#pagedUpTo.get(chatId) ?? 0));
   }
 
   /** Holds the live events of `chatId` while its history is sent. */
