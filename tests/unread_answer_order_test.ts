@@ -73,3 +73,14 @@ Deno.test("an unread_message answer is not taken back by the late push of a mess
     async (socket, chatId) => (await askUnread(socket, chatId)).count,
   );
 });
+
+Deno.test("a chat list is not taken back by the late push of a message it counted", async () => {
+  await countedWhileLate(
+    async (cluster) => [await joinAllChats(cluster, "acme", 1)],
+    async (socket, chatId) => {
+      await acked(socket, { action: "list_chats" });
+      const { chats } = await socket.nextOfType("chats");
+      return chats.find((listed: Frame) => listed.chat_id === chatId).unread_count;
+    },
+  );
+});

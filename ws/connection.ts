@@ -4,6 +4,7 @@ import type { Admission } from "../chat/membership_operations.ts";
 import type { ChatFeed, Delivery } from "../chat/feed.ts";
 import type { Actor, ChatService } from "../chat/service.ts";
 import type { Membership, Sanction } from "../chat/types.ts";
+import type { ServerFrame } from "../protocol/mod.ts";
 import type { SocketMetrics } from "../observability/metrics.ts";
 import type { AccessCheckOutcome } from "./access_checks.ts";
 import { CloseCode, type ErrorFrame } from "./errors.ts";
@@ -368,7 +369,7 @@ export class Connection {
       endpoint: this.endpoint,
       actorIn: (chatId) => this.#chats.actorIn(chatId),
       askerIn: (chatId) => this.#chats.askerIn(chatId),
-      send: (reply) => this.#send(reply),
+      send: (reply) => this.#sendRead(reply),
       unreadSent: (chatId, lastSeq) => this.#order.unreadSent(chatId, lastSeq),
       sayTyping: (actor, isTyping) => this.#sayTyping(actor, isTyping),
       holdLiveEvents,
@@ -432,10 +433,25 @@ export class Connection {
       service: this.#deps.service,
       chats: this.#chats,
       order: this.#order,
-      send: (frame) => this.#send(frame),
+      send: (frame) => this.#sendRead(frame),
       roundTrip: () => this.#deps.feed.roundTrip(),
       onError: (error, context) => this.#deps.onError(error, context, this),
     };
+  }
+
+  /**
+   * A frame for this socket alone, read from the store. A chat list counts each chat's unread up
+   * to its last message, as an answer to `unread_message` does: the pushes of those messages,
+   * held or still on their way, are older, and dropped (DeliveryOrder.listSent).
+   */
+  #sendRead(frame: ServerFrame): void {
+    if (frame.type === "chats") {
+      const counted = new Map(
+        frame.chats.map(({ chat_id, last_message }) => [chat_id, last_message?.seq ?? 0]),
+      );
+      this.#order.listSent(counted, (chatId) => this.#chats.deliveredUpTo(chatId));
+    }
+    this.#send(frame);
   }
 
   #send(frame: unknown): void {

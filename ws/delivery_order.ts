@@ -177,6 +177,26 @@ export class DeliveryOrder {
     this.#pagedUpTo.set(chatId, Math.max(lastSeq, this.#pagedUpTo.get(chatId) ?? 0));
   }
 
+  /**
+   * A chat list read from the store was sent, counting each chat's unread up to its seq in
+   * `counted`: the pushes of those messages are older than it. The ones held meanwhile are
+   * dropped now; those still to come, only of the chats whose messages up to it the feed had not
+   * all delivered (`delivered`), later. Only those chats are remembered: a list names every chat
+   * of its user, and the pushes of the messages delivered are out or held already.
+   */
+  listSent(
+    counted: ReadonlyMap<string, number>,
+    delivered: (chatId: string) => number | undefined,
+  ): void {
+    this.#early = this.#early.filter(({ afterSeq, envelope: { frame } }) =>
+      frame.type !== "unread_messages" || afterSeq === undefined ||
+      afterSeq > (counted.get(frame.chat_id) ?? 0)
+    );
+    for (const [chatId, lastSeq] of counted) {
+      if (lastSeq > (delivered(chatId) ?? 0)) this.unreadSent(chatId, lastSeq);
+    }
+  }
+
   /** Holds the live events of `chatId` while its history is sent. */
   hold(chatId: string): void {
     (this.#adopting ??= new Map()).set(chatId, []);

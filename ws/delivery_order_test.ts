@@ -83,6 +83,28 @@ Deno.test("DeliveryOrder drops the unread push of a message a page sent already 
   assert.deepEqual(order.release("b").map((delivery) => order.due(delivery)), [false, false]);
 });
 
+Deno.test("DeliveryOrder drops the unread pushes of the messages a chat list counted, those held while it was read and those still to come", () => {
+  const order = new DeliveryOrder();
+  const unreadPushes = createUnreadPushes({ store: {} as ChatStore, onError: () => {} });
+  const pushed: Delivery[] = [];
+  const to = { send: (push: Delivery) => void pushed.push(push), stillFollowed: () => true };
+  order.ready();
+  order.holdUntilListed();
+  // a's message 3 and its push arrive while the list is read
+  const third = messageToRead("a", 3);
+  unreadPushes.after("a", third, to);
+  assert.equal(order.due(third), false);
+  assert.equal(order.due(pushed[0]!), false);
+  // the list counts a up to 3, and b up to 2, of which the feed has delivered only 1
+  order.listSent(new Map([["a", 3], ["b", 2]]), (chatId) => chatId === "a" ? 3 : 1);
+  assert.deepEqual(order.listed(), [third], "the message goes out, its push does not");
+  const [second, afterList] = [messageToRead("b", 2), messageToRead("b", 3)];
+  unreadPushes.after("b", second, to);
+  unreadPushes.after("b", afterList, to);
+  assert.equal(order.due(pushed[1]!), false, "a push still to come of a message counted");
+  assert.equal(order.due(pushed[2]!), true, "a push of a message after the list");
+});
+
 Deno.test("DeliveryOrder holds the events of a chat whose history is being sent, and only that chat's", () => {
   const order = new DeliveryOrder();
   order.ready();
