@@ -94,6 +94,12 @@ export interface UnreadSnapshot {
   messages: StoredMessage[];
 }
 
+/** An unread snapshot read from the store, with the chat's last seq of the same moment. */
+export interface StoredUnread extends UnreadSnapshot {
+  /** The chat's last seq: the messages up to it are counted. */
+  last_seq: number;
+}
+
 /**
  * A span of the recent past on the database's clock: from `withinMs` ago up to `exceptLastMs`
  * ago (0, now, when not given).
@@ -243,15 +249,15 @@ export interface ChatStore {
    * compares with the marks it delivered before it reads the marks themselves.
    */
   readTallies(chatIds: readonly string[], window: RecentWindow): Promise<ReadTallies>;
-  unread(chatId: string, side: Side, limit: number): Promise<UnreadSnapshot>;
+  unread(chatId: string, side: Side, limit: number): Promise<StoredUnread>;
   /**
    * The unread of the asking user's side (see Asker; their side as sideOf has it), with the
-   * chat's id as stored and its `last_seq` as of the same snapshot (the messages it counted).
+   * chat's id as stored.
    */
   unreadAsked(
     asker: ChatAsker,
     limit: number,
-  ): Promise<AskedRead<UnreadSnapshot & { chat_id: string; last_seq: number }>>;
+  ): Promise<AskedRead<StoredUnread & { chat_id: string }>>;
   getMessage(messageId: string): Promise<StoredMessage | null>;
   /**
    * Marks one message read by `readerId` when it was sent by the other side of `readerSide`;

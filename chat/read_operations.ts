@@ -7,6 +7,7 @@ import type {
   ChatStore,
   HistoryQuery,
   Page,
+  StoredUnread,
 } from "./ports.ts";
 import type { Actor, PublishChat } from "./service.ts";
 import {
@@ -14,7 +15,6 @@ import {
   type ChatSummary,
   type Membership,
   type Message,
-  type Side,
   toClientMessage,
   UNREAD_PREVIEW_LIMIT,
 } from "./types.ts";
@@ -24,6 +24,15 @@ export const CHAT_LIST_LIMIT = 50;
 
 function chatListQuery(before: string | undefined): ChatListQuery {
   return before === undefined ? { limit: CHAT_LIST_LIMIT } : { before, limit: CHAT_LIST_LIMIT };
+}
+
+/**
+ * An unread snapshot as the fields of its `unread_messages`, apart from the chat's last seq it
+ * counted up to: the socket drops the pushes of the messages up to it (DeliveryOrder.unreadSent).
+ */
+function unreadAnswer(chatId: string, snapshot: StoredUnread) {
+  const { count, messages, last_seq } = snapshot;
+  return { unread: { chat_id: chatId, count, messages: messages.map(toClientMessage) }, last_seq };
 }
 
 /** What a read asked for gave; `forbidden` when the store refused it. */
@@ -40,15 +49,6 @@ function answerOf<T>(answer: AskedRead<T>): T {
 export function createReadOperations(deps: { store: ChatStore; publishChat: PublishChat }) {
   const { store, publishChat } = deps;
 
-  async function unreadFor(chat: Chat, side: Side) {
-    const snapshot = await store.unread(chat.id, side, UNREAD_PREVIEW_LIMIT);
-    return {
-      chat_id: chat.id,
-      count: snapshot.count,
-      messages: snapshot.messages.map(toClientMessage),
-    };
-  }
-
   async function history(chat: Chat, query: HistoryQuery): Promise<Page<Message>> {
     const page = await store.history(chat.id, query);
     return { items: page.items.map(toClientMessage), has_more: page.has_more };
@@ -61,8 +61,10 @@ export function createReadOperations(deps: { store: ChatStore; publishChat: Publ
   return {
     history,
 
-    unread(membership: Membership) {
-      return unreadFor(membership.chat, membership.side);
+    /** The unread of the membership's side (see unreadAnswer). */
+    async unread(membership: Membership) {
+      const { chat, side } = membership;
+      return unreadAnswer(chat.id, await store.unread(chat.id, side, UNREAD_PREVIEW_LIMIT));
     },
 
     /**
@@ -79,14 +81,14 @@ export function createReadOperations(deps: { store: ChatStore; publishChat: Publ
     },
 
     /**
-     * The user's unread, asked for (`unread_message`), and the chat's last seq it counted up to.
-     * Errors: forbidden, as loadLatestChat.
+     * The user's unread, asked for (`unread_message`; see unreadAnswer). Errors: forbidden, as
+     * loadLatestChat.
      */
     async unreadMessage(asker: ChatAsker) {
-      const { chat_id, count, messages, last_seq } = answerOf(
+      const { chat_id, ...snapshot } = answerOf(
         await store.unreadAsked(asker, UNREAD_PREVIEW_LIMIT),
       );
-      return { unread: { chat_id, count, messages: messages.map(toClientMessage) }, last_seq };
+      return unreadAnswer(chat_id, snapshot);
     },
 
     listChats,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createDelivery, type Delivery } from "./delivery.ts";
 import type { ChatEnvelope } from "./events.ts";
-import type { ChatStore, UnreadSnapshot } from "./ports.ts";
+import type { ChatStore, StoredUnread, UnreadSnapshot } from "./ports.ts";
 import { type StoredMessage, toClientMessage } from "./types.ts";
 import { createUnreadPushes } from "./unread_push.ts";
 
@@ -62,9 +62,9 @@ function pushesTo(sent: Delivery[]) {
 
 /** A store whose unread reads are answered when the test says. */
 function heldStore() {
-  const reads: Array<(snapshot: UnreadSnapshot) => void> = [];
+  const reads: Array<(snapshot: StoredUnread) => void> = [];
   const store = {
-    unread: () => new Promise<UnreadSnapshot>((resolve) => reads.push(resolve)),
+    unread: () => new Promise<StoredUnread>((resolve) => reads.push(resolve)),
   } as unknown as ChatStore;
   return { store, reads };
 }
@@ -82,7 +82,7 @@ Deno.test("a store read begun before an edit does not bring the old text back in
   // the edit commits after the read began, and its event goes out before the read answers
   const edited = stored(1, "edited", "2026-01-01T00:00:01.000Z");
   pushes.edited(CHAT, toClientMessage(edited));
-  reads[0]!({ count: 1, messages: [stored(1, "first")] });
+  reads[0]!({ count: 1, messages: [stored(1, "first")], last_seq: 1 });
   await Promise.resolve();
   // another instance's message, whose snapshot names seqs only: made from the previous push
   const second = stored(2, "second");
@@ -170,7 +170,7 @@ Deno.test("a store read under way keeps its chat side's window, so that a later 
   const [first, second] = [stored(1, "first"), stored(2, "second")];
   pushes.after(CHAT, published(second, { count: 2, messages: [first, second] }), to(sent));
   // the read, begun before message 2 went out, answers last: it is superseded
-  reads[0]!({ count: 1, messages: [first] });
+  reads[0]!({ count: 1, messages: [first], last_seq: 1 });
   await Promise.resolve();
   assert.deepEqual(pushesTo(sent), [{ count: 2, contents: ["first", "second"] }]);
 });
@@ -187,7 +187,7 @@ Deno.test("windows are kept past the bound while every one has a store read unde
       to(sent),
     );
   }
-  for (const answer of reads) answer({ count: 1, messages: [stored(1, "first")] });
+  for (const answer of reads) answer({ count: 1, messages: [stored(1, "first")], last_seq: 1 });
   await Promise.resolve();
   assert.equal(sent.length, 2_100);
 });

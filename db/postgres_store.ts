@@ -8,7 +8,7 @@ import type {
   NewMessage,
   Page,
   StoredRead,
-  UnreadSnapshot,
+  StoredUnread,
 } from "../chat/ports.ts";
 import { otherSide, type Side, type StoredMessage } from "../chat/types.ts";
 import { errorCode, QUERY_CANCELED, STORE_TIMEOUT_MS, withErrorTranslation } from "./errors.ts";
@@ -252,13 +252,7 @@ export function createPostgresStore(pool: Sql, writerPool: Sql = pool): ChatStor
         present: "count",
       });
       if ("refused" in answer) return answer;
-      return {
-        read: {
-          ...unreadSnapshot(answer.rows),
-          chat_id: answer.chatId!,
-          last_seq: answer.rows[0]?.chat_last_seq ?? 0,
-        },
-      };
+      return { read: { ...unreadSnapshot(answer.rows), chat_id: answer.chatId! } };
     },
 
     getMessage(messageId) {
@@ -420,9 +414,13 @@ function unreadRows(
     where c.id = ${chatId}`;
 }
 
-function unreadSnapshot(rows: UnreadRow[]): UnreadSnapshot {
+function unreadSnapshot(rows: UnreadRow[]): StoredUnread {
   const messages = rows.flatMap((row) => row.id === null ? [] : [toStoredMessage(row)]);
-  return { count: rows[0]?.count ?? 0, messages: messages.sort((a, b) => a.seq - b.seq) };
+  return {
+    count: rows[0]?.count ?? 0,
+    messages: messages.sort((a, b) => a.seq - b.seq),
+    last_seq: rows[0]?.chat_last_seq ?? 0,
+  };
 }
 
 /** A chat's read marks of a window (chat_id null when none has any), with the window's bounds. */

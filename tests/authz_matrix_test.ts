@@ -68,7 +68,7 @@ async function storedState(cluster: TestCluster, chatId: string) {
     (["cust", "vend"] as const).map(async (prefix) => {
       const userId = prefix === "cust" ? chat.user_id : chat.vendor_id;
       const { membership } = await cluster.main.service.chat.joinChat(userId, chatId);
-      return (await cluster.main.service.chat.unread(membership)).count;
+      return (await cluster.main.service.chat.unread(membership)).unread.count;
     }),
   );
   return {

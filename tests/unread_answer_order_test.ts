@@ -10,6 +10,7 @@ import type { TestCluster } from "./support/service.ts";
 import {
   acked,
   askUnread,
+  holdAnswers,
   joinAllChats,
   joinChat,
   messageWithSeq,
@@ -82,5 +83,35 @@ Deno.test("a chat list is not taken back by the late push of a message it counte
       const { chats } = await socket.nextOfType("chats");
       return chats.find((listed: Frame) => listed.chat_id === chatId).unread_count;
     },
+  );
+});
+
+Deno.test("a chat socket's first unread count is not taken back by the late push of a message sent while its page was read", async () => {
+  await using setup = await natsCutToSecondInstance(settings);
+  const { cluster, proxy } = setup;
+  // the first page of a socket on instance 1 (the one opened below) is held once read
+  const page = holdAnswers(cluster.instances[1]!.service.chat, "history");
+  const chat = await cluster.main.service.chat.createChat("alice", "acme");
+  await using alice = await joinChat(cluster, "alice", chat.id, 0);
+  await using acme = await joinChat(cluster, "acme", chat.id, 0);
+  const late = await cluster.openChat("acme", chat.id, 1);
+  await page.read;
+
+  proxy.stall("downstream");
+  const message = await sendText(alice, "acme", "hello");
+  await messageWithSeq(acme, 1);
+  await acked(acme, { action: "read_message", message_id: message.id });
+  // the count is read after the page, and after the mark: the message counted, and read
+  page.release();
+  proxy.restore();
+  assert.deepEqual((await late.nextOfType("latest_chat")).messages, []);
+  assert.equal((await late.nextOfType("unread_messages")).count, 0);
+
+  await messageWithSeq(late, 1);
+  await late.next((frame) => frame.type === "message_read", "the late read mark");
+  assert.deepEqual(
+    late.pending("unread_messages").map((push: Frame) => push.count),
+    [],
+    "a push of the message counted, sent after the count",
   );
 });

@@ -40,8 +40,8 @@ export class DeliveryOrder {
   #lastSeqSent = new Map<string, number>();
   /**
    * Per chat, the last seq of the pages sent (first page, history of a chat taken in) and of the
-   * answers to `unread_message`: the `unread_messages` sent with them counts every message up to
-   * it, newer than the pushes that followed those messages live.
+   * unread counts read from the store (see unreadSent): they count every message up to it, newer
+   * than the pushes that followed those messages live.
    */
   #pagedUpTo = new Map<string, number>();
 
@@ -169,9 +169,10 @@ export class DeliveryOrder {
   }
 
   /**
-   * An `unread_messages` read from the store with `chatId` at `lastSeq` was sent (the answer to
-   * `unread_message`): the pushes of the messages it counted, still on their way, are older and
-   * would take its count back, so they are dropped, as a page's are.
+   * An unread count read from the store with `chatId` at `lastSeq` was sent (an `unread_messages`
+   * with a page or answering `unread_message`, a `chats` list): the pushes of the messages it
+   * counted, still on their way, are older and would take its count back, so they are dropped, as
+   * a page's are.
    */
   unreadSent(chatId: string, lastSeq: number): void {
     this.#pagedUpTo.set(chatId, Math.max(lastSeq, this.#pagedUpTo.get(chatId) ?? 0));

@@ -50,13 +50,16 @@ export async function sendFirstFrames(context: PagesContext): Promise<void> {
       if (!joined || !connection.admitted(joined)) return;
       const { membership } = joined;
       const page = await service.history(membership.chat, { limit: 50 });
-      const unread = await service.unread(membership);
+      const { unread, last_seq } = await service.unread(membership);
       // a user banned, disconnected or (a vendor's member) removed since the access was read,
       // on an instance whose publish of it is still on its way here, would be sent what was said
       // after that call answered: the reads go out once a round trip of the bus begun after them
       // has brought its event, which closes the socket
       await context.roundTrip();
       order.pageSent(membership.chat.id, page.items.at(-1)?.seq ?? 0);
+      // the count was read after the page: it may count messages sent since, whose pushes are
+      // older than it
+      order.unreadSent(membership.chat.id, last_seq);
       send({
         type: "latest_chat",
         chat_id: membership.chat.id,
@@ -181,9 +184,12 @@ async function sendNewChat(
       sentUpTo = page.items.at(-1)?.seq ?? sentUpTo;
       hasMore = page.has_more;
     }
-    const unread = toThisSide && stillSeen() && await seenPastRoundTrip(service.unread(membership));
-    if (unread) send({ type: "unread_messages", ...unread });
+    const counted = toThisSide && stillSeen() &&
+      await seenPastRoundTrip(service.unread(membership));
+    if (counted) send({ type: "unread_messages", ...counted.unread });
     order.pageSent(chatId, sentUpTo);
+    // read after the pages, as a first page's count (sendFirstFrames)
+    if (counted) order.unreadSent(chatId, counted.last_seq);
     for (const delivery of order.release(chatId)) connection.deliver(delivery);
     return false;
   } catch (error) {
