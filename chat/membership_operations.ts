@@ -15,8 +15,8 @@ export interface Admission {
  * Who may be where: a user's memberships of chats, and the bans and operator disconnects that
  * refuse or end them. Part of the chat service (see createChatService).
  */
-export function createMembershipOperations(deps: { store: ChatStore; now: () => number }) {
-  const { store, now } = deps;
+export function createMembershipOperations(deps: { store: ChatStore }) {
+  const { store } = deps;
 
   /** The user's admission (see Admission); `forbidden` when banned. */
   async function admit(userId: string): Promise<Admission> {
@@ -55,18 +55,11 @@ export function createMembershipOperations(deps: { store: ChatStore; now: () => 
 
     /**
      * Of `userIds`, the ones banned now or ever disconnected by an operator, in one query. A
-     * disconnect's time is put on this clock as of when the query was sent: one made in the
-     * query's own round trip before may look that much older, never younger, so that a socket
-     * opened just after a disconnect is not taken for one it ends.
+     * disconnect's time is the database's, as the socket's admission and the disconnect's event
+     * have it: a socket judges all three alike (see ws/operator_disconnects.ts).
      */
-    async sanctionsOf(userIds: readonly string[]): Promise<Map<string, Sanction>> {
-      const askedAt = now();
-      const sanctions = new Map<string, Sanction>();
-      for (const [userId, { banned, disconnectedAgoMs }] of await store.sanctionsOf(userIds)) {
-        const disconnectedAt = disconnectedAgoMs === null ? null : askedAt - disconnectedAgoMs;
-        sanctions.set(userId, { banned, disconnectedAt });
-      }
-      return sanctions;
+    sanctionsOf(userIds: readonly string[]): Promise<Map<string, Sanction>> {
+      return store.sanctionsOf(userIds);
     },
 
     /** The users banned or disconnected by an operator within `window`. */

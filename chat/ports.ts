@@ -10,9 +10,9 @@ import type {
   MediaType,
   Membership,
   ModerationAction,
+  Sanction,
   Side,
   StoredMessage,
-  StoredSanction,
   VendorMember,
   VendorRole,
 } from "./types.ts";
@@ -318,7 +318,7 @@ export interface ChatStore {
 
   activeBan(userId: string): Promise<Ban | null>;
   /** Of `userIds`, the ones banned now or ever disconnected by an operator, in one query. */
-  sanctionsOf(userIds: readonly string[]): Promise<Map<string, StoredSanction>>;
+  sanctionsOf(userIds: readonly string[]): Promise<Map<string, Sanction>>;
   /** The users banned or disconnected by an operator within `window`, by the moderation log. */
   sanctionedWithin(window: RecentWindow): Promise<string[]>;
   /**

@@ -95,7 +95,7 @@ export function createChatService(deps: ChatServiceDeps) {
   }
 
   return {
-    ...createMembershipOperations({ store, now }),
+    ...createMembershipOperations({ store }),
     ...createReadOperations({ store, publishChat }),
     ...createMessageOperations({ ...deps, chatMedia, publishChat, publishDeleted }),
 

@@ -99,23 +99,14 @@ export interface Ban {
 }
 
 /** What an operator did to a user that ends their open sockets, as the store reads it. */
-export interface StoredSanction {
+export interface Sanction {
   /** A ban is in force. */
   banned: boolean;
-  /** How long ago an operator last disconnected the user (the database's clock); null: never. */
-  disconnectedAgoMs: number | null;
   /**
-   * When that disconnect was recorded, on the database's clock (ISO, as the disconnect's event
-   * carries it); null: never.
+   * When an operator last disconnected the user, on the database's clock (ISO, as the
+   * disconnect's event carries it); null: never.
    */
   disconnectedOn: string | null;
-}
-
-/** The same on this process's clock (ChatService.sanctionsOf). */
-export interface Sanction {
-  banned: boolean;
-  /** When an operator last disconnected the user (ms since the epoch); null: never. */
-  disconnectedAt: number | null;
 }
 
 export interface ModerationAction {

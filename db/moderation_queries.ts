@@ -1,6 +1,6 @@
 import type { Sql } from "postgres";
 import type { ChatStore, ModerationRecord } from "../chat/ports.ts";
-import type { StoredSanction } from "../chat/types.ts";
+import type { Sanction } from "../chat/types.ts";
 import { arrayLiteral } from "./array_literal.ts";
 import { inRecentWindow } from "./recent_window.ts";
 import {
@@ -17,7 +17,6 @@ import { transaction } from "./transactions.ts";
 interface SanctionRow {
   user_id: string;
   banned: boolean;
-  disconnected_ago_ms: number | null;
   disconnected_on: Date | null;
 }
 
@@ -104,9 +103,7 @@ export function createModerationQueries(sql: Sql) {
       // the newest disconnect of each user is one step down moderation_actions_disconnects
       const rows = await sql<SanctionRow[]>`
         select users.user_id, banned.in_force as banned,
-          last_disconnect.created_at as disconnected_on,
-          (extract(epoch from now() - last_disconnect.created_at) * 1000)::float8
-            as disconnected_ago_ms
+          last_disconnect.created_at as disconnected_on
         from unnest(${users}::text[]) as users (user_id)
         cross join lateral (
           select exists (
@@ -120,11 +117,10 @@ export function createModerationQueries(sql: Sql) {
           order by created_at desc limit 1
         ) as last_disconnect on true
         where banned.in_force or last_disconnect.created_at is not null`;
-      const sanctions = new Map<string, StoredSanction>();
-      for (const { user_id, banned, disconnected_ago_ms, disconnected_on } of rows) {
+      const sanctions = new Map<string, Sanction>();
+      for (const { user_id, banned, disconnected_on } of rows) {
         sanctions.set(user_id, {
           banned,
-          disconnectedAgoMs: disconnected_ago_ms,
           disconnectedOn: disconnected_on === null ? null : iso(disconnected_on),
         });
       }

@@ -4,8 +4,10 @@
  * Instance 1 hears NATS through a proxy the test stalls to make it late.
  */
 import assert from "node:assert/strict";
+import { metric } from "./support/metrics.ts";
 import { natsCutToSecondInstance } from "./support/nats_cut.ts";
-import { joinChat, sendText, stillServes } from "./support/steps.ts";
+import { startCluster } from "./support/service.ts";
+import { holdAnswers, joinChat, sendText, stillServes } from "./support/steps.ts";
 import { within } from "./support/wait.ts";
 
 const by = { moderator_id: "mod-1", reason: "spam" };
@@ -30,4 +32,33 @@ Deno.test("a socket opened after DisconnectUser answered is not closed by the di
   await back.nextOfType("chat_message");
   await stillServes(back);
   await sendText(back, "acme", "reconnected");
+});
+
+Deno.test("a socket whose first read already showed DisconnectUser, made as it connected, is kept by the sweep of recent disconnects too", async () => {
+  await using cluster = await startCluster({
+    grpc: true,
+    instances: 2,
+    env: { FEED_SWEEP_SECONDS: "0.2" },
+  });
+  const admin = await cluster.admin(0);
+  const chat = await admin.call("CreateChat", { user_id: "alice", vendor_id: "acme" });
+  // the socket is taken in on instance 1, and reads its access once the disconnect is recorded
+  const access = holdAnswers(cluster.instances[1]!.service.chat, "joinChat", {
+    beforeReading: true,
+  });
+  const connecting = joinChat(cluster, "alice", chat.id, 1);
+  await access.read;
+  await admin.call("DisconnectUser", { user_id: "alice", ...by });
+  access.release();
+  await using socket = await connecting;
+
+  // instance 1's sweep finds the disconnect and screens alice's socket: kept, as its event kept it
+  const closed = 'chat_sanction_screens_total{outcome="closed"}';
+  const kept = 'chat_sanction_screens_total{outcome="kept"}';
+  for (const until = Date.now() + 5_000; (await metric(cluster, 1, kept)) < 1;) {
+    assert.equal(await metric(cluster, 1, closed), 0, "the sweep closed the socket");
+    assert.ok(Date.now() < until, "the socket screened by the sweep");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  await stillServes(socket);
 });

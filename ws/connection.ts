@@ -105,8 +105,6 @@ export class Connection {
   #stopping = false;
   /** When live events go out, against the pages sent from the store. */
   #order = new DeliveryOrder();
-  /** When the socket was taken in (`deps.now()`), for operator disconnects made since. */
-  readonly openedAt: number;
   /** The chats this socket sees, and its subscriptions to them. */
   #chats: SocketChats;
   /** Rate limit and bound of the client frames waiting in `#queue` (since the upgrade). */
@@ -135,7 +133,6 @@ export class Connection {
     this.#deps = deps;
     this.#intake = intake;
     this.#chats = new SocketChats(this, deps);
-    this.openedAt = deps.now();
     socket.onmessage = (event) => this.receive(event.data);
     socket.onclose = (event) => this.#dispose(event.code);
     if (socket.readyState === WebSocket.CLOSED) {
@@ -232,6 +229,11 @@ export class Connection {
     return !this.#closed;
   }
 
+  /** See AccessHost.endedByDisconnect. */
+  endedByDisconnect(disconnectedOn: string): boolean {
+    return this.#disconnects.heard(disconnectedOn);
+  }
+
   #closeDisconnected(): void {
     this.close(CloseCode.operatorDisconnect, "disconnected by an operator");
   }
@@ -310,7 +312,7 @@ export class Connection {
 
   /**
    * The user's sanctions were read: a banned user's socket is closed with 4403, one an operator
-   * disconnected since it opened with 4408; otherwise, unless a later screen holds it, the
+   * disconnected since the store let it in with 4408; otherwise, unless a later screen holds it, the
    * events held go out (those of a socket held for its own check wait for that too).
    */
   screened(screen: number, sanction: Sanction | undefined): "kept" | "closed" | "gone" {

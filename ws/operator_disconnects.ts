@@ -27,8 +27,9 @@ export class OperatorDisconnects {
   }
 
   /**
-   * An operator's disconnect of the user was heard: true when it ends the socket now. One without
-   * its time (from an instance that predates it) is believed.
+   * An operator's disconnect of the user was heard, by its event or read from the store (a screen
+   * of the socket, a check of its access): true when it ends the socket now. One without its time
+   * (an event from an instance that predates it) is believed.
    */
   heard(disconnectedOn: string | undefined): boolean {
     if (disconnectedOn === undefined) return true;

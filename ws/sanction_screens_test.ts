@@ -26,7 +26,7 @@ class FakeSocket implements Screenable {
   }
 }
 
-const banned: Sanction = { banned: true, disconnectedAt: null };
+const banned: Sanction = { banned: true, disconnectedOn: null };
 
 Deno.test("a screen holds every open socket at once, reads all their users' sanctions in one query, and answers each socket", async () => {
   const sockets = [

@@ -12,8 +12,11 @@ export interface AccessHost {
   readonly userId: string;
   readonly endpoint: Endpoint;
   readonly closed: boolean;
-  /** When the socket was taken in, for operator disconnects made since. */
-  readonly openedAt: number;
+  /**
+   * An operator's disconnect of the user, recorded at `disconnectedOn` (the database's clock), was
+   * read: true when it ends this socket, as its event would (see ws/operator_disconnects.ts).
+   */
+  endedByDisconnect(disconnectedOn: string): boolean;
   close(code: number, reason: string): void;
 }
 
@@ -31,7 +34,7 @@ export interface AccessContext {
 
 /**
  * Closes the socket when `sanction` ends it: with 4403 for a ban in force, with 4408 for an
- * operator's disconnect since the socket opened. True when closed.
+ * operator's disconnect recorded after the store let the socket in. True when closed.
  */
 export function closeIfSanctioned(
   connection: AccessHost,
@@ -41,7 +44,7 @@ export function closeIfSanctioned(
     connection.close(CloseCode.forbidden, "banned");
     return true;
   }
-  if (sanction?.disconnectedAt != null && sanction.disconnectedAt > connection.openedAt) {
+  if (sanction?.disconnectedOn != null && connection.endedByDisconnect(sanction.disconnectedOn)) {
     connection.close(CloseCode.operatorDisconnect, "disconnected by an operator");
     return true;
   }
@@ -50,7 +53,7 @@ export function closeIfSanctioned(
 
 /**
  * Checks an open socket's access against the store, for user events the bus may have lost (see
- * ChatFeed.requestResync): a user an operator disconnected since the socket opened is closed
+ * ChatFeed.requestResync): a user an operator disconnected since the store let the socket in is closed
  * with 4408, a banned user or one no longer in the chat with 4403;
  * on `/v1/ws/chats/` the chats lost are dropped, those gained are taken in, and the list is
  * sent again when it changed. Never rejects: "unanswered" when the store did not answer.
