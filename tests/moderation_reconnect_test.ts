@@ -12,11 +12,22 @@ import { within } from "./support/wait.ts";
 
 const by = { moderator_id: "mod-1", reason: "spam" };
 
+/** alice's chat with acme, made through instance 0's admin plane (see natsCutToSecondInstance). */
+async function chatAcrossCut() {
+  const setup = await natsCutToSecondInstance({}, { grpc: true });
+  try {
+    const admin = await setup.cluster.admin(0);
+    const chat = await admin.call("CreateChat", { user_id: "alice", vendor_id: "acme" });
+    return { ...setup, admin, chat };
+  } catch (error) {
+    await setup[Symbol.asyncDispose]();
+    throw error;
+  }
+}
+
 Deno.test("a socket opened after DisconnectUser answered is not closed by the disconnect arriving late", async () => {
-  await using setup = await natsCutToSecondInstance({}, { grpc: true });
-  const { cluster, proxy } = setup;
-  const admin = await cluster.admin(0);
-  const chat = await admin.call("CreateChat", { user_id: "alice", vendor_id: "acme" });
+  await using setup = await chatAcrossCut();
+  const { cluster, proxy, admin, chat } = setup;
   await using before = await joinChat(cluster, "alice", chat.id, 0);
   await using beforeThere = await joinChat(cluster, "alice", chat.id, 1);
   await using vendor = await joinChat(cluster, "acme", chat.id, 1);
@@ -61,4 +72,26 @@ Deno.test("a socket whose first read already showed DisconnectUser, made as it c
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   await stillServes(socket);
+});
+
+Deno.test("a socket opened after UnbanUser answered is not closed by the lifted ban's event arriving late", async () => {
+  await using setup = await chatAcrossCut();
+  const { cluster, proxy, admin, chat } = setup;
+  await using vendor = await joinChat(cluster, "acme", chat.id, 0);
+  // instance 1 hears user events (it has a socket), late once the proxy stalls
+  await using _vendorThere = await joinChat(cluster, "acme", chat.id, 1);
+
+  proxy.stall("downstream");
+  await admin.call("BanUser", { user_id: "alice", ...by, duration_seconds: 0 });
+  await admin.call("UnbanUser", { user_id: "alice", ...by });
+  await using back = await joinChat(cluster, "alice", chat.id, 1);
+  proxy.restore();
+  // sent after the ban on the same connection to NATS: it comes to instance 1 after the ban's event
+  await sendText(vendor, "alice", "welcome back");
+  const heard = await Promise.race([
+    back.closed.then((close) => `closed ${close.code}`),
+    back.nextOfType("chat_message", 10_000).then(() => "the message"),
+  ]);
+  assert.equal(heard, "the message");
+  await stillServes(back);
 });

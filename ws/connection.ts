@@ -53,6 +53,9 @@ export const MAX_HELD_EVENTS = 10_000;
 /** The code reserved for a close whose code is not known here (1005, RFC 6455 7.4.1). */
 const NO_STATUS_RECEIVED = 1005;
 
+/** A user's `disconnect` event: a ban's (reason `banned`) or an operator's. */
+export type DisconnectEvent = Extract<UserEvent, { type: "disconnect" }>;
+
 /** What every socket of a server shares: one object for all, nothing held per socket. */
 export interface ConnectionDeps {
   service: ChatService;
@@ -67,6 +70,11 @@ export interface ConnectionDeps {
   onClose: (connection: Connection, code: number) => void;
   /** Closes a socket for the server, and cuts it if its client leaves the close unanswered. */
   closeSocket: (socket: WebSocket, code: number, reason: string) => void;
+  /**
+   * A ban's event was heard by a socket of its user: their sockets close if the store has the
+   * ban in force (see SanctionScreens.confirmBan).
+   */
+  confirmBan: (event: DisconnectEvent) => void;
   /** Instruments the sockets feed; absent: nothing is measured. */
   instruments?: SocketMetrics;
 }
@@ -243,7 +251,7 @@ export class Connection {
     switch (event.type) {
       case "disconnect":
         if (event.user_id !== this.userId) return;
-        if (event.reason === "banned") this.close(CloseCode.forbidden, "banned");
+        if (event.reason === "banned") this.#deps.confirmBan(event);
         else if (this.#disconnects.heard(event.disconnected_on)) this.#closeDisconnected();
         return;
       case "chat_created":

@@ -6,7 +6,12 @@ import { wireErrorCodeSchema } from "../protocol/server_frames.ts";
 import { createAccessChecks } from "./access_checks.ts";
 import type { UploadPlaces } from "./actions.ts";
 import { createCloseCuts } from "./close_cuts.ts";
-import type { Connection, ConnectionDeps, ConnectionLimits } from "./connection.ts";
+import type {
+  Connection,
+  ConnectionDeps,
+  ConnectionLimits,
+  DisconnectEvent,
+} from "./connection.ts";
 import { CloseCode } from "./errors.ts";
 import { createExpirySchedule } from "./expiry_schedule.ts";
 import { createSanctionScreens, startSanctionSweeps } from "./sanction_screens.ts";
@@ -62,6 +67,8 @@ export function createConnectionRegistry(
   /** Set by shutdown(): no new sockets. */
   let draining = false;
   const closeCuts = createCloseCuts(options.idleTimeoutSeconds * 1000);
+  /** The ban events already handed to the screens (ConnectionDeps.confirmBan). */
+  const bansHeard = new WeakSet<DisconnectEvent>();
   // One object for every socket: closures made per socket would hold its handshake's state
   // (the token's promise, the early frames) for as long as the socket is open.
   const connectionDeps: ConnectionDeps = {
@@ -85,6 +92,12 @@ export function createConnectionRegistry(
       }
     },
     closeSocket: closeCuts.close,
+    confirmBan: (event) => {
+      // every socket of the user hears the one event; one read of the store answers them all
+      if (bansHeard.has(event)) return;
+      bansHeard.add(event);
+      void sanctionScreens.confirmBan(event.user_id);
+    },
     ...(deps.instruments ? { instruments: deps.instruments } : {}),
   };
 

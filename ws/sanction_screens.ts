@@ -38,36 +38,61 @@ export interface SanctionScreenDeps {
  * a few at a time; until then, what the instance catches up from the store would reach a user
  * banned meanwhile. So every socket holds its events for one query, the sanctions of all their
  * users at once (tens of milliseconds for 10,000 sockets: `deno task bench:sanctions`), and a
- * banned or disconnected user's sockets close before anything held goes out.
+ * banned or disconnected user's sockets close before anything held goes out. The same hold and
+ * read confirm a ban's event against the store for its user's sockets (confirmBan).
  */
 export function createSanctionScreens(
   sockets: () => Iterable<Screenable>,
   deps: SanctionScreenDeps,
 ) {
   let screens = 0;
+
+  /**
+   * Holds the sockets of `users` (undefined: every one) at once, synchronously, then lets each go
+   * or closes it; when the store does not answer, each is judged by `unanswered`. Undefined when
+   * none was held.
+   */
+  async function run(
+    users: ReadonlySet<string> | undefined,
+    unanswered: Sanction | undefined,
+  ): Promise<Record<ScreenOutcome, number> | undefined> {
+    const screen = ++screens;
+    const held = [...sockets()].filter((socket) =>
+      (users === undefined || users.has(socket.userId)) && socket.holdUntilScreened(screen)
+    );
+    if (held.length === 0) return undefined;
+    let sanctions: Map<string, Sanction> | undefined;
+    try {
+      sanctions = await deps.sanctionsOf(held.map((socket) => socket.userId));
+    } catch (error) {
+      deps.onError(error);
+    }
+    const outcomes = { kept: 0, closed: 0, gone: 0, unanswered: 0 };
+    for (const socket of held) {
+      const sanction = sanctions === undefined ? unanswered : sanctions.get(socket.userId);
+      const outcome = socket.screened(screen, sanction);
+      outcomes[outcome === "kept" && sanctions === undefined ? "unanswered" : outcome]++;
+    }
+    return outcomes;
+  }
+
   return {
     /**
      * Holds every open socket at once (synchronously), or only those of `users` (a sweep's),
      * then lets each go or closes it.
      */
     async screen(users?: ReadonlySet<string>): Promise<void> {
-      const screen = ++screens;
-      const held = [...sockets()].filter((socket) =>
-        (users === undefined || users.has(socket.userId)) && socket.holdUntilScreened(screen)
-      );
-      if (held.length === 0) return;
-      let sanctions: Map<string, Sanction> | undefined;
-      try {
-        sanctions = await deps.sanctionsOf(held.map((socket) => socket.userId));
-      } catch (error) {
-        deps.onError(error);
-      }
-      const outcomes = { kept: 0, closed: 0, gone: 0, unanswered: 0 };
-      for (const socket of held) {
-        const outcome = socket.screened(screen, sanctions?.get(socket.userId));
-        outcomes[outcome === "kept" && sanctions === undefined ? "unanswered" : outcome]++;
-      }
-      deps.onScreened?.(outcomes, users !== undefined);
+      const outcomes = await run(users, undefined);
+      if (outcomes) deps.onScreened?.(outcomes, users !== undefined);
+    },
+
+    /**
+     * A ban's event was heard: the user's sockets here hold their events for one read of the
+     * store, and close (4403) if a ban is in force. An event may come late, after the ban was
+     * lifted or ran out and the user came back; when the store does not answer, it is believed.
+     */
+    async confirmBan(userId: string): Promise<void> {
+      await run(new Set([userId]), { banned: true, disconnectedOn: null });
     },
   };
 }

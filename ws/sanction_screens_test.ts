@@ -83,6 +83,37 @@ Deno.test("a screen whose query fails lets every socket go unscreened and report
   }
 });
 
+Deno.test("confirmBan() holds only the user's sockets, closes them when the store has the ban in force, and believes the event when it does not answer", async () => {
+  const sockets = [new FakeSocket("alice"), new FakeSocket("bob"), new FakeSocket("alice")];
+  const answers = [new Map<string, Sanction>(), new Map([["alice", banned]])];
+  const failures: unknown[] = [];
+  const outcomes: Array<Record<ScreenOutcome, number>> = [];
+  const screens = createSanctionScreens(() => sockets, {
+    sanctionsOf: () => {
+      const answer = answers.shift();
+      return answer ? Promise.resolve(answer) : Promise.reject(new Error("database away"));
+    },
+    onError: (error) => failures.push(error),
+    onScreened: (outcome) => outcomes.push(outcome),
+  });
+  // lifted (or run out) before its event came: kept
+  await screens.confirmBan("alice");
+  assert.deepEqual(sockets.map((socket) => socket.closed), [false, false, false]);
+  assert.deepEqual(sockets[1]!.heldBy, [], "another user's socket");
+  // in force: closed
+  await screens.confirmBan("alice");
+  assert.deepEqual(sockets.map((socket) => socket.closed), [true, false, true]);
+  // no store to ask: the event is believed
+  const later = new FakeSocket("alice");
+  sockets.push(later);
+  await screens.confirmBan("alice");
+  assert.deepEqual(later.answers, [{ screen: 3, sanction: banned }]);
+  assert.equal(later.closed, true);
+  assert.equal(failures.length, 1);
+  // not a screen after a reconnect or a sweep: neither counted nor logged as one
+  assert.deepEqual(outcomes, []);
+});
+
 Deno.test("screens begun before the first is answered each answer with their own number", async () => {
   const socket = new FakeSocket("alice");
   const reads = [
