@@ -11,6 +11,11 @@ import { errorFields, logger } from "../observability/log.ts";
 
 /** After a failed fetch, the last key set is used without asking the endpoint again this long. */
 const RETRY_AFTER_FAILURE_MS = 10_000;
+/**
+ * A key set's body is read no further: real ones are a few KiB, and jose reads a body whole
+ * within its 5 s timeout, gigabytes of it from an endpoint that streams without end.
+ */
+const MAX_JWKS_BYTES = 1024 * 1024;
 
 type LocalKeys = ReturnType<typeof createLocalJWKSet>;
 
@@ -112,10 +117,28 @@ export function createJwksKeys(url: URL): JwksKeys {
 /**
  * fetch for jose, which refuses an answer other than 200 without reading its body: left
  * unread, the body (and its connection) stays open until garbage collection, once per failed
- * fetch while the endpoint is down.
+ * fetch while the endpoint is down. The body of a 200 is read here, at most MAX_JWKS_BYTES.
  */
 const fetchReleasingRefusals: FetchImplementation = async (url, options) => {
   const response = await fetch(url, options);
-  if (response.status !== 200) await response.body?.cancel();
-  return response;
+  if (response.status !== 200) {
+    await response.body?.cancel();
+    return response;
+  }
+  return new Response(await boundedBody(response), { headers: response.headers });
 };
+
+/** The body of `response`; throws once it passes MAX_JWKS_BYTES, and stops reading it. */
+async function boundedBody(response: Response): Promise<Blob> {
+  const chunks: Uint8Array<ArrayBuffer>[] = [];
+  let length = 0;
+  for await (const chunk of response.body ?? []) {
+    length += chunk.byteLength;
+    // leaving the loop cancels the body: the rest is never fetched
+    if (length > MAX_JWKS_BYTES) {
+      throw new Error(`the JWKS endpoint answered with more than ${MAX_JWKS_BYTES} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  return new Blob(chunks);
+}

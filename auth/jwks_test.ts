@@ -208,3 +208,34 @@ Deno.test("the warning of a JWKS endpoint that cannot be reached masks the key i
   assert.match(text, new RegExp(`127\\.0\\.0\\.1:${port}/jwks\\.json`));
   assert.doesNotMatch(text, /s3cr3t-jwks-key/);
 });
+
+Deno.test("a JWKS endpoint answering with a huge body is refused after its first MiB, not read whole into memory", async () => {
+  const key = await signingKey("k1");
+  const chunk = new TextEncoder().encode(" ".repeat(1 << 20));
+  const chunks = 64;
+  let sent = 0;
+  // a valid key set behind 64 MiB of blanks (JSON allows them): read whole, it would be taken
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => {
+    let left = chunks;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (left-- === 0) {
+          controller.enqueue(new TextEncoder().encode(JSON.stringify({ keys: [key.jwk] })));
+          return controller.close();
+        }
+        sent += chunk.byteLength;
+        controller.enqueue(chunk);
+      },
+    }, { highWaterMark: 0 });
+    return new Response(body, { headers: { "content-type": "application/json" } });
+  });
+  try {
+    const verifier = await jwksVerifier(server.addr.port);
+    const held = await verifier.canVerify();
+    assert.ok(sent < 8 * chunk.byteLength, `the verifier read ${sent >> 20} MiB of the key set`);
+    assert.equal(held, false);
+    await assertUnavailable(verifier, key);
+  } finally {
+    await server.shutdown();
+  }
+});
