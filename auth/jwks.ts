@@ -1,9 +1,11 @@
 import {
+  base64url,
   createLocalJWKSet,
   createRemoteJWKSet,
   customFetch,
   errors,
   type FetchImplementation,
+  type FlattenedJWSInput,
   type JWTVerifyGetKey,
 } from "jose";
 import { ChatError } from "../chat/errors.ts";
@@ -23,8 +25,10 @@ type LocalKeys = ReturnType<typeof createLocalJWKSet>;
 export interface JwksKeys {
   /**
    * The key for a token's header, for `jwtVerify`. Rejects with ChatError `unavailable` when
-   * the endpoint cannot be reached and no set was ever fetched, and with jose's
-   * `JWKSNoMatchingKey` (or another jose error) for a key not in the set.
+   * the endpoint cannot be reached and no set was ever fetched, or when a token issued since
+   * the set was fetched names a key not in it while the set may not be fetched again yet (30 s
+   * after a fetch); and with jose's `JWKSNoMatchingKey` (or another jose error) for a key not
+   * in the set.
    */
   getKey: JWTVerifyGetKey;
   /**
@@ -53,6 +57,8 @@ export function createJwksKeys(url: URL): JwksKeys {
   let failedAt = Number.NEGATIVE_INFINITY;
   let lastFailure: unknown;
   let refreshing: Promise<void> | undefined;
+  /** When the set held was fetched, in ms since the epoch. */
+  let fetchedAt = Number.NEGATIVE_INFINITY;
 
   /** One fetch at a time; callers that come meanwhile wait for its set. */
   function refresh(): Promise<void> {
@@ -76,6 +82,7 @@ export function createJwksKeys(url: URL): JwksKeys {
       // 4401, and clients throw their tokens away), so the last set with keys is kept
       if (jwks && jwks.keys.length > 0) {
         local = createLocalJWKSet(jwks);
+        fetchedAt = Date.now();
         return;
       }
       failedAt = Date.now();
@@ -98,10 +105,24 @@ export function createJwksKeys(url: URL): JwksKeys {
     try {
       return await local(header, token);
     } catch (error) {
+      if (!(error instanceof errors.JWKSNoMatchingKey)) throw error;
       // perhaps a key rotated in since the last fetch: ask again, as jose would
-      if (!(error instanceof errors.JWKSNoMatchingKey) || remote.coolingDown) throw error;
-      await refresh();
-      return await local(header, token);
+      if (!remote.coolingDown) {
+        await refresh();
+        return await local(header, token);
+      }
+      // The set was fetched less than 30 s ago. A token issued since may be of a key published
+      // since (an issuer that signs with a new key at once): refused, its valid token would be
+      // a 4401 at connect, which stops a client for good; and a token naming a random key every
+      // 30 s would keep the set in that window, each rotation meeting it. Told to retry, it is
+      // checked once the set may be fetched again. A token issued before the fetch had its key
+      // there to be served: refused at once, so that a client of the wrong issuer learns so.
+      if (issuedSince(token, fetchedAt)) {
+        throw new ChatError("unavailable", "the token's key is not in the key set yet; retry", {
+          cause: error,
+        });
+      }
+      throw error;
     }
   };
 
@@ -112,6 +133,24 @@ export function createJwksKeys(url: URL): JwksKeys {
       return local !== undefined;
     },
   };
+}
+
+/**
+ * Whether the token's `iat` is at or after `at` (ms since the epoch), in the second `at` falls in
+ * or later. Its signature is not checked yet: this only chooses how a token is refused.
+ */
+function issuedSince(token: FlattenedJWSInput | undefined, at: number): boolean {
+  if (token === undefined) return false;
+  let claims: unknown;
+  try {
+    claims = JSON.parse(new TextDecoder().decode(base64url.decode(token.payload)));
+  } catch {
+    return false;
+  }
+  const iat = typeof claims === "object" && claims !== null && "iat" in claims
+    ? claims.iat
+    : undefined;
+  return typeof iat === "number" && iat >= Math.floor(at / 1000);
 }
 
 /**

@@ -12,17 +12,19 @@ const PAST_RETRY_MS = 60_000;
 
 interface SigningKey {
   jwk: JWK;
-  token(userId: string): Promise<string>;
+  /** A token of `userId` valid for an hour; issued now (`iat`) with `issued`. */
+  token(userId: string, options?: { issued?: boolean }): Promise<string>;
 }
 
 async function signingKey(kid: string): Promise<SigningKey> {
   const { privateKey, publicKey } = await generateKeyPair("RS256", { extractable: true });
   return {
     jwk: { ...(await exportJWK(publicKey)), kid, alg: "RS256", use: "sig" },
-    token: (userId) =>
-      new SignJWT({ user_id: userId, exp: Math.floor(Date.now() / 1000) + 3600 })
-        .setProtectedHeader({ alg: "RS256", kid })
-        .sign(privateKey),
+    token: (userId, options = {}) => {
+      const token = new SignJWT({ user_id: userId, exp: Math.floor(Date.now() / 1000) + 3600 })
+        .setProtectedHeader({ alg: "RS256", kid });
+      return (options.issued ? token.setIssuedAt() : token).sign(privateKey);
+    },
   };
 }
 
@@ -235,6 +237,51 @@ Deno.test("a JWKS endpoint answering with a huge body is refused after its first
     assert.ok(sent < 8 * chunk.byteLength, `the verifier read ${sent >> 20} MiB of the key set`);
     assert.equal(held, false);
     await assertUnavailable(verifier, key);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("a token issued since a fetch, of a key not in the set, is told to retry until the set may be fetched again; one issued before is refused", async () => {
+  const [key, rotated] = [await signingKey("k1"), await signingKey("k2")];
+  const strangers = await Promise.all(["x1", "x2", "x3"].map(signingKey));
+  let keys = [key.jwk];
+  let fetches = 0;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => {
+    fetches++;
+    return Response.json({ keys });
+  });
+  try {
+    const verifier = await jwksVerifier(server.addr.port);
+    assert.equal(await userOf(verifier, key), "alice");
+    // the issuer publishes a key and signs with it at once, within jose's 30 s between fetches:
+    // a 4401 at connect would stop the client for good
+    keys = [key.jwk, rotated.jwk];
+    const fresh = await rotated.token("alice", { issued: true });
+    await assert.rejects(verifier.verify(fresh), ChatError);
+    // a flood of unknown keys fetches nothing more, and a token that names no time of issue
+    // (nor any issued before the fetch, whose key was there to be served) is refused at once
+    for (const stranger of strangers) {
+      await assert.rejects(
+        verifier.verify(await stranger.token("alice", { issued: true })),
+        ChatError,
+      );
+      await assertNoMatchingKey(verifier, stranger);
+    }
+    assert.equal(fetches, 1);
+
+    // once the set may be fetched again, tokens naming unknown keys at once share one fetch
+    using _later = clockAhead(31_000);
+    const tokens = await Promise.all(
+      strangers.map((stranger) => stranger.token("alice", { issued: true })),
+    );
+    const refusals = await Promise.allSettled(tokens.map((token) => verifier.verify(token)));
+    assert.deepEqual(
+      refusals.map((refusal) => refusal.status === "rejected" && refusal.reason.code),
+      ["invalid", "invalid", "invalid"],
+    );
+    assert.equal(fetches, 2);
+    assert.equal((await verifier.verify(fresh)).userId, "alice");
   } finally {
     await server.shutdown();
   }

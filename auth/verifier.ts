@@ -51,8 +51,9 @@ export interface TokenVerifier {
   /**
    * Resolves the token's principal; rejects with `AuthError` ("missing", "invalid", "expired").
    * A token with a `token_type` claim other than "access" (a simplejwt refresh token) is invalid.
-   * Rejects with ChatError `unavailable` when the JWKS cannot be fetched and no key set is held:
-   * that says nothing about the token.
+   * Rejects with ChatError `unavailable` when the JWKS cannot be fetched and no key set is held,
+   * or a token issued since the JWKS was fetched (under 30 s ago) names a key not in it: that
+   * says nothing about the token.
    */
   verify(token: string): Promise<Principal>;
   /**

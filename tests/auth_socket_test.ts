@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
-import { generateKeyPair, SignJWT } from "jose";
+import { type CryptoKey, exportJWK, generateKeyPair, SignJWT } from "jose";
 import { hs256Key } from "../auth/secret.ts";
 import { signDevToken } from "../auth/sign.ts";
+import { clockAhead } from "./support/clock.ts";
 import { startCluster, type TestCluster } from "./support/service.ts";
 import { joinAllChats, joinChat, sendText, stillServes, unknownId } from "./support/steps.ts";
 import { within } from "./support/wait.ts";
@@ -177,6 +178,50 @@ Deno.test("a JWKS endpoint that cannot be reached closes sockets with 1013 and a
   assert.equal(media.status, 503);
   assert.equal(media.headers.get("retry-after"), "1");
   assert.equal((await media.json()).code, "unavailable");
+});
+
+Deno.test("a token issued just after the JWKS was fetched, of a key published since, closes its socket with 1013, not 4401, and is taken once the set is fetched again", async () => {
+  const issued = await generateKeyPair("RS256", { extractable: true });
+  const published = await generateKeyPair("RS256", { extractable: true });
+  const jwkOf = async (key: CryptoKey, kid: string) => ({
+    ...(await exportJWK(key)),
+    kid,
+    alg: "RS256",
+    use: "sig",
+  });
+  let keys = [await jwkOf(issued.publicKey, "k1")];
+  const keyServer = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => Response.json({ keys }),
+  );
+  await using cluster = await startCluster({
+    nats: false,
+    env: { JWT_SECRET: "", JWT_JWKS_URL: `http://127.0.0.1:${keyServer.addr.port}/jwks.json` },
+  });
+  try {
+    const chat = await cluster.main.service.chat.createChat("cust-1", "vend-1");
+    const url = `${cluster.main.wsUrl}/v1/ws/chat/${chat.id}/`;
+    const tokenOf = (key: CryptoKey, kid: string) =>
+      new SignJWT({ user_id: "cust-1", exp: Math.floor(Date.now() / 1000) + 3600 })
+        .setProtectedHeader({ alg: "RS256", kid })
+        .setIssuedAt()
+        .sign(key);
+    await using held = await TestSocket.open(url, {
+      token: await tokenOf(issued.privateKey, "k1"),
+    });
+    await held.nextOfType("unread_messages");
+
+    keys = [...keys, await jwkOf(published.publicKey, "k2")];
+    const token = await tokenOf(published.privateKey, "k2");
+    for (const endpoint of endpoints(cluster, chat.id)) {
+      assert.equal(await closeCodeOf(endpoint, { token }), 1013, endpoint);
+    }
+    using _later = clockAhead(31_000);
+    await using taken = await TestSocket.open(url, { token });
+    await taken.nextOfType("unread_messages");
+  } finally {
+    await keyServer.shutdown();
+  }
 });
 
 Deno.test("an unknown chat id and a chat id that is not a uuid are closed with 4403", async () => {
