@@ -20,6 +20,7 @@ const RETRY_AFTER_FAILURE_MS = 10_000;
 const MAX_JWKS_BYTES = 1024 * 1024;
 
 type LocalKeys = ReturnType<typeof createLocalJWKSet>;
+type JwsPayload = FlattenedJWSInput["payload"] | undefined;
 
 /** A remote key set: what `jwtVerify` asks for keys, and whether there are any to ask. */
 export interface JwksKeys {
@@ -31,6 +32,12 @@ export interface JwksKeys {
    * in the set.
    */
   getKey: JWTVerifyGetKey;
+  /**
+   * For a token without `kid` whose signature no key of the set verified: whether a newer set is
+   * held now to check it with (fetched unless the set was under 30 s ago). Rejects with
+   * ChatError `unavailable`, as `getKey` does, for a token issued since a fetch under 30 s ago.
+   */
+  refetched(token: string, cause: unknown): Promise<boolean>;
   /**
    * Whether a key set is held, so that tokens can be checked. While none is, it fetches one
    * first (not again within 10 s of a failed fetch, however often it is asked). Once a set is
@@ -106,28 +113,39 @@ export function createJwksKeys(url: URL): JwksKeys {
       return await local(header, token);
     } catch (error) {
       if (!(error instanceof errors.JWKSNoMatchingKey)) throw error;
-      // perhaps a key rotated in since the last fetch: ask again, as jose would
-      if (!remote.coolingDown) {
-        await refresh();
-        return await local(header, token);
-      }
-      // The set was fetched less than 30 s ago. A token issued since may be of a key published
-      // since (an issuer that signs with a new key at once): refused, its valid token would be
-      // a 4401 at connect, which stops a client for good; and a token naming a random key every
-      // 30 s would keep the set in that window, each rotation meeting it. Told to retry, it is
-      // checked once the set may be fetched again. A token issued before the fetch had its key
-      // there to be served: refused at once, so that a client of the wrong issuer learns so.
-      if (issuedSince(token, fetchedAt)) {
-        throw new ChatError("unavailable", "the token's key is not in the key set yet; retry", {
-          cause: error,
-        });
-      }
-      throw error;
+      if (!(await refetchedFor(token?.payload, error))) throw error;
+      return await local(header, token);
     }
   };
 
+  /**
+   * After a token found no key in the set that verifies it: whether a newer set is held now to
+   * try it with. Perhaps a key rotated in since the last fetch: the set is fetched again, as
+   * jose would, unless it was under 30 s ago. Then a token issued since may be of a key
+   * published since (an issuer that signs with a new key at once): refused, its valid token
+   * would be a 4401 at connect, which stops a client for good; and a token naming a random key
+   * every 30 s would keep the set in that window, each rotation meeting it. Rejected with
+   * ChatError unavailable, it is checked again once the set may be fetched. A token issued
+   * before the fetch had its key there to be served: false, refused at once, so that a client
+   * of the wrong issuer learns so.
+   */
+  async function refetchedFor(payload: JwsPayload, cause: unknown): Promise<boolean> {
+    if (!remote.coolingDown) {
+      const held = local;
+      await refresh();
+      return local !== held;
+    }
+    if (issuedSince(payload, fetchedAt)) {
+      throw new ChatError("unavailable", "the token's key is not in the key set yet; retry", {
+        cause,
+      });
+    }
+    return false;
+  }
+
   return {
     getKey,
+    refetched: (token, cause) => refetchedFor(token.split(".")[1], cause),
     async held() {
       if (local === undefined) await refresh();
       return local !== undefined;
@@ -136,14 +154,16 @@ export function createJwksKeys(url: URL): JwksKeys {
 }
 
 /**
- * Whether the token's `iat` is at or after `at` (ms since the epoch), in the second `at` falls in
- * or later. Its signature is not checked yet: this only chooses how a token is refused.
+ * Whether a token's `iat`, in its base64url `payload`, is at or after `at` (ms since the epoch),
+ * in the second `at` falls in or later. Its signature is not checked: this only chooses how a
+ * token is refused.
  */
-function issuedSince(token: FlattenedJWSInput | undefined, at: number): boolean {
-  if (token === undefined) return false;
+function issuedSince(payload: JwsPayload, at: number): boolean {
+  // a JWT's payload is always base64url text; jose's type also allows raw bytes
+  if (typeof payload !== "string") return false;
   let claims: unknown;
   try {
-    claims = JSON.parse(new TextDecoder().decode(base64url.decode(token.payload)));
+    claims = JSON.parse(new TextDecoder().decode(base64url.decode(payload)));
   } catch {
     return false;
   }

@@ -16,13 +16,15 @@ interface SigningKey {
   token(userId: string, options?: { issued?: boolean }): Promise<string>;
 }
 
-async function signingKey(kid: string): Promise<SigningKey> {
+/** An RS256 key; without `kid`, neither its JWK nor its tokens name one. */
+async function signingKey(kid?: string): Promise<SigningKey> {
   const { privateKey, publicKey } = await generateKeyPair("RS256", { extractable: true });
+  const named = kid === undefined ? {} : { kid };
   return {
-    jwk: { ...(await exportJWK(publicKey)), kid, alg: "RS256", use: "sig" },
+    jwk: { ...(await exportJWK(publicKey)), ...named, alg: "RS256", use: "sig" },
     token: (userId, options = {}) => {
       const token = new SignJWT({ user_id: userId, exp: Math.floor(Date.now() / 1000) + 3600 })
-        .setProtectedHeader({ alg: "RS256", kid });
+        .setProtectedHeader({ alg: "RS256", ...named });
       return (options.issued ? token.setIssuedAt() : token).sign(privateKey);
     },
   };
@@ -31,6 +33,19 @@ async function signingKey(kid: string): Promise<SigningKey> {
 /** A JWKS endpoint on 127.0.0.1 serving `keys`; `port` 0 takes a free one. */
 function serveKeys(keys: JWK[], port = 0): Deno.HttpServer<Deno.NetAddr> {
   return Deno.serve({ hostname: "127.0.0.1", port, onListen() {} }, () => Response.json({ keys }));
+}
+
+/** A JWKS endpoint on 127.0.0.1 serving whatever `keys` holds when asked; counts the asks. */
+function changingKeys(keys: JWK[]) {
+  const endpoint = { keys, fetches: 0 };
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => {
+    endpoint.fetches++;
+    return Response.json({ keys: endpoint.keys });
+  });
+  return Object.assign(endpoint, {
+    port: server.addr.port,
+    [Symbol.asyncDispose]: () => server.shutdown(),
+  });
 }
 
 function jwksVerifier(port: number): Promise<TokenVerifier> {
@@ -242,47 +257,71 @@ Deno.test("a JWKS endpoint answering with a huge body is refused after its first
   }
 });
 
+/**
+ * A verifier that fetched the set of `held` and checked a token with it, whose endpoint then
+ * serves `published` beside it: the issuer signs with it at once, within jose's 30 s between
+ * fetches. A token of it issued now (`fresh`) is told to retry: a 4401 at connect would stop
+ * the client for good.
+ */
+async function publishedAfterFetch(held: SigningKey, published: SigningKey) {
+  const endpoint = changingKeys([held.jwk]);
+  const verifier = await jwksVerifier(endpoint.port);
+  assert.equal(await userOf(verifier, held), "alice");
+  endpoint.keys = [held.jwk, published.jwk];
+  const fresh = await published.token("alice", { issued: true });
+  await assert.rejects(verifier.verify(fresh), ChatError);
+  return { endpoint, verifier, fresh };
+}
+
 Deno.test("a token issued since a fetch, of a key not in the set, is told to retry until the set may be fetched again; one issued before is refused", async () => {
   const [key, rotated] = [await signingKey("k1"), await signingKey("k2")];
   const strangers = await Promise.all(["x1", "x2", "x3"].map(signingKey));
-  let keys = [key.jwk];
-  let fetches = 0;
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => {
-    fetches++;
-    return Response.json({ keys });
-  });
-  try {
-    const verifier = await jwksVerifier(server.addr.port);
-    assert.equal(await userOf(verifier, key), "alice");
-    // the issuer publishes a key and signs with it at once, within jose's 30 s between fetches:
-    // a 4401 at connect would stop the client for good
-    keys = [key.jwk, rotated.jwk];
-    const fresh = await rotated.token("alice", { issued: true });
-    await assert.rejects(verifier.verify(fresh), ChatError);
-    // a flood of unknown keys fetches nothing more, and a token that names no time of issue
-    // (nor any issued before the fetch, whose key was there to be served) is refused at once
-    for (const stranger of strangers) {
-      await assert.rejects(
-        verifier.verify(await stranger.token("alice", { issued: true })),
-        ChatError,
-      );
-      await assertNoMatchingKey(verifier, stranger);
-    }
-    assert.equal(fetches, 1);
-
-    // once the set may be fetched again, tokens naming unknown keys at once share one fetch
-    using _later = clockAhead(31_000);
-    const tokens = await Promise.all(
-      strangers.map((stranger) => stranger.token("alice", { issued: true })),
+  const { endpoint, verifier, fresh } = await publishedAfterFetch(key, rotated);
+  await using _endpoint = endpoint;
+  // a flood of unknown keys fetches nothing more, and a token that names no time of issue
+  // (nor any issued before the fetch, whose key was there to be served) is refused at once
+  for (const stranger of strangers) {
+    await assert.rejects(
+      verifier.verify(await stranger.token("alice", { issued: true })),
+      ChatError,
     );
-    const refusals = await Promise.allSettled(tokens.map((token) => verifier.verify(token)));
-    assert.deepEqual(
-      refusals.map((refusal) => refusal.status === "rejected" && refusal.reason.code),
-      ["invalid", "invalid", "invalid"],
-    );
-    assert.equal(fetches, 2);
-    assert.equal((await verifier.verify(fresh)).userId, "alice");
-  } finally {
-    await server.shutdown();
+    await assertNoMatchingKey(verifier, stranger);
   }
+  assert.equal(endpoint.fetches, 1);
+
+  // once the set may be fetched again, tokens naming unknown keys at once share one fetch
+  using _later = clockAhead(31_000);
+  const tokens = await Promise.all(
+    strangers.map((stranger) => stranger.token("alice", { issued: true })),
+  );
+  const refusals = await Promise.allSettled(tokens.map((token) => verifier.verify(token)));
+  assert.deepEqual(
+    refusals.map((refusal) => refusal.status === "rejected" && refusal.reason.code),
+    ["invalid", "invalid", "invalid"],
+  );
+  assert.equal(endpoint.fetches, 2);
+  assert.equal((await verifier.verify(fresh)).userId, "alice");
+});
+
+Deno.test("a token without kid of a key published since the fetch is told to retry, or waits for the refetch, not refused as bad", async () => {
+  const [old, next, third] = [await signingKey(), await signingKey(), await signingKey()];
+  // an issuer that names no key: the new key's signature fails on the old one
+  const { endpoint, verifier, fresh } = await publishedAfterFetch(old, next);
+  await using _endpoint = endpoint;
+  // one that names no time of issue, like a forgery, is refused at once, fetching nothing
+  await assert.rejects(verifier.verify(await next.token("alice")), (error: unknown) => {
+    assert.ok(error instanceof AuthError, `expected AuthError, got ${error}`);
+    assert.ok(error.cause instanceof errors.JWSSignatureVerificationFailed, `${error.cause}`);
+    return true;
+  });
+  assert.equal(endpoint.fetches, 1);
+
+  using _later = clockAhead(31_000);
+  assert.equal((await verifier.verify(fresh)).userId, "alice");
+  assert.equal(endpoint.fetches, 2);
+  // past the 30 s, any token whose signature fails has the set fetched again first
+  endpoint.keys = [next.jwk, third.jwk];
+  using _evenLater = clockAhead(31_000);
+  assert.equal(await userOf(verifier, third), "alice");
+  assert.equal(endpoint.fetches, 3);
 });

@@ -1,4 +1,5 @@
 import {
+  decodeProtectedHeader,
   errors,
   importSPKI,
   type JWSAlgorithm,
@@ -52,8 +53,8 @@ export interface TokenVerifier {
    * Resolves the token's principal; rejects with `AuthError` ("missing", "invalid", "expired").
    * A token with a `token_type` claim other than "access" (a simplejwt refresh token) is invalid.
    * Rejects with ChatError `unavailable` when the JWKS cannot be fetched and no key set is held,
-   * or a token issued since the JWKS was fetched (under 30 s ago) names a key not in it: that
-   * says nothing about the token.
+   * or a token issued since the JWKS was fetched (under 30 s ago) finds no key there to verify
+   * it: that says nothing about the token.
    */
   verify(token: string): Promise<Principal>;
   /**
@@ -94,6 +95,8 @@ interface ResolvedKey {
   algorithms: JWSAlgorithm[];
   /** Absent when the key is always at hand. */
   held?: () => Promise<boolean>;
+  /** With a JWKS: see `JwksKeys.refetched`. */
+  refetched?: (token: string, cause: unknown) => Promise<boolean>;
 }
 
 /**
@@ -114,7 +117,8 @@ export async function createTokenVerifier(options: VerifierOptions): Promise<Tok
     if (options[name] === "") throw new Error(`${name} must not be empty when given`);
   }
 
-  const { key, algorithms, held } = await resolveKey(options.key);
+  const resolved = await resolveKey(options.key);
+  const { algorithms, held } = resolved;
   const verifyOptions: JWTVerifyOptions = { algorithms, requiredClaims: ["exp"], clockTolerance };
   if (options.issuer !== undefined) verifyOptions.issuer = options.issuer;
   if (options.audience !== undefined) verifyOptions.audience = options.audience;
@@ -127,7 +131,7 @@ export async function createTokenVerifier(options: VerifierOptions): Promise<Tok
       }
       let payload: JWTPayload;
       try {
-        payload = await verifiedPayload(token, key, verifyOptions);
+        payload = await verifiedPayload(token, resolved, verifyOptions);
       } catch (error) {
         if (error instanceof ChatError) throw error;
         throw error instanceof errors.JWTExpired
@@ -152,11 +156,33 @@ export async function createTokenVerifier(options: VerifierOptions): Promise<Tok
 }
 
 /**
- * The token's claims once its signature and claims check out. A token without `kid`, while the
- * JWKS holds several keys its algorithm could use (a rotation under way), is tried against each
- * as jose leaves to its caller: only a failed signature moves on to the next key.
+ * The token's claims once its signature and claims check out. A token without `kid` names no key
+ * to look for: signed by a key the JWKS published since the set held was fetched, it fails its
+ * signature, and is checked again with a set fetched anew (see `JwksKeys.refetched`).
  */
 async function verifiedPayload(
+  token: string,
+  resolved: ResolvedKey,
+  options: JWTVerifyOptions,
+): Promise<JWTPayload> {
+  try {
+    return await payloadOf(token, resolved.key, options);
+  } catch (error) {
+    if (
+      !(error instanceof errors.JWSSignatureVerificationFailed) ||
+      resolved.refetched === undefined || decodeProtectedHeader(token).kid !== undefined ||
+      !(await resolved.refetched(token, error))
+    ) throw error;
+    return await payloadOf(token, resolved.key, options);
+  }
+}
+
+/**
+ * The token's claims, checked with `key`. A token without `kid`, while the JWKS holds several
+ * keys its algorithm could use (a rotation under way), is tried against each as jose leaves to
+ * its caller: only a failed signature moves on to the next key.
+ */
+async function payloadOf(
   token: string,
   key: VerificationKey,
   options: JWTVerifyOptions,
@@ -197,7 +223,12 @@ async function resolveKey(config: JwtKeyConfig): Promise<ResolvedKey> {
       return await importPublicKey(config.pem);
     case "jwks": {
       const keys = createJwksKeys(jwksUrl(config.url));
-      return { key: keys.getKey, algorithms: ["RS256", "ES256"], held: keys.held };
+      return {
+        key: keys.getKey,
+        algorithms: ["RS256", "ES256"],
+        held: keys.held,
+        refetched: keys.refetched,
+      };
     }
   }
 }
