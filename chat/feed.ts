@@ -381,12 +381,16 @@ export function createChatFeed(
       if (failure) throw failure.error;
     },
 
-    /** Stops what the feed does in the background on its own. */
-    close(): void {
-      sweeps?.stop();
+    /**
+     * Stops what the feed does in the background on its own; resolves once the sweep under way
+     * has ended (see startFeedSweeps).
+     */
+    async close(): Promise<void> {
+      const swept = sweeps?.stop();
       amendments.close();
       // gap fills too: the sockets have gone (the planes close first), the pools are to end
       for (const entry of chats.values()) entry.sequencer.stop();
+      await swept;
     },
 
     /** Chats this instance currently follows (for metrics and tests). */

@@ -41,6 +41,8 @@ export function startFeedSweeps(
   const messageFailures = firstFailureReported(options.onError, "sweep");
   let timer: ReturnType<typeof setTimeout> | undefined;
   let closed = false;
+  /** The sweep under way, if any: stop() waits for it. */
+  let running: Promise<unknown> = Promise.resolve();
 
   /** Messages stored before the previous sweep and still not delivered. */
   async function sweepMessages() {
@@ -72,7 +74,7 @@ export function startFeedSweeps(
   function schedule() {
     if (closed) return;
     timer = setTimeout(() => {
-      Promise.all([
+      running = Promise.all([
         sweepMessages().then(messageFailures.ended, messageFailures.failed),
         sweepAmendments(),
         sweepUserEvents(),
@@ -82,9 +84,15 @@ export function startFeedSweeps(
 
   schedule();
   return {
-    stop(): void {
+    /**
+     * Stops sweeping; resolves once the sweep under way has ended. Its statements must be over
+     * before the pools end: postgres.js ends a busy connection without waiting for its socket
+     * to close, and the connection's timer outlives the service's close.
+     */
+    async stop(): Promise<void> {
       closed = true;
       clearTimeout(timer);
+      await running;
     },
   };
 }

@@ -6,7 +6,7 @@ import type { ChatEnvelope, UserEvent } from "./events.ts";
 import { type ChatListener, createChatFeed } from "./feed.ts";
 import type { ChatStore } from "./ports.ts";
 import { storedRow } from "../tests/support/stored_messages.ts";
-import { within } from "../tests/support/wait.ts";
+import { settledWhileHeld, within } from "../tests/support/wait.ts";
 import { MAX_HELD_BEHIND } from "./chat_sequencer.ts";
 import { toClientMessage } from "./types.ts";
 
@@ -400,4 +400,26 @@ Deno.test("a feed closed fills no gap of a chat still followed", async () => {
   } finally {
     leave();
   }
+});
+
+Deno.test("a feed closed during a sweep resolves once the sweep has ended: its statements are over before the pools end", async () => {
+  const asked = Promise.withResolvers<void>();
+  const answer = Promise.withResolvers<never[]>();
+  const store = {
+    chatsCreatedWithin: () => {
+      asked.resolve();
+      return answer.promise;
+    },
+    membersAddedWithin: () => Promise.resolve([]),
+    membersRemovedWithin: () => Promise.resolve([]),
+  } as unknown as ChatStore;
+  const feed = createChatFeed({ bus: createMemoryBus(), store, subjects: createSubjects("test") }, {
+    sweepEveryMs: 10,
+  });
+  await within(asked.promise, 2_000, "the first sweep");
+  const closedEarly = await settledWhileHeld(
+    Promise.resolve(feed.close()),
+    () => answer.resolve([]),
+  );
+  assert.equal(closedEarly, false, "the feed closed while its sweep still waited on the store");
 });

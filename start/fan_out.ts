@@ -70,7 +70,11 @@ export async function openFanOut(
     onAmendmentsRecovered: (amendments) => metrics.amendmentsRecovered.inc(amendments),
     onReadTalliesDiffering: (chats) => metrics.readTalliesDiffering.inc(chats),
   });
-  shutdown.add(() => chatFeed.close());
+  // a sweep under way ends first, its statements with it: the pools end after this step. One
+  // the store holds up is left at the deadline
+  shutdown.add(async (deadline) => {
+    await untilDeadline(chatFeed.close(), deadline, "the feed's sweep");
+  });
   const lostForMs = await outages?.resyncLeftBehind(
     (lostForMs) => chatFeed.requestResync(lostForMs),
     () => bus.check(),

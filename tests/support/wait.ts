@@ -40,3 +40,21 @@ export function createWatch() {
     },
   };
 }
+
+/**
+ * Whether `work` settled while what `release` lets go was still held: `work` is given `ms` to
+ * settle on its own, then `release` is called and `work` awaited.
+ */
+export async function settledWhileHeld(
+  work: Promise<unknown>,
+  release: () => void,
+  ms = 50,
+): Promise<boolean> {
+  let settled = false;
+  const watched = work.finally(() => (settled = true));
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  const early = settled;
+  release();
+  await watched;
+  return early;
+}
