@@ -176,7 +176,7 @@ export function createConnectionRegistry(
     async shutdown(signal?: AbortSignal): Promise<void> {
       draining = true;
       stopResync();
-      sanctionSweeps?.stop();
+      const sweepStopped = sanctionSweeps?.stop();
       void accessChecks.stop();
       const open = [...connections];
       // A client that never answers the close (a lost network, a half-open connection) must not
@@ -204,6 +204,8 @@ export function createConnectionRegistry(
       await settledWithin(open.map((connection) => connection.handshakeClosed()), CLOSE_GRACE_MS);
       // the clients that have not answered by now are cut, those of sockets refused too
       closeCuts.cutAll();
+      // the sanction sweep's look under way, to its end or the deadline: the pools end later
+      await Promise.race([sweepStopped, aborted]);
     },
   };
 }

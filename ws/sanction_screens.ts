@@ -123,15 +123,24 @@ export function startSanctionSweeps(
   }, { periodMs, context: "sanction sweep", onError: deps.onError });
   let timer: ReturnType<typeof setTimeout> | undefined;
   let stopped = false;
+  /** The look under way, if any: stop() waits for it. */
+  let looking: Promise<void> = Promise.resolve();
   function schedule() {
     if (stopped) return;
-    timer = setTimeout(() => look().finally(schedule), periodMs);
+    timer = setTimeout(() => {
+      looking = look().finally(schedule);
+    }, periodMs);
   }
   schedule();
   return {
-    stop(): void {
+    /**
+     * Stops looking; resolves once the look under way has ended, so that its statements are
+     * over before the pools end (see startFeedSweeps' stop).
+     */
+    async stop(): Promise<void> {
       stopped = true;
       clearTimeout(timer);
+      await looking;
     },
   };
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { Sanction } from "../chat/types.ts";
-import { within } from "../tests/support/wait.ts";
+import { settledWhileHeld, within } from "../tests/support/wait.ts";
 import {
   createSanctionScreens,
   type Screenable,
@@ -197,4 +197,28 @@ Deno.test("sanction sweeps look at the store each period, screen the users sanct
   assert.ok(windows.every((window) => window.exceptLastMs === 10 && window.withinMs >= 20));
   // a failed look's stretch is read by the next: the windows after the failures are wider
   assert.ok(windows[3]!.withinMs >= 20 + 3 * 10, `${windows[3]!.withinMs}`);
+});
+
+Deno.test("sanction sweeps stopped during a look resolve once it has ended: its statement is over before the pools end", async () => {
+  const asked = Promise.withResolvers<void>();
+  const answer = Promise.withResolvers<string[]>();
+  const sweeps = startSanctionSweeps({
+    sanctionedWithin: () => {
+      asked.resolve();
+      return answer.promise;
+    },
+    connected: () => false,
+    screen: () => Promise.resolve(),
+    onError: () => {},
+  }, 10);
+  await within(asked.promise, 2_000, "the first look");
+  const stoppedEarly = await settledWhileHeld(
+    Promise.resolve(sweeps.stop()),
+    () => answer.resolve([]),
+  );
+  assert.equal(
+    stoppedEarly,
+    false,
+    "the sweeps stopped while their look still waited on the store",
+  );
 });
