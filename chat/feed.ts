@@ -383,7 +383,7 @@ export function createChatFeed(
 
     /**
      * Stops what the feed does in the background on its own; resolves once the sweep under way
-     * has ended (see startFeedSweeps).
+     * has ended (see repeatEvery).
      */
     async close(): Promise<void> {
       const swept = sweeps?.stop();

@@ -39,10 +39,6 @@ export function startFeedSweeps(
   /** Each followed chat's stored last seq at the previous sweep. */
   let storedAtLastSweep = new Map<string, number>();
   const messageFailures = firstFailureReported(options.onError, "sweep");
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let closed = false;
-  /** The sweep under way, if any: stop() waits for it. */
-  let running: Promise<unknown> = Promise.resolve();
 
   /** Messages stored before the previous sweep and still not delivered. */
   async function sweepMessages() {
@@ -71,26 +67,35 @@ export function startFeedSweeps(
     context: "sweep user events",
   });
 
+  return repeatEvery(periodMs, () =>
+    Promise.all([
+      sweepMessages().then(messageFailures.ended, messageFailures.failed),
+      sweepAmendments(),
+      sweepUserEvents(),
+    ]));
+}
+
+/**
+ * Runs `run` every `periodMs`, each period counted from the end of the run before, until
+ * stopped. `stop()` resolves once the run under way has ended: its statements must be over
+ * before the pools end (postgres.js ends a busy connection without waiting for its socket to
+ * close, and the connection's timer outlives the service's close).
+ */
+export function repeatEvery(periodMs: number, run: () => Promise<unknown>) {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let stopped = false;
+  /** The run under way, if any: stop() waits for it. */
+  let running: Promise<unknown> = Promise.resolve();
   function schedule() {
-    if (closed) return;
+    if (stopped) return;
     timer = setTimeout(() => {
-      running = Promise.all([
-        sweepMessages().then(messageFailures.ended, messageFailures.failed),
-        sweepAmendments(),
-        sweepUserEvents(),
-      ]).finally(schedule);
+      running = run().finally(schedule);
     }, periodMs);
   }
-
   schedule();
   return {
-    /**
-     * Stops sweeping; resolves once the sweep under way has ended. Its statements must be over
-     * before the pools end: postgres.js ends a busy connection without waiting for its socket
-     * to close, and the connection's timer outlives the service's close.
-     */
     async stop(): Promise<void> {
-      closed = true;
+      stopped = true;
       clearTimeout(timer);
       await running;
     },

@@ -1,5 +1,5 @@
 import type { RecentWindow } from "../chat/ports.ts";
-import { recentPastSweep } from "../chat/feed_sweep.ts";
+import { recentPastSweep, repeatEvery } from "../chat/feed_sweep.ts";
 import type { Sanction } from "../chat/types.ts";
 
 /**
@@ -121,26 +121,5 @@ export function startSanctionSweeps(
     const here = new Set(users.filter((userId) => deps.connected(userId)));
     if (here.size > 0) await deps.screen(here);
   }, { periodMs, context: "sanction sweep", onError: deps.onError });
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let stopped = false;
-  /** The look under way, if any: stop() waits for it. */
-  let looking: Promise<void> = Promise.resolve();
-  function schedule() {
-    if (stopped) return;
-    timer = setTimeout(() => {
-      looking = look().finally(schedule);
-    }, periodMs);
-  }
-  schedule();
-  return {
-    /**
-     * Stops looking; resolves once the look under way has ended, so that its statements are
-     * over before the pools end (see startFeedSweeps' stop).
-     */
-    async stop(): Promise<void> {
-      stopped = true;
-      clearTimeout(timer);
-      await looking;
-    },
-  };
+  return repeatEvery(periodMs, look);
 }
