@@ -84,6 +84,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const acknowledged: string[] = [];
   const deliveredIds = new Set<string>();
   const latencies: number[] = [];
+  /** The slowest delivery since the last progress line: a stall shows as it happens. */
+  let slowestSinceProgress = 0;
   const ackTimes: number[] = [];
   let sent = 0, stored = 0, delivered = 0, errors = 0;
   let storedMeasured = 0, deliveredMeasured = 0, storedTwice = 0;
@@ -106,6 +108,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       } else if (start !== undefined) {
         delivered++;
         deliveredIds.add(message.client_id!);
+        slowestSinceProgress = Math.max(slowestSinceProgress, performance.now() - start);
         if (start >= measuredFrom) {
           latencies.push(performance.now() - start);
           deliveredMeasured++;
@@ -217,8 +220,11 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     options.onProgress?.(
       `  ${
         elapsed.toFixed(0)
-      }s sent ${sent} stored ${stored} delivered ${delivered} in flight ${inFlight}`,
+      }s sent ${sent} stored ${stored} delivered ${delivered} in flight ${inFlight} slowest ${
+        slowestSinceProgress.toFixed(1)
+      } ms`,
     );
+    slowestSinceProgress = 0;
   }, 1000);
   try {
     if (options.rate) {
