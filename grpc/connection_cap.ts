@@ -1,4 +1,4 @@
-import type { ServerHttp2Session } from "node:http2";
+import type { IncomingHttpHeaders, ServerHttp2Session } from "node:http2";
 
 /**
  * Connections the admin plane holds at once, by default: its clients are a few internal systems,
@@ -21,6 +21,8 @@ interface Followed {
   openStreams: number;
   /** When its last stream ended, or it began. */
   idleSince: number;
+  /** Whether one of its calls carried the admin token. */
+  trusted: boolean;
 }
 
 /**
@@ -28,9 +30,15 @@ interface Followed {
  * lived ROOM_WAIT_MS, closes the connection idle (no call open) the longest, so that connections a
  * tool leaks give way to a health check or a tool that comes next, rather than lock them out until
  * the idle timeout; when every other one has a call open, the one that came is closed, and its
- * client connects again later.
+ * client connects again later, unless its call carried the admin token (`trusted` says so of a
+ * call's headers) and another connection's never did: that one, open the longest, goes instead.
+ * Health and reflection need no token, so without this anyone who can reach the port could hold
+ * every place with a health Watch each and lock the token's holders out.
  */
-export function createConnectionCap(max = MAX_CONNECTIONS) {
+export function createConnectionCap(
+  max = MAX_CONNECTIONS,
+  trusted: (headers: IncomingHttpHeaders) => boolean = () => false,
+) {
   const followed = new Map<ServerHttp2Session, Followed>();
 
   function idleLongest(): Followed | undefined {
@@ -42,14 +50,28 @@ export function createConnectionCap(max = MAX_CONNECTIONS) {
     return found;
   }
 
+  /** The connection open the longest whose calls never carried the admin token. */
+  function untrustedOldest(): Followed | undefined {
+    for (const connection of followed.values()) {
+      if (!connection.trusted) return connection;
+    }
+    return undefined;
+  }
+
   return {
     /** Counts `session` from its start, until it closes. */
     follow(session: ServerHttp2Session) {
-      const connection: Followed = { session, openStreams: 0, idleSince: performance.now() };
+      const connection: Followed = {
+        session,
+        openStreams: 0,
+        idleSince: performance.now(),
+        trusted: false,
+      };
       followed.set(session, connection);
       session.once("close", () => followed.delete(session));
-      session.on("stream", (stream) => {
+      session.on("stream", (stream, headers) => {
         connection.openStreams++;
+        if (!connection.trusted && trusted(headers)) connection.trusted = true;
         stream.once("close", () => {
           if (--connection.openStreams === 0) connection.idleSince = performance.now();
         });
@@ -61,7 +83,9 @@ export function createConnectionCap(max = MAX_CONNECTIONS) {
         clearTimeout(timer);
         session.off("stream", makeRoom);
         if (!followed.has(session) || followed.size <= max) return;
-        const cut = idleLongest() ?? connection;
+        // (the listener above has already judged this call's headers)
+        const cut = idleLongest() ?? (connection.trusted ? untrustedOldest() : undefined) ??
+          connection;
         followed.delete(cut.session);
         cut.session.destroy();
       };

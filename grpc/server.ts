@@ -255,7 +255,14 @@ export async function startGrpcServer(deps: GrpcDeps, options: GrpcOptions): Pro
     // the first wraps the call nearest the stream: what admission sends itself passes through it
     interceptors: [pings.interceptor, admission.interceptor],
   });
-  const connections = createConnectionCap(options.maxConnections);
+  // a ChatAdmin call with the admin token: its connection is not cut for one without it
+  const adminPath = `/${ADMIN_SERVICE}/`;
+  const connections = createConnectionCap(
+    options.maxConnections,
+    (headers) =>
+      String(headers[":path"] ?? "").startsWith(adminPath) &&
+      authorized(grpc.Metadata.fromHttp2Headers(headers)),
+  );
   followHttp2Servers(server, (http2Server) => {
     http2Server.on("session", connections.follow);
     http2Server.on("session", pings.follow);

@@ -31,6 +31,7 @@ import { MAX_REFLECTION_STREAMS } from "./reflection.ts";
 import { type GrpcDeps, type GrpcOptions, type GrpcServer, startGrpcServer } from "./server.ts";
 
 const TOKEN = "server-test-admin-token";
+const HEALTH_WATCHER = new URL("../tests/support/health_watcher.ts", import.meta.url).pathname;
 const SUBJECTS = createSubjects("server-test");
 
 /** Readiness whose answer the test sets. */
@@ -577,6 +578,50 @@ Deno.test("a connection past the bound closes the one idle longest, or itself wh
     // (denoland/deno#36788)
     for (const session of sessions) session.destroy();
     for (const call of watches) await call.close();
+    await server.close();
+  }
+});
+
+Deno.test("at the bound, callers without the token holding a call open on every connection cannot lock out the token's holders: one of theirs gives way", async () => {
+  const server = await start(fakeReadiness(true).source, TOKEN, { maxConnections: 2 });
+  const watchers: Array<{ process: Deno.ChildProcess; said: (word: string) => Promise<void> }> = [];
+  /** A process of its own holding a health Watch open on a connection of its own. */
+  const healthWatch = async () => {
+    const process = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-net", HEALTH_WATCHER, String(server.port)],
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const reader = process.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    const said = async (word: string) => {
+      while (!text.split("\n").includes(word)) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`the health watcher ended without saying ${word}`);
+        text += value;
+      }
+    };
+    watchers.push({ process, said });
+    await within(said("watching"), 10_000, "the health Watch headers");
+  };
+  try {
+    await healthWatch();
+    await healthWatch();
+    {
+      using client = await createAdminClient(`127.0.0.1:${server.port}`, { token: TOKEN });
+      assert.equal((await client.call("GetStats")).instance_id, "instance-1");
+    }
+    // the first of them, open the longest, gave way
+    await within(watchers[0]!.said("closed"), 2_000, "the first of them to be closed");
+  } finally {
+    for (const { process } of watchers) {
+      try {
+        process.kill();
+      } catch {
+        // gone already
+      }
+      await process.status;
+    }
     await server.close();
   }
 });
